@@ -1,0 +1,9 @@
+//! CIRO's Starknet contracts (Cairo 2.1).
+//!
+//! Each contract lives in its own folder: the contract module, its `interface.cairo` (the
+//! external traits and their docs), its `errors.cairo` (every revert string, once) and, where
+//! it has them, its `types.cairo`.
+
+/// A minimal ERC-20 used by the specification suite and the local network. Test-only: its
+/// `mint` is open to anyone, so it must never be deployed where it could hold real value.
+mod test_token;
