@@ -1,0 +1,21 @@
+//! Typed bindings generated at build time by cainome from `target/dev/*.contract_class.json`
+//! (see `build.rs`). Each contract has its own module so that type names (`Event`, ...) of
+//! different contracts never clash.
+//!
+//! Each binding also carries a `constructor_getcall(..)`: build-time sugar that makes cainome
+//! serialize constructor arguments (see [`constructor_calldata`]). Its sibling
+//! `constructor(..)` execution is an artifact of that trick: contracts have no `constructor`
+//! entry point to invoke, so never send it.
+
+use starknet::core::types::{Call, Felt};
+
+/// The constructor calldata out of a binding's `constructor_getcall(..)`.
+pub fn constructor_calldata(call: Call) -> Vec<Felt> {
+    call.calldata
+}
+
+/// The project's test ERC-20 (test-only; `mint` is open).
+#[allow(warnings, clippy::all)]
+pub mod test_token {
+    include!(concat!(env!("OUT_DIR"), "/test_token.rs"));
+}

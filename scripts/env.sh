@@ -1,0 +1,8 @@
+# Environment for building and running CIRO from this checkout: `source scripts/env.sh`.
+# scripts/setup.sh creates what it points at.
+export CIRO_CACHE_DIR="${CIRO_CACHE_DIR:-$HOME/.cache/ciro}"
+# Python with torch 2.11.0: the worker builds against it (tch, LIBTORCH_USE_PYTORCH=1) and
+# the tests create TorchScript models with it.
+export VIRTUAL_ENV="$CIRO_CACHE_DIR/venv"
+export LIBTORCH_USE_PYTORCH=1
+case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:$HOME/.cargo/bin:$PATH" ;; esac

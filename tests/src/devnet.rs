@@ -1,0 +1,318 @@
+//! A `starknet-devnet` child process and its extension RPC.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use starknet::core::types::Felt;
+use url::Url;
+
+/// The devnet version the harness is written against (installed by scripts/setup.sh).
+pub const DEVNET_VERSION: &str = "0.10.1";
+/// Seed of the predeployed accounts' keys: fixed, so addresses are stable across runs.
+pub const SEED: u32 = 20261121;
+/// Predeployed accounts: one per [`crate::Actor`].
+pub const ACCOUNTS: usize = 12;
+/// Each predeployed account starts with this much STRK and ETH (in FRI / WEI): 1,000,000.
+pub const INITIAL_BALANCE: &str = "1000000000000000000000000";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_LINES_KEPT: usize = 60;
+
+/// A running `starknet-devnet`. Dropping it kills the process.
+pub struct Devnet {
+    child: Child,
+    url: Url,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devnet")
+            .field("pid", &self.child.id())
+            .field("url", &self.url.as_str())
+            .finish()
+    }
+}
+
+/// The devnet binary: `$STARKNET_DEVNET`, else `starknet-devnet` on `PATH`.
+pub fn devnet_binary() -> String {
+    std::env::var("STARKNET_DEVNET").unwrap_or_else(|_| "starknet-devnet".to_owned())
+}
+
+impl Devnet {
+    /// Starts a devnet on a free loopback port and waits until it answers.
+    ///
+    /// Fails (never skips) when the binary is missing: scripts/setup.sh installs it.
+    pub fn start() -> Result<Self> {
+        let binary = devnet_binary();
+        let mut command = Command::new(&binary);
+        command
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--seed", &SEED.to_string()])
+            .args(["--accounts", &ACCOUNTS.to_string()])
+            .args(["--initial-balance", INITIAL_BALANCE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn_tied_to_process(command).with_context(|| {
+            format!(
+                "starting `{binary}` (install it with scripts/setup.sh, or set STARKNET_DEVNET)"
+            )
+        })?;
+
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_LINES_KEPT)));
+        let (address_tx, address_rx) = mpsc::channel();
+        let stdout = child.stdout.take().context("devnet stdout")?;
+        let stderr = child.stderr.take().context("devnet stderr")?;
+        drain(stdout, log.clone(), Some(address_tx));
+        drain(stderr, log.clone(), None);
+
+        let started = Instant::now();
+        let address = loop {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "starknet-devnet exited with {status} before listening:\n{}",
+                    tail(&log)
+                );
+            }
+            match address_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(address) => break address,
+                Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() < STARTUP_TIMEOUT => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!(
+                        "starknet-devnet did not listen within {STARTUP_TIMEOUT:?}:\n{}",
+                        tail(&log)
+                    );
+                }
+            }
+        };
+        let url = Url::parse(&format!("http://{address}/"))?;
+        Ok(Self { child, url, log })
+    }
+
+    /// The JSON-RPC endpoint (`/rpc`).
+    pub fn rpc_url(&self) -> Url {
+        self.url.join("rpc").expect("static path")
+    }
+
+    /// The base URL (`/is_alive`, `/rpc`, ...).
+    pub fn base_url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The process id (for tests of the harness itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines devnet printed.
+    pub fn recent_log(&self) -> String {
+        tail(&self.log)
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(log: &Mutex<VecDeque<String>>) -> String {
+    log.lock()
+        .map(|lines| lines.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+/// Reads a pipe to its end (devnet would block on a full pipe), keeping the last lines and
+/// reporting the listening address.
+fn drain(
+    pipe: impl Read + Send + 'static,
+    log: Arc<Mutex<VecDeque<String>>>,
+    address: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let (Some(tx), Some(at)) = (&address, line.find("listening on ")) {
+                let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+            }
+            if let Ok(mut lines) = log.lock() {
+                if lines.len() == LOG_LINES_KEPT {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
+            }
+        }
+    });
+}
+
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `command` so that it gets SIGKILL when this process dies, however it dies.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, and test threads
+/// come and go (devnets are pooled across tests), so children are forked from one thread
+/// that lives as long as the process.
+fn spawn_tied_to_process(mut command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("devnet-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("spawning the devnet spawner thread");
+        Mutex::new(tx)
+    });
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner
+        .lock()
+        .map_err(|_| std::io::Error::other("devnet spawner poisoned"))?
+        .send((command, reply_tx))
+        .map_err(|_| std::io::Error::other("devnet spawner gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("devnet spawner gone"))?
+}
+
+/// A predeployed account as devnet reports it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PredeployedAccount {
+    pub address: Felt,
+    pub private_key: Felt,
+    pub public_key: Felt,
+}
+
+/// devnet's own JSON-RPC methods (`devnet_*`), which starknet-rs does not know.
+#[derive(Debug, Clone)]
+pub struct DevnetRpc {
+    http: reqwest::Client,
+    url: Url,
+}
+
+impl DevnetRpc {
+    pub fn new(rpc_url: Url) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: rpc_url,
+        }
+    }
+
+    async fn call(&self, method: &str, params: Value) -> Result<Value> {
+        let response: Value = self
+            .http
+            .post(self.url.clone())
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            .send()
+            .await
+            .with_context(|| format!("{method}: sending"))?
+            .json()
+            .await
+            .with_context(|| format!("{method}: reading the response"))?;
+        if let Some(error) = response.get("error") {
+            return Err(anyhow!("{method} failed: {error}"));
+        }
+        response
+            .get("result")
+            .cloned()
+            .ok_or_else(|| anyhow!("{method}: no result in {response}"))
+    }
+
+    /// Waits until the node answers `/is_alive`.
+    pub async fn wait_alive(&self) -> Result<()> {
+        let alive = self.url.join("is_alive")?;
+        let started = Instant::now();
+        loop {
+            match self.http.get(alive.clone()).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                _ if started.elapsed() < STARTUP_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Ok(response) => bail!("{alive} answered {}", response.status()),
+                Err(e) => return Err(e).context(format!("{alive} never answered")),
+            }
+        }
+    }
+
+    /// The predeployed accounts, in devnet's order.
+    pub async fn predeployed_accounts(&self) -> Result<Vec<PredeployedAccount>> {
+        Ok(serde_json::from_value(
+            self.call("devnet_getPredeployedAccounts", json!({}))
+                .await?,
+        )?)
+    }
+
+    /// Mints `amount` STRK (in FRI) to `address`. Returns the new balance.
+    pub async fn mint_strk(&self, address: Felt, amount: u128) -> Result<u128> {
+        let result = self
+            .call(
+                "devnet_mint",
+                json!({"address": format!("{address:#x}"), "amount": amount, "unit": "FRI"}),
+            )
+            .await?;
+        let balance = result["new_balance"]
+            .as_str()
+            .context("devnet_mint: new_balance")?;
+        balance
+            .parse()
+            .with_context(|| format!("devnet_mint: new_balance {balance}"))
+    }
+
+    /// Moves the chain's clock forward by `seconds` (and creates a block).
+    pub async fn increase_time(&self, seconds: u64) -> Result<()> {
+        self.call("devnet_increaseTime", json!({"time": seconds}))
+            .await
+            .map(drop)
+    }
+
+    /// Sets the time of the next block to `timestamp` (and creates a block).
+    pub async fn set_time(&self, timestamp: u64) -> Result<()> {
+        self.call(
+            "devnet_setTime",
+            json!({"time": timestamp, "generate_block": true}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Creates an empty block.
+    pub async fn create_block(&self) -> Result<()> {
+        self.call("devnet_createBlock", json!({})).await.map(drop)
+    }
+
+    /// Takes a snapshot of the whole chain state; returns its id.
+    pub async fn snapshot(&self) -> Result<String> {
+        let id = self.call("devnet_snapshot", json!({})).await?;
+        Ok(match id {
+            Value::String(id) => id,
+            other => other.to_string(),
+        })
+    }
+
+    /// Puts the chain back to snapshot `id` (state and block number).
+    pub async fn revert(&self, id: &str) -> Result<()> {
+        self.call("devnet_revert", json!({"snapshot_id": id}))
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,243 @@
+//! [`TestNet`]: one isolated chain per test.
+//!
+//! Devnets are pooled per test process. A fresh one is started, the project's classes are
+//! declared on it, and a snapshot is taken: that is the *base* state. A test checks a devnet
+//! out of the pool; the checkout reverts it to the base snapshot first, so every test starts
+//! from the same state whatever ran before (or panicked) on that devnet, and tests can run in
+//! parallel (one devnet each) and in any order.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{anyhow, Context, Result};
+use ciro_chain::artifacts::{classes_dir, ContractArtifact};
+use ciro_chain::deploy::{declare, deploy};
+use ciro_chain::RpcAccount;
+use starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
+use starknet::core::types::{BlockId, BlockTag, Felt};
+use starknet::providers::jsonrpc::HttpTransport;
+use starknet::providers::{JsonRpcClient, Provider};
+use starknet::signers::{LocalWallet, SigningKey};
+use url::Url;
+
+use crate::actors::Actor;
+use crate::devnet::{Devnet, DevnetRpc, PredeployedAccount};
+
+/// STRK on devnet (and on Starknet): the fee token, and the payment token of the contracts.
+pub const STRK: Felt =
+    Felt::from_hex_unchecked("0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d");
+
+/// A devnet with the project's classes declared, and its base snapshot.
+struct Prepared {
+    devnet: Devnet,
+    base_snapshot: String,
+    chain_id: Felt,
+    accounts: Vec<PredeployedAccount>,
+    class_hashes: HashMap<String, Felt>,
+}
+
+static POOL: Mutex<Vec<Prepared>> = Mutex::new(Vec::new());
+
+/// The project's compiled classes, loaded and hashed once per process.
+fn artifacts() -> Result<&'static [ContractArtifact]> {
+    static ARTIFACTS: OnceLock<Result<Vec<ContractArtifact>, String>> = OnceLock::new();
+    ARTIFACTS
+        .get_or_init(|| load_artifacts().map_err(|e| format!("{e:#}")))
+        .as_deref()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn load_artifacts() -> Result<Vec<ContractArtifact>> {
+    let dir = classes_dir();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {} (run `ciro-cairo build`)", dir.display()))?
+    {
+        let file_name = entry?.file_name();
+        let file_name = file_name.to_string_lossy();
+        if let Some(name) = file_name
+            .strip_prefix("ciro_")
+            .and_then(|n| n.strip_suffix(".contract_class.json"))
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    anyhow::ensure!(
+        !names.is_empty(),
+        "no contract classes in {}",
+        dir.display()
+    );
+    names
+        .iter()
+        .map(|name| ContractArtifact::load(&dir, name))
+        .collect()
+}
+
+/// An isolated chain for one test, with the project's classes declared and every
+/// [`Actor`]'s account funded. Goes back to the pool when dropped.
+pub struct TestNet {
+    prepared: Option<Prepared>,
+    /// devnet's extension RPC (mint, time, snapshots).
+    pub devnet: DevnetRpc,
+    /// A JSON-RPC provider on the chain.
+    pub provider: JsonRpcClient<HttpTransport>,
+}
+
+impl TestNet {
+    /// Checks a devnet out of the pool (starting one if none is idle) and puts it back in its
+    /// base state.
+    pub async fn new() -> Result<Self> {
+        let pooled = POOL
+            .lock()
+            .map_err(|_| anyhow!("devnet pool poisoned"))?
+            .pop();
+        let prepared = match pooled {
+            Some(mut prepared) => {
+                let rpc = DevnetRpc::new(prepared.devnet.rpc_url());
+                rpc.revert(&prepared.base_snapshot)
+                    .await
+                    .context("reverting to the base snapshot")?;
+                // A snapshot may be consumed by reverting to it: take the base again.
+                prepared.base_snapshot = rpc.snapshot().await?;
+                prepared
+            }
+            None => prepare().await?,
+        };
+        let url = prepared.devnet.rpc_url();
+        Ok(Self {
+            devnet: DevnetRpc::new(url.clone()),
+            provider: JsonRpcClient::new(HttpTransport::new(url)),
+            prepared: Some(prepared),
+        })
+    }
+
+    fn prepared(&self) -> &Prepared {
+        self.prepared.as_ref().expect("present until drop")
+    }
+
+    /// The JSON-RPC URL of the chain.
+    pub fn rpc_url(&self) -> Url {
+        self.prepared().devnet.rpc_url()
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> Felt {
+        self.prepared().chain_id
+    }
+
+    /// The account address of `actor`.
+    pub fn address(&self, actor: Actor) -> Felt {
+        self.prepared().accounts[actor.index()].address
+    }
+
+    /// A signing account for `actor`, reading state at the latest block.
+    pub fn account(&self, actor: Actor) -> RpcAccount {
+        account_for(
+            &self.prepared().accounts[actor.index()],
+            self.rpc_url(),
+            self.chain_id(),
+        )
+    }
+
+    /// The class hash of one of the project's contracts (declared in the base state).
+    pub fn class_hash(&self, contract: &str) -> Result<Felt> {
+        self.prepared()
+            .class_hashes
+            .get(contract)
+            .copied()
+            .ok_or_else(|| anyhow!("no class {contract} in {}", classes_dir().display()))
+    }
+
+    /// Deploys `contract` from `deployer`'s account with `constructor_calldata` (from a
+    /// binding's `constructor_getcall`); returns its address.
+    pub async fn deploy(
+        &self,
+        deployer: Actor,
+        contract: &str,
+        constructor_calldata: Vec<Felt>,
+    ) -> Result<Felt> {
+        let account = self.account(deployer);
+        let deployed = deploy(
+            &account,
+            self.class_hash(contract)?,
+            constructor_calldata,
+            Felt::ZERO,
+        )
+        .await
+        .with_context(|| format!("deploying {contract}"))?;
+        Ok(deployed.address)
+    }
+
+    /// The timestamp of the latest block.
+    pub async fn now(&self) -> Result<u64> {
+        let block = self
+            .provider
+            .get_block_with_tx_hashes(BlockId::Tag(BlockTag::Latest))
+            .await?;
+        Ok(match block {
+            starknet::core::types::MaybePreConfirmedBlockWithTxHashes::Block(b) => b.timestamp,
+            starknet::core::types::MaybePreConfirmedBlockWithTxHashes::PreConfirmedBlock(b) => {
+                b.timestamp
+            }
+        })
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        if let (Some(prepared), Ok(mut pool)) = (self.prepared.take(), POOL.lock()) {
+            pool.push(prepared);
+        }
+    }
+}
+
+fn account_for(account: &PredeployedAccount, rpc_url: Url, chain_id: Felt) -> RpcAccount {
+    let signer = LocalWallet::from(SigningKey::from_secret_scalar(account.private_key));
+    let provider = JsonRpcClient::new(HttpTransport::new(rpc_url));
+    let mut account = SingleOwnerAccount::new(
+        provider,
+        signer,
+        account.address,
+        chain_id,
+        ExecutionEncoding::New,
+    );
+    account.set_block_id(BlockId::Tag(BlockTag::Latest));
+    account
+}
+
+/// Starts a devnet, declares every project class from the admin account, snapshots.
+async fn prepare() -> Result<Prepared> {
+    let artifacts = artifacts()?;
+    let devnet = Devnet::start()?;
+    let rpc = DevnetRpc::new(devnet.rpc_url());
+    rpc.wait_alive().await?;
+    let accounts = rpc.predeployed_accounts().await?;
+    anyhow::ensure!(
+        accounts.len() >= Actor::ALL.len(),
+        "devnet has {} accounts",
+        accounts.len()
+    );
+    let provider = JsonRpcClient::new(HttpTransport::new(devnet.rpc_url()));
+    let chain_id = provider.chain_id().await.context("chain id")?;
+    let admin = account_for(&accounts[Actor::Admin.index()], devnet.rpc_url(), chain_id);
+    let mut class_hashes = HashMap::new();
+    for artifact in artifacts {
+        let declared = declare(&admin, artifact).await.with_context(|| {
+            format!(
+                "declaring {}\ndevnet log:\n{}",
+                artifact.name,
+                devnet.recent_log()
+            )
+        })?;
+        class_hashes.insert(artifact.name.clone(), declared.class_hash());
+    }
+    let base_snapshot = rpc.snapshot().await?;
+    Ok(Prepared {
+        devnet,
+        base_snapshot,
+        chain_id,
+        accounts,
+        class_hashes,
+    })
+}
