@@ -5,4 +5,4 @@ export CIRO_CACHE_DIR="${CIRO_CACHE_DIR:-$HOME/.cache/ciro}"
 # the tests create TorchScript models with it.
 export VIRTUAL_ENV="$CIRO_CACHE_DIR/venv"
 export LIBTORCH_USE_PYTORCH=1
-case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:$HOME/.cargo/bin:$PATH" ;; esac
+case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH" ;; esac

@@ -4,15 +4,18 @@
 //! - [`artifacts`]: the compiled classes, their class hash and the network's compiled class
 //!   hash (CASM by universal-sierra-compiler, Blake2s);
 //! - [`deploy`]: declare (idempotent) and deploy through the Universal Deployer;
+//! - [`devnet`]: starknet-devnet's extension RPC (accounts, mint, time, snapshots);
 //! - [`tx`]: sending a transaction and awaiting its receipt, with reverts reported by the
 //!   contract's own error string ([`error`]).
 
 pub mod artifacts;
 pub mod bindings;
 pub mod deploy;
+pub mod devnet;
 pub mod error;
 pub mod tx;
 
+pub use cainome;
 pub use error::ChainError;
 pub use starknet;
 

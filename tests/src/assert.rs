@@ -2,9 +2,9 @@
 
 use std::fmt::Debug;
 
+use ciro_chain::starknet::core::types::{Event, Felt};
 use ciro_chain::tx::TxOutcome;
 use ciro_chain::ChainError;
-use starknet::core::types::{Event, Felt};
 
 /// Asserts that `result` is a revert whose contract error string is exactly `expected`.
 #[track_caller]

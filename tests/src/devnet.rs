@@ -1,4 +1,4 @@
-//! A `starknet-devnet` child process and its extension RPC.
+//! A `starknet-devnet` child process (its extension RPC is [`ciro_chain::devnet::DevnetRpc`]).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -7,10 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use starknet::core::types::Felt;
+use anyhow::{bail, Context, Result};
+pub use ciro_chain::devnet::{DevnetRpc, PredeployedAccount};
 use url::Url;
 
 /// The devnet version the harness is written against (installed by scripts/setup.sh).
@@ -193,126 +191,4 @@ fn spawn_tied_to_process(mut command: Command) -> std::io::Result<Child> {
     reply_rx
         .recv()
         .map_err(|_| std::io::Error::other("devnet spawner gone"))?
-}
-
-/// A predeployed account as devnet reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PredeployedAccount {
-    pub address: Felt,
-    pub private_key: Felt,
-    pub public_key: Felt,
-}
-
-/// devnet's own JSON-RPC methods (`devnet_*`), which starknet-rs does not know.
-#[derive(Debug, Clone)]
-pub struct DevnetRpc {
-    http: reqwest::Client,
-    url: Url,
-}
-
-impl DevnetRpc {
-    pub fn new(rpc_url: Url) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            url: rpc_url,
-        }
-    }
-
-    async fn call(&self, method: &str, params: Value) -> Result<Value> {
-        let response: Value = self
-            .http
-            .post(self.url.clone())
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-            .send()
-            .await
-            .with_context(|| format!("{method}: sending"))?
-            .json()
-            .await
-            .with_context(|| format!("{method}: reading the response"))?;
-        if let Some(error) = response.get("error") {
-            return Err(anyhow!("{method} failed: {error}"));
-        }
-        response
-            .get("result")
-            .cloned()
-            .ok_or_else(|| anyhow!("{method}: no result in {response}"))
-    }
-
-    /// Waits until the node answers `/is_alive`.
-    pub async fn wait_alive(&self) -> Result<()> {
-        let alive = self.url.join("is_alive")?;
-        let started = Instant::now();
-        loop {
-            match self.http.get(alive.clone()).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                _ if started.elapsed() < STARTUP_TIMEOUT => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Ok(response) => bail!("{alive} answered {}", response.status()),
-                Err(e) => return Err(e).context(format!("{alive} never answered")),
-            }
-        }
-    }
-
-    /// The predeployed accounts, in devnet's order.
-    pub async fn predeployed_accounts(&self) -> Result<Vec<PredeployedAccount>> {
-        Ok(serde_json::from_value(
-            self.call("devnet_getPredeployedAccounts", json!({}))
-                .await?,
-        )?)
-    }
-
-    /// Mints `amount` STRK (in FRI) to `address`. Returns the new balance.
-    pub async fn mint_strk(&self, address: Felt, amount: u128) -> Result<u128> {
-        let result = self
-            .call(
-                "devnet_mint",
-                json!({"address": format!("{address:#x}"), "amount": amount, "unit": "FRI"}),
-            )
-            .await?;
-        let balance = result["new_balance"]
-            .as_str()
-            .context("devnet_mint: new_balance")?;
-        balance
-            .parse()
-            .with_context(|| format!("devnet_mint: new_balance {balance}"))
-    }
-
-    /// Moves the chain's clock forward by `seconds` (and creates a block).
-    pub async fn increase_time(&self, seconds: u64) -> Result<()> {
-        self.call("devnet_increaseTime", json!({"time": seconds}))
-            .await
-            .map(drop)
-    }
-
-    /// Sets the time of the next block to `timestamp` (and creates a block).
-    pub async fn set_time(&self, timestamp: u64) -> Result<()> {
-        self.call(
-            "devnet_setTime",
-            json!({"time": timestamp, "generate_block": true}),
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Creates an empty block.
-    pub async fn create_block(&self) -> Result<()> {
-        self.call("devnet_createBlock", json!({})).await.map(drop)
-    }
-
-    /// Takes a snapshot of the whole chain state; returns its id.
-    pub async fn snapshot(&self) -> Result<String> {
-        let id = self.call("devnet_snapshot", json!({})).await?;
-        Ok(match id {
-            Value::String(id) => id,
-            other => other.to_string(),
-        })
-    }
-
-    /// Puts the chain back to snapshot `id` (state and block number).
-    pub async fn revert(&self, id: &str) -> Result<()> {
-        self.call("devnet_revert", json!({"snapshot_id": id}))
-            .await
-            .map(drop)
-    }
 }

@@ -12,12 +12,12 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::{anyhow, Context, Result};
 use ciro_chain::artifacts::{classes_dir, ContractArtifact};
 use ciro_chain::deploy::{declare, deploy};
+use ciro_chain::starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::starknet::signers::{LocalWallet, SigningKey};
 use ciro_chain::RpcAccount;
-use starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
-use starknet::core::types::{BlockId, BlockTag, Felt};
-use starknet::providers::jsonrpc::HttpTransport;
-use starknet::providers::{JsonRpcClient, Provider};
-use starknet::signers::{LocalWallet, SigningKey};
 use url::Url;
 
 use crate::actors::Actor;
@@ -176,8 +176,8 @@ impl TestNet {
             .get_block_with_tx_hashes(BlockId::Tag(BlockTag::Latest))
             .await?;
         Ok(match block {
-            starknet::core::types::MaybePreConfirmedBlockWithTxHashes::Block(b) => b.timestamp,
-            starknet::core::types::MaybePreConfirmedBlockWithTxHashes::PreConfirmedBlock(b) => {
+            ciro_chain::starknet::core::types::MaybePreConfirmedBlockWithTxHashes::Block(b) => b.timestamp,
+            ciro_chain::starknet::core::types::MaybePreConfirmedBlockWithTxHashes::PreConfirmedBlock(b) => {
                 b.timestamp
             }
         })

@@ -2,17 +2,17 @@
 //! declare (in the base state), deploy through the UDC, calls, an exact revert string, exact
 //! decoded events, per-test isolation, time control, minting, and devnet's lifetime.
 
-use cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::test_token::{Event, TestToken, TestTokenReader, Transfer};
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
+use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
 use ciro_tests::devnet::Devnet;
 use ciro_tests::net::STRK;
 use ciro_tests::{Actor, TestNet};
-use starknet::core::types::{BlockId, BlockTag, Felt};
-use starknet::core::utils::cairo_short_string_to_felt;
-use starknet::providers::Provider;
 
 const SUPPLY: u128 = 1_000_000;
 

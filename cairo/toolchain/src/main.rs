@@ -41,7 +41,10 @@ const MAX_CONTRACT_CLASS_BYTES: usize = 4_089_446;
 const MAX_CASM_BYTECODE_FELTS: usize = 81_920;
 
 #[derive(Parser)]
-#[command(name = "ciro-cairo", about = "Build and format CIRO's Cairo 2.1 contracts")]
+#[command(
+    name = "ciro-cairo",
+    about = "Build and format CIRO's Cairo 2.1 contracts"
+)]
 struct Cli {
     /// Repository root (holds `cairo/src` and `target/`).
     #[arg(long, env = "CIRO_ROOT", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))]
@@ -82,7 +85,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let root = cli.root.canonicalize().with_context(|| format!("repository root {}", cli.root.display()))?;
+    let root = cli
+        .root
+        .canonicalize()
+        .with_context(|| format!("repository root {}", cli.root.display()))?;
     let cache = match cli.cache_dir {
         Some(dir) => dir,
         None => default_cache_dir()?,
@@ -121,32 +127,63 @@ fn ensure_corelib(cache: &Path) -> Result<PathBuf> {
     let downloads = cache.join("downloads");
     let zip_path = downloads.join(CAIRO_LANG_ZIP);
     if !zip_path.exists() {
-        fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
-        eprintln!("ciro-cairo: downloading {CAIRO_LANG_PYPI} (sdist, no dependencies) from PyPI into {}", downloads.display());
+        fs::create_dir_all(&downloads)
+            .with_context(|| format!("creating {}", downloads.display()))?;
+        eprintln!(
+            "ciro-cairo: downloading {CAIRO_LANG_PYPI} (sdist, no dependencies) from PyPI into {}",
+            downloads.display()
+        );
         let status = Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "-q", CAIRO_LANG_PYPI, "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "-q",
+                CAIRO_LANG_PYPI,
+                "-d",
+            ])
             .arg(&downloads)
             .status()
             .context("running `python3 -m pip download` (is python3 with pip installed?)")?;
-        ensure!(status.success(), "pip download {CAIRO_LANG_PYPI} failed: {status}");
-        ensure!(zip_path.exists(), "pip did not produce {}", zip_path.display());
+        ensure!(
+            status.success(),
+            "pip download {CAIRO_LANG_PYPI} failed: {status}"
+        );
+        ensure!(
+            zip_path.exists(),
+            "pip did not produce {}",
+            zip_path.display()
+        );
     }
-    eprintln!("ciro-cairo: unpacking the Cairo 2.1.0 corelib into {}", corelib.display());
+    eprintln!(
+        "ciro-cairo: unpacking the Cairo 2.1.0 corelib into {}",
+        corelib.display()
+    );
     if corelib.exists() {
-        fs::remove_dir_all(&corelib).with_context(|| format!("removing partial {}", corelib.display()))?;
+        fs::remove_dir_all(&corelib)
+            .with_context(|| format!("removing partial {}", corelib.display()))?;
     }
-    let file = fs::File::open(&zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
-    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("reading {}", zip_path.display()))?;
+    let file =
+        fs::File::open(&zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).with_context(|| format!("reading {}", zip_path.display()))?;
     let mut unpacked = 0usize;
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index)?;
-        let Some(relative) = entry.name().strip_prefix(CORELIB_PREFIX_IN_ZIP).map(str::to_owned) else {
+        let Some(relative) = entry
+            .name()
+            .strip_prefix(CORELIB_PREFIX_IN_ZIP)
+            .map(str::to_owned)
+        else {
             continue;
         };
         // Entry names come from a registry download: refuse anything that would escape.
         let relative = Path::new(&relative);
         ensure!(
-            relative.components().all(|c| matches!(c, std::path::Component::Normal(_))),
+            relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_))),
             "unexpected path in {CAIRO_LANG_ZIP}: {}",
             entry.name()
         );
@@ -174,11 +211,19 @@ fn ensure_corelib(cache: &Path) -> Result<PathBuf> {
 
 fn build(cairo_dir: &Path, corelib: &Path, out: &Path) -> Result<()> {
     let src = cairo_dir.join("src");
-    ensure!(src.join("lib.cairo").exists(), "{} not found", src.join("lib.cairo").display());
+    ensure!(
+        src.join("lib.cairo").exists(),
+        "{} not found",
+        src.join("lib.cairo").display()
+    );
     let config = ProjectConfig {
         base_path: cairo_dir.to_path_buf(),
         corelib: Some(Directory(corelib.join("src"))),
-        content: ProjectConfigContent { crate_roots: [(CRATE_NAME.into(), PathBuf::from("src"))].into_iter().collect() },
+        content: ProjectConfigContent {
+            crate_roots: [(CRATE_NAME.into(), PathBuf::from("src"))]
+                .into_iter()
+                .collect(),
+        },
     };
     let mut db = RootDatabase::builder()
         .with_project_config(config.clone())
@@ -189,12 +234,20 @@ fn build(cairo_dir: &Path, corelib: &Path, out: &Path) -> Result<()> {
     let mut diagnostics = String::new();
     let reporter = DiagnosticsReporter::write_to_string(&mut diagnostics);
     let contracts = find_contracts(&db, &crate_ids);
-    ensure!(!contracts.is_empty(), "no #[starknet::contract] found under {}", src.display());
+    ensure!(
+        !contracts.is_empty(),
+        "no #[starknet::contract] found under {}",
+        src.display()
+    );
     let refs: Vec<_> = contracts.iter().collect();
     let compiled = compile_prepared_db(
         &db,
         &refs,
-        CompilerConfig { diagnostics_reporter: reporter, replace_ids: true, ..CompilerConfig::default() },
+        CompilerConfig {
+            diagnostics_reporter: reporter,
+            replace_ids: true,
+            ..CompilerConfig::default()
+        },
     );
     // Warnings are reported through the same channel as errors: any text fails the build.
     if !diagnostics.trim().is_empty() {
@@ -203,7 +256,10 @@ fn build(cairo_dir: &Path, corelib: &Path, out: &Path) -> Result<()> {
     let classes = compiled?;
 
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    println!("{:<28} {:>14} {:>22}", "contract class", "class bytes", "CASM bytecode felts");
+    println!(
+        "{:<28} {:>14} {:>22}",
+        "contract class", "class bytes", "CASM bytecode felts"
+    );
     let mut over_limit = Vec::new();
     for (contract, class) in contracts.iter().zip(classes) {
         let name = contract.submodule_id.name(&db);
@@ -227,8 +283,16 @@ fn build(cairo_dir: &Path, corelib: &Path, out: &Path) -> Result<()> {
             over_limit.push(name.to_string());
         }
     }
-    ensure!(over_limit.is_empty(), "classes over Starknet's size limits: {}", over_limit.join(", "));
-    println!("wrote {} contract classes to {}", contracts.len(), out.display());
+    ensure!(
+        over_limit.is_empty(),
+        "classes over Starknet's size limits: {}",
+        over_limit.join(", ")
+    );
+    println!(
+        "wrote {} contract classes to {}",
+        contracts.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -246,8 +310,12 @@ fn fmt(src: &Path, check: bool) -> Result<ExitCode> {
     let mut differing = Vec::new();
     for file in &files {
         let input: &Path = file;
-        let outcome = if check { formatter.format_to_string(&input) } else { formatter.format_in_place(&input) }
-            .with_context(|| format!("formatting {}", file.display()))?;
+        let outcome = if check {
+            formatter.format_to_string(&input)
+        } else {
+            formatter.format_in_place(&input)
+        }
+        .with_context(|| format!("formatting {}", file.display()))?;
         if let FormatOutcome::DiffFound(diff) = outcome {
             if check {
                 println!("Diff in {}:\n{}", file.display(), diff.display_colored());
@@ -258,9 +326,17 @@ fn fmt(src: &Path, check: bool) -> Result<ExitCode> {
         }
     }
     if check && !differing.is_empty() {
-        eprintln!("ciro-cairo: {} of {} Cairo files are not formatted; run `ciro-cairo fmt`", differing.len(), files.len());
+        eprintln!(
+            "ciro-cairo: {} of {} Cairo files are not formatted; run `ciro-cairo fmt`",
+            differing.len(),
+            files.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
-    println!("ciro-cairo fmt: {} Cairo files {}", files.len(), if check { "checked" } else { "formatted" });
+    println!(
+        "ciro-cairo fmt: {} Cairo files {}",
+        files.len(),
+        if check { "checked" } else { "formatted" }
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything CIRO needs, from crates.io, PyPI and Debian only. Idempotent: each step
+# checks what is already there and says what it does. Caches live in $CIRO_CACHE_DIR
+# (default ~/.cache/ciro) and cargo's own ~/.cargo, so a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+DEVNET_VERSION=0.10.1
+TORCH_VERSION=2.11.0
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages (Debian)"
+missing=()
+for tool in cc c++ pkg-config python3 curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  echo "missing: ${missing[*]}; installing build-essential pkg-config python3 python3-venv python3-pip curl"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config python3 python3-venv python3-pip curl
+else
+  echo "compiler, pkg-config and python3 with venv present"
+fi
+
+step "starknet-devnet $DEVNET_VERSION (crates.io)"
+if command -v starknet-devnet >/dev/null && starknet-devnet --version | grep -q " $DEVNET_VERSION\$"; then
+  echo "$(command -v starknet-devnet): $(starknet-devnet --version)"
+else
+  echo "building starknet-devnet $DEVNET_VERSION with cargo install --locked (about 25 minutes on 2 cores, once)"
+  cargo install starknet-devnet --version "$DEVNET_VERSION" --locked
+fi
+
+step "Python venv with torch $TORCH_VERSION (PyPI) at $VIRTUAL_ENV"
+if [ -x "$VIRTUAL_ENV/bin/python" ] && "$VIRTUAL_ENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  echo "torch $("$VIRTUAL_ENV/bin/python" -c 'import torch; print(torch.__version__)') present"
+else
+  python3 -m venv "$VIRTUAL_ENV"
+  echo "pip install torch==$TORCH_VERSION numpy (about 4.6 GB with the CUDA runtime wheels)"
+  "$VIRTUAL_ENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+fi
+
+step "Cairo 2.1 toolchain (cairo-lang 2.1.0 crates; corelib from PyPI cairo-lang 0.12.3)"
+cargo build -q --release --locked --manifest-path cairo/toolchain/Cargo.toml
+cairo/toolchain/target/release/ciro-cairo corelib
+
+step "contract classes"
+cairo/toolchain/target/release/ciro-cairo build
+
+step "Rust workspace"
+cargo build --locked --workspace --all-targets
+echo
+echo "setup complete"

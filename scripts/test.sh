@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs every check and test: Cairo build and format, Rust format and
+# lints, unit tests, the devnet end-to-end tests and the libtorch tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+
+printf '\n==> Cairo format check\n'
+cairo/toolchain/target/release/ciro-cairo fmt --check
+printf '\n==> Rust format check\n'
+cargo fmt --all --check
+( cd cairo/toolchain && cargo fmt --check )
+printf '\n==> clippy\n'
+cargo clippy --locked --workspace --all-targets -- -D warnings
+( cd cairo/toolchain && cargo clippy --locked --release --all-targets -- -D warnings )
+printf '\n==> tests\n'
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$log"
+# One closing line for CI: the sum over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "\nall test binaries: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"
