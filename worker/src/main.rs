@@ -1,16 +1,124 @@
-//! The CIRO worker. Its service (hardware report, registration and staking, job execution)
-//! is not built yet: the binary only describes itself.
+//! `ciro-worker`: the worker's command line. Today: the hardware report, the model store and
+//! running one job locally. Registration, staking and pulling jobs from the coordinator come
+//! with the coordinator.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// CIRO worker: detects the GPU, registers and stakes in the CDC Pool, pulls jobs from the
-/// coordinator, runs their TorchScript models with libtorch and commits the results.
-///
-/// Not built yet: this binary has no service to run, so it only parses its command line.
+use anyhow::{Context, Result};
+use ciro_worker::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
+use clap::{Args, Parser, Subcommand};
+
 #[derive(Parser)]
-#[command(name = "ciro-worker", version, arg_required_else_help = true)]
-struct Cli {}
+#[command(name = "ciro-worker", version, about = "CIRO GPU worker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print this machine's hardware report as JSON (GPUs from NVML, or a CPU-only profile).
+    Hardware,
+    /// Add a TorchScript file to the model store; prints its hash (the on-chain model_hash).
+    AddModel(AddModelArgs),
+    /// Run one job: a safetensors input through a stored model; prints the hashes as JSON.
+    Exec(ExecArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Model store directory.
+    #[arg(long, env = "WORKER_MODEL_STORE", default_value = "models")]
+    store: PathBuf,
+}
+
+#[derive(Args)]
+struct AddModelArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The TorchScript file (torch.jit.save).
+    #[arg(long)]
+    file: PathBuf,
+    /// Shape of one input row, comma-separated (e.g. 16 or 3,224,224).
+    #[arg(long, value_delimiter = ',', required = true)]
+    shape: Vec<i64>,
+    /// Input element type as safetensors names it.
+    #[arg(long, default_value = "F32")]
+    dtype: String,
+    /// Most rows per forward pass.
+    #[arg(long, default_value_t = 64)]
+    max_batch: i64,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Model hash (SHA-256 hex).
+    #[arg(long)]
+    model: Digest,
+    /// Input safetensors file.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the output safetensors file.
+    #[arg(long)]
+    output: PathBuf,
+    /// Deterministic mode with this seed.
+    #[arg(long, env = "WORKER_DETERMINISTIC_SEED")]
+    deterministic_seed: Option<u64>,
+}
 
 fn main() {
-    Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("ciro-worker: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Hardware => println!("{}", serde_json::to_string_pretty(&hardware::detect())?),
+        Command::AddModel(args) => {
+            let store = ModelStore::open(&args.store.store, 1)?;
+            let spec = ModelSpec {
+                input_shape: args.shape,
+                input_dtype: args.dtype,
+                max_batch: args.max_batch,
+            };
+            println!("{}", store.insert_file(&args.file, &spec)?);
+        }
+        Command::Exec(args) => {
+            let store = Arc::new(ModelStore::open(&args.store.store, 1)?);
+            let input = std::fs::read(&args.input)
+                .with_context(|| format!("reading {}", args.input.display()))?;
+            let config = EngineConfig {
+                deterministic_seed: args.deterministic_seed,
+                max_wait: Duration::ZERO,
+                ..EngineConfig::default()
+            };
+            let device = config.device;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let output =
+                runtime.block_on(Engine::new(store, config).execute(args.model, &input))?;
+            std::fs::write(&args.output, &output.output)
+                .with_context(|| format!("writing {}", args.output.display()))?;
+            let report = serde_json::json!({
+                "model": args.model,
+                "input_hash": output.input_hash,
+                "output_hash": output.output_hash,
+                "device": format!("{device:?}"),
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,120 @@
+"""Models for the worker's tests and benchmark, and the Python side of the benchmark.
+
+    python ciro_models.py make OUT_DIR [--size test|bench]
+        Writes TorchScript models (mlp.pt, encoder.pt), a sample input for each
+        (<name>.x.f32, little-endian float32) and Python's output for it (<name>.y.f32), and
+        prints a JSON description (per-row input shape, output shape, files).
+
+    python ciro_models.py bench MODEL.pt --row-shape 512 [--iters N] [--warmup N]
+        Times batch-1 inference in Python TorchScript, one call after another, and prints
+        JSON: throughput (rows/s), p50 and p99 latency (microseconds), device.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+
+class Encoder(torch.nn.Module):
+    """A small transformer encoder: [batch, seq, d_model] -> mean over seq -> [batch, d_out]."""
+
+    def __init__(self, d_model: int, heads: int, layers: int, d_out: int):
+        super().__init__()
+        layer = torch.nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True
+        )
+        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(d_model, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x).mean(dim=1))
+
+
+SIZES = {
+    # Small enough for tests to build and run in milliseconds.
+    "test": {"mlp": (16, 64, 4), "encoder": dict(seq=8, d_model=32, heads=4, layers=2, d_out=4)},
+    # The benchmark's: big enough that a forward pass is real work, small enough for a CPU.
+    "bench": {"mlp": (512, 2048, 512), "encoder": dict(seq=32, d_model=256, heads=8, layers=2, d_out=16)},
+}
+
+
+def build(size):
+    d_in, hidden, d_out = SIZES[size]["mlp"]
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(d_in, hidden), torch.nn.GELU(),
+        torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
+        torch.nn.Linear(hidden, d_out),
+    ).eval()
+    e = SIZES[size]["encoder"]
+    encoder = Encoder(e["d_model"], e["heads"], e["layers"], e["d_out"]).eval()
+    return {"mlp": (mlp, [d_in]), "encoder": (encoder, [e["seq"], e["d_model"]])}
+
+
+def make(out, size):
+    torch.manual_seed(7)
+    described = {}
+    for name, (model, row_shape) in build(size).items():
+        scripted = torch.jit.script(model)
+        path = f"{out}/{name}.pt"
+        scripted.save(path)
+        x = torch.randn(8, *row_shape)
+        with torch.no_grad():
+            y = torch.jit.load(path).eval()(x)
+        x.numpy().astype("<f4").tofile(f"{out}/{name}.x.f32")
+        y.numpy().astype("<f4").tofile(f"{out}/{name}.y.f32")
+        described[name] = {
+            "file": path,
+            "row_shape": row_shape,
+            "x_shape": list(x.shape),
+            "y_shape": list(y.shape),
+        }
+    described["torch"] = torch.__version__
+    print(json.dumps(described))
+
+
+def bench(path, row_shape, iters, warmup):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = torch.jit.load(path, map_location=device).eval()
+    x = torch.randn(1, *row_shape)
+    latencies = []
+    with torch.no_grad():
+        for i in range(warmup + iters):
+            started = time.perf_counter_ns()
+            y = model(x.to(device)).cpu()
+            elapsed = time.perf_counter_ns() - started
+            if i >= warmup:
+                latencies.append(elapsed)
+    assert y.shape[0] == 1
+    latencies.sort()
+    total_s = sum(latencies) / 1e9
+    print(json.dumps({
+        "throughput": iters / total_s,
+        "p50_us": latencies[len(latencies) // 2] / 1e3,
+        "p99_us": latencies[min(len(latencies) - 1, (len(latencies) * 99) // 100)] / 1e3,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("make")
+    p.add_argument("out")
+    p.add_argument("--size", choices=sorted(SIZES), default="test")
+    p = sub.add_parser("bench")
+    p.add_argument("model")
+    p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
+    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args()
+    if args.command == "make":
+        make(args.out, args.size)
+    else:
+        bench(args.model, args.row_shape, args.iters, args.warmup)
+
+
+if __name__ == "__main__":
+    main()

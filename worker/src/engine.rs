@@ -1,0 +1,326 @@
+//! The inference engine: validated inputs, inference in `spawn_blocking` under `no_grad`,
+//! dynamic batching per model, and job execution from safetensors bytes to an output hash.
+//!
+//! **Dynamic batching.** Each model has a queue and one batching task. The task takes the
+//! oldest request and keeps adding queued requests (whole, never split) until the batch
+//! holds `max_batch` rows or the oldest request has waited `max_wait`; then it concatenates
+//! the inputs along the leading dimension, runs one forward pass, and hands each caller its
+//! own rows. A request never waits more than `max_wait` for its batch to form; while a batch
+//! runs, new requests queue for the next one.
+//!
+//! **Deterministic mode** (`deterministic_seed`): libtorch's RNGs are seeded, cuDNN's
+//! autotuner is off, and [`Engine::execute`] runs each job alone (a batch's composition
+//! changes which kernels run and so the low bits of the result). Two honest workers then
+//! produce identical output hashes when they run the same model and input on the same
+//! hardware class with the same libtorch build and thread count; across GPU generations,
+//! CUDA versions or CPU/GPU the results agree to float tolerance, not bit for bit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use tch::{Device, Tensor};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::digest::Digest;
+use crate::error::EngineError;
+use crate::store::{LoadedModel, ModelStore};
+use crate::tensors::{decode_input, encode_output, validate};
+
+/// How the engine runs models.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where inference runs.
+    pub device: Device,
+    /// Most rows in one forward pass (a model's own `max_batch` may lower it).
+    pub max_batch: i64,
+    /// Longest time a request waits for its batch to form.
+    pub max_wait: Duration,
+    /// Seed for deterministic mode; `None` for throughput mode.
+    pub deterministic_seed: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            device: crate::inference::default_device(),
+            max_batch: 64,
+            max_wait: Duration::from_millis(2),
+            deterministic_seed: None,
+        }
+    }
+}
+
+/// The result of a job: what gets stored and committed on-chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutput {
+    /// SHA-256 of the input file (the on-chain `input_hash`).
+    pub input_hash: Digest,
+    /// The output as a safetensors file (one tensor, `output`).
+    pub output: Vec<u8>,
+    /// SHA-256 of `output` (the value committed on-chain).
+    pub output_hash: Digest,
+}
+
+/// Counters of what the engine ran (for metrics, and to see batching at work).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Forward passes run.
+    pub batches: AtomicU64,
+    /// Requests served by them.
+    pub requests: AtomicU64,
+    /// Input rows processed.
+    pub rows: AtomicU64,
+}
+
+impl EngineStats {
+    /// (batches, requests, rows) so far.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+            self.rows.load(Ordering::Relaxed),
+        )
+    }
+}
+
+struct Request {
+    input: Tensor,
+    rows: i64,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Tensor, EngineError>>,
+    span: tracing::Span,
+}
+
+/// Runs models from a [`ModelStore`] on one device. Must be used inside a tokio runtime.
+pub struct Engine {
+    store: Arc<ModelStore>,
+    config: EngineConfig,
+    queues: Mutex<HashMap<Digest, mpsc::UnboundedSender<Request>>>,
+    stats: Arc<EngineStats>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<ModelStore>, config: EngineConfig) -> Self {
+        if let Some(seed) = config.deterministic_seed {
+            tch::manual_seed(seed as i64);
+            if config.device.is_cuda() {
+                tch::Cuda::manual_seed_all(seed);
+                tch::Cuda::cudnn_set_benchmark(false);
+            }
+        }
+        Self {
+            store,
+            config,
+            queues: Mutex::new(HashMap::new()),
+            stats: Arc::default(),
+        }
+    }
+
+    /// What the engine has run so far.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Loads (or finds in the cache) a model, off the async threads.
+    pub async fn model(&self, hash: Digest) -> Result<Arc<LoadedModel>, EngineError> {
+        let store = self.store.clone();
+        let device = self.config.device;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| store.load(&hash, device)))
+            .await
+            .map_err(|e| EngineError::Internal(anyhow!("model loading task failed: {e}")))?
+    }
+
+    /// Runs `input` alone through the model (no batching with other requests).
+    pub async fn infer_unbatched(
+        &self,
+        hash: Digest,
+        input: Tensor,
+    ) -> Result<Tensor, EngineError> {
+        let model = self.model(hash).await?;
+        let rows = validate(&input, &model.spec, self.config.max_batch)?;
+        let (reply, result) = oneshot::channel();
+        let request = Request {
+            input,
+            rows,
+            arrived: Instant::now(),
+            reply,
+            span: tracing::Span::current(),
+        };
+        let stats = self.stats.clone();
+        tokio::task::spawn_blocking(move || run_batch(&model, vec![request], &stats))
+            .await
+            .map_err(|e| EngineError::Internal(anyhow!("inference task failed: {e}")))?;
+        result
+            .await
+            .map_err(|_| EngineError::Internal(anyhow!("inference task dropped the request")))?
+    }
+
+    /// Runs `input` through the model, batched with concurrent requests for the same model.
+    pub async fn infer(&self, hash: Digest, input: Tensor) -> Result<Tensor, EngineError> {
+        let model = self.model(hash).await?;
+        let rows = validate(&input, &model.spec, self.config.max_batch)?;
+        let (reply, result) = oneshot::channel();
+        let request = Request {
+            input,
+            rows,
+            arrived: Instant::now(),
+            reply,
+            span: tracing::Span::current(),
+        };
+        self.queue(model)?
+            .send(request)
+            .map_err(|_| EngineError::Internal(anyhow!("batching task stopped")))?;
+        result
+            .await
+            .map_err(|_| EngineError::Internal(anyhow!("batching task dropped the request")))?
+    }
+
+    /// Executes a job: decodes the safetensors input, runs it (alone in deterministic mode,
+    /// else batched), encodes the output and hashes both.
+    pub async fn execute(&self, hash: Digest, input: &[u8]) -> Result<JobOutput, EngineError> {
+        let input_hash = Digest::of(input);
+        let tensor = decode_input(input)?;
+        let output = if self.config.deterministic_seed.is_some() {
+            self.infer_unbatched(hash, tensor).await?
+        } else {
+            self.infer(hash, tensor).await?
+        };
+        let output = encode_output(&output)?;
+        let output_hash = Digest::of(&output);
+        Ok(JobOutput {
+            input_hash,
+            output,
+            output_hash,
+        })
+    }
+
+    fn queue(
+        &self,
+        model: Arc<LoadedModel>,
+    ) -> Result<mpsc::UnboundedSender<Request>, EngineError> {
+        let mut queues = self
+            .queues
+            .lock()
+            .map_err(|_| EngineError::Internal(anyhow!("queue map poisoned")))?;
+        if let Some(queue) = queues.get(&model.hash).filter(|q| !q.is_closed()) {
+            return Ok(queue.clone());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let max_batch = self.config.max_batch.min(model.spec.max_batch);
+        queues.insert(model.hash, tx.clone());
+        tokio::spawn(batch_loop(
+            model,
+            rx,
+            max_batch,
+            self.config.max_wait,
+            self.stats.clone(),
+        ));
+        Ok(tx)
+    }
+}
+
+async fn batch_loop(
+    model: Arc<LoadedModel>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    max_batch: i64,
+    max_wait: Duration,
+    stats: Arc<EngineStats>,
+) {
+    let mut carried: Option<Request> = None;
+    loop {
+        let first = match carried.take() {
+            Some(request) => request,
+            None => match rx.recv().await {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let deadline = tokio::time::Instant::from_std(first.arrived + max_wait);
+        let mut rows = first.rows;
+        let mut batch = vec![first];
+        while rows < max_batch {
+            // A request already queued is taken even past the deadline (the inner future is
+            // polled before the timer).
+            let next = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(request)) => request,
+                Ok(None) | Err(_) => break,
+            };
+            if rows + next.rows > max_batch {
+                carried = Some(next);
+                break;
+            }
+            rows += next.rows;
+            batch.push(next);
+        }
+        let model = model.clone();
+        let stats = stats.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || run_batch(&model, batch, &stats)).await
+        {
+            tracing::error!(error = %e, "inference task panicked; its callers get an internal error");
+        }
+    }
+}
+
+/// One forward pass over the concatenated inputs; each request gets its rows back (on the
+/// CPU) or the error.
+fn run_batch(model: &LoadedModel, batch: Vec<Request>, stats: &EngineStats) {
+    let _span = batch[0].span.clone().entered();
+    let sizes: Vec<i64> = batch.iter().map(|r| r.rows).collect();
+    let total: i64 = sizes.iter().sum();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .requests
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    stats.rows.fetch_add(total as u64, Ordering::Relaxed);
+    let started = Instant::now();
+    let result = tch::no_grad(|| {
+        let inputs: Vec<&Tensor> = batch.iter().map(|r| &r.input).collect();
+        let input = if inputs.len() == 1 {
+            inputs[0].shallow_clone()
+        } else {
+            Tensor::f_cat(&inputs, 0)?
+        };
+        let output = model.module.forward_ts(&[input.to_device(model.device)])?;
+        Ok::<_, tch::TchError>(output.to_device(Device::Cpu))
+    });
+    tracing::debug!(model = %model.hash, requests = batch.len(), rows = total, elapsed_us = started.elapsed().as_micros() as u64, "batch ran");
+    match result {
+        Ok(output) if output.size().first() == Some(&total) => {
+            let parts = if batch.len() == 1 {
+                vec![output]
+            } else {
+                output.split_with_sizes(&sizes, 0)
+            };
+            for (request, part) in batch.into_iter().zip(parts) {
+                let _ = request.reply.send(Ok(part));
+            }
+        }
+        Ok(output) => {
+            let message = format!(
+                "model output {:?} does not have the batch's {total} rows first",
+                output.size()
+            );
+            for request in batch {
+                let _ = request
+                    .reply
+                    .send(Err(EngineError::Forward(message.clone())));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for request in batch {
+                let _ = request
+                    .reply
+                    .send(Err(EngineError::Forward(message.clone())));
+            }
+        }
+    }
+}

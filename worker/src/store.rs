@@ -1,0 +1,169 @@
+//! The model store: TorchScript files addressed by their SHA-256 (the `model_hash`
+//! registered on-chain), each with its input spec, and a bounded cache of loaded modules per
+//! device.
+//!
+//! On disk: `<dir>/<sha256>.pt` and `<dir>/<sha256>.spec.json`. Loading reads the file once,
+//! checks its SHA-256 against the name it was asked for, and only then hands those same bytes
+//! to libtorch, so what runs is exactly what was verified.
+
+use std::fs;
+use std::io::{Cursor, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tch::{CModule, Device};
+
+use crate::digest::Digest;
+use crate::error::EngineError;
+
+/// What a model takes: one tensor `[batch, input_shape...]` of `input_dtype`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Shape of one row (the input without its leading batch dimension).
+    pub input_shape: Vec<i64>,
+    /// Element type, as safetensors names it (`F32`, `F16`, `BF16`, `I64`, ...).
+    pub input_dtype: String,
+    /// Most rows the model accepts in one forward pass.
+    pub max_batch: i64,
+}
+
+/// A module loaded on a device, with its spec.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub hash: Digest,
+    pub spec: ModelSpec,
+    pub device: Device,
+    pub module: CModule,
+}
+
+/// TorchScript models by hash, with a least-recently-used cache of loaded modules.
+#[derive(Debug)]
+pub struct ModelStore {
+    dir: PathBuf,
+    capacity: usize,
+    /// Most recently used last.
+    cache: Mutex<Vec<Arc<LoadedModel>>>,
+}
+
+impl ModelStore {
+    /// Opens (creating it if needed) a store in `dir` that keeps at most `capacity` loaded
+    /// modules (per device and model) in memory.
+    pub fn open(dir: impl Into<PathBuf>, capacity: usize) -> anyhow::Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("creating model store {}", dir.display()))?;
+        Ok(Self {
+            dir,
+            capacity: capacity.max(1),
+            cache: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn model_path(&self, hash: &Digest) -> PathBuf {
+        self.dir.join(format!("{hash}.pt"))
+    }
+
+    fn spec_path(&self, hash: &Digest) -> PathBuf {
+        self.dir.join(format!("{hash}.spec.json"))
+    }
+
+    /// Adds a TorchScript file with its spec; returns its hash. Writes are atomic (temporary
+    /// file, then rename), so a crash never leaves a half model under a valid name.
+    pub fn insert(&self, torchscript: &[u8], spec: &ModelSpec) -> anyhow::Result<Digest> {
+        let hash = Digest::of(torchscript);
+        write_atomic(
+            &self.spec_path(&hash),
+            serde_json::to_vec_pretty(spec)?.as_slice(),
+        )?;
+        write_atomic(&self.model_path(&hash), torchscript)?;
+        Ok(hash)
+    }
+
+    /// Adds the TorchScript file at `path`.
+    pub fn insert_file(&self, path: &Path, spec: &ModelSpec) -> anyhow::Result<Digest> {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.insert(&bytes, spec)
+    }
+
+    /// The model `hash` loaded on `device`, from the cache or from disk (verified).
+    pub fn load(&self, hash: &Digest, device: Device) -> Result<Arc<LoadedModel>, EngineError> {
+        if let Some(model) = self.cached(hash, device) {
+            return Ok(model);
+        }
+        let bytes = match fs::read(self.model_path(hash)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(EngineError::UnknownModel(*hash))
+            }
+            Err(e) => {
+                return Err(EngineError::Internal(
+                    anyhow::Error::new(e).context("reading model"),
+                ))
+            }
+        };
+        let actual = Digest::of(&bytes);
+        if actual != *hash {
+            return Err(EngineError::HashMismatch {
+                expected: *hash,
+                actual,
+            });
+        }
+        let spec: ModelSpec = fs::read(self.spec_path(hash))
+            .map_err(anyhow::Error::new)
+            .and_then(|text| serde_json::from_slice(&text).map_err(anyhow::Error::new))
+            .map_err(|e| {
+                EngineError::Internal(e.context(format!("reading the spec of model {hash}")))
+            })?;
+        let mut module =
+            CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
+                EngineError::CorruptModel {
+                    hash: *hash,
+                    reason: e.to_string(),
+                }
+            })?;
+        module.set_eval();
+        let model = Arc::new(LoadedModel {
+            hash: *hash,
+            spec,
+            device,
+            module,
+        });
+        self.remember(model.clone());
+        tracing::info!(model = %hash, ?device, "model loaded");
+        Ok(model)
+    }
+
+    fn cached(&self, hash: &Digest, device: Device) -> Option<Arc<LoadedModel>> {
+        let mut cache = self.cache.lock().ok()?;
+        let at = cache
+            .iter()
+            .position(|m| m.hash == *hash && m.device == device)?;
+        let model = cache.remove(at);
+        cache.push(model.clone());
+        Some(model)
+    }
+
+    fn remember(&self, model: Arc<LoadedModel>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|m| !(m.hash == model.hash && m.device == model.device));
+            if cache.len() == self.capacity {
+                let evicted = cache.remove(0);
+                tracing::info!(model = %evicted.hash, "model evicted from the cache");
+            }
+            cache.push(model);
+        }
+    }
+
+    /// How many modules are loaded.
+    pub fn loaded(&self) -> usize {
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}

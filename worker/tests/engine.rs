@@ -1,0 +1,310 @@
+//! The inference engine on CPU: results equal Python's; each invalid model or input gets its
+//! own error; dynamic batching hands each caller its own rows; deterministic mode repeats
+//! output hashes; the model cache is bounded.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ciro_worker::tensors::{decode_input, encode_input};
+use ciro_worker::{Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
+use common::{max_abs_diff, sample, shape, shared_models};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    described: &'static Value,
+    models: &'static std::path::Path,
+    store: Arc<ModelStore>,
+    mlp: Digest,
+    encoder: Digest,
+}
+
+fn fixture(cache_capacity: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, described) = shared_models();
+    let models = models.as_path();
+    let store = Arc::new(ModelStore::open(dir.path().join("store"), cache_capacity).unwrap());
+    let add = |name: &str, max_batch| {
+        let spec = ModelSpec {
+            input_shape: shape(&described[name]["row_shape"]),
+            input_dtype: "F32".into(),
+            max_batch,
+        };
+        store
+            .insert_file(&models.join(format!("{name}.pt")), &spec)
+            .unwrap()
+    };
+    let mlp = add("mlp", 16);
+    let encoder = add("encoder", 16);
+    Fixture {
+        _dir: dir,
+        described,
+        models,
+        store,
+        mlp,
+        encoder,
+    }
+}
+
+fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
+    EngineConfig {
+        device: Device::Cpu,
+        max_batch,
+        max_wait,
+        deterministic_seed: None,
+    }
+}
+
+#[tokio::test]
+async fn execute_matches_python_and_hashes_what_it_returns() {
+    let f = fixture(4);
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1)));
+    for (name, hash) in [("mlp", f.mlp), ("encoder", f.encoder)] {
+        let (x, expected) = sample(f.models, f.described, name);
+        let input = encode_input(&x).unwrap();
+
+        let output = engine.execute(hash, &input).await.unwrap();
+
+        assert_eq!(output.input_hash, Digest::of(&input));
+        assert_eq!(output.output_hash, Digest::of(&output.output));
+        let y = decode_input(&output.output).unwrap();
+        let diff = max_abs_diff(&y, &expected);
+        assert!(diff <= 1e-5, "{name}: max |engine - python| = {diff}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_model_is_reported_by_hash() {
+    let f = fixture(4);
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let missing = Digest::of(b"no such model");
+    let result = engine
+        .infer(missing, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
+        .await;
+    assert!(
+        matches!(result, Err(EngineError::UnknownModel(h)) if h == missing),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_model_file_is_a_hash_mismatch() {
+    let f = fixture(4);
+    let path = f.store_path(f.mlp);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+
+    let result = engine
+        .infer(f.mlp, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
+        .await;
+
+    match result {
+        Err(EngineError::HashMismatch { expected, actual }) => {
+            assert_eq!(expected, f.mlp);
+            assert_eq!(actual, Digest::of(&bytes));
+        }
+        other => panic!("expected a hash mismatch, got {other:?}"),
+    }
+}
+
+impl Fixture {
+    fn store_path(&self, hash: Digest) -> std::path::PathBuf {
+        self._dir.path().join("store").join(format!("{hash}.pt"))
+    }
+}
+
+#[tokio::test]
+async fn a_file_with_the_right_hash_that_is_not_torchscript_is_corrupt() {
+    let f = fixture(4);
+    let spec = ModelSpec {
+        input_shape: vec![16],
+        input_dtype: "F32".into(),
+        max_batch: 4,
+    };
+    let junk = f.store.insert(b"not a zip archive at all", &spec).unwrap();
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let result = engine
+        .infer(junk, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
+        .await;
+    assert!(
+        matches!(result, Err(EngineError::CorruptModel { hash, .. }) if hash == junk),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_inputs_each_get_their_own_error() {
+    let f = fixture(4);
+    let engine = Engine::new(f.store.clone(), cpu(8, Duration::ZERO));
+    let float = (Kind::Float, Device::Cpu);
+
+    let wrong_shape = engine.infer(f.mlp, Tensor::zeros([2, 15], float)).await;
+    assert!(
+        matches!(&wrong_shape, Err(EngineError::WrongShape { expected, actual }) if expected == &[16] && actual == &[2, 15]),
+        "{wrong_shape:?}"
+    );
+    let wrong_rank = engine.infer(f.mlp, Tensor::zeros([16], float)).await;
+    assert!(
+        matches!(wrong_rank, Err(EngineError::WrongShape { .. })),
+        "{wrong_rank:?}"
+    );
+
+    let wrong_dtype = engine
+        .infer(f.mlp, Tensor::zeros([2, 16], (Kind::Double, Device::Cpu)))
+        .await;
+    assert!(
+        matches!(&wrong_dtype, Err(EngineError::WrongDtype { expected, actual }) if expected == "F32" && actual == "F64"),
+        "{wrong_dtype:?}"
+    );
+
+    let empty = engine.infer(f.mlp, Tensor::zeros([0, 16], float)).await;
+    assert!(matches!(empty, Err(EngineError::EmptyInput)), "{empty:?}");
+
+    // The engine's limit (8) is below the model's (16): the lower one applies.
+    let oversized = engine.infer(f.mlp, Tensor::zeros([9, 16], float)).await;
+    assert!(
+        matches!(
+            oversized,
+            Err(EngineError::BatchTooLarge { rows: 9, max: 8 })
+        ),
+        "{oversized:?}"
+    );
+
+    let not_safetensors = engine.execute(f.mlp, b"{\"not\": \"safetensors\"}").await;
+    assert!(
+        matches!(not_safetensors, Err(EngineError::InvalidInput(_))),
+        "{not_safetensors:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_batched_and_each_caller_gets_its_own_rows() {
+    let f = fixture(4);
+    // A long max_wait makes the batch fill up to max_batch rows.
+    let engine = Arc::new(Engine::new(
+        f.store.clone(),
+        cpu(16, Duration::from_millis(200)),
+    ));
+    let requests: Vec<Tensor> = (0..12)
+        .map(|i| Tensor::randn([1 + i % 3, 16], (Kind::Float, Device::Cpu)))
+        .collect();
+    let expected: Vec<Tensor> = {
+        let mut out = Vec::new();
+        for x in &requests {
+            out.push(
+                engine
+                    .infer_unbatched(f.mlp, x.shallow_clone())
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    };
+    let (batches_before, requests_before, _) = engine.stats().snapshot();
+
+    let handles: Vec<_> = requests
+        .iter()
+        .map(|x| {
+            let engine = engine.clone();
+            let x = x.copy();
+            let hash = f.mlp;
+            tokio::spawn(async move { engine.infer(hash, x).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap().unwrap());
+    }
+
+    for (i, (got, want)) in results.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            got.size(),
+            want.size(),
+            "request {i} got another request's rows"
+        );
+        let diff = max_abs_diff(got, want);
+        assert!(
+            diff <= 1e-5,
+            "request {i}: batched differs from alone by {diff}"
+        );
+    }
+    let (batches, served, _) = engine.stats().snapshot();
+    assert_eq!(served - requests_before, 12);
+    assert!(
+        batches - batches_before < 12,
+        "no batching happened: {} batches",
+        batches - batches_before
+    );
+}
+
+#[tokio::test]
+async fn a_lone_request_waits_for_batch_mates_at_most_max_wait() {
+    let f = fixture(4);
+    let max_wait = Duration::from_millis(300);
+    let engine = Engine::new(f.store.clone(), cpu(16, max_wait));
+    engine.model(f.mlp).await.unwrap(); // load outside the measurement
+    let started = Instant::now();
+    let y = engine
+        .infer(f.mlp, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(y.size(), vec![1, 4]);
+    // It waited for company (the batch was not full) and was then served: the bound is
+    // max_wait plus one forward pass of a tiny model, with a wide margin for a loaded machine.
+    assert!(
+        waited >= Duration::from_millis(250),
+        "served after {waited:?}, before max_wait"
+    );
+    assert!(
+        waited < max_wait + Duration::from_secs(3),
+        "served after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn deterministic_mode_repeats_the_output_hash() {
+    let f = fixture(4);
+    let config = EngineConfig {
+        deterministic_seed: Some(42),
+        ..cpu(16, Duration::from_millis(5))
+    };
+    let engine = Engine::new(f.store.clone(), config);
+    let (x, _) = sample(f.models, f.described, "encoder");
+    let input = encode_input(&x).unwrap();
+    let first = engine.execute(f.encoder, &input).await.unwrap();
+    let second = engine.execute(f.encoder, &input).await.unwrap();
+    assert_eq!(first, second);
+    // A different input gives a different hash: the hash is of the output, not a constant.
+    let other = engine
+        .execute(f.encoder, &encode_input(&(&x + 1.0)).unwrap())
+        .await
+        .unwrap();
+    assert_ne!(other.output_hash, first.output_hash);
+}
+
+#[tokio::test]
+async fn the_model_cache_is_bounded_and_reuses_loaded_modules() {
+    let f = fixture(1);
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let first = engine.model(f.mlp).await.unwrap();
+    let again = engine.model(f.mlp).await.unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "a cached module was loaded again"
+    );
+    assert_eq!(f.store.loaded(), 1);
+    engine.model(f.encoder).await.unwrap();
+    assert_eq!(f.store.loaded(), 1, "capacity 1 keeps one module");
+    let reloaded = engine.model(f.mlp).await.unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &reloaded),
+        "the evicted module came back from the cache"
+    );
+}
