@@ -128,8 +128,11 @@ impl Engine {
         &self.config
     }
 
-    /// Loads (or finds in the cache) a model, off the async threads.
+    /// Finds a loaded model in the cache, or loads it off the async threads.
     pub async fn model(&self, hash: Digest) -> Result<Arc<LoadedModel>, EngineError> {
+        if let Some(model) = self.store.cached(&hash, self.config.device) {
+            return Ok(model);
+        }
         let store = self.store.clone();
         let device = self.config.device;
         let span = tracing::Span::current();
@@ -186,6 +189,9 @@ impl Engine {
     /// Executes a job: decodes the safetensors input, runs it (alone in deterministic mode,
     /// else batched), encodes the output and hashes both.
     pub async fn execute(&self, hash: Digest, input: &[u8]) -> Result<JobOutput, EngineError> {
+        // The model first: an unknown or broken model is the error to report whatever the
+        // input is.
+        self.model(hash).await?;
         let input_hash = Digest::of(input);
         let tensor = decode_input(input)?;
         let output = if self.config.deterministic_seed.is_some() {

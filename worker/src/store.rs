@@ -135,7 +135,8 @@ impl ModelStore {
         Ok(model)
     }
 
-    fn cached(&self, hash: &Digest, device: Device) -> Option<Arc<LoadedModel>> {
+    /// The model if it is loaded on `device` (marks it recently used); never touches disk.
+    pub fn cached(&self, hash: &Digest, device: Device) -> Option<Arc<LoadedModel>> {
         let mut cache = self.cache.lock().ok()?;
         let at = cache
             .iter()
