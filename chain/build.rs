@@ -31,13 +31,7 @@ fn main() {
         fs::write(&abi_path, abi_with_constructor_function(&class_path)).expect("write ABI");
         let bindings = Abigen::new(contract, abi_path.to_str().expect("UTF-8 OUT_DIR"))
             .with_execution_version(ExecutionVersion::V3)
-            .with_derives(vec![
-                "Debug".into(),
-                "Clone".into(),
-                "PartialEq".into(),
-                "serde::Serialize".into(),
-                "serde::Deserialize".into(),
-            ])
+            .with_derives(type_derives())
             .with_contract_derives(vec!["Debug".into(), "Clone".into()])
             .generate()
             .unwrap_or_else(|e| panic!("cainome failed on {}: {e}", class_path.display()));
@@ -45,6 +39,40 @@ fn main() {
         // Written without cainome's `write_to_file` header: its inner `#![allow]` attributes
         // cannot be `include!`d; the including module carries the allows instead.
         fs::write(&target, bindings.to_string()).expect("write bindings");
+    }
+    generate_foreign(&manifest_dir, &out_dir);
+}
+
+/// Derives of the generated types (cainome's own serde attributes need the serde derives).
+fn type_derives() -> Vec<String> {
+    [
+        "Debug",
+        "Clone",
+        "PartialEq",
+        "serde::Serialize",
+        "serde::Deserialize",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Bindings from ABI files kept in `abi/` for contracts that are not the project's: (contract
+/// name, module, file).
+const FOREIGN_ABIS: &[(&str, &str, &str)] =
+    &[("Src9Account", "src9_account", "abi/src9_account.abi.json")];
+
+fn generate_foreign(manifest_dir: &Path, out_dir: &Path) {
+    for (contract, module, file) in FOREIGN_ABIS {
+        let path = manifest_dir.join(file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bindings = Abigen::new(contract, path.to_str().expect("UTF-8 path"))
+            .with_execution_version(ExecutionVersion::V3)
+            .with_derives(type_derives())
+            .with_contract_derives(vec!["Debug".into(), "Clone".into()])
+            .generate()
+            .unwrap_or_else(|e| panic!("cainome failed on {}: {e}", path.display()));
+        fs::write(out_dir.join(format!("{module}.rs")), bindings.to_string())
+            .expect("write bindings");
     }
 }
 

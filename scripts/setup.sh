@@ -8,7 +8,7 @@ source scripts/env.sh
 
 DEVNET_VERSION=0.10.1
 TORCH_VERSION=2.11.0
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 step "system packages (Debian)"
 missing=()

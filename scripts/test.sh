@@ -5,16 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
+step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
-printf '\n==> Cairo format check\n'
+step "Cairo format check"
 cairo/toolchain/target/release/ciro-cairo fmt --check
-printf '\n==> Rust format check\n'
+step "Rust format check"
 cargo fmt --all --check
 ( cd cairo/toolchain && cargo fmt --check )
-printf '\n==> clippy\n'
+step "clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 ( cd cairo/toolchain && cargo clippy --locked --release --all-targets -- -D warnings )
-printf '\n==> tests\n'
+step "tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --workspace 2>&1 | tee "$log"

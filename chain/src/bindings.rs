@@ -19,3 +19,10 @@ pub fn constructor_calldata(call: Call) -> Vec<Felt> {
 pub mod test_token {
     include!(concat!(env!("OUT_DIR"), "/test_token.rs"));
 }
+
+/// SNIP-9 v2 (`execute_from_outside_v2`) of an account contract, as OpenZeppelin's accounts
+/// (and devnet's predeployed ones) implement it; from `abi/src9_account.abi.json`.
+#[allow(warnings, clippy::all)]
+pub mod src9_account {
+    include!(concat!(env!("OUT_DIR"), "/src9_account.rs"));
+}

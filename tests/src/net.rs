@@ -131,6 +131,16 @@ impl TestNet {
         self.prepared().accounts[actor.index()].address
     }
 
+    /// The private key of `actor`'s account (to sign off-chain messages as the actor).
+    pub fn signing_key(&self, actor: Actor) -> SigningKey {
+        SigningKey::from_secret_scalar(self.prepared().accounts[actor.index()].private_key)
+    }
+
+    /// The public key of `actor`'s account.
+    pub fn public_key(&self, actor: Actor) -> Felt {
+        self.prepared().accounts[actor.index()].public_key
+    }
+
     /// A signing account for `actor`, reading state at the latest block.
     pub fn account(&self, actor: Actor) -> RpcAccount {
         account_for(
