@@ -5,6 +5,7 @@
 //!   hash (CASM by universal-sierra-compiler, Blake2s);
 //! - [`deploy`]: declare (idempotent) and deploy through the Universal Deployer;
 //! - [`devnet`]: starknet-devnet's extension RPC (accounts, mint, time, snapshots);
+//! - [`events`]: a typed, resumable stream of the contracts' events (the indexer's input);
 //! - [`snip9`]: SNIP-9 v2 outside executions as SNIP-12 revision 1 typed data: hash, sign,
 //!   verify;
 //! - [`tx`]: sending a transaction and awaiting its receipt, with reverts reported by the
@@ -15,6 +16,7 @@ pub mod bindings;
 pub mod deploy;
 pub mod devnet;
 pub mod error;
+pub mod events;
 pub mod snip9;
 pub mod tx;
 

@@ -48,6 +48,11 @@ impl Devnet {
     ///
     /// Fails (never skips) when the binary is missing: scripts/setup.sh installs it.
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// [`Devnet::start`] with extra command-line flags (e.g. `--block-generation-on demand`).
+    pub fn start_with(extra_args: &[&str]) -> Result<Self> {
         let binary = devnet_binary();
         let mut command = Command::new(&binary);
         command
@@ -55,6 +60,7 @@ impl Devnet {
             .args(["--seed", &SEED.to_string()])
             .args(["--accounts", &ACCOUNTS.to_string()])
             .args(["--initial-balance", INITIAL_BALANCE])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -78,6 +78,8 @@ fn load_artifacts() -> Result<Vec<ContractArtifact>> {
 /// [`Actor`]'s account funded. Goes back to the pool when dropped.
 pub struct TestNet {
     prepared: Option<Prepared>,
+    /// Whether the devnet goes back to the pool on drop (only default-configured ones do).
+    pooled: bool,
     /// devnet's extension RPC (mint, time, snapshots).
     pub devnet: DevnetRpc,
     /// A JSON-RPC provider on the chain.
@@ -102,14 +104,25 @@ impl TestNet {
                 prepared.base_snapshot = rpc.snapshot().await?;
                 prepared
             }
-            None => prepare().await?,
+            None => prepare(&[]).await?,
         };
+        Ok(Self::from_prepared(prepared, true))
+    }
+
+    /// A chain on a fresh devnet started with extra flags (e.g. `--block-generation-on
+    /// demand`); it is not pooled, and is killed on drop.
+    pub async fn with_devnet_args(extra_args: &[&str]) -> Result<Self> {
+        Ok(Self::from_prepared(prepare(extra_args).await?, false))
+    }
+
+    fn from_prepared(prepared: Prepared, pooled: bool) -> Self {
         let url = prepared.devnet.rpc_url();
-        Ok(Self {
+        Self {
             devnet: DevnetRpc::new(url.clone()),
             provider: JsonRpcClient::new(HttpTransport::new(url)),
             prepared: Some(prepared),
-        })
+            pooled,
+        }
     }
 
     fn prepared(&self) -> &Prepared {
@@ -196,6 +209,9 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
+        if !self.pooled {
+            return;
+        }
         if let (Some(prepared), Ok(mut pool)) = (self.prepared.take(), POOL.lock()) {
             pool.push(prepared);
         }
@@ -217,9 +233,9 @@ fn account_for(account: &PredeployedAccount, rpc_url: Url, chain_id: Felt) -> Rp
 }
 
 /// Starts a devnet, declares every project class from the admin account, snapshots.
-async fn prepare() -> Result<Prepared> {
+async fn prepare(extra_args: &[&str]) -> Result<Prepared> {
     let artifacts = artifacts()?;
-    let devnet = Devnet::start()?;
+    let devnet = Devnet::start_with(extra_args)?;
     let rpc = DevnetRpc::new(devnet.rpc_url());
     rpc.wait_alive().await?;
     let accounts = rpc.predeployed_accounts().await?;

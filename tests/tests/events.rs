@@ -1,0 +1,188 @@
+//! The event stream on a devnet with hundreds of events across many blocks: every event
+//! decoded, in order, exactly once across pages and across a restart from a stored cursor;
+//! pre-confirmed events told apart from accepted ones.
+
+use ciro_chain::bindings::constructor_calldata;
+use ciro_chain::bindings::test_token::{Event, TestToken, Transfer};
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::events::{ChainEvent, CiroEvent, ContractKind, EventCursor, EventStream, Finality};
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::providers::Provider;
+use ciro_chain::tx::send;
+use ciro_tests::{Actor, TestNet};
+
+const TXS: u128 = 30;
+const TRANSFERS_PER_TX: u128 = 10;
+
+async fn deploy_token(net: &TestNet) -> Felt {
+    let admin = net.account(Actor::Admin);
+    let calldata = constructor_calldata(TestToken::new(Felt::ZERO, &admin).constructor_getcall(
+        &Felt::from(0x4354u32),
+        &Felt::from(0x4354u32),
+        &18,
+        &U256 {
+            low: 1_000_000_000,
+            high: 0,
+        },
+        &ContractAddress(net.address(Actor::Admin)),
+    ));
+    net.deploy(Actor::Admin, "TestToken", calldata)
+        .await
+        .unwrap()
+}
+
+/// The Transfer the admin's `i`-th transfer emits (amounts are distinct: 1, 2, 3, ...).
+fn expected_transfer(net: &TestNet, i: u128) -> CiroEvent {
+    let recipients = [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC];
+    CiroEvent::TestToken(Event::Transfer(Transfer {
+        from: ContractAddress(net.address(Actor::Admin)),
+        to: ContractAddress(net.address(recipients[(i % 3) as usize])),
+        value: U256 {
+            low: i + 1,
+            high: 0,
+        },
+    }))
+}
+
+/// `TXS` multicalls of `TRANSFERS_PER_TX` transfers each: one block per transaction.
+async fn emit_transfers(net: &TestNet, token: Felt) {
+    let admin = net.account(Actor::Admin);
+    let binding = TestToken::new(token, &admin);
+    for tx in 0..TXS {
+        let calls = (0..TRANSFERS_PER_TX)
+            .map(|k| {
+                let i = tx * TRANSFERS_PER_TX + k;
+                let CiroEvent::TestToken(Event::Transfer(t)) = expected_transfer(net, i) else {
+                    unreachable!()
+                };
+                binding.transfer_getcall(&t.to, &t.value)
+            })
+            .collect();
+        send(&net.provider, admin.execute_v3(calls)).await.unwrap();
+    }
+}
+
+/// Reads pages until caught up; returns the events and the final cursor.
+async fn drain<P: Provider + Sync>(
+    stream: &EventStream<P>,
+    mut cursor: EventCursor,
+    max_pages: usize,
+) -> (Vec<ChainEvent>, EventCursor, usize) {
+    let mut events = Vec::new();
+    let mut pages = 0;
+    while pages < max_pages {
+        let (page, next) = stream.next_page(&cursor).await.unwrap();
+        pages += 1;
+        let caught_up =
+            page.is_empty() && next.continuation.is_none() && next.from_block == cursor.from_block;
+        events.extend(page);
+        cursor = next;
+        if caught_up {
+            break;
+        }
+    }
+    (events, cursor, pages)
+}
+
+#[tokio::test]
+async fn stream_delivers_hundreds_of_events_in_order_exactly_once_and_resumes_from_a_stored_cursor()
+{
+    // Given a token with one mint and 300 transfers over 30 blocks
+    let net = TestNet::new().await.unwrap();
+    let deploy_block = net.provider.block_number().await.unwrap() + 1;
+    let token = deploy_token(&net).await;
+    emit_transfers(&net, token).await;
+    let mut expected = vec![CiroEvent::TestToken(Event::Transfer(Transfer {
+        from: ContractAddress(Felt::ZERO),
+        to: ContractAddress(net.address(Actor::Admin)),
+        value: U256 {
+            low: 1_000_000_000,
+            high: 0,
+        },
+    }))];
+    expected.extend((0..TXS * TRANSFERS_PER_TX).map(|i| expected_transfer(&net, i)));
+
+    // When an indexer reads 4 pages of 37, stores its cursor, "restarts" and reads the rest
+    let stream = EventStream::new(&net.provider, token, ContractKind::TestToken, 37);
+    let (first, cursor, _) = drain(&stream, EventCursor::at(deploy_block), 4).await;
+    assert_eq!(first.len(), 4 * 37);
+    let stored = serde_json::to_string(&cursor).unwrap();
+    let restarted = EventStream::new(&net.provider, token, ContractKind::TestToken, 37);
+    let (rest, end, _) = drain(&restarted, serde_json::from_str(&stored).unwrap(), 100).await;
+
+    // Then every event came once, in order, decoded, accepted, from the token
+    let all: Vec<ChainEvent> = first.into_iter().chain(rest).collect();
+    assert_eq!(all.len(), expected.len());
+    assert_eq!(
+        all.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(all
+        .iter()
+        .all(|e| e.finality == Finality::AcceptedOnL2 && e.contract == token));
+    let blocks: std::collections::BTreeSet<u64> =
+        all.iter().filter_map(|e| e.block_number).collect();
+    assert_eq!(blocks.len() as u128, TXS + 1, "one block per transaction");
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].block_number <= w[1].block_number));
+
+    // And once caught up, a new event is the only thing the next read returns
+    let admin = net.account(Actor::Admin);
+    let to = ContractAddress(net.address(Actor::Delegator));
+    send(
+        &net.provider,
+        TestToken::new(token, &admin).transfer(&to, &U256 { low: 5, high: 0 }),
+    )
+    .await
+    .unwrap();
+    let (new, _, _) = drain(&restarted, end, 10).await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        new[0].event,
+        CiroEvent::TestToken(Event::Transfer(Transfer {
+            from: ContractAddress(net.address(Actor::Admin)),
+            to,
+            value: U256 { low: 5, high: 0 }
+        }))
+    );
+}
+
+#[tokio::test]
+async fn pre_confirmed_events_are_told_apart_and_delivered_again_once_accepted() {
+    // Given a devnet that closes blocks only on demand
+    let net = TestNet::with_devnet_args(&["--block-generation-on", "demand"])
+        .await
+        .unwrap();
+    net.devnet.create_block().await.unwrap();
+    let token = deploy_token(&net).await;
+    net.devnet.create_block().await.unwrap();
+    let stream = EventStream::new(&net.provider, token, ContractKind::TestToken, 100);
+    let (_, cursor, _) = drain(&stream, EventCursor::at(0), 10).await;
+
+    // When a transfer lands in the pre-confirmed block
+    let admin = net.account(Actor::Admin);
+    let to = ContractAddress(net.address(Actor::WorkerA));
+    send(
+        &net.provider,
+        TestToken::new(token, &admin).transfer(&to, &U256 { low: 9, high: 0 }),
+    )
+    .await
+    .unwrap();
+
+    // Then it is visible as pre-confirmed, and not yet through the cursor
+    let peeked = stream.pre_confirmed().await.unwrap();
+    assert_eq!(peeked.len(), 1);
+    assert_eq!(peeked[0].finality, Finality::PreConfirmed);
+    let (accepted, cursor, _) = drain(&stream, cursor, 10).await;
+    assert!(accepted.is_empty());
+
+    // And once the block closes it comes through the cursor as accepted
+    net.devnet.create_block().await.unwrap();
+    let (accepted, _, _) = drain(&stream, cursor, 10).await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].finality, Finality::AcceptedOnL2);
+    assert_eq!(accepted[0].event, peeked[0].event);
+    assert!(stream.pre_confirmed().await.unwrap().is_empty());
+}
