@@ -6,6 +6,7 @@
 //! - [`deploy`]: declare (idempotent) and deploy through the Universal Deployer;
 //! - [`devnet`]: starknet-devnet's extension RPC (accounts, mint, time, snapshots);
 //! - [`events`]: a typed, resumable stream of the contracts' events (the indexer's input);
+//! - [`sender`]: one account, many concurrent tasks: nonces, fee margin, transport retries;
 //! - [`snip9`]: SNIP-9 v2 outside executions as SNIP-12 revision 1 typed data: hash, sign,
 //!   verify;
 //! - [`tx`]: sending a transaction and awaiting its receipt, with reverts reported by the
@@ -17,6 +18,7 @@ pub mod deploy;
 pub mod devnet;
 pub mod error;
 pub mod events;
+pub mod sender;
 pub mod snip9;
 pub mod tx;
 

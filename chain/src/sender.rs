@@ -1,0 +1,232 @@
+//! Sending transactions from one account shared by concurrent tasks.
+//!
+//! [`TxSender`] owns the account's nonce: a task takes the nonce lock, estimates the fee (with
+//! the configured margin), signs and submits with the next nonce, advances it, and releases
+//! the lock as soon as the node has accepted the transaction; waiting for the receipt happens
+//! outside the lock, so transactions of many tasks pipeline. A nonce the node rejects makes
+//! the sender re-read the nonce from the chain and try once more. Transport errors (node
+//! unreachable, timeouts) are retried with exponential backoff; a revert or a rejection is
+//! never retried.
+
+use std::future::Future;
+use std::time::Duration;
+
+use starknet::accounts::ConnectedAccount;
+use starknet::core::types::{BlockId, BlockTag, Call, Felt};
+use starknet::providers::Provider;
+use tokio::sync::Mutex;
+
+use crate::tx::{wait_for_receipt, TxOutcome};
+use crate::ChainError;
+
+/// Retries of transport errors.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Wait before the first retry; doubled each time.
+    pub first_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `operation`, retrying it while it fails with [`ChainError::Transport`].
+    pub async fn run<T, F, Fut>(&self, mut operation: F) -> Result<T, ChainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ChainError>>,
+    {
+        let mut backoff = self.first_backoff;
+        let mut attempt = 1;
+        loop {
+            match operation().await {
+                Err(ChainError::Transport(message)) if attempt < self.attempts => {
+                    tracing::warn!(attempt, %message, ?backoff, "transport error, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Fee and retry settings of a [`TxSender`].
+#[derive(Debug, Clone, Copy)]
+pub struct SenderConfig {
+    /// Multiplier on the estimated gas amounts and prices (1.5 = 50% margin).
+    pub fee_margin: f64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            fee_margin: 1.5,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// One account, many concurrent senders.
+#[derive(Debug)]
+pub struct TxSender<A> {
+    account: A,
+    config: SenderConfig,
+    /// The next nonce to use, once read from the chain.
+    nonce: Mutex<Option<Felt>>,
+}
+
+impl<A> TxSender<A>
+where
+    A: ConnectedAccount + Sync + Send,
+{
+    pub fn new(account: A, config: SenderConfig) -> Self {
+        Self {
+            account,
+            config,
+            nonce: Mutex::new(None),
+        }
+    }
+
+    pub fn account(&self) -> &A {
+        &self.account
+    }
+
+    /// Executes `calls` (from the bindings' `*_getcall`) in one transaction and awaits its
+    /// receipt.
+    pub async fn execute(&self, calls: Vec<Call>) -> Result<TxOutcome, ChainError> {
+        let tx_hash = {
+            let mut nonce = self.nonce.lock().await;
+            match self.submit(&mut nonce, &calls).await {
+                Err(ChainError::Rejected(message))
+                    if message.contains("nonce") || message.contains("Nonce") =>
+                {
+                    tracing::warn!(%message, "nonce rejected; re-reading it from the chain");
+                    *nonce = None;
+                    self.submit(&mut nonce, &calls).await?
+                }
+                other => other?,
+            }
+        };
+        let receipt = self
+            .config
+            .retry
+            .run(|| wait_for_receipt(self.account.provider(), tx_hash))
+            .await?;
+        Ok(TxOutcome { tx_hash, receipt })
+    }
+
+    async fn submit(&self, nonce: &mut Option<Felt>, calls: &[Call]) -> Result<Felt, ChainError> {
+        let current = match *nonce {
+            Some(value) => value,
+            None => {
+                self.config
+                    .retry
+                    .run(|| async {
+                        self.account
+                            .provider()
+                            .get_nonce(BlockId::Tag(BlockTag::PreConfirmed), self.account.address())
+                            .await
+                            .map_err(|e| ChainError::from_node_message(format!("{e:?}")))
+                    })
+                    .await?
+            }
+        };
+        let sent = self
+            .config
+            .retry
+            .run(|| async {
+                self.account
+                    .execute_v3(calls.to_vec())
+                    .nonce(current)
+                    .gas_estimate_multiplier(self.config.fee_margin)
+                    .gas_price_estimate_multiplier(self.config.fee_margin)
+                    .send()
+                    .await
+                    .map_err(|e| ChainError::from_node_message(format!("{e:?}")))
+            })
+            .await?;
+        *nonce = Some(current + Felt::ONE);
+        Ok(sent.transaction_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_millis(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn transport_errors_are_retried_until_success() {
+        let calls = AtomicU32::new(0);
+        let result = fast()
+            .run(|| async {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if n < 2 {
+                    Err(ChainError::Transport("connection refused".into()))
+                } else {
+                    Ok(n)
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn transport_errors_stop_after_the_last_attempt() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = fast()
+            .run(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(ChainError::Transport("timed out".into()))
+            })
+            .await;
+        assert!(matches!(result, Err(ChainError::Transport(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn reverts_and_rejections_are_never_retried() {
+        for error in [
+            ChainError::Rejected("insufficient fee".into()),
+            ChainError::Reverted {
+                reason: "ERC20: insufficient balance".into(),
+                panic_data: vec![],
+                raw: String::new(),
+            },
+        ] {
+            let calls = AtomicU32::new(0);
+            let mut error = Some(error);
+            let result: Result<(), _> = fast()
+                .run(|| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let error = error.take();
+                    async move {
+                        Err(error.unwrap_or_else(|| ChainError::Rejected("second call".into())))
+                    }
+                })
+                .await;
+            assert!(result.is_err());
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+    }
+}
