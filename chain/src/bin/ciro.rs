@@ -2,27 +2,22 @@
 //!
 //! `ciro deploy` declares the project's contract classes (skipping those the network has),
 //! deploys the contracts (skipping those the manifest lists and the chain has), and writes the
-//! deployment manifest `deployments/<network>.json`.
+//! deployment manifest `deployments/<network>.json` (see `ciro_chain::deployment`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use cainome::cairo_serde::{ContractAddress, U256};
-use ciro_chain::artifacts::{classes_dir, ContractArtifact};
-use ciro_chain::bindings::{constructor_calldata, test_token};
-use ciro_chain::deploy::{declare, deploy, Declared};
-use ciro_chain::devnet::DevnetRpc;
+use cainome::cairo_serde::ContractAddress;
+use ciro_chain::account::{connect, AccountSource, KeySource};
+use ciro_chain::artifacts::classes_dir;
+use ciro_chain::bindings::test_token::TestTokenReader;
+use ciro_chain::deployment::{deploy_all, Manifest};
 use ciro_chain::tx::call;
-use ciro_chain::RpcAccount;
 use clap::{Args, Parser, Subcommand};
-use serde::{Deserialize, Serialize};
-use starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
-use starknet::core::types::{BlockId, BlockTag, Felt, StarknetError};
-use starknet::core::utils::{cairo_short_string_to_felt, parse_cairo_short_string};
+use starknet::accounts::Account;
+use starknet::core::types::Felt;
 use starknet::providers::jsonrpc::HttpTransport;
-use starknet::providers::{JsonRpcClient, Provider, ProviderError};
-use starknet::signers::{LocalWallet, SigningKey};
+use starknet::providers::{JsonRpcClient, Provider};
 use url::Url;
 
 #[derive(Parser)]
@@ -57,33 +52,46 @@ struct DeployArgs {
     manifest: Option<PathBuf>,
 }
 
-/// The deploying account: a devnet predeployed account, or an address with its key read from
-/// the environment or a file (never from the command line).
+/// The deploying account: a devnet predeployed account, or an address with its key from a
+/// keystore, a file or the environment (never from the command line).
 #[derive(Args)]
 struct AccountArgs {
     /// Use devnet's predeployed account number N (devnet only).
     #[arg(long, conflicts_with = "account_address")]
     devnet_account: Option<usize>,
-    /// Account contract address; its key comes from CIRO_PRIVATE_KEY or --private-key-file.
+    /// Account contract address.
     #[arg(long, env = "CIRO_ACCOUNT_ADDRESS")]
     account_address: Option<Felt>,
-    /// File holding the account's private key (hex).
+    /// Encrypted JSON keystore with the account's key; its password is read from
+    /// CIRO_KEYSTORE_PASSWORD.
+    #[arg(long, env = "CIRO_KEYSTORE", conflicts_with = "private_key_file")]
+    keystore: Option<PathBuf>,
+    /// File holding the account's private key (hex). Without this or --keystore, the key is
+    /// read from CIRO_PRIVATE_KEY.
     #[arg(long, env = "CIRO_PRIVATE_KEY_FILE")]
     private_key_file: Option<PathBuf>,
 }
 
-/// `deployments/<network>.json`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Manifest {
-    network: String,
-    chain_id: String,
-    rpc_url: String,
-    /// Block of the first deployment recorded in this manifest.
-    deploy_block: Option<u64>,
-    /// Class hash per contract name.
-    classes: BTreeMap<String, Felt>,
-    /// Address per deployed contract.
-    contracts: BTreeMap<String, Felt>,
+impl AccountArgs {
+    fn source(&self) -> Result<AccountSource> {
+        Ok(match (self.devnet_account, self.account_address) {
+            (Some(index), _) => AccountSource::DevnetPredeployed(index),
+            (None, Some(address)) => {
+                let key = match (&self.keystore, &self.private_key_file) {
+                    (Some(path), _) => KeySource::Keystore {
+                        path: path.clone(),
+                        password_env: "CIRO_KEYSTORE_PASSWORD".into(),
+                    },
+                    (None, Some(path)) => KeySource::File(path.clone()),
+                    (None, None) => KeySource::Env("CIRO_PRIVATE_KEY".into()),
+                };
+                AccountSource::Key { address, key }
+            }
+            (None, None) => {
+                bail!("choose an account: --devnet-account N, or --account-address with its key")
+            }
+        })
+    }
 }
 
 #[tokio::main]
@@ -105,183 +113,46 @@ async fn main() {
     }
 }
 
-async fn account(args: &AccountArgs, rpc_url: &Url, chain_id: Felt) -> Result<RpcAccount> {
-    let (address, key) = match (args.devnet_account, args.account_address) {
-        (Some(index), _) => {
-            let accounts = DevnetRpc::new(rpc_url.clone())
-                .predeployed_accounts()
-                .await?;
-            let account = accounts
-                .get(index)
-                .with_context(|| format!("devnet has {} accounts", accounts.len()))?;
-            (account.address, account.private_key)
-        }
-        (None, Some(address)) => (address, private_key(args.private_key_file.as_deref())?),
-        (None, None) => {
-            bail!("choose an account: --devnet-account N, or --account-address with a key")
-        }
-    };
-    let provider = JsonRpcClient::new(HttpTransport::new(rpc_url.clone()));
-    let signer = LocalWallet::from(SigningKey::from_secret_scalar(key));
-    let mut account =
-        SingleOwnerAccount::new(provider, signer, address, chain_id, ExecutionEncoding::New);
-    account.set_block_id(BlockId::Tag(BlockTag::Latest));
-    Ok(account)
-}
-
-fn private_key(file: Option<&Path>) -> Result<Felt> {
-    let text = match (std::env::var("CIRO_PRIVATE_KEY"), file) {
-        (Ok(key), _) => key,
-        (Err(_), Some(path)) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        }
-        (Err(_), None) => bail!("no private key: set CIRO_PRIVATE_KEY or --private-key-file"),
-    };
-    Felt::from_hex(text.trim()).context("the private key is not a hex felt")
-}
-
 async fn run_deploy(args: DeployArgs) -> Result<()> {
     let provider = JsonRpcClient::new(HttpTransport::new(args.rpc_url.clone()));
     let chain_id = provider
         .chain_id()
         .await
         .with_context(|| format!("reaching {}", args.rpc_url))?;
-    let account = account(&args.account, &args.rpc_url, chain_id).await?;
+    let account = connect(&args.account.source()?, &args.rpc_url, chain_id).await?;
     let manifest_path = args
         .manifest
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("deployments/{}.json", args.network)));
-    let mut manifest = read_manifest(&manifest_path)?;
-    let chain_name =
-        parse_cairo_short_string(&chain_id).unwrap_or_else(|_| format!("{chain_id:#x}"));
-    if !manifest.chain_id.is_empty() && manifest.chain_id != chain_name {
-        bail!(
-            "{} is for chain {}, the node is {chain_name}",
-            manifest_path.display(),
-            manifest.chain_id
-        );
-    }
+    let mut manifest = Manifest::read(&manifest_path)?;
     manifest.network = args.network.clone();
-    manifest.chain_id = chain_name.clone();
     manifest.rpc_url = args.rpc_url.to_string();
     println!(
-        "network {} (chain {chain_name}) at {}; deployer {:#x}",
+        "network {} at {}; deployer {:#x}",
         args.network,
         args.rpc_url,
-        account_address(&account)
+        account.address()
     );
 
-    let dir = classes_dir();
-    for name in ["TestToken"] {
-        let artifact = ContractArtifact::load(&dir, name)?;
-        match declare(&account, &artifact)
-            .await
-            .with_context(|| format!("declaring {name}"))?
-        {
-            Declared::Now {
-                class_hash,
-                tx_hash,
-            } => {
-                println!("declared  {name:<12} class {class_hash:#066x}  tx {tx_hash:#066x}")
-            }
-            Declared::Already { class_hash } => {
-                println!(
-                    "declared  {name:<12} class {class_hash:#066x}  (already on chain, skipped)"
-                )
-            }
-        }
-        manifest
-            .classes
-            .insert(name.to_owned(), artifact.class_hash);
-    }
+    deploy_all(&account, &classes_dir(), &mut manifest, |step| {
+        println!("{step}")
+    })
+    .await?;
+    manifest.write(&manifest_path)?;
 
-    let name = "TestToken";
-    let existing = match manifest.contracts.get(name) {
-        Some(address) => deployed_class(&provider, *address)
-            .await?
-            .filter(|class| *class == manifest.classes[name])
-            .map(|_| *address),
-        None => None,
-    };
-    let token = match existing {
-        Some(address) => {
-            println!("deployed  {name:<12} at    {address:#066x}  (in the manifest and on chain, skipped)");
-            address
-        }
-        None => {
-            let calldata = constructor_calldata(
-                test_token::TestToken::new(Felt::ZERO, &account).constructor_getcall(
-                    &cairo_short_string_to_felt("CIRO Test Token")?,
-                    &cairo_short_string_to_felt("CTT")?,
-                    &18,
-                    &U256 {
-                        low: 1_000_000_000_000_000_000_000_000,
-                        high: 0,
-                    },
-                    &ContractAddress(account_address(&account)),
-                ),
-            );
-            let deployed = deploy(&account, manifest.classes[name], calldata, Felt::ZERO).await?;
-            println!(
-                "deployed  {name:<12} at    {:#066x}  tx {:#066x}",
-                deployed.address, deployed.tx_hash
-            );
-            if manifest.deploy_block.is_none() {
-                manifest.deploy_block = Some(provider.block_number().await?);
-            }
-            manifest.contracts.insert(name.to_owned(), deployed.address);
-            deployed.address
-        }
-    };
-
-    let reader = test_token::TestTokenReader::new(token, &provider);
+    let token = manifest.contracts["TestToken"];
+    let reader = TestTokenReader::new(token, &provider);
     let supply = call(reader.total_supply()).await?;
-    let balance = call(reader.balance_of(&ContractAddress(account_address(&account)))).await?;
+    let balance = call(reader.balance_of(&ContractAddress(account.address()))).await?;
     println!(
         "check     TestToken total_supply {} ; deployer balance {}",
         supply.low, balance.low
     );
-
-    write_manifest(&manifest_path, &manifest)?;
-    println!("manifest  {}", manifest_path.display());
+    println!(
+        "manifest  {} (chain {}, deploy block {:?})",
+        manifest_path.display(),
+        manifest.chain_id,
+        manifest.deploy_block
+    );
     Ok(())
-}
-
-fn account_address(account: &RpcAccount) -> Felt {
-    use starknet::accounts::Account;
-    account.address()
-}
-
-/// The class deployed at `address`, or `None` when nothing is.
-async fn deployed_class(
-    provider: &JsonRpcClient<HttpTransport>,
-    address: Felt,
-) -> Result<Option<Felt>> {
-    match provider
-        .get_class_hash_at(BlockId::Tag(BlockTag::Latest), address)
-        .await
-    {
-        Ok(class) => Ok(Some(class)),
-        Err(ProviderError::StarknetError(StarknetError::ContractNotFound)) => Ok(None),
-        Err(e) => Err(e).context("reading the deployed class"),
-    }
-}
-
-fn read_manifest(path: &Path) -> Result<Manifest> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let text = serde_json::to_string_pretty(manifest)? + "\n";
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

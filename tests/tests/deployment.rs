@@ -1,0 +1,86 @@
+//! The deployment (what `ciro deploy` runs): declares and deploys on a fresh chain, records a
+//! manifest, and on a second run finds everything and sends nothing.
+
+use ciro_chain::artifacts::classes_dir;
+use ciro_chain::deployment::{deploy_all, Manifest, Step, TEST_TOKEN_SUPPLY};
+use ciro_chain::starknet::core::types::{BlockId, BlockTag};
+use ciro_chain::starknet::providers::Provider;
+use ciro_tests::{Actor, TestNet};
+
+#[tokio::test]
+async fn deployment_is_recorded_and_a_second_run_skips_everything() {
+    let net = TestNet::new().await.unwrap();
+    let admin = net.account(Actor::Admin);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployments/devnet.json");
+
+    // First run (the classes are declared in the harness's base state already)
+    let mut manifest = Manifest::read(&path).unwrap();
+    let mut steps = Vec::new();
+    deploy_all(&admin, &classes_dir(), &mut manifest, |s| {
+        steps.push(s.clone())
+    })
+    .await
+    .unwrap();
+    manifest.write(&path).unwrap();
+    let token = manifest.contracts["TestToken"];
+    assert!(
+        matches!(&steps[..], [Step::AlreadyDeclared { .. }, Step::Deployed { address, .. }] if *address == token)
+    );
+    assert_eq!(
+        net.provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::Latest), token)
+            .await
+            .unwrap(),
+        manifest.classes["TestToken"]
+    );
+    assert_eq!(manifest.chain_id, "SN_SEPOLIA");
+    assert!(manifest.deploy_block.is_some());
+
+    // Second run from the written manifest: nothing is sent
+    let nonce = net
+        .provider
+        .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
+        .await
+        .unwrap();
+    let mut again = Manifest::read(&path).unwrap();
+    let mut steps = Vec::new();
+    deploy_all(&admin, &classes_dir(), &mut again, |s| {
+        steps.push(s.clone())
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&steps[..], [Step::AlreadyDeclared { .. }, Step::AlreadyDeployed { address, .. }] if *address == token)
+    );
+    assert_eq!(again, manifest);
+    assert_eq!(
+        net.provider
+            .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
+            .await
+            .unwrap(),
+        nonce
+    );
+    assert!(TEST_TOKEN_SUPPLY > 0);
+}
+
+#[tokio::test]
+async fn a_manifest_of_another_chain_is_refused() {
+    let net = TestNet::new().await.unwrap();
+    let mut manifest = Manifest {
+        chain_id: "SN_MAIN".into(),
+        ..Manifest::default()
+    };
+    let err = deploy_all(
+        &net.account(Actor::Admin),
+        &classes_dir(),
+        &mut manifest,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the manifest is for chain SN_MAIN, the node is SN_SEPOLIA"
+    );
+}
