@@ -2,9 +2,11 @@
 //! manifest, and on a second run finds everything and sends nothing.
 
 use ciro_chain::artifacts::classes_dir;
+use ciro_chain::bindings::test_token::TestTokenReader;
 use ciro_chain::deployment::{deploy_all, Manifest, Step, TEST_TOKEN_SUPPLY};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag};
 use ciro_chain::starknet::providers::Provider;
+use ciro_chain::tx::call;
 use ciro_tests::{Actor, TestNet};
 
 #[tokio::test]
@@ -61,7 +63,11 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
             .unwrap(),
         nonce
     );
-    assert!(TEST_TOKEN_SUPPLY > 0);
+    let reader = TestTokenReader::new(token, &net.provider);
+    assert_eq!(
+        call(reader.total_supply()).await.unwrap().low,
+        TEST_TOKEN_SUPPLY
+    );
 }
 
 #[tokio::test]
