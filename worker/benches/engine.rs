@@ -167,7 +167,7 @@ fn main() -> Result<()> {
         max_wait: Duration::from_millis(2),
         deterministic_seed: None,
     };
-    let engine = Arc::new(Engine::new(store.clone(), config.clone()));
+    let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
 
     println!(
         "device {device:?}; libtorch threads {}; torch {}; {seconds} s per measurement; dynamic batching: {CONCURRENCY} clients, max_batch {}, max_wait {:?}",

@@ -8,6 +8,13 @@
 //! own rows. A request never waits more than `max_wait` for its batch to form; while a batch
 //! runs, new requests queue for the next one.
 //!
+//! **One inference thread.** Forward passes run on one dedicated OS thread per engine, not on
+//! tokio's `spawn_blocking` pool: libtorch's CPU kernels use OpenMP, which keeps a thread
+//! team per calling thread and lets it spin between parallel regions. Hopping between pool
+//! threads left idle teams spinning against the working one and halved the transformer's
+//! batch-1 throughput against Python (README, worker benchmark). The async runtime is never
+//! blocked either way; model loading, which is rare, still uses `spawn_blocking`.
+//!
 //! **Deterministic mode** (`deterministic_seed`): libtorch's RNGs are seeded, cuDNN's
 //! autotuner is off, and [`Engine::execute`] runs each job alone (a batch's composition
 //! changes which kernels run and so the low bits of the result). Two honest workers then
@@ -86,6 +93,46 @@ impl EngineStats {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread every forward pass of an engine runs on.
+struct InferenceThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl InferenceThread {
+    fn spawn() -> Result<Self, EngineError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("ciro-inference".into())
+            .spawn(move || {
+                for job in queue {
+                    // A panic fails that job's callers (their reply channels drop), not the
+                    // thread.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("an inference job panicked");
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Internal(anyhow!("starting the inference thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `job` on the inference thread and waits (asynchronously) for it to finish.
+    async fn run(&self, job: impl FnOnce() + Send + 'static) -> Result<(), EngineError> {
+        let (done, finished) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                job();
+                let _ = done.send(());
+            }))
+            .map_err(|_| EngineError::Internal(anyhow!("the inference thread stopped")))?;
+        finished
+            .await
+            .map_err(|_| EngineError::Internal(anyhow!("an inference job panicked")))
+    }
+}
+
 struct Request {
     input: Tensor,
     rows: i64,
@@ -100,10 +147,12 @@ pub struct Engine {
     config: EngineConfig,
     queues: Mutex<HashMap<Digest, mpsc::UnboundedSender<Request>>>,
     stats: Arc<EngineStats>,
+    thread: Arc<InferenceThread>,
 }
 
 impl Engine {
-    pub fn new(store: Arc<ModelStore>, config: EngineConfig) -> Self {
+    /// Starts an engine (and its inference thread).
+    pub fn new(store: Arc<ModelStore>, config: EngineConfig) -> Result<Self, EngineError> {
         if let Some(seed) = config.deterministic_seed {
             tch::manual_seed(seed as i64);
             if config.device.is_cuda() {
@@ -111,12 +160,14 @@ impl Engine {
                 tch::Cuda::cudnn_set_benchmark(false);
             }
         }
-        Self {
+        let thread = Arc::new(InferenceThread::spawn()?);
+        Ok(Self {
             store,
             config,
             queues: Mutex::new(HashMap::new()),
             stats: Arc::default(),
-        }
+            thread,
+        })
     }
 
     /// What the engine has run so far.
@@ -158,9 +209,9 @@ impl Engine {
             span: tracing::Span::current(),
         };
         let stats = self.stats.clone();
-        tokio::task::spawn_blocking(move || run_batch(&model, vec![request], &stats))
-            .await
-            .map_err(|e| EngineError::Internal(anyhow!("inference task failed: {e}")))?;
+        self.thread
+            .run(move || run_batch(&model, vec![request], &stats))
+            .await?;
         result
             .await
             .map_err(|_| EngineError::Internal(anyhow!("inference task dropped the request")))?
@@ -228,6 +279,7 @@ impl Engine {
             max_batch,
             self.config.max_wait,
             self.stats.clone(),
+            self.thread.clone(),
         ));
         Ok(tx)
     }
@@ -239,6 +291,7 @@ async fn batch_loop(
     max_batch: i64,
     max_wait: Duration,
     stats: Arc<EngineStats>,
+    thread: Arc<InferenceThread>,
 ) {
     let mut carried: Option<Request> = None;
     loop {
@@ -268,9 +321,8 @@ async fn batch_loop(
         }
         let model = model.clone();
         let stats = stats.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || run_batch(&model, batch, &stats)).await
-        {
-            tracing::error!(error = %e, "inference task panicked; its callers get an internal error");
+        if let Err(e) = thread.run(move || run_batch(&model, batch, &stats)).await {
+            tracing::error!(error = %e, "a batch failed; its callers get an internal error");
         }
     }
 }

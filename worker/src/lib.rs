@@ -5,7 +5,7 @@
 //!   the capability flags the contracts use;
 //! - [`store`]: TorchScript models addressed by SHA-256, verified before loading, with a
 //!   bounded cache of loaded modules per device;
-//! - [`engine`]: inference in `spawn_blocking` under `no_grad`, dynamic batching, and job
+//! - [`engine`]: inference on a dedicated thread under `no_grad`, dynamic batching, and job
 //!   execution from safetensors input to a hashed safetensors output;
 //! - [`inference`]: running one TorchScript module directly.
 

@@ -108,7 +108,7 @@ fn run(cli: Cli) -> Result<()> {
             let device = config.device;
             let runtime = tokio::runtime::Runtime::new()?;
             let output =
-                runtime.block_on(Engine::new(store, config).execute(args.model, &input))?;
+                runtime.block_on(Engine::new(store, config)?.execute(args.model, &input))?;
             std::fs::write(&args.output, &output.output)
                 .with_context(|| format!("writing {}", args.output.display()))?;
             let report = serde_json::json!({

@@ -61,7 +61,7 @@ fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
 #[tokio::test]
 async fn execute_matches_python_and_hashes_what_it_returns() {
     let f = fixture(4);
-    let engine = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1)));
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1))).unwrap();
     for (name, hash) in [("mlp", f.mlp), ("encoder", f.encoder)] {
         let (x, expected) = sample(f.models, f.described, name);
         let input = encode_input(&x).unwrap();
@@ -79,7 +79,7 @@ async fn execute_matches_python_and_hashes_what_it_returns() {
 #[tokio::test]
 async fn unknown_model_is_reported_by_hash() {
     let f = fixture(4);
-    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO)).unwrap();
     let missing = Digest::of(b"no such model");
     let result = engine
         .infer(missing, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
@@ -98,7 +98,7 @@ async fn a_tampered_model_file_is_a_hash_mismatch() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
-    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO)).unwrap();
 
     let result = engine
         .infer(f.mlp, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
@@ -128,7 +128,7 @@ async fn a_file_with_the_right_hash_that_is_not_torchscript_is_corrupt() {
         max_batch: 4,
     };
     let junk = f.store.insert(b"not a zip archive at all", &spec).unwrap();
-    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO)).unwrap();
     let result = engine
         .infer(junk, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
         .await;
@@ -141,7 +141,7 @@ async fn a_file_with_the_right_hash_that_is_not_torchscript_is_corrupt() {
 #[tokio::test]
 async fn invalid_inputs_each_get_their_own_error() {
     let f = fixture(4);
-    let engine = Engine::new(f.store.clone(), cpu(8, Duration::ZERO));
+    let engine = Engine::new(f.store.clone(), cpu(8, Duration::ZERO)).unwrap();
     let float = (Kind::Float, Device::Cpu);
 
     let wrong_shape = engine.infer(f.mlp, Tensor::zeros([2, 15], float)).await;
@@ -187,10 +187,8 @@ async fn invalid_inputs_each_get_their_own_error() {
 async fn concurrent_requests_are_batched_and_each_caller_gets_its_own_rows() {
     let f = fixture(4);
     // A long max_wait makes the batch fill up to max_batch rows.
-    let engine = Arc::new(Engine::new(
-        f.store.clone(),
-        cpu(16, Duration::from_millis(200)),
-    ));
+    let engine =
+        Arc::new(Engine::new(f.store.clone(), cpu(16, Duration::from_millis(200))).unwrap());
     let requests: Vec<Tensor> = (0..12)
         .map(|i| Tensor::randn([1 + i % 3, 16], (Kind::Float, Device::Cpu)))
         .collect();
@@ -247,7 +245,7 @@ async fn concurrent_requests_are_batched_and_each_caller_gets_its_own_rows() {
 async fn a_lone_request_waits_for_batch_mates_at_most_max_wait() {
     let f = fixture(4);
     let max_wait = Duration::from_millis(300);
-    let engine = Engine::new(f.store.clone(), cpu(16, max_wait));
+    let engine = Engine::new(f.store.clone(), cpu(16, max_wait)).unwrap();
     engine.model(f.mlp).await.unwrap(); // load outside the measurement
     let started = Instant::now();
     let y = engine
@@ -275,7 +273,7 @@ async fn deterministic_mode_repeats_the_output_hash() {
         deterministic_seed: Some(42),
         ..cpu(16, Duration::from_millis(5))
     };
-    let engine = Engine::new(f.store.clone(), config);
+    let engine = Engine::new(f.store.clone(), config).unwrap();
     let (x, _) = sample(f.models, f.described, "encoder");
     let input = encode_input(&x).unwrap();
     let first = engine.execute(f.encoder, &input).await.unwrap();
@@ -292,7 +290,7 @@ async fn deterministic_mode_repeats_the_output_hash() {
 #[tokio::test]
 async fn the_model_cache_is_bounded_and_reuses_loaded_modules() {
     let f = fixture(1);
-    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO));
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO)).unwrap();
     let first = engine.model(f.mlp).await.unwrap();
     let again = engine.model(f.mlp).await.unwrap();
     assert!(
