@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up, starts a local network and runs the main job.
 # Today's slice: a seeded starknet-devnet, the project's contracts declared and deployed
-# (deployments/devnet.json), their addresses printed and checked with a call.
+# (their manifest printed, a second run showing everything is skipped), then the worker's
+# hardware report and a sample inference job through its engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -28,3 +29,17 @@ cat "$manifest"
 printf '\n==> run again: everything is found and skipped\n'
 cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
   --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
+
+printf '\n==> the worker: hardware report\n'
+cargo run -q --locked -p ciro-worker -- hardware
+
+printf '\n==> the worker: a sample inference job (a transformer encoder made by Python torch)\n'
+work=$(mktemp -d)
+mkdir -p "$work/models"
+python worker/python/ciro_models.py make "$work/models" >/dev/null
+model=$(cargo run -q --locked -p ciro-worker -- add-model --store "$work/store" \
+  --file "$work/models/encoder.pt" --shape 8,32 --max-batch 16)
+echo "model_hash (SHA-256 of the TorchScript file): $model"
+cargo run -q --locked -p ciro-worker -- exec --store "$work/store" --model "$model" \
+  --input "$work/models/encoder.x.safetensors" --output "$work/output.safetensors" --deterministic-seed 1
+echo "output: $(stat -c %s "$work/output.safetensors") bytes of safetensors at $work/output.safetensors"

@@ -12,6 +12,7 @@
 
 import argparse
 import json
+import struct
 import time
 
 import torch
@@ -52,6 +53,18 @@ def build(size):
     return {"mlp": (mlp, [d_in]), "encoder": (encoder, [e["seq"], e["d_model"]])}
 
 
+def write_safetensors(path, name, array):
+    """One float32 tensor as a safetensors file (8-byte header length, JSON header, data)."""
+    data = array.astype("<f4").tobytes()
+    header = json.dumps(
+        {name: {"dtype": "F32", "shape": list(array.shape), "data_offsets": [0, len(data)]}},
+        separators=(",", ":"),
+    ).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + data)
+
+
 def make(out, size):
     torch.manual_seed(7)
     described = {}
@@ -63,6 +76,7 @@ def make(out, size):
         with torch.no_grad():
             y = torch.jit.load(path).eval()(x)
         x.numpy().astype("<f4").tofile(f"{out}/{name}.x.f32")
+        write_safetensors(f"{out}/{name}.x.safetensors", "input", x.numpy())
         y.numpy().astype("<f4").tofile(f"{out}/{name}.y.f32")
         described[name] = {
             "file": path,

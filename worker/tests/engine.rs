@@ -306,3 +306,18 @@ async fn the_model_cache_is_bounded_and_reuses_loaded_modules() {
         "the evicted module came back from the cache"
     );
 }
+
+#[tokio::test]
+async fn a_job_input_written_by_python_runs_like_one_written_by_rust() {
+    let f = fixture(4);
+    let bytes = std::fs::read(f.models.join("mlp.x.safetensors")).unwrap();
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::ZERO)).unwrap();
+    let (x, expected) = sample(f.models, f.described, "mlp");
+    let from_python = engine.execute(f.mlp, &bytes).await.unwrap();
+    let from_rust = engine
+        .execute(f.mlp, &encode_input(&x).unwrap())
+        .await
+        .unwrap();
+    assert!(max_abs_diff(&decode_input(&from_python.output).unwrap(), &expected) <= 1e-5);
+    assert_eq!(from_python.output_hash, from_rust.output_hash);
+}

@@ -148,11 +148,13 @@ async fn run_deploy(args: DeployArgs) -> Result<()> {
         "check     TestToken total_supply {} ; deployer balance {}",
         supply.low, balance.low
     );
+    let deploy_block = manifest
+        .deploy_block
+        .map_or_else(|| "unknown".to_owned(), |b| b.to_string());
     println!(
-        "manifest  {} (chain {}, deploy block {:?})",
+        "manifest  {} (chain {}, deploy block {deploy_block})",
         manifest_path.display(),
-        manifest.chain_id,
-        manifest.deploy_block
+        manifest.chain_id
     );
     Ok(())
 }
