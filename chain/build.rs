@@ -29,31 +29,13 @@ fn main() {
         println!("cargo:rerun-if-changed={}", class_path.display());
         let abi_path = out_dir.join(format!("{module}.abi.json"));
         fs::write(&abi_path, abi_with_constructor_function(&class_path)).expect("write ABI");
-        let bindings = Abigen::new(contract, abi_path.to_str().expect("UTF-8 OUT_DIR"))
-            .with_execution_version(ExecutionVersion::V3)
-            .with_derives(type_derives())
-            .with_contract_derives(vec!["Debug".into(), "Clone".into()])
-            .generate()
-            .unwrap_or_else(|e| panic!("cainome failed on {}: {e}", class_path.display()));
-        let target = out_dir.join(format!("{module}.rs"));
-        // Written without cainome's `write_to_file` header: its inner `#![allow]` attributes
-        // cannot be `include!`d; the including module carries the allows instead.
-        fs::write(&target, bindings.to_string()).expect("write bindings");
+        generate(contract, module, &abi_path, &out_dir);
     }
-    generate_foreign(&manifest_dir, &out_dir);
-}
-
-/// Derives of the generated types (cainome's own serde attributes need the serde derives).
-fn type_derives() -> Vec<String> {
-    [
-        "Debug",
-        "Clone",
-        "PartialEq",
-        "serde::Serialize",
-        "serde::Deserialize",
-    ]
-    .map(String::from)
-    .to_vec()
+    for (contract, module, file) in FOREIGN_ABIS {
+        let abi_path = manifest_dir.join(file);
+        println!("cargo:rerun-if-changed={}", abi_path.display());
+        generate(contract, module, &abi_path, &out_dir);
+    }
 }
 
 /// Bindings from ABI files kept in `abi/` for contracts that are not the project's: (contract
@@ -61,19 +43,27 @@ fn type_derives() -> Vec<String> {
 const FOREIGN_ABIS: &[(&str, &str, &str)] =
     &[("Src9Account", "src9_account", "abi/src9_account.abi.json")];
 
-fn generate_foreign(manifest_dir: &Path, out_dir: &Path) {
-    for (contract, module, file) in FOREIGN_ABIS {
-        let path = manifest_dir.join(file);
-        println!("cargo:rerun-if-changed={}", path.display());
-        let bindings = Abigen::new(contract, path.to_str().expect("UTF-8 path"))
-            .with_execution_version(ExecutionVersion::V3)
-            .with_derives(type_derives())
-            .with_contract_derives(vec!["Debug".into(), "Clone".into()])
-            .generate()
-            .unwrap_or_else(|e| panic!("cainome failed on {}: {e}", path.display()));
-        fs::write(out_dir.join(format!("{module}.rs")), bindings.to_string())
-            .expect("write bindings");
-    }
+/// Writes `<out_dir>/<module>.rs`: cainome's bindings for the ABI at `abi_path`. Written
+/// without cainome's `write_to_file` header: its inner `#![allow]` attributes cannot be
+/// `include!`d; the including module carries the allows instead.
+fn generate(contract: &str, module: &str, abi_path: &Path, out_dir: &Path) {
+    // Derives of the generated types (cainome's own serde attributes need the serde derives).
+    let derives = [
+        "Debug",
+        "Clone",
+        "PartialEq",
+        "serde::Serialize",
+        "serde::Deserialize",
+    ]
+    .map(String::from)
+    .to_vec();
+    let bindings = Abigen::new(contract, abi_path.to_str().expect("UTF-8 path"))
+        .with_execution_version(ExecutionVersion::V3)
+        .with_derives(derives)
+        .with_contract_derives(vec!["Debug".into(), "Clone".into()])
+        .generate()
+        .unwrap_or_else(|e| panic!("cainome failed on {}: {e}", abi_path.display()));
+    fs::write(out_dir.join(format!("{module}.rs")), bindings.to_string()).expect("write bindings");
 }
 
 fn abi_with_constructor_function(class_path: &Path) -> String {

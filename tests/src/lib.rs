@@ -12,6 +12,7 @@
 pub mod actors;
 pub mod assert;
 pub mod devnet;
+pub mod fixtures;
 pub mod net;
 
 pub use actors::Actor;

@@ -2,7 +2,6 @@
 //! decoded, in order, exactly once across pages and across a restart from a stored cursor;
 //! pre-confirmed events told apart from accepted ones.
 
-use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::test_token::{Event, TestToken, Transfer};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::events::{ChainEvent, CiroEvent, ContractKind, EventCursor, EventStream, Finality};
@@ -10,26 +9,14 @@ use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::send;
+use ciro_tests::fixtures::deploy_test_token;
 use ciro_tests::{Actor, TestNet};
 
 const TXS: u128 = 30;
 const TRANSFERS_PER_TX: u128 = 10;
 
 async fn deploy_token(net: &TestNet) -> Felt {
-    let admin = net.account(Actor::Admin);
-    let calldata = constructor_calldata(TestToken::new(Felt::ZERO, &admin).constructor_getcall(
-        &Felt::from(0x4354u32),
-        &Felt::from(0x4354u32),
-        &18,
-        &U256 {
-            low: 1_000_000_000,
-            high: 0,
-        },
-        &ContractAddress(net.address(Actor::Admin)),
-    ));
-    net.deploy(Actor::Admin, "TestToken", calldata)
-        .await
-        .unwrap()
+    deploy_test_token(net, 1_000_000_000).await.unwrap()
 }
 
 /// The Transfer the admin's `i`-th transfer emits (amounts are distinct: 1, 2, 3, ...).

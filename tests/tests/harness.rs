@@ -2,15 +2,14 @@
 //! declare (in the base state), deploy through the UDC, calls, an exact revert string, exact
 //! decoded events, per-test isolation, time control, minting, and devnet's lifetime.
 
-use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::test_token::{Event, TestToken, TestTokenReader, Transfer};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
-use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
 use ciro_tests::devnet::Devnet;
+use ciro_tests::fixtures::{deploy_test_token, TEST_TOKEN_DECIMALS, TEST_TOKEN_NAME};
 use ciro_tests::net::STRK;
 use ciro_tests::{Actor, TestNet};
 
@@ -23,17 +22,8 @@ fn u256(value: u128) -> U256 {
     }
 }
 
-/// Deploys a TestToken with `SUPPLY` minted to the admin; returns its address.
 async fn deploy_token(net: &TestNet) -> Felt {
-    let admin = net.account(Actor::Admin);
-    let calldata = constructor_calldata(TestToken::new(Felt::ZERO, &admin).constructor_getcall(
-        &cairo_short_string_to_felt("CIRO Test").unwrap(),
-        &cairo_short_string_to_felt("CTT").unwrap(),
-        &18,
-        &u256(SUPPLY),
-        &ContractAddress(net.address(Actor::Admin)),
-    ));
-    net.deploy(Actor::Admin, "TestToken", calldata)
+    deploy_test_token(net, SUPPLY)
         .await
         .expect("deploy TestToken")
 }
@@ -44,11 +34,8 @@ async fn test_token_deploys_with_its_constructor_arguments() {
     let token = deploy_token(&net).await;
     let reader = TestTokenReader::new(token, &net.provider);
 
-    assert_eq!(
-        call(reader.name()).await.unwrap(),
-        cairo_short_string_to_felt("CIRO Test").unwrap()
-    );
-    assert_eq!(call(reader.decimals()).await.unwrap(), 18);
+    assert_eq!(call(reader.name()).await.unwrap(), TEST_TOKEN_NAME);
+    assert_eq!(call(reader.decimals()).await.unwrap(), TEST_TOKEN_DECIMALS);
     assert_eq!(call(reader.total_supply()).await.unwrap(), u256(SUPPLY));
     let admin = ContractAddress(net.address(Actor::Admin));
     assert_eq!(call(reader.balance_of(&admin)).await.unwrap(), u256(SUPPLY));

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::sender::{SenderConfig, TxSender};
@@ -12,6 +11,7 @@ use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::call;
 use ciro_tests::assert::assert_reverts;
+use ciro_tests::fixtures::deploy_test_token;
 use ciro_tests::{Actor, TestNet};
 
 const TASKS: u128 = 16;
@@ -20,21 +20,7 @@ const TASKS: u128 = 16;
 async fn concurrent_tasks_share_one_account_without_nonce_collisions() {
     // Given a token and a sender for the admin's account
     let net = TestNet::new().await.unwrap();
-    let admin = net.account(Actor::Admin);
-    let calldata = constructor_calldata(TestToken::new(Felt::ZERO, &admin).constructor_getcall(
-        &Felt::ONE,
-        &Felt::ONE,
-        &18,
-        &U256 {
-            low: 1_000_000,
-            high: 0,
-        },
-        &ContractAddress(net.address(Actor::Admin)),
-    ));
-    let token = net
-        .deploy(Actor::Admin, "TestToken", calldata)
-        .await
-        .unwrap();
+    let token = deploy_test_token(&net, 1_000_000).await.unwrap();
     let nonce_before = net
         .provider
         .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
@@ -85,18 +71,7 @@ async fn concurrent_tasks_share_one_account_without_nonce_collisions() {
 #[tokio::test]
 async fn a_revert_through_the_sender_keeps_the_nonce_in_step() {
     let net = TestNet::new().await.unwrap();
-    let admin = net.account(Actor::Admin);
-    let calldata = constructor_calldata(TestToken::new(Felt::ZERO, &admin).constructor_getcall(
-        &Felt::ONE,
-        &Felt::ONE,
-        &18,
-        &U256 { low: 10, high: 0 },
-        &ContractAddress(net.address(Actor::Admin)),
-    ));
-    let token = net
-        .deploy(Actor::Admin, "TestToken", calldata)
-        .await
-        .unwrap();
+    let token = deploy_test_token(&net, 10).await.unwrap();
     let sender = TxSender::new(net.account(Actor::Admin), SenderConfig::default());
     let to = ContractAddress(net.address(Actor::WorkerB));
     let binding = TestToken::new(token, sender.account());

@@ -198,16 +198,7 @@ impl Engine {
         hash: Digest,
         input: Tensor,
     ) -> Result<Tensor, EngineError> {
-        let model = self.model(hash).await?;
-        let rows = validate(&input, &model.spec, self.config.max_batch)?;
-        let (reply, result) = oneshot::channel();
-        let request = Request {
-            input,
-            rows,
-            arrived: Instant::now(),
-            reply,
-            span: tracing::Span::current(),
-        };
+        let (model, request, result) = self.request(hash, input).await?;
         let stats = self.stats.clone();
         self.thread
             .run(move || run_batch(&model, vec![request], &stats))
@@ -219,6 +210,28 @@ impl Engine {
 
     /// Runs `input` through the model, batched with concurrent requests for the same model.
     pub async fn infer(&self, hash: Digest, input: Tensor) -> Result<Tensor, EngineError> {
+        let (model, request, result) = self.request(hash, input).await?;
+        self.queue(model)?
+            .send(request)
+            .map_err(|_| EngineError::Internal(anyhow!("batching task stopped")))?;
+        result
+            .await
+            .map_err(|_| EngineError::Internal(anyhow!("batching task dropped the request")))?
+    }
+
+    /// The model, and a validated request for it with the channel its result comes back on.
+    async fn request(
+        &self,
+        hash: Digest,
+        input: Tensor,
+    ) -> Result<
+        (
+            Arc<LoadedModel>,
+            Request,
+            oneshot::Receiver<Result<Tensor, EngineError>>,
+        ),
+        EngineError,
+    > {
         let model = self.model(hash).await?;
         let rows = validate(&input, &model.spec, self.config.max_batch)?;
         let (reply, result) = oneshot::channel();
@@ -229,12 +242,7 @@ impl Engine {
             reply,
             span: tracing::Span::current(),
         };
-        self.queue(model)?
-            .send(request)
-            .map_err(|_| EngineError::Internal(anyhow!("batching task stopped")))?;
-        result
-            .await
-            .map_err(|_| EngineError::Internal(anyhow!("batching task dropped the request")))?
+        Ok((model, request, result))
     }
 
     /// Executes a job: decodes the safetensors input, runs it (alone in deterministic mode,
