@@ -14,7 +14,11 @@ use cainome::rs::{Abigen, ExecutionVersion};
 use serde_json::{json, Value};
 
 /// The contracts the crate binds: (contract name in Cairo, Rust module name).
-const CONTRACTS: &[(&str, &str)] = &[("TestToken", "test_token")];
+const CONTRACTS: &[(&str, &str)] = &[
+    ("Governance", "governance"),
+    ("Paymaster", "paymaster"),
+    ("TestToken", "test_token"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -4,6 +4,13 @@
 //! external traits and their docs), its `errors.cairo` (every revert string, once) and, where
 //! it has them, its `types.cairo`.
 
+/// What every CIRO contract shares: the ERC-20 interface it pays through, and governance
+/// (roles, two-step admin transfer, pause, timelocked upgrade).
+mod common;
+
+/// The Paymaster: sponsors' deposits (so far), with governance.
+mod paymaster;
+
 /// A minimal ERC-20 used by the specification suite and the local network. Test-only: its
 /// `mint` is open to anyone, so it must never be deployed where it could hold real value.
 mod test_token;

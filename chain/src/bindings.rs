@@ -14,6 +14,19 @@ pub fn constructor_calldata(call: Call) -> Vec<Felt> {
     call.calldata
 }
 
+/// The governance library every contract hosts: decode its events (`RoleGranted`, `Paused`,
+/// `UpgradeScheduled`, ...) from any of them with `governance::Event`.
+#[allow(warnings, clippy::all)]
+pub mod governance {
+    include!(concat!(env!("OUT_DIR"), "/governance.rs"));
+}
+
+/// The Paymaster.
+#[allow(warnings, clippy::all)]
+pub mod paymaster {
+    include!(concat!(env!("OUT_DIR"), "/paymaster.rs"));
+}
+
 /// The project's test ERC-20 (test-only; `mint` is open).
 #[allow(warnings, clippy::all)]
 pub mod test_token {

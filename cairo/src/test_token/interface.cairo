@@ -1,37 +1,17 @@
 use starknet::ContractAddress;
 
-/// The ERC-20 standard interface (snake_case, as the STRK token on Starknet).
-#[starknet::interface]
-trait IERC20<TContractState> {
-    /// The token's name as a short string.
-    fn name(self: @TContractState) -> felt252;
-    /// The token's symbol as a short string.
-    fn symbol(self: @TContractState) -> felt252;
-    /// Number of decimals of the smallest unit.
-    fn decimals(self: @TContractState) -> u8;
-    /// Total amount in circulation.
-    fn total_supply(self: @TContractState) -> u256;
-    /// Balance of `account`.
-    fn balance_of(self: @TContractState, account: ContractAddress) -> u256;
-    /// What `spender` may still move out of `owner`'s balance.
-    fn allowance(self: @TContractState, owner: ContractAddress, spender: ContractAddress) -> u256;
-    /// Moves `amount` from the caller to `recipient`.
-    /// Requires: caller balance >= amount, recipient not zero. Emits `Transfer`.
-    fn transfer(ref self: TContractState, recipient: ContractAddress, amount: u256) -> bool;
-    /// Moves `amount` from `sender` to `recipient` on the caller's allowance.
-    /// Requires: allowance >= amount, sender balance >= amount, recipient not zero.
-    /// Emits `Transfer` (and no `Approval`: the spent allowance is not announced).
-    fn transfer_from(
-        ref self: TContractState, sender: ContractAddress, recipient: ContractAddress, amount: u256
-    ) -> bool;
-    /// Sets the caller's allowance for `spender` to `amount`. Emits `Approval`.
-    fn approve(ref self: TContractState, spender: ContractAddress, amount: u256) -> bool;
-}
-
 /// What the test token adds to ERC-20: minting, open to anyone (test networks only).
 #[starknet::interface]
 trait ITestTokenMint<TContractState> {
     /// Creates `amount` new tokens for `recipient`.
     /// Requires: recipient not zero. Emits `Transfer` from the zero address.
     fn mint(ref self: TContractState, recipient: ContractAddress, amount: u256);
+}
+
+/// Hostile behaviour for negative tests of the contracts that take payments.
+#[starknet::interface]
+trait ITestTokenHostile<TContractState> {
+    /// From now on `transfer_from` burns `fee` of every amount it moves, so the recipient
+    /// gets `amount - fee` (a fee-on-transfer token). Zero turns it off.
+    fn set_transfer_from_fee(ref self: TContractState, fee: u256);
 }

@@ -5,7 +5,8 @@ mod TestToken {
     use starknet::{ContractAddress, get_caller_address};
     use zeroable::Zeroable;
     use ciro::test_token::errors;
-    use ciro::test_token::interface::{IERC20, ITestTokenMint};
+    use ciro::common::erc20::IERC20;
+    use ciro::test_token::interface::{ITestTokenHostile, ITestTokenMint};
 
     #[storage]
     struct Storage {
@@ -21,6 +22,8 @@ mod TestToken {
         balances: LegacyMap<ContractAddress, u256>,
         /// Allowance per (owner, spender).
         allowances: LegacyMap<(ContractAddress, ContractAddress), u256>,
+        /// Burnt from every `transfer_from` (hostile mode; zero by default).
+        transfer_from_fee: u256,
     }
 
     #[event]
@@ -109,7 +112,13 @@ mod TestToken {
             let allowed = self.allowances.read((sender, spender));
             assert(allowed >= amount, errors::INSUFFICIENT_ALLOWANCE);
             self.allowances.write((sender, spender), allowed - amount);
-            self._transfer(sender, recipient, amount);
+            let fee = self.transfer_from_fee.read();
+            if fee == 0 || fee > amount {
+                self._transfer(sender, recipient, amount);
+            } else {
+                self._transfer(sender, recipient, amount - fee);
+                self._burn(sender, fee);
+            }
             true
         }
 
@@ -130,6 +139,13 @@ mod TestToken {
         }
     }
 
+    #[external(v0)]
+    impl HostileImpl of ITestTokenHostile<ContractState> {
+        fn set_transfer_from_fee(ref self: ContractState, fee: u256) {
+            self.transfer_from_fee.write(fee);
+        }
+    }
+
     #[generate_trait]
     impl InternalImpl of InternalTrait {
         fn _transfer(
@@ -145,6 +161,14 @@ mod TestToken {
             self.balances.write(sender, sender_balance - amount);
             self.balances.write(recipient, self.balances.read(recipient) + amount);
             self.emit(Transfer { from: sender, to: recipient, value: amount });
+        }
+
+        fn _burn(ref self: ContractState, owner: ContractAddress, amount: u256) {
+            let balance = self.balances.read(owner);
+            assert(balance >= amount, errors::INSUFFICIENT_BALANCE);
+            self.balances.write(owner, balance - amount);
+            self.total_supply.write(self.total_supply.read() - amount);
+            self.emit(Transfer { from: owner, to: Zeroable::zero(), value: amount });
         }
 
         fn _mint(ref self: ContractState, recipient: ContractAddress, amount: u256) {

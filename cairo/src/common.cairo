@@ -1,0 +1,2 @@
+mod erc20;
+mod governance;

@@ -1,0 +1,30 @@
+use starknet::ContractAddress;
+
+/// The ERC-20 standard interface (snake_case, as the STRK token on Starknet). The contracts
+/// pay and get paid through it; the test token implements it.
+#[starknet::interface]
+trait IERC20<TContractState> {
+    /// The token's name as a short string.
+    fn name(self: @TContractState) -> felt252;
+    /// The token's symbol as a short string.
+    fn symbol(self: @TContractState) -> felt252;
+    /// Number of decimals of the smallest unit.
+    fn decimals(self: @TContractState) -> u8;
+    /// Total amount in circulation.
+    fn total_supply(self: @TContractState) -> u256;
+    /// Balance of `account`.
+    fn balance_of(self: @TContractState, account: ContractAddress) -> u256;
+    /// What `spender` may still move out of `owner`'s balance.
+    fn allowance(self: @TContractState, owner: ContractAddress, spender: ContractAddress) -> u256;
+    /// Moves `amount` from the caller to `recipient`.
+    /// Requires: caller balance >= amount, recipient not zero. Emits `Transfer`.
+    fn transfer(ref self: TContractState, recipient: ContractAddress, amount: u256) -> bool;
+    /// Moves `amount` from `sender` to `recipient` on the caller's allowance.
+    /// Requires: allowance >= amount, sender balance >= amount, recipient not zero.
+    /// Emits `Transfer` (and no `Approval`: the spent allowance is not announced).
+    fn transfer_from(
+        ref self: TContractState, sender: ContractAddress, recipient: ContractAddress, amount: u256
+    ) -> bool;
+    /// Sets the caller's allowance for `spender` to `amount`. Emits `Approval`.
+    fn approve(ref self: TContractState, spender: ContractAddress, amount: u256) -> bool;
+}

@@ -1,0 +1,862 @@
+//! Specification of the Paymaster's sponsor deposits and of the governance every CIRO
+//! contract hosts (roles, two-step admin transfer, pause, timelocked upgrade), exercised
+//! through the Paymaster. Each test reads given / when / then; every revert is asserted by
+//! its exact error string, every state change by its decoded events.
+
+use ciro_chain::bindings::constructor_calldata;
+use ciro_chain::bindings::governance::{self, Event as GovEvent};
+use ciro_chain::bindings::paymaster::{self, Deposited, Paymaster, PaymasterReader, Withdrawn};
+use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
+use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress, U256};
+use ciro_chain::deploy::deploy;
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
+use ciro_chain::starknet::providers::Provider;
+use ciro_chain::tx::{call, send};
+use ciro_chain::ChainError;
+use ciro_tests::assert::{assert_events, assert_reverts};
+use ciro_tests::fixtures::deploy_test_token;
+use ciro_tests::{Actor, TestNet};
+
+const UPGRADE_DELAY: u64 = 3_600;
+const SPONSOR_FUNDS: u128 = 1_000_000;
+
+fn u256(value: u128) -> U256 {
+    U256 {
+        low: value,
+        high: 0,
+    }
+}
+
+fn addr(net: &TestNet, actor: Actor) -> ContractAddress {
+    ContractAddress(net.address(actor))
+}
+
+fn role(name: &str) -> Felt {
+    cairo_short_string_to_felt(name).unwrap()
+}
+
+/// A deployed Paymaster and its token; the sponsor holds `SPONSOR_FUNDS` and approved the
+/// Paymaster for all of it.
+struct Fixture {
+    net: TestNet,
+    token: Felt,
+    paymaster: Felt,
+}
+
+async fn try_deploy_paymaster(
+    net: &TestNet,
+    admin: Felt,
+    token: Felt,
+    delay: u64,
+) -> Result<Felt, ChainError> {
+    let deployer = net.account(Actor::Admin);
+    let calldata = constructor_calldata(Paymaster::new(Felt::ZERO, &deployer).constructor_getcall(
+        &ContractAddress(admin),
+        &ContractAddress(token),
+        &delay,
+    ));
+    let class_hash = net.class_hash("Paymaster").unwrap();
+    deploy(&deployer, class_hash, calldata, Felt::ZERO)
+        .await
+        .map(|d| d.address)
+}
+
+async fn fixture() -> Fixture {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 0).await.unwrap();
+    let paymaster = try_deploy_paymaster(&net, net.address(Actor::Admin), token, UPGRADE_DELAY)
+        .await
+        .unwrap();
+    let sponsor = net.account(Actor::Sponsor);
+    let sponsor_token = TestToken::new(token, &sponsor);
+    send(
+        &net.provider,
+        sponsor_token.mint(&addr(&net, Actor::Sponsor), &u256(SPONSOR_FUNDS)),
+    )
+    .await
+    .unwrap();
+    send(
+        &net.provider,
+        sponsor_token.approve(&ContractAddress(paymaster), &u256(SPONSOR_FUNDS)),
+    )
+    .await
+    .unwrap();
+    Fixture {
+        net,
+        token,
+        paymaster,
+    }
+}
+
+impl Fixture {
+    async fn balance(&self, holder: Felt) -> u128 {
+        call(
+            TestTokenReader::new(self.token, &self.net.provider)
+                .balance_of(&ContractAddress(holder)),
+        )
+        .await
+        .unwrap()
+        .low
+    }
+
+    async fn deposit_of(&self, actor: Actor) -> u128 {
+        let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
+        call(reader.sponsor_balance(&addr(&self.net, actor)))
+            .await
+            .unwrap()
+            .low
+    }
+
+    /// The Paymaster's invariant: its token balance is the sum of the sponsors' deposits.
+    async fn assert_deposits_cover_balance(&self, label: &str) {
+        let deposits =
+            self.deposit_of(Actor::Sponsor).await + self.deposit_of(Actor::Delegator).await;
+        assert_eq!(
+            self.balance(self.paymaster).await,
+            deposits,
+            "{label}: Paymaster balance == sum of deposits"
+        );
+    }
+
+    async fn grant(&self, role_name: &str, actor: Actor) {
+        let admin = self.net.account(Actor::Admin);
+        let pm = Paymaster::new(self.paymaster, &admin);
+        send(
+            &self.net.provider,
+            pm.grant_role(&role(role_name), &addr(&self.net, actor)),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// constructor
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn constructor_sets_admin_token_and_upgrade_delay() {
+    let f = fixture().await;
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    assert_eq!(
+        call(reader.admin()).await.unwrap(),
+        addr(&f.net, Actor::Admin)
+    );
+    assert_eq!(
+        call(reader.token()).await.unwrap(),
+        ContractAddress(f.token)
+    );
+    assert_eq!(
+        call(reader.pending_admin()).await.unwrap(),
+        ContractAddress(Felt::ZERO)
+    );
+    assert!(!call(reader.is_paused()).await.unwrap());
+    assert_eq!(
+        call(reader.upgrade_status()).await.unwrap(),
+        (UPGRADE_DELAY, ClassHash(Felt::ZERO), 0)
+    );
+}
+
+#[tokio::test]
+async fn constructor_rejects_a_zero_token() {
+    let net = TestNet::new().await.unwrap();
+    let result =
+        try_deploy_paymaster(&net, net.address(Actor::Admin), Felt::ZERO, UPGRADE_DELAY).await;
+    assert_reverts(result, "PM: zero address");
+}
+
+#[tokio::test]
+async fn constructor_rejects_a_zero_admin() {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 0).await.unwrap();
+    let result = try_deploy_paymaster(&net, Felt::ZERO, token, UPGRADE_DELAY).await;
+    assert_reverts(result, "GOV: zero address");
+}
+
+#[tokio::test]
+async fn constructor_rejects_an_upgrade_delay_out_of_bounds() {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 0).await.unwrap();
+    for delay in [3_599, 2_592_001] {
+        let result = try_deploy_paymaster(&net, net.address(Actor::Admin), token, delay).await;
+        assert_reverts(result, "GOV: delay out of bounds");
+    }
+    // The bounds themselves are accepted.
+    for delay in [3_600, 2_592_000] {
+        try_deploy_paymaster(&net, net.address(Actor::Admin), token, delay)
+            .await
+            .unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// deposit / withdraw
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn deposit_pulls_tokens_into_the_paymaster_and_credits_the_sponsor() {
+    // Given a sponsor with funds and an approval
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+
+    // When it deposits 400, then 100
+    let first = send(&f.net.provider, pm.deposit(&u256(400))).await.unwrap();
+    let second = send(&f.net.provider, pm.deposit(&u256(100))).await.unwrap();
+
+    // Then the tokens moved, the deposit is 500, and each deposit announced the new balance
+    assert_eq!(f.balance(f.paymaster).await, 500);
+    assert_eq!(
+        f.balance(f.net.address(Actor::Sponsor)).await,
+        SPONSOR_FUNDS - 500
+    );
+    assert_eq!(f.deposit_of(Actor::Sponsor).await, 500);
+    let sponsor_address = addr(&f.net, Actor::Sponsor);
+    assert_events(
+        &first,
+        f.paymaster,
+        &[paymaster::Event::Deposited(Deposited {
+            sponsor: sponsor_address,
+            amount: u256(400),
+            balance: u256(400),
+        })],
+    );
+    assert_events(
+        &second,
+        f.paymaster,
+        &[paymaster::Event::Deposited(Deposited {
+            sponsor: sponsor_address,
+            amount: u256(100),
+            balance: u256(500),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn deposit_rejects_a_zero_amount() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).deposit(&u256(0)),
+    )
+    .await;
+    assert_reverts(result, "PM: amount is zero");
+}
+
+#[tokio::test]
+async fn deposit_without_allowance_reverts_with_the_token_error() {
+    let f = fixture().await;
+    let attacker = f.net.account(Actor::Attacker);
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &attacker).deposit(&u256(1)),
+    )
+    .await;
+    assert_reverts(result, "ERC20: insufficient allowance");
+}
+
+#[tokio::test]
+async fn deposit_rejects_a_token_that_delivers_less_than_asked() {
+    // Given a token that burns 1 of every transfer_from
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    send(
+        &f.net.provider,
+        TestToken::new(f.token, &admin).set_transfer_from_fee(&u256(1)),
+    )
+    .await
+    .unwrap();
+    let sponsor = f.net.account(Actor::Sponsor);
+
+    // When the sponsor deposits 100 (only 99 would arrive)
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).deposit(&u256(100)),
+    )
+    .await;
+
+    // Then the deposit is refused and nothing moved
+    assert_reverts(result, "PM: transfer_from shortfall");
+    assert_eq!(f.deposit_of(Actor::Sponsor).await, 0);
+    assert_eq!(
+        f.balance(f.net.address(Actor::Sponsor)).await,
+        SPONSOR_FUNDS
+    );
+}
+
+#[tokio::test]
+async fn deposit_is_refused_while_paused() {
+    let f = fixture().await;
+    f.grant("PAUSER", Actor::Pauser).await;
+    let pauser = f.net.account(Actor::Pauser);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &pauser).pause(),
+    )
+    .await
+    .unwrap();
+    let sponsor = f.net.account(Actor::Sponsor);
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).deposit(&u256(10)),
+    )
+    .await;
+    assert_reverts(result, "GOV: paused");
+}
+
+#[tokio::test]
+async fn withdraw_pays_the_deposit_back_and_emits_the_new_balance() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    send(&f.net.provider, pm.deposit(&u256(300))).await.unwrap();
+
+    let outcome = send(&f.net.provider, pm.withdraw(&u256(120)))
+        .await
+        .unwrap();
+
+    assert_eq!(f.deposit_of(Actor::Sponsor).await, 180);
+    assert_eq!(f.balance(f.paymaster).await, 180);
+    assert_eq!(
+        f.balance(f.net.address(Actor::Sponsor)).await,
+        SPONSOR_FUNDS - 180
+    );
+    assert_events(
+        &outcome,
+        f.paymaster,
+        &[paymaster::Event::Withdrawn(Withdrawn {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            amount: u256(120),
+            balance: u256(180),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn withdraw_rejects_more_than_the_deposit_and_zero() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    send(&f.net.provider, pm.deposit(&u256(50))).await.unwrap();
+    assert_reverts(
+        send(&f.net.provider, pm.withdraw(&u256(51))).await,
+        "PM: insufficient deposit",
+    );
+    assert_reverts(
+        send(&f.net.provider, pm.withdraw(&u256(0))).await,
+        "PM: amount is zero",
+    );
+    // Another account cannot take the sponsor's deposit.
+    let attacker = f.net.account(Actor::Attacker);
+    let stolen = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &attacker).withdraw(&u256(1)),
+    )
+    .await;
+    assert_reverts(stolen, "PM: insufficient deposit");
+}
+
+#[tokio::test]
+async fn withdraw_still_works_while_paused() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).deposit(&u256(70)),
+    )
+    .await
+    .unwrap();
+    f.grant("PAUSER", Actor::Pauser).await;
+    let pauser = f.net.account(Actor::Pauser);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &pauser).pause(),
+    )
+    .await
+    .unwrap();
+
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).withdraw(&u256(70)),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(f.deposit_of(Actor::Sponsor).await, 0);
+    assert_eq!(
+        f.balance(f.net.address(Actor::Sponsor)).await,
+        SPONSOR_FUNDS
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// governance: roles and admin
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn grant_role_by_the_admin_grants_and_emits_once() {
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    let pm = Paymaster::new(f.paymaster, &admin);
+    let relayer = addr(&f.net, Actor::Relayer);
+
+    let outcome = send(
+        &f.net.provider,
+        pm.grant_role(&role("COORDINATOR"), &relayer),
+    )
+    .await
+    .unwrap();
+    let again = send(
+        &f.net.provider,
+        pm.grant_role(&role("COORDINATOR"), &relayer),
+    )
+    .await
+    .unwrap();
+
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    assert!(call(reader.has_role(&role("COORDINATOR"), &relayer))
+        .await
+        .unwrap());
+    assert!(!call(reader.has_role(&role("ARBITER"), &relayer))
+        .await
+        .unwrap());
+    assert_events(
+        &outcome,
+        f.paymaster,
+        &[GovEvent::RoleGranted(governance::RoleGranted {
+            role: role("COORDINATOR"),
+            account: relayer,
+            sender: addr(&f.net, Actor::Admin),
+        })],
+    );
+    assert_events::<GovEvent>(&again, f.paymaster, &[]);
+}
+
+#[tokio::test]
+async fn grant_role_rejects_a_non_admin_and_the_zero_address() {
+    let f = fixture().await;
+    let attacker = f.net.account(Actor::Attacker);
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &attacker)
+            .grant_role(&role("PAUSER"), &addr(&f.net, Actor::Attacker)),
+    )
+    .await;
+    assert_reverts(result, "GOV: caller is not admin");
+    let admin = f.net.account(Actor::Admin);
+    let zero = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin)
+            .grant_role(&role("PAUSER"), &ContractAddress(Felt::ZERO)),
+    )
+    .await;
+    assert_reverts(zero, "GOV: zero address");
+}
+
+#[tokio::test]
+async fn revoke_role_by_the_admin_revokes_and_a_non_admin_cannot() {
+    let f = fixture().await;
+    f.grant("ARBITER", Actor::Arbiter).await;
+    let attacker = f.net.account(Actor::Attacker);
+    let arbiter = addr(&f.net, Actor::Arbiter);
+    let refused = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &attacker).revoke_role(&role("ARBITER"), &arbiter),
+    )
+    .await;
+    assert_reverts(refused, "GOV: caller is not admin");
+
+    let admin = f.net.account(Actor::Admin);
+    let outcome = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin).revoke_role(&role("ARBITER"), &arbiter),
+    )
+    .await
+    .unwrap();
+
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    assert!(!call(reader.has_role(&role("ARBITER"), &arbiter))
+        .await
+        .unwrap());
+    assert_events(
+        &outcome,
+        f.paymaster,
+        &[GovEvent::RoleRevoked(governance::RoleRevoked {
+            role: role("ARBITER"),
+            account: arbiter,
+            sender: addr(&f.net, Actor::Admin),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it() {
+    // Given the admin starts handing over to the coordinator account
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    let started = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin).transfer_admin(&addr(&f.net, Actor::Coordinator)),
+    )
+    .await
+    .unwrap();
+    assert_events(
+        &started,
+        f.paymaster,
+        &[GovEvent::AdminTransferStarted(
+            governance::AdminTransferStarted {
+                previous_admin: addr(&f.net, Actor::Admin),
+                new_admin: addr(&f.net, Actor::Coordinator),
+            },
+        )],
+    );
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    assert_eq!(
+        call(reader.admin()).await.unwrap(),
+        addr(&f.net, Actor::Admin),
+        "nothing changes before acceptance"
+    );
+    assert_eq!(
+        call(reader.pending_admin()).await.unwrap(),
+        addr(&f.net, Actor::Coordinator)
+    );
+
+    // When someone else tries to accept, it fails; the named account accepts
+    let attacker = f.net.account(Actor::Attacker);
+    assert_reverts(
+        send(
+            &f.net.provider,
+            Paymaster::new(f.paymaster, &attacker).accept_admin(),
+        )
+        .await,
+        "GOV: caller not pending admin",
+    );
+    let coordinator = f.net.account(Actor::Coordinator);
+    let accepted = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &coordinator).accept_admin(),
+    )
+    .await
+    .unwrap();
+
+    // Then the coordinator is admin, the old admin lost its powers
+    assert_eq!(
+        call(reader.admin()).await.unwrap(),
+        addr(&f.net, Actor::Coordinator)
+    );
+    assert_eq!(
+        call(reader.pending_admin()).await.unwrap(),
+        ContractAddress(Felt::ZERO)
+    );
+    assert_events(
+        &accepted,
+        f.paymaster,
+        &[GovEvent::AdminTransferred(governance::AdminTransferred {
+            previous_admin: addr(&f.net, Actor::Admin),
+            new_admin: addr(&f.net, Actor::Coordinator),
+        })],
+    );
+    let old = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin)
+            .grant_role(&role("PAUSER"), &addr(&f.net, Actor::Admin)),
+    )
+    .await;
+    assert_reverts(old, "GOV: caller is not admin");
+}
+
+#[tokio::test]
+async fn transfer_admin_rejects_a_non_admin_and_the_zero_address() {
+    let f = fixture().await;
+    let attacker = f.net.account(Actor::Attacker);
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &attacker).transfer_admin(&addr(&f.net, Actor::Attacker)),
+    )
+    .await;
+    assert_reverts(result, "GOV: caller is not admin");
+    let admin = f.net.account(Actor::Admin);
+    let zero = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin).transfer_admin(&ContractAddress(Felt::ZERO)),
+    )
+    .await;
+    assert_reverts(zero, "GOV: zero address");
+}
+
+#[tokio::test]
+async fn accept_admin_with_no_transfer_pending_is_refused() {
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    assert_reverts(
+        send(
+            &f.net.provider,
+            Paymaster::new(f.paymaster, &admin).accept_admin(),
+        )
+        .await,
+        "GOV: caller not pending admin",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// governance: pause
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pause_and_unpause_need_the_pauser_role_and_alternate() {
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    assert_reverts(
+        send(&f.net.provider, Paymaster::new(f.paymaster, &admin).pause()).await,
+        "GOV: caller is missing role",
+    );
+    f.grant("PAUSER", Actor::Pauser).await;
+    let pauser = f.net.account(Actor::Pauser);
+    let pm = Paymaster::new(f.paymaster, &pauser);
+    assert_reverts(send(&f.net.provider, pm.unpause()).await, "GOV: not paused");
+
+    let paused = send(&f.net.provider, pm.pause()).await.unwrap();
+    assert_events(
+        &paused,
+        f.paymaster,
+        &[GovEvent::Paused(governance::Paused {
+            account: addr(&f.net, Actor::Pauser),
+        })],
+    );
+    assert!(
+        call(PaymasterReader::new(f.paymaster, &f.net.provider).is_paused())
+            .await
+            .unwrap()
+    );
+    assert_reverts(send(&f.net.provider, pm.pause()).await, "GOV: paused");
+
+    let unpaused = send(&f.net.provider, pm.unpause()).await.unwrap();
+    assert_events(
+        &unpaused,
+        f.paymaster,
+        &[GovEvent::Unpaused(governance::Unpaused {
+            account: addr(&f.net, Actor::Pauser),
+        })],
+    );
+    assert!(
+        !call(PaymasterReader::new(f.paymaster, &f.net.provider).is_paused())
+            .await
+            .unwrap()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// governance: timelocked upgrade
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn upgrade_runs_only_after_its_delay_and_replaces_the_class() {
+    // Given the admin schedules an upgrade to another declared class
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    let pm = Paymaster::new(f.paymaster, &admin);
+    let new_class = f.net.class_hash("TestToken").unwrap();
+    let now = f.net.now().await.unwrap();
+    let scheduled = send(&f.net.provider, pm.schedule_upgrade(&ClassHash(new_class)))
+        .await
+        .unwrap();
+    let (_, pending, ready_at) =
+        call(PaymasterReader::new(f.paymaster, &f.net.provider).upgrade_status())
+            .await
+            .unwrap();
+    assert_eq!(pending, ClassHash(new_class));
+    assert!(ready_at >= now + UPGRADE_DELAY && ready_at <= now + UPGRADE_DELAY + 60);
+    assert_events(
+        &scheduled,
+        f.paymaster,
+        &[GovEvent::UpgradeScheduled(governance::UpgradeScheduled {
+            class_hash: ClassHash(new_class),
+            ready_at,
+        })],
+    );
+
+    // When it is executed too early, it is refused; after the delay it runs
+    assert_reverts(
+        send(&f.net.provider, pm.execute_upgrade()).await,
+        "GOV: upgrade delay not passed",
+    );
+    f.net.devnet.increase_time(UPGRADE_DELAY).await.unwrap();
+    let upgraded = send(&f.net.provider, pm.execute_upgrade()).await.unwrap();
+
+    // Then the contract runs the new class
+    assert_events(
+        &upgraded,
+        f.paymaster,
+        &[GovEvent::Upgraded(governance::Upgraded {
+            class_hash: ClassHash(new_class),
+        })],
+    );
+    assert_eq!(
+        f.net
+            .provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::Latest), f.paymaster)
+            .await
+            .unwrap(),
+        new_class
+    );
+}
+
+#[tokio::test]
+async fn upgrade_scheduling_is_admin_only_non_zero_and_one_at_a_time() {
+    let f = fixture().await;
+    let new_class = ClassHash(f.net.class_hash("TestToken").unwrap());
+    let attacker = f.net.account(Actor::Attacker);
+    assert_reverts(
+        send(
+            &f.net.provider,
+            Paymaster::new(f.paymaster, &attacker).schedule_upgrade(&new_class),
+        )
+        .await,
+        "GOV: caller is not admin",
+    );
+    let admin = f.net.account(Actor::Admin);
+    let pm = Paymaster::new(f.paymaster, &admin);
+    assert_reverts(
+        send(&f.net.provider, pm.schedule_upgrade(&ClassHash(Felt::ZERO))).await,
+        "GOV: zero class hash",
+    );
+    send(&f.net.provider, pm.schedule_upgrade(&new_class))
+        .await
+        .unwrap();
+    assert_reverts(
+        send(&f.net.provider, pm.schedule_upgrade(&new_class)).await,
+        "GOV: upgrade already pending",
+    );
+    assert_reverts(
+        send(
+            &f.net.provider,
+            Paymaster::new(f.paymaster, &attacker).execute_upgrade(),
+        )
+        .await,
+        "GOV: caller is not admin",
+    );
+}
+
+#[tokio::test]
+async fn cancel_upgrade_clears_the_pending_upgrade() {
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    let pm = Paymaster::new(f.paymaster, &admin);
+    assert_reverts(
+        send(&f.net.provider, pm.cancel_upgrade()).await,
+        "GOV: no upgrade pending",
+    );
+    let new_class = ClassHash(f.net.class_hash("TestToken").unwrap());
+    send(&f.net.provider, pm.schedule_upgrade(&new_class))
+        .await
+        .unwrap();
+    let attacker = f.net.account(Actor::Attacker);
+    assert_reverts(
+        send(
+            &f.net.provider,
+            Paymaster::new(f.paymaster, &attacker).cancel_upgrade(),
+        )
+        .await,
+        "GOV: caller is not admin",
+    );
+
+    let cancelled = send(&f.net.provider, pm.cancel_upgrade()).await.unwrap();
+
+    assert_events(
+        &cancelled,
+        f.paymaster,
+        &[GovEvent::UpgradeCancelled(governance::UpgradeCancelled {
+            class_hash: new_class,
+        })],
+    );
+    assert_eq!(
+        call(PaymasterReader::new(f.paymaster, &f.net.provider).upgrade_status())
+            .await
+            .unwrap(),
+        (UPGRADE_DELAY, ClassHash(Felt::ZERO), 0)
+    );
+    f.net.devnet.increase_time(UPGRADE_DELAY).await.unwrap();
+    assert_reverts(
+        send(&f.net.provider, pm.execute_upgrade()).await,
+        "GOV: no upgrade pending",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// flow
+// ---------------------------------------------------------------------------------------
+
+/// Two sponsors deposit, one withdraws part, the Paymaster is paused, both withdraw the
+/// rest. At every step the Paymaster's token balance equals the sum of the deposits, and at
+/// the end every party holds what it started with.
+#[tokio::test]
+async fn flow_deposits_and_withdrawals_conserve_funds() {
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    let token = TestToken::new(f.token, &admin);
+    send(
+        &f.net.provider,
+        token.mint(&addr(&f.net, Actor::Delegator), &u256(5_000)),
+    )
+    .await
+    .unwrap();
+    let other = f.net.account(Actor::Delegator);
+    send(
+        &f.net.provider,
+        TestToken::new(f.token, &other).approve(&ContractAddress(f.paymaster), &u256(5_000)),
+    )
+    .await
+    .unwrap();
+    let parties = [
+        f.net.address(Actor::Sponsor),
+        f.net.address(Actor::Delegator),
+        f.paymaster,
+    ];
+    let mut start = Vec::new();
+    for party in parties {
+        start.push(f.balance(party).await);
+    }
+    let sponsor = f.net.account(Actor::Sponsor);
+    let (pm_sponsor, pm_other) = (
+        Paymaster::new(f.paymaster, &sponsor),
+        Paymaster::new(f.paymaster, &other),
+    );
+
+    send(&f.net.provider, pm_sponsor.deposit(&u256(600)))
+        .await
+        .unwrap();
+    send(&f.net.provider, pm_other.deposit(&u256(2_500)))
+        .await
+        .unwrap();
+    f.assert_deposits_cover_balance("after deposits").await;
+    send(&f.net.provider, pm_sponsor.withdraw(&u256(250)))
+        .await
+        .unwrap();
+    f.assert_deposits_cover_balance("after a withdrawal").await;
+    f.grant("PAUSER", Actor::Pauser).await;
+    let pauser = f.net.account(Actor::Pauser);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &pauser).pause(),
+    )
+    .await
+    .unwrap();
+    send(&f.net.provider, pm_sponsor.withdraw(&u256(350)))
+        .await
+        .unwrap();
+    send(&f.net.provider, pm_other.withdraw(&u256(2_500)))
+        .await
+        .unwrap();
+    f.assert_deposits_cover_balance("after the paused withdrawals")
+        .await;
+
+    for (party, before) in parties.iter().zip(start) {
+        assert_eq!(
+            f.balance(*party).await,
+            before,
+            "{party:#x} ends where it started"
+        );
+    }
+}
