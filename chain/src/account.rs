@@ -68,7 +68,7 @@ pub enum AccountSource {
     DevnetPredeployed(usize),
 }
 
-/// Connects to `rpc_url` as the configured account (reads at the latest block).
+/// Connects to `rpc_url` as the configured account.
 pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> Result<RpcAccount> {
     let (address, key) = match source {
         AccountSource::Key { address, key } => (*address, key.signing_key()?),
@@ -93,7 +93,9 @@ pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> R
         chain_id,
         ExecutionEncoding::New,
     );
-    account.set_block_id(BlockId::Tag(BlockTag::Latest));
+    // Nonces and estimates at the pre-confirmed block, where the next transaction lands
+    // (the same as the latest block when every transaction closes one).
+    account.set_block_id(BlockId::Tag(BlockTag::PreConfirmed));
     Ok(account)
 }
 

@@ -35,7 +35,7 @@ where
 {
     let provider = account.provider();
     match provider
-        .get_class(BlockId::Tag(BlockTag::Latest), artifact.class_hash)
+        .get_class(BlockId::Tag(BlockTag::PreConfirmed), artifact.class_hash)
         .await
     {
         Ok(_) => {

@@ -222,7 +222,7 @@ fn constructor_args<A: ConnectedAccount + Sync>(account: &A, name: &str) -> Resu
 /// The class deployed at `address`, or `None` when nothing is.
 async fn deployed_class<P: Provider + Sync>(provider: &P, address: Felt) -> Result<Option<Felt>> {
     match provider
-        .get_class_hash_at(BlockId::Tag(BlockTag::Latest), address)
+        .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), address)
         .await
     {
         Ok(class) => Ok(Some(class)),

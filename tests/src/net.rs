@@ -154,7 +154,7 @@ impl TestNet {
         self.prepared().accounts[actor.index()].public_key
     }
 
-    /// A signing account for `actor`, reading state at the latest block.
+    /// A signing account for `actor` (nonces and estimates at the pre-confirmed block).
     pub fn account(&self, actor: Actor) -> RpcAccount {
         account_for(
             &self.prepared().accounts[actor.index()],
@@ -228,7 +228,9 @@ fn account_for(account: &PredeployedAccount, rpc_url: Url, chain_id: Felt) -> Rp
         chain_id,
         ExecutionEncoding::New,
     );
-    account.set_block_id(BlockId::Tag(BlockTag::Latest));
+    // Nonces and estimates at the pre-confirmed block, where the next transaction lands
+    // (the same as the latest block when every transaction closes one).
+    account.set_block_id(BlockId::Tag(BlockTag::PreConfirmed));
     account
 }
 
