@@ -1,3 +1,4 @@
 mod errors;
 mod interface;
 mod paymaster;
+mod types;

@@ -72,22 +72,29 @@ const UNWIND_MARKERS: &[&str] = &["ENTRYPOINT_FAILED", "ENTRYPOINT_NOT_FOUND"];
 
 /// Finds the panic data of a revert in a node's message and decodes its short strings.
 ///
-/// Blockifier prints panic data as `0x<hex> ('<short string>')` items; the first item that
+/// Nodes render panic data two ways: transaction execution errors print each felt as
+/// `0x<hex> ('<short string>')`; a failed `starknet_call` gives the list as JSON,
+/// `["0x<hex>", ...]` (escaped when nested in a debug string). A felt counts as panic data in
+/// either form, never when it is a bare address or selector of the trace. The first one that
 /// is not an unwinding marker is the contract's `assert(.., 'reason')`.
 pub fn decode_revert(message: &str) -> Option<(String, Vec<String>)> {
     let mut decoded = Vec::new();
-    let mut rest = message;
-    while let Some(start) = rest.find("0x") {
-        let tail = &rest[start + 2..];
-        let hex_len = tail.chars().take_while(|c| c.is_ascii_hexdigit()).count();
-        let hex = &tail[..hex_len];
-        rest = &tail[hex_len..];
+    let mut at = 0;
+    while let Some(found) = message[at..].find("0x") {
+        let start = at + found;
+        let hex_start = start + 2;
+        let hex_len = message[hex_start..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        let hex = &message[hex_start..hex_start + hex_len];
+        at = hex_start + hex_len;
         if hex.is_empty() || hex.len() > 62 {
             continue;
         }
-        // Only felts the node itself rendered as text are panic data; addresses and
-        // selectors in the trace are not followed by `('...')`.
-        if !rest.trim_start().starts_with("('") {
+        let rendered_as_text = message[at..].trim_start().starts_with("('");
+        let quoted = message[..start].ends_with('"') && message[at..].starts_with(['"', '\\']);
+        if !(rendered_as_text || quoted) {
             continue;
         }
         if let Some(text) = short_string(hex) {
@@ -128,6 +135,21 @@ mod tests {
         assert_eq!(
             all,
             vec!["ERC20: insufficient balance", "ENTRYPOINT_FAILED"]
+        );
+    }
+
+    #[test]
+    fn decode_revert_reads_the_json_panic_data_of_a_failed_call() {
+        // What devnet answers to a `starknet_call` whose view panics, as starknet-rs prints it.
+        let message = r#"Provider(StarknetError(ContractError(ContractErrorData { revert_error: Nested(InnerContractExecutionError { contract_address: 0x4842ba6c53a0725d474de20f974374227297e723e57876a5521901fd20a2af3, class_hash: 0x47b2, selector: 0x2767188d, error: Message("[\"0x504d3a20756e6b6e6f776e20706f6c696379\"]") }) })))"#;
+        let (reason, all) = decode_revert(message).expect("a revert");
+        assert_eq!(reason, "PM: unknown policy");
+        assert_eq!(all, vec!["PM: unknown policy"]);
+        let unescaped =
+            r#"["0x454e545259504f494e545f4641494c4544", "0x504d3a20756e6b6e6f776e20706f6c696379"]"#;
+        assert_eq!(
+            decode_revert(unescaped).map(|(r, _)| r).as_deref(),
+            Some("PM: unknown policy")
         );
     }
 

@@ -4,13 +4,26 @@
 /// SNIP-9 execution build on it.
 #[starknet::contract]
 mod Paymaster {
-    use starknet::{ClassHash, ContractAddress, get_caller_address, get_contract_address};
+    use array::{ArrayTrait, SpanTrait};
+    use starknet::{
+        ClassHash, ContractAddress, get_block_timestamp, get_caller_address, get_contract_address
+    };
     use zeroable::Zeroable;
     use ciro::common::erc20::{IERC20Dispatcher, IERC20DispatcherTrait};
     use ciro::common::governance::{Governance, IGovernance};
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
     use ciro::paymaster::errors;
-    use ciro::paymaster::interface::IPaymasterSponsor;
+    use ciro::paymaster::interface::{IPaymasterPolicy, IPaymasterSponsor};
+    use ciro::paymaster::types::{AllowedCall, Policy, PolicyParams};
+
+    /// Most allowed calls in one policy.
+    const MAX_POLICY_CALLS: u32 = 16;
+    /// Bounds of a policy's rate window: one minute to seven days.
+    const MIN_RATE_WINDOW: u64 = 60;
+    const MAX_RATE_WINDOW: u64 = 604800;
+    /// Allowlist and blocklist, as named in `UserListed`.
+    const ALLOWLIST: felt252 = 'ALLOWLIST';
+    const BLOCKLIST: felt252 = 'BLOCKLIST';
 
     #[storage]
     struct Storage {
@@ -18,6 +31,20 @@ mod Paymaster {
         token: ContractAddress,
         /// Each sponsor's unspent deposit.
         deposits: LegacyMap<ContractAddress, u256>,
+        /// Whether (sponsor, relayer) may spend the sponsor's deposit.
+        relayers: LegacyMap<(ContractAddress, ContractAddress), bool>,
+        /// Whether (sponsor, user) is on the sponsor's allowlist.
+        allowlisted: LegacyMap<(ContractAddress, ContractAddress), bool>,
+        /// Whether (sponsor, user) is on the sponsor's blocklist.
+        blocklisted: LegacyMap<(ContractAddress, ContractAddress), bool>,
+        /// Policies created so far (ids run from 1).
+        policy_count: u64,
+        /// Policy by id.
+        policies: LegacyMap<u64, Policy>,
+        /// Number of allowed calls of a policy.
+        policy_call_count: LegacyMap<u64, u32>,
+        /// The allowed calls of a policy, by (policy, index).
+        policy_calls: LegacyMap<(u64, u32), AllowedCall>,
     }
 
     #[event]
@@ -25,6 +52,50 @@ mod Paymaster {
     enum Event {
         Deposited: Deposited,
         Withdrawn: Withdrawn,
+        RelayerSet: RelayerSet,
+        UserListed: UserListed,
+        PolicySet: PolicySet,
+        PolicyActive: PolicyActive,
+    }
+
+    /// `relayer` may (`allowed`) or may no longer spend `sponsor`'s deposit.
+    #[derive(Drop, starknet::Event)]
+    struct RelayerSet {
+        #[key]
+        sponsor: ContractAddress,
+        #[key]
+        relayer: ContractAddress,
+        allowed: bool,
+    }
+
+    /// `user` was put on (`listed`) or taken off `sponsor`'s `list` (ALLOWLIST, BLOCKLIST).
+    #[derive(Drop, starknet::Event)]
+    struct UserListed {
+        #[key]
+        sponsor: ContractAddress,
+        #[key]
+        user: ContractAddress,
+        list: felt252,
+        listed: bool,
+    }
+
+    /// Policy `policy_id` of `sponsor` was created or replaced.
+    #[derive(Drop, starknet::Event)]
+    struct PolicySet {
+        #[key]
+        policy_id: u64,
+        #[key]
+        sponsor: ContractAddress,
+        params: PolicyParams,
+        allowed_calls: u32,
+    }
+
+    /// Policy `policy_id` was turned on or off.
+    #[derive(Drop, starknet::Event)]
+    struct PolicyActive {
+        #[key]
+        policy_id: u64,
+        active: bool,
     }
 
     /// `sponsor` added `amount` to its deposit, which is now `balance`.
@@ -94,6 +165,143 @@ mod Paymaster {
 
         fn token(self: @ContractState) -> ContractAddress {
             self.token.read()
+        }
+    }
+
+    #[external(v0)]
+    impl PolicyImpl of IPaymasterPolicy<ContractState> {
+        fn add_relayer(ref self: ContractState, relayer: ContractAddress) {
+            assert(!relayer.is_zero(), errors::ZERO_ADDRESS);
+            self.set_relayer(relayer, true);
+        }
+
+        fn remove_relayer(ref self: ContractState, relayer: ContractAddress) {
+            self.set_relayer(relayer, false);
+        }
+
+        fn is_relayer(
+            self: @ContractState, sponsor: ContractAddress, relayer: ContractAddress
+        ) -> bool {
+            self.relayers.read((sponsor, relayer))
+        }
+
+        fn set_allowlisted(ref self: ContractState, user: ContractAddress, listed: bool) {
+            let sponsor = get_caller_address();
+            self.allowlisted.write((sponsor, user), listed);
+            self.emit(UserListed { sponsor, user, list: ALLOWLIST, listed });
+        }
+
+        fn set_blocklisted(ref self: ContractState, user: ContractAddress, listed: bool) {
+            let sponsor = get_caller_address();
+            self.blocklisted.write((sponsor, user), listed);
+            self.emit(UserListed { sponsor, user, list: BLOCKLIST, listed });
+        }
+
+        fn user_status(
+            self: @ContractState, sponsor: ContractAddress, user: ContractAddress
+        ) -> (bool, bool) {
+            (self.allowlisted.read((sponsor, user)), self.blocklisted.read((sponsor, user)))
+        }
+
+        fn create_policy(
+            ref self: ContractState, calls: Array<AllowedCall>, params: PolicyParams
+        ) -> u64 {
+            Governance::unsafe_new_contract_state().assert_not_paused();
+            let policy_id = self.policy_count.read() + 1;
+            self.policy_count.write(policy_id);
+            self.store_policy(policy_id, get_caller_address(), true, calls, params);
+            policy_id
+        }
+
+        fn update_policy(
+            ref self: ContractState, policy_id: u64, calls: Array<AllowedCall>, params: PolicyParams
+        ) {
+            let policy = self.own_policy(policy_id);
+            self.store_policy(policy_id, policy.sponsor, policy.active, calls, params);
+        }
+
+        fn set_policy_active(ref self: ContractState, policy_id: u64, active: bool) {
+            let policy = self.own_policy(policy_id);
+            self
+                .policies
+                .write(
+                    policy_id, Policy { sponsor: policy.sponsor, active, params: policy.params }
+                );
+            self.emit(PolicyActive { policy_id, active });
+        }
+
+        fn get_policy(self: @ContractState, policy_id: u64) -> (Policy, Array<AllowedCall>) {
+            let policy = self.policies.read(policy_id);
+            assert(!policy.sponsor.is_zero(), errors::UNKNOWN_POLICY);
+            let count = self.policy_call_count.read(policy_id);
+            let mut calls = ArrayTrait::new();
+            let mut index = 0;
+            loop {
+                if index == count {
+                    break;
+                }
+                calls.append(self.policy_calls.read((policy_id, index)));
+                index += 1;
+            };
+            (policy, calls)
+        }
+    }
+
+    #[generate_trait]
+    impl InternalImpl of InternalTrait {
+        fn set_relayer(ref self: ContractState, relayer: ContractAddress, allowed: bool) {
+            let sponsor = get_caller_address();
+            if self.relayers.read((sponsor, relayer)) != allowed {
+                self.relayers.write((sponsor, relayer), allowed);
+                self.emit(RelayerSet { sponsor, relayer, allowed });
+            }
+        }
+
+        /// The policy, checked to exist and to belong to the caller.
+        fn own_policy(self: @ContractState, policy_id: u64) -> Policy {
+            let policy = self.policies.read(policy_id);
+            assert(!policy.sponsor.is_zero(), errors::UNKNOWN_POLICY);
+            assert(policy.sponsor == get_caller_address(), errors::NOT_POLICY_SPONSOR);
+            policy
+        }
+
+        /// Checks the bounds and stores a policy with its calls.
+        fn store_policy(
+            ref self: ContractState,
+            policy_id: u64,
+            sponsor: ContractAddress,
+            active: bool,
+            calls: Array<AllowedCall>,
+            params: PolicyParams
+        ) {
+            let count = calls.len();
+            assert(count > 0, errors::NO_ALLOWED_CALLS);
+            assert(count <= MAX_POLICY_CALLS, errors::TOO_MANY_CALLS);
+            assert(params.daily_limit != 0 && params.max_charge != 0, errors::ZERO_LIMIT);
+            assert(params.max_charge <= params.daily_limit, errors::MAX_CHARGE_OVER_LIMIT);
+            assert(
+                params.rate_limit_count > 0
+                    && params.rate_limit_window >= MIN_RATE_WINDOW
+                    && params.rate_limit_window <= MAX_RATE_WINDOW,
+                errors::BAD_RATE_LIMIT
+            );
+            assert(params.expiry > get_block_timestamp(), errors::EXPIRY_IN_PAST);
+            self.policies.write(policy_id, Policy { sponsor, active, params });
+            self.policy_call_count.write(policy_id, count);
+            let mut index = 0;
+            let mut remaining = calls.span();
+            loop {
+                match remaining.pop_front() {
+                    Option::Some(call) => {
+                        self.policy_calls.write((policy_id, index), *call);
+                        index += 1;
+                    },
+                    Option::None => {
+                        break;
+                    }
+                };
+            };
+            self.emit(PolicySet { policy_id, sponsor, params, allowed_calls: count });
         }
     }
 

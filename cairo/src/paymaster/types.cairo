@@ -1,0 +1,33 @@
+use starknet::ContractAddress;
+
+/// A call a policy sponsors: this selector on this contract.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct AllowedCall {
+    target: ContractAddress,
+    selector: felt252,
+}
+
+/// What a sponsor pays for, and how much, per user.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct PolicyParams {
+    /// Most a user may be charged per day (day = block timestamp / 86400).
+    daily_limit: u256,
+    /// Most one sponsored transaction may charge.
+    max_charge: u256,
+    /// Most sponsored transactions per user per rate window.
+    rate_limit_count: u32,
+    /// The rate window, in seconds.
+    rate_limit_window: u64,
+    /// The policy stops after this timestamp.
+    expiry: u64,
+    /// Whether only the sponsor's allowlisted users may use it.
+    allowlist_only: bool,
+}
+
+/// A stored policy.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct Policy {
+    sponsor: ContractAddress,
+    active: bool,
+    params: PolicyParams,
+}

@@ -1,0 +1,579 @@
+//! Specification of the Paymaster's relayers, user lists and policies: who a sponsor lets
+//! spend its deposit, for which users, on which calls, within which limits.
+
+use ciro_chain::bindings::constructor_calldata;
+use ciro_chain::bindings::paymaster::{
+    self, AllowedCall, Paymaster, PaymasterReader, Policy, PolicyActive, PolicyParams, PolicySet,
+    RelayerSet, UserListed,
+};
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::deploy::deploy;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
+use ciro_chain::starknet::core::utils::get_selector_from_name;
+use ciro_chain::tx::{call, send};
+use ciro_tests::assert::{assert_events, assert_reverts};
+use ciro_tests::fixtures::deploy_test_token;
+use ciro_tests::{Actor, TestNet};
+
+fn u256(value: u128) -> U256 {
+    U256 {
+        low: value,
+        high: 0,
+    }
+}
+
+fn sel(name: &str) -> Felt {
+    get_selector_from_name(name).unwrap()
+}
+
+fn addr(net: &TestNet, actor: Actor) -> ContractAddress {
+    ContractAddress(net.address(actor))
+}
+
+struct Fixture {
+    net: TestNet,
+    token: Felt,
+    paymaster: Felt,
+}
+
+async fn fixture() -> Fixture {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 0).await.unwrap();
+    let admin = net.account(Actor::Admin);
+    let calldata = constructor_calldata(Paymaster::new(Felt::ZERO, &admin).constructor_getcall(
+        &addr(&net, Actor::Admin),
+        &ContractAddress(token),
+        &3_600,
+    ));
+    let paymaster = deploy(
+        &admin,
+        net.class_hash("Paymaster").unwrap(),
+        calldata,
+        Felt::ZERO,
+    )
+    .await
+    .unwrap()
+    .address;
+    Fixture {
+        net,
+        token,
+        paymaster,
+    }
+}
+
+impl Fixture {
+    /// A valid policy: transfers on the token, 1,000 a day, 100 a transaction, 5 per hour.
+    async fn params(&self) -> PolicyParams {
+        PolicyParams {
+            daily_limit: u256(1_000),
+            max_charge: u256(100),
+            rate_limit_count: 5,
+            rate_limit_window: 3_600,
+            expiry: self.net.now().await.unwrap() + 30 * 86_400,
+            allowlist_only: false,
+        }
+    }
+
+    fn transfer_call(&self) -> AllowedCall {
+        AllowedCall {
+            target: ContractAddress(self.token),
+            selector: sel("transfer"),
+        }
+    }
+
+    fn reader(
+        &self,
+    ) -> PaymasterReader<
+        &ciro_chain::starknet::providers::JsonRpcClient<
+            ciro_chain::starknet::providers::jsonrpc::HttpTransport,
+        >,
+    > {
+        PaymasterReader::new(self.paymaster, &self.net.provider)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// relayers
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn add_relayer_lets_the_relayer_spend_and_emits_only_on_change() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let relayer = addr(&f.net, Actor::Relayer);
+
+    let added = send(&f.net.provider, pm.add_relayer(&relayer))
+        .await
+        .unwrap();
+    let again = send(&f.net.provider, pm.add_relayer(&relayer))
+        .await
+        .unwrap();
+
+    assert!(call(
+        f.reader()
+            .is_relayer(&addr(&f.net, Actor::Sponsor), &relayer)
+    )
+    .await
+    .unwrap());
+    // Relayers are per sponsor: another sponsor's relayer set is untouched.
+    assert!(!call(
+        f.reader()
+            .is_relayer(&addr(&f.net, Actor::Delegator), &relayer)
+    )
+    .await
+    .unwrap());
+    assert_events(
+        &added,
+        f.paymaster,
+        &[paymaster::Event::RelayerSet(RelayerSet {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            relayer,
+            allowed: true,
+        })],
+    );
+    assert_events::<paymaster::Event>(&again, f.paymaster, &[]);
+}
+
+#[tokio::test]
+async fn add_relayer_rejects_the_zero_address() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).add_relayer(&ContractAddress(Felt::ZERO)),
+    )
+    .await;
+    assert_reverts(result, "PM: zero address");
+}
+
+#[tokio::test]
+async fn remove_relayer_revokes_and_emits_only_on_change() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let relayer = addr(&f.net, Actor::Relayer);
+    let nothing = send(&f.net.provider, pm.remove_relayer(&relayer))
+        .await
+        .unwrap();
+    assert_events::<paymaster::Event>(&nothing, f.paymaster, &[]);
+    send(&f.net.provider, pm.add_relayer(&relayer))
+        .await
+        .unwrap();
+
+    let removed = send(&f.net.provider, pm.remove_relayer(&relayer))
+        .await
+        .unwrap();
+
+    assert!(!call(
+        f.reader()
+            .is_relayer(&addr(&f.net, Actor::Sponsor), &relayer)
+    )
+    .await
+    .unwrap());
+    assert_events(
+        &removed,
+        f.paymaster,
+        &[paymaster::Event::RelayerSet(RelayerSet {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            relayer,
+            allowed: false,
+        })],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// allowlist / blocklist
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sponsors_keep_their_own_allowlist_and_blocklist() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let (user, attacker) = (
+        addr(&f.net, Actor::Submitter),
+        addr(&f.net, Actor::Attacker),
+    );
+
+    let allowed = send(&f.net.provider, pm.set_allowlisted(&user, &true))
+        .await
+        .unwrap();
+    let blocked = send(&f.net.provider, pm.set_blocklisted(&attacker, &true))
+        .await
+        .unwrap();
+
+    let sponsor_address = addr(&f.net, Actor::Sponsor);
+    assert_eq!(
+        call(f.reader().user_status(&sponsor_address, &user))
+            .await
+            .unwrap(),
+        (true, false)
+    );
+    assert_eq!(
+        call(f.reader().user_status(&sponsor_address, &attacker))
+            .await
+            .unwrap(),
+        (false, true)
+    );
+    assert_eq!(
+        call(
+            f.reader()
+                .user_status(&addr(&f.net, Actor::Delegator), &attacker)
+        )
+        .await
+        .unwrap(),
+        (false, false)
+    );
+    let list = |name: &str| cairo_short_string_to_felt(name).unwrap();
+    assert_events(
+        &allowed,
+        f.paymaster,
+        &[paymaster::Event::UserListed(UserListed {
+            sponsor: sponsor_address,
+            user,
+            list: list("ALLOWLIST"),
+            listed: true,
+        })],
+    );
+    assert_events(
+        &blocked,
+        f.paymaster,
+        &[paymaster::Event::UserListed(UserListed {
+            sponsor: sponsor_address,
+            user: attacker,
+            list: list("BLOCKLIST"),
+            listed: true,
+        })],
+    );
+
+    send(&f.net.provider, pm.set_blocklisted(&attacker, &false))
+        .await
+        .unwrap();
+    assert_eq!(
+        call(f.reader().user_status(&sponsor_address, &attacker))
+            .await
+            .unwrap(),
+        (false, false)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// policies
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_policy_stores_it_active_numbered_from_one() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let params = f.params().await;
+    let calls = vec![
+        f.transfer_call(),
+        AllowedCall {
+            target: ContractAddress(f.token),
+            selector: sel("approve"),
+        },
+    ];
+
+    let created = send(&f.net.provider, pm.create_policy(&calls, &params))
+        .await
+        .unwrap();
+    send(
+        &f.net.provider,
+        pm.create_policy(&calls[..1].to_vec(), &params),
+    )
+    .await
+    .unwrap();
+
+    let (policy, stored_calls) = call(f.reader().get_policy(&1)).await.unwrap();
+    assert_eq!(
+        policy,
+        Policy {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            active: true,
+            params: params.clone()
+        }
+    );
+    assert_eq!(stored_calls, calls);
+    assert_eq!(
+        call(f.reader().get_policy(&2)).await.unwrap().1,
+        vec![f.transfer_call()]
+    );
+    assert_events(
+        &created,
+        f.paymaster,
+        &[paymaster::Event::PolicySet(PolicySet {
+            policy_id: 1,
+            sponsor: addr(&f.net, Actor::Sponsor),
+            params,
+            allowed_calls: 2,
+        })],
+    );
+}
+
+#[tokio::test]
+async fn create_policy_rejects_every_out_of_bounds_parameter() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let ok = f.params().await;
+    let calls = vec![f.transfer_call()];
+    let now = f.net.now().await.unwrap();
+
+    let cases: Vec<(PolicyParams, Vec<AllowedCall>, &str)> = vec![
+        (ok.clone(), vec![], "PM: no allowed calls"),
+        (
+            ok.clone(),
+            vec![f.transfer_call(); 17],
+            "PM: too many allowed calls",
+        ),
+        (
+            PolicyParams {
+                daily_limit: u256(0),
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: limit is zero",
+        ),
+        (
+            PolicyParams {
+                max_charge: u256(0),
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: limit is zero",
+        ),
+        (
+            PolicyParams {
+                max_charge: u256(1_001),
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: max charge over daily limit",
+        ),
+        (
+            PolicyParams {
+                rate_limit_count: 0,
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: rate limit out of bounds",
+        ),
+        (
+            PolicyParams {
+                rate_limit_window: 59,
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: rate limit out of bounds",
+        ),
+        (
+            PolicyParams {
+                rate_limit_window: 604_801,
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: rate limit out of bounds",
+        ),
+        (
+            PolicyParams {
+                expiry: now,
+                ..ok.clone()
+            },
+            calls.clone(),
+            "PM: expiry not in the future",
+        ),
+    ];
+    for (params, calls, expected) in cases {
+        assert_reverts(
+            send(&f.net.provider, pm.create_policy(&calls, &params)).await,
+            expected,
+        );
+    }
+    // The bounds themselves are accepted.
+    let edge = PolicyParams {
+        max_charge: u256(1_000),
+        rate_limit_window: 604_800,
+        ..ok.clone()
+    };
+    send(
+        &f.net.provider,
+        pm.create_policy(&vec![f.transfer_call(); 16], &edge),
+    )
+    .await
+    .unwrap();
+    let edge = PolicyParams {
+        rate_limit_count: 1,
+        rate_limit_window: 60,
+        ..ok.clone()
+    };
+    send(&f.net.provider, pm.create_policy(&calls, &edge))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn create_policy_is_refused_while_paused() {
+    let f = fixture().await;
+    let admin = f.net.account(Actor::Admin);
+    let pauser_role = cairo_short_string_to_felt("PAUSER").unwrap();
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin).grant_role(&pauser_role, &addr(&f.net, Actor::Pauser)),
+    )
+    .await
+    .unwrap();
+    let pauser = f.net.account(Actor::Pauser);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &pauser).pause(),
+    )
+    .await
+    .unwrap();
+    let sponsor = f.net.account(Actor::Sponsor);
+    let params = f.params().await;
+    let result = send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).create_policy(&vec![f.transfer_call()], &params),
+    )
+    .await;
+    assert_reverts(result, "GOV: paused");
+}
+
+#[tokio::test]
+async fn update_policy_replaces_calls_and_params_and_keeps_its_state() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let params = f.params().await;
+    send(
+        &f.net.provider,
+        pm.create_policy(&vec![f.transfer_call()], &params),
+    )
+    .await
+    .unwrap();
+    send(&f.net.provider, pm.set_policy_active(&1, &false))
+        .await
+        .unwrap();
+
+    let new_params = PolicyParams {
+        daily_limit: u256(50),
+        max_charge: u256(5),
+        allowlist_only: true,
+        ..params.clone()
+    };
+    let new_calls = vec![AllowedCall {
+        target: ContractAddress(f.token),
+        selector: sel("approve"),
+    }];
+    let updated = send(
+        &f.net.provider,
+        pm.update_policy(&1, &new_calls, &new_params),
+    )
+    .await
+    .unwrap();
+
+    let (policy, calls) = call(f.reader().get_policy(&1)).await.unwrap();
+    assert_eq!(
+        policy,
+        Policy {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            active: false,
+            params: new_params.clone()
+        }
+    );
+    assert_eq!(calls, new_calls, "the old calls are gone");
+    assert_events(
+        &updated,
+        f.paymaster,
+        &[paymaster::Event::PolicySet(PolicySet {
+            policy_id: 1,
+            sponsor: addr(&f.net, Actor::Sponsor),
+            params: new_params,
+            allowed_calls: 1,
+        })],
+    );
+}
+
+#[tokio::test]
+async fn only_the_sponsor_changes_its_policy_and_unknown_policies_are_reported() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let params = f.params().await;
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).create_policy(&vec![f.transfer_call()], &params),
+    )
+    .await
+    .unwrap();
+    let attacker = f.net.account(Actor::Attacker);
+    let pm = Paymaster::new(f.paymaster, &attacker);
+    assert_reverts(
+        send(
+            &f.net.provider,
+            pm.update_policy(&1, &vec![f.transfer_call()], &params),
+        )
+        .await,
+        "PM: not the policy sponsor",
+    );
+    assert_reverts(
+        send(&f.net.provider, pm.set_policy_active(&1, &false)).await,
+        "PM: not the policy sponsor",
+    );
+    let sponsor_pm = Paymaster::new(f.paymaster, &sponsor);
+    assert_reverts(
+        send(&f.net.provider, sponsor_pm.set_policy_active(&9, &false)).await,
+        "PM: unknown policy",
+    );
+    assert_reverts(
+        send(
+            &f.net.provider,
+            sponsor_pm.update_policy(&9, &vec![f.transfer_call()], &params),
+        )
+        .await,
+        "PM: unknown policy",
+    );
+    assert_reverts(call(f.reader().get_policy(&9)).await, "PM: unknown policy");
+}
+
+#[tokio::test]
+async fn set_policy_active_turns_a_policy_off_and_on() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let params = f.params().await;
+    send(
+        &f.net.provider,
+        pm.create_policy(&vec![f.transfer_call()], &params),
+    )
+    .await
+    .unwrap();
+
+    let off = send(&f.net.provider, pm.set_policy_active(&1, &false))
+        .await
+        .unwrap();
+    assert!(!call(f.reader().get_policy(&1)).await.unwrap().0.active);
+    let on = send(&f.net.provider, pm.set_policy_active(&1, &true))
+        .await
+        .unwrap();
+    assert!(call(f.reader().get_policy(&1)).await.unwrap().0.active);
+
+    assert_events(
+        &off,
+        f.paymaster,
+        &[paymaster::Event::PolicyActive(PolicyActive {
+            policy_id: 1,
+            active: false,
+        })],
+    );
+    assert_events(
+        &on,
+        f.paymaster,
+        &[paymaster::Event::PolicyActive(PolicyActive {
+            policy_id: 1,
+            active: true,
+        })],
+    );
+}
