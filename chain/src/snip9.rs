@@ -156,6 +156,25 @@ impl OutsideExecution {
         })
     }
 
+    /// The Paymaster binding's type, for `execute_sponsored`.
+    pub fn to_paymaster_binding(&self) -> crate::bindings::paymaster::OutsideExecution {
+        crate::bindings::paymaster::OutsideExecution {
+            caller: cainome::cairo_serde::ContractAddress(self.caller),
+            nonce: self.nonce,
+            execute_after: self.execute_after,
+            execute_before: self.execute_before,
+            calls: self
+                .calls
+                .iter()
+                .map(|call| crate::bindings::paymaster::Call {
+                    to: cainome::cairo_serde::ContractAddress(call.to),
+                    selector: call.selector,
+                    calldata: call.calldata.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The cainome type, to submit with the account binding's `execute_from_outside_v2`.
     pub fn to_binding(&self) -> src9_account::OutsideExecution {
         src9_account::OutsideExecution {
@@ -174,6 +193,17 @@ impl OutsideExecution {
                 .collect(),
         }
     }
+}
+
+/// The Poseidon hash of calls as the Paymaster's `SponsoredExecution` event carries it:
+/// over `to, selector, calldata length, calldata...` of each call in order.
+pub fn calls_hash(calls: &[Call]) -> Felt {
+    let mut flat = Vec::new();
+    for call in calls {
+        flat.extend([call.to, call.selector, Felt::from(call.calldata.len())]);
+        flat.extend(&call.calldata);
+    }
+    poseidon_hash_many(&flat)
 }
 
 /// Checks an `[r, s]` signature of `message_hash` against a Stark public key.

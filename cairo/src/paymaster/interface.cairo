@@ -1,5 +1,5 @@
 use starknet::ContractAddress;
-use ciro::paymaster::types::{AllowedCall, Policy, PolicyParams};
+use ciro::paymaster::types::{AllowedCall, OutsideExecution, Policy, PolicyParams};
 
 /// Sponsors' deposits: what sponsored execution spends from.
 #[starknet::interface]
@@ -55,4 +55,43 @@ trait IPaymasterPolicy<TContractState> {
     fn set_policy_active(ref self: TContractState, policy_id: u64, active: bool);
     /// A policy and its allowed calls. Requires: the policy exists.
     fn get_policy(self: @TContractState, policy_id: u64) -> (Policy, Array<AllowedCall>);
+}
+
+/// Sponsored execution: a relayer submits a user's signed SNIP-9 outside execution and the
+/// sponsor's deposit pays the relayer.
+#[starknet::interface]
+trait IPaymasterExecute<TContractState> {
+    /// Runs `outside_execution` through `user`'s account (`execute_from_outside_v2`) and pays
+    /// `charge` from `sponsor`'s deposit to the caller.
+    /// Requires: not paused; no re-entry; the caller is one of `sponsor`'s relayers; the
+    /// policy exists, is `sponsor`'s, active and not expired; the execution's `caller` is
+    /// this contract; it has calls, each allowed by the policy; `user` is not on the
+    /// sponsor's blocklist (and is on its allowlist for an allowlist-only policy); the user
+    /// is within the policy's rate limit; `charge` <= the policy's max charge; the user's
+    /// spend today (with this sponsor) + `charge` <= the daily limit; `charge` <= the deposit.
+    /// The account then checks the signature, nonce and time window itself.
+    /// Effects (spend, count, deposit) come before the account call, the payment after.
+    /// Emits `SponsoredExecution`.
+    fn execute_sponsored(
+        ref self: TContractState,
+        sponsor: ContractAddress,
+        policy_id: u64,
+        user: ContractAddress,
+        outside_execution: OutsideExecution,
+        signature: Array<felt252>,
+        charge: u256
+    );
+    /// What `user` was charged today on `sponsor`'s deposit.
+    fn spent_today(self: @TContractState, sponsor: ContractAddress, user: ContractAddress) -> u256;
+    /// What `user` may still be charged today under `policy_id`: the daily limit minus its
+    /// spend, capped by the sponsor's deposit. Requires: the policy exists.
+    fn remaining_allowance(self: @TContractState, policy_id: u64, user: ContractAddress) -> u256;
+}
+
+/// SNIP-9 v2, as the Paymaster calls a user's account.
+#[starknet::interface]
+trait ISRC9V2<TContractState> {
+    fn execute_from_outside_v2(
+        ref self: TContractState, outside_execution: OutsideExecution, signature: Span<felt252>
+    ) -> Array<Span<felt252>>;
 }

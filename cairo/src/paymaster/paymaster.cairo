@@ -5,6 +5,7 @@
 #[starknet::contract]
 mod Paymaster {
     use array::{ArrayTrait, SpanTrait};
+    use traits::Into;
     use starknet::{
         ClassHash, ContractAddress, get_block_timestamp, get_caller_address, get_contract_address
     };
@@ -13,8 +14,16 @@ mod Paymaster {
     use ciro::common::governance::{Governance, IGovernance};
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
     use ciro::paymaster::errors;
-    use ciro::paymaster::interface::{IPaymasterPolicy, IPaymasterSponsor};
-    use ciro::paymaster::types::{AllowedCall, Policy, PolicyParams};
+    use ciro::paymaster::interface::{
+        IPaymasterExecute, IPaymasterPolicy, IPaymasterSponsor, ISRC9V2Dispatcher,
+        ISRC9V2DispatcherTrait
+    };
+    use ciro::paymaster::types::{AllowedCall, OutsideExecution, Policy, PolicyParams};
+    use poseidon::poseidon_hash_span;
+    use starknet::account::Call;
+
+    /// Seconds in a day: spending limits reset at each multiple.
+    const DAY: u64 = 86400;
 
     /// Most allowed calls in one policy.
     const MAX_POLICY_CALLS: u32 = 16;
@@ -45,6 +54,12 @@ mod Paymaster {
         policy_call_count: LegacyMap<u64, u32>,
         /// The allowed calls of a policy, by (policy, index).
         policy_calls: LegacyMap<(u64, u32), AllowedCall>,
+        /// What (sponsor, user) was charged on day (timestamp / 86400).
+        spent: LegacyMap<(ContractAddress, ContractAddress, u64), u256>,
+        /// Sponsored executions of (policy, user) in rate window (timestamp / window).
+        executions: LegacyMap<(u64, ContractAddress, u64), u32>,
+        /// Set while `execute_sponsored` runs (reentrancy guard).
+        entered: bool,
     }
 
     #[event]
@@ -56,6 +71,22 @@ mod Paymaster {
         UserListed: UserListed,
         PolicySet: PolicySet,
         PolicyActive: PolicyActive,
+        SponsoredExecution: SponsoredExecution,
+    }
+
+    /// `relayer` ran `user`'s outside execution (calls hashed into `calls_hash`) under
+    /// `sponsor`'s policy `policy_id` and was paid `charge` from the sponsor's deposit.
+    #[derive(Drop, starknet::Event)]
+    struct SponsoredExecution {
+        #[key]
+        sponsor: ContractAddress,
+        #[key]
+        user: ContractAddress,
+        #[key]
+        relayer: ContractAddress,
+        policy_id: u64,
+        charge: u256,
+        calls_hash: felt252,
     }
 
     /// `relayer` may (`allowed`) or may no longer spend `sponsor`'s deposit.
@@ -247,8 +278,130 @@ mod Paymaster {
         }
     }
 
+    #[external(v0)]
+    impl ExecuteImpl of IPaymasterExecute<ContractState> {
+        fn execute_sponsored(
+            ref self: ContractState,
+            sponsor: ContractAddress,
+            policy_id: u64,
+            user: ContractAddress,
+            outside_execution: OutsideExecution,
+            signature: Array<felt252>,
+            charge: u256
+        ) {
+            assert(!self.entered.read(), errors::REENTRANT_CALL);
+            self.entered.write(true);
+            Governance::unsafe_new_contract_state().assert_not_paused();
+            let relayer = get_caller_address();
+            assert(self.relayers.read((sponsor, relayer)), errors::NOT_RELAYER);
+            let policy = self.policies.read(policy_id);
+            assert(!policy.sponsor.is_zero(), errors::UNKNOWN_POLICY);
+            assert(policy.sponsor == sponsor, errors::NOT_POLICY_SPONSOR);
+            assert(policy.active, errors::POLICY_INACTIVE);
+            let now = get_block_timestamp();
+            assert(now <= policy.params.expiry, errors::POLICY_EXPIRED);
+            assert(
+                outside_execution.caller == get_contract_address(), errors::WRONG_OUTSIDE_CALLER
+            );
+            assert(!self.blocklisted.read((sponsor, user)), errors::USER_BLOCKED);
+            if policy.params.allowlist_only {
+                assert(self.allowlisted.read((sponsor, user)), errors::USER_NOT_ALLOWLISTED);
+            }
+            let calls_hash = self.check_calls(policy_id, outside_execution.calls.span());
+            let window = now / policy.params.rate_limit_window;
+            let executions = self.executions.read((policy_id, user, window));
+            assert(executions < policy.params.rate_limit_count, errors::RATE_LIMITED);
+            assert(charge <= policy.params.max_charge, errors::CHARGE_OVER_MAX);
+            let day = now / DAY;
+            let spent = self.spent.read((sponsor, user, day)) + charge;
+            assert(spent <= policy.params.daily_limit, errors::DAILY_LIMIT_REACHED);
+            let deposit = self.deposits.read(sponsor);
+            assert(charge <= deposit, errors::DEPOSIT_TOO_LOW);
+
+            // Effects, then the user's calls, then the payment.
+            self.spent.write((sponsor, user, day), spent);
+            self.executions.write((policy_id, user, window), executions + 1);
+            self.deposits.write(sponsor, deposit - charge);
+            ISRC9V2Dispatcher {
+                contract_address: user
+            }.execute_from_outside_v2(outside_execution, signature.span());
+            if charge != 0 {
+                let token = IERC20Dispatcher { contract_address: self.token.read() };
+                assert(token.transfer(relayer, charge), errors::TRANSFER_FAILED);
+            }
+            self.emit(SponsoredExecution { sponsor, user, relayer, policy_id, charge, calls_hash });
+            self.entered.write(false);
+        }
+
+        fn spent_today(
+            self: @ContractState, sponsor: ContractAddress, user: ContractAddress
+        ) -> u256 {
+            self.spent.read((sponsor, user, get_block_timestamp() / DAY))
+        }
+
+        fn remaining_allowance(
+            self: @ContractState, policy_id: u64, user: ContractAddress
+        ) -> u256 {
+            let policy = self.policies.read(policy_id);
+            assert(!policy.sponsor.is_zero(), errors::UNKNOWN_POLICY);
+            let spent = self.spent.read((policy.sponsor, user, get_block_timestamp() / DAY));
+            let left = if spent >= policy.params.daily_limit {
+                0
+            } else {
+                policy.params.daily_limit - spent
+            };
+            let deposit = self.deposits.read(policy.sponsor);
+            if left < deposit {
+                left
+            } else {
+                deposit
+            }
+        }
+    }
+
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        /// Checks every call against the policy's allowed calls; returns the Poseidon hash of
+        /// the calls (to, selector, calldata length, calldata) for the event.
+        fn check_calls(self: @ContractState, policy_id: u64, mut calls: Span<Call>) -> felt252 {
+            assert(calls.len() > 0, errors::NO_CALLS);
+            let allowed = self.policy_call_count.read(policy_id);
+            let mut flat: Array<felt252> = ArrayTrait::new();
+            loop {
+                match calls.pop_front() {
+                    Option::Some(call) => {
+                        let to = *call.to;
+                        let selector = *call.selector;
+                        let mut index = 0;
+                        loop {
+                            assert(index < allowed, errors::CALL_NOT_ALLOWED);
+                            let entry = self.policy_calls.read((policy_id, index));
+                            if entry.target == to && entry.selector == selector {
+                                break;
+                            }
+                            index += 1;
+                        };
+                        flat.append(to.into());
+                        flat.append(selector);
+                        flat.append(call.calldata.len().into());
+                        let mut data = call.calldata.span();
+                        loop {
+                            match data.pop_front() {
+                                Option::Some(value) => flat.append(*value),
+                                Option::None => {
+                                    break;
+                                }
+                            };
+                        };
+                    },
+                    Option::None => {
+                        break;
+                    }
+                };
+            };
+            poseidon_hash_span(flat.span())
+        }
+
         fn set_relayer(ref self: ContractState, relayer: ContractAddress, allowed: bool) {
             let sponsor = get_caller_address();
             if self.relayers.read((sponsor, relayer)) != allowed {

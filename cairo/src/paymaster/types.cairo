@@ -31,3 +31,15 @@ struct Policy {
     active: bool,
     params: PolicyParams,
 }
+
+/// A SNIP-9 v2 outside execution, as the user's account receives it in
+/// `execute_from_outside_v2` (serialized like OpenZeppelin's, whose `Span`s are `Array`s
+/// here).
+#[derive(Drop, Serde)]
+struct OutsideExecution {
+    caller: ContractAddress,
+    nonce: felt252,
+    execute_after: u64,
+    execute_before: u64,
+    calls: Array<starknet::account::Call>,
+}
