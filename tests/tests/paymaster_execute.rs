@@ -1,11 +1,13 @@
-//! Specification of sponsored execution: a relayer submits a user's signed SNIP-9 outside
-//! execution through the Paymaster; the user's calls run without the user paying gas, and
-//! the sponsor's deposit pays the relayer, within the policy's limits. Every way to drain a
-//! sponsor is refused with its error and leaves the sponsor's deposit unchanged.
+//! Specification of sponsored execution and tiers: a relayer submits a user's signed SNIP-9
+//! outside execution through the Paymaster; the user's calls run without the user paying
+//! gas, and the sponsor's deposit pays the relayer, within the policy's limits (raised by a
+//! tier the user bought). Every way to drain a sponsor is refused with its error and leaves
+//! the sponsor's deposit unchanged.
 
 use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::paymaster::{
-    self, AllowedCall, Paymaster, PaymasterReader, PolicyParams, SponsoredExecution,
+    self, AllowedCall, Paymaster, PaymasterReader, PolicyParams, SponsoredExecution, Subscribed,
+    Subscription, Tier, TierSet,
 };
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
@@ -536,4 +538,324 @@ async fn execute_sponsored_needs_a_deposit_that_covers_the_charge_and_stops_when
     .await
     .unwrap();
     assert_reverts(f.sponsored_transfer(2, 0).await, "GOV: paused");
+}
+
+// ---------------------------------------------------------------------------------------
+// tiers
+// ---------------------------------------------------------------------------------------
+
+const TIER_PRICE: u128 = 400;
+const TIER_DAILY_LIMIT: u128 = 500;
+const TIER_DURATION: u64 = 7 * 86_400;
+
+impl Fixture {
+    /// The sponsor defines tier 1; the user approves the Paymaster for its price.
+    async fn with_tier(&self) {
+        let sponsor = self.net.account(Actor::Sponsor);
+        send(
+            &self.net.provider,
+            Paymaster::new(self.paymaster, &sponsor).define_tier(
+                &u256(TIER_PRICE),
+                &TIER_DURATION,
+                &u256(TIER_DAILY_LIMIT),
+            ),
+        )
+        .await
+        .unwrap();
+        let user = self.net.account(Actor::Submitter);
+        send(
+            &self.net.provider,
+            TestToken::new(self.token, &user)
+                .approve(&ContractAddress(self.paymaster), &u256(USER_TOKENS)),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn subscribe(&self, tier_id: u32) -> Result<TxOutcome, ChainError> {
+        let user = self.net.account(Actor::Submitter);
+        send(
+            &self.net.provider,
+            Paymaster::new(self.paymaster, &user)
+                .subscribe(&addr(&self.net, Actor::Sponsor), &tier_id),
+        )
+        .await
+    }
+
+    async fn subscription(&self) -> Subscription {
+        let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
+        call(reader.subscription(
+            &addr(&self.net, Actor::Sponsor),
+            &addr(&self.net, Actor::Submitter),
+        ))
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn define_tier_numbers_tiers_per_sponsor_and_emits() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let defined = send(
+        &f.net.provider,
+        pm.define_tier(&u256(10), &86_400, &u256(20)),
+    )
+    .await
+    .unwrap();
+    send(
+        &f.net.provider,
+        pm.define_tier(&u256(30), &(365 * 86_400), &u256(40)),
+    )
+    .await
+    .unwrap();
+    let other = f.net.account(Actor::Delegator);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &other).define_tier(&u256(1), &86_400, &u256(1)),
+    )
+    .await
+    .unwrap();
+
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    let first = Tier {
+        price: u256(10),
+        duration: 86_400,
+        daily_limit: u256(20),
+        active: true,
+    };
+    assert_eq!(
+        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &1))
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &2))
+            .await
+            .unwrap()
+            .daily_limit,
+        u256(40)
+    );
+    assert_eq!(
+        call(reader.get_tier(&addr(&f.net, Actor::Delegator), &1))
+            .await
+            .unwrap()
+            .price,
+        u256(1)
+    );
+    assert_events(
+        &defined,
+        f.paymaster,
+        &[paymaster::Event::TierSet(TierSet {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            tier_id: 1,
+            tier: first,
+        })],
+    );
+    assert_reverts(
+        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &3)).await,
+        "PM: unknown tier",
+    );
+    assert_reverts(
+        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &0)).await,
+        "PM: unknown tier",
+    );
+}
+
+#[tokio::test]
+async fn define_tier_rejects_a_zero_limit_and_a_duration_out_of_bounds() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    assert_reverts(
+        send(&f.net.provider, pm.define_tier(&u256(1), &86_400, &u256(0))).await,
+        "PM: limit is zero",
+    );
+    assert_reverts(
+        send(&f.net.provider, pm.define_tier(&u256(1), &86_399, &u256(1))).await,
+        "PM: tier duration out of bounds",
+    );
+    assert_reverts(
+        send(
+            &f.net.provider,
+            pm.define_tier(&u256(1), &(365 * 86_400 + 1), &u256(1)),
+        )
+        .await,
+        "PM: tier duration out of bounds",
+    );
+}
+
+#[tokio::test]
+async fn subscribe_pays_the_price_into_the_sponsors_deposit() {
+    // Given a tier of 400 for 7 days
+    let f = fixture().await;
+    f.with_tier().await;
+    let before = f.token_balances().await;
+    let now = f.net.now().await.unwrap();
+
+    // When the user subscribes
+    let outcome = f.subscribe(1).await.unwrap();
+
+    // Then the price moved from the user to the Paymaster, credited to the sponsor
+    let after = f.token_balances().await;
+    assert_eq!(after[1], before[1] - TIER_PRICE);
+    assert_eq!(after[4], before[4] + TIER_PRICE);
+    assert_eq!(f.deposit().await, DEPOSIT + TIER_PRICE);
+    assert_eq!(before.iter().sum::<u128>(), after.iter().sum::<u128>());
+    let subscription = f.subscription().await;
+    assert_eq!(subscription.tier_id, 1);
+    assert_eq!(subscription.daily_limit, u256(TIER_DAILY_LIMIT));
+    assert!(
+        subscription.expires_at >= now + TIER_DURATION
+            && subscription.expires_at <= now + TIER_DURATION + 60
+    );
+    assert_events(
+        &outcome,
+        f.paymaster,
+        &[paymaster::Event::Subscribed(Subscribed {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            user: addr(&f.net, Actor::Submitter),
+            tier_id: 1,
+            price: u256(TIER_PRICE),
+            expires_at: subscription.expires_at,
+        })],
+    );
+
+    // And a renewal while it runs extends it by the tier's duration
+    f.subscribe(1).await.unwrap();
+    assert_eq!(
+        f.subscription().await.expires_at,
+        subscription.expires_at + TIER_DURATION
+    );
+}
+
+#[tokio::test]
+async fn subscribe_refuses_unknown_and_inactive_tiers_a_shortchanging_token_and_a_pause() {
+    let f = fixture().await;
+    f.with_tier().await;
+    assert_reverts(f.subscribe(2).await, "PM: unknown tier");
+
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let deactivated = send(&f.net.provider, pm.set_tier_active(&1, &false))
+        .await
+        .unwrap();
+    assert_events(
+        &deactivated,
+        f.paymaster,
+        &[paymaster::Event::TierSet(TierSet {
+            sponsor: addr(&f.net, Actor::Sponsor),
+            tier_id: 1,
+            tier: Tier {
+                price: u256(TIER_PRICE),
+                duration: TIER_DURATION,
+                daily_limit: u256(TIER_DAILY_LIMIT),
+                active: false,
+            },
+        })],
+    );
+    assert_reverts(f.subscribe(1).await, "PM: tier inactive");
+    assert_reverts(
+        send(&f.net.provider, pm.set_tier_active(&7, &true)).await,
+        "PM: unknown tier",
+    );
+    send(&f.net.provider, pm.set_tier_active(&1, &true))
+        .await
+        .unwrap();
+
+    let admin = f.net.account(Actor::Admin);
+    send(
+        &f.net.provider,
+        TestToken::new(f.token, &admin).set_transfer_from_fee(&u256(1)),
+    )
+    .await
+    .unwrap();
+    assert_reverts(f.subscribe(1).await, "PM: transfer_from shortfall");
+    send(
+        &f.net.provider,
+        TestToken::new(f.token, &admin).set_transfer_from_fee(&u256(0)),
+    )
+    .await
+    .unwrap();
+
+    let pauser_role = cairo_short_string_to_felt("PAUSER").unwrap();
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &admin).grant_role(&pauser_role, &addr(&f.net, Actor::Pauser)),
+    )
+    .await
+    .unwrap();
+    let pauser = f.net.account(Actor::Pauser);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &pauser).pause(),
+    )
+    .await
+    .unwrap();
+    assert_reverts(f.subscribe(1).await, "GOV: paused");
+    assert_reverts(
+        send(&f.net.provider, pm.define_tier(&u256(1), &86_400, &u256(1))).await,
+        "GOV: paused",
+    );
+    assert_eq!(f.deposit().await, DEPOSIT, "nothing was credited");
+}
+
+#[tokio::test]
+async fn a_subscription_raises_the_daily_limit_until_it_expires() {
+    // Given a user whose tier (500 a day) beats the policy (300 a day), under a policy that
+    // allows 10 executions an hour
+    let f = fixture().await;
+    f.with_tier().await;
+    f.subscribe(1).await.unwrap();
+    let sponsor = f.net.account(Actor::Sponsor);
+    let roomy = f.params(10).await;
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &sponsor).create_policy(&vec![f.allowed("transfer")], &roomy),
+    )
+    .await
+    .unwrap();
+    let user = addr(&f.net, Actor::Submitter);
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    assert_eq!(
+        call(reader.remaining_allowance(&2, &user)).await.unwrap(),
+        u256(TIER_DAILY_LIMIT)
+    );
+
+    // When the relayer charges 5 × 100, past the policy's 300
+    for nonce in 1..=5 {
+        let (execution, signature) = f
+            .signed(nonce, f.paymaster, vec![f.transfer(Actor::Delegator, 1)])
+            .await;
+        f.execute_as(Actor::Relayer, 2, &execution, &signature, MAX_CHARGE)
+            .await
+            .unwrap();
+    }
+
+    // Then the tier's 500 applies, and is the limit for the day
+    assert_eq!(
+        call(reader.remaining_allowance(&2, &user)).await.unwrap(),
+        u256(0)
+    );
+    let (execution, signature) = f
+        .signed(6, f.paymaster, vec![f.transfer(Actor::Delegator, 1)])
+        .await;
+    assert_reverts(
+        f.execute_as(Actor::Relayer, 2, &execution, &signature, 1)
+            .await,
+        "PM: daily limit reached",
+    );
+
+    // And once the subscription has expired, the policy's limit is back
+    f.net
+        .devnet
+        .increase_time(TIER_DURATION + 86_400)
+        .await
+        .unwrap();
+    assert_eq!(
+        call(reader.remaining_allowance(&2, &user)).await.unwrap(),
+        u256(DAILY_LIMIT)
+    );
 }

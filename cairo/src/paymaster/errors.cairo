@@ -27,3 +27,6 @@ const CHARGE_OVER_MAX: felt252 = 'PM: charge over max';
 const DAILY_LIMIT_REACHED: felt252 = 'PM: daily limit reached';
 const DEPOSIT_TOO_LOW: felt252 = 'PM: sponsor deposit too low';
 const REENTRANT_CALL: felt252 = 'PM: reentrant call';
+const UNKNOWN_TIER: felt252 = 'PM: unknown tier';
+const TIER_INACTIVE: felt252 = 'PM: tier inactive';
+const BAD_TIER_DURATION: felt252 = 'PM: tier duration out of bounds';

@@ -1,5 +1,7 @@
 use starknet::ContractAddress;
-use ciro::paymaster::types::{AllowedCall, OutsideExecution, Policy, PolicyParams};
+use ciro::paymaster::types::{
+    AllowedCall, OutsideExecution, Policy, PolicyParams, Subscription, Tier
+};
 
 /// Sponsors' deposits: what sponsored execution spends from.
 #[starknet::interface]
@@ -68,7 +70,8 @@ trait IPaymasterExecute<TContractState> {
     /// this contract; it has calls, each allowed by the policy; `user` is not on the
     /// sponsor's blocklist (and is on its allowlist for an allowlist-only policy); the user
     /// is within the policy's rate limit; `charge` <= the policy's max charge; the user's
-    /// spend today (with this sponsor) + `charge` <= the daily limit; `charge` <= the deposit.
+    /// spend today (with this sponsor) + `charge` <= the daily limit (the policy's, or the
+    /// user's running subscription's when higher); `charge` <= the deposit.
     /// The account then checks the signature, nonce and time window itself.
     /// Effects (spend, count, deposit) come before the account call, the payment after.
     /// Emits `SponsoredExecution`.
@@ -94,4 +97,27 @@ trait ISRC9V2<TContractState> {
     fn execute_from_outside_v2(
         ref self: TContractState, outside_execution: OutsideExecution, signature: Span<felt252>
     ) -> Array<Span<felt252>>;
+}
+
+/// Tiers: users buy a higher daily limit from a sponsor.
+#[starknet::interface]
+trait IPaymasterTiers<TContractState> {
+    /// Defines a tier of the caller's, active at once; returns its id (from 1, per sponsor).
+    /// Requires: not paused, daily limit > 0, 1 day <= duration <= 365 days.
+    /// Emits `TierSet`.
+    fn define_tier(ref self: TContractState, price: u256, duration: u64, daily_limit: u256) -> u32;
+    /// Stops or resumes selling a tier (existing subscriptions run on).
+    /// Requires: the tier exists. Emits `TierSet`.
+    fn set_tier_active(ref self: TContractState, tier_id: u32, active: bool);
+    /// Buys `sponsor`'s tier: pulls its price from the caller into the sponsor's deposit
+    /// (balance checked before and after), and gives the caller the tier's daily limit
+    /// until now + duration (a renewal of a running subscription extends it).
+    /// Requires: not paused, the tier exists and is active. Emits `Subscribed`.
+    fn subscribe(ref self: TContractState, sponsor: ContractAddress, tier_id: u32);
+    /// A sponsor's tier. Requires: it exists.
+    fn get_tier(self: @TContractState, sponsor: ContractAddress, tier_id: u32) -> Tier;
+    /// `user`'s subscription with `sponsor` (zero when none).
+    fn subscription(
+        self: @TContractState, sponsor: ContractAddress, user: ContractAddress
+    ) -> Subscription;
 }

@@ -15,15 +15,19 @@ mod Paymaster {
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
     use ciro::paymaster::errors;
     use ciro::paymaster::interface::{
-        IPaymasterExecute, IPaymasterPolicy, IPaymasterSponsor, ISRC9V2Dispatcher,
+        IPaymasterExecute, IPaymasterPolicy, IPaymasterSponsor, IPaymasterTiers, ISRC9V2Dispatcher,
         ISRC9V2DispatcherTrait
     };
-    use ciro::paymaster::types::{AllowedCall, OutsideExecution, Policy, PolicyParams};
+    use ciro::paymaster::types::{
+        AllowedCall, OutsideExecution, Policy, PolicyParams, Subscription, Tier
+    };
     use poseidon::poseidon_hash_span;
     use starknet::account::Call;
 
     /// Seconds in a day: spending limits reset at each multiple.
     const DAY: u64 = 86400;
+    /// Longest tier duration: a year.
+    const MAX_TIER_DURATION: u64 = 31536000;
 
     /// Most allowed calls in one policy.
     const MAX_POLICY_CALLS: u32 = 16;
@@ -60,6 +64,12 @@ mod Paymaster {
         executions: LegacyMap<(u64, ContractAddress, u64), u32>,
         /// Set while `execute_sponsored` runs (reentrancy guard).
         entered: bool,
+        /// Tiers defined so far per sponsor (ids run from 1).
+        tier_count: LegacyMap<ContractAddress, u32>,
+        /// Tier by (sponsor, id).
+        tiers: LegacyMap<(ContractAddress, u32), Tier>,
+        /// Subscription by (sponsor, user).
+        subscriptions: LegacyMap<(ContractAddress, ContractAddress), Subscription>,
     }
 
     #[event]
@@ -72,6 +82,30 @@ mod Paymaster {
         PolicySet: PolicySet,
         PolicyActive: PolicyActive,
         SponsoredExecution: SponsoredExecution,
+        TierSet: TierSet,
+        Subscribed: Subscribed,
+    }
+
+    /// `sponsor`'s tier `tier_id` was defined or turned on or off.
+    #[derive(Drop, starknet::Event)]
+    struct TierSet {
+        #[key]
+        sponsor: ContractAddress,
+        #[key]
+        tier_id: u32,
+        tier: Tier,
+    }
+
+    /// `user` bought `sponsor`'s tier `tier_id` for `price`; it runs until `expires_at`.
+    #[derive(Drop, starknet::Event)]
+    struct Subscribed {
+        #[key]
+        sponsor: ContractAddress,
+        #[key]
+        user: ContractAddress,
+        tier_id: u32,
+        price: u256,
+        expires_at: u64,
     }
 
     /// `relayer` ran `user`'s outside execution (calls hashed into `calls_hash`) under
@@ -314,7 +348,10 @@ mod Paymaster {
             assert(charge <= policy.params.max_charge, errors::CHARGE_OVER_MAX);
             let day = now / DAY;
             let spent = self.spent.read((sponsor, user, day)) + charge;
-            assert(spent <= policy.params.daily_limit, errors::DAILY_LIMIT_REACHED);
+            assert(
+                spent <= self.daily_limit_of(sponsor, user, policy.params.daily_limit),
+                errors::DAILY_LIMIT_REACHED
+            );
             let deposit = self.deposits.read(sponsor);
             assert(charge <= deposit, errors::DEPOSIT_TOO_LOW);
 
@@ -345,10 +382,11 @@ mod Paymaster {
             let policy = self.policies.read(policy_id);
             assert(!policy.sponsor.is_zero(), errors::UNKNOWN_POLICY);
             let spent = self.spent.read((policy.sponsor, user, get_block_timestamp() / DAY));
-            let left = if spent >= policy.params.daily_limit {
+            let limit = self.daily_limit_of(policy.sponsor, user, policy.params.daily_limit);
+            let left = if spent >= limit {
                 0
             } else {
-                policy.params.daily_limit - spent
+                limit - spent
             };
             let deposit = self.deposits.read(policy.sponsor);
             if left < deposit {
@@ -359,8 +397,102 @@ mod Paymaster {
         }
     }
 
+    #[external(v0)]
+    impl TiersImpl of IPaymasterTiers<ContractState> {
+        fn define_tier(
+            ref self: ContractState, price: u256, duration: u64, daily_limit: u256
+        ) -> u32 {
+            Governance::unsafe_new_contract_state().assert_not_paused();
+            assert(daily_limit != 0, errors::ZERO_LIMIT);
+            assert(duration >= DAY && duration <= MAX_TIER_DURATION, errors::BAD_TIER_DURATION);
+            let sponsor = get_caller_address();
+            let tier_id = self.tier_count.read(sponsor) + 1;
+            self.tier_count.write(sponsor, tier_id);
+            let tier = Tier { price, duration, daily_limit, active: true };
+            self.tiers.write((sponsor, tier_id), tier);
+            self.emit(TierSet { sponsor, tier_id, tier });
+            tier_id
+        }
+
+        fn set_tier_active(ref self: ContractState, tier_id: u32, active: bool) {
+            let sponsor = get_caller_address();
+            let tier = self.tier_of(sponsor, tier_id);
+            let tier = Tier {
+                price: tier.price, duration: tier.duration, daily_limit: tier.daily_limit, active
+            };
+            self.tiers.write((sponsor, tier_id), tier);
+            self.emit(TierSet { sponsor, tier_id, tier });
+        }
+
+        fn subscribe(ref self: ContractState, sponsor: ContractAddress, tier_id: u32) {
+            Governance::unsafe_new_contract_state().assert_not_paused();
+            let tier = self.tier_of(sponsor, tier_id);
+            assert(tier.active, errors::TIER_INACTIVE);
+            let user = get_caller_address();
+            let now = get_block_timestamp();
+            let current = self.subscriptions.read((sponsor, user));
+            // A renewal of the same running tier extends it; anything else starts now.
+            let start = if current.tier_id == tier_id && current.expires_at > now {
+                current.expires_at
+            } else {
+                now
+            };
+            let expires_at = start + tier.duration;
+            if tier.price != 0 {
+                let token = IERC20Dispatcher { contract_address: self.token.read() };
+                let this = get_contract_address();
+                let before = token.balance_of(this);
+                token.transfer_from(user, this, tier.price);
+                let after = token.balance_of(this);
+                assert(
+                    after >= before && after - before == tier.price, errors::TRANSFER_FROM_SHORTFALL
+                );
+                self.deposits.write(sponsor, self.deposits.read(sponsor) + tier.price);
+            }
+            self
+                .subscriptions
+                .write(
+                    (sponsor, user),
+                    Subscription { tier_id, daily_limit: tier.daily_limit, expires_at }
+                );
+            self.emit(Subscribed { sponsor, user, tier_id, price: tier.price, expires_at });
+        }
+
+        fn get_tier(self: @ContractState, sponsor: ContractAddress, tier_id: u32) -> Tier {
+            self.tier_of(sponsor, tier_id)
+        }
+
+        fn subscription(
+            self: @ContractState, sponsor: ContractAddress, user: ContractAddress
+        ) -> Subscription {
+            self.subscriptions.read((sponsor, user))
+        }
+    }
+
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        fn tier_of(self: @ContractState, sponsor: ContractAddress, tier_id: u32) -> Tier {
+            assert(tier_id != 0 && tier_id <= self.tier_count.read(sponsor), errors::UNKNOWN_TIER);
+            self.tiers.read((sponsor, tier_id))
+        }
+
+        /// The user's daily limit with `sponsor`: the policy's, or its running
+        /// subscription's when that is higher.
+        fn daily_limit_of(
+            self: @ContractState,
+            sponsor: ContractAddress,
+            user: ContractAddress,
+            policy_limit: u256
+        ) -> u256 {
+            let subscription = self.subscriptions.read((sponsor, user));
+            if subscription.expires_at > get_block_timestamp()
+                && subscription.daily_limit > policy_limit {
+                subscription.daily_limit
+            } else {
+                policy_limit
+            }
+        }
+
         /// Checks every call against the policy's allowed calls; returns the Poseidon hash of
         /// the calls (to, selector, calldata length, calldata) for the event.
         fn check_calls(self: @ContractState, policy_id: u64, mut calls: Span<Call>) -> felt252 {

@@ -43,3 +43,20 @@ struct OutsideExecution {
     execute_before: u64,
     calls: Array<starknet::account::Call>,
 }
+
+/// A subscription tier a sponsor sells: `price` buys `daily_limit` per day for `duration`.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct Tier {
+    price: u256,
+    duration: u64,
+    daily_limit: u256,
+    active: bool,
+}
+
+/// A user's subscription with a sponsor.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct Subscription {
+    tier_id: u32,
+    daily_limit: u256,
+    expires_at: u64,
+}
