@@ -859,3 +859,51 @@ async fn a_subscription_raises_the_daily_limit_until_it_expires() {
         u256(DAILY_LIMIT)
     );
 }
+
+#[tokio::test]
+async fn execute_sponsored_cannot_be_reentered_from_the_users_calls() {
+    // Given a policy that (foolishly) allows calling the Paymaster itself, and a user who is
+    // also one of the sponsor's relayers
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    send(
+        &f.net.provider,
+        pm.add_relayer(&addr(&f.net, Actor::Submitter)),
+    )
+    .await
+    .unwrap();
+    let reentry_allowed = AllowedCall {
+        target: ContractAddress(f.paymaster),
+        selector: get_selector_from_name("execute_sponsored").unwrap(),
+    };
+    let params = f.params(5).await;
+    send(
+        &f.net.provider,
+        pm.create_policy(&vec![reentry_allowed], &params),
+    )
+    .await
+    .unwrap();
+
+    // When the user's signed calls re-enter execute_sponsored to be paid twice
+    let (inner, inner_signature) = f
+        .signed(2, f.paymaster, vec![f.transfer(Actor::Delegator, 1)])
+        .await;
+    let user = f.net.account(Actor::Submitter);
+    let reenter = Paymaster::new(f.paymaster, &user).execute_sponsored_getcall(
+        &addr(&f.net, Actor::Sponsor),
+        &1,
+        &addr(&f.net, Actor::Submitter),
+        &inner.to_paymaster_binding(),
+        &inner_signature,
+        &u256(MAX_CHARGE),
+    );
+    let (outer, signature) = f.signed(1, f.paymaster, vec![reenter]).await;
+    let result = f
+        .execute_as(Actor::Relayer, 2, &outer, &signature, MAX_CHARGE)
+        .await;
+
+    // Then the inner call is refused, the whole execution reverts, nothing is paid
+    assert_reverts(result, "PM: reentrant call");
+    assert_eq!(f.deposit().await, DEPOSIT);
+}
