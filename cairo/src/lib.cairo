@@ -8,7 +8,7 @@
 /// (roles, two-step admin transfer, pause, timelocked upgrade).
 mod common;
 
-/// The Paymaster: sponsors' deposits (so far), with governance.
+/// The Paymaster: sponsors' deposits, relayers, policies, tiers and sponsored SNIP-9 execution.
 mod paymaster;
 
 /// A minimal ERC-20 used by the specification suite and the local network. Test-only: its

@@ -860,3 +860,26 @@ async fn flow_deposits_and_withdrawals_conserve_funds() {
         );
     }
 }
+
+#[tokio::test]
+async fn withdraw_reverts_when_the_token_transfer_fails_silently() {
+    // Given a deposit, and a token whose `transfer` returns false instead of reverting
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    send(&f.net.provider, pm.deposit(&u256(40))).await.unwrap();
+    let admin = f.net.account(Actor::Admin);
+    send(
+        &f.net.provider,
+        TestToken::new(f.token, &admin).set_transfer_returns_false(&true),
+    )
+    .await
+    .unwrap();
+
+    // When the sponsor withdraws, the Paymaster notices and reverts: the deposit is kept
+    assert_reverts(
+        send(&f.net.provider, pm.withdraw(&u256(40))).await,
+        "PM: token transfer failed",
+    );
+    assert_eq!(f.deposit_of(Actor::Sponsor).await, 40);
+}

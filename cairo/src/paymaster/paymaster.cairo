@@ -1,7 +1,7 @@
 /// The Paymaster: sponsors deposit the payment token so that users and workers need no gas
-/// token. This is its first slice: sponsor deposits and withdrawals, with governance (roles,
-/// two-step admin, pause, timelocked upgrade). Relayers, policies, tiers and sponsored
-/// SNIP-9 execution build on it.
+/// token. Sponsors name relayers, keep user lists, set policies and sell tiers; a relayer
+/// submits a user's signed SNIP-9 outside execution and is paid from the sponsor's deposit.
+/// With governance (roles, two-step admin, pause, timelocked upgrade).
 #[starknet::contract]
 mod Paymaster {
     use array::{ArrayTrait, SpanTrait};

@@ -14,4 +14,7 @@ trait ITestTokenHostile<TContractState> {
     /// From now on `transfer_from` burns `fee` of every amount it moves, so the recipient
     /// gets `amount - fee` (a fee-on-transfer token). Zero turns it off.
     fn set_transfer_from_fee(ref self: TContractState, fee: u256);
+    /// From now on (while `enabled`) `transfer` moves nothing and returns `false` instead of
+    /// reverting, as some tokens do.
+    fn set_transfer_returns_false(ref self: TContractState, enabled: bool);
 }

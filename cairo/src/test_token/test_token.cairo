@@ -24,6 +24,8 @@ mod TestToken {
         allowances: LegacyMap<(ContractAddress, ContractAddress), u256>,
         /// Burnt from every `transfer_from` (hostile mode; zero by default).
         transfer_from_fee: u256,
+        /// Whether `transfer` fails silently (hostile mode; off by default).
+        transfer_returns_false: bool,
     }
 
     #[event]
@@ -98,6 +100,9 @@ mod TestToken {
         }
 
         fn transfer(ref self: ContractState, recipient: ContractAddress, amount: u256) -> bool {
+            if self.transfer_returns_false.read() {
+                return false;
+            }
             self._transfer(get_caller_address(), recipient, amount);
             true
         }
@@ -143,6 +148,10 @@ mod TestToken {
     impl HostileImpl of ITestTokenHostile<ContractState> {
         fn set_transfer_from_fee(ref self: ContractState, fee: u256) {
             self.transfer_from_fee.write(fee);
+        }
+
+        fn set_transfer_returns_false(ref self: ContractState, enabled: bool) {
+            self.transfer_returns_false.write(enabled);
         }
     }
 
