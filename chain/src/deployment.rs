@@ -16,13 +16,32 @@ use starknet::core::utils::{cairo_short_string_to_felt, parse_cairo_short_string
 use starknet::providers::{Provider, ProviderError};
 
 use crate::artifacts::ContractArtifact;
-use crate::bindings::{constructor_calldata, test_token};
+use crate::bindings::{constructor_calldata, paymaster, test_token};
 use crate::deploy::{declare, deploy, Declared};
 
 /// The contracts a deployment declares and deploys, in order.
-pub const CONTRACTS: &[&str] = &["TestToken"];
+pub const CONTRACTS: &[&str] = &["TestToken", "Paymaster"];
 /// The local network's test token supply, minted to the deployer: 1,000,000 tokens.
 pub const TEST_TOKEN_SUPPLY: u128 = 1_000_000_000_000_000_000_000_000;
+
+/// What a deployment is configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeployConfig {
+    /// The token the contracts are paid in: an existing one (STRK on Sepolia and mainnet),
+    /// or `None` to deploy the project's test token (test networks only: its `mint` is open).
+    pub payment_token: Option<Felt>,
+    /// Seconds between scheduling and executing an upgrade (1 hour to 30 days).
+    pub upgrade_delay: u64,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            payment_token: None,
+            upgrade_delay: 86_400,
+        }
+    }
+}
 
 /// `deployments/<network>.json`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,11 +140,12 @@ impl fmt::Display for Step {
     }
 }
 
-/// Declares and deploys every contract of [`CONTRACTS`] from `account`, updating `manifest`;
-/// `on_step` sees each step as it completes.
+/// Declares and deploys every contract of [`CONTRACTS`] from `account` (which becomes the
+/// contracts' admin), updating `manifest`; `on_step` sees each step as it completes.
 pub async fn deploy_all<A>(
     account: &A,
     classes_dir: &Path,
+    config: &DeployConfig,
     manifest: &mut Manifest,
     mut on_step: impl FnMut(&Step),
 ) -> Result<()>
@@ -144,7 +164,12 @@ where
     }
     manifest.chain_id = chain_name;
 
-    for name in CONTRACTS {
+    let contracts: Vec<&str> = CONTRACTS
+        .iter()
+        .copied()
+        .filter(|name| !(*name == "TestToken" && config.payment_token.is_some()))
+        .collect();
+    for name in &contracts {
         let artifact = ContractArtifact::load(classes_dir, name)?;
         let step = match declare(account, &artifact)
             .await
@@ -169,7 +194,7 @@ where
             .insert(name.to_string(), artifact.class_hash);
     }
 
-    for name in CONTRACTS {
+    for name in &contracts {
         let class_hash = manifest.classes[*name];
         if let Some(address) = manifest.contracts.get(*name).copied() {
             if deployed_class(provider, address).await? == Some(class_hash) {
@@ -180,7 +205,7 @@ where
                 continue;
             }
         }
-        let calldata = constructor_args(account, name)?;
+        let calldata = constructor_args(account, name, config, manifest)?;
         let deployed = deploy(account, class_hash, calldata, Felt::ZERO)
             .await
             .with_context(|| format!("deploying {name}"))?;
@@ -201,8 +226,29 @@ where
 }
 
 /// Constructor arguments of each contract, serialized by its binding.
-fn constructor_args<A: ConnectedAccount + Sync>(account: &A, name: &str) -> Result<Vec<Felt>> {
+fn constructor_args<A: ConnectedAccount + Sync>(
+    account: &A,
+    name: &str,
+    config: &DeployConfig,
+    manifest: &Manifest,
+) -> Result<Vec<Felt>> {
     match name {
+        "Paymaster" => {
+            let token = match config.payment_token {
+                Some(token) => token,
+                None => *manifest
+                    .contracts
+                    .get("TestToken")
+                    .context("the test token is deployed first")?,
+            };
+            Ok(constructor_calldata(
+                paymaster::Paymaster::new(Felt::ZERO, account).constructor_getcall(
+                    &ContractAddress(account.address()),
+                    &ContractAddress(token),
+                    &config.upgrade_delay,
+                ),
+            ))
+        }
         "TestToken" => Ok(constructor_calldata(
             test_token::TestToken::new(Felt::ZERO, account).constructor_getcall(
                 &cairo_short_string_to_felt("CIRO Test Token")?,

@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use cainome::cairo_serde::ContractAddress;
 use ciro_chain::account::{connect, AccountSource, KeySource};
 use ciro_chain::artifacts::classes_dir;
+use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::test_token::TestTokenReader;
-use ciro_chain::deployment::{deploy_all, Manifest};
+use ciro_chain::deployment::{deploy_all, DeployConfig, Manifest};
 use ciro_chain::tx::call;
 use clap::{Args, Parser, Subcommand};
 use starknet::accounts::Account;
@@ -50,6 +51,13 @@ struct DeployArgs {
     /// Manifest path (default: deployments/<network>.json).
     #[arg(long)]
     manifest: Option<PathBuf>,
+    /// The token the contracts are paid in (STRK on Sepolia and mainnet). Without it the
+    /// project's test token is deployed and used: test networks only.
+    #[arg(long, env = "CIRO_PAYMENT_TOKEN")]
+    payment_token: Option<Felt>,
+    /// Seconds between scheduling and executing an upgrade (1 hour to 30 days).
+    #[arg(long, env = "CIRO_UPGRADE_DELAY", default_value_t = 86_400)]
+    upgrade_delay: u64,
 }
 
 /// The deploying account: a devnet predeployed account, or an address with its key from a
@@ -134,19 +142,27 @@ async fn run_deploy(args: DeployArgs) -> Result<()> {
         account.address()
     );
 
-    deploy_all(&account, &classes_dir(), &mut manifest, |step| {
+    let config = DeployConfig {
+        payment_token: args.payment_token,
+        upgrade_delay: args.upgrade_delay,
+    };
+    deploy_all(&account, &classes_dir(), &config, &mut manifest, |step| {
         println!("{step}")
     })
     .await?;
     manifest.write(&manifest_path)?;
 
-    let token = manifest.contracts["TestToken"];
-    let reader = TestTokenReader::new(token, &provider);
-    let supply = call(reader.total_supply()).await?;
-    let balance = call(reader.balance_of(&ContractAddress(account.address()))).await?;
+    let paymaster = PaymasterReader::new(manifest.contracts["Paymaster"], &provider);
+    let token = call(paymaster.token()).await?;
+    let balance = call(
+        TestTokenReader::new(token.0, &provider).balance_of(&ContractAddress(account.address())),
+    )
+    .await?;
     println!(
-        "check     TestToken total_supply {} ; deployer balance {}",
-        supply.low, balance.low
+        "check     Paymaster admin {:#x}, payment token {:#x}; deployer holds {} of it",
+        call(paymaster.admin()).await?.0,
+        token.0,
+        balance.low
     );
     let deploy_block = manifest
         .deploy_block
