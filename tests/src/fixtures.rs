@@ -2,9 +2,14 @@
 
 use anyhow::Result;
 use ciro_chain::bindings::constructor_calldata;
+use ciro_chain::bindings::paymaster::Paymaster;
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::deploy::deploy;
 use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
+use ciro_chain::tx::send;
+use ciro_chain::ChainError;
 
 use crate::{Actor, TestNet};
 
@@ -28,6 +33,87 @@ pub async fn deploy_test_token(net: &TestNet, supply: u128) -> Result<Felt> {
         &ContractAddress(net.address(Actor::Admin)),
     ));
     net.deploy(Actor::Admin, "TestToken", calldata).await
+}
+
+/// A `u256` of the bindings from a `u128`.
+pub fn u256(value: u128) -> U256 {
+    U256 {
+        low: value,
+        high: 0,
+    }
+}
+
+/// Mints `amount` of the test token at `token` to `holder` and has `holder` approve
+/// `spender` for it.
+pub async fn fund_and_approve(
+    net: &TestNet,
+    token: Felt,
+    holder: Actor,
+    spender: Felt,
+    amount: u128,
+) -> Result<()> {
+    let account = net.account(holder);
+    let binding = TestToken::new(token, &account);
+    send(
+        &net.provider,
+        binding.mint(&net.contract_address(holder), &u256(amount)),
+    )
+    .await?;
+    send(
+        &net.provider,
+        binding.approve(&ContractAddress(spender), &u256(amount)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The upgrade delay of the Paymasters the tests deploy: the shortest allowed, an hour.
+pub const PAYMASTER_UPGRADE_DELAY: u64 = 3_600;
+
+/// Deploys a Paymaster (from the admin's account) with these constructor arguments; a
+/// constructor revert comes back as the `ChainError` to assert on.
+pub async fn try_deploy_paymaster(
+    net: &TestNet,
+    admin: Felt,
+    token: Felt,
+    upgrade_delay: u64,
+) -> Result<Felt, ChainError> {
+    let deployer = net.account(Actor::Admin);
+    let calldata = constructor_calldata(Paymaster::new(Felt::ZERO, &deployer).constructor_getcall(
+        &ContractAddress(admin),
+        &ContractAddress(token),
+        &upgrade_delay,
+    ));
+    let class_hash = net.class_hash("Paymaster")?;
+    deploy(&deployer, class_hash, calldata, Felt::ZERO)
+        .await
+        .map(|d| d.address)
+}
+
+/// A Paymaster administered by the admin actor, paid in `token`.
+pub async fn deploy_paymaster(net: &TestNet, token: Felt) -> Result<Felt> {
+    Ok(try_deploy_paymaster(
+        net,
+        net.address(Actor::Admin),
+        token,
+        PAYMASTER_UPGRADE_DELAY,
+    )
+    .await?)
+}
+
+/// Grants PAUSER to the pauser actor (as the admin) and pauses `paymaster` (as the pauser).
+pub async fn pause_paymaster(net: &TestNet, paymaster: Felt) -> Result<()> {
+    let admin = net.account(Actor::Admin);
+    let pauser_role = cairo_short_string_to_felt("PAUSER")?;
+    let pauser_address = net.contract_address(Actor::Pauser);
+    send(
+        &net.provider,
+        Paymaster::new(paymaster, &admin).grant_role(&pauser_role, &pauser_address),
+    )
+    .await?;
+    let pauser = net.account(Actor::Pauser);
+    send(&net.provider, Paymaster::new(paymaster, &pauser).pause()).await?;
+    Ok(())
 }
 
 #[cfg(test)]

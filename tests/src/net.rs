@@ -144,6 +144,14 @@ impl TestNet {
         self.prepared().accounts[actor.index()].address
     }
 
+    /// The account address of `actor`, as the bindings take it.
+    pub fn contract_address(
+        &self,
+        actor: Actor,
+    ) -> ciro_chain::cainome::cairo_serde::ContractAddress {
+        ciro_chain::cainome::cairo_serde::ContractAddress(self.address(actor))
+    }
+
     /// The private key of `actor`'s account (to sign off-chain messages as the actor).
     pub fn signing_key(&self, actor: Actor) -> SigningKey {
         SigningKey::from_secret_scalar(self.prepared().accounts[actor.index()].private_key)

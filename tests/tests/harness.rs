@@ -3,24 +3,17 @@
 //! decoded events, per-test isolation, time control, minting, and devnet's lifetime.
 
 use ciro_chain::bindings::test_token::{Event, TestToken, TestTokenReader, Transfer};
-use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
 use ciro_tests::devnet::Devnet;
-use ciro_tests::fixtures::{deploy_test_token, TEST_TOKEN_DECIMALS, TEST_TOKEN_NAME};
+use ciro_tests::fixtures::{deploy_test_token, u256, TEST_TOKEN_DECIMALS, TEST_TOKEN_NAME};
 use ciro_tests::net::STRK;
 use ciro_tests::{Actor, TestNet};
 
 const SUPPLY: u128 = 1_000_000;
-
-fn u256(value: u128) -> U256 {
-    U256 {
-        low: value,
-        high: 0,
-    }
-}
 
 async fn deploy_token(net: &TestNet) -> Felt {
     deploy_test_token(net, SUPPLY)

@@ -3,34 +3,22 @@
 //! through the Paymaster. Each test reads given / when / then; every revert is asserted by
 //! its exact error string, every state change by its decoded events.
 
-use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::governance::{self, Event as GovEvent};
 use ciro_chain::bindings::paymaster::{self, Deposited, Paymaster, PaymasterReader, Withdrawn};
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
-use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress, U256};
-use ciro_chain::deploy::deploy;
+use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::{call, send};
-use ciro_chain::ChainError;
 use ciro_tests::assert::{assert_events, assert_reverts};
-use ciro_tests::fixtures::deploy_test_token;
+use ciro_tests::fixtures::{
+    deploy_paymaster, deploy_test_token, fund_and_approve, pause_paymaster, try_deploy_paymaster,
+    u256, PAYMASTER_UPGRADE_DELAY as UPGRADE_DELAY,
+};
 use ciro_tests::{Actor, TestNet};
 
-const UPGRADE_DELAY: u64 = 3_600;
 const SPONSOR_FUNDS: u128 = 1_000_000;
-
-fn u256(value: u128) -> U256 {
-    U256 {
-        low: value,
-        high: 0,
-    }
-}
-
-fn addr(net: &TestNet, actor: Actor) -> ContractAddress {
-    ContractAddress(net.address(actor))
-}
 
 fn role(name: &str) -> Felt {
     cairo_short_string_to_felt(name).unwrap()
@@ -44,44 +32,13 @@ struct Fixture {
     paymaster: Felt,
 }
 
-async fn try_deploy_paymaster(
-    net: &TestNet,
-    admin: Felt,
-    token: Felt,
-    delay: u64,
-) -> Result<Felt, ChainError> {
-    let deployer = net.account(Actor::Admin);
-    let calldata = constructor_calldata(Paymaster::new(Felt::ZERO, &deployer).constructor_getcall(
-        &ContractAddress(admin),
-        &ContractAddress(token),
-        &delay,
-    ));
-    let class_hash = net.class_hash("Paymaster").unwrap();
-    deploy(&deployer, class_hash, calldata, Felt::ZERO)
-        .await
-        .map(|d| d.address)
-}
-
 async fn fixture() -> Fixture {
     let net = TestNet::new().await.unwrap();
     let token = deploy_test_token(&net, 0).await.unwrap();
-    let paymaster = try_deploy_paymaster(&net, net.address(Actor::Admin), token, UPGRADE_DELAY)
+    let paymaster = deploy_paymaster(&net, token).await.unwrap();
+    fund_and_approve(&net, token, Actor::Sponsor, paymaster, SPONSOR_FUNDS)
         .await
         .unwrap();
-    let sponsor = net.account(Actor::Sponsor);
-    let sponsor_token = TestToken::new(token, &sponsor);
-    send(
-        &net.provider,
-        sponsor_token.mint(&addr(&net, Actor::Sponsor), &u256(SPONSOR_FUNDS)),
-    )
-    .await
-    .unwrap();
-    send(
-        &net.provider,
-        sponsor_token.approve(&ContractAddress(paymaster), &u256(SPONSOR_FUNDS)),
-    )
-    .await
-    .unwrap();
     Fixture {
         net,
         token,
@@ -102,7 +59,7 @@ impl Fixture {
 
     async fn deposit_of(&self, actor: Actor) -> u128 {
         let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
-        call(reader.sponsor_balance(&addr(&self.net, actor)))
+        call(reader.sponsor_balance(&self.net.contract_address(actor)))
             .await
             .unwrap()
             .low
@@ -124,7 +81,7 @@ impl Fixture {
         let pm = Paymaster::new(self.paymaster, &admin);
         send(
             &self.net.provider,
-            pm.grant_role(&role(role_name), &addr(&self.net, actor)),
+            pm.grant_role(&role(role_name), &self.net.contract_address(actor)),
         )
         .await
         .unwrap();
@@ -141,7 +98,7 @@ async fn constructor_sets_admin_token_and_upgrade_delay() {
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
     assert_eq!(
         call(reader.admin()).await.unwrap(),
-        addr(&f.net, Actor::Admin)
+        f.net.contract_address(Actor::Admin)
     );
     assert_eq!(
         call(reader.token()).await.unwrap(),
@@ -212,7 +169,7 @@ async fn deposit_pulls_tokens_into_the_paymaster_and_credits_the_sponsor() {
         SPONSOR_FUNDS - 500
     );
     assert_eq!(f.deposit_of(Actor::Sponsor).await, 500);
-    let sponsor_address = addr(&f.net, Actor::Sponsor);
+    let sponsor_address = f.net.contract_address(Actor::Sponsor);
     assert_events(
         &first,
         f.paymaster,
@@ -289,14 +246,7 @@ async fn deposit_rejects_a_token_that_delivers_less_than_asked() {
 #[tokio::test]
 async fn deposit_is_refused_while_paused() {
     let f = fixture().await;
-    f.grant("PAUSER", Actor::Pauser).await;
-    let pauser = f.net.account(Actor::Pauser);
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &pauser).pause(),
-    )
-    .await
-    .unwrap();
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
     let sponsor = f.net.account(Actor::Sponsor);
     let result = send(
         &f.net.provider,
@@ -327,7 +277,7 @@ async fn withdraw_pays_the_deposit_back_and_emits_the_new_balance() {
         &outcome,
         f.paymaster,
         &[paymaster::Event::Withdrawn(Withdrawn {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             amount: u256(120),
             balance: u256(180),
         })],
@@ -368,14 +318,7 @@ async fn withdraw_still_works_while_paused() {
     )
     .await
     .unwrap();
-    f.grant("PAUSER", Actor::Pauser).await;
-    let pauser = f.net.account(Actor::Pauser);
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &pauser).pause(),
-    )
-    .await
-    .unwrap();
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
 
     send(
         &f.net.provider,
@@ -400,7 +343,7 @@ async fn grant_role_by_the_admin_grants_and_emits_once() {
     let f = fixture().await;
     let admin = f.net.account(Actor::Admin);
     let pm = Paymaster::new(f.paymaster, &admin);
-    let relayer = addr(&f.net, Actor::Relayer);
+    let relayer = f.net.contract_address(Actor::Relayer);
 
     let outcome = send(
         &f.net.provider,
@@ -428,7 +371,7 @@ async fn grant_role_by_the_admin_grants_and_emits_once() {
         &[GovEvent::RoleGranted(governance::RoleGranted {
             role: role("COORDINATOR"),
             account: relayer,
-            sender: addr(&f.net, Actor::Admin),
+            sender: f.net.contract_address(Actor::Admin),
         })],
     );
     assert_events::<GovEvent>(&again, f.paymaster, &[]);
@@ -441,7 +384,7 @@ async fn grant_role_rejects_a_non_admin_and_the_zero_address() {
     let result = send(
         &f.net.provider,
         Paymaster::new(f.paymaster, &attacker)
-            .grant_role(&role("PAUSER"), &addr(&f.net, Actor::Attacker)),
+            .grant_role(&role("PAUSER"), &f.net.contract_address(Actor::Attacker)),
     )
     .await;
     assert_reverts(result, "GOV: caller is not admin");
@@ -460,7 +403,7 @@ async fn revoke_role_by_the_admin_revokes_and_a_non_admin_cannot() {
     let f = fixture().await;
     f.grant("ARBITER", Actor::Arbiter).await;
     let attacker = f.net.account(Actor::Attacker);
-    let arbiter = addr(&f.net, Actor::Arbiter);
+    let arbiter = f.net.contract_address(Actor::Arbiter);
     let refused = send(
         &f.net.provider,
         Paymaster::new(f.paymaster, &attacker).revoke_role(&role("ARBITER"), &arbiter),
@@ -486,7 +429,7 @@ async fn revoke_role_by_the_admin_revokes_and_a_non_admin_cannot() {
         &[GovEvent::RoleRevoked(governance::RoleRevoked {
             role: role("ARBITER"),
             account: arbiter,
-            sender: addr(&f.net, Actor::Admin),
+            sender: f.net.contract_address(Actor::Admin),
         })],
     );
 }
@@ -498,7 +441,8 @@ async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it(
     let admin = f.net.account(Actor::Admin);
     let started = send(
         &f.net.provider,
-        Paymaster::new(f.paymaster, &admin).transfer_admin(&addr(&f.net, Actor::Coordinator)),
+        Paymaster::new(f.paymaster, &admin)
+            .transfer_admin(&f.net.contract_address(Actor::Coordinator)),
     )
     .await
     .unwrap();
@@ -507,20 +451,20 @@ async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it(
         f.paymaster,
         &[GovEvent::AdminTransferStarted(
             governance::AdminTransferStarted {
-                previous_admin: addr(&f.net, Actor::Admin),
-                new_admin: addr(&f.net, Actor::Coordinator),
+                previous_admin: f.net.contract_address(Actor::Admin),
+                new_admin: f.net.contract_address(Actor::Coordinator),
             },
         )],
     );
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
     assert_eq!(
         call(reader.admin()).await.unwrap(),
-        addr(&f.net, Actor::Admin),
+        f.net.contract_address(Actor::Admin),
         "nothing changes before acceptance"
     );
     assert_eq!(
         call(reader.pending_admin()).await.unwrap(),
-        addr(&f.net, Actor::Coordinator)
+        f.net.contract_address(Actor::Coordinator)
     );
 
     // When someone else tries to accept, it fails; the named account accepts
@@ -544,7 +488,7 @@ async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it(
     // Then the coordinator is admin, the old admin lost its powers
     assert_eq!(
         call(reader.admin()).await.unwrap(),
-        addr(&f.net, Actor::Coordinator)
+        f.net.contract_address(Actor::Coordinator)
     );
     assert_eq!(
         call(reader.pending_admin()).await.unwrap(),
@@ -554,14 +498,14 @@ async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it(
         &accepted,
         f.paymaster,
         &[GovEvent::AdminTransferred(governance::AdminTransferred {
-            previous_admin: addr(&f.net, Actor::Admin),
-            new_admin: addr(&f.net, Actor::Coordinator),
+            previous_admin: f.net.contract_address(Actor::Admin),
+            new_admin: f.net.contract_address(Actor::Coordinator),
         })],
     );
     let old = send(
         &f.net.provider,
         Paymaster::new(f.paymaster, &admin)
-            .grant_role(&role("PAUSER"), &addr(&f.net, Actor::Admin)),
+            .grant_role(&role("PAUSER"), &f.net.contract_address(Actor::Admin)),
     )
     .await;
     assert_reverts(old, "GOV: caller is not admin");
@@ -573,7 +517,8 @@ async fn transfer_admin_rejects_a_non_admin_and_the_zero_address() {
     let attacker = f.net.account(Actor::Attacker);
     let result = send(
         &f.net.provider,
-        Paymaster::new(f.paymaster, &attacker).transfer_admin(&addr(&f.net, Actor::Attacker)),
+        Paymaster::new(f.paymaster, &attacker)
+            .transfer_admin(&f.net.contract_address(Actor::Attacker)),
     )
     .await;
     assert_reverts(result, "GOV: caller is not admin");
@@ -622,7 +567,7 @@ async fn pause_and_unpause_need_the_pauser_role_and_alternate() {
         &paused,
         f.paymaster,
         &[GovEvent::Paused(governance::Paused {
-            account: addr(&f.net, Actor::Pauser),
+            account: f.net.contract_address(Actor::Pauser),
         })],
     );
     assert!(
@@ -637,7 +582,7 @@ async fn pause_and_unpause_need_the_pauser_role_and_alternate() {
         &unpaused,
         f.paymaster,
         &[GovEvent::Unpaused(governance::Unpaused {
-            account: addr(&f.net, Actor::Pauser),
+            account: f.net.contract_address(Actor::Pauser),
         })],
     );
     assert!(
@@ -794,21 +739,10 @@ async fn cancel_upgrade_clears_the_pending_upgrade() {
 #[tokio::test]
 async fn flow_deposits_and_withdrawals_conserve_funds() {
     let f = fixture().await;
-    let admin = f.net.account(Actor::Admin);
-    let token = TestToken::new(f.token, &admin);
-    send(
-        &f.net.provider,
-        token.mint(&addr(&f.net, Actor::Delegator), &u256(5_000)),
-    )
-    .await
-    .unwrap();
+    fund_and_approve(&f.net, f.token, Actor::Delegator, f.paymaster, 5_000)
+        .await
+        .unwrap();
     let other = f.net.account(Actor::Delegator);
-    send(
-        &f.net.provider,
-        TestToken::new(f.token, &other).approve(&ContractAddress(f.paymaster), &u256(5_000)),
-    )
-    .await
-    .unwrap();
     let parties = [
         f.net.address(Actor::Sponsor),
         f.net.address(Actor::Delegator),
@@ -835,14 +769,7 @@ async fn flow_deposits_and_withdrawals_conserve_funds() {
         .await
         .unwrap();
     f.assert_deposits_cover_balance("after a withdrawal").await;
-    f.grant("PAUSER", Actor::Pauser).await;
-    let pauser = f.net.account(Actor::Pauser);
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &pauser).pause(),
-    )
-    .await
-    .unwrap();
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
     send(&f.net.provider, pm_sponsor.withdraw(&u256(350)))
         .await
         .unwrap();

@@ -4,21 +4,21 @@
 //! tier the user bought). Every way to drain a sponsor is refused with its error and leaves
 //! the sponsor's deposit unchanged.
 
-use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::paymaster::{
     self, AllowedCall, Paymaster, PaymasterReader, PolicyParams, SponsoredExecution, Subscribed,
     Subscription, Tier, TierSet,
 };
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
-use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
-use ciro_chain::deploy::deploy;
+use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::snip9::{calls_hash, OutsideExecution};
 use ciro_chain::starknet::core::types::{Call, Felt};
-use ciro_chain::starknet::core::utils::{cairo_short_string_to_felt, get_selector_from_name};
+use ciro_chain::starknet::core::utils::get_selector_from_name;
 use ciro_chain::tx::{call, send, TxOutcome};
 use ciro_chain::ChainError;
 use ciro_tests::assert::{assert_events, assert_reverts};
-use ciro_tests::fixtures::deploy_test_token;
+use ciro_tests::fixtures::{
+    deploy_paymaster, deploy_test_token, fund_and_approve, pause_paymaster, u256,
+};
 use ciro_tests::net::STRK;
 use ciro_tests::{Actor, TestNet};
 
@@ -26,17 +26,6 @@ const DEPOSIT: u128 = 10_000;
 const DAILY_LIMIT: u128 = 300;
 const MAX_CHARGE: u128 = 100;
 const USER_TOKENS: u128 = 1_000;
-
-fn u256(value: u128) -> U256 {
-    U256 {
-        low: value,
-        high: 0,
-    }
-}
-
-fn addr(net: &TestNet, actor: Actor) -> ContractAddress {
-    ContractAddress(net.address(actor))
-}
 
 /// A Paymaster whose sponsor deposited `DEPOSIT`, named the relayer, and created policy 1:
 /// `transfer` on the token, `DAILY_LIMIT` a day, `MAX_CHARGE` a transaction, 5 an hour.
@@ -50,48 +39,24 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let net = TestNet::new().await.unwrap();
     let token = deploy_test_token(&net, 0).await.unwrap();
-    let admin = net.account(Actor::Admin);
-    let calldata = constructor_calldata(Paymaster::new(Felt::ZERO, &admin).constructor_getcall(
-        &addr(&net, Actor::Admin),
-        &ContractAddress(token),
-        &3_600,
-    ));
-    let paymaster = deploy(
-        &admin,
-        net.class_hash("Paymaster").unwrap(),
-        calldata,
-        Felt::ZERO,
-    )
-    .await
-    .unwrap()
-    .address;
+    let paymaster = deploy_paymaster(&net, token).await.unwrap();
+    fund_and_approve(&net, token, Actor::Sponsor, paymaster, DEPOSIT)
+        .await
+        .unwrap();
+    fund_and_approve(&net, token, Actor::Submitter, paymaster, USER_TOKENS)
+        .await
+        .unwrap();
     let sponsor = net.account(Actor::Sponsor);
-    let token_as_sponsor = TestToken::new(token, &sponsor);
-    send(
-        &net.provider,
-        token_as_sponsor.mint(&addr(&net, Actor::Sponsor), &u256(DEPOSIT)),
-    )
-    .await
-    .unwrap();
-    send(
-        &net.provider,
-        token_as_sponsor.mint(&addr(&net, Actor::Submitter), &u256(USER_TOKENS)),
-    )
-    .await
-    .unwrap();
-    send(
-        &net.provider,
-        token_as_sponsor.approve(&ContractAddress(paymaster), &u256(DEPOSIT)),
-    )
-    .await
-    .unwrap();
     let pm = Paymaster::new(paymaster, &sponsor);
     send(&net.provider, pm.deposit(&u256(DEPOSIT)))
         .await
         .unwrap();
-    send(&net.provider, pm.add_relayer(&addr(&net, Actor::Relayer)))
-        .await
-        .unwrap();
+    send(
+        &net.provider,
+        pm.add_relayer(&net.contract_address(Actor::Relayer)),
+    )
+    .await
+    .unwrap();
     let f = Fixture {
         net,
         token,
@@ -129,7 +94,8 @@ impl Fixture {
     /// The user's call: `transfer(to, amount)` on the token.
     fn transfer(&self, to: Actor, amount: u128) -> Call {
         let user = self.net.account(Actor::Submitter);
-        TestToken::new(self.token, &user).transfer_getcall(&addr(&self.net, to), &u256(amount))
+        TestToken::new(self.token, &user)
+            .transfer_getcall(&self.net.contract_address(to), &u256(amount))
     }
 
     /// A user-signed outside execution for the Paymaster to submit.
@@ -170,9 +136,9 @@ impl Fixture {
         send(
             &self.net.provider,
             pm.execute_sponsored(
-                &addr(&self.net, Actor::Sponsor),
+                &self.net.contract_address(Actor::Sponsor),
                 &policy_id,
-                &addr(&self.net, Actor::Submitter),
+                &self.net.contract_address(Actor::Submitter),
                 &execution.to_paymaster_binding(),
                 &signature.to_vec(),
                 &u256(charge),
@@ -205,15 +171,18 @@ impl Fixture {
     }
 
     async fn strk_of(&self, actor: Actor) -> u128 {
-        call(TestTokenReader::new(STRK, &self.net.provider).balance_of(&addr(&self.net, actor)))
-            .await
-            .unwrap()
-            .low
+        call(
+            TestTokenReader::new(STRK, &self.net.provider)
+                .balance_of(&self.net.contract_address(actor)),
+        )
+        .await
+        .unwrap()
+        .low
     }
 
     async fn deposit(&self) -> u128 {
         let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
-        call(reader.sponsor_balance(&addr(&self.net, Actor::Sponsor)))
+        call(reader.sponsor_balance(&self.net.contract_address(Actor::Sponsor)))
             .await
             .unwrap()
             .low
@@ -272,7 +241,10 @@ async fn execute_sponsored_runs_the_users_calls_and_pays_the_relayer_from_the_de
         "funds are conserved"
     );
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
-    let (sponsor, user) = (addr(&f.net, Actor::Sponsor), addr(&f.net, Actor::Submitter));
+    let (sponsor, user) = (
+        f.net.contract_address(Actor::Sponsor),
+        f.net.contract_address(Actor::Submitter),
+    );
     assert_eq!(
         call(reader.spent_today(&sponsor, &user)).await.unwrap(),
         u256(80)
@@ -287,7 +259,7 @@ async fn execute_sponsored_runs_the_users_calls_and_pays_the_relayer_from_the_de
         &[paymaster::Event::SponsoredExecution(SponsoredExecution {
             sponsor,
             user,
-            relayer: addr(&f.net, Actor::Relayer),
+            relayer: f.net.contract_address(Actor::Relayer),
             policy_id: 1,
             charge: u256(80),
             calls_hash: calls_hash(&calls),
@@ -312,7 +284,7 @@ async fn flow_sponsored_until_the_allowance_runs_out_then_every_drain_attempt_fa
     assert_eq!(f.deposit().await, DEPOSIT - 3 * MAX_CHARGE);
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
     assert_eq!(
-        call(reader.remaining_allowance(&1, &addr(&f.net, Actor::Submitter)))
+        call(reader.remaining_allowance(&1, &f.net.contract_address(Actor::Submitter)))
             .await
             .unwrap(),
         u256(0)
@@ -328,7 +300,7 @@ async fn flow_sponsored_until_the_allowance_runs_out_then_every_drain_attempt_fa
             vec![{
                 let user = f.net.account(Actor::Submitter);
                 TestToken::new(f.token, &user)
-                    .approve_getcall(&addr(&f.net, Actor::Attacker), &u256(USER_TOKENS))
+                    .approve_getcall(&f.net.contract_address(Actor::Attacker), &u256(USER_TOKENS))
             }],
         )
         .await;
@@ -389,7 +361,7 @@ async fn flow_sponsored_until_the_allowance_runs_out_then_every_drain_attempt_fa
     let pm = Paymaster::new(f.paymaster, &sponsor);
     send(
         &f.net.provider,
-        pm.set_blocklisted(&addr(&f.net, Actor::Submitter), &true),
+        pm.set_blocklisted(&f.net.contract_address(Actor::Submitter), &true),
     )
     .await
     .unwrap();
@@ -402,7 +374,7 @@ async fn flow_sponsored_until_the_allowance_runs_out_then_every_drain_attempt_fa
     );
     send(
         &f.net.provider,
-        pm.set_blocklisted(&addr(&f.net, Actor::Submitter), &false),
+        pm.set_blocklisted(&f.net.contract_address(Actor::Submitter), &false),
     )
     .await
     .unwrap();
@@ -487,7 +459,7 @@ async fn execute_sponsored_refuses_unusable_policies_and_users() {
     );
     send(
         &f.net.provider,
-        pm.set_allowlisted(&addr(&f.net, Actor::Submitter), &true),
+        pm.set_allowlisted(&f.net.contract_address(Actor::Submitter), &true),
     )
     .await
     .unwrap();
@@ -522,21 +494,7 @@ async fn execute_sponsored_needs_a_deposit_that_covers_the_charge_and_stops_when
     f.sponsored_transfer(1, 50).await.unwrap();
     assert_eq!(f.deposit().await, 0);
 
-    let admin = f.net.account(Actor::Admin);
-    let pauser_role = cairo_short_string_to_felt("PAUSER").unwrap();
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &admin).grant_role(&pauser_role, &addr(&f.net, Actor::Pauser)),
-    )
-    .await
-    .unwrap();
-    let pauser = f.net.account(Actor::Pauser);
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &pauser).pause(),
-    )
-    .await
-    .unwrap();
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
     assert_reverts(f.sponsored_transfer(2, 0).await, "GOV: paused");
 }
 
@@ -577,7 +535,7 @@ impl Fixture {
         send(
             &self.net.provider,
             Paymaster::new(self.paymaster, &user)
-                .subscribe(&addr(&self.net, Actor::Sponsor), &tier_id),
+                .subscribe(&self.net.contract_address(Actor::Sponsor), &tier_id),
         )
         .await
     }
@@ -585,8 +543,8 @@ impl Fixture {
     async fn subscription(&self) -> Subscription {
         let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
         call(reader.subscription(
-            &addr(&self.net, Actor::Sponsor),
-            &addr(&self.net, Actor::Submitter),
+            &self.net.contract_address(Actor::Sponsor),
+            &self.net.contract_address(Actor::Submitter),
         ))
         .await
         .unwrap()
@@ -626,20 +584,20 @@ async fn define_tier_numbers_tiers_per_sponsor_and_emits() {
         active: true,
     };
     assert_eq!(
-        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &1))
+        call(reader.get_tier(&f.net.contract_address(Actor::Sponsor), &1))
             .await
             .unwrap(),
         first
     );
     assert_eq!(
-        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &2))
+        call(reader.get_tier(&f.net.contract_address(Actor::Sponsor), &2))
             .await
             .unwrap()
             .daily_limit,
         u256(40)
     );
     assert_eq!(
-        call(reader.get_tier(&addr(&f.net, Actor::Delegator), &1))
+        call(reader.get_tier(&f.net.contract_address(Actor::Delegator), &1))
             .await
             .unwrap()
             .price,
@@ -649,17 +607,17 @@ async fn define_tier_numbers_tiers_per_sponsor_and_emits() {
         &defined,
         f.paymaster,
         &[paymaster::Event::TierSet(TierSet {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             tier_id: 1,
             tier: first,
         })],
     );
     assert_reverts(
-        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &3)).await,
+        call(reader.get_tier(&f.net.contract_address(Actor::Sponsor), &3)).await,
         "PM: unknown tier",
     );
     assert_reverts(
-        call(reader.get_tier(&addr(&f.net, Actor::Sponsor), &0)).await,
+        call(reader.get_tier(&f.net.contract_address(Actor::Sponsor), &0)).await,
         "PM: unknown tier",
     );
 }
@@ -715,8 +673,8 @@ async fn subscribe_pays_the_price_into_the_sponsors_deposit() {
         &outcome,
         f.paymaster,
         &[paymaster::Event::Subscribed(Subscribed {
-            sponsor: addr(&f.net, Actor::Sponsor),
-            user: addr(&f.net, Actor::Submitter),
+            sponsor: f.net.contract_address(Actor::Sponsor),
+            user: f.net.contract_address(Actor::Submitter),
             tier_id: 1,
             price: u256(TIER_PRICE),
             expires_at: subscription.expires_at,
@@ -746,7 +704,7 @@ async fn subscribe_refuses_unknown_and_inactive_tiers_a_shortchanging_token_and_
         &deactivated,
         f.paymaster,
         &[paymaster::Event::TierSet(TierSet {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             tier_id: 1,
             tier: Tier {
                 price: u256(TIER_PRICE),
@@ -780,20 +738,7 @@ async fn subscribe_refuses_unknown_and_inactive_tiers_a_shortchanging_token_and_
     .await
     .unwrap();
 
-    let pauser_role = cairo_short_string_to_felt("PAUSER").unwrap();
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &admin).grant_role(&pauser_role, &addr(&f.net, Actor::Pauser)),
-    )
-    .await
-    .unwrap();
-    let pauser = f.net.account(Actor::Pauser);
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &pauser).pause(),
-    )
-    .await
-    .unwrap();
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
     assert_reverts(f.subscribe(1).await, "GOV: paused");
     assert_reverts(
         send(&f.net.provider, pm.define_tier(&u256(1), &86_400, &u256(1))).await,
@@ -817,7 +762,7 @@ async fn a_subscription_raises_the_daily_limit_until_it_expires() {
     )
     .await
     .unwrap();
-    let user = addr(&f.net, Actor::Submitter);
+    let user = f.net.contract_address(Actor::Submitter);
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
     assert_eq!(
         call(reader.remaining_allowance(&2, &user)).await.unwrap(),
@@ -869,7 +814,7 @@ async fn execute_sponsored_cannot_be_reentered_from_the_users_calls() {
     let pm = Paymaster::new(f.paymaster, &sponsor);
     send(
         &f.net.provider,
-        pm.add_relayer(&addr(&f.net, Actor::Submitter)),
+        pm.add_relayer(&f.net.contract_address(Actor::Submitter)),
     )
     .await
     .unwrap();
@@ -891,9 +836,9 @@ async fn execute_sponsored_cannot_be_reentered_from_the_users_calls() {
         .await;
     let user = f.net.account(Actor::Submitter);
     let reenter = Paymaster::new(f.paymaster, &user).execute_sponsored_getcall(
-        &addr(&f.net, Actor::Sponsor),
+        &f.net.contract_address(Actor::Sponsor),
         &1,
-        &addr(&f.net, Actor::Submitter),
+        &f.net.contract_address(Actor::Submitter),
         &inner.to_paymaster_binding(),
         &inner_signature,
         &u256(MAX_CHARGE),

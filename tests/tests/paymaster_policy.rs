@@ -1,34 +1,21 @@
 //! Specification of the Paymaster's relayers, user lists and policies: who a sponsor lets
 //! spend its deposit, for which users, on which calls, within which limits.
 
-use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::paymaster::{
     self, AllowedCall, Paymaster, PaymasterReader, Policy, PolicyActive, PolicyParams, PolicySet,
     RelayerSet, UserListed,
 };
-use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
-use ciro_chain::deploy::deploy;
+use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::starknet::core::utils::get_selector_from_name;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
-use ciro_tests::fixtures::deploy_test_token;
+use ciro_tests::fixtures::{deploy_paymaster, deploy_test_token, pause_paymaster, u256};
 use ciro_tests::{Actor, TestNet};
-
-fn u256(value: u128) -> U256 {
-    U256 {
-        low: value,
-        high: 0,
-    }
-}
 
 fn sel(name: &str) -> Felt {
     get_selector_from_name(name).unwrap()
-}
-
-fn addr(net: &TestNet, actor: Actor) -> ContractAddress {
-    ContractAddress(net.address(actor))
 }
 
 struct Fixture {
@@ -40,21 +27,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let net = TestNet::new().await.unwrap();
     let token = deploy_test_token(&net, 0).await.unwrap();
-    let admin = net.account(Actor::Admin);
-    let calldata = constructor_calldata(Paymaster::new(Felt::ZERO, &admin).constructor_getcall(
-        &addr(&net, Actor::Admin),
-        &ContractAddress(token),
-        &3_600,
-    ));
-    let paymaster = deploy(
-        &admin,
-        net.class_hash("Paymaster").unwrap(),
-        calldata,
-        Felt::ZERO,
-    )
-    .await
-    .unwrap()
-    .address;
+    let paymaster = deploy_paymaster(&net, token).await.unwrap();
     Fixture {
         net,
         token,
@@ -102,7 +75,7 @@ async fn add_relayer_lets_the_relayer_spend_and_emits_only_on_change() {
     let f = fixture().await;
     let sponsor = f.net.account(Actor::Sponsor);
     let pm = Paymaster::new(f.paymaster, &sponsor);
-    let relayer = addr(&f.net, Actor::Relayer);
+    let relayer = f.net.contract_address(Actor::Relayer);
 
     let added = send(&f.net.provider, pm.add_relayer(&relayer))
         .await
@@ -113,14 +86,14 @@ async fn add_relayer_lets_the_relayer_spend_and_emits_only_on_change() {
 
     assert!(call(
         f.reader()
-            .is_relayer(&addr(&f.net, Actor::Sponsor), &relayer)
+            .is_relayer(&f.net.contract_address(Actor::Sponsor), &relayer)
     )
     .await
     .unwrap());
     // Relayers are per sponsor: another sponsor's relayer set is untouched.
     assert!(!call(
         f.reader()
-            .is_relayer(&addr(&f.net, Actor::Delegator), &relayer)
+            .is_relayer(&f.net.contract_address(Actor::Delegator), &relayer)
     )
     .await
     .unwrap());
@@ -128,7 +101,7 @@ async fn add_relayer_lets_the_relayer_spend_and_emits_only_on_change() {
         &added,
         f.paymaster,
         &[paymaster::Event::RelayerSet(RelayerSet {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             relayer,
             allowed: true,
         })],
@@ -153,7 +126,7 @@ async fn remove_relayer_revokes_and_emits_only_on_change() {
     let f = fixture().await;
     let sponsor = f.net.account(Actor::Sponsor);
     let pm = Paymaster::new(f.paymaster, &sponsor);
-    let relayer = addr(&f.net, Actor::Relayer);
+    let relayer = f.net.contract_address(Actor::Relayer);
     let nothing = send(&f.net.provider, pm.remove_relayer(&relayer))
         .await
         .unwrap();
@@ -168,7 +141,7 @@ async fn remove_relayer_revokes_and_emits_only_on_change() {
 
     assert!(!call(
         f.reader()
-            .is_relayer(&addr(&f.net, Actor::Sponsor), &relayer)
+            .is_relayer(&f.net.contract_address(Actor::Sponsor), &relayer)
     )
     .await
     .unwrap());
@@ -176,7 +149,7 @@ async fn remove_relayer_revokes_and_emits_only_on_change() {
         &removed,
         f.paymaster,
         &[paymaster::Event::RelayerSet(RelayerSet {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             relayer,
             allowed: false,
         })],
@@ -193,8 +166,8 @@ async fn sponsors_keep_their_own_allowlist_and_blocklist() {
     let sponsor = f.net.account(Actor::Sponsor);
     let pm = Paymaster::new(f.paymaster, &sponsor);
     let (user, attacker) = (
-        addr(&f.net, Actor::Submitter),
-        addr(&f.net, Actor::Attacker),
+        f.net.contract_address(Actor::Submitter),
+        f.net.contract_address(Actor::Attacker),
     );
 
     let allowed = send(&f.net.provider, pm.set_allowlisted(&user, &true))
@@ -204,7 +177,7 @@ async fn sponsors_keep_their_own_allowlist_and_blocklist() {
         .await
         .unwrap();
 
-    let sponsor_address = addr(&f.net, Actor::Sponsor);
+    let sponsor_address = f.net.contract_address(Actor::Sponsor);
     assert_eq!(
         call(f.reader().user_status(&sponsor_address, &user))
             .await
@@ -220,7 +193,7 @@ async fn sponsors_keep_their_own_allowlist_and_blocklist() {
     assert_eq!(
         call(
             f.reader()
-                .user_status(&addr(&f.net, Actor::Delegator), &attacker)
+                .user_status(&f.net.contract_address(Actor::Delegator), &attacker)
         )
         .await
         .unwrap(),
@@ -291,7 +264,7 @@ async fn create_policy_stores_it_active_numbered_from_one() {
     assert_eq!(
         policy,
         Policy {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             active: true,
             params: params.clone()
         }
@@ -306,7 +279,7 @@ async fn create_policy_stores_it_active_numbered_from_one() {
         f.paymaster,
         &[paymaster::Event::PolicySet(PolicySet {
             policy_id: 1,
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             params,
             allowed_calls: 2,
         })],
@@ -417,21 +390,7 @@ async fn create_policy_rejects_every_out_of_bounds_parameter() {
 #[tokio::test]
 async fn create_policy_is_refused_while_paused() {
     let f = fixture().await;
-    let admin = f.net.account(Actor::Admin);
-    let pauser_role = cairo_short_string_to_felt("PAUSER").unwrap();
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &admin).grant_role(&pauser_role, &addr(&f.net, Actor::Pauser)),
-    )
-    .await
-    .unwrap();
-    let pauser = f.net.account(Actor::Pauser);
-    send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &pauser).pause(),
-    )
-    .await
-    .unwrap();
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
     let sponsor = f.net.account(Actor::Sponsor);
     let params = f.params().await;
     let result = send(
@@ -479,7 +438,7 @@ async fn update_policy_replaces_calls_and_params_and_keeps_its_state() {
     assert_eq!(
         policy,
         Policy {
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             active: false,
             params: new_params.clone()
         }
@@ -490,7 +449,7 @@ async fn update_policy_replaces_calls_and_params_and_keeps_its_state() {
         f.paymaster,
         &[paymaster::Event::PolicySet(PolicySet {
             policy_id: 1,
-            sponsor: addr(&f.net, Actor::Sponsor),
+            sponsor: f.net.contract_address(Actor::Sponsor),
             params: new_params,
             allowed_calls: 1,
         })],
