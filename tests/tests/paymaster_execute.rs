@@ -29,7 +29,8 @@ const USER_TOKENS: u128 = 1_000;
 
 /// A Paymaster whose sponsor deposited `DEPOSIT`, named the relayer, and created policy 1:
 /// `transfer` on the token, `DAILY_LIMIT` a day, `MAX_CHARGE` a transaction, 5 an hour.
-/// The user (the submitter account) holds `USER_TOKENS`.
+/// The user (the submitter account) holds `USER_TOKENS` and approved the Paymaster for all of
+/// it (what a tier subscription pulls).
 struct Fixture {
     net: TestNet,
     token: Felt,
@@ -507,7 +508,7 @@ const TIER_DAILY_LIMIT: u128 = 500;
 const TIER_DURATION: u64 = 7 * 86_400;
 
 impl Fixture {
-    /// The sponsor defines tier 1; the user approves the Paymaster for its price.
+    /// The sponsor defines tier 1 (the fixture already has the user approve the Paymaster).
     async fn with_tier(&self) {
         let sponsor = self.net.account(Actor::Sponsor);
         send(
@@ -517,14 +518,6 @@ impl Fixture {
                 &TIER_DURATION,
                 &u256(TIER_DAILY_LIMIT),
             ),
-        )
-        .await
-        .unwrap();
-        let user = self.net.account(Actor::Submitter);
-        send(
-            &self.net.provider,
-            TestToken::new(self.token, &user)
-                .approve(&ContractAddress(self.paymaster), &u256(USER_TOKENS)),
         )
         .await
         .unwrap();
