@@ -1,2 +1,3 @@
 mod erc20;
 mod governance;
+mod types;

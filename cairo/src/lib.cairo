@@ -8,6 +8,9 @@
 /// (roles, two-step admin transfer, pause, timelocked upgrade).
 mod common;
 
+/// The CDC Pool: worker registry, stake and delegation, rewards, reputation and slashing.
+mod cdc_pool;
+
 /// The Paymaster: sponsors' deposits, relayers, policies, tiers and sponsored SNIP-9 execution.
 mod paymaster;
 

@@ -13,6 +13,8 @@ const PAUSER_ROLE: felt252 = 'PAUSER';
 const COORDINATOR_ROLE: felt252 = 'COORDINATOR';
 const ARBITER_ROLE: felt252 = 'ARBITER';
 const SLASHER_ROLE: felt252 = 'SLASHER';
+/// Held by JobMgr in the CDC Pool: records outcomes, slashes at once after a dispute.
+const JOB_MANAGER_ROLE: felt252 = 'JOB_MANAGER';
 
 /// Bounds of the upgrade delay set in a host's constructor: one hour to thirty days.
 const MIN_UPGRADE_DELAY: u64 = 3600;

@@ -1,0 +1,4 @@
+mod cdc_pool;
+mod errors;
+mod interface;
+mod types;

@@ -1,0 +1,147 @@
+use starknet::ContractAddress;
+use ciro::common::types::{Capabilities, Outcome, Requirements, SlashReason};
+use ciro::cdc_pool::types::{Exit, PoolParams, PoolTotals, Slash, WorkerInfo};
+
+/// A worker's own registration and liveness.
+#[starknet::interface]
+trait ICdcPoolRegistry<TContractState> {
+    /// Registers the caller as a worker with its capabilities and attestation hash.
+    /// Requires: not paused, not registered before. Emits `WorkerRegistered`.
+    fn register_worker(
+        ref self: TContractState, capabilities: Capabilities, attestation_hash: felt252
+    );
+    /// Replaces the caller's capabilities and attestation hash (its hardware tier follows).
+    /// Requires: not paused, registered, not banned. Emits `CapabilitiesUpdated`.
+    fn update_capabilities(
+        ref self: TContractState, capabilities: Capabilities, attestation_hash: felt252
+    );
+    /// Takes the caller out of assignment (its stake stays). Requires: registered, not
+    /// banned, not already deactivated. Emits `WorkerActiveSet`.
+    fn deactivate(ref self: TContractState);
+    /// Puts the caller back in assignment. Requires: not paused, registered, not banned,
+    /// deactivated. Emits `WorkerActiveSet`.
+    fn reactivate(ref self: TContractState);
+    /// Records that the caller is alive now. Requires: registered, not banned.
+    /// Emits `Heartbeat`.
+    fn heartbeat(ref self: TContractState);
+    /// Sets the caller's commission on its delegators' rewards; rewards accrued so far keep
+    /// the old rate. Requires: registered, `bps` <= 2,000 (20%). Emits `CommissionSet`.
+    fn set_commission(ref self: TContractState, bps: u16);
+    /// Everything about `worker` (state derived now).
+    fn get_worker(self: @TContractState, worker: ContractAddress) -> WorkerInfo;
+    /// Up to `limit` (<= 100) workers in registration order from `offset`.
+    fn list_workers(self: @TContractState, offset: u64, limit: u64) -> Array<WorkerInfo>;
+    /// Workers registered so far.
+    fn worker_count(self: @TContractState) -> u64;
+    /// Whether `worker` may be assigned a job with `requirements`: Active, enough VRAM, every
+    /// required flag, and a stake tier at least the required one.
+    fn is_eligible(
+        self: @TContractState, worker: ContractAddress, requirements: Requirements
+    ) -> bool;
+}
+
+/// Own stake and delegations.
+#[starknet::interface]
+trait ICdcPoolStake<TContractState> {
+    /// Adds `amount` to the caller's own stake, pulled from the caller (balance-delta
+    /// checked). Requires: not paused, registered, not banned, amount > 0. Emits `Staked`.
+    fn stake(ref self: TContractState, amount: u256);
+    /// Moves `amount` of own stake to a pending exit, payable after the exit window (which
+    /// restarts for the whole pending amount). Requires: amount > 0, <= own stake.
+    /// Emits `UnstakeRequested`.
+    fn unstake_intent(ref self: TContractState, amount: u256);
+    /// Pays `worker` its pending exit. Anyone may call it. Requires: something pending, the
+    /// window over, no slash pending against the worker. Emits `Withdrawn`.
+    fn unstake_action(ref self: TContractState, worker: ContractAddress);
+    /// Delegates `amount` to `worker`, pulled from the caller. Counts for rewards, not for the
+    /// worker's minimum. Requires: not paused, worker registered and not banned, amount > 0,
+    /// at most 16 workers per delegator. Emits `Delegated`.
+    fn delegate(ref self: TContractState, worker: ContractAddress, amount: u256);
+    /// Moves `amount` of the caller's delegation to `worker` to a pending exit.
+    /// Requires: amount > 0, <= the delegation. Emits `UndelegateRequested`.
+    fn undelegate_intent(ref self: TContractState, worker: ContractAddress, amount: u256);
+    /// Pays `delegator` its pending undelegation from `worker`. Anyone may call it.
+    /// Requires: something pending, the window over. Emits `Withdrawn`.
+    fn undelegate_action(
+        ref self: TContractState, delegator: ContractAddress, worker: ContractAddress
+    );
+    /// `delegator`'s active delegation to `worker` and its pending exit.
+    fn delegation(
+        self: @TContractState, delegator: ContractAddress, worker: ContractAddress
+    ) -> (u256, Exit);
+    /// Own stake plus delegations of every worker: what rewards are spread over.
+    fn total_weight(self: @TContractState) -> u256;
+}
+
+/// The reward stream.
+#[starknet::interface]
+trait ICdcPoolRewards<TContractState> {
+    /// Pulls `amount` from the caller (JobMgr's protocol fees, or any funder) and spreads it
+    /// over the total weight; with no weight it waits for the next notification.
+    /// Requires: amount > 0 (works while paused). Emits `RewardNotified`.
+    fn notify_reward(ref self: TContractState, amount: u256);
+    /// Pays the caller everything accrued to it: as a worker (own stake and commission) and
+    /// as a delegator. Returns the amount. Requires: something to claim. Emits
+    /// `RewardsClaimed`.
+    fn claim_rewards(ref self: TContractState) -> u256;
+    /// What `claim_rewards` would pay `account` now.
+    fn pending_rewards(self: @TContractState, account: ContractAddress) -> u256;
+}
+
+/// Reputation and slashing.
+#[starknet::interface]
+trait ICdcPoolSlashing<TContractState> {
+    /// Records a verified job outcome. Requires: caller holds JOB_MANAGER, worker registered.
+    /// Score (0 to 10,000, starting at 5,000) moves an eighth of the way to 10,000 on
+    /// success and to 0 on failure, a sixteenth of the way to 0 on a miss: an outcome's weight
+    /// shrinks by 7/8 (or 15/16) with every later one. Emits `OutcomeRecorded`.
+    fn record_outcome(
+        ref self: TContractState, worker: ContractAddress, outcome: Outcome, latency: u64
+    );
+    /// Slashes `bps` (0: the reason's default) of `worker`'s stake (own and exiting) with
+    /// `beneficiary` (may be zero) receiving its share. From JOB_MANAGER: applied at once.
+    /// From SLASHER: pending, the worker may challenge it within the window. Returns the
+    /// slash id. Requires: one of those roles, worker registered, bps <= 10,000, for a slasher
+    /// no slash already pending. Emits `SlashCreated` (and `SlashExecuted` when applied).
+    fn slash(
+        ref self: TContractState,
+        worker: ContractAddress,
+        reason: SlashReason,
+        bps: u16,
+        evidence_hash: felt252,
+        beneficiary: ContractAddress
+    ) -> u64;
+    /// The slashed worker contests a pending slash, paying the challenge bond.
+    /// Requires: caller is the worker, slash pending, window open. Emits `SlashChallenged`.
+    fn challenge_slash(ref self: TContractState, slash_id: u64);
+    /// The arbiter decides a challenged slash: upheld → applied, bond to the treasury;
+    /// overturned → nothing cut, bond back to the worker. Requires: ARBITER, challenged.
+    /// Emits `SlashResolved` (and `SlashExecuted` when upheld).
+    fn resolve_slash(ref self: TContractState, slash_id: u64, upheld: bool);
+    /// Applies an unchallenged slash after its window. Anyone may call it.
+    /// Requires: pending, window over. Emits `SlashExecuted`.
+    fn execute_slash(ref self: TContractState, slash_id: u64);
+    /// Bans `worker` for good: its own stake moves to a pending exit (withdrawable after the
+    /// exit window); it can no longer stake, be delegated to, or be assigned.
+    /// Requires: admin, registered, not banned. Emits `WorkerBanned`.
+    fn ban(ref self: TContractState, worker: ContractAddress);
+    /// A slash by id.
+    fn get_slash(self: @TContractState, slash_id: u64) -> Slash;
+}
+
+/// Parameters and accounting views.
+#[starknet::interface]
+trait ICdcPoolAdmin<TContractState> {
+    /// Replaces the parameters. Requires: admin; 0 < min stakes, nondecreasing by tier, <= 10^9
+    /// tokens; exit window 1 h to 30 d; challenge window 1 h to 7 d; 0 < bond <= 10^6 tokens;
+    /// shares and slash bps <= 10,000 (slash bps > 0). Emits `ParamsSet`.
+    fn set_params(ref self: TContractState, params: PoolParams);
+    /// Sets where slash proceeds go. Requires: admin, not zero. Emits `TreasurySet`.
+    fn set_treasury(ref self: TContractState, treasury: ContractAddress);
+    fn params(self: @TContractState) -> PoolParams;
+    fn treasury(self: @TContractState) -> ContractAddress;
+    /// The token stakes, rewards and bonds are paid in.
+    fn token(self: @TContractState) -> ContractAddress;
+    /// The totals that account for the pool's token balance.
+    fn totals(self: @TContractState) -> PoolTotals;
+}
