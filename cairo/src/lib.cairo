@@ -8,6 +8,9 @@
 /// (roles, two-step admin transfer, pause, timelocked upgrade).
 mod common;
 
+/// JobMgr: model registry, jobs and escrow, results, payment and disputes.
+mod job_mgr;
+
 /// The CDC Pool: worker registry, stake and delegation, rewards, reputation and slashing.
 mod cdc_pool;
 

@@ -302,7 +302,7 @@ mod CdcPool {
 
     #[derive(Drop, starknet::Event)]
     struct ParamsSet {
-        params: PoolParams,
+        params: PoolParams, 
     }
 
     #[derive(Drop, starknet::Event)]
@@ -677,9 +677,7 @@ mod CdcPool {
             let governance = Governance::unsafe_new_contract_state();
             let caller = get_caller_address();
             let immediate = governance.has_role(JOB_MANAGER_ROLE, caller);
-            assert(
-                immediate || governance.has_role(SLASHER_ROLE, caller), errors::NOT_AUTHORIZED
-            );
+            assert(immediate || governance.has_role(SLASHER_ROLE, caller), errors::NOT_AUTHORIZED);
             let mut record = self.workers.read(worker);
             assert(record.registered, errors::NOT_REGISTERED);
             assert(bps.into() <= BPS, errors::BAD_SLASH_BPS);
@@ -853,7 +851,8 @@ mod CdcPool {
             errors::BAD_EXIT_WINDOW
         );
         assert(
-            p.challenge_window >= MIN_CHALLENGE_WINDOW && p.challenge_window <= MAX_CHALLENGE_WINDOW,
+            p.challenge_window >= MIN_CHALLENGE_WINDOW
+                && p.challenge_window <= MAX_CHALLENGE_WINDOW,
             errors::BAD_CHALLENGE_WINDOW
         );
         assert(p.challenge_bond != 0 && p.challenge_bond <= MAX_BOND, errors::BAD_BOND);
@@ -1069,7 +1068,12 @@ mod CdcPool {
                 let from_exit = amount - stake;
                 self.stakes.write(worker, 0);
                 self.total_stake.write(self.total_stake.read() - stake);
-                self.exits.write(worker, Exit { amount: exit.amount - from_exit, unlock_time: exit.unlock_time });
+                self
+                    .exits
+                    .write(
+                        worker,
+                        Exit { amount: exit.amount - from_exit, unlock_time: exit.unlock_time }
+                    );
                 self.total_exits.write(self.total_exits.read() - from_exit);
             }
             slash.status = SlashStatus::Executed(());
@@ -1078,9 +1082,7 @@ mod CdcPool {
             self.clear_pending_slash(worker);
             let mut to_beneficiary = 0;
             if !slash.beneficiary.is_zero() {
-                to_beneficiary = amount
-                    * self.params.read().beneficiary_share_bps.into()
-                    / BPS;
+                to_beneficiary = amount * self.params.read().beneficiary_share_bps.into() / BPS;
             }
             let to_treasury = amount - to_beneficiary;
             self.emit(SlashExecuted { slash_id, worker, amount, to_beneficiary, to_treasury });

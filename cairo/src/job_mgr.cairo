@@ -1,0 +1,4 @@
+mod errors;
+mod interface;
+mod job_mgr;
+mod types;

@@ -1,0 +1,40 @@
+//! Every revert string of JobMgr, in one place; the specification suite matches them exactly.
+//! (Governance's own strings are in `common::governance::Errors`.)
+
+const ZERO_ADDRESS: felt252 = 'JM: zero address';
+const TRANSFER_FROM_SHORTFALL: felt252 = 'JM: transfer_from shortfall';
+const TRANSFER_FAILED: felt252 = 'JM: token transfer failed';
+const ZERO_MODEL_HASH: felt252 = 'JM: zero model hash';
+const BAD_STAKE_TIER: felt252 = 'JM: stake tier out of bounds';
+const UNKNOWN_MODEL: felt252 = 'JM: unknown model';
+const NOT_MODEL_OWNER: felt252 = 'JM: not the model owner';
+const MODEL_INACTIVE: felt252 = 'JM: model inactive';
+const FEE_BELOW_PRICE: felt252 = 'JM: fee below model price';
+const FEE_BELOW_MINIMUM: felt252 = 'JM: fee below minimum';
+const DEADLINE_IN_PAST: felt252 = 'JM: deadline not in future';
+const DEADLINE_TOO_FAR: felt252 = 'JM: deadline too far';
+const UNKNOWN_JOB: felt252 = 'JM: unknown job';
+const NOT_SUBMITTER: felt252 = 'JM: not the submitter';
+const NOT_QUEUED: felt252 = 'JM: job not queued';
+const NOT_ASSIGNED: felt252 = 'JM: job not assigned';
+const NOT_COMPLETED: felt252 = 'JM: job not completed';
+const NOT_DISPUTED: felt252 = 'JM: job not disputed';
+const NOT_EXPIRABLE: felt252 = 'JM: job not expirable';
+const DEADLINE_PASSED: felt252 = 'JM: deadline passed';
+const DEADLINE_NOT_PASSED: felt252 = 'JM: deadline not passed';
+const NOT_ELIGIBLE: felt252 = 'JM: worker not eligible';
+const NOT_ASSIGNED_WORKER: felt252 = 'JM: not the assigned worker';
+const NOT_TIMED_OUT: felt252 = 'JM: assignment not timed out';
+const WINDOW_OPEN: felt252 = 'JM: challenge window open';
+const WINDOW_CLOSED: felt252 = 'JM: challenge window closed';
+const DISPUTE_OPEN: felt252 = 'JM: dispute already open';
+const EMPTY_BATCH: felt252 = 'JM: empty batch';
+const BATCH_TOO_LARGE: felt252 = 'JM: batch too large';
+const BAD_LIMIT: felt252 = 'JM: limit out of bounds';
+const BAD_SLASH_BPS: felt252 = 'JM: slash bps out of bounds';
+const BAD_PROTOCOL_FEE: felt252 = 'JM: protocol fee over 10%';
+const BAD_MIN_FEE: felt252 = 'JM: min fee out of bounds';
+const BAD_CHALLENGE_WINDOW: felt252 = 'JM: challenge window bounds';
+const BAD_ASSIGNMENT_TIMEOUT: felt252 = 'JM: assignment timeout bounds';
+const BAD_DISPUTE_BOND: felt252 = 'JM: dispute bond out of bounds';
+const BAD_MAX_DURATION: felt252 = 'JM: max duration out of bounds';
