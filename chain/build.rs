@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 /// The contracts the crate binds: (contract name in Cairo, Rust module name).
 const CONTRACTS: &[(&str, &str)] = &[
     ("Governance", "governance"),
+    ("JobMgr", "job_mgr"),
+    ("CdcPool", "cdc_pool"),
     ("Paymaster", "paymaster"),
     ("TestToken", "test_token"),
 ];

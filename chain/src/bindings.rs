@@ -21,6 +21,18 @@ pub mod governance {
     include!(concat!(env!("OUT_DIR"), "/governance.rs"));
 }
 
+/// JobMgr: models, jobs, escrow, results, disputes.
+#[allow(warnings, clippy::all)]
+pub mod job_mgr {
+    include!(concat!(env!("OUT_DIR"), "/job_mgr.rs"));
+}
+
+/// The CDC Pool: workers, stake, delegation, rewards, reputation, slashing.
+#[allow(warnings, clippy::all)]
+pub mod cdc_pool {
+    include!(concat!(env!("OUT_DIR"), "/cdc_pool.rs"));
+}
+
 /// The Paymaster.
 #[allow(warnings, clippy::all)]
 pub mod paymaster {

@@ -14,6 +14,7 @@ pub mod assert;
 pub mod devnet;
 pub mod fixtures;
 pub mod net;
+pub mod system;
 
 pub use actors::Actor;
 pub use net::TestNet;

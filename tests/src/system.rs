@@ -1,0 +1,362 @@
+//! The CIRO system as the JobMgr and CDC Pool specifications see it: a test token, a CDC Pool
+//! and a JobMgr wired together (JobMgr holds JOB_MANAGER in the pool), roles granted to the
+//! named actors, every party funded and approving both contracts.
+//!
+//! Two actors take roles the job-side suites have no other use for: the Sponsor's account is
+//! the pool's treasury, the Relayer's holds SLASHER.
+
+use anyhow::Result;
+use ciro_chain::bindings::cdc_pool::{self, CdcPool, CdcPoolReader};
+use ciro_chain::bindings::constructor_calldata;
+use ciro_chain::bindings::job_mgr::{self, JobMgr, JobMgrReader};
+use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
+use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::deploy::deploy;
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
+use ciro_chain::tx::{call, send, TxOutcome};
+use ciro_chain::ChainError;
+
+use crate::fixtures::{deploy_test_token, u256};
+use ciro_chain::RpcAccount;
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::JsonRpcClient;
+use crate::{Actor, TestNet};
+
+/// The pool's treasury.
+pub const TREASURY: Actor = Actor::Sponsor;
+/// Holds SLASHER in the pool.
+pub const SLASHER: Actor = Actor::Relayer;
+/// What every funded party holds at the start, approved to both contracts.
+pub const FUNDS: u128 = 1_000_000;
+/// Upgrade delay of both contracts.
+pub const UPGRADE_DELAY: u64 = 3_600;
+
+/// Minimum own stake per hardware tier (VRAM < 16 GB, < 40 GB, < 80 GB, >= 80 GB).
+pub const MIN_STAKE: [u128; 4] = [1_000, 2_000, 4_000, 8_000];
+pub const EXIT_WINDOW: u64 = 7 * 86_400;
+pub const SLASH_CHALLENGE_WINDOW: u64 = 86_400;
+pub const CHALLENGE_BOND: u128 = 100;
+pub const BENEFICIARY_SHARE_BPS: u16 = 5_000;
+/// Default slash per reason: Unavailable, PoorPerformance, ProtocolViolation, Malicious, Fraud.
+pub const SLASH_BPS: [u16; 5] = [100, 500, 1_000, 2_500, 5_000];
+
+pub const PROTOCOL_FEE_BPS: u16 = 500;
+pub const MIN_FEE: u128 = 10;
+pub const RESULT_WINDOW: u64 = 3_600;
+pub const ASSIGNMENT_TIMEOUT: u64 = 600;
+pub const DISPUTE_BOND: u128 = 50;
+pub const MAX_JOB_DURATION: u64 = 86_400;
+
+/// A model's price in the fixtures, and the fee jobs pay.
+pub const MODEL_PRICE: u128 = 100;
+pub const JOB_FEE: u128 = 1_000;
+/// Capability flags (the contracts' FLAG_*).
+pub const FLAG_CUDA: u64 = 1;
+pub const FLAG_FP16: u64 = 2;
+pub const FLAG_BF16: u64 = 4;
+pub const FLAG_INT8: u64 = 8;
+pub const FLAG_TEE: u64 = 16;
+
+pub fn pool_params() -> cdc_pool::PoolParams {
+    cdc_pool::PoolParams {
+        min_stake_0: u256(MIN_STAKE[0]),
+        min_stake_1: u256(MIN_STAKE[1]),
+        min_stake_2: u256(MIN_STAKE[2]),
+        min_stake_3: u256(MIN_STAKE[3]),
+        exit_window: EXIT_WINDOW,
+        challenge_window: SLASH_CHALLENGE_WINDOW,
+        challenge_bond: u256(CHALLENGE_BOND),
+        beneficiary_share_bps: BENEFICIARY_SHARE_BPS,
+        bps_unavailable: SLASH_BPS[0],
+        bps_poor_performance: SLASH_BPS[1],
+        bps_protocol_violation: SLASH_BPS[2],
+        bps_malicious: SLASH_BPS[3],
+        bps_fraud: SLASH_BPS[4],
+    }
+}
+
+pub fn job_params() -> job_mgr::JobParams {
+    job_mgr::JobParams {
+        protocol_fee_bps: PROTOCOL_FEE_BPS,
+        min_fee: u256(MIN_FEE),
+        challenge_window: RESULT_WINDOW,
+        assignment_timeout: ASSIGNMENT_TIMEOUT,
+        dispute_bond: u256(DISPUTE_BOND),
+        max_job_duration: MAX_JOB_DURATION,
+    }
+}
+
+/// An H100-class worker: 80 GB, compute capability 9.0, every flag but TEE.
+pub fn h100() -> cdc_pool::Capabilities {
+    cdc_pool::Capabilities {
+        gpu_model: cairo_short_string_to_felt("H100").expect("short string"),
+        vram_mb: 81_920,
+        compute_capability: 90,
+        flags: FLAG_CUDA | FLAG_FP16 | FLAG_BF16 | FLAG_INT8,
+    }
+}
+
+/// A consumer GPU: 8 GB, compute capability 7.5, CUDA and FP16.
+pub fn small_gpu() -> cdc_pool::Capabilities {
+    cdc_pool::Capabilities {
+        gpu_model: cairo_short_string_to_felt("T4").expect("short string"),
+        vram_mb: 8_192,
+        compute_capability: 75,
+        flags: FLAG_CUDA | FLAG_FP16,
+    }
+}
+
+/// A model needing 16 GB, CUDA and FP16, and stake tier 0.
+pub fn requirements() -> job_mgr::Requirements {
+    job_mgr::Requirements {
+        min_vram_mb: 16_384,
+        required_flags: FLAG_CUDA | FLAG_FP16,
+        min_stake_tier: 0,
+    }
+}
+
+pub fn role(name: &str) -> Felt {
+    cairo_short_string_to_felt(name).expect("role names are short strings")
+}
+
+/// The deployed system.
+pub struct System {
+    pub net: TestNet,
+    pub token: Felt,
+    pub pool: Felt,
+    pub job_mgr: Felt,
+}
+
+/// Deploys a CDC Pool with these arguments (from the admin's account).
+pub async fn try_deploy_pool(
+    net: &TestNet,
+    token: Felt,
+    treasury: Felt,
+    params: &cdc_pool::PoolParams,
+) -> Result<Felt, ChainError> {
+    let deployer = net.account(Actor::Admin);
+    let calldata = constructor_calldata(CdcPool::new(Felt::ZERO, &deployer).constructor_getcall(
+        &net.contract_address(Actor::Admin),
+        &ContractAddress(token),
+        &ContractAddress(treasury),
+        &UPGRADE_DELAY,
+        params,
+    ));
+    let class_hash = net.class_hash("CdcPool").expect("the class is declared in the base state");
+    deploy(&deployer, class_hash, calldata, Felt::ZERO)
+        .await
+        .map(|d| d.address)
+}
+
+/// Deploys a JobMgr with these arguments (from the admin's account).
+pub async fn try_deploy_job_mgr(
+    net: &TestNet,
+    token: Felt,
+    pool: Felt,
+    params: &job_mgr::JobParams,
+) -> Result<Felt, ChainError> {
+    let deployer = net.account(Actor::Admin);
+    let calldata = constructor_calldata(JobMgr::new(Felt::ZERO, &deployer).constructor_getcall(
+        &net.contract_address(Actor::Admin),
+        &ContractAddress(token),
+        &ContractAddress(pool),
+        &UPGRADE_DELAY,
+        params,
+    ));
+    let class_hash = net.class_hash("JobMgr").expect("the class is declared in the base state");
+    deploy(&deployer, class_hash, calldata, Felt::ZERO)
+        .await
+        .map(|d| d.address)
+}
+
+impl System {
+    /// Token, pool and JobMgr deployed and wired; roles: COORDINATOR (Coordinator) and ARBITER
+    /// (Arbiter) in JobMgr; ARBITER (Arbiter), SLASHER ([`SLASHER`]) and JOB_MANAGER (JobMgr)
+    /// in the pool; PAUSER (Pauser) in both. Submitter, workers A–C, Delegator and Attacker
+    /// hold [`FUNDS`] each, approved to both contracts.
+    pub async fn deploy() -> Result<Self> {
+        let net = TestNet::new().await?;
+        let token = deploy_test_token(&net, 0).await?;
+        let pool = try_deploy_pool(&net, token, net.address(TREASURY), &pool_params()).await?;
+        let job_mgr = try_deploy_job_mgr(&net, token, pool, &job_params()).await?;
+        let system = Self {
+            net,
+            token,
+            pool,
+            job_mgr,
+        };
+        let admin = system.net.account(Actor::Admin);
+        let pool_admin = CdcPool::new(pool, &admin);
+        let jm_admin = JobMgr::new(job_mgr, &admin);
+        let grant = |role_name: &str, actor: Actor| {
+            (role(role_name), system.net.contract_address(actor))
+        };
+        let mut calls = Vec::new();
+        for (r, who) in [grant("COORDINATOR", Actor::Coordinator), grant("ARBITER", Actor::Arbiter), grant("PAUSER", Actor::Pauser)] {
+            calls.push(jm_admin.grant_role_getcall(&r, &who));
+        }
+        for (r, who) in [grant("ARBITER", Actor::Arbiter), grant("SLASHER", SLASHER), grant("PAUSER", Actor::Pauser)] {
+            calls.push(pool_admin.grant_role_getcall(&r, &who));
+        }
+        calls.push(pool_admin.grant_role_getcall(&role("JOB_MANAGER"), &ContractAddress(job_mgr)));
+        send(&system.net.provider, admin.execute_v3(calls)).await?;
+        for actor in [
+            Actor::Submitter,
+            Actor::WorkerA,
+            Actor::WorkerB,
+            Actor::WorkerC,
+            Actor::Delegator,
+            Actor::Attacker,
+        ] {
+            system.fund(actor, FUNDS).await?;
+        }
+        Ok(system)
+    }
+
+    /// Mints `amount` to `actor` and approves both contracts for all it holds.
+    pub async fn fund(&self, actor: Actor, amount: u128) -> Result<()> {
+        let account = self.net.account(actor);
+        let token = TestToken::new(self.token, &account);
+        let calls = vec![
+            token.mint_getcall(&self.net.contract_address(actor), &u256(amount)),
+            token.approve_getcall(&ContractAddress(self.pool), &u256(u128::MAX)),
+            token.approve_getcall(&ContractAddress(self.job_mgr), &u256(u128::MAX)),
+        ];
+        send(&self.net.provider, account.execute_v3(calls)).await?;
+        Ok(())
+    }
+
+    pub fn pool_as(&self, actor: Actor) -> CdcPool<RpcAccount> {
+        CdcPool::new(self.pool, self.net.account(actor))
+    }
+
+    pub fn jobs_as(&self, actor: Actor) -> JobMgr<RpcAccount> {
+        JobMgr::new(self.job_mgr, self.net.account(actor))
+    }
+
+    pub fn pool_reader(&self) -> CdcPoolReader<&JsonRpcClient<HttpTransport>> {
+        CdcPoolReader::new(self.pool, &self.net.provider)
+    }
+
+    pub fn jobs_reader(&self) -> JobMgrReader<&JsonRpcClient<HttpTransport>> {
+        JobMgrReader::new(self.job_mgr, &self.net.provider)
+    }
+
+    pub fn addr(&self, actor: Actor) -> ContractAddress {
+        self.net.contract_address(actor)
+    }
+
+    /// Token balance of `holder`.
+    pub async fn balance(&self, holder: Felt) -> u128 {
+        call(TestTokenReader::new(self.token, &self.net.provider).balance_of(&ContractAddress(holder)))
+            .await
+            .expect("balance_of")
+            .low
+    }
+
+    pub async fn balance_of(&self, actor: Actor) -> u128 {
+        self.balance(self.net.address(actor)).await
+    }
+
+    /// Moves the chain's clock forward.
+    pub async fn advance(&self, seconds: u64) {
+        self.net.devnet.increase_time(seconds).await.expect("increase_time");
+    }
+
+    /// Registers `actor` as a worker on `capabilities` and stakes `stake`.
+    pub async fn worker(&self, actor: Actor, capabilities: &cdc_pool::Capabilities, stake: u128) {
+        let pool = self.pool_as(actor);
+        send(&self.net.provider, pool.register_worker(capabilities, &Felt::from(0xa77e57u64)))
+            .await
+            .expect("register_worker");
+        if stake > 0 {
+            send(&self.net.provider, pool.stake(&u256(stake))).await.expect("stake");
+        }
+    }
+
+    /// An H100 worker staked at its tier's minimum (tier 3).
+    pub async fn active_worker(&self, actor: Actor) {
+        self.worker(actor, &h100(), MIN_STAKE[3]).await;
+    }
+
+    /// Registers a model (owner: Admin) with [`requirements`] and [`MODEL_PRICE`]; its id.
+    pub async fn model(&self) -> u64 {
+        send(
+            &self.net.provider,
+            self.jobs_as(Actor::Admin).register_model(&u256(0x5eed), &requirements(), &u256(MODEL_PRICE)),
+        )
+        .await
+        .expect("register_model");
+        call(self.jobs_reader().model_count()).await.expect("model_count")
+    }
+
+    /// The Submitter submits a job on `model_id` paying [`JOB_FEE`], due in an hour; its id.
+    pub async fn job(&self, model_id: u64) -> u64 {
+        let deadline = self.net.now().await.expect("now") + 3_600;
+        send(
+            &self.net.provider,
+            self.jobs_as(Actor::Submitter).submit_job(&model_id, &u256(0x1), &u256(JOB_FEE), &deadline),
+        )
+        .await
+        .expect("submit_job");
+        call(self.jobs_reader().job_count()).await.expect("job_count")
+    }
+
+    /// A model, an active WorkerA and a job assigned to it; (model id, job id).
+    pub async fn assigned_job(&self) -> (u64, u64) {
+        let model = self.model().await;
+        self.active_worker(Actor::WorkerA).await;
+        let job = self.job(model).await;
+        send(
+            &self.net.provider,
+            self.jobs_as(Actor::Coordinator).assign_job(&job, &self.addr(Actor::WorkerA)),
+        )
+        .await
+        .expect("assign_job");
+        (model, job)
+    }
+
+    /// [`Self::assigned_job`] with WorkerA's result committed; (model id, job id).
+    pub async fn completed_job(&self) -> (u64, u64) {
+        let (model, job) = self.assigned_job().await;
+        send(
+            &self.net.provider,
+            self.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0x07)),
+        )
+        .await
+        .expect("submit_result");
+        (model, job)
+    }
+
+    pub async fn job_info(&self, job_id: u64) -> job_mgr::JobInfo {
+        call(self.jobs_reader().get_job(&job_id)).await.expect("get_job")
+    }
+
+    pub async fn worker_info(&self, actor: Actor) -> cdc_pool::WorkerInfo {
+        call(self.pool_reader().get_worker(&self.addr(actor))).await.expect("get_worker")
+    }
+
+    /// The conservation invariants of both contracts: JobMgr's balance is Σ escrow + Σ open
+    /// bonds; the pool's is Σ stakes + Σ delegations + Σ exits + rewards + bonds.
+    pub async fn assert_invariants(&self, label: &str) {
+        let (escrow, bonds) = call(self.jobs_reader().totals()).await.expect("totals");
+        assert_eq!(
+            self.balance(self.job_mgr).await,
+            escrow.low + bonds.low,
+            "{label}: JobMgr balance == escrow + dispute bonds"
+        );
+        let t = call(self.pool_reader().totals()).await.expect("totals");
+        assert_eq!(
+            self.balance(self.pool).await,
+            t.stakes.low + t.delegations.low + t.exits.low + t.rewards.low + t.bonds.low,
+            "{label}: pool balance == stakes + delegations + exits + rewards + bonds"
+        );
+    }
+
+    /// Sends an execution and returns the outcome (test sugar).
+    pub async fn send(&self, execution: ciro_chain::starknet::accounts::ExecutionV3<'_, RpcAccount>) -> Result<TxOutcome, ChainError> {
+        send(&self.net.provider, execution).await
+    }
+}
