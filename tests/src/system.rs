@@ -360,3 +360,13 @@ impl System {
         send(&self.net.provider, execution).await
     }
 }
+
+/// A felt from a small number (hashes and ids in the specs).
+pub fn felt(value: u64) -> Felt {
+    Felt::from(value)
+}
+
+/// The zero address (no beneficiary).
+pub fn nobody() -> ContractAddress {
+    ContractAddress(Felt::ZERO)
+}
