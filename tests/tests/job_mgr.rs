@@ -1,0 +1,935 @@
+//! Specification of JobMgr: the model registry, jobs and escrow, assignment against the CDC
+//! Pool, results, payment, expiry, disputes, parameters and views. Each test reads given /
+//! when / then; every revert is asserted by its exact error string, state changes by their
+//! decoded events. Whole stories are in `flows.rs`.
+
+use ciro_chain::bindings::job_mgr::{
+    self, Assignment, DisputeOpened, DisputeResolved, JobAssigned, JobCancelled, JobExpired,
+    JobFinalized, JobReleased, JobState, ModelActiveSet, ModelSet, ParamsSet, ResultSubmitted,
+};
+use ciro_chain::bindings::test_token::TestToken;
+use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::tx::{call, send};
+use ciro_tests::assert::{assert_events, assert_reverts};
+use ciro_tests::fixtures::{deploy_test_token, u256};
+use ciro_tests::system::*;
+use ciro_tests::{Actor, TestNet};
+
+const FEE_CUT: u128 = JOB_FEE * PROTOCOL_FEE_BPS as u128 / 10_000;
+
+async fn deadline_in(s: &System, seconds: u64) -> u64 {
+    s.net.now().await.unwrap() + seconds
+}
+
+// ---------------------------------------------------------------------------------------
+// constructor and parameters
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn constructor_sets_admin_token_pool_and_params() {
+    let s = System::deploy().await.unwrap();
+    let r = s.jobs_reader();
+    assert_eq!(call(r.admin()).await.unwrap(), s.addr(Actor::Admin));
+    assert_eq!(call(r.token()).await.unwrap(), ContractAddress(s.token));
+    assert_eq!(call(r.pool()).await.unwrap(), ContractAddress(s.pool));
+    assert_eq!(call(r.get_params()).await.unwrap(), job_params());
+    assert_eq!(call(r.job_count()).await.unwrap(), 0);
+    assert_eq!(call(r.model_count()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn constructor_rejects_a_zero_token_or_pool() {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 0).await.unwrap();
+    assert_reverts(
+        try_deploy_job_mgr(&net, Felt::ZERO, token, &job_params()).await,
+        "JM: zero address",
+    );
+    assert_reverts(
+        try_deploy_job_mgr(&net, token, Felt::ZERO, &job_params()).await,
+        "JM: zero address",
+    );
+}
+
+#[tokio::test]
+async fn constructor_rejects_parameters_out_of_bounds() {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 0).await.unwrap();
+    let params = job_mgr::JobParams {
+        protocol_fee_bps: 1_001,
+        ..job_params()
+    };
+    assert_reverts(
+        try_deploy_job_mgr(&net, token, token, &params).await,
+        "JM: protocol fee over 10%",
+    );
+}
+
+#[tokio::test]
+async fn set_params_replaces_the_parameters_and_emits_params_set() {
+    let s = System::deploy().await.unwrap();
+    let params = job_mgr::JobParams {
+        protocol_fee_bps: 1_000,
+        min_fee: u256(1),
+        challenge_window: 60,
+        assignment_timeout: 86_400,
+        dispute_bond: u256(1),
+        max_job_duration: 2_592_000,
+    };
+    let out = s.send(s.jobs_as(Actor::Admin).set_params(&params)).await.unwrap();
+    assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), params);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::ParamsSet(ParamsSet { params })],
+    );
+}
+
+#[tokio::test]
+async fn set_params_rejects_a_caller_who_is_not_admin() {
+    let s = System::deploy().await.unwrap();
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).set_params(&job_params())).await,
+        "GOV: caller is not admin",
+    );
+}
+
+#[tokio::test]
+async fn set_params_rejects_each_value_out_of_bounds() {
+    let s = System::deploy().await.unwrap();
+    let p = job_params;
+    let cases: Vec<(job_mgr::JobParams, &str)> = vec![
+        (job_mgr::JobParams { protocol_fee_bps: 1_001, ..p() }, "JM: protocol fee over 10%"),
+        (
+            job_mgr::JobParams { min_fee: u256(1_000_000_000_000_000_000_000_001), ..p() },
+            "JM: min fee out of bounds",
+        ),
+        (job_mgr::JobParams { challenge_window: 59, ..p() }, "JM: challenge window bounds"),
+        (job_mgr::JobParams { challenge_window: 604_801, ..p() }, "JM: challenge window bounds"),
+        (job_mgr::JobParams { assignment_timeout: 59, ..p() }, "JM: assignment timeout bounds"),
+        (
+            job_mgr::JobParams { assignment_timeout: 86_401, ..p() },
+            "JM: assignment timeout bounds",
+        ),
+        (job_mgr::JobParams { dispute_bond: u256(0), ..p() }, "JM: dispute bond out of bounds"),
+        (
+            job_mgr::JobParams { dispute_bond: u256(1_000_000_000_000_000_000_000_001), ..p() },
+            "JM: dispute bond out of bounds",
+        ),
+        (job_mgr::JobParams { max_job_duration: 3_599, ..p() }, "JM: max duration out of bounds"),
+        (
+            job_mgr::JobParams { max_job_duration: 2_592_001, ..p() },
+            "JM: max duration out of bounds",
+        ),
+    ];
+    for (params, error) in cases {
+        assert_reverts(s.send(s.jobs_as(Actor::Admin).set_params(&params)).await, error);
+    }
+}
+
+#[tokio::test]
+async fn governance_is_hosted_roles_are_admin_only() {
+    let s = System::deploy().await.unwrap();
+    assert!(call(s.jobs_reader().has_role(&role("COORDINATOR"), &s.addr(Actor::Coordinator)))
+        .await
+        .unwrap());
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).grant_role(&role("COORDINATOR"), &s.addr(Actor::Attacker)))
+            .await,
+        "GOV: caller is not admin",
+    );
+    assert_reverts(s.send(s.jobs_as(Actor::Attacker).pause()).await, "GOV: caller is missing role");
+}
+
+// ---------------------------------------------------------------------------------------
+// model registry
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn register_model_stores_the_model_owned_by_the_caller_and_emits_model_set() {
+    let s = System::deploy().await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::WorkerC).register_model(&u256(0xabc), &requirements(), &u256(7)))
+        .await
+        .unwrap();
+    let model = call(s.jobs_reader().get_model(&1)).await.unwrap();
+    assert_eq!(
+        model,
+        job_mgr::Model {
+            owner: s.addr(Actor::WorkerC),
+            model_hash: u256(0xabc),
+            requirements: requirements(),
+            price: u256(7),
+            active: true,
+        }
+    );
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::ModelSet(ModelSet {
+            model_id: 1,
+            owner: s.addr(Actor::WorkerC),
+            model_hash: u256(0xabc),
+            requirements: requirements(),
+            price: u256(7),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn register_model_rejects_a_zero_hash() {
+    let s = System::deploy().await.unwrap();
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Admin).register_model(&u256(0), &requirements(), &u256(1))).await,
+        "JM: zero model hash",
+    );
+}
+
+#[tokio::test]
+async fn register_model_rejects_a_stake_tier_above_3() {
+    let s = System::deploy().await.unwrap();
+    let req = job_mgr::Requirements {
+        min_stake_tier: 4,
+        ..requirements()
+    };
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Admin).register_model(&u256(1), &req, &u256(1))).await,
+        "JM: stake tier out of bounds",
+    );
+}
+
+#[tokio::test]
+async fn update_model_replaces_requirements_and_price_for_the_owner() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let req = job_mgr::Requirements {
+        min_vram_mb: 40_960,
+        required_flags: FLAG_CUDA | FLAG_BF16,
+        min_stake_tier: 2,
+    };
+    let out = s
+        .send(s.jobs_as(Actor::Admin).update_model(&model, &req, &u256(300)))
+        .await
+        .unwrap();
+    let stored = call(s.jobs_reader().get_model(&model)).await.unwrap();
+    assert_eq!((stored.requirements, stored.price), (req.clone(), u256(300)));
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::ModelSet(ModelSet {
+            model_id: model,
+            owner: s.addr(Actor::Admin),
+            model_hash: u256(0x5eed),
+            requirements: req,
+            price: u256(300),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn update_model_rejects_a_caller_who_is_not_the_owner() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).update_model(&model, &requirements(), &u256(0))).await,
+        "JM: not the model owner",
+    );
+}
+
+#[tokio::test]
+async fn update_model_rejects_an_unknown_model_and_a_stake_tier_above_3() {
+    let s = System::deploy().await.unwrap();
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Admin).update_model(&9, &requirements(), &u256(0))).await,
+        "JM: unknown model",
+    );
+    let model = s.model().await;
+    let req = job_mgr::Requirements {
+        min_stake_tier: 9,
+        ..requirements()
+    };
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Admin).update_model(&model, &req, &u256(0))).await,
+        "JM: stake tier out of bounds",
+    );
+}
+
+#[tokio::test]
+async fn set_model_active_closes_and_reopens_a_model_for_owner_or_admin() {
+    let s = System::deploy().await.unwrap();
+    s.send(s.jobs_as(Actor::WorkerC).register_model(&u256(1), &requirements(), &u256(1)))
+        .await
+        .unwrap();
+    // The owner closes it; the admin reopens it.
+    let out = s.send(s.jobs_as(Actor::WorkerC).set_model_active(&1, &false)).await.unwrap();
+    assert!(!call(s.jobs_reader().get_model(&1)).await.unwrap().active);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::ModelActiveSet(ModelActiveSet { model_id: 1, active: false })],
+    );
+    s.send(s.jobs_as(Actor::Admin).set_model_active(&1, &true)).await.unwrap();
+    assert!(call(s.jobs_reader().get_model(&1)).await.unwrap().active);
+}
+
+#[tokio::test]
+async fn set_model_active_rejects_anyone_else_and_unknown_models() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).set_model_active(&model, &false)).await,
+        "GOV: caller is not admin",
+    );
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Admin).set_model_active(&7, &false)).await,
+        "JM: unknown model",
+    );
+}
+
+#[tokio::test]
+async fn get_model_rejects_an_unknown_id() {
+    let s = System::deploy().await.unwrap();
+    assert_reverts(call(s.jobs_reader().get_model(&0)).await, "JM: unknown model");
+    assert_reverts(call(s.jobs_reader().get_model(&1)).await, "JM: unknown model");
+}
+
+#[tokio::test]
+async fn list_models_pages_in_id_order_and_bounds_the_limit() {
+    let s = System::deploy().await.unwrap();
+    for _ in 0..3 {
+        s.model().await;
+    }
+    let page = call(s.jobs_reader().list_models(&1, &5)).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.model_id).collect::<Vec<_>>(), vec![2, 3]);
+    assert!(call(s.jobs_reader().list_models(&3, &5)).await.unwrap().is_empty());
+    assert_reverts(call(s.jobs_reader().list_models(&0, &101)).await, "JM: limit out of bounds");
+}
+
+// ---------------------------------------------------------------------------------------
+// submit_job / cancel_job
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let deadline = deadline_in(&s, 3_600).await;
+    let out = s
+        .send(s.jobs_as(Actor::Submitter).submit_job(&model, &u256(0x1a), &u256(JOB_FEE), &deadline))
+        .await
+        .unwrap();
+    assert_eq!(s.balance(s.job_mgr).await, JOB_FEE);
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - JOB_FEE);
+    let info = s.job_info(1).await;
+    assert_eq!(info.job.state, JobState::Queued);
+    assert_eq!(info.job.submitter, s.addr(Actor::Submitter));
+    assert_eq!((info.job.fee, info.job.deadline, info.job.input_hash), (u256(JOB_FEE), deadline, u256(0x1a)));
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobSubmitted(job_mgr::JobSubmitted {
+            job_id: 1,
+            submitter: s.addr(Actor::Submitter),
+            model_id: model,
+            input_hash: u256(0x1a),
+            fee: u256(JOB_FEE),
+            deadline,
+        })],
+    );
+    assert_eq!(call(s.jobs_reader().totals()).await.unwrap(), (u256(JOB_FEE), u256(0)));
+}
+
+#[tokio::test]
+async fn submit_job_rejects_unknown_and_inactive_models() {
+    let s = System::deploy().await.unwrap();
+    let deadline = deadline_in(&s, 600).await;
+    let jobs = s.jobs_as(Actor::Submitter);
+    assert_reverts(
+        s.send(jobs.submit_job(&1, &u256(1), &u256(JOB_FEE), &deadline)).await,
+        "JM: unknown model",
+    );
+    let model = s.model().await;
+    s.send(s.jobs_as(Actor::Admin).set_model_active(&model, &false)).await.unwrap();
+    assert_reverts(
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline)).await,
+        "JM: model inactive",
+    );
+}
+
+#[tokio::test]
+async fn submit_job_rejects_a_fee_below_the_model_price_or_the_minimum() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await; // price 100
+    let deadline = deadline_in(&s, 600).await;
+    let jobs = s.jobs_as(Actor::Submitter);
+    assert_reverts(
+        s.send(jobs.submit_job(&model, &u256(1), &u256(MODEL_PRICE - 1), &deadline)).await,
+        "JM: fee below model price",
+    );
+    s.send(s.jobs_as(Actor::Admin).register_model(&u256(2), &requirements(), &u256(0)))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(jobs.submit_job(&2, &u256(1), &u256(MIN_FEE - 1), &deadline)).await,
+        "JM: fee below minimum",
+    );
+}
+
+#[tokio::test]
+async fn submit_job_rejects_a_deadline_in_the_past_or_beyond_the_max_duration() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let now = s.net.now().await.unwrap();
+    let jobs = s.jobs_as(Actor::Submitter);
+    assert_reverts(
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &now.saturating_sub(1))).await,
+        "JM: deadline not in future",
+    );
+    assert_reverts(
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &(now + MAX_JOB_DURATION + 100)))
+            .await,
+        "JM: deadline too far",
+    );
+}
+
+#[tokio::test]
+async fn submit_job_rejects_a_token_that_delivers_less_than_the_fee() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let admin = s.net.account(Actor::Admin);
+    send(&s.net.provider, TestToken::new(s.token, &admin).set_transfer_from_fee(&u256(1)))
+        .await
+        .unwrap();
+    let deadline = deadline_in(&s, 600).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Submitter).submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline))
+            .await,
+        "JM: transfer_from shortfall",
+    );
+}
+
+#[tokio::test]
+async fn cancel_job_refunds_a_queued_job_to_its_submitter() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let job = s.job(model).await;
+    let out = s.send(s.jobs_as(Actor::Submitter).cancel_job(&job)).await.unwrap();
+    assert_eq!(s.job_info(job).await.job.state, JobState::Cancelled);
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
+    assert_eq!(s.balance(s.job_mgr).await, 0);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobCancelled(JobCancelled {
+            job_id: job,
+            submitter: s.addr(Actor::Submitter),
+            refund: u256(JOB_FEE),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn cancel_job_rejects_others_unknown_jobs_and_jobs_not_queued() {
+    let s = System::deploy().await.unwrap();
+    assert_reverts(s.send(s.jobs_as(Actor::Submitter).cancel_job(&1)).await, "JM: unknown job");
+    let (_, job) = s.assigned_job().await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).cancel_job(&job)).await,
+        "JM: not the submitter",
+    );
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Submitter).cancel_job(&job)).await,
+        "JM: job not queued",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// assign_job / assign_jobs / release_job
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn assign_job_assigns_an_eligible_worker_and_emits_job_assigned() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let job = s.job(model).await;
+    let out = s
+        .send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerA)))
+        .await
+        .unwrap();
+    let info = s.job_info(job).await.job;
+    assert_eq!((info.state, info.worker), (JobState::Assigned, s.addr(Actor::WorkerA)));
+    assert!(info.assigned_at > 0);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobAssigned(JobAssigned { job_id: job, worker: s.addr(Actor::WorkerA) })],
+    );
+}
+
+#[tokio::test]
+async fn assign_job_rejects_a_caller_without_the_coordinator_role() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let job = s.job(model).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).assign_job(&job, &s.addr(Actor::WorkerA))).await,
+        "GOV: caller is missing role",
+    );
+}
+
+#[tokio::test]
+async fn assign_job_rejects_ineligible_workers() {
+    // Given a model needing 16 GB, CUDA+FP16 and stake tier 0, and
+    // WorkerA unregistered, WorkerB on 8 GB (tier 0), WorkerC an H100 below its minimum
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let job = s.job(model).await;
+    s.worker(Actor::WorkerB, &small_gpu(), MIN_STAKE[0]).await;
+    s.worker(Actor::WorkerC, &h100(), MIN_STAKE[2]).await;
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    for worker in [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC] {
+        assert_reverts(
+            s.send(coordinator.assign_job(&job, &s.addr(worker))).await,
+            "JM: worker not eligible",
+        );
+    }
+    // A model requiring TEE rejects an H100 without it (stake tiers: see cdc_pool.rs).
+    s.active_worker(Actor::WorkerA).await;
+    let tee = job_mgr::Requirements { required_flags: FLAG_TEE, ..requirements() };
+    s.send(s.jobs_as(Actor::Admin).register_model(&u256(2), &tee, &u256(0))).await.unwrap();
+    let tee_job = s.job(2).await;
+    assert_reverts(
+        s.send(coordinator.assign_job(&tee_job, &s.addr(Actor::WorkerA))).await,
+        "JM: worker not eligible",
+    );
+    // A deactivated worker is not eligible either.
+    s.send(s.pool_as(Actor::WorkerA).deactivate()).await.unwrap();
+    assert_reverts(
+        s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA))).await,
+        "JM: worker not eligible",
+    );
+}
+
+#[tokio::test]
+async fn assign_job_rejects_a_job_not_queued_or_past_its_deadline() {
+    let s = System::deploy().await.unwrap();
+    let (model, job) = s.assigned_job().await;
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    assert_reverts(
+        s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA))).await,
+        "JM: job not queued",
+    );
+    let late = s.job(model).await;
+    s.advance(3_600).await;
+    assert_reverts(
+        s.send(coordinator.assign_job(&late, &s.addr(Actor::WorkerA))).await,
+        "JM: deadline passed",
+    );
+    assert_reverts(
+        s.send(coordinator.assign_job(&99, &s.addr(Actor::WorkerA))).await,
+        "JM: unknown job",
+    );
+}
+
+#[tokio::test]
+async fn assign_jobs_assigns_a_batch_all_or_none() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    let a = s.job(model).await;
+    let b = s.job(model).await;
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    // A batch with one bad entry (an unregistered worker) assigns nothing.
+    let bad = vec![
+        Assignment { job_id: a, worker: s.addr(Actor::WorkerA) },
+        Assignment { job_id: b, worker: s.addr(Actor::WorkerC) },
+    ];
+    assert_reverts(s.send(coordinator.assign_jobs(&bad)).await, "JM: worker not eligible");
+    assert_eq!(s.job_info(a).await.job.state, JobState::Queued);
+    let good = vec![
+        Assignment { job_id: a, worker: s.addr(Actor::WorkerA) },
+        Assignment { job_id: b, worker: s.addr(Actor::WorkerB) },
+    ];
+    let out = s.send(coordinator.assign_jobs(&good)).await.unwrap();
+    assert_eq!(s.job_info(b).await.job.worker, s.addr(Actor::WorkerB));
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[
+            job_mgr::Event::JobAssigned(JobAssigned { job_id: a, worker: s.addr(Actor::WorkerA) }),
+            job_mgr::Event::JobAssigned(JobAssigned { job_id: b, worker: s.addr(Actor::WorkerB) }),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn assign_jobs_rejects_an_empty_or_oversized_batch() {
+    let s = System::deploy().await.unwrap();
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    assert_reverts(s.send(coordinator.assign_jobs(&vec![])).await, "JM: empty batch");
+    let many = vec![Assignment { job_id: 1, worker: s.addr(Actor::WorkerA) }; 101];
+    assert_reverts(s.send(coordinator.assign_jobs(&many)).await, "JM: batch too large");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).assign_jobs(&many)).await,
+        "GOV: caller is missing role",
+    );
+}
+
+#[tokio::test]
+async fn release_job_by_the_coordinator_requeues_at_once_and_records_a_miss() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    let out = s.send(s.jobs_as(Actor::Coordinator).release_job(&job)).await.unwrap();
+    let info = s.job_info(job).await.job;
+    assert_eq!((info.state, info.worker), (JobState::Queued, nobody()));
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobReleased(JobReleased {
+            job_id: job,
+            worker: s.addr(Actor::WorkerA),
+            by: s.addr(Actor::Coordinator),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn release_job_by_anyone_else_waits_for_the_assignment_timeout() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await,
+        "JM: assignment not timed out",
+    );
+    s.advance(ASSIGNMENT_TIMEOUT).await;
+    s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await.unwrap();
+    assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn release_job_rejects_a_job_not_assigned() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let job = s.job(model).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Coordinator).release_job(&job)).await,
+        "JM: job not assigned",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// submit_result / finalize / finalize_jobs / expire
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn submit_result_by_the_assigned_worker_completes_the_job() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    let out = s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0xfeed))).await.unwrap();
+    let info = s.job_info(job).await.job;
+    assert_eq!((info.state, info.output_hash), (JobState::Completed, u256(0xfeed)));
+    assert!(info.completed_at >= info.assigned_at);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::ResultSubmitted(ResultSubmitted {
+            job_id: job,
+            worker: s.addr(Actor::WorkerA),
+            output_hash: u256(0xfeed),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn submit_result_rejects_anyone_but_the_assigned_worker() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    s.active_worker(Actor::WorkerB).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(1))).await,
+        "JM: not the assigned worker",
+    );
+}
+
+#[tokio::test]
+async fn submit_result_rejects_a_job_not_assigned_or_past_its_deadline() {
+    let s = System::deploy().await.unwrap();
+    let (model, job) = s.completed_job().await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(1))).await,
+        "JM: job not assigned",
+    );
+    let late = s.job(model).await;
+    s.send(s.jobs_as(Actor::Coordinator).assign_job(&late, &s.addr(Actor::WorkerA))).await.unwrap();
+    s.advance(3_601).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1))).await,
+        "JM: deadline passed",
+    );
+}
+
+#[tokio::test]
+async fn finalize_pays_the_worker_streams_the_protocol_fee_and_records_a_success() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.advance(RESULT_WINDOW).await;
+    let out = s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await.unwrap();
+    assert_eq!(s.job_info(job).await.job.state, JobState::Finalized);
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT);
+    let totals = call(s.pool_reader().totals()).await.unwrap();
+    assert_eq!(totals.rewards, u256(FEE_CUT));
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.completed, 1);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobFinalized(JobFinalized {
+            job_id: job,
+            worker: s.addr(Actor::WorkerA),
+            payout: u256(JOB_FEE - FEE_CUT),
+            protocol_fee: u256(FEE_CUT),
+        })],
+    );
+    s.assert_invariants("after finalize").await;
+}
+
+#[tokio::test]
+async fn finalize_rejects_a_job_in_its_challenge_window_or_not_completed() {
+    let s = System::deploy().await.unwrap();
+    let (model, job) = s.completed_job().await;
+    s.advance(RESULT_WINDOW - 20).await;
+    assert_reverts(s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await, "JM: challenge window open");
+    let queued = s.job(model).await;
+    assert_reverts(s.send(s.jobs_as(Actor::Attacker).finalize(&queued)).await, "JM: job not completed");
+    s.advance(20).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await.unwrap();
+    assert_reverts(s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await, "JM: job not completed");
+}
+
+#[tokio::test]
+async fn finalize_jobs_pays_a_batch_with_one_reward_notification() {
+    let s = System::deploy().await.unwrap();
+    let (model, first) = s.completed_job().await;
+    let mut jobs = vec![first];
+    for _ in 0..2 {
+        let job = s.job(model).await;
+        s.send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerA))).await.unwrap();
+        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(3))).await.unwrap();
+        jobs.push(job);
+    }
+    s.advance(RESULT_WINDOW).await;
+    let out = s.send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs)).await.unwrap();
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + 3 * (JOB_FEE - FEE_CUT));
+    let notifications: Vec<ciro_chain::bindings::cdc_pool::Event> =
+        ciro_tests::assert::decoded_events(&out, s.pool);
+    let rewards: Vec<_> = notifications
+        .iter()
+        .filter(|e| matches!(e, ciro_chain::bindings::cdc_pool::Event::RewardNotified(_)))
+        .collect();
+    assert_eq!(rewards.len(), 1);
+    assert_eq!(call(s.pool_reader().totals()).await.unwrap().rewards, u256(3 * FEE_CUT));
+    s.assert_invariants("after the batch").await;
+}
+
+#[tokio::test]
+async fn finalize_jobs_rejects_an_empty_oversized_or_partly_invalid_batch() {
+    let s = System::deploy().await.unwrap();
+    let (model, job) = s.completed_job().await;
+    let queued = s.job(model).await;
+    s.advance(RESULT_WINDOW).await;
+    let anyone = s.jobs_as(Actor::Attacker);
+    assert_reverts(s.send(anyone.finalize_jobs(&vec![])).await, "JM: empty batch");
+    assert_reverts(s.send(anyone.finalize_jobs(&vec![job; 101])).await, "JM: batch too large");
+    assert_reverts(s.send(anyone.finalize_jobs(&vec![job, queued])).await, "JM: job not completed");
+    assert_eq!(s.job_info(job).await.job.state, JobState::Completed, "all or none");
+}
+
+#[tokio::test]
+async fn expire_refunds_a_queued_job_after_its_deadline() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let job = s.job(model).await;
+    s.advance(3_601).await;
+    let out = s.send(s.jobs_as(Actor::Attacker).expire(&job)).await.unwrap();
+    assert_eq!(s.job_info(job).await.job.state, JobState::Expired);
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobExpired(JobExpired {
+            job_id: job,
+            submitter: s.addr(Actor::Submitter),
+            refund: u256(JOB_FEE),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn expire_of_an_assigned_job_records_a_failure_for_its_worker() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    s.advance(3_601).await;
+    s.send(s.jobs_as(Actor::Attacker).expire(&job)).await.unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.failed, 1);
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
+}
+
+#[tokio::test]
+async fn expire_rejects_a_job_before_its_deadline_or_already_completed() {
+    let s = System::deploy().await.unwrap();
+    let (model, completed) = s.completed_job().await;
+    let queued = s.job(model).await;
+    assert_reverts(s.send(s.jobs_as(Actor::Attacker).expire(&queued)).await, "JM: deadline not passed");
+    s.advance(3_601).await;
+    assert_reverts(s.send(s.jobs_as(Actor::Attacker).expire(&completed)).await, "JM: job not expirable");
+}
+
+// ---------------------------------------------------------------------------------------
+// disputes
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn open_dispute_takes_the_bond_and_marks_the_job_disputed() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    let out = s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1))).await.unwrap();
+    let info = s.job_info(job).await;
+    assert_eq!(info.job.state, JobState::Disputed);
+    assert_eq!((info.dispute.evidence_hash, info.dispute.bond), (felt(0xe1), u256(DISPUTE_BOND)));
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - JOB_FEE - DISPUTE_BOND);
+    assert_eq!(call(s.jobs_reader().totals()).await.unwrap(), (u256(JOB_FEE), u256(DISPUTE_BOND)));
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::DisputeOpened(DisputeOpened {
+            job_id: job,
+            submitter: s.addr(Actor::Submitter),
+            evidence_hash: felt(0xe1),
+            bond: u256(DISPUTE_BOND),
+        })],
+    );
+    s.assert_invariants("dispute open").await;
+}
+
+#[tokio::test]
+async fn open_dispute_rejects_others_a_second_dispute_and_a_closed_window() {
+    let s = System::deploy().await.unwrap();
+    let (model, job) = s.completed_job().await;
+    let submitter = s.jobs_as(Actor::Submitter);
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).open_dispute(&job, &felt(1))).await,
+        "JM: not the submitter",
+    );
+    let queued = s.job(model).await;
+    assert_reverts(s.send(submitter.open_dispute(&queued, &felt(1))).await, "JM: job not completed");
+    s.send(submitter.open_dispute(&job, &felt(1))).await.unwrap();
+    assert_reverts(s.send(submitter.open_dispute(&job, &felt(1))).await, "JM: dispute already open");
+
+    let late = s.job(model).await;
+    s.send(s.jobs_as(Actor::Coordinator).assign_job(&late, &s.addr(Actor::WorkerA))).await.unwrap();
+    s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1))).await.unwrap();
+    s.advance(RESULT_WINDOW).await;
+    assert_reverts(s.send(submitter.open_dispute(&late, &felt(1))).await, "JM: challenge window closed");
+}
+
+#[tokio::test]
+async fn resolve_dispute_worker_at_fault_refunds_and_slashes_through_the_pool() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1))).await.unwrap();
+    let out = s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0)).await.unwrap();
+    // 0 bps: the pool's ProtocolViolation default.
+    let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[2]) / 10_000;
+    assert_eq!(s.worker_info(Actor::WorkerA).await.stake, u256(MIN_STAKE[3] - cut));
+    let slash = call(s.pool_reader().get_slash(&1)).await.unwrap();
+    assert_eq!((slash.beneficiary, slash.evidence_hash, slash.amount), (s.addr(Actor::Submitter), felt(0xe1), u256(cut)));
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::DisputeResolved(DisputeResolved {
+            job_id: job,
+            worker: s.addr(Actor::WorkerA),
+            worker_at_fault: true,
+            slash_id: 1,
+        })],
+    );
+    assert_eq!(s.job_info(job).await.job.state, JobState::Refunded);
+    s.assert_invariants("after resolution").await;
+}
+
+#[tokio::test]
+async fn resolve_dispute_worker_right_pays_fee_and_bond_to_the_worker() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1))).await.unwrap();
+    let out = s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &false, &0)).await.unwrap();
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT + DISPUTE_BOND
+    );
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[
+            job_mgr::Event::DisputeResolved(DisputeResolved {
+                job_id: job,
+                worker: s.addr(Actor::WorkerA),
+                worker_at_fault: false,
+                slash_id: 0,
+            }),
+            job_mgr::Event::JobFinalized(JobFinalized {
+                job_id: job,
+                worker: s.addr(Actor::WorkerA),
+                payout: u256(JOB_FEE - FEE_CUT),
+                protocol_fee: u256(FEE_CUT),
+            }),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_10000() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0)).await,
+        "JM: job not disputed",
+    );
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1))).await.unwrap();
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).resolve_dispute(&job, &false, &0)).await,
+        "GOV: caller is missing role",
+    );
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &10_001)).await,
+        "JM: slash bps out of bounds",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// views
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn jobs_of_pages_a_submitters_jobs_oldest_first() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    for _ in 0..3 {
+        s.job(model).await;
+    }
+    let reader = s.jobs_reader();
+    assert_eq!(call(reader.job_count_of(&s.addr(Actor::Submitter))).await.unwrap(), 3);
+    assert_eq!(call(reader.job_count_of(&s.addr(Actor::Attacker))).await.unwrap(), 0);
+    let page = call(reader.jobs_of(&s.addr(Actor::Submitter), &1, &10)).await.unwrap();
+    assert_eq!(page.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![2, 3]);
+    assert_reverts(
+        call(reader.jobs_of(&s.addr(Actor::Submitter), &0, &101)).await,
+        "JM: limit out of bounds",
+    );
+    assert_reverts(call(reader.get_job(&4)).await, "JM: unknown job");
+    assert_eq!(call(reader.job_count()).await.unwrap(), 3);
+}
