@@ -38,7 +38,7 @@ mod CdcPool {
     /// Highest commission a worker may set: 20%.
     const MAX_COMMISSION_BPS: u16 = 2000;
     /// Most distinct workers one account may delegate to.
-    const MAX_DELEGATIONS: u32 = 16;
+    const MAX_DELEGATIONS: u32 = 10;
     /// Most entries `list_workers` returns.
     const MAX_PAGE: u64 = 100;
     /// Reputation: starting score and its ceiling.

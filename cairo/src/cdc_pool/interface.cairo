@@ -55,7 +55,7 @@ trait ICdcPoolStake<TContractState> {
     fn unstake_action(ref self: TContractState, worker: ContractAddress);
     /// Delegates `amount` to `worker`, pulled from the caller. Counts for rewards, not for the
     /// worker's minimum. Requires: not paused, worker registered and not banned, amount > 0,
-    /// at most 16 workers per delegator. Emits `Delegated`.
+    /// at most 10 workers per delegator. Emits `Delegated`.
     fn delegate(ref self: TContractState, worker: ContractAddress, amount: u256);
     /// Moves `amount` of the caller's delegation to `worker` to a pending exit.
     /// Requires: amount > 0, <= the delegation. Emits `UndelegateRequested`.
