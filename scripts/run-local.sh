@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets everything up, starts a local network and runs the main job.
-# Today's slice: a seeded starknet-devnet, the project's contracts declared and deployed
-# (their manifest printed, a second run showing everything is skipped), then the worker's
-# hardware report and a sample inference job through its engine.
+# Today's slice: a seeded starknet-devnet; the worker's hardware report and a sample inference
+# job through its engine (real libtorch); the contracts declared, deployed and wired (a second
+# run showing everything is skipped); then that job's whole on-chain life through the chain
+# crate, with the worker's real model, input and output hashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -20,16 +21,6 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-printf '\n==> deploying the contracts\n'
-manifest=$(mktemp -d)/devnet.json
-cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
-  --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
-printf '\n==> manifest\n'
-cat "$manifest"
-printf '\n==> run again: everything is found and skipped\n'
-cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
-  --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
-
 printf '\n==> the worker: hardware report\n'
 cargo run -q --locked -p ciro-worker -- hardware
 
@@ -40,6 +31,23 @@ python worker/python/ciro_models.py make "$work/models" >/dev/null
 model=$(cargo run -q --locked -p ciro-worker -- add-model --store "$work/store" \
   --file "$work/models/encoder.pt" --shape 8,32 --max-batch 16)
 echo "model_hash (SHA-256 of the TorchScript file): $model"
-cargo run -q --locked -p ciro-worker -- exec --store "$work/store" --model "$model" \
-  --input "$work/models/encoder.x.safetensors" --output "$work/output.safetensors" --deterministic-seed 1
+report=$(cargo run -q --locked -p ciro-worker -- exec --store "$work/store" --model "$model" \
+  --input "$work/models/encoder.x.safetensors" --output "$work/output.safetensors" --deterministic-seed 1)
+echo "$report"
+field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$report" "$1"; }
 echo "output: $(stat -c %s "$work/output.safetensors") bytes of safetensors at $work/output.safetensors"
+
+printf '\n==> deploying the contracts\n'
+manifest=$(mktemp -d)/devnet.json
+cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
+  --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
+printf '\n==> manifest\n'
+cat "$manifest"
+printf '\n==> run again: everything is found and skipped\n'
+cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
+  --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
+
+printf '\n==> the job on chain: model, stake, submit, assign, result, finalize, rewards\n'
+cargo run -q --locked -p ciro-chain --bin ciro -- lifecycle \
+  --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
+  --model-hash "$model" --input-hash "$(field input_hash)" --output-hash "$(field output_hash)"

@@ -1,7 +1,9 @@
-//! Deploying CIRO to a network: declare the classes, deploy the contracts, record it all in
-//! a manifest (`deployments/<network>.json`). Idempotent: a class the network has is not
-//! declared again; a contract the manifest lists and the chain has, with the same class,
-//! is not deployed again.
+//! Deploying CIRO to a network: declare the classes, deploy the contracts with parameters from
+//! a config file, wire them (JobMgr holds JOB_MANAGER in the CDC Pool; coordinator, arbiter,
+//! pauser and slasher roles), and record it all in a manifest (`deployments/<network>.json`).
+//! Idempotent: a class the network has is not declared again; a contract the manifest lists
+//! and the chain has, with the same class, is not deployed again; a role already held is not
+//! granted again.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,30 +18,161 @@ use starknet::core::utils::{cairo_short_string_to_felt, parse_cairo_short_string
 use starknet::providers::{Provider, ProviderError};
 
 use crate::artifacts::ContractArtifact;
-use crate::bindings::{constructor_calldata, paymaster, test_token};
+use crate::bindings::{cdc_pool, constructor_calldata, job_mgr, paymaster, test_token};
+use crate::tx::{call, send};
 use crate::deploy::{declare, deploy, Declared};
 
 /// The contracts a deployment declares and deploys, in order.
-pub const CONTRACTS: &[&str] = &["TestToken", "Paymaster"];
+pub const CONTRACTS: &[&str] = &["TestToken", "CdcPool", "JobMgr", "Paymaster"];
 /// The local network's test token supply, minted to the deployer: 1,000,000 tokens.
 pub const TEST_TOKEN_SUPPLY: u128 = 1_000_000_000_000_000_000_000_000;
 
-/// What a deployment is configured with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a deployment is configured with: `ciro deploy --config <file.json>`; every field is
+/// optional (the defaults suit a local network). Amounts are in the token's smallest unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DeployConfig {
     /// The token the contracts are paid in: an existing one (STRK on Sepolia and mainnet),
     /// or `None` to deploy the project's test token (test networks only: its `mint` is open).
     pub payment_token: Option<Felt>,
     /// Seconds between scheduling and executing an upgrade (1 hour to 30 days).
     pub upgrade_delay: u64,
+    /// Where slash proceeds go (default: the deployer).
+    pub treasury: Option<Felt>,
+    /// Accounts given each role (the deployer is admin of every contract).
+    pub roles: RoleConfig,
+    /// The CDC Pool's parameters.
+    pub pool: PoolConfig,
+    /// JobMgr's parameters.
+    pub jobs: JobsConfig,
 }
+
+/// Role holders. COORDINATOR is JobMgr's; SLASHER the pool's; ARBITER both's; PAUSER all three
+/// contracts'.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleConfig {
+    pub coordinator: Vec<Felt>,
+    pub arbiter: Vec<Felt>,
+    pub pauser: Vec<Felt>,
+    pub slasher: Vec<Felt>,
+}
+
+/// The CDC Pool's parameters (bounds: `ICdcPoolAdmin::set_params`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Minimum own stake per hardware tier (VRAM < 16 GB, < 40 GB, < 80 GB, >= 80 GB).
+    pub min_stake: [u128; 4],
+    pub exit_window: u64,
+    pub challenge_window: u64,
+    pub challenge_bond: u128,
+    pub beneficiary_share_bps: u16,
+    /// Default slash per reason: Unavailable, PoorPerformance, ProtocolViolation, Malicious,
+    /// Fraud.
+    pub slash_bps: [u16; 5],
+}
+
+/// JobMgr's parameters (bounds: `IJobMgrAdmin::set_params`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    pub protocol_fee_bps: u16,
+    pub min_fee: u128,
+    pub challenge_window: u64,
+    pub assignment_timeout: u64,
+    pub dispute_bond: u128,
+    pub max_job_duration: u64,
+}
+
+/// One token of 18 decimals.
+const TOKEN: u128 = 1_000_000_000_000_000_000;
 
 impl Default for DeployConfig {
     fn default() -> Self {
         Self {
             payment_token: None,
             upgrade_delay: 86_400,
+            treasury: None,
+            roles: RoleConfig::default(),
+            pool: PoolConfig::default(),
+            jobs: JobsConfig::default(),
         }
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            min_stake: [100 * TOKEN, 500 * TOKEN, 1_000 * TOKEN, 2_000 * TOKEN],
+            exit_window: 7 * 86_400,
+            challenge_window: 86_400,
+            challenge_bond: 10 * TOKEN,
+            beneficiary_share_bps: 5_000,
+            slash_bps: [100, 500, 1_000, 2_500, 5_000],
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            protocol_fee_bps: 500,
+            min_fee: TOKEN / 100,
+            challenge_window: 3_600,
+            assignment_timeout: 600,
+            dispute_bond: TOKEN,
+            max_job_duration: 86_400,
+        }
+    }
+}
+
+impl DeployConfig {
+    /// Reads a JSON config file (unknown fields are errors, missing ones take the defaults).
+    pub fn read(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The pool's parameters as its binding takes them.
+    pub fn pool_params(&self) -> cdc_pool::PoolParams {
+        let p = &self.pool;
+        cdc_pool::PoolParams {
+            min_stake_0: u256(p.min_stake[0]),
+            min_stake_1: u256(p.min_stake[1]),
+            min_stake_2: u256(p.min_stake[2]),
+            min_stake_3: u256(p.min_stake[3]),
+            exit_window: p.exit_window,
+            challenge_window: p.challenge_window,
+            challenge_bond: u256(p.challenge_bond),
+            beneficiary_share_bps: p.beneficiary_share_bps,
+            bps_unavailable: p.slash_bps[0],
+            bps_poor_performance: p.slash_bps[1],
+            bps_protocol_violation: p.slash_bps[2],
+            bps_malicious: p.slash_bps[3],
+            bps_fraud: p.slash_bps[4],
+        }
+    }
+
+    /// JobMgr's parameters as its binding takes them.
+    pub fn job_params(&self) -> job_mgr::JobParams {
+        let j = &self.jobs;
+        job_mgr::JobParams {
+            protocol_fee_bps: j.protocol_fee_bps,
+            min_fee: u256(j.min_fee),
+            challenge_window: j.challenge_window,
+            assignment_timeout: j.assignment_timeout,
+            dispute_bond: u256(j.dispute_bond),
+            max_job_duration: j.max_job_duration,
+        }
+    }
+}
+
+fn u256(value: u128) -> U256 {
+    U256 {
+        low: value,
+        high: 0,
     }
 }
 
@@ -102,6 +235,18 @@ pub enum Step {
         name: String,
         address: Felt,
     },
+    /// `role` was granted to `account` in `contract`.
+    Granted {
+        contract: String,
+        role: String,
+        account: Felt,
+        tx_hash: Felt,
+    },
+    AlreadyGranted {
+        contract: String,
+        role: String,
+        account: Felt,
+    },
 }
 
 impl fmt::Display for Step {
@@ -136,6 +281,23 @@ impl fmt::Display for Step {
             Step::AlreadyDeployed { name, address } => {
                 write!(f, "deployed  {name:<12} at    {address:#066x}  (in the manifest and on chain, skipped)")
             }
+            Step::Granted {
+                contract,
+                role,
+                account,
+                tx_hash,
+            } => write!(
+                f,
+                "granted   {contract:<12} {role} to {account:#066x}  tx {tx_hash:#066x}"
+            ),
+            Step::AlreadyGranted {
+                contract,
+                role,
+                account,
+            } => write!(
+                f,
+                "granted   {contract:<12} {role} to {account:#066x}  (already held, skipped)"
+            ),
         }
     }
 }
@@ -222,6 +384,85 @@ where
             tx_hash: deployed.tx_hash,
         });
     }
+    wire(account, config, manifest, &mut on_step).await
+}
+
+/// The role grants a deployment makes: (contract, role, account).
+fn grants(config: &DeployConfig, manifest: &Manifest) -> Vec<(String, &'static str, Felt)> {
+    let mut grants = Vec::new();
+    if let (Some(_), Some(job_mgr)) = (manifest.contracts.get("CdcPool"), manifest.contracts.get("JobMgr")) {
+        grants.push(("CdcPool".to_owned(), "JOB_MANAGER", *job_mgr));
+    }
+    let r = &config.roles;
+    for holder in &r.coordinator {
+        grants.push(("JobMgr".to_owned(), "COORDINATOR", *holder));
+    }
+    for holder in &r.arbiter {
+        grants.push(("JobMgr".to_owned(), "ARBITER", *holder));
+        grants.push(("CdcPool".to_owned(), "ARBITER", *holder));
+    }
+    for holder in &r.slasher {
+        grants.push(("CdcPool".to_owned(), "SLASHER", *holder));
+    }
+    for holder in &r.pauser {
+        for contract in ["JobMgr", "CdcPool", "Paymaster"] {
+            grants.push((contract.to_owned(), "PAUSER", *holder));
+        }
+    }
+    grants
+}
+
+/// Grants every role of [`grants`] not already held, in one multicall.
+async fn wire<A>(
+    account: &A,
+    config: &DeployConfig,
+    manifest: &Manifest,
+    on_step: &mut impl FnMut(&Step),
+) -> Result<()>
+where
+    A: ConnectedAccount + Sync,
+{
+    let provider = account.provider();
+    let mut calls = Vec::new();
+    let mut pending = Vec::new();
+    for (contract, role, holder) in grants(config, manifest) {
+        let address = *manifest
+            .contracts
+            .get(&contract)
+            .with_context(|| format!("{contract} is not deployed"))?;
+        let role_felt = cairo_short_string_to_felt(role)?;
+        // Every contract hosts the same governance interface; JobMgr's binding reaches it.
+        let reader = job_mgr::JobMgrReader::new(address, provider);
+        if call(reader.has_role(&role_felt, &ContractAddress(holder)))
+            .await
+            .with_context(|| format!("reading {role} of {holder:#x} in {contract}"))?
+        {
+            on_step(&Step::AlreadyGranted {
+                contract,
+                role: role.to_owned(),
+                account: holder,
+            });
+            continue;
+        }
+        calls.push(
+            job_mgr::JobMgr::new(address, account).grant_role_getcall(&role_felt, &ContractAddress(holder)),
+        );
+        pending.push((contract, role, holder));
+    }
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let outcome = send(provider, account.execute_v3(calls))
+        .await
+        .context("granting roles")?;
+    for (contract, role, holder) in pending {
+        on_step(&Step::Granted {
+            contract,
+            role: role.to_owned(),
+            account: holder,
+            tx_hash: outcome.tx_hash,
+        });
+    }
     Ok(())
 }
 
@@ -234,13 +475,7 @@ fn constructor_args<A: ConnectedAccount + Sync>(
 ) -> Result<Vec<Felt>> {
     match name {
         "Paymaster" => {
-            let token = match config.payment_token {
-                Some(token) => token,
-                None => *manifest
-                    .contracts
-                    .get("TestToken")
-                    .context("the test token is deployed first")?,
-            };
+            let token = payment_token(config, manifest)?;
             Ok(constructor_calldata(
                 paymaster::Paymaster::new(Felt::ZERO, account).constructor_getcall(
                     &ContractAddress(account.address()),
@@ -249,6 +484,29 @@ fn constructor_args<A: ConnectedAccount + Sync>(
                 ),
             ))
         }
+        "CdcPool" => Ok(constructor_calldata(
+            cdc_pool::CdcPool::new(Felt::ZERO, account).constructor_getcall(
+                &ContractAddress(account.address()),
+                &ContractAddress(payment_token(config, manifest)?),
+                &ContractAddress(config.treasury.unwrap_or(account.address())),
+                &config.upgrade_delay,
+                &config.pool_params(),
+            ),
+        )),
+        "JobMgr" => Ok(constructor_calldata(
+            job_mgr::JobMgr::new(Felt::ZERO, account).constructor_getcall(
+                &ContractAddress(account.address()),
+                &ContractAddress(payment_token(config, manifest)?),
+                &ContractAddress(
+                    *manifest
+                        .contracts
+                        .get("CdcPool")
+                        .context("the CDC Pool is deployed before JobMgr")?,
+                ),
+                &config.upgrade_delay,
+                &config.job_params(),
+            ),
+        )),
         "TestToken" => Ok(constructor_calldata(
             test_token::TestToken::new(Felt::ZERO, account).constructor_getcall(
                 &cairo_short_string_to_felt("CIRO Test Token")?,
@@ -262,6 +520,18 @@ fn constructor_args<A: ConnectedAccount + Sync>(
             ),
         )),
         other => bail!("no constructor arguments known for {other}"),
+    }
+}
+
+/// The configured payment token, or the test token deployed first.
+fn payment_token(config: &DeployConfig, manifest: &Manifest) -> Result<Felt> {
+    match config.payment_token {
+        Some(token) => Ok(token),
+        None => manifest
+            .contracts
+            .get("TestToken")
+            .copied()
+            .context("the test token is deployed first"),
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod account;
 pub mod artifacts;
 pub mod bindings;
+pub mod clients;
 pub mod deploy;
 pub mod deployment;
 pub mod devnet;

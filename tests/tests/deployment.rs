@@ -2,11 +2,14 @@
 //! manifest, and on a second run finds everything and sends nothing.
 
 use ciro_chain::artifacts::classes_dir;
+use ciro_chain::bindings::cdc_pool::CdcPoolReader;
+use ciro_chain::bindings::job_mgr::JobMgrReader;
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::test_token::TestTokenReader;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::deployment::{deploy_all, DeployConfig, Manifest, Step, TEST_TOKEN_SUPPLY};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag};
+use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::call;
 use ciro_tests::net::STRK;
@@ -37,9 +40,18 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
         matches!(&steps[..], [
             Step::AlreadyDeclared { .. },
             Step::AlreadyDeclared { .. },
+            Step::AlreadyDeclared { .. },
+            Step::AlreadyDeclared { .. },
             Step::Deployed { address, .. },
+            Step::Deployed { .. },
+            Step::Deployed { .. },
             Step::Deployed { address: pm, .. },
-        ] if *address == token && *pm == manifest.contracts["Paymaster"]),
+            Step::Granted { contract, role, account, .. },
+        ] if *address == token
+            && *pm == manifest.contracts["Paymaster"]
+            && contract == "CdcPool"
+            && role == "JOB_MANAGER"
+            && *account == manifest.contracts["JobMgr"]),
         "{steps:?}"
     );
     assert_eq!(
@@ -73,8 +85,13 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
         matches!(&steps[..], [
             Step::AlreadyDeclared { .. },
             Step::AlreadyDeclared { .. },
+            Step::AlreadyDeclared { .. },
+            Step::AlreadyDeclared { .. },
             Step::AlreadyDeployed { address, .. },
             Step::AlreadyDeployed { .. },
+            Step::AlreadyDeployed { .. },
+            Step::AlreadyDeployed { .. },
+            Step::AlreadyGranted { .. },
         ] if *address == token),
         "{steps:?}"
     );
@@ -101,6 +118,86 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
         call(paymaster.admin()).await.unwrap(),
         ContractAddress(net.address(Actor::Admin))
     );
+    // JobMgr and the pool are wired to each other and to the token, with the defaults.
+    let jobs = JobMgrReader::new(manifest.contracts["JobMgr"], &net.provider);
+    let pool = CdcPoolReader::new(manifest.contracts["CdcPool"], &net.provider);
+    assert_eq!(
+        call(jobs.pool()).await.unwrap(),
+        ContractAddress(manifest.contracts["CdcPool"])
+    );
+    assert_eq!(call(jobs.token()).await.unwrap(), ContractAddress(token));
+    assert_eq!(call(pool.token()).await.unwrap(), ContractAddress(token));
+    assert_eq!(
+        call(jobs.get_params()).await.unwrap(),
+        DeployConfig::default().job_params()
+    );
+    assert_eq!(
+        call(pool.params()).await.unwrap(),
+        DeployConfig::default().pool_params()
+    );
+    assert_eq!(
+        call(pool.treasury()).await.unwrap(),
+        ContractAddress(net.address(Actor::Admin))
+    );
+}
+
+#[tokio::test]
+async fn roles_from_the_config_are_granted_once() {
+    // Given a config naming a coordinator, an arbiter, a pauser and a slasher
+    let net = TestNet::new().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.json");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"{{"upgrade_delay": 7200,
+                "roles": {{"coordinator": ["{c:#x}"], "arbiter": ["{a:#x}"],
+                          "pauser": ["{p:#x}"], "slasher": ["{s:#x}"]}},
+                "jobs": {{"protocol_fee_bps": 250}} }}"#,
+            c = net.address(Actor::Coordinator),
+            a = net.address(Actor::Arbiter),
+            p = net.address(Actor::Pauser),
+            s = net.address(Actor::Relayer),
+        ),
+    )
+    .unwrap();
+    let config = DeployConfig::read(&config_path).unwrap();
+    assert_eq!(config.jobs.protocol_fee_bps, 250);
+    assert_eq!(config.jobs.challenge_window, DeployConfig::default().jobs.challenge_window);
+    let mut manifest = Manifest::default();
+    let mut steps = Vec::new();
+    let admin = net.account(Actor::Admin);
+    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| steps.push(s.clone()))
+        .await
+        .unwrap();
+    // Then each role is held where it belongs: 1 + 1 + 2 + 3 + 1 grants
+    let granted = steps.iter().filter(|s| matches!(s, Step::Granted { .. })).count();
+    assert_eq!(granted, 8, "{steps:?}");
+    let jobs = JobMgrReader::new(manifest.contracts["JobMgr"], &net.provider);
+    let pool = CdcPoolReader::new(manifest.contracts["CdcPool"], &net.provider);
+    let role = |name: &str| cairo_short_string_to_felt(name).unwrap();
+    let holder = |actor: Actor| ContractAddress(net.address(actor));
+    assert!(call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Coordinator))).await.unwrap());
+    assert!(call(pool.has_role(&role("ARBITER"), &holder(Actor::Arbiter))).await.unwrap());
+    assert!(call(pool.has_role(&role("SLASHER"), &holder(Actor::Relayer))).await.unwrap());
+    assert!(call(jobs.has_role(&role("PAUSER"), &holder(Actor::Pauser))).await.unwrap());
+    assert!(!call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Attacker))).await.unwrap());
+    assert_eq!(call(jobs.upgrade_status()).await.unwrap().0, 7_200);
+    // And a second run grants nothing
+    let mut steps = Vec::new();
+    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| steps.push(s.clone()))
+        .await
+        .unwrap();
+    assert!(!steps.iter().any(|s| matches!(s, Step::Granted { .. } | Step::Deployed { .. })));
+}
+
+#[test]
+fn a_config_with_an_unknown_field_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, r#"{"jobs": {"protocol_fees": 1}}"#).unwrap();
+    let err = DeployConfig::read(&path).unwrap_err();
+    assert!(format!("{err:#}").contains("unknown field `protocol_fees`"), "{err:#}");
 }
 
 #[tokio::test]
@@ -110,6 +207,7 @@ async fn with_an_existing_payment_token_no_test_token_is_deployed() {
     let config = DeployConfig {
         payment_token: Some(STRK),
         upgrade_delay: 3_600,
+        ..DeployConfig::default()
     };
     deploy_all(
         &net.account(Actor::Admin),

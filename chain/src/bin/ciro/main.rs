@@ -21,6 +21,8 @@ use starknet::providers::jsonrpc::HttpTransport;
 use starknet::providers::{JsonRpcClient, Provider};
 use url::Url;
 
+mod lifecycle;
+
 #[derive(Parser)]
 #[command(name = "ciro", version, about = "CIRO operator tool")]
 struct Cli {
@@ -32,6 +34,29 @@ struct Cli {
 enum Command {
     /// Declare the contract classes, deploy the contracts, write the deployment manifest.
     Deploy(DeployArgs),
+    /// On a local devnet with a deployment: run one job's whole life through the chain
+    /// crate (model, worker stake, job, assignment, result, time advanced, finalization,
+    /// rewards), printing each transaction with its fee and the final balances.
+    Lifecycle(LifecycleArgs),
+}
+
+#[derive(Args)]
+struct LifecycleArgs {
+    /// devnet's JSON-RPC endpoint.
+    #[arg(long, env = "CIRO_RPC_URL", default_value = "http://127.0.0.1:5050/rpc")]
+    rpc_url: Url,
+    /// The deployment manifest.
+    #[arg(long, default_value = "deployments/devnet.json")]
+    manifest: PathBuf,
+    /// SHA-256 of the model file (hex), as `ciro-worker add-model` printed it.
+    #[arg(long)]
+    model_hash: String,
+    /// SHA-256 of the job's input tensors (hex), as `ciro-worker exec` printed it.
+    #[arg(long)]
+    input_hash: String,
+    /// SHA-256 of the output tensors the worker computed (hex).
+    #[arg(long)]
+    output_hash: String,
 }
 
 #[derive(Args)]
@@ -51,13 +76,17 @@ struct DeployArgs {
     /// Manifest path (default: deployments/<network>.json).
     #[arg(long)]
     manifest: Option<PathBuf>,
-    /// The token the contracts are paid in (STRK on Sepolia and mainnet). Without it the
-    /// project's test token is deployed and used: test networks only.
+    /// Deployment config (JSON: payment token, upgrade delay, treasury, roles, the pool's
+    /// and JobMgr's parameters; see `DeployConfig`). Without it, the local-network defaults.
+    #[arg(long, env = "CIRO_DEPLOY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides the config's payment token (STRK on Sepolia and mainnet). Without either,
+    /// the project's test token is deployed and used: test networks only.
     #[arg(long, env = "CIRO_PAYMENT_TOKEN")]
     payment_token: Option<Felt>,
-    /// Seconds between scheduling and executing an upgrade (1 hour to 30 days).
-    #[arg(long, env = "CIRO_UPGRADE_DELAY", default_value_t = 86_400)]
-    upgrade_delay: u64,
+    /// Overrides the config's upgrade delay (seconds, 1 hour to 30 days).
+    #[arg(long, env = "CIRO_UPGRADE_DELAY")]
+    upgrade_delay: Option<u64>,
 }
 
 /// The deploying account: a devnet predeployed account, or an address with its key from a
@@ -114,6 +143,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Deploy(args) => run_deploy(args).await,
+        Command::Lifecycle(args) => lifecycle::run(args).await,
     };
     if let Err(err) = result {
         eprintln!("ciro: error: {err:#}");
@@ -142,10 +172,16 @@ async fn run_deploy(args: DeployArgs) -> Result<()> {
         account.address()
     );
 
-    let config = DeployConfig {
-        payment_token: args.payment_token,
-        upgrade_delay: args.upgrade_delay,
+    let mut config = match &args.config {
+        Some(path) => DeployConfig::read(path)?,
+        None => DeployConfig::default(),
     };
+    if args.payment_token.is_some() {
+        config.payment_token = args.payment_token;
+    }
+    if let Some(delay) = args.upgrade_delay {
+        config.upgrade_delay = delay;
+    }
     deploy_all(&account, &classes_dir(), &config, &mut manifest, |step| {
         println!("{step}")
     })
