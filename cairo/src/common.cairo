@@ -1,3 +1,4 @@
 mod erc20;
 mod governance;
+mod packing;
 mod types;

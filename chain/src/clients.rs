@@ -88,7 +88,9 @@ where
         requirements: &job_mgr::Requirements,
         price: U256,
     ) -> Result<(u64, TxOutcome), ChainError> {
-        let call = self.binding().register_model_getcall(&model_hash, requirements, &price);
+        let call = self
+            .binding()
+            .register_model_getcall(&model_hash, requirements, &price);
         let outcome = self.sender.execute(vec![call]).await?;
         let id = find_event(&outcome, self.address, |e: job_mgr::Event| match e {
             job_mgr::Event::ModelSet(m) => Some(m.model_id),
@@ -121,14 +123,13 @@ where
     }
 
     pub async fn cancel_job(&self, job_id: u64) -> Result<TxOutcome, ChainError> {
-        self.sender.execute(vec![self.binding().cancel_job_getcall(&job_id)]).await
+        self.sender
+            .execute(vec![self.binding().cancel_job_getcall(&job_id)])
+            .await
     }
 
     /// Assigns jobs to workers in one transaction (`assign_jobs`, all or none).
-    pub async fn assign_jobs(
-        &self,
-        assignments: &[(u64, Felt)],
-    ) -> Result<TxOutcome, ChainError> {
+    pub async fn assign_jobs(&self, assignments: &[(u64, Felt)]) -> Result<TxOutcome, ChainError> {
         let batch: Vec<job_mgr::Assignment> = assignments
             .iter()
             .map(|(job_id, worker)| job_mgr::Assignment {
@@ -136,16 +137,26 @@ where
                 worker: ContractAddress(*worker),
             })
             .collect();
-        self.sender.execute(vec![self.binding().assign_jobs_getcall(&batch)]).await
+        self.sender
+            .execute(vec![self.binding().assign_jobs_getcall(&batch)])
+            .await
     }
 
     pub async fn release_job(&self, job_id: u64) -> Result<TxOutcome, ChainError> {
-        self.sender.execute(vec![self.binding().release_job_getcall(&job_id)]).await
+        self.sender
+            .execute(vec![self.binding().release_job_getcall(&job_id)])
+            .await
     }
 
-    pub async fn submit_result(&self, job_id: u64, output_hash: U256) -> Result<TxOutcome, ChainError> {
+    pub async fn submit_result(
+        &self,
+        job_id: u64,
+        output_hash: U256,
+    ) -> Result<TxOutcome, ChainError> {
         self.sender
-            .execute(vec![self.binding().submit_result_getcall(&job_id, &output_hash)])
+            .execute(vec![self
+                .binding()
+                .submit_result_getcall(&job_id, &output_hash)])
             .await
     }
 
@@ -159,7 +170,9 @@ where
     }
 
     pub async fn expire(&self, job_id: u64) -> Result<TxOutcome, ChainError> {
-        self.sender.execute(vec![self.binding().expire_getcall(&job_id)]).await
+        self.sender
+            .execute(vec![self.binding().expire_getcall(&job_id)])
+            .await
     }
 
     pub async fn open_dispute(
@@ -182,9 +195,11 @@ where
         slash_bps: u16,
     ) -> Result<TxOutcome, ChainError> {
         self.sender
-            .execute(vec![self
-                .binding()
-                .resolve_dispute_getcall(&job_id, &worker_at_fault, &slash_bps)])
+            .execute(vec![self.binding().resolve_dispute_getcall(
+                &job_id,
+                &worker_at_fault,
+                &slash_bps,
+            )])
             .await
     }
 
@@ -247,25 +262,35 @@ where
     pub async fn stake(&self, token: Felt, amount: U256) -> Result<TxOutcome, ChainError> {
         let approve = TestToken::new(token, self.sender.account().clone())
             .approve_getcall(&ContractAddress(self.address), &amount);
-        self.sender.execute(vec![approve, self.binding().stake_getcall(&amount)]).await
+        self.sender
+            .execute(vec![approve, self.binding().stake_getcall(&amount)])
+            .await
     }
 
     pub async fn unstake_intent(&self, amount: U256) -> Result<TxOutcome, ChainError> {
-        self.sender.execute(vec![self.binding().unstake_intent_getcall(&amount)]).await
+        self.sender
+            .execute(vec![self.binding().unstake_intent_getcall(&amount)])
+            .await
     }
 
     pub async fn unstake_action(&self, worker: Felt) -> Result<TxOutcome, ChainError> {
         self.sender
-            .execute(vec![self.binding().unstake_action_getcall(&ContractAddress(worker))])
+            .execute(vec![self
+                .binding()
+                .unstake_action_getcall(&ContractAddress(worker))])
             .await
     }
 
     pub async fn heartbeat(&self) -> Result<TxOutcome, ChainError> {
-        self.sender.execute(vec![self.binding().heartbeat_getcall()]).await
+        self.sender
+            .execute(vec![self.binding().heartbeat_getcall()])
+            .await
     }
 
     pub async fn claim_rewards(&self) -> Result<TxOutcome, ChainError> {
-        self.sender.execute(vec![self.binding().claim_rewards_getcall()]).await
+        self.sender
+            .execute(vec![self.binding().claim_rewards_getcall()])
+            .await
     }
 
     pub async fn worker(&self, worker: Felt) -> Result<cdc_pool::WorkerInfo, ChainError> {
@@ -281,7 +306,11 @@ where
         worker: Felt,
         requirements: &cdc_pool::Requirements,
     ) -> Result<bool, ChainError> {
-        call(self.reader().is_eligible(&ContractAddress(worker), requirements)).await
+        call(
+            self.reader()
+                .is_eligible(&ContractAddress(worker), requirements),
+        )
+        .await
     }
 }
 

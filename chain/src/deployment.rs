@@ -19,8 +19,8 @@ use starknet::providers::{Provider, ProviderError};
 
 use crate::artifacts::ContractArtifact;
 use crate::bindings::{cdc_pool, constructor_calldata, job_mgr, paymaster, test_token};
-use crate::tx::{call, send};
 use crate::deploy::{declare, deploy, Declared};
+use crate::tx::{call, send};
 
 /// The contracts a deployment declares and deploys, in order.
 pub const CONTRACTS: &[&str] = &["TestToken", "CdcPool", "JobMgr", "Paymaster"];
@@ -390,7 +390,10 @@ where
 /// The role grants a deployment makes: (contract, role, account).
 fn grants(config: &DeployConfig, manifest: &Manifest) -> Vec<(String, &'static str, Felt)> {
     let mut grants = Vec::new();
-    if let (Some(_), Some(job_mgr)) = (manifest.contracts.get("CdcPool"), manifest.contracts.get("JobMgr")) {
+    if let (Some(_), Some(job_mgr)) = (
+        manifest.contracts.get("CdcPool"),
+        manifest.contracts.get("JobMgr"),
+    ) {
         grants.push(("CdcPool".to_owned(), "JOB_MANAGER", *job_mgr));
     }
     let r = &config.roles;
@@ -445,7 +448,8 @@ where
             continue;
         }
         calls.push(
-            job_mgr::JobMgr::new(address, account).grant_role_getcall(&role_felt, &ContractAddress(holder)),
+            job_mgr::JobMgr::new(address, account)
+                .grant_role_getcall(&role_felt, &ContractAddress(holder)),
         );
         pending.push((contract, role, holder));
     }

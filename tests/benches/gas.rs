@@ -90,7 +90,10 @@ impl Report {
     }
 }
 
-async fn measure(s: &System, execution: ciro_chain::starknet::accounts::ExecutionV3<'_, ciro_chain::RpcAccount>) -> Result<Cost> {
+async fn measure(
+    s: &System,
+    execution: ciro_chain::starknet::accounts::ExecutionV3<'_, ciro_chain::RpcAccount>,
+) -> Result<Cost> {
     Ok(Cost::of(&s.send(execution).await?))
 }
 
@@ -114,10 +117,14 @@ async fn completed_jobs(s: &System, model: u64, n: usize) -> Result<Vec<u64>> {
             worker: s.addr(Actor::WorkerA),
         })
         .collect();
-    s.send(s.jobs_as(Actor::Coordinator).assign_jobs(&batch)).await?;
+    s.send(s.jobs_as(Actor::Coordinator).assign_jobs(&batch))
+        .await?;
     let worker = s.net.account(Actor::WorkerA);
     let wj = ciro_chain::bindings::job_mgr::JobMgr::new(s.job_mgr, &worker);
-    let calls = ids.iter().map(|id| wj.submit_result_getcall(id, &u256(2))).collect();
+    let calls = ids
+        .iter()
+        .map(|id| wj.submit_result_getcall(id, &u256(2)))
+        .collect();
     send(&s.net.provider, worker.execute_v3(calls)).await?;
     Ok(ids)
 }
@@ -135,31 +142,52 @@ async fn run() -> Result<()> {
     let strk = TestToken::new(STRK, &submitter);
     let transfer = send(
         &s.net.provider,
-        strk.transfer(&ContractAddress(s.net.address(Actor::Attacker)), &u256(1_000)),
+        strk.transfer(
+            &ContractAddress(s.net.address(Actor::Attacker)),
+            &u256(1_000),
+        ),
     )
     .await?;
     report.transfer = Cost::of(&transfer);
 
     // The pool.
     let worker_a = s.pool_as(Actor::WorkerA);
-    report.row("CdcPool.register_worker", measure(&s, worker_a.register_worker(&h100(), &felt(1))).await?);
-    report.row("CdcPool.stake", measure(&s, worker_a.stake(&u256(2 * MIN_STAKE[3]))).await?);
-    report.row("CdcPool.heartbeat", measure(&s, worker_a.heartbeat()).await?);
+    report.row(
+        "CdcPool.register_worker",
+        measure(&s, worker_a.register_worker(&h100(), &felt(1))).await?,
+    );
+    report.row(
+        "CdcPool.stake",
+        measure(&s, worker_a.stake(&u256(2 * MIN_STAKE[3]))).await?,
+    );
+    report.row(
+        "CdcPool.heartbeat",
+        measure(&s, worker_a.heartbeat()).await?,
+    );
     s.worker(Actor::WorkerB, &h100(), 0).await;
     report.row(
         "CdcPool.delegate",
-        measure(&s, s.pool_as(Actor::Delegator).delegate(&s.addr(Actor::WorkerA), &u256(1_000))).await?,
+        measure(
+            &s,
+            s.pool_as(Actor::Delegator)
+                .delegate(&s.addr(Actor::WorkerA), &u256(1_000)),
+        )
+        .await?,
     );
     report.row(
         "CdcPool.notify_reward",
         measure(&s, s.pool_as(Actor::Attacker).notify_reward(&u256(1_000))).await?,
     );
-    report.row("CdcPool.claim_rewards", measure(&s, worker_a.claim_rewards()).await?);
+    report.row(
+        "CdcPool.claim_rewards",
+        measure(&s, worker_a.claim_rewards()).await?,
+    );
 
     // A job's life, unbatched.
     let model_cost = measure(
         &s,
-        s.jobs_as(Actor::Admin).register_model(&u256(0x5eed), &requirements(), &u256(MODEL_PRICE)),
+        s.jobs_as(Actor::Admin)
+            .register_model(&u256(0x5eed), &requirements(), &u256(MODEL_PRICE)),
     )
     .await?;
     report.row("JobMgr.register_model", model_cost);
@@ -167,11 +195,17 @@ async fn run() -> Result<()> {
     let deadline = s.net.now().await? + 3_600;
     let submit = measure(
         &s,
-        s.jobs_as(Actor::Submitter).submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
+        s.jobs_as(Actor::Submitter)
+            .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
     )
     .await?;
     let job = call(s.jobs_reader().job_count()).await?;
-    let assign = measure(&s, s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerA))).await?;
+    let assign = measure(
+        &s,
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await?;
     let result = measure(&s, s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(7))).await?;
     s.advance(RESULT_WINDOW).await;
     let finalize = measure(&s, s.jobs_as(Actor::Attacker).finalize(&job)).await?;
@@ -188,21 +222,40 @@ async fn run() -> Result<()> {
     let disputed = completed_jobs(&s, model, 1).await?[0];
     report.row(
         "JobMgr.open_dispute",
-        measure(&s, s.jobs_as(Actor::Submitter).open_dispute(&disputed, &felt(1))).await?,
+        measure(
+            &s,
+            s.jobs_as(Actor::Submitter)
+                .open_dispute(&disputed, &felt(1)),
+        )
+        .await?,
     );
     report.row(
         "JobMgr.resolve_dispute (at fault, slash)",
-        measure(&s, s.jobs_as(Actor::Arbiter).resolve_dispute(&disputed, &true, &0)).await?,
+        measure(
+            &s,
+            s.jobs_as(Actor::Arbiter)
+                .resolve_dispute(&disputed, &true, &0),
+        )
+        .await?,
     );
     report.row(
         "CdcPool.slash (slasher, pending)",
         measure(
             &s,
-            s.pool_as(SLASHER).slash(&s.addr(Actor::WorkerB), &SlashReason::Unavailable, &0, &felt(1), &nobody()),
+            s.pool_as(SLASHER).slash(
+                &s.addr(Actor::WorkerB),
+                &SlashReason::Unavailable,
+                &0,
+                &felt(1),
+                &nobody(),
+            ),
         )
         .await?,
     );
-    report.row("CdcPool.unstake_intent", measure(&s, worker_a.unstake_intent(&u256(1))).await?);
+    report.row(
+        "CdcPool.unstake_intent",
+        measure(&s, worker_a.unstake_intent(&u256(1))).await?,
+    );
 
     // Batched finalization.
     s.send(s.pool_as(Actor::WorkerA).stake(&u256(1))).await?;
@@ -210,7 +263,10 @@ async fn run() -> Result<()> {
         let ids = completed_jobs(&s, model, n).await?;
         s.advance(RESULT_WINDOW).await;
         let cost = measure(&s, s.jobs_as(Actor::Attacker).finalize_jobs(&ids)).await?;
-        report.row(format!("JobMgr.finalize_jobs batch {n}, per job"), cost.per(n as u64));
+        report.row(
+            format!("JobMgr.finalize_jobs batch {n}, per job"),
+            cost.per(n as u64),
+        );
     }
     report.print();
     Ok(())

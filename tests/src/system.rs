@@ -19,10 +19,10 @@ use ciro_chain::tx::{call, send, TxOutcome};
 use ciro_chain::ChainError;
 
 use crate::fixtures::{deploy_test_token, u256};
-use ciro_chain::RpcAccount;
+use crate::{Actor, TestNet};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
-use crate::{Actor, TestNet};
+use ciro_chain::RpcAccount;
 
 /// The pool's treasury.
 pub const TREASURY: Actor = Actor::Sponsor;
@@ -144,7 +144,9 @@ pub async fn try_deploy_pool(
         &UPGRADE_DELAY,
         params,
     ));
-    let class_hash = net.class_hash("CdcPool").expect("the class is declared in the base state");
+    let class_hash = net
+        .class_hash("CdcPool")
+        .expect("the class is declared in the base state");
     deploy(&deployer, class_hash, calldata, Felt::ZERO)
         .await
         .map(|d| d.address)
@@ -165,7 +167,9 @@ pub async fn try_deploy_job_mgr(
         &UPGRADE_DELAY,
         params,
     ));
-    let class_hash = net.class_hash("JobMgr").expect("the class is declared in the base state");
+    let class_hash = net
+        .class_hash("JobMgr")
+        .expect("the class is declared in the base state");
     deploy(&deployer, class_hash, calldata, Felt::ZERO)
         .await
         .map(|d| d.address)
@@ -190,14 +194,21 @@ impl System {
         let admin = system.net.account(Actor::Admin);
         let pool_admin = CdcPool::new(pool, &admin);
         let jm_admin = JobMgr::new(job_mgr, &admin);
-        let grant = |role_name: &str, actor: Actor| {
-            (role(role_name), system.net.contract_address(actor))
-        };
+        let grant =
+            |role_name: &str, actor: Actor| (role(role_name), system.net.contract_address(actor));
         let mut calls = Vec::new();
-        for (r, who) in [grant("COORDINATOR", Actor::Coordinator), grant("ARBITER", Actor::Arbiter), grant("PAUSER", Actor::Pauser)] {
+        for (r, who) in [
+            grant("COORDINATOR", Actor::Coordinator),
+            grant("ARBITER", Actor::Arbiter),
+            grant("PAUSER", Actor::Pauser),
+        ] {
             calls.push(jm_admin.grant_role_getcall(&r, &who));
         }
-        for (r, who) in [grant("ARBITER", Actor::Arbiter), grant("SLASHER", SLASHER), grant("PAUSER", Actor::Pauser)] {
+        for (r, who) in [
+            grant("ARBITER", Actor::Arbiter),
+            grant("SLASHER", SLASHER),
+            grant("PAUSER", Actor::Pauser),
+        ] {
             calls.push(pool_admin.grant_role_getcall(&r, &who));
         }
         calls.push(pool_admin.grant_role_getcall(&role("JOB_MANAGER"), &ContractAddress(job_mgr)));
@@ -250,10 +261,13 @@ impl System {
 
     /// Token balance of `holder`.
     pub async fn balance(&self, holder: Felt) -> u128 {
-        call(TestTokenReader::new(self.token, &self.net.provider).balance_of(&ContractAddress(holder)))
-            .await
-            .expect("balance_of")
-            .low
+        call(
+            TestTokenReader::new(self.token, &self.net.provider)
+                .balance_of(&ContractAddress(holder)),
+        )
+        .await
+        .expect("balance_of")
+        .low
     }
 
     pub async fn balance_of(&self, actor: Actor) -> u128 {
@@ -262,17 +276,26 @@ impl System {
 
     /// Moves the chain's clock forward.
     pub async fn advance(&self, seconds: u64) {
-        self.net.devnet.increase_time(seconds).await.expect("increase_time");
+        self.net
+            .devnet
+            .increase_time(seconds)
+            .await
+            .expect("increase_time");
     }
 
     /// Registers `actor` as a worker on `capabilities` and stakes `stake`.
     pub async fn worker(&self, actor: Actor, capabilities: &cdc_pool::Capabilities, stake: u128) {
         let pool = self.pool_as(actor);
-        send(&self.net.provider, pool.register_worker(capabilities, &Felt::from(0xa77e57u64)))
-            .await
-            .expect("register_worker");
+        send(
+            &self.net.provider,
+            pool.register_worker(capabilities, &Felt::from(0xa77e57u64)),
+        )
+        .await
+        .expect("register_worker");
         if stake > 0 {
-            send(&self.net.provider, pool.stake(&u256(stake))).await.expect("stake");
+            send(&self.net.provider, pool.stake(&u256(stake)))
+                .await
+                .expect("stake");
         }
     }
 
@@ -285,11 +308,17 @@ impl System {
     pub async fn model(&self) -> u64 {
         send(
             &self.net.provider,
-            self.jobs_as(Actor::Admin).register_model(&u256(0x5eed), &requirements(), &u256(MODEL_PRICE)),
+            self.jobs_as(Actor::Admin).register_model(
+                &u256(0x5eed),
+                &requirements(),
+                &u256(MODEL_PRICE),
+            ),
         )
         .await
         .expect("register_model");
-        call(self.jobs_reader().model_count()).await.expect("model_count")
+        call(self.jobs_reader().model_count())
+            .await
+            .expect("model_count")
     }
 
     /// The Submitter submits a job on `model_id` paying [`JOB_FEE`], due in an hour; its id.
@@ -297,11 +326,18 @@ impl System {
         let deadline = self.net.now().await.expect("now") + 3_600;
         send(
             &self.net.provider,
-            self.jobs_as(Actor::Submitter).submit_job(&model_id, &u256(0x1), &u256(JOB_FEE), &deadline),
+            self.jobs_as(Actor::Submitter).submit_job(
+                &model_id,
+                &u256(0x1),
+                &u256(JOB_FEE),
+                &deadline,
+            ),
         )
         .await
         .expect("submit_job");
-        call(self.jobs_reader().job_count()).await.expect("job_count")
+        call(self.jobs_reader().job_count())
+            .await
+            .expect("job_count")
     }
 
     /// A model, an active WorkerA and a job assigned to it; (model id, job id).
@@ -311,7 +347,8 @@ impl System {
         let job = self.job(model).await;
         send(
             &self.net.provider,
-            self.jobs_as(Actor::Coordinator).assign_job(&job, &self.addr(Actor::WorkerA)),
+            self.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &self.addr(Actor::WorkerA)),
         )
         .await
         .expect("assign_job");
@@ -323,7 +360,8 @@ impl System {
         let (model, job) = self.assigned_job().await;
         send(
             &self.net.provider,
-            self.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0x07)),
+            self.jobs_as(Actor::WorkerA)
+                .submit_result(&job, &u256(0x07)),
         )
         .await
         .expect("submit_result");
@@ -331,11 +369,15 @@ impl System {
     }
 
     pub async fn job_info(&self, job_id: u64) -> job_mgr::JobInfo {
-        call(self.jobs_reader().get_job(&job_id)).await.expect("get_job")
+        call(self.jobs_reader().get_job(&job_id))
+            .await
+            .expect("get_job")
     }
 
     pub async fn worker_info(&self, actor: Actor) -> cdc_pool::WorkerInfo {
-        call(self.pool_reader().get_worker(&self.addr(actor))).await.expect("get_worker")
+        call(self.pool_reader().get_worker(&self.addr(actor)))
+            .await
+            .expect("get_worker")
     }
 
     /// The conservation invariants of both contracts: JobMgr's balance is Σ escrow + Σ open
@@ -356,7 +398,10 @@ impl System {
     }
 
     /// Sends an execution and returns the outcome (test sugar).
-    pub async fn send(&self, execution: ciro_chain::starknet::accounts::ExecutionV3<'_, RpcAccount>) -> Result<TxOutcome, ChainError> {
+    pub async fn send(
+        &self,
+        execution: ciro_chain::starknet::accounts::ExecutionV3<'_, RpcAccount>,
+    ) -> Result<TxOutcome, ChainError> {
         send(&self.net.provider, execution).await
     }
 }

@@ -163,32 +163,62 @@ async fn roles_from_the_config_are_granted_once() {
     .unwrap();
     let config = DeployConfig::read(&config_path).unwrap();
     assert_eq!(config.jobs.protocol_fee_bps, 250);
-    assert_eq!(config.jobs.challenge_window, DeployConfig::default().jobs.challenge_window);
+    assert_eq!(
+        config.jobs.challenge_window,
+        DeployConfig::default().jobs.challenge_window
+    );
     let mut manifest = Manifest::default();
     let mut steps = Vec::new();
     let admin = net.account(Actor::Admin);
-    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| steps.push(s.clone()))
-        .await
-        .unwrap();
+    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| {
+        steps.push(s.clone())
+    })
+    .await
+    .unwrap();
     // Then each role is held where it belongs: 1 + 1 + 2 + 3 + 1 grants
-    let granted = steps.iter().filter(|s| matches!(s, Step::Granted { .. })).count();
+    let granted = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Granted { .. }))
+        .count();
     assert_eq!(granted, 8, "{steps:?}");
     let jobs = JobMgrReader::new(manifest.contracts["JobMgr"], &net.provider);
     let pool = CdcPoolReader::new(manifest.contracts["CdcPool"], &net.provider);
     let role = |name: &str| cairo_short_string_to_felt(name).unwrap();
     let holder = |actor: Actor| ContractAddress(net.address(actor));
-    assert!(call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Coordinator))).await.unwrap());
-    assert!(call(pool.has_role(&role("ARBITER"), &holder(Actor::Arbiter))).await.unwrap());
-    assert!(call(pool.has_role(&role("SLASHER"), &holder(Actor::Relayer))).await.unwrap());
-    assert!(call(jobs.has_role(&role("PAUSER"), &holder(Actor::Pauser))).await.unwrap());
-    assert!(!call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Attacker))).await.unwrap());
+    assert!(
+        call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Coordinator)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        call(pool.has_role(&role("ARBITER"), &holder(Actor::Arbiter)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        call(pool.has_role(&role("SLASHER"), &holder(Actor::Relayer)))
+            .await
+            .unwrap()
+    );
+    assert!(call(jobs.has_role(&role("PAUSER"), &holder(Actor::Pauser)))
+        .await
+        .unwrap());
+    assert!(
+        !call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Attacker)))
+            .await
+            .unwrap()
+    );
     assert_eq!(call(jobs.upgrade_status()).await.unwrap().0, 7_200);
     // And a second run grants nothing
     let mut steps = Vec::new();
-    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| steps.push(s.clone()))
-        .await
-        .unwrap();
-    assert!(!steps.iter().any(|s| matches!(s, Step::Granted { .. } | Step::Deployed { .. })));
+    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| {
+        steps.push(s.clone())
+    })
+    .await
+    .unwrap();
+    assert!(!steps
+        .iter()
+        .any(|s| matches!(s, Step::Granted { .. } | Step::Deployed { .. })));
 }
 
 #[test]
@@ -197,7 +227,10 @@ fn a_config_with_an_unknown_field_is_refused() {
     let path = dir.path().join("config.json");
     std::fs::write(&path, r#"{"jobs": {"protocol_fees": 1}}"#).unwrap();
     let err = DeployConfig::read(&path).unwrap_err();
-    assert!(format!("{err:#}").contains("unknown field `protocol_fees`"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("unknown field `protocol_fees`"),
+        "{err:#}"
+    );
 }
 
 #[tokio::test]

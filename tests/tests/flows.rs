@@ -43,30 +43,48 @@ async fn flow_1_model_stake_submit_assign_result_finalize_rewards_claimed() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     s.active_worker(Actor::WorkerA).await;
-    assert_eq!(s.worker_info(Actor::WorkerA).await.state, WorkerState::Active);
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.state,
+        WorkerState::Active
+    );
     let job = s.job(model).await;
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerA)))
-        .await
-        .unwrap();
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     s.advance(30).await;
     s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0xabc)))
         .await
         .unwrap();
     s.assert_invariants("after the result").await;
     s.advance(RESULT_WINDOW).await;
-    s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await.unwrap();
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
 
     let info = s.job_info(job).await;
     assert_eq!(info.job.state, JobState::Finalized);
     let fee = JOB_FEE * u128::from(PROTOCOL_FEE_BPS) / 10_000;
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + JOB_FEE - fee);
     assert_eq!(
-        call(s.pool_reader().pending_rewards(&s.addr(Actor::WorkerA))).await.unwrap(),
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - fee
+    );
+    assert_eq!(
+        call(s.pool_reader().pending_rewards(&s.addr(Actor::WorkerA)))
+            .await
+            .unwrap(),
         u256(fee)
     );
-    s.send(s.pool_as(Actor::WorkerA).claim_rewards()).await.unwrap();
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + JOB_FEE);
+    s.send(s.pool_as(Actor::WorkerA).claim_rewards())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE
+    );
     assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - JOB_FEE);
     let rep = s.worker_info(Actor::WorkerA).await.reputation;
     assert_eq!((rep.completed, rep.failed, rep.missed), (1, 0, 0));
@@ -86,19 +104,35 @@ async fn flow_2_disputes_worker_at_fault_refunded_and_slashed_worker_right_paid_
     let s = System::deploy().await.unwrap();
     let (model, first) = s.completed_job().await;
     let second = s.job(model).await;
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&second, &s.addr(Actor::WorkerA)))
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&second, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    s.send(s.jobs_as(Actor::WorkerA).submit_result(&second, &u256(9)))
         .await
         .unwrap();
-    s.send(s.jobs_as(Actor::WorkerA).submit_result(&second, &u256(9))).await.unwrap();
     for job in [first, second] {
-        s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe71d)))
-            .await
-            .unwrap();
+        s.send(
+            s.jobs_as(Actor::Submitter)
+                .open_dispute(&job, &felt(0xe71d)),
+        )
+        .await
+        .unwrap();
     }
-    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - 2 * JOB_FEE - 2 * DISPUTE_BOND);
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        FUNDS - 2 * JOB_FEE - 2 * DISPUTE_BOND
+    );
     s.assert_invariants("two disputes open").await;
 
-    s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&first, &true, &1_000)).await.unwrap();
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&first, &true, &1_000),
+    )
+    .await
+    .unwrap();
     let slash = MIN_STAKE[3] / 10;
     let to_submitter = slash * u128::from(BENEFICIARY_SHARE_BPS) / 10_000;
     assert_eq!(s.job_info(first).await.job.state, JobState::Refunded);
@@ -111,7 +145,12 @@ async fn flow_2_disputes_worker_at_fault_refunded_and_slashed_worker_right_paid_
     assert_eq!(worker.stake, u256(MIN_STAKE[3] - slash));
     assert_eq!(worker.reputation.failed, 1);
 
-    s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&second, &false, &0)).await.unwrap();
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&second, &false, &0),
+    )
+    .await
+    .unwrap();
     let fee = JOB_FEE * u128::from(PROTOCOL_FEE_BPS) / 10_000;
     assert_eq!(s.job_info(second).await.job.state, JobState::Finalized);
     assert_eq!(
@@ -134,25 +173,42 @@ async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() 
     let (model, job) = s.assigned_job().await;
     s.active_worker(Actor::WorkerB).await;
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await.unwrap();
+    s.send(s.jobs_as(Actor::Attacker).release_job(&job))
+        .await
+        .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerB)))
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(Actor::WorkerB)),
+    )
+    .await
+    .unwrap();
+    s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(5)))
         .await
         .unwrap();
-    s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(5))).await.unwrap();
     s.advance(RESULT_WINDOW).await;
-    s.send(s.jobs_as(Actor::WorkerB).finalize(&job)).await.unwrap();
+    s.send(s.jobs_as(Actor::WorkerB).finalize(&job))
+        .await
+        .unwrap();
     let fee = JOB_FEE * u128::from(PROTOCOL_FEE_BPS) / 10_000;
-    assert_eq!(s.balance_of(Actor::WorkerB).await, FUNDS - MIN_STAKE[3] + JOB_FEE - fee);
+    assert_eq!(
+        s.balance_of(Actor::WorkerB).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - fee
+    );
 
     let late = s.job(model).await;
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&late, &s.addr(Actor::WorkerB)))
-        .await
-        .unwrap();
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&late, &s.addr(Actor::WorkerB)),
+    )
+    .await
+    .unwrap();
     s.advance(3_601).await;
     let before = s.balance_of(Actor::Submitter).await;
-    s.send(s.jobs_as(Actor::Attacker).expire(&late)).await.unwrap();
+    s.send(s.jobs_as(Actor::Attacker).expire(&late))
+        .await
+        .unwrap();
     assert_eq!(s.job_info(late).await.job.state, JobState::Expired);
     assert_eq!(s.balance_of(Actor::Submitter).await, before + JOB_FEE);
     assert_eq!(s.worker_info(Actor::WorkerB).await.reputation.failed, 1);
@@ -169,30 +225,74 @@ async fn flow_4_stake_delegate_rewards_accrue_unstake_only_after_the_window() {
     // window, everything after it.
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
-    s.send(s.pool_as(Actor::WorkerA).set_commission(&1_000)).await.unwrap();
-    s.send(s.pool_as(Actor::Delegator).delegate(&s.addr(Actor::WorkerA), &u256(2_000)))
+    s.send(s.pool_as(Actor::WorkerA).set_commission(&1_000))
         .await
         .unwrap();
-    assert_eq!(call(s.pool_reader().total_weight()).await.unwrap(), u256(10_000));
-    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000))).await.unwrap();
+    s.send(
+        s.pool_as(Actor::Delegator)
+            .delegate(&s.addr(Actor::WorkerA), &u256(2_000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        call(s.pool_reader().total_weight()).await.unwrap(),
+        u256(10_000)
+    );
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
+        .await
+        .unwrap();
     let reader = s.pool_reader();
-    assert_eq!(call(reader.pending_rewards(&s.addr(Actor::WorkerA))).await.unwrap(), u256(820));
-    assert_eq!(call(reader.pending_rewards(&s.addr(Actor::Delegator))).await.unwrap(), u256(180));
-    s.send(s.pool_as(Actor::WorkerA).claim_rewards()).await.unwrap();
-    s.send(s.pool_as(Actor::Delegator).claim_rewards()).await.unwrap();
-
-    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(MIN_STAKE[3]))).await.unwrap();
-    s.send(s.pool_as(Actor::Delegator).undelegate_intent(&s.addr(Actor::WorkerA), &u256(2_000)))
+    assert_eq!(
+        call(reader.pending_rewards(&s.addr(Actor::WorkerA)))
+            .await
+            .unwrap(),
+        u256(820)
+    );
+    assert_eq!(
+        call(reader.pending_rewards(&s.addr(Actor::Delegator)))
+            .await
+            .unwrap(),
+        u256(180)
+    );
+    s.send(s.pool_as(Actor::WorkerA).claim_rewards())
         .await
         .unwrap();
-    assert_eq!(s.worker_info(Actor::WorkerA).await.state, WorkerState::Exiting);
+    s.send(s.pool_as(Actor::Delegator).claim_rewards())
+        .await
+        .unwrap();
+
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    s.send(
+        s.pool_as(Actor::Delegator)
+            .undelegate_intent(&s.addr(Actor::WorkerA), &u256(2_000)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.state,
+        WorkerState::Exiting
+    );
     s.advance(EXIT_WINDOW - 10).await;
     ciro_tests::assert::assert_reverts(
-        s.send(s.pool_as(Actor::Attacker).unstake_action(&s.addr(Actor::WorkerA))).await,
+        s.send(
+            s.pool_as(Actor::Attacker)
+                .unstake_action(&s.addr(Actor::WorkerA)),
+        )
+        .await,
         "POOL: exit window not over",
     );
     s.advance(10).await;
-    s.send(s.pool_as(Actor::Attacker).unstake_action(&s.addr(Actor::WorkerA))).await.unwrap();
+    s.send(
+        s.pool_as(Actor::Attacker)
+            .unstake_action(&s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     s.send(
         s.pool_as(Actor::Attacker)
             .undelegate_action(&s.addr(Actor::Delegator), &s.addr(Actor::WorkerA)),
@@ -204,7 +304,11 @@ async fn flow_4_stake_delegate_rewards_accrue_unstake_only_after_the_window() {
     assert_eq!(s.balance_of(Actor::Attacker).await, FUNDS - 1_000);
 
     s.assert_invariants("end").await;
-    assert_eq!(s.balance(s.pool).await, 0, "everything paid out, no dust at these amounts");
+    assert_eq!(
+        s.balance(s.pool).await,
+        0,
+        "everything paid out, no dust at these amounts"
+    );
     assert_eq!(total_supply_held(&s).await, MINTED);
 }
 
@@ -218,28 +322,59 @@ async fn flow_5_slasher_slash_challenged_and_overturned_then_unchallenged_slash_
     s.active_worker(Actor::WorkerA).await;
     let worker = s.addr(Actor::WorkerA);
     let zero = ciro_chain::cainome::cairo_serde::ContractAddress(Default::default());
-    s.send(s.pool_as(SLASHER).slash(&worker, &SlashReason::Unavailable, &0, &felt(0xe1), &zero))
+    s.send(
+        s.pool_as(SLASHER)
+            .slash(&worker, &SlashReason::Unavailable, &0, &felt(0xe1), &zero),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.state,
+        WorkerState::Slashed
+    );
+    s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
         .await
         .unwrap();
-    assert_eq!(s.worker_info(Actor::WorkerA).await.state, WorkerState::Slashed);
-    s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1)).await.unwrap();
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] - CHALLENGE_BOND);
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] - CHALLENGE_BOND
+    );
     s.assert_invariants("challenge bond held").await;
-    s.send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &false)).await.unwrap();
-    assert_eq!(call(s.pool_reader().get_slash(&1)).await.unwrap().status, SlashStatus::Overturned);
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3]);
-    assert_eq!(s.worker_info(Actor::WorkerA).await.state, WorkerState::Active);
-
-    s.send(s.pool_as(SLASHER).slash(&worker, &SlashReason::PoorPerformance, &0, &felt(0xe2), &zero))
+    s.send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &false))
         .await
         .unwrap();
+    assert_eq!(
+        call(s.pool_reader().get_slash(&1)).await.unwrap().status,
+        SlashStatus::Overturned
+    );
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3]);
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.state,
+        WorkerState::Active
+    );
+
+    s.send(s.pool_as(SLASHER).slash(
+        &worker,
+        &SlashReason::PoorPerformance,
+        &0,
+        &felt(0xe2),
+        &zero,
+    ))
+    .await
+    .unwrap();
     s.advance(SLASH_CHALLENGE_WINDOW + 1).await;
-    s.send(s.pool_as(Actor::Attacker).execute_slash(&2)).await.unwrap();
+    s.send(s.pool_as(Actor::Attacker).execute_slash(&2))
+        .await
+        .unwrap();
     let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[1]) / 10_000;
     assert_eq!(s.balance_of(TREASURY).await, cut);
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(info.stake, u256(MIN_STAKE[3] - cut));
-    assert_eq!(info.state, WorkerState::Inactive, "below its tier's minimum now");
+    assert_eq!(
+        info.state,
+        WorkerState::Inactive,
+        "below its tier's minimum now"
+    );
 
     s.assert_invariants("end").await;
     assert_eq!(total_supply_held(&s).await, MINTED);
@@ -255,50 +390,92 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
     let (model, completed) = s.completed_job().await;
     let queued = s.job(model).await;
     let stale = s.job(model).await;
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&stale, &s.addr(Actor::WorkerA)))
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&stale, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
         .await
         .unwrap();
-    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100))).await.unwrap();
-    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(1_000))).await.unwrap();
+    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(1_000)))
+        .await
+        .unwrap();
     s.send(s.jobs_as(Actor::Pauser).pause()).await.unwrap();
     s.send(s.pool_as(Actor::Pauser).pause()).await.unwrap();
 
     use ciro_tests::assert::assert_reverts;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).register_model(&u256(1), &requirements(), &u256(1))).await,
+        s.send(
+            s.jobs_as(Actor::Admin)
+                .register_model(&u256(1), &requirements(), &u256(1)),
+        )
+        .await,
         "GOV: paused",
     );
     let deadline = s.net.now().await.unwrap() + 600;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Submitter).submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline))
+        s.send(
+            s.jobs_as(Actor::Submitter)
+                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
+        )
+        .await,
+        "GOV: paused",
+    );
+    assert_reverts(
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&queued, &s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "GOV: paused",
+    );
+    assert_reverts(
+        s.send(s.pool_as(Actor::WorkerB).register_worker(&h100(), &felt(1)))
             .await,
         "GOV: paused",
     );
     assert_reverts(
-        s.send(s.jobs_as(Actor::Coordinator).assign_job(&queued, &s.addr(Actor::WorkerA))).await,
+        s.send(s.pool_as(Actor::WorkerA).stake(&u256(1))).await,
         "GOV: paused",
     );
     assert_reverts(
-        s.send(s.pool_as(Actor::WorkerB).register_worker(&h100(), &felt(1))).await,
-        "GOV: paused",
-    );
-    assert_reverts(s.send(s.pool_as(Actor::WorkerA).stake(&u256(1))).await, "GOV: paused");
-    assert_reverts(
-        s.send(s.pool_as(Actor::Delegator).delegate(&s.addr(Actor::WorkerA), &u256(1))).await,
+        s.send(
+            s.pool_as(Actor::Delegator)
+                .delegate(&s.addr(Actor::WorkerA), &u256(1)),
+        )
+        .await,
         "GOV: paused",
     );
 
-    s.send(s.jobs_as(Actor::Submitter).cancel_job(&queued)).await.unwrap();
+    s.send(s.jobs_as(Actor::Submitter).cancel_job(&queued))
+        .await
+        .unwrap();
     s.advance(RESULT_WINDOW + 1).await;
-    s.send(s.jobs_as(Actor::Attacker).finalize(&completed)).await.unwrap();
-    s.send(s.jobs_as(Actor::Attacker).expire(&stale)).await.unwrap();
-    s.send(s.pool_as(Actor::WorkerA).claim_rewards()).await.unwrap();
+    s.send(s.jobs_as(Actor::Attacker).finalize(&completed))
+        .await
+        .unwrap();
+    s.send(s.jobs_as(Actor::Attacker).expire(&stale))
+        .await
+        .unwrap();
+    s.send(s.pool_as(Actor::WorkerA).claim_rewards())
+        .await
+        .unwrap();
     s.advance(EXIT_WINDOW).await;
-    s.send(s.pool_as(Actor::Attacker).unstake_action(&s.addr(Actor::WorkerA))).await.unwrap();
+    s.send(
+        s.pool_as(Actor::Attacker)
+            .unstake_action(&s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     for job in [completed, queued, stale] {
         assert_ne!(s.job_info(job).await.job.state, JobState::Queued);
     }
-    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - 3 * JOB_FEE + 2 * JOB_FEE);
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        FUNDS - 3 * JOB_FEE + 2 * JOB_FEE
+    );
 
     // Unpaused, business resumes.
     s.send(s.jobs_as(Actor::Pauser).unpause()).await.unwrap();
@@ -307,13 +484,17 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
     // The timelocked upgrade: JobMgr's class can be replaced only after the delay, and the
     // state survives (here the class is replaced by itself, re-declared classes being equal).
     let class = ciro_chain::cainome::cairo_serde::ClassHash(s.net.class_hash("JobMgr").unwrap());
-    s.send(s.jobs_as(Actor::Admin).schedule_upgrade(&class)).await.unwrap();
+    s.send(s.jobs_as(Actor::Admin).schedule_upgrade(&class))
+        .await
+        .unwrap();
     assert_reverts(
         s.send(s.jobs_as(Actor::Admin).execute_upgrade()).await,
         "GOV: upgrade delay not passed",
     );
     s.advance(UPGRADE_DELAY).await;
-    s.send(s.jobs_as(Actor::Admin).execute_upgrade()).await.unwrap();
+    s.send(s.jobs_as(Actor::Admin).execute_upgrade())
+        .await
+        .unwrap();
     assert_eq!(call(s.jobs_reader().job_count()).await.unwrap(), 4);
 
     s.assert_invariants("end").await;

@@ -77,7 +77,10 @@ async fn set_params_replaces_the_parameters_and_emits_params_set() {
         dispute_bond: u256(1),
         max_job_duration: 2_592_000,
     };
-    let out = s.send(s.jobs_as(Actor::Admin).set_params(&params)).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Admin).set_params(&params))
+        .await
+        .unwrap();
     assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), params);
     assert_events(
         &out,
@@ -90,7 +93,8 @@ async fn set_params_replaces_the_parameters_and_emits_params_set() {
 async fn set_params_rejects_a_caller_who_is_not_admin() {
     let s = System::deploy().await.unwrap();
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).set_params(&job_params())).await,
+        s.send(s.jobs_as(Actor::Attacker).set_params(&job_params()))
+            .await,
         "GOV: caller is not admin",
     );
 }
@@ -100,46 +104,106 @@ async fn set_params_rejects_each_value_out_of_bounds() {
     let s = System::deploy().await.unwrap();
     let p = job_params;
     let cases: Vec<(job_mgr::JobParams, &str)> = vec![
-        (job_mgr::JobParams { protocol_fee_bps: 1_001, ..p() }, "JM: protocol fee over 10%"),
         (
-            job_mgr::JobParams { min_fee: u256(1_000_000_000_000_000_000_000_001), ..p() },
+            job_mgr::JobParams {
+                protocol_fee_bps: 1_001,
+                ..p()
+            },
+            "JM: protocol fee over 10%",
+        ),
+        (
+            job_mgr::JobParams {
+                min_fee: u256(1_000_000_000_000_000_000_000_001),
+                ..p()
+            },
             "JM: min fee out of bounds",
         ),
-        (job_mgr::JobParams { challenge_window: 59, ..p() }, "JM: challenge window bounds"),
-        (job_mgr::JobParams { challenge_window: 604_801, ..p() }, "JM: challenge window bounds"),
-        (job_mgr::JobParams { assignment_timeout: 59, ..p() }, "JM: assignment timeout bounds"),
         (
-            job_mgr::JobParams { assignment_timeout: 86_401, ..p() },
+            job_mgr::JobParams {
+                challenge_window: 59,
+                ..p()
+            },
+            "JM: challenge window bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                challenge_window: 604_801,
+                ..p()
+            },
+            "JM: challenge window bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                assignment_timeout: 59,
+                ..p()
+            },
             "JM: assignment timeout bounds",
         ),
-        (job_mgr::JobParams { dispute_bond: u256(0), ..p() }, "JM: dispute bond out of bounds"),
         (
-            job_mgr::JobParams { dispute_bond: u256(1_000_000_000_000_000_000_000_001), ..p() },
+            job_mgr::JobParams {
+                assignment_timeout: 86_401,
+                ..p()
+            },
+            "JM: assignment timeout bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                dispute_bond: u256(0),
+                ..p()
+            },
             "JM: dispute bond out of bounds",
         ),
-        (job_mgr::JobParams { max_job_duration: 3_599, ..p() }, "JM: max duration out of bounds"),
         (
-            job_mgr::JobParams { max_job_duration: 2_592_001, ..p() },
+            job_mgr::JobParams {
+                dispute_bond: u256(1_000_000_000_000_000_000_000_001),
+                ..p()
+            },
+            "JM: dispute bond out of bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                max_job_duration: 3_599,
+                ..p()
+            },
+            "JM: max duration out of bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                max_job_duration: 2_592_001,
+                ..p()
+            },
             "JM: max duration out of bounds",
         ),
     ];
     for (params, error) in cases {
-        assert_reverts(s.send(s.jobs_as(Actor::Admin).set_params(&params)).await, error);
+        assert_reverts(
+            s.send(s.jobs_as(Actor::Admin).set_params(&params)).await,
+            error,
+        );
     }
 }
 
 #[tokio::test]
 async fn governance_is_hosted_roles_are_admin_only() {
     let s = System::deploy().await.unwrap();
-    assert!(call(s.jobs_reader().has_role(&role("COORDINATOR"), &s.addr(Actor::Coordinator)))
-        .await
-        .unwrap());
+    assert!(call(
+        s.jobs_reader()
+            .has_role(&role("COORDINATOR"), &s.addr(Actor::Coordinator))
+    )
+    .await
+    .unwrap());
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).grant_role(&role("COORDINATOR"), &s.addr(Actor::Attacker)))
-            .await,
+        s.send(
+            s.jobs_as(Actor::Attacker)
+                .grant_role(&role("COORDINATOR"), &s.addr(Actor::Attacker)),
+        )
+        .await,
         "GOV: caller is not admin",
     );
-    assert_reverts(s.send(s.jobs_as(Actor::Attacker).pause()).await, "GOV: caller is missing role");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).pause()).await,
+        "GOV: caller is missing role",
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -150,7 +214,10 @@ async fn governance_is_hosted_roles_are_admin_only() {
 async fn register_model_stores_the_model_owned_by_the_caller_and_emits_model_set() {
     let s = System::deploy().await.unwrap();
     let out = s
-        .send(s.jobs_as(Actor::WorkerC).register_model(&u256(0xabc), &requirements(), &u256(7)))
+        .send(
+            s.jobs_as(Actor::WorkerC)
+                .register_model(&u256(0xabc), &requirements(), &u256(7)),
+        )
         .await
         .unwrap();
     let model = call(s.jobs_reader().get_model(&1)).await.unwrap();
@@ -181,7 +248,11 @@ async fn register_model_stores_the_model_owned_by_the_caller_and_emits_model_set
 async fn register_model_rejects_a_zero_hash() {
     let s = System::deploy().await.unwrap();
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).register_model(&u256(0), &requirements(), &u256(1))).await,
+        s.send(
+            s.jobs_as(Actor::Admin)
+                .register_model(&u256(0), &requirements(), &u256(1)),
+        )
+        .await,
         "JM: zero model hash",
     );
 }
@@ -194,7 +265,11 @@ async fn register_model_rejects_a_stake_tier_above_3() {
         ..requirements()
     };
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).register_model(&u256(1), &req, &u256(1))).await,
+        s.send(
+            s.jobs_as(Actor::Admin)
+                .register_model(&u256(1), &req, &u256(1)),
+        )
+        .await,
         "JM: stake tier out of bounds",
     );
 }
@@ -209,11 +284,17 @@ async fn update_model_replaces_requirements_and_price_for_the_owner() {
         min_stake_tier: 2,
     };
     let out = s
-        .send(s.jobs_as(Actor::Admin).update_model(&model, &req, &u256(300)))
+        .send(
+            s.jobs_as(Actor::Admin)
+                .update_model(&model, &req, &u256(300)),
+        )
         .await
         .unwrap();
     let stored = call(s.jobs_reader().get_model(&model)).await.unwrap();
-    assert_eq!((stored.requirements, stored.price), (req.clone(), u256(300)));
+    assert_eq!(
+        (stored.requirements, stored.price),
+        (req.clone(), u256(300))
+    );
     assert_events(
         &out,
         s.job_mgr,
@@ -232,7 +313,11 @@ async fn update_model_rejects_a_caller_who_is_not_the_owner() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).update_model(&model, &requirements(), &u256(0))).await,
+        s.send(
+            s.jobs_as(Actor::Attacker)
+                .update_model(&model, &requirements(), &u256(0)),
+        )
+        .await,
         "JM: not the model owner",
     );
 }
@@ -241,7 +326,11 @@ async fn update_model_rejects_a_caller_who_is_not_the_owner() {
 async fn update_model_rejects_an_unknown_model_and_a_stake_tier_above_3() {
     let s = System::deploy().await.unwrap();
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).update_model(&9, &requirements(), &u256(0))).await,
+        s.send(
+            s.jobs_as(Actor::Admin)
+                .update_model(&9, &requirements(), &u256(0)),
+        )
+        .await,
         "JM: unknown model",
     );
     let model = s.model().await;
@@ -250,7 +339,8 @@ async fn update_model_rejects_an_unknown_model_and_a_stake_tier_above_3() {
         ..requirements()
     };
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).update_model(&model, &req, &u256(0))).await,
+        s.send(s.jobs_as(Actor::Admin).update_model(&model, &req, &u256(0)))
+            .await,
         "JM: stake tier out of bounds",
     );
 }
@@ -258,18 +348,29 @@ async fn update_model_rejects_an_unknown_model_and_a_stake_tier_above_3() {
 #[tokio::test]
 async fn set_model_active_closes_and_reopens_a_model_for_owner_or_admin() {
     let s = System::deploy().await.unwrap();
-    s.send(s.jobs_as(Actor::WorkerC).register_model(&u256(1), &requirements(), &u256(1)))
+    s.send(
+        s.jobs_as(Actor::WorkerC)
+            .register_model(&u256(1), &requirements(), &u256(1)),
+    )
+    .await
+    .unwrap();
+    // The owner closes it; the admin reopens it.
+    let out = s
+        .send(s.jobs_as(Actor::WorkerC).set_model_active(&1, &false))
         .await
         .unwrap();
-    // The owner closes it; the admin reopens it.
-    let out = s.send(s.jobs_as(Actor::WorkerC).set_model_active(&1, &false)).await.unwrap();
     assert!(!call(s.jobs_reader().get_model(&1)).await.unwrap().active);
     assert_events(
         &out,
         s.job_mgr,
-        &[job_mgr::Event::ModelActiveSet(ModelActiveSet { model_id: 1, active: false })],
+        &[job_mgr::Event::ModelActiveSet(ModelActiveSet {
+            model_id: 1,
+            active: false,
+        })],
     );
-    s.send(s.jobs_as(Actor::Admin).set_model_active(&1, &true)).await.unwrap();
+    s.send(s.jobs_as(Actor::Admin).set_model_active(&1, &true))
+        .await
+        .unwrap();
     assert!(call(s.jobs_reader().get_model(&1)).await.unwrap().active);
 }
 
@@ -278,11 +379,13 @@ async fn set_model_active_rejects_anyone_else_and_unknown_models() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).set_model_active(&model, &false)).await,
+        s.send(s.jobs_as(Actor::Attacker).set_model_active(&model, &false))
+            .await,
         "GOV: caller is not admin",
     );
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).set_model_active(&7, &false)).await,
+        s.send(s.jobs_as(Actor::Admin).set_model_active(&7, &false))
+            .await,
         "JM: unknown model",
     );
 }
@@ -290,8 +393,14 @@ async fn set_model_active_rejects_anyone_else_and_unknown_models() {
 #[tokio::test]
 async fn get_model_rejects_an_unknown_id() {
     let s = System::deploy().await.unwrap();
-    assert_reverts(call(s.jobs_reader().get_model(&0)).await, "JM: unknown model");
-    assert_reverts(call(s.jobs_reader().get_model(&1)).await, "JM: unknown model");
+    assert_reverts(
+        call(s.jobs_reader().get_model(&0)).await,
+        "JM: unknown model",
+    );
+    assert_reverts(
+        call(s.jobs_reader().get_model(&1)).await,
+        "JM: unknown model",
+    );
 }
 
 #[tokio::test]
@@ -301,9 +410,18 @@ async fn list_models_pages_in_id_order_and_bounds_the_limit() {
         s.model().await;
     }
     let page = call(s.jobs_reader().list_models(&1, &5)).await.unwrap();
-    assert_eq!(page.iter().map(|m| m.model_id).collect::<Vec<_>>(), vec![2, 3]);
-    assert!(call(s.jobs_reader().list_models(&3, &5)).await.unwrap().is_empty());
-    assert_reverts(call(s.jobs_reader().list_models(&0, &101)).await, "JM: limit out of bounds");
+    assert_eq!(
+        page.iter().map(|m| m.model_id).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert!(call(s.jobs_reader().list_models(&3, &5))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_reverts(
+        call(s.jobs_reader().list_models(&0, &101)).await,
+        "JM: limit out of bounds",
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -316,7 +434,12 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
     let model = s.model().await;
     let deadline = deadline_in(&s, 3_600).await;
     let out = s
-        .send(s.jobs_as(Actor::Submitter).submit_job(&model, &u256(0x1a), &u256(JOB_FEE), &deadline))
+        .send(s.jobs_as(Actor::Submitter).submit_job(
+            &model,
+            &u256(0x1a),
+            &u256(JOB_FEE),
+            &deadline,
+        ))
         .await
         .unwrap();
     assert_eq!(s.balance(s.job_mgr).await, JOB_FEE);
@@ -324,7 +447,10 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
     let info = s.job_info(1).await;
     assert_eq!(info.job.state, JobState::Queued);
     assert_eq!(info.job.submitter, s.addr(Actor::Submitter));
-    assert_eq!((info.job.fee, info.job.deadline, info.job.input_hash), (u256(JOB_FEE), deadline, u256(0x1a)));
+    assert_eq!(
+        (info.job.fee, info.job.deadline, info.job.input_hash),
+        (u256(JOB_FEE), deadline, u256(0x1a))
+    );
     assert_events(
         &out,
         s.job_mgr,
@@ -337,7 +463,10 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
             deadline,
         })],
     );
-    assert_eq!(call(s.jobs_reader().totals()).await.unwrap(), (u256(JOB_FEE), u256(0)));
+    assert_eq!(
+        call(s.jobs_reader().totals()).await.unwrap(),
+        (u256(JOB_FEE), u256(0))
+    );
 }
 
 #[tokio::test]
@@ -346,13 +475,17 @@ async fn submit_job_rejects_unknown_and_inactive_models() {
     let deadline = deadline_in(&s, 600).await;
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&1, &u256(1), &u256(JOB_FEE), &deadline)).await,
+        s.send(jobs.submit_job(&1, &u256(1), &u256(JOB_FEE), &deadline))
+            .await,
         "JM: unknown model",
     );
     let model = s.model().await;
-    s.send(s.jobs_as(Actor::Admin).set_model_active(&model, &false)).await.unwrap();
+    s.send(s.jobs_as(Actor::Admin).set_model_active(&model, &false))
+        .await
+        .unwrap();
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline)).await,
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline))
+            .await,
         "JM: model inactive",
     );
 }
@@ -364,14 +497,19 @@ async fn submit_job_rejects_a_fee_below_the_model_price_or_the_minimum() {
     let deadline = deadline_in(&s, 600).await;
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(MODEL_PRICE - 1), &deadline)).await,
+        s.send(jobs.submit_job(&model, &u256(1), &u256(MODEL_PRICE - 1), &deadline))
+            .await,
         "JM: fee below model price",
     );
-    s.send(s.jobs_as(Actor::Admin).register_model(&u256(2), &requirements(), &u256(0)))
-        .await
-        .unwrap();
+    s.send(
+        s.jobs_as(Actor::Admin)
+            .register_model(&u256(2), &requirements(), &u256(0)),
+    )
+    .await
+    .unwrap();
     assert_reverts(
-        s.send(jobs.submit_job(&2, &u256(1), &u256(MIN_FEE - 1), &deadline)).await,
+        s.send(jobs.submit_job(&2, &u256(1), &u256(MIN_FEE - 1), &deadline))
+            .await,
         "JM: fee below minimum",
     );
 }
@@ -383,12 +521,18 @@ async fn submit_job_rejects_a_deadline_in_the_past_or_beyond_the_max_duration() 
     let now = s.net.now().await.unwrap();
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &now.saturating_sub(1))).await,
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &now.saturating_sub(1)))
+            .await,
         "JM: deadline not in future",
     );
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &(now + MAX_JOB_DURATION + 100)))
-            .await,
+        s.send(jobs.submit_job(
+            &model,
+            &u256(1),
+            &u256(JOB_FEE),
+            &(now + MAX_JOB_DURATION + 100),
+        ))
+        .await,
         "JM: deadline too far",
     );
 }
@@ -398,13 +542,19 @@ async fn submit_job_rejects_a_token_that_delivers_less_than_the_fee() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     let admin = s.net.account(Actor::Admin);
-    send(&s.net.provider, TestToken::new(s.token, &admin).set_transfer_from_fee(&u256(1)))
-        .await
-        .unwrap();
+    send(
+        &s.net.provider,
+        TestToken::new(s.token, &admin).set_transfer_from_fee(&u256(1)),
+    )
+    .await
+    .unwrap();
     let deadline = deadline_in(&s, 600).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Submitter).submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline))
-            .await,
+        s.send(
+            s.jobs_as(Actor::Submitter)
+                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
+        )
+        .await,
         "JM: transfer_from shortfall",
     );
 }
@@ -414,7 +564,10 @@ async fn cancel_job_refunds_a_queued_job_to_its_submitter() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     let job = s.job(model).await;
-    let out = s.send(s.jobs_as(Actor::Submitter).cancel_job(&job)).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Submitter).cancel_job(&job))
+        .await
+        .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Cancelled);
     assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
     assert_eq!(s.balance(s.job_mgr).await, 0);
@@ -432,7 +585,10 @@ async fn cancel_job_refunds_a_queued_job_to_its_submitter() {
 #[tokio::test]
 async fn cancel_job_rejects_others_unknown_jobs_and_jobs_not_queued() {
     let s = System::deploy().await.unwrap();
-    assert_reverts(s.send(s.jobs_as(Actor::Submitter).cancel_job(&1)).await, "JM: unknown job");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Submitter).cancel_job(&1)).await,
+        "JM: unknown job",
+    );
     let (_, job) = s.assigned_job().await;
     assert_reverts(
         s.send(s.jobs_as(Actor::Attacker).cancel_job(&job)).await,
@@ -455,16 +611,25 @@ async fn assign_job_assigns_an_eligible_worker_and_emits_job_assigned() {
     s.active_worker(Actor::WorkerA).await;
     let job = s.job(model).await;
     let out = s
-        .send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerA)))
+        .send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &s.addr(Actor::WorkerA)),
+        )
         .await
         .unwrap();
     let info = s.job_info(job).await.job;
-    assert_eq!((info.state, info.worker), (JobState::Assigned, s.addr(Actor::WorkerA)));
+    assert_eq!(
+        (info.state, info.worker),
+        (JobState::Assigned, s.addr(Actor::WorkerA))
+    );
     assert!(info.assigned_at > 0);
     assert_events(
         &out,
         s.job_mgr,
-        &[job_mgr::Event::JobAssigned(JobAssigned { job_id: job, worker: s.addr(Actor::WorkerA) })],
+        &[job_mgr::Event::JobAssigned(JobAssigned {
+            job_id: job,
+            worker: s.addr(Actor::WorkerA),
+        })],
     );
 }
 
@@ -475,7 +640,11 @@ async fn assign_job_rejects_a_caller_without_the_coordinator_role() {
     s.active_worker(Actor::WorkerA).await;
     let job = s.job(model).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).assign_job(&job, &s.addr(Actor::WorkerA))).await,
+        s.send(
+            s.jobs_as(Actor::Attacker)
+                .assign_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await,
         "GOV: caller is missing role",
     );
 }
@@ -498,17 +667,29 @@ async fn assign_job_rejects_ineligible_workers() {
     }
     // A model requiring TEE rejects an H100 without it (stake tiers: see cdc_pool.rs).
     s.active_worker(Actor::WorkerA).await;
-    let tee = job_mgr::Requirements { required_flags: FLAG_TEE, ..requirements() };
-    s.send(s.jobs_as(Actor::Admin).register_model(&u256(2), &tee, &u256(0))).await.unwrap();
+    let tee = job_mgr::Requirements {
+        required_flags: FLAG_TEE,
+        ..requirements()
+    };
+    s.send(
+        s.jobs_as(Actor::Admin)
+            .register_model(&u256(2), &tee, &u256(0)),
+    )
+    .await
+    .unwrap();
     let tee_job = s.job(2).await;
     assert_reverts(
-        s.send(coordinator.assign_job(&tee_job, &s.addr(Actor::WorkerA))).await,
+        s.send(coordinator.assign_job(&tee_job, &s.addr(Actor::WorkerA)))
+            .await,
         "JM: worker not eligible",
     );
     // A deactivated worker is not eligible either.
-    s.send(s.pool_as(Actor::WorkerA).deactivate()).await.unwrap();
+    s.send(s.pool_as(Actor::WorkerA).deactivate())
+        .await
+        .unwrap();
     assert_reverts(
-        s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA))).await,
+        s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA)))
+            .await,
         "JM: worker not eligible",
     );
 }
@@ -519,17 +700,20 @@ async fn assign_job_rejects_a_job_not_queued_or_past_its_deadline() {
     let (model, job) = s.assigned_job().await;
     let coordinator = s.jobs_as(Actor::Coordinator);
     assert_reverts(
-        s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA))).await,
+        s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA)))
+            .await,
         "JM: job not queued",
     );
     let late = s.job(model).await;
     s.advance(3_600).await;
     assert_reverts(
-        s.send(coordinator.assign_job(&late, &s.addr(Actor::WorkerA))).await,
+        s.send(coordinator.assign_job(&late, &s.addr(Actor::WorkerA)))
+            .await,
         "JM: deadline passed",
     );
     assert_reverts(
-        s.send(coordinator.assign_job(&99, &s.addr(Actor::WorkerA))).await,
+        s.send(coordinator.assign_job(&99, &s.addr(Actor::WorkerA)))
+            .await,
         "JM: unknown job",
     );
 }
@@ -545,14 +729,29 @@ async fn assign_jobs_assigns_a_batch_all_or_none() {
     let coordinator = s.jobs_as(Actor::Coordinator);
     // A batch with one bad entry (an unregistered worker) assigns nothing.
     let bad = vec![
-        Assignment { job_id: a, worker: s.addr(Actor::WorkerA) },
-        Assignment { job_id: b, worker: s.addr(Actor::WorkerC) },
+        Assignment {
+            job_id: a,
+            worker: s.addr(Actor::WorkerA),
+        },
+        Assignment {
+            job_id: b,
+            worker: s.addr(Actor::WorkerC),
+        },
     ];
-    assert_reverts(s.send(coordinator.assign_jobs(&bad)).await, "JM: worker not eligible");
+    assert_reverts(
+        s.send(coordinator.assign_jobs(&bad)).await,
+        "JM: worker not eligible",
+    );
     assert_eq!(s.job_info(a).await.job.state, JobState::Queued);
     let good = vec![
-        Assignment { job_id: a, worker: s.addr(Actor::WorkerA) },
-        Assignment { job_id: b, worker: s.addr(Actor::WorkerB) },
+        Assignment {
+            job_id: a,
+            worker: s.addr(Actor::WorkerA),
+        },
+        Assignment {
+            job_id: b,
+            worker: s.addr(Actor::WorkerB),
+        },
     ];
     let out = s.send(coordinator.assign_jobs(&good)).await.unwrap();
     assert_eq!(s.job_info(b).await.job.worker, s.addr(Actor::WorkerB));
@@ -560,8 +759,14 @@ async fn assign_jobs_assigns_a_batch_all_or_none() {
         &out,
         s.job_mgr,
         &[
-            job_mgr::Event::JobAssigned(JobAssigned { job_id: a, worker: s.addr(Actor::WorkerA) }),
-            job_mgr::Event::JobAssigned(JobAssigned { job_id: b, worker: s.addr(Actor::WorkerB) }),
+            job_mgr::Event::JobAssigned(JobAssigned {
+                job_id: a,
+                worker: s.addr(Actor::WorkerA),
+            }),
+            job_mgr::Event::JobAssigned(JobAssigned {
+                job_id: b,
+                worker: s.addr(Actor::WorkerB),
+            }),
         ],
     );
 }
@@ -570,9 +775,21 @@ async fn assign_jobs_assigns_a_batch_all_or_none() {
 async fn assign_jobs_rejects_an_empty_or_oversized_batch() {
     let s = System::deploy().await.unwrap();
     let coordinator = s.jobs_as(Actor::Coordinator);
-    assert_reverts(s.send(coordinator.assign_jobs(&vec![])).await, "JM: empty batch");
-    let many = vec![Assignment { job_id: 1, worker: s.addr(Actor::WorkerA) }; 101];
-    assert_reverts(s.send(coordinator.assign_jobs(&many)).await, "JM: batch too large");
+    assert_reverts(
+        s.send(coordinator.assign_jobs(&vec![])).await,
+        "JM: empty batch",
+    );
+    let many = vec![
+        Assignment {
+            job_id: 1,
+            worker: s.addr(Actor::WorkerA)
+        };
+        101
+    ];
+    assert_reverts(
+        s.send(coordinator.assign_jobs(&many)).await,
+        "JM: batch too large",
+    );
     assert_reverts(
         s.send(s.jobs_as(Actor::Attacker).assign_jobs(&many)).await,
         "GOV: caller is missing role",
@@ -583,7 +800,10 @@ async fn assign_jobs_rejects_an_empty_or_oversized_batch() {
 async fn release_job_by_the_coordinator_requeues_at_once_and_records_a_miss() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
-    let out = s.send(s.jobs_as(Actor::Coordinator).release_job(&job)).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Coordinator).release_job(&job))
+        .await
+        .unwrap();
     let info = s.job_info(job).await.job;
     assert_eq!((info.state, info.worker), (JobState::Queued, nobody()));
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
@@ -607,7 +827,9 @@ async fn release_job_by_anyone_else_waits_for_the_assignment_timeout() {
         "JM: assignment not timed out",
     );
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await.unwrap();
+    s.send(s.jobs_as(Actor::Attacker).release_job(&job))
+        .await
+        .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
 }
 
@@ -617,7 +839,8 @@ async fn release_job_rejects_a_job_not_assigned() {
     let model = s.model().await;
     let job = s.job(model).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Coordinator).release_job(&job)).await,
+        s.send(s.jobs_as(Actor::Coordinator).release_job(&job))
+            .await,
         "JM: job not assigned",
     );
 }
@@ -630,9 +853,15 @@ async fn release_job_rejects_a_job_not_assigned() {
 async fn submit_result_by_the_assigned_worker_completes_the_job() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
-    let out = s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0xfeed))).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0xfeed)))
+        .await
+        .unwrap();
     let info = s.job_info(job).await.job;
-    assert_eq!((info.state, info.output_hash), (JobState::Completed, u256(0xfeed)));
+    assert_eq!(
+        (info.state, info.output_hash),
+        (JobState::Completed, u256(0xfeed))
+    );
     assert!(info.completed_at >= info.assigned_at);
     assert_events(
         &out,
@@ -651,7 +880,8 @@ async fn submit_result_rejects_anyone_but_the_assigned_worker() {
     let (_, job) = s.assigned_job().await;
     s.active_worker(Actor::WorkerB).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(1))).await,
+        s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(1)))
+            .await,
         "JM: not the assigned worker",
     );
 }
@@ -661,14 +891,21 @@ async fn submit_result_rejects_a_job_not_assigned_or_past_its_deadline() {
     let s = System::deploy().await.unwrap();
     let (model, job) = s.completed_job().await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(1))).await,
+        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(1)))
+            .await,
         "JM: job not assigned",
     );
     let late = s.job(model).await;
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&late, &s.addr(Actor::WorkerA))).await.unwrap();
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&late, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     s.advance(3_601).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1))).await,
+        s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1)))
+            .await,
         "JM: deadline passed",
     );
 }
@@ -678,9 +915,15 @@ async fn finalize_pays_the_worker_streams_the_protocol_fee_and_records_a_success
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
     s.advance(RESULT_WINDOW).await;
-    let out = s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Finalized);
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT);
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT
+    );
     let totals = call(s.pool_reader().totals()).await.unwrap();
     assert_eq!(totals.rewards, u256(FEE_CUT));
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.completed, 1);
@@ -702,12 +945,23 @@ async fn finalize_rejects_a_job_in_its_challenge_window_or_not_completed() {
     let s = System::deploy().await.unwrap();
     let (model, job) = s.completed_job().await;
     s.advance(RESULT_WINDOW - 20).await;
-    assert_reverts(s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await, "JM: challenge window open");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await,
+        "JM: challenge window open",
+    );
     let queued = s.job(model).await;
-    assert_reverts(s.send(s.jobs_as(Actor::Attacker).finalize(&queued)).await, "JM: job not completed");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).finalize(&queued)).await,
+        "JM: job not completed",
+    );
     s.advance(20).await;
-    s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await.unwrap();
-    assert_reverts(s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await, "JM: job not completed");
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await,
+        "JM: job not completed",
+    );
 }
 
 #[tokio::test]
@@ -717,13 +971,26 @@ async fn finalize_jobs_pays_a_batch_with_one_reward_notification() {
     let mut jobs = vec![first];
     for _ in 0..2 {
         let job = s.job(model).await;
-        s.send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(Actor::WorkerA))).await.unwrap();
-        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(3))).await.unwrap();
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await
+        .unwrap();
+        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(3)))
+            .await
+            .unwrap();
         jobs.push(job);
     }
     s.advance(RESULT_WINDOW).await;
-    let out = s.send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs)).await.unwrap();
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + 3 * (JOB_FEE - FEE_CUT));
+    let out = s
+        .send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + 3 * (JOB_FEE - FEE_CUT)
+    );
     let notifications: Vec<ciro_chain::bindings::cdc_pool::Event> =
         ciro_tests::assert::decoded_events(&out, s.pool);
     let rewards: Vec<_> = notifications
@@ -731,7 +998,10 @@ async fn finalize_jobs_pays_a_batch_with_one_reward_notification() {
         .filter(|e| matches!(e, ciro_chain::bindings::cdc_pool::Event::RewardNotified(_)))
         .collect();
     assert_eq!(rewards.len(), 1);
-    assert_eq!(call(s.pool_reader().totals()).await.unwrap().rewards, u256(3 * FEE_CUT));
+    assert_eq!(
+        call(s.pool_reader().totals()).await.unwrap().rewards,
+        u256(3 * FEE_CUT)
+    );
     s.assert_invariants("after the batch").await;
 }
 
@@ -742,10 +1012,23 @@ async fn finalize_jobs_rejects_an_empty_oversized_or_partly_invalid_batch() {
     let queued = s.job(model).await;
     s.advance(RESULT_WINDOW).await;
     let anyone = s.jobs_as(Actor::Attacker);
-    assert_reverts(s.send(anyone.finalize_jobs(&vec![])).await, "JM: empty batch");
-    assert_reverts(s.send(anyone.finalize_jobs(&vec![job; 101])).await, "JM: batch too large");
-    assert_reverts(s.send(anyone.finalize_jobs(&vec![job, queued])).await, "JM: job not completed");
-    assert_eq!(s.job_info(job).await.job.state, JobState::Completed, "all or none");
+    assert_reverts(
+        s.send(anyone.finalize_jobs(&vec![])).await,
+        "JM: empty batch",
+    );
+    assert_reverts(
+        s.send(anyone.finalize_jobs(&vec![job; 101])).await,
+        "JM: batch too large",
+    );
+    assert_reverts(
+        s.send(anyone.finalize_jobs(&vec![job, queued])).await,
+        "JM: job not completed",
+    );
+    assert_eq!(
+        s.job_info(job).await.job.state,
+        JobState::Completed,
+        "all or none"
+    );
 }
 
 #[tokio::test]
@@ -754,7 +1037,10 @@ async fn expire_refunds_a_queued_job_after_its_deadline() {
     let model = s.model().await;
     let job = s.job(model).await;
     s.advance(3_601).await;
-    let out = s.send(s.jobs_as(Actor::Attacker).expire(&job)).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Attacker).expire(&job))
+        .await
+        .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Expired);
     assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
     assert_events(
@@ -773,7 +1059,9 @@ async fn expire_of_an_assigned_job_records_a_failure_for_its_worker() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
     s.advance(3_601).await;
-    s.send(s.jobs_as(Actor::Attacker).expire(&job)).await.unwrap();
+    s.send(s.jobs_as(Actor::Attacker).expire(&job))
+        .await
+        .unwrap();
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.failed, 1);
     assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
 }
@@ -783,9 +1071,15 @@ async fn expire_rejects_a_job_before_its_deadline_or_already_completed() {
     let s = System::deploy().await.unwrap();
     let (model, completed) = s.completed_job().await;
     let queued = s.job(model).await;
-    assert_reverts(s.send(s.jobs_as(Actor::Attacker).expire(&queued)).await, "JM: deadline not passed");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).expire(&queued)).await,
+        "JM: deadline not passed",
+    );
     s.advance(3_601).await;
-    assert_reverts(s.send(s.jobs_as(Actor::Attacker).expire(&completed)).await, "JM: job not expirable");
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).expire(&completed)).await,
+        "JM: job not expirable",
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -796,12 +1090,24 @@ async fn expire_rejects_a_job_before_its_deadline_or_already_completed() {
 async fn open_dispute_takes_the_bond_and_marks_the_job_disputed() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
-    let out = s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1))).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1)))
+        .await
+        .unwrap();
     let info = s.job_info(job).await;
     assert_eq!(info.job.state, JobState::Disputed);
-    assert_eq!((info.dispute.evidence_hash, info.dispute.bond), (felt(0xe1), u256(DISPUTE_BOND)));
-    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - JOB_FEE - DISPUTE_BOND);
-    assert_eq!(call(s.jobs_reader().totals()).await.unwrap(), (u256(JOB_FEE), u256(DISPUTE_BOND)));
+    assert_eq!(
+        (info.dispute.evidence_hash, info.dispute.bond),
+        (felt(0xe1), u256(DISPUTE_BOND))
+    );
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        FUNDS - JOB_FEE - DISPUTE_BOND
+    );
+    assert_eq!(
+        call(s.jobs_reader().totals()).await.unwrap(),
+        (u256(JOB_FEE), u256(DISPUTE_BOND))
+    );
     assert_events(
         &out,
         s.job_mgr,
@@ -821,32 +1127,62 @@ async fn open_dispute_rejects_others_a_second_dispute_and_a_closed_window() {
     let (model, job) = s.completed_job().await;
     let submitter = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).open_dispute(&job, &felt(1))).await,
+        s.send(s.jobs_as(Actor::Attacker).open_dispute(&job, &felt(1)))
+            .await,
         "JM: not the submitter",
     );
     let queued = s.job(model).await;
-    assert_reverts(s.send(submitter.open_dispute(&queued, &felt(1))).await, "JM: job not completed");
-    s.send(submitter.open_dispute(&job, &felt(1))).await.unwrap();
-    assert_reverts(s.send(submitter.open_dispute(&job, &felt(1))).await, "JM: dispute already open");
+    assert_reverts(
+        s.send(submitter.open_dispute(&queued, &felt(1))).await,
+        "JM: job not completed",
+    );
+    s.send(submitter.open_dispute(&job, &felt(1)))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(submitter.open_dispute(&job, &felt(1))).await,
+        "JM: dispute already open",
+    );
 
     let late = s.job(model).await;
-    s.send(s.jobs_as(Actor::Coordinator).assign_job(&late, &s.addr(Actor::WorkerA))).await.unwrap();
-    s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1))).await.unwrap();
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&late, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1)))
+        .await
+        .unwrap();
     s.advance(RESULT_WINDOW).await;
-    assert_reverts(s.send(submitter.open_dispute(&late, &felt(1))).await, "JM: challenge window closed");
+    assert_reverts(
+        s.send(submitter.open_dispute(&late, &felt(1))).await,
+        "JM: challenge window closed",
+    );
 }
 
 #[tokio::test]
 async fn resolve_dispute_worker_at_fault_refunds_and_slashes_through_the_pool() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
-    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1))).await.unwrap();
-    let out = s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0)).await.unwrap();
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1)))
+        .await
+        .unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0))
+        .await
+        .unwrap();
     // 0 bps: the pool's ProtocolViolation default.
     let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[2]) / 10_000;
-    assert_eq!(s.worker_info(Actor::WorkerA).await.stake, u256(MIN_STAKE[3] - cut));
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.stake,
+        u256(MIN_STAKE[3] - cut)
+    );
     let slash = call(s.pool_reader().get_slash(&1)).await.unwrap();
-    assert_eq!((slash.beneficiary, slash.evidence_hash, slash.amount), (s.addr(Actor::Submitter), felt(0xe1), u256(cut)));
+    assert_eq!(
+        (slash.beneficiary, slash.evidence_hash, slash.amount),
+        (s.addr(Actor::Submitter), felt(0xe1), u256(cut))
+    );
     assert_events(
         &out,
         s.job_mgr,
@@ -865,8 +1201,13 @@ async fn resolve_dispute_worker_at_fault_refunds_and_slashes_through_the_pool() 
 async fn resolve_dispute_worker_right_pays_fee_and_bond_to_the_worker() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
-    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1))).await.unwrap();
-    let out = s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &false, &0)).await.unwrap();
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1)))
+        .await
+        .unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &false, &0))
+        .await
+        .unwrap();
     assert_eq!(
         s.balance_of(Actor::WorkerA).await,
         FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT + DISPUTE_BOND
@@ -896,16 +1237,24 @@ async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_10000
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0)).await,
+        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0))
+            .await,
         "JM: job not disputed",
     );
-    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1))).await.unwrap();
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1)))
+        .await
+        .unwrap();
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).resolve_dispute(&job, &false, &0)).await,
+        s.send(s.jobs_as(Actor::Attacker).resolve_dispute(&job, &false, &0))
+            .await,
         "GOV: caller is missing role",
     );
     assert_reverts(
-        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &10_001)).await,
+        s.send(
+            s.jobs_as(Actor::Arbiter)
+                .resolve_dispute(&job, &true, &10_001),
+        )
+        .await,
         "JM: slash bps out of bounds",
     );
 }
@@ -922,14 +1271,56 @@ async fn jobs_of_pages_a_submitters_jobs_oldest_first() {
         s.job(model).await;
     }
     let reader = s.jobs_reader();
-    assert_eq!(call(reader.job_count_of(&s.addr(Actor::Submitter))).await.unwrap(), 3);
-    assert_eq!(call(reader.job_count_of(&s.addr(Actor::Attacker))).await.unwrap(), 0);
-    let page = call(reader.jobs_of(&s.addr(Actor::Submitter), &1, &10)).await.unwrap();
-    assert_eq!(page.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        call(reader.job_count_of(&s.addr(Actor::Submitter)))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        call(reader.job_count_of(&s.addr(Actor::Attacker)))
+            .await
+            .unwrap(),
+        0
+    );
+    let page = call(reader.jobs_of(&s.addr(Actor::Submitter), &1, &10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     assert_reverts(
         call(reader.jobs_of(&s.addr(Actor::Submitter), &0, &101)).await,
         "JM: limit out of bounds",
     );
     assert_reverts(call(reader.get_job(&4)).await, "JM: unknown job");
     assert_eq!(call(reader.job_count()).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn finalize_jobs_pays_each_run_of_one_workers_jobs_once_and_records_every_job() {
+    // Given jobs completed by A, A, B, A (three runs)
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    let mut jobs = Vec::new();
+    for worker in [Actor::WorkerA, Actor::WorkerA, Actor::WorkerB, Actor::WorkerA] {
+        let job = s.job(model).await;
+        s.send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(worker))).await.unwrap();
+        s.send(s.jobs_as(worker).submit_result(&job, &u256(3))).await.unwrap();
+        jobs.push(job);
+    }
+    s.advance(RESULT_WINDOW).await;
+    // When they are finalized in one batch
+    let out = s.send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs)).await.unwrap();
+    // Then A is paid for three jobs and B for one, and every job is recorded
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + 3 * (JOB_FEE - FEE_CUT));
+    assert_eq!(s.balance_of(Actor::WorkerB).await, FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT);
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.completed, 3);
+    assert_eq!(s.worker_info(Actor::WorkerB).await.reputation.completed, 1);
+    let finalized: Vec<job_mgr::Event> = ciro_tests::assert::decoded_events(&out, s.job_mgr);
+    assert_eq!(finalized.len(), 4, "one JobFinalized per job");
+    s.assert_invariants("after three runs").await;
 }

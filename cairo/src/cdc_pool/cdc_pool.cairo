@@ -28,8 +28,8 @@ mod CdcPool {
         ICdcPoolAdmin, ICdcPoolRegistry, ICdcPoolRewards, ICdcPoolSlashing, ICdcPoolStake
     };
     use ciro::cdc_pool::types::{
-        Exit, PoolParams, PoolTotals, Reputation, Slash, SlashStatus, WorkerInfo, WorkerRecord,
-        WorkerState
+        Exit, PoolParams, PoolTotals, Reputation, ReputationPacking, Slash, SlashStatus, WorkerInfo,
+        WorkerRecord, WorkerRecordPacking, WorkerState
     };
 
     /// Scale of the reward accumulators.
@@ -70,6 +70,8 @@ mod CdcPool {
         workers: LegacyMap<ContractAddress, WorkerRecord>,
         /// What each worker runs on.
         capabilities: LegacyMap<ContractAddress, Capabilities>,
+        /// Each worker's declared attestation hash.
+        attestations: LegacyMap<ContractAddress, felt252>,
         /// Verified outcomes of each worker.
         reputations: LegacyMap<ContractAddress, Reputation>,
         /// Workers registered so far, and by registration index.
@@ -344,11 +346,11 @@ mod CdcPool {
             assert(!record.registered, errors::ALREADY_REGISTERED);
             let now = get_block_timestamp();
             record.registered = true;
-            record.attestation_hash = attestation_hash;
             record.registered_at = now;
             record.last_heartbeat = now;
             self.workers.write(worker, record);
             self.capabilities.write(worker, capabilities);
+            self.attestations.write(worker, attestation_hash);
             self
                 .reputations
                 .write(
@@ -375,9 +377,8 @@ mod CdcPool {
         ) {
             assert_not_paused();
             let worker = get_caller_address();
-            let mut record = self.usable_worker(worker);
-            record.attestation_hash = attestation_hash;
-            self.workers.write(worker, record);
+            self.usable_worker(worker);
+            self.attestations.write(worker, attestation_hash);
             self.capabilities.write(worker, capabilities);
             self.emit(CapabilitiesUpdated { worker, capabilities, attestation_hash });
         }
@@ -636,34 +637,18 @@ mod CdcPool {
         fn record_outcome(
             ref self: ContractState, worker: ContractAddress, outcome: Outcome, latency: u64
         ) {
-            Governance::unsafe_new_contract_state().assert_role(JOB_MANAGER_ROLE);
-            assert(self.workers.read(worker).registered, errors::NOT_REGISTERED);
-            let mut rep = self.reputations.read(worker);
-            match outcome {
-                Outcome::Success(()) => {
-                    rep.completed += 1;
-                    rep.score += (MAX_SCORE - rep.score) / 8;
-                    // The first success sets the average; later ones move it by an eighth.
-                    if rep.completed == 1 {
-                        rep.avg_latency = latency;
-                    } else if latency >= rep.avg_latency {
-                        rep.avg_latency += (latency - rep.avg_latency) / 8;
-                    } else {
-                        rep.avg_latency -= (rep.avg_latency - latency) / 8;
-                    }
-                },
-                Outcome::Failure(()) => {
-                    rep.failed += 1;
-                    rep.score -= rep.score / 8;
-                },
-                Outcome::Missed(()) => {
-                    rep.missed += 1;
-                    rep.score -= rep.score / 16;
-                },
-            }
-            rep.last_outcome_at = get_block_timestamp();
-            self.reputations.write(worker, rep);
-            self.emit(OutcomeRecorded { worker, outcome, latency, score: rep.score });
+            self.record(worker, outcome, 1, latency);
+        }
+
+        fn record_outcomes(
+            ref self: ContractState,
+            worker: ContractAddress,
+            outcome: Outcome,
+            count: u32,
+            latency: u64
+        ) {
+            assert(count != 0, errors::ZERO_AMOUNT);
+            self.record(worker, outcome, count, latency);
         }
 
         fn slash(
@@ -881,6 +866,35 @@ mod CdcPool {
         }
     }
 
+    /// One outcome's effect on a reputation: a success moves the score an eighth of the way to
+    /// 10,000 and the latency average an eighth of the way to `latency` (the first success
+    /// sets it); a failure moves the score an eighth of the way to 0, a miss a sixteenth.
+    fn apply_outcome(rep: Reputation, outcome: Outcome, latency: u64) -> Reputation {
+        let mut rep = rep;
+        match outcome {
+            Outcome::Success(()) => {
+                rep.completed += 1;
+                rep.score += (MAX_SCORE - rep.score) / 8;
+                if rep.completed == 1 {
+                    rep.avg_latency = latency;
+                } else if latency >= rep.avg_latency {
+                    rep.avg_latency += (latency - rep.avg_latency) / 8;
+                } else {
+                    rep.avg_latency -= (rep.avg_latency - latency) / 8;
+                }
+            },
+            Outcome::Failure(()) => {
+                rep.failed += 1;
+                rep.score -= rep.score / 8;
+            },
+            Outcome::Missed(()) => {
+                rep.missed += 1;
+                rep.score -= rep.score / 16;
+            },
+        }
+        rep
+    }
+
     fn hardware_tier(vram_mb: u32) -> u8 {
         if vram_mb >= TIER_3_VRAM {
             3
@@ -895,6 +909,30 @@ mod CdcPool {
 
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        /// Applies `count` outcomes (see `record_outcome` for the formula).
+        fn record(
+            ref self: ContractState,
+            worker: ContractAddress,
+            outcome: Outcome,
+            count: u32,
+            latency: u64
+        ) {
+            Governance::unsafe_new_contract_state().assert_role(JOB_MANAGER_ROLE);
+            assert(self.workers.read(worker).registered, errors::NOT_REGISTERED);
+            let mut rep = self.reputations.read(worker);
+            let mut i: u32 = 0;
+            loop {
+                if i == count {
+                    break;
+                }
+                rep = apply_outcome(rep, outcome, latency);
+                i += 1;
+            };
+            rep.last_outcome_at = get_block_timestamp();
+            self.reputations.write(worker, rep);
+            self.emit(OutcomeRecorded { worker, outcome, latency, score: rep.score });
+        }
+
         /// The record of a registered, unbanned worker.
         fn usable_worker(self: @ContractState, worker: ContractAddress) -> WorkerRecord {
             let record = self.workers.read(worker);
@@ -961,6 +999,7 @@ mod CdcPool {
                 address: worker,
                 state: self.state_of(worker),
                 capabilities,
+                attestation_hash: self.attestations.read(worker),
                 record: self.workers.read(worker),
                 reputation: self.reputations.read(worker),
                 stake,

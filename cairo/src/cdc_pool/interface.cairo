@@ -98,6 +98,16 @@ trait ICdcPoolSlashing<TContractState> {
     fn record_outcome(
         ref self: TContractState, worker: ContractAddress, outcome: Outcome, latency: u64
     );
+    /// `record_outcome` `count` times with the same outcome and (average) latency: what
+    /// JobMgr's batched finalization records per run of one worker's jobs. Requires: as
+    /// `record_outcome`, count > 0. Emits one `OutcomeRecorded` (with the final score).
+    fn record_outcomes(
+        ref self: TContractState,
+        worker: ContractAddress,
+        outcome: Outcome,
+        count: u32,
+        latency: u64
+    );
     /// Slashes `bps` (0: the reason's default) of `worker`'s stake (own and exiting) with
     /// `beneficiary` (may be zero) receiving its share. From JOB_MANAGER: applied at once.
     /// From SLASHER: pending, the worker may challenge it within the window. Returns the

@@ -1,4 +1,7 @@
-use starknet::ContractAddress;
+use starknet::{ContractAddress, StorePacking};
+use traits::{Into, TryInto};
+use option::OptionTrait;
+use ciro::common::packing::{halves, high64, join32, join64, lane32, low64, to_felt};
 use ciro::common::types::{Capabilities, SlashReason};
 
 /// A worker's state, derived on every read from what is stored (never stored itself).
@@ -18,8 +21,10 @@ enum WorkerState {
     Banned: (),
 }
 
-/// What the pool stores per worker besides its stake and reputation.
-#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+/// What the pool stores per worker besides its capabilities, attestation, stake and
+/// reputation: one packed slot (low half: registered_at, last_heartbeat; high half:
+/// pending_slash, commission, flags).
+#[derive(Copy, Drop, Serde, PartialEq)]
 struct WorkerRecord {
     registered: bool,
     /// Set by `deactivate`, cleared by `reactivate`.
@@ -27,16 +32,15 @@ struct WorkerRecord {
     banned: bool,
     /// Commission on its delegators' rewards, in basis points.
     commission_bps: u16,
-    /// Hash of the worker's hardware attestation (e.g. a TEE quote), as it declared it.
-    attestation_hash: felt252,
     registered_at: u64,
     last_heartbeat: u64,
     /// Id of the pending slash against it, or 0.
     pending_slash: u64,
 }
 
-/// Verified outcomes of a worker's jobs, as JobMgr recorded them.
-#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+/// Verified outcomes of a worker's jobs, as JobMgr recorded them: two packed slots (four u32
+/// lanes; the latency average and the last outcome's time).
+#[derive(Copy, Drop, Serde, PartialEq)]
 struct Reputation {
     completed: u32,
     failed: u32,
@@ -61,6 +65,8 @@ struct WorkerInfo {
     address: ContractAddress,
     state: WorkerState,
     capabilities: Capabilities,
+    /// Hash of the worker's hardware attestation (e.g. a TEE quote), as it declared it.
+    attestation_hash: felt252,
     record: WorkerRecord,
     reputation: Reputation,
     /// Own active stake (what counts for its minimum and its stake tier).
@@ -143,4 +149,56 @@ struct PoolTotals {
     rewards: u256,
     /// Challenge bonds held.
     bonds: u256,
+}
+
+impl WorkerRecordPacking of StorePacking<WorkerRecord, felt252> {
+    fn pack(value: WorkerRecord) -> felt252 {
+        let mut flags: u64 = 0;
+        if value.registered {
+            flags += 1;
+        }
+        if value.deactivated {
+            flags += 2;
+        }
+        if value.banned {
+            flags += 4;
+        }
+        let commission: u64 = value.commission_bps.into();
+        let high = join64(value.pending_slash, commission) + flags.into() * 0x100000000000000000000;
+        to_felt(join64(value.registered_at, value.last_heartbeat), high)
+    }
+
+    fn unpack(value: felt252) -> WorkerRecord {
+        let (low, high) = halves(value);
+        let flags = high / 0x100000000000000000000;
+        WorkerRecord {
+            registered: flags % 2 == 1,
+            deactivated: (flags / 2) % 2 == 1,
+            banned: (flags / 4) % 2 == 1,
+            commission_bps: (high64(high) % 0x10000).try_into().unwrap(),
+            registered_at: low64(low),
+            last_heartbeat: high64(low),
+            pending_slash: low64(high),
+        }
+    }
+}
+
+impl ReputationPacking of StorePacking<Reputation, u256> {
+    fn pack(value: Reputation) -> u256 {
+        u256 {
+            low: join32(value.completed, value.failed, value.missed, value.score),
+            high: join64(value.avg_latency, value.last_outcome_at),
+        }
+    }
+
+    fn unpack(value: u256) -> Reputation {
+        Reputation {
+            completed: lane32(value.low, 0),
+            failed: lane32(value.low, 1),
+            missed: lane32(value.low, 2),
+            score: lane32(value.low, 3),
+            avg_latency: low64(value.high),
+            last_outcome_at: high64(value.high),
+        }
+    }
 }

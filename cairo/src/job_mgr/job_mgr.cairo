@@ -7,6 +7,11 @@
 /// the protocol fee to the CDC Pool's reward stream). A dispute bond is held while the dispute
 /// is open and goes to whoever the arbiter finds right. So the token balance always equals
 /// the escrow of non-final jobs plus open bonds (`totals`).
+///
+/// Storage is laid out for the hot paths (see the gas report in the README): a job's status
+/// and timestamps share one slot, the parameters that are not amounts share another, and
+/// `finalize_jobs` pays each run of consecutive jobs of one worker with one transfer and one
+/// reputation update.
 #[starknet::contract]
 mod JobMgr {
     use array::{ArrayTrait, SpanTrait};
@@ -27,7 +32,8 @@ mod JobMgr {
     use ciro::job_mgr::errors;
     use ciro::job_mgr::interface::{IJobMgrAdmin, IJobMgrDisputes, IJobMgrJobs, IJobMgrModels};
     use ciro::job_mgr::types::{
-        Assignment, Dispute, Job, JobInfo, JobParams, JobState, Model, ModelInfo
+        Assignment, Dispute, Job, JobCore, JobInfo, JobParams, JobState, JobStatus,
+        JobStatusPacking, JobTerms, JobTermsPacking, Model, ModelInfo
     };
 
     const BPS: u256 = 10000;
@@ -51,14 +57,29 @@ mod JobMgr {
         token: ContractAddress,
         /// The CDC Pool: eligibility, outcomes, slashing and the reward stream.
         pool: ContractAddress,
-        /// The bounded parameters.
-        params: JobParams,
+        /// The parameters that are not amounts (one packed slot).
+        terms: JobTerms,
+        /// Least fee of any job.
+        min_fee: u256,
+        /// Bond a submitter pays to open a dispute.
+        dispute_bond: u256,
         /// Models registered so far (ids from 1), by id.
         model_count: u64,
         models: LegacyMap<u64, Model>,
-        /// Jobs submitted so far (ids from 1), by id.
+        /// Jobs submitted so far (ids from 1).
         job_count: u64,
-        jobs: LegacyMap<u64, Job>,
+        /// Submitter, model and deadline of each job (written once).
+        job_core: LegacyMap<u64, JobCore>,
+        /// Escrowed fee of each job.
+        job_fee: LegacyMap<u64, u256>,
+        /// SHA-256 of each job's input tensors.
+        job_input: LegacyMap<u64, u256>,
+        /// State and timestamps of each job (one packed slot).
+        job_status: LegacyMap<u64, JobStatus>,
+        /// The worker a job is assigned to, or zero.
+        job_worker: LegacyMap<u64, ContractAddress>,
+        /// SHA-256 of the output the worker committed, or zero.
+        job_output: LegacyMap<u64, u256>,
         /// The dispute of a job, if one was opened.
         disputes: LegacyMap<u64, Dispute>,
         /// Jobs per submitter, and a submitter's jobs by index.
@@ -216,11 +237,9 @@ mod JobMgr {
         assert(!token.is_zero() && !pool.is_zero(), errors::ZERO_ADDRESS);
         self.token.write(token);
         self.pool.write(pool);
-        assert_params(@params);
-        self.params.write(params);
+        self.write_params(params);
         let mut governance = Governance::unsafe_new_contract_state();
         governance.initialize(admin, upgrade_delay);
-        self.emit(ParamsSet { params });
     }
 
     #[external(v0)]
@@ -305,32 +324,23 @@ mod JobMgr {
             assert_not_paused();
             let model = self.known_model(model_id);
             assert(model.active, errors::MODEL_INACTIVE);
-            let params = self.params.read();
             assert(fee >= model.price, errors::FEE_BELOW_PRICE);
-            assert(fee >= params.min_fee, errors::FEE_BELOW_MINIMUM);
+            assert(fee >= self.min_fee.read(), errors::FEE_BELOW_MINIMUM);
             let now = get_block_timestamp();
             assert(deadline > now, errors::DEADLINE_IN_PAST);
-            assert(deadline <= now + params.max_job_duration, errors::DEADLINE_TOO_FAR);
+            assert(deadline <= now + self.terms.read().max_job_duration, errors::DEADLINE_TOO_FAR);
             let submitter = get_caller_address();
             self.pull(submitter, fee);
             let job_id = self.job_count.read() + 1;
             self.job_count.write(job_id);
+            self.job_core.write(job_id, JobCore { submitter, model_id, deadline });
+            self.job_fee.write(job_id, fee);
+            self.job_input.write(job_id, input_hash);
             self
-                .jobs
+                .job_status
                 .write(
                     job_id,
-                    Job {
-                        submitter,
-                        model_id,
-                        input_hash,
-                        fee,
-                        deadline,
-                        state: JobState::Queued(()),
-                        worker: Zeroable::zero(),
-                        assigned_at: 0,
-                        completed_at: 0,
-                        output_hash: 0,
-                    }
+                    JobStatus { state: JobState::Queued(()), assigned_at: 0, completed_at: 0 }
                 );
             let index = self.submitter_job_count.read(submitter);
             self.submitter_jobs.write((submitter, index), job_id);
@@ -341,14 +351,16 @@ mod JobMgr {
         }
 
         fn cancel_job(ref self: ContractState, job_id: u64) {
-            let mut job = self.known_job(job_id);
-            assert(get_caller_address() == job.submitter, errors::NOT_SUBMITTER);
-            assert(job.state == JobState::Queued(()), errors::NOT_QUEUED);
-            job.state = JobState::Cancelled(());
-            self.jobs.write(job_id, job);
-            self.escrow_total.write(self.escrow_total.read() - job.fee);
-            self.emit(JobCancelled { job_id, submitter: job.submitter, refund: job.fee });
-            self.push(job.submitter, job.fee);
+            let mut status = self.known_status(job_id);
+            let submitter = self.job_core.read(job_id).submitter;
+            assert(get_caller_address() == submitter, errors::NOT_SUBMITTER);
+            assert(status.state == JobState::Queued(()), errors::NOT_QUEUED);
+            status.state = JobState::Cancelled(());
+            self.job_status.write(job_id, status);
+            let fee = self.job_fee.read(job_id);
+            self.escrow_total.write(self.escrow_total.read() - fee);
+            self.emit(JobCancelled { job_id, submitter, refund: fee });
+            self.push(submitter, fee);
         }
 
         fn assign_job(ref self: ContractState, job_id: u64, worker: ContractAddress) {
@@ -373,79 +385,73 @@ mod JobMgr {
         }
 
         fn release_job(ref self: ContractState, job_id: u64) {
-            let mut job = self.known_job(job_id);
-            assert(job.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
+            let mut status = self.known_status(job_id);
+            assert(status.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
             let by = get_caller_address();
             let governance = Governance::unsafe_new_contract_state();
             if !governance.has_role(COORDINATOR_ROLE, by) {
                 assert(
-                    get_block_timestamp() >= job.assigned_at
-                        + self.params.read().assignment_timeout,
+                    get_block_timestamp() >= status.assigned_at
+                        + self.terms.read().assignment_timeout,
                     errors::NOT_TIMED_OUT
                 );
             }
-            let worker = job.worker;
-            job.state = JobState::Queued(());
-            job.worker = Zeroable::zero();
-            job.assigned_at = 0;
-            self.jobs.write(job_id, job);
+            let worker = self.job_worker.read(job_id);
+            status.state = JobState::Queued(());
+            status.assigned_at = 0;
+            self.job_status.write(job_id, status);
+            self.job_worker.write(job_id, Zeroable::zero());
             self.emit(JobReleased { job_id, worker, by });
             self.pool_slashing().record_outcome(worker, Outcome::Missed(()), 0);
         }
 
         fn submit_result(ref self: ContractState, job_id: u64, output_hash: u256) {
-            let mut job = self.known_job(job_id);
-            assert(job.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
+            let mut status = self.known_status(job_id);
+            assert(status.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
             let worker = get_caller_address();
-            assert(worker == job.worker, errors::NOT_ASSIGNED_WORKER);
+            assert(worker == self.job_worker.read(job_id), errors::NOT_ASSIGNED_WORKER);
             let now = get_block_timestamp();
-            assert(now <= job.deadline, errors::DEADLINE_PASSED);
-            job.state = JobState::Completed(());
-            job.completed_at = now;
-            job.output_hash = output_hash;
-            self.jobs.write(job_id, job);
+            assert(now <= self.job_core.read(job_id).deadline, errors::DEADLINE_PASSED);
+            status.state = JobState::Completed(());
+            status.completed_at = now;
+            self.job_status.write(job_id, status);
+            self.job_output.write(job_id, output_hash);
             self.emit(ResultSubmitted { job_id, worker, output_hash });
         }
 
         fn finalize(ref self: ContractState, job_id: u64) {
-            let protocol_fee = self.finalize_one(job_id);
-            self.stream_to_pool(protocol_fee);
+            let mut ids = ArrayTrait::new();
+            ids.append(job_id);
+            self.finalize_batch(ids.span());
         }
 
         fn finalize_jobs(ref self: ContractState, job_ids: Array<u64>) {
             assert_batch(job_ids.len());
-            let mut job_ids = job_ids.span();
-            let mut protocol_fees = 0;
-            loop {
-                match job_ids.pop_front() {
-                    Option::Some(job_id) => {
-                        protocol_fees += self.finalize_one(*job_id);
-                    },
-                    Option::None(()) => {
-                        break;
-                    },
-                };
-            };
-            self.stream_to_pool(protocol_fees);
+            self.finalize_batch(job_ids.span());
         }
 
         fn expire(ref self: ContractState, job_id: u64) {
-            let mut job = self.known_job(job_id);
-            let was_assigned = job.state == JobState::Assigned(());
-            assert(was_assigned || job.state == JobState::Queued(()), errors::NOT_EXPIRABLE);
-            assert(get_block_timestamp() > job.deadline, errors::DEADLINE_NOT_PASSED);
-            job.state = JobState::Expired(());
-            self.jobs.write(job_id, job);
-            self.escrow_total.write(self.escrow_total.read() - job.fee);
-            self.emit(JobExpired { job_id, submitter: job.submitter, refund: job.fee });
+            let mut status = self.known_status(job_id);
+            let was_assigned = status.state == JobState::Assigned(());
+            assert(was_assigned || status.state == JobState::Queued(()), errors::NOT_EXPIRABLE);
+            let core = self.job_core.read(job_id);
+            assert(get_block_timestamp() > core.deadline, errors::DEADLINE_NOT_PASSED);
+            status.state = JobState::Expired(());
+            self.job_status.write(job_id, status);
+            let fee = self.job_fee.read(job_id);
+            self.escrow_total.write(self.escrow_total.read() - fee);
+            self.emit(JobExpired { job_id, submitter: core.submitter, refund: fee });
             if was_assigned {
-                self.pool_slashing().record_outcome(job.worker, Outcome::Failure(()), 0);
+                self
+                    .pool_slashing()
+                    .record_outcome(self.job_worker.read(job_id), Outcome::Failure(()), 0);
             }
-            self.push(job.submitter, job.fee);
+            self.push(core.submitter, fee);
         }
 
         fn get_job(self: @ContractState, job_id: u64) -> JobInfo {
-            JobInfo { job_id, job: self.known_job(job_id), dispute: self.disputes.read(job_id) }
+            self.known_status(job_id);
+            self.job_info(job_id)
         }
 
         fn jobs_of(
@@ -459,13 +465,7 @@ mod JobMgr {
                 if i >= count || i >= offset + limit {
                     break;
                 }
-                let job_id = self.submitter_jobs.read((submitter, i));
-                out
-                    .append(
-                        JobInfo {
-                            job_id, job: self.jobs.read(job_id), dispute: self.disputes.read(job_id)
-                        }
-                    );
+                out.append(self.job_info(self.submitter_jobs.read((submitter, i))));
                 i += 1;
             };
             out
@@ -483,19 +483,20 @@ mod JobMgr {
     #[external(v0)]
     impl DisputesImpl of IJobMgrDisputes<ContractState> {
         fn open_dispute(ref self: ContractState, job_id: u64, evidence_hash: felt252) {
-            let mut job = self.known_job(job_id);
+            let mut status = self.known_status(job_id);
             let submitter = get_caller_address();
-            assert(submitter == job.submitter, errors::NOT_SUBMITTER);
-            assert(job.state != JobState::Disputed(()), errors::DISPUTE_OPEN);
-            assert(job.state == JobState::Completed(()), errors::NOT_COMPLETED);
+            assert(submitter == self.job_core.read(job_id).submitter, errors::NOT_SUBMITTER);
+            assert(status.state != JobState::Disputed(()), errors::DISPUTE_OPEN);
+            assert(status.state == JobState::Completed(()), errors::NOT_COMPLETED);
             let now = get_block_timestamp();
             assert(
-                now < job.completed_at + self.params.read().challenge_window, errors::WINDOW_CLOSED
+                now < status.completed_at + self.terms.read().challenge_window,
+                errors::WINDOW_CLOSED
             );
-            let bond = self.params.read().dispute_bond;
+            let bond = self.dispute_bond.read();
             self.pull(submitter, bond);
-            job.state = JobState::Disputed(());
-            self.jobs.write(job_id, job);
+            status.state = JobState::Disputed(());
+            self.job_status.write(job_id, status);
             self.disputes.write(job_id, Dispute { evidence_hash, bond, opened_at: now });
             self.bond_total.write(self.bond_total.read() + bond);
             self.emit(DisputeOpened { job_id, submitter, evidence_hash, bond });
@@ -505,16 +506,18 @@ mod JobMgr {
             ref self: ContractState, job_id: u64, worker_at_fault: bool, slash_bps: u16
         ) {
             Governance::unsafe_new_contract_state().assert_role(ARBITER_ROLE);
-            let mut job = self.known_job(job_id);
-            assert(job.state == JobState::Disputed(()), errors::NOT_DISPUTED);
+            let mut status = self.known_status(job_id);
+            assert(status.state == JobState::Disputed(()), errors::NOT_DISPUTED);
             assert(slash_bps.into() <= BPS, errors::BAD_SLASH_BPS);
             let dispute = self.disputes.read(job_id);
+            let fee = self.job_fee.read(job_id);
             self.bond_total.write(self.bond_total.read() - dispute.bond);
-            self.escrow_total.write(self.escrow_total.read() - job.fee);
-            let worker = job.worker;
+            self.escrow_total.write(self.escrow_total.read() - fee);
+            let worker = self.job_worker.read(job_id);
             if worker_at_fault {
-                job.state = JobState::Refunded(());
-                self.jobs.write(job_id, job);
+                status.state = JobState::Refunded(());
+                self.job_status.write(job_id, status);
+                let submitter = self.job_core.read(job_id).submitter;
                 let slash_id = self
                     .pool_slashing()
                     .slash(
@@ -522,22 +525,22 @@ mod JobMgr {
                         SlashReason::ProtocolViolation(()),
                         slash_bps,
                         dispute.evidence_hash,
-                        job.submitter
+                        submitter
                     );
                 self.emit(DisputeResolved { job_id, worker, worker_at_fault, slash_id });
                 self.pool_slashing().record_outcome(worker, Outcome::Failure(()), 0);
-                self.push(job.submitter, job.fee + dispute.bond);
+                self.push(submitter, fee + dispute.bond);
             } else {
-                job.state = JobState::Finalized(());
-                self.jobs.write(job_id, job);
-                let protocol_fee = self.protocol_fee_of(job.fee);
-                let payout = job.fee - protocol_fee;
+                status.state = JobState::Finalized(());
+                self.job_status.write(job_id, status);
+                let protocol_fee = fee * self.terms.read().protocol_fee_bps.into() / BPS;
+                let payout = fee - protocol_fee;
                 self.emit(DisputeResolved { job_id, worker, worker_at_fault, slash_id: 0 });
                 self.emit(JobFinalized { job_id, worker, payout, protocol_fee });
                 self
                     .pool_slashing()
                     .record_outcome(
-                        worker, Outcome::Success(()), job.completed_at - job.assigned_at
+                        worker, Outcome::Success(()), status.completed_at - status.assigned_at
                     );
                 self.push(worker, payout + dispute.bond);
                 self.stream_to_pool(protocol_fee);
@@ -549,13 +552,19 @@ mod JobMgr {
     impl AdminImpl of IJobMgrAdmin<ContractState> {
         fn set_params(ref self: ContractState, params: JobParams) {
             Governance::unsafe_new_contract_state().assert_admin();
-            assert_params(@params);
-            self.params.write(params);
-            self.emit(ParamsSet { params });
+            self.write_params(params);
         }
 
         fn get_params(self: @ContractState) -> JobParams {
-            self.params.read()
+            let terms = self.terms.read();
+            JobParams {
+                protocol_fee_bps: terms.protocol_fee_bps,
+                min_fee: self.min_fee.read(),
+                challenge_window: terms.challenge_window,
+                assignment_timeout: terms.assignment_timeout,
+                dispute_bond: self.dispute_bond.read(),
+                max_job_duration: terms.max_job_duration,
+            }
         }
 
         fn pool(self: @ContractState) -> ContractAddress {
@@ -601,62 +610,152 @@ mod JobMgr {
         );
     }
 
+    /// A run of consecutive finalized jobs of one worker: paid and recorded at once.
+    #[derive(Copy, Drop)]
+    struct Run {
+        worker: ContractAddress,
+        payout: u256,
+        count: u32,
+        latency: u64,
+    }
+
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        fn write_params(ref self: ContractState, params: JobParams) {
+            assert_params(@params);
+            self
+                .terms
+                .write(
+                    JobTerms {
+                        protocol_fee_bps: params.protocol_fee_bps,
+                        challenge_window: params.challenge_window,
+                        assignment_timeout: params.assignment_timeout,
+                        max_job_duration: params.max_job_duration,
+                    }
+                );
+            self.min_fee.write(params.min_fee);
+            self.dispute_bond.write(params.dispute_bond);
+            self.emit(ParamsSet { params });
+        }
+
         fn known_model(self: @ContractState, model_id: u64) -> Model {
             assert(model_id != 0 && model_id <= self.model_count.read(), errors::UNKNOWN_MODEL);
             self.models.read(model_id)
         }
 
-        fn known_job(self: @ContractState, job_id: u64) -> Job {
+        /// The status of an existing job.
+        fn known_status(self: @ContractState, job_id: u64) -> JobStatus {
             assert(job_id != 0 && job_id <= self.job_count.read(), errors::UNKNOWN_JOB);
-            self.jobs.read(job_id)
+            self.job_status.read(job_id)
+        }
+
+        fn job_info(self: @ContractState, job_id: u64) -> JobInfo {
+            let core = self.job_core.read(job_id);
+            let status = self.job_status.read(job_id);
+            JobInfo {
+                job_id, job: Job {
+                    submitter: core.submitter,
+                    model_id: core.model_id,
+                    input_hash: self.job_input.read(job_id),
+                    fee: self.job_fee.read(job_id),
+                    deadline: core.deadline,
+                    state: status.state,
+                    worker: self.job_worker.read(job_id),
+                    assigned_at: status.assigned_at,
+                    completed_at: status.completed_at,
+                    output_hash: self.job_output.read(job_id),
+                }, dispute: self.disputes.read(job_id),
+            }
         }
 
         fn pool_slashing(self: @ContractState) -> ICdcPoolSlashingDispatcher {
             ICdcPoolSlashingDispatcher { contract_address: self.pool.read() }
         }
 
-        fn protocol_fee_of(self: @ContractState, fee: u256) -> u256 {
-            fee * self.params.read().protocol_fee_bps.into() / BPS
-        }
-
         fn assign(ref self: ContractState, job_id: u64, worker: ContractAddress) {
-            let mut job = self.known_job(job_id);
-            assert(job.state == JobState::Queued(()), errors::NOT_QUEUED);
+            let mut status = self.known_status(job_id);
+            assert(status.state == JobState::Queued(()), errors::NOT_QUEUED);
+            let core = self.job_core.read(job_id);
             let now = get_block_timestamp();
-            assert(now < job.deadline, errors::DEADLINE_PASSED);
-            let requirements = self.models.read(job.model_id).requirements;
+            assert(now < core.deadline, errors::DEADLINE_PASSED);
+            let requirements = self.models.read(core.model_id).requirements;
             let pool = ICdcPoolRegistryDispatcher { contract_address: self.pool.read() };
             assert(pool.is_eligible(worker, requirements), errors::NOT_ELIGIBLE);
-            job.state = JobState::Assigned(());
-            job.worker = worker;
-            job.assigned_at = now;
-            self.jobs.write(job_id, job);
+            status.state = JobState::Assigned(());
+            status.assigned_at = now;
+            self.job_status.write(job_id, status);
+            self.job_worker.write(job_id, worker);
             self.emit(JobAssigned { job_id, worker });
         }
 
-        /// Pays one completed job's worker and returns its protocol fee (streamed by the caller).
-        fn finalize_one(ref self: ContractState, job_id: u64) -> u256 {
-            let mut job = self.known_job(job_id);
-            assert(job.state == JobState::Completed(()), errors::NOT_COMPLETED);
-            assert(
-                get_block_timestamp() >= job.completed_at + self.params.read().challenge_window,
-                errors::WINDOW_OPEN
-            );
-            job.state = JobState::Finalized(());
-            self.jobs.write(job_id, job);
-            self.escrow_total.write(self.escrow_total.read() - job.fee);
-            let protocol_fee = self.protocol_fee_of(job.fee);
-            let payout = job.fee - protocol_fee;
-            self.emit(JobFinalized { job_id, worker: job.worker, payout, protocol_fee });
-            self
-                .pool_slashing()
-                .record_outcome(
-                    job.worker, Outcome::Success(()), job.completed_at - job.assigned_at
-                );
-            self.push(job.worker, payout);
-            protocol_fee
+        /// Finalizes completed jobs whose window is over. Effects first (every job's state,
+        /// the escrow total, events); then, per run of consecutive jobs of one worker, one
+        /// reputation update and one payment; then one reward notification for all protocol
+        /// fees.
+        fn finalize_batch(ref self: ContractState, mut job_ids: Span<u64>) {
+            let terms = self.terms.read();
+            let now = get_block_timestamp();
+            let mut runs: Array<Run> = ArrayTrait::new();
+            let mut run = Run { worker: Zeroable::zero(), payout: 0, count: 0, latency: 0 };
+            let mut escrow_out: u256 = 0;
+            let mut protocol_fees: u256 = 0;
+            loop {
+                match job_ids.pop_front() {
+                    Option::Some(job_id) => {
+                        let job_id = *job_id;
+                        let mut status = self.known_status(job_id);
+                        assert(status.state == JobState::Completed(()), errors::NOT_COMPLETED);
+                        assert(
+                            now >= status.completed_at + terms.challenge_window, errors::WINDOW_OPEN
+                        );
+                        status.state = JobState::Finalized(());
+                        self.job_status.write(job_id, status);
+                        let worker = self.job_worker.read(job_id);
+                        let fee = self.job_fee.read(job_id);
+                        let protocol_fee = fee * terms.protocol_fee_bps.into() / BPS;
+                        let payout = fee - protocol_fee;
+                        escrow_out += fee;
+                        protocol_fees += protocol_fee;
+                        self.emit(JobFinalized { job_id, worker, payout, protocol_fee });
+                        if run.count != 0 && worker != run.worker {
+                            runs.append(run);
+                            run = Run { worker, payout: 0, count: 0, latency: 0 };
+                        }
+                        // Whole-struct assignment: Cairo 2.1 drops field assignments made
+                        // inside a loop's match arm (see the README's toolchain notes).
+                        run = Run {
+                            worker,
+                            payout: run.payout + payout,
+                            count: run.count + 1,
+                            latency: run.latency + status.completed_at - status.assigned_at,
+                        };
+                    },
+                    Option::None(()) => {
+                        break;
+                    },
+                };
+            };
+            runs.append(run);
+            self.escrow_total.write(self.escrow_total.read() - escrow_out);
+            let pool = self.pool_slashing();
+            let mut runs = runs.span();
+            loop {
+                match runs.pop_front() {
+                    Option::Some(run) => {
+                        let run = *run;
+                        let count: u64 = run.count.into();
+                        pool
+                            .record_outcomes(
+                                run.worker, Outcome::Success(()), run.count, run.latency / count
+                            );
+                        self.push(run.worker, run.payout);
+                    },
+                    Option::None(()) => {
+                        break;
+                    },
+                };
+            };
+            self.stream_to_pool(protocol_fees);
         }
 
         /// Hands `amount` of protocol fees to the CDC Pool's reward stream.

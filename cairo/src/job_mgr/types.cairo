@@ -1,8 +1,11 @@
-use starknet::ContractAddress;
+use starknet::{ContractAddress, StorePacking};
+use traits::{Into, TryInto};
+use option::OptionTrait;
 use ciro::common::types::Requirements;
+use ciro::common::packing::{halves, high64, join64, low64, to_felt};
 
 /// Where a job is in its life. Final states: Finalized, Cancelled, Expired, Refunded.
-#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+#[derive(Copy, Drop, Serde, PartialEq)]
 enum JobState {
     /// Funded, waiting for a worker.
     Queued: (),
@@ -34,8 +37,10 @@ struct Model {
     active: bool,
 }
 
-/// A job. `worker`, `assigned_at`, `completed_at` and `output_hash` are zero until set.
-#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+/// A job as the views show it. `worker`, `assigned_at`, `completed_at` and `output_hash` are
+/// zero until set. (Stored split by how often each part changes: `JobCore` once, `JobStatus`
+/// packed in one slot, the rest in their own maps.)
+#[derive(Copy, Drop, Serde, PartialEq)]
 struct Job {
     submitter: ContractAddress,
     model_id: u64,
@@ -61,8 +66,9 @@ struct Dispute {
     opened_at: u64,
 }
 
-/// JobMgr's bounded parameters.
-#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+/// JobMgr's bounded parameters. (Stored as `JobTerms`, packed in one slot, and the two
+/// amounts.)
+#[derive(Copy, Drop, Serde, PartialEq)]
 struct JobParams {
     /// Share of each fee paid to the CDC Pool's reward stream, in basis points (<= 1,000).
     protocol_fee_bps: u16,
@@ -98,4 +104,95 @@ struct JobInfo {
     job_id: u64,
     job: Job,
     dispute: Dispute,
+}
+
+/// What of a job never changes after submission and the hot paths read.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct JobCore {
+    submitter: ContractAddress,
+    model_id: u64,
+    deadline: u64,
+}
+
+/// What changes as a job moves: one storage slot (low half: assigned_at, completed_at; high
+/// half: the state's index).
+#[derive(Copy, Drop, Serde, PartialEq)]
+struct JobStatus {
+    state: JobState,
+    assigned_at: u64,
+    completed_at: u64,
+}
+
+impl JobStatusPacking of StorePacking<JobStatus, felt252> {
+    fn pack(value: JobStatus) -> felt252 {
+        to_felt(join64(value.assigned_at, value.completed_at), state_index(value.state))
+    }
+
+    fn unpack(value: felt252) -> JobStatus {
+        let (low, high) = halves(value);
+        JobStatus { state: state_at(high), assigned_at: low64(low), completed_at: high64(low) }
+    }
+}
+
+fn state_index(state: JobState) -> u128 {
+    match state {
+        JobState::Queued(()) => 0,
+        JobState::Assigned(()) => 1,
+        JobState::Completed(()) => 2,
+        JobState::Disputed(()) => 3,
+        JobState::Finalized(()) => 4,
+        JobState::Cancelled(()) => 5,
+        JobState::Expired(()) => 6,
+        JobState::Refunded(()) => 7,
+    }
+}
+
+fn state_at(index: u128) -> JobState {
+    if index == 0 {
+        JobState::Queued(())
+    } else if index == 1 {
+        JobState::Assigned(())
+    } else if index == 2 {
+        JobState::Completed(())
+    } else if index == 3 {
+        JobState::Disputed(())
+    } else if index == 4 {
+        JobState::Finalized(())
+    } else if index == 5 {
+        JobState::Cancelled(())
+    } else if index == 6 {
+        JobState::Expired(())
+    } else {
+        JobState::Refunded(())
+    }
+}
+
+/// The parameters that are not amounts, in one slot (low half: challenge window, assignment
+/// timeout; high half: max job duration, protocol fee bps).
+#[derive(Copy, Drop, Serde, PartialEq)]
+struct JobTerms {
+    protocol_fee_bps: u16,
+    challenge_window: u64,
+    assignment_timeout: u64,
+    max_job_duration: u64,
+}
+
+impl JobTermsPacking of StorePacking<JobTerms, felt252> {
+    fn pack(value: JobTerms) -> felt252 {
+        let bps: u64 = value.protocol_fee_bps.into();
+        to_felt(
+            join64(value.challenge_window, value.assignment_timeout),
+            join64(value.max_job_duration, bps)
+        )
+    }
+
+    fn unpack(value: felt252) -> JobTerms {
+        let (low, high) = halves(value);
+        JobTerms {
+            protocol_fee_bps: high64(high).try_into().unwrap(),
+            challenge_window: low64(low),
+            assignment_timeout: high64(low),
+            max_job_duration: low64(high),
+        }
+    }
 }

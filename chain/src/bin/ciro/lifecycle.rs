@@ -45,7 +45,11 @@ fn tokens(amount: U256) -> String {
         return "more than 2^128 units".to_owned();
     }
     let value = amount.low;
-    format!("{}.{:06}", value / TOKEN, (value % TOKEN) / 1_000_000_000_000)
+    format!(
+        "{}.{:06}",
+        value / TOKEN,
+        (value % TOKEN) / 1_000_000_000_000
+    )
 }
 
 fn step(label: &str, outcome: &TxOutcome) {
@@ -65,7 +69,12 @@ struct Party {
 }
 
 async fn party(args: &LifecycleArgs, chain_id: Felt, index: usize) -> Result<Party> {
-    let account = connect(&AccountSource::DevnetPredeployed(index), &args.rpc_url, chain_id).await?;
+    let account = connect(
+        &AccountSource::DevnetPredeployed(index),
+        &args.rpc_url,
+        chain_id,
+    )
+    .await?;
     Ok(Party {
         address: account.address(),
         sender: Arc::new(TxSender::new(account, SenderConfig::default())),
@@ -86,7 +95,11 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
             .copied()
             .with_context(|| format!("{name} is not in {}", args.manifest.display()))
     };
-    let (token, pool, jobs) = (contract("TestToken")?, contract("CdcPool")?, contract("JobMgr")?);
+    let (token, pool, jobs) = (
+        contract("TestToken")?,
+        contract("CdcPool")?,
+        contract("JobMgr")?,
+    );
     let (model_hash, input_hash, output_hash) = (
         digest(&args.model_hash)?,
         digest(&args.input_hash)?,
@@ -105,10 +118,19 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
     // Setup: the coordinator role, and tokens for the submitter and the worker.
     let role = cairo_short_string_to_felt("COORDINATOR")?;
     let jm_admin = job_mgr::JobMgr::new(jobs, admin.sender.account().clone());
-    if !call(jm(&admin).reader().has_role(&role, &ContractAddress(coordinator.address))).await? {
+    if !call(
+        jm(&admin)
+            .reader()
+            .has_role(&role, &ContractAddress(coordinator.address)),
+    )
+    .await?
+    {
         let out = admin
             .sender
-            .execute(vec![jm_admin.grant_role_getcall(&role, &ContractAddress(coordinator.address))])
+            .execute(vec![jm_admin.grant_role_getcall(
+                &role,
+                &ContractAddress(coordinator.address),
+            )])
             .await?;
         step("grant COORDINATOR", &out);
     }
@@ -128,7 +150,9 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         required_flags: 0,
         min_stake_tier: 0,
     };
-    let (model_id, out) = jm(&admin).register_model(model_hash, &requirements, u256(TOKEN)).await?;
+    let (model_id, out) = jm(&admin)
+        .register_model(model_hash, &requirements, u256(TOKEN))
+        .await?;
     step(&format!("register_model -> model {model_id}"), &out);
     // This machine's worker runs on CPU: it declares exactly that.
     let capabilities = cdc_pool::Capabilities {
@@ -146,21 +170,30 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         .submit_job(token, model_id, input_hash, u256(JOB_FEE), deadline)
         .await?;
     step(&format!("submit_job -> job {job_id}"), &out);
-    let out = jm(&coordinator).assign_jobs(&[(job_id, worker.address)]).await?;
+    let out = jm(&coordinator)
+        .assign_jobs(&[(job_id, worker.address)])
+        .await?;
     step("assign_job", &out);
     let out = jm(&worker).submit_result(job_id, output_hash).await?;
     step("submit_result", &out);
     DevnetRpc::new(args.rpc_url.clone())
         .increase_time(params.challenge_window)
         .await?;
-    println!("{:<34} {} s (the challenge window)", "time advanced", params.challenge_window);
+    println!(
+        "{:<34} {} s (the challenge window)",
+        "time advanced", params.challenge_window
+    );
     let out = jm(&coordinator).finalize(&[job_id]).await?;
     step("finalize", &out);
     let out = cdc(&worker).claim_rewards().await?;
     step("claim_rewards (protocol fee)", &out);
 
     let info = jm(&admin).job(job_id).await?;
-    println!("\njob {job_id}: {:?}, output hash matches: {}", info.job.state, info.job.output_hash == digest(&args.output_hash)?);
+    println!(
+        "\njob {job_id}: {:?}, output hash matches: {}",
+        info.job.state,
+        info.job.output_hash == digest(&args.output_hash)?
+    );
     for (name, address) in [
         ("submitter", submitter.address),
         ("worker", worker.address),

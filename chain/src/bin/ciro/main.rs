@@ -43,7 +43,11 @@ enum Command {
 #[derive(Args)]
 struct LifecycleArgs {
     /// devnet's JSON-RPC endpoint.
-    #[arg(long, env = "CIRO_RPC_URL", default_value = "http://127.0.0.1:5050/rpc")]
+    #[arg(
+        long,
+        env = "CIRO_RPC_URL",
+        default_value = "http://127.0.0.1:5050/rpc"
+    )]
     rpc_url: Url,
     /// The deployment manifest.
     #[arg(long, default_value = "deployments/devnet.json")]
