@@ -1032,7 +1032,7 @@ async fn rounding_never_lets_claims_exceed_what_was_funded() {
         claimed += owed;
     }
     // Then at most the 300 funded was paid, the dust stays accounted for
-    assert!(claimed <= 300 && claimed >= 296, "claimed {claimed}");
+    assert!((296..=300).contains(&claimed), "claimed {claimed}");
     assert_eq!(
         call(s.pool_reader().totals()).await.unwrap().rewards,
         u256(300 - claimed)
@@ -1511,22 +1511,36 @@ async fn record_outcomes_applies_the_formula_count_times() {
     s.worker(Actor::WorkerB, &h100(), 0).await;
     let jm = s.pool_as(Actor::Admin);
     // Three outcomes at once equal three single ones.
-    s.send(jm.record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Success, &3, &60)).await.unwrap();
+    s.send(jm.record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Success, &3, &60))
+        .await
+        .unwrap();
     for _ in 0..3 {
-        s.send(jm.record_outcome(&s.addr(Actor::WorkerB), &Outcome::Success, &60)).await.unwrap();
+        s.send(jm.record_outcome(&s.addr(Actor::WorkerB), &Outcome::Success, &60))
+            .await
+            .unwrap();
     }
     let (a, b) = (
         s.worker_info(Actor::WorkerA).await.reputation,
         s.worker_info(Actor::WorkerB).await.reputation,
     );
-    assert_eq!((a.completed, a.score, a.avg_latency), (b.completed, b.score, b.avg_latency));
+    assert_eq!(
+        (a.completed, a.score, a.avg_latency),
+        (b.completed, b.score, b.avg_latency)
+    );
     assert_eq!(a.completed, 3);
     assert_reverts(
-        s.send(jm.record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Success, &0, &1)).await,
+        s.send(jm.record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Success, &0, &1))
+            .await,
         "POOL: amount is zero",
     );
     assert_reverts(
-        s.send(s.pool_as(Actor::Attacker).record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Failure, &1, &1)).await,
+        s.send(s.pool_as(Actor::Attacker).record_outcomes(
+            &s.addr(Actor::WorkerA),
+            &Outcome::Failure,
+            &1,
+            &1,
+        ))
+        .await,
         "GOV: caller is missing role",
     );
 }

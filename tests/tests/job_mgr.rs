@@ -1306,18 +1306,39 @@ async fn finalize_jobs_pays_each_run_of_one_workers_jobs_once_and_records_every_
     s.active_worker(Actor::WorkerA).await;
     s.active_worker(Actor::WorkerB).await;
     let mut jobs = Vec::new();
-    for worker in [Actor::WorkerA, Actor::WorkerA, Actor::WorkerB, Actor::WorkerA] {
+    for worker in [
+        Actor::WorkerA,
+        Actor::WorkerA,
+        Actor::WorkerB,
+        Actor::WorkerA,
+    ] {
         let job = s.job(model).await;
-        s.send(s.jobs_as(Actor::Coordinator).assign_job(&job, &s.addr(worker))).await.unwrap();
-        s.send(s.jobs_as(worker).submit_result(&job, &u256(3))).await.unwrap();
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &s.addr(worker)),
+        )
+        .await
+        .unwrap();
+        s.send(s.jobs_as(worker).submit_result(&job, &u256(3)))
+            .await
+            .unwrap();
         jobs.push(job);
     }
     s.advance(RESULT_WINDOW).await;
     // When they are finalized in one batch
-    let out = s.send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs)).await.unwrap();
+    let out = s
+        .send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs))
+        .await
+        .unwrap();
     // Then A is paid for three jobs and B for one, and every job is recorded
-    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3] + 3 * (JOB_FEE - FEE_CUT));
-    assert_eq!(s.balance_of(Actor::WorkerB).await, FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT);
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + 3 * (JOB_FEE - FEE_CUT)
+    );
+    assert_eq!(
+        s.balance_of(Actor::WorkerB).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT
+    );
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.completed, 3);
     assert_eq!(s.worker_info(Actor::WorkerB).await.reputation.completed, 1);
     let finalized: Vec<job_mgr::Event> = ciro_tests::assert::decoded_events(&out, s.job_mgr);

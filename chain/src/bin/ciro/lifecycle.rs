@@ -162,7 +162,7 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         flags: 0,
     };
     let out = cdc(&worker)
-        .register_and_stake(token, &capabilities, Felt::ZERO, min_stake.clone())
+        .register_and_stake(token, &capabilities, Felt::ZERO, min_stake)
         .await?;
     step("register_worker + stake", &out);
     let deadline = now(&provider).await? + 3_600;
