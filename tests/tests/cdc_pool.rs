@@ -1544,3 +1544,30 @@ async fn record_outcomes_applies_the_formula_count_times() {
         "GOV: caller is missing role",
     );
 }
+
+#[tokio::test]
+async fn a_payout_the_token_fails_to_deliver_reverts_and_keeps_the_exit() {
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(100)))
+        .await
+        .unwrap();
+    s.advance(EXIT_WINDOW).await;
+    let admin = s.net.account(Actor::Admin);
+    send(
+        &s.net.provider,
+        TestToken::new(s.token, &admin).set_transfer_returns_false(&true),
+    )
+    .await
+    .unwrap();
+    assert_reverts(
+        s.send(
+            s.pool_as(Actor::WorkerA)
+                .unstake_action(&s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "POOL: token transfer failed",
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.exit.amount, u256(100));
+    s.assert_invariants("after the failed payout").await;
+}

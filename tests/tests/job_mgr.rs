@@ -1345,3 +1345,25 @@ async fn finalize_jobs_pays_each_run_of_one_workers_jobs_once_and_records_every_
     assert_eq!(finalized.len(), 4, "one JobFinalized per job");
     s.assert_invariants("after three runs").await;
 }
+
+#[tokio::test]
+async fn a_refund_the_token_fails_to_deliver_reverts_and_keeps_the_escrow() {
+    // Given a queued job, and a token whose transfer starts returning false
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let job = s.job(model).await;
+    let admin = s.net.account(Actor::Admin);
+    send(
+        &s.net.provider,
+        TestToken::new(s.token, &admin).set_transfer_returns_false(&true),
+    )
+    .await
+    .unwrap();
+    // When the submitter cancels, it reverts and nothing changed
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Submitter).cancel_job(&job)).await,
+        "JM: token transfer failed",
+    );
+    assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
+    s.assert_invariants("after the failed refund").await;
+}

@@ -26,7 +26,6 @@ const SLASH_NOT_CHALLENGED: felt252 = 'POOL: slash not challenged';
 const NOT_SLASHED_WORKER: felt252 = 'POOL: caller not slashed worker';
 const CHALLENGE_CLOSED: felt252 = 'POOL: challenge window closed';
 const CHALLENGE_OPEN: felt252 = 'POOL: challenge window open';
-const BAD_TIER: felt252 = 'POOL: tier out of bounds';
 const BAD_MIN_STAKE: felt252 = 'POOL: min stake out of bounds';
 const BAD_EXIT_WINDOW: felt252 = 'POOL: exit window out of bounds';
 const BAD_CHALLENGE_WINDOW: felt252 = 'POOL: challenge window bounds';
