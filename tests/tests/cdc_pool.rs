@@ -1571,3 +1571,38 @@ async fn a_payout_the_token_fails_to_deliver_reverts_and_keeps_the_exit() {
     assert_eq!(s.worker_info(Actor::WorkerA).await.exit.amount, u256(100));
     s.assert_invariants("after the failed payout").await;
 }
+
+#[tokio::test]
+async fn a_token_that_reenters_cannot_pay_an_exit_twice() {
+    // Given an unlocked exit and a token whose `transfer` calls `unstake_action` again
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(100)))
+        .await
+        .unwrap();
+    s.advance(EXIT_WINDOW).await;
+    let admin = s.net.account(Actor::Admin);
+    let selector =
+        ciro_chain::starknet::core::utils::get_selector_from_name("unstake_action").unwrap();
+    send(
+        &s.net.provider,
+        TestToken::new(s.token, &admin).set_reentry(
+            &ContractAddress(s.pool),
+            &selector,
+            &vec![s.net.address(Actor::WorkerA)],
+        ),
+    )
+    .await
+    .unwrap();
+    // Then the second payout finds the exit already paid and everything reverts
+    assert_reverts(
+        s.send(
+            s.pool_as(Actor::Attacker)
+                .unstake_action(&s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "POOL: nothing to withdraw",
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.exit.amount, u256(100));
+    s.assert_invariants("after the refused re-entry").await;
+}

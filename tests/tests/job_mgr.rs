@@ -1367,3 +1367,46 @@ async fn a_refund_the_token_fails_to_deliver_reverts_and_keeps_the_escrow() {
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
     s.assert_invariants("after the failed refund").await;
 }
+
+#[tokio::test]
+async fn a_token_that_reenters_cannot_finalize_a_job_twice() {
+    // Given a completed job past its window, and a token whose `transfer` (the worker's
+    // payment) calls `finalize` on the same job again
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.advance(RESULT_WINDOW).await;
+    let admin = s.net.account(Actor::Admin);
+    let token = TestToken::new(s.token, &admin);
+    let finalize = ciro_chain::starknet::core::utils::get_selector_from_name("finalize").unwrap();
+    send(
+        &s.net.provider,
+        token.set_reentry(
+            &ContractAddress(s.job_mgr),
+            &finalize,
+            &vec![Felt::from(job)],
+        ),
+    )
+    .await
+    .unwrap();
+    // When anyone finalizes it, the re-entry finds the job already final and everything reverts
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await,
+        "JM: job not completed",
+    );
+    assert_eq!(s.job_info(job).await.job.state, JobState::Completed);
+    // And with an honest token it is paid once
+    send(
+        &s.net.provider,
+        token.set_reentry(&ContractAddress(Felt::ZERO), &Felt::ZERO, &vec![]),
+    )
+    .await
+    .unwrap();
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT
+    );
+    s.assert_invariants("after the honest finalization").await;
+}

@@ -17,4 +17,14 @@ trait ITestTokenHostile<TContractState> {
     /// From now on (while `enabled`) `transfer` moves nothing and returns `false` instead of
     /// reverting, as some tokens do.
     fn set_transfer_returns_false(ref self: TContractState, enabled: bool);
+    /// From now on every `transfer`, after moving the tokens, calls `selector` on `target`
+    /// with `calldata` (once: not from inside that call), and reverts with the callee's error
+    /// if it fails: a token that re-enters the contract paying out. A zero target turns it
+    /// off.
+    fn set_reentry(
+        ref self: TContractState,
+        target: ContractAddress,
+        selector: felt252,
+        calldata: Array<felt252>
+    );
 }

@@ -2,7 +2,9 @@
 /// open `mint`.
 #[starknet::contract]
 mod TestToken {
+    use array::{ArrayTrait, SpanTrait};
     use starknet::{ContractAddress, get_caller_address};
+    use starknet::syscalls::call_contract_syscall;
     use zeroable::Zeroable;
     use ciro::test_token::errors;
     use ciro::common::erc20::IERC20;
@@ -26,6 +28,14 @@ mod TestToken {
         transfer_from_fee: u256,
         /// Whether `transfer` fails silently (hostile mode; off by default).
         transfer_returns_false: bool,
+        /// The call every `transfer` makes after moving tokens (hostile mode; zero target:
+        /// off): target, selector, calldata length and words.
+        reentry_target: ContractAddress,
+        reentry_selector: felt252,
+        reentry_len: u32,
+        reentry_calldata: LegacyMap<u32, felt252>,
+        /// Set while the re-entering call runs, so it happens once.
+        reentering: bool,
     }
 
     #[event]
@@ -104,6 +114,7 @@ mod TestToken {
                 return false;
             }
             self._transfer(get_caller_address(), recipient, amount);
+            self._reenter();
             true
         }
 
@@ -153,10 +164,56 @@ mod TestToken {
         fn set_transfer_returns_false(ref self: ContractState, enabled: bool) {
             self.transfer_returns_false.write(enabled);
         }
+
+        fn set_reentry(
+            ref self: ContractState,
+            target: ContractAddress,
+            selector: felt252,
+            calldata: Array<felt252>
+        ) {
+            self.reentry_target.write(target);
+            self.reentry_selector.write(selector);
+            self.reentry_len.write(calldata.len());
+            let mut i: u32 = 0;
+            let mut words = calldata.span();
+            loop {
+                match words.pop_front() {
+                    Option::Some(word) => {
+                        self.reentry_calldata.write(i, *word);
+                        i += 1;
+                    },
+                    Option::None(()) => {
+                        break;
+                    },
+                };
+            };
+        }
     }
 
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        /// Makes the configured re-entering call, once.
+        fn _reenter(ref self: ContractState) {
+            let target = self.reentry_target.read();
+            if target.is_zero() || self.reentering.read() {
+                return;
+            }
+            self.reentering.write(true);
+            let len = self.reentry_len.read();
+            let mut calldata = ArrayTrait::new();
+            let mut i: u32 = 0;
+            loop {
+                if i == len {
+                    break;
+                }
+                calldata.append(self.reentry_calldata.read(i));
+                i += 1;
+            };
+            call_contract_syscall(target, self.reentry_selector.read(), calldata.span())
+                .unwrap_syscall();
+            self.reentering.write(false);
+        }
+
         fn _transfer(
             ref self: ContractState,
             sender: ContractAddress,
