@@ -13,26 +13,45 @@ use serde::{Deserialize, Serialize};
 use starknet::core::types::{BlockId, BlockTag, EmittedEvent, EventFilter, Felt};
 use starknet::providers::Provider;
 
-use crate::bindings::test_token;
+use crate::bindings::{cdc_pool, governance, job_mgr, paymaster, test_token};
 use crate::ChainError;
 
 /// The contracts whose events the stream decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContractKind {
     TestToken,
+    JobMgr,
+    CdcPool,
+    Paymaster,
 }
 
-/// A decoded event of one of the project's contracts.
+/// A decoded event of one of the project's contracts. The governance every contract hosts
+/// emits its own events (roles, admin, pause, upgrades) from the host's address, decoded as
+/// [`CiroEvent::Governance`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum CiroEvent {
     TestToken(test_token::Event),
+    JobMgr(job_mgr::Event),
+    CdcPool(cdc_pool::Event),
+    Paymaster(paymaster::Event),
+    Governance(governance::Event),
 }
 
 impl ContractKind {
     fn decode(self, event: &EmittedEvent) -> Result<CiroEvent, String> {
-        match self {
-            ContractKind::TestToken => test_token::Event::try_from(event).map(CiroEvent::TestToken),
-        }
+        let own = match self {
+            ContractKind::TestToken => {
+                return test_token::Event::try_from(event).map(CiroEvent::TestToken)
+            }
+            ContractKind::JobMgr => job_mgr::Event::try_from(event).map(CiroEvent::JobMgr),
+            ContractKind::CdcPool => cdc_pool::Event::try_from(event).map(CiroEvent::CdcPool),
+            ContractKind::Paymaster => paymaster::Event::try_from(event).map(CiroEvent::Paymaster),
+        };
+        own.or_else(|own_error| {
+            governance::Event::try_from(event)
+                .map(CiroEvent::Governance)
+                .map_err(|_| own_error)
+        })
     }
 }
 

@@ -355,6 +355,33 @@ impl System {
         (model, job)
     }
 
+    /// The coordinator assigns `job` to `worker`, who commits a result.
+    pub async fn complete(&self, job: u64, worker: Actor) {
+        self.send(
+            self.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &self.addr(worker)),
+        )
+        .await
+        .expect("assign_job");
+        self.send(self.jobs_as(worker).submit_result(&job, &u256(0x07)))
+            .await
+            .expect("submit_result");
+    }
+
+    /// The slasher opens a pending slash of `worker` for `reason` at the reason's default
+    /// share, with no beneficiary.
+    pub async fn slasher_slash(&self, worker: Actor, reason: cdc_pool::SlashReason) {
+        self.send(self.pool_as(SLASHER).slash(
+            &self.addr(worker),
+            &reason,
+            &0,
+            &felt(1),
+            &nobody(),
+        ))
+        .await
+        .expect("slash");
+    }
+
     /// [`Self::assigned_job`] with WorkerA's result committed; (model id, job id).
     pub async fn completed_job(&self) -> (u64, u64) {
         let (model, job) = self.assigned_job().await;

@@ -666,15 +666,8 @@ async fn unstake_action_waits_while_a_slash_is_pending() {
     )
     .await
     .unwrap();
-    s.send(s.pool_as(SLASHER).slash(
-        &s.addr(Actor::WorkerA),
-        &SlashReason::Malicious,
-        &0,
-        &felt(1),
-        &nobody(),
-    ))
-    .await
-    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
     s.advance(EXIT_WINDOW).await;
     assert_reverts(
         s.send(
@@ -1338,15 +1331,8 @@ async fn challenge_slash_takes_the_bond_within_the_window_from_the_worker_only()
 async fn resolve_slash_upheld_cuts_the_stake_and_gives_the_bond_to_the_treasury() {
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
-    s.send(s.pool_as(SLASHER).slash(
-        &s.addr(Actor::WorkerA),
-        &SlashReason::Malicious,
-        &0,
-        &felt(1),
-        &nobody(),
-    ))
-    .await
-    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
     s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
         .await
         .unwrap();
@@ -1375,15 +1361,8 @@ async fn resolve_slash_upheld_cuts_the_stake_and_gives_the_bond_to_the_treasury(
 async fn resolve_slash_rejects_non_arbiters_and_unchallenged_slashes() {
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
-    s.send(s.pool_as(SLASHER).slash(
-        &s.addr(Actor::WorkerA),
-        &SlashReason::Malicious,
-        &0,
-        &felt(1),
-        &nobody(),
-    ))
-    .await
-    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
     assert_reverts(
         s.send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &true))
             .await,
@@ -1403,15 +1382,8 @@ async fn resolve_slash_rejects_non_arbiters_and_unchallenged_slashes() {
 async fn execute_slash_waits_for_the_window_and_only_runs_on_pending_slashes() {
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
-    s.send(s.pool_as(SLASHER).slash(
-        &s.addr(Actor::WorkerA),
-        &SlashReason::Unavailable,
-        &0,
-        &felt(1),
-        &nobody(),
-    ))
-    .await
-    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Unavailable)
+        .await;
     let anyone = s.pool_as(Actor::Attacker);
     assert_reverts(
         s.send(anyone.execute_slash(&1)).await,

@@ -173,3 +173,75 @@ async fn pre_confirmed_events_are_told_apart_and_delivered_again_once_accepted()
     assert_eq!(accepted[0].event, peeked[0].event);
     assert!(stream.pre_confirmed().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn jobmgr_and_pool_events_are_decoded_with_their_hosted_governance_events() {
+    use ciro_chain::bindings::{cdc_pool, governance, job_mgr};
+    use ciro_tests::system::System;
+    // Given the system deployed (its role grants are governance events) and one job's life
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.advance(ciro_tests::system::RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+
+    // When both contracts' events are streamed from the first block
+    let jobs = EventStream::new(&s.net.provider, s.job_mgr, ContractKind::JobMgr, 10);
+    let (job_events, _, _) = drain(&jobs, EventCursor::at(0), 100).await;
+    let pool = EventStream::new(&s.net.provider, s.pool, ContractKind::CdcPool, 10);
+    let (pool_events, _, _) = drain(&pool, EventCursor::at(0), 100).await;
+
+    // Then JobMgr's read as governance, parameters, then the job's life in order
+    let names: Vec<&str> = job_events
+        .iter()
+        .map(|e| match &e.event {
+            CiroEvent::Governance(governance::Event::AdminTransferred(_)) => "AdminTransferred",
+            CiroEvent::Governance(governance::Event::RoleGranted(_)) => "RoleGranted",
+            CiroEvent::JobMgr(job_mgr::Event::ParamsSet(_)) => "ParamsSet",
+            CiroEvent::JobMgr(job_mgr::Event::ModelSet(_)) => "ModelSet",
+            CiroEvent::JobMgr(job_mgr::Event::JobSubmitted(_)) => "JobSubmitted",
+            CiroEvent::JobMgr(job_mgr::Event::JobAssigned(_)) => "JobAssigned",
+            CiroEvent::JobMgr(job_mgr::Event::ResultSubmitted(_)) => "ResultSubmitted",
+            CiroEvent::JobMgr(job_mgr::Event::JobFinalized(_)) => "JobFinalized",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ParamsSet",
+            "AdminTransferred",
+            "RoleGranted",
+            "RoleGranted",
+            "RoleGranted",
+            "ModelSet",
+            "JobSubmitted",
+            "JobAssigned",
+            "ResultSubmitted",
+            "JobFinalized"
+        ]
+    );
+    // And the pool's include the worker's registration, stake, outcome and the reward
+    let has = |pick: fn(&CiroEvent) -> bool| pool_events.iter().any(|e| pick(&e.event));
+    assert!(has(|e| matches!(
+        e,
+        CiroEvent::CdcPool(cdc_pool::Event::WorkerRegistered(_))
+    )));
+    assert!(has(|e| matches!(
+        e,
+        CiroEvent::CdcPool(cdc_pool::Event::Staked(_))
+    )));
+    assert!(has(|e| matches!(
+        e,
+        CiroEvent::CdcPool(cdc_pool::Event::OutcomeRecorded(_))
+    )));
+    assert!(has(|e| matches!(
+        e,
+        CiroEvent::CdcPool(cdc_pool::Event::RewardNotified(_))
+    )));
+    assert!(has(|e| matches!(
+        e,
+        CiroEvent::Governance(governance::Event::RoleGranted(_))
+    )));
+}

@@ -104,15 +104,7 @@ async fn flow_2_disputes_worker_at_fault_refunded_and_slashed_worker_right_paid_
     let s = System::deploy().await.unwrap();
     let (model, first) = s.completed_job().await;
     let second = s.job(model).await;
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .assign_job(&second, &s.addr(Actor::WorkerA)),
-    )
-    .await
-    .unwrap();
-    s.send(s.jobs_as(Actor::WorkerA).submit_result(&second, &u256(9)))
-        .await
-        .unwrap();
+    s.complete(second, Actor::WorkerA).await;
     for job in [first, second] {
         s.send(
             s.jobs_as(Actor::Submitter)
@@ -178,15 +170,7 @@ async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() 
         .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .assign_job(&job, &s.addr(Actor::WorkerB)),
-    )
-    .await
-    .unwrap();
-    s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(5)))
-        .await
-        .unwrap();
+    s.complete(job, Actor::WorkerB).await;
     s.advance(RESULT_WINDOW).await;
     s.send(s.jobs_as(Actor::WorkerB).finalize(&job))
         .await

@@ -971,15 +971,7 @@ async fn finalize_jobs_pays_a_batch_with_one_reward_notification() {
     let mut jobs = vec![first];
     for _ in 0..2 {
         let job = s.job(model).await;
-        s.send(
-            s.jobs_as(Actor::Coordinator)
-                .assign_job(&job, &s.addr(Actor::WorkerA)),
-        )
-        .await
-        .unwrap();
-        s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(3)))
-            .await
-            .unwrap();
+        s.complete(job, Actor::WorkerA).await;
         jobs.push(job);
     }
     s.advance(RESULT_WINDOW).await;
@@ -1145,15 +1137,7 @@ async fn open_dispute_rejects_others_a_second_dispute_and_a_closed_window() {
     );
 
     let late = s.job(model).await;
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .assign_job(&late, &s.addr(Actor::WorkerA)),
-    )
-    .await
-    .unwrap();
-    s.send(s.jobs_as(Actor::WorkerA).submit_result(&late, &u256(1)))
-        .await
-        .unwrap();
+    s.complete(late, Actor::WorkerA).await;
     s.advance(RESULT_WINDOW).await;
     assert_reverts(
         s.send(submitter.open_dispute(&late, &felt(1))).await,
@@ -1313,15 +1297,7 @@ async fn finalize_jobs_pays_each_run_of_one_workers_jobs_once_and_records_every_
         Actor::WorkerA,
     ] {
         let job = s.job(model).await;
-        s.send(
-            s.jobs_as(Actor::Coordinator)
-                .assign_job(&job, &s.addr(worker)),
-        )
-        .await
-        .unwrap();
-        s.send(s.jobs_as(worker).submit_result(&job, &u256(3)))
-            .await
-            .unwrap();
+        s.complete(job, worker).await;
         jobs.push(job);
     }
     s.advance(RESULT_WINDOW).await;
