@@ -19,6 +19,7 @@ use starknet::providers::{Provider, ProviderError};
 
 use crate::artifacts::ContractArtifact;
 use crate::bindings::{cdc_pool, constructor_calldata, job_mgr, paymaster, test_token};
+use crate::clients::u256;
 use crate::deploy::{declare, deploy, Declared};
 use crate::tx::{call, send};
 
@@ -166,13 +167,6 @@ impl DeployConfig {
             dispute_bond: u256(j.dispute_bond),
             max_job_duration: j.max_job_duration,
         }
-    }
-}
-
-fn u256(value: u128) -> U256 {
-    U256 {
-        low: value,
-        high: 0,
     }
 }
 

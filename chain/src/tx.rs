@@ -51,6 +51,23 @@ impl TxOutcome {
     }
 }
 
+/// The timestamp of `block` (a number, `Latest`, or `PreConfirmed` for the block the next
+/// transaction lands in).
+pub async fn block_timestamp<P>(provider: &P, block: BlockId) -> Result<u64, ChainError>
+where
+    P: Provider + Sync,
+{
+    use starknet::core::types::MaybePreConfirmedBlockWithTxHashes as Block;
+    let block = provider
+        .get_block_with_tx_hashes(block)
+        .await
+        .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?;
+    Ok(match block {
+        Block::Block(b) => b.timestamp,
+        Block::PreConfirmedBlock(b) => b.timestamp,
+    })
+}
+
 /// Sends a cainome-built execution and awaits its receipt through `provider`. A revert, in
 /// fee estimation or on chain, becomes [`ChainError::Reverted`] with the contract's error
 /// string.

@@ -5,7 +5,6 @@ use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::paymaster::Paymaster;
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
-use ciro_chain::deploy::deploy;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::tx::send;
@@ -35,13 +34,8 @@ pub async fn deploy_test_token(net: &TestNet, supply: u128) -> Result<Felt> {
     net.deploy(Actor::Admin, "TestToken", calldata).await
 }
 
-/// A `u256` of the bindings from a `u128`.
-pub fn u256(value: u128) -> U256 {
-    U256 {
-        low: value,
-        high: 0,
-    }
-}
+/// A `u256` of the bindings from a `u128` (the chain crate's).
+pub use ciro_chain::clients::u256;
 
 /// Mints `amount` of the test token at `token` to `holder` and has `holder` approve
 /// `spender` for it.
@@ -84,10 +78,7 @@ pub async fn try_deploy_paymaster(
         &ContractAddress(token),
         &upgrade_delay,
     ));
-    let class_hash = net.class_hash("Paymaster")?;
-    deploy(&deployer, class_hash, calldata, Felt::ZERO)
-        .await
-        .map(|d| d.address)
+    net.try_deploy(Actor::Admin, "Paymaster", calldata).await
 }
 
 /// A Paymaster administered by the admin actor, paid in `token`.

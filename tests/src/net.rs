@@ -17,6 +17,8 @@ use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
 use ciro_chain::starknet::signers::{LocalWallet, SigningKey};
+use ciro_chain::tx::block_timestamp;
+use ciro_chain::ChainError;
 use ciro_chain::RpcAccount;
 use url::Url;
 
@@ -188,30 +190,32 @@ impl TestNet {
         contract: &str,
         constructor_calldata: Vec<Felt>,
     ) -> Result<Felt> {
-        let account = self.account(deployer);
-        let deployed = deploy(
-            &account,
-            self.class_hash(contract)?,
+        self.try_deploy(deployer, contract, constructor_calldata)
+            .await
+            .with_context(|| format!("deploying {contract}"))
+    }
+
+    /// [`Self::deploy`], with a constructor revert as the `ChainError` to assert on.
+    pub async fn try_deploy(
+        &self,
+        deployer: Actor,
+        contract: &str,
+        constructor_calldata: Vec<Felt>,
+    ) -> Result<Felt, ChainError> {
+        let class_hash = self.class_hash(contract)?;
+        deploy(
+            &self.account(deployer),
+            class_hash,
             constructor_calldata,
             Felt::ZERO,
         )
         .await
-        .with_context(|| format!("deploying {contract}"))?;
-        Ok(deployed.address)
+        .map(|d| d.address)
     }
 
     /// The timestamp of the latest block.
     pub async fn now(&self) -> Result<u64> {
-        let block = self
-            .provider
-            .get_block_with_tx_hashes(BlockId::Tag(BlockTag::Latest))
-            .await?;
-        Ok(match block {
-            ciro_chain::starknet::core::types::MaybePreConfirmedBlockWithTxHashes::Block(b) => b.timestamp,
-            ciro_chain::starknet::core::types::MaybePreConfirmedBlockWithTxHashes::PreConfirmedBlock(b) => {
-                b.timestamp
-            }
-        })
+        Ok(block_timestamp(&self.provider, BlockId::Tag(BlockTag::Latest)).await?)
     }
 }
 

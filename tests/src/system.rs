@@ -11,7 +11,6 @@ use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::job_mgr::{self, JobMgr, JobMgrReader};
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::ContractAddress;
-use ciro_chain::deploy::deploy;
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
@@ -30,6 +29,15 @@ pub const TREASURY: Actor = Actor::Sponsor;
 pub const SLASHER: Actor = Actor::Relayer;
 /// What every funded party holds at the start, approved to both contracts.
 pub const FUNDS: u128 = 1_000_000;
+/// The parties [`System::deploy`] funds with [`FUNDS`] each.
+pub const FUNDED: [Actor; 6] = [
+    Actor::Submitter,
+    Actor::WorkerA,
+    Actor::WorkerB,
+    Actor::WorkerC,
+    Actor::Delegator,
+    Actor::Attacker,
+];
 /// Upgrade delay of both contracts.
 pub const UPGRADE_DELAY: u64 = 3_600;
 
@@ -144,12 +152,7 @@ pub async fn try_deploy_pool(
         &UPGRADE_DELAY,
         params,
     ));
-    let class_hash = net
-        .class_hash("CdcPool")
-        .expect("the class is declared in the base state");
-    deploy(&deployer, class_hash, calldata, Felt::ZERO)
-        .await
-        .map(|d| d.address)
+    net.try_deploy(Actor::Admin, "CdcPool", calldata).await
 }
 
 /// Deploys a JobMgr with these arguments (from the admin's account).
@@ -167,19 +170,14 @@ pub async fn try_deploy_job_mgr(
         &UPGRADE_DELAY,
         params,
     ));
-    let class_hash = net
-        .class_hash("JobMgr")
-        .expect("the class is declared in the base state");
-    deploy(&deployer, class_hash, calldata, Felt::ZERO)
-        .await
-        .map(|d| d.address)
+    net.try_deploy(Actor::Admin, "JobMgr", calldata).await
 }
 
 impl System {
     /// Token, pool and JobMgr deployed and wired; roles: COORDINATOR (Coordinator) and ARBITER
     /// (Arbiter) in JobMgr; ARBITER (Arbiter), SLASHER ([`SLASHER`]) and JOB_MANAGER (JobMgr)
-    /// in the pool; PAUSER (Pauser) in both. Submitter, workers A–C, Delegator and Attacker
-    /// hold [`FUNDS`] each, approved to both contracts.
+    /// in the pool; PAUSER (Pauser) in both. The [`FUNDED`] parties hold [`FUNDS`] each,
+    /// approved to both contracts.
     pub async fn deploy() -> Result<Self> {
         let net = TestNet::new().await?;
         let token = deploy_test_token(&net, 0).await?;
@@ -213,14 +211,7 @@ impl System {
         }
         calls.push(pool_admin.grant_role_getcall(&role("JOB_MANAGER"), &ContractAddress(job_mgr)));
         send(&system.net.provider, admin.execute_v3(calls)).await?;
-        for actor in [
-            Actor::Submitter,
-            Actor::WorkerA,
-            Actor::WorkerB,
-            Actor::WorkerC,
-            Actor::Delegator,
-            Actor::Attacker,
-        ] {
+        for actor in FUNDED {
             system.fund(actor, FUNDS).await?;
         }
         Ok(system)

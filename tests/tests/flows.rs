@@ -9,29 +9,18 @@ use ciro_tests::fixtures::u256;
 use ciro_tests::system::*;
 use ciro_tests::Actor;
 
-/// Every holder of the token in these flows.
-const PARTIES: [Actor; 8] = [
-    Actor::Submitter,
-    Actor::WorkerA,
-    Actor::WorkerB,
-    Actor::WorkerC,
-    Actor::Delegator,
-    Actor::Attacker,
-    TREASURY,
-    SLASHER,
-];
-
-/// Σ over every party and both contracts: must equal what was minted.
+/// Σ over every token holder of these flows (the funded parties, the treasury, the slasher)
+/// and both contracts: must equal what was minted.
 async fn total_supply_held(s: &System) -> u128 {
     let mut total = s.balance(s.pool).await + s.balance(s.job_mgr).await;
-    for actor in PARTIES {
+    for actor in FUNDED.into_iter().chain([TREASURY, SLASHER]) {
         total += s.balance_of(actor).await;
     }
     total
 }
 
-/// Tokens minted by `System::deploy`: FUNDS to each of six parties.
-const MINTED: u128 = 6 * FUNDS;
+/// Tokens minted by `System::deploy`: FUNDS to each funded party.
+const MINTED: u128 = FUNDED.len() as u128 * FUNDS;
 
 #[tokio::test]
 async fn flow_1_model_stake_submit_assign_result_finalize_rewards_claimed() {

@@ -12,7 +12,7 @@ use ciro_chain::clients::{balance_of, u256, u256_from_digest, JobMgrClient, Pool
 use ciro_chain::deployment::Manifest;
 use ciro_chain::devnet::DevnetRpc;
 use ciro_chain::sender::{SenderConfig, TxSender};
-use ciro_chain::tx::{call, TxOutcome};
+use ciro_chain::tx::{block_timestamp, call, TxOutcome};
 use ciro_chain::RpcAccount;
 use starknet::accounts::Account;
 use starknet::core::types::{BlockId, BlockTag, Felt};
@@ -165,7 +165,7 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         .register_and_stake(token, &capabilities, Felt::ZERO, min_stake)
         .await?;
     step("register_worker + stake", &out);
-    let deadline = now(&provider).await? + 3_600;
+    let deadline = block_timestamp(&provider, BlockId::Tag(BlockTag::PreConfirmed)).await? + 3_600;
     let (job_id, out) = jm(&submitter)
         .submit_job(token, model_id, input_hash, u256(JOB_FEE), deadline)
         .await?;
@@ -218,17 +218,4 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         tokens(totals.bonds)
     );
     Ok(())
-}
-
-async fn now(provider: &JsonRpcClient<HttpTransport>) -> Result<u64> {
-    use starknet::core::types::MaybePreConfirmedBlockWithTxHashes as Block;
-    Ok(
-        match provider
-            .get_block_with_tx_hashes(BlockId::Tag(BlockTag::PreConfirmed))
-            .await?
-        {
-            Block::Block(b) => b.timestamp,
-            Block::PreConfirmedBlock(b) => b.timestamp,
-        },
-    )
 }
