@@ -13,23 +13,21 @@ mod CdcPool {
     use array::{ArrayTrait, SpanTrait};
     use traits::{Into, TryInto};
     use option::OptionTrait;
-    use starknet::{
-        ClassHash, ContractAddress, get_block_timestamp, get_caller_address, get_contract_address
-    };
+    use starknet::{ClassHash, ContractAddress, get_block_timestamp, get_caller_address};
     use zeroable::Zeroable;
-    use ciro::common::erc20::{IERC20Dispatcher, IERC20DispatcherTrait};
+    use ciro::common::erc20;
     use ciro::common::governance::{
         Governance, IGovernance, ARBITER_ROLE, JOB_MANAGER_ROLE, SLASHER_ROLE
     };
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
-    use ciro::common::types::{Capabilities, Outcome, Requirements, SlashReason};
+    use ciro::common::types::{Capabilities, Outcome, Requirements, SlashReason, known_flags};
     use ciro::cdc_pool::errors;
     use ciro::cdc_pool::interface::{
         ICdcPoolAdmin, ICdcPoolRegistry, ICdcPoolRewards, ICdcPoolSlashing, ICdcPoolStake
     };
     use ciro::cdc_pool::types::{
-        Exit, PoolParams, PoolTotals, Reputation, ReputationPacking, Slash, SlashStatus, WorkerInfo,
-        WorkerRecord, WorkerRecordPacking, WorkerState
+        CommissionChange, Exit, PoolParams, PoolTotals, Reputation, ReputationPacking, Slash,
+        SlashStatus, WorkerInfo, WorkerRecord, WorkerRecordPacking, WorkerState
     };
 
     /// Scale of the reward accumulators.
@@ -50,6 +48,10 @@ mod CdcPool {
     const MAX_EXIT_WINDOW: u64 = 2592000;
     const MIN_CHALLENGE_WINDOW: u64 = 3600;
     const MAX_CHALLENGE_WINDOW: u64 = 604800;
+    const MIN_ARBITRATION_WINDOW: u64 = 3600;
+    const MAX_ARBITRATION_WINDOW: u64 = 2592000;
+    /// The governance operation key of a parameter change.
+    const PARAMS_OP: felt252 = 'POOL_PARAMS';
     const MAX_BOND: u256 = 1000000000000000000000000; // 10^6 tokens
     /// VRAM thresholds (MB) of hardware tiers 1, 2 and 3.
     const TIER_1_VRAM: u32 = 16384;
@@ -62,10 +64,12 @@ mod CdcPool {
     struct Storage {
         /// The token stakes, rewards and bonds are paid in.
         token: ContractAddress,
-        /// Where slash proceeds (beyond the wronged party's share) and upheld bonds go.
-        treasury: ContractAddress,
-        /// The bounded parameters.
+        /// The bounded parameters (the treasury among them).
         params: PoolParams,
+        /// The parameters a scheduled change will install (see `pending_params`).
+        pending_params: PoolParams,
+        /// Each worker's commission change waiting out its notice.
+        commission_changes: LegacyMap<ContractAddress, CommissionChange>,
         /// Registration, activity, commission and pending slash of each worker.
         workers: LegacyMap<ContractAddress, WorkerRecord>,
         /// What each worker runs on.
@@ -135,7 +139,9 @@ mod CdcPool {
         SlashExecuted: SlashExecuted,
         WorkerBanned: WorkerBanned,
         ParamsSet: ParamsSet,
-        TreasurySet: TreasurySet,
+        ParamsScheduled: ParamsScheduled,
+        ParamsCancelled: ParamsCancelled,
+        CommissionScheduled: CommissionScheduled,
     }
 
     #[derive(Drop, starknet::Event)]
@@ -169,11 +175,21 @@ mod CdcPool {
         at: u64,
     }
 
+    /// `worker`'s commission is now `bps` (a scheduled change applied).
     #[derive(Drop, starknet::Event)]
     struct CommissionSet {
         #[key]
         worker: ContractAddress,
         bps: u16,
+    }
+
+    /// `worker`'s commission becomes `bps` at its first settlement from `effective_at` on.
+    #[derive(Drop, starknet::Event)]
+    struct CommissionScheduled {
+        #[key]
+        worker: ContractAddress,
+        bps: u16,
+        effective_at: u64,
     }
 
     /// `worker` staked `amount`; its own stake is now `stake`.
@@ -244,11 +260,15 @@ mod CdcPool {
         amount: u256,
     }
 
+    /// `count` of `worker`'s jobs ended with `outcome` (their holds released); `rated` of them
+    /// moved its reputation, now `score`.
     #[derive(Drop, starknet::Event)]
     struct OutcomeRecorded {
         #[key]
         worker: ContractAddress,
         outcome: Outcome,
+        count: u32,
+        rated: u32,
         latency: u64,
         score: u32,
     }
@@ -275,11 +295,14 @@ mod CdcPool {
         bond: u256,
     }
 
+    /// A challenged slash ended: decided by the arbiter (`by_arbiter`), or overturned by
+    /// default by anyone after its arbitration deadline.
     #[derive(Drop, starknet::Event)]
     struct SlashResolved {
         #[key]
         slash_id: u64,
         upheld: bool,
+        by_arbiter: bool,
     }
 
     /// Slash `slash_id` cut `amount` from `worker`: `to_beneficiary` went to the wronged party,
@@ -307,32 +330,35 @@ mod CdcPool {
         params: PoolParams, 
     }
 
+    /// A parameter change was scheduled; it may be executed from `ready_at`.
     #[derive(Drop, starknet::Event)]
-    struct TreasurySet {
-        #[key]
-        treasury: ContractAddress,
+    struct ParamsScheduled {
+        params: PoolParams,
+        ready_at: u64,
     }
 
-    /// Sets the admin, token, treasury, upgrade delay and parameters (all bounded). JobMgr is
-    /// wired afterwards by granting it JOB_MANAGER.
+    #[derive(Drop, starknet::Event)]
+    struct ParamsCancelled {
+        params: PoolParams, 
+    }
+
+    /// Sets the admin, token, upgrade delay and parameters (all bounded, the treasury among
+    /// them). JobMgr is wired afterwards by granting it JOB_MANAGER, then the admin seals.
     #[constructor]
     fn constructor(
         ref self: ContractState,
         admin: ContractAddress,
         token: ContractAddress,
-        treasury: ContractAddress,
         upgrade_delay: u64,
         params: PoolParams
     ) {
-        assert(!token.is_zero() && !treasury.is_zero(), errors::ZERO_ADDRESS);
+        assert(!token.is_zero(), errors::ZERO_ADDRESS);
         self.token.write(token);
-        self.treasury.write(treasury);
         assert_params(@params);
         self.params.write(params);
         let mut governance = Governance::unsafe_new_contract_state();
         governance.initialize(admin, upgrade_delay);
         self.emit(ParamsSet { params });
-        self.emit(TreasurySet { treasury });
     }
 
     #[external(v0)]
@@ -340,7 +366,8 @@ mod CdcPool {
         fn register_worker(
             ref self: ContractState, capabilities: Capabilities, attestation_hash: felt252
         ) {
-            assert_not_paused();
+            assert_open();
+            assert(known_flags(capabilities.flags), errors::UNKNOWN_FLAG);
             let worker = get_caller_address();
             let mut record = self.workers.read(worker);
             assert(!record.registered, errors::ALREADY_REGISTERED);
@@ -375,7 +402,8 @@ mod CdcPool {
         fn update_capabilities(
             ref self: ContractState, capabilities: Capabilities, attestation_hash: felt252
         ) {
-            assert_not_paused();
+            assert_open();
+            assert(known_flags(capabilities.flags), errors::UNKNOWN_FLAG);
             let worker = get_caller_address();
             self.usable_worker(worker);
             self.attestations.write(worker, attestation_hash);
@@ -393,7 +421,7 @@ mod CdcPool {
         }
 
         fn reactivate(ref self: ContractState) {
-            assert_not_paused();
+            assert_open();
             let worker = get_caller_address();
             let mut record = self.usable_worker(worker);
             assert(record.deactivated, errors::NOT_DEACTIVATED);
@@ -416,12 +444,11 @@ mod CdcPool {
             let mut record = self.workers.read(worker);
             assert(record.registered, errors::NOT_REGISTERED);
             assert(bps <= MAX_COMMISSION_BPS, errors::COMMISSION_TOO_HIGH);
-            // Accrued rewards are split at the old rate before the new one applies.
-            self.settle_worker(worker);
-            let mut record = self.workers.read(worker);
-            record.commission_bps = bps;
-            self.workers.write(worker, record);
-            self.emit(CommissionSet { worker, bps });
+            // A change waits out the exit window, so delegators can leave before it applies;
+            // a second one replaces the first and restarts the notice.
+            let effective_at = get_block_timestamp() + self.params.read().exit_window;
+            self.commission_changes.write(worker, CommissionChange { bps, effective_at });
+            self.emit(CommissionScheduled { worker, bps, effective_at });
         }
 
         fn get_worker(self: @ContractState, worker: ContractAddress) -> WorkerInfo {
@@ -460,6 +487,9 @@ mod CdcPool {
             if (caps.flags & requirements.required_flags) != requirements.required_flags {
                 return false;
             }
+            if self.reputations.read(worker).score < requirements.min_score {
+                return false;
+            }
             let tier = self.stake_tier(self.stakes.read(worker));
             tier != NO_TIER && tier >= requirements.min_stake_tier
         }
@@ -468,7 +498,7 @@ mod CdcPool {
     #[external(v0)]
     impl StakeImpl of ICdcPoolStake<ContractState> {
         fn stake(ref self: ContractState, amount: u256) {
-            assert_not_paused();
+            assert_open();
             assert(amount != 0, errors::ZERO_AMOUNT);
             let worker = get_caller_address();
             self.usable_worker(worker);
@@ -500,7 +530,9 @@ mod CdcPool {
             let exit = self.exits.read(worker);
             assert(exit.amount != 0, errors::NOTHING_TO_WITHDRAW);
             assert(get_block_timestamp() >= exit.unlock_time, errors::STILL_LOCKED);
-            assert(self.workers.read(worker).pending_slash == 0, errors::SLASH_PENDING);
+            let record = self.workers.read(worker);
+            assert(record.open_slashes == 0, errors::SLASH_PENDING);
+            assert(record.holds == 0, errors::JOBS_AT_RISK);
             self.exits.write(worker, Exit { amount: 0, unlock_time: 0 });
             self.total_exits.write(self.total_exits.read() - exit.amount);
             self.emit(Withdrawn { account: worker, worker, amount: exit.amount });
@@ -508,7 +540,7 @@ mod CdcPool {
         }
 
         fn delegate(ref self: ContractState, worker: ContractAddress, amount: u256) {
-            assert_not_paused();
+            assert_open();
             assert(amount != 0, errors::ZERO_AMOUNT);
             self.usable_worker(worker);
             let delegator = get_caller_address();
@@ -528,6 +560,11 @@ mod CdcPool {
             let delegation = self.delegations.read((delegator, worker));
             assert(amount <= delegation, errors::INSUFFICIENT_DELEGATION);
             self.settle_position(delegator, worker);
+            if amount == delegation {
+                // Settled above: the slot is freed for another worker (the exit is paid by
+                // `undelegate_action`, which does not need it).
+                self.untrack_delegation(delegator, worker);
+            }
             self.delegations.write((delegator, worker), delegation - amount);
             self.delegated.write(worker, self.delegated.read(worker) - amount);
             self.total_delegated.write(self.total_delegated.read() - amount);
@@ -634,10 +671,17 @@ mod CdcPool {
 
     #[external(v0)]
     impl SlashingImpl of ICdcPoolSlashing<ContractState> {
-        fn record_outcome(
-            ref self: ContractState, worker: ContractAddress, outcome: Outcome, latency: u64
-        ) {
-            self.record(worker, outcome, 1, latency);
+        fn hold(
+            ref self: ContractState, worker: ContractAddress, requirements: Requirements
+        ) -> bool {
+            Governance::unsafe_new_contract_state().assert_role(JOB_MANAGER_ROLE);
+            if !RegistryImpl::is_eligible(@self, worker, requirements) {
+                return false;
+            }
+            let mut record = self.workers.read(worker);
+            record.holds += 1;
+            self.workers.write(worker, record);
+            true
         }
 
         fn record_outcomes(
@@ -645,10 +689,31 @@ mod CdcPool {
             worker: ContractAddress,
             outcome: Outcome,
             count: u32,
+            rated: u32,
             latency: u64
         ) {
+            Governance::unsafe_new_contract_state().assert_role(JOB_MANAGER_ROLE);
             assert(count != 0, errors::ZERO_AMOUNT);
-            self.record(worker, outcome, count, latency);
+            assert(rated <= count, errors::BAD_RATED_COUNT);
+            let mut record = self.workers.read(worker);
+            assert(record.registered, errors::NOT_REGISTERED);
+            assert(record.holds >= count, errors::NO_HOLD);
+            record.holds -= count;
+            self.workers.write(worker, record);
+            let mut rep = self.reputations.read(worker);
+            let mut i: u32 = 0;
+            loop {
+                if i == rated {
+                    break;
+                }
+                rep = apply_outcome(rep, outcome, latency);
+                i += 1;
+            };
+            if rated != 0 {
+                rep.last_outcome_at = get_block_timestamp();
+                self.reputations.write(worker, rep);
+            }
+            self.emit(OutcomeRecorded { worker, outcome, count, rated, latency, score: rep.score });
         }
 
         fn slash(
@@ -657,7 +722,8 @@ mod CdcPool {
             reason: SlashReason,
             bps: u16,
             evidence_hash: felt252,
-            beneficiary: ContractAddress
+            beneficiary: ContractAddress,
+            beneficiary_cap: u256
         ) -> u64 {
             let governance = Governance::unsafe_new_contract_state();
             let caller = get_caller_address();
@@ -666,9 +732,6 @@ mod CdcPool {
             let mut record = self.workers.read(worker);
             assert(record.registered, errors::NOT_REGISTERED);
             assert(bps.into() <= BPS, errors::BAD_SLASH_BPS);
-            if !immediate {
-                assert(record.pending_slash == 0, errors::SLASH_PENDING);
-            }
             let params = self.params.read();
             let bps = if bps == 0 {
                 default_bps(@params, reason)
@@ -688,7 +751,9 @@ mod CdcPool {
                 bps,
                 evidence_hash,
                 beneficiary,
+                beneficiary_cap,
                 challenge_deadline,
+                arbitration_deadline: 0,
                 status: SlashStatus::Pending(()),
                 bond: 0,
                 amount: 0,
@@ -707,9 +772,10 @@ mod CdcPool {
                     }
                 );
             if immediate {
-                self.apply_slash(slash_id);
+                self.apply_slash(slash_id, false);
             } else {
-                record.pending_slash = slash_id;
+                // Locks the worker's exit until this slash is executed or resolved.
+                record.open_slashes += 1;
                 self.workers.write(worker, record);
             }
             slash_id
@@ -726,6 +792,8 @@ mod CdcPool {
             self.bonds_held.write(self.bonds_held.read() + bond);
             slash.status = SlashStatus::Challenged(());
             slash.bond = bond;
+            slash.arbitration_deadline = get_block_timestamp()
+                + self.params.read().arbitration_window;
             self.slashes.write(slash_id, slash);
             self.emit(SlashChallenged { slash_id, worker, bond });
         }
@@ -735,31 +803,38 @@ mod CdcPool {
             let mut slash = self.known_slash(slash_id);
             assert(slash.status == SlashStatus::Challenged(()), errors::SLASH_NOT_CHALLENGED);
             self.bonds_held.write(self.bonds_held.read() - slash.bond);
-            self.emit(SlashResolved { slash_id, upheld });
+            self.emit(SlashResolved { slash_id, upheld, by_arbiter: true });
             if upheld {
-                self.apply_slash(slash_id);
-                self.push(self.treasury.read(), slash.bond);
+                self.apply_slash(slash_id, true);
+                self.push(self.params.read().treasury, slash.bond);
             } else {
-                slash.status = SlashStatus::Overturned(());
-                self.slashes.write(slash_id, slash);
-                self.clear_pending_slash(slash.worker);
-                self.push(slash.worker, slash.bond);
+                self.overturn(slash_id, slash);
             }
+        }
+
+        fn settle_slash(ref self: ContractState, slash_id: u64) {
+            let slash = self.known_slash(slash_id);
+            assert(slash.status == SlashStatus::Challenged(()), errors::SLASH_NOT_CHALLENGED);
+            assert(get_block_timestamp() > slash.arbitration_deadline, errors::ARBITRATION_OPEN);
+            self.bonds_held.write(self.bonds_held.read() - slash.bond);
+            self.emit(SlashResolved { slash_id, upheld: false, by_arbiter: false });
+            self.overturn(slash_id, slash);
         }
 
         fn execute_slash(ref self: ContractState, slash_id: u64) {
             let slash = self.known_slash(slash_id);
             assert(slash.status == SlashStatus::Pending(()), errors::SLASH_NOT_PENDING);
             assert(get_block_timestamp() > slash.challenge_deadline, errors::CHALLENGE_OPEN);
-            self.apply_slash(slash_id);
+            self.apply_slash(slash_id, true);
         }
 
         fn ban(ref self: ContractState, worker: ContractAddress) {
             Governance::unsafe_new_contract_state().assert_admin();
-            let mut record = self.workers.read(worker);
+            let record = self.workers.read(worker);
             assert(record.registered, errors::NOT_REGISTERED);
             assert(!record.banned, errors::ALREADY_BANNED);
             self.settle_worker(worker);
+            let mut record = self.workers.read(worker);
             record.banned = true;
             self.workers.write(worker, record);
             // All own stake leaves the weight and waits out a fresh exit window.
@@ -780,18 +855,34 @@ mod CdcPool {
 
     #[external(v0)]
     impl AdminImpl of ICdcPoolAdmin<ContractState> {
-        fn set_params(ref self: ContractState, params: PoolParams) {
-            Governance::unsafe_new_contract_state().assert_admin();
+        fn schedule_params(ref self: ContractState, params: PoolParams) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.assert_admin();
             assert_params(@params);
+            let ready_at = governance.schedule_op(PARAMS_OP);
+            self.pending_params.write(params);
+            self.emit(ParamsScheduled { params, ready_at });
+        }
+
+        fn execute_params(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.assert_admin();
+            governance.take_op(PARAMS_OP);
+            let params = self.pending_params.read();
             self.params.write(params);
             self.emit(ParamsSet { params });
         }
 
-        fn set_treasury(ref self: ContractState, treasury: ContractAddress) {
-            Governance::unsafe_new_contract_state().assert_admin();
-            assert(!treasury.is_zero(), errors::ZERO_ADDRESS);
-            self.treasury.write(treasury);
-            self.emit(TreasurySet { treasury });
+        fn cancel_params(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.assert_admin();
+            governance.cancel_op(PARAMS_OP);
+            self.emit(ParamsCancelled { params: self.pending_params.read() });
+        }
+
+        fn pending_params(self: @ContractState) -> (PoolParams, u64) {
+            let ready_at = Governance::unsafe_new_contract_state().op_ready_at(PARAMS_OP);
+            (self.pending_params.read(), ready_at)
         }
 
         fn params(self: @ContractState) -> PoolParams {
@@ -799,7 +890,7 @@ mod CdcPool {
         }
 
         fn treasury(self: @ContractState) -> ContractAddress {
-            self.treasury.read()
+            self.params.read().treasury
         }
 
         fn token(self: @ContractState) -> ContractAddress {
@@ -817,12 +908,13 @@ mod CdcPool {
         }
     }
 
-    fn assert_not_paused() {
-        Governance::unsafe_new_contract_state().assert_not_paused();
+    fn assert_open() {
+        Governance::unsafe_new_contract_state().assert_open();
     }
 
     fn assert_params(params: @PoolParams) {
         let p = *params;
+        assert(!p.treasury.is_zero(), errors::ZERO_ADDRESS);
         assert(
             p.min_stake_0 != 0
                 && p.min_stake_0 <= p.min_stake_1
@@ -839,6 +931,11 @@ mod CdcPool {
             p.challenge_window >= MIN_CHALLENGE_WINDOW
                 && p.challenge_window <= MAX_CHALLENGE_WINDOW,
             errors::BAD_CHALLENGE_WINDOW
+        );
+        assert(
+            p.arbitration_window >= MIN_ARBITRATION_WINDOW
+                && p.arbitration_window <= MAX_ARBITRATION_WINDOW,
+            errors::BAD_ARBITRATION_WINDOW
         );
         assert(p.challenge_bond != 0 && p.challenge_bond <= MAX_BOND, errors::BAD_BOND);
         assert(p.beneficiary_share_bps.into() <= BPS, errors::BAD_SHARE);
@@ -909,30 +1006,6 @@ mod CdcPool {
 
     #[generate_trait]
     impl InternalImpl of InternalTrait {
-        /// Applies `count` outcomes (see `record_outcome` for the formula).
-        fn record(
-            ref self: ContractState,
-            worker: ContractAddress,
-            outcome: Outcome,
-            count: u32,
-            latency: u64
-        ) {
-            Governance::unsafe_new_contract_state().assert_role(JOB_MANAGER_ROLE);
-            assert(self.workers.read(worker).registered, errors::NOT_REGISTERED);
-            let mut rep = self.reputations.read(worker);
-            let mut i: u32 = 0;
-            loop {
-                if i == count {
-                    break;
-                }
-                rep = apply_outcome(rep, outcome, latency);
-                i += 1;
-            };
-            rep.last_outcome_at = get_block_timestamp();
-            self.reputations.write(worker, rep);
-            self.emit(OutcomeRecorded { worker, outcome, latency, score: rep.score });
-        }
-
         /// The record of a registered, unbanned worker.
         fn usable_worker(self: @ContractState, worker: ContractAddress) -> WorkerRecord {
             let record = self.workers.read(worker);
@@ -977,9 +1050,6 @@ mod CdcPool {
             }
             if record.banned {
                 return WorkerState::Banned(());
-            }
-            if record.pending_slash != 0 {
-                return WorkerState::Slashed(());
             }
             let tier = hardware_tier(self.capabilities.read(worker).vram_mb);
             let meets_minimum = self.stakes.read(worker) >= self.min_stake(tier);
@@ -1039,6 +1109,16 @@ mod CdcPool {
             }
             self.delegator_acc.write(worker, delegator_acc);
             self.worker_acc.write(worker, self.reward_per_weight.read());
+            // A scheduled commission applies from the first settlement after its notice:
+            // everything accrued up to here was split at the old rate.
+            let change = self.commission_changes.read(worker);
+            if change.effective_at != 0 && get_block_timestamp() >= change.effective_at {
+                let mut record = self.workers.read(worker);
+                record.commission_bps = change.bps;
+                self.workers.write(worker, record);
+                self.commission_changes.write(worker, CommissionChange { bps: 0, effective_at: 0 });
+                self.emit(CommissionSet { worker, bps: change.bps });
+            }
         }
 
         /// Settles `worker`, then credits `delegator` its delegation's share.
@@ -1085,15 +1165,48 @@ mod CdcPool {
             self.slashes.read(slash_id)
         }
 
-        fn clear_pending_slash(ref self: ContractState, worker: ContractAddress) {
+        /// Forgets `delegator`'s delegation to `worker` in its claim list (swap-remove).
+        fn untrack_delegation(
+            ref self: ContractState, delegator: ContractAddress, worker: ContractAddress
+        ) {
+            let count = self.delegate_count.read(delegator);
+            let mut i = 0;
+            loop {
+                if i >= count {
+                    break;
+                }
+                if self.delegate_at.read((delegator, i)) == worker {
+                    let last = self.delegate_at.read((delegator, count - 1));
+                    self.delegate_at.write((delegator, i), last);
+                    self.delegate_at.write((delegator, count - 1), Zeroable::zero());
+                    self.delegate_count.write(delegator, count - 1);
+                    break;
+                }
+                i += 1;
+            };
+        }
+
+        /// One open slash of `worker` fewer.
+        fn close_slash(ref self: ContractState, worker: ContractAddress) {
             let mut record = self.workers.read(worker);
-            record.pending_slash = 0;
+            record.open_slashes -= 1;
             self.workers.write(worker, record);
         }
 
+        /// Ends a challenged slash with nothing cut and the bond back to the worker (bond
+        /// already taken out of `bonds_held`).
+        fn overturn(ref self: ContractState, slash_id: u64, slash: Slash) {
+            let mut slash = slash;
+            slash.status = SlashStatus::Overturned(());
+            self.slashes.write(slash_id, slash);
+            self.close_slash(slash.worker);
+            self.push(slash.worker, slash.bond);
+        }
+
         /// Cuts the slash's share of the worker's own stake, then of its pending exit, and pays
-        /// the beneficiary its share and the treasury the rest.
-        fn apply_slash(ref self: ContractState, slash_id: u64) {
+        /// the beneficiary its share (at most its cap) and the treasury the rest. `was_open`:
+        /// the slash was pending or challenged (counted in the worker's open slashes).
+        fn apply_slash(ref self: ContractState, slash_id: u64, was_open: bool) {
             let mut slash = self.slashes.read(slash_id);
             let worker = slash.worker;
             self.settle_worker(worker);
@@ -1118,10 +1231,16 @@ mod CdcPool {
             slash.status = SlashStatus::Executed(());
             slash.amount = amount;
             self.slashes.write(slash_id, slash);
-            self.clear_pending_slash(worker);
+            if was_open {
+                self.close_slash(worker);
+            }
+            let params = self.params.read();
             let mut to_beneficiary = 0;
             if !slash.beneficiary.is_zero() {
-                to_beneficiary = amount * self.params.read().beneficiary_share_bps.into() / BPS;
+                to_beneficiary = amount * params.beneficiary_share_bps.into() / BPS;
+                if to_beneficiary > slash.beneficiary_cap {
+                    to_beneficiary = slash.beneficiary_cap;
+                }
             }
             let to_treasury = amount - to_beneficiary;
             self.emit(SlashExecuted { slash_id, worker, amount, to_beneficiary, to_treasury });
@@ -1129,23 +1248,19 @@ mod CdcPool {
                 self.push(slash.beneficiary, to_beneficiary);
             }
             if to_treasury != 0 {
-                self.push(self.treasury.read(), to_treasury);
+                self.push(params.treasury, to_treasury);
             }
         }
 
         /// Pulls exactly `amount` from `from` (a token that moves less fails the check).
         fn pull(ref self: ContractState, from: ContractAddress, amount: u256) {
-            let token = IERC20Dispatcher { contract_address: self.token.read() };
-            let this = get_contract_address();
-            let before = token.balance_of(this);
-            token.transfer_from(from, this, amount);
-            let after = token.balance_of(this);
-            assert(after >= before && after - before == amount, errors::TRANSFER_FROM_SHORTFALL);
+            assert(
+                erc20::pull_exact(self.token.read(), from, amount), errors::TRANSFER_FROM_SHORTFALL
+            );
         }
 
         fn push(ref self: ContractState, to: ContractAddress, amount: u256) {
-            let token = IERC20Dispatcher { contract_address: self.token.read() };
-            assert(token.transfer(to, amount), errors::TRANSFER_FAILED);
+            assert(erc20::push(self.token.read(), to, amount), errors::TRANSFER_FAILED);
         }
     }
 
@@ -1172,6 +1287,31 @@ mod CdcPool {
         fn revoke_role(ref self: ContractState, role: felt252, account: ContractAddress) {
             let mut governance = Governance::unsafe_new_contract_state();
             governance.revoke_role(role, account);
+        }
+
+        fn schedule_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.schedule_role_grant(role, account);
+        }
+
+        fn cancel_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.cancel_role_grant(role, account);
+        }
+
+        fn role_grant_ready_at(
+            self: @ContractState, role: felt252, account: ContractAddress
+        ) -> u64 {
+            Governance::unsafe_new_contract_state().role_grant_ready_at(role, account)
+        }
+
+        fn is_sealed(self: @ContractState) -> bool {
+            Governance::unsafe_new_contract_state().is_sealed()
+        }
+
+        fn seal(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.seal();
         }
 
         fn transfer_admin(ref self: ContractState, new_admin: ContractAddress) {

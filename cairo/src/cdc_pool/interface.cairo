@@ -6,12 +6,14 @@ use ciro::cdc_pool::types::{Exit, PoolParams, PoolTotals, Slash, WorkerInfo};
 #[starknet::interface]
 trait ICdcPoolRegistry<TContractState> {
     /// Registers the caller as a worker with its capabilities and attestation hash.
-    /// Requires: not paused, not registered before. Emits `WorkerRegistered`.
+    /// Requires: sealed, not paused, only known capability flags, not registered before.
+    /// Emits `WorkerRegistered`.
     fn register_worker(
         ref self: TContractState, capabilities: Capabilities, attestation_hash: felt252
     );
     /// Replaces the caller's capabilities and attestation hash (its hardware tier follows).
-    /// Requires: not paused, registered, not banned. Emits `CapabilitiesUpdated`.
+    /// Requires: sealed, not paused, only known capability flags, registered, not banned.
+    /// Emits `CapabilitiesUpdated`.
     fn update_capabilities(
         ref self: TContractState, capabilities: Capabilities, attestation_hash: felt252
     );
@@ -24,8 +26,11 @@ trait ICdcPoolRegistry<TContractState> {
     /// Records that the caller is alive now. Requires: registered, not banned.
     /// Emits `Heartbeat`.
     fn heartbeat(ref self: TContractState);
-    /// Sets the caller's commission on its delegators' rewards; rewards accrued so far keep
-    /// the old rate. Requires: registered, `bps` <= 2,000 (20%). Emits `CommissionSet`.
+    /// Schedules the caller's commission on its delegators' rewards: it applies at the
+    /// worker's first settlement once the exit window has passed (so delegators can leave
+    /// first); rewards accrued before that keep the old rate. A second call replaces the
+    /// first and restarts the notice. Requires: registered, `bps` <= 2,000 (20%).
+    /// Emits `CommissionScheduled` (and `CommissionSet` when it applies).
     fn set_commission(ref self: TContractState, bps: u16);
     /// Everything about `worker` (state derived now).
     fn get_worker(self: @TContractState, worker: ContractAddress) -> WorkerInfo;
@@ -34,7 +39,8 @@ trait ICdcPoolRegistry<TContractState> {
     /// Workers registered so far.
     fn worker_count(self: @TContractState) -> u64;
     /// Whether `worker` may be assigned a job with `requirements`: Active, enough VRAM, every
-    /// required flag, and a stake tier at least the required one.
+    /// required flag, a reputation score at least the required one, and a stake tier at least
+    /// the required one.
     fn is_eligible(
         self: @TContractState, worker: ContractAddress, requirements: Requirements
     ) -> bool;
@@ -51,13 +57,15 @@ trait ICdcPoolStake<TContractState> {
     /// Emits `UnstakeRequested`.
     fn unstake_intent(ref self: TContractState, amount: u256);
     /// Pays `worker` its pending exit. Anyone may call it. Requires: something pending, the
-    /// window over, no slash pending against the worker. Emits `Withdrawn`.
+    /// window over, no slash pending or challenged against the worker, and no job held (see
+    /// `hold`): stake stays slashable while a job it answers for is open. Emits `Withdrawn`.
     fn unstake_action(ref self: TContractState, worker: ContractAddress);
     /// Delegates `amount` to `worker`, pulled from the caller. Counts for rewards, not for the
     /// worker's minimum. Requires: not paused, worker registered and not banned, amount > 0,
     /// at most 10 workers per delegator. Emits `Delegated`.
     fn delegate(ref self: TContractState, worker: ContractAddress, amount: u256);
-    /// Moves `amount` of the caller's delegation to `worker` to a pending exit.
+    /// Moves `amount` of the caller's delegation to `worker` to a pending exit; when nothing
+    /// stays delegated, the worker's slot among the caller's 10 is freed (rewards settled).
     /// Requires: amount > 0, <= the delegation. Emits `UndelegateRequested`.
     fn undelegate_intent(ref self: TContractState, worker: ContractAddress, amount: u256);
     /// Pays `delegator` its pending undelegation from `worker`. Anyone may call it.
@@ -91,43 +99,53 @@ trait ICdcPoolRewards<TContractState> {
 /// Reputation and slashing.
 #[starknet::interface]
 trait ICdcPoolSlashing<TContractState> {
-    /// Records a verified job outcome. Requires: caller holds JOB_MANAGER, worker registered.
-    /// Score (0 to 10,000, starting at 5,000) moves an eighth of the way to 10,000 on
-    /// success and to 0 on failure, a sixteenth of the way to 0 on a miss: an outcome's weight
-    /// shrinks by 7/8 (or 15/16) with every later one. Emits `OutcomeRecorded`.
-    fn record_outcome(
-        ref self: TContractState, worker: ContractAddress, outcome: Outcome, latency: u64
-    );
-    /// `record_outcome` `count` times with the same outcome and (average) latency: what
-    /// JobMgr's batched finalization records per run of one worker's jobs. Requires: as
-    /// `record_outcome`, count > 0. Emits one `OutcomeRecorded` (with the final score).
+    /// JobMgr assigns `worker` a job with `requirements`: when the worker is eligible (see
+    /// `is_eligible`), one more job is held against its exit and true is returned; otherwise
+    /// nothing changes and false is returned (a batch skips the entry). Requires: caller holds
+    /// JOB_MANAGER.
+    fn hold(ref self: TContractState, worker: ContractAddress, requirements: Requirements) -> bool;
+    /// `count` of `worker`'s held jobs ended with `outcome`: their holds are released, and
+    /// `rated` of them (the ones that paid at least JobMgr's rated fee) move the reputation.
+    /// Score (0 to 10,000, starting at 5,000) moves an eighth of the way to 10,000 on success
+    /// and to 0 on failure, a sixteenth of the way to 0 on a miss: an outcome's weight shrinks
+    /// by 7/8 (or 15/16) with every later one. Requires: caller holds JOB_MANAGER, worker
+    /// registered, count > 0, rated <= count, count <= the worker's holds.
+    /// Emits one `OutcomeRecorded` (with the final score).
     fn record_outcomes(
         ref self: TContractState,
         worker: ContractAddress,
         outcome: Outcome,
         count: u32,
+        rated: u32,
         latency: u64
     );
     /// Slashes `bps` (0: the reason's default) of `worker`'s stake (own and exiting) with
-    /// `beneficiary` (may be zero) receiving its share. From JOB_MANAGER: applied at once.
-    /// From SLASHER: pending, the worker may challenge it within the window. Returns the
-    /// slash id. Requires: one of those roles, worker registered, bps <= 10,000, for a slasher
-    /// no slash already pending. Emits `SlashCreated` (and `SlashExecuted` when applied).
+    /// `beneficiary` (may be zero) receiving its share, at most `beneficiary_cap`; the rest
+    /// goes to the treasury. From JOB_MANAGER: applied at once. From SLASHER: pending, the
+    /// worker may challenge it within the window, and the worker's exit is locked until it is
+    /// executed or resolved. Returns the slash id. Requires: one of those roles, worker
+    /// registered, bps <= 10,000. Emits `SlashCreated` (and `SlashExecuted` when applied).
     fn slash(
         ref self: TContractState,
         worker: ContractAddress,
         reason: SlashReason,
         bps: u16,
         evidence_hash: felt252,
-        beneficiary: ContractAddress
+        beneficiary: ContractAddress,
+        beneficiary_cap: u256
     ) -> u64;
-    /// The slashed worker contests a pending slash, paying the challenge bond.
-    /// Requires: caller is the worker, slash pending, window open. Emits `SlashChallenged`.
+    /// The slashed worker contests a pending slash, paying the challenge bond; the arbiter
+    /// then has the arbitration window to decide. Requires: caller is the worker, slash
+    /// pending, window open. Emits `SlashChallenged`.
     fn challenge_slash(ref self: TContractState, slash_id: u64);
     /// The arbiter decides a challenged slash: upheld → applied, bond to the treasury;
     /// overturned → nothing cut, bond back to the worker. Requires: ARBITER, challenged.
     /// Emits `SlashResolved` (and `SlashExecuted` when upheld).
     fn resolve_slash(ref self: TContractState, slash_id: u64, upheld: bool);
+    /// Ends a challenged slash the arbiter left undecided past its arbitration deadline:
+    /// overturned (nothing cut, bond back to the worker). Anyone may call it. Requires:
+    /// challenged, deadline passed. Emits `SlashResolved` (`by_arbiter` false).
+    fn settle_slash(ref self: TContractState, slash_id: u64);
     /// Applies an unchallenged slash after its window. Anyone may call it.
     /// Requires: pending, window over. Emits `SlashExecuted`.
     fn execute_slash(ref self: TContractState, slash_id: u64);
@@ -142,12 +160,19 @@ trait ICdcPoolSlashing<TContractState> {
 /// Parameters and accounting views.
 #[starknet::interface]
 trait ICdcPoolAdmin<TContractState> {
-    /// Replaces the parameters. Requires: admin; 0 < min stakes, nondecreasing by tier, <= 10^9
-    /// tokens; exit window 1 h to 30 d; challenge window 1 h to 7 d; 0 < bond <= 10^6 tokens;
-    /// shares and slash bps <= 10,000 (slash bps > 0). Emits `ParamsSet`.
-    fn set_params(ref self: TContractState, params: PoolParams);
-    /// Sets where slash proceeds go. Requires: admin, not zero. Emits `TreasurySet`.
-    fn set_treasury(ref self: TContractState, treasury: ContractAddress);
+    /// Schedules new parameters, executable after the governance delay (a second schedule
+    /// replaces the first and restarts it). Requires: admin; treasury not zero; 0 < min
+    /// stakes, nondecreasing by tier, <= 10^9 tokens; exit window 1 h to 30 d; challenge
+    /// window 1 h to 7 d; arbitration window 1 h to 30 d; 0 < bond <= 10^6 tokens; shares and
+    /// slash bps <= 10,000 (slash bps > 0). Emits `ParamsScheduled`.
+    fn schedule_params(ref self: TContractState, params: PoolParams);
+    /// Installs the scheduled parameters. Requires: admin, scheduled, the delay passed.
+    /// Emits `ParamsSet`.
+    fn execute_params(ref self: TContractState);
+    /// Drops the scheduled parameters. Requires: admin, scheduled. Emits `ParamsCancelled`.
+    fn cancel_params(ref self: TContractState);
+    /// The last scheduled parameters and when they may be executed (0: none scheduled).
+    fn pending_params(self: @TContractState) -> (PoolParams, u64);
     fn params(self: @TContractState) -> PoolParams;
     fn treasury(self: @TContractState) -> ContractAddress;
     /// The token stakes, rewards and bonds are paid in.

@@ -15,15 +15,13 @@ enum WorkerState {
     Inactive: (),
     /// Below its minimum stake while an unstake intent is pending.
     Exiting: (),
-    /// A slash against it is pending (not yet executed or resolved).
-    Slashed: (),
     /// Banned by the admin; it may only withdraw after its exit window.
     Banned: (),
 }
 
 /// What the pool stores per worker besides its capabilities, attestation, stake and
 /// reputation: one packed slot (low half: registered_at, last_heartbeat; high half:
-/// pending_slash, commission, flags).
+/// open_slashes and holds (32 bits each), commission (16), flags).
 #[derive(Copy, Drop, Serde, PartialEq)]
 struct WorkerRecord {
     registered: bool,
@@ -34,8 +32,21 @@ struct WorkerRecord {
     commission_bps: u16,
     registered_at: u64,
     last_heartbeat: u64,
-    /// Id of the pending slash against it, or 0.
-    pending_slash: u64,
+    /// Slashes against it that are pending or challenged: its exit cannot be paid while any
+    /// is open.
+    open_slashes: u32,
+    /// Jobs JobMgr holds it to (assigned, in their challenge window or disputed): its exit
+    /// cannot be paid while any is held, so the stake at risk stays slashable.
+    holds: u32,
+}
+
+/// A commission change waiting out its notice (the exit window), so delegators can leave
+/// before a raise applies.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
+struct CommissionChange {
+    bps: u16,
+    /// When it applies (0: none pending).
+    effective_at: u64,
 }
 
 /// Verified outcomes of a worker's jobs, as JobMgr recorded them: two packed slots (four u32
@@ -90,7 +101,8 @@ enum SlashStatus {
     Challenged: (),
     /// Applied: the stake was cut and the proceeds paid out.
     Executed: (),
-    /// Overturned by the arbiter: nothing was cut and the bond went back.
+    /// Overturned by the arbiter, or left undecided past its arbitration deadline: nothing
+    /// was cut and the bond went back.
     Overturned: (),
 }
 
@@ -103,8 +115,13 @@ struct Slash {
     evidence_hash: felt252,
     /// Who gets the wronged party's share (zero: all goes to the treasury).
     beneficiary: ContractAddress,
+    /// Most the beneficiary may receive (JobMgr bounds it by a multiple of the job's fee);
+    /// the rest of its share goes to the treasury.
+    beneficiary_cap: u256,
     /// The last moment the worker may challenge.
     challenge_deadline: u64,
+    /// Once challenged: after this moment anyone may settle it (overturned by default).
+    arbitration_deadline: u64,
     status: SlashStatus,
     /// Bond the worker paid to challenge.
     bond: u256,
@@ -112,9 +129,11 @@ struct Slash {
     amount: u256,
 }
 
-/// The pool's bounded parameters.
+/// The pool's bounded parameters (changed only through the timelock once sealed).
 #[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
 struct PoolParams {
+    /// Where slash proceeds (beyond the wronged party's share) and upheld bonds go.
+    treasury: ContractAddress,
     /// Minimum own stake to be Active, per hardware tier 0 to 3.
     min_stake_0: u256,
     min_stake_1: u256,
@@ -124,6 +143,8 @@ struct PoolParams {
     exit_window: u64,
     /// Seconds a worker has to challenge a slasher's slash.
     challenge_window: u64,
+    /// Seconds the arbiter has to decide a challenged slash before anyone may settle it.
+    arbitration_window: u64,
     /// Bond a worker pays to challenge a slash.
     challenge_bond: u256,
     /// Share of a slash paid to the wronged party when there is one, in basis points.
@@ -164,7 +185,8 @@ impl WorkerRecordPacking of StorePacking<WorkerRecord, felt252> {
             flags += 4;
         }
         let commission: u64 = value.commission_bps.into();
-        let high = join64(value.pending_slash, commission) + flags.into() * 0x100000000000000000000;
+        let counters: u64 = value.open_slashes.into() + value.holds.into() * 0x100000000;
+        let high = join64(counters, commission) + flags.into() * 0x100000000000000000000;
         to_felt(join64(value.registered_at, value.last_heartbeat), high)
     }
 
@@ -178,7 +200,8 @@ impl WorkerRecordPacking of StorePacking<WorkerRecord, felt252> {
             commission_bps: (high64(high) % 0x10000).try_into().unwrap(),
             registered_at: low64(low),
             last_heartbeat: high64(low),
-            pending_slash: low64(high),
+            open_slashes: (low64(high) % 0x100000000).try_into().unwrap(),
+            holds: (low64(high) / 0x100000000).try_into().unwrap(),
         }
     }
 }

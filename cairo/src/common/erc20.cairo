@@ -28,3 +28,20 @@ trait IERC20<TContractState> {
     /// Sets the caller's allowance for `spender` to `amount`. Emits `Approval`.
     fn approve(ref self: TContractState, spender: ContractAddress, amount: u256) -> bool;
 }
+
+/// Pulls `amount` of `token` from `from` into the calling contract and says whether its
+/// balance grew by exactly `amount` (a fee-on-transfer or lying token fails the check). Each
+/// contract asserts the answer with its own error string (Ekubo's transfer-from invariant).
+fn pull_exact(token: ContractAddress, from: ContractAddress, amount: u256) -> bool {
+    let token = IERC20Dispatcher { contract_address: token };
+    let this = starknet::get_contract_address();
+    let before = token.balance_of(this);
+    token.transfer_from(from, this, amount);
+    let after = token.balance_of(this);
+    after >= before && after - before == amount
+}
+
+/// Sends `amount` of `token` to `to`; whether the token said it did.
+fn push(token: ContractAddress, to: ContractAddress, amount: u256) -> bool {
+    IERC20Dispatcher { contract_address: token }.transfer(to, amount)
+}

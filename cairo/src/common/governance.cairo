@@ -1,6 +1,13 @@
 //! Governance shared by JobMgr, CDC Pool and Paymaster: roles granted and revoked by the
-//! admin, a two-step admin transfer, pause/unpause by the pauser role, and a timelocked
-//! upgrade.
+//! admin, a two-step admin transfer, pause/unpause by the pauser role, a setup phase ended by
+//! `seal`, and one timelock (the upgrade delay) for upgrades, grants of every role but PAUSER,
+//! and the hosts' parameter changes.
+//!
+//! Before `seal` the contract takes no business (`assert_open` refuses it) and the admin wires
+//! it freely: grants are instant. After `seal` (irreversible) a grant of any role but PAUSER
+//! must be scheduled and waits the delay, and so must every parameter change of the host
+//! (`schedule_op` / `take_op`), so users see every change that touches their funds or rights
+//! in time to leave. Revoking and pausing stay instant: they only take power away.
 //!
 //! Cairo 2.1 has no components, so this is a library contract: a host contract keeps the
 //! state in its own storage (every variable here is prefixed `Governance_`, so it cannot
@@ -19,6 +26,8 @@ const JOB_MANAGER_ROLE: felt252 = 'JOB_MANAGER';
 /// Bounds of the upgrade delay set in a host's constructor: one hour to thirty days.
 const MIN_UPGRADE_DELAY: u64 = 3600;
 const MAX_UPGRADE_DELAY: u64 = 2592000;
+/// Holds VERIFIER in JobMgr: may contest a completed job's result within its window.
+const VERIFIER_ROLE: felt252 = 'VERIFIER';
 
 mod Errors {
     const NOT_ADMIN: felt252 = 'GOV: caller is not admin';
@@ -32,6 +41,10 @@ mod Errors {
     const UPGRADE_PENDING: felt252 = 'GOV: upgrade already pending';
     const NO_UPGRADE_PENDING: felt252 = 'GOV: no upgrade pending';
     const UPGRADE_NOT_READY: felt252 = 'GOV: upgrade delay not passed';
+    const NOT_SEALED: felt252 = 'GOV: not sealed';
+    const ALREADY_SEALED: felt252 = 'GOV: already sealed';
+    const NOT_SCHEDULED: felt252 = 'GOV: not scheduled';
+    const TIMELOCK_NOT_PASSED: felt252 = 'GOV: timelock not passed';
 }
 
 use starknet::{ClassHash, ContractAddress};
@@ -45,9 +58,24 @@ trait IGovernance<TContractState> {
     fn pending_admin(self: @TContractState) -> ContractAddress;
     /// Whether `account` holds `role`.
     fn has_role(self: @TContractState, role: felt252, account: ContractAddress) -> bool;
-    /// Gives `role` to `account`. Requires: caller is admin, account not zero.
-    /// Emits `RoleGranted` (only when the account did not hold the role).
+    /// Gives `role` to `account`. Requires: caller is admin, account not zero; once sealed,
+    /// for every role but PAUSER, a grant scheduled with `schedule_role_grant` whose delay
+    /// has passed (the schedule is consumed). Emits `RoleGranted` (only when the account did
+    /// not hold the role).
     fn grant_role(ref self: TContractState, role: felt252, account: ContractAddress);
+    /// Schedules a grant of `role` to `account`, executable by `grant_role` after the delay
+    /// (a second schedule restarts it). Requires: caller is admin, account not zero.
+    /// Emits `RoleGrantScheduled`.
+    fn schedule_role_grant(ref self: TContractState, role: felt252, account: ContractAddress);
+    /// Drops a scheduled grant. Requires: caller is admin, the grant scheduled.
+    /// Emits `RoleGrantCancelled`.
+    fn cancel_role_grant(ref self: TContractState, role: felt252, account: ContractAddress);
+    /// When a scheduled grant of `role` to `account` may run, or 0 when none is scheduled.
+    fn role_grant_ready_at(self: @TContractState, role: felt252, account: ContractAddress) -> u64;
+    /// Whether the setup phase is over (business open, changes timelocked).
+    fn is_sealed(self: @TContractState) -> bool;
+    /// Ends the setup phase for good. Requires: caller is admin, not sealed. Emits `Sealed`.
+    fn seal(ref self: TContractState);
     /// Takes `role` from `account`. Requires: caller is admin.
     /// Emits `RoleRevoked` (only when the account held the role).
     fn revoke_role(ref self: TContractState, role: felt252, account: ContractAddress);
@@ -83,6 +111,7 @@ mod Governance {
     use starknet::{ClassHash, ContractAddress, get_block_timestamp, get_caller_address};
     use starknet::syscalls::replace_class_syscall;
     use zeroable::Zeroable;
+    use hash::LegacyHash;
     use super::{Errors, MIN_UPGRADE_DELAY, MAX_UPGRADE_DELAY, PAUSER_ROLE};
 
     #[storage]
@@ -101,6 +130,11 @@ mod Governance {
         Governance_pending_class: ClassHash,
         /// When the pending upgrade may run.
         Governance_upgrade_ready_at: u64,
+        /// Whether the setup phase is over.
+        Governance_sealed: bool,
+        /// When each scheduled operation (a role grant, a host's parameter change) may run,
+        /// by operation key; 0 when none is scheduled.
+        Governance_ops: LegacyMap<felt252, u64>,
     }
 
     #[event]
@@ -115,6 +149,33 @@ mod Governance {
         UpgradeScheduled: UpgradeScheduled,
         UpgradeCancelled: UpgradeCancelled,
         Upgraded: Upgraded,
+        Sealed: Sealed,
+        RoleGrantScheduled: RoleGrantScheduled,
+        RoleGrantCancelled: RoleGrantCancelled,
+    }
+
+    /// The setup phase ended: business is open and changes are timelocked from now on.
+    #[derive(Drop, starknet::Event)]
+    struct Sealed {
+        #[key]
+        account: ContractAddress,
+    }
+
+    #[derive(Drop, starknet::Event)]
+    struct RoleGrantScheduled {
+        #[key]
+        role: felt252,
+        #[key]
+        account: ContractAddress,
+        ready_at: u64,
+    }
+
+    #[derive(Drop, starknet::Event)]
+    struct RoleGrantCancelled {
+        #[key]
+        role: felt252,
+        #[key]
+        account: ContractAddress,
     }
 
     #[derive(Drop, starknet::Event)]
@@ -219,10 +280,76 @@ mod Governance {
         fn grant_role(ref self: ContractState, role: felt252, account: ContractAddress) {
             self.assert_admin();
             assert(!account.is_zero(), Errors::ZERO_ADDRESS);
+            if self.Governance_sealed.read() && role != PAUSER_ROLE {
+                self.take_op(grant_key(role, account));
+            }
             if !self.Governance_roles.read((role, account)) {
                 self.Governance_roles.write((role, account), true);
                 self.emit(RoleGranted { role, account, sender: get_caller_address() });
             }
+        }
+
+        fn schedule_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            self.assert_admin();
+            assert(!account.is_zero(), Errors::ZERO_ADDRESS);
+            let ready_at = self.schedule_op(grant_key(role, account));
+            self.emit(RoleGrantScheduled { role, account, ready_at });
+        }
+
+        fn cancel_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            self.assert_admin();
+            self.cancel_op(grant_key(role, account));
+            self.emit(RoleGrantCancelled { role, account });
+        }
+
+        fn role_grant_ready_at(
+            self: @ContractState, role: felt252, account: ContractAddress
+        ) -> u64 {
+            self.Governance_ops.read(grant_key(role, account))
+        }
+
+        fn is_sealed(self: @ContractState) -> bool {
+            self.Governance_sealed.read()
+        }
+
+        fn seal(ref self: ContractState) {
+            self.assert_admin();
+            assert(!self.Governance_sealed.read(), Errors::ALREADY_SEALED);
+            self.Governance_sealed.write(true);
+            self.emit(Sealed { account: get_caller_address() });
+        }
+
+        /// Every entry point of new business starts with this: sealed and not paused.
+        fn assert_open(self: @ContractState) {
+            assert(self.Governance_sealed.read(), Errors::NOT_SEALED);
+            assert(!self.Governance_paused.read(), Errors::PAUSED);
+        }
+
+        /// Schedules operation `key` after the delay (restarting it if scheduled); returns
+        /// when it may run. The caller checks who may schedule.
+        fn schedule_op(ref self: ContractState, key: felt252) -> u64 {
+            let ready_at = get_block_timestamp() + self.Governance_upgrade_delay.read();
+            self.Governance_ops.write(key, ready_at);
+            ready_at
+        }
+
+        /// Consumes scheduled operation `key`. Requires: scheduled, its delay passed.
+        fn take_op(ref self: ContractState, key: felt252) {
+            let ready_at = self.Governance_ops.read(key);
+            assert(ready_at != 0, Errors::NOT_SCHEDULED);
+            assert(get_block_timestamp() >= ready_at, Errors::TIMELOCK_NOT_PASSED);
+            self.Governance_ops.write(key, 0);
+        }
+
+        /// Drops scheduled operation `key`. Requires: scheduled.
+        fn cancel_op(ref self: ContractState, key: felt252) {
+            assert(self.Governance_ops.read(key) != 0, Errors::NOT_SCHEDULED);
+            self.Governance_ops.write(key, 0);
+        }
+
+        /// When operation `key` may run, or 0.
+        fn op_ready_at(self: @ContractState, key: felt252) -> u64 {
+            self.Governance_ops.read(key)
         }
 
         fn revoke_role(ref self: ContractState, role: felt252, account: ContractAddress) {
@@ -257,14 +384,9 @@ mod Governance {
             self.Governance_paused.read()
         }
 
-        /// Every entry point of new business starts with this.
-        fn assert_not_paused(self: @ContractState) {
-            assert(!self.Governance_paused.read(), Errors::PAUSED);
-        }
-
         fn pause(ref self: ContractState) {
             self.assert_role(PAUSER_ROLE);
-            self.assert_not_paused();
+            assert(!self.Governance_paused.read(), Errors::PAUSED);
             self.Governance_paused.write(true);
             self.emit(Paused { account: get_caller_address() });
         }
@@ -317,5 +439,10 @@ mod Governance {
             self.emit(Upgraded { class_hash });
             replace_class_syscall(class_hash).unwrap_syscall();
         }
+    }
+
+    /// The operation key of a grant of `role` to `account`.
+    fn grant_key(role: felt252, account: ContractAddress) -> felt252 {
+        LegacyHash::<(felt252, ContractAddress)>::hash('GRANT', (role, account))
     }
 }

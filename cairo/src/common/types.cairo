@@ -8,6 +8,8 @@ const FLAG_FP16: u64 = 2;
 const FLAG_BF16: u64 = 4;
 const FLAG_INT8: u64 = 8;
 const FLAG_TEE: u64 = 16;
+/// Every known flag: a flag outside it is refused wherever flags are declared or required.
+const ALL_FLAGS: u64 = 31;
 
 /// What a model requires of the worker that runs it.
 #[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
@@ -18,6 +20,13 @@ struct Requirements {
     required_flags: u64,
     /// Least stake tier (0 to 3) of the worker's own stake.
     min_stake_tier: u8,
+    /// Least reputation score (0 to 10,000) of the worker.
+    min_score: u32,
+}
+
+/// Whether `flags` uses only known capability bits.
+fn known_flags(flags: u64) -> bool {
+    (flags & ALL_FLAGS) == flags
 }
 
 /// What a worker declares it runs on. The pool derives its hardware tier from `vram_mb`.

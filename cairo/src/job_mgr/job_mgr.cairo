@@ -1,44 +1,49 @@
 /// JobMgr: the model registry, jobs with escrowed fees, assignment against the CDC Pool,
-/// results, payment and disputes. With governance (roles, two-step admin, pause, timelocked
-/// upgrade).
+/// results, payment and disputes. With governance (roles, two-step admin, setup phase and
+/// seal, pause, one timelock for upgrades, role grants and parameter changes).
 ///
 /// Money: a submitter's fee is escrowed at `submit_job` and leaves exactly once: refunded on
 /// cancel, expiry or a lost dispute, or paid on finalization (fee − protocol fee to the worker,
 /// the protocol fee to the CDC Pool's reward stream). A dispute bond is held while the dispute
-/// is open and goes to whoever the arbiter finds right. So the token balance always equals
-/// the escrow of non-final jobs plus open bonds (`totals`).
+/// is open and goes back to the disputer unless the worker is found right. So the token
+/// balance always equals the escrow of non-final jobs plus open bonds (`totals`).
 ///
-/// Storage is laid out for the hot paths (see the gas report in the README): a job's status
-/// and timestamps share one slot, the parameters that are not amounts share another, and
-/// `finalize_jobs` pays each run of consecutive jobs of one worker with one transfer and one
-/// reputation update.
+/// Everything that decides a job's money (protocol fee, challenge, release and arbitration
+/// windows, dispute bond, slash and award caps, whether it is rated) and the worker it may
+/// run on (the model's requirements narrowed by the submitter's options) is copied into the
+/// job when it is submitted: later parameter or model changes never reach it.
+///
+/// Every assigned job is held against its worker's exit in the pool (`CdcPool.hold`) until
+/// its outcome is recorded, so the stake that answers for it stays slashable.
 #[starknet::contract]
 mod JobMgr {
     use array::{ArrayTrait, SpanTrait};
     use traits::{Into, TryInto};
     use option::OptionTrait;
-    use starknet::{
-        ClassHash, ContractAddress, get_block_timestamp, get_caller_address, get_contract_address
-    };
+    use starknet::{ClassHash, ContractAddress, get_block_timestamp, get_caller_address};
     use zeroable::Zeroable;
+    use ciro::common::erc20;
     use ciro::common::erc20::{IERC20Dispatcher, IERC20DispatcherTrait};
-    use ciro::common::governance::{Governance, IGovernance, ARBITER_ROLE, COORDINATOR_ROLE};
+    use ciro::common::governance::{
+        Governance, IGovernance, ARBITER_ROLE, COORDINATOR_ROLE, VERIFIER_ROLE
+    };
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
-    use ciro::common::types::{Outcome, Requirements, SlashReason};
+    use ciro::common::types::{Outcome, Requirements, SlashReason, known_flags};
     use ciro::cdc_pool::interface::{
-        ICdcPoolRegistryDispatcher, ICdcPoolRegistryDispatcherTrait, ICdcPoolRewardsDispatcher,
-        ICdcPoolRewardsDispatcherTrait, ICdcPoolSlashingDispatcher, ICdcPoolSlashingDispatcherTrait
+        ICdcPoolRewardsDispatcher, ICdcPoolRewardsDispatcherTrait, ICdcPoolSlashingDispatcher,
+        ICdcPoolSlashingDispatcherTrait
     };
     use ciro::job_mgr::errors;
     use ciro::job_mgr::interface::{IJobMgrAdmin, IJobMgrDisputes, IJobMgrJobs, IJobMgrModels};
     use ciro::job_mgr::types::{
-        Assignment, Dispute, Job, JobCore, JobInfo, JobParams, JobState, JobStatus,
+        Assignment, Dispute, Job, JobCore, JobInfo, JobOptions, JobParams, JobState, JobStatus,
         JobStatusPacking, JobTerms, JobTermsPacking, Model, ModelInfo
     };
 
     const BPS: u256 = 10000;
     const MAX_PROTOCOL_FEE_BPS: u16 = 1000;
     const MAX_STAKE_TIER: u8 = 3;
+    const MAX_SCORE: u32 = 10000;
     /// Most entries of a batch or a page.
     const MAX_BATCH: u32 = 100;
     const MAX_PAGE: u64 = 100;
@@ -50,19 +55,22 @@ mod JobMgr {
     const MAX_ASSIGNMENT_TIMEOUT: u64 = 86400;
     const MIN_MAX_DURATION: u64 = 3600;
     const MAX_MAX_DURATION: u64 = 2592000;
+    const MIN_ARBITRATION_WINDOW: u64 = 3600;
+    const MAX_ARBITRATION_WINDOW: u64 = 2592000;
+    const MAX_AWARD_MULTIPLE: u16 = 100;
+    /// The governance operation key of a parameter change.
+    const PARAMS_OP: felt252 = 'JM_PARAMS';
 
     #[storage]
     struct Storage {
         /// The token fees and bonds are paid in.
         token: ContractAddress,
-        /// The CDC Pool: eligibility, outcomes, slashing and the reward stream.
+        /// The CDC Pool: eligibility and holds, outcomes, slashing and the reward stream.
         pool: ContractAddress,
-        /// The parameters that are not amounts (one packed slot).
-        terms: JobTerms,
-        /// Least fee of any job.
-        min_fee: u256,
-        /// Bond a submitter pays to open a dispute.
-        dispute_bond: u256,
+        /// The parameters new jobs are submitted under.
+        params: JobParams,
+        /// The parameters a scheduled change will install (see `pending_params`).
+        pending_params: JobParams,
         /// Models registered so far (ids from 1), by id.
         model_count: u64,
         models: LegacyMap<u64, Model>,
@@ -70,6 +78,12 @@ mod JobMgr {
         job_count: u64,
         /// Submitter, model and deadline of each job (written once).
         job_core: LegacyMap<u64, JobCore>,
+        /// The terms each job was submitted under (one packed slot, written once).
+        job_terms: LegacyMap<u64, JobTerms>,
+        /// What a worker must offer to be assigned each job (written once).
+        job_requirements: LegacyMap<u64, Requirements>,
+        /// Bond a dispute of each job costs (written once).
+        job_bond: LegacyMap<u64, u256>,
         /// Escrowed fee of each job.
         job_fee: LegacyMap<u64, u256>,
         /// SHA-256 of each job's input tensors.
@@ -99,13 +113,17 @@ mod JobMgr {
         JobSubmitted: JobSubmitted,
         JobCancelled: JobCancelled,
         JobAssigned: JobAssigned,
+        AssignmentSkipped: AssignmentSkipped,
         JobReleased: JobReleased,
         ResultSubmitted: ResultSubmitted,
         JobFinalized: JobFinalized,
+        FinalizeSkipped: FinalizeSkipped,
         JobExpired: JobExpired,
         DisputeOpened: DisputeOpened,
         DisputeResolved: DisputeResolved,
         ParamsSet: ParamsSet,
+        ParamsScheduled: ParamsScheduled,
+        ParamsCancelled: ParamsCancelled,
     }
 
     /// Model `model_id` was registered or updated.
@@ -127,6 +145,7 @@ mod JobMgr {
         active: bool,
     }
 
+    /// Job `job_id` was escrowed under `terms`, for workers meeting `requirements`.
     #[derive(Drop, starknet::Event)]
     struct JobSubmitted {
         #[key]
@@ -138,6 +157,9 @@ mod JobMgr {
         input_hash: u256,
         fee: u256,
         deadline: u64,
+        requirements: Requirements,
+        terms: JobTerms,
+        dispute_bond: u256,
     }
 
     #[derive(Drop, starknet::Event)]
@@ -155,6 +177,17 @@ mod JobMgr {
         job_id: u64,
         #[key]
         worker: ContractAddress,
+    }
+
+    /// `assign_jobs` left this entry out: `reason` is the error `assign_job` would revert
+    /// with.
+    #[derive(Drop, starknet::Event)]
+    struct AssignmentSkipped {
+        #[key]
+        job_id: u64,
+        #[key]
+        worker: ContractAddress,
+        reason: felt252,
     }
 
     /// Job `job_id` went back to the queue; `worker` was recorded a miss.
@@ -187,6 +220,15 @@ mod JobMgr {
         protocol_fee: u256,
     }
 
+    /// `finalize_jobs` left job `job_id` out: `reason` is the error `finalize` would revert
+    /// with.
+    #[derive(Drop, starknet::Event)]
+    struct FinalizeSkipped {
+        #[key]
+        job_id: u64,
+        reason: felt252,
+    }
+
     #[derive(Drop, starknet::Event)]
     struct JobExpired {
         #[key]
@@ -201,13 +243,14 @@ mod JobMgr {
         #[key]
         job_id: u64,
         #[key]
-        submitter: ContractAddress,
+        disputer: ContractAddress,
         evidence_hash: felt252,
         bond: u256,
     }
 
-    /// The arbiter decided job `job_id`'s dispute; `slash_id` is the pool's slash (0 if the
-    /// worker was right).
+    /// Job `job_id`'s dispute ended: decided by the arbiter (`by_arbiter`), or settled by
+    /// default after the arbitration deadline (the result stands, the bond goes back).
+    /// `slash_id` is the pool's slash (0 if none).
     #[derive(Drop, starknet::Event)]
     struct DisputeResolved {
         #[key]
@@ -216,6 +259,7 @@ mod JobMgr {
         worker: ContractAddress,
         worker_at_fault: bool,
         slash_id: u64,
+        by_arbiter: bool,
     }
 
     #[derive(Drop, starknet::Event)]
@@ -223,8 +267,20 @@ mod JobMgr {
         params: JobParams, 
     }
 
+    /// A parameter change was scheduled; it may be executed from `ready_at`.
+    #[derive(Drop, starknet::Event)]
+    struct ParamsScheduled {
+        params: JobParams,
+        ready_at: u64,
+    }
+
+    #[derive(Drop, starknet::Event)]
+    struct ParamsCancelled {
+        params: JobParams, 
+    }
+
     /// Sets the admin, token, CDC Pool, upgrade delay and parameters (all bounded). The pool
-    /// must grant this contract JOB_MANAGER before jobs can finish.
+    /// must grant this contract JOB_MANAGER, and the admin seal, before jobs can be taken.
     #[constructor]
     fn constructor(
         ref self: ContractState,
@@ -237,7 +293,9 @@ mod JobMgr {
         assert(!token.is_zero() && !pool.is_zero(), errors::ZERO_ADDRESS);
         self.token.write(token);
         self.pool.write(pool);
-        self.write_params(params);
+        assert_params(@params);
+        self.params.write(params);
+        self.emit(ParamsSet { params });
         let mut governance = Governance::unsafe_new_contract_state();
         governance.initialize(admin, upgrade_delay);
     }
@@ -247,9 +305,9 @@ mod JobMgr {
         fn register_model(
             ref self: ContractState, model_hash: u256, requirements: Requirements, price: u256
         ) -> u64 {
-            assert_not_paused();
+            assert_open();
             assert(model_hash != 0, errors::ZERO_MODEL_HASH);
-            assert(requirements.min_stake_tier <= MAX_STAKE_TIER, errors::BAD_STAKE_TIER);
+            assert_requirements(@requirements);
             let owner = get_caller_address();
             let model_id = self.model_count.read() + 1;
             self.model_count.write(model_id);
@@ -265,7 +323,7 @@ mod JobMgr {
         ) {
             let mut model = self.known_model(model_id);
             assert(get_caller_address() == model.owner, errors::NOT_MODEL_OWNER);
-            assert(requirements.min_stake_tier <= MAX_STAKE_TIER, errors::BAD_STAKE_TIER);
+            assert_requirements(@requirements);
             model.requirements = requirements;
             model.price = price;
             self.models.write(model_id, model);
@@ -319,21 +377,68 @@ mod JobMgr {
     #[external(v0)]
     impl JobsImpl of IJobMgrJobs<ContractState> {
         fn submit_job(
-            ref self: ContractState, model_id: u64, input_hash: u256, fee: u256, deadline: u64
+            ref self: ContractState,
+            model_id: u64,
+            input_hash: u256,
+            fee: u256,
+            deadline: u64,
+            options: JobOptions
         ) -> u64 {
-            assert_not_paused();
+            assert_open();
             let model = self.known_model(model_id);
             assert(model.active, errors::MODEL_INACTIVE);
+            let params = self.params.read();
             assert(fee >= model.price, errors::FEE_BELOW_PRICE);
-            assert(fee >= self.min_fee.read(), errors::FEE_BELOW_MINIMUM);
+            assert(fee >= params.min_fee, errors::FEE_BELOW_MINIMUM);
             let now = get_block_timestamp();
             assert(deadline > now, errors::DEADLINE_IN_PAST);
-            assert(deadline <= now + self.terms.read().max_job_duration, errors::DEADLINE_TOO_FAR);
+            assert(deadline <= now + params.max_job_duration, errors::DEADLINE_TOO_FAR);
+            assert(known_flags(options.extra_flags), errors::UNKNOWN_FLAG);
+            assert(options.min_score <= MAX_SCORE, errors::BAD_MIN_SCORE);
+            let release_after = if options.release_after == 0 {
+                params.assignment_timeout
+            } else {
+                assert(
+                    options.release_after >= MIN_ASSIGNMENT_TIMEOUT
+                        && options.release_after <= MAX_ASSIGNMENT_TIMEOUT,
+                    errors::BAD_RELEASE_AFTER
+                );
+                options.release_after
+            };
+            let model_req = model.requirements;
+            let requirements = Requirements {
+                min_vram_mb: model_req.min_vram_mb,
+                required_flags: model_req.required_flags | options.extra_flags,
+                min_stake_tier: model_req.min_stake_tier,
+                min_score: if options.min_score > model_req.min_score {
+                    options.min_score
+                } else {
+                    model_req.min_score
+                },
+            };
+            let terms = JobTerms {
+                challenge_window: params.challenge_window,
+                release_after,
+                arbitration_window: params.arbitration_window,
+                protocol_fee_bps: params.protocol_fee_bps,
+                max_slash_bps: params.max_dispute_slash_bps,
+                max_award_multiple: params.max_award_multiple,
+                rated: fee >= params.min_rated_fee,
+            };
+            let scaled_bond = fee * params.dispute_bond_bps.into() / BPS;
+            let dispute_bond = if scaled_bond > params.min_dispute_bond {
+                scaled_bond
+            } else {
+                params.min_dispute_bond
+            };
             let submitter = get_caller_address();
             self.pull(submitter, fee);
             let job_id = self.job_count.read() + 1;
             self.job_count.write(job_id);
             self.job_core.write(job_id, JobCore { submitter, model_id, deadline });
+            self.job_terms.write(job_id, terms);
+            self.job_requirements.write(job_id, requirements);
+            self.job_bond.write(job_id, dispute_bond);
             self.job_fee.write(job_id, fee);
             self.job_input.write(job_id, input_hash);
             self
@@ -346,7 +451,20 @@ mod JobMgr {
             self.submitter_jobs.write((submitter, index), job_id);
             self.submitter_job_count.write(submitter, index + 1);
             self.escrow_total.write(self.escrow_total.read() + fee);
-            self.emit(JobSubmitted { job_id, submitter, model_id, input_hash, fee, deadline });
+            self
+                .emit(
+                    JobSubmitted {
+                        job_id,
+                        submitter,
+                        model_id,
+                        input_hash,
+                        fee,
+                        deadline,
+                        requirements,
+                        terms,
+                        dispute_bond
+                    }
+                );
             job_id
         }
 
@@ -364,19 +482,27 @@ mod JobMgr {
         }
 
         fn assign_job(ref self: ContractState, job_id: u64, worker: ContractAddress) {
-            assert_not_paused();
+            assert_open();
             Governance::unsafe_new_contract_state().assert_role(COORDINATOR_ROLE);
-            self.assign(job_id, worker);
+            let reason = self.assign(job_id, worker);
+            assert(reason == 0, reason);
         }
 
         fn assign_jobs(ref self: ContractState, assignments: Array<Assignment>) {
-            assert_not_paused();
+            assert_open();
             Governance::unsafe_new_contract_state().assert_role(COORDINATOR_ROLE);
             assert_batch(assignments.len());
             let mut assignments = assignments.span();
             loop {
                 match assignments.pop_front() {
-                    Option::Some(a) => self.assign(*a.job_id, *a.worker),
+                    Option::Some(a) => {
+                        let job_id = *a.job_id;
+                        let worker = *a.worker;
+                        let reason = self.assign(job_id, worker);
+                        if reason != 0 {
+                            self.emit(AssignmentSkipped { job_id, worker, reason });
+                        }
+                    },
                     Option::None(()) => {
                         break;
                     },
@@ -388,11 +514,11 @@ mod JobMgr {
             let mut status = self.known_status(job_id);
             assert(status.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
             let by = get_caller_address();
+            let terms = self.job_terms.read(job_id);
             let governance = Governance::unsafe_new_contract_state();
             if !governance.has_role(COORDINATOR_ROLE, by) {
                 assert(
-                    get_block_timestamp() >= status.assigned_at
-                        + self.terms.read().assignment_timeout,
+                    get_block_timestamp() >= status.assigned_at + terms.release_after,
                     errors::NOT_TIMED_OUT
                 );
             }
@@ -402,7 +528,7 @@ mod JobMgr {
             self.job_status.write(job_id, status);
             self.job_worker.write(job_id, Zeroable::zero());
             self.emit(JobReleased { job_id, worker, by });
-            self.pool_slashing().record_outcome(worker, Outcome::Missed(()), 0);
+            self.record(worker, Outcome::Missed(()), terms.rated, 0);
         }
 
         fn submit_result(ref self: ContractState, job_id: u64, output_hash: u256) {
@@ -422,12 +548,12 @@ mod JobMgr {
         fn finalize(ref self: ContractState, job_id: u64) {
             let mut ids = ArrayTrait::new();
             ids.append(job_id);
-            self.finalize_batch(ids.span());
+            self.finalize_batch(ids.span(), true);
         }
 
         fn finalize_jobs(ref self: ContractState, job_ids: Array<u64>) {
             assert_batch(job_ids.len());
-            self.finalize_batch(job_ids.span());
+            self.finalize_batch(job_ids.span(), false);
         }
 
         fn expire(ref self: ContractState, job_id: u64) {
@@ -442,9 +568,8 @@ mod JobMgr {
             self.escrow_total.write(self.escrow_total.read() - fee);
             self.emit(JobExpired { job_id, submitter: core.submitter, refund: fee });
             if was_assigned {
-                self
-                    .pool_slashing()
-                    .record_outcome(self.job_worker.read(job_id), Outcome::Failure(()), 0);
+                let rated = self.job_terms.read(job_id).rated;
+                self.record(self.job_worker.read(job_id), Outcome::Failure(()), rated, 0);
             }
             self.push(core.submitter, fee);
         }
@@ -484,22 +609,27 @@ mod JobMgr {
     impl DisputesImpl of IJobMgrDisputes<ContractState> {
         fn open_dispute(ref self: ContractState, job_id: u64, evidence_hash: felt252) {
             let mut status = self.known_status(job_id);
-            let submitter = get_caller_address();
-            assert(submitter == self.job_core.read(job_id).submitter, errors::NOT_SUBMITTER);
+            let disputer = get_caller_address();
+            let governance = Governance::unsafe_new_contract_state();
+            assert(
+                disputer == self.job_core.read(job_id).submitter
+                    || governance.has_role(VERIFIER_ROLE, disputer),
+                errors::NOT_DISPUTER
+            );
             assert(status.state != JobState::Disputed(()), errors::DISPUTE_OPEN);
             assert(status.state == JobState::Completed(()), errors::NOT_COMPLETED);
             let now = get_block_timestamp();
             assert(
-                now < status.completed_at + self.terms.read().challenge_window,
+                now < status.completed_at + self.job_terms.read(job_id).challenge_window,
                 errors::WINDOW_CLOSED
             );
-            let bond = self.dispute_bond.read();
-            self.pull(submitter, bond);
+            let bond = self.job_bond.read(job_id);
+            self.pull(disputer, bond);
             status.state = JobState::Disputed(());
             self.job_status.write(job_id, status);
-            self.disputes.write(job_id, Dispute { evidence_hash, bond, opened_at: now });
+            self.disputes.write(job_id, Dispute { disputer, evidence_hash, bond, opened_at: now });
             self.bond_total.write(self.bond_total.read() + bond);
-            self.emit(DisputeOpened { job_id, submitter, evidence_hash, bond });
+            self.emit(DisputeOpened { job_id, disputer, evidence_hash, bond });
         }
 
         fn resolve_dispute(
@@ -508,7 +638,8 @@ mod JobMgr {
             Governance::unsafe_new_contract_state().assert_role(ARBITER_ROLE);
             let mut status = self.known_status(job_id);
             assert(status.state == JobState::Disputed(()), errors::NOT_DISPUTED);
-            assert(slash_bps.into() <= BPS, errors::BAD_SLASH_BPS);
+            let terms = self.job_terms.read(job_id);
+            assert(slash_bps <= terms.max_slash_bps, errors::BAD_SLASH_BPS);
             let dispute = self.disputes.read(job_id);
             let fee = self.job_fee.read(job_id);
             self.bond_total.write(self.bond_total.read() - dispute.bond);
@@ -518,53 +649,100 @@ mod JobMgr {
                 status.state = JobState::Refunded(());
                 self.job_status.write(job_id, status);
                 let submitter = self.job_core.read(job_id).submitter;
-                let slash_id = self
-                    .pool_slashing()
-                    .slash(
-                        worker,
-                        SlashReason::ProtocolViolation(()),
-                        slash_bps,
-                        dispute.evidence_hash,
-                        submitter
-                    );
-                self.emit(DisputeResolved { job_id, worker, worker_at_fault, slash_id });
-                self.pool_slashing().record_outcome(worker, Outcome::Failure(()), 0);
-                self.push(submitter, fee + dispute.bond);
-            } else {
-                status.state = JobState::Finalized(());
-                self.job_status.write(job_id, status);
-                let protocol_fee = fee * self.terms.read().protocol_fee_bps.into() / BPS;
-                let payout = fee - protocol_fee;
-                self.emit(DisputeResolved { job_id, worker, worker_at_fault, slash_id: 0 });
-                self.emit(JobFinalized { job_id, worker, payout, protocol_fee });
+                let mut slash_id = 0;
+                if slash_bps != 0 {
+                    slash_id = self
+                        .pool_slashing()
+                        .slash(
+                            worker,
+                            SlashReason::ProtocolViolation(()),
+                            slash_bps,
+                            dispute.evidence_hash,
+                            dispute.disputer,
+                            fee * terms.max_award_multiple.into()
+                        );
+                }
                 self
-                    .pool_slashing()
-                    .record_outcome(
-                        worker, Outcome::Success(()), status.completed_at - status.assigned_at
+                    .emit(
+                        DisputeResolved {
+                            job_id, worker, worker_at_fault, slash_id, by_arbiter: true
+                        }
                     );
-                self.push(worker, payout + dispute.bond);
-                self.stream_to_pool(protocol_fee);
+                self.record(worker, Outcome::Failure(()), terms.rated, 0);
+                self.push(submitter, fee);
+                self.push(dispute.disputer, dispute.bond);
+            } else {
+                self
+                    .emit(
+                        DisputeResolved {
+                            job_id, worker, worker_at_fault, slash_id: 0, by_arbiter: true
+                        }
+                    );
+                // The disputer was wrong: its bond goes to the worker.
+                self.pay_worker(job_id, status, terms, worker, fee, dispute.bond, terms.rated);
             }
+        }
+
+        fn settle_dispute(ref self: ContractState, job_id: u64) {
+            let status = self.known_status(job_id);
+            assert(status.state == JobState::Disputed(()), errors::NOT_DISPUTED);
+            let terms = self.job_terms.read(job_id);
+            let dispute = self.disputes.read(job_id);
+            assert(
+                get_block_timestamp() > dispute.opened_at + terms.arbitration_window,
+                errors::ARBITRATION_OPEN
+            );
+            let fee = self.job_fee.read(job_id);
+            self.bond_total.write(self.bond_total.read() - dispute.bond);
+            self.escrow_total.write(self.escrow_total.read() - fee);
+            let worker = self.job_worker.read(job_id);
+            self
+                .emit(
+                    DisputeResolved {
+                        job_id, worker, worker_at_fault: false, slash_id: 0, by_arbiter: false
+                    }
+                );
+            // Undecided: the result stands as if undisputed, the bond goes back, and no
+            // reputation moves (nobody judged the result).
+            self.pay_worker(job_id, status, terms, worker, fee, 0, false);
+            self.push(dispute.disputer, dispute.bond);
         }
     }
 
     #[external(v0)]
     impl AdminImpl of IJobMgrAdmin<ContractState> {
-        fn set_params(ref self: ContractState, params: JobParams) {
-            Governance::unsafe_new_contract_state().assert_admin();
-            self.write_params(params);
+        fn schedule_params(ref self: ContractState, params: JobParams) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.assert_admin();
+            assert_params(@params);
+            let ready_at = governance.schedule_op(PARAMS_OP);
+            self.pending_params.write(params);
+            self.emit(ParamsScheduled { params, ready_at });
+        }
+
+        fn execute_params(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.assert_admin();
+            governance.take_op(PARAMS_OP);
+            let params = self.pending_params.read();
+            self.params.write(params);
+            self.emit(ParamsSet { params });
+        }
+
+        fn cancel_params(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.assert_admin();
+            governance.cancel_op(PARAMS_OP);
+            self.emit(ParamsCancelled { params: self.pending_params.read() });
+        }
+
+        fn pending_params(self: @ContractState) -> (JobParams, u64) {
+            let ready_at = Governance::unsafe_new_contract_state().op_ready_at(PARAMS_OP);
+            (self.pending_params.read(), ready_at)
         }
 
         fn get_params(self: @ContractState) -> JobParams {
-            let terms = self.terms.read();
-            JobParams {
-                protocol_fee_bps: terms.protocol_fee_bps,
-                min_fee: self.min_fee.read(),
-                challenge_window: terms.challenge_window,
-                assignment_timeout: terms.assignment_timeout,
-                dispute_bond: self.dispute_bond.read(),
-                max_job_duration: terms.max_job_duration,
-            }
+            self.params.read()
         }
 
         fn pool(self: @ContractState) -> ContractAddress {
@@ -580,13 +758,19 @@ mod JobMgr {
         }
     }
 
-    fn assert_not_paused() {
-        Governance::unsafe_new_contract_state().assert_not_paused();
+    fn assert_open() {
+        Governance::unsafe_new_contract_state().assert_open();
     }
 
     fn assert_batch(len: u32) {
         assert(len != 0, errors::EMPTY_BATCH);
         assert(len <= MAX_BATCH, errors::BATCH_TOO_LARGE);
+    }
+
+    fn assert_requirements(requirements: @Requirements) {
+        assert(*requirements.min_stake_tier <= MAX_STAKE_TIER, errors::BAD_STAKE_TIER);
+        assert(known_flags(*requirements.required_flags), errors::UNKNOWN_FLAG);
+        assert(*requirements.min_score <= MAX_SCORE, errors::BAD_MIN_SCORE);
     }
 
     fn assert_params(params: @JobParams) {
@@ -603,11 +787,23 @@ mod JobMgr {
                 && p.assignment_timeout <= MAX_ASSIGNMENT_TIMEOUT,
             errors::BAD_ASSIGNMENT_TIMEOUT
         );
-        assert(p.dispute_bond != 0 && p.dispute_bond <= MAX_AMOUNT_PARAM, errors::BAD_DISPUTE_BOND);
+        assert(
+            p.min_dispute_bond != 0 && p.min_dispute_bond <= MAX_AMOUNT_PARAM,
+            errors::BAD_DISPUTE_BOND
+        );
+        assert(p.dispute_bond_bps.into() <= BPS, errors::BAD_DISPUTE_BOND_BPS);
         assert(
             p.max_job_duration >= MIN_MAX_DURATION && p.max_job_duration <= MAX_MAX_DURATION,
             errors::BAD_MAX_DURATION
         );
+        assert(
+            p.arbitration_window >= MIN_ARBITRATION_WINDOW
+                && p.arbitration_window <= MAX_ARBITRATION_WINDOW,
+            errors::BAD_ARBITRATION_WINDOW
+        );
+        assert(p.max_dispute_slash_bps.into() <= BPS, errors::BAD_MAX_SLASH);
+        assert(p.max_award_multiple <= MAX_AWARD_MULTIPLE, errors::BAD_AWARD_MULTIPLE);
+        assert(p.min_rated_fee <= MAX_AMOUNT_PARAM, errors::BAD_RATED_FEE);
     }
 
     /// A run of consecutive finalized jobs of one worker: paid and recorded at once.
@@ -615,37 +811,26 @@ mod JobMgr {
     struct Run {
         worker: ContractAddress,
         payout: u256,
+        protocol_fees: u256,
         count: u32,
+        rated: u32,
         latency: u64,
     }
 
     #[generate_trait]
     impl InternalImpl of InternalTrait {
-        fn write_params(ref self: ContractState, params: JobParams) {
-            assert_params(@params);
-            self
-                .terms
-                .write(
-                    JobTerms {
-                        protocol_fee_bps: params.protocol_fee_bps,
-                        challenge_window: params.challenge_window,
-                        assignment_timeout: params.assignment_timeout,
-                        max_job_duration: params.max_job_duration,
-                    }
-                );
-            self.min_fee.write(params.min_fee);
-            self.dispute_bond.write(params.dispute_bond);
-            self.emit(ParamsSet { params });
-        }
-
         fn known_model(self: @ContractState, model_id: u64) -> Model {
             assert(model_id != 0 && model_id <= self.model_count.read(), errors::UNKNOWN_MODEL);
             self.models.read(model_id)
         }
 
+        fn exists(self: @ContractState, job_id: u64) -> bool {
+            job_id != 0 && job_id <= self.job_count.read()
+        }
+
         /// The status of an existing job.
         fn known_status(self: @ContractState, job_id: u64) -> JobStatus {
-            assert(job_id != 0 && job_id <= self.job_count.read(), errors::UNKNOWN_JOB);
+            assert(self.exists(job_id), errors::UNKNOWN_JOB);
             self.job_status.read(job_id)
         }
 
@@ -664,7 +849,11 @@ mod JobMgr {
                     assigned_at: status.assigned_at,
                     completed_at: status.completed_at,
                     output_hash: self.job_output.read(job_id),
-                }, dispute: self.disputes.read(job_id),
+                },
+                terms: self.job_terms.read(job_id),
+                requirements: self.job_requirements.read(job_id),
+                dispute_bond: self.job_bond.read(job_id),
+                dispute: self.disputes.read(job_id),
             }
         }
 
@@ -672,81 +861,148 @@ mod JobMgr {
             ICdcPoolSlashingDispatcher { contract_address: self.pool.read() }
         }
 
-        fn assign(ref self: ContractState, job_id: u64, worker: ContractAddress) {
-            let mut status = self.known_status(job_id);
-            assert(status.state == JobState::Queued(()), errors::NOT_QUEUED);
+        /// Ends one of `worker`'s held jobs with `outcome` (moving its reputation if `rated`).
+        fn record(
+            ref self: ContractState,
+            worker: ContractAddress,
+            outcome: Outcome,
+            rated: bool,
+            latency: u64
+        ) {
+            let rated_count = if rated {
+                1
+            } else {
+                0
+            };
+            self.pool_slashing().record_outcomes(worker, outcome, 1, rated_count, latency);
+        }
+
+        /// Assigns `job_id` to `worker` and holds it against the worker's exit; returns 0, or
+        /// the error that prevented it (nothing changed then).
+        fn assign(ref self: ContractState, job_id: u64, worker: ContractAddress) -> felt252 {
+            if !self.exists(job_id) {
+                return errors::UNKNOWN_JOB;
+            }
+            let mut status = self.job_status.read(job_id);
+            if status.state != JobState::Queued(()) {
+                return errors::NOT_QUEUED;
+            }
             let core = self.job_core.read(job_id);
             let now = get_block_timestamp();
-            assert(now < core.deadline, errors::DEADLINE_PASSED);
-            let requirements = self.models.read(core.model_id).requirements;
-            let pool = ICdcPoolRegistryDispatcher { contract_address: self.pool.read() };
-            assert(pool.is_eligible(worker, requirements), errors::NOT_ELIGIBLE);
+            if now >= core.deadline {
+                return errors::DEADLINE_PASSED;
+            }
+            if worker == core.submitter {
+                return errors::SELF_ASSIGNMENT;
+            }
+            if !self.pool_slashing().hold(worker, self.job_requirements.read(job_id)) {
+                return errors::NOT_ELIGIBLE;
+            }
             status.state = JobState::Assigned(());
             status.assigned_at = now;
             self.job_status.write(job_id, status);
             self.job_worker.write(job_id, worker);
             self.emit(JobAssigned { job_id, worker });
+            0
         }
 
-        /// Finalizes completed jobs whose window is over. Effects first (every job's state,
-        /// the escrow total, events); then, per run of consecutive jobs of one worker, one
-        /// reputation update and one payment; then one reward notification for all protocol
-        /// fees.
-        fn finalize_batch(ref self: ContractState, mut job_ids: Span<u64>) {
-            let terms = self.terms.read();
+        /// Why `job_id` cannot be finalized now, or 0.
+        fn finalize_check(self: @ContractState, job_id: u64, now: u64) -> felt252 {
+            if !self.exists(job_id) {
+                return errors::UNKNOWN_JOB;
+            }
+            let status = self.job_status.read(job_id);
+            if status.state != JobState::Completed(()) {
+                return errors::NOT_COMPLETED;
+            }
+            if now < status.completed_at + self.job_terms.read(job_id).challenge_window {
+                return errors::WINDOW_OPEN;
+            }
+            0
+        }
+
+        /// Pays a job's worker (fee − protocol fee, plus `extra` such as a losing disputer's
+        /// bond), streams the protocol fee and records a success (rated or not): the job ends
+        /// Finalized. Escrow and bond totals are the caller's to update.
+        fn pay_worker(
+            ref self: ContractState,
+            job_id: u64,
+            status: JobStatus,
+            terms: JobTerms,
+            worker: ContractAddress,
+            fee: u256,
+            extra: u256,
+            rated: bool
+        ) {
+            let mut status = status;
+            status.state = JobState::Finalized(());
+            self.job_status.write(job_id, status);
+            let protocol_fee = fee * terms.protocol_fee_bps.into() / BPS;
+            let payout = fee - protocol_fee;
+            self.emit(JobFinalized { job_id, worker, payout, protocol_fee });
+            self
+                .record(
+                    worker, Outcome::Success(()), rated, status.completed_at - status.assigned_at
+                );
+            self.push(worker, payout + extra);
+            self.stream_to_pool(protocol_fee);
+        }
+
+        /// Finalizes completed jobs whose window is over (`strict`: a job that is not reverts
+        /// the call; otherwise it is skipped with a `FinalizeSkipped` event). Effects first
+        /// (every job's state, the escrow total, events); then, per run of consecutive jobs of
+        /// one worker, one outcome record and one payment; then one reward notification.
+        fn finalize_batch(ref self: ContractState, mut job_ids: Span<u64>, strict: bool) {
             let now = get_block_timestamp();
             let mut runs: Array<Run> = ArrayTrait::new();
-            let mut run = Run { worker: Zeroable::zero(), payout: 0, count: 0, latency: 0 };
-            let mut escrow_out: u256 = 0;
-            let mut protocol_fees: u256 = 0;
+            let mut run = Run {
+                worker: Zeroable::zero(),
+                payout: 0,
+                protocol_fees: 0,
+                count: 0,
+                rated: 0,
+                latency: 0
+            };
             loop {
                 match job_ids.pop_front() {
                     Option::Some(job_id) => {
                         let job_id = *job_id;
-                        let mut status = self.known_status(job_id);
-                        assert(status.state == JobState::Completed(()), errors::NOT_COMPLETED);
-                        assert(
-                            now >= status.completed_at + terms.challenge_window, errors::WINDOW_OPEN
-                        );
-                        status.state = JobState::Finalized(());
-                        self.job_status.write(job_id, status);
-                        let worker = self.job_worker.read(job_id);
-                        let fee = self.job_fee.read(job_id);
-                        let protocol_fee = fee * terms.protocol_fee_bps.into() / BPS;
-                        let payout = fee - protocol_fee;
-                        escrow_out += fee;
-                        protocol_fees += protocol_fee;
-                        self.emit(JobFinalized { job_id, worker, payout, protocol_fee });
-                        if run.count != 0 && worker != run.worker {
-                            runs.append(run);
-                            run = Run { worker, payout: 0, count: 0, latency: 0 };
+                        let reason = self.finalize_check(job_id, now);
+                        if reason != 0 {
+                            assert(!strict, reason);
+                            self.emit(FinalizeSkipped { job_id, reason });
+                        } else {
+                            let (next, done) = self.finalize_one(job_id, run);
+                            if done.count != 0 {
+                                runs.append(done);
+                            }
+                            run = next;
                         }
-                        // Whole-struct assignment: Cairo 2.1 drops field assignments made
-                        // inside a loop's match arm (see the README's toolchain notes).
-                        run = Run {
-                            worker,
-                            payout: run.payout + payout,
-                            count: run.count + 1,
-                            latency: run.latency + status.completed_at - status.assigned_at,
-                        };
                     },
                     Option::None(()) => {
                         break;
                     },
                 };
             };
-            runs.append(run);
-            self.escrow_total.write(self.escrow_total.read() - escrow_out);
+            if run.count != 0 {
+                runs.append(run);
+            }
             let pool = self.pool_slashing();
+            let mut protocol_fees: u256 = 0;
             let mut runs = runs.span();
             loop {
                 match runs.pop_front() {
                     Option::Some(run) => {
                         let run = *run;
                         let count: u64 = run.count.into();
+                        protocol_fees += run.protocol_fees;
                         pool
                             .record_outcomes(
-                                run.worker, Outcome::Success(()), run.count, run.latency / count
+                                run.worker,
+                                Outcome::Success(()),
+                                run.count,
+                                run.rated,
+                                run.latency / count
                             );
                         self.push(run.worker, run.payout);
                     },
@@ -756,6 +1012,43 @@ mod JobMgr {
                 };
             };
             self.stream_to_pool(protocol_fees);
+        }
+
+        /// Finalizes one checked job (state, escrow total, event) into `run`; returns the run
+        /// to continue and, when the worker changed, the finished run (count 0 if none).
+        fn finalize_one(ref self: ContractState, job_id: u64, run: Run) -> (Run, Run) {
+            let mut status = self.job_status.read(job_id);
+            let terms = self.job_terms.read(job_id);
+            status.state = JobState::Finalized(());
+            self.job_status.write(job_id, status);
+            let worker = self.job_worker.read(job_id);
+            let fee = self.job_fee.read(job_id);
+            self.escrow_total.write(self.escrow_total.read() - fee);
+            let protocol_fee = fee * terms.protocol_fee_bps.into() / BPS;
+            let payout = fee - protocol_fee;
+            self.emit(JobFinalized { job_id, worker, payout, protocol_fee });
+            let empty = Run { worker, payout: 0, protocol_fees: 0, count: 0, rated: 0, latency: 0 };
+            let (done, base) = if run.count != 0 && worker != run.worker {
+                (run, empty)
+            } else if run.count == 0 {
+                (empty, empty)
+            } else {
+                (empty, run)
+            };
+            let rated: u32 = if terms.rated {
+                1
+            } else {
+                0
+            };
+            let next = Run {
+                worker,
+                payout: base.payout + payout,
+                protocol_fees: base.protocol_fees + protocol_fee,
+                count: base.count + 1,
+                rated: base.rated + rated,
+                latency: base.latency + status.completed_at - status.assigned_at,
+            };
+            (next, done)
         }
 
         /// Hands `amount` of protocol fees to the CDC Pool's reward stream.
@@ -771,17 +1064,13 @@ mod JobMgr {
 
         /// Pulls exactly `amount` from `from` (a token that moves less fails the check).
         fn pull(ref self: ContractState, from: ContractAddress, amount: u256) {
-            let token = IERC20Dispatcher { contract_address: self.token.read() };
-            let this = get_contract_address();
-            let before = token.balance_of(this);
-            token.transfer_from(from, this, amount);
-            let after = token.balance_of(this);
-            assert(after >= before && after - before == amount, errors::TRANSFER_FROM_SHORTFALL);
+            assert(
+                erc20::pull_exact(self.token.read(), from, amount), errors::TRANSFER_FROM_SHORTFALL
+            );
         }
 
         fn push(ref self: ContractState, to: ContractAddress, amount: u256) {
-            let token = IERC20Dispatcher { contract_address: self.token.read() };
-            assert(token.transfer(to, amount), errors::TRANSFER_FAILED);
+            assert(erc20::push(self.token.read(), to, amount), errors::TRANSFER_FAILED);
         }
     }
 
@@ -808,6 +1097,31 @@ mod JobMgr {
         fn revoke_role(ref self: ContractState, role: felt252, account: ContractAddress) {
             let mut governance = Governance::unsafe_new_contract_state();
             governance.revoke_role(role, account);
+        }
+
+        fn schedule_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.schedule_role_grant(role, account);
+        }
+
+        fn cancel_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.cancel_role_grant(role, account);
+        }
+
+        fn role_grant_ready_at(
+            self: @ContractState, role: felt252, account: ContractAddress
+        ) -> u64 {
+            Governance::unsafe_new_contract_state().role_grant_ready_at(role, account)
+        }
+
+        fn is_sealed(self: @ContractState) -> bool {
+            Governance::unsafe_new_contract_state().is_sealed()
+        }
+
+        fn seal(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.seal();
         }
 
         fn transfer_admin(ref self: ContractState, new_admin: ContractAddress) {

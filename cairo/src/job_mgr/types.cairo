@@ -61,27 +61,103 @@ struct Job {
 /// A dispute on a job.
 #[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
 struct Dispute {
+    /// Who opened it: the submitter, or a VERIFIER. Its bond comes back to it unless the
+    /// worker is found right.
+    disputer: ContractAddress,
     evidence_hash: felt252,
     bond: u256,
     opened_at: u64,
 }
 
-/// JobMgr's bounded parameters. (Stored as `JobTerms`, packed in one slot, and the two
-/// amounts.)
-#[derive(Copy, Drop, Serde, PartialEq)]
+/// JobMgr's bounded parameters, changed only through the timelock once sealed. What decides a
+/// job's money is copied into the job when it is submitted (`JobTerms`, its dispute bond and
+/// its requirements), so a later change never touches a job already paid for.
+#[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
 struct JobParams {
     /// Share of each fee paid to the CDC Pool's reward stream, in basis points (<= 1,000).
     protocol_fee_bps: u16,
     /// Least fee of any job.
     min_fee: u256,
-    /// Seconds after a result during which the submitter may dispute it.
+    /// Seconds after a result during which the submitter (or a verifier) may dispute it.
     challenge_window: u64,
-    /// Seconds after which anyone may release an assignment without a result.
+    /// Default seconds after which anyone may release an assignment without a result (a
+    /// submitter may choose its own, within bounds).
     assignment_timeout: u64,
-    /// Bond a submitter pays to open a dispute.
-    dispute_bond: u256,
+    /// Least dispute bond; a job's bond is the larger of this and `dispute_bond_bps` of its
+    /// fee.
+    min_dispute_bond: u256,
+    /// Dispute bond as a share of the job's fee, in basis points (<= 10,000).
+    dispute_bond_bps: u16,
     /// Furthest a deadline may lie ahead of submission, in seconds.
     max_job_duration: u64,
+    /// Seconds the arbiter has to decide a dispute before anyone may settle it by default.
+    arbitration_window: u64,
+    /// Most of a worker's stake a dispute may slash, in basis points (<= 10,000).
+    max_dispute_slash_bps: u16,
+    /// Most a disputer may receive from a worker's slash, as a multiple of the job's fee
+    /// (<= 100; the rest of the slash goes to the treasury).
+    max_award_multiple: u16,
+    /// Least fee for a job's outcome to move its worker's reputation (anti-farming).
+    min_rated_fee: u256,
+}
+
+/// What a submitter chooses beyond the model's requirements (it can only narrow them).
+#[derive(Copy, Drop, Serde, PartialEq)]
+struct JobOptions {
+    /// Capability flags required on top of the model's.
+    extra_flags: u64,
+    /// Least reputation score (0 to 10,000) of the worker, if above the model's.
+    min_score: u32,
+    /// Seconds after assignment from which anyone may release the job without a result; 0
+    /// takes the `assignment_timeout` parameter, else 1 min to 1 d.
+    release_after: u64,
+}
+
+/// The terms a job was submitted under (one packed slot per job: low half challenge window
+/// and release limit; high half arbitration window, then the three bps/multiple fields and
+/// the rated flag in 16-bit lanes).
+#[derive(Copy, Drop, Serde, PartialEq)]
+struct JobTerms {
+    challenge_window: u64,
+    release_after: u64,
+    arbitration_window: u64,
+    protocol_fee_bps: u16,
+    max_slash_bps: u16,
+    max_award_multiple: u16,
+    /// Whether its outcome moves the worker's reputation (fee >= the rated minimum).
+    rated: bool,
+}
+
+impl JobTermsPacking of StorePacking<JobTerms, felt252> {
+    fn pack(value: JobTerms) -> felt252 {
+        let fee: u128 = value.protocol_fee_bps.into();
+        let slash: u128 = value.max_slash_bps.into();
+        let award: u128 = value.max_award_multiple.into();
+        let rated: u128 = if value.rated {
+            1
+        } else {
+            0
+        };
+        let lanes = fee + slash * 0x10000 + award * 0x100000000 + rated * 0x1000000000000;
+        to_felt(
+            join64(value.challenge_window, value.release_after),
+            value.arbitration_window.into() + lanes * 0x10000000000000000
+        )
+    }
+
+    fn unpack(value: felt252) -> JobTerms {
+        let (low, high) = halves(value);
+        let lanes = high / 0x10000000000000000;
+        JobTerms {
+            challenge_window: low64(low),
+            release_after: high64(low),
+            arbitration_window: low64(high),
+            protocol_fee_bps: (lanes % 0x10000).try_into().unwrap(),
+            max_slash_bps: ((lanes / 0x10000) % 0x10000).try_into().unwrap(),
+            max_award_multiple: ((lanes / 0x100000000) % 0x10000).try_into().unwrap(),
+            rated: (lanes / 0x1000000000000) % 2 == 1,
+        }
+    }
 }
 
 /// One assignment of a batch.
@@ -98,11 +174,16 @@ struct ModelInfo {
     model: Model,
 }
 
-/// A job with its id and its dispute (zero when none was opened).
+/// A job with its id, the terms and requirements fixed at its submission, and its dispute
+/// (zero when none was opened).
 #[derive(Copy, Drop, Serde, PartialEq)]
 struct JobInfo {
     job_id: u64,
     job: Job,
+    terms: JobTerms,
+    requirements: Requirements,
+    /// Bond a dispute of this job costs.
+    dispute_bond: u256,
     dispute: Dispute,
 }
 
@@ -164,35 +245,5 @@ fn state_at(index: u128) -> JobState {
         JobState::Expired(())
     } else {
         JobState::Refunded(())
-    }
-}
-
-/// The parameters that are not amounts, in one slot (low half: challenge window, assignment
-/// timeout; high half: max job duration, protocol fee bps).
-#[derive(Copy, Drop, Serde, PartialEq)]
-struct JobTerms {
-    protocol_fee_bps: u16,
-    challenge_window: u64,
-    assignment_timeout: u64,
-    max_job_duration: u64,
-}
-
-impl JobTermsPacking of StorePacking<JobTerms, felt252> {
-    fn pack(value: JobTerms) -> felt252 {
-        let bps: u64 = value.protocol_fee_bps.into();
-        to_felt(
-            join64(value.challenge_window, value.assignment_timeout),
-            join64(value.max_job_duration, bps)
-        )
-    }
-
-    fn unpack(value: felt252) -> JobTerms {
-        let (low, high) = halves(value);
-        JobTerms {
-            protocol_fee_bps: high64(high).try_into().unwrap(),
-            challenge_window: low64(low),
-            assignment_timeout: high64(low),
-            max_job_duration: low64(high),
-        }
     }
 }

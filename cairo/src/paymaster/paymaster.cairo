@@ -196,7 +196,7 @@ mod Paymaster {
     #[external(v0)]
     impl SponsorImpl of IPaymasterSponsor<ContractState> {
         fn deposit(ref self: ContractState, amount: u256) {
-            Governance::unsafe_new_contract_state().assert_not_paused();
+            Governance::unsafe_new_contract_state().assert_open();
             assert(amount != 0, errors::ZERO_AMOUNT);
             let sponsor = get_caller_address();
             let token = IERC20Dispatcher { contract_address: self.token.read() };
@@ -271,7 +271,7 @@ mod Paymaster {
         fn create_policy(
             ref self: ContractState, calls: Array<AllowedCall>, params: PolicyParams
         ) -> u64 {
-            Governance::unsafe_new_contract_state().assert_not_paused();
+            Governance::unsafe_new_contract_state().assert_open();
             let policy_id = self.policy_count.read() + 1;
             self.policy_count.write(policy_id);
             self.store_policy(policy_id, get_caller_address(), true, calls, params);
@@ -325,7 +325,7 @@ mod Paymaster {
         ) {
             assert(!self.entered.read(), errors::REENTRANT_CALL);
             self.entered.write(true);
-            Governance::unsafe_new_contract_state().assert_not_paused();
+            Governance::unsafe_new_contract_state().assert_open();
             let relayer = get_caller_address();
             assert(self.relayers.read((sponsor, relayer)), errors::NOT_RELAYER);
             let policy = self.policies.read(policy_id);
@@ -402,7 +402,7 @@ mod Paymaster {
         fn define_tier(
             ref self: ContractState, price: u256, duration: u64, daily_limit: u256
         ) -> u32 {
-            Governance::unsafe_new_contract_state().assert_not_paused();
+            Governance::unsafe_new_contract_state().assert_open();
             assert(daily_limit != 0, errors::ZERO_LIMIT);
             assert(duration >= DAY && duration <= MAX_TIER_DURATION, errors::BAD_TIER_DURATION);
             let sponsor = get_caller_address();
@@ -425,7 +425,7 @@ mod Paymaster {
         }
 
         fn subscribe(ref self: ContractState, sponsor: ContractAddress, tier_id: u32) {
-            Governance::unsafe_new_contract_state().assert_not_paused();
+            Governance::unsafe_new_contract_state().assert_open();
             let tier = self.tier_of(sponsor, tier_id);
             assert(tier.active, errors::TIER_INACTIVE);
             let user = get_caller_address();
@@ -613,6 +613,31 @@ mod Paymaster {
         fn revoke_role(ref self: ContractState, role: felt252, account: ContractAddress) {
             let mut governance = Governance::unsafe_new_contract_state();
             governance.revoke_role(role, account);
+        }
+
+        fn schedule_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.schedule_role_grant(role, account);
+        }
+
+        fn cancel_role_grant(ref self: ContractState, role: felt252, account: ContractAddress) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.cancel_role_grant(role, account);
+        }
+
+        fn role_grant_ready_at(
+            self: @ContractState, role: felt252, account: ContractAddress
+        ) -> u64 {
+            Governance::unsafe_new_contract_state().role_grant_ready_at(role, account)
+        }
+
+        fn is_sealed(self: @ContractState) -> bool {
+            Governance::unsafe_new_contract_state().is_sealed()
+        }
+
+        fn seal(ref self: ContractState) {
+            let mut governance = Governance::unsafe_new_contract_state();
+            governance.seal();
         }
 
         fn transfer_admin(ref self: ContractState, new_admin: ContractAddress) {
