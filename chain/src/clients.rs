@@ -58,6 +58,16 @@ where
         })
 }
 
+/// Job options that narrow nothing: the model's requirements as they are, the default
+/// release limit.
+pub fn no_options() -> job_mgr::JobOptions {
+    job_mgr::JobOptions {
+        extra_flags: 0,
+        min_score: 0,
+        release_after: 0,
+    }
+}
+
 /// JobMgr as one account acts on it.
 pub struct JobMgrClient<A> {
     pub address: Felt,
@@ -99,8 +109,9 @@ where
         Ok((id, outcome))
     }
 
-    /// Escrows `fee` for a job and queues it; its id and the transaction. The token approval
-    /// goes in the same multicall.
+    /// Escrows `fee` for a job and queues it under `options` (the submitter's narrowing of the
+    /// model's requirements; [`no_options`] narrows nothing); its id and the
+    /// transaction. The token approval goes in the same multicall.
     pub async fn submit_job(
         &self,
         token: Felt,
@@ -108,12 +119,13 @@ where
         input_hash: U256,
         fee: U256,
         deadline: u64,
+        options: &job_mgr::JobOptions,
     ) -> Result<(u64, TxOutcome), ChainError> {
         let approve = TestToken::new(token, self.sender.account().clone())
             .approve_getcall(&ContractAddress(self.address), &fee);
-        let submit = self
-            .binding()
-            .submit_job_getcall(&model_id, &input_hash, &fee, &deadline);
+        let submit =
+            self.binding()
+                .submit_job_getcall(&model_id, &input_hash, &fee, &deadline, options);
         let outcome = self.sender.execute(vec![approve, submit]).await?;
         let id = find_event(&outcome, self.address, |e: job_mgr::Event| match e {
             job_mgr::Event::JobSubmitted(j) => Some(j.job_id),
@@ -128,7 +140,8 @@ where
             .await
     }
 
-    /// Assigns jobs to workers in one transaction (`assign_jobs`, all or none).
+    /// Assigns jobs to workers in one transaction (`assign_jobs`: an entry that fails a
+    /// per-job check is skipped with an `AssignmentSkipped` event).
     pub async fn assign_jobs(&self, assignments: &[(u64, Felt)]) -> Result<TxOutcome, ChainError> {
         let batch: Vec<job_mgr::Assignment> = assignments
             .iter()

@@ -48,8 +48,10 @@ pub struct DeployConfig {
     pub jobs: JobsConfig,
 }
 
-/// Role holders. COORDINATOR is JobMgr's; SLASHER the pool's; ARBITER both's; PAUSER all three
-/// contracts'.
+/// Role holders. COORDINATOR and VERIFIER are JobMgr's; SLASHER the pool's; ARBITER both's;
+/// PAUSER all three contracts'. Granted at once while the contracts are in their setup phase;
+/// the deployment then seals them, after which every grant but PAUSER's goes through the
+/// timelock (`schedule_role_grant`, wait the upgrade delay, `grant_role`).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoleConfig {
@@ -57,9 +59,10 @@ pub struct RoleConfig {
     pub arbiter: Vec<Felt>,
     pub pauser: Vec<Felt>,
     pub slasher: Vec<Felt>,
+    pub verifier: Vec<Felt>,
 }
 
-/// The CDC Pool's parameters (bounds: `ICdcPoolAdmin::set_params`).
+/// The CDC Pool's parameters (bounds: `ICdcPoolAdmin::schedule_params`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
@@ -67,6 +70,8 @@ pub struct PoolConfig {
     pub min_stake: [u128; 4],
     pub exit_window: u64,
     pub challenge_window: u64,
+    /// Seconds the arbiter has to decide a challenged slash (then it is overturned).
+    pub arbitration_window: u64,
     pub challenge_bond: u128,
     pub beneficiary_share_bps: u16,
     /// Default slash per reason: Unavailable, PoorPerformance, ProtocolViolation, Malicious,
@@ -74,7 +79,7 @@ pub struct PoolConfig {
     pub slash_bps: [u16; 5],
 }
 
-/// JobMgr's parameters (bounds: `IJobMgrAdmin::set_params`).
+/// JobMgr's parameters (bounds: `IJobMgrAdmin::schedule_params`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
@@ -82,8 +87,18 @@ pub struct JobsConfig {
     pub min_fee: u128,
     pub challenge_window: u64,
     pub assignment_timeout: u64,
-    pub dispute_bond: u128,
+    /// Least dispute bond; a job's bond is the larger of this and `dispute_bond_bps` of its
+    /// fee.
+    pub min_dispute_bond: u128,
+    pub dispute_bond_bps: u16,
     pub max_job_duration: u64,
+    /// Seconds the arbiter has to decide a dispute (then the result stands).
+    pub arbitration_window: u64,
+    pub max_dispute_slash_bps: u16,
+    /// Most a disputer may win from a slash, as a multiple of the job's fee.
+    pub max_award_multiple: u16,
+    /// Least fee for a job's outcome to move reputation.
+    pub min_rated_fee: u128,
 }
 
 /// One token of 18 decimals.
@@ -108,6 +123,7 @@ impl Default for PoolConfig {
             min_stake: [100 * TOKEN, 500 * TOKEN, 1_000 * TOKEN, 2_000 * TOKEN],
             exit_window: 7 * 86_400,
             challenge_window: 86_400,
+            arbitration_window: 7 * 86_400,
             challenge_bond: 10 * TOKEN,
             beneficiary_share_bps: 5_000,
             slash_bps: [100, 500, 1_000, 2_500, 5_000],
@@ -122,8 +138,13 @@ impl Default for JobsConfig {
             min_fee: TOKEN / 100,
             challenge_window: 3_600,
             assignment_timeout: 600,
-            dispute_bond: TOKEN,
+            min_dispute_bond: TOKEN / 100,
+            dispute_bond_bps: 1_000,
             max_job_duration: 86_400,
+            arbitration_window: 7 * 86_400,
+            max_dispute_slash_bps: 1_000,
+            max_award_multiple: 10,
+            min_rated_fee: TOKEN / 10,
         }
     }
 }
@@ -136,16 +157,19 @@ impl DeployConfig {
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
-    /// The pool's parameters as its binding takes them.
-    pub fn pool_params(&self) -> cdc_pool::PoolParams {
+    /// The pool's parameters as its binding takes them, with `treasury` (the configured one,
+    /// else the deployer).
+    pub fn pool_params(&self, treasury: Felt) -> cdc_pool::PoolParams {
         let p = &self.pool;
         cdc_pool::PoolParams {
+            treasury: ContractAddress(self.treasury.unwrap_or(treasury)),
             min_stake_0: u256(p.min_stake[0]),
             min_stake_1: u256(p.min_stake[1]),
             min_stake_2: u256(p.min_stake[2]),
             min_stake_3: u256(p.min_stake[3]),
             exit_window: p.exit_window,
             challenge_window: p.challenge_window,
+            arbitration_window: p.arbitration_window,
             challenge_bond: u256(p.challenge_bond),
             beneficiary_share_bps: p.beneficiary_share_bps,
             bps_unavailable: p.slash_bps[0],
@@ -164,8 +188,13 @@ impl DeployConfig {
             min_fee: u256(j.min_fee),
             challenge_window: j.challenge_window,
             assignment_timeout: j.assignment_timeout,
-            dispute_bond: u256(j.dispute_bond),
+            min_dispute_bond: u256(j.min_dispute_bond),
+            dispute_bond_bps: j.dispute_bond_bps,
             max_job_duration: j.max_job_duration,
+            arbitration_window: j.arbitration_window,
+            max_dispute_slash_bps: j.max_dispute_slash_bps,
+            max_award_multiple: j.max_award_multiple,
+            min_rated_fee: u256(j.min_rated_fee),
         }
     }
 }
@@ -241,6 +270,9 @@ pub enum Step {
         role: String,
         account: Felt,
     },
+    /// `contract`'s setup phase was ended: business opens, changes are timelocked.
+    Sealed { contract: String, tx_hash: Felt },
+    AlreadySealed { contract: String },
 }
 
 impl fmt::Display for Step {
@@ -292,6 +324,12 @@ impl fmt::Display for Step {
                 f,
                 "granted   {contract:<12} {role} to {account:#066x}  (already held, skipped)"
             ),
+            Step::Sealed { contract, tx_hash } => {
+                write!(f, "sealed    {contract:<12} tx {tx_hash:#066x}")
+            }
+            Step::AlreadySealed { contract } => {
+                write!(f, "sealed    {contract:<12} (already sealed, skipped)")
+            }
         }
     }
 }
@@ -401,6 +439,9 @@ fn grants(config: &DeployConfig, manifest: &Manifest) -> Vec<(String, &'static s
     for holder in &r.slasher {
         grants.push(("CdcPool".to_owned(), "SLASHER", *holder));
     }
+    for holder in &r.verifier {
+        grants.push(("JobMgr".to_owned(), "VERIFIER", *holder));
+    }
     for holder in &r.pauser {
         for contract in ["JobMgr", "CdcPool", "Paymaster"] {
             grants.push((contract.to_owned(), "PAUSER", *holder));
@@ -409,7 +450,9 @@ fn grants(config: &DeployConfig, manifest: &Manifest) -> Vec<(String, &'static s
     grants
 }
 
-/// Grants every role of [`grants`] not already held, in one multicall.
+/// Grants every role of [`grants`] not already held, then seals every contract not yet
+/// sealed, in one multicall. A grant missing from a sealed contract (a config changed after
+/// the first deployment) is refused with how to do it through the timelock.
 async fn wire<A>(
     account: &A,
     config: &DeployConfig,
@@ -441,23 +484,53 @@ where
             });
             continue;
         }
+        if role != "PAUSER" && call(reader.is_sealed()).await? {
+            bail!(
+                "{contract} is sealed, so granting {role} to {holder:#x} is timelocked: have \
+                 the admin call schedule_role_grant, wait the upgrade delay, then grant_role"
+            );
+        }
         calls.push(
             job_mgr::JobMgr::new(address, account)
                 .grant_role_getcall(&role_felt, &ContractAddress(holder)),
         );
         pending.push((contract, role, holder));
     }
+    let mut sealing = Vec::new();
+    for contract in ["CdcPool", "JobMgr", "Paymaster"] {
+        let Some(address) = manifest.contracts.get(contract).copied() else {
+            continue;
+        };
+        let reader = job_mgr::JobMgrReader::new(address, provider);
+        if call(reader.is_sealed())
+            .await
+            .with_context(|| format!("reading whether {contract} is sealed"))?
+        {
+            on_step(&Step::AlreadySealed {
+                contract: contract.to_owned(),
+            });
+        } else {
+            calls.push(job_mgr::JobMgr::new(address, account).seal_getcall());
+            sealing.push(contract);
+        }
+    }
     if calls.is_empty() {
         return Ok(());
     }
     let outcome = send(provider, account.execute_v3(calls))
         .await
-        .context("granting roles")?;
+        .context("granting roles and sealing")?;
     for (contract, role, holder) in pending {
         on_step(&Step::Granted {
             contract,
             role: role.to_owned(),
             account: holder,
+            tx_hash: outcome.tx_hash,
+        });
+    }
+    for contract in sealing {
+        on_step(&Step::Sealed {
+            contract: contract.to_owned(),
             tx_hash: outcome.tx_hash,
         });
     }
@@ -486,9 +559,8 @@ fn constructor_args<A: ConnectedAccount + Sync>(
             cdc_pool::CdcPool::new(Felt::ZERO, account).constructor_getcall(
                 &ContractAddress(account.address()),
                 &ContractAddress(payment_token(config, manifest)?),
-                &ContractAddress(config.treasury.unwrap_or(account.address())),
                 &config.upgrade_delay,
-                &config.pool_params(),
+                &config.pool_params(account.address()),
             ),
         )),
         "JobMgr" => Ok(constructor_calldata(

@@ -28,11 +28,13 @@ pub enum Actor {
     Pauser = 10,
     /// Tries everything it should not be able to do.
     Attacker = 11,
+    /// A spot-checking service: holds VERIFIER in JobMgr.
+    Verifier = 12,
 }
 
 impl Actor {
     /// Every actor, in account order.
-    pub const ALL: [Actor; 12] = [
+    pub const ALL: [Actor; 13] = [
         Actor::Admin,
         Actor::Coordinator,
         Actor::Arbiter,
@@ -45,6 +47,7 @@ impl Actor {
         Actor::Relayer,
         Actor::Pauser,
         Actor::Attacker,
+        Actor::Verifier,
     ];
 
     /// Index of the actor's predeployed account.

@@ -16,7 +16,7 @@ pub const DEVNET_VERSION: &str = "0.10.1";
 /// Seed of the predeployed accounts' keys: fixed, so addresses are stable across runs.
 pub const SEED: u32 = 20261121;
 /// Predeployed accounts: one per [`crate::Actor`].
-pub const ACCOUNTS: usize = 12;
+pub const ACCOUNTS: usize = 13;
 /// Each predeployed account starts with this much STRK and ETH (in FRI / WEI): 1,000,000.
 pub const INITIAL_BALANCE: &str = "1000000000000000000000000";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

@@ -81,15 +81,19 @@ pub async fn try_deploy_paymaster(
     net.try_deploy(Actor::Admin, "Paymaster", calldata).await
 }
 
-/// A Paymaster administered by the admin actor, paid in `token`.
+/// A Paymaster administered by the admin actor, paid in `token`, sealed (open for business,
+/// grants timelocked) as a deployment leaves it.
 pub async fn deploy_paymaster(net: &TestNet, token: Felt) -> Result<Felt> {
-    Ok(try_deploy_paymaster(
+    let paymaster = try_deploy_paymaster(
         net,
         net.address(Actor::Admin),
         token,
         PAYMASTER_UPGRADE_DELAY,
     )
-    .await?)
+    .await?;
+    let admin = net.account(Actor::Admin);
+    send(&net.provider, Paymaster::new(paymaster, &admin).seal()).await?;
+    Ok(paymaster)
 }
 
 /// Grants PAUSER to the pauser actor (as the admin) and pauses `paymaster` (as the pauser).

@@ -3,7 +3,9 @@
 //! named actors, every party funded and approving both contracts.
 //!
 //! Two actors take roles the job-side suites have no other use for: the Sponsor's account is
-//! the pool's treasury, the Relayer's holds SLASHER.
+//! the pool's treasury, the Relayer's holds SLASHER. The Verifier holds VERIFIER in JobMgr.
+//! Both contracts are sealed once wired, as a real deployment leaves them: business is open
+//! and every further grant or parameter change goes through the timelock.
 
 use anyhow::Result;
 use ciro_chain::bindings::cdc_pool::{self, CdcPool, CdcPoolReader};
@@ -30,21 +32,24 @@ pub const SLASHER: Actor = Actor::Relayer;
 /// What every funded party holds at the start, approved to both contracts.
 pub const FUNDS: u128 = 1_000_000;
 /// The parties [`System::deploy`] funds with [`FUNDS`] each.
-pub const FUNDED: [Actor; 6] = [
+pub const FUNDED: [Actor; 7] = [
     Actor::Submitter,
     Actor::WorkerA,
     Actor::WorkerB,
     Actor::WorkerC,
     Actor::Delegator,
     Actor::Attacker,
+    Actor::Verifier,
 ];
-/// Upgrade delay of both contracts.
+/// Upgrade delay of both contracts: the timelock of upgrades, grants and parameters.
 pub const UPGRADE_DELAY: u64 = 3_600;
 
 /// Minimum own stake per hardware tier (VRAM < 16 GB, < 40 GB, < 80 GB, >= 80 GB).
 pub const MIN_STAKE: [u128; 4] = [1_000, 2_000, 4_000, 8_000];
 pub const EXIT_WINDOW: u64 = 7 * 86_400;
 pub const SLASH_CHALLENGE_WINDOW: u64 = 86_400;
+/// Seconds the arbiter has to decide a challenged slash or a dispute.
+pub const ARBITRATION_WINDOW: u64 = 3 * 86_400;
 pub const CHALLENGE_BOND: u128 = 100;
 pub const BENEFICIARY_SHARE_BPS: u16 = 5_000;
 /// Default slash per reason: Unavailable, PoorPerformance, ProtocolViolation, Malicious, Fraud.
@@ -54,8 +59,17 @@ pub const PROTOCOL_FEE_BPS: u16 = 500;
 pub const MIN_FEE: u128 = 10;
 pub const RESULT_WINDOW: u64 = 3_600;
 pub const ASSIGNMENT_TIMEOUT: u64 = 600;
-pub const DISPUTE_BOND: u128 = 50;
+/// Least dispute bond, and the bond's share of a job's fee.
+pub const MIN_DISPUTE_BOND: u128 = 50;
+pub const DISPUTE_BOND_BPS: u16 = 1_000;
+/// The dispute bond of a [`JOB_FEE`] job: max(50, 10% of 1,000).
+pub const DISPUTE_BOND: u128 = 100;
 pub const MAX_JOB_DURATION: u64 = 86_400;
+pub const MAX_DISPUTE_SLASH_BPS: u16 = 5_000;
+/// A disputer wins at most this many times the job's fee from a slash.
+pub const MAX_AWARD_MULTIPLE: u16 = 2;
+/// Jobs paying less move no reputation.
+pub const MIN_RATED_FEE: u128 = 100;
 
 /// A model's price in the fixtures, and the fee jobs pay.
 pub const MODEL_PRICE: u128 = 100;
@@ -67,14 +81,17 @@ pub const FLAG_BF16: u64 = 4;
 pub const FLAG_INT8: u64 = 8;
 pub const FLAG_TEE: u64 = 16;
 
-pub fn pool_params() -> cdc_pool::PoolParams {
+/// The pool's parameters with `treasury`.
+pub fn pool_params_with(treasury: ContractAddress) -> cdc_pool::PoolParams {
     cdc_pool::PoolParams {
+        treasury,
         min_stake_0: u256(MIN_STAKE[0]),
         min_stake_1: u256(MIN_STAKE[1]),
         min_stake_2: u256(MIN_STAKE[2]),
         min_stake_3: u256(MIN_STAKE[3]),
         exit_window: EXIT_WINDOW,
         challenge_window: SLASH_CHALLENGE_WINDOW,
+        arbitration_window: ARBITRATION_WINDOW,
         challenge_bond: u256(CHALLENGE_BOND),
         beneficiary_share_bps: BENEFICIARY_SHARE_BPS,
         bps_unavailable: SLASH_BPS[0],
@@ -91,8 +108,13 @@ pub fn job_params() -> job_mgr::JobParams {
         min_fee: u256(MIN_FEE),
         challenge_window: RESULT_WINDOW,
         assignment_timeout: ASSIGNMENT_TIMEOUT,
-        dispute_bond: u256(DISPUTE_BOND),
+        min_dispute_bond: u256(MIN_DISPUTE_BOND),
+        dispute_bond_bps: DISPUTE_BOND_BPS,
         max_job_duration: MAX_JOB_DURATION,
+        arbitration_window: ARBITRATION_WINDOW,
+        max_dispute_slash_bps: MAX_DISPUTE_SLASH_BPS,
+        max_award_multiple: MAX_AWARD_MULTIPLE,
+        min_rated_fee: u256(MIN_RATED_FEE),
     }
 }
 
@@ -122,7 +144,13 @@ pub fn requirements() -> job_mgr::Requirements {
         min_vram_mb: 16_384,
         required_flags: FLAG_CUDA | FLAG_FP16,
         min_stake_tier: 0,
+        min_score: 0,
     }
+}
+
+/// Job options that narrow nothing.
+pub fn no_options() -> job_mgr::JobOptions {
+    ciro_chain::clients::no_options()
 }
 
 pub fn role(name: &str) -> Felt {
@@ -141,14 +169,12 @@ pub struct System {
 pub async fn try_deploy_pool(
     net: &TestNet,
     token: Felt,
-    treasury: Felt,
     params: &cdc_pool::PoolParams,
 ) -> Result<Felt, ChainError> {
     let deployer = net.account(Actor::Admin);
     let calldata = constructor_calldata(CdcPool::new(Felt::ZERO, &deployer).constructor_getcall(
         &net.contract_address(Actor::Admin),
         &ContractAddress(token),
-        &ContractAddress(treasury),
         &UPGRADE_DELAY,
         params,
     ));
@@ -174,14 +200,27 @@ pub async fn try_deploy_job_mgr(
 }
 
 impl System {
-    /// Token, pool and JobMgr deployed and wired; roles: COORDINATOR (Coordinator) and ARBITER
-    /// (Arbiter) in JobMgr; ARBITER (Arbiter), SLASHER ([`SLASHER`]) and JOB_MANAGER (JobMgr)
-    /// in the pool; PAUSER (Pauser) in both. The [`FUNDED`] parties hold [`FUNDS`] each,
-    /// approved to both contracts.
+    /// Token, pool and JobMgr deployed and wired; roles: COORDINATOR (Coordinator), ARBITER
+    /// (Arbiter) and VERIFIER (Verifier) in JobMgr; ARBITER (Arbiter), SLASHER ([`SLASHER`])
+    /// and JOB_MANAGER (JobMgr) in the pool; PAUSER (Pauser) in both; both sealed. The
+    /// [`FUNDED`] parties hold [`FUNDS`] each, approved to both contracts.
     pub async fn deploy() -> Result<Self> {
+        let system = Self::deploy_unsealed().await?;
+        let admin = system.net.account(Actor::Admin);
+        let calls = vec![
+            CdcPool::new(system.pool, &admin).seal_getcall(),
+            JobMgr::new(system.job_mgr, &admin).seal_getcall(),
+        ];
+        send(&system.net.provider, admin.execute_v3(calls)).await?;
+        Ok(system)
+    }
+
+    /// [`Self::deploy`] left in the setup phase (not sealed).
+    pub async fn deploy_unsealed() -> Result<Self> {
         let net = TestNet::new().await?;
         let token = deploy_test_token(&net, 0).await?;
-        let pool = try_deploy_pool(&net, token, net.address(TREASURY), &pool_params()).await?;
+        let treasury = net.contract_address(TREASURY);
+        let pool = try_deploy_pool(&net, token, &pool_params_with(treasury)).await?;
         let job_mgr = try_deploy_job_mgr(&net, token, pool, &job_params()).await?;
         let system = Self {
             net,
@@ -199,6 +238,7 @@ impl System {
             grant("COORDINATOR", Actor::Coordinator),
             grant("ARBITER", Actor::Arbiter),
             grant("PAUSER", Actor::Pauser),
+            grant("VERIFIER", Actor::Verifier),
         ] {
             calls.push(jm_admin.grant_role_getcall(&r, &who));
         }
@@ -248,6 +288,33 @@ impl System {
 
     pub fn addr(&self, actor: Actor) -> ContractAddress {
         self.net.contract_address(actor)
+    }
+
+    /// The pool's parameters as deployed.
+    pub fn pool_params(&self) -> cdc_pool::PoolParams {
+        pool_params_with(self.addr(TREASURY))
+    }
+
+    /// The admin schedules `params` in the pool, waits the timelock and executes them.
+    pub async fn set_pool_params(&self, params: &cdc_pool::PoolParams) {
+        self.send(self.pool_as(Actor::Admin).schedule_params(params))
+            .await
+            .expect("schedule_params");
+        self.advance(UPGRADE_DELAY).await;
+        self.send(self.pool_as(Actor::Admin).execute_params())
+            .await
+            .expect("execute_params");
+    }
+
+    /// The admin schedules `params` in JobMgr, waits the timelock and executes them.
+    pub async fn set_job_params(&self, params: &job_mgr::JobParams) {
+        self.send(self.jobs_as(Actor::Admin).schedule_params(params))
+            .await
+            .expect("schedule_params");
+        self.advance(UPGRADE_DELAY).await;
+        self.send(self.jobs_as(Actor::Admin).execute_params())
+            .await
+            .expect("execute_params");
     }
 
     /// Token balance of `holder`.
@@ -314,15 +381,24 @@ impl System {
 
     /// The Submitter submits a job on `model_id` paying [`JOB_FEE`], due in an hour; its id.
     pub async fn job(&self, model_id: u64) -> u64 {
+        self.job_with(model_id, Actor::Submitter, JOB_FEE, &no_options())
+            .await
+    }
+
+    /// `submitter` submits a job on `model_id` paying `fee` under `options`, due in an hour;
+    /// its id.
+    pub async fn job_with(
+        &self,
+        model_id: u64,
+        submitter: Actor,
+        fee: u128,
+        options: &job_mgr::JobOptions,
+    ) -> u64 {
         let deadline = self.net.now().await.expect("now") + 3_600;
         send(
             &self.net.provider,
-            self.jobs_as(Actor::Submitter).submit_job(
-                &model_id,
-                &u256(0x1),
-                &u256(JOB_FEE),
-                &deadline,
-            ),
+            self.jobs_as(submitter)
+                .submit_job(&model_id, &u256(0x1), &u256(fee), &deadline, options),
         )
         .await
         .expect("submit_job");
@@ -368,6 +444,7 @@ impl System {
             &0,
             &felt(1),
             &nobody(),
+            &u256(0),
         ))
         .await
         .expect("slash");

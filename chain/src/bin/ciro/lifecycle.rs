@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use ciro_chain::account::{connect, AccountSource};
 use ciro_chain::bindings::{cdc_pool, job_mgr, test_token::TestToken};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
-use ciro_chain::clients::{balance_of, u256, u256_from_digest, JobMgrClient, PoolClient};
+use ciro_chain::clients::{
+    balance_of, no_options, u256, u256_from_digest, JobMgrClient, PoolClient,
+};
 use ciro_chain::deployment::Manifest;
 use ciro_chain::devnet::DevnetRpc;
 use ciro_chain::sender::{SenderConfig, TxSender};
@@ -125,12 +127,22 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
     )
     .await?
     {
+        // The contracts are sealed after deployment: a grant waits out the timelock, which
+        // this devnet skips by moving its clock.
+        let holder = ContractAddress(coordinator.address);
         let out = admin
             .sender
-            .execute(vec![jm_admin.grant_role_getcall(
-                &role,
-                &ContractAddress(coordinator.address),
-            )])
+            .execute(vec![jm_admin.schedule_role_grant_getcall(&role, &holder)])
+            .await?;
+        step("schedule COORDINATOR grant", &out);
+        let (delay, _, _) = call(jm(&admin).reader().upgrade_status()).await?;
+        DevnetRpc::new(args.rpc_url.clone())
+            .increase_time(delay)
+            .await?;
+        println!("{:<34} {delay} s (the governance timelock)", "time advanced");
+        let out = admin
+            .sender
+            .execute(vec![jm_admin.grant_role_getcall(&role, &holder)])
             .await?;
         step("grant COORDINATOR", &out);
     }
@@ -149,6 +161,7 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         min_vram_mb: 0,
         required_flags: 0,
         min_stake_tier: 0,
+        min_score: 0,
     };
     let (model_id, out) = jm(&admin)
         .register_model(model_hash, &requirements, u256(TOKEN))
@@ -167,7 +180,14 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
     step("register_worker + stake", &out);
     let deadline = block_timestamp(&provider, BlockId::Tag(BlockTag::PreConfirmed)).await? + 3_600;
     let (job_id, out) = jm(&submitter)
-        .submit_job(token, model_id, input_hash, u256(JOB_FEE), deadline)
+        .submit_job(
+            token,
+            model_id,
+            input_hash,
+            u256(JOB_FEE),
+            deadline,
+            &no_options(),
+        )
         .await?;
     step(&format!("submit_job -> job {job_id}"), &out);
     let out = jm(&coordinator)
