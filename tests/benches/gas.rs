@@ -107,7 +107,7 @@ async fn completed_jobs(s: &System, model: u64, n: usize) -> Result<Vec<u64>> {
     let jm = ciro_chain::bindings::job_mgr::JobMgr::new(s.job_mgr, &submitter);
     let calls = ids
         .iter()
-        .map(|_| jm.submit_job_getcall(&model, &u256(1), &u256(JOB_FEE), &deadline))
+        .map(|_| jm.submit_job_getcall(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()))
         .collect();
     send(&s.net.provider, submitter.execute_v3(calls)).await?;
     let batch: Vec<_> = ids
@@ -196,7 +196,7 @@ async fn run() -> Result<()> {
     let submit = measure(
         &s,
         s.jobs_as(Actor::Submitter)
-            .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
+            .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
     )
     .await?;
     let job = call(s.jobs_reader().job_count()).await?;
@@ -234,7 +234,7 @@ async fn run() -> Result<()> {
         measure(
             &s,
             s.jobs_as(Actor::Arbiter)
-                .resolve_dispute(&disputed, &true, &0),
+                .resolve_dispute(&disputed, &true, &1_000),
         )
         .await?,
     );
@@ -248,6 +248,7 @@ async fn run() -> Result<()> {
                 &0,
                 &felt(1),
                 &nobody(),
+                &u256(0),
             ),
         )
         .await?,

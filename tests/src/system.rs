@@ -148,6 +148,24 @@ pub fn requirements() -> job_mgr::Requirements {
     }
 }
 
+/// The terms a job paying `fee` is submitted under with [`job_params`] and no options.
+pub fn terms_for(fee: u128) -> job_mgr::JobTerms {
+    job_mgr::JobTerms {
+        challenge_window: RESULT_WINDOW,
+        release_after: ASSIGNMENT_TIMEOUT,
+        arbitration_window: ARBITRATION_WINDOW,
+        protocol_fee_bps: PROTOCOL_FEE_BPS,
+        max_slash_bps: MAX_DISPUTE_SLASH_BPS,
+        max_award_multiple: MAX_AWARD_MULTIPLE,
+        rated: fee >= MIN_RATED_FEE,
+    }
+}
+
+/// The dispute bond of a job paying `fee` under [`job_params`].
+pub fn bond_for(fee: u128) -> u128 {
+    (fee * DISPUTE_BOND_BPS as u128 / 10_000).max(MIN_DISPUTE_BOND)
+}
+
 /// Job options that narrow nothing.
 pub fn no_options() -> job_mgr::JobOptions {
     ciro_chain::clients::no_options()

@@ -1,14 +1,23 @@
 //! Specification of the CDC Pool: worker registry, own stake and exits, delegation, the reward
-//! stream, reputation, slashing and bans, parameters and views. Each test reads given / when /
-//! then; every revert is asserted by its exact error string, state changes by their decoded
-//! events. JobMgr's use of the pool is in `job_mgr.rs` and `flows.rs`.
+//! stream, reputation and job holds, slashing and bans, parameters and views. Each test reads
+//! given / when / then; every revert is asserted by its exact error string, state changes by
+//! their decoded events. JobMgr's use of the pool is in `job_mgr.rs` and `flows.rs`; the seal
+//! and the timelock on role grants in `governance.rs`.
+//!
+//! Tests named `attack_*` are written from the attacker's side: its steps, then the assertion
+//! that they fail or that nothing is lost (funds conserved: `assert_invariants`). The threats:
+//! a worker escaping a slash or the stake its jobs put at risk, a slash left undecided forever,
+//! a beneficiary or an admin taking more than the rules give, a commission raised under
+//! delegators' feet, and a delegator's slots filled for good.
 
 use ciro_chain::bindings::cdc_pool::{
-    self, CommissionSet, Delegated, Exit, Outcome, OutcomeRecorded, PoolParams, RewardNotified,
-    RewardsClaimed, SlashChallenged, SlashCreated, SlashExecuted, SlashReason, SlashResolved,
-    SlashStatus, Staked, UndelegateRequested, UnstakeRequested, Withdrawn, WorkerActiveSet,
-    WorkerBanned, WorkerRegistered, WorkerState,
+    self, CommissionScheduled, CommissionSet, Delegated, Exit, Outcome, OutcomeRecorded,
+    ParamsCancelled, ParamsScheduled, ParamsSet, PoolParams, RewardNotified, RewardsClaimed,
+    SlashChallenged, SlashCreated, SlashExecuted, SlashReason, SlashResolved, SlashStatus, Staked,
+    UndelegateRequested, UnstakeRequested, Withdrawn, WorkerActiveSet, WorkerBanned,
+    WorkerRegistered, WorkerState,
 };
+use ciro_chain::bindings::job_mgr;
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::starknet::core::types::Felt;
@@ -19,15 +28,51 @@ use ciro_tests::system::*;
 use ciro_tests::{Actor, TestNet};
 
 const ATTESTATION: u64 = 0xa77e57;
+/// Every capability flag the pool knows (the contracts' ALL_FLAGS).
+const ALL_FLAGS: u64 = FLAG_CUDA | FLAG_FP16 | FLAG_BF16 | FLAG_INT8 | FLAG_TEE;
+/// A beneficiary cap that never binds.
+const NO_CAP: u128 = u128::MAX;
 
-/// Gives JOB_MANAGER to the admin, so that the spec can call what JobMgr calls.
+/// Gives JOB_MANAGER to the admin the only way a sealed pool allows (scheduled, then granted
+/// once the timelock has passed), so that the spec can call what JobMgr calls: `hold`,
+/// `record_outcomes`, immediate slashes. The clock moves [`UPGRADE_DELAY`] forward.
 async fn admin_as_job_manager(s: &System) {
-    s.send(
-        s.pool_as(Actor::Admin)
-            .grant_role(&role("JOB_MANAGER"), &s.addr(Actor::Admin)),
-    )
-    .await
-    .unwrap();
+    let admin = s.pool_as(Actor::Admin);
+    let (job_manager, me) = (role("JOB_MANAGER"), s.addr(Actor::Admin));
+    s.send(admin.schedule_role_grant(&job_manager, &me))
+        .await
+        .unwrap();
+    s.advance(UPGRADE_DELAY).await;
+    s.send(admin.grant_role(&job_manager, &me)).await.unwrap();
+}
+
+/// The admin (as job manager, see [`admin_as_job_manager`]) holds `jobs` jobs against
+/// `worker`, as `assign_job` does.
+async fn hold(s: &System, worker: Actor, jobs: u32) {
+    for _ in 0..jobs {
+        s.send(
+            s.pool_as(Actor::Admin)
+                .hold(&s.addr(worker), &needs(0, 0, 0, 0)),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Pool requirements: least VRAM, flags, stake tier and reputation score.
+fn needs(vram: u32, flags: u64, tier: u8, score: u32) -> cdc_pool::Requirements {
+    cdc_pool::Requirements {
+        min_vram_mb: vram,
+        required_flags: flags,
+        min_stake_tier: tier,
+        min_score: score,
+    }
+}
+
+async fn eligible(s: &System, worker: Actor, requirements: &cdc_pool::Requirements) -> bool {
+    call(s.pool_reader().is_eligible(&s.addr(worker), requirements))
+        .await
+        .unwrap()
 }
 
 async fn pending(s: &System, actor: Actor) -> u128 {
@@ -37,18 +82,28 @@ async fn pending(s: &System, actor: Actor) -> u128 {
         .low
 }
 
+async fn slash_of(s: &System, slash_id: u64) -> cdc_pool::Slash {
+    call(s.pool_reader().get_slash(&slash_id)).await.unwrap()
+}
+
+async fn now(s: &System) -> u64 {
+    s.net.now().await.unwrap()
+}
+
 // ---------------------------------------------------------------------------------------
 // constructor, parameters, treasury
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn constructor_sets_admin_token_treasury_and_params() {
+async fn constructor_sets_admin_token_and_params_with_the_treasury() {
     let s = System::deploy().await.unwrap();
     let r = s.pool_reader();
     assert_eq!(call(r.admin()).await.unwrap(), s.addr(Actor::Admin));
     assert_eq!(call(r.token()).await.unwrap(), ContractAddress(s.token));
     assert_eq!(call(r.treasury()).await.unwrap(), s.addr(TREASURY));
-    assert_eq!(call(r.params()).await.unwrap(), pool_params());
+    assert_eq!(call(r.params()).await.unwrap(), s.pool_params());
+    assert_eq!(call(r.pending_params()).await.unwrap().1, 0);
+    assert!(call(r.is_sealed()).await.unwrap());
     assert_eq!(call(r.total_weight()).await.unwrap(), u256(0));
     assert_eq!(call(r.worker_count()).await.unwrap(), 0);
 }
@@ -57,35 +112,44 @@ async fn constructor_sets_admin_token_treasury_and_params() {
 async fn constructor_rejects_zero_addresses_and_bad_params() {
     let net = TestNet::new().await.unwrap();
     let token = deploy_test_token(&net, 0).await.unwrap();
-    let treasury = net.address(TREASURY);
+    let params = pool_params_with(net.contract_address(TREASURY));
     assert_reverts(
-        try_deploy_pool(&net, Felt::ZERO, treasury, &pool_params()).await,
+        try_deploy_pool(&net, Felt::ZERO, &params).await,
         "POOL: zero address",
     );
     assert_reverts(
-        try_deploy_pool(&net, token, Felt::ZERO, &pool_params()).await,
+        try_deploy_pool(&net, token, &pool_params_with(nobody())).await,
         "POOL: zero address",
     );
-    let bad = PoolParams {
+    let bad_exit = PoolParams {
         exit_window: 10,
-        ..pool_params()
+        ..params.clone()
     };
     assert_reverts(
-        try_deploy_pool(&net, token, treasury, &bad).await,
+        try_deploy_pool(&net, token, &bad_exit).await,
         "POOL: exit window out of bounds",
+    );
+    let bad_arbitration = PoolParams {
+        arbitration_window: 10,
+        ..params
+    };
+    assert_reverts(
+        try_deploy_pool(&net, token, &bad_arbitration).await,
+        "POOL: arbitration window bounds",
     );
 }
 
-#[tokio::test]
-async fn set_params_replaces_the_parameters_and_emits_params_set() {
-    let s = System::deploy().await.unwrap();
-    let params = PoolParams {
+/// Parameters at their bounds, with the arbiter's account as the treasury.
+fn new_params(s: &System) -> PoolParams {
+    PoolParams {
+        treasury: s.addr(Actor::Arbiter),
         min_stake_0: u256(1),
         min_stake_1: u256(1),
         min_stake_2: u256(1),
         min_stake_3: u256(1_000_000_000_000_000_000_000_000_000),
         exit_window: 2_592_000,
         challenge_window: 3_600,
+        arbitration_window: 2_592_000,
         challenge_bond: u256(1_000_000_000_000_000_000_000_000),
         beneficiary_share_bps: 10_000,
         bps_unavailable: 1,
@@ -93,35 +157,136 @@ async fn set_params_replaces_the_parameters_and_emits_params_set() {
         bps_protocol_violation: 1,
         bps_malicious: 10_000,
         bps_fraud: 10_000,
-    };
-    let out = s
-        .send(s.pool_as(Actor::Admin).set_params(&params))
-        .await
-        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn schedule_params_then_execute_after_the_timelock_replaces_the_parameters() {
+    let s = System::deploy().await.unwrap();
+    let params = new_params(&s);
+    let admin = s.pool_as(Actor::Admin);
+    let scheduled = s.send(admin.schedule_params(&params)).await.unwrap();
+    let ready_at = now(&s).await + UPGRADE_DELAY;
+    assert_events(
+        &scheduled,
+        s.pool,
+        &[cdc_pool::Event::ParamsScheduled(ParamsScheduled {
+            params: params.clone(),
+            ready_at,
+        })],
+    );
+    assert_eq!(
+        call(s.pool_reader().pending_params()).await.unwrap(),
+        (params.clone(), ready_at)
+    );
+    // Nothing changes until the delay has passed.
+    assert_eq!(
+        call(s.pool_reader().params()).await.unwrap(),
+        s.pool_params()
+    );
+    s.advance(UPGRADE_DELAY).await;
+    let out = s.send(admin.execute_params()).await.unwrap();
     assert_eq!(call(s.pool_reader().params()).await.unwrap(), params);
+    assert_eq!(
+        call(s.pool_reader().treasury()).await.unwrap(),
+        s.addr(Actor::Arbiter)
+    );
+    assert_eq!(call(s.pool_reader().pending_params()).await.unwrap().1, 0);
     assert_events(
         &out,
         s.pool,
-        &[cdc_pool::Event::ParamsSet(cdc_pool::ParamsSet { params })],
+        &[cdc_pool::Event::ParamsSet(ParamsSet { params })],
     );
 }
 
 #[tokio::test]
-async fn set_params_rejects_a_caller_who_is_not_admin() {
+async fn attack_admin_cannot_redirect_the_treasury_or_change_parameters_without_the_timelock() {
+    // Given an admin that wants slash proceeds paid to an account of its own at once,
     let s = System::deploy().await.unwrap();
+    let admin = s.pool_as(Actor::Admin);
+    let grab = PoolParams {
+        treasury: s.addr(Actor::Attacker),
+        ..s.pool_params()
+    };
+    // when it executes with nothing scheduled, or before the delay,
+    assert_reverts(s.send(admin.execute_params()).await, "GOV: not scheduled");
+    s.send(admin.schedule_params(&grab)).await.unwrap();
+    s.advance(UPGRADE_DELAY - 10).await;
     assert_reverts(
-        s.send(s.pool_as(Actor::Attacker).set_params(&pool_params()))
-            .await,
+        s.send(admin.execute_params()).await,
+        "GOV: timelock not passed",
+    );
+    // or schedules again hoping to inherit the first schedule's wait,
+    s.send(admin.schedule_params(&grab)).await.unwrap();
+    s.advance(20).await;
+    assert_reverts(
+        s.send(admin.execute_params()).await,
+        "GOV: timelock not passed",
+    );
+    // then the treasury and the parameters are still the deployed ones.
+    assert_eq!(
+        call(s.pool_reader().treasury()).await.unwrap(),
+        s.addr(TREASURY)
+    );
+    assert_eq!(
+        call(s.pool_reader().params()).await.unwrap(),
+        s.pool_params()
+    );
+}
+
+#[tokio::test]
+async fn cancel_params_drops_the_scheduled_change() {
+    let s = System::deploy().await.unwrap();
+    let admin = s.pool_as(Actor::Admin);
+    assert_reverts(s.send(admin.cancel_params()).await, "GOV: not scheduled");
+    let params = new_params(&s);
+    s.send(admin.schedule_params(&params)).await.unwrap();
+    let out = s.send(admin.cancel_params()).await.unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::ParamsCancelled(ParamsCancelled { params })],
+    );
+    assert_eq!(call(s.pool_reader().pending_params()).await.unwrap().1, 0);
+    s.advance(UPGRADE_DELAY).await;
+    assert_reverts(s.send(admin.execute_params()).await, "GOV: not scheduled");
+}
+
+#[tokio::test]
+async fn parameter_changes_reject_a_caller_who_is_not_admin() {
+    let s = System::deploy().await.unwrap();
+    let attacker = s.pool_as(Actor::Attacker);
+    assert_reverts(
+        s.send(attacker.schedule_params(&s.pool_params())).await,
+        "GOV: caller is not admin",
+    );
+    s.send(s.pool_as(Actor::Admin).schedule_params(&s.pool_params()))
+        .await
+        .unwrap();
+    s.advance(UPGRADE_DELAY).await;
+    assert_reverts(
+        s.send(attacker.execute_params()).await,
+        "GOV: caller is not admin",
+    );
+    assert_reverts(
+        s.send(attacker.cancel_params()).await,
         "GOV: caller is not admin",
     );
 }
 
 #[tokio::test]
-async fn set_params_rejects_each_value_out_of_bounds() {
+async fn schedule_params_rejects_each_value_out_of_bounds() {
     let s = System::deploy().await.unwrap();
-    let p = pool_params;
+    let p = || s.pool_params();
     let too_much = u256(1_000_000_000_000_000_000_000_000_001);
     let cases: Vec<(PoolParams, &str)> = vec![
+        (
+            PoolParams {
+                treasury: nobody(),
+                ..p()
+            },
+            "POOL: zero address",
+        ),
         (
             PoolParams {
                 min_stake_0: u256(0),
@@ -180,6 +345,20 @@ async fn set_params_rejects_each_value_out_of_bounds() {
         ),
         (
             PoolParams {
+                arbitration_window: 3_599,
+                ..p()
+            },
+            "POOL: arbitration window bounds",
+        ),
+        (
+            PoolParams {
+                arbitration_window: 2_592_001,
+                ..p()
+            },
+            "POOL: arbitration window bounds",
+        ),
+        (
+            PoolParams {
                 challenge_bond: u256(0),
                 ..p()
             },
@@ -216,46 +395,39 @@ async fn set_params_rejects_each_value_out_of_bounds() {
     ];
     for (params, error) in cases {
         assert_reverts(
-            s.send(s.pool_as(Actor::Admin).set_params(&params)).await,
+            s.send(s.pool_as(Actor::Admin).schedule_params(&params))
+                .await,
             error,
         );
     }
 }
 
 #[tokio::test]
-async fn set_treasury_replaces_it_for_the_admin_only_and_never_zero() {
+async fn a_new_treasury_receives_slash_proceeds_once_its_parameters_are_executed() {
+    // Given the treasury moved to the arbiter's account through the timelock
     let s = System::deploy().await.unwrap();
-    let out = s
-        .send(
-            s.pool_as(Actor::Admin)
-                .set_treasury(&s.addr(Actor::Arbiter)),
-        )
-        .await
-        .unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.set_pool_params(&PoolParams {
+        treasury: s.addr(Actor::Arbiter),
+        ..s.pool_params()
+    })
+    .await;
     assert_eq!(
         call(s.pool_reader().treasury()).await.unwrap(),
         s.addr(Actor::Arbiter)
     );
-    assert_events(
-        &out,
-        s.pool,
-        &[cdc_pool::Event::TreasurySet(cdc_pool::TreasurySet {
-            treasury: s.addr(Actor::Arbiter),
-        })],
-    );
-    assert_reverts(
-        s.send(
-            s.pool_as(Actor::Attacker)
-                .set_treasury(&s.addr(Actor::Attacker)),
-        )
-        .await,
-        "GOV: caller is not admin",
-    );
-    assert_reverts(
-        s.send(s.pool_as(Actor::Admin).set_treasury(&nobody()))
-            .await,
-        "POOL: zero address",
-    );
+    // When a slash is executed
+    s.slasher_slash(Actor::WorkerA, SlashReason::Unavailable)
+        .await;
+    s.advance(SLASH_CHALLENGE_WINDOW + 1).await;
+    s.send(s.pool_as(Actor::Attacker).execute_slash(&1))
+        .await
+        .unwrap();
+    // Then the proceeds go to the new treasury, none to the old one
+    let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[0]) / 10_000;
+    assert_eq!(s.balance_of(Actor::Arbiter).await, cut);
+    assert_eq!(s.balance_of(TREASURY).await, 0);
+    s.assert_invariants("slashed to the new treasury").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -302,6 +474,41 @@ async fn register_worker_rejects_a_second_registration() {
         s.send(s.pool_as(Actor::WorkerA).register_worker(&h100(), &felt(1)))
             .await,
         "POOL: already registered",
+    );
+}
+
+#[tokio::test]
+async fn attack_a_worker_cannot_declare_capability_flags_the_protocol_does_not_know() {
+    // Given an attacker that declares a flag bit no model may require yet (to match jobs of
+    // a future flag without ever being checked for it), alone or beside every known one,
+    let s = System::deploy().await.unwrap();
+    let with_flags = |flags: u64| cdc_pool::Capabilities { flags, ..h100() };
+    let attacker = s.pool_as(Actor::Attacker);
+    // when it registers, it is refused,
+    for flags in [32, ALL_FLAGS | 32, 1 << 63] {
+        assert_reverts(
+            s.send(attacker.register_worker(&with_flags(flags), &felt(1)))
+                .await,
+            "POOL: unknown capability flag",
+        );
+    }
+    assert_eq!(
+        s.worker_info(Actor::Attacker).await.state,
+        WorkerState::Unregistered
+    );
+    // and once registered with every known flag, it cannot add one by an update.
+    s.send(attacker.register_worker(&with_flags(ALL_FLAGS), &felt(1)))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(attacker.update_capabilities(&with_flags(ALL_FLAGS | 64), &felt(2)))
+            .await,
+        "POOL: unknown capability flag",
+    );
+    let info = s.worker_info(Actor::Attacker).await;
+    assert_eq!(
+        (info.capabilities.flags, info.attestation_hash),
+        (ALL_FLAGS, felt(1))
     );
 }
 
@@ -423,29 +630,74 @@ async fn heartbeat_records_the_time() {
 }
 
 #[tokio::test]
-async fn set_commission_is_bounded_at_20_percent() {
+async fn set_commission_schedules_the_rate_an_exit_window_ahead_and_is_bounded_at_20_percent() {
+    // Given a registered worker (no stake yet)
     let s = System::deploy().await.unwrap();
     s.worker(Actor::WorkerA, &h100(), 0).await;
-    let out = s
-        .send(s.pool_as(Actor::WorkerA).set_commission(&2_000))
-        .await
-        .unwrap();
-    assert_eq!(
-        s.worker_info(Actor::WorkerA).await.record.commission_bps,
-        2_000
-    );
+    let pool = s.pool_as(Actor::WorkerA);
+    let worker = s.addr(Actor::WorkerA);
+    // When it sets 20%, the change is only scheduled, one exit window ahead
+    let out = s.send(pool.set_commission(&2_000)).await.unwrap();
+    let first_effective_at = now(&s).await + EXIT_WINDOW;
     assert_events(
         &out,
         s.pool,
-        &[cdc_pool::Event::CommissionSet(CommissionSet {
-            worker: s.addr(Actor::WorkerA),
+        &[cdc_pool::Event::CommissionScheduled(CommissionScheduled {
+            worker,
             bps: 2_000,
+            effective_at: first_effective_at,
         })],
     );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.commission_bps, 0);
     assert_reverts(
-        s.send(s.pool_as(Actor::WorkerA).set_commission(&2_001))
-            .await,
+        s.send(pool.set_commission(&2_001)).await,
         "POOL: commission too high",
+    );
+    // A second change replaces the first and restarts the notice
+    s.advance(1_000).await;
+    let out = s.send(pool.set_commission(&1_000)).await.unwrap();
+    let effective_at = now(&s).await + EXIT_WINDOW;
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::CommissionScheduled(CommissionScheduled {
+            worker,
+            bps: 1_000,
+            effective_at,
+        })],
+    );
+    // Past the first notice but inside the second, a settlement (a stake) changes nothing
+    s.advance(EXIT_WINDOW - 500).await;
+    assert!(now(&s).await > first_effective_at);
+    let out = s.send(pool.stake(&u256(1))).await.unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::Staked(Staked {
+            worker,
+            amount: u256(1),
+            stake: u256(1),
+        })],
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.commission_bps, 0);
+    // Then the first settlement after the second notice applies it
+    s.advance(1_000).await;
+    let out = s.send(pool.stake(&u256(1))).await.unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[
+            cdc_pool::Event::CommissionSet(CommissionSet { worker, bps: 1_000 }),
+            cdc_pool::Event::Staked(Staked {
+                worker,
+                amount: u256(1),
+                stake: u256(2),
+            }),
+        ],
+    );
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.record.commission_bps,
+        1_000
     );
 }
 
@@ -467,43 +719,99 @@ async fn list_workers_pages_in_registration_order_and_bounds_the_limit() {
 }
 
 #[tokio::test]
-async fn is_eligible_checks_state_vram_flags_and_stake_tier() {
+async fn is_eligible_checks_state_vram_flags_score_and_stake_tier() {
     let s = System::deploy().await.unwrap();
-    let r = s.pool_reader();
-    let req = |vram: u32, flags: u64, tier: u8| cdc_pool::Requirements {
-        min_vram_mb: vram,
-        required_flags: flags,
-        min_stake_tier: tier,
-    };
-    let a = s.addr(Actor::WorkerA);
     // Unregistered, then registered without stake: not eligible.
-    assert!(!call(r.is_eligible(&a, &req(0, 0, 0))).await.unwrap());
-    s.worker(Actor::WorkerA, &h100(), MIN_STAKE[3]).await;
+    assert!(!eligible(&s, Actor::WorkerA, &needs(0, 0, 0, 0)).await);
+    s.worker(Actor::WorkerA, &h100(), 0).await;
+    assert!(!eligible(&s, Actor::WorkerA, &needs(0, 0, 0, 0)).await);
+    s.send(s.pool_as(Actor::WorkerA).stake(&u256(MIN_STAKE[3])))
+        .await
+        .unwrap();
     assert!(
-        call(r.is_eligible(&a, &req(81_920, FLAG_CUDA | FLAG_BF16, 3)))
-            .await
-            .unwrap()
+        eligible(
+            &s,
+            Actor::WorkerA,
+            &needs(81_920, FLAG_CUDA | FLAG_BF16, 3, 5_000)
+        )
+        .await
     );
     assert!(
-        !call(r.is_eligible(&a, &req(81_921, 0, 0))).await.unwrap(),
+        !eligible(&s, Actor::WorkerA, &needs(81_921, 0, 0, 0)).await,
         "VRAM"
     );
     assert!(
-        !call(r.is_eligible(&a, &req(0, FLAG_TEE, 0))).await.unwrap(),
+        !eligible(&s, Actor::WorkerA, &needs(0, FLAG_TEE, 0, 0)).await,
         "flags"
+    );
+    assert!(
+        !eligible(&s, Actor::WorkerA, &needs(0, 0, 0, 5_001)).await,
+        "score: a new worker has 5,000"
     );
     // A small GPU staked at tier 0 is Active but below stake tier 1.
     s.worker(Actor::WorkerB, &small_gpu(), MIN_STAKE[0]).await;
-    let b = s.addr(Actor::WorkerB);
-    assert!(call(r.is_eligible(&b, &req(0, FLAG_CUDA, 0)))
-        .await
-        .unwrap());
+    assert!(eligible(&s, Actor::WorkerB, &needs(0, FLAG_CUDA, 0, 0)).await);
     assert!(
-        !call(r.is_eligible(&b, &req(0, FLAG_CUDA, 1)))
-            .await
-            .unwrap(),
+        !eligible(&s, Actor::WorkerB, &needs(0, FLAG_CUDA, 1, 0)).await,
         "stake tier"
     );
+}
+
+#[tokio::test]
+async fn attack_an_open_slash_does_not_bench_a_worker_but_a_low_score_does() {
+    // Given an active worker against which the slasher opens a slash (say, to keep it out of
+    // assignment while the slash waits out its window),
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
+    // then it is still Active and eligible, and JobMgr can assign it a job (held),
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.state, info.record.open_slashes),
+        (WorkerState::Active, 1)
+    );
+    assert!(eligible(&s, Actor::WorkerA, &needs(0, 0, 0, 0)).await);
+    let job = s.job(model).await;
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 1);
+    // and when it lets the job expire, its score drops an eighth (5,000 → 4,375)
+    s.advance(3_601).await;
+    s.send(s.jobs_as(Actor::Attacker).expire(&job))
+        .await
+        .unwrap();
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((info.reputation.score, info.record.holds), (4_375, 0));
+    // so requirements above its score exclude it, in the pool and at assignment.
+    assert!(eligible(&s, Actor::WorkerA, &needs(0, 0, 0, 4_375)).await);
+    assert!(!eligible(&s, Actor::WorkerA, &needs(0, 0, 0, 4_376)).await);
+    let demanding = s
+        .job_with(
+            model,
+            Actor::Submitter,
+            JOB_FEE,
+            &job_mgr::JobOptions {
+                min_score: 5_000,
+                ..no_options()
+            },
+        )
+        .await;
+    assert_reverts(
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&demanding, &s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "JM: worker not eligible",
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
+    s.assert_invariants("after the refused assignment").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -679,6 +987,98 @@ async fn unstake_action_waits_while_a_slash_is_pending() {
     );
 }
 
+#[tokio::test]
+async fn attack_unstaking_cannot_escape_an_assigned_job() {
+    // Given a worker that takes a job and at once asks to leave with all its stake,
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    let worker = s.addr(Actor::WorkerA);
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    // when its exit window passes with the job still assigned to it,
+    s.advance(EXIT_WINDOW).await;
+    // then nobody can pay the exit: the stake answers for the job,
+    assert_reverts(
+        s.send(s.pool_as(Actor::WorkerA).unstake_action(&worker))
+            .await,
+        "POOL: jobs at risk",
+    );
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.record.holds, info.exit.amount),
+        (1, u256(MIN_STAKE[3]))
+    );
+    // and once the job has ended (expired: a failure recorded, its hold released), it can.
+    s.send(s.jobs_as(Actor::Attacker).expire(&job))
+        .await
+        .unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
+    s.send(s.pool_as(Actor::Attacker).unstake_action(&worker))
+        .await
+        .unwrap();
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS);
+    s.assert_invariants("after the exit").await;
+}
+
+#[tokio::test]
+async fn attack_unstaking_cannot_escape_a_result_still_open_to_dispute() {
+    // Given a one-day exit window and results open to dispute for two days,
+    let s = System::deploy().await.unwrap();
+    s.set_pool_params(&PoolParams {
+        exit_window: 86_400,
+        ..s.pool_params()
+    })
+    .await;
+    s.set_job_params(&job_mgr::JobParams {
+        challenge_window: 2 * 86_400,
+        ..job_params()
+    })
+    .await;
+    // and a worker that asks to leave with all its stake, then commits its job's result,
+    let (_, job) = s.assigned_job().await;
+    let worker = s.addr(Actor::WorkerA);
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0x07)))
+        .await
+        .unwrap();
+    // when its exit window is over but the result's challenge window is not,
+    s.advance(86_400 + 600).await;
+    // then the exit cannot be paid while the result may still be disputed,
+    assert_reverts(
+        s.send(s.pool_as(Actor::WorkerA).unstake_action(&worker))
+            .await,
+        "POOL: jobs at risk",
+    );
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.exit.amount,
+        u256(MIN_STAKE[3])
+    );
+    // and once the job is finalized (its hold released), the worker gets its stake and fee.
+    s.advance(86_400).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
+    s.send(s.pool_as(Actor::Attacker).unstake_action(&worker))
+        .await
+        .unwrap();
+    let protocol_fee = JOB_FEE * u128::from(PROTOCOL_FEE_BPS) / 10_000;
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS + JOB_FEE - protocol_fee
+    );
+    s.assert_invariants("after the exit").await;
+}
+
 // ---------------------------------------------------------------------------------------
 // delegation
 // ---------------------------------------------------------------------------------------
@@ -760,6 +1160,7 @@ async fn delegate_rejects_an_eleventh_worker() {
     let others: Vec<Actor> = Actor::ALL
         .into_iter()
         .filter(|a| *a != Actor::Delegator)
+        .take(11)
         .collect();
     assert_eq!(others.len(), 11);
     let d = s.pool_as(Actor::Delegator);
@@ -779,6 +1180,74 @@ async fn delegate_rejects_an_eleventh_worker() {
     s.send(d.delegate(&s.addr(others[0]), &u256(1)))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn attack_full_undelegation_frees_a_slot_and_keeps_the_positions_rewards() {
+    // Given a delegator with 100 in each of ten workers (its every slot) and 1,000 of rewards
+    // accrued over them (no own stake anywhere, no commission: 100 per position),
+    let s = System::deploy().await.unwrap();
+    let workers: Vec<Actor> = Actor::ALL
+        .into_iter()
+        .filter(|a| *a != Actor::Delegator)
+        .take(11)
+        .collect();
+    let d = s.pool_as(Actor::Delegator);
+    for actor in &workers {
+        s.send(s.pool_as(*actor).register_worker(&small_gpu(), &felt(1)))
+            .await
+            .unwrap();
+    }
+    for actor in &workers[..10] {
+        s.send(d.delegate(&s.addr(*actor), &u256(100)))
+            .await
+            .unwrap();
+    }
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
+        .await
+        .unwrap();
+    let eleventh = s.addr(workers[10]);
+    // when it leaves one worker only in part, no slot is freed,
+    s.send(d.undelegate_intent(&s.addr(workers[1]), &u256(50)))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(d.delegate(&eleventh, &u256(100))).await,
+        "POOL: too many delegations",
+    );
+    // but when it leaves one worker entirely, it may delegate to an eleventh,
+    s.send(d.undelegate_intent(&s.addr(workers[0]), &u256(100)))
+        .await
+        .unwrap();
+    assert_eq!(pending(&s, Actor::Delegator).await, 1_000);
+    s.send(d.delegate(&eleventh, &u256(100))).await.unwrap();
+    // then the left position's rewards stay claimable beside the new ones (950 over a weight
+    // of 950 after the exits: 50 + 8 × 100 + 100),
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(950)))
+        .await
+        .unwrap();
+    let out = s.send(d.claim_rewards()).await.unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::RewardsClaimed(RewardsClaimed {
+            account: s.addr(Actor::Delegator),
+            amount: u256(1_950),
+        })],
+    );
+    // and the freed position's exit is still paid after the window.
+    s.advance(EXIT_WINDOW).await;
+    s.send(
+        s.pool_as(Actor::Attacker)
+            .undelegate_action(&s.addr(Actor::Delegator), &s.addr(workers[0])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.balance_of(Actor::Delegator).await,
+        FUNDS - 1_100 + 100 + 1_950
+    );
+    s.assert_invariants("after the slot was reused").await;
 }
 
 #[tokio::test]
@@ -934,31 +1403,124 @@ async fn rewards_accrue_only_from_when_the_weight_joined() {
 
 #[tokio::test]
 async fn commission_applies_to_delegators_rewards_at_the_rate_when_they_accrued() {
-    // Given WorkerA (1,000 own, 10% commission) and a 1,000 delegation
+    // Given WorkerA (1,000 own) whose 10% commission applies as a 1,000 delegation arrives
     let s = System::deploy().await.unwrap();
+    let worker = s.addr(Actor::WorkerA);
     s.worker(Actor::WorkerA, &h100(), 1_000).await;
     s.send(s.pool_as(Actor::WorkerA).set_commission(&1_000))
         .await
         .unwrap();
-    s.send(
-        s.pool_as(Actor::Delegator)
-            .delegate(&s.addr(Actor::WorkerA), &u256(1_000)),
-    )
-    .await
-    .unwrap();
-    // When 1,000 arrives, the commission rises to 20%, then 1,000 more arrives
+    s.advance(EXIT_WINDOW).await;
+    let out = s
+        .send(s.pool_as(Actor::Delegator).delegate(&worker, &u256(1_000)))
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[
+            cdc_pool::Event::CommissionSet(CommissionSet { worker, bps: 1_000 }),
+            cdc_pool::Event::Delegated(Delegated {
+                delegator: s.addr(Actor::Delegator),
+                worker,
+                amount: u256(1_000),
+                delegation: u256(1_000),
+            }),
+        ],
+    );
+    // When 1,000 arrives, a 20% commission applies at the worker's claim after its notice,
+    // then 1,000 more arrives
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
         .await
         .unwrap();
     s.send(s.pool_as(Actor::WorkerA).set_commission(&2_000))
         .await
         .unwrap();
+    s.advance(EXIT_WINDOW).await;
+    let out = s
+        .send(s.pool_as(Actor::WorkerA).claim_rewards())
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[
+            cdc_pool::Event::CommissionSet(CommissionSet { worker, bps: 2_000 }),
+            cdc_pool::Event::RewardsClaimed(RewardsClaimed {
+                account: worker,
+                amount: u256(500 + 50),
+            }),
+        ],
+    );
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
         .await
         .unwrap();
-    // Then the delegator got 450 + 400, the worker 500 + 50 + 500 + 100
+    // Then the delegator got 450 + 400, the worker (after claiming 550) 500 + 100
     assert_eq!(pending(&s, Actor::Delegator).await, 850);
-    assert_eq!(pending(&s, Actor::WorkerA).await, 1_150);
+    assert_eq!(pending(&s, Actor::WorkerA).await, 600);
+    s.assert_invariants("after the commission change").await;
+}
+
+#[tokio::test]
+async fn attack_a_commission_raise_cannot_reach_rewards_accrued_before_it_applies() {
+    // Given a 0% worker (1,000 own) with a 1,000 delegation,
+    let s = System::deploy().await.unwrap();
+    let worker = s.addr(Actor::WorkerA);
+    s.worker(Actor::WorkerA, &h100(), 1_000).await;
+    s.send(s.pool_as(Actor::Delegator).delegate(&worker, &u256(1_000)))
+        .await
+        .unwrap();
+    // when the worker flips its commission to 20% and a reward arrives within the notice,
+    s.send(s.pool_as(Actor::WorkerA).set_commission(&2_000))
+        .await
+        .unwrap();
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
+        .await
+        .unwrap();
+    // and the worker forces a settlement at once (claiming) to try to apply it,
+    let out = s
+        .send(s.pool_as(Actor::WorkerA).claim_rewards())
+        .await
+        .unwrap();
+    // then nothing applies: the delegators' half was split at 0%,
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::RewardsClaimed(RewardsClaimed {
+            account: worker,
+            amount: u256(500),
+        })],
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.commission_bps, 0);
+    assert_eq!(pending(&s, Actor::Delegator).await, 500);
+    // and a reward arriving after the notice but before any settlement is still split at 0%;
+    s.advance(EXIT_WINDOW).await;
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
+        .await
+        .unwrap();
+    assert_eq!(pending(&s, Actor::Delegator).await, 1_000);
+    // the raise applies at the next settlement (here the delegator's claim), from then on.
+    let out = s
+        .send(s.pool_as(Actor::Delegator).claim_rewards())
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[
+            cdc_pool::Event::CommissionSet(CommissionSet { worker, bps: 2_000 }),
+            cdc_pool::Event::RewardsClaimed(RewardsClaimed {
+                account: s.addr(Actor::Delegator),
+                amount: u256(1_000),
+            }),
+        ],
+    );
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
+        .await
+        .unwrap();
+    assert_eq!(pending(&s, Actor::Delegator).await, 400);
+    assert_eq!(pending(&s, Actor::WorkerA).await, 500 + 500 + 100);
+    s.assert_invariants("after the commission flip").await;
 }
 
 #[tokio::test]
@@ -1034,19 +1596,54 @@ async fn rounding_never_lets_claims_exceed_what_was_funded() {
 }
 
 // ---------------------------------------------------------------------------------------
-// reputation
+// reputation and job holds
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn record_outcome_moves_the_score_by_the_documented_formula() {
+async fn hold_counts_a_job_against_an_eligible_worker_only() {
+    // Given an Active worker and one registered without stake
     let s = System::deploy().await.unwrap();
     admin_as_job_manager(&s).await;
-    s.worker(Actor::WorkerA, &h100(), 0).await;
+    s.active_worker(Actor::WorkerA).await;
+    s.worker(Actor::WorkerB, &h100(), 0).await;
+    let jm = s.pool_as(Actor::Admin);
+    // When the job manager holds a job against each
+    let out = s
+        .send(jm.hold(&s.addr(Actor::WorkerA), &needs(0, 0, 0, 0)))
+        .await
+        .unwrap();
+    assert_events::<cdc_pool::Event>(&out, s.pool, &[]);
+    s.send(jm.hold(&s.addr(Actor::WorkerB), &needs(0, 0, 0, 0)))
+        .await
+        .unwrap();
+    // or against the eligible one for requirements it does not meet
+    s.send(jm.hold(&s.addr(Actor::WorkerA), &needs(0, 0, 0, 5_001)))
+        .await
+        .unwrap();
+    // Then only the eligible worker's match is held; the others change nothing
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 1);
+    assert_eq!(s.worker_info(Actor::WorkerB).await.record.holds, 0);
+    assert_reverts(
+        s.send(
+            s.pool_as(Actor::Attacker)
+                .hold(&s.addr(Actor::WorkerA), &needs(0, 0, 0, 0)),
+        )
+        .await,
+        "GOV: caller is missing role",
+    );
+}
+
+#[tokio::test]
+async fn record_outcomes_moves_the_score_by_the_documented_formula() {
+    let s = System::deploy().await.unwrap();
+    admin_as_job_manager(&s).await;
+    s.active_worker(Actor::WorkerA).await;
+    hold(&s, Actor::WorkerA, 4).await;
     let jm = s.pool_as(Actor::Admin);
     let worker = s.addr(Actor::WorkerA);
     // success: score += (10,000 − score) / 8; latency average starts at the first success
     let out = s
-        .send(jm.record_outcome(&worker, &Outcome::Success, &40))
+        .send(jm.record_outcomes(&worker, &Outcome::Success, &1, &1, &40))
         .await
         .unwrap();
     assert_events(
@@ -1055,22 +1652,25 @@ async fn record_outcome_moves_the_score_by_the_documented_formula() {
         &[cdc_pool::Event::OutcomeRecorded(OutcomeRecorded {
             worker,
             outcome: Outcome::Success,
+            count: 1,
+            rated: 1,
             latency: 40,
             score: 5_625,
         })],
     );
     // success again: latency average moves an eighth of the way (40 → 40 + (120 − 40)/8 = 50)
-    s.send(jm.record_outcome(&worker, &Outcome::Success, &120))
+    s.send(jm.record_outcomes(&worker, &Outcome::Success, &1, &1, &120))
         .await
         .unwrap();
     // failure: score −= score / 8; miss: score −= score / 16
-    s.send(jm.record_outcome(&worker, &Outcome::Failure, &0))
+    s.send(jm.record_outcomes(&worker, &Outcome::Failure, &1, &1, &0))
         .await
         .unwrap();
-    s.send(jm.record_outcome(&worker, &Outcome::Missed, &0))
+    s.send(jm.record_outcomes(&worker, &Outcome::Missed, &1, &1, &0))
         .await
         .unwrap();
-    let rep = s.worker_info(Actor::WorkerA).await.reputation;
+    let info = s.worker_info(Actor::WorkerA).await;
+    let rep = info.reputation;
     let mut score: u32 = 5_000;
     score += (10_000 - score) / 8;
     score += (10_000 - score) / 8;
@@ -1081,30 +1681,107 @@ async fn record_outcome_moves_the_score_by_the_documented_formula() {
         (2, 1, 1, score)
     );
     assert_eq!(rep.avg_latency, 50);
+    assert_eq!(info.record.holds, 0, "each outcome released its hold");
 }
 
 #[tokio::test]
-async fn record_outcome_is_for_the_job_manager_only_on_registered_workers() {
+async fn record_outcomes_applies_the_formula_rated_times_and_releases_count_holds() {
+    let s = System::deploy().await.unwrap();
+    admin_as_job_manager(&s).await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    hold(&s, Actor::WorkerA, 3).await;
+    hold(&s, Actor::WorkerB, 5).await;
+    let jm = s.pool_as(Actor::Admin);
+    let (a, b) = (s.addr(Actor::WorkerA), s.addr(Actor::WorkerB));
+    // Three rated outcomes at once equal three single ones.
+    s.send(jm.record_outcomes(&a, &Outcome::Success, &3, &3, &60))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        s.send(jm.record_outcomes(&b, &Outcome::Success, &1, &1, &60))
+            .await
+            .unwrap();
+    }
+    let (rep_a, rep_b) = (
+        s.worker_info(Actor::WorkerA).await.reputation,
+        s.worker_info(Actor::WorkerB).await.reputation,
+    );
+    assert_eq!(
+        (rep_a.completed, rep_a.score, rep_a.avg_latency),
+        (rep_b.completed, rep_b.score, rep_b.avg_latency)
+    );
+    assert_eq!(rep_a.completed, 3);
+    // Unrated outcomes release their holds and move nothing.
+    let out = s
+        .send(jm.record_outcomes(&b, &Outcome::Failure, &2, &0, &0))
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::OutcomeRecorded(OutcomeRecorded {
+            worker: b,
+            outcome: Outcome::Failure,
+            count: 2,
+            rated: 0,
+            latency: 0,
+            score: rep_b.score,
+        })],
+    );
+    let info = s.worker_info(Actor::WorkerB).await;
+    assert_eq!(
+        (
+            info.record.holds,
+            info.reputation.failed,
+            info.reputation.score
+        ),
+        (0, 0, rep_b.score)
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
+}
+
+#[tokio::test]
+async fn record_outcomes_rejects_bad_counts_unheld_jobs_unknown_workers_and_other_callers() {
     let s = System::deploy().await.unwrap();
     assert_reverts(
-        s.send(s.pool_as(Actor::Attacker).record_outcome(
-            &s.addr(Actor::Attacker),
-            &Outcome::Success,
+        s.send(s.pool_as(Actor::Attacker).record_outcomes(
+            &s.addr(Actor::WorkerA),
+            &Outcome::Failure,
             &1,
+            &1,
+            &0,
         ))
         .await,
         "GOV: caller is missing role",
     );
     admin_as_job_manager(&s).await;
+    s.active_worker(Actor::WorkerA).await;
+    hold(&s, Actor::WorkerA, 1).await;
+    let jm = s.pool_as(Actor::Admin);
+    let worker = s.addr(Actor::WorkerA);
     assert_reverts(
-        s.send(s.pool_as(Actor::Admin).record_outcome(
-            &s.addr(Actor::WorkerA),
-            &Outcome::Success,
-            &1,
-        ))
-        .await,
+        s.send(jm.record_outcomes(&worker, &Outcome::Success, &0, &0, &1))
+            .await,
+        "POOL: amount is zero",
+    );
+    assert_reverts(
+        s.send(jm.record_outcomes(&worker, &Outcome::Success, &1, &2, &1))
+            .await,
+        "POOL: rated count over count",
+    );
+    assert_reverts(
+        s.send(jm.record_outcomes(&worker, &Outcome::Failure, &2, &2, &0))
+            .await,
+        "POOL: no hold to release",
+    );
+    assert_reverts(
+        s.send(jm.record_outcomes(&s.addr(Actor::WorkerB), &Outcome::Success, &1, &1, &1))
+            .await,
         "POOL: worker not registered",
     );
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((info.record.holds, info.reputation.score), (1, 5_000));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1124,6 +1801,7 @@ async fn slash_by_the_job_manager_applies_at_once_and_splits_with_the_beneficiar
             &0,
             &felt(9),
             &s.addr(Actor::Submitter),
+            &u256(NO_CAP),
         ))
         .await
         .unwrap();
@@ -1131,22 +1809,107 @@ async fn slash_by_the_job_manager_applies_at_once_and_splits_with_the_beneficiar
     let share = cut * u128::from(BENEFICIARY_SHARE_BPS) / 10_000;
     assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS + share);
     assert_eq!(s.balance_of(TREASURY).await, cut - share);
-    let slash = call(s.pool_reader().get_slash(&1)).await.unwrap();
+    let slash = slash_of(&s, 1).await;
     assert_eq!(
-        (slash.status, slash.amount, slash.bps),
-        (SlashStatus::Executed, u256(cut), SLASH_BPS[4])
+        (slash.status, slash.amount, slash.bps, slash.beneficiary_cap),
+        (SlashStatus::Executed, u256(cut), SLASH_BPS[4], u256(NO_CAP))
     );
-    let events: Vec<cdc_pool::Event> = ciro_tests::assert::decoded_events(&out, s.pool);
-    assert!(
-        events.contains(&cdc_pool::Event::SlashExecuted(SlashExecuted {
-            slash_id: 1,
-            worker,
-            amount: u256(cut),
-            to_beneficiary: u256(share),
-            to_treasury: u256(cut - share),
-        }))
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.record.open_slashes,
+        0,
+        "an immediate slash is never open"
+    );
+    assert_events(
+        &out,
+        s.pool,
+        &[
+            cdc_pool::Event::SlashCreated(SlashCreated {
+                slash_id: 1,
+                worker,
+                reason: SlashReason::Fraud,
+                bps: SLASH_BPS[4],
+                evidence_hash: felt(9),
+                beneficiary: s.addr(Actor::Submitter),
+                challenge_deadline: slash.challenge_deadline,
+            }),
+            cdc_pool::Event::SlashExecuted(SlashExecuted {
+                slash_id: 1,
+                worker,
+                amount: u256(cut),
+                to_beneficiary: u256(share),
+                to_treasury: u256(cut - share),
+            }),
+        ],
     );
     s.assert_invariants("slashed").await;
+}
+
+#[tokio::test]
+async fn attack_a_beneficiary_never_receives_more_than_its_cap() {
+    // Given a worker with 8,000 staked and a beneficiary (say, a disputer who manufactured the
+    // case) whose slash is capped at 300,
+    let s = System::deploy().await.unwrap();
+    admin_as_job_manager(&s).await;
+    s.active_worker(Actor::WorkerA).await;
+    let worker = s.addr(Actor::WorkerA);
+    let beneficiary = s.addr(Actor::Attacker);
+    // when a 50% Fraud slash is applied with it as beneficiary,
+    let out = s
+        .send(s.pool_as(Actor::Admin).slash(
+            &worker,
+            &SlashReason::Fraud,
+            &0,
+            &felt(1),
+            &beneficiary,
+            &u256(300),
+        ))
+        .await
+        .unwrap();
+    // then of the 4,000 cut its share would be 2,000 but it gets exactly 300, the treasury
+    // the other 3,700,
+    assert_eq!(s.balance_of(Actor::Attacker).await, FUNDS + 300);
+    assert_eq!(s.balance_of(TREASURY).await, 3_700);
+    let events: Vec<cdc_pool::Event> = ciro_tests::assert::decoded_events(&out, s.pool);
+    assert_eq!(
+        events.last(),
+        Some(&cdc_pool::Event::SlashExecuted(SlashExecuted {
+            slash_id: 1,
+            worker,
+            amount: u256(4_000),
+            to_beneficiary: u256(300),
+            to_treasury: u256(3_700),
+        }))
+    );
+    // and a slasher's slash capped at zero pays it nothing when executed (1% of 4,000).
+    s.send(s.pool_as(SLASHER).slash(
+        &worker,
+        &SlashReason::Unavailable,
+        &0,
+        &felt(2),
+        &beneficiary,
+        &u256(0),
+    ))
+    .await
+    .unwrap();
+    s.advance(SLASH_CHALLENGE_WINDOW + 1).await;
+    let out = s
+        .send(s.pool_as(Actor::Attacker).execute_slash(&2))
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::SlashExecuted(SlashExecuted {
+            slash_id: 2,
+            worker,
+            amount: u256(40),
+            to_beneficiary: u256(0),
+            to_treasury: u256(40),
+        })],
+    );
+    assert_eq!(s.balance_of(Actor::Attacker).await, FUNDS + 300);
+    assert_eq!(s.balance_of(TREASURY).await, 3_740);
+    s.assert_invariants("after the capped slashes").await;
 }
 
 #[tokio::test]
@@ -1166,6 +1929,7 @@ async fn slash_reaches_a_pending_exit_when_the_stake_is_not_enough() {
         &5_000,
         &felt(1),
         &nobody(),
+        &u256(0),
     ))
     .await
     .unwrap();
@@ -1177,7 +1941,7 @@ async fn slash_reaches_a_pending_exit_when_the_stake_is_not_enough() {
 }
 
 #[tokio::test]
-async fn slash_by_the_slasher_is_pending_with_a_challenge_window() {
+async fn slash_by_the_slasher_is_pending_with_a_challenge_window_and_slashes_stack() {
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
     let worker = s.addr(Actor::WorkerA);
@@ -1188,16 +1952,26 @@ async fn slash_by_the_slasher_is_pending_with_a_challenge_window() {
             &250,
             &felt(3),
             &nobody(),
+            &u256(0),
         ))
         .await
         .unwrap();
-    let slash = call(s.pool_reader().get_slash(&1)).await.unwrap();
-    assert_eq!((slash.status, slash.bps), (SlashStatus::Pending, 250));
-    assert_eq!(s.worker_info(Actor::WorkerA).await.record.pending_slash, 1);
+    let slash = slash_of(&s, 1).await;
     assert_eq!(
-        s.worker_info(Actor::WorkerA).await.stake,
-        u256(MIN_STAKE[3]),
-        "nothing cut yet"
+        (slash.status, slash.bps, slash.arbitration_deadline),
+        (SlashStatus::Pending, 250, 0)
+    );
+    assert_eq!(
+        slash.challenge_deadline,
+        now(&s).await + SLASH_CHALLENGE_WINDOW
+    );
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(info.record.open_slashes, 1);
+    assert_eq!(info.stake, u256(MIN_STAKE[3]), "nothing cut yet");
+    assert_eq!(
+        info.state,
+        WorkerState::Active,
+        "an open slash does not bench"
     );
     assert_events(
         &out,
@@ -1212,14 +1986,22 @@ async fn slash_by_the_slasher_is_pending_with_a_challenge_window() {
             challenge_deadline: slash.challenge_deadline,
         })],
     );
-    assert_reverts(
-        s.send(
-            s.pool_as(SLASHER)
-                .slash(&worker, &SlashReason::Fraud, &0, &felt(4), &nobody()),
-        )
-        .await,
-        "POOL: slash pending",
+    // A second slash may be opened while the first is open; each one counts.
+    s.send(s.pool_as(SLASHER).slash(
+        &worker,
+        &SlashReason::Fraud,
+        &0,
+        &felt(4),
+        &nobody(),
+        &u256(0),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        (slash_of(&s, 2).await.bps, slash_of(&s, 2).await.status),
+        (SLASH_BPS[4], SlashStatus::Pending)
     );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.open_slashes, 2);
 }
 
 #[tokio::test]
@@ -1234,6 +2016,7 @@ async fn slash_rejects_unauthorized_callers_unknown_workers_and_bps_over_10000()
             &0,
             &felt(1),
             &nobody(),
+            &u256(0),
         ))
         .await,
         "POOL: not job manager/slasher",
@@ -1245,6 +2028,7 @@ async fn slash_rejects_unauthorized_callers_unknown_workers_and_bps_over_10000()
             &0,
             &felt(1),
             &nobody(),
+            &u256(0),
         ))
         .await,
         "POOL: worker not registered",
@@ -1256,6 +2040,7 @@ async fn slash_rejects_unauthorized_callers_unknown_workers_and_bps_over_10000()
             &10_001,
             &felt(1),
             &nobody(),
+            &u256(0),
         ))
         .await,
         "POOL: slash bps out of bounds",
@@ -1267,25 +2052,10 @@ async fn challenge_slash_takes_the_bond_within_the_window_from_the_worker_only()
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
     s.active_worker(Actor::WorkerB).await;
-    let slasher = s.pool_as(SLASHER);
-    s.send(slasher.slash(
-        &s.addr(Actor::WorkerA),
-        &SlashReason::Unavailable,
-        &0,
-        &felt(1),
-        &nobody(),
-    ))
-    .await
-    .unwrap();
-    s.send(slasher.slash(
-        &s.addr(Actor::WorkerB),
-        &SlashReason::Unavailable,
-        &0,
-        &felt(1),
-        &nobody(),
-    ))
-    .await
-    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Unavailable)
+        .await;
+    s.slasher_slash(Actor::WorkerB, SlashReason::Unavailable)
+        .await;
     assert_reverts(
         s.send(s.pool_as(Actor::WorkerB).challenge_slash(&1)).await,
         "POOL: caller not slashed worker",
@@ -1298,13 +2068,23 @@ async fn challenge_slash_takes_the_bond_within_the_window_from_the_worker_only()
         .send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
         .await
         .unwrap();
+    let slash = slash_of(&s, 1).await;
     assert_eq!(
-        call(s.pool_reader().get_slash(&1)).await.unwrap().status,
-        SlashStatus::Challenged
+        (slash.status, slash.bond, slash.arbitration_deadline),
+        (
+            SlashStatus::Challenged,
+            u256(CHALLENGE_BOND),
+            now(&s).await + ARBITRATION_WINDOW
+        )
     );
     assert_eq!(
         call(s.pool_reader().totals()).await.unwrap().bonds,
         u256(CHALLENGE_BOND)
+    );
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.record.open_slashes,
+        1,
+        "a challenged slash is still open"
     );
     assert_events(
         &out,
@@ -1342,19 +2122,60 @@ async fn resolve_slash_upheld_cuts_the_stake_and_gives_the_bond_to_the_treasury(
         .unwrap();
     let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[3]) / 10_000;
     assert_eq!(s.balance_of(TREASURY).await, cut + CHALLENGE_BOND);
-    assert_eq!(
-        call(s.pool_reader().get_slash(&1)).await.unwrap().status,
-        SlashStatus::Executed
-    );
-    let events: Vec<cdc_pool::Event> = ciro_tests::assert::decoded_events(&out, s.pool);
-    assert_eq!(
-        events[0],
-        cdc_pool::Event::SlashResolved(SlashResolved {
-            slash_id: 1,
-            upheld: true
-        })
+    assert_eq!(slash_of(&s, 1).await.status, SlashStatus::Executed);
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.open_slashes, 0);
+    assert_events(
+        &out,
+        s.pool,
+        &[
+            cdc_pool::Event::SlashResolved(SlashResolved {
+                slash_id: 1,
+                upheld: true,
+                by_arbiter: true,
+            }),
+            cdc_pool::Event::SlashExecuted(SlashExecuted {
+                slash_id: 1,
+                worker: s.addr(Actor::WorkerA),
+                amount: u256(cut),
+                to_beneficiary: u256(0),
+                to_treasury: u256(cut),
+            }),
+        ],
     );
     s.assert_invariants("upheld").await;
+}
+
+#[tokio::test]
+async fn resolve_slash_overturned_cuts_nothing_and_returns_the_bond() {
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
+    s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
+        .await
+        .unwrap();
+    let out = s
+        .send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &false))
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::SlashResolved(SlashResolved {
+            slash_id: 1,
+            upheld: false,
+            by_arbiter: true,
+        })],
+    );
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.stake, info.record.open_slashes),
+        (u256(MIN_STAKE[3]), 0)
+    );
+    assert_eq!(slash_of(&s, 1).await.status, SlashStatus::Overturned);
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3]);
+    assert_eq!(s.balance_of(TREASURY).await, 0);
+    s.assert_invariants("overturned").await;
 }
 
 #[tokio::test]
@@ -1379,6 +2200,195 @@ async fn resolve_slash_rejects_non_arbiters_and_unchallenged_slashes() {
 }
 
 #[tokio::test]
+async fn settle_slash_rejects_unknown_and_unchallenged_slashes() {
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
+    let anyone = s.pool_as(Actor::Attacker);
+    assert_reverts(s.send(anyone.settle_slash(&9)).await, "POOL: unknown slash");
+    s.advance(SLASH_CHALLENGE_WINDOW + ARBITRATION_WINDOW + 1)
+        .await;
+    assert_reverts(
+        s.send(anyone.settle_slash(&1)).await,
+        "POOL: slash not challenged",
+    );
+    assert_eq!(slash_of(&s, 1).await.status, SlashStatus::Pending);
+}
+
+#[tokio::test]
+async fn attack_an_undecided_slash_cannot_lock_a_worker_forever() {
+    // Given a worker leaving with all its stake, and a slash it challenged that the arbiter
+    // never decides,
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    let worker = s.addr(Actor::WorkerA);
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Malicious)
+        .await;
+    s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
+        .await
+        .unwrap();
+    // when anyone tries to settle it before its arbitration deadline, it is refused,
+    let anyone = s.pool_as(Actor::Attacker);
+    assert_reverts(
+        s.send(anyone.settle_slash(&1)).await,
+        "POOL: arbitration window open",
+    );
+    // and the exit stays locked while it is open, even past the exit window;
+    s.advance(EXIT_WINDOW).await;
+    assert!(now(&s).await > slash_of(&s, 1).await.arbitration_deadline);
+    assert_reverts(
+        s.send(anyone.unstake_action(&worker)).await,
+        "POOL: slash pending",
+    );
+    // but once the deadline has passed anyone settles it: overturned, the bond back,
+    let out = s.send(anyone.settle_slash(&1)).await.unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::SlashResolved(SlashResolved {
+            slash_id: 1,
+            upheld: false,
+            by_arbiter: false,
+        })],
+    );
+    assert_eq!(slash_of(&s, 1).await.status, SlashStatus::Overturned);
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.open_slashes, 0);
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - MIN_STAKE[3]);
+    // then the arbiter cannot decide it afterwards, nor anyone settle it twice,
+    assert_reverts(
+        s.send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &true))
+            .await,
+        "POOL: slash not challenged",
+    );
+    assert_reverts(
+        s.send(anyone.settle_slash(&1)).await,
+        "POOL: slash not challenged",
+    );
+    // and the exit is paid in full.
+    s.send(anyone.unstake_action(&worker)).await.unwrap();
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS);
+    s.assert_invariants("after the settled slash").await;
+}
+
+#[tokio::test]
+async fn attack_ending_smaller_slashes_does_not_unlock_an_exit_under_a_challenged_fraud_slash() {
+    // Given a worker that asks to leave with all its 8,000, and two days before its exit
+    // unlocks is slashed 50% for Fraud, which it challenges,
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    let worker = s.addr(Actor::WorkerA);
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    s.advance(EXIT_WINDOW - 2 * 86_400).await;
+    s.slasher_slash(Actor::WorkerA, SlashReason::Fraud).await;
+    s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
+        .await
+        .unwrap();
+    // when two smaller slashes follow and both end (one overturned after its challenge, one
+    // executed, 1% of 8,000) while the Fraud slash is still before the arbiter,
+    s.slasher_slash(Actor::WorkerA, SlashReason::Unavailable)
+        .await;
+    s.slasher_slash(Actor::WorkerA, SlashReason::PoorPerformance)
+        .await;
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.open_slashes, 3);
+    s.send(s.pool_as(Actor::WorkerA).challenge_slash(&3))
+        .await
+        .unwrap();
+    s.send(s.pool_as(Actor::Arbiter).resolve_slash(&3, &false))
+        .await
+        .unwrap();
+    s.advance(2 * 86_400).await;
+    let anyone = s.pool_as(Actor::Attacker);
+    s.send(anyone.execute_slash(&2)).await.unwrap();
+    // then its exit window is over but the exit stays locked by the Fraud slash,
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert!(now(&s).await >= info.exit.unlock_time);
+    assert_eq!(
+        (info.record.open_slashes, info.exit.amount),
+        (1, u256(7_920))
+    );
+    assert_reverts(
+        s.send(anyone.unstake_action(&worker)).await,
+        "POOL: slash pending",
+    );
+    assert_reverts(
+        s.send(s.pool_as(Actor::WorkerA).settle_slash(&1)).await,
+        "POOL: arbitration window open",
+    );
+    // and the upheld Fraud slash cuts the full 50% of what is left (stake and exit).
+    let out = s
+        .send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &true))
+        .await
+        .unwrap();
+    let events: Vec<cdc_pool::Event> = ciro_tests::assert::decoded_events(&out, s.pool);
+    assert_eq!(
+        events.last(),
+        Some(&cdc_pool::Event::SlashExecuted(SlashExecuted {
+            slash_id: 1,
+            worker,
+            amount: u256(3_960),
+            to_beneficiary: u256(0),
+            to_treasury: u256(3_960),
+        }))
+    );
+    s.send(anyone.unstake_action(&worker)).await.unwrap();
+    // The worker lost 80 + 3,960 and the Fraud slash's bond; the overturned one's came back.
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] - CHALLENGE_BOND + 3_960
+    );
+    assert_eq!(s.balance_of(TREASURY).await, 80 + 3_960 + CHALLENGE_BOND);
+    s.assert_invariants("after the slashes").await;
+}
+
+#[tokio::test]
+async fn attack_executing_one_of_two_pending_slashes_leaves_the_exit_locked() {
+    // Given a worker leaving with all its 8,000 and two pending 1% slashes,
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    let worker = s.addr(Actor::WorkerA);
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    s.slasher_slash(Actor::WorkerA, SlashReason::Unavailable)
+        .await;
+    s.slasher_slash(Actor::WorkerA, SlashReason::Unavailable)
+        .await;
+    // when its exit window is over and the first slash is executed (80),
+    s.advance(EXIT_WINDOW).await;
+    let anyone = s.pool_as(Actor::Attacker);
+    s.send(anyone.execute_slash(&1)).await.unwrap();
+    // then the exit is still locked by the second,
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.open_slashes, 1);
+    assert_reverts(
+        s.send(anyone.unstake_action(&worker)).await,
+        "POOL: slash pending",
+    );
+    // which also reaches the exit (1% of 7,920, rounded down) before it is paid.
+    s.send(anyone.execute_slash(&2)).await.unwrap();
+    assert_eq!(slash_of(&s, 2).await.amount, u256(79));
+    s.send(anyone.unstake_action(&worker)).await.unwrap();
+    // It got its 8,000 back less both cuts.
+    assert_eq!(s.balance_of(Actor::WorkerA).await, FUNDS - 80 - 79);
+    assert_eq!(s.balance_of(TREASURY).await, 80 + 79);
+    s.assert_invariants("after both slashes").await;
+}
+
+#[tokio::test]
 async fn execute_slash_waits_for_the_window_and_only_runs_on_pending_slashes() {
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
@@ -1391,6 +2401,7 @@ async fn execute_slash_waits_for_the_window_and_only_runs_on_pending_slashes() {
     );
     s.advance(SLASH_CHALLENGE_WINDOW + 1).await;
     s.send(anyone.execute_slash(&1)).await.unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.open_slashes, 0);
     assert_reverts(
         s.send(anyone.execute_slash(&1)).await,
         "POOL: slash not pending",
@@ -1473,48 +2484,6 @@ async fn pause_stops_registration_updates_and_reactivation_but_not_exits() {
     // Exits and liveness keep working.
     s.send(pool.heartbeat()).await.unwrap();
     s.send(pool.unstake_intent(&u256(10))).await.unwrap();
-}
-
-#[tokio::test]
-async fn record_outcomes_applies_the_formula_count_times() {
-    let s = System::deploy().await.unwrap();
-    admin_as_job_manager(&s).await;
-    s.worker(Actor::WorkerA, &h100(), 0).await;
-    s.worker(Actor::WorkerB, &h100(), 0).await;
-    let jm = s.pool_as(Actor::Admin);
-    // Three outcomes at once equal three single ones.
-    s.send(jm.record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Success, &3, &60))
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        s.send(jm.record_outcome(&s.addr(Actor::WorkerB), &Outcome::Success, &60))
-            .await
-            .unwrap();
-    }
-    let (a, b) = (
-        s.worker_info(Actor::WorkerA).await.reputation,
-        s.worker_info(Actor::WorkerB).await.reputation,
-    );
-    assert_eq!(
-        (a.completed, a.score, a.avg_latency),
-        (b.completed, b.score, b.avg_latency)
-    );
-    assert_eq!(a.completed, 3);
-    assert_reverts(
-        s.send(jm.record_outcomes(&s.addr(Actor::WorkerA), &Outcome::Success, &0, &1))
-            .await,
-        "POOL: amount is zero",
-    );
-    assert_reverts(
-        s.send(s.pool_as(Actor::Attacker).record_outcomes(
-            &s.addr(Actor::WorkerA),
-            &Outcome::Failure,
-            &1,
-            &1,
-        ))
-        .await,
-        "GOV: caller is missing role",
-    );
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ async fn a_job_runs_its_whole_life_through_the_clients() {
         min_vram_mb: 16_384,
         required_flags: FLAG_CUDA,
         min_stake_tier: 3,
+        min_score: 0,
     };
     assert!(worker_pool.is_eligible(worker, &req).await.unwrap());
 
@@ -63,7 +64,14 @@ async fn a_job_runs_its_whole_life_through_the_clients() {
     let mut jobs = Vec::new();
     for input in [1u128, 2] {
         let (id, _) = submitter
-            .submit_job(s.token, model, u256(input), u256(JOB_FEE), deadline)
+            .submit_job(
+                s.token,
+                model,
+                u256(input),
+                u256(JOB_FEE),
+                deadline,
+                &no_options(),
+            )
             .await
             .unwrap();
         jobs.push(id);
@@ -76,9 +84,15 @@ async fn a_job_runs_its_whole_life_through_the_clients() {
     for id in &jobs {
         worker_jobs.submit_result(*id, u256(0xbeef)).await.unwrap();
     }
+    // A batch inside the window finalizes nothing: each job is skipped, none paid.
+    coordinator.finalize(&jobs).await.unwrap();
     assert_reverts(
-        coordinator.finalize(&jobs).await,
+        coordinator.finalize(&jobs[..1]).await,
         "JM: challenge window open",
+    );
+    assert_eq!(
+        admin.job(jobs[1]).await.unwrap().job.state,
+        job_mgr::JobState::Completed
     );
     s.advance(RESULT_WINDOW).await;
     coordinator.finalize(&jobs).await.unwrap();

@@ -47,7 +47,13 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
             Step::Deployed { .. },
             Step::Deployed { address: pm, .. },
             Step::Granted { contract, role, account, .. },
+            Step::Sealed { contract: sealed_pool, .. },
+            Step::Sealed { contract: sealed_jobs, .. },
+            Step::Sealed { contract: sealed_paymaster, .. },
         ] if *address == token
+            && sealed_pool == "CdcPool"
+            && sealed_jobs == "JobMgr"
+            && sealed_paymaster == "Paymaster"
             && *pm == manifest.contracts["Paymaster"]
             && contract == "CdcPool"
             && role == "JOB_MANAGER"
@@ -133,7 +139,7 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
     );
     assert_eq!(
         call(pool.params()).await.unwrap(),
-        DeployConfig::default().pool_params()
+        DeployConfig::default().pool_params(net.address(Actor::Admin))
     );
     assert_eq!(
         call(pool.treasury()).await.unwrap(),
@@ -216,9 +222,29 @@ async fn roles_from_the_config_are_granted_once() {
     })
     .await
     .unwrap();
-    assert!(!steps
-        .iter()
-        .any(|s| matches!(s, Step::Granted { .. } | Step::Deployed { .. })));
+    assert!(!steps.iter().any(|s| matches!(
+        s,
+        Step::Granted { .. } | Step::Deployed { .. } | Step::Sealed { .. }
+    )));
+    assert!(call(jobs.is_sealed()).await.unwrap());
+    assert!(call(pool.is_sealed()).await.unwrap());
+
+    // A config that adds a money-moving role after sealing is refused before sending anything:
+    // the grant must go through the timelock.
+    let mut more = config.clone();
+    more.roles.arbiter.push(net.address(Actor::Attacker));
+    let err = deploy_all(&admin, &classes_dir(), &more, &mut manifest, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("schedule_role_grant"),
+        "{err:#}"
+    );
+    assert!(
+        !call(jobs.has_role(&role("ARBITER"), &holder(Actor::Attacker)))
+            .await
+            .unwrap()
+    );
 }
 
 #[test]

@@ -198,6 +198,7 @@ async fn jobmgr_and_pool_events_are_decoded_with_their_hosted_governance_events(
         .map(|e| match &e.event {
             CiroEvent::Governance(governance::Event::AdminTransferred(_)) => "AdminTransferred",
             CiroEvent::Governance(governance::Event::RoleGranted(_)) => "RoleGranted",
+            CiroEvent::Governance(governance::Event::Sealed(_)) => "Sealed",
             CiroEvent::JobMgr(job_mgr::Event::ParamsSet(_)) => "ParamsSet",
             CiroEvent::JobMgr(job_mgr::Event::ModelSet(_)) => "ModelSet",
             CiroEvent::JobMgr(job_mgr::Event::JobSubmitted(_)) => "JobSubmitted",
@@ -215,6 +216,8 @@ async fn jobmgr_and_pool_events_are_decoded_with_their_hosted_governance_events(
             "RoleGranted",
             "RoleGranted",
             "RoleGranted",
+            "RoleGranted",
+            "Sealed",
             "ModelSet",
             "JobSubmitted",
             "JobAssigned",

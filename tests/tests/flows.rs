@@ -192,8 +192,9 @@ async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() 
 
 #[tokio::test]
 async fn flow_4_stake_delegate_rewards_accrue_unstake_only_after_the_window() {
-    // Story: WorkerA stakes 8,000 and charges 10% commission; the Delegator delegates 2,000 to
-    // it. 1,000 of rewards arrive: 800 for WorkerA's own stake, 200 for the delegation of which
+    // Story: WorkerA stakes 8,000 and announces a 10% commission, which applies after the
+    // exit window's notice; the Delegator then delegates 2,000 to it (settling the worker, so
+    // the commission is in force). 1,000 of rewards arrive: 800 for WorkerA's own stake, 200 for the delegation of which
     // 20 is commission. Both claim. Then both exit: nothing can be withdrawn before the exit
     // window, everything after it.
     let s = System::deploy().await.unwrap();
@@ -201,12 +202,17 @@ async fn flow_4_stake_delegate_rewards_accrue_unstake_only_after_the_window() {
     s.send(s.pool_as(Actor::WorkerA).set_commission(&1_000))
         .await
         .unwrap();
+    s.advance(EXIT_WINDOW).await;
     s.send(
         s.pool_as(Actor::Delegator)
             .delegate(&s.addr(Actor::WorkerA), &u256(2_000)),
     )
     .await
     .unwrap();
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.record.commission_bps,
+        1_000
+    );
     assert_eq!(
         call(s.pool_reader().total_weight()).await.unwrap(),
         u256(10_000)
@@ -297,14 +303,13 @@ async fn flow_5_slasher_slash_challenged_and_overturned_then_unchallenged_slash_
     let zero = ciro_chain::cainome::cairo_serde::ContractAddress(Default::default());
     s.send(
         s.pool_as(SLASHER)
-            .slash(&worker, &SlashReason::Unavailable, &0, &felt(0xe1), &zero),
+            .slash(&worker, &SlashReason::Unavailable, &0, &felt(0xe1), &zero, &u256(0)),
     )
     .await
     .unwrap();
-    assert_eq!(
-        s.worker_info(Actor::WorkerA).await.state,
-        WorkerState::Slashed
-    );
+    // An open slash locks the worker's exit; it stays assignable.
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((info.state, info.record.open_slashes), (WorkerState::Active, 1));
     s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
         .await
         .unwrap();
@@ -332,6 +337,7 @@ async fn flow_5_slasher_slash_challenged_and_overturned_then_unchallenged_slash_
         &0,
         &felt(0xe2),
         &zero,
+        &u256(0),
     ))
     .await
     .unwrap();
@@ -391,7 +397,7 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
     assert_reverts(
         s.send(
             s.jobs_as(Actor::Submitter)
-                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
+                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
         )
         .await,
         "GOV: paused",
@@ -474,13 +480,56 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
     assert_eq!(total_supply_held(&s).await, MINTED);
 }
 
+/// The second pass's accounting invariants, read back from both contracts: each worker's
+/// `holds` equals its jobs that are Assigned, Completed or Disputed, and its `open_slashes`
+/// equals its slashes that are Pending or Challenged.
+async fn assert_holds_and_open_slashes(s: &System, workers: &[Actor], label: &str) {
+    let jobs = call(s.jobs_reader().job_count()).await.unwrap();
+    let mut slashes = Vec::new();
+    let mut id = 1;
+    while let Ok(slash) = call(s.pool_reader().get_slash(&id)).await {
+        slashes.push(slash);
+        id += 1;
+    }
+    for &w in workers {
+        let mut held = 0;
+        for job in 1..=jobs {
+            let info = s.job_info(job).await.job;
+            if info.worker == s.addr(w)
+                && matches!(
+                    info.state,
+                    JobState::Assigned | JobState::Completed | JobState::Disputed
+                )
+            {
+                held += 1;
+            }
+        }
+        let open = slashes
+            .iter()
+            .filter(|x| {
+                x.worker == s.addr(w)
+                    && matches!(x.status, SlashStatus::Pending | SlashStatus::Challenged)
+            })
+            .count() as u32;
+        let record = s.worker_info(w).await.record;
+        assert_eq!(record.holds, held, "{label}: holds of {w:?}");
+        assert_eq!(record.open_slashes, open, "{label}: open slashes of {w:?}");
+    }
+}
+
 #[tokio::test]
 async fn flow_random_operations_never_break_conservation() {
-    // Story: three workers, a delegator, a submitter and an outsider do 80 operations chosen by
-    // a seeded generator: stakes and exits, delegations, rewards and claims, jobs submitted,
-    // assigned, answered, finalized, disputed and resolved, expired, slashes, time passing.
-    // Many are refused (their preconditions do not hold at that moment); whatever happens,
-    // after every step both contracts' invariants hold and no token is created or lost.
+    // Story: three workers, a delegator, a submitter, a verifier, the slasher, the admin and an
+    // outsider do 120 operations chosen by a seeded generator: stakes and exits, delegations,
+    // rewards and claims, jobs submitted (with options), assigned one by one and in batches
+    // with invalid entries, released, answered, finalized one by one and in batches with
+    // invalid entries, disputed by the submitter or the verifier and resolved or settled
+    // after the arbitration deadline, expired, slashes opened, challenged, executed, resolved
+    // and settled, parameter changes scheduled and executed through the timelock, time
+    // passing. Many are refused (their preconditions do not hold at that moment); whatever
+    // happens, after every step both contracts' invariants hold, no token is created or lost,
+    // and every worker's holds and open slashes match its jobs and slashes.
+    use ciro_chain::bindings::job_mgr::{Assignment, JobOptions};
     use ciro_chain::ChainError;
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
@@ -496,11 +545,15 @@ async fn flow_random_operations_never_break_conservation() {
         seed % n
     };
     let (mut refused, mut done) = (0, 0);
-    for step in 0..80 {
+    for step in 0..120 {
         let w = workers[next(3) as usize];
-        let job = 1 + next(call(s.jobs_reader().job_count()).await.unwrap().max(1));
+        let other = workers[next(3) as usize];
+        let job_count = call(s.jobs_reader().job_count()).await.unwrap();
+        let job = 1 + next(job_count.max(1));
+        let job2 = 1 + next(job_count.max(1) + 2);
+        let slash_id = 1 + next(4);
         let amount = u256(1 + u128::from(next(2_000)));
-        let result: Result<_, ChainError> = match next(14) {
+        let result: Result<_, ChainError> = match next(24) {
             0 => s.send(s.pool_as(w).stake(&amount)).await,
             1 => s.send(s.pool_as(w).unstake_intent(&amount)).await,
             2 => {
@@ -525,11 +578,18 @@ async fn flow_random_operations_never_break_conservation() {
             6 => s.send(s.pool_as(w).claim_rewards()).await,
             7 => {
                 let deadline = s.net.now().await.unwrap() + 1_800;
+                let options = JobOptions {
+                    extra_flags: [0, FLAG_BF16, FLAG_TEE][next(3) as usize],
+                    min_score: [0, 0, 5_500][next(3) as usize],
+                    release_after: [0, 60, 3_600][next(3) as usize],
+                };
+                let fee = [JOB_FEE, MIN_RATED_FEE, MODEL_PRICE][next(3) as usize];
                 s.send(s.jobs_as(Actor::Submitter).submit_job(
                     &model,
                     &u256(1),
-                    &u256(JOB_FEE),
+                    &u256(fee),
                     &deadline,
+                    &options,
                 ))
                 .await
             }
@@ -540,16 +600,88 @@ async fn flow_random_operations_never_break_conservation() {
             9 => s.send(s.jobs_as(w).submit_result(&job, &u256(2))).await,
             10 => s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await,
             11 => {
-                s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1)))
+                let disputer = [Actor::Submitter, Actor::Verifier][next(2) as usize];
+                s.send(s.jobs_as(disputer).open_dispute(&job, &felt(1)))
                     .await
             }
             12 => {
                 let fault = next(2) == 0;
-                s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &fault, &0))
+                let bps = [0, 1_000, MAX_DISPUTE_SLASH_BPS][next(3) as usize];
+                s.send(
+                    s.jobs_as(Actor::Arbiter)
+                        .resolve_dispute(&job, &fault, &bps),
+                )
+                .await
+            }
+            13 => {
+                let batch = vec![
+                    Assignment {
+                        job_id: job,
+                        worker: s.addr(w),
+                    },
+                    Assignment {
+                        job_id: job2,
+                        worker: s.addr(other),
+                    },
+                ];
+                s.send(s.jobs_as(Actor::Coordinator).assign_jobs(&batch))
                     .await
             }
+            14 => {
+                s.send(
+                    s.jobs_as(Actor::Attacker)
+                        .finalize_jobs(&vec![job, job2, job]),
+                )
+                .await
+            }
+            15 => {
+                s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job))
+                    .await
+            }
+            16 => {
+                let releaser = [Actor::Coordinator, Actor::Attacker][next(2) as usize];
+                s.send(s.jobs_as(releaser).release_job(&job)).await
+            }
+            17 => {
+                let reason = [SlashReason::Unavailable, SlashReason::Fraud][next(2) as usize].clone();
+                s.send(s.pool_as(SLASHER).slash(
+                    &s.addr(w),
+                    &reason,
+                    &0,
+                    &felt(2),
+                    &s.addr(Actor::Submitter),
+                    &u256(JOB_FEE),
+                ))
+                .await
+            }
+            18 => s.send(s.pool_as(w).challenge_slash(&slash_id)).await,
+            19 => {
+                let upheld = next(2) == 0;
+                s.send(s.pool_as(Actor::Arbiter).resolve_slash(&slash_id, &upheld))
+                    .await
+            }
+            20 => {
+                if next(2) == 0 {
+                    s.send(s.pool_as(Actor::Attacker).execute_slash(&slash_id))
+                        .await
+                } else {
+                    s.send(s.pool_as(Actor::Attacker).settle_slash(&slash_id))
+                        .await
+                }
+            }
+            21 => {
+                let params = ciro_chain::bindings::job_mgr::JobParams {
+                    protocol_fee_bps: [0, PROTOCOL_FEE_BPS, 1_000][next(3) as usize],
+                    challenge_window: [60, RESULT_WINDOW][next(2) as usize],
+                    ..job_params()
+                };
+                s.send(s.jobs_as(Actor::Admin).schedule_params(&params))
+                    .await
+            }
+            22 => s.send(s.jobs_as(Actor::Admin).execute_params()).await,
             _ => {
-                s.advance(600 + next(4_000)).await;
+                s.advance([600, 4_000, ARBITRATION_WINDOW + 1][next(3) as usize])
+                    .await;
                 s.send(s.jobs_as(Actor::Attacker).expire(&job)).await
             }
         };
@@ -558,16 +690,18 @@ async fn flow_random_operations_never_break_conservation() {
             Err(ChainError::Reverted { .. }) => refused += 1,
             Err(other) => panic!("step {step}: not a contract revert: {other}"),
         }
-        s.assert_invariants(&format!("step {step}")).await;
+        let label = format!("step {step}");
+        s.assert_invariants(&label).await;
         assert_eq!(
             total_supply_held(&s).await,
             MINTED,
-            "step {step}: supply conserved"
+            "{label}: supply conserved"
         );
+        assert_holds_and_open_slashes(&s, &workers, &label).await;
     }
     eprintln!("{done} operations done, {refused} refused by the contracts");
     assert!(
-        done >= 20 && refused >= 10,
+        done >= 30 && refused >= 10,
         "a mix of both: {done} done, {refused} refused"
     );
 }

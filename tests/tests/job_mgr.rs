@@ -4,8 +4,9 @@
 //! decoded events. Whole stories are in `flows.rs`.
 
 use ciro_chain::bindings::job_mgr::{
-    self, Assignment, DisputeOpened, DisputeResolved, JobAssigned, JobCancelled, JobExpired,
-    JobFinalized, JobReleased, JobState, ModelActiveSet, ModelSet, ParamsSet, ResultSubmitted,
+    self, Assignment, AssignmentSkipped, DisputeOpened, FinalizeSkipped, DisputeResolved, JobAssigned, JobCancelled, JobExpired,
+    JobFinalized, JobReleased, JobState, ModelActiveSet, ModelSet, ParamsCancelled, ParamsScheduled,
+    ParamsSet, ResultSubmitted,
 };
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
@@ -66,41 +67,120 @@ async fn constructor_rejects_parameters_out_of_bounds() {
     );
 }
 
-#[tokio::test]
-async fn set_params_replaces_the_parameters_and_emits_params_set() {
-    let s = System::deploy().await.unwrap();
-    let params = job_mgr::JobParams {
+fn new_params() -> job_mgr::JobParams {
+    job_mgr::JobParams {
         protocol_fee_bps: 1_000,
         min_fee: u256(1),
         challenge_window: 60,
         assignment_timeout: 86_400,
-        dispute_bond: u256(1),
+        min_dispute_bond: u256(1),
+        dispute_bond_bps: 10_000,
         max_job_duration: 2_592_000,
-    };
-    let out = s
-        .send(s.jobs_as(Actor::Admin).set_params(&params))
-        .await
-        .unwrap();
-    assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), params);
+        arbitration_window: 2_592_000,
+        max_dispute_slash_bps: 10_000,
+        max_award_multiple: 100,
+        min_rated_fee: u256(0),
+    }
+}
+
+#[tokio::test]
+async fn schedule_params_then_execute_after_the_timelock_replaces_the_parameters() {
+    let s = System::deploy().await.unwrap();
+    let params = new_params();
+    let admin = s.jobs_as(Actor::Admin);
+    let scheduled = s.send(admin.schedule_params(&params)).await.unwrap();
+    let ready_at = s.net.now().await.unwrap() + UPGRADE_DELAY;
+    assert_events(
+        &scheduled,
+        s.job_mgr,
+        &[job_mgr::Event::ParamsScheduled(ParamsScheduled {
+            params: params.clone(),
+            ready_at,
+        })],
+    );
+    assert_eq!(
+        call(s.jobs_reader().pending_params()).await.unwrap(),
+        (params.clone(), ready_at)
+    );
+    // Nothing changes until the delay has passed.
+    assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), job_params());
+    s.advance(UPGRADE_DELAY).await;
+    let out = s.send(admin.execute_params()).await.unwrap();
+    assert_eq!(
+        call(s.jobs_reader().get_params()).await.unwrap(),
+        params.clone()
+    );
     assert_events(
         &out,
         s.job_mgr,
         &[job_mgr::Event::ParamsSet(ParamsSet { params })],
     );
+    assert_eq!(call(s.jobs_reader().pending_params()).await.unwrap().1, 0);
 }
 
 #[tokio::test]
-async fn set_params_rejects_a_caller_who_is_not_admin() {
+async fn attack_admin_cannot_change_parameters_without_the_timelock() {
     let s = System::deploy().await.unwrap();
+    let admin = s.jobs_as(Actor::Admin);
+    // Executing with nothing scheduled, or before the delay, is refused.
+    assert_reverts(s.send(admin.execute_params()).await, "GOV: not scheduled");
+    s.send(admin.schedule_params(&new_params())).await.unwrap();
+    s.advance(UPGRADE_DELAY - 10).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).set_params(&job_params()))
-            .await,
+        s.send(admin.execute_params()).await,
+        "GOV: timelock not passed",
+    );
+    // A second schedule restarts the delay rather than inheriting the first one's.
+    s.send(admin.schedule_params(&new_params())).await.unwrap();
+    s.advance(20).await;
+    assert_reverts(
+        s.send(admin.execute_params()).await,
+        "GOV: timelock not passed",
+    );
+    assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), job_params());
+}
+
+#[tokio::test]
+async fn cancel_params_drops_the_scheduled_change() {
+    let s = System::deploy().await.unwrap();
+    let admin = s.jobs_as(Actor::Admin);
+    assert_reverts(s.send(admin.cancel_params()).await, "GOV: not scheduled");
+    let params = new_params();
+    s.send(admin.schedule_params(&params)).await.unwrap();
+    let out = s.send(admin.cancel_params()).await.unwrap();
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::ParamsCancelled(ParamsCancelled { params })],
+    );
+    s.advance(UPGRADE_DELAY).await;
+    assert_reverts(s.send(admin.execute_params()).await, "GOV: not scheduled");
+}
+
+#[tokio::test]
+async fn parameter_changes_reject_a_caller_who_is_not_admin() {
+    let s = System::deploy().await.unwrap();
+    let attacker = s.jobs_as(Actor::Attacker);
+    assert_reverts(
+        s.send(attacker.schedule_params(&job_params())).await,
+        "GOV: caller is not admin",
+    );
+    s.send(s.jobs_as(Actor::Admin).schedule_params(&job_params()))
+        .await
+        .unwrap();
+    s.advance(UPGRADE_DELAY).await;
+    assert_reverts(
+        s.send(attacker.execute_params()).await,
+        "GOV: caller is not admin",
+    );
+    assert_reverts(
+        s.send(attacker.cancel_params()).await,
         "GOV: caller is not admin",
     );
 }
 
 #[tokio::test]
-async fn set_params_rejects_each_value_out_of_bounds() {
+async fn schedule_params_rejects_each_value_out_of_bounds() {
     let s = System::deploy().await.unwrap();
     let p = job_params;
     let cases: Vec<(job_mgr::JobParams, &str)> = vec![
@@ -148,17 +228,24 @@ async fn set_params_rejects_each_value_out_of_bounds() {
         ),
         (
             job_mgr::JobParams {
-                dispute_bond: u256(0),
+                min_dispute_bond: u256(0),
                 ..p()
             },
             "JM: dispute bond out of bounds",
         ),
         (
             job_mgr::JobParams {
-                dispute_bond: u256(1_000_000_000_000_000_000_000_001),
+                min_dispute_bond: u256(1_000_000_000_000_000_000_000_001),
                 ..p()
             },
             "JM: dispute bond out of bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                dispute_bond_bps: 10_001,
+                ..p()
+            },
+            "JM: bond bps out of bounds",
         ),
         (
             job_mgr::JobParams {
@@ -174,10 +261,46 @@ async fn set_params_rejects_each_value_out_of_bounds() {
             },
             "JM: max duration out of bounds",
         ),
+        (
+            job_mgr::JobParams {
+                arbitration_window: 3_599,
+                ..p()
+            },
+            "JM: arbitration window bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                arbitration_window: 2_592_001,
+                ..p()
+            },
+            "JM: arbitration window bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                max_dispute_slash_bps: 10_001,
+                ..p()
+            },
+            "JM: max slash bps out of bounds",
+        ),
+        (
+            job_mgr::JobParams {
+                max_award_multiple: 101,
+                ..p()
+            },
+            "JM: award multiple over 100",
+        ),
+        (
+            job_mgr::JobParams {
+                min_rated_fee: u256(1_000_000_000_000_000_000_000_001),
+                ..p()
+            },
+            "JM: rated fee out of bounds",
+        ),
     ];
     for (params, error) in cases {
         assert_reverts(
-            s.send(s.jobs_as(Actor::Admin).set_params(&params)).await,
+            s.send(s.jobs_as(Actor::Admin).schedule_params(&params))
+                .await,
             error,
         );
     }
@@ -275,6 +398,41 @@ async fn register_model_rejects_a_stake_tier_above_3() {
 }
 
 #[tokio::test]
+async fn register_and_update_model_reject_unknown_flags_and_scores_over_10000() {
+    let s = System::deploy().await.unwrap();
+    let admin = s.jobs_as(Actor::Admin);
+    let unknown_flag = job_mgr::Requirements {
+        required_flags: 32,
+        ..requirements()
+    };
+    let too_high = job_mgr::Requirements {
+        min_score: 10_001,
+        ..requirements()
+    };
+    assert_reverts(
+        s.send(admin.register_model(&u256(1), &unknown_flag, &u256(1)))
+            .await,
+        "JM: unknown capability flag",
+    );
+    assert_reverts(
+        s.send(admin.register_model(&u256(1), &too_high, &u256(1)))
+            .await,
+        "JM: min score out of bounds",
+    );
+    let model = s.model().await;
+    assert_reverts(
+        s.send(admin.update_model(&model, &unknown_flag, &u256(1)))
+            .await,
+        "JM: unknown capability flag",
+    );
+    assert_reverts(
+        s.send(admin.update_model(&model, &too_high, &u256(1)))
+            .await,
+        "JM: min score out of bounds",
+    );
+}
+
+#[tokio::test]
 async fn update_model_replaces_requirements_and_price_for_the_owner() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
@@ -282,6 +440,7 @@ async fn update_model_replaces_requirements_and_price_for_the_owner() {
         min_vram_mb: 40_960,
         required_flags: FLAG_CUDA | FLAG_BF16,
         min_stake_tier: 2,
+        min_score: 6_000,
     };
     let out = s
         .send(
@@ -438,7 +597,7 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
             &model,
             &u256(0x1a),
             &u256(JOB_FEE),
-            &deadline,
+            &deadline, &no_options(),
         ))
         .await
         .unwrap();
@@ -461,7 +620,14 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
             input_hash: u256(0x1a),
             fee: u256(JOB_FEE),
             deadline,
+            requirements: requirements(),
+            terms: terms_for(JOB_FEE),
+            dispute_bond: u256(DISPUTE_BOND),
         })],
+    );
+    assert_eq!(
+        (info.terms, info.requirements, info.dispute_bond),
+        (terms_for(JOB_FEE), requirements(), u256(DISPUTE_BOND))
     );
     assert_eq!(
         call(s.jobs_reader().totals()).await.unwrap(),
@@ -470,12 +636,162 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
 }
 
 #[tokio::test]
+async fn submit_job_narrows_the_requirements_with_the_submitters_options() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let options = job_mgr::JobOptions {
+        extra_flags: FLAG_TEE,
+        min_score: 7_000,
+        release_after: 7_200,
+    };
+    let job = s.job_with(model, Actor::Submitter, JOB_FEE, &options).await;
+    let info = s.job_info(job).await;
+    assert_eq!(
+        info.requirements,
+        job_mgr::Requirements {
+            required_flags: FLAG_CUDA | FLAG_FP16 | FLAG_TEE,
+            min_score: 7_000,
+            ..requirements()
+        }
+    );
+    assert_eq!(info.terms.release_after, 7_200);
+}
+
+#[tokio::test]
+async fn submit_job_scales_the_dispute_bond_with_the_fee_and_floors_it() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await; // price 100
+    // 10% of 100 is 10: the floor of 50 applies. 10% of 10,000 is 1,000.
+    let cheap = s.job_with(model, Actor::Submitter, 100, &no_options()).await;
+    let dear = s.job_with(model, Actor::Submitter, 10_000, &no_options()).await;
+    assert_eq!(s.job_info(cheap).await.dispute_bond, u256(MIN_DISPUTE_BOND));
+    assert_eq!(s.job_info(dear).await.dispute_bond, u256(1_000));
+    assert_eq!(bond_for(100), MIN_DISPUTE_BOND);
+}
+
+#[tokio::test]
+async fn submit_job_rejects_unknown_flags_scores_over_10000_and_release_limits_out_of_bounds() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let deadline = deadline_in(&s, 600).await;
+    let jobs = s.jobs_as(Actor::Submitter);
+    let cases = [
+        (
+            job_mgr::JobOptions {
+                extra_flags: 64,
+                ..no_options()
+            },
+            "JM: unknown capability flag",
+        ),
+        (
+            job_mgr::JobOptions {
+                min_score: 10_001,
+                ..no_options()
+            },
+            "JM: min score out of bounds",
+        ),
+        (
+            job_mgr::JobOptions {
+                release_after: 59,
+                ..no_options()
+            },
+            "JM: release limit out of bounds",
+        ),
+        (
+            job_mgr::JobOptions {
+                release_after: 86_401,
+                ..no_options()
+            },
+            "JM: release limit out of bounds",
+        ),
+    ];
+    for (options, error) in cases {
+        assert_reverts(
+            s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &options))
+                .await,
+            error,
+        );
+    }
+}
+
+#[tokio::test]
+async fn attack_parameter_and_model_changes_do_not_reach_jobs_already_escrowed() {
+    // Given a TEE model with jobs escrowed under today's terms,
+    let s = System::deploy().await.unwrap();
+    let tee = job_mgr::Requirements {
+        required_flags: FLAG_CUDA | FLAG_TEE,
+        ..requirements()
+    };
+    s.send(
+        s.jobs_as(Actor::WorkerC)
+            .register_model(&u256(7), &tee, &u256(MODEL_PRICE)),
+    )
+    .await
+    .unwrap();
+    let deadline = deadline_in(&s, 6 * 3_600).await;
+    s.send(s.jobs_as(Actor::Submitter).submit_job(
+        &1,
+        &u256(1),
+        &u256(JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .unwrap();
+    let job = 1;
+    // when the model owner drops the TEE flag and the admin shortens the challenge window to
+    // its minimum and raises the protocol fee to 10% (through the timelock),
+    s.send(
+        s.jobs_as(Actor::WorkerC)
+            .update_model(&1, &requirements(), &u256(MODEL_PRICE)),
+    )
+    .await
+    .unwrap();
+    s.set_job_params(&job_mgr::JobParams {
+        challenge_window: 60,
+        protocol_fee_bps: 1_000,
+        ..job_params()
+    })
+    .await;
+    // then a worker without TEE still cannot take the job,
+    s.active_worker(Actor::WorkerA).await; // H100 flags: no TEE
+    assert_reverts(
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "JM: worker not eligible",
+    );
+    // and a TEE worker that completes it can be disputed for the whole original window, and
+    // is paid at the original protocol fee.
+    let tee_gpu = ciro_chain::bindings::cdc_pool::Capabilities {
+        flags: FLAG_CUDA | FLAG_FP16 | FLAG_TEE,
+        ..h100()
+    };
+    s.worker(Actor::WorkerB, &tee_gpu, MIN_STAKE[3]).await;
+    s.complete(job, Actor::WorkerB).await;
+    s.advance(61).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).finalize(&job)).await,
+        "JM: challenge window open",
+    );
+    s.advance(RESULT_WINDOW).await;
+    let before = s.balance_of(Actor::WorkerB).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+    assert_eq!(s.balance_of(Actor::WorkerB).await - before, JOB_FEE - FEE_CUT);
+    s.assert_invariants("after finalize").await;
+}
+
+#[tokio::test]
 async fn submit_job_rejects_unknown_and_inactive_models() {
     let s = System::deploy().await.unwrap();
     let deadline = deadline_in(&s, 600).await;
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&1, &u256(1), &u256(JOB_FEE), &deadline))
+        s.send(jobs.submit_job(&1, &u256(1), &u256(JOB_FEE), &deadline, &no_options()))
             .await,
         "JM: unknown model",
     );
@@ -484,7 +800,7 @@ async fn submit_job_rejects_unknown_and_inactive_models() {
         .await
         .unwrap();
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline))
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()))
             .await,
         "JM: model inactive",
     );
@@ -497,7 +813,7 @@ async fn submit_job_rejects_a_fee_below_the_model_price_or_the_minimum() {
     let deadline = deadline_in(&s, 600).await;
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(MODEL_PRICE - 1), &deadline))
+        s.send(jobs.submit_job(&model, &u256(1), &u256(MODEL_PRICE - 1), &deadline, &no_options()))
             .await,
         "JM: fee below model price",
     );
@@ -508,7 +824,7 @@ async fn submit_job_rejects_a_fee_below_the_model_price_or_the_minimum() {
     .await
     .unwrap();
     assert_reverts(
-        s.send(jobs.submit_job(&2, &u256(1), &u256(MIN_FEE - 1), &deadline))
+        s.send(jobs.submit_job(&2, &u256(1), &u256(MIN_FEE - 1), &deadline, &no_options()))
             .await,
         "JM: fee below minimum",
     );
@@ -521,7 +837,7 @@ async fn submit_job_rejects_a_deadline_in_the_past_or_beyond_the_max_duration() 
     let now = s.net.now().await.unwrap();
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &now.saturating_sub(1)))
+        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &now.saturating_sub(1), &no_options()))
             .await,
         "JM: deadline not in future",
     );
@@ -530,7 +846,7 @@ async fn submit_job_rejects_a_deadline_in_the_past_or_beyond_the_max_duration() 
             &model,
             &u256(1),
             &u256(JOB_FEE),
-            &(now + MAX_JOB_DURATION + 100),
+            &(now + MAX_JOB_DURATION + 100), &no_options(),
         ))
         .await,
         "JM: deadline too far",
@@ -552,7 +868,7 @@ async fn submit_job_rejects_a_token_that_delivers_less_than_the_fee() {
     assert_reverts(
         s.send(
             s.jobs_as(Actor::Submitter)
-                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline),
+                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
         )
         .await,
         "JM: transfer_from shortfall",
@@ -719,16 +1035,22 @@ async fn assign_job_rejects_a_job_not_queued_or_past_its_deadline() {
 }
 
 #[tokio::test]
-async fn assign_jobs_assigns_a_batch_all_or_none() {
+async fn attack_one_bad_entry_cannot_grief_an_assignment_batch() {
+    // Given two queued jobs and two workers, one of which is unregistered (it deactivated or
+    // was never there), and a third job a front-runner already got assigned,
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     s.active_worker(Actor::WorkerA).await;
     s.active_worker(Actor::WorkerB).await;
     let a = s.job(model).await;
     let b = s.job(model).await;
+    let c = s.job(model).await;
     let coordinator = s.jobs_as(Actor::Coordinator);
-    // A batch with one bad entry (an unregistered worker) assigns nothing.
-    let bad = vec![
+    s.send(coordinator.assign_job(&c, &s.addr(Actor::WorkerB)))
+        .await
+        .unwrap();
+    // when the coordinator sends a batch with those bad entries,
+    let batch = vec![
         Assignment {
             job_id: a,
             worker: s.addr(Actor::WorkerA),
@@ -737,24 +1059,21 @@ async fn assign_jobs_assigns_a_batch_all_or_none() {
             job_id: b,
             worker: s.addr(Actor::WorkerC),
         },
-    ];
-    assert_reverts(
-        s.send(coordinator.assign_jobs(&bad)).await,
-        "JM: worker not eligible",
-    );
-    assert_eq!(s.job_info(a).await.job.state, JobState::Queued);
-    let good = vec![
         Assignment {
-            job_id: a,
+            job_id: c,
             worker: s.addr(Actor::WorkerA),
         },
         Assignment {
-            job_id: b,
-            worker: s.addr(Actor::WorkerB),
+            job_id: 99,
+            worker: s.addr(Actor::WorkerA),
         },
     ];
-    let out = s.send(coordinator.assign_jobs(&good)).await.unwrap();
-    assert_eq!(s.job_info(b).await.job.worker, s.addr(Actor::WorkerB));
+    let out = s.send(coordinator.assign_jobs(&batch)).await.unwrap();
+    // then the good entry goes through and each bad one is skipped with its reason.
+    assert_eq!(s.job_info(a).await.job.worker, s.addr(Actor::WorkerA));
+    assert_eq!(s.job_info(b).await.job.state, JobState::Queued);
+    assert_eq!(s.job_info(c).await.job.worker, s.addr(Actor::WorkerB));
+    let reason = |text: &str| role(text);
     assert_events(
         &out,
         s.job_mgr,
@@ -763,12 +1082,95 @@ async fn assign_jobs_assigns_a_batch_all_or_none() {
                 job_id: a,
                 worker: s.addr(Actor::WorkerA),
             }),
-            job_mgr::Event::JobAssigned(JobAssigned {
+            job_mgr::Event::AssignmentSkipped(AssignmentSkipped {
                 job_id: b,
-                worker: s.addr(Actor::WorkerB),
+                worker: s.addr(Actor::WorkerC),
+                reason: reason("JM: worker not eligible"),
+            }),
+            job_mgr::Event::AssignmentSkipped(AssignmentSkipped {
+                job_id: c,
+                worker: s.addr(Actor::WorkerA),
+                reason: reason("JM: job not queued"),
+            }),
+            job_mgr::Event::AssignmentSkipped(AssignmentSkipped {
+                job_id: 99,
+                worker: s.addr(Actor::WorkerA),
+                reason: reason("JM: unknown job"),
             }),
         ],
     );
+    // Only the assigned jobs are held against the workers' exits.
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 1);
+    assert_eq!(s.worker_info(Actor::WorkerB).await.record.holds, 1);
+}
+
+#[tokio::test]
+async fn attack_a_submitter_cannot_work_its_own_job() {
+    // Given a worker that submits jobs to itself to farm reputation,
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let own = s
+        .job_with(model, Actor::WorkerA, JOB_FEE, &no_options())
+        .await;
+    // then the coordinator cannot assign it to itself, alone or in a batch.
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    assert_reverts(
+        s.send(coordinator.assign_job(&own, &s.addr(Actor::WorkerA)))
+            .await,
+        "JM: submitter cannot be worker",
+    );
+    let out = s
+        .send(coordinator.assign_jobs(&vec![Assignment {
+            job_id: own,
+            worker: s.addr(Actor::WorkerA),
+        }]))
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::AssignmentSkipped(AssignmentSkipped {
+            job_id: own,
+            worker: s.addr(Actor::WorkerA),
+            reason: role("JM: submitter cannot be worker"),
+        })],
+    );
+}
+
+#[tokio::test]
+async fn assign_job_requires_the_submitters_minimum_score() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await; // score 5,000
+    s.active_worker(Actor::WorkerB).await;
+    // WorkerB earns one rated success: 5,625.
+    let job = s.job(model).await;
+    s.complete(job, Actor::WorkerB).await;
+    s.advance(RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Submitter).finalize(&job))
+        .await
+        .unwrap();
+    let picky = s
+        .job_with(
+            model,
+            Actor::Submitter,
+            JOB_FEE,
+            &job_mgr::JobOptions {
+                min_score: 5_001,
+                ..no_options()
+            },
+        )
+        .await;
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    assert_reverts(
+        s.send(coordinator.assign_job(&picky, &s.addr(Actor::WorkerA)))
+            .await,
+        "JM: worker not eligible",
+    );
+    s.send(coordinator.assign_job(&picky, &s.addr(Actor::WorkerB)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -831,6 +1233,43 @@ async fn release_job_by_anyone_else_waits_for_the_assignment_timeout() {
         .await
         .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn attack_strangers_cannot_release_a_long_job_before_the_submitters_limit() {
+    // Given a job whose submitter allows 6 hours before anyone may release it,
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let job = s
+        .job_with(
+            model,
+            Actor::Submitter,
+            JOB_FEE,
+            &job_mgr::JobOptions {
+                release_after: 6 * 3_600,
+                ..no_options()
+            },
+        )
+        .await;
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    // then past the global 10 minutes a stranger still cannot release it,
+    s.advance(ASSIGNMENT_TIMEOUT).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await,
+        "JM: assignment not timed out",
+    );
+    // and can once the submitter's limit has passed.
+    s.advance(6 * 3_600 - ASSIGNMENT_TIMEOUT).await;
+    s.send(s.jobs_as(Actor::Attacker).release_job(&job))
+        .await
+        .unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
 }
 
 #[tokio::test]
@@ -998,10 +1437,9 @@ async fn finalize_jobs_pays_a_batch_with_one_reward_notification() {
 }
 
 #[tokio::test]
-async fn finalize_jobs_rejects_an_empty_oversized_or_partly_invalid_batch() {
+async fn finalize_jobs_rejects_an_empty_or_oversized_batch() {
     let s = System::deploy().await.unwrap();
-    let (model, job) = s.completed_job().await;
-    let queued = s.job(model).await;
+    let (_, job) = s.completed_job().await;
     s.advance(RESULT_WINDOW).await;
     let anyone = s.jobs_as(Actor::Attacker);
     assert_reverts(
@@ -1012,15 +1450,101 @@ async fn finalize_jobs_rejects_an_empty_oversized_or_partly_invalid_batch() {
         s.send(anyone.finalize_jobs(&vec![job; 101])).await,
         "JM: batch too large",
     );
-    assert_reverts(
-        s.send(anyone.finalize_jobs(&vec![job, queued])).await,
-        "JM: job not completed",
-    );
+}
+
+#[tokio::test]
+async fn attack_a_front_run_finalize_cannot_grief_a_batch() {
+    // Given three finalizable jobs, a queued one, and an attacker who finalizes one of the
+    // three just before the keeper's batch lands,
+    let s = System::deploy().await.unwrap();
+    let (model, a) = s.completed_job().await;
+    let b = s.job(model).await;
+    s.complete(b, Actor::WorkerA).await;
+    let queued = s.job(model).await;
+    s.advance(RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&a))
+        .await
+        .unwrap();
+    // when the batch runs,
+    let out = s
+        .send(s.jobs_as(Actor::Coordinator).finalize_jobs(&vec![a, b, queued, 77]))
+        .await
+        .unwrap();
+    // then b is paid once, the others are skipped with their reasons, and a was paid once.
+    assert_eq!(s.job_info(b).await.job.state, JobState::Finalized);
     assert_eq!(
-        s.job_info(job).await.job.state,
-        JobState::Completed,
-        "all or none"
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + 2 * (JOB_FEE - FEE_CUT)
     );
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[
+            job_mgr::Event::FinalizeSkipped(FinalizeSkipped {
+                job_id: a,
+                reason: role("JM: job not completed"),
+            }),
+            job_mgr::Event::JobFinalized(JobFinalized {
+                job_id: b,
+                worker: s.addr(Actor::WorkerA),
+                payout: u256(JOB_FEE - FEE_CUT),
+                protocol_fee: u256(FEE_CUT),
+            }),
+            job_mgr::Event::FinalizeSkipped(FinalizeSkipped {
+                job_id: queued,
+                reason: role("JM: job not completed"),
+            }),
+            job_mgr::Event::FinalizeSkipped(FinalizeSkipped {
+                job_id: 77,
+                reason: role("JM: unknown job"),
+            }),
+        ],
+    );
+    // A batch where nothing is finalizable changes nothing and pays nothing.
+    s.send(s.jobs_as(Actor::Coordinator).finalize_jobs(&vec![a, b]))
+        .await
+        .unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.completed, 2);
+    s.assert_invariants("after the batches").await;
+}
+
+#[tokio::test]
+async fn attack_cheap_self_dealing_jobs_do_not_move_reputation() {
+    // Given a worker paid for jobs below the rated fee (a friend submits them),
+    let s = System::deploy().await.unwrap();
+    s.send(
+        s.jobs_as(Actor::Admin)
+            .register_model(&u256(9), &requirements(), &u256(0)),
+    )
+    .await
+    .unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let job = s
+            .job_with(1, Actor::Attacker, MIN_RATED_FEE - 1, &no_options())
+            .await;
+        s.complete(job, Actor::WorkerA).await;
+        jobs.push(job);
+    }
+    s.advance(RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs))
+        .await
+        .unwrap();
+    // then the score and counters did not move, but the holds were released,
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((info.reputation.score, info.reputation.completed), (5_000, 0));
+    assert_eq!(info.record.holds, 0);
+    // and one job at the rated fee moves it.
+    let rated = s
+        .job_with(1, Actor::Attacker, MIN_RATED_FEE, &no_options())
+        .await;
+    s.complete(rated, Actor::WorkerA).await;
+    s.advance(RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&rated))
+        .await
+        .unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.score, 5_625);
 }
 
 #[tokio::test]
@@ -1079,7 +1603,7 @@ async fn expire_rejects_a_job_before_its_deadline_or_already_completed() {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn open_dispute_takes_the_bond_and_marks_the_job_disputed() {
+async fn open_dispute_takes_the_jobs_bond_and_marks_the_job_disputed() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
     let out = s
@@ -1089,8 +1613,12 @@ async fn open_dispute_takes_the_bond_and_marks_the_job_disputed() {
     let info = s.job_info(job).await;
     assert_eq!(info.job.state, JobState::Disputed);
     assert_eq!(
-        (info.dispute.evidence_hash, info.dispute.bond),
-        (felt(0xe1), u256(DISPUTE_BOND))
+        (
+            info.dispute.disputer,
+            info.dispute.evidence_hash,
+            info.dispute.bond
+        ),
+        (s.addr(Actor::Submitter), felt(0xe1), u256(DISPUTE_BOND))
     );
     assert_eq!(
         s.balance_of(Actor::Submitter).await,
@@ -1105,7 +1633,7 @@ async fn open_dispute_takes_the_bond_and_marks_the_job_disputed() {
         s.job_mgr,
         &[job_mgr::Event::DisputeOpened(DisputeOpened {
             job_id: job,
-            submitter: s.addr(Actor::Submitter),
+            disputer: s.addr(Actor::Submitter),
             evidence_hash: felt(0xe1),
             bond: u256(DISPUTE_BOND),
         })],
@@ -1114,15 +1642,36 @@ async fn open_dispute_takes_the_bond_and_marks_the_job_disputed() {
 }
 
 #[tokio::test]
+async fn open_dispute_by_a_verifier_takes_the_bond_from_the_verifier() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.send(s.jobs_as(Actor::Verifier).open_dispute(&job, &felt(0xe2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.job_info(job).await.dispute.disputer,
+        s.addr(Actor::Verifier)
+    );
+    assert_eq!(s.balance_of(Actor::Verifier).await, FUNDS - DISPUTE_BOND);
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        FUNDS - JOB_FEE,
+        "the submitter pays nothing for a verifier's dispute"
+    );
+}
+
+#[tokio::test]
 async fn open_dispute_rejects_others_a_second_dispute_and_a_closed_window() {
     let s = System::deploy().await.unwrap();
     let (model, job) = s.completed_job().await;
     let submitter = s.jobs_as(Actor::Submitter);
-    assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).open_dispute(&job, &felt(1)))
-            .await,
-        "JM: not the submitter",
-    );
+    for stranger in [Actor::Attacker, Actor::WorkerA, Actor::Arbiter] {
+        assert_reverts(
+            s.send(s.jobs_as(stranger).open_dispute(&job, &felt(1)))
+                .await,
+            "JM: not submitter or verifier",
+        );
+    }
     let queued = s.job(model).await;
     assert_reverts(
         s.send(submitter.open_dispute(&queued, &felt(1))).await,
@@ -1132,7 +1681,8 @@ async fn open_dispute_rejects_others_a_second_dispute_and_a_closed_window() {
         .await
         .unwrap();
     assert_reverts(
-        s.send(submitter.open_dispute(&job, &felt(1))).await,
+        s.send(s.jobs_as(Actor::Verifier).open_dispute(&job, &felt(1)))
+            .await,
         "JM: dispute already open",
     );
 
@@ -1152,21 +1702,37 @@ async fn resolve_dispute_worker_at_fault_refunds_and_slashes_through_the_pool() 
     s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(0xe1)))
         .await
         .unwrap();
+    let treasury = s.balance_of(TREASURY).await;
     let out = s
-        .send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0))
+        .send(
+            s.jobs_as(Actor::Arbiter)
+                .resolve_dispute(&job, &true, &1_000),
+        )
         .await
         .unwrap();
-    // 0 bps: the pool's ProtocolViolation default.
-    let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[2]) / 10_000;
+    // 10% of 8,000 is 800: half to the submitter (within 2 × the fee), half to the treasury.
+    let cut = MIN_STAKE[3] / 10;
     assert_eq!(
         s.worker_info(Actor::WorkerA).await.stake,
         u256(MIN_STAKE[3] - cut)
     );
     let slash = call(s.pool_reader().get_slash(&1)).await.unwrap();
     assert_eq!(
-        (slash.beneficiary, slash.evidence_hash, slash.amount),
-        (s.addr(Actor::Submitter), felt(0xe1), u256(cut))
+        (
+            slash.beneficiary,
+            slash.evidence_hash,
+            slash.amount,
+            slash.beneficiary_cap
+        ),
+        (
+            s.addr(Actor::Submitter),
+            felt(0xe1),
+            u256(cut),
+            u256(JOB_FEE * MAX_AWARD_MULTIPLE as u128)
+        )
     );
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS + cut / 2);
+    assert_eq!(s.balance_of(TREASURY).await - treasury, cut / 2);
     assert_events(
         &out,
         s.job_mgr,
@@ -1175,9 +1741,69 @@ async fn resolve_dispute_worker_at_fault_refunds_and_slashes_through_the_pool() 
             worker: s.addr(Actor::WorkerA),
             worker_at_fault: true,
             slash_id: 1,
+            by_arbiter: true,
         })],
     );
+    let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(s.job_info(job).await.job.state, JobState::Refunded);
+    assert_eq!((info.reputation.failed, info.record.holds), (1, 0));
+    s.assert_invariants("after resolution").await;
+}
+
+#[tokio::test]
+async fn attack_a_manufactured_dispute_on_a_cheap_job_wins_at_most_the_award_cap() {
+    // Given a 100-token job (price 100) the submitter disputes to win the worker's stake,
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let job = s
+        .job_with(model, Actor::Submitter, MODEL_PRICE, &no_options())
+        .await;
+    s.complete(job, Actor::WorkerA).await;
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1)))
+        .await
+        .unwrap();
+    let treasury = s.balance_of(TREASURY).await;
+    // when the arbiter slashes the maximum 50% (4,000 of 8,000),
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&job, &true, &MAX_DISPUTE_SLASH_BPS),
+    )
+    .await
+    .unwrap();
+    // then the submitter wins only 2 × 100 on top of its refund and bond; the treasury the
+    // rest.
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        FUNDS + 2 * MODEL_PRICE
+    );
+    assert_eq!(
+        s.balance_of(TREASURY).await - treasury,
+        MIN_STAKE[3] / 2 - 2 * MODEL_PRICE
+    );
+    s.assert_invariants("after the capped award").await;
+}
+
+#[tokio::test]
+async fn resolve_dispute_at_fault_with_zero_bps_refunds_without_slashing() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.send(s.jobs_as(Actor::Verifier).open_dispute(&job, &felt(1)))
+        .await
+        .unwrap();
+    s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0))
+        .await
+        .unwrap();
+    assert_reverts(
+        call(s.pool_reader().get_slash(&1)).await,
+        "POOL: unknown slash",
+    );
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.stake,
+        u256(MIN_STAKE[3])
+    );
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS);
+    assert_eq!(s.balance_of(Actor::Verifier).await, FUNDS);
     s.assert_invariants("after resolution").await;
 }
 
@@ -1205,6 +1831,7 @@ async fn resolve_dispute_worker_right_pays_fee_and_bond_to_the_worker() {
                 worker: s.addr(Actor::WorkerA),
                 worker_at_fault: false,
                 slash_id: 0,
+                by_arbiter: true,
             }),
             job_mgr::Event::JobFinalized(JobFinalized {
                 job_id: job,
@@ -1214,10 +1841,11 @@ async fn resolve_dispute_worker_right_pays_fee_and_bond_to_the_worker() {
             }),
         ],
     );
+    s.assert_invariants("after resolution").await;
 }
 
 #[tokio::test]
-async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_10000() {
+async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_the_jobs_cap() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
     assert_reverts(
@@ -1236,11 +1864,115 @@ async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_10000
     assert_reverts(
         s.send(
             s.jobs_as(Actor::Arbiter)
-                .resolve_dispute(&job, &true, &10_001),
+                .resolve_dispute(&job, &true, &(MAX_DISPUTE_SLASH_BPS + 1)),
         )
         .await,
         "JM: slash bps out of bounds",
     );
+}
+
+#[tokio::test]
+async fn attack_unstaking_cannot_outrun_a_dispute() {
+    // Given a worker that takes a job, starts leaving at once, and commits junk,
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(MIN_STAKE[3])))
+        .await
+        .unwrap();
+    s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0)))
+        .await
+        .unwrap();
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1)))
+        .await
+        .unwrap();
+    // when its exit window passes before the arbiter rules,
+    s.advance(EXIT_WINDOW).await;
+    // then it cannot withdraw while the job is held,
+    assert_reverts(
+        s.send(
+            s.pool_as(Actor::WorkerA)
+                .unstake_action(&s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "POOL: jobs at risk",
+    );
+    // and the arbiter's slash reaches the whole exit.
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&job, &true, &MAX_DISPUTE_SLASH_BPS),
+    )
+    .await
+    .unwrap();
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(info.exit.amount, u256(MIN_STAKE[3] / 2));
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_action(&s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    s.assert_invariants("after the exit").await;
+}
+
+#[tokio::test]
+async fn settle_dispute_after_the_arbitration_window_lets_the_result_stand() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &felt(1)))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job)).await,
+        "JM: arbitration window open",
+    );
+    s.advance(ARBITRATION_WINDOW + 1).await;
+    let out = s
+        .send(s.jobs_as(Actor::Attacker).settle_dispute(&job))
+        .await
+        .unwrap();
+    // The worker is paid as if undisputed, the submitter's bond comes back, no reputation
+    // moves, and the worker's hold is released.
+    assert_eq!(s.job_info(job).await.job.state, JobState::Finalized);
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT
+    );
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - JOB_FEE);
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.reputation.score, info.reputation.completed, info.record.holds),
+        (5_000, 0, 0)
+    );
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[
+            job_mgr::Event::DisputeResolved(DisputeResolved {
+                job_id: job,
+                worker: s.addr(Actor::WorkerA),
+                worker_at_fault: false,
+                slash_id: 0,
+                by_arbiter: false,
+            }),
+            job_mgr::Event::JobFinalized(JobFinalized {
+                job_id: job,
+                worker: s.addr(Actor::WorkerA),
+                payout: u256(JOB_FEE - FEE_CUT),
+                protocol_fee: u256(FEE_CUT),
+            }),
+        ],
+    );
+    // Nobody can decide or settle it again.
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0))
+            .await,
+        "JM: job not disputed",
+    );
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job)).await,
+        "JM: job not disputed",
+    );
+    s.assert_invariants("after settlement").await;
 }
 
 // ---------------------------------------------------------------------------------------

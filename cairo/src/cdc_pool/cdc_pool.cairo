@@ -70,7 +70,7 @@ mod CdcPool {
         pending_params: PoolParams,
         /// Each worker's commission change waiting out its notice.
         commission_changes: LegacyMap<ContractAddress, CommissionChange>,
-        /// Registration, activity, commission and pending slash of each worker.
+        /// Registration, activity, commission, open slashes and holds of each worker.
         workers: LegacyMap<ContractAddress, WorkerRecord>,
         /// What each worker runs on.
         capabilities: LegacyMap<ContractAddress, Capabilities>,
@@ -752,6 +752,7 @@ mod CdcPool {
                 evidence_hash,
                 beneficiary,
                 beneficiary_cap,
+                beneficiary_share_bps: params.beneficiary_share_bps,
                 challenge_deadline,
                 arbitration_deadline: 0,
                 status: SlashStatus::Pending(()),
@@ -800,8 +801,10 @@ mod CdcPool {
 
         fn resolve_slash(ref self: ContractState, slash_id: u64, upheld: bool) {
             Governance::unsafe_new_contract_state().assert_role(ARBITER_ROLE);
-            let mut slash = self.known_slash(slash_id);
+            let slash = self.known_slash(slash_id);
             assert(slash.status == SlashStatus::Challenged(()), errors::SLASH_NOT_CHALLENGED);
+            // Past the deadline the default applies (`settle_slash`): no race with it.
+            assert(get_block_timestamp() <= slash.arbitration_deadline, errors::ARBITRATION_CLOSED);
             self.bonds_held.write(self.bonds_held.read() - slash.bond);
             self.emit(SlashResolved { slash_id, upheld, by_arbiter: true });
             if upheld {
@@ -1237,7 +1240,7 @@ mod CdcPool {
             let params = self.params.read();
             let mut to_beneficiary = 0;
             if !slash.beneficiary.is_zero() {
-                to_beneficiary = amount * params.beneficiary_share_bps.into() / BPS;
+                to_beneficiary = amount * slash.beneficiary_share_bps.into() / BPS;
                 if to_beneficiary > slash.beneficiary_cap {
                     to_beneficiary = slash.beneficiary_cap;
                 }

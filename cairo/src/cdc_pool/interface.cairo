@@ -139,7 +139,8 @@ trait ICdcPoolSlashing<TContractState> {
     /// pending, window open. Emits `SlashChallenged`.
     fn challenge_slash(ref self: TContractState, slash_id: u64);
     /// The arbiter decides a challenged slash: upheld → applied, bond to the treasury;
-    /// overturned → nothing cut, bond back to the worker. Requires: ARBITER, challenged.
+    /// overturned → nothing cut, bond back to the worker. Requires: ARBITER, challenged, the
+    /// arbitration deadline not passed (then only the default of `settle_slash` applies).
     /// Emits `SlashResolved` (and `SlashExecuted` when upheld).
     fn resolve_slash(ref self: TContractState, slash_id: u64, upheld: bool);
     /// Ends a challenged slash the arbiter left undecided past its arbitration deadline:

@@ -56,7 +56,7 @@ struct Reputation {
     completed: u32,
     failed: u32,
     missed: u32,
-    /// 0 to 10,000; starts at 5,000 (see `record_outcome` for the formula).
+    /// 0 to 10,000; starts at 5,000 (see `record_outcomes` for the formula).
     score: u32,
     /// Moving average of assignment-to-result seconds of successful jobs.
     avg_latency: u64,
@@ -116,8 +116,11 @@ struct Slash {
     /// Who gets the wronged party's share (zero: all goes to the treasury).
     beneficiary: ContractAddress,
     /// Most the beneficiary may receive (JobMgr bounds it by a multiple of the job's fee);
-    /// the rest of its share goes to the treasury.
+    /// the rest goes to the treasury.
     beneficiary_cap: u256,
+    /// The beneficiary's share of the cut, in basis points: the pool's parameter when the
+    /// slash was created (a later change does not reach it).
+    beneficiary_share_bps: u16,
     /// The last moment the worker may challenge.
     challenge_deadline: u64,
     /// Once challenged: after this moment anyone may settle it (overturned by default).

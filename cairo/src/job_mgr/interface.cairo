@@ -102,7 +102,8 @@ trait IJobMgrDisputes<TContractState> {
     /// share (ProtocolViolation) with the disputer as beneficiary, its award capped at the
     /// job's award multiple × fee. Not at fault → Finalized: the worker is paid as in
     /// `finalize` plus the disputer's bond. Requires: ARBITER, job Disputed, slash_bps <= the
-    /// job's slash cap. Emits `DisputeResolved`.
+    /// job's slash cap, the job's arbitration window not passed since the dispute opened (then
+    /// only the default of `settle_dispute` applies). Emits `DisputeResolved`.
     fn resolve_dispute(
         ref self: TContractState, job_id: u64, worker_at_fault: bool, slash_bps: u16
     );

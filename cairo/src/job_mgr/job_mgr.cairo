@@ -641,6 +641,11 @@ mod JobMgr {
             let terms = self.job_terms.read(job_id);
             assert(slash_bps <= terms.max_slash_bps, errors::BAD_SLASH_BPS);
             let dispute = self.disputes.read(job_id);
+            // Past the deadline the default applies (`settle_dispute`): no race with it.
+            assert(
+                get_block_timestamp() <= dispute.opened_at + terms.arbitration_window,
+                errors::ARBITRATION_CLOSED
+            );
             let fee = self.job_fee.read(job_id);
             self.bond_total.write(self.bond_total.read() - dispute.bond);
             self.escrow_total.write(self.escrow_total.read() - fee);

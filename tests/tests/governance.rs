@@ -1,0 +1,321 @@
+//! Specification of the governance every CIRO contract hosts, run against all three hosts
+//! (JobMgr, CDC Pool, Paymaster): the setup phase and `seal`, and the timelock on grants of
+//! every role but PAUSER. (Parameter changes are timelocked per host: see `job_mgr.rs` and
+//! `cdc_pool.rs`; admin transfer, pause and upgrade: `paymaster.rs` and `flows.rs`.)
+//!
+//! Threat: a single admin key moving users' funds without notice, e.g. the pool admin granting
+//! itself JOB_MANAGER and slashing every worker to itself in one multicall. After `seal`, any
+//! such grant is announced (`RoleGrantScheduled`) a full delay before it can take effect.
+
+use ciro_chain::bindings::cdc_pool::{self, SlashReason};
+use ciro_chain::bindings::governance::{self, Event as GovEvent};
+use ciro_chain::bindings::job_mgr::JobMgr;
+use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::tx::{call, send};
+use ciro_tests::assert::{assert_events, assert_reverts};
+use ciro_tests::fixtures::{try_deploy_paymaster, u256, PAYMASTER_UPGRADE_DELAY};
+use ciro_tests::system::*;
+use ciro_tests::Actor;
+
+/// The three hosts, unsealed: (name, address). All have the same upgrade delay.
+async fn hosts(s: &System) -> Vec<(&'static str, Felt)> {
+    let paymaster = try_deploy_paymaster(
+        &s.net,
+        s.net.address(Actor::Admin),
+        s.token,
+        PAYMASTER_UPGRADE_DELAY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(PAYMASTER_UPGRADE_DELAY, UPGRADE_DELAY);
+    vec![
+        ("JobMgr", s.job_mgr),
+        ("CdcPool", s.pool),
+        ("Paymaster", paymaster),
+    ]
+}
+
+/// Every host exposes the same governance ABI; JobMgr's binding reaches it at any address.
+fn gov(s: &System, host: Felt, actor: Actor) -> JobMgr<ciro_chain::RpcAccount> {
+    JobMgr::new(host, s.net.account(actor))
+}
+
+#[tokio::test]
+async fn seal_ends_the_setup_phase_once_and_only_for_the_admin() {
+    let s = System::deploy_unsealed().await.unwrap();
+    for (name, host) in hosts(&s).await {
+        assert!(!call(gov(&s, host, Actor::Admin).is_sealed()).await.unwrap());
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).seal()).await,
+            "GOV: caller is not admin",
+        );
+        let out = s.send(gov(&s, host, Actor::Admin).seal()).await.unwrap();
+        assert_events(
+            &out,
+            host,
+            &[GovEvent::Sealed(governance::Sealed {
+                account: s.addr(Actor::Admin),
+            })],
+        );
+        assert!(
+            call(gov(&s, host, Actor::Admin).is_sealed()).await.unwrap(),
+            "{name}"
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Admin).seal()).await,
+            "GOV: already sealed",
+        );
+    }
+}
+
+#[tokio::test]
+async fn business_is_refused_before_seal() {
+    let s = System::deploy_unsealed().await.unwrap();
+    let hosts = hosts(&s).await;
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Admin).register_model(
+            &u256(1),
+            &requirements(),
+            &u256(1),
+        ))
+        .await,
+        "GOV: not sealed",
+    );
+    assert_reverts(
+        s.send(
+            s.pool_as(Actor::WorkerA)
+                .register_worker(&h100(), &felt(1)),
+        )
+        .await,
+        "GOV: not sealed",
+    );
+    let paymaster = hosts[2].1;
+    let sponsor = ciro_chain::bindings::paymaster::Paymaster::new(
+        paymaster,
+        s.net.account(Actor::Submitter),
+    );
+    assert_reverts(
+        s.send(sponsor.deposit(&u256(1))).await,
+        "GOV: not sealed",
+    );
+}
+
+#[tokio::test]
+async fn before_seal_grants_are_instant_after_seal_only_pauser_is() {
+    let s = System::deploy_unsealed().await.unwrap();
+    for (_, host) in hosts(&s).await {
+        let admin = gov(&s, host, Actor::Admin);
+        let attacker = s.addr(Actor::Attacker);
+        s.send(admin.grant_role(&role("ARBITER"), &attacker))
+            .await
+            .unwrap();
+        s.send(admin.revoke_role(&role("ARBITER"), &attacker))
+            .await
+            .unwrap();
+        s.send(admin.seal()).await.unwrap();
+        for name in ["ARBITER", "COORDINATOR", "JOB_MANAGER", "SLASHER", "VERIFIER"] {
+            assert_reverts(
+                s.send(admin.grant_role(&role(name), &attacker)).await,
+                "GOV: not scheduled",
+            );
+        }
+        // Pausing only takes power away: its role stays instant.
+        s.send(admin.grant_role(&role("PAUSER"), &attacker))
+            .await
+            .unwrap();
+        // Revoking stays instant.
+        s.send(admin.revoke_role(&role("PAUSER"), &attacker))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_grant_waits_the_delay_and_is_consumed() {
+    let s = System::deploy_unsealed().await.unwrap();
+    for (_, host) in hosts(&s).await {
+        let admin = gov(&s, host, Actor::Admin);
+        s.send(admin.seal()).await.unwrap();
+        let who = s.addr(Actor::Verifier);
+        let out = s
+            .send(admin.schedule_role_grant(&role("ARBITER"), &who))
+            .await
+            .unwrap();
+        let ready_at = s.net.now().await.unwrap() + UPGRADE_DELAY;
+        assert_events(
+            &out,
+            host,
+            &[GovEvent::RoleGrantScheduled(governance::RoleGrantScheduled {
+                role: role("ARBITER"),
+                account: who,
+                ready_at,
+            })],
+        );
+        assert_eq!(
+            call(admin.role_grant_ready_at(&role("ARBITER"), &who))
+                .await
+                .unwrap(),
+            ready_at
+        );
+        s.advance(UPGRADE_DELAY - 10).await;
+        assert_reverts(
+            s.send(admin.grant_role(&role("ARBITER"), &who)).await,
+            "GOV: timelock not passed",
+        );
+        s.advance(10).await;
+        let out = s
+            .send(admin.grant_role(&role("ARBITER"), &who))
+            .await
+            .unwrap();
+        assert_events(
+            &out,
+            host,
+            &[GovEvent::RoleGranted(governance::RoleGranted {
+                role: role("ARBITER"),
+                account: who,
+                sender: s.addr(Actor::Admin),
+            })],
+        );
+        assert!(call(admin.has_role(&role("ARBITER"), &who)).await.unwrap());
+        // The schedule was consumed: after a revoke, a new grant needs a new schedule.
+        s.send(admin.revoke_role(&role("ARBITER"), &who))
+            .await
+            .unwrap();
+        assert_reverts(
+            s.send(admin.grant_role(&role("ARBITER"), &who)).await,
+            "GOV: not scheduled",
+        );
+        // A schedule is for one account: it does not let the admin grant another.
+        s.send(admin.schedule_role_grant(&role("SLASHER"), &who))
+            .await
+            .unwrap();
+        s.advance(UPGRADE_DELAY).await;
+        assert_reverts(
+            s.send(admin.grant_role(&role("SLASHER"), &s.addr(Actor::Attacker)))
+                .await,
+            "GOV: not scheduled",
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancel_role_grant_drops_the_schedule() {
+    let s = System::deploy_unsealed().await.unwrap();
+    for (_, host) in hosts(&s).await {
+        let admin = gov(&s, host, Actor::Admin);
+        s.send(admin.seal()).await.unwrap();
+        let who = s.addr(Actor::Verifier);
+        assert_reverts(
+            s.send(admin.cancel_role_grant(&role("ARBITER"), &who))
+                .await,
+            "GOV: not scheduled",
+        );
+        s.send(admin.schedule_role_grant(&role("ARBITER"), &who))
+            .await
+            .unwrap();
+        let out = s
+            .send(admin.cancel_role_grant(&role("ARBITER"), &who))
+            .await
+            .unwrap();
+        assert_events(
+            &out,
+            host,
+            &[GovEvent::RoleGrantCancelled(governance::RoleGrantCancelled {
+                role: role("ARBITER"),
+                account: who,
+            })],
+        );
+        s.advance(UPGRADE_DELAY).await;
+        assert_reverts(
+            s.send(admin.grant_role(&role("ARBITER"), &who)).await,
+            "GOV: not scheduled",
+        );
+    }
+}
+
+#[tokio::test]
+async fn grant_scheduling_is_admin_only_and_refuses_the_zero_address() {
+    let s = System::deploy_unsealed().await.unwrap();
+    for (_, host) in hosts(&s).await {
+        let who = s.addr(Actor::Attacker);
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).schedule_role_grant(&role("ARBITER"), &who))
+                .await,
+            "GOV: caller is not admin",
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).cancel_role_grant(&role("ARBITER"), &who))
+                .await,
+            "GOV: caller is not admin",
+        );
+        assert_reverts(
+            s.send(
+                gov(&s, host, Actor::Admin)
+                    .schedule_role_grant(&role("ARBITER"), &ContractAddress(Felt::ZERO)),
+            )
+            .await,
+            "GOV: zero address",
+        );
+    }
+}
+
+#[tokio::test]
+async fn attack_the_pool_admin_cannot_grant_itself_job_manager_and_slash_in_one_multicall() {
+    // Given a sealed system with an active, staked worker,
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    let admin = s.net.account(Actor::Admin);
+    let pool = cdc_pool::CdcPool::new(s.pool, &admin);
+    // when the admin tries the review's drain: grant itself JOB_MANAGER, raise the
+    // beneficiary share to 100%, and slash the worker 100% to itself, all at once,
+    let me = s.addr(Actor::Admin);
+    let drain = vec![
+        pool.grant_role_getcall(&role("JOB_MANAGER"), &me),
+        pool.schedule_params_getcall(&cdc_pool::PoolParams {
+            beneficiary_share_bps: 10_000,
+            ..s.pool_params()
+        }),
+        pool.slash_getcall(
+            &s.addr(Actor::WorkerA),
+            &SlashReason::Fraud,
+            &10_000,
+            &felt(1),
+            &me,
+            &u256(u128::MAX),
+        ),
+    ];
+    // then it is refused and the stake is untouched;
+    assert_reverts(
+        send(&s.net.provider, admin.execute_v3(drain)).await,
+        "GOV: not scheduled",
+    );
+    // and the slower path is visible a whole delay ahead: the schedule emits an event users
+    // watch, and until it can be executed nothing changes.
+    let out = s
+        .send(s.pool_as(Actor::Admin).schedule_role_grant(&role("JOB_MANAGER"), &me))
+        .await
+        .unwrap();
+    assert_eq!(
+        ciro_tests::assert::decoded_events::<GovEvent>(&out, s.pool).len(),
+        1
+    );
+    assert_reverts(
+        s.send(s.pool_as(Actor::Admin).slash(
+            &s.addr(Actor::WorkerA),
+            &SlashReason::Fraud,
+            &10_000,
+            &felt(1),
+            &me,
+            &u256(0),
+        ))
+        .await,
+        "POOL: not job manager/slasher",
+    );
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.stake,
+        u256(MIN_STAKE[3])
+    );
+    s.assert_invariants("after the attempt").await;
+}
