@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up, then runs every check and test: Cairo build and format, Rust format and
-# lints, unit tests, the devnet end-to-end tests and the libtorch tests.
+# Sets everything up, then runs every check and test: Cairo build (with the tool's source
+# checks) and format, Rust format and lints, the Cairo tool's tests, unit tests, the devnet
+# end-to-end tests and the libtorch tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,7 +19,9 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked --workspace 2>&1 | tee "$log"
+# The Cairo tool's own tests (its source checks), then the workspace's; both feed the sum.
+( cd cairo/toolchain && cargo test --locked --release ) 2>&1 | tee "$log"
+cargo test --locked --workspace 2>&1 | tee -a "$log"
 # One closing line for CI: the sum over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\nall test binaries: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"

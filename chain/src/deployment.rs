@@ -4,6 +4,10 @@
 //! Idempotent: a class the network has is not declared again; a contract the manifest lists
 //! and the chain has, with the same class, is not deployed again; a role already held is not
 //! granted again.
+//!
+//! The open-mint test token is deployed on a starknet-devnet only: without a configured payment
+//! token, [`deploy_all`] asks the node whether it is a devnet ([`DevnetRpc::is_devnet`]) and
+//! refuses anywhere else ([`check_payment_token`]), before sending anything.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,11 +20,13 @@ use starknet::accounts::ConnectedAccount;
 use starknet::core::types::{BlockId, BlockTag, Felt, StarknetError};
 use starknet::core::utils::{cairo_short_string_to_felt, parse_cairo_short_string};
 use starknet::providers::{Provider, ProviderError};
+use url::Url;
 
 use crate::artifacts::ContractArtifact;
 use crate::bindings::{cdc_pool, constructor_calldata, job_mgr, paymaster, test_token};
 use crate::clients::u256;
 use crate::deploy::{declare, deploy, Declared};
+use crate::devnet::DevnetRpc;
 use crate::tx::{call, send};
 
 /// The contracts a deployment declares and deploys, in order.
@@ -334,10 +340,58 @@ impl fmt::Display for Step {
     }
 }
 
+/// The kind of chain a deployment goes to, as far as the test token is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainKind {
+    /// A starknet-devnet (it answers `devnet_getConfig`, see [`DevnetRpc::is_devnet`]),
+    /// whatever chain id it was started with.
+    Devnet,
+    /// Any other node: Sepolia, mainnet, another local chain.
+    Other {
+        /// The chain id the node reports, for the error message.
+        chain_id: String,
+    },
+}
+
+/// A deployment refused before anything was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployRefused {
+    /// No payment token is configured and the chain is not a devnet, so the project's test
+    /// token would be deployed and used, and anyone can mint it. Not retryable as is:
+    /// configure the payment token.
+    #[error(
+        "no payment token configured for chain {chain_id}, which is not a starknet-devnet: the \
+         project's test token (anyone can mint it) is deployed on a devnet only; set \
+         `payment_token` in the deploy config or pass --payment-token (on Sepolia and mainnet, \
+         STRK: 0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d)"
+    )]
+    TestTokenOffDevnet { chain_id: String },
+}
+
+/// Whether a deployment with `payment_token` may go to `chain`: a configured token may go
+/// anywhere; without one the test token is deployed, which only a devnet may have.
+pub fn check_payment_token(
+    payment_token: Option<Felt>,
+    chain: &ChainKind,
+) -> Result<(), DeployRefused> {
+    match (payment_token, chain) {
+        (Some(_), _) | (None, ChainKind::Devnet) => Ok(()),
+        (None, ChainKind::Other { chain_id }) => Err(DeployRefused::TestTokenOffDevnet {
+            chain_id: chain_id.clone(),
+        }),
+    }
+}
+
 /// Declares and deploys every contract of [`CONTRACTS`] from `account` (which becomes the
 /// contracts' admin), updating `manifest`; `on_step` sees each step as it completes.
+///
+/// `rpc_url` is the JSON-RPC endpoint of the account's node. Without a configured payment
+/// token it is asked whether it is a devnet ([`DevnetRpc::is_devnet`]), and anywhere else the
+/// deployment is refused with [`DeployRefused::TestTokenOffDevnet`] before anything is sent
+/// and before the manifest is touched.
 pub async fn deploy_all<A>(
     account: &A,
+    rpc_url: &Url,
     classes_dir: &Path,
     config: &DeployConfig,
     manifest: &mut Manifest,
@@ -355,6 +409,16 @@ where
             "the manifest is for chain {}, the node is {chain_name}",
             manifest.chain_id
         );
+    }
+    if config.payment_token.is_none() {
+        let chain = if DevnetRpc::new(rpc_url.clone()).is_devnet().await? {
+            ChainKind::Devnet
+        } else {
+            ChainKind::Other {
+                chain_id: chain_name.clone(),
+            }
+        };
+        check_payment_token(config.payment_token, &chain)?;
     }
     manifest.chain_id = chain_name;
 

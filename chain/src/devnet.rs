@@ -54,6 +54,34 @@ impl DevnetRpc {
             .ok_or_else(|| anyhow!("{method}: no result in {response}"))
     }
 
+    /// Whether the node at this URL is a starknet-devnet: it answers devnet's own
+    /// `devnet_getConfig` with a config object.
+    ///
+    /// The chain id cannot tell: devnet's is configurable (`--chain-id`, `SN_SEPOLIA` by
+    /// default), so a devnet can claim to be mainnet and Sepolia nodes say the same. No other
+    /// node implements `devnet_*` methods; `devnet_getConfig` is the one devnet serves even in
+    /// `--restrictive-mode` (which blocks `devnet_getPredeployedAccounts`, `devnet_mint`, ...).
+    /// Any answer other than a config (a JSON-RPC error such as "method not found", an HTTP
+    /// error, a body that is not JSON) means "not a devnet"; so does a devnet started with
+    /// `devnet_getConfig` among its `--restricted-methods`. Errors only when the request
+    /// cannot be sent or no response arrives.
+    pub async fn is_devnet(&self) -> Result<bool> {
+        let response = self
+            .http
+            .post(self.url.clone())
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "devnet_getConfig", "params": {}}))
+            .send()
+            .await
+            .with_context(|| format!("asking {} for devnet_getConfig", self.url))?;
+        if !response.status().is_success() {
+            return Ok(false);
+        }
+        Ok(match response.json::<Value>().await {
+            Ok(body) => body.get("result").is_some_and(Value::is_object),
+            Err(_) => false,
+        })
+    }
+
     /// Waits until the node answers `/is_alive` (beside `/rpc`).
     pub async fn wait_alive(&self) -> Result<()> {
         let alive = self.url.join("is_alive")?;

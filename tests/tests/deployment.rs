@@ -7,13 +7,20 @@ use ciro_chain::bindings::job_mgr::JobMgrReader;
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::test_token::TestTokenReader;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
-use ciro_chain::deployment::{deploy_all, DeployConfig, Manifest, Step, TEST_TOKEN_SUPPLY};
+use ciro_chain::deployment::{
+    check_payment_token, deploy_all, ChainKind, DeployConfig, DeployRefused, Manifest, Step,
+    TEST_TOKEN_SUPPLY,
+};
+use ciro_chain::devnet::DevnetRpc;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag};
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::call;
 use ciro_tests::net::STRK;
 use ciro_tests::{Actor, TestNet};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use url::Url;
 
 #[tokio::test]
 async fn deployment_is_recorded_and_a_second_run_skips_everything() {
@@ -27,6 +34,7 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
     let mut steps = Vec::new();
     deploy_all(
         &admin,
+        &net.rpc_url(),
         &classes_dir(),
         &DeployConfig::default(),
         &mut manifest,
@@ -80,6 +88,7 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
     let mut steps = Vec::new();
     deploy_all(
         &admin,
+        &net.rpc_url(),
         &classes_dir(),
         &DeployConfig::default(),
         &mut again,
@@ -176,9 +185,14 @@ async fn roles_from_the_config_are_granted_once() {
     let mut manifest = Manifest::default();
     let mut steps = Vec::new();
     let admin = net.account(Actor::Admin);
-    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| {
-        steps.push(s.clone())
-    })
+    deploy_all(
+        &admin,
+        &net.rpc_url(),
+        &classes_dir(),
+        &config,
+        &mut manifest,
+        |s| steps.push(s.clone()),
+    )
     .await
     .unwrap();
     // Then each role is held where it belongs: 1 + 1 + 2 + 3 + 1 grants
@@ -217,9 +231,14 @@ async fn roles_from_the_config_are_granted_once() {
     assert_eq!(call(jobs.upgrade_status()).await.unwrap().0, 7_200);
     // And a second run grants nothing
     let mut steps = Vec::new();
-    deploy_all(&admin, &classes_dir(), &config, &mut manifest, |s| {
-        steps.push(s.clone())
-    })
+    deploy_all(
+        &admin,
+        &net.rpc_url(),
+        &classes_dir(),
+        &config,
+        &mut manifest,
+        |s| steps.push(s.clone()),
+    )
     .await
     .unwrap();
     assert!(!steps.iter().any(|s| matches!(
@@ -270,6 +289,7 @@ async fn with_an_existing_payment_token_no_test_token_is_deployed() {
     };
     deploy_all(
         &net.account(Actor::Admin),
+        &net.rpc_url(),
         &classes_dir(),
         &config,
         &mut manifest,
@@ -295,6 +315,7 @@ async fn a_manifest_of_another_chain_is_refused() {
     };
     let err = deploy_all(
         &net.account(Actor::Admin),
+        &net.rpc_url(),
         &classes_dir(),
         &DeployConfig::default(),
         &mut manifest,
@@ -317,4 +338,153 @@ fn the_example_config_parses_with_every_field() {
     assert_eq!(config.roles.slasher.len(), 1);
     assert_eq!(config.upgrade_delay, 172_800);
     assert_eq!(config.payment_token, Some(STRK));
+}
+
+#[test]
+fn the_test_token_is_refused_off_devnet_and_a_configured_token_goes_anywhere() {
+    let mainnet = ChainKind::Other {
+        chain_id: "SN_MAIN".into(),
+    };
+    let err = check_payment_token(None, &mainnet).unwrap_err();
+    assert_eq!(
+        err,
+        DeployRefused::TestTokenOffDevnet {
+            chain_id: "SN_MAIN".into()
+        }
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("no payment token configured for chain SN_MAIN"),
+        "{message}"
+    );
+    assert!(message.contains("--payment-token"), "{message}");
+    check_payment_token(Some(STRK), &mainnet).unwrap();
+    check_payment_token(None, &ChainKind::Devnet).unwrap();
+    check_payment_token(Some(STRK), &ChainKind::Devnet).unwrap();
+}
+
+/// A plain HTTP server that is not a devnet: every request gets `status` with the JSON `body`
+/// (what a Starknet node that lacks `devnet_*` methods, or any other web server, answers).
+/// Blocking, on its own thread, so that it needs nothing from the async runtime.
+fn not_a_devnet(status: &'static str, body: &'static str) -> Url {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = Url::parse(&format!("http://{}/rpc", listener.local_addr().unwrap())).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            // Read the headers and the Content-Length body before answering.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let complete = loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break false,
+                    Ok(read) => request.extend_from_slice(&chunk[..read]),
+                }
+                let text = String::from_utf8_lossy(&request);
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let length = text[..end]
+                    .lines()
+                    .filter_map(|line| line.split_once(':'))
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break true;
+                }
+            };
+            if complete {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
+    });
+    url
+}
+
+const METHOD_NOT_FOUND: &str =
+    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}"#;
+
+#[tokio::test]
+async fn the_devnet_probe_tells_a_devnet_from_other_nodes() {
+    let net = TestNet::new().await.unwrap();
+    assert!(net.devnet.is_devnet().await.unwrap());
+    let node = not_a_devnet("200 OK", METHOD_NOT_FOUND);
+    assert!(!DevnetRpc::new(node).is_devnet().await.unwrap());
+    let web = not_a_devnet("404 Not Found", r#"{"error":"not found"}"#);
+    assert!(!DevnetRpc::new(web).is_devnet().await.unwrap());
+    let page = not_a_devnet("200 OK", "<html><body>hello</body></html>");
+    assert!(!DevnetRpc::new(page).is_devnet().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_devnet_started_with_the_mainnet_chain_id_still_gets_the_test_token() {
+    // The chain id says mainnet; the node answers devnet_getConfig, so it is a devnet.
+    let net = TestNet::with_devnet_args(&["--chain-id", "MAINNET"])
+        .await
+        .unwrap();
+    let mut manifest = Manifest::default();
+    deploy_all(
+        &net.account(Actor::Admin),
+        &net.rpc_url(),
+        &classes_dir(),
+        &DeployConfig::default(),
+        &mut manifest,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(manifest.chain_id, "SN_MAIN");
+    let token = manifest.contracts["TestToken"];
+    let paymaster = PaymasterReader::new(manifest.contracts["Paymaster"], &net.provider);
+    assert_eq!(
+        call(paymaster.token()).await.unwrap(),
+        ContractAddress(token)
+    );
+}
+
+#[tokio::test]
+async fn off_devnet_the_test_token_is_refused_before_anything_is_sent() {
+    // The deployer's account is on the devnet, but the endpoint deploy_all probes is a node
+    // that is not one: the probe's answer alone decides.
+    let net = TestNet::new().await.unwrap();
+    let node = not_a_devnet("200 OK", METHOD_NOT_FOUND);
+    let nonce = net
+        .provider
+        .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
+        .await
+        .unwrap();
+    let mut manifest = Manifest::default();
+    let mut steps = Vec::new();
+    let err = deploy_all(
+        &net.account(Actor::Admin),
+        &node,
+        &classes_dir(),
+        &DeployConfig::default(),
+        &mut manifest,
+        |s| steps.push(s.clone()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<DeployRefused>(),
+        Some(&DeployRefused::TestTokenOffDevnet {
+            chain_id: "SN_SEPOLIA".into()
+        }),
+        "{err:#}"
+    );
+    assert!(steps.is_empty(), "{steps:?}");
+    assert_eq!(manifest, Manifest::default());
+    assert_eq!(
+        net.provider
+            .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
+            .await
+            .unwrap(),
+        nonce
+    );
 }

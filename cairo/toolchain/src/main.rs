@@ -2,8 +2,10 @@
 //!
 //! - `corelib`: fetches the Cairo 2.1.0 core library from PyPI's `cairo-lang==0.12.3` into
 //!   the cache (idempotent) and prints its path;
-//! - `build`: compiles every `#[starknet::contract]` of the `ciro` crate (`cairo/src`) to a
-//!   Sierra contract class, `target/dev/ciro_<Contract>.contract_class.json` (Scarb's layout),
+//! - `check`: the source checks the compiler cannot make (today: the hosted governance blocks
+//!   are identical and delegate all of `IGovernance`, see [`governance_blocks`]);
+//! - `build`: runs `check`, then compiles every `#[starknet::contract]` of the `ciro` crate
+//!   (`cairo/src`) to a Sierra contract class, `target/dev/ciro_<Contract>.contract_class.json` (Scarb's layout),
 //!   failing on any compiler diagnostic, warnings included, and prints each class's size
 //!   against Starknet's limits;
 //! - `fmt` / `fmt --check`: the Cairo 2.1.0 formatter over `cairo/src`.
@@ -27,6 +29,8 @@ use cairo_lang_starknet::contract::find_contracts;
 use cairo_lang_starknet::contract_class::compile_prepared_db;
 use cairo_lang_starknet::plugin::StarkNetPlugin;
 use clap::{Parser, Subcommand};
+
+mod governance_blocks;
 
 /// The PyPI release whose sdist carries the complete Cairo 2.1.0 corelib (TOOLCHAIN.md).
 const CAIRO_LANG_PYPI: &str = "cairo-lang==0.12.3";
@@ -60,7 +64,10 @@ struct Cli {
 enum Cmd {
     /// Fetch the Cairo 2.1.0 corelib into the cache if needed and print its path.
     Corelib,
-    /// Compile every contract to `target/dev/ciro_<Contract>.contract_class.json`.
+    /// Check what the compiler does not: the hosted governance blocks are identical copies
+    /// that delegate every function of `IGovernance`.
+    Check,
+    /// Run `check`, then compile every contract to `target/dev/ciro_<Contract>.contract_class.json`.
     Build {
         /// Output directory (default: `<root>/target/dev`).
         #[arg(long)]
@@ -98,7 +105,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", ensure_corelib(&cache)?.display());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Check => {
+            println!("{}", governance_blocks::check_repo(&root)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Build { out } => {
+            // Before compiling: drift is a source problem, and a drifted tree must not produce
+            // classes by any route (setup, CI, a developer's build).
+            println!("{}", governance_blocks::check_repo(&root)?);
             let corelib = ensure_corelib(&cache)?;
             let out = out.unwrap_or_else(|| root.join("target/dev"));
             build(&root.join("cairo"), &corelib, &out)?;

@@ -85,7 +85,8 @@ struct DeployArgs {
     #[arg(long, env = "CIRO_DEPLOY_CONFIG")]
     config: Option<PathBuf>,
     /// Overrides the config's payment token (STRK on Sepolia and mainnet). Without either,
-    /// the project's test token is deployed and used: test networks only.
+    /// the project's test token is deployed and used, which only a starknet-devnet accepts
+    /// (the node must answer `devnet_getConfig`; elsewhere the deployment is refused).
     #[arg(long, env = "CIRO_PAYMENT_TOKEN")]
     payment_token: Option<Felt>,
     /// Overrides the config's upgrade delay (seconds, 1 hour to 30 days).
@@ -186,9 +187,14 @@ async fn run_deploy(args: DeployArgs) -> Result<()> {
     if let Some(delay) = args.upgrade_delay {
         config.upgrade_delay = delay;
     }
-    deploy_all(&account, &classes_dir(), &config, &mut manifest, |step| {
-        println!("{step}")
-    })
+    deploy_all(
+        &account,
+        &args.rpc_url,
+        &classes_dir(),
+        &config,
+        &mut manifest,
+        |step| println!("{step}"),
+    )
     .await?;
     manifest.write(&manifest_path)?;
 
