@@ -277,8 +277,13 @@ pub enum Step {
         account: Felt,
     },
     /// `contract`'s setup phase was ended: business opens, changes are timelocked.
-    Sealed { contract: String, tx_hash: Felt },
-    AlreadySealed { contract: String },
+    Sealed {
+        contract: String,
+        tx_hash: Felt,
+    },
+    AlreadySealed {
+        contract: String,
+    },
 }
 
 impl fmt::Display for Step {

@@ -195,8 +195,13 @@ async fn run() -> Result<()> {
     let deadline = s.net.now().await? + 3_600;
     let submit = measure(
         &s,
-        s.jobs_as(Actor::Submitter)
-            .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
+        s.jobs_as(Actor::Submitter).submit_job(
+            &model,
+            &u256(1),
+            &u256(JOB_FEE),
+            &deadline,
+            &no_options(),
+        ),
     )
     .await?;
     let job = call(s.jobs_reader().job_count()).await?;

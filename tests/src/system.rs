@@ -415,8 +415,13 @@ impl System {
         let deadline = self.net.now().await.expect("now") + 3_600;
         send(
             &self.net.provider,
-            self.jobs_as(submitter)
-                .submit_job(&model_id, &u256(0x1), &u256(fee), &deadline, options),
+            self.jobs_as(submitter).submit_job(
+                &model_id,
+                &u256(0x1),
+                &u256(fee),
+                &deadline,
+                options,
+            ),
         )
         .await
         .expect("submit_job");

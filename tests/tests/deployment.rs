@@ -107,6 +107,9 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
             Step::AlreadyDeployed { .. },
             Step::AlreadyDeployed { .. },
             Step::AlreadyGranted { .. },
+            Step::AlreadySealed { .. },
+            Step::AlreadySealed { .. },
+            Step::AlreadySealed { .. },
         ] if *address == token),
         "{steps:?}"
     );
@@ -252,9 +255,16 @@ async fn roles_from_the_config_are_granted_once() {
     // the grant must go through the timelock.
     let mut more = config.clone();
     more.roles.arbiter.push(net.address(Actor::Attacker));
-    let err = deploy_all(&admin, &classes_dir(), &more, &mut manifest, |_| {})
-        .await
-        .unwrap_err();
+    let err = deploy_all(
+        &admin,
+        &net.rpc_url(),
+        &classes_dir(),
+        &more,
+        &mut manifest,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
     assert!(
         format!("{err:#}").contains("schedule_role_grant"),
         "{err:#}"

@@ -301,15 +301,22 @@ async fn flow_5_slasher_slash_challenged_and_overturned_then_unchallenged_slash_
     s.active_worker(Actor::WorkerA).await;
     let worker = s.addr(Actor::WorkerA);
     let zero = ciro_chain::cainome::cairo_serde::ContractAddress(Default::default());
-    s.send(
-        s.pool_as(SLASHER)
-            .slash(&worker, &SlashReason::Unavailable, &0, &felt(0xe1), &zero, &u256(0)),
-    )
+    s.send(s.pool_as(SLASHER).slash(
+        &worker,
+        &SlashReason::Unavailable,
+        &0,
+        &felt(0xe1),
+        &zero,
+        &u256(0),
+    ))
     .await
     .unwrap();
     // An open slash locks the worker's exit; it stays assignable.
     let info = s.worker_info(Actor::WorkerA).await;
-    assert_eq!((info.state, info.record.open_slashes), (WorkerState::Active, 1));
+    assert_eq!(
+        (info.state, info.record.open_slashes),
+        (WorkerState::Active, 1)
+    );
     s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1))
         .await
         .unwrap();
@@ -395,10 +402,13 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
     );
     let deadline = s.net.now().await.unwrap() + 600;
     assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Submitter)
-                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
-        )
+        s.send(s.jobs_as(Actor::Submitter).submit_job(
+            &model,
+            &u256(1),
+            &u256(JOB_FEE),
+            &deadline,
+            &no_options(),
+        ))
         .await,
         "GOV: paused",
     );
@@ -643,7 +653,8 @@ async fn flow_random_operations_never_break_conservation() {
                 s.send(s.jobs_as(releaser).release_job(&job)).await
             }
             17 => {
-                let reason = [SlashReason::Unavailable, SlashReason::Fraud][next(2) as usize].clone();
+                let reason =
+                    [SlashReason::Unavailable, SlashReason::Fraud][next(2) as usize].clone();
                 s.send(s.pool_as(SLASHER).slash(
                     &s.addr(w),
                     &reason,

@@ -75,31 +75,22 @@ async fn business_is_refused_before_seal() {
     let s = System::deploy_unsealed().await.unwrap();
     let hosts = hosts(&s).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Admin).register_model(
-            &u256(1),
-            &requirements(),
-            &u256(1),
-        ))
-        .await,
-        "GOV: not sealed",
-    );
-    assert_reverts(
         s.send(
-            s.pool_as(Actor::WorkerA)
-                .register_worker(&h100(), &felt(1)),
+            s.jobs_as(Actor::Admin)
+                .register_model(&u256(1), &requirements(), &u256(1)),
         )
         .await,
         "GOV: not sealed",
     );
-    let paymaster = hosts[2].1;
-    let sponsor = ciro_chain::bindings::paymaster::Paymaster::new(
-        paymaster,
-        s.net.account(Actor::Submitter),
-    );
     assert_reverts(
-        s.send(sponsor.deposit(&u256(1))).await,
+        s.send(s.pool_as(Actor::WorkerA).register_worker(&h100(), &felt(1)))
+            .await,
         "GOV: not sealed",
     );
+    let paymaster = hosts[2].1;
+    let sponsor =
+        ciro_chain::bindings::paymaster::Paymaster::new(paymaster, s.net.account(Actor::Submitter));
+    assert_reverts(s.send(sponsor.deposit(&u256(1))).await, "GOV: not sealed");
 }
 
 #[tokio::test]
@@ -115,7 +106,13 @@ async fn before_seal_grants_are_instant_after_seal_only_pauser_is() {
             .await
             .unwrap();
         s.send(admin.seal()).await.unwrap();
-        for name in ["ARBITER", "COORDINATOR", "JOB_MANAGER", "SLASHER", "VERIFIER"] {
+        for name in [
+            "ARBITER",
+            "COORDINATOR",
+            "JOB_MANAGER",
+            "SLASHER",
+            "VERIFIER",
+        ] {
             assert_reverts(
                 s.send(admin.grant_role(&role(name), &attacker)).await,
                 "GOV: not scheduled",
@@ -147,11 +144,13 @@ async fn a_scheduled_grant_waits_the_delay_and_is_consumed() {
         assert_events(
             &out,
             host,
-            &[GovEvent::RoleGrantScheduled(governance::RoleGrantScheduled {
-                role: role("ARBITER"),
-                account: who,
-                ready_at,
-            })],
+            &[GovEvent::RoleGrantScheduled(
+                governance::RoleGrantScheduled {
+                    role: role("ARBITER"),
+                    account: who,
+                    ready_at,
+                },
+            )],
         );
         assert_eq!(
             call(admin.role_grant_ready_at(&role("ARBITER"), &who))
@@ -222,10 +221,12 @@ async fn cancel_role_grant_drops_the_schedule() {
         assert_events(
             &out,
             host,
-            &[GovEvent::RoleGrantCancelled(governance::RoleGrantCancelled {
-                role: role("ARBITER"),
-                account: who,
-            })],
+            &[GovEvent::RoleGrantCancelled(
+                governance::RoleGrantCancelled {
+                    role: role("ARBITER"),
+                    account: who,
+                },
+            )],
         );
         s.advance(UPGRADE_DELAY).await;
         assert_reverts(
@@ -294,7 +295,10 @@ async fn attack_the_pool_admin_cannot_grant_itself_job_manager_and_slash_in_one_
     // and the slower path is visible a whole delay ahead: the schedule emits an event users
     // watch, and until it can be executed nothing changes.
     let out = s
-        .send(s.pool_as(Actor::Admin).schedule_role_grant(&role("JOB_MANAGER"), &me))
+        .send(
+            s.pool_as(Actor::Admin)
+                .schedule_role_grant(&role("JOB_MANAGER"), &me),
+        )
         .await
         .unwrap();
     assert_eq!(

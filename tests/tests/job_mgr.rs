@@ -4,9 +4,9 @@
 //! decoded events. Whole stories are in `flows.rs`.
 
 use ciro_chain::bindings::job_mgr::{
-    self, Assignment, AssignmentSkipped, DisputeOpened, FinalizeSkipped, DisputeResolved, JobAssigned, JobCancelled, JobExpired,
-    JobFinalized, JobReleased, JobState, ModelActiveSet, ModelSet, ParamsCancelled, ParamsScheduled,
-    ParamsSet, ResultSubmitted,
+    self, Assignment, AssignmentSkipped, DisputeOpened, DisputeResolved, FinalizeSkipped,
+    JobAssigned, JobCancelled, JobExpired, JobFinalized, JobReleased, JobState, ModelActiveSet,
+    ModelSet, ParamsCancelled, ParamsScheduled, ParamsSet, ResultSubmitted,
 };
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
@@ -103,7 +103,10 @@ async fn schedule_params_then_execute_after_the_timelock_replaces_the_parameters
         (params.clone(), ready_at)
     );
     // Nothing changes until the delay has passed.
-    assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), job_params());
+    assert_eq!(
+        call(s.jobs_reader().get_params()).await.unwrap(),
+        job_params()
+    );
     s.advance(UPGRADE_DELAY).await;
     let out = s.send(admin.execute_params()).await.unwrap();
     assert_eq!(
@@ -137,7 +140,10 @@ async fn attack_admin_cannot_change_parameters_without_the_timelock() {
         s.send(admin.execute_params()).await,
         "GOV: timelock not passed",
     );
-    assert_eq!(call(s.jobs_reader().get_params()).await.unwrap(), job_params());
+    assert_eq!(
+        call(s.jobs_reader().get_params()).await.unwrap(),
+        job_params()
+    );
 }
 
 #[tokio::test]
@@ -597,7 +603,8 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
             &model,
             &u256(0x1a),
             &u256(JOB_FEE),
-            &deadline, &no_options(),
+            &deadline,
+            &no_options(),
         ))
         .await
         .unwrap();
@@ -661,9 +668,13 @@ async fn submit_job_narrows_the_requirements_with_the_submitters_options() {
 async fn submit_job_scales_the_dispute_bond_with_the_fee_and_floors_it() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await; // price 100
-    // 10% of 100 is 10: the floor of 50 applies. 10% of 10,000 is 1,000.
-    let cheap = s.job_with(model, Actor::Submitter, 100, &no_options()).await;
-    let dear = s.job_with(model, Actor::Submitter, 10_000, &no_options()).await;
+                                 // 10% of 100 is 10: the floor of 50 applies. 10% of 10,000 is 1,000.
+    let cheap = s
+        .job_with(model, Actor::Submitter, 100, &no_options())
+        .await;
+    let dear = s
+        .job_with(model, Actor::Submitter, 10_000, &no_options())
+        .await;
     assert_eq!(s.job_info(cheap).await.dispute_bond, u256(MIN_DISPUTE_BOND));
     assert_eq!(s.job_info(dear).await.dispute_bond, u256(1_000));
     assert_eq!(bond_for(100), MIN_DISPUTE_BOND);
@@ -781,7 +792,10 @@ async fn attack_parameter_and_model_changes_do_not_reach_jobs_already_escrowed()
     s.send(s.jobs_as(Actor::Attacker).finalize(&job))
         .await
         .unwrap();
-    assert_eq!(s.balance_of(Actor::WorkerB).await - before, JOB_FEE - FEE_CUT);
+    assert_eq!(
+        s.balance_of(Actor::WorkerB).await - before,
+        JOB_FEE - FEE_CUT
+    );
     s.assert_invariants("after finalize").await;
 }
 
@@ -813,8 +827,14 @@ async fn submit_job_rejects_a_fee_below_the_model_price_or_the_minimum() {
     let deadline = deadline_in(&s, 600).await;
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(MODEL_PRICE - 1), &deadline, &no_options()))
-            .await,
+        s.send(jobs.submit_job(
+            &model,
+            &u256(1),
+            &u256(MODEL_PRICE - 1),
+            &deadline,
+            &no_options(),
+        ))
+        .await,
         "JM: fee below model price",
     );
     s.send(
@@ -837,8 +857,14 @@ async fn submit_job_rejects_a_deadline_in_the_past_or_beyond_the_max_duration() 
     let now = s.net.now().await.unwrap();
     let jobs = s.jobs_as(Actor::Submitter);
     assert_reverts(
-        s.send(jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &now.saturating_sub(1), &no_options()))
-            .await,
+        s.send(jobs.submit_job(
+            &model,
+            &u256(1),
+            &u256(JOB_FEE),
+            &now.saturating_sub(1),
+            &no_options(),
+        ))
+        .await,
         "JM: deadline not in future",
     );
     assert_reverts(
@@ -846,7 +872,8 @@ async fn submit_job_rejects_a_deadline_in_the_past_or_beyond_the_max_duration() 
             &model,
             &u256(1),
             &u256(JOB_FEE),
-            &(now + MAX_JOB_DURATION + 100), &no_options(),
+            &(now + MAX_JOB_DURATION + 100),
+            &no_options(),
         ))
         .await,
         "JM: deadline too far",
@@ -866,10 +893,13 @@ async fn submit_job_rejects_a_token_that_delivers_less_than_the_fee() {
     .unwrap();
     let deadline = deadline_in(&s, 600).await;
     assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Submitter)
-                .submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
-        )
+        s.send(s.jobs_as(Actor::Submitter).submit_job(
+            &model,
+            &u256(1),
+            &u256(JOB_FEE),
+            &deadline,
+            &no_options(),
+        ))
         .await,
         "JM: transfer_from shortfall",
     );
@@ -1467,7 +1497,10 @@ async fn attack_a_front_run_finalize_cannot_grief_a_batch() {
         .unwrap();
     // when the batch runs,
     let out = s
-        .send(s.jobs_as(Actor::Coordinator).finalize_jobs(&vec![a, b, queued, 77]))
+        .send(
+            s.jobs_as(Actor::Coordinator)
+                .finalize_jobs(&vec![a, b, queued, 77]),
+        )
         .await
         .unwrap();
     // then b is paid once, the others are skipped with their reasons, and a was paid once.
@@ -1533,7 +1566,10 @@ async fn attack_cheap_self_dealing_jobs_do_not_move_reputation() {
         .unwrap();
     // then the score and counters did not move, but the holds were released,
     let info = s.worker_info(Actor::WorkerA).await;
-    assert_eq!((info.reputation.score, info.reputation.completed), (5_000, 0));
+    assert_eq!(
+        (info.reputation.score, info.reputation.completed),
+        (5_000, 0)
+    );
     assert_eq!(info.record.holds, 0);
     // and one job at the rated fee moves it.
     let rated = s
@@ -1862,10 +1898,11 @@ async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_the_j
         "GOV: caller is missing role",
     );
     assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Arbiter)
-                .resolve_dispute(&job, &true, &(MAX_DISPUTE_SLASH_BPS + 1)),
-        )
+        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(
+            &job,
+            &true,
+            &(MAX_DISPUTE_SLASH_BPS + 1),
+        ))
         .await,
         "JM: slash bps out of bounds",
     );
@@ -1876,9 +1913,12 @@ async fn attack_unstaking_cannot_outrun_a_dispute() {
     // Given a worker that takes a job, starts leaving at once, and commits junk,
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
-    s.send(s.pool_as(Actor::WorkerA).unstake_intent(&u256(MIN_STAKE[3])))
-        .await
-        .unwrap();
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
     s.send(s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(0)))
         .await
         .unwrap();
@@ -1922,7 +1962,8 @@ async fn settle_dispute_after_the_arbitration_window_lets_the_result_stand() {
         .await
         .unwrap();
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job)).await,
+        s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job))
+            .await,
         "JM: arbitration window open",
     );
     s.advance(ARBITRATION_WINDOW + 1).await;
@@ -1940,7 +1981,11 @@ async fn settle_dispute_after_the_arbitration_window_lets_the_result_stand() {
     assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - JOB_FEE);
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(
-        (info.reputation.score, info.reputation.completed, info.record.holds),
+        (
+            info.reputation.score,
+            info.reputation.completed,
+            info.record.holds
+        ),
         (5_000, 0, 0)
     );
     assert_events(
@@ -1969,7 +2014,8 @@ async fn settle_dispute_after_the_arbitration_window_lets_the_result_stand() {
         "JM: job not disputed",
     );
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job)).await,
+        s.send(s.jobs_as(Actor::Attacker).settle_dispute(&job))
+            .await,
         "JM: job not disputed",
     );
     s.assert_invariants("after settlement").await;

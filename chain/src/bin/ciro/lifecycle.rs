@@ -139,7 +139,10 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         DevnetRpc::new(args.rpc_url.clone())
             .increase_time(delay)
             .await?;
-        println!("{:<34} {delay} s (the governance timelock)", "time advanced");
+        println!(
+            "{:<34} {delay} s (the governance timelock)",
+            "time advanced"
+        );
         let out = admin
             .sender
             .execute(vec![jm_admin.grant_role_getcall(&role, &holder)])
