@@ -57,7 +57,7 @@ mod Paymaster {
         relayer_spent: LegacyMap<(ContractAddress, ContractAddress, u64), u256>,
         /// What all of a sponsor's relayers together may charge its deposit per day.
         sponsor_budgets: LegacyMap<ContractAddress, u256>,
-        /// What all of (sponsor)'s relayers charged on day (timestamp / 86400).
+        /// What all of a sponsor's relayers together charged it, by (sponsor, day).
         sponsor_spent: LegacyMap<(ContractAddress, u64), u256>,
         /// Whether (sponsor, user) is on the sponsor's allowlist.
         allowlisted: LegacyMap<(ContractAddress, ContractAddress), bool>,
