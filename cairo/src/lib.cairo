@@ -20,3 +20,7 @@ mod paymaster;
 /// A minimal ERC-20 used by the specification suite and the local network. Test-only: its
 /// `mint` is open to anyone, so it must never be deployed where it could hold real value.
 mod test_token;
+
+/// A contract posing as a SNIP-9 account (it executes nothing and checks nothing), with which
+/// the specification suite attacks the Paymaster. Test-only.
+mod fake_account;

@@ -65,7 +65,8 @@ impl Fixture {
             .low
     }
 
-    /// The Paymaster's invariant: its token balance is the sum of the sponsors' deposits.
+    /// The Paymaster's invariant: its token balance is the sum of the sponsors' deposits
+    /// (with no subscriptions here, nothing is unvested), as its `totals` also say.
     async fn assert_deposits_cover_balance(&self, label: &str) {
         let deposits =
             self.deposit_of(Actor::Sponsor).await + self.deposit_of(Actor::Delegator).await;
@@ -73,6 +74,12 @@ impl Fixture {
             self.balance(self.paymaster).await,
             deposits,
             "{label}: Paymaster balance == sum of deposits"
+        );
+        let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
+        assert_eq!(
+            call(reader.totals()).await.unwrap(),
+            (u256(deposits), u256(0)),
+            "{label}: totals"
         );
     }
 
@@ -169,6 +176,7 @@ async fn deposit_pulls_tokens_into_the_paymaster_and_credits_the_sponsor() {
         SPONSOR_FUNDS - 500
     );
     assert_eq!(f.deposit_of(Actor::Sponsor).await, 500);
+    f.assert_deposits_cover_balance("after two deposits").await;
     let sponsor_address = f.net.contract_address(Actor::Sponsor);
     assert_events(
         &first,
@@ -237,6 +245,8 @@ async fn deposit_rejects_a_token_that_delivers_less_than_asked() {
     // Then the deposit is refused and nothing moved
     assert_reverts(result, "PM: transfer_from shortfall");
     assert_eq!(f.deposit_of(Actor::Sponsor).await, 0);
+    f.assert_deposits_cover_balance("after the refused deposit")
+        .await;
     assert_eq!(
         f.balance(f.net.address(Actor::Sponsor)).await,
         SPONSOR_FUNDS
@@ -269,6 +279,7 @@ async fn withdraw_pays_the_deposit_back_and_emits_the_new_balance() {
 
     assert_eq!(f.deposit_of(Actor::Sponsor).await, 180);
     assert_eq!(f.balance(f.paymaster).await, 180);
+    f.assert_deposits_cover_balance("after a withdrawal").await;
     assert_eq!(
         f.balance(f.net.address(Actor::Sponsor)).await,
         SPONSOR_FUNDS - 180
@@ -328,6 +339,8 @@ async fn withdraw_still_works_while_paused() {
     .unwrap();
 
     assert_eq!(f.deposit_of(Actor::Sponsor).await, 0);
+    f.assert_deposits_cover_balance("after the paused withdrawal")
+        .await;
     assert_eq!(
         f.balance(f.net.address(Actor::Sponsor)).await,
         SPONSOR_FUNDS
@@ -809,4 +822,6 @@ async fn withdraw_reverts_when_the_token_transfer_fails_silently() {
         "PM: token transfer failed",
     );
     assert_eq!(f.deposit_of(Actor::Sponsor).await, 40);
+    f.assert_deposits_cover_balance("after the failed withdrawal")
+        .await;
 }

@@ -6,11 +6,12 @@
 
 use ciro_chain::bindings::paymaster::{
     self, AllowedCall, Paymaster, PaymasterReader, PolicyParams, SponsoredExecution, Subscribed,
-    Subscription, Tier, TierSet,
+    Subscription, Tier, TierSet, Vested,
 };
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::snip9::{calls_hash, OutsideExecution};
+use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{Call, Felt};
 use ciro_chain::starknet::core::utils::get_selector_from_name;
 use ciro_chain::tx::{call, send, TxOutcome};
@@ -26,8 +27,12 @@ const DEPOSIT: u128 = 10_000;
 const DAILY_LIMIT: u128 = 300;
 const MAX_CHARGE: u128 = 100;
 const USER_TOKENS: u128 = 1_000;
+/// The relayer's and the sponsor's daily budgets in the fixture: the whole deposit, so that
+/// only the budget tests meet them.
+const ROOMY_BUDGET: u128 = DEPOSIT;
 
-/// A Paymaster whose sponsor deposited `DEPOSIT`, named the relayer, and created policy 1:
+/// A Paymaster whose sponsor deposited `DEPOSIT`, set a daily budget of `ROOMY_BUDGET`,
+/// named the relayer with a daily budget of `ROOMY_BUDGET`, and created policy 1:
 /// `transfer` on the token, `DAILY_LIMIT` a day, `MAX_CHARGE` a transaction, 5 an hour.
 /// The user (the submitter account) holds `USER_TOKENS` and approved the Paymaster for all of
 /// it (what a tier subscription pulls).
@@ -54,10 +59,13 @@ async fn fixture() -> Fixture {
         .unwrap();
     send(
         &net.provider,
-        pm.add_relayer(&net.contract_address(Actor::Relayer)),
+        pm.add_relayer(&net.contract_address(Actor::Relayer), &u256(ROOMY_BUDGET)),
     )
     .await
     .unwrap();
+    send(&net.provider, pm.set_sponsor_budget(&u256(ROOMY_BUDGET)))
+        .await
+        .unwrap();
     let f = Fixture {
         net,
         token,
@@ -189,7 +197,28 @@ impl Fixture {
             .low
     }
 
-    /// Token balances of every party: sponsor, user, relayer, recipient, Paymaster.
+    /// (Σ deposits, Σ unvested subscription payments), from the Paymaster's `totals`.
+    async fn totals(&self) -> (u128, u128) {
+        let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
+        let (deposits, unvested) = call(reader.totals()).await.unwrap();
+        (deposits.low, unvested.low)
+    }
+
+    /// The Paymaster's conservation invariant: its token balance is exactly the sponsors'
+    /// deposits plus the unvested subscription payments (and the sponsor's deposit is the
+    /// only one in these tests).
+    async fn assert_conserved(&self, label: &str) {
+        let (deposits, unvested) = self.totals().await;
+        assert_eq!(
+            self.token_of(self.paymaster).await,
+            deposits + unvested,
+            "{label}: Paymaster balance == Σ deposits + Σ unvested"
+        );
+        assert_eq!(deposits, self.deposit().await, "{label}: Σ deposits");
+    }
+
+    /// Token balances of every party: sponsor, user, relayer, recipient, Paymaster, attacker
+    /// (the second relayer of the budget attacks).
     async fn token_balances(&self) -> Vec<u128> {
         let mut balances = Vec::new();
         for holder in [
@@ -198,6 +227,7 @@ impl Fixture {
             self.net.address(Actor::Relayer),
             self.net.address(Actor::Delegator),
             self.paymaster,
+            self.net.address(Actor::Attacker),
         ] {
             balances.push(self.token_of(holder).await);
         }
@@ -241,6 +271,7 @@ async fn execute_sponsored_runs_the_users_calls_and_pays_the_relayer_from_the_de
         after.iter().sum::<u128>(),
         "funds are conserved"
     );
+    f.assert_conserved("after a sponsored execution").await;
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
     let (sponsor, user) = (
         f.net.contract_address(Actor::Sponsor),
@@ -253,6 +284,24 @@ async fn execute_sponsored_runs_the_users_calls_and_pays_the_relayer_from_the_de
     assert_eq!(
         call(reader.remaining_allowance(&1, &user)).await.unwrap(),
         u256(DAILY_LIMIT - 80)
+    );
+    let relayer = f.net.contract_address(Actor::Relayer);
+    assert_eq!(
+        call(reader.relayer_budget(&sponsor, &relayer))
+            .await
+            .unwrap(),
+        (u256(ROOMY_BUDGET), u256(80))
+    );
+    assert_eq!(
+        call(reader.sponsor_budget(&sponsor)).await.unwrap(),
+        (u256(ROOMY_BUDGET), u256(80))
+    );
+    assert_eq!(
+        call(reader.remaining_budget(&sponsor, &relayer))
+            .await
+            .unwrap(),
+        u256(DEPOSIT - 80),
+        "the least of the budgets left (9,920 each) and the deposit (9,920)"
     );
     assert_events(
         &outcome,
@@ -404,6 +453,7 @@ async fn flow_sponsored_until_the_allowance_runs_out_then_every_drain_attempt_fa
     // The sponsor's deposit did not move, and no tokens appeared or vanished.
     assert_eq!(f.deposit().await, deposit);
     assert_eq!(f.token_balances().await.iter().sum::<u128>(), total);
+    f.assert_conserved("after the drain attempts").await;
 }
 
 #[tokio::test]
@@ -494,6 +544,7 @@ async fn execute_sponsored_needs_a_deposit_that_covers_the_charge_and_stops_when
     );
     f.sponsored_transfer(1, 50).await.unwrap();
     assert_eq!(f.deposit().await, 0);
+    f.assert_conserved("deposit spent to zero").await;
 
     pause_paymaster(&f.net, f.paymaster).await.unwrap();
     assert_reverts(f.sponsored_transfer(2, 0).await, "GOV: paused");
@@ -639,7 +690,7 @@ async fn define_tier_rejects_a_zero_limit_and_a_duration_out_of_bounds() {
 }
 
 #[tokio::test]
-async fn subscribe_pays_the_price_into_the_sponsors_deposit() {
+async fn subscribe_pays_the_price_into_the_subscriptions_unvested_payment() {
     // Given a tier of 400 for 7 days
     let f = fixture().await;
     f.with_tier().await;
@@ -649,19 +700,24 @@ async fn subscribe_pays_the_price_into_the_sponsors_deposit() {
     // When the user subscribes
     let outcome = f.subscribe(1).await.unwrap();
 
-    // Then the price moved from the user to the Paymaster, credited to the sponsor
+    // Then the price moved from the user to the Paymaster, held unvested: not yet the
+    // sponsor's
     let after = f.token_balances().await;
     assert_eq!(after[1], before[1] - TIER_PRICE);
     assert_eq!(after[4], before[4] + TIER_PRICE);
-    assert_eq!(f.deposit().await, DEPOSIT + TIER_PRICE);
+    assert_eq!(f.deposit().await, DEPOSIT);
+    assert_eq!(f.totals().await, (DEPOSIT, TIER_PRICE));
     assert_eq!(before.iter().sum::<u128>(), after.iter().sum::<u128>());
+    f.assert_conserved("after subscribing").await;
     let subscription = f.subscription().await;
     assert_eq!(subscription.tier_id, 1);
     assert_eq!(subscription.daily_limit, u256(TIER_DAILY_LIMIT));
-    assert!(
-        subscription.expires_at >= now + TIER_DURATION
-            && subscription.expires_at <= now + TIER_DURATION + 60
+    assert_eq!(subscription.unvested, u256(TIER_PRICE));
+    assert_eq!(
+        subscription.expires_at,
+        subscription.vested_at + TIER_DURATION
     );
+    assert!(subscription.vested_at >= now && subscription.vested_at <= now + 60);
     assert_events(
         &outcome,
         f.paymaster,
@@ -671,15 +727,18 @@ async fn subscribe_pays_the_price_into_the_sponsors_deposit() {
             tier_id: 1,
             price: u256(TIER_PRICE),
             expires_at: subscription.expires_at,
+            unvested: u256(TIER_PRICE),
         })],
     );
 
-    // And a renewal while it runs extends it by the tier's duration
+    // And a renewal while it runs extends it by the tier's duration; both payments are
+    // unvested (seconds later, less than 1 of 400 has vested: 400 × 1,512 s ÷ 7 days = 1)
     f.subscribe(1).await.unwrap();
-    assert_eq!(
-        f.subscription().await.expires_at,
-        subscription.expires_at + TIER_DURATION
-    );
+    let renewed = f.subscription().await;
+    assert_eq!(renewed.expires_at, subscription.expires_at + TIER_DURATION);
+    assert_eq!(renewed.unvested, u256(2 * TIER_PRICE));
+    assert_eq!(f.totals().await, (DEPOSIT, 2 * TIER_PRICE));
+    f.assert_conserved("after renewing").await;
 }
 
 #[tokio::test]
@@ -738,6 +797,8 @@ async fn subscribe_refuses_unknown_and_inactive_tiers_a_shortchanging_token_and_
         "GOV: paused",
     );
     assert_eq!(f.deposit().await, DEPOSIT, "nothing was credited");
+    assert_eq!(f.totals().await, (DEPOSIT, 0), "nothing is vesting");
+    f.assert_conserved("after the refused subscriptions").await;
 }
 
 #[tokio::test]
@@ -796,6 +857,7 @@ async fn a_subscription_raises_the_daily_limit_until_it_expires() {
         call(reader.remaining_allowance(&2, &user)).await.unwrap(),
         u256(DAILY_LIMIT)
     );
+    f.assert_conserved("after the tier's executions").await;
 }
 
 #[tokio::test]
@@ -807,7 +869,10 @@ async fn execute_sponsored_cannot_be_reentered_from_the_users_calls() {
     let pm = Paymaster::new(f.paymaster, &sponsor);
     send(
         &f.net.provider,
-        pm.add_relayer(&f.net.contract_address(Actor::Submitter)),
+        pm.add_relayer(
+            &f.net.contract_address(Actor::Submitter),
+            &u256(ROOMY_BUDGET),
+        ),
     )
     .await
     .unwrap();
@@ -844,4 +909,480 @@ async fn execute_sponsored_cannot_be_reentered_from_the_users_calls() {
     // Then the inner call is refused, the whole execution reverts, nothing is paid
     assert_reverts(result, "PM: reentrant call");
     assert_eq!(f.deposit().await, DEPOSIT);
+    f.assert_conserved("after the refused re-entry").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// vesting: a subscription's price vests to the sponsor over the tier's duration
+// ---------------------------------------------------------------------------------------
+
+impl Fixture {
+    /// `vest(sponsor, user)`, called by `caller` (anyone may).
+    async fn vest_as(&self, caller: Actor) -> TxOutcome {
+        let account = self.net.account(caller);
+        send(
+            &self.net.provider,
+            Paymaster::new(self.paymaster, &account).vest(
+                &self.net.contract_address(Actor::Sponsor),
+                &self.net.contract_address(Actor::Submitter),
+            ),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn vestable(&self) -> u128 {
+        let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
+        call(reader.vestable(
+            &self.net.contract_address(Actor::Sponsor),
+            &self.net.contract_address(Actor::Submitter),
+        ))
+        .await
+        .unwrap()
+        .low
+    }
+
+    async fn withdraw(&self, amount: u128) -> Result<TxOutcome, ChainError> {
+        let sponsor = self.net.account(Actor::Sponsor);
+        send(
+            &self.net.provider,
+            Paymaster::new(self.paymaster, &sponsor).withdraw(&u256(amount)),
+        )
+        .await
+    }
+
+    fn vested_event(&self, amount: u128, unvested: u128) -> paymaster::Event {
+        paymaster::Event::Vested(Vested {
+            sponsor: self.net.contract_address(Actor::Sponsor),
+            user: self.net.contract_address(Actor::Submitter),
+            amount: u256(amount),
+            unvested: u256(unvested),
+        })
+    }
+}
+
+/// The contract's vesting rule, for exact expectations: unvested × elapsed ÷ span, rounded
+/// down.
+fn vested(unvested: u128, elapsed: u64, span: u64) -> u128 {
+    unvested * u128::from(elapsed) / u128::from(span)
+}
+
+#[tokio::test]
+async fn attack_a_sponsor_withdraws_a_fresh_subscription_payment_and_is_refused() {
+    // Given a user who just paid 400 for a 7-day tier
+    let f = fixture().await;
+    f.with_tier().await;
+    f.subscribe(1).await.unwrap();
+
+    // When the sponsor tries to take the payment at once (its deposit + 1)
+    // Then it is refused: nothing has vested, and vesting now moves nothing
+    assert_reverts(f.withdraw(DEPOSIT + 1).await, "PM: insufficient deposit");
+    assert_eq!(f.vestable().await, 0);
+    let nothing = f.vest_as(Actor::Sponsor).await;
+    assert_events::<paymaster::Event>(&nothing, f.paymaster, &[]);
+    assert_eq!(f.deposit().await, DEPOSIT);
+
+    // And once it withdrew its own deposit, the payment still cannot be withdrawn, nor spent
+    // by its relayer
+    f.withdraw(DEPOSIT).await.unwrap();
+    assert_reverts(f.withdraw(1).await, "PM: insufficient deposit");
+    assert_reverts(
+        f.sponsored_transfer(1, 1).await,
+        "PM: sponsor deposit too low",
+    );
+    assert_eq!(f.token_of(f.paymaster).await, TIER_PRICE);
+    assert_eq!(f.totals().await, (0, TIER_PRICE));
+    f.assert_conserved("the payment stays unvested").await;
+}
+
+#[tokio::test]
+async fn vest_moves_what_vested_linearly_and_everything_after_expiry() {
+    // Given a user who paid 400 for 7 days at t0
+    let f = fixture().await;
+    f.with_tier().await;
+    f.subscribe(1).await.unwrap();
+    let t0 = f.subscription().await.vested_at;
+
+    // When half the duration has passed and anyone (here the attacker) calls vest
+    f.net.devnet.increase_time(TIER_DURATION / 2).await.unwrap();
+    let first = f.vest_as(Actor::Attacker).await;
+
+    // Then exactly ⌊400 × elapsed ÷ 7 days⌋ vested: 200, since the elapsed time is half
+    // the duration plus less than 1,512 s (the time 1 token takes)
+    let after_first = f.subscription().await;
+    let t1 = after_first.vested_at;
+    let half = vested(TIER_PRICE, t1 - t0, TIER_DURATION);
+    assert_eq!(half, TIER_PRICE / 2, "elapsed {} s", t1 - t0);
+    assert_eq!(after_first.unvested, u256(TIER_PRICE - half));
+    assert_events(
+        &first,
+        f.paymaster,
+        &[f.vested_event(half, TIER_PRICE - half)],
+    );
+    assert_eq!(f.deposit().await, DEPOSIT + half);
+    f.assert_conserved("after half vested").await;
+
+    // And the sponsor may withdraw what vested, not a unit more
+    assert_reverts(
+        f.withdraw(DEPOSIT + half + 1).await,
+        "PM: insufficient deposit",
+    );
+    f.withdraw(DEPOSIT + half).await.unwrap();
+    f.assert_conserved("after withdrawing what vested").await;
+
+    // And a day later, the rest vests from t1 to the expiry: ⌊200 × (t2 − t1) ÷ (end − t1)⌋
+    f.net.devnet.increase_time(86_400).await.unwrap();
+    let second = f.vest_as(Actor::Attacker).await;
+    let after_second = f.subscription().await;
+    let t2 = after_second.vested_at;
+    let rest = TIER_PRICE - half;
+    let step = vested(rest, t2 - t1, after_first.expires_at - t1);
+    assert!((57..=58).contains(&step), "about a 3.5th of 200: {step}");
+    assert_eq!(after_second.unvested, u256(rest - step));
+    assert_events(&second, f.paymaster, &[f.vested_event(step, rest - step)]);
+
+    // And after the expiry everything has vested, even while the Paymaster is paused
+    f.net.devnet.increase_time(TIER_DURATION).await.unwrap();
+    assert_eq!(f.vestable().await, rest - step);
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
+    let last = f.vest_as(Actor::Attacker).await;
+    assert_events(&last, f.paymaster, &[f.vested_event(rest - step, 0)]);
+    assert_eq!(f.subscription().await.unvested, u256(0));
+    assert_eq!(f.totals().await, (rest, 0));
+    assert_eq!(f.deposit().await, rest);
+    f.assert_conserved("after everything vested").await;
+    let again = f.vest_as(Actor::Attacker).await;
+    assert_events::<paymaster::Event>(&again, f.paymaster, &[]);
+}
+
+#[tokio::test]
+async fn a_renewal_settles_what_vested_and_vests_the_rest_until_the_new_expiry() {
+    // Given a user who paid 400 for 7 days at t0, half of it since vested
+    let f = fixture().await;
+    f.with_tier().await;
+    f.subscribe(1).await.unwrap();
+    let first = f.subscription().await;
+    f.net.devnet.increase_time(TIER_DURATION / 2).await.unwrap();
+
+    // When it renews
+    let outcome = f.subscribe(1).await.unwrap();
+
+    // Then the vested half went to the sponsor, and the other half with the new 400 vests
+    // until the extended expiry
+    let renewed = f.subscription().await;
+    let half = vested(
+        TIER_PRICE,
+        renewed.vested_at - first.vested_at,
+        TIER_DURATION,
+    );
+    assert_eq!(half, TIER_PRICE / 2);
+    let unvested = 2 * TIER_PRICE - half;
+    assert_eq!(renewed.expires_at, first.expires_at + TIER_DURATION);
+    assert_eq!(renewed.unvested, u256(unvested));
+    assert_events(
+        &outcome,
+        f.paymaster,
+        &[
+            f.vested_event(half, TIER_PRICE - half),
+            paymaster::Event::Subscribed(Subscribed {
+                sponsor: f.net.contract_address(Actor::Sponsor),
+                user: f.net.contract_address(Actor::Submitter),
+                tier_id: 1,
+                price: u256(TIER_PRICE),
+                expires_at: renewed.expires_at,
+                unvested: u256(unvested),
+            }),
+        ],
+    );
+    assert_eq!(f.deposit().await, DEPOSIT + half);
+    assert_eq!(f.totals().await, (DEPOSIT + half, unvested));
+    f.assert_conserved("after the renewal").await;
+
+    // And after the new expiry both payments have vested in full
+    f.net.devnet.increase_time(2 * TIER_DURATION).await.unwrap();
+    f.vest_as(Actor::Sponsor).await;
+    assert_eq!(f.deposit().await, DEPOSIT + 2 * TIER_PRICE);
+    assert_eq!(f.totals().await, (DEPOSIT + 2 * TIER_PRICE, 0));
+    f.assert_conserved("after both payments vested").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// budgets: what a relayer can take, whatever users it names
+// ---------------------------------------------------------------------------------------
+
+/// The rogue relayer's daily budget in the attacks.
+const RELAYER_BUDGET: u128 = 1_000;
+
+impl Fixture {
+    /// A generous policy 2 (a day's limit of the whole deposit per user, 100 executions an
+    /// hour), the kind a sponsor that trusts its users sets, and a contract posing as an
+    /// account, deployed by the attacker; returns the fake account.
+    async fn with_generous_policy_and_a_fake_account(&self) -> Felt {
+        let sponsor = self.net.account(Actor::Sponsor);
+        let generous = PolicyParams {
+            daily_limit: u256(DEPOSIT),
+            ..self.params(100).await
+        };
+        send(
+            &self.net.provider,
+            Paymaster::new(self.paymaster, &sponsor)
+                .create_policy(&vec![self.allowed("transfer")], &generous),
+        )
+        .await
+        .unwrap();
+        self.net
+            .deploy(Actor::Attacker, "FakeAccount", vec![])
+            .await
+            .unwrap()
+    }
+
+    async fn sponsor_sets(&self, set: impl FnOnce(&Paymaster<&ciro_chain::RpcAccount>) -> Call) {
+        let sponsor = self.net.account(Actor::Sponsor);
+        let pm = Paymaster::new(self.paymaster, &sponsor);
+        send(&self.net.provider, sponsor.execute_v3(vec![set(&pm)]))
+            .await
+            .unwrap();
+    }
+
+    /// `relayer` submits, in one multicall, `count` "executions" of `fake_user` under policy
+    /// 2 at `charge` each: no signature, the fake account checks nothing and runs nothing.
+    async fn drain(
+        &self,
+        relayer: Actor,
+        fake_user: Felt,
+        count: usize,
+        charge: u128,
+    ) -> Result<TxOutcome, ChainError> {
+        let account = self.net.account(relayer);
+        let pm = Paymaster::new(self.paymaster, &account);
+        let execution = OutsideExecution {
+            caller: self.paymaster,
+            nonce: Felt::ONE,
+            execute_after: 0,
+            execute_before: u64::MAX,
+            calls: vec![self.transfer(Actor::Delegator, 1)],
+        };
+        let calls = (0..count)
+            .map(|_| {
+                pm.execute_sponsored_getcall(
+                    &self.net.contract_address(Actor::Sponsor),
+                    &2,
+                    &ContractAddress(fake_user),
+                    &execution.to_paymaster_binding(),
+                    &vec![],
+                    &u256(charge),
+                )
+            })
+            .collect();
+        send(&self.net.provider, account.execute_v3(calls)).await
+    }
+
+    async fn remaining_budget(&self, relayer: Actor) -> u128 {
+        let reader = PaymasterReader::new(self.paymaster, &self.net.provider);
+        call(reader.remaining_budget(
+            &self.net.contract_address(Actor::Sponsor),
+            &self.net.contract_address(relayer),
+        ))
+        .await
+        .unwrap()
+        .low
+    }
+}
+
+/// The attack: the sponsor's relayer turns rogue and, in one multicall, submits 100
+/// sponsored "executions" of a contract posing as an account, charging 100 each. Without
+/// budgets that took the whole 10,000 deposit; now the relayer gets its daily budget and not
+/// a unit more.
+#[tokio::test]
+async fn attack_a_relayer_drains_with_100_fake_account_calls_and_stops_at_its_budget() {
+    // Given a relayer with a daily budget of 1,000, a generous policy and a fake account
+    let f = fixture().await;
+    let fake = f.with_generous_policy_and_a_fake_account().await;
+    let relayer = f.net.contract_address(Actor::Relayer);
+    f.sponsor_sets(|pm| pm.set_relayer_budget_getcall(&relayer, &u256(RELAYER_BUDGET)))
+        .await;
+    let before = f.token_balances().await;
+
+    // When it submits 100 × 100 in one multicall, the whole multicall is refused
+    assert_reverts(
+        f.drain(Actor::Relayer, fake, 100, MAX_CHARGE).await,
+        "PM: relayer budget reached",
+    );
+    assert_eq!(f.token_balances().await, before, "nothing moved");
+
+    // And the most it can take, 10 × 100, is exactly its budget
+    f.drain(Actor::Relayer, fake, 10, MAX_CHARGE).await.unwrap();
+    assert_eq!(f.remaining_budget(Actor::Relayer).await, 0);
+    assert_reverts(
+        f.drain(Actor::Relayer, fake, 1, 1).await,
+        "PM: relayer budget reached",
+    );
+
+    // Then the sponsor lost its relayer's budget and no more
+    let after = f.token_balances().await;
+    assert_eq!(f.deposit().await, DEPOSIT - RELAYER_BUDGET);
+    assert_eq!(after[2], before[2] + RELAYER_BUDGET, "the relayer's take");
+    assert_eq!(after[4], before[4] - RELAYER_BUDGET);
+    assert_eq!(after.iter().sum::<u128>(), before.iter().sum::<u128>());
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    assert_eq!(
+        call(reader.relayer_budget(&f.net.contract_address(Actor::Sponsor), &relayer))
+            .await
+            .unwrap(),
+        (u256(RELAYER_BUDGET), u256(RELAYER_BUDGET))
+    );
+    f.assert_conserved("after the drain").await;
+}
+
+#[tokio::test]
+async fn attack_a_second_relayer_cannot_take_the_sponsor_past_its_budget() {
+    // Given a sponsor budget of 1,500 a day and two relayers with 1,000 each
+    let f = fixture().await;
+    let fake = f.with_generous_policy_and_a_fake_account().await;
+    let (relayer, second) = (
+        f.net.contract_address(Actor::Relayer),
+        f.net.contract_address(Actor::Attacker),
+    );
+    f.sponsor_sets(|pm| pm.set_relayer_budget_getcall(&relayer, &u256(RELAYER_BUDGET)))
+        .await;
+    f.sponsor_sets(|pm| pm.add_relayer_getcall(&second, &u256(RELAYER_BUDGET)))
+        .await;
+    f.sponsor_sets(|pm| pm.set_sponsor_budget_getcall(&u256(1_500)))
+        .await;
+    let before = f.token_balances().await;
+
+    // When the first takes its 1,000, the second can take only the 500 left of the sponsor's
+    f.drain(Actor::Relayer, fake, 10, MAX_CHARGE).await.unwrap();
+    assert_eq!(f.remaining_budget(Actor::Attacker).await, 500);
+    assert_reverts(
+        f.drain(Actor::Attacker, fake, 6, MAX_CHARGE).await,
+        "PM: sponsor budget reached",
+    );
+    f.drain(Actor::Attacker, fake, 5, MAX_CHARGE).await.unwrap();
+    assert_reverts(
+        f.drain(Actor::Attacker, fake, 1, 1).await,
+        "PM: sponsor budget reached",
+    );
+
+    // Then the sponsor lost its own daily budget, and every view says it is spent
+    assert_eq!(f.deposit().await, DEPOSIT - 1_500);
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    let sponsor = f.net.contract_address(Actor::Sponsor);
+    assert_eq!(
+        call(reader.sponsor_budget(&sponsor)).await.unwrap(),
+        (u256(1_500), u256(1_500))
+    );
+    assert_eq!(
+        call(reader.relayer_budget(&sponsor, &second))
+            .await
+            .unwrap(),
+        (u256(RELAYER_BUDGET), u256(500))
+    );
+    assert_eq!(f.remaining_budget(Actor::Attacker).await, 0);
+    assert_eq!(f.remaining_budget(Actor::Relayer).await, 0);
+    assert_eq!(
+        call(reader.remaining_allowance(&2, &ContractAddress(fake)))
+            .await
+            .unwrap(),
+        u256(0),
+        "a user's allowance is capped by the sponsor's budget left"
+    );
+    let after = f.token_balances().await;
+    assert_eq!(after[5], before[5] + 500, "the second relayer's take");
+    assert_eq!(after.iter().sum::<u128>(), before.iter().sum::<u128>());
+    f.assert_conserved("after both relayers").await;
+}
+
+#[tokio::test]
+async fn budgets_reset_the_next_day_and_renaming_a_relayer_does_not_refill_it() {
+    // Given a relayer that spent its whole daily budget
+    let f = fixture().await;
+    let fake = f.with_generous_policy_and_a_fake_account().await;
+    let relayer = f.net.contract_address(Actor::Relayer);
+    f.sponsor_sets(|pm| pm.set_relayer_budget_getcall(&relayer, &u256(RELAYER_BUDGET)))
+        .await;
+    f.drain(Actor::Relayer, fake, 10, MAX_CHARGE).await.unwrap();
+
+    // When the sponsor removes and names it again the same day, its spend today stands
+    f.sponsor_sets(|pm| pm.remove_relayer_getcall(&relayer))
+        .await;
+    assert_eq!(f.remaining_budget(Actor::Relayer).await, 0);
+    f.sponsor_sets(|pm| pm.add_relayer_getcall(&relayer, &u256(RELAYER_BUDGET)))
+        .await;
+    assert_reverts(
+        f.drain(Actor::Relayer, fake, 1, 1).await,
+        "PM: relayer budget reached",
+    );
+
+    // Then the next day its budget (and the sponsor's) is whole again, and the sponsor has
+    // lost one budget per day
+    f.net.devnet.increase_time(86_400).await.unwrap();
+    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
+    let sponsor = f.net.contract_address(Actor::Sponsor);
+    assert_eq!(
+        call(reader.relayer_budget(&sponsor, &relayer))
+            .await
+            .unwrap(),
+        (u256(RELAYER_BUDGET), u256(0))
+    );
+    assert_eq!(
+        call(reader.sponsor_budget(&sponsor)).await.unwrap(),
+        (u256(ROOMY_BUDGET), u256(0))
+    );
+    assert_eq!(f.remaining_budget(Actor::Relayer).await, RELAYER_BUDGET);
+    f.drain(Actor::Relayer, fake, 10, MAX_CHARGE).await.unwrap();
+    assert_reverts(
+        f.drain(Actor::Relayer, fake, 1, 1).await,
+        "PM: relayer budget reached",
+    );
+    assert_eq!(f.deposit().await, DEPOSIT - 2 * RELAYER_BUDGET);
+    f.assert_conserved("after two days").await;
+}
+
+#[tokio::test]
+async fn without_a_budget_a_relayer_relays_only_free_executions() {
+    // Given a relayer named with no budget
+    let f = fixture().await;
+    let second = f.net.contract_address(Actor::Attacker);
+    f.sponsor_sets(|pm| pm.add_relayer_getcall(&second, &u256(0)))
+        .await;
+    assert_eq!(f.remaining_budget(Actor::Attacker).await, 0);
+    let (execution, signature) = f
+        .signed(1, f.paymaster, vec![f.transfer(Actor::Delegator, 1)])
+        .await;
+
+    // When it charges 1, it is refused; for free, the user's execution runs
+    assert_reverts(
+        f.execute_as(Actor::Attacker, 1, &execution, &signature, 1)
+            .await,
+        "PM: relayer budget reached",
+    );
+    f.execute_as(Actor::Attacker, 1, &execution, &signature, 0)
+        .await
+        .unwrap();
+
+    // And with no sponsor budget, even a budgeted relayer charges nothing
+    f.sponsor_sets(|pm| pm.set_sponsor_budget_getcall(&u256(0)))
+        .await;
+    assert_eq!(f.remaining_budget(Actor::Relayer).await, 0);
+    assert_reverts(
+        f.sponsored_transfer(2, 1).await,
+        "PM: sponsor budget reached",
+    );
+    f.sponsored_transfer(2, 0).await.unwrap();
+
+    // And a budget cut below what a relayer spent today stops it at once
+    f.sponsor_sets(|pm| pm.set_sponsor_budget_getcall(&u256(ROOMY_BUDGET)))
+        .await;
+    f.sponsored_transfer(3, 90).await.unwrap();
+    let relayer = f.net.contract_address(Actor::Relayer);
+    f.sponsor_sets(|pm| pm.set_relayer_budget_getcall(&relayer, &u256(50)))
+        .await;
+    assert_eq!(f.remaining_budget(Actor::Relayer).await, 0);
+    assert_reverts(
+        f.sponsored_transfer(4, 1).await,
+        "PM: relayer budget reached",
+    );
+    assert_eq!(f.deposit().await, DEPOSIT - 90);
+    f.assert_conserved("after the free executions").await;
 }

@@ -3,7 +3,7 @@
 
 use ciro_chain::bindings::paymaster::{
     self, AllowedCall, Paymaster, PaymasterReader, Policy, PolicyActive, PolicyParams, PolicySet,
-    RelayerSet, UserListed,
+    RelayerSet, SponsorBudgetSet, UserListed,
 };
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::starknet::core::types::Felt;
@@ -71,25 +71,29 @@ impl Fixture {
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn add_relayer_lets_the_relayer_spend_and_emits_only_on_change() {
+async fn add_relayer_names_the_relayer_with_its_budget_and_emits_only_on_change() {
     let f = fixture().await;
     let sponsor = f.net.account(Actor::Sponsor);
     let pm = Paymaster::new(f.paymaster, &sponsor);
     let relayer = f.net.contract_address(Actor::Relayer);
+    let sponsor_address = f.net.contract_address(Actor::Sponsor);
 
-    let added = send(&f.net.provider, pm.add_relayer(&relayer))
+    let added = send(&f.net.provider, pm.add_relayer(&relayer, &u256(500)))
         .await
         .unwrap();
-    let again = send(&f.net.provider, pm.add_relayer(&relayer))
+    let again = send(&f.net.provider, pm.add_relayer(&relayer, &u256(500)))
         .await
         .unwrap();
 
-    assert!(call(
-        f.reader()
-            .is_relayer(&f.net.contract_address(Actor::Sponsor), &relayer)
-    )
-    .await
-    .unwrap());
+    assert!(call(f.reader().is_relayer(&sponsor_address, &relayer))
+        .await
+        .unwrap());
+    assert_eq!(
+        call(f.reader().relayer_budget(&sponsor_address, &relayer))
+            .await
+            .unwrap(),
+        (u256(500), u256(0))
+    );
     // Relayers are per sponsor: another sponsor's relayer set is untouched.
     assert!(!call(
         f.reader()
@@ -101,12 +105,28 @@ async fn add_relayer_lets_the_relayer_spend_and_emits_only_on_change() {
         &added,
         f.paymaster,
         &[paymaster::Event::RelayerSet(RelayerSet {
-            sponsor: f.net.contract_address(Actor::Sponsor),
+            sponsor: sponsor_address,
             relayer,
             allowed: true,
+            daily_budget: u256(500),
         })],
     );
     assert_events::<paymaster::Event>(&again, f.paymaster, &[]);
+
+    // Naming it again with another budget sets the budget.
+    let rebudgeted = send(&f.net.provider, pm.add_relayer(&relayer, &u256(70)))
+        .await
+        .unwrap();
+    assert_events(
+        &rebudgeted,
+        f.paymaster,
+        &[paymaster::Event::RelayerSet(RelayerSet {
+            sponsor: sponsor_address,
+            relayer,
+            allowed: true,
+            daily_budget: u256(70),
+        })],
+    );
 }
 
 #[tokio::test]
@@ -115,14 +135,14 @@ async fn add_relayer_rejects_the_zero_address() {
     let sponsor = f.net.account(Actor::Sponsor);
     let result = send(
         &f.net.provider,
-        Paymaster::new(f.paymaster, &sponsor).add_relayer(&ContractAddress(Felt::ZERO)),
+        Paymaster::new(f.paymaster, &sponsor).add_relayer(&ContractAddress(Felt::ZERO), &u256(1)),
     )
     .await;
     assert_reverts(result, "PM: zero address");
 }
 
 #[tokio::test]
-async fn remove_relayer_revokes_and_emits_only_on_change() {
+async fn remove_relayer_revokes_clears_the_budget_and_emits_only_on_change() {
     let f = fixture().await;
     let sponsor = f.net.account(Actor::Sponsor);
     let pm = Paymaster::new(f.paymaster, &sponsor);
@@ -131,7 +151,7 @@ async fn remove_relayer_revokes_and_emits_only_on_change() {
         .await
         .unwrap();
     assert_events::<paymaster::Event>(&nothing, f.paymaster, &[]);
-    send(&f.net.provider, pm.add_relayer(&relayer))
+    send(&f.net.provider, pm.add_relayer(&relayer, &u256(500)))
         .await
         .unwrap();
 
@@ -139,20 +159,167 @@ async fn remove_relayer_revokes_and_emits_only_on_change() {
         .await
         .unwrap();
 
+    let sponsor_address = f.net.contract_address(Actor::Sponsor);
+    assert!(!call(f.reader().is_relayer(&sponsor_address, &relayer))
+        .await
+        .unwrap());
+    assert_eq!(
+        call(f.reader().relayer_budget(&sponsor_address, &relayer))
+            .await
+            .unwrap(),
+        (u256(0), u256(0))
+    );
+    assert_events(
+        &removed,
+        f.paymaster,
+        &[paymaster::Event::RelayerSet(RelayerSet {
+            sponsor: sponsor_address,
+            relayer,
+            allowed: false,
+            daily_budget: u256(0),
+        })],
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// budgets
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn set_relayer_budget_changes_a_named_relayers_budget_and_emits_only_on_change() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let relayer = f.net.contract_address(Actor::Relayer);
+    let sponsor_address = f.net.contract_address(Actor::Sponsor);
+    send(&f.net.provider, pm.add_relayer(&relayer, &u256(500)))
+        .await
+        .unwrap();
+
+    let cut = send(&f.net.provider, pm.set_relayer_budget(&relayer, &u256(200)))
+        .await
+        .unwrap();
+    let same = send(&f.net.provider, pm.set_relayer_budget(&relayer, &u256(200)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        call(f.reader().relayer_budget(&sponsor_address, &relayer))
+            .await
+            .unwrap(),
+        (u256(200), u256(0))
+    );
+    assert_events(
+        &cut,
+        f.paymaster,
+        &[paymaster::Event::RelayerSet(RelayerSet {
+            sponsor: sponsor_address,
+            relayer,
+            allowed: true,
+            daily_budget: u256(200),
+        })],
+    );
+    assert_events::<paymaster::Event>(&same, f.paymaster, &[]);
+}
+
+#[tokio::test]
+async fn set_relayer_budget_never_names_a_relayer() {
+    // A removed relayer (or one never named) is not brought back by a budget change, and
+    // another sponsor's relayer is not this sponsor's.
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let relayer = f.net.contract_address(Actor::Relayer);
+    assert_reverts(
+        send(&f.net.provider, pm.set_relayer_budget(&relayer, &u256(1))).await,
+        "PM: unknown relayer",
+    );
+    send(&f.net.provider, pm.add_relayer(&relayer, &u256(5)))
+        .await
+        .unwrap();
+    send(&f.net.provider, pm.remove_relayer(&relayer))
+        .await
+        .unwrap();
+    assert_reverts(
+        send(&f.net.provider, pm.set_relayer_budget(&relayer, &u256(1))).await,
+        "PM: unknown relayer",
+    );
+    let other = f.net.account(Actor::Delegator);
+    send(
+        &f.net.provider,
+        Paymaster::new(f.paymaster, &other).add_relayer(&relayer, &u256(5)),
+    )
+    .await
+    .unwrap();
+    assert_reverts(
+        send(&f.net.provider, pm.set_relayer_budget(&relayer, &u256(1))).await,
+        "PM: unknown relayer",
+    );
     assert!(!call(
         f.reader()
             .is_relayer(&f.net.contract_address(Actor::Sponsor), &relayer)
     )
     .await
     .unwrap());
+}
+
+#[tokio::test]
+async fn set_sponsor_budget_sets_the_sponsors_daily_budget_and_emits_only_on_change() {
+    let f = fixture().await;
+    let sponsor = f.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(f.paymaster, &sponsor);
+    let sponsor_address = f.net.contract_address(Actor::Sponsor);
+    assert_eq!(
+        call(f.reader().sponsor_budget(&sponsor_address))
+            .await
+            .unwrap(),
+        (u256(0), u256(0)),
+        "no budget until the sponsor sets one"
+    );
+
+    let set = send(&f.net.provider, pm.set_sponsor_budget(&u256(2_000)))
+        .await
+        .unwrap();
+    let same = send(&f.net.provider, pm.set_sponsor_budget(&u256(2_000)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        call(f.reader().sponsor_budget(&sponsor_address))
+            .await
+            .unwrap(),
+        (u256(2_000), u256(0))
+    );
+    assert_eq!(
+        call(
+            f.reader()
+                .sponsor_budget(&f.net.contract_address(Actor::Delegator))
+        )
+        .await
+        .unwrap(),
+        (u256(0), u256(0)),
+        "budgets are per sponsor"
+    );
     assert_events(
-        &removed,
+        &set,
         f.paymaster,
-        &[paymaster::Event::RelayerSet(RelayerSet {
-            sponsor: f.net.contract_address(Actor::Sponsor),
-            relayer,
-            allowed: false,
+        &[paymaster::Event::SponsorBudgetSet(SponsorBudgetSet {
+            sponsor: sponsor_address,
+            daily_budget: u256(2_000),
         })],
+    );
+    assert_events::<paymaster::Event>(&same, f.paymaster, &[]);
+
+    // A sponsor can cut its budget while the Paymaster is paused.
+    pause_paymaster(&f.net, f.paymaster).await.unwrap();
+    send(&f.net.provider, pm.set_sponsor_budget(&u256(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        call(f.reader().sponsor_budget(&sponsor_address))
+            .await
+            .unwrap(),
+        (u256(0), u256(0))
     );
 }
 

@@ -30,3 +30,6 @@ const REENTRANT_CALL: felt252 = 'PM: reentrant call';
 const UNKNOWN_TIER: felt252 = 'PM: unknown tier';
 const TIER_INACTIVE: felt252 = 'PM: tier inactive';
 const BAD_TIER_DURATION: felt252 = 'PM: tier duration out of bounds';
+const UNKNOWN_RELAYER: felt252 = 'PM: unknown relayer';
+const RELAYER_BUDGET_REACHED: felt252 = 'PM: relayer budget reached';
+const SPONSOR_BUDGET_REACHED: felt252 = 'PM: sponsor budget reached';

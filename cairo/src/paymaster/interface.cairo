@@ -11,11 +11,16 @@ trait IPaymasterSponsor<TContractState> {
     /// the token really moved `amount` (balance checked before and after).
     /// Emits `Deposited`.
     fn deposit(ref self: TContractState, amount: u256);
-    /// Pays `amount` of the caller's deposit back to it. Works while paused.
+    /// Pays `amount` of the caller's deposit back to it. Works while paused. Subscription
+    /// payments count only once vested (see `vest`).
     /// Requires: amount > 0, amount <= the caller's deposit. Emits `Withdrawn`.
     fn withdraw(ref self: TContractState, amount: u256);
-    /// What `sponsor` has deposited and not spent or withdrawn.
+    /// What `sponsor` has deposited, plus the subscription payments vested to it, less what
+    /// was spent or withdrawn: what it may withdraw and what sponsored execution spends.
     fn sponsor_balance(self: @TContractState, sponsor: ContractAddress) -> u256;
+    /// The sum of every sponsor's deposit and the sum of every subscription's unvested
+    /// payment. The Paymaster's token balance is exactly their sum.
+    fn totals(self: @TContractState) -> (u256, u256);
     /// The payment token.
     fn token(self: @TContractState) -> ContractAddress;
 }
@@ -23,10 +28,14 @@ trait IPaymasterSponsor<TContractState> {
 /// What a sponsor sponsors, for whom, and through which relayers.
 #[starknet::interface]
 trait IPaymasterPolicy<TContractState> {
-    /// Lets `relayer` spend the caller's deposit on sponsored executions.
+    /// Lets `relayer` spend up to `daily_budget` of the caller's deposit per day (day =
+    /// block timestamp / 86400) on sponsored executions; for a relayer already named, sets
+    /// its budget. A budget of 0 lets it relay only free (charge 0) executions.
     /// Requires: relayer not zero. Emits `RelayerSet` (when it changes).
-    fn add_relayer(ref self: TContractState, relayer: ContractAddress);
-    /// Stops `relayer` spending the caller's deposit. Emits `RelayerSet` (when it changes).
+    fn add_relayer(ref self: TContractState, relayer: ContractAddress, daily_budget: u256);
+    /// Stops `relayer` spending the caller's deposit and clears its budget (its spend today
+    /// is kept: naming it again the same day does not refill it).
+    /// Emits `RelayerSet` (when it changes).
     fn remove_relayer(ref self: TContractState, relayer: ContractAddress);
     /// Whether `relayer` may spend `sponsor`'s deposit.
     fn is_relayer(
@@ -59,6 +68,31 @@ trait IPaymasterPolicy<TContractState> {
     fn get_policy(self: @TContractState, policy_id: u64) -> (Policy, Array<AllowedCall>);
 }
 
+/// What a sponsor's relayers may spend of its deposit per day, each and together.
+#[starknet::interface]
+trait IPaymasterBudget<TContractState> {
+    /// Sets the daily budget of `relayer`, one of the caller's relayers (a budget cut takes
+    /// effect at once, against what it already spent today). Unlike `add_relayer`, never
+    /// names a relayer that was removed. Requires: `relayer` is one of the caller's relayers.
+    /// Emits `RelayerSet` (when it changes).
+    fn set_relayer_budget(ref self: TContractState, relayer: ContractAddress, daily_budget: u256);
+    /// Sets the most all of the caller's relayers together may charge its deposit per day.
+    /// 0 (the default) allows only free executions. Works while paused.
+    /// Emits `SponsorBudgetSet` (when it changes).
+    fn set_sponsor_budget(ref self: TContractState, daily_budget: u256);
+    /// `relayer`'s daily budget with `sponsor`, and what it charged `sponsor` today.
+    fn relayer_budget(
+        self: @TContractState, sponsor: ContractAddress, relayer: ContractAddress
+    ) -> (u256, u256);
+    /// `sponsor`'s daily budget for all its relayers together, and what they charged today.
+    fn sponsor_budget(self: @TContractState, sponsor: ContractAddress) -> (u256, u256);
+    /// What `relayer` may still charge `sponsor` today: the least of its own budget left, the
+    /// sponsor's budget left and the sponsor's deposit (0 for one that is not a relayer).
+    fn remaining_budget(
+        self: @TContractState, sponsor: ContractAddress, relayer: ContractAddress
+    ) -> u256;
+}
+
 /// Sponsored execution: a relayer submits a user's signed SNIP-9 outside execution and the
 /// sponsor's deposit pays the relayer.
 #[starknet::interface]
@@ -71,9 +105,14 @@ trait IPaymasterExecute<TContractState> {
     /// sponsor's blocklist (and is on its allowlist for an allowlist-only policy); the user
     /// is within the policy's rate limit; `charge` <= the policy's max charge; the user's
     /// spend today (with this sponsor) + `charge` <= the daily limit (the policy's, or the
-    /// user's running subscription's when higher); `charge` <= the deposit.
-    /// The account then checks the signature, nonce and time window itself.
-    /// Effects (spend, count, deposit) come before the account call, the payment after.
+    /// user's running subscription's when higher); the relayer's spend today (with this
+    /// sponsor) + `charge` <= its daily budget; all the sponsor's relayers' spend today +
+    /// `charge` <= the sponsor's daily budget; `charge` <= the deposit.
+    /// The account then checks the signature, nonce and time window itself. Nothing here
+    /// checks that `user` is a real account or that `charge` matches the fee the relayer
+    /// paid (Cairo 2.1 cannot read a transaction's resource bounds): the budgets bound what a
+    /// relayer can take (see the README's trust section).
+    /// Effects (spends, count, deposit) come before the account call, the payment after.
     /// Emits `SponsoredExecution`.
     fn execute_sponsored(
         ref self: TContractState,
@@ -87,7 +126,8 @@ trait IPaymasterExecute<TContractState> {
     /// What `user` was charged today on `sponsor`'s deposit.
     fn spent_today(self: @TContractState, sponsor: ContractAddress, user: ContractAddress) -> u256;
     /// What `user` may still be charged today under `policy_id`: the daily limit minus its
-    /// spend, capped by the sponsor's deposit. Requires: the policy exists.
+    /// spend, capped by the sponsor's daily budget left and its deposit. Requires: the policy
+    /// exists.
     fn remaining_allowance(self: @TContractState, policy_id: u64, user: ContractAddress) -> u256;
 }
 
@@ -109,11 +149,21 @@ trait IPaymasterTiers<TContractState> {
     /// Stops or resumes selling a tier (existing subscriptions run on).
     /// Requires: the tier exists. Emits `TierSet`.
     fn set_tier_active(ref self: TContractState, tier_id: u32, active: bool);
-    /// Buys `sponsor`'s tier: pulls its price from the caller into the sponsor's deposit
-    /// (balance checked before and after), and gives the caller the tier's daily limit
-    /// until now + duration (a renewal of a running subscription extends it).
-    /// Requires: not paused, the tier exists and is active. Emits `Subscribed`.
+    /// Buys `sponsor`'s tier: pulls its price from the caller (balance checked before and
+    /// after) into the subscription's unvested payment, and gives the caller the tier's
+    /// daily limit until now + duration (a renewal of a running subscription extends it).
+    /// What vested of the previous payment is settled first; then the unvested payment (the
+    /// rest of the previous one and the new price) vests linearly from now until the new
+    /// expiry. Requires: not paused, the tier exists and is active.
+    /// Emits `Vested` (when something vested), then `Subscribed`.
     fn subscribe(ref self: TContractState, sponsor: ContractAddress, tier_id: u32);
+    /// Moves what vested of `user`'s subscription payment to `sponsor`'s deposit: the
+    /// unvested amount × the time since it last vested ÷ the time from then until expiry
+    /// (rounded down; all of it once expired). Anyone may call it; works while paused.
+    /// Returns the amount. Emits `Vested` (when it is not zero).
+    fn vest(ref self: TContractState, sponsor: ContractAddress, user: ContractAddress) -> u256;
+    /// What `vest(sponsor, user)` would move now.
+    fn vestable(self: @TContractState, sponsor: ContractAddress, user: ContractAddress) -> u256;
     /// A sponsor's tier. Requires: it exists.
     fn get_tier(self: @TContractState, sponsor: ContractAddress, tier_id: u32) -> Tier;
     /// `user`'s subscription with `sponsor` (zero when none).

@@ -15,8 +15,8 @@ mod Paymaster {
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
     use ciro::paymaster::errors;
     use ciro::paymaster::interface::{
-        IPaymasterExecute, IPaymasterPolicy, IPaymasterSponsor, IPaymasterTiers, ISRC9V2Dispatcher,
-        ISRC9V2DispatcherTrait
+        IPaymasterBudget, IPaymasterExecute, IPaymasterPolicy, IPaymasterSponsor, IPaymasterTiers,
+        ISRC9V2Dispatcher, ISRC9V2DispatcherTrait
     };
     use ciro::paymaster::types::{
         AllowedCall, OutsideExecution, Policy, PolicyParams, Subscription, Tier
@@ -42,10 +42,23 @@ mod Paymaster {
     struct Storage {
         /// The token deposits and charges are paid in (STRK on Starknet).
         token: ContractAddress,
-        /// Each sponsor's unspent deposit.
+        /// Each sponsor's unspent deposit (with the subscription payments vested to it).
         deposits: LegacyMap<ContractAddress, u256>,
+        /// The sum of `deposits`.
+        total_deposits: u256,
+        /// The sum of the subscriptions' `unvested`. The Paymaster's token balance is
+        /// `total_deposits + total_unvested`.
+        total_unvested: u256,
         /// Whether (sponsor, relayer) may spend the sponsor's deposit.
         relayers: LegacyMap<(ContractAddress, ContractAddress), bool>,
+        /// What (sponsor, relayer) may charge the sponsor's deposit per day.
+        relayer_budgets: LegacyMap<(ContractAddress, ContractAddress), u256>,
+        /// What (sponsor, relayer) charged on day (timestamp / 86400).
+        relayer_spent: LegacyMap<(ContractAddress, ContractAddress, u64), u256>,
+        /// What all of a sponsor's relayers together may charge its deposit per day.
+        sponsor_budgets: LegacyMap<ContractAddress, u256>,
+        /// What all of a sponsor's relayers together charged it, by (sponsor, day).
+        sponsor_spent: LegacyMap<(ContractAddress, u64), u256>,
         /// Whether (sponsor, user) is on the sponsor's allowlist.
         allowlisted: LegacyMap<(ContractAddress, ContractAddress), bool>,
         /// Whether (sponsor, user) is on the sponsor's blocklist.
@@ -84,6 +97,28 @@ mod Paymaster {
         SponsoredExecution: SponsoredExecution,
         TierSet: TierSet,
         Subscribed: Subscribed,
+        SponsorBudgetSet: SponsorBudgetSet,
+        Vested: Vested,
+    }
+
+    /// All of `sponsor`'s relayers together may now charge `daily_budget` a day.
+    #[derive(Drop, starknet::Event)]
+    struct SponsorBudgetSet {
+        #[key]
+        sponsor: ContractAddress,
+        daily_budget: u256,
+    }
+
+    /// `amount` of `user`'s subscription payment vested to `sponsor`'s deposit; `unvested`
+    /// is left to vest.
+    #[derive(Drop, starknet::Event)]
+    struct Vested {
+        #[key]
+        sponsor: ContractAddress,
+        #[key]
+        user: ContractAddress,
+        amount: u256,
+        unvested: u256,
     }
 
     /// `sponsor`'s tier `tier_id` was defined or turned on or off.
@@ -96,7 +131,8 @@ mod Paymaster {
         tier: Tier,
     }
 
-    /// `user` bought `sponsor`'s tier `tier_id` for `price`; it runs until `expires_at`.
+    /// `user` bought `sponsor`'s tier `tier_id` for `price`; it runs until `expires_at`, by
+    /// when `unvested` (the price and what was left of an earlier payment) has vested.
     #[derive(Drop, starknet::Event)]
     struct Subscribed {
         #[key]
@@ -106,6 +142,7 @@ mod Paymaster {
         tier_id: u32,
         price: u256,
         expires_at: u64,
+        unvested: u256,
     }
 
     /// `relayer` ran `user`'s outside execution (calls hashed into `calls_hash`) under
@@ -123,7 +160,8 @@ mod Paymaster {
         calls_hash: felt252,
     }
 
-    /// `relayer` may (`allowed`) or may no longer spend `sponsor`'s deposit.
+    /// `relayer` may (`allowed`) spend up to `daily_budget` of `sponsor`'s deposit a day, or
+    /// may no longer spend it.
     #[derive(Drop, starknet::Event)]
     struct RelayerSet {
         #[key]
@@ -131,6 +169,7 @@ mod Paymaster {
         #[key]
         relayer: ContractAddress,
         allowed: bool,
+        daily_budget: u256,
     }
 
     /// `user` was put on (`listed`) or taken off `sponsor`'s `list` (ALLOWLIST, BLOCKLIST).
@@ -209,6 +248,7 @@ mod Paymaster {
             assert(after >= before && after - before == amount, errors::TRANSFER_FROM_SHORTFALL);
             let balance = self.deposits.read(sponsor) + amount;
             self.deposits.write(sponsor, balance);
+            self.total_deposits.write(self.total_deposits.read() + amount);
             self.emit(Deposited { sponsor, amount, balance });
         }
 
@@ -219,6 +259,7 @@ mod Paymaster {
             assert(amount <= deposit, errors::INSUFFICIENT_DEPOSIT);
             let balance = deposit - amount;
             self.deposits.write(sponsor, balance);
+            self.total_deposits.write(self.total_deposits.read() - amount);
             self.emit(Withdrawn { sponsor, amount, balance });
             let token = IERC20Dispatcher { contract_address: self.token.read() };
             assert(token.transfer(sponsor, amount), errors::TRANSFER_FAILED);
@@ -231,17 +272,21 @@ mod Paymaster {
         fn token(self: @ContractState) -> ContractAddress {
             self.token.read()
         }
+
+        fn totals(self: @ContractState) -> (u256, u256) {
+            (self.total_deposits.read(), self.total_unvested.read())
+        }
     }
 
     #[external(v0)]
     impl PolicyImpl of IPaymasterPolicy<ContractState> {
-        fn add_relayer(ref self: ContractState, relayer: ContractAddress) {
+        fn add_relayer(ref self: ContractState, relayer: ContractAddress, daily_budget: u256) {
             assert(!relayer.is_zero(), errors::ZERO_ADDRESS);
-            self.set_relayer(relayer, true);
+            self.set_relayer(relayer, true, daily_budget);
         }
 
         fn remove_relayer(ref self: ContractState, relayer: ContractAddress) {
-            self.set_relayer(relayer, false);
+            self.set_relayer(relayer, false, 0);
         }
 
         fn is_relayer(
@@ -313,6 +358,54 @@ mod Paymaster {
     }
 
     #[external(v0)]
+    impl BudgetImpl of IPaymasterBudget<ContractState> {
+        fn set_relayer_budget(
+            ref self: ContractState, relayer: ContractAddress, daily_budget: u256
+        ) {
+            assert(self.relayers.read((get_caller_address(), relayer)), errors::UNKNOWN_RELAYER);
+            self.set_relayer(relayer, true, daily_budget);
+        }
+
+        fn set_sponsor_budget(ref self: ContractState, daily_budget: u256) {
+            let sponsor = get_caller_address();
+            if self.sponsor_budgets.read(sponsor) != daily_budget {
+                self.sponsor_budgets.write(sponsor, daily_budget);
+                self.emit(SponsorBudgetSet { sponsor, daily_budget });
+            }
+        }
+
+        fn relayer_budget(
+            self: @ContractState, sponsor: ContractAddress, relayer: ContractAddress
+        ) -> (u256, u256) {
+            (
+                self.relayer_budgets.read((sponsor, relayer)),
+                self.relayer_spent.read((sponsor, relayer, get_block_timestamp() / DAY))
+            )
+        }
+
+        fn sponsor_budget(self: @ContractState, sponsor: ContractAddress) -> (u256, u256) {
+            (
+                self.sponsor_budgets.read(sponsor),
+                self.sponsor_spent.read((sponsor, get_block_timestamp() / DAY))
+            )
+        }
+
+        fn remaining_budget(
+            self: @ContractState, sponsor: ContractAddress, relayer: ContractAddress
+        ) -> u256 {
+            if !self.relayers.read((sponsor, relayer)) {
+                return 0;
+            }
+            let day = get_block_timestamp() / DAY;
+            let relayer_left = left_of(
+                self.relayer_budgets.read((sponsor, relayer)),
+                self.relayer_spent.read((sponsor, relayer, day))
+            );
+            min(min(relayer_left, self.sponsor_left(sponsor, day)), self.deposits.read(sponsor))
+        }
+    }
+
+    #[external(v0)]
     impl ExecuteImpl of IPaymasterExecute<ContractState> {
         fn execute_sponsored(
             ref self: ContractState,
@@ -352,13 +445,27 @@ mod Paymaster {
                 spent <= self.daily_limit_of(sponsor, user, policy.params.daily_limit),
                 errors::DAILY_LIMIT_REACHED
             );
+            // The relayer chose `user` and `charge`: its own budget and the sponsor's bound
+            // what it can take, whatever users it names.
+            let relayer_spent = self.relayer_spent.read((sponsor, relayer, day)) + charge;
+            assert(
+                relayer_spent <= self.relayer_budgets.read((sponsor, relayer)),
+                errors::RELAYER_BUDGET_REACHED
+            );
+            let sponsor_spent = self.sponsor_spent.read((sponsor, day)) + charge;
+            assert(
+                sponsor_spent <= self.sponsor_budgets.read(sponsor), errors::SPONSOR_BUDGET_REACHED
+            );
             let deposit = self.deposits.read(sponsor);
             assert(charge <= deposit, errors::DEPOSIT_TOO_LOW);
 
             // Effects, then the user's calls, then the payment.
             self.spent.write((sponsor, user, day), spent);
+            self.relayer_spent.write((sponsor, relayer, day), relayer_spent);
+            self.sponsor_spent.write((sponsor, day), sponsor_spent);
             self.executions.write((policy_id, user, window), executions + 1);
             self.deposits.write(sponsor, deposit - charge);
+            self.total_deposits.write(self.total_deposits.read() - charge);
             ISRC9V2Dispatcher {
                 contract_address: user
             }.execute_from_outside_v2(outside_execution, signature.span());
@@ -381,19 +488,13 @@ mod Paymaster {
         ) -> u256 {
             let policy = self.policies.read(policy_id);
             assert(!policy.sponsor.is_zero(), errors::UNKNOWN_POLICY);
-            let spent = self.spent.read((policy.sponsor, user, get_block_timestamp() / DAY));
+            let day = get_block_timestamp() / DAY;
+            let spent = self.spent.read((policy.sponsor, user, day));
             let limit = self.daily_limit_of(policy.sponsor, user, policy.params.daily_limit);
-            let left = if spent >= limit {
-                0
-            } else {
-                limit - spent
-            };
-            let deposit = self.deposits.read(policy.sponsor);
-            if left < deposit {
-                left
-            } else {
-                deposit
-            }
+            min(
+                min(left_of(limit, spent), self.sponsor_left(policy.sponsor, day)),
+                self.deposits.read(policy.sponsor)
+            )
         }
     }
 
@@ -430,7 +531,7 @@ mod Paymaster {
             assert(tier.active, errors::TIER_INACTIVE);
             let user = get_caller_address();
             let now = get_block_timestamp();
-            let current = self.subscriptions.read((sponsor, user));
+            let (current, _) = self.settle_vesting(sponsor, user, now);
             // A renewal of the same running tier extends it; anything else starts now.
             let start = if current.tier_id == tier_id && current.expires_at > now {
                 current.expires_at
@@ -447,15 +548,31 @@ mod Paymaster {
                 assert(
                     after >= before && after - before == tier.price, errors::TRANSFER_FROM_SHORTFALL
                 );
-                self.deposits.write(sponsor, self.deposits.read(sponsor) + tier.price);
             }
+            // The payment is not the sponsor's yet: it vests until the new expiry.
+            let unvested = current.unvested + tier.price;
+            self.total_unvested.write(self.total_unvested.read() + tier.price);
             self
                 .subscriptions
                 .write(
                     (sponsor, user),
-                    Subscription { tier_id, daily_limit: tier.daily_limit, expires_at }
+                    Subscription {
+                        tier_id, daily_limit: tier.daily_limit, expires_at, unvested, vested_at: now
+                    }
                 );
-            self.emit(Subscribed { sponsor, user, tier_id, price: tier.price, expires_at });
+            self
+                .emit(
+                    Subscribed { sponsor, user, tier_id, price: tier.price, expires_at, unvested }
+                );
+        }
+
+        fn vest(ref self: ContractState, sponsor: ContractAddress, user: ContractAddress) -> u256 {
+            let (_, amount) = self.settle_vesting(sponsor, user, get_block_timestamp());
+            amount
+        }
+
+        fn vestable(self: @ContractState, sponsor: ContractAddress, user: ContractAddress) -> u256 {
+            vested_by(self.subscriptions.read((sponsor, user)), get_block_timestamp())
         }
 
         fn get_tier(self: @ContractState, sponsor: ContractAddress, tier_id: u32) -> Tier {
@@ -534,12 +651,49 @@ mod Paymaster {
             poseidon_hash_span(flat.span())
         }
 
-        fn set_relayer(ref self: ContractState, relayer: ContractAddress, allowed: bool) {
+        /// Sets the caller's (allowed, daily budget) for `relayer`; emits when it changes.
+        fn set_relayer(
+            ref self: ContractState, relayer: ContractAddress, allowed: bool, daily_budget: u256
+        ) {
             let sponsor = get_caller_address();
-            if self.relayers.read((sponsor, relayer)) != allowed {
+            if self.relayers.read((sponsor, relayer)) != allowed
+                || self.relayer_budgets.read((sponsor, relayer)) != daily_budget {
                 self.relayers.write((sponsor, relayer), allowed);
-                self.emit(RelayerSet { sponsor, relayer, allowed });
+                self.relayer_budgets.write((sponsor, relayer), daily_budget);
+                self.emit(RelayerSet { sponsor, relayer, allowed, daily_budget });
             }
+        }
+
+        /// What `sponsor`'s relayers may still charge it on `day`, together.
+        fn sponsor_left(self: @ContractState, sponsor: ContractAddress, day: u64) -> u256 {
+            left_of(self.sponsor_budgets.read(sponsor), self.sponsor_spent.read((sponsor, day)))
+        }
+
+        /// Moves what vested of (sponsor, user)'s subscription payment into the sponsor's
+        /// deposit; returns the subscription as it now stands and the amount. A vesting that
+        /// rounds to 0 leaves `vested_at` alone, so that frequent calls cannot stall it.
+        fn settle_vesting(
+            ref self: ContractState, sponsor: ContractAddress, user: ContractAddress, now: u64
+        ) -> (Subscription, u256) {
+            let subscription = self.subscriptions.read((sponsor, user));
+            let amount = vested_by(subscription, now);
+            if amount == 0 {
+                return (subscription, 0);
+            }
+            let unvested = subscription.unvested - amount;
+            let subscription = Subscription {
+                tier_id: subscription.tier_id,
+                daily_limit: subscription.daily_limit,
+                expires_at: subscription.expires_at,
+                unvested,
+                vested_at: now
+            };
+            self.subscriptions.write((sponsor, user), subscription);
+            self.total_unvested.write(self.total_unvested.read() - amount);
+            self.deposits.write(sponsor, self.deposits.read(sponsor) + amount);
+            self.total_deposits.write(self.total_deposits.read() + amount);
+            self.emit(Vested { sponsor, user, amount, unvested });
+            (subscription, amount)
         }
 
         /// The policy, checked to exist and to belong to the caller.
@@ -587,6 +741,37 @@ mod Paymaster {
                 };
             };
             self.emit(PolicySet { policy_id, sponsor, params, allowed_calls: count });
+        }
+    }
+
+    /// What of `subscription`'s unvested payment has vested by `now`: all of it once it has
+    /// expired, else unvested × (now − vested_at) ÷ (expires_at − vested_at), rounded down.
+    fn vested_by(subscription: Subscription, now: u64) -> u256 {
+        if subscription.unvested == 0 || now <= subscription.vested_at {
+            return 0;
+        }
+        if now >= subscription.expires_at {
+            return subscription.unvested;
+        }
+        let elapsed: u256 = (now - subscription.vested_at).into();
+        let span: u256 = (subscription.expires_at - subscription.vested_at).into();
+        subscription.unvested * elapsed / span
+    }
+
+    /// `limit - used`, or 0 when `used` has reached it.
+    fn left_of(limit: u256, used: u256) -> u256 {
+        if used >= limit {
+            0
+        } else {
+            limit - used
+        }
+    }
+
+    fn min(a: u256, b: u256) -> u256 {
+        if a < b {
+            a
+        } else {
+            b
         }
     }
 

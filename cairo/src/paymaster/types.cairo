@@ -53,10 +53,15 @@ struct Tier {
     active: bool,
 }
 
-/// A user's subscription with a sponsor.
+/// A user's subscription with a sponsor, and what it paid that has not vested to the sponsor
+/// yet: `unvested` vests linearly from `vested_at` until `expires_at` (then all of it).
 #[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
 struct Subscription {
     tier_id: u32,
     daily_limit: u256,
     expires_at: u64,
+    /// Paid for this subscription, held by the Paymaster, not yet the sponsor's.
+    unvested: u256,
+    /// When `unvested` last vested (or was last paid into).
+    vested_at: u64,
 }
