@@ -1910,8 +1910,14 @@ async fn resolve_dispute_rejects_non_arbiters_undisputed_jobs_and_bps_over_the_j
 
 #[tokio::test]
 async fn attack_unstaking_cannot_outrun_a_dispute() {
-    // Given a worker that takes a job, starts leaving at once, and commits junk,
+    // Given jobs whose arbiter may take 30 days (longer than the 7-day exit window), and a
+    // worker that takes one, starts leaving at once, and commits junk,
     let s = System::deploy().await.unwrap();
+    s.set_job_params(&job_mgr::JobParams {
+        arbitration_window: 30 * 86_400,
+        ..job_params()
+    })
+    .await;
     let (_, job) = s.assigned_job().await;
     s.send(
         s.pool_as(Actor::WorkerA)

@@ -83,15 +83,24 @@ impl Fixture {
         );
     }
 
+    /// Grants `role_name` to `actor` as the admin; the Paymaster is sealed, so a role other
+    /// than PAUSER is scheduled first and granted after the timelock.
     async fn grant(&self, role_name: &str, actor: Actor) {
         let admin = self.net.account(Actor::Admin);
         let pm = Paymaster::new(self.paymaster, &admin);
-        send(
-            &self.net.provider,
-            pm.grant_role(&role(role_name), &self.net.contract_address(actor)),
-        )
-        .await
-        .unwrap();
+        let who = self.net.contract_address(actor);
+        if role_name != "PAUSER" {
+            send(
+                &self.net.provider,
+                pm.schedule_role_grant(&role(role_name), &who),
+            )
+            .await
+            .unwrap();
+            self.net.devnet.increase_time(UPGRADE_DELAY).await.unwrap();
+        }
+        send(&self.net.provider, pm.grant_role(&role(role_name), &who))
+            .await
+            .unwrap();
     }
 }
 
@@ -358,21 +367,15 @@ async fn grant_role_by_the_admin_grants_and_emits_once() {
     let pm = Paymaster::new(f.paymaster, &admin);
     let relayer = f.net.contract_address(Actor::Relayer);
 
-    let outcome = send(
-        &f.net.provider,
-        pm.grant_role(&role("COORDINATOR"), &relayer),
-    )
-    .await
-    .unwrap();
-    let again = send(
-        &f.net.provider,
-        pm.grant_role(&role("COORDINATOR"), &relayer),
-    )
-    .await
-    .unwrap();
+    let outcome = send(&f.net.provider, pm.grant_role(&role("PAUSER"), &relayer))
+        .await
+        .unwrap();
+    let again = send(&f.net.provider, pm.grant_role(&role("PAUSER"), &relayer))
+        .await
+        .unwrap();
 
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
-    assert!(call(reader.has_role(&role("COORDINATOR"), &relayer))
+    assert!(call(reader.has_role(&role("PAUSER"), &relayer))
         .await
         .unwrap());
     assert!(!call(reader.has_role(&role("ARBITER"), &relayer))
@@ -382,7 +385,7 @@ async fn grant_role_by_the_admin_grants_and_emits_once() {
         &outcome,
         f.paymaster,
         &[GovEvent::RoleGranted(governance::RoleGranted {
-            role: role("COORDINATOR"),
+            role: role("PAUSER"),
             account: relayer,
             sender: f.net.contract_address(Actor::Admin),
         })],

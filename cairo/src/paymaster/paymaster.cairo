@@ -10,7 +10,7 @@ mod Paymaster {
         ClassHash, ContractAddress, get_block_timestamp, get_caller_address, get_contract_address
     };
     use zeroable::Zeroable;
-    use ciro::common::erc20::{IERC20Dispatcher, IERC20DispatcherTrait};
+    use ciro::common::erc20;
     use ciro::common::governance::{Governance, IGovernance};
     use ciro::common::governance::Governance::InternalTrait as GovernanceTrait;
     use ciro::paymaster::errors;
@@ -238,14 +238,9 @@ mod Paymaster {
             Governance::unsafe_new_contract_state().assert_open();
             assert(amount != 0, errors::ZERO_AMOUNT);
             let sponsor = get_caller_address();
-            let token = IERC20Dispatcher { contract_address: self.token.read() };
-            let this = get_contract_address();
             // Credit only what really arrived: a token that moves less than asked (or
             // re-enters and moves more) fails the balance check.
-            let before = token.balance_of(this);
-            token.transfer_from(sponsor, this, amount);
-            let after = token.balance_of(this);
-            assert(after >= before && after - before == amount, errors::TRANSFER_FROM_SHORTFALL);
+            self.pull(sponsor, amount);
             let balance = self.deposits.read(sponsor) + amount;
             self.deposits.write(sponsor, balance);
             self.total_deposits.write(self.total_deposits.read() + amount);
@@ -261,8 +256,7 @@ mod Paymaster {
             self.deposits.write(sponsor, balance);
             self.total_deposits.write(self.total_deposits.read() - amount);
             self.emit(Withdrawn { sponsor, amount, balance });
-            let token = IERC20Dispatcher { contract_address: self.token.read() };
-            assert(token.transfer(sponsor, amount), errors::TRANSFER_FAILED);
+            self.push(sponsor, amount);
         }
 
         fn sponsor_balance(self: @ContractState, sponsor: ContractAddress) -> u256 {
@@ -470,8 +464,7 @@ mod Paymaster {
                 contract_address: user
             }.execute_from_outside_v2(outside_execution, signature.span());
             if charge != 0 {
-                let token = IERC20Dispatcher { contract_address: self.token.read() };
-                assert(token.transfer(relayer, charge), errors::TRANSFER_FAILED);
+                self.push(relayer, charge);
             }
             self.emit(SponsoredExecution { sponsor, user, relayer, policy_id, charge, calls_hash });
             self.entered.write(false);
@@ -540,14 +533,7 @@ mod Paymaster {
             };
             let expires_at = start + tier.duration;
             if tier.price != 0 {
-                let token = IERC20Dispatcher { contract_address: self.token.read() };
-                let this = get_contract_address();
-                let before = token.balance_of(this);
-                token.transfer_from(user, this, tier.price);
-                let after = token.balance_of(this);
-                assert(
-                    after >= before && after - before == tier.price, errors::TRANSFER_FROM_SHORTFALL
-                );
+                self.pull(user, tier.price);
             }
             // The payment is not the sponsor's yet: it vests until the new expiry.
             let unvested = current.unvested + tier.price;
@@ -588,6 +574,17 @@ mod Paymaster {
 
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        /// Pulls exactly `amount` from `from` (a token that moves less fails the check).
+        fn pull(ref self: ContractState, from: ContractAddress, amount: u256) {
+            assert(
+                erc20::pull_exact(self.token.read(), from, amount), errors::TRANSFER_FROM_SHORTFALL
+            );
+        }
+
+        fn push(ref self: ContractState, to: ContractAddress, amount: u256) {
+            assert(erc20::push(self.token.read(), to, amount), errors::TRANSFER_FAILED);
+        }
+
         fn tier_of(self: @ContractState, sponsor: ContractAddress, tier_id: u32) -> Tier {
             assert(tier_id != 0 && tier_id <= self.tier_count.read(sponsor), errors::UNKNOWN_TIER);
             self.tiers.read((sponsor, tier_id))
