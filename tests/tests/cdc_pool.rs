@@ -2247,7 +2247,13 @@ async fn attack_an_undecided_slash_cannot_lock_a_worker_forever() {
         s.send(anyone.unstake_action(&worker)).await,
         "POOL: slash pending",
     );
-    // but once the deadline has passed anyone settles it: overturned, the bond back,
+    // past the deadline the arbiter can no longer decide it (no race with the default),
+    assert_reverts(
+        s.send(s.pool_as(Actor::Arbiter).resolve_slash(&1, &true))
+            .await,
+        "POOL: arbitration window closed",
+    );
+    // and anyone settles it: overturned, the bond back,
     let out = s.send(anyone.settle_slash(&1)).await.unwrap();
     assert_events(
         &out,

@@ -1973,6 +1973,12 @@ async fn settle_dispute_after_the_arbitration_window_lets_the_result_stand() {
         "JM: arbitration window open",
     );
     s.advance(ARBITRATION_WINDOW + 1).await;
+    // Past the deadline the arbiter can no longer decide (no race with the default).
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &true, &0))
+            .await,
+        "JM: arbitration window closed",
+    );
     let out = s
         .send(s.jobs_as(Actor::Attacker).settle_dispute(&job))
         .await
