@@ -294,6 +294,16 @@ where
             .await
     }
 
+    /// Settles `worker`: its warming stake joins the reward weight if its warm-up is over
+    /// (anyone may send it).
+    pub async fn activate(&self, worker: Felt) -> Result<TxOutcome, ChainError> {
+        self.sender
+            .execute(vec![self
+                .binding()
+                .activate_getcall(&ContractAddress(worker))])
+            .await
+    }
+
     pub async fn heartbeat(&self) -> Result<TxOutcome, ChainError> {
         self.sender
             .execute(vec![self.binding().heartbeat_getcall()])

@@ -83,6 +83,8 @@ pub struct PoolConfig {
     /// Default slash per reason: Unavailable, PoorPerformance, ProtocolViolation, Malicious,
     /// Fraud.
     pub slash_bps: [u16; 5],
+    /// Seconds new stake and delegations wait before they earn rewards (1 hour to 7 days).
+    pub warmup: u64,
 }
 
 /// JobMgr's parameters (bounds: `IJobMgrAdmin::schedule_params`).
@@ -133,6 +135,7 @@ impl Default for PoolConfig {
             challenge_bond: 10 * TOKEN,
             beneficiary_share_bps: 5_000,
             slash_bps: [100, 500, 1_000, 2_500, 5_000],
+            warmup: 86_400,
         }
     }
 }
@@ -183,6 +186,7 @@ impl DeployConfig {
             bps_protocol_violation: p.slash_bps[2],
             bps_malicious: p.slash_bps[3],
             bps_fraud: p.slash_bps[4],
+            warmup: p.warmup,
         }
     }
 

@@ -174,6 +174,14 @@ async fn run() -> Result<()> {
         )
         .await?,
     );
+    // Stake and delegations earn once their warm-up is over and they are activated.
+    s.advance(WARMUP).await;
+    report.row(
+        "CdcPool.activate",
+        measure(&s, worker_a.activate(&s.addr(Actor::WorkerA))).await?,
+    );
+    s.activate_delegation(Actor::Delegator, Actor::WorkerA)
+        .await;
     report.row(
         "CdcPool.notify_reward",
         measure(&s, s.pool_as(Actor::Attacker).notify_reward(&u256(1_000))).await?,

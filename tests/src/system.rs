@@ -50,6 +50,8 @@ pub const EXIT_WINDOW: u64 = 7 * 86_400;
 pub const SLASH_CHALLENGE_WINDOW: u64 = 86_400;
 /// Seconds the arbiter has to decide a challenged slash or a dispute.
 pub const ARBITRATION_WINDOW: u64 = 3 * 86_400;
+/// Seconds new stake and delegations wait before they earn rewards.
+pub const WARMUP: u64 = 86_400;
 pub const CHALLENGE_BOND: u128 = 100;
 pub const BENEFICIARY_SHARE_BPS: u16 = 5_000;
 /// Default slash per reason: Unavailable, PoorPerformance, ProtocolViolation, Malicious, Fraud.
@@ -99,6 +101,7 @@ pub fn pool_params_with(treasury: ContractAddress) -> cdc_pool::PoolParams {
         bps_protocol_violation: SLASH_BPS[2],
         bps_malicious: SLASH_BPS[3],
         bps_fraud: SLASH_BPS[4],
+        warmup: WARMUP,
     }
 }
 
@@ -373,6 +376,35 @@ impl System {
                 .await
                 .expect("stake");
         }
+    }
+
+    /// `actor` activates its own stake: what finished its warm-up earns from now on.
+    pub async fn activate(&self, actor: Actor) {
+        self.send(self.pool_as(actor).activate(&self.addr(actor)))
+            .await
+            .expect("activate");
+    }
+
+    /// `delegator` activates its delegation to `worker` (see [`Self::activate`]).
+    pub async fn activate_delegation(&self, delegator: Actor, worker: Actor) {
+        self.send(
+            self.pool_as(delegator)
+                .activate_delegation(&self.addr(delegator), &self.addr(worker)),
+        )
+        .await
+        .expect("activate_delegation");
+    }
+
+    /// Lets [`WARMUP`] pass and activates `actor`'s own stake: from now on it earns rewards.
+    pub async fn warm_up(&self, actor: Actor) {
+        self.advance(WARMUP).await;
+        self.activate(actor).await;
+    }
+
+    /// Lets [`WARMUP`] pass and activates `delegator`'s delegation to `worker`.
+    pub async fn warm_up_delegation(&self, delegator: Actor, worker: Actor) {
+        self.advance(WARMUP).await;
+        self.activate_delegation(delegator, worker).await;
     }
 
     /// An H100 worker staked at its tier's minimum (tier 3).

@@ -13,13 +13,14 @@
 use ciro_chain::bindings::cdc_pool::{
     self, CommissionScheduled, CommissionSet, Delegated, Exit, Outcome, OutcomeRecorded,
     ParamsCancelled, ParamsScheduled, ParamsSet, PoolParams, RewardNotified, RewardsClaimed,
-    SlashChallenged, SlashCreated, SlashExecuted, SlashReason, SlashResolved, SlashStatus, Staked,
-    UndelegateRequested, UnstakeRequested, Withdrawn, WorkerActiveSet, WorkerBanned,
-    WorkerRegistered, WorkerState,
+    SlashChallenged, SlashCreated, SlashExecuted, SlashReason, SlashResolved, SlashStatus,
+    StakeActivated, Staked, UndelegateRequested, UnstakeRequested, Withdrawn, WorkerActiveSet,
+    WorkerBanned, WorkerRegistered, WorkerState,
 };
 use ciro_chain::bindings::job_mgr;
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
@@ -157,6 +158,7 @@ fn new_params(s: &System) -> PoolParams {
         bps_protocol_violation: 1,
         bps_malicious: 10_000,
         bps_fraud: 10_000,
+        warmup: 604_800,
     }
 }
 
@@ -391,6 +393,20 @@ async fn schedule_params_rejects_each_value_out_of_bounds() {
                 ..p()
             },
             "POOL: slash bps out of bounds",
+        ),
+        (
+            PoolParams {
+                warmup: 3_599,
+                ..p()
+            },
+            "POOL: warmup out of bounds",
+        ),
+        (
+            PoolParams {
+                warmup: 604_801,
+                ..p()
+            },
+            "POOL: warmup out of bounds",
         ),
     ];
     for (params, error) in cases {
@@ -872,6 +888,7 @@ async fn stake_rejects_zero_and_a_token_that_delivers_less() {
 async fn unstake_intent_moves_stake_to_a_pending_exit_and_restarts_the_window() {
     let s = System::deploy().await.unwrap();
     s.active_worker(Actor::WorkerA).await;
+    s.warm_up(Actor::WorkerA).await;
     let pool = s.pool_as(Actor::WorkerA);
     let out = s.send(pool.unstake_intent(&u256(1_000))).await.unwrap();
     let info = s.worker_info(Actor::WorkerA).await;
@@ -1096,9 +1113,15 @@ async fn delegate_adds_weight_but_not_to_the_workers_own_minimum() {
         .unwrap();
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(
-        (info.delegated, info.state),
-        (u256(5_000), WorkerState::Inactive)
+        (info.delegated, info.delegated_warming, info.state),
+        (u256(5_000), u256(5_000), WorkerState::Inactive)
     );
+    // Both the stake and the delegation warm up before they weigh.
+    assert_eq!(call(s.pool_reader().total_weight()).await.unwrap(), u256(0));
+    s.advance(WARMUP).await;
+    s.activate(Actor::WorkerA).await;
+    s.activate_delegation(Actor::Delegator, Actor::WorkerA)
+        .await;
     assert_eq!(
         call(s.pool_reader().total_weight()).await.unwrap(),
         u256(MIN_STAKE[3] - 1 + 5_000)
@@ -1203,6 +1226,10 @@ async fn attack_full_undelegation_frees_a_slot_and_keeps_the_positions_rewards()
             .await
             .unwrap();
     }
+    s.advance(WARMUP).await;
+    for actor in &workers[..10] {
+        s.activate_delegation(Actor::Delegator, *actor).await;
+    }
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
         .await
         .unwrap();
@@ -1221,8 +1248,9 @@ async fn attack_full_undelegation_frees_a_slot_and_keeps_the_positions_rewards()
         .unwrap();
     assert_eq!(pending(&s, Actor::Delegator).await, 1_000);
     s.send(d.delegate(&eleventh, &u256(100))).await.unwrap();
+    s.warm_up_delegation(Actor::Delegator, workers[10]).await;
     // then the left position's rewards stay claimable beside the new ones (950 over a weight
-    // of 950 after the exits: 50 + 8 × 100 + 100),
+    // of 950 after the exits and the new position's warm-up: 50 + 8 × 100 + 100),
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(950)))
         .await
         .unwrap();
@@ -1323,6 +1351,9 @@ async fn notify_reward_spreads_over_weight_pro_rata() {
     let s = System::deploy().await.unwrap();
     s.worker(Actor::WorkerA, &h100(), 8_000).await;
     s.worker(Actor::WorkerB, &h100(), 4_000).await;
+    s.advance(WARMUP).await;
+    s.activate(Actor::WorkerA).await;
+    s.activate(Actor::WorkerB).await;
     // When 1,200 of rewards arrive
     let out = s
         .send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_200)))
@@ -1360,15 +1391,21 @@ async fn notify_reward_with_no_weight_waits_for_the_next_notification() {
         .await
         .unwrap();
     s.worker(Actor::WorkerA, &h100(), 8_000).await;
+    // Weight that is only warming is no weight: this waits too,
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
+        .await
+        .unwrap();
     assert_eq!(pending(&s, Actor::WorkerA).await, 0);
+    s.warm_up(Actor::WorkerA).await;
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
         .await
         .unwrap();
     assert_eq!(
         pending(&s, Actor::WorkerA).await,
-        400,
+        500,
         "what waited is distributed too"
     );
+    s.assert_invariants("distributed").await;
 }
 
 #[tokio::test]
@@ -1385,10 +1422,12 @@ async fn notify_reward_rejects_zero() {
 async fn rewards_accrue_only_from_when_the_weight_joined() {
     let s = System::deploy().await.unwrap();
     s.worker(Actor::WorkerA, &h100(), 1_000).await;
+    s.warm_up(Actor::WorkerA).await;
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(500)))
         .await
         .unwrap();
     s.worker(Actor::WorkerB, &h100(), 1_000).await;
+    s.warm_up(Actor::WorkerB).await;
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(500)))
         .await
         .unwrap();
@@ -1420,6 +1459,12 @@ async fn commission_applies_to_delegators_rewards_at_the_rate_when_they_accrued(
         s.pool,
         &[
             cdc_pool::Event::CommissionSet(CommissionSet { worker, bps: 1_000 }),
+            // The worker's stake, past its warm-up, joins at this settlement.
+            cdc_pool::Event::StakeActivated(StakeActivated {
+                account: worker,
+                worker,
+                amount: u256(1_000),
+            }),
             cdc_pool::Event::Delegated(Delegated {
                 delegator: s.addr(Actor::Delegator),
                 worker,
@@ -1428,6 +1473,7 @@ async fn commission_applies_to_delegators_rewards_at_the_rate_when_they_accrued(
             }),
         ],
     );
+    s.warm_up_delegation(Actor::Delegator, Actor::WorkerA).await;
     // When 1,000 arrives, a 20% commission applies at the worker's claim after its notice,
     // then 1,000 more arrives
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(1_000)))
@@ -1470,6 +1516,10 @@ async fn attack_a_commission_raise_cannot_reach_rewards_accrued_before_it_applie
     s.send(s.pool_as(Actor::Delegator).delegate(&worker, &u256(1_000)))
         .await
         .unwrap();
+    s.advance(WARMUP).await;
+    s.activate(Actor::WorkerA).await;
+    s.activate_delegation(Actor::Delegator, Actor::WorkerA)
+        .await;
     // when the worker flips its commission to 20% and a reward arrives within the notice,
     s.send(s.pool_as(Actor::WorkerA).set_commission(&2_000))
         .await
@@ -1527,6 +1577,7 @@ async fn attack_a_commission_raise_cannot_reach_rewards_accrued_before_it_applie
 async fn claim_rewards_pays_and_resets_and_rejects_nothing_to_claim() {
     let s = System::deploy().await.unwrap();
     s.worker(Actor::WorkerA, &h100(), 1_000).await;
+    s.warm_up(Actor::WorkerA).await;
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(77)))
         .await
         .unwrap();
@@ -1567,6 +1618,12 @@ async fn rounding_never_lets_claims_exceed_what_was_funded() {
     )
     .await
     .unwrap();
+    s.advance(WARMUP).await;
+    for actor in [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC] {
+        s.activate(actor).await;
+    }
+    s.activate_delegation(Actor::Delegator, Actor::WorkerA)
+        .await;
     for _ in 0..3 {
         s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
             .await
@@ -1593,6 +1650,370 @@ async fn rounding_never_lets_claims_exceed_what_was_funded() {
         u256(300 - claimed)
     );
     s.assert_invariants("after claims").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// warm-up: new stake and delegations earn only once it is over
+// ---------------------------------------------------------------------------------------
+
+/// WorkerA's stake, warmed up and activated, is the only weight; the Attacker is registered as
+/// a worker (no stake) and JobMgr holds a job of WorkerA's past its challenge window, which
+/// anyone may finalize (50 of protocol fee for the pool). Returns the job.
+async fn a_fee_waiting_to_be_finalized(s: &System) -> u64 {
+    let (_, job) = s.completed_job().await;
+    s.warm_up(Actor::WorkerA).await;
+    s.send(
+        s.pool_as(Actor::Attacker)
+            .register_worker(&h100(), &felt(1)),
+    )
+    .await
+    .unwrap();
+    job
+}
+
+/// 5% of a [`JOB_FEE`] job: what its finalization notifies to the pool.
+const FEE_CUT: u128 = JOB_FEE * PROTOCOL_FEE_BPS as u128 / 10_000;
+
+#[tokio::test]
+async fn attack_a_flash_stake_around_finalize_jobs_earns_nothing() {
+    // Given WorkerA's warmed-up 8,000 and a finalizable job whose protocol fee is 50,
+    let s = System::deploy().await.unwrap();
+    let job = a_fee_waiting_to_be_finalized(&s).await;
+    // when the attacker stakes 90,000 (over 90% of the weight), finalizes the job and asks to
+    // unstake, all in one multicall,
+    let pool = s.pool_as(Actor::Attacker);
+    let attacker = s.net.account(Actor::Attacker);
+    s.send(attacker.execute_v3(vec![
+        pool.stake_getcall(&u256(90_000)),
+        s.jobs_as(Actor::Attacker).finalize_getcall(&job),
+        pool.unstake_intent_getcall(&u256(90_000)),
+    ]))
+    .await
+    .unwrap();
+    // then its stake never weighed: the honest staker gets the whole fee, the attacker
+    // nothing, and its exit holds all it put in.
+    assert_eq!(pending(&s, Actor::Attacker).await, 0);
+    assert_eq!(pending(&s, Actor::WorkerA).await, FEE_CUT);
+    let info = s.worker_info(Actor::Attacker).await;
+    assert_eq!(
+        (info.stake, info.exit.amount, info.warming.amount),
+        (u256(0), u256(90_000), u256(0))
+    );
+    assert_eq!(
+        call(s.pool_reader().totals()).await.unwrap().warming,
+        u256(0)
+    );
+    assert_reverts(s.send(pool.claim_rewards()).await, "POOL: nothing to claim");
+    s.assert_invariants("after the flash stake").await;
+}
+
+#[tokio::test]
+async fn attack_a_flash_delegation_around_finalize_jobs_earns_nothing() {
+    // Given WorkerA's warmed-up 8,000 and a finalizable job whose protocol fee is 50,
+    let s = System::deploy().await.unwrap();
+    let job = a_fee_waiting_to_be_finalized(&s).await;
+    // when the attacker delegates 90,000 to WorkerA, finalizes and undelegates in one
+    // multicall,
+    let pool = s.pool_as(Actor::Attacker);
+    let worker = s.addr(Actor::WorkerA);
+    let attacker = s.net.account(Actor::Attacker);
+    s.send(attacker.execute_v3(vec![
+        pool.delegate_getcall(&worker, &u256(90_000)),
+        s.jobs_as(Actor::Attacker).finalize_getcall(&job),
+        pool.undelegate_intent_getcall(&worker, &u256(90_000)),
+    ]))
+    .await
+    .unwrap();
+    // then the delegation never weighed: WorkerA keeps the whole fee (no delegators' share,
+    // no commission on it), the attacker has nothing, and nothing is left warming.
+    assert_eq!(pending(&s, Actor::Attacker).await, 0);
+    assert_eq!(pending(&s, Actor::WorkerA).await, FEE_CUT);
+    assert_eq!(
+        call(
+            s.pool_reader()
+                .delegation_warming(&s.addr(Actor::Attacker), &worker)
+        )
+        .await
+        .unwrap(),
+        Exit {
+            amount: u256(0),
+            unlock_time: 0
+        }
+    );
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((info.delegated, info.delegated_warming), (u256(0), u256(0)));
+    assert_eq!(
+        call(s.pool_reader().totals()).await.unwrap().warming,
+        u256(0)
+    );
+    s.assert_invariants("after the flash delegation").await;
+}
+
+#[tokio::test]
+async fn attack_warming_stake_counts_for_eligibility_and_is_slashed_and_banned_like_the_rest() {
+    // Given a worker whose whole stake (its tier's minimum) is still warming,
+    let s = System::deploy().await.unwrap();
+    admin_as_job_manager(&s).await;
+    s.active_worker(Actor::WorkerA).await;
+    let staked_at = now(&s).await;
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.state, info.stake_tier, info.warming),
+        (
+            WorkerState::Active,
+            3,
+            Exit {
+                amount: u256(MIN_STAKE[3]),
+                unlock_time: staked_at + WARMUP
+            }
+        )
+    );
+    // it may be assigned (it answers for the job with all of it),
+    assert!(eligible(&s, Actor::WorkerA, &needs(16_384, FLAG_CUDA, 3, 0)).await);
+    assert_eq!(call(s.pool_reader().total_weight()).await.unwrap(), u256(0));
+    // and a slash of half cuts it: what warms never exceeds what is left,
+    s.send(s.pool_as(Actor::Admin).slash(
+        &s.addr(Actor::WorkerA),
+        &SlashReason::Fraud,
+        &0,
+        &felt(1),
+        &nobody(),
+        &u256(0),
+    ))
+    .await
+    .unwrap();
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.stake, info.warming.amount),
+        (u256(MIN_STAKE[3] / 2), u256(MIN_STAKE[3] / 2))
+    );
+    assert_eq!(s.balance_of(TREASURY).await, MIN_STAKE[3] / 2);
+    // and a ban moves all of it to the exit, with nothing left warming.
+    s.send(s.pool_as(Actor::Admin).ban(&s.addr(Actor::WorkerA)))
+        .await
+        .unwrap();
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        (info.stake, info.warming.amount, info.exit.amount),
+        (u256(0), u256(0), u256(MIN_STAKE[3] / 2))
+    );
+    assert_eq!(
+        call(s.pool_reader().totals()).await.unwrap().warming,
+        u256(0)
+    );
+    s.assert_invariants("after the slash and the ban").await;
+}
+
+#[tokio::test]
+async fn attack_unstaking_takes_the_warming_stake_first() {
+    // Given WorkerA with 8,000 earning and 2,000 more just staked (warming),
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.warm_up(Actor::WorkerA).await;
+    let pool = s.pool_as(Actor::WorkerA);
+    s.send(pool.stake(&u256(2_000))).await.unwrap();
+    let unlock_time = now(&s).await + WARMUP;
+    // when it unstakes 1,500, then 1,000,
+    s.send(pool.unstake_intent(&u256(1_500))).await.unwrap();
+    // then the first leaves the warming part only (its warm-up end unchanged), the earning
+    // weight untouched,
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        info.warming,
+        Exit {
+            amount: u256(500),
+            unlock_time
+        }
+    );
+    assert_eq!(
+        call(s.pool_reader().total_weight()).await.unwrap(),
+        u256(MIN_STAKE[3])
+    );
+    // and the second takes the last 500 warming, then 500 of the earning stake.
+    s.send(pool.unstake_intent(&u256(1_000))).await.unwrap();
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(
+        info.warming,
+        Exit {
+            amount: u256(0),
+            unlock_time: 0
+        }
+    );
+    assert_eq!(
+        call(s.pool_reader().total_weight()).await.unwrap(),
+        u256(MIN_STAKE[3] - 500)
+    );
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(750)))
+        .await
+        .unwrap();
+    assert_eq!(pending(&s, Actor::WorkerA).await, 750);
+    s.assert_invariants("after the exits").await;
+}
+
+#[tokio::test]
+async fn activate_before_the_warm_up_does_nothing_and_a_new_stake_restarts_it() {
+    // Given WorkerA staking 1,000, then 1,000 more just before the first's warm-up ends,
+    let s = System::deploy().await.unwrap();
+    let worker = s.addr(Actor::WorkerA);
+    s.worker(Actor::WorkerA, &h100(), 1_000).await;
+    s.advance(WARMUP - 10).await;
+    s.send(s.pool_as(Actor::WorkerA).stake(&u256(1_000)))
+        .await
+        .unwrap();
+    let unlock_time = now(&s).await + WARMUP;
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.warming,
+        Exit {
+            amount: u256(2_000),
+            unlock_time
+        },
+        "the whole warming amount restarts"
+    );
+    // when anyone activates it before the new end, nothing joins and a reward waits,
+    s.advance(WARMUP - 10).await;
+    let out = s
+        .send(s.pool_as(Actor::Attacker).activate(&worker))
+        .await
+        .unwrap();
+    assert_events::<cdc_pool::Event>(&out, s.pool, &[]);
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
+        .await
+        .unwrap();
+    assert_eq!(pending(&s, Actor::WorkerA).await, 0);
+    // then after it, an activation by anyone brings all of it in, and it earns from then on
+    // (what waited included).
+    s.advance(10).await;
+    let out = s
+        .send(s.pool_as(Actor::Attacker).activate(&worker))
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::StakeActivated(StakeActivated {
+            account: worker,
+            worker,
+            amount: u256(2_000),
+        })],
+    );
+    assert_eq!(
+        call(s.pool_reader().total_weight()).await.unwrap(),
+        u256(2_000)
+    );
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
+        .await
+        .unwrap();
+    assert_eq!(pending(&s, Actor::WorkerA).await, 200);
+    assert_reverts(
+        s.send(s.pool_as(Actor::Attacker).activate(&s.addr(Actor::WorkerB)))
+            .await,
+        "POOL: worker not registered",
+    );
+    s.assert_invariants("after the activation").await;
+}
+
+#[tokio::test]
+async fn activate_delegation_joins_the_weight_only_after_the_warm_up() {
+    // Given WorkerA's warmed-up 1,000 and a 1,000 delegation to it just made,
+    let s = System::deploy().await.unwrap();
+    let (delegator, worker) = (s.addr(Actor::Delegator), s.addr(Actor::WorkerA));
+    s.worker(Actor::WorkerA, &h100(), 1_000).await;
+    s.warm_up(Actor::WorkerA).await;
+    s.send(s.pool_as(Actor::Delegator).delegate(&worker, &u256(1_000)))
+        .await
+        .unwrap();
+    let unlock_time = now(&s).await + WARMUP;
+    assert_eq!(
+        call(s.pool_reader().delegation_warming(&delegator, &worker))
+            .await
+            .unwrap(),
+        Exit {
+            amount: u256(1_000),
+            unlock_time
+        }
+    );
+    // when it is activated early and a reward arrives, the worker takes it all,
+    let out = s
+        .send(
+            s.pool_as(Actor::Attacker)
+                .activate_delegation(&delegator, &worker),
+        )
+        .await
+        .unwrap();
+    assert_events::<cdc_pool::Event>(&out, s.pool, &[]);
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            pending(&s, Actor::WorkerA).await,
+            pending(&s, Actor::Delegator).await
+        ),
+        (100, 0)
+    );
+    // then once activated after its warm-up, it shares the next one.
+    s.advance(WARMUP).await;
+    let out = s
+        .send(
+            s.pool_as(Actor::Attacker)
+                .activate_delegation(&delegator, &worker),
+        )
+        .await
+        .unwrap();
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::StakeActivated(StakeActivated {
+            account: delegator,
+            worker,
+            amount: u256(1_000),
+        })],
+    );
+    assert_eq!(
+        s.worker_info(Actor::WorkerA).await.delegated_warming,
+        u256(0)
+    );
+    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            pending(&s, Actor::WorkerA).await,
+            pending(&s, Actor::Delegator).await
+        ),
+        (150, 50)
+    );
+    s.assert_invariants("after the delegation's activation")
+        .await;
+}
+
+#[tokio::test]
+async fn undelegate_intent_takes_the_warming_delegation_first() {
+    // Given a delegation of 1,000 earning and 500 more warming,
+    let s = System::deploy().await.unwrap();
+    let (delegator, worker) = (s.addr(Actor::Delegator), s.addr(Actor::WorkerA));
+    s.worker(Actor::WorkerA, &h100(), 0).await;
+    let d = s.pool_as(Actor::Delegator);
+    s.send(d.delegate(&worker, &u256(1_000))).await.unwrap();
+    s.warm_up_delegation(Actor::Delegator, Actor::WorkerA).await;
+    s.send(d.delegate(&worker, &u256(500))).await.unwrap();
+    // when 700 is undelegated,
+    s.send(d.undelegate_intent(&worker, &u256(700)))
+        .await
+        .unwrap();
+    // then the 500 warming went first, 200 of the earning part after it.
+    assert_eq!(
+        call(s.pool_reader().delegation_warming(&delegator, &worker))
+            .await
+            .unwrap()
+            .amount,
+        u256(0)
+    );
+    assert_eq!(
+        call(s.pool_reader().total_weight()).await.unwrap(),
+        u256(800)
+    );
+    s.assert_invariants("after the undelegation").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1899,13 +2320,21 @@ async fn attack_a_beneficiary_never_receives_more_than_its_cap() {
     assert_events(
         &out,
         s.pool,
-        &[cdc_pool::Event::SlashExecuted(SlashExecuted {
-            slash_id: 2,
-            worker,
-            amount: u256(40),
-            to_beneficiary: u256(0),
-            to_treasury: u256(40),
-        })],
+        &[
+            // The slash settles the worker, whose stake is past its warm-up by now.
+            cdc_pool::Event::StakeActivated(StakeActivated {
+                account: worker,
+                worker,
+                amount: u256(4_000),
+            }),
+            cdc_pool::Event::SlashExecuted(SlashExecuted {
+                slash_id: 2,
+                worker,
+                amount: u256(40),
+                to_beneficiary: u256(0),
+                to_treasury: u256(40),
+            }),
+        ],
     );
     assert_eq!(s.balance_of(Actor::Attacker).await, FUNDS + 300);
     assert_eq!(s.balance_of(TREASURY).await, 3_740);

@@ -47,6 +47,9 @@ async fn a_job_runs_its_whole_life_through_the_clients() {
         .await
         .unwrap();
     let worker = s.net.address(Actor::WorkerC);
+    // Its stake earns once warmed up and activated
+    s.advance(WARMUP).await;
+    worker_pool.activate(worker).await.unwrap();
     assert_eq!(
         worker_pool.worker(worker).await.unwrap().state,
         cdc_pool::WorkerState::Active

@@ -27,11 +27,13 @@ async fn flow_1_model_stake_submit_assign_result_finalize_rewards_claimed() {
     // Story: the admin registers a model; WorkerA registers an H100 and stakes its tier's
     // minimum; the Submitter pays 1,000 for a job; the coordinator assigns it to WorkerA, who
     // commits a result; after the challenge window anyone finalizes it: WorkerA gets 950, the
-    // 50 protocol fee flows to the pool's reward stream, where WorkerA (the only weight)
-    // claims it. Its reputation records one success.
+    // 50 protocol fee flows to the pool's reward stream, where WorkerA (the only weight, its
+    // stake warmed up and activated before the job) claims it. Its reputation records one
+    // success.
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     s.active_worker(Actor::WorkerA).await;
+    s.warm_up(Actor::WorkerA).await;
     assert_eq!(
         s.worker_info(Actor::WorkerA).await.state,
         WorkerState::Active
@@ -194,7 +196,8 @@ async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() 
 async fn flow_4_stake_delegate_rewards_accrue_unstake_only_after_the_window() {
     // Story: WorkerA stakes 8,000 and announces a 10% commission, which applies after the
     // exit window's notice; the Delegator then delegates 2,000 to it (settling the worker, so
-    // the commission is in force). 1,000 of rewards arrive: 800 for WorkerA's own stake, 200 for the delegation of which
+    // the commission is in force and the worker's stake, past its warm-up, activated); the
+    // delegation warms up and is activated. 1,000 of rewards arrive: 800 for WorkerA's own stake, 200 for the delegation of which
     // 20 is commission. Both claim. Then both exit: nothing can be withdrawn before the exit
     // window, everything after it.
     let s = System::deploy().await.unwrap();
@@ -209,6 +212,7 @@ async fn flow_4_stake_delegate_rewards_accrue_unstake_only_after_the_window() {
     )
     .await
     .unwrap();
+    s.warm_up_delegation(Actor::Delegator, Actor::WorkerA).await;
     assert_eq!(
         s.worker_info(Actor::WorkerA).await.record.commission_bps,
         1_000
@@ -374,6 +378,7 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
     // finalization, expiry, disputes, claims and unstake actions all still go through.
     let s = System::deploy().await.unwrap();
     let (model, completed) = s.completed_job().await;
+    s.warm_up(Actor::WorkerA).await;
     let queued = s.job(model).await;
     let stale = s.job(model).await;
     s.send(
@@ -527,6 +532,32 @@ async fn assert_holds_and_open_slashes(s: &System, workers: &[Actor], label: &st
     }
 }
 
+/// Every worker's warming stake is within its stake, its delegators' warming within its
+/// delegations, and together they make the pool's total warming (the part of the weight that
+/// does not earn).
+async fn assert_warming_within_stake(s: &System, workers: &[Actor], label: &str) {
+    let mut warming = 0;
+    for w in workers {
+        let info = s.worker_info(*w).await;
+        assert!(
+            info.warming.amount.low <= info.stake.low,
+            "{label}: {w:?} warming within its stake"
+        );
+        assert!(
+            info.delegated_warming.low <= info.delegated.low,
+            "{label}: {w:?} delegators' warming within its delegations"
+        );
+        warming += info.warming.amount.low + info.delegated_warming.low;
+    }
+    let totals = call(s.pool_reader().totals()).await.unwrap();
+    assert_eq!(totals.warming.low, warming, "{label}: total warming");
+    assert_eq!(
+        call(s.pool_reader().total_weight()).await.unwrap().low,
+        totals.stakes.low + totals.delegations.low - warming,
+        "{label}: weight is what does not warm"
+    );
+}
+
 #[tokio::test]
 async fn flow_random_operations_never_break_conservation() {
     // Story: three workers, a delegator, a submitter, a verifier, the slasher, the admin and an
@@ -547,6 +578,10 @@ async fn flow_random_operations_never_break_conservation() {
     for w in workers {
         s.active_worker(w).await;
     }
+    s.advance(WARMUP).await;
+    for w in workers {
+        s.activate(w).await;
+    }
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move |n: u64| {
         seed ^= seed << 13;
@@ -563,7 +598,7 @@ async fn flow_random_operations_never_break_conservation() {
         let job2 = 1 + next(job_count.max(1) + 2);
         let slash_id = 1 + next(4);
         let amount = u256(1 + u128::from(next(2_000)));
-        let result: Result<_, ChainError> = match next(24) {
+        let result: Result<_, ChainError> = match next(26) {
             0 => s.send(s.pool_as(w).stake(&amount)).await,
             1 => s.send(s.pool_as(w).unstake_intent(&amount)).await,
             2 => {
@@ -690,6 +725,17 @@ async fn flow_random_operations_never_break_conservation() {
                     .await
             }
             22 => s.send(s.jobs_as(Actor::Admin).execute_params()).await,
+            23 => {
+                s.send(s.pool_as(Actor::Attacker).activate(&s.addr(w)))
+                    .await
+            }
+            24 => {
+                s.send(
+                    s.pool_as(Actor::Attacker)
+                        .activate_delegation(&s.addr(Actor::Delegator), &s.addr(w)),
+                )
+                .await
+            }
             _ => {
                 s.advance([600, 4_000, ARBITRATION_WINDOW + 1][next(3) as usize])
                     .await;
@@ -709,6 +755,7 @@ async fn flow_random_operations_never_break_conservation() {
             "{label}: supply conserved"
         );
         assert_holds_and_open_slashes(&s, &workers, &label).await;
+        assert_warming_within_stake(&s, &workers, &label).await;
     }
     eprintln!("{done} operations done, {refused} refused by the contracts");
     assert!(

@@ -8,6 +8,15 @@
 /// commission and the rest raises the worker's `delegator_acc` (per unit delegated), which each
 /// delegation settles against. Every division rounds down, so what is credited never exceeds
 /// what was funded; the dust stays counted in `reward_balance`.
+///
+/// New stake and delegations *warm up* before they earn (parameter `warmup`), so that a stake
+/// made, rewarded (e.g. by a permissionless `finalize_jobs`) and unstaked in one multicall
+/// earns nothing. Warming amounts are kept per worker (`warming`) and per position
+/// (`delegation_warming`, summed per worker in `delegated_warming`), and in one global
+/// `total_warming`; every weight above (the global one, a worker's own and delegated ones, a
+/// position's) is the amount less its warming part. Activation is lazy: a settlement first
+/// accrues at the old weights, then moves warming whose warm-up is over into the weight.
+/// Warming stake still counts for the minimum, tiers and slashing, and leaves first on exits.
 #[starknet::contract]
 mod CdcPool {
     use array::{ArrayTrait, SpanTrait};
@@ -50,6 +59,8 @@ mod CdcPool {
     const MAX_CHALLENGE_WINDOW: u64 = 604800;
     const MIN_ARBITRATION_WINDOW: u64 = 3600;
     const MAX_ARBITRATION_WINDOW: u64 = 2592000;
+    const MIN_WARMUP: u64 = 3600;
+    const MAX_WARMUP: u64 = 604800;
     /// The governance operation key of a parameter change.
     const PARAMS_OP: felt252 = 'POOL_PARAMS';
     const MAX_BOND: u256 = 1000000000000000000000000; // 10^6 tokens
@@ -81,14 +92,22 @@ mod CdcPool {
         /// Workers registered so far, and by registration index.
         worker_count: u64,
         worker_at: LegacyMap<u64, ContractAddress>,
-        /// Each worker's own active stake.
+        /// Each worker's own stake, warming included.
         stakes: LegacyMap<ContractAddress, u256>,
+        /// The part of each worker's own stake still warming up, and when its warm-up ends
+        /// (always <= its stake).
+        warming: LegacyMap<ContractAddress, Exit>,
         /// Each worker's pending unstake.
         exits: LegacyMap<ContractAddress, Exit>,
-        /// Stake delegated to each worker.
+        /// Stake delegated to each worker, warming included.
         delegated: LegacyMap<ContractAddress, u256>,
-        /// Active delegation of (delegator, worker).
+        /// Σ warming delegations of each worker's positions (out of its delegators' weight).
+        delegated_warming: LegacyMap<ContractAddress, u256>,
+        /// Delegation of (delegator, worker), warming included.
         delegations: LegacyMap<(ContractAddress, ContractAddress), u256>,
+        /// The part of (delegator, worker)'s delegation still warming up, and when its warm-up
+        /// ends (always <= the delegation).
+        delegation_warming: LegacyMap<(ContractAddress, ContractAddress), Exit>,
         /// Pending undelegation of (delegator, worker).
         delegation_exits: LegacyMap<(ContractAddress, ContractAddress), Exit>,
         /// The workers a delegator has delegated to (bounded), by index.
@@ -99,6 +118,8 @@ mod CdcPool {
         total_delegated: u256,
         total_exits: u256,
         bonds_held: u256,
+        /// Σ warming own stake and delegations: out of the reward weight.
+        total_warming: u256,
         /// Rewards funded and not claimed, and rewards funded while there was no weight.
         reward_balance: u256,
         undistributed: u256,
@@ -142,6 +163,18 @@ mod CdcPool {
         ParamsScheduled: ParamsScheduled,
         ParamsCancelled: ParamsCancelled,
         CommissionScheduled: CommissionScheduled,
+        StakeActivated: StakeActivated,
+    }
+
+    /// `amount` of `account`'s stake with `worker` (its own stake when `account` is `worker`,
+    /// else its delegation) ended its warm-up and joined the reward weight.
+    #[derive(Drop, starknet::Event)]
+    struct StakeActivated {
+        #[key]
+        account: ContractAddress,
+        #[key]
+        worker: ContractAddress,
+        amount: u256,
     }
 
     #[derive(Drop, starknet::Event)]
@@ -507,6 +540,11 @@ mod CdcPool {
             let stake = self.stakes.read(worker) + amount;
             self.stakes.write(worker, stake);
             self.total_stake.write(self.total_stake.read() + amount);
+            // Settled (and activated if due) above: what still warms restarts with the new.
+            let warming = self.warming.read(worker);
+            let unlock_time = get_block_timestamp() + self.params.read().warmup;
+            self.warming.write(worker, Exit { amount: warming.amount + amount, unlock_time });
+            self.total_warming.write(self.total_warming.read() + amount);
             self.emit(Staked { worker, amount, stake });
         }
 
@@ -518,6 +556,12 @@ mod CdcPool {
             self.settle_worker(worker);
             self.stakes.write(worker, stake - amount);
             self.total_stake.write(self.total_stake.read() - amount);
+            // The warming part leaves first: it never earned, so a flash stake takes nothing.
+            let warming = self.warming.read(worker);
+            let from_warming = min(amount, warming.amount);
+            if from_warming != 0 {
+                self.cool(worker, warming, from_warming);
+            }
             let exit = self.exits.read(worker);
             let unlock_time = get_block_timestamp() + self.params.read().exit_window;
             let pending = exit.amount + amount;
@@ -551,6 +595,13 @@ mod CdcPool {
             self.delegations.write((delegator, worker), delegation);
             self.delegated.write(worker, self.delegated.read(worker) + amount);
             self.total_delegated.write(self.total_delegated.read() + amount);
+            let warming = self.delegation_warming.read((delegator, worker));
+            let unlock_time = get_block_timestamp() + self.params.read().warmup;
+            self
+                .delegation_warming
+                .write((delegator, worker), Exit { amount: warming.amount + amount, unlock_time });
+            self.delegated_warming.write(worker, self.delegated_warming.read(worker) + amount);
+            self.total_warming.write(self.total_warming.read() + amount);
             self.emit(Delegated { delegator, worker, amount, delegation });
         }
 
@@ -568,6 +619,11 @@ mod CdcPool {
             self.delegations.write((delegator, worker), delegation - amount);
             self.delegated.write(worker, self.delegated.read(worker) - amount);
             self.total_delegated.write(self.total_delegated.read() - amount);
+            let warming = self.delegation_warming.read((delegator, worker));
+            let from_warming = min(amount, warming.amount);
+            if from_warming != 0 {
+                self.cool_delegation(delegator, worker, warming, from_warming);
+            }
             let exit = self.delegation_exits.read((delegator, worker));
             let unlock_time = get_block_timestamp() + self.params.read().exit_window;
             let pending = exit.amount + amount;
@@ -588,6 +644,23 @@ mod CdcPool {
             self.push(delegator, exit.amount);
         }
 
+        fn activate(ref self: ContractState, worker: ContractAddress) {
+            assert(self.workers.read(worker).registered, errors::NOT_REGISTERED);
+            self.settle_worker(worker);
+        }
+
+        fn activate_delegation(
+            ref self: ContractState, delegator: ContractAddress, worker: ContractAddress
+        ) {
+            self.settle_position(delegator, worker);
+        }
+
+        fn delegation_warming(
+            self: @ContractState, delegator: ContractAddress, worker: ContractAddress
+        ) -> Exit {
+            self.delegation_warming.read((delegator, worker))
+        }
+
         fn delegation(
             self: @ContractState, delegator: ContractAddress, worker: ContractAddress
         ) -> (u256, Exit) {
@@ -598,7 +671,7 @@ mod CdcPool {
         }
 
         fn total_weight(self: @ContractState) -> u256 {
-            self.total_stake.read() + self.total_delegated.read()
+            self.active_weight()
         }
     }
 
@@ -609,7 +682,7 @@ mod CdcPool {
             let funder = get_caller_address();
             self.pull(funder, amount);
             self.reward_balance.write(self.reward_balance.read() + amount);
-            let weight = self.total_stake.read() + self.total_delegated.read();
+            let weight = self.active_weight();
             let mut distributed = 0;
             let mut acc = self.reward_per_weight.read();
             if weight == 0 {
@@ -660,7 +733,7 @@ mod CdcPool {
                 }
                 let worker = self.delegate_at.read((account, i));
                 let (_, _, delegator_acc) = self.worker_accrual(worker);
-                total += self.delegations.read((account, worker))
+                total += self.position_weight(account, worker)
                     * (delegator_acc - self.position_acc.read((account, worker)))
                     / PRECISION;
                 i += 1;
@@ -844,6 +917,10 @@ mod CdcPool {
             let stake = self.stakes.read(worker);
             self.stakes.write(worker, 0);
             self.total_stake.write(self.total_stake.read() - stake);
+            let warming = self.warming.read(worker);
+            if warming.amount != 0 {
+                self.cool(worker, warming, warming.amount);
+            }
             let exit = self.exits.read(worker);
             let unlock_time = get_block_timestamp() + self.params.read().exit_window;
             self.exits.write(worker, Exit { amount: exit.amount + stake, unlock_time });
@@ -907,6 +984,7 @@ mod CdcPool {
                 exits: self.total_exits.read(),
                 rewards: self.reward_balance.read(),
                 bonds: self.bonds_held.read(),
+                warming: self.total_warming.read(),
             }
         }
     }
@@ -941,6 +1019,7 @@ mod CdcPool {
             errors::BAD_ARBITRATION_WINDOW
         );
         assert(p.challenge_bond != 0 && p.challenge_bond <= MAX_BOND, errors::BAD_BOND);
+        assert(p.warmup >= MIN_WARMUP && p.warmup <= MAX_WARMUP, errors::BAD_WARMUP);
         assert(p.beneficiary_share_bps.into() <= BPS, errors::BAD_SHARE);
         assert(
             valid_bps(p.bps_unavailable)
@@ -950,6 +1029,14 @@ mod CdcPool {
                 && valid_bps(p.bps_fraud),
             errors::BAD_SLASH_BPS
         );
+    }
+
+    fn min(a: u256, b: u256) -> u256 {
+        if a < b {
+            a
+        } else {
+            b
+        }
     }
 
     fn valid_bps(bps: u16) -> bool {
@@ -1078,6 +1165,8 @@ mod CdcPool {
                 stake,
                 delegated: self.delegated.read(worker),
                 exit: self.exits.read(worker),
+                warming: self.warming.read(worker),
+                delegated_warming: self.delegated_warming.read(worker),
                 hardware_tier: hardware_tier(capabilities.vram_mb),
                 stake_tier: self.stake_tier(stake),
             }
@@ -1092,8 +1181,12 @@ mod CdcPool {
             if delta == 0 {
                 return (0, 0, delegator_acc);
             }
-            let own = self.stakes.read(worker) * delta / PRECISION;
-            let delegated = self.delegated.read(worker);
+            // Only the weight past its warm-up earns (the same weights `notify_reward` divides
+            // by).
+            let own = (self.stakes.read(worker) - self.warming.read(worker).amount)
+                * delta
+                / PRECISION;
+            let delegated = self.delegated.read(worker) - self.delegated_warming.read(worker);
             if delegated == 0 {
                 return (own, 0, delegator_acc);
             }
@@ -1103,8 +1196,9 @@ mod CdcPool {
             (own, commission, delegator_acc + (gross - commission) * PRECISION / delegated)
         }
 
-        /// Credits `worker` what it accrued and moves its delegators' accumulator; must run
-        /// before its stake, delegations or commission change.
+        /// Credits `worker` what it accrued and moves its delegators' accumulator, then moves
+        /// its warming stake into the weight if its warm-up is over; must run before its stake,
+        /// delegations or commission change.
         fn settle_worker(ref self: ContractState, worker: ContractAddress) {
             let (own, commission, delegator_acc) = self.worker_accrual(worker);
             if own + commission != 0 {
@@ -1122,21 +1216,77 @@ mod CdcPool {
                 self.commission_changes.write(worker, CommissionChange { bps: 0, effective_at: 0 });
                 self.emit(CommissionSet { worker, bps: change.bps });
             }
+            // Accrued above at the old weight: the stake earns from this settlement on.
+            let warming = self.warming.read(worker);
+            if warming.amount != 0 && get_block_timestamp() >= warming.unlock_time {
+                self.cool(worker, warming, warming.amount);
+                self.emit(StakeActivated { account: worker, worker, amount: warming.amount });
+            }
         }
 
-        /// Settles `worker`, then credits `delegator` its delegation's share.
+        /// Takes `amount` out of `worker`'s warming stake `warming` (activated, or leaving).
+        fn cool(ref self: ContractState, worker: ContractAddress, warming: Exit, amount: u256) {
+            let left = warming.amount - amount;
+            let unlock_time = if left == 0 {
+                0
+            } else {
+                warming.unlock_time
+            };
+            self.warming.write(worker, Exit { amount: left, unlock_time });
+            self.total_warming.write(self.total_warming.read() - amount);
+        }
+
+        /// Takes `amount` out of the warming delegation `warming` of (delegator, worker).
+        fn cool_delegation(
+            ref self: ContractState,
+            delegator: ContractAddress,
+            worker: ContractAddress,
+            warming: Exit,
+            amount: u256
+        ) {
+            let left = warming.amount - amount;
+            let unlock_time = if left == 0 {
+                0
+            } else {
+                warming.unlock_time
+            };
+            self.delegation_warming.write((delegator, worker), Exit { amount: left, unlock_time });
+            self.delegated_warming.write(worker, self.delegated_warming.read(worker) - amount);
+            self.total_warming.write(self.total_warming.read() - amount);
+        }
+
+        /// What rewards are spread over: all stake and delegations less the warming part.
+        fn active_weight(self: @ContractState) -> u256 {
+            self.total_stake.read() + self.total_delegated.read() - self.total_warming.read()
+        }
+
+        /// The part of (delegator, worker)'s delegation that earns.
+        fn position_weight(
+            self: @ContractState, delegator: ContractAddress, worker: ContractAddress
+        ) -> u256 {
+            self.delegations.read((delegator, worker))
+                - self.delegation_warming.read((delegator, worker)).amount
+        }
+
+        /// Settles `worker`, then credits `delegator` its delegation's share, then moves its
+        /// warming delegation into the weight if its warm-up is over.
         fn settle_position(
             ref self: ContractState, delegator: ContractAddress, worker: ContractAddress
         ) {
             self.settle_worker(worker);
             let acc = self.delegator_acc.read(worker);
-            let earned = self.delegations.read((delegator, worker))
+            let earned = self.position_weight(delegator, worker)
                 * (acc - self.position_acc.read((delegator, worker)))
                 / PRECISION;
             if earned != 0 {
                 self.unclaimed.write(delegator, self.unclaimed.read(delegator) + earned);
             }
             self.position_acc.write((delegator, worker), acc);
+            let warming = self.delegation_warming.read((delegator, worker));
+            if warming.amount != 0 && get_block_timestamp() >= warming.unlock_time {
+                self.cool_delegation(delegator, worker, warming, warming.amount);
+                self.emit(StakeActivated { account: delegator, worker, amount: warming.amount });
+            }
         }
 
         /// Remembers that `delegator` delegates to `worker` (for claims), once.
@@ -1230,6 +1380,12 @@ mod CdcPool {
                         Exit { amount: exit.amount - from_exit, unlock_time: exit.unlock_time }
                     );
                 self.total_exits.write(self.total_exits.read() - from_exit);
+            }
+            // Warming stake is slashable like the rest, and never more than what is left.
+            let warming = self.warming.read(worker);
+            let left = self.stakes.read(worker);
+            if warming.amount > left {
+                self.cool(worker, warming, warming.amount - left);
             }
             slash.status = SlashStatus::Executed(());
             slash.amount = amount;

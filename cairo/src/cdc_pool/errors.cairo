@@ -40,3 +40,4 @@ const NO_HOLD: felt252 = 'POOL: no hold to release';
 const BAD_RATED_COUNT: felt252 = 'POOL: rated count over count';
 const ARBITRATION_OPEN: felt252 = 'POOL: arbitration window open';
 const ARBITRATION_CLOSED: felt252 = 'POOL: arbitration window closed';
+const BAD_WARMUP: felt252 = 'POOL: warmup out of bounds';

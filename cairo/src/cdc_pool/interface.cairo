@@ -50,34 +50,64 @@ trait ICdcPoolRegistry<TContractState> {
 #[starknet::interface]
 trait ICdcPoolStake<TContractState> {
     /// Adds `amount` to the caller's own stake, pulled from the caller (balance-delta
-    /// checked). Requires: not paused, registered, not banned, amount > 0. Emits `Staked`.
+    /// checked). It counts at once for the worker's minimum, tier, eligibility and slashing,
+    /// but earns rewards only after the warm-up (parameter `warmup`): it is *warming* until
+    /// then, and a new stake restarts the warm-up of everything still warming. It joins the
+    /// reward weight at the worker's first settlement once the warm-up is over (`activate`,
+    /// or any of its stake operations or claims). Requires: not paused, registered, not
+    /// banned, amount > 0. Emits `Staked` (and `StakeActivated` if earlier warming stake was
+    /// due).
     fn stake(ref self: TContractState, amount: u256);
     /// Moves `amount` of own stake to a pending exit, payable after the exit window (which
-    /// restarts for the whole pending amount). Requires: amount > 0, <= own stake.
-    /// Emits `UnstakeRequested`.
+    /// restarts for the whole pending amount); the warming part leaves first. Requires:
+    /// amount > 0, <= own stake. Emits `UnstakeRequested` (and `StakeActivated` if warming
+    /// stake was due).
     fn unstake_intent(ref self: TContractState, amount: u256);
     /// Pays `worker` its pending exit. Anyone may call it. Requires: something pending, the
     /// window over, no slash pending or challenged against the worker, and no job held (see
     /// `hold`): stake stays slashable while a job it answers for is open. Emits `Withdrawn`.
     fn unstake_action(ref self: TContractState, worker: ContractAddress);
     /// Delegates `amount` to `worker`, pulled from the caller. Counts for rewards, not for the
-    /// worker's minimum. Requires: not paused, worker registered and not banned, amount > 0,
-    /// at most 10 workers per delegator. Emits `Delegated`.
+    /// worker's minimum, and only after the warm-up, like own stake (see `stake`): it joins the
+    /// reward weight at the position's first settlement once the warm-up is over
+    /// (`activate_delegation`, or a delegation operation or claim of the delegator); a new
+    /// delegation to the same worker restarts the warm-up of what still warms there.
+    /// Requires: not paused, worker registered and not banned, amount > 0, at most 10 workers
+    /// per delegator. Emits `Delegated` (and `StakeActivated` if earlier warming was due).
     fn delegate(ref self: TContractState, worker: ContractAddress, amount: u256);
-    /// Moves `amount` of the caller's delegation to `worker` to a pending exit; when nothing
-    /// stays delegated, the worker's slot among the caller's 10 is freed (rewards settled).
-    /// Requires: amount > 0, <= the delegation. Emits `UndelegateRequested`.
+    /// Moves `amount` of the caller's delegation to `worker` to a pending exit (the warming
+    /// part leaves first); when nothing stays delegated, the worker's slot among the caller's
+    /// 10 is freed (rewards settled). Requires: amount > 0, <= the delegation.
+    /// Emits `UndelegateRequested` (and `StakeActivated` if warming was due).
     fn undelegate_intent(ref self: TContractState, worker: ContractAddress, amount: u256);
     /// Pays `delegator` its pending undelegation from `worker`. Anyone may call it.
     /// Requires: something pending, the window over. Emits `Withdrawn`.
     fn undelegate_action(
         ref self: TContractState, delegator: ContractAddress, worker: ContractAddress
     );
-    /// `delegator`'s active delegation to `worker` and its pending exit.
+    /// Settles `worker` (its rewards so far, at the old weight); if its warming stake's
+    /// warm-up is over, that stake joins the reward weight from now on. Before the end of the
+    /// warm-up it changes nothing but the settlement. Anyone may call it (usually the worker,
+    /// right when its warm-up ends: weight joins at the first settlement after it).
+    /// Requires: worker registered. Emits `StakeActivated` when stake joins.
+    fn activate(ref self: TContractState, worker: ContractAddress);
+    /// The same for `delegator`'s delegation to `worker`: settles the position, and if its
+    /// warm-up is over, the warming delegation joins the reward weight. Anyone may call it.
+    /// Emits `StakeActivated` when weight joins.
+    fn activate_delegation(
+        ref self: TContractState, delegator: ContractAddress, worker: ContractAddress
+    );
+    /// `delegator`'s delegation to `worker` (warming included) and its pending exit.
     fn delegation(
         self: @TContractState, delegator: ContractAddress, worker: ContractAddress
     ) -> (u256, Exit);
-    /// Own stake plus delegations of every worker: what rewards are spread over.
+    /// The part of `delegator`'s delegation to `worker` still warming (or not yet activated)
+    /// and the end of its warm-up.
+    fn delegation_warming(
+        self: @TContractState, delegator: ContractAddress, worker: ContractAddress
+    ) -> Exit;
+    /// What rewards are spread over: own stake plus delegations of every worker, less what is
+    /// still warming (or due but not yet activated).
     fn total_weight(self: @TContractState) -> u256;
 }
 
@@ -85,7 +115,8 @@ trait ICdcPoolStake<TContractState> {
 #[starknet::interface]
 trait ICdcPoolRewards<TContractState> {
     /// Pulls `amount` from the caller (JobMgr's protocol fees, or any funder) and spreads it
-    /// over the total weight; with no weight it waits for the next notification.
+    /// over the total weight (`total_weight`: warming stake and delegations take no part);
+    /// with no weight it waits for the next notification.
     /// Requires: amount > 0 (works while paused). Emits `RewardNotified`.
     fn notify_reward(ref self: TContractState, amount: u256);
     /// Pays the caller everything accrued to it: as a worker (own stake and commission) and
@@ -165,7 +196,8 @@ trait ICdcPoolAdmin<TContractState> {
     /// replaces the first and restarts it). Requires: admin; treasury not zero; 0 < min
     /// stakes, nondecreasing by tier, <= 10^9 tokens; exit window 1 h to 30 d; challenge
     /// window 1 h to 7 d; arbitration window 1 h to 30 d; 0 < bond <= 10^6 tokens; shares and
-    /// slash bps <= 10,000 (slash bps > 0). Emits `ParamsScheduled`.
+    /// slash bps <= 10,000 (slash bps > 0); warm-up 1 h to 7 d (stake already warming keeps
+    /// its end). Emits `ParamsScheduled`.
     fn schedule_params(ref self: TContractState, params: PoolParams);
     /// Installs the scheduled parameters. Requires: admin, scheduled, the delay passed.
     /// Emits `ParamsSet`.

@@ -63,7 +63,8 @@ struct Reputation {
     last_outcome_at: u64,
 }
 
-/// An amount on its way out of the pool, payable once `unlock_time` has passed.
+/// An amount waiting for `unlock_time`: a pending exit (payable from then on), or stake or a
+/// delegation warming up (earning rewards from its first settlement from then on).
 #[derive(Copy, Drop, Serde, PartialEq, starknet::Store)]
 struct Exit {
     amount: u256,
@@ -80,12 +81,17 @@ struct WorkerInfo {
     attestation_hash: felt252,
     record: WorkerRecord,
     reputation: Reputation,
-    /// Own active stake (what counts for its minimum and its stake tier).
+    /// Own stake (what counts for its minimum, its stake tier and slashing), warming included.
     stake: u256,
-    /// Stake delegated to it by others.
+    /// Stake delegated to it by others, warming included.
     delegated: u256,
     /// Its pending unstake.
     exit: Exit,
+    /// The part of `stake` still warming up (earning nothing): it joins the reward weight at
+    /// the worker's first settlement from `unlock_time` on (see `activate`).
+    warming: Exit,
+    /// The part of `delegated` that is still warming up or not yet activated (earning nothing).
+    delegated_warming: u256,
     /// Hardware tier (0 to 3) from its VRAM: the tier whose minimum stake applies.
     hardware_tier: u8,
     /// Highest tier (0 to 3) whose minimum its own stake meets, or 255 if none.
@@ -158,6 +164,9 @@ struct PoolParams {
     bps_protocol_violation: u16,
     bps_malicious: u16,
     bps_fraud: u16,
+    /// Seconds new stake and delegations wait before they earn rewards (they count for the
+    /// minimum, tiers and slashing at once).
+    warmup: u64,
 }
 
 /// Totals that account for every token the pool holds (the conservation invariant).
@@ -173,6 +182,8 @@ struct PoolTotals {
     rewards: u256,
     /// Challenge bonds held.
     bonds: u256,
+    /// The part of `stakes` + `delegations` still warming up (out of the reward weight).
+    warming: u256,
 }
 
 impl WorkerRecordPacking of StorePacking<WorkerRecord, felt252> {

@@ -181,6 +181,15 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         .register_and_stake(token, &capabilities, Felt::ZERO, min_stake)
         .await?;
     step("register_worker + stake", &out);
+    // New stake earns only after the pool's warm-up; the worker activates it then, so the
+    // protocol fee of its job reaches it.
+    let warmup = call(cdc(&admin).reader().params()).await?.warmup;
+    DevnetRpc::new(args.rpc_url.clone())
+        .increase_time(warmup)
+        .await?;
+    println!("{:<34} {warmup} s (the stake's warm-up)", "time advanced");
+    let out = cdc(&worker).activate(worker.address).await?;
+    step("activate (stake earns)", &out);
     let deadline = block_timestamp(&provider, BlockId::Tag(BlockTag::PreConfirmed)).await? + 3_600;
     let (job_id, out) = jm(&submitter)
         .submit_job(
@@ -231,14 +240,15 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
     let (escrow, bonds) = call(jm(&admin).reader().totals()).await?;
     let totals = call(cdc(&admin).reader().totals()).await?;
     println!(
-        "JobMgr escrow {} + bonds {}; pool stakes {} + delegations {} + exits {} + rewards {} + bonds {}",
+        "JobMgr escrow {} + bonds {}; pool stakes {} + delegations {} + exits {} + rewards {} + bonds {} (warming {})",
         tokens(escrow),
         tokens(bonds),
         tokens(totals.stakes),
         tokens(totals.delegations),
         tokens(totals.exits),
         tokens(totals.rewards),
-        tokens(totals.bonds)
+        tokens(totals.bonds),
+        tokens(totals.warming)
     );
     Ok(())
 }
