@@ -2165,6 +2165,10 @@ async fn record_outcomes_applies_the_formula_rated_times_and_releases_count_hold
 #[tokio::test]
 async fn record_outcomes_rejects_bad_counts_unheld_jobs_unknown_workers_and_other_callers() {
     let s = System::deploy().await.unwrap();
+    admin_as_job_manager(&s).await;
+    s.active_worker(Actor::WorkerA).await;
+    hold(&s, Actor::WorkerA, 1).await;
+    // A caller releases only holds it placed: another's are out of its reach.
     assert_reverts(
         s.send(s.pool_as(Actor::Attacker).record_outcomes(
             &s.addr(Actor::WorkerA),
@@ -2174,11 +2178,8 @@ async fn record_outcomes_rejects_bad_counts_unheld_jobs_unknown_workers_and_othe
             &0,
         ))
         .await,
-        "GOV: caller is missing role",
+        "POOL: no hold to release",
     );
-    admin_as_job_manager(&s).await;
-    s.active_worker(Actor::WorkerA).await;
-    hold(&s, Actor::WorkerA, 1).await;
     let jm = s.pool_as(Actor::Admin);
     let worker = s.addr(Actor::WorkerA);
     assert_reverts(
@@ -2981,4 +2982,25 @@ async fn a_token_that_reenters_cannot_pay_an_exit_twice() {
     );
     assert_eq!(s.worker_info(Actor::WorkerA).await.exit.amount, u256(100));
     s.assert_invariants("after the refused re-entry").await;
+}
+
+#[tokio::test]
+async fn attack_a_pending_commission_raise_is_visible_to_a_new_delegator() {
+    // Given a worker at 0% that schedules 20% just before delegators arrive,
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    s.send(s.pool_as(Actor::WorkerA).set_commission(&2_000))
+        .await
+        .unwrap();
+    let effective_at = now(&s).await + EXIT_WINDOW;
+    // then anyone reading the worker sees the raise and when it applies, before delegating.
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(info.record.commission_bps, 0);
+    assert_eq!(
+        info.commission_change,
+        cdc_pool::CommissionChange {
+            bps: 2_000,
+            effective_at
+        }
+    );
 }

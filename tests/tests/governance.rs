@@ -200,6 +200,39 @@ async fn a_scheduled_grant_waits_the_delay_and_is_consumed() {
 }
 
 #[tokio::test]
+async fn attack_a_schedule_kept_in_reserve_expires_and_one_made_before_seal_never_carries_over() {
+    let s = System::deploy_unsealed().await.unwrap();
+    for (_, host) in hosts(&s).await {
+        let admin = gov(&s, host, Actor::Admin);
+        let me = s.addr(Actor::Admin);
+        // Given a JOB_MANAGER grant to itself scheduled during setup and left dormant,
+        s.send(admin.schedule_role_grant(&role("JOB_MANAGER"), &me))
+            .await
+            .unwrap();
+        s.advance(UPGRADE_DELAY).await;
+        // when the admin seals and later tries to use it, it is refused;
+        s.send(admin.seal()).await.unwrap();
+        assert_reverts(
+            s.send(admin.grant_role(&role("JOB_MANAGER"), &me)).await,
+            "GOV: scheduled before seal",
+        );
+        // and a grant scheduled after the seal but kept past its 7-day grace expires.
+        s.send(admin.schedule_role_grant(&role("SLASHER"), &me))
+            .await
+            .unwrap();
+        s.advance(UPGRADE_DELAY + 7 * 86_400 + 1).await;
+        assert_reverts(
+            s.send(admin.grant_role(&role("SLASHER"), &me)).await,
+            "GOV: operation expired",
+        );
+        assert!(!call(admin.has_role(&role("SLASHER"), &me)).await.unwrap());
+        assert!(!call(admin.has_role(&role("JOB_MANAGER"), &me))
+            .await
+            .unwrap());
+    }
+}
+
+#[tokio::test]
 async fn cancel_role_grant_drops_the_schedule() {
     let s = System::deploy_unsealed().await.unwrap();
     for (_, host) in hosts(&s).await {

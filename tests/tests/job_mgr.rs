@@ -710,6 +710,13 @@ async fn submit_job_rejects_unknown_flags_scores_over_10000_and_release_limits_o
         ),
         (
             job_mgr::JobOptions {
+                release_after: ASSIGNMENT_TIMEOUT - 1,
+                ..no_options()
+            },
+            "JM: release limit out of bounds",
+        ),
+        (
+            job_mgr::JobOptions {
                 release_after: 86_401,
                 ..no_options()
             },
@@ -1267,21 +1274,24 @@ async fn release_job_by_anyone_else_waits_for_the_assignment_timeout() {
 
 #[tokio::test]
 async fn attack_strangers_cannot_release_a_long_job_before_the_submitters_limit() {
-    // Given a job whose submitter allows 6 hours before anyone may release it,
+    // Given a job due in 12 hours whose submitter allows 6 hours before anyone may release it,
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     s.active_worker(Actor::WorkerA).await;
-    let job = s
-        .job_with(
-            model,
-            Actor::Submitter,
-            JOB_FEE,
-            &job_mgr::JobOptions {
-                release_after: 6 * 3_600,
-                ..no_options()
-            },
-        )
-        .await;
+    let deadline = deadline_in(&s, 12 * 3_600).await;
+    s.send(s.jobs_as(Actor::Submitter).submit_job(
+        &model,
+        &u256(1),
+        &u256(JOB_FEE),
+        &deadline,
+        &job_mgr::JobOptions {
+            release_after: 6 * 3_600,
+            ..no_options()
+        },
+    ))
+    .await
+    .unwrap();
+    let job = 1;
     s.send(
         s.jobs_as(Actor::Coordinator)
             .assign_job(&job, &s.addr(Actor::WorkerA)),
@@ -1300,6 +1310,82 @@ async fn attack_strangers_cannot_release_a_long_job_before_the_submitters_limit(
         .await
         .unwrap();
     assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
+}
+
+#[tokio::test]
+async fn attack_a_submitter_cannot_farm_misses_with_a_deadline_shorter_than_the_release_limit() {
+    // Given a job due in 30 minutes whose release limit is an hour (so a worker assigned now
+    // could be released or expired before it had the time it is judged against),
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let deadline = deadline_in(&s, 1_800).await;
+    let options = job_mgr::JobOptions {
+        release_after: 3_600,
+        ..no_options()
+    };
+    s.send(s.jobs_as(Actor::Attacker).submit_job(
+        &model,
+        &u256(1),
+        &u256(JOB_FEE),
+        &deadline,
+        &options,
+    ))
+    .await
+    .unwrap();
+    // then nobody can assign it, so no miss or failure can be recorded for it,
+    assert_reverts(
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&1, &s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "JM: deadline too close",
+    );
+    // and the submitter only gets its fee back after expiry.
+    s.advance(1_801).await;
+    s.send(s.jobs_as(Actor::Attacker).expire(&1)).await.unwrap();
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.score, 5_000);
+    s.assert_invariants("after expiry").await;
+}
+
+#[tokio::test]
+async fn attack_revoking_job_manager_cannot_strand_escrow_or_exits() {
+    // Given a worker with a completed job held against its exit, and a worker on its way out,
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_intent(&u256(MIN_STAKE[3])),
+    )
+    .await
+    .unwrap();
+    // when the pool admin revokes JOB_MANAGER from JobMgr (instant),
+    let pool_admin = s.pool_as(Actor::Admin);
+    s.send(pool_admin.revoke_role(&role("JOB_MANAGER"), &ContractAddress(s.job_mgr)))
+        .await
+        .unwrap();
+    // then the job still finalizes and pays, its hold is released (the reputation does not
+    // move: JobMgr no longer vouches for outcomes),
+    s.advance(RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((info.record.holds, info.reputation.score), (0, 5_000));
+    // and the worker's exit is paid after its window.
+    s.advance(EXIT_WINDOW).await;
+    s.send(
+        s.pool_as(Actor::WorkerA)
+            .unstake_action(&s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS + JOB_FEE - FEE_CUT
+    );
+    s.assert_invariants("after the exit").await;
 }
 
 #[tokio::test]

@@ -79,6 +79,9 @@ mod CdcPool {
         params: PoolParams,
         /// The parameters a scheduled change will install (see `pending_params`).
         pending_params: PoolParams,
+        /// Holds each manager (a JOB_MANAGER, or a former one) placed on each worker: what it
+        /// may release.
+        manager_holds: LegacyMap<(ContractAddress, ContractAddress), u32>,
         /// Each worker's commission change waiting out its notice.
         commission_changes: LegacyMap<ContractAddress, CommissionChange>,
         /// Registration, activity, commission, open slashes and holds of each worker.
@@ -754,6 +757,9 @@ mod CdcPool {
             let mut record = self.workers.read(worker);
             record.holds += 1;
             self.workers.write(worker, record);
+            let manager = get_caller_address();
+            let held = self.manager_holds.read((manager, worker));
+            self.manager_holds.write((manager, worker), held + 1);
             true
         }
 
@@ -765,14 +771,25 @@ mod CdcPool {
             rated: u32,
             latency: u64
         ) {
-            Governance::unsafe_new_contract_state().assert_role(JOB_MANAGER_ROLE);
             assert(count != 0, errors::ZERO_AMOUNT);
             assert(rated <= count, errors::BAD_RATED_COUNT);
             let mut record = self.workers.read(worker);
             assert(record.registered, errors::NOT_REGISTERED);
-            assert(record.holds >= count, errors::NO_HOLD);
+            // Each manager releases only the holds it placed, even after its role is revoked,
+            // so revoking JOB_MANAGER never strands the jobs it holds (or their escrow).
+            let manager = get_caller_address();
+            let held = self.manager_holds.read((manager, worker));
+            assert(held >= count, errors::NO_HOLD);
+            self.manager_holds.write((manager, worker), held - count);
             record.holds -= count;
             self.workers.write(worker, record);
+            // Only a current JOB_MANAGER's outcomes move the reputation.
+            let rated = if Governance::unsafe_new_contract_state()
+                .has_role(JOB_MANAGER_ROLE, manager) {
+                rated
+            } else {
+                0
+            };
             let mut rep = self.reputations.read(worker);
             let mut i: u32 = 0;
             loop {
@@ -1169,6 +1186,7 @@ mod CdcPool {
                 delegated_warming: self.delegated_warming.read(worker),
                 hardware_tier: hardware_tier(capabilities.vram_mb),
                 stake_tier: self.stake_tier(stake),
+                commission_change: self.commission_changes.read(worker),
             }
         }
 

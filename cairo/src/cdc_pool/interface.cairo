@@ -139,8 +139,11 @@ trait ICdcPoolSlashing<TContractState> {
     /// `rated` of them (the ones that paid at least JobMgr's rated fee) move the reputation.
     /// Score (0 to 10,000, starting at 5,000) moves an eighth of the way to 10,000 on success
     /// and to 0 on failure, a sixteenth of the way to 0 on a miss: an outcome's weight shrinks
-    /// by 7/8 (or 15/16) with every later one. Requires: caller holds JOB_MANAGER, worker
-    /// registered, count > 0, rated <= count, count <= the worker's holds.
+    /// by 7/8 (or 15/16) with every later one. The caller releases only holds it placed
+    /// itself (per manager) and needs no role for that, so a JobMgr whose role was revoked
+    /// still closes its jobs; only a current JOB_MANAGER's outcomes move the reputation.
+    /// Requires: worker registered, count > 0, rated <= count, count <= the holds the caller
+    /// placed on the worker.
     /// Emits one `OutcomeRecorded` (with the final score).
     fn record_outcomes(
         ref self: TContractState,

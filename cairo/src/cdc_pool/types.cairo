@@ -96,6 +96,9 @@ struct WorkerInfo {
     hardware_tier: u8,
     /// Highest tier (0 to 3) whose minimum its own stake meets, or 255 if none.
     stake_tier: u8,
+    /// A commission change waiting out its notice (`effective_at` 0: none), so a delegator
+    /// sees a raise before it joins.
+    commission_change: CommissionChange,
 }
 
 /// Status of a slash.

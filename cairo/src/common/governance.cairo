@@ -26,6 +26,9 @@ const JOB_MANAGER_ROLE: felt252 = 'JOB_MANAGER';
 /// Bounds of the upgrade delay set in a host's constructor: one hour to thirty days.
 const MIN_UPGRADE_DELAY: u64 = 3600;
 const MAX_UPGRADE_DELAY: u64 = 2592000;
+/// How long a scheduled operation stays executable once ready: seven days. A schedule left
+/// dormant longer expires, so no grant or change can be kept in reserve.
+const OP_GRACE: u64 = 604800;
 /// Holds VERIFIER in JobMgr: may contest a completed job's result within its window.
 const VERIFIER_ROLE: felt252 = 'VERIFIER';
 
@@ -45,6 +48,8 @@ mod Errors {
     const ALREADY_SEALED: felt252 = 'GOV: already sealed';
     const NOT_SCHEDULED: felt252 = 'GOV: not scheduled';
     const TIMELOCK_NOT_PASSED: felt252 = 'GOV: timelock not passed';
+    const OPERATION_EXPIRED: felt252 = 'GOV: operation expired';
+    const SCHEDULED_BEFORE_SEAL: felt252 = 'GOV: scheduled before seal';
 }
 
 use starknet::{ClassHash, ContractAddress};
@@ -59,8 +64,8 @@ trait IGovernance<TContractState> {
     /// Whether `account` holds `role`.
     fn has_role(self: @TContractState, role: felt252, account: ContractAddress) -> bool;
     /// Gives `role` to `account`. Requires: caller is admin, account not zero; once sealed,
-    /// for every role but PAUSER, a grant scheduled with `schedule_role_grant` whose delay
-    /// has passed (the schedule is consumed). Emits `RoleGranted` (only when the account did
+    /// for every role but PAUSER, a grant scheduled after the seal with `schedule_role_grant`
+    /// whose delay has passed at most seven days ago (the schedule is consumed). Emits `RoleGranted` (only when the account did
     /// not hold the role).
     fn grant_role(ref self: TContractState, role: felt252, account: ContractAddress);
     /// Schedules a grant of `role` to `account`, executable by `grant_role` after the delay
@@ -112,7 +117,7 @@ mod Governance {
     use starknet::syscalls::replace_class_syscall;
     use zeroable::Zeroable;
     use hash::LegacyHash;
-    use super::{Errors, MIN_UPGRADE_DELAY, MAX_UPGRADE_DELAY, PAUSER_ROLE};
+    use super::{Errors, MIN_UPGRADE_DELAY, MAX_UPGRADE_DELAY, OP_GRACE, PAUSER_ROLE};
 
     #[storage]
     struct Storage {
@@ -130,8 +135,9 @@ mod Governance {
         Governance_pending_class: ClassHash,
         /// When the pending upgrade may run.
         Governance_upgrade_ready_at: u64,
-        /// Whether the setup phase is over.
+        /// Whether the setup phase is over, and when it ended.
         Governance_sealed: bool,
+        Governance_sealed_at: u64,
         /// When each scheduled operation (a role grant, a host's parameter change) may run,
         /// by operation key; 0 when none is scheduled.
         Governance_ops: LegacyMap<felt252, u64>,
@@ -316,6 +322,7 @@ mod Governance {
             self.assert_admin();
             assert(!self.Governance_sealed.read(), Errors::ALREADY_SEALED);
             self.Governance_sealed.write(true);
+            self.Governance_sealed_at.write(get_block_timestamp());
             self.emit(Sealed { account: get_caller_address() });
         }
 
@@ -333,11 +340,22 @@ mod Governance {
             ready_at
         }
 
-        /// Consumes scheduled operation `key`. Requires: scheduled, its delay passed.
+        /// Consumes scheduled operation `key`. Requires: scheduled, its delay passed, not more
+        /// than `OP_GRACE` ago, and, once sealed, scheduled after the seal (a schedule made in
+        /// the setup phase never carries over).
         fn take_op(ref self: ContractState, key: felt252) {
             let ready_at = self.Governance_ops.read(key);
             assert(ready_at != 0, Errors::NOT_SCHEDULED);
-            assert(get_block_timestamp() >= ready_at, Errors::TIMELOCK_NOT_PASSED);
+            let now = get_block_timestamp();
+            assert(now >= ready_at, Errors::TIMELOCK_NOT_PASSED);
+            assert(now <= ready_at + OP_GRACE, Errors::OPERATION_EXPIRED);
+            if self.Governance_sealed.read() {
+                assert(
+                    ready_at >= self.Governance_sealed_at.read()
+                        + self.Governance_upgrade_delay.read(),
+                    Errors::SCHEDULED_BEFORE_SEAL
+                );
+            }
             self.Governance_ops.write(key, 0);
         }
 

@@ -50,3 +50,4 @@ const BAD_MAX_SLASH: felt252 = 'JM: max slash bps out of bounds';
 const BAD_AWARD_MULTIPLE: felt252 = 'JM: award multiple over 100';
 const BAD_RATED_FEE: felt252 = 'JM: rated fee out of bounds';
 const ARBITRATION_CLOSED: felt252 = 'JM: arbitration window closed';
+const DEADLINE_TOO_CLOSE: felt252 = 'JM: deadline too close';

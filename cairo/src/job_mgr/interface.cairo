@@ -37,7 +37,8 @@ trait IJobMgrJobs<TContractState> {
     /// rated minimum) and its requirements: the model's, plus `options.extra_flags`, and the
     /// higher of the model's and `options.min_score`. Requires: sealed, not paused, model
     /// active, fee >= its price and >= the minimum fee, now < deadline <= now + max job
-    /// duration, only known extra flags, min score <= 10,000, release limit 0 or 1 min to 1 d.
+    /// duration, only known extra flags, min score <= 10,000, release limit 0 (the default) or
+    /// from the default assignment timeout to 1 d.
     /// Emits `JobSubmitted`.
     fn submit_job(
         ref self: TContractState,
@@ -52,8 +53,9 @@ trait IJobMgrJobs<TContractState> {
     fn cancel_job(ref self: TContractState, job_id: u64);
     /// Assigns a queued job to `worker` and holds it against the worker's exit in the pool.
     /// Requires: COORDINATOR, sealed, not paused, job Queued, before its deadline, worker not
-    /// the submitter, `CdcPool.hold(worker, job requirements)` (eligibility). Emits
-    /// `JobAssigned`.
+    /// the submitter, the job's release limit fits before its deadline (so the worker has the
+    /// time a miss is judged against), `CdcPool.hold(worker, job requirements)`
+    /// (eligibility). Emits `JobAssigned`.
     fn assign_job(ref self: TContractState, job_id: u64, worker: ContractAddress);
     /// `assign_job` for each of 1 to 100 assignments; an entry that fails a per-job check is
     /// skipped (`AssignmentSkipped` with the error `assign_job` would give) and the rest go

@@ -398,8 +398,10 @@ mod JobMgr {
             let release_after = if options.release_after == 0 {
                 params.assignment_timeout
             } else {
+                // A submitter may give workers more time than the default, never less: a
+                // hair-trigger release would let it farm misses against a worker.
                 assert(
-                    options.release_after >= MIN_ASSIGNMENT_TIMEOUT
+                    options.release_after >= params.assignment_timeout
                         && options.release_after <= MAX_ASSIGNMENT_TIMEOUT,
                     errors::BAD_RELEASE_AFTER
                 );
@@ -899,6 +901,11 @@ mod JobMgr {
             }
             if worker == core.submitter {
                 return errors::SELF_ASSIGNMENT;
+            }
+            // The worker gets at least its release window before the deadline, so a miss or a
+            // failure is only ever recorded against time it really had.
+            if now + self.job_terms.read(job_id).release_after > core.deadline {
+                return errors::DEADLINE_TOO_CLOSE;
             }
             if !self.pool_slashing().hold(worker, self.job_requirements.read(job_id)) {
                 return errors::NOT_ELIGIBLE;
