@@ -311,6 +311,19 @@ impl System {
         self.net.contract_address(actor)
     }
 
+    /// A time the contract computed as "its block time + `delay`", read back from the chain
+    /// as `actual`: asserts it is within 2 s of the latest block's time + `delay` (devnet's
+    /// clock may tick between a transaction and the next read) and returns it, so that exact
+    /// comparisons of events and views can use it.
+    pub async fn read_back(&self, actual: u64, delay: u64) -> u64 {
+        let now = self.net.now().await.expect("now");
+        assert!(
+            actual.abs_diff(now + delay) <= 2,
+            "{actual} is not the chain's time {now} + {delay}"
+        );
+        actual
+    }
+
     /// The pool's parameters as deployed.
     pub fn pool_params(&self) -> cdc_pool::PoolParams {
         pool_params_with(self.addr(TREASURY))

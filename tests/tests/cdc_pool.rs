@@ -168,7 +168,8 @@ async fn schedule_params_then_execute_after_the_timelock_replaces_the_parameters
     let params = new_params(&s);
     let admin = s.pool_as(Actor::Admin);
     let scheduled = s.send(admin.schedule_params(&params)).await.unwrap();
-    let ready_at = now(&s).await + UPGRADE_DELAY;
+    let pending = call(s.pool_reader().pending_params()).await.unwrap().1;
+    let ready_at = s.read_back(pending, UPGRADE_DELAY).await;
     assert_events(
         &scheduled,
         s.pool,
@@ -654,7 +655,8 @@ async fn set_commission_schedules_the_rate_an_exit_window_ahead_and_is_bounded_a
     let worker = s.addr(Actor::WorkerA);
     // When it sets 20%, the change is only scheduled, one exit window ahead
     let out = s.send(pool.set_commission(&2_000)).await.unwrap();
-    let first_effective_at = now(&s).await + EXIT_WINDOW;
+    let scheduled = s.worker_info(Actor::WorkerA).await.commission_change;
+    let first_effective_at = s.read_back(scheduled.effective_at, EXIT_WINDOW).await;
     assert_events(
         &out,
         s.pool,
@@ -672,7 +674,8 @@ async fn set_commission_schedules_the_rate_an_exit_window_ahead_and_is_bounded_a
     // A second change replaces the first and restarts the notice
     s.advance(1_000).await;
     let out = s.send(pool.set_commission(&1_000)).await.unwrap();
-    let effective_at = now(&s).await + EXIT_WINDOW;
+    let scheduled = s.worker_info(Actor::WorkerA).await.commission_change;
+    let effective_at = s.read_back(scheduled.effective_at, EXIT_WINDOW).await;
     assert_events(
         &out,
         s.pool,
@@ -1755,8 +1758,8 @@ async fn attack_warming_stake_counts_for_eligibility_and_is_slashed_and_banned_l
     let s = System::deploy().await.unwrap();
     admin_as_job_manager(&s).await;
     s.active_worker(Actor::WorkerA).await;
-    let staked_at = now(&s).await;
     let info = s.worker_info(Actor::WorkerA).await;
+    let unlock_time = s.read_back(info.warming.unlock_time, WARMUP).await;
     assert_eq!(
         (info.state, info.stake_tier, info.warming),
         (
@@ -1764,7 +1767,7 @@ async fn attack_warming_stake_counts_for_eligibility_and_is_slashed_and_banned_l
             3,
             Exit {
                 amount: u256(MIN_STAKE[3]),
-                unlock_time: staked_at + WARMUP
+                unlock_time
             }
         )
     );
@@ -1812,7 +1815,8 @@ async fn attack_unstaking_takes_the_warming_stake_first() {
     s.warm_up(Actor::WorkerA).await;
     let pool = s.pool_as(Actor::WorkerA);
     s.send(pool.stake(&u256(2_000))).await.unwrap();
-    let unlock_time = now(&s).await + WARMUP;
+    let warming = s.worker_info(Actor::WorkerA).await.warming;
+    let unlock_time = s.read_back(warming.unlock_time, WARMUP).await;
     // when it unstakes 1,500, then 1,000,
     s.send(pool.unstake_intent(&u256(1_500))).await.unwrap();
     // then the first leaves the warming part only (its warm-up end unchanged), the earning
@@ -1860,7 +1864,8 @@ async fn activate_before_the_warm_up_does_nothing_and_a_new_stake_restarts_it() 
     s.send(s.pool_as(Actor::WorkerA).stake(&u256(1_000)))
         .await
         .unwrap();
-    let unlock_time = now(&s).await + WARMUP;
+    let warming = s.worker_info(Actor::WorkerA).await.warming;
+    let unlock_time = s.read_back(warming.unlock_time, WARMUP).await;
     assert_eq!(
         s.worker_info(Actor::WorkerA).await.warming,
         Exit {
@@ -1922,7 +1927,10 @@ async fn activate_delegation_joins_the_weight_only_after_the_warm_up() {
     s.send(s.pool_as(Actor::Delegator).delegate(&worker, &u256(1_000)))
         .await
         .unwrap();
-    let unlock_time = now(&s).await + WARMUP;
+    let warming = call(s.pool_reader().delegation_warming(&delegator, &worker))
+        .await
+        .unwrap();
+    let unlock_time = s.read_back(warming.unlock_time, WARMUP).await;
     assert_eq!(
         call(s.pool_reader().delegation_warming(&delegator, &worker))
             .await
@@ -2391,10 +2399,8 @@ async fn slash_by_the_slasher_is_pending_with_a_challenge_window_and_slashes_sta
         (slash.status, slash.bps, slash.arbitration_deadline),
         (SlashStatus::Pending, 250, 0)
     );
-    assert_eq!(
-        slash.challenge_deadline,
-        now(&s).await + SLASH_CHALLENGE_WINDOW
-    );
+    s.read_back(slash.challenge_deadline, SLASH_CHALLENGE_WINDOW)
+        .await;
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(info.record.open_slashes, 1);
     assert_eq!(info.stake, u256(MIN_STAKE[3]), "nothing cut yet");
@@ -2504,7 +2510,8 @@ async fn challenge_slash_takes_the_bond_within_the_window_from_the_worker_only()
         (
             SlashStatus::Challenged,
             u256(CHALLENGE_BOND),
-            now(&s).await + ARBITRATION_WINDOW
+            s.read_back(slash.arbitration_deadline, ARBITRATION_WINDOW)
+                .await
         )
     );
     assert_eq!(
@@ -2992,9 +2999,11 @@ async fn attack_a_pending_commission_raise_is_visible_to_a_new_delegator() {
     s.send(s.pool_as(Actor::WorkerA).set_commission(&2_000))
         .await
         .unwrap();
-    let effective_at = now(&s).await + EXIT_WINDOW;
     // then anyone reading the worker sees the raise and when it applies, before delegating.
     let info = s.worker_info(Actor::WorkerA).await;
+    let effective_at = s
+        .read_back(info.commission_change.effective_at, EXIT_WINDOW)
+        .await;
     assert_eq!(info.record.commission_bps, 0);
     assert_eq!(
         info.commission_change,

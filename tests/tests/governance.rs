@@ -140,7 +140,10 @@ async fn a_scheduled_grant_waits_the_delay_and_is_consumed() {
             .send(admin.schedule_role_grant(&role("ARBITER"), &who))
             .await
             .unwrap();
-        let ready_at = s.net.now().await.unwrap() + UPGRADE_DELAY;
+        let scheduled = call(admin.role_grant_ready_at(&role("ARBITER"), &who))
+            .await
+            .unwrap();
+        let ready_at = s.read_back(scheduled, UPGRADE_DELAY).await;
         assert_events(
             &out,
             host,

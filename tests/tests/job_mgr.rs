@@ -89,7 +89,8 @@ async fn schedule_params_then_execute_after_the_timelock_replaces_the_parameters
     let params = new_params();
     let admin = s.jobs_as(Actor::Admin);
     let scheduled = s.send(admin.schedule_params(&params)).await.unwrap();
-    let ready_at = s.net.now().await.unwrap() + UPGRADE_DELAY;
+    let pending = call(s.jobs_reader().pending_params()).await.unwrap().1;
+    let ready_at = s.read_back(pending, UPGRADE_DELAY).await;
     assert_events(
         &scheduled,
         s.job_mgr,
