@@ -26,7 +26,7 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let classes_dir = env::var_os("CIRO_CLASSES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join("../target/dev"));
+        .unwrap_or_else(|| manifest_dir.join("../../target/dev"));
     println!("cargo:rerun-if-env-changed=CIRO_CLASSES_DIR");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
 
