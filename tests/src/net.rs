@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
-use ciro_chain::artifacts::{classes_dir, ContractArtifact};
-use ciro_chain::deploy::{declare, deploy};
+use ciro_deploy::artifacts::{classes_dir, ContractArtifact};
+use ciro_deploy::declare::{declare, deploy};
 use ciro_chain::starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;

@@ -1,13 +1,13 @@
 //! The deployment (what `ciro deploy` runs): declares and deploys on a fresh chain, records a
 //! manifest, and on a second run finds everything and sends nothing.
 
-use ciro_chain::artifacts::classes_dir;
+use ciro_deploy::artifacts::classes_dir;
 use ciro_chain::bindings::cdc_pool::CdcPoolReader;
 use ciro_chain::bindings::job_mgr::JobMgrReader;
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::test_token::TestTokenReader;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
-use ciro_chain::deployment::{
+use ciro_deploy::deployment::{
     check_payment_token, deploy_all, ChainKind, DeployConfig, DeployRefused, Manifest, Step,
     TEST_TOKEN_SUPPLY,
 };

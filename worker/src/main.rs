@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ciro_worker::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
+use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]

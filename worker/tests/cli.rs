@@ -1,13 +1,14 @@
 //! The `ciro-worker` binary: the hardware report as JSON, and one job run through a stored
 //! model from the command line.
 
+#[path = "../../crates/engine/tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
 
-use ciro_worker::hardware::HardwareReport;
-use ciro_worker::tensors::{decode_input, encode_input};
-use ciro_worker::Digest;
+use ciro_engine::hardware::HardwareReport;
+use ciro_engine::tensors::{decode_input, encode_input};
+use ciro_engine::Digest;
 use common::{max_abs_diff, sample, shared_models};
 
 fn worker() -> Command {

@@ -8,6 +8,9 @@
 //!   (`cairo/src`) to a Sierra contract class, `target/dev/ciro_<Contract>.contract_class.json` (Scarb's layout),
 //!   failing on any compiler diagnostic, warnings included, and prints each class's size
 //!   against Starknet's limits;
+//! - `abi` / `abi --check`: writes the classes' ABIs to `crates/chain/abi/` (what the Rust
+//!   bindings are generated from, committed so the workspace builds with no Cairo step), or
+//!   fails when the committed ones drifted from the classes (see [`abi`]);
 //! - `fmt` / `fmt --check`: the Cairo 2.1.0 formatter over `cairo/src`.
 
 use std::fs;
@@ -30,6 +33,7 @@ use cairo_lang_starknet::contract_class::compile_prepared_db;
 use cairo_lang_starknet::plugin::StarkNetPlugin;
 use clap::{Parser, Subcommand};
 
+mod abi;
 mod governance_blocks;
 
 /// The PyPI release whose sdist carries the complete Cairo 2.1.0 corelib (TOOLCHAIN.md).
@@ -72,6 +76,15 @@ enum Cmd {
         /// Output directory (default: `<root>/target/dev`).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Write the compiled classes' ABIs to `crates/chain/abi/` (the Rust bindings' input), or
+    /// with `--check` fail when the committed ones differ from the classes.
+    Abi {
+        #[arg(long)]
+        check: bool,
+        /// The compiled classes (default: `<root>/target/dev`).
+        #[arg(long)]
+        classes: Option<PathBuf>,
     },
     /// Format the Cairo sources in place, or with `--check` report files that differ.
     Fmt {
@@ -117,6 +130,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let out = out.unwrap_or_else(|| root.join("target/dev"));
             build(&root.join("cairo"), &corelib, &out)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Abi { check, classes } => {
+            let classes = classes.unwrap_or_else(|| root.join("target/dev"));
+            let abi_dir = root.join("crates/chain/abi");
+            if !check {
+                let count = abi::write(&classes, &abi_dir)?;
+                println!("wrote {count} ABIs to {}", abi_dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let problems = abi::drift(&classes, &abi_dir)?;
+            if problems.is_empty() {
+                println!("ciro-cairo abi: the committed ABIs match the classes");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "ciro-cairo abi: the committed ABIs drifted from the contracts:\n  {}\n\
+                 Refresh them with `cairo/toolchain/target/release/ciro-cairo abi` \
+                 (after `ciro-cairo build`) and commit crates/chain/abi/.",
+                problems.join("\n  ")
+            );
+            Ok(ExitCode::FAILURE)
         }
         Cmd::Fmt { check } => fmt(&root.join("cairo/src"), check),
     }

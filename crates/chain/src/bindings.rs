@@ -1,4 +1,4 @@
-//! Typed bindings generated at build time by cainome from `target/dev/*.contract_class.json`
+//! Typed bindings generated at build time by cainome from the ABI files committed in `abi/`
 //! (see `build.rs`). Each contract has its own module so that type names (`Event`, ...) of
 //! different contracts never clash.
 //!
@@ -50,4 +50,11 @@ pub mod test_token {
 #[allow(warnings, clippy::all)]
 pub mod src9_account {
     include!(concat!(env!("OUT_DIR"), "/src9_account.rs"));
+}
+
+/// The standard ERC-20 interface (`erc20.abi.json`: `IERC20` as STRK and OpenZeppelin's tokens
+/// serve it): the payment token's client whatever token it is.
+#[allow(warnings, clippy::all)]
+pub mod erc20 {
+    include!(concat!(env!("OUT_DIR"), "/erc20.rs"));
 }

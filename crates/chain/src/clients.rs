@@ -11,7 +11,7 @@ use starknet::core::types::{Call, Felt};
 
 use crate::bindings::cdc_pool::{self, CdcPool, CdcPoolReader};
 use crate::bindings::job_mgr::{self, JobMgr, JobMgrReader};
-use crate::bindings::test_token::{TestToken, TestTokenReader};
+use crate::bindings::erc20::{Erc20, Erc20Reader};
 use crate::sender::TxSender;
 use crate::tx::{call, TxOutcome};
 use crate::ChainError;
@@ -36,10 +36,11 @@ pub fn u256_from_digest(digest: &[u8; 32]) -> U256 {
     }
 }
 
-/// The first event of `contract` in `outcome` that `pick` recognizes.
+/// The first event of `contract` in `outcome` that `pick` recognizes (the event named `event`).
 fn find_event<E, T>(
     outcome: &TxOutcome,
     contract: Felt,
+    event: &'static str,
     pick: impl Fn(E) -> Option<T>,
 ) -> Result<T, ChainError>
 where
@@ -51,10 +52,11 @@ where
         .filter_map(|event| E::try_from(event).ok())
         .find_map(pick)
         .ok_or_else(|| {
-            ChainError::Rejected(format!(
-                "transaction {:#x} lacks the expected event of {contract:#x}",
-                outcome.tx_hash
-            ))
+            ChainError::MissingEvent {
+                tx_hash: outcome.tx_hash,
+                contract,
+                event,
+            }
         })
 }
 
@@ -102,7 +104,7 @@ where
             .binding()
             .register_model_getcall(&model_hash, requirements, &price);
         let outcome = self.sender.execute(vec![call]).await?;
-        let id = find_event(&outcome, self.address, |e: job_mgr::Event| match e {
+        let id = find_event(&outcome, self.address, "ModelSet", |e: job_mgr::Event| match e {
             job_mgr::Event::ModelSet(m) => Some(m.model_id),
             _ => None,
         })?;
@@ -121,13 +123,13 @@ where
         deadline: u64,
         options: &job_mgr::JobOptions,
     ) -> Result<(u64, TxOutcome), ChainError> {
-        let approve = TestToken::new(token, self.sender.account().clone())
+        let approve = Erc20::new(token, self.sender.account().clone())
             .approve_getcall(&ContractAddress(self.address), &fee);
         let submit =
             self.binding()
                 .submit_job_getcall(&model_id, &input_hash, &fee, &deadline, options);
         let outcome = self.sender.execute(vec![approve, submit]).await?;
-        let id = find_event(&outcome, self.address, |e: job_mgr::Event| match e {
+        let id = find_event(&outcome, self.address, "JobSubmitted", |e: job_mgr::Event| match e {
             job_mgr::Event::JobSubmitted(j) => Some(j.job_id),
             _ => None,
         })?;
@@ -195,7 +197,7 @@ where
         evidence_hash: Felt,
         bond: U256,
     ) -> Result<TxOutcome, ChainError> {
-        let approve = TestToken::new(token, self.sender.account().clone())
+        let approve = Erc20::new(token, self.sender.account().clone())
             .approve_getcall(&ContractAddress(self.address), &bond);
         let open = self.binding().open_dispute_getcall(&job_id, &evidence_hash);
         self.sender.execute(vec![approve, open]).await
@@ -264,7 +266,7 @@ where
         let mut calls = vec![pool.register_worker_getcall(capabilities, &attestation_hash)];
         if stake != u256(0) {
             calls.push(
-                TestToken::new(token, self.sender.account().clone())
+                Erc20::new(token, self.sender.account().clone())
                     .approve_getcall(&ContractAddress(self.address), &stake),
             );
             calls.push(pool.stake_getcall(&stake));
@@ -273,7 +275,7 @@ where
     }
 
     pub async fn stake(&self, token: Felt, amount: U256) -> Result<TxOutcome, ChainError> {
-        let approve = TestToken::new(token, self.sender.account().clone())
+        let approve = Erc20::new(token, self.sender.account().clone())
             .approve_getcall(&ContractAddress(self.address), &amount);
         self.sender
             .execute(vec![approve, self.binding().stake_getcall(&amount)])
@@ -342,5 +344,5 @@ pub async fn balance_of<P>(provider: &P, token: Felt, holder: Felt) -> Result<U2
 where
     P: starknet::providers::Provider + Sync,
 {
-    call(TestTokenReader::new(token, provider).balance_of(&ContractAddress(holder))).await
+    call(Erc20Reader::new(token, provider).balance_of(&ContractAddress(holder))).await
 }

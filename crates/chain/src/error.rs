@@ -1,12 +1,22 @@
-//! Errors of the chain layer, and the decoding of a revert into the contract's error string.
+//! Errors of the chain layer: starknet-rs's typed errors mapped to what a caller acts on
+//! (revert with the contract's error string, retryable transport failure, a rejected nonce, a
+//! node rejection, a missing event), and the decoding of a revert's panic data.
+//!
+//! The mapping matches on starknet-rs's types ([`ProviderError`], [`StarknetError`],
+//! [`AccountError`], the JSON-RPC client's transport error), never on their text. Only panic
+//! data, which the node renders as text inside a typed revert, is decoded from a string.
 
-use starknet::core::types::Felt;
+use starknet::accounts::AccountError;
+use starknet::core::types::{ContractExecutionError, Felt, StarknetError};
+use starknet::providers::jsonrpc::{HttpTransportError, JsonRpcClientError};
+use starknet::providers::ProviderError;
 
 /// What went wrong talking to the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    /// The transaction reverted (in fee estimation or on chain). `reason` is the contract's
-    /// own error string (the first panic-data short string); not retryable as is.
+    /// The transaction reverted (in fee estimation or on chain), or a view panicked. `reason`
+    /// is the contract's own error string (the first panic-data short string); not retryable
+    /// as is.
     #[error("transaction reverted: {reason}")]
     Reverted {
         /// The contract's error string, e.g. `ERC20: insufficient balance`.
@@ -16,33 +26,49 @@ pub enum ChainError {
         /// The node's full message.
         raw: String,
     },
-    /// The node could not be reached or answered with a transport error; retryable.
+    /// The node could not be reached, timed out or rate-limited us; retryable.
     #[error("RPC transport error: {0}")]
     Transport(String),
-    /// The node rejected the request (bad nonce, insufficient fee, unknown class, ...).
+    /// The node refused the transaction's nonce (another transaction of the account used it);
+    /// re-read the nonce and send again.
+    #[error("nonce rejected by the node: {0}")]
+    NonceRejected(String),
+    /// The node rejected the request for another reason (insufficient fee or balance, unknown
+    /// class or contract, validation failure, ...).
     #[error("rejected by the node: {0}")]
-    Rejected(String),
+    Rejected(#[source] StarknetError),
+    /// The node answered with a JSON-RPC error that is not a Starknet error.
+    #[error("node error {code}: {message}")]
+    Node { code: i64, message: String },
     /// A transaction was sent but no receipt arrived in time; retry by awaiting again.
     #[error("no receipt for transaction {tx_hash:#x} after {waited_ms} ms")]
     ReceiptTimeout { tx_hash: Felt, waited_ms: u64 },
-    /// A local error (artifact, serialization); not retryable.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    /// A transaction succeeded but lacks the event it must have emitted.
+    #[error("transaction {tx_hash:#x} lacks the expected {event} event of {contract:#x}")]
+    MissingEvent {
+        tx_hash: Felt,
+        contract: Felt,
+        event: &'static str,
+    },
+    /// A local error (signing, serialization, an undecodable answer). Its cause is logged when
+    /// it is made ([`ChainError::internal`]); its text is fixed, so no detail of the
+    /// process reaches an API user. Not retryable.
+    #[error("internal error in the chain layer")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<anyhow::Error> for ChainError {
+    fn from(error: anyhow::Error) -> Self {
+        ChainError::internal(error)
+    }
 }
 
 impl ChainError {
-    /// Classifies an error message from starknet-rs (provider or account error): a revert
-    /// with decodable panic data becomes [`ChainError::Reverted`].
-    pub fn from_node_message(message: String) -> Self {
-        match decode_revert(&message) {
-            Some((reason, panic_data)) => ChainError::Reverted {
-                reason,
-                panic_data,
-                raw: message,
-            },
-            None if is_transport(&message) => ChainError::Transport(message),
-            None => ChainError::Rejected(message),
-        }
+    /// An internal error: logs its whole cause chain, keeps it as the source.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        let error = error.into();
+        tracing::error!(error = format!("{error:#}"), "internal chain-layer error");
+        ChainError::Internal(error)
     }
 
     /// The contract's error string if this is a revert.
@@ -52,19 +78,119 @@ impl ChainError {
             _ => None,
         }
     }
+
+    /// Whether sending the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Transport(_) | ChainError::ReceiptTimeout { .. }
+        )
+    }
+
+    /// A revert from the node's rendering of it (a receipt's `revert_reason`, a contract
+    /// error's message): the decoded panic data when there is some, else the text itself.
+    pub fn reverted(message: String) -> Self {
+        match decode_revert(&message) {
+            Some((reason, panic_data)) => ChainError::Reverted {
+                reason,
+                panic_data,
+                raw: message,
+            },
+            None => ChainError::Reverted {
+                reason: message.clone(),
+                panic_data: vec![],
+                raw: message,
+            },
+        }
+    }
 }
 
-fn is_transport(message: &str) -> bool {
-    let lower = message.to_ascii_lowercase();
-    [
-        "connection",
-        "timed out",
-        "timeout",
-        "transport",
-        "error sending request",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
+/// The terminal message of a (possibly nested) contract execution error.
+fn innermost(error: &ContractExecutionError) -> &str {
+    match error {
+        ContractExecutionError::Message(message) => message,
+        ContractExecutionError::Nested(inner) => innermost(&inner.error),
+    }
+}
+
+impl From<StarknetError> for ChainError {
+    fn from(error: StarknetError) -> Self {
+        match error {
+            StarknetError::ContractError(data) => {
+                ChainError::reverted(innermost(&data.revert_error).to_owned())
+            }
+            StarknetError::TransactionExecutionError(data) => {
+                ChainError::reverted(innermost(&data.execution_error).to_owned())
+            }
+            StarknetError::InvalidTransactionNonce(message) => ChainError::NonceRejected(message),
+            // An account's `__validate__` that panics (e.g. a bad signature) is a revert of
+            // the account contract: its reason is in the text.
+            StarknetError::ValidationFailure(ref message) => match decode_revert(message) {
+                Some((reason, panic_data)) => ChainError::Reverted {
+                    reason,
+                    panic_data,
+                    raw: message.clone(),
+                },
+                None => ChainError::Rejected(error),
+            },
+            other => ChainError::Rejected(other),
+        }
+    }
+}
+
+impl From<ProviderError> for ChainError {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::StarknetError(e) => e.into(),
+            ProviderError::RateLimited => ChainError::Transport("rate limited by the node".into()),
+            ProviderError::ArrayLengthMismatch => ChainError::internal(anyhow::anyhow!(
+                "the node answered for a different number of transactions"
+            )),
+            ProviderError::Other(other) => {
+                match other
+                    .as_any()
+                    .downcast_ref::<JsonRpcClientError<HttpTransportError>>()
+                {
+                    Some(JsonRpcClientError::TransportError(e)) => {
+                        ChainError::Transport(e.to_string())
+                    }
+                    Some(JsonRpcClientError::JsonRpcError(e)) => ChainError::Node {
+                        code: e.code,
+                        message: e.message.clone(),
+                    },
+                    // A malformed answer: the node (or a proxy) is not well; retryable.
+                    Some(JsonRpcClientError::JsonError(e)) => {
+                        ChainError::Transport(format!("malformed answer: {e}"))
+                    }
+                    None => ChainError::internal(anyhow::anyhow!("provider error: {other}")),
+                }
+            }
+        }
+    }
+}
+
+impl<S: std::fmt::Display> From<AccountError<S>> for ChainError {
+    fn from(error: AccountError<S>) -> Self {
+        match error {
+            AccountError::Provider(e) => e.into(),
+            AccountError::Signing(e) => ChainError::internal(anyhow::anyhow!("signing: {e}")),
+            AccountError::ClassHashCalculation(e) => {
+                ChainError::internal(anyhow::Error::new(e).context("computing a class hash"))
+            }
+            AccountError::FeeOutOfRange => {
+                ChainError::internal(anyhow::anyhow!("the fee calculation overflowed"))
+            }
+        }
+    }
+}
+
+impl From<cainome::cairo_serde::Error> for ChainError {
+    fn from(error: cainome::cairo_serde::Error) -> Self {
+        match error {
+            cainome::cairo_serde::Error::Provider(e) => e.into(),
+            other => ChainError::internal(anyhow::anyhow!("Cairo (de)serialization: {other}")),
+        }
+    }
 }
 
 /// Felts the VM adds while unwinding through calls: not the contract's reason.
@@ -163,15 +289,53 @@ mod tests {
     }
 
     #[test]
-    fn from_node_message_classifies() {
+    fn typed_node_errors_map_to_their_variants() {
+        use starknet::core::types::{ContractErrorData, InnerContractExecutionError};
+        let nested = StarknetError::ContractError(ContractErrorData {
+            revert_error: ContractExecutionError::Nested(InnerContractExecutionError {
+                contract_address: Felt::ONE,
+                class_hash: Felt::TWO,
+                selector: Felt::THREE,
+                error: std::sync::Arc::new(ContractExecutionError::Message(
+                    r#"["0x504d3a20756e6b6e6f776e20706f6c696379"]"#.into(),
+                )),
+            }),
+        });
+        let error = ChainError::from(ProviderError::StarknetError(nested));
+        assert_eq!(error.revert_reason(), Some("PM: unknown policy"));
         assert!(matches!(
-            ChainError::from_node_message("error sending request for url".into()),
-            ChainError::Transport(_)
+            ChainError::from(StarknetError::InvalidTransactionNonce("nonce 3 < 4".into())),
+            ChainError::NonceRejected(_)
         ));
         assert!(matches!(
-            ChainError::from_node_message("InvalidTransactionNonce".into()),
-            ChainError::Rejected(_)
+            ChainError::from(StarknetError::InsufficientAccountBalance),
+            ChainError::Rejected(StarknetError::InsufficientAccountBalance)
         ));
+        let limited = ChainError::from(ProviderError::RateLimited);
+        assert!(limited.is_retryable(), "{limited}");
+    }
+
+    #[test]
+    fn internal_errors_show_a_fixed_message_and_keep_their_cause() {
+        let error = ChainError::internal(anyhow::anyhow!("secret path /home/op/key.json"));
+        assert_eq!(error.to_string(), "internal error in the chain layer");
+        let source = std::error::Error::source(&error).expect("the cause");
+        assert!(source.to_string().contains("key.json"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_node_is_a_retryable_transport_error() {
+        use starknet::providers::jsonrpc::HttpTransport;
+        use starknet::providers::{JsonRpcClient, Provider};
+        // A port nobody listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = url::Url::parse(&format!("http://127.0.0.1:{port}/rpc")).expect("url");
+        let provider = JsonRpcClient::new(HttpTransport::new(url));
+        let error = ChainError::from(provider.chain_id().await.expect_err("nobody listens"));
+        assert!(matches!(error, ChainError::Transport(_)), "{error:?}");
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl<P: Provider + Sync> EventStream<P> {
                 .provider
                 .block_number()
                 .await
-                .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?,
+                .map_err(ChainError::from)?,
         };
         if cursor.from_block > to_block {
             return Ok((Vec::new(), EventCursor::at(cursor.from_block)));
@@ -144,7 +144,7 @@ impl<P: Provider + Sync> EventStream<P> {
             .provider
             .get_events(filter, cursor.continuation.clone(), self.chunk_size)
             .await
-            .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?;
+            .map_err(ChainError::from)?;
         let events = page
             .events
             .iter()
@@ -177,7 +177,7 @@ impl<P: Provider + Sync> EventStream<P> {
                 .provider
                 .get_events(filter.clone(), continuation, self.chunk_size)
                 .await
-                .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?;
+                .map_err(ChainError::from)?;
             for event in &page.events {
                 events.push(self.decode(event)?);
             }
@@ -190,7 +190,7 @@ impl<P: Provider + Sync> EventStream<P> {
 
     fn decode(&self, event: &EmittedEvent) -> Result<ChainEvent, ChainError> {
         let decoded = self.kind.decode(event).map_err(|e| {
-            ChainError::Internal(anyhow::anyhow!(
+            ChainError::internal(anyhow::anyhow!(
                 "undecodable {:?} event in tx {:#x}: {e}",
                 self.kind,
                 event.transaction_hash

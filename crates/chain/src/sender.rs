@@ -108,9 +108,7 @@ where
         let tx_hash = {
             let mut nonce = self.nonce.lock().await;
             match self.submit(&mut nonce, &calls).await {
-                Err(ChainError::Rejected(message))
-                    if message.contains("nonce") || message.contains("Nonce") =>
-                {
+                Err(ChainError::NonceRejected(message)) => {
                     tracing::warn!(%message, "nonce rejected; re-reading it from the chain");
                     *nonce = None;
                     self.submit(&mut nonce, &calls).await?
@@ -137,7 +135,7 @@ where
                             .provider()
                             .get_nonce(BlockId::Tag(BlockTag::PreConfirmed), self.account.address())
                             .await
-                            .map_err(|e| ChainError::from_node_message(format!("{e:?}")))
+                            .map_err(ChainError::from)
                     })
                     .await?
             }
@@ -153,7 +151,7 @@ where
                     .gas_price_estimate_multiplier(self.config.fee_margin)
                     .send()
                     .await
-                    .map_err(|e| ChainError::from_node_message(format!("{e:?}")))
+                    .map_err(ChainError::from)
             })
             .await?;
         *nonce = Some(current + Felt::ONE);
@@ -166,6 +164,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+    use starknet::core::types::StarknetError;
 
     fn fast() -> RetryPolicy {
         RetryPolicy {
@@ -207,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn reverts_and_rejections_are_never_retried() {
         for error in [
-            ChainError::Rejected("insufficient fee".into()),
+            ChainError::Rejected(StarknetError::InsufficientAccountBalance),
             ChainError::Reverted {
                 reason: "ERC20: insufficient balance".into(),
                 panic_data: vec![],
@@ -221,7 +220,7 @@ mod tests {
                     calls.fetch_add(1, Ordering::SeqCst);
                     let error = error.take();
                     async move {
-                        Err(error.unwrap_or_else(|| ChainError::Rejected("second call".into())))
+                        Err(error.unwrap_or_else(|| ChainError::Rejected(StarknetError::DuplicateTx)))
                     }
                 })
                 .await;

@@ -61,7 +61,7 @@ where
     let block = provider
         .get_block_with_tx_hashes(block)
         .await
-        .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?;
+        .map_err(ChainError::from)?;
     Ok(match block {
         Block::Block(b) => b.timestamp,
         Block::PreConfirmedBlock(b) => b.timestamp,
@@ -82,7 +82,7 @@ where
     let sent = execution
         .send()
         .await
-        .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?;
+        .map_err(ChainError::from)?;
     let receipt = wait_for_receipt(provider, sent.transaction_hash).await?;
     Ok(TxOutcome {
         tx_hash: sent.transaction_hash,
@@ -105,19 +105,12 @@ where
                 return match receipt.receipt.execution_result() {
                     ExecutionResult::Succeeded => Ok(receipt),
                     ExecutionResult::Reverted { reason } => {
-                        Err(match ChainError::from_node_message(reason.clone()) {
-                            reverted @ ChainError::Reverted { .. } => reverted,
-                            _ => ChainError::Reverted {
-                                reason: reason.clone(),
-                                panic_data: vec![],
-                                raw: reason.clone(),
-                            },
-                        })
+                        Err(ChainError::reverted(reason.clone()))
                     }
                 };
             }
             Err(ProviderError::StarknetError(StarknetError::TransactionHashNotFound)) => {}
-            Err(e) => return Err(ChainError::from_node_message(format!("{e:?}"))),
+            Err(e) => return Err(e.into()),
         }
         if started.elapsed() > RECEIPT_TIMEOUT {
             return Err(ChainError::ReceiptTimeout {
@@ -145,5 +138,5 @@ where
         .block_id(BlockId::Tag(BlockTag::Latest))
         .call()
         .await
-        .map_err(|e| ChainError::from_node_message(format!("{e:?}")))
+        .map_err(ChainError::from)
 }

@@ -49,10 +49,16 @@ pub struct EngineConfig {
     pub deterministic_seed: Option<u64>,
 }
 
+/// The device inference runs on by default: the first CUDA device when libtorch sees one,
+/// else the CPU.
+pub fn default_device() -> tch::Device {
+    tch::Device::cuda_if_available()
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            device: crate::inference::default_device(),
+            device: default_device(),
             max_batch: 64,
             max_wait: Duration::from_millis(2),
             deterministic_seed: None,
@@ -114,7 +120,7 @@ impl InferenceThread {
                     }
                 }
             })
-            .map_err(|e| EngineError::Internal(anyhow!("starting the inference thread: {e}")))?;
+            .map_err(|e| EngineError::from(anyhow!("starting the inference thread: {e}")))?;
         Ok(Self { jobs })
     }
 
@@ -126,10 +132,10 @@ impl InferenceThread {
                 job();
                 let _ = done.send(());
             }))
-            .map_err(|_| EngineError::Internal(anyhow!("the inference thread stopped")))?;
+            .map_err(|_| EngineError::from(anyhow!("the inference thread stopped")))?;
         finished
             .await
-            .map_err(|_| EngineError::Internal(anyhow!("an inference job panicked")))
+            .map_err(|_| EngineError::from(anyhow!("an inference job panicked")))
     }
 }
 
@@ -189,7 +195,7 @@ impl Engine {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(|| store.load(&hash, device)))
             .await
-            .map_err(|e| EngineError::Internal(anyhow!("model loading task failed: {e}")))?
+            .map_err(|e| EngineError::from(anyhow!("model loading task failed: {e}")))?
     }
 
     /// Runs `input` alone through the model (no batching with other requests).
@@ -205,7 +211,7 @@ impl Engine {
             .await?;
         result
             .await
-            .map_err(|_| EngineError::Internal(anyhow!("inference task dropped the request")))?
+            .map_err(|_| EngineError::from(anyhow!("inference task dropped the request")))?
     }
 
     /// Runs `input` through the model, batched with concurrent requests for the same model.
@@ -213,10 +219,10 @@ impl Engine {
         let (model, request, result) = self.request(hash, input).await?;
         self.queue(model)?
             .send(request)
-            .map_err(|_| EngineError::Internal(anyhow!("batching task stopped")))?;
+            .map_err(|_| EngineError::from(anyhow!("batching task stopped")))?;
         result
             .await
-            .map_err(|_| EngineError::Internal(anyhow!("batching task dropped the request")))?
+            .map_err(|_| EngineError::from(anyhow!("batching task dropped the request")))?
     }
 
     /// The model, and a validated request for it with the channel its result comes back on.
@@ -274,7 +280,7 @@ impl Engine {
         let mut queues = self
             .queues
             .lock()
-            .map_err(|_| EngineError::Internal(anyhow!("queue map poisoned")))?;
+            .map_err(|_| EngineError::from(anyhow!("queue map poisoned")))?;
         if let Some(queue) = queues.get(&model.hash).filter(|q| !q.is_closed()) {
             return Ok(queue.clone());
         }

@@ -7,9 +7,10 @@ use starknet::contract::{ContractFactory, UdcSelector};
 use starknet::core::types::{BlockId, BlockTag, Felt, StarknetError};
 use starknet::providers::{Provider, ProviderError};
 
+use ciro_chain::tx::wait_for_receipt;
+use ciro_chain::ChainError;
+
 use crate::artifacts::ContractArtifact;
-use crate::tx::wait_for_receipt;
-use crate::ChainError;
 
 /// The outcome of [`declare`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ where
             })
         }
         Err(ProviderError::StarknetError(StarknetError::ClassHashNotFound)) => {}
-        Err(e) => return Err(ChainError::from_node_message(format!("{e:?}"))),
+        Err(e) => return Err(e.into()),
     }
     let sent = account
         .declare_v3(
@@ -54,7 +55,9 @@ where
         .send()
         .await
         .map_err(|e| {
-            ChainError::from_node_message(format!("declaring {}: {e:?}", artifact.name))
+            let error = ChainError::from(e);
+            tracing::warn!(contract = %artifact.name, %error, "declaration failed");
+            error
         })?;
     wait_for_receipt(provider, sent.transaction_hash).await?;
     tracing::info!(contract = %artifact.name, class_hash = %format!("{:#x}", sent.class_hash), "declared");
@@ -88,7 +91,7 @@ where
     let sent = deployment
         .send()
         .await
-        .map_err(|e| ChainError::from_node_message(format!("{e:?}")))?;
+        .map_err(ChainError::from)?;
     wait_for_receipt(account.provider(), sent.transaction_hash).await?;
     Ok(Deployed {
         address,

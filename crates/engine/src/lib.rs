@@ -1,5 +1,5 @@
-//! The CIRO worker library: what the worker binary (and later the coordinator's spot
-//! checks) run.
+//! CIRO's inference engine, a library with no chain dependency: what the worker agent runs,
+//! and what a verifier re-running a job would run.
 //!
 //! - [`hardware`]: the GPU report from NVML (CPU-only profile where there is no driver) and
 //!   the capability flags the contracts use;
@@ -7,17 +7,17 @@
 //!   bounded cache of loaded modules per device;
 //! - [`engine`]: inference on a dedicated thread under `no_grad`, dynamic batching, and job
 //!   execution from safetensors input to a hashed safetensors output;
-//! - [`inference`]: running one TorchScript module directly.
+//! - [`tensors`]: safetensors input and output;
+//! - [`digest`]: SHA-256 digests, the content addresses of models, inputs and outputs.
 
 pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod hardware;
-pub mod inference;
 pub mod store;
 pub mod tensors;
 
 pub use digest::Digest;
-pub use engine::{Engine, EngineConfig, JobOutput};
+pub use engine::{default_device, Engine, EngineConfig, JobOutput};
 pub use error::EngineError;
 pub use store::{ModelSpec, ModelStore};

@@ -36,7 +36,16 @@ pub enum EngineError {
     /// The model failed while running on a valid input.
     #[error("inference failed: {0}")]
     Forward(String),
-    /// A fault of the worker itself (I/O, a lost task); retryable.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    /// A fault of the worker itself (I/O, a lost task); retryable. Its cause is logged when it
+    /// is made and kept as the source; its text is fixed, so no detail of the worker's
+    /// machine reaches a submitter.
+    #[error("internal error in the inference engine")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<anyhow::Error> for EngineError {
+    fn from(error: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "internal engine error");
+        EngineError::Internal(error)
+    }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ciro_worker::{Digest, Engine, EngineConfig, ModelSpec, ModelStore};
+use ciro_engine::{Digest, Engine, EngineConfig, ModelSpec, ModelStore};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -115,7 +115,7 @@ async fn engine_dynamic(
                 let _row_out = engine.infer(model, row.shallow_clone()).await?;
                 latencies.push(t.elapsed().as_secs_f64() * 1e6);
             }
-            Ok::<_, ciro_worker::EngineError>(latencies)
+            Ok::<_, ciro_engine::EngineError>(latencies)
         })
     };
     // Warm-up round, then the measured one.

@@ -98,7 +98,7 @@ impl ModelStore {
                 return Err(EngineError::UnknownModel(*hash))
             }
             Err(e) => {
-                return Err(EngineError::Internal(
+                return Err(EngineError::from(
                     anyhow::Error::new(e).context("reading model"),
                 ))
             }
@@ -114,7 +114,7 @@ impl ModelStore {
             .map_err(anyhow::Error::new)
             .and_then(|text| serde_json::from_slice(&text).map_err(anyhow::Error::new))
             .map_err(|e| {
-                EngineError::Internal(e.context(format!("reading the spec of model {hash}")))
+                EngineError::from(e.context(format!("reading the spec of model {hash}")))
             })?;
         let mut module =
             CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use ciro_chain::account::{connect, AccountSource};
-use ciro_chain::bindings::{cdc_pool, job_mgr, test_token::TestToken};
+use ciro_chain::bindings::{cdc_pool, erc20::Erc20, job_mgr};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::clients::{
     balance_of, no_options, u256, u256_from_digest, JobMgrClient, PoolClient,
 };
-use ciro_chain::deployment::Manifest;
+use ciro_chain::manifest::Manifest;
 use ciro_chain::devnet::DevnetRpc;
 use ciro_chain::sender::{SenderConfig, TxSender};
 use ciro_chain::tx::{block_timestamp, call, TxOutcome};
@@ -24,8 +24,7 @@ use starknet::providers::{JsonRpcClient, Provider};
 
 use super::LifecycleArgs;
 
-/// One token (18 decimals).
-const TOKEN: u128 = 1_000_000_000_000_000_000;
+use ciro_chain::constants::{contracts, roles, TOKEN};
 /// What the submitter pays for the job.
 const JOB_FEE: u128 = 10 * TOKEN;
 
@@ -90,17 +89,10 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
         .await
         .with_context(|| format!("reaching {}", args.rpc_url))?;
     let manifest = Manifest::read(&args.manifest)?;
-    let contract = |name: &str| {
-        manifest
-            .contracts
-            .get(name)
-            .copied()
-            .with_context(|| format!("{name} is not in {}", args.manifest.display()))
-    };
     let (token, pool, jobs) = (
-        contract("TestToken")?,
-        contract("CdcPool")?,
-        contract("JobMgr")?,
+        manifest.contract(contracts::TEST_TOKEN)?,
+        manifest.contract(contracts::CDC_POOL)?,
+        manifest.contract(contracts::JOB_MGR)?,
     );
     let (model_hash, input_hash, output_hash) = (
         digest(&args.model_hash)?,
@@ -118,7 +110,7 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
     let min_stake = call(cdc(&admin).reader().params()).await?.min_stake_0;
 
     // Setup: the coordinator role, and tokens for the submitter and the worker.
-    let role = cairo_short_string_to_felt("COORDINATOR")?;
+    let role = ciro_chain::role_felt(roles::COORDINATOR)?;
     let jm_admin = job_mgr::JobMgr::new(jobs, admin.sender.account().clone());
     if !call(
         jm(&admin)
@@ -149,7 +141,7 @@ pub async fn run(args: LifecycleArgs) -> Result<()> {
             .await?;
         step("grant COORDINATOR", &out);
     }
-    let token_admin = TestToken::new(token, admin.sender.account().clone());
+    let token_admin = Erc20::new(token, admin.sender.account().clone());
     let out = admin
         .sender
         .execute(vec![

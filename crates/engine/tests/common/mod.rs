@@ -1,5 +1,6 @@
-//! Shared by the worker's integration tests: models made by Python torch at test time
-//! (`worker/python/ciro_models.py`) and helpers to read its files.
+//! Shared by the engine's and the worker binary's integration tests (the worker includes this
+//! file by path): models made by Python torch at test time
+//! (`crates/engine/python/ciro_models.py`) and helpers to read its files.
 //!
 //! Needs Python with torch 2.11.0 (scripts/setup.sh installs it): the tests fail, they do
 //! not skip, when it is missing.
@@ -21,7 +22,12 @@ pub fn python() -> PathBuf {
 }
 
 pub fn models_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("python/ciro_models.py")
+    // The including crate's manifest dir is either `crates/engine` or `worker`.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("crates/engine/python/ciro_models.py"))
+        .find(|script| script.exists())
+        .expect("crates/engine/python/ciro_models.py above the crate")
 }
 
 /// Runs `ciro_models.py make` into `dir`; returns its JSON description.

@@ -1,5 +1,12 @@
-//! devnet's own JSON-RPC methods (`devnet_*`): predeployed accounts, minting, time control,
-//! blocks and snapshots. starknet-rs does not know them.
+//! starknet-devnet: its own JSON-RPC methods (`devnet_*`: predeployed accounts, minting, time
+//! control, blocks and snapshots, which starknet-rs does not know) and, with the `devnet`
+//! feature, a launcher for a local devnet process ([`Devnet`]) started one way everywhere (the
+//! test harness, `ciro devnet`, `scripts/run-local.sh`).
+
+#[cfg(feature = "devnet")]
+mod process;
+#[cfg(feature = "devnet")]
+pub use process::{devnet_binary, Devnet, DevnetOptions, ACCOUNTS, DEVNET_VERSION, INITIAL_BALANCE, SEED};
 
 use std::time::{Duration, Instant};
 

@@ -32,7 +32,7 @@ pub struct ContractArtifact {
 pub fn classes_dir() -> PathBuf {
     std::env::var_os("CIRO_CLASSES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dev"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dev"))
 }
 
 impl ContractArtifact {

@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ciro_worker::tensors::{decode_input, encode_input};
-use ciro_worker::{Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
+use ciro_engine::tensors::{decode_input, encode_input};
+use ciro_engine::{Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
 use common::{max_abs_diff, sample, shape, shared_models};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -74,6 +74,16 @@ async fn execute_matches_python_and_hashes_what_it_returns() {
         let diff = max_abs_diff(&y, &expected);
         assert!(diff <= 1e-5, "{name}: max |engine - python| = {diff}");
     }
+}
+
+#[test]
+fn the_default_device_is_what_libtorch_sees() {
+    let expected = if tch::Cuda::is_available() {
+        tch::Device::Cuda(0)
+    } else {
+        tch::Device::Cpu
+    };
+    assert_eq!(ciro_engine::default_device(), expected);
 }
 
 #[tokio::test]

@@ -10,19 +10,9 @@ use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::{cuda_driver_version_major, cuda_driver_version_minor, Nvml};
 use serde::{Deserialize, Serialize};
 
-/// Capability flag bits, shared with the contracts' model requirements (u64 bitfield).
-pub mod flags {
-    /// An NVIDIA GPU usable through CUDA.
-    pub const CUDA: u64 = 1 << 0;
-    /// Fast half precision (compute capability >= 6.0).
-    pub const FP16: u64 = 1 << 1;
-    /// bfloat16 tensor cores (compute capability >= 8.0).
-    pub const BF16: u64 = 1 << 2;
-    /// INT8 dot products (compute capability >= 6.1).
-    pub const INT8: u64 = 1 << 3;
-    /// Confidential computing (a trusted execution environment) enabled on the GPU.
-    pub const TEE: u64 = 1 << 4;
-}
+/// Capability flag bits, shared with the contracts' model requirements (u64 bitfield),
+/// defined once in `ciro-protocol`.
+pub use ciro_protocol::flags;
 
 /// One NVIDIA GPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

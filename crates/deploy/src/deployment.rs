@@ -9,7 +9,6 @@
 //! token, [`deploy_all`] asks the node whether it is a devnet ([`DevnetRpc::is_devnet`]) and
 //! refuses anywhere else ([`check_payment_token`]), before sending anything.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -22,15 +21,19 @@ use starknet::core::utils::{cairo_short_string_to_felt, parse_cairo_short_string
 use starknet::providers::{Provider, ProviderError};
 use url::Url;
 
+use ciro_chain::bindings::{cdc_pool, constructor_calldata, job_mgr, paymaster, test_token};
+use ciro_chain::clients::u256;
+use ciro_chain::devnet::DevnetRpc;
+pub use ciro_chain::manifest::Manifest;
+use ciro_chain::tx::{call, send};
+
+use ciro_protocol::{roles, TOKEN};
+
 use crate::artifacts::ContractArtifact;
-use crate::bindings::{cdc_pool, constructor_calldata, job_mgr, paymaster, test_token};
-use crate::clients::u256;
-use crate::deploy::{declare, deploy, Declared};
-use crate::devnet::DevnetRpc;
-use crate::tx::{call, send};
+use crate::declare::{declare, deploy, Declared};
 
 /// The contracts a deployment declares and deploys, in order.
-pub const CONTRACTS: &[&str] = &["TestToken", "CdcPool", "JobMgr", "Paymaster"];
+pub const CONTRACTS: &[&str] = &ciro_protocol::contracts::ALL;
 /// The local network's test token supply, minted to the deployer: 1,000,000 tokens.
 pub const TEST_TOKEN_SUPPLY: u128 = 1_000_000_000_000_000_000_000_000;
 
@@ -109,8 +112,6 @@ pub struct JobsConfig {
     pub min_rated_fee: u128,
 }
 
-/// One token of 18 decimals.
-const TOKEN: u128 = 1_000_000_000_000_000_000;
 
 impl Default for DeployConfig {
     fn default() -> Self {
@@ -206,44 +207,6 @@ impl DeployConfig {
             max_award_multiple: j.max_award_multiple,
             min_rated_fee: u256(j.min_rated_fee),
         }
-    }
-}
-
-/// `deployments/<network>.json`.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub network: String,
-    /// The chain id as text (`SN_SEPOLIA`), or hex when it is not a short string.
-    pub chain_id: String,
-    pub rpc_url: String,
-    /// Block of the first deployment recorded in this manifest (where indexers start).
-    pub deploy_block: Option<u64>,
-    /// Class hash per contract name.
-    pub classes: BTreeMap<String, Felt>,
-    /// Address per deployed contract.
-    pub contracts: BTreeMap<String, Felt>,
-}
-
-impl Manifest {
-    /// Reads `path`, or an empty manifest when there is no file yet.
-    pub fn read(path: &Path) -> Result<Self> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
-    /// Writes the manifest (creating its folder).
-    pub fn write(&self, path: &Path) -> Result<()> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -499,25 +462,25 @@ fn grants(config: &DeployConfig, manifest: &Manifest) -> Vec<(String, &'static s
         manifest.contracts.get("CdcPool"),
         manifest.contracts.get("JobMgr"),
     ) {
-        grants.push(("CdcPool".to_owned(), "JOB_MANAGER", *job_mgr));
+        grants.push(("CdcPool".to_owned(), roles::JOB_MANAGER, *job_mgr));
     }
     let r = &config.roles;
     for holder in &r.coordinator {
-        grants.push(("JobMgr".to_owned(), "COORDINATOR", *holder));
+        grants.push(("JobMgr".to_owned(), roles::COORDINATOR, *holder));
     }
     for holder in &r.arbiter {
-        grants.push(("JobMgr".to_owned(), "ARBITER", *holder));
-        grants.push(("CdcPool".to_owned(), "ARBITER", *holder));
+        grants.push(("JobMgr".to_owned(), roles::ARBITER, *holder));
+        grants.push(("CdcPool".to_owned(), roles::ARBITER, *holder));
     }
     for holder in &r.slasher {
-        grants.push(("CdcPool".to_owned(), "SLASHER", *holder));
+        grants.push(("CdcPool".to_owned(), roles::SLASHER, *holder));
     }
     for holder in &r.verifier {
-        grants.push(("JobMgr".to_owned(), "VERIFIER", *holder));
+        grants.push(("JobMgr".to_owned(), roles::VERIFIER, *holder));
     }
     for holder in &r.pauser {
         for contract in ["JobMgr", "CdcPool", "Paymaster"] {
-            grants.push((contract.to_owned(), "PAUSER", *holder));
+            grants.push((contract.to_owned(), roles::PAUSER, *holder));
         }
     }
     grants
@@ -557,7 +520,7 @@ where
             });
             continue;
         }
-        if role != "PAUSER" && call(reader.is_sealed()).await? {
+        if role != roles::PAUSER && call(reader.is_sealed()).await? {
             bail!(
                 "{contract} is sealed, so granting {role} to {holder:#x} is timelocked: have \
                  the admin call schedule_role_grant, wait the upgrade delay, then grant_role"

@@ -1,18 +1,21 @@
 //! `ciro`: the operator's command line.
 //!
+//! `ciro devnet` starts a local starknet-devnet exactly as the test harness does (the
+//! project's seed, accounts and balances) and keeps it until SIGINT/SIGTERM.
+//!
 //! `ciro deploy` declares the project's contract classes (skipping those the network has),
 //! deploys the contracts (skipping those the manifest lists and the chain has), and writes the
-//! deployment manifest `deployments/<network>.json` (see `ciro_chain::deployment`).
+//! deployment manifest `deployments/<network>.json` (see `ciro_deploy::deployment`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cainome::cairo_serde::ContractAddress;
 use ciro_chain::account::{connect, AccountSource, KeySource};
-use ciro_chain::artifacts::classes_dir;
+use ciro_deploy::artifacts::classes_dir;
 use ciro_chain::bindings::paymaster::PaymasterReader;
-use ciro_chain::bindings::test_token::TestTokenReader;
-use ciro_chain::deployment::{deploy_all, DeployConfig, Manifest};
+use ciro_chain::bindings::erc20::Erc20Reader;
+use ciro_deploy::deployment::{deploy_all, DeployConfig, Manifest};
 use ciro_chain::tx::call;
 use clap::{Args, Parser, Subcommand};
 use starknet::accounts::Account;
@@ -21,6 +24,7 @@ use starknet::providers::jsonrpc::HttpTransport;
 use starknet::providers::{JsonRpcClient, Provider};
 use url::Url;
 
+mod devnet;
 mod lifecycle;
 
 #[derive(Parser)]
@@ -34,6 +38,9 @@ struct Cli {
 enum Command {
     /// Declare the contract classes, deploy the contracts, write the deployment manifest.
     Deploy(DeployArgs),
+    /// Start a local starknet-devnet the way the test harness does (fixed seed, accounts and
+    /// balances), print its RPC URL, and run until SIGINT/SIGTERM.
+    Devnet(devnet::DevnetArgs),
     /// On a local devnet with a deployment: run one job's whole life through the chain
     /// crate (model, worker stake, job, assignment, result, time advanced, finalization,
     /// rewards), printing each transaction with its fee and the final balances.
@@ -149,6 +156,7 @@ async fn main() {
     let result = match cli.command {
         Command::Deploy(args) => run_deploy(args).await,
         Command::Lifecycle(args) => lifecycle::run(args).await,
+        Command::Devnet(args) => devnet::run(args).await,
     };
     if let Err(err) = result {
         eprintln!("ciro: error: {err:#}");
@@ -198,10 +206,10 @@ async fn run_deploy(args: DeployArgs) -> Result<()> {
     .await?;
     manifest.write(&manifest_path)?;
 
-    let paymaster = PaymasterReader::new(manifest.contracts["Paymaster"], &provider);
+    let paymaster = PaymasterReader::new(manifest.contract(ciro_chain::constants::contracts::PAYMASTER)?, &provider);
     let token = call(paymaster.token()).await?;
     let balance = call(
-        TestTokenReader::new(token.0, &provider).balance_of(&ContractAddress(account.address())),
+        Erc20Reader::new(token.0, &provider).balance_of(&ContractAddress(account.address())),
     )
     .await?;
     println!(

@@ -1,0 +1,53 @@
+//! `ciro devnet`: a local starknet-devnet started by the chain crate's launcher, the same one
+//! the test harness uses, so a local network and the tests run on the same chain setup.
+
+use anyhow::{bail, Context, Result};
+use ciro_chain::devnet::{Devnet, DevnetOptions, ACCOUNTS, SEED};
+use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Args)]
+pub struct DevnetArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CIRO_DEVNET_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: a free one).
+    #[arg(long, env = "CIRO_DEVNET_PORT", default_value_t = 5050)]
+    port: u16,
+    /// More flags for starknet-devnet (after `--`).
+    #[arg(last = true)]
+    extra: Vec<String>,
+}
+
+pub async fn run(args: DevnetArgs) -> Result<()> {
+    let options = DevnetOptions {
+        host: args.host,
+        port: args.port,
+        extra_args: args.extra,
+    };
+    let mut devnet = tokio::task::spawn_blocking(move || Devnet::start_options(&options))
+        .await
+        .context("the devnet launcher task")??;
+    // The one line on stdout: scripts read the URL from it.
+    println!("{}", devnet.rpc_url());
+    eprintln!(
+        "starknet-devnet (pid {}) seed {SEED}, {ACCOUNTS} predeployed accounts; SIGINT or SIGTERM stops it",
+        devnet.pid()
+    );
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = poll.tick() => {
+                if let Some(status) = devnet.exited()? {
+                    bail!("starknet-devnet exited with {status}:\n{}", devnet.recent_log());
+                }
+            }
+        }
+    }
+    drop(devnet);
+    eprintln!("starknet-devnet stopped");
+    Ok(())
+}
