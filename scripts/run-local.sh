@@ -11,8 +11,10 @@ source scripts/env.sh
 
 port=${CIRO_DEVNET_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 log=$(mktemp)
-printf '\n==> starting starknet-devnet on 127.0.0.1:%s (log %s)\n' "$port" "$log"
-starknet-devnet --host 127.0.0.1 --port "$port" --seed 20261121 --accounts 12 >"$log" 2>&1 &
+printf '\n==> starting starknet-devnet on 127.0.0.1:%s with `ciro devnet` (log %s)\n' "$port" "$log"
+# The same launcher as the test harness (seed, accounts, balances); `cargo run` execs it, so
+# $devnet is ciro itself, and devnet dies with it.
+cargo run -q --locked -p ciro-cli -- devnet --port "$port" >"$log" 2>&1 &
 devnet=$!
 trap 'kill $devnet 2>/dev/null; wait $devnet 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
@@ -27,7 +29,7 @@ cargo run -q --locked -p ciro-worker -- hardware
 printf '\n==> the worker: a sample inference job (a transformer encoder made by Python torch)\n'
 work=$(mktemp -d)
 mkdir -p "$work/models"
-python worker/python/ciro_models.py make "$work/models" >/dev/null
+python crates/engine/python/ciro_models.py make "$work/models" >/dev/null
 model=$(cargo run -q --locked -p ciro-worker -- add-model --store "$work/store" \
   --file "$work/models/encoder.pt" --shape 8,32 --max-batch 16)
 echo "model_hash (SHA-256 of the TorchScript file): $model"
@@ -39,15 +41,15 @@ echo "output: $(stat -c %s "$work/output.safetensors") bytes of safetensors at $
 
 printf '\n==> deploying the contracts\n'
 manifest=$(mktemp -d)/devnet.json
-cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
+cargo run -q --locked -p ciro-cli -- deploy \
   --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
 printf '\n==> manifest\n'
 cat "$manifest"
 printf '\n==> run again: everything is found and skipped\n'
-cargo run -q --locked -p ciro-chain --bin ciro -- deploy \
+cargo run -q --locked -p ciro-cli -- deploy \
   --rpc-url "http://127.0.0.1:$port/rpc" --devnet-account 0 --manifest "$manifest"
 
 printf '\n==> the job on chain: model, stake, submit, assign, result, finalize, rewards\n'
-cargo run -q --locked -p ciro-chain --bin ciro -- lifecycle \
+cargo run -q --locked -p ciro-cli -- lifecycle \
   --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
   --model-hash "$model" --input-hash "$(field input_hash)" --output-hash "$(field output_hash)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs every check and test: Cairo build (with the tool's source
-# checks) and format, Rust format and lints, the Cairo tool's tests, unit tests, the devnet
+# checks) and format, the committed ABIs against the classes, Rust format and lints, the Cairo tool's tests, unit tests, the devnet
 # end-to-end tests and the libtorch tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 step "Cairo format check"
 cairo/toolchain/target/release/ciro-cairo fmt --check
+step "ABI drift check (crates/chain/abi, the bindings' input, against the compiled classes)"
+cairo/toolchain/target/release/ciro-cairo abi --check
 step "Rust format check"
 cargo fmt --all --check
 ( cd cairo/toolchain && cargo fmt --check )

@@ -17,9 +17,13 @@ use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::tx::{call, send, TxOutcome};
+use ciro_chain::constants::contracts;
 use ciro_chain::ChainError;
+use ciro_deploy::artifacts::classes_dir;
+use ciro_deploy::deployment::{JobsConfig, PoolConfig, RoleConfig};
+use ciro_deploy::{deploy_all, DeployConfig, Manifest};
 
-use crate::fixtures::{deploy_test_token, u256};
+use crate::fixtures::u256;
 use crate::{Actor, TestNet};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
@@ -76,48 +80,81 @@ pub const MIN_RATED_FEE: u128 = 100;
 /// A model's price in the fixtures, and the fee jobs pay.
 pub const MODEL_PRICE: u128 = 100;
 pub const JOB_FEE: u128 = 1_000;
-/// Capability flags (the contracts' FLAG_*).
-pub const FLAG_CUDA: u64 = 1;
-pub const FLAG_FP16: u64 = 2;
-pub const FLAG_BF16: u64 = 4;
-pub const FLAG_INT8: u64 = 8;
-pub const FLAG_TEE: u64 = 16;
+/// Capability flags (the contracts' FLAG_*, defined once in `ciro-protocol`).
+pub use ciro_chain::constants::flags::{
+    BF16 as FLAG_BF16, CUDA as FLAG_CUDA, FP16 as FLAG_FP16, INT8 as FLAG_INT8, TEE as FLAG_TEE,
+};
 
-/// The pool's parameters with `treasury`.
+/// The deployment the specifications run on: the same [`deploy_all`] and config format a real
+/// network gets, with the suite's parameters and role holders, the test token minted to no one
+/// (the parties are funded by [`System::fund`], so the supply is what the suite minted).
+pub fn deploy_config(net: &TestNet) -> DeployConfig {
+    let holder = |actor: Actor| vec![net.contract_address(actor).0];
+    DeployConfig {
+        payment_token: None,
+        upgrade_delay: UPGRADE_DELAY,
+        treasury: Some(net.contract_address(TREASURY).0),
+        roles: RoleConfig {
+            coordinator: holder(Actor::Coordinator),
+            arbiter: holder(Actor::Arbiter),
+            pauser: holder(Actor::Pauser),
+            slasher: holder(SLASHER),
+            verifier: holder(Actor::Verifier),
+        },
+        pool: pool_config(),
+        jobs: jobs_config(),
+        test_token_supply: 0,
+        seal: true,
+    }
+}
+
+/// The pool's parameters with `treasury` (the suite's [`PoolConfig`]).
 pub fn pool_params_with(treasury: ContractAddress) -> cdc_pool::PoolParams {
-    cdc_pool::PoolParams {
-        treasury,
-        min_stake_0: u256(MIN_STAKE[0]),
-        min_stake_1: u256(MIN_STAKE[1]),
-        min_stake_2: u256(MIN_STAKE[2]),
-        min_stake_3: u256(MIN_STAKE[3]),
+    DeployConfig {
+        treasury: None,
+        pool: pool_config(),
+        ..DeployConfig::default()
+    }
+    .pool_params(treasury.0)
+}
+
+/// JobMgr's parameters (the suite's [`JobsConfig`]).
+pub fn job_params() -> job_mgr::JobParams {
+    DeployConfig {
+        jobs: jobs_config(),
+        ..DeployConfig::default()
+    }
+    .job_params()
+}
+
+/// The suite's pool parameters, in the deployment config's form.
+pub fn pool_config() -> PoolConfig {
+    PoolConfig {
+        min_stake: MIN_STAKE,
         exit_window: EXIT_WINDOW,
         challenge_window: SLASH_CHALLENGE_WINDOW,
         arbitration_window: ARBITRATION_WINDOW,
-        challenge_bond: u256(CHALLENGE_BOND),
+        challenge_bond: CHALLENGE_BOND,
         beneficiary_share_bps: BENEFICIARY_SHARE_BPS,
-        bps_unavailable: SLASH_BPS[0],
-        bps_poor_performance: SLASH_BPS[1],
-        bps_protocol_violation: SLASH_BPS[2],
-        bps_malicious: SLASH_BPS[3],
-        bps_fraud: SLASH_BPS[4],
+        slash_bps: SLASH_BPS,
         warmup: WARMUP,
     }
 }
 
-pub fn job_params() -> job_mgr::JobParams {
-    job_mgr::JobParams {
+/// The suite's JobMgr parameters, in the deployment config's form.
+pub fn jobs_config() -> JobsConfig {
+    JobsConfig {
         protocol_fee_bps: PROTOCOL_FEE_BPS,
-        min_fee: u256(MIN_FEE),
+        min_fee: MIN_FEE,
         challenge_window: RESULT_WINDOW,
         assignment_timeout: ASSIGNMENT_TIMEOUT,
-        min_dispute_bond: u256(MIN_DISPUTE_BOND),
+        min_dispute_bond: MIN_DISPUTE_BOND,
         dispute_bond_bps: DISPUTE_BOND_BPS,
         max_job_duration: MAX_JOB_DURATION,
         arbitration_window: ARBITRATION_WINDOW,
         max_dispute_slash_bps: MAX_DISPUTE_SLASH_BPS,
         max_award_multiple: MAX_AWARD_MULTIPLE,
-        min_rated_fee: u256(MIN_RATED_FEE),
+        min_rated_fee: MIN_RATED_FEE,
     }
 }
 
@@ -175,7 +212,7 @@ pub fn no_options() -> job_mgr::JobOptions {
 }
 
 pub fn role(name: &str) -> Felt {
-    cairo_short_string_to_felt(name).expect("role names are short strings")
+    ciro_chain::role_felt(name).expect("role names are short strings")
 }
 
 /// The deployed system.
@@ -184,6 +221,10 @@ pub struct System {
     pub token: Felt,
     pub pool: Felt,
     pub job_mgr: Felt,
+    /// Deployed and sealed with the rest (the Paymaster's own specs use their own fixture).
+    pub paymaster: Felt,
+    /// What [`deploy_all`] recorded.
+    pub manifest: Manifest,
 }
 
 /// Deploys a CDC Pool with these arguments (from the admin's account).
@@ -221,57 +262,44 @@ pub async fn try_deploy_job_mgr(
 }
 
 impl System {
-    /// Token, pool and JobMgr deployed and wired; roles: COORDINATOR (Coordinator), ARBITER
-    /// (Arbiter) and VERIFIER (Verifier) in JobMgr; ARBITER (Arbiter), SLASHER ([`SLASHER`])
-    /// and JOB_MANAGER (JobMgr) in the pool; PAUSER (Pauser) in both; both sealed. The
-    /// [`FUNDED`] parties hold [`FUNDS`] each, approved to both contracts.
+    /// The system deployed by [`deploy_all`] with [`deploy_config`], exactly as a real
+    /// network is: test token, pool, JobMgr and Paymaster; roles: COORDINATOR (Coordinator),
+    /// ARBITER (Arbiter) and VERIFIER (Verifier) in JobMgr; ARBITER (Arbiter), SLASHER
+    /// ([`SLASHER`]) and JOB_MANAGER (JobMgr) in the pool; PAUSER (Pauser) in all; all sealed.
+    /// The [`FUNDED`] parties hold [`FUNDS`] each, approved to the pool and JobMgr.
     pub async fn deploy() -> Result<Self> {
-        let system = Self::deploy_unsealed().await?;
-        let admin = system.net.account(Actor::Admin);
-        let calls = vec![
-            CdcPool::new(system.pool, &admin).seal_getcall(),
-            JobMgr::new(system.job_mgr, &admin).seal_getcall(),
-        ];
-        send(&system.net.provider, admin.execute_v3(calls)).await?;
-        Ok(system)
+        Self::deploy_sealed(true).await
     }
 
     /// [`Self::deploy`] left in the setup phase (not sealed).
     pub async fn deploy_unsealed() -> Result<Self> {
+        Self::deploy_sealed(false).await
+    }
+
+    async fn deploy_sealed(seal: bool) -> Result<Self> {
         let net = TestNet::new().await?;
-        let token = deploy_test_token(&net, 0).await?;
-        let treasury = net.contract_address(TREASURY);
-        let pool = try_deploy_pool(&net, token, &pool_params_with(treasury)).await?;
-        let job_mgr = try_deploy_job_mgr(&net, token, pool, &job_params()).await?;
-        let system = Self {
-            net,
-            token,
-            pool,
-            job_mgr,
+        let config = DeployConfig {
+            seal,
+            ..deploy_config(&net)
         };
-        let admin = system.net.account(Actor::Admin);
-        let pool_admin = CdcPool::new(pool, &admin);
-        let jm_admin = JobMgr::new(job_mgr, &admin);
-        let grant =
-            |role_name: &str, actor: Actor| (role(role_name), system.net.contract_address(actor));
-        let mut calls = Vec::new();
-        for (r, who) in [
-            grant("COORDINATOR", Actor::Coordinator),
-            grant("ARBITER", Actor::Arbiter),
-            grant("PAUSER", Actor::Pauser),
-            grant("VERIFIER", Actor::Verifier),
-        ] {
-            calls.push(jm_admin.grant_role_getcall(&r, &who));
-        }
-        for (r, who) in [
-            grant("ARBITER", Actor::Arbiter),
-            grant("SLASHER", SLASHER),
-            grant("PAUSER", Actor::Pauser),
-        ] {
-            calls.push(pool_admin.grant_role_getcall(&r, &who));
-        }
-        calls.push(pool_admin.grant_role_getcall(&role("JOB_MANAGER"), &ContractAddress(job_mgr)));
-        send(&system.net.provider, admin.execute_v3(calls)).await?;
+        let mut manifest = Manifest::default();
+        deploy_all(
+            &net.account(Actor::Admin),
+            &net.rpc_url(),
+            &classes_dir(),
+            &config,
+            &mut manifest,
+            |_| {},
+        )
+        .await?;
+        let system = Self {
+            token: manifest.contract(contracts::TEST_TOKEN)?,
+            pool: manifest.contract(contracts::CDC_POOL)?,
+            job_mgr: manifest.contract(contracts::JOB_MGR)?,
+            paymaster: manifest.contract(contracts::PAYMASTER)?,
+            manifest,
+            net,
+        };
         for actor in FUNDED {
             system.fund(actor, FUNDS).await?;
         }

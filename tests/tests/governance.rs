@@ -1,7 +1,8 @@
 //! Specification of the governance every CIRO contract hosts, run against all three hosts
-//! (JobMgr, CDC Pool, Paymaster): the setup phase and `seal`, and the timelock on grants of
-//! every role but PAUSER. (Parameter changes are timelocked per host: see `job_mgr.rs` and
-//! `cdc_pool.rs`; admin transfer, pause and upgrade: `paymaster.rs` and `flows.rs`.)
+//! (JobMgr, CDC Pool, Paymaster) of a system deployed by `deploy_all`: the setup phase and
+//! `seal`, the timelock on grants of every role but PAUSER, the two-step admin transfer and
+//! the timelocked upgrade. (Parameter changes are timelocked per host: see `job_mgr.rs` and
+//! `cdc_pool.rs`; roles and pause through the Paymaster: `paymaster.rs`.)
 //!
 //! Threat: a single admin key moving users' funds without notice, e.g. the pool admin granting
 //! itself JOB_MANAGER and slashing every worker to itself in one multicall. After `seal`, any
@@ -9,31 +10,23 @@
 
 use ciro_chain::bindings::cdc_pool::{self, SlashReason};
 use ciro_chain::bindings::governance::{self, Event as GovEvent};
-use ciro_chain::bindings::job_mgr::JobMgr;
-use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::bindings::job_mgr::{JobMgr, JobMgrReader};
+use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress};
 use ciro_chain::starknet::accounts::Account;
-use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
-use ciro_tests::fixtures::{try_deploy_paymaster, u256, PAYMASTER_UPGRADE_DELAY};
+use ciro_tests::fixtures::u256;
 use ciro_tests::system::*;
 use ciro_tests::Actor;
 
-/// The three hosts, unsealed: (name, address). All have the same upgrade delay.
+/// The three hosts of the deployment: (name, address). All have the same upgrade delay.
 async fn hosts(s: &System) -> Vec<(&'static str, Felt)> {
-    let paymaster = try_deploy_paymaster(
-        &s.net,
-        s.net.address(Actor::Admin),
-        s.token,
-        PAYMASTER_UPGRADE_DELAY,
-    )
-    .await
-    .unwrap();
-    assert_eq!(PAYMASTER_UPGRADE_DELAY, UPGRADE_DELAY);
     vec![
         ("JobMgr", s.job_mgr),
         ("CdcPool", s.pool),
-        ("Paymaster", paymaster),
+        ("Paymaster", s.paymaster),
     ]
 }
 
@@ -358,4 +351,236 @@ async fn attack_the_pool_admin_cannot_grant_itself_job_manager_and_slash_in_one_
         u256(MIN_STAKE[3])
     );
     s.assert_invariants("after the attempt").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// admin transfer, on every host
+// ---------------------------------------------------------------------------------------
+
+/// Reads any host's governance views (JobMgr's binding reaches them at any address).
+fn gov_reader(
+    s: &System,
+    host: Felt,
+) -> JobMgrReader<&ciro_chain::starknet::providers::JsonRpcClient<ciro_chain::starknet::providers::jsonrpc::HttpTransport>>
+{
+    JobMgrReader::new(host, &s.net.provider)
+}
+
+#[tokio::test]
+async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it() {
+    let s = System::deploy().await.unwrap();
+    for (name, host) in hosts(&s).await {
+        // Given the admin starts handing over to the coordinator's account
+        let started = s
+            .send(gov(&s, host, Actor::Admin).transfer_admin(&s.addr(Actor::Coordinator)))
+            .await
+            .unwrap();
+        assert_events(
+            &started,
+            host,
+            &[GovEvent::AdminTransferStarted(
+                governance::AdminTransferStarted {
+                    previous_admin: s.addr(Actor::Admin),
+                    new_admin: s.addr(Actor::Coordinator),
+                },
+            )],
+        );
+        let reader = gov_reader(&s, host);
+        assert_eq!(
+            call(reader.admin()).await.unwrap(),
+            s.addr(Actor::Admin),
+            "{name}: nothing changes before acceptance"
+        );
+        assert_eq!(
+            call(reader.pending_admin()).await.unwrap(),
+            s.addr(Actor::Coordinator),
+            "{name}"
+        );
+
+        // When someone else tries to accept, it fails; the named account accepts
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).accept_admin()).await,
+            "GOV: caller not pending admin",
+        );
+        let accepted = s
+            .send(gov(&s, host, Actor::Coordinator).accept_admin())
+            .await
+            .unwrap();
+
+        // Then the coordinator is admin and the old admin lost its powers
+        assert_eq!(
+            call(reader.admin()).await.unwrap(),
+            s.addr(Actor::Coordinator),
+            "{name}"
+        );
+        assert_eq!(
+            call(reader.pending_admin()).await.unwrap(),
+            ContractAddress(Felt::ZERO),
+            "{name}"
+        );
+        assert_events(
+            &accepted,
+            host,
+            &[GovEvent::AdminTransferred(governance::AdminTransferred {
+                previous_admin: s.addr(Actor::Admin),
+                new_admin: s.addr(Actor::Coordinator),
+            })],
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Admin).grant_role(&role("PAUSER"), &s.addr(Actor::Admin)))
+                .await,
+            "GOV: caller is not admin",
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Admin).schedule_upgrade(&ClassHash(Felt::ONE)))
+                .await,
+            "GOV: caller is not admin",
+        );
+    }
+}
+
+#[tokio::test]
+async fn transfer_admin_rejects_a_non_admin_and_the_zero_address_and_accept_needs_a_transfer() {
+    let s = System::deploy().await.unwrap();
+    for (_, host) in hosts(&s).await {
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).transfer_admin(&s.addr(Actor::Attacker)))
+                .await,
+            "GOV: caller is not admin",
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Admin).transfer_admin(&ContractAddress(Felt::ZERO)))
+                .await,
+            "GOV: zero address",
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Admin).accept_admin()).await,
+            "GOV: caller not pending admin",
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// timelocked upgrade, on every host
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn upgrade_runs_only_after_its_delay_and_replaces_the_class() {
+    let s = System::deploy().await.unwrap();
+    let new_class = s.net.class_hash("TestToken").unwrap();
+    for (name, host) in hosts(&s).await {
+        // Given the admin schedules an upgrade to another declared class
+        let admin = gov(&s, host, Actor::Admin);
+        let scheduled = s
+            .send(admin.schedule_upgrade(&ClassHash(new_class)))
+            .await
+            .unwrap();
+        let (delay, pending, ready_at) = call(gov_reader(&s, host).upgrade_status())
+            .await
+            .unwrap();
+        assert_eq!(delay, UPGRADE_DELAY, "{name}");
+        assert_eq!(pending, ClassHash(new_class), "{name}");
+        let ready_at = s.read_back(ready_at, UPGRADE_DELAY).await;
+        assert_events(
+            &scheduled,
+            host,
+            &[GovEvent::UpgradeScheduled(governance::UpgradeScheduled {
+                class_hash: ClassHash(new_class),
+                ready_at,
+            })],
+        );
+
+        // When it is executed too early it is refused; after the delay it runs
+        assert_reverts(
+            s.send(admin.execute_upgrade()).await,
+            "GOV: upgrade delay not passed",
+        );
+        s.advance(UPGRADE_DELAY).await;
+        let upgraded = s.send(admin.execute_upgrade()).await.unwrap();
+
+        // Then the contract runs the new class
+        assert_events(
+            &upgraded,
+            host,
+            &[GovEvent::Upgraded(governance::Upgraded {
+                class_hash: ClassHash(new_class),
+            })],
+        );
+        assert_eq!(
+            s.net
+                .provider
+                .get_class_hash_at(BlockId::Tag(BlockTag::Latest), host)
+                .await
+                .unwrap(),
+            new_class,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upgrade_scheduling_is_admin_only_non_zero_and_one_at_a_time() {
+    let s = System::deploy().await.unwrap();
+    let new_class = ClassHash(s.net.class_hash("TestToken").unwrap());
+    for (_, host) in hosts(&s).await {
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).schedule_upgrade(&new_class))
+                .await,
+            "GOV: caller is not admin",
+        );
+        let admin = gov(&s, host, Actor::Admin);
+        assert_reverts(
+            s.send(admin.schedule_upgrade(&ClassHash(Felt::ZERO))).await,
+            "GOV: zero class hash",
+        );
+        s.send(admin.schedule_upgrade(&new_class)).await.unwrap();
+        assert_reverts(
+            s.send(admin.schedule_upgrade(&new_class)).await,
+            "GOV: upgrade already pending",
+        );
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).execute_upgrade()).await,
+            "GOV: caller is not admin",
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancel_upgrade_clears_the_pending_upgrade() {
+    let s = System::deploy().await.unwrap();
+    let new_class = ClassHash(s.net.class_hash("TestToken").unwrap());
+    for (name, host) in hosts(&s).await {
+        let admin = gov(&s, host, Actor::Admin);
+        assert_reverts(
+            s.send(admin.cancel_upgrade()).await,
+            "GOV: no upgrade pending",
+        );
+        s.send(admin.schedule_upgrade(&new_class)).await.unwrap();
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Attacker).cancel_upgrade()).await,
+            "GOV: caller is not admin",
+        );
+
+        let cancelled = s.send(admin.cancel_upgrade()).await.unwrap();
+
+        assert_events(
+            &cancelled,
+            host,
+            &[GovEvent::UpgradeCancelled(governance::UpgradeCancelled {
+                class_hash: new_class,
+            })],
+        );
+        assert_eq!(
+            call(gov_reader(&s, host).upgrade_status()).await.unwrap(),
+            (UPGRADE_DELAY, ClassHash(Felt::ZERO), 0),
+            "{name}"
+        );
+    }
+    s.advance(UPGRADE_DELAY).await;
+    for (_, host) in hosts(&s).await {
+        assert_reverts(
+            s.send(gov(&s, host, Actor::Admin).execute_upgrade()).await,
+            "GOV: no upgrade pending",
+        );
+    }
 }

@@ -1,6 +1,6 @@
-//! Specification of the Paymaster's sponsor deposits and of the governance every CIRO
-//! contract hosts (roles, two-step admin transfer, pause, timelocked upgrade), exercised
-//! through the Paymaster. Each test reads given / when / then; every revert is asserted by
+//! Specification of the Paymaster's sponsor deposits and of the governance roles and pause
+//! every CIRO contract hosts, exercised through the Paymaster (admin transfer and upgrade run
+//! against all three hosts in `governance.rs`). Each test reads given / when / then; every revert is asserted by
 //! its exact error string, every state change by its decoded events.
 
 use ciro_chain::bindings::governance::{self, Event as GovEvent};
@@ -357,7 +357,7 @@ async fn withdraw_still_works_while_paused() {
 }
 
 // ---------------------------------------------------------------------------------------
-// governance: roles and admin
+// governance: roles
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -450,117 +450,6 @@ async fn revoke_role_by_the_admin_revokes_and_a_non_admin_cannot() {
     );
 }
 
-#[tokio::test]
-async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it() {
-    // Given the admin starts handing over to the coordinator account
-    let f = fixture().await;
-    let admin = f.net.account(Actor::Admin);
-    let started = send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &admin)
-            .transfer_admin(&f.net.contract_address(Actor::Coordinator)),
-    )
-    .await
-    .unwrap();
-    assert_events(
-        &started,
-        f.paymaster,
-        &[GovEvent::AdminTransferStarted(
-            governance::AdminTransferStarted {
-                previous_admin: f.net.contract_address(Actor::Admin),
-                new_admin: f.net.contract_address(Actor::Coordinator),
-            },
-        )],
-    );
-    let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
-    assert_eq!(
-        call(reader.admin()).await.unwrap(),
-        f.net.contract_address(Actor::Admin),
-        "nothing changes before acceptance"
-    );
-    assert_eq!(
-        call(reader.pending_admin()).await.unwrap(),
-        f.net.contract_address(Actor::Coordinator)
-    );
-
-    // When someone else tries to accept, it fails; the named account accepts
-    let attacker = f.net.account(Actor::Attacker);
-    assert_reverts(
-        send(
-            &f.net.provider,
-            Paymaster::new(f.paymaster, &attacker).accept_admin(),
-        )
-        .await,
-        "GOV: caller not pending admin",
-    );
-    let coordinator = f.net.account(Actor::Coordinator);
-    let accepted = send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &coordinator).accept_admin(),
-    )
-    .await
-    .unwrap();
-
-    // Then the coordinator is admin, the old admin lost its powers
-    assert_eq!(
-        call(reader.admin()).await.unwrap(),
-        f.net.contract_address(Actor::Coordinator)
-    );
-    assert_eq!(
-        call(reader.pending_admin()).await.unwrap(),
-        ContractAddress(Felt::ZERO)
-    );
-    assert_events(
-        &accepted,
-        f.paymaster,
-        &[GovEvent::AdminTransferred(governance::AdminTransferred {
-            previous_admin: f.net.contract_address(Actor::Admin),
-            new_admin: f.net.contract_address(Actor::Coordinator),
-        })],
-    );
-    let old = send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &admin)
-            .grant_role(&role("PAUSER"), &f.net.contract_address(Actor::Admin)),
-    )
-    .await;
-    assert_reverts(old, "GOV: caller is not admin");
-}
-
-#[tokio::test]
-async fn transfer_admin_rejects_a_non_admin_and_the_zero_address() {
-    let f = fixture().await;
-    let attacker = f.net.account(Actor::Attacker);
-    let result = send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &attacker)
-            .transfer_admin(&f.net.contract_address(Actor::Attacker)),
-    )
-    .await;
-    assert_reverts(result, "GOV: caller is not admin");
-    let admin = f.net.account(Actor::Admin);
-    let zero = send(
-        &f.net.provider,
-        Paymaster::new(f.paymaster, &admin).transfer_admin(&ContractAddress(Felt::ZERO)),
-    )
-    .await;
-    assert_reverts(zero, "GOV: zero address");
-}
-
-#[tokio::test]
-async fn accept_admin_with_no_transfer_pending_is_refused() {
-    let f = fixture().await;
-    let admin = f.net.account(Actor::Admin);
-    assert_reverts(
-        send(
-            &f.net.provider,
-            Paymaster::new(f.paymaster, &admin).accept_admin(),
-        )
-        .await,
-        "GOV: caller not pending admin",
-    );
-}
-
 // ---------------------------------------------------------------------------------------
 // governance: pause
 // ---------------------------------------------------------------------------------------
@@ -605,143 +494,6 @@ async fn pause_and_unpause_need_the_pauser_role_and_alternate() {
         !call(PaymasterReader::new(f.paymaster, &f.net.provider).is_paused())
             .await
             .unwrap()
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// governance: timelocked upgrade
-// ---------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn upgrade_runs_only_after_its_delay_and_replaces_the_class() {
-    // Given the admin schedules an upgrade to another declared class
-    let f = fixture().await;
-    let admin = f.net.account(Actor::Admin);
-    let pm = Paymaster::new(f.paymaster, &admin);
-    let new_class = f.net.class_hash("TestToken").unwrap();
-    let now = f.net.now().await.unwrap();
-    let scheduled = send(&f.net.provider, pm.schedule_upgrade(&ClassHash(new_class)))
-        .await
-        .unwrap();
-    let (_, pending, ready_at) =
-        call(PaymasterReader::new(f.paymaster, &f.net.provider).upgrade_status())
-            .await
-            .unwrap();
-    assert_eq!(pending, ClassHash(new_class));
-    assert!(ready_at >= now + UPGRADE_DELAY && ready_at <= now + UPGRADE_DELAY + 60);
-    assert_events(
-        &scheduled,
-        f.paymaster,
-        &[GovEvent::UpgradeScheduled(governance::UpgradeScheduled {
-            class_hash: ClassHash(new_class),
-            ready_at,
-        })],
-    );
-
-    // When it is executed too early, it is refused; after the delay it runs
-    assert_reverts(
-        send(&f.net.provider, pm.execute_upgrade()).await,
-        "GOV: upgrade delay not passed",
-    );
-    f.net.devnet.increase_time(UPGRADE_DELAY).await.unwrap();
-    let upgraded = send(&f.net.provider, pm.execute_upgrade()).await.unwrap();
-
-    // Then the contract runs the new class
-    assert_events(
-        &upgraded,
-        f.paymaster,
-        &[GovEvent::Upgraded(governance::Upgraded {
-            class_hash: ClassHash(new_class),
-        })],
-    );
-    assert_eq!(
-        f.net
-            .provider
-            .get_class_hash_at(BlockId::Tag(BlockTag::Latest), f.paymaster)
-            .await
-            .unwrap(),
-        new_class
-    );
-}
-
-#[tokio::test]
-async fn upgrade_scheduling_is_admin_only_non_zero_and_one_at_a_time() {
-    let f = fixture().await;
-    let new_class = ClassHash(f.net.class_hash("TestToken").unwrap());
-    let attacker = f.net.account(Actor::Attacker);
-    assert_reverts(
-        send(
-            &f.net.provider,
-            Paymaster::new(f.paymaster, &attacker).schedule_upgrade(&new_class),
-        )
-        .await,
-        "GOV: caller is not admin",
-    );
-    let admin = f.net.account(Actor::Admin);
-    let pm = Paymaster::new(f.paymaster, &admin);
-    assert_reverts(
-        send(&f.net.provider, pm.schedule_upgrade(&ClassHash(Felt::ZERO))).await,
-        "GOV: zero class hash",
-    );
-    send(&f.net.provider, pm.schedule_upgrade(&new_class))
-        .await
-        .unwrap();
-    assert_reverts(
-        send(&f.net.provider, pm.schedule_upgrade(&new_class)).await,
-        "GOV: upgrade already pending",
-    );
-    assert_reverts(
-        send(
-            &f.net.provider,
-            Paymaster::new(f.paymaster, &attacker).execute_upgrade(),
-        )
-        .await,
-        "GOV: caller is not admin",
-    );
-}
-
-#[tokio::test]
-async fn cancel_upgrade_clears_the_pending_upgrade() {
-    let f = fixture().await;
-    let admin = f.net.account(Actor::Admin);
-    let pm = Paymaster::new(f.paymaster, &admin);
-    assert_reverts(
-        send(&f.net.provider, pm.cancel_upgrade()).await,
-        "GOV: no upgrade pending",
-    );
-    let new_class = ClassHash(f.net.class_hash("TestToken").unwrap());
-    send(&f.net.provider, pm.schedule_upgrade(&new_class))
-        .await
-        .unwrap();
-    let attacker = f.net.account(Actor::Attacker);
-    assert_reverts(
-        send(
-            &f.net.provider,
-            Paymaster::new(f.paymaster, &attacker).cancel_upgrade(),
-        )
-        .await,
-        "GOV: caller is not admin",
-    );
-
-    let cancelled = send(&f.net.provider, pm.cancel_upgrade()).await.unwrap();
-
-    assert_events(
-        &cancelled,
-        f.paymaster,
-        &[GovEvent::UpgradeCancelled(governance::UpgradeCancelled {
-            class_hash: new_class,
-        })],
-    );
-    assert_eq!(
-        call(PaymasterReader::new(f.paymaster, &f.net.provider).upgrade_status())
-            .await
-            .unwrap(),
-        (UPGRADE_DELAY, ClassHash(Felt::ZERO), 0)
-    );
-    f.net.devnet.increase_time(UPGRADE_DELAY).await.unwrap();
-    assert_reverts(
-        send(&f.net.provider, pm.execute_upgrade()).await,
-        "GOV: no upgrade pending",
     );
 }
 

@@ -55,6 +55,12 @@ pub struct DeployConfig {
     pub pool: PoolConfig,
     /// JobMgr's parameters.
     pub jobs: JobsConfig,
+    /// The test token's supply, minted to the deployer (only when the test token is deployed).
+    pub test_token_supply: u128,
+    /// Seal the contracts once wired (the default). `false` leaves them in their setup phase,
+    /// where business is refused until the admin calls `seal()`: a staged deployment, or a
+    /// specification of the setup phase.
+    pub seal: bool,
 }
 
 /// Role holders. COORDINATOR and VERIFIER are JobMgr's; SLASHER the pool's; ARBITER both's;
@@ -122,6 +128,8 @@ impl Default for DeployConfig {
             roles: RoleConfig::default(),
             pool: PoolConfig::default(),
             jobs: JobsConfig::default(),
+            test_token_supply: TEST_TOKEN_SUPPLY,
+            seal: true,
         }
     }
 }
@@ -533,7 +541,12 @@ where
         pending.push((contract, role, holder));
     }
     let mut sealing = Vec::new();
-    for contract in ["CdcPool", "JobMgr", "Paymaster"] {
+    let sealed_contracts: &[&str] = if config.seal {
+        &["CdcPool", "JobMgr", "Paymaster"]
+    } else {
+        &[]
+    };
+    for &contract in sealed_contracts {
         let Some(address) = manifest.contracts.get(contract).copied() else {
             continue;
         };
@@ -619,7 +632,7 @@ fn constructor_args<A: ConnectedAccount + Sync>(
                 &cairo_short_string_to_felt("CTT")?,
                 &18,
                 &U256 {
-                    low: TEST_TOKEN_SUPPLY,
+                    low: config.test_token_supply,
                     high: 0,
                 },
                 &ContractAddress(account.address()),
