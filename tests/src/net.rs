@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
-use ciro_deploy::artifacts::{classes_dir, ContractArtifact};
-use ciro_deploy::declare::{declare, deploy};
 use ciro_chain::starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
@@ -20,6 +18,8 @@ use ciro_chain::starknet::signers::{LocalWallet, SigningKey};
 use ciro_chain::tx::block_timestamp;
 use ciro_chain::ChainError;
 use ciro_chain::RpcAccount;
+use ciro_deploy::artifacts::{classes_dir, ContractArtifact};
+use ciro_deploy::declare::{declare, deploy};
 use url::Url;
 
 use crate::actors::Actor;
@@ -171,6 +171,25 @@ impl TestNet {
             self.rpc_url(),
             self.chain_id(),
         )
+    }
+
+    /// `ciro_deploy::deploy_all` from the admin's account with the classes of `target/dev`:
+    /// the deployment a real network gets.
+    pub async fn deploy_all(
+        &self,
+        config: &ciro_deploy::DeployConfig,
+        manifest: &mut ciro_deploy::Manifest,
+        on_step: impl FnMut(&ciro_deploy::Step),
+    ) -> Result<()> {
+        ciro_deploy::deploy_all(
+            &self.account(Actor::Admin),
+            &self.rpc_url(),
+            &classes_dir(),
+            config,
+            manifest,
+            on_step,
+        )
+        .await
     }
 
     /// The class hash of one of the project's contracts (declared in the base state).

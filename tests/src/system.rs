@@ -13,15 +13,14 @@ use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::job_mgr::{self, JobMgr, JobMgrReader};
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::constants::contracts;
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::tx::{call, send, TxOutcome};
-use ciro_chain::constants::contracts;
 use ciro_chain::ChainError;
-use ciro_deploy::artifacts::classes_dir;
 use ciro_deploy::deployment::{JobsConfig, PoolConfig, RoleConfig};
-use ciro_deploy::{deploy_all, DeployConfig, Manifest};
+use ciro_deploy::{DeployConfig, Manifest};
 
 use crate::fixtures::u256;
 use crate::{Actor, TestNet};
@@ -85,7 +84,7 @@ pub use ciro_chain::constants::flags::{
     BF16 as FLAG_BF16, CUDA as FLAG_CUDA, FP16 as FLAG_FP16, INT8 as FLAG_INT8, TEE as FLAG_TEE,
 };
 
-/// The deployment the specifications run on: the same [`deploy_all`] and config format a real
+/// The deployment the specifications run on: the same `deploy_all` and config format a real
 /// network gets, with the suite's parameters and role holders, the test token minted to no one
 /// (the parties are funded by [`System::fund`], so the supply is what the suite minted).
 pub fn deploy_config(net: &TestNet) -> DeployConfig {
@@ -223,7 +222,7 @@ pub struct System {
     pub job_mgr: Felt,
     /// Deployed and sealed with the rest (the Paymaster's own specs use their own fixture).
     pub paymaster: Felt,
-    /// What [`deploy_all`] recorded.
+    /// What `deploy_all` recorded.
     pub manifest: Manifest,
 }
 
@@ -262,7 +261,7 @@ pub async fn try_deploy_job_mgr(
 }
 
 impl System {
-    /// The system deployed by [`deploy_all`] with [`deploy_config`], exactly as a real
+    /// The system deployed by `deploy_all` with [`deploy_config`], exactly as a real
     /// network is: test token, pool, JobMgr and Paymaster; roles: COORDINATOR (Coordinator),
     /// ARBITER (Arbiter) and VERIFIER (Verifier) in JobMgr; ARBITER (Arbiter), SLASHER
     /// ([`SLASHER`]) and JOB_MANAGER (JobMgr) in the pool; PAUSER (Pauser) in all; all sealed.
@@ -283,15 +282,7 @@ impl System {
             ..deploy_config(&net)
         };
         let mut manifest = Manifest::default();
-        deploy_all(
-            &net.account(Actor::Admin),
-            &net.rpc_url(),
-            &classes_dir(),
-            &config,
-            &mut manifest,
-            |_| {},
-        )
-        .await?;
+        net.deploy_all(&config, &mut manifest, |_| {}).await?;
         let system = Self {
             token: manifest.contract(contracts::TEST_TOKEN)?,
             pool: manifest.contract(contracts::CDC_POOL)?,

@@ -1,21 +1,21 @@
 //! The deployment (what `ciro deploy` runs): declares and deploys on a fresh chain, records a
 //! manifest, and on a second run finds everything and sends nothing.
 
-use ciro_deploy::artifacts::classes_dir;
 use ciro_chain::bindings::cdc_pool::CdcPoolReader;
 use ciro_chain::bindings::job_mgr::JobMgrReader;
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::test_token::TestTokenReader;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
-use ciro_deploy::deployment::{
-    check_payment_token, deploy_all, ChainKind, DeployConfig, DeployRefused, Manifest, Step,
-    TEST_TOKEN_SUPPLY,
-};
 use ciro_chain::devnet::DevnetRpc;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag};
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::call;
+use ciro_deploy::artifacts::classes_dir;
+use ciro_deploy::deployment::{
+    check_payment_token, deploy_all, ChainKind, DeployConfig, DeployRefused, Manifest, Step,
+    TEST_TOKEN_SUPPLY,
+};
 use ciro_tests::net::STRK;
 use ciro_tests::{Actor, TestNet};
 use std::io::{Read, Write};
@@ -25,21 +25,15 @@ use url::Url;
 #[tokio::test]
 async fn deployment_is_recorded_and_a_second_run_skips_everything() {
     let net = TestNet::new().await.unwrap();
-    let admin = net.account(Actor::Admin);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deployments/devnet.json");
 
     // First run (the classes are declared in the harness's base state already)
     let mut manifest = Manifest::read(&path).unwrap();
     let mut steps = Vec::new();
-    deploy_all(
-        &admin,
-        &net.rpc_url(),
-        &classes_dir(),
-        &DeployConfig::default(),
-        &mut manifest,
-        |s| steps.push(s.clone()),
-    )
+    net.deploy_all(&DeployConfig::default(), &mut manifest, |s| {
+        steps.push(s.clone())
+    })
     .await
     .unwrap();
     manifest.write(&path).unwrap();
@@ -86,14 +80,9 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
         .unwrap();
     let mut again = Manifest::read(&path).unwrap();
     let mut steps = Vec::new();
-    deploy_all(
-        &admin,
-        &net.rpc_url(),
-        &classes_dir(),
-        &DeployConfig::default(),
-        &mut again,
-        |s| steps.push(s.clone()),
-    )
+    net.deploy_all(&DeployConfig::default(), &mut again, |s| {
+        steps.push(s.clone())
+    })
     .await
     .unwrap();
     assert!(
@@ -187,17 +176,9 @@ async fn roles_from_the_config_are_granted_once() {
     );
     let mut manifest = Manifest::default();
     let mut steps = Vec::new();
-    let admin = net.account(Actor::Admin);
-    deploy_all(
-        &admin,
-        &net.rpc_url(),
-        &classes_dir(),
-        &config,
-        &mut manifest,
-        |s| steps.push(s.clone()),
-    )
-    .await
-    .unwrap();
+    net.deploy_all(&config, &mut manifest, |s| steps.push(s.clone()))
+        .await
+        .unwrap();
     // Then each role is held where it belongs: 1 + 1 + 2 + 3 + 1 grants
     let granted = steps
         .iter()
@@ -234,16 +215,9 @@ async fn roles_from_the_config_are_granted_once() {
     assert_eq!(call(jobs.upgrade_status()).await.unwrap().0, 7_200);
     // And a second run grants nothing
     let mut steps = Vec::new();
-    deploy_all(
-        &admin,
-        &net.rpc_url(),
-        &classes_dir(),
-        &config,
-        &mut manifest,
-        |s| steps.push(s.clone()),
-    )
-    .await
-    .unwrap();
+    net.deploy_all(&config, &mut manifest, |s| steps.push(s.clone()))
+        .await
+        .unwrap();
     assert!(!steps.iter().any(|s| matches!(
         s,
         Step::Granted { .. } | Step::Deployed { .. } | Step::Sealed { .. }
@@ -255,16 +229,10 @@ async fn roles_from_the_config_are_granted_once() {
     // the grant must go through the timelock.
     let mut more = config.clone();
     more.roles.arbiter.push(net.address(Actor::Attacker));
-    let err = deploy_all(
-        &admin,
-        &net.rpc_url(),
-        &classes_dir(),
-        &more,
-        &mut manifest,
-        |_| {},
-    )
-    .await
-    .unwrap_err();
+    let err = net
+        .deploy_all(&more, &mut manifest, |_| {})
+        .await
+        .unwrap_err();
     assert!(
         format!("{err:#}").contains("schedule_role_grant"),
         "{err:#}"
@@ -297,16 +265,9 @@ async fn with_an_existing_payment_token_no_test_token_is_deployed() {
         upgrade_delay: 3_600,
         ..DeployConfig::default()
     };
-    deploy_all(
-        &net.account(Actor::Admin),
-        &net.rpc_url(),
-        &classes_dir(),
-        &config,
-        &mut manifest,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    net.deploy_all(&config, &mut manifest, |_| {})
+        .await
+        .unwrap();
     assert!(!manifest.contracts.contains_key("TestToken"));
     let paymaster = PaymasterReader::new(manifest.contracts["Paymaster"], &net.provider);
     assert_eq!(
@@ -323,16 +284,10 @@ async fn a_manifest_of_another_chain_is_refused() {
         chain_id: "SN_MAIN".into(),
         ..Manifest::default()
     };
-    let err = deploy_all(
-        &net.account(Actor::Admin),
-        &net.rpc_url(),
-        &classes_dir(),
-        &DeployConfig::default(),
-        &mut manifest,
-        |_| {},
-    )
-    .await
-    .unwrap_err();
+    let err = net
+        .deploy_all(&DeployConfig::default(), &mut manifest, |_| {})
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "the manifest is for chain SN_MAIN, the node is SN_SEPOLIA"
@@ -440,16 +395,9 @@ async fn a_devnet_started_with_the_mainnet_chain_id_still_gets_the_test_token() 
         .await
         .unwrap();
     let mut manifest = Manifest::default();
-    deploy_all(
-        &net.account(Actor::Admin),
-        &net.rpc_url(),
-        &classes_dir(),
-        &DeployConfig::default(),
-        &mut manifest,
-        |_| {},
-    )
-    .await
-    .unwrap();
+    net.deploy_all(&DeployConfig::default(), &mut manifest, |_| {})
+        .await
+        .unwrap();
     assert_eq!(manifest.chain_id, "SN_MAIN");
     let token = manifest.contracts["TestToken"];
     let paymaster = PaymasterReader::new(manifest.contracts["Paymaster"], &net.provider);

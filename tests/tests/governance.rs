@@ -361,8 +361,11 @@ async fn attack_the_pool_admin_cannot_grant_itself_job_manager_and_slash_in_one_
 fn gov_reader(
     s: &System,
     host: Felt,
-) -> JobMgrReader<&ciro_chain::starknet::providers::JsonRpcClient<ciro_chain::starknet::providers::jsonrpc::HttpTransport>>
-{
+) -> JobMgrReader<
+    &ciro_chain::starknet::providers::JsonRpcClient<
+        ciro_chain::starknet::providers::jsonrpc::HttpTransport,
+    >,
+> {
     JobMgrReader::new(host, &s.net.provider)
 }
 
@@ -475,9 +478,7 @@ async fn upgrade_runs_only_after_its_delay_and_replaces_the_class() {
             .send(admin.schedule_upgrade(&ClassHash(new_class)))
             .await
             .unwrap();
-        let (delay, pending, ready_at) = call(gov_reader(&s, host).upgrade_status())
-            .await
-            .unwrap();
+        let (delay, pending, ready_at) = call(gov_reader(&s, host).upgrade_status()).await.unwrap();
         assert_eq!(delay, UPGRADE_DELAY, "{name}");
         assert_eq!(pending, ClassHash(new_class), "{name}");
         let ready_at = s.read_back(ready_at, UPGRADE_DELAY).await;
@@ -539,7 +540,8 @@ async fn upgrade_scheduling_is_admin_only_non_zero_and_one_at_a_time() {
             "GOV: upgrade already pending",
         );
         assert_reverts(
-            s.send(gov(&s, host, Actor::Attacker).execute_upgrade()).await,
+            s.send(gov(&s, host, Actor::Attacker).execute_upgrade())
+                .await,
             "GOV: caller is not admin",
         );
     }
@@ -557,7 +559,8 @@ async fn cancel_upgrade_clears_the_pending_upgrade() {
         );
         s.send(admin.schedule_upgrade(&new_class)).await.unwrap();
         assert_reverts(
-            s.send(gov(&s, host, Actor::Attacker).cancel_upgrade()).await,
+            s.send(gov(&s, host, Actor::Attacker).cancel_upgrade())
+                .await,
             "GOV: caller is not admin",
         );
 

@@ -7,9 +7,8 @@ use ciro_chain::bindings::governance::{self, Event as GovEvent};
 use ciro_chain::bindings::paymaster::{self, Deposited, Paymaster, PaymasterReader, Withdrawn};
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress};
-use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
-use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
 use ciro_tests::fixtures::{

@@ -10,8 +10,8 @@ use starknet::accounts::ConnectedAccount;
 use starknet::core::types::{Call, Felt};
 
 use crate::bindings::cdc_pool::{self, CdcPool, CdcPoolReader};
-use crate::bindings::job_mgr::{self, JobMgr, JobMgrReader};
 use crate::bindings::erc20::{Erc20, Erc20Reader};
+use crate::bindings::job_mgr::{self, JobMgr, JobMgrReader};
 use crate::sender::TxSender;
 use crate::tx::{call, TxOutcome};
 use crate::ChainError;
@@ -51,12 +51,10 @@ where
         .into_iter()
         .filter_map(|event| E::try_from(event).ok())
         .find_map(pick)
-        .ok_or_else(|| {
-            ChainError::MissingEvent {
-                tx_hash: outcome.tx_hash,
-                contract,
-                event,
-            }
+        .ok_or_else(|| ChainError::MissingEvent {
+            tx_hash: outcome.tx_hash,
+            contract,
+            event,
         })
 }
 
@@ -104,10 +102,15 @@ where
             .binding()
             .register_model_getcall(&model_hash, requirements, &price);
         let outcome = self.sender.execute(vec![call]).await?;
-        let id = find_event(&outcome, self.address, "ModelSet", |e: job_mgr::Event| match e {
-            job_mgr::Event::ModelSet(m) => Some(m.model_id),
-            _ => None,
-        })?;
+        let id = find_event(
+            &outcome,
+            self.address,
+            "ModelSet",
+            |e: job_mgr::Event| match e {
+                job_mgr::Event::ModelSet(m) => Some(m.model_id),
+                _ => None,
+            },
+        )?;
         Ok((id, outcome))
     }
 
@@ -129,10 +132,15 @@ where
             self.binding()
                 .submit_job_getcall(&model_id, &input_hash, &fee, &deadline, options);
         let outcome = self.sender.execute(vec![approve, submit]).await?;
-        let id = find_event(&outcome, self.address, "JobSubmitted", |e: job_mgr::Event| match e {
-            job_mgr::Event::JobSubmitted(j) => Some(j.job_id),
-            _ => None,
-        })?;
+        let id = find_event(
+            &outcome,
+            self.address,
+            "JobSubmitted",
+            |e: job_mgr::Event| match e {
+                job_mgr::Event::JobSubmitted(j) => Some(j.job_id),
+                _ => None,
+            },
+        )?;
         Ok((id, outcome))
     }
 

@@ -220,7 +220,8 @@ mod tests {
                     calls.fetch_add(1, Ordering::SeqCst);
                     let error = error.take();
                     async move {
-                        Err(error.unwrap_or_else(|| ChainError::Rejected(StarknetError::DuplicateTx)))
+                        Err(error
+                            .unwrap_or_else(|| ChainError::Rejected(StarknetError::DuplicateTx)))
                     }
                 })
                 .await;

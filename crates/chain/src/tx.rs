@@ -79,10 +79,7 @@ where
     P: Provider + Sync,
     A: ConnectedAccount + Sync,
 {
-    let sent = execution
-        .send()
-        .await
-        .map_err(ChainError::from)?;
+    let sent = execution.send().await.map_err(ChainError::from)?;
     let receipt = wait_for_receipt(provider, sent.transaction_hash).await?;
     Ok(TxOutcome {
         tx_hash: sent.transaction_hash,

@@ -11,8 +11,8 @@ use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::clients::{
     balance_of, no_options, u256, u256_from_digest, JobMgrClient, PoolClient,
 };
-use ciro_chain::manifest::Manifest;
 use ciro_chain::devnet::DevnetRpc;
+use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
 use ciro_chain::tx::{block_timestamp, call, TxOutcome};
 use ciro_chain::RpcAccount;

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use cainome::cairo_serde::ContractAddress;
 use ciro_chain::account::{connect, AccountSource, KeySource};
-use ciro_deploy::artifacts::classes_dir;
-use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::erc20::Erc20Reader;
-use ciro_deploy::deployment::{deploy_all, DeployConfig, Manifest};
+use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::tx::call;
+use ciro_deploy::artifacts::classes_dir;
+use ciro_deploy::deployment::{deploy_all, DeployConfig, Manifest};
 use clap::{Args, Parser, Subcommand};
 use starknet::accounts::Account;
 use starknet::core::types::Felt;
@@ -206,12 +206,14 @@ async fn run_deploy(args: DeployArgs) -> Result<()> {
     .await?;
     manifest.write(&manifest_path)?;
 
-    let paymaster = PaymasterReader::new(manifest.contract(ciro_chain::constants::contracts::PAYMASTER)?, &provider);
+    let paymaster = PaymasterReader::new(
+        manifest.contract(ciro_chain::constants::contracts::PAYMASTER)?,
+        &provider,
+    );
     let token = call(paymaster.token()).await?;
-    let balance = call(
-        Erc20Reader::new(token.0, &provider).balance_of(&ContractAddress(account.address())),
-    )
-    .await?;
+    let balance =
+        call(Erc20Reader::new(token.0, &provider).balance_of(&ContractAddress(account.address())))
+            .await?;
     println!(
         "check     Paymaster admin {:#x}, payment token {:#x}; deployer holds {} of it",
         call(paymaster.admin()).await?.0,

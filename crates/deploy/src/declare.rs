@@ -50,7 +50,9 @@ where
     let sent = account
         .declare_v3(
             Arc::new(artifact.sierra.clone()),
-            artifact.compiled_class_hash,
+            artifact
+                .compiled_class_hash()
+                .map_err(ChainError::internal)?,
         )
         .send()
         .await
@@ -88,10 +90,7 @@ where
     let factory = ContractFactory::new_with_udc(class_hash, account, UdcSelector::New);
     let deployment = factory.deploy_v3(constructor_calldata, salt, false);
     let address = deployment.deployed_address();
-    let sent = deployment
-        .send()
-        .await
-        .map_err(ChainError::from)?;
+    let sent = deployment.send().await.map_err(ChainError::from)?;
     wait_for_receipt(account.provider(), sent.transaction_hash).await?;
     Ok(Deployed {
         address,

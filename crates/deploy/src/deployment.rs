@@ -118,7 +118,6 @@ pub struct JobsConfig {
     pub min_rated_fee: u128,
 }
 
-
 impl Default for DeployConfig {
     fn default() -> Self {
         Self {

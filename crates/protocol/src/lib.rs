@@ -77,7 +77,9 @@ mod tests {
 
     /// `const NAME: type = value;` of a Cairo source, value as written.
     fn cairo_const(file: &str, name: &str) -> String {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cairo/src").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../cairo/src")
+            .join(file);
         let text = std::fs::read_to_string(&path).expect("the Cairo sources");
         let prefix = format!("const {name}:");
         let line = text

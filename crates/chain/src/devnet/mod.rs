@@ -6,7 +6,9 @@
 #[cfg(feature = "devnet")]
 mod process;
 #[cfg(feature = "devnet")]
-pub use process::{devnet_binary, Devnet, DevnetOptions, ACCOUNTS, DEVNET_VERSION, INITIAL_BALANCE, SEED};
+pub use process::{
+    devnet_binary, Devnet, DevnetOptions, ACCOUNTS, DEVNET_VERSION, INITIAL_BALANCE, SEED,
+};
 
 use std::time::{Duration, Instant};
 
