@@ -155,7 +155,10 @@ mod tests {
         fs::write(&path, text.replace("\"admin\"", "\"owner\"")).expect("alter");
         let problems = drift(&classes, &abis).expect("check");
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("ciro_Thing.abi.json differs"), "{problems:?}");
+        assert!(
+            problems[0].contains("ciro_Thing.abi.json differs"),
+            "{problems:?}"
+        );
 
         fs::remove_file(&path).expect("remove");
         let problems = drift(&classes, &abis).expect("check");
