@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use async_trait::async_trait;
+use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::parse_cairo_short_string;
-use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
-use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use url::Url;
 
@@ -141,19 +141,44 @@ impl Readiness {
 }
 
 /// The Starknet node answers `starknet_chainId` (named `rpc`).
+///
+/// A plain JSON-RPC request with reqwest rather than starknet-rs's provider, so that a failure
+/// reports its whole cause (`tcp connect error: Connection refused`, an HTTP status, a
+/// JSON-RPC error) in `/ready`.
 #[derive(Debug, Clone)]
 pub struct RpcCheck {
     url: Url,
-    provider: Arc<JsonRpcClient<HttpTransport>>,
+    http: reqwest::Client,
 }
 
 impl RpcCheck {
     /// A check of the JSON-RPC endpoint at `url`.
     pub fn new(url: Url) -> Self {
         Self {
-            provider: Arc::new(JsonRpcClient::new(HttpTransport::new(url.clone()))),
             url,
+            http: reqwest::Client::new(),
         }
+    }
+
+    async fn chain_id(&self) -> Result<String> {
+        let response = self
+            .http
+            .post(self.url.clone())
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "starknet_chainId", "params": []}))
+            .send()
+            .await?;
+        let status = response.status();
+        ensure!(status.is_success(), "HTTP {status}");
+        let body: Value = response.json().await.context("the answer is not JSON")?;
+        if let Some(error) = body.get("error") {
+            bail!("JSON-RPC error {error}");
+        }
+        let chain_id = body
+            .get("result")
+            .and_then(Value::as_str)
+            .and_then(|hex| Felt::from_hex(hex).ok())
+            .with_context(|| format!("no chain id in {body}"))?;
+        Ok(parse_cairo_short_string(&chain_id).unwrap_or_else(|_| format!("{chain_id:#x}")))
     }
 }
 
@@ -165,19 +190,15 @@ impl ReadinessCheck for RpcCheck {
 
     async fn check(&self) -> Result<String> {
         let chain_id = self
-            .provider
             .chain_id()
             .await
             .with_context(|| format!("starknet_chainId at {}", self.url))?;
-        let name = parse_cairo_short_string(&chain_id).unwrap_or_else(|_| format!("{chain_id:#x}"));
-        Ok(format!("chain {name}"))
+        Ok(format!("chain {chain_id}"))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use anyhow::bail;
-
     use super::*;
 
     struct Fixed {
@@ -293,6 +314,49 @@ mod tests {
         assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
     }
 
+    /// A JSON-RPC endpoint that answers every request with `answer` and `status`.
+    async fn fake_node(status: u16, answer: Value) -> Result<Url> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/rpc", listener.local_addr()?).parse()?;
+        let status = axum::http::StatusCode::from_u16(status)?;
+        let app = axum::Router::new().route(
+            "/rpc",
+            axum::routing::post(move || async move { (status, axum::Json(answer)) }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(url)
+    }
+
+    #[tokio::test]
+    async fn rpc_check_names_the_chain_or_says_what_the_node_answered() -> Result<()> {
+        let sepolia = json!({"jsonrpc": "2.0", "id": 1, "result": "0x534e5f5345504f4c4941"});
+        let check = RpcCheck::new(fake_node(200, sepolia).await?);
+        assert_eq!(check.check().await?, "chain SN_SEPOLIA");
+
+        for (status, answer, expected) in [
+            (
+                200,
+                json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "Method not found"}}),
+                "JSON-RPC error",
+            ),
+            (
+                200,
+                json!({"jsonrpc": "2.0", "id": 1, "result": 7}),
+                "no chain id in",
+            ),
+            (502, json!({}), "HTTP 502 Bad Gateway"),
+        ] {
+            let check = RpcCheck::new(fake_node(status, answer).await?);
+            let err = format!("{:#}", check.check().await.unwrap_err());
+            assert!(err.contains(expected), "{err}");
+            assert!(
+                err.starts_with("starknet_chainId at http://127.0.0.1:"),
+                "{err}"
+            );
+        }
+        Ok(())
+    }
+
     #[tokio::test]
     async fn rpc_check_fails_with_the_url_when_nothing_listens() -> Result<()> {
         let port = {
@@ -302,13 +366,9 @@ mod tests {
         let url: Url = format!("http://127.0.0.1:{port}/rpc").parse()?;
         let check = RpcCheck::new(url.clone());
         assert_eq!(check.name(), "rpc");
-        match check.check().await {
-            Ok(detail) => bail!("a closed port answered: {detail}"),
-            Err(err) => {
-                let err = format!("{err:#}");
-                assert!(err.contains(&format!("starknet_chainId at {url}")), "{err}");
-            }
-        }
+        let err = format!("{:#}", check.check().await.unwrap_err());
+        assert!(err.contains(&format!("starknet_chainId at {url}")), "{err}");
+        assert!(err.contains("Connection refused"), "{err}");
         Ok(())
     }
 }
