@@ -6,6 +6,8 @@
 //! until shutdown, so that deployment, monitoring and the binary's life cycle can be set up
 //! and tested before the API arrives.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 
 use anyhow::Result;

@@ -6,6 +6,8 @@
 //! endpoints (`/health`, `/ready` with a check that the Starknet node answers, `/metrics`)
 //! until shutdown; the relayer's accounts (`ciro_service::AccountArgs`) come with the API.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 
 use anyhow::Result;

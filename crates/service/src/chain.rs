@@ -125,7 +125,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::test_env::with_env;
+    use crate::test_env::parse_with;
 
     #[derive(Parser)]
     struct Cli {
@@ -135,24 +135,12 @@ mod tests {
         account: AccountArgs,
     }
 
-    fn parse<T>(
-        args: &[&str],
-        env: &[(&str, &str)],
-        config: impl FnOnce(Cli) -> Result<T>,
-    ) -> Result<T> {
-        with_env(env, || {
-            config(Cli::try_parse_from(
-                std::iter::once("test").chain(args.iter().copied()),
-            )?)
-        })
-    }
-
     fn chain(args: &[&str], env: &[(&str, &str)]) -> Result<ChainConfig> {
-        parse(args, env, |cli| cli.chain.config())
+        parse_with(args, env, |cli: Cli| cli.chain.config())
     }
 
     fn account(args: &[&str], env: &[(&str, &str)]) -> Result<AccountSource> {
-        parse(args, env, |cli| cli.account.source())
+        parse_with(args, env, |cli: Cli| cli.account.source())
     }
 
     fn error(result: Result<impl std::fmt::Debug>) -> String {

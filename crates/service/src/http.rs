@@ -143,7 +143,7 @@ mod tests {
 
     use super::*;
     use crate::ready::{ReadinessCheck, ReadinessReport};
-    use crate::test_env::with_env;
+    use crate::test_env::parse_with;
 
     struct Switch(bool);
 
@@ -257,13 +257,7 @@ mod tests {
     }
 
     fn listen(args: &[&str], env: &[(&str, &str)]) -> Result<SocketAddr> {
-        with_env(env, || {
-            Ok(
-                Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))?
-                    .serve
-                    .listen,
-            )
-        })
+        parse_with(args, env, |cli: Cli| Ok(cli.serve.listen))
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //! wants a label type per metric; and it writes the classic Prometheus text format (0.0.4)
 //! that every scraper reads. Its protobuf support is left out.
 
+#![warn(missing_docs)]
+
 pub mod chain;
 pub mod entry;
 pub mod http;

@@ -98,7 +98,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::test_env::with_env;
+    use crate::test_env::parse_with;
 
     #[derive(Parser)]
     struct Cli {
@@ -107,11 +107,7 @@ mod tests {
     }
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<LogConfig> {
-        with_env(env, || {
-            Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))?
-                .log
-                .config()
-        })
+        parse_with(args, env, |cli: Cli| cli.log.config())
     }
 
     #[test]

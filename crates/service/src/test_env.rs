@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+use clap::Parser;
+
 /// Every variable the crate's argument groups read.
 const VARIABLES: &[&str] = &[
     "CIRO_LOG",
@@ -33,4 +35,18 @@ pub(crate) fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
         std::env::remove_var(name);
     }
     result
+}
+
+/// Parses `args` (without the program name) into `C` with exactly `vars` set, then turns the
+/// result into a config with `config`.
+pub(crate) fn parse_with<C: Parser, T>(
+    args: &[&str],
+    vars: &[(&str, &str)],
+    config: impl FnOnce(C) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    with_env(vars, || {
+        config(C::try_parse_from(
+            std::iter::once("test").chain(args.iter().copied()),
+        )?)
+    })
 }
