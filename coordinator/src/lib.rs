@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 use axum::Router;
-use ciro_service::{router, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck, Server};
+use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
 
 /// The service's name, in logs, errors and the `ciro_build_info` metric.
 pub const SERVICE: &str = "ciro-coordinator";
@@ -32,13 +32,10 @@ pub struct Config {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
     let readiness = Readiness::new().with_check(RpcCheck::new(config.chain.rpc_url.clone()));
-    let server = Server::bind(config.listen).await?;
     tracing::info!(
         rpc_url = %config.chain.rpc_url,
         "{SERVICE} {}: serving the runtime endpoints only (the coordinator API is not built yet)",
         env!("CARGO_PKG_VERSION")
     );
-    server
-        .serve(router(Router::new(), &metrics, readiness), shutdown)
-        .await
+    serve(config.listen, Router::new(), &metrics, readiness, shutdown).await
 }

@@ -60,6 +60,22 @@ pub fn router(app: Router, metrics: &Metrics, readiness: Readiness) -> Router {
         ))
 }
 
+/// Binds `listen` (logging the bound address), then serves `app` with the runtime's
+/// endpoints ([`router`]) until `shutdown` is cancelled. [`Server`] splits the two steps for
+/// a caller that needs the bound address itself.
+pub async fn serve(
+    listen: SocketAddr,
+    app: Router,
+    metrics: &Metrics,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    Server::bind(listen)
+        .await?
+        .serve(router(app, metrics, readiness), shutdown)
+        .await
+}
+
 #[derive(Clone)]
 struct Endpoints {
     metrics: Metrics,
@@ -236,18 +252,31 @@ mod tests {
     #[tokio::test]
     async fn serve_returns_once_shutdown_is_cancelled() -> Result<()> {
         let shutdown = CancellationToken::new();
-        let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let address = server.local_addr();
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let metrics = Metrics::new("ciro-test", "0.0.0")?;
-        let serving = tokio::spawn(server.serve(
-            router(Router::new(), &metrics, Readiness::new()),
-            shutdown.clone(),
-        ));
-        reqwest::get(format!("http://{address}/health")).await?;
+        let serving = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { serve(address, Router::new(), &metrics, Readiness::new(), shutdown).await }
+        });
+        let mut health = reqwest::get(format!("http://{address}/health")).await;
+        for _ in 0..50 {
+            if health.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            health = reqwest::get(format!("http://{address}/health")).await;
+        }
+        assert_eq!(health?.status(), StatusCode::OK);
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(5), serving).await???;
         assert!(tokio::net::TcpStream::connect(address).await.is_err());
         Ok(())
+    }
+
+    fn free_port() -> Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
     }
 
     #[derive(Parser)]

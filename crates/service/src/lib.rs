@@ -7,8 +7,8 @@
 //!   metrics (build info, HTTP requests and latency by route and status, readiness); the
 //!   service registers its own into [`Metrics::registry`];
 //! - [`http`]: [`ServeArgs`] (`--listen` / `CIRO_LISTEN`), [`router`] (the service's routes
-//!   plus `/health`, `/ready`, `/metrics`) and [`Server`] (bind, report the bound address,
-//!   serve until shutdown);
+//!   plus `/health`, `/ready`, `/metrics`), [`Server`] (bind, report the bound address,
+//!   serve until shutdown) and [`serve`] (all three in one call);
 //! - [`ready`]: the [`ReadinessCheck`] trait and [`RpcCheck`] (the Starknet node answers);
 //! - [`shutdown`]: [`Shutdown`], a cancellation token cancelled by SIGINT or SIGTERM;
 //! - [`chain`]: [`ChainArgs`] (`--rpc-url`, `--manifest`) into [`ChainConfig`], and
@@ -42,7 +42,7 @@ mod test_env;
 
 pub use chain::{AccountArgs, ChainArgs, ChainConfig};
 pub use entry::{exit_code, run_main, run_service};
-pub use http::{router, ServeArgs, Server};
+pub use http::{router, serve, ServeArgs, Server};
 pub use log::{init_tracing, LogArgs, LogConfig, LogFormat};
 pub use metrics::Metrics;
 pub use ready::{CheckStatus, Readiness, ReadinessCheck, ReadinessReport, RpcCheck};
