@@ -1,16 +1,36 @@
-//! The CIRO coordinator. Its service (submitter and worker API, chain indexer, matcher,
-//! result store) is not built yet: the binary only describes itself.
+//! `ciro-coordinator`: parses its flags into a [`Config`] and runs the service until SIGINT
+//! or SIGTERM.
 
+use std::process::ExitCode;
+
+use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
+use ciro_service::{init_tracing, run_service, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
 
 /// CIRO coordinator: accepts jobs from submitters, indexes the JobMgr and CDC Pool
 /// contracts, assigns jobs to eligible workers on-chain and stores their results.
 ///
-/// Not built yet: this binary has no service to run, so it only parses its command line.
+/// Not built yet: today it serves only /health, /ready (is the Starknet node answering?)
+/// and /metrics.
 #[derive(Parser)]
-#[command(name = "ciro-coordinator", version, arg_required_else_help = true)]
-struct Cli {}
+#[command(name = "ciro-coordinator", version)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    serve: ServeArgs<DEFAULT_PORT>,
+    #[command(flatten)]
+    chain: ChainArgs,
+}
 
-fn main() {
-    Cli::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run_service(SERVICE, |shutdown| async move {
+        init_tracing(&cli.log.config()?)?;
+        let config = Config {
+            chain: cli.chain.config()?,
+            listen: cli.serve.listen,
+        };
+        run(config, shutdown).await
+    })
 }

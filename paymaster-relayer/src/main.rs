@@ -1,20 +1,36 @@
-//! The CIRO paymaster relayer. Its service (SNIP-29 API, outside execution submission,
-//! nonce management) is not built yet: the binary only describes itself.
+//! `ciro-paymaster-relayer`: parses its flags into a [`Config`] and runs the service until
+//! SIGINT or SIGTERM.
 
+use std::process::ExitCode;
+
+use ciro_paymaster_relayer::{run, Config, DEFAULT_PORT, SERVICE};
+use ciro_service::{init_tracing, run_service, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
 
 /// CIRO paymaster relayer: serves the SNIP-29 paymaster API and submits users' signed
 /// SNIP-9 outside executions through the Paymaster contract from its own accounts.
 ///
-/// Not built yet: this binary has no service to run, so it only parses its command line.
+/// Not built yet: today it serves only /health, /ready (is the Starknet node answering?)
+/// and /metrics.
 #[derive(Parser)]
-#[command(
-    name = "ciro-paymaster-relayer",
-    version,
-    arg_required_else_help = true
-)]
-struct Cli {}
+#[command(name = "ciro-paymaster-relayer", version)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    serve: ServeArgs<DEFAULT_PORT>,
+    #[command(flatten)]
+    chain: ChainArgs,
+}
 
-fn main() {
-    Cli::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run_service(SERVICE, |shutdown| async move {
+        init_tracing(&cli.log.config()?)?;
+        let config = Config {
+            chain: cli.chain.config()?,
+            listen: cli.serve.listen,
+        };
+        run(config, shutdown).await
+    })
 }

@@ -1,18 +1,23 @@
-//! `ciro-worker`: the worker's command line. Today: the hardware report, the model store and
+//! `ciro-worker`: the worker's command line over the inference engine (`ciro-engine`), on the
+//! service runtime (logging, one exit path). Today: the hardware report, the model store and
 //! running one job locally. Registration, staking and pulling jobs from the coordinator come
-//! with the coordinator.
+//! with the worker agent.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
+use ciro_service::{init_tracing, run_main, LogArgs};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "ciro-worker", version, about = "CIRO GPU worker")]
 struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,22 +75,16 @@ struct ExecArgs {
     deterministic_seed: Option<u64>,
 }
 
-fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(err) = run(Cli::parse()) {
-        eprintln!("ciro-worker: error: {err:#}");
-        std::process::exit(1);
-    }
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run_main("ciro-worker", async move {
+        init_tracing(&cli.log.config()?)?;
+        run(cli.command).await
+    })
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+async fn run(command: Command) -> Result<()> {
+    match command {
         Command::Hardware => println!("{}", serde_json::to_string_pretty(&hardware::detect())?),
         Command::AddModel(args) => {
             let store = ModelStore::open(&args.store.store, 1)?;
@@ -106,9 +105,9 @@ fn run(cli: Cli) -> Result<()> {
                 ..EngineConfig::default()
             };
             let device = config.device;
-            let runtime = tokio::runtime::Runtime::new()?;
-            let output =
-                runtime.block_on(Engine::new(store, config)?.execute(args.model, &input))?;
+            let output = Engine::new(store, config)?
+                .execute(args.model, &input)
+                .await?;
             std::fs::write(&args.output, &output.output)
                 .with_context(|| format!("writing {}", args.output.display()))?;
             let report = serde_json::json!({

@@ -107,12 +107,24 @@ where
     pub async fn execute(&self, calls: Vec<Call>) -> Result<TxOutcome, ChainError> {
         let tx_hash = {
             let mut nonce = self.nonce.lock().await;
+            let used = *nonce;
             match self.submit(&mut nonce, &calls).await {
                 Err(ChainError::NonceRejected(message)) => {
                     tracing::warn!(%message, "nonce rejected; re-reading it from the chain");
                     *nonce = None;
                     self.submit(&mut nonce, &calls).await?
                 }
+                // Nodes report a stale nonce in fee estimation as an execution failure, not
+                // as a nonce error: when the chain's nonce is not the one used, that was the
+                // cause, whatever the message; resynchronise and send once more.
+                Err(error @ ChainError::Reverted { .. }) => match used {
+                    Some(used) if self.chain_nonce().await? != used => {
+                        tracing::warn!(%error, "stale nonce; re-reading it from the chain");
+                        *nonce = None;
+                        self.submit(&mut nonce, &calls).await?
+                    }
+                    _ => return Err(error),
+                },
                 other => other?,
             }
         };
@@ -124,21 +136,24 @@ where
         Ok(TxOutcome { tx_hash, receipt })
     }
 
+    /// The account's nonce as the chain sees it (pre-confirmed block included).
+    async fn chain_nonce(&self) -> Result<Felt, ChainError> {
+        self.config
+            .retry
+            .run(|| async {
+                self.account
+                    .provider()
+                    .get_nonce(BlockId::Tag(BlockTag::PreConfirmed), self.account.address())
+                    .await
+                    .map_err(ChainError::from)
+            })
+            .await
+    }
+
     async fn submit(&self, nonce: &mut Option<Felt>, calls: &[Call]) -> Result<Felt, ChainError> {
         let current = match *nonce {
             Some(value) => value,
-            None => {
-                self.config
-                    .retry
-                    .run(|| async {
-                        self.account
-                            .provider()
-                            .get_nonce(BlockId::Tag(BlockTag::PreConfirmed), self.account.address())
-                            .await
-                            .map_err(ChainError::from)
-                    })
-                    .await?
-            }
+            None => self.chain_nonce().await?,
         };
         let sent = self
             .config

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use ciro_chain::devnet::{Devnet, DevnetOptions, ACCOUNTS, SEED};
 use clap::Args;
-use tokio::signal::unix::{signal, SignalKind};
+use ciro_service::CancellationToken;
 
 #[derive(Args)]
 pub struct DevnetArgs {
@@ -19,7 +19,8 @@ pub struct DevnetArgs {
     extra: Vec<String>,
 }
 
-pub async fn run(args: DevnetArgs) -> Result<()> {
+/// Runs devnet until `shutdown` is cancelled (SIGINT or SIGTERM) or devnet exits.
+pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> Result<()> {
     let options = DevnetOptions {
         host: args.host,
         port: args.port,
@@ -34,12 +35,10 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         "starknet-devnet (pid {}) seed {SEED}, {ACCOUNTS} predeployed accounts; SIGINT or SIGTERM stops it",
         devnet.pid()
     );
-    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            _ = shutdown.cancelled() => break,
             _ = poll.tick() => {
                 if let Some(status) = devnet.exited()? {
                     bail!("starknet-devnet exited with {status}:\n{}", devnet.recent_log());

@@ -8,15 +8,17 @@
 //! deployment manifest `deployments/<network>.json` (see `ciro_deploy::deployment`).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cainome::cairo_serde::ContractAddress;
-use ciro_chain::account::{connect, AccountSource, KeySource};
+use ciro_chain::account::connect;
 use ciro_chain::bindings::erc20::Erc20Reader;
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::tx::call;
 use ciro_deploy::artifacts::classes_dir;
 use ciro_deploy::deployment::{deploy_all, DeployConfig, Manifest};
+use ciro_service::{init_tracing, run_main, run_service, AccountArgs, LogArgs};
 use clap::{Args, Parser, Subcommand};
 use starknet::accounts::Account;
 use starknet::core::types::Felt;
@@ -30,6 +32,8 @@ mod lifecycle;
 #[derive(Parser)]
 #[command(name = "ciro", version, about = "CIRO operator tool")]
 struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,66 +105,23 @@ struct DeployArgs {
     upgrade_delay: Option<u64>,
 }
 
-/// The deploying account: a devnet predeployed account, or an address with its key from a
-/// keystore, a file or the environment (never from the command line).
-#[derive(Args)]
-struct AccountArgs {
-    /// Use devnet's predeployed account number N (devnet only).
-    #[arg(long, conflicts_with = "account_address")]
-    devnet_account: Option<usize>,
-    /// Account contract address.
-    #[arg(long, env = "CIRO_ACCOUNT_ADDRESS")]
-    account_address: Option<Felt>,
-    /// Encrypted JSON keystore with the account's key; its password is read from
-    /// CIRO_KEYSTORE_PASSWORD.
-    #[arg(long, env = "CIRO_KEYSTORE", conflicts_with = "private_key_file")]
-    keystore: Option<PathBuf>,
-    /// File holding the account's private key (hex). Without this or --keystore, the key is
-    /// read from CIRO_PRIVATE_KEY.
-    #[arg(long, env = "CIRO_PRIVATE_KEY_FILE")]
-    private_key_file: Option<PathBuf>,
-}
-
-impl AccountArgs {
-    fn source(&self) -> Result<AccountSource> {
-        Ok(match (self.devnet_account, self.account_address) {
-            (Some(index), _) => AccountSource::DevnetPredeployed(index),
-            (None, Some(address)) => {
-                let key = match (&self.keystore, &self.private_key_file) {
-                    (Some(path), _) => KeySource::Keystore {
-                        path: path.clone(),
-                        password_env: "CIRO_KEYSTORE_PASSWORD".into(),
-                    },
-                    (None, Some(path)) => KeySource::File(path.clone()),
-                    (None, None) => KeySource::Env("CIRO_PRIVATE_KEY".into()),
-                };
-                AccountSource::Key { address, key }
-            }
-            (None, None) => {
-                bail!("choose an account: --devnet-account N, or --account-address with its key")
-            }
-        })
-    }
-}
-
-#[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Deploy(args) => run_deploy(args).await,
-        Command::Lifecycle(args) => lifecycle::run(args).await,
-        Command::Devnet(args) => devnet::run(args).await,
-    };
-    if let Err(err) = result {
-        eprintln!("ciro: error: {err:#}");
-        std::process::exit(1);
+    let log = cli.log;
+    match cli.command {
+        // A long-running command: SIGINT/SIGTERM end it cleanly.
+        Command::Devnet(args) => run_service("ciro", |shutdown| async move {
+            init_tracing(&log.config()?)?;
+            devnet::run(args, shutdown).await
+        }),
+        Command::Deploy(args) => run_main("ciro", async move {
+            init_tracing(&log.config()?)?;
+            run_deploy(args).await
+        }),
+        Command::Lifecycle(args) => run_main("ciro", async move {
+            init_tracing(&log.config()?)?;
+            lifecycle::run(args).await
+        }),
     }
 }
 

@@ -1,0 +1,94 @@
+//! The one place a binary's error becomes its exit status.
+//!
+//! A binary's `main` parses its arguments, then hands its async body to [`run_service`] (a
+//! long-running service: shutdown on signals) or [`run_main`] (a command that runs to its end),
+//! or passes a synchronous result to [`exit_code`]:
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//!
+//! fn main() -> ExitCode {
+//!     ciro_service::run_service("ciro-example", |shutdown| async move {
+//!         shutdown.cancelled().await;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::log::{installed_format, LogFormat};
+use crate::shutdown::Shutdown;
+
+/// `ExitCode::SUCCESS` for `Ok`; for an error, prints `BINARY: error: ` and the whole
+/// context chain (`a: b: c`) to stderr and returns status 1. With JSON logging installed
+/// ([`crate::init_tracing`]) the error is also logged as an event, for log collectors.
+pub fn exit_code(binary: &str, result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let chain = format!("{err:#}");
+            if installed_format() == Some(LogFormat::Json) {
+                tracing::error!(error = %chain, "{binary} failed");
+            }
+            eprintln!("{binary}: error: {chain}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `main` to its end on a multi-threaded tokio runtime, then [`exit_code`].
+///
+/// No signal handling: SIGINT and SIGTERM keep their default action (the process ends).
+pub fn run_main<Fut>(binary: &str, main: Fut) -> ExitCode
+where
+    Fut: Future<Output = Result<()>>,
+{
+    exit_code(binary, runtime().and_then(|rt| rt.block_on(main)))
+}
+
+/// Runs a service: `main` gets the process's shutdown token, which the first SIGINT or
+/// SIGTERM cancels ([`Shutdown::cancel_on_signals`]); `main` should then stop its tasks
+/// and return `Ok(())` (status 0). Errors go through [`exit_code`].
+pub fn run_service<F, Fut>(binary: &str, main: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let shutdown = Shutdown::new();
+            shutdown.cancel_on_signals()?;
+            main(shutdown.token()).await
+        })
+    });
+    exit_code(binary, result)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ok_is_success_and_an_error_is_status_one() {
+        assert_eq!(exit_code("test", Ok(())), ExitCode::SUCCESS);
+        let failed: Result<()> = Err(anyhow::anyhow!("root cause")).context("doing the thing");
+        assert_eq!(exit_code("test", failed), ExitCode::FAILURE);
+        assert_eq!(
+            run_main("test", async { anyhow::bail!("no") }),
+            ExitCode::FAILURE
+        );
+        assert_eq!(run_main("test", async { Ok(()) }), ExitCode::SUCCESS);
+    }
+}
