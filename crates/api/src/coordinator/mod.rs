@@ -25,6 +25,8 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod receipt;
 pub mod routes;
 pub mod sse;
