@@ -3,8 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 use ciro_chain::devnet::{Devnet, DevnetOptions, ACCOUNTS, SEED};
-use clap::Args;
 use ciro_service::CancellationToken;
+use clap::Args;
 
 #[derive(Args)]
 pub struct DevnetArgs {

@@ -5,8 +5,8 @@
 //! CASM from `universal-sierra-compiler` (the compiler devnet and the sequencer run, not the
 //! Cairo 2.1 one the classes were built with), hashed with Blake2s.
 
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -65,7 +65,12 @@ impl ContractArtifact {
         let path = dir.join(format!("ciro_{name}.contract_class.json"));
         let meta = std::fs::metadata(&path)
             .with_context(|| format!("reading {} (built by `ciro-cairo build`)", path.display()))?;
-        let key = (path.clone(), meta.len(), meta.modified().ok(), name.to_owned());
+        let key = (
+            path.clone(),
+            meta.len(),
+            meta.modified().ok(),
+            name.to_owned(),
+        );
         let cache = LOADED.get_or_init(Default::default);
         if let Some(found) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(found);

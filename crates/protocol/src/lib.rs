@@ -3,8 +3,12 @@
 //! values the Cairo contracts define; a test reads the Cairo sources and fails when the two
 //! disagree.
 //!
-//! No dependencies: the inference engine uses the capability flags without depending on the
-//! chain layer.
+//! Light dependencies only (serde, sha2): the inference engine and the API types use these
+//! without depending on the chain layer.
+
+mod digest;
+
+pub use digest::{Digest, DigestParseError};
 
 /// Capability flag bits (u64 bitfield) shared by a model's requirements and a worker's
 /// capabilities (`cairo/src/common/types.cairo`, `FLAG_*`).
