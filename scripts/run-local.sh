@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets everything up, starts a local network and runs the main job.
-# Today's slice: a seeded starknet-devnet; the worker's hardware report and a sample inference
-# job through its engine (real libtorch); the contracts declared, deployed and wired (a second
-# run showing everything is skipped); then that job's whole on-chain life through the chain
-# crate, with the worker's real model, input and output hashes.
+# Today's slice: a seeded starknet-devnet (`ciro devnet`); the worker's hardware report and a
+# sample inference job through its engine (real libtorch); the contracts declared, deployed,
+# wired and sealed (a second run showing everything is skipped); that job's whole on-chain life
+# through the chain crate, with the worker's real model, input and output hashes; then the
+# coordinator and the relayer started on the service runtime, probed and stopped by SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -53,3 +54,21 @@ printf '\n==> the job on chain: model, stake, submit, assign, result, finalize, 
 cargo run -q --locked -p ciro-cli -- lifecycle \
   --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
   --model-hash "$model" --input-hash "$(field input_hash)" --output-hash "$(field output_hash)"
+
+printf '\n==> the services on the service runtime: coordinator and paymaster relayer (their APIs come with their issues)\n'
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for service in ciro-coordinator ciro-paymaster-relayer; do
+  listen="127.0.0.1:$(free_port)"
+  # `cargo run` execs the binary, so $pid is the service itself.
+  cargo run -q --locked -p "$service" -- --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
+    --listen "$listen" 2>"$work/$service.log" &
+  pid=$!
+  for _ in $(seq 1 600); do curl -fs "http://$listen/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "$service (pid $pid) on http://$listen"
+  echo "  GET /health -> $(curl -s -o /dev/null -w '%{http_code}' "http://$listen/health")"
+  echo "  GET /ready  -> $(curl -s -w ' (%{http_code})' "http://$listen/ready")"
+  echo "  GET /metrics: $(curl -s "http://$listen/metrics" | grep -c '^ciro_') ciro_* samples"
+  kill -TERM "$pid"
+  status=0; wait "$pid" || status=$?
+  echo "  SIGTERM -> exited with status $status"
+done
