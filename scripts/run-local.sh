@@ -55,15 +55,18 @@ cargo run -q --locked -p ciro-cli -- lifecycle \
   --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
   --model-hash "$model" --input-hash "$(field input_hash)" --output-hash "$(field output_hash)"
 
-printf '\n==> the services on the service runtime: coordinator and paymaster relayer (their APIs come with their issues)\n'
+printf '\n==> the services: the coordinator (indexing the deployment) and the paymaster relayer (their APIs come with their issues)\n'
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 for service in ciro-coordinator ciro-paymaster-relayer; do
   listen="127.0.0.1:$(free_port)"
+  extra=()
+  # The coordinator indexes the deployment into its database (SQLite here).
+  [ "$service" = ciro-coordinator ] && extra=(--database-url "sqlite://$work/coordinator.db")
   # `cargo run` execs the binary, so $pid is the service itself.
   cargo run -q --locked -p "$service" -- --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
-    --listen "$listen" 2>"$work/$service.log" &
+    --listen "$listen" "${extra[@]}" 2>"$work/$service.log" &
   pid=$!
-  for _ in $(seq 1 600); do curl -fs "http://$listen/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 1 600); do curl -fs "http://$listen/ready" >/dev/null 2>&1 && break; sleep 0.1; done
   echo "$service (pid $pid) on http://$listen"
   echo "  GET /health -> $(curl -s -o /dev/null -w '%{http_code}' "http://$listen/health")"
   echo "  GET /ready  -> $(curl -s -w ' (%{http_code})' "http://$listen/ready")"

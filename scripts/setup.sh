@@ -22,6 +22,32 @@ else
   echo "compiler, pkg-config and python3 with venv present"
 fi
 
+step "PostgreSQL (Debian) for the coordinator's tests: a local cluster, a superuser role for $(id -un)"
+if ! command -v pg_lsclusters >/dev/null; then
+  echo "installing postgresql"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+fi
+cluster=$(pg_lsclusters --no-header | awk 'NR == 1 { print $1, $2 }')
+if [ -z "$cluster" ]; then
+  echo "no PostgreSQL cluster found (pg_lsclusters)" >&2
+  exit 1
+fi
+# shellcheck disable=SC2086 # "version name"
+if pg_lsclusters --no-header | awk 'NR == 1 { exit $4 == "online" ? 0 : 1 }'; then
+  echo "cluster $cluster online"
+else
+  echo "starting cluster $cluster"
+  pg_ctlcluster $cluster start
+fi
+role=$(id -un)
+if [ "$(su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = '$role'\"")" = 1 ]; then
+  echo "role $role present"
+else
+  su postgres -c "createuser --superuser $role"
+  echo "role $role created"
+fi
+
 step "starknet-devnet $DEVNET_VERSION (crates.io)"
 if command -v starknet-devnet >/dev/null && starknet-devnet --version | grep -q " $DEVNET_VERSION\$"; then
   echo "$(command -v starknet-devnet): $(starknet-devnet --version)"

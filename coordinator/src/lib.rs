@@ -1,23 +1,41 @@
 //! The CIRO coordinator: accepts jobs from submitters, indexes the JobMgr and CDC Pool
 //! contracts, assigns jobs to eligible workers on-chain and stores their results.
 //!
-//! Not built yet: none of that exists. Today [`run`] serves only the service runtime's
-//! endpoints (`/health`, `/ready` with a check that the Starknet node answers, `/metrics`)
-//! until shutdown, so that deployment, monitoring and the binary's life cycle can be set up
-//! and tested before the API arrives.
+//! Built so far: the [`store`] (SQLite by default, PostgreSQL for many replicas, one set of
+//! migrations) and the chain [`indexer`], which mirrors models, jobs, workers and parameters
+//! and reports its lag in `/ready` and `/metrics`. The API, the matcher and the keepers come
+//! next (issue 11); [`run`] serves the service runtime's endpoints and runs the indexer until
+//! shutdown.
 
 #![warn(missing_docs)]
 
-use std::net::SocketAddr;
+pub mod indexer;
+pub mod store;
 
-use anyhow::Result;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
 use axum::Router;
-use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
+use ciro_chain::manifest::Manifest;
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::JsonRpcClient;
+use ciro_service::{
+    serve, CancellationToken, ChainConfig, Metrics, Readiness, ReadinessCheck, RpcCheck,
+};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
+
+use crate::indexer::{Indexer, IndexerStatus};
+use crate::store::Store;
 
 /// The service's name, in logs, errors and the `ciro_build_info` metric.
 pub const SERVICE: &str = "ciro-coordinator";
 /// The port the coordinator listens on by default (on loopback).
 pub const DEFAULT_PORT: u16 = 7070;
+/// Most events the indexer reads per `starknet_getEvents` page.
+pub const INDEX_PAGE_SIZE: u64 = 1_000;
 
 /// The coordinator's configuration, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,16 +44,126 @@ pub struct Config {
     pub chain: ChainConfig,
     /// Where to serve HTTP (port 0: any free port, logged).
     pub listen: SocketAddr,
+    /// `sqlite://<file>` (created if missing) or `postgres://...`.
+    pub database_url: String,
+    /// How often the indexer polls the chain once caught up.
+    pub index_poll: Duration,
+    /// Blocks the index may lag behind the chain before `/ready` says unready.
+    pub max_index_lag: u64,
 }
 
-/// Serves the coordinator until `shutdown` is cancelled.
+/// `/ready`'s database check: the database answers.
+struct DatabaseCheck(Store);
+
+#[async_trait]
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<String> {
+        self.0.ping().await?;
+        Ok(format!("{:?} answers", self.0.backend()))
+    }
+}
+
+/// `/ready`'s indexer check: the index is at most `max_lag` blocks behind the chain's head.
+struct IndexLagCheck {
+    status: Arc<IndexerStatus>,
+    max_lag: u64,
+}
+
+#[async_trait]
+impl ReadinessCheck for IndexLagCheck {
+    fn name(&self) -> &str {
+        "indexer"
+    }
+
+    async fn check(&self) -> Result<String> {
+        let (head, indexed) = (self.status.head(), self.status.indexed());
+        anyhow::ensure!(
+            self.status.stepped(),
+            "the indexer has not reached the chain yet"
+        );
+        let lag = self.status.lag();
+        anyhow::ensure!(
+            lag <= self.max_lag,
+            "the index is {lag} blocks behind the chain (block {indexed} of {head}; at most {} allowed)",
+            self.max_lag
+        );
+        Ok(format!("indexed to block {indexed} of {head} (lag {lag})"))
+    }
+}
+
+/// The indexer's gauges, copied from its status once a second.
+fn index_gauges(metrics: &Metrics) -> Result<(IntGaugeVec, IntGauge)> {
+    let blocks = IntGaugeVec::new(
+        Opts::new(
+            "ciro_index_block",
+            "The chain's head and the last block indexed",
+        ),
+        &["which"],
+    )?;
+    let events = IntGauge::new(
+        "ciro_index_events_applied",
+        "Events the indexer applied since the process started",
+    )?;
+    metrics.registry().register(Box::new(blocks.clone()))?;
+    metrics.registry().register(Box::new(events.clone()))?;
+    Ok((blocks, events))
+}
+
+/// Serves the coordinator and runs its indexer until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
-    let readiness = Readiness::new().with_check(RpcCheck::new(config.chain.rpc_url.clone()));
+    let manifest = Manifest::read(&config.chain.manifest)?;
+    let store = Store::connect(&config.database_url).await?;
+    let node = Arc::new(JsonRpcClient::new(HttpTransport::new(
+        config.chain.rpc_url.clone(),
+    )));
+    let indexer =
+        Indexer::new(node, store.clone(), &manifest, INDEX_PAGE_SIZE).with_context(|| {
+            format!(
+                "the deployment manifest {}",
+                config.chain.manifest.display()
+            )
+        })?;
+    let status = indexer.status();
+    let readiness = Readiness::new()
+        .with_check(RpcCheck::new(config.chain.rpc_url.clone()))
+        .with_check(DatabaseCheck(store.clone()))
+        .with_check(IndexLagCheck {
+            status: status.clone(),
+            max_lag: config.max_index_lag,
+        });
+    let (blocks, events) = index_gauges(&metrics)?;
     tracing::info!(
         rpc_url = %config.chain.rpc_url,
-        "{SERVICE} {}: serving the runtime endpoints only (the coordinator API is not built yet)",
+        network = %manifest.network,
+        database = ?store.backend(),
+        "{SERVICE} {}: indexing (the API, matcher and keepers are not built yet)",
         env!("CARGO_PKG_VERSION")
     );
-    serve(config.listen, Router::new(), &metrics, readiness, shutdown).await
+    let indexing = tokio::spawn(indexer.run(config.index_poll, shutdown.clone()));
+    let gauges = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                        blocks.with_label_values(&["head"]).set(to_i64(status.head()));
+                        blocks.with_label_values(&["indexed"]).set(to_i64(status.indexed()));
+                        events.set(to_i64(status.events()));
+                    }
+                }
+            }
+        })
+    };
+    let served = serve(config.listen, Router::new(), &metrics, readiness, shutdown).await;
+    indexing.await.context("the indexer task")?;
+    gauges.await.context("the metrics task")?;
+    served
 }

@@ -2,6 +2,7 @@
 //! or SIGTERM.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
 use ciro_service::{init_tracing, run_service, ChainArgs, LogArgs, ServeArgs};
@@ -10,8 +11,8 @@ use clap::Parser;
 /// CIRO coordinator: accepts jobs from submitters, indexes the JobMgr and CDC Pool
 /// contracts, assigns jobs to eligible workers on-chain and stores their results.
 ///
-/// Not built yet: today it serves only /health, /ready (is the Starknet node answering?)
-/// and /metrics.
+/// Built so far: the chain indexer into SQLite or PostgreSQL, and /health, /ready (node,
+/// database, index lag) and /metrics. The API, matcher and keepers are not built yet.
 #[derive(Parser)]
 #[command(name = "ciro-coordinator", version)]
 struct Cli {
@@ -21,6 +22,20 @@ struct Cli {
     serve: ServeArgs<DEFAULT_PORT>,
     #[command(flatten)]
     chain: ChainArgs,
+    /// The database: `sqlite://<file>` (created if missing; the embedded default) or
+    /// `postgres://user@host/db` (for many replicas).
+    #[arg(
+        long,
+        env = "CIRO_DATABASE_URL",
+        default_value = "sqlite://ciro-coordinator.db"
+    )]
+    database_url: String,
+    /// How often the indexer polls the chain once caught up, in milliseconds.
+    #[arg(long, env = "CIRO_INDEX_POLL_MS", default_value_t = 1_000)]
+    index_poll_ms: u64,
+    /// Blocks the index may lag behind the chain before /ready says unready.
+    #[arg(long, env = "CIRO_MAX_INDEX_LAG", default_value_t = 10)]
+    max_index_lag: u64,
 }
 
 fn main() -> ExitCode {
@@ -30,6 +45,9 @@ fn main() -> ExitCode {
         let config = Config {
             chain: cli.chain.config()?,
             listen: cli.serve.listen,
+            database_url: cli.database_url,
+            index_poll: Duration::from_millis(cli.index_poll_ms.max(10)),
+            max_index_lag: cli.max_index_lag,
         };
         run(config, shutdown).await
     })

@@ -296,14 +296,15 @@ async fn a_manifest_of_another_chain_is_refused() {
 
 #[test]
 fn the_example_config_parses_with_every_field() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/sepolia.example.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/deploy/sepolia.example.json");
     let config = DeployConfig::read(&path).unwrap();
     assert_eq!(config.pool.min_stake[3], 2_000_000_000_000_000_000_000);
     assert_eq!(config.pool.warmup, 86_400);
     assert_eq!(config.roles.slasher.len(), 1);
     assert_eq!(config.upgrade_delay, 172_800);
     assert_eq!(config.payment_token, Some(STRK));
+    assert!(config.seal);
 }
 
 #[test]

@@ -167,9 +167,10 @@ pub fn run(scenario: impl Future<Output = Result<()>>) {
 /// With `--rpc-url` on a port nobody listens on: `/health` is 200, `/ready` 503 naming the
 /// failing `rpc` check, `/metrics` has the runtime's metrics in the text format; SIGTERM
 /// then ends the process with status 0.
-pub async fn unready_without_a_node(binary: &str, service: &str) -> Result<()> {
+pub async fn unready_without_a_node(binary: &str, service: &str, extra: &[String]) -> Result<()> {
     let rpc_url = format!("http://127.0.0.1:{}/rpc", unused_port()?);
-    let process = ServiceProcess::start(binary, &["--rpc-url", &rpc_url]).await?;
+    let process =
+        ServiceProcess::start(binary, &with_extra(&["--rpc-url", &rpc_url], extra)).await?;
 
     let health = process.get("/health").await?;
     ensure!(
@@ -222,15 +223,24 @@ pub async fn unready_without_a_node(binary: &str, service: &str) -> Result<()> {
     expect_clean_exit(process).await
 }
 
-/// Against a live starknet-devnet: `/ready` is 200 with the `rpc` check passed; SIGTERM then
-/// ends the process with status 0.
-pub async fn ready_with_a_live_node(binary: &str) -> Result<()> {
+/// Against a live starknet-devnet: `/ready` becomes 200 (within 15 s) with the `rpc` check
+/// passed; SIGTERM then ends the process with status 0.
+pub async fn ready_with_a_live_node(binary: &str, extra: &[String]) -> Result<()> {
     let devnet = tokio::task::spawn_blocking(Devnet::start)
         .await
         .context("starting devnet")??;
     let rpc_url = devnet.rpc_url().to_string();
-    let process = ServiceProcess::start(binary, &["--rpc-url", &rpc_url]).await?;
-    let (status, report) = process.ready().await?;
+    let process =
+        ServiceProcess::start(binary, &with_extra(&["--rpc-url", &rpc_url], extra)).await?;
+    // A service may need a moment after it listens (e.g. a first pass over the chain).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (status, report) = loop {
+        let (status, report) = process.ready().await?;
+        if status == StatusCode::OK || tokio::time::Instant::now() >= deadline {
+            break (status, report);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     ensure!(
         status == StatusCode::OK && report.ready,
         "/ready against devnet: {status} {report:?}\nservice log:\n{}",
@@ -272,6 +282,14 @@ pub async fn invalid_configuration_exits_with_status_1(binary: &str, service: &s
     Ok(())
 }
 
+/// `args` followed by the service's own `extra` arguments.
+fn with_extra<'a>(args: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
+    args.iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect()
+}
+
 async fn expect_clean_exit(process: ServiceProcess) -> Result<()> {
     let status = process.terminate().await?;
     ensure!(status.success(), "exit after SIGTERM: {status}");
@@ -279,19 +297,28 @@ async fn expect_clean_exit(process: ServiceProcess) -> Result<()> {
 }
 
 /// The tests every service binary runs (in its `tests/service.rs`):
-/// `service_binary_tests!(env!("CARGO_BIN_EXE_ciro-x"), "ciro-x");`. See the scenarios in
+/// `service_binary_tests!(env!("CARGO_BIN_EXE_ciro-x"), "ciro-x");`, or with a third
+/// argument, an expression giving the extra arguments (`Vec<String>`) the service needs to
+/// start (e.g. a deployment manifest and a database). See the scenarios in
 /// [`crate::test_util`].
 #[macro_export]
 macro_rules! service_binary_tests {
     ($binary:expr, $service:expr) => {
+        $crate::service_binary_tests!($binary, $service, ::std::vec::Vec::<String>::new());
+    };
+    ($binary:expr, $service:expr, $extra:expr) => {
         #[test]
         fn unready_without_a_node() {
-            $crate::test_util::run($crate::test_util::unready_without_a_node($binary, $service));
+            let extra: ::std::vec::Vec<String> = $extra;
+            $crate::test_util::run($crate::test_util::unready_without_a_node(
+                $binary, $service, &extra,
+            ));
         }
 
         #[test]
         fn ready_with_a_live_node() {
-            $crate::test_util::run($crate::test_util::ready_with_a_live_node($binary));
+            let extra: ::std::vec::Vec<String> = $extra;
+            $crate::test_util::run($crate::test_util::ready_with_a_live_node($binary, &extra));
         }
 
         #[test]

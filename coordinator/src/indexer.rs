@@ -1,0 +1,485 @@
+//! The chain indexer: follows JobMgr's and the CDC Pool's events with the chain crate's
+//! [`EventStream`] and mirrors models, jobs, workers and parameters into the [`Store`].
+//!
+//! Each page of a contract's events becomes one [`Batch`]: its mutations and the stream's
+//! next cursor are written in one transaction, so a restarted indexer resumes exactly where
+//! it stopped, with nothing lost or applied twice, and [`Store::reset_index`] followed by a
+//! run rebuilds the whole index from the deployment block.
+//!
+//! Job events carry everything their row needs and are applied as they are (the indexer's
+//! throughput is bounded by `starknet_getEvents`, not by reads). A worker's row is the pool's
+//! own `get_worker` view read at the end of the page's block range (stake tiers, state and
+//! reputation are computed by the contract; mirroring that arithmetic would be a second
+//! implementation to drift), and so is a job after a dispute resolution, whose outcome the
+//! event does not spell out. A worker's row is read again after any pool event naming it and
+//! after an assignment to it (JobMgr's `hold` on its stake emits no pool event).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ciro_chain::bindings::cdc_pool::{self, CdcPoolReader};
+use ciro_chain::bindings::job_mgr::{self, JobMgrReader};
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::constants::contracts;
+use ciro_chain::events::{CiroEvent, ContractKind, EventCursor, EventStream};
+use ciro_chain::manifest::Manifest;
+use ciro_chain::starknet::core::types::{BlockId, Felt};
+use ciro_chain::starknet::core::utils::parse_cairo_short_string;
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::ChainError;
+use ciro_protocol::Digest;
+use ciro_service::CancellationToken;
+
+use crate::store::{Batch, JobRow, ModelRow, Mutation, Store, WorkerRow};
+
+/// The node client the indexer reads through.
+pub type Node = Arc<JsonRpcClient<HttpTransport>>;
+
+/// Where the indexer stands, shared with the readiness check and the metrics.
+#[derive(Debug, Default)]
+pub struct IndexerStatus {
+    stepped: AtomicBool,
+    head: AtomicU64,
+    indexed: AtomicU64,
+    events: AtomicU64,
+}
+
+impl IndexerStatus {
+    /// Whether a step has completed since the process started (head and indexed are known).
+    pub fn stepped(&self) -> bool {
+        self.stepped.load(Ordering::Relaxed)
+    }
+
+    /// The chain's latest closed block when last looked at.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Relaxed)
+    }
+
+    /// The last block every stream has fully applied.
+    pub fn indexed(&self) -> u64 {
+        self.indexed.load(Ordering::Relaxed)
+    }
+
+    /// Blocks the index is behind the chain.
+    pub fn lag(&self) -> u64 {
+        self.head().saturating_sub(self.indexed())
+    }
+
+    /// Events applied by this process.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+}
+
+/// The indexer of one deployment.
+#[derive(Debug, Clone)]
+pub struct Indexer {
+    node: Node,
+    store: Store,
+    job_mgr: Felt,
+    pool: Felt,
+    deploy_block: u64,
+    page_size: u64,
+    status: Arc<IndexerStatus>,
+}
+
+/// A felt as the index writes it: minimal `0x` hex.
+pub fn felt_text(felt: Felt) -> String {
+    format!("{felt:#x}")
+}
+
+fn address_text(address: &ContractAddress) -> String {
+    felt_text(address.0)
+}
+
+/// A u256 amount as the index writes it: minimal `0x` hex.
+pub fn amount_text(value: &U256) -> String {
+    if value.high == 0 {
+        format!("{:#x}", value.low)
+    } else {
+        format!("0x{:x}{:032x}", value.high, value.low)
+    }
+}
+
+fn digest_text(value: &U256) -> String {
+    Digest::from_halves(value.high, value.low).to_string()
+}
+
+fn job_state(state: &job_mgr::JobState) -> &'static str {
+    match state {
+        job_mgr::JobState::Queued => "Queued",
+        job_mgr::JobState::Assigned => "Assigned",
+        job_mgr::JobState::Completed => "Completed",
+        job_mgr::JobState::Disputed => "Disputed",
+        job_mgr::JobState::Finalized => "Finalized",
+        job_mgr::JobState::Cancelled => "Cancelled",
+        job_mgr::JobState::Expired => "Expired",
+        job_mgr::JobState::Refunded => "Refunded",
+    }
+}
+
+fn nonzero(address: &ContractAddress) -> Option<String> {
+    (address.0 != Felt::ZERO).then(|| address_text(address))
+}
+
+/// A job's row from the chain's `get_job`.
+pub fn job_row_of(info: &job_mgr::JobInfo) -> Result<JobRow> {
+    let job = &info.job;
+    let output = (job.output_hash.low != 0 || job.output_hash.high != 0)
+        .then(|| digest_text(&job.output_hash));
+    Ok(JobRow {
+        job_id: info.job_id,
+        submitter: address_text(&job.submitter),
+        model_id: job.model_id,
+        input_hash: digest_text(&job.input_hash),
+        fee: amount_text(&job.fee),
+        deadline: job.deadline,
+        min_vram_mb: u64::from(info.requirements.min_vram_mb),
+        required_flags: info.requirements.required_flags,
+        min_stake_tier: u64::from(info.requirements.min_stake_tier),
+        min_score: u64::from(info.requirements.min_score),
+        terms: serde_json::to_string(&info.terms)?,
+        dispute_bond: amount_text(&info.dispute_bond),
+        state: job_state(&job.state).to_owned(),
+        worker: nonzero(&job.worker),
+        output_hash: output,
+        disputer: nonzero(&info.dispute.disputer),
+    })
+}
+
+/// A worker's row from the pool's `get_worker`.
+pub fn worker_row_of(info: &cdc_pool::WorkerInfo) -> Result<WorkerRow> {
+    let caps = &info.capabilities;
+    Ok(WorkerRow {
+        address: address_text(&info.address),
+        state: format!("{:?}", info.state),
+        gpu_model: parse_cairo_short_string(&caps.gpu_model)
+            .unwrap_or_else(|_| felt_text(caps.gpu_model)),
+        vram_mb: u64::from(caps.vram_mb),
+        compute_capability: u64::from(caps.compute_capability),
+        flags: caps.flags,
+        stake: amount_text(&info.stake),
+        hardware_tier: u64::from(info.hardware_tier),
+        stake_tier: u64::from(info.stake_tier),
+        score: u64::from(info.reputation.score),
+        last_heartbeat: info.record.last_heartbeat,
+        info: serde_json::to_string(info)?,
+    })
+}
+
+impl Indexer {
+    /// The indexer of the deployment `manifest` describes, writing to `store`; pages hold at
+    /// most `page_size` events.
+    pub fn new(node: Node, store: Store, manifest: &Manifest, page_size: u64) -> Result<Self> {
+        Ok(Self {
+            node,
+            store,
+            job_mgr: manifest.contract(contracts::JOB_MGR)?,
+            pool: manifest.contract(contracts::CDC_POOL)?,
+            deploy_block: manifest.deploy_block.unwrap_or(0),
+            page_size,
+            status: Arc::default(),
+        })
+    }
+
+    /// Where the indexer stands.
+    pub fn status(&self) -> Arc<IndexerStatus> {
+        self.status.clone()
+    }
+
+    /// Applies one page of each contract's events; returns how many events were applied.
+    pub async fn step(&self) -> Result<u64> {
+        let mut applied = 0;
+        let mut indexed = u64::MAX;
+        for (name, kind, address) in [
+            (contracts::JOB_MGR, ContractKind::JobMgr, self.job_mgr),
+            (contracts::CDC_POOL, ContractKind::CdcPool, self.pool),
+        ] {
+            let cursor = match self.store.cursor(name).await? {
+                Some((cursor, _)) => cursor,
+                None => EventCursor::at(self.deploy_block),
+            };
+            let stream = EventStream::new(self.node.clone(), address, kind, self.page_size);
+            let (events, next) = stream
+                .next_page(&cursor)
+                .await
+                .with_context(|| format!("reading {name}'s events"))?;
+            // The block the page's reads stand at: the end of its range.
+            let block = next
+                .to_block
+                .unwrap_or_else(|| next.from_block.saturating_sub(1));
+            let mut mutations = Vec::with_capacity(events.len());
+            let mut workers = BTreeSet::new();
+            let mut reread_jobs = BTreeSet::new();
+            for event in &events {
+                match &event.event {
+                    CiroEvent::JobMgr(e) => {
+                        job_mutation(e, &mut mutations, &mut reread_jobs, &mut workers)?
+                    }
+                    CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
+                    _ => {}
+                }
+            }
+            for job_id in reread_jobs {
+                let info = JobMgrReader::new(self.job_mgr, &self.node)
+                    .get_job(&job_id)
+                    .block_id(BlockId::Number(block))
+                    .call()
+                    .await
+                    .map_err(ChainError::from)
+                    .with_context(|| format!("reading job {job_id} at block {block}"))?;
+                mutations.push(Mutation::JobRead(job_row_of(&info)?));
+            }
+            for worker in workers {
+                let info = CdcPoolReader::new(self.pool, &self.node)
+                    .get_worker(&ContractAddress(worker))
+                    .block_id(BlockId::Number(block))
+                    .call()
+                    .await
+                    .map_err(ChainError::from)
+                    .with_context(|| format!("reading worker {worker:#x} at block {block}"))?;
+                mutations.push(Mutation::Worker(worker_row_of(&info)?));
+            }
+            let count = events.len() as u64;
+            self.store
+                .apply(&Batch {
+                    contract: name.to_owned(),
+                    cursor: next.clone(),
+                    events: count,
+                    block,
+                    mutations,
+                })
+                .await?;
+            applied += count;
+            let done = if next.to_block.is_some() {
+                next.from_block.saturating_sub(1)
+            } else {
+                block
+            };
+            indexed = indexed.min(done);
+        }
+        let head = self
+            .node
+            .block_number()
+            .await
+            .map_err(ChainError::from)
+            .context("reading the chain's head")?;
+        self.status.head.store(head, Ordering::Relaxed);
+        self.status.indexed.store(indexed, Ordering::Relaxed);
+        self.status.events.fetch_add(applied, Ordering::Relaxed);
+        self.status.stepped.store(true, Ordering::Relaxed);
+        if applied > 0 {
+            tracing::debug!(applied, indexed, head, "indexed a page");
+        }
+        Ok(applied)
+    }
+
+    /// Steps until the index has every event up to the chain's head at the time of the call.
+    pub async fn catch_up(&self) -> Result<()> {
+        let head = self
+            .node
+            .block_number()
+            .await
+            .map_err(ChainError::from)
+            .context("reading the chain's head")?;
+        loop {
+            let applied = self.step().await?;
+            if applied == 0 && self.status.indexed() >= head {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Follows the chain until `shutdown`, polling every `poll` when caught up. Errors (the
+    /// node or the database away) are logged and retried with backoff; nothing is lost,
+    /// since the cursor only moves with the rows.
+    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
+        let mut backoff = poll;
+        loop {
+            let wait = match self.step().await {
+                Ok(0) => {
+                    backoff = poll;
+                    poll
+                }
+                Ok(_) => Duration::ZERO,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        ?backoff,
+                        "indexer step failed"
+                    );
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+fn model_row(m: &job_mgr::ModelSet) -> ModelRow {
+    ModelRow {
+        model_id: m.model_id,
+        owner: address_text(&m.owner),
+        model_hash: digest_text(&m.model_hash),
+        min_vram_mb: u64::from(m.requirements.min_vram_mb),
+        required_flags: m.requirements.required_flags,
+        min_stake_tier: u64::from(m.requirements.min_stake_tier),
+        min_score: u64::from(m.requirements.min_score),
+        price: amount_text(&m.price),
+        // Registration activates; an update of an inactive model does not reactivate it (the
+        // upsert leaves `active` as it is).
+        active: true,
+    }
+}
+
+fn state(job_id: u64, state: &'static str) -> Mutation {
+    Mutation::JobState {
+        job_id,
+        state,
+        worker: None,
+        output_hash: None,
+        disputer: None,
+    }
+}
+
+fn job_mutation(
+    event: &job_mgr::Event,
+    out: &mut Vec<Mutation>,
+    reread: &mut BTreeSet<u64>,
+    workers: &mut BTreeSet<Felt>,
+) -> Result<()> {
+    use job_mgr::Event as E;
+    match event {
+        E::ModelSet(m) => out.push(Mutation::ModelSet(model_row(m))),
+        E::ModelActiveSet(m) => out.push(Mutation::ModelActive {
+            model_id: m.model_id,
+            active: m.active,
+        }),
+        E::JobSubmitted(j) => out.push(Mutation::JobSubmitted(JobRow {
+            job_id: j.job_id,
+            submitter: address_text(&j.submitter),
+            model_id: j.model_id,
+            input_hash: digest_text(&j.input_hash),
+            fee: amount_text(&j.fee),
+            deadline: j.deadline,
+            min_vram_mb: u64::from(j.requirements.min_vram_mb),
+            required_flags: j.requirements.required_flags,
+            min_stake_tier: u64::from(j.requirements.min_stake_tier),
+            min_score: u64::from(j.requirements.min_score),
+            terms: serde_json::to_string(&j.terms)?,
+            dispute_bond: amount_text(&j.dispute_bond),
+            state: "Queued".to_owned(),
+            worker: None,
+            output_hash: None,
+            disputer: None,
+        })),
+        E::JobCancelled(j) => out.push(state(j.job_id, "Cancelled")),
+        E::JobExpired(j) => out.push(state(j.job_id, "Expired")),
+        E::JobFinalized(j) => out.push(state(j.job_id, "Finalized")),
+        E::JobAssigned(j) => {
+            out.push(Mutation::JobState {
+                job_id: j.job_id,
+                state: "Assigned",
+                worker: Some(Some(address_text(&j.worker))),
+                output_hash: None,
+                disputer: None,
+            });
+            // The pool holds the worker's stake for the job (`hold`) without an event of its
+            // own: its row is read again.
+            workers.insert(j.worker.0);
+        }
+        E::JobReleased(j) => out.push(Mutation::JobState {
+            job_id: j.job_id,
+            state: "Queued",
+            worker: Some(None),
+            output_hash: None,
+            disputer: None,
+        }),
+        E::ResultSubmitted(j) => out.push(Mutation::JobState {
+            job_id: j.job_id,
+            state: "Completed",
+            worker: None,
+            output_hash: Some(digest_text(&j.output_hash)),
+            disputer: None,
+        }),
+        E::DisputeOpened(d) => out.push(Mutation::JobState {
+            job_id: d.job_id,
+            state: "Disputed",
+            worker: None,
+            output_hash: None,
+            disputer: Some(address_text(&d.disputer)),
+        }),
+        // The resolution's effect on the job (refund or payout) is the contract's: read it.
+        E::DisputeResolved(d) => {
+            reread.insert(d.job_id);
+        }
+        E::ParamsSet(p) => out.push(Mutation::Params {
+            contract: contracts::JOB_MGR.to_owned(),
+            params: serde_json::to_string(&p.params)?,
+        }),
+        E::AssignmentSkipped(s) => tracing::info!(
+            job_id = s.job_id,
+            worker = %address_text(&s.worker),
+            reason = %parse_cairo_short_string(&s.reason).unwrap_or_default(),
+            "the chain skipped an assignment"
+        ),
+        E::FinalizeSkipped(s) => tracing::info!(
+            job_id = s.job_id,
+            reason = %parse_cairo_short_string(&s.reason).unwrap_or_default(),
+            "the chain skipped a finalization"
+        ),
+        E::ParamsScheduled(_) | E::ParamsCancelled(_) => {}
+    }
+    Ok(())
+}
+
+fn pool_mutation(
+    event: &cdc_pool::Event,
+    out: &mut Vec<Mutation>,
+    workers: &mut BTreeSet<Felt>,
+) -> Result<()> {
+    use cdc_pool::Event as E;
+    let worker = match event {
+        E::WorkerRegistered(e) => Some(e.worker),
+        E::CapabilitiesUpdated(e) => Some(e.worker),
+        E::WorkerActiveSet(e) => Some(e.worker),
+        E::Heartbeat(e) => Some(e.worker),
+        E::CommissionSet(e) => Some(e.worker),
+        E::CommissionScheduled(e) => Some(e.worker),
+        E::Staked(e) => Some(e.worker),
+        E::UnstakeRequested(e) => Some(e.worker),
+        E::Delegated(e) => Some(e.worker),
+        E::UndelegateRequested(e) => Some(e.worker),
+        E::Withdrawn(e) => Some(e.worker),
+        E::OutcomeRecorded(e) => Some(e.worker),
+        E::SlashCreated(e) => Some(e.worker),
+        E::SlashChallenged(e) => Some(e.worker),
+        E::SlashExecuted(e) => Some(e.worker),
+        E::WorkerBanned(e) => Some(e.worker),
+        E::StakeActivated(e) => Some(e.worker),
+        E::ParamsSet(p) => {
+            out.push(Mutation::Params {
+                contract: contracts::CDC_POOL.to_owned(),
+                params: serde_json::to_string(&p.params)?,
+            });
+            None
+        }
+        E::SlashResolved(_)
+        | E::RewardNotified(_)
+        | E::RewardsClaimed(_)
+        | E::ParamsScheduled(_)
+        | E::ParamsCancelled(_) => None,
+    };
+    if let Some(worker) = worker {
+        workers.insert(worker.0);
+    }
+    Ok(())
+}

@@ -1,0 +1,565 @@
+//! The coordinator's database: SQLite by default (a file, WAL), PostgreSQL when the URL says
+//! so, through one `sqlx` pool and the same migrations (`coordinator/migrations/`) and queries
+//! on both.
+//!
+//! The index tables are a mirror of the chain, rebuildable from the deployment block: the
+//! indexer writes every page of events and its stream cursor in one transaction
+//! ([`Store::apply`]), so a restart resumes with nothing lost or applied twice.
+//!
+//! Queries are portable SQL: `$1, $2, ...` placeholders, each first used in increasing order
+//! (SQLite numbers named parameters by first appearance), `INSERT .. ON CONFLICT .. DO UPDATE`,
+//! `BIGINT` and `TEXT` columns only.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ciro_chain::events::EventCursor;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+/// Which database a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (the embedded default).
+    Sqlite,
+    /// A PostgreSQL server (for many replicas).
+    Postgres,
+}
+
+/// The database, migrated.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// One mutation of the index, produced from one event (or one chain read).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// A model registered or updated (`ModelSet`).
+    ModelSet(ModelRow),
+    /// A model (de)activated.
+    ModelActive {
+        /// The model's id.
+        model_id: u64,
+        /// Whether new jobs may use it.
+        active: bool,
+    },
+    /// A job submitted.
+    JobSubmitted(JobRow),
+    /// A job's state changed; `None` fields are left as they are, `Some(None)` clears.
+    JobState {
+        /// The job's id.
+        job_id: u64,
+        /// The state, as the contract names it.
+        state: &'static str,
+        /// The assigned worker's address, if any.
+        worker: Option<Option<String>>,
+        /// SHA-256 of the committed output, if any.
+        output_hash: Option<String>,
+        /// Who opened a dispute, if anyone.
+        disputer: Option<String>,
+    },
+    /// A whole job read from the chain (after events whose effect is not in their data).
+    JobRead(JobRow),
+    /// A worker as `get_worker` shows it.
+    Worker(WorkerRow),
+    /// A contract's parameters.
+    Params {
+        /// The contract (`JobMgr`, `CdcPool`).
+        contract: String,
+        /// Its parameters as JSON.
+        params: String,
+    },
+}
+
+/// A model's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    /// The model's id.
+    pub model_id: u64,
+    /// The model owner's address.
+    pub owner: String,
+    /// SHA-256 of the model file (64 hex).
+    pub model_hash: String,
+    /// Least VRAM required, in MB.
+    pub min_vram_mb: u64,
+    /// Capability flags required (`ciro_protocol::flags`).
+    pub required_flags: u64,
+    /// Least stake tier required.
+    pub min_stake_tier: u64,
+    /// Least reputation score required.
+    pub min_score: u64,
+    /// Price per job (0x-hex).
+    pub price: String,
+    /// Whether new jobs may use it.
+    pub active: bool,
+}
+
+/// A job's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    /// The job's id.
+    pub job_id: u64,
+    /// The submitter's address.
+    pub submitter: String,
+    /// The model's id.
+    pub model_id: u64,
+    /// SHA-256 of the input (64 hex).
+    pub input_hash: String,
+    /// The escrowed fee (0x-hex).
+    pub fee: String,
+    /// The deadline (chain seconds).
+    pub deadline: u64,
+    /// Least VRAM required, in MB.
+    pub min_vram_mb: u64,
+    /// Capability flags required (`ciro_protocol::flags`).
+    pub required_flags: u64,
+    /// Least stake tier required.
+    pub min_stake_tier: u64,
+    /// Least reputation score required.
+    pub min_score: u64,
+    /// The job's terms as JSON.
+    pub terms: String,
+    /// The dispute bond fixed at submission (0x-hex).
+    pub dispute_bond: String,
+    /// The state, as the contract names it.
+    pub state: String,
+    /// The assigned worker's address, if any.
+    pub worker: Option<String>,
+    /// SHA-256 of the committed output, if any.
+    pub output_hash: Option<String>,
+    /// Who opened a dispute, if anyone.
+    pub disputer: Option<String>,
+}
+
+/// A worker's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRow {
+    /// The worker's address.
+    pub address: String,
+    /// The state, as the contract names it.
+    pub state: String,
+    /// The declared GPU model.
+    pub gpu_model: String,
+    /// The declared VRAM, in MB.
+    pub vram_mb: u64,
+    /// The declared compute capability (major × 10 + minor).
+    pub compute_capability: u64,
+    /// The declared capability flags.
+    pub flags: u64,
+    /// Own stake (0x-hex).
+    pub stake: String,
+    /// Hardware tier (0 to 3) from its VRAM.
+    pub hardware_tier: u64,
+    /// Highest stake tier its own stake meets (255: none).
+    pub stake_tier: u64,
+    /// Reputation score (0 to 10,000).
+    pub score: u64,
+    /// Its last on-chain heartbeat (chain seconds).
+    pub last_heartbeat: u64,
+    /// The whole `get_worker` view as JSON.
+    pub info: String,
+}
+
+/// What [`Store::apply`] writes: one page of one contract's events.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The contract (`JobMgr`, `CdcPool`).
+    pub contract: String,
+    /// The stream cursor after the page.
+    pub cursor: EventCursor,
+    /// How many events the page had.
+    pub events: u64,
+    /// The block the mutations stand at (rows record it as `updated_block`).
+    pub block: u64,
+    /// The mutations, in event order.
+    pub mutations: Vec<Mutation>,
+}
+
+fn i64_of(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).with_context(|| format!("{what} {value} does not fit the database"))
+}
+
+fn u64_of(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).with_context(|| format!("{what} {value} is negative in the database"))
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path` or `sqlite::memory:`, `postgres://...`), creating an
+    /// SQLite file if needed, and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            bail!("unsupported database URL {url:?}: use sqlite://<file> or postgres://...");
+        };
+        let url = match backend {
+            // The file is created when missing.
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("parsing the database URL {url:?}"))?;
+        let pool = AnyPoolOptions::new()
+            // One SQLite writer at a time; PostgreSQL takes a few connections.
+            .max_connections(match backend {
+                Backend::Sqlite => 1,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers and the one writer share the file; a busy timeout
+                        // waits out another process's write instead of failing.
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *connection)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connecting to the database ({backend:?})"))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("applying the database migrations")?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers (the readiness check).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("the database does not answer")?;
+        Ok(())
+    }
+
+    /// The stored cursor of `contract`'s event stream, and how many events were applied.
+    pub async fn cursor(&self, contract: &str) -> Result<Option<(EventCursor, u64)>> {
+        let row =
+            sqlx::query("SELECT cursor, events_applied FROM index_cursors WHERE contract = $1")
+                .bind(contract)
+                .fetch_optional(&self.pool)
+                .await
+                .context("reading the index cursor")?;
+        row.map(|row| {
+            let text: String = row.try_get("cursor")?;
+            let cursor = serde_json::from_str(&text).context("the stored cursor")?;
+            let events = u64_of(row.try_get("events_applied")?, "events_applied")?;
+            Ok((cursor, events))
+        })
+        .transpose()
+    }
+
+    /// Writes a page's mutations and the stream's new cursor in one transaction.
+    pub async fn apply(&self, batch: &Batch) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let block = i64_of(batch.block, "block")?;
+        for mutation in &batch.mutations {
+            apply_one(&mut tx, mutation, block)
+                .await
+                .with_context(|| format!("applying {mutation:?}"))?;
+        }
+        let cursor = serde_json::to_string(&batch.cursor)?;
+        sqlx::query(
+            "INSERT INTO index_cursors (contract, cursor, events_applied) VALUES ($1, $2, $3) \
+             ON CONFLICT (contract) DO UPDATE SET cursor = excluded.cursor, \
+             events_applied = index_cursors.events_applied + excluded.events_applied",
+        )
+        .bind(&batch.contract)
+        .bind(cursor)
+        .bind(i64_of(batch.events, "events")?)
+        .execute(&mut *tx)
+        .await
+        .context("writing the index cursor")?;
+        tx.commit().await.context("committing the page")?;
+        Ok(())
+    }
+
+    /// Empties the index (every mirrored row and cursor): the next indexer run rebuilds it
+    /// from the deployment block.
+    pub async fn reset_index(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["index_cursors", "models", "jobs", "workers", "params"] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("emptying {table}"))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A job's row.
+    pub async fn job(&self, job_id: u64) -> Result<Option<JobRow>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE job_id = $1")
+            .bind(i64_of(job_id, "job id")?)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a job")?;
+        row.map(|r| job_row(&r)).transpose()
+    }
+
+    /// Every job, by id.
+    pub async fn jobs(&self) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY job_id")
+            .fetch_all(&self.pool)
+            .await
+            .context("reading the jobs")?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// A model's row.
+    pub async fn model(&self, model_id: u64) -> Result<Option<ModelRow>> {
+        let row = sqlx::query("SELECT * FROM models WHERE model_id = $1")
+            .bind(i64_of(model_id, "model id")?)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a model")?;
+        row.map(|r| {
+            Ok(ModelRow {
+                model_id: u64_of(r.try_get("model_id")?, "model_id")?,
+                owner: r.try_get("owner")?,
+                model_hash: r.try_get("model_hash")?,
+                min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
+                required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
+                min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,
+                min_score: u64_of(r.try_get("min_score")?, "min_score")?,
+                price: r.try_get("price")?,
+                active: r.try_get::<i64, _>("active")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// A worker's row.
+    pub async fn worker(&self, address: &str) -> Result<Option<WorkerRow>> {
+        let row = sqlx::query("SELECT * FROM workers WHERE address = $1")
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a worker")?;
+        row.map(|r| {
+            Ok(WorkerRow {
+                address: r.try_get("address")?,
+                state: r.try_get("state")?,
+                gpu_model: r.try_get("gpu_model")?,
+                vram_mb: u64_of(r.try_get("vram_mb")?, "vram_mb")?,
+                compute_capability: u64_of(r.try_get("compute_capability")?, "cc")?,
+                flags: u64_of(r.try_get("flags")?, "flags")?,
+                stake: r.try_get("stake")?,
+                hardware_tier: u64_of(r.try_get("hardware_tier")?, "hardware_tier")?,
+                stake_tier: u64_of(r.try_get("stake_tier")?, "stake_tier")?,
+                score: u64_of(r.try_get("score")?, "score")?,
+                last_heartbeat: u64_of(r.try_get("last_heartbeat")?, "last_heartbeat")?,
+                info: r.try_get("info")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A contract's parameters as JSON.
+    pub async fn params(&self, contract: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT params FROM params WHERE contract = $1")
+            .bind(contract)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading parameters")?;
+        row.map(|r| r.try_get("params").map_err(Into::into))
+            .transpose()
+    }
+}
+
+fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
+    Ok(JobRow {
+        job_id: u64_of(r.try_get("job_id")?, "job_id")?,
+        submitter: r.try_get("submitter")?,
+        model_id: u64_of(r.try_get("model_id")?, "model_id")?,
+        input_hash: r.try_get("input_hash")?,
+        fee: r.try_get("fee")?,
+        deadline: u64_of(r.try_get("deadline")?, "deadline")?,
+        min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
+        required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
+        min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,
+        min_score: u64_of(r.try_get("min_score")?, "min_score")?,
+        terms: r.try_get("terms")?,
+        dispute_bond: r.try_get("dispute_bond")?,
+        state: r.try_get("state")?,
+        worker: r.try_get("worker")?,
+        output_hash: r.try_get("output_hash")?,
+        disputer: r.try_get("disputer")?,
+    })
+}
+
+async fn upsert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job: &JobRow,
+    block: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (job_id, submitter, model_id, input_hash, fee, deadline, min_vram_mb, \
+         required_flags, min_stake_tier, min_score, terms, dispute_bond, state, worker, \
+         output_hash, disputer, submitted_block, updated_block) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+         ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, worker = excluded.worker, \
+         output_hash = excluded.output_hash, disputer = excluded.disputer, \
+         updated_block = excluded.updated_block",
+    )
+    .bind(i64_of(job.job_id, "job id")?)
+    .bind(&job.submitter)
+    .bind(i64_of(job.model_id, "model id")?)
+    .bind(&job.input_hash)
+    .bind(&job.fee)
+    .bind(i64_of(job.deadline, "deadline")?)
+    .bind(i64_of(job.min_vram_mb, "min_vram_mb")?)
+    .bind(i64_of(job.required_flags, "required_flags")?)
+    .bind(i64_of(job.min_stake_tier, "min_stake_tier")?)
+    .bind(i64_of(job.min_score, "min_score")?)
+    .bind(&job.terms)
+    .bind(&job.dispute_bond)
+    .bind(&job.state)
+    .bind(job.worker.clone())
+    .bind(job.output_hash.clone())
+    .bind(job.disputer.clone())
+    .bind(block)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn apply_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mutation: &Mutation,
+    block: i64,
+) -> Result<()> {
+    match mutation {
+        Mutation::ModelSet(m) => {
+            sqlx::query(
+                "INSERT INTO models (model_id, owner, model_hash, min_vram_mb, required_flags, \
+                 min_stake_tier, min_score, price, active, updated_block) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (model_id) DO UPDATE SET owner = excluded.owner, \
+                 model_hash = excluded.model_hash, min_vram_mb = excluded.min_vram_mb, \
+                 required_flags = excluded.required_flags, \
+                 min_stake_tier = excluded.min_stake_tier, min_score = excluded.min_score, \
+                 price = excluded.price, updated_block = excluded.updated_block",
+            )
+            .bind(i64_of(m.model_id, "model id")?)
+            .bind(&m.owner)
+            .bind(&m.model_hash)
+            .bind(i64_of(m.min_vram_mb, "min_vram_mb")?)
+            .bind(i64_of(m.required_flags, "required_flags")?)
+            .bind(i64_of(m.min_stake_tier, "min_stake_tier")?)
+            .bind(i64_of(m.min_score, "min_score")?)
+            .bind(&m.price)
+            .bind(i64::from(m.active))
+            .bind(block)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Mutation::ModelActive { model_id, active } => {
+            sqlx::query("UPDATE models SET active = $1, updated_block = $2 WHERE model_id = $3")
+                .bind(i64::from(*active))
+                .bind(block)
+                .bind(i64_of(*model_id, "model id")?)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Mutation::JobSubmitted(job) | Mutation::JobRead(job) => upsert_job(tx, job, block).await?,
+        Mutation::JobState {
+            job_id,
+            state,
+            worker,
+            output_hash,
+            disputer,
+        } => {
+            let id = i64_of(*job_id, "job id")?;
+            sqlx::query("UPDATE jobs SET state = $1, updated_block = $2 WHERE job_id = $3")
+                .bind(*state)
+                .bind(block)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            if let Some(worker) = worker {
+                sqlx::query("UPDATE jobs SET worker = $1 WHERE job_id = $2")
+                    .bind(worker.clone())
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            if let Some(output) = output_hash {
+                sqlx::query("UPDATE jobs SET output_hash = $1 WHERE job_id = $2")
+                    .bind(output)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            if let Some(disputer) = disputer {
+                sqlx::query("UPDATE jobs SET disputer = $1 WHERE job_id = $2")
+                    .bind(disputer)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Mutation::Worker(w) => {
+            sqlx::query(
+                "INSERT INTO workers (address, state, gpu_model, vram_mb, compute_capability, \
+                 flags, stake, hardware_tier, stake_tier, score, last_heartbeat, info, \
+                 updated_block) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (address) DO UPDATE SET state = excluded.state, \
+                 gpu_model = excluded.gpu_model, vram_mb = excluded.vram_mb, \
+                 compute_capability = excluded.compute_capability, flags = excluded.flags, \
+                 stake = excluded.stake, hardware_tier = excluded.hardware_tier, \
+                 stake_tier = excluded.stake_tier, score = excluded.score, \
+                 last_heartbeat = excluded.last_heartbeat, info = excluded.info, \
+                 updated_block = excluded.updated_block",
+            )
+            .bind(&w.address)
+            .bind(&w.state)
+            .bind(&w.gpu_model)
+            .bind(i64_of(w.vram_mb, "vram_mb")?)
+            .bind(i64_of(w.compute_capability, "compute_capability")?)
+            .bind(i64_of(w.flags, "flags")?)
+            .bind(&w.stake)
+            .bind(i64_of(w.hardware_tier, "hardware_tier")?)
+            .bind(i64_of(w.stake_tier, "stake_tier")?)
+            .bind(i64_of(w.score, "score")?)
+            .bind(i64_of(w.last_heartbeat, "last_heartbeat")?)
+            .bind(&w.info)
+            .bind(block)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Mutation::Params { contract, params } => {
+            sqlx::query(
+                "INSERT INTO params (contract, params, updated_block) VALUES ($1, $2, $3) \
+                 ON CONFLICT (contract) DO UPDATE SET params = excluded.params, \
+                 updated_block = excluded.updated_block",
+            )
+            .bind(contract)
+            .bind(params)
+            .bind(block)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
