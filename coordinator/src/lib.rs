@@ -25,6 +25,8 @@ use ciro_chain::starknet::providers::JsonRpcClient;
 use ciro_service::{
     serve, CancellationToken, ChainConfig, Metrics, Readiness, ReadinessCheck, RpcCheck,
 };
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 
 use crate::indexer::{Indexer, IndexerStatus};
@@ -95,22 +97,54 @@ impl ReadinessCheck for IndexLagCheck {
     }
 }
 
-/// The indexer's gauges, copied from its status once a second.
-fn index_gauges(metrics: &Metrics) -> Result<(IntGaugeVec, IntGauge)> {
-    let blocks = IntGaugeVec::new(
-        Opts::new(
-            "ciro_index_block",
-            "The chain's head and the last block indexed",
-        ),
-        &["which"],
-    )?;
-    let events = IntGauge::new(
-        "ciro_index_events_applied",
-        "Events the indexer applied since the process started",
-    )?;
-    metrics.registry().register(Box::new(blocks.clone()))?;
-    metrics.registry().register(Box::new(events.clone()))?;
-    Ok((blocks, events))
+/// The indexer's metrics, read from its status when scraped (never stale).
+struct IndexCollector {
+    status: Arc<IndexerStatus>,
+    blocks: IntGaugeVec,
+    events: IntGauge,
+}
+
+impl IndexCollector {
+    fn register(metrics: &Metrics, status: Arc<IndexerStatus>) -> Result<()> {
+        let collector = Self {
+            status,
+            blocks: IntGaugeVec::new(
+                Opts::new(
+                    "ciro_index_block",
+                    "The chain's head and the last block indexed",
+                ),
+                &["which"],
+            )?,
+            events: IntGauge::new(
+                "ciro_index_events_applied",
+                "Events the indexer applied since the process started",
+            )?,
+        };
+        metrics.registry().register(Box::new(collector))?;
+        Ok(())
+    }
+}
+
+impl Collector for IndexCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.blocks.desc();
+        descs.extend(self.events.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.blocks
+            .with_label_values(&["head"])
+            .set(to_i64(self.status.head()));
+        self.blocks
+            .with_label_values(&["indexed"])
+            .set(to_i64(self.status.indexed()));
+        self.events.set(to_i64(self.status.events()));
+        let mut families = self.blocks.collect();
+        families.extend(self.events.collect());
+        families
+    }
 }
 
 /// Serves the coordinator and runs its indexer until `shutdown` is cancelled.
@@ -136,7 +170,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             status: status.clone(),
             max_lag: config.max_index_lag,
         });
-    let (blocks, events) = index_gauges(&metrics)?;
+    IndexCollector::register(&metrics, status)?;
     tracing::info!(
         rpc_url = %config.chain.rpc_url,
         network = %manifest.network,
@@ -145,25 +179,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let indexing = tokio::spawn(indexer.run(config.index_poll, shutdown.clone()));
-    let gauges = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                        blocks.with_label_values(&["head"]).set(to_i64(status.head()));
-                        blocks.with_label_values(&["indexed"]).set(to_i64(status.indexed()));
-                        events.set(to_i64(status.events()));
-                    }
-                }
-            }
-        })
-    };
     let served = serve(config.listen, Router::new(), &metrics, readiness, shutdown).await;
     indexing.await.context("the indexer task")?;
-    gauges.await.context("the metrics task")?;
     served
 }

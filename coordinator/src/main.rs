@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
-use ciro_service::{init_tracing, run_service, ChainArgs, LogArgs, ServeArgs};
+use ciro_service::{run_service, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
 
 /// CIRO coordinator: accepts jobs from submitters, indexes the JobMgr and CDC Pool
@@ -40,8 +40,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_service(SERVICE, |shutdown| async move {
-        init_tracing(&cli.log.config()?)?;
+    run_service(SERVICE, &cli.log, |shutdown| async move {
         let config = Config {
             chain: cli.chain.config()?,
             listen: cli.serve.listen,

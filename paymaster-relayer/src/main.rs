@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use ciro_paymaster_relayer::{run, Config, DEFAULT_PORT, SERVICE};
-use ciro_service::{init_tracing, run_service, ChainArgs, LogArgs, ServeArgs};
+use ciro_service::{run_service, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
 
 /// CIRO paymaster relayer: serves the SNIP-29 paymaster API and submits users' signed
@@ -25,8 +25,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_service(SERVICE, |shutdown| async move {
-        init_tracing(&cli.log.config()?)?;
+    run_service(SERVICE, &cli.log, |shutdown| async move {
         let config = Config {
             chain: cli.chain.config()?,
             listen: cli.serve.listen,

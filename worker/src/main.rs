@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
-use ciro_service::{init_tracing, run_main, LogArgs};
+use ciro_service::{run_main, LogArgs};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -77,10 +77,7 @@ struct ExecArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_main("ciro-worker", async move {
-        init_tracing(&cli.log.config()?)?;
-        run(cli.command).await
-    })
+    run_main("ciro-worker", &cli.log, run(cli.command))
 }
 
 async fn run(command: Command) -> Result<()> {

@@ -18,7 +18,7 @@ use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::tx::call;
 use ciro_deploy::artifacts::classes_dir;
 use ciro_deploy::deployment::{deploy_all, DeployConfig, Manifest};
-use ciro_service::{init_tracing, run_main, run_service, AccountArgs, LogArgs};
+use ciro_service::{run_main, run_service, AccountArgs, LogArgs};
 use clap::{Args, Parser, Subcommand};
 use starknet::accounts::Account;
 use starknet::core::types::Felt;
@@ -107,21 +107,13 @@ struct DeployArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = cli.log;
     match cli.command {
         // A long-running command: SIGINT/SIGTERM end it cleanly.
-        Command::Devnet(args) => run_service("ciro", |shutdown| async move {
-            init_tracing(&log.config()?)?;
-            devnet::run(args, shutdown).await
-        }),
-        Command::Deploy(args) => run_main("ciro", async move {
-            init_tracing(&log.config()?)?;
-            run_deploy(args).await
-        }),
-        Command::Lifecycle(args) => run_main("ciro", async move {
-            init_tracing(&log.config()?)?;
-            lifecycle::run(args).await
-        }),
+        Command::Devnet(args) => {
+            run_service("ciro", &cli.log, |shutdown| devnet::run(args, shutdown))
+        }
+        Command::Deploy(args) => run_main("ciro", &cli.log, run_deploy(args)),
+        Command::Lifecycle(args) => run_main("ciro", &cli.log, lifecycle::run(args)),
     }
 }
 

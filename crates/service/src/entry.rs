@@ -1,14 +1,24 @@
 //! The one place a binary's error becomes its exit status.
 //!
-//! A binary's `main` parses its arguments, then hands its async body to [`run_service`] (a
-//! long-running service: shutdown on signals) or [`run_main`] (a command that runs to its end),
-//! or passes a synchronous result to [`exit_code`]:
+//! A binary's `main` parses its arguments, then hands its logging arguments and its async
+//! body to [`run_service`] (a long-running service: shutdown on signals) or [`run_main`] (a
+//! command that runs to its end), which install tracing before the body runs; or it passes a
+//! synchronous result to [`exit_code`]:
 //!
 //! ```no_run
 //! use std::process::ExitCode;
 //!
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     log: ciro_service::LogArgs,
+//! }
+//!
 //! fn main() -> ExitCode {
-//!     ciro_service::run_service("ciro-example", |shutdown| async move {
+//!     let cli = Cli::parse();
+//!     ciro_service::run_service("ciro-example", &cli.log, |shutdown| async move {
 //!         shutdown.cancelled().await;
 //!         Ok(())
 //!     })
@@ -21,7 +31,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::log::{installed_format, LogFormat};
+use crate::log::{init_tracing, installed_format, LogArgs, LogFormat};
 use crate::shutdown::Shutdown;
 
 /// `ExitCode::SUCCESS` for `Ok`; for an error, prints `BINARY: error: ` and the whole
@@ -41,31 +51,46 @@ pub fn exit_code(binary: &str, result: Result<()>) -> ExitCode {
     }
 }
 
-/// Runs `main` to its end on a multi-threaded tokio runtime, then [`exit_code`].
+/// Validates the logging arguments and installs tracing (once per process).
+fn install_logging(log: &LogArgs) -> Result<()> {
+    let config = log.config()?;
+    if installed_format().is_none() {
+        init_tracing(&config)?;
+    }
+    Ok(())
+}
+
+/// Installs tracing as `log` says, runs `main` to its end on a multi-threaded tokio runtime,
+/// then [`exit_code`].
 ///
 /// No signal handling: SIGINT and SIGTERM keep their default action (the process ends).
-pub fn run_main<Fut>(binary: &str, main: Fut) -> ExitCode
+pub fn run_main<Fut>(binary: &str, log: &LogArgs, main: Fut) -> ExitCode
 where
     Fut: Future<Output = Result<()>>,
 {
-    exit_code(binary, runtime().and_then(|rt| rt.block_on(main)))
+    let result = install_logging(log).and_then(|()| runtime()?.block_on(main));
+    exit_code(binary, result)
 }
 
 /// Runs a service: `main` gets the process's shutdown token, which the first SIGINT or
 /// SIGTERM cancels ([`Shutdown::cancel_on_signals`]); `main` should then stop its tasks
 /// and return `Ok(())` (status 0). Errors go through [`exit_code`].
-pub fn run_service<F, Fut>(binary: &str, main: F) -> ExitCode
+///
+/// Tracing is installed as `log` says before anything else.
+pub fn run_service<F, Fut>(binary: &str, log: &LogArgs, main: F) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    let result = runtime().and_then(|rt| {
-        rt.block_on(async {
-            let shutdown = Shutdown::new();
-            shutdown.cancel_on_signals()?;
-            main(shutdown.token()).await
-        })
-    });
+    let result = install_logging(log)
+        .and_then(|()| runtime())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let shutdown = Shutdown::new();
+                shutdown.cancel_on_signals()?;
+                main(shutdown.token()).await
+            })
+        });
     exit_code(binary, result)
 }
 
@@ -85,10 +110,19 @@ mod tests {
         assert_eq!(exit_code("test", Ok(())), ExitCode::SUCCESS);
         let failed: Result<()> = Err(anyhow::anyhow!("root cause")).context("doing the thing");
         assert_eq!(exit_code("test", failed), ExitCode::FAILURE);
+        let log = LogArgs {
+            log: "warn".into(),
+            log_format: LogFormat::Text,
+        };
         assert_eq!(
-            run_main("test", async { anyhow::bail!("no") }),
+            run_main("test", &log, async { anyhow::bail!("no") }),
             ExitCode::FAILURE
         );
-        assert_eq!(run_main("test", async { Ok(()) }), ExitCode::SUCCESS);
+        assert_eq!(run_main("test", &log, async { Ok(()) }), ExitCode::SUCCESS);
+        let bad = LogArgs {
+            log: "not a [filter".into(),
+            log_format: LogFormat::Text,
+        };
+        assert_eq!(run_main("test", &bad, async { Ok(()) }), ExitCode::FAILURE);
     }
 }
