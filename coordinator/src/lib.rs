@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod eligibility;
 pub mod indexer;
 pub mod store;
 
