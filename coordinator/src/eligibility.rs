@@ -31,17 +31,38 @@ pub struct Requirements {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ineligible {
     /// Not `Active` (inactive, exiting, banned or unregistered).
-    NotActive { state: String },
+    NotActive {
+        /// Its state, as the contract names it.
+        state: String,
+    },
     /// Too little VRAM.
-    Vram { has: u64, needs: u64 },
-    /// Missing capability flags (the bits it lacks).
-    Flags { missing: u64 },
+    Vram {
+        /// The worker's VRAM, in MB.
+        has: u64,
+        /// The job's minimum, in MB.
+        needs: u64,
+    },
+    /// Missing capability flags.
+    Flags {
+        /// The required bits it lacks.
+        missing: u64,
+    },
     /// Reputation score too low.
-    Score { has: u64, needs: u64 },
+    Score {
+        /// The worker's score.
+        has: u64,
+        /// The job's minimum.
+        needs: u64,
+    },
     /// Own stake below every tier's minimum.
     NoStakeTier,
     /// Stake tier too low.
-    StakeTier { has: u64, needs: u64 },
+    StakeTier {
+        /// The worker's stake tier.
+        has: u64,
+        /// The job's minimum.
+        needs: u64,
+    },
 }
 
 impl fmt::Display for Ineligible {
