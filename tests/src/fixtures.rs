@@ -5,8 +5,8 @@ use ciro_chain::bindings::constructor_calldata;
 use ciro_chain::bindings::paymaster::Paymaster;
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
+use ciro_chain::constants::roles;
 use ciro_chain::starknet::core::types::Felt;
-use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::tx::send;
 use ciro_chain::ChainError;
 
@@ -99,7 +99,7 @@ pub async fn deploy_paymaster(net: &TestNet, token: Felt) -> Result<Felt> {
 /// Grants PAUSER to the pauser actor (as the admin) and pauses `paymaster` (as the pauser).
 pub async fn pause_paymaster(net: &TestNet, paymaster: Felt) -> Result<()> {
     let admin = net.account(Actor::Admin);
-    let pauser_role = cairo_short_string_to_felt("PAUSER")?;
+    let pauser_role = ciro_chain::role_felt(roles::PAUSER)?;
     let pauser_address = net.contract_address(Actor::Pauser);
     send(
         &net.provider,

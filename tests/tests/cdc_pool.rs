@@ -20,6 +20,7 @@ use ciro_chain::bindings::cdc_pool::{
 use ciro_chain::bindings::job_mgr;
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::constants::roles;
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::tx::{call, send};
@@ -39,7 +40,7 @@ const NO_CAP: u128 = u128::MAX;
 /// `record_outcomes`, immediate slashes. The clock moves [`UPGRADE_DELAY`] forward.
 async fn admin_as_job_manager(s: &System) {
     let admin = s.pool_as(Actor::Admin);
-    let (job_manager, me) = (role("JOB_MANAGER"), s.addr(Actor::Admin));
+    let (job_manager, me) = (role(roles::JOB_MANAGER), s.addr(Actor::Admin));
     s.send(admin.schedule_role_grant(&job_manager, &me))
         .await
         .unwrap();

@@ -6,6 +6,7 @@ use ciro_chain::bindings::job_mgr::JobMgrReader;
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::test_token::TestTokenReader;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::constants::roles;
 use ciro_chain::devnet::DevnetRpc;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag};
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
@@ -58,7 +59,7 @@ async fn deployment_is_recorded_and_a_second_run_skips_everything() {
             && sealed_paymaster == "Paymaster"
             && *pm == manifest.contracts["Paymaster"]
             && contract == "CdcPool"
-            && role == "JOB_MANAGER"
+            && role == roles::JOB_MANAGER
             && *account == manifest.contracts["JobMgr"]),
         "{steps:?}"
     );
@@ -190,25 +191,27 @@ async fn roles_from_the_config_are_granted_once() {
     let role = |name: &str| cairo_short_string_to_felt(name).unwrap();
     let holder = |actor: Actor| ContractAddress(net.address(actor));
     assert!(
-        call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Coordinator)))
+        call(jobs.has_role(&role(roles::COORDINATOR), &holder(Actor::Coordinator)))
             .await
             .unwrap()
     );
     assert!(
-        call(pool.has_role(&role("ARBITER"), &holder(Actor::Arbiter)))
+        call(pool.has_role(&role(roles::ARBITER), &holder(Actor::Arbiter)))
             .await
             .unwrap()
     );
     assert!(
-        call(pool.has_role(&role("SLASHER"), &holder(Actor::Relayer)))
+        call(pool.has_role(&role(roles::SLASHER), &holder(Actor::Relayer)))
             .await
             .unwrap()
     );
-    assert!(call(jobs.has_role(&role("PAUSER"), &holder(Actor::Pauser)))
-        .await
-        .unwrap());
     assert!(
-        !call(jobs.has_role(&role("COORDINATOR"), &holder(Actor::Attacker)))
+        call(jobs.has_role(&role(roles::PAUSER), &holder(Actor::Pauser)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !call(jobs.has_role(&role(roles::COORDINATOR), &holder(Actor::Attacker)))
             .await
             .unwrap()
     );
@@ -238,7 +241,7 @@ async fn roles_from_the_config_are_granted_once() {
         "{err:#}"
     );
     assert!(
-        !call(jobs.has_role(&role("ARBITER"), &holder(Actor::Attacker)))
+        !call(jobs.has_role(&role(roles::ARBITER), &holder(Actor::Attacker)))
             .await
             .unwrap()
     );

@@ -12,6 +12,7 @@ use ciro_chain::bindings::cdc_pool::{self, SlashReason};
 use ciro_chain::bindings::governance::{self, Event as GovEvent};
 use ciro_chain::bindings::job_mgr::{JobMgr, JobMgrReader};
 use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress};
+use ciro_chain::constants::roles;
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::Provider;
@@ -92,19 +93,19 @@ async fn before_seal_grants_are_instant_after_seal_only_pauser_is() {
     for (_, host) in hosts(&s).await {
         let admin = gov(&s, host, Actor::Admin);
         let attacker = s.addr(Actor::Attacker);
-        s.send(admin.grant_role(&role("ARBITER"), &attacker))
+        s.send(admin.grant_role(&role(roles::ARBITER), &attacker))
             .await
             .unwrap();
-        s.send(admin.revoke_role(&role("ARBITER"), &attacker))
+        s.send(admin.revoke_role(&role(roles::ARBITER), &attacker))
             .await
             .unwrap();
         s.send(admin.seal()).await.unwrap();
         for name in [
-            "ARBITER",
-            "COORDINATOR",
-            "JOB_MANAGER",
-            "SLASHER",
-            "VERIFIER",
+            roles::ARBITER,
+            roles::COORDINATOR,
+            roles::JOB_MANAGER,
+            roles::SLASHER,
+            roles::VERIFIER,
         ] {
             assert_reverts(
                 s.send(admin.grant_role(&role(name), &attacker)).await,
@@ -112,11 +113,11 @@ async fn before_seal_grants_are_instant_after_seal_only_pauser_is() {
             );
         }
         // Pausing only takes power away: its role stays instant.
-        s.send(admin.grant_role(&role("PAUSER"), &attacker))
+        s.send(admin.grant_role(&role(roles::PAUSER), &attacker))
             .await
             .unwrap();
         // Revoking stays instant.
-        s.send(admin.revoke_role(&role("PAUSER"), &attacker))
+        s.send(admin.revoke_role(&role(roles::PAUSER), &attacker))
             .await
             .unwrap();
     }
@@ -130,10 +131,10 @@ async fn a_scheduled_grant_waits_the_delay_and_is_consumed() {
         s.send(admin.seal()).await.unwrap();
         let who = s.addr(Actor::Verifier);
         let out = s
-            .send(admin.schedule_role_grant(&role("ARBITER"), &who))
+            .send(admin.schedule_role_grant(&role(roles::ARBITER), &who))
             .await
             .unwrap();
-        let scheduled = call(admin.role_grant_ready_at(&role("ARBITER"), &who))
+        let scheduled = call(admin.role_grant_ready_at(&role(roles::ARBITER), &who))
             .await
             .unwrap();
         let ready_at = s.read_back(scheduled, UPGRADE_DELAY).await;
@@ -142,53 +143,55 @@ async fn a_scheduled_grant_waits_the_delay_and_is_consumed() {
             host,
             &[GovEvent::RoleGrantScheduled(
                 governance::RoleGrantScheduled {
-                    role: role("ARBITER"),
+                    role: role(roles::ARBITER),
                     account: who,
                     ready_at,
                 },
             )],
         );
         assert_eq!(
-            call(admin.role_grant_ready_at(&role("ARBITER"), &who))
+            call(admin.role_grant_ready_at(&role(roles::ARBITER), &who))
                 .await
                 .unwrap(),
             ready_at
         );
         s.advance(UPGRADE_DELAY - 10).await;
         assert_reverts(
-            s.send(admin.grant_role(&role("ARBITER"), &who)).await,
+            s.send(admin.grant_role(&role(roles::ARBITER), &who)).await,
             "GOV: timelock not passed",
         );
         s.advance(10).await;
         let out = s
-            .send(admin.grant_role(&role("ARBITER"), &who))
+            .send(admin.grant_role(&role(roles::ARBITER), &who))
             .await
             .unwrap();
         assert_events(
             &out,
             host,
             &[GovEvent::RoleGranted(governance::RoleGranted {
-                role: role("ARBITER"),
+                role: role(roles::ARBITER),
                 account: who,
                 sender: s.addr(Actor::Admin),
             })],
         );
-        assert!(call(admin.has_role(&role("ARBITER"), &who)).await.unwrap());
+        assert!(call(admin.has_role(&role(roles::ARBITER), &who))
+            .await
+            .unwrap());
         // The schedule was consumed: after a revoke, a new grant needs a new schedule.
-        s.send(admin.revoke_role(&role("ARBITER"), &who))
+        s.send(admin.revoke_role(&role(roles::ARBITER), &who))
             .await
             .unwrap();
         assert_reverts(
-            s.send(admin.grant_role(&role("ARBITER"), &who)).await,
+            s.send(admin.grant_role(&role(roles::ARBITER), &who)).await,
             "GOV: not scheduled",
         );
         // A schedule is for one account: it does not let the admin grant another.
-        s.send(admin.schedule_role_grant(&role("SLASHER"), &who))
+        s.send(admin.schedule_role_grant(&role(roles::SLASHER), &who))
             .await
             .unwrap();
         s.advance(UPGRADE_DELAY).await;
         assert_reverts(
-            s.send(admin.grant_role(&role("SLASHER"), &s.addr(Actor::Attacker)))
+            s.send(admin.grant_role(&role(roles::SLASHER), &s.addr(Actor::Attacker)))
                 .await,
             "GOV: not scheduled",
         );
@@ -202,27 +205,30 @@ async fn attack_a_schedule_kept_in_reserve_expires_and_one_made_before_seal_neve
         let admin = gov(&s, host, Actor::Admin);
         let me = s.addr(Actor::Admin);
         // Given a JOB_MANAGER grant to itself scheduled during setup and left dormant,
-        s.send(admin.schedule_role_grant(&role("JOB_MANAGER"), &me))
+        s.send(admin.schedule_role_grant(&role(roles::JOB_MANAGER), &me))
             .await
             .unwrap();
         s.advance(UPGRADE_DELAY).await;
         // when the admin seals and later tries to use it, it is refused;
         s.send(admin.seal()).await.unwrap();
         assert_reverts(
-            s.send(admin.grant_role(&role("JOB_MANAGER"), &me)).await,
+            s.send(admin.grant_role(&role(roles::JOB_MANAGER), &me))
+                .await,
             "GOV: scheduled before seal",
         );
         // and a grant scheduled after the seal but kept past its 7-day grace expires.
-        s.send(admin.schedule_role_grant(&role("SLASHER"), &me))
+        s.send(admin.schedule_role_grant(&role(roles::SLASHER), &me))
             .await
             .unwrap();
         s.advance(UPGRADE_DELAY + 7 * 86_400 + 1).await;
         assert_reverts(
-            s.send(admin.grant_role(&role("SLASHER"), &me)).await,
+            s.send(admin.grant_role(&role(roles::SLASHER), &me)).await,
             "GOV: operation expired",
         );
-        assert!(!call(admin.has_role(&role("SLASHER"), &me)).await.unwrap());
-        assert!(!call(admin.has_role(&role("JOB_MANAGER"), &me))
+        assert!(!call(admin.has_role(&role(roles::SLASHER), &me))
+            .await
+            .unwrap());
+        assert!(!call(admin.has_role(&role(roles::JOB_MANAGER), &me))
             .await
             .unwrap());
     }
@@ -236,15 +242,15 @@ async fn cancel_role_grant_drops_the_schedule() {
         s.send(admin.seal()).await.unwrap();
         let who = s.addr(Actor::Verifier);
         assert_reverts(
-            s.send(admin.cancel_role_grant(&role("ARBITER"), &who))
+            s.send(admin.cancel_role_grant(&role(roles::ARBITER), &who))
                 .await,
             "GOV: not scheduled",
         );
-        s.send(admin.schedule_role_grant(&role("ARBITER"), &who))
+        s.send(admin.schedule_role_grant(&role(roles::ARBITER), &who))
             .await
             .unwrap();
         let out = s
-            .send(admin.cancel_role_grant(&role("ARBITER"), &who))
+            .send(admin.cancel_role_grant(&role(roles::ARBITER), &who))
             .await
             .unwrap();
         assert_events(
@@ -252,14 +258,14 @@ async fn cancel_role_grant_drops_the_schedule() {
             host,
             &[GovEvent::RoleGrantCancelled(
                 governance::RoleGrantCancelled {
-                    role: role("ARBITER"),
+                    role: role(roles::ARBITER),
                     account: who,
                 },
             )],
         );
         s.advance(UPGRADE_DELAY).await;
         assert_reverts(
-            s.send(admin.grant_role(&role("ARBITER"), &who)).await,
+            s.send(admin.grant_role(&role(roles::ARBITER), &who)).await,
             "GOV: not scheduled",
         );
     }
@@ -271,19 +277,19 @@ async fn grant_scheduling_is_admin_only_and_refuses_the_zero_address() {
     for (_, host) in hosts(&s).await {
         let who = s.addr(Actor::Attacker);
         assert_reverts(
-            s.send(gov(&s, host, Actor::Attacker).schedule_role_grant(&role("ARBITER"), &who))
+            s.send(gov(&s, host, Actor::Attacker).schedule_role_grant(&role(roles::ARBITER), &who))
                 .await,
             "GOV: caller is not admin",
         );
         assert_reverts(
-            s.send(gov(&s, host, Actor::Attacker).cancel_role_grant(&role("ARBITER"), &who))
+            s.send(gov(&s, host, Actor::Attacker).cancel_role_grant(&role(roles::ARBITER), &who))
                 .await,
             "GOV: caller is not admin",
         );
         assert_reverts(
             s.send(
                 gov(&s, host, Actor::Admin)
-                    .schedule_role_grant(&role("ARBITER"), &ContractAddress(Felt::ZERO)),
+                    .schedule_role_grant(&role(roles::ARBITER), &ContractAddress(Felt::ZERO)),
             )
             .await,
             "GOV: zero address",
@@ -302,7 +308,7 @@ async fn attack_the_pool_admin_cannot_grant_itself_job_manager_and_slash_in_one_
     // beneficiary share to 100%, and slash the worker 100% to itself, all at once,
     let me = s.addr(Actor::Admin);
     let drain = vec![
-        pool.grant_role_getcall(&role("JOB_MANAGER"), &me),
+        pool.grant_role_getcall(&role(roles::JOB_MANAGER), &me),
         pool.schedule_params_getcall(&cdc_pool::PoolParams {
             beneficiary_share_bps: 10_000,
             ..s.pool_params()
@@ -326,7 +332,7 @@ async fn attack_the_pool_admin_cannot_grant_itself_job_manager_and_slash_in_one_
     let out = s
         .send(
             s.pool_as(Actor::Admin)
-                .schedule_role_grant(&role("JOB_MANAGER"), &me),
+                .schedule_role_grant(&role(roles::JOB_MANAGER), &me),
         )
         .await
         .unwrap();
@@ -430,8 +436,10 @@ async fn admin_transfer_takes_two_steps_and_only_the_named_account_completes_it(
             })],
         );
         assert_reverts(
-            s.send(gov(&s, host, Actor::Admin).grant_role(&role("PAUSER"), &s.addr(Actor::Admin)))
-                .await,
+            s.send(
+                gov(&s, host, Actor::Admin).grant_role(&role(roles::PAUSER), &s.addr(Actor::Admin)),
+            )
+            .await,
             "GOV: caller is not admin",
         );
         assert_reverts(

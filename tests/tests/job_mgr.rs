@@ -10,6 +10,7 @@ use ciro_chain::bindings::job_mgr::{
 };
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::constants::roles;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
@@ -318,14 +319,14 @@ async fn governance_is_hosted_roles_are_admin_only() {
     let s = System::deploy().await.unwrap();
     assert!(call(
         s.jobs_reader()
-            .has_role(&role("COORDINATOR"), &s.addr(Actor::Coordinator))
+            .has_role(&role(roles::COORDINATOR), &s.addr(Actor::Coordinator))
     )
     .await
     .unwrap());
     assert_reverts(
         s.send(
             s.jobs_as(Actor::Attacker)
-                .grant_role(&role("COORDINATOR"), &s.addr(Actor::Attacker)),
+                .grant_role(&role(roles::COORDINATOR), &s.addr(Actor::Attacker)),
         )
         .await,
         "GOV: caller is not admin",
@@ -1363,7 +1364,7 @@ async fn attack_revoking_job_manager_cannot_strand_escrow_or_exits() {
     .unwrap();
     // when the pool admin revokes JOB_MANAGER from JobMgr (instant),
     let pool_admin = s.pool_as(Actor::Admin);
-    s.send(pool_admin.revoke_role(&role("JOB_MANAGER"), &ContractAddress(s.job_mgr)))
+    s.send(pool_admin.revoke_role(&role(roles::JOB_MANAGER), &ContractAddress(s.job_mgr)))
         .await
         .unwrap();
     // then the job still finalizes and pays, its hold is released (the reputation does not

@@ -7,6 +7,7 @@ use ciro_chain::bindings::governance::{self, Event as GovEvent};
 use ciro_chain::bindings::paymaster::{self, Deposited, Paymaster, PaymasterReader, Withdrawn};
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::{ClassHash, ContractAddress};
+use ciro_chain::constants::roles;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::core::utils::cairo_short_string_to_felt;
 use ciro_chain::tx::{call, send};
@@ -88,7 +89,7 @@ impl Fixture {
         let admin = self.net.account(Actor::Admin);
         let pm = Paymaster::new(self.paymaster, &admin);
         let who = self.net.contract_address(actor);
-        if role_name != "PAUSER" {
+        if role_name != roles::PAUSER {
             send(
                 &self.net.provider,
                 pm.schedule_role_grant(&role(role_name), &who),
@@ -366,25 +367,31 @@ async fn grant_role_by_the_admin_grants_and_emits_once() {
     let pm = Paymaster::new(f.paymaster, &admin);
     let relayer = f.net.contract_address(Actor::Relayer);
 
-    let outcome = send(&f.net.provider, pm.grant_role(&role("PAUSER"), &relayer))
-        .await
-        .unwrap();
-    let again = send(&f.net.provider, pm.grant_role(&role("PAUSER"), &relayer))
-        .await
-        .unwrap();
+    let outcome = send(
+        &f.net.provider,
+        pm.grant_role(&role(roles::PAUSER), &relayer),
+    )
+    .await
+    .unwrap();
+    let again = send(
+        &f.net.provider,
+        pm.grant_role(&role(roles::PAUSER), &relayer),
+    )
+    .await
+    .unwrap();
 
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
-    assert!(call(reader.has_role(&role("PAUSER"), &relayer))
+    assert!(call(reader.has_role(&role(roles::PAUSER), &relayer))
         .await
         .unwrap());
-    assert!(!call(reader.has_role(&role("ARBITER"), &relayer))
+    assert!(!call(reader.has_role(&role(roles::ARBITER), &relayer))
         .await
         .unwrap());
     assert_events(
         &outcome,
         f.paymaster,
         &[GovEvent::RoleGranted(governance::RoleGranted {
-            role: role("PAUSER"),
+            role: role(roles::PAUSER),
             account: relayer,
             sender: f.net.contract_address(Actor::Admin),
         })],
@@ -398,8 +405,10 @@ async fn grant_role_rejects_a_non_admin_and_the_zero_address() {
     let attacker = f.net.account(Actor::Attacker);
     let result = send(
         &f.net.provider,
-        Paymaster::new(f.paymaster, &attacker)
-            .grant_role(&role("PAUSER"), &f.net.contract_address(Actor::Attacker)),
+        Paymaster::new(f.paymaster, &attacker).grant_role(
+            &role(roles::PAUSER),
+            &f.net.contract_address(Actor::Attacker),
+        ),
     )
     .await;
     assert_reverts(result, "GOV: caller is not admin");
@@ -407,7 +416,7 @@ async fn grant_role_rejects_a_non_admin_and_the_zero_address() {
     let zero = send(
         &f.net.provider,
         Paymaster::new(f.paymaster, &admin)
-            .grant_role(&role("PAUSER"), &ContractAddress(Felt::ZERO)),
+            .grant_role(&role(roles::PAUSER), &ContractAddress(Felt::ZERO)),
     )
     .await;
     assert_reverts(zero, "GOV: zero address");
@@ -416,12 +425,12 @@ async fn grant_role_rejects_a_non_admin_and_the_zero_address() {
 #[tokio::test]
 async fn revoke_role_by_the_admin_revokes_and_a_non_admin_cannot() {
     let f = fixture().await;
-    f.grant("ARBITER", Actor::Arbiter).await;
+    f.grant(roles::ARBITER, Actor::Arbiter).await;
     let attacker = f.net.account(Actor::Attacker);
     let arbiter = f.net.contract_address(Actor::Arbiter);
     let refused = send(
         &f.net.provider,
-        Paymaster::new(f.paymaster, &attacker).revoke_role(&role("ARBITER"), &arbiter),
+        Paymaster::new(f.paymaster, &attacker).revoke_role(&role(roles::ARBITER), &arbiter),
     )
     .await;
     assert_reverts(refused, "GOV: caller is not admin");
@@ -429,20 +438,20 @@ async fn revoke_role_by_the_admin_revokes_and_a_non_admin_cannot() {
     let admin = f.net.account(Actor::Admin);
     let outcome = send(
         &f.net.provider,
-        Paymaster::new(f.paymaster, &admin).revoke_role(&role("ARBITER"), &arbiter),
+        Paymaster::new(f.paymaster, &admin).revoke_role(&role(roles::ARBITER), &arbiter),
     )
     .await
     .unwrap();
 
     let reader = PaymasterReader::new(f.paymaster, &f.net.provider);
-    assert!(!call(reader.has_role(&role("ARBITER"), &arbiter))
+    assert!(!call(reader.has_role(&role(roles::ARBITER), &arbiter))
         .await
         .unwrap());
     assert_events(
         &outcome,
         f.paymaster,
         &[GovEvent::RoleRevoked(governance::RoleRevoked {
-            role: role("ARBITER"),
+            role: role(roles::ARBITER),
             account: arbiter,
             sender: f.net.contract_address(Actor::Admin),
         })],
@@ -461,7 +470,7 @@ async fn pause_and_unpause_need_the_pauser_role_and_alternate() {
         send(&f.net.provider, Paymaster::new(f.paymaster, &admin).pause()).await,
         "GOV: caller is missing role",
     );
-    f.grant("PAUSER", Actor::Pauser).await;
+    f.grant(roles::PAUSER, Actor::Pauser).await;
     let pauser = f.net.account(Actor::Pauser);
     let pm = Paymaster::new(f.paymaster, &pauser);
     assert_reverts(send(&f.net.provider, pm.unpause()).await, "GOV: not paused");
