@@ -92,3 +92,40 @@ async fn a_revert_through_the_sender_keeps_the_nonce_in_step() {
         .unwrap();
     assert_eq!(sender.account().address(), net.address(Actor::Admin));
 }
+
+#[tokio::test]
+async fn a_nonce_moved_by_another_sender_of_the_account_is_resynchronised() {
+    // Given a sender that has cached the admin's nonce
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 10).await.unwrap();
+    let sender = TxSender::new(net.account(Actor::Admin), SenderConfig::default());
+    let to = ContractAddress(net.address(Actor::WorkerB));
+    let binding = TestToken::new(token, sender.account());
+    let one = U256 { low: 1, high: 0 };
+    sender
+        .execute(vec![binding.transfer_getcall(&to, &one)])
+        .await
+        .unwrap();
+
+    // When another process of the same account sends two transactions behind its back
+    let other = net.account(Actor::Admin);
+    for _ in 0..2 {
+        ciro_chain::tx::send(
+            &net.provider,
+            TestToken::new(token, &other).transfer(&to, &one),
+        )
+        .await
+        .unwrap();
+    }
+
+    // Then its next transaction still lands (the node reports the stale nonce as an execution
+    // failure; the sender sees the chain's nonce is past its own and resynchronises)
+    sender
+        .execute(vec![binding.transfer_getcall(&to, &one)])
+        .await
+        .unwrap();
+    let balance = call(TestTokenReader::new(token, &net.provider).balance_of(&to))
+        .await
+        .unwrap();
+    assert_eq!(balance.low, 4);
+}

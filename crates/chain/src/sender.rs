@@ -115,10 +115,12 @@ where
                     self.submit(&mut nonce, &calls).await?
                 }
                 // Nodes report a stale nonce in fee estimation as an execution failure, not
-                // as a nonce error: when the chain's nonce is not the one used, that was the
-                // cause, whatever the message; resynchronise and send once more.
+                // as a nonce error: when the chain's nonce is past the one used (another sender
+                // of this account moved it), that was the cause, whatever the message;
+                // resynchronise and send once more. A chain nonce behind ours only means our
+                // own transactions are still pending: the error stands.
                 Err(error @ ChainError::Reverted { .. }) => match used {
-                    Some(used) if self.chain_nonce().await? != used => {
+                    Some(used) if self.chain_nonce().await? > used => {
                         tracing::warn!(%error, "stale nonce; re-reading it from the chain");
                         *nonce = None;
                         self.submit(&mut nonce, &calls).await?
