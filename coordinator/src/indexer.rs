@@ -132,22 +132,43 @@ pub fn job_row_of(info: &job_mgr::JobInfo) -> Result<JobRow> {
     let output = (job.output_hash.low != 0 || job.output_hash.high != 0)
         .then(|| digest_text(&job.output_hash));
     Ok(JobRow {
-        job_id: info.job_id,
-        submitter: address_text(&job.submitter),
-        model_id: job.model_id,
-        input_hash: digest_text(&job.input_hash),
-        fee: amount_text(&job.fee),
-        deadline: job.deadline,
-        min_vram_mb: u64::from(info.requirements.min_vram_mb),
-        required_flags: info.requirements.required_flags,
-        min_stake_tier: u64::from(info.requirements.min_stake_tier),
-        min_score: u64::from(info.requirements.min_score),
-        terms: serde_json::to_string(&info.terms)?,
-        dispute_bond: amount_text(&info.dispute_bond),
         state: job_state(&job.state).to_owned(),
         worker: nonzero(&job.worker),
         output_hash: output,
         disputer: nonzero(&info.dispute.disputer),
+        ..submitted_row(&job_mgr::JobSubmitted {
+            job_id: info.job_id,
+            submitter: job.submitter,
+            model_id: job.model_id,
+            input_hash: job.input_hash,
+            fee: job.fee,
+            deadline: job.deadline,
+            requirements: info.requirements.clone(),
+            terms: info.terms.clone(),
+            dispute_bond: info.dispute_bond,
+        })?
+    })
+}
+
+/// A job's row as its `JobSubmitted` event leaves it: queued, no worker, no output.
+fn submitted_row(j: &job_mgr::JobSubmitted) -> Result<JobRow> {
+    Ok(JobRow {
+        job_id: j.job_id,
+        submitter: address_text(&j.submitter),
+        model_id: j.model_id,
+        input_hash: digest_text(&j.input_hash),
+        fee: amount_text(&j.fee),
+        deadline: j.deadline,
+        min_vram_mb: u64::from(j.requirements.min_vram_mb),
+        required_flags: j.requirements.required_flags,
+        min_stake_tier: u64::from(j.requirements.min_stake_tier),
+        min_score: u64::from(j.requirements.min_score),
+        terms: serde_json::to_string(&j.terms)?,
+        dispute_bond: amount_text(&j.dispute_bond),
+        state: "Queued".to_owned(),
+        worker: None,
+        output_hash: None,
+        disputer: None,
     })
 }
 
@@ -363,24 +384,7 @@ fn job_mutation(
             model_id: m.model_id,
             active: m.active,
         }),
-        E::JobSubmitted(j) => out.push(Mutation::JobSubmitted(JobRow {
-            job_id: j.job_id,
-            submitter: address_text(&j.submitter),
-            model_id: j.model_id,
-            input_hash: digest_text(&j.input_hash),
-            fee: amount_text(&j.fee),
-            deadline: j.deadline,
-            min_vram_mb: u64::from(j.requirements.min_vram_mb),
-            required_flags: j.requirements.required_flags,
-            min_stake_tier: u64::from(j.requirements.min_stake_tier),
-            min_score: u64::from(j.requirements.min_score),
-            terms: serde_json::to_string(&j.terms)?,
-            dispute_bond: amount_text(&j.dispute_bond),
-            state: "Queued".to_owned(),
-            worker: None,
-            output_hash: None,
-            disputer: None,
-        })),
+        E::JobSubmitted(j) => out.push(Mutation::JobSubmitted(submitted_row(j)?)),
         E::JobCancelled(j) => out.push(state(j.job_id, "Cancelled")),
         E::JobExpired(j) => out.push(state(j.job_id, "Expired")),
         E::JobFinalized(j) => out.push(state(j.job_id, "Finalized")),
