@@ -14,7 +14,7 @@
 //! event does not spell out. A worker's row is read again after any pool event naming it and
 //! after an assignment to it (JobMgr's `hold` on its stake emits no pool event).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,7 @@ use ciro_chain::starknet::core::types::{BlockId, Felt};
 use ciro_chain::starknet::core::utils::parse_cairo_short_string;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::tx::block_timestamp;
 use ciro_chain::ChainError;
 use ciro_protocol::Digest;
 use ciro_service::CancellationToken;
@@ -136,6 +137,18 @@ pub fn job_row_of(info: &job_mgr::JobInfo) -> Result<JobRow> {
         worker: nonzero(&job.worker),
         output_hash: output,
         disputer: nonzero(&info.dispute.disputer),
+        assigned_at: (job.assigned_at != 0).then_some(job.assigned_at),
+        completed_at: (job.completed_at != 0).then_some(job.completed_at),
+        dispute: (info.dispute.disputer.0 != Felt::ZERO)
+            .then(|| {
+                serde_json::to_string(&serde_json::json!({
+                    "disputer": address_text(&info.dispute.disputer),
+                    "evidence_hash": felt_text(info.dispute.evidence_hash),
+                    "bond": amount_text(&info.dispute.bond),
+                    "opened_at": info.dispute.opened_at,
+                }))
+            })
+            .transpose()?,
         ..submitted_row(&job_mgr::JobSubmitted {
             job_id: info.job_id,
             submitter: job.submitter,
@@ -169,6 +182,9 @@ fn submitted_row(j: &job_mgr::JobSubmitted) -> Result<JobRow> {
         worker: None,
         output_hash: None,
         disputer: None,
+        assigned_at: None,
+        completed_at: None,
+        dispute: None,
     })
 }
 
@@ -235,17 +251,42 @@ impl Indexer {
                 .unwrap_or_else(|| next.from_block.saturating_sub(1));
             let mut mutations = Vec::with_capacity(events.len());
             let mut workers = BTreeSet::new();
-            let mut reread_jobs = BTreeSet::new();
+            let mut reread_jobs = BTreeMap::new();
+            // Assignments and results record their block's timestamp: one read per block.
+            let mut times = BTreeMap::new();
+            for event in &events {
+                if let (
+                    CiroEvent::JobMgr(
+                        job_mgr::Event::JobAssigned(_) | job_mgr::Event::ResultSubmitted(_),
+                    ),
+                    Some(number),
+                ) = (&event.event, event.block_number)
+                {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = times.entry(number) {
+                        let at = block_timestamp(&*self.node, BlockId::Number(number))
+                            .await
+                            .with_context(|| format!("reading block {number}'s timestamp"))?;
+                        slot.insert(at);
+                    }
+                }
+            }
+            let recorded_at = unix_now();
             for event in &events {
                 match &event.event {
                     CiroEvent::JobMgr(e) => {
-                        job_mutation(e, &mut mutations, &mut reread_jobs, &mut workers)?
+                        let origin = Origin {
+                            block: event.block_number.unwrap_or(block),
+                            tx_hash: felt_text(event.tx_hash),
+                            recorded_at,
+                        };
+                        let at = event.block_number.and_then(|n| times.get(&n).copied());
+                        job_mutation(e, &origin, at, &mut mutations, &mut reread_jobs, &mut workers)?
                     }
                     CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
                     _ => {}
                 }
             }
-            for job_id in reread_jobs {
+            for (job_id, origin) in reread_jobs {
                 let info = JobMgrReader::new(self.job_mgr, &self.node)
                     .get_job(&job_id)
                     .block_id(BlockId::Number(block))
@@ -254,6 +295,7 @@ impl Indexer {
                     .map_err(ChainError::from)
                     .with_context(|| format!("reading job {job_id} at block {block}"))?;
                 mutations.push(Mutation::JobRead(job_row_of(&info)?));
+                mutations.push(origin.event(job_id));
             }
             for worker in workers {
                 let info = CdcPoolReader::new(self.pool, &self.node)
@@ -368,16 +410,57 @@ fn state(job_id: u64, state: &'static str) -> Mutation {
         worker: None,
         output_hash: None,
         disputer: None,
+        at: None,
     }
+}
+
+/// Where a job event comes from, for the job's log entry.
+#[derive(Debug, Clone)]
+struct Origin {
+    block: u64,
+    tx_hash: String,
+    recorded_at: u64,
+}
+
+impl Origin {
+    fn event(&self, job_id: u64) -> Mutation {
+        Mutation::JobEvent {
+            job_id,
+            block_number: self.block,
+            tx_hash: self.tx_hash.clone(),
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
+/// The coordinator's clock, in unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn job_mutation(
     event: &job_mgr::Event,
+    origin: &Origin,
+    at: Option<u64>,
     out: &mut Vec<Mutation>,
-    reread: &mut BTreeSet<u64>,
+    reread: &mut BTreeMap<u64, Origin>,
     workers: &mut BTreeSet<Felt>,
 ) -> Result<()> {
     use job_mgr::Event as E;
+    let before = out.len();
+    let job_id = match event {
+        E::JobSubmitted(j) => Some(j.job_id),
+        E::JobCancelled(j) => Some(j.job_id),
+        E::JobExpired(j) => Some(j.job_id),
+        E::JobFinalized(j) => Some(j.job_id),
+        E::JobAssigned(j) => Some(j.job_id),
+        E::JobReleased(j) => Some(j.job_id),
+        E::ResultSubmitted(j) => Some(j.job_id),
+        E::DisputeOpened(d) => Some(d.job_id),
+        _ => None,
+    };
     match event {
         E::ModelSet(m) => out.push(Mutation::ModelSet(model_row(m))),
         E::ModelActiveSet(m) => out.push(Mutation::ModelActive {
@@ -395,6 +478,7 @@ fn job_mutation(
                 worker: Some(Some(address_text(&j.worker))),
                 output_hash: None,
                 disputer: None,
+                at,
             });
             // The pool holds the worker's stake for the job (`hold`) without an event of its
             // own: its row is read again.
@@ -406,6 +490,7 @@ fn job_mutation(
             worker: Some(None),
             output_hash: None,
             disputer: None,
+            at: None,
         }),
         E::ResultSubmitted(j) => out.push(Mutation::JobState {
             job_id: j.job_id,
@@ -413,17 +498,15 @@ fn job_mutation(
             worker: None,
             output_hash: Some(digest_text(&j.output_hash)),
             disputer: None,
+            at,
         }),
-        E::DisputeOpened(d) => out.push(Mutation::JobState {
-            job_id: d.job_id,
-            state: "Disputed",
-            worker: None,
-            output_hash: None,
-            disputer: Some(address_text(&d.disputer)),
-        }),
+        // The dispute's time is the contract's (and the row keeps the whole dispute): read it.
+        E::DisputeOpened(d) => {
+            reread.insert(d.job_id, origin.clone());
+        }
         // The resolution's effect on the job (refund or payout) is the contract's: read it.
         E::DisputeResolved(d) => {
-            reread.insert(d.job_id);
+            reread.insert(d.job_id, origin.clone());
         }
         E::ParamsSet(p) => out.push(Mutation::Params {
             contract: contracts::JOB_MGR.to_owned(),
@@ -441,6 +524,9 @@ fn job_mutation(
             "the chain skipped a finalization"
         ),
         E::ParamsScheduled(_) | E::ParamsCancelled(_) => {}
+    }
+    if let Some(job_id) = job_id.filter(|_| out.len() > before) {
+        out.push(origin.event(job_id));
     }
     Ok(())
 }

@@ -9,8 +9,11 @@
 
 #![warn(missing_docs)]
 
+pub mod blobs;
 pub mod eligibility;
 pub mod indexer;
+pub mod leader;
+pub mod records;
 pub mod store;
 
 use std::net::SocketAddr;

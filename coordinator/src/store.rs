@@ -30,7 +30,7 @@ pub enum Backend {
 /// The database, migrated.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -60,6 +60,21 @@ pub enum Mutation {
         output_hash: Option<String>,
         /// Who opened a dispute, if anyone.
         disputer: Option<String>,
+        /// The timestamp of the change's block: recorded as `assigned_at` when the state is
+        /// `Assigned`, as `completed_at` when it is `Completed`.
+        at: Option<u64>,
+    },
+    /// A log entry for the job's state as the page's previous mutations leave it (the
+    /// server-sent event streams read the log).
+    JobEvent {
+        /// The job's id.
+        job_id: u64,
+        /// The block of the event.
+        block_number: u64,
+        /// The transaction of the event (0x-hex).
+        tx_hash: String,
+        /// The coordinator's clock when the page was indexed (unix seconds).
+        recorded_at: u64,
     },
     /// A whole job read from the chain (after events whose effect is not in their data).
     JobRead(JobRow),
@@ -132,6 +147,12 @@ pub struct JobRow {
     pub output_hash: Option<String>,
     /// Who opened a dispute, if anyone.
     pub disputer: Option<String>,
+    /// When it was assigned (chain seconds), while assigned or after.
+    pub assigned_at: Option<u64>,
+    /// When its result was committed (chain seconds).
+    pub completed_at: Option<u64>,
+    /// Its dispute as JSON (`disputer`, `evidence_hash`, `bond` as 0x-hex, `opened_at`).
+    pub dispute: Option<String>,
 }
 
 /// A worker's row.
@@ -178,11 +199,11 @@ pub struct Batch {
     pub mutations: Vec<Mutation>,
 }
 
-fn i64_of(value: u64, what: &str) -> Result<i64> {
+pub(crate) fn i64_of(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).with_context(|| format!("{what} {value} does not fit the database"))
 }
 
-fn u64_of(value: i64, what: &str) -> Result<u64> {
+pub(crate) fn u64_of(value: i64, what: &str) -> Result<u64> {
     u64::try_from(value).with_context(|| format!("{what} {value} is negative in the database"))
 }
 
@@ -270,7 +291,18 @@ impl Store {
 
     /// Writes a page's mutations and the stream's new cursor in one transaction.
     pub async fn apply(&self, batch: &Batch) -> Result<()> {
+        self.apply_checked(batch, None).await
+    }
+
+    pub(crate) async fn apply_checked(
+        &self,
+        batch: &Batch,
+        fence: Option<(&str, u64)>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if let Some(fence) = fence {
+            crate::leader::check_fence(&mut tx, fence).await?;
+        }
         let block = i64_of(batch.block, "block")?;
         for mutation in &batch.mutations {
             apply_one(&mut tx, mutation, block)
@@ -297,7 +329,14 @@ impl Store {
     /// from the deployment block.
     pub async fn reset_index(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for table in ["index_cursors", "models", "jobs", "workers", "params"] {
+        for table in [
+            "index_cursors",
+            "models",
+            "jobs",
+            "workers",
+            "params",
+            "job_events",
+        ] {
             sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await
@@ -333,20 +372,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .context("reading a model")?;
-        row.map(|r| {
-            Ok(ModelRow {
-                model_id: u64_of(r.try_get("model_id")?, "model_id")?,
-                owner: r.try_get("owner")?,
-                model_hash: r.try_get("model_hash")?,
-                min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
-                required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
-                min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,
-                min_score: u64_of(r.try_get("min_score")?, "min_score")?,
-                price: r.try_get("price")?,
-                active: r.try_get::<i64, _>("active")? != 0,
-            })
-        })
-        .transpose()
+        row.as_ref().map(model_row).transpose()
     }
 
     /// A worker's row.
@@ -356,23 +382,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .context("reading a worker")?;
-        row.map(|r| {
-            Ok(WorkerRow {
-                address: r.try_get("address")?,
-                state: r.try_get("state")?,
-                gpu_model: r.try_get("gpu_model")?,
-                vram_mb: u64_of(r.try_get("vram_mb")?, "vram_mb")?,
-                compute_capability: u64_of(r.try_get("compute_capability")?, "cc")?,
-                flags: u64_of(r.try_get("flags")?, "flags")?,
-                stake: r.try_get("stake")?,
-                hardware_tier: u64_of(r.try_get("hardware_tier")?, "hardware_tier")?,
-                stake_tier: u64_of(r.try_get("stake_tier")?, "stake_tier")?,
-                score: u64_of(r.try_get("score")?, "score")?,
-                last_heartbeat: u64_of(r.try_get("last_heartbeat")?, "last_heartbeat")?,
-                info: r.try_get("info")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(worker_row).transpose()
     }
 
     /// A contract's parameters as JSON.
@@ -387,7 +397,39 @@ impl Store {
     }
 }
 
-fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
+
+pub(crate) fn model_row(r: &sqlx::any::AnyRow) -> Result<ModelRow> {
+    Ok(ModelRow {
+        model_id: u64_of(r.try_get("model_id")?, "model_id")?,
+        owner: r.try_get("owner")?,
+        model_hash: r.try_get("model_hash")?,
+        min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
+        required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
+        min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,
+        min_score: u64_of(r.try_get("min_score")?, "min_score")?,
+        price: r.try_get("price")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+pub(crate) fn worker_row(r: &sqlx::any::AnyRow) -> Result<WorkerRow> {
+    Ok(WorkerRow {
+        address: r.try_get("address")?,
+        state: r.try_get("state")?,
+        gpu_model: r.try_get("gpu_model")?,
+        vram_mb: u64_of(r.try_get("vram_mb")?, "vram_mb")?,
+        compute_capability: u64_of(r.try_get("compute_capability")?, "cc")?,
+        flags: u64_of(r.try_get("flags")?, "flags")?,
+        stake: r.try_get("stake")?,
+        hardware_tier: u64_of(r.try_get("hardware_tier")?, "hardware_tier")?,
+        stake_tier: u64_of(r.try_get("stake_tier")?, "stake_tier")?,
+        score: u64_of(r.try_get("score")?, "score")?,
+        last_heartbeat: u64_of(r.try_get("last_heartbeat")?, "last_heartbeat")?,
+        info: r.try_get("info")?,
+    })
+}
+
+pub(crate) fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
     Ok(JobRow {
         job_id: u64_of(r.try_get("job_id")?, "job_id")?,
         submitter: r.try_get("submitter")?,
@@ -405,7 +447,18 @@ fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
         worker: r.try_get("worker")?,
         output_hash: r.try_get("output_hash")?,
         disputer: r.try_get("disputer")?,
+        assigned_at: opt_u64(r.try_get("assigned_at")?, "assigned_at")?,
+        completed_at: opt_u64(r.try_get("completed_at")?, "completed_at")?,
+        dispute: r.try_get("dispute")?,
     })
+}
+
+pub(crate) fn opt_u64(value: Option<i64>, what: &str) -> Result<Option<u64>> {
+    value.map(|v| u64_of(v, what)).transpose()
+}
+
+fn opt_i64(value: Option<u64>, what: &str) -> Result<Option<i64>> {
+    value.map(|v| i64_of(v, what)).transpose()
 }
 
 async fn upsert_job(
@@ -416,10 +469,14 @@ async fn upsert_job(
     sqlx::query(
         "INSERT INTO jobs (job_id, submitter, model_id, input_hash, fee, deadline, min_vram_mb, \
          required_flags, min_stake_tier, min_score, terms, dispute_bond, state, worker, \
-         output_hash, disputer, submitted_block, updated_block) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+         output_hash, disputer, assigned_at, completed_at, dispute, submitted_block, \
+         updated_block) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $20) \
          ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, worker = excluded.worker, \
          output_hash = excluded.output_hash, disputer = excluded.disputer, \
+         assigned_at = excluded.assigned_at, completed_at = excluded.completed_at, \
+         dispute = excluded.dispute, \
          updated_block = excluded.updated_block",
     )
     .bind(i64_of(job.job_id, "job id")?)
@@ -438,6 +495,9 @@ async fn upsert_job(
     .bind(job.worker.clone())
     .bind(job.output_hash.clone())
     .bind(job.disputer.clone())
+    .bind(opt_i64(job.assigned_at, "assigned_at")?)
+    .bind(opt_i64(job.completed_at, "completed_at")?)
+    .bind(job.dispute.clone())
     .bind(block)
     .execute(&mut **tx)
     .await?;
@@ -489,8 +549,28 @@ async fn apply_one(
             worker,
             output_hash,
             disputer,
+            at,
         } => {
             let id = i64_of(*job_id, "job id")?;
+            let time_column = match *state {
+                "Assigned" => Some("assigned_at"),
+                "Completed" => Some("completed_at"),
+                // Back in the queue: the assignment is over.
+                "Queued" => Some("assigned_at"),
+                _ => None,
+            };
+            if let Some(column) = time_column {
+                let value = if *state == "Queued" {
+                    None
+                } else {
+                    opt_i64(*at, column)?
+                };
+                sqlx::query(&format!("UPDATE jobs SET {column} = $1 WHERE job_id = $2"))
+                    .bind(value)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             sqlx::query("UPDATE jobs SET state = $1, updated_block = $2 WHERE job_id = $3")
                 .bind(*state)
                 .bind(block)
@@ -518,6 +598,26 @@ async fn apply_one(
                     .execute(&mut **tx)
                     .await?;
             }
+        }
+        Mutation::JobEvent {
+            job_id,
+            block_number,
+            tx_hash,
+            recorded_at,
+        } => {
+            // The log's sequence grows by one per entry: only the leader's indexer writes it.
+            sqlx::query(
+                "INSERT INTO job_events (sequence, job_id, submitter, state, worker, \
+                 output_hash, block_number, tx_hash, recorded_at) \
+                 SELECT (SELECT COALESCE(MAX(sequence), 0) + 1 FROM job_events), job_id, \
+                 submitter, state, worker, output_hash, $1, $2, $3 FROM jobs WHERE job_id = $4",
+            )
+            .bind(i64_of(*block_number, "block")?)
+            .bind(tx_hash)
+            .bind(i64_of(*recorded_at, "recorded_at")?)
+            .bind(i64_of(*job_id, "job id")?)
+            .execute(&mut **tx)
+            .await?;
         }
         Mutation::Worker(w) => {
             sqlx::query(

@@ -133,10 +133,14 @@ impl Server {
     }
 
     /// Serves `router` until `shutdown` is cancelled, then lets in-flight requests finish
-    /// for up to [`DRAIN_TIMEOUT`].
+    /// for up to [`DRAIN_TIMEOUT`]. Handlers may extract the peer's address
+    /// (`ConnectInfo<SocketAddr>`), e.g. to rate-limit by client.
     pub async fn serve(self, router: Router, shutdown: CancellationToken) -> Result<()> {
         let stopping = shutdown.clone();
-        let server = axum::serve(self.listener, router)
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(async move { stopping.cancelled().await })
             .into_future();
         tokio::pin!(server);

@@ -1,0 +1,261 @@
+//! Job data, content-addressed: model files, inputs and outputs are stored by their SHA-256
+//! behind one [`BlobStore`] interface. [`LocalBlobStore`] keeps them in a directory (the
+//! default); a store shared by replicas (S3 and the like, e.g. through the `object_store`
+//! crate) implements the same trait.
+//!
+//! An upload is streamed to a temporary file while it is hashed and counted: past the size
+//! limit it stops at once, and bytes that do not hash to the claimed digest are discarded, so
+//! a blob under a digest always is the bytes of that digest. The rename that publishes it is
+//! atomic, so a reader never sees half a blob and two concurrent uploads of one digest both
+//! succeed with the same bytes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ciro_protocol::Digest;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// A stream of body chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Why a blob was not stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The body was longer than the limit.
+    #[error("the body exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The body does not hash to the claimed digest.
+    #[error("the body hashes to {actual}, not to {claimed}")]
+    DigestMismatch {
+        /// The digest the upload claimed.
+        claimed: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// The body could not be read from the client.
+    #[error("reading the body: {0}")]
+    Body(io::Error),
+    /// The store failed.
+    #[error("the blob store: {0}")]
+    Storage(#[from] io::Error),
+}
+
+/// Where blobs live.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Streams `body` in as the blob `digest`; returns its size. Refuses a body longer than
+    /// `limit` bytes or not hashing to `digest` and then stores nothing. Storing a blob that
+    /// is already there succeeds (the bytes are the same).
+    async fn put(&self, digest: &Digest, body: ByteStream, limit: u64) -> Result<u64, BlobError>;
+
+    /// The blob's size and a stream of its bytes, or `None` if absent.
+    async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, BlobError>;
+
+    /// Whether the blob is stored.
+    async fn contains(&self, digest: &Digest) -> Result<bool, BlobError>;
+
+    /// Removes the blob (absent is not an error).
+    async fn delete(&self, digest: &Digest) -> Result<(), BlobError>;
+}
+
+/// Blobs as files of a directory: `<root>/<first two hex digits>/<digest>`, uploads staged in
+/// `<root>/tmp`.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+impl LocalBlobStore {
+    /// A store in `root` (created if missing). Leftover temporary files of an earlier process
+    /// (a crash mid-upload) are removed.
+    pub async fn open_dir(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        let tmp = root.join("tmp");
+        if tokio::fs::try_exists(&tmp).await? {
+            tokio::fs::remove_dir_all(&tmp).await?;
+        }
+        tokio::fs::create_dir_all(&tmp).await?;
+        Ok(Self { root })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_string();
+        self.root.join(&hex[..2]).join(hex)
+    }
+}
+
+/// Removes the staged file unless the upload completed.
+struct Staged(Option<PathBuf>);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn put(
+        &self,
+        digest: &Digest,
+        mut body: ByteStream,
+        limit: u64,
+    ) -> Result<u64, BlobError> {
+        let mut name = [0u8; 16];
+        getrandom::getrandom(&mut name).map_err(|e| io::Error::other(e.to_string()))?;
+        let staged_path = self.root.join("tmp").join(
+            name.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        );
+        let mut staged = Staged(Some(staged_path.clone()));
+        let mut file = tokio::fs::File::create(&staged_path).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(BlobError::Body)?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(BlobError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await?;
+        }
+        let actual = Digest(hasher.finalize().into());
+        if actual != *digest {
+            return Err(BlobError::DigestMismatch {
+                claimed: *digest,
+                actual,
+            });
+        }
+        file.sync_all().await?;
+        drop(file);
+        let path = self.path(digest);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::rename(&staged_path, &path).await?;
+        staged.0 = None;
+        Ok(size)
+    }
+
+    async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, BlobError> {
+        let file = match tokio::fs::File::open(self.path(digest)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        Ok(Some((
+            size,
+            Box::pin(tokio_util::io::ReaderStream::new(file)),
+        )))
+    }
+
+    async fn contains(&self, digest: &Digest) -> Result<bool, BlobError> {
+        Ok(tokio::fs::try_exists(self.path(digest)).await?)
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.path(digest)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(chunks: &[&'static [u8]]) -> ByteStream {
+        let chunks: Vec<io::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        Box::pin(futures_util::stream::iter(chunks))
+    }
+
+    async fn read_all(store: &LocalBlobStore, digest: &Digest) -> Option<Vec<u8>> {
+        let (size, mut stream) = store.open(digest).await.unwrap()?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(bytes.len() as u64, size);
+        Some(bytes)
+    }
+
+    fn staged_files(store: &LocalBlobStore) -> usize {
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn stores_streamed_bytes_under_their_digest_and_refuses_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open_dir(dir.path()).await.unwrap();
+        let digest = Digest::of(b"hello world");
+        assert_eq!(
+            store
+                .put(&digest, body(&[b"hello", b" ", b"world"]), 100)
+                .await
+                .unwrap(),
+            11
+        );
+        assert!(store.contains(&digest).await.unwrap());
+        assert_eq!(read_all(&store, &digest).await.unwrap(), b"hello world");
+        // Again: idempotent.
+        store.put(&digest, body(&[b"hello world"]), 100).await.unwrap();
+
+        // Bytes of another digest: refused, nothing stored, nothing left staged.
+        let claimed = Digest::of(b"something else");
+        let err = store
+            .put(&claimed, body(&[b"hello world"]), 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BlobError::DigestMismatch { actual, .. } if actual == digest),
+            "{err}"
+        );
+        assert!(!store.contains(&claimed).await.unwrap());
+
+        // Over the limit: refused at the chunk that crosses it.
+        let big = Digest::of(b"0123456789");
+        let err = store
+            .put(&big, body(&[b"01234", b"56789"]), 9)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BlobError::TooLarge { limit: 9 }), "{err}");
+        assert!(!store.contains(&big).await.unwrap());
+        assert_eq!(staged_files(&store), 0);
+
+        // A body that fails mid-way stores nothing.
+        let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"01234")),
+            Err(io::Error::other("client went away")),
+        ]));
+        assert!(matches!(
+            store.put(&big, failing, 100).await.unwrap_err(),
+            BlobError::Body(_)
+        ));
+        assert!(!store.contains(&big).await.unwrap());
+        assert_eq!(staged_files(&store), 0);
+
+        store.delete(&digest).await.unwrap();
+        store.delete(&digest).await.unwrap();
+        assert!(read_all(&store, &digest).await.is_none());
+    }
+}

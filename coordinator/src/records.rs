@@ -1,0 +1,480 @@
+//! The coordinator's own records beside the index (migration `0002_service.sql`): blobs,
+//! workers' outputs and receipts, heartbeats, request nonces, the job event log and the lists
+//! the API pages through. Same portable SQL as [`crate::store`].
+
+use anyhow::{Context, Result};
+use sqlx::Row;
+
+use crate::store::{i64_of, job_row, model_row, opt_u64, u64_of, worker_row};
+use crate::store::{JobRow, ModelRow, Store, WorkerRow};
+
+/// A stored blob's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRow {
+    /// SHA-256 (64 hex).
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The account that uploaded it first.
+    pub uploader: String,
+    /// When (unix seconds).
+    pub created_at: u64,
+}
+
+/// An output a worker uploaded for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRow {
+    /// The job.
+    pub job_id: u64,
+    /// The worker that uploaded it.
+    pub worker: String,
+    /// SHA-256 of the output (64 hex).
+    pub output_hash: String,
+    /// Its size.
+    pub size: u64,
+    /// When (unix seconds).
+    pub uploaded_at: u64,
+    /// The worker's signed receipt as JSON, once uploaded.
+    pub receipt: Option<String>,
+}
+
+/// A worker's last heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivenessRow {
+    /// The worker.
+    pub address: String,
+    /// When (unix seconds, the coordinator's clock).
+    pub last_seen: u64,
+    /// Jobs it runs.
+    pub running_jobs: u64,
+    /// Jobs it can run at once.
+    pub capacity: u64,
+    /// SHA-256 digests (64 hex) of the models in its store, as JSON.
+    pub models: String,
+    /// Its agent's version.
+    pub agent_version: String,
+}
+
+/// An entry of the job event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEventRow {
+    /// Position in the log.
+    pub sequence: u64,
+    /// The job.
+    pub job_id: u64,
+    /// Its submitter.
+    pub submitter: String,
+    /// The state it entered (as the contract names it).
+    pub state: String,
+    /// Its worker then.
+    pub worker: Option<String>,
+    /// Its output hash then.
+    pub output_hash: Option<String>,
+    /// The block of the change.
+    pub block_number: u64,
+    /// The transaction of the change.
+    pub tx_hash: String,
+    /// When the coordinator indexed it (unix seconds).
+    pub recorded_at: u64,
+}
+
+/// Filters of the job list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this submitter's.
+    pub submitter: Option<String>,
+    /// Only this worker's.
+    pub worker: Option<String>,
+    /// Only in this state (as the contract names it).
+    pub state: Option<String>,
+    /// Only ids below this (the cursor: newest first).
+    pub before: Option<u64>,
+}
+
+/// Which log entries to read.
+#[derive(Debug, Clone)]
+pub enum EventScope {
+    /// One job's.
+    Job(u64),
+    /// One submitter's jobs'.
+    Submitter(String),
+    /// Every job's.
+    All,
+}
+
+fn liveness_row(r: &sqlx::any::AnyRow) -> Result<LivenessRow> {
+    Ok(LivenessRow {
+        address: r.try_get("address")?,
+        last_seen: u64_of(r.try_get("last_seen")?, "last_seen")?,
+        running_jobs: u64_of(r.try_get("running_jobs")?, "running_jobs")?,
+        capacity: u64_of(r.try_get("capacity")?, "capacity")?,
+        models: r.try_get("models")?,
+        agent_version: r.try_get("agent_version")?,
+    })
+}
+
+fn output_row(r: &sqlx::any::AnyRow) -> Result<OutputRow> {
+    Ok(OutputRow {
+        job_id: u64_of(r.try_get("job_id")?, "job_id")?,
+        worker: r.try_get("worker")?,
+        output_hash: r.try_get("output_hash")?,
+        size: u64_of(r.try_get("size")?, "size")?,
+        uploaded_at: u64_of(r.try_get("uploaded_at")?, "uploaded_at")?,
+        receipt: r.try_get("receipt")?,
+    })
+}
+
+fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
+    Ok(JobEventRow {
+        sequence: u64_of(r.try_get("sequence")?, "sequence")?,
+        job_id: u64_of(r.try_get("job_id")?, "job_id")?,
+        submitter: r.try_get("submitter")?,
+        state: r.try_get("state")?,
+        worker: r.try_get("worker")?,
+        output_hash: r.try_get("output_hash")?,
+        block_number: u64_of(r.try_get("block_number")?, "block_number")?,
+        tx_hash: r.try_get("tx_hash")?,
+        recorded_at: u64_of(r.try_get("recorded_at")?, "recorded_at")?,
+    })
+}
+
+impl Store {
+    /// Records `account`'s use of `nonce` until `expires_at`; `false` if it was already used
+    /// (a replay). Forgets nonces that expired before `now` first.
+    pub async fn use_nonce(
+        &self,
+        account: &str,
+        nonce: &str,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<bool> {
+        sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
+            .bind(i64_of(now, "now")?)
+            .execute(&self.pool)
+            .await
+            .context("forgetting expired nonces")?;
+        let inserted = sqlx::query(
+            "INSERT INTO request_nonces (account, nonce, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account, nonce) DO NOTHING",
+        )
+        .bind(account)
+        .bind(nonce)
+        .bind(i64_of(expires_at, "expires_at")?)
+        .execute(&self.pool)
+        .await
+        .context("recording a request nonce")?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Records a stored blob (the first uploader stays).
+    pub async fn insert_blob(&self, blob: &BlobRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, uploader, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&blob.digest)
+        .bind(i64_of(blob.size, "size")?)
+        .bind(&blob.uploader)
+        .bind(i64_of(blob.created_at, "created_at")?)
+        .execute(&self.pool)
+        .await
+        .context("recording a blob")?;
+        Ok(())
+    }
+
+    /// A blob's record.
+    pub async fn blob(&self, digest: &str) -> Result<Option<BlobRow>> {
+        let row = sqlx::query("SELECT * FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a blob record")?;
+        row.map(|r| {
+            Ok(BlobRow {
+                digest: r.try_get("digest")?,
+                size: u64_of(r.try_get("size")?, "size")?,
+                uploader: r.try_get("uploader")?,
+                created_at: u64_of(r.try_get("created_at")?, "created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets a blob's record.
+    pub async fn delete_blob(&self, digest: &str) -> Result<()> {
+        sqlx::query("DELETE FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .execute(&self.pool)
+            .await
+            .context("deleting a blob record")?;
+        Ok(())
+    }
+
+    /// Blobs older than `created_before` that no model, job input or output refers to, and
+    /// outputs of jobs that reached a final state before `final_before` (with no other
+    /// reference): what retention may delete.
+    pub async fn collectable_blobs(
+        &self,
+        created_before: u64,
+        final_before: u64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT digest FROM blobs b WHERE b.created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = b.digest) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
+                 AND j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed')) \
+             AND NOT EXISTS (SELECT 1 FROM job_outputs o JOIN jobs j ON j.job_id = o.job_id \
+                 WHERE o.output_hash = b.digest AND (j.state NOT IN ('Finalized', 'Cancelled', \
+                 'Expired', 'Refunded') OR EXISTS (SELECT 1 FROM job_events e \
+                 WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
+                 AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
+                 AND e.state = j.state AND e.recorded_at >= $2))",
+        )
+        .bind(i64_of(created_before, "time")?)
+        .bind(i64_of(final_before, "time")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("finding collectable blobs")?;
+        rows.iter()
+            .map(|r| r.try_get("digest").map_err(Into::into))
+            .collect()
+    }
+
+    /// Whether some registered model's hash is `digest` (model files are public).
+    pub async fn is_model_file(&self, digest: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM models WHERE model_hash = $1 LIMIT 1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .context("looking up model files")?;
+        Ok(row.is_some())
+    }
+
+    /// Jobs whose input is `digest`.
+    pub async fn jobs_with_input(&self, digest: &str) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query("SELECT * FROM jobs WHERE input_hash = $1 ORDER BY job_id")
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await
+            .context("looking up jobs by input")?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// Outputs whose hash is `digest`, with their job's submitter.
+    pub async fn outputs_with_hash(&self, digest: &str) -> Result<Vec<(OutputRow, String)>> {
+        let rows = sqlx::query(
+            "SELECT o.*, j.submitter AS submitter FROM job_outputs o \
+             JOIN jobs j ON j.job_id = o.job_id WHERE o.output_hash = $1",
+        )
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await
+        .context("looking up outputs by hash")?;
+        rows.iter()
+            .map(|r| Ok((output_row(r)?, r.try_get("submitter")?)))
+            .collect()
+    }
+
+    /// Records `worker`'s output for a job; `Err(existing)` if it already recorded another.
+    pub async fn insert_output(&self, output: &OutputRow) -> Result<Result<(), OutputRow>> {
+        sqlx::query(
+            "INSERT INTO job_outputs (job_id, worker, output_hash, size, uploaded_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, worker) DO NOTHING",
+        )
+        .bind(i64_of(output.job_id, "job id")?)
+        .bind(&output.worker)
+        .bind(&output.output_hash)
+        .bind(i64_of(output.size, "size")?)
+        .bind(i64_of(output.uploaded_at, "uploaded_at")?)
+        .execute(&self.pool)
+        .await
+        .context("recording an output")?;
+        let stored = self
+            .output(output.job_id, &output.worker)
+            .await?
+            .context("the output just recorded is missing")?;
+        Ok(if stored.output_hash == output.output_hash {
+            Ok(())
+        } else {
+            Err(stored)
+        })
+    }
+
+    /// `worker`'s output for a job.
+    pub async fn output(&self, job_id: u64, worker: &str) -> Result<Option<OutputRow>> {
+        let row = sqlx::query("SELECT * FROM job_outputs WHERE job_id = $1 AND worker = $2")
+            .bind(i64_of(job_id, "job id")?)
+            .bind(worker)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading an output")?;
+        row.as_ref().map(output_row).transpose()
+    }
+
+    /// Stores the receipt of `worker`'s output for a job.
+    pub async fn set_receipt(&self, job_id: u64, worker: &str, receipt: &str) -> Result<()> {
+        sqlx::query("UPDATE job_outputs SET receipt = $1 WHERE job_id = $2 AND worker = $3")
+            .bind(receipt)
+            .bind(i64_of(job_id, "job id")?)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .context("storing a receipt")?;
+        Ok(())
+    }
+
+    /// Records a worker's heartbeat.
+    pub async fn heartbeat(&self, beat: &LivenessRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO worker_liveness (address, last_seen, running_jobs, capacity, models, \
+             agent_version) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (address) DO UPDATE \
+             SET last_seen = excluded.last_seen, running_jobs = excluded.running_jobs, \
+             capacity = excluded.capacity, models = excluded.models, \
+             agent_version = excluded.agent_version",
+        )
+        .bind(&beat.address)
+        .bind(i64_of(beat.last_seen, "last_seen")?)
+        .bind(i64_of(beat.running_jobs, "running_jobs")?)
+        .bind(i64_of(beat.capacity, "capacity")?)
+        .bind(&beat.models)
+        .bind(&beat.agent_version)
+        .execute(&self.pool)
+        .await
+        .context("recording a heartbeat")?;
+        Ok(())
+    }
+
+    /// A worker's last heartbeat.
+    pub async fn liveness(&self, address: &str) -> Result<Option<LivenessRow>> {
+        let row = sqlx::query("SELECT * FROM worker_liveness WHERE address = $1")
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a heartbeat")?;
+        row.as_ref().map(liveness_row).transpose()
+    }
+
+    /// Every worker that sent a heartbeat at or after `since`, with its indexed row.
+    pub async fn live_workers(&self, since: u64) -> Result<Vec<(WorkerRow, LivenessRow)>> {
+        let rows = sqlx::query(
+            "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version \
+             FROM worker_liveness l JOIN workers w ON w.address = l.address \
+             WHERE l.last_seen >= $1 ORDER BY w.address",
+        )
+        .bind(i64_of(since, "since")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading live workers")?;
+        rows.iter()
+            .map(|r| Ok((worker_row(r)?, liveness_row(r)?)))
+            .collect()
+    }
+
+    /// Models by id from `after` (exclusive), at most `limit`.
+    pub async fn list_models(
+        &self,
+        active: Option<bool>,
+        after: Option<u64>,
+        limit: u64,
+    ) -> Result<Vec<ModelRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM models WHERE model_id > $1 AND ($2 < 0 OR active = $2) \
+             ORDER BY model_id LIMIT $3",
+        )
+        .bind(after.map_or(Ok(-1), |a| i64_of(a, "cursor"))?)
+        .bind(active.map_or(-1, i64::from))
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing models")?;
+        rows.iter().map(model_row).collect()
+    }
+
+    /// Jobs matching `filter`, newest first, at most `limit`.
+    pub async fn list_jobs(&self, filter: &JobFilter, limit: u64) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE job_id < $1 AND ($2 = '' OR submitter = $2) \
+             AND ($3 = '' OR worker = $3) AND ($4 = '' OR state = $4) \
+             ORDER BY job_id DESC LIMIT $5",
+        )
+        .bind(filter.before.map_or(Ok(i64::MAX), |b| i64_of(b, "cursor"))?)
+        .bind(filter.submitter.clone().unwrap_or_default())
+        .bind(filter.worker.clone().unwrap_or_default())
+        .bind(filter.state.clone().unwrap_or_default())
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing jobs")?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// Jobs in `state` by id, at most `limit`, from id `after` (exclusive).
+    pub async fn jobs_in_state(&self, state: &str, after: u64, limit: u64) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE state = $1 AND job_id > $2 ORDER BY job_id LIMIT $3",
+        )
+        .bind(state)
+        .bind(i64_of(after, "cursor")?)
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing jobs by state")?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// Workers by address after `after`, with their heartbeat if any, at most `limit`.
+    pub async fn list_workers(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<(WorkerRow, Option<LivenessRow>)>> {
+        let rows = sqlx::query(
+            "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version \
+             FROM workers w LEFT JOIN worker_liveness l ON l.address = w.address \
+             WHERE w.address > $1 AND ($2 = '' OR w.state = $2) ORDER BY w.address LIMIT $3",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(state.unwrap_or(""))
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing workers")?;
+        rows.iter()
+            .map(|r| {
+                let beat = match opt_u64(r.try_get("last_seen")?, "last_seen")? {
+                    Some(_) => Some(liveness_row(r)?),
+                    None => None,
+                };
+                Ok((worker_row(r)?, beat))
+            })
+            .collect()
+    }
+
+    /// Log entries after `after` in `scope`, oldest first, at most `limit`.
+    pub async fn job_events(
+        &self,
+        scope: &EventScope,
+        after: u64,
+        limit: u64,
+    ) -> Result<Vec<JobEventRow>> {
+        let (job, submitter) = match scope {
+            EventScope::Job(id) => (i64_of(*id, "job id")?, String::new()),
+            EventScope::Submitter(address) => (-1, address.clone()),
+            EventScope::All => (-1, String::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM job_events WHERE sequence > $1 AND ($2 < 0 OR job_id = $2) \
+             AND ($3 = '' OR submitter = $3) ORDER BY sequence LIMIT $4",
+        )
+        .bind(i64_of(after, "sequence")?)
+        .bind(job)
+        .bind(submitter)
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading job events")?;
+        rows.iter().map(event_row).collect()
+    }
+}
