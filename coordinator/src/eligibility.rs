@@ -15,7 +15,7 @@ use crate::store::WorkerRow;
 pub const NO_TIER: u64 = 255;
 
 /// What a job requires of its worker (its on-chain snapshot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Requirements {
     /// Least VRAM, in MB.
     pub min_vram_mb: u64,

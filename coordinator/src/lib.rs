@@ -9,10 +9,12 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod blobs;
 pub mod eligibility;
 pub mod indexer;
 pub mod leader;
+pub mod matcher;
 pub mod records;
 pub mod store;
 

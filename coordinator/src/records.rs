@@ -371,6 +371,22 @@ impl Store {
             .collect()
     }
 
+    /// How many jobs the index shows assigned to each worker.
+    pub async fn assigned_counts(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let rows = sqlx::query(
+            "SELECT worker, COUNT(*) AS n FROM jobs WHERE state = 'Assigned' GROUP BY worker",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("counting assigned jobs")?;
+        rows.iter()
+            .map(|r| {
+                let worker: Option<String> = r.try_get("worker")?;
+                Ok((worker.unwrap_or_default(), u64_of(r.try_get("n")?, "count")?))
+            })
+            .collect()
+    }
+
     /// Models by id from `after` (exclusive), at most `limit`.
     pub async fn list_models(
         &self,

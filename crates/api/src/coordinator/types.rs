@@ -234,6 +234,9 @@ pub enum UnmatchedReason {
     },
     /// It will be considered at the matcher's next tick.
     AwaitingMatcher,
+    /// Its deadline leaves less than the job's release window: no worker may be assigned it
+    /// (the chain refuses), and it will expire with a refund.
+    DeadlineTooClose,
 }
 
 /// A job's unmatched reason with its human explanation.

@@ -1,0 +1,1247 @@
+//! The REST API (routes and types from [`ciro_api::coordinator`]): blobs, models, jobs with
+//! their data availability and why they are unmatched, job event streams, workers, and the
+//! workers' heartbeats, assignment long-poll, output and receipt uploads.
+//!
+//! Every error is an [`ErrorBody`] with a stable code; paths, queries and bodies are parsed
+//! here (never by an extractor that would answer in plain text), so bad input is a 4xx that
+//! says what is wrong. Writes, and reads of private data, are signed ([`auth`]).
+
+pub mod auth;
+pub mod openapi;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use ciro_api::coordinator::{
+    routes, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute,
+    ErrorBody, ErrorCode, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState,
+    ListJobs, ListModels, ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments,
+    Reputation, Requirements as ApiRequirements, SignedReceipt, Unmatched, UnmatchedReason,
+    Worker, WorkerState, JOB_EVENT,
+};
+use ciro_api::wire::{parse_felt, parse_u256, Digest, Felt, U256};
+use ciro_chain::bindings::cdc_pool;
+use ciro_service::CancellationToken;
+use futures_util::{Stream, StreamExt};
+use prometheus::{IntCounterVec, Opts};
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::eligibility::Requirements;
+use crate::indexer::{felt_text, unix_now, IndexerStatus};
+use crate::matcher::{self, Candidate};
+use crate::records::{BlobRow, EventScope, JobFilter, JobEventRow, LivenessRow, OutputRow};
+use crate::store::{JobRow, ModelRow, Store, WorkerRow};
+
+pub use auth::{RateLimiter, Verifier};
+
+/// The API's limits and timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Largest blob upload, in bytes.
+    pub max_blob_bytes: u64,
+    /// Largest JSON body, in bytes.
+    pub max_json_bytes: usize,
+    /// A signed request's timestamp may be this far from the server's clock (seconds).
+    pub signature_window_secs: u64,
+    /// Workers are asked to send a heartbeat this often (seconds).
+    pub heartbeat_interval_secs: u64,
+    /// A worker without a heartbeat for this long is not live (seconds).
+    pub stale_after_secs: u64,
+    /// Requests per second per client address.
+    pub rate_per_sec: u32,
+    /// Burst of requests per client address.
+    pub rate_burst: u32,
+    /// Longest assignment long-poll (seconds).
+    pub max_wait_secs: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_blob_bytes: 256 << 20,
+            max_json_bytes: 64 << 10,
+            signature_window_secs: 300,
+            heartbeat_interval_secs: 10,
+            stale_after_secs: 30,
+            rate_per_sec: 200,
+            rate_burst: 400,
+            max_wait_secs: 60,
+        }
+    }
+}
+
+/// Items per page when the query names no limit, and the most a page holds.
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+/// Longest agent version string accepted in a heartbeat.
+const MAX_AGENT_VERSION: usize = 64;
+/// Most models a heartbeat may list.
+const MAX_HEARTBEAT_MODELS: usize = 1_000;
+/// Most jobs a worker may declare it runs at once.
+const MAX_CAPACITY: u32 = 1_024;
+
+/// An error answer: its code gives the status.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// The human message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A server failure: logged in full, answered without details.
+    pub fn internal(error: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{error:#}"), "request failed");
+        Self::new(ErrorCode::Internal, "internal error (see the server's log)")
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        (status, Json(ErrorBody::new(self.code, self.message))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API's shared state.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+    verifier: Verifier,
+    limiter: RateLimiter,
+    config: ApiConfig,
+    index: Arc<IndexerStatus>,
+    shutdown: CancellationToken,
+}
+
+/// A verified signed request.
+struct Signed {
+    account: Felt,
+    body_sha256: Digest,
+}
+
+impl Api {
+    /// The API over `store` and `blobs`, verifying signatures with `verifier`.
+    pub fn new(
+        store: Store,
+        blobs: Arc<dyn BlobStore>,
+        verifier: Verifier,
+        config: ApiConfig,
+        index: Arc<IndexerStatus>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let limiter = RateLimiter::new(config.rate_per_sec, config.rate_burst);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                blobs,
+                verifier,
+                limiter,
+                config,
+                index,
+                shutdown,
+            }),
+        }
+    }
+
+    /// The counter of refused signed requests by code, to register in the metrics.
+    pub fn auth_failures_counter() -> prometheus::Result<IntCounterVec> {
+        IntCounterVec::new(
+            Opts::new(
+                "ciro_api_auth_failures",
+                "Signed requests refused, by error code",
+            ),
+            &["code"],
+        )
+    }
+
+    /// The router of every route of [`routes::ROUTES`] and [`routes::OPENAPI`].
+    pub fn router(self) -> Router {
+        let v1 = Router::new()
+            .route(routes::BLOB, put(put_blob).get(get_blob))
+            .route(routes::BLOB_META, get(blob_meta))
+            .route(routes::MODELS, get(list_models))
+            .route(routes::MODEL, get(get_model))
+            .route(routes::JOBS, get(list_jobs))
+            .route(routes::JOB, get(get_job))
+            .route(routes::JOB_EVENTS, get(job_events))
+            .route(routes::JOB_OUTPUT, put(put_output))
+            .route(routes::JOB_RECEIPT, put(put_receipt).get(get_receipt))
+            .route(routes::SUBMITTER_EVENTS, get(submitter_events))
+            .route(routes::WORKERS, get(list_workers))
+            .route(routes::WORKER, get(get_worker))
+            .route(routes::WORKER_HEARTBEAT, post(heartbeat))
+            .route(routes::WORKER_ASSIGNMENTS, get(assignments))
+            .layer(middleware::from_fn_with_state(self.clone(), rate_limit));
+        v1.route(routes::OPENAPI, get(openapi_document))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            // Bodies are read by the handlers, each with its own limit.
+            .layer(DefaultBodyLimit::disable())
+            .with_state(self)
+    }
+
+    async fn signed(&self, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> ApiResult<Option<Signed>> {
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+        let Some(account) = self
+            .inner
+            .verifier
+            .verify(method.as_str(), &path, headers)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // Verified: the header parsed.
+        let body_sha256 = headers
+            .get(ciro_api::coordinator::auth::headers::CONTENT_SHA256)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidSignature, "no body hash"))?;
+        Ok(Some(Signed {
+            account,
+            body_sha256,
+        }))
+    }
+
+    async fn require_signed(
+        &self,
+        method: &Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+    ) -> ApiResult<Signed> {
+        self.signed(method, uri, headers).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this request must be signed by a Starknet account (x-ciro-* headers)",
+            )
+        })
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    async fn blob_present(&self, digest: &str) -> ApiResult<bool> {
+        Ok(self
+            .store()
+            .blob(digest)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some())
+    }
+
+    /// The live workers as matcher candidates.
+    async fn candidates(&self) -> ApiResult<Vec<Candidate>> {
+        live_candidates(self.store(), self.inner.config.stale_after_secs)
+            .await
+            .map_err(ApiError::internal)
+    }
+}
+
+/// The live workers (heartbeat within `stale_after_secs`) as matcher candidates, their spare
+/// capacity net of the jobs the index shows assigned to them.
+pub async fn live_candidates(store: &Store, stale_after_secs: u64) -> anyhow::Result<Vec<Candidate>> {
+    let since = unix_now().saturating_sub(stale_after_secs);
+    let live = store.live_workers(since).await?;
+    let assigned = store.assigned_counts().await?;
+    Ok(live
+        .into_iter()
+        .map(|(row, beat)| {
+            let held = assigned.get(&row.address).copied().unwrap_or(0);
+            let busy = beat.running_jobs.max(held);
+            let capacity = u32::try_from(beat.capacity).unwrap_or(u32::MAX);
+            let models: HashSet<String> =
+                serde_json::from_str::<Vec<String>>(&beat.models).unwrap_or_default().into_iter().collect();
+            let avg_latency_secs = serde_json::from_str::<cdc_pool::WorkerInfo>(&row.info)
+                .map(|info| info.reputation.avg_latency)
+                .unwrap_or(0);
+            Candidate {
+                spare: u32::try_from(beat.capacity.saturating_sub(busy)).unwrap_or(0),
+                capacity,
+                avg_latency_secs,
+                models,
+                row,
+            }
+        })
+        .collect())
+}
+
+async fn rate_limit(State(api): State<Api>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(client) = client {
+        if !api.inner.limiter.allow(client) {
+            return ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} requests a second from {client}: slow down",
+                    api.inner.config.rate_per_sec
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route (see /openapi.json)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "the route exists but not with this method (see /openapi.json)",
+    )
+}
+
+async fn openapi_document() -> Response {
+    Json(openapi::document()).into_response()
+}
+
+// ---- parsing -------------------------------------------------------------------------------
+
+fn parse_digest(text: &str) -> ApiResult<Digest> {
+    text.parse()
+        .map_err(|_| ApiError::bad(format!("{text:?} is not a SHA-256 digest (64 hex digits)")))
+}
+
+fn parse_id(text: &str, what: &str) -> ApiResult<u64> {
+    text.parse()
+        .map_err(|_| ApiError::bad(format!("{what} {text:?} is not an unsigned 64-bit integer")))
+}
+
+fn parse_address(text: &str) -> ApiResult<Felt> {
+    parse_felt(text).map_err(|_| ApiError::bad(format!("{text:?} is not an account address (0x-hex felt)")))
+}
+
+fn parse_query<T: serde::de::DeserializeOwned + Default>(query: Option<String>) -> ApiResult<T> {
+    match query {
+        None => Ok(T::default()),
+        Some(query) => serde_urlencoded::from_str(&query)
+            .map_err(|e| ApiError::bad(format!("bad query string: {e}"))),
+    }
+}
+
+fn page_limit(limit: Option<u32>) -> ApiResult<u64> {
+    match limit {
+        Some(0) => Err(ApiError::bad("limit must be at least 1")),
+        Some(n) => Ok(u64::from(n.min(MAX_PAGE))),
+        None => Ok(u64::from(DEFAULT_PAGE)),
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(body: Body, limit: usize) -> ApiResult<(T, Vec<u8>)> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body exceeds {limit} bytes"),
+        )
+    })?;
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad(format!("malformed JSON body: {e}")))?;
+    Ok((value, bytes.to_vec()))
+}
+
+fn check_body(signed: &Signed, body: &[u8]) -> ApiResult<()> {
+    let actual = Digest::of(body);
+    if actual != signed.body_sha256 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            format!(
+                "the body hashes to {actual}, the request signed {}",
+                signed.body_sha256
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_address_text(text: &str) -> ApiResult<Felt> {
+    Felt::from_hex(text).map_err(|e| ApiError::internal(anyhow::anyhow!("stored address {text:?}: {e}")))
+}
+
+fn parse_digest_text(text: &str) -> ApiResult<Digest> {
+    text.parse()
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored digest {text:?}: {e:?}")))
+}
+
+fn parse_amount_text(text: &str) -> ApiResult<U256> {
+    parse_u256(text).map_err(|e| ApiError::internal(anyhow::anyhow!("stored amount {text:?}: {e}")))
+}
+
+// ---- conversions ---------------------------------------------------------------------------
+
+fn job_state(state: &str) -> ApiResult<JobState> {
+    serde_json::from_value(serde_json::Value::String(state.to_lowercase()))
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("stored job state {state:?}")))
+}
+
+fn state_name(state: JobState) -> String {
+    let json = serde_json::to_value(state).unwrap_or_default();
+    let lower = json.as_str().unwrap_or_default();
+    let mut name = lower.to_owned();
+    if let Some(first) = name.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    name
+}
+
+fn requirements_of(job: &JobRow) -> Requirements {
+    Requirements {
+        min_vram_mb: job.min_vram_mb,
+        required_flags: job.required_flags,
+        min_stake_tier: job.min_stake_tier,
+        min_score: job.min_score,
+    }
+}
+
+fn job_of(row: &JobRow) -> ApiResult<Job> {
+    let dispute = match &row.dispute {
+        None => None,
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("stored dispute: {e}")))?;
+            let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+            Some(Dispute {
+                disputer: parse_address_text(&field("disputer"))?,
+                evidence_hash: parse_address_text(&field("evidence_hash"))?,
+                bond: parse_amount_text(&field("bond"))?,
+                opened_at: value["opened_at"].as_u64().unwrap_or_default(),
+            })
+        }
+    };
+    Ok(Job {
+        job_id: row.job_id,
+        submitter: parse_address_text(&row.submitter)?,
+        model_id: row.model_id,
+        input_hash: parse_digest_text(&row.input_hash)?,
+        fee: parse_amount_text(&row.fee)?,
+        deadline: row.deadline,
+        state: job_state(&row.state)?,
+        worker: row.worker.as_deref().map(parse_address_text).transpose()?,
+        assigned_at: row.assigned_at,
+        completed_at: row.completed_at,
+        output_hash: row.output_hash.as_deref().map(parse_digest_text).transpose()?,
+        requirements: ApiRequirements {
+            min_vram_mb: u32::try_from(row.min_vram_mb).unwrap_or(u32::MAX),
+            required_flags: row.required_flags,
+            min_stake_tier: u8::try_from(row.min_stake_tier).unwrap_or(u8::MAX),
+            min_score: u32::try_from(row.min_score).unwrap_or(u32::MAX),
+        },
+        dispute,
+    })
+}
+
+fn model_of(row: &ModelRow, file_available: bool) -> ApiResult<Model> {
+    Ok(Model {
+        model_id: row.model_id,
+        owner: parse_address_text(&row.owner)?,
+        model_hash: parse_digest_text(&row.model_hash)?,
+        requirements: ApiRequirements {
+            min_vram_mb: u32::try_from(row.min_vram_mb).unwrap_or(u32::MAX),
+            required_flags: row.required_flags,
+            min_stake_tier: u8::try_from(row.min_stake_tier).unwrap_or(u8::MAX),
+            min_score: u32::try_from(row.min_score).unwrap_or(u32::MAX),
+        },
+        price: parse_amount_text(&row.price)?,
+        active: row.active,
+        file_available,
+    })
+}
+
+fn worker_of(row: &WorkerRow, beat: Option<&LivenessRow>, stale_after: u64) -> ApiResult<Worker> {
+    let info: cdc_pool::WorkerInfo = serde_json::from_str(&row.info)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored worker view: {e}")))?;
+    let state = serde_json::from_value(serde_json::Value::String(row.state.to_lowercase()))
+        .unwrap_or(WorkerState::Unregistered);
+    let now = unix_now();
+    let amount = |v: &ciro_chain::cainome::cairo_serde::U256| U256::from_words(v.low, v.high);
+    Ok(Worker {
+        address: parse_address_text(&row.address)?,
+        state,
+        capabilities: Capabilities {
+            gpu_model: row.gpu_model.clone(),
+            vram_mb: info.capabilities.vram_mb,
+            compute_capability: info.capabilities.compute_capability,
+            flags: info.capabilities.flags,
+        },
+        attestation_hash: info.attestation_hash,
+        stake: amount(&info.stake),
+        delegated: amount(&info.delegated),
+        hardware_tier: info.hardware_tier,
+        stake_tier: (u64::from(info.stake_tier) != crate::eligibility::NO_TIER)
+            .then_some(info.stake_tier),
+        reputation: Reputation {
+            completed: info.reputation.completed,
+            failed: info.reputation.failed,
+            missed: info.reputation.missed,
+            score: info.reputation.score,
+            avg_latency_secs: info.reputation.avg_latency,
+            last_outcome_at: info.reputation.last_outcome_at,
+        },
+        registered_at: info.record.registered_at,
+        chain_heartbeat_at: info.record.last_heartbeat,
+        liveness: beat.map(|b| Liveness {
+            last_seen: b.last_seen,
+            live: b.last_seen + stale_after >= now,
+            running_jobs: u32::try_from(b.running_jobs).unwrap_or(u32::MAX),
+            capacity: u32::try_from(b.capacity).unwrap_or(u32::MAX),
+            models: serde_json::from_str::<Vec<String>>(&b.models)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.parse().ok())
+                .collect(),
+        }),
+    })
+}
+
+fn event_of(row: &JobEventRow) -> ApiResult<JobEvent> {
+    Ok(JobEvent {
+        sequence: row.sequence,
+        job_id: row.job_id,
+        submitter: parse_address_text(&row.submitter)?,
+        state: job_state(&row.state)?,
+        worker: row.worker.as_deref().map(parse_address_text).transpose()?,
+        output_hash: row.output_hash.as_deref().map(parse_digest_text).transpose()?,
+        block_number: row.block_number,
+        transaction_hash: parse_address_text(&row.tx_hash)?,
+    })
+}
+
+fn not_indexed(api: &Api, job_id: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::JobNotFound,
+        format!(
+            "job {job_id} is not in the index (indexed to block {}): if it was just submitted, retry",
+            api.inner.index.indexed()
+        ),
+    )
+}
+
+async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
+    api.store()
+        .job(job_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| not_indexed(api, job_id))
+}
+
+// ---- blobs ---------------------------------------------------------------------------------
+
+async fn store_blob(
+    api: &Api,
+    digest: &Digest,
+    body: Body,
+    uploader: Felt,
+) -> ApiResult<BlobRow> {
+    let stream = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    let size = api
+        .inner
+        .blobs
+        .put(digest, Box::pin(stream), api.inner.config.max_blob_bytes)
+        .await
+        .map_err(|error| match error {
+            BlobError::TooLarge { limit } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body exceeds the {limit}-byte upload limit"),
+            ),
+            BlobError::DigestMismatch { claimed, actual } => ApiError::new(
+                ErrorCode::DigestMismatch,
+                format!("the body hashes to {actual}, not to {claimed}"),
+            ),
+            BlobError::Body(e) => ApiError::bad(format!("reading the body failed: {e}")),
+            BlobError::Storage(e) => ApiError::internal(anyhow::Error::new(e).context("the blob store")),
+        })?;
+    let row = BlobRow {
+        digest: digest.to_string(),
+        size,
+        uploader: felt_text(uploader),
+        created_at: unix_now(),
+    };
+    api.store().insert_blob(&row).await.map_err(ApiError::internal)?;
+    Ok(row)
+}
+
+fn check_signed_digest(signed: &Signed, digest: &Digest) -> ApiResult<()> {
+    if signed.body_sha256 != *digest {
+        return Err(ApiError::new(
+            ErrorCode::DigestMismatch,
+            format!(
+                "the request signed a body hashing to {}, the path names {digest}",
+                signed.body_sha256
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn put_blob(
+    State(api): State<Api>,
+    Path(digest): Path<String>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let digest = parse_digest(&digest)?;
+    let signed = api.require_signed(&method, &uri, &headers).await?;
+    check_signed_digest(&signed, &digest)?;
+    let row = store_blob(&api, &digest, body, signed.account).await?;
+    let stored = api.store().blob(&row.digest).await.map_err(ApiError::internal)?;
+    let created_at = stored.map_or(row.created_at, |b| b.created_at);
+    tracing::info!(%digest, size = row.size, uploader = %row.uploader, "blob stored");
+    Ok((
+        StatusCode::CREATED,
+        Json(BlobInfo {
+            digest,
+            size: row.size,
+            created_at,
+        }),
+    )
+        .into_response())
+}
+
+async fn blob_meta(State(api): State<Api>, Path(digest): Path<String>) -> ApiResult<Json<BlobInfo>> {
+    let digest = parse_digest(&digest)?;
+    let row = api
+        .store()
+        .blob(&digest.to_string())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("no blob {digest}")))?;
+    Ok(Json(BlobInfo {
+        digest,
+        size: row.size,
+        created_at: row.created_at,
+    }))
+}
+
+/// Who may read a blob: anyone for a model file; a job's submitter and its worker for its
+/// input; a job's submitter and the worker that uploaded it for an output; else its uploader.
+async fn may_read_blob(api: &Api, digest: &str, reader: Option<Felt>, uploader: &str) -> ApiResult<()> {
+    if api.store().is_model_file(digest).await.map_err(ApiError::internal)? {
+        return Ok(());
+    }
+    let Some(reader) = reader else {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "this blob is private: sign the request as its job's submitter or worker",
+        ));
+    };
+    let reader = felt_text(reader);
+    if reader == uploader {
+        return Ok(());
+    }
+    let jobs = api.store().jobs_with_input(digest).await.map_err(ApiError::internal)?;
+    if jobs
+        .iter()
+        .any(|j| j.submitter == reader || j.worker.as_deref() == Some(reader.as_str()))
+    {
+        return Ok(());
+    }
+    let outputs = api.store().outputs_with_hash(digest).await.map_err(ApiError::internal)?;
+    if outputs
+        .iter()
+        .any(|(o, submitter)| *submitter == reader || o.worker == reader)
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Forbidden,
+        format!("{reader} may not read this blob: only its job's submitter and worker may"),
+    ))
+}
+
+async fn get_blob(
+    State(api): State<Api>,
+    Path(digest): Path<String>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let digest = parse_digest(&digest)?;
+    let text = digest.to_string();
+    let record = api
+        .store()
+        .blob(&text)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("no blob {digest}")))?;
+    let reader = api.signed(&method, &uri, &headers).await?.map(|s| s.account);
+    may_read_blob(&api, &text, reader, &record.uploader).await?;
+    let (size, stream) = api
+        .inner
+        .blobs
+        .open(&digest)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e)))?
+        .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("blob {digest} is gone")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+// ---- models --------------------------------------------------------------------------------
+
+async fn list_models(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult<Json<Page<Model>>> {
+    let query: ListModels = parse_query(query)?;
+    let limit = page_limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| parse_id(c, "cursor"))
+        .transpose()?;
+    let rows = api
+        .store()
+        .list_models(query.active, after, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        items.push(model_of(row, api.blob_present(&row.model_hash).await?)?);
+    }
+    let next_cursor = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|r| r.model_id.to_string()))
+        .flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+async fn get_model(State(api): State<Api>, Path(model_id): Path<String>) -> ApiResult<Json<Model>> {
+    let model_id = parse_id(&model_id, "model id")?;
+    let row = api
+        .store()
+        .model(model_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("no model {model_id}")))?;
+    Ok(Json(model_of(&row, api.blob_present(&row.model_hash).await?)?))
+}
+
+// ---- jobs ----------------------------------------------------------------------------------
+
+async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult<Json<Page<Job>>> {
+    let query: ListJobs = parse_query(query)?;
+    let limit = page_limit(query.limit)?;
+    let filter = JobFilter {
+        submitter: query.submitter.map(felt_text),
+        worker: query.worker.map(felt_text),
+        state: query.state.map(state_name),
+        before: query
+            .cursor
+            .as_deref()
+            .map(|c| parse_id(c, "cursor"))
+            .transpose()?,
+    };
+    let rows = api
+        .store()
+        .list_jobs(&filter, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let items = rows.iter().map(job_of).collect::<ApiResult<Vec<_>>>()?;
+    let next_cursor = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|r| r.job_id.to_string()))
+        .flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// Why a queued job is not assigned yet.
+pub fn unmatched_reason(
+    job: &JobRow,
+    input: bool,
+    model_file: bool,
+    candidates: &[Candidate],
+) -> UnmatchedReason {
+    if !input {
+        return UnmatchedReason::InputNotUploaded;
+    }
+    if !model_file {
+        return UnmatchedReason::ModelFileNotUploaded;
+    }
+    let release_after = release_after(job);
+    if unix_now() + release_after > job.deadline {
+        return UnmatchedReason::DeadlineTooClose;
+    }
+    matcher::explain(&requirements_of(job), candidates)
+}
+
+/// The job's release window (its terms' `release_after`, seconds).
+pub fn release_after(job: &JobRow) -> u64 {
+    serde_json::from_str::<serde_json::Value>(&job.terms)
+        .ok()
+        .and_then(|t| t["release_after"].as_u64())
+        .unwrap_or(0)
+}
+
+async fn get_job(State(api): State<Api>, Path(job_id): Path<String>) -> ApiResult<Json<JobDetails>> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let row = indexed_job(&api, job_id).await?;
+    let model = api.store().model(row.model_id).await.map_err(ApiError::internal)?;
+    let model_file = match &model {
+        Some(m) => api.blob_present(&m.model_hash).await?,
+        None => false,
+    };
+    let input = api.blob_present(&row.input_hash).await?;
+    let output = match &row.worker {
+        Some(worker) => api
+            .store()
+            .output(job_id, worker)
+            .await
+            .map_err(ApiError::internal)?,
+        None => None,
+    };
+    let job = job_of(&row)?;
+    let unmatched = if job.state == JobState::Queued {
+        let candidates = api.candidates().await?;
+        let reason = unmatched_reason(&row, input, model_file, &candidates);
+        Some(Unmatched {
+            message: matcher::describe(&reason),
+            reason,
+        })
+    } else {
+        None
+    };
+    Ok(Json(JobDetails {
+        job,
+        data: DataAvailability {
+            model: model_file,
+            input,
+            output: output.is_some(),
+            receipt: output.as_ref().is_some_and(|o| o.receipt.is_some()),
+        },
+        unmatched,
+        indexed_block: api.inner.index.indexed(),
+    }))
+}
+
+async fn put_output(
+    State(api): State<Api>,
+    Path((job_id, digest)): Path<(String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<OutputAccepted>> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let digest = parse_digest(&digest)?;
+    let signed = api.require_signed(&method, &uri, &headers).await?;
+    check_signed_digest(&signed, &digest)?;
+    let job = indexed_job(&api, job_id).await?;
+    let signer = felt_text(signed.account);
+    if job.worker.as_deref() != Some(signer.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::NotAssigned,
+            format!("job {job_id} is not assigned to {signer}"),
+        ));
+    }
+    let accepts = match job.state.as_str() {
+        "Assigned" => true,
+        // Committed on-chain first: only that output.
+        "Completed" | "Disputed" => job.output_hash.as_deref() == Some(digest.to_string().as_str()),
+        _ => false,
+    };
+    if !accepts {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!("job {job_id} is {} and accepts no such output", job.state),
+        ));
+    }
+    let blob = store_blob(&api, &digest, body, signed.account).await?;
+    let output = OutputRow {
+        job_id,
+        worker: signer.clone(),
+        output_hash: digest.to_string(),
+        size: blob.size,
+        uploaded_at: unix_now(),
+        receipt: None,
+    };
+    if let Err(existing) = api.store().insert_output(&output).await.map_err(ApiError::internal)? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "{signer} already uploaded output {} for job {job_id}",
+                existing.output_hash
+            ),
+        ));
+    }
+    tracing::info!(job_id, worker = %signer, output = %digest, "output stored");
+    Ok(Json(OutputAccepted {
+        job_id,
+        output_hash: digest,
+        size: blob.size,
+    }))
+}
+
+async fn put_receipt(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let signed = api.require_signed(&method, &uri, &headers).await?;
+    let (receipt, bytes): (SignedReceipt, _) = read_json(body, api.inner.config.max_json_bytes).await?;
+    check_body(&signed, &bytes)?;
+    let job = indexed_job(&api, job_id).await?;
+    let signer = felt_text(signed.account);
+    if job.worker.as_deref() != Some(signer.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::NotAssigned,
+            format!("job {job_id} is not assigned to {signer}"),
+        ));
+    }
+    let output = api
+        .store()
+        .output(job_id, &signer)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidState, format!("upload job {job_id}'s output before its receipt")))?;
+    let r = &receipt.receipt;
+    let mismatch = if r.job_id != job_id {
+        Some(format!("the receipt is for job {}", r.job_id))
+    } else if r.worker != signed.account {
+        Some(format!("the receipt names worker {:#x}", r.worker))
+    } else if r.output_hash.to_string() != output.output_hash {
+        Some(format!("the receipt's output {} is not the uploaded {}", r.output_hash, output.output_hash))
+    } else if r.input_hash.to_string() != job.input_hash {
+        Some(format!("the receipt's input {} is not the job's {}", r.input_hash, job.input_hash))
+    } else {
+        None
+    };
+    if let Some(reason) = mismatch {
+        return Err(ApiError::bad(reason));
+    }
+    let hash = r.message_hash(api.inner.verifier.chain_id());
+    if !api
+        .inner
+        .verifier
+        .is_valid_signature(signed.account, hash, &receipt.signature)
+        .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidSignature,
+            format!("the receipt is not signed by {signer}'s account"),
+        ));
+    }
+    let text = serde_json::to_string(&receipt).map_err(|e| ApiError::internal(e.into()))?;
+    api.store()
+        .set_receipt(job_id, &signer, &text)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_receipt(State(api): State<Api>, Path(job_id): Path<String>) -> ApiResult<Json<SignedReceipt>> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let job = indexed_job(&api, job_id).await?;
+    let none = || ApiError::new(ErrorCode::ReceiptNotFound, format!("no receipt for job {job_id}"));
+    let worker = job.worker.ok_or_else(none)?;
+    let output = api
+        .store()
+        .output(job_id, &worker)
+        .await
+        .map_err(ApiError::internal)?
+        .and_then(|o| o.receipt)
+        .ok_or_else(none)?;
+    let receipt = serde_json::from_str(&output).map_err(|e| ApiError::internal(e.into()))?;
+    Ok(Json(receipt))
+}
+
+// ---- event streams -------------------------------------------------------------------------
+
+fn last_event_id(headers: &HeaderMap) -> ApiResult<u64> {
+    match headers.get("last-event-id") {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| ApiError::bad("Last-Event-ID must be the sequence of an event")),
+    }
+}
+
+fn event_stream(api: Api, scope: EventScope, after: u64) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    struct Cursor {
+        api: Api,
+        scope: EventScope,
+        after: u64,
+        pending: std::collections::VecDeque<JobEventRow>,
+    }
+    let start = Cursor {
+        api,
+        scope,
+        after,
+        pending: Default::default(),
+    };
+    futures_util::stream::unfold(start, |mut cursor| async move {
+        loop {
+            if let Some(row) = cursor.pending.pop_front() {
+                cursor.after = row.sequence;
+                let event = match event_of(&row).and_then(|e| {
+                    serde_json::to_string(&e).map_err(|e| ApiError::internal(e.into()))
+                }) {
+                    Ok(data) => Event::default()
+                        .event(JOB_EVENT)
+                        .id(row.sequence.to_string())
+                        .data(data),
+                    Err(_) => continue,
+                };
+                return Some((Ok(event), cursor));
+            }
+            match cursor
+                .api
+                .store()
+                .job_events(&cursor.scope, cursor.after, 100)
+                .await
+            {
+                Ok(rows) if !rows.is_empty() => {
+                    cursor.pending.extend(rows);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = format!("{error:#}"), "reading job events"),
+            }
+            tokio::select! {
+                _ = cursor.api.inner.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    })
+}
+
+async fn job_events(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let after = last_event_id(&headers)?;
+    indexed_job(&api, job_id).await?;
+    Ok(Sse::new(event_stream(api, EventScope::Job(job_id), after))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn submitter_events(
+    State(api): State<Api>,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let address = parse_address(&address)?;
+    let after = last_event_id(&headers)?;
+    Ok(Sse::new(event_stream(api, EventScope::Submitter(felt_text(address)), after))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+// ---- workers -------------------------------------------------------------------------------
+
+async fn list_workers(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult<Json<Page<Worker>>> {
+    let query: ListWorkers = parse_query(query)?;
+    let limit = page_limit(query.limit)?;
+    let state = query.state.map(|s| {
+        let name = serde_json::to_value(s).unwrap_or_default();
+        state_name_of_worker(name.as_str().unwrap_or_default())
+    });
+    let rows = api
+        .store()
+        .list_workers(state.as_deref(), query.cursor.as_deref(), limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let stale = api.inner.config.stale_after_secs;
+    let mut items = Vec::new();
+    for (row, beat) in &rows {
+        let worker = worker_of(row, beat.as_ref(), stale)?;
+        let live = worker.liveness.as_ref().is_some_and(|l| l.live);
+        if query.live.is_none_or(|wanted| wanted == live) {
+            items.push(worker);
+        }
+    }
+    let next_cursor = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|(r, _)| r.address.clone()))
+        .flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+fn state_name_of_worker(lower: &str) -> String {
+    let mut name = lower.to_owned();
+    if let Some(first) = name.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    name
+}
+
+async fn get_worker(State(api): State<Api>, Path(address): Path<String>) -> ApiResult<Json<Worker>> {
+    let address = felt_text(parse_address(&address)?);
+    let row = api
+        .store()
+        .worker(&address)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::WorkerNotFound, format!("no worker {address} in the CDC Pool")))?;
+    let beat = api.store().liveness(&address).await.map_err(ApiError::internal)?;
+    Ok(Json(worker_of(&row, beat.as_ref(), api.inner.config.stale_after_secs)?))
+}
+
+/// The signer, if it is the worker the path names and the pool knows it.
+async fn that_worker(api: &Api, address: &str, signed: &Signed) -> ApiResult<String> {
+    let address = felt_text(parse_address(address)?);
+    let signer = felt_text(signed.account);
+    if signer != address {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{signer} may not act for worker {address}"),
+        ));
+    }
+    if api.store().worker(&address).await.map_err(ApiError::internal)?.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::WorkerNotFound,
+            format!("{address} is not registered in the CDC Pool (or not indexed yet: retry)"),
+        ));
+    }
+    Ok(address)
+}
+
+async fn heartbeat(
+    State(api): State<Api>,
+    Path(address): Path<String>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<HeartbeatAck>> {
+    let signed = api.require_signed(&method, &uri, &headers).await?;
+    let (beat, bytes): (Heartbeat, _) = read_json(body, api.inner.config.max_json_bytes).await?;
+    check_body(&signed, &bytes)?;
+    let address = that_worker(&api, &address, &signed).await?;
+    if beat.capacity == 0 || beat.capacity > MAX_CAPACITY {
+        return Err(ApiError::bad(format!("capacity must be 1 to {MAX_CAPACITY}")));
+    }
+    if beat.running_jobs > MAX_CAPACITY {
+        return Err(ApiError::bad(format!("running_jobs must be at most {MAX_CAPACITY}")));
+    }
+    if beat.models.len() > MAX_HEARTBEAT_MODELS {
+        return Err(ApiError::bad(format!("at most {MAX_HEARTBEAT_MODELS} models")));
+    }
+    if beat.agent_version.len() > MAX_AGENT_VERSION {
+        return Err(ApiError::bad(format!("agent_version is at most {MAX_AGENT_VERSION} bytes")));
+    }
+    let models: Vec<String> = beat.models.iter().map(ToString::to_string).collect();
+    let now = unix_now();
+    api.store()
+        .heartbeat(&LivenessRow {
+            address,
+            last_seen: now,
+            running_jobs: u64::from(beat.running_jobs),
+            capacity: u64::from(beat.capacity),
+            models: serde_json::to_string(&models).map_err(|e| ApiError::internal(e.into()))?,
+            agent_version: beat.agent_version,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(HeartbeatAck {
+        server_time: now,
+        interval_secs: api.inner.config.heartbeat_interval_secs,
+        stale_after_secs: api.inner.config.stale_after_secs,
+    }))
+}
+
+async fn assignments(
+    State(api): State<Api>,
+    Path(address): Path<String>,
+    RawQuery(query): RawQuery,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<Assignments>> {
+    let query: PollAssignments = parse_query(query)?;
+    let signed = api.require_signed(&method, &uri, &headers).await?;
+    let address = that_worker(&api, &address, &signed).await?;
+    let wait = Duration::from_secs(u64::from(
+        query.wait_secs.unwrap_or(0).min(api.inner.config.max_wait_secs),
+    ));
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let jobs = api
+            .store()
+            .list_jobs(
+                &JobFilter {
+                    worker: Some(address.clone()),
+                    state: Some("Assigned".into()),
+                    ..JobFilter::default()
+                },
+                u64::from(MAX_PAGE),
+            )
+            .await
+            .map_err(ApiError::internal)?;
+        if !jobs.is_empty() || tokio::time::Instant::now() >= until {
+            let mut assignments = Vec::with_capacity(jobs.len());
+            for job in jobs.iter().rev() {
+                let model = api
+                    .store()
+                    .model(job.model_id)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job {} has no model", job.job_id)))?;
+                let assigned_at = job.assigned_at.unwrap_or_default();
+                assignments.push(Assignment {
+                    job_id: job.job_id,
+                    model_id: job.model_id,
+                    model_hash: parse_digest_text(&model.model_hash)?,
+                    input_hash: parse_digest_text(&job.input_hash)?,
+                    deadline: job.deadline,
+                    assigned_at,
+                    release_at: assigned_at + release_after(job),
+                });
+            }
+            return Ok(Json(Assignments { assignments }));
+        }
+        tokio::select! {
+            _ = api.inner.shutdown.cancelled() => return Ok(Json(Assignments { assignments: vec![] })),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
