@@ -118,11 +118,10 @@ impl BlobStore for LocalBlobStore {
     ) -> Result<u64, BlobError> {
         let mut name = [0u8; 16];
         getrandom::getrandom(&mut name).map_err(|e| io::Error::other(e.to_string()))?;
-        let staged_path = self.root.join("tmp").join(
-            name.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>(),
-        );
+        let staged_path = self
+            .root
+            .join("tmp")
+            .join(name.iter().map(|b| format!("{b:02x}")).collect::<String>());
         let mut staged = Staged(Some(staged_path.clone()));
         let mut file = tokio::fs::File::create(&staged_path).await?;
         let mut hasher = Sha256::new();
@@ -218,7 +217,10 @@ mod tests {
         assert!(store.contains(&digest).await.unwrap());
         assert_eq!(read_all(&store, &digest).await.unwrap(), b"hello world");
         // Again: idempotent.
-        store.put(&digest, body(&[b"hello world"]), 100).await.unwrap();
+        store
+            .put(&digest, body(&[b"hello world"]), 100)
+            .await
+            .unwrap();
 
         // Bytes of another digest: refused, nothing stored, nothing left staged.
         let claimed = Digest::of(b"something else");

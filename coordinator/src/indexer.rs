@@ -280,7 +280,14 @@ impl Indexer {
                             recorded_at,
                         };
                         let at = event.block_number.and_then(|n| times.get(&n).copied());
-                        job_mutation(e, &origin, at, &mut mutations, &mut reread_jobs, &mut workers)?
+                        job_mutation(
+                            e,
+                            &origin,
+                            at,
+                            &mut mutations,
+                            &mut reread_jobs,
+                            &mut workers,
+                        )?
                     }
                     CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
                     _ => {}

@@ -91,7 +91,10 @@ impl Store {
             .fetch_one(&self.pool)
             .await
             .context("reading the leader lease")?;
-        Ok((row.try_get("holder")?, u64_of(row.try_get("epoch")?, "epoch")?))
+        Ok((
+            row.try_get("holder")?,
+            u64_of(row.try_get("epoch")?, "epoch")?,
+        ))
     }
 
     /// [`Store::apply`], refused unless `holder` still leads in `epoch` (checked in the same

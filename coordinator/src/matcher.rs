@@ -61,6 +61,9 @@ pub struct Plan {
 
 const LEVELS: usize = 64;
 
+/// Jobs of one class share requirements and model.
+type ClassKey<'a> = (Requirements, &'a str);
+
 /// A worker's priority for a job class.
 fn priority(candidate: &Candidate, spare: u32, warm: bool) -> usize {
     let reputation = (candidate.row.score.min(10_000) * 32 / 10_000) as usize;
@@ -132,8 +135,7 @@ impl Class {
 /// which equal workers are first considered (pass the tick number).
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
     let mut spare: Vec<u32> = candidates.iter().map(|c| c.spare).collect();
-    let mut classes: HashMap<(Requirements, &str), (Class, HashMap<usize, bool>)> =
-        HashMap::new();
+    let mut classes: HashMap<ClassKey<'_>, (Class, HashMap<usize, bool>)> = HashMap::new();
     let mut result = Plan::default();
     for job in jobs {
         let key = (job.requirements, job.model_hash.as_str());
@@ -287,7 +289,9 @@ pub fn describe(reason: &UnmatchedReason) -> String {
         UnmatchedReason::EligibleWorkersBusy { eligible } => {
             format!("{eligible} eligible live worker(s), all at capacity")
         }
-        UnmatchedReason::AwaitingMatcher => "an eligible worker has room: the next matcher tick assigns it".into(),
+        UnmatchedReason::AwaitingMatcher => {
+            "an eligible worker has room: the next matcher tick assigns it".into()
+        }
         UnmatchedReason::DeadlineTooClose => {
             "its deadline is too close for a worker's release window: it will expire".into()
         }
@@ -385,7 +389,10 @@ mod tests {
 
     #[test]
     fn explanations_name_the_unmet_requirement_and_the_closest_offer() {
-        let workers = vec![worker("0x1", 5_000, 8_000, 1), worker("0x2", 7_000, 16_000, 0)];
+        let workers = vec![
+            worker("0x1", 5_000, 8_000, 1),
+            worker("0x2", 7_000, 16_000, 0),
+        ];
         let needs = |vram| Requirements {
             min_vram_mb: vram,
             required_flags: 0b1,
@@ -411,7 +418,10 @@ mod tests {
             explain(&needs(16_000), &workers),
             UnmatchedReason::EligibleWorkersBusy { eligible: 1 }
         );
-        assert_eq!(explain(&needs(0), &workers), UnmatchedReason::AwaitingMatcher);
+        assert_eq!(
+            explain(&needs(0), &workers),
+            UnmatchedReason::AwaitingMatcher
+        );
         assert_eq!(explain(&needs(0), &[]), UnmatchedReason::NoLiveWorkers);
     }
 }

@@ -382,7 +382,10 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let worker: Option<String> = r.try_get("worker")?;
-                Ok((worker.unwrap_or_default(), u64_of(r.try_get("n")?, "count")?))
+                Ok((
+                    worker.unwrap_or_default(),
+                    u64_of(r.try_get("n")?, "count")?,
+                ))
             })
             .collect()
     }
@@ -414,7 +417,11 @@ impl Store {
              AND ($3 = '' OR worker = $3) AND ($4 = '' OR state = $4) \
              ORDER BY job_id DESC LIMIT $5",
         )
-        .bind(filter.before.map_or(Ok(i64::MAX), |b| i64_of(b, "cursor"))?)
+        .bind(
+            filter
+                .before
+                .map_or(Ok(i64::MAX), |b| i64_of(b, "cursor"))?,
+        )
         .bind(filter.submitter.clone().unwrap_or_default())
         .bind(filter.worker.clone().unwrap_or_default())
         .bind(filter.state.clone().unwrap_or_default())

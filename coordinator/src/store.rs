@@ -397,7 +397,6 @@ impl Store {
     }
 }
 
-
 pub(crate) fn model_row(r: &sqlx::any::AnyRow) -> Result<ModelRow> {
     Ok(ModelRow {
         model_id: u64_of(r.try_get("model_id")?, "model_id")?,

@@ -26,6 +26,9 @@ const VALID: Felt = Felt::from_hex_unchecked("0x56414c4944");
 /// Most cached verdicts (older ones are dropped first when full).
 const CACHE_CAPACITY: usize = 100_000;
 
+/// Cached verdicts: (account, message hash, signature) → (valid, when checked).
+type VerdictCache = HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>;
+
 /// Checks signed requests.
 pub struct Verifier {
     node: Node,
@@ -33,7 +36,7 @@ pub struct Verifier {
     store: Store,
     window_secs: u64,
     cache_ttl: Duration,
-    cache: Mutex<HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>>,
+    cache: Mutex<VerdictCache>,
     failures: IntCounterVec,
 }
 
@@ -185,8 +188,10 @@ impl Verifier {
         Ok(verdict)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, VerdictCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -23,11 +23,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use ciro_api::coordinator::{
-    routes, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute,
-    ErrorBody, ErrorCode, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState,
-    ListJobs, ListModels, ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments,
-    Reputation, Requirements as ApiRequirements, SignedReceipt, Unmatched, UnmatchedReason,
-    Worker, WorkerState, JOB_EVENT,
+    routes, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute, ErrorBody,
+    ErrorCode, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, ListJobs, ListModels,
+    ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments, Reputation,
+    Requirements as ApiRequirements, SignedReceipt, Unmatched, UnmatchedReason, Worker,
+    WorkerState, JOB_EVENT,
 };
 use ciro_api::wire::{parse_felt, parse_u256, Digest, Felt, U256};
 use ciro_chain::bindings::cdc_pool;
@@ -39,7 +39,7 @@ use crate::blobs::{BlobError, BlobStore};
 use crate::eligibility::Requirements;
 use crate::indexer::{felt_text, unix_now, IndexerStatus};
 use crate::matcher::{self, Candidate};
-use crate::records::{BlobRow, EventScope, JobFilter, JobEventRow, LivenessRow, OutputRow};
+use crate::records::{BlobRow, EventScope, JobEventRow, JobFilter, LivenessRow, OutputRow};
 use crate::store::{JobRow, ModelRow, Store, WorkerRow};
 
 pub use auth::{RateLimiter, Verifier};
@@ -211,7 +211,12 @@ impl Api {
             .with_state(self)
     }
 
-    async fn signed(&self, method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> ApiResult<Option<Signed>> {
+    async fn signed(
+        &self,
+        method: &Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+    ) -> ApiResult<Option<Signed>> {
         let path = uri
             .path_and_query()
             .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
@@ -272,7 +277,10 @@ impl Api {
 
 /// The live workers (heartbeat within `stale_after_secs`) as matcher candidates, their spare
 /// capacity net of the jobs the index shows assigned to them.
-pub async fn live_candidates(store: &Store, stale_after_secs: u64) -> anyhow::Result<Vec<Candidate>> {
+pub async fn live_candidates(
+    store: &Store,
+    stale_after_secs: u64,
+) -> anyhow::Result<Vec<Candidate>> {
     let since = unix_now().saturating_sub(stale_after_secs);
     let live = store.live_workers(since).await?;
     let assigned = store.assigned_counts().await?;
@@ -282,8 +290,10 @@ pub async fn live_candidates(store: &Store, stale_after_secs: u64) -> anyhow::Re
             let held = assigned.get(&row.address).copied().unwrap_or(0);
             let busy = beat.running_jobs.max(held);
             let capacity = u32::try_from(beat.capacity).unwrap_or(u32::MAX);
-            let models: HashSet<String> =
-                serde_json::from_str::<Vec<String>>(&beat.models).unwrap_or_default().into_iter().collect();
+            let models: HashSet<String> = serde_json::from_str::<Vec<String>>(&beat.models)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             let avg_latency_secs = serde_json::from_str::<cdc_pool::WorkerInfo>(&row.info)
                 .map(|info| info.reputation.avg_latency)
                 .unwrap_or(0);
@@ -346,7 +356,8 @@ fn parse_id(text: &str, what: &str) -> ApiResult<u64> {
 }
 
 fn parse_address(text: &str) -> ApiResult<Felt> {
-    parse_felt(text).map_err(|_| ApiError::bad(format!("{text:?} is not an account address (0x-hex felt)")))
+    parse_felt(text)
+        .map_err(|_| ApiError::bad(format!("{text:?} is not an account address (0x-hex felt)")))
 }
 
 fn parse_query<T: serde::de::DeserializeOwned + Default>(query: Option<String>) -> ApiResult<T> {
@@ -365,7 +376,10 @@ fn page_limit(limit: Option<u32>) -> ApiResult<u64> {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(body: Body, limit: usize) -> ApiResult<(T, Vec<u8>)> {
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+) -> ApiResult<(T, Vec<u8>)> {
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -392,7 +406,8 @@ fn check_body(signed: &Signed, body: &[u8]) -> ApiResult<()> {
 }
 
 fn parse_address_text(text: &str) -> ApiResult<Felt> {
-    Felt::from_hex(text).map_err(|e| ApiError::internal(anyhow::anyhow!("stored address {text:?}: {e}")))
+    Felt::from_hex(text)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored address {text:?}: {e}")))
 }
 
 fn parse_digest_text(text: &str) -> ApiResult<Digest> {
@@ -456,7 +471,11 @@ fn job_of(row: &JobRow) -> ApiResult<Job> {
         worker: row.worker.as_deref().map(parse_address_text).transpose()?,
         assigned_at: row.assigned_at,
         completed_at: row.completed_at,
-        output_hash: row.output_hash.as_deref().map(parse_digest_text).transpose()?,
+        output_hash: row
+            .output_hash
+            .as_deref()
+            .map(parse_digest_text)
+            .transpose()?,
         requirements: ApiRequirements {
             min_vram_mb: u32::try_from(row.min_vram_mb).unwrap_or(u32::MAX),
             required_flags: row.required_flags,
@@ -537,7 +556,11 @@ fn event_of(row: &JobEventRow) -> ApiResult<JobEvent> {
         submitter: parse_address_text(&row.submitter)?,
         state: job_state(&row.state)?,
         worker: row.worker.as_deref().map(parse_address_text).transpose()?,
-        output_hash: row.output_hash.as_deref().map(parse_digest_text).transpose()?,
+        output_hash: row
+            .output_hash
+            .as_deref()
+            .map(parse_digest_text)
+            .transpose()?,
         block_number: row.block_number,
         transaction_hash: parse_address_text(&row.tx_hash)?,
     })
@@ -563,12 +586,7 @@ async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
 
 // ---- blobs ---------------------------------------------------------------------------------
 
-async fn store_blob(
-    api: &Api,
-    digest: &Digest,
-    body: Body,
-    uploader: Felt,
-) -> ApiResult<BlobRow> {
+async fn store_blob(api: &Api, digest: &Digest, body: Body, uploader: Felt) -> ApiResult<BlobRow> {
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
@@ -587,7 +605,9 @@ async fn store_blob(
                 format!("the body hashes to {actual}, not to {claimed}"),
             ),
             BlobError::Body(e) => ApiError::bad(format!("reading the body failed: {e}")),
-            BlobError::Storage(e) => ApiError::internal(anyhow::Error::new(e).context("the blob store")),
+            BlobError::Storage(e) => {
+                ApiError::internal(anyhow::Error::new(e).context("the blob store"))
+            }
         })?;
     let row = BlobRow {
         digest: digest.to_string(),
@@ -595,7 +615,10 @@ async fn store_blob(
         uploader: felt_text(uploader),
         created_at: unix_now(),
     };
-    api.store().insert_blob(&row).await.map_err(ApiError::internal)?;
+    api.store()
+        .insert_blob(&row)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(row)
 }
 
@@ -624,7 +647,11 @@ async fn put_blob(
     let signed = api.require_signed(&method, &uri, &headers).await?;
     check_signed_digest(&signed, &digest)?;
     let row = store_blob(&api, &digest, body, signed.account).await?;
-    let stored = api.store().blob(&row.digest).await.map_err(ApiError::internal)?;
+    let stored = api
+        .store()
+        .blob(&row.digest)
+        .await
+        .map_err(ApiError::internal)?;
     let created_at = stored.map_or(row.created_at, |b| b.created_at);
     tracing::info!(%digest, size = row.size, uploader = %row.uploader, "blob stored");
     Ok((
@@ -638,7 +665,10 @@ async fn put_blob(
         .into_response())
 }
 
-async fn blob_meta(State(api): State<Api>, Path(digest): Path<String>) -> ApiResult<Json<BlobInfo>> {
+async fn blob_meta(
+    State(api): State<Api>,
+    Path(digest): Path<String>,
+) -> ApiResult<Json<BlobInfo>> {
     let digest = parse_digest(&digest)?;
     let row = api
         .store()
@@ -655,8 +685,18 @@ async fn blob_meta(State(api): State<Api>, Path(digest): Path<String>) -> ApiRes
 
 /// Who may read a blob: anyone for a model file; a job's submitter and its worker for its
 /// input; a job's submitter and the worker that uploaded it for an output; else its uploader.
-async fn may_read_blob(api: &Api, digest: &str, reader: Option<Felt>, uploader: &str) -> ApiResult<()> {
-    if api.store().is_model_file(digest).await.map_err(ApiError::internal)? {
+async fn may_read_blob(
+    api: &Api,
+    digest: &str,
+    reader: Option<Felt>,
+    uploader: &str,
+) -> ApiResult<()> {
+    if api
+        .store()
+        .is_model_file(digest)
+        .await
+        .map_err(ApiError::internal)?
+    {
         return Ok(());
     }
     let Some(reader) = reader else {
@@ -669,14 +709,22 @@ async fn may_read_blob(api: &Api, digest: &str, reader: Option<Felt>, uploader: 
     if reader == uploader {
         return Ok(());
     }
-    let jobs = api.store().jobs_with_input(digest).await.map_err(ApiError::internal)?;
+    let jobs = api
+        .store()
+        .jobs_with_input(digest)
+        .await
+        .map_err(ApiError::internal)?;
     if jobs
         .iter()
         .any(|j| j.submitter == reader || j.worker.as_deref() == Some(reader.as_str()))
     {
         return Ok(());
     }
-    let outputs = api.store().outputs_with_hash(digest).await.map_err(ApiError::internal)?;
+    let outputs = api
+        .store()
+        .outputs_with_hash(digest)
+        .await
+        .map_err(ApiError::internal)?;
     if outputs
         .iter()
         .any(|(o, submitter)| *submitter == reader || o.worker == reader)
@@ -704,7 +752,10 @@ async fn get_blob(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("no blob {digest}")))?;
-    let reader = api.signed(&method, &uri, &headers).await?.map(|s| s.account);
+    let reader = api
+        .signed(&method, &uri, &headers)
+        .await?
+        .map(|s| s.account);
     may_read_blob(&api, &text, reader, &record.uploader).await?;
     let (size, stream) = api
         .inner
@@ -725,7 +776,10 @@ async fn get_blob(
 
 // ---- models --------------------------------------------------------------------------------
 
-async fn list_models(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult<Json<Page<Model>>> {
+async fn list_models(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Page<Model>>> {
     let query: ListModels = parse_query(query)?;
     let limit = page_limit(query.limit)?;
     let after = query
@@ -756,12 +810,18 @@ async fn get_model(State(api): State<Api>, Path(model_id): Path<String>) -> ApiR
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("no model {model_id}")))?;
-    Ok(Json(model_of(&row, api.blob_present(&row.model_hash).await?)?))
+    Ok(Json(model_of(
+        &row,
+        api.blob_present(&row.model_hash).await?,
+    )?))
 }
 
 // ---- jobs ----------------------------------------------------------------------------------
 
-async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult<Json<Page<Job>>> {
+async fn list_jobs(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Page<Job>>> {
     let query: ListJobs = parse_query(query)?;
     let limit = page_limit(query.limit)?;
     let filter = JobFilter {
@@ -814,10 +874,17 @@ pub fn release_after(job: &JobRow) -> u64 {
         .unwrap_or(0)
 }
 
-async fn get_job(State(api): State<Api>, Path(job_id): Path<String>) -> ApiResult<Json<JobDetails>> {
+async fn get_job(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+) -> ApiResult<Json<JobDetails>> {
     let job_id = parse_id(&job_id, "job id")?;
     let row = indexed_job(&api, job_id).await?;
-    let model = api.store().model(row.model_id).await.map_err(ApiError::internal)?;
+    let model = api
+        .store()
+        .model(row.model_id)
+        .await
+        .map_err(ApiError::internal)?;
     let model_file = match &model {
         Some(m) => api.blob_present(&m.model_hash).await?,
         None => false,
@@ -896,7 +963,12 @@ async fn put_output(
         uploaded_at: unix_now(),
         receipt: None,
     };
-    if let Err(existing) = api.store().insert_output(&output).await.map_err(ApiError::internal)? {
+    if let Err(existing) = api
+        .store()
+        .insert_output(&output)
+        .await
+        .map_err(ApiError::internal)?
+    {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!(
@@ -923,7 +995,8 @@ async fn put_receipt(
 ) -> ApiResult<StatusCode> {
     let job_id = parse_id(&job_id, "job id")?;
     let signed = api.require_signed(&method, &uri, &headers).await?;
-    let (receipt, bytes): (SignedReceipt, _) = read_json(body, api.inner.config.max_json_bytes).await?;
+    let (receipt, bytes): (SignedReceipt, _) =
+        read_json(body, api.inner.config.max_json_bytes).await?;
     check_body(&signed, &bytes)?;
     let job = indexed_job(&api, job_id).await?;
     let signer = felt_text(signed.account);
@@ -938,16 +1011,27 @@ async fn put_receipt(
         .output(job_id, &signer)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidState, format!("upload job {job_id}'s output before its receipt")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("upload job {job_id}'s output before its receipt"),
+            )
+        })?;
     let r = &receipt.receipt;
     let mismatch = if r.job_id != job_id {
         Some(format!("the receipt is for job {}", r.job_id))
     } else if r.worker != signed.account {
         Some(format!("the receipt names worker {:#x}", r.worker))
     } else if r.output_hash.to_string() != output.output_hash {
-        Some(format!("the receipt's output {} is not the uploaded {}", r.output_hash, output.output_hash))
+        Some(format!(
+            "the receipt's output {} is not the uploaded {}",
+            r.output_hash, output.output_hash
+        ))
     } else if r.input_hash.to_string() != job.input_hash {
-        Some(format!("the receipt's input {} is not the job's {}", r.input_hash, job.input_hash))
+        Some(format!(
+            "the receipt's input {} is not the job's {}",
+            r.input_hash, job.input_hash
+        ))
     } else {
         None
     };
@@ -974,10 +1058,18 @@ async fn put_receipt(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn get_receipt(State(api): State<Api>, Path(job_id): Path<String>) -> ApiResult<Json<SignedReceipt>> {
+async fn get_receipt(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+) -> ApiResult<Json<SignedReceipt>> {
     let job_id = parse_id(&job_id, "job id")?;
     let job = indexed_job(&api, job_id).await?;
-    let none = || ApiError::new(ErrorCode::ReceiptNotFound, format!("no receipt for job {job_id}"));
+    let none = || {
+        ApiError::new(
+            ErrorCode::ReceiptNotFound,
+            format!("no receipt for job {job_id}"),
+        )
+    };
     let worker = job.worker.ok_or_else(none)?;
     let output = api
         .store()
@@ -1003,7 +1095,11 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<u64> {
     }
 }
 
-fn event_stream(api: Api, scope: EventScope, after: u64) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+fn event_stream(
+    api: Api,
+    scope: EventScope,
+    after: u64,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     struct Cursor {
         api: Api,
         scope: EventScope,
@@ -1072,14 +1168,21 @@ async fn submitter_events(
 ) -> ApiResult<Response> {
     let address = parse_address(&address)?;
     let after = last_event_id(&headers)?;
-    Ok(Sse::new(event_stream(api, EventScope::Submitter(felt_text(address)), after))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(Sse::new(event_stream(
+        api,
+        EventScope::Submitter(felt_text(address)),
+        after,
+    ))
+    .keep_alive(KeepAlive::default())
+    .into_response())
 }
 
 // ---- workers -------------------------------------------------------------------------------
 
-async fn list_workers(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult<Json<Page<Worker>>> {
+async fn list_workers(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Page<Worker>>> {
     let query: ListWorkers = parse_query(query)?;
     let limit = page_limit(query.limit)?;
     let state = query.state.map(|s| {
@@ -1114,16 +1217,32 @@ fn state_name_of_worker(lower: &str) -> String {
     name
 }
 
-async fn get_worker(State(api): State<Api>, Path(address): Path<String>) -> ApiResult<Json<Worker>> {
+async fn get_worker(
+    State(api): State<Api>,
+    Path(address): Path<String>,
+) -> ApiResult<Json<Worker>> {
     let address = felt_text(parse_address(&address)?);
     let row = api
         .store()
         .worker(&address)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::WorkerNotFound, format!("no worker {address} in the CDC Pool")))?;
-    let beat = api.store().liveness(&address).await.map_err(ApiError::internal)?;
-    Ok(Json(worker_of(&row, beat.as_ref(), api.inner.config.stale_after_secs)?))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::WorkerNotFound,
+                format!("no worker {address} in the CDC Pool"),
+            )
+        })?;
+    let beat = api
+        .store()
+        .liveness(&address)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(worker_of(
+        &row,
+        beat.as_ref(),
+        api.inner.config.stale_after_secs,
+    )?))
 }
 
 /// The signer, if it is the worker the path names and the pool knows it.
@@ -1136,7 +1255,13 @@ async fn that_worker(api: &Api, address: &str, signed: &Signed) -> ApiResult<Str
             format!("{signer} may not act for worker {address}"),
         ));
     }
-    if api.store().worker(&address).await.map_err(ApiError::internal)?.is_none() {
+    if api
+        .store()
+        .worker(&address)
+        .await
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
         return Err(ApiError::new(
             ErrorCode::WorkerNotFound,
             format!("{address} is not registered in the CDC Pool (or not indexed yet: retry)"),
@@ -1158,16 +1283,24 @@ async fn heartbeat(
     check_body(&signed, &bytes)?;
     let address = that_worker(&api, &address, &signed).await?;
     if beat.capacity == 0 || beat.capacity > MAX_CAPACITY {
-        return Err(ApiError::bad(format!("capacity must be 1 to {MAX_CAPACITY}")));
+        return Err(ApiError::bad(format!(
+            "capacity must be 1 to {MAX_CAPACITY}"
+        )));
     }
     if beat.running_jobs > MAX_CAPACITY {
-        return Err(ApiError::bad(format!("running_jobs must be at most {MAX_CAPACITY}")));
+        return Err(ApiError::bad(format!(
+            "running_jobs must be at most {MAX_CAPACITY}"
+        )));
     }
     if beat.models.len() > MAX_HEARTBEAT_MODELS {
-        return Err(ApiError::bad(format!("at most {MAX_HEARTBEAT_MODELS} models")));
+        return Err(ApiError::bad(format!(
+            "at most {MAX_HEARTBEAT_MODELS} models"
+        )));
     }
     if beat.agent_version.len() > MAX_AGENT_VERSION {
-        return Err(ApiError::bad(format!("agent_version is at most {MAX_AGENT_VERSION} bytes")));
+        return Err(ApiError::bad(format!(
+            "agent_version is at most {MAX_AGENT_VERSION} bytes"
+        )));
     }
     let models: Vec<String> = beat.models.iter().map(ToString::to_string).collect();
     let now = unix_now();
@@ -1201,7 +1334,10 @@ async fn assignments(
     let signed = api.require_signed(&method, &uri, &headers).await?;
     let address = that_worker(&api, &address, &signed).await?;
     let wait = Duration::from_secs(u64::from(
-        query.wait_secs.unwrap_or(0).min(api.inner.config.max_wait_secs),
+        query
+            .wait_secs
+            .unwrap_or(0)
+            .min(api.inner.config.max_wait_secs),
     ));
     let until = tokio::time::Instant::now() + wait;
     loop {
@@ -1225,7 +1361,9 @@ async fn assignments(
                     .model(job.model_id)
                     .await
                     .map_err(ApiError::internal)?
-                    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job {} has no model", job.job_id)))?;
+                    .ok_or_else(|| {
+                        ApiError::internal(anyhow::anyhow!("job {} has no model", job.job_id))
+                    })?;
                 let assigned_at = job.assigned_at.unwrap_or_default();
                 assignments.push(Assignment {
                     job_id: job.job_id,

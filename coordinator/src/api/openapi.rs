@@ -41,19 +41,31 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             body: None,
             ok: ("200", "application/octet-stream", bytes()),
         },
-        (HttpMethod::Get, routes::BLOB_META) => Shape { query: none(), body: None, ok: json_ok("BlobInfo") },
+        (HttpMethod::Get, routes::BLOB_META) => Shape {
+            query: none(),
+            body: None,
+            ok: json_ok("BlobInfo"),
+        },
         (HttpMethod::Get, routes::MODELS) => Shape {
             query: query(ListModels::into_params(|| Some(ParameterIn::Query))),
             body: None,
             ok: json_ok("Page_Model"),
         },
-        (HttpMethod::Get, routes::MODEL) => Shape { query: none(), body: None, ok: json_ok("Model") },
+        (HttpMethod::Get, routes::MODEL) => Shape {
+            query: none(),
+            body: None,
+            ok: json_ok("Model"),
+        },
         (HttpMethod::Get, routes::JOBS) => Shape {
             query: query(ListJobs::into_params(|| Some(ParameterIn::Query))),
             body: None,
             ok: json_ok("Page_Job"),
         },
-        (HttpMethod::Get, routes::JOB) => Shape { query: none(), body: None, ok: json_ok("JobDetails") },
+        (HttpMethod::Get, routes::JOB) => Shape {
+            query: none(),
+            body: None,
+            ok: json_ok("JobDetails"),
+        },
         (HttpMethod::Get, routes::JOB_EVENTS | routes::SUBMITTER_EVENTS) => Shape {
             query: none(),
             body: None,
@@ -69,13 +81,21 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             body: Some(("application/json", schema("SignedReceipt"))),
             ok: ("204", "", Value::Null),
         },
-        (HttpMethod::Get, routes::JOB_RECEIPT) => Shape { query: none(), body: None, ok: json_ok("SignedReceipt") },
+        (HttpMethod::Get, routes::JOB_RECEIPT) => Shape {
+            query: none(),
+            body: None,
+            ok: json_ok("SignedReceipt"),
+        },
         (HttpMethod::Get, routes::WORKERS) => Shape {
             query: query(ListWorkers::into_params(|| Some(ParameterIn::Query))),
             body: None,
             ok: json_ok("Page_Worker"),
         },
-        (HttpMethod::Get, routes::WORKER) => Shape { query: none(), body: None, ok: json_ok("Worker") },
+        (HttpMethod::Get, routes::WORKER) => Shape {
+            query: none(),
+            body: None,
+            ok: json_ok("Worker"),
+        },
         (HttpMethod::Post, routes::WORKER_HEARTBEAT) => Shape {
             query: none(),
             body: Some(("application/json", schema("Heartbeat"))),
@@ -86,7 +106,11 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             body: None,
             ok: json_ok("Assignments"),
         },
-        _ => Shape { query: none(), body: None, ok: ("200", "application/json", json!({})) },
+        _ => Shape {
+            query: none(),
+            body: None,
+            ok: ("200", "application/json", json!({})),
+        },
     }
 }
 
@@ -103,9 +127,15 @@ fn path_parameter(name: &str) -> Value {
 const SIGNATURE_HEADERS: [(&str, &str); 5] = [
     ("x-ciro-account", "The signing account (0x-hex)"),
     ("x-ciro-timestamp", "Unix seconds when signed"),
-    ("x-ciro-nonce", "A felt never used by this account within the window"),
+    (
+        "x-ciro-nonce",
+        "A felt never used by this account within the window",
+    ),
     ("x-ciro-content-sha256", "SHA-256 of the body (64 hex)"),
-    ("x-ciro-signature", "The account's signature felts, comma-separated"),
+    (
+        "x-ciro-signature",
+        "The account's signature felts, comma-separated",
+    ),
 ];
 
 /// The whole document.
@@ -154,12 +184,15 @@ pub fn document() -> Value {
             "responses": {status: ok, "4XX": error.clone(), "5XX": error},
         });
         if let Some((content_type, body_schema)) = shape.body {
-            operation["requestBody"] = json!({"required": true, "content": {content_type: {"schema": body_schema}}});
+            operation["requestBody"] =
+                json!({"required": true, "content": {content_type: {"schema": body_schema}}});
         }
         if route.access != Access::Public {
             operation["security"] = json!([{"starknetSignature": []}]);
         }
-        let item = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
+        let item = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
         item[route.method.as_str().to_lowercase()] = operation;
     }
     doc["paths"] = Value::Object(paths);

@@ -141,8 +141,8 @@ impl Server {
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { stopping.cancelled().await })
-            .into_future();
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .into_future();
         tokio::pin!(server);
         tokio::select! {
             served = &mut server => served.context("serving HTTP")?,
