@@ -64,7 +64,7 @@ for service in ciro-coordinator ciro-paymaster-relayer; do
   listen="127.0.0.1:$(free_port)"
   extra=()
   # The coordinator indexes the deployment into its database (SQLite here).
-  [ "$service" = ciro-coordinator ] && extra=(--database-url "sqlite://$work/coordinator.db")
+  [ "$service" = ciro-coordinator ] && extra=(--database-url "sqlite://$work/coordinator.db" --blob-dir "$work/blobs")
   "$bin/$service" --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
     --listen "$listen" "${extra[@]}" 2>"$work/$service.log" &
   pid=$!

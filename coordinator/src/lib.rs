@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use axum::Router;
 use ciro_chain::manifest::Manifest;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
@@ -35,6 +34,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 
+use crate::api::{Api, ApiConfig, Verifier};
+use crate::blobs::LocalBlobStore;
 use crate::indexer::{Indexer, IndexerStatus};
 use crate::store::Store;
 
@@ -58,6 +59,10 @@ pub struct Config {
     pub index_poll: Duration,
     /// Blocks the index may lag behind the chain before `/ready` says unready.
     pub max_index_lag: u64,
+    /// Directory of the local blob store.
+    pub blob_dir: std::path::PathBuf,
+    /// The API's limits and timings.
+    pub api: ApiConfig,
 }
 
 /// `/ready`'s database check: the database answers.
@@ -161,8 +166,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let node = Arc::new(JsonRpcClient::new(HttpTransport::new(
         config.chain.rpc_url.clone(),
     )));
-    let indexer =
-        Indexer::new(node, store.clone(), &manifest, INDEX_PAGE_SIZE).with_context(|| {
+    let indexer = Indexer::new(node.clone(), store.clone(), &manifest, INDEX_PAGE_SIZE)
+        .with_context(|| {
             format!(
                 "the deployment manifest {}",
                 config.chain.manifest.display()
@@ -176,16 +181,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             status: status.clone(),
             max_lag: config.max_index_lag,
         });
-    IndexCollector::register(&metrics, status)?;
+    IndexCollector::register(&metrics, status.clone())?;
+    let failures = Api::auth_failures_counter()?;
+    metrics.registry().register(Box::new(failures.clone()))?;
+    let blobs = LocalBlobStore::open_dir(&config.blob_dir)
+        .await
+        .with_context(|| format!("opening the blob store {}", config.blob_dir.display()))?;
+    let api = Api::new(
+        store.clone(),
+        Arc::new(blobs),
+        Verifier::new(
+            node.clone(),
+            store.clone(),
+            config.api.signature_window_secs,
+            failures,
+        ),
+        config.api.clone(),
+        status,
+        shutdown.clone(),
+    );
     tracing::info!(
         rpc_url = %config.chain.rpc_url,
         network = %manifest.network,
         database = ?store.backend(),
-        "{SERVICE} {}: indexing (the API, matcher and keepers are not built yet)",
+        blobs = %config.blob_dir.display(),
+        "{SERVICE} {}: indexing and serving the API (the matcher and keepers are not running yet)",
         env!("CARGO_PKG_VERSION")
     );
     let indexing = tokio::spawn(indexer.run(config.index_poll, shutdown.clone()));
-    let served = serve(config.listen, Router::new(), &metrics, readiness, shutdown).await;
+    let served = serve(config.listen, api.router(), &metrics, readiness, shutdown).await;
     indexing.await.context("the indexer task")?;
     served
 }

@@ -19,6 +19,8 @@ fn coordinator_args() -> Vec<String> {
         manifest.display().to_string(),
         "--database-url".into(),
         format!("sqlite://{}", dir.join("coordinator.db").display()),
+        "--blob-dir".into(),
+        dir.join("blobs").display().to_string(),
     ]
 }
 

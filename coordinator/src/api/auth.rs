@@ -32,7 +32,7 @@ type VerdictCache = HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>;
 /// Checks signed requests.
 pub struct Verifier {
     node: Node,
-    chain_id: Felt,
+    chain_id: tokio::sync::OnceCell<Felt>,
     store: Store,
     window_secs: u64,
     cache_ttl: Duration,
@@ -41,18 +41,13 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier for `chain_id`, asking accounts through `node`, recording nonces in
-    /// `store`, accepting timestamps within `window_secs` of the server's clock.
-    pub fn new(
-        node: Node,
-        chain_id: Felt,
-        store: Store,
-        window_secs: u64,
-        failures: IntCounterVec,
-    ) -> Self {
+    /// A verifier for the chain of `node` (its id read on first use), asking accounts through
+    /// it, recording nonces in `store`, accepting timestamps within `window_secs` of the
+    /// server's clock.
+    pub fn new(node: Node, store: Store, window_secs: u64, failures: IntCounterVec) -> Self {
         Self {
             node,
-            chain_id,
+            chain_id: tokio::sync::OnceCell::new(),
             store,
             window_secs,
             cache_ttl: Duration::from_secs(60),
@@ -61,9 +56,18 @@ impl Verifier {
         }
     }
 
-    /// The chain the signatures are for.
-    pub fn chain_id(&self) -> Felt {
+    /// The chain the signatures are for (asked of the node once).
+    pub async fn chain_id(&self) -> Result<Felt, ApiError> {
         self.chain_id
+            .get_or_try_init(|| async { self.node.chain_id().await })
+            .await
+            .copied()
+            .map_err(|error| {
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("the chain node does not answer: {error}"),
+                )
+            })
     }
 
     /// The signing account of a request, `None` if it is unsigned; an error if it is signed
@@ -97,7 +101,7 @@ impl Verifier {
             .map_err(auth_error)?;
         let hash = auth
             .message(method, path_and_query)
-            .message_hash(auth.account, self.chain_id)
+            .message_hash(auth.account, self.chain_id().await?)
             .map_err(|e| auth_error(AuthError::Method(e)))?;
         if !self
             .is_valid_signature(auth.account, hash, &auth.signature)

@@ -1038,7 +1038,7 @@ async fn put_receipt(
     if let Some(reason) = mismatch {
         return Err(ApiError::bad(reason));
     }
-    let hash = r.message_hash(api.inner.verifier.chain_id());
+    let hash = r.message_hash(api.inner.verifier.chain_id().await?);
     if !api
         .inner
         .verifier
