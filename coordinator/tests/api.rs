@@ -1,0 +1,240 @@
+//! The REST API's answers to bad and unsigned input, served in-process over a fresh SQLite
+//! store and blob directory: every refusal is a JSON error body with its specific code, and
+//! changes nothing. (Signed flows need a chain to verify signatures: the end-to-end suite.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ciro_api::coordinator::{ErrorBody, ErrorCode};
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::JsonRpcClient;
+use ciro_coordinator::api::{Api, ApiConfig, Verifier};
+use ciro_coordinator::blobs::LocalBlobStore;
+use ciro_coordinator::indexer::IndexerStatus;
+use ciro_coordinator::store::Store;
+use ciro_service::CancellationToken;
+
+struct Served {
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(config: ApiConfig) -> Served {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .expect("store");
+    let blobs = LocalBlobStore::open_dir(dir.path().join("blobs"))
+        .await
+        .expect("blobs");
+    // No node: unsigned requests never reach it.
+    let node = Arc::new(JsonRpcClient::new(HttpTransport::new(
+        url::Url::parse("http://127.0.0.1:9/rpc").expect("url"),
+    )));
+    let failures = Api::auth_failures_counter().expect("counter");
+    let api = Api::new(
+        store.clone(),
+        Arc::new(blobs),
+        Verifier::new(node, store, 300, failures),
+        config,
+        Arc::new(IndexerStatus::default()),
+        CancellationToken::new(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let router = api.router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    Served {
+        base: format!("http://{address}"),
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+async fn error_of(response: reqwest::Response) -> (u16, ErrorCode, String) {
+    let status = response.status().as_u16();
+    let body: ErrorBody = response.json().await.expect("a JSON error body");
+    (status, body.code, body.message)
+}
+
+#[tokio::test]
+async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
+    let s = serve(ApiConfig::default()).await;
+    let digest = ciro_api::wire::Digest::of(b"input");
+    let cases: Vec<(reqwest::RequestBuilder, u16, ErrorCode, &str)> = vec![
+        (
+            s.http.get(format!("{}/v1/nope", s.base)),
+            404,
+            ErrorCode::NotFound,
+            "no such route",
+        ),
+        (
+            s.http.delete(format!("{}/v1/jobs", s.base)),
+            405,
+            ErrorCode::MethodNotAllowed,
+            "method",
+        ),
+        (
+            s.http.get(format!("{}/v1/jobs/12x", s.base)),
+            400,
+            ErrorCode::BadRequest,
+            "job id",
+        ),
+        (
+            s.http.get(format!("{}/v1/jobs/7", s.base)),
+            404,
+            ErrorCode::JobNotFound,
+            "not in the index",
+        ),
+        (
+            s.http.get(format!("{}/v1/models/7", s.base)),
+            404,
+            ErrorCode::ModelNotFound,
+            "no model 7",
+        ),
+        (
+            s.http.get(format!("{}/v1/workers/0xzz", s.base)),
+            400,
+            ErrorCode::BadRequest,
+            "address",
+        ),
+        (
+            s.http.get(format!("{}/v1/workers/0x5", s.base)),
+            404,
+            ErrorCode::WorkerNotFound,
+            "0x5",
+        ),
+        (
+            s.http.get(format!("{}/v1/jobs?state=lost", s.base)),
+            400,
+            ErrorCode::BadRequest,
+            "query",
+        ),
+        (
+            s.http.get(format!("{}/v1/jobs?limit=0", s.base)),
+            400,
+            ErrorCode::BadRequest,
+            "limit",
+        ),
+        (
+            s.http.get(format!("{}/v1/blobs/abc", s.base)),
+            400,
+            ErrorCode::BadRequest,
+            "SHA-256",
+        ),
+        (
+            s.http.get(format!("{}/v1/blobs/{digest}", s.base)),
+            404,
+            ErrorCode::BlobNotFound,
+            "no blob",
+        ),
+        (
+            s.http
+                .put(format!("{}/v1/blobs/{digest}", s.base))
+                .body("input"),
+            401,
+            ErrorCode::Unauthenticated,
+            "signed",
+        ),
+        (
+            s.http
+                .put(format!("{}/v1/blobs/{digest}", s.base))
+                .header("x-ciro-account", "0x1")
+                .body("input"),
+            401,
+            ErrorCode::Unauthenticated,
+            "x-ciro-timestamp",
+        ),
+        (
+            s.http
+                .put(format!("{}/v1/blobs/{digest}", s.base))
+                .header("x-ciro-account", "0x1")
+                .header("x-ciro-timestamp", "1")
+                .header("x-ciro-nonce", "0x1")
+                .header("x-ciro-content-sha256", digest.to_string())
+                .header("x-ciro-signature", "0x1,0x2")
+                .body("input"),
+            401,
+            ErrorCode::StaleRequest,
+            "window",
+        ),
+        (
+            s.http
+                .post(format!("{}/v1/workers/0x5/heartbeat", s.base))
+                .body("{not json"),
+            401,
+            ErrorCode::Unauthenticated,
+            "signed",
+        ),
+        (
+            s.http.get(format!("{}/v1/workers/0x5/assignments", s.base)),
+            401,
+            ErrorCode::Unauthenticated,
+            "signed",
+        ),
+    ];
+    for (request, status, code, says) in cases {
+        let (got_status, got_code, message) = error_of(request.send().await.expect("send")).await;
+        assert_eq!((got_status, got_code), (status, code), "{message}");
+        assert!(
+            message.contains(says),
+            "{code:?}: {message:?} lacks {says:?}"
+        );
+    }
+    // Nothing was stored.
+    let (status, code, _) = error_of(
+        s.http
+            .get(format!("{}/v1/blobs/{digest}/meta", s.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code), (404, ErrorCode::BlobNotFound));
+    // Lists of an empty index are empty pages, and the OpenAPI document is served.
+    let page: serde_json::Value = s
+        .http
+        .get(format!("{}/v1/jobs", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page, serde_json::json!({"items": []}));
+    let doc: serde_json::Value = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/jobs/{job_id}"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn a_client_past_its_rate_gets_429() {
+    let s = serve(ApiConfig {
+        rate_per_sec: 1,
+        rate_burst: 2,
+        ..ApiConfig::default()
+    })
+    .await;
+    let url = format!("{}/v1/models", s.base);
+    for _ in 0..2 {
+        assert_eq!(s.http.get(&url).send().await.unwrap().status(), 200);
+    }
+    let (status, code, message) = error_of(s.http.get(&url).send().await.unwrap()).await;
+    assert_eq!((status, code), (429, ErrorCode::RateLimited), "{message}");
+}
