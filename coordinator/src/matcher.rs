@@ -89,12 +89,12 @@ impl Class {
         candidates: &[Candidate],
         spare: &[u32],
         offset: usize,
-    ) -> (Self, HashMap<usize, bool>) {
+    ) -> (Self, Vec<bool>) {
         let mut class = Self {
             buckets: (0..LEVELS).map(|_| VecDeque::new()).collect(),
             mask: 0,
         };
-        let mut warm_of = HashMap::new();
+        let mut warm_of = vec![false; candidates.len()];
         let n = candidates.len();
         // Start at a rotating offset: equals are not always taken in address order.
         for i in (0..n).map(|k| (k + offset) % n.max(1)) {
@@ -103,7 +103,7 @@ impl Class {
                 continue;
             }
             let warm = candidate.models.contains(&job.model_hash);
-            warm_of.insert(i, warm);
+            warm_of[i] = warm;
             class.push(priority(candidate, spare[i], warm), i);
         }
         (class, warm_of)
@@ -135,7 +135,7 @@ impl Class {
 /// which equal workers are first considered (pass the tick number).
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
     let mut spare: Vec<u32> = candidates.iter().map(|c| c.spare).collect();
-    let mut classes: HashMap<ClassKey<'_>, (Class, HashMap<usize, bool>)> = HashMap::new();
+    let mut classes: HashMap<ClassKey<'_>, (Class, Vec<bool>)> = HashMap::new();
     let mut result = Plan::default();
     for job in jobs {
         let key = (job.requirements, job.model_hash.as_str());
@@ -147,7 +147,7 @@ pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Pl
             if spare[worker] == 0 {
                 continue; // Taken by another class: drop it.
             }
-            let warm = warm_of.get(&worker).copied().unwrap_or(false);
+            let warm = warm_of[worker];
             let now = priority(&candidates[worker], spare[worker], warm);
             if now < level {
                 class.push(now, worker); // Its priority fell meanwhile: re-file it.

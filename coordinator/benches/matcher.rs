@@ -1,0 +1,118 @@
+//! `cargo bench -p ciro-coordinator --bench matcher`: the matcher's decision time for 10,000
+//! queued jobs against 100, 1,000 and 10,000 live workers, per job, and its ratio to the
+//! 100-worker case measured in the same run. The per-job cost must stay flat: at most 1.5x
+//! from 100 to 10,000 workers (the process exits 1 otherwise).
+//!
+//! The workload: jobs of 4 models with different requirements (VRAM, flags, stake tier), and
+//! workers of mixed VRAM, flags, tiers, reputations and capacities (1 to 4), a quarter of them
+//! holding each model, so classes, eligibility, warm models and capacity all take part.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use ciro_coordinator::eligibility::Requirements;
+use ciro_coordinator::matcher::{plan, Candidate, QueuedJob};
+use ciro_coordinator::store::WorkerRow;
+
+const JOBS: usize = 10_000;
+const ROUNDS: usize = 20;
+
+/// A small deterministic generator (xorshift), so every run sees the same workload.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn model_hash(model: usize) -> String {
+    format!("{model:02x}").repeat(32)
+}
+
+fn workers(n: usize, rng: &mut Rng) -> Vec<Candidate> {
+    (0..n)
+        .map(|i| {
+            let capacity = 1 + (rng.next() % 4) as u32;
+            let models: HashSet<String> = (0..4)
+                .filter(|_| rng.next() % 4 == 0)
+                .map(model_hash)
+                .collect();
+            Candidate {
+                row: WorkerRow {
+                    address: format!("{i:#x}"),
+                    state: if rng.next() % 20 == 0 {
+                        "Inactive"
+                    } else {
+                        "Active"
+                    }
+                    .into(),
+                    gpu_model: "GPU".into(),
+                    vram_mb: [8_000, 16_000, 24_000, 80_000][(rng.next() % 4) as usize],
+                    compute_capability: 90,
+                    flags: rng.next() % 8,
+                    stake: "0x1".into(),
+                    hardware_tier: 2,
+                    stake_tier: rng.next() % 4,
+                    score: rng.next() % 10_001,
+                    last_heartbeat: 0,
+                    info: "{}".into(),
+                },
+                spare: capacity,
+                capacity,
+                avg_latency_secs: rng.next() % 600,
+                models,
+            }
+        })
+        .collect()
+}
+
+fn jobs(rng: &mut Rng) -> Vec<QueuedJob> {
+    (0..JOBS as u64)
+        .map(|job_id| {
+            let model = (rng.next() % 4) as usize;
+            QueuedJob {
+                job_id,
+                model_hash: model_hash(model),
+                requirements: Requirements {
+                    min_vram_mb: [0, 8_000, 16_000, 24_000][model],
+                    required_flags: [0, 1, 2, 3][model],
+                    min_stake_tier: [0, 0, 1, 1][model],
+                    min_score: 0,
+                },
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let queued = jobs(&mut rng);
+    let mut baseline = None;
+    let mut worst: f64 = 0.0;
+    println!("| live workers | assigned | ns per job | ratio to 100 workers |");
+    println!("|---:|---:|---:|---:|");
+    for n in [100, 1_000, 10_000] {
+        let candidates = workers(n, &mut rng);
+        let mut assigned = 0;
+        let mut best = f64::MAX;
+        for round in 0..ROUNDS {
+            let start = Instant::now();
+            let decided = plan(&queued, &candidates, round);
+            let per_job = start.elapsed().as_nanos() as f64 / JOBS as f64;
+            best = best.min(per_job);
+            assigned = decided.assignments.len();
+        }
+        let base = *baseline.get_or_insert(best);
+        let ratio = best / base;
+        worst = worst.max(ratio);
+        println!("| {n} | {assigned} | {best:.0} | {ratio:.2} |");
+    }
+    if worst > 1.5 {
+        eprintln!("the per-job cost grew {worst:.2}x from 100 to 10,000 workers (target: 1.5x)");
+        std::process::exit(1);
+    }
+}
