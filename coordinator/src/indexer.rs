@@ -230,6 +230,12 @@ impl Indexer {
 
     /// Applies one page of each contract's events; returns how many events were applied.
     pub async fn step(&self) -> Result<u64> {
+        self.step_fenced(None).await
+    }
+
+    /// [`Indexer::step`] as the leader `(holder, epoch)`: its writes are refused once another
+    /// replica has taken the lease (see [`crate::leader`]).
+    pub async fn step_fenced(&self, fence: Option<(&str, u64)>) -> Result<u64> {
         let mut applied = 0;
         let mut indexed = u64::MAX;
         for (name, kind, address) in [
@@ -316,13 +322,16 @@ impl Indexer {
             }
             let count = events.len() as u64;
             self.store
-                .apply(&Batch {
-                    contract: name.to_owned(),
-                    cursor: next.clone(),
-                    events: count,
-                    block,
-                    mutations,
-                })
+                .apply_checked(
+                    &Batch {
+                        contract: name.to_owned(),
+                        cursor: next.clone(),
+                        events: count,
+                        block,
+                        mutations,
+                    },
+                    fence,
+                )
                 .await?;
             applied += count;
             let done = if next.to_block.is_some() {
@@ -350,6 +359,11 @@ impl Indexer {
 
     /// Steps until the index has every event up to the chain's head at the time of the call.
     pub async fn catch_up(&self) -> Result<()> {
+        self.catch_up_fenced(None).await
+    }
+
+    /// [`Indexer::catch_up`] as the leader `(holder, epoch)`.
+    pub async fn catch_up_fenced(&self, fence: Option<(&str, u64)>) -> Result<()> {
         let head = self
             .node
             .block_number()
@@ -357,11 +371,44 @@ impl Indexer {
             .map_err(ChainError::from)
             .context("reading the chain's head")?;
         loop {
-            let applied = self.step().await?;
+            let applied = self.step_fenced(fence).await?;
             if applied == 0 && self.status.indexed() >= head {
                 return Ok(());
             }
         }
+    }
+
+    /// Where the index stands without indexing (a replica that does not lead): the stored
+    /// cursors against the chain's head, for `/ready` and `/metrics`.
+    pub async fn observe(&self) -> Result<()> {
+        let mut indexed = u64::MAX;
+        for name in [contracts::JOB_MGR, contracts::CDC_POOL] {
+            let block = match self.store.cursor(name).await? {
+                Some((cursor, _)) => cursor.from_block.saturating_sub(1),
+                None => self.deploy_block,
+            };
+            indexed = indexed.min(block);
+        }
+        let head = self
+            .node
+            .block_number()
+            .await
+            .map_err(ChainError::from)
+            .context("reading the chain's head")?;
+        self.status.head.store(head, Ordering::Relaxed);
+        self.status.indexed.store(indexed.min(head), Ordering::Relaxed);
+        self.status.stepped.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The node the indexer reads.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The JobMgr and CDC Pool addresses it follows.
+    pub fn contracts(&self) -> (Felt, Felt) {
+        (self.job_mgr, self.pool)
     }
 
     /// Follows the chain until `shutdown`, polling every `poll` when caught up. Errors (the

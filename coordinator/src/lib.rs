@@ -1,11 +1,12 @@
 //! The CIRO coordinator: accepts jobs from submitters, indexes the JobMgr and CDC Pool
 //! contracts, assigns jobs to eligible workers on-chain and stores their results.
 //!
-//! Built so far: the [`store`] (SQLite by default, PostgreSQL for many replicas, one set of
-//! migrations) and the chain [`indexer`], which mirrors models, jobs, workers and parameters
-//! and reports its lag in `/ready` and `/metrics`. The API, the matcher and the keepers come
-//! next (issue 11); [`run`] serves the service runtime's endpoints and runs the indexer until
-//! shutdown.
+//! Parts: the [`store`] (SQLite by default, PostgreSQL for many replicas, one set of
+//! migrations); the chain [`indexer`], which mirrors models, jobs, workers and parameters and
+//! reports its lag in `/ready` and `/metrics`; the content-addressed [`blobs`]; the signed REST
+//! [`api`]; the [`matcher`]; and the [`operator`], which on the replica holding the [`leader`]
+//! lease indexes, runs the keepers and assigns. [`run`] serves the API and runs the operator
+//! until shutdown.
 
 #![warn(missing_docs)]
 
@@ -15,16 +16,20 @@ pub mod eligibility;
 pub mod indexer;
 pub mod leader;
 pub mod matcher;
+pub mod operator;
 pub mod records;
 pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use ciro_chain::account::AccountSource;
 use ciro_chain::manifest::Manifest;
+use ciro_chain::sender::{SenderConfig, TxSender};
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::starknet::providers::Provider;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
 use ciro_service::{
@@ -35,8 +40,9 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntGauge, IntGaugeVec, Opts};
 
 use crate::api::{Api, ApiConfig, Verifier};
-use crate::blobs::LocalBlobStore;
+use crate::blobs::{BlobStore, LocalBlobStore};
 use crate::indexer::{Indexer, IndexerStatus};
+use crate::operator::{Operator, OperatorConfig};
 use crate::store::Store;
 
 /// The service's name, in logs, errors and the `ciro_build_info` metric.
@@ -55,14 +61,17 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://<file>` (created if missing) or `postgres://...`.
     pub database_url: String,
-    /// How often the indexer polls the chain once caught up.
-    pub index_poll: Duration,
     /// Blocks the index may lag behind the chain before `/ready` says unready.
     pub max_index_lag: u64,
     /// Directory of the local blob store.
     pub blob_dir: std::path::PathBuf,
     /// The API's limits and timings.
     pub api: ApiConfig,
+    /// The coordinator's own account (it needs JobMgr's COORDINATOR role to assign and
+    /// release); `None`: the replica indexes and serves but sends no transaction.
+    pub account: Option<AccountSource>,
+    /// The leader's work.
+    pub operator: OperatorConfig,
 }
 
 /// `/ready`'s database check: the database answers.
@@ -158,7 +167,8 @@ impl Collector for IndexCollector {
     }
 }
 
-/// Serves the coordinator and runs its indexer until `shutdown` is cancelled.
+/// Serves the coordinator and runs its operator (indexer, keepers, matcher; on the leader
+/// only) until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
     let manifest = Manifest::read(&config.chain.manifest)?;
@@ -184,12 +194,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     IndexCollector::register(&metrics, status.clone())?;
     let failures = Api::auth_failures_counter()?;
     metrics.registry().register(Box::new(failures.clone()))?;
-    let blobs = LocalBlobStore::open_dir(&config.blob_dir)
-        .await
-        .with_context(|| format!("opening the blob store {}", config.blob_dir.display()))?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        LocalBlobStore::open_dir(&config.blob_dir)
+            .await
+            .with_context(|| format!("opening the blob store {}", config.blob_dir.display()))?,
+    );
+    let sender = match &config.account {
+        Some(source) => {
+            let chain_id = node
+                .chain_id()
+                .await
+                .context("reading the chain id for the coordinator's account")?;
+            let account = ciro_chain::account::connect(source, &config.chain.rpc_url, chain_id)
+                .await
+                .context("the coordinator's account")?;
+            tracing::info!(account = %indexer::felt_text(account.address()), "sending as the coordinator's account");
+            Some(Arc::new(TxSender::new(account, SenderConfig::default())))
+        }
+        None => {
+            tracing::warn!(
+                "no coordinator account configured: this replica indexes and serves the API but assigns, releases and finalizes nothing"
+            );
+            None
+        }
+    };
+    let operator = Operator::new(
+        store.clone(),
+        blobs.clone(),
+        indexer,
+        sender,
+        config.operator.clone(),
+        &metrics,
+    )?;
     let api = Api::new(
         store.clone(),
-        Arc::new(blobs),
+        blobs,
         Verifier::new(
             node.clone(),
             store.clone(),
@@ -205,11 +244,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         network = %manifest.network,
         database = ?store.backend(),
         blobs = %config.blob_dir.display(),
-        "{SERVICE} {}: indexing and serving the API (the matcher and keepers are not running yet)",
+        holder = %config.operator.holder,
+        "{SERVICE} {}: serving the API; indexing, keeping and matching while it leads",
         env!("CARGO_PKG_VERSION")
     );
-    let indexing = tokio::spawn(indexer.run(config.index_poll, shutdown.clone()));
+    let operating = tokio::spawn(operator.run(shutdown.clone()));
     let served = serve(config.listen, api.router(), &metrics, readiness, shutdown).await;
-    indexing.await.context("the indexer task")?;
+    operating.await.context("the operator task")?;
     served
 }

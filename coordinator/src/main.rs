@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use ciro_coordinator::api::ApiConfig;
 use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
-use ciro_service::{run_service, ChainArgs, LogArgs, ServeArgs};
+use ciro_coordinator::operator::{OperatorConfig, MAX_BATCH};
+use ciro_service::{run_service, AccountArgs, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
 
 /// CIRO coordinator: accepts jobs from submitters, indexes the JobMgr and CDC Pool
 /// contracts, assigns jobs to eligible workers on-chain and stores their results.
 ///
-/// Built so far: the chain indexer into SQLite or PostgreSQL, the REST API (/v1, described at
-/// /openapi.json) with the blob store, and /health, /ready (node, database, index lag) and
-/// /metrics. The matcher and keepers are not running yet.
+/// Serves the REST API (/v1, described at /openapi.json) with the blob store, and /health,
+/// /ready (node, database, index lag) and /metrics. The replica holding the leader lease in the
+/// database indexes the chain and, with an account holding JobMgr's COORDINATOR role, assigns
+/// jobs to live workers, releases stale assignments, finalizes and expires jobs.
 #[derive(Parser)]
 #[command(name = "ciro-coordinator", version)]
 struct Cli {
@@ -32,9 +34,6 @@ struct Cli {
         default_value = "sqlite://ciro-coordinator.db"
     )]
     database_url: String,
-    /// How often the indexer polls the chain once caught up, in milliseconds.
-    #[arg(long, env = "CIRO_INDEX_POLL_MS", default_value_t = 1_000)]
-    index_poll_ms: u64,
     /// Blocks the index may lag behind the chain before /ready says unready.
     #[arg(long, env = "CIRO_MAX_INDEX_LAG", default_value_t = 10)]
     max_index_lag: u64,
@@ -50,25 +49,67 @@ struct Cli {
     /// Requests per second allowed per client address (bursts of twice as many).
     #[arg(long, env = "CIRO_RATE_LIMIT", default_value_t = 200)]
     rate_limit: u32,
+    /// The coordinator's account (needs JobMgr's COORDINATOR role). Without one, the replica
+    /// indexes and serves but sends no transaction.
+    #[command(flatten)]
+    account: AccountArgs,
+    /// This replica's name in the leader lease (default: host name and process id).
+    #[arg(long, env = "CIRO_REPLICA_NAME")]
+    replica_name: Option<String>,
+    /// Seconds a leader lease lasts unless renewed (renewed every third of it); a killed
+    /// leader is replaced within this.
+    #[arg(long, env = "CIRO_LEASE_SECS", default_value_t = 10)]
+    lease_secs: u64,
+    /// Milliseconds between the leader's ticks (index, keepers, matcher).
+    #[arg(long, env = "CIRO_TICK_MS", default_value_t = 1_000)]
+    tick_ms: u64,
+    /// Jobs per assign, release, finalize or expire transaction (1 to 100).
+    #[arg(long, env = "CIRO_BATCH_SIZE", default_value_t = MAX_BATCH)]
+    batch_size: usize,
+    /// Days an output is kept after its job's final state.
+    #[arg(long, env = "CIRO_OUTPUT_RETENTION_DAYS", default_value_t = 7)]
+    output_retention_days: u64,
+    /// Hours an upload nothing refers to is kept.
+    #[arg(long, env = "CIRO_UPLOAD_GRACE_HOURS", default_value_t = 24)]
+    upload_grace_hours: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     run_service(SERVICE, &cli.log, |shutdown| async move {
+        let account = match (&cli.account.devnet_account, &cli.account.account_address) {
+            (None, None) => None,
+            _ => Some(cli.account.source()?),
+        };
+        let holder = cli.replica_name.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let stale_after_secs = cli.stale_after_secs.max(1);
+        let operator = OperatorConfig {
+            lease_ttl: Duration::from_secs(cli.lease_secs.max(1)),
+            tick: Duration::from_millis(cli.tick_ms.max(10)),
+            stale_after_secs,
+            batch_size: cli.batch_size,
+            output_retention_secs: cli.output_retention_days.saturating_mul(86_400),
+            upload_grace_secs: cli.upload_grace_hours.saturating_mul(3_600),
+            ..OperatorConfig::new(holder)
+        };
         let config = Config {
             chain: cli.chain.config()?,
             listen: cli.serve.listen,
             database_url: cli.database_url,
-            index_poll: Duration::from_millis(cli.index_poll_ms.max(10)),
             max_index_lag: cli.max_index_lag,
             blob_dir: cli.blob_dir,
             api: ApiConfig {
                 max_blob_bytes: cli.max_blob_bytes,
-                stale_after_secs: cli.stale_after_secs.max(1),
+                stale_after_secs,
                 rate_per_sec: cli.rate_limit.max(1),
                 rate_burst: cli.rate_limit.max(1).saturating_mul(2),
                 ..ApiConfig::default()
             },
+            account,
+            operator,
         };
         run(config, shutdown).await
     })

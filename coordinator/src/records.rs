@@ -432,6 +432,28 @@ impl Store {
         rows.iter().map(job_row).collect()
     }
 
+    /// How many jobs are in each state.
+    pub async fn count_jobs_by_state(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .context("counting jobs by state")?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, u64_of(r.try_get("n")?, "count")?)))
+            .collect()
+    }
+
+    /// The block a job was submitted in.
+    pub async fn submitted_block(&self, job_id: u64) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT submitted_block FROM jobs WHERE job_id = $1")
+            .bind(i64_of(job_id, "job id")?)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a job's submission block")?;
+        row.map(|r| u64_of(r.try_get("submitted_block")?, "submitted_block"))
+            .transpose()
+    }
+
     /// Jobs in `state` by id, at most `limit`, from id `after` (exclusive).
     pub async fn jobs_in_state(&self, state: &str, after: u64, limit: u64) -> Result<Vec<JobRow>> {
         let rows = sqlx::query(

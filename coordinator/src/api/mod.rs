@@ -868,10 +868,18 @@ pub fn unmatched_reason(
 
 /// The job's release window (its terms' `release_after`, seconds).
 pub fn release_after(job: &JobRow) -> u64 {
-    serde_json::from_str::<serde_json::Value>(&job.terms)
-        .ok()
-        .and_then(|t| t["release_after"].as_u64())
-        .unwrap_or(0)
+    term(job, "release_after")
+}
+
+/// A numeric field of the job's terms (stored as the bindings serialize them: 0x-hex
+/// strings); 0 when absent or unreadable.
+pub fn term(job: &JobRow, name: &str) -> u64 {
+    let terms = serde_json::from_str::<serde_json::Value>(&job.terms).unwrap_or_default();
+    match &terms[name] {
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+        serde_json::Value::String(text) => ciro_api::wire::parse_u64(text).unwrap_or(0),
+        _ => 0,
+    }
 }
 
 async fn get_job(

@@ -1,0 +1,820 @@
+//! The leader's work: index the chain, run the keepers, match and assign.
+//!
+//! Every replica runs an [`Operator`]. One at a time holds the leader lease ([`crate::leader`]);
+//! it alone indexes (its index writes fenced by its epoch), and, when the coordinator has an
+//! account, sends the transactions of the keepers and the matcher. The others follow the index
+//! their leader writes (for `/ready`) and take over when its lease lapses.
+//!
+//! A tick, on the leader:
+//! 1. **index** the chain up to its head;
+//! 2. **keepers**, acting only on what the index (the chain, confirmed) says:
+//!    - expire jobs past their deadline (`expire`: a queued job's fee is refunded, an assigned
+//!      job's worker records a failure);
+//!    - release assignments whose worker stopped heartbeating, or that passed the job's own
+//!      release limit (`release_job`: the job goes back to the queue and is matched again);
+//!    - finalize completed jobs whose challenge window closed (`finalize_jobs`);
+//! 3. index again (so the matcher sees released jobs), then **match**: queued jobs whose input
+//!    and model file are present, against live workers ([`crate::matcher::plan`]), assigned with
+//!    `assign_jobs`.
+//!
+//! Every action is batched (up to `batch_size` entries per transaction) and split in halves on
+//! a revert until the entry at fault is alone; that entry is logged with the contract's error
+//! and, for an assignment, its (job, worker) pair is set aside for a while. Nothing is done
+//! twice: the contracts refuse to assign, release, finalize or expire a job that is not in the
+//! state the index said (a stale index only costs a skipped entry), and the next tick starts by
+//! indexing what this one sent.
+//!
+//! Times are chain time: the latest block's timestamp (devnet's clock moves with
+//! `increase_time`), never the coordinator's clock, except liveness, which is the
+//! coordinator's own record of heartbeats.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ciro_chain::bindings::job_mgr::{self, JobMgr};
+use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::sender::TxSender;
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Call, Felt};
+use ciro_chain::tx::{block_timestamp, TxOutcome};
+use ciro_chain::{ChainError, RpcAccount};
+use ciro_service::{CancellationToken, Metrics};
+use prometheus::{
+    Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts,
+};
+use tracing::Instrument;
+
+use crate::api::{live_candidates, release_after, term};
+use crate::blobs::BlobStore;
+use crate::eligibility::Requirements;
+use crate::indexer::{felt_text, unix_now, Indexer, IndexerStatus};
+use crate::matcher::{self, QueuedJob};
+use crate::store::{JobRow, Store};
+
+/// The most entries `assign_jobs` and `finalize_jobs` take (the contracts' bound).
+pub const MAX_BATCH: usize = 100;
+/// States a job can still change in; the rest are final.
+const FINAL_STATES: [&str; 4] = ["Finalized", "Cancelled", "Expired", "Refunded"];
+
+/// How the leader works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorConfig {
+    /// This replica's name in the lease (unique per process).
+    pub holder: String,
+    /// How long a lease lasts unless renewed (renewed every third of it).
+    pub lease_ttl: Duration,
+    /// Time between ticks.
+    pub tick: Duration,
+    /// A worker silent this long is not live: it gets no new jobs, and its assignments are
+    /// released.
+    pub stale_after_secs: u64,
+    /// Entries per transaction (1 to [`MAX_BATCH`]).
+    pub batch_size: usize,
+    /// How long a (job, worker) pair the contract refused is set aside.
+    pub exclusion_secs: u64,
+    /// Outputs are kept this long after their job's final state.
+    pub output_retention_secs: u64,
+    /// Uploads nothing refers to are collected after this long.
+    pub upload_grace_secs: u64,
+}
+
+impl OperatorConfig {
+    /// Defaults for `holder`: a 10 s lease, a 1 s tick, workers stale after 30 s, batches of
+    /// 100, outputs kept 7 days, unreferenced uploads collected after a day.
+    pub fn new(holder: impl Into<String>) -> Self {
+        Self {
+            holder: holder.into(),
+            lease_ttl: Duration::from_secs(10),
+            tick: Duration::from_secs(1),
+            stale_after_secs: 30,
+            batch_size: MAX_BATCH,
+            exclusion_secs: 60,
+            output_retention_secs: 7 * 24 * 3600,
+            upload_grace_secs: 24 * 3600,
+        }
+    }
+}
+
+/// The operator's metrics.
+#[derive(Clone)]
+struct OperatorMetrics {
+    jobs: IntGaugeVec,
+    leader: IntGauge,
+    epoch: IntGauge,
+    queue_wait: Histogram,
+    finalize_time: Histogram,
+    batch: HistogramVec,
+    txs: IntCounterVec,
+    fees: CounterVec,
+    actions: IntCounterVec,
+    collected: Counter,
+}
+
+impl OperatorMetrics {
+    fn register(metrics: &Metrics) -> Result<Self> {
+        let seconds = vec![
+            1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+        ];
+        let this = Self {
+            jobs: IntGaugeVec::new(
+                Opts::new("ciro_jobs", "Jobs in the index by state"),
+                &["state"],
+            )?,
+            leader: IntGauge::new(
+                "ciro_leader",
+                "1 while this replica holds the leader lease",
+            )?,
+            epoch: IntGauge::new("ciro_leader_epoch", "The lease epoch this replica leads in")?,
+            queue_wait: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ciro_queue_wait_seconds",
+                    "Chain seconds from a job's submission to its assignment by this coordinator",
+                )
+                .buckets(seconds.clone()),
+            )?,
+            finalize_time: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ciro_time_to_finalize_seconds",
+                    "Chain seconds from a job's submission to its finalization by this coordinator",
+                )
+                .buckets(seconds),
+            )?,
+            batch: HistogramVec::new(
+                HistogramOpts::new("ciro_batch_size", "Entries per keeper or matcher transaction")
+                    .buckets(vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]),
+                &["action"],
+            )?,
+            txs: IntCounterVec::new(
+                Opts::new(
+                    "ciro_chain_transactions_total",
+                    "Transactions sent by the coordinator, by action and result",
+                ),
+                &["action", "result"],
+            )?,
+            fees: CounterVec::new(
+                Opts::new(
+                    "ciro_chain_fees_fri_total",
+                    "Fees the coordinator's transactions paid, in FRI, by action",
+                ),
+                &["action"],
+            )?,
+            actions: IntCounterVec::new(
+                Opts::new(
+                    "ciro_keeper_jobs_total",
+                    "Jobs acted on (assigned, released, finalized, expired) or skipped by the chain",
+                ),
+                &["action", "result"],
+            )?,
+            collected: Counter::new(
+                "ciro_blobs_collected_total",
+                "Blobs deleted by retention",
+            )?,
+        };
+        let registry = metrics.registry();
+        registry.register(Box::new(this.jobs.clone()))?;
+        registry.register(Box::new(this.leader.clone()))?;
+        registry.register(Box::new(this.epoch.clone()))?;
+        registry.register(Box::new(this.queue_wait.clone()))?;
+        registry.register(Box::new(this.finalize_time.clone()))?;
+        registry.register(Box::new(this.batch.clone()))?;
+        registry.register(Box::new(this.txs.clone()))?;
+        registry.register(Box::new(this.fees.clone()))?;
+        registry.register(Box::new(this.actions.clone()))?;
+        registry.register(Box::new(this.collected.clone()))?;
+        Ok(this)
+    }
+}
+
+/// What a keeper or the matcher does to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Assign,
+    Release,
+    Finalize,
+    Expire,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Assign => "assign",
+            Action::Release => "release",
+            Action::Finalize => "finalize",
+            Action::Expire => "expire",
+        }
+    }
+}
+
+/// One entry of a batch: a job, and for an assignment its worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    job_id: u64,
+    worker: Option<Felt>,
+}
+
+/// Runs the leader's work on every replica that wins the lease.
+pub struct Operator {
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+    indexer: Indexer,
+    sender: Option<Arc<TxSender<RpcAccount>>>,
+    job_mgr: Felt,
+    config: OperatorConfig,
+    metrics: OperatorMetrics,
+    /// (job, worker) pairs the contract refused, until when (unix seconds).
+    excluded: HashMap<(u64, Felt), u64>,
+    /// Block timestamps already read.
+    block_times: HashMap<u64, u64>,
+    rotation: usize,
+    last_gc: u64,
+}
+
+impl Operator {
+    /// The operator of `indexer`'s deployment. Without `sender` (no coordinator account) it
+    /// indexes when it leads but sends nothing.
+    pub fn new(
+        store: Store,
+        blobs: Arc<dyn BlobStore>,
+        indexer: Indexer,
+        sender: Option<Arc<TxSender<RpcAccount>>>,
+        config: OperatorConfig,
+        metrics: &Metrics,
+    ) -> Result<Self> {
+        anyhow::ensure!(
+            (1..=MAX_BATCH).contains(&config.batch_size),
+            "the batch size must be 1 to {MAX_BATCH}"
+        );
+        let (job_mgr, _) = indexer.contracts();
+        Ok(Self {
+            store,
+            blobs,
+            indexer,
+            sender,
+            job_mgr,
+            config,
+            metrics: OperatorMetrics::register(metrics)?,
+            excluded: HashMap::new(),
+            block_times: HashMap::new(),
+            rotation: 0,
+            last_gc: 0,
+        })
+    }
+
+    /// The indexer's status (for `/ready`).
+    pub fn status(&self) -> Arc<IndexerStatus> {
+        self.indexer.status()
+    }
+
+    /// Competes for the lease and works while it holds it, until `shutdown`; then gives the
+    /// lease up so another replica takes over at once.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let renewing = tokio::spawn(renew(
+            self.store.clone(),
+            self.config.clone(),
+            epoch.clone(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
+        let mut backoff = self.config.tick;
+        loop {
+            let leading = epoch.load(Ordering::SeqCst);
+            let result = if leading > 0 {
+                self.tick(leading).await
+            } else {
+                self.follow().await
+            };
+            let wait = match result {
+                Ok(()) => {
+                    backoff = self.config.tick;
+                    self.config.tick
+                }
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), ?backoff, "coordinator tick failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if renewing.await.is_err() {
+            tracing::warn!("the lease task panicked");
+        }
+    }
+
+    /// A replica that does not lead: reports where the leader's index stands.
+    async fn follow(&mut self) -> Result<()> {
+        self.indexer.observe().await?;
+        self.count_jobs().await
+    }
+
+    /// One round of the leader's work in `epoch`.
+    pub async fn tick(&mut self, epoch: u64) -> Result<()> {
+        let holder = self.config.holder.clone();
+        let fence = Some((holder.as_str(), epoch));
+        self.indexer.catch_up_fenced(fence).await?;
+        self.count_jobs().await?;
+        self.collect_blobs().await?;
+        if self.sender.is_none() {
+            return Ok(());
+        }
+        let now = self.chain_now().await?;
+        let mut acted = self.expire(now).await?;
+        acted |= self.release(now).await?;
+        acted |= self.finalize(now).await?;
+        if acted {
+            self.indexer.catch_up_fenced(fence).await?;
+        }
+        self.assign(now).await
+    }
+
+    /// The latest block's timestamp.
+    async fn chain_now(&self) -> Result<u64> {
+        block_timestamp(&**self.indexer.node(), BlockId::Tag(BlockTag::Latest))
+            .await
+            .context("reading the chain's time")
+    }
+
+    async fn block_time(&mut self, block: u64) -> Result<u64> {
+        if let Some(at) = self.block_times.get(&block) {
+            return Ok(*at);
+        }
+        let at = block_timestamp(&**self.indexer.node(), BlockId::Number(block))
+            .await
+            .with_context(|| format!("reading block {block}'s timestamp"))?;
+        if self.block_times.len() > 10_000 {
+            self.block_times.clear();
+        }
+        self.block_times.insert(block, at);
+        Ok(at)
+    }
+
+    async fn count_jobs(&self) -> Result<()> {
+        self.metrics.jobs.reset();
+        for (state, count) in self.store.count_jobs_by_state().await? {
+            self.metrics
+                .jobs
+                .with_label_values(&[&state])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        Ok(())
+    }
+
+    /// Every indexed job in `state`.
+    async fn all_in(&self, state: &str) -> Result<Vec<JobRow>> {
+        let mut rows = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.jobs_in_state(state, after, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.job_id;
+            let full = page.len() == 1_000;
+            rows.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Expires queued and assigned jobs whose deadline passed.
+    async fn expire(&mut self, now: u64) -> Result<bool> {
+        let mut due = Vec::new();
+        for state in ["Queued", "Assigned"] {
+            due.extend(
+                self.all_in(state)
+                    .await?
+                    .into_iter()
+                    .filter(|job| now > job.deadline)
+                    .map(|job| Entry {
+                        job_id: job.job_id,
+                        worker: None,
+                    }),
+            );
+        }
+        Ok(!self.send(Action::Expire, due).await?.is_empty())
+    }
+
+    /// Releases assignments whose worker is not live or that passed the job's release limit.
+    async fn release(&mut self, now: u64) -> Result<bool> {
+        let live_since = unix_now().saturating_sub(self.config.stale_after_secs);
+        let mut due = Vec::new();
+        for job in self.all_in("Assigned").await? {
+            let Some(worker) = job.worker.clone() else {
+                continue;
+            };
+            let timed_out = job
+                .assigned_at
+                .is_some_and(|at| now >= at.saturating_add(release_after(&job)));
+            let silent = match self.store.liveness(&worker).await? {
+                Some(beat) => beat.last_seen < live_since,
+                None => true,
+            };
+            if timed_out || silent {
+                tracing::info!(
+                    job_id = job.job_id,
+                    %worker,
+                    timed_out,
+                    silent,
+                    "releasing the assignment"
+                );
+                due.push(Entry {
+                    job_id: job.job_id,
+                    worker: None,
+                });
+            }
+        }
+        Ok(!self.send(Action::Release, due).await?.is_empty())
+    }
+
+    /// Finalizes completed jobs whose challenge window closed.
+    async fn finalize(&mut self, now: u64) -> Result<bool> {
+        let due: Vec<Entry> = self
+            .all_in("Completed")
+            .await?
+            .into_iter()
+            .filter(|job| {
+                job.completed_at
+                    .is_some_and(|at| now >= at.saturating_add(term(job, "challenge_window")))
+            })
+            .map(|job| Entry {
+                job_id: job.job_id,
+                worker: None,
+            })
+            .collect();
+        let done = self.send(Action::Finalize, due).await?;
+        for (outcome, entries) in &done {
+            let skipped: HashSet<u64> = self
+                .events(outcome)
+                .into_iter()
+                .filter_map(|e| match e {
+                    job_mgr::Event::FinalizeSkipped(s) => Some(s.job_id),
+                    _ => None,
+                })
+                .collect();
+            let at = self.receipt_time(outcome).await?;
+            for entry in entries {
+                if skipped.contains(&entry.job_id) {
+                    self.count(Action::Finalize, "skipped", 1);
+                    continue;
+                }
+                if let Some(block) = self.store.submitted_block(entry.job_id).await? {
+                    let submitted = self.block_time(block).await?;
+                    self.metrics
+                        .finalize_time
+                        .observe(at.saturating_sub(submitted) as f64);
+                }
+            }
+        }
+        Ok(!done.is_empty())
+    }
+
+    /// Matches queued jobs whose data is present to live workers and assigns them.
+    async fn assign(&mut self, now: u64) -> Result<()> {
+        let wall = unix_now();
+        self.excluded.retain(|_, until| *until > wall);
+        let queued = self.all_in("Queued").await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let candidates = live_candidates(&self.store, self.config.stale_after_secs).await?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut present: HashMap<String, bool> = HashMap::new();
+        let mut model_hashes: HashMap<u64, Option<String>> = HashMap::new();
+        let mut jobs = Vec::new();
+        let earliest = now.max(wall);
+        for job in &queued {
+            if earliest.saturating_add(release_after(job)) > job.deadline {
+                continue; // The contract would refuse: the release limit must fit.
+            }
+            let model_hash = match model_hashes.get(&job.model_id) {
+                Some(hash) => hash.clone(),
+                None => {
+                    let hash = self.store.model(job.model_id).await?.map(|m| m.model_hash);
+                    model_hashes.insert(job.model_id, hash.clone());
+                    hash
+                }
+            };
+            let Some(model_hash) = model_hash else {
+                continue;
+            };
+            if !self.present(&mut present, &job.input_hash).await?
+                || !self.present(&mut present, &model_hash).await?
+            {
+                continue;
+            }
+            jobs.push(QueuedJob {
+                job_id: job.job_id,
+                model_hash,
+                requirements: Requirements {
+                    min_vram_mb: job.min_vram_mb,
+                    required_flags: job.required_flags,
+                    min_stake_tier: job.min_stake_tier,
+                    min_score: job.min_score,
+                },
+            });
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        self.rotation = self.rotation.wrapping_add(1);
+        let plan = matcher::plan(&jobs, &candidates, self.rotation);
+        let submitters: HashMap<u64, &str> = queued
+            .iter()
+            .map(|j| (j.job_id, j.submitter.as_str()))
+            .collect();
+        let mut entries = Vec::with_capacity(plan.assignments.len());
+        for (job_id, index) in plan.assignments {
+            let row = &candidates[index].row;
+            let Ok(worker) = Felt::from_hex(&row.address) else {
+                continue;
+            };
+            // The contract refuses a submitter working its own job; a pair it refused lately
+            // waits out its exclusion (the next tick may choose another worker).
+            if submitters.get(&job_id) == Some(&row.address.as_str())
+                || self.excluded.contains_key(&(job_id, worker))
+            {
+                continue;
+            }
+            entries.push(Entry {
+                job_id,
+                worker: Some(worker),
+            });
+        }
+        let done = self.send(Action::Assign, entries).await?;
+        for (outcome, batch) in &done {
+            let skipped: HashMap<u64, Felt> = self
+                .events(outcome)
+                .into_iter()
+                .filter_map(|e| match e {
+                    job_mgr::Event::AssignmentSkipped(s) => Some((s.job_id, s.reason)),
+                    _ => None,
+                })
+                .collect();
+            let at = self.receipt_time(outcome).await?;
+            for entry in batch {
+                let worker = entry.worker.unwrap_or_default();
+                let span = tracing::info_span!("job", job_id = entry.job_id);
+                if let Some(reason) = skipped.get(&entry.job_id) {
+                    let reason = short_string(*reason);
+                    span.in_scope(|| {
+                        tracing::info!(worker = %felt_text(worker), %reason, "the contract skipped the assignment; the pair is set aside")
+                    });
+                    self.excluded
+                        .insert((entry.job_id, worker), wall + self.config.exclusion_secs);
+                    self.count(Action::Assign, "skipped", 1);
+                    continue;
+                }
+                span.in_scope(|| tracing::info!(worker = %felt_text(worker), "assigned"));
+                if let Some(block) = self.store.submitted_block(entry.job_id).await? {
+                    let submitted = self.block_time(block).await?;
+                    self.metrics
+                        .queue_wait
+                        .observe(at.saturating_sub(submitted) as f64);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn present(&self, cache: &mut HashMap<String, bool>, digest: &str) -> Result<bool> {
+        if let Some(known) = cache.get(digest) {
+            return Ok(*known);
+        }
+        let found = self.store.blob(digest).await?.is_some();
+        cache.insert(digest.to_owned(), found);
+        Ok(found)
+    }
+
+    /// JobMgr's events in `outcome`.
+    fn events(&self, outcome: &TxOutcome) -> Vec<job_mgr::Event> {
+        outcome
+            .events_from(self.job_mgr)
+            .into_iter()
+            .filter_map(|e| job_mgr::Event::try_from(e).ok())
+            .collect()
+    }
+
+    async fn receipt_time(&mut self, outcome: &TxOutcome) -> Result<u64> {
+        self.block_time(outcome.receipt.block.block_number()).await
+    }
+
+    fn count(&self, action: Action, result: &str, n: u64) {
+        self.metrics
+            .actions
+            .with_label_values(&[action.name(), result])
+            .inc_by(n);
+    }
+
+    /// The calls of one batch.
+    fn calls(&self, action: Action, entries: &[Entry]) -> Vec<Call> {
+        let binding = |sender: &TxSender<RpcAccount>| {
+            JobMgr::new(self.job_mgr, sender.account().clone())
+        };
+        let Some(sender) = &self.sender else {
+            return Vec::new();
+        };
+        let jm = binding(sender);
+        match action {
+            Action::Assign => {
+                let batch: Vec<job_mgr::Assignment> = entries
+                    .iter()
+                    .map(|e| job_mgr::Assignment {
+                        job_id: e.job_id,
+                        worker: ContractAddress(e.worker.unwrap_or_default()),
+                    })
+                    .collect();
+                vec![jm.assign_jobs_getcall(&batch)]
+            }
+            Action::Finalize => {
+                let ids: Vec<u64> = entries.iter().map(|e| e.job_id).collect();
+                vec![jm.finalize_jobs_getcall(&ids)]
+            }
+            Action::Release => entries
+                .iter()
+                .map(|e| jm.release_job_getcall(&e.job_id))
+                .collect(),
+            Action::Expire => entries
+                .iter()
+                .map(|e| jm.expire_getcall(&e.job_id))
+                .collect(),
+        }
+    }
+
+    /// Sends `entries` in batches; a batch that reverts is split in halves until the entry at
+    /// fault is alone, which is logged with the contract's error (and, for an assignment, set
+    /// aside). Returns the transactions that succeeded with their entries.
+    async fn send(
+        &mut self,
+        action: Action,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<(TxOutcome, Vec<Entry>)>> {
+        let Some(sender) = self.sender.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut stack: Vec<Vec<Entry>> = entries
+            .chunks(self.config.batch_size)
+            .rev()
+            .map(<[Entry]>::to_vec)
+            .collect();
+        let mut done = Vec::new();
+        let name = action.name();
+        while let Some(batch) = stack.pop() {
+            let calls = self.calls(action, &batch);
+            match sender.execute(calls).await {
+                Ok(outcome) => {
+                    self.metrics.txs.with_label_values(&[name, "ok"]).inc();
+                    self.metrics
+                        .batch
+                        .with_label_values(&[name])
+                        .observe(batch.len() as f64);
+                    let fee = outcome.actual_fee().to_biguint();
+                    let fee: f64 = fee.to_string().parse().unwrap_or(0.0);
+                    self.metrics.fees.with_label_values(&[name]).inc_by(fee);
+                    self.count(action, "ok", batch.len() as u64);
+                    tracing::info!(
+                        action = name,
+                        jobs = batch.len(),
+                        tx = %felt_text(outcome.tx_hash),
+                        "sent"
+                    );
+                    done.push((outcome, batch));
+                }
+                Err(ChainError::Reverted { reason, .. }) if batch.len() > 1 => {
+                    self.metrics.txs.with_label_values(&[name, "reverted"]).inc();
+                    tracing::info!(action = name, jobs = batch.len(), %reason, "batch reverted; splitting it");
+                    let half = batch.len() / 2;
+                    stack.push(batch[half..].to_vec());
+                    stack.push(batch[..half].to_vec());
+                }
+                Err(error) => {
+                    let result = match error {
+                        ChainError::Reverted { .. } => "reverted",
+                        _ => "failed",
+                    };
+                    self.metrics.txs.with_label_values(&[name, result]).inc();
+                    self.count(action, result, batch.len() as u64);
+                    for entry in &batch {
+                        let span = tracing::info_span!("job", job_id = entry.job_id);
+                        async {
+                            tracing::warn!(action = name, error = %error, "the chain refused")
+                        }
+                        .instrument(span)
+                        .await;
+                        if let (Action::Assign, Some(worker), ChainError::Reverted { .. }) =
+                            (action, entry.worker, &error)
+                        {
+                            self.excluded.insert(
+                                (entry.job_id, worker),
+                                unix_now() + self.config.exclusion_secs,
+                            );
+                        }
+                    }
+                    if !matches!(error, ChainError::Reverted { .. }) {
+                        // The node or the account is in trouble: the next tick retries.
+                        return Err(anyhow::Error::new(error)
+                            .context(format!("sending a {name} transaction")));
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Deletes blobs retention no longer keeps (at most once a minute).
+    async fn collect_blobs(&mut self) -> Result<()> {
+        let now = unix_now();
+        if now < self.last_gc + 60 {
+            return Ok(());
+        }
+        self.last_gc = now;
+        let digests = self
+            .store
+            .collectable_blobs(
+                now.saturating_sub(self.config.upload_grace_secs),
+                now.saturating_sub(self.config.output_retention_secs),
+            )
+            .await?;
+        for text in digests {
+            let Ok(digest) = text.parse::<ciro_api::wire::Digest>() else {
+                continue;
+            };
+            self.blobs
+                .delete(&digest)
+                .await
+                .with_context(|| format!("deleting blob {text}"))?;
+            self.store.delete_blob(&text).await?;
+            self.metrics.collected.inc();
+            tracing::info!(digest = %text, "blob collected by retention");
+        }
+        Ok(())
+    }
+}
+
+/// Keeps `epoch` at the epoch this replica leads in (0: it does not), renewing the lease every
+/// third of its life; gives it up on shutdown.
+async fn renew(
+    store: Store,
+    config: OperatorConfig,
+    epoch: Arc<AtomicU64>,
+    metrics: OperatorMetrics,
+    shutdown: CancellationToken,
+) {
+    let every = config.lease_ttl / 3;
+    loop {
+        let now = match store
+            .acquire_leadership(&config.holder, config.lease_ttl)
+            .await
+        {
+            Ok(Some(lease)) => lease.epoch,
+            Ok(None) => 0,
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "renewing the leader lease failed");
+                0
+            }
+        };
+        let before = epoch.swap(now, Ordering::SeqCst);
+        if before != now {
+            if now > 0 {
+                tracing::info!(holder = %config.holder, epoch = now, "leading");
+            } else {
+                tracing::info!(holder = %config.holder, "following (another replica leads)");
+            }
+        }
+        metrics.leader.set(i64::from(now > 0));
+        metrics.epoch.set(i64::try_from(now).unwrap_or(i64::MAX));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+    if epoch.swap(0, Ordering::SeqCst) > 0 {
+        if let Err(error) = store.release_leadership(&config.holder).await {
+            tracing::warn!(error = format!("{error:#}"), "giving the lease up failed");
+        }
+    }
+    metrics.leader.set(0);
+}
+
+/// A felt as the Cairo short string it holds (an error string), or hex.
+fn short_string(felt: Felt) -> String {
+    let bytes = felt.to_bytes_be();
+    let text: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    match String::from_utf8(text) {
+        Ok(s) if s.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !s.is_empty() => s,
+        _ => felt_text(felt),
+    }
+}
+
+/// Whether `state` is final (no transition leaves it).
+pub fn is_final(state: &str) -> bool {
+    FINAL_STATES.contains(&state)
+}
