@@ -396,7 +396,9 @@ impl Indexer {
             .map_err(ChainError::from)
             .context("reading the chain's head")?;
         self.status.head.store(head, Ordering::Relaxed);
-        self.status.indexed.store(indexed.min(head), Ordering::Relaxed);
+        self.status
+            .indexed
+            .store(indexed.min(head), Ordering::Relaxed);
         self.status.stepped.store(true, Ordering::Relaxed);
         Ok(())
     }

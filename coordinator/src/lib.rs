@@ -29,9 +29,9 @@ use ciro_chain::account::AccountSource;
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
 use ciro_chain::starknet::accounts::Account;
-use ciro_chain::starknet::providers::Provider;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
+use ciro_chain::starknet::providers::Provider;
 use ciro_service::{
     serve, CancellationToken, ChainConfig, Metrics, Readiness, ReadinessCheck, RpcCheck,
 };

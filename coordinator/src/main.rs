@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ciro_coordinator::api::ApiConfig;
-use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
 use ciro_coordinator::operator::{OperatorConfig, MAX_BATCH};
+use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
 use ciro_service::{run_service, AccountArgs, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
 

@@ -293,7 +293,11 @@ impl Operator {
                     self.config.tick
                 }
                 Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), ?backoff, "coordinator tick failed");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        ?backoff,
+                        "coordinator tick failed"
+                    );
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     backoff
                 }
@@ -616,9 +620,8 @@ impl Operator {
 
     /// The calls of one batch.
     fn calls(&self, action: Action, entries: &[Entry]) -> Vec<Call> {
-        let binding = |sender: &TxSender<RpcAccount>| {
-            JobMgr::new(self.job_mgr, sender.account().clone())
-        };
+        let binding =
+            |sender: &TxSender<RpcAccount>| JobMgr::new(self.job_mgr, sender.account().clone());
         let Some(sender) = &self.sender else {
             return Vec::new();
         };
@@ -689,7 +692,10 @@ impl Operator {
                     done.push((outcome, batch));
                 }
                 Err(ChainError::Reverted { reason, .. }) if batch.len() > 1 => {
-                    self.metrics.txs.with_label_values(&[name, "reverted"]).inc();
+                    self.metrics
+                        .txs
+                        .with_label_values(&[name, "reverted"])
+                        .inc();
                     tracing::info!(action = name, jobs = batch.len(), %reason, "batch reverted; splitting it");
                     let half = batch.len() / 2;
                     stack.push(batch[half..].to_vec());
@@ -777,7 +783,10 @@ async fn renew(
             Ok(Some(lease)) => lease.epoch,
             Ok(None) => 0,
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "renewing the leader lease failed");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "renewing the leader lease failed"
+                );
                 0
             }
         };

@@ -1,0 +1,312 @@
+//! A job's whole life through the coordinator against a real devnet: the model file and the
+//! input uploaded, the model registered and the job submitted on chain, the worker announced
+//! by signed heartbeats, the job matched and assigned by the coordinator's own transaction,
+//! the output uploaded and committed by the worker, the challenge window passed and the job
+//! finalized by the keeper; the submitter downloads the output and it hashes to the on-chain
+//! commitment. And liveness: a worker that falls silent has its job released and matched to
+//! another worker, which completes it.
+
+mod common;
+
+use std::time::Duration;
+
+use ciro_api::coordinator::{Heartbeat, JobState, ListJobs};
+use ciro_api::wire::Digest;
+use ciro_chain::clients::{u256, u256_from_digest};
+use ciro_chain::tx::call;
+use ciro_tests::system::*;
+use ciro_tests::Actor;
+use common::{eventually, sample, Options, Running};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn heartbeat(models: &[Digest]) -> Heartbeat {
+    Heartbeat {
+        running_jobs: 0,
+        capacity: 2,
+        models: models.to_vec(),
+        agent_version: "test-worker".into(),
+    }
+}
+
+/// `client`'s first heartbeat, once the coordinator has indexed its registration.
+async fn announce(client: &ciro_api::coordinator::CoordinatorClient, models: &[Digest]) {
+    eventually(
+        "the worker is indexed and its heartbeat accepted",
+        WAIT,
+        || async {
+            match client.heartbeat(&heartbeat(models)).await {
+                Ok(_) => Some(()),
+                Err(e) if e.code() == Some(ciro_api::coordinator::ErrorCode::WorkerNotFound) => {
+                    None
+                }
+                Err(e) => panic!("heartbeat: {e}"),
+            }
+        },
+    )
+    .await
+}
+
+/// Registers a model whose file is `bytes` (uploaded first); its id and digest.
+async fn model_with_file(s: &System, c: &Running, bytes: &[u8]) -> (u64, Digest) {
+    let digest = c
+        .client_as(s, Actor::Admin)
+        .upload_blob(bytes.to_vec())
+        .await
+        .expect("uploading the model file")
+        .digest;
+    s.send(s.jobs_as(Actor::Admin).register_model(
+        &u256_from_digest(&digest.0),
+        &requirements(),
+        &u256(MODEL_PRICE),
+    ))
+    .await
+    .expect("register_model");
+    let id = call(s.jobs_reader().model_count())
+        .await
+        .expect("model_count");
+    (id, digest)
+}
+
+/// The submitter uploads `input` and submits a job on `model`; the job's id and the input's
+/// digest.
+async fn job_with_input(s: &System, c: &Running, model: u64, input: &[u8]) -> (u64, Digest) {
+    let digest = c
+        .client_as(s, Actor::Submitter)
+        .upload_blob(input.to_vec())
+        .await
+        .expect("uploading the input")
+        .digest;
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_job(
+        &model,
+        &u256_from_digest(&digest.0),
+        &u256(JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_job");
+    let id = call(s.jobs_reader().job_count()).await.expect("job_count");
+    (id, digest)
+}
+
+/// Waits until the chain shows `job` in `state`.
+async fn chain_state(s: &System, job: u64, state: &str) -> ciro_chain::bindings::job_mgr::JobInfo {
+    eventually(&format!("job {job} {state} on chain"), WAIT, || async {
+        let info = s.job_info(job).await;
+        (format!("{:?}", info.job.state) == state).then_some(info)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_lives_its_whole_life_through_the_coordinator() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let stranger = c.client_as(&s, Actor::Attacker);
+
+    let (model, model_digest) = model_with_file(&s, &c, b"a TorchScript file's bytes").await;
+    s.active_worker(Actor::WorkerA).await;
+    announce(&worker, &[model_digest]).await;
+    let input = b"the submitter's input tensors".to_vec();
+    let (job, input_digest) = job_with_input(&s, &c, model, &input).await;
+
+    // Matched and assigned on chain by the coordinator; the worker's long-poll returns it.
+    let assignment = eventually("the assignment reaches the worker", WAIT, || async {
+        let polled = worker
+            .poll_assignments(Duration::from_secs(5))
+            .await
+            .expect("poll");
+        polled.assignments.into_iter().find(|a| a.job_id == job)
+    })
+    .await;
+    assert_eq!(assignment.input_hash, input_digest);
+    assert_eq!(assignment.model_hash, model_digest);
+    let info = chain_state(&s, job, "Assigned").await;
+    assert_eq!(info.job.worker, s.addr(Actor::WorkerA));
+
+    // The worker reads its input (private: a stranger may not) and the public model file.
+    assert_eq!(
+        worker.download_blob(&input_digest).await.expect("input"),
+        input
+    );
+    let refused = stranger
+        .download_blob(&input_digest)
+        .await
+        .expect_err("a stranger reads the input");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        c.client()
+            .download_blob(&model_digest)
+            .await
+            .expect("model"),
+        b"a TorchScript file's bytes".to_vec()
+    );
+
+    // The output: uploaded, then committed on chain by the worker.
+    let output = b"the worker's output tensors".to_vec();
+    let accepted = worker
+        .upload_output(job, output.clone())
+        .await
+        .expect("output upload");
+    let output_digest = Digest::of(&output);
+    assert_eq!(accepted.output_hash, output_digest);
+    s.send(
+        s.jobs_as(Actor::WorkerA)
+            .submit_result(&job, &u256_from_digest(&output_digest.0)),
+    )
+    .await
+    .expect("submit_result");
+    chain_state(&s, job, "Completed").await;
+
+    // Not finalized while the window is open; finalized by the keeper once it closes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        format!("{:?}", s.job_info(job).await.job.state),
+        "Completed"
+    );
+    s.advance(RESULT_WINDOW + 1).await;
+    let info = chain_state(&s, job, "Finalized").await;
+    let details = eventually("the index shows it finalized", WAIT, || async {
+        let d = c.client().job(job).await.expect("job");
+        (d.job.state == JobState::Finalized).then_some(d)
+    })
+    .await;
+    assert_eq!(details.job.output_hash, Some(output_digest));
+
+    // The submitter's download hashes to the on-chain commitment; a stranger is refused.
+    let downloaded = submitter
+        .download_blob(&output_digest)
+        .await
+        .expect("output");
+    assert_eq!(
+        u256_from_digest(&Digest::of(&downloaded).0),
+        info.job.output_hash
+    );
+    let refused = stranger
+        .download_blob(&output_digest)
+        .await
+        .expect_err("a stranger reads the output");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::Forbidden)
+    );
+
+    // The listing by submitter finds it; the metrics counted one assignment and one finalization.
+    let mine = c
+        .client()
+        .list_jobs(&ListJobs {
+            submitter: Some(s.net.address(Actor::Submitter)),
+            ..ListJobs::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        mine.items.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        vec![job]
+    );
+    // The gauge follows the index at the leader's next tick.
+    let metrics = eventually("the jobs gauge counts it finalized", WAIT, || async {
+        let m = c.metrics().await;
+        (sample(&m, r#"ciro_jobs{state="Finalized"}"#) == 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ciro_keeper_jobs_total{action="assign",result="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ciro_keeper_jobs_total{action="finalize",result="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(&metrics, "ciro_leader"), 1.0);
+    assert_eq!(sample(&metrics, "ciro_queue_wait_seconds_count"), 1.0);
+    s.assert_invariants("after the lifecycle").await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_workers_job_is_released_and_completed_by_another() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            stale_after_secs: 3,
+            ..Options::default()
+        },
+    )
+    .await;
+    let a = c.client_as(&s, Actor::WorkerA);
+    let b = c.client_as(&s, Actor::WorkerB);
+    let (model, model_digest) = model_with_file(&s, &c, b"model bytes").await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    // Only A is live when the job arrives.
+    announce(&a, &[model_digest]).await;
+    let (job, _) = job_with_input(&s, &c, model, b"input").await;
+    let info = chain_state(&s, job, "Assigned").await;
+    assert_eq!(info.job.worker, s.addr(Actor::WorkerA));
+
+    // A falls silent; B keeps beating. The keeper releases A's assignment and the matcher
+    // gives the job to B.
+    let beating = {
+        let b = c.client_as(&s, Actor::WorkerB);
+        tokio::spawn(async move {
+            announce(&b, &[]).await;
+            loop {
+                b.heartbeat(&heartbeat(&[])).await.expect("heartbeat B");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let reassigned = eventually("the job reassigned to B", WAIT, || async {
+        let info = s.job_info(job).await;
+        (info.job.worker == s.addr(Actor::WorkerB)).then_some(info)
+    })
+    .await;
+    assert_eq!(format!("{:?}", reassigned.job.state), "Assigned");
+    let polled = b
+        .poll_assignments(Duration::from_secs(5))
+        .await
+        .expect("poll B");
+    assert!(polled.assignments.iter().any(|x| x.job_id == job));
+    s.send(s.jobs_as(Actor::WorkerB).submit_result(&job, &u256(0x0b)))
+        .await
+        .expect("B commits");
+    s.advance(RESULT_WINDOW + 1).await;
+    chain_state(&s, job, "Finalized").await;
+    beating.abort();
+
+    // A's miss is on record; the release was the coordinator's.
+    let a_info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(a_info.reputation.missed, 1, "{a_info:?}");
+    let metrics = c.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ciro_keeper_jobs_total{action="release",result="ok"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"ciro_keeper_jobs_total{action="assign",result="ok"}"#
+        ),
+        2.0
+    );
+    s.assert_invariants("after the reassignment").await;
+    c.stop().await;
+}
