@@ -30,7 +30,6 @@ use ciro_chain::starknet::core::types::{BlockId, Felt};
 use ciro_chain::starknet::core::utils::parse_cairo_short_string;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
-use ciro_chain::tx::block_timestamp;
 use ciro_chain::ChainError;
 use ciro_protocol::Digest;
 use ciro_service::CancellationToken;
@@ -258,24 +257,6 @@ impl Indexer {
             let mut mutations = Vec::with_capacity(events.len());
             let mut workers = BTreeSet::new();
             let mut reread_jobs = BTreeMap::new();
-            // Assignments and results record their block's timestamp: one read per block.
-            let mut times = BTreeMap::new();
-            for event in &events {
-                if let (
-                    CiroEvent::JobMgr(
-                        job_mgr::Event::JobAssigned(_) | job_mgr::Event::ResultSubmitted(_),
-                    ),
-                    Some(number),
-                ) = (&event.event, event.block_number)
-                {
-                    if let std::collections::btree_map::Entry::Vacant(slot) = times.entry(number) {
-                        let at = block_timestamp(&*self.node, BlockId::Number(number))
-                            .await
-                            .with_context(|| format!("reading block {number}'s timestamp"))?;
-                        slot.insert(at);
-                    }
-                }
-            }
             let recorded_at = unix_now();
             for event in &events {
                 match &event.event {
@@ -285,15 +266,7 @@ impl Indexer {
                             tx_hash: felt_text(event.tx_hash),
                             recorded_at,
                         };
-                        let at = event.block_number.and_then(|n| times.get(&n).copied());
-                        job_mutation(
-                            e,
-                            &origin,
-                            at,
-                            &mut mutations,
-                            &mut reread_jobs,
-                            &mut workers,
-                        )?
+                        job_mutation(e, &origin, &mut mutations, &mut reread_jobs, &mut workers)?
                     }
                     CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
                     _ => {}
@@ -308,7 +281,9 @@ impl Indexer {
                     .map_err(ChainError::from)
                     .with_context(|| format!("reading job {job_id} at block {block}"))?;
                 mutations.push(Mutation::JobRead(job_row_of(&info)?));
-                mutations.push(origin.event(job_id));
+                if let Some(origin) = origin {
+                    mutations.push(origin.event(job_id));
+                }
             }
             for worker in workers {
                 let info = CdcPoolReader::new(self.pool, &self.node)
@@ -499,9 +474,8 @@ pub fn unix_now() -> u64 {
 fn job_mutation(
     event: &job_mgr::Event,
     origin: &Origin,
-    at: Option<u64>,
     out: &mut Vec<Mutation>,
-    reread: &mut BTreeMap<u64, Origin>,
+    reread: &mut BTreeMap<u64, Option<Origin>>,
     workers: &mut BTreeSet<Felt>,
 ) -> Result<()> {
     use job_mgr::Event as E;
@@ -534,8 +508,11 @@ fn job_mutation(
                 worker: Some(Some(address_text(&j.worker))),
                 output_hash: None,
                 disputer: None,
-                at,
+                at: None,
             });
+            // Its assignment time is the contract's (a block's header may show a later second
+            // than the transaction saw): the job is read at the page's end.
+            reread.entry(j.job_id).or_insert(None);
             // The pool holds the worker's stake for the job (`hold`) without an event of its
             // own: its row is read again.
             workers.insert(j.worker.0);
@@ -548,21 +525,25 @@ fn job_mutation(
             disputer: None,
             at: None,
         }),
-        E::ResultSubmitted(j) => out.push(Mutation::JobState {
-            job_id: j.job_id,
-            state: "Completed",
-            worker: None,
-            output_hash: Some(digest_text(&j.output_hash)),
-            disputer: None,
-            at,
-        }),
+        E::ResultSubmitted(j) => {
+            out.push(Mutation::JobState {
+                job_id: j.job_id,
+                state: "Completed",
+                worker: None,
+                output_hash: Some(digest_text(&j.output_hash)),
+                disputer: None,
+                at: None,
+            });
+            // Its completion time is the contract's: read at the page's end.
+            reread.entry(j.job_id).or_insert(None);
+        }
         // The dispute's time is the contract's (and the row keeps the whole dispute): read it.
         E::DisputeOpened(d) => {
-            reread.insert(d.job_id, origin.clone());
+            reread.insert(d.job_id, Some(origin.clone()));
         }
         // The resolution's effect on the job (refund or payout) is the contract's: read it.
         E::DisputeResolved(d) => {
-            reread.insert(d.job_id, origin.clone());
+            reread.insert(d.job_id, Some(origin.clone()));
         }
         E::ParamsSet(p) => out.push(Mutation::Params {
             contract: contracts::JOB_MGR.to_owned(),

@@ -3,9 +3,11 @@
 //! indexer resumes from its stored cursor with every event applied exactly once; an emptied
 //! index rebuilds from the deployment block to the same rows.
 
+mod common;
+
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ciro_chain::events::{ContractKind, EventCursor, EventStream};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
@@ -14,39 +16,7 @@ use ciro_coordinator::indexer::{felt_text, job_row_of, worker_row_of, Indexer};
 use ciro_coordinator::store::{Backend, Store};
 use ciro_tests::system::*;
 use ciro_tests::Actor;
-use sqlx::Executor;
-
-/// The PostgreSQL server the tests create their databases in: `CIRO_TEST_POSTGRES`, else the
-/// local cluster scripts/setup.sh starts (over its Unix socket, as the OS user).
-fn postgres_admin_url() -> String {
-    std::env::var("CIRO_TEST_POSTGRES").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("postgres://{user}@localhost/postgres?host=/var/run/postgresql")
-    })
-}
-
-/// A fresh, empty PostgreSQL database; its URL.
-async fn fresh_postgres() -> Result<String> {
-    sqlx::any::install_default_drivers();
-    let admin_url = postgres_admin_url();
-    let name = format!(
-        "ciro_test_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
-        .await
-        .with_context(|| {
-            format!("connecting to PostgreSQL at {admin_url} (scripts/setup.sh starts it)")
-        })?;
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .context("creating the test database")?;
-    Ok(admin_url.replacen("/postgres?", &format!("/{name}?"), 1))
-}
+use common::fresh_postgres;
 
 async fn store(backend: Backend) -> Result<(Store, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
