@@ -65,6 +65,24 @@ else
   "$VIRTUAL_ENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" numpy
 fi
 
+# The API fuzzer of the coordinator's tests, in its own venv. hypothesis is pinned below the
+# releases whose lambda-source reader trips CPython 3.11's "AST constructor recursion depth
+# mismatch" inside schemathesis's coverage phase.
+SCHEMATHESIS_VERSION=4.32.5
+HYPOTHESIS_VERSION=6.131.0
+FUZZ_VENV="$CIRO_CACHE_DIR/fuzz-venv"
+step "schemathesis $SCHEMATHESIS_VERSION with hypothesis $HYPOTHESIS_VERSION (PyPI) at $FUZZ_VENV"
+if [ -x "$FUZZ_VENV/bin/python" ] && "$FUZZ_VENV/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(version('schemathesis') != '$SCHEMATHESIS_VERSION' or version('hypothesis') != '$HYPOTHESIS_VERSION')" 2>/dev/null; then
+  echo "schemathesis $SCHEMATHESIS_VERSION present"
+else
+  python3 -m venv "$FUZZ_VENV"
+  "$FUZZ_VENV/bin/pip" install -q --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"
+fi
+
 step "Cairo 2.1 toolchain (cairo-lang 2.1.0 crates; corelib from PyPI cairo-lang 0.12.3)"
 cargo build -q --release --locked --manifest-path cairo/toolchain/Cargo.toml
 cairo/toolchain/target/release/ciro-cairo corelib

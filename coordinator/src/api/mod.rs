@@ -350,9 +350,16 @@ fn parse_digest(text: &str) -> ApiResult<Digest> {
         .map_err(|_| ApiError::bad(format!("{text:?} is not a SHA-256 digest (64 hex digits)")))
 }
 
+/// The largest id, cursor or event sequence the index can hold (its columns are signed
+/// 64-bit integers in both databases).
+pub const MAX_ID: u64 = i64::MAX as u64;
+
 fn parse_id(text: &str, what: &str) -> ApiResult<u64> {
-    text.parse()
-        .map_err(|_| ApiError::bad(format!("{what} {text:?} is not an unsigned 64-bit integer")))
+    text.parse().ok().filter(|id| *id <= MAX_ID).ok_or_else(|| {
+        ApiError::bad(format!(
+            "{what} {text:?} is not an integer from 0 to {MAX_ID}"
+        ))
+    })
 }
 
 fn parse_address(text: &str) -> ApiResult<Felt> {
@@ -1099,6 +1106,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<u64> {
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse().ok())
+            .filter(|id: &u64| *id <= MAX_ID)
             .ok_or_else(|| ApiError::bad("Last-Event-ID must be the sequence of an event")),
     }
 }
