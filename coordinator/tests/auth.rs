@@ -1,0 +1,223 @@
+//! Signed requests attacked, against a coordinator verifying through devnet's account
+//! contracts (`is_valid_signature`): a forged signature, a signature for another path or
+//! another body, an expired timestamp, a replayed nonce, a worker polling or beating for
+//! another worker, a worker uploading the output of a job assigned to someone else, a stranger
+//! uploading a receipt. Each gets its specific 4xx and changes nothing; the honest request
+//! after them succeeds.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ciro_api::coordinator::{ErrorBody, ErrorCode, Heartbeat, RequestMessage, RequestSigner};
+use ciro_api::wire::Digest;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_tests::system::*;
+use ciro_tests::Actor;
+use common::{signer, Options, Running};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A request signed by `signer` for `method path` over `signed_body`, sent with `body`.
+struct Signed<'a> {
+    signer: &'a RequestSigner,
+    method: &'static str,
+    path: String,
+    signed_body: Vec<u8>,
+    body: Vec<u8>,
+    timestamp: u64,
+    nonce: Felt,
+}
+
+impl<'a> Signed<'a> {
+    fn new(signer: &'a RequestSigner, method: &'static str, path: String, body: Vec<u8>) -> Self {
+        Self {
+            signer,
+            method,
+            path,
+            signed_body: body.clone(),
+            body,
+            timestamp: now(),
+            nonce: Felt::from(now() * 1_000 + NONCES.fetch_add(1, Ordering::SeqCst)),
+        }
+    }
+
+    fn headers(&self) -> reqwest::header::HeaderMap {
+        let auth = self
+            .signer
+            .sign(&RequestMessage {
+                method: self.method,
+                path_and_query: &self.path,
+                body_sha256: Digest::of(&self.signed_body),
+                timestamp: self.timestamp,
+                nonce: self.nonce,
+            })
+            .expect("sign");
+        auth.to_headers()
+    }
+
+    async fn send(&self, c: &Running, path_sent: Option<&str>) -> reqwest::Response {
+        let url = format!("{}{}", c.base, path_sent.unwrap_or(&self.path));
+        let method = reqwest::Method::from_bytes(self.method.as_bytes()).expect("method");
+        let mut request = reqwest::Client::new()
+            .request(method, url)
+            .headers(self.headers())
+            .body(self.body.clone());
+        if self.method == "POST" {
+            request = request.header("content-type", "application/json");
+        }
+        request.send().await.expect("request")
+    }
+}
+
+/// Fresh nonces for this process's requests.
+static NONCES: AtomicU64 = AtomicU64::new(1);
+
+async fn refused(response: reqwest::Response, status: u16, code: ErrorCode) -> String {
+    assert_eq!(response.status().as_u16(), status);
+    let body: ErrorBody = response.json().await.expect("a JSON error");
+    assert_eq!(body.code, code, "{}", body.message);
+    body.message
+}
+
+fn beat() -> Vec<u8> {
+    serde_json::to_vec(&Heartbeat {
+        running_jobs: 0,
+        capacity: 1,
+        models: vec![],
+        agent_version: "auth-test".into(),
+    })
+    .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change_nothing() {
+    let s = System::deploy().await.expect("deploy");
+    // No account: this coordinator assigns nothing; the test assigns on chain itself.
+    let c = Running::start(
+        &s,
+        Options {
+            with_account: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (_, job) = s.assigned_job().await; // to WorkerA
+    s.active_worker(Actor::WorkerB).await;
+    let a_address = s.net.address(Actor::WorkerA);
+    let beat_path = format!("/v1/workers/{a_address:#x}/heartbeat");
+    common::eventually(
+        "the workers and the job are indexed",
+        std::time::Duration::from_secs(60),
+        || async {
+            let b = c.client().worker(s.net.address(Actor::WorkerB)).await.ok();
+            let j = c.client().job(job).await.ok();
+            b.zip(j).map(drop)
+        },
+    )
+    .await;
+    let a = signer(&s, Actor::WorkerA);
+    let b = signer(&s, Actor::WorkerB);
+
+    // Forged: A's address, the attacker's key.
+    let forger = RequestSigner::new(
+        s.net.signing_key(Actor::Attacker),
+        a_address,
+        s.net.chain_id(),
+    );
+    let forged = Signed::new(&forger, "POST", beat_path.clone(), beat());
+    refused(
+        forged.send(&c, None).await,
+        401,
+        ErrorCode::InvalidSignature,
+    )
+    .await;
+
+    // A's real signature, for another path (B's heartbeat route).
+    let elsewhere = Signed::new(&a, "POST", beat_path.clone(), beat());
+    let b_path = format!("/v1/workers/{:#x}/heartbeat", s.net.address(Actor::WorkerB));
+    refused(
+        elsewhere.send(&c, Some(&b_path)).await,
+        401,
+        ErrorCode::InvalidSignature,
+    )
+    .await;
+
+    // A's real signature over one body, sent with another.
+    let mut swapped = Signed::new(&a, "POST", beat_path.clone(), beat());
+    swapped.body = br#"{"running_jobs":0,"capacity":64,"models":[],"agent_version":"x"}"#.to_vec();
+    let message = refused(
+        swapped.send(&c, None).await,
+        401,
+        ErrorCode::InvalidSignature,
+    )
+    .await;
+    assert!(
+        message.contains("SHA-256") || message.contains("body"),
+        "{message}"
+    );
+
+    // Expired: signed an hour ago.
+    let mut stale = Signed::new(&a, "POST", beat_path.clone(), beat());
+    stale.timestamp -= 3_600;
+    refused(stale.send(&c, None).await, 401, ErrorCode::StaleRequest).await;
+
+    // B beating as A, and B polling A's assignments.
+    let impostor = Signed::new(&b, "POST", beat_path.clone(), beat());
+    refused(impostor.send(&c, None).await, 403, ErrorCode::Forbidden).await;
+    let polling = Signed::new(
+        &b,
+        "GET",
+        format!("/v1/workers/{a_address:#x}/assignments"),
+        vec![],
+    );
+    refused(polling.send(&c, None).await, 403, ErrorCode::Forbidden).await;
+
+    // None of that recorded a heartbeat for A.
+    let a_row = c.client().worker(a_address).await.expect("A");
+    assert!(a_row.liveness.is_none(), "{:?}", a_row.liveness);
+
+    // The honest heartbeat is accepted once; its replay is refused.
+    let honest = Signed::new(&a, "POST", beat_path.clone(), beat());
+    assert_eq!(honest.send(&c, None).await.status().as_u16(), 200);
+    refused(honest.send(&c, None).await, 401, ErrorCode::ReplayedNonce).await;
+    assert!(c
+        .client()
+        .worker(a_address)
+        .await
+        .expect("A")
+        .liveness
+        .is_some());
+
+    // B uploads an output for A's job; a stranger uploads its receipt. Neither is stored.
+    let output = b"not B's job".to_vec();
+    let output_path = format!("/v1/jobs/{job}/output/{}", Digest::of(&output));
+    let upload = Signed::new(&b, "PUT", output_path, output);
+    refused(upload.send(&c, None).await, 403, ErrorCode::NotAssigned).await;
+    let attacker = signer(&s, Actor::Attacker);
+    let receipt = Signed::new(
+        &attacker,
+        "PUT",
+        format!("/v1/jobs/{job}/receipt"),
+        br#"{"receipt":{},"signature":[]}"#.to_vec(),
+    );
+    let response = receipt.send(&c, None).await;
+    assert!(
+        [400, 403].contains(&response.status().as_u16()),
+        "a stranger's receipt: {}",
+        response.status()
+    );
+    let details = c.client().job(job).await.expect("job");
+    assert!(
+        !details.data.output && !details.data.receipt,
+        "{:?}",
+        details.data
+    );
+    c.stop().await;
+}
