@@ -4,7 +4,7 @@
 # sample inference job through its engine (real libtorch); the contracts declared, deployed,
 # wired and sealed (a second run showing everything is skipped); that job's whole on-chain life
 # through the chain crate, with the worker's real model, input and output hashes; then the
-# coordinator and the relayer started on the service runtime, probed and stopped by SIGTERM.
+# coordinator (indexing, matching and keeping as the COORDINATOR account) and the relayer started on the service runtime, probed and stopped by SIGTERM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -58,13 +58,13 @@ printf '\n==> the job on chain: model, stake, submit, assign, result, finalize, 
   --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
   --model-hash "$model" --input-hash "$(field input_hash)" --output-hash "$(field output_hash)"
 
-printf '\n==> the services: the coordinator (indexing the deployment) and the paymaster relayer (their APIs come with their issues)\n'
+printf '\n==> the services: the coordinator (indexing, matching and keeping as devnet account 1, which the lifecycle made COORDINATOR) and the paymaster relayer (its API comes with its issue)\n'
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 for service in ciro-coordinator ciro-paymaster-relayer; do
   listen="127.0.0.1:$(free_port)"
   extra=()
   # The coordinator indexes the deployment into its database (SQLite here).
-  [ "$service" = ciro-coordinator ] && extra=(--database-url "sqlite://$work/coordinator.db" --blob-dir "$work/blobs")
+  [ "$service" = ciro-coordinator ] && extra=(--database-url "sqlite://$work/coordinator.db" --blob-dir "$work/blobs" --devnet-account 1)
   "$bin/$service" --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
     --listen "$listen" "${extra[@]}" 2>"$work/$service.log" &
   pid=$!
@@ -74,7 +74,11 @@ for service in ciro-coordinator ciro-paymaster-relayer; do
   echo "  GET /health -> $(curl -s -o /dev/null -w '%{http_code}' "http://$listen/health")"
   echo "  GET /ready  -> $(curl -s -w ' (%{http_code})' "http://$listen/ready")"
   echo "  GET /metrics: $(curl -s "http://$listen/metrics" | grep -c '^ciro_') ciro_* samples, of which:"
-  curl -s "http://$listen/metrics" | grep -E '^ciro_(index|build)' | sed 's/^/    /' || true
+  curl -s "http://$listen/metrics" | grep -E '^ciro_(index|build|leader|jobs)' | sed 's/^/    /' || true
+  if [ "$service" = ciro-coordinator ]; then
+    echo "  GET /v1/jobs -> $(curl -s "http://$listen/v1/jobs")"
+    echo "  GET /openapi.json: $(curl -s "http://$listen/openapi.json" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["paths"]), "paths")')"
+  fi
   kill -TERM "$pid"
   status=0; wait "$pid" || status=$?
   echo "  SIGTERM -> exited with status $status"

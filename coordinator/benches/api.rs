@@ -9,12 +9,15 @@
 //! Printed per backend: requests per second of both, their ratio (target: at least 0.5) and
 //! the coordinator's p50/p99 latency. Exits 1 when a ratio misses the target.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::routing::get;
 use ciro_chain::events::EventCursor;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
@@ -25,7 +28,6 @@ use ciro_coordinator::indexer::{unix_now, IndexerStatus};
 use ciro_coordinator::records::LivenessRow;
 use ciro_coordinator::store::{Batch, JobRow, ModelRow, Mutation, Store, WorkerRow};
 use ciro_service::CancellationToken;
-use sqlx::Executor;
 
 const JOBS: u64 = 10_000;
 const WORKERS: u64 = 100;
@@ -192,25 +194,6 @@ async fn load(base: &str) -> Result<Load> {
     })
 }
 
-async fn fresh_postgres() -> Result<String> {
-    let admin = std::env::var("CIRO_TEST_POSTGRES").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("postgres://{user}@localhost/postgres?host=/var/run/postgresql")
-    });
-    sqlx::any::install_default_drivers();
-    let name = format!("ciro_bench_{}", std::process::id());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .with_context(|| {
-            format!("connecting to PostgreSQL at {admin} (scripts/setup.sh starts it)")
-        })?;
-    conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-        .await?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await?;
-    Ok(admin.replacen("/postgres?", &format!("/{name}?"), 1))
-}
-
 async fn run(backend: &str, url: &str, dir: &std::path::Path) -> Result<f64> {
     let store = Store::connect(url).await?;
     seed(&store).await?;
@@ -267,7 +250,7 @@ async fn main() -> Result<()> {
     );
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     let mut ratios = vec![("sqlite", run("sqlite", &sqlite, dir.path()).await?)];
-    let postgres = fresh_postgres().await?;
+    let postgres = common::fresh_postgres().await?;
     ratios.push(("postgres", run("postgres", &postgres, dir.path()).await?));
     let missed: Vec<_> = ratios.iter().filter(|(_, r)| *r < TARGET).collect();
     if !missed.is_empty() {

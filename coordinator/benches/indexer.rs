@@ -9,10 +9,13 @@
 //! events per second of each and the ratio indexer ÷ raw (target: at least 0.8); exits 1
 //! when a ratio misses it.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ciro_chain::clients::u256;
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{BlockId, EventFilter};
@@ -23,7 +26,6 @@ use ciro_coordinator::indexer::Indexer;
 use ciro_coordinator::store::Store;
 use ciro_tests::system::*;
 use ciro_tests::Actor;
-use sqlx::Executor;
 
 const SUBMITTED: u64 = 1_500;
 const CANCELLED: u64 = 1_000;
@@ -89,23 +91,6 @@ async fn read_raw(s: &System) -> Result<u64> {
     Ok(total)
 }
 
-async fn fresh_postgres() -> Result<String> {
-    let admin = std::env::var("CIRO_TEST_POSTGRES").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("postgres://{user}@localhost/postgres?host=/var/run/postgresql")
-    });
-    sqlx::any::install_default_drivers();
-    let name = format!("ciro_bench_ix_{}", std::process::id());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {admin}"))?;
-    conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-        .await?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await?;
-    Ok(admin.replacen("/postgres?", &format!("/{name}?"), 1))
-}
-
 /// A fresh index of `url` caught up; events applied and seconds.
 async fn index(s: &System, url: &str) -> Result<(u64, f64)> {
     let store = Store::connect(url).await?;
@@ -123,7 +108,7 @@ async fn main() -> Result<()> {
     make_events(&s).await?;
     let dir = tempfile::tempdir()?;
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let postgres = fresh_postgres().await?;
+    let postgres = common::fresh_postgres().await?;
     // Best of ROUNDS for each, interleaved, so both see the same node state.
     let (mut raw_best, mut events) = (f64::MAX, 0);
     let mut best = [f64::MAX, f64::MAX];

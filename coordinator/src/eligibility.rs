@@ -85,6 +85,16 @@ impl fmt::Display for Ineligible {
     }
 }
 
+/// [`check`] as a yes or no, without building the reason (the matcher's hot path).
+pub fn eligible(worker: &WorkerRow, requirements: &Requirements) -> bool {
+    worker.state == "Active"
+        && worker.vram_mb >= requirements.min_vram_mb
+        && requirements.required_flags & !worker.flags == 0
+        && worker.score >= requirements.min_score
+        && worker.stake_tier != NO_TIER
+        && worker.stake_tier >= requirements.min_stake_tier
+}
+
 /// Whether `worker` may take a job requiring `requirements`, as `CdcPool.is_eligible` decides.
 pub fn check(worker: &WorkerRow, requirements: &Requirements) -> Result<(), Ineligible> {
     if worker.state != "Active" {

@@ -316,12 +316,7 @@ impl Indexer {
             };
             indexed = indexed.min(done);
         }
-        let head = self
-            .node
-            .block_number()
-            .await
-            .map_err(ChainError::from)
-            .context("reading the chain's head")?;
+        let head = self.head().await?;
         self.status.head.store(head, Ordering::Relaxed);
         self.status.indexed.store(indexed, Ordering::Relaxed);
         self.status.events.fetch_add(applied, Ordering::Relaxed);
@@ -339,12 +334,7 @@ impl Indexer {
 
     /// [`Indexer::catch_up`] as the leader `(holder, epoch)`.
     pub async fn catch_up_fenced(&self, fence: Option<(&str, u64)>) -> Result<()> {
-        let head = self
-            .node
-            .block_number()
-            .await
-            .map_err(ChainError::from)
-            .context("reading the chain's head")?;
+        let head = self.head().await?;
         loop {
             let applied = self.step_fenced(fence).await?;
             if applied == 0 && self.status.indexed() >= head {
@@ -364,18 +354,22 @@ impl Indexer {
             };
             indexed = indexed.min(block);
         }
-        let head = self
-            .node
-            .block_number()
-            .await
-            .map_err(ChainError::from)
-            .context("reading the chain's head")?;
+        let head = self.head().await?;
         self.status.head.store(head, Ordering::Relaxed);
         self.status
             .indexed
             .store(indexed.min(head), Ordering::Relaxed);
         self.status.stepped.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The chain's head block.
+    async fn head(&self) -> Result<u64> {
+        self.node
+            .block_number()
+            .await
+            .map_err(ChainError::from)
+            .context("reading the chain's head")
     }
 
     /// The node the indexer reads.

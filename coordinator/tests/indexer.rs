@@ -12,7 +12,7 @@ use ciro_chain::events::{ContractKind, EventCursor, EventStream};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
 use ciro_chain::tx::call;
-use ciro_coordinator::indexer::{felt_text, job_row_of, worker_row_of, Indexer};
+use ciro_coordinator::indexer::{felt_text, worker_row_of, Indexer};
 use ciro_coordinator::store::{Backend, Store};
 use ciro_tests::system::*;
 use ciro_tests::Actor;
@@ -57,17 +57,7 @@ async fn events_on_chain(s: &System) -> u64 {
 
 /// The index equals the chain's views: every job, the model, every worker.
 async fn assert_index_equals_chain(s: &System, store: &Store, workers: &[Actor]) {
-    let jobs = call(s.jobs_reader().job_count()).await.expect("job_count");
-    assert!(jobs > 0);
-    for job_id in 1..=jobs {
-        let chain = job_row_of(&s.job_info(job_id).await).expect("row");
-        assert_eq!(
-            store.job(job_id).await.expect("read"),
-            Some(chain),
-            "job {job_id}"
-        );
-    }
-    assert_eq!(store.jobs().await.expect("jobs").len() as u64, jobs);
+    common::assert_jobs_match_chain(s, store).await;
     let model = call(s.jobs_reader().get_model(&1))
         .await
         .expect("get_model");

@@ -23,7 +23,6 @@ use ciro_chain::clients::{u256, u256_from_digest};
 use ciro_chain::events::{CiroEvent, ContractKind, EventCursor, EventStream};
 use ciro_chain::starknet::accounts::{Account, ConnectedAccount};
 use ciro_chain::tx::{call, send};
-use ciro_coordinator::indexer::job_row_of;
 use ciro_coordinator::store::Store;
 use ciro_service::CancellationToken;
 use ciro_tests::system::*;
@@ -349,14 +348,7 @@ async fn assert_end_state(s: &System, database_url: &str) {
         );
     }
     let store = Store::connect(database_url).await.expect("the index");
-    for job_id in 1..=JOBS {
-        let chain = job_row_of(&s.job_info(job_id).await).expect("row");
-        assert_eq!(
-            store.job(job_id).await.expect("read"),
-            Some(chain),
-            "job {job_id}: index vs chain"
-        );
-    }
+    common::assert_jobs_match_chain(s, &store).await;
     s.assert_invariants("after the load").await;
 }
 

@@ -216,3 +216,21 @@ pub async fn fresh_postgres() -> Result<String> {
         .context("creating the test database")?;
     Ok(admin_url.replacen("/postgres?", &format!("/{name}?"), 1))
 }
+
+/// Every job of the index equals the chain's `get_job` (a reconcile over every job), and the
+/// index has no job the chain lacks.
+pub async fn assert_jobs_match_chain(s: &System, store: &ciro_coordinator::store::Store) {
+    let jobs = ciro_chain::tx::call(s.jobs_reader().job_count())
+        .await
+        .expect("job_count");
+    assert!(jobs > 0);
+    for job_id in 1..=jobs {
+        let chain = ciro_coordinator::indexer::job_row_of(&s.job_info(job_id).await).expect("row");
+        assert_eq!(
+            store.job(job_id).await.expect("read"),
+            Some(chain),
+            "job {job_id}: index vs chain"
+        );
+    }
+    assert_eq!(store.jobs().await.expect("jobs").len() as u64, jobs);
+}
