@@ -3,7 +3,8 @@
 //! by signed heartbeats, the job matched and assigned by the coordinator's own transaction,
 //! the output uploaded and committed by the worker, the challenge window passed and the job
 //! finalized by the keeper; the submitter downloads the output and it hashes to the on-chain
-//! commitment. And liveness: a worker that falls silent has its job released and matched to
+//! commitment, and the job's server-sent event stream showed each state change once. And
+//! liveness: a worker that falls silent has its job released and matched to
 //! another worker, which completes it.
 
 mod common;
@@ -113,6 +114,31 @@ async fn a_job_lives_its_whole_life_through_the_coordinator() {
     announce(&worker, &[model_digest]).await;
     let input = b"the submitter's input tensors".to_vec();
     let (job, input_digest) = job_with_input(&s, &c, model, &input).await;
+    // The submitter follows the job's state changes live (server-sent events).
+    let following = {
+        let stream = c.client();
+        tokio::spawn(async move {
+            // From the first event on (the stream replays the log), once the job is indexed.
+            let mut events = loop {
+                match stream.job_events(job, None).await {
+                    Ok(events) => break events,
+                    Err(e) if e.code() == Some(ciro_api::coordinator::ErrorCode::JobNotFound) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(e) => panic!("the event stream: {e}"),
+                }
+            };
+            let mut seen = Vec::new();
+            while let Some(event) = events.next().await.expect("an event") {
+                assert_eq!(event.job_id, job);
+                seen.push((event.state, event.worker));
+                if event.state == JobState::Finalized {
+                    break;
+                }
+            }
+            seen
+        })
+    };
 
     // Matched and assigned on chain by the coordinator; the worker's long-poll returns it.
     let assignment = eventually("the assignment reaches the worker", WAIT, || async {
@@ -179,6 +205,20 @@ async fn a_job_lives_its_whole_life_through_the_coordinator() {
     })
     .await;
     assert_eq!(details.job.output_hash, Some(output_digest));
+    let seen = tokio::time::timeout(WAIT, following)
+        .await
+        .expect("the event stream reached Finalized")
+        .expect("the follower");
+    let worker_a = Some(s.net.address(Actor::WorkerA));
+    assert_eq!(
+        seen,
+        vec![
+            (JobState::Queued, None),
+            (JobState::Assigned, worker_a),
+            (JobState::Completed, worker_a),
+            (JobState::Finalized, worker_a),
+        ]
+    );
 
     // The submitter's download hashes to the on-chain commitment; a stranger is refused.
     let downloaded = submitter
