@@ -10,6 +10,19 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    // The libtorch version, for receipts: `torch/version.py` beside `torch/lib`.
+    let version = Path::new(&lib)
+        .parent()
+        .map(|torch| torch.join("version.py"))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("__version__ = "))
+                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_owned())
+        });
+    if let Some(version) = version {
+        println!("cargo:rustc-env=CIRO_LIBTORCH_VERSION={version}");
+    }
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }

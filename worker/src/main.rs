@@ -1,7 +1,6 @@
-//! `ciro-worker`: the worker's command line over the inference engine (`ciro-engine`), on the
-//! service runtime (logging, one exit path). Today: the hardware report, the model store and
-//! running one job locally. Registration, staking and pulling jobs from the coordinator come
-//! with the worker agent.
+//! `ciro-worker`: the GPU owner's command line, on the service runtime (logging, one exit
+//! path): `run` (the agent: register and stake, take assigned jobs, run them, commit, get
+//! paid), `status`, `claim`, and the local tools `hardware`, `add-model`, `exec`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ciro_chain::account::connect;
+use ciro_chain::clients::PoolClient;
+use ciro_chain::manifest::Manifest;
+use ciro_chain::sender::{SenderConfig, TxSender};
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::RpcAccount;
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
-use ciro_service::{run_main, LogArgs};
+use ciro_service::{run_main, run_service, AccountArgs, ChainArgs, LogArgs};
+use ciro_worker::agent::{self, AgentConfig};
+use ciro_worker::journal::Journal;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -24,12 +34,84 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: declare the hardware, register and stake as needed, then take the jobs
+    /// the coordinator assigns, verify them on chain, run them, upload and commit the results.
+    /// SIGTERM drains.
+    Run(Box<RunArgs>),
+    /// Print the worker's on-chain state, stake, reputation, pending rewards and the jobs in
+    /// its journal, as JSON.
+    Status(StatusArgs),
+    /// Claim the worker's pending rewards.
+    Claim(ChainAccountArgs),
     /// Print this machine's hardware report as JSON (GPUs from NVML, or a CPU-only profile).
     Hardware,
     /// Add a TorchScript file to the model store; prints its hash (the on-chain model_hash).
     AddModel(AddModelArgs),
     /// Run one job: a safetensors input through a stored model; prints the hashes as JSON.
     Exec(ExecArgs),
+}
+
+#[derive(Args)]
+struct ChainAccountArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    #[command(flatten)]
+    account: AccountArgs,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    on: ChainAccountArgs,
+    /// The agent's data directory (journal, outputs, model store).
+    #[arg(long, env = "WORKER_DATA_DIR", default_value = "ciro-worker")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    on: ChainAccountArgs,
+    /// The coordinator's base URL.
+    #[arg(long, env = "CIRO_COORDINATOR_URL", default_value = "http://127.0.0.1:7070")]
+    coordinator: String,
+    /// The agent's data directory (journal, outputs, model store; created if missing).
+    #[arg(long, env = "WORKER_DATA_DIR", default_value = "ciro-worker")]
+    data_dir: PathBuf,
+    /// Own stake to hold, in the payment token's base units: topped up to it, never beyond.
+    #[arg(long, env = "WORKER_STAKE_TARGET")]
+    stake_target: u128,
+    /// Jobs run at once.
+    #[arg(long, env = "WORKER_CAPACITY", default_value_t = 2)]
+    capacity: u32,
+    /// Seconds between heartbeats to the coordinator.
+    #[arg(long, env = "WORKER_HEARTBEAT_SECS", default_value_t = 10)]
+    heartbeat_secs: u64,
+    /// Seconds between on-chain heartbeats.
+    #[arg(long, env = "WORKER_CHAIN_HEARTBEAT_SECS", default_value_t = 3_600)]
+    chain_heartbeat_secs: u64,
+    /// Claim rewards once pending rewards reach this many base units (unset: only by
+    /// `ciro-worker claim`).
+    #[arg(long, env = "WORKER_CLAIM_THRESHOLD")]
+    claim_threshold: Option<u128>,
+    /// Deterministic mode with this seed (every job alone, seeded, deterministic kernels).
+    #[arg(long, env = "WORKER_DETERMINISTIC_SEED")]
+    deterministic_seed: Option<u64>,
+    /// Most rows per forward pass.
+    #[arg(long, env = "WORKER_MAX_BATCH", default_value_t = 64)]
+    max_batch: i64,
+    /// Largest input accepted, in bytes.
+    #[arg(long, env = "WORKER_MAX_INPUT_BYTES", default_value_t = 64 << 20)]
+    max_input_bytes: u64,
+    /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
+    #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
+    drain_grace_secs: u64,
+    /// Deactivate on chain when stopping.
+    #[arg(long, env = "WORKER_DEACTIVATE")]
+    deactivate: bool,
+    /// Results finished within this many milliseconds go in one transaction.
+    #[arg(long, env = "WORKER_COMMIT_WINDOW_MS", default_value_t = 500)]
+    commit_window_ms: u64,
 }
 
 #[derive(Args)]
@@ -77,11 +159,110 @@ struct ExecArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    run_main("ciro-worker", &cli.log, run(cli.command))
+    match cli.command {
+        Command::Run(args) => run_service("ciro-worker", &cli.log, |shutdown| async move {
+            let config = AgentConfig {
+                chain: args.on.chain.config()?,
+                account: args.on.account.source()?,
+                coordinator: args.coordinator,
+                data_dir: args.data_dir,
+                stake_target: args.stake_target,
+                capacity: args.capacity.max(1),
+                heartbeat: Duration::from_secs(args.heartbeat_secs.max(1)),
+                chain_heartbeat: Duration::from_secs(args.chain_heartbeat_secs.max(1)),
+                claim_threshold: args.claim_threshold,
+                deterministic_seed: args.deterministic_seed,
+                max_batch: args.max_batch.max(1),
+                max_input_bytes: args.max_input_bytes,
+                drain_grace: Duration::from_secs(args.drain_grace_secs),
+                deactivate_on_exit: args.deactivate,
+                commit_window: Duration::from_millis(args.commit_window_ms),
+                poll_wait: Duration::from_secs(20),
+            };
+            agent::run(config, shutdown).await
+        }),
+        command => run_main("ciro-worker", &cli.log, run(command)),
+    }
+}
+
+/// The pool and JobMgr of the manifest, as the configured account.
+async fn clients(on: &ChainAccountArgs) -> Result<(PoolClient<RpcAccount>, Felt)> {
+    let chain = on.chain.config()?;
+    let manifest = Manifest::read(&chain.manifest)?;
+    let node = JsonRpcClient::new(HttpTransport::new(chain.rpc_url.clone()));
+    let chain_id = node.chain_id().await.context("reading the chain id")?;
+    let account = connect(&on.account.source()?, &chain.rpc_url, chain_id).await?;
+    let me = account.address();
+    let pool = PoolClient::new(
+        manifest.contract(ciro_chain::constants::contracts::CDC_POOL)?,
+        Arc::new(TxSender::new(account, SenderConfig::default())),
+    );
+    Ok((pool, me))
+}
+
+fn amount(value: &ciro_chain::cainome::cairo_serde::U256) -> String {
+    if value.high == 0 {
+        value.low.to_string()
+    } else {
+        format!("{:#x}{:032x}", value.high, value.low)
+    }
 }
 
 async fn run(command: Command) -> Result<()> {
     match command {
+        Command::Run(_) => unreachable!("run is served by run_service"),
+        Command::Status(args) => {
+            let (pool, me) = clients(&args.on).await?;
+            let info = pool.worker(me).await?;
+            let pending = pool.pending_rewards(me).await?;
+            let journal = Journal::open(&args.data_dir).await?;
+            let open = journal.open_jobs().await?;
+            let recent = journal.recent(10).await?;
+            let job = |e: &ciro_worker::journal::Entry| {
+                serde_json::json!({
+                    "job_id": e.job_id,
+                    "stage": e.stage.as_str(),
+                    "deadline": e.deadline,
+                    "output_hash": e.output_hash,
+                    "reason": e.reason,
+                })
+            };
+            let status = serde_json::json!({
+                "worker": format!("{me:#x}"),
+                "state": format!("{:?}", info.state),
+                "deactivated": info.record.deactivated,
+                "stake": amount(&info.stake),
+                "delegated": amount(&info.delegated),
+                "hardware_tier": info.hardware_tier,
+                "stake_tier": info.stake_tier,
+                "reputation": {
+                    "score": info.reputation.score,
+                    "completed": info.reputation.completed,
+                    "failed": info.reputation.failed,
+                    "missed": info.reputation.missed,
+                    "avg_latency_secs": info.reputation.avg_latency,
+                },
+                "pending_rewards": amount(&pending),
+                "in_flight": open.iter().map(job).collect::<Vec<_>>(),
+                "recent": recent.iter().map(job).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        Command::Claim(on) => {
+            let (pool, me) = clients(&on).await?;
+            let pending = pool.pending_rewards(me).await?;
+            if pending.low == 0 && pending.high == 0 {
+                println!("no rewards pending for {me:#x}");
+                return Ok(());
+            }
+            let out = pool.claim_rewards().await?;
+            println!(
+                "claimed {} (tx {:#x}, fee {} FRI)",
+                amount(&pending),
+                out.tx_hash,
+                out.actual_fee()
+            );
+        }
         Command::Hardware => println!("{}", serde_json::to_string_pretty(&hardware::detect())?),
         Command::AddModel(args) => {
             let store = ModelStore::open(&args.store.store, 1)?;

@@ -68,9 +68,10 @@ pub enum AccountSource {
     DevnetPredeployed(usize),
 }
 
-/// Connects to `rpc_url` as the configured account.
-pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> Result<RpcAccount> {
-    let (address, key) = match source {
+/// The configured account's address and signing key (devnet's predeployed accounts are read
+/// from the node at `rpc_url`): what signs requests to the coordinator and receipts.
+pub async fn address_and_key(source: &AccountSource, rpc_url: &Url) -> Result<(Felt, SigningKey)> {
+    Ok(match source {
         AccountSource::Key { address, key } => (*address, key.signing_key()?),
         AccountSource::DevnetPredeployed(index) => {
             let accounts = DevnetRpc::new(rpc_url.clone())
@@ -84,7 +85,12 @@ pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> R
                 SigningKey::from_secret_scalar(account.private_key),
             )
         }
-    };
+    })
+}
+
+/// Connects to `rpc_url` as the configured account.
+pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> Result<RpcAccount> {
+    let (address, key) = address_and_key(source, rpc_url).await?;
     let provider = JsonRpcClient::new(HttpTransport::new(rpc_url.clone()));
     let mut account = SingleOwnerAccount::new(
         provider,

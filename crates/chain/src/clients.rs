@@ -320,6 +320,33 @@ where
             .await
     }
 
+    /// Replaces the worker's capabilities and attestation hash.
+    pub async fn update_capabilities(
+        &self,
+        capabilities: &cdc_pool::Capabilities,
+        attestation_hash: Felt,
+    ) -> Result<TxOutcome, ChainError> {
+        self.sender
+            .execute(vec![self
+                .binding()
+                .update_capabilities_getcall(capabilities, &attestation_hash)])
+            .await
+    }
+
+    /// Takes the worker out of assignment (its stake stays).
+    pub async fn deactivate(&self) -> Result<TxOutcome, ChainError> {
+        self.sender
+            .execute(vec![self.binding().deactivate_getcall()])
+            .await
+    }
+
+    /// Puts a deactivated worker back in assignment.
+    pub async fn reactivate(&self) -> Result<TxOutcome, ChainError> {
+        self.sender
+            .execute(vec![self.binding().reactivate_getcall()])
+            .await
+    }
+
     pub async fn claim_rewards(&self) -> Result<TxOutcome, ChainError> {
         self.sender
             .execute(vec![self.binding().claim_rewards_getcall()])

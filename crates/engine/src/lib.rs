@@ -18,6 +18,12 @@ pub mod store;
 pub mod tensors;
 
 pub use digest::Digest;
+
+/// The libtorch version the engine was built against (from torch's `version.py`; `unknown`
+/// when the build did not find it).
+pub fn libtorch_version() -> &'static str {
+    option_env!("CIRO_LIBTORCH_VERSION").unwrap_or("unknown")
+}
 pub use engine::{default_device, Engine, EngineConfig, JobOutput};
 pub use error::EngineError;
 pub use store::{ModelSpec, ModelStore};

@@ -81,6 +81,28 @@ impl ModelStore {
         Ok(hash)
     }
 
+    /// Whether the store holds model `hash` (its file and spec).
+    pub fn contains(&self, hash: &Digest) -> bool {
+        self.model_path(hash).is_file() && self.spec_path(hash).is_file()
+    }
+
+    /// The hashes of every model the store holds.
+    pub fn hashes(&self) -> Vec<Digest> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut hashes: Vec<Digest> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".pt")?.parse().ok()
+            })
+            .filter(|hash| self.contains(hash))
+            .collect();
+        hashes.sort();
+        hashes
+    }
+
     /// Adds the TorchScript file at `path`.
     pub fn insert_file(&self, path: &Path, spec: &ModelSpec) -> anyhow::Result<Digest> {
         let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;

@@ -1,0 +1,674 @@
+//! `ciro-worker run`: the agent. It trusts the chain, never the coordinator.
+//!
+//! On start it declares its hardware and makes itself eligible ([`crate::onboard`]), then:
+//! - heartbeats to the coordinator (load, capacity, the models in its store) and, less often,
+//!   on chain;
+//! - long-polls the coordinator for assignments and, for each, reads the job **from the
+//!   chain**: assigned to this worker, before its deadline, with the input and model the
+//!   assignment names; anything else is refused and logged with the job id;
+//! - downloads the input (its SHA-256 must be the on-chain `input_hash`) and, when its store
+//!   lacks it, the model file (its SHA-256 must be the registered `model_hash`), runs the job
+//!   through the engine (concurrent jobs of one model share its dynamic batcher), writes the
+//!   output to its journal, uploads it with a signed receipt, and commits `submit_result`;
+//!   results finished within `commit_window` of each other go in one multicall;
+//! - claims its rewards once they pass `claim_threshold`.
+//!
+//! The journal ([`crate::journal`]) makes it crash-safe: a computed output is uploaded and
+//! committed after a restart, never recomputed; a job past its deadline is dropped. On
+//! SIGTERM it stops taking work, finishes what it runs (abandoning, after `drain_grace`, what
+//! is left: the coordinator's keeper releases it), commits, and with `deactivate_on_exit`
+//! deactivates on chain.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use ciro_api::coordinator::{
+    Assignment, ClientError, CoordinatorClient, ErrorCode, Heartbeat, Receipt, RequestSigner,
+};
+use ciro_chain::account::AccountSource;
+use ciro_chain::bindings::job_mgr::{self, JobMgr, JobState};
+use ciro_chain::cainome::cairo_serde::U256;
+use ciro_chain::clients::{u256_from_digest, JobMgrClient, PoolClient};
+use ciro_chain::manifest::Manifest;
+use ciro_chain::sender::{SenderConfig, TxSender};
+use ciro_chain::starknet::accounts::ConnectedAccount;
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::providers::Provider;
+use ciro_chain::starknet::signers::SigningKey;
+use ciro_chain::tx::{block_timestamp, call};
+use ciro_chain::{ChainError, RpcAccount};
+use ciro_engine::tensors::{decode_input, dtype_name};
+use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
+use ciro_service::{CancellationToken, ChainConfig};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::journal::{Entry, Journal, Stage};
+use crate::onboard::{declare, onboard};
+
+/// The agent's configuration, validated.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node and the deployment manifest.
+    pub chain: ChainConfig,
+    /// The worker's account.
+    pub account: AccountSource,
+    /// The coordinator's base URL.
+    pub coordinator: String,
+    /// Where the journal, the outputs and the model store live.
+    pub data_dir: PathBuf,
+    /// Own stake to hold (topped up to it, never beyond), in token base units.
+    pub stake_target: u128,
+    /// Jobs run at once.
+    pub capacity: u32,
+    /// Period of heartbeats to the coordinator.
+    pub heartbeat: Duration,
+    /// Period of on-chain heartbeats.
+    pub chain_heartbeat: Duration,
+    /// Claim rewards once pending rewards reach this (None: never automatically).
+    pub claim_threshold: Option<u128>,
+    /// Deterministic mode with this seed.
+    pub deterministic_seed: Option<u64>,
+    /// Most rows of one forward pass.
+    pub max_batch: i64,
+    /// Largest input accepted, in bytes.
+    pub max_input_bytes: u64,
+    /// How long a drain waits for running jobs on SIGTERM.
+    pub drain_grace: Duration,
+    /// Deactivate on chain when stopping.
+    pub deactivate_on_exit: bool,
+    /// Results finished within this of each other are committed in one transaction.
+    pub commit_window: Duration,
+    /// Longest assignment long-poll.
+    pub poll_wait: Duration,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the agent shares between its tasks.
+struct Agent {
+    config: AgentConfig,
+    me: Felt,
+    chain_id: Felt,
+    key: SigningKey,
+    account: RpcAccount,
+    sender: Arc<TxSender<RpcAccount>>,
+    jobs: JobMgrClient<RpcAccount>,
+    pool: PoolClient<RpcAccount>,
+    job_mgr: Felt,
+    client: CoordinatorClient,
+    store: Arc<ModelStore>,
+    engine: Engine,
+    journal: Journal,
+    device: String,
+    cuda: String,
+    in_flight: Mutex<HashSet<u64>>,
+    running: AtomicU32,
+    commits: mpsc::UnboundedSender<u64>,
+}
+
+/// Why a job is not run or not committed (logged with the job id; the journal keeps it).
+#[derive(Debug)]
+enum Refusal {
+    /// The chain or the data disagree with the assignment.
+    Refused(String),
+    /// Its deadline passed.
+    Dropped(String),
+    /// The engine or the chain failed it.
+    Failed(String),
+}
+
+/// Runs the agent until `shutdown`, then drains.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    let manifest = Manifest::read(&config.chain.manifest)?;
+    let node = ciro_chain::starknet::providers::JsonRpcClient::new(
+        ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(
+            config.chain.rpc_url.clone(),
+        ),
+    );
+    let chain_id = node.chain_id().await.context("reading the chain id")?;
+    let (me, key) =
+        ciro_chain::account::address_and_key(&config.account, &config.chain.rpc_url).await?;
+    let account =
+        ciro_chain::account::connect(&config.account, &config.chain.rpc_url, chain_id).await?;
+    let sender = Arc::new(TxSender::new(account.clone(), SenderConfig::default()));
+    let job_mgr = manifest.contract(ciro_chain::constants::contracts::JOB_MGR)?;
+    let pool_address = manifest.contract(ciro_chain::constants::contracts::CDC_POOL)?;
+    let jobs = JobMgrClient::new(job_mgr, sender.clone());
+    let pool = PoolClient::new(pool_address, sender.clone());
+    let token = call(pool.reader().token()).await?.0;
+    let client = CoordinatorClient::new(&config.coordinator)
+        .map_err(|e| anyhow!("the coordinator URL: {e}"))?
+        .with_signer(RequestSigner::new(key.clone(), me, chain_id));
+
+    // Hardware → capabilities → an eligible worker on chain.
+    let report = hardware::detect();
+    let declared = declare(&report)?;
+    tracing::info!(
+        worker = %format!("{me:#x}"),
+        gpu = ?report.best_gpu().map(|g| g.name.clone()),
+        report = %declared.report_digest,
+        "hardware declared"
+    );
+    onboard(&pool, &account, token, &declared, config.stake_target).await?;
+    match client.upload_blob(declared.canonical_report.clone()).await {
+        Ok(info) => tracing::info!(digest = %info.digest, "hardware report uploaded for anyone to check"),
+        Err(e) => tracing::warn!(error = %e, "uploading the hardware report failed (the coordinator may be down); continuing"),
+    }
+
+    let store = Arc::new(ModelStore::open(config.data_dir.join("models"), 8)?);
+    let engine_config = EngineConfig {
+        deterministic_seed: config.deterministic_seed,
+        max_batch: config.max_batch,
+        ..EngineConfig::default()
+    };
+    let device = match engine_config.device {
+        tch::Device::Cuda(_) => report
+            .best_gpu()
+            .map_or_else(|| "cuda".to_owned(), |g| g.name.clone()),
+        _ => "cpu".to_owned(),
+    };
+    let cuda = match engine_config.device {
+        tch::Device::Cuda(_) => report.cuda_version.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let engine = Engine::new(store.clone(), engine_config)?;
+    let journal = Journal::open(&config.data_dir).await?;
+    let (commits, commit_queue) = mpsc::unbounded_channel();
+    let agent = Arc::new(Agent {
+        config,
+        me,
+        chain_id,
+        key,
+        account,
+        sender,
+        jobs,
+        pool,
+        job_mgr,
+        client,
+        store,
+        engine,
+        journal,
+        device,
+        cuda,
+        in_flight: Mutex::new(HashSet::new()),
+        running: AtomicU32::new(0),
+        commits,
+    });
+
+    let stop_side = CancellationToken::new();
+    let committer = tokio::spawn(agent.clone().committer(commit_queue, stop_side.clone()));
+    let beats = tokio::spawn(agent.clone().heartbeats(stop_side.clone()));
+    let chain_beats = tokio::spawn(agent.clone().chain_heartbeats(stop_side.clone()));
+
+    // Resume what the journal holds.
+    for entry in agent.journal.open_jobs().await? {
+        tracing::info!(job_id = entry.job_id, stage = entry.stage.as_str(), "resuming from the journal");
+        agent.clone().spawn(Assignment {
+            job_id: entry.job_id,
+            model_id: 0,
+            model_hash: entry.model_hash,
+            input_hash: entry.input_hash,
+            deadline: entry.deadline,
+            assigned_at: 0,
+            release_at: 0,
+        });
+    }
+
+    agent.clone().poll(shutdown.clone()).await;
+
+    // Drain: no new work; wait for the running jobs, up to the grace period.
+    let started = Instant::now();
+    while agent.running.load(Ordering::SeqCst) > 0 && started.elapsed() < agent.config.drain_grace {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let abandoned: Vec<u64> = agent
+        .in_flight
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    if !abandoned.is_empty() {
+        tracing::warn!(?abandoned, "drain grace over: abandoning these jobs (the coordinator's keeper releases them; a computed output is committed on the next start)");
+    }
+    // Let the committer send what is queued, then stop the side tasks.
+    tokio::time::sleep(agent.config.commit_window * 2).await;
+    stop_side.cancel();
+    for task in [beats, chain_beats] {
+        task.await.ok();
+    }
+    committer.await.ok();
+    if agent.config.deactivate_on_exit {
+        match agent.pool.deactivate().await {
+            Ok(out) => tracing::info!(tx = %format!("{:#x}", out.tx_hash), "deactivated on chain"),
+            Err(e) => tracing::warn!(error = %e, "deactivating failed"),
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl Agent {
+    /// Long-polls for assignments until `shutdown`.
+    async fn poll(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let polled = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                polled = self.client.poll_assignments(self.config.poll_wait) => polled,
+            };
+            match polled {
+                Ok(polled) => {
+                    backoff = Duration::from_millis(250);
+                    for assignment in polled.assignments {
+                        if self.running.load(Ordering::SeqCst) >= self.config.capacity {
+                            break;
+                        }
+                        self.clone().spawn(assignment);
+                    }
+                    if self.running.load(Ordering::SeqCst) >= self.config.capacity {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, ?backoff, "polling the coordinator failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Runs `assignment` in its own task unless it already runs or is finished.
+    fn spawn(self: Arc<Self>, assignment: Assignment) {
+        let job_id = assignment.job_id;
+        {
+            let Ok(mut set) = self.in_flight.lock() else {
+                return;
+            };
+            if !set.insert(job_id) {
+                return;
+            }
+        }
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let span = tracing::info_span!("job", job_id);
+        tokio::spawn(
+            async move {
+                let outcome = self.handle(&assignment).await;
+                let (stage, reason) = match outcome {
+                    Ok(()) => (None, None),
+                    Err(Refusal::Refused(r)) => (Some(Stage::Refused), Some(r)),
+                    Err(Refusal::Dropped(r)) => (Some(Stage::Dropped), Some(r)),
+                    Err(Refusal::Failed(r)) => (Some(Stage::Failed), Some(r)),
+                };
+                if let (Some(stage), Some(reason)) = (stage, reason) {
+                    tracing::warn!(stage = stage.as_str(), %reason, "job not done");
+                    if let Err(e) = self.journal.finish(job_id, stage, Some(&reason)).await {
+                        tracing::error!(error = %e, "recording the refusal in the journal");
+                    }
+                }
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(mut set) = self.in_flight.lock() {
+                    set.remove(&job_id);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn chain_now(&self) -> Result<u64, Refusal> {
+        block_timestamp(self.account.provider(), BlockId::Tag(BlockTag::Latest))
+            .await
+            .map_err(|e| Refusal::Failed(format!("reading the chain's time: {e}")))
+    }
+
+    /// Checks the assignment against the chain; the job's on-chain record.
+    async fn verify(&self, a: &Assignment) -> Result<job_mgr::JobInfo, Refusal> {
+        let info = self
+            .jobs
+            .job(a.job_id)
+            .await
+            .map_err(|e| Refusal::Refused(format!("the chain has no such job: {e}")))?;
+        let job = &info.job;
+        if job.state != JobState::Assigned || job.worker.0 != self.me {
+            return Err(Refusal::Refused(format!(
+                "the chain shows the job {:?} to {:#x}, not assigned to this worker {:#x}",
+                job.state, job.worker.0, self.me
+            )));
+        }
+        if job.input_hash != u256_from_digest(&a.input_hash.0) {
+            return Err(Refusal::Refused(format!(
+                "the assignment names input {} but the chain's input_hash differs",
+                a.input_hash
+            )));
+        }
+        let model = self
+            .jobs
+            .model(job.model_id)
+            .await
+            .map_err(|e| Refusal::Refused(format!("reading model {}: {e}", job.model_id)))?;
+        if model.model_hash != u256_from_digest(&a.model_hash.0) {
+            return Err(Refusal::Refused(format!(
+                "the assignment names model file {} but model {} is registered with another hash",
+                a.model_hash, job.model_id
+            )));
+        }
+        let now = self.chain_now().await?;
+        if now > job.deadline {
+            return Err(Refusal::Dropped(format!(
+                "its deadline {} passed (chain time {now})",
+                job.deadline
+            )));
+        }
+        Ok(info)
+    }
+
+    /// One job, from the assignment to its result queued for commitment.
+    async fn handle(&self, a: &Assignment) -> Result<(), Refusal> {
+        let info = self.verify(a).await?;
+        let entry = self
+            .journal
+            .begin(a.job_id, a.model_hash, a.input_hash, info.job.deadline)
+            .await
+            .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+        match entry.stage {
+            Stage::Running => self.compute(a, &entry).await?,
+            Stage::Computed => tracing::info!("computed before a restart: uploading and committing the same output"),
+            _ => return Ok(()),
+        }
+        self.publish(a.job_id).await?;
+        self.commits
+            .send(a.job_id)
+            .map_err(|_| Refusal::Failed("the committer stopped".into()))
+    }
+
+    /// Downloads, verifies, runs and journals the job's output.
+    async fn compute(&self, a: &Assignment, entry: &Entry) -> Result<(), Refusal> {
+        let meta = self
+            .client
+            .blob_meta(&a.input_hash)
+            .await
+            .map_err(|e| Refusal::Failed(format!("the input is not available: {e}")))?;
+        if meta.size > self.config.max_input_bytes {
+            return Err(Refusal::Refused(format!(
+                "the input is {} bytes, more than the {} this worker accepts",
+                meta.size, self.config.max_input_bytes
+            )));
+        }
+        let input = self.client.download_blob(&a.input_hash).await.map_err(|e| match e {
+            ClientError::DigestMismatch { .. } => {
+                Refusal::Refused(format!("the input does not hash to the on-chain input_hash: {e}"))
+            }
+            other => Refusal::Failed(format!("downloading the input: {other}")),
+        })?;
+        if Digest::of(&input) != entry.input_hash {
+            return Err(Refusal::Refused(
+                "the input does not hash to the on-chain input_hash".into(),
+            ));
+        }
+        if !self.store.contains(&a.model_hash) {
+            self.fetch_model(a, &input).await?;
+        }
+        let started = unix_now();
+        let clock = Instant::now();
+        let output = self
+            .engine
+            .execute(a.model_hash, &input)
+            .await
+            .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))?;
+        let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let receipt = Receipt {
+            job_manager: self.job_mgr,
+            job_id: a.job_id,
+            worker: self.me,
+            model_hash: a.model_hash,
+            input_hash: a.input_hash,
+            output_hash: output.output_hash,
+            device: self.device.clone(),
+            libtorch_version: ciro_engine::libtorch_version().to_owned(),
+            cuda_version: self.cuda.clone(),
+            deterministic: self.config.deterministic_seed.is_some(),
+            seed: self.config.deterministic_seed.unwrap_or(0),
+            started_at: started,
+            finished_at: unix_now(),
+            model_load_ms: 0,
+            inference_ms,
+        }
+        .sign(&self.key, self.chain_id)
+        .map_err(|e| Refusal::Failed(format!("signing the receipt: {e}")))?;
+        let receipt = serde_json::to_string(&receipt)
+            .map_err(|e| Refusal::Failed(format!("encoding the receipt: {e}")))?;
+        self.journal
+            .computed(a.job_id, &output.output, output.output_hash, &receipt)
+            .await
+            .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+        tracing::info!(output = %output.output_hash, inference_ms, "computed");
+        Ok(())
+    }
+
+    /// Downloads the model file (progress in the logs), checks it against the registered hash
+    /// and adds it to the store with the input's row shape and type as its spec.
+    async fn fetch_model(&self, a: &Assignment, input: &[u8]) -> Result<(), Refusal> {
+        let mut download = self
+            .client
+            .open_blob(&a.model_hash)
+            .await
+            .map_err(|e| Refusal::Failed(format!("the model file is not available: {e}")))?;
+        let total = download.content_length().unwrap_or(0);
+        let mut bytes = Vec::with_capacity(usize::try_from(total.min(1 << 30)).unwrap_or(0));
+        let mut logged = 0;
+        loop {
+            match download.chunk().await {
+                Ok(Some(chunk)) => {
+                    bytes.extend_from_slice(&chunk);
+                    let percent = (bytes.len() as u64 * 100).checked_div(total).unwrap_or(100);
+                    if percent >= logged + 25 {
+                        logged = percent;
+                        tracing::info!(model = %a.model_hash, percent, bytes = bytes.len(), "downloading the model file");
+                    }
+                }
+                Ok(None) => break,
+                Err(ClientError::DigestMismatch { .. }) => {
+                    return Err(Refusal::Refused(
+                        "the model file does not hash to its registered model_hash".into(),
+                    ))
+                }
+                Err(e) => return Err(Refusal::Failed(format!("downloading the model file: {e}"))),
+            }
+        }
+        if Digest::of(&bytes) != a.model_hash {
+            return Err(Refusal::Refused(
+                "the model file does not hash to its registered model_hash".into(),
+            ));
+        }
+        let tensor = decode_input(input)
+            .map_err(|e| Refusal::Refused(format!("the input is not a tensor file: {e}")))?;
+        let shape = tensor.size();
+        let spec = ModelSpec {
+            input_shape: shape.get(1..).unwrap_or_default().to_vec(),
+            input_dtype: dtype_name(tensor.kind()),
+            max_batch: self.config.max_batch,
+        };
+        self.store
+            .insert(&bytes, &spec)
+            .map_err(|e| Refusal::Failed(format!("storing the model: {e:#}")))?;
+        tracing::info!(model = %a.model_hash, bytes = bytes.len(), "model file verified and stored");
+        Ok(())
+    }
+
+    /// Uploads a computed job's output and receipt (again after a restart: the same bytes).
+    async fn publish(&self, job_id: u64) -> Result<(), Refusal> {
+        let entry = self
+            .journal
+            .entry(job_id)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| Refusal::Failed("the journal lost the job".into()))?;
+        let output = self
+            .journal
+            .output(job_id)
+            .await
+            .map_err(|e| Refusal::Failed(format!("reading the output: {e:#}")))?;
+        self.client
+            .upload_output(job_id, output)
+            .await
+            .map_err(|e| Refusal::Failed(format!("uploading the output: {e}")))?;
+        if let Some(text) = entry.receipt {
+            let receipt = serde_json::from_str(&text)
+                .map_err(|e| Refusal::Failed(format!("the journal's receipt: {e}")))?;
+            match self.client.upload_receipt(&receipt).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(ErrorCode::Conflict) => {}
+                Err(e) => return Err(Refusal::Failed(format!("uploading the receipt: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits queued results: those arriving within `commit_window` go in one multicall.
+    async fn committer(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<u64>, stop: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                first = queue.recv() => first,
+                _ = stop.cancelled() => None,
+            };
+            let Some(first) = first else { return };
+            let mut batch = vec![first];
+            let window = tokio::time::sleep(self.config.commit_window);
+            tokio::pin!(window);
+            loop {
+                tokio::select! {
+                    _ = &mut window => break,
+                    next = queue.recv() => match next {
+                        Some(id) => batch.push(id),
+                        None => break,
+                    },
+                }
+            }
+            self.commit(batch).await;
+        }
+    }
+
+    async fn commit(&self, batch: Vec<u64>) {
+        let mut calls = Vec::new();
+        let mut ids = Vec::new();
+        let binding = JobMgr::new(self.job_mgr, self.account.clone());
+        for id in batch {
+            match self.journal.entry(id).await {
+                Ok(Some(Entry {
+                    stage: Stage::Computed,
+                    output_hash: Some(hash),
+                    ..
+                })) => {
+                    calls.push(binding.submit_result_getcall(&id, &u256_from_digest(&hash.0)));
+                    ids.push(id);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(job_id = id, error = %e, "reading the journal"),
+            }
+        }
+        if ids.is_empty() {
+            return;
+        }
+        match self.sender.execute(calls).await {
+            Ok(out) => {
+                for id in &ids {
+                    if let Err(e) = self.journal.finish(*id, Stage::Committed, None).await {
+                        tracing::error!(job_id = id, error = %e, "recording the commitment");
+                    }
+                }
+                tracing::info!(jobs = ?ids, tx = %format!("{:#x}", out.tx_hash), "results committed");
+                self.maybe_claim().await;
+            }
+            Err(ChainError::Reverted { reason, .. }) if ids.len() > 1 => {
+                tracing::warn!(%reason, "a batch of results reverted; committing them one by one");
+                for id in ids {
+                    Box::pin(self.commit(vec![id])).await;
+                }
+            }
+            Err(ChainError::Reverted { reason, .. }) => {
+                let id = ids[0];
+                tracing::warn!(job_id = id, %reason, "the chain refused the result");
+                let stage = if reason.contains("deadline") {
+                    Stage::Dropped
+                } else {
+                    Stage::Failed
+                };
+                if let Err(e) = self.journal.finish(id, stage, Some(&reason)).await {
+                    tracing::error!(job_id = id, error = %e, "recording the refusal");
+                }
+            }
+            Err(error) => {
+                // The node is away: the results stay computed and are retried.
+                tracing::warn!(jobs = ?ids, %error, "committing failed; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                for id in ids {
+                    let _ = self.commits.send(id);
+                }
+            }
+        }
+    }
+
+    async fn maybe_claim(&self) {
+        let Some(threshold) = self.config.claim_threshold else {
+            return;
+        };
+        let pending = match self.pool.pending_rewards(self.me).await {
+            Ok(U256 { low, high }) => if high > 0 { u128::MAX } else { low },
+            Err(e) => {
+                tracing::warn!(error = %e, "reading pending rewards");
+                return;
+            }
+        };
+        if pending >= threshold {
+            match self.pool.claim_rewards().await {
+                Ok(out) => tracing::info!(pending, tx = %format!("{:#x}", out.tx_hash), "rewards claimed"),
+                Err(e) => tracing::warn!(error = %e, "claiming rewards failed"),
+            }
+        }
+    }
+
+    /// Heartbeats to the coordinator until `stop`.
+    async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let beat = Heartbeat {
+                running_jobs: self.running.load(Ordering::SeqCst),
+                capacity: self.config.capacity,
+                models: self.store.hashes(),
+                agent_version: format!("ciro-worker {}", env!("CARGO_PKG_VERSION")),
+            };
+            if let Err(error) = self.client.heartbeat(&beat).await {
+                tracing::warn!(%error, "heartbeat to the coordinator failed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.config.heartbeat) => {}
+            }
+        }
+    }
+
+    /// On-chain heartbeats until `stop`.
+    async fn chain_heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.config.chain_heartbeat) => {}
+            }
+            match self.pool.heartbeat().await {
+                Ok(out) => tracing::debug!(tx = %format!("{:#x}", out.tx_hash), "on-chain heartbeat"),
+                Err(e) => tracing::warn!(error = %e, "on-chain heartbeat failed"),
+            }
+        }
+    }
+}

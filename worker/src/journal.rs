@@ -1,0 +1,315 @@
+//! The agent's journal of its jobs: a small SQLite database beside the computed outputs, so a
+//! crash or restart resumes where it stopped. A job moves `running` → `computed` (its output
+//! written to disk, atomically, before the state says so) → `committed` (its `submit_result`
+//! landed); or ends `refused` (the chain or the data disagreed with the assignment), `dropped`
+//! (its deadline passed) or `failed` (the engine or the chain refused it). A computed output is
+//! never recomputed: a restart uploads and commits the one on disk, so a job never gets two
+//! outputs from this worker.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use ciro_engine::Digest;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+
+/// Where a job stands in this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Taken; its output is not computed yet.
+    Running,
+    /// Its output is on disk, not yet committed.
+    Computed,
+    /// Its result is on chain.
+    Committed,
+    /// Not run: the chain or the data disagreed with the assignment.
+    Refused,
+    /// Not run or not committed: its deadline passed.
+    Dropped,
+    /// The engine or the chain refused it.
+    Failed,
+}
+
+impl Stage {
+    /// The stage's name in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Running => "running",
+            Stage::Computed => "computed",
+            Stage::Committed => "committed",
+            Stage::Refused => "refused",
+            Stage::Dropped => "dropped",
+            Stage::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "running" => Stage::Running,
+            "computed" => Stage::Computed,
+            "committed" => Stage::Committed,
+            "refused" => Stage::Refused,
+            "dropped" => Stage::Dropped,
+            "failed" => Stage::Failed,
+            other => anyhow::bail!("unknown journal stage {other:?}"),
+        })
+    }
+
+    /// Whether the job still needs work (computing or committing).
+    pub fn is_open(self) -> bool {
+        matches!(self, Stage::Running | Stage::Computed)
+    }
+}
+
+/// A job in the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The job.
+    pub job_id: u64,
+    /// SHA-256 of its model file.
+    pub model_hash: Digest,
+    /// SHA-256 of its input.
+    pub input_hash: Digest,
+    /// Its deadline (chain seconds).
+    pub deadline: u64,
+    /// Where it stands.
+    pub stage: Stage,
+    /// SHA-256 of its output, once computed.
+    pub output_hash: Option<Digest>,
+    /// Its signed receipt as JSON, once computed.
+    pub receipt: Option<String>,
+    /// Why it was refused, dropped or failed.
+    pub reason: Option<String>,
+}
+
+/// The journal: `<dir>/journal.db` and `<dir>/outputs/`.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pool: SqlitePool,
+    outputs: PathBuf,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn id(value: u64) -> Result<i64> {
+    i64::try_from(value).with_context(|| format!("{value} does not fit the journal"))
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `dir`.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        let outputs = dir.join("outputs");
+        tokio::fs::create_dir_all(&outputs)
+            .await
+            .with_context(|| format!("creating {}", outputs.display()))?;
+        let path = dir.join("journal.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening the journal {}", path.display()))?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS jobs (job_id INTEGER PRIMARY KEY, model_hash TEXT NOT NULL, \
+             input_hash TEXT NOT NULL, deadline INTEGER NOT NULL, stage TEXT NOT NULL, \
+             output_hash TEXT, receipt TEXT, reason TEXT, updated_at INTEGER NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .context("creating the journal's table")?;
+        Ok(Self { pool, outputs })
+    }
+
+    /// Where job `job_id`'s output is kept.
+    pub fn output_path(&self, job_id: u64) -> PathBuf {
+        self.outputs.join(format!("{job_id}.safetensors"))
+    }
+
+    /// Records a job taken; an existing entry is left as it is (and returned).
+    pub async fn begin(
+        &self,
+        job_id: u64,
+        model_hash: Digest,
+        input_hash: Digest,
+        deadline: u64,
+    ) -> Result<Entry> {
+        sqlx::query(
+            "INSERT INTO jobs (job_id, model_hash, input_hash, deadline, stage, updated_at) \
+             VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(id(job_id)?)
+        .bind(model_hash.to_string())
+        .bind(input_hash.to_string())
+        .bind(id(deadline)?)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .context("recording a job in the journal")?;
+        self.entry(job_id)
+            .await?
+            .context("the journal lost the job it just recorded")
+    }
+
+    /// Writes the output to disk (atomically), then records the job computed.
+    pub async fn computed(
+        &self,
+        job_id: u64,
+        output: &[u8],
+        output_hash: Digest,
+        receipt: &str,
+    ) -> Result<()> {
+        // Only a running job takes an output: one already computed keeps the one it has.
+        match self.entry(job_id).await? {
+            Some(entry) if entry.stage == Stage::Running => {}
+            _ => return Ok(()),
+        }
+        let path = self.output_path(job_id);
+        let staged = path.with_extension("tmp");
+        tokio::fs::write(&staged, output)
+            .await
+            .with_context(|| format!("writing {}", staged.display()))?;
+        tokio::fs::File::open(&staged)
+            .await?
+            .sync_all()
+            .await
+            .context("syncing the output")?;
+        tokio::fs::rename(&staged, &path)
+            .await
+            .with_context(|| format!("publishing {}", path.display()))?;
+        sqlx::query(
+            "UPDATE jobs SET stage = 'computed', output_hash = ?, receipt = ?, updated_at = ? \
+             WHERE job_id = ? AND stage = 'running'",
+        )
+        .bind(output_hash.to_string())
+        .bind(receipt)
+        .bind(now())
+        .bind(id(job_id)?)
+        .execute(&self.pool)
+        .await
+        .context("recording an output in the journal")?;
+        Ok(())
+    }
+
+    /// Moves an open job to `stage` (with `reason` for an ending other than `committed`).
+    pub async fn finish(&self, job_id: u64, stage: Stage, reason: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET stage = ?, reason = ?, updated_at = ? WHERE job_id = ? \
+             AND stage IN ('running', 'computed')",
+        )
+        .bind(stage.as_str())
+        .bind(reason)
+        .bind(now())
+        .bind(id(job_id)?)
+        .execute(&self.pool)
+        .await
+        .context("updating the journal")?;
+        Ok(())
+    }
+
+    /// The output on disk of a computed job.
+    pub async fn output(&self, job_id: u64) -> Result<Vec<u8>> {
+        let path = self.output_path(job_id);
+        tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// One job's entry.
+    pub async fn entry(&self, job_id: u64) -> Result<Option<Entry>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE job_id = ?")
+            .bind(id(job_id)?)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading the journal")?;
+        row.map(|r| entry_of(&r)).transpose()
+    }
+
+    /// Jobs still running or computed, oldest first.
+    pub async fn open_jobs(&self) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE stage IN ('running', 'computed') ORDER BY job_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("reading the journal")?;
+        rows.iter().map(entry_of).collect()
+    }
+
+    /// The most recent jobs, newest first.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<Entry>> {
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY updated_at DESC, job_id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .context("reading the journal")?;
+        rows.iter().map(entry_of).collect()
+    }
+}
+
+fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry> {
+    let digest = |name: &str| -> Result<Digest> {
+        let text: String = row.try_get(name)?;
+        text.parse()
+            .map_err(|e| anyhow::anyhow!("journal {name}: {e:?}"))
+    };
+    let output_hash: Option<String> = row.try_get("output_hash")?;
+    Ok(Entry {
+        job_id: u64::try_from(row.try_get::<i64, _>("job_id")?)?,
+        model_hash: digest("model_hash")?,
+        input_hash: digest("input_hash")?,
+        deadline: u64::try_from(row.try_get::<i64, _>("deadline")?)?,
+        stage: Stage::parse(&row.try_get::<String, _>("stage")?)?,
+        output_hash: output_hash
+            .map(|t| t.parse().map_err(|e| anyhow::anyhow!("journal output_hash: {e:?}")))
+            .transpose()?,
+        receipt: row.try_get("receipt")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_computed_output_survives_a_reopen_and_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (model, input) = (Digest::of(b"model"), Digest::of(b"input"));
+        {
+            let journal = Journal::open(dir.path()).await.unwrap();
+            let entry = journal.begin(7, model, input, 100).await.unwrap();
+            assert_eq!(entry.stage, Stage::Running);
+            journal
+                .computed(7, b"first output", Digest::of(b"first output"), "{}")
+                .await
+                .unwrap();
+            // A second computation of the same job (a race or a bug) changes nothing.
+            journal
+                .computed(7, b"other output", Digest::of(b"other output"), "{}")
+                .await
+                .unwrap();
+        }
+        let journal = Journal::open(dir.path()).await.unwrap();
+        let open = journal.open_jobs().await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].stage, Stage::Computed);
+        assert_eq!(open[0].output_hash, Some(Digest::of(b"first output")));
+        assert_eq!(journal.output(7).await.unwrap(), b"first output");
+        // Taking it again keeps what is recorded.
+        let again = journal.begin(7, model, input, 100).await.unwrap();
+        assert_eq!(again.stage, Stage::Computed);
+        journal.finish(7, Stage::Committed, None).await.unwrap();
+        journal.finish(7, Stage::Failed, Some("late")).await.unwrap();
+        let done = journal.entry(7).await.unwrap().unwrap();
+        assert_eq!(done.stage, Stage::Committed, "a committed job stays committed");
+        assert!(journal.open_jobs().await.unwrap().is_empty());
+    }
+}
