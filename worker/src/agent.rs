@@ -85,6 +85,9 @@ pub struct AgentConfig {
     pub commit_window: Duration,
     /// Longest assignment long-poll.
     pub poll_wait: Duration,
+    /// Test only: compute and journal results but never commit them (to kill the agent
+    /// between computing and committing).
+    pub hold_commits: bool,
 }
 
 fn unix_now() -> u64 {
@@ -130,9 +133,7 @@ enum Refusal {
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     let manifest = Manifest::read(&config.chain.manifest)?;
     let node = ciro_chain::starknet::providers::JsonRpcClient::new(
-        ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(
-            config.chain.rpc_url.clone(),
-        ),
+        ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(config.chain.rpc_url.clone()),
     );
     let chain_id = node.chain_id().await.context("reading the chain id")?;
     let (me, key) =
@@ -160,8 +161,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     );
     onboard(&pool, &account, token, &declared, config.stake_target).await?;
     match client.upload_blob(declared.canonical_report.clone()).await {
-        Ok(info) => tracing::info!(digest = %info.digest, "hardware report uploaded for anyone to check"),
-        Err(e) => tracing::warn!(error = %e, "uploading the hardware report failed (the coordinator may be down); continuing"),
+        Ok(info) => {
+            tracing::info!(digest = %info.digest, "hardware report uploaded for anyone to check")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "uploading the hardware report failed (the coordinator may be down); continuing")
+        }
     }
 
     let store = Arc::new(ModelStore::open(config.data_dir.join("models"), 8)?);
@@ -211,7 +216,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
 
     // Resume what the journal holds.
     for entry in agent.journal.open_jobs().await? {
-        tracing::info!(job_id = entry.job_id, stage = entry.stage.as_str(), "resuming from the journal");
+        tracing::info!(
+            job_id = entry.job_id,
+            stage = entry.stage.as_str(),
+            "resuming from the journal"
+        );
         agent.clone().spawn(Assignment {
             job_id: entry.job_id,
             model_id: 0,
@@ -383,7 +392,9 @@ impl Agent {
             .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
         match entry.stage {
             Stage::Running => self.compute(a, &entry).await?,
-            Stage::Computed => tracing::info!("computed before a restart: uploading and committing the same output"),
+            Stage::Computed => tracing::info!(
+                "computed before a restart: uploading and committing the same output"
+            ),
             _ => return Ok(()),
         }
         self.publish(a.job_id).await?;
@@ -405,12 +416,16 @@ impl Agent {
                 meta.size, self.config.max_input_bytes
             )));
         }
-        let input = self.client.download_blob(&a.input_hash).await.map_err(|e| match e {
-            ClientError::DigestMismatch { .. } => {
-                Refusal::Refused(format!("the input does not hash to the on-chain input_hash: {e}"))
-            }
-            other => Refusal::Failed(format!("downloading the input: {other}")),
-        })?;
+        let input = self
+            .client
+            .download_blob(&a.input_hash)
+            .await
+            .map_err(|e| match e {
+                ClientError::DigestMismatch { .. } => Refusal::Refused(format!(
+                    "the input does not hash to the on-chain input_hash: {e}"
+                )),
+                other => Refusal::Failed(format!("downloading the input: {other}")),
+            })?;
         if Digest::of(&input) != entry.input_hash {
             return Err(Refusal::Refused(
                 "the input does not hash to the on-chain input_hash".into(),
@@ -537,7 +552,11 @@ impl Agent {
     }
 
     /// Commits queued results: those arriving within `commit_window` go in one multicall.
-    async fn committer(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<u64>, stop: CancellationToken) {
+    async fn committer(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<u64>,
+        stop: CancellationToken,
+    ) {
         loop {
             let first = tokio::select! {
                 first = queue.recv() => first,
@@ -561,6 +580,10 @@ impl Agent {
     }
 
     async fn commit(&self, batch: Vec<u64>) {
+        if self.config.hold_commits {
+            tracing::warn!(jobs = ?batch, "holding the results uncommitted (--test-hold-commits)");
+            return;
+        }
         let mut calls = Vec::new();
         let mut ids = Vec::new();
         let binding = JobMgr::new(self.job_mgr, self.account.clone());
@@ -625,7 +648,13 @@ impl Agent {
             return;
         };
         let pending = match self.pool.pending_rewards(self.me).await {
-            Ok(U256 { low, high }) => if high > 0 { u128::MAX } else { low },
+            Ok(U256 { low, high }) => {
+                if high > 0 {
+                    u128::MAX
+                } else {
+                    low
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading pending rewards");
                 return;
@@ -633,7 +662,9 @@ impl Agent {
         };
         if pending >= threshold {
             match self.pool.claim_rewards().await {
-                Ok(out) => tracing::info!(pending, tx = %format!("{:#x}", out.tx_hash), "rewards claimed"),
+                Ok(out) => {
+                    tracing::info!(pending, tx = %format!("{:#x}", out.tx_hash), "rewards claimed")
+                }
                 Err(e) => tracing::warn!(error = %e, "claiming rewards failed"),
             }
         }
@@ -666,7 +697,9 @@ impl Agent {
                 _ = tokio::time::sleep(self.config.chain_heartbeat) => {}
             }
             match self.pool.heartbeat().await {
-                Ok(out) => tracing::debug!(tx = %format!("{:#x}", out.tx_hash), "on-chain heartbeat"),
+                Ok(out) => {
+                    tracing::debug!(tx = %format!("{:#x}", out.tx_hash), "on-chain heartbeat")
+                }
                 Err(e) => tracing::warn!(error = %e, "on-chain heartbeat failed"),
             }
         }

@@ -268,7 +268,10 @@ fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry> {
         deadline: u64::try_from(row.try_get::<i64, _>("deadline")?)?,
         stage: Stage::parse(&row.try_get::<String, _>("stage")?)?,
         output_hash: output_hash
-            .map(|t| t.parse().map_err(|e| anyhow::anyhow!("journal output_hash: {e:?}")))
+            .map(|t| {
+                t.parse()
+                    .map_err(|e| anyhow::anyhow!("journal output_hash: {e:?}"))
+            })
             .transpose()?,
         receipt: row.try_get("receipt")?,
         reason: row.try_get("reason")?,
@@ -307,9 +310,16 @@ mod tests {
         let again = journal.begin(7, model, input, 100).await.unwrap();
         assert_eq!(again.stage, Stage::Computed);
         journal.finish(7, Stage::Committed, None).await.unwrap();
-        journal.finish(7, Stage::Failed, Some("late")).await.unwrap();
+        journal
+            .finish(7, Stage::Failed, Some("late"))
+            .await
+            .unwrap();
         let done = journal.entry(7).await.unwrap().unwrap();
-        assert_eq!(done.stage, Stage::Committed, "a committed job stays committed");
+        assert_eq!(
+            done.stage,
+            Stage::Committed,
+            "a committed job stays committed"
+        );
         assert!(journal.open_jobs().await.unwrap().is_empty());
     }
 }

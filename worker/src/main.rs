@@ -73,7 +73,11 @@ struct RunArgs {
     #[command(flatten)]
     on: ChainAccountArgs,
     /// The coordinator's base URL.
-    #[arg(long, env = "CIRO_COORDINATOR_URL", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "CIRO_COORDINATOR_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
     coordinator: String,
     /// The agent's data directory (journal, outputs, model store; created if missing).
     #[arg(long, env = "WORKER_DATA_DIR", default_value = "ciro-worker")]
@@ -112,6 +116,9 @@ struct RunArgs {
     /// Results finished within this many milliseconds go in one transaction.
     #[arg(long, env = "WORKER_COMMIT_WINDOW_MS", default_value_t = 500)]
     commit_window_ms: u64,
+    /// Test only: compute and journal results but never commit them.
+    #[arg(long, hide = true)]
+    test_hold_commits: bool,
 }
 
 #[derive(Args)]
@@ -178,6 +185,7 @@ fn main() -> ExitCode {
                 deactivate_on_exit: args.deactivate,
                 commit_window: Duration::from_millis(args.commit_window_ms),
                 poll_wait: Duration::from_secs(20),
+                hold_commits: args.test_hold_commits,
             };
             agent::run(config, shutdown).await
         }),

@@ -115,7 +115,10 @@ pub async fn onboard(
         tracing::info!("{text}");
         done.steps.push(text);
     };
-    let info = pool.worker(me).await.context("reading the worker from the pool")?;
+    let info = pool
+        .worker(me)
+        .await
+        .context("reading the worker from the pool")?;
     let own = as_u128(&info.stake);
     let needed = stake_target.saturating_sub(own);
     if needed > 0 {
@@ -167,10 +170,7 @@ pub async fn onboard(
         step(format!("reactivated (tx {:#x})", out.tx_hash));
     }
     if needed > 0 {
-        let out = pool
-            .stake(token, u256(needed))
-            .await
-            .context("staking")?;
+        let out = pool.stake(token, u256(needed)).await.context("staking")?;
         step(format!(
             "staked {needed} up to the target {stake_target} (tx {:#x})",
             out.tx_hash

@@ -1,0 +1,401 @@
+//! `ciro-worker run` as real processes against a real coordinator (in-process) on devnet, with
+//! real libtorch on the CPU and TorchScript models made by Python torch:
+//! - two workers register and stake from their own hardware reports to different stake
+//!   targets (so different stake tiers), each receives only jobs it is eligible for, and every
+//!   output matches Python torch to 1e-5, hashes to its on-chain commitment and carries a
+//!   receipt signed by its worker's key;
+//! - a worker killed (SIGKILL) between computing and committing commits the same output once
+//!   after a restart; a worker killed holding a job has it released by the coordinator and
+//!   completed by another worker, and is not slashed.
+
+#[path = "../../coordinator/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ciro_api::coordinator::JobState;
+use ciro_chain::bindings::job_mgr;
+use ciro_chain::clients::{u256, u256_from_digest};
+use ciro_chain::tx::call;
+use ciro_engine::tensors::decode_input;
+use ciro_tests::system::*;
+use ciro_tests::Actor;
+use common::{eventually, Options, Running};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// The Python-made models: (TorchScript file, input safetensors, Python's output as f32).
+struct Made {
+    _dir: tempfile::TempDir,
+    files: std::collections::HashMap<&'static str, (Vec<u8>, Vec<u8>, Vec<f32>)>,
+}
+
+fn make_models() -> Made {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let python = std::env::var("VIRTUAL_ENV")
+        .map(|venv| PathBuf::from(venv).join("bin/python"))
+        .unwrap_or_else(|_| PathBuf::from("python3"));
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/engine/python/ciro_models.py");
+    let status = std::process::Command::new(python)
+        .arg(script)
+        .arg("make")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .expect("python (scripts/setup.sh installs torch in the venv)");
+    assert!(status.success(), "making the models with Python torch");
+    let mut files = std::collections::HashMap::new();
+    for name in ["mlp", "encoder"] {
+        let read = |suffix: &str| {
+            std::fs::read(dir.path().join(format!("{name}{suffix}"))).expect("model file")
+        };
+        let y: Vec<f32> = read(".y.f32")
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        files.insert(name, (read(".pt"), read(".x.safetensors"), y));
+    }
+    Made { _dir: dir, files }
+}
+
+/// Registers a model whose file is `bytes` (uploaded first), requiring only stake tier
+/// `tier` (CPU workers declare no VRAM and no flags); its id.
+async fn model(s: &System, c: &Running, bytes: &[u8], tier: u8) -> u64 {
+    let digest = c
+        .client_as(s, Actor::Admin)
+        .upload_blob(bytes.to_vec())
+        .await
+        .expect("model upload")
+        .digest;
+    s.send(s.jobs_as(Actor::Admin).register_model(
+        &u256_from_digest(&digest.0),
+        &job_mgr::Requirements {
+            min_vram_mb: 0,
+            required_flags: 0,
+            min_stake_tier: tier,
+            min_score: 0,
+        },
+        &u256(MODEL_PRICE),
+    ))
+    .await
+    .expect("register_model");
+    call(s.jobs_reader().model_count())
+        .await
+        .expect("model_count")
+}
+
+/// The submitter uploads `input` and submits a job on `model`; its id.
+async fn job(s: &System, c: &Running, model: u64, input: &[u8]) -> u64 {
+    let digest = c
+        .client_as(s, Actor::Submitter)
+        .upload_blob(input.to_vec())
+        .await
+        .expect("input upload")
+        .digest;
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_job(
+        &model,
+        &u256_from_digest(&digest.0),
+        &u256(JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_job");
+    call(s.jobs_reader().job_count()).await.expect("job_count")
+}
+
+/// Starts `ciro-worker run` as `actor` with its own data directory.
+fn worker(
+    s: &System,
+    c: &Running,
+    actor: Actor,
+    stake: u128,
+    data: &Path,
+    extra: &[&str],
+) -> Child {
+    let manifest = c.dir.path().join("manifest.json");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("log"))
+        .expect("log");
+    Command::new(env!("CARGO_BIN_EXE_ciro-worker"))
+        .arg("run")
+        .args(["--rpc-url", s.net.rpc_url().as_str()])
+        .arg("--manifest")
+        .arg(manifest)
+        .args(["--devnet-account", &actor.index().to_string()])
+        .args(["--coordinator", &c.base])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--stake-target", &stake.to_string()])
+        .args([
+            "--capacity",
+            "2",
+            "--heartbeat-secs",
+            "1",
+            "--commit-window-ms",
+            "300",
+        ])
+        .args(["--deterministic-seed", "1", "--drain-grace-secs", "10"])
+        .args(extra)
+        .env("CIRO_LOG", "info")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning ciro-worker")
+}
+
+async fn state(
+    s: &System,
+    job: u64,
+) -> (String, ciro_chain::cainome::cairo_serde::ContractAddress) {
+    let info = s.job_info(job).await;
+    (format!("{:?}", info.job.state), info.job.worker)
+}
+
+async fn until_state(s: &System, job: u64, want: &str) {
+    eventually(&format!("job {job} {want}"), WAIT, || async {
+        (state(s, job).await.0 == want).then_some(())
+    })
+    .await
+}
+
+async fn sigterm(mut child: Child) {
+    let pid = child.id().expect("pid") as i32;
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { kill(pid, 15) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the worker drained within a minute")
+        .expect("wait");
+    assert!(status.success(), "SIGTERM: {status}");
+}
+
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
+
+fn max_abs_diff(output: &[u8], expected: &[f32]) -> f32 {
+    let tensor = decode_input(output).expect("the output is safetensors");
+    let got: Vec<f32> = Vec::<f32>::try_from(tensor.flatten(0, -1)).expect("f32 output");
+    assert_eq!(got.len(), expected.len());
+    got.iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_stake_from_their_hardware_and_run_only_jobs_they_are_eligible_for() {
+    let made = make_models();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let (mlp_file, mlp_x, mlp_y) = made.files["mlp"].clone();
+    let (enc_file, enc_x, enc_y) = made.files["encoder"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let encoder = model(&s, &c, &enc_file, 2).await;
+    let data = tempfile::tempdir().expect("dir");
+    // A CPU worker is hardware tier 0: 1,000 is its minimum (stake tier 0), 8,000 reaches
+    // stake tier 3.
+    let a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &data.path().join("a"),
+        &[],
+    );
+    let b = worker(
+        &s,
+        &c,
+        Actor::WorkerB,
+        MIN_STAKE[3],
+        &data.path().join("b"),
+        &[],
+    );
+    for actor in [Actor::WorkerA, Actor::WorkerB] {
+        eventually(
+            &format!("{actor:?} registered and staked"),
+            WAIT,
+            || async {
+                let info = s.worker_info(actor).await;
+                (format!("{:?}", info.state) == "Active").then_some(())
+            },
+        )
+        .await;
+    }
+    assert_eq!(s.worker_info(Actor::WorkerA).await.stake_tier, 0);
+    assert_eq!(s.worker_info(Actor::WorkerB).await.stake_tier, 3);
+    assert_eq!(s.worker_info(Actor::WorkerA).await.stake.low, MIN_STAKE[0]);
+
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push((job(&s, &c, mlp, &mlp_x).await, "mlp"));
+        jobs.push((job(&s, &c, encoder, &enc_x).await, "encoder"));
+    }
+    for (id, _) in &jobs {
+        until_state(&s, *id, "Completed").await;
+    }
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let mut by_worker = std::collections::HashMap::new();
+    for (id, name) in &jobs {
+        let info = s.job_info(*id).await;
+        *by_worker
+            .entry((format!("{:#x}", info.job.worker.0), *name))
+            .or_insert(0) += 1;
+        if *name == "encoder" {
+            assert_eq!(
+                info.job.worker,
+                s.addr(Actor::WorkerB),
+                "job {id}: only B is eligible"
+            );
+        }
+        let details = c.client().job(*id).await.expect("job");
+        let output_hash = details.job.output_hash.expect("output hash");
+        assert_eq!(u256_from_digest(&output_hash.0), info.job.output_hash);
+        let output = submitter.download_blob(&output_hash).await.expect("output");
+        let expected = if *name == "mlp" { &mlp_y } else { &enc_y };
+        let diff = max_abs_diff(&output, expected);
+        assert!(
+            diff <= 1e-5,
+            "job {id} ({name}): max |worker - python| = {diff}"
+        );
+        let receipt = c.client().receipt(*id).await.expect("receipt");
+        assert_eq!(receipt.receipt.output_hash, output_hash);
+        assert_eq!(receipt.receipt.worker, info.job.worker.0);
+        let key = if info.job.worker == s.addr(Actor::WorkerA) {
+            s.net.public_key(Actor::WorkerA)
+        } else {
+            s.net.public_key(Actor::WorkerB)
+        };
+        assert!(
+            receipt.is_signed_by_key(key, s.net.chain_id()),
+            "job {id}: receipt signature"
+        );
+        assert_eq!(receipt.receipt.device, "cpu");
+    }
+    println!("jobs per (worker, model): {by_worker:?}");
+    sigterm(a).await;
+    sigterm(b).await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_workers_lose_nothing_and_are_not_slashed() {
+    let made = make_models();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            stale_after_secs: 3,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+
+    // 1. A computes job 1 but holds its commitment; killed; restarted: it commits the same
+    // output, once.
+    let a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--test-hold-commits"],
+    );
+    let first = job(&s, &c, mlp, &mlp_x).await;
+    eventually("A computed and uploaded job 1", WAIT, || async {
+        let d = c.client().job(first).await.ok()?;
+        d.data.output.then_some(())
+    })
+    .await;
+    assert_eq!(state(&s, first).await.0, "Assigned", "held: not committed");
+    let mut a = a;
+    a.start_kill().expect("SIGKILL");
+    a.wait().await.expect("wait");
+    let a = worker(&s, &c, Actor::WorkerA, MIN_STAKE[0], &a_dir, &[]);
+    until_state(&s, first, "Completed").await;
+    let receipt = c.client().receipt(first).await.expect("receipt");
+    assert_eq!(
+        s.job_info(first).await.job.output_hash,
+        u256_from_digest(&receipt.receipt.output_hash.0),
+        "the committed output is the one computed before the kill"
+    );
+
+    // 2. A holds job 2 and is killed for good: the coordinator releases it, B completes it.
+    let mut a = a;
+    sigterm_or_kill(&mut a).await;
+    let mut a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--test-hold-commits"],
+    );
+    let second = job(&s, &c, mlp, &mlp_x).await;
+    eventually("A computed job 2", WAIT, || async {
+        let d = c.client().job(second).await.ok()?;
+        d.data.output.then_some(())
+    })
+    .await;
+    a.start_kill().expect("SIGKILL");
+    a.wait().await.expect("wait");
+    let b = worker(
+        &s,
+        &c,
+        Actor::WorkerB,
+        MIN_STAKE[0],
+        &data.path().join("b"),
+        &[],
+    );
+    eventually("job 2 completed by B", WAIT, || async {
+        let (st, w) = state(&s, second).await;
+        (st == "Completed" && w == s.addr(Actor::WorkerB)).then_some(())
+    })
+    .await;
+    let a_info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(a_info.stake.low, MIN_STAKE[0], "A was not slashed");
+    assert_eq!(a_info.record.open_slashes, 0);
+    assert_eq!(
+        a_info.reputation.missed, 1,
+        "A's release is a miss, not a fault"
+    );
+    eventually(
+        "the coordinator's index shows job 2 completed by B",
+        WAIT,
+        || async {
+            let d = c.client().job(second).await.ok()?;
+            (d.job.state == JobState::Completed
+                && d.job.worker == Some(s.net.address(Actor::WorkerB)))
+            .then_some(())
+        },
+    )
+    .await;
+    sigterm(b).await;
+    c.stop().await;
+}
+
+async fn sigterm_or_kill(child: &mut Child) {
+    let pid = child.id().expect("pid") as i32;
+    // SAFETY: signalling our own child.
+    unsafe { kill(pid, 15) };
+    if tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .is_err()
+    {
+        child.start_kill().ok();
+        child.wait().await.ok();
+    }
+}
