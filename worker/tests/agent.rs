@@ -27,10 +27,13 @@ use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// The Python-made models: (TorchScript file, input safetensors, Python's output as f32).
+/// One Python-made model: its TorchScript file, an input, and Python's output as f32.
+type ModelFiles = (Vec<u8>, Vec<u8>, Vec<f32>);
+
+/// The Python-made models by name.
 struct Made {
     _dir: tempfile::TempDir,
-    files: std::collections::HashMap<&'static str, (Vec<u8>, Vec<u8>, Vec<f32>)>,
+    files: std::collections::HashMap<&'static str, ModelFiles>,
 }
 
 fn make_models() -> Made {
