@@ -55,6 +55,21 @@ pub struct LivenessRow {
     pub agent_version: String,
 }
 
+/// A job and the data the coordinator holds for it ([`Store::job_view`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobView {
+    /// The job's row.
+    pub job: JobRow,
+    /// Whether its model file is stored.
+    pub model_file: bool,
+    /// Whether its input is stored.
+    pub input: bool,
+    /// Whether its assigned worker uploaded an output.
+    pub output: bool,
+    /// Whether that output has a receipt.
+    pub receipt: bool,
+}
+
 /// An entry of the job event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEventRow {
@@ -430,6 +445,40 @@ impl Store {
         .await
         .context("listing jobs")?;
         rows.iter().map(job_row).collect()
+    }
+
+    /// A job with what the API shows beside it, in one query: whether the coordinator holds
+    /// its model file and its input, and whether its assigned worker uploaded an output and a
+    /// receipt.
+    pub async fn job_view(&self, job_id: u64) -> Result<Option<JobView>> {
+        let row = sqlx::query(
+            "SELECT j.*, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM models m JOIN blobs b ON b.digest = m.model_hash \
+                 WHERE m.model_id = j.model_id) THEN 1 ELSE 0 END AS BIGINT) AS has_model_file, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs b WHERE b.digest = j.input_hash) \
+                 THEN 1 ELSE 0 END AS BIGINT) AS has_input, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
+                 AND o.worker = j.worker) THEN 1 ELSE 0 END AS BIGINT) AS has_output, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
+                 AND o.worker = j.worker AND o.receipt IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) \
+                 AS has_receipt \
+             FROM jobs j WHERE j.job_id = $1",
+        )
+        .bind(i64_of(job_id, "job id")?)
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading a job")?;
+        row.map(|r| {
+            let flag = |name: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(name)? != 0) };
+            Ok(JobView {
+                job: job_row(&r)?,
+                model_file: flag("has_model_file")?,
+                input: flag("has_input")?,
+                output: flag("has_output")?,
+                receipt: flag("has_receipt")?,
+            })
+        })
+        .transpose()
     }
 
     /// How many jobs are in each state.

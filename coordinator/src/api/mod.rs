@@ -9,7 +9,7 @@
 pub mod auth;
 pub mod openapi;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,7 +142,20 @@ struct Inner {
     config: ApiConfig,
     index: Arc<IndexerStatus>,
     shutdown: CancellationToken,
+    /// The live workers, when last read.
+    candidates: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Candidate>>)>>,
+    /// Answers for jobs in a final state (which no longer change), when read.
+    final_jobs: std::sync::Mutex<HashMap<u64, (std::time::Instant, JobDetails)>>,
 }
+
+/// How long the answer for a job in a final state is reused (only retention, deleting its
+/// output, can change it).
+const FINAL_JOB_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most final-job answers kept.
+const FINAL_JOBS_CACHED: usize = 50_000;
+
+/// How long the live workers read for "why not matched yet" answers are reused.
+const CANDIDATES_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A verified signed request.
 struct Signed {
@@ -170,6 +183,8 @@ impl Api {
                 config,
                 index,
                 shutdown,
+                candidates: tokio::sync::Mutex::new(None),
+                final_jobs: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -267,11 +282,22 @@ impl Api {
             .is_some())
     }
 
-    /// The live workers as matcher candidates.
-    async fn candidates(&self) -> ApiResult<Vec<Candidate>> {
-        live_candidates(self.store(), self.inner.config.stale_after_secs)
-            .await
-            .map_err(ApiError::internal)
+    /// The live workers as matcher candidates, read at most once a second (the "why not
+    /// matched yet" answers share them).
+    async fn candidates(&self) -> ApiResult<Arc<Vec<Candidate>>> {
+        let mut cached = self.inner.candidates.lock().await;
+        if let Some((at, candidates)) = cached.as_ref() {
+            if at.elapsed() < CANDIDATES_TTL {
+                return Ok(candidates.clone());
+            }
+        }
+        let fresh = Arc::new(
+            live_candidates(self.store(), self.inner.config.stale_after_secs)
+                .await
+                .map_err(ApiError::internal)?,
+        );
+        *cached = Some((std::time::Instant::now(), fresh.clone()));
+        Ok(fresh)
     }
 }
 
@@ -894,29 +920,23 @@ async fn get_job(
     Path(job_id): Path<String>,
 ) -> ApiResult<Json<JobDetails>> {
     let job_id = parse_id(&job_id, "job id")?;
-    let row = indexed_job(&api, job_id).await?;
-    let model = api
+    if let Ok(cache) = api.inner.final_jobs.lock() {
+        if let Some((at, details)) = cache.get(&job_id) {
+            if at.elapsed() < FINAL_JOB_TTL {
+                return Ok(Json(details.clone()));
+            }
+        }
+    }
+    let view = api
         .store()
-        .model(row.model_id)
+        .job_view(job_id)
         .await
-        .map_err(ApiError::internal)?;
-    let model_file = match &model {
-        Some(m) => api.blob_present(&m.model_hash).await?,
-        None => false,
-    };
-    let input = api.blob_present(&row.input_hash).await?;
-    let output = match &row.worker {
-        Some(worker) => api
-            .store()
-            .output(job_id, worker)
-            .await
-            .map_err(ApiError::internal)?,
-        None => None,
-    };
-    let job = job_of(&row)?;
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| not_indexed(&api, job_id))?;
+    let job = job_of(&view.job)?;
     let unmatched = if job.state == JobState::Queued {
         let candidates = api.candidates().await?;
-        let reason = unmatched_reason(&row, input, model_file, &candidates);
+        let reason = unmatched_reason(&view.job, view.input, view.model_file, &candidates);
         Some(Unmatched {
             message: matcher::describe(&reason),
             reason,
@@ -924,17 +944,26 @@ async fn get_job(
     } else {
         None
     };
-    Ok(Json(JobDetails {
+    let details = JobDetails {
         job,
         data: DataAvailability {
-            model: model_file,
-            input,
-            output: output.is_some(),
-            receipt: output.as_ref().is_some_and(|o| o.receipt.is_some()),
+            model: view.model_file,
+            input: view.input,
+            output: view.output,
+            receipt: view.receipt,
         },
         unmatched,
         indexed_block: api.inner.index.indexed(),
-    }))
+    };
+    if crate::operator::is_final(&view.job.state) {
+        if let Ok(mut cache) = api.inner.final_jobs.lock() {
+            if cache.len() >= FINAL_JOBS_CACHED {
+                cache.clear();
+            }
+            cache.insert(job_id, (std::time::Instant::now(), details.clone()));
+        }
+    }
+    Ok(Json(details))
 }
 
 async fn put_output(
