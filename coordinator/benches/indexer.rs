@@ -42,7 +42,7 @@ async fn make_events(s: &System) -> Result<()> {
             jm.submit_job_getcall(
                 &model,
                 &u256(u128::from(i) + 1),
-                &u256(JOB_FEE),
+                &u256(MODEL_PRICE),
                 &deadline,
                 &no_options(),
             )
