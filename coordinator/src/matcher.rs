@@ -84,13 +84,10 @@ struct Class {
 }
 
 impl Class {
-    /// The class of `job` (whose model is bit `model_bit` of the workers' `warm` masks; `None`
-    /// when no worker holds it).
+    /// The class of `job`: its eligible workers with spare capacity, filed by priority.
     fn new(
         job: &QueuedJob,
         candidates: &[Candidate],
-        warm_masks: &[u64],
-        model_bit: Option<u32>,
         spare: &[u32],
         offset: usize,
     ) -> (Self, Vec<bool>) {
@@ -106,7 +103,7 @@ impl Class {
             if spare[i] == 0 || !eligibility::eligible(&candidate.row, &job.requirements) {
                 continue;
             }
-            let warm = model_bit.is_some_and(|bit| warm_masks[i] & (1 << bit) != 0);
+            let warm = candidate.models.contains(&job.model_hash);
             warm_of[i] = warm;
             class.push(priority(candidate, spare[i], warm), i);
         }
@@ -139,32 +136,13 @@ impl Class {
 /// which equal workers are first considered (pass the tick number).
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
     let mut spare: Vec<u32> = candidates.iter().map(|c| c.spare).collect();
-    // The jobs' distinct models (up to 64) as bits, and each worker's warm models as a mask:
-    // one hash per model a worker holds, instead of one per (class, worker).
-    let mut model_bits: HashMap<&str, u32> = HashMap::new();
-    for job in jobs {
-        let next = model_bits.len() as u32;
-        if next < 64 {
-            model_bits.entry(job.model_hash.as_str()).or_insert(next);
-        }
-    }
-    let warm_masks: Vec<u64> = candidates
-        .iter()
-        .map(|c| {
-            c.models
-                .iter()
-                .filter_map(|m| model_bits.get(m.as_str()))
-                .fold(0u64, |mask, bit| mask | (1 << bit))
-        })
-        .collect();
     let mut classes: HashMap<ClassKey<'_>, (Class, Vec<bool>)> = HashMap::new();
     let mut result = Plan::default();
     for job in jobs {
         let key = (job.requirements, job.model_hash.as_str());
-        let (class, warm_of) = classes.entry(key).or_insert_with(|| {
-            let bit = model_bits.get(job.model_hash.as_str()).copied();
-            Class::new(job, candidates, &warm_masks, bit, &spare, rotation)
-        });
+        let (class, warm_of) = classes
+            .entry(key)
+            .or_insert_with(|| Class::new(job, candidates, &spare, rotation));
         let mut chosen = None;
         while let Some((level, worker)) = class.pop() {
             if spare[worker] == 0 {
