@@ -43,7 +43,7 @@ use ciro_chain::tx::{block_timestamp, call};
 use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::tensors::{decode_input, dtype_name};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
-use ciro_service::{CancellationToken, ChainConfig};
+use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -88,6 +88,46 @@ pub struct AgentConfig {
     /// Test only: compute and journal results but never commit them (to kill the agent
     /// between computing and committing).
     pub hold_commits: bool,
+    /// Where to serve `/health`, `/ready` (the node) and `/metrics`.
+    pub listen: std::net::SocketAddr,
+}
+
+/// The agent's metrics.
+#[derive(Clone)]
+struct AgentMetrics {
+    jobs: prometheus::IntCounterVec,
+    running: prometheus::IntGauge,
+    commits: prometheus::IntCounterVec,
+}
+
+impl AgentMetrics {
+    fn register(metrics: &Metrics) -> Result<Self> {
+        let this = Self {
+            jobs: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "ciro_worker_jobs_total",
+                    "Jobs by how their task ended here (done: queued for commitment or already committed; refused, dropped, failed)",
+                ),
+                &["stage"],
+            )?,
+            running: prometheus::IntGauge::new("ciro_worker_running_jobs", "Jobs running now")?,
+            commits: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "ciro_worker_commit_transactions_total",
+                    "submit_result transactions by result",
+                ),
+                &["result"],
+            )?,
+        };
+        metrics.registry().register(Box::new(this.jobs.clone()))?;
+        metrics
+            .registry()
+            .register(Box::new(this.running.clone()))?;
+        metrics
+            .registry()
+            .register(Box::new(this.commits.clone()))?;
+        Ok(this)
+    }
 }
 
 fn unix_now() -> u64 {
@@ -116,6 +156,7 @@ struct Agent {
     in_flight: Mutex<HashSet<u64>>,
     running: AtomicU32,
     commits: mpsc::UnboundedSender<u64>,
+    metrics: AgentMetrics,
 }
 
 /// Why a job is not run or not committed (logged with the job id; the journal keeps it).
@@ -131,6 +172,8 @@ enum Refusal {
 
 /// Runs the agent until `shutdown`, then drains.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    let registry = Metrics::new("ciro-worker", env!("CARGO_PKG_VERSION"))?;
+    let agent_metrics = AgentMetrics::register(&registry)?;
     let manifest = Manifest::read(&config.chain.manifest)?;
     let node = ciro_chain::starknet::providers::JsonRpcClient::new(
         ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(config.chain.rpc_url.clone()),
@@ -207,7 +250,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         in_flight: Mutex::new(HashSet::new()),
         running: AtomicU32::new(0),
         commits,
+        metrics: agent_metrics,
     });
+    let serving = {
+        let readiness =
+            Readiness::new().with_check(RpcCheck::new(agent.config.chain.rpc_url.clone()));
+        let stop = shutdown.clone();
+        let listen = agent.config.listen;
+        tokio::spawn(
+            async move { serve(listen, axum::Router::new(), &registry, readiness, stop).await },
+        )
+    };
 
     let stop_side = CancellationToken::new();
     let committer = tokio::spawn(agent.clone().committer(commit_queue, stop_side.clone()));
@@ -260,6 +313,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             Err(e) => tracing::warn!(error = %e, "deactivating failed"),
         }
     }
+    match serving.await {
+        Ok(result) => result.context("serving /health, /ready and /metrics")?,
+        Err(e) => tracing::warn!(error = %e, "the HTTP task"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -310,6 +367,7 @@ impl Agent {
             }
         }
         self.running.fetch_add(1, Ordering::SeqCst);
+        self.metrics.running.inc();
         let span = tracing::info_span!("job", job_id);
         tokio::spawn(
             async move {
@@ -320,6 +378,8 @@ impl Agent {
                     Err(Refusal::Dropped(r)) => (Some(Stage::Dropped), Some(r)),
                     Err(Refusal::Failed(r)) => (Some(Stage::Failed), Some(r)),
                 };
+                let ended = stage.map_or("done", Stage::as_str);
+                self.metrics.jobs.with_label_values(&[ended]).inc();
                 if let (Some(stage), Some(reason)) = (stage, reason) {
                     tracing::warn!(stage = stage.as_str(), %reason, "job not done");
                     if let Err(e) = self.journal.finish(job_id, stage, Some(&reason)).await {
@@ -327,6 +387,7 @@ impl Agent {
                     }
                 }
                 self.running.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.running.dec();
                 if let Ok(mut set) = self.in_flight.lock() {
                     set.remove(&job_id);
                 }
@@ -606,6 +667,7 @@ impl Agent {
         }
         match self.sender.execute(calls).await {
             Ok(out) => {
+                self.metrics.commits.with_label_values(&["ok"]).inc();
                 for id in &ids {
                     if let Err(e) = self.journal.finish(*id, Stage::Committed, None).await {
                         tracing::error!(job_id = id, error = %e, "recording the commitment");
@@ -615,12 +677,14 @@ impl Agent {
                 self.maybe_claim().await;
             }
             Err(ChainError::Reverted { reason, .. }) if ids.len() > 1 => {
+                self.metrics.commits.with_label_values(&["reverted"]).inc();
                 tracing::warn!(%reason, "a batch of results reverted; committing them one by one");
                 for id in ids {
                     Box::pin(self.commit(vec![id])).await;
                 }
             }
             Err(ChainError::Reverted { reason, .. }) => {
+                self.metrics.commits.with_label_values(&["reverted"]).inc();
                 let id = ids[0];
                 tracing::warn!(job_id = id, %reason, "the chain refused the result");
                 let stage = if reason.contains("deadline") {
@@ -633,6 +697,7 @@ impl Agent {
                 }
             }
             Err(error) => {
+                self.metrics.commits.with_label_values(&["failed"]).inc();
                 // The node is away: the results stay computed and are retried.
                 tracing::warn!(jobs = ?ids, %error, "committing failed; retrying in 2 s");
                 tokio::time::sleep(Duration::from_secs(2)).await;

@@ -18,7 +18,7 @@ use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
 use ciro_chain::RpcAccount;
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
-use ciro_service::{run_main, run_service, AccountArgs, ChainArgs, LogArgs};
+use ciro_service::{run_main, run_service, AccountArgs, ChainArgs, LogArgs, ServeArgs};
 use ciro_worker::agent::{self, AgentConfig};
 use ciro_worker::journal::Journal;
 use clap::{Args, Parser, Subcommand};
@@ -119,6 +119,8 @@ struct RunArgs {
     /// Test only: compute and journal results but never commit them.
     #[arg(long, hide = true)]
     test_hold_commits: bool,
+    #[command(flatten)]
+    serve: ServeArgs<7072>,
 }
 
 #[derive(Args)]
@@ -186,6 +188,7 @@ fn main() -> ExitCode {
                 commit_window: Duration::from_millis(args.commit_window_ms),
                 poll_wait: Duration::from_secs(20),
                 hold_commits: args.test_hold_commits,
+                listen: args.serve.listen,
             };
             agent::run(config, shutdown).await
         }),

@@ -146,6 +146,7 @@ fn worker(
             "300",
         ])
         .args(["--deterministic-seed", "1", "--drain-grace-secs", "10"])
+        .args(["--listen", "127.0.0.1:0"])
         .args(extra)
         .env("CIRO_LOG", "info")
         .stdout(log.try_clone().expect("log"))
