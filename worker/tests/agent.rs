@@ -16,6 +16,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ciro_api::coordinator::JobState;
+use ciro_api::wire::Digest;
 use ciro_chain::bindings::job_mgr;
 use ciro_chain::clients::{u256, u256_from_digest};
 use ciro_chain::tx::call;
@@ -137,14 +138,12 @@ fn worker(
         .arg("--data-dir")
         .arg(data)
         .args(["--stake-target", &stake.to_string()])
-        .args([
-            "--capacity",
-            "2",
-            "--heartbeat-secs",
-            "1",
-            "--commit-window-ms",
-            "300",
-        ])
+        .args(if extra.contains(&"--capacity") {
+            &[][..]
+        } else {
+            &["--capacity", "2"][..]
+        })
+        .args(["--heartbeat-secs", "1", "--commit-window-ms", "300"])
         .args(["--deterministic-seed", "1", "--drain-grace-secs", "10"])
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
@@ -402,4 +401,149 @@ async fn sigterm_or_kill(child: &mut Child) {
         child.start_kill().ok();
         child.wait().await.ok();
     }
+}
+
+/// Overwrites the coordinator's stored copy of blob `digest` with other bytes of the same
+/// length (a compromised or failing coordinator's disk).
+fn tamper(c: &Running, digest: &Digest) -> Vec<u8> {
+    let hex = digest.to_string();
+    let path = c.dir.path().join("blobs").join(&hex[..2]).join(&hex);
+    let original = std::fs::read(&path).expect("the stored blob");
+    let mut bad = original.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    std::fs::write(&path, bad).expect("tampering");
+    original
+}
+
+fn restore(c: &Running, digest: &Digest, bytes: &[u8]) {
+    let hex = digest.to_string();
+    std::fs::write(c.dir.path().join("blobs").join(&hex[..2]).join(&hex), bytes)
+        .expect("restoring");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tampered_model_file_and_input_are_refused_and_the_agent_goes_on_serving() {
+    let made = make_models();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let model_digest = Digest::of(&mlp_file);
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+    let a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--capacity", "4"],
+    );
+
+    // The model file is served altered: refused, nothing committed.
+    let original = tamper(&c, &model_digest);
+    let first = job(&s, &c, mlp, &mlp_x).await;
+    let mut journal = None;
+    for _ in 0..300 {
+        let status = status(&s, &c, &a_dir).await;
+        if let Some(entry) = find(&status, first).filter(|e| e["stage"] == "refused") {
+            journal = Some(entry);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let journal = journal.unwrap_or_else(|| {
+        panic!(
+            "job 1 not refused; the worker's log:\n{}",
+            std::fs::read_to_string(a_dir.with_extension("log")).unwrap_or_default()
+        )
+    });
+    assert!(
+        journal["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("model file"),
+        "{journal}"
+    );
+    restore(&c, &model_digest, &original);
+
+    // An input served altered: refused. (Its own input, altered on the coordinator's disk
+    // after the upload and before the job exists.)
+    let mut second_input = mlp_x.clone();
+    let last = second_input.len() - 1;
+    second_input[last] ^= 0x01;
+    let input_digest = c
+        .client_as(&s, Actor::Submitter)
+        .upload_blob(second_input.clone())
+        .await
+        .expect("input upload")
+        .digest;
+    tamper(&c, &input_digest);
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_job(
+        &mlp,
+        &u256_from_digest(&input_digest.0),
+        &u256(JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_job");
+    let second = call(s.jobs_reader().job_count()).await.expect("job_count");
+    let journal = eventually("job 2 refused", WAIT, || async {
+        let status = status(&s, &c, &a_dir).await;
+        let entry = find(&status, second)?;
+        (entry["stage"] == "refused").then_some(entry)
+    })
+    .await;
+    assert!(
+        journal["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("input"),
+        "{journal}"
+    );
+
+    // The agent goes on serving: the next job completes.
+    let third = job(&s, &c, mlp, &mlp_x).await;
+    until_state(&s, third, "Completed").await;
+    for refused in [first, second] {
+        assert_eq!(
+            state(&s, refused).await.0,
+            "Assigned",
+            "job {refused}: nothing committed"
+        );
+    }
+    sigterm(a).await;
+    c.stop().await;
+}
+
+/// `ciro-worker status` for the worker whose data is in `dir`, as JSON.
+async fn status(s: &System, c: &Running, dir: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_ciro-worker"))
+        .arg("status")
+        .args(["--rpc-url", s.net.rpc_url().as_str()])
+        .arg("--manifest")
+        .arg(c.dir.path().join("manifest.json"))
+        .args(["--devnet-account", &Actor::WorkerA.index().to_string()])
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .await
+        .expect("ciro-worker status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("status JSON")
+}
+
+fn find(status: &serde_json::Value, job_id: u64) -> Option<serde_json::Value> {
+    status["recent"]
+        .as_array()?
+        .iter()
+        .find(|e| e["job_id"] == job_id)
+        .cloned()
 }
