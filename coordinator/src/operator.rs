@@ -420,12 +420,14 @@ impl Operator {
                 Some(beat) => beat.last_seen < live_since,
                 None => true,
             };
-            if timed_out || silent {
+            let given_back = self.store.release_requested(job.job_id, &worker).await?;
+            if timed_out || silent || given_back {
                 tracing::info!(
                     job_id = job.job_id,
                     %worker,
                     timed_out,
                     silent,
+                    given_back,
                     "releasing the assignment"
                 );
                 due.push(Entry {
@@ -530,6 +532,7 @@ impl Operator {
             return Ok(());
         }
         self.rotation = self.rotation.wrapping_add(1);
+        let given_back = self.store.given_back().await?;
         let plan = matcher::plan(&jobs, &candidates, self.rotation);
         let submitters: HashMap<u64, &str> = queued
             .iter()
@@ -542,9 +545,11 @@ impl Operator {
                 continue;
             };
             // The contract refuses a submitter working its own job; a pair it refused lately
-            // waits out its exclusion (the next tick may choose another worker).
+            // waits out its exclusion (the next tick may choose another worker); a worker that
+            // gave a job back never gets it again.
             if submitters.get(&job_id) == Some(&row.address.as_str())
                 || self.excluded.contains_key(&(job_id, worker))
+                || given_back.contains(&(job_id, row.address.clone()))
             {
                 continue;
             }

@@ -481,6 +481,61 @@ impl Store {
         .transpose()
     }
 
+    /// Records that `worker` gives job `job_id` back (idempotent; the reason is kept from the
+    /// first request).
+    pub async fn request_release(
+        &self,
+        job_id: u64,
+        worker: &str,
+        reason: &str,
+        at: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO release_requests (job_id, worker, reason, requested_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, worker) DO NOTHING",
+        )
+        .bind(i64_of(job_id, "job id")?)
+        .bind(worker)
+        .bind(reason)
+        .bind(i64_of(at, "time")?)
+        .execute(&self.pool)
+        .await
+        .context("recording a release request")?;
+        Ok(())
+    }
+
+    /// Whether `worker` asked to give job `job_id` back.
+    pub async fn release_requested(&self, job_id: u64, worker: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM release_requests WHERE job_id = $1 AND worker = $2")
+                .bind(i64_of(job_id, "job id")?)
+                .bind(worker)
+                .fetch_optional(&self.pool)
+                .await
+                .context("reading release requests")?;
+        Ok(row.is_some())
+    }
+
+    /// The (job, worker) pairs of queued jobs whose worker gave them back: the matcher never
+    /// gives such a job to that worker again.
+    pub async fn given_back(&self) -> Result<std::collections::HashSet<(u64, String)>> {
+        let rows = sqlx::query(
+            "SELECT r.job_id, r.worker FROM release_requests r JOIN jobs j ON j.job_id = r.job_id \
+             WHERE j.state = 'Queued'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("reading release requests")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    u64_of(r.try_get("job_id")?, "job id")?,
+                    r.try_get("worker")?,
+                ))
+            })
+            .collect()
+    }
+
     /// How many jobs are in each state.
     pub async fn count_jobs_by_state(&self) -> Result<Vec<(String, u64)>> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

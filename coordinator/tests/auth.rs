@@ -2,7 +2,7 @@
 //! contracts (`is_valid_signature`): a forged signature, a signature for another path or
 //! another body, an expired timestamp, a replayed nonce, a worker polling or beating for
 //! another worker, a worker uploading the output of a job assigned to someone else, a stranger
-//! uploading a receipt. Each gets its specific 4xx and changes nothing; the honest request
+//! uploading a receipt, a worker giving back another's job. Each gets its specific 4xx and changes nothing; the honest request
 //! after them succeeds.
 
 mod common;
@@ -219,5 +219,15 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
         "{:?}",
         details.data
     );
+
+    // B gives back A's job: refused. A gives it back: accepted (the leader releases it).
+    let body = br#"{"reason":"cannot run it"}"#.to_vec();
+    let stranger = Signed::new(&b, "POST", format!("/v1/jobs/{job}/release"), body.clone());
+    refused(stranger.send(&c, None).await, 403, ErrorCode::NotAssigned).await;
+    let long = format!(r#"{{"reason":"{}"}}"#, "x".repeat(501)).into_bytes();
+    let too_long = Signed::new(&a, "POST", format!("/v1/jobs/{job}/release"), long);
+    refused(too_long.send(&c, None).await, 400, ErrorCode::BadRequest).await;
+    let honest = Signed::new(&a, "POST", format!("/v1/jobs/{job}/release"), body);
+    assert_eq!(honest.send(&c, None).await.status().as_u16(), 200);
     c.stop().await;
 }

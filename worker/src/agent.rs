@@ -385,6 +385,14 @@ impl Agent {
                     if let Err(e) = self.journal.finish(job_id, stage, Some(&reason)).await {
                         tracing::error!(error = %e, "recording the refusal in the journal");
                     }
+                    // Give it back so that another worker gets it now rather than after its
+                    // release limit (refused for not being ours: nothing to give back).
+                    if stage == Stage::Failed || (stage == Stage::Refused && !reason.contains("not assigned to this worker")) {
+                        match self.client.request_release(job_id, &reason).await {
+                            Ok(_) => tracing::info!("gave the job back to the coordinator"),
+                            Err(e) => tracing::warn!(error = %e, "giving the job back failed (the keeper releases it at its limit)"),
+                        }
+                    }
                 }
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 self.metrics.running.dec();

@@ -4,6 +4,8 @@
 //!   targets (so different stake tiers), each receives only jobs it is eligible for, and every
 //!   output matches Python torch to 1e-5, hashes to its on-chain commitment and carries a
 //!   receipt signed by its worker's key;
+//! - a model file and an input altered on the coordinator's disk are refused, given back
+//!   (released at once, never re-offered to that worker), and the agent goes on serving;
 //! - a worker killed (SIGKILL) between computing and committing commits the same output once
 //!   after a restart; a worker killed holding a job has it released by the coordinator and
 //!   completed by another worker, and is not slashed.
@@ -508,13 +510,20 @@ async fn a_tampered_model_file_and_input_are_refused_and_the_agent_goes_on_servi
     // The agent goes on serving: the next job completes.
     let third = job(&s, &c, mlp, &mlp_x).await;
     until_state(&s, third, "Completed").await;
+    // The refused jobs were given back: released by the coordinator (a miss each on A's
+    // record), queued again and never offered to A again; nothing was committed for them.
+    for refused in [first, second] {
+        until_state(&s, refused, "Queued").await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     for refused in [first, second] {
         assert_eq!(
             state(&s, refused).await.0,
-            "Assigned",
-            "job {refused}: nothing committed"
+            "Queued",
+            "job {refused}: not re-offered to A"
         );
     }
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 2);
     sigterm(a).await;
     c.stop().await;
 }

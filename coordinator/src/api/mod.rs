@@ -25,9 +25,9 @@ use axum::{Json, Router};
 use ciro_api::coordinator::{
     routes, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute, ErrorBody,
     ErrorCode, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, ListJobs, ListModels,
-    ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments, Reputation,
-    Requirements as ApiRequirements, SignedReceipt, Unmatched, UnmatchedReason, Worker,
-    WorkerState, JOB_EVENT,
+    ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments, ReleaseAccepted,
+    ReleaseRequest, Reputation, Requirements as ApiRequirements, SignedReceipt, Unmatched,
+    UnmatchedReason, Worker, WorkerState, JOB_EVENT,
 };
 use ciro_api::wire::{parse_felt, parse_u256, Digest, Felt, U256};
 use ciro_chain::bindings::cdc_pool;
@@ -212,6 +212,7 @@ impl Api {
             .route(routes::JOB_EVENTS, get(job_events))
             .route(routes::JOB_OUTPUT, put(put_output))
             .route(routes::JOB_RECEIPT, put(put_receipt).get(get_receipt))
+            .route(routes::JOB_RELEASE, post(post_release))
             .route(routes::SUBMITTER_EVENTS, get(submitter_events))
             .route(routes::WORKERS, get(list_workers))
             .route(routes::WORKER, get(get_worker))
@@ -1027,6 +1028,48 @@ async fn put_output(
         output_hash: digest,
         size: blob.size,
     }))
+}
+
+/// The assigned worker gives a job back: recorded for the leader to release on chain.
+async fn post_release(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<ReleaseAccepted>> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let signed = api.require_signed(&method, &uri, &headers).await?;
+    let (request, bytes): (ReleaseRequest, _) =
+        read_json(body, api.inner.config.max_json_bytes).await?;
+    check_body(&signed, &bytes)?;
+    if request.reason.chars().count() > 500 {
+        return Err(ApiError::bad("the reason is longer than 500 characters"));
+    }
+    let job = indexed_job(&api, job_id).await?;
+    let signer = felt_text(signed.account);
+    if job.worker.as_deref() != Some(signer.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::NotAssigned,
+            format!("job {job_id} is not assigned to {signer}"),
+        ));
+    }
+    if job.state != "Assigned" {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "job {job_id} is {}, not Assigned: nothing to give back",
+                job.state
+            ),
+        ));
+    }
+    api.store()
+        .request_release(job_id, &signer, &request.reason, unix_now())
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(job_id, worker = %signer, reason = %request.reason, "the worker gives the job back");
+    Ok(Json(ReleaseAccepted { job_id }))
 }
 
 async fn put_receipt(

@@ -81,6 +81,11 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             body: Some(("application/json", schema("SignedReceipt"))),
             ok: ("204", "", Value::Null),
         },
+        (HttpMethod::Post, routes::JOB_RELEASE) => Shape {
+            query: none(),
+            body: Some(("application/json", schema("ReleaseRequest"))),
+            ok: json_ok("ReleaseAccepted"),
+        },
         (HttpMethod::Get, routes::JOB_RECEIPT) => Shape {
             query: none(),
             body: None,

@@ -32,7 +32,8 @@ use super::routes::{self, Access, HttpMethod};
 use super::sse::SseParser;
 use super::types::{
     Assignments, BlobInfo, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, ListJobs,
-    ListModels, ListWorkers, Model, OutputAccepted, Page, PollAssignments, Worker, JOB_EVENT,
+    ListModels, ListWorkers, Model, OutputAccepted, Page, PollAssignments, ReleaseAccepted,
+    ReleaseRequest, Worker, JOB_EVENT,
 };
 use crate::wire::{Digest, Felt};
 
@@ -471,6 +472,24 @@ impl CoordinatorClient {
         )
         .json(receipt)?;
         self.send(call).await.map(drop)
+    }
+
+    /// Gives an assigned job back, as its worker (it cannot run it): the coordinator releases
+    /// it on chain so that another worker gets it.
+    pub async fn request_release(
+        &self,
+        job_id: u64,
+        reason: &str,
+    ) -> Result<ReleaseAccepted, ClientError> {
+        let call = Call::new(
+            HttpMethod::Post,
+            routes::JOB_RELEASE,
+            routes::job_release(job_id),
+        )
+        .json(&ReleaseRequest {
+            reason: reason.chars().take(500).collect(),
+        })?;
+        self.json_of(call).await
     }
 
     /// A job's signed receipt.

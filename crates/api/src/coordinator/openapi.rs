@@ -9,8 +9,8 @@ use super::receipt::{Receipt, SignedReceipt};
 use super::types::{
     Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute, Heartbeat,
     HeartbeatAck, Job, JobDetails, JobEvent, JobState, Liveness, Model, OutputAccepted, Page,
-    Reputation, Requirement, Requirements, Unmatched, UnmatchedReason, UnmetRequirement, Worker,
-    WorkerState,
+    ReleaseAccepted, ReleaseRequest, Reputation, Requirement, Requirements, Unmatched,
+    UnmatchedReason, UnmetRequirement, Worker, WorkerState,
 };
 
 /// Every request and response body of the coordinator's API, as OpenAPI schemas.
@@ -37,6 +37,8 @@ use super::types::{
     Page<Model>,
     Page<Worker>,
     Receipt,
+    ReleaseAccepted,
+    ReleaseRequest,
     Reputation,
     Requirement,
     Requirements,

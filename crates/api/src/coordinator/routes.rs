@@ -33,6 +33,8 @@ pub const JOB_EVENTS: &str = "/v1/jobs/{job_id}/events";
 pub const JOB_OUTPUT: &str = "/v1/jobs/{job_id}/output/{digest}";
 /// A job's signed receipt: the assigned worker `PUT`s it, anyone `GET`s it.
 pub const JOB_RECEIPT: &str = "/v1/jobs/{job_id}/receipt";
+/// The assigned worker gives a job back (it cannot run it): the coordinator releases it.
+pub const JOB_RELEASE: &str = "/v1/jobs/{job_id}/release";
 /// Server-sent events: state changes of every job of one submitter.
 pub const SUBMITTER_EVENTS: &str = "/v1/submitters/{address}/events";
 /// Workers, filtered by state or liveness, paginated.
@@ -157,6 +159,12 @@ pub const ROUTES: &[Route] = {
         ),
         route(Get, JOB_RECEIPT, Public, "Get a job's signed receipt"),
         route(
+            Post,
+            JOB_RELEASE,
+            Signed,
+            "Give an assigned job back (assigned worker): the coordinator releases it",
+        ),
+        route(
             Get,
             SUBMITTER_EVENTS,
             Public,
@@ -225,6 +233,11 @@ pub fn job_output(job_id: u64, digest: &Digest) -> String {
     fill(JOB_OUTPUT, &[("job_id", &job_id), ("digest", digest)])
 }
 
+/// Path of [`JOB_RELEASE`].
+pub fn job_release(job_id: u64) -> String {
+    fill(JOB_RELEASE, &[("job_id", &job_id)])
+}
+
 /// Path of [`JOB_RECEIPT`].
 pub fn job_receipt(job_id: u64) -> String {
     fill(JOB_RECEIPT, &[("job_id", &job_id)])
@@ -275,6 +288,7 @@ mod tests {
             (JOB_EVENTS, job_events(42)),
             (JOB_OUTPUT, job_output(42, &digest)),
             (JOB_RECEIPT, job_receipt(42)),
+            (JOB_RELEASE, job_release(42)),
             (SUBMITTER_EVENTS, submitter_events(address)),
             (WORKER, worker(address)),
             (WORKER_HEARTBEAT, worker_heartbeat(address)),

@@ -512,6 +512,23 @@ pub struct Assignments {
     pub assignments: Vec<Assignment>,
 }
 
+/// Body of `POST /v1/jobs/{job_id}/release`: why the assigned worker gives the job back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseRequest {
+    /// Why (at most 500 characters), e.g. "the model file does not hash to its model_hash".
+    pub reason: String,
+}
+
+/// Answer to a release request: the coordinator will release the job on chain at its next
+/// tick (a miss on the worker's record, as any release).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseAccepted {
+    /// The job.
+    pub job_id: u64,
+}
+
 /// Answer to an output upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
