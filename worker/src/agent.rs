@@ -551,17 +551,26 @@ impl Agent {
         let total = download.content_length().unwrap_or(0);
         let mut bytes = Vec::with_capacity(usize::try_from(total.min(1 << 30)).unwrap_or(0));
         let mut logged = 0;
+        // A progress bar on a terminal; progress in the logs otherwise.
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         loop {
             match download.chunk().await {
                 Ok(Some(chunk)) => {
                     bytes.extend_from_slice(&chunk);
                     let percent = (bytes.len() as u64 * 100).checked_div(total).unwrap_or(100);
-                    if percent >= logged + 25 {
+                    if terminal {
+                        progress_bar(&a.model_hash, percent, bytes.len() as u64, total);
+                    } else if percent >= logged + 25 {
                         logged = percent;
                         tracing::info!(model = %a.model_hash, percent, bytes = bytes.len(), "downloading the model file");
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if terminal {
+                        eprintln!();
+                    }
+                    break;
+                }
                 Err(ClientError::DigestMismatch { .. }) => {
                     return Err(Refusal::Refused(
                         "the model file does not hash to its registered model_hash".into(),
@@ -777,4 +786,18 @@ impl Agent {
             }
         }
     }
+}
+
+/// One line of a download's progress bar on stderr (a terminal), redrawn in place.
+fn progress_bar(model: &Digest, percent: u64, done: u64, total: u64) {
+    let filled = usize::try_from(percent.min(100) / 4).unwrap_or(25);
+    let hex = model.to_string();
+    eprint!(
+        "\rmodel {}… [{}{}] {percent:>3}% {:.1}/{:.1} MB",
+        &hex[..12],
+        "#".repeat(filled),
+        ".".repeat(25 - filled),
+        done as f64 / 1e6,
+        total as f64 / 1e6,
+    );
 }
