@@ -154,10 +154,16 @@ struct Agent {
     device: String,
     cuda: String,
     in_flight: Mutex<HashSet<u64>>,
+    /// Jobs refused lately, not taken again before the instant (an honest coordinator does
+    /// not offer them again; a lying one is not let to make the agent spin).
+    cooldown: Mutex<std::collections::HashMap<u64, Instant>>,
     running: AtomicU32,
     commits: mpsc::UnboundedSender<u64>,
     metrics: AgentMetrics,
 }
+
+/// How long a refused job is not taken again.
+const REFUSAL_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// Why a job is not run or not committed (logged with the job id; the journal keeps it).
 #[derive(Debug)]
@@ -248,6 +254,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         device,
         cuda,
         in_flight: Mutex::new(HashSet::new()),
+        cooldown: Mutex::new(std::collections::HashMap::new()),
         running: AtomicU32::new(0),
         commits,
         metrics: agent_metrics,
@@ -333,14 +340,22 @@ impl Agent {
             match polled {
                 Ok(polled) => {
                     backoff = Duration::from_millis(250);
+                    let offered = polled.assignments.len();
+                    let mut taken = 0;
                     for assignment in polled.assignments {
                         if self.running.load(Ordering::SeqCst) >= self.config.capacity {
                             break;
                         }
-                        self.clone().spawn(assignment);
+                        if self.takes(assignment.job_id).await {
+                            taken += 1;
+                            self.clone().spawn(assignment);
+                        }
                     }
-                    if self.running.load(Ordering::SeqCst) >= self.config.capacity {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    if self.running.load(Ordering::SeqCst) >= self.config.capacity
+                        || (offered > 0 && taken == 0)
+                    {
+                        // Busy, or offered only what it will not take: do not spin.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
                 Err(error) => {
@@ -353,6 +368,37 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Whether to take job `job_id` now: not committed already, not refused lately, not
+    /// running.
+    async fn takes(&self, job_id: u64) -> bool {
+        let cooling = self
+            .cooldown
+            .lock()
+            .map(|mut c| {
+                c.retain(|_, until| *until > Instant::now());
+                c.contains_key(&job_id)
+            })
+            .unwrap_or(false);
+        if cooling {
+            return false;
+        }
+        let running = self
+            .in_flight
+            .lock()
+            .map(|set| set.contains(&job_id))
+            .unwrap_or(true);
+        if running {
+            return false;
+        }
+        !matches!(
+            self.journal.entry(job_id).await,
+            Ok(Some(Entry {
+                stage: Stage::Committed,
+                ..
+            }))
+        )
     }
 
     /// Runs `assignment` in its own task unless it already runs or is finished.
@@ -382,7 +428,19 @@ impl Agent {
                 self.metrics.jobs.with_label_values(&[ended]).inc();
                 if let (Some(stage), Some(reason)) = (stage, reason) {
                     tracing::warn!(stage = stage.as_str(), %reason, "job not done");
-                    if let Err(e) = self.journal.finish(job_id, stage, Some(&reason)).await {
+                    if let Ok(mut cooldown) = self.cooldown.lock() {
+                        cooldown.insert(job_id, Instant::now() + REFUSAL_COOLDOWN);
+                    }
+                    // Journaled even when refused before it was taken (not this worker's).
+                    let recorded = self
+                        .journal
+                        .begin(job_id, assignment.model_hash, assignment.input_hash, assignment.deadline)
+                        .await;
+                    let finished = match recorded {
+                        Ok(_) => self.journal.finish(job_id, stage, Some(&reason)).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = finished {
                         tracing::error!(error = %e, "recording the refusal in the journal");
                     }
                     // Give it back so that another worker gets it now rather than after its
@@ -454,11 +512,19 @@ impl Agent {
     /// One job, from the assignment to its result queued for commitment.
     async fn handle(&self, a: &Assignment) -> Result<(), Refusal> {
         let info = self.verify(a).await?;
-        let entry = self
+        let mut entry = self
             .journal
             .begin(a.job_id, a.model_hash, a.input_hash, info.job.deadline)
             .await
             .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+        if matches!(entry.stage, Stage::Refused | Stage::Dropped | Stage::Failed) {
+            // Ended here before; the chain assigns it to this worker now: take it again.
+            self.journal
+                .reopen(a.job_id)
+                .await
+                .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+            entry.stage = Stage::Running;
+        }
         match entry.stage {
             Stage::Running => self.compute(a, &entry).await?,
             Stage::Computed => tracing::info!(

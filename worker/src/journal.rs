@@ -214,6 +214,21 @@ impl Journal {
         Ok(())
     }
 
+    /// Takes a job that ended refused, dropped or failed again (the chain now assigns it to
+    /// this worker): back to `running`. A computed or committed job is left as it is.
+    pub async fn reopen(&self, job_id: u64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET stage = 'running', reason = NULL, output_hash = NULL, receipt = NULL, \
+             updated_at = ? WHERE job_id = ? AND stage IN ('refused', 'dropped', 'failed')",
+        )
+        .bind(now())
+        .bind(id(job_id)?)
+        .execute(&self.pool)
+        .await
+        .context("reopening a job in the journal")?;
+        Ok(())
+    }
+
     /// The output on disk of a computed job.
     pub async fn output(&self, job_id: u64) -> Result<Vec<u8>> {
         let path = self.output_path(job_id);
@@ -321,5 +336,31 @@ mod tests {
             "a committed job stays committed"
         );
         assert!(journal.open_jobs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_can_be_taken_again_but_a_committed_one_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).await.unwrap();
+        let (model, input) = (Digest::of(b"model"), Digest::of(b"input"));
+        journal.begin(1, model, input, 100).await.unwrap();
+        journal
+            .finish(1, Stage::Refused, Some("not ours"))
+            .await
+            .unwrap();
+        journal.reopen(1).await.unwrap();
+        let again = journal.entry(1).await.unwrap().unwrap();
+        assert_eq!((again.stage, again.reason), (Stage::Running, None));
+        journal.begin(2, model, input, 100).await.unwrap();
+        journal
+            .computed(2, b"out", Digest::of(b"out"), "{}")
+            .await
+            .unwrap();
+        journal.finish(2, Stage::Committed, None).await.unwrap();
+        journal.reopen(2).await.unwrap();
+        assert_eq!(
+            journal.entry(2).await.unwrap().unwrap().stage,
+            Stage::Committed
+        );
     }
 }

@@ -124,7 +124,27 @@ fn worker(
     data: &Path,
     extra: &[&str],
 ) -> Child {
-    let manifest = c.dir.path().join("manifest.json");
+    worker_at(
+        s,
+        &c.dir.path().join("manifest.json"),
+        &c.base,
+        actor,
+        stake,
+        data,
+        extra,
+    )
+}
+
+/// Starts `ciro-worker run` as `actor` against the coordinator at `base`.
+fn worker_at(
+    s: &System,
+    manifest: &Path,
+    base: &str,
+    actor: Actor,
+    stake: u128,
+    data: &Path,
+    extra: &[&str],
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -136,7 +156,7 @@ fn worker(
         .arg("--manifest")
         .arg(manifest)
         .args(["--devnet-account", &actor.index().to_string()])
-        .args(["--coordinator", &c.base])
+        .args(["--coordinator", base])
         .arg("--data-dir")
         .arg(data)
         .args(["--stake-target", &stake.to_string()])
@@ -530,12 +550,17 @@ async fn a_tampered_model_file_and_input_are_refused_and_the_agent_goes_on_servi
 
 /// `ciro-worker status` for the worker whose data is in `dir`, as JSON.
 async fn status(s: &System, c: &Running, dir: &Path) -> serde_json::Value {
+    status_as(s, &c.dir.path().join("manifest.json"), dir, Actor::WorkerA).await
+}
+
+/// `ciro-worker status` as `actor`.
+async fn status_as(s: &System, manifest: &Path, dir: &Path, actor: Actor) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_ciro-worker"))
         .arg("status")
         .args(["--rpc-url", s.net.rpc_url().as_str()])
         .arg("--manifest")
-        .arg(c.dir.path().join("manifest.json"))
-        .args(["--devnet-account", &Actor::WorkerA.index().to_string()])
+        .arg(manifest)
+        .args(["--devnet-account", &actor.index().to_string()])
         .arg("--data-dir")
         .arg(dir)
         .output()
@@ -555,4 +580,66 @@ fn find(status: &serde_json::Value, job_id: u64) -> Option<serde_json::Value> {
         .iter()
         .find(|e| e["job_id"] == job_id)
         .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_offering_a_job_assigned_to_someone_else_is_refused() {
+    let s = System::deploy().await.expect("deploy");
+    // A real job, assigned on chain to WorkerA.
+    let (_, job_id) = s.assigned_job().await;
+    let info = s.job_info(job_id).await;
+    // A lying coordinator offers it to WorkerB; everything else it answers 404.
+    let offer = serde_json::json!({"assignments": [{
+        "job_id": job_id,
+        "model_id": info.job.model_id,
+        "model_hash": Digest::of(b"model"),
+        "input_hash": Digest::of(b"input"),
+        "deadline": info.job.deadline,
+        "assigned_at": info.job.assigned_at,
+        "release_at": info.job.assigned_at + 600,
+    }]});
+    let app = axum::Router::new()
+        .route(
+            "/v1/workers/{address}/assignments",
+            axum::routing::get(move || {
+                let offer = offer.clone();
+                async move { axum::Json(offer) }
+            }),
+        )
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "{}") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().expect("dir");
+    let manifest = dir.path().join("manifest.json");
+    s.manifest.write(&manifest).expect("manifest");
+    let data = dir.path().join("b");
+    let b = worker_at(
+        &s,
+        &manifest,
+        &base,
+        Actor::WorkerB,
+        MIN_STAKE[0],
+        &data,
+        &[],
+    );
+    let entry = eventually("the offer refused", WAIT, || async {
+        let status = status_as(&s, &manifest, &data, Actor::WorkerB).await;
+        find(&status, job_id).filter(|e| e["stage"] == "refused")
+    })
+    .await;
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not assigned to this worker"),
+        "{entry}"
+    );
+    // The chain is untouched: still A's.
+    let after = s.job_info(job_id).await;
+    assert_eq!(after.job.worker, s.addr(Actor::WorkerA));
+    assert_eq!(format!("{:?}", after.job.state), "Assigned");
+    sigterm(b).await;
 }
