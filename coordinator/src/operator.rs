@@ -230,6 +230,9 @@ pub struct Operator {
     block_times: HashMap<u64, u64>,
     rotation: usize,
     last_gc: u64,
+    /// The epoch this replica leads in and since when: silence is only judged once it has
+    /// led (and so taken heartbeats) for twice the staleness threshold.
+    leading_since: Option<(u64, std::time::Instant)>,
 }
 
 impl Operator {
@@ -260,6 +263,7 @@ impl Operator {
             block_times: HashMap::new(),
             rotation: 0,
             last_gc: 0,
+            leading_since: None,
         })
     }
 
@@ -320,6 +324,9 @@ impl Operator {
 
     /// One round of the leader's work in `epoch`.
     pub async fn tick(&mut self, epoch: u64) -> Result<()> {
+        if self.leading_since.map(|(e, _)| e) != Some(epoch) {
+            self.leading_since = Some((epoch, std::time::Instant::now()));
+        }
         let holder = self.config.holder.clone();
         let fence = Some((holder.as_str(), epoch));
         self.indexer.catch_up_fenced(fence).await?;
@@ -408,6 +415,12 @@ impl Operator {
     /// Releases assignments whose worker is not live or that passed the job's release limit.
     async fn release(&mut self, now: u64) -> Result<bool> {
         let live_since = unix_now().saturating_sub(self.config.stale_after_secs);
+        // After a takeover or an outage of the coordinator, workers have not been heard for
+        // a while through no fault of theirs: judge silence only once this replica has led
+        // for twice the threshold.
+        let settled = self.leading_since.is_some_and(|(_, since)| {
+            since.elapsed() >= Duration::from_secs(2 * self.config.stale_after_secs)
+        });
         let mut due = Vec::new();
         for job in self.all_in("Assigned").await? {
             let Some(worker) = job.worker.clone() else {
@@ -416,10 +429,14 @@ impl Operator {
             let timed_out = job
                 .assigned_at
                 .is_some_and(|at| now >= at.saturating_add(release_after(&job)));
-            let silent = match self.store.liveness(&worker).await? {
-                Some(beat) => beat.last_seen < live_since,
-                None => true,
-            };
+            // A worker that uploaded its output is committing it: silence does not release
+            // it (the job's own release limit still does).
+            let silent = settled
+                && match self.store.liveness(&worker).await? {
+                    Some(beat) => beat.last_seen < live_since,
+                    None => true,
+                }
+                && self.store.output(job.job_id, &worker).await?.is_none();
             let given_back = self.store.release_requested(job.job_id, &worker).await?;
             if timed_out || silent || given_back {
                 tracing::info!(
@@ -493,8 +510,8 @@ impl Operator {
         if candidates.is_empty() {
             return Ok(());
         }
-        let mut present: HashMap<String, bool> = HashMap::new();
-        let mut model_hashes: HashMap<u64, Option<String>> = HashMap::new();
+        let mut present: HashMap<(String, String), bool> = HashMap::new();
+        let mut model_hashes: HashMap<u64, Option<(String, String)>> = HashMap::new();
         let mut jobs = Vec::new();
         let earliest = now.max(wall);
         for job in &queued {
@@ -504,16 +521,24 @@ impl Operator {
             let model_hash = match model_hashes.get(&job.model_id) {
                 Some(hash) => hash.clone(),
                 None => {
-                    let hash = self.store.model(job.model_id).await?.map(|m| m.model_hash);
+                    let hash = self
+                        .store
+                        .model(job.model_id)
+                        .await?
+                        .map(|m| (m.model_hash, m.owner));
                     model_hashes.insert(job.model_id, hash.clone());
                     hash
                 }
             };
-            let Some(model_hash) = model_hash else {
+            let Some((model_hash, owner)) = model_hash else {
                 continue;
             };
-            if !self.present(&mut present, &job.input_hash).await?
-                || !self.present(&mut present, &model_hash).await?
+            // The data the API lets the worker read: the input its submitter uploaded, the
+            // model file its owner uploaded.
+            if !self
+                .present(&mut present, &job.input_hash, &job.submitter)
+                .await?
+                || !self.present(&mut present, &model_hash, &owner).await?
             {
                 continue;
             }
@@ -594,12 +619,23 @@ impl Operator {
         Ok(())
     }
 
-    async fn present(&self, cache: &mut HashMap<String, bool>, digest: &str) -> Result<bool> {
-        if let Some(known) = cache.get(digest) {
+    /// Whether blob `digest` is stored, uploaded by `uploader`.
+    async fn present(
+        &self,
+        cache: &mut HashMap<(String, String), bool>,
+        digest: &str,
+        uploader: &str,
+    ) -> Result<bool> {
+        let key = (digest.to_owned(), uploader.to_owned());
+        if let Some(known) = cache.get(&key) {
             return Ok(*known);
         }
-        let found = self.store.blob(digest).await?.is_some();
-        cache.insert(digest.to_owned(), found);
+        let found = self
+            .store
+            .blob(digest)
+            .await?
+            .is_some_and(|b| b.uploader == uploader);
+        cache.insert(key, found);
         Ok(found)
     }
 

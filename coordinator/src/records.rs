@@ -256,13 +256,17 @@ impl Store {
             .collect()
     }
 
-    /// Whether some registered model's hash is `digest` (model files are public).
-    pub async fn is_model_file(&self, digest: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 AS one FROM models WHERE model_hash = $1 LIMIT 1")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await
-            .context("looking up model files")?;
+    /// Whether `digest`, uploaded by `uploader`, is the file of a model `uploader` registered
+    /// (model files are public; registering someone else's private blob's hash as a model
+    /// does not make it public).
+    pub async fn is_model_file(&self, digest: &str, uploader: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM models WHERE model_hash = $1 AND owner = $2 LIMIT 1")
+                .bind(digest)
+                .bind(uploader)
+                .fetch_optional(&self.pool)
+                .await
+                .context("looking up model files")?;
         Ok(row.is_some())
     }
 
@@ -454,9 +458,10 @@ impl Store {
         let row = sqlx::query(
             "SELECT j.*, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM models m JOIN blobs b ON b.digest = m.model_hash \
-                 WHERE m.model_id = j.model_id) THEN 1 ELSE 0 END AS BIGINT) AS has_model_file, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs b WHERE b.digest = j.input_hash) \
-                 THEN 1 ELSE 0 END AS BIGINT) AS has_input, \
+                 AND b.uploader = m.owner WHERE m.model_id = j.model_id) THEN 1 ELSE 0 END AS BIGINT) \
+                 AS has_model_file, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs b WHERE b.digest = j.input_hash \
+                 AND b.uploader = j.submitter) THEN 1 ELSE 0 END AS BIGINT) AS has_input, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
                  AND o.worker = j.worker) THEN 1 ELSE 0 END AS BIGINT) AS has_output, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \

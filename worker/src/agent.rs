@@ -85,8 +85,8 @@ pub struct AgentConfig {
     pub commit_window: Duration,
     /// Longest assignment long-poll.
     pub poll_wait: Duration,
-    /// Test only: compute and journal results but never commit them (to kill the agent
-    /// between computing and committing).
+    /// Test only: compute and journal results but never upload or commit them (to kill the
+    /// agent between computing and committing).
     pub hold_commits: bool,
     /// Where to serve `/health`, `/ready` (the node) and `/metrics`.
     pub listen: std::net::SocketAddr,
@@ -531,6 +531,10 @@ impl Agent {
                 "computed before a restart: uploading and committing the same output"
             ),
             _ => return Ok(()),
+        }
+        if self.config.hold_commits {
+            tracing::warn!("holding the result unpublished and uncommitted (--test-hold-commits)");
+            return Ok(());
         }
         self.publish(a.job_id).await?;
         self.commits

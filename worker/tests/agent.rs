@@ -340,9 +340,9 @@ async fn killed_workers_lose_nothing_and_are_not_slashed() {
         &["--test-hold-commits"],
     );
     let first = job(&s, &c, mlp, &mlp_x).await;
-    eventually("A computed and uploaded job 1", WAIT, || async {
-        let d = c.client().job(first).await.ok()?;
-        d.data.output.then_some(())
+    eventually("A computed job 1", WAIT, || async {
+        let status = status(&s, &c, &a_dir).await;
+        find(&status, first).filter(|e| e["stage"] == "computed")
     })
     .await;
     assert_eq!(state(&s, first).await.0, "Assigned", "held: not committed");
@@ -371,8 +371,8 @@ async fn killed_workers_lose_nothing_and_are_not_slashed() {
     );
     let second = job(&s, &c, mlp, &mlp_x).await;
     eventually("A computed job 2", WAIT, || async {
-        let d = c.client().job(second).await.ok()?;
-        d.data.output.then_some(())
+        let status = status(&s, &c, &a_dir).await;
+        find(&status, second).filter(|e| e["stage"] == "computed")
     })
     .await;
     a.start_kill().expect("SIGKILL");
@@ -393,10 +393,10 @@ async fn killed_workers_lose_nothing_and_are_not_slashed() {
     let a_info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(a_info.stake.low, MIN_STAKE[0], "A was not slashed");
     assert_eq!(a_info.record.open_slashes, 0);
-    assert_eq!(
-        a_info.reputation.missed, 1,
-        "A's release is a miss, not a fault"
-    );
+    // Its releases are misses on its record (at least job 2's; job 1's too if the restart
+    // outlasted the staleness threshold), never a fault.
+    assert!(a_info.reputation.missed >= 1, "{a_info:?}");
+    assert_eq!(a_info.reputation.failed, 0, "{a_info:?}");
     eventually(
         "the coordinator's index shows job 2 completed by B",
         WAIT,

@@ -717,8 +717,9 @@ async fn blob_meta(
     }))
 }
 
-/// Who may read a blob: anyone for a model file; a job's submitter and its worker for its
-/// input; a job's submitter and the worker that uploaded it for an output; else its uploader.
+/// Who may read a blob: anyone for a model file its model's owner uploaded; the submitter and
+/// the worker of a job whose submitter uploaded it, for an input; a job's submitter and the
+/// worker that uploaded it, for an output; else its uploader.
 async fn may_read_blob(
     api: &Api,
     digest: &str,
@@ -727,7 +728,7 @@ async fn may_read_blob(
 ) -> ApiResult<()> {
     if api
         .store()
-        .is_model_file(digest)
+        .is_model_file(digest, uploader)
         .await
         .map_err(ApiError::internal)?
     {
@@ -748,8 +749,11 @@ async fn may_read_blob(
         .jobs_with_input(digest)
         .await
         .map_err(ApiError::internal)?;
+    // Only jobs whose submitter uploaded this input grant it (anyone can submit a job naming
+    // a public input_hash).
     if jobs
         .iter()
+        .filter(|j| j.submitter == uploader)
         .any(|j| j.submitter == reader || j.worker.as_deref() == Some(reader.as_str()))
     {
         return Ok(());

@@ -54,6 +54,10 @@ const REQUEST_TYPE: &str = concat!(
     r#""u256"("low":"u128","high":"u128")"#
 );
 
+/// Most felts a request signature may have (a single key signs with 2; multisig accounts
+/// with a few per signer): a bound on what a request makes the server hold and pass on.
+pub const MAX_SIGNATURE_FELTS: usize = 16;
+
 /// What a client signs for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestMessage<'a> {
@@ -199,7 +203,13 @@ impl RequestAuth {
         let body_sha256 = required(headers::CONTENT_SHA256)?.parse().map_err(
             |e: crate::wire::DigestParseError| malformed(headers::CONTENT_SHA256)(e.to_string()),
         )?;
-        let signature = required(headers::SIGNATURE)?
+        let text = required(headers::SIGNATURE)?;
+        if text.split(',').count() > MAX_SIGNATURE_FELTS {
+            return Err(malformed(headers::SIGNATURE)(format!(
+                "more than {MAX_SIGNATURE_FELTS} felts"
+            )));
+        }
+        let signature = text
             .split(',')
             .map(|part| parse_felt(part.trim()))
             .collect::<Result<Vec<_>, _>>()
