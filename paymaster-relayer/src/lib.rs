@@ -1,18 +1,55 @@
-//! The CIRO paymaster relayer: serves the SNIP-29 paymaster API and submits users' signed
-//! SNIP-9 outside executions through the Paymaster contract from its own accounts, managing
-//! their nonces.
+//! The CIRO paymaster relayer: serves the SNIP-29 paymaster API exactly as starknet.js speaks
+//! it (`POST /`, JSON-RPC 2.0) and submits users' signed SNIP-9 outside executions from a
+//! pool of its own accounts, each with its own nonce:
 //!
-//! Not built yet: none of that exists. Today [`run`] serves only the service runtime's
-//! endpoints (`/health`, `/ready` with a check that the Starknet node answers, `/metrics`)
-//! until shutdown; the relayer's accounts (`ciro_service::AccountArgs`) come with the API.
+//! - **sponsored** (`fee_mode: sponsored`): through the Paymaster contract's
+//!   `execute_sponsored`, which runs the user's calls and pays the relayer a charge from the
+//!   sponsor's deposit, within the sponsor's policy;
+//! - **default** (`fee_mode: default`): through the user's own `execute_from_outside_v2`,
+//!   whose last call pays the quoted fee in a listed gas token to the operator's recipient.
+//!
+//! [`relayer`] holds the rules, [`rpc`] the JSON-RPC layer, [`pool`] the accounts.
 
 #![warn(missing_docs)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
-use axum::Router;
-use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
+use anyhow::{bail, ensure, Context, Result};
+use async_trait::async_trait;
+use ciro_chain::account::{address_and_key, AccountSource};
+use ciro_chain::bindings::erc20::Erc20Reader;
+use ciro_chain::bindings::paymaster::PaymasterReader;
+use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::clients::balance_of;
+use ciro_chain::constants::contracts;
+use ciro_chain::manifest::Manifest;
+use ciro_chain::sender::{SenderConfig, TxSender};
+use ciro_chain::starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::starknet::signers::LocalWallet;
+use ciro_chain::tx::call as view;
+use ciro_service::{
+    CancellationToken, ChainConfig, Metrics, Readiness, ReadinessCheck, RpcCheck, Server,
+};
+use url::Url;
+
+pub mod limits;
+pub mod metrics;
+pub mod pool;
+pub mod relayer;
+pub mod rpc;
+
+pub use relayer::{GasToken, Limits, Sponsorship, FRI_PER_STRK, STRK};
+
+use crate::metrics::RelayerMetrics;
+use crate::pool::Pool;
+use crate::relayer::Relayer;
 
 /// The service's name, in logs, errors and the `ciro_build_info` metric.
 pub const SERVICE: &str = "ciro-paymaster-relayer";
@@ -20,22 +57,403 @@ pub const SERVICE: &str = "ciro-paymaster-relayer";
 pub const DEFAULT_PORT: u16 = 7071;
 
 /// The relayer's configuration, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The Starknet node it submits to, and the deployment manifest (the Paymaster's address).
     pub chain: ChainConfig,
     /// Where to serve HTTP (port 0: any free port, logged).
     pub listen: SocketAddr,
+    /// The relayer's own accounts (at least one).
+    pub accounts: Vec<AccountSource>,
+    /// API keys and the sponsorship each selects.
+    pub api_keys: HashMap<String, Sponsorship>,
+    /// The sponsorship of requests without a key, if any.
+    pub default_sponsorship: Option<Sponsorship>,
+    /// FRI per whole payment token: what a sponsored charge and a default-mode fee in it are
+    /// computed with.
+    pub payment_token_price_fri: u128,
+    /// Who default-mode fee transfers pay (default: the first relayer account).
+    pub fee_recipient: Option<Felt>,
+    /// An account with less STRK (FRI) is out of rotation.
+    pub min_balance_fri: u128,
+    /// How often balances are read.
+    pub balance_interval: Duration,
+    /// Timeout of every node call.
+    pub node_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Limits and margins.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A configuration with the defaults for everything but the chain, the address and the
+    /// accounts.
+    pub fn new(chain: ChainConfig, listen: SocketAddr, accounts: Vec<AccountSource>) -> Self {
+        Self {
+            chain,
+            listen,
+            accounts,
+            api_keys: HashMap::new(),
+            default_sponsorship: None,
+            payment_token_price_fri: FRI_PER_STRK,
+            fee_recipient: None,
+            min_balance_fri: FRI_PER_STRK / 10,
+            balance_interval: Duration::from_secs(30),
+            node_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Reads an API-key file: a JSON object `{"<key>": {"sponsor": "0x...", "policy": N}}`.
+pub fn read_api_keys(path: &Path) -> Result<HashMap<String, Sponsorship>> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        sponsor: String,
+        policy: u64,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let entries: HashMap<String, Entry> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    entries
+        .into_iter()
+        .map(|(key, entry)| {
+            ensure!(
+                key.len() >= 16,
+                "API key {:?}... is shorter than 16 characters",
+                &key[..key.len().min(4)]
+            );
+            let sponsor = Felt::from_hex(&entry.sponsor)
+                .with_context(|| format!("the sponsor {:?} is not a hex address", entry.sponsor))?;
+            Ok((
+                key,
+                Sponsorship {
+                    sponsor,
+                    policy_id: entry.policy,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Parses `SPONSOR:POLICY` (`0xabc:1`).
+pub fn parse_sponsorship(text: &str) -> Result<Sponsorship> {
+    let Some((sponsor, policy)) = text.split_once(':') else {
+        bail!("expected SPONSOR_ADDRESS:POLICY_ID, got {text:?}");
+    };
+    Ok(Sponsorship {
+        sponsor: Felt::from_hex(sponsor)
+            .with_context(|| format!("{sponsor:?} is not a hex address"))?,
+        policy_id: policy
+            .parse()
+            .with_context(|| format!("{policy:?} is not a policy id"))?,
+    })
+}
+
+/// A provider whose every call times out after `timeout`.
+pub fn node_client(url: &Url, timeout: Duration) -> Result<JsonRpcClient<HttpTransport>> {
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("building the HTTP client")?;
+    Ok(JsonRpcClient::new(HttpTransport::new_with_client(
+        url.clone(),
+        http,
+    )))
+}
+
+/// What the relayer reads from the chain at startup.
+struct Chain {
+    provider: Arc<JsonRpcClient<HttpTransport>>,
+    chain_id: Felt,
+    paymaster: Felt,
+    payment_token: GasToken,
+    accounts: Vec<(Felt, TxSender<ciro_chain::RpcAccount>)>,
+}
+
+async fn connect(config: &Config) -> Result<Chain> {
+    ensure!(
+        !config.accounts.is_empty(),
+        "the relayer needs at least one account"
+    );
+    let manifest = Manifest::read(&config.chain.manifest)?;
+    let paymaster = manifest.contract(contracts::PAYMASTER)?;
+    let provider = Arc::new(node_client(&config.chain.rpc_url, config.node_timeout)?);
+    let chain_id = provider.chain_id().await.context("reading the chain id")?;
+    let token = view(PaymasterReader::new(paymaster, provider.as_ref()).token())
+        .await
+        .context("reading the Paymaster's payment token")?
+        .0;
+    let decimals = view(Erc20Reader::new(token, provider.as_ref()).decimals())
+        .await
+        .context("reading the payment token's decimals")?;
+    let mut accounts = Vec::new();
+    for source in &config.accounts {
+        let (address, key) = address_and_key(source, &config.chain.rpc_url).await?;
+        let mut account = SingleOwnerAccount::new(
+            node_client(&config.chain.rpc_url, config.node_timeout)?,
+            LocalWallet::from(key),
+            address,
+            chain_id,
+            ExecutionEncoding::New,
+        );
+        account.set_block_id(BlockId::Tag(BlockTag::PreConfirmed));
+        ensure!(
+            !accounts.iter().any(|(a, _)| *a == address),
+            "relayer account {address:#x} is configured twice"
+        );
+        accounts.push((address, TxSender::new(account, SenderConfig::default())));
+    }
+    Ok(Chain {
+        provider,
+        chain_id,
+        paymaster,
+        payment_token: GasToken {
+            address: token,
+            decimals,
+            price_fri: config.payment_token_price_fri,
+        },
+        accounts,
+    })
+}
+
+/// Reads every account's STRK balance and puts it in or out of rotation.
+async fn check_balances(
+    pool: &Pool,
+    provider: &JsonRpcClient<HttpTransport>,
+    minimum: u128,
+    metrics: &RelayerMetrics,
+) {
+    for account in pool.accounts() {
+        match balance_of(provider, STRK, account.address).await {
+            Ok(balance) => {
+                let fri = if balance.high == 0 {
+                    balance.low
+                } else {
+                    u128::MAX
+                };
+                let address = format!("{:#x}", account.address);
+                metrics.balance(&address, fri);
+                if account.set_balance(fri, minimum) {
+                    if account.enabled() {
+                        tracing::info!(account = %address, balance_fri = fri, "relayer account back in rotation");
+                    } else {
+                        tracing::error!(
+                            account = %address,
+                            balance_fri = fri,
+                            minimum_fri = minimum,
+                            "relayer account's STRK balance is below the minimum: out of rotation until funded"
+                        );
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(account = %format!("{:#x}", account.address), "reading a balance: {error}")
+            }
+        }
+    }
+    metrics.accounts(pool.accounts().iter().filter(|a| a.enabled()).count());
+    pool.wake();
+}
+
+struct AccountsCheck(Arc<Pool>);
+
+#[async_trait]
+impl ReadinessCheck for AccountsCheck {
+    fn name(&self) -> &str {
+        "accounts"
+    }
+
+    async fn check(&self) -> Result<String> {
+        let enabled = self.0.accounts().iter().filter(|a| a.enabled()).count();
+        ensure!(enabled > 0, "no relayer account has enough STRK");
+        Ok(format!(
+            "{enabled} of {} relayer accounts in rotation",
+            self.0.accounts().len()
+        ))
+    }
+}
+
+/// Serves the relayer until `shutdown` is cancelled; `bound` receives the address it listens
+/// on once it does (useful with port 0).
+pub async fn run_with(
+    config: Config,
+    shutdown: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<()> {
+    let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
+    let relayer_metrics = RelayerMetrics::register(&metrics)?;
+    let chain = connect(&config).await?;
+    let fee_recipient = config.fee_recipient.unwrap_or(chain.accounts[0].0);
+    let pool = Pool::new(chain.accounts);
+    check_balances(
+        &pool,
+        &chain.provider,
+        config.min_balance_fri,
+        &relayer_metrics,
+    )
+    .await;
+    let mut gas_tokens = vec![GasToken {
+        address: STRK,
+        decimals: 18,
+        price_fri: FRI_PER_STRK,
+    }];
+    if chain.payment_token.address != STRK {
+        gas_tokens.push(chain.payment_token);
+    }
+    let relayer = Arc::new(Relayer::new(
+        chain.provider.clone(),
+        chain.chain_id,
+        chain.paymaster,
+        chain.payment_token,
+        gas_tokens,
+        fee_recipient,
+        pool.clone(),
+        config.api_keys.clone(),
+        config.default_sponsorship,
+        config.limits.clone(),
+        relayer_metrics.clone(),
+    ));
+    let monitor = {
+        let (pool, provider, metrics, shutdown) = (
+            pool.clone(),
+            chain.provider.clone(),
+            relayer_metrics,
+            shutdown.clone(),
+        );
+        let (interval, minimum) = (config.balance_interval, config.min_balance_fri);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(interval) => check_balances(&pool, &provider, minimum, &metrics).await,
+                }
+            }
+        })
+    };
+    let readiness = Readiness::new()
+        .with_check(RpcCheck::new(config.chain.rpc_url.clone()))
+        .with_check(AccountsCheck(pool.clone()));
+    tracing::info!(
+        rpc_url = %config.chain.rpc_url,
+        paymaster = %format!("{:#x}", chain.paymaster),
+        accounts = pool.accounts().len(),
+        api_keys = config.api_keys.len(),
+        default_policy = ?config.default_sponsorship,
+        "{SERVICE} {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let server = Server::bind(config.listen).await?;
+    if let Some(bound) = bound {
+        let _ = bound.send(server.local_addr());
+    }
+    let app = rpc::router(relayer, config.max_body_bytes);
+    let result = server
+        .serve(ciro_service::router(app, &metrics, readiness), shutdown)
+        .await;
+    monitor.abort();
+    result
 }
 
 /// Serves the relayer until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
-    let readiness = Readiness::new().with_check(RpcCheck::new(config.chain.rpc_url.clone()));
-    tracing::info!(
-        rpc_url = %config.chain.rpc_url,
-        "{SERVICE} {}: serving the runtime endpoints only (the SNIP-29 API is not built yet)",
-        env!("CARGO_PKG_VERSION")
-    );
-    serve(config.listen, Router::new(), &metrics, readiness, shutdown).await
+    run_with(config, shutdown, None).await
+}
+
+/// `ciro-paymaster-relayer status`: the accounts (STRK and payment-token balances, nonce,
+/// rotation), and for each configured sponsorship the sponsor's deposit and daily budget,
+/// the policy, and each account's standing with the sponsor.
+pub async fn status(config: &Config) -> Result<String> {
+    use std::fmt::Write;
+    let chain = connect(config).await?;
+    let reader = PaymasterReader::new(chain.paymaster, chain.provider.as_ref());
+    let mut out = String::new();
+    writeln!(
+        out,
+        "Paymaster {:#x}, payment token {:#x}",
+        chain.paymaster, chain.payment_token.address
+    )?;
+    writeln!(out, "relayer accounts:")?;
+    for (address, _) in &chain.accounts {
+        let strk = balance_of(chain.provider.as_ref(), STRK, *address).await?;
+        let token = balance_of(
+            chain.provider.as_ref(),
+            chain.payment_token.address,
+            *address,
+        )
+        .await?;
+        let nonce = chain
+            .provider
+            .get_nonce(BlockId::Tag(BlockTag::Latest), *address)
+            .await?;
+        let state = if strk.high > 0 || strk.low >= config.min_balance_fri {
+            "in rotation"
+        } else {
+            "OUT OF ROTATION (fund it with STRK)"
+        };
+        writeln!(
+            out,
+            "  {address:#x}: {strk} FRI, {token} payment-token units, nonce {nonce:#x}, {state}"
+        )?;
+    }
+    let mut sponsorships: Vec<(String, Sponsorship)> = config
+        .api_keys
+        .iter()
+        .map(|(key, s)| (format!("key {}…", &key[..key.len().min(6)]), *s))
+        .collect();
+    if let Some(default) = config.default_sponsorship {
+        sponsorships.push(("no key (default)".into(), default));
+    }
+    sponsorships.sort_by_key(|(label, _)| label.clone());
+    for (label, s) in sponsorships {
+        let sponsor = ContractAddress(s.sponsor);
+        let deposit = view(reader.sponsor_balance(&sponsor)).await?;
+        let (budget, spent) = view(reader.sponsor_budget(&sponsor)).await?;
+        writeln!(
+            out,
+            "{label}: sponsor {:#x} policy {}",
+            s.sponsor, s.policy_id
+        )?;
+        writeln!(
+            out,
+            "  deposit {}, daily budget {} (charged today {})",
+            deposit.low, budget.low, spent.low
+        )?;
+        match view(reader.get_policy(&s.policy_id)).await {
+            Ok((policy, calls)) => writeln!(
+                out,
+                "  policy: {}, expires {}, max charge {}, daily limit {}, {} calls a {} s window, {} allowed calls{}{}",
+                if policy.active { "active" } else { "INACTIVE" },
+                policy.params.expiry,
+                policy.params.max_charge.low,
+                policy.params.daily_limit.low,
+                policy.params.rate_limit_count,
+                policy.params.rate_limit_window,
+                calls.len(),
+                if policy.params.allowlist_only { ", allowlist only" } else { "" },
+                if policy.sponsor.0 != s.sponsor { ", NOT THIS SPONSOR'S" } else { "" },
+            )?,
+            Err(error) => writeln!(out, "  policy: unreadable ({error})")?,
+        }
+        for (address, _) in &chain.accounts {
+            let relayer = ContractAddress(*address);
+            let named = view(reader.is_relayer(&sponsor, &relayer)).await?;
+            let (budget, spent) = view(reader.relayer_budget(&sponsor, &relayer)).await?;
+            writeln!(
+                out,
+                "  {address:#x}: {} daily budget {} (charged today {})",
+                if named {
+                    "relayer,"
+                } else {
+                    "NOT A RELAYER (add_relayer),"
+                },
+                budget.low,
+                spent.low
+            )?;
+        }
+    }
+    Ok(out)
 }

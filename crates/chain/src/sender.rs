@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use starknet::accounts::ConnectedAccount;
-use starknet::core::types::{BlockId, BlockTag, Call, Felt};
+use starknet::core::types::{BlockId, BlockTag, Call, FeeEstimate, Felt};
 use starknet::providers::Provider;
 use tokio::sync::Mutex;
 
@@ -77,6 +77,42 @@ impl Default for SenderConfig {
     }
 }
 
+/// Gas amounts and prices a transaction may use at most: fixed by the caller (a relayer that
+/// simulated the exact transaction), so that sending does no estimation of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GasBounds {
+    pub l1_gas: u64,
+    pub l1_gas_price: u128,
+    pub l2_gas: u64,
+    pub l2_gas_price: u128,
+    pub l1_data_gas: u64,
+    pub l1_data_gas_price: u128,
+}
+
+impl GasBounds {
+    /// The estimate's amounts and prices, each times `margin` (rounded up).
+    pub fn from_estimate(estimate: &FeeEstimate, margin: f64) -> Self {
+        let amount = |v: u64| ((v as f64) * margin).ceil() as u64;
+        let price = |v: u128| ((v as f64) * margin).ceil() as u128;
+        Self {
+            l1_gas: amount(estimate.l1_gas_consumed),
+            l1_gas_price: price(estimate.l1_gas_price),
+            l2_gas: amount(estimate.l2_gas_consumed),
+            l2_gas_price: price(estimate.l2_gas_price),
+            l1_data_gas: amount(estimate.l1_data_gas_consumed),
+            l1_data_gas_price: price(estimate.l1_data_gas_price),
+        }
+    }
+
+    /// The most the transaction can cost (FRI): every amount times its price.
+    pub fn max_fee(&self) -> u128 {
+        (self.l1_gas as u128)
+            .saturating_mul(self.l1_gas_price)
+            .saturating_add((self.l2_gas as u128).saturating_mul(self.l2_gas_price))
+            .saturating_add((self.l1_data_gas as u128).saturating_mul(self.l1_data_gas_price))
+    }
+}
+
 /// One account, many concurrent senders.
 #[derive(Debug)]
 pub struct TxSender<A> {
@@ -136,6 +172,86 @@ where
             .run(|| wait_for_receipt(self.account.provider(), tx_hash))
             .await?;
         Ok(TxOutcome { tx_hash, receipt })
+    }
+
+    /// Estimates `calls` as this account's next transaction: the node executes them exactly
+    /// as they would run now (signature validation included), so a revert comes back as
+    /// [`ChainError::Reverted`] with the contract's error string and nothing is sent.
+    pub async fn estimate(&self, calls: &[Call]) -> Result<FeeEstimate, ChainError> {
+        let nonce = match *self.nonce.lock().await {
+            Some(value) => value,
+            None => self.chain_nonce().await?,
+        };
+        self.config
+            .retry
+            .run(|| async {
+                self.account
+                    .execute_v3(calls.to_vec())
+                    .nonce(nonce)
+                    .estimate_fee()
+                    .await
+                    .map_err(ChainError::from)
+            })
+            .await
+    }
+
+    /// Sends `calls` with the caller's gas bounds (no estimation) and returns the transaction
+    /// hash once the node accepted it, without waiting for the receipt (see
+    /// [`Self::wait`]). A rejected nonce is re-read from the chain and the transaction sent
+    /// once more.
+    pub async fn send_with_bounds(
+        &self,
+        calls: &[Call],
+        bounds: &GasBounds,
+    ) -> Result<Felt, ChainError> {
+        let mut nonce = self.nonce.lock().await;
+        match self.submit_bounded(&mut nonce, calls, bounds).await {
+            Err(ChainError::NonceRejected(message)) => {
+                tracing::warn!(%message, "nonce rejected; re-reading it from the chain");
+                *nonce = None;
+                self.submit_bounded(&mut nonce, calls, bounds).await
+            }
+            other => other,
+        }
+    }
+
+    /// Awaits the receipt of a transaction this sender sent.
+    pub async fn wait(&self, tx_hash: Felt) -> Result<TxOutcome, ChainError> {
+        let receipt = self
+            .config
+            .retry
+            .run(|| wait_for_receipt(self.account.provider(), tx_hash))
+            .await?;
+        Ok(TxOutcome { tx_hash, receipt })
+    }
+
+    async fn submit_bounded(
+        &self,
+        nonce: &mut Option<Felt>,
+        calls: &[Call],
+        bounds: &GasBounds,
+    ) -> Result<Felt, ChainError> {
+        let current = match *nonce {
+            Some(value) => value,
+            None => self.chain_nonce().await?,
+        };
+        // Not retried on transport errors: a send whose answer was lost may have landed, and
+        // sending it again with the same nonce would be rejected anyway.
+        let sent = self
+            .account
+            .execute_v3(calls.to_vec())
+            .nonce(current)
+            .l1_gas(bounds.l1_gas)
+            .l1_gas_price(bounds.l1_gas_price)
+            .l2_gas(bounds.l2_gas)
+            .l2_gas_price(bounds.l2_gas_price)
+            .l1_data_gas(bounds.l1_data_gas)
+            .l1_data_gas_price(bounds.l1_data_gas_price)
+            .send()
+            .await
+            .map_err(ChainError::from)?;
+        *nonce = Some(current + Felt::ONE);
+        Ok(sent.transaction_hash)
     }
 
     /// The account's nonce as the chain sees it (pre-confirmed block included).

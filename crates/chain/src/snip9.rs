@@ -195,6 +195,134 @@ impl OutsideExecution {
     }
 }
 
+/// Why typed data is not a SNIP-9 v2 outside execution this module can submit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid outside-execution typed data: {0}")]
+pub struct TypedDataError(pub String);
+
+/// A felt in typed data: a `0x`-hex or decimal string, or a JSON number.
+fn felt_value(value: &serde_json::Value, what: &str) -> Result<Felt, TypedDataError> {
+    let bad = || TypedDataError(format!("{what} is not a felt: {value}"));
+    match value {
+        serde_json::Value::String(text) => {
+            let parsed = if text.starts_with("0x") || text.starts_with("0X") {
+                Felt::from_hex(text)
+            } else {
+                Felt::from_dec_str(text)
+            };
+            parsed.map_err(|_| bad())
+        }
+        serde_json::Value::Number(number) => number.as_u64().map(Felt::from).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+fn u64_value(value: &serde_json::Value, what: &str) -> Result<u64, TypedDataError> {
+    let felt = felt_value(value, what)?;
+    u64::try_from(felt).map_err(|_| TypedDataError(format!("{what} does not fit in 64 bits")))
+}
+
+fn field<'a>(
+    object: &'a serde_json::Value,
+    name: &str,
+) -> Result<&'a serde_json::Value, TypedDataError> {
+    object
+        .get(name)
+        .ok_or_else(|| TypedDataError(format!("`{name}` is missing")))
+}
+
+impl OutsideExecution {
+    /// Reads back the execution from typed data this module wrote (what a SNIP-29 client
+    /// echoes), checking that it is SNIP-9 v2 under SNIP-12 revision 1 for `chain_id`: the
+    /// exact types, primary type and domain. Values may be hex or decimal strings or numbers;
+    /// selectors must be felts (not names). Nothing of the JSON is trusted beyond its values:
+    /// the hash a caller verifies is recomputed from what this returns.
+    pub fn from_typed_data(
+        typed_data: &serde_json::Value,
+        chain_id: Felt,
+    ) -> Result<Self, TypedDataError> {
+        let canonical = Self {
+            caller: Felt::ZERO,
+            nonce: Felt::ZERO,
+            execute_after: 0,
+            execute_before: 0,
+            calls: vec![],
+        }
+        .typed_data_json(chain_id);
+        if field(typed_data, "types")? != &canonical["types"] {
+            return Err(TypedDataError(
+                "`types` are not SNIP-9 v2's OutsideExecution types".into(),
+            ));
+        }
+        if field(typed_data, "primaryType")? != "OutsideExecution" {
+            return Err(TypedDataError(
+                "`primaryType` is not OutsideExecution".into(),
+            ));
+        }
+        let domain = field(typed_data, "domain")?;
+        if field(domain, "name")? != "Account.execute_from_outside" {
+            return Err(TypedDataError(
+                "the domain name is not Account.execute_from_outside".into(),
+            ));
+        }
+        if felt_value(field(domain, "version")?, "the domain version")? != DOMAIN_VERSION {
+            return Err(TypedDataError("the domain version is not 2".into()));
+        }
+        if felt_value(field(domain, "revision")?, "the domain revision")? != REVISION {
+            return Err(TypedDataError("the domain revision is not 1".into()));
+        }
+        let chain = match field(domain, "chainId")? {
+            serde_json::Value::String(text)
+                if !text.starts_with("0x") && !text.starts_with("0X") =>
+            {
+                starknet::core::utils::cairo_short_string_to_felt(text).map_err(|_| {
+                    TypedDataError("the domain chainId is not a short string".into())
+                })?
+            }
+            other => felt_value(other, "the domain chainId")?,
+        };
+        if chain != chain_id {
+            return Err(TypedDataError(format!(
+                "the domain chainId {chain:#x} is not this chain's ({chain_id:#x})"
+            )));
+        }
+        let message = field(typed_data, "message")?;
+        let calls = field(message, "Calls")?
+            .as_array()
+            .ok_or_else(|| TypedDataError("`Calls` is not an array".into()))?
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let selector = field(call, "Selector")?;
+                if !selector.as_str().is_some_and(|s| s.starts_with("0x")) {
+                    return Err(TypedDataError(format!(
+                        "call {i}: the selector is not a hex felt"
+                    )));
+                }
+                Ok(Call {
+                    to: felt_value(field(call, "To")?, "a call's To")?,
+                    selector: felt_value(selector, "a call's Selector")?,
+                    calldata: field(call, "Calldata")?
+                        .as_array()
+                        .ok_or_else(|| {
+                            TypedDataError(format!("call {i}: `Calldata` is not an array"))
+                        })?
+                        .iter()
+                        .map(|value| felt_value(value, "calldata"))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            caller: felt_value(field(message, "Caller")?, "Caller")?,
+            nonce: felt_value(field(message, "Nonce")?, "Nonce")?,
+            execute_after: u64_value(field(message, "Execute After")?, "Execute After")?,
+            execute_before: u64_value(field(message, "Execute Before")?, "Execute Before")?,
+            calls,
+        })
+    }
+}
+
 /// The Poseidon hash of calls as the Paymaster's `SponsoredExecution` event carries it:
 /// over `to, selector, calldata length, calldata...` of each call in order.
 pub fn calls_hash(calls: &[Call]) -> Felt {
@@ -311,6 +439,50 @@ mod tests {
         for (i, hash) in changed.iter().enumerate() {
             assert_ne!(*hash, base, "change {i} left the hash unchanged");
         }
+    }
+
+    #[test]
+    fn typed_data_reads_back_what_it_wrote_and_refuses_other_shapes() {
+        let chain_id = cairo_short_string_to_felt("SN_SEPOLIA").unwrap();
+        let execution = sample();
+        let json = execution.typed_data_json(chain_id);
+        assert_eq!(
+            OutsideExecution::from_typed_data(&json, chain_id).unwrap(),
+            execution
+        );
+        // starknet.js' forms: chain id as a short string, numbers for times.
+        let mut js = json.clone();
+        js["domain"]["chainId"] = "SN_SEPOLIA".into();
+        js["message"]["Execute Before"] = 10_000.into();
+        assert_eq!(
+            OutsideExecution::from_typed_data(&js, chain_id).unwrap(),
+            execution
+        );
+        let refused = |edit: &dyn Fn(&mut serde_json::Value), what: &str| {
+            let mut bad = json.clone();
+            edit(&mut bad);
+            let error = OutsideExecution::from_typed_data(&bad, chain_id).unwrap_err();
+            assert!(error.0.contains(what), "{what}: {error}");
+        };
+        refused(&|j| j["domain"]["chainId"] = "SN_MAIN".into(), "chainId");
+        refused(&|j| j["types"]["Call"][0]["type"] = "felt".into(), "types");
+        refused(&|j| j["primaryType"] = "Other".into(), "primaryType");
+        refused(&|j| j["domain"]["revision"] = "0".into(), "revision");
+        refused(
+            &|j| j["message"]["Calls"][0]["Selector"] = "transfer".into(),
+            "selector",
+        );
+        refused(&|j| j["message"]["Nonce"] = serde_json::json!([1]), "Nonce");
+        refused(
+            &|j| {
+                j["message"].as_object_mut().unwrap().remove("Caller");
+            },
+            "Caller",
+        );
+        refused(
+            &|j| j["message"]["Execute Before"] = "0x10000000000000000".into(),
+            "64 bits",
+        );
     }
 
     #[test]

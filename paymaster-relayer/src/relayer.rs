@@ -1,0 +1,988 @@
+//! What the four SNIP-29 methods do: build the typed data a user signs, and execute a signed
+//! one through the Paymaster (sponsored) or the user's own account (default mode), after
+//! checking everything again and simulating the exact transaction.
+//!
+//! Every rule that guards the sponsor's deposit or the relayer's STRK is enforced here before
+//! anything is sent, and again by the Paymaster contract on chain: a policy's calls, blocked
+//! users, allowances, the Caller, the time bounds, the signature, replays, and a charge
+//! derived from the simulated fee that never exceeds the policy's maximum.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ciro_api::snip29::{
+    BuildTransaction, BuildTransactionParams, BuildTransactionResult, ErrorObject,
+    ExecutableTransaction, ExecuteTransactionParams, ExecuteTransactionResult, ExecutionParameters,
+    FeeEstimate, FeeMode, PaymasterError, TimeBounds, TokenData,
+};
+use ciro_chain::bindings::paymaster::{Paymaster, PaymasterReader, Policy};
+use ciro_chain::bindings::src9_account::{Src9Account, Src9AccountReader};
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256 as CairoU256};
+use ciro_chain::sender::GasBounds;
+use ciro_chain::snip9::{OutsideExecution, ANY_CALLER};
+use ciro_chain::starknet::core::types::{
+    BlockId, BlockTag, BroadcastedInvokeTransactionV3, BroadcastedTransaction, Call,
+    DataAvailabilityMode, FeeEstimate as NodeFeeEstimate, Felt, FunctionCall, ResourceBounds,
+    ResourceBoundsMapping, SimulationFlagForEstimateFee, U256,
+};
+use ciro_chain::starknet::macros::selector;
+use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::tx::call as view;
+use ciro_chain::ChainError;
+
+use crate::limits::RateLimiter;
+use crate::metrics::RelayerMetrics;
+use crate::pool::Pool;
+
+/// STRK's address on every Starknet network (and devnet): the fee token.
+pub const STRK: Felt =
+    Felt::from_hex_unchecked("0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d");
+/// FRI in one STRK.
+pub const FRI_PER_STRK: u128 = 1_000_000_000_000_000_000;
+/// What an SRC-6 account's `is_valid_signature` returns for a good signature: `'VALID'`.
+const VALID: Felt = Felt::from_hex_unchecked("0x56414c4944");
+/// Most felts in a signature (a multisig's is longer than `[r, s]`, not unbounded).
+const MAX_SIGNATURE_FELTS: usize = 16;
+
+/// A sponsor's policy that a key (or the default) selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sponsorship {
+    /// The sponsor whose deposit pays.
+    pub sponsor: Felt,
+    /// Its policy.
+    pub policy_id: u64,
+}
+
+/// A token users may pay fees in (default mode), and its price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GasToken {
+    /// The token.
+    pub address: Felt,
+    /// Its decimals.
+    pub decimals: u8,
+    /// FRI per whole token (10^decimals base units).
+    pub price_fri: u128,
+}
+
+impl GasToken {
+    /// `fri` in this token's base units, rounded up.
+    pub fn from_fri(&self, fri: u128) -> u128 {
+        let scale = 10u128.saturating_pow(u32::from(self.decimals));
+        match fri.checked_mul(scale) {
+            Some(product) => product.div_ceil(self.price_fri.max(1)),
+            None => fri.div_ceil(self.price_fri.max(1)).saturating_mul(scale),
+        }
+    }
+}
+
+/// Limits and margins (see the README's configuration table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Most calls in one transaction.
+    pub max_calls: usize,
+    /// Most calldata felts over all calls.
+    pub max_calldata: usize,
+    /// Builds and executes per user per minute (0: no limit).
+    pub per_user_per_minute: u32,
+    /// Requests per client IP per minute (0: no limit).
+    pub per_ip_per_minute: u32,
+    /// Validity given when the user asks for none (seconds).
+    pub default_validity_secs: u64,
+    /// Most validity a user may ask for (seconds).
+    pub max_validity_secs: u64,
+    /// Least validity left when executing (seconds): less could land after it and revert at
+    /// the relayer's cost.
+    pub min_remaining_secs: u64,
+    /// The charge is the simulated fee times this (sponsored), and the least a default-mode
+    /// fee transfer must pay.
+    pub charge_margin: f64,
+    /// Gas amounts and prices of the sent transaction: the simulation's times this.
+    pub gas_margin: f64,
+    /// A default-mode fee transfer is the estimate times this.
+    pub quote_margin: f64,
+    /// How long a request waits for a free relayer account.
+    pub lease_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_calls: 16,
+            max_calldata: 512,
+            per_user_per_minute: 60,
+            per_ip_per_minute: 600,
+            default_validity_secs: 3_600,
+            max_validity_secs: 86_400,
+            min_remaining_secs: 10,
+            charge_margin: 1.2,
+            gas_margin: 1.5,
+            quote_margin: 2.0,
+            lease_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The relayer's state.
+pub struct Relayer {
+    pub(crate) provider: Arc<JsonRpcClient<HttpTransport>>,
+    pub(crate) chain_id: Felt,
+    pub(crate) paymaster: Felt,
+    /// The Paymaster's payment token (what charges are paid in) and its price.
+    pub(crate) payment_token: GasToken,
+    /// Tokens users may pay fees in.
+    pub(crate) gas_tokens: Vec<GasToken>,
+    pub(crate) fee_recipient: Felt,
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) api_keys: HashMap<String, Sponsorship>,
+    pub(crate) default_sponsorship: Option<Sponsorship>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: RelayerMetrics,
+    users: RateLimiter<Felt>,
+    pub(crate) ips: RateLimiter<IpAddr>,
+    /// (user, outside-execution nonce) submitted, until their validity ends.
+    submitted: Mutex<HashMap<(Felt, Felt), u64>>,
+    /// Policies read from the Paymaster, with when.
+    policies: Mutex<HashMap<u64, (Instant, Policy, Vec<(Felt, Felt)>)>>,
+}
+
+type RpcResult<T> = Result<T, ErrorObject>;
+
+fn unknown(reason: impl Into<String>) -> ErrorObject {
+    ErrorObject::unknown_error(reason)
+}
+
+fn execution_error(reason: impl Into<String>) -> ErrorObject {
+    ErrorObject::transaction_execution_error(reason)
+}
+
+/// A node failure as the user sees it: a revert with the contract's string (156), the node
+/// unreachable (163 "service not available").
+fn chain_error(error: ChainError) -> ErrorObject {
+    match error {
+        ChainError::Reverted { reason, .. } => execution_error(reason),
+        ChainError::Transport(message) => {
+            tracing::warn!(%message, "node call failed");
+            unknown("service not available")
+        }
+        other => execution_error(other.to_string()),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn to_u128(value: CairoU256) -> u128 {
+    if value.high == 0 {
+        value.low
+    } else {
+        u128::MAX
+    }
+}
+
+fn cairo_u256(value: u128) -> CairoU256 {
+    CairoU256 {
+        low: value,
+        high: 0,
+    }
+}
+
+fn hex_u256(value: u128) -> U256 {
+    U256::from(value)
+}
+
+fn random_nonce() -> RpcResult<Felt> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| {
+        tracing::error!("no randomness for a nonce: {e}");
+        unknown("service not available")
+    })?;
+    Ok(Felt::from(u128::from_be_bytes(bytes)))
+}
+
+/// The calldata of an account's `__execute__` for `calls` (Cairo 1 encoding).
+fn execute_calldata(calls: &[Call]) -> Vec<Felt> {
+    let mut data = vec![Felt::from(calls.len())];
+    for call in calls {
+        data.extend([call.to, call.selector, Felt::from(call.calldata.len())]);
+        data.extend(&call.calldata);
+    }
+    data
+}
+
+impl Relayer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        provider: Arc<JsonRpcClient<HttpTransport>>,
+        chain_id: Felt,
+        paymaster: Felt,
+        payment_token: GasToken,
+        gas_tokens: Vec<GasToken>,
+        fee_recipient: Felt,
+        pool: Arc<Pool>,
+        api_keys: HashMap<String, Sponsorship>,
+        default_sponsorship: Option<Sponsorship>,
+        limits: Limits,
+        metrics: RelayerMetrics,
+    ) -> Self {
+        Self {
+            users: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
+            ips: RateLimiter::new(limits.per_ip_per_minute, limits.per_ip_per_minute),
+            provider,
+            chain_id,
+            paymaster,
+            payment_token,
+            gas_tokens,
+            fee_recipient,
+            pool,
+            api_keys,
+            default_sponsorship,
+            limits,
+            metrics,
+            submitted: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `paymaster_isAvailable`: a relayer account is in rotation.
+    pub fn is_available(&self) -> bool {
+        self.pool.any_enabled()
+    }
+
+    /// `paymaster_getSupportedTokens`.
+    pub fn supported_tokens(&self) -> Vec<TokenData> {
+        self.gas_tokens
+            .iter()
+            .map(|t| TokenData {
+                token_address: t.address,
+                decimals: t.decimals,
+                price_in_strk: hex_u256(t.price_fri),
+            })
+            .collect()
+    }
+
+    fn sponsorship(&self, api_key: Option<&str>) -> RpcResult<Sponsorship> {
+        match api_key {
+            Some(key) => self
+                .api_keys
+                .get(key)
+                .copied()
+                .ok_or_else(|| unknown("x-paymaster-api-key is invalid")),
+            None => self.default_sponsorship.ok_or_else(|| {
+                unknown("sponsored mode needs an x-paymaster-api-key: this paymaster has no default policy")
+            }),
+        }
+    }
+
+    fn gas_token(&self, address: Felt) -> RpcResult<GasToken> {
+        self.gas_tokens
+            .iter()
+            .find(|t| t.address == address)
+            .copied()
+            .ok_or_else(|| ErrorObject::paymaster(PaymasterError::TokenNotSupported))
+    }
+
+    fn rate_limit(&self, user: Felt) -> RpcResult<()> {
+        if self.users.allow(&user) {
+            Ok(())
+        } else {
+            self.metrics.refused("user_rate_limit");
+            Err(unknown(format!(
+                "rate limit: at most {} requests a minute per user",
+                self.limits.per_user_per_minute
+            )))
+        }
+    }
+
+    /// Checks the shape of a user's calls: some, not too many, not too long, and none to the
+    /// Paymaster or a relayer account (their funds are never the user's to move).
+    fn check_calls(&self, calls: &[Call]) -> RpcResult<()> {
+        if calls.is_empty() {
+            return Err(execution_error("no calls"));
+        }
+        if calls.len() > self.limits.max_calls {
+            return Err(unknown(format!(
+                "too many calls: {} (at most {})",
+                calls.len(),
+                self.limits.max_calls
+            )));
+        }
+        let calldata: usize = calls.iter().map(|c| c.calldata.len()).sum();
+        if calldata > self.limits.max_calldata {
+            return Err(unknown(format!(
+                "calldata too long: {calldata} felts (at most {})",
+                self.limits.max_calldata
+            )));
+        }
+        for call in calls {
+            if call.to == self.paymaster || self.pool.contains(call.to) {
+                self.metrics.refused("blacklisted_call");
+                return Err(unknown("blacklisted calls"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The time bounds to build with, or why they are refused (157).
+    fn time_bounds(&self, asked: Option<TimeBounds>) -> RpcResult<TimeBounds> {
+        let now = now();
+        let bounds = asked.unwrap_or(TimeBounds {
+            execute_after: 1,
+            execute_before: now + self.limits.default_validity_secs,
+        });
+        self.check_window(bounds.execute_after, bounds.execute_before, now)?;
+        if bounds.execute_before > now + self.limits.max_validity_secs {
+            return Err(ErrorObject {
+                data: Some(
+                    format!(
+                        "execute_before is more than {} s away",
+                        self.limits.max_validity_secs
+                    )
+                    .into(),
+                ),
+                ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
+            });
+        }
+        Ok(bounds)
+    }
+
+    fn check_window(&self, after: u64, before: u64, now: u64) -> RpcResult<()> {
+        let refuse = |why: String| ErrorObject {
+            data: Some(why.into()),
+            ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
+        };
+        if after >= before {
+            return Err(refuse("execute_after is not before execute_before".into()));
+        }
+        if after >= now {
+            return Err(refuse("execute_after is not in the past".into()));
+        }
+        if before < now + self.limits.min_remaining_secs {
+            return Err(refuse(format!(
+                "execute_before leaves less than {} s",
+                self.limits.min_remaining_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// A policy and its allowed (target, selector) pairs, read at most every 2 s.
+    async fn policy(&self, policy_id: u64) -> RpcResult<(Policy, Vec<(Felt, Felt)>)> {
+        if let Some((at, policy, calls)) = self
+            .policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&policy_id)
+        {
+            if at.elapsed() < Duration::from_secs(2) {
+                return Ok((policy.clone(), calls.clone()));
+            }
+        }
+        let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
+        let (policy, allowed) = view(reader.get_policy(&policy_id))
+            .await
+            .map_err(|e| match e {
+                ChainError::Reverted { .. } => {
+                    unknown(format!("policy {policy_id} does not exist"))
+                }
+                other => chain_error(other),
+            })?;
+        let calls: Vec<(Felt, Felt)> = allowed.iter().map(|c| (c.target.0, c.selector)).collect();
+        self.policies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(policy_id, (Instant::now(), policy.clone(), calls.clone()));
+        Ok((policy, calls))
+    }
+
+    /// What the Paymaster would refuse for this user and these calls, said up front (163).
+    async fn check_sponsorship(
+        &self,
+        sponsorship: Sponsorship,
+        user: Felt,
+        calls: &[Call],
+    ) -> RpcResult<Policy> {
+        let (policy, allowed) = self.policy(sponsorship.policy_id).await?;
+        let refuse = |reason: &str, metric: &str| {
+            self.metrics.refused(metric);
+            Err(unknown(reason.to_owned()))
+        };
+        if policy.sponsor.0 != sponsorship.sponsor {
+            return refuse("the policy is not this sponsor's", "policy");
+        }
+        if !policy.active {
+            return refuse("the sponsor's policy is inactive", "policy");
+        }
+        if policy.params.expiry <= now() {
+            return refuse("the sponsor's policy expired", "policy");
+        }
+        for call in calls {
+            if !allowed.contains(&(call.to, call.selector)) {
+                self.metrics.refused("call_not_allowed");
+                return Err(unknown(format!(
+                    "call not allowed by the sponsor's policy: {:#x} selector {:#x}",
+                    call.to, call.selector
+                )));
+            }
+        }
+        let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
+        let (allowlisted, blocked) = view(reader.user_status(
+            &ContractAddress(sponsorship.sponsor),
+            &ContractAddress(user),
+        ))
+        .await
+        .map_err(chain_error)?;
+        if blocked {
+            return refuse("the user is blocked by the sponsor", "user_blocked");
+        }
+        if policy.params.allowlist_only && !allowlisted {
+            return refuse("the user is not on the sponsor's allowlist", "user_blocked");
+        }
+        let remaining =
+            view(reader.remaining_allowance(&sponsorship.policy_id, &ContractAddress(user)))
+                .await
+                .map_err(chain_error)?;
+        if to_u128(remaining) == 0 {
+            return refuse("the user's daily allowance is exhausted", "allowance");
+        }
+        Ok(policy)
+    }
+
+    /// Estimates the user's own calls as if its account sent them (validation skipped: the
+    /// user has not signed anything yet).
+    async fn estimate_as_user(&self, user: Felt, calls: &[Call]) -> RpcResult<NodeFeeEstimate> {
+        let block = BlockId::Tag(BlockTag::PreConfirmed);
+        let nonce =
+            self.provider
+                .get_nonce(block, user)
+                .await
+                .map_err(|e| match ChainError::from(e) {
+                    ChainError::Rejected(_) => {
+                        ErrorObject::paymaster(PaymasterError::InvalidAddress)
+                    }
+                    other => chain_error(other),
+                })?;
+        let zero = ResourceBounds {
+            max_amount: 0,
+            max_price_per_unit: 0,
+        };
+        let tx = BroadcastedTransaction::Invoke(BroadcastedInvokeTransactionV3 {
+            sender_address: user,
+            calldata: execute_calldata(calls),
+            signature: vec![],
+            nonce,
+            resource_bounds: ResourceBoundsMapping {
+                l1_gas: zero.clone(),
+                l1_data_gas: zero.clone(),
+                l2_gas: zero,
+            },
+            tip: 0,
+            paymaster_data: vec![],
+            account_deployment_data: vec![],
+            nonce_data_availability_mode: DataAvailabilityMode::L1,
+            fee_data_availability_mode: DataAvailabilityMode::L1,
+            is_query: true,
+        });
+        let estimates = self
+            .provider
+            .estimate_fee(
+                vec![tx],
+                vec![SimulationFlagForEstimateFee::SkipValidate],
+                block,
+            )
+            .await
+            .map_err(|e| chain_error(e.into()))?;
+        estimates
+            .into_iter()
+            .next()
+            .ok_or_else(|| unknown("the node returned no estimate"))
+    }
+
+    /// `paymaster_buildTransaction`.
+    pub async fn build(
+        &self,
+        params: BuildTransactionParams,
+        api_key: Option<&str>,
+    ) -> RpcResult<BuildTransactionResult> {
+        let invoke = match params.transaction {
+            BuildTransaction::Invoke { invoke } => invoke,
+            BuildTransaction::Deploy { .. } | BuildTransaction::DeployAndInvoke { .. } => {
+                return Err(ErrorObject {
+                    data: Some("account deployment is not offered by this paymaster".into()),
+                    ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
+                })
+            }
+        };
+        let user = invoke.user_address;
+        self.rate_limit(user)?;
+        let mut calls: Vec<Call> = invoke
+            .calls
+            .into_iter()
+            .map(|c| Call {
+                to: c.to,
+                selector: c.selector,
+                calldata: c.calldata,
+            })
+            .collect();
+        self.check_calls(&calls)?;
+        let bounds = self.time_bounds(params.parameters.time_bounds())?;
+        let fee_mode = match params.parameters.fee_mode() {
+            FeeMode::Sponsored { .. } => FeeMode::Sponsored { tip: None },
+            FeeMode::Default { gas_token, .. } => FeeMode::Default {
+                gas_token: *gas_token,
+                tip: None,
+            },
+        };
+        let (caller, fee) = match &fee_mode {
+            FeeMode::Sponsored { .. } => {
+                let sponsorship = self.sponsorship(api_key)?;
+                let policy = self.check_sponsorship(sponsorship, user, &calls).await?;
+                let estimate = self.estimate_as_user(user, &calls).await?;
+                let strk = self.gas_token(STRK).unwrap_or(GasToken {
+                    address: STRK,
+                    decimals: 18,
+                    price_fri: FRI_PER_STRK,
+                });
+                let suggested = scale(estimate.overall_fee, self.limits.quote_margin);
+                // The user's calls alone cost less than the sponsored transaction: if even
+                // their charge is over the policy's maximum, execution surely would be.
+                if self.charge_for(estimate.overall_fee) > to_u128(policy.params.max_charge) {
+                    self.metrics.refused("charge_over_max");
+                    return Err(execution_error(format!(
+                        "the fee ({} FRI) would exceed the policy's max charge",
+                        estimate.overall_fee
+                    )));
+                }
+                (
+                    self.paymaster,
+                    FeeEstimate {
+                        gas_token_price_in_strk: hex_u256(strk.price_fri),
+                        estimated_fee_in_strk: hex_u256(estimate.overall_fee),
+                        estimated_fee_in_gas_token: hex_u256(estimate.overall_fee),
+                        suggested_max_fee_in_strk: hex_u256(suggested),
+                        suggested_max_fee_in_gas_token: hex_u256(suggested),
+                    },
+                )
+            }
+            FeeMode::Default { gas_token, .. } => {
+                let token = self.gas_token(*gas_token)?;
+                let mut probe = calls.clone();
+                probe.push(self.fee_transfer(token.address, 1));
+                let estimate = self.estimate_as_user(user, &probe).await?;
+                let suggested = scale(estimate.overall_fee, self.limits.quote_margin);
+                let amount = token.from_fri(suggested);
+                let balance =
+                    ciro_chain::clients::balance_of(self.provider.as_ref(), token.address, user)
+                        .await
+                        .map_err(chain_error)?;
+                if to_u128(balance) < amount {
+                    return Err(execution_error(format!(
+                        "the user's balance of the gas token is below the fee ({amount})"
+                    )));
+                }
+                calls.push(self.fee_transfer(token.address, amount));
+                (
+                    ANY_CALLER,
+                    FeeEstimate {
+                        gas_token_price_in_strk: hex_u256(token.price_fri),
+                        estimated_fee_in_strk: hex_u256(estimate.overall_fee),
+                        estimated_fee_in_gas_token: hex_u256(token.from_fri(estimate.overall_fee)),
+                        suggested_max_fee_in_strk: hex_u256(suggested),
+                        suggested_max_fee_in_gas_token: hex_u256(amount),
+                    },
+                )
+            }
+        };
+        let execution = OutsideExecution {
+            caller,
+            nonce: random_nonce()?,
+            execute_after: bounds.execute_after,
+            execute_before: bounds.execute_before,
+            calls,
+        };
+        self.metrics.built();
+        Ok(BuildTransactionResult::Invoke {
+            typed_data: execution.typed_data_json(self.chain_id),
+            parameters: ExecutionParameters::V1 {
+                fee_mode,
+                time_bounds: Some(bounds),
+            },
+            fee,
+        })
+    }
+
+    fn fee_transfer(&self, token: Felt, amount: u128) -> Call {
+        Call {
+            to: token,
+            selector: selector!("transfer"),
+            calldata: vec![self.fee_recipient, Felt::from(amount), Felt::ZERO],
+        }
+    }
+
+    /// `paymaster_executeTransaction`.
+    pub async fn execute(
+        &self,
+        params: ExecuteTransactionParams,
+        api_key: Option<&str>,
+    ) -> RpcResult<ExecuteTransactionResult> {
+        let invoke = match params.transaction {
+            ExecutableTransaction::Invoke { invoke } => invoke,
+            ExecutableTransaction::Deploy { .. }
+            | ExecutableTransaction::DeployAndInvoke { .. } => {
+                return Err(ErrorObject {
+                    data: Some("account deployment is not offered by this paymaster".into()),
+                    ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
+                })
+            }
+        };
+        let user = invoke.user_address;
+        self.rate_limit(user)?;
+        if invoke.signature.is_empty() || invoke.signature.len() > MAX_SIGNATURE_FELTS {
+            return Err(ErrorObject::paymaster(PaymasterError::InvalidSignature));
+        }
+        // Everything comes from the typed data as echoed, checked again: nothing the build
+        // returned is remembered or trusted.
+        let execution = OutsideExecution::from_typed_data(&invoke.typed_data, self.chain_id)
+            .map_err(|e| execution_error(e.to_string()))?;
+        self.check_window(execution.execute_after, execution.execute_before, now())?;
+        let fee_mode = params.parameters.fee_mode().clone();
+        let sponsorship = match fee_mode {
+            FeeMode::Sponsored { .. } => {
+                if execution.caller != self.paymaster {
+                    self.metrics.refused("caller");
+                    return Err(execution_error(
+                        "the typed data's Caller is not the Paymaster",
+                    ));
+                }
+                self.check_calls(&execution.calls)?;
+                let sponsorship = self.sponsorship(api_key)?;
+                self.check_sponsorship(sponsorship, user, &execution.calls)
+                    .await?;
+                Some(sponsorship)
+            }
+            FeeMode::Default { gas_token, .. } => {
+                if execution.caller != ANY_CALLER {
+                    self.metrics.refused("caller");
+                    return Err(execution_error("the typed data's Caller is not ANY_CALLER"));
+                }
+                let token = self.gas_token(gas_token)?;
+                let Some((fee_call, user_calls)) = execution.calls.split_last() else {
+                    return Err(execution_error("no calls"));
+                };
+                self.check_calls(user_calls)?;
+                let paid = self.signed_fee(fee_call, &token)?;
+                if paid == 0 {
+                    return Err(ErrorObject::paymaster(PaymasterError::MaxAmountTooLow));
+                }
+                None
+            }
+        };
+        let message_hash = execution.message_hash(user, self.chain_id);
+        self.check_signature(user, message_hash, &invoke.signature)
+            .await?;
+        let nonce_key = (user, execution.nonce);
+        self.claim_nonce(nonce_key, execution.execute_before)?;
+        let result = self
+            .submit(user, &execution, &invoke.signature, sponsorship, &fee_mode)
+            .await;
+        if result.is_err() {
+            // Nothing was sent: the user may try again (a replay is caught by the account's
+            // nonce check in simulation anyway).
+            self.submitted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&nonce_key);
+        }
+        result
+    }
+
+    /// The amount of a default-mode fee transfer, if it is exactly `transfer(fee recipient,
+    /// amount)` on the gas token; an error otherwise.
+    fn signed_fee(&self, call: &Call, token: &GasToken) -> RpcResult<u128> {
+        match call.calldata.as_slice() {
+            [recipient, low, high]
+                if call.to == token.address
+                    && call.selector == selector!("transfer")
+                    && *recipient == self.fee_recipient
+                    && *high == Felt::ZERO =>
+            {
+                u128::try_from(*low).map_err(|_| execution_error("the fee amount is not a u128"))
+            }
+            _ => Err(execution_error(
+                "the last call is not the fee transfer to this paymaster's recipient in the gas token",
+            )),
+        }
+    }
+
+    async fn check_signature(&self, user: Felt, hash: Felt, signature: &[Felt]) -> RpcResult<()> {
+        let mut calldata = vec![hash, Felt::from(signature.len())];
+        calldata.extend(signature);
+        let answer = self
+            .provider
+            .call(
+                FunctionCall {
+                    contract_address: user,
+                    entry_point_selector: selector!("is_valid_signature"),
+                    calldata,
+                },
+                BlockId::Tag(BlockTag::Latest),
+            )
+            .await;
+        match answer {
+            Ok(values) if values.first() == Some(&VALID) || values.first() == Some(&Felt::ONE) => {
+                Ok(())
+            }
+            Ok(_) => {
+                self.metrics.refused("signature");
+                Err(ErrorObject::paymaster(PaymasterError::InvalidSignature))
+            }
+            Err(error) => match ChainError::from(error) {
+                ChainError::Transport(message) => {
+                    tracing::warn!(%message, "node call failed");
+                    Err(unknown("service not available"))
+                }
+                // A panic (a malformed signature) or no such contract: not a valid signature.
+                _ => {
+                    self.metrics.refused("signature");
+                    Err(ErrorObject::paymaster(PaymasterError::InvalidSignature))
+                }
+            },
+        }
+    }
+
+    /// Records (user, nonce) as being submitted; refuses one already submitted (a replay, or
+    /// the same execution sent twice at once).
+    fn claim_nonce(&self, key: (Felt, Felt), until: u64) -> RpcResult<()> {
+        let now = now();
+        let mut submitted = self.submitted.lock().unwrap_or_else(|p| p.into_inner());
+        submitted.retain(|_, expiry| *expiry >= now);
+        if submitted.contains_key(&key) {
+            self.metrics.refused("replay");
+            return Err(execution_error(
+                "this outside execution was already submitted",
+            ));
+        }
+        submitted.insert(key, until);
+        Ok(())
+    }
+
+    /// Simulates the exact transaction, derives the charge (sponsored) or checks the signed
+    /// fee (default), and sends it from a leased relayer account.
+    async fn submit(
+        &self,
+        user: Felt,
+        execution: &OutsideExecution,
+        signature: &[Felt],
+        sponsorship: Option<Sponsorship>,
+        fee_mode: &FeeMode,
+    ) -> RpcResult<ExecuteTransactionResult> {
+        let reader = Src9AccountReader::new(user, self.provider.as_ref());
+        match view(reader.is_valid_outside_execution_nonce(&execution.nonce)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.metrics.refused("replay");
+                return Err(execution_error(
+                    "the outside execution's nonce was already used",
+                ));
+            }
+            Err(ChainError::Transport(_)) => return Err(unknown("service not available")),
+            Err(_) => return Err(ErrorObject::paymaster(PaymasterError::InvalidAddress)),
+        }
+        let lease = self
+            .pool
+            .lease(self.limits.lease_wait)
+            .await
+            .ok_or_else(|| unknown("no relayer account is free; try again"))?;
+        let account = lease.account().clone();
+        let sender = &account.sender;
+        let (calls, estimate, charge) = match (sponsorship, fee_mode) {
+            (Some(sponsorship), _) => {
+                let (policy, _) = self.policy(sponsorship.policy_id).await?;
+                let max_charge = to_u128(policy.params.max_charge);
+                let paymaster = Paymaster::new(self.paymaster, sender.account());
+                let sponsored = |charge: u128| {
+                    paymaster.execute_sponsored_getcall(
+                        &ContractAddress(sponsorship.sponsor),
+                        &sponsorship.policy_id,
+                        &ContractAddress(user),
+                        &execution.to_paymaster_binding(),
+                        &signature.to_vec(),
+                        &cairo_u256(charge),
+                    )
+                };
+                // The fee hardly depends on the charge's value: simulate with the least one,
+                // derive the charge, then simulate the exact transaction with it.
+                let first = sender
+                    .estimate(&[sponsored(1)])
+                    .await
+                    .map_err(|e| self.simulation_failed(e))?;
+                let charge = self.charge_for(first.overall_fee);
+                if charge > max_charge {
+                    self.metrics.refused("charge_over_max");
+                    return Err(execution_error(format!(
+                        "the fee ({} FRI) needs a charge of {charge}, over the policy's max charge {max_charge}",
+                        first.overall_fee
+                    )));
+                }
+                let calls = vec![sponsored(charge)];
+                let exact = sender
+                    .estimate(&calls)
+                    .await
+                    .map_err(|e| self.simulation_failed(e))?;
+                if self.charge_for(exact.overall_fee) > charge {
+                    return Err(execution_error("the fee rose during simulation; try again"));
+                }
+                (calls, exact, charge)
+            }
+            (None, FeeMode::Default { gas_token, .. }) => {
+                let token = self.gas_token(*gas_token)?;
+                let signed = execution
+                    .calls
+                    .last()
+                    .map(|c| self.signed_fee(c, &token))
+                    .transpose()?
+                    .unwrap_or(0);
+                let call = Src9Account::new(user, sender.account())
+                    .execute_from_outside_v2_getcall(&execution.to_binding(), &signature.to_vec());
+                let calls = vec![call];
+                let exact = sender
+                    .estimate(&calls)
+                    .await
+                    .map_err(|e| self.simulation_failed(e))?;
+                let needed = token.from_fri(scale(exact.overall_fee, self.limits.charge_margin));
+                if needed > signed {
+                    self.metrics.refused("max_amount_too_low");
+                    return Err(ErrorObject {
+                        data: Some(
+                            format!("the fee now needs {needed}; {signed} was signed").into(),
+                        ),
+                        ..ErrorObject::paymaster(PaymasterError::MaxAmountTooLow)
+                    });
+                }
+                (calls, exact, signed)
+            }
+            (None, FeeMode::Sponsored { .. }) => return Err(unknown("no sponsorship")),
+        };
+        let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
+        let tx_hash = sender
+            .send_with_bounds(&calls, &bounds)
+            .await
+            .map_err(|e| {
+                tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {e}");
+                chain_error(e)
+            })?;
+        drop(lease);
+        let mode = if sponsorship.is_some() {
+            "sponsored"
+        } else {
+            "default"
+        };
+        tracing::info!(
+            user = %format!("{user:#x}"),
+            relayer = %format!("{:#x}", account.address),
+            tx = %format!("{tx_hash:#x}"),
+            fee_fri = estimate.overall_fee,
+            charge,
+            mode,
+            "submitted"
+        );
+        self.metrics.submitted(mode, charge);
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            match account.sender.wait(tx_hash).await {
+                Ok(outcome) => {
+                    let reverted = matches!(
+                        outcome.receipt.receipt.execution_result(),
+                        ciro_chain::starknet::core::types::ExecutionResult::Reverted { .. }
+                    );
+                    metrics.landed(if reverted { "reverted" } else { "succeeded" });
+                    if reverted {
+                        tracing::error!(tx = %format!("{tx_hash:#x}"), "a relayed transaction reverted on chain");
+                    }
+                }
+                Err(error) => {
+                    metrics.landed("unknown");
+                    tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt: {error}");
+                }
+            }
+        });
+        Ok(ExecuteTransactionResult {
+            transaction_hash: tx_hash,
+            tracking_id: Felt::ZERO,
+        })
+    }
+
+    fn simulation_failed(&self, error: ChainError) -> ErrorObject {
+        self.metrics.refused("simulation");
+        chain_error(error)
+    }
+
+    /// The charge (payment-token base units) for a simulated fee: the fee times the margin.
+    fn charge_for(&self, fee_fri: u128) -> u128 {
+        self.payment_token
+            .from_fri(scale(fee_fri, self.limits.charge_margin))
+    }
+}
+
+/// `value × factor`, rounded up.
+fn scale(value: u128, factor: f64) -> u128 {
+    ((value as f64) * factor).ceil() as u128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fri_convert_up_to_token_units() {
+        let strk = GasToken {
+            address: STRK,
+            decimals: 18,
+            price_fri: FRI_PER_STRK,
+        };
+        assert_eq!(strk.from_fri(12_345), 12_345);
+        // A 6-decimal token worth 0.5 STRK: 1 FRI is 2e-12 tokens = 2e-6 base units → 1.
+        let usdc = GasToken {
+            address: Felt::ONE,
+            decimals: 6,
+            price_fri: FRI_PER_STRK / 2,
+        };
+        assert_eq!(usdc.from_fri(1), 1);
+        assert_eq!(usdc.from_fri(FRI_PER_STRK), 2_000_000);
+        // Huge values saturate upwards, never wrap.
+        assert!(strk.from_fri(u128::MAX) >= u128::MAX / FRI_PER_STRK);
+    }
+
+    #[test]
+    fn execute_calldata_is_the_cairo_1_encoding() {
+        let calls = [
+            Call {
+                to: Felt::ONE,
+                selector: Felt::TWO,
+                calldata: vec![Felt::THREE],
+            },
+            Call {
+                to: Felt::from(4u8),
+                selector: Felt::from(5u8),
+                calldata: vec![],
+            },
+        ];
+        let expected: Vec<Felt> = [2u8, 1, 2, 1, 3, 4, 5, 0]
+            .into_iter()
+            .map(Felt::from)
+            .collect();
+        assert_eq!(execute_calldata(&calls), expected);
+    }
+
+    #[test]
+    fn scale_rounds_up() {
+        assert_eq!(scale(10, 1.2), 12);
+        assert_eq!(scale(11, 1.2), 14);
+    }
+}
