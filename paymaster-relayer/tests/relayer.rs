@@ -1,0 +1,670 @@
+//! The paymaster relayer against a real devnet, a real Paymaster and OpenZeppelin accounts:
+//! a user with no STRK submits a job through build → sign → execute, sponsored or paying in
+//! the payment token; every drain attempt is refused with nothing paid by the sponsor or the
+//! relayer; 200 executions from 20 users through 4 relayer accounts all land.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ciro_api::snip29::{PaymasterError, API_KEY_HEADER};
+use ciro_chain::bindings::job_mgr::JobMgrReader;
+use ciro_chain::bindings::paymaster::{Event as PaymasterEvent, Paymaster};
+use ciro_chain::cainome::cairo_serde::{CairoSerde, ContractAddress};
+use ciro_chain::clients::u256;
+use ciro_chain::snip9::{OutsideExecution, ANY_CALLER};
+use ciro_chain::starknet::core::types::{Call, Felt};
+use ciro_chain::starknet::core::utils::get_selector_from_name;
+use ciro_chain::tx::{call, send};
+use ciro_paymaster_relayer::{Limits, STRK};
+use ciro_tests::system::{JOB_FEE, MODEL_PRICE};
+use ciro_tests::Actor;
+use common::*;
+
+fn code(error: PaymasterError) -> i64 {
+    error.code()
+}
+
+/// The charge of every `SponsoredExecution` event in a receipt.
+fn charges(
+    receipt: &ciro_chain::starknet::core::types::TransactionReceiptWithBlockInfo,
+    paymaster: Felt,
+) -> Vec<u128> {
+    receipt
+        .receipt
+        .events()
+        .iter()
+        .filter(|e| e.from_address == paymaster)
+        .filter_map(|e| match PaymasterEvent::try_from(e) {
+            Ok(PaymasterEvent::SponsoredExecution(s)) => Some(s.charge.low),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A job submission: approve JobMgr for the fee, then `submit_job`.
+async fn job_calls(fx: &Fx, model_id: u64, input: u128) -> Vec<Call> {
+    let deadline = fx.s.net.now().await.unwrap() + 3_600;
+    let mut submit = vec![];
+    submit.extend(u64::cairo_serialize(&model_id));
+    submit.extend(ciro_chain::cainome::cairo_serde::U256::cairo_serialize(
+        &u256(input),
+    ));
+    submit.extend(ciro_chain::cainome::cairo_serde::U256::cairo_serialize(
+        &u256(JOB_FEE),
+    ));
+    submit.extend(u64::cairo_serialize(&deadline));
+    submit.extend(ciro_chain::bindings::job_mgr::JobOptions::cairo_serialize(
+        &ciro_chain::clients::no_options(),
+    ));
+    vec![
+        Call {
+            to: fx.s.token,
+            selector: get_selector_from_name("approve").unwrap(),
+            calldata: vec![fx.s.job_mgr, Felt::from(JOB_FEE), Felt::ZERO],
+        },
+        Call {
+            to: fx.s.job_mgr,
+            selector: get_selector_from_name("submit_job").unwrap(),
+            calldata: submit,
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_without_strk_submits_a_job_and_the_sponsor_pays_exactly_the_charge() {
+    let fx = Fx::start(Options::default()).await;
+    assert!(fx.client().is_available().await.unwrap());
+    let tokens = fx.client().get_supported_tokens().await.unwrap();
+    let listed: HashSet<Felt> = tokens.iter().map(|t| t.token_address).collect();
+    assert_eq!(listed, HashSet::from([STRK, fx.s.token]));
+    let model = fx.s.model().await;
+    let user = &fx.users[0];
+    assert_eq!(
+        fx.balance(STRK, user.address).await,
+        0,
+        "the user has no STRK"
+    );
+    let calls = job_calls(&fx, model, 0xabc).await;
+    let (deposit, relayer_strk, relayer_tokens) = (
+        fx.deposit().await,
+        fx.balance(STRK, fx.relayers[0]).await,
+        fx.balance(fx.s.token, fx.relayers[0]).await,
+    );
+    let user_tokens = fx.balance(fx.s.token, user.address).await;
+
+    let built = fx
+        .client()
+        .build_transaction(&build_params(user.address, &calls, sponsored()))
+        .await
+        .unwrap();
+    // The typed data: Caller is the Paymaster, the calls one for one with minimal-hex
+    // selectors, fee fields present.
+    let typed = built.typed_data().unwrap();
+    let execution = OutsideExecution::from_typed_data(typed, fx.chain_id).unwrap();
+    assert_eq!(execution.caller, fx.s.paymaster);
+    assert_eq!(execution.calls, calls);
+    assert_eq!(
+        typed["message"]["Calls"][1]["Selector"],
+        format!("{:#x}", get_selector_from_name("submit_job").unwrap())
+    );
+    assert!(built.fee().estimated_fee_in_strk > 0u8.into());
+    let (typed_data, signature) = sign(user, &built, fx.chain_id);
+    let executed = fx
+        .client()
+        .execute_transaction(&execute_params(
+            user.address,
+            typed_data,
+            signature,
+            built.parameters().clone(),
+        ))
+        .await
+        .unwrap();
+    let receipt = landed(&fx.s, executed.transaction_hash).await;
+
+    // The job is on chain, the user's.
+    let jobs = JobMgrReader::new(fx.s.job_mgr, &fx.s.net.provider);
+    assert_eq!(call(jobs.job_count()).await.unwrap(), 1);
+    let job = call(jobs.get_job(&1)).await.unwrap();
+    assert_eq!(job.job.submitter.0, user.address);
+    // The user paid the job's fee and no gas.
+    assert_eq!(fx.balance(STRK, user.address).await, 0);
+    assert_eq!(
+        fx.balance(fx.s.token, user.address).await,
+        user_tokens - JOB_FEE
+    );
+    // The sponsor's deposit paid exactly the charge, to the relayer; the charge covers the
+    // fee the relayer paid (token priced at 1 STRK).
+    let charged = charges(&receipt, fx.s.paymaster);
+    assert_eq!(charged.len(), 1);
+    let charge = charged[0];
+    assert!(charge > 0);
+    assert_eq!(fx.deposit().await, deposit - charge);
+    assert_eq!(
+        fx.balance(fx.s.token, fx.relayers[0]).await,
+        relayer_tokens + charge
+    );
+    let fee_paid = relayer_strk - fx.balance(STRK, fx.relayers[0]).await;
+    assert!(
+        fee_paid > 0 && fee_paid <= charge,
+        "fee {fee_paid} vs charge {charge}"
+    );
+    assert!(charge <= MAX_CHARGE);
+    let _ = MODEL_PRICE;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn default_mode_pays_the_quoted_fee_in_the_payment_token_and_no_sponsor_pays() {
+    let fx = Fx::start(Options::default()).await;
+    let user = &fx.users[0];
+    let recipient = fx.s.net.address(Actor::Verifier);
+    let deposit = fx.deposit().await;
+    let user_tokens = fx.balance(fx.s.token, user.address).await;
+    let fee_recipient_tokens = fx.balance(fx.s.token, fx.relayers[0]).await;
+    let calls = vec![fx.transfer(recipient, 1_000)];
+    // Sponsored needs no key here: default mode pays its own way, without an API key.
+    let (built, executed) = relay(
+        &fx.anonymous(),
+        user,
+        &calls,
+        default_mode(fx.s.token),
+        fx.chain_id,
+    )
+    .await
+    .unwrap();
+    landed(&fx.s, executed.transaction_hash).await;
+    let execution =
+        OutsideExecution::from_typed_data(built.typed_data().unwrap(), fx.chain_id).unwrap();
+    assert_eq!(execution.caller, ANY_CALLER);
+    assert_eq!(
+        execution.calls.len(),
+        2,
+        "the user's call and the fee transfer"
+    );
+    let fee = execution.calls[1].clone();
+    assert_eq!(fee.to, fx.s.token);
+    assert_eq!(fee.selector, get_selector_from_name("transfer").unwrap());
+    assert_eq!(fee.calldata[0], fx.relayers[0]);
+    let amount: u128 = fee.calldata[1].try_into().unwrap();
+    assert_eq!(built.fee().suggested_max_fee_in_gas_token, amount.into());
+    assert!(amount > 0);
+    assert_eq!(
+        fx.balance(fx.s.token, user.address).await,
+        user_tokens - 1_000 - amount
+    );
+    assert_eq!(
+        fx.balance(fx.s.token, fx.relayers[0]).await,
+        fee_recipient_tokens + amount
+    );
+    assert_eq!(fx.balance(STRK, user.address).await, 0);
+    assert_eq!(fx.deposit().await, deposit, "no sponsor paid");
+    // An unlisted gas token is refused at build.
+    let (code_, _) = refusal(
+        fx.anonymous()
+            .build_transaction(&build_params(
+                user.address,
+                &calls,
+                default_mode(Felt::from(0x1234u32)),
+            ))
+            .await,
+    );
+    assert_eq!(code_, code(PaymasterError::TokenNotSupported));
+}
+
+/// A signed outside execution the test builds itself (what an attacker can send without the
+/// relayer's build).
+fn forged(
+    fx: &Fx,
+    signer: &User,
+    caller: Felt,
+    calls: Vec<Call>,
+    after: u64,
+    before: u64,
+    nonce: u64,
+) -> (serde_json::Value, Vec<Felt>) {
+    let execution = OutsideExecution {
+        caller,
+        nonce: Felt::from(nonce),
+        execute_after: after,
+        execute_before: before,
+        calls,
+    };
+    let signature = execution
+        .sign(&signer.key, signer.address, fx.chain_id)
+        .unwrap();
+    (execution.typed_data_json(fx.chain_id), signature)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_attempts_are_refused_and_nobody_pays() {
+    let fx = Fx::start(Options {
+        limits: Limits {
+            per_user_per_minute: 45,
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let (user, other) = (&fx.users[0], &fx.users[1]);
+    let attacker = fx.s.net.address(Actor::Attacker);
+    let before = fx.funds().await;
+    let client = fx.client();
+    let now = fx.s.net.now().await.unwrap();
+    let unknown = code(PaymasterError::UnknownError);
+    let execution_error = code(PaymasterError::TransactionExecutionError);
+    let bad_signature = code(PaymasterError::InvalidSignature);
+
+    // 1. Calls outside the policy, at build: another contract's function, and the
+    //    Paymaster's and the relayer's own funds.
+    let outside = [
+        Call {
+            to: fx.s.token,
+            selector: get_selector_from_name("transfer_from").unwrap(),
+            calldata: vec![fx.s.paymaster, attacker, Felt::from(1_000u32), Felt::ZERO],
+        },
+        Call {
+            to: fx.s.paymaster,
+            selector: get_selector_from_name("withdraw").unwrap(),
+            calldata: vec![Felt::from(1_000u32), Felt::ZERO],
+        },
+        Call {
+            to: fx.relayers[0],
+            selector: get_selector_from_name("__execute__").unwrap(),
+            calldata: vec![Felt::ZERO],
+        },
+    ];
+    for call_ in &outside {
+        let (c, data) = refusal(
+            client
+                .build_transaction(&build_params(
+                    user.address,
+                    std::slice::from_ref(call_),
+                    sponsored(),
+                ))
+                .await,
+        );
+        assert_eq!(c, unknown, "{data}");
+        assert!(
+            data.contains("not allowed") || data == "blacklisted calls",
+            "{data}"
+        );
+    }
+    // ... and at execute, signed by the user with the Paymaster as Caller (no build).
+    for (i, call_) in outside.iter().enumerate() {
+        let (typed, sig) = forged(
+            &fx,
+            user,
+            fx.s.paymaster,
+            vec![call_.clone()],
+            1,
+            now + 600,
+            100 + i as u64,
+        );
+        let (c, data) = refusal(
+            client
+                .execute_transaction(&execute_params(user.address, typed, sig, sponsored()))
+                .await,
+        );
+        assert_eq!(c, unknown, "{data}");
+    }
+
+    // 2. A good execution, then its replay.
+    let calls = vec![fx.transfer(attacker, 10)];
+    let built = client
+        .build_transaction(&build_params(user.address, &calls, sponsored()))
+        .await
+        .unwrap();
+    let (typed, sig) = sign(user, &built, fx.chain_id);
+    let params = execute_params(
+        user.address,
+        typed.clone(),
+        sig.clone(),
+        built.parameters().clone(),
+    );
+    let done = client.execute_transaction(&params).await.unwrap();
+    let receipt = landed(&fx.s, done.transaction_hash).await;
+    let paid = charges(&receipt, fx.s.paymaster)[0];
+    let after_one = fx.funds().await;
+    assert_eq!(after_one.0, before.0 - paid);
+    let (c, data) = refusal(client.execute_transaction(&params).await);
+    assert_eq!(c, execution_error, "{data}");
+    assert!(data.contains("already"), "{data}");
+
+    // 3. Typed data altered after signing: calldata, Caller, nonce, bounds.
+    let built = client
+        .build_transaction(&build_params(user.address, &calls, sponsored()))
+        .await
+        .unwrap();
+    let (typed, sig) = sign(user, &built, fx.chain_id);
+    let alter = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut t = typed.clone();
+        edit(&mut t);
+        execute_params(user.address, t, sig.clone(), built.parameters().clone())
+    };
+    let amount = format!("{:#x}", 1_000_000u32);
+    for (what, params, expected) in [
+        (
+            "calldata",
+            alter(&|t| t["message"]["Calls"][0]["Calldata"][1] = amount.clone().into()),
+            bad_signature,
+        ),
+        (
+            "nonce",
+            alter(&|t| t["message"]["Nonce"] = "0x1234".into()),
+            bad_signature,
+        ),
+        (
+            "bounds",
+            alter(&|t| t["message"]["Execute Before"] = format!("{:#x}", now + 900).into()),
+            bad_signature,
+        ),
+        (
+            "Caller",
+            alter(&|t| t["message"]["Caller"] = format!("{attacker:#x}").into()),
+            execution_error,
+        ),
+        (
+            "Caller any",
+            alter(&|t| t["message"]["Caller"] = format!("{ANY_CALLER:#x}").into()),
+            execution_error,
+        ),
+    ] {
+        let (c, data) = refusal(client.execute_transaction(&params).await);
+        assert_eq!(c, expected, "{what}: {data}");
+    }
+
+    // 4. A signature from another account, and a malformed one.
+    let (c, _) = refusal(
+        client
+            .execute_transaction(&execute_params(
+                user.address,
+                typed.clone(),
+                OutsideExecution::from_typed_data(&typed, fx.chain_id)
+                    .unwrap()
+                    .sign(&other.key, user.address, fx.chain_id)
+                    .unwrap(),
+                built.parameters().clone(),
+            ))
+            .await,
+    );
+    assert_eq!(c, bad_signature);
+    let (c, _) = refusal(
+        client
+            .execute_transaction(&execute_params(
+                user.address,
+                typed.clone(),
+                vec![Felt::ONE; 17],
+                built.parameters().clone(),
+            ))
+            .await,
+    );
+    assert_eq!(c, bad_signature);
+
+    // 5. Expired, not yet valid, and too short to land.
+    let bounds = code(PaymasterError::InvalidTimeBounds);
+    for (after, before_) in [
+        (1, now.saturating_sub(10)),
+        (now + 600, now + 1_200),
+        (1, now + 2),
+    ] {
+        let (typed, sig) = forged(
+            &fx,
+            user,
+            fx.s.paymaster,
+            calls.clone(),
+            after,
+            before_,
+            7_000 + after,
+        );
+        let (c, data) = refusal(
+            client
+                .execute_transaction(&execute_params(user.address, typed, sig, sponsored()))
+                .await,
+        );
+        assert_eq!(c, bounds, "{after}..{before_}: {data}");
+    }
+    let (c, _) = refusal(
+        client
+            .build_transaction(&build_params(
+                user.address,
+                &calls,
+                with_bounds(sponsored(), 1, now + 10 * 86_400),
+            ))
+            .await,
+    );
+    assert_eq!(c, bounds, "validity beyond the maximum");
+
+    // 6. Two executions valid when built and signed; once the first spent the user's tokens,
+    //    the second fails the relayer's simulation with the token's own error, and is
+    //    never sent.
+    let balance = fx.balance(fx.s.token, user.address).await;
+    let mut signed = Vec::new();
+    for to in [attacker, fx.sponsor] {
+        let calls = vec![fx.transfer(to, balance)];
+        let built = client
+            .build_transaction(&build_params(user.address, &calls, sponsored()))
+            .await
+            .unwrap();
+        let (typed, sig) = sign(user, &built, fx.chain_id);
+        signed.push(execute_params(
+            user.address,
+            typed,
+            sig,
+            built.parameters().clone(),
+        ));
+    }
+    let first = client.execute_transaction(&signed[0]).await.unwrap();
+    landed(&fx.s, first.transaction_hash).await;
+    let after_first = fx.funds().await;
+    let (c, data) = refusal(client.execute_transaction(&signed[1]).await);
+    assert_eq!(c, execution_error, "{data}");
+    assert!(
+        data.to_lowercase().contains("balance"),
+        "the token's own error string: {data}"
+    );
+    assert_eq!(fx.funds().await, after_first, "the relayer sent nothing");
+    let after_two = after_first;
+    let sponsor = fx.s.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(fx.s.paymaster, &sponsor);
+    let calls = vec![fx.transfer(attacker, 0)];
+
+    // 7. Keys: none (no default policy) and a wrong one.
+    let (c, data) = refusal(
+        fx.anonymous()
+            .build_transaction(&build_params(user.address, &calls, sponsored()))
+            .await,
+    );
+    assert_eq!(c, unknown, "{data}");
+    let wrong = ciro_api::snip29::PaymasterClient::new(&fx.url)
+        .unwrap()
+        .with_api_key("not-a-key-of-ours-at-all");
+    let (c, data) = refusal(
+        wrong
+            .build_transaction(&build_params(user.address, &calls, sponsored()))
+            .await,
+    );
+    assert_eq!(
+        (c, data.as_str()),
+        (unknown, "x-paymaster-api-key is invalid")
+    );
+
+    // 8. A blocked user.
+    send(
+        &fx.s.net.provider,
+        pm.set_blocklisted(&ContractAddress(other.address), &true),
+    )
+    .await
+    .unwrap();
+    let (c, data) = refusal(
+        client
+            .build_transaction(&build_params(other.address, &calls, sponsored()))
+            .await,
+    );
+    assert_eq!(c, unknown);
+    assert!(data.contains("blocked"), "{data}");
+
+    // 9. Oversized calldata, too many calls, an oversized body.
+    let long = Call {
+        to: fx.s.token,
+        selector: get_selector_from_name("transfer").unwrap(),
+        calldata: vec![Felt::ONE; 600],
+    };
+    let (c, data) = refusal(
+        client
+            .build_transaction(&build_params(user.address, &[long], sponsored()))
+            .await,
+    );
+    assert_eq!(c, unknown);
+    assert!(data.contains("calldata too long"), "{data}");
+    let many = vec![fx.transfer(attacker, 1); 17];
+    let (c, data) = refusal(
+        client
+            .build_transaction(&build_params(user.address, &many, sponsored()))
+            .await,
+    );
+    assert_eq!(c, unknown);
+    assert!(data.contains("too many calls"), "{data}");
+    let http = reqwest::Client::new();
+    let huge = http
+        .post(&fx.url)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 100 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+
+    // 10. A flood from one user beyond the rate limit: refused with 429 and nothing sent.
+    let mut limited = 0;
+    for _ in 0..60 {
+        let response = http
+            .post(&fx.url)
+            .header(API_KEY_HEADER, KEY)
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 1, "method": "paymaster_buildTransaction",
+                "params": serde_json::to_value(build_params(user.address, &calls, sponsored())).unwrap()
+            }))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], unknown);
+            limited += 1;
+        }
+    }
+    assert!(limited >= 20, "the flood was limited {limited} times");
+
+    // Across all of it, nobody paid for anything but the two good executions.
+    assert_eq!(fx.funds().await, after_two);
+    assert!(after_two.0 < after_one.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fee_above_the_policys_max_charge_is_refused_before_sending() {
+    let fx = Fx::start(Options::default()).await;
+    let sponsor = fx.s.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(fx.s.paymaster, &sponsor);
+    // The policy's max charge cut to 1 base unit: no real fee fits.
+    let params = policy_params(&fx.s, 1, 100).await;
+    send(
+        &fx.s.net.provider,
+        pm.update_policy(
+            &fx.policy_id,
+            &vec![allowed(fx.s.token, "transfer")],
+            &params,
+        ),
+    )
+    .await
+    .unwrap();
+    let before = fx.funds().await;
+    let (c, data) = refusal(
+        relay(
+            &fx.client(),
+            &fx.users[0],
+            &[fx.transfer(fx.sponsor, 1)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await,
+    );
+    assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
+    assert!(data.contains("max charge"), "{data}");
+    assert_eq!(fx.funds().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_executions_from_twenty_users_through_four_accounts_all_land() {
+    let fx = Fx::start(Options {
+        relayers: 4,
+        users: 20,
+        ..Options::default()
+    })
+    .await;
+    let deposit = fx.deposit().await;
+    let nonces: Vec<Felt> = futures_nonces(&fx).await;
+    let receiver = fx.s.net.address(Actor::Verifier);
+    let receiver_tokens = fx.balance(fx.s.token, receiver).await;
+    let mut tasks = Vec::new();
+    for user in fx.users.clone() {
+        let client = fx.client();
+        let call_ = fx.transfer(receiver, 1);
+        let chain_id = fx.chain_id;
+        tasks.push(tokio::spawn(async move {
+            let mut hashes = Vec::new();
+            for _ in 0..10 {
+                let (_, executed) = relay(
+                    &client,
+                    &user,
+                    std::slice::from_ref(&call_),
+                    sponsored(),
+                    chain_id,
+                )
+                .await
+                .expect("relayed");
+                hashes.push(executed.transaction_hash);
+            }
+            hashes
+        }));
+    }
+    let mut hashes = Vec::new();
+    for task in tasks {
+        hashes.extend(task.await.unwrap());
+    }
+    assert_eq!(hashes.len(), 200);
+    assert_eq!(hashes.iter().collect::<HashSet<_>>().len(), 200);
+    let mut charged = 0;
+    for hash in &hashes {
+        let receipt = landed(&fx.s, *hash).await;
+        charged += charges(&receipt, fx.s.paymaster).iter().sum::<u128>();
+    }
+    assert_eq!(
+        fx.balance(fx.s.token, receiver).await,
+        receiver_tokens + 200
+    );
+    assert_eq!(
+        fx.deposit().await,
+        deposit - charged,
+        "the deposit paid exactly the charges"
+    );
+    // Every account carried transactions, and their nonces account for all 200.
+    let after = futures_nonces(&fx).await;
+    let mut sent = 0u64;
+    for (a, b) in nonces.iter().zip(&after) {
+        let n: u64 = (*b - *a).try_into().unwrap();
+        assert!(n > 0, "an account carried nothing");
+        sent += n;
+    }
+    assert_eq!(sent, 200);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+async fn futures_nonces(fx: &Fx) -> Vec<Felt> {
+    let mut out = Vec::new();
+    for r in &fx.relayers {
+        out.push(fx.nonce(*r).await);
+    }
+    out
+}
