@@ -6,3 +6,5 @@ export CIRO_CACHE_DIR="${CIRO_CACHE_DIR:-$HOME/.cache/ciro}"
 export VIRTUAL_ENV="$CIRO_CACHE_DIR/venv"
 export LIBTORCH_USE_PYTORCH=1
 case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH" ;; esac
+# starknet.js for the relayer's client test (scripts/setup.sh installs it there).
+export CIRO_STARKNET_JS_DIR="${CIRO_STARKNET_JS_DIR:-$CIRO_CACHE_DIR/starknet-js}"

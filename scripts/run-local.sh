@@ -58,13 +58,15 @@ printf '\n==> the job on chain: model, stake, submit, assign, result, finalize, 
   --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
   --model-hash "$model" --input-hash "$(field input_hash)" --output-hash "$(field output_hash)"
 
-printf '\n==> the services: the coordinator (indexing, matching and keeping as devnet account 1, which the lifecycle made COORDINATOR) and the paymaster relayer (its API comes with its issue)\n'
+printf '\n==> the services: the coordinator (indexing, matching and keeping as devnet account 1, which the lifecycle made COORDINATOR) and the paymaster relayer (SNIP-29, submitting from devnet account 9)\n'
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 for service in ciro-coordinator ciro-paymaster-relayer; do
   listen="127.0.0.1:$(free_port)"
   extra=()
   # The coordinator indexes the deployment into its database (SQLite here).
   [ "$service" = ciro-coordinator ] && extra=(--database-url "sqlite://$work/coordinator.db" --blob-dir "$work/blobs" --devnet-account 1)
+  # The relayer submits from devnet account 9 (funded with STRK).
+  [ "$service" = ciro-paymaster-relayer ] && extra=(--devnet-account 9)
   "$bin/$service" --rpc-url "http://127.0.0.1:$port/rpc" --manifest "$manifest" \
     --listen "$listen" "${extra[@]}" 2>"$work/$service.log" &
   pid=$!
@@ -78,6 +80,11 @@ for service in ciro-coordinator ciro-paymaster-relayer; do
   if [ "$service" = ciro-coordinator ]; then
     echo "  GET /v1/jobs -> $(curl -s "http://$listen/v1/jobs")"
     echo "  GET /openapi.json: $(curl -s "http://$listen/openapi.json" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["paths"]), "paths")')"
+  fi
+  if [ "$service" = ciro-paymaster-relayer ]; then
+    for method in paymaster_isAvailable paymaster_getSupportedTokens; do
+      echo "  POST / $method -> $(curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$method\"}" "http://$listen/")"
+    done
   fi
   kill -TERM "$pid"
   status=0; wait "$pid" || status=$?

@@ -83,6 +83,21 @@ else
     "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==$HYPOTHESIS_VERSION"
 fi
 
+STARKNET_JS_VERSION=10.8.0
+STARKNET_JS_DIR="$CIRO_CACHE_DIR/starknet-js"
+step "starknet.js $STARKNET_JS_VERSION (npm) at $STARKNET_JS_DIR, for the relayer's client test"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing nodejs and npm (Debian)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+if [ "$(node -p "require('$STARKNET_JS_DIR/node_modules/starknet/package.json').version" 2>/dev/null)" = "$STARKNET_JS_VERSION" ]; then
+  echo "starknet.js $STARKNET_JS_VERSION present"
+else
+  mkdir -p "$STARKNET_JS_DIR"
+  npm install --prefix "$STARKNET_JS_DIR" --no-audit --no-fund --loglevel=error "starknet@$STARKNET_JS_VERSION"
+fi
+
 step "Cairo 2.1 toolchain (cairo-lang 2.1.0 crates; corelib from PyPI cairo-lang 0.12.3)"
 cargo build -q --release --locked --manifest-path cairo/toolchain/Cargo.toml
 cairo/toolchain/target/release/ciro-cairo corelib

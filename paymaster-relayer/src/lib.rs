@@ -259,43 +259,64 @@ async fn check_balances(
     pool.wake();
 }
 
-struct AccountsCheck(Arc<Pool>);
+/// `/ready`'s `relayer` check: connected to the chain (the Paymaster and the accounts read)
+/// and an account in rotation.
+struct RelayerCheck {
+    slot: rpc::Slot,
+    last_error: Arc<std::sync::Mutex<String>>,
+}
 
 #[async_trait]
-impl ReadinessCheck for AccountsCheck {
+impl ReadinessCheck for RelayerCheck {
     fn name(&self) -> &str {
-        "accounts"
+        "relayer"
     }
 
     async fn check(&self) -> Result<String> {
-        let enabled = self.0.accounts().iter().filter(|a| a.enabled()).count();
+        let Some(relayer) = self.slot.get() else {
+            let error = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            bail!("not connected to the chain yet: {error}");
+        };
+        let accounts = relayer.pool.accounts();
+        let enabled = accounts.iter().filter(|a| a.enabled()).count();
         ensure!(enabled > 0, "no relayer account has enough STRK");
         Ok(format!(
             "{enabled} of {} relayer accounts in rotation",
-            self.0.accounts().len()
+            accounts.len()
         ))
     }
 }
 
-/// Serves the relayer until `shutdown` is cancelled; `bound` receives the address it listens
-/// on once it does (useful with port 0).
-pub async fn run_with(
+/// Connects to the chain (retrying until it can or `shutdown`), then fills `slot` and keeps
+/// the accounts' balances up to date.
+async fn connect_and_monitor(
     config: Config,
+    slot: rpc::Slot,
+    last_error: Arc<std::sync::Mutex<String>>,
+    metrics: RelayerMetrics,
     shutdown: CancellationToken,
-    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> Result<()> {
-    let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
-    let relayer_metrics = RelayerMetrics::register(&metrics)?;
-    let chain = connect(&config).await?;
+) {
+    let chain = loop {
+        match connect(&config).await {
+            Ok(chain) => break chain,
+            Err(error) => {
+                let text = format!("{error:#}");
+                tracing::warn!("connecting to the chain: {text}; retrying in 2 s");
+                *last_error.lock().unwrap_or_else(|p| p.into_inner()) = text;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
     let fee_recipient = config.fee_recipient.unwrap_or(chain.accounts[0].0);
     let pool = Pool::new(chain.accounts);
-    check_balances(
-        &pool,
-        &chain.provider,
-        config.min_balance_fri,
-        &relayer_metrics,
-    )
-    .await;
+    check_balances(&pool, &chain.provider, config.min_balance_fri, &metrics).await;
     let mut gas_tokens = vec![GasToken {
         address: STRK,
         decimals: 18,
@@ -315,34 +336,53 @@ pub async fn run_with(
         config.api_keys.clone(),
         config.default_sponsorship,
         config.limits.clone(),
-        relayer_metrics.clone(),
+        metrics.clone(),
     ));
-    let monitor = {
-        let (pool, provider, metrics, shutdown) = (
-            pool.clone(),
-            chain.provider.clone(),
-            relayer_metrics,
-            shutdown.clone(),
-        );
-        let (interval, minimum) = (config.balance_interval, config.min_balance_fri);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(interval) => check_balances(&pool, &provider, minimum, &metrics).await,
-                }
-            }
-        })
-    };
-    let readiness = Readiness::new()
-        .with_check(RpcCheck::new(config.chain.rpc_url.clone()))
-        .with_check(AccountsCheck(pool.clone()));
     tracing::info!(
-        rpc_url = %config.chain.rpc_url,
         paymaster = %format!("{:#x}", chain.paymaster),
+        payment_token = %format!("{:#x}", chain.payment_token.address),
+        fee_recipient = %format!("{fee_recipient:#x}"),
         accounts = pool.accounts().len(),
         api_keys = config.api_keys.len(),
         default_policy = ?config.default_sponsorship,
+        "connected: serving the SNIP-29 API"
+    );
+    let _ = slot.set(relayer);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(config.balance_interval) => {
+                check_balances(&pool, &chain.provider, config.min_balance_fri, &metrics).await
+            }
+        }
+    }
+}
+
+/// Serves the relayer until `shutdown` is cancelled; `bound` receives the address it listens
+/// on once it does (useful with port 0). It listens at once and connects to the chain in the
+/// background (retrying): until then `/ready` says why and the API answers 163 "service not
+/// available".
+pub async fn run_with(
+    config: Config,
+    shutdown: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<()> {
+    ensure!(
+        !config.accounts.is_empty(),
+        "the relayer needs at least one account"
+    );
+    let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
+    let relayer_metrics = RelayerMetrics::register(&metrics)?;
+    let slot: rpc::Slot = Arc::default();
+    let last_error = Arc::new(std::sync::Mutex::new(String::from("connecting")));
+    let readiness = Readiness::new()
+        .with_check(RpcCheck::new(config.chain.rpc_url.clone()))
+        .with_check(RelayerCheck {
+            slot: slot.clone(),
+            last_error: last_error.clone(),
+        });
+    tracing::info!(
+        rpc_url = %config.chain.rpc_url,
         "{SERVICE} {} starting",
         env!("CARGO_PKG_VERSION")
     );
@@ -350,11 +390,18 @@ pub async fn run_with(
     if let Some(bound) = bound {
         let _ = bound.send(server.local_addr());
     }
-    let app = rpc::router(relayer, config.max_body_bytes);
+    let app = rpc::router(slot.clone(), config.max_body_bytes);
+    let background = tokio::spawn(connect_and_monitor(
+        config,
+        slot,
+        last_error,
+        relayer_metrics,
+        shutdown.clone(),
+    ));
     let result = server
         .serve(ciro_service::router(app, &metrics, readiness), shutdown)
         .await;
-    monitor.abort();
+    background.abort();
     result
 }
 

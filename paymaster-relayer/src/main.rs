@@ -91,6 +91,7 @@ enum Command {
 }
 
 fn config(cli: &Cli) -> Result<Config> {
+    let chain = cli.chain.config()?;
     let mut accounts: Vec<AccountSource> = cli
         .devnet_accounts
         .iter()
@@ -115,7 +116,7 @@ fn config(cli: &Cli) -> Result<Config> {
     if cli.payment_token_price == 0 {
         bail!("--payment-token-price must not be 0");
     }
-    let mut config = Config::new(cli.chain.config()?, cli.serve.listen, accounts);
+    let mut config = Config::new(chain, cli.serve.listen, accounts);
     if let Some(path) = &cli.api_keys {
         config.api_keys = read_api_keys(path)?;
     }

@@ -4,7 +4,7 @@
 //! limits, 503 when the node is unreachable); starknet.js reads the body whatever the status.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -22,8 +22,12 @@ use serde_json::Value;
 
 use crate::relayer::Relayer;
 
+/// The relayer once it has connected to the chain (empty until then: requests get 163
+/// "service not available").
+pub type Slot = Arc<OnceLock<Arc<Relayer>>>;
+
 /// The relayer's JSON-RPC router (`POST /`), with CORS and a body limit.
-pub fn router(relayer: Arc<Relayer>, max_body_bytes: usize) -> Router {
+pub fn router(relayer: Slot, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", post(handle).options(preflight))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -91,11 +95,18 @@ fn to_value<T: serde::Serialize>(value: T) -> Result<Value, ErrorObject> {
 }
 
 async fn handle(
-    State(relayer): State<Arc<Relayer>>,
+    State(slot): State<Slot>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Some(relayer) = slot.get() else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Id::Null,
+            Err(ErrorObject::unknown_error("service not available")),
+        );
+    };
     if !relayer.ips.allow(&peer.ip()) {
         relayer.metrics.refused("ip_rate_limit");
         return reply(

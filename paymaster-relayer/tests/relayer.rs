@@ -668,3 +668,76 @@ async fn futures_nonces(fx: &Fx) -> Vec<Felt> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ready_only_when_connected_with_an_account_in_rotation_and_metrics_count_refusals() {
+    let fx = Fx::start(Options::default()).await;
+    let base = fx.url.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    // Connected in the background: ready within seconds.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..100 {
+        let response = http.get(format!("{base}/ready")).send().await.unwrap();
+        let ok = response.status() == reqwest::StatusCode::OK;
+        report = response.json().await.unwrap();
+        if ok {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(report["ready"], true, "{report}");
+    let relayer = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "relayer")
+        .expect("a relayer check")
+        .clone();
+    assert_eq!(relayer["detail"], "1 of 1 relayer accounts in rotation");
+    // CORS preflight for browser dapps.
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &fx.url)
+        .header("origin", "https://dapp.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert!(preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-paymaster-api-key"));
+    // A refusal is counted by rule and by method.
+    let wrong = ciro_api::snip29::PaymasterClient::new(&fx.url).unwrap();
+    let calls = [Call {
+        to: fx.s.paymaster,
+        selector: get_selector_from_name("withdraw").unwrap(),
+        calldata: vec![],
+    }];
+    let _ = refusal(
+        wrong
+            .build_transaction(&build_params(fx.users[0].address, &calls, sponsored()))
+            .await,
+    );
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"ciro_relayer_refused_total{rule="blacklisted_call"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ciro_relayer_requests_total{method="paymaster_buildTransaction",outcome="UNKNOWN_ERROR"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("ciro_relayer_accounts_in_rotation 1"),
+        "{text}"
+    );
+}

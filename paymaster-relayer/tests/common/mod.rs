@@ -232,6 +232,21 @@ impl Fx {
         let addr = tokio::time::timeout(Duration::from_secs(60), rx)
             .await
             .context("the relayer did not start")??;
+        // It connects to the chain in the background: wait until it is ready.
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = http.get(format!("http://{addr}/ready")).send().await?;
+            if ready.status().is_success() {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the relayer is not ready: {}",
+                ready.text().await?
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(Self {
             chain_id: s.net.chain_id(),
             s,

@@ -1,0 +1,119 @@
+//! Sponsored executions per second through the relayer against the same users' direct
+//! invokes on the same devnet, with 1, 2 and 4 relayer accounts. Each figure is 8 users
+//! sending 10 token transfers each (one after another per user, users concurrently), timed
+//! until every receipt is in. Prints each rate and its ratio to the direct invokes measured on
+//! the same devnet (target: at least 0.8), and how the rate grows with accounts.
+//!
+//! `cargo bench -p ciro-paymaster-relayer --bench relayer` (after scripts/setup.sh).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::tx::wait_for_receipt;
+use ciro_tests::Actor;
+use common::*;
+
+const USERS: usize = 8;
+const PER_USER: usize = 10;
+
+/// Direct invokes: each user pays its own gas.
+async fn direct(fx: &Fx) -> f64 {
+    for user in &fx.users {
+        fx.s.net
+            .devnet
+            .mint_strk(user.address, RELAYER_STRK)
+            .await
+            .expect("mint");
+    }
+    let receiver = fx.s.net.address(Actor::Verifier);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for user in fx.users.clone() {
+        let account = account_of(&fx.s, user.address, &user.key);
+        let call = fx.transfer(receiver, 1);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..PER_USER {
+                let sent = account
+                    .execute_v3(vec![call.clone()])
+                    .send()
+                    .await
+                    .expect("direct invoke");
+                wait_for_receipt(account.provider(), sent.transaction_hash)
+                    .await
+                    .expect("receipt");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    (USERS * PER_USER) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The same transfers, sponsored through the relayer.
+async fn relayed(fx: &Fx) -> f64 {
+    let receiver = fx.s.net.address(Actor::Verifier);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for user in fx.users.clone() {
+        let client = fx.client();
+        let call = fx.transfer(receiver, 1);
+        let provider = ciro_chain::starknet::providers::JsonRpcClient::new(
+            ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(fx.s.net.rpc_url()),
+        );
+        let chain_id = fx.chain_id;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..PER_USER {
+                let (_, executed) = relay(
+                    &client,
+                    &user,
+                    std::slice::from_ref(&call),
+                    sponsored(),
+                    chain_id,
+                )
+                .await
+                .expect("relayed");
+                wait_for_receipt(&provider, executed.transaction_hash)
+                    .await
+                    .expect("receipt");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    (USERS * PER_USER) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    println!("relayer benchmark: {USERS} users x {PER_USER} token transfers, until every receipt");
+    let mut rows = Vec::new();
+    for accounts in [1usize, 2, 4] {
+        let fx = Fx::start(Options {
+            relayers: accounts,
+            users: USERS,
+            policy_rate: 1_000,
+            ..Options::default()
+        })
+        .await;
+        // Relayed first (the users have no STRK), then direct on the same devnet.
+        let through = relayed(&fx).await;
+        let baseline = direct(&fx).await;
+        println!(
+            "{accounts} relayer account(s): relayed {through:.1} tx/s, direct {baseline:.1} tx/s, ratio {:.2} (target >= 0.8)",
+            through / baseline
+        );
+        rows.push((accounts, through));
+    }
+    let one = rows[0].1;
+    for (accounts, rate) in &rows {
+        println!(
+            "  {accounts} account(s): {:.2}x the 1-account rate",
+            rate / one
+        );
+    }
+}
