@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
+# A one-shot build gains nothing from incremental compilation, whose caches take gigabytes of
+# disk (a CI run once ran out of it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 step "Cairo format check"
