@@ -82,9 +82,17 @@ pub struct Config {
     pub node_timeout: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Account classes users may have (their `execute_from_outside_v2` must really run the
+    /// signed calls): the relayer refuses any other with 155.
+    pub account_classes: Vec<Felt>,
     /// Limits and margins.
     pub limits: Limits,
 }
+
+/// OpenZeppelin's account 1.0.0 (what starknet-devnet 0.10 predeploys and what the tests
+/// deploy through the UDC): the account class the relayer supports unless told otherwise.
+pub const OPENZEPPELIN_ACCOUNT_1_0: Felt =
+    Felt::from_hex_unchecked("0x05b4b537eaa2399e3aa99c4e2e0208ebd6c71bc1467938cd52c798c601e43564");
 
 impl Config {
     /// A configuration with the defaults for everything but the chain, the address and the
@@ -102,6 +110,7 @@ impl Config {
             balance_interval: Duration::from_secs(30),
             node_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            account_classes: vec![OPENZEPPELIN_ACCOUNT_1_0],
             limits: Limits::default(),
         }
     }
@@ -205,7 +214,16 @@ async fn connect(config: &Config) -> Result<Chain> {
             !accounts.iter().any(|(a, _)| *a == address),
             "relayer account {address:#x} is configured twice"
         );
-        accounts.push((address, TxSender::new(account, SenderConfig::default())));
+        // A node call that times out is retried once, not more: a request holds its account
+        // while it simulates.
+        let sender_config = SenderConfig {
+            retry: ciro_chain::sender::RetryPolicy {
+                attempts: 2,
+                first_backoff: Duration::from_millis(100),
+            },
+            ..SenderConfig::default()
+        };
+        accounts.push((address, TxSender::new(account, sender_config)));
     }
     Ok(Chain {
         provider,
@@ -337,6 +355,7 @@ async fn connect_and_monitor(
         config.default_sponsorship,
         config.limits.clone(),
         metrics.clone(),
+        config.account_classes.clone(),
     ));
     tracing::info!(
         paymaster = %format!("{:#x}", chain.paymaster),
@@ -449,7 +468,12 @@ pub async fn status(config: &Config) -> Result<String> {
     let mut sponsorships: Vec<(String, Sponsorship)> = config
         .api_keys
         .iter()
-        .map(|(key, s)| (format!("key {}…", &key[..key.len().min(6)]), *s))
+        .map(|(key, s)| {
+            (
+                format!("key {}…", key.chars().take(6).collect::<String>()),
+                *s,
+            )
+        })
         .collect();
     if let Some(default) = config.default_sponsorship {
         sponsorships.push(("no key (default)".into(), default));

@@ -79,6 +79,9 @@ struct Cli {
     /// A default-mode quote (the fee transfer the user signs) = estimate × this.
     #[arg(long = "quote-margin", default_value_t = 2.0)]
     quote_margin: f64,
+    /// An account class users may have (repeatable; default: OpenZeppelin's account 1.0.0).
+    #[arg(long = "account-class", value_name = "CLASS_HASH")]
+    account_classes: Vec<Felt>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -131,6 +134,9 @@ fn config(cli: &Cli) -> Result<Config> {
     config.balance_interval = Duration::from_secs(cli.balance_interval_secs.max(1));
     config.node_timeout = Duration::from_millis(cli.node_timeout_ms.max(100));
     config.max_body_bytes = cli.max_body_bytes;
+    if !cli.account_classes.is_empty() {
+        config.account_classes = cli.account_classes.clone();
+    }
     config.limits = Limits {
         max_calls: cli.max_calls,
         max_calldata: cli.max_calldata,

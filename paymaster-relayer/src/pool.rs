@@ -75,7 +75,8 @@ impl Drop for Lease {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(self.index);
-        self.pool.released.notify_one();
+        // Every waiter looks again: one may be waiting for this very account.
+        self.pool.released.notify_waiters();
     }
 }
 
@@ -120,13 +121,23 @@ impl Pool {
         self.released.notify_waiters();
     }
 
-    /// Leases a free account in rotation, waiting up to `wait` for one.
-    pub async fn lease(self: &Arc<Self>, wait: Duration) -> Option<Lease> {
+    /// The account a user's default-mode executions name as their Caller: always the same
+    /// one for a user (so the typed data can name it at build time), spread over the pool.
+    pub fn caller_for(&self, user: Felt) -> Felt {
+        let bytes = user.to_bytes_be();
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&bytes[24..]);
+        let index = (u64::from_be_bytes(low) % self.accounts.len() as u64) as usize;
+        self.accounts[index].address
+    }
+
+    /// Leases a free account in rotation (`only`: that account), waiting up to `wait`.
+    pub async fn lease(self: &Arc<Self>, only: Option<Felt>, wait: Duration) -> Option<Lease> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register for a release before looking, so none is missed in between.
             let released = self.released.notified();
-            if let Some(index) = self.take_free() {
+            if let Some(index) = self.take_free(only) {
                 return Some(Lease {
                     pool: self.clone(),
                     index,
@@ -138,9 +149,11 @@ impl Pool {
         }
     }
 
-    fn take_free(&self) -> Option<usize> {
+    fn take_free(&self, only: Option<Felt>) -> Option<usize> {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let position = free.iter().position(|&i| self.accounts[i].enabled())?;
+        let position = free.iter().position(|&i| {
+            self.accounts[i].enabled() && only.is_none_or(|a| self.accounts[i].address == a)
+        })?;
         free.remove(position)
     }
 }

@@ -21,7 +21,7 @@ use ciro_chain::bindings::paymaster::{Paymaster, PaymasterReader, Policy};
 use ciro_chain::bindings::src9_account::{Src9Account, Src9AccountReader};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256 as CairoU256};
 use ciro_chain::sender::GasBounds;
-use ciro_chain::snip9::{OutsideExecution, ANY_CALLER};
+use ciro_chain::snip9::OutsideExecution;
 use ciro_chain::starknet::core::types::{
     BlockId, BlockTag, BroadcastedInvokeTransactionV3, BroadcastedTransaction, Call,
     DataAvailabilityMode, FeeEstimate as NodeFeeEstimate, Felt, FunctionCall, ResourceBounds,
@@ -140,7 +140,18 @@ pub struct Relayer {
     pub(crate) default_sponsorship: Option<Sponsorship>,
     pub(crate) limits: Limits,
     pub(crate) metrics: RelayerMetrics,
+    /// Account classes whose `execute_from_outside_v2` really runs the signed calls after
+    /// checking the signature and nonce: a user account of another class is refused (a
+    /// contract posing as an account could pass simulation and pay nothing).
+    account_classes: Vec<Felt>,
+    /// Builds per (client, user): a stranger cannot use up a user's limit.
+    builds: RateLimiter<(IpAddr, Felt)>,
+    /// Executes per user, counted once the signature is good.
     users: RateLimiter<Felt>,
+    /// Users with an execution in flight (sent: its transaction): one at a time, so a user
+    /// cannot have several executions simulated on the same state, of which only the first
+    /// can pay.
+    in_flight: Arc<Mutex<HashMap<Felt, Option<Felt>>>>,
     pub(crate) ips: RateLimiter<IpAddr>,
     /// (user, outside-execution nonce) submitted, until their validity ends.
     submitted: Mutex<HashMap<(Felt, Felt), u64>>,
@@ -230,8 +241,12 @@ impl Relayer {
         default_sponsorship: Option<Sponsorship>,
         limits: Limits,
         metrics: RelayerMetrics,
+        account_classes: Vec<Felt>,
     ) -> Self {
         Self {
+            account_classes,
+            in_flight: Arc::default(),
+            builds: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
             ips: RateLimiter::new(limits.per_ip_per_minute, limits.per_ip_per_minute),
             provider,
@@ -288,8 +303,8 @@ impl Relayer {
             .ok_or_else(|| ErrorObject::paymaster(PaymasterError::TokenNotSupported))
     }
 
-    fn rate_limit(&self, user: Felt) -> RpcResult<()> {
-        if self.users.allow(&user) {
+    fn rate_limit(&self, allowed: bool) -> RpcResult<()> {
+        if allowed {
             Ok(())
         } else {
             self.metrics.refused("user_rate_limit");
@@ -297,6 +312,77 @@ impl Relayer {
                 "rate limit: at most {} requests a minute per user",
                 self.limits.per_user_per_minute
             )))
+        }
+    }
+
+    /// Checks that `user` is an account of a supported class (155 otherwise; 150 when no
+    /// contract is there).
+    async fn check_account(&self, user: Felt) -> RpcResult<()> {
+        let class = self
+            .provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::Latest), user)
+            .await
+            .map_err(|e| match ChainError::from(e) {
+                ChainError::Transport(message) => {
+                    tracing::warn!(%message, "node call failed");
+                    unknown("service not available")
+                }
+                _ => ErrorObject::paymaster(PaymasterError::InvalidAddress),
+            })?;
+        if self.account_classes.contains(&class) {
+            Ok(())
+        } else {
+            self.metrics.refused("account_class");
+            Err(ErrorObject {
+                data: Some(
+                    format!("account class {class:#x} is not one this paymaster supports").into(),
+                ),
+                ..ErrorObject::paymaster(PaymasterError::ClassHashNotSupported)
+            })
+        }
+    }
+
+    /// Marks `user` as having an execution in flight; refuses while an earlier one has not
+    /// landed (looked up once, in case its receipt is already there).
+    async fn claim_user(&self, user: Felt) -> RpcResult<()> {
+        let earlier = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match in_flight.get(&user) {
+                None => {
+                    in_flight.insert(user, None);
+                    return Ok(());
+                }
+                Some(earlier) => *earlier,
+            }
+        };
+        if let Some(tx_hash) = earlier {
+            if self.provider.get_transaction_receipt(tx_hash).await.is_ok() {
+                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if in_flight.get(&user) == Some(&Some(tx_hash)) {
+                    in_flight.insert(user, None);
+                    return Ok(());
+                }
+            }
+        }
+        self.metrics.refused("in_flight");
+        Err(unknown(match earlier {
+            Some(tx_hash) => format!(
+                "an earlier execution of this user is in flight ({tx_hash:#x}); retry once it lands"
+            ),
+            None => {
+                "an earlier execution of this user is being submitted; retry once it lands".into()
+            }
+        }))
+    }
+
+    fn release_user(
+        in_flight: &Mutex<HashMap<Felt, Option<Felt>>>,
+        user: Felt,
+        tx_hash: Option<Felt>,
+    ) {
+        let mut in_flight = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if in_flight.get(&user) == Some(&tx_hash) {
+            in_flight.remove(&user);
         }
     }
 
@@ -509,6 +595,7 @@ impl Relayer {
         &self,
         params: BuildTransactionParams,
         api_key: Option<&str>,
+        client: IpAddr,
     ) -> RpcResult<BuildTransactionResult> {
         let invoke = match params.transaction {
             BuildTransaction::Invoke { invoke } => invoke,
@@ -520,7 +607,7 @@ impl Relayer {
             }
         };
         let user = invoke.user_address;
-        self.rate_limit(user)?;
+        self.rate_limit(self.builds.allow(&(client, user)))?;
         let mut calls: Vec<Call> = invoke
             .calls
             .into_iter()
@@ -532,6 +619,7 @@ impl Relayer {
             .collect();
         self.check_calls(&calls)?;
         let bounds = self.time_bounds(params.parameters.time_bounds())?;
+        self.check_account(user).await?;
         let fee_mode = match params.parameters.fee_mode() {
             FeeMode::Sponsored { .. } => FeeMode::Sponsored { tip: None },
             FeeMode::Default { gas_token, .. } => FeeMode::Default {
@@ -588,7 +676,7 @@ impl Relayer {
                 }
                 calls.push(self.fee_transfer(token.address, amount));
                 (
-                    ANY_CALLER,
+                    self.pool.caller_for(user),
                     FeeEstimate {
                         gas_token_price_in_strk: hex_u256(token.price_fri),
                         estimated_fee_in_strk: hex_u256(estimate.overall_fee),
@@ -642,7 +730,6 @@ impl Relayer {
             }
         };
         let user = invoke.user_address;
-        self.rate_limit(user)?;
         if invoke.signature.is_empty() || invoke.signature.len() > MAX_SIGNATURE_FELTS {
             return Err(ErrorObject::paymaster(PaymasterError::InvalidSignature));
         }
@@ -650,7 +737,20 @@ impl Relayer {
         // returned is remembered or trusted.
         let execution = OutsideExecution::from_typed_data(&invoke.typed_data, self.chain_id)
             .map_err(|e| execution_error(e.to_string()))?;
-        self.check_window(execution.execute_after, execution.execute_before, now())?;
+        let now = now();
+        self.check_window(execution.execute_after, execution.execute_before, now)?;
+        if execution.execute_before > now + self.limits.max_validity_secs {
+            return Err(ErrorObject {
+                data: Some(
+                    format!(
+                        "execute_before is more than {} s away",
+                        self.limits.max_validity_secs
+                    )
+                    .into(),
+                ),
+                ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
+            });
+        }
         let fee_mode = params.parameters.fee_mode().clone();
         let sponsorship = match fee_mode {
             FeeMode::Sponsored { .. } => {
@@ -667,9 +767,11 @@ impl Relayer {
                 Some(sponsorship)
             }
             FeeMode::Default { gas_token, .. } => {
-                if execution.caller != ANY_CALLER {
+                if execution.caller != self.pool.caller_for(user) {
                     self.metrics.refused("caller");
-                    return Err(execution_error("the typed data's Caller is not ANY_CALLER"));
+                    return Err(execution_error(
+                        "the typed data's Caller is not the relayer account this paymaster named",
+                    ));
                 }
                 let token = self.gas_token(gas_token)?;
                 let Some((fee_call, user_calls)) = execution.calls.split_last() else {
@@ -683,23 +785,34 @@ impl Relayer {
                 None
             }
         };
+        self.check_account(user).await?;
         let message_hash = execution.message_hash(user, self.chain_id);
         self.check_signature(user, message_hash, &invoke.signature)
             .await?;
+        self.rate_limit(self.users.allow(&user))?;
+        self.claim_user(user).await?;
         let nonce_key = (user, execution.nonce);
-        self.claim_nonce(nonce_key, execution.execute_before)?;
-        let result = self
-            .submit(user, &execution, &invoke.signature, sponsorship, &fee_mode)
-            .await;
-        if result.is_err() {
-            // Nothing was sent: the user may try again (a replay is caught by the account's
-            // nonce check in simulation anyway).
-            self.submitted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&nonce_key);
+        if let Err(error) = self.claim_nonce(nonce_key, execution.execute_before) {
+            Self::release_user(&self.in_flight, user, None);
+            return Err(error);
         }
-        result
+        match self
+            .submit(user, &execution, &invoke.signature, sponsorship, &fee_mode)
+            .await
+        {
+            Ok(result) => Ok(result),
+            Err((error, sent)) => {
+                Self::release_user(&self.in_flight, user, None);
+                if !sent {
+                    // Nothing was sent: the user may try again.
+                    self.submitted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&nonce_key);
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The amount of a default-mode fee transfer, if it is exactly `transfer(fee recipient,
@@ -781,22 +894,47 @@ impl Relayer {
         signature: &[Felt],
         sponsorship: Option<Sponsorship>,
         fee_mode: &FeeMode,
-    ) -> RpcResult<ExecuteTransactionResult> {
+    ) -> Result<ExecuteTransactionResult, (ErrorObject, bool)> {
+        let result = self
+            .simulate_and_send(user, execution, signature, sponsorship, fee_mode)
+            .await;
+        result.map_err(|error| match error {
+            Failure::Before(error) => (error, false),
+            Failure::Sending(error) => (error, true),
+        })
+    }
+
+    async fn simulate_and_send(
+        &self,
+        user: Felt,
+        execution: &OutsideExecution,
+        signature: &[Felt],
+        sponsorship: Option<Sponsorship>,
+        fee_mode: &FeeMode,
+    ) -> Result<ExecuteTransactionResult, Failure> {
         let reader = Src9AccountReader::new(user, self.provider.as_ref());
         match view(reader.is_valid_outside_execution_nonce(&execution.nonce)).await {
             Ok(true) => {}
             Ok(false) => {
                 self.metrics.refused("replay");
-                return Err(execution_error(
+                return Err(Failure::Before(execution_error(
                     "the outside execution's nonce was already used",
-                ));
+                )));
             }
-            Err(ChainError::Transport(_)) => return Err(unknown("service not available")),
-            Err(_) => return Err(ErrorObject::paymaster(PaymasterError::InvalidAddress)),
+            Err(ChainError::Transport(_)) => {
+                return Err(Failure::Before(unknown("service not available")))
+            }
+            Err(_) => {
+                return Err(Failure::Before(ErrorObject::paymaster(
+                    PaymasterError::InvalidAddress,
+                )))
+            }
         }
+        // Default mode: the account named as Caller at build time must send it.
+        let only = sponsorship.is_none().then_some(execution.caller);
         let lease = self
             .pool
-            .lease(self.limits.lease_wait)
+            .lease(only, self.limits.lease_wait)
             .await
             .ok_or_else(|| unknown("no relayer account is free; try again"))?;
         let account = lease.account().clone();
@@ -825,10 +963,10 @@ impl Relayer {
                 let charge = self.charge_for(first.overall_fee);
                 if charge > max_charge {
                     self.metrics.refused("charge_over_max");
-                    return Err(execution_error(format!(
+                    return Err(Failure::Before(execution_error(format!(
                         "the fee ({} FRI) needs a charge of {charge}, over the policy's max charge {max_charge}",
                         first.overall_fee
-                    )));
+                    ))));
                 }
                 let calls = vec![sponsored(charge)];
                 let exact = sender
@@ -836,7 +974,9 @@ impl Relayer {
                     .await
                     .map_err(|e| self.simulation_failed(e))?;
                 if self.charge_for(exact.overall_fee) > charge {
-                    return Err(execution_error("the fee rose during simulation; try again"));
+                    return Err(Failure::Before(execution_error(
+                        "the fee rose during simulation; try again",
+                    )));
                 }
                 (calls, exact, charge)
             }
@@ -858,16 +998,18 @@ impl Relayer {
                 let needed = token.from_fri(scale(exact.overall_fee, self.limits.charge_margin));
                 if needed > signed {
                     self.metrics.refused("max_amount_too_low");
-                    return Err(ErrorObject {
+                    return Err(Failure::Before(ErrorObject {
                         data: Some(
                             format!("the fee now needs {needed}; {signed} was signed").into(),
                         ),
                         ..ErrorObject::paymaster(PaymasterError::MaxAmountTooLow)
-                    });
+                    }));
                 }
                 (calls, exact, signed)
             }
-            (None, FeeMode::Sponsored { .. }) => return Err(unknown("no sponsorship")),
+            (None, FeeMode::Sponsored { .. }) => {
+                return Err(Failure::Before(unknown("no sponsorship")))
+            }
         };
         let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
         let tx_hash = sender
@@ -875,9 +1017,13 @@ impl Relayer {
             .await
             .map_err(|e| {
                 tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {e}");
-                chain_error(e)
+                Failure::Sending(chain_error(e))
             })?;
         drop(lease);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user, Some(tx_hash));
         let mode = if sponsorship.is_some() {
             "sponsored"
         } else {
@@ -894,22 +1040,28 @@ impl Relayer {
         );
         self.metrics.submitted(mode, charge);
         let metrics = self.metrics.clone();
+        let in_flight = Arc::downgrade(&self.in_flight);
         tokio::spawn(async move {
             match account.sender.wait(tx_hash).await {
-                Ok(outcome) => {
-                    let reverted = matches!(
-                        outcome.receipt.receipt.execution_result(),
-                        ciro_chain::starknet::core::types::ExecutionResult::Reverted { .. }
+                Ok(_) => metrics.landed("succeeded"),
+                Err(ChainError::Reverted { reason, .. }) => {
+                    metrics.landed("reverted");
+                    tracing::error!(
+                        tx = %format!("{tx_hash:#x}"),
+                        user = %format!("{user:#x}"),
+                        %reason,
+                        "a relayed transaction reverted on chain: the relayer paid its gas"
                     );
-                    metrics.landed(if reverted { "reverted" } else { "succeeded" });
-                    if reverted {
-                        tracing::error!(tx = %format!("{tx_hash:#x}"), "a relayed transaction reverted on chain");
-                    }
                 }
                 Err(error) => {
                     metrics.landed("unknown");
+                    // Its fate is unknown: the account's next nonce is read from the chain.
+                    account.sender.forget_nonce().await;
                     tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt: {error}");
                 }
+            }
+            if let Some(in_flight) = in_flight.upgrade() {
+                Self::release_user(&in_flight, user, Some(tx_hash));
             }
         });
         Ok(ExecuteTransactionResult {
@@ -918,15 +1070,27 @@ impl Relayer {
         })
     }
 
-    fn simulation_failed(&self, error: ChainError) -> ErrorObject {
+    fn simulation_failed(&self, error: ChainError) -> Failure {
         self.metrics.refused("simulation");
-        chain_error(error)
+        Failure::Before(chain_error(error))
     }
 
     /// The charge (payment-token base units) for a simulated fee: the fee times the margin.
     fn charge_for(&self, fee_fri: u128) -> u128 {
         self.payment_token
             .from_fri(scale(fee_fri, self.limits.charge_margin))
+    }
+}
+
+/// Why an execution failed: before anything was sent, or in sending (it may have landed).
+enum Failure {
+    Before(ErrorObject),
+    Sending(ErrorObject),
+}
+
+impl From<ErrorObject> for Failure {
+    fn from(error: ErrorObject) -> Self {
+        Failure::Before(error)
     }
 }
 

@@ -150,7 +150,10 @@ async fn handle(
         methods::IS_AVAILABLE => to_value(relayer.is_available()),
         methods::GET_SUPPORTED_TOKENS => to_value(relayer.supported_tokens()),
         methods::BUILD_TRANSACTION => match params(request.params) {
-            Ok(p) => relayer.build(p, api_key).await.and_then(to_value),
+            Ok(p) => relayer
+                .build(p, api_key, peer.ip())
+                .await
+                .and_then(to_value),
             Err(e) => Err(e),
         },
         methods::EXECUTE_TRANSACTION => match params(request.params) {

@@ -18,6 +18,7 @@ use ciro_chain::snip9::{OutsideExecution, ANY_CALLER};
 use ciro_chain::starknet::core::types::{Call, Felt};
 use ciro_chain::starknet::core::utils::get_selector_from_name;
 use ciro_chain::tx::{call, send};
+use ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0;
 use ciro_paymaster_relayer::{Limits, STRK};
 use ciro_tests::system::{JOB_FEE, MODEL_PRICE};
 use ciro_tests::Actor;
@@ -177,7 +178,10 @@ async fn default_mode_pays_the_quoted_fee_in_the_payment_token_and_no_sponsor_pa
     landed(&fx.s, executed.transaction_hash).await;
     let execution =
         OutsideExecution::from_typed_data(built.typed_data().unwrap(), fx.chain_id).unwrap();
-    assert_eq!(execution.caller, ANY_CALLER);
+    assert!(
+        fx.relayers.contains(&execution.caller),
+        "Caller is the relayer account that will send it"
+    );
     assert_eq!(
         execution.calls.len(),
         2,
@@ -557,9 +561,103 @@ async fn drain_attempts_are_refused_and_nobody_pays() {
     }
     assert!(limited >= 20, "the flood was limited {limited} times");
 
+    // 11. A contract posing as an account (its `execute_from_outside_v2` runs nothing) is
+    //     not a user this paymaster serves.
+    let fake =
+        fx.s.net
+            .deploy(Actor::Attacker, "FakeAccount", vec![])
+            .await
+            .unwrap();
+    let (c, data) = refusal(
+        fx.client()
+            .build_transaction(&build_params(fake, &calls, sponsored()))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::ClassHashNotSupported), "{data}");
+    let (typed, sig) = forged(
+        &fx,
+        other,
+        fx.s.paymaster,
+        calls.clone(),
+        1,
+        now + 600,
+        9_001,
+    );
+    let (c, _) = refusal(
+        fx.client()
+            .execute_transaction(&execute_params(fake, typed, sig, sponsored()))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::ClassHashNotSupported));
+
     // Across all of it, nobody paid for anything but the two good executions.
     assert_eq!(fx.funds().await, after_two);
     assert!(after_two.0 < after_one.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_execution_per_user_in_flight_so_simulations_cannot_be_stacked() {
+    let fx = Fx::start(Options {
+        users: 1,
+        ..Options::default()
+    })
+    .await;
+    let user = &fx.users[0];
+    // The account class the relayer supports by default is the one devnet's accounts have.
+    let class = ciro_chain::starknet::providers::Provider::get_class_hash_at(
+        &fx.s.net.provider,
+        ciro_chain::starknet::core::types::BlockId::Tag(
+            ciro_chain::starknet::core::types::BlockTag::Latest,
+        ),
+        user.address,
+    )
+    .await
+    .unwrap();
+    assert_eq!(class, OPENZEPPELIN_ACCOUNT_1_0);
+    // Two executions, each spending everything the user has, both valid when built.
+    let balance = fx.balance(fx.s.token, user.address).await;
+    let client = fx.client();
+    let mut signed = Vec::new();
+    for to in [fx.sponsor, fx.s.net.address(Actor::Verifier)] {
+        let calls = vec![fx.transfer(to, balance)];
+        let built = client
+            .build_transaction(&build_params(user.address, &calls, sponsored()))
+            .await
+            .unwrap();
+        let (typed, sig) = sign(user, &built, fx.chain_id);
+        signed.push(execute_params(
+            user.address,
+            typed,
+            sig,
+            built.parameters().clone(),
+        ));
+    }
+    let before = fx.funds().await;
+    let (a, b) = tokio::join!(
+        client.execute_transaction(&signed[0]),
+        client.execute_transaction(&signed[1])
+    );
+    let (ok, refused) = match (a, b) {
+        (Ok(ok), Err(e)) | (Err(e), Ok(ok)) => (ok, e),
+        (a, b) => panic!("exactly one must be accepted: {a:?} {b:?}"),
+    };
+    let (c, data) = refusal::<()>(Err(refused));
+    assert!(
+        (c == code(PaymasterError::UnknownError) && data.contains("in flight")
+            || data.contains("being submitted"))
+            || (c == code(PaymasterError::TransactionExecutionError)
+                && data.to_lowercase().contains("balance")),
+        "{c} {data}"
+    );
+    let receipt = landed(&fx.s, ok.transaction_hash).await;
+    let charge: u128 = charges(&receipt, fx.s.paymaster).iter().sum();
+    let after = fx.funds().await;
+    assert_eq!(
+        after.0,
+        before.0 - charge,
+        "one charge, for the one that landed"
+    );
+    assert_eq!(fx.balance(fx.s.token, user.address).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -612,7 +710,11 @@ async fn two_hundred_executions_from_twenty_users_through_four_accounts_all_land
         let client = fx.client();
         let call_ = fx.transfer(receiver, 1);
         let chain_id = fx.chain_id;
+        let rpc_url = fx.s.net.rpc_url();
         tasks.push(tokio::spawn(async move {
+            let provider = ciro_chain::starknet::providers::JsonRpcClient::new(
+                ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(rpc_url),
+            );
             let mut hashes = Vec::new();
             for _ in 0..10 {
                 let (_, executed) = relay(
@@ -624,6 +726,10 @@ async fn two_hundred_executions_from_twenty_users_through_four_accounts_all_land
                 )
                 .await
                 .expect("relayed");
+                // One execution per user in flight: the next once this one landed.
+                ciro_chain::tx::wait_for_receipt(&provider, executed.transaction_hash)
+                    .await
+                    .expect("landed");
                 hashes.push(executed.transaction_hash);
             }
             hashes

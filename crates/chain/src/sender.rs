@@ -215,6 +215,12 @@ where
         }
     }
 
+    /// Forgets the cached nonce: the next transaction reads it from the chain (after a
+    /// transaction whose fate is unknown, e.g. no receipt in time).
+    pub async fn forget_nonce(&self) {
+        *self.nonce.lock().await = None;
+    }
+
     /// Awaits the receipt of a transaction this sender sent.
     pub async fn wait(&self, tx_hash: Felt) -> Result<TxOutcome, ChainError> {
         let receipt = self
