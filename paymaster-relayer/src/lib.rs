@@ -429,6 +429,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     run_with(config, shutdown, None).await
 }
 
+/// A u256 amount in decimal.
+fn amount(value: ciro_chain::cainome::cairo_serde::U256) -> String {
+    if value.high == 0 {
+        value.low.to_string()
+    } else {
+        format!("{:#x}{:032x}", value.high, value.low)
+    }
+}
+
 /// `ciro-paymaster-relayer status`: the accounts (STRK and payment-token balances, nonce,
 /// rotation), and for each configured sponsorship the sponsor's deposit and daily budget,
 /// the policy, and each account's standing with the sponsor.
@@ -462,7 +471,9 @@ pub async fn status(config: &Config) -> Result<String> {
         };
         writeln!(
             out,
-            "  {address:#x}: {strk} FRI, {token} payment-token units, nonce {nonce:#x}, {state}"
+            "  {address:#x}: {} FRI, {} payment-token units, nonce {nonce:#x}, {state}",
+            amount(strk),
+            amount(token)
         )?;
     }
     let mut sponsorships: Vec<(String, Sponsorship)> = config
@@ -491,7 +502,9 @@ pub async fn status(config: &Config) -> Result<String> {
         writeln!(
             out,
             "  deposit {}, daily budget {} (charged today {})",
-            deposit.low, budget.low, spent.low
+            amount(deposit),
+            amount(budget),
+            amount(spent)
         )?;
         match view(reader.get_policy(&s.policy_id)).await {
             Ok((policy, calls)) => writeln!(
@@ -499,8 +512,8 @@ pub async fn status(config: &Config) -> Result<String> {
                 "  policy: {}, expires {}, max charge {}, daily limit {}, {} calls a {} s window, {} allowed calls{}{}",
                 if policy.active { "active" } else { "INACTIVE" },
                 policy.params.expiry,
-                policy.params.max_charge.low,
-                policy.params.daily_limit.low,
+                amount(policy.params.max_charge),
+                amount(policy.params.daily_limit),
                 policy.params.rate_limit_count,
                 policy.params.rate_limit_window,
                 calls.len(),
@@ -521,8 +534,8 @@ pub async fn status(config: &Config) -> Result<String> {
                 } else {
                     "NOT A RELAYER (add_relayer),"
                 },
-                budget.low,
-                spent.low
+                amount(budget),
+                amount(spent)
             )?;
         }
     }

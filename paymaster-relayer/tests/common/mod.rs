@@ -62,6 +62,7 @@ pub struct Fx {
     pub sponsor: Felt,
     pub policy_id: u64,
     pub chain_id: Felt,
+    pub config: Config,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<()>>,
     pub dir: tempfile::TempDir,
@@ -228,7 +229,7 @@ impl Fx {
         config.limits = options.limits;
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(run_with(config, shutdown.clone(), Some(tx)));
+        let task = tokio::spawn(run_with(config.clone(), shutdown.clone(), Some(tx)));
         let addr = tokio::time::timeout(Duration::from_secs(60), rx)
             .await
             .context("the relayer did not start")??;
@@ -255,6 +256,7 @@ impl Fx {
             users,
             sponsor,
             policy_id,
+            config,
             shutdown,
             task,
             dir,
