@@ -160,6 +160,15 @@ async fn a_user_without_strk_submits_a_job_and_the_sponsor_pays_exactly_the_char
 async fn default_mode_pays_the_quoted_fee_in_the_payment_token_and_no_sponsor_pays() {
     let fx = Fx::start(Options::default()).await;
     let user = &fx.users[0];
+    // Fees in the payment token at 1 STRK a token: give the user a whole token for them.
+    let admin = fx.s.net.account(Actor::Admin);
+    send(
+        &fx.s.net.provider,
+        ciro_chain::bindings::test_token::TestToken::new(fx.s.token, &admin)
+            .mint(&ContractAddress(user.address), &u256(1_000_000_000_000_000_000)),
+    )
+    .await
+    .unwrap();
     let recipient = fx.s.net.address(Actor::Verifier);
     let deposit = fx.deposit().await;
     let user_tokens = fx.balance(fx.s.token, user.address).await;

@@ -42,7 +42,7 @@ pub const DEPOSIT: u128 = 10_000 * 1_000_000_000_000_000_000;
 pub const DAILY_LIMIT: u128 = 1_000 * 1_000_000_000_000_000_000;
 pub const MAX_CHARGE: u128 = 10 * 1_000_000_000_000_000_000;
 /// STRK each relayer account starts with.
-pub const RELAYER_STRK: u128 = 1_000 * 1_000_000_000_000_000_000;
+pub const RELAYER_STRK: u128 = 10 * 1_000_000_000_000_000_000;
 /// Payment tokens each user starts with.
 pub const USER_TOKENS: u128 = 1_000_000;
 
