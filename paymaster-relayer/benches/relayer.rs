@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Instant;
 
-use ciro_chain::starknet::accounts::Account;
+use ciro_chain::starknet::accounts::{Account, ConnectedAccount};
 use ciro_chain::tx::wait_for_receipt;
 use ciro_tests::Actor;
 use common::*;

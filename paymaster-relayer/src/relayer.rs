@@ -156,10 +156,13 @@ pub struct Relayer {
     /// (user, outside-execution nonce) submitted, until their validity ends.
     submitted: Mutex<HashMap<(Felt, Felt), u64>>,
     /// Policies read from the Paymaster, with when.
-    policies: Mutex<HashMap<u64, (Instant, Policy, Vec<(Felt, Felt)>)>>,
+    policies: Mutex<HashMap<u64, CachedPolicy>>,
 }
 
 type RpcResult<T> = Result<T, ErrorObject>;
+
+/// A policy read from the Paymaster, when, and its allowed (target, selector) pairs.
+type CachedPolicy = (Instant, Policy, Vec<(Felt, Felt)>);
 
 fn unknown(reason: impl Into<String>) -> ErrorObject {
     ErrorObject::unknown_error(reason)

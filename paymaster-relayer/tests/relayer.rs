@@ -164,8 +164,10 @@ async fn default_mode_pays_the_quoted_fee_in_the_payment_token_and_no_sponsor_pa
     let admin = fx.s.net.account(Actor::Admin);
     send(
         &fx.s.net.provider,
-        ciro_chain::bindings::test_token::TestToken::new(fx.s.token, &admin)
-            .mint(&ContractAddress(user.address), &u256(1_000_000_000_000_000_000)),
+        ciro_chain::bindings::test_token::TestToken::new(fx.s.token, &admin).mint(
+            &ContractAddress(user.address),
+            &u256(1_000_000_000_000_000_000),
+        ),
     )
     .await
     .unwrap();
