@@ -18,7 +18,7 @@ use ciro_api::snip29::{
     FeeEstimate, FeeMode, PaymasterError, TimeBounds, TokenData,
 };
 use ciro_chain::bindings::paymaster::{Paymaster, PaymasterReader, Policy};
-use ciro_chain::bindings::src9_account::{Src9Account, Src9AccountReader};
+use ciro_chain::bindings::src9_account::Src9Account;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256 as CairoU256};
 use ciro_chain::sender::GasBounds;
 use ciro_chain::snip9::OutsideExecution;
@@ -157,6 +157,8 @@ pub struct Relayer {
     submitted: Mutex<HashMap<(Felt, Felt), u64>>,
     /// Policies read from the Paymaster, with when.
     policies: Mutex<HashMap<u64, CachedPolicy>>,
+    /// The fee of the last relayed transaction of each shape (see [`fee_key`]).
+    fees: Mutex<HashMap<(bool, Vec<(Felt, Felt)>), u128>>,
 }
 
 type RpcResult<T> = Result<T, ErrorObject>;
@@ -265,6 +267,7 @@ impl Relayer {
             metrics,
             submitted: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            fees: Mutex::new(HashMap::new()),
         }
     }
 
@@ -491,11 +494,14 @@ impl Relayer {
     }
 
     /// What the Paymaster would refuse for this user and these calls, said up front (163).
+    /// `with_views`: also read the user's standing (blocked, allowlisted, allowance left);
+    /// at execute the simulation checks those, with the contract's own strings.
     async fn check_sponsorship(
         &self,
         sponsorship: Sponsorship,
         user: Felt,
         calls: &[Call],
+        with_views: bool,
     ) -> RpcResult<Policy> {
         let (policy, allowed) = self.policy(sponsorship.policy_id).await?;
         let refuse = |reason: &str, metric: &str| {
@@ -519,6 +525,9 @@ impl Relayer {
                     call.to, call.selector
                 )));
             }
+        }
+        if !with_views {
+            return Ok(policy);
         }
         let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
         let (allowlisted, blocked) = view(reader.user_status(
@@ -633,29 +642,34 @@ impl Relayer {
         let (caller, fee) = match &fee_mode {
             FeeMode::Sponsored { .. } => {
                 let sponsorship = self.sponsorship(api_key)?;
-                let policy = self.check_sponsorship(sponsorship, user, &calls).await?;
-                let estimate = self.estimate_as_user(user, &calls).await?;
+                let policy = self
+                    .check_sponsorship(sponsorship, user, &calls, true)
+                    .await?;
+                let fee = match self.cached_fee(true, &calls) {
+                    Some(fee) => fee,
+                    None => self.estimate_as_user(user, &calls).await?.overall_fee,
+                };
                 let strk = self.gas_token(STRK).unwrap_or(GasToken {
                     address: STRK,
                     decimals: 18,
                     price_fri: FRI_PER_STRK,
                 });
-                let suggested = scale(estimate.overall_fee, self.limits.quote_margin);
-                // The user's calls alone cost less than the sponsored transaction: if even
-                // their charge is over the policy's maximum, execution surely would be.
-                if self.charge_for(estimate.overall_fee) > to_u128(policy.params.max_charge) {
+                let suggested = scale(fee, self.limits.quote_margin);
+                // The fee of the same calls relayed last time, or the user's calls alone (which
+                // cost less than the sponsored transaction): if even its charge is over the
+                // policy's maximum, execution surely would be.
+                if self.charge_for(fee) > to_u128(policy.params.max_charge) {
                     self.metrics.refused("charge_over_max");
                     return Err(execution_error(format!(
-                        "the fee ({} FRI) would exceed the policy's max charge",
-                        estimate.overall_fee
+                        "the fee ({fee} FRI) would exceed the policy's max charge"
                     )));
                 }
                 (
                     self.paymaster,
                     FeeEstimate {
                         gas_token_price_in_strk: hex_u256(strk.price_fri),
-                        estimated_fee_in_strk: hex_u256(estimate.overall_fee),
-                        estimated_fee_in_gas_token: hex_u256(estimate.overall_fee),
+                        estimated_fee_in_strk: hex_u256(fee),
+                        estimated_fee_in_gas_token: hex_u256(fee),
                         suggested_max_fee_in_strk: hex_u256(suggested),
                         suggested_max_fee_in_gas_token: hex_u256(suggested),
                     },
@@ -665,8 +679,11 @@ impl Relayer {
                 let token = self.gas_token(*gas_token)?;
                 let mut probe = calls.clone();
                 probe.push(self.fee_transfer(token.address, 1));
-                let estimate = self.estimate_as_user(user, &probe).await?;
-                let suggested = scale(estimate.overall_fee, self.limits.quote_margin);
+                let fee = match self.cached_fee(false, &probe) {
+                    Some(fee) => fee,
+                    None => self.estimate_as_user(user, &probe).await?.overall_fee,
+                };
+                let suggested = scale(fee, self.limits.quote_margin);
                 let amount = token.from_fri(suggested);
                 let balance =
                     ciro_chain::clients::balance_of(self.provider.as_ref(), token.address, user)
@@ -682,8 +699,8 @@ impl Relayer {
                     self.pool.caller_for(user),
                     FeeEstimate {
                         gas_token_price_in_strk: hex_u256(token.price_fri),
-                        estimated_fee_in_strk: hex_u256(estimate.overall_fee),
-                        estimated_fee_in_gas_token: hex_u256(token.from_fri(estimate.overall_fee)),
+                        estimated_fee_in_strk: hex_u256(fee),
+                        estimated_fee_in_gas_token: hex_u256(token.from_fri(fee)),
                         suggested_max_fee_in_strk: hex_u256(suggested),
                         suggested_max_fee_in_gas_token: hex_u256(amount),
                     },
@@ -765,7 +782,7 @@ impl Relayer {
                 }
                 self.check_calls(&execution.calls)?;
                 let sponsorship = self.sponsorship(api_key)?;
-                self.check_sponsorship(sponsorship, user, &execution.calls)
+                self.check_sponsorship(sponsorship, user, &execution.calls, false)
                     .await?;
                 Some(sponsorship)
             }
@@ -915,24 +932,8 @@ impl Relayer {
         sponsorship: Option<Sponsorship>,
         fee_mode: &FeeMode,
     ) -> Result<ExecuteTransactionResult, Failure> {
-        let reader = Src9AccountReader::new(user, self.provider.as_ref());
-        match view(reader.is_valid_outside_execution_nonce(&execution.nonce)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                self.metrics.refused("replay");
-                return Err(Failure::Before(execution_error(
-                    "the outside execution's nonce was already used",
-                )));
-            }
-            Err(ChainError::Transport(_)) => {
-                return Err(Failure::Before(unknown("service not available")))
-            }
-            Err(_) => {
-                return Err(Failure::Before(ErrorObject::paymaster(
-                    PaymasterError::InvalidAddress,
-                )))
-            }
-        }
+        // The account's own nonce check runs in the simulation ("SRC9: duplicated nonce"):
+        // no separate view for it.
         // Default mode: the account named as Caller at build time must send it.
         let only = sponsorship.is_none().then_some(execution.caller);
         let lease = self
@@ -957,30 +958,47 @@ impl Relayer {
                         &cairo_u256(charge),
                     )
                 };
-                // The fee hardly depends on the charge's value: simulate with the least one,
-                // derive the charge, then simulate the exact transaction with it.
-                let first = sender
-                    .estimate(&[sponsored(1)])
-                    .await
-                    .map_err(|e| self.simulation_failed(e))?;
-                let charge = self.charge_for(first.overall_fee);
-                if charge > max_charge {
-                    self.metrics.refused("charge_over_max");
-                    return Err(Failure::Before(execution_error(format!(
-                        "the fee ({} FRI) needs a charge of {charge}, over the policy's max charge {max_charge}",
-                        first.overall_fee
-                    ))));
-                }
-                let calls = vec![sponsored(charge)];
-                let exact = sender
-                    .estimate(&calls)
-                    .await
-                    .map_err(|e| self.simulation_failed(e))?;
-                if self.charge_for(exact.overall_fee) > charge {
-                    return Err(Failure::Before(execution_error(
-                        "the fee rose during simulation; try again",
-                    )));
-                }
+                // The charge comes from the fee, which hardly depends on the charge's value:
+                // start from the fee of the same calls relayed last time (or simulate once
+                // with the least charge to learn it), simulate the exact transaction with its
+                // charge, and again only if the fee moved out of [charge / margin × 0.9,
+                // charge / margin].
+                let mut charge = match self.cached_fee(true, &execution.calls) {
+                    Some(fee) => self.charge_for(fee),
+                    None => {
+                        let first = sender
+                            .estimate(&[sponsored(1)])
+                            .await
+                            .map_err(|e| self.simulation_failed(e))?;
+                        self.charge_for(first.overall_fee)
+                    }
+                };
+                let mut attempt = 0;
+                let (calls, exact) = loop {
+                    if charge > max_charge {
+                        self.metrics.refused("charge_over_max");
+                        return Err(Failure::Before(execution_error(format!(
+                            "the fee needs a charge of {charge}, over the policy's max charge {max_charge}"
+                        ))));
+                    }
+                    let calls = vec![sponsored(charge)];
+                    let exact = sender
+                        .estimate(&calls)
+                        .await
+                        .map_err(|e| self.simulation_failed(e))?;
+                    let needed = self.charge_for(exact.overall_fee);
+                    attempt += 1;
+                    if needed <= charge && (needed >= charge / 10 * 9 || attempt == 3) {
+                        break (calls, exact);
+                    }
+                    if attempt == 3 {
+                        return Err(Failure::Before(execution_error(
+                            "the fee kept moving during simulation; try again",
+                        )));
+                    }
+                    charge = needed;
+                };
+                self.remember_fee(true, &execution.calls, exact.overall_fee);
                 (calls, exact, charge)
             }
             (None, FeeMode::Default { gas_token, .. }) => {
@@ -998,6 +1016,7 @@ impl Relayer {
                     .estimate(&calls)
                     .await
                     .map_err(|e| self.simulation_failed(e))?;
+                self.remember_fee(false, &execution.calls, exact.overall_fee);
                 let needed = token.from_fri(scale(exact.overall_fee, self.limits.charge_margin));
                 if needed > signed {
                     self.metrics.refused("max_amount_too_low");
@@ -1073,6 +1092,24 @@ impl Relayer {
         })
     }
 
+    /// The fee (FRI) of the last relayed transaction with calls of this shape (targets and
+    /// selectors), in this mode.
+    fn cached_fee(&self, sponsored: bool, calls: &[Call]) -> Option<u128> {
+        self.fees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fee_key(sponsored, calls))
+            .copied()
+    }
+
+    fn remember_fee(&self, sponsored: bool, calls: &[Call], fee: u128) {
+        let mut fees = self.fees.lock().unwrap_or_else(|p| p.into_inner());
+        if fees.len() >= 10_000 {
+            fees.clear();
+        }
+        fees.insert(fee_key(sponsored, calls), fee);
+    }
+
     fn simulation_failed(&self, error: ChainError) -> Failure {
         self.metrics.refused("simulation");
         Failure::Before(chain_error(error))
@@ -1095,6 +1132,14 @@ impl From<ErrorObject> for Failure {
     fn from(error: ErrorObject) -> Self {
         Failure::Before(error)
     }
+}
+
+/// What a fee is remembered by: the mode and each call's target and selector.
+fn fee_key(sponsored: bool, calls: &[Call]) -> (bool, Vec<(Felt, Felt)>) {
+    (
+        sponsored,
+        calls.iter().map(|c| (c.to, c.selector)).collect(),
+    )
 }
 
 /// `value × factor`, rounded up.
