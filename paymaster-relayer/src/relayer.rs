@@ -158,7 +158,7 @@ pub struct Relayer {
     /// Policies read from the Paymaster, with when.
     policies: Mutex<HashMap<u64, CachedPolicy>>,
     /// The fee of the last relayed transaction of each shape (see [`fee_key`]).
-    fees: Mutex<HashMap<(bool, Vec<(Felt, Felt)>), u128>>,
+    fees: Mutex<HashMap<FeeKey, u128>>,
 }
 
 type RpcResult<T> = Result<T, ErrorObject>;
@@ -1134,8 +1134,11 @@ impl From<ErrorObject> for Failure {
     }
 }
 
-/// What a fee is remembered by: the mode and each call's target and selector.
-fn fee_key(sponsored: bool, calls: &[Call]) -> (bool, Vec<(Felt, Felt)>) {
+/// What a fee is remembered by: the mode (sponsored or not) and each call's target and
+/// selector.
+type FeeKey = (bool, Vec<(Felt, Felt)>);
+
+fn fee_key(sponsored: bool, calls: &[Call]) -> FeeKey {
     (
         sponsored,
         calls.iter().map(|c| (c.to, c.selector)).collect(),
