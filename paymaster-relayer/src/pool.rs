@@ -121,14 +121,24 @@ impl Pool {
         self.released.notify_waiters();
     }
 
-    /// The account a user's default-mode executions name as their Caller: always the same
-    /// one for a user (so the typed data can name it at build time), spread over the pool.
+    /// The account a user's default-mode execution names as its Caller (and that sends it):
+    /// one in rotation, the same for a user while the rotation does not change.
     pub fn caller_for(&self, user: Felt) -> Felt {
+        let enabled: Vec<Felt> = self
+            .accounts
+            .iter()
+            .filter(|a| a.enabled())
+            .map(|a| a.address)
+            .collect();
         let bytes = user.to_bytes_be();
         let mut low = [0u8; 8];
         low.copy_from_slice(&bytes[24..]);
-        let index = (u64::from_be_bytes(low) % self.accounts.len() as u64) as usize;
-        self.accounts[index].address
+        let n = u64::from_be_bytes(low);
+        if enabled.is_empty() {
+            self.accounts[(n % self.accounts.len() as u64) as usize].address
+        } else {
+            enabled[(n % enabled.len() as u64) as usize]
+        }
     }
 
     /// Leases a free account in rotation (`only`: that account), waiting up to `wait`.

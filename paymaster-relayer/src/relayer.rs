@@ -151,17 +151,82 @@ pub struct Relayer {
     /// Users with an execution in flight (sent: its transaction): one at a time, so a user
     /// cannot have several executions simulated on the same state, of which only the first
     /// can pay.
-    in_flight: Arc<Mutex<HashMap<Felt, Option<Felt>>>>,
+    in_flight: Slots,
     pub(crate) ips: RateLimiter<IpAddr>,
     /// (user, outside-execution nonce) submitted, until their validity ends.
     submitted: Mutex<HashMap<(Felt, Felt), u64>>,
     /// Policies read from the Paymaster, with when.
     policies: Mutex<HashMap<u64, CachedPolicy>>,
-    /// The fee of the last relayed transaction of each shape (see [`fee_key`]).
+    /// The fee of the last relayed transaction of the same calls (see [`fee_key`]).
     fees: Mutex<HashMap<FeeKey, u128>>,
 }
 
 type RpcResult<T> = Result<T, ErrorObject>;
+
+/// What a user's one execution slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// An execution is being checked and simulated.
+    Submitting,
+    /// Its transaction was sent and has no receipt yet.
+    Sent(Felt),
+    /// Closed until this timestamp: a transaction of the user's reverted (the relayer paid
+    /// for it), or may still land (its fate is unknown).
+    Held(u64),
+}
+
+type Slots = Arc<Mutex<HashMap<Felt, Slot>>>;
+
+/// Seconds a user's slot stays closed after one of its relayed transactions reverted.
+const REVERT_HOLD_SECS: u64 = 600;
+
+fn set_slot(slots: &Mutex<HashMap<Felt, Slot>>, user: Felt, from: Slot, to: Option<Slot>) {
+    let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
+    if slots.get(&user) == Some(&from) {
+        match to {
+            Some(slot) => slots.insert(user, slot),
+            None => slots.remove(&user),
+        };
+    }
+}
+
+/// A claim on a user's slot; given back when dropped (a request that failed before sending,
+/// or whose client went away), unless its transaction was sent or the slot held.
+struct Claim {
+    slots: Slots,
+    user: Felt,
+    done: bool,
+}
+
+impl Claim {
+    fn sent(mut self, tx_hash: Felt) {
+        set_slot(
+            &self.slots,
+            self.user,
+            Slot::Submitting,
+            Some(Slot::Sent(tx_hash)),
+        );
+        self.done = true;
+    }
+
+    fn hold(mut self, until: u64) {
+        set_slot(
+            &self.slots,
+            self.user,
+            Slot::Submitting,
+            Some(Slot::Held(until)),
+        );
+        self.done = true;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.done {
+            set_slot(&self.slots, self.user, Slot::Submitting, None);
+        }
+    }
+}
 
 /// A policy read from the Paymaster, when, and its allowed (target, selector) pairs.
 type CachedPolicy = (Instant, Policy, Vec<(Felt, Felt)>);
@@ -348,48 +413,49 @@ impl Relayer {
         }
     }
 
-    /// Marks `user` as having an execution in flight; refuses while an earlier one has not
-    /// landed (looked up once, in case its receipt is already there).
-    async fn claim_user(&self, user: Felt) -> RpcResult<()> {
+    /// Claims `user`'s slot; refuses while an earlier execution has not landed (looked up
+    /// once, in case its receipt is already there) or while the slot is held.
+    async fn claim_user(&self, user: Felt) -> RpcResult<Claim> {
+        let claim = || Claim {
+            slots: self.in_flight.clone(),
+            user,
+            done: false,
+        };
         let earlier = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            match in_flight.get(&user) {
+            let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            match slots.get(&user).copied() {
                 None => {
-                    in_flight.insert(user, None);
-                    return Ok(());
+                    slots.insert(user, Slot::Submitting);
+                    return Ok(claim());
                 }
-                Some(earlier) => *earlier,
+                Some(Slot::Held(until)) if until <= now() => {
+                    slots.insert(user, Slot::Submitting);
+                    return Ok(claim());
+                }
+                Some(earlier) => earlier,
             }
         };
-        if let Some(tx_hash) = earlier {
+        if let Slot::Sent(tx_hash) = earlier {
             if self.provider.get_transaction_receipt(tx_hash).await.is_ok() {
-                let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if in_flight.get(&user) == Some(&Some(tx_hash)) {
-                    in_flight.insert(user, None);
-                    return Ok(());
+                let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if slots.get(&user) == Some(&Slot::Sent(tx_hash)) {
+                    slots.insert(user, Slot::Submitting);
+                    return Ok(claim());
                 }
             }
         }
         self.metrics.refused("in_flight");
         Err(unknown(match earlier {
-            Some(tx_hash) => format!(
+            Slot::Sent(tx_hash) => format!(
                 "an earlier execution of this user is in flight ({tx_hash:#x}); retry once it lands"
             ),
-            None => {
+            Slot::Submitting => {
                 "an earlier execution of this user is being submitted; retry once it lands".into()
             }
+            Slot::Held(until) => format!(
+                "this user's executions are held until {until}: an earlier one reverted or may still land"
+            ),
         }))
-    }
-
-    fn release_user(
-        in_flight: &Mutex<HashMap<Felt, Option<Felt>>>,
-        user: Felt,
-        tx_hash: Option<Felt>,
-    ) {
-        let mut in_flight = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if in_flight.get(&user) == Some(&tx_hash) {
-            in_flight.remove(&user);
-        }
     }
 
     /// Checks the shape of a user's calls: some, not too many, not too long, and none to the
@@ -645,7 +711,13 @@ impl Relayer {
                 let policy = self
                     .check_sponsorship(sponsorship, user, &calls, true)
                     .await?;
-                let fee = match self.cached_fee(true, &calls) {
+                let max_charge = to_u128(policy.params.max_charge);
+                // The fee of the same calls relayed last time under this policy (only when its
+                // charge fits: a cached value never refuses anything), or an estimate.
+                let cached = self
+                    .cached_fee(sponsorship, &calls)
+                    .filter(|fee| self.charge_for(*fee) <= max_charge);
+                let fee = match cached {
                     Some(fee) => fee,
                     None => self.estimate_as_user(user, &calls).await?.overall_fee,
                 };
@@ -655,10 +727,9 @@ impl Relayer {
                     price_fri: FRI_PER_STRK,
                 });
                 let suggested = scale(fee, self.limits.quote_margin);
-                // The fee of the same calls relayed last time, or the user's calls alone (which
-                // cost less than the sponsored transaction): if even its charge is over the
-                // policy's maximum, execution surely would be.
-                if self.charge_for(fee) > to_u128(policy.params.max_charge) {
+                // The user's calls alone cost less than the sponsored transaction: if even
+                // their charge is over the policy's maximum, execution surely would be.
+                if self.charge_for(fee) > max_charge {
                     self.metrics.refused("charge_over_max");
                     return Err(execution_error(format!(
                         "the fee ({fee} FRI) would exceed the policy's max charge"
@@ -679,10 +750,7 @@ impl Relayer {
                 let token = self.gas_token(*gas_token)?;
                 let mut probe = calls.clone();
                 probe.push(self.fee_transfer(token.address, 1));
-                let fee = match self.cached_fee(false, &probe) {
-                    Some(fee) => fee,
-                    None => self.estimate_as_user(user, &probe).await?.overall_fee,
-                };
+                let fee = self.estimate_as_user(user, &probe).await?.overall_fee;
                 let suggested = scale(fee, self.limits.quote_margin);
                 let amount = token.from_fri(suggested);
                 let balance =
@@ -787,7 +855,7 @@ impl Relayer {
                 Some(sponsorship)
             }
             FeeMode::Default { gas_token, .. } => {
-                if execution.caller != self.pool.caller_for(user) {
+                if !self.pool.contains(execution.caller) {
                     self.metrics.refused("caller");
                     return Err(execution_error(
                         "the typed data's Caller is not the relayer account this paymaster named",
@@ -810,19 +878,22 @@ impl Relayer {
         self.check_signature(user, message_hash, &invoke.signature)
             .await?;
         self.rate_limit(self.users.allow(&user))?;
-        self.claim_user(user).await?;
+        let claim = self.claim_user(user).await?;
         let nonce_key = (user, execution.nonce);
-        if let Err(error) = self.claim_nonce(nonce_key, execution.execute_before) {
-            Self::release_user(&self.in_flight, user, None);
-            return Err(error);
-        }
+        self.claim_nonce(nonce_key, execution.execute_before)?;
         match self
-            .submit(user, &execution, &invoke.signature, sponsorship, &fee_mode)
+            .submit(
+                user,
+                &execution,
+                &invoke.signature,
+                sponsorship,
+                &fee_mode,
+                claim,
+            )
             .await
         {
             Ok(result) => Ok(result),
             Err((error, sent)) => {
-                Self::release_user(&self.in_flight, user, None);
                 if !sent {
                     // Nothing was sent: the user may try again.
                     self.submitted
@@ -914,14 +985,25 @@ impl Relayer {
         signature: &[Felt],
         sponsorship: Option<Sponsorship>,
         fee_mode: &FeeMode,
+        claim: Claim,
     ) -> Result<ExecuteTransactionResult, (ErrorObject, bool)> {
         let result = self
             .simulate_and_send(user, execution, signature, sponsorship, fee_mode)
             .await;
-        result.map_err(|error| match error {
-            Failure::Before(error) => (error, false),
-            Failure::Sending(error) => (error, true),
-        })
+        match result {
+            Ok((result, watch)) => {
+                claim.sent(result.transaction_hash);
+                watch();
+                Ok(result)
+            }
+            Err(Failure::Before(error)) => Err((error, false)),
+            Err(Failure::Sending(error)) => {
+                // It may have landed, or land later: no other execution of the user's until
+                // this one's window is over.
+                claim.hold(execution.execute_before);
+                Err((error, true))
+            }
+        }
     }
 
     async fn simulate_and_send(
@@ -931,7 +1013,7 @@ impl Relayer {
         signature: &[Felt],
         sponsorship: Option<Sponsorship>,
         fee_mode: &FeeMode,
-    ) -> Result<ExecuteTransactionResult, Failure> {
+    ) -> Result<(ExecuteTransactionResult, impl FnOnce() + use<>), Failure> {
         // The account's own nonce check runs in the simulation ("SRC9: duplicated nonce"):
         // no separate view for it.
         // Default mode: the account named as Caller at build time must send it.
@@ -963,15 +1045,21 @@ impl Relayer {
                 // with the least charge to learn it), simulate the exact transaction with its
                 // charge, and again only if the fee moved out of [charge / margin × 0.9,
                 // charge / margin].
-                let mut charge = match self.cached_fee(true, &execution.calls) {
-                    Some(fee) => self.charge_for(fee),
-                    None => {
-                        let first = sender
-                            .estimate(&[sponsored(1)])
-                            .await
-                            .map_err(|e| self.simulation_failed(e))?;
-                        self.charge_for(first.overall_fee)
-                    }
+                let learn = || async {
+                    let first = sender
+                        .estimate(&[sponsored(1)])
+                        .await
+                        .map_err(|e| self.simulation_failed(e))?;
+                    Ok::<_, Failure>(self.charge_for(first.overall_fee))
+                };
+                let cached = self
+                    .cached_fee(sponsorship, &execution.calls)
+                    .map(|fee| self.charge_for(fee))
+                    .filter(|charge| *charge <= max_charge);
+                let mut from_cache = cached.is_some();
+                let mut charge = match cached {
+                    Some(charge) => charge,
+                    None => learn().await?,
                 };
                 let mut attempt = 0;
                 let (calls, exact) = loop {
@@ -982,10 +1070,17 @@ impl Relayer {
                         ))));
                     }
                     let calls = vec![sponsored(charge)];
-                    let exact = sender
-                        .estimate(&calls)
-                        .await
-                        .map_err(|e| self.simulation_failed(e))?;
+                    let exact = match sender.estimate(&calls).await {
+                        Ok(exact) => exact,
+                        // A charge from the cache may itself be what failed (over an allowance
+                        // or a budget): learn the fee afresh, once.
+                        Err(_) if from_cache => {
+                            from_cache = false;
+                            charge = learn().await?;
+                            continue;
+                        }
+                        Err(e) => return Err(self.simulation_failed(e)),
+                    };
                     let needed = self.charge_for(exact.overall_fee);
                     attempt += 1;
                     if needed <= charge && (needed >= charge / 10 * 9 || attempt == 3) {
@@ -998,7 +1093,7 @@ impl Relayer {
                     }
                     charge = needed;
                 };
-                self.remember_fee(true, &execution.calls, exact.overall_fee);
+                self.remember_fee(sponsorship, &execution.calls, exact.overall_fee);
                 (calls, exact, charge)
             }
             (None, FeeMode::Default { gas_token, .. }) => {
@@ -1016,7 +1111,6 @@ impl Relayer {
                     .estimate(&calls)
                     .await
                     .map_err(|e| self.simulation_failed(e))?;
-                self.remember_fee(false, &execution.calls, exact.overall_fee);
                 let needed = token.from_fri(scale(exact.overall_fee, self.limits.charge_margin));
                 if needed > signed {
                     self.metrics.refused("max_amount_too_low");
@@ -1042,10 +1136,6 @@ impl Relayer {
                 Failure::Sending(chain_error(e))
             })?;
         drop(lease);
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(user, Some(tx_hash));
         let mode = if sponsorship.is_some() {
             "sponsored"
         } else {
@@ -1062,52 +1152,65 @@ impl Relayer {
         );
         self.metrics.submitted(mode, charge);
         let metrics = self.metrics.clone();
-        let in_flight = Arc::downgrade(&self.in_flight);
-        tokio::spawn(async move {
-            match account.sender.wait(tx_hash).await {
-                Ok(_) => metrics.landed("succeeded"),
-                Err(ChainError::Reverted { reason, .. }) => {
-                    metrics.landed("reverted");
-                    tracing::error!(
-                        tx = %format!("{tx_hash:#x}"),
-                        user = %format!("{user:#x}"),
-                        %reason,
-                        "a relayed transaction reverted on chain: the relayer paid its gas"
-                    );
+        let slots = Arc::downgrade(&self.in_flight);
+        let execute_before = execution.execute_before;
+        // Watches the receipt once the user's slot says Sent (see `submit`).
+        let watch = move || {
+            tokio::spawn(async move {
+                let next = match account.sender.wait(tx_hash).await {
+                    Ok(_) => {
+                        metrics.landed("succeeded");
+                        None
+                    }
+                    Err(ChainError::Reverted { reason, .. }) => {
+                        metrics.landed("reverted");
+                        tracing::error!(
+                            tx = %format!("{tx_hash:#x}"),
+                            user = %format!("{user:#x}"),
+                            %reason,
+                            "a relayed transaction reverted on chain: the relayer paid its gas; the user is held for {REVERT_HOLD_SECS} s"
+                        );
+                        Some(Slot::Held(now() + REVERT_HOLD_SECS))
+                    }
+                    Err(error) => {
+                        metrics.landed("unknown");
+                        // Its fate is unknown: the account's next nonce is read from the
+                        // chain, and the user waits until the execution's window is over.
+                        account.sender.forget_nonce().await;
+                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt: {error}");
+                        Some(Slot::Held(execute_before))
+                    }
+                };
+                if let Some(slots) = slots.upgrade() {
+                    set_slot(&slots, user, Slot::Sent(tx_hash), next);
                 }
-                Err(error) => {
-                    metrics.landed("unknown");
-                    // Its fate is unknown: the account's next nonce is read from the chain.
-                    account.sender.forget_nonce().await;
-                    tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt: {error}");
-                }
-            }
-            if let Some(in_flight) = in_flight.upgrade() {
-                Self::release_user(&in_flight, user, Some(tx_hash));
-            }
-        });
-        Ok(ExecuteTransactionResult {
-            transaction_hash: tx_hash,
-            tracking_id: Felt::ZERO,
-        })
+            });
+        };
+        Ok((
+            ExecuteTransactionResult {
+                transaction_hash: tx_hash,
+                tracking_id: Felt::ZERO,
+            },
+            watch,
+        ))
     }
 
     /// The fee (FRI) of the last relayed transaction with calls of this shape (targets and
     /// selectors), in this mode.
-    fn cached_fee(&self, sponsored: bool, calls: &[Call]) -> Option<u128> {
+    fn cached_fee(&self, sponsorship: Sponsorship, calls: &[Call]) -> Option<u128> {
         self.fees
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&fee_key(sponsored, calls))
+            .get(&fee_key(sponsorship, calls))
             .copied()
     }
 
-    fn remember_fee(&self, sponsored: bool, calls: &[Call], fee: u128) {
+    fn remember_fee(&self, sponsorship: Sponsorship, calls: &[Call], fee: u128) {
         let mut fees = self.fees.lock().unwrap_or_else(|p| p.into_inner());
         if fees.len() >= 10_000 {
             fees.clear();
         }
-        fees.insert(fee_key(sponsored, calls), fee);
+        fees.insert(fee_key(sponsorship, calls), fee);
     }
 
     fn simulation_failed(&self, error: ChainError) -> Failure {
@@ -1134,14 +1237,15 @@ impl From<ErrorObject> for Failure {
     }
 }
 
-/// What a fee is remembered by: the mode (sponsored or not) and each call's target and
-/// selector.
-type FeeKey = (bool, Vec<(Felt, Felt)>);
+/// What a fee is remembered by: the sponsor, the policy and the calls themselves (their
+/// Poseidon hash), so that nobody else's calls can set what a user is charged.
+type FeeKey = (Felt, u64, Felt);
 
-fn fee_key(sponsored: bool, calls: &[Call]) -> FeeKey {
+fn fee_key(sponsorship: Sponsorship, calls: &[Call]) -> FeeKey {
     (
-        sponsored,
-        calls.iter().map(|c| (c.to, c.selector)).collect(),
+        sponsorship.sponsor,
+        sponsorship.policy_id,
+        ciro_chain::snip9::calls_hash(calls),
     )
 }
 
