@@ -1300,6 +1300,46 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_is_given_back_when_dropped_and_kept_once_sent_or_held() {
+        let slots: Slots = Arc::default();
+        let user = Felt::from(7u8);
+        let claim = |slots: &Slots| {
+            slots.lock().unwrap().insert(user, Slot::Submitting);
+            Claim {
+                slots: slots.clone(),
+                user,
+                done: false,
+            }
+        };
+        // A request that fails (or whose client went away) frees the slot.
+        drop(claim(&slots));
+        assert_eq!(slots.lock().unwrap().get(&user), None);
+        // Sent: the slot names the transaction until its receipt is seen.
+        claim(&slots).sent(Felt::from(99u8));
+        assert_eq!(
+            slots.lock().unwrap().get(&user),
+            Some(&Slot::Sent(Felt::from(99u8)))
+        );
+        // The watcher of another transaction changes nothing.
+        set_slot(&slots, user, Slot::Sent(Felt::from(98u8)), None);
+        assert_eq!(
+            slots.lock().unwrap().get(&user),
+            Some(&Slot::Sent(Felt::from(99u8)))
+        );
+        // Its own watcher frees it, or holds it after a revert.
+        set_slot(
+            &slots,
+            user,
+            Slot::Sent(Felt::from(99u8)),
+            Some(Slot::Held(1_000)),
+        );
+        assert_eq!(slots.lock().unwrap().get(&user), Some(&Slot::Held(1_000)));
+        slots.lock().unwrap().clear();
+        claim(&slots).hold(2_000);
+        assert_eq!(slots.lock().unwrap().get(&user), Some(&Slot::Held(2_000)));
+    }
+
+    #[test]
     fn scale_rounds_up() {
         assert_eq!(scale(10, 1.2), 12);
         assert_eq!(scale(11, 1.2), 14);
