@@ -52,6 +52,9 @@ pub struct Pool {
     accounts: Vec<Arc<RelayerAccount>>,
     free: Mutex<VecDeque<usize>>,
     released: Notify,
+    /// Requests waiting for one account in particular (a default-mode Caller), by account
+    /// address: other requests leave that account to them when another is free.
+    pinned: Mutex<std::collections::HashMap<Felt, usize>>,
 }
 
 /// An account leased to one request; back in the pool when dropped.
@@ -98,6 +101,7 @@ impl Pool {
             free: Mutex::new((0..accounts.len()).collect()),
             accounts,
             released: Notify::new(),
+            pinned: Mutex::default(),
         })
     }
 
@@ -144,6 +148,7 @@ impl Pool {
     /// Leases a free account in rotation (`only`: that account), waiting up to `wait`.
     pub async fn lease(self: &Arc<Self>, only: Option<Felt>, wait: Duration) -> Option<Lease> {
         let deadline = tokio::time::Instant::now() + wait;
+        let _pin = only.map(|address| Pin::new(self, address));
         loop {
             // Register for a release before looking, so none is missed in between.
             let released = self.released.notified();
@@ -160,10 +165,117 @@ impl Pool {
     }
 
     fn take_free(&self, only: Option<Felt>) -> Option<usize> {
+        let pinned = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let position = free.iter().position(|&i| {
+        let usable = |i: usize| {
             self.accounts[i].enabled() && only.is_none_or(|a| self.accounts[i].address == a)
-        })?;
+        };
+        // Any-account requests prefer an account nobody is waiting for in particular.
+        let position = free
+            .iter()
+            .position(|&i| {
+                usable(i) && (only.is_some() || !pinned.contains_key(&self.accounts[i].address))
+            })
+            .or_else(|| free.iter().position(|&i| usable(i)))?;
         free.remove(position)
+    }
+}
+
+/// A request waiting for one account in particular, counted while it waits.
+struct Pin<'a> {
+    pool: &'a Pool,
+    address: Felt,
+}
+
+impl<'a> Pin<'a> {
+    fn new(pool: &'a Pool, address: Felt) -> Self {
+        *pool
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(address)
+            .or_default() += 1;
+        Self { pool, address }
+    }
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        let mut pinned = self.pool.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = pinned.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                pinned.remove(&self.address);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ciro_chain::sender::SenderConfig;
+    use ciro_chain::starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
+    use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+    use ciro_chain::starknet::providers::JsonRpcClient;
+    use ciro_chain::starknet::signers::{LocalWallet, SigningKey};
+
+    /// A pool over accounts nobody talks to (nothing here calls the node).
+    fn pool(n: u8) -> Arc<Pool> {
+        let url = url::Url::parse("http://127.0.0.1:9/rpc").unwrap();
+        Pool::new(
+            (1..=n)
+                .map(|i| {
+                    let address = Felt::from(i);
+                    let account = SingleOwnerAccount::new(
+                        JsonRpcClient::new(HttpTransport::new(url.clone())),
+                        LocalWallet::from(SigningKey::from_secret_scalar(Felt::from(i))),
+                        address,
+                        Felt::ONE,
+                        ExecutionEncoding::New,
+                    );
+                    (address, TxSender::new(account, SenderConfig::default()))
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_account_someone_waits_for_is_left_to_them_while_another_is_free() {
+        let pool = pool(2);
+        let (a, b) = (Felt::from(1u8), Felt::from(2u8));
+        let pin = Pin::new(&pool, a);
+        let any = pool.take_free(None).unwrap();
+        assert_eq!(pool.accounts[any].address, b, "the unpinned account first");
+        let pinned = pool.take_free(Some(a)).unwrap();
+        assert_eq!(pool.accounts[pinned].address, a);
+        assert_eq!(pool.take_free(None), None, "both leased");
+        pool.free.lock().unwrap().push_back(pinned);
+        assert_eq!(pool.take_free(Some(b)), None, "only that account will do");
+        // With nothing else free, an any-account request still gets the pinned one.
+        assert_eq!(pool.take_free(None), Some(pinned));
+        drop(pin);
+        assert!(pool.pinned.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn accounts_out_of_rotation_are_not_leased_nor_named_as_caller() {
+        let pool = pool(2);
+        assert!(pool.accounts[0].set_balance(0, 10), "out of rotation");
+        assert_eq!(
+            pool.take_free(None).map(|i| pool.accounts[i].address),
+            Some(Felt::from(2u8))
+        );
+        for user in 0u64..20 {
+            assert_eq!(pool.caller_for(Felt::from(user)), Felt::from(2u8));
+        }
+        assert!(pool.accounts[0].set_balance(100, 10), "back in rotation");
+        let callers: std::collections::HashSet<Felt> =
+            (0u64..20).map(|u| pool.caller_for(Felt::from(u))).collect();
+        assert_eq!(callers.len(), 2, "users spread over both");
     }
 }
