@@ -159,7 +159,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The deployment, funded, with the model (its file uploaded) and three active workers.
+/// The deployment, funded, with the model (its file uploaded by its owner, the admin: a file
+/// uploaded by anyone else is not the model's) and three active workers.
 async fn network(s: &System, client: &CoordinatorClient) -> (u64, Digest) {
     let model_file = b"the load test's model file".to_vec();
     let model_digest = client
@@ -363,7 +364,10 @@ where
     let client = CoordinatorClient::new(api)
         .expect("client")
         .with_signer(signer(s, Actor::Submitter));
-    let (model, model_digest) = network(s, &client).await;
+    let owner = CoordinatorClient::new(api)
+        .expect("client")
+        .with_signer(signer(s, Actor::Admin));
+    let (model, model_digest) = network(s, &owner).await;
     let stop = CancellationToken::new();
     let workers: Vec<_> = WORKERS
         .into_iter()
