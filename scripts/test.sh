@@ -26,7 +26,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The Cairo tool's own tests (its source checks), then the workspace's; both feed the sum.
 ( cd cairo/toolchain && cargo test --locked --release ) 2>&1 | tee "$log"
-cargo test --locked --workspace 2>&1 | tee -a "$log"
+cargo test --locked --workspace --no-fail-fast 2>&1 | tee -a "$log"
 # One closing line for CI: the sum over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "\nall test binaries: %d passed, %d failed\n", p, f; if (p == 0) exit 1 }' "$log"
