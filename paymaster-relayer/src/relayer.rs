@@ -394,10 +394,7 @@ impl Relayer {
             .get_class_hash_at(BlockId::Tag(BlockTag::Latest), user)
             .await
             .map_err(|e| match ChainError::from(e) {
-                ChainError::Transport(message) => {
-                    tracing::warn!(%message, "node call failed");
-                    unknown("service not available")
-                }
+                error @ ChainError::Transport(_) => chain_error(error),
                 _ => ErrorObject::paymaster(PaymasterError::InvalidAddress),
             })?;
         if self.account_classes.contains(&class) {
@@ -495,18 +492,6 @@ impl Relayer {
             execute_before: now + self.limits.default_validity_secs,
         });
         self.check_window(bounds.execute_after, bounds.execute_before, now)?;
-        if bounds.execute_before > now + self.limits.max_validity_secs {
-            return Err(ErrorObject {
-                data: Some(
-                    format!(
-                        "execute_before is more than {} s away",
-                        self.limits.max_validity_secs
-                    )
-                    .into(),
-                ),
-                ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
-            });
-        }
         Ok(bounds)
     }
 
@@ -520,6 +505,12 @@ impl Relayer {
         }
         if after >= now {
             return Err(refuse("execute_after is not in the past".into()));
+        }
+        if before > now + self.limits.max_validity_secs {
+            return Err(refuse(format!(
+                "execute_before is more than {} s away",
+                self.limits.max_validity_secs
+            )));
         }
         if before < now + self.limits.min_remaining_secs {
             return Err(refuse(format!(
@@ -825,20 +816,7 @@ impl Relayer {
         // returned is remembered or trusted.
         let execution = OutsideExecution::from_typed_data(&invoke.typed_data, self.chain_id)
             .map_err(|e| execution_error(e.to_string()))?;
-        let now = now();
-        self.check_window(execution.execute_after, execution.execute_before, now)?;
-        if execution.execute_before > now + self.limits.max_validity_secs {
-            return Err(ErrorObject {
-                data: Some(
-                    format!(
-                        "execute_before is more than {} s away",
-                        self.limits.max_validity_secs
-                    )
-                    .into(),
-                ),
-                ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
-            });
-        }
+        self.check_window(execution.execute_after, execution.execute_before, now())?;
         let fee_mode = params.parameters.fee_mode().clone();
         let sponsorship = match fee_mode {
             FeeMode::Sponsored { .. } => {
@@ -947,10 +925,7 @@ impl Relayer {
                 Err(ErrorObject::paymaster(PaymasterError::InvalidSignature))
             }
             Err(error) => match ChainError::from(error) {
-                ChainError::Transport(message) => {
-                    tracing::warn!(%message, "node call failed");
-                    Err(unknown("service not available"))
-                }
+                error @ ChainError::Transport(_) => Err(chain_error(error)),
                 // A panic (a malformed signature) or no such contract: not a valid signature.
                 _ => {
                     self.metrics.refused("signature");

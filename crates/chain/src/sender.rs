@@ -166,12 +166,7 @@ where
                 other => other?,
             }
         };
-        let receipt = self
-            .config
-            .retry
-            .run(|| wait_for_receipt(self.account.provider(), tx_hash))
-            .await?;
-        Ok(TxOutcome { tx_hash, receipt })
+        self.wait(tx_hash).await
     }
 
     /// Estimates `calls` as this account's next transaction: the node executes them exactly
