@@ -457,18 +457,11 @@ async fn drain_attempts_are_refused_and_nobody_pays() {
     let balance = fx.balance(fx.s.token, user.address).await;
     let mut signed = Vec::new();
     for to in [attacker, fx.sponsor] {
-        let calls = vec![fx.transfer(to, balance)];
-        let built = client
-            .build_transaction(&build_params(user.address, &calls, sponsored()))
+        let calls = [fx.transfer(to, balance)];
+        let (_, params) = build_and_sign(&client, user, &calls, sponsored(), fx.chain_id)
             .await
             .unwrap();
-        let (typed, sig) = sign(user, &built, fx.chain_id);
-        signed.push(execute_params(
-            user.address,
-            typed,
-            sig,
-            built.parameters().clone(),
-        ));
+        signed.push(params);
     }
     let first = client.execute_transaction(&signed[0]).await.unwrap();
     landed(&fx.s, first.transaction_hash).await;
@@ -630,18 +623,11 @@ async fn one_execution_per_user_in_flight_so_simulations_cannot_be_stacked() {
     let client = fx.client();
     let mut signed = Vec::new();
     for to in [fx.sponsor, fx.s.net.address(Actor::Verifier)] {
-        let calls = vec![fx.transfer(to, balance)];
-        let built = client
-            .build_transaction(&build_params(user.address, &calls, sponsored()))
+        let calls = [fx.transfer(to, balance)];
+        let (_, params) = build_and_sign(&client, user, &calls, sponsored(), fx.chain_id)
             .await
             .unwrap();
-        let (typed, sig) = sign(user, &built, fx.chain_id);
-        signed.push(execute_params(
-            user.address,
-            typed,
-            sig,
-            built.parameters().clone(),
-        ));
+        signed.push(params);
     }
     let before = fx.funds().await;
     let (a, b) = tokio::join!(

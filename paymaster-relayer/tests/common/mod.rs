@@ -405,6 +405,27 @@ pub fn execute_params(
     }
 }
 
+/// Build `calls` for `user` and sign them: the build result and what execute takes.
+pub async fn build_and_sign(
+    client: &PaymasterClient,
+    user: &User,
+    calls: &[Call],
+    parameters: ExecutionParameters,
+    chain_id: Felt,
+) -> Result<(BuildTransactionResult, ExecuteTransactionParams), PaymasterClientError> {
+    let built = client
+        .build_transaction(&build_params(user.address, calls, parameters))
+        .await?;
+    let (typed_data, signature) = sign(user, &built, chain_id);
+    let params = execute_params(
+        user.address,
+        typed_data,
+        signature,
+        built.parameters().clone(),
+    );
+    Ok((built, params))
+}
+
 /// Build, sign and execute `calls` for `user`; the execution result.
 pub async fn relay(
     client: &PaymasterClient,
@@ -413,18 +434,8 @@ pub async fn relay(
     parameters: ExecutionParameters,
     chain_id: Felt,
 ) -> Result<(BuildTransactionResult, ExecuteTransactionResult), PaymasterClientError> {
-    let built = client
-        .build_transaction(&build_params(user.address, calls, parameters))
-        .await?;
-    let (typed_data, signature) = sign(user, &built, chain_id);
-    let executed = client
-        .execute_transaction(&execute_params(
-            user.address,
-            typed_data,
-            signature,
-            built.parameters().clone(),
-        ))
-        .await?;
+    let (built, params) = build_and_sign(client, user, calls, parameters, chain_id).await?;
+    let executed = client.execute_transaction(&params).await?;
     Ok((built, executed))
 }
 
