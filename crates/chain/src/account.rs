@@ -7,14 +7,19 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use starknet::accounts::{ExecutionEncoding, SingleOwnerAccount};
-use starknet::core::types::{BlockId, BlockTag, Felt};
+use starknet::core::types::{BlockId, BlockTag, Felt, FunctionCall};
+use starknet::core::utils::get_selector_from_name;
 use starknet::providers::jsonrpc::HttpTransport;
-use starknet::providers::JsonRpcClient;
+use starknet::providers::{JsonRpcClient, Provider, ProviderError};
 use starknet::signers::{LocalWallet, SigningKey};
 use url::Url;
 
 use crate::devnet::DevnetRpc;
-use crate::RpcAccount;
+use crate::{ChainError, RpcAccount};
+
+/// What an SRC-6 account's `is_valid_signature` returns for a good signature: `'VALID'`
+/// (older accounts return 1).
+pub const VALID: Felt = Felt::from_hex_unchecked("0x56414c4944");
 
 /// Where an account's key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +108,39 @@ pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> R
     // (the same as the latest block when every transaction closes one).
     account.set_block_id(BlockId::Tag(BlockTag::PreConfirmed));
     Ok(account)
+}
+
+/// Whether `account`'s contract accepts `signature` of `hash` (SRC-6 `is_valid_signature`,
+/// so any account type works): a refusal (a revert on a bad signature, or no account there)
+/// is `false`; a node that cannot be asked is an error.
+pub async fn is_valid_signature<P>(
+    provider: &P,
+    account: Felt,
+    hash: Felt,
+    signature: &[Felt],
+) -> Result<bool, ChainError>
+where
+    P: Provider + Sync,
+{
+    let selector = get_selector_from_name("is_valid_signature")
+        .map_err(|e| ChainError::internal(anyhow::anyhow!("selector: {e}")))?;
+    let mut calldata = vec![hash, Felt::from(signature.len())];
+    calldata.extend_from_slice(signature);
+    let answer = provider
+        .call(
+            FunctionCall {
+                contract_address: account,
+                entry_point_selector: selector,
+                calldata,
+            },
+            BlockId::Tag(BlockTag::Latest),
+        )
+        .await;
+    match answer {
+        Ok(values) => Ok(values.first() == Some(&VALID) || values.first() == Some(&Felt::ONE)),
+        Err(ProviderError::StarknetError(_)) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[cfg(test)]

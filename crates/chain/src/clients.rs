@@ -114,6 +114,38 @@ where
         Ok((id, outcome))
     }
 
+    /// The calls of a job submission: the token approval of `fee`, then `submit_job` (one
+    /// multicall, sent directly by [`Self::submit_job`] or through a paymaster relayer).
+    pub fn submit_job_calls(
+        &self,
+        token: Felt,
+        model_id: u64,
+        input_hash: U256,
+        fee: U256,
+        deadline: u64,
+        options: &job_mgr::JobOptions,
+    ) -> Vec<Call> {
+        let approve = Erc20::new(token, self.sender.account().clone())
+            .approve_getcall(&ContractAddress(self.address), &fee);
+        let submit =
+            self.binding()
+                .submit_job_getcall(&model_id, &input_hash, &fee, &deadline, options);
+        vec![approve, submit]
+    }
+
+    /// The id of the job a submission transaction created (its `JobSubmitted` event).
+    pub fn submitted_job_id(&self, outcome: &TxOutcome) -> Result<u64, ChainError> {
+        find_event(
+            outcome,
+            self.address,
+            "JobSubmitted",
+            |e: job_mgr::Event| match e {
+                job_mgr::Event::JobSubmitted(j) => Some(j.job_id),
+                _ => None,
+            },
+        )
+    }
+
     /// Escrows `fee` for a job and queues it under `options` (the submitter's narrowing of the
     /// model's requirements; [`no_options`] narrows nothing); its id and the
     /// transaction. The token approval goes in the same multicall.
@@ -126,21 +158,9 @@ where
         deadline: u64,
         options: &job_mgr::JobOptions,
     ) -> Result<(u64, TxOutcome), ChainError> {
-        let approve = Erc20::new(token, self.sender.account().clone())
-            .approve_getcall(&ContractAddress(self.address), &fee);
-        let submit =
-            self.binding()
-                .submit_job_getcall(&model_id, &input_hash, &fee, &deadline, options);
-        let outcome = self.sender.execute(vec![approve, submit]).await?;
-        let id = find_event(
-            &outcome,
-            self.address,
-            "JobSubmitted",
-            |e: job_mgr::Event| match e {
-                job_mgr::Event::JobSubmitted(j) => Some(j.job_id),
-                _ => None,
-            },
-        )?;
+        let calls = self.submit_job_calls(token, model_id, input_hash, fee, deadline, options);
+        let outcome = self.sender.execute(calls).await?;
+        let id = self.submitted_job_id(&outcome)?;
         Ok((id, outcome))
     }
 

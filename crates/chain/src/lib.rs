@@ -9,6 +9,8 @@
 //! - [`manifest`]: the deployment manifest, where a network's contracts are;
 //! - [`devnet`]: starknet-devnet's extension RPC (accounts, mint, time, snapshots) and a
 //!   launcher for a local devnet (what the tests and `ciro devnet` start);
+//! - [`gasless`]: a user's calls sent through a SNIP-29 paymaster relayer, checked before
+//!   signing (the relayer may not add, drop or alter a call, nor charge over a limit);
 //! - [`events`]: a typed, resumable stream of the contracts' events (the indexer's input);
 //! - [`sender`]: one account, many concurrent tasks: nonces, fee margin, transport retries;
 //! - [`snip9`]: SNIP-9 v2 outside executions as SNIP-12 revision 1 typed data: hash, sign,
@@ -23,6 +25,7 @@ pub mod clients;
 pub mod devnet;
 pub mod error;
 pub mod events;
+pub mod gasless;
 pub mod manifest;
 pub mod sender;
 pub mod snip9;

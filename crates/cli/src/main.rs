@@ -3,6 +3,10 @@
 //! `ciro devnet` starts a local starknet-devnet exactly as the test harness does (the
 //! project's seed, accounts and balances) and keeps it until SIGINT/SIGTERM.
 //!
+//! `ciro job …` (submit, status, watch, result, cancel, dispute, list) and `ciro model …`
+//! (add, list) are the submitter's and model owner's commands; `ciro token transfer` and
+//! `ciro sponsor setup` fund parties and sponsor CIRO's calls.
+//!
 //! `ciro deploy` declares the project's contract classes (skipping those the network has),
 //! deploys the contracts (skipping those the manifest lists and the chain has), and writes the
 //! deployment manifest `deployments/<network>.json` (see `ciro_deploy::deployment`).
@@ -27,7 +31,9 @@ use starknet::providers::{JsonRpcClient, Provider};
 use url::Url;
 
 mod devnet;
+mod job;
 mod lifecycle;
+mod operator;
 
 #[derive(Parser)]
 #[command(name = "ciro", version, about = "CIRO operator tool")]
@@ -49,6 +55,18 @@ enum Command {
     /// crate (model, worker stake, job, assignment, result, time advanced, finalization,
     /// rewards), printing each transaction with its fee and the final balances.
     Lifecycle(LifecycleArgs),
+    /// Submit jobs and follow them: submit, status, watch, result, cancel, dispute, list.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Models: add (upload and register a TorchScript file), list.
+    #[command(subcommand)]
+    Model(job::ModelCommand),
+    /// The payment token: transfer.
+    #[command(subcommand)]
+    Token(operator::TokenCommand),
+    /// Sponsoring users' gas through the Paymaster: setup.
+    #[command(subcommand)]
+    Sponsor(operator::SponsorCommand),
 }
 
 #[derive(Args)]
@@ -114,6 +132,10 @@ fn main() -> ExitCode {
         }
         Command::Deploy(args) => run_main("ciro", &cli.log, run_deploy(args)),
         Command::Lifecycle(args) => run_main("ciro", &cli.log, lifecycle::run(args)),
+        Command::Job(command) => run_main("ciro", &cli.log, job::run_job(command)),
+        Command::Model(command) => run_main("ciro", &cli.log, job::run_model(command)),
+        Command::Token(command) => run_main("ciro", &cli.log, operator::run_token(command)),
+        Command::Sponsor(command) => run_main("ciro", &cli.log, operator::run_sponsor(command)),
     }
 }
 

@@ -5,6 +5,11 @@
         (<name>.x.f32, little-endian float32) and Python's output for it (<name>.y.f32), and
         prints a JSON description (per-row input shape, output shape, files).
 
+    python ciro_models.py inputs MODEL.pt OUT_DIR --row-shape 8,32 [--count N] [--rows R]
+        Writes N job inputs (job<i>.x.safetensors, R random rows each, seeded by i) and the
+        model's output for each as Python torch computes it (job<i>.y.safetensors, tensor
+        "output", as the worker writes it): what a submitter checks a worker's output against.
+
     python ciro_models.py bench MODEL.pt --row-shape 512 [--iters N] [--warmup N]
         Times batch-1 inference in Python TorchScript, one call after another, and prints
         JSON: throughput (rows/s), p50 and p99 latency (microseconds), device.
@@ -88,6 +93,17 @@ def make(out, size):
     print(json.dumps(described))
 
 
+def inputs(path, out, row_shape, count, rows):
+    model = torch.jit.load(path).eval()
+    for i in range(1, count + 1):
+        torch.manual_seed(1000 + i)
+        x = torch.randn(rows, *row_shape)
+        with torch.no_grad():
+            y = model(x)
+        write_safetensors(f"{out}/job{i}.x.safetensors", "input", x.numpy())
+        write_safetensors(f"{out}/job{i}.y.safetensors", "output", y.numpy().astype("<f4"))
+
+
 def bench(path, row_shape, iters, warmup):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = torch.jit.load(path, map_location=device).eval()
@@ -118,6 +134,12 @@ def main():
     p = sub.add_parser("make")
     p.add_argument("out")
     p.add_argument("--size", choices=sorted(SIZES), default="test")
+    p = sub.add_parser("inputs")
+    p.add_argument("model")
+    p.add_argument("out")
+    p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
+    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--rows", type=int, default=4)
     p = sub.add_parser("bench")
     p.add_argument("model")
     p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
@@ -126,6 +148,8 @@ def main():
     args = parser.parse_args()
     if args.command == "make":
         make(args.out, args.size)
+    elif args.command == "inputs":
+        inputs(args.model, args.out, args.row_shape, args.count, args.rows)
     else:
         bench(args.model, args.row_shape, args.iters, args.warmup)
 

@@ -1,0 +1,228 @@
+//! A user's calls sent through a SNIP-29 paymaster relayer (CIRO's `paymaster-relayer`, or
+//! any SNIP-29 server): build, check, sign, execute.
+//!
+//! The relayer builds the SNIP-9 outside execution the user signs, so a user that signs what
+//! it is given blindly lets the relayer spend its tokens. [`execute`] reads the execution back
+//! from the typed data ([`OutsideExecution::from_typed_data`], which checks the types and the
+//! domain) and signs only when its calls are exactly the user's, in order, plus, when the user
+//! pays in a token, one `transfer` of that token no larger than the user's own limit.
+
+use ciro_api::snip29::{
+    BuildTransaction, BuildTransactionParams, Call as ApiCall, ExecutableInvoke,
+    ExecutableTransaction, ExecuteTransactionParams, ExecutionParameters, FeeMode, InvokeRequest,
+    PaymasterClient, PaymasterClientError,
+};
+use starknet::core::types::{Call, Felt};
+use starknet::core::utils::get_selector_from_name;
+use starknet::signers::SigningKey;
+
+use crate::snip9::OutsideExecution;
+
+/// Who pays for a gasless transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payment {
+    /// A sponsor (the relayer's API key, or its default policy, names which).
+    Sponsored,
+    /// The user, in `gas_token`, at most `max_fee` base units (the relayer appends the
+    /// transfer; a larger one is refused before signing).
+    InToken { gas_token: Felt, max_fee: u128 },
+}
+
+/// Why a gasless transaction was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum GaslessError {
+    /// The relayer answered with an error (a SNIP-29 error object carries its reason) or
+    /// could not be reached.
+    #[error("the paymaster relayer: {0}")]
+    Relayer(#[from] PaymasterClientError),
+    /// What the relayer asked the user to sign is not what the user asked for.
+    #[error("refused to sign what the relayer built: {0}")]
+    Unsafe(String),
+    /// The key could not sign.
+    #[error("signing the outside execution: {0}")]
+    Sign(#[source] anyhow::Error),
+}
+
+/// A gasless transaction the relayer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The relayer's transaction.
+    pub transaction_hash: Felt,
+    /// The execution the user signed (its calls are the user's, then any fee transfer).
+    pub execution: OutsideExecution,
+}
+
+/// Sends `calls` as `user` (whose account key is `key`) through the relayer `client`:
+/// `paymaster_buildTransaction`, the checks above, the signature, then
+/// `paymaster_executeTransaction`. The transaction may still be pending when this returns.
+pub async fn execute(
+    client: &PaymasterClient,
+    user: Felt,
+    key: &SigningKey,
+    chain_id: Felt,
+    calls: &[Call],
+    payment: Payment,
+) -> Result<Sent, GaslessError> {
+    let parameters = ExecutionParameters::V1 {
+        fee_mode: match payment {
+            Payment::Sponsored => FeeMode::Sponsored { tip: None },
+            Payment::InToken { gas_token, .. } => FeeMode::Default {
+                gas_token,
+                tip: None,
+            },
+        },
+        time_bounds: None,
+    };
+    let built = client
+        .build_transaction(&BuildTransactionParams {
+            transaction: BuildTransaction::Invoke {
+                invoke: InvokeRequest {
+                    user_address: user,
+                    calls: calls
+                        .iter()
+                        .map(|c| ApiCall {
+                            to: c.to,
+                            selector: c.selector,
+                            calldata: c.calldata.clone(),
+                        })
+                        .collect(),
+                },
+            },
+            parameters,
+        })
+        .await?;
+    let typed_data = built
+        .typed_data()
+        .ok_or_else(|| GaslessError::Unsafe("an invoke came back with nothing to sign".into()))?
+        .clone();
+    let execution = OutsideExecution::from_typed_data(&typed_data, chain_id)
+        .map_err(|e| GaslessError::Unsafe(e.to_string()))?;
+    check(&execution, calls, payment)?;
+    let signature = execution
+        .sign(key, user, chain_id)
+        .map_err(GaslessError::Sign)?;
+    let executed = client
+        .execute_transaction(&ExecuteTransactionParams {
+            transaction: ExecutableTransaction::Invoke {
+                invoke: ExecutableInvoke {
+                    user_address: user,
+                    typed_data,
+                    signature,
+                },
+            },
+            parameters: built.parameters().clone(),
+        })
+        .await?;
+    Ok(Sent {
+        transaction_hash: executed.transaction_hash,
+        execution,
+    })
+}
+
+/// Whether `execution` makes exactly `calls` and, when the user pays, one transfer of its
+/// gas token of at most its limit.
+pub fn check(
+    execution: &OutsideExecution,
+    calls: &[Call],
+    payment: Payment,
+) -> Result<(), GaslessError> {
+    let unsafe_ = |what: String| Err(GaslessError::Unsafe(what));
+    if execution.calls.len() < calls.len() || execution.calls[..calls.len()] != *calls {
+        return unsafe_("its calls are not the ones asked for".into());
+    }
+    let extra = &execution.calls[calls.len()..];
+    match (payment, extra) {
+        (Payment::Sponsored, []) => Ok(()),
+        (Payment::Sponsored, _) => {
+            unsafe_(format!("a sponsored transaction adds {} call(s)", extra.len()))
+        }
+        (Payment::InToken { gas_token, max_fee }, [fee]) => {
+            let transfer = get_selector_from_name("transfer")
+                .map_err(|e| GaslessError::Unsafe(format!("selector: {e}")))?;
+            if fee.to != gas_token || fee.selector != transfer || fee.calldata.len() != 3 {
+                return unsafe_("the added call is not a transfer of the gas token".into());
+            }
+            let (low, high) = (fee.calldata[1], fee.calldata[2]);
+            let amount = u128::try_from(low).ok().filter(|_| high == Felt::ZERO);
+            match amount {
+                Some(amount) if amount <= max_fee => Ok(()),
+                _ => unsafe_(format!(
+                    "the fee transfer ({low:#x}, {high:#x}) exceeds the limit of {max_fee}"
+                )),
+            }
+        }
+        (Payment::InToken { .. }, _) => unsafe_(format!(
+            "a user-paid transaction must add exactly one fee transfer, not {}",
+            extra.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(to: u64, name: &str, calldata: &[u64]) -> Call {
+        Call {
+            to: Felt::from(to),
+            selector: get_selector_from_name(name).unwrap(),
+            calldata: calldata.iter().map(|&c| Felt::from(c)).collect(),
+        }
+    }
+
+    fn execution(calls: Vec<Call>) -> OutsideExecution {
+        OutsideExecution {
+            caller: Felt::from(0x9au64),
+            nonce: Felt::from(7u64),
+            execute_after: 1,
+            execute_before: 2_000_000_000,
+            calls,
+        }
+    }
+
+    #[test]
+    fn sponsored_signs_only_the_users_calls() {
+        let mine = vec![call(1, "approve", &[2, 10, 0]), call(2, "submit_job", &[1])];
+        assert!(check(&execution(mine.clone()), &mine, Payment::Sponsored).is_ok());
+        // An added call (a transfer to the relayer), a dropped one, a changed argument and a
+        // reordering are each refused.
+        let mut added = mine.clone();
+        added.push(call(1, "transfer", &[9, 10, 0]));
+        let mut changed = mine.clone();
+        changed[0].calldata[1] = Felt::from(11u64);
+        for bad in [
+            added,
+            mine[..1].to_vec(),
+            changed,
+            vec![mine[1].clone(), mine[0].clone()],
+        ] {
+            let refused = check(&execution(bad), &mine, Payment::Sponsored);
+            assert!(matches!(refused, Err(GaslessError::Unsafe(_))), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn a_user_paid_fee_is_one_transfer_of_the_gas_token_within_the_limit() {
+        let mine = vec![call(2, "submit_job", &[1])];
+        let payment = Payment::InToken {
+            gas_token: Felt::from(5u64),
+            max_fee: 100,
+        };
+        let with = |fee: Call| {
+            let mut calls = mine.clone();
+            calls.push(fee);
+            execution(calls)
+        };
+        assert!(check(&with(call(5, "transfer", &[9, 100, 0])), &mine, payment).is_ok());
+        for bad in [
+            with(call(5, "transfer", &[9, 101, 0])),
+            with(call(5, "transfer", &[9, 1, 1])),
+            with(call(6, "transfer", &[9, 1, 0])),
+            with(call(5, "approve", &[9, 1, 0])),
+            execution(mine.clone()),
+        ] {
+            let refused = check(&bad, &mine, payment);
+            assert!(matches!(refused, Err(GaslessError::Unsafe(_))), "{refused:?}");
+        }
+    }
+}

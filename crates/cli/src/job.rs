@@ -1,0 +1,1147 @@
+//! `ciro job …` and `ciro model …`: the submitter's and the model owner's commands, on the
+//! coordinator's typed client (`ciro_api`) and the chain crate.
+//!
+//! The chain is the authority: a job's model, fee, state and output commitment are read from
+//! JobMgr, never taken from the coordinator; a downloaded output is accepted only when it
+//! hashes to the on-chain `output_hash`, and a worker's receipt only when its account contract
+//! accepts the signature (`is_valid_signature`) and it names this job's hashes. Results go to
+//! stdout (a job id, a model id, a table), progress to stderr, so scripts can capture them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use ciro_api::coordinator::{
+    CoordinatorClient, ErrorCode, JobDetails, JobState, ListJobs, ListModels,
+    RequestSigner, SignedReceipt,
+};
+use ciro_api::snip29::PaymasterClient;
+use ciro_api::wire::Digest;
+use ciro_chain::account::{address_and_key, connect, is_valid_signature};
+use ciro_chain::bindings::job_mgr;
+use ciro_chain::cainome::cairo_serde::U256;
+use ciro_chain::clients::{balance_of, u256, u256_from_digest, JobMgrClient};
+use ciro_chain::gasless::{self, Payment};
+use ciro_chain::manifest::Manifest;
+use ciro_chain::sender::{SenderConfig, TxSender};
+use ciro_chain::tx::{block_timestamp, call, TxOutcome};
+use ciro_chain::RpcAccount;
+use ciro_protocol::{contracts, TOKEN};
+use ciro_service::{AccountArgs, ChainArgs};
+use clap::{Args, Subcommand};
+use starknet::core::types::{BlockId, BlockTag, EventFilter, Felt};
+use starknet::providers::jsonrpc::HttpTransport;
+use starknet::providers::{JsonRpcClient, Provider};
+use starknet::signers::SigningKey;
+
+/// The relayer's API key: from the environment only (a secret never goes on a command line).
+const RELAYER_API_KEY_ENV: &str = "CIRO_RELAYER_API_KEY";
+
+/// Where the network is, and who acts.
+#[derive(Args, Clone)]
+pub struct Connection {
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    #[command(flatten)]
+    pub account: AccountArgs,
+    /// The coordinator's base URL.
+    #[arg(
+        long,
+        env = "CIRO_COORDINATOR_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub coordinator: String,
+}
+
+/// The read-only commands' connection: the account is optional (public data needs none).
+#[derive(Args, Clone)]
+pub struct ReadConnection {
+    #[command(flatten)]
+    pub on: Connection,
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Upload an input and submit a job on a model (token approval and `submit_job` in one
+    /// transaction, sent directly or, with --gasless, through the paymaster relayer); prints
+    /// the job id.
+    Submit(SubmitArgs),
+    /// A job's chain state, which of its data the coordinator holds, and why it is not matched
+    /// yet.
+    Status(StatusArgs),
+    /// Follow a job's state changes live until it reaches a final state (or --until).
+    Watch(WatchArgs),
+    /// Download a job's output, check it against the on-chain commitment (and, with
+    /// --expect, against your own run of the model), write it, and show the worker's signed
+    /// receipt.
+    Result(ResultArgs),
+    /// Take back a job no worker has been assigned yet (the fee is refunded).
+    Cancel(IdArgs),
+    /// Contest a completed job's result within its challenge window, paying its dispute bond;
+    /// the evidence file is uploaded to the coordinator for the arbiter.
+    Dispute(DisputeArgs),
+    /// List jobs, newest first (yours with an account, or --submitter's, or everyone's).
+    List(ListArgs),
+    /// How a finalized job's fee was split, from its `JobFinalized` event on chain: the
+    /// worker's payout and the protocol fee (JSON).
+    Settlement(SettlementArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Upload a TorchScript file and register it on chain as a model you own; prints its id.
+    Add(ModelAddArgs),
+    /// List the registered models.
+    List(ReadConnection),
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The model: its on-chain id, or the SHA-256 of its file (hex).
+    #[arg(long)]
+    model: String,
+    /// The input tensors (safetensors).
+    #[arg(long)]
+    input: PathBuf,
+    /// The fee to escrow, in tokens (e.g. 1.5); default: the model's price (or the
+    /// network's least fee, if higher).
+    #[arg(long)]
+    fee: Option<String>,
+    /// Seconds from now after which no result is accepted and the fee comes back.
+    #[arg(long, default_value_t = 3_600)]
+    deadline: u64,
+    /// Send through the paymaster relayer: a sponsor pays the gas, the account needs no STRK.
+    #[arg(long, requires = "relayer")]
+    gasless: bool,
+    /// The paymaster relayer's URL (SNIP-29); its API key, if it wants one, from
+    /// CIRO_RELAYER_API_KEY.
+    #[arg(long, env = "CIRO_RELAYER_URL")]
+    relayer: Option<String>,
+}
+
+#[derive(Args)]
+pub struct IdArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The job's id.
+    job: u64,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    on: ReadConnection,
+    /// The job's id.
+    job: u64,
+    /// Print the coordinator's JSON instead.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    on: ReadConnection,
+    /// The job's id.
+    job: u64,
+    /// Stop once the job is in this state (queued, assigned, completed, disputed, finalized,
+    /// cancelled, expired, refunded) or a final one.
+    #[arg(long)]
+    until: Option<String>,
+    /// Give up after this many seconds (exit status 1).
+    #[arg(long, default_value_t = 3_600)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+pub struct ResultArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The job's id.
+    job: u64,
+    /// Where to write the output (safetensors).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Your own run's output (safetensors): every tensor must match the worker's within
+    /// --tolerance, or the command fails naming the first difference (then dispute).
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Largest absolute difference accepted by --expect.
+    #[arg(long, default_value_t = 1e-4)]
+    tolerance: f32,
+}
+
+#[derive(Args)]
+pub struct DisputeArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The job's id.
+    job: u64,
+    /// The evidence (e.g. your own run's output); its SHA-256 is recorded on chain.
+    #[arg(long)]
+    evidence: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    on: ReadConnection,
+    /// Only this submitter's jobs (default: the account's, if one is given).
+    #[arg(long)]
+    submitter: Option<Felt>,
+    /// Every submitter's jobs, even with an account.
+    #[arg(long, conflicts_with = "submitter")]
+    all: bool,
+    /// Only jobs in this state.
+    #[arg(long)]
+    state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+#[derive(Args)]
+pub struct SettlementArgs {
+    #[command(flatten)]
+    on: ReadConnection,
+    /// The job's id.
+    job: u64,
+}
+
+#[derive(Args)]
+pub struct ModelAddArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The TorchScript file (torch.jit.save).
+    file: PathBuf,
+    /// Least fee of a job on it, in tokens (e.g. 0.5).
+    #[arg(long)]
+    price: String,
+    /// Least GPU memory a worker must have, in MB (0: CPU workers too).
+    #[arg(long, default_value_t = 0)]
+    min_vram_mb: u32,
+    /// Capability flags a worker must have (bits; see ciro_protocol::flags).
+    #[arg(long, default_value_t = 0)]
+    flags: u64,
+    /// Least stake tier (0 to 3).
+    #[arg(long, default_value_t = 0)]
+    min_tier: u8,
+    /// Least reputation score (0 to 10,000).
+    #[arg(long, default_value_t = 0)]
+    min_score: u32,
+}
+
+/// Everything a command talks to, as one account (or none).
+struct Session {
+    provider: JsonRpcClient<HttpTransport>,
+    chain_id: Felt,
+    jobs_address: Felt,
+    deploy_block: Option<u64>,
+    token: Felt,
+    coordinator: CoordinatorClient,
+    me: Option<Me>,
+}
+
+/// The acting account.
+struct Me {
+    address: Felt,
+    key: SigningKey,
+    jobs: JobMgrClient<RpcAccount>,
+    sender: Arc<TxSender<RpcAccount>>,
+}
+
+impl Session {
+    async fn open(on: &Connection, with_account: bool) -> Result<Self> {
+        let chain = on.chain.config()?;
+        let provider = JsonRpcClient::new(HttpTransport::new(chain.rpc_url.clone()));
+        let chain_id = provider
+            .chain_id()
+            .await
+            .with_context(|| format!("reaching the chain node at {}", chain.rpc_url))?;
+        let manifest = Manifest::read(&chain.manifest)?;
+        let jobs_address = manifest.contract(contracts::JOB_MGR).with_context(|| {
+            format!(
+                "{} names no JobMgr: deploy first (`ciro deploy`) or pass --manifest",
+                chain.manifest.display()
+            )
+        })?;
+        let token = call(job_mgr::JobMgrReader::new(jobs_address, &provider).token())
+            .await
+            .context("reading JobMgr's payment token")?
+            .0;
+        let mut coordinator = CoordinatorClient::new(&on.coordinator)
+            .with_context(|| format!("coordinator URL {}", on.coordinator))?;
+        let given = on.account.devnet_account.is_some() || on.account.account_address.is_some();
+        let me = if with_account || given {
+            let source = on.account.source()?;
+            let (address, key) = address_and_key(&source, &chain.rpc_url).await?;
+            let account = connect(&source, &chain.rpc_url, chain_id).await?;
+            let sender = Arc::new(TxSender::new(account, SenderConfig::default()));
+            coordinator = coordinator.with_signer(RequestSigner::new(key.clone(), address, chain_id));
+            Some(Me {
+                address,
+                key,
+                jobs: JobMgrClient::new(jobs_address, sender.clone()),
+                sender,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            provider,
+            chain_id,
+            jobs_address,
+            deploy_block: manifest.deploy_block,
+            token,
+            coordinator,
+            me,
+        })
+    }
+
+    fn me(&self) -> Result<&Me> {
+        self.me
+            .as_ref()
+            .context("choose an account: --devnet-account N, or --account-address with its key")
+    }
+
+    fn reader(&self) -> job_mgr::JobMgrReader<&JsonRpcClient<HttpTransport>> {
+        job_mgr::JobMgrReader::new(self.jobs_address, &self.provider)
+    }
+
+    async fn chain_job(&self, job_id: u64) -> Result<job_mgr::JobInfo> {
+        let count = call(self.reader().job_count()).await?;
+        ensure!(
+            (1..=count).contains(&job_id),
+            "no job {job_id} on chain (there are {count})"
+        );
+        Ok(call(self.reader().get_job(&job_id)).await?)
+    }
+
+    async fn now(&self) -> Result<u64> {
+        Ok(block_timestamp(&self.provider, BlockId::Tag(BlockTag::Latest)).await?)
+    }
+}
+
+/// `amount` (base units) as tokens, e.g. `1.500000`.
+pub fn tokens(amount: u128) -> String {
+    format!(
+        "{}.{:06}",
+        amount / TOKEN,
+        (amount % TOKEN) / (TOKEN / 1_000_000)
+    )
+}
+
+/// Tokens as text (`1.5`, `2`, `0.000001`) in base units.
+pub fn parse_tokens(text: &str) -> Result<u128> {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    ensure!(
+        digits(whole) && (fraction.is_empty() || digits(fraction)) && fraction.len() <= 18,
+        "{text:?} is not an amount of tokens (e.g. 2 or 1.5, at most 18 decimals)"
+    );
+    let scale = 10u128.pow(18 - fraction.len() as u32);
+    let fraction: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse()?
+    };
+    whole
+        .parse::<u128>()
+        .ok()
+        .and_then(|w| w.checked_mul(TOKEN))
+        .and_then(|w| w.checked_add(fraction * scale))
+        .with_context(|| format!("{text} tokens is too large"))
+}
+
+/// An amount the coordinator reported, as tokens.
+fn api_tokens(amount: ciro_api::wire::U256) -> String {
+    if amount.high() == 0 {
+        tokens(amount.low())
+    } else {
+        "more than 2^128 units".to_owned()
+    }
+}
+
+fn low(value: U256) -> Result<u128> {
+    ensure!(value.high == 0, "an amount above 2^128 base units");
+    Ok(value.low)
+}
+
+fn digest_of(value: U256) -> Digest {
+    Digest::from_halves(value.high, value.low)
+}
+
+fn state_name(state: &job_mgr::JobState) -> &'static str {
+    match state {
+        job_mgr::JobState::Queued => "queued",
+        job_mgr::JobState::Assigned => "assigned",
+        job_mgr::JobState::Completed => "completed",
+        job_mgr::JobState::Disputed => "disputed",
+        job_mgr::JobState::Finalized => "finalized",
+        job_mgr::JobState::Cancelled => "cancelled",
+        job_mgr::JobState::Expired => "expired",
+        job_mgr::JobState::Refunded => "refunded",
+    }
+}
+
+fn parse_state(text: &str) -> Result<JobState> {
+    serde_json::from_value(serde_json::Value::String(text.to_ascii_lowercase())).map_err(|_| {
+        anyhow::anyhow!(
+            "{text:?} is not a job state: queued, assigned, completed, disputed, finalized, \
+             cancelled, expired or refunded"
+        )
+    })
+}
+
+fn api_state_name(state: JobState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{state:?}"))
+}
+
+/// A transaction's hash and fee, for the progress lines.
+fn tx_line(outcome: &TxOutcome) -> String {
+    let fri = u128::try_from(outcome.actual_fee().to_biguint()).unwrap_or(u128::MAX);
+    format!(
+        "tx {:#x} (fee {} STRK)",
+        outcome.tx_hash,
+        tokens(fri).trim_end_matches('0').trim_end_matches('.')
+    )
+}
+
+/// Checks that `bytes` is a safetensors file of tensors; their names, dtypes and shapes.
+fn check_safetensors(bytes: &[u8], what: &str) -> Result<Vec<String>> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| anyhow::anyhow!("{what} is not a safetensors file: {e:?}"))?;
+    let mut described = Vec::new();
+    for (name, view) in tensors.tensors() {
+        described.push(format!("{name}: {:?} {:?}", view.dtype(), view.shape()));
+    }
+    ensure!(!described.is_empty(), "{what} holds no tensor");
+    described.sort();
+    Ok(described)
+}
+
+/// The model `text` names: an id, or the hash of a registered model's file.
+async fn resolve_model(s: &Session, text: &str) -> Result<u64> {
+    if let Ok(id) = text.parse::<u64>() {
+        return Ok(id);
+    }
+    let wanted: Digest = text.parse().map_err(|_| {
+        anyhow::anyhow!("--model must be a model id or the 64-hex-digit SHA-256 of its file")
+    })?;
+    let count = call(s.reader().model_count()).await?;
+    let mut found = Vec::new();
+    for id in 1..=count {
+        let model = call(s.reader().get_model(&id)).await?;
+        if digest_of(model.model_hash) == wanted {
+            found.push((id, model.active));
+        }
+    }
+    match found.iter().rev().find(|(_, active)| *active).or(found.last()) {
+        Some((id, _)) => Ok(*id),
+        None => bail!("no registered model has file hash {wanted}: register it with `ciro model add`"),
+    }
+}
+
+pub async fn run_job(command: JobCommand) -> Result<()> {
+    match command {
+        JobCommand::Submit(args) => submit(args).await,
+        JobCommand::Status(args) => status(args).await,
+        JobCommand::Watch(args) => watch(args).await,
+        JobCommand::Result(args) => result(args).await,
+        JobCommand::Cancel(args) => cancel(args).await,
+        JobCommand::Dispute(args) => dispute(args).await,
+        JobCommand::List(args) => list(args).await,
+        JobCommand::Settlement(args) => settlement(args).await,
+    }
+}
+
+pub async fn run_model(command: ModelCommand) -> Result<()> {
+    match command {
+        ModelCommand::Add(args) => model_add(args).await,
+        ModelCommand::List(args) => model_list(args).await,
+    }
+}
+
+async fn submit(args: SubmitArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    let me = s.me()?;
+    let model_id = resolve_model(&s, &args.model).await?;
+    let count = call(s.reader().model_count()).await?;
+    ensure!(
+        (1..=count).contains(&model_id),
+        "no model {model_id} (there are {count}): `ciro model list` shows them"
+    );
+    let model = call(s.reader().get_model(&model_id)).await?;
+    ensure!(
+        model.active,
+        "model {model_id} is inactive: its owner closed it to new jobs; choose another (`ciro model list`)"
+    );
+    let params = call(s.reader().get_params()).await?;
+    let (price, min_fee) = (low(model.price)?, low(params.min_fee)?);
+    let fee = match &args.fee {
+        Some(text) => parse_tokens(text)?,
+        None => price.max(min_fee),
+    };
+    ensure!(
+        fee >= price,
+        "a fee of {} is below model {model_id}'s price of {}: pass --fee {} or more",
+        tokens(fee),
+        tokens(price),
+        tokens(price)
+    );
+    ensure!(
+        fee >= min_fee,
+        "a fee of {} is below the network's least fee of {}",
+        tokens(fee),
+        tokens(min_fee)
+    );
+    ensure!(
+        args.deadline <= params.max_job_duration,
+        "a deadline {} s ahead is beyond the network's longest of {} s: pass --deadline {} or less",
+        args.deadline,
+        params.max_job_duration,
+        params.max_job_duration
+    );
+    ensure!(
+        args.deadline > params.assignment_timeout,
+        "a deadline {} s ahead leaves no worker time to run it (an assignment may last {} s): \
+         pass --deadline {} or more",
+        args.deadline,
+        params.assignment_timeout,
+        params.assignment_timeout + 60
+    );
+    let bytes = std::fs::read(&args.input)
+        .with_context(|| format!("reading the input {}", args.input.display()))?;
+    let tensors = check_safetensors(&bytes, &format!("the input {}", args.input.display()))?;
+    let balance = low(balance_of(&s.provider, s.token, me.address).await?)?;
+    ensure!(
+        balance >= fee,
+        "{:#x} holds {} of the payment token {:#x} and the fee is {}: get more tokens first",
+        me.address,
+        tokens(balance),
+        s.token,
+        tokens(fee)
+    );
+
+    let uploaded = s
+        .coordinator
+        .upload_blob(bytes)
+        .await
+        .context("uploading the input to the coordinator")?;
+    eprintln!(
+        "input     {} ({} bytes; {}) uploaded",
+        uploaded.digest,
+        uploaded.size,
+        tensors.join(", ")
+    );
+    let deadline = s.now().await? + args.deadline;
+    let calls = me.jobs.submit_job_calls(
+        s.token,
+        model_id,
+        u256_from_digest(&uploaded.digest.0),
+        u256(fee),
+        deadline,
+        &ciro_chain::clients::no_options(),
+    );
+    let outcome = if args.gasless {
+        let url = args.relayer.as_deref().context("--gasless needs --relayer")?;
+        let mut relayer =
+            PaymasterClient::new(url).with_context(|| format!("relayer URL {url}"))?;
+        if let Ok(key) = std::env::var(RELAYER_API_KEY_ENV) {
+            relayer = relayer.with_api_key(key);
+        }
+        let sent = gasless::execute(
+            &relayer,
+            me.address,
+            &me.key,
+            s.chain_id,
+            &calls,
+            Payment::Sponsored,
+        )
+        .await
+        .context("sending the job through the paymaster relayer")?;
+        eprintln!(
+            "gasless   relayer sent tx {:#x}; waiting for it",
+            sent.transaction_hash
+        );
+        me.sender.wait(sent.transaction_hash).await?
+    } else {
+        me.sender.execute(calls).await?
+    };
+    let job_id = me.jobs.submitted_job_id(&outcome)?;
+    eprintln!(
+        "submitted job {job_id} on model {model_id}: fee {} escrowed, deadline in {} s; {}",
+        tokens(fee),
+        args.deadline,
+        tx_line(&outcome)
+    );
+    println!("{job_id}");
+    Ok(())
+}
+
+async fn job_details(s: &Session, job_id: u64) -> Result<JobDetails> {
+    // The coordinator may not have indexed a job submitted a moment ago: wait a little.
+    let mut tries = 0;
+    loop {
+        match s.coordinator.job(job_id).await {
+            Err(e) if e.code() == Some(ErrorCode::JobNotFound) && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other.with_context(|| format!("asking the coordinator for job {job_id}")),
+        }
+    }
+}
+
+async fn status(args: StatusArgs) -> Result<()> {
+    let s = Session::open(&args.on.on, false).await?;
+    let details = job_details(&s, args.job).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&details)?);
+        return Ok(());
+    }
+    let job = &details.job;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "job {}  {}  model {}  fee {}  submitter {:#x}",
+        job.job_id,
+        api_state_name(job.state),
+        job.model_id,
+        api_tokens(job.fee),
+        job.submitter
+    );
+    if let Some(worker) = job.worker {
+        println!("worker {worker:#x}");
+    }
+    if let Some(output) = &job.output_hash {
+        println!("output {output}");
+    }
+    println!(
+        "data: model file {}, input {}, output {}, receipt {}",
+        yes(details.data.model),
+        yes(details.data.input),
+        yes(details.data.output),
+        yes(details.data.receipt)
+    );
+    if let Some(unmatched) = &details.unmatched {
+        println!("not matched yet: {}", unmatched.message);
+    }
+    Ok(())
+}
+
+async fn watch(args: WatchArgs) -> Result<()> {
+    let until = args.until.as_deref().map(parse_state).transpose()?;
+    let s = Session::open(&args.on.on, false).await?;
+    job_details(&s, args.job).await?;
+    let follow = async {
+        let mut last = None;
+        loop {
+            // The stream replays the job's history, then follows it; after a dropped
+            // connection it resumes from the last event seen.
+            let mut events = s.coordinator.job_events(args.job, last).await?;
+            while let Some(event) = events.next().await? {
+                last = Some(event.sequence);
+                let worker = event
+                    .worker
+                    .map(|w| format!("  worker {w:#x}"))
+                    .unwrap_or_default();
+                let output = event
+                    .output_hash
+                    .map(|o| format!("  output {o}"))
+                    .unwrap_or_default();
+                println!(
+                    "job {}  {}  block {}  tx {:#x}{worker}{output}",
+                    event.job_id,
+                    api_state_name(event.state),
+                    event.block_number,
+                    event.transaction_hash
+                );
+                if event.state.is_final() || Some(event.state) == until {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(args.timeout), follow)
+        .await
+        .with_context(|| format!("job {} did not get there in {} s", args.job, args.timeout))?
+}
+
+async fn result(args: ResultArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    let info = s.chain_job(args.job).await?;
+    let job = &info.job;
+    match job.state {
+        job_mgr::JobState::Completed
+        | job_mgr::JobState::Disputed
+        | job_mgr::JobState::Finalized
+        | job_mgr::JobState::Refunded => {}
+        ref other => bail!(
+            "job {} is {}: it has no result yet (`ciro job watch {}` follows it)",
+            args.job,
+            state_name(other),
+            args.job
+        ),
+    }
+    let committed = digest_of(job.output_hash);
+    // The client checks that the bytes hash to the digest asked for: the on-chain one.
+    let bytes = s
+        .coordinator
+        .download_blob(&committed)
+        .await
+        .with_context(|| format!("downloading job {}'s output {committed}", args.job))?;
+    ensure!(
+        Digest::of(&bytes) == committed,
+        "the output does not hash to the on-chain commitment {committed}"
+    );
+    let tensors = check_safetensors(&bytes, "the output")?;
+    std::fs::write(&args.out, &bytes)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "output    {committed} = on-chain output_hash of job {} ({} bytes; {}) written to {}",
+        args.job,
+        bytes.len(),
+        tensors.join(", "),
+        args.out.display()
+    );
+    let worker = job.worker.0;
+    match s.coordinator.receipt(args.job).await {
+        Ok(receipt) => {
+            check_receipt(&s, &info, &receipt).await?;
+            let r = &receipt.receipt;
+            println!(
+                "receipt   signed by worker {worker:#x} (checked by its account contract): \
+                 device {}, libtorch {}, CUDA {}, deterministic {} (seed {}), model load {} ms, \
+                 inference {} ms",
+                r.device,
+                r.libtorch_version,
+                if r.cuda_version.is_empty() {
+                    "none"
+                } else {
+                    &r.cuda_version
+                },
+                r.deterministic,
+                r.seed,
+                r.model_load_ms,
+                r.inference_ms
+            );
+        }
+        Err(e) if e.code() == Some(ErrorCode::ReceiptNotFound) => {
+            println!("receipt   none: worker {worker:#x} uploaded no signed receipt");
+        }
+        Err(e) => return Err(e).context("fetching the worker's receipt"),
+    }
+    if let Some(expected) = &args.expect {
+        let mine = std::fs::read(expected)
+            .with_context(|| format!("reading {}", expected.display()))?;
+        compare(&bytes, &mine, args.tolerance).with_context(|| {
+            format!(
+                "job {}'s output differs from {}: contest it with `ciro job dispute {} --evidence {}` \
+                 before its challenge window closes",
+                args.job,
+                expected.display(),
+                args.job,
+                expected.display()
+            )
+        })?;
+        println!(
+            "expected  matches {} within {}",
+            expected.display(),
+            args.tolerance
+        );
+    }
+    Ok(())
+}
+
+/// Checks a receipt: it names this JobMgr, job, worker and hashes, and the worker's account
+/// contract accepts its signature.
+async fn check_receipt(s: &Session, info: &job_mgr::JobInfo, signed: &SignedReceipt) -> Result<()> {
+    let r = &signed.receipt;
+    let job = &info.job;
+    ensure!(
+        r.job_manager == s.jobs_address
+            && r.job_id == info.job_id
+            && r.worker == job.worker.0
+            && r.input_hash == digest_of(job.input_hash)
+            && r.output_hash == digest_of(job.output_hash),
+        "the receipt does not describe job {}'s on-chain worker and hashes",
+        info.job_id
+    );
+    let model = call(s.reader().get_model(&job.model_id)).await?;
+    ensure!(
+        r.model_hash == digest_of(model.model_hash),
+        "the receipt names another model file than model {}",
+        job.model_id
+    );
+    let valid = is_valid_signature(
+        &s.provider,
+        r.worker,
+        r.message_hash(s.chain_id),
+        &signed.signature,
+    )
+    .await?;
+    ensure!(
+        valid,
+        "the receipt's signature is not accepted by worker {:#x}'s account",
+        r.worker
+    );
+    Ok(())
+}
+
+/// Every tensor of `expected` is in `actual` with the same dtype and shape, and (for F32)
+/// within `tolerance`; other dtypes must be equal bytes.
+fn compare(actual: &[u8], expected: &[u8], tolerance: f32) -> Result<()> {
+    let actual = safetensors::SafeTensors::deserialize(actual)
+        .map_err(|e| anyhow::anyhow!("the output is not safetensors: {e:?}"))?;
+    let expected = safetensors::SafeTensors::deserialize(expected)
+        .map_err(|e| anyhow::anyhow!("the expected file is not safetensors: {e:?}"))?;
+    let names = expected.names();
+    ensure!(!names.is_empty(), "the expected file holds no tensor");
+    for name in names {
+        let want = expected.tensor(name)?;
+        let got = actual
+            .tensor(name)
+            .map_err(|_| anyhow::anyhow!("the output has no tensor {name:?}"))?;
+        ensure!(
+            got.dtype() == want.dtype() && got.shape() == want.shape(),
+            "tensor {name:?} is {:?} {:?}, expected {:?} {:?}",
+            got.dtype(),
+            got.shape(),
+            want.dtype(),
+            want.shape()
+        );
+        if want.dtype() == safetensors::Dtype::F32 {
+            let floats = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            };
+            let (g, w) = (floats(got.data()), floats(want.data()));
+            if let Some((i, (a, b))) = g
+                .iter()
+                .zip(&w)
+                .enumerate()
+                .find(|(_, (a, b))| !((*a - *b).abs() <= tolerance))
+            {
+                bail!("tensor {name:?} element {i} is {a}, expected {b} (tolerance {tolerance})");
+            }
+        } else {
+            ensure!(got.data() == want.data(), "tensor {name:?} differs");
+        }
+    }
+    Ok(())
+}
+
+async fn cancel(args: IdArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    let me = s.me()?;
+    let info = s.chain_job(args.job).await?;
+    ensure!(
+        info.job.submitter.0 == me.address,
+        "job {} is {:#x}'s, not yours: only its submitter may cancel it",
+        args.job,
+        info.job.submitter.0
+    );
+    ensure!(
+        info.job.state == job_mgr::JobState::Queued,
+        "job {} is {}: only a queued job (no worker yet) can be cancelled",
+        args.job,
+        state_name(&info.job.state)
+    );
+    let outcome = me.jobs.cancel_job(args.job).await?;
+    println!(
+        "cancelled job {}: {} refunded; {}",
+        args.job,
+        tokens(low(info.job.fee)?),
+        tx_line(&outcome)
+    );
+    Ok(())
+}
+
+async fn dispute(args: DisputeArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    let me = s.me()?;
+    let info = s.chain_job(args.job).await?;
+    ensure!(
+        info.job.state == job_mgr::JobState::Completed,
+        "job {} is {}: only a completed job, within its challenge window, can be disputed",
+        args.job,
+        state_name(&info.job.state)
+    );
+    let window = info.terms.challenge_window;
+    let closes = info.job.completed_at + window;
+    let now = s.now().await?;
+    ensure!(
+        now < closes,
+        "job {}'s challenge window closed {} s ago",
+        args.job,
+        now - closes
+    );
+    let bond = low(info.dispute_bond)?;
+    let balance = low(balance_of(&s.provider, s.token, me.address).await?)?;
+    ensure!(
+        balance >= bond,
+        "a dispute of job {} costs a bond of {} and {:#x} holds {}",
+        args.job,
+        tokens(bond),
+        me.address,
+        tokens(balance)
+    );
+    let evidence = std::fs::read(&args.evidence)
+        .with_context(|| format!("reading {}", args.evidence.display()))?;
+    let uploaded = s
+        .coordinator
+        .upload_blob(evidence)
+        .await
+        .context("uploading the evidence to the coordinator")?;
+    // The chain records a felt: the digest's first 31 bytes (the full digest names the blob).
+    let evidence_hash = Felt::from_bytes_be_slice(&uploaded.digest.0[..31]);
+    let outcome = me
+        .jobs
+        .open_dispute(s.token, args.job, evidence_hash, u256(bond))
+        .await?;
+    println!(
+        "disputed job {}: bond {} paid, evidence {} (on chain {evidence_hash:#x}); the arbiter \
+         decides within its window; {}",
+        args.job,
+        tokens(bond),
+        uploaded.digest,
+        tx_line(&outcome)
+    );
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> Result<()> {
+    let s = Session::open(&args.on.on, false).await?;
+    let submitter = match (args.submitter, args.all, &s.me) {
+        (Some(address), _, _) => Some(address),
+        (None, false, Some(me)) => Some(me.address),
+        _ => None,
+    };
+    let state = args.state.as_deref().map(parse_state).transpose()?;
+    let mut query = ListJobs {
+        submitter,
+        worker: None,
+        state,
+        cursor: None,
+        limit: Some(args.limit.min(100)),
+    };
+    println!(
+        "{:>6}  {:<10}  {:>5}  {:>12}  {:<12}  output",
+        "job", "state", "model", "fee", "worker"
+    );
+    let mut shown = 0;
+    loop {
+        let page = s.coordinator.list_jobs(&query).await?;
+        for job in &page.items {
+            let worker = job
+                .worker
+                .map(|w| {
+                    let text = format!("{w:#x}");
+                    format!("{}…", &text[..text.len().min(11)])
+                })
+                .unwrap_or_else(|| "-".into());
+            let output = job
+                .output_hash
+                .map(|o| o.to_string()[..16].to_owned() + "…")
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{:>6}  {:<10}  {:>5}  {:>12}  {:<12}  {output}",
+                job.job_id,
+                api_state_name(job.state),
+                job.model_id,
+                api_tokens(job.fee),
+                worker
+            );
+            shown += 1;
+        }
+        match page.next_cursor {
+            Some(cursor) if shown < args.limit => query.cursor = Some(cursor),
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
+async fn settlement(args: SettlementArgs) -> Result<()> {
+    let s = Session::open(&args.on.on, false).await?;
+    let info = s.chain_job(args.job).await?;
+    ensure!(
+        info.job.state == job_mgr::JobState::Finalized,
+        "job {} is {}: only a finalized job has paid its worker",
+        args.job,
+        state_name(&info.job.state)
+    );
+    let selector = starknet::core::utils::get_selector_from_name("JobFinalized")?;
+    let filter = EventFilter {
+        from_block: s.deploy_block.map(BlockId::Number),
+        to_block: Some(BlockId::Tag(BlockTag::Latest)),
+        address: Some(s.jobs_address),
+        keys: Some(vec![vec![selector], vec![Felt::from(args.job)]]),
+    };
+    let mut token = None;
+    loop {
+        let page = s.provider.get_events(filter.clone(), token, 100).await?;
+        for emitted in page.events {
+            let event = starknet::core::types::Event {
+                from_address: emitted.from_address,
+                keys: emitted.keys,
+                data: emitted.data,
+            };
+            if let Ok(job_mgr::Event::JobFinalized(f)) = job_mgr::Event::try_from(&event) {
+                if f.job_id == args.job {
+                    let (payout, fee) = (low(f.payout)?, low(f.protocol_fee)?);
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "job_id": f.job_id,
+                            "worker": format!("{:#x}", f.worker.0),
+                            "fee": low(info.job.fee)?.to_string(),
+                            "payout": payout.to_string(),
+                            "protocol_fee": fee.to_string(),
+                            "transaction_hash": format!("{:#x}", emitted.transaction_hash),
+                        })
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        match page.continuation_token {
+            Some(next) => token = Some(next),
+            None => bail!("no JobFinalized event of job {} on chain", args.job),
+        }
+    }
+}
+
+async fn model_add(args: ModelAddArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    let me = s.me()?;
+    let price = parse_tokens(&args.price)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading the model file {}", args.file.display()))?;
+    // A TorchScript file is a zip archive (torch.jit.save): refuse anything else up front.
+    ensure!(
+        bytes.starts_with(b"PK\x03\x04"),
+        "{} is not a TorchScript file (torch.jit.save writes a zip archive)",
+        args.file.display()
+    );
+    let uploaded = s
+        .coordinator
+        .upload_blob(bytes)
+        .await
+        .context("uploading the model file to the coordinator")?;
+    eprintln!(
+        "model file {} ({} bytes) uploaded",
+        uploaded.digest, uploaded.size
+    );
+    let requirements = job_mgr::Requirements {
+        min_vram_mb: args.min_vram_mb,
+        required_flags: args.flags,
+        min_stake_tier: args.min_tier,
+        min_score: args.min_score,
+    };
+    let (model_id, outcome) = me
+        .jobs
+        .register_model(u256_from_digest(&uploaded.digest.0), &requirements, u256(price))
+        .await?;
+    eprintln!(
+        "registered model {model_id}: price {}, owner {:#x}; {}",
+        tokens(price),
+        me.address,
+        tx_line(&outcome)
+    );
+    println!("{model_id}");
+    Ok(())
+}
+
+async fn model_list(args: ReadConnection) -> Result<()> {
+    let s = Session::open(&args.on, false).await?;
+    let mut query = ListModels {
+        active: None,
+        cursor: None,
+        limit: Some(100),
+    };
+    println!(
+        "{:>5}  {:<6}  {:>12}  {:<5}  {:<64}  requirements",
+        "model", "active", "price", "file", "model_hash"
+    );
+    loop {
+        let page = s.coordinator.list_models(&query).await?;
+        for m in &page.items {
+            println!(
+                "{:>5}  {:<6}  {:>12}  {:<5}  {}  vram>={} MB flags={:#x} tier>={} score>={}",
+                m.model_id,
+                m.active,
+                api_tokens(m.price),
+                if m.file_available { "yes" } else { "no" },
+                m.model_hash,
+                m.requirements.min_vram_mb,
+                m.requirements.required_flags,
+                m.requirements.min_stake_tier,
+                m.requirements.min_score
+            );
+        }
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_amounts_round_trip() {
+        assert_eq!(parse_tokens("2").unwrap(), 2 * TOKEN);
+        assert_eq!(parse_tokens("1.5").unwrap(), 3 * TOKEN / 2);
+        assert_eq!(parse_tokens("0.000000000000000001").unwrap(), 1);
+        assert_eq!(tokens(3 * TOKEN / 2), "1.500000");
+        for bad in ["", "1.", ".5", "-1", "1e3", "1.0000000000000000001", "abc"] {
+            assert!(parse_tokens(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_tokens("1000000000000000000000").is_err(), "overflow");
+    }
+
+    fn safetensors_of(values: &[f32]) -> Vec<u8> {
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let header = format!(
+            r#"{{"output":{{"dtype":"F32","shape":[{}],"data_offsets":[0,{}]}}}}"#,
+            values.len(),
+            data.len()
+        );
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&data);
+        bytes
+    }
+
+    #[test]
+    fn outputs_are_compared_within_the_tolerance() {
+        let mine = safetensors_of(&[1.0, 2.0, 3.0]);
+        assert!(compare(&safetensors_of(&[1.0, 2.00001, 3.0]), &mine, 1e-4).is_ok());
+        let far = compare(&safetensors_of(&[1.0, 2.5, 3.0]), &mine, 1e-4).unwrap_err();
+        assert!(far.to_string().contains("element 1"), "{far}");
+        let nan = compare(&safetensors_of(&[1.0, f32::NAN, 3.0]), &mine, 1e-4);
+        assert!(nan.is_err(), "a NaN passes");
+        let shape = compare(&safetensors_of(&[1.0, 2.0]), &mine, 1e-4);
+        assert!(shape.is_err(), "another shape passes");
+        assert!(compare(b"not safetensors", &mine, 1e-4).is_err());
+    }
+
+    #[test]
+    fn job_states_parse_by_name() {
+        assert_eq!(parse_state("Finalized").unwrap(), JobState::Finalized);
+        assert_eq!(parse_state("queued").unwrap(), JobState::Queued);
+        assert!(parse_state("done").is_err());
+    }
+}
