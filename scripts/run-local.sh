@@ -2,7 +2,7 @@
 # README command 1: sets up what is missing, starts a local CIRO network and runs inference
 # jobs through it end to end.
 #
-#   scripts/run-local.sh [--keep] [--jobs N] [--no-setup]
+#   scripts/run-local.sh [--keep] [--jobs N] [--no-setup] [--env-file FILE]
 #
 # A seeded starknet-devnet (`ciro devnet`); the contracts deployed, wired (devnet account 1 is
 # the coordinator, 0 the admin and arbiter) and sealed; a sponsor (account 2) with a deposit
@@ -16,13 +16,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-keep=0; jobs=4; setup=1
+keep=0; jobs=4; setup=1; env_file=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --keep) keep=1 ;;
     --jobs) jobs="$2"; shift ;;
     --no-setup) setup=0 ;;
-    *) echo "usage: scripts/run-local.sh [--keep] [--jobs N] [--no-setup]" >&2; exit 2 ;;
+    # With --keep: where to write the network's URLs and paths (KEY=VALUE lines) once its
+    # jobs are done (what the test of this script reads).
+    --env-file) env_file="$2"; shift ;;
+    *) echo "usage: scripts/run-local.sh [--keep] [--jobs N] [--no-setup] [--env-file FILE]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -41,6 +44,8 @@ stop_all() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 trap stop_all EXIT
+# A signal ends the script through its EXIT trap, which stops what it started.
+trap 'exit 143' TERM INT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 step() { printf '\n==> %s\n' "$*"; }
 # Waits until $1 answers 2xx, or fails naming the log $2 and process $3.
@@ -202,5 +207,17 @@ if [ "$keep" = 1 ]; then
   submit another: CIRO_RPC_URL=$rpc CIRO_MANIFEST=$manifest CIRO_COORDINATOR_URL=http://$api \\
                   $bin/ciro job submit --devnet-account 3 --model $model --input $work/jobs/job1.x.safetensors
 EOF
+  if [ -n "$env_file" ]; then
+    cat >"$env_file.tmp" <<EOF
+CIRO_RPC_URL=$rpc
+CIRO_MANIFEST=$manifest
+CIRO_COORDINATOR_URL=http://$api
+CIRO_RELAYER_URL=http://$relayer/
+CIRO_LOCAL_MODEL=$model
+CIRO_LOCAL_WORK=$work
+CIRO_LOCAL_JOBS=${ids[*]}
+EOF
+    mv "$env_file.tmp" "$env_file"
+  fi
   wait "${pids[0]}"
 fi

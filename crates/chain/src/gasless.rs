@@ -133,9 +133,10 @@ pub fn check(
     let extra = &execution.calls[calls.len()..];
     match (payment, extra) {
         (Payment::Sponsored, []) => Ok(()),
-        (Payment::Sponsored, _) => {
-            unsafe_(format!("a sponsored transaction adds {} call(s)", extra.len()))
-        }
+        (Payment::Sponsored, _) => unsafe_(format!(
+            "a sponsored transaction adds {} call(s)",
+            extra.len()
+        )),
         (Payment::InToken { gas_token, max_fee }, [fee]) => {
             let transfer = get_selector_from_name("transfer")
                 .map_err(|e| GaslessError::Unsafe(format!("selector: {e}")))?;
@@ -197,7 +198,10 @@ mod tests {
             vec![mine[1].clone(), mine[0].clone()],
         ] {
             let refused = check(&execution(bad), &mine, Payment::Sponsored);
-            assert!(matches!(refused, Err(GaslessError::Unsafe(_))), "{refused:?}");
+            assert!(
+                matches!(refused, Err(GaslessError::Unsafe(_))),
+                "{refused:?}"
+            );
         }
     }
 
@@ -222,7 +226,10 @@ mod tests {
             execution(mine.clone()),
         ] {
             let refused = check(&bad, &mine, payment);
-            assert!(matches!(refused, Err(GaslessError::Unsafe(_))), "{refused:?}");
+            assert!(
+                matches!(refused, Err(GaslessError::Unsafe(_))),
+                "{refused:?}"
+            );
         }
     }
 }

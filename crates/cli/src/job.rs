@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use ciro_api::coordinator::{
-    CoordinatorClient, ErrorCode, JobDetails, JobState, ListJobs, ListModels,
-    RequestSigner, SignedReceipt,
+    CoordinatorClient, ErrorCode, JobDetails, JobState, ListJobs, ListModels, RequestSigner,
+    SignedReceipt,
 };
 use ciro_api::snip29::PaymasterClient;
 use ciro_api::wire::Digest;
@@ -280,7 +280,8 @@ impl Session {
             let (address, key) = address_and_key(&source, &chain.rpc_url).await?;
             let account = connect(&source, &chain.rpc_url, chain_id).await?;
             let sender = Arc::new(TxSender::new(account, SenderConfig::default()));
-            coordinator = coordinator.with_signer(RequestSigner::new(key.clone(), address, chain_id));
+            coordinator =
+                coordinator.with_signer(RequestSigner::new(key.clone(), address, chain_id));
             Some(Me {
                 address,
                 key,
@@ -337,12 +338,16 @@ pub fn tokens(amount: u128) -> String {
 /// Tokens as text (`1.5`, `2`, `0.000001`) in base units.
 pub fn parse_tokens(text: &str) -> Result<u128> {
     let text = text.trim();
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (text, None),
+    };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     ensure!(
-        digits(whole) && (fraction.is_empty() || digits(fraction)) && fraction.len() <= 18,
+        digits(whole) && fraction.is_none_or(|f| digits(f) && f.len() <= 18),
         "{text:?} is not an amount of tokens (e.g. 2 or 1.5, at most 18 decimals)"
     );
+    let fraction = fraction.unwrap_or("");
     let scale = 10u128.pow(18 - fraction.len() as u32);
     let fraction: u128 = if fraction.is_empty() {
         0
@@ -429,7 +434,9 @@ fn check_safetensors(bytes: &[u8], what: &str) -> Result<Vec<String>> {
 
 /// The model `text` names: an id, or the hash of a registered model's file.
 async fn resolve_model(s: &Session, text: &str) -> Result<u64> {
-    if let Ok(id) = text.parse::<u64>() {
+    // A file hash is 64 hex digits (which may all be decimal digits): never read it as an id.
+    let hash_like = text.len() >= 64 || text.starts_with("0x");
+    if let (false, Ok(id)) = (hash_like, text.parse::<u64>()) {
         return Ok(id);
     }
     let wanted: Digest = text.parse().map_err(|_| {
@@ -443,9 +450,16 @@ async fn resolve_model(s: &Session, text: &str) -> Result<u64> {
             found.push((id, model.active));
         }
     }
-    match found.iter().rev().find(|(_, active)| *active).or(found.last()) {
+    match found
+        .iter()
+        .rev()
+        .find(|(_, active)| *active)
+        .or(found.last())
+    {
         Some((id, _)) => Ok(*id),
-        None => bail!("no registered model has file hash {wanted}: register it with `ciro model add`"),
+        None => {
+            bail!("no registered model has file hash {wanted}: register it with `ciro model add`")
+        }
     }
 }
 
@@ -551,7 +565,10 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         &ciro_chain::clients::no_options(),
     );
     let outcome = if args.gasless {
-        let url = args.relayer.as_deref().context("--gasless needs --relayer")?;
+        let url = args
+            .relayer
+            .as_deref()
+            .context("--gasless needs --relayer")?;
         let mut relayer =
             PaymasterClient::new(url).with_context(|| format!("relayer URL {url}"))?;
         if let Ok(key) = std::env::var(RELAYER_API_KEY_ENV) {
@@ -595,7 +612,9 @@ async fn job_details(s: &Session, job_id: u64) -> Result<JobDetails> {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            other => return other.with_context(|| format!("asking the coordinator for job {job_id}")),
+            other => {
+                return other.with_context(|| format!("asking the coordinator for job {job_id}"))
+            }
         }
     }
 }
@@ -702,8 +721,7 @@ async fn result(args: ResultArgs) -> Result<()> {
         "the output does not hash to the on-chain commitment {committed}"
     );
     let tensors = check_safetensors(&bytes, "the output")?;
-    std::fs::write(&args.out, &bytes)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "output    {committed} = on-chain output_hash of job {} ({} bytes; {}) written to {}",
         args.job,
@@ -739,8 +757,8 @@ async fn result(args: ResultArgs) -> Result<()> {
         Err(e) => return Err(e).context("fetching the worker's receipt"),
     }
     if let Some(expected) = &args.expect {
-        let mine = std::fs::read(expected)
-            .with_context(|| format!("reading {}", expected.display()))?;
+        let mine =
+            std::fs::read(expected).with_context(|| format!("reading {}", expected.display()))?;
         compare(&bytes, &mine, args.tolerance).with_context(|| {
             format!(
                 "job {}'s output differs from {}: contest it with `ciro job dispute {} --evidence {}` \
@@ -824,12 +842,11 @@ fn compare(actual: &[u8], expected: &[u8], tolerance: f32) -> Result<()> {
                     .collect()
             };
             let (g, w) = (floats(got.data()), floats(want.data()));
-            if let Some((i, (a, b))) = g
-                .iter()
-                .zip(&w)
-                .enumerate()
-                .find(|(_, (a, b))| !((*a - *b).abs() <= tolerance))
-            {
+            if let Some((i, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| {
+                // A NaN on either side is a difference.
+                let d = (*a - *b).abs();
+                d.is_nan() || d > tolerance
+            }) {
                 bail!("tensor {name:?} element {i} is {a}, expected {b} (tolerance {tolerance})");
             }
         } else {
@@ -1049,7 +1066,11 @@ async fn model_add(args: ModelAddArgs) -> Result<()> {
     };
     let (model_id, outcome) = me
         .jobs
-        .register_model(u256_from_digest(&uploaded.digest.0), &requirements, u256(price))
+        .register_model(
+            u256_from_digest(&uploaded.digest.0),
+            &requirements,
+            u256(price),
+        )
         .await?;
     eprintln!(
         "registered model {model_id}: price {}, owner {:#x}; {}",

@@ -223,7 +223,9 @@ pub async fn run_sponsor(command: SponsorCommand) -> Result<()> {
         })
         .with_context(|| format!("transaction {:#x} created no policy", outcome.tx_hash))?;
     let reader = PaymasterReader::new(pm_address, &a.provider);
-    let held = call(reader.sponsor_balance(&ContractAddress(me))).await?.low;
+    let held = call(reader.sponsor_balance(&ContractAddress(me)))
+        .await?
+        .low;
     eprintln!(
         "sponsor {me:#x}: deposit now {}, {} relayer(s) with a daily budget of {}, policy {policy_id} \
          ({} calls); tx {:#x}",
@@ -236,4 +238,3 @@ pub async fn run_sponsor(command: SponsorCommand) -> Result<()> {
     println!("{policy_id}");
     Ok(())
 }
-

@@ -1,0 +1,333 @@
+//! README command 1 as a test: `scripts/run-local.sh --keep` brings up a whole local network
+//! (devnet, deployed and wired contracts, a sponsor, the coordinator, the relayer, two CPU
+//! workers) and runs its jobs end to end, half of them gasless; the test checks the script's
+//! table (every job finalized, paid 95/5, its output verified against the chain and Python
+//! torch), then, against that live network, what a submitter can get wrong with `ciro job` and
+//! `ciro model`: each is refused before anything is spent, with a message saying what to do,
+//! and the submitter's balance is unchanged. Then a job no worker can take is explained and
+//! cancelled for a full refund. Last, SIGTERM stops the script and everything it started.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Network {
+    script: Child,
+    log: PathBuf,
+    env: HashMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Network {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `ciro ARGS` against the network.
+    fn ciro(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ciro"))
+            .args(args)
+            .envs(&self.env)
+            .env("CIRO_LOG", "warn")
+            .output()
+            .expect("running ciro")
+    }
+
+    /// `ciro ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ciro(args);
+        assert!(
+            out.status.success(),
+            "ciro {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `ciro ARGS`, which must fail with `expected` in its message.
+    fn refused(&self, args: &[&str], expected: &str) {
+        let out = self.ciro(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "ciro {args:?} succeeded");
+        assert!(
+            stderr.contains(expected),
+            "ciro {args:?}: expected {expected:?} in: {stderr}"
+        );
+    }
+}
+
+fn start() -> Network {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("run-local.log");
+    let env_file = dir.path().join("network.env");
+    let script = Command::new("bash")
+        .arg(root().join("scripts/run-local.sh"))
+        .args(["--no-setup", "--keep", "--jobs", "4", "--env-file"])
+        .arg(&env_file)
+        .env("TMPDIR", dir.path())
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(dir.path().join("run-local.err")).expect("log"))
+        .spawn()
+        .expect("bash scripts/run-local.sh");
+    let mut network = Network {
+        script,
+        log,
+        env: HashMap::new(),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !env_file.exists() {
+        if let Some(status) = network.script.try_wait().expect("wait") {
+            let mut err = String::new();
+            std::fs::File::open(network._dir.path().join("run-local.err"))
+                .and_then(|mut f| f.read_to_string(&mut err))
+                .ok();
+            panic!(
+                "run-local.sh exited ({status}) before its network was up:\n{}\n{err}",
+                network.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run-local.sh did not finish its jobs in 15 minutes:\n{}",
+            network.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let text = std::fs::read_to_string(&env_file).expect("env file");
+    network.env = text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    network
+}
+
+/// The rows of the script's closing table, split on whitespace.
+fn rows_of_table(log: &str) -> Vec<Vec<String>> {
+    let table = log
+        .split("==> the jobs\n")
+        .nth(1)
+        .expect("the script printed its table");
+    table
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("==>") && !line.trim().is_empty())
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() {
+    let mut net = start();
+    let log = net.log();
+
+    // The script's own checks passed (it exits on the first failure), and its table says
+    // every job was finalized by a worker, paid fee − 5 %, and verified.
+    let rows = rows_of_table(&log);
+    assert_eq!(rows.len(), 4, "one row per job:\n{log}");
+    let mut gas_payers = Vec::new();
+    for row in &rows {
+        // job, "account", N, gas paid, worker, fee, worker paid, protocol, latency, "s", ...
+        assert_eq!(&row[5..8], ["1.0000", "0.9500", "0.0500"], "{row:?}");
+        assert!(row.join(" ").ends_with("yes (chain, torch)"), "{row:?}");
+        gas_payers.push(row[3].clone());
+    }
+    assert!(gas_payers.contains(&"sponsor".to_owned()), "{gas_payers:?}");
+    assert!(
+        gas_payers.contains(&"submitter".to_owned()),
+        "{gas_payers:?}"
+    );
+    assert!(
+        log.contains("the sponsor paid its gas"),
+        "the gasless submitter's STRK is unchanged"
+    );
+    let ids: Vec<String> = net.env["CIRO_LOCAL_JOBS"]
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 4);
+    for id in &ids {
+        let status = net.ok(&["job", "status", id]);
+        assert!(status.contains("finalized"), "{status}");
+        assert!(status.contains("output yes, receipt yes"), "{status}");
+    }
+    let listed = net.ok(&["job", "list", "--all"]);
+    assert_eq!(listed.matches("finalized").count(), 4, "{listed}");
+
+    // What a submitter can get wrong: refused before anything is spent.
+    let work = PathBuf::from(&net.env["CIRO_LOCAL_WORK"]);
+    let input = work.join("jobs/job1.x.safetensors");
+    let input = input.to_str().expect("utf-8 path");
+    let model = net.env["CIRO_LOCAL_MODEL"].clone();
+    let model_file = work.join("models/encoder.pt");
+    let model_file = model_file.to_str().expect("utf-8 path");
+    // `ciro job submit` as `account`; `extra` may replace the model or the input.
+    let submit = |account: &str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["job", "submit", "--devnet-account", account]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (flag, default) in [("--model", model.as_str()), ("--input", input)] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), default.to_owned()]);
+            }
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let refused = |args: Vec<String>, expected: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        net.refused(&args, expected);
+    };
+    let jobs_before = net.ok(&["job", "list", "--devnet-account", "3"]);
+    // Account 7 was never given payment tokens.
+    refused(submit("7", &[]), "get more tokens first");
+    refused(submit("3", &["--fee", "0.1"]), "below model");
+    refused(submit("3", &["--fee", "1e3"]), "is not an amount of tokens");
+    refused(
+        submit("3", &["--deadline", "999999"]),
+        "beyond the network's longest",
+    );
+    refused(submit("3", &["--deadline", "30"]), "leaves no worker time");
+    refused(submit("3", &["--model", "99"]), "no model 99 (there are 1)");
+    refused(
+        submit(
+            "3",
+            &[
+                "--model",
+                "0000000000000000000000000000000000000000000000000000000000000001",
+            ],
+        ),
+        "no registered model has file hash",
+    );
+    refused(
+        submit("3", &["--input", model_file]),
+        "is not a safetensors file",
+    );
+    refused(
+        submit("3", &["--input", "/nonexistent"]),
+        "reading the input",
+    );
+    // A URL that is no SNIP-29 relayer (the coordinator's): a clear error, nothing sent.
+    let coordinator = net.env["CIRO_COORDINATOR_URL"].clone();
+    refused(
+        submit("4", &["--gasless", "--relayer", &coordinator]),
+        "sending the job through the paymaster relayer",
+    );
+    net.refused(
+        &["job", "cancel", &ids[0], "--devnet-account", "4"],
+        "only its submitter may cancel it",
+    );
+    net.refused(
+        &["job", "cancel", &ids[0], "--devnet-account", "3"],
+        "only a queued job",
+    );
+    let evidence = work.join("jobs/job1.y.safetensors");
+    net.refused(
+        &[
+            "job",
+            "dispute",
+            &ids[0],
+            "--devnet-account",
+            "3",
+            "--evidence",
+            evidence.to_str().expect("utf-8"),
+        ],
+        "only a completed job",
+    );
+    net.refused(
+        &[
+            "job",
+            "result",
+            "99",
+            "--devnet-account",
+            "3",
+            "--out",
+            "/dev/null",
+        ],
+        "no job 99 on chain",
+    );
+    net.refused(
+        &[
+            "model",
+            "add",
+            input,
+            "--devnet-account",
+            "0",
+            "--price",
+            "1",
+        ],
+        "is not a TorchScript file",
+    );
+    net.refused(&["job", "list", "--state", "done"], "is not a job state");
+    // Nothing of the above created a job.
+    assert_eq!(
+        net.ok(&["job", "list", "--devnet-account", "3"]),
+        jobs_before
+    );
+
+    // A job no worker can take (its model asks for the top stake tier): the coordinator says
+    // why, and the submitter takes it back.
+    let hungry = net.ok(&[
+        "model",
+        "add",
+        model_file,
+        "--devnet-account",
+        "0",
+        "--price",
+        "0.5",
+        "--min-tier",
+        "3",
+    ]);
+    let job = net.ok(&[
+        "job",
+        "submit",
+        "--devnet-account",
+        "3",
+        "--model",
+        &hungry,
+        "--input",
+        input,
+    ]);
+    let status = (0..40)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(500));
+            net.ok(&["job", "status", &job])
+        })
+        .find(|s| s.contains("stake reaches tier 3"))
+        .unwrap_or_else(|| panic!("job {job} was never explained"));
+    assert!(status.contains("queued"), "{status}");
+    let cancelled = net.ok(&["job", "cancel", &job, "--devnet-account", "3"]);
+    assert!(cancelled.contains("0.500000 refunded"), "{cancelled}");
+    net.refused(
+        &["job", "cancel", &job, "--devnet-account", "3"],
+        "only a queued job",
+    );
+
+    // SIGTERM stops the script and what it started: devnet no longer answers.
+    let rpc = net.env["CIRO_RPC_URL"].clone();
+    let pid = net.script.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while net.script.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "run-local.sh ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alive = Command::new("curl")
+        .args(["-fs", "--max-time", "2", &rpc.replace("/rpc", "/is_alive")])
+        .stdout(Stdio::null())
+        .status()
+        .expect("curl");
+    assert!(!alive.success(), "devnet outlived the script");
+}
