@@ -88,6 +88,8 @@ pub struct AgentConfig {
     /// Test only: compute and journal results but never upload or commit them (to kill the
     /// agent between computing and committing).
     pub hold_commits: bool,
+    /// Test only: add 1 to the first element of every output (a cheating worker).
+    pub test_corrupt_output: bool,
     /// Where to serve `/health`, `/ready` (the node) and `/metrics`.
     pub listen: std::net::SocketAddr,
 }
@@ -581,6 +583,19 @@ impl Agent {
             .await
             .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))?;
         let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let output = if self.config.test_corrupt_output {
+            // The cheating worker of the dispute tests: a wrong answer, consistently hashed,
+            // uploaded, signed and committed.
+            let bytes = corrupt(output.output);
+            tracing::warn!("returning a wrong output (--test-corrupt-output)");
+            ciro_engine::JobOutput {
+                output_hash: Digest::of(&bytes),
+                output: bytes,
+                ..output
+            }
+        } else {
+            output
+        };
         let receipt = Receipt {
             job_manager: self.job_mgr,
             job_id: a.job_id,
@@ -870,4 +885,20 @@ fn progress_bar(model: &Digest, percent: u64, done: u64, total: u64) {
         done as f64 / 1e6,
         total as f64 / 1e6,
     );
+}
+
+/// `output` (a safetensors file) with 1 added to its first element (test only).
+fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
+    let header = output
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok());
+    if let Some(start) = header.and_then(|n| n.checked_add(8)) {
+        if let Some(first) = output.get_mut(start..start + 4) {
+            let value = f32::from_le_bytes([first[0], first[1], first[2], first[3]]) + 1.0;
+            first.copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    output
 }

@@ -119,6 +119,9 @@ struct RunArgs {
     /// Test only: compute and journal results but never commit them.
     #[arg(long, hide = true)]
     test_hold_commits: bool,
+    /// Test only: a cheating worker (every output's first element plus 1).
+    #[arg(long, hide = true)]
+    test_corrupt_output: bool,
     #[command(flatten)]
     serve: ServeArgs<7072>,
 }
@@ -188,6 +191,7 @@ fn main() -> ExitCode {
                 commit_window: Duration::from_millis(args.commit_window_ms),
                 poll_wait: Duration::from_secs(20),
                 hold_commits: args.test_hold_commits,
+                test_corrupt_output: args.test_corrupt_output,
                 listen: args.serve.listen,
             };
             agent::run(config, shutdown).await

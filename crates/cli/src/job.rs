@@ -20,7 +20,7 @@ use ciro_api::snip29::PaymasterClient;
 use ciro_api::wire::Digest;
 use ciro_chain::account::{address_and_key, connect, is_valid_signature};
 use ciro_chain::bindings::job_mgr;
-use ciro_chain::cainome::cairo_serde::U256;
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::clients::{balance_of, u256, u256_from_digest, JobMgrClient};
 use ciro_chain::gasless::{self, Payment};
 use ciro_chain::manifest::Manifest;
@@ -81,6 +81,9 @@ pub enum JobCommand {
     /// Contest a completed job's result within its challenge window, paying its dispute bond;
     /// the evidence file is uploaded to the coordinator for the arbiter.
     Dispute(DisputeArgs),
+    /// The arbiter decides a disputed job: with --worker-at-fault the worker is slashed and
+    /// the submitter refunded, otherwise the result stands and the worker is paid.
+    Resolve(ResolveArgs),
     /// List jobs, newest first (yours with an account, or --submitter's, or everyone's).
     List(ListArgs),
     /// How a finalized job's fee was split, from its `JobFinalized` event on chain: the
@@ -183,6 +186,21 @@ pub struct DisputeArgs {
     /// The evidence (e.g. your own run's output); its SHA-256 is recorded on chain.
     #[arg(long)]
     evidence: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The job's id.
+    job: u64,
+    /// The worker's result was wrong: slash it and refund the submitter.
+    #[arg(long)]
+    worker_at_fault: bool,
+    /// Share of the worker's stake slashed when at fault, in basis points (at most the
+    /// network's maximum).
+    #[arg(long, default_value_t = 1_000)]
+    slash_bps: u16,
 }
 
 #[derive(Args)]
@@ -471,6 +489,7 @@ pub async fn run_job(command: JobCommand) -> Result<()> {
         JobCommand::Result(args) => result(args).await,
         JobCommand::Cancel(args) => cancel(args).await,
         JobCommand::Dispute(args) => dispute(args).await,
+        JobCommand::Resolve(args) => resolve(args).await,
         JobCommand::List(args) => list(args).await,
         JobCommand::Settlement(args) => settlement(args).await,
     }
@@ -930,6 +949,42 @@ async fn dispute(args: DisputeArgs) -> Result<()> {
         args.job,
         tokens(bond),
         uploaded.digest,
+        tx_line(&outcome)
+    );
+    Ok(())
+}
+
+async fn resolve(args: ResolveArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    let me = s.me()?;
+    let info = s.chain_job(args.job).await?;
+    ensure!(
+        info.job.state == job_mgr::JobState::Disputed,
+        "job {} is {}: only a disputed job can be resolved",
+        args.job,
+        state_name(&info.job.state)
+    );
+    let arbiter = starknet::core::utils::cairo_short_string_to_felt(ciro_protocol::roles::ARBITER)?;
+    ensure!(
+        call(s.reader().has_role(&arbiter, &ContractAddress(me.address))).await?,
+        "{:#x} is not an ARBITER of JobMgr: only an arbiter decides disputes",
+        me.address
+    );
+    let outcome = me
+        .jobs
+        .resolve_dispute(args.job, args.worker_at_fault, args.slash_bps)
+        .await?;
+    let after = s.chain_job(args.job).await?;
+    println!(
+        "resolved job {}: worker {:#x} {}; the job is now {}; {}",
+        args.job,
+        info.job.worker.0,
+        if args.worker_at_fault {
+            format!("at fault, {} bps of its stake slashed", args.slash_bps)
+        } else {
+            "was right and is paid".to_owned()
+        },
+        state_name(&after.job.state),
         tx_line(&outcome)
     );
     Ok(())

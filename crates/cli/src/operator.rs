@@ -35,6 +35,17 @@ pub struct OnChain {
 pub enum TokenCommand {
     /// Send payment tokens (JobMgr's token) from the account to another.
     Transfer(TransferArgs),
+    /// Payment-token balances, in base units (one line per address).
+    Balance(BalanceArgs),
+}
+
+#[derive(Args)]
+pub struct BalanceArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// Whose balance (repeat for more).
+    #[arg(long, required = true)]
+    of: Vec<Felt>,
 }
 
 #[derive(Args)]
@@ -115,7 +126,10 @@ async fn acting(on: &OnChain) -> Result<Acting> {
 }
 
 pub async fn run_token(command: TokenCommand) -> Result<()> {
-    let TokenCommand::Transfer(args) = command;
+    let args = match command {
+        TokenCommand::Transfer(args) => args,
+        TokenCommand::Balance(args) => return balance(args).await,
+    };
     ensure!(!args.to.is_empty(), "name at least one --to");
     let a = acting(&args.on).await?;
     let amount = parse_tokens(&args.amount)?;
@@ -141,6 +155,26 @@ pub async fn run_token(command: TokenCommand) -> Result<()> {
         println!("sent {} tokens to {to:#x}", tokens(amount));
     }
     eprintln!("tx {:#x}", outcome.tx_hash);
+    Ok(())
+}
+
+async fn balance(args: BalanceArgs) -> Result<()> {
+    let chain = args.chain.config()?;
+    let provider = JsonRpcClient::new(HttpTransport::new(chain.rpc_url.clone()));
+    let manifest = Manifest::read(&chain.manifest)?;
+    let jobs = manifest.contract(contracts::JOB_MGR)?;
+    let token = call(JobMgrReader::new(jobs, &provider).token())
+        .await
+        .with_context(|| format!("reading JobMgr's token through {}", chain.rpc_url))?
+        .0;
+    for holder in &args.of {
+        let held = balance_of(&provider, token, *holder).await?;
+        ensure!(
+            held.high == 0,
+            "{holder:#x} holds more than 2^128 base units"
+        );
+        println!("{holder:#x} {}", held.low);
+    }
     Ok(())
 }
 

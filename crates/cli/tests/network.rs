@@ -311,6 +311,204 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "only a queued job",
     );
 
+    // A cheating worker (account 7, staked to tier 1, the only one a tier-1 model's jobs go
+    // to) returns a wrong output, consistently hashed, signed and committed. The submitter's
+    // own run exposes it, the dispute refunds the submitter and slashes the cheater; the
+    // honest workers of the run are never disputed or slashed.
+    let accounts: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join("accounts.json")).expect("accounts"),
+    )
+    .expect("accounts JSON");
+    let address = |i: usize| {
+        accounts["result"][i]["address"]
+            .as_str()
+            .expect("address")
+            .to_owned()
+    };
+    let (cheater, submitter) = (address(7), address(3));
+    net.ok(&[
+        "token",
+        "transfer",
+        "--devnet-account",
+        "0",
+        "--to",
+        &cheater,
+        "--amount",
+        "600",
+    ]);
+    let worker_bin = Path::new(env!("CARGO_BIN_EXE_ciro")).with_file_name("ciro-worker");
+    let cheater_log = work.join("worker-7.log");
+    let mut cheating = Command::new(&worker_bin)
+        .args([
+            "run",
+            "--devnet-account",
+            "7",
+            "--stake-target",
+            "500000000000000000000",
+        ])
+        .arg("--data-dir")
+        .arg(work.join("worker-7"))
+        .args(["--heartbeat-secs", "2", "--commit-window-ms", "300"])
+        .args(["--listen", "127.0.0.1:0", "--test-corrupt-output"])
+        .envs(&net.env)
+        .stdout(std::fs::File::create(&cheater_log).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ciro-worker");
+    let strict = net.ok(&[
+        "model",
+        "add",
+        model_file,
+        "--devnet-account",
+        "0",
+        "--price",
+        "0.5",
+        "--min-tier",
+        "1",
+    ]);
+    let balance = |who: &str| -> u128 {
+        let line = net.ok(&["token", "balance", "--of", who]);
+        line.split_whitespace()
+            .nth(1)
+            .expect("amount")
+            .parse()
+            .expect("number")
+    };
+    let before = balance(&submitter);
+    let job = net.ok(&[
+        "job",
+        "submit",
+        "--devnet-account",
+        "3",
+        "--model",
+        &strict,
+        "--input",
+        input,
+        "--fee",
+        "1",
+    ]);
+    assert_eq!(balance(&submitter), before - 1_000_000_000_000_000_000);
+    net.ok(&[
+        "job",
+        "watch",
+        &job,
+        "--until",
+        "completed",
+        "--timeout",
+        "300",
+    ]);
+    let expected = work.join("jobs/job1.y.safetensors");
+    let expected = expected.to_str().expect("utf-8");
+    let out = work.join("cheated.safetensors");
+    let checked = net.ciro(&[
+        "job",
+        "result",
+        &job,
+        "--devnet-account",
+        "3",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--expect",
+        expected,
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr),
+    );
+    assert!(
+        !checked.status.success(),
+        "the wrong output passed: {stdout}"
+    );
+    // It is the committed output, with a valid receipt: only the submitter's own run tells.
+    assert!(stdout.contains("= on-chain output_hash"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("signed by worker {cheater}")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("element 0"), "{stderr}");
+    assert!(stderr.contains("ciro job dispute"), "{stderr}");
+    net.ok(&[
+        "job",
+        "dispute",
+        &job,
+        "--devnet-account",
+        "3",
+        "--evidence",
+        expected,
+    ]);
+    net.refused(
+        &[
+            "job",
+            "dispute",
+            &job,
+            "--devnet-account",
+            "3",
+            "--evidence",
+            expected,
+        ],
+        "is disputed",
+    );
+    // The submitter cannot decide its own dispute.
+    net.refused(
+        &[
+            "job",
+            "resolve",
+            &job,
+            "--devnet-account",
+            "3",
+            "--worker-at-fault",
+        ],
+        "is not an ARBITER",
+    );
+    let resolved = net.ok(&[
+        "job",
+        "resolve",
+        &job,
+        "--devnet-account",
+        "0",
+        "--worker-at-fault",
+        "--slash-bps",
+        "1000",
+    ]);
+    assert!(resolved.contains("now refunded"), "{resolved}");
+    // The fee and the bond came back (and any award from the slash on top).
+    assert!(balance(&submitter) >= before, "the submitter lost money");
+    let stake_of = |account: &str| -> (u128, u64) {
+        let out = Command::new(&worker_bin)
+            .args(["status", "--devnet-account", account])
+            .envs(&net.env)
+            .output()
+            .expect("ciro-worker status");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        (
+            status["stake"]
+                .as_str()
+                .expect("stake")
+                .parse()
+                .expect("number"),
+            status["reputation"]["failed"].as_u64().expect("failed"),
+        )
+    };
+    let (cheater_stake, _) = stake_of("7");
+    assert!(
+        cheater_stake < 500_000_000_000_000_000_000,
+        "the cheater kept its stake: {cheater_stake}"
+    );
+    for honest in ["5", "6"] {
+        assert_eq!(
+            stake_of(honest),
+            (100_000_000_000_000_000_000, 0),
+            "honest worker {honest} was slashed or marked failed"
+        );
+    }
+    let _ = cheating.kill();
+    let _ = cheating.wait();
+
     // SIGTERM stops the script and what it started: devnet no longer answers.
     let rpc = net.env["CIRO_RPC_URL"].clone();
     let pid = net.script.id().to_string();
