@@ -8,3 +8,5 @@ export LIBTORCH_USE_PYTORCH=1
 case ":$PATH:" in *":$VIRTUAL_ENV/bin:"*) ;; *) export PATH="$VIRTUAL_ENV/bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH" ;; esac
 # starknet.js for the relayer's client test (scripts/setup.sh installs it there).
 export CIRO_STARKNET_JS_DIR="${CIRO_STARKNET_JS_DIR:-$CIRO_CACHE_DIR/starknet-js}"
+# puppeteer-core for the dashboard's browser test (Debian's chromium).
+export CIRO_PUPPETEER_DIR="${CIRO_PUPPETEER_DIR:-$CIRO_CACHE_DIR/puppeteer}"

@@ -98,6 +98,22 @@ else
   npm install --prefix "$STARKNET_JS_DIR" --no-audit --no-fund --loglevel=error "starknet@$STARKNET_JS_VERSION"
 fi
 
+step "chromium (Debian), for the dashboard's headless browser test"
+if command -v chromium >/dev/null; then
+  echo "chromium present"
+else
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+PUPPETEER_VERSION=24.43.1
+if [ "$(node -p "require('$CIRO_PUPPETEER_DIR/node_modules/puppeteer-core/package.json').version" 2>/dev/null)" = "$PUPPETEER_VERSION" ]; then
+  echo "puppeteer-core $PUPPETEER_VERSION present"
+else
+  mkdir -p "$CIRO_PUPPETEER_DIR"
+  # Drives Debian's chromium; downloads no browser of its own.
+  npm install --prefix "$CIRO_PUPPETEER_DIR" --no-audit --no-fund --loglevel=error "puppeteer-core@$PUPPETEER_VERSION"
+fi
+
 step "Cairo 2.1 toolchain (cairo-lang 2.1.0 crates; corelib from PyPI cairo-lang 0.12.3)"
 cargo build -q --release --locked --manifest-path cairo/toolchain/Cargo.toml
 cairo/toolchain/target/release/ciro-cairo corelib

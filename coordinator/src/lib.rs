@@ -238,7 +238,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         config.api.clone(),
         status,
         shutdown.clone(),
-    );
+    )
+    .with_accounting(api::dashboard::AccountingSource::new(
+        node.clone(),
+        manifest.contract(ciro_protocol::contracts::JOB_MGR)?,
+        manifest.contract(ciro_protocol::contracts::CDC_POOL)?,
+        manifest.contract(ciro_protocol::contracts::PAYMASTER)?,
+    ));
     tracing::info!(
         rpc_url = %config.chain.rpc_url,
         network = %manifest.network,

@@ -552,6 +552,45 @@ impl Store {
             .collect()
     }
 
+    /// Job events recorded at or after `since` (unix seconds), oldest first, at most `limit`,
+    /// each with when its job's first event (its submission) was recorded.
+    pub async fn recent_events(&self, since: u64, limit: u64) -> Result<Vec<(JobEventRow, u64)>> {
+        let rows = sqlx::query(
+            "SELECT e.*, (SELECT MIN(f.recorded_at) FROM job_events f WHERE f.job_id = e.job_id) \
+             AS first_recorded_at FROM job_events e WHERE e.recorded_at >= $1 \
+             ORDER BY e.sequence LIMIT $2",
+        )
+        .bind(i64_of(since, "since")?)
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading recent job events")?;
+        rows.iter()
+            .map(|r| {
+                let first: i64 = r.try_get("first_recorded_at")?;
+                Ok((event_row(r)?, u64_of(first, "first_recorded_at")?))
+            })
+            .collect()
+    }
+
+    /// The newest event's sequence (0 before any).
+    pub async fn last_sequence(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS n FROM job_events")
+            .fetch_one(&self.pool)
+            .await
+            .context("reading the last event sequence")?;
+        u64_of(row.try_get("n")?, "sequence")
+    }
+
+    /// How many workers the index holds.
+    pub async fn count_workers(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM workers")
+            .fetch_one(&self.pool)
+            .await
+            .context("counting workers")?;
+        u64_of(row.try_get("n")?, "count")
+    }
+
     /// The block a job was submitted in.
     pub async fn submitted_block(&self, job_id: u64) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT submitted_block FROM jobs WHERE job_id = $1")

@@ -7,6 +7,7 @@
 //! says what is wrong. Writes, and reads of private data, are signed ([`auth`]).
 
 pub mod auth;
+pub mod dashboard;
 pub mod openapi;
 
 use std::collections::{HashMap, HashSet};
@@ -146,6 +147,8 @@ struct Inner {
     candidates: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Candidate>>)>>,
     /// Answers for jobs in a final state (which no longer change), when read.
     final_jobs: std::sync::Mutex<HashMap<u64, (std::time::Instant, JobDetails)>>,
+    /// Where the dashboard's accounting totals are read (none: not shown).
+    accounting: Option<Arc<dashboard::AccountingSource>>,
 }
 
 /// How long the answer for a job in a final state is reused (only retention, deleting its
@@ -185,8 +188,18 @@ impl Api {
                 shutdown,
                 candidates: tokio::sync::Mutex::new(None),
                 final_jobs: std::sync::Mutex::new(HashMap::new()),
+                accounting: None,
             }),
         }
+    }
+
+    /// The API, with the dashboard's accounting totals read from `source`. Call before the
+    /// API is cloned (it is a no-op on a shared one).
+    pub fn with_accounting(mut self, source: Arc<dashboard::AccountingSource>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.accounting = Some(source);
+        }
+        self
     }
 
     /// The counter of refused signed requests by code, to register in the metrics.
@@ -214,12 +227,15 @@ impl Api {
             .route(routes::JOB_RECEIPT, put(put_receipt).get(get_receipt))
             .route(routes::JOB_RELEASE, post(post_release))
             .route(routes::SUBMITTER_EVENTS, get(submitter_events))
+            .route(routes::EVENTS, get(dashboard::all_events))
+            .route(routes::STATS, get(dashboard::stats))
             .route(routes::WORKERS, get(list_workers))
             .route(routes::WORKER, get(get_worker))
             .route(routes::WORKER_HEARTBEAT, post(heartbeat))
             .route(routes::WORKER_ASSIGNMENTS, get(assignments))
             .layer(middleware::from_fn_with_state(self.clone(), rate_limit));
         v1.route(routes::OPENAPI, get(openapi_document))
+            .route(routes::DASHBOARD, get(dashboard::page))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             // Bodies are read by the handlers, each with its own limit.

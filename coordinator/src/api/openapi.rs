@@ -4,7 +4,9 @@
 
 use ciro_api::coordinator::openapi::CoordinatorSchemas;
 use ciro_api::coordinator::routes::{self, Access, HttpMethod};
-use ciro_api::coordinator::{ListJobs, ListModels, ListWorkers, PollAssignments};
+use ciro_api::coordinator::{
+    EventsQuery, ListJobs, ListModels, ListWorkers, PollAssignments, StatsQuery,
+};
 use serde_json::{json, Value};
 use utoipa::openapi::path::ParameterIn;
 use utoipa::{IntoParams, OpenApi};
@@ -90,6 +92,16 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             query: none(),
             body: None,
             ok: json_ok("SignedReceipt"),
+        },
+        (HttpMethod::Get, routes::EVENTS) => Shape {
+            query: query(EventsQuery::into_params(|| Some(ParameterIn::Query))),
+            body: None,
+            ok: ("200", "text/event-stream", json!({"type": "string"})),
+        },
+        (HttpMethod::Get, routes::STATS) => Shape {
+            query: query(StatsQuery::into_params(|| Some(ParameterIn::Query))),
+            body: None,
+            ok: json_ok("NetworkStats"),
         },
         (HttpMethod::Get, routes::WORKERS) => Shape {
             query: query(ListWorkers::into_params(|| Some(ParameterIn::Query))),

@@ -5,13 +5,18 @@
 //! torch), then, against that live network, what a submitter can get wrong with `ciro job` and
 //! `ciro model`: each is refused before anything is spent, with a message saying what to do,
 //! and the submitter's balance is unchanged. Then a job no worker can take is explained and
-//! cancelled for a full refund. Last, SIGTERM stops the script and everything it started.
+//! cancelled for a full refund. The dashboard, open in headless Chromium, shows the run's jobs
+//! and workers in their states and the new job live. A cheating worker is exposed by the
+//! submitter's own run, disputed and slashed. Last, SIGTERM stops the script and everything
+//! it started.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use starknet::core::types::Felt;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -22,6 +27,18 @@ struct Network {
     log: PathBuf,
     env: HashMap<String, String>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Network {
+    /// A failing test still stops the network (the script stops what it started).
+    fn drop(&mut self) {
+        if let Ok(None) = self.script.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.script.id().to_string()])
+                .status();
+            let _ = self.script.wait();
+        }
+    }
 }
 
 impl Network {
@@ -59,6 +76,75 @@ impl Network {
             stderr.contains(expected),
             "ciro {args:?}: expected {expected:?} in: {stderr}"
         );
+    }
+}
+
+/// The dashboard open in headless Chromium, driven by `tests/js/dashboard.cjs` (puppeteer-core).
+struct Dashboard {
+    node: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Dashboard {
+    /// Opens `url` and waits until it shows what `expect` says; a screenshot goes to `shot`.
+    fn open(url: &str, shot: &Path, expect: &serde_json::Value) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/dashboard.cjs");
+        let mut node = Command::new("node")
+            .arg(script)
+            .arg(url)
+            .arg(shot)
+            .arg(expect.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node (scripts/setup.sh installs it, puppeteer-core and chromium)");
+        let stdout = node.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut page = Self { node, lines };
+        page.expect_line("READY");
+        page
+    }
+
+    fn expect_line(&mut self, wanted: &str) {
+        match self.lines.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => assert_eq!(line, wanted),
+            Err(_) => {
+                let status = self.node.try_wait().ok().flatten();
+                panic!("the dashboard never printed {wanted:?} (node: {status:?}; its stderr is above)");
+            }
+        }
+    }
+
+    /// Tells the page driver to wait for job `id` to appear live.
+    fn expect_live(&mut self, id: &str) {
+        use std::io::Write;
+        let stdin = self.node.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{id}").expect("writing to the page driver");
+        self.expect_line(&format!("LIVE {id}"));
+    }
+
+    fn close(mut self) {
+        drop(self.node.stdin.take());
+        let status = self.node.wait().expect("node");
+        assert!(status.success(), "the page driver failed: {status}");
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.node.kill();
+        let _ = self.node.wait();
     }
 }
 
@@ -161,8 +247,36 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     let listed = net.ok(&["job", "list", "--all"]);
     assert_eq!(listed.matches("finalized").count(), 4, "{listed}");
 
-    // What a submitter can get wrong: refused before anything is spent.
+    // The dashboard, in headless Chromium: the run's jobs and both workers with their states.
     let work = PathBuf::from(&net.env["CIRO_LOCAL_WORK"]);
+    let accounts: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join("accounts.json")).expect("accounts"),
+    )
+    .expect("accounts JSON");
+    // An account's address as the API and the CLI write it (minimal hex).
+    let address = |i: usize| {
+        let text = accounts["result"][i]["address"].as_str().expect("address");
+        format!("{:#x}", Felt::from_hex(text).expect("hex address"))
+    };
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let expect = serde_json::json!({
+        "jobs": ids.iter().map(|id| (id.clone(), "finalized")).collect::<HashMap<_, _>>(),
+        "workers": {address(5): "active", address(6): "active"},
+        "counts": {"finalized": ids.len(), "queued": 0},
+    });
+    let mut page = Dashboard::open(
+        &format!("{}/", net.env["CIRO_COORDINATOR_URL"]),
+        &shot,
+        &expect,
+    );
+    assert!(
+        std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0) > 10_000,
+        "no screenshot at {}",
+        shot.display()
+    );
+
+    // What a submitter can get wrong: refused before anything is spent.
     let input = work.join("jobs/job1.x.safetensors");
     let input = input.to_str().expect("utf-8 path");
     let model = net.env["CIRO_LOCAL_MODEL"].clone();
@@ -296,6 +410,9 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "--input",
         input,
     ]);
+    // The open dashboard shows the new job as it happens (server-sent events, no reload).
+    page.expect_live(&job);
+    page.close();
     let status = (0..40)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(500));
@@ -315,16 +432,6 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     // to) returns a wrong output, consistently hashed, signed and committed. The submitter's
     // own run exposes it, the dispute refunds the submitter and slashes the cheater; the
     // honest workers of the run are never disputed or slashed.
-    let accounts: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(work.join("accounts.json")).expect("accounts"),
-    )
-    .expect("accounts JSON");
-    let address = |i: usize| {
-        accounts["result"][i]["address"]
-            .as_str()
-            .expect("address")
-            .to_owned()
-    };
     let (cheater, submitter) = (address(7), address(3));
     net.ok(&[
         "token",

@@ -32,8 +32,8 @@ use super::routes::{self, Access, HttpMethod};
 use super::sse::SseParser;
 use super::types::{
     Assignments, BlobInfo, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, ListJobs,
-    ListModels, ListWorkers, Model, OutputAccepted, Page, PollAssignments, ReleaseAccepted,
-    ReleaseRequest, Worker, JOB_EVENT,
+    ListModels, ListWorkers, Model, NetworkStats, OutputAccepted, Page, PollAssignments,
+    ReleaseAccepted, ReleaseRequest, StatsQuery, Worker, JOB_EVENT,
 };
 use crate::wire::{Digest, Felt};
 
@@ -400,6 +400,19 @@ impl CoordinatorClient {
             routes::submitter_events(submitter),
         );
         self.events(call, last_event_id).await
+    }
+
+    /// Every job's state changes after event `after` (from the start if `None`).
+    pub async fn all_events(&self, after: Option<u64>) -> Result<JobEvents, ClientError> {
+        let call = Call::new(HttpMethod::Get, routes::EVENTS, routes::EVENTS.into());
+        self.events(call, after).await
+    }
+
+    /// The network at a glance over the last `minutes` (the server's default if `None`).
+    pub async fn stats(&self, minutes: Option<u32>) -> Result<NetworkStats, ClientError> {
+        let call = Call::new(HttpMethod::Get, routes::STATS, routes::STATS.into())
+            .query(&StatsQuery { minutes })?;
+        self.json_of(call).await
     }
 
     /// Workers, one page.

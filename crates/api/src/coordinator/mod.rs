@@ -15,6 +15,8 @@
 //! | PUT | `/v1/jobs/{job_id}/receipt` | signed (assigned worker) | upload the signed receipt |
 //! | GET | `/v1/jobs/{job_id}/receipt` | public | the signed receipt |
 //! | GET | `/v1/submitters/{address}/events` | public | SSE: a submitter's jobs |
+//! | GET | `/v1/events` | public | SSE: every job (`?after=N`) |
+//! | GET | `/v1/stats` | public | jobs by state, workers, recent flow and latency, accounting |
 //! | GET | `/v1/workers` | public | list workers |
 //! | GET | `/v1/workers/{address}` | public | one worker |
 //! | POST | `/v1/workers/{address}/heartbeat` | signed (that worker) | heartbeat |

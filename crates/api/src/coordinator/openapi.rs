@@ -7,15 +7,16 @@ use utoipa::OpenApi;
 use super::error::{ErrorBody, ErrorCode};
 use super::receipt::{Receipt, SignedReceipt};
 use super::types::{
-    Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute, Heartbeat,
-    HeartbeatAck, Job, JobDetails, JobEvent, JobState, Liveness, Model, OutputAccepted, Page,
-    ReleaseAccepted, ReleaseRequest, Reputation, Requirement, Requirements, Unmatched,
-    UnmatchedReason, UnmetRequirement, Worker, WorkerState,
+    Accounting, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute,
+    Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, Liveness, MinuteStats, Model,
+    NetworkStats, OutputAccepted, Page, ReleaseAccepted, ReleaseRequest, Reputation, Requirement,
+    Requirements, Unmatched, UnmatchedReason, UnmetRequirement, Worker, WorkerState,
 };
 
 /// Every request and response body of the coordinator's API, as OpenAPI schemas.
 #[derive(OpenApi)]
 #[openapi(components(schemas(
+    Accounting,
     Assignment,
     Assignments,
     BlobInfo,
@@ -31,7 +32,9 @@ use super::types::{
     JobEvent,
     JobState,
     Liveness,
+    MinuteStats,
     Model,
+    NetworkStats,
     OutputAccepted,
     Page<Job>,
     Page<Model>,

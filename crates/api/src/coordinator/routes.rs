@@ -15,6 +15,9 @@ pub const METRICS: &str = "/metrics";
 /// The OpenAPI document of the REST API.
 pub const OPENAPI: &str = "/openapi.json";
 
+/// The live dashboard (an HTML page on the public API below).
+pub const DASHBOARD: &str = "/";
+
 /// A blob: `PUT` the raw bytes (the digest must be their SHA-256), `GET` them back.
 pub const BLOB: &str = "/v1/blobs/{digest}";
 /// A blob's metadata ([`super::types::BlobInfo`]).
@@ -37,6 +40,11 @@ pub const JOB_RECEIPT: &str = "/v1/jobs/{job_id}/receipt";
 pub const JOB_RELEASE: &str = "/v1/jobs/{job_id}/release";
 /// Server-sent events: state changes of every job of one submitter.
 pub const SUBMITTER_EVENTS: &str = "/v1/submitters/{address}/events";
+/// Server-sent events: every job's state changes (after `?after=N` or `Last-Event-ID`).
+pub const EVENTS: &str = "/v1/events";
+/// The network at a glance: jobs by state, workers, the last minutes' flow and latencies, and
+/// the contracts' accounting totals.
+pub const STATS: &str = "/v1/stats";
 /// Workers, filtered by state or liveness, paginated.
 pub const WORKERS: &str = "/v1/workers";
 /// One worker by its account address.
@@ -169,6 +177,18 @@ pub const ROUTES: &[Route] = {
             SUBMITTER_EVENTS,
             Public,
             "Stream a submitter's job state changes (SSE)",
+        ),
+        route(
+            Get,
+            EVENTS,
+            Public,
+            "Stream every job's state changes (SSE)",
+        ),
+        route(
+            Get,
+            STATS,
+            Public,
+            "The network at a glance: jobs by state, workers, recent flow and latency, accounting",
         ),
         route(Get, WORKERS, Public, "List workers"),
         route(Get, WORKER, Public, "Get a worker"),

@@ -441,6 +441,104 @@ pub struct ListWorkers {
     pub limit: Option<u32>,
 }
 
+/// Query of `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct EventsQuery {
+    /// Only events after this sequence (a `Last-Event-ID` header takes precedence); from the
+    /// start without either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+}
+
+/// Query of `GET /v1/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct StatsQuery {
+    /// Minutes of history in `recent` (1 to 60; default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<u32>,
+}
+
+/// One minute of the network's flow (by when the coordinator indexed each change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MinuteStats {
+    /// The minute's start (unix seconds).
+    pub minute: u64,
+    /// Jobs submitted in it.
+    pub submitted: u32,
+    /// Jobs assigned in it.
+    pub assigned: u32,
+    /// Results committed in it.
+    pub completed: u32,
+    /// Jobs finalized in it.
+    pub finalized: u32,
+    /// Median seconds from submission to assignment of the jobs assigned in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_wait_p50_secs: Option<f64>,
+    /// Longest such wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_wait_max_secs: Option<f64>,
+    /// Median seconds from submission to finalization of the jobs finalized in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finalize_p50_secs: Option<f64>,
+}
+
+/// The contracts' accounting, read from the chain (payment-token base units).
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Accounting {
+    /// JobMgr: fees escrowed for jobs not yet final.
+    #[serde_as(as = "U256Hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub escrow: U256,
+    /// JobMgr: open dispute bonds.
+    #[serde_as(as = "U256Hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub dispute_bonds: U256,
+    /// CDC Pool: workers' own active stake.
+    #[serde_as(as = "U256Hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub stakes: U256,
+    /// CDC Pool: active delegations.
+    #[serde_as(as = "U256Hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub delegations: U256,
+    /// CDC Pool: rewards funded and not yet claimed.
+    #[serde_as(as = "U256Hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub rewards: U256,
+    /// Paymaster: sponsors' deposits.
+    #[serde_as(as = "U256Hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub sponsor_deposits: U256,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NetworkStats {
+    /// How many jobs are in each state (states with none are absent).
+    pub jobs_by_state: std::collections::BTreeMap<String, u64>,
+    /// Workers the pool knows.
+    pub workers: u64,
+    /// Workers with a recent heartbeat.
+    pub live_workers: u64,
+    /// The last minutes, oldest first.
+    pub recent: Vec<MinuteStats>,
+    /// The contracts' totals; absent when the chain could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<Accounting>,
+    /// The newest event's sequence (stream `GET /v1/events?after=` it for what follows).
+    pub last_sequence: u64,
+    /// The last block the index includes.
+    pub indexed_block: u64,
+    /// The coordinator's clock (unix seconds).
+    pub server_time: u64,
+}
+
 /// A worker's heartbeat (body of `POST /v1/workers/{address}/heartbeat`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

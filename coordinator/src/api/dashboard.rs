@@ -1,0 +1,228 @@
+//! The live dashboard and what it reads: the page itself at `/` (static HTML with its own
+//! small SVG charts, no build step, no third-party script), `GET /v1/stats` (jobs by state,
+//! workers, the last minutes' flow and latencies, the contracts' accounting totals) and
+//! `GET /v1/events` (every job's state changes as server-sent events).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ciro_api::coordinator::{Accounting, EventsQuery, MinuteStats, NetworkStats, StatsQuery};
+use ciro_api::wire::{Felt, U256};
+use ciro_chain::bindings::paymaster::PaymasterReader;
+use ciro_chain::bindings::{cdc_pool::CdcPoolReader, job_mgr::JobMgrReader};
+use ciro_chain::tx::call;
+
+use super::{event_stream, last_event_id, parse_query, Api, ApiError, ApiResult};
+use crate::indexer::{unix_now, Node};
+use crate::records::EventScope;
+
+/// The page (served as is).
+const PAGE: &str = include_str!("dashboard.html");
+/// Most events read to compute the recent minutes.
+const RECENT_EVENTS: u64 = 20_000;
+/// How long the chain's totals are reused.
+const ACCOUNTING_TTL: Duration = Duration::from_secs(2);
+
+/// Where the contracts whose totals the dashboard shows are, and the last totals read.
+pub struct AccountingSource {
+    node: Node,
+    job_mgr: Felt,
+    pool: Felt,
+    paymaster: Felt,
+    last: tokio::sync::Mutex<Option<(Instant, Accounting)>>,
+}
+
+impl AccountingSource {
+    /// Totals of `job_mgr`, `pool` and `paymaster` read through `node`.
+    pub fn new(node: Node, job_mgr: Felt, pool: Felt, paymaster: Felt) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            job_mgr,
+            pool,
+            paymaster,
+            last: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    async fn read(&self) -> Option<Accounting> {
+        let mut last = self.last.lock().await;
+        if let Some((at, totals)) = last.as_ref() {
+            if at.elapsed() < ACCOUNTING_TTL {
+                return Some(totals.clone());
+            }
+        }
+        let wide = |v: ciro_chain::cainome::cairo_serde::U256| U256::from_words(v.low, v.high);
+        let node = self.node.as_ref();
+        let read = async {
+            let (escrow, bonds) = call(JobMgrReader::new(self.job_mgr, node).totals()).await?;
+            let pool = call(CdcPoolReader::new(self.pool, node).totals()).await?;
+            let (deposits, _) = call(PaymasterReader::new(self.paymaster, node).totals()).await?;
+            Ok::<_, ciro_chain::ChainError>(Accounting {
+                escrow: wide(escrow),
+                dispute_bonds: wide(bonds),
+                stakes: wide(pool.stakes),
+                delegations: wide(pool.delegations),
+                rewards: wide(pool.rewards),
+                sponsor_deposits: wide(deposits),
+            })
+        };
+        match read.await {
+            Ok(totals) => {
+                *last = Some((Instant::now(), totals.clone()));
+                Some(totals)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the contracts' totals for the dashboard");
+                None
+            }
+        }
+    }
+}
+
+/// `GET /`: the dashboard.
+pub(super) async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// `GET /v1/events`: every job's changes after `Last-Event-ID`, else `?after=`.
+pub(super) async fn all_events(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let query: EventsQuery = parse_query(query)?;
+    let after = match headers.get("last-event-id") {
+        Some(_) => last_event_id(&headers)?,
+        None => query.after.unwrap_or(0),
+    };
+    Ok(Sse::new(event_stream(api, EventScope::All, after))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
+}
+
+/// `GET /v1/stats`.
+pub(super) async fn stats(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<NetworkStats>> {
+    let query: StatsQuery = parse_query(query)?;
+    let minutes = u64::from(query.minutes.unwrap_or(15));
+    if !(1..=60).contains(&minutes) {
+        return Err(ApiError::bad("minutes must be 1 to 60"));
+    }
+    let store = api.store();
+    let now = unix_now();
+    let first_minute = (now / 60 + 1 - minutes) * 60;
+    let jobs_by_state: BTreeMap<String, u64> = store
+        .count_jobs_by_state()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(state, n)| (state.to_lowercase(), n))
+        .collect();
+    let workers = store.count_workers().await.map_err(ApiError::internal)?;
+    let live_workers = store
+        .live_workers(now.saturating_sub(api.inner.config.stale_after_secs))
+        .await
+        .map_err(ApiError::internal)?
+        .len() as u64;
+    let events = store
+        .recent_events(first_minute, RECENT_EVENTS)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut buckets: Vec<(MinuteStats, Vec<f64>, Vec<f64>)> = (0..minutes)
+        .map(|i| {
+            let minute = MinuteStats {
+                minute: first_minute + i * 60,
+                submitted: 0,
+                assigned: 0,
+                completed: 0,
+                finalized: 0,
+                queue_wait_p50_secs: None,
+                queue_wait_max_secs: None,
+                finalize_p50_secs: None,
+            };
+            (minute, Vec::new(), Vec::new())
+        })
+        .collect();
+    // A job's submission is its first event; later queued events are releases.
+    let mut submitted = std::collections::HashSet::new();
+    for (event, first_at) in &events {
+        let index = (event.recorded_at.saturating_sub(first_minute) / 60) as usize;
+        let Some((bucket, waits, finals)) = buckets.get_mut(index) else {
+            continue;
+        };
+        let since_submission = event.recorded_at.saturating_sub(*first_at) as f64;
+        match event.state.as_str() {
+            "Queued" if event.recorded_at == *first_at && submitted.insert(event.job_id) => {
+                bucket.submitted += 1;
+            }
+            "Assigned" => {
+                bucket.assigned += 1;
+                waits.push(since_submission);
+            }
+            "Completed" => bucket.completed += 1,
+            "Finalized" => {
+                bucket.finalized += 1;
+                finals.push(since_submission);
+            }
+            _ => {}
+        }
+    }
+    let recent = buckets
+        .into_iter()
+        .map(|(mut bucket, mut waits, mut finals)| {
+            bucket.queue_wait_max_secs = waits.iter().copied().reduce(f64::max);
+            bucket.queue_wait_p50_secs = median(&mut waits);
+            bucket.finalize_p50_secs = median(&mut finals);
+            bucket
+        })
+        .collect();
+    let accounting = match &api.inner.accounting {
+        Some(source) => source.read().await,
+        None => None,
+    };
+    Ok(Json(NetworkStats {
+        jobs_by_state,
+        workers,
+        live_workers,
+        recent,
+        accounting,
+        last_sequence: store.last_sequence().await.map_err(ApiError::internal)?,
+        indexed_block: api.inner.index.indexed(),
+        server_time: now,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0]), Some(4.0));
+    }
+}
