@@ -1,0 +1,399 @@
+//! The network under load and faults, as real processes on a real devnet: 500 jobs from five
+//! submitters over three `ciro-worker` agents (real libtorch on the CPU, a TorchScript MLP made
+//! by Python torch), matched, assigned and finalized by a `ciro-coordinator` on SQLite. Mid-run
+//! the coordinator is killed (SIGKILL) and restarted, later one worker is killed (SIGKILL) with
+//! jobs in hand and restarted on its journal.
+//!
+//! At the end: every job is Finalized on chain and finalized exactly once; each job's signed
+//! receipt names the output and the worker on chain, and its input is one a submitter uploaded;
+//! every worker took part; the coordinator's index equals the chain job for job; JobMgr's and the CDC Pool's invariants hold; and the token supply is conserved
+//! across every party (each account and each contract).
+//!
+//! The binaries are the workspace's (`cargo build --workspace`, which `scripts/test.sh` runs).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ciro_api::coordinator::{CoordinatorClient, RequestSigner};
+use ciro_api::wire::Digest;
+use ciro_chain::bindings::job_mgr;
+use ciro_chain::clients::{u256, u256_from_digest};
+use ciro_chain::events::{CiroEvent, ContractKind, EventCursor, EventStream};
+use ciro_chain::starknet::accounts::Account;
+use ciro_chain::tx::{call, send};
+use ciro_coordinator::store::Store;
+use ciro_tests::system::*;
+use ciro_tests::Actor;
+use tokio::process::{Child, Command};
+
+const SUBMITTERS: [Actor; 5] = [
+    Actor::Submitter,
+    Actor::Delegator,
+    Actor::Attacker,
+    Actor::Verifier,
+    Actor::Pauser,
+];
+const WORKERS: [Actor; 3] = [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC];
+const JOBS_EACH: u64 = 100;
+const JOBS: u64 = JOBS_EACH * SUBMITTERS.len() as u64;
+/// The MLP's input row (ciro_models.py, size "test").
+const ROW: usize = 16;
+const WAIT: Duration = Duration::from_secs(600);
+
+fn bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_ciro")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+fn log(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("log file")
+}
+
+fn coordinator(s: &System, dir: &Path, port: u16) -> Child {
+    let log = log(dir, "coordinator");
+    Command::new(bin("ciro-coordinator"))
+        .args(["--rpc-url", s.net.rpc_url().as_str()])
+        .arg("--manifest")
+        .arg(dir.join("manifest.json"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("coordinator.db").display()))
+        .arg("--blob-dir")
+        .arg(dir.join("blobs"))
+        .args(["--devnet-account", &Actor::Coordinator.index().to_string()])
+        .args(["--tick-ms", "300", "--rate-limit", "10000"])
+        .env("CIRO_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ciro-coordinator")
+}
+
+fn worker(s: &System, dir: &Path, base: &str, actor: Actor) -> Child {
+    let name = format!("worker-{}", actor.index());
+    let log = log(dir, &name);
+    Command::new(bin("ciro-worker"))
+        .arg("run")
+        .args(["--rpc-url", s.net.rpc_url().as_str()])
+        .arg("--manifest")
+        .arg(dir.join("manifest.json"))
+        .args(["--devnet-account", &actor.index().to_string()])
+        .args(["--coordinator", base])
+        .arg("--data-dir")
+        .arg(dir.join(&name))
+        .args(["--stake-target", &MIN_STAKE[0].to_string()])
+        .args([
+            "--capacity",
+            "4",
+            "--heartbeat-secs",
+            "1",
+            "--commit-window-ms",
+            "500",
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("CIRO_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ciro-worker")
+}
+
+async fn kill(child: &mut Child) {
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("wait");
+}
+
+/// Polls `check` every 500 ms until it gives a value, or panics after `limit`.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn signer(s: &System, actor: Actor) -> RequestSigner {
+    RequestSigner::new(
+        s.net.signing_key(actor),
+        s.net.address(actor),
+        s.net.chain_id(),
+    )
+}
+
+/// Jobs the coordinator's index shows in `state` (`None` while it is away).
+async fn indexed(base: &str, state: &str) -> Option<u64> {
+    let client = CoordinatorClient::new(base).ok()?;
+    let stats = client.stats(Some(1)).await.ok()?;
+    Some(stats.jobs_by_state.get(state).copied().unwrap_or(0))
+}
+
+/// One row of `ROW` floats as a safetensors file (tensor "input", shape [1, ROW]).
+fn input(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let values: Vec<f32> = (0..ROW)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2_000) as f32 / 1_000.0 - 1.0
+        })
+        .collect();
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let header = format!(
+        r#"{{"input":{{"dtype":"F32","shape":[1,{ROW}],"data_offsets":[0,{}]}}}}"#,
+        data.len()
+    );
+    let mut padded = header.into_bytes();
+    padded.resize(padded.len().div_ceil(8) * 8, b' ');
+    let mut bytes = (padded.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&padded);
+    bytes.extend_from_slice(&data);
+    bytes
+}
+
+/// The MLP made by Python torch: its TorchScript file.
+fn mlp(dir: &Path) -> Vec<u8> {
+    let python = std::env::var("VIRTUAL_ENV")
+        .map(|venv| PathBuf::from(venv).join("bin/python"))
+        .unwrap_or_else(|_| PathBuf::from("python3"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/python/ciro_models.py");
+    let status = std::process::Command::new(python)
+        .arg(script)
+        .arg("make")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("python (scripts/setup.sh installs torch in the venv)");
+    assert!(status.success(), "making the models with Python torch");
+    std::fs::read(dir.join("mlp.pt")).expect("mlp.pt")
+}
+
+/// Each job's JobFinalized events on chain.
+async fn finalizations(s: &System) -> std::collections::HashMap<u64, u32> {
+    let stream = EventStream::new(&s.net.provider, s.job_mgr, ContractKind::JobMgr, 1_000);
+    let mut cursor = EventCursor::at(s.manifest.deploy_block.unwrap_or(0));
+    let mut finalized = std::collections::HashMap::new();
+    loop {
+        let (events, next) = stream.next_page(&cursor).await.expect("events");
+        for event in &events {
+            if let CiroEvent::JobMgr(job_mgr::Event::JobFinalized(e)) = &event.event {
+                *finalized.entry(e.job_id).or_insert(0) += 1;
+            }
+        }
+        if events.is_empty() && next.continuation.is_none() && next.from_block == cursor.from_block
+        {
+            return finalized;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_finalize_once() {
+    let s = System::deploy().await.expect("deploy");
+    s.fund(Actor::Pauser, FUNDS)
+        .await
+        .expect("fund the fifth submitter");
+    let dir = tempfile::tempdir().expect("dir");
+    let dir = dir.path();
+    s.manifest
+        .write(&dir.join("manifest.json"))
+        .expect("manifest");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut coord = coordinator(&s, dir, port);
+    eventually("the coordinator is ready", WAIT, || async {
+        reqwest::get(format!("{base}/ready"))
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(drop)
+    })
+    .await;
+
+    // The model: Python torch's MLP, uploaded and registered by its owner (CPU workers).
+    let models = tempfile::tempdir().expect("dir");
+    let file = mlp(models.path());
+    let owner = CoordinatorClient::new(&base)
+        .expect("client")
+        .with_signer(signer(&s, Actor::Admin));
+    let model_digest = owner.upload_blob(file).await.expect("model upload").digest;
+    s.send(s.jobs_as(Actor::Admin).register_model(
+        &u256_from_digest(&model_digest.0),
+        &job_mgr::Requirements {
+            min_vram_mb: 0,
+            required_flags: 0,
+            min_stake_tier: 0,
+            min_score: 0,
+        },
+        &u256(MODEL_PRICE),
+    ))
+    .await
+    .expect("register_model");
+    let model = call(s.jobs_reader().model_count()).await.expect("models");
+
+    let mut workers: Vec<Child> = WORKERS.iter().map(|w| worker(&s, dir, &base, *w)).collect();
+
+    // Five submitters: each uploads its 100 inputs and submits them in multicalls of 50.
+    let deadline = s.net.now().await.expect("now") + 6 * 3_600;
+    let mut expected_inputs = std::collections::HashSet::new();
+    let submissions = SUBMITTERS.iter().enumerate().map(|(k, actor)| {
+        let s = &s;
+        let base = base.clone();
+        async move {
+            let client = CoordinatorClient::new(&base)
+                .expect("client")
+                .with_signer(signer(s, *actor));
+            let jm = s.jobs_as(*actor);
+            let mut calls = Vec::new();
+            let mut inputs = Vec::new();
+            for i in 0..JOBS_EACH {
+                let bytes = input(k as u64 * 1_000 + i);
+                let digest = client.upload_blob(bytes).await.expect("input").digest;
+                inputs.push(digest);
+                calls.push(jm.submit_job_getcall(
+                    &model,
+                    &u256_from_digest(&digest.0),
+                    &u256(JOB_FEE),
+                    &deadline,
+                    &no_options(),
+                ));
+            }
+            let account = s.net.account(*actor);
+            for chunk in calls.chunks(50) {
+                send(&s.net.provider, account.execute_v3(chunk.to_vec()))
+                    .await
+                    .expect("submitting jobs");
+            }
+            inputs
+        }
+    });
+    for inputs in futures_util::future::join_all(submissions).await {
+        expected_inputs.extend(inputs);
+    }
+    assert_eq!(call(s.jobs_reader().job_count()).await.expect("jobs"), JOBS);
+
+    // Fault 1: the coordinator is killed (SIGKILL) with jobs in flight, and restarted.
+    eventually("100 results committed", WAIT, || async {
+        indexed(&base, "completed").await.filter(|n| *n >= 100)
+    })
+    .await;
+    kill(&mut coord).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut coord = coordinator(&s, dir, port);
+
+    // Fault 2: a worker is killed (SIGKILL) holding jobs, and restarted on its journal.
+    eventually("300 results committed", WAIT, || async {
+        indexed(&base, "completed").await.filter(|n| *n >= 300)
+    })
+    .await;
+    kill(&mut workers[0]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    workers[0] = worker(&s, dir, &base, WORKERS[0]);
+
+    eventually("every result committed", WAIT, || async {
+        indexed(&base, "completed").await.filter(|n| *n == JOBS)
+    })
+    .await;
+    s.advance(RESULT_WINDOW + 1).await;
+    eventually("every job finalized", WAIT, || async {
+        indexed(&base, "finalized").await.filter(|n| *n == JOBS)
+    })
+    .await;
+
+    // Every job Finalized on chain, once; its output the committed one, matching torch.
+    let finalized = finalizations(&s).await;
+    let client = CoordinatorClient::new(&base).expect("client");
+    let mut by_worker = std::collections::HashMap::new();
+    for job_id in 1..=JOBS {
+        let info = s.job_info(job_id).await;
+        assert_eq!(info.job.state, job_mgr::JobState::Finalized, "job {job_id}");
+        assert_eq!(
+            finalized.get(&job_id),
+            Some(&1),
+            "job {job_id} finalizations"
+        );
+        *by_worker.entry(info.job.worker.0).or_insert(0u32) += 1;
+        let committed = Digest::from_halves(info.job.output_hash.high, info.job.output_hash.low);
+        let receipt = client.receipt(job_id).await.expect("receipt");
+        assert_eq!(
+            receipt.receipt.output_hash, committed,
+            "job {job_id} receipt"
+        );
+        assert_eq!(receipt.receipt.worker, info.job.worker.0);
+        let input = Digest::from_halves(info.job.input_hash.high, info.job.input_hash.low);
+        assert!(expected_inputs.contains(&input), "job {job_id}'s input");
+    }
+    assert!(
+        by_worker.len() == WORKERS.len(),
+        "every worker took part: {by_worker:?}"
+    );
+
+    // The index equals the chain, job for job.
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.join("coordinator.db").display()
+    ))
+    .await
+    .expect("the index");
+    for job_id in 1..=JOBS {
+        let chain = ciro_coordinator::indexer::job_row_of(&s.job_info(job_id).await).expect("row");
+        assert_eq!(
+            store.job(job_id).await.expect("read"),
+            Some(chain),
+            "job {job_id}: index vs chain"
+        );
+    }
+    assert_eq!(store.jobs().await.expect("jobs").len() as u64, JOBS);
+
+    // The contracts' invariants and the token supply across every party.
+    s.assert_invariants("after the soak").await;
+    let supply = call(
+        ciro_chain::bindings::erc20::Erc20Reader::new(s.token, &s.net.provider).total_supply(),
+    )
+    .await
+    .expect("total_supply")
+    .low;
+    let mut held = 0;
+    for actor in Actor::ALL {
+        held += s.balance_of(actor).await;
+    }
+    for contract in [s.pool, s.job_mgr, s.paymaster] {
+        held += s.balance(contract).await;
+    }
+    assert_eq!(held, supply, "every token is held by a party");
+
+    let _ = coord.start_kill();
+    for w in &mut workers {
+        let _ = w.start_kill();
+    }
+}
