@@ -85,6 +85,22 @@ async fn transfers(s: &System) -> (f64, u128) {
     )
 }
 
+async fn nonce(s: &System, who: Felt) -> u64 {
+    use ciro_chain::starknet::providers::Provider;
+    let n = s
+        .net
+        .provider
+        .get_nonce(
+            ciro_chain::starknet::core::types::BlockId::Tag(
+                ciro_chain::starknet::core::types::BlockTag::Latest,
+            ),
+            who,
+        )
+        .await
+        .expect("nonce");
+    u64::try_from(n.to_biguint()).expect("nonce")
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -173,8 +189,10 @@ async fn main() {
         .map(|a| s.net.address(*a))
         .collect();
     let mut before = 0;
+    let mut nonces_before = Vec::new();
     for who in &spenders {
         before += strk(&s, *who).await;
+        nonces_before.push(nonce(&s, *who).await);
     }
     let first_job = call(s.jobs_reader().job_count()).await.expect("jobs") + 1;
 
@@ -230,8 +248,19 @@ async fn main() {
         );
     }
     let mut after = 0;
-    for who in &spenders {
+    let mut sent = [0u64; 3];
+    for (i, who) in spenders.iter().enumerate() {
         after += strk(&s, *who).await;
+        let n = nonce(&s, *who).await - nonces_before[i];
+        // Submitters, then workers, then the coordinator.
+        let role = if i < SUBMITTERS.len() {
+            0
+        } else if i < SUBMITTERS.len() + WORKERS.len() {
+            1
+        } else {
+            2
+        };
+        sent[role] += n;
     }
     let fee_per_job = (before - after) / u128::from(JOBS);
     let mut latencies: Vec<f64> = completed
@@ -254,6 +283,13 @@ async fn main() {
         "  lifecycle fee    {:.6} STRK per job   ratio {:.2} of a transfer (target <= 1)",
         fee_per_job as f64 / 1e18,
         fee_per_job as f64 / transfer_fee as f64
+    );
+    println!(
+        "  transactions     submitters {}, workers {}, coordinator {} ({:.2} per job)",
+        sent[0],
+        sent[1],
+        sent[2],
+        sent.iter().sum::<u64>() as f64 / JOBS as f64
     );
     println!(
         "  submit -> result p50 {:.1} s   p99 {:.1} s",
