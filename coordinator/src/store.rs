@@ -207,6 +207,40 @@ pub(crate) fn u64_of(value: i64, what: &str) -> Result<u64> {
     u64::try_from(value).with_context(|| format!("{what} {value} is negative in the database"))
 }
 
+/// The PostgreSQL server test databases are created in: `CIRO_TEST_POSTGRES`, else the local
+/// cluster scripts/setup.sh starts (over its Unix socket, as the OS user).
+pub fn test_postgres_admin_url() -> String {
+    std::env::var("CIRO_TEST_POSTGRES").unwrap_or_else(|_| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        format!("postgres://{user}@localhost/postgres?host=/var/run/postgresql")
+    })
+}
+
+/// Creates a fresh, empty database on the PostgreSQL server at `admin_url` (default:
+/// [`test_postgres_admin_url`]); its URL. What the test suites run each PostgreSQL test in.
+pub async fn fresh_postgres_database(admin_url: Option<String>) -> Result<String> {
+    use sqlx::Executor;
+    sqlx::any::install_default_drivers();
+    let admin_url = admin_url.unwrap_or_else(test_postgres_admin_url);
+    let name = format!(
+        "ciro_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .with_context(|| {
+            format!("connecting to PostgreSQL at {admin_url} (scripts/setup.sh starts it)")
+        })?;
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .context("creating the database")?;
+    Ok(admin_url.replacen("/postgres?", &format!("/{name}?"), 1))
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://path` or `sqlite::memory:`, `postgres://...`), creating an
     /// SQLite file if needed, and applies the migrations.

@@ -4,8 +4,7 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, Result};
-use sqlx::Executor;
+use anyhow::Result;
 use std::time::{Duration, Instant};
 
 use ciro_api::coordinator::{CoordinatorClient, RequestSigner};
@@ -185,36 +184,9 @@ where
     }
 }
 
-/// The PostgreSQL server the tests create their databases in: `CIRO_TEST_POSTGRES`, else the
-/// local cluster scripts/setup.sh starts (over its Unix socket, as the OS user).
-fn postgres_admin_url() -> String {
-    std::env::var("CIRO_TEST_POSTGRES").unwrap_or_else(|_| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        format!("postgres://{user}@localhost/postgres?host=/var/run/postgresql")
-    })
-}
-
-/// A fresh, empty PostgreSQL database; its URL.
+/// A fresh, empty PostgreSQL database on the tests' server; its URL.
 pub async fn fresh_postgres() -> Result<String> {
-    sqlx::any::install_default_drivers();
-    let admin_url = postgres_admin_url();
-    let name = format!(
-        "ciro_test_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
-    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
-        .await
-        .with_context(|| {
-            format!("connecting to PostgreSQL at {admin_url} (scripts/setup.sh starts it)")
-        })?;
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .context("creating the test database")?;
-    Ok(admin_url.replacen("/postgres?", &format!("/{name}?"), 1))
+    ciro_coordinator::store::fresh_postgres_database(None).await
 }
 
 /// Every job of the index equals the chain's `get_job` (a reconcile over every job), and the

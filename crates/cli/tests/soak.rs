@@ -9,6 +9,9 @@
 //! every worker took part; the coordinator's index equals the chain job for job; JobMgr's and the CDC Pool's invariants hold; and the token supply is conserved
 //! across every party (each account and each contract).
 //!
+//! On PostgreSQL, a shorter run (150 jobs) has two replicas share the database and the blob
+//! directory; the leader is killed mid-run and the other takes over.
+//!
 //! The binaries are the workspace's (`cargo build --workspace`, which `scripts/test.sh` runs).
 
 use std::time::Duration;
@@ -36,8 +39,6 @@ const SUBMITTERS: [Actor; 5] = [
     Actor::Pauser,
 ];
 const WORKERS: [Actor; 3] = [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC];
-const JOBS_EACH: u64 = 100;
-const JOBS: u64 = JOBS_EACH * SUBMITTERS.len() as u64;
 const WAIT: Duration = Duration::from_secs(600);
 
 /// Each job's JobFinalized events on chain.
@@ -60,8 +61,28 @@ async fn finalizations(s: &System) -> std::collections::HashMap<u64, u32> {
     }
 }
 
+/// Which faults a run suffers.
+enum Plan {
+    /// One coordinator on SQLite, SIGKILLed and restarted; then a worker SIGKILLed and
+    /// restarted.
+    Sqlite,
+    /// Two replicas on one PostgreSQL database; the leader SIGKILLed, the other takes over
+    /// (everyone talks to the follower's API).
+    PostgresFailover,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_finalize_once() {
+    soak(Plan::Sqlite, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgresql_two_replicas_lose_their_leader_mid_run_and_every_job_finalizes_once() {
+    soak(Plan::PostgresFailover, 30).await;
+}
+
+async fn soak(plan: Plan, jobs_each: u64) {
+    let jobs = jobs_each * SUBMITTERS.len() as u64;
     let s = System::deploy().await.expect("deploy");
     s.fund(Actor::Pauser, FUNDS)
         .await
@@ -71,17 +92,27 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
     s.manifest
         .write(&dir.join("manifest.json"))
         .expect("manifest");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut coord = coordinator(&s, dir, port);
-    eventually("the coordinator is ready", WAIT, || async {
-        reqwest::get(format!("{base}/ready"))
+    let database_url = match plan {
+        Plan::Sqlite => sqlite_in(dir),
+        Plan::PostgresFailover => ciro_coordinator::store::fresh_postgres_database(None)
             .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(drop)
-    })
-    .await;
+            .expect("a PostgreSQL database"),
+    };
+    let port = free_port();
+    let mut coord = replica(&s, dir, port, &database_url, "first");
+    ready(&format!("http://127.0.0.1:{port}")).await;
+    // With two replicas, the first leads and everyone uses the second's API.
+    let mut follower = None;
+    let base = match plan {
+        Plan::Sqlite => format!("http://127.0.0.1:{port}"),
+        Plan::PostgresFailover => {
+            let other = free_port();
+            follower = Some(replica(&s, dir, other, &database_url, "second"));
+            let base = format!("http://127.0.0.1:{other}");
+            ready(&base).await;
+            base
+        }
+    };
 
     // The model: Python torch's MLP, uploaded and registered by its owner (CPU workers).
     let models = tempfile::tempdir().expect("dir");
@@ -110,6 +141,7 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
     let deadline = s.net.now().await.expect("now") + 6 * 3_600;
     let mut expected_inputs = std::collections::HashSet::new();
     let submissions = SUBMITTERS.iter().enumerate().map(|(k, actor)| {
+        let jobs_each = jobs_each;
         let s = &s;
         let base = base.clone();
         async move {
@@ -119,7 +151,7 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
             let jm = s.jobs_as(*actor);
             let mut calls = Vec::new();
             let mut inputs = Vec::new();
-            for i in 0..JOBS_EACH {
+            for i in 0..jobs_each {
                 let bytes = input(k as u64 * 1_000 + i);
                 let digest = client.upload_blob(bytes).await.expect("input").digest;
                 inputs.push(digest);
@@ -143,33 +175,38 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
     for inputs in futures_util::future::join_all(submissions).await {
         expected_inputs.extend(inputs);
     }
-    assert_eq!(call(s.jobs_reader().job_count()).await.expect("jobs"), JOBS);
+    assert_eq!(call(s.jobs_reader().job_count()).await.expect("jobs"), jobs);
 
-    // Fault 1: the coordinator is killed (SIGKILL) with jobs in flight, and restarted.
-    eventually("100 results committed", WAIT, || async {
-        indexed(&base, "completed").await.filter(|n| *n >= 100)
+    // Fault 1: the (leading) coordinator is killed (SIGKILL) with jobs in flight; on SQLite
+    // it is restarted, on PostgreSQL the other replica takes over.
+    eventually("a fifth of the results committed", WAIT, || async {
+        indexed(&base, "completed").await.filter(|n| *n >= jobs / 5)
     })
     .await;
     kill(&mut coord).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut coord = coordinator(&s, dir, port);
+    if let Plan::Sqlite = plan {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        coord = replica(&s, dir, port, &database_url, "first");
 
-    // Fault 2: a worker is killed (SIGKILL) holding jobs, and restarted on its journal.
-    eventually("300 results committed", WAIT, || async {
-        indexed(&base, "completed").await.filter(|n| *n >= 300)
-    })
-    .await;
-    kill(&mut workers[0]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    workers[0] = worker(&s, dir, &base, WORKERS[0]);
+        // Fault 2: a worker is killed (SIGKILL) holding jobs, and restarted on its journal.
+        eventually("three fifths of the results committed", WAIT, || async {
+            indexed(&base, "completed")
+                .await
+                .filter(|n| *n >= 3 * jobs / 5)
+        })
+        .await;
+        kill(&mut workers[0]).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        workers[0] = worker(&s, dir, &base, WORKERS[0]);
+    }
 
     eventually("every result committed", WAIT, || async {
-        indexed(&base, "completed").await.filter(|n| *n == JOBS)
+        indexed(&base, "completed").await.filter(|n| *n == jobs)
     })
     .await;
     s.advance(RESULT_WINDOW + 1).await;
     eventually("every job finalized", WAIT, || async {
-        indexed(&base, "finalized").await.filter(|n| *n == JOBS)
+        indexed(&base, "finalized").await.filter(|n| *n == jobs)
     })
     .await;
 
@@ -177,7 +214,7 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
     let finalized = finalizations(&s).await;
     let client = CoordinatorClient::new(&base).expect("client");
     let mut by_worker = std::collections::HashMap::new();
-    for job_id in 1..=JOBS {
+    for job_id in 1..=jobs {
         let info = s.job_info(job_id).await;
         assert_eq!(info.job.state, job_mgr::JobState::Finalized, "job {job_id}");
         assert_eq!(
@@ -202,13 +239,8 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
     );
 
     // The index equals the chain, job for job.
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.join("coordinator.db").display()
-    ))
-    .await
-    .expect("the index");
-    for job_id in 1..=JOBS {
+    let store = Store::connect(&database_url).await.expect("the index");
+    for job_id in 1..=jobs {
         let chain = ciro_coordinator::indexer::job_row_of(&s.job_info(job_id).await).expect("row");
         assert_eq!(
             store.job(job_id).await.expect("read"),
@@ -216,7 +248,7 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
             "job {job_id}: index vs chain"
         );
     }
-    assert_eq!(store.jobs().await.expect("jobs").len() as u64, JOBS);
+    assert_eq!(store.jobs().await.expect("jobs").len() as u64, jobs);
 
     // The contracts' invariants and the token supply across every party.
     s.assert_invariants("after the soak").await;
@@ -236,6 +268,9 @@ async fn five_hundred_jobs_through_a_killed_coordinator_and_a_killed_worker_all_
     assert_eq!(held, supply, "every token is held by a party");
 
     let _ = coord.start_kill();
+    if let Some(mut other) = follower {
+        let _ = other.start_kill();
+    }
     for w in &mut workers {
         let _ = w.start_kill();
     }

@@ -41,18 +41,30 @@ pub fn log(dir: &Path, name: &str) -> std::fs::File {
         .expect("log file")
 }
 
+/// The SQLite database of the coordinators started in `dir`.
+pub fn sqlite_in(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("coordinator.db").display())
+}
+
+/// A coordinator on `port` over `dir`'s SQLite database.
 pub fn coordinator(s: &System, dir: &Path, port: u16) -> Child {
-    let log = log(dir, "coordinator");
+    replica(s, dir, port, &sqlite_in(dir), "coordinator")
+}
+
+/// A coordinator replica named `name` on `port` over `database_url`, sharing `dir`'s blob
+/// directory with the other replicas (3-second leader leases).
+pub fn replica(s: &System, dir: &Path, port: u16, database_url: &str, name: &str) -> Child {
+    let log = log(dir, name);
     Command::new(bin("ciro-coordinator"))
         .args(["--rpc-url", s.net.rpc_url().as_str()])
         .arg("--manifest")
         .arg(dir.join("manifest.json"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("coordinator.db").display()))
+        .args(["--database-url", database_url])
         .arg("--blob-dir")
         .arg(dir.join("blobs"))
         .args(["--devnet-account", &Actor::Coordinator.index().to_string()])
+        .args(["--replica-name", name, "--lease-secs", "3"])
         .args(["--tick-ms", "300", "--rate-limit", "10000"])
         .env("CIRO_LOG", "info")
         .stdin(Stdio::null())
@@ -61,6 +73,23 @@ pub fn coordinator(s: &System, dir: &Path, port: u16) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("ciro-coordinator")
+}
+
+/// Waits until the service at `base` answers `/ready` with 200.
+pub async fn ready(base: &str) {
+    let url = format!("{base}/ready");
+    eventually(
+        &format!("{base} is ready"),
+        Duration::from_secs(120),
+        || async {
+            reqwest::get(&url)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(drop)
+        },
+    )
+    .await;
 }
 
 pub fn worker(s: &System, dir: &Path, base: &str, actor: Actor) -> Child {
