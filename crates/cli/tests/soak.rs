@@ -141,7 +141,6 @@ async fn soak(plan: Plan, jobs_each: u64) {
     let deadline = s.net.now().await.expect("now") + 6 * 3_600;
     let mut expected_inputs = std::collections::HashSet::new();
     let submissions = SUBMITTERS.iter().enumerate().map(|(k, actor)| {
-        let jobs_each = jobs_each;
         let s = &s;
         let base = base.clone();
         async move {
