@@ -552,13 +552,13 @@ impl Store {
             .collect()
     }
 
-    /// Job events recorded at or after `since` (unix seconds), oldest first, at most `limit`,
-    /// each with when its job's first event (its submission) was recorded.
+    /// Job events recorded at or after `since` (unix seconds), oldest first, at most `limit`
+    /// (the newest), each with when its job's first event (its submission) was recorded.
     pub async fn recent_events(&self, since: u64, limit: u64) -> Result<Vec<(JobEventRow, u64)>> {
         let rows = sqlx::query(
             "SELECT e.*, (SELECT MIN(f.recorded_at) FROM job_events f WHERE f.job_id = e.job_id) \
              AS first_recorded_at FROM job_events e WHERE e.recorded_at >= $1 \
-             ORDER BY e.sequence LIMIT $2",
+             ORDER BY e.sequence DESC LIMIT $2",
         )
         .bind(i64_of(since, "since")?)
         .bind(i64_of(limit, "limit")?)
@@ -566,6 +566,7 @@ impl Store {
         .await
         .context("reading recent job events")?;
         rows.iter()
+            .rev()
             .map(|r| {
                 let first: i64 = r.try_get("first_recorded_at")?;
                 Ok((event_row(r)?, u64_of(first, "first_recorded_at")?))

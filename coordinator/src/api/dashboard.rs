@@ -1,7 +1,8 @@
 //! The live dashboard and what it reads: the page itself at `/` (static HTML with its own
 //! small SVG charts, no build step, no third-party script), `GET /v1/stats` (jobs by state,
 //! workers, the last minutes' flow and latencies, the contracts' accounting totals) and
-//! `GET /v1/events` (every job's state changes as server-sent events).
+//! `GET /v1/events` (every job's state changes as server-sent events, from `?after=N`, a
+//! `Last-Event-ID`, or else from now).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,13 @@ const PAGE: &str = include_str!("dashboard.html");
 const RECENT_EVENTS: u64 = 20_000;
 /// How long the chain's totals are reused.
 const ACCOUNTING_TTL: Duration = Duration::from_secs(2);
+/// How long a `/v1/stats` answer is reused (concurrent callers share one computation).
+const STATS_TTL: Duration = Duration::from_secs(1);
+/// Longest wait for the chain's totals (then the last ones read are shown).
+const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The last `/v1/stats` answers, by their `minutes`.
+pub type StatsCache = tokio::sync::Mutex<std::collections::HashMap<u64, (Instant, NetworkStats)>>;
 
 /// Where the contracts whose totals the dashboard shows are, and the last totals read.
 pub struct AccountingSource {
@@ -72,14 +80,19 @@ impl AccountingSource {
                 sponsor_deposits: wide(deposits),
             })
         };
-        match read.await {
-            Ok(totals) => {
+        let stale = last.as_ref().map(|(_, totals)| totals.clone());
+        match tokio::time::timeout(NODE_TIMEOUT, read).await {
+            Ok(Ok(totals)) => {
                 *last = Some((Instant::now(), totals.clone()));
                 Some(totals)
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "reading the contracts' totals for the dashboard");
-                None
+                stale
+            }
+            Err(_) => {
+                tracing::warn!("the chain node did not give the contracts' totals in time");
+                stale
             }
         }
     }
@@ -104,9 +117,15 @@ pub(super) async fn all_events(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let query: EventsQuery = parse_query(query)?;
-    let after = match headers.get("last-event-id") {
-        Some(_) => last_event_id(&headers)?,
-        None => query.after.unwrap_or(0),
+    let after = match (headers.get("last-event-id"), query.after) {
+        (Some(_), _) => last_event_id(&headers)?,
+        (None, Some(after)) => after,
+        // Without a position, what happens from now on (the history can be long).
+        (None, None) => api
+            .store()
+            .last_sequence()
+            .await
+            .map_err(ApiError::internal)?,
     };
     Ok(Sse::new(event_stream(api, EventScope::All, after))
         .keep_alive(KeepAlive::default())
@@ -130,6 +149,12 @@ pub(super) async fn stats(
     let minutes = u64::from(query.minutes.unwrap_or(15));
     if !(1..=60).contains(&minutes) {
         return Err(ApiError::bad("minutes must be 1 to 60"));
+    }
+    let mut cache = api.inner.stats.lock().await;
+    if let Some((at, answer)) = cache.get(&minutes) {
+        if at.elapsed() < STATS_TTL {
+            return Ok(Json(answer.clone()));
+        }
     }
     let store = api.store();
     let now = unix_now();
@@ -203,7 +228,7 @@ pub(super) async fn stats(
         Some(source) => source.read().await,
         None => None,
     };
-    Ok(Json(NetworkStats {
+    let answer = NetworkStats {
         jobs_by_state,
         workers,
         live_workers,
@@ -212,7 +237,9 @@ pub(super) async fn stats(
         last_sequence: store.last_sequence().await.map_err(ApiError::internal)?,
         indexed_block: api.inner.index.indexed(),
         server_time: now,
-    }))
+    };
+    cache.insert(minutes, (Instant::now(), answer.clone()));
+    Ok(Json(answer))
 }
 
 #[cfg(test)]

@@ -149,6 +149,8 @@ struct Inner {
     final_jobs: std::sync::Mutex<HashMap<u64, (std::time::Instant, JobDetails)>>,
     /// Where the dashboard's accounting totals are read (none: not shown).
     accounting: Option<Arc<dashboard::AccountingSource>>,
+    /// The last `/v1/stats` answers.
+    stats: dashboard::StatsCache,
 }
 
 /// How long the answer for a job in a final state is reused (only retention, deleting its
@@ -189,6 +191,7 @@ impl Api {
                 candidates: tokio::sync::Mutex::new(None),
                 final_jobs: std::sync::Mutex::new(HashMap::new()),
                 accounting: None,
+                stats: Default::default(),
             }),
         }
     }

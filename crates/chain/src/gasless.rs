@@ -5,12 +5,21 @@
 //! it is given blindly lets the relayer spend its tokens. [`execute`] reads the execution back
 //! from the typed data ([`OutsideExecution::from_typed_data`], which checks the types and the
 //! domain) and signs only when its calls are exactly the user's, in order, plus, when the user
-//! pays in a token, one `transfer` of that token no larger than the user's own limit.
+//! pays in a token, one `transfer` of that token no larger than the user's own limit. It also
+//! asks for a short validity window and refuses a longer one, so an execution the relayer held
+//! back instead of sending cannot land long after the user gave up on it (and retried).
+
+/// How long a signed execution may stay valid unless the caller says otherwise.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(300);
+/// Clock difference tolerated between the user and the relayer.
+const SKEW_SECS: u64 = 60;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ciro_api::snip29::{
     BuildTransaction, BuildTransactionParams, Call as ApiCall, ExecutableInvoke,
     ExecutableTransaction, ExecuteTransactionParams, ExecutionParameters, FeeMode, InvokeRequest,
-    PaymasterClient, PaymasterClientError,
+    PaymasterClient, PaymasterClientError, TimeBounds,
 };
 use starknet::core::types::{Call, Felt};
 use starknet::core::utils::get_selector_from_name;
@@ -54,7 +63,8 @@ pub struct Sent {
 
 /// Sends `calls` as `user` (whose account key is `key`) through the relayer `client`:
 /// `paymaster_buildTransaction`, the checks above, the signature, then
-/// `paymaster_executeTransaction`. The transaction may still be pending when this returns.
+/// `paymaster_executeTransaction`. The execution is valid for `validity` from now (the
+/// user's clock). The transaction may still be pending when this returns.
 pub async fn execute(
     client: &PaymasterClient,
     user: Felt,
@@ -62,7 +72,12 @@ pub async fn execute(
     chain_id: Felt,
     calls: &[Call],
     payment: Payment,
+    validity: Duration,
 ) -> Result<Sent, GaslessError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let execute_before = now + validity.as_secs();
     let parameters = ExecutionParameters::V1 {
         fee_mode: match payment {
             Payment::Sponsored => FeeMode::Sponsored { tip: None },
@@ -71,7 +86,10 @@ pub async fn execute(
                 tip: None,
             },
         },
-        time_bounds: None,
+        time_bounds: Some(TimeBounds {
+            execute_after: 1,
+            execute_before,
+        }),
     };
     let built = client
         .build_transaction(&BuildTransactionParams {
@@ -97,7 +115,7 @@ pub async fn execute(
         .clone();
     let execution = OutsideExecution::from_typed_data(&typed_data, chain_id)
         .map_err(|e| GaslessError::Unsafe(e.to_string()))?;
-    check(&execution, calls, payment)?;
+    check(&execution, calls, payment, execute_before + SKEW_SECS)?;
     let signature = execution
         .sign(key, user, chain_id)
         .map_err(GaslessError::Sign)?;
@@ -120,13 +138,20 @@ pub async fn execute(
 }
 
 /// Whether `execution` makes exactly `calls` and, when the user pays, one transfer of its
-/// gas token of at most its limit.
+/// gas token of at most its limit; and expires by `valid_until` (unix seconds).
 pub fn check(
     execution: &OutsideExecution,
     calls: &[Call],
     payment: Payment,
+    valid_until: u64,
 ) -> Result<(), GaslessError> {
     let unsafe_ = |what: String| Err(GaslessError::Unsafe(what));
+    if execution.execute_before > valid_until {
+        return unsafe_(format!(
+            "it stays valid until {}, later than the {valid_until} asked for",
+            execution.execute_before
+        ));
+    }
     if execution.calls.len() < calls.len() || execution.calls[..calls.len()] != *calls {
         return unsafe_("its calls are not the ones asked for".into());
     }
@@ -171,6 +196,9 @@ mod tests {
         }
     }
 
+    /// The window the tests' executions must end by.
+    const UNTIL: u64 = 2_000_000_000;
+
     fn execution(calls: Vec<Call>) -> OutsideExecution {
         OutsideExecution {
             caller: Felt::from(0x9au64),
@@ -184,7 +212,7 @@ mod tests {
     #[test]
     fn sponsored_signs_only_the_users_calls() {
         let mine = vec![call(1, "approve", &[2, 10, 0]), call(2, "submit_job", &[1])];
-        assert!(check(&execution(mine.clone()), &mine, Payment::Sponsored).is_ok());
+        assert!(check(&execution(mine.clone()), &mine, Payment::Sponsored, UNTIL).is_ok());
         // An added call (a transfer to the relayer), a dropped one, a changed argument and a
         // reordering are each refused.
         let mut added = mine.clone();
@@ -197,7 +225,7 @@ mod tests {
             changed,
             vec![mine[1].clone(), mine[0].clone()],
         ] {
-            let refused = check(&execution(bad), &mine, Payment::Sponsored);
+            let refused = check(&execution(bad), &mine, Payment::Sponsored, UNTIL);
             assert!(
                 matches!(refused, Err(GaslessError::Unsafe(_))),
                 "{refused:?}"
@@ -217,7 +245,13 @@ mod tests {
             calls.push(fee);
             execution(calls)
         };
-        assert!(check(&with(call(5, "transfer", &[9, 100, 0])), &mine, payment).is_ok());
+        assert!(check(
+            &with(call(5, "transfer", &[9, 100, 0])),
+            &mine,
+            payment,
+            UNTIL
+        )
+        .is_ok());
         for bad in [
             with(call(5, "transfer", &[9, 101, 0])),
             with(call(5, "transfer", &[9, 1, 1])),
@@ -225,11 +259,26 @@ mod tests {
             with(call(5, "approve", &[9, 1, 0])),
             execution(mine.clone()),
         ] {
-            let refused = check(&bad, &mine, payment);
+            let refused = check(&bad, &mine, payment, UNTIL);
             assert!(
                 matches!(refused, Err(GaslessError::Unsafe(_))),
                 "{refused:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_execution_valid_longer_than_asked_is_refused() {
+        let mine = vec![call(2, "submit_job", &[1])];
+        let refused = check(
+            &execution(mine.clone()),
+            &mine,
+            Payment::Sponsored,
+            UNTIL - 1,
+        );
+        assert!(
+            matches!(refused, Err(GaslessError::Unsafe(_))),
+            "{refused:?}"
+        );
     }
 }

@@ -12,8 +12,8 @@
 //!   passed on devnet's clock as soon as every result is in);
 //! - the whole lifecycle's on-chain fee per job (the STRK the submitters, the coordinator and
 //!   the workers spent), as a ratio to one transfer's fee;
-//! - submit → result latency (submission landed → the coordinator's `completed` event), p50
-//!   and p99.
+//! - submit → result latency (the job's submission landed → the coordinator's `completed`
+//!   event for it), p50 and p99.
 //!
 //! Targets (issue 14): jobs/s ÷ transfers/s ≥ 2; lifecycle fee per job ≤ 1 transfer.
 
@@ -205,9 +205,16 @@ async fn main() {
         .expect("events");
     let watcher = tokio::spawn(async move {
         let mut completed = HashMap::new();
-        while let Ok(Some(event)) = events.next().await {
+        loop {
+            let event = events
+                .next()
+                .await
+                .expect("the coordinator's event stream")
+                .expect("the event stream ended");
             if event.state == ciro_api::coordinator::JobState::Completed {
-                completed.entry(event.job_id).or_insert_with(Instant::now);
+                completed
+                    .entry(event.job_id)
+                    .or_insert_with(|| (Instant::now(), event.submitter));
                 if completed.len() as u64 == JOBS {
                     break;
                 }
@@ -225,11 +232,14 @@ async fn main() {
             send(&s.net.provider, account.execute_v3(mine))
                 .await
                 .expect("submitting jobs");
-            Instant::now()
+            (s.net.address(*actor), Instant::now())
         }
     });
-    let landed = futures_util::future::join_all(submissions).await;
-    let submitted_at = landed.iter().max().copied().expect("submissions");
+    // When each submitter's jobs landed on chain.
+    let landed: HashMap<Felt, Instant> = futures_util::future::join_all(submissions)
+        .await
+        .into_iter()
+        .collect();
     let completed = tokio::time::timeout(WAIT, watcher)
         .await
         .expect("every result in time")
@@ -265,7 +275,10 @@ async fn main() {
     let fee_per_job = (before - after) / u128::from(JOBS);
     let mut latencies: Vec<f64> = completed
         .values()
-        .map(|at| at.saturating_duration_since(submitted_at).as_secs_f64())
+        .map(|(at, submitter)| {
+            at.saturating_duration_since(landed[submitter])
+                .as_secs_f64()
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
 

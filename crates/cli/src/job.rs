@@ -600,6 +600,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
             s.chain_id,
             &calls,
             Payment::Sponsored,
+            gasless::DEFAULT_VALIDITY,
         )
         .await
         .context("sending the job through the paymaster relayer")?;
@@ -611,7 +612,29 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     } else {
         me.sender.execute(calls).await?
     };
-    let job_id = me.jobs.submitted_job_id(&outcome)?;
+    // The transaction (the relayer's, when gasless) must hold this very submission.
+    let input_hash = u256_from_digest(&uploaded.digest.0);
+    let job_id = outcome
+        .events_from(s.jobs_address)
+        .into_iter()
+        .filter_map(|e| job_mgr::Event::try_from(e).ok())
+        .find_map(|e| match e {
+            job_mgr::Event::JobSubmitted(j)
+                if j.submitter.0 == me.address
+                    && j.input_hash == input_hash
+                    && j.fee == u256(fee)
+                    && j.model_id == model_id =>
+            {
+                Some(j.job_id)
+            }
+            _ => None,
+        })
+        .with_context(|| {
+            format!(
+                "transaction {:#x} holds no submission of this input by {:#x}",
+                outcome.tx_hash, me.address
+            )
+        })?;
     eprintln!(
         "submitted job {job_id} on model {model_id}: fee {} escrowed, deadline in {} s; {}",
         tokens(fee),
@@ -728,6 +751,24 @@ async fn result(args: ResultArgs) -> Result<()> {
             args.job
         ),
     }
+    match job.state {
+        job_mgr::JobState::Refunded => bail!(
+            "job {}'s result was judged wrong: the arbiter found its worker at fault and your \
+             fee was refunded; there is no result to trust",
+            args.job
+        ),
+        job_mgr::JobState::Disputed => eprintln!(
+            "warning: job {}'s result is disputed; the arbiter has not decided yet",
+            args.job
+        ),
+        job_mgr::JobState::Completed => eprintln!(
+            "note: job {}'s challenge window is open until {} (unix): check the output now \
+             (--expect) and dispute it before then if it is wrong",
+            args.job,
+            job.completed_at + info.terms.challenge_window
+        ),
+        _ => {}
+    }
     let committed = digest_of(job.output_hash);
     // The client checks that the bytes hash to the digest asked for: the on-chain one.
     let bytes = s
@@ -835,6 +876,10 @@ async fn check_receipt(s: &Session, info: &job_mgr::JobInfo, signed: &SignedRece
 /// Every tensor of `expected` is in `actual` with the same dtype and shape, and (for F32)
 /// within `tolerance`; other dtypes must be equal bytes.
 fn compare(actual: &[u8], expected: &[u8], tolerance: f32) -> Result<()> {
+    ensure!(
+        tolerance.is_finite() && tolerance >= 0.0,
+        "--tolerance must be a finite number of at least 0, not {tolerance}"
+    );
     let actual = safetensors::SafeTensors::deserialize(actual)
         .map_err(|e| anyhow::anyhow!("the output is not safetensors: {e:?}"))?;
     let expected = safetensors::SafeTensors::deserialize(expected)
@@ -862,9 +907,9 @@ fn compare(actual: &[u8], expected: &[u8], tolerance: f32) -> Result<()> {
             };
             let (g, w) = (floats(got.data()), floats(want.data()));
             if let Some((i, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| {
-                // A NaN on either side is a difference.
+                // Equal values (infinities included) match; a NaN never does.
                 let d = (*a - *b).abs();
-                d.is_nan() || d > tolerance
+                *a != *b && (d.is_nan() || d > tolerance)
             }) {
                 bail!("tensor {name:?} element {i} is {a}, expected {b} (tolerance {tolerance})");
             }
@@ -1212,6 +1257,15 @@ mod tests {
         let shape = compare(&safetensors_of(&[1.0, 2.0]), &mine, 1e-4);
         assert!(shape.is_err(), "another shape passes");
         assert!(compare(b"not safetensors", &mine, 1e-4).is_err());
+        let wide = safetensors_of(&[1.0, 9.0, 3.0]);
+        assert!(
+            compare(&wide, &mine, f32::NAN).is_err(),
+            "a NaN tolerance accepts all"
+        );
+        assert!(compare(&wide, &mine, -1.0).is_err());
+        let inf = safetensors_of(&[f32::INFINITY]);
+        let same = compare(&inf, &inf, 1e-4);
+        assert!(same.is_ok(), "equal infinities differ: {same:?}");
     }
 
     #[test]

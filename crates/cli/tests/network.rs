@@ -30,14 +30,32 @@ struct Network {
 }
 
 impl Drop for Network {
-    /// A failing test still stops the network (the script stops what it started).
+    /// A failing test still stops the network: SIGTERM to the script's process group (the
+    /// script and everything it started), then SIGKILL after 30 s.
     fn drop(&mut self) {
         if let Ok(None) = self.script.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.script.id().to_string()])
-                .status();
-            let _ = self.script.wait();
+            let group = format!("-{}", self.script.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while let Ok(None) = self.script.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+                    let _ = self.script.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
+    }
+}
+
+/// A child process killed when dropped (a failing test leaks none).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -152,7 +170,9 @@ fn start() -> Network {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("run-local.log");
     let env_file = dir.path().join("network.env");
+    use std::os::unix::process::CommandExt;
     let script = Command::new("bash")
+        .process_group(0)
         .arg(root().join("scripts/run-local.sh"))
         .args(["--no-setup", "--keep", "--jobs", "4", "--env-file"])
         .arg(&env_file)
@@ -301,6 +321,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         net.refused(&args, expected);
     };
     let jobs_before = net.ok(&["job", "list", "--devnet-account", "3"]);
+    let tokens_before = net.ok(&["token", "balance", "--of", &address(3)]);
     // Account 7 was never given payment tokens.
     refused(submit("7", &[]), "get more tokens first");
     refused(submit("3", &["--fee", "0.1"]), "below model");
@@ -386,6 +407,11 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         net.ok(&["job", "list", "--devnet-account", "3"]),
         jobs_before
     );
+    assert_eq!(
+        net.ok(&["token", "balance", "--of", &address(3)]),
+        tokens_before,
+        "a refused submission spent tokens"
+    );
 
     // A job no worker can take (its model asks for the top stake tier): the coordinator says
     // why, and the submitter takes it back.
@@ -445,23 +471,25 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     ]);
     let worker_bin = Path::new(env!("CARGO_BIN_EXE_ciro")).with_file_name("ciro-worker");
     let cheater_log = work.join("worker-7.log");
-    let mut cheating = Command::new(&worker_bin)
-        .args([
-            "run",
-            "--devnet-account",
-            "7",
-            "--stake-target",
-            "500000000000000000000",
-        ])
-        .arg("--data-dir")
-        .arg(work.join("worker-7"))
-        .args(["--heartbeat-secs", "2", "--commit-window-ms", "300"])
-        .args(["--listen", "127.0.0.1:0", "--test-corrupt-output"])
-        .envs(&net.env)
-        .stdout(std::fs::File::create(&cheater_log).expect("log"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ciro-worker");
+    let cheating = Killed(
+        Command::new(&worker_bin)
+            .args([
+                "run",
+                "--devnet-account",
+                "7",
+                "--stake-target",
+                "500000000000000000000",
+            ])
+            .arg("--data-dir")
+            .arg(work.join("worker-7"))
+            .args(["--heartbeat-secs", "2", "--commit-window-ms", "300"])
+            .args(["--listen", "127.0.0.1:0", "--test-corrupt-output"])
+            .envs(&net.env)
+            .stdout(std::fs::File::create(&cheater_log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ciro-worker"),
+    );
     let strict = net.ok(&[
         "model",
         "add",
@@ -583,6 +611,8 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     let stake_of = |account: &str| -> (u128, u64) {
         let out = Command::new(&worker_bin)
             .args(["status", "--devnet-account", account])
+            .arg("--data-dir")
+            .arg(work.join(format!("status-{account}")))
             .envs(&net.env)
             .output()
             .expect("ciro-worker status");
@@ -613,8 +643,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
             "honest worker {honest} was slashed or marked failed"
         );
     }
-    let _ = cheating.kill();
-    let _ = cheating.wait();
+    drop(cheating);
 
     // SIGTERM stops the script and what it started: devnet no longer answers.
     let rpc = net.env["CIRO_RPC_URL"].clone();
@@ -635,4 +664,13 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         .status()
         .expect("curl");
     assert!(!alive.success(), "devnet outlived the script");
+    for service in ["CIRO_COORDINATOR_URL", "CIRO_RELAYER_URL"] {
+        let health = format!("{}/health", net.env[service].trim_end_matches('/'));
+        let alive = Command::new("curl")
+            .args(["-fs", "--max-time", "2", &health])
+            .stdout(Stdio::null())
+            .status()
+            .expect("curl");
+        assert!(!alive.success(), "{service} outlived the script");
+    }
 }

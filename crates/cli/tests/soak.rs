@@ -182,6 +182,18 @@ async fn soak(plan: Plan, jobs_each: u64) {
         indexed(&base, "completed").await.filter(|n| *n >= jobs / 5)
     })
     .await;
+    if let Plan::PostgresFailover = plan {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics");
+        assert!(
+            metrics.lines().any(|l| l == "ciro_leader 1"),
+            "the replica to kill is the leader"
+        );
+    }
     kill(&mut coord).await;
     if let Plan::Sqlite = plan {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -229,6 +241,17 @@ async fn soak(plan: Plan, jobs_each: u64) {
             "job {job_id} receipt"
         );
         assert_eq!(receipt.receipt.worker, info.job.worker.0);
+        let signer = WORKERS
+            .into_iter()
+            .find(|w| s.net.address(*w) == info.job.worker.0)
+            .expect("one of the workers");
+        assert!(
+            receipt.is_signed_by_key(
+                s.net.signing_key(signer).verifying_key().scalar(),
+                s.net.chain_id()
+            ),
+            "job {job_id}'s receipt is not signed by its worker"
+        );
         let input = Digest::from_halves(info.job.input_hash.high, info.job.input_hash.low);
         assert!(expected_inputs.contains(&input), "job {job_id}'s input");
     }

@@ -402,7 +402,7 @@ impl CoordinatorClient {
         self.events(call, last_event_id).await
     }
 
-    /// Every job's state changes after event `after` (from the start if `None`).
+    /// Every job's state changes after event `after` (from now on if `None`).
     pub async fn all_events(&self, after: Option<u64>) -> Result<JobEvents, ClientError> {
         let call = Call::new(HttpMethod::Get, routes::EVENTS, routes::EVENTS.into());
         self.events(call, after).await

@@ -445,8 +445,8 @@ pub struct ListWorkers {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct EventsQuery {
-    /// Only events after this sequence (a `Last-Event-ID` header takes precedence); from the
-    /// start without either.
+    /// Only events after this sequence (a `Last-Event-ID` header takes precedence); without
+    /// either, from now on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
 }
