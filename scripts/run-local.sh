@@ -6,9 +6,9 @@
 #
 # A seeded starknet-devnet (`ciro devnet`); the contracts deployed, wired (devnet account 1 is
 # the coordinator, 0 the admin and arbiter) and sealed; a sponsor (account 2) with a deposit
-# and a policy for job submissions; the coordinator (SQLite), the paymaster relayer (account 9)
-# and two workers (accounts 5 and 6, CPU; the GPU when there is one) registering and staking
-# themselves; a TorchScript model made by Python torch registered by its owner (account 0);
+# and a policy for job submissions and the workers' calls; the coordinator (SQLite), the
+# paymaster relayer (account 9) and two gasless workers (accounts 5 and 6, CPU; the GPU when
+# there is one) registering and staking themselves through the relayer; a TorchScript model made by Python torch registered by its owner (account 0);
 # then jobs submitted with `ciro job submit` by two submitters (3 directly, 4 gasless through
 # the relayer), followed, their outputs checked against the chain's commitments and against
 # Python torch, the challenge window passed (devnet time), the jobs finalized by the
@@ -87,9 +87,12 @@ step "funding: payment tokens for the submitters, the workers' stakes and the sp
 "$bin/ciro" token transfer --devnet-account 0 --to "$worker_a" --to "$worker_b" --amount 200
 "$bin/ciro" token transfer --devnet-account 0 --to "$sponsor" --amount 1000
 
-step "the sponsor: a deposit, the relayer account, and a policy paying for job submissions"
+step "the sponsor: a deposit, the relayer account, and a policy paying for job submissions and the workers' transactions"
 policy=$("$bin/ciro" sponsor setup --devnet-account 2 --deposit 1000 --relayer "$relayer_account" \
-  --allow token:approve --allow JobMgr:submit_job --max-charge 10 --daily-limit 100)
+  --allow token:approve --allow JobMgr:submit_job --allow JobMgr:submit_result \
+  --allow CdcPool:register_worker --allow CdcPool:stake --allow CdcPool:update_capabilities \
+  --allow CdcPool:reactivate --allow CdcPool:deactivate --allow CdcPool:heartbeat \
+  --allow CdcPool:claim_rewards --max-charge 10 --daily-limit 100 --per-hour 1000)
 
 api="127.0.0.1:$(free_port)"
 step "the coordinator on http://$api (SQLite; matching and keeping as devnet account 1)"
@@ -106,12 +109,20 @@ step "the paymaster relayer on http://$relayer (SNIP-29; sends from devnet accou
 pids+=($!)
 wait_ready "http://$relayer/ready" "$work/relayer.log" "${pids[-1]}"
 
-step "two workers (devnet accounts 5 and 6): register, stake 100 tokens, serve"
+# STRK (fee token) balance of an account, in FRI.
+strk_of() {
+  curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"starknet_call\",\"params\":{\"request\":{\"contract_address\":\"0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d\",\"entry_point_selector\":\"0x2e4263afad30923c891518314c3c95dbe830a16874e8abc5777a9a20b54c76e\",\"calldata\":[\"$1\"]},\"block_id\":\"latest\"}}" "$rpc" |
+    python3 -c 'import json, sys; r = json.load(sys.stdin)["result"]; print(int(r[0], 16) + (int(r[1], 16) << 128))'
+}
+step "two workers (devnet accounts 5 and 6): register, stake 100 tokens, serve; gasless, through the relayer"
 worker_ports=()
+declare -A worker_strk
 for i in 5 6; do
+  worker_strk[$i]=$(strk_of "$(addr "$i")")
   listen="127.0.0.1:$(free_port)"; worker_ports+=("$listen")
   "$bin/ciro-worker" run --devnet-account "$i" --data-dir "$work/worker-$i" \
     --stake-target 100000000000000000000 --heartbeat-secs 2 --commit-window-ms 300 \
+    --chain-heartbeat-secs 30 --relayer "http://$relayer/" \
     --listen "$listen" >"$work/worker-$i.log" 2>&1 &
   pids+=($!)
   wait_ready "http://$listen/ready" "$work/worker-$i.log" "${pids[-1]}"
@@ -125,11 +136,6 @@ model=$("$bin/ciro" model add "$work/models/encoder.pt" --devnet-account 0 --pri
 python crates/engine/python/ciro_models.py inputs "$work/models/encoder.pt" "$work/jobs" \
   --row-shape 8,32 --count "$jobs" --rows 4
 
-# STRK (fee token) balance of an account, in FRI.
-strk_of() {
-  curl -s -H 'content-type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"starknet_call\",\"params\":{\"request\":{\"contract_address\":\"0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d\",\"entry_point_selector\":\"0x2e4263afad30923c891518314c3c95dbe830a16874e8abc5777a9a20b54c76e\",\"calldata\":[\"$1\"]},\"block_id\":\"latest\"}}" "$rpc" |
-    python3 -c 'import json, sys; r = json.load(sys.stdin)["result"]; print(int(r[0], 16) + (int(r[1], 16) << 128))'
-}
 bob_strk_before=$(strk_of "$bob")
 
 step "submitting $jobs jobs with \`ciro job submit\` (devnet account 3 directly, account 4 gasless)"
@@ -194,6 +200,12 @@ for line in sys.stdin:
                      w[:8] + "…" + w[-4:], t(s["fee"]), t(s["payout"]), t(s["protocol_fee"]),
                      latency + " s", verified + " (chain, torch)"))
 '
+
+for i in 5 6; do
+  after=$(strk_of "$(addr "$i")")
+  echo "worker account $i held ${worker_strk[$i]} FRI of STRK before it started and $after now: the sponsor paid the gas of its registration, stake, results and heartbeats"
+  [ "${worker_strk[$i]}" = "$after" ] || { echo "worker account $i's STRK changed: one of its transactions was not sponsored" >&2; exit 1; }
+done
 
 if [ "$keep" = 1 ]; then
   step "the network stays up (Ctrl-C stops it)"

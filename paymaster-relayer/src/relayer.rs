@@ -159,6 +159,48 @@ pub struct Relayer {
     policies: Mutex<HashMap<u64, CachedPolicy>>,
     /// The fee of the last relayed transaction of the same calls (see [`fee_key`]).
     fees: Mutex<HashMap<FeeKey, u128>>,
+    /// The chain's clock, which executions' windows are checked against.
+    clock: Arc<ChainClock>,
+}
+
+/// The clock the account contracts check an execution's window against: the later of the
+/// wall clock and the timestamp of the block the next transaction lands in (hours apart on a
+/// devnet whose time was moved ahead), the latter read from the node at most once a second.
+#[derive(Debug, Default)]
+struct ChainClock {
+    /// The last block timestamp read, and when.
+    chain: Mutex<(Option<Instant>, u64)>,
+}
+
+impl ChainClock {
+    fn now(&self) -> u64 {
+        let chain = self.chain.lock().unwrap_or_else(|p| p.into_inner()).1;
+        now().max(chain)
+    }
+
+    /// Reads the chain's time again if the last reading is over a second old (a failed read
+    /// keeps the last one; the wall clock still bounds it from below). The node is the
+    /// relayer's own, trusted as for everything else it reads.
+    async fn refresh(&self, provider: &JsonRpcClient<HttpTransport>) {
+        let fresh =
+            |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+        if fresh(self.chain.lock().unwrap_or_else(|p| p.into_inner()).0) {
+            return;
+        }
+        match ciro_chain::tx::block_timestamp(provider, BlockId::Tag(BlockTag::PreConfirmed)).await
+        {
+            Ok(timestamp) => {
+                *self.chain.lock().unwrap_or_else(|p| p.into_inner()) =
+                    (Some(Instant::now()), timestamp)
+            }
+            Err(error) => {
+                // Not read again for a second: a node that is down is not asked on every
+                // request.
+                self.chain.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(Instant::now());
+                tracing::warn!(%error, "reading the chain's time; the wall clock bounds it")
+            }
+        }
+    }
 }
 
 type RpcResult<T> = Result<T, ErrorObject>;
@@ -316,6 +358,7 @@ impl Relayer {
         Self {
             account_classes,
             in_flight: Arc::default(),
+            clock: Arc::default(),
             builds: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
             ips: RateLimiter::new(limits.per_ip_per_minute, limits.per_ip_per_minute),
@@ -425,7 +468,7 @@ impl Relayer {
                     slots.insert(user, Slot::Submitting);
                     return Ok(claim());
                 }
-                Some(Slot::Held(until)) if until <= now() => {
+                Some(Slot::Held(until)) if until <= self.clock.now() => {
                     slots.insert(user, Slot::Submitting);
                     return Ok(claim());
                 }
@@ -486,10 +529,10 @@ impl Relayer {
 
     /// The time bounds to build with, or why they are refused (157).
     fn time_bounds(&self, asked: Option<TimeBounds>) -> RpcResult<TimeBounds> {
-        let now = now();
+        let now = self.clock.now();
         let bounds = asked.unwrap_or(TimeBounds {
             execute_after: 1,
-            execute_before: now + self.limits.default_validity_secs,
+            execute_before: now.saturating_add(self.limits.default_validity_secs),
         });
         self.check_window(bounds.execute_after, bounds.execute_before, now)?;
         Ok(bounds)
@@ -506,13 +549,13 @@ impl Relayer {
         if after >= now {
             return Err(refuse("execute_after is not in the past".into()));
         }
-        if before > now + self.limits.max_validity_secs {
+        if before > now.saturating_add(self.limits.max_validity_secs) {
             return Err(refuse(format!(
                 "execute_before is more than {} s away",
                 self.limits.max_validity_secs
             )));
         }
-        if before < now + self.limits.min_remaining_secs {
+        if before < now.saturating_add(self.limits.min_remaining_secs) {
             return Err(refuse(format!(
                 "execute_before leaves less than {} s",
                 self.limits.min_remaining_secs
@@ -571,7 +614,7 @@ impl Relayer {
         if !policy.active {
             return refuse("the sponsor's policy is inactive", "policy");
         }
-        if policy.params.expiry <= now() {
+        if policy.params.expiry <= self.clock.now() {
             return refuse("the sponsor's policy expired", "policy");
         }
         for call in calls {
@@ -677,6 +720,7 @@ impl Relayer {
         };
         let user = invoke.user_address;
         self.rate_limit(self.builds.allow(&(client, user)))?;
+        self.clock.refresh(&self.provider).await;
         let mut calls: Vec<Call> = invoke
             .calls
             .into_iter()
@@ -809,6 +853,7 @@ impl Relayer {
             }
         };
         let user = invoke.user_address;
+        self.clock.refresh(&self.provider).await;
         if invoke.signature.is_empty() || invoke.signature.len() > MAX_SIGNATURE_FELTS {
             return Err(ErrorObject::paymaster(PaymasterError::InvalidSignature));
         }
@@ -816,7 +861,11 @@ impl Relayer {
         // returned is remembered or trusted.
         let execution = OutsideExecution::from_typed_data(&invoke.typed_data, self.chain_id)
             .map_err(|e| execution_error(e.to_string()))?;
-        self.check_window(execution.execute_after, execution.execute_before, now())?;
+        self.check_window(
+            execution.execute_after,
+            execution.execute_before,
+            self.clock.now(),
+        )?;
         let fee_mode = params.parameters.fee_mode().clone();
         let sponsorship = match fee_mode {
             FeeMode::Sponsored { .. } => {
@@ -938,7 +987,7 @@ impl Relayer {
     /// Records (user, nonce) as being submitted; refuses one already submitted (a replay, or
     /// the same execution sent twice at once).
     fn claim_nonce(&self, key: (Felt, Felt), until: u64) -> RpcResult<()> {
-        let now = now();
+        let now = self.clock.now();
         let mut submitted = self.submitted.lock().unwrap_or_else(|p| p.into_inner());
         submitted.retain(|_, expiry| *expiry >= now);
         if submitted.contains_key(&key) {
@@ -1129,6 +1178,7 @@ impl Relayer {
         let metrics = self.metrics.clone();
         let slots = Arc::downgrade(&self.in_flight);
         let execute_before = execution.execute_before;
+        let clock = self.clock.clone();
         // Watches the receipt once the user's slot says Sent (see `submit`).
         let watch = move || {
             tokio::spawn(async move {
@@ -1145,7 +1195,7 @@ impl Relayer {
                             %reason,
                             "a relayed transaction reverted on chain: the relayer paid its gas; the user is held for {REVERT_HOLD_SECS} s"
                         );
-                        Some(Slot::Held(now() + REVERT_HOLD_SECS))
+                        Some(Slot::Held(clock.now().saturating_add(REVERT_HOLD_SECS)))
                     }
                     Err(error) => {
                         metrics.landed("unknown");

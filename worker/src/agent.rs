@@ -13,6 +13,11 @@
 //!   results finished within `commit_window` of each other go in one multicall;
 //! - claims its rewards once they pass `claim_threshold`.
 //!
+//! With a relayer ([`RelayerConfig`]) every transaction of the agent, onboarding included,
+//! is a SNIP-9 outside execution the paymaster relayer sends and a sponsor pays for: the
+//! worker needs no gas token (its stake is in the payment token). With `fallback` a
+//! transaction the relayer refuses or cannot take is sent and paid directly.
+//!
 //! The journal ([`crate::journal`]) makes it crash-safe: a computed output is uploaded and
 //! committed after a restart, never recomputed; a job past its deadline is dropped. On
 //! SIGTERM it stops taking work, finishes what it runs (abandoning, after `drain_grace`, what
@@ -29,10 +34,12 @@ use anyhow::{anyhow, Context, Result};
 use ciro_api::coordinator::{
     Assignment, ClientError, CoordinatorClient, ErrorCode, Heartbeat, Receipt, RequestSigner,
 };
+use ciro_api::snip29::PaymasterClient;
 use ciro_chain::account::AccountSource;
 use ciro_chain::bindings::job_mgr::{self, JobMgr, JobState};
 use ciro_chain::cainome::cairo_serde::U256;
 use ciro_chain::clients::{u256_from_digest, JobMgrClient, PoolClient};
+use ciro_chain::gasless::{Payment, Relay};
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
 use ciro_chain::starknet::accounts::ConnectedAccount;
@@ -49,6 +56,27 @@ use tracing::Instrument;
 
 use crate::journal::{Entry, Journal, Stage};
 use crate::onboard::{declare, onboard};
+
+/// A SNIP-29 paymaster relayer the agent's transactions go through, paid by a sponsor.
+#[derive(Clone)]
+pub struct RelayerConfig {
+    /// Its URL.
+    pub url: String,
+    /// Its API key (which sponsor's policy pays), if it wants one.
+    pub api_key: Option<String>,
+    /// Send and pay directly what the relayer refuses or cannot take.
+    pub fallback: bool,
+}
+
+impl std::fmt::Debug for RelayerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayerConfig")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("fallback", &self.fallback)
+            .finish()
+    }
+}
 
 /// The agent's configuration, validated.
 #[derive(Debug, Clone)]
@@ -92,6 +120,8 @@ pub struct AgentConfig {
     pub test_corrupt_output: bool,
     /// Where to serve `/health`, `/ready` (the node) and `/metrics`.
     pub listen: std::net::SocketAddr,
+    /// The paymaster relayer its transactions go through (gasless), if any.
+    pub relayer: Option<RelayerConfig>,
 }
 
 /// The agent's metrics.
@@ -191,7 +221,33 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         ciro_chain::account::address_and_key(&config.account, &config.chain.rpc_url).await?;
     let account =
         ciro_chain::account::connect(&config.account, &config.chain.rpc_url, chain_id).await?;
-    let sender = Arc::new(TxSender::new(account.clone(), SenderConfig::default()));
+    let mut sender = TxSender::new(account.clone(), SenderConfig::default());
+    if let Some(relayer) = &config.relayer {
+        let mut client = PaymasterClient::new(&relayer.url)
+            .map_err(|e| anyhow!("the relayer URL {}: {e}", relayer.url))?;
+        if let Some(api_key) = &relayer.api_key {
+            client = client.with_api_key(api_key.clone());
+        }
+        tracing::info!(
+            relayer = %relayer.url,
+            fallback = relayer.fallback,
+            "gasless: transactions go through the paymaster relayer"
+        );
+        sender = sender.with_relay(
+            Relay::new(
+                client,
+                key.clone(),
+                chain_id,
+                Payment::Sponsored {
+                    paymaster: manifest
+                        .contract(ciro_chain::constants::contracts::PAYMASTER)
+                        .ok(),
+                },
+            )
+            .with_fallback(relayer.fallback),
+        );
+    }
+    let sender = Arc::new(sender);
     let job_mgr = manifest.contract(ciro_chain::constants::contracts::JOB_MGR)?;
     let pool_address = manifest.contract(ciro_chain::constants::contracts::CDC_POOL)?;
     let jobs = JobMgrClient::new(job_mgr, sender.clone());
@@ -788,6 +844,15 @@ impl Agent {
             Err(ChainError::Reverted { reason, .. }) => {
                 self.metrics.commits.with_label_values(&["reverted"]).inc();
                 let id = ids[0];
+                // An earlier send whose answer was lost (or a relayed execution sent late)
+                // may have committed it already: then it is done, not failed.
+                if self.committed_on_chain(id).await {
+                    tracing::info!(job_id = id, "the result was already committed on chain");
+                    if let Err(e) = self.journal.finish(id, Stage::Committed, None).await {
+                        tracing::error!(job_id = id, error = %e, "recording the commitment");
+                    }
+                    return;
+                }
                 tracing::warn!(job_id = id, %reason, "the chain refused the result");
                 let stage = if reason.contains("deadline") {
                     Stage::Dropped
@@ -806,6 +871,30 @@ impl Agent {
                 for id in ids {
                     let _ = self.commits.send(id);
                 }
+            }
+        }
+    }
+
+    /// Whether job `id` carries this worker's journaled output on chain.
+    async fn committed_on_chain(&self, id: u64) -> bool {
+        let ours = match self.journal.entry(id).await {
+            Ok(Some(Entry {
+                output_hash: Some(hash),
+                ..
+            })) => u256_from_digest(&hash.0),
+            _ => return false,
+        };
+        match self.jobs.job(id).await {
+            Ok(info) => {
+                matches!(
+                    info.job.state,
+                    JobState::Completed | JobState::Disputed | JobState::Finalized
+                ) && info.job.worker.0 == self.me
+                    && info.job.output_hash == ours
+            }
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "reading the job");
+                false
             }
         }
     }

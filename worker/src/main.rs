@@ -116,6 +116,15 @@ struct RunArgs {
     /// Results finished within this many milliseconds go in one transaction.
     #[arg(long, env = "WORKER_COMMIT_WINDOW_MS", default_value_t = 500)]
     commit_window_ms: u64,
+    /// Send every transaction (onboarding, results, heartbeats, claims) through this SNIP-29
+    /// paymaster relayer, paid by a sponsor; its API key, if it wants one, from
+    /// CIRO_RELAYER_API_KEY.
+    #[arg(long, env = "WORKER_RELAYER_URL")]
+    relayer: Option<String>,
+    /// With --relayer: send and pay directly what the relayer refuses or cannot take (without
+    /// it, such a transaction fails and is retried as the agent retries any).
+    #[arg(long, env = "WORKER_RELAYER_FALLBACK", requires = "relayer")]
+    relayer_fallback: bool,
     /// Test only: compute and journal results but never commit them.
     #[arg(long, hide = true)]
     test_hold_commits: bool,
@@ -169,6 +178,9 @@ struct ExecArgs {
     deterministic_seed: Option<u64>,
 }
 
+/// The relayer's API key: from the environment only (a secret never goes on a command line).
+const RELAYER_API_KEY_ENV: &str = "CIRO_RELAYER_API_KEY";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -193,6 +205,13 @@ fn main() -> ExitCode {
                 hold_commits: args.test_hold_commits,
                 test_corrupt_output: args.test_corrupt_output,
                 listen: args.serve.listen,
+                relayer: args.relayer.map(|url| agent::RelayerConfig {
+                    url,
+                    api_key: std::env::var(RELAYER_API_KEY_ENV)
+                        .ok()
+                        .filter(|k| !k.is_empty()),
+                    fallback: args.relayer_fallback,
+                }),
             };
             agent::run(config, shutdown).await
         }),

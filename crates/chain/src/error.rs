@@ -40,6 +40,11 @@ pub enum ChainError {
     /// The node answered with a JSON-RPC error that is not a Starknet error.
     #[error("node error {code}: {message}")]
     Node { code: i64, message: String },
+    /// A paymaster relayer refused to send the transaction (a SNIP-29 error: `code`), answered
+    /// with something that is not SNIP-29, or built an execution the user would not sign.
+    /// Nothing was sent; paying the gas directly may still work.
+    #[error("the paymaster relayer did not send it: {message}")]
+    Paymaster { code: Option<i64>, message: String },
     /// A transaction was sent but no receipt arrived in time; retry by awaiting again.
     #[error("no receipt for transaction {tx_hash:#x} after {waited_ms} ms")]
     ReceiptTimeout { tx_hash: Felt, waited_ms: u64 },

@@ -8,30 +8,57 @@
 //! pays in a token, one `transfer` of that token no larger than the user's own limit. It also
 //! asks for a short validity window and refuses a longer one, so an execution the relayer held
 //! back instead of sending cannot land long after the user gave up on it (and retried).
+//!
+//! The window is on the chain's clock ([`chain_clock`]), which the account contract checks it
+//! against: a devnet whose time was moved ahead is hours from the wall clock.
+//!
+//! [`Relay`] makes a [`TxSender`](crate::sender::TxSender) send every transaction this way
+//! (the worker's gasless mode).
 
 /// How long a signed execution may stay valid unless the caller says otherwise.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(300);
 /// Clock difference tolerated between the user and the relayer.
 const SKEW_SECS: u64 = 60;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ciro_api::snip29::{
     BuildTransaction, BuildTransactionParams, Call as ApiCall, ExecutableInvoke,
     ExecutableTransaction, ExecuteTransactionParams, ExecutionParameters, FeeMode, InvokeRequest,
-    PaymasterClient, PaymasterClientError, TimeBounds,
+    PaymasterClient, PaymasterClientError, PaymasterError, TimeBounds,
 };
-use starknet::core::types::{Call, Felt};
+use starknet::core::types::{BlockId, BlockTag, Call, Felt};
 use starknet::core::utils::get_selector_from_name;
+use starknet::providers::Provider;
 use starknet::signers::SigningKey;
 
 use crate::snip9::OutsideExecution;
+use crate::ChainError;
+
+/// Now on the chain's clock, in unix seconds: the later of the wall clock and the timestamp
+/// of the block the next transaction lands in (the wall clock alone when the node cannot say).
+pub async fn chain_clock<P: Provider + Sync>(provider: &P) -> u64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let block = crate::tx::block_timestamp(provider, BlockId::Tag(BlockTag::PreConfirmed)).await;
+    match block {
+        Ok(chain) => wall.max(chain),
+        Err(error) => {
+            tracing::warn!(%error, "reading the chain's time; using the wall clock");
+            wall
+        }
+    }
+}
 
 /// Who pays for a gasless transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payment {
-    /// A sponsor (the relayer's API key, or its default policy, names which).
-    Sponsored,
+    /// A sponsor (the relayer's API key, or its default policy, names which), through the
+    /// Paymaster contract at `paymaster` when the user knows it: the only `Caller` the
+    /// execution may name (any other could submit it at a moment of its choosing).
+    Sponsored { paymaster: Option<Felt> },
     /// The user, in `gas_token`, at most `max_fee` base units (the relayer appends the
     /// transfer; a larger one is refused before signing).
     InToken { gas_token: Felt, max_fee: u128 },
@@ -52,6 +79,24 @@ pub enum GaslessError {
     Sign(#[source] anyhow::Error),
 }
 
+impl GaslessError {
+    /// Whether the user had signed the execution when this happened: the relayer refused or
+    /// lost it at `paymaster_executeTransaction`, so it may still be sent within its window.
+    /// Before that (building, checking, signing) nothing exists that could run.
+    pub fn was_signed(&self) -> bool {
+        use ciro_api::snip29::methods::EXECUTE_TRANSACTION;
+        match self {
+            GaslessError::Relayer(
+                PaymasterClientError::Rpc { method, .. }
+                | PaymasterClientError::Transport { method, .. }
+                | PaymasterClientError::Decode { method, .. }
+                | PaymasterClientError::IdMismatch { method, .. },
+            ) => *method == EXECUTE_TRANSACTION,
+            _ => false,
+        }
+    }
+}
+
 /// A gasless transaction the relayer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -63,8 +108,9 @@ pub struct Sent {
 
 /// Sends `calls` as `user` (whose account key is `key`) through the relayer `client`:
 /// `paymaster_buildTransaction`, the checks above, the signature, then
-/// `paymaster_executeTransaction`. The execution is valid for `validity` from now (the
-/// user's clock). The transaction may still be pending when this returns.
+/// `paymaster_executeTransaction`. The execution is valid for `validity` from `now` (the
+/// chain's clock: [`chain_clock`]). The transaction may still be pending when this returns.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     client: &PaymasterClient,
     user: Felt,
@@ -72,15 +118,13 @@ pub async fn execute(
     chain_id: Felt,
     calls: &[Call],
     payment: Payment,
+    now: u64,
     validity: Duration,
 ) -> Result<Sent, GaslessError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let execute_before = now + validity.as_secs();
+    let execute_before = now.saturating_add(validity.as_secs());
     let parameters = ExecutionParameters::V1 {
         fee_mode: match payment {
-            Payment::Sponsored => FeeMode::Sponsored { tip: None },
+            Payment::Sponsored { .. } => FeeMode::Sponsored { tip: None },
             Payment::InToken { gas_token, .. } => FeeMode::Default {
                 gas_token,
                 tip: None,
@@ -115,7 +159,12 @@ pub async fn execute(
         .clone();
     let execution = OutsideExecution::from_typed_data(&typed_data, chain_id)
         .map_err(|e| GaslessError::Unsafe(e.to_string()))?;
-    check(&execution, calls, payment, execute_before + SKEW_SECS)?;
+    check(
+        &execution,
+        calls,
+        payment,
+        execute_before.saturating_add(SKEW_SECS),
+    )?;
     let signature = execution
         .sign(key, user, chain_id)
         .map_err(GaslessError::Sign)?;
@@ -135,6 +184,121 @@ pub async fn execute(
         transaction_hash: executed.transaction_hash,
         execution,
     })
+}
+
+/// A relayer a [`TxSender`](crate::sender::TxSender) sends through instead of paying gas
+/// itself ([`TxSender::with_relay`](crate::sender::TxSender::with_relay)): every
+/// transaction becomes a signed outside execution ([`execute`]) the relayer submits.
+#[derive(Clone)]
+pub struct Relay {
+    client: Arc<PaymasterClient>,
+    key: SigningKey,
+    chain_id: Felt,
+    payment: Payment,
+    validity: Duration,
+    fallback: bool,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("client", &self.client)
+            .field("payment", &self.payment)
+            .field("validity", &self.validity)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Through `client`, signing with the account's `key`, paid as `payment`; executions
+    /// valid for [`DEFAULT_VALIDITY`]; no fallback.
+    pub fn new(client: PaymasterClient, key: SigningKey, chain_id: Felt, payment: Payment) -> Self {
+        Self {
+            client: Arc::new(client),
+            key,
+            chain_id,
+            payment,
+            validity: DEFAULT_VALIDITY,
+            fallback: false,
+        }
+    }
+
+    /// With `fallback`, a transaction the relayer refuses or cannot take
+    /// ([`ChainError::Paymaster`], [`ChainError::Transport`]) is sent and paid directly; one
+    /// whose calls revert is not.
+    pub fn with_fallback(mut self, fallback: bool) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// Whether a refused transaction is sent directly.
+    pub fn fallback(&self) -> bool {
+        self.fallback
+    }
+
+    /// Sends `calls` as `user` at `now` (the chain's clock).
+    pub async fn send(&self, user: Felt, calls: &[Call], now: u64) -> Result<Sent, GaslessError> {
+        execute(
+            &self.client,
+            user,
+            &self.key,
+            self.chain_id,
+            calls,
+            self.payment,
+            now,
+            self.validity,
+        )
+        .await
+    }
+}
+
+impl From<GaslessError> for ChainError {
+    /// A simulation that reverted (SNIP-29 156) is a revert with the contract's string; a
+    /// relayer out of reach is a transport error; any other refusal is
+    /// [`ChainError::Paymaster`].
+    fn from(error: GaslessError) -> Self {
+        match error {
+            GaslessError::Relayer(PaymasterClientError::Rpc { error, .. })
+                if error.paymaster_error() == Some(PaymasterError::TransactionExecutionError) =>
+            {
+                let reason = error
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("execution_error"))
+                    .and_then(|e| e.as_str())
+                    .map_or_else(|| error.message.clone(), str::to_owned);
+                let mut reverted = ChainError::reverted(reason);
+                if let ChainError::Reverted { raw, .. } = &mut reverted {
+                    *raw = format!("{error} {}", error.data.clone().unwrap_or_default());
+                }
+                reverted
+            }
+            GaslessError::Relayer(PaymasterClientError::Rpc { error, .. }) => {
+                let detail = match &error.data {
+                    Some(serde_json::Value::String(s)) => format!("{}: {s}", error.message),
+                    Some(other) => format!("{}: {other}", error.message),
+                    None => error.message.clone(),
+                };
+                ChainError::Paymaster {
+                    code: Some(error.code),
+                    message: detail,
+                }
+            }
+            GaslessError::Relayer(error @ PaymasterClientError::Transport { .. }) => {
+                ChainError::Transport(format!("{:#}", anyhow::Error::new(error)))
+            }
+            GaslessError::Relayer(other) => ChainError::Paymaster {
+                code: None,
+                message: other.to_string(),
+            },
+            GaslessError::Unsafe(why) => ChainError::Paymaster {
+                code: None,
+                message: format!("refused to sign what it built: {why}"),
+            },
+            GaslessError::Sign(error) => ChainError::internal(error),
+        }
+    }
 }
 
 /// Whether `execution` makes exactly `calls` and, when the user pays, one transfer of its
@@ -157,8 +321,17 @@ pub fn check(
     }
     let extra = &execution.calls[calls.len()..];
     match (payment, extra) {
-        (Payment::Sponsored, []) => Ok(()),
-        (Payment::Sponsored, _) => unsafe_(format!(
+        (
+            Payment::Sponsored {
+                paymaster: Some(paymaster),
+            },
+            [],
+        ) if execution.caller != paymaster => unsafe_(format!(
+            "its Caller {:#x} is not the Paymaster {paymaster:#x}",
+            execution.caller
+        )),
+        (Payment::Sponsored { .. }, []) => Ok(()),
+        (Payment::Sponsored { .. }, _) => unsafe_(format!(
             "a sponsored transaction adds {} call(s)",
             extra.len()
         )),
@@ -212,7 +385,13 @@ mod tests {
     #[test]
     fn sponsored_signs_only_the_users_calls() {
         let mine = vec![call(1, "approve", &[2, 10, 0]), call(2, "submit_job", &[1])];
-        assert!(check(&execution(mine.clone()), &mine, Payment::Sponsored, UNTIL).is_ok());
+        assert!(check(
+            &execution(mine.clone()),
+            &mine,
+            Payment::Sponsored { paymaster: None },
+            UNTIL
+        )
+        .is_ok());
         // An added call (a transfer to the relayer), a dropped one, a changed argument and a
         // reordering are each refused.
         let mut added = mine.clone();
@@ -225,7 +404,12 @@ mod tests {
             changed,
             vec![mine[1].clone(), mine[0].clone()],
         ] {
-            let refused = check(&execution(bad), &mine, Payment::Sponsored, UNTIL);
+            let refused = check(
+                &execution(bad),
+                &mine,
+                Payment::Sponsored { paymaster: None },
+                UNTIL,
+            );
             assert!(
                 matches!(refused, Err(GaslessError::Unsafe(_))),
                 "{refused:?}"
@@ -268,12 +452,27 @@ mod tests {
     }
 
     #[test]
+    fn a_sponsored_execution_must_name_the_paymaster_as_its_caller() {
+        let mine = vec![call(2, "submit_job", &[1])];
+        let paymaster = |p: u64| Payment::Sponsored {
+            paymaster: Some(Felt::from(p)),
+        };
+        // The tests' executions name 0x9a.
+        assert!(check(&execution(mine.clone()), &mine, paymaster(0x9a), UNTIL).is_ok());
+        let refused = check(&execution(mine.clone()), &mine, paymaster(0x9b), UNTIL);
+        assert!(
+            matches!(refused, Err(GaslessError::Unsafe(ref why)) if why.contains("Caller")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn an_execution_valid_longer_than_asked_is_refused() {
         let mine = vec![call(2, "submit_job", &[1])];
         let refused = check(
             &execution(mine.clone()),
             &mine,
-            Payment::Sponsored,
+            Payment::Sponsored { paymaster: None },
             UNTIL - 1,
         );
         assert!(

@@ -7,15 +7,21 @@
 //! the sender re-read the nonce from the chain and try once more. Transport errors (node
 //! unreachable, timeouts) are retried with exponential backoff; a revert or a rejection is
 //! never retried.
+//!
+//! With a [`Relay`] ([`TxSender::with_relay`]) the account pays no gas: each transaction is
+//! signed as a SNIP-9 outside execution and sent by a paymaster relayer, one at a time (a
+//! relayer takes one execution per user in flight).
 
 use std::future::Future;
 use std::time::Duration;
 
 use starknet::accounts::ConnectedAccount;
-use starknet::core::types::{BlockId, BlockTag, Call, FeeEstimate, Felt};
+use starknet::core::types::{BlockId, BlockTag, Call, FeeEstimate, Felt, FunctionCall};
+use starknet::macros::selector;
 use starknet::providers::Provider;
 use tokio::sync::Mutex;
 
+use crate::gasless::{chain_clock, GaslessError, Relay};
 use crate::tx::{wait_for_receipt, TxOutcome};
 use crate::ChainError;
 
@@ -120,6 +126,8 @@ pub struct TxSender<A> {
     config: SenderConfig,
     /// The next nonce to use, once read from the chain.
     nonce: Mutex<Option<Felt>>,
+    /// The relayer that sends instead, if any; the lock keeps one execution in flight.
+    relay: Option<(Relay, Mutex<()>)>,
 }
 
 impl<A> TxSender<A>
@@ -131,7 +139,21 @@ where
             account,
             config,
             nonce: Mutex::new(None),
+            relay: None,
         }
+    }
+
+    /// Sends through `relay` instead of paying gas: [`Self::execute`] has the relayer send
+    /// each transaction (and, with the relay's fallback, sends it directly when the relayer
+    /// refuses it or is out of reach). Estimates and [`Self::send_with_bounds`] stay direct.
+    pub fn with_relay(mut self, relay: Relay) -> Self {
+        self.relay = Some((relay, Mutex::new(())));
+        self
+    }
+
+    /// Whether transactions go through a relayer.
+    pub fn is_relayed(&self) -> bool {
+        self.relay.is_some()
     }
 
     pub fn account(&self) -> &A {
@@ -139,8 +161,47 @@ where
     }
 
     /// Executes `calls` (from the bindings' `*_getcall`) in one transaction and awaits its
-    /// receipt.
+    /// receipt (the relayer's transaction, when relayed).
     pub async fn execute(&self, calls: Vec<Call>) -> Result<TxOutcome, ChainError> {
+        if let Some((relay, one_at_a_time)) = &self.relay {
+            let _turn = one_at_a_time.lock().await;
+            let user = self.account.address();
+            let now = chain_clock(self.account.provider()).await;
+            let failure = match relay.send(user, &calls, now).await {
+                Ok(sent) => {
+                    let outcome = self.wait(sent.transaction_hash).await?;
+                    self.check_executed(user, sent.execution.nonce, sent.transaction_hash)
+                        .await?;
+                    return Ok(outcome);
+                }
+                Err(failure) => failure,
+            };
+            let signed = failure.was_signed();
+            let unsafe_build = matches!(failure, GaslessError::Unsafe(_));
+            let mut error = ChainError::from(failure);
+            if let Some(reason) = error.revert_reason().map(str::to_owned) {
+                // The relayer's simulation runs the Paymaster's checks (budgets, limits) and
+                // its own too: only a revert of the calls alone is theirs (and final).
+                self.estimate(&calls).await?;
+                error = ChainError::Paymaster {
+                    code: None,
+                    message: format!("its simulation failed ({reason}) where the calls alone pass"),
+                };
+            }
+            if unsafe_build {
+                tracing::error!(%error, "the relayer built an execution this account does not sign");
+            }
+            let refused = matches!(
+                error,
+                ChainError::Paymaster { .. } | ChainError::Transport(_)
+            );
+            // A signed execution the relayer refused or lost may still be sent in its window:
+            // sending the calls directly too could run them twice.
+            if !(relay.fallback() && refused && !signed) {
+                return Err(error);
+            }
+            tracing::warn!(%error, "the relayer did not take the transaction; paying its gas directly");
+        }
         let tx_hash = {
             let mut nonce = self.nonce.lock().await;
             let used = *nonce;
@@ -167,6 +228,41 @@ where
             }
         };
         self.wait(tx_hash).await
+    }
+
+    /// Checks that the relayer's transaction ran this account's outside execution: the
+    /// account no longer accepts its nonce (a relayer could answer with the hash of any
+    /// successful transaction).
+    async fn check_executed(
+        &self,
+        user: Felt,
+        nonce: Felt,
+        tx_hash: Felt,
+    ) -> Result<(), ChainError> {
+        let answer = self
+            .account
+            .provider()
+            .call(
+                FunctionCall {
+                    contract_address: user,
+                    entry_point_selector: selector!("is_valid_outside_execution_nonce"),
+                    calldata: vec![nonce],
+                },
+                BlockId::Tag(BlockTag::PreConfirmed),
+            )
+            .await
+            .map_err(ChainError::from)?;
+        if answer.first() == Some(&Felt::ZERO) {
+            Ok(())
+        } else {
+            Err(ChainError::Paymaster {
+                code: None,
+                message: format!(
+                    "its transaction {tx_hash:#x} did not run this account's execution (nonce \
+                     {nonce:#x} still unused)"
+                ),
+            })
+        }
     }
 
     /// Estimates `calls` as this account's next transaction: the node executes them exactly

@@ -257,6 +257,8 @@ struct Session {
     provider: JsonRpcClient<HttpTransport>,
     chain_id: Felt,
     jobs_address: Felt,
+    /// The Paymaster, the only `Caller` a sponsored execution may name.
+    paymaster: Option<Felt>,
     deploy_block: Option<u64>,
     token: Felt,
     coordinator: CoordinatorClient,
@@ -313,6 +315,7 @@ impl Session {
             provider,
             chain_id,
             jobs_address,
+            paymaster: manifest.contract(contracts::PAYMASTER).ok(),
             deploy_block: manifest.deploy_block,
             token,
             coordinator,
@@ -599,7 +602,10 @@ async fn submit(args: SubmitArgs) -> Result<()> {
             &me.key,
             s.chain_id,
             &calls,
-            Payment::Sponsored,
+            Payment::Sponsored {
+                paymaster: s.paymaster,
+            },
+            gasless::chain_clock(&s.provider).await,
             gasless::DEFAULT_VALIDITY,
         )
         .await
@@ -873,8 +879,37 @@ async fn check_receipt(s: &Session, info: &job_mgr::JobInfo, signed: &SignedRece
     Ok(())
 }
 
-/// Every tensor of `expected` is in `actual` with the same dtype and shape, and (for F32)
-/// within `tolerance`; other dtypes must be equal bytes.
+/// A floating-point tensor's elements (F64, F32, F16 or BF16, little-endian) as f64; `None`
+/// for any other dtype.
+fn float_elements(tensor: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f64>> {
+    use safetensors::Dtype;
+    let data = tensor.data();
+    Some(match tensor.dtype() {
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| c.try_into().map_or(f64::NAN, f64::from_le_bytes))
+            .collect(),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| {
+                c.try_into()
+                    .map_or(f64::NAN, |b| f64::from(f32::from_le_bytes(b)))
+            })
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| f64::from(half::f16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| f64::from(half::bf16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Every tensor of `expected` is in `actual` with the same dtype and shape; floating-point
+/// elements within `tolerance` of each other, any other dtype's bytes equal.
 fn compare(actual: &[u8], expected: &[u8], tolerance: f32) -> Result<()> {
     ensure!(
         tolerance.is_finite() && tolerance >= 0.0,
@@ -899,22 +934,21 @@ fn compare(actual: &[u8], expected: &[u8], tolerance: f32) -> Result<()> {
             want.dtype(),
             want.shape()
         );
-        if want.dtype() == safetensors::Dtype::F32 {
-            let floats = |b: &[u8]| -> Vec<f32> {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            };
-            let (g, w) = (floats(got.data()), floats(want.data()));
-            if let Some((i, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| {
-                // Equal values (infinities included) match; a NaN never does.
-                let d = (*a - *b).abs();
-                *a != *b && (d.is_nan() || d > tolerance)
-            }) {
-                bail!("tensor {name:?} element {i} is {a}, expected {b} (tolerance {tolerance})");
+        match (float_elements(&got), float_elements(&want)) {
+            (Some(g), Some(w)) => {
+                let within = f64::from(tolerance);
+                if let Some((i, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| {
+                    // Equal values (infinities included) match; a NaN never does.
+                    let d = (*a - *b).abs();
+                    *a != *b && (d.is_nan() || d > within)
+                }) {
+                    bail!(
+                        "tensor {name:?} element {i} is {a}, expected {b} (tolerance {tolerance})"
+                    );
+                }
             }
-        } else {
-            ensure!(got.data() == want.data(), "tensor {name:?} differs");
+            // Integers and booleans: exactly.
+            _ => ensure!(got.data() == want.data(), "tensor {name:?} differs"),
         }
     }
     Ok(())
@@ -1056,8 +1090,13 @@ async fn list(args: ListArgs) -> Result<()> {
     );
     let mut shown = 0;
     loop {
+        query.limit = Some(args.limit.saturating_sub(shown).clamp(1, 100));
         let page = s.coordinator.list_jobs(&query).await?;
-        for job in &page.items {
+        for job in page
+            .items
+            .iter()
+            .take(args.limit.saturating_sub(shown) as usize)
+        {
             let worker = job
                 .worker
                 .map(|w| {
@@ -1235,15 +1274,51 @@ mod tests {
 
     fn safetensors_of(values: &[f32]) -> Vec<u8> {
         let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        safetensors_raw("F32", values.len(), &data)
+    }
+
+    fn safetensors_raw(dtype: &str, len: usize, data: &[u8]) -> Vec<u8> {
         let header = format!(
-            r#"{{"output":{{"dtype":"F32","shape":[{}],"data_offsets":[0,{}]}}}}"#,
-            values.len(),
+            r#"{{"output":{{"dtype":"{dtype}","shape":[{len}],"data_offsets":[0,{}]}}}}"#,
             data.len()
         );
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(&data);
+        bytes.extend_from_slice(data);
         bytes
+    }
+
+    #[test]
+    fn half_precision_outputs_are_compared_as_numbers_not_bytes() {
+        let f16 = |v: &[f32]| -> Vec<u8> {
+            let data: Vec<u8> = v
+                .iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect();
+            safetensors_raw("F16", v.len(), &data)
+        };
+        let bf16 = |v: &[f32]| -> Vec<u8> {
+            let data: Vec<u8> = v
+                .iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect();
+            safetensors_raw("BF16", v.len(), &data)
+        };
+        for encode in [&f16 as &dyn Fn(&[f32]) -> Vec<u8>, &bf16] {
+            let mine = encode(&[1.0, 2.0, -3.0]);
+            // One unit in the last place apart: different bytes, within the tolerance.
+            let near = encode(&[1.0, 2.01, -3.0]);
+            assert_ne!(near, mine);
+            assert!(compare(&near, &mine, 0.05).is_ok());
+            let far = compare(&encode(&[1.0, 2.5, -3.0]), &mine, 0.05).unwrap_err();
+            assert!(far.to_string().contains("element 1"), "{far}");
+            assert!(compare(&encode(&[1.0, f32::NAN, -3.0]), &mine, 0.05).is_err());
+        }
+        // Integers stay exact.
+        let ints = safetensors_raw("I32", 1, &7i32.to_le_bytes());
+        assert!(compare(&ints, &ints, 0.0).is_ok());
+        let other = safetensors_raw("I32", 1, &8i32.to_le_bytes());
+        assert!(compare(&other, &ints, 100.0).is_err());
     }
 
     #[test]

@@ -18,6 +18,37 @@ use std::time::{Duration, Instant};
 
 use starknet::core::types::Felt;
 
+/// `holder`'s STRK (the fee token), in FRI, read with `starknet_call` through curl.
+fn strk_of(rpc: &str, holder: &str) -> u128 {
+    let request = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "starknet_call",
+        "params": {
+            "request": {
+                "contract_address": "0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d",
+                "entry_point_selector": format!("{:#x}", starknet::core::utils::get_selector_from_name("balance_of").expect("selector")),
+                "calldata": [holder],
+            },
+            "block_id": "latest",
+        },
+    });
+    let out = Command::new("curl")
+        .args(["-fs", "-H", "content-type: application/json", "-d"])
+        .arg(request.to_string())
+        .arg(rpc)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "starknet_call through curl failed");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let word = |i: usize| {
+        let hex = answer["result"][i].as_str().expect("a felt");
+        u128::from_str_radix(hex.trim_start_matches("0x"), 16).expect("hex")
+    };
+    assert_eq!(word(1), 0, "more STRK than a u128");
+    word(0)
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -413,6 +444,47 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "a refused submission spent tokens"
     );
 
+    // The challenge window's time jump left devnet's clock an hour ahead of the wall clock;
+    // the executions' windows are on the chain's clock, so a gasless job still goes through
+    // the relayer and a gasless worker still commits its result through it.
+    let relayer = net.env["CIRO_RELAYER_URL"].clone();
+    let late = net.ok(&[
+        "job",
+        "submit",
+        "--devnet-account",
+        "4",
+        "--model",
+        &model,
+        "--input",
+        input,
+        "--gasless",
+        "--relayer",
+        &relayer,
+    ]);
+    net.ok(&[
+        "job",
+        "watch",
+        &late,
+        "--until",
+        "completed",
+        "--timeout",
+        "120",
+    ]);
+    let late_out = work.join("out/late.safetensors");
+    net.ok(&[
+        "job",
+        "result",
+        &late,
+        "--devnet-account",
+        "4",
+        "--out",
+        late_out.to_str().expect("utf-8"),
+        "--expect",
+        evidence.to_str().expect("utf-8"),
+        "--tolerance",
+        "1e-4",
+    ]);
+
     // A job no worker can take (its model asks for the top stake tier): the coordinator says
     // why, and the submitter takes it back.
     let hungry = net.ok(&[
@@ -644,6 +716,27 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         );
     }
     drop(cheating);
+
+    // The gasless workers paid no gas through the whole run (registration, stake, results
+    // before and after the time jump, on-chain heartbeats): their STRK is what it was before
+    // they started, as the script printed it.
+    for honest in [5, 6] {
+        let said = format!("worker account {honest} held ");
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&said))
+            .unwrap_or_else(|| panic!("no STRK line for worker {honest}:\n{log}"));
+        let before: u128 = line[said.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("an amount");
+        assert_eq!(
+            strk_of(&net.env["CIRO_RPC_URL"], &address(honest)),
+            before,
+            "gasless worker {honest} paid gas"
+        );
+    }
 
     // SIGTERM stops the script and what it started: devnet no longer answers.
     let rpc = net.env["CIRO_RPC_URL"].clone();

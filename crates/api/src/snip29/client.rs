@@ -81,12 +81,21 @@ impl PaymasterClientError {
 }
 
 /// A SNIP-29 paymaster client.
-#[derive(Debug)]
 pub struct PaymasterClient {
     http: reqwest::Client,
     url: Url,
     api_key: Option<String>,
     next_id: AtomicI64,
+}
+
+impl std::fmt::Debug for PaymasterClient {
+    /// The URL, and whether an API key is set (never the key).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymasterClient")
+            .field("url", &self.url.as_str())
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl PaymasterClient {
