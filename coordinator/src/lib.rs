@@ -243,7 +243,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         node.clone(),
         manifest.contract(ciro_protocol::contracts::JOB_MGR)?,
         manifest.contract(ciro_protocol::contracts::CDC_POOL)?,
-        manifest.contract(ciro_protocol::contracts::PAYMASTER)?,
+        manifest.contract(ciro_protocol::contracts::PAYMASTER).ok(),
     ));
     tracing::info!(
         rpc_url = %config.chain.rpc_url,

@@ -42,13 +42,14 @@ pub struct AccountingSource {
     node: Node,
     job_mgr: Felt,
     pool: Felt,
-    paymaster: Felt,
+    paymaster: Option<Felt>,
     last: tokio::sync::Mutex<Option<(Instant, Accounting)>>,
 }
 
 impl AccountingSource {
-    /// Totals of `job_mgr`, `pool` and `paymaster` read through `node`.
-    pub fn new(node: Node, job_mgr: Felt, pool: Felt, paymaster: Felt) -> Arc<Self> {
+    /// Totals of `job_mgr`, `pool` and `paymaster` (a deployment may have none) read through
+    /// `node`.
+    pub fn new(node: Node, job_mgr: Felt, pool: Felt, paymaster: Option<Felt>) -> Arc<Self> {
         Arc::new(Self {
             node,
             job_mgr,
@@ -70,14 +71,21 @@ impl AccountingSource {
         let read = async {
             let (escrow, bonds) = call(JobMgrReader::new(self.job_mgr, node).totals()).await?;
             let pool = call(CdcPoolReader::new(self.pool, node).totals()).await?;
-            let (deposits, _) = call(PaymasterReader::new(self.paymaster, node).totals()).await?;
+            let deposits = match self.paymaster {
+                Some(paymaster) => Some(wide(
+                    call(PaymasterReader::new(paymaster, node).totals())
+                        .await?
+                        .0,
+                )),
+                None => None,
+            };
             Ok::<_, ciro_chain::ChainError>(Accounting {
                 escrow: wide(escrow),
                 dispute_bonds: wide(bonds),
                 stakes: wide(pool.stakes),
                 delegations: wide(pool.delegations),
                 rewards: wide(pool.rewards),
-                sponsor_deposits: wide(deposits),
+                sponsor_deposits: deposits,
             })
         };
         let stale = last.as_ref().map(|(_, totals)| totals.clone());

@@ -510,10 +510,11 @@ pub struct Accounting {
     #[serde_as(as = "U256Hex")]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub rewards: U256,
-    /// Paymaster: sponsors' deposits.
-    #[serde_as(as = "U256Hex")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    pub sponsor_deposits: U256,
+    /// Paymaster: sponsors' deposits (absent when the deployment has no Paymaster).
+    #[serde_as(as = "Option<U256Hex>")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub sponsor_deposits: Option<U256>,
 }
 
 /// `GET /v1/stats`.
