@@ -201,6 +201,7 @@ for line in sys.stdin:
                      latency + " s", verified + " (chain, torch)"))
 '
 
+step "the gasless workers' STRK: unchanged since before they started"
 for i in 5 6; do
   after=$(strk_of "$(addr "$i")")
   echo "worker account $i held ${worker_strk[$i]} FRI of STRK before it started and $after now: the sponsor paid the gas of its registration, stake, results and heartbeats"

@@ -619,7 +619,7 @@ impl Operator {
         Ok(())
     }
 
-    /// Whether blob `digest` is stored, uploaded by `uploader`.
+    /// Whether blob `digest` is stored, uploaded by `uploader` (among others, maybe).
     async fn present(
         &self,
         cache: &mut HashMap<(String, String), bool>,
@@ -630,11 +630,7 @@ impl Operator {
         if let Some(known) = cache.get(&key) {
             return Ok(*known);
         }
-        let found = self
-            .store
-            .blob(digest)
-            .await?
-            .is_some_and(|b| b.uploader == uploader);
+        let found = self.store.has_uploaded(digest, uploader).await?;
         cache.insert(key, found);
         Ok(found)
     }

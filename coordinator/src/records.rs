@@ -181,8 +181,10 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
-    /// Records a stored blob (the first uploader stays).
+    /// Records a stored blob (its first uploader stays in `blobs`) and its uploader (every
+    /// one is kept: see [`Self::has_uploaded`]), in one transaction.
     pub async fn insert_blob(&self, blob: &BlobRow) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, uploader, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (digest) DO NOTHING",
@@ -191,10 +193,48 @@ impl Store {
         .bind(i64_of(blob.size, "size")?)
         .bind(&blob.uploader)
         .bind(i64_of(blob.created_at, "created_at")?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .context("recording a blob")?;
+        sqlx::query(
+            "INSERT INTO blob_uploaders (digest, uploader, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (digest, uploader) DO NOTHING",
+        )
+        .bind(&blob.digest)
+        .bind(&blob.uploader)
+        .bind(i64_of(blob.created_at, "created_at")?)
+        .execute(&mut *tx)
+        .await
+        .context("recording a blob's uploader")?;
+        tx.commit().await.context("committing a blob")?;
         Ok(())
+    }
+
+    /// Whether `uploader` uploaded blob `digest` (whether first or not).
+    pub async fn has_uploaded(&self, digest: &str, uploader: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM blob_uploaders WHERE digest = $1 AND uploader = $2 LIMIT 1",
+        )
+        .bind(digest)
+        .bind(uploader)
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up a blob's uploaders")?;
+        Ok(row.is_some())
+    }
+
+    /// Everyone who uploaded blob `digest`, first first.
+    pub async fn uploaders(&self, digest: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT uploader FROM blob_uploaders WHERE digest = $1 ORDER BY created_at, uploader",
+        )
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing a blob's uploaders")?;
+        rows.iter()
+            .map(|r| r.try_get("uploader").map_err(Into::into))
+            .collect()
     }
 
     /// A blob's record.
@@ -215,13 +255,17 @@ impl Store {
         .transpose()
     }
 
-    /// Forgets a blob's record.
+    /// Forgets a blob's record and its uploaders.
     pub async fn delete_blob(&self, digest: &str) -> Result<()> {
-        sqlx::query("DELETE FROM blobs WHERE digest = $1")
-            .bind(digest)
-            .execute(&self.pool)
-            .await
-            .context("deleting a blob record")?;
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        for table in ["blob_uploaders", "blobs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE digest = $1"))
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("deleting a blob's rows in {table}"))?;
+        }
+        tx.commit().await.context("committing a blob's deletion")?;
         Ok(())
     }
 
@@ -457,11 +501,11 @@ impl Store {
     pub async fn job_view(&self, job_id: u64) -> Result<Option<JobView>> {
         let row = sqlx::query(
             "SELECT j.*, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM models m JOIN blobs b ON b.digest = m.model_hash \
-                 AND b.uploader = m.owner WHERE m.model_id = j.model_id) THEN 1 ELSE 0 END AS BIGINT) \
-                 AS has_model_file, \
-             CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs b WHERE b.digest = j.input_hash \
-                 AND b.uploader = j.submitter) THEN 1 ELSE 0 END AS BIGINT) AS has_input, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM models m JOIN blob_uploaders u \
+                 ON u.digest = m.model_hash AND u.uploader = m.owner \
+                 WHERE m.model_id = j.model_id) THEN 1 ELSE 0 END AS BIGINT) AS has_model_file, \
+             CAST(CASE WHEN EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = j.input_hash \
+                 AND u.uploader = j.submitter) THEN 1 ELSE 0 END AS BIGINT) AS has_input, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
                  AND o.worker = j.worker) THEN 1 ELSE 0 END AS BIGINT) AS has_output, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \

@@ -350,3 +350,58 @@ async fn a_silent_workers_job_is_released_and_completed_by_another() {
     s.assert_invariants("after the reassignment").await;
     c.stop().await;
 }
+
+/// Input hashes are public on chain, so anyone can submit a job naming someone else's input.
+/// Such a job is not matched on the other submitter's upload (its worker would read their
+/// private input), and the stranger cannot download it. Uploading the same bytes itself,
+/// which proves it holds them, makes the stranger's job servable like any other (two
+/// submitters with identical inputs both get served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let stranger = c.client_as(&s, Actor::Attacker);
+    let (model, model_digest) = model_with_file(&s, &c, b"a TorchScript file's bytes").await;
+    s.active_worker(Actor::WorkerA).await;
+    announce(&worker, &[model_digest]).await;
+    let input = b"the submitter's private input".to_vec();
+    let (first, digest) = job_with_input(&s, &c, model, &input).await;
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Attacker).submit_job(
+        &model,
+        &u256_from_digest(&digest.0),
+        &u256(JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("the stranger's submit_job");
+    let theirs = call(s.jobs_reader().job_count()).await.expect("job_count");
+    chain_state(&s, first, "Assigned").await;
+
+    // The worker has room for both, yet only the uploader's job is matched.
+    let details = eventually("the stranger's job is indexed", WAIT, || async {
+        c.client().job(theirs).await.ok()
+    })
+    .await;
+    assert_eq!(details.job.state, JobState::Queued, "{details:?}");
+    assert!(!details.data.input, "{details:?}");
+    let why = format!("{:?}", details.unmatched);
+    assert!(why.contains("not been uploaded"), "{why}");
+    let refused = stranger
+        .download_blob(&digest)
+        .await
+        .expect_err("the stranger reads the submitter's input");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::Forbidden)
+    );
+
+    // The same bytes, uploaded by the stranger: now its own input too.
+    stranger.upload_blob(input.clone()).await.expect("upload");
+    chain_state(&s, theirs, "Assigned").await;
+    assert_eq!(stranger.download_blob(&digest).await.expect("read"), input);
+    assert!(c.client().job(theirs).await.expect("job").data.input);
+    c.stop().await;
+}

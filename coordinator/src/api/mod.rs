@@ -738,20 +738,23 @@ async fn blob_meta(
 
 /// Who may read a blob: anyone for a model file its model's owner uploaded; the submitter and
 /// the worker of a job whose submitter uploaded it, for an input; a job's submitter and the
-/// worker that uploaded it, for an output; else its uploader.
+/// worker that uploaded it, for an output; else whoever uploaded it (each upload of the same
+/// bytes counts: the uploader holds them).
 async fn may_read_blob(
     api: &Api,
     digest: &str,
     reader: Option<Felt>,
-    uploader: &str,
+    uploaders: &[String],
 ) -> ApiResult<()> {
-    if api
-        .store()
-        .is_model_file(digest, uploader)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        return Ok(());
+    for uploader in uploaders {
+        if api
+            .store()
+            .is_model_file(digest, uploader)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Ok(());
+        }
     }
     let Some(reader) = reader else {
         return Err(ApiError::new(
@@ -760,7 +763,7 @@ async fn may_read_blob(
         ));
     };
     let reader = felt_text(reader);
-    if reader == uploader {
+    if uploaders.contains(&reader) {
         return Ok(());
     }
     let jobs = api
@@ -772,7 +775,7 @@ async fn may_read_blob(
     // a public input_hash).
     if jobs
         .iter()
-        .filter(|j| j.submitter == uploader)
+        .filter(|j| uploaders.contains(&j.submitter))
         .any(|j| j.submitter == reader || j.worker.as_deref() == Some(reader.as_str()))
     {
         return Ok(());
@@ -813,7 +816,12 @@ async fn get_blob(
         .signed(&method, &uri, &headers)
         .await?
         .map(|s| s.account);
-    may_read_blob(&api, &text, reader, &record.uploader).await?;
+    let uploaders = api
+        .store()
+        .uploaders(&record.digest)
+        .await
+        .map_err(ApiError::internal)?;
+    may_read_blob(&api, &text, reader, &uploaders).await?;
     let (size, stream) = api
         .inner
         .blobs

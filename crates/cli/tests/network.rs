@@ -448,6 +448,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     // the executions' windows are on the chain's clock, so a gasless job still goes through
     // the relayer and a gasless worker still commits its result through it.
     let relayer = net.env["CIRO_RELAYER_URL"].clone();
+    let late_input = work.join("jobs/job2.x.safetensors");
     let late = net.ok(&[
         "job",
         "submit",
@@ -456,7 +457,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "--model",
         &model,
         "--input",
-        input,
+        late_input.to_str().expect("utf-8"),
         "--gasless",
         "--relayer",
         &relayer,
@@ -480,7 +481,9 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "--out",
         late_out.to_str().expect("utf-8"),
         "--expect",
-        evidence.to_str().expect("utf-8"),
+        work.join("jobs/job2.y.safetensors")
+            .to_str()
+            .expect("utf-8"),
         "--tolerance",
         "1e-4",
     ]);
