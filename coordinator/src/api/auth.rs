@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use ciro_api::coordinator::auth::{AuthError, RequestAuth};
 use ciro_api::coordinator::ErrorCode;
-use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt, FunctionCall};
-use ciro_chain::starknet::core::utils::get_selector_from_name;
+use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::providers::Provider;
 use prometheus::IntCounterVec;
 
@@ -21,8 +20,6 @@ use super::ApiError;
 use crate::indexer::{felt_text, unix_now, Node};
 use crate::store::Store;
 
-/// What SRC-6 accounts answer for a valid signature: `'VALID'`.
-const VALID: Felt = Felt::from_hex_unchecked("0x56414c4944");
 /// Most cached verdicts (older ones are dropped first when full).
 const CACHE_CAPACITY: usize = 100_000;
 
@@ -151,35 +148,16 @@ impl Verifier {
                 return Ok(*verdict);
             }
         }
-        let selector = get_selector_from_name("is_valid_signature")
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("selector: {e}")))?;
-        let mut calldata = vec![hash, Felt::from(signature.len())];
-        calldata.extend_from_slice(signature);
-        let answer = self
-            .node
-            .call(
-                FunctionCall {
-                    contract_address: account,
-                    entry_point_selector: selector,
-                    calldata,
-                },
-                BlockId::Tag(BlockTag::Latest),
-            )
-            .await;
-        let verdict = match answer {
-            Ok(values) => values.first() == Some(&VALID) || values.first() == Some(&Felt::ONE),
-            // The account refused (some revert on a bad signature), or is no account.
-            Err(ciro_chain::starknet::providers::ProviderError::StarknetError(error)) => {
-                tracing::debug!(account = %felt_text(account), ?error, "is_valid_signature refused");
-                false
-            }
-            Err(error) => {
-                return Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("the chain node cannot check the signature now: {error}"),
-                ))
-            }
-        };
+        // A refusal (a revert on a bad signature, or no account there) is `false`.
+        let verdict =
+            ciro_chain::account::is_valid_signature(&*self.node, account, hash, signature)
+                .await
+                .map_err(|error| {
+                    ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("the chain node cannot check the signature now: {error}"),
+                    )
+                })?;
         let mut cache = self.lock();
         if cache.len() >= CACHE_CAPACITY {
             let ttl = self.cache_ttl;

@@ -106,6 +106,30 @@ pub struct Sent {
     pub execution: OutsideExecution,
 }
 
+/// `paymaster_buildTransaction`'s params for `user`'s invoke of `calls`.
+pub fn build_params(
+    user: Felt,
+    calls: &[Call],
+    parameters: ExecutionParameters,
+) -> BuildTransactionParams {
+    BuildTransactionParams {
+        transaction: BuildTransaction::Invoke {
+            invoke: InvokeRequest {
+                user_address: user,
+                calls: calls
+                    .iter()
+                    .map(|c| ApiCall {
+                        to: c.to,
+                        selector: c.selector,
+                        calldata: c.calldata.clone(),
+                    })
+                    .collect(),
+            },
+        },
+        parameters,
+    }
+}
+
 /// Sends `calls` as `user` (whose account key is `key`) through the relayer `client`:
 /// `paymaster_buildTransaction`, the checks above, the signature, then
 /// `paymaster_executeTransaction`. The execution is valid for `validity` from `now` (the
@@ -136,22 +160,7 @@ pub async fn execute(
         }),
     };
     let built = client
-        .build_transaction(&BuildTransactionParams {
-            transaction: BuildTransaction::Invoke {
-                invoke: InvokeRequest {
-                    user_address: user,
-                    calls: calls
-                        .iter()
-                        .map(|c| ApiCall {
-                            to: c.to,
-                            selector: c.selector,
-                            calldata: c.calldata.clone(),
-                        })
-                        .collect(),
-                },
-            },
-            parameters,
-        })
+        .build_transaction(&build_params(user, calls, parameters))
         .await?;
     let typed_data = built
         .typed_data()

@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ciro_api::snip29::{
-    BuildTransaction, BuildTransactionParams, BuildTransactionResult, Call as ApiCall,
-    ExecutableInvoke, ExecutableTransaction, ExecuteTransactionParams, ExecuteTransactionResult,
-    ExecutionParameters, FeeMode, InvokeRequest, PaymasterClient, PaymasterClientError, TimeBounds,
+    BuildTransactionResult, ExecutableInvoke, ExecutableTransaction, ExecuteTransactionParams,
+    ExecuteTransactionResult, ExecutionParameters, FeeMode, PaymasterClient, PaymasterClientError,
+    TimeBounds,
 };
 use ciro_chain::account::{AccountSource, KeySource};
 use ciro_chain::bindings::paymaster::{AllowedCall, Paymaster, PaymasterReader, PolicyParams};
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::clients::{balance_of, u256};
+pub use ciro_chain::gasless::build_params;
 use ciro_chain::snip9::OutsideExecution;
 use ciro_chain::starknet::accounts::{Account, ExecutionEncoding, SingleOwnerAccount};
 use ciro_chain::starknet::core::types::{
@@ -346,29 +347,6 @@ pub fn with_bounds(
             execute_after: after,
             execute_before: before,
         }),
-    }
-}
-
-pub fn build_params(
-    user: Felt,
-    calls: &[Call],
-    parameters: ExecutionParameters,
-) -> BuildTransactionParams {
-    BuildTransactionParams {
-        transaction: BuildTransaction::Invoke {
-            invoke: InvokeRequest {
-                user_address: user,
-                calls: calls
-                    .iter()
-                    .map(|c| ApiCall {
-                        to: c.to,
-                        selector: c.selector,
-                        calldata: c.calldata.clone(),
-                    })
-                    .collect(),
-            },
-        },
-        parameters,
     }
 }
 
