@@ -77,7 +77,7 @@ step "the worker's view of this machine"
 step "deploying the contracts (coordinator $coordinator, arbiter $admin)"
 manifest="$work/devnet.json"
 cat >"$work/deploy.json" <<EOF
-{"roles": {"coordinator": ["$coordinator"], "arbiter": ["$admin"]}}
+{"roles": {"coordinator": ["$coordinator"], "arbiter": ["$admin"]}, "pool": {"warmup": 3600}}
 EOF
 export CIRO_RPC_URL="$rpc" CIRO_MANIFEST="$manifest"
 "$bin/ciro" deploy --devnet-account 0 --config "$work/deploy.json" --manifest "$manifest"
@@ -92,7 +92,7 @@ policy=$("$bin/ciro" sponsor setup --devnet-account 2 --deposit 1000 --relayer "
   --allow token:approve --allow JobMgr:submit_job --allow JobMgr:submit_result \
   --allow CdcPool:register_worker --allow CdcPool:stake --allow CdcPool:update_capabilities \
   --allow CdcPool:reactivate --allow CdcPool:deactivate --allow CdcPool:heartbeat \
-  --allow CdcPool:claim_rewards --max-charge 10 --daily-limit 100 --per-hour 1000)
+  --allow CdcPool:activate --allow CdcPool:claim_rewards --max-charge 10 --daily-limit 100 --per-hour 1000)
 
 api="127.0.0.1:$(free_port)"
 step "the coordinator on http://$api (SQLite; matching and keeping as devnet account 1)"

@@ -194,6 +194,41 @@ struct Agent {
     metrics: AgentMetrics,
 }
 
+/// `sender` with its transactions sent through `relayer` as SNIP-9 outside executions signed
+/// with `key`, paid by the sponsor whose policy the relayer applies (the Paymaster of
+/// `manifest` must be the execution's Caller, when the manifest names one).
+pub fn relayed(
+    sender: TxSender<RpcAccount>,
+    relayer: &RelayerConfig,
+    key: SigningKey,
+    chain_id: Felt,
+    manifest: &Manifest,
+) -> Result<TxSender<RpcAccount>> {
+    let mut client = PaymasterClient::new(&relayer.url)
+        .map_err(|e| anyhow!("the relayer URL {}: {e}", relayer.url))?;
+    if let Some(api_key) = &relayer.api_key {
+        client = client.with_api_key(api_key.clone());
+    }
+    tracing::info!(
+        relayer = %relayer.url,
+        fallback = relayer.fallback,
+        "gasless: transactions go through the paymaster relayer"
+    );
+    Ok(sender.with_relay(
+        Relay::new(
+            client,
+            key,
+            chain_id,
+            Payment::Sponsored {
+                paymaster: manifest
+                    .contract(ciro_chain::constants::contracts::PAYMASTER)
+                    .ok(),
+            },
+        )
+        .with_fallback(relayer.fallback),
+    ))
+}
+
 /// How long a refused job is not taken again.
 const REFUSAL_COOLDOWN: Duration = Duration::from_secs(60);
 
@@ -223,29 +258,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         ciro_chain::account::connect(&config.account, &config.chain.rpc_url, chain_id).await?;
     let mut sender = TxSender::new(account.clone(), SenderConfig::default());
     if let Some(relayer) = &config.relayer {
-        let mut client = PaymasterClient::new(&relayer.url)
-            .map_err(|e| anyhow!("the relayer URL {}: {e}", relayer.url))?;
-        if let Some(api_key) = &relayer.api_key {
-            client = client.with_api_key(api_key.clone());
-        }
-        tracing::info!(
-            relayer = %relayer.url,
-            fallback = relayer.fallback,
-            "gasless: transactions go through the paymaster relayer"
-        );
-        sender = sender.with_relay(
-            Relay::new(
-                client,
-                key.clone(),
-                chain_id,
-                Payment::Sponsored {
-                    paymaster: manifest
-                        .contract(ciro_chain::constants::contracts::PAYMASTER)
-                        .ok(),
-                },
-            )
-            .with_fallback(relayer.fallback),
-        );
+        sender = relayed(sender, relayer, key.clone(), chain_id, &manifest)?;
     }
     let sender = Arc::new(sender);
     let job_mgr = manifest.contract(ciro_chain::constants::contracts::JOB_MGR)?;
@@ -331,6 +344,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let committer = tokio::spawn(agent.clone().committer(commit_queue, stop_side.clone()));
     let beats = tokio::spawn(agent.clone().heartbeats(stop_side.clone()));
     let chain_beats = tokio::spawn(agent.clone().chain_heartbeats(stop_side.clone()));
+    let activations = tokio::spawn(agent.clone().activations(stop_side.clone()));
 
     // Resume what the journal holds.
     for entry in agent.journal.open_jobs().await? {
@@ -368,7 +382,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     // Let the committer send what is queued, then stop the side tasks.
     tokio::time::sleep(agent.config.commit_window * 2).await;
     stop_side.cancel();
-    for task in [beats, chain_beats] {
+    for task in [beats, chain_beats, activations] {
         task.await.ok();
     }
     committer.await.ok();
@@ -943,6 +957,57 @@ impl Agent {
                 _ = tokio::time::sleep(self.config.heartbeat) => {}
             }
         }
+    }
+
+    /// Until `stop`: activates the worker's warming stake once its warm-up is over. Stake
+    /// earns rewards only from its first settlement after the warm-up, and nothing else the
+    /// agent sends settles it, so without this a worker's stake would earn nothing until its
+    /// next stake change or claim. Checked every coordinator heartbeat while stake is warming
+    /// (the chain's clock can jump), every on-chain heartbeat period otherwise.
+    async fn activations(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let warming = match self.activate_if_warm().await {
+                Ok(warming) => warming,
+                Err(e) => {
+                    tracing::warn!(error = %e, "activating the warmed-up stake failed");
+                    true
+                }
+            };
+            let wait = if warming {
+                self.config.heartbeat
+            } else {
+                self.config.chain_heartbeat
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Sends `activate` for this worker if part of its stake is warming and its warm-up is
+    /// over on the chain's clock; whether stake is (still) warming.
+    async fn activate_if_warm(&self) -> Result<bool> {
+        let info = self.pool.worker(self.me).await?;
+        let warming = info.warming.amount;
+        if warming.low == 0 && warming.high == 0 {
+            return Ok(false);
+        }
+        let now = block_timestamp(
+            self.account.provider(),
+            BlockId::Tag(BlockTag::PreConfirmed),
+        )
+        .await?;
+        if now < info.warming.unlock_time {
+            return Ok(true);
+        }
+        let out = self.pool.activate(self.me).await?;
+        tracing::info!(
+            stake = %warming.low,
+            tx = %format!("{:#x}", out.tx_hash),
+            "the warm-up is over: the stake now earns rewards"
+        );
+        Ok(false)
     }
 
     /// On-chain heartbeats until `stop`.

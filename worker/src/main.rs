@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ciro_chain::account::connect;
+use ciro_chain::account::{address_and_key, connect};
 use ciro_chain::clients::PoolClient;
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
@@ -16,7 +16,7 @@ use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
-use ciro_chain::RpcAccount;
+use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
 use ciro_service::{run_main, run_service, AccountArgs, ChainArgs, LogArgs, ServeArgs};
 use ciro_worker::agent::{self, AgentConfig};
@@ -41,8 +41,8 @@ enum Command {
     /// Print the worker's on-chain state, stake, reputation, pending rewards and the jobs in
     /// its journal, as JSON.
     Status(StatusArgs),
-    /// Claim the worker's pending rewards.
-    Claim(ChainAccountArgs),
+    /// Claim the worker's pending rewards (gasless with --relayer).
+    Claim(ClaimArgs),
     /// Print this machine's hardware report as JSON (GPUs from NVML, or a CPU-only profile).
     Hardware,
     /// Add a TorchScript file to the model store; prints its hash (the on-chain model_hash).
@@ -57,6 +57,39 @@ struct ChainAccountArgs {
     chain: ChainArgs,
     #[command(flatten)]
     account: AccountArgs,
+}
+
+#[derive(Args)]
+struct RelayerArgs {
+    /// Send every transaction (onboarding, results, heartbeats, claims) through this SNIP-29
+    /// paymaster relayer, paid by a sponsor; its API key, if it wants one, from
+    /// CIRO_RELAYER_API_KEY.
+    #[arg(long, env = "WORKER_RELAYER_URL")]
+    relayer: Option<String>,
+    /// With --relayer: send and pay directly what the relayer refuses or cannot take (without
+    /// it, such a transaction fails and is retried as the agent retries any).
+    #[arg(long, env = "WORKER_RELAYER_FALLBACK", requires = "relayer")]
+    relayer_fallback: bool,
+}
+
+impl RelayerArgs {
+    fn config(&self) -> Option<agent::RelayerConfig> {
+        self.relayer.clone().map(|url| agent::RelayerConfig {
+            url,
+            api_key: std::env::var(RELAYER_API_KEY_ENV)
+                .ok()
+                .filter(|k| !k.is_empty()),
+            fallback: self.relayer_fallback,
+        })
+    }
+}
+
+#[derive(Args)]
+struct ClaimArgs {
+    #[command(flatten)]
+    on: ChainAccountArgs,
+    #[command(flatten)]
+    relayer: RelayerArgs,
 }
 
 #[derive(Args)]
@@ -116,15 +149,8 @@ struct RunArgs {
     /// Results finished within this many milliseconds go in one transaction.
     #[arg(long, env = "WORKER_COMMIT_WINDOW_MS", default_value_t = 500)]
     commit_window_ms: u64,
-    /// Send every transaction (onboarding, results, heartbeats, claims) through this SNIP-29
-    /// paymaster relayer, paid by a sponsor; its API key, if it wants one, from
-    /// CIRO_RELAYER_API_KEY.
-    #[arg(long, env = "WORKER_RELAYER_URL")]
-    relayer: Option<String>,
-    /// With --relayer: send and pay directly what the relayer refuses or cannot take (without
-    /// it, such a transaction fails and is retried as the agent retries any).
-    #[arg(long, env = "WORKER_RELAYER_FALLBACK", requires = "relayer")]
-    relayer_fallback: bool,
+    #[command(flatten)]
+    relayer: RelayerArgs,
     /// Test only: compute and journal results but never commit them.
     #[arg(long, hide = true)]
     test_hold_commits: bool,
@@ -205,13 +231,7 @@ fn main() -> ExitCode {
                 hold_commits: args.test_hold_commits,
                 test_corrupt_output: args.test_corrupt_output,
                 listen: args.serve.listen,
-                relayer: args.relayer.map(|url| agent::RelayerConfig {
-                    url,
-                    api_key: std::env::var(RELAYER_API_KEY_ENV)
-                        .ok()
-                        .filter(|k| !k.is_empty()),
-                    fallback: args.relayer_fallback,
-                }),
+                relayer: args.relayer.config(),
             };
             agent::run(config, shutdown).await
         }),
@@ -219,20 +239,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// The pool and JobMgr of the manifest, as the configured account.
-async fn clients(on: &ChainAccountArgs) -> Result<(PoolClient<RpcAccount>, Felt)> {
+/// The pool of the manifest, as the configured account; its transactions through `relayer`
+/// when given.
+async fn clients(
+    on: &ChainAccountArgs,
+    relayer: Option<&agent::RelayerConfig>,
+) -> Result<(PoolClient<RpcAccount>, Felt)> {
     let chain = on.chain.config()?;
     let manifest = Manifest::read(&chain.manifest)?;
     let node = JsonRpcClient::new(HttpTransport::new(chain.rpc_url.clone()));
     let chain_id = node.chain_id().await.context("reading the chain id")?;
-    let account = connect(&on.account.source()?, &chain.rpc_url, chain_id).await?;
+    let source = on.account.source()?;
+    let account = connect(&source, &chain.rpc_url, chain_id).await?;
     let me = account.address();
+    let mut sender = TxSender::new(account, SenderConfig::default());
+    if let Some(relayer) = relayer {
+        let (_, key) = address_and_key(&source, &chain.rpc_url).await?;
+        sender = agent::relayed(sender, relayer, key, chain_id, &manifest)?;
+    }
     let pool = PoolClient::new(
         manifest.contract(ciro_chain::constants::contracts::CDC_POOL)?,
-        Arc::new(TxSender::new(account, SenderConfig::default())),
+        Arc::new(sender),
     );
     Ok((pool, me))
 }
+
+/// Attempts of a gasless claim: the relayer refuses an execution while an earlier one of the
+/// same account (the running agent's heartbeat, say) is in flight.
+const CLAIM_ATTEMPTS: u32 = 5;
 
 fn amount(value: &ciro_chain::cainome::cairo_serde::U256) -> String {
     if value.high == 0 {
@@ -246,7 +280,7 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Run(_) => unreachable!("run is served by run_service"),
         Command::Status(args) => {
-            let (pool, me) = clients(&args.on).await?;
+            let (pool, me) = clients(&args.on, None).await?;
             let info = pool.worker(me).await?;
             let pending = pool.pending_rewards(me).await?;
             let journal = Journal::open(&args.data_dir).await?;
@@ -267,6 +301,10 @@ async fn run(command: Command) -> Result<()> {
                 "deactivated": info.record.deactivated,
                 "stake": amount(&info.stake),
                 "delegated": amount(&info.delegated),
+                "warming": {
+                    "amount": amount(&info.warming.amount),
+                    "until": info.warming.unlock_time,
+                },
                 "hardware_tier": info.hardware_tier,
                 "stake_tier": info.stake_tier,
                 "reputation": {
@@ -282,20 +320,56 @@ async fn run(command: Command) -> Result<()> {
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
-        Command::Claim(on) => {
-            let (pool, me) = clients(&on).await?;
+        Command::Claim(args) => {
+            let relayer = args.relayer.config();
+            let (pool, me) = clients(&args.on, relayer.as_ref()).await?;
             let pending = pool.pending_rewards(me).await?;
             if pending.low == 0 && pending.high == 0 {
                 println!("no rewards pending for {me:#x}");
                 return Ok(());
             }
-            let out = pool.claim_rewards().await?;
-            println!(
-                "claimed {} (tx {:#x}, fee {} FRI)",
-                amount(&pending),
-                out.tx_hash,
-                out.actual_fee()
-            );
+            let mut attempt = 1;
+            loop {
+                if attempt > 1 {
+                    let left = pool.pending_rewards(me).await?;
+                    if left.low == 0 && left.high == 0 {
+                        println!(
+                            "claimed {}: the rewards were claimed meanwhile (an earlier execution landed)",
+                            amount(&pending)
+                        );
+                        return Ok(());
+                    }
+                }
+                match pool.claim_rewards().await {
+                    Ok(out) if relayer.is_some() => {
+                        println!(
+                            "claimed {} (tx {:#x}, sponsored: its fee of {} FRI paid by the relayer)",
+                            amount(&pending),
+                            out.tx_hash,
+                            out.actual_fee()
+                        );
+                        return Ok(());
+                    }
+                    Ok(out) => {
+                        println!(
+                            "claimed {} (tx {:#x}, fee {} FRI)",
+                            amount(&pending),
+                            out.tx_hash,
+                            out.actual_fee()
+                        );
+                        return Ok(());
+                    }
+                    // A claim runs once at most: the pool pays what is pending and resets it,
+                    // so asking again (after a refusal that may hide an execution that still
+                    // lands) can only find nothing pending or be refused by the simulation.
+                    Err(error @ ChainError::Paymaster { .. }) if attempt < CLAIM_ATTEMPTS => {
+                        eprintln!("the relayer did not take the claim ({error}); retrying");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        attempt += 1;
+                    }
+                    Err(error) => return Err(error).context("claiming the rewards"),
+                }
+            }
         }
         Command::Hardware => println!("{}", serde_json::to_string_pretty(&hardware::detect())?),
         Command::AddModel(args) => {

@@ -61,7 +61,7 @@ enum Command {
     /// Models: add (upload and register a TorchScript file), list.
     #[command(subcommand)]
     Model(job::ModelCommand),
-    /// The payment token: transfer.
+    /// The payment token: transfer, balance, fund-rewards (the workers' reward stream).
     #[command(subcommand)]
     Token(operator::TokenCommand),
     /// Sponsoring users' gas through the Paymaster: setup.

@@ -1,9 +1,10 @@
-//! `ciro token transfer` and `ciro sponsor setup`: funding parties and sponsoring CIRO's
-//! calls, as the acting account (the local network's script uses them; they work on any
-//! network with a manifest).
+//! `ciro token transfer`, `ciro token fund-rewards` and `ciro sponsor setup`: funding parties,
+//! the workers' rewards and sponsoring CIRO's calls, as the acting account (the local
+//! network's script uses them; they work on any network with a manifest).
 
 use anyhow::{bail, ensure, Context, Result};
 use ciro_chain::account::connect;
+use ciro_chain::bindings::cdc_pool::{CdcPool, CdcPoolReader};
 use ciro_chain::bindings::erc20::Erc20;
 use ciro_chain::bindings::job_mgr::JobMgrReader;
 use ciro_chain::bindings::paymaster::{self, Paymaster, PaymasterReader};
@@ -37,6 +38,18 @@ pub enum TokenCommand {
     Transfer(TransferArgs),
     /// Payment-token balances, in base units (one line per address).
     Balance(BalanceArgs),
+    /// Give payment tokens to the workers' reward stream (`CdcPool.notify_reward`): spread
+    /// over the stake and delegations past their warm-up, claimed with `ciro-worker claim`.
+    FundRewards(FundArgs),
+}
+
+#[derive(Args)]
+pub struct FundArgs {
+    #[command(flatten)]
+    on: OnChain,
+    /// How many tokens (e.g. 10 or 2.5).
+    #[arg(long)]
+    amount: String,
 }
 
 #[derive(Args)]
@@ -129,6 +142,7 @@ pub async fn run_token(command: TokenCommand) -> Result<()> {
     let args = match command {
         TokenCommand::Transfer(args) => args,
         TokenCommand::Balance(args) => return balance(args).await,
+        TokenCommand::FundRewards(args) => return fund_rewards(args).await,
     };
     ensure!(!args.to.is_empty(), "name at least one --to");
     let a = acting(&args.on).await?;
@@ -154,6 +168,36 @@ pub async fn run_token(command: TokenCommand) -> Result<()> {
     for to in &args.to {
         println!("sent {} tokens to {to:#x}", tokens(amount));
     }
+    eprintln!("tx {:#x}", outcome.tx_hash);
+    Ok(())
+}
+
+/// Approves the pool for `amount` and notifies it, in one transaction.
+async fn fund_rewards(args: FundArgs) -> Result<()> {
+    let a = acting(&args.on).await?;
+    let amount = parse_tokens(&args.amount)?;
+    ensure!(amount > 0, "--amount must be more than 0");
+    let me = a.sender.account().address();
+    let balance = balance_of(&a.provider, a.token, me).await?.low;
+    ensure!(
+        balance >= amount,
+        "{me:#x} holds {} tokens, {} are needed",
+        tokens(balance),
+        tokens(amount)
+    );
+    let pool = a.manifest.contract(contracts::CDC_POOL)?;
+    let calls = vec![
+        Erc20::new(a.token, a.sender.account())
+            .approve_getcall(&ContractAddress(pool), &u256(amount)),
+        CdcPool::new(pool, a.sender.account()).notify_reward_getcall(&u256(amount)),
+    ];
+    let outcome = a.sender.execute(calls).await?;
+    let weight = call(CdcPoolReader::new(pool, &a.provider).total_weight()).await?;
+    println!(
+        "funded the workers' rewards with {} tokens, spread over {} staked tokens past their warm-up",
+        tokens(amount),
+        tokens(weight.low)
+    );
     eprintln!("tx {:#x}", outcome.tx_hash);
     Ok(())
 }

@@ -683,7 +683,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     assert!(resolved.contains("now refunded"), "{resolved}");
     // The fee and the bond came back (and any award from the slash on top).
     assert!(balance(&submitter) >= before, "the submitter lost money");
-    let stake_of = |account: &str| -> (u128, u64) {
+    let status_of = |account: &str| -> serde_json::Value {
         let out = Command::new(&worker_bin)
             .args(["status", "--devnet-account", account])
             .arg("--data-dir")
@@ -696,13 +696,19 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let amount_of = |status: &serde_json::Value, field: &str| -> u128 {
+        status[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+            .parse()
+            .expect("number")
+    };
+    let stake_of = |account: &str| -> (u128, u64) {
+        let status = status_of(account);
         (
-            status["stake"]
-                .as_str()
-                .expect("stake")
-                .parse()
-                .expect("number"),
+            amount_of(&status, "stake"),
             status["reputation"]["failed"].as_u64().expect("failed"),
         )
     };
@@ -720,9 +726,73 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     }
     drop(cheating);
 
+    // Rewards. The run's time jump passed the workers' one-hour warm-up: each agent activated
+    // its own stake (gasless), so it earns from the reward stream. Funding the stream spreads
+    // the tokens (and the protocol fees that waited for weight) over the active stake: worker
+    // 5 has rewards pending; worker 7, staked after the jump, is still warming.
+    let warming_of = |account: &str| amount_of(&status_of(account)["warming"], "amount");
+    let activated = (0..60).any(|_| {
+        let warm = warming_of("5") == 0 && warming_of("6") == 0;
+        if !warm {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        warm
+    });
+    assert!(
+        activated,
+        "the workers never activated their stake after the warm-up"
+    );
+    assert!(
+        warming_of("7") > 0,
+        "the late staker's stake is not warming"
+    );
+    let funded = net.ok(&[
+        "token",
+        "fund-rewards",
+        "--devnet-account",
+        "0",
+        "--amount",
+        "10",
+    ]);
+    assert!(funded.contains("with 10.000000 tokens"), "{funded}");
+    // A gasless claim from the command line, beside the running agent: worker 5's pending
+    // rewards move to its token balance, exactly, and nothing is left pending; its STRK is
+    // checked untouched below with the rest of the run. A second claim finds nothing.
+    let claimer = address(5);
+    let pending = amount_of(&status_of("5"), "pending_rewards");
+    assert!(
+        pending >= 5_000_000_000_000_000_000,
+        "worker 5 (half the active stake at least) has {pending} pending, not half of 10 tokens"
+    );
+    let tokens = balance(&claimer);
+    let claim = || {
+        Command::new(&worker_bin)
+            .args(["claim", "--devnet-account", "5", "--relayer"])
+            .arg(&net.env["CIRO_RELAYER_URL"])
+            .envs(&net.env)
+            .output()
+            .expect("ciro-worker claim")
+    };
+    let out = claim();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && said.contains(&format!("claimed {pending}")),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(balance(&claimer), tokens + pending, "{said}");
+    assert_eq!(amount_of(&status_of("5"), "pending_rewards"), 0);
+    let again = claim();
+    assert!(
+        again.status.success()
+            && String::from_utf8_lossy(&again.stdout).contains("no rewards pending"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
     // The gasless workers paid no gas through the whole run (registration, stake, results
-    // before and after the time jump, on-chain heartbeats): their STRK is what it was before
-    // they started, as the script printed it.
+    // before and after the time jump, on-chain heartbeats, worker 5's claim): their STRK is
+    // what it was before they started, as the script printed it.
     for honest in [5, 6] {
         let said = format!("worker account {honest} held ");
         let line = log
