@@ -24,7 +24,7 @@ use ciro_chain::bindings::cdc_pool::{self, CdcPoolReader};
 use ciro_chain::bindings::job_mgr::{self, JobMgrReader};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::constants::contracts;
-use ciro_chain::events::{CiroEvent, ContractKind, EventCursor, EventStream};
+use ciro_chain::events::{ChainEvent, CiroEvent, ContractKind, EventCursor, EventStream};
 use ciro_chain::manifest::Manifest;
 use ciro_chain::starknet::core::types::{BlockId, Felt};
 use ciro_chain::starknet::core::utils::parse_cairo_short_string;
@@ -38,6 +38,9 @@ use crate::store::{Batch, JobRow, ModelRow, Mutation, Store, WorkerRow};
 
 /// The node client the indexer reads through.
 pub type Node = Arc<JsonRpcClient<HttpTransport>>;
+
+/// Most pages of one contract a step applies.
+pub const PAGES_PER_STEP: u32 = 16;
 
 /// Where the indexer stands, shared with the readiness check and the metrics.
 #[derive(Debug, Default)]
@@ -227,13 +230,15 @@ impl Indexer {
         self.status.clone()
     }
 
-    /// Applies one page of each contract's events; returns how many events were applied.
+    /// Applies each contract's events, up to [`PAGES_PER_STEP`] pages of each; returns how many
+    /// events were applied.
     pub async fn step(&self) -> Result<u64> {
         self.step_fenced(None).await
     }
 
     /// [`Indexer::step`] as the leader `(holder, epoch)`: its writes are refused once another
-    /// replica has taken the lease (see [`crate::leader`]).
+    /// replica has taken the lease (see [`crate::leader`]). While a page is applied, the next
+    /// one of the same range is already being read (the node and the database work at once).
     pub async fn step_fenced(&self, fence: Option<(&str, u64)>) -> Result<u64> {
         let mut applied = 0;
         let mut indexed = u64::MAX;
@@ -245,76 +250,39 @@ impl Indexer {
                 Some((cursor, _)) => cursor,
                 None => EventCursor::at(self.deploy_block),
             };
-            let stream = EventStream::new(self.node.clone(), address, kind, self.page_size);
-            let (events, next) = stream
-                .next_page(&cursor)
-                .await
-                .with_context(|| format!("reading {name}'s events"))?;
-            // The block the page's reads stand at: the end of its range.
-            let block = next
-                .to_block
-                .unwrap_or_else(|| next.from_block.saturating_sub(1));
-            let mut mutations = Vec::with_capacity(events.len());
-            let mut workers = BTreeSet::new();
-            let mut reread_jobs = BTreeMap::new();
-            let recorded_at = unix_now();
-            for event in &events {
-                match &event.event {
-                    CiroEvent::JobMgr(e) => {
-                        let origin = Origin {
-                            block: event.block_number.unwrap_or(block),
-                            tx_hash: felt_text(event.tx_hash),
-                            recorded_at,
-                        };
-                        job_mutation(e, &origin, &mut mutations, &mut reread_jobs, &mut workers)?
-                    }
-                    CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
-                    _ => {}
-                }
-            }
-            for (job_id, origin) in reread_jobs {
-                let info = JobMgrReader::new(self.job_mgr, &self.node)
-                    .get_job(&job_id)
-                    .block_id(BlockId::Number(block))
-                    .call()
-                    .await
-                    .map_err(ChainError::from)
-                    .with_context(|| format!("reading job {job_id} at block {block}"))?;
-                mutations.push(Mutation::JobRead(job_row_of(&info)?));
-                if let Some(origin) = origin {
-                    mutations.push(origin.event(job_id));
-                }
-            }
-            for worker in workers {
-                let info = CdcPoolReader::new(self.pool, &self.node)
-                    .get_worker(&ContractAddress(worker))
-                    .block_id(BlockId::Number(block))
-                    .call()
-                    .await
-                    .map_err(ChainError::from)
-                    .with_context(|| format!("reading worker {worker:#x} at block {block}"))?;
-                mutations.push(Mutation::Worker(worker_row_of(&info)?));
-            }
-            let count = events.len() as u64;
-            self.store
-                .apply_checked(
-                    &Batch {
-                        contract: name.to_owned(),
-                        cursor: next.clone(),
-                        events: count,
-                        block,
-                        mutations,
-                    },
-                    fence,
-                )
-                .await?;
-            applied += count;
-            let done = if next.to_block.is_some() {
-                next.from_block.saturating_sub(1)
-            } else {
-                block
+            let read = |cursor: EventCursor| {
+                let stream = EventStream::new(self.node.clone(), address, kind, self.page_size);
+                tokio::spawn(async move { stream.next_page(&cursor).await })
             };
-            indexed = indexed.min(done);
+            let mut reading = read(cursor);
+            let mut pages = 0;
+            loop {
+                let (events, next) = reading
+                    .await
+                    .context("the page reader stopped")?
+                    .with_context(|| format!("reading {name}'s events"))?;
+                pages += 1;
+                // The range has more: read its next page while this one is applied.
+                let prefetch =
+                    (next.to_block.is_some() && pages < PAGES_PER_STEP).then(|| read(next.clone()));
+                let done = match self.apply_page(name, &events, &next, fence).await {
+                    Ok(done) => done,
+                    Err(error) => {
+                        if let Some(prefetch) = prefetch {
+                            prefetch.abort();
+                        }
+                        return Err(error);
+                    }
+                };
+                applied += events.len() as u64;
+                match prefetch {
+                    Some(prefetch) => reading = prefetch,
+                    None => {
+                        indexed = indexed.min(done);
+                        break;
+                    }
+                }
+            }
         }
         let head = self.head().await?;
         self.status.head.store(head, Ordering::Relaxed);
@@ -322,9 +290,83 @@ impl Indexer {
         self.status.events.fetch_add(applied, Ordering::Relaxed);
         self.status.stepped.store(true, Ordering::Relaxed);
         if applied > 0 {
-            tracing::debug!(applied, indexed, head, "indexed a page");
+            tracing::debug!(applied, indexed, head, "indexed pages");
         }
         Ok(applied)
+    }
+
+    /// Writes one page of `name`'s events (with the chain reads some of them need, at the
+    /// page's block) and the cursor `next` in one transaction; the block the index of `name`
+    /// then stands at.
+    async fn apply_page(
+        &self,
+        name: &str,
+        events: &[ChainEvent],
+        next: &EventCursor,
+        fence: Option<(&str, u64)>,
+    ) -> Result<u64> {
+        // The block the page's reads stand at: the end of its range.
+        let block = next
+            .to_block
+            .unwrap_or_else(|| next.from_block.saturating_sub(1));
+        let mut mutations = Vec::with_capacity(events.len());
+        let mut workers = BTreeSet::new();
+        let mut reread_jobs = BTreeMap::new();
+        let recorded_at = unix_now();
+        for event in events {
+            match &event.event {
+                CiroEvent::JobMgr(e) => {
+                    let origin = Origin {
+                        block: event.block_number.unwrap_or(block),
+                        tx_hash: felt_text(event.tx_hash),
+                        recorded_at,
+                    };
+                    job_mutation(e, &origin, &mut mutations, &mut reread_jobs, &mut workers)?
+                }
+                CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
+                _ => {}
+            }
+        }
+        for (job_id, origin) in reread_jobs {
+            let info = JobMgrReader::new(self.job_mgr, &self.node)
+                .get_job(&job_id)
+                .block_id(BlockId::Number(block))
+                .call()
+                .await
+                .map_err(ChainError::from)
+                .with_context(|| format!("reading job {job_id} at block {block}"))?;
+            mutations.push(Mutation::JobRead(job_row_of(&info)?));
+            if let Some(origin) = origin {
+                mutations.push(origin.event(job_id));
+            }
+        }
+        for worker in workers {
+            let info = CdcPoolReader::new(self.pool, &self.node)
+                .get_worker(&ContractAddress(worker))
+                .block_id(BlockId::Number(block))
+                .call()
+                .await
+                .map_err(ChainError::from)
+                .with_context(|| format!("reading worker {worker:#x} at block {block}"))?;
+            mutations.push(Mutation::Worker(worker_row_of(&info)?));
+        }
+        self.store
+            .apply_checked(
+                &Batch {
+                    contract: name.to_owned(),
+                    cursor: next.clone(),
+                    events: events.len() as u64,
+                    block,
+                    mutations,
+                },
+                fence,
+            )
+            .await?;
+        Ok(if next.to_block.is_some() {
+            next.from_block.saturating_sub(1)
+        } else {
+            block
+        })
     }
 
     /// Steps until the index has every event up to the chain's head at the time of the call.

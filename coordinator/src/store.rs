@@ -10,6 +10,7 @@
 //! (SQLite numbers named parameters by first appearance), `INSERT .. ON CONFLICT .. DO UPDATE`,
 //! `BIGINT` and `TEXT` columns only.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -338,11 +339,15 @@ impl Store {
             crate::leader::check_fence(&mut tx, fence).await?;
         }
         let block = i64_of(batch.block, "block")?;
+        let mut jobs = JobFold::load(&mut tx, self.backend, &batch.mutations).await?;
         for mutation in &batch.mutations {
-            apply_one(&mut tx, mutation, block)
-                .await
-                .with_context(|| format!("applying {mutation:?}"))?;
+            if !jobs.apply(mutation)? {
+                apply_one(&mut tx, mutation, block)
+                    .await
+                    .with_context(|| format!("applying {mutation:?}"))?;
+            }
         }
+        jobs.write(&mut tx, block).await?;
         let cursor = serde_json::to_string(&batch.cursor)?;
         sqlx::query(
             "INSERT INTO index_cursors (contract, cursor, events_applied) VALUES ($1, $2, $3) \
@@ -494,47 +499,251 @@ fn opt_i64(value: Option<u64>, what: &str) -> Result<Option<i64>> {
     value.map(|v| i64_of(v, what)).transpose()
 }
 
-async fn upsert_job(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    job: &JobRow,
-    block: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO jobs (job_id, submitter, model_id, input_hash, fee, deadline, min_vram_mb, \
-         required_flags, min_stake_tier, min_score, terms, dispute_bond, state, worker, \
-         output_hash, disputer, assigned_at, completed_at, dispute, submitted_block, \
-         updated_block) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $20) \
-         ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, worker = excluded.worker, \
-         output_hash = excluded.output_hash, disputer = excluded.disputer, \
-         assigned_at = excluded.assigned_at, completed_at = excluded.completed_at, \
-         dispute = excluded.dispute, \
-         updated_block = excluded.updated_block",
-    )
-    .bind(i64_of(job.job_id, "job id")?)
-    .bind(&job.submitter)
-    .bind(i64_of(job.model_id, "model id")?)
-    .bind(&job.input_hash)
-    .bind(&job.fee)
-    .bind(i64_of(job.deadline, "deadline")?)
-    .bind(i64_of(job.min_vram_mb, "min_vram_mb")?)
-    .bind(i64_of(job.required_flags, "required_flags")?)
-    .bind(i64_of(job.min_stake_tier, "min_stake_tier")?)
-    .bind(i64_of(job.min_score, "min_score")?)
-    .bind(&job.terms)
-    .bind(&job.dispute_bond)
-    .bind(&job.state)
-    .bind(job.worker.clone())
-    .bind(job.output_hash.clone())
-    .bind(job.disputer.clone())
-    .bind(opt_i64(job.assigned_at, "assigned_at")?)
-    .bind(opt_i64(job.completed_at, "completed_at")?)
-    .bind(job.dispute.clone())
-    .bind(block)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Rows per multi-row statement (a job row binds 21 values: well inside SQLite's and
+/// PostgreSQL's limits on bound values).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// A page's job mutations folded in memory: the page's jobs are read once, its mutations
+/// applied to them in order (each log entry takes the job as the mutations before it leave
+/// it), and the changed rows and the log entries written in a few multi-row statements: a
+/// page of a thousand events costs a dozen statements instead of thousands.
+struct JobFold {
+    backend: Backend,
+    rows: HashMap<u64, JobRow>,
+    /// Jobs the page changed, in first-change order.
+    changed: Vec<u64>,
+    touched: HashSet<u64>,
+    /// Log entries: `(job, block, tx hash, recorded at)` as the job stood then.
+    events: Vec<(JobRow, u64, String, u64)>,
+}
+
+impl JobFold {
+    /// Reads the rows of the jobs the page's mutations name.
+    async fn load(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        backend: Backend,
+        mutations: &[Mutation],
+    ) -> Result<Self> {
+        let mut ids: Vec<i64> = Vec::new();
+        let mut seen = HashSet::new();
+        for mutation in mutations {
+            let id = match mutation {
+                Mutation::JobSubmitted(job) | Mutation::JobRead(job) => job.job_id,
+                Mutation::JobState { job_id, .. } | Mutation::JobEvent { job_id, .. } => *job_id,
+                _ => continue,
+            };
+            if seen.insert(id) {
+                ids.push(i64_of(id, "job id")?);
+            }
+        }
+        let mut rows = HashMap::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
+            let sql = format!(
+                "SELECT * FROM jobs WHERE job_id IN {}",
+                placeholders(backend, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query
+                .fetch_all(&mut **tx)
+                .await
+                .context("reading the page's jobs")?
+            {
+                let job = job_row(&row)?;
+                rows.insert(job.job_id, job);
+            }
+        }
+        Ok(Self {
+            backend,
+            rows,
+            changed: Vec::new(),
+            touched: HashSet::new(),
+            events: Vec::new(),
+        })
+    }
+
+    fn touch(&mut self, job_id: u64) {
+        if self.touched.insert(job_id) {
+            self.changed.push(job_id);
+        }
+    }
+
+    /// Applies `mutation` if it is a job's; whether it was.
+    fn apply(&mut self, mutation: &Mutation) -> Result<bool> {
+        match mutation {
+            Mutation::JobSubmitted(job) | Mutation::JobRead(job) => {
+                match self.rows.get_mut(&job.job_id) {
+                    // What an upsert updates of a known job; the rest was fixed at submission.
+                    Some(row) => {
+                        row.state.clone_from(&job.state);
+                        row.worker.clone_from(&job.worker);
+                        row.output_hash.clone_from(&job.output_hash);
+                        row.disputer.clone_from(&job.disputer);
+                        row.assigned_at = job.assigned_at;
+                        row.completed_at = job.completed_at;
+                        row.dispute.clone_from(&job.dispute);
+                    }
+                    None => {
+                        self.rows.insert(job.job_id, job.clone());
+                    }
+                }
+                self.touch(job.job_id);
+            }
+            Mutation::JobState {
+                job_id,
+                state,
+                worker,
+                output_hash,
+                disputer,
+                at,
+            } => {
+                // A job the index does not have changes nothing (as an UPDATE of no row).
+                let Some(row) = self.rows.get_mut(job_id) else {
+                    return Ok(true);
+                };
+                match *state {
+                    "Assigned" => row.assigned_at = *at,
+                    "Completed" => row.completed_at = *at,
+                    // Back in the queue: the assignment is over.
+                    "Queued" => row.assigned_at = None,
+                    _ => {}
+                }
+                (*state).clone_into(&mut row.state);
+                if let Some(worker) = worker {
+                    row.worker.clone_from(worker);
+                }
+                if let Some(output) = output_hash {
+                    row.output_hash = Some(output.clone());
+                }
+                if let Some(disputer) = disputer {
+                    row.disputer = Some(disputer.clone());
+                }
+                self.touch(*job_id);
+            }
+            Mutation::JobEvent {
+                job_id,
+                block_number,
+                tx_hash,
+                recorded_at,
+            } => {
+                if let Some(row) = self.rows.get(job_id) {
+                    self.events
+                        .push((row.clone(), *block_number, tx_hash.clone(), *recorded_at));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Writes the changed rows (at `block`) and the log entries.
+    async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, block: i64) -> Result<()> {
+        let changed: Vec<&JobRow> = self
+            .changed
+            .iter()
+            .filter_map(|id| self.rows.get(id))
+            .collect();
+        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO jobs (job_id, submitter, model_id, input_hash, fee, deadline, \
+                 min_vram_mb, required_flags, min_stake_tier, min_score, terms, dispute_bond, \
+                 state, worker, output_hash, disputer, assigned_at, completed_at, dispute, \
+                 submitted_block, updated_block) VALUES {} \
+                 ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, \
+                 worker = excluded.worker, output_hash = excluded.output_hash, \
+                 disputer = excluded.disputer, assigned_at = excluded.assigned_at, \
+                 completed_at = excluded.completed_at, dispute = excluded.dispute, \
+                 updated_block = excluded.updated_block",
+                placeholders(self.backend, chunk.len(), 21)
+            );
+            let mut query = sqlx::query(&sql);
+            for job in chunk {
+                query = query
+                    .bind(i64_of(job.job_id, "job id")?)
+                    .bind(job.submitter.clone())
+                    .bind(i64_of(job.model_id, "model id")?)
+                    .bind(job.input_hash.clone())
+                    .bind(job.fee.clone())
+                    .bind(i64_of(job.deadline, "deadline")?)
+                    .bind(i64_of(job.min_vram_mb, "min_vram_mb")?)
+                    .bind(i64_of(job.required_flags, "required_flags")?)
+                    .bind(i64_of(job.min_stake_tier, "min_stake_tier")?)
+                    .bind(i64_of(job.min_score, "min_score")?)
+                    .bind(job.terms.clone())
+                    .bind(job.dispute_bond.clone())
+                    .bind(job.state.clone())
+                    .bind(job.worker.clone())
+                    .bind(job.output_hash.clone())
+                    .bind(job.disputer.clone())
+                    .bind(opt_i64(job.assigned_at, "assigned_at")?)
+                    .bind(opt_i64(job.completed_at, "completed_at")?)
+                    .bind(job.dispute.clone())
+                    .bind(block)
+                    .bind(block);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .context("writing the page's jobs")?;
+        }
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        // The log's sequence grows by one per entry: only the leader's indexer writes it.
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS last FROM job_events")
+            .fetch_one(&mut **tx)
+            .await
+            .context("reading the event log's sequence")?
+            .try_get("last")?;
+        let mut sequence = last;
+        for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO job_events (sequence, job_id, submitter, state, worker, \
+                 output_hash, block_number, tx_hash, recorded_at) VALUES {}",
+                placeholders(self.backend, chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for (job, block_number, tx_hash, recorded_at) in chunk {
+                sequence += 1;
+                query = query
+                    .bind(sequence)
+                    .bind(i64_of(job.job_id, "job id")?)
+                    .bind(job.submitter.clone())
+                    .bind(job.state.clone())
+                    .bind(job.worker.clone())
+                    .bind(job.output_hash.clone())
+                    .bind(i64_of(*block_number, "block")?)
+                    .bind(tx_hash.clone())
+                    .bind(i64_of(*recorded_at, "recorded_at")?);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .context("writing the page's event log")?;
+        }
+        Ok(())
+    }
+}
+
+/// `rows` rows of `columns` placeholders: `($1, …, $columns), ($columns+1, …)` for
+/// PostgreSQL; `(?, …), (?, …)` for SQLite, which binds them in order (SQLite finds a numbered
+/// parameter's name by a linear scan, so thousands of `$n` in one statement cost quadratic
+/// time).
+fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=columns)
+                .map(|c| match backend {
+                    Backend::Sqlite => "?".to_owned(),
+                    Backend::Postgres => format!("${}", r * columns + c),
+                })
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn apply_one(
@@ -575,83 +784,10 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
-        Mutation::JobSubmitted(job) | Mutation::JobRead(job) => upsert_job(tx, job, block).await?,
-        Mutation::JobState {
-            job_id,
-            state,
-            worker,
-            output_hash,
-            disputer,
-            at,
-        } => {
-            let id = i64_of(*job_id, "job id")?;
-            let time_column = match *state {
-                "Assigned" => Some("assigned_at"),
-                "Completed" => Some("completed_at"),
-                // Back in the queue: the assignment is over.
-                "Queued" => Some("assigned_at"),
-                _ => None,
-            };
-            if let Some(column) = time_column {
-                let value = if *state == "Queued" {
-                    None
-                } else {
-                    opt_i64(*at, column)?
-                };
-                sqlx::query(&format!("UPDATE jobs SET {column} = $1 WHERE job_id = $2"))
-                    .bind(value)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            sqlx::query("UPDATE jobs SET state = $1, updated_block = $2 WHERE job_id = $3")
-                .bind(*state)
-                .bind(block)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-            if let Some(worker) = worker {
-                sqlx::query("UPDATE jobs SET worker = $1 WHERE job_id = $2")
-                    .bind(worker.clone())
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            if let Some(output) = output_hash {
-                sqlx::query("UPDATE jobs SET output_hash = $1 WHERE job_id = $2")
-                    .bind(output)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            if let Some(disputer) = disputer {
-                sqlx::query("UPDATE jobs SET disputer = $1 WHERE job_id = $2")
-                    .bind(disputer)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
-        Mutation::JobEvent {
-            job_id,
-            block_number,
-            tx_hash,
-            recorded_at,
-        } => {
-            // The log's sequence grows by one per entry: only the leader's indexer writes it.
-            sqlx::query(
-                "INSERT INTO job_events (sequence, job_id, submitter, state, worker, \
-                 output_hash, block_number, tx_hash, recorded_at) \
-                 SELECT (SELECT COALESCE(MAX(sequence), 0) + 1 FROM job_events), job_id, \
-                 submitter, state, worker, output_hash, $1, $2, $3 FROM jobs WHERE job_id = $4",
-            )
-            .bind(i64_of(*block_number, "block")?)
-            .bind(tx_hash)
-            .bind(i64_of(*recorded_at, "recorded_at")?)
-            .bind(i64_of(*job_id, "job id")?)
-            .execute(&mut **tx)
-            .await?;
-        }
+        Mutation::JobSubmitted(_)
+        | Mutation::JobRead(_)
+        | Mutation::JobState { .. }
+        | Mutation::JobEvent { .. } => bail!("a job mutation outside the page's fold"),
         Mutation::Worker(w) => {
             sqlx::query(
                 "INSERT INTO workers (address, state, gpu_model, vram_mb, compute_capability, \

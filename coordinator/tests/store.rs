@@ -1,0 +1,206 @@
+//! The index's page writes (`Store::apply`), on SQLite and PostgreSQL: a page's job mutations
+//! are folded in memory and written in multi-row statements, so these check that the fold
+//! keeps the per-event semantics: mutations apply in order, each log entry records the job as
+//! the mutations before it left it, sequences continue across pages, a mutation of a job the
+//! index lacks changes nothing, and a page larger than one statement's rows is written whole.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use ciro_chain::events::EventCursor;
+use ciro_coordinator::records::EventScope;
+use ciro_coordinator::store::{Batch, JobRow, Mutation, Store};
+
+fn job(job_id: u64) -> JobRow {
+    JobRow {
+        job_id,
+        submitter: "0xabc".into(),
+        model_id: 1,
+        input_hash: "11".repeat(32),
+        fee: "0x64".into(),
+        deadline: 1_000,
+        min_vram_mb: 0,
+        required_flags: 0,
+        min_stake_tier: 0,
+        min_score: 0,
+        terms: "{}".into(),
+        dispute_bond: "0x1".into(),
+        state: "Queued".into(),
+        worker: None,
+        output_hash: None,
+        disputer: None,
+        assigned_at: None,
+        completed_at: None,
+        dispute: None,
+    }
+}
+
+fn logged(job_id: u64, block_number: u64) -> Mutation {
+    Mutation::JobEvent {
+        job_id,
+        block_number,
+        tx_hash: format!("{block_number:#x}"),
+        recorded_at: 7,
+    }
+}
+
+fn page(block: u64, mutations: Vec<Mutation>) -> Batch {
+    Batch {
+        contract: "JobMgr".into(),
+        cursor: EventCursor::at(block + 1),
+        events: mutations.len() as u64,
+        block,
+        mutations,
+    }
+}
+
+async fn folds_pages_in_order(url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let output = "22".repeat(32);
+    // One page: submitted, assigned, completed, each logged; a job the index lacks.
+    store
+        .apply(&page(
+            10,
+            vec![
+                Mutation::JobSubmitted(job(1)),
+                logged(1, 8),
+                Mutation::JobState {
+                    job_id: 1,
+                    state: "Assigned",
+                    worker: Some(Some("0xw".into())),
+                    output_hash: None,
+                    disputer: None,
+                    at: Some(100),
+                },
+                logged(1, 9),
+                Mutation::JobState {
+                    job_id: 1,
+                    state: "Completed",
+                    worker: None,
+                    output_hash: Some(output.clone()),
+                    disputer: None,
+                    at: Some(150),
+                },
+                logged(1, 10),
+                Mutation::JobState {
+                    job_id: 99,
+                    state: "Cancelled",
+                    worker: None,
+                    output_hash: None,
+                    disputer: None,
+                    at: None,
+                },
+                logged(99, 10),
+            ],
+        ))
+        .await
+        .expect("first page");
+    let row = store.job(1).await.expect("read").expect("job 1");
+    assert_eq!(
+        (
+            row.state.as_str(),
+            row.worker.as_deref(),
+            row.output_hash.as_deref()
+        ),
+        ("Completed", Some("0xw"), Some(output.as_str()))
+    );
+    assert_eq!((row.assigned_at, row.completed_at), (Some(100), Some(150)));
+    assert_eq!(
+        store.job(99).await.expect("read"),
+        None,
+        "an unknown job appeared"
+    );
+    assert_eq!(store.submitted_block(1).await.expect("read"), Some(10));
+
+    // The next page: released back to the queue (the assignment time cleared), then cancelled.
+    store
+        .apply(&page(
+            11,
+            vec![
+                Mutation::JobState {
+                    job_id: 1,
+                    state: "Queued",
+                    worker: Some(None),
+                    output_hash: None,
+                    disputer: None,
+                    at: None,
+                },
+                logged(1, 11),
+            ],
+        ))
+        .await
+        .expect("second page");
+    let row = store.job(1).await.expect("read").expect("job 1");
+    assert_eq!((row.state.as_str(), row.worker), ("Queued", None));
+    assert_eq!((row.assigned_at, row.completed_at), (None, Some(150)));
+    assert_eq!(store.submitted_block(1).await.expect("read"), Some(10));
+
+    let log = store
+        .job_events(&EventScope::Job(1), 0, 100)
+        .await
+        .expect("log");
+    let seen: Vec<(u64, &str, Option<&str>, Option<&str>, u64)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.sequence,
+                e.state.as_str(),
+                e.worker.as_deref(),
+                e.output_hash.as_deref(),
+                e.block_number,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, "Queued", None, None, 8),
+            (2, "Assigned", Some("0xw"), None, 9),
+            (3, "Completed", Some("0xw"), Some(output.as_str()), 10),
+            // Released: no worker; the output stays, as the row keeps it.
+            (4, "Queued", None, Some(output.as_str()), 11),
+        ]
+    );
+    assert_eq!(
+        store
+            .job_events(&EventScope::All, 0, 100)
+            .await
+            .expect("log")
+            .len(),
+        4,
+        "the unknown job was logged"
+    );
+
+    // A page of 1,000 submissions and 1,000 log entries (several statements' worth).
+    let mut big = Vec::new();
+    for id in 1_000..2_000 {
+        big.push(Mutation::JobSubmitted(job(id)));
+        big.push(logged(id, 12));
+    }
+    store.apply(&page(12, big)).await.expect("a large page");
+    assert_eq!(store.jobs().await.expect("jobs").len(), 1_001);
+    let log = store
+        .job_events(&EventScope::All, 4, 2_000)
+        .await
+        .expect("log");
+    assert_eq!(log.len(), 1_000);
+    assert!(log
+        .iter()
+        .zip(5..)
+        .all(|(e, sequence)| e.sequence == sequence && e.job_id == sequence + 995));
+}
+
+#[tokio::test]
+async fn sqlite_pages_fold_in_order() {
+    let dir = tempfile::tempdir().expect("dir");
+    folds_pages_in_order(&format!(
+        "sqlite://{}",
+        dir.path().join("index.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_pages_fold_in_order() {
+    folds_pages_in_order(&common::fresh_postgres().await.expect("database")).await;
+}
