@@ -54,6 +54,9 @@ fn page(block: u64, mutations: Vec<Mutation>) -> Batch {
     }
 }
 
+/// A log entry: sequence, state, worker, output hash, block.
+type Logged<'a> = (u64, &'a str, Option<&'a str>, Option<&'a str>, u64);
+
 async fn folds_pages_in_order(url: &str) {
     let store = Store::connect(url).await.expect("store");
     let output = "22".repeat(32);
@@ -139,7 +142,7 @@ async fn folds_pages_in_order(url: &str) {
         .job_events(&EventScope::Job(1), 0, 100)
         .await
         .expect("log");
-    let seen: Vec<(u64, &str, Option<&str>, Option<&str>, u64)> = log
+    let seen: Vec<Logged> = log
         .iter()
         .map(|e| {
             (
