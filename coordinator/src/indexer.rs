@@ -275,6 +275,9 @@ impl Indexer {
                     }
                 };
                 applied += events.len() as u64;
+                self.status
+                    .events
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
                 match prefetch {
                     Some(prefetch) => reading = prefetch,
                     None => {
@@ -287,7 +290,6 @@ impl Indexer {
         let head = self.head().await?;
         self.status.head.store(head, Ordering::Relaxed);
         self.status.indexed.store(indexed, Ordering::Relaxed);
-        self.status.events.fetch_add(applied, Ordering::Relaxed);
         self.status.stepped.store(true, Ordering::Relaxed);
         if applied > 0 {
             tracing::debug!(applied, indexed, head, "indexed pages");

@@ -8,7 +8,8 @@
 //!
 //! Queries are portable SQL: `$1, $2, ...` placeholders, each first used in increasing order
 //! (SQLite numbers named parameters by first appearance), `INSERT .. ON CONFLICT .. DO UPDATE`,
-//! `BIGINT` and `TEXT` columns only.
+//! `BIGINT` and `TEXT` columns only. The index's multi-row statements (a page's jobs and log
+//! entries) use anonymous `?` placeholders on SQLite instead (see [`placeholders`]).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -341,7 +342,10 @@ impl Store {
         let block = i64_of(batch.block, "block")?;
         let mut jobs = JobFold::load(&mut tx, self.backend, &batch.mutations).await?;
         for mutation in &batch.mutations {
-            if !jobs.apply(mutation)? {
+            if !jobs
+                .apply(mutation)
+                .with_context(|| format!("applying {mutation:?}"))?
+            {
                 apply_one(&mut tx, mutation, block)
                     .await
                     .with_context(|| format!("applying {mutation:?}"))?;

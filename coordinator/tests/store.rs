@@ -2,7 +2,8 @@
 //! are folded in memory and written in multi-row statements, so these check that the fold
 //! keeps the per-event semantics: mutations apply in order, each log entry records the job as
 //! the mutations before it left it, sequences continue across pages, a mutation of a job the
-//! index lacks changes nothing, and a page larger than one statement's rows is written whole.
+//! index lacks changes nothing, a chain read never rewrites what submission fixed, and a page
+//! larger than one statement's rows is written whole.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -174,14 +175,81 @@ async fn folds_pages_in_order(url: &str) {
         "the unknown job was logged"
     );
 
+    // A chain read of a known job updates what changes (state, worker, output, disputer,
+    // times, dispute) and never what was fixed at submission; a dispute's state change sets
+    // the disputer; a state change of a job before its submission in the same page changes
+    // nothing (as an UPDATE of no row would), mixed with a non-job mutation.
+    let mut read = job(1);
+    read.submitter = "0xforged".into();
+    read.fee = "0xffff".into();
+    read.state = "Completed".into();
+    read.worker = Some("0xw2".into());
+    read.output_hash = Some(output.clone());
+    read.completed_at = Some(160);
+    store
+        .apply(&page(
+            12,
+            vec![
+                Mutation::JobRead(read),
+                Mutation::Params {
+                    contract: "JobMgr".into(),
+                    params: "{}".into(),
+                },
+                Mutation::JobState {
+                    job_id: 1,
+                    state: "Disputed",
+                    worker: None,
+                    output_hash: None,
+                    disputer: Some("0xd".into()),
+                    at: None,
+                },
+                Mutation::JobState {
+                    job_id: 2,
+                    state: "Cancelled",
+                    worker: None,
+                    output_hash: None,
+                    disputer: None,
+                    at: None,
+                },
+                Mutation::JobSubmitted(job(2)),
+            ],
+        ))
+        .await
+        .expect("third page");
+    let row = store.job(1).await.expect("read").expect("job 1");
+    assert_eq!(
+        (row.submitter.as_str(), row.fee.as_str()),
+        ("0xabc", "0x64"),
+        "a chain read rewrote what submission fixed"
+    );
+    assert_eq!(
+        (
+            row.state.as_str(),
+            row.worker.as_deref(),
+            row.disputer.as_deref(),
+            row.completed_at
+        ),
+        ("Disputed", Some("0xw2"), Some("0xd"), Some(160))
+    );
+    assert_eq!(
+        store.job(2).await.expect("read").expect("job 2").state,
+        "Queued",
+        "a change before the submission applied"
+    );
+    assert_eq!(store.submitted_block(2).await.expect("read"), Some(12));
+    assert_eq!(
+        store.params("JobMgr").await.expect("read").as_deref(),
+        Some("{}")
+    );
+
     // A page of 1,000 submissions and 1,000 log entries (several statements' worth).
     let mut big = Vec::new();
     for id in 1_000..2_000 {
         big.push(Mutation::JobSubmitted(job(id)));
         big.push(logged(id, 12));
     }
-    store.apply(&page(12, big)).await.expect("a large page");
-    assert_eq!(store.jobs().await.expect("jobs").len(), 1_001);
+    store.apply(&page(13, big)).await.expect("a large page");
+    assert_eq!(store.jobs().await.expect("jobs").len(), 1_002);
     let log = store
         .job_events(&EventScope::All, 4, 2_000)
         .await

@@ -37,7 +37,7 @@ use ciro_api::coordinator::{
 use ciro_api::snip29::PaymasterClient;
 use ciro_chain::account::AccountSource;
 use ciro_chain::bindings::job_mgr::{self, JobMgr, JobState};
-use ciro_chain::cainome::cairo_serde::U256;
+use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::clients::{u256_from_digest, JobMgrClient, PoolClient};
 use ciro_chain::gasless::{Payment, Relay};
 use ciro_chain::manifest::Manifest;
@@ -227,6 +227,14 @@ pub fn relayed(
         )
         .with_fallback(relayer.fallback),
     ))
+}
+
+/// What [`Agent::activate_if_warm`] found.
+enum Warmup {
+    /// Stake is warming, its warm-up not over yet.
+    Warming,
+    /// Nothing warming (or an activation just sent).
+    Idle,
 }
 
 /// How long a refused job is not taken again.
@@ -960,23 +968,30 @@ impl Agent {
     }
 
     /// Until `stop`: activates the worker's warming stake once its warm-up is over. Stake
-    /// earns rewards only from its first settlement after the warm-up, and nothing else the
-    /// agent sends settles it, so without this a worker's stake would earn nothing until its
-    /// next stake change or claim. Checked every coordinator heartbeat while stake is warming
-    /// (the chain's clock can jump), every on-chain heartbeat period otherwise.
+    /// earns rewards only from its first settlement after the warm-up, and nothing routine the
+    /// agent sends settles it (a top-up or a claim does), so without this a worker's stake
+    /// could wait long to earn. Checked every coordinator heartbeat while stake is warming (the
+    /// chain's clock can jump), every on-chain heartbeat period otherwise; failures back off
+    /// from the heartbeat to the on-chain heartbeat period (a relayer whose policy does not
+    /// cover `activate` is not asked every few seconds).
     async fn activations(self: Arc<Self>, stop: CancellationToken) {
+        let mut backoff = self.config.heartbeat;
         loop {
-            let warming = match self.activate_if_warm().await {
-                Ok(warming) => warming,
-                Err(e) => {
-                    tracing::warn!(error = %e, "activating the warmed-up stake failed");
-                    true
+            let wait = match self.activate_if_warm().await {
+                Ok(Warmup::Warming) => {
+                    backoff = self.config.heartbeat;
+                    self.config.heartbeat
                 }
-            };
-            let wait = if warming {
-                self.config.heartbeat
-            } else {
-                self.config.chain_heartbeat
+                Ok(Warmup::Idle) => {
+                    backoff = self.config.heartbeat;
+                    self.config.chain_heartbeat
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "activating the warmed-up stake failed");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(self.config.chain_heartbeat);
+                    wait
+                }
             };
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -985,29 +1000,46 @@ impl Agent {
         }
     }
 
+    /// This worker's warming stake and the end of its warm-up, as the next block sees them.
+    async fn warming(&self) -> Result<(U256, u64)> {
+        let info = self
+            .pool
+            .reader()
+            .get_worker(&ContractAddress(self.me))
+            .block_id(BlockId::Tag(BlockTag::PreConfirmed))
+            .call()
+            .await
+            .map_err(ChainError::from)
+            .context("reading the worker's stake")?;
+        Ok((info.warming.amount, info.warming.unlock_time))
+    }
+
     /// Sends `activate` for this worker if part of its stake is warming and its warm-up is
-    /// over on the chain's clock; whether stake is (still) warming.
-    async fn activate_if_warm(&self) -> Result<bool> {
-        let info = self.pool.worker(self.me).await?;
-        let warming = info.warming.amount;
+    /// over on the chain's clock.
+    async fn activate_if_warm(&self) -> Result<Warmup> {
+        let (warming, unlock_time) = self.warming().await?;
         if warming.low == 0 && warming.high == 0 {
-            return Ok(false);
+            return Ok(Warmup::Idle);
         }
         let now = block_timestamp(
             self.account.provider(),
             BlockId::Tag(BlockTag::PreConfirmed),
         )
         .await?;
-        if now < info.warming.unlock_time {
-            return Ok(true);
+        if now < unlock_time {
+            return Ok(Warmup::Warming);
         }
         let out = self.pool.activate(self.me).await?;
-        tracing::info!(
-            stake = %warming.low,
-            tx = %format!("{:#x}", out.tx_hash),
-            "the warm-up is over: the stake now earns rewards"
-        );
-        Ok(false)
+        let tx = format!("{:#x}", out.tx_hash);
+        let (left, _) = self.warming().await?;
+        if left.low == 0 && left.high == 0 {
+            tracing::info!(stake = %warming.low, %tx, "the warm-up is over: the stake now earns rewards");
+        } else {
+            // A top-up landed first and restarted the warm-up: the next check sees it. Not
+            // retried at once, so that no case sends an activation every heartbeat.
+            tracing::warn!(%tx, "the activation moved no stake (its warm-up restarted?)");
+        }
+        Ok(Warmup::Idle)
     }
 
     /// On-chain heartbeats until `stop`.

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ciro_chain::account::{address_and_key, connect};
+use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::clients::PoolClient;
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
 use ciro_chain::starknet::accounts::Account;
-use ciro_chain::starknet::core::types::Felt;
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
 use ciro_chain::{ChainError, RpcAccount};
@@ -268,6 +269,13 @@ async fn clients(
 /// same account (the running agent's heartbeat, say) is in flight.
 const CLAIM_ATTEMPTS: u32 = 5;
 
+/// Whether the relayer refused because an earlier execution of the account is in flight (the
+/// reference relayer's words; another relayer's refusals are not retried).
+fn in_flight(error: &ChainError) -> bool {
+    let text = error.to_string();
+    text.contains("in flight") || text.contains("being submitted")
+}
+
 fn amount(value: &ciro_chain::cainome::cairo_serde::U256) -> String {
     if value.high == 0 {
         value.low.to_string()
@@ -323,20 +331,33 @@ async fn run(command: Command) -> Result<()> {
         Command::Claim(args) => {
             let relayer = args.relayer.config();
             let (pool, me) = clients(&args.on, relayer.as_ref()).await?;
-            let pending = pool.pending_rewards(me).await?;
+            // As the next block sees them: a claim that just landed shows.
+            let pending_now = || async {
+                pool.reader()
+                    .pending_rewards(&ContractAddress(me))
+                    .block_id(BlockId::Tag(BlockTag::PreConfirmed))
+                    .call()
+                    .await
+                    .map_err(ChainError::from)
+                    .context("reading the pending rewards")
+            };
+            let pending = pending_now().await?;
             if pending.low == 0 && pending.high == 0 {
                 println!("no rewards pending for {me:#x}");
                 return Ok(());
             }
+            let meanwhile = || {
+                println!(
+                    "claimed {}: the rewards were claimed meanwhile (an earlier execution landed)",
+                    amount(&pending)
+                );
+            };
             let mut attempt = 1;
             loop {
                 if attempt > 1 {
-                    let left = pool.pending_rewards(me).await?;
+                    let left = pending_now().await?;
                     if left.low == 0 && left.high == 0 {
-                        println!(
-                            "claimed {}: the rewards were claimed meanwhile (an earlier execution landed)",
-                            amount(&pending)
-                        );
+                        meanwhile();
                         return Ok(());
                     }
                 }
@@ -359,12 +380,25 @@ async fn run(command: Command) -> Result<()> {
                         );
                         return Ok(());
                     }
-                    // A claim runs once at most: the pool pays what is pending and resets it,
-                    // so asking again (after a refusal that may hide an execution that still
-                    // lands) can only find nothing pending or be refused by the simulation.
-                    Err(error @ ChainError::Paymaster { .. }) if attempt < CLAIM_ATTEMPTS => {
-                        eprintln!("the relayer did not take the claim ({error}); retrying");
-                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    // An execution refused after signing may still land: the retry then finds
+                    // nothing to claim, which is this claim's success, not a failure.
+                    Err(error)
+                        if attempt > 1
+                            && error
+                                .revert_reason()
+                                .is_some_and(|r| r.contains("nothing to claim")) =>
+                    {
+                        meanwhile();
+                        return Ok(());
+                    }
+                    // The relayer takes one execution per account at a time (the running
+                    // agent's heartbeat, say): that refusal passes; others (the policy) do not.
+                    Err(error @ ChainError::Paymaster { .. })
+                        if attempt < CLAIM_ATTEMPTS && in_flight(&error) =>
+                    {
+                        let wait = Duration::from_secs(2 << attempt.min(4));
+                        eprintln!("the relayer did not take the claim yet ({error}); retrying in {wait:?}");
+                        tokio::time::sleep(wait).await;
                         attempt += 1;
                     }
                     Err(error) => return Err(error).context("claiming the rewards"),

@@ -193,11 +193,21 @@ async fn fund_rewards(args: FundArgs) -> Result<()> {
     ];
     let outcome = a.sender.execute(calls).await?;
     let weight = call(CdcPoolReader::new(pool, &a.provider).total_weight()).await?;
-    println!(
-        "funded the workers' rewards with {} tokens, spread over {} staked tokens past their warm-up",
-        tokens(amount),
-        tokens(weight.low)
-    );
+    if weight.low == 0 && weight.high == 0 {
+        println!(
+            "funded the workers' rewards with {} tokens; no stake is past its warm-up yet, so \
+             they wait, undistributed, for the first reward (a job's protocol fee or another \
+             funding) after some is",
+            tokens(amount)
+        );
+    } else {
+        println!(
+            "funded the workers' rewards with {} tokens, spread at once over the {} staked \
+             tokens past their warm-up",
+            tokens(amount),
+            tokens(weight.low)
+        );
+    }
     eprintln!("tx {:#x}", outcome.tx_hash);
     Ok(())
 }
