@@ -11,7 +11,7 @@
 //! `BIGINT` and `TEXT` columns only. The index's multi-row statements (a page's jobs and log
 //! entries) use anonymous `?` placeholders on SQLite instead (see [`placeholders`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -514,11 +514,22 @@ const ROWS_PER_STATEMENT: usize = 200;
 struct JobFold {
     backend: Backend,
     rows: HashMap<u64, JobRow>,
-    /// Jobs the page changed, in first-change order.
-    changed: Vec<u64>,
-    touched: HashSet<u64>,
-    /// Log entries: `(job, block, tx hash, recorded at)` as the job stood then.
-    events: Vec<(JobRow, u64, String, u64)>,
+    /// Jobs the page changed.
+    changed: BTreeSet<u64>,
+    /// Log entries, each with the job as it stood then.
+    events: Vec<LogEntry>,
+}
+
+/// A `job_events` row but its sequence.
+struct LogEntry {
+    job_id: u64,
+    submitter: String,
+    state: String,
+    worker: Option<String>,
+    output_hash: Option<String>,
+    block_number: u64,
+    tx_hash: String,
+    recorded_at: u64,
 }
 
 impl JobFold {
@@ -528,18 +539,19 @@ impl JobFold {
         backend: Backend,
         mutations: &[Mutation],
     ) -> Result<Self> {
-        let mut ids: Vec<i64> = Vec::new();
-        let mut seen = HashSet::new();
-        for mutation in mutations {
-            let id = match mutation {
-                Mutation::JobSubmitted(job) | Mutation::JobRead(job) => job.job_id,
-                Mutation::JobState { job_id, .. } | Mutation::JobEvent { job_id, .. } => *job_id,
-                _ => continue,
-            };
-            if seen.insert(id) {
-                ids.push(i64_of(id, "job id")?);
-            }
-        }
+        let ids = mutations
+            .iter()
+            .filter_map(|mutation| match mutation {
+                Mutation::JobSubmitted(job) | Mutation::JobRead(job) => Some(job.job_id),
+                Mutation::JobState { job_id, .. } | Mutation::JobEvent { job_id, .. } => {
+                    Some(*job_id)
+                }
+                _ => None,
+            })
+            .collect::<BTreeSet<u64>>()
+            .into_iter()
+            .map(|id| i64_of(id, "job id"))
+            .collect::<Result<Vec<i64>>>()?;
         let mut rows = HashMap::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
             let sql = format!(
@@ -562,16 +574,9 @@ impl JobFold {
         Ok(Self {
             backend,
             rows,
-            changed: Vec::new(),
-            touched: HashSet::new(),
+            changed: BTreeSet::new(),
             events: Vec::new(),
         })
-    }
-
-    fn touch(&mut self, job_id: u64) {
-        if self.touched.insert(job_id) {
-            self.changed.push(job_id);
-        }
     }
 
     /// Applies `mutation` if it is a job's; whether it was.
@@ -593,7 +598,7 @@ impl JobFold {
                         self.rows.insert(job.job_id, job.clone());
                     }
                 }
-                self.touch(job.job_id);
+                self.changed.insert(job.job_id);
             }
             Mutation::JobState {
                 job_id,
@@ -624,7 +629,7 @@ impl JobFold {
                 if let Some(disputer) = disputer {
                     row.disputer = Some(disputer.clone());
                 }
-                self.touch(*job_id);
+                self.changed.insert(*job_id);
             }
             Mutation::JobEvent {
                 job_id,
@@ -633,8 +638,16 @@ impl JobFold {
                 recorded_at,
             } => {
                 if let Some(row) = self.rows.get(job_id) {
-                    self.events
-                        .push((row.clone(), *block_number, tx_hash.clone(), *recorded_at));
+                    self.events.push(LogEntry {
+                        job_id: *job_id,
+                        submitter: row.submitter.clone(),
+                        state: row.state.clone(),
+                        worker: row.worker.clone(),
+                        output_hash: row.output_hash.clone(),
+                        block_number: *block_number,
+                        tx_hash: tx_hash.clone(),
+                        recorded_at: *recorded_at,
+                    });
                 }
             }
             _ => return Ok(false),
@@ -709,18 +722,18 @@ impl JobFold {
                 placeholders(self.backend, chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
-            for (job, block_number, tx_hash, recorded_at) in chunk {
+            for entry in chunk {
                 sequence += 1;
                 query = query
                     .bind(sequence)
-                    .bind(i64_of(job.job_id, "job id")?)
-                    .bind(job.submitter.clone())
-                    .bind(job.state.clone())
-                    .bind(job.worker.clone())
-                    .bind(job.output_hash.clone())
-                    .bind(i64_of(*block_number, "block")?)
-                    .bind(tx_hash.clone())
-                    .bind(i64_of(*recorded_at, "recorded_at")?);
+                    .bind(i64_of(entry.job_id, "job id")?)
+                    .bind(entry.submitter.clone())
+                    .bind(entry.state.clone())
+                    .bind(entry.worker.clone())
+                    .bind(entry.output_hash.clone())
+                    .bind(i64_of(entry.block_number, "block")?)
+                    .bind(entry.tx_hash.clone())
+                    .bind(i64_of(entry.recorded_at, "recorded_at")?);
             }
             query
                 .execute(&mut **tx)
