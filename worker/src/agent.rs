@@ -42,7 +42,7 @@ use ciro_chain::clients::{u256_from_digest, JobMgrClient, PoolClient};
 use ciro_chain::gasless::{Payment, Relay};
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
-use ciro_chain::starknet::accounts::ConnectedAccount;
+use ciro_chain::starknet::accounts::{Account, ConnectedAccount};
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::starknet::signers::SigningKey;
@@ -260,10 +260,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         ciro_chain::starknet::providers::jsonrpc::HttpTransport::new(config.chain.rpc_url.clone()),
     );
     let chain_id = node.chain_id().await.context("reading the chain id")?;
-    let (me, key) =
-        ciro_chain::account::address_and_key(&config.account, &config.chain.rpc_url).await?;
-    let account =
-        ciro_chain::account::connect(&config.account, &config.chain.rpc_url, chain_id).await?;
+    let (account, key) =
+        ciro_chain::account::connect_with_key(&config.account, &config.chain.rpc_url, chain_id)
+            .await?;
+    let me = account.address();
     let mut sender = TxSender::new(account.clone(), SenderConfig::default());
     if let Some(relayer) = &config.relayer {
         sender = relayed(sender, relayer, key.clone(), chain_id, &manifest)?;

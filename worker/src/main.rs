@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use ciro_chain::account::{address_and_key, connect};
+use ciro_chain::account::connect_with_key;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::clients::PoolClient;
 use ciro_chain::manifest::Manifest;
@@ -250,12 +250,10 @@ async fn clients(
     let manifest = Manifest::read(&chain.manifest)?;
     let node = JsonRpcClient::new(HttpTransport::new(chain.rpc_url.clone()));
     let chain_id = node.chain_id().await.context("reading the chain id")?;
-    let source = on.account.source()?;
-    let account = connect(&source, &chain.rpc_url, chain_id).await?;
+    let (account, key) = connect_with_key(&on.account.source()?, &chain.rpc_url, chain_id).await?;
     let me = account.address();
     let mut sender = TxSender::new(account, SenderConfig::default());
     if let Some(relayer) = relayer {
-        let (_, key) = address_and_key(&source, &chain.rpc_url).await?;
         sender = agent::relayed(sender, relayer, key, chain_id, &manifest)?;
     }
     let pool = PoolClient::new(
@@ -362,21 +360,19 @@ async fn run(command: Command) -> Result<()> {
                     }
                 }
                 match pool.claim_rewards().await {
-                    Ok(out) if relayer.is_some() => {
-                        println!(
-                            "claimed {} (tx {:#x}, sponsored: its fee of {} FRI paid by the relayer)",
-                            amount(&pending),
-                            out.tx_hash,
-                            out.actual_fee()
-                        );
-                        return Ok(());
-                    }
                     Ok(out) => {
+                        let fee = if relayer.is_some() {
+                            format!(
+                                "sponsored: its fee of {} FRI paid by the relayer",
+                                out.actual_fee()
+                            )
+                        } else {
+                            format!("fee {} FRI", out.actual_fee())
+                        };
                         println!(
-                            "claimed {} (tx {:#x}, fee {} FRI)",
+                            "claimed {} (tx {:#x}, {fee})",
                             amount(&pending),
-                            out.tx_hash,
-                            out.actual_fee()
+                            out.tx_hash
                         );
                         return Ok(());
                     }

@@ -95,11 +95,21 @@ pub async fn address_and_key(source: &AccountSource, rpc_url: &Url) -> Result<(F
 
 /// Connects to `rpc_url` as the configured account.
 pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> Result<RpcAccount> {
+    Ok(connect_with_key(source, rpc_url, chain_id).await?.0)
+}
+
+/// [`connect`], and the account's signing key too (for signing requests and outside
+/// executions beside the account's own transactions), the key read once.
+pub async fn connect_with_key(
+    source: &AccountSource,
+    rpc_url: &Url,
+    chain_id: Felt,
+) -> Result<(RpcAccount, SigningKey)> {
     let (address, key) = address_and_key(source, rpc_url).await?;
     let provider = JsonRpcClient::new(HttpTransport::new(rpc_url.clone()));
     let mut account = SingleOwnerAccount::new(
         provider,
-        LocalWallet::from(key),
+        LocalWallet::from(key.clone()),
         address,
         chain_id,
         ExecutionEncoding::New,
@@ -107,7 +117,7 @@ pub async fn connect(source: &AccountSource, rpc_url: &Url, chain_id: Felt) -> R
     // Nonces and estimates at the pre-confirmed block, where the next transaction lands
     // (the same as the latest block when every transaction closes one).
     account.set_block_id(BlockId::Tag(BlockTag::PreConfirmed));
-    Ok(account)
+    Ok((account, key))
 }
 
 /// Whether `account`'s contract accepts `signature` of `hash` (SRC-6 `is_valid_signature`,

@@ -18,7 +18,7 @@ use ciro_api::coordinator::{
 };
 use ciro_api::snip29::PaymasterClient;
 use ciro_api::wire::Digest;
-use ciro_chain::account::{address_and_key, connect, is_valid_signature};
+use ciro_chain::account::{connect_with_key, is_valid_signature};
 use ciro_chain::bindings::job_mgr;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::clients::{balance_of, u256, u256_from_digest, JobMgrClient};
@@ -30,6 +30,7 @@ use ciro_chain::RpcAccount;
 use ciro_protocol::{contracts, TOKEN};
 use ciro_service::{AccountArgs, ChainArgs};
 use clap::{Args, Subcommand};
+use starknet::accounts::Account;
 use starknet::core::types::{BlockId, BlockTag, EventFilter, Felt};
 use starknet::providers::jsonrpc::HttpTransport;
 use starknet::providers::{JsonRpcClient, Provider};
@@ -297,8 +298,8 @@ impl Session {
         let given = on.account.devnet_account.is_some() || on.account.account_address.is_some();
         let me = if with_account || given {
             let source = on.account.source()?;
-            let (address, key) = address_and_key(&source, &chain.rpc_url).await?;
-            let account = connect(&source, &chain.rpc_url, chain_id).await?;
+            let (account, key) = connect_with_key(&source, &chain.rpc_url, chain_id).await?;
+            let address = account.address();
             let sender = Arc::new(TxSender::new(account, SenderConfig::default()));
             coordinator =
                 coordinator.with_signer(RequestSigner::new(key.clone(), address, chain_id));
