@@ -85,6 +85,11 @@ pub struct Config {
     /// Account classes users may have (their `execute_from_outside_v2` must really run the
     /// signed calls): the relayer refuses any other with 155.
     pub account_classes: Vec<Felt>,
+    /// Whether sponsored mode deploys a new account (`deploy_and_invoke`) at the sponsor's
+    /// cost. Off by default: a deployment costs an attacker nothing to ask for with a fresh
+    /// key, so only a sponsor whose policy budget is meant for onboarding should turn it on.
+    /// Default mode deploys whenever asked: the user's own fee transfer pays for it.
+    pub sponsor_deployments: bool,
     /// Limits and margins.
     pub limits: Limits,
 }
@@ -111,6 +116,7 @@ impl Config {
             node_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             account_classes: vec![OPENZEPPELIN_ACCOUNT_1_0],
+            sponsor_deployments: false,
             limits: Limits::default(),
         }
     }
@@ -356,6 +362,7 @@ async fn connect_and_monitor(
         config.limits.clone(),
         metrics.clone(),
         config.account_classes.clone(),
+        config.sponsor_deployments,
     ));
     tracing::info!(
         paymaster = %format!("{:#x}", chain.paymaster),

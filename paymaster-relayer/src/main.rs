@@ -82,6 +82,10 @@ struct Cli {
     /// An account class users may have (repeatable; default: OpenZeppelin's account 1.0.0).
     #[arg(long = "account-class", value_name = "CLASS_HASH")]
     account_classes: Vec<Felt>,
+    /// Sponsored mode also deploys new accounts of those classes (`deploy_and_invoke`), at the
+    /// sponsor's cost (default mode always does, at the user's).
+    #[arg(long = "sponsor-deployments", env = "CIRO_RELAYER_SPONSOR_DEPLOYMENTS")]
+    sponsor_deployments: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -137,6 +141,7 @@ fn config(cli: &Cli) -> Result<Config> {
     if !cli.account_classes.is_empty() {
         config.account_classes = cli.account_classes.clone();
     }
+    config.sponsor_deployments = cli.sponsor_deployments;
     config.limits = Limits {
         max_calls: cli.max_calls,
         max_calldata: cli.max_calldata,

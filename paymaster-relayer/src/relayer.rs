@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ciro_api::snip29::{
-    BuildTransaction, BuildTransactionParams, BuildTransactionResult, ErrorObject,
+    BuildTransaction, BuildTransactionParams, BuildTransactionResult, DeploymentData, ErrorObject,
     ExecutableTransaction, ExecuteTransactionParams, ExecuteTransactionResult, ExecutionParameters,
     FeeEstimate, FeeMode, PaymasterError, TimeBounds, TokenData,
 };
@@ -22,11 +22,14 @@ use ciro_chain::bindings::src9_account::Src9Account;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256 as CairoU256};
 use ciro_chain::sender::GasBounds;
 use ciro_chain::snip9::OutsideExecution;
+use ciro_chain::starknet::contract::UdcSelector;
+use ciro_chain::starknet::core::crypto::{ecdsa_verify, Signature};
 use ciro_chain::starknet::core::types::{
-    BlockId, BlockTag, BroadcastedInvokeTransactionV3, BroadcastedTransaction, Call,
-    DataAvailabilityMode, FeeEstimate as NodeFeeEstimate, Felt, FunctionCall, ResourceBounds,
+    BlockId, BlockTag, BroadcastedDeployAccountTransactionV3, BroadcastedInvokeTransactionV3,
+    BroadcastedTransaction, Call, DataAvailabilityMode, Felt, FunctionCall, ResourceBounds,
     ResourceBoundsMapping, SimulationFlagForEstimateFee, U256,
 };
+use ciro_chain::starknet::core::utils::get_contract_address;
 use ciro_chain::starknet::macros::selector;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
@@ -144,6 +147,8 @@ pub struct Relayer {
     /// checking the signature and nonce: a user account of another class is refused (a
     /// contract posing as an account could pass simulation and pay nothing).
     account_classes: Vec<Felt>,
+    /// Whether sponsored mode deploys new accounts (see [`crate::Config::sponsor_deployments`]).
+    sponsor_deployments: bool,
     /// Builds per (client, user): a stranger cannot use up a user's limit.
     builds: RateLimiter<(IpAddr, Felt)>,
     /// Executes per user, counted once the signature is good.
@@ -339,6 +344,18 @@ fn execute_calldata(calls: &[Call]) -> Vec<Felt> {
     data
 }
 
+/// A new account the relayer deploys in the same transaction, before the user's calls.
+struct Deployment {
+    /// The Universal Deployer call (from zero), first in the relayer's multicall.
+    call: Call,
+    /// The owner's public key, for a class whose signatures the relayer can check off chain
+    /// (OpenZeppelin's account: its only constructor argument); otherwise the simulation is
+    /// the check.
+    public_key: Option<Felt>,
+    /// What the user sent.
+    data: DeploymentData,
+}
+
 impl Relayer {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
@@ -354,9 +371,11 @@ impl Relayer {
         limits: Limits,
         metrics: RelayerMetrics,
         account_classes: Vec<Felt>,
+        sponsor_deployments: bool,
     ) -> Self {
         Self {
             account_classes,
+            sponsor_deployments,
             in_flight: Arc::default(),
             clock: Arc::default(),
             builds: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
@@ -450,6 +469,103 @@ impl Relayer {
                 ),
                 ..ErrorObject::paymaster(PaymasterError::ClassHashNotSupported)
             })
+        }
+    }
+
+    /// The user's account as the request names it: an existing account of a supported class
+    /// (`deployment` absent: [`Self::check_account`]), or a new one to deploy first — `None`
+    /// when that account is already there, with the class it was to have.
+    async fn check_user(
+        &self,
+        user: Felt,
+        deployment: Option<&DeploymentData>,
+        sponsored: bool,
+    ) -> RpcResult<Option<Deployment>> {
+        let Some(data) = deployment else {
+            self.check_account(user).await?;
+            return Ok(None);
+        };
+        let refuse = |why: String| {
+            self.metrics.refused("deployment");
+            Err(ErrorObject {
+                data: Some(why.into()),
+                ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
+            })
+        };
+        if sponsored && !self.sponsor_deployments {
+            return refuse(
+                "this paymaster does not sponsor account deployments: deploy the account first, \
+                 or pay the fee in a gas token (default mode)"
+                    .into(),
+            );
+        }
+        if data.version != 1 {
+            return refuse(format!(
+                "deployment data version {} (this paymaster knows version 1)",
+                data.version
+            ));
+        }
+        if data.address != user {
+            return refuse(format!(
+                "the deployment is of {:#x}, the calls are {user:#x}'s",
+                data.address
+            ));
+        }
+        if !self.account_classes.contains(&data.class_hash) {
+            return refuse(format!(
+                "account class {:#x} is not one this paymaster supports",
+                data.class_hash
+            ));
+        }
+        if data.calldata.len() > self.limits.max_calldata {
+            return refuse(format!(
+                "constructor calldata too long: {} felts (at most {})",
+                data.calldata.len(),
+                self.limits.max_calldata
+            ));
+        }
+        // Deployed from zero (the UDC without uniqueness), an account gets the address a
+        // DEPLOY_ACCOUNT transaction would give it: the one its owner computed and funded.
+        let address = get_contract_address(data.salt, data.class_hash, &data.calldata, Felt::ZERO);
+        if address != data.address {
+            return refuse(format!(
+                "this class, salt and constructor calldata give the address {address:#x}, not {:#x}",
+                data.address
+            ));
+        }
+        let there = self
+            .provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
+            .await;
+        match there {
+            Ok(class) if class == data.class_hash => Ok(None),
+            Ok(class) => refuse(format!(
+                "a contract of class {class:#x} is already at {user:#x}"
+            )),
+            Err(error) => match ChainError::from(error) {
+                error @ ChainError::Transport(_) => Err(chain_error(error)),
+                // No contract there yet.
+                _ => {
+                    let mut calldata = vec![
+                        data.class_hash,
+                        data.salt,
+                        Felt::ZERO, // not unique: from zero
+                        Felt::from(data.calldata.len()),
+                    ];
+                    calldata.extend(&data.calldata);
+                    Ok(Some(Deployment {
+                        call: Call {
+                            to: UdcSelector::New.address(),
+                            selector: selector!("deployContract"),
+                            calldata,
+                        },
+                        public_key: (data.class_hash == crate::OPENZEPPELIN_ACCOUNT_1_0
+                            && data.calldata.len() == 1)
+                            .then(|| data.calldata[0]),
+                        data: data.clone(),
+                    }))
+                }
+            },
         }
     }
 
@@ -653,53 +769,81 @@ impl Relayer {
     }
 
     /// Estimates the user's own calls as if its account sent them (validation skipped: the
-    /// user has not signed anything yet).
-    async fn estimate_as_user(&self, user: Felt, calls: &[Call]) -> RpcResult<NodeFeeEstimate> {
+    /// user has not signed anything yet), after deploying it first when `deploy` says so (a
+    /// DEPLOY_ACCOUNT of the same class, salt and calldata, then the calls at nonce 1, in one
+    /// estimate); the overall fee in FRI.
+    async fn estimate_as_user(
+        &self,
+        user: Felt,
+        calls: &[Call],
+        deploy: Option<&Deployment>,
+    ) -> RpcResult<u128> {
         let block = BlockId::Tag(BlockTag::PreConfirmed);
-        let nonce =
-            self.provider
-                .get_nonce(block, user)
-                .await
-                .map_err(|e| match ChainError::from(e) {
-                    ChainError::Rejected(_) => {
-                        ErrorObject::paymaster(PaymasterError::InvalidAddress)
-                    }
-                    other => chain_error(other),
-                })?;
-        let zero = ResourceBounds {
+        let zero = || ResourceBounds {
             max_amount: 0,
             max_price_per_unit: 0,
         };
-        let tx = BroadcastedTransaction::Invoke(BroadcastedInvokeTransactionV3 {
-            sender_address: user,
-            calldata: execute_calldata(calls),
-            signature: vec![],
-            nonce,
-            resource_bounds: ResourceBoundsMapping {
-                l1_gas: zero.clone(),
-                l1_data_gas: zero.clone(),
-                l2_gas: zero,
+        let bounds = || ResourceBoundsMapping {
+            l1_gas: zero(),
+            l1_data_gas: zero(),
+            l2_gas: zero(),
+        };
+        let mut txs = Vec::new();
+        let nonce = match deploy {
+            Some(deploy) => {
+                txs.push(BroadcastedTransaction::DeployAccount(
+                    BroadcastedDeployAccountTransactionV3 {
+                        signature: vec![],
+                        nonce: Felt::ZERO,
+                        contract_address_salt: deploy.data.salt,
+                        constructor_calldata: deploy.data.calldata.clone(),
+                        class_hash: deploy.data.class_hash,
+                        resource_bounds: bounds(),
+                        tip: 0,
+                        paymaster_data: vec![],
+                        nonce_data_availability_mode: DataAvailabilityMode::L1,
+                        fee_data_availability_mode: DataAvailabilityMode::L1,
+                        is_query: true,
+                    },
+                ));
+                Felt::ONE
+            }
+            None => {
+                self.provider.get_nonce(block, user).await.map_err(|e| {
+                    match ChainError::from(e) {
+                        ChainError::Rejected(_) => {
+                            ErrorObject::paymaster(PaymasterError::InvalidAddress)
+                        }
+                        other => chain_error(other),
+                    }
+                })?
+            }
+        };
+        txs.push(BroadcastedTransaction::Invoke(
+            BroadcastedInvokeTransactionV3 {
+                sender_address: user,
+                calldata: execute_calldata(calls),
+                signature: vec![],
+                nonce,
+                resource_bounds: bounds(),
+                tip: 0,
+                paymaster_data: vec![],
+                account_deployment_data: vec![],
+                nonce_data_availability_mode: DataAvailabilityMode::L1,
+                fee_data_availability_mode: DataAvailabilityMode::L1,
+                is_query: true,
             },
-            tip: 0,
-            paymaster_data: vec![],
-            account_deployment_data: vec![],
-            nonce_data_availability_mode: DataAvailabilityMode::L1,
-            fee_data_availability_mode: DataAvailabilityMode::L1,
-            is_query: true,
-        });
+        ));
+        let count = txs.len();
         let estimates = self
             .provider
-            .estimate_fee(
-                vec![tx],
-                vec![SimulationFlagForEstimateFee::SkipValidate],
-                block,
-            )
+            .estimate_fee(txs, vec![SimulationFlagForEstimateFee::SkipValidate], block)
             .await
             .map_err(|e| chain_error(e.into()))?;
-        estimates
-            .into_iter()
-            .next()
-            .ok_or_else(|| unknown("the node returned no estimate"))
+        if estimates.len() != count {
+            return Err(unknown("the node returned no estimate"));
+        }
+        Ok(estimates.iter().map(|e| e.overall_fee).sum())
     }
 
     /// `paymaster_buildTransaction`.
@@ -709,14 +853,10 @@ impl Relayer {
         api_key: Option<&str>,
         client: IpAddr,
     ) -> RpcResult<BuildTransactionResult> {
-        let invoke = match params.transaction {
-            BuildTransaction::Invoke { invoke } => invoke,
-            BuildTransaction::Deploy { .. } | BuildTransaction::DeployAndInvoke { .. } => {
-                return Err(ErrorObject {
-                    data: Some("account deployment is not offered by this paymaster".into()),
-                    ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
-                })
-            }
+        let (invoke, deployment) = match params.transaction {
+            BuildTransaction::Invoke { invoke } => (invoke, None),
+            BuildTransaction::DeployAndInvoke { invoke, deployment } => (invoke, Some(deployment)),
+            BuildTransaction::Deploy { .. } => return Err(self.deployment_alone()),
         };
         let user = invoke.user_address;
         self.rate_limit(self.builds.allow(&(client, user)))?;
@@ -732,7 +872,10 @@ impl Relayer {
             .collect();
         self.check_calls(&calls)?;
         let bounds = self.time_bounds(params.parameters.time_bounds())?;
-        self.check_account(user).await?;
+        let sponsored = matches!(params.parameters.fee_mode(), FeeMode::Sponsored { .. });
+        let deploy = self
+            .check_user(user, deployment.as_ref(), sponsored)
+            .await?;
         let fee_mode = match params.parameters.fee_mode() {
             FeeMode::Sponsored { .. } => FeeMode::Sponsored { tip: None },
             FeeMode::Default { gas_token, .. } => FeeMode::Default {
@@ -751,10 +894,10 @@ impl Relayer {
                 // charge fits: a cached value never refuses anything), or an estimate.
                 let cached = self
                     .cached_fee(sponsorship, &calls)
-                    .filter(|fee| self.charge_for(*fee) <= max_charge);
+                    .filter(|fee| deploy.is_none() && self.charge_for(*fee) <= max_charge);
                 let fee = match cached {
                     Some(fee) => fee,
-                    None => self.estimate_as_user(user, &calls).await?.overall_fee,
+                    None => self.estimate_as_user(user, &calls, deploy.as_ref()).await?,
                 };
                 let strk = self.gas_token(STRK).unwrap_or(GasToken {
                     address: STRK,
@@ -785,7 +928,7 @@ impl Relayer {
                 let token = self.gas_token(*gas_token)?;
                 let mut probe = calls.clone();
                 probe.push(self.fee_transfer(token.address, 1));
-                let fee = self.estimate_as_user(user, &probe).await?.overall_fee;
+                let fee = self.estimate_as_user(user, &probe, deploy.as_ref()).await?;
                 let suggested = scale(fee, self.limits.quote_margin);
                 let amount = token.from_fri(suggested);
                 let balance =
@@ -818,14 +961,40 @@ impl Relayer {
             calls,
         };
         self.metrics.built();
-        Ok(BuildTransactionResult::Invoke {
-            typed_data: execution.typed_data_json(self.chain_id),
-            parameters: ExecutionParameters::V1 {
-                fee_mode,
-                time_bounds: Some(bounds),
+        let typed_data = execution.typed_data_json(self.chain_id);
+        let parameters = ExecutionParameters::V1 {
+            fee_mode,
+            time_bounds: Some(bounds),
+        };
+        // A deployment asked for is echoed even when the account is already there: execute
+        // looks again and deploys only if it is still missing.
+        Ok(match deployment {
+            None => BuildTransactionResult::Invoke {
+                typed_data,
+                parameters,
+                fee,
             },
-            fee,
+            Some(deployment) => BuildTransactionResult::DeployAndInvoke {
+                deployment,
+                typed_data,
+                parameters,
+                fee,
+            },
         })
+    }
+
+    /// A deployment without calls: nothing would be signed, so nothing binds the request to
+    /// the key that owns the account (158).
+    fn deployment_alone(&self) -> ErrorObject {
+        self.metrics.refused("deployment");
+        ErrorObject {
+            data: Some(
+                "a deployment alone is not relayed: send it with the account's first calls \
+                 (deploy_and_invoke), which its owner signs"
+                    .into(),
+            ),
+            ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
+        }
     }
 
     fn fee_transfer(&self, token: Felt, amount: u128) -> Call {
@@ -842,15 +1011,12 @@ impl Relayer {
         params: ExecuteTransactionParams,
         api_key: Option<&str>,
     ) -> RpcResult<ExecuteTransactionResult> {
-        let invoke = match params.transaction {
-            ExecutableTransaction::Invoke { invoke } => invoke,
-            ExecutableTransaction::Deploy { .. }
-            | ExecutableTransaction::DeployAndInvoke { .. } => {
-                return Err(ErrorObject {
-                    data: Some("account deployment is not offered by this paymaster".into()),
-                    ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
-                })
+        let (invoke, deployment) = match params.transaction {
+            ExecutableTransaction::Invoke { invoke } => (invoke, None),
+            ExecutableTransaction::DeployAndInvoke { invoke, deployment } => {
+                (invoke, Some(deployment))
             }
+            ExecutableTransaction::Deploy { .. } => return Err(self.deployment_alone()),
         };
         let user = invoke.user_address;
         self.clock.refresh(&self.provider).await;
@@ -900,10 +1066,22 @@ impl Relayer {
                 None
             }
         };
-        self.check_account(user).await?;
-        let message_hash = execution.message_hash(user, self.chain_id);
-        self.check_signature(user, message_hash, &invoke.signature)
+        let deploy = self
+            .check_user(user, deployment.as_ref(), sponsorship.is_some())
             .await?;
+        let message_hash = execution.message_hash(user, self.chain_id);
+        match &deploy {
+            None => {
+                self.check_signature(user, message_hash, &invoke.signature)
+                    .await?
+            }
+            // No account to ask yet: checked off chain where the class is known, and in any
+            // case by the simulation (the Paymaster calls the new account's
+            // `execute_from_outside_v2`, which checks it).
+            Some(deploy) => {
+                self.check_new_account_signature(deploy, message_hash, &invoke.signature)?
+            }
+        }
         self.rate_limit(self.users.allow(&user))?;
         let claim = self.claim_user(user).await?;
         let nonce_key = (user, execution.nonce);
@@ -916,6 +1094,7 @@ impl Relayer {
                 sponsorship,
                 &fee_mode,
                 claim,
+                deploy.as_ref(),
             )
             .await
         {
@@ -948,6 +1127,31 @@ impl Relayer {
             _ => Err(execution_error(
                 "the last call is not the fee transfer to this paymaster's recipient in the gas token",
             )),
+        }
+    }
+
+    /// The signature of an account not deployed yet, against the public key its constructor
+    /// will get, for a class whose scheme is known (OpenZeppelin's: `[r, s]`, Stark ECDSA).
+    fn check_new_account_signature(
+        &self,
+        deploy: &Deployment,
+        hash: Felt,
+        signature: &[Felt],
+    ) -> RpcResult<()> {
+        let Some(public_key) = deploy.public_key else {
+            return Ok(());
+        };
+        let valid = match signature {
+            [r, s] => {
+                ecdsa_verify(&public_key, &hash, &Signature { r: *r, s: *s }).unwrap_or(false)
+            }
+            _ => false,
+        };
+        if valid {
+            Ok(())
+        } else {
+            self.metrics.refused("signature");
+            Err(ErrorObject::paymaster(PaymasterError::InvalidSignature))
         }
     }
 
@@ -1002,6 +1206,7 @@ impl Relayer {
 
     /// Simulates the exact transaction, derives the charge (sponsored) or checks the signed
     /// fee (default), and sends it from a leased relayer account.
+    #[allow(clippy::too_many_arguments)]
     async fn submit(
         &self,
         user: Felt,
@@ -1010,9 +1215,10 @@ impl Relayer {
         sponsorship: Option<Sponsorship>,
         fee_mode: &FeeMode,
         claim: Claim,
+        deploy: Option<&Deployment>,
     ) -> Result<ExecuteTransactionResult, (ErrorObject, bool)> {
         let result = self
-            .simulate_and_send(user, execution, signature, sponsorship, fee_mode)
+            .simulate_and_send(user, execution, signature, sponsorship, fee_mode, deploy)
             .await;
         match result {
             Ok((result, watch)) => {
@@ -1037,7 +1243,17 @@ impl Relayer {
         signature: &[Felt],
         sponsorship: Option<Sponsorship>,
         fee_mode: &FeeMode,
+        deploy: Option<&Deployment>,
     ) -> Result<(ExecuteTransactionResult, impl FnOnce() + use<>), Failure> {
+        // A new account is deployed first, in the same transaction: the simulation, the
+        // charge (sponsored) and the signed fee (default) all cover it.
+        let with_deploy = |call: Call| -> Vec<Call> {
+            deploy
+                .map(|d| d.call.clone())
+                .into_iter()
+                .chain([call])
+                .collect()
+        };
         // The account's own nonce check runs in the simulation ("SRC9: duplicated nonce"):
         // no separate view for it.
         // Default mode: the account named as Caller at build time must send it.
@@ -1071,13 +1287,14 @@ impl Relayer {
                 // charge / margin].
                 let learn = || async {
                     let first = sender
-                        .estimate(&[sponsored(1)])
+                        .estimate(&with_deploy(sponsored(1)))
                         .await
                         .map_err(|e| self.simulation_failed(e))?;
                     Ok::<_, Failure>(self.charge_for(first.overall_fee))
                 };
                 let cached = self
                     .cached_fee(sponsorship, &execution.calls)
+                    .filter(|_| deploy.is_none())
                     .map(|fee| self.charge_for(fee))
                     .filter(|charge| *charge <= max_charge);
                 let mut from_cache = cached.is_some();
@@ -1093,7 +1310,7 @@ impl Relayer {
                             "the fee needs a charge of {charge}, over the policy's max charge {max_charge}"
                         ))));
                     }
-                    let calls = vec![sponsored(charge)];
+                    let calls = with_deploy(sponsored(charge));
                     let exact = match sender.estimate(&calls).await {
                         Ok(exact) => exact,
                         // A charge from the cache may itself be what failed (over an allowance
@@ -1117,7 +1334,9 @@ impl Relayer {
                     }
                     charge = needed;
                 };
-                self.remember_fee(sponsorship, &execution.calls, exact.overall_fee);
+                if deploy.is_none() {
+                    self.remember_fee(sponsorship, &execution.calls, exact.overall_fee);
+                }
                 (calls, exact, charge)
             }
             (None, FeeMode::Default { gas_token, .. }) => {
@@ -1130,7 +1349,7 @@ impl Relayer {
                     .unwrap_or(0);
                 let call = Src9Account::new(user, sender.account())
                     .execute_from_outside_v2_getcall(&execution.to_binding(), &signature.to_vec());
-                let calls = vec![call];
+                let calls = with_deploy(call);
                 let exact = sender
                     .estimate(&calls)
                     .await
@@ -1172,6 +1391,7 @@ impl Relayer {
             fee_fri = estimate.overall_fee,
             charge,
             mode,
+            deploys = deploy.is_some(),
             "submitted"
         );
         self.metrics.submitted(mode, charge);

@@ -154,6 +154,25 @@ async fn a_user_without_strk_submits_a_job_and_the_sponsor_pays_exactly_the_char
     );
     assert!(charge <= MAX_CHARGE);
     let _ = MODEL_PRICE;
+
+    // This relayer does not sponsor deployments (the default): a new account is refused with
+    // 158 and the reason, at build and at execute.
+    let (newcomer, deployment) = new_account(0x0de9_0000);
+    let (c, data) = refusal(
+        fx.client()
+            .build_transaction(&deploy_build_params(
+                newcomer.address,
+                &calls,
+                &deployment,
+                sponsored(),
+            ))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::InvalidDeploymentData), "{data}");
+    assert!(
+        data.contains("does not sponsor account deployments"),
+        "{data}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -843,4 +862,314 @@ async fn ready_only_when_connected_with_an_account_in_rotation_and_metrics_count
         text.contains("ciro_relayer_accounts_in_rotation 1"),
         "{text}"
     );
+}
+
+/// Build, sign (with `signer`'s key, as `user`) and execute a `deploy_and_invoke`.
+async fn deploy_and_relay(
+    client: &ciro_api::snip29::PaymasterClient,
+    fx: &Fx,
+    user: &User,
+    signer: &User,
+    deployment: &ciro_api::snip29::DeploymentData,
+    calls: &[Call],
+    parameters: ciro_api::snip29::ExecutionParameters,
+) -> Result<
+    (
+        ciro_api::snip29::BuildTransactionResult,
+        ciro_api::snip29::ExecuteTransactionResult,
+    ),
+    ciro_api::snip29::PaymasterClientError,
+> {
+    let built = client
+        .build_transaction(&deploy_build_params(
+            user.address,
+            calls,
+            deployment,
+            parameters,
+        ))
+        .await?;
+    let typed_data = built.typed_data().expect("typed data").clone();
+    let execution = OutsideExecution::from_typed_data(&typed_data, fx.chain_id).unwrap();
+    let signature = execution
+        .sign(&signer.key, user.address, fx.chain_id)
+        .unwrap();
+    let executed = client
+        .execute_transaction(&deploy_execute_params(
+            user.address,
+            typed_data,
+            signature,
+            deployment,
+            built.parameters().clone(),
+        ))
+        .await?;
+    Ok((built, executed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_account_is_deployed_with_its_first_calls_and_the_sponsor_pays_exactly_the_charge() {
+    let fx = Fx::start(Options {
+        sponsor_deployments: true,
+        ..Options::default()
+    })
+    .await;
+    let (user, deployment) = new_account(0x0de9_0001);
+    let recipient = fx.s.net.address(Actor::Verifier);
+    assert_eq!(fx.class_at(user.address).await, None, "not deployed yet");
+    // Tokens sent to the address before the account exists (how a new user is paid).
+    let admin = fx.s.net.account(Actor::Admin);
+    send(
+        &fx.s.net.provider,
+        ciro_chain::bindings::test_token::TestToken::new(fx.s.token, &admin)
+            .mint(&ContractAddress(user.address), &u256(USER_TOKENS)),
+    )
+    .await
+    .unwrap();
+    let (deposit, relayer_strk, relayer_tokens, recipient_tokens) = (
+        fx.deposit().await,
+        fx.balance(STRK, fx.relayers[0]).await,
+        fx.balance(fx.s.token, fx.relayers[0]).await,
+        fx.balance(fx.s.token, recipient).await,
+    );
+    let calls = vec![fx.transfer(recipient, 1_000)];
+    let (built, executed) = deploy_and_relay(
+        &fx.client(),
+        &fx,
+        &user,
+        &user,
+        &deployment,
+        &calls,
+        sponsored(),
+    )
+    .await
+    .unwrap();
+    // The build answers deploy_and_invoke, echoing the deployment, with the calls one for one.
+    match &built {
+        ciro_api::snip29::BuildTransactionResult::DeployAndInvoke {
+            deployment: echoed, ..
+        } => assert_eq!(echoed, &deployment),
+        other => panic!("not deploy_and_invoke: {other:?}"),
+    }
+    let execution =
+        OutsideExecution::from_typed_data(built.typed_data().unwrap(), fx.chain_id).unwrap();
+    assert_eq!(execution.caller, fx.s.paymaster);
+    assert_eq!(execution.calls, calls);
+    assert!(built.fee().estimated_fee_in_strk > 0u8.into());
+    let receipt = landed(&fx.s, executed.transaction_hash).await;
+
+    // The account exists, of the class asked for, and its first call ran.
+    assert_eq!(
+        fx.class_at(user.address).await,
+        Some(ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0)
+    );
+    assert_eq!(
+        fx.balance(fx.s.token, recipient).await,
+        recipient_tokens + 1_000
+    );
+    assert_eq!(
+        fx.balance(fx.s.token, user.address).await,
+        USER_TOKENS - 1_000
+    );
+    assert_eq!(
+        fx.balance(STRK, user.address).await,
+        0,
+        "the user paid no gas"
+    );
+    // The sponsor paid exactly the charge, which covers the deployment too.
+    let charged = charges(&receipt, fx.s.paymaster);
+    assert_eq!(charged.len(), 1);
+    let charge = charged[0];
+    assert_eq!(fx.deposit().await, deposit - charge);
+    assert_eq!(
+        fx.balance(fx.s.token, fx.relayers[0]).await,
+        relayer_tokens + charge
+    );
+    let fee_paid = relayer_strk - fx.balance(STRK, fx.relayers[0]).await;
+    assert!(
+        fee_paid > 0 && fee_paid <= charge,
+        "fee {fee_paid} vs charge {charge}"
+    );
+
+    // Asked again for the account now deployed: no second deployment, just the calls.
+    let deposit = fx.deposit().await;
+    let (_, executed) = deploy_and_relay(
+        &fx.client(),
+        &fx,
+        &user,
+        &user,
+        &deployment,
+        &calls,
+        sponsored(),
+    )
+    .await
+    .unwrap();
+    let receipt = landed(&fx.s, executed.transaction_hash).await;
+    let charge = charges(&receipt, fx.s.paymaster)[0];
+    assert_eq!(fx.deposit().await, deposit - charge);
+    assert_eq!(
+        fx.balance(fx.s.token, recipient).await,
+        recipient_tokens + 2_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deployments_that_would_drain_are_refused_and_default_mode_deploys_at_the_users_cost() {
+    let fx = Fx::start(Options {
+        sponsor_deployments: true,
+        ..Options::default()
+    })
+    .await;
+    let client = fx.client();
+    let bad_deployment = code(PaymasterError::InvalidDeploymentData);
+    let recipient = fx.s.net.address(Actor::Verifier);
+    let calls = vec![fx.transfer(recipient, 1)];
+    let (user, deployment) = new_account(0x0de9_0002);
+    let admin = fx.s.net.account(Actor::Admin);
+    let token = ciro_chain::bindings::test_token::TestToken::new(fx.s.token, &admin);
+    send(
+        &fx.s.net.provider,
+        token.mint(&ContractAddress(user.address), &u256(USER_TOKENS)),
+    )
+    .await
+    .unwrap();
+    let before = fx.funds().await;
+    let build = |deployment: ciro_api::snip29::DeploymentData| {
+        let (client, calls) = (&client, &calls);
+        async move {
+            refusal(
+                client
+                    .build_transaction(&deploy_build_params(
+                        user.address,
+                        calls,
+                        &deployment,
+                        sponsored(),
+                    ))
+                    .await,
+            )
+        }
+    };
+
+    // 1. A class the paymaster does not support (here: the Paymaster's own), at its address.
+    let paymaster_class = fx.class_at(fx.s.paymaster).await.unwrap();
+    let foreign = ciro_api::snip29::DeploymentData {
+        class_hash: paymaster_class,
+        address: ciro_chain::starknet::core::utils::get_contract_address(
+            deployment.salt,
+            paymaster_class,
+            &deployment.calldata,
+            Felt::ZERO,
+        ),
+        ..deployment.clone()
+    };
+    let (c, data) = refusal(
+        client
+            .build_transaction(&deploy_build_params(
+                foreign.address,
+                &calls,
+                &foreign,
+                sponsored(),
+            ))
+            .await,
+    );
+    assert_eq!(c, bad_deployment, "{data}");
+    assert!(data.contains("not one this paymaster supports"), "{data}");
+    // 2. An address the class, salt and calldata do not give (someone else's account).
+    let (c, data) = build(ciro_api::snip29::DeploymentData {
+        address: fx.users[0].address,
+        ..deployment.clone()
+    })
+    .await;
+    assert_eq!(c, bad_deployment, "{data}");
+    // 3. Constructor calldata other than what gives the address (another owner's key).
+    let (c, data) = build(ciro_api::snip29::DeploymentData {
+        calldata: vec![Felt::from(0xbad_u32)],
+        ..deployment.clone()
+    })
+    .await;
+    assert_eq!(c, bad_deployment, "{data}");
+    assert!(data.contains("give the address"), "{data}");
+    // 4. A deployment alone: nothing signed binds it to the owner's key.
+    let alone = ciro_api::snip29::BuildTransactionParams {
+        transaction: ciro_api::snip29::BuildTransaction::Deploy {
+            deployment: deployment.clone(),
+        },
+        parameters: sponsored(),
+    };
+    let (c, data) = refusal(client.build_transaction(&alone).await);
+    assert_eq!(c, bad_deployment, "{data}");
+    // 5. Signed by another key than the one the account is deployed for: refused before
+    //    anything is simulated or sent.
+    let (c, data) = refusal(
+        deploy_and_relay(
+            &client,
+            &fx,
+            &user,
+            &fx.users[0],
+            &deployment,
+            &calls,
+            sponsored(),
+        )
+        .await,
+    );
+    assert_eq!(c, code(PaymasterError::InvalidSignature), "{data}");
+    // 6. Calls outside the policy still are, with a deployment.
+    let (c, _) = refusal(
+        client
+            .build_transaction(&deploy_build_params(
+                user.address,
+                &[Call {
+                    to: fx.s.token,
+                    selector: get_selector_from_name("transfer_from").unwrap(),
+                    calldata: vec![fx.s.paymaster, user.address, Felt::ONE, Felt::ZERO],
+                }],
+                &deployment,
+                sponsored(),
+            ))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::UnknownError));
+    assert_eq!(
+        fx.class_at(user.address).await,
+        None,
+        "nothing was deployed"
+    );
+    assert_eq!(fx.funds().await, before, "nobody paid");
+
+    // Default mode: the new account pays its own deployment in the payment token.
+    let (payer, payer_deployment) = new_account(0x0de9_0003);
+    let whole_token = 1_000_000_000_000_000_000u128;
+    send(
+        &fx.s.net.provider,
+        token.mint(&ContractAddress(payer.address), &u256(whole_token)),
+    )
+    .await
+    .unwrap();
+    let fee_recipient_tokens = fx.balance(fx.s.token, fx.relayers[0]).await;
+    let (built, executed) = deploy_and_relay(
+        &fx.anonymous(),
+        &fx,
+        &payer,
+        &payer,
+        &payer_deployment,
+        &calls,
+        default_mode(fx.s.token),
+    )
+    .await
+    .unwrap();
+    landed(&fx.s, executed.transaction_hash).await;
+    let execution =
+        OutsideExecution::from_typed_data(built.typed_data().unwrap(), fx.chain_id).unwrap();
+    let amount: u128 = execution.calls[1].calldata[1].try_into().unwrap();
+    assert_eq!(
+        fx.class_at(payer.address).await,
+        Some(ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0)
+    );
+    assert_eq!(
+        fx.balance(fx.s.token, payer.address).await,
+        whole_token - 1 - amount
+    );
+    assert_eq!(
+        fx.balance(fx.s.token, fx.relayers[0]).await,
+        fee_recipient_tokens + amount
+    );
+    assert_eq!(fx.deposit().await, before.0, "no sponsor paid");
 }

@@ -2,7 +2,8 @@
 //! `PaymasterRpc.isAvailable`, `getSupportedTokens`, `buildTransaction` (and a refusal read
 //! as an `RpcError` with its SNIP-29 code), then `Account.executePaymasterTransaction`, whose
 //! own safety checks (chain id, calls one for one, selectors) pass, whose signature the
-//! relayer accepts, and whose transfer lands with the user paying no STRK.
+//! relayer accepts, and whose transfer lands with the user paying no STRK; and the same for a
+//! new account the relayer deploys with its first call (`deploy_and_invoke`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -17,8 +18,24 @@ async fn starknet_js_builds_signs_and_executes_a_sponsored_transfer() {
     let dir = std::env::var("CIRO_STARKNET_JS_DIR").expect(
         "CIRO_STARKNET_JS_DIR is set by scripts/env.sh (scripts/setup.sh installs starknet.js)",
     );
-    let fx = Fx::start(Options::default()).await;
+    let fx = Fx::start(Options {
+        sponsor_deployments: true,
+        ..Options::default()
+    })
+    .await;
     let user = &fx.users[0];
+    // A new account, not deployed, holding tokens sent to its address.
+    let (newcomer, deployment) = new_account(0x0de9_0004);
+    let admin = fx.s.net.account(Actor::Admin);
+    ciro_chain::tx::send(
+        &fx.s.net.provider,
+        ciro_chain::bindings::test_token::TestToken::new(fx.s.token, &admin).mint(
+            &ciro_chain::cainome::cairo_serde::ContractAddress(newcomer.address),
+            &ciro_chain::clients::u256(USER_TOKENS),
+        ),
+    )
+    .await
+    .unwrap();
     let recipient = fx.s.net.address(Actor::Verifier);
     let before = fx.balance(fx.s.token, recipient).await;
     let deposit = fx.deposit().await;
@@ -37,6 +54,11 @@ async fn starknet_js_builds_signs_and_executes_a_sponsored_transfer() {
         .env("AMOUNT", "77")
         .env("USER_ADDRESS", format!("{:#x}", user.address))
         .env("USER_KEY", format!("{:#x}", user.key.secret_scalar()))
+        .env("NEW_ADDRESS", format!("{:#x}", newcomer.address))
+        .env("NEW_KEY", format!("{:#x}", newcomer.key.secret_scalar()))
+        .env("NEW_CLASS", format!("{:#x}", deployment.class_hash))
+        .env("NEW_SALT", format!("{:#x}", deployment.salt))
+        .env("NEW_PUBLIC_KEY", format!("{:#x}", deployment.calldata[0]))
         .output()
         .await
         .expect("running node");
@@ -61,11 +83,30 @@ async fn starknet_js_builds_signs_and_executes_a_sponsored_transfer() {
     )
     .unwrap();
     landed(&fx.s, tx).await;
-    assert_eq!(fx.balance(fx.s.token, recipient).await, before + 77);
+    assert_eq!(fx.balance(fx.s.token, user.address).await, USER_TOKENS - 77);
     assert_eq!(
         fx.balance(STRK, user.address).await,
         0,
         "the user paid no gas"
     );
     assert!(fx.deposit().await < deposit, "the sponsor paid");
+    // The new account was deployed by the relayer and its transfer ran, gasless.
+    let deployed = Felt::from_hex(
+        out["deploy_transaction_hash"]
+            .as_str()
+            .expect("the deployment's transaction hash"),
+    )
+    .unwrap();
+    landed(&fx.s, deployed).await;
+    assert_eq!(
+        fx.class_at(newcomer.address).await,
+        Some(ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0)
+    );
+    // Both transfers reached the recipient.
+    assert_eq!(fx.balance(fx.s.token, recipient).await, before + 2 * 77);
+    assert_eq!(
+        fx.balance(fx.s.token, newcomer.address).await,
+        USER_TOKENS - 77
+    );
+    assert_eq!(fx.balance(STRK, newcomer.address).await, 0);
 }

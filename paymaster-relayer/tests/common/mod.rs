@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ciro_api::snip29::{
-    BuildTransactionResult, ExecutableInvoke, ExecutableTransaction, ExecuteTransactionParams,
-    ExecuteTransactionResult, ExecutionParameters, FeeMode, PaymasterClient, PaymasterClientError,
-    TimeBounds,
+    BuildTransaction, BuildTransactionParams, BuildTransactionResult, DeploymentData,
+    ExecutableInvoke, ExecutableTransaction, ExecuteTransactionParams, ExecuteTransactionResult,
+    ExecutionParameters, FeeMode, PaymasterClient, PaymasterClientError, TimeBounds,
 };
 use ciro_chain::account::{AccountSource, KeySource};
 use ciro_chain::bindings::paymaster::{AllowedCall, Paymaster, PaymasterReader, PolicyParams};
@@ -24,7 +24,7 @@ use ciro_chain::starknet::accounts::{Account, ExecutionEncoding, SingleOwnerAcco
 use ciro_chain::starknet::core::types::{
     BlockId, BlockTag, Call, ExecutionResult, Felt, TransactionReceiptWithBlockInfo,
 };
-use ciro_chain::starknet::core::utils::get_selector_from_name;
+use ciro_chain::starknet::core::utils::{get_contract_address, get_selector_from_name};
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::starknet::signers::{LocalWallet, SigningKey};
 use ciro_chain::tx::{call, send, wait_for_receipt};
@@ -82,6 +82,8 @@ pub struct Options {
     pub limits: Limits,
     /// Policy rate limit: transactions per user per hour.
     pub policy_rate: u32,
+    /// Whether sponsored mode deploys new accounts.
+    pub sponsor_deployments: bool,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             users: 2,
             limits: Limits::default(),
             policy_rate: 100,
+            sponsor_deployments: false,
         }
     }
 }
@@ -228,6 +231,7 @@ impl Fx {
         );
         config.api_keys = HashMap::from([(KEY.to_owned(), Sponsorship { sponsor, policy_id })]);
         config.limits = options.limits;
+        config.sponsor_deployments = options.sponsor_deployments;
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(run_with(config.clone(), shutdown.clone(), Some(tx)));
@@ -440,4 +444,79 @@ pub fn refusal<T: std::fmt::Debug>(result: Result<T, PaymasterClientError>) -> (
         None => String::new(),
     };
     (rpc.code, data)
+}
+
+/// A new OpenZeppelin account, not deployed: its owner (key from `seed`) and the deployment
+/// data that gives its address.
+pub fn new_account(seed: u64) -> (User, DeploymentData) {
+    let key = SigningKey::from_secret_scalar(Felt::from(seed));
+    let class_hash = ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0;
+    let calldata = vec![key.verifying_key().scalar()];
+    let salt = Felt::from(seed);
+    let address = get_contract_address(salt, class_hash, &calldata, Felt::ZERO);
+    (
+        User { address, key },
+        DeploymentData {
+            address,
+            class_hash,
+            salt,
+            calldata,
+            sigdata: None,
+            version: 1,
+        },
+    )
+}
+
+/// `build_params` for a `deploy_and_invoke`.
+pub fn deploy_build_params(
+    user: Felt,
+    calls: &[Call],
+    deployment: &DeploymentData,
+    parameters: ExecutionParameters,
+) -> BuildTransactionParams {
+    let BuildTransaction::Invoke { invoke } =
+        build_params(user, calls, parameters.clone()).transaction
+    else {
+        unreachable!("build_params builds an invoke")
+    };
+    BuildTransactionParams {
+        transaction: BuildTransaction::DeployAndInvoke {
+            invoke,
+            deployment: deployment.clone(),
+        },
+        parameters,
+    }
+}
+
+/// `execute_params` for a `deploy_and_invoke`.
+pub fn deploy_execute_params(
+    user: Felt,
+    typed_data: serde_json::Value,
+    signature: Vec<Felt>,
+    deployment: &DeploymentData,
+    parameters: ExecutionParameters,
+) -> ExecuteTransactionParams {
+    ExecuteTransactionParams {
+        transaction: ExecutableTransaction::DeployAndInvoke {
+            invoke: ExecutableInvoke {
+                user_address: user,
+                typed_data,
+                signature,
+            },
+            deployment: deployment.clone(),
+        },
+        parameters,
+    }
+}
+
+impl Fx {
+    /// The class at `address`, if a contract is there.
+    pub async fn class_at(&self, address: Felt) -> Option<Felt> {
+        self.s
+            .net
+            .provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), address)
+            .await
+            .ok()
+    }
 }

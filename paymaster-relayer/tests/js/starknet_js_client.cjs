@@ -46,6 +46,20 @@ const json = (value) =>
   const account = new sn.Account({ provider, address: env('USER_ADDRESS'), signer: env('USER_KEY'), paymaster });
   const executed = await account.executePaymasterTransaction(calls, { feeMode: { mode: 'sponsored' } });
   out.transaction_hash = executed.transaction_hash;
+  // A new account: deployed by the relayer with its first call (deploy_and_invoke), the
+  // deployment data in SNIP-29's ACCOUNT_DEPLOYMENT_DATA shape.
+  if (process.env.NEW_ADDRESS) {
+    const newcomer = new sn.Account({ provider, address: env('NEW_ADDRESS'), signer: env('NEW_KEY'), paymaster });
+    const deploymentData = {
+      address: env('NEW_ADDRESS'),
+      class_hash: env('NEW_CLASS'),
+      salt: env('NEW_SALT'),
+      calldata: [env('NEW_PUBLIC_KEY')],
+      version: 1,
+    };
+    const deployed = await newcomer.executePaymasterTransaction(calls, { feeMode: { mode: 'sponsored' }, deploymentData });
+    out.deploy_transaction_hash = deployed.transaction_hash;
+  }
   console.log(JSON.stringify(out));
 })().catch((error) => {
   console.error(error && error.stack ? error.stack : String(error));
