@@ -11,6 +11,14 @@ source scripts/env.sh
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
+# A fresh build and test run fills about 17 GiB of target/ (the test binaries link the Cairo
+# compiler, starknet-rs and libtorch bindings). Short of disk, the linker dies with a bus
+# error that names no cause (a CI run failed so): say it first.
+free_gib=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ "${free_gib:-0}" -lt 20 ]; then
+  echo "warning: only ${free_gib} GiB free here; a fresh build and test run needs about 17 GiB" >&2
+fi
+
 step "Cairo format check"
 cairo/toolchain/target/release/ciro-cairo fmt --check
 step "ABI drift check (crates/chain/abi, the bindings' input, against the compiled classes)"
