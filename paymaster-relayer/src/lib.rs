@@ -85,11 +85,6 @@ pub struct Config {
     /// Account classes users may have (their `execute_from_outside_v2` must really run the
     /// signed calls): the relayer refuses any other with 155.
     pub account_classes: Vec<Felt>,
-    /// Whether sponsored mode deploys a new account (`deploy_and_invoke`) at the sponsor's
-    /// cost. Off by default: a deployment costs an attacker nothing to ask for with a fresh
-    /// key, so only a sponsor whose policy budget is meant for onboarding should turn it on.
-    /// Default mode deploys whenever asked: the user's own fee transfer pays for it.
-    pub sponsor_deployments: bool,
     /// Limits and margins.
     pub limits: Limits,
 }
@@ -116,18 +111,20 @@ impl Config {
             node_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             account_classes: vec![OPENZEPPELIN_ACCOUNT_1_0],
-            sponsor_deployments: false,
             limits: Limits::default(),
         }
     }
 }
 
-/// Reads an API-key file: a JSON object `{"<key>": {"sponsor": "0x...", "policy": N}}`.
+/// Reads an API-key file: a JSON object `{"<key>": {"sponsor": "0x...", "policy": N}}`, with
+/// `"deployments": true` in an entry whose sponsor also pays for new accounts.
 pub fn read_api_keys(path: &Path) -> Result<HashMap<String, Sponsorship>> {
     #[derive(serde::Deserialize)]
     struct Entry {
         sponsor: String,
         policy: u64,
+        #[serde(default)]
+        deployments: bool,
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -148,23 +145,36 @@ pub fn read_api_keys(path: &Path) -> Result<HashMap<String, Sponsorship>> {
                 Sponsorship {
                     sponsor,
                     policy_id: entry.policy,
+                    deployments: entry.deployments,
                 },
             ))
         })
         .collect()
 }
 
-/// Parses `SPONSOR:POLICY` (`0xabc:1`).
+/// Parses `SPONSOR:POLICY` (`0xabc:1`), or `SPONSOR:POLICY:deployments` for a sponsor that
+/// also pays for new accounts.
 pub fn parse_sponsorship(text: &str) -> Result<Sponsorship> {
-    let Some((sponsor, policy)) = text.split_once(':') else {
-        bail!("expected SPONSOR_ADDRESS:POLICY_ID, got {text:?}");
+    let mut parts = text.split(':');
+    let (Some(sponsor), Some(policy)) = (parts.next(), parts.next()) else {
+        bail!("expected SPONSOR_ADDRESS:POLICY_ID[:deployments], got {text:?}");
     };
+    let deployments = match parts.next() {
+        None => false,
+        Some("deployments") => true,
+        Some(other) => bail!("expected \"deployments\" after the policy id, got {other:?}"),
+    };
+    ensure!(
+        parts.next().is_none(),
+        "expected SPONSOR_ADDRESS:POLICY_ID[:deployments], got {text:?}"
+    );
     Ok(Sponsorship {
         sponsor: Felt::from_hex(sponsor)
             .with_context(|| format!("{sponsor:?} is not a hex address"))?,
         policy_id: policy
             .parse()
             .with_context(|| format!("{policy:?} is not a policy id"))?,
+        deployments,
     })
 }
 
@@ -362,7 +372,6 @@ async fn connect_and_monitor(
         config.limits.clone(),
         metrics.clone(),
         config.account_classes.clone(),
-        config.sponsor_deployments,
     ));
     tracing::info!(
         paymaster = %format!("{:#x}", chain.paymaster),

@@ -37,7 +37,8 @@ struct Cli {
     /// JSON file of API keys: {"<key>": {"sponsor": "0x...", "policy": N}}.
     #[arg(long = "api-keys", env = "CIRO_RELAYER_API_KEYS")]
     api_keys: Option<PathBuf>,
-    /// The sponsorship of sponsored requests without an API key: SPONSOR_ADDRESS:POLICY_ID.
+    /// The sponsorship of sponsored requests without an API key: SPONSOR_ADDRESS:POLICY_ID,
+    /// or SPONSOR_ADDRESS:POLICY_ID:deployments if it also pays for new accounts.
     #[arg(long = "default-policy", env = "CIRO_RELAYER_DEFAULT_POLICY")]
     default_policy: Option<String>,
     /// FRI per whole payment token (sponsored charges and default-mode fees in it).
@@ -82,10 +83,6 @@ struct Cli {
     /// An account class users may have (repeatable; default: OpenZeppelin's account 1.0.0).
     #[arg(long = "account-class", value_name = "CLASS_HASH")]
     account_classes: Vec<Felt>,
-    /// Sponsored mode also deploys new accounts of those classes (`deploy_and_invoke`), at the
-    /// sponsor's cost (default mode always does, at the user's).
-    #[arg(long = "sponsor-deployments", env = "CIRO_RELAYER_SPONSOR_DEPLOYMENTS")]
-    sponsor_deployments: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -141,7 +138,6 @@ fn config(cli: &Cli) -> Result<Config> {
     if !cli.account_classes.is_empty() {
         config.account_classes = cli.account_classes.clone();
     }
-    config.sponsor_deployments = cli.sponsor_deployments;
     config.limits = Limits {
         max_calls: cli.max_calls,
         max_calldata: cli.max_calldata,

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ciro_api::snip29::{
     BuildTransaction, BuildTransactionParams, BuildTransactionResult, DeploymentData, ErrorObject,
     ExecutableTransaction, ExecuteTransactionParams, ExecuteTransactionResult, ExecutionParameters,
-    FeeEstimate, FeeMode, PaymasterError, TimeBounds, TokenData,
+    FeeEstimate, FeeMode, PaymasterError, TimeBounds, TokenData, TrackingIdParams,
+    TrackingIdResult, TrackingStatus,
 };
 use ciro_chain::bindings::paymaster::{Paymaster, PaymasterReader, Policy};
 use ciro_chain::bindings::src9_account::Src9Account;
@@ -24,6 +25,7 @@ use ciro_chain::sender::GasBounds;
 use ciro_chain::snip9::OutsideExecution;
 use ciro_chain::starknet::contract::UdcSelector;
 use ciro_chain::starknet::core::crypto::{ecdsa_verify, Signature};
+use ciro_chain::starknet::core::types::StarknetError;
 use ciro_chain::starknet::core::types::{
     BlockId, BlockTag, BroadcastedDeployAccountTransactionV3, BroadcastedInvokeTransactionV3,
     BroadcastedTransaction, Call, DataAvailabilityMode, Felt, FunctionCall, ResourceBounds,
@@ -32,7 +34,7 @@ use ciro_chain::starknet::core::types::{
 use ciro_chain::starknet::core::utils::get_contract_address;
 use ciro_chain::starknet::macros::selector;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
-use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::starknet::providers::{JsonRpcClient, Provider, ProviderError};
 use ciro_chain::tx::call as view;
 use ciro_chain::ChainError;
 
@@ -57,6 +59,10 @@ pub struct Sponsorship {
     pub sponsor: Felt,
     /// Its policy.
     pub policy_id: u64,
+    /// Whether it also pays for new accounts (`deploy_and_invoke`). Off unless the operator
+    /// says so for this key: a deployment costs an attacker nothing to ask for with a fresh
+    /// key, and each new account is a new user with a fresh daily allowance.
+    pub deployments: bool,
 }
 
 /// A token users may pay fees in (default mode), and its price.
@@ -147,8 +153,6 @@ pub struct Relayer {
     /// checking the signature and nonce: a user account of another class is refused (a
     /// contract posing as an account could pass simulation and pay nothing).
     account_classes: Vec<Felt>,
-    /// Whether sponsored mode deploys new accounts (see [`crate::Config::sponsor_deployments`]).
-    sponsor_deployments: bool,
     /// Builds per (client, user): a stranger cannot use up a user's limit.
     builds: RateLimiter<(IpAddr, Felt)>,
     /// Executes per user, counted once the signature is good.
@@ -157,6 +161,8 @@ pub struct Relayer {
     /// cannot have several executions simulated on the same state, of which only the first
     /// can pay.
     in_flight: Slots,
+    /// Executions sent, by tracking id (`paymaster_trackingIdToLatestHash`).
+    tracked: Arc<Mutex<HashMap<Felt, Tracked>>>,
     pub(crate) ips: RateLimiter<IpAddr>,
     /// (user, outside-execution nonce) submitted, until their validity ends.
     submitted: Mutex<HashMap<(Felt, Felt), u64>>,
@@ -344,14 +350,35 @@ fn execute_calldata(calls: &[Call]) -> Vec<Felt> {
     data
 }
 
+/// How long a tracking id is answered past its execution's window (seconds).
+const TRACKED_SECS: u64 = 86_400;
+
+/// An execution sent, as `paymaster_trackingIdToLatestHash` reports it.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    tx_hash: Felt,
+    state: TrackedState,
+    /// The end of the execution's window: past it, a transaction not in a block never runs.
+    execute_before: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackedState {
+    /// Sent; its receipt is awaited.
+    Sent,
+    /// In a block (succeeded or reverted).
+    Landed,
+    /// No receipt came while it was awaited.
+    Unknown,
+}
+
 /// A new account the relayer deploys in the same transaction, before the user's calls.
 struct Deployment {
     /// The Universal Deployer call (from zero), first in the relayer's multicall.
     call: Call,
-    /// The owner's public key, for a class whose signatures the relayer can check off chain
-    /// (OpenZeppelin's account: its only constructor argument); otherwise the simulation is
-    /// the check.
-    public_key: Option<Felt>,
+    /// The owner's public key (OpenZeppelin's account: its only constructor argument), which
+    /// the execution's signature is checked against off chain.
+    public_key: Felt,
     /// What the user sent.
     data: DeploymentData,
 }
@@ -371,12 +398,11 @@ impl Relayer {
         limits: Limits,
         metrics: RelayerMetrics,
         account_classes: Vec<Felt>,
-        sponsor_deployments: bool,
     ) -> Self {
         Self {
             account_classes,
-            sponsor_deployments,
             in_flight: Arc::default(),
+            tracked: Arc::default(),
             clock: Arc::default(),
             builds: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
@@ -453,7 +479,7 @@ impl Relayer {
     async fn check_account(&self, user: Felt) -> RpcResult<()> {
         let class = self
             .provider
-            .get_class_hash_at(BlockId::Tag(BlockTag::Latest), user)
+            .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
             .await
             .map_err(|e| match ChainError::from(e) {
                 error @ ChainError::Transport(_) => chain_error(error),
@@ -472,19 +498,32 @@ impl Relayer {
         }
     }
 
-    /// The user's account as the request names it: an existing account of a supported class
-    /// (`deployment` absent: [`Self::check_account`]), or a new one to deploy first — `None`
-    /// when that account is already there, with the class it was to have.
+    /// The user's account as the request names it: an account already there, of a supported
+    /// class ([`Self::check_account`], whatever deployment data came with it), or a new one to
+    /// deploy first, checked against `sponsorship` (`None`: default mode, the user pays).
     async fn check_user(
         &self,
         user: Felt,
         deployment: Option<&DeploymentData>,
-        sponsored: bool,
+        sponsorship: Option<Sponsorship>,
     ) -> RpcResult<Option<Deployment>> {
         let Some(data) = deployment else {
             self.check_account(user).await?;
             return Ok(None);
         };
+        let there = self
+            .provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
+            .await;
+        match there {
+            // Already deployed: the calls alone, as for any account.
+            Ok(_) => {
+                self.check_account(user).await?;
+                return Ok(None);
+            }
+            Err(ProviderError::StarknetError(StarknetError::ContractNotFound)) => {}
+            Err(error) => return Err(chain_error(error.into())),
+        }
         let refuse = |why: String| {
             self.metrics.refused("deployment");
             Err(ErrorObject {
@@ -492,9 +531,9 @@ impl Relayer {
                 ..ErrorObject::paymaster(PaymasterError::InvalidDeploymentData)
             })
         };
-        if sponsored && !self.sponsor_deployments {
+        if sponsorship.is_some_and(|s| !s.deployments) {
             return refuse(
-                "this paymaster does not sponsor account deployments: deploy the account first, \
+                "this sponsor does not pay for account deployments: deploy the account first, \
                  or pay the fee in a gas token (default mode)"
                     .into(),
             );
@@ -517,12 +556,22 @@ impl Relayer {
                 data.class_hash
             ));
         }
-        if data.calldata.len() > self.limits.max_calldata {
-            return refuse(format!(
-                "constructor calldata too long: {} felts (at most {})",
-                data.calldata.len(),
-                self.limits.max_calldata
-            ));
+        // The owner's signature is checked off chain before anything is simulated or counted,
+        // so only a class whose scheme the relayer knows is deployed: OpenZeppelin's account
+        // (one constructor argument, the public key; `[r, s]` signatures; no `sigdata`).
+        let public_key = match data.calldata.as_slice() {
+            [key] if data.class_hash == crate::OPENZEPPELIN_ACCOUNT_1_0 => *key,
+            _ => {
+                return refuse(format!(
+                    "this paymaster deploys only OpenZeppelin's account {:#x} (constructor: the \
+                     public key); deploy an account of class {:#x} first",
+                    crate::OPENZEPPELIN_ACCOUNT_1_0,
+                    data.class_hash
+                ))
+            }
+        };
+        if data.sigdata.as_ref().is_some_and(|d| !d.is_empty()) {
+            return refuse("sigdata is not used by this account class: send none".into());
         }
         // Deployed from zero (the UDC without uniqueness), an account gets the address a
         // DEPLOY_ACCOUNT transaction would give it: the one its owner computed and funded.
@@ -533,40 +582,22 @@ impl Relayer {
                 data.address
             ));
         }
-        let there = self
-            .provider
-            .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
-            .await;
-        match there {
-            Ok(class) if class == data.class_hash => Ok(None),
-            Ok(class) => refuse(format!(
-                "a contract of class {class:#x} is already at {user:#x}"
-            )),
-            Err(error) => match ChainError::from(error) {
-                error @ ChainError::Transport(_) => Err(chain_error(error)),
-                // No contract there yet.
-                _ => {
-                    let mut calldata = vec![
-                        data.class_hash,
-                        data.salt,
-                        Felt::ZERO, // not unique: from zero
-                        Felt::from(data.calldata.len()),
-                    ];
-                    calldata.extend(&data.calldata);
-                    Ok(Some(Deployment {
-                        call: Call {
-                            to: UdcSelector::New.address(),
-                            selector: selector!("deployContract"),
-                            calldata,
-                        },
-                        public_key: (data.class_hash == crate::OPENZEPPELIN_ACCOUNT_1_0
-                            && data.calldata.len() == 1)
-                            .then(|| data.calldata[0]),
-                        data: data.clone(),
-                    }))
-                }
+        let calldata = vec![
+            data.class_hash,
+            data.salt,
+            Felt::ZERO, // not unique: from zero
+            Felt::ONE,
+            public_key,
+        ];
+        Ok(Some(Deployment {
+            call: Call {
+                to: UdcSelector::New.address(),
+                selector: selector!("deployContract"),
+                calldata,
             },
-        }
+            public_key,
+            data: data.clone(),
+        }))
     }
 
     /// Claims `user`'s slot; refuses while an earlier execution has not landed (looked up
@@ -872,9 +903,12 @@ impl Relayer {
             .collect();
         self.check_calls(&calls)?;
         let bounds = self.time_bounds(params.parameters.time_bounds())?;
-        let sponsored = matches!(params.parameters.fee_mode(), FeeMode::Sponsored { .. });
+        let sponsorship = match params.parameters.fee_mode() {
+            FeeMode::Sponsored { .. } => Some(self.sponsorship(api_key)?),
+            FeeMode::Default { .. } => None,
+        };
         let deploy = self
-            .check_user(user, deployment.as_ref(), sponsored)
+            .check_user(user, deployment.as_ref(), sponsorship)
             .await?;
         let fee_mode = match params.parameters.fee_mode() {
             FeeMode::Sponsored { .. } => FeeMode::Sponsored { tip: None },
@@ -1067,7 +1101,7 @@ impl Relayer {
             }
         };
         let deploy = self
-            .check_user(user, deployment.as_ref(), sponsorship.is_some())
+            .check_user(user, deployment.as_ref(), sponsorship)
             .await?;
         let message_hash = execution.message_hash(user, self.chain_id);
         match &deploy {
@@ -1075,9 +1109,8 @@ impl Relayer {
                 self.check_signature(user, message_hash, &invoke.signature)
                     .await?
             }
-            // No account to ask yet: checked off chain where the class is known, and in any
-            // case by the simulation (the Paymaster calls the new account's
-            // `execute_from_outside_v2`, which checks it).
+            // No account to ask yet: checked off chain against the constructor's key (and
+            // again by the simulation, in which the new account checks it itself).
             Some(deploy) => {
                 self.check_new_account_signature(deploy, message_hash, &invoke.signature)?
             }
@@ -1138,13 +1171,9 @@ impl Relayer {
         hash: Felt,
         signature: &[Felt],
     ) -> RpcResult<()> {
-        let Some(public_key) = deploy.public_key else {
-            return Ok(());
-        };
         let valid = match signature {
-            [r, s] => {
-                ecdsa_verify(&public_key, &hash, &Signature { r: *r, s: *s }).unwrap_or(false)
-            }
+            [r, s] => ecdsa_verify(&deploy.public_key, &hash, &Signature { r: *r, s: *s })
+                .unwrap_or(false),
             _ => false,
         };
         if valid {
@@ -1166,7 +1195,9 @@ impl Relayer {
                     entry_point_selector: selector!("is_valid_signature"),
                     calldata,
                 },
-                BlockId::Tag(BlockTag::Latest),
+                // The state the transaction will run on: an account deployed a moment ago is
+                // there, and a key just rotated is the new one.
+                BlockId::Tag(BlockTag::PreConfirmed),
             )
             .await;
         match answer {
@@ -1371,6 +1402,7 @@ impl Relayer {
             }
         };
         let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
+        let tracking_id = random_nonce()?;
         let tx_hash = sender
             .send_with_bounds(&calls, &bounds)
             .await
@@ -1399,10 +1431,25 @@ impl Relayer {
         let slots = Arc::downgrade(&self.in_flight);
         let execute_before = execution.execute_before;
         let clock = self.clock.clone();
+        self.track(tracking_id, tx_hash, execute_before);
+        let tracked = Arc::downgrade(&self.tracked);
         // Watches the receipt once the user's slot says Sent (see `submit`).
         let watch = move || {
             tokio::spawn(async move {
-                let next = match account.sender.wait(tx_hash).await {
+                let outcome = account.sender.wait(tx_hash).await;
+                if let Some(tracked) = tracked.upgrade() {
+                    if let Some(entry) = tracked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&tracking_id)
+                    {
+                        entry.state = match &outcome {
+                            Ok(_) | Err(ChainError::Reverted { .. }) => TrackedState::Landed,
+                            Err(_) => TrackedState::Unknown,
+                        };
+                    }
+                }
+                let next = match outcome {
                     Ok(_) => {
                         metrics.landed("succeeded");
                         None
@@ -1434,10 +1481,68 @@ impl Relayer {
         Ok((
             ExecuteTransactionResult {
                 transaction_hash: tx_hash,
-                tracking_id: Felt::ZERO,
+                tracking_id,
             },
             watch,
         ))
+    }
+
+    /// Records a sent execution under `tracking_id`; entries are kept a day past their
+    /// execution's window.
+    fn track(&self, tracking_id: Felt, tx_hash: Felt, execute_before: u64) {
+        let now = self.clock.now();
+        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        if tracked.len() >= 10_000 {
+            tracked.retain(|_, t| t.execute_before.saturating_add(TRACKED_SECS) > now);
+        }
+        tracked.insert(
+            tracking_id,
+            Tracked {
+                tx_hash,
+                state: TrackedState::Sent,
+                execute_before,
+            },
+        );
+    }
+
+    /// `paymaster_trackingIdToLatestHash`: the transaction sent for an execution and where it
+    /// is: `active` until its receipt, then `accepted` (its receipt says whether it
+    /// succeeded); `dropped` once no receipt came and the execution's window is over, so it can
+    /// no longer run.
+    pub async fn tracking_id_to_latest_hash(
+        &self,
+        params: TrackingIdParams,
+    ) -> RpcResult<TrackingIdResult> {
+        let entry = self
+            .tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&params.tracking_id)
+            .copied()
+            .ok_or_else(|| ErrorObject {
+                data: Some(
+                    "unknown tracking id (ids are kept a day past their execution's window, \
+                     and not across a restart of the relayer)"
+                        .into(),
+                ),
+                ..ErrorObject::paymaster(PaymasterError::InvalidId)
+            })?;
+        let status = match entry.state {
+            TrackedState::Landed => TrackingStatus::Accepted,
+            TrackedState::Sent => TrackingStatus::Active,
+            // The receipt was not seen: look once more before saying anything final.
+            TrackedState::Unknown => {
+                match self.provider.get_transaction_receipt(entry.tx_hash).await {
+                    Ok(_) => TrackingStatus::Accepted,
+                    Err(_) if self.clock.now() > entry.execute_before => TrackingStatus::Dropped,
+                    Err(_) => TrackingStatus::Active,
+                }
+            }
+        };
+        Ok(TrackingIdResult {
+            transaction_hash: entry.tx_hash,
+            status,
+        })
     }
 
     /// The fee (FRI) of the last relayed transaction with calls of this shape (targets and

@@ -125,6 +125,52 @@ async fn a_user_without_strk_submits_a_job_and_the_sponsor_pays_exactly_the_char
         .unwrap();
     let receipt = landed(&fx.s, executed.transaction_hash).await;
 
+    // The execution is tracked: its id names this transaction, accepted once its receipt is
+    // in (by name, and by position as starknet.go sends it); an unknown id is 160.
+    assert_ne!(executed.tracking_id, Felt::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tracked = fx
+            .client()
+            .tracking_id_to_latest_hash(executed.tracking_id)
+            .await
+            .unwrap();
+        assert_eq!(tracked.transaction_hash, executed.transaction_hash);
+        if tracked.status == ciro_api::snip29::TrackingStatus::Accepted {
+            break;
+        }
+        assert_eq!(tracked.status, ciro_api::snip29::TrackingStatus::Active);
+        assert!(std::time::Instant::now() < deadline, "never accepted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let positional: serde_json::Value = reqwest::Client::new()
+        .post(&fx.url)
+        .json(&serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "paymaster_trackingIdToLatestHash",
+            "params": [format!("{:#x}", executed.tracking_id)],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        positional["result"],
+        serde_json::json!({
+            "transaction_hash": format!("{:#x}", executed.transaction_hash),
+            "status": "accepted",
+        })
+    );
+    let (c, _) = refusal(
+        fx.client()
+            .tracking_id_to_latest_hash(Felt::from(42u8))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::InvalidId));
+
     // The job is on chain, the user's.
     let jobs = JobMgrReader::new(fx.s.job_mgr, &fx.s.net.provider);
     assert_eq!(call(jobs.job_count()).await.unwrap(), 1);
@@ -155,8 +201,8 @@ async fn a_user_without_strk_submits_a_job_and_the_sponsor_pays_exactly_the_char
     assert!(charge <= MAX_CHARGE);
     let _ = MODEL_PRICE;
 
-    // This relayer does not sponsor deployments (the default): a new account is refused with
-    // 158 and the reason, at build and at execute.
+    // This sponsor does not pay for deployments (the default): a new account is refused with
+    // 158 and the reason.
     let (newcomer, deployment) = new_account(0x0de9_0000);
     let (c, data) = refusal(
         fx.client()
@@ -170,7 +216,7 @@ async fn a_user_without_strk_submits_a_job_and_the_sponsor_pays_exactly_the_char
     );
     assert_eq!(c, code(PaymasterError::InvalidDeploymentData), "{data}");
     assert!(
-        data.contains("does not sponsor account deployments"),
+        data.contains("does not pay for account deployments"),
         "{data}"
     );
 }
@@ -915,6 +961,13 @@ async fn a_new_account_is_deployed_with_its_first_calls_and_the_sponsor_pays_exa
     let (user, deployment) = new_account(0x0de9_0001);
     let recipient = fx.s.net.address(Actor::Verifier);
     assert_eq!(fx.class_at(user.address).await, None, "not deployed yet");
+    // Some STRK at the address, which the sponsored deployment must leave alone.
+    let user_strk = 1_000_000_000_000_000u128;
+    fx.s.net
+        .devnet
+        .mint_strk(user.address, user_strk)
+        .await
+        .unwrap();
     // Tokens sent to the address before the account exists (how a new user is paid).
     let admin = fx.s.net.account(Actor::Admin);
     send(
@@ -971,7 +1024,7 @@ async fn a_new_account_is_deployed_with_its_first_calls_and_the_sponsor_pays_exa
     );
     assert_eq!(
         fx.balance(STRK, user.address).await,
-        0,
+        user_strk,
         "the user paid no gas"
     );
     // The sponsor paid exactly the charge, which covers the deployment too.
@@ -1072,9 +1125,26 @@ async fn deployments_that_would_drain_are_refused_and_default_mode_deploys_at_th
     );
     assert_eq!(c, bad_deployment, "{data}");
     assert!(data.contains("not one this paymaster supports"), "{data}");
-    // 2. An address the class, salt and calldata do not give (someone else's account).
+    // 2. An address the class, salt and calldata do not give.
+    let elsewhere = Felt::from(0xe15e_0001_u64);
+    let (c, data) = refusal(
+        client
+            .build_transaction(&deploy_build_params(
+                elsewhere,
+                &calls,
+                &ciro_api::snip29::DeploymentData {
+                    address: elsewhere,
+                    ..deployment.clone()
+                },
+                sponsored(),
+            ))
+            .await,
+    );
+    assert_eq!(c, bad_deployment, "{data}");
+    assert!(data.contains("give the address"), "{data}");
+    // ... nor a deployment of one address with the calls of another.
     let (c, data) = build(ciro_api::snip29::DeploymentData {
-        address: fx.users[0].address,
+        address: elsewhere,
         ..deployment.clone()
     })
     .await;
@@ -1112,7 +1182,7 @@ async fn deployments_that_would_drain_are_refused_and_default_mode_deploys_at_th
     );
     assert_eq!(c, code(PaymasterError::InvalidSignature), "{data}");
     // 6. Calls outside the policy still are, with a deployment.
-    let (c, _) = refusal(
+    let (c, data) = refusal(
         client
             .build_transaction(&deploy_build_params(
                 user.address,
@@ -1127,6 +1197,14 @@ async fn deployments_that_would_drain_are_refused_and_default_mode_deploys_at_th
             .await,
     );
     assert_eq!(c, code(PaymasterError::UnknownError));
+    assert!(data.contains("call not allowed"), "{data}");
+    // 7. `sigdata` this class does not use (it would be dropped, not checked).
+    let (c, data) = build(ciro_api::snip29::DeploymentData {
+        sigdata: Some(vec![Felt::ONE]),
+        ..deployment.clone()
+    })
+    .await;
+    assert_eq!(c, bad_deployment, "{data}");
     assert_eq!(
         fx.class_at(user.address).await,
         None,

@@ -82,7 +82,7 @@ pub struct Options {
     pub limits: Limits,
     /// Policy rate limit: transactions per user per hour.
     pub policy_rate: u32,
-    /// Whether sponsored mode deploys new accounts.
+    /// Whether the key's sponsor also pays for new accounts.
     pub sponsor_deployments: bool,
 }
 
@@ -229,9 +229,15 @@ impl Fx {
             "127.0.0.1:0".parse::<SocketAddr>()?,
             sources,
         );
-        config.api_keys = HashMap::from([(KEY.to_owned(), Sponsorship { sponsor, policy_id })]);
+        config.api_keys = HashMap::from([(
+            KEY.to_owned(),
+            Sponsorship {
+                sponsor,
+                policy_id,
+                deployments: options.sponsor_deployments,
+            },
+        )]);
         config.limits = options.limits;
-        config.sponsor_deployments = options.sponsor_deployments;
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(run_with(config.clone(), shutdown.clone(), Some(tx)));

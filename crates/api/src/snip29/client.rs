@@ -16,8 +16,9 @@ use super::jsonrpc::{Id, Outcome, Request, Response};
 use super::methods;
 use super::types::{
     BuildTransactionParams, BuildTransactionResult, ExecuteTransactionParams,
-    ExecuteTransactionResult, TokenData,
+    ExecuteTransactionResult, TokenData, TrackingIdParams, TrackingIdResult,
 };
+use crate::wire::Felt;
 
 /// The header carrying the API key that selects a sponsor.
 pub const API_KEY_HEADER: &str = "x-paymaster-api-key";
@@ -155,6 +156,18 @@ impl PaymasterClient {
         params: &ExecuteTransactionParams,
     ) -> Result<ExecuteTransactionResult, PaymasterClientError> {
         self.call(methods::EXECUTE_TRANSACTION, Some(params)).await
+    }
+
+    /// `paymaster_trackingIdToLatestHash`.
+    pub async fn tracking_id_to_latest_hash(
+        &self,
+        tracking_id: Felt,
+    ) -> Result<TrackingIdResult, PaymasterClientError> {
+        self.call(
+            methods::TRACKING_ID_TO_LATEST_HASH,
+            Some(&TrackingIdParams { tracking_id }),
+        )
+        .await
     }
 
     async fn call<P: Serialize, R: DeserializeOwned>(

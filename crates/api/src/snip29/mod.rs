@@ -26,11 +26,15 @@ pub mod methods {
     /// Execute the signed typed data: `ExecuteTransactionParams` →
     /// `ExecuteTransactionResult`.
     pub const EXECUTE_TRANSACTION: &str = "paymaster_executeTransaction";
-    /// Every method starknet.js calls.
-    pub const ALL: [&str; 4] = [
+    /// Where an execution is now: `TrackingIdParams` → `TrackingIdResult` (SNIP-29; starknet.js
+    /// does not call it, starknet.go and others do).
+    pub const TRACKING_ID_TO_LATEST_HASH: &str = "paymaster_trackingIdToLatestHash";
+    /// Every method served: the four starknet.js calls, and the tracking lookup.
+    pub const ALL: [&str; 5] = [
         IS_AVAILABLE,
         GET_SUPPORTED_TOKENS,
         BUILD_TRANSACTION,
         EXECUTE_TRANSACTION,
+        TRACKING_ID_TO_LATEST_HASH,
     ];
 }

@@ -1,4 +1,4 @@
-//! Params and results of the four SNIP-29 methods starknet.js calls, with field names and
+//! Params and results of the four SNIP-29 methods starknet.js calls (and of `paymaster_trackingIdToLatestHash`), with field names and
 //! casing exactly as it sends and expects them (`../shared/SNIP29.md`, sections 1 and 2).
 //!
 //! Felts and amounts are written as minimal `0x`-hex strings and read leniently (hex, decimal,
@@ -332,4 +332,36 @@ pub struct ExecuteTransactionResult {
     /// Its tracking id (`0x0` when the server does not track).
     #[serde_as(as = "FeltHex")]
     pub tracking_id: Felt,
+}
+
+/// Params of `paymaster_trackingIdToLatestHash`.
+#[serde_as]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingIdParams {
+    /// The id `paymaster_executeTransaction` returned.
+    #[serde_as(as = "FeltHex")]
+    pub tracking_id: Felt,
+}
+
+/// Where a tracked execution's transaction is (SNIP-29 `TRACKING_ID_STATUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingStatus {
+    /// Sent, no receipt yet.
+    Active,
+    /// In a block (succeeded or reverted: its receipt says which).
+    Accepted,
+    /// Not in a block, and it can no longer be: its execution's window is over.
+    Dropped,
+}
+
+/// Result of `paymaster_trackingIdToLatestHash`.
+#[serde_as]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingIdResult {
+    /// The latest transaction sent for the execution.
+    #[serde_as(as = "FeltHex")]
+    pub transaction_hash: Felt,
+    /// Where it is.
+    pub status: TrackingStatus,
 }
