@@ -39,7 +39,6 @@ use ciro_service::{
 };
 use url::Url;
 
-pub mod limits;
 pub mod metrics;
 pub mod pool;
 pub mod relayer;

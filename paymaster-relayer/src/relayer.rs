@@ -37,8 +37,8 @@ use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider, ProviderError};
 use ciro_chain::tx::call as view;
 use ciro_chain::ChainError;
+use ciro_service::RateLimiter;
 
-use crate::limits::RateLimiter;
 use crate::metrics::RelayerMetrics;
 use crate::pool::Pool;
 
@@ -404,9 +404,9 @@ impl Relayer {
             in_flight: Arc::default(),
             tracked: Arc::default(),
             clock: Arc::default(),
-            builds: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
-            users: RateLimiter::new(limits.per_user_per_minute, limits.per_user_per_minute),
-            ips: RateLimiter::new(limits.per_ip_per_minute, limits.per_ip_per_minute),
+            builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
+            users: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
+            ips: RateLimiter::per_minute(limits.per_ip_per_minute, limits.per_ip_per_minute),
             provider,
             chain_id,
             paymaster,

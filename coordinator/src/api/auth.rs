@@ -5,7 +5,6 @@
 //! request costs no chain call before it is refused.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -179,59 +178,4 @@ impl Verifier {
 
 fn auth_error(error: AuthError) -> ApiError {
     ApiError::new(error.code(), error.to_string())
-}
-
-/// A token bucket per client address: `rate` requests a second, bursts of `burst`.
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    /// A limiter of `rate` requests per second with bursts of `burst`.
-    pub fn new(rate: u32, burst: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether `client` may make a request now (takes a token if so).
-    pub fn allow(&self, client: IpAddr) -> bool {
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() > 100_000 {
-            let burst_time = self.burst / self.rate.max(1e-9);
-            buckets.retain(|_, (_, at)| now.duration_since(*at).as_secs_f64() < burst_time);
-        }
-        let (tokens, at) = buckets.entry(client).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_the_rate() {
-        let limiter = RateLimiter::new(1, 3);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        assert!((0..3).all(|_| limiter.allow(a)));
-        assert!(!limiter.allow(a), "the burst is spent");
-        assert!(limiter.allow(b), "another client has its own bucket");
-    }
 }

@@ -11,7 +11,7 @@ pub mod dashboard;
 pub mod openapi;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,8 @@ use crate::matcher::{self, Candidate};
 use crate::records::{BlobRow, EventScope, JobEventRow, JobFilter, LivenessRow, OutputRow};
 use crate::store::{JobRow, ModelRow, Store, WorkerRow};
 
-pub use auth::{RateLimiter, Verifier};
+pub use auth::Verifier;
+pub use ciro_service::RateLimiter;
 
 /// The API's limits and timings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +140,7 @@ struct Inner {
     store: Store,
     blobs: Arc<dyn BlobStore>,
     verifier: Verifier,
-    limiter: RateLimiter,
+    limiter: RateLimiter<IpAddr>,
     config: ApiConfig,
     index: Arc<IndexerStatus>,
     shutdown: CancellationToken,
@@ -178,7 +179,7 @@ impl Api {
         index: Arc<IndexerStatus>,
         shutdown: CancellationToken,
     ) -> Self {
-        let limiter = RateLimiter::new(config.rate_per_sec, config.rate_burst);
+        let limiter = RateLimiter::per_second(f64::from(config.rate_per_sec), config.rate_burst);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -360,7 +361,7 @@ async fn rate_limit(State(api): State<Api>, request: Request, next: Next) -> Res
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
     if let Some(client) = client {
-        if !api.inner.limiter.allow(client) {
+        if !api.inner.limiter.allow(&client) {
             return ApiError::new(
                 ErrorCode::RateLimited,
                 format!(

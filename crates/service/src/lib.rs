@@ -30,6 +30,7 @@
 pub mod chain;
 pub mod entry;
 pub mod http;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod ready;
@@ -43,6 +44,7 @@ mod test_env;
 pub use chain::{AccountArgs, ChainArgs, ChainConfig};
 pub use entry::{exit_code, run_main, run_service};
 pub use http::{router, serve, ServeArgs, Server};
+pub use limits::RateLimiter;
 pub use log::{init_tracing, LogArgs, LogConfig, LogFormat};
 pub use metrics::Metrics;
 pub use ready::{CheckStatus, Readiness, ReadinessCheck, ReadinessReport, RpcCheck};
