@@ -372,6 +372,21 @@ enum TrackedState {
     Unknown,
 }
 
+/// The user's account: already there (its class), or one to deploy first.
+enum UserAccount {
+    There(Felt),
+    New(Box<Deployment>),
+}
+
+impl UserAccount {
+    fn deployment(&self) -> Option<&Deployment> {
+        match self {
+            Self::There(_) => None,
+            Self::New(deploy) => Some(deploy),
+        }
+    }
+}
+
 /// A new account the relayer deploys in the same transaction, before the user's calls.
 struct Deployment {
     /// The Universal Deployer call (from zero), first in the relayer's multicall.
@@ -476,7 +491,7 @@ impl Relayer {
 
     /// Checks that `user` is an account of a supported class (155 otherwise; 150 when no
     /// contract is there).
-    async fn check_account(&self, user: Felt) -> RpcResult<()> {
+    async fn check_account(&self, user: Felt) -> RpcResult<Felt> {
         let class = self
             .provider
             .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
@@ -486,7 +501,7 @@ impl Relayer {
                 _ => ErrorObject::paymaster(PaymasterError::InvalidAddress),
             })?;
         if self.account_classes.contains(&class) {
-            Ok(())
+            Ok(class)
         } else {
             self.metrics.refused("account_class");
             Err(ErrorObject {
@@ -506,10 +521,9 @@ impl Relayer {
         user: Felt,
         deployment: Option<&DeploymentData>,
         sponsorship: Option<Sponsorship>,
-    ) -> RpcResult<Option<Deployment>> {
+    ) -> RpcResult<UserAccount> {
         let Some(data) = deployment else {
-            self.check_account(user).await?;
-            return Ok(None);
+            return Ok(UserAccount::There(self.check_account(user).await?));
         };
         let there = self
             .provider
@@ -517,10 +531,7 @@ impl Relayer {
             .await;
         match there {
             // Already deployed: the calls alone, as for any account.
-            Ok(_) => {
-                self.check_account(user).await?;
-                return Ok(None);
-            }
+            Ok(_) => return Ok(UserAccount::There(self.check_account(user).await?)),
             Err(ProviderError::StarknetError(StarknetError::ContractNotFound)) => {}
             Err(error) => return Err(chain_error(error.into())),
         }
@@ -589,7 +600,7 @@ impl Relayer {
             Felt::ONE,
             public_key,
         ];
-        Ok(Some(Deployment {
+        Ok(UserAccount::New(Box::new(Deployment {
             call: Call {
                 to: UdcSelector::New.address(),
                 selector: selector!("deployContract"),
@@ -597,7 +608,7 @@ impl Relayer {
             },
             public_key,
             data: data.clone(),
-        }))
+        })))
     }
 
     /// Claims `user`'s slot; refuses while an earlier execution has not landed (looked up
@@ -907,9 +918,10 @@ impl Relayer {
             FeeMode::Sponsored { .. } => Some(self.sponsorship(api_key)?),
             FeeMode::Default { .. } => None,
         };
-        let deploy = self
+        let account = self
             .check_user(user, deployment.as_ref(), sponsorship)
             .await?;
+        let deploy = account.deployment();
         let fee_mode = match params.parameters.fee_mode() {
             FeeMode::Sponsored { .. } => FeeMode::Sponsored { tip: None },
             FeeMode::Default { gas_token, .. } => FeeMode::Default {
@@ -931,7 +943,7 @@ impl Relayer {
                     .filter(|fee| deploy.is_none() && self.charge_for(*fee) <= max_charge);
                 let fee = match cached {
                     Some(fee) => fee,
-                    None => self.estimate_as_user(user, &calls, deploy.as_ref()).await?,
+                    None => self.estimate_as_user(user, &calls, deploy).await?,
                 };
                 let strk = self.gas_token(STRK).unwrap_or(GasToken {
                     address: STRK,
@@ -962,7 +974,7 @@ impl Relayer {
                 let token = self.gas_token(*gas_token)?;
                 let mut probe = calls.clone();
                 probe.push(self.fee_transfer(token.address, 1));
-                let fee = self.estimate_as_user(user, &probe, deploy.as_ref()).await?;
+                let fee = self.estimate_as_user(user, &probe, deploy).await?;
                 let suggested = scale(fee, self.limits.quote_margin);
                 let amount = token.from_fri(suggested);
                 let balance =
@@ -1100,18 +1112,18 @@ impl Relayer {
                 None
             }
         };
-        let deploy = self
+        let account = self
             .check_user(user, deployment.as_ref(), sponsorship)
             .await?;
         let message_hash = execution.message_hash(user, self.chain_id);
-        match &deploy {
-            None => {
-                self.check_signature(user, message_hash, &invoke.signature)
+        match &account {
+            UserAccount::There(class) => {
+                self.check_signature(user, *class, message_hash, &invoke.signature)
                     .await?
             }
             // No account to ask yet: checked off chain against the constructor's key (and
             // again by the simulation, in which the new account checks it itself).
-            Some(deploy) => {
+            UserAccount::New(deploy) => {
                 self.check_new_account_signature(deploy, message_hash, &invoke.signature)?
             }
         }
@@ -1127,7 +1139,7 @@ impl Relayer {
                 sponsorship,
                 &fee_mode,
                 claim,
-                deploy.as_ref(),
+                account.deployment(),
             )
             .await
         {
@@ -1171,9 +1183,20 @@ impl Relayer {
         hash: Felt,
         signature: &[Felt],
     ) -> RpcResult<()> {
+        self.check_stark_signature(deploy.public_key, hash, signature)
+    }
+
+    /// A `[r, s]` Stark ECDSA signature of `hash` by `public_key` (153 otherwise).
+    fn check_stark_signature(
+        &self,
+        public_key: Felt,
+        hash: Felt,
+        signature: &[Felt],
+    ) -> RpcResult<()> {
         let valid = match signature {
-            [r, s] => ecdsa_verify(&deploy.public_key, &hash, &Signature { r: *r, s: *s })
-                .unwrap_or(false),
+            [r, s] => {
+                ecdsa_verify(&public_key, &hash, &Signature { r: *r, s: *s }).unwrap_or(false)
+            }
             _ => false,
         };
         if valid {
@@ -1184,7 +1207,34 @@ impl Relayer {
         }
     }
 
-    async fn check_signature(&self, user: Felt, hash: Felt, signature: &[Felt]) -> RpcResult<()> {
+    /// The signature of an existing account: off chain against its public key for
+    /// OpenZeppelin's account (one storage read instead of an ECDSA run by the node), through
+    /// the account's own `is_valid_signature` for any other class.
+    async fn check_signature(
+        &self,
+        user: Felt,
+        class: Felt,
+        hash: Felt,
+        signature: &[Felt],
+    ) -> RpcResult<()> {
+        if class == crate::OPENZEPPELIN_ACCOUNT_1_0 {
+            let key = self
+                .provider
+                .call(
+                    FunctionCall {
+                        contract_address: user,
+                        entry_point_selector: selector!("get_public_key"),
+                        calldata: vec![],
+                    },
+                    BlockId::Tag(BlockTag::PreConfirmed),
+                )
+                .await
+                .map_err(|e| chain_error(e.into()))?;
+            let Some(key) = key.first() else {
+                return Err(unknown("the account returned no public key"));
+            };
+            return self.check_stark_signature(*key, hash, signature);
+        }
         let mut calldata = vec![hash, Felt::from(signature.len())];
         calldata.extend(signature);
         let answer = self
