@@ -119,6 +119,7 @@ impl Config {
 /// `"deployments": true` in an entry whose sponsor also pays for new accounts.
 pub fn read_api_keys(path: &Path) -> Result<HashMap<String, Sponsorship>> {
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Entry {
         sponsor: String,
         policy: u64,
@@ -555,4 +556,58 @@ pub async fn status(config: &Config) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_policy_pays_for_deployments_only_when_it_says_so() {
+        let plain = parse_sponsorship("0xabc:3").unwrap();
+        assert_eq!(
+            (plain.sponsor, plain.policy_id, plain.deployments),
+            (Felt::from(0xabc_u32), 3, false)
+        );
+        assert!(
+            parse_sponsorship("0xabc:3:deployments")
+                .unwrap()
+                .deployments
+        );
+        for bad in [
+            "0xabc",
+            "0xabc:3:deploy",
+            "0xabc:3:deployments:x",
+            "0xabc:x",
+            "0xabc:3:",
+        ] {
+            assert!(parse_sponsorship(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_api_key_file_says_which_sponsors_pay_for_deployments_and_refuses_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(
+            &path,
+            r#"{"key-of-sixteen-chars-1": {"sponsor": "0x1", "policy": 1},
+                "key-of-sixteen-chars-2": {"sponsor": "0x2", "policy": 2, "deployments": true}}"#,
+        )
+        .unwrap();
+        let keys = read_api_keys(&path).unwrap();
+        assert!(!keys["key-of-sixteen-chars-1"].deployments);
+        assert!(keys["key-of-sixteen-chars-2"].deployments);
+        // A misspelt field is an error, not a setting silently left off.
+        std::fs::write(
+            &path,
+            r#"{"key-of-sixteen-chars-1": {"sponsor": "0x1", "policy": 1, "deployment": true}}"#,
+        )
+        .unwrap();
+        let error = format!("{:#}", read_api_keys(&path).unwrap_err());
+        assert!(error.contains("deployment"), "{error}");
+        // A short key is refused.
+        std::fs::write(&path, r#"{"short": {"sponsor": "0x1", "policy": 1}}"#).unwrap();
+        assert!(read_api_keys(&path).is_err());
+    }
 }

@@ -163,6 +163,8 @@ pub struct Relayer {
     in_flight: Slots,
     /// Executions sent, by tracking id (`paymaster_trackingIdToLatestHash`).
     tracked: Arc<Mutex<HashMap<Felt, Tracked>>>,
+    /// The size at which `tracked` is next swept.
+    tracked_sweep_at: Mutex<usize>,
     pub(crate) ips: RateLimiter<IpAddr>,
     /// (user, outside-execution nonce) submitted, until their validity ends.
     submitted: Mutex<HashMap<(Felt, Felt), u64>>,
@@ -352,6 +354,35 @@ fn execute_calldata(calls: &[Call]) -> Vec<Felt> {
 
 /// How long a tracking id is answered past its execution's window (seconds).
 const TRACKED_SECS: u64 = 86_400;
+/// How long past an execution's window a transaction with no receipt is said to be dropped: a
+/// block's timestamp is fixed when it opens, so one stamped inside the window may still take
+/// the transaction a little after the window closed.
+const DROPPED_AFTER_SECS: u64 = 120;
+
+/// What a receipt lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Not looked up: the state says enough.
+    NotAsked,
+    Found,
+    /// The node knows no such transaction.
+    NotFound,
+}
+
+/// Where a tracked execution is, from what the receipt watch saw and a fresh lookup: active
+/// until its receipt; accepted once in a block (succeeded or reverted); dropped only when the
+/// node knows no such transaction and the window closed long enough ago that none can come.
+fn tracking_status(entry: Tracked, receipt: Lookup, now: u64) -> TrackingStatus {
+    match (entry.state, receipt) {
+        (TrackedState::Landed, _) | (_, Lookup::Found) => TrackingStatus::Accepted,
+        (TrackedState::Unknown, Lookup::NotFound)
+            if now > entry.execute_before.saturating_add(DROPPED_AFTER_SECS) =>
+        {
+            TrackingStatus::Dropped
+        }
+        _ => TrackingStatus::Active,
+    }
+}
 
 /// An execution sent, as `paymaster_trackingIdToLatestHash` reports it.
 #[derive(Debug, Clone, Copy)]
@@ -418,6 +449,7 @@ impl Relayer {
             account_classes,
             in_flight: Arc::default(),
             tracked: Arc::default(),
+            tracked_sweep_at: Mutex::new(10_000),
             clock: Arc::default(),
             builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
@@ -1542,8 +1574,15 @@ impl Relayer {
     fn track(&self, tracking_id: Felt, tx_hash: Felt, execute_before: u64) {
         let now = self.clock.now();
         let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        if tracked.len() >= 10_000 {
+        // Swept when it has doubled since the last sweep: amortized O(1) a send, whatever
+        // stays.
+        let mut sweep_at = self
+            .tracked_sweep_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if tracked.len() >= *sweep_at {
             tracked.retain(|_, t| t.execute_before.saturating_add(TRACKED_SECS) > now);
+            *sweep_at = (tracked.len() * 2).max(10_000);
         }
         tracked.insert(
             tracking_id,
@@ -1577,18 +1616,31 @@ impl Relayer {
                 ),
                 ..ErrorObject::paymaster(PaymasterError::InvalidId)
             })?;
-        let status = match entry.state {
-            TrackedState::Landed => TrackingStatus::Accepted,
-            TrackedState::Sent => TrackingStatus::Active,
-            // The receipt was not seen: look once more before saying anything final.
+        let receipt = match entry.state {
             TrackedState::Unknown => {
+                // The receipt was not seen while it was awaited: look once more.
                 match self.provider.get_transaction_receipt(entry.tx_hash).await {
-                    Ok(_) => TrackingStatus::Accepted,
-                    Err(_) if self.clock.now() > entry.execute_before => TrackingStatus::Dropped,
-                    Err(_) => TrackingStatus::Active,
+                    Ok(_) => Lookup::Found,
+                    Err(ProviderError::StarknetError(StarknetError::TransactionHashNotFound)) => {
+                        Lookup::NotFound
+                    }
+                    // Anything else says nothing about the transaction.
+                    Err(error) => return Err(chain_error(error.into())),
                 }
             }
+            _ => Lookup::NotAsked,
         };
+        if receipt == Lookup::Found {
+            if let Some(tracked) = self
+                .tracked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&params.tracking_id)
+            {
+                tracked.state = TrackedState::Landed;
+            }
+        }
+        let status = tracking_status(entry, receipt, self.clock.now());
         Ok(TrackingIdResult {
             transaction_hash: entry.tx_hash,
             status,
@@ -1737,6 +1789,43 @@ mod tests {
         slots.lock().unwrap().clear();
         claim(&slots).hold(2_000);
         assert_eq!(slots.lock().unwrap().get(&user), Some(&Slot::Held(2_000)));
+    }
+
+    #[test]
+    fn a_tracked_execution_is_dropped_only_when_no_transaction_can_come() {
+        let entry = |state| Tracked {
+            tx_hash: Felt::ONE,
+            state,
+            execute_before: 1_000,
+        };
+        use TrackedState::*;
+        let late = 1_000 + DROPPED_AFTER_SECS + 1;
+        assert_eq!(
+            tracking_status(entry(Sent), Lookup::NotAsked, late),
+            TrackingStatus::Active
+        );
+        assert_eq!(
+            tracking_status(entry(Landed), Lookup::NotAsked, 0),
+            TrackingStatus::Accepted
+        );
+        assert_eq!(
+            tracking_status(entry(Unknown), Lookup::Found, late),
+            TrackingStatus::Accepted
+        );
+        // No receipt: active inside the window and just after it, dropped only past the
+        // margin.
+        assert_eq!(
+            tracking_status(entry(Unknown), Lookup::NotFound, 999),
+            TrackingStatus::Active
+        );
+        assert_eq!(
+            tracking_status(entry(Unknown), Lookup::NotFound, 1_001),
+            TrackingStatus::Active
+        );
+        assert_eq!(
+            tracking_status(entry(Unknown), Lookup::NotFound, late),
+            TrackingStatus::Dropped
+        );
     }
 
     #[test]

@@ -87,16 +87,6 @@ fn params<P: DeserializeOwned>(params: Option<Value>) -> Result<P, ErrorObject> 
         .map_err(|e| ErrorObject::protocol(codes::INVALID_PARAMS, format!("invalid params: {e}")))
 }
 
-/// JSON-RPC params given by position, as the object of `names` they stand for.
-fn by_name(params: Option<Value>, names: &[&str]) -> Option<Value> {
-    match params {
-        Some(Value::Array(values)) if values.len() == names.len() => Some(Value::Object(
-            names.iter().map(|n| n.to_string()).zip(values).collect(),
-        )),
-        other => other,
-    }
-}
-
 fn to_value<T: serde::Serialize>(value: T) -> Result<Value, ErrorObject> {
     serde_json::to_value(value).map_err(|e| {
         tracing::error!("serializing a result: {e}");
@@ -170,16 +160,15 @@ async fn handle(
             Ok(p) => relayer.execute(p, api_key).await.and_then(to_value),
             Err(e) => Err(e),
         },
-        // By name (`{"tracking_id": …}`) or by position (`[…]`, as starknet.go sends it).
-        methods::TRACKING_ID_TO_LATEST_HASH => {
-            match params(by_name(request.params, &["tracking_id"])) {
-                Ok(p) => relayer
-                    .tracking_id_to_latest_hash(p)
-                    .await
-                    .and_then(to_value),
-                Err(e) => Err(e),
-            }
-        }
+        // By name (`{"tracking_id": …}`) or by position (`[…]`, as starknet.go sends it):
+        // serde reads a struct from either.
+        methods::TRACKING_ID_TO_LATEST_HASH => match params(request.params) {
+            Ok(p) => relayer
+                .tracking_id_to_latest_hash(p)
+                .await
+                .and_then(to_value),
+            Err(e) => Err(e),
+        },
         _ => Err(ErrorObject::protocol(
             codes::METHOD_NOT_FOUND,
             format!(

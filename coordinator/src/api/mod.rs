@@ -59,7 +59,7 @@ pub struct ApiConfig {
     pub heartbeat_interval_secs: u64,
     /// A worker without a heartbeat for this long is not live (seconds).
     pub stale_after_secs: u64,
-    /// Requests per second per client address.
+    /// Requests per second per client address (0: no limit).
     pub rate_per_sec: u32,
     /// Burst of requests per client address.
     pub rate_burst: u32,

@@ -7,7 +7,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// The map is swept for idle keys when it grows past this many.
+/// The map is first swept for idle keys when it grows to this many, then each time it has
+/// doubled since the last sweep (amortized O(1) a request, however many keys stay).
 const SWEEP_AT: usize = 10_000;
 
 /// A rate limiter over keys of type `K`.
@@ -15,7 +16,15 @@ const SWEEP_AT: usize = 10_000;
 pub struct RateLimiter<K> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+#[derive(Debug)]
+struct Buckets<K> {
+    /// Tokens left and when they were counted, per key.
+    by_key: HashMap<K, (f64, Instant)>,
+    /// The size at which the map is next swept.
+    sweep_at: usize,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
@@ -25,7 +34,10 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         Self {
             per_second: per_second.max(0.0),
             burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
         }
     }
 
@@ -44,13 +56,19 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() >= SWEEP_AT {
+        if buckets.by_key.len() >= buckets.sweep_at {
             // A key idle for as long as its bucket takes to fill up again is forgotten: it
             // would start full anyway, so forgetting it gives it nothing.
             let refill_secs = self.burst / self.per_second;
-            buckets.retain(|_, (_, last)| now.duration_since(*last).as_secs_f64() < refill_secs);
+            buckets
+                .by_key
+                .retain(|_, (_, last)| now.duration_since(*last).as_secs_f64() < refill_secs);
+            buckets.sweep_at = (buckets.by_key.len() * 2).max(SWEEP_AT);
         }
-        let (tokens, last) = buckets.entry(key.clone()).or_insert((self.burst, now));
+        let (tokens, last) = buckets
+            .by_key
+            .entry(key.clone())
+            .or_insert((self.burst, now));
         *tokens =
             (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
         *last = now;
@@ -67,6 +85,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         self.buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .by_key
             .len()
     }
 
@@ -111,5 +130,21 @@ mod tests {
         }
         assert_eq!(limiter.len(), SWEEP_AT);
         assert!(!limiter.allow(&0), "kept through the sweep, still spent");
+        // Nothing could be forgotten: every key is still there.
+        assert!(limiter.allow(&u32::MAX));
+        assert_eq!(limiter.len(), SWEEP_AT + 1);
+    }
+
+    #[test]
+    fn the_sweep_forgets_keys_whose_bucket_is_full_again() {
+        // A billion a second, burst 1: every bucket is full again a nanosecond later, so the
+        // sweep at SWEEP_AT keys forgets them all but the one asking.
+        let limiter = RateLimiter::per_second(1e9, 1);
+        for key in 0..SWEEP_AT as u32 {
+            assert!(limiter.allow(&key));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        assert!(limiter.allow(&u32::MAX));
+        assert_eq!(limiter.len(), 1);
     }
 }
