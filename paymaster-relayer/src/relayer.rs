@@ -1141,6 +1141,19 @@ impl Relayer {
                 if paid == 0 {
                     return Err(ErrorObject::paymaster(PaymasterError::MaxAmountTooLow));
                 }
+                // One storage read before a relayer account is leased for a simulation: a
+                // user who cannot pay the fee it signed (a fresh key is a fresh user, with its
+                // own rate limit) does not get to hold the account it named as Caller.
+                let balance =
+                    ciro_chain::clients::balance_of(self.provider.as_ref(), token.address, user)
+                        .await
+                        .map_err(chain_error)?;
+                if to_u128(balance) < paid {
+                    self.metrics.refused("balance");
+                    return Err(execution_error(format!(
+                        "the user's balance of the gas token is below the fee it signed ({paid})"
+                    )));
+                }
                 None
             }
         };

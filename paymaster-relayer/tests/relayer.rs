@@ -291,6 +291,39 @@ async fn default_mode_pays_the_quoted_fee_in_the_payment_token_and_no_sponsor_pa
             .await,
     );
     assert_eq!(code_, code(PaymasterError::TokenNotSupported));
+
+    // A fee signed, then the tokens moved away before execute: refused before any relayer
+    // account is leased or anything simulated, and nobody pays.
+    let (_, params) = build_and_sign(
+        &fx.anonymous(),
+        user,
+        &[fx.transfer(recipient, 1)],
+        default_mode(fx.s.token),
+        fx.chain_id,
+    )
+    .await
+    .unwrap();
+    fx.s.net
+        .devnet
+        .mint_strk(user.address, RELAYER_STRK)
+        .await
+        .unwrap();
+    let left = fx.balance(fx.s.token, user.address).await;
+    send(
+        &fx.s.net.provider,
+        ciro_chain::bindings::test_token::TestToken::new(
+            fx.s.token,
+            &account_of(&fx.s, user.address, &user.key),
+        )
+        .transfer(&ContractAddress(recipient), &u256(left)),
+    )
+    .await
+    .unwrap();
+    let before = fx.funds().await;
+    let (c, data) = refusal(fx.anonymous().execute_transaction(&params).await);
+    assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
+    assert!(data.contains("below the fee it signed"), "{data}");
+    assert_eq!(fx.funds().await, before);
 }
 
 /// A signed outside execution the test builds itself (what an attacker can send without the
