@@ -1018,7 +1018,7 @@ impl Agent {
     /// over on the chain's clock.
     async fn activate_if_warm(&self) -> Result<Warmup> {
         let (warming, unlock_time) = self.warming().await?;
-        if warming.low == 0 && warming.high == 0 {
+        if ciro_chain::clients::is_zero(&warming) {
             return Ok(Warmup::Idle);
         }
         let now = block_timestamp(
@@ -1032,7 +1032,7 @@ impl Agent {
         let out = self.pool.activate(self.me).await?;
         let tx = format!("{:#x}", out.tx_hash);
         let (left, _) = self.warming().await?;
-        if left.low == 0 && left.high == 0 {
+        if ciro_chain::clients::is_zero(&left) {
             tracing::info!(stake = %warming.low, %tx, "the warm-up is over: the stake now earns rewards");
         } else {
             // A top-up landed first and restarted the warm-up: the next check sees it. Not

@@ -340,7 +340,7 @@ async fn run(command: Command) -> Result<()> {
                     .context("reading the pending rewards")
             };
             let pending = pending_now().await?;
-            if pending.low == 0 && pending.high == 0 {
+            if ciro_chain::clients::is_zero(&pending) {
                 println!("no rewards pending for {me:#x}");
                 return Ok(());
             }
@@ -354,7 +354,7 @@ async fn run(command: Command) -> Result<()> {
             loop {
                 if attempt > 1 {
                     let left = pending_now().await?;
-                    if left.low == 0 && left.high == 0 {
+                    if ciro_chain::clients::is_zero(&left) {
                         meanwhile();
                         return Ok(());
                     }

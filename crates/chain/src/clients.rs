@@ -24,6 +24,11 @@ pub fn u256(value: u128) -> U256 {
     }
 }
 
+/// Whether a `u256` of the bindings is zero.
+pub fn is_zero(value: &U256) -> bool {
+    value.low == 0 && value.high == 0
+}
+
 /// A `u256` of the bindings from 32 big-endian bytes (a SHA-256 digest).
 pub fn u256_from_digest(digest: &[u8; 32]) -> U256 {
     let mut high = [0u8; 16];

@@ -193,7 +193,7 @@ async fn fund_rewards(args: FundArgs) -> Result<()> {
     ];
     let outcome = a.sender.execute(calls).await?;
     let weight = call(CdcPoolReader::new(pool, &a.provider).total_weight()).await?;
-    if weight.low == 0 && weight.high == 0 {
+    if ciro_chain::clients::is_zero(&weight) {
         println!(
             "funded the workers' rewards with {} tokens; no stake is past its warm-up yet, so \
              they wait, undistributed, for the first reward (a job's protocol fee or another \
