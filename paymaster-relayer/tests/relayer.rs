@@ -1284,3 +1284,54 @@ async fn deployments_that_would_drain_are_refused_and_default_mode_deploys_at_th
     );
     assert_eq!(fx.deposit().await, before.0, "no sponsor paid");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listed_class_whose_account_cannot_vouch_for_the_signature_is_refused_before_sending() {
+    let fx = Fx::start(Options {
+        list_fake_account: true,
+        ..Options::default()
+    })
+    .await;
+    let fake = fx.fake_account.expect("the fixture deployed it");
+    let recipient = fx.s.net.address(Actor::Verifier);
+    let now = fx.s.net.now().await.unwrap();
+    let before = fx.funds().await;
+    // Not OpenZeppelin's class, so the signature goes to the account's own
+    // `is_valid_signature`, which this contract does not have: refused (153), nothing
+    // simulated, sent or paid.
+    let (typed, sig) = forged(
+        &fx,
+        &fx.users[0],
+        fx.s.paymaster,
+        vec![fx.transfer(recipient, 1)],
+        1,
+        now + 600,
+        77,
+    );
+    let (c, data) = refusal(
+        fx.client()
+            .execute_transaction(&execute_params(fake, typed, sig, sponsored()))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::InvalidSignature), "{data}");
+    assert_eq!(fx.funds().await, before, "nobody paid");
+    // The same execution signed for a real OpenZeppelin user is checked off chain and passes
+    // that check (it is refused later only if something else is wrong): the refusal above
+    // came from the class's own check, not from the signature's shape.
+    let user = &fx.users[0];
+    let (typed, sig) = forged(
+        &fx,
+        user,
+        fx.s.paymaster,
+        vec![fx.transfer(recipient, 1)],
+        1,
+        now + 600,
+        78,
+    );
+    let executed = fx
+        .client()
+        .execute_transaction(&execute_params(user.address, typed, sig, sponsored()))
+        .await
+        .unwrap();
+    landed(&fx.s, executed.transaction_hash).await;
+}

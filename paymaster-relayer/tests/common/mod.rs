@@ -67,6 +67,8 @@ pub struct Fx {
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<()>>,
     pub dir: tempfile::TempDir,
+    /// The `FakeAccount` whose class the relayer lists, if asked for.
+    pub fake_account: Option<Felt>,
 }
 
 impl Drop for Fx {
@@ -84,6 +86,10 @@ pub struct Options {
     pub policy_rate: u32,
     /// Whether the key's sponsor also pays for new accounts.
     pub sponsor_deployments: bool,
+    /// Deploy the test-only `FakeAccount` and list its class among the users' account
+    /// classes (a class that is not OpenZeppelin's: its signatures go through
+    /// `is_valid_signature`).
+    pub list_fake_account: bool,
 }
 
 impl Default for Options {
@@ -94,6 +100,7 @@ impl Default for Options {
             limits: Limits::default(),
             policy_rate: 100,
             sponsor_deployments: false,
+            list_fake_account: false,
         }
     }
 }
@@ -238,6 +245,18 @@ impl Fx {
             },
         )]);
         config.limits = options.limits;
+        let fake_account = if options.list_fake_account {
+            let fake = s.net.deploy(Actor::Attacker, "FakeAccount", vec![]).await?;
+            let class = s
+                .net
+                .provider
+                .get_class_hash_at(BlockId::Tag(BlockTag::Latest), fake)
+                .await?;
+            config.account_classes.push(class);
+            Some(fake)
+        } else {
+            None
+        };
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(run_with(config.clone(), shutdown.clone(), Some(tx)));
@@ -271,6 +290,7 @@ impl Fx {
             shutdown,
             task,
             dir,
+            fake_account,
         })
     }
 
