@@ -532,6 +532,11 @@ impl Relayer {
                 error @ ChainError::Transport(_) => chain_error(error),
                 _ => ErrorObject::paymaster(PaymasterError::InvalidAddress),
             })?;
+        self.supported_class(class)
+    }
+
+    /// `class`, if users' accounts may have it (155 otherwise).
+    fn supported_class(&self, class: Felt) -> RpcResult<Felt> {
         if self.account_classes.contains(&class) {
             Ok(class)
         } else {
@@ -563,7 +568,7 @@ impl Relayer {
             .await;
         match there {
             // Already deployed: the calls alone, as for any account.
-            Ok(_) => return Ok(UserAccount::There(self.check_account(user).await?)),
+            Ok(class) => return Ok(UserAccount::There(self.supported_class(class)?)),
             Err(ProviderError::StarknetError(StarknetError::ContractNotFound)) => {}
             Err(error) => return Err(chain_error(error.into())),
         }
@@ -963,7 +968,7 @@ impl Relayer {
         };
         let (caller, fee) = match &fee_mode {
             FeeMode::Sponsored { .. } => {
-                let sponsorship = self.sponsorship(api_key)?;
+                let sponsorship = sponsorship.ok_or_else(|| unknown("no sponsorship"))?;
                 let policy = self
                     .check_sponsorship(sponsorship, user, &calls, true)
                     .await?;
@@ -1169,7 +1174,7 @@ impl Relayer {
             // No account to ask yet: checked off chain against the constructor's key (and
             // again by the simulation, in which the new account checks it itself).
             UserAccount::New(deploy) => {
-                self.check_new_account_signature(deploy, message_hash, &invoke.signature)?
+                self.check_stark_signature(deploy.public_key, message_hash, &invoke.signature)?
             }
         }
         self.rate_limit(self.users.allow(&user))?;
@@ -1218,17 +1223,6 @@ impl Relayer {
                 "the last call is not the fee transfer to this paymaster's recipient in the gas token",
             )),
         }
-    }
-
-    /// The signature of an account not deployed yet, against the public key its constructor
-    /// will get, for a class whose scheme is known (OpenZeppelin's: `[r, s]`, Stark ECDSA).
-    fn check_new_account_signature(
-        &self,
-        deploy: &Deployment,
-        hash: Felt,
-        signature: &[Felt],
-    ) -> RpcResult<()> {
-        self.check_stark_signature(deploy.public_key, hash, signature)
     }
 
     /// A `[r, s]` Stark ECDSA signature of `hash` by `public_key` (153 otherwise).
