@@ -21,7 +21,7 @@ use ciro_api::snip29::{
 use ciro_chain::bindings::paymaster::{Paymaster, PaymasterReader, Policy};
 use ciro_chain::bindings::src9_account::Src9Account;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256 as CairoU256};
-use ciro_chain::sender::GasBounds;
+use ciro_chain::sender::{GasBounds, RetryPolicy};
 use ciro_chain::snip9::OutsideExecution;
 use ciro_chain::starknet::contract::UdcSelector;
 use ciro_chain::starknet::core::crypto::{ecdsa_verify, Signature};
@@ -234,6 +234,13 @@ type Slots = Arc<Mutex<HashMap<Felt, Slot>>>;
 
 /// Seconds a user's slot stays closed after one of its relayed transactions reverted.
 const REVERT_HOLD_SECS: u64 = 600;
+
+/// Retries of the receipt lookup that frees a user's slot: transport errors only, under a
+/// second in all, so a request never waits long on a node that is down.
+const RECEIPT_LOOKUP_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    first_backoff: Duration::from_millis(100),
+};
 
 fn set_slot(slots: &Mutex<HashMap<Felt, Slot>>, user: Felt, from: Slot, to: Option<Slot>) {
     let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -671,12 +678,29 @@ impl Relayer {
             }
         };
         if let Slot::Sent(tx_hash) = earlier {
-            if self.provider.get_transaction_receipt(tx_hash).await.is_ok() {
-                let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                if slots.get(&user) == Some(&Slot::Sent(tx_hash)) {
-                    slots.insert(user, Slot::Submitting);
-                    return Ok(claim());
+            // A node hiccup (a dropped keep-alive connection, a busy node) must not make a
+            // landed execution look in flight: transport errors are retried briefly.
+            let lookup = RECEIPT_LOOKUP_RETRY
+                .run(|| async {
+                    self.provider
+                        .get_transaction_receipt(tx_hash)
+                        .await
+                        .map_err(ChainError::from)
+                })
+                .await;
+            match lookup {
+                Ok(_) => {
+                    let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                    if slots.get(&user) == Some(&Slot::Sent(tx_hash)) {
+                        slots.insert(user, Slot::Submitting);
+                        return Ok(claim());
+                    }
                 }
+                Err(ChainError::Rejected(StarknetError::TransactionHashNotFound)) => {}
+                Err(error) => tracing::warn!(
+                    tx = %format!("{tx_hash:#x}"),
+                    "looking up an earlier execution's receipt: {error}"
+                ),
             }
         }
         self.metrics.refused("in_flight");
