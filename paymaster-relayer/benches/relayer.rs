@@ -2,14 +2,16 @@
 //! invokes on the same devnet, with 1, 2 and 4 relayer accounts. Each figure is 8 users
 //! sending 10 token transfers each (one after another per user, users concurrently), timed
 //! until every receipt is in. Prints each rate and its ratio to the direct invokes measured on
-//! the same devnet (target: at least 0.8), and how the rate grows with accounts.
+//! the same devnet (target: at least 0.8), and how the rate grows with accounts. The last
+//! rows send the executions in batches (`--batch-window-ms`): several users' executions in
+//! one relayer transaction.
 //!
 //! `cargo bench -p ciro-paymaster-relayer --bench relayer` (after scripts/setup.sh).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ciro_chain::starknet::accounts::{Account, ConnectedAccount};
 use ciro_chain::tx::wait_for_receipt;
@@ -18,6 +20,8 @@ use common::*;
 
 const USERS: usize = 8;
 const PER_USER: usize = 10;
+/// The batch window of the batched rows.
+const BATCH_WINDOW_MS: u64 = 25;
 
 /// Direct invokes: each user pays its own gas.
 async fn direct(fx: &Fx) -> f64 {
@@ -92,27 +96,43 @@ async fn relayed(fx: &Fx) -> f64 {
 async fn main() {
     println!("relayer benchmark: {USERS} users x {PER_USER} token transfers, until every receipt");
     let mut rows = Vec::new();
-    for accounts in [1usize, 2, 4] {
+    // (accounts, batch window): each execution alone, then batched (`--batch-window-ms`).
+    for (accounts, window_ms) in [
+        (1usize, 0u64),
+        (2, 0),
+        (4, 0),
+        (1, BATCH_WINDOW_MS),
+        (4, BATCH_WINDOW_MS),
+    ] {
         let fx = Fx::start(Options {
             relayers: accounts,
             users: USERS,
             policy_rate: 1_000,
+            limits: ciro_paymaster_relayer::Limits {
+                batch_window: Duration::from_millis(window_ms),
+                ..Default::default()
+            },
             ..Options::default()
         })
         .await;
         // Relayed first (the users have no STRK), then direct on the same devnet.
         let through = relayed(&fx).await;
         let baseline = direct(&fx).await;
+        let how = if window_ms == 0 {
+            "alone".to_owned()
+        } else {
+            format!("batched ({window_ms} ms window)")
+        };
         println!(
-            "{accounts} relayer account(s): relayed {through:.1} tx/s, direct {baseline:.1} tx/s, ratio {:.2} (target >= 0.8)",
+            "{accounts} relayer account(s), {how}: relayed {through:.1} tx/s, direct {baseline:.1} tx/s, ratio {:.2} (target >= 0.8)",
             through / baseline
         );
-        rows.push((accounts, through));
+        rows.push((accounts, how, through));
     }
-    let one = rows[0].1;
-    for (accounts, rate) in &rows {
+    let one = rows[0].2;
+    for (accounts, how, rate) in &rows {
         println!(
-            "  {accounts} account(s): {:.2}x the 1-account rate",
+            "  {accounts} account(s), {how}: {:.2}x the 1-account rate",
             rate / one
         );
     }

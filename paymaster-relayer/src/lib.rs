@@ -39,6 +39,7 @@ use ciro_service::{
 };
 use url::Url;
 
+mod batch;
 pub mod metrics;
 pub mod pool;
 pub mod relayer;

@@ -80,6 +80,13 @@ struct Cli {
     /// A default-mode quote (the fee transfer the user signs) = estimate × this.
     #[arg(long = "quote-margin", default_value_t = 2.0)]
     quote_margin: f64,
+    /// Milliseconds a sponsored execution waits for others to go out with it in one
+    /// transaction, simulated as a whole first (0: each goes alone).
+    #[arg(long = "batch-window-ms", default_value_t = 0)]
+    batch_window_ms: u64,
+    /// Most executions in one batch.
+    #[arg(long = "batch-max", default_value_t = 16)]
+    batch_max: usize,
     /// An account class users may have (repeatable; default: OpenZeppelin's account 1.0.0).
     #[arg(long = "account-class", value_name = "CLASS_HASH")]
     account_classes: Vec<Felt>,
@@ -117,6 +124,9 @@ fn config(cli: &Cli) -> Result<Config> {
     if !(1.0..=10.0).contains(&cli.charge_margin) || !(1.0..=10.0).contains(&cli.quote_margin) {
         bail!("--charge-margin and --quote-margin must be between 1 and 10");
     }
+    if cli.batch_window_ms > 10_000 || !(1..=64).contains(&cli.batch_max) {
+        bail!("--batch-window-ms must be at most 10000 and --batch-max between 1 and 64");
+    }
     if cli.payment_token_price == 0 {
         bail!("--payment-token-price must not be 0");
     }
@@ -145,6 +155,8 @@ fn config(cli: &Cli) -> Result<Config> {
         per_ip_per_minute: cli.per_ip_per_minute,
         charge_margin: cli.charge_margin,
         quote_margin: cli.quote_margin,
+        batch_window: Duration::from_millis(cli.batch_window_ms),
+        batch_max: cli.batch_max,
         ..Limits::default()
     };
     Ok(config)

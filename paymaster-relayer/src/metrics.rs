@@ -13,6 +13,8 @@ pub struct RelayerMetrics {
     submitted: IntCounterVec,
     charged: IntCounter,
     landed: IntCounterVec,
+    batches: IntCounterVec,
+    batched: IntCounterVec,
     in_rotation: IntGauge,
     balance: IntGaugeVec,
 }
@@ -42,8 +44,25 @@ impl RelayerMetrics {
                 "Payment-token base units charged to sponsors or paid by users (saturating at 2^63)",
             )?,
             landed: IntCounterVec::new(
-                Opts::new("ciro_relayer_landed_total", "Sent transactions by on-chain result"),
+                Opts::new(
+                    "ciro_relayer_landed_total",
+                    "Sent executions by their transaction's on-chain result",
+                ),
                 &["result"],
+            )?,
+            batches: IntCounterVec::new(
+                Opts::new(
+                    "ciro_relayer_batches_total",
+                    "Batches of several executions: sent as one transaction, or split because their simulation failed",
+                ),
+                &["outcome"],
+            )?,
+            batched: IntCounterVec::new(
+                Opts::new(
+                    "ciro_relayer_batched_executions_total",
+                    "Executions in batches of several, by the batch's outcome",
+                ),
+                &["outcome"],
             )?,
             in_rotation: IntGauge::new(
                 "ciro_relayer_accounts_in_rotation",
@@ -64,6 +83,8 @@ impl RelayerMetrics {
         registry.register(Box::new(this.submitted.clone()))?;
         registry.register(Box::new(this.charged.clone()))?;
         registry.register(Box::new(this.landed.clone()))?;
+        registry.register(Box::new(this.batches.clone()))?;
+        registry.register(Box::new(this.batched.clone()))?;
         registry.register(Box::new(this.in_rotation.clone()))?;
         registry.register(Box::new(this.balance.clone()))?;
         Ok(this)
@@ -89,6 +110,13 @@ impl RelayerMetrics {
 
     pub(crate) fn landed(&self, result: &str) {
         self.landed.with_label_values(&[result]).inc();
+    }
+
+    pub(crate) fn batch(&self, outcome: &str, executions: usize) {
+        self.batches.with_label_values(&[outcome]).inc();
+        self.batched
+            .with_label_values(&[outcome])
+            .inc_by(executions as u64);
     }
 
     pub(crate) fn accounts(&self, in_rotation: usize) {

@@ -39,6 +39,7 @@ use ciro_chain::tx::call as view;
 use ciro_chain::ChainError;
 use ciro_service::RateLimiter;
 
+use crate::batch::Batcher;
 use crate::metrics::RelayerMetrics;
 use crate::pool::Pool;
 
@@ -114,6 +115,11 @@ pub struct Limits {
     pub quote_margin: f64,
     /// How long a request waits for a free relayer account.
     pub lease_wait: Duration,
+    /// How long a sponsored execution waits for others to go out with it in one transaction
+    /// (zero: each goes alone). See [`crate::batch`].
+    pub batch_window: Duration,
+    /// Most executions in one batch.
+    pub batch_max: usize,
 }
 
 impl Default for Limits {
@@ -130,6 +136,8 @@ impl Default for Limits {
             gas_margin: 1.5,
             quote_margin: 2.0,
             lease_wait: Duration::from_secs(10),
+            batch_window: Duration::ZERO,
+            batch_max: 16,
         }
     }
 }
@@ -174,6 +182,8 @@ pub struct Relayer {
     fees: Mutex<HashMap<FeeKey, u128>>,
     /// The chain's clock, which executions' windows are checked against.
     clock: Arc<ChainClock>,
+    /// Sponsored executions waiting to go out together (with a batch window).
+    batcher: Option<Arc<Batcher>>,
 }
 
 /// The clock the account contracts check an execution's window against: the later of the
@@ -293,7 +303,7 @@ impl Drop for Claim {
 /// A policy read from the Paymaster, when, and its allowed (target, selector) pairs.
 type CachedPolicy = (Instant, Policy, Vec<(Felt, Felt)>);
 
-fn unknown(reason: impl Into<String>) -> ErrorObject {
+pub(crate) fn unknown(reason: impl Into<String>) -> ErrorObject {
     ErrorObject::unknown_error(reason)
 }
 
@@ -303,7 +313,7 @@ fn execution_error(reason: impl Into<String>) -> ErrorObject {
 
 /// A node failure as the user sees it: a revert with the contract's string (156), the node
 /// unreachable (163 "service not available").
-fn chain_error(error: ChainError) -> ErrorObject {
+pub(crate) fn chain_error(error: ChainError) -> ErrorObject {
     match error {
         ChainError::Reverted { reason, .. } => execution_error(reason),
         ChainError::Transport(message) => {
@@ -458,6 +468,16 @@ impl Relayer {
             tracked: Arc::default(),
             tracked_sweep_at: Mutex::new(10_000),
             clock: Arc::default(),
+            batcher: (!limits.batch_window.is_zero()).then(|| {
+                Batcher::new(
+                    pool.clone(),
+                    metrics.clone(),
+                    limits.batch_window,
+                    limits.batch_max,
+                    limits.gas_margin,
+                    limits.lease_wait,
+                )
+            }),
             builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             ips: RateLimiter::per_minute(limits.per_ip_per_minute, limits.per_ip_per_minute),
@@ -1516,14 +1536,26 @@ impl Relayer {
         };
         let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
         let tracking_id = random_nonce()?;
-        let tx_hash = sender
-            .send_with_bounds(&calls, &bounds)
-            .await
-            .map_err(|e| {
-                tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {e}");
-                Failure::Sending(chain_error(e))
-            })?;
-        drop(lease);
+        let batcher = self
+            .batcher
+            .as_ref()
+            .filter(|_| sponsorship.is_some() && deploy.is_none());
+        let (tx_hash, account) = match batcher {
+            Some(batcher) => {
+                // The account was leased for the simulation; the batch leases its own.
+                drop(lease);
+                let sent = batcher.send(calls, bounds).await?;
+                (sent.tx_hash, sent.account)
+            }
+            None => {
+                let tx_hash = sender.send_with_bounds(&calls, &bounds).await.map_err(|e| {
+                    tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {e}");
+                    Failure::Sending(chain_error(e))
+                })?;
+                drop(lease);
+                (tx_hash, account)
+            }
+        };
         let mode = if sponsorship.is_some() {
             "sponsored"
         } else {
@@ -1709,7 +1741,7 @@ impl Relayer {
 }
 
 /// Why an execution failed: before anything was sent, or in sending (it may have landed).
-enum Failure {
+pub(crate) enum Failure {
     Before(ErrorObject),
     Sending(ErrorObject),
 }

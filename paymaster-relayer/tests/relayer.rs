@@ -1335,3 +1335,171 @@ async fn a_listed_class_whose_account_cannot_vouch_for_the_signature_is_refused_
         .unwrap();
     landed(&fx.s, executed.transaction_hash).await;
 }
+
+/// Executes every one of `signed` at once (each from its own client); the outcomes in order.
+async fn execute_at_once(
+    fx: &Fx,
+    signed: &[ciro_api::snip29::ExecuteTransactionParams],
+) -> Vec<Result<ciro_api::snip29::ExecuteTransactionResult, (i64, String)>> {
+    let tasks: Vec<_> = signed
+        .iter()
+        .cloned()
+        .map(|params| {
+            let client = fx.client();
+            tokio::spawn(async move {
+                client
+                    .execute_transaction(&params)
+                    .await
+                    .map_err(|e| refusal::<()>(Err(e)))
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task"));
+    }
+    outcomes
+}
+
+/// With a batch window, several users' sponsored executions go out in one relayer
+/// transaction, each charged its own simulation's charge, the sponsor's deposit and the
+/// relayer's tokens moving by exactly their sum. A batch whose executions each pass alone
+/// but fail together (two charges, a deposit for one and a half) is never sent as a whole:
+/// it is split, the first lands alone, the second is refused with the Paymaster's own error
+/// before anything is sent for it, and the relayer pays for no reverted transaction.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fail_is_split() {
+    let fx = Fx::start(Options {
+        users: 6,
+        limits: Limits {
+            batch_window: Duration::from_millis(400),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let receiver = fx.s.net.address(Actor::Verifier);
+    let relayer = fx.relayers[0];
+    let (deposit, relayer_strk, relayer_tokens, received) = (
+        fx.deposit().await,
+        fx.balance(STRK, relayer).await,
+        fx.balance(fx.s.token, relayer).await,
+        fx.balance(fx.s.token, receiver).await,
+    );
+    let nonce = fx.nonce(relayer).await;
+    let client = fx.client();
+    let mut signed = Vec::new();
+    for user in &fx.users {
+        let (_, params) = build_and_sign(
+            &client,
+            user,
+            &[fx.transfer(receiver, 5)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await
+        .unwrap();
+        signed.push(params);
+    }
+    let executed: Vec<_> = execute_at_once(&fx, &signed)
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("every execution is taken"))
+        .collect();
+    let hashes: HashSet<Felt> = executed.iter().map(|e| e.transaction_hash).collect();
+    assert!(
+        hashes.len() < executed.len(),
+        "{} executions went out in {} transactions: none were batched",
+        executed.len(),
+        hashes.len()
+    );
+    let tracking: HashSet<Felt> = executed.iter().map(|e| e.tracking_id).collect();
+    assert_eq!(tracking.len(), executed.len(), "one tracking id each");
+    let mut charged = Vec::new();
+    for hash in &hashes {
+        charged.extend(charges(&landed(&fx.s, *hash).await, fx.s.paymaster));
+    }
+    assert_eq!(charged.len(), fx.users.len(), "one charge per execution");
+    let total: u128 = charged.iter().sum();
+    assert_eq!(fx.deposit().await, deposit - total);
+    assert_eq!(
+        fx.balance(fx.s.token, relayer).await,
+        relayer_tokens + total
+    );
+    assert_eq!(
+        fx.balance(fx.s.token, receiver).await,
+        received + 5 * fx.users.len() as u128
+    );
+    let fee_paid = relayer_strk - fx.balance(STRK, relayer).await;
+    assert!(
+        fee_paid > 0 && fee_paid <= total,
+        "fee {fee_paid} vs the charges {total}"
+    );
+    assert_eq!(
+        fx.nonce(relayer).await,
+        nonce + Felt::from(hashes.len() as u64),
+        "one relayer transaction per batch"
+    );
+
+    // The sponsor keeps a deposit for one and a half charges.
+    let charge = *charged.iter().max().unwrap();
+    let sponsor = fx.s.net.account(Actor::Sponsor);
+    let keep = charge + charge / 2;
+    send(
+        &fx.s.net.provider,
+        Paymaster::new(fx.s.paymaster, &sponsor).withdraw(&u256(fx.deposit().await - keep)),
+    )
+    .await
+    .unwrap();
+    let mut signed = Vec::new();
+    for user in &fx.users[..2] {
+        let (_, params) = build_and_sign(
+            &client,
+            user,
+            &[fx.transfer(receiver, 7)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await
+        .unwrap();
+        signed.push(params);
+    }
+    let nonce = fx.nonce(relayer).await;
+    let relayer_strk = fx.balance(STRK, relayer).await;
+    let received = fx.balance(fx.s.token, receiver).await;
+    let outcomes = execute_at_once(&fx, &signed).await;
+    let landed_ones: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(landed_ones.len(), 1, "{outcomes:?}");
+    assert_eq!(refused.len(), 1, "{outcomes:?}");
+    let (c, data) = refused[0];
+    assert_eq!(
+        *c,
+        code(PaymasterError::TransactionExecutionError),
+        "{data}"
+    );
+    assert!(
+        data.contains("PM: sponsor deposit too low"),
+        "the Paymaster's own error: {data}"
+    );
+    let receipt = landed(&fx.s, landed_ones[0].transaction_hash).await;
+    assert_eq!(charges(&receipt, fx.s.paymaster).len(), 1, "sent alone");
+    assert_eq!(
+        fx.nonce(relayer).await,
+        nonce + Felt::ONE,
+        "nothing else sent"
+    );
+    assert_eq!(fx.balance(fx.s.token, receiver).await, received + 7);
+    assert!(fx.deposit().await < charge, "the first charge was paid");
+    assert!(fx.balance(STRK, relayer).await < relayer_strk);
+    let metrics = reqwest::get(format!("{}metrics", fx.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ciro_relayer_batches_total{outcome=\"split\"} 1"),
+        "{metrics}"
+    );
+}
