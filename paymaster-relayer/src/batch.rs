@@ -31,6 +31,8 @@ use crate::relayer::{chain_error, unknown, Failure};
 pub(crate) struct Sent {
     pub tx_hash: Felt,
     pub account: Arc<RelayerAccount>,
+    /// Executions in the transaction.
+    pub executions: usize,
 }
 
 type Reply = Result<Sent, Failure>;
@@ -143,10 +145,12 @@ impl Batcher {
                                 executions = entries.len(),
                                 "batch sent"
                             );
+                            let executions = entries.len();
                             for entry in entries {
                                 let _ = entry.reply.send(Ok(Sent {
                                     tx_hash,
                                     account: account.clone(),
+                                    executions,
                                 }));
                             }
                         }
@@ -190,6 +194,7 @@ impl Batcher {
                 Ok(tx_hash) => Ok(Sent {
                     tx_hash,
                     account: account.clone(),
+                    executions: 1,
                 }),
                 Err(error) => {
                     tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {error}");

@@ -184,6 +184,9 @@ pub struct Relayer {
     clock: Arc<ChainClock>,
     /// Sponsored executions waiting to go out together (with a batch window).
     batcher: Option<Arc<Batcher>>,
+    /// Users whose executions go alone (not batched) until then: they were in a batch that
+    /// reverted on chain.
+    alone: Arc<Mutex<HashMap<Felt, u64>>>,
 }
 
 /// The clock the account contracts check an execution's window against: the later of the
@@ -259,6 +262,31 @@ fn set_slot(slots: &Mutex<HashMap<Felt, Slot>>, user: Felt, from: Slot, to: Opti
             Some(slot) => slots.insert(user, slot),
             None => slots.remove(&user),
         };
+    }
+}
+
+/// What a user's slot becomes once the transaction its execution went out in is known (it
+/// was in a batch of `batch` executions), and until when the user's executions go alone.
+///
+/// - Landed: the slot is free.
+/// - Reverted alone: the user is held for [`REVERT_HOLD_SECS`] (it could have known).
+/// - Reverted in a batch: which execution failed is not known (any of them, or someone else's
+///   transaction in between). Holding every user would let one griefer hold honest users
+///   for ten minutes each time; instead every user in it is free at once, but their
+///   executions go alone for [`REVERT_HOLD_SECS`], where a griefer's next revert holds it.
+/// - Unknown (no receipt): held until the execution's window is over, since it may still land.
+fn after_landing(
+    outcome: Result<(), &ChainError>,
+    batch: usize,
+    now: u64,
+    execute_before: u64,
+) -> (Option<Slot>, Option<u64>) {
+    let hold = now.saturating_add(REVERT_HOLD_SECS);
+    match outcome {
+        Ok(_) => (None, None),
+        Err(ChainError::Reverted { .. }) if batch > 1 => (None, Some(hold)),
+        Err(ChainError::Reverted { .. }) => (Some(Slot::Held(hold)), None),
+        Err(_) => (Some(Slot::Held(execute_before)), None),
     }
 }
 
@@ -468,6 +496,7 @@ impl Relayer {
             tracked: Arc::default(),
             tracked_sweep_at: Mutex::new(10_000),
             clock: Arc::default(),
+            alone: Arc::default(),
             batcher: (!limits.batch_window.is_zero()).then(|| {
                 Batcher::new(
                     pool.clone(),
@@ -735,6 +764,20 @@ impl Relayer {
                 "this user's executions are held until {until}: an earlier one reverted or may still land"
             ),
         }))
+    }
+
+    /// Whether `user`'s executions go alone (see [`after_landing`]); forgets a hold that
+    /// is over.
+    fn goes_alone(&self, user: Felt) -> bool {
+        let mut alone = self.alone.lock().unwrap_or_else(|p| p.into_inner());
+        match alone.get(&user) {
+            Some(&until) if until > self.clock.now() => true,
+            Some(_) => {
+                alone.remove(&user);
+                false
+            }
+            None => false,
+        }
     }
 
     /// Checks the shape of a user's calls: some, not too many, not too long, and none to the
@@ -1539,13 +1582,13 @@ impl Relayer {
         let batcher = self
             .batcher
             .as_ref()
-            .filter(|_| sponsorship.is_some() && deploy.is_none());
-        let (tx_hash, account) = match batcher {
+            .filter(|_| sponsorship.is_some() && deploy.is_none() && !self.goes_alone(user));
+        let (tx_hash, account, batch) = match batcher {
             Some(batcher) => {
                 // The account was leased for the simulation; the batch leases its own.
                 drop(lease);
                 let sent = batcher.send(calls, bounds).await?;
-                (sent.tx_hash, sent.account)
+                (sent.tx_hash, sent.account, sent.executions)
             }
             None => {
                 let tx_hash = sender.send_with_bounds(&calls, &bounds).await.map_err(|e| {
@@ -1553,7 +1596,7 @@ impl Relayer {
                     Failure::Sending(chain_error(e))
                 })?;
                 drop(lease);
-                (tx_hash, account)
+                (tx_hash, account, 1)
             }
         };
         let mode = if sponsorship.is_some() {
@@ -1578,6 +1621,7 @@ impl Relayer {
         let clock = self.clock.clone();
         self.track(tracking_id, tx_hash, execute_before);
         let tracked = Arc::downgrade(&self.tracked);
+        let alone = Arc::downgrade(&self.alone);
         // Watches the receipt once the user's slot says Sent (see `submit`).
         let watch = move || {
             tokio::spawn(async move {
@@ -1594,20 +1638,17 @@ impl Relayer {
                         };
                     }
                 }
-                let next = match outcome {
-                    Ok(_) => {
-                        metrics.landed("succeeded");
-                        None
-                    }
+                match &outcome {
+                    Ok(_) => metrics.landed("succeeded"),
                     Err(ChainError::Reverted { reason, .. }) => {
                         metrics.landed("reverted");
                         tracing::error!(
                             tx = %format!("{tx_hash:#x}"),
                             user = %format!("{user:#x}"),
+                            batch,
                             %reason,
-                            "a relayed transaction reverted on chain: the relayer paid its gas; the user is held for {REVERT_HOLD_SECS} s"
+                            "a relayed transaction reverted on chain: the relayer paid its gas"
                         );
-                        Some(Slot::Held(clock.now().saturating_add(REVERT_HOLD_SECS)))
                     }
                     Err(error) => {
                         metrics.landed("unknown");
@@ -1615,9 +1656,18 @@ impl Relayer {
                         // chain, and the user waits until the execution's window is over.
                         account.sender.forget_nonce().await;
                         tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt: {error}");
-                        Some(Slot::Held(execute_before))
                     }
-                };
+                }
+                let now = clock.now();
+                let (next, goes_alone) =
+                    after_landing(outcome.as_ref().map(|_| ()), batch, now, execute_before);
+                if let (Some(until), Some(alone)) = (goes_alone, alone.upgrade()) {
+                    let mut alone = alone.lock().unwrap_or_else(|p| p.into_inner());
+                    if alone.len() >= 1_024 {
+                        alone.retain(|_, until| *until > now);
+                    }
+                    alone.insert(user, until);
+                }
                 if let Some(slots) = slots.upgrade() {
                     set_slot(&slots, user, Slot::Sent(tx_hash), next);
                 }
@@ -1852,6 +1902,31 @@ mod tests {
         slots.lock().unwrap().clear();
         claim(&slots).hold(2_000);
         assert_eq!(slots.lock().unwrap().get(&user), Some(&Slot::Held(2_000)));
+    }
+
+    #[test]
+    fn a_revert_holds_a_user_alone_but_frees_a_batchs_users_and_sends_them_alone() {
+        let reverted = ChainError::reverted("0x1 ('boom')".into());
+        let lost = ChainError::Transport("down".into());
+        let (now, before) = (1_000, 5_000);
+        let hold = now + REVERT_HOLD_SECS;
+        assert_eq!(after_landing(Ok(()), 1, now, before), (None, None));
+        assert_eq!(after_landing(Ok(()), 8, now, before), (None, None));
+        assert_eq!(
+            after_landing(Err(&reverted), 1, now, before),
+            (Some(Slot::Held(hold)), None)
+        );
+        assert_eq!(
+            after_landing(Err(&reverted), 2, now, before),
+            (None, Some(hold))
+        );
+        for batch in [1, 8] {
+            assert_eq!(
+                after_landing(Err(&lost), batch, now, before),
+                (Some(Slot::Held(before)), None),
+                "a transaction that may still land holds the user, batched or not"
+            );
+        }
     }
 
     #[test]
