@@ -29,7 +29,7 @@ use ciro_chain::starknet::core::types::StarknetError;
 use ciro_chain::starknet::core::types::{
     BlockId, BlockTag, BroadcastedDeployAccountTransactionV3, BroadcastedInvokeTransactionV3,
     BroadcastedTransaction, Call, DataAvailabilityMode, Felt, FunctionCall, ResourceBounds,
-    ResourceBoundsMapping, SimulationFlagForEstimateFee, U256,
+    ResourceBoundsMapping, SimulationFlagForEstimateFee, TransactionExecutionStatus, U256,
 };
 use ciro_chain::starknet::core::utils::get_contract_address;
 use ciro_chain::starknet::macros::selector;
@@ -39,7 +39,7 @@ use ciro_chain::tx::call as view;
 use ciro_chain::ChainError;
 use ciro_service::RateLimiter;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Entry};
 use crate::metrics::RelayerMetrics;
 use crate::pool::Pool;
 
@@ -193,13 +193,13 @@ pub struct Relayer {
 /// wall clock and the timestamp of the block the next transaction lands in (hours apart on a
 /// devnet whose time was moved ahead), the latter read from the node at most once a second.
 #[derive(Debug, Default)]
-struct ChainClock {
+pub(crate) struct ChainClock {
     /// The last block timestamp read, and when.
     chain: Mutex<(Option<Instant>, u64)>,
 }
 
 impl ChainClock {
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         let chain = self.chain.lock().unwrap_or_else(|p| p.into_inner()).1;
         now().max(chain)
     }
@@ -490,21 +490,24 @@ impl Relayer {
         metrics: RelayerMetrics,
         account_classes: Vec<Felt>,
     ) -> Self {
+        let clock: Arc<ChainClock> = Arc::default();
         Self {
             account_classes,
             in_flight: Arc::default(),
             tracked: Arc::default(),
             tracked_sweep_at: Mutex::new(10_000),
-            clock: Arc::default(),
+            clock: clock.clone(),
             alone: Arc::default(),
             batcher: (!limits.batch_window.is_zero()).then(|| {
                 Batcher::new(
                     pool.clone(),
                     metrics.clone(),
+                    clock.clone(),
                     limits.batch_window,
                     limits.batch_max,
                     limits.gas_margin,
                     limits.lease_wait,
+                    limits.min_remaining_secs,
                 )
             }),
             builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
@@ -738,14 +741,19 @@ impl Relayer {
                 })
                 .await;
             match lookup {
-                Ok(_) => {
+                // A reverted one is left to its watch, which holds the user (or sends it
+                // alone): freeing the slot here would let a quick client escape that.
+                Ok(receipt)
+                    if receipt.receipt.execution_result().status()
+                        == TransactionExecutionStatus::Succeeded =>
+                {
                     let mut slots = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                     if slots.get(&user) == Some(&Slot::Sent(tx_hash)) {
                         slots.insert(user, Slot::Submitting);
                         return Ok(claim());
                     }
                 }
-                Err(ChainError::Rejected(StarknetError::TransactionHashNotFound)) => {}
+                Ok(_) | Err(ChainError::Rejected(StarknetError::TransactionHashNotFound)) => {}
                 Err(error) => tracing::warn!(
                     tx = %format!("{tx_hash:#x}"),
                     "looking up an earlier execution's receipt: {error}"
@@ -1587,7 +1595,13 @@ impl Relayer {
             Some(batcher) => {
                 // The account was leased for the simulation; the batch leases its own.
                 drop(lease);
-                let sent = batcher.send(calls, bounds).await?;
+                let entry = Entry::new(
+                    calls,
+                    bounds,
+                    estimate.overall_fee,
+                    execution.execute_before,
+                );
+                let sent = batcher.send(entry).await?;
                 (sent.tx_hash, sent.account, sent.executions)
             }
             None => {
@@ -1791,6 +1805,7 @@ impl Relayer {
 }
 
 /// Why an execution failed: before anything was sent, or in sending (it may have landed).
+#[derive(Clone)]
 pub(crate) enum Failure {
     Before(ErrorObject),
     Sending(ErrorObject),
