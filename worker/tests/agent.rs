@@ -185,11 +185,43 @@ async fn state(
     (format!("{:?}", info.job.state), info.job.worker)
 }
 
-async fn until_state(s: &System, job: u64, want: &str) {
-    eventually(&format!("job {job} {want}"), WAIT, || async {
-        (state(s, job).await.0 == want).then_some(())
-    })
-    .await
+/// Waits until job `job` is in state `want`; past [`WAIT`], prints the tail of every worker
+/// log in `logs` (the workers' data directories' parent) and fails with where the job stands.
+async fn until_state(s: &System, job: u64, want: &str, logs: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let (state, worker) = state(s, job).await;
+        if state == want {
+            return;
+        }
+        if started.elapsed() > WAIT {
+            dump_logs(logs);
+            panic!(
+                "job {job} {want}: not within {} s (it is {state}, worker {:#x})",
+                WAIT.as_secs(),
+                worker.0
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints the last lines of every `*.log` in `dir` (a failing test's evidence).
+fn dump_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(120)..];
+            eprintln!("---- {} (last {} lines) ----", path.display(), tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 async fn sigterm(mut child: Child) {
@@ -266,7 +298,7 @@ async fn two_workers_stake_from_their_hardware_and_run_only_jobs_they_are_eligib
         jobs.push((job(&s, &c, encoder, &enc_x).await, "encoder"));
     }
     for (id, _) in &jobs {
-        until_state(&s, *id, "Completed").await;
+        until_state(&s, *id, "Completed", data.path()).await;
     }
     let submitter = c.client_as(&s, Actor::Submitter);
     let mut by_worker = std::collections::HashMap::new();
@@ -350,7 +382,7 @@ async fn killed_workers_lose_nothing_and_are_not_slashed() {
     a.start_kill().expect("SIGKILL");
     a.wait().await.expect("wait");
     let a = worker(&s, &c, Actor::WorkerA, MIN_STAKE[0], &a_dir, &[]);
-    until_state(&s, first, "Completed").await;
+    until_state(&s, first, "Completed", data.path()).await;
     let receipt = c.client().receipt(first).await.expect("receipt");
     assert_eq!(
         s.job_info(first).await.job.output_hash,
@@ -529,11 +561,11 @@ async fn a_tampered_model_file_and_input_are_refused_and_the_agent_goes_on_servi
 
     // The agent goes on serving: the next job completes.
     let third = job(&s, &c, mlp, &mlp_x).await;
-    until_state(&s, third, "Completed").await;
+    until_state(&s, third, "Completed", data.path()).await;
     // The refused jobs were given back: released by the coordinator (a miss each on A's
     // record), queued again and never offered to A again; nothing was committed for them.
     for refused in [first, second] {
-        until_state(&s, refused, "Queued").await;
+        until_state(&s, refused, "Queued", data.path()).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for refused in [first, second] {
