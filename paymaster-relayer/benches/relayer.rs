@@ -57,8 +57,19 @@ async fn direct(fx: &Fx) -> f64 {
     (USERS * PER_USER) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The same transfers, sponsored through the relayer.
-async fn relayed(fx: &Fx) -> f64 {
+/// STRK (FRI) held by the relayer's accounts.
+async fn relayer_strk(fx: &Fx) -> u128 {
+    let mut total = 0;
+    for relayer in &fx.relayers {
+        total += fx.balance(ciro_paymaster_relayer::STRK, *relayer).await;
+    }
+    total
+}
+
+/// The same transfers, sponsored through the relayer: executions per second, and the gas
+/// (FRI) the relayer's accounts paid per execution.
+async fn relayed(fx: &Fx) -> (f64, u128) {
+    let strk = relayer_strk(fx).await;
     let receiver = fx.s.net.address(Actor::Verifier);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -89,7 +100,9 @@ async fn relayed(fx: &Fx) -> f64 {
     for task in tasks {
         task.await.expect("task");
     }
-    (USERS * PER_USER) as f64 / start.elapsed().as_secs_f64()
+    let rate = (USERS * PER_USER) as f64 / start.elapsed().as_secs_f64();
+    let paid = strk - relayer_strk(fx).await;
+    (rate, paid / (USERS * PER_USER) as u128)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -116,7 +129,7 @@ async fn main() {
         })
         .await;
         // Relayed first (the users have no STRK), then direct on the same devnet.
-        let through = relayed(&fx).await;
+        let (through, gas) = relayed(&fx).await;
         let baseline = direct(&fx).await;
         let how = if window_ms == 0 {
             "alone".to_owned()
@@ -124,9 +137,32 @@ async fn main() {
             format!("batched ({window_ms} ms window)")
         };
         println!(
-            "{accounts} relayer account(s), {how}: relayed {through:.1} tx/s, direct {baseline:.1} tx/s, ratio {:.2} (target >= 0.8)",
+            "{accounts} relayer account(s), {how}: relayed {through:.1} tx/s, direct {baseline:.1} tx/s, ratio {:.2} (target >= 0.8); relayer gas {gas} FRI per execution",
             through / baseline
         );
+        if window_ms > 0 {
+            let metrics = reqwest::get(format!("{}metrics", fx.url))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            let value = |series: &str| {
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(series))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let batches = value("ciro_relayer_batches_total{outcome=\"sent\"}");
+            let batched = value("ciro_relayer_batched_executions_total{outcome=\"sent\"}");
+            let split = value("ciro_relayer_batches_total{outcome=\"split\"}");
+            println!(
+                "  {batched} of {} relayed executions went out in {batches} batches ({:.1} each), {split} batches split",
+                USERS * PER_USER,
+                if batches > 0.0 { batched / batches } else { 0.0 }
+            );
+        }
         rows.push((accounts, how, through));
     }
     let one = rows[0].2;
