@@ -884,6 +884,18 @@ impl Agent {
                 if let Err(e) = self.journal.finish(id, stage, Some(&reason)).await {
                     tracing::error!(job_id = id, error = %e, "recording the refusal");
                 }
+                // Still assigned to this worker on chain: give it back so that another
+                // worker gets it now rather than at its release limit.
+                if stage == Stage::Failed {
+                    match self.client.request_release(id, &reason).await {
+                        Ok(_) => {
+                            tracing::info!(job_id = id, "gave the job back to the coordinator")
+                        }
+                        Err(e) => {
+                            tracing::warn!(job_id = id, error = %e, "giving the job back failed (the keeper releases it at its limit)")
+                        }
+                    }
+                }
             }
             Err(error) => {
                 self.metrics.commits.with_label_values(&["failed"]).inc();
