@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::metrics::RelayerMetrics;
 use crate::pool::{Pool, RelayerAccount};
-use crate::relayer::{chain_error, unknown, ChainClock, Failure};
+use crate::relayer::{chain_error, unknown, ChainClock, Failure, Limits};
 
 /// Most calldata felts in one batch transaction (the sequencer's limit on a transaction's
 /// calldata is 4,000 felts on Starknet's public networks).
@@ -99,35 +99,27 @@ pub(crate) struct Batcher {
     pool: Arc<Pool>,
     metrics: RelayerMetrics,
     clock: Arc<ChainClock>,
-    window: Duration,
-    max: usize,
-    gas_margin: f64,
-    lease_wait: Duration,
-    min_remaining_secs: u64,
+    /// The window, most executions per batch, gas margin, lease wait and least remaining
+    /// validity: the relayer's own.
+    limits: Limits,
     queue: Mutex<Vec<Entry>>,
 }
 
 impl Batcher {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         pool: Arc<Pool>,
         metrics: RelayerMetrics,
         clock: Arc<ChainClock>,
-        window: Duration,
-        max: usize,
-        gas_margin: f64,
-        lease_wait: Duration,
-        min_remaining_secs: u64,
+        limits: &Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             metrics,
             clock,
-            window,
-            max: max.max(1),
-            gas_margin,
-            lease_wait,
-            min_remaining_secs,
+            limits: Limits {
+                batch_max: limits.batch_max.max(1),
+                ..limits.clone()
+            },
             queue: Mutex::new(Vec::new()),
         })
     }
@@ -145,8 +137,8 @@ impl Batcher {
             }
             queue.push(entry);
             match queue.len() {
-                1 => Some(self.window),
-                n if n == self.max => Some(Duration::ZERO),
+                1 => Some(self.limits.batch_window),
+                n if n == self.limits.batch_max => Some(Duration::ZERO),
                 _ => None,
             }
         };
@@ -173,7 +165,7 @@ impl Batcher {
                 let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 let mut calldata = 0;
                 let mut n = 0;
-                while n < queue.len().min(self.max) {
+                while n < queue.len().min(self.limits.batch_max) {
                     calldata += queue[n].calldata();
                     if n > 0 && calldata > MAX_BATCH_CALLDATA {
                         break;
@@ -191,13 +183,14 @@ impl Batcher {
                 if entry.gone() {
                     self.metrics.refused("client_gone");
                     tracing::info!("an execution whose client went away is not sent");
-                } else if entry.execute_before < now.saturating_add(self.min_remaining_secs) {
+                } else if entry.execute_before < now.saturating_add(self.limits.min_remaining_secs)
+                {
                     self.metrics.refused("window_closing");
                     entry.answer(Err(Failure::Before(ErrorObject {
                         data: Some(
                             format!(
                                 "execute_before leaves less than {} s now",
-                                self.min_remaining_secs
+                                self.limits.min_remaining_secs
                             )
                             .into(),
                         ),
@@ -214,7 +207,7 @@ impl Batcher {
     }
 
     async fn send_batch(&self, entries: Vec<Entry>) {
-        let Some(lease) = self.pool.lease(None, self.lease_wait).await else {
+        let Some(lease) = self.pool.lease(None, self.limits.lease_wait).await else {
             for entry in entries {
                 entry.answer(Err(Failure::Before(unknown(
                     "no relayer account is free; try again",
@@ -229,7 +222,7 @@ impl Batcher {
             let own: u128 = entries.iter().map(|e| e.fee).sum();
             match sender.estimate(&calls).await {
                 Ok(estimate) if estimate.overall_fee <= own => {
-                    let bounds = GasBounds::from_estimate(&estimate, self.gas_margin);
+                    let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
                     let sent = sender.send_with_bounds(&calls, &bounds).await;
                     drop(lease);
                     let executions = entries.len();
@@ -287,7 +280,7 @@ impl Batcher {
             } else {
                 match sender.estimate(&entry.calls).await {
                     Ok(estimate) if estimate.overall_fee <= entry.fee => {
-                        GasBounds::from_estimate(&estimate, self.gas_margin)
+                        GasBounds::from_estimate(&estimate, self.limits.gas_margin)
                     }
                     Ok(estimate) => {
                         self.metrics.refused("fee_moved");

@@ -498,18 +498,8 @@ impl Relayer {
             tracked_sweep_at: Mutex::new(10_000),
             clock: clock.clone(),
             alone: Arc::default(),
-            batcher: (!limits.batch_window.is_zero()).then(|| {
-                Batcher::new(
-                    pool.clone(),
-                    metrics.clone(),
-                    clock.clone(),
-                    limits.batch_window,
-                    limits.batch_max,
-                    limits.gas_margin,
-                    limits.lease_wait,
-                    limits.min_remaining_secs,
-                )
-            }),
+            batcher: (!limits.batch_window.is_zero())
+                .then(|| Batcher::new(pool.clone(), metrics.clone(), clock.clone(), &limits)),
             builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             ips: RateLimiter::per_minute(limits.per_ip_per_minute, limits.per_ip_per_minute),

@@ -1336,6 +1336,29 @@ async fn a_listed_class_whose_account_cannot_vouch_for_the_signature_is_refused_
     landed(&fx.s, executed.transaction_hash).await;
 }
 
+/// Each of `users`' sponsored `transfer(receiver, amount)`, built and signed.
+async fn sign_transfers(
+    fx: &Fx,
+    users: &[User],
+    receiver: Felt,
+    amount: u128,
+) -> Vec<ciro_api::snip29::ExecuteTransactionParams> {
+    let mut signed = Vec::new();
+    for user in users {
+        let (_, params) = build_and_sign(
+            &fx.client(),
+            user,
+            &[fx.transfer(receiver, amount)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await
+        .unwrap();
+        signed.push(params);
+    }
+    signed
+}
+
 /// Executes every one of `signed` at once (each from its own client); the outcomes in order.
 async fn execute_at_once(
     fx: &Fx,
@@ -1387,20 +1410,7 @@ async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fa
         fx.balance(fx.s.token, receiver).await,
     );
     let nonce = fx.nonce(relayer).await;
-    let client = fx.client();
-    let mut signed = Vec::new();
-    for user in &fx.users {
-        let (_, params) = build_and_sign(
-            &client,
-            user,
-            &[fx.transfer(receiver, 5)],
-            sponsored(),
-            fx.chain_id,
-        )
-        .await
-        .unwrap();
-        signed.push(params);
-    }
+    let signed = sign_transfers(&fx, &fx.users, receiver, 5).await;
     let executed: Vec<_> = execute_at_once(&fx, &signed)
         .await
         .into_iter()
@@ -1451,19 +1461,7 @@ async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fa
     )
     .await
     .unwrap();
-    let mut signed = Vec::new();
-    for user in &fx.users[..2] {
-        let (_, params) = build_and_sign(
-            &client,
-            user,
-            &[fx.transfer(receiver, 7)],
-            sponsored(),
-            fx.chain_id,
-        )
-        .await
-        .unwrap();
-        signed.push(params);
-    }
+    let signed = sign_transfers(&fx, &fx.users[..2], receiver, 7).await;
     let nonce = fx.nonce(relayer).await;
     let relayer_strk = fx.balance(STRK, relayer).await;
     let received = fx.balance(fx.s.token, receiver).await;
