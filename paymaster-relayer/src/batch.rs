@@ -8,16 +8,18 @@
 //! executions that pass alone can still fail together (two charges that each fit a sponsor's
 //! deposit but not both; one user's call changing what another's relies on), and a batch that
 //! would revert would sink every execution in it at the relayer's cost. The batch goes out
-//! whole only if that simulation passes **and costs no more than its executions' own
-//! simulations added up** (executions that interact can make each other dearer; their
-//! charges come from their own simulations). Otherwise it is split: each execution is
-//! simulated again alone and sent alone (if its fee still fits what it is charged) or
-//! refused with its own error, so one failing execution never takes the others down.
+//! whole only if that simulation passes **and costs no more than its executions' charges
+//! cover** (each charge is its own simulation's fee times the charge margin; executions that
+//! interact can make each other dearer). Otherwise it is split: each execution is simulated
+//! again alone, once the one split before it has landed, and sent alone (if its fee still
+//! fits what its charge covers) or refused with its own error, so one failing execution never
+//! takes the others down.
 //!
 //! At flush time an execution whose window now leaves less than `min_remaining_secs` is
 //! refused (its window was checked when it arrived; one that closes while it waits would
-//! revert the whole batch at the relayer's cost), and so is one whose client has gone away
-//! (nobody would watch its transaction). A batch keeps under [`MAX_BATCH_CALLDATA`] felts.
+//! revert the whole batch at the relayer's cost). A batch keeps under [`MAX_BATCH_CALLDATA`]
+//! felts. A client that goes away changes nothing: its execution runs to its end in a task of
+//! its own, tracked and watched like any other.
 //!
 //! What a batch does not change: each user still has one execution in flight, each execution
 //! is charged what its own simulation gave, and every execution is tracked and watched under
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use ciro_api::snip29::{ErrorObject, PaymasterError};
 use ciro_chain::sender::GasBounds;
-use ciro_chain::starknet::core::types::{Call, Felt};
+use ciro_chain::starknet::core::types::{Call, Felt, StarknetError};
 use ciro_chain::ChainError;
 use tokio::sync::oneshot;
 
@@ -60,20 +62,27 @@ pub(crate) struct Entry {
     pub calls: Vec<Call>,
     /// The gas bounds of its own simulation.
     pub bounds: GasBounds,
-    /// The fee of its own simulation (FRI), which its charge was computed from: a batch
-    /// dearer than its executions' fees, or a re-simulation over it, is not sent.
-    pub fee: u128,
+    /// What its charge covers, in FRI: its own simulation's fee times the charge margin. A
+    /// batch dearer than its executions' covers added up, or a re-simulation over its own
+    /// cover, is not sent: the relayer is never charged more than it is paid back, and a gas
+    /// price that rises within the margin while the execution waits refuses nothing.
+    pub covered: u128,
     /// The end of its window.
     pub execute_before: u64,
     reply: Option<oneshot::Sender<Reply>>,
 }
 
 impl Entry {
-    pub(crate) fn new(calls: Vec<Call>, bounds: GasBounds, fee: u128, execute_before: u64) -> Self {
+    pub(crate) fn new(
+        calls: Vec<Call>,
+        bounds: GasBounds,
+        covered: u128,
+        execute_before: u64,
+    ) -> Self {
         Self {
             calls,
             bounds,
-            fee,
+            covered,
             execute_before,
             reply: None,
         }
@@ -89,6 +98,9 @@ impl Entry {
         }
     }
 
+    /// Whether nobody waits for its answer any more. The relayer runs every execution to its
+    /// end whatever its client does (`rpc::execute_to_the_end`), so this is only an
+    /// execution whose task itself failed.
     fn gone(&self) -> bool {
         self.reply.as_ref().is_none_or(|r| r.is_closed())
     }
@@ -136,11 +148,7 @@ impl Batcher {
                 )));
             }
             queue.push(entry);
-            match queue.len() {
-                1 => Some(self.limits.batch_window),
-                n if n == self.limits.batch_max => Some(Duration::ZERO),
-                _ => None,
-            }
+            flush_after(queue.len(), self.limits.batch_max, self.limits.batch_window)
         };
         if let Some(wait) = flush_now {
             let batcher = self.clone();
@@ -182,20 +190,9 @@ impl Batcher {
             for entry in entries {
                 if entry.gone() {
                     self.metrics.refused("client_gone");
-                    tracing::info!("an execution whose client went away is not sent");
-                } else if entry.execute_before < now.saturating_add(self.limits.min_remaining_secs)
-                {
-                    self.metrics.refused("window_closing");
-                    entry.answer(Err(Failure::Before(ErrorObject {
-                        data: Some(
-                            format!(
-                                "execute_before leaves less than {} s now",
-                                self.limits.min_remaining_secs
-                            )
-                            .into(),
-                        ),
-                        ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
-                    })));
+                    tracing::warn!("an execution nobody waits for any more is not sent");
+                } else if self.closing(&entry, now) {
+                    self.refuse_closing(entry);
                 } else {
                     live.push(entry);
                 }
@@ -204,6 +201,25 @@ impl Batcher {
                 self.send_batch(live).await;
             }
         }
+    }
+
+    /// Whether `entry`'s window leaves less than the least remaining validity at `now`.
+    fn closing(&self, entry: &Entry, now: u64) -> bool {
+        entry.execute_before < now.saturating_add(self.limits.min_remaining_secs)
+    }
+
+    fn refuse_closing(&self, entry: Entry) {
+        self.metrics.refused("window_closing");
+        entry.answer(Err(Failure::Before(ErrorObject {
+            data: Some(
+                format!(
+                    "execute_before leaves less than {} s now",
+                    self.limits.min_remaining_secs
+                )
+                .into(),
+            ),
+            ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
+        })));
     }
 
     async fn send_batch(&self, entries: Vec<Entry>) {
@@ -219,9 +235,9 @@ impl Batcher {
         let sender = &account.sender;
         if entries.len() > 1 {
             let calls: Vec<Call> = entries.iter().flat_map(|e| e.calls.clone()).collect();
-            let own: u128 = entries.iter().map(|e| e.fee).sum();
+            let covered: u128 = entries.iter().map(|e| e.covered).sum();
             match sender.estimate(&calls).await {
-                Ok(estimate) if estimate.overall_fee <= own => {
+                Ok(estimate) if estimate.overall_fee <= covered => {
                     let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
                     let sent = sender.send_with_bounds(&calls, &bounds).await;
                     drop(lease);
@@ -258,8 +274,8 @@ impl Batcher {
                     tracing::warn!(
                         executions = entries.len(),
                         batch_fee = estimate.overall_fee,
-                        own_fees = own,
-                        "a batch costs more than its executions alone; they go one by one"
+                        covered,
+                        "a batch costs more than its executions' charges cover; they go one by one"
                     );
                 }
                 Err(error) => {
@@ -273,20 +289,32 @@ impl Batcher {
             }
         }
         let alone = entries.len() == 1;
+        let mut previous: Option<Felt> = None;
         for entry in entries {
-            // Split from a batch: simulated again, after the executions sent before it.
+            // Split from a batch: simulated again after the executions sent before it have
+            // landed (on a live network a simulation does not see transactions still in the
+            // mempool, and one that overlooked them could revert at the relayer's cost).
             let bounds = if alone {
                 entry.bounds
             } else {
+                if let Some(tx_hash) = previous.take() {
+                    if let Err(error) = sender.wait(tx_hash).await {
+                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "a split execution before this one: {error}");
+                    }
+                    if self.closing(&entry, self.clock.now()) {
+                        self.refuse_closing(entry);
+                        continue;
+                    }
+                }
                 match sender.estimate(&entry.calls).await {
-                    Ok(estimate) if estimate.overall_fee <= entry.fee => {
+                    Ok(estimate) if estimate.overall_fee <= entry.covered => {
                         GasBounds::from_estimate(&estimate, self.limits.gas_margin)
                     }
                     Ok(estimate) => {
                         self.metrics.refused("fee_moved");
                         let why = format!(
                             "the fee moved to {} FRI, over what the charge covers ({} FRI); try again",
-                            estimate.overall_fee, entry.fee
+                            estimate.overall_fee, entry.covered
                         );
                         entry.answer(Err(Failure::Before(
                             ErrorObject::transaction_execution_error(why),
@@ -301,11 +329,14 @@ impl Batcher {
                 }
             };
             let reply = match sender.send_with_bounds(&entry.calls, &bounds).await {
-                Ok(tx_hash) => Ok(Sent {
-                    tx_hash,
-                    account: account.clone(),
-                    executions: 1,
-                }),
+                Ok(tx_hash) => {
+                    previous = Some(tx_hash);
+                    Ok(Sent {
+                        tx_hash,
+                        account: account.clone(),
+                        executions: 1,
+                    })
+                }
                 Err(error) => {
                     tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {error}");
                     Err(send_failure(error))
@@ -317,13 +348,63 @@ impl Batcher {
     }
 }
 
+/// When to flush after an execution is queued, `queued` now waiting: the first one opens
+/// the window; every `batch_max`-th sends at once (a full batch, `--batch-max 1` included);
+/// the others ride on a flush already scheduled.
+fn flush_after(queued: usize, batch_max: usize, window: Duration) -> Option<Duration> {
+    if queued % batch_max.max(1) == 0 {
+        Some(Duration::ZERO)
+    } else if queued == 1 {
+        Some(window)
+    } else {
+        None
+    }
+}
+
 /// A send that failed: the node's definite refusal means nothing went out (the users are
-/// free to try again); anything else may still have landed.
+/// free to try again); anything else may still have landed, including a refusal as a
+/// duplicate (the same transaction is already there, from a retry of a send that did go out).
 fn send_failure(error: ChainError) -> Failure {
     match error {
+        ChainError::Rejected(StarknetError::DuplicateTx) => Failure::Sending(chain_error(error)),
         ChainError::Rejected(_) | ChainError::Reverted { .. } => {
             Failure::Before(chain_error(error))
         }
         other => Failure::Sending(chain_error(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_execution_opens_the_window_and_a_full_batch_goes_at_once() {
+        let window = Duration::from_millis(400);
+        assert_eq!(flush_after(1, 8, window), Some(window));
+        assert_eq!(flush_after(2, 8, window), None);
+        assert_eq!(flush_after(8, 8, window), Some(Duration::ZERO));
+        // Queued while a full batch waits to be taken: the next full one goes too.
+        assert_eq!(flush_after(16, 8, window), Some(Duration::ZERO));
+        // One per batch: each goes at once, never after a window.
+        assert_eq!(flush_after(1, 1, window), Some(Duration::ZERO));
+        assert_eq!(flush_after(2, 1, window), Some(Duration::ZERO));
+        assert_eq!(flush_after(1, 0, window), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn only_a_definite_refusal_means_nothing_went_out() {
+        let before = |e| matches!(send_failure(e), Failure::Before(_));
+        assert!(before(ChainError::Rejected(
+            StarknetError::InsufficientAccountBalance
+        )));
+        assert!(before(ChainError::Reverted {
+            reason: "PM: sponsor deposit too low".into(),
+            panic_data: vec![],
+            raw: String::new(),
+        }));
+        assert!(!before(ChainError::Rejected(StarknetError::DuplicateTx)));
+        assert!(!before(ChainError::Transport("timed out".into())));
+        assert!(!before(ChainError::NonceRejected("nonce".into())));
     }
 }

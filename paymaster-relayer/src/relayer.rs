@@ -291,7 +291,8 @@ fn after_landing(
 }
 
 /// A claim on a user's slot; given back when dropped (a request that failed before sending,
-/// or whose client went away), unless its transaction was sent or the slot held.
+/// or whose task failed), unless its transaction was sent or the slot held. A client that
+/// goes away drops nothing: its execution runs to its end (`rpc::execute_to_the_end`).
 struct Claim {
     slots: Slots,
     user: Felt,
@@ -1588,7 +1589,7 @@ impl Relayer {
                 let entry = Entry::new(
                     calls,
                     bounds,
-                    estimate.overall_fee,
+                    scale(estimate.overall_fee, self.limits.charge_margin),
                     execution.execute_before,
                 );
                 let sent = batcher.send(entry).await?;
@@ -1881,7 +1882,7 @@ mod tests {
                 done: false,
             }
         };
-        // A request that fails (or whose client went away) frees the slot.
+        // A request that fails before sending frees the slot.
         drop(claim(&slots));
         assert_eq!(slots.lock().unwrap().get(&user), None);
         // Sent: the slot names the transaction until its receipt is seen.

@@ -1501,3 +1501,74 @@ async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fa
         "{metrics}"
     );
 }
+
+/// The attack: a user sends an execution and drops the connection while it waits to be sent,
+/// then sends a second one that spends the same tokens. Had the relayer let go of the first
+/// with its client, the user's slot would be free and the second simulated on a state that
+/// does not hold the first, to revert on chain at the relayer's cost (or the first would be
+/// dropped unsent after the user was told nothing). Instead the first runs to its end
+/// without its client, the second is refused while the first is in flight, and the first
+/// lands and is charged like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_goes_away_cannot_free_its_execution_to_stack_another() {
+    let fx = Fx::start(Options {
+        users: 1,
+        limits: Limits {
+            batch_window: Duration::from_millis(1_500),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let user = &fx.users[0];
+    let balance = fx.balance(fx.s.token, user.address).await;
+    let (first_to, second_to) = (fx.s.net.address(Actor::Verifier), fx.sponsor);
+    let received = fx.balance(fx.s.token, first_to).await;
+    let mut signed = Vec::new();
+    for to in [first_to, second_to] {
+        let (_, params) = build_and_sign(
+            &fx.client(),
+            user,
+            &[fx.transfer(to, balance)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await
+        .unwrap();
+        signed.push(params);
+    }
+    let deposit = fx.deposit().await;
+    let gone = reqwest::Client::new()
+        .post(&fx.url)
+        .header(API_KEY_HEADER, KEY)
+        .timeout(Duration::from_millis(300))
+        .json(&serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "paymaster_executeTransaction",
+            "params": signed[0],
+        }))
+        .send()
+        .await;
+    assert!(
+        gone.as_ref().is_err_and(|e| e.is_timeout()),
+        "the client gives up while the execution waits for its batch: {gone:?}"
+    );
+    let (c, data) = refusal(fx.client().execute_transaction(&signed[1]).await);
+    assert_eq!(c, code(PaymasterError::UnknownError), "{data}");
+    assert!(
+        data.contains("being submitted") || data.contains("in flight"),
+        "{data}"
+    );
+    // The first lands all the same, charged to the sponsor like any other.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fx.balance(fx.s.token, first_to).await != received + balance {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the execution whose client went away never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(fx.balance(fx.s.token, user.address).await, 0);
+    assert!(fx.deposit().await < deposit, "charged to the sponsor");
+}
