@@ -11,9 +11,9 @@
 //! whole only if that simulation passes **and costs no more than its executions' charges
 //! cover** (each charge is its own simulation's fee times the charge margin; executions that
 //! interact can make each other dearer). Otherwise it is split: each execution is simulated
-//! again alone, once the one split before it has landed, and sent alone (if its fee still
-//! fits what its charge covers) or refused with its own error, so one failing execution never
-//! takes the others down.
+//! again alone, once the one split before it has landed (the rest are refused, unsent, if it
+//! has no receipt in time), and sent alone (if its fee still fits what its charge covers) or
+//! refused with its own error, so one failing execution never takes the others down.
 //!
 //! At flush time an execution whose window now leaves less than `min_remaining_secs` is
 //! refused (its window was checked when it arrived; one that closes while it waits would
@@ -45,6 +45,9 @@ pub(crate) const MAX_BATCH_CALLDATA: usize = 3_500;
 
 /// Most executions queued at once; more are refused (try again).
 const MAX_QUEUED: usize = 1_024;
+
+/// How long a split execution waits for the receipt of the one sent before it.
+const SPLIT_WAIT: Duration = Duration::from_secs(30);
 
 /// An execution's transaction: its hash, the account that sent it, and how many executions
 /// it carries.
@@ -99,7 +102,7 @@ impl Entry {
     }
 
     /// Whether nobody waits for its answer any more. The relayer runs every execution to its
-    /// end whatever its client does (`rpc::execute_to_the_end`), so this is only an
+    /// end whatever its client does (`Relayer::execute`), so this is only an
     /// execution whose task itself failed.
     fn gone(&self) -> bool {
         self.reply.as_ref().is_none_or(|r| r.is_closed())
@@ -166,8 +169,9 @@ impl Batcher {
     }
 
     /// Sends what is queued, in batches of at most `max` executions and
-    /// [`MAX_BATCH_CALLDATA`] felts.
-    async fn flush(&self) {
+    /// [`MAX_BATCH_CALLDATA`] felts, each in a task of its own: a batch that is slow to go out
+    /// (split, waiting for receipts) holds up no other.
+    async fn flush(self: &Arc<Self>) {
         loop {
             let entries: Vec<Entry> = {
                 let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -198,7 +202,8 @@ impl Batcher {
                 }
             }
             if !live.is_empty() {
-                self.send_batch(live).await;
+                let batcher = self.clone();
+                tokio::spawn(async move { batcher.send_batch(live).await });
             }
         }
     }
@@ -288,55 +293,19 @@ impl Batcher {
                 }
             }
         }
-        let alone = entries.len() == 1;
-        let mut previous: Option<Felt> = None;
+        if entries.len() > 1 {
+            // No account is held while the split executions wait for each other.
+            drop(lease);
+            self.send_split(entries).await;
+            return;
+        }
         for entry in entries {
-            // Split from a batch: simulated again after the executions sent before it have
-            // landed (on a live network a simulation does not see transactions still in the
-            // mempool, and one that overlooked them could revert at the relayer's cost).
-            let bounds = if alone {
-                entry.bounds
-            } else {
-                if let Some(tx_hash) = previous.take() {
-                    if let Err(error) = sender.wait(tx_hash).await {
-                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "a split execution before this one: {error}");
-                    }
-                    if self.closing(&entry, self.clock.now()) {
-                        self.refuse_closing(entry);
-                        continue;
-                    }
-                }
-                match sender.estimate(&entry.calls).await {
-                    Ok(estimate) if estimate.overall_fee <= entry.covered => {
-                        GasBounds::from_estimate(&estimate, self.limits.gas_margin)
-                    }
-                    Ok(estimate) => {
-                        self.metrics.refused("fee_moved");
-                        let why = format!(
-                            "the fee moved to {} FRI, over what the charge covers ({} FRI); try again",
-                            estimate.overall_fee, entry.covered
-                        );
-                        entry.answer(Err(Failure::Before(
-                            ErrorObject::transaction_execution_error(why),
-                        )));
-                        continue;
-                    }
-                    Err(error) => {
-                        self.metrics.refused("simulation");
-                        entry.answer(Err(Failure::Before(chain_error(error))));
-                        continue;
-                    }
-                }
-            };
-            let reply = match sender.send_with_bounds(&entry.calls, &bounds).await {
-                Ok(tx_hash) => {
-                    previous = Some(tx_hash);
-                    Ok(Sent {
-                        tx_hash,
-                        account: account.clone(),
-                        executions: 1,
-                    })
-                }
+            let reply = match sender.send_with_bounds(&entry.calls, &entry.bounds).await {
+                Ok(tx_hash) => Ok(Sent {
+                    tx_hash,
+                    account: account.clone(),
+                    executions: 1,
+                }),
                 Err(error) => {
                     tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {error}");
                     Err(send_failure(error))
@@ -345,6 +314,93 @@ impl Batcher {
             entry.answer(reply);
         }
         drop(lease);
+    }
+
+    /// A split batch's executions, one by one, each from an account leased for it alone: each
+    /// simulated again once the one sent before it has landed (on a live network a simulation
+    /// does not see transactions still in the mempool, and one that overlooked them could
+    /// revert at the relayer's cost), and sent if its fee still fits what its charge covers.
+    /// When the one before has no receipt within [`SPLIT_WAIT`], or its send failed in a way
+    /// that may still land, the rest are refused unsent (try again): the state they would be
+    /// simulated on is not known.
+    async fn send_split(&self, entries: Vec<Entry>) {
+        let mut entries = entries.into_iter();
+        let mut previous: Option<(Felt, Arc<RelayerAccount>)> = None;
+        let mut stalled = false;
+        while let Some(entry) = entries.next() {
+            if let Some((tx_hash, account)) = previous.take() {
+                match tokio::time::timeout(SPLIT_WAIT, account.sender.wait(tx_hash)).await {
+                    Ok(Ok(_)) | Ok(Err(ChainError::Reverted { .. })) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "a split execution's receipt: {error}");
+                        stalled = true;
+                    }
+                    Err(_) => {
+                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt for a split execution within {SPLIT_WAIT:?}");
+                        stalled = true;
+                    }
+                }
+            }
+            if stalled {
+                for rest in std::iter::once(entry).chain(entries.by_ref()) {
+                    self.metrics.refused("split_stalled");
+                    rest.answer(Err(Failure::Before(unknown(
+                        "an execution split from the same batch has no receipt yet; try again",
+                    ))));
+                }
+                return;
+            }
+            if self.closing(&entry, self.clock.now()) {
+                self.refuse_closing(entry);
+                continue;
+            }
+            let Some(lease) = self.pool.lease(None, self.limits.lease_wait).await else {
+                entry.answer(Err(Failure::Before(unknown(
+                    "no relayer account is free; try again",
+                ))));
+                continue;
+            };
+            let account = lease.account().clone();
+            let bounds = match account.sender.estimate(&entry.calls).await {
+                Ok(estimate) if estimate.overall_fee <= entry.covered => {
+                    GasBounds::from_estimate(&estimate, self.limits.gas_margin)
+                }
+                Ok(estimate) => {
+                    self.metrics.refused("fee_moved");
+                    let why = format!(
+                        "the fee moved to {} FRI, over what the charge covers ({} FRI); try again",
+                        estimate.overall_fee, entry.covered
+                    );
+                    entry.answer(Err(Failure::Before(
+                        ErrorObject::transaction_execution_error(why),
+                    )));
+                    continue;
+                }
+                Err(error) => {
+                    self.metrics.refused("simulation");
+                    entry.answer(Err(Failure::Before(chain_error(error))));
+                    continue;
+                }
+            };
+            let sent = account.sender.send_with_bounds(&entry.calls, &bounds).await;
+            drop(lease);
+            match sent {
+                Ok(tx_hash) => {
+                    previous = Some((tx_hash, account.clone()));
+                    entry.answer(Ok(Sent {
+                        tx_hash,
+                        account,
+                        executions: 1,
+                    }));
+                }
+                Err(error) => {
+                    tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {error}");
+                    let failure = send_failure(error);
+                    stalled = matches!(failure, Failure::Sending(_));
+                    entry.answer(Err(failure));
+                }
+            }
+        }
     }
 }
 
@@ -363,7 +419,7 @@ fn flush_after(queued: usize, batch_max: usize, window: Duration) -> Option<Dura
 
 /// A send that failed: the node's definite refusal means nothing went out (the users are
 /// free to try again); anything else may still have landed, including a refusal as a
-/// duplicate (the same transaction is already there, from a retry of a send that did go out).
+/// duplicate (the same transaction is already there: a send whose answer was lost went out).
 fn send_failure(error: ChainError) -> Failure {
     match error {
         ChainError::Rejected(StarknetError::DuplicateTx) => Failure::Sending(chain_error(error)),

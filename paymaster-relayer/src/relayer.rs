@@ -290,12 +290,16 @@ fn after_landing(
     }
 }
 
-/// A claim on a user's slot; given back when dropped (a request that failed before sending,
-/// or whose task failed), unless its transaction was sent or the slot held. A client that
-/// goes away drops nothing: its execution runs to its end (`rpc::execute_to_the_end`).
+/// A claim on a user's slot; given back when dropped (a request that failed before sending),
+/// unless its transaction was sent or the slot held. A client that goes away drops nothing:
+/// its execution runs to its end in a task of its own (`Relayer::execute`). Dropped by a
+/// panic, whose execution may have been sent, it holds the slot until the execution's window
+/// is over.
 struct Claim {
     slots: Slots,
     user: Felt,
+    /// The end of the execution's window.
+    execute_before: u64,
     done: bool,
 }
 
@@ -324,7 +328,8 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         if !self.done {
-            set_slot(&self.slots, self.user, Slot::Submitting, None);
+            let next = std::thread::panicking().then_some(Slot::Held(self.execute_before));
+            set_slot(&self.slots, self.user, Slot::Submitting, next);
         }
     }
 }
@@ -700,10 +705,11 @@ impl Relayer {
 
     /// Claims `user`'s slot; refuses while an earlier execution has not landed (looked up
     /// once, in case its receipt is already there) or while the slot is held.
-    async fn claim_user(&self, user: Felt) -> RpcResult<Claim> {
+    async fn claim_user(&self, user: Felt, execute_before: u64) -> RpcResult<Claim> {
         let claim = || Claim {
             slots: self.in_flight.clone(),
             user,
+            execute_before,
             done: false,
         };
         let earlier = {
@@ -1176,7 +1182,7 @@ impl Relayer {
 
     /// `paymaster_executeTransaction`.
     pub async fn execute(
-        &self,
+        self: &Arc<Self>,
         params: ExecuteTransactionParams,
         api_key: Option<&str>,
     ) -> RpcResult<ExecuteTransactionResult> {
@@ -1264,14 +1270,45 @@ impl Relayer {
             }
         }
         self.rate_limit(self.users.allow(&user))?;
-        let claim = self.claim_user(user).await?;
+        // From the user's claim on, the execution runs to its end in a task of its own,
+        // whatever its client does: cancelled half-way (the client went away), it could be
+        // sent with its user already free to stack another execution on a state without it.
+        // At most one such task per user (the claim), so a client that hangs up leaves little
+        // behind; the checks above stay tied to the request.
+        let relayer = self.clone();
+        let signature = invoke.signature;
+        let task = tokio::spawn(async move {
+            relayer
+                .claim_and_submit(user, execution, signature, sponsorship, fee_mode, account)
+                .await
+        });
+        task.await.unwrap_or_else(|e| {
+            tracing::error!(user = %format!("{user:#x}"), "an execution's task failed: {e}");
+            Err(unknown(
+                "the execution failed inside the relayer; it may still land",
+            ))
+        })
+    }
+
+    /// Claims the user's slot and the execution's nonce, then simulates and sends it; gives
+    /// the nonce back if nothing was sent.
+    async fn claim_and_submit(
+        &self,
+        user: Felt,
+        execution: OutsideExecution,
+        signature: Vec<Felt>,
+        sponsorship: Option<Sponsorship>,
+        fee_mode: FeeMode,
+        account: UserAccount,
+    ) -> RpcResult<ExecuteTransactionResult> {
+        let claim = self.claim_user(user, execution.execute_before).await?;
         let nonce_key = (user, execution.nonce);
         self.claim_nonce(nonce_key, execution.execute_before)?;
         match self
             .submit(
                 user,
                 &execution,
-                &invoke.signature,
+                &signature,
                 sponsorship,
                 &fee_mode,
                 claim,
@@ -1879,12 +1916,20 @@ mod tests {
             Claim {
                 slots: slots.clone(),
                 user,
+                execute_before: 1_000,
                 done: false,
             }
         };
         // A request that fails before sending frees the slot.
         drop(claim(&slots));
         assert_eq!(slots.lock().unwrap().get(&user), None);
+        // One whose task panicked may have sent it: held until its window is over.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _claim = claim(&slots);
+            panic!("a bug half-way");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(slots.lock().unwrap().remove(&user), Some(Slot::Held(1_000)));
         // Sent: the slot names the transaction until its receipt is seen.
         claim(&slots).sent(Felt::from(99u8));
         assert_eq!(

@@ -94,25 +94,6 @@ fn to_value<T: serde::Serialize>(value: T) -> Result<Value, ErrorObject> {
     })
 }
 
-/// `paymaster_executeTransaction` in a task of its own, which runs to the end even if the
-/// client goes away: once a transaction may be sent, the relayer must record it (the user's
-/// execution stays in flight until its receipt) and watch it (a revert holds the user).
-/// Cancelled half-way, an execution could be sent with its user already free to stack
-/// another one on the same state.
-async fn execute_to_the_end(
-    relayer: Arc<Relayer>,
-    params: ciro_api::snip29::ExecuteTransactionParams,
-    api_key: Option<String>,
-) -> Result<ciro_api::snip29::ExecuteTransactionResult, ErrorObject> {
-    let task = tokio::spawn(async move { relayer.execute(params, api_key.as_deref()).await });
-    task.await.unwrap_or_else(|e| {
-        tracing::error!("an execution's task failed: {e}");
-        Err(ErrorObject::unknown_error(
-            "the execution failed inside the relayer; it may still land",
-        ))
-    })
-}
-
 async fn handle(
     State(slot): State<Slot>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -176,9 +157,7 @@ async fn handle(
             Err(e) => Err(e),
         },
         methods::EXECUTE_TRANSACTION => match params(request.params) {
-            Ok(p) => execute_to_the_end(relayer.clone(), p, api_key.map(str::to_owned))
-                .await
-                .and_then(to_value),
+            Ok(p) => relayer.execute(p, api_key).await.and_then(to_value),
             Err(e) => Err(e),
         },
         // By name (`{"tracking_id": …}`) or by position (`[…]`, as starknet.go sends it):

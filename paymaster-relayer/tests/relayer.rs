@@ -1514,7 +1514,7 @@ async fn a_client_that_goes_away_cannot_free_its_execution_to_stack_another() {
     let fx = Fx::start(Options {
         users: 1,
         limits: Limits {
-            batch_window: Duration::from_millis(1_500),
+            batch_window: Duration::from_millis(3_000),
             ..Limits::default()
         },
         ..Options::default()
@@ -1571,4 +1571,18 @@ async fn a_client_that_goes_away_cannot_free_its_execution_to_stack_another() {
     }
     assert_eq!(fx.balance(fx.s.token, user.address).await, 0);
     assert!(fx.deposit().await < deposit, "charged to the sponsor");
+    let metrics = reqwest::get(format!("{}metrics", fx.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"ciro_relayer_refused_total{rule="in_flight"} 1"#),
+        "the second was refused as in flight: {metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"rule="client_gone""#),
+        "nothing dropped: {metrics}"
+    );
 }
