@@ -61,6 +61,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://<file>` (created if missing) or `postgres://...`.
     pub database_url: String,
+    /// Most connections to PostgreSQL (`None`: [`store::DEFAULT_POSTGRES_CONNECTIONS`]).
+    pub db_max_connections: Option<u32>,
     /// Blocks the index may lag behind the chain before `/ready` says unready.
     pub max_index_lag: u64,
     /// Directory of the local blob store.
@@ -172,7 +174,7 @@ impl Collector for IndexCollector {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let metrics = Metrics::new(SERVICE, env!("CARGO_PKG_VERSION"))?;
     let manifest = Manifest::read(&config.chain.manifest)?;
-    let store = Store::connect(&config.database_url).await?;
+    let store = Store::connect_with(&config.database_url, config.db_max_connections).await?;
     let node = Arc::new(JsonRpcClient::new(HttpTransport::new(
         config.chain.rpc_url.clone(),
     )));

@@ -34,6 +34,9 @@ struct Cli {
         default_value = "sqlite://ciro-coordinator.db"
     )]
     database_url: String,
+    /// Most connections to PostgreSQL (default 4: about twice the database server's cores).
+    #[arg(long, env = "CIRO_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_max_connections: Option<u32>,
     /// Blocks the index may lag behind the chain before /ready says unready.
     #[arg(long, env = "CIRO_MAX_INDEX_LAG", default_value_t = 10)]
     max_index_lag: u64,
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             chain: cli.chain.config()?,
             listen: cli.serve.listen,
             database_url: cli.database_url,
+            db_max_connections: cli.db_max_connections,
             max_index_lag: cli.max_index_lag,
             blob_dir: cli.blob_dir,
             api: ApiConfig {

@@ -71,6 +71,7 @@ impl Running {
             },
             listen,
             database_url,
+            db_max_connections: None,
             max_index_lag: 10,
             blob_dir: dir.path().join("blobs"),
             api: ApiConfig {
