@@ -3,8 +3,9 @@
 //!
 //! Each execution has passed every check and its own exact simulation before it is queued
 //! (so its charge and its refusal, if any, are its own). The first execution queued opens a
-//! window; when it closes (or `--batch-max` executions are queued), the queue goes out from
-//! one leased account as one multicall, after **one simulation of the whole batch**:
+//! window; when it closes (or `--batch-max` executions are queued), the queue goes out in
+//! batches, each from its own leased account as one multicall, after **one simulation of the
+//! whole batch**:
 //! executions that pass alone can still fail together (two charges that each fit a sponsor's
 //! deposit but not both; one user's call changing what another's relies on), and a batch that
 //! would revert would sink every execution in it at the relayer's cost. The batch goes out
@@ -23,7 +24,8 @@
 //!
 //! What a batch does not change: each user still has one execution in flight, each execution
 //! is charged what its own simulation gave, and every execution is tracked and watched under
-//! its batch's transaction hash. How a batch that reverts on chain is treated:
+//! the hash of the transaction it went out in (its batch's, or its own once split). How a
+//! batch that reverts on chain is treated:
 //! [`crate::relayer`]'s `after_landing`.
 
 use std::sync::{Arc, Mutex};
@@ -193,7 +195,7 @@ impl Batcher {
             let mut live = Vec::with_capacity(entries.len());
             for entry in entries {
                 if entry.gone() {
-                    self.metrics.refused("client_gone");
+                    self.metrics.refused("task_lost");
                     tracing::warn!("an execution nobody waits for any more is not sent");
                 } else if self.closing(&entry, now) {
                     self.refuse_closing(entry);
@@ -326,27 +328,30 @@ impl Batcher {
     async fn send_split(&self, entries: Vec<Entry>) {
         let mut entries = entries.into_iter();
         let mut previous: Option<(Felt, Arc<RelayerAccount>)> = None;
-        let mut stalled = false;
+        // Why the rest cannot be simulated on a known state, once they cannot.
+        let mut stalled: Option<&str> = None;
         while let Some(entry) = entries.next() {
             if let Some((tx_hash, account)) = previous.take() {
                 match tokio::time::timeout(SPLIT_WAIT, account.sender.wait(tx_hash)).await {
                     Ok(Ok(_)) | Ok(Err(ChainError::Reverted { .. })) => {}
                     Ok(Err(error)) => {
                         tracing::warn!(tx = %format!("{tx_hash:#x}"), "a split execution's receipt: {error}");
-                        stalled = true;
+                        stalled = Some(
+                            "an execution split from the same batch has no receipt yet; try again",
+                        );
                     }
                     Err(_) => {
                         tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt for a split execution within {SPLIT_WAIT:?}");
-                        stalled = true;
+                        stalled = Some(
+                            "an execution split from the same batch has no receipt yet; try again",
+                        );
                     }
                 }
             }
-            if stalled {
+            if let Some(why) = stalled {
                 for rest in std::iter::once(entry).chain(entries.by_ref()) {
                     self.metrics.refused("split_stalled");
-                    rest.answer(Err(Failure::Before(unknown(
-                        "an execution split from the same batch has no receipt yet; try again",
-                    ))));
+                    rest.answer(Err(Failure::Before(unknown(why))));
                 }
                 return;
             }
@@ -360,6 +365,11 @@ impl Batcher {
                 ))));
                 continue;
             };
+            // The lease may have taken a while: the window is checked again.
+            if self.closing(&entry, self.clock.now()) {
+                self.refuse_closing(entry);
+                continue;
+            }
             let account = lease.account().clone();
             let bounds = match account.sender.estimate(&entry.calls).await {
                 Ok(estimate) if estimate.overall_fee <= entry.covered => {
@@ -396,7 +406,9 @@ impl Batcher {
                 Err(error) => {
                     tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {error}");
                     let failure = send_failure(error);
-                    stalled = matches!(failure, Failure::Sending(_));
+                    if matches!(failure, Failure::Sending(_)) {
+                        stalled = Some("the send of an execution split from the same batch may still land; try again");
+                    }
                     entry.answer(Err(failure));
                 }
             }

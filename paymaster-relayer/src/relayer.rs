@@ -1273,8 +1273,8 @@ impl Relayer {
         // From the user's claim on, the execution runs to its end in a task of its own,
         // whatever its client does: cancelled half-way (the client went away), it could be
         // sent with its user already free to stack another execution on a state without it.
-        // At most one such task per user (the claim), so a client that hangs up leaves little
-        // behind; the checks above stay tied to the request.
+        // The checks above stay tied to the request, and the per-user rate limit bounds these
+        // tasks; each one beyond the first of a user stops at the claim.
         let relayer = self.clone();
         let signature = invoke.signature;
         let task = tokio::spawn(async move {
@@ -1283,7 +1283,8 @@ impl Relayer {
                 .await
         });
         task.await.unwrap_or_else(|e| {
-            tracing::error!(user = %format!("{user:#x}"), "an execution's task failed: {e}");
+            let panicked = e.is_panic();
+            tracing::error!(user = %format!("{user:#x}"), panicked, "an execution's task failed: {e}");
             Err(unknown(
                 "the execution failed inside the relayer; it may still land",
             ))
