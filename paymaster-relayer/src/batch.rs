@@ -31,7 +31,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ciro_api::snip29::{ErrorObject, PaymasterError};
+use ciro_api::snip29::ErrorObject;
 use ciro_chain::sender::GasBounds;
 use ciro_chain::starknet::core::types::{Call, Felt, StarknetError};
 use ciro_chain::ChainError;
@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 
 use crate::metrics::RelayerMetrics;
 use crate::pool::{Pool, RelayerAccount};
-use crate::relayer::{chain_error, unknown, ChainClock, Failure, Limits};
+use crate::relayer::{chain_error, unknown, window_closing, ChainClock, Failure, Limits};
 
 /// Most calldata felts in one batch transaction (the sequencer's limit on a transaction's
 /// calldata is 4,000 felts on Starknet's public networks).
@@ -217,16 +217,9 @@ impl Batcher {
 
     fn refuse_closing(&self, entry: Entry) {
         self.metrics.refused("window_closing");
-        entry.answer(Err(Failure::Before(ErrorObject {
-            data: Some(
-                format!(
-                    "execute_before leaves less than {} s now",
-                    self.limits.min_remaining_secs
-                )
-                .into(),
-            ),
-            ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
-        })));
+        entry.answer(Err(Failure::Before(window_closing(
+            self.limits.min_remaining_secs,
+        ))));
     }
 
     async fn send_batch(&self, entries: Vec<Entry>) {
@@ -238,6 +231,17 @@ impl Batcher {
             }
             return;
         };
+        // The lease may have taken a while: the windows are checked again.
+        let now = self.clock.now();
+        let mut live = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if self.closing(&entry, now) {
+                self.refuse_closing(entry);
+            } else {
+                live.push(entry);
+            }
+        }
+        let entries = live;
         let account = lease.account().clone();
         let sender = &account.sender;
         if entries.len() > 1 {

@@ -337,6 +337,15 @@ impl Drop for Claim {
 /// A policy read from the Paymaster, when, and its allowed (target, selector) pairs.
 type CachedPolicy = (Instant, Policy, Vec<(Felt, Felt)>);
 
+/// The refusal of an execution whose window closed while it waited (for an account, or for
+/// its batch): less than `min_remaining_secs` left.
+pub(crate) fn window_closing(min_remaining_secs: u64) -> ErrorObject {
+    ErrorObject {
+        data: Some(format!("execute_before leaves less than {min_remaining_secs} s now").into()),
+        ..ErrorObject::paymaster(PaymasterError::InvalidTimeBounds)
+    }
+}
+
 pub(crate) fn unknown(reason: impl Into<String>) -> ErrorObject {
     ErrorObject::unknown_error(reason)
 }
@@ -1507,6 +1516,19 @@ impl Relayer {
             .lease(only, self.limits.lease_wait)
             .await
             .ok_or_else(|| unknown("no relayer account is free; try again"))?;
+        // The lease may have taken a while: the window is checked again, so nothing goes out
+        // that could land after it (a revert at the relayer's cost).
+        if execution.execute_before
+            < self
+                .clock
+                .now()
+                .saturating_add(self.limits.min_remaining_secs)
+        {
+            self.metrics.refused("window_closing");
+            return Err(Failure::Before(window_closing(
+                self.limits.min_remaining_secs,
+            )));
+        }
         let account = lease.account().clone();
         let sender = &account.sender;
         let (calls, estimate, charge) = match (sponsorship, fee_mode) {
