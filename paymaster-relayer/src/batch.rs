@@ -191,18 +191,15 @@ impl Batcher {
             if entries.is_empty() {
                 return;
             }
-            let now = self.clock.now();
-            let mut live = Vec::with_capacity(entries.len());
-            for entry in entries {
-                if entry.gone() {
+            let waited_for = entries.into_iter().filter(|entry| {
+                let gone = entry.gone();
+                if gone {
                     self.metrics.refused("task_lost");
                     tracing::warn!("an execution nobody waits for any more is not sent");
-                } else if self.closing(&entry, now) {
-                    self.refuse_closing(entry);
-                } else {
-                    live.push(entry);
                 }
-            }
+                !gone
+            });
+            let live = self.still_open(waited_for);
             if !live.is_empty() {
                 let batcher = self.clone();
                 tokio::spawn(async move { batcher.send_batch(live).await });
@@ -210,16 +207,22 @@ impl Batcher {
         }
     }
 
-    /// Whether `entry`'s window leaves less than the least remaining validity at `now`.
-    fn closing(&self, entry: &Entry, now: u64) -> bool {
-        entry.execute_before < now.saturating_add(self.limits.min_remaining_secs)
-    }
-
-    fn refuse_closing(&self, entry: Entry) {
-        self.metrics.refused("window_closing");
-        entry.answer(Err(Failure::Before(window_closing(
-            self.limits.min_remaining_secs,
-        ))));
+    /// `entries` whose windows still leave the least remaining validity now; the others are
+    /// refused.
+    fn still_open(&self, entries: impl IntoIterator<Item = Entry>) -> Vec<Entry> {
+        let now = self.clock.now();
+        let mut open = Vec::new();
+        for entry in entries {
+            if self.limits.closing(entry.execute_before, now) {
+                self.metrics.refused("window_closing");
+                entry.answer(Err(Failure::Before(window_closing(
+                    self.limits.min_remaining_secs,
+                ))));
+            } else {
+                open.push(entry);
+            }
+        }
+        open
     }
 
     async fn send_batch(&self, entries: Vec<Entry>) {
@@ -232,16 +235,7 @@ impl Batcher {
             return;
         };
         // The lease may have taken a while: the windows are checked again.
-        let now = self.clock.now();
-        let mut live = Vec::with_capacity(entries.len());
-        for entry in entries {
-            if self.closing(&entry, now) {
-                self.refuse_closing(entry);
-            } else {
-                live.push(entry);
-            }
-        }
-        let entries = live;
+        let entries = self.still_open(entries);
         let account = lease.account().clone();
         let sender = &account.sender;
         if entries.len() > 1 {
@@ -336,20 +330,17 @@ impl Batcher {
         let mut stalled: Option<&str> = None;
         while let Some(entry) = entries.next() {
             if let Some((tx_hash, account)) = previous.take() {
-                match tokio::time::timeout(SPLIT_WAIT, account.sender.wait(tx_hash)).await {
-                    Ok(Ok(_)) | Ok(Err(ChainError::Reverted { .. })) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "a split execution's receipt: {error}");
-                        stalled = Some(
-                            "an execution split from the same batch has no receipt yet; try again",
-                        );
-                    }
-                    Err(_) => {
-                        tracing::warn!(tx = %format!("{tx_hash:#x}"), "no receipt for a split execution within {SPLIT_WAIT:?}");
-                        stalled = Some(
-                            "an execution split from the same batch has no receipt yet; try again",
-                        );
-                    }
+                let missing =
+                    match tokio::time::timeout(SPLIT_WAIT, account.sender.wait(tx_hash)).await {
+                        Ok(Ok(_)) | Ok(Err(ChainError::Reverted { .. })) => None,
+                        Ok(Err(error)) => Some(error.to_string()),
+                        Err(_) => Some(format!("none within {SPLIT_WAIT:?}")),
+                    };
+                if let Some(why) = missing {
+                    tracing::warn!(tx = %format!("{tx_hash:#x}"), "a split execution's receipt: {why}");
+                    stalled = Some(
+                        "an execution split from the same batch has no receipt yet; try again",
+                    );
                 }
             }
             if let Some(why) = stalled {
@@ -359,10 +350,9 @@ impl Batcher {
                 }
                 return;
             }
-            if self.closing(&entry, self.clock.now()) {
-                self.refuse_closing(entry);
+            let Some(entry) = self.still_open([entry]).pop() else {
                 continue;
-            }
+            };
             let Some(lease) = self.pool.lease(None, self.limits.lease_wait).await else {
                 entry.answer(Err(Failure::Before(unknown(
                     "no relayer account is free; try again",
@@ -370,10 +360,9 @@ impl Batcher {
                 continue;
             };
             // The lease may have taken a while: the window is checked again.
-            if self.closing(&entry, self.clock.now()) {
-                self.refuse_closing(entry);
+            let Some(entry) = self.still_open([entry]).pop() else {
                 continue;
-            }
+            };
             let account = lease.account().clone();
             let bounds = match account.sender.estimate(&entry.calls).await {
                 Ok(estimate) if estimate.overall_fee <= entry.covered => {

@@ -122,6 +122,14 @@ pub struct Limits {
     pub batch_max: usize,
 }
 
+impl Limits {
+    /// Whether a window ending at `execute_before` leaves less than the least remaining
+    /// validity at `now` (the execution could land after it).
+    pub(crate) fn closing(&self, execute_before: u64, now: u64) -> bool {
+        execute_before < now.saturating_add(self.min_remaining_secs)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -851,7 +859,7 @@ impl Relayer {
                 self.limits.max_validity_secs
             )));
         }
-        if before < now.saturating_add(self.limits.min_remaining_secs) {
+        if self.limits.closing(before, now) {
             return Err(refuse(format!(
                 "execute_before leaves less than {} s",
                 self.limits.min_remaining_secs
@@ -1518,11 +1526,9 @@ impl Relayer {
             .ok_or_else(|| unknown("no relayer account is free; try again"))?;
         // The lease may have taken a while: the window is checked again, so nothing goes out
         // that could land after it (a revert at the relayer's cost).
-        if execution.execute_before
-            < self
-                .clock
-                .now()
-                .saturating_add(self.limits.min_remaining_secs)
+        if self
+            .limits
+            .closing(execution.execute_before, self.clock.now())
         {
             self.metrics.refused("window_closing");
             return Err(Failure::Before(window_closing(

@@ -1384,6 +1384,19 @@ async fn execute_at_once(
     outcomes
 }
 
+/// A relayer for `users` users whose sponsored executions wait up to `window` for their batch.
+async fn batching(users: usize, window: Duration) -> Fx {
+    Fx::start(Options {
+        users,
+        limits: Limits {
+            batch_window: window,
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await
+}
+
 /// With a batch window, several users' sponsored executions go out in one relayer
 /// transaction, each charged its own simulation's charge, the sponsor's deposit and the
 /// relayer's tokens moving by exactly their sum. A batch whose executions each pass alone
@@ -1392,15 +1405,7 @@ async fn execute_at_once(
 /// before anything is sent for it, and the relayer pays for no reverted transaction.
 #[tokio::test(flavor = "multi_thread")]
 async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fail_is_split() {
-    let fx = Fx::start(Options {
-        users: 6,
-        limits: Limits {
-            batch_window: Duration::from_millis(400),
-            ..Limits::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let fx = batching(6, Duration::from_millis(400)).await;
     let receiver = fx.s.net.address(Actor::Verifier);
     let relayer = fx.relayers[0];
     let (deposit, relayer_strk, relayer_tokens, received) = (
@@ -1490,12 +1495,7 @@ async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fa
     assert_eq!(fx.balance(fx.s.token, receiver).await, received + 7);
     assert!(fx.deposit().await < charge, "the first charge was paid");
     assert!(fx.balance(STRK, relayer).await < relayer_strk);
-    let metrics = reqwest::get(format!("{}metrics", fx.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fx.metrics().await;
     assert!(
         metrics.contains("ciro_relayer_batches_total{outcome=\"split\"} 1"),
         "{metrics}"
@@ -1511,15 +1511,7 @@ async fn batched_executions_land_together_each_charged_and_a_batch_that_would_fa
 /// lands and is charged like any other.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_cannot_free_its_execution_to_stack_another() {
-    let fx = Fx::start(Options {
-        users: 1,
-        limits: Limits {
-            batch_window: Duration::from_millis(3_000),
-            ..Limits::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let fx = batching(1, Duration::from_millis(3_000)).await;
     let user = &fx.users[0];
     let balance = fx.balance(fx.s.token, user.address).await;
     let (first_to, second_to) = (fx.s.net.address(Actor::Verifier), fx.sponsor);
@@ -1571,12 +1563,7 @@ async fn a_client_that_goes_away_cannot_free_its_execution_to_stack_another() {
     }
     assert_eq!(fx.balance(fx.s.token, user.address).await, 0);
     assert!(fx.deposit().await < deposit, "charged to the sponsor");
-    let metrics = reqwest::get(format!("{}metrics", fx.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = fx.metrics().await;
     assert!(
         metrics.contains(r#"ciro_relayer_refused_total{rule="in_flight"} 1"#),
         "the second was refused as in flight: {metrics}"

@@ -313,6 +313,16 @@ impl Fx {
         }
     }
 
+    /// The relayer's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}metrics", self.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn deposit(&self) -> u128 {
         let reader = PaymasterReader::new(self.s.paymaster, &self.s.net.provider);
         call(reader.sponsor_balance(&ContractAddress(self.sponsor)))
