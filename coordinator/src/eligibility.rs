@@ -85,14 +85,47 @@ impl fmt::Display for Ineligible {
     }
 }
 
-/// [`check`] as a yes or no, without building the reason (the matcher's hot path).
+/// What the rule reads of a worker, as plain numbers: the matcher files every live worker for
+/// every job class each tick, so it reads these rather than the row's strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// `Active`, with an own stake that meets some tier.
+    pub open: bool,
+    /// VRAM, in MB.
+    pub vram_mb: u64,
+    /// Capability flags.
+    pub flags: u64,
+    /// Stake tier.
+    pub stake_tier: u64,
+    /// Reputation score.
+    pub score: u64,
+}
+
+impl Profile {
+    /// The profile of `worker`.
+    pub fn of(worker: &WorkerRow) -> Self {
+        Self {
+            open: worker.state == "Active" && worker.stake_tier != NO_TIER,
+            vram_mb: worker.vram_mb,
+            flags: worker.flags,
+            stake_tier: worker.stake_tier,
+            score: worker.score,
+        }
+    }
+
+    /// [`check`] as a yes or no, without building the reason (the matcher's hot path).
+    pub fn meets(&self, requirements: &Requirements) -> bool {
+        self.open
+            && self.vram_mb >= requirements.min_vram_mb
+            && requirements.required_flags & !self.flags == 0
+            && self.score >= requirements.min_score
+            && self.stake_tier >= requirements.min_stake_tier
+    }
+}
+
+/// [`check`] as a yes or no.
 pub fn eligible(worker: &WorkerRow, requirements: &Requirements) -> bool {
-    worker.state == "Active"
-        && worker.vram_mb >= requirements.min_vram_mb
-        && requirements.required_flags & !worker.flags == 0
-        && worker.score >= requirements.min_score
-        && worker.stake_tier != NO_TIER
-        && worker.stake_tier >= requirements.min_stake_tier
+    Profile::of(worker).meets(requirements)
 }
 
 /// Whether `worker` may take a job requiring `requirements`, as `CdcPool.is_eligible` decides.
@@ -210,6 +243,35 @@ mod tests {
             check(&unstaked, &needs(0, 0, 0, 0)),
             Err(Ineligible::NoStakeTier)
         );
+    }
+
+    #[test]
+    fn the_profile_decides_as_the_checked_rule_on_random_cases() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let states = ["Active", "Inactive", "Exiting", "Banned"];
+        let mut agreed = [0u32; 2];
+        for _ in 0..20_000 {
+            let w = WorkerRow {
+                state: states[next(4) as usize].into(),
+                vram_mb: next(4) * 16_000,
+                flags: next(16),
+                stake_tier: [0, 1, 2, 3, NO_TIER][next(5) as usize],
+                score: next(10_001),
+                ..worker()
+            };
+            let r = needs(next(4) * 16_000, next(16), next(4), next(10_001));
+            let yes = check(&w, &r).is_ok();
+            assert_eq!(eligible(&w, &r), yes, "{w:?} {r:?}");
+            agreed[usize::from(yes)] += 1;
+        }
+        // Both answers occur, so the agreement means something.
+        assert!(agreed[0] > 100 && agreed[1] > 100, "{agreed:?}");
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The matcher: which live worker gets which queued job.
 //!
 //! [`plan`] is the decision, pure and in memory. Jobs are grouped into classes (same
-//! requirements, same model); for each class met for the first time, every live worker with
-//! spare capacity is checked once against the on-chain eligibility rule
-//! ([`crate::eligibility::check`]) and filed in a bucket queue by its priority. Each job then
-//! takes the front worker of its class's highest non-empty bucket — O(1) per job, found by the
-//! buckets' bit mask — and the worker goes to the back of the bucket its spare capacity now
-//! gives it, so equals take turns (fairness) and a busy worker sinks. A worker's capacity is
-//! shared between classes: a stale entry (capacity taken by another class) is re-filed or
-//! dropped when it comes up. The cost per job is flat in the number of workers (the benchmark
-//! `cargo bench -p ciro-coordinator --bench matcher` checks it).
+//! requirements, same model). Once per plan, each live worker is read once: its eligibility
+//! profile as plain numbers ([`crate::eligibility::Profile`]), the static part of its priority,
+//! and which of the jobs' models it holds (one lookup per model it holds). For each class met
+//! for the first time, every live worker with spare capacity is checked against the on-chain
+//! eligibility rule on those numbers (no string is read or hashed) and filed in a bucket queue
+//! by its priority. Each job then takes the front worker of its class's highest non-empty
+//! bucket — O(1) per job, found by the buckets' bit mask — and the worker goes to the back of
+//! the bucket its spare capacity now gives it, so equals take turns (fairness) and a busy
+//! worker sinks. A worker's capacity is shared between classes: a stale entry (capacity taken
+//! by another class) is re-filed or dropped when it comes up. The benchmark `cargo bench -p
+//! ciro-coordinator --bench matcher` measures the cost per job against the number of workers
+//! and of classes.
 //!
 //! Priority, 0 to 63 (higher first): reputation score (0 to 32), the job's model already in
 //! the worker's store (16: no download), low average latency (0 to 7), and spare capacity as a
@@ -17,11 +20,11 @@
 //!
 //! [`explain`] answers "why is this job not matched yet" with the same rule.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use ciro_api::coordinator::{Requirement, UnmatchedReason, UnmetRequirement};
 
-use crate::eligibility::{self, Ineligible, Requirements};
+use crate::eligibility::{self, Ineligible, Profile, Requirements};
 use crate::store::WorkerRow;
 
 /// A live worker as the matcher sees it.
@@ -61,69 +64,138 @@ pub struct Plan {
 
 const LEVELS: usize = 64;
 
+/// A bucket entry's bit that says the worker holds the class's model.
+const WARM: u32 = 1 << 31;
+
 /// Jobs of one class share requirements and model.
 type ClassKey<'a> = (Requirements, &'a str);
 
-/// A worker's priority for a job class.
-fn priority(candidate: &Candidate, spare: u32, warm: bool) -> usize {
-    let reputation = (candidate.row.score.min(10_000) * 32 / 10_000) as usize;
-    let warm = if warm { 16 } else { 0 };
-    let speed = 7 - (candidate.avg_latency_secs / 60).min(7) as usize;
-    let room = if candidate.capacity == 0 {
-        0
-    } else {
-        (u64::from(spare) * 8 / u64::from(candidate.capacity)).min(8) as usize
-    };
-    (reputation + warm + speed + room).min(LEVELS - 1)
+/// What the matcher reads of each candidate, once per plan: the eligibility profile, the part
+/// of the priority that does not change within a plan, and the part that does.
+struct Slot {
+    profile: Profile,
+    /// Reputation (0 to 32) and low latency (0 to 7).
+    base: u8,
+    /// Spare capacity as a share of capacity (0 to 8), kept with `spare`.
+    room: u8,
+    spare: u32,
+    capacity: u32,
 }
 
-/// The bucket queue of one job class.
+impl Slot {
+    fn of(candidate: &Candidate) -> Self {
+        let reputation = candidate.row.score.min(10_000) * 32 / 10_000;
+        let speed = 7 - (candidate.avg_latency_secs / 60).min(7);
+        let mut slot = Self {
+            profile: Profile::of(&candidate.row),
+            base: (reputation + speed) as u8,
+            room: 0,
+            spare: candidate.spare,
+            capacity: candidate.capacity,
+        };
+        slot.room = slot.room_now();
+        slot
+    }
+
+    fn room_now(&self) -> u8 {
+        if self.capacity == 0 {
+            0
+        } else {
+            (u64::from(self.spare) * 8 / u64::from(self.capacity)).min(8) as u8
+        }
+    }
+
+    /// Its priority for a class (0 to 63, higher first): reputation, latency, room, and 16 when
+    /// it holds the class's model (no download).
+    fn priority(&self, warm: bool) -> usize {
+        (usize::from(self.base) + usize::from(self.room) + if warm { 16 } else { 0 })
+            .min(LEVELS - 1)
+    }
+
+    /// Takes one job of its spare capacity.
+    fn take(&mut self) {
+        self.spare -= 1;
+        self.room = self.room_now();
+    }
+}
+
+/// A first-in first-out queue on a vector (entries are only appended during a plan).
+#[derive(Default)]
+struct Fifo {
+    items: Vec<u32>,
+    head: usize,
+}
+
+impl Fifo {
+    fn push(&mut self, item: u32) {
+        self.items.push(item);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head == self.items.len()
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        let item = *self.items.get(self.head)?;
+        self.head += 1;
+        if self.head == self.items.len() {
+            self.items.clear();
+            self.head = 0;
+        }
+        Some(item)
+    }
+}
+
+/// The bucket queue of one job class: entries are worker indexes, [`WARM`] set for a worker
+/// holding the class's model.
 struct Class {
-    buckets: Vec<VecDeque<usize>>,
+    buckets: Vec<Fifo>,
     mask: u64,
 }
 
 impl Class {
-    /// The class of `job`: its eligible workers with spare capacity, filed by priority.
+    /// The class's eligible workers with spare capacity, filed by priority. `warm[w] == stamp`
+    /// marks the workers that hold its model.
     fn new(
-        job: &QueuedJob,
-        candidates: &[Candidate],
-        spare: &[u32],
+        requirements: &Requirements,
+        slots: &[Slot],
+        warm: &[u32],
+        stamp: u32,
         offset: usize,
-    ) -> (Self, Vec<bool>) {
+    ) -> Self {
         let mut class = Self {
-            buckets: (0..LEVELS).map(|_| VecDeque::new()).collect(),
+            buckets: (0..LEVELS).map(|_| Fifo::default()).collect(),
             mask: 0,
         };
-        let mut warm_of = vec![false; candidates.len()];
-        let n = candidates.len();
+        let n = slots.len();
+        let offset = offset % n.max(1);
         // Start at a rotating offset: equals are not always taken in address order.
-        for i in (0..n).map(|k| (k + offset) % n.max(1)) {
-            let candidate = &candidates[i];
-            if spare[i] == 0 || !eligibility::eligible(&candidate.row, &job.requirements) {
+        for i in (offset..n).chain(0..offset) {
+            let slot = &slots[i];
+            if slot.spare == 0 || !slot.profile.meets(requirements) {
                 continue;
             }
-            let warm = candidate.models.contains(&job.model_hash);
-            warm_of[i] = warm;
-            class.push(priority(candidate, spare[i], warm), i);
+            let is_warm = warm[i] == stamp;
+            let entry = i as u32 | if is_warm { WARM } else { 0 };
+            class.push(slot.priority(is_warm), entry);
         }
-        (class, warm_of)
+        class
     }
 
-    fn push(&mut self, level: usize, worker: usize) {
-        self.buckets[level].push_back(worker);
+    fn push(&mut self, level: usize, entry: u32) {
+        self.buckets[level].push(entry);
         self.mask |= 1 << level;
     }
 
-    fn pop(&mut self) -> Option<(usize, usize)> {
+    fn pop(&mut self) -> Option<(usize, u32)> {
         while self.mask != 0 {
             let level = 63 - self.mask.leading_zeros() as usize;
-            match self.buckets[level].pop_front() {
-                Some(worker) => {
+            match self.buckets[level].pop() {
+                Some(entry) => {
                     if self.buckets[level].is_empty() {
                         self.mask &= !(1 << level);
                     }
-                    return Some((level, worker));
+                    return Some((level, entry));
                 }
                 None => self.mask &= !(1 << level),
             }
@@ -134,34 +206,75 @@ impl Class {
 
 /// Assigns `jobs` (in order: oldest first) to `candidates`. `rotation` varies the order in
 /// which equal workers are first considered (pass the tick number).
+///
+/// The work is linear: one class lookup per job; once per plan, each candidate's profile and
+/// each model it holds that some job needs (one lookup per model); per class, one pass over
+/// the candidates' profiles (plain numbers, no string is read or hashed); per assignment, a
+/// pop and a push.
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
-    let mut spare: Vec<u32> = candidates.iter().map(|c| c.spare).collect();
-    let mut classes: HashMap<ClassKey<'_>, (Class, Vec<bool>)> = HashMap::new();
+    // Each job's class, classes numbered in the order their first job comes.
+    let mut index: HashMap<ClassKey<'_>, u32> = HashMap::new();
+    let mut keys: Vec<ClassKey<'_>> = Vec::new();
+    let job_class: Vec<u32> = jobs
+        .iter()
+        .map(|job| {
+            let key = (job.requirements, job.model_hash.as_str());
+            *index.entry(key).or_insert_with(|| {
+                keys.push(key);
+                keys.len() as u32 - 1
+            })
+        })
+        .collect();
+    // The models jobs need, and which candidates hold each.
+    let mut models: HashMap<&str, usize> = HashMap::new();
+    for (_, model) in &keys {
+        let next = models.len();
+        models.entry(model).or_insert(next);
+    }
+    let mut holders: Vec<Vec<u32>> = vec![Vec::new(); models.len()];
+    for (i, candidate) in candidates.iter().enumerate() {
+        for model in &candidate.models {
+            if let Some(&m) = models.get(model.as_str()) {
+                holders[m].push(i as u32);
+            }
+        }
+    }
+    let mut slots: Vec<Slot> = candidates.iter().map(Slot::of).collect();
+    let mut warm = vec![0u32; candidates.len()];
+    let mut classes: Vec<Option<Class>> = (0..keys.len()).map(|_| None).collect();
     let mut result = Plan::default();
-    for job in jobs {
-        let key = (job.requirements, job.model_hash.as_str());
-        let (class, warm_of) = classes
-            .entry(key)
-            .or_insert_with(|| Class::new(job, candidates, &spare, rotation));
+    for (job, &c) in jobs.iter().zip(&job_class) {
+        let class = classes[c as usize].get_or_insert_with(|| {
+            // Built when its first job comes, from the capacity left then.
+            let (requirements, model) = &keys[c as usize];
+            let stamp = c + 1;
+            for &w in &holders[models[model]] {
+                warm[w as usize] = stamp;
+            }
+            Class::new(requirements, &slots, &warm, stamp, rotation)
+        });
         let mut chosen = None;
-        while let Some((level, worker)) = class.pop() {
-            if spare[worker] == 0 {
+        while let Some((level, entry)) = class.pop() {
+            let worker = (entry & !WARM) as usize;
+            let slot = &slots[worker];
+            if slot.spare == 0 {
                 continue; // Taken by another class: drop it.
             }
-            let warm = warm_of[worker];
-            let now = priority(&candidates[worker], spare[worker], warm);
+            let now = slot.priority(entry & WARM != 0);
             if now < level {
-                class.push(now, worker); // Its priority fell meanwhile: re-file it.
+                class.push(now, entry); // Its priority fell meanwhile: re-file it.
                 continue;
             }
-            chosen = Some((worker, warm));
+            chosen = Some(entry);
             break;
         }
         match chosen {
-            Some((worker, warm)) => {
-                spare[worker] -= 1;
-                if spare[worker] > 0 {
-                    class.push(priority(&candidates[worker], spare[worker], warm), worker);
+            Some(entry) => {
+                let worker = (entry & !WARM) as usize;
+                let slot = &mut slots[worker];
+                slot.take();
+                if slot.spare > 0 {
+                    class.push(slot.priority(entry & WARM != 0), entry);
                 }
                 result.assignments.push((job.job_id, worker));
             }
@@ -386,6 +499,80 @@ mod tests {
         let plan = plan(&[job(1, 0), job(2, 16_000)], &workers, 0);
         assert_eq!(plan.assignments, vec![(1, 0)]);
         assert_eq!(plan.unassigned, vec![2]);
+    }
+
+    #[test]
+    fn random_plans_assign_only_eligible_workers_within_capacity_and_leave_none_assignable() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut assigned_total = 0;
+        for round in 0..200 {
+            let workers: Vec<Candidate> = (0..1 + next(40))
+                .map(|i| {
+                    let mut w = worker(&format!("{i:#x}"), next(10_001), next(4) * 16_000, 0);
+                    w.row.state =
+                        ["Active", "Active", "Active", "Inactive"][next(4) as usize].into();
+                    w.row.flags = next(8);
+                    w.row.stake_tier = [0, 1, 2, eligibility::NO_TIER][next(4) as usize];
+                    w.capacity = next(4) as u32;
+                    w.spare = next(u64::from(w.capacity) + 1) as u32;
+                    w.avg_latency_secs = next(900);
+                    w.models = (0..next(3))
+                        .map(|_| format!("{:02x}", next(5)).repeat(32))
+                        .collect();
+                    w
+                })
+                .collect();
+            let jobs: Vec<QueuedJob> = (0..next(120))
+                .map(|id| QueuedJob {
+                    job_id: id,
+                    model_hash: format!("{:02x}", next(5)).repeat(32),
+                    requirements: Requirements {
+                        min_vram_mb: next(4) * 16_000,
+                        required_flags: next(8),
+                        min_stake_tier: next(3),
+                        min_score: next(3) * 3_000,
+                    },
+                })
+                .collect();
+            let decided = plan(&jobs, &workers, round);
+            let mut taken = vec![0u32; workers.len()];
+            for &(job_id, w) in &decided.assignments {
+                let job = &jobs[job_id as usize];
+                assert!(
+                    eligibility::check(&workers[w].row, &job.requirements).is_ok(),
+                    "job {job_id} went to an ineligible worker"
+                );
+                taken[w] += 1;
+                assert!(
+                    taken[w] <= workers[w].spare,
+                    "worker {w} over its spare capacity"
+                );
+            }
+            // Every job is decided once, in the jobs' order.
+            let mut ids: Vec<u64> = decided.assignments.iter().map(|a| a.0).collect();
+            ids.extend(&decided.unassigned);
+            ids.sort_unstable();
+            assert_eq!(ids, (0..jobs.len() as u64).collect::<Vec<_>>());
+            // A job left queued had no eligible worker with room left.
+            for &job_id in &decided.unassigned {
+                let job = &jobs[job_id as usize];
+                for (w, c) in workers.iter().enumerate() {
+                    assert!(
+                        taken[w] == c.spare
+                            || eligibility::check(&c.row, &job.requirements).is_err(),
+                        "job {job_id} left queued while worker {w} had room"
+                    );
+                }
+            }
+            assigned_total += decided.assignments.len();
+        }
+        assert!(assigned_total > 1_000, "{assigned_total}");
     }
 
     #[test]
