@@ -90,15 +90,11 @@ impl fmt::Display for Ineligible {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile {
     /// `Active`, with an own stake that meets some tier.
-    pub open: bool,
-    /// VRAM, in MB.
-    pub vram_mb: u64,
-    /// Capability flags.
-    pub flags: u64,
-    /// Stake tier.
-    pub stake_tier: u64,
-    /// Reputation score.
-    pub score: u64,
+    open: bool,
+    vram_mb: u64,
+    flags: u64,
+    stake_tier: u64,
+    score: u64,
 }
 
 impl Profile {

@@ -212,6 +212,8 @@ impl Class {
 /// the candidates' profiles (plain numbers, no string is read or hashed); per assignment, a
 /// pop and a push.
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
+    // A bucket entry is a worker's index below the WARM bit (two billion workers).
+    let candidates = &candidates[..candidates.len().min(WARM as usize - 1)];
     // Each job's class, classes numbered in the order their first job comes.
     let mut index: HashMap<ClassKey<'_>, u32> = HashMap::new();
     let mut keys: Vec<ClassKey<'_>> = Vec::new();
@@ -502,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn random_plans_assign_only_eligible_workers_within_capacity_and_leave_none_assignable() {
+    fn random_plans_take_the_best_eligible_worker_within_capacity_and_leave_none_assignable() {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = |bound: u64| {
             seed ^= seed << 13;
@@ -542,12 +544,29 @@ mod tests {
                 .collect();
             let decided = plan(&jobs, &workers, round);
             let mut taken = vec![0u32; workers.len()];
+            // The priority a worker has once `taken` of its spare capacity is gone.
+            let now = |w: usize, taken: u32, job: &QueuedJob| {
+                let mut slot = Slot::of(&workers[w]);
+                slot.spare -= taken;
+                slot.room = slot.room_now();
+                slot.priority(workers[w].models.contains(&job.model_hash))
+            };
             for &(job_id, w) in &decided.assignments {
                 let job = &jobs[job_id as usize];
                 assert!(
                     eligibility::check(&workers[w].row, &job.requirements).is_ok(),
                     "job {job_id} went to an ineligible worker"
                 );
+                // No eligible worker with room ranked higher at that moment.
+                let chosen = now(w, taken[w], job);
+                for (o, c) in workers.iter().enumerate() {
+                    if taken[o] < c.spare && eligibility::check(&c.row, &job.requirements).is_ok() {
+                        assert!(
+                            now(o, taken[o], job) <= chosen,
+                            "job {job_id} went to worker {w} while {o} ranked higher"
+                        );
+                    }
+                }
                 taken[w] += 1;
                 assert!(
                     taken[w] <= workers[w].spare,
