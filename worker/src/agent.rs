@@ -189,6 +189,9 @@ struct Agent {
     /// Jobs refused lately, not taken again before the instant (an honest coordinator does
     /// not offer them again; a lying one is not let to make the agent spin).
     cooldown: Mutex<std::collections::HashMap<u64, Instant>>,
+    /// One download at a time per model: jobs of a model not yet stored wait for the first
+    /// one's download instead of fetching it again.
+    fetching: Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     running: AtomicU32,
     commits: mpsc::UnboundedSender<u64>,
     metrics: AgentMetrics,
@@ -334,6 +337,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         cuda,
         in_flight: Mutex::new(HashSet::new()),
         cooldown: Mutex::new(std::collections::HashMap::new()),
+        fetching: Mutex::new(std::collections::HashMap::new()),
         running: AtomicU32::new(0),
         commits,
         metrics: agent_metrics,
@@ -651,7 +655,29 @@ impl Agent {
             ));
         }
         if !self.store.contains(&a.model_hash) {
-            self.fetch_model(a, &input).await?;
+            let lock = self
+                .fetching
+                .lock()
+                .map_err(|_| Refusal::Failed("the model download table is poisoned".into()))?
+                .entry(a.model_hash)
+                .or_default()
+                .clone();
+            let fetched = {
+                let _one = lock.lock().await;
+                // Another job of the model may have stored it while this one waited.
+                if self.store.contains(&a.model_hash) {
+                    Ok(())
+                } else {
+                    self.fetch_model(a, &input).await
+                }
+            };
+            if let Ok(mut fetching) = self.fetching.lock() {
+                // The last job holding the lock entry removes it.
+                if Arc::strong_count(&lock) == 2 {
+                    fetching.remove(&a.model_hash);
+                }
+            }
+            fetched?;
         }
         let started = unix_now();
         let clock = Instant::now();

@@ -314,8 +314,18 @@ async fn two_workers_stake_from_their_hardware_and_run_only_jobs_they_are_eligib
                 "job {id}: only B is eligible"
             );
         }
-        let details = c.client().job(*id).await.expect("job");
-        let output_hash = details.job.output_hash.expect("output hash");
+        // The chain says Completed; the coordinator's index follows within a tick.
+        let output_hash = eventually(
+            &format!("the coordinator's index shows job {id} completed"),
+            WAIT,
+            || async {
+                let d = c.client().job(*id).await.ok()?;
+                (d.job.state == JobState::Completed)
+                    .then_some(d.job.output_hash)
+                    .flatten()
+            },
+        )
+        .await;
         assert_eq!(u256_from_digest(&output_hash.0), info.job.output_hash);
         let output = submitter.download_blob(&output_hash).await.expect("output");
         let expected = if *name == "mlp" { &mlp_y } else { &enc_y };

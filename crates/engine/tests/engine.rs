@@ -331,3 +331,42 @@ async fn a_job_input_written_by_python_runs_like_one_written_by_rust() {
     assert!(max_abs_diff(&decode_input(&from_python.output).unwrap(), &expected) <= 1e-5);
     assert_eq!(from_python.output_hash, from_rust.output_hash);
 }
+
+#[test]
+fn concurrent_inserts_of_one_model_all_succeed_and_leave_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ModelStore::open(dir.path(), 2).unwrap());
+    // Stand-in bytes: the store addresses files by hash; loading is tested above.
+    let bytes: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let spec = ModelSpec {
+        input_shape: vec![4],
+        input_dtype: "F32".into(),
+        max_batch: 8,
+    };
+    let expected = Digest::of(&bytes);
+    // Two jobs of a model not yet stored fetch it at once; here eight threads, ten times each.
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    assert_eq!(store.insert(&bytes, &spec).unwrap(), expected);
+                }
+            });
+        }
+    });
+    assert!(store.contains(&expected));
+    assert_eq!(store.hashes(), vec![expected]);
+    let on_disk = std::fs::read(dir.path().join(format!("{expected}.pt"))).unwrap();
+    assert_eq!(Digest::of(&on_disk), expected);
+    let spec_on_disk: ModelSpec = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("{expected}.spec.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec_on_disk, spec);
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
