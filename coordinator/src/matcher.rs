@@ -212,6 +212,19 @@ impl Class {
 /// the candidates' profiles (plain numbers, no string is read or hashed); per assignment, a
 /// pop and a push.
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
+    plan_excluding(jobs, candidates, rotation, |_, _| false)
+}
+
+/// [`plan`], never giving a job to a worker `forbidden(job id, candidate index)` names (the
+/// job's own submitter, a pair the contract refused lately, a worker that gave the job back):
+/// the job takes the best worker it may have, and a worker passed over stays filed for the
+/// class's other jobs.
+pub fn plan_excluding(
+    jobs: &[QueuedJob],
+    candidates: &[Candidate],
+    rotation: usize,
+    forbidden: impl Fn(u64, usize) -> bool,
+) -> Plan {
     // A bucket entry is a worker's index below the WARM bit (two billion workers).
     let candidates = &candidates[..candidates.len().min(WARM as usize - 1)];
     // Each job's class, classes numbered in the order their first job comes.
@@ -256,6 +269,7 @@ pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Pl
             Class::new(requirements, &slots, &warm, stamp, rotation)
         });
         let mut chosen = None;
+        let mut passed = Vec::new();
         while let Some((level, entry)) = class.pop() {
             let worker = (entry & !WARM) as usize;
             let slot = &slots[worker];
@@ -267,8 +281,15 @@ pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Pl
                 class.push(now, entry); // Its priority fell meanwhile: re-file it.
                 continue;
             }
+            if forbidden(job.job_id, worker) {
+                passed.push((level, entry)); // Not for this job: filed again below.
+                continue;
+            }
             chosen = Some(entry);
             break;
+        }
+        for (level, entry) in passed {
+            class.push(level, entry);
         }
         match chosen {
             Some(entry) => {
@@ -542,7 +563,12 @@ mod tests {
                     },
                 })
                 .collect();
-            let decided = plan(&jobs, &workers, round);
+            // A few (job, worker) pairs are forbidden (own job, refused, given back).
+            let forbidden: HashSet<(u64, usize)> = (0..next(30))
+                .map(|_| (next(120), next(workers.len() as u64) as usize))
+                .collect();
+            let decided =
+                plan_excluding(&jobs, &workers, round, |j, w| forbidden.contains(&(j, w)));
             let mut taken = vec![0u32; workers.len()];
             // The priority a worker has once `taken` of its spare capacity is gone.
             let now = |w: usize, taken: u32, job: &QueuedJob| {
@@ -557,10 +583,17 @@ mod tests {
                     eligibility::check(&workers[w].row, &job.requirements).is_ok(),
                     "job {job_id} went to an ineligible worker"
                 );
+                assert!(
+                    !forbidden.contains(&(job_id, w)),
+                    "job {job_id} went to worker {w}, forbidden for it"
+                );
                 // No eligible worker with room ranked higher at that moment.
                 let chosen = now(w, taken[w], job);
                 for (o, c) in workers.iter().enumerate() {
-                    if taken[o] < c.spare && eligibility::check(&c.row, &job.requirements).is_ok() {
+                    if taken[o] < c.spare
+                        && !forbidden.contains(&(job_id, o))
+                        && eligibility::check(&c.row, &job.requirements).is_ok()
+                    {
                         assert!(
                             now(o, taken[o], job) <= chosen,
                             "job {job_id} went to worker {w} while {o} ranked higher"
@@ -584,6 +617,7 @@ mod tests {
                 for (w, c) in workers.iter().enumerate() {
                     assert!(
                         taken[w] == c.spare
+                            || forbidden.contains(&(job_id, w))
                             || eligibility::check(&c.row, &job.requirements).is_err(),
                         "job {job_id} left queued while worker {w} had room"
                     );

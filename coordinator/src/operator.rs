@@ -558,26 +558,26 @@ impl Operator {
         }
         self.rotation = self.rotation.wrapping_add(1);
         let given_back = self.store.given_back().await?;
-        let plan = matcher::plan(&jobs, &candidates, self.rotation);
         let submitters: HashMap<u64, &str> = queued
             .iter()
             .map(|j| (j.job_id, j.submitter.as_str()))
             .collect();
+        // The contract refuses a submitter working its own job; a pair it refused lately waits
+        // out its exclusion; a worker that gave a job back never gets it again. The matcher
+        // passes over these pairs, so the job goes to the next best worker in the same tick
+        // (filtered after the plan, the same best worker was chosen and dropped every tick).
+        let excluded = &self.excluded;
+        let plan = matcher::plan_excluding(&jobs, &candidates, self.rotation, |job_id, index| {
+            let address = &candidates[index].row.address;
+            submitters.get(&job_id) == Some(&address.as_str())
+                || Felt::from_hex(address).map_or(true, |w| excluded.contains_key(&(job_id, w)))
+                || given_back.contains(&(job_id, address.clone()))
+        });
         let mut entries = Vec::with_capacity(plan.assignments.len());
         for (job_id, index) in plan.assignments {
-            let row = &candidates[index].row;
-            let Ok(worker) = Felt::from_hex(&row.address) else {
+            let Ok(worker) = Felt::from_hex(&candidates[index].row.address) else {
                 continue;
             };
-            // The contract refuses a submitter working its own job; a pair it refused lately
-            // waits out its exclusion (the next tick may choose another worker); a worker that
-            // gave a job back never gets it again.
-            if submitters.get(&job_id) == Some(&row.address.as_str())
-                || self.excluded.contains_key(&(job_id, worker))
-                || given_back.contains(&(job_id, row.address.clone()))
-            {
-                continue;
-            }
             entries.push(Entry {
                 job_id,
                 worker: Some(worker),

@@ -351,6 +351,68 @@ async fn a_silent_workers_job_is_released_and_completed_by_another() {
     c.stop().await;
 }
 
+/// A worker that gives a job back never gets it again, and the job goes to the next eligible
+/// worker even when the one that gave it back still ranks first (here: it holds the model, 16
+/// levels up). Dropping the pair after the plan chose it would choose it again every tick and
+/// leave the job queued until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_its_best_worker_gives_back_goes_to_the_next_eligible_worker() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let a = c.client_as(&s, Actor::WorkerA);
+    let (model, model_digest) = model_with_file(&s, &c, b"a model both can run").await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    announce(&a, &[model_digest]).await;
+    let beat = |actor: Actor, models: Vec<Digest>| {
+        let client = c.client_as(&s, actor);
+        tokio::spawn(async move {
+            announce(&client, &models).await;
+            loop {
+                client
+                    .heartbeat(&heartbeat(&models))
+                    .await
+                    .expect("heartbeat");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let beating = [
+        beat(Actor::WorkerA, vec![model_digest]),
+        beat(Actor::WorkerB, vec![]),
+    ];
+    let b_row = eventually("B is live", WAIT, || async {
+        let row = c
+            .client()
+            .worker(s.net.address(Actor::WorkerB))
+            .await
+            .ok()?;
+        row.liveness.is_some().then_some(row)
+    })
+    .await;
+    assert!(b_row.liveness.is_some());
+    let (job, _) = job_with_input(&s, &c, model, b"input").await;
+    let info = chain_state(&s, job, "Assigned").await;
+    assert_eq!(info.job.worker, s.addr(Actor::WorkerA), "A holds the model");
+
+    // Once the coordinator's index shows the assignment, A gives the job back.
+    eventually("A's give-back accepted", WAIT, || async {
+        a.request_release(job, "cannot run it").await.ok()
+    })
+    .await;
+    let reassigned = eventually("the job assigned to B", WAIT, || async {
+        let info = s.job_info(job).await;
+        (info.job.worker == s.addr(Actor::WorkerB)).then_some(info)
+    })
+    .await;
+    assert_eq!(format!("{:?}", reassigned.job.state), "Assigned");
+    for task in beating {
+        task.abort();
+    }
+    s.assert_invariants("after the reassignment").await;
+    c.stop().await;
+}
+
 /// Input hashes are public on chain, so anyone can submit a job naming someone else's input.
 /// Such a job is not matched on the other submitter's upload (its worker would read their
 /// private input), and the stranger cannot download it. Uploading the same bytes itself,

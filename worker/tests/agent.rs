@@ -352,6 +352,19 @@ async fn two_workers_stake_from_their_hardware_and_run_only_jobs_they_are_eligib
     sigterm(a).await;
     sigterm(b).await;
     c.stop().await;
+    // Each job was computed, published and committed once: a job already queued for its
+    // commitment is not taken again from a poll that still shows it assigned (that re-sent it,
+    // and a batch naming a job twice reverts and falls back to one transaction per job).
+    for name in ["a", "b"] {
+        let log = std::fs::read_to_string(data.path().join(name).with_extension("log"))
+            .expect("worker log");
+        for wrong in ["computed before a restart", "a batch of results reverted"] {
+            assert!(
+                !log.contains(wrong),
+                "worker {name} logged \"{wrong}\" without a restart:\n{log}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
