@@ -138,7 +138,7 @@ impl AgentMetrics {
             jobs: prometheus::IntCounterVec::new(
                 prometheus::Opts::new(
                     "ciro_worker_jobs_total",
-                    "Jobs by how their task ended here (done: queued for commitment or already committed; refused, dropped, failed)",
+                    "Jobs by how their task ended here (done: queued for commitment or already committed; refused, dropped, failed; retry: a passing failure, taken again later)",
                 ),
                 &["stage"],
             )?,
@@ -192,6 +192,9 @@ struct Agent {
     /// One download at a time per model: jobs of a model not yet stored wait for the first
     /// one's download instead of fetching it again.
     fetching: Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Results queued for their commitment: not taken again from a poll that still shows the
+    /// job assigned (the coordinator indexes the commitment a tick after it lands).
+    queued: Mutex<HashSet<u64>>,
     running: AtomicU32,
     commits: mpsc::UnboundedSender<u64>,
     metrics: AgentMetrics,
@@ -243,6 +246,9 @@ enum Warmup {
 /// How long a refused job is not taken again.
 const REFUSAL_COOLDOWN: Duration = Duration::from_secs(60);
 
+/// How long a job that met a passing failure waits before it is taken again.
+const RETRY_COOLDOWN: Duration = Duration::from_secs(5);
+
 /// Why a job is not run or not committed (logged with the job id; the journal keeps it).
 #[derive(Debug)]
 enum Refusal {
@@ -252,6 +258,10 @@ enum Refusal {
     Dropped(String),
     /// The engine or the chain failed it.
     Failed(String),
+    /// A passing failure (the node or the coordinator away, the agent draining): the job keeps
+    /// its journaled stage, a computed output included, and is taken again at the next poll
+    /// after [`RETRY_COOLDOWN`]; it is neither ended nor given back.
+    Retry(String),
 }
 
 /// Runs the agent until `shutdown`, then drains.
@@ -338,6 +348,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         in_flight: Mutex::new(HashSet::new()),
         cooldown: Mutex::new(std::collections::HashMap::new()),
         fetching: Mutex::new(std::collections::HashMap::new()),
+        queued: Mutex::new(HashSet::new()),
         running: AtomicU32::new(0),
         commits,
         metrics: agent_metrics,
@@ -473,7 +484,12 @@ impl Agent {
             .lock()
             .map(|set| set.contains(&job_id))
             .unwrap_or(true);
-        if running {
+        let queued = self
+            .queued
+            .lock()
+            .map(|set| set.contains(&job_id))
+            .unwrap_or(true);
+        if running || queued {
             return false;
         }
         !matches!(
@@ -502,13 +518,22 @@ impl Agent {
         tokio::spawn(
             async move {
                 let outcome = self.handle(&assignment).await;
+                let mut ended = "done";
                 let (stage, reason) = match outcome {
                     Ok(()) => (None, None),
                     Err(Refusal::Refused(r)) => (Some(Stage::Refused), Some(r)),
                     Err(Refusal::Dropped(r)) => (Some(Stage::Dropped), Some(r)),
                     Err(Refusal::Failed(r)) => (Some(Stage::Failed), Some(r)),
+                    Err(Refusal::Retry(reason)) => {
+                        tracing::warn!(%reason, "job not done yet: taken again at a later poll");
+                        if let Ok(mut cooldown) = self.cooldown.lock() {
+                            cooldown.insert(job_id, Instant::now() + RETRY_COOLDOWN);
+                        }
+                        ended = "retry";
+                        (None, None)
+                    }
                 };
-                let ended = stage.map_or("done", Stage::as_str);
+                let ended = stage.map_or(ended, Stage::as_str);
                 self.metrics.jobs.with_label_values(&[ended]).inc();
                 if let (Some(stage), Some(reason)) = (stage, reason) {
                     tracing::warn!(stage = stage.as_str(), %reason, "job not done");
@@ -549,16 +574,17 @@ impl Agent {
     async fn chain_now(&self) -> Result<u64, Refusal> {
         block_timestamp(self.account.provider(), BlockId::Tag(BlockTag::Latest))
             .await
-            .map_err(|e| Refusal::Failed(format!("reading the chain's time: {e}")))
+            .map_err(|e| Refusal::Retry(format!("reading the chain's time: {e}")))
     }
 
     /// Checks the assignment against the chain; the job's on-chain record.
     async fn verify(&self, a: &Assignment) -> Result<job_mgr::JobInfo, Refusal> {
-        let info = self
-            .jobs
-            .job(a.job_id)
-            .await
-            .map_err(|e| Refusal::Refused(format!("the chain has no such job: {e}")))?;
+        let info = self.jobs.job(a.job_id).await.map_err(|e| match e {
+            ChainError::Reverted { .. } => {
+                Refusal::Refused(format!("the chain has no such job: {e}"))
+            }
+            other => Refusal::Retry(format!("reading job {} on chain: {other}", a.job_id)),
+        })?;
         let job = &info.job;
         if job.state != JobState::Assigned || job.worker.0 != self.me {
             return Err(Refusal::Refused(format!(
@@ -572,11 +598,12 @@ impl Agent {
                 a.input_hash
             )));
         }
-        let model = self
-            .jobs
-            .model(job.model_id)
-            .await
-            .map_err(|e| Refusal::Refused(format!("reading model {}: {e}", job.model_id)))?;
+        let model = self.jobs.model(job.model_id).await.map_err(|e| match e {
+            ChainError::Reverted { .. } => {
+                Refusal::Refused(format!("reading model {}: {e}", job.model_id))
+            }
+            other => Refusal::Retry(format!("reading model {}: {other}", job.model_id)),
+        })?;
         if model.model_hash != u256_from_digest(&a.model_hash.0) {
             return Err(Refusal::Refused(format!(
                 "the assignment names model file {} but model {} is registered with another hash",
@@ -620,10 +647,23 @@ impl Agent {
             tracing::warn!("holding the result unpublished and uncommitted (--test-hold-commits)");
             return Ok(());
         }
-        self.publish(a.job_id).await?;
-        self.commits
-            .send(a.job_id)
-            .map_err(|_| Refusal::Failed("the committer stopped".into()))
+        // The output is journaled from here on: a failure to publish or queue it is passing
+        // (the coordinator or the committer away), never a reason to drop the result.
+        self.publish(a.job_id)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Failed(reason) | Refusal::Refused(reason) | Refusal::Dropped(reason) => {
+                    Refusal::Retry(reason)
+                }
+                retry => retry,
+            })?;
+        if let Ok(mut queued) = self.queued.lock() {
+            queued.insert(a.job_id);
+        }
+        self.commits.send(a.job_id).map_err(|_| {
+            self.unqueue(&[a.job_id]);
+            Refusal::Retry("the committer stopped (draining): committed after a restart".into())
+        })
     }
 
     /// Downloads, verifies, runs and journals the job's output.
@@ -854,6 +894,9 @@ impl Agent {
         let mut calls = Vec::new();
         let mut ids = Vec::new();
         let binding = JobMgr::new(self.job_mgr, self.account.clone());
+        // A job named twice would revert the whole multicall.
+        let mut seen = HashSet::new();
+        let batch: Vec<u64> = batch.into_iter().filter(|id| seen.insert(*id)).collect();
         for id in batch {
             match self.journal.entry(id).await {
                 Ok(Some(Entry {
@@ -864,8 +907,11 @@ impl Agent {
                     calls.push(binding.submit_result_getcall(&id, &u256_from_digest(&hash.0)));
                     ids.push(id);
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(job_id = id, error = %e, "reading the journal"),
+                Ok(_) => self.unqueue(&[id]),
+                Err(e) => {
+                    tracing::error!(job_id = id, error = %e, "reading the journal");
+                    self.unqueue(&[id]);
+                }
             }
         }
         if ids.is_empty() {
@@ -879,6 +925,7 @@ impl Agent {
                         tracing::error!(job_id = id, error = %e, "recording the commitment");
                     }
                 }
+                self.unqueue(&ids);
                 tracing::info!(jobs = ?ids, tx = %format!("{:#x}", out.tx_hash), "results committed");
                 self.maybe_claim().await;
             }
@@ -899,6 +946,7 @@ impl Agent {
                     if let Err(e) = self.journal.finish(id, Stage::Committed, None).await {
                         tracing::error!(job_id = id, error = %e, "recording the commitment");
                     }
+                    self.unqueue(&[id]);
                     return;
                 }
                 tracing::warn!(job_id = id, %reason, "the chain refused the result");
@@ -910,6 +958,7 @@ impl Agent {
                 if let Err(e) = self.journal.finish(id, stage, Some(&reason)).await {
                     tracing::error!(job_id = id, error = %e, "recording the refusal");
                 }
+                self.unqueue(&[id]);
                 // Still assigned to this worker on chain: give it back so that another
                 // worker gets it now rather than at its release limit.
                 if stage == Stage::Failed {
@@ -931,6 +980,15 @@ impl Agent {
                 for id in ids {
                     let _ = self.commits.send(id);
                 }
+            }
+        }
+    }
+
+    /// Jobs no longer queued for their commitment (committed, refused or not computed).
+    fn unqueue(&self, ids: &[u64]) {
+        if let Ok(mut queued) = self.queued.lock() {
+            for id in ids {
+                queued.remove(id);
             }
         }
     }
