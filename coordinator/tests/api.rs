@@ -126,6 +126,14 @@ async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
             "limit",
         ),
         (
+            // Past the sequences the database holds: refused, not a stream that fails forever.
+            s.http
+                .get(format!("{}/v1/events?after=9223372036854775808", s.base)),
+            400,
+            ErrorCode::BadRequest,
+            "after",
+        ),
+        (
             s.http.get(format!("{}/v1/blobs/abc", s.base)),
             400,
             ErrorCode::BadRequest,

@@ -119,8 +119,9 @@ struct RunArgs {
     /// Own stake to hold, in the payment token's base units: topped up to it, never beyond.
     #[arg(long, env = "WORKER_STAKE_TARGET")]
     stake_target: u128,
-    /// Jobs run at once.
-    #[arg(long, env = "WORKER_CAPACITY", default_value_t = 2)]
+    /// Jobs run at once (1 to 500, the most the coordinator accepts).
+    #[arg(long, env = "WORKER_CAPACITY", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=500))]
     capacity: u32,
     /// Seconds between heartbeats to the coordinator.
     #[arg(long, env = "WORKER_HEARTBEAT_SECS", default_value_t = 10)]

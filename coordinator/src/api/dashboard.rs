@@ -127,7 +127,12 @@ pub(super) async fn all_events(
     let query: EventsQuery = parse_query(query)?;
     let after = match (headers.get("last-event-id"), query.after) {
         (Some(_), _) => last_event_id(&headers)?,
-        (None, Some(after)) => after,
+        (None, Some(after)) if after <= super::MAX_ID => after,
+        (None, Some(_)) => {
+            return Err(ApiError::bad(
+                "after must be the sequence of an event (at most 2^63 - 1)",
+            ))
+        }
         // Without a position, what happens from now on (the history can be long).
         (None, None) => api
             .store()

@@ -89,8 +89,9 @@ const MAX_PAGE: u32 = 500;
 const MAX_AGENT_VERSION: usize = 64;
 /// Most models a heartbeat may list.
 const MAX_HEARTBEAT_MODELS: usize = 1_000;
-/// Most jobs a worker may declare it runs at once.
-const MAX_CAPACITY: u32 = 1_024;
+/// Most jobs a worker may declare it runs at once: no more than one poll answers with (a
+/// worker with more assignments than a page would never see its oldest ones).
+const MAX_CAPACITY: u32 = MAX_PAGE;
 
 /// An error answer: its code gives the status.
 #[derive(Debug, Clone)]
