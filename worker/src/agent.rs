@@ -105,6 +105,8 @@ pub struct AgentConfig {
     pub max_batch: i64,
     /// Largest input accepted, in bytes.
     pub max_input_bytes: u64,
+    /// Largest model file accepted, in bytes (it is held in memory while it is checked).
+    pub max_model_bytes: u64,
     /// How long a drain waits for running jobs on SIGTERM.
     pub drain_grace: Duration,
     /// Deactivate on chain when stopping.
@@ -681,11 +683,15 @@ impl Agent {
         }
         let input = self
             .client
-            .download_blob(&a.input_hash)
+            .download_blob_within(&a.input_hash, self.config.max_input_bytes)
             .await
             .map_err(|e| match e {
                 ClientError::DigestMismatch { .. } => Refusal::Refused(format!(
                     "the input does not hash to the on-chain input_hash: {e}"
+                )),
+                ClientError::TooLarge { .. } => Refusal::Refused(format!(
+                    "the input is larger than the {} bytes this worker accepts: {e}",
+                    self.config.max_input_bytes
                 )),
                 other => Refusal::Failed(format!("downloading the input: {other}")),
             })?;
@@ -776,7 +782,14 @@ impl Agent {
             .client
             .open_blob(&a.model_hash)
             .await
-            .map_err(|e| Refusal::Failed(format!("the model file is not available: {e}")))?;
+            .and_then(|download| download.within(self.config.max_model_bytes))
+            .map_err(|e| match e {
+                ClientError::TooLarge { .. } => Refusal::Refused(format!(
+                    "the model file is larger than the {} bytes this worker accepts: {e}",
+                    self.config.max_model_bytes
+                )),
+                e => Refusal::Failed(format!("the model file is not available: {e}")),
+            })?;
         let total = download.content_length().unwrap_or(0);
         let mut bytes = Vec::with_capacity(usize::try_from(total.min(1 << 30)).unwrap_or(0));
         let mut logged = 0;
@@ -804,6 +817,12 @@ impl Agent {
                     return Err(Refusal::Refused(
                         "the model file does not hash to its registered model_hash".into(),
                     ))
+                }
+                Err(e @ ClientError::TooLarge { .. }) => {
+                    return Err(Refusal::Refused(format!(
+                        "the model file is larger than the {} bytes this worker accepts: {e}",
+                        self.config.max_model_bytes
+                    )))
                 }
                 Err(e) => return Err(Refusal::Failed(format!("downloading the model file: {e}"))),
             }

@@ -142,6 +142,9 @@ struct RunArgs {
     /// Largest input accepted, in bytes.
     #[arg(long, env = "WORKER_MAX_INPUT_BYTES", default_value_t = 64 << 20)]
     max_input_bytes: u64,
+    /// Largest model file accepted, in bytes (held in memory while its hash is checked).
+    #[arg(long, env = "WORKER_MAX_MODEL_BYTES", default_value_t = 8 << 30)]
+    max_model_bytes: u64,
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
@@ -226,6 +229,7 @@ fn main() -> ExitCode {
                 deterministic_seed: args.deterministic_seed,
                 max_batch: args.max_batch.max(1),
                 max_input_bytes: args.max_input_bytes,
+                max_model_bytes: args.max_model_bytes,
                 drain_grace: Duration::from_secs(args.drain_grace_secs),
                 deactivate_on_exit: args.deactivate,
                 commit_window: Duration::from_millis(args.commit_window_ms),

@@ -445,6 +445,35 @@ async fn a_blob_that_does_not_hash_to_its_digest_is_refused() {
 }
 
 #[tokio::test]
+async fn a_blob_past_the_callers_limit_is_refused_before_it_is_read() {
+    let (url, app) = start(&[]).await;
+    let bytes = Bytes::from(vec![7u8; 4_096]);
+    let digest = Digest::of(&bytes);
+    app.server
+        .lock()
+        .unwrap()
+        .blobs
+        .insert(digest, bytes.clone());
+    let client = CoordinatorClient::new(&url).unwrap();
+    assert_eq!(
+        client.download_blob_within(&digest, 4_096).await.unwrap(),
+        bytes
+    );
+    let error = client
+        .download_blob_within(&digest, 4_095)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::TooLarge { limit, .. } if *limit == 4_095),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+    // The streaming reader refuses it too, before its first chunk.
+    let refused = client.open_blob(&digest).await.unwrap().within(1_000);
+    assert!(matches!(refused, Err(ClientError::TooLarge { .. })));
+}
+
+#[tokio::test]
 async fn writes_without_a_signer_or_with_a_wrong_key_are_refused() {
     let key = worker_key();
     let (url, app) = start(&[(WORKER, &key)]).await;

@@ -99,6 +99,21 @@ pub enum ClientError {
         /// What the bytes hash to.
         actual: Digest,
     },
+    /// A download passed the caller's limit (the coordinator sends more than the blob may hold).
+    /// Not retryable.
+    #[error("{url}: more than the {limit} bytes accepted")]
+    TooLarge {
+        /// The blob's URL.
+        url: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A download sent nothing for [`DOWNLOAD_STALL`]. Retryable.
+    #[error("{url}: no data for {} s", DOWNLOAD_STALL.as_secs())]
+    Stalled {
+        /// The blob's URL.
+        url: String,
+    },
     /// An event stream is malformed. Reconnecting (from the last event id) may help.
     #[error("{url}: malformed event stream: {reason}")]
     EventStream {
@@ -148,8 +163,12 @@ impl ClientError {
         match self {
             Self::Api { body, .. } => body.code.is_retryable(),
             Self::Http { status, .. } => status.is_server_error(),
-            Self::Transport { .. } | Self::DigestMismatch { .. } | Self::EventStream { .. } => true,
-            Self::Decode { .. }
+            Self::Transport { .. }
+            | Self::DigestMismatch { .. }
+            | Self::EventStream { .. }
+            | Self::Stalled { .. } => true,
+            Self::TooLarge { .. }
+            | Self::Decode { .. }
             | Self::SignerRequired(_)
             | Self::Sign(_)
             | Self::Url { .. }
@@ -314,7 +333,17 @@ impl CoordinatorClient {
     /// Downloads a whole blob, checked against its digest. Signed when the client has a
     /// signer (inputs and outputs are private; model files are public).
     pub async fn download_blob(&self, digest: &Digest) -> Result<Bytes, ClientError> {
-        let mut download = self.open_blob(digest).await?;
+        self.download_blob_within(digest, u64::MAX).await
+    }
+
+    /// [`CoordinatorClient::download_blob`], refused with [`ClientError::TooLarge`] as soon as
+    /// the coordinator announces or sends more than `limit` bytes (nothing past it is kept).
+    pub async fn download_blob_within(
+        &self,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Bytes, ClientError> {
+        let mut download = self.open_blob(digest).await?.within(limit)?;
         // The announced length only sizes the first allocation, up to a bound: a server cannot
         // make the client reserve memory it never sends.
         let announced = download.content_length().unwrap_or(0);
@@ -335,6 +364,8 @@ impl CoordinatorClient {
             response,
             expected: *digest,
             hasher: Sha256::new(),
+            limit: u64::MAX,
+            received: 0,
         })
     }
 
@@ -662,9 +693,27 @@ pub struct BlobDownload {
     response: Response,
     expected: Digest,
     hasher: Sha256,
+    limit: u64,
+    received: u64,
 }
 
+/// How long a blob download may go without receiving a byte before it is abandoned (a stalled
+/// connection would otherwise hold its caller for ever: blob transfers have no overall limit).
+pub const DOWNLOAD_STALL: Duration = Duration::from_secs(60);
+
 impl BlobDownload {
+    /// Refuses the download once it announces or sends more than `limit` bytes.
+    pub fn within(mut self, limit: u64) -> Result<Self, ClientError> {
+        self.limit = limit;
+        match self.content_length() {
+            Some(length) if length > limit => Err(ClientError::TooLarge {
+                url: self.url,
+                limit,
+            }),
+            _ => Ok(self),
+        }
+    }
+
     /// The blob's size, when the coordinator sent it.
     pub fn content_length(&self) -> Option<u64> {
         self.response.content_length()
@@ -673,8 +722,20 @@ impl BlobDownload {
     /// The next chunk, or `None` at the end once the whole blob hashed to its digest. On
     /// [`ClientError::DigestMismatch`] discard every chunk received.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
-        match self.response.chunk().await {
+        let next = tokio::time::timeout(DOWNLOAD_STALL, self.response.chunk())
+            .await
+            .map_err(|_| ClientError::Stalled {
+                url: self.url.clone(),
+            })?;
+        match next {
             Ok(Some(chunk)) => {
+                self.received = self.received.saturating_add(chunk.len() as u64);
+                if self.received > self.limit {
+                    return Err(ClientError::TooLarge {
+                        url: self.url.clone(),
+                        limit: self.limit,
+                    });
+                }
                 self.hasher.update(&chunk);
                 Ok(Some(chunk))
             }
