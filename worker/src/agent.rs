@@ -49,7 +49,7 @@ use ciro_chain::starknet::signers::SigningKey;
 use ciro_chain::tx::{block_timestamp, call};
 use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::tensors::{decode_input, dtype_name};
-use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
+use ciro_engine::{hardware, Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
 use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -727,11 +727,21 @@ impl Agent {
         }
         let started = unix_now();
         let clock = Instant::now();
-        let output = self
-            .engine
-            .execute(a.model_hash, &input)
-            .await
-            .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))?;
+        let output = match self.engine.execute(a.model_hash, &input).await {
+            // The stored spec is a guess from an earlier job's input (a submitter's, possibly
+            // shaped to make this worker refuse every later job of the model): this job's rows
+            // are as good a guess. The spec follows them and the job runs; the model decides.
+            Err(e @ (EngineError::WrongShape { .. } | EngineError::WrongDtype { .. })) => {
+                let spec = self.spec_of(&input)?;
+                tracing::warn!(reason = %e, shape = ?spec.input_shape, dtype = %spec.input_dtype, "the job's rows differ from the model's stored spec: the spec follows the job");
+                self.store
+                    .respec(&a.model_hash, &spec)
+                    .map_err(|e| Refusal::Failed(format!("storing the model's spec: {e:#}")))?;
+                self.engine.execute(a.model_hash, &input).await
+            }
+            other => other,
+        }
+        .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))?;
         let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         let output = if self.config.test_corrupt_output {
             // The cheating worker of the dispute tests: a wrong answer, consistently hashed,
@@ -832,19 +842,26 @@ impl Agent {
                 "the model file does not hash to its registered model_hash".into(),
             ));
         }
-        let tensor = decode_input(input)
-            .map_err(|e| Refusal::Refused(format!("the input is not a tensor file: {e}")))?;
-        let shape = tensor.size();
-        let spec = ModelSpec {
-            input_shape: shape.get(1..).unwrap_or_default().to_vec(),
-            input_dtype: dtype_name(tensor.kind()),
-            max_batch: self.config.max_batch,
-        };
+        let spec = self.spec_of(input)?;
         self.store
             .insert(&bytes, &spec)
             .map_err(|e| Refusal::Failed(format!("storing the model: {e:#}")))?;
         tracing::info!(model = %a.model_hash, bytes = bytes.len(), "model file verified and stored");
         Ok(())
+    }
+
+    /// The spec a job's input implies: its row shape and type. The chain registers no spec, so
+    /// a worker's spec for a model is this guess from a job's input, corrected by the next job
+    /// whose rows differ (see [`Agent::compute`]).
+    fn spec_of(&self, input: &[u8]) -> Result<ModelSpec, Refusal> {
+        let tensor = decode_input(input)
+            .map_err(|e| Refusal::Refused(format!("the input is not a tensor file: {e}")))?;
+        let shape = tensor.size();
+        Ok(ModelSpec {
+            input_shape: shape.get(1..).unwrap_or_default().to_vec(),
+            input_dtype: dtype_name(tensor.kind()),
+            max_batch: self.config.max_batch,
+        })
     }
 
     /// Uploads a computed job's output and receipt (again after a restart: the same bytes).

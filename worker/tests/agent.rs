@@ -637,6 +637,52 @@ fn find(status: &serde_json::Value, job_id: u64) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// The chain registers no input spec, so a worker's spec for a model is its guess from the
+/// first job's input. A submitter who sends that first job with oddly shaped rows (here the
+/// MLP's input as one row of rows, which the model runs) must not make the worker refuse every
+/// later honest job of the model: the spec follows the next job's rows, and the job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs() {
+    let made = make_models();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let (mlp_file, mlp_x, mlp_y) = made.files["mlp"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &data.path().join("a"),
+        &["--capacity", "1"],
+    );
+    let rows = decode_input(&mlp_x).expect("the MLP's input");
+    let odd = ciro_engine::tensors::encode_input(&rows.unsqueeze(0)).expect("encode");
+    let first = job(&s, &c, mlp, &odd).await;
+    until_state(&s, first, "Completed", data.path()).await;
+    let second = job(&s, &c, mlp, &mlp_x).await;
+    until_state(&s, second, "Completed", data.path()).await;
+    let output_hash = eventually("the index shows job 2 completed", WAIT, || async {
+        let d = c.client().job(second).await.ok()?;
+        (d.job.state == JobState::Completed)
+            .then_some(d.job.output_hash)
+            .flatten()
+    })
+    .await;
+    let output = c
+        .client_as(&s, Actor::Submitter)
+        .download_blob(&output_hash)
+        .await
+        .expect("output");
+    assert!(max_abs_diff(&output, &mlp_y) <= 1e-5);
+    let log =
+        std::fs::read_to_string(data.path().join("a").with_extension("log")).expect("worker log");
+    assert!(log.contains("the spec follows the job"), "{log}");
+    sigterm(a).await;
+    c.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_coordinator_offering_a_job_assigned_to_someone_else_is_refused() {
     let s = System::deploy().await.expect("deploy");

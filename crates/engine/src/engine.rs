@@ -326,7 +326,11 @@ async fn batch_loop(
                 Ok(Some(request)) => request,
                 Ok(None) | Err(_) => break,
             };
-            if rows + next.rows > max_batch {
+            // One forward pass takes rows of one shape and type: a request whose rows differ
+            // (the model's spec changed between them) waits for the next batch.
+            let alike = next.input.kind() == batch[0].input.kind()
+                && next.input.size().get(1..) == batch[0].input.size().get(1..);
+            if rows + next.rows > max_batch || !alike {
                 carried = Some(next);
                 break;
             }

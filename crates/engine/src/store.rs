@@ -82,6 +82,21 @@ impl ModelStore {
         Ok(hash)
     }
 
+    /// Replaces the spec of model `hash`, which the store must hold, and drops its loaded
+    /// modules so that the next load reads the new spec. (A worker's spec is its own guess from
+    /// a job's input, not the model owner's word: a job whose rows differ corrects it.)
+    pub fn respec(&self, hash: &Digest, spec: &ModelSpec) -> anyhow::Result<()> {
+        anyhow::ensure!(self.contains(hash), "model {hash} is not in the store");
+        write_atomic(
+            &self.spec_path(hash),
+            serde_json::to_vec_pretty(spec)?.as_slice(),
+        )?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|m| m.hash != *hash);
+        }
+        Ok(())
+    }
+
     /// Whether the store holds model `hash` (its file and spec).
     pub fn contains(&self, hash: &Digest) -> bool {
         self.model_path(hash).is_file() && self.spec_path(hash).is_file()

@@ -252,6 +252,40 @@ async fn concurrent_requests_are_batched_and_each_caller_gets_its_own_rows() {
 }
 
 #[tokio::test]
+async fn a_respecified_model_runs_each_row_shape_in_its_own_batch() {
+    let f = fixture(4);
+    let engine =
+        Arc::new(Engine::new(f.store.clone(), cpu(16, Duration::from_millis(300))).unwrap());
+    // Rows of 16 under the fixture's spec, then the spec changes to rows of [3, 16] (what a
+    // worker does when a job's rows differ from its guess) while the first waits for batch
+    // mates: the two must not be concatenated into one forward pass.
+    let flat = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
+    let nested = Tensor::randn([1, 3, 16], (Kind::Float, Device::Cpu));
+    let first = {
+        let engine = engine.clone();
+        let x = flat.copy();
+        tokio::spawn(async move { engine.infer(f.mlp, x).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let spec = ModelSpec {
+        input_shape: vec![3, 16],
+        input_dtype: "F32".into(),
+        max_batch: 16,
+    };
+    f.store.respec(&f.mlp, &spec).unwrap();
+    let second = engine.infer(f.mlp, nested.copy()).await.unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.size(), vec![2, 4]);
+    assert_eq!(second.size(), vec![1, 3, 4]);
+    // The old rows are now refused with the spec's own error, and respec needs the model.
+    assert!(matches!(
+        engine.infer(f.mlp, flat.copy()).await,
+        Err(EngineError::WrongShape { .. })
+    ));
+    assert!(f.store.respec(&Digest::of(b"unknown"), &spec).is_err());
+}
+
+#[tokio::test]
 async fn a_lone_request_waits_for_batch_mates_at_most_max_wait() {
     let f = fixture(4);
     let max_wait = Duration::from_millis(300);
