@@ -112,13 +112,18 @@ impl Verifier {
             ));
         }
         // Only a verified request spends its nonce (a forgery cannot burn someone's nonce).
+        // It is kept for twice the window: each replica forgets nonces by its own clock, and
+        // one running ahead by up to a window must not forget a nonce that a replica running
+        // on time would still accept the timestamp of.
         let fresh = self
             .store
             .use_nonce(
                 &felt_text(auth.account),
                 &felt_text(auth.nonce),
                 now,
-                auth.timestamp + self.window_secs + 1,
+                auth.timestamp
+                    .saturating_add(self.window_secs.saturating_mul(2))
+                    .saturating_add(1),
             )
             .await
             .map_err(ApiError::internal)?;

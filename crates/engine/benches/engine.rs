@@ -166,6 +166,7 @@ fn main() -> Result<()> {
         max_batch: CONCURRENCY as i64,
         max_wait: Duration::from_millis(2),
         deterministic_seed: None,
+        idle_unload: Duration::from_secs(60),
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
 

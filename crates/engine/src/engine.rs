@@ -47,6 +47,10 @@ pub struct EngineConfig {
     pub max_wait: Duration,
     /// Seed for deterministic mode; `None` for throughput mode.
     pub deterministic_seed: Option<u64>,
+    /// A model's batching task ends after this long without a request and lets its module go
+    /// (the store's bounded cache then bounds what stays loaded); the next request starts a
+    /// new one.
+    pub idle_unload: Duration,
 }
 
 /// The device inference runs on by default: the first CUDA device when libtorch sees one,
@@ -62,6 +66,7 @@ impl Default for EngineConfig {
             max_batch: 64,
             max_wait: Duration::from_millis(2),
             deterministic_seed: None,
+            idle_unload: Duration::from_secs(60),
         }
     }
 }
@@ -216,10 +221,16 @@ impl Engine {
 
     /// Runs `input` through the model, batched with concurrent requests for the same model.
     pub async fn infer(&self, hash: Digest, input: Tensor) -> Result<Tensor, EngineError> {
-        let (model, request, result) = self.request(hash, input).await?;
-        self.queue(model)?
-            .send(request)
-            .map_err(|_| EngineError::from(anyhow!("batching task stopped")))?;
+        let (model, mut request, result) = self.request(hash, input).await?;
+        // A batching task that ended idle between the lookup and the send hands the request
+        // back: the second lookup starts a new task.
+        for attempt in 0..2 {
+            match self.queue(model.clone())?.send(request) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) if attempt == 0 => request = back,
+                Err(_) => return Err(EngineError::from(anyhow!("batching task stopped"))),
+            }
+        }
         result
             .await
             .map_err(|_| EngineError::from(anyhow!("batching task dropped the request")))?
@@ -292,6 +303,7 @@ impl Engine {
             rx,
             max_batch,
             self.config.max_wait,
+            self.config.idle_unload,
             self.stats.clone(),
             self.thread.clone(),
         ));
@@ -304,6 +316,7 @@ async fn batch_loop(
     mut rx: mpsc::UnboundedReceiver<Request>,
     max_batch: i64,
     max_wait: Duration,
+    idle: Duration,
     stats: Arc<EngineStats>,
     thread: Arc<InferenceThread>,
 ) {
@@ -311,9 +324,10 @@ async fn batch_loop(
     loop {
         let first = match carried.take() {
             Some(request) => request,
-            None => match rx.recv().await {
-                Some(request) => request,
-                None => return,
+            None => match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(Some(request)) => request,
+                // Idle (or the engine gone): the module is let go with this task.
+                Ok(None) | Err(_) => return,
             },
         };
         let deadline = tokio::time::Instant::from_std(first.arrived + max_wait);

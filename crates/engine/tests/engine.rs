@@ -55,6 +55,7 @@ fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
         max_batch,
         max_wait,
         deterministic_seed: None,
+        idle_unload: Duration::from_secs(60),
     }
 }
 
@@ -283,6 +284,37 @@ async fn a_respecified_model_runs_each_row_shape_in_its_own_batch() {
         Err(EngineError::WrongShape { .. })
     ));
     assert!(f.store.respec(&Digest::of(b"unknown"), &spec).is_err());
+}
+
+#[tokio::test]
+async fn an_idle_models_batching_task_lets_its_module_go() {
+    // A cache of one module: loading the encoder evicts the MLP from the store's cache.
+    let f = fixture(1);
+    let idle = Duration::from_secs(2);
+    let config = EngineConfig {
+        idle_unload: idle,
+        ..cpu(16, Duration::from_millis(1))
+    };
+    let engine = Engine::new(f.store.clone(), config).unwrap();
+    let rows = Tensor::randn([2, 16], (Kind::Float, Device::Cpu));
+    assert_eq!(
+        engine.infer(f.mlp, rows.copy()).await.unwrap().size(),
+        vec![2, 4]
+    );
+    let mlp = Arc::downgrade(&f.store.load(&f.mlp, Device::Cpu).unwrap());
+    f.store.load(&f.encoder, Device::Cpu).unwrap();
+    // Out of the cache, the MLP is held only by its batching task until that goes idle.
+    assert!(
+        mlp.upgrade().is_some(),
+        "the batching task holds the module"
+    );
+    tokio::time::sleep(idle * 2).await;
+    assert!(
+        mlp.upgrade().is_none(),
+        "an idle batching task kept its module"
+    );
+    // The next request loads it again and starts a new task.
+    assert_eq!(engine.infer(f.mlp, rows).await.unwrap().size(), vec![2, 4]);
 }
 
 #[tokio::test]
