@@ -5,8 +5,12 @@
 //! A replica takes the lease when it is free or expired, renews it while it holds it, and
 //! steps down when a renewal fails. A deposed leader that has not noticed yet cannot corrupt
 //! the index: every index write checks, in its own transaction, that the writer's epoch is
-//! still the lease's ([`Store::apply_fenced`]). Its chain transactions need no fence: the
-//! contracts refuse to assign a job twice or finalize it twice.
+//! still the lease's ([`Store::apply_fenced`]). Its chain transactions cannot be fenced that
+//! way: the contracts refuse to assign a job twice or finalize it twice, but `release_job`
+//! names no worker, so a deposed leader's release could undo the new leader's assignment. The
+//! operator therefore sends nothing once its lease has less than a third of its time left or
+//! the lease task lost it (see `operator::may_send`); a transaction already sent can still land
+//! late, which the contract's release rule bounds.
 //!
 //! The expiry is on the database's rows but counted by each replica's clock: replicas'
 //! clocks must agree to well within the lease (NTP does).
@@ -30,7 +34,7 @@ pub struct Lease {
     pub expires_at_ms: u64,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

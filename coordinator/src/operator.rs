@@ -233,6 +233,27 @@ pub struct Operator {
     /// The epoch this replica leads in and since when: silence is only judged once it has
     /// led (and so taken heartbeats) for twice the staleness threshold.
     leading_since: Option<(u64, std::time::Instant)>,
+    /// The lease as the lease task last renewed it.
+    lease: Arc<LeaseView>,
+    /// The epoch the current tick leads in.
+    tick_epoch: u64,
+}
+
+/// The leader lease as the lease task last saw it, shared with the ticks: the epoch held (0:
+/// not leading) and until when (unix milliseconds, by this replica's clock).
+#[derive(Debug, Default)]
+struct LeaseView {
+    epoch: AtomicU64,
+    until_ms: AtomicU64,
+}
+
+/// Whether a tick of `tick_epoch` may still send a transaction: the lease task holds that
+/// epoch and the lease has more than `margin_ms` left. Index writes are fenced in the
+/// database; chain transactions cannot be, and `release_job` names no worker, so a leader whose
+/// lease is lapsing stops sending before another replica can take over and act on the same
+/// jobs (its release could otherwise undo the new leader's fresh assignment).
+fn may_send(held_epoch: u64, tick_epoch: u64, until_ms: u64, now_ms: u64, margin_ms: u64) -> bool {
+    held_epoch != 0 && held_epoch == tick_epoch && now_ms.saturating_add(margin_ms) < until_ms
 }
 
 impl Operator {
@@ -264,6 +285,8 @@ impl Operator {
             rotation: 0,
             last_gc: 0,
             leading_since: None,
+            lease: Arc::new(LeaseView::default()),
+            tick_epoch: 0,
         })
     }
 
@@ -275,17 +298,17 @@ impl Operator {
     /// Competes for the lease and works while it holds it, until `shutdown`; then gives the
     /// lease up so another replica takes over at once.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let epoch = Arc::new(AtomicU64::new(0));
+        let lease = self.lease.clone();
         let renewing = tokio::spawn(renew(
             self.store.clone(),
             self.config.clone(),
-            epoch.clone(),
+            lease.clone(),
             self.metrics.clone(),
             shutdown.clone(),
         ));
         let mut backoff = self.config.tick;
         loop {
-            let leading = epoch.load(Ordering::SeqCst);
+            let leading = lease.epoch.load(Ordering::SeqCst);
             let result = if leading > 0 {
                 self.tick(leading).await
             } else {
@@ -327,6 +350,7 @@ impl Operator {
         if self.leading_since.map(|(e, _)| e) != Some(epoch) {
             self.leading_since = Some((epoch, std::time::Instant::now()));
         }
+        self.tick_epoch = epoch;
         let holder = self.config.holder.clone();
         let fence = Some((holder.as_str(), epoch));
         self.indexer.catch_up_fenced(fence).await?;
@@ -708,6 +732,22 @@ impl Operator {
         let mut done = Vec::new();
         let name = action.name();
         while let Some(batch) = stack.pop() {
+            let margin = u64::try_from((self.config.lease_ttl / 3).as_millis()).unwrap_or(u64::MAX);
+            if !may_send(
+                self.lease.epoch.load(Ordering::SeqCst),
+                self.tick_epoch,
+                self.lease.until_ms.load(Ordering::SeqCst),
+                crate::leader::now_ms(),
+                margin,
+            ) {
+                let left: usize = batch.len() + stack.iter().map(Vec::len).sum::<usize>();
+                tracing::warn!(
+                    action = name,
+                    left,
+                    "the leader lease is lapsing or lost: nothing more is sent this tick"
+                );
+                break;
+            }
             let calls = self.calls(action, &batch);
             match sender.execute(calls).await {
                 Ok(outcome) => {
@@ -807,27 +847,28 @@ impl Operator {
 async fn renew(
     store: Store,
     config: OperatorConfig,
-    epoch: Arc<AtomicU64>,
+    lease: Arc<LeaseView>,
     metrics: OperatorMetrics,
     shutdown: CancellationToken,
 ) {
     let every = config.lease_ttl / 3;
     loop {
-        let now = match store
+        let (now, until) = match store
             .acquire_leadership(&config.holder, config.lease_ttl)
             .await
         {
-            Ok(Some(lease)) => lease.epoch,
-            Ok(None) => 0,
+            Ok(Some(held)) => (held.epoch, held.expires_at_ms),
+            Ok(None) => (0, 0),
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "renewing the leader lease failed"
                 );
-                0
+                (0, 0)
             }
         };
-        let before = epoch.swap(now, Ordering::SeqCst);
+        lease.until_ms.store(until, Ordering::SeqCst);
+        let before = lease.epoch.swap(now, Ordering::SeqCst);
         if before != now {
             if now > 0 {
                 tracing::info!(holder = %config.holder, epoch = now, "leading");
@@ -842,7 +883,8 @@ async fn renew(
             _ = tokio::time::sleep(every) => {}
         }
     }
-    if epoch.swap(0, Ordering::SeqCst) > 0 {
+    lease.until_ms.store(0, Ordering::SeqCst);
+    if lease.epoch.swap(0, Ordering::SeqCst) > 0 {
         if let Err(error) = store.release_leadership(&config.holder).await {
             tracing::warn!(error = format!("{error:#}"), "giving the lease up failed");
         }
@@ -863,4 +905,21 @@ fn short_string(felt: Felt) -> String {
 /// Whether `state` is final (no transition leaves it).
 pub fn is_final(state: &str) -> bool {
     FINAL_STATES.contains(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_send;
+
+    #[test]
+    fn a_leader_sends_only_in_its_epoch_with_time_left_on_its_lease() {
+        // Epoch 3 held until t = 10,000 ms; a margin of 3,000 ms.
+        assert!(may_send(3, 3, 10_000, 6_999, 3_000));
+        // Too close to the expiry: another replica may take over before the send lands.
+        assert!(!may_send(3, 3, 10_000, 7_000, 3_000));
+        assert!(!may_send(3, 3, 10_000, 12_000, 3_000));
+        // The lease task lost the lease (0), or a new epoch began after this tick started.
+        assert!(!may_send(0, 3, 10_000, 1_000, 3_000));
+        assert!(!may_send(4, 3, 10_000, 1_000, 3_000));
+    }
 }
