@@ -837,16 +837,25 @@ impl Agent {
                 Err(e) => return Err(Refusal::Failed(format!("downloading the model file: {e}"))),
             }
         }
-        if Digest::of(&bytes) != a.model_hash {
-            return Err(Refusal::Refused(
-                "the model file does not hash to its registered model_hash".into(),
-            ));
-        }
         let spec = self.spec_of(input)?;
-        self.store
-            .insert(&bytes, &spec)
-            .map_err(|e| Refusal::Failed(format!("storing the model: {e:#}")))?;
-        tracing::info!(model = %a.model_hash, bytes = bytes.len(), "model file verified and stored");
+        let size = bytes.len();
+        // Hashing and writing a model file of gigabytes takes seconds: off the async runtime,
+        // whose threads also carry heartbeats and polls.
+        let store = self.store.clone();
+        let expected = a.model_hash;
+        tokio::task::spawn_blocking(move || {
+            if Digest::of(&bytes) != expected {
+                return Err(Refusal::Refused(
+                    "the model file does not hash to its registered model_hash".into(),
+                ));
+            }
+            store
+                .insert(&bytes, &spec)
+                .map_err(|e| Refusal::Failed(format!("storing the model: {e:#}")))
+        })
+        .await
+        .map_err(|e| Refusal::Failed(format!("the model store's task: {e}")))??;
+        tracing::info!(model = %a.model_hash, bytes = size, "model file verified and stored");
         Ok(())
     }
 
