@@ -34,6 +34,8 @@ struct Server {
     blobs: HashMap<Digest, Bytes>,
     nonces: HashSet<(Felt, Felt)>,
     receipts: HashMap<u64, SignedReceipt>,
+    /// Acknowledge uploads with this digest instead of the body's (a lying coordinator).
+    misreport: Option<Digest>,
 }
 
 #[derive(Clone, Default)]
@@ -115,9 +117,10 @@ async fn put_blob(
         );
     }
     let size = body.len() as u64;
-    app.server.lock().unwrap().blobs.insert(digest, body);
+    let mut server = app.server.lock().unwrap();
+    server.blobs.insert(digest, body);
     let info = BlobInfo {
-        digest,
+        digest: server.misreport.unwrap_or(digest),
         size,
         created_at: 1_750_000_000,
     };
@@ -424,6 +427,22 @@ async fn signed_blob_upload_then_verified_download() {
         .unwrap_err();
     assert_eq!(missing.code(), Some(ErrorCode::BlobNotFound));
     assert!(!missing.is_retryable());
+}
+
+#[tokio::test]
+async fn an_upload_acknowledged_with_another_digest_is_an_error_not_a_digest_to_use() {
+    let key = worker_key();
+    let (url, app) = start(&[(WORKER, &key)]).await;
+    let theirs = Digest::of(b"the attacker's input");
+    app.server.lock().unwrap().misreport = Some(theirs);
+    let client = worker_client(&url);
+    let error = client.upload_blob(b"my input".to_vec()).await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::UploadMisreported { expected, reported, .. }
+            if *expected == Digest::of(b"my input") && *reported == theirs),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
 }
 
 #[tokio::test]

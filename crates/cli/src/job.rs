@@ -343,8 +343,11 @@ impl Session {
         Ok(call(self.reader().get_job(&job_id)).await?)
     }
 
+    /// The chain's time as the next transaction sees it: the block being built (the latest
+    /// block can be far older on a quiet chain, which would shorten a deadline counted from it
+    /// or put it in the past).
     async fn now(&self) -> Result<u64> {
-        Ok(block_timestamp(&self.provider, BlockId::Tag(BlockTag::Latest)).await?)
+        Ok(block_timestamp(&self.provider, BlockId::Tag(BlockTag::PreConfirmed)).await?)
     }
 }
 
@@ -469,18 +472,49 @@ async fn resolve_model(s: &Session, text: &str) -> Result<u64> {
     for id in 1..=count {
         let model = call(s.reader().get_model(&id)).await?;
         if digest_of(model.model_hash) == wanted {
-            found.push((id, model.active));
+            found.push(Registered {
+                id,
+                active: model.active,
+                owner: model.owner.0,
+                price: low(model.price)?,
+            });
         }
     }
-    match found
-        .iter()
-        .rev()
-        .find(|(_, active)| *active)
-        .or(found.last())
-    {
-        Some((id, _)) => Ok(*id),
-        None => {
+    choose_model(&found, &wanted)
+}
+
+/// A registered model whose file hash a submitter named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Registered {
+    id: u64,
+    active: bool,
+    owner: Felt,
+    price: u128,
+}
+
+/// The model a file hash names: its one active registration (or, with none active, the last
+/// one, which `submit` then reports as inactive). Anyone may register a file's hash again, at
+/// any price and with requirements only its own worker meets; so with several active
+/// registrations the submitter must choose by id rather than pay whichever came last.
+fn choose_model(found: &[Registered], wanted: &Digest) -> Result<u64> {
+    let active: Vec<&Registered> = found.iter().filter(|m| m.active).collect();
+    match (active.as_slice(), found.last()) {
+        ([one], _) => Ok(one.id),
+        ([], Some(last)) => Ok(last.id),
+        ([], None) => {
             bail!("no registered model has file hash {wanted}: register it with `ciro model add`")
+        }
+        (several, _) => {
+            let listed: Vec<String> = several
+                .iter()
+                .map(|m| format!("{} (owner {:#x}, price {})", m.id, m.owner, tokens(m.price)))
+                .collect();
+            bail!(
+                "{} active models have file hash {wanted}: {}; pass --model with the id of the one \
+                 you mean (anyone may register a file's hash, at any price)",
+                several.len(),
+                listed.join(", ")
+            )
         }
     }
 }
@@ -751,6 +785,11 @@ async fn result(args: ResultArgs) -> Result<()> {
         | job_mgr::JobState::Disputed
         | job_mgr::JobState::Finalized
         | job_mgr::JobState::Refunded => {}
+        ref ended @ (job_mgr::JobState::Cancelled | job_mgr::JobState::Expired) => bail!(
+            "job {} is {}: it ended without a result (its fee went back to its submitter)",
+            args.job,
+            state_name(ended)
+        ),
         ref other => bail!(
             "job {} is {}: it has no result yet (`ciro job watch {}` follows it)",
             args.job,
@@ -758,6 +797,14 @@ async fn result(args: ResultArgs) -> Result<()> {
             args.job
         ),
     }
+    // The reference is read before the output is written: `--out` may name the same file.
+    let reference = match &args.expect {
+        Some(path) => Some((
+            path,
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        None => None,
+    };
     match job.state {
         job_mgr::JobState::Refunded => bail!(
             "job {}'s result was judged wrong: the arbiter found its worker at fault and your \
@@ -823,10 +870,8 @@ async fn result(args: ResultArgs) -> Result<()> {
         }
         Err(e) => return Err(e).context("fetching the worker's receipt"),
     }
-    if let Some(expected) = &args.expect {
-        let mine =
-            std::fs::read(expected).with_context(|| format!("reading {}", expected.display()))?;
-        compare(&bytes, &mine, args.tolerance).with_context(|| {
+    if let Some((expected, mine)) = &reference {
+        compare(&bytes, mine, args.tolerance).with_context(|| {
             format!(
                 "job {}'s output differs from {}: contest it with `ciro job dispute {} --evidence {}` \
                  before its challenge window closes",
@@ -1259,6 +1304,42 @@ async fn model_list(args: ReadConnection) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_file_hash_names_its_one_active_model_and_several_must_be_chosen_by_id() {
+        let wanted = Digest::of(b"model file");
+        let model = |id, active, owner: u64, price| Registered {
+            id,
+            active,
+            owner: Felt::from(owner),
+            price,
+        };
+        assert_eq!(choose_model(&[model(3, true, 1, 5)], &wanted).unwrap(), 3);
+        // An inactive registration does not count; with none active, the last is reported.
+        assert_eq!(
+            choose_model(&[model(3, true, 1, 5), model(4, false, 2, 9)], &wanted).unwrap(),
+            3
+        );
+        assert_eq!(
+            choose_model(&[model(3, false, 1, 5), model(4, false, 2, 9)], &wanted).unwrap(),
+            4
+        );
+        assert!(choose_model(&[], &wanted)
+            .unwrap_err()
+            .to_string()
+            .contains("no registered model"));
+        // A second active registration of the same file (anyone's, at any price): refused,
+        // both listed, instead of taking the newest.
+        let error = choose_model(&[model(3, true, 1, 5), model(4, true, 0xbad, 900)], &wanted)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("2 active models"), "{error}");
+        assert!(
+            error.contains("3 (owner 0x1") && error.contains("4 (owner 0xbad"),
+            "{error}"
+        );
+    }
+
     use super::*;
 
     #[test]

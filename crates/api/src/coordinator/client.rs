@@ -108,6 +108,23 @@ pub enum ClientError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// The coordinator acknowledged an upload with another digest or size than the bytes sent
+    /// (a faulty or lying server, or someone between): its answer must not be used, e.g. as a
+    /// job's on-chain input hash. Not retryable.
+    #[error(
+        "the coordinator acknowledged the upload as {reported} ({reported_size} bytes), but the \
+         bytes sent are {expected} ({size} bytes)"
+    )]
+    UploadMisreported {
+        /// The digest of the bytes sent.
+        expected: Digest,
+        /// Their size.
+        size: u64,
+        /// The digest the coordinator answered with.
+        reported: Digest,
+        /// The size it answered with.
+        reported_size: u64,
+    },
     /// A download sent nothing for [`DOWNLOAD_STALL`]. Retryable.
     #[error("{url}: no data for {} s", DOWNLOAD_STALL.as_secs())]
     Stalled {
@@ -168,6 +185,7 @@ impl ClientError {
             | Self::EventStream { .. }
             | Self::Stalled { .. } => true,
             Self::TooLarge { .. }
+            | Self::UploadMisreported { .. }
             | Self::Decode { .. }
             | Self::SignerRequired(_)
             | Self::Sign(_)
@@ -320,14 +338,26 @@ impl CoordinatorClient {
     }
 
     /// Uploads a blob (an input, a model file, an attestation report); its digest is
-    /// computed here. Uploading bytes the coordinator already holds succeeds.
+    /// computed here. Uploading bytes the coordinator already holds succeeds. The answer is
+    /// checked against the bytes sent ([`ClientError::UploadMisreported`]): callers put its
+    /// digest on chain.
     pub async fn upload_blob(&self, bytes: impl Into<Bytes>) -> Result<BlobInfo, ClientError> {
         let bytes = bytes.into();
         let digest = Digest::of(&bytes);
+        let size = bytes.len() as u64;
         let call = Call::new(HttpMethod::Put, routes::BLOB, routes::blob(&digest))
             .raw(bytes, digest)
             .deadline(Deadline::Unbounded);
-        self.json_of(call).await
+        let info: BlobInfo = self.json_of(call).await?;
+        if info.digest != digest || info.size != size {
+            return Err(ClientError::UploadMisreported {
+                expected: digest,
+                size,
+                reported: info.digest,
+                reported_size: info.size,
+            });
+        }
+        Ok(info)
     }
 
     /// Downloads a whole blob, checked against its digest. Signed when the client has a
