@@ -709,21 +709,30 @@ async fn status(args: StatusArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&details)?);
         return Ok(());
     }
-    let job = &details.job;
+    // The job as JobMgr has it; the coordinator only for the data it holds and why the job
+    // is not matched (its index can lag the chain by a tick, or be wrong).
+    let info = s.chain_job(args.job).await?;
+    let job = &info.job;
     let yes = |b: bool| if b { "yes" } else { "no" };
     println!(
         "job {}  {}  model {}  fee {}  submitter {:#x}",
-        job.job_id,
-        api_state_name(job.state),
+        args.job,
+        state_name(&job.state),
         job.model_id,
-        api_tokens(job.fee),
-        job.submitter
+        tokens(low(job.fee)?),
+        job.submitter.0
     );
-    if let Some(worker) = job.worker {
-        println!("worker {worker:#x}");
+    if job.worker.0 != Felt::ZERO {
+        println!("worker {:#x}", job.worker.0);
     }
-    if let Some(output) = &job.output_hash {
-        println!("output {output}");
+    if job.output_hash != u256(0) {
+        println!("output {}", digest_of(job.output_hash));
+    }
+    if api_state_name(details.job.state) != state_name(&job.state) {
+        println!(
+            "the coordinator's index still shows it {} (it follows the chain within a tick)",
+            api_state_name(details.job.state)
+        );
     }
     println!(
         "data: model file {}, input {}, output {}, receipt {}",
