@@ -266,6 +266,23 @@ enum Refusal {
     Retry(String),
 }
 
+/// A coordinator's refusal of a computed job's output or receipt: passing when it may clear by
+/// itself (the coordinator unreachable or failing, or its index a tick behind the chain's
+/// assignment), so the result is kept and published again at a later poll; final otherwise
+/// (e.g. a conflicting output already stored), so the job ends and is given back rather than
+/// retried until its release limit.
+fn passing_or_failed(error: &ClientError, reason: String) -> Refusal {
+    let lagging = matches!(
+        error.code(),
+        Some(ErrorCode::NotAssigned | ErrorCode::InvalidState)
+    );
+    if error.is_retryable() || lagging {
+        Refusal::Retry(reason)
+    } else {
+        Refusal::Failed(reason)
+    }
+}
+
 /// Runs the agent until `shutdown`, then drains.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     let registry = Metrics::new("ciro-worker", env!("CARGO_PKG_VERSION"))?;
@@ -581,11 +598,12 @@ impl Agent {
 
     /// Checks the assignment against the chain; the job's on-chain record.
     async fn verify(&self, a: &Assignment) -> Result<job_mgr::JobInfo, Refusal> {
-        let info = self.jobs.job(a.job_id).await.map_err(|e| match e {
-            ChainError::Reverted { .. } => {
+        let info = self.jobs.job(a.job_id).await.map_err(|e| {
+            if e.is_retryable() {
+                Refusal::Retry(format!("reading job {} on chain: {e}", a.job_id))
+            } else {
                 Refusal::Refused(format!("the chain has no such job: {e}"))
             }
-            other => Refusal::Retry(format!("reading job {} on chain: {other}", a.job_id)),
         })?;
         let job = &info.job;
         if job.state != JobState::Assigned || job.worker.0 != self.me {
@@ -600,11 +618,12 @@ impl Agent {
                 a.input_hash
             )));
         }
-        let model = self.jobs.model(job.model_id).await.map_err(|e| match e {
-            ChainError::Reverted { .. } => {
+        let model = self.jobs.model(job.model_id).await.map_err(|e| {
+            if e.is_retryable() {
+                Refusal::Retry(format!("reading model {}: {e}", job.model_id))
+            } else {
                 Refusal::Refused(format!("reading model {}: {e}", job.model_id))
             }
-            other => Refusal::Retry(format!("reading model {}: {other}", job.model_id)),
         })?;
         if model.model_hash != u256_from_digest(&a.model_hash.0) {
             return Err(Refusal::Refused(format!(
@@ -651,14 +670,7 @@ impl Agent {
         }
         // The output is journaled from here on: a failure to publish or queue it is passing
         // (the coordinator or the committer away), never a reason to drop the result.
-        self.publish(a.job_id)
-            .await
-            .map_err(|refusal| match refusal {
-                Refusal::Failed(reason) | Refusal::Refused(reason) | Refusal::Dropped(reason) => {
-                    Refusal::Retry(reason)
-                }
-                retry => retry,
-            })?;
+        self.publish(a.job_id).await?;
         if let Ok(mut queued) = self.queued.lock() {
             queued.insert(a.job_id);
         }
@@ -701,13 +713,7 @@ impl Agent {
             ));
         }
         if !self.store.contains(&a.model_hash) {
-            let lock = self
-                .fetching
-                .lock()
-                .map_err(|_| Refusal::Failed("the model download table is poisoned".into()))?
-                .entry(a.model_hash)
-                .or_default()
-                .clone();
+            let lock = self.model_lock(a.model_hash)?;
             let fetched = {
                 let _one = lock.lock().await;
                 // Another job of the model may have stored it while this one waited.
@@ -717,12 +723,7 @@ impl Agent {
                     self.fetch_model(a, &input).await
                 }
             };
-            if let Ok(mut fetching) = self.fetching.lock() {
-                // The last job holding the lock entry removes it.
-                if Arc::strong_count(&lock) == 2 {
-                    fetching.remove(&a.model_hash);
-                }
-            }
+            self.release_model_lock(a.model_hash, &lock);
             fetched?;
         }
         let started = unix_now();
@@ -731,13 +732,21 @@ impl Agent {
             // The stored spec is a guess from an earlier job's input (a submitter's, possibly
             // shaped to make this worker refuse every later job of the model): this job's rows
             // are as good a guess. The spec follows them and the job runs; the model decides.
+            // Under the model's lock, so that two jobs with different rows do not undo each
+            // other's spec between the change and the run.
             Err(e @ (EngineError::WrongShape { .. } | EngineError::WrongDtype { .. })) => {
                 let spec = self.spec_of(&input)?;
                 tracing::warn!(reason = %e, shape = ?spec.input_shape, dtype = %spec.input_dtype, "the job's rows differ from the model's stored spec: the spec follows the job");
-                self.store
-                    .respec(&a.model_hash, &spec)
-                    .map_err(|e| Refusal::Failed(format!("storing the model's spec: {e:#}")))?;
-                self.engine.execute(a.model_hash, &input).await
+                let lock = self.model_lock(a.model_hash)?;
+                let ran = {
+                    let _one = lock.lock().await;
+                    match self.store.respec(&a.model_hash, &spec) {
+                        Ok(()) => Ok(self.engine.execute(a.model_hash, &input).await),
+                        Err(e) => Err(Refusal::Failed(format!("storing the model's spec: {e:#}"))),
+                    }
+                };
+                self.release_model_lock(a.model_hash, &lock);
+                ran?
             }
             other => other,
         }
@@ -859,6 +868,27 @@ impl Agent {
         Ok(())
     }
 
+    /// The lock of model `hash`'s store entry: one download, or one change of its spec and the
+    /// run that follows, at a time.
+    fn model_lock(&self, hash: Digest) -> Result<Arc<tokio::sync::Mutex<()>>, Refusal> {
+        Ok(self
+            .fetching
+            .lock()
+            .map_err(|_| Refusal::Failed("the model lock table is poisoned".into()))?
+            .entry(hash)
+            .or_default()
+            .clone())
+    }
+
+    /// Done with `lock`: the last job holding it removes it from the table.
+    fn release_model_lock(&self, hash: Digest, lock: &Arc<tokio::sync::Mutex<()>>) {
+        if let Ok(mut table) = self.fetching.lock() {
+            if Arc::strong_count(lock) == 2 {
+                table.remove(&hash);
+            }
+        }
+    }
+
     /// The spec a job's input implies: its row shape and type. The chain registers no spec, so
     /// a worker's spec for a model is this guess from a job's input, corrected by the next job
     /// whose rows differ (see [`Agent::compute`]).
@@ -890,14 +920,14 @@ impl Agent {
         self.client
             .upload_output(job_id, output)
             .await
-            .map_err(|e| Refusal::Failed(format!("uploading the output: {e}")))?;
+            .map_err(|e| passing_or_failed(&e, format!("uploading the output: {e}")))?;
         if let Some(text) = entry.receipt {
             let receipt = serde_json::from_str(&text)
                 .map_err(|e| Refusal::Failed(format!("the journal's receipt: {e}")))?;
             match self.client.upload_receipt(&receipt).await {
                 Ok(()) => {}
                 Err(e) if e.code() == Some(ErrorCode::Conflict) => {}
-                Err(e) => return Err(Refusal::Failed(format!("uploading the receipt: {e}"))),
+                Err(e) => return Err(passing_or_failed(&e, format!("uploading the receipt: {e}"))),
             }
         }
         Ok(())

@@ -89,9 +89,12 @@ const MAX_PAGE: u32 = 500;
 const MAX_AGENT_VERSION: usize = 64;
 /// Most models a heartbeat may list.
 const MAX_HEARTBEAT_MODELS: usize = 1_000;
-/// Most jobs a worker may declare it runs at once: no more than one poll answers with (a
-/// worker with more assignments than a page would never see its oldest ones).
-const MAX_CAPACITY: u32 = MAX_PAGE;
+/// Most jobs a worker may declare it runs at once.
+const MAX_CAPACITY: u32 = 1_024;
+/// Most jobs a worker is counted as able to run: no more than one assignments poll answers
+/// with (a worker with more assignments than a page would never see its oldest ones). A larger
+/// declared capacity is accepted and counted as this.
+const USABLE_CAPACITY: u32 = MAX_PAGE;
 
 /// An error answer: its code gives the status.
 #[derive(Debug, Clone)]
@@ -1430,7 +1433,7 @@ async fn heartbeat(
             address,
             last_seen: now,
             running_jobs: u64::from(beat.running_jobs),
-            capacity: u64::from(beat.capacity),
+            capacity: u64::from(beat.capacity.min(USABLE_CAPACITY)),
             models: serde_json::to_string(&models).map_err(|e| ApiError::internal(e.into()))?,
             agent_version: beat.agent_version,
         })

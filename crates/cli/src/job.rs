@@ -476,7 +476,9 @@ async fn resolve_model(s: &Session, text: &str) -> Result<u64> {
                 id,
                 active: model.active,
                 owner: model.owner.0,
-                price: low(model.price)?,
+                // Anyone may register a file's hash at any price: one beyond u128 is shown as
+                // the largest, not an error that stops every submission by hash.
+                price: low(model.price).unwrap_or(u128::MAX),
             });
         }
     }
@@ -806,14 +808,6 @@ async fn result(args: ResultArgs) -> Result<()> {
             args.job
         ),
     }
-    // The reference is read before the output is written: `--out` may name the same file.
-    let reference = match &args.expect {
-        Some(path) => Some((
-            path,
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        )),
-        None => None,
-    };
     match job.state {
         job_mgr::JobState::Refunded => bail!(
             "job {}'s result was judged wrong: the arbiter found its worker at fault and your \
@@ -832,6 +826,14 @@ async fn result(args: ResultArgs) -> Result<()> {
         ),
         _ => {}
     }
+    // The reference is read before the output is written: `--out` may name the same file.
+    let reference = match &args.expect {
+        Some(path) => Some((
+            path,
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        None => None,
+    };
     let committed = digest_of(job.output_hash);
     // The client checks that the bytes hash to the digest asked for: the on-chain one.
     let bytes = s

@@ -326,8 +326,17 @@ async fn batch_loop(
             Some(request) => request,
             None => match tokio::time::timeout(idle, rx.recv()).await {
                 Ok(Some(request)) => request,
-                // Idle (or the engine gone): the module is let go with this task.
-                Ok(None) | Err(_) => return,
+                // The engine is gone.
+                Ok(None) => return,
+                // Idle: new sends now fail and start a new task (see `Engine::infer`); one that
+                // got in before the close is served first. The module goes with this task.
+                Err(_) => {
+                    rx.close();
+                    match rx.try_recv() {
+                        Ok(request) => request,
+                        Err(_) => return,
+                    }
+                }
             },
         };
         let deadline = tokio::time::Instant::from_std(first.arrived + max_wait);
