@@ -159,6 +159,18 @@ pub fn check(worker: &WorkerRow, requirements: &Requirements) -> Result<(), Inel
     Ok(())
 }
 
+/// A small deterministic generator for the randomized tests (xorshift): each call gives a
+/// number below its bound.
+#[cfg(test)]
+pub(crate) fn test_rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |bound| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,13 +255,7 @@ mod tests {
 
     #[test]
     fn the_profile_decides_as_the_checked_rule_on_random_cases() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut next = test_rng(0x2545_f491_4f6c_dd1d);
         let states = ["Active", "Inactive", "Exiting", "Banned"];
         let mut agreed = [0u32; 2];
         for _ in 0..20_000 {

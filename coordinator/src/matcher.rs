@@ -526,13 +526,7 @@ mod tests {
 
     #[test]
     fn random_plans_take_the_best_eligible_worker_within_capacity_and_leave_none_assignable() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut next = eligibility::test_rng(0x9e37_79b9_7f4a_7c15);
         let mut assigned_total = 0;
         for round in 0..200 {
             let workers: Vec<Candidate> = (0..1 + next(40))

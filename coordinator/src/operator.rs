@@ -731,8 +731,8 @@ impl Operator {
             .collect();
         let mut done = Vec::new();
         let name = action.name();
+        let margin = u64::try_from((self.config.lease_ttl / 3).as_millis()).unwrap_or(u64::MAX);
         while let Some(batch) = stack.pop() {
-            let margin = u64::try_from((self.config.lease_ttl / 3).as_millis()).unwrap_or(u64::MAX);
             if !may_send(
                 self.lease.epoch.load(Ordering::SeqCst),
                 self.tick_epoch,

@@ -191,9 +191,10 @@ struct Agent {
     /// Jobs refused lately, not taken again before the instant (an honest coordinator does
     /// not offer them again; a lying one is not let to make the agent spin).
     cooldown: Mutex<std::collections::HashMap<u64, Instant>>,
-    /// One download at a time per model: jobs of a model not yet stored wait for the first
-    /// one's download instead of fetching it again.
-    fetching: Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per model: one download, or one change of its spec and the run after it, at a time
+    /// (jobs of a model not yet stored wait for the first one's download instead of fetching
+    /// it again). See [`Agent::with_model_lock`].
+    model_locks: Mutex<std::collections::HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
     /// Results queued for their commitment: not taken again from a poll that still shows the
     /// job assigned (the coordinator indexes the commitment a tick after it lands).
     queued: Mutex<HashSet<u64>>,
@@ -366,7 +367,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         cuda,
         in_flight: Mutex::new(HashSet::new()),
         cooldown: Mutex::new(std::collections::HashMap::new()),
-        fetching: Mutex::new(std::collections::HashMap::new()),
+        model_locks: Mutex::new(std::collections::HashMap::new()),
         queued: Mutex::new(HashSet::new()),
         running: AtomicU32::new(0),
         commits,
@@ -668,8 +669,8 @@ impl Agent {
             tracing::warn!("holding the result unpublished and uncommitted (--test-hold-commits)");
             return Ok(());
         }
-        // The output is journaled from here on: a failure to publish or queue it is passing
-        // (the coordinator or the committer away), never a reason to drop the result.
+        // The output is journaled from here on: a failure to publish it ends the job only when
+        // it cannot clear (see `passing_or_failed`); a failure to queue it is passing.
         self.publish(a.job_id).await?;
         if let Ok(mut queued) = self.queued.lock() {
             queued.insert(a.job_id);
@@ -713,18 +714,15 @@ impl Agent {
             ));
         }
         if !self.store.contains(&a.model_hash) {
-            let lock = self.model_lock(a.model_hash)?;
-            let fetched = {
-                let _one = lock.lock().await;
+            self.with_model_lock(a.model_hash, async {
                 // Another job of the model may have stored it while this one waited.
                 if self.store.contains(&a.model_hash) {
                     Ok(())
                 } else {
                     self.fetch_model(a, &input).await
                 }
-            };
-            self.release_model_lock(a.model_hash, &lock);
-            fetched?;
+            })
+            .await??;
         }
         let started = unix_now();
         let clock = Instant::now();
@@ -737,16 +735,13 @@ impl Agent {
             Err(e @ (EngineError::WrongShape { .. } | EngineError::WrongDtype { .. })) => {
                 let spec = self.spec_of(&input)?;
                 tracing::warn!(reason = %e, shape = ?spec.input_shape, dtype = %spec.input_dtype, "the job's rows differ from the model's stored spec: the spec follows the job");
-                let lock = self.model_lock(a.model_hash)?;
-                let ran = {
-                    let _one = lock.lock().await;
+                self.with_model_lock(a.model_hash, async {
                     match self.store.respec(&a.model_hash, &spec) {
                         Ok(()) => Ok(self.engine.execute(a.model_hash, &input).await),
                         Err(e) => Err(Refusal::Failed(format!("storing the model's spec: {e:#}"))),
                     }
-                };
-                self.release_model_lock(a.model_hash, &lock);
-                ran?
+                })
+                .await??
             }
             other => other,
         }
@@ -797,16 +792,19 @@ impl Agent {
     /// Downloads the model file (progress in the logs), checks it against the registered hash
     /// and adds it to the store with the input's row shape and type as its spec.
     async fn fetch_model(&self, a: &Assignment, input: &[u8]) -> Result<(), Refusal> {
+        let too_large = |e: ClientError| {
+            Refusal::Refused(format!(
+                "the model file is larger than the {} bytes this worker accepts: {e}",
+                self.config.max_model_bytes
+            ))
+        };
         let mut download = self
             .client
             .open_blob(&a.model_hash)
             .await
             .and_then(|download| download.within(self.config.max_model_bytes))
             .map_err(|e| match e {
-                ClientError::TooLarge { .. } => Refusal::Refused(format!(
-                    "the model file is larger than the {} bytes this worker accepts: {e}",
-                    self.config.max_model_bytes
-                )),
+                e @ ClientError::TooLarge { .. } => too_large(e),
                 e => Refusal::Failed(format!("the model file is not available: {e}")),
             })?;
         let total = download.content_length().unwrap_or(0);
@@ -837,12 +835,7 @@ impl Agent {
                         "the model file does not hash to its registered model_hash".into(),
                     ))
                 }
-                Err(e @ ClientError::TooLarge { .. }) => {
-                    return Err(Refusal::Refused(format!(
-                        "the model file is larger than the {} bytes this worker accepts: {e}",
-                        self.config.max_model_bytes
-                    )))
-                }
+                Err(e @ ClientError::TooLarge { .. }) => return Err(too_large(e)),
                 Err(e) => return Err(Refusal::Failed(format!("downloading the model file: {e}"))),
             }
         }
@@ -868,25 +861,31 @@ impl Agent {
         Ok(())
     }
 
-    /// The lock of model `hash`'s store entry: one download, or one change of its spec and the
-    /// run that follows, at a time.
-    fn model_lock(&self, hash: Digest) -> Result<Arc<tokio::sync::Mutex<()>>, Refusal> {
-        Ok(self
-            .fetching
+    /// Runs `work` holding model `hash`'s lock (one download, or one change of its spec and
+    /// the run that follows, at a time); the last job holding the lock removes it from the
+    /// table.
+    async fn with_model_lock<T>(
+        &self,
+        hash: Digest,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, Refusal> {
+        let lock = self
+            .model_locks
             .lock()
             .map_err(|_| Refusal::Failed("the model lock table is poisoned".into()))?
             .entry(hash)
             .or_default()
-            .clone())
-    }
-
-    /// Done with `lock`: the last job holding it removes it from the table.
-    fn release_model_lock(&self, hash: Digest, lock: &Arc<tokio::sync::Mutex<()>>) {
-        if let Ok(mut table) = self.fetching.lock() {
-            if Arc::strong_count(lock) == 2 {
+            .clone();
+        let done = {
+            let _one = lock.lock().await;
+            work.await
+        };
+        if let Ok(mut table) = self.model_locks.lock() {
+            if Arc::strong_count(&lock) == 2 {
                 table.remove(&hash);
             }
         }
+        Ok(done)
     }
 
     /// The spec a job's input implies: its row shape and type. The chain registers no spec, so

@@ -119,7 +119,7 @@ struct RunArgs {
     /// Own stake to hold, in the payment token's base units: topped up to it, never beyond.
     #[arg(long, env = "WORKER_STAKE_TARGET")]
     stake_target: u128,
-    /// Jobs run at once (1 to 500, the most the coordinator accepts).
+    /// Jobs run at once (1 to 500, the most a coordinator counts: one assignments poll).
     #[arg(long, env = "WORKER_CAPACITY", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=500))]
     capacity: u32,

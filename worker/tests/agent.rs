@@ -206,6 +206,27 @@ async fn until_state(s: &System, job: u64, want: &str, logs: &Path) {
     }
 }
 
+/// Job `id`'s output hash once the coordinator's index shows it completed (the chain says so
+/// first; the index follows within a tick).
+async fn indexed_output(c: &Running, id: u64) -> Digest {
+    eventually(
+        &format!("the coordinator's index shows job {id} completed"),
+        WAIT,
+        || async {
+            let d = c.client().job(id).await.ok()?;
+            (d.job.state == JobState::Completed)
+                .then_some(d.job.output_hash)
+                .flatten()
+        },
+    )
+    .await
+}
+
+/// The log of the worker whose data directory is `dir` (see [`worker`]).
+fn worker_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.with_extension("log")).expect("worker log")
+}
+
 /// Prints the last lines of every `*.log` in `dir` (a failing test's evidence).
 fn dump_logs(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -314,18 +335,7 @@ async fn two_workers_stake_from_their_hardware_and_run_only_jobs_they_are_eligib
                 "job {id}: only B is eligible"
             );
         }
-        // The chain says Completed; the coordinator's index follows within a tick.
-        let output_hash = eventually(
-            &format!("the coordinator's index shows job {id} completed"),
-            WAIT,
-            || async {
-                let d = c.client().job(*id).await.ok()?;
-                (d.job.state == JobState::Completed)
-                    .then_some(d.job.output_hash)
-                    .flatten()
-            },
-        )
-        .await;
+        let output_hash = indexed_output(&c, *id).await;
         assert_eq!(u256_from_digest(&output_hash.0), info.job.output_hash);
         let output = submitter.download_blob(&output_hash).await.expect("output");
         let expected = if *name == "mlp" { &mlp_y } else { &enc_y };
@@ -356,8 +366,7 @@ async fn two_workers_stake_from_their_hardware_and_run_only_jobs_they_are_eligib
     // commitment is not taken again from a poll that still shows it assigned (that re-sent it,
     // and a batch naming a job twice reverts and falls back to one transaction per job).
     for name in ["a", "b"] {
-        let log = std::fs::read_to_string(data.path().join(name).with_extension("log"))
-            .expect("worker log");
+        let log = worker_log(&data.path().join(name));
         for wrong in ["computed before a restart", "a batch of results reverted"] {
             assert!(
                 !log.contains(wrong),
@@ -663,21 +672,14 @@ async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs()
     until_state(&s, first, "Completed", data.path()).await;
     let second = job(&s, &c, mlp, &mlp_x).await;
     until_state(&s, second, "Completed", data.path()).await;
-    let output_hash = eventually("the index shows job 2 completed", WAIT, || async {
-        let d = c.client().job(second).await.ok()?;
-        (d.job.state == JobState::Completed)
-            .then_some(d.job.output_hash)
-            .flatten()
-    })
-    .await;
+    let output_hash = indexed_output(&c, second).await;
     let output = c
         .client_as(&s, Actor::Submitter)
         .download_blob(&output_hash)
         .await
         .expect("output");
     assert!(max_abs_diff(&output, &mlp_y) <= 1e-5);
-    let log =
-        std::fs::read_to_string(data.path().join("a").with_extension("log")).expect("worker log");
+    let log = worker_log(&data.path().join("a"));
     assert!(log.contains("the spec follows the job"), "{log}");
     sigterm(a).await;
     c.stop().await;
