@@ -6,11 +6,12 @@
 //! steps down when a renewal fails. A deposed leader that has not noticed yet cannot corrupt
 //! the index: every index write checks, in its own transaction, that the writer's epoch is
 //! still the lease's ([`Store::apply_fenced`]). Its chain transactions cannot be fenced that
-//! way: the contracts refuse to assign a job twice or finalize it twice, but `release_job`
-//! names no worker, so a deposed leader's release could undo the new leader's assignment. The
-//! operator therefore sends nothing once its lease has less than a third of its time left or
-//! the lease task lost it (see `operator::may_send`); a transaction already sent can still land
-//! late, which the contract's release rule bounds.
+//! way, and the contracts are the guard: they refuse to assign a job twice or finalize it
+//! twice, and `release_job` names the worker it was decided against, so a deposed leader's
+//! late release cannot undo the new leader's assignment of the job to another worker. The
+//! operator also sends nothing once its lease has less than a third of its time left or the
+//! lease task lost it (see `operator::may_send`), which keeps a deposed leader's late
+//! transactions rare.
 //!
 //! The expiry is on the database's rows but counted by each replica's clock: replicas'
 //! clocks must agree to well within the lease (NTP does).

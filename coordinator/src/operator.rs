@@ -249,9 +249,10 @@ struct LeaseView {
 
 /// Whether a tick of `tick_epoch` may still send a transaction: the lease task holds that
 /// epoch and the lease has more than `margin_ms` left. Index writes are fenced in the
-/// database; chain transactions cannot be, and `release_job` names no worker, so a leader whose
-/// lease is lapsing stops sending before another replica can take over and act on the same
-/// jobs (its release could otherwise undo the new leader's fresh assignment).
+/// database; chain transactions cannot be, so a leader whose lease is lapsing stops sending
+/// before another replica can take over and act on the same jobs. (A release that lands late
+/// anyway names the worker it was decided against, and the contract refuses it once the job
+/// has another assignment.)
 fn may_send(held_epoch: u64, tick_epoch: u64, until_ms: u64, now_ms: u64, margin_ms: u64) -> bool {
     held_epoch != 0 && held_epoch == tick_epoch && now_ms.saturating_add(margin_ms) < until_ms
 }
@@ -463,6 +464,12 @@ impl Operator {
                 && self.store.output(job.job_id, &worker).await?.is_none();
             let given_back = self.store.release_requested(job.job_id, &worker).await?;
             if timed_out || silent || given_back {
+                // The index stores addresses as the chain gave them; one that does not parse
+                // is a corrupt row, and a release naming another worker would only revert.
+                let Ok(address) = Felt::from_hex(&worker) else {
+                    tracing::error!(job_id = job.job_id, %worker, "unparsable worker address in the index");
+                    continue;
+                };
                 tracing::info!(
                     job_id = job.job_id,
                     %worker,
@@ -473,7 +480,7 @@ impl Operator {
                 );
                 due.push(Entry {
                     job_id: job.job_id,
-                    worker: None,
+                    worker: Some(address),
                 });
             }
         }
@@ -704,7 +711,12 @@ impl Operator {
             }
             Action::Release => entries
                 .iter()
-                .map(|e| jm.release_job_getcall(&e.job_id))
+                .map(|e| {
+                    jm.release_job_getcall(
+                        &e.job_id,
+                        &ContractAddress(e.worker.unwrap_or_default()),
+                    )
+                })
                 .collect(),
             Action::Expire => entries
                 .iter()

@@ -104,9 +104,12 @@ async fn activity(s: &System) {
     .await
     .expect("assign_job");
     s.advance(ASSIGNMENT_TIMEOUT + 1).await;
-    s.send(s.jobs_as(Actor::Coordinator).release_job(&released))
-        .await
-        .expect("release_job");
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .release_job(&released, &s.addr(Actor::WorkerB)),
+    )
+    .await
+    .expect("release_job");
     s.advance(RESULT_WINDOW).await;
     s.send(
         s.jobs_as(Actor::Coordinator)

@@ -156,9 +156,12 @@ async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() 
     let (model, job) = s.assigned_job().await;
     s.active_worker(Actor::WorkerB).await;
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    s.send(s.jobs_as(Actor::Attacker).release_job(&job))
-        .await
-        .unwrap();
+    s.send(
+        s.jobs_as(Actor::Attacker)
+            .release_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
     s.complete(job, Actor::WorkerB).await;
@@ -685,7 +688,8 @@ async fn flow_random_operations_never_break_conservation() {
             }
             16 => {
                 let releaser = [Actor::Coordinator, Actor::Attacker][next(2) as usize];
-                s.send(s.jobs_as(releaser).release_job(&job)).await
+                s.send(s.jobs_as(releaser).release_job(&job, &s.addr(w)))
+                    .await
             }
             17 => {
                 let reason =

@@ -1242,7 +1242,10 @@ async fn release_job_by_the_coordinator_requeues_at_once_and_records_a_miss() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
     let out = s
-        .send(s.jobs_as(Actor::Coordinator).release_job(&job))
+        .send(
+            s.jobs_as(Actor::Coordinator)
+                .release_job(&job, &s.addr(Actor::WorkerA)),
+        )
         .await
         .unwrap();
     let info = s.job_info(job).await.job;
@@ -1264,13 +1267,20 @@ async fn release_job_by_anyone_else_waits_for_the_assignment_timeout() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await,
+        s.send(
+            s.jobs_as(Actor::Attacker)
+                .release_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await,
         "JM: assignment not timed out",
     );
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    s.send(s.jobs_as(Actor::Attacker).release_job(&job))
-        .await
-        .unwrap();
+    s.send(
+        s.jobs_as(Actor::Attacker)
+            .release_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
 }
 
@@ -1303,14 +1313,21 @@ async fn attack_strangers_cannot_release_a_long_job_before_the_submitters_limit(
     // then past the global 10 minutes a stranger still cannot release it,
     s.advance(ASSIGNMENT_TIMEOUT).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Attacker).release_job(&job)).await,
+        s.send(
+            s.jobs_as(Actor::Attacker)
+                .release_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await,
         "JM: assignment not timed out",
     );
     // and can once the submitter's limit has passed.
     s.advance(6 * 3_600 - ASSIGNMENT_TIMEOUT).await;
-    s.send(s.jobs_as(Actor::Attacker).release_job(&job))
-        .await
-        .unwrap();
+    s.send(
+        s.jobs_as(Actor::Attacker)
+            .release_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
 }
 
@@ -1396,10 +1413,55 @@ async fn release_job_rejects_a_job_not_assigned() {
     let model = s.model().await;
     let job = s.job(model).await;
     assert_reverts(
-        s.send(s.jobs_as(Actor::Coordinator).release_job(&job))
-            .await,
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .release_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await,
         "JM: job not assigned",
     );
+}
+
+#[tokio::test]
+async fn attack_a_release_decided_against_one_assignment_cannot_land_on_the_next() {
+    // Given a job the coordinator released from WorkerA and then assigned to WorkerB (as a new
+    // leader would after a takeover),
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    s.active_worker(Actor::WorkerB).await;
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA)))
+        .await
+        .unwrap();
+    s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerB)))
+        .await
+        .unwrap();
+    // when the old leader's release of WorkerA's assignment lands late, or a stranger past the
+    // release limit names the wrong worker, each is refused,
+    assert_reverts(
+        s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA)))
+            .await,
+        "JM: not the assigned worker",
+    );
+    s.advance(ASSIGNMENT_TIMEOUT).await;
+    assert_reverts(
+        s.send(
+            s.jobs_as(Actor::Attacker)
+                .release_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await,
+        "JM: not the assigned worker",
+    );
+    // so WorkerB keeps its assignment and its record: no miss, its hold in place.
+    let info = s.job_info(job).await.job;
+    assert_eq!(
+        (info.state, info.worker),
+        (JobState::Assigned, s.addr(Actor::WorkerB))
+    );
+    let b = s.worker_info(Actor::WorkerB).await;
+    assert_eq!((b.reputation.missed, b.record.holds), (0, 1));
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
+    s.assert_invariants("after the refused releases").await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -62,9 +62,12 @@ trait IJobMgrJobs<TContractState> {
     /// through. Requires: COORDINATOR, sealed, not paused, 1 to 100 entries.
     fn assign_jobs(ref self: TContractState, assignments: Array<Assignment>);
     /// Puts an assigned job back in the queue and records a miss for its worker (its hold
-    /// released). Requires: job Assigned; caller COORDINATOR, or anyone once the job's
-    /// release limit (chosen at submission) has passed since assignment. Emits `JobReleased`.
-    fn release_job(ref self: TContractState, job_id: u64);
+    /// released). Requires: job Assigned to `worker` (a release decided against one assignment
+    /// cannot land on the next: a coordinator replica that lost its lead while its release was
+    /// in flight would otherwise charge the miss to the worker assigned after it); caller
+    /// COORDINATOR, or anyone once the job's release limit (chosen at submission) has passed
+    /// since assignment. Emits `JobReleased`.
+    fn release_job(ref self: TContractState, job_id: u64, worker: ContractAddress);
     /// Commits the result's hash and starts the challenge window. Requires: caller is the
     /// assigned worker, job Assigned, not after the deadline. Emits `ResultSubmitted`.
     fn submit_result(ref self: TContractState, job_id: u64, output_hash: u256);

@@ -512,9 +512,10 @@ mod JobMgr {
             };
         }
 
-        fn release_job(ref self: ContractState, job_id: u64) {
+        fn release_job(ref self: ContractState, job_id: u64, worker: ContractAddress) {
             let mut status = self.known_status(job_id);
             assert(status.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
+            assert(worker == self.job_worker.read(job_id), errors::NOT_ASSIGNED_WORKER);
             let by = get_caller_address();
             let terms = self.job_terms.read(job_id);
             let governance = Governance::unsafe_new_contract_state();
@@ -524,7 +525,6 @@ mod JobMgr {
                     errors::NOT_TIMED_OUT
                 );
             }
-            let worker = self.job_worker.read(job_id);
             status.state = JobState::Queued(());
             status.assigned_at = 0;
             self.job_status.write(job_id, status);

@@ -190,9 +190,11 @@ where
             .await
     }
 
-    pub async fn release_job(&self, job_id: u64) -> Result<TxOutcome, ChainError> {
+    pub async fn release_job(&self, job_id: u64, worker: &Felt) -> Result<TxOutcome, ChainError> {
         self.sender
-            .execute(vec![self.binding().release_job_getcall(&job_id)])
+            .execute(vec![self
+                .binding()
+                .release_job_getcall(&job_id, &ContractAddress(*worker))])
             .await
     }
 
