@@ -26,7 +26,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -109,6 +109,10 @@ pub struct AgentConfig {
     pub max_model_bytes: u64,
     /// How long a drain waits for running jobs on SIGTERM.
     pub drain_grace: Duration,
+    /// Longest a job's forward pass may run (waiting for the inference thread included). Past
+    /// it the job is given back and the agent exits for a restart: a forward pass cannot be
+    /// interrupted, and one that never ends holds the engine's only inference thread.
+    pub max_forward: Duration,
     /// Deactivate on chain when stopping.
     pub deactivate_on_exit: bool,
     /// Results finished within this of each other are committed in one transaction.
@@ -201,6 +205,10 @@ struct Agent {
     running: AtomicU32,
     commits: mpsc::UnboundedSender<u64>,
     metrics: AgentMetrics,
+    /// The job whose forward pass ran past `max_forward` (0: none). Once it is given back,
+    /// `wedged` is cancelled: the agent takes no more work and exits with an error.
+    wedged_by: AtomicU64,
+    wedged: CancellationToken,
 }
 
 /// `sender` with its transactions sent through `relayer` as SNIP-9 outside executions signed
@@ -251,6 +259,12 @@ const REFUSAL_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// How long a job that met a passing failure waits before it is taken again.
 const RETRY_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// Forward passes of one job this worker's process may fail to survive (a crash, a kill, a
+/// pass past `max_forward`) before the job is given back instead of run again: a job that
+/// crashes libtorch would otherwise be resumed from the journal into the same crash after
+/// every restart until its deadline.
+const MAX_FORWARD_ATTEMPTS: u32 = 2;
 
 /// Why a job is not run or not committed (logged with the job id; the journal keeps it).
 #[derive(Debug)]
@@ -372,6 +386,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         running: AtomicU32::new(0),
         commits,
         metrics: agent_metrics,
+        wedged_by: AtomicU64::new(0),
+        wedged: CancellationToken::new(),
     });
     let serving = {
         let readiness =
@@ -408,6 +424,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     }
 
     agent.clone().poll(shutdown.clone()).await;
+    if agent.wedged.is_cancelled() {
+        // Stop serving too: the process is to end (see `AgentConfig::max_forward`).
+        shutdown.cancel();
+    }
 
     // Drain: no new work; wait for the running jobs, up to the grace period.
     let started = Instant::now();
@@ -429,7 +449,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         task.await.ok();
     }
     committer.await.ok();
-    if agent.config.deactivate_on_exit {
+    if agent.config.deactivate_on_exit && !agent.wedged.is_cancelled() {
         match agent.pool.deactivate().await {
             Ok(out) => tracing::info!(tx = %format!("{:#x}", out.tx_hash), "deactivated on chain"),
             Err(e) => tracing::warn!(error = %e, "deactivating failed"),
@@ -438,6 +458,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     match serving.await {
         Ok(result) => result.context("serving /health, /ready and /metrics")?,
         Err(e) => tracing::warn!(error = %e, "the HTTP task"),
+    }
+    let wedged_by = agent.wedged_by.load(Ordering::SeqCst);
+    if agent.wedged.is_cancelled() {
+        anyhow::bail!(
+            "job {wedged_by}'s forward pass ran past --max-forward-secs and still holds the \
+             inference thread: exiting so that a new process serves (a supervisor restarts \
+             the worker; the journal resumes its other jobs, and job {wedged_by}, given back, \
+             is not offered to this worker again)"
+        );
     }
     tracing::info!("stopped");
     Ok(())
@@ -450,6 +479,7 @@ impl Agent {
         loop {
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = self.wedged.cancelled() => return,
                 polled = self.client.poll_assignments(self.config.poll_wait) => polled,
             };
             match polled {
@@ -477,6 +507,7 @@ impl Agent {
                     tracing::warn!(%error, ?backoff, "polling the coordinator failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
+                        _ = self.wedged.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -581,6 +612,10 @@ impl Agent {
                         }
                     }
                 }
+                if self.wedged_by.load(Ordering::SeqCst) == job_id {
+                    // Given back and journaled: now the restart (see `max_forward`).
+                    self.wedged.cancel();
+                }
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 self.metrics.running.dec();
                 if let Ok(mut set) = self.in_flight.lock() {
@@ -683,6 +718,13 @@ impl Agent {
 
     /// Downloads, verifies, runs and journals the job's output.
     async fn compute(&self, a: &Assignment, entry: &Entry) -> Result<(), Refusal> {
+        if entry.attempts >= MAX_FORWARD_ATTEMPTS {
+            return Err(Refusal::Failed(format!(
+                "its forward pass was started {} times and this worker's process ended during \
+                 each (a crash, a kill or the time limit): not run again",
+                entry.attempts
+            )));
+        }
         let meta = self
             .client
             .blob_meta(&a.input_hash)
@@ -724,28 +766,34 @@ impl Agent {
             })
             .await??;
         }
+        let attempt = self
+            .journal
+            .forward_started(a.job_id)
+            .await
+            .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+        tracing::info!(attempt, "running the forward pass");
         let started = unix_now();
         let clock = Instant::now();
-        let output = match self.engine.execute(a.model_hash, &input).await {
-            // The stored spec is a guess from an earlier job's input (a submitter's, possibly
-            // shaped to make this worker refuse every later job of the model): this job's rows
-            // are as good a guess. The spec follows them and the job runs; the model decides.
-            // Under the model's lock, so that two jobs with different rows do not undo each
-            // other's spec between the change and the run.
-            Err(e @ (EngineError::WrongShape { .. } | EngineError::WrongDtype { .. })) => {
-                let spec = self.spec_of(&input)?;
-                tracing::warn!(reason = %e, shape = ?spec.input_shape, dtype = %spec.input_dtype, "the job's rows differ from the model's stored spec: the spec follows the job");
-                self.with_model_lock(a.model_hash, async {
-                    match self.store.respec(&a.model_hash, &spec) {
-                        Ok(()) => Ok(self.engine.execute(a.model_hash, &input).await),
-                        Err(e) => Err(Refusal::Failed(format!("storing the model's spec: {e:#}"))),
-                    }
-                })
-                .await??
+        let run = tokio::time::timeout(self.config.max_forward, self.forward(a, &input)).await;
+        let Ok(output) = run else {
+            // The pass goes on holding the inference thread; only a new process frees it.
+            self.wedged_by.store(a.job_id, Ordering::SeqCst);
+            tracing::error!(
+                limit_secs = self.config.max_forward.as_secs(),
+                "the forward pass ran past the time limit: giving the job back, then exiting \
+                 for a restart (the inference thread cannot be interrupted)"
+            );
+            return Err(Refusal::Failed(format!(
+                "its forward pass ran longer than this worker's limit of {} s",
+                self.config.max_forward.as_secs()
+            )));
+        };
+        if output.is_err() {
+            if let Err(e) = self.journal.forward_returned(a.job_id).await {
+                tracing::warn!(error = %e, "recording the forward pass's return");
             }
-            other => other,
         }
-        .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))?;
+        let output = output?;
         let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         let output = if self.config.test_corrupt_output {
             // The cheating worker of the dispute tests: a wrong answer, consistently hashed,
@@ -787,6 +835,34 @@ impl Agent {
             .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
         tracing::info!(output = %output.output_hash, inference_ms, "computed");
         Ok(())
+    }
+
+    /// The job's forward pass: its output, or why the engine refused it.
+    async fn forward(
+        &self,
+        a: &Assignment,
+        input: &[u8],
+    ) -> Result<ciro_engine::JobOutput, Refusal> {
+        match self.engine.execute(a.model_hash, input).await {
+            // The stored spec is a guess from an earlier job's input (a submitter's, possibly
+            // shaped to make this worker refuse every later job of the model): this job's rows
+            // are as good a guess. The spec follows them and the job runs; the model decides.
+            // Under the model's lock, so that two jobs with different rows do not undo each
+            // other's spec between the change and the run.
+            Err(e @ (EngineError::WrongShape { .. } | EngineError::WrongDtype { .. })) => {
+                let spec = self.spec_of(input)?;
+                tracing::warn!(reason = %e, shape = ?spec.input_shape, dtype = %spec.input_dtype, "the job's rows differ from the model's stored spec: the spec follows the job");
+                self.with_model_lock(a.model_hash, async {
+                    match self.store.respec(&a.model_hash, &spec) {
+                        Ok(()) => Ok(self.engine.execute(a.model_hash, input).await),
+                        Err(e) => Err(Refusal::Failed(format!("storing the model's spec: {e:#}"))),
+                    }
+                })
+                .await??
+            }
+            other => other,
+        }
+        .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))
     }
 
     /// Downloads the model file (progress in the logs), checks it against the registered hash

@@ -4,7 +4,9 @@
 //! landed); or ends `refused` (the chain or the data disagreed with the assignment), `dropped`
 //! (its deadline passed) or `failed` (the engine or the chain refused it). A computed output is
 //! never recomputed: a restart uploads and commits the one on disk, so a job never gets two
-//! outputs from this worker.
+//! outputs from this worker. Each running job also counts its forward passes started and not
+//! returned (`attempts`): a pass the process did not survive (a crash, a kill, a pass past the
+//! time limit) stays counted, so a job that keeps ending the process is not run again.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -81,6 +83,8 @@ pub struct Entry {
     pub receipt: Option<String>,
     /// Why it was refused, dropped or failed.
     pub reason: Option<String>,
+    /// Forward passes started and not returned from: each one the process did not survive.
+    pub attempts: u32,
 }
 
 /// The journal: `<dir>/journal.db` and `<dir>/outputs/`.
@@ -120,11 +124,25 @@ impl Journal {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS jobs (job_id INTEGER PRIMARY KEY, model_hash TEXT NOT NULL, \
              input_hash TEXT NOT NULL, deadline INTEGER NOT NULL, stage TEXT NOT NULL, \
-             output_hash TEXT, receipt TEXT, reason TEXT, updated_at INTEGER NOT NULL)",
+             output_hash TEXT, receipt TEXT, reason TEXT, updated_at INTEGER NOT NULL, \
+             attempts INTEGER NOT NULL DEFAULT 0)",
         )
         .execute(&pool)
         .await
         .context("creating the journal's table")?;
+        // A journal written before `attempts` existed gains the column (counting from 0).
+        let has_attempts: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'attempts'",
+        )
+        .fetch_one(&pool)
+        .await
+        .context("reading the journal's columns")?;
+        if has_attempts == 0 {
+            sqlx::query("ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+                .execute(&pool)
+                .await
+                .context("adding the attempts column to the journal")?;
+        }
         Ok(Self { pool, outputs })
     }
 
@@ -185,8 +203,8 @@ impl Journal {
             .await
             .with_context(|| format!("publishing {}", path.display()))?;
         sqlx::query(
-            "UPDATE jobs SET stage = 'computed', output_hash = ?, receipt = ?, updated_at = ? \
-             WHERE job_id = ? AND stage = 'running'",
+            "UPDATE jobs SET stage = 'computed', output_hash = ?, receipt = ?, attempts = 0, \
+             updated_at = ? WHERE job_id = ? AND stage = 'running'",
         )
         .bind(output_hash.to_string())
         .bind(receipt)
@@ -195,6 +213,37 @@ impl Journal {
         .execute(&self.pool)
         .await
         .context("recording an output in the journal")?;
+        Ok(())
+    }
+
+    /// Records that a running job's forward pass starts, durably, before it starts; the
+    /// passes started and not returned from, this one included.
+    pub async fn forward_started(&self, job_id: u64) -> Result<u32> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET attempts = attempts + 1, updated_at = ? \
+             WHERE job_id = ? AND stage = 'running' RETURNING attempts",
+        )
+        .bind(now())
+        .bind(id(job_id)?)
+        .fetch_optional(&self.pool)
+        .await
+        .context("counting a forward pass in the journal")?;
+        let attempts = attempts.context("the job is not running in the journal")?;
+        Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
+    }
+
+    /// Records that a running job's forward pass returned (with an output or an error): it
+    /// did not end the process. (A computed output clears the count too.)
+    pub async fn forward_returned(&self, job_id: u64) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET attempts = MAX(attempts - 1, 0), updated_at = ? \
+             WHERE job_id = ? AND stage = 'running'",
+        )
+        .bind(now())
+        .bind(id(job_id)?)
+        .execute(&self.pool)
+        .await
+        .context("recording a forward pass's return in the journal")?;
         Ok(())
     }
 
@@ -290,6 +339,7 @@ fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry> {
             .transpose()?,
         receipt: row.try_get("receipt")?,
         reason: row.try_get("reason")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
     })
 }
 
@@ -336,6 +386,68 @@ mod tests {
             "a committed job stays committed"
         );
         assert!(journal.open_jobs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forward_pass_the_process_did_not_survive_stays_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (model, input) = (Digest::of(b"model"), Digest::of(b"input"));
+        {
+            let journal = Journal::open(dir.path()).await.unwrap();
+            journal.begin(3, model, input, 100).await.unwrap();
+            // A pass that returned (an error) leaves no count; one that did not, does.
+            assert_eq!(journal.forward_started(3).await.unwrap(), 1);
+            journal.forward_returned(3).await.unwrap();
+            assert_eq!(journal.forward_started(3).await.unwrap(), 1);
+            // (the process dies here)
+        }
+        let journal = Journal::open(dir.path()).await.unwrap();
+        let open = journal.open_jobs().await.unwrap();
+        assert_eq!((open[0].job_id, open[0].attempts), (3, 1));
+        assert_eq!(journal.forward_started(3).await.unwrap(), 2);
+        // An output clears it; a job not running counts nothing.
+        journal
+            .computed(3, b"out", Digest::of(b"out"), "{}")
+            .await
+            .unwrap();
+        assert_eq!(journal.entry(3).await.unwrap().unwrap().attempts, 0);
+        assert!(journal.forward_started(3).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_journal_from_before_attempts_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        {
+            let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+                .unwrap()
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .connect_with(options)
+                .await
+                .unwrap();
+            sqlx::query(
+                "CREATE TABLE jobs (job_id INTEGER PRIMARY KEY, model_hash TEXT NOT NULL, \
+                 input_hash TEXT NOT NULL, deadline INTEGER NOT NULL, stage TEXT NOT NULL, \
+                 output_hash TEXT, receipt TEXT, reason TEXT, updated_at INTEGER NOT NULL)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO jobs (job_id, model_hash, input_hash, deadline, stage, updated_at) \
+                 VALUES (5, ?, ?, 100, 'running', 0)",
+            )
+            .bind(Digest::of(b"model").to_string())
+            .bind(Digest::of(b"input").to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let journal = Journal::open(dir.path()).await.unwrap();
+        assert_eq!(journal.open_jobs().await.unwrap()[0].attempts, 0);
+        assert_eq!(journal.forward_started(5).await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -148,6 +148,11 @@ struct RunArgs {
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
+    /// Longest a job's forward pass may take, in seconds, its wait for the inference thread
+    /// included. Past it the job is given back and the worker exits with an error for its
+    /// supervisor to restart it (a forward pass cannot be interrupted).
+    #[arg(long, env = "WORKER_MAX_FORWARD_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    max_forward_secs: u64,
     /// Deactivate on chain when stopping.
     #[arg(long, env = "WORKER_DEACTIVATE")]
     deactivate: bool,
@@ -231,6 +236,7 @@ fn main() -> ExitCode {
                 max_input_bytes: args.max_input_bytes,
                 max_model_bytes: args.max_model_bytes,
                 drain_grace: Duration::from_secs(args.drain_grace_secs),
+                max_forward: Duration::from_secs(args.max_forward_secs),
                 deactivate_on_exit: args.deactivate,
                 commit_window: Duration::from_millis(args.commit_window_ms),
                 poll_wait: Duration::from_secs(20),

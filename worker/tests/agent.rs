@@ -68,6 +68,28 @@ fn make_models() -> Made {
     Made { _dir: dir, files }
 }
 
+/// A hostile TorchScript model whose forward pass never ends (`ciro_models.py spin`).
+fn make_spin() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let python = std::env::var("VIRTUAL_ENV")
+        .map(|venv| PathBuf::from(venv).join("bin/python"))
+        .unwrap_or_else(|_| PathBuf::from("python3"));
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/engine/python/ciro_models.py");
+    let path = dir.path().join("spin.pt");
+    let status = std::process::Command::new(python)
+        .arg(script)
+        .arg("spin")
+        .arg(&path)
+        .status()
+        .expect("python (scripts/setup.sh installs torch in the venv)");
+    assert!(
+        status.success(),
+        "making the spinning model with Python torch"
+    );
+    std::fs::read(&path).expect("spin.pt")
+}
+
 /// Registers a model whose file is `bytes` (uploaded first), requiring only stake tier
 /// `tier` (CPU workers declare no VRAM and no flags); its id.
 async fn model(s: &System, c: &Running, bytes: &[u8], tier: u8) -> u64 {
@@ -681,6 +703,112 @@ async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs()
     assert!(max_abs_diff(&output, &mlp_y) <= 1e-5);
     let log = worker_log(&data.path().join("a"));
     assert!(log.contains("the spec follows the job"), "{log}");
+    sigterm(a).await;
+    c.stop().await;
+}
+
+/// A job whose forward pass ends the worker's process (here: killed during it, as a crash in
+/// libtorch would end it) is resumed from the journal after a restart, but not into the same
+/// end forever: after two passes it did not survive, it is given back unrun. A forward pass
+/// that never ends (a model that loops) cannot be interrupted and holds the only inference
+/// thread: past `--max-forward-secs` the job is given back and the worker exits with an error
+/// for a restart; restarted, it serves again and does not run the job again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serves_on() {
+    let made = make_models();
+    let spin_file = make_spin();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let spin = model(&s, &c, &spin_file, 0).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+    let passes = || {
+        worker_log(&a_dir)
+            .matches("running the forward pass")
+            .count()
+    };
+
+    // Killed during the pass, twice: the second start resumes the job from the journal.
+    let first = job(&s, &c, spin, &mlp_x).await;
+    for attempt in 1..=2 {
+        let mut a = worker(
+            &s,
+            &c,
+            Actor::WorkerA,
+            MIN_STAKE[0],
+            &a_dir,
+            &["--capacity", "1"],
+        );
+        eventually(
+            &format!("forward pass {attempt} of job {first}"),
+            WAIT,
+            || async { (passes() >= attempt).then_some(()) },
+        )
+        .await;
+        a.start_kill().expect("SIGKILL");
+        a.wait().await.expect("wait");
+    }
+    assert_eq!(state(&s, first).await.0, "Assigned");
+
+    // The third start gives it back without a third pass.
+    let mut a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--capacity", "1", "--max-forward-secs", "3"],
+    );
+    until_state(&s, first, "Queued", data.path()).await;
+    let log = worker_log(&a_dir);
+    assert!(log.contains("not run again"), "{log}");
+    assert_eq!(passes(), 2, "job {first} was run a third time");
+
+    // A pass that never returns: given back, then the worker exits with an error.
+    let second = job(&s, &c, spin, &mlp_x).await;
+    let status = tokio::time::timeout(WAIT, a.wait())
+        .await
+        .unwrap_or_else(|_| {
+            dump_logs(data.path());
+            panic!("the wedged worker did not exit within {} s", WAIT.as_secs())
+        })
+        .expect("wait");
+    assert!(
+        !status.success(),
+        "a wedged worker exits with an error: {status}"
+    );
+    let log = worker_log(&a_dir);
+    assert!(log.contains("ran past the time limit"), "{log}");
+    until_state(&s, second, "Queued", data.path()).await;
+
+    // Restarted, it serves: an honest job completes, neither spinning job runs again.
+    let a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--capacity", "1", "--max-forward-secs", "3"],
+    );
+    let honest = job(&s, &c, mlp, &mlp_x).await;
+    until_state(&s, honest, "Completed", data.path()).await;
+    assert_eq!(
+        passes(),
+        4,
+        "only job {second}'s pass and the honest job's since"
+    );
+    for spun in [first, second] {
+        assert_eq!(
+            state(&s, spun).await.0,
+            "Queued",
+            "job {spun} not re-offered to A"
+        );
+    }
+    // Each job given back is a miss on A's record, nothing more: A is not slashed.
+    let info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(info.reputation.missed, 2);
     sigterm(a).await;
     c.stop().await;
 }

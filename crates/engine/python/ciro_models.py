@@ -10,6 +10,10 @@
         model's output for each as Python torch computes it (job<i>.y.safetensors, tensor
         "output", as the worker writes it): what a submitter checks a worker's output against.
 
+    python ciro_models.py spin OUT.pt
+        Writes a hostile TorchScript model whose forward pass never ends (an interpreted loop
+        of additions that stops after 2**62 steps): the worker's time limit test.
+
     python ciro_models.py bench MODEL.pt --row-shape 512 [--iters N] [--warmup N]
         Times batch-1 inference in Python TorchScript, one call after another, and prints
         JSON: throughput (rows/s), p50 and p99 latency (microseconds), device.
@@ -36,6 +40,18 @@ class Encoder(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x).mean(dim=1))
+
+
+class Spin(torch.nn.Module):
+    """Returns its input after 2**62 interpreted additions of zero: in practice, never."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        i = 0
+        while i < 4611686018427387904:
+            y = y + 0.0
+            i += 1
+        return y
 
 
 SIZES = {
@@ -140,6 +156,8 @@ def main():
     p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
     p.add_argument("--count", type=int, default=4)
     p.add_argument("--rows", type=int, default=4)
+    p = sub.add_parser("spin")
+    p.add_argument("out")
     p = sub.add_parser("bench")
     p.add_argument("model")
     p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
@@ -150,6 +168,8 @@ def main():
         make(args.out, args.size)
     elif args.command == "inputs":
         inputs(args.model, args.out, args.row_shape, args.count, args.rows)
+    elif args.command == "spin":
+        torch.jit.script(Spin()).save(args.out)
     else:
         bench(args.model, args.row_shape, args.iters, args.warmup)
 
