@@ -52,6 +52,14 @@ struct Cli {
     /// Requests per second allowed per client address (bursts of twice as many).
     #[arg(long, env = "CIRO_RATE_LIMIT", default_value_t = 200)]
     rate_limit: u32,
+    /// Most event streams open at once (each reads the database four times a second); past
+    /// it a new stream is answered 503.
+    #[arg(long, env = "CIRO_MAX_EVENT_STREAMS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_event_streams: u32,
+    /// Most event streams one client address may hold open; past it a new one is answered
+    /// 429.
+    #[arg(long, env = "CIRO_MAX_EVENT_STREAMS_PER_CLIENT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    max_event_streams_per_client: u32,
     /// The coordinator's account (needs JobMgr's COORDINATOR role). Without one, the replica
     /// indexes and serves but sends no transaction.
     #[command(flatten)]
@@ -110,6 +118,8 @@ fn main() -> ExitCode {
                 stale_after_secs,
                 rate_per_sec: cli.rate_limit.max(1),
                 rate_burst: cli.rate_limit.max(1).saturating_mul(2),
+                max_event_streams: cli.max_event_streams,
+                max_event_streams_per_client: cli.max_event_streams_per_client,
                 ..ApiConfig::default()
             },
             account,

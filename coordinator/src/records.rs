@@ -106,6 +106,50 @@ pub struct JobFilter {
     pub before: Option<u64>,
 }
 
+/// `list_jobs`' statement for the filters `filter` sets, and the values to bind after the
+/// cursor (then the limit): each filter an equality that the `jobs_by_*` indexes serve. (One
+/// statement for every filter, `($n = '' OR column = $n)`, left SQLite no index to use: every
+/// worker's long-poll read the jobs table from its newest row down.) An empty filter value
+/// is no filter.
+fn list_jobs_sql(filter: &JobFilter) -> (String, Vec<&str>) {
+    let mut sql = String::from("SELECT * FROM jobs WHERE job_id < $1");
+    let mut values = Vec::new();
+    for (column, value) in [
+        ("submitter", &filter.submitter),
+        ("worker", &filter.worker),
+        ("state", &filter.state),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} = ${}", values.len() + 1));
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY job_id DESC LIMIT ${}",
+        values.len() + 2
+    ));
+    (sql, values)
+}
+
+/// `job_events`' statement for `scope`: the cursor, the scope's value if any, then the limit;
+/// each scope an equality that the `job_events_by_*` indexes serve (every open event stream
+/// runs it four times a second).
+fn job_events_sql(scope: &EventScope) -> &'static str {
+    match scope {
+        EventScope::Job(_) => {
+            "SELECT * FROM job_events WHERE sequence > $1 AND job_id = $2 \
+             ORDER BY sequence LIMIT $3"
+        }
+        EventScope::Submitter(_) => {
+            "SELECT * FROM job_events WHERE sequence > $1 AND submitter = $2 \
+             ORDER BY sequence LIMIT $3"
+        }
+        EventScope::All => {
+            "SELECT * FROM job_events WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+        }
+    }
+}
+
 /// Which log entries to read.
 #[derive(Debug, Clone)]
 pub enum EventScope {
@@ -475,23 +519,20 @@ impl Store {
 
     /// Jobs matching `filter`, newest first, at most `limit`.
     pub async fn list_jobs(&self, filter: &JobFilter, limit: u64) -> Result<Vec<JobRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE job_id < $1 AND ($2 = '' OR submitter = $2) \
-             AND ($3 = '' OR worker = $3) AND ($4 = '' OR state = $4) \
-             ORDER BY job_id DESC LIMIT $5",
-        )
-        .bind(
+        let (sql, values) = list_jobs_sql(filter);
+        let mut query = sqlx::query(&sql).bind(
             filter
                 .before
                 .map_or(Ok(i64::MAX), |b| i64_of(b, "cursor"))?,
-        )
-        .bind(filter.submitter.clone().unwrap_or_default())
-        .bind(filter.worker.clone().unwrap_or_default())
-        .bind(filter.state.clone().unwrap_or_default())
-        .bind(i64_of(limit, "limit")?)
-        .fetch_all(&self.pool)
-        .await
-        .context("listing jobs")?;
+        );
+        for value in values {
+            query = query.bind(value.to_owned());
+        }
+        let rows = query
+            .bind(i64_of(limit, "limit")?)
+            .fetch_all(&self.pool)
+            .await
+            .context("listing jobs")?;
         rows.iter().map(job_row).collect()
     }
 
@@ -697,22 +738,93 @@ impl Store {
         after: u64,
         limit: u64,
     ) -> Result<Vec<JobEventRow>> {
-        let (job, submitter) = match scope {
-            EventScope::Job(id) => (i64_of(*id, "job id")?, String::new()),
-            EventScope::Submitter(address) => (-1, address.clone()),
-            EventScope::All => (-1, String::new()),
+        let query = sqlx::query(job_events_sql(scope)).bind(i64_of(after, "sequence")?);
+        let query = match scope {
+            EventScope::Job(id) => query.bind(i64_of(*id, "job id")?),
+            EventScope::Submitter(address) => query.bind(address.clone()),
+            EventScope::All => query,
         };
-        let rows = sqlx::query(
-            "SELECT * FROM job_events WHERE sequence > $1 AND ($2 < 0 OR job_id = $2) \
-             AND ($3 = '' OR submitter = $3) ORDER BY sequence LIMIT $4",
-        )
-        .bind(i64_of(after, "sequence")?)
-        .bind(job)
-        .bind(submitter)
-        .bind(i64_of(limit, "limit")?)
-        .fetch_all(&self.pool)
-        .await
-        .context("reading job events")?;
+        let rows = query
+            .bind(i64_of(limit, "limit")?)
+            .fetch_all(&self.pool)
+            .await
+            .context("reading job events")?;
         rows.iter().map(event_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for `sql` with `values` bound after a first integer (its `detail`
+    /// lines).
+    async fn plan(store: &Store, sql: &str, values: &[&str]) -> String {
+        let text = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&text).bind(i64::MAX);
+        for value in values {
+            query = query.bind((*value).to_owned());
+        }
+        let rows = query.bind(50_i64).fetch_all(&store.pool).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn job_lists_and_event_reads_search_their_index_instead_of_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+            .await
+            .unwrap();
+        let by = |submitter: Option<&str>, worker: Option<&str>, state: Option<&str>| JobFilter {
+            submitter: submitter.map(str::to_owned),
+            worker: worker.map(str::to_owned),
+            state: state.map(str::to_owned),
+            before: None,
+        };
+        // A worker's long-poll: its assigned jobs.
+        let poll = by(None, Some("0x1"), Some("Assigned"));
+        let (sql, values) = list_jobs_sql(&poll);
+        assert_eq!(values, ["0x1", "Assigned"]);
+        let detail = plan(&store, &sql, &values).await;
+        assert!(detail.contains("USING INDEX jobs_by_"), "{detail}");
+        for (filter, index) in [
+            (by(Some("0x2"), None, None), "jobs_by_submitter"),
+            (by(None, Some("0x1"), None), "jobs_by_worker"),
+            (by(None, None, Some("Queued")), "jobs_by_state"),
+        ] {
+            let (sql, values) = list_jobs_sql(&filter);
+            let detail = plan(&store, &sql, &values).await;
+            assert!(detail.contains(index), "{filter:?}: {detail}");
+        }
+        // No filter (and an empty value is none): the primary key, newest first.
+        let empty = by(Some(""), None, None);
+        let (sql, values) = list_jobs_sql(&empty);
+        assert!(values.is_empty());
+        assert_eq!(
+            sql,
+            "SELECT * FROM jobs WHERE job_id < $1 ORDER BY job_id DESC LIMIT $2"
+        );
+        // The old single statement had no index to search for a worker's jobs.
+        let old = "SELECT * FROM jobs WHERE job_id < $1 AND ($2 = '' OR submitter = $2) \
+                   AND ($3 = '' OR worker = $3) AND ($4 = '' OR state = $4) \
+                   ORDER BY job_id DESC LIMIT $5";
+        let detail = plan(&store, old, &["", "0x1", "Assigned"]).await;
+        assert!(!detail.contains("jobs_by_"), "{detail}");
+        // And the rows are the filter's.
+        let rows = store
+            .list_jobs(&by(None, Some("0x1"), Some("Assigned")), 10)
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+
+        // An event stream's read for one job or one submitter.
+        let detail = plan(&store, job_events_sql(&EventScope::Job(1)), &[]).await;
+        assert!(detail.contains("job_events_by_job"), "{detail}");
+        let submitter = EventScope::Submitter("0x2".into());
+        let detail = plan(&store, job_events_sql(&submitter), &["0x2"]).await;
+        assert!(detail.contains("job_events_by_submitter"), "{detail}");
     }
 }

@@ -246,3 +246,57 @@ async fn a_client_past_its_rate_gets_429() {
     let (status, code, message) = error_of(s.http.get(&url).send().await.unwrap()).await;
     assert_eq!((status, code), (429, ErrorCode::RateLimited), "{message}");
 }
+
+#[tokio::test]
+async fn event_streams_past_a_clients_or_the_servers_limit_are_refused_until_one_closes() {
+    // One client may hold two streams open: a third is 429, whichever stream it asks for.
+    let s = serve(ApiConfig {
+        max_event_streams: 3,
+        max_event_streams_per_client: 2,
+        ..ApiConfig::default()
+    })
+    .await;
+    let all = format!("{}/v1/events?after=0", s.base);
+    let mine = format!("{}/v1/submitters/0xabc/events", s.base);
+    let open = |url: String| {
+        let http = s.http.clone();
+        async move { http.get(url).send().await.expect("request") }
+    };
+    let first = open(all.clone()).await;
+    let second = open(mine.clone()).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let (status, code, message) = error_of(open(all.clone()).await).await;
+    assert_eq!((status, code), (429, ErrorCode::RateLimited), "{message}");
+    assert!(message.contains("close one first"), "{message}");
+    // Closing one gives its place back (once the server sees the connection gone).
+    drop(first);
+    let mut again = None;
+    for _ in 0..150 {
+        let response = open(mine.clone()).await;
+        if response.status() == 200 {
+            again = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _again = again.expect("a closed stream's place is given back within 30 s");
+    drop(second);
+
+    // The server's own limit: past it, 503 for everyone.
+    let s = serve(ApiConfig {
+        max_event_streams: 2,
+        max_event_streams_per_client: 16,
+        ..ApiConfig::default()
+    })
+    .await;
+    let url = format!("{}/v1/events?after=0", s.base);
+    let _held = [
+        s.http.get(&url).send().await.expect("request"),
+        s.http.get(&url).send().await.expect("request"),
+    ];
+    let (status, code, message) = error_of(s.http.get(&url).send().await.unwrap()).await;
+    assert_eq!((status, code), (503, ErrorCode::Unavailable), "{message}");
+}

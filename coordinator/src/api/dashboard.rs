@@ -19,7 +19,7 @@ use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::bindings::{cdc_pool::CdcPoolReader, job_mgr::JobMgrReader};
 use ciro_chain::tx::call;
 
-use super::{event_stream, last_event_id, parse_query, Api, ApiError, ApiResult};
+use super::{client_of, event_stream, last_event_id, parse_query, Api, ApiError, ApiResult};
 use crate::indexer::{unix_now, Node};
 use crate::records::EventScope;
 
@@ -123,6 +123,7 @@ pub(super) async fn all_events(
     State(api): State<Api>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> ApiResult<Response> {
     let query: EventsQuery = parse_query(query)?;
     let after = match (headers.get("last-event-id"), query.after) {
@@ -140,7 +141,8 @@ pub(super) async fn all_events(
             .await
             .map_err(ApiError::internal)?,
     };
-    Ok(Sse::new(event_stream(api, EventScope::All, after))
+    let slot = api.inner.streams.take(client_of(&extensions))?;
+    Ok(Sse::new(event_stream(api, EventScope::All, after, slot))
         .keep_alive(KeepAlive::default())
         .into_response())
 }

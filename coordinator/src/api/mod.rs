@@ -65,6 +65,11 @@ pub struct ApiConfig {
     pub rate_burst: u32,
     /// Longest assignment long-poll (seconds).
     pub max_wait_secs: u32,
+    /// Most event streams (`/v1/jobs/{id}/events`, `/v1/submitters/{address}/events`,
+    /// `/v1/events`) open at once; each reads the database four times a second.
+    pub max_event_streams: u32,
+    /// Most event streams one client address may hold open.
+    pub max_event_streams_per_client: u32,
 }
 
 impl Default for ApiConfig {
@@ -78,6 +83,8 @@ impl Default for ApiConfig {
             rate_per_sec: 200,
             rate_burst: 400,
             max_wait_secs: 60,
+            max_event_streams: 1_024,
+            max_event_streams_per_client: 16,
         }
     }
 }
@@ -156,6 +163,96 @@ struct Inner {
     accounting: Option<Arc<dashboard::AccountingSource>>,
     /// The last `/v1/stats` answers.
     stats: dashboard::StatsCache,
+    /// The event streams open.
+    streams: Arc<StreamSlots>,
+}
+
+/// The event streams open, in all and per client address, against their limits.
+struct StreamSlots {
+    max_total: u32,
+    max_per_client: u32,
+    open: std::sync::Mutex<(u32, HashMap<IpAddr, u32>)>,
+}
+
+/// One open event stream's place, given back when the stream ends (the client went away or
+/// the server stops).
+struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    client: Option<IpAddr>,
+}
+
+impl StreamSlots {
+    fn new(max_total: u32, max_per_client: u32) -> Self {
+        Self {
+            max_total,
+            max_per_client,
+            open: std::sync::Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// A place for a stream of `client`'s, or why there is none: the client holds its most
+    /// (429), or the server serves its most (503).
+    fn take(self: &Arc<Self>, client: Option<IpAddr>) -> Result<StreamSlot, ApiError> {
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("the stream count is poisoned")))?;
+        let (total, per_client) = &mut *open;
+        if let Some(ip) = client {
+            if per_client.get(&ip).copied().unwrap_or(0) >= self.max_per_client {
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{ip} holds {} event streams open, the most one client may: close one \
+                         first",
+                        self.max_per_client
+                    ),
+                ));
+            }
+        }
+        if *total >= self.max_total {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "{} event streams are open, the most this coordinator serves: retry later",
+                    self.max_total
+                ),
+            ));
+        }
+        *total += 1;
+        if let Some(ip) = client {
+            *per_client.entry(ip).or_insert(0) += 1;
+        }
+        Ok(StreamSlot {
+            slots: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let Ok(mut open) = self.slots.open.lock() else {
+            return;
+        };
+        let (total, per_client) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(ip) = self.client {
+            if let Some(count) = per_client.get_mut(&ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    per_client.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The client address of a request (absent when the server was not started with it).
+fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 /// How long the answer for a job in a final state is reused (only retention, deleting its
@@ -184,6 +281,10 @@ impl Api {
         shutdown: CancellationToken,
     ) -> Self {
         let limiter = RateLimiter::per_second(f64::from(config.rate_per_sec), config.rate_burst);
+        let streams = Arc::new(StreamSlots::new(
+            config.max_event_streams,
+            config.max_event_streams_per_client,
+        ));
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -197,6 +298,7 @@ impl Api {
                 final_jobs: std::sync::Mutex::new(HashMap::new()),
                 accounting: None,
                 stats: Default::default(),
+                streams,
             }),
         }
     }
@@ -360,10 +462,7 @@ pub async fn live_candidates(
 }
 
 async fn rate_limit(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+    let client = client_of(request.extensions());
     if let Some(client) = client {
         if !api.inner.limiter.allow(&client) {
             return ApiError::new(
@@ -1219,22 +1318,27 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<u64> {
     }
 }
 
+/// The log entries of `scope` after `after`, then each one as it is recorded, as server-sent
+/// events, for a client given `slot` (held as long as the stream).
 fn event_stream(
     api: Api,
     scope: EventScope,
     after: u64,
+    slot: StreamSlot,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
     struct Cursor {
         api: Api,
         scope: EventScope,
         after: u64,
         pending: std::collections::VecDeque<JobEventRow>,
+        _slot: StreamSlot,
     }
     let start = Cursor {
         api,
         scope,
         after,
         pending: Default::default(),
+        _slot: slot,
     };
     futures_util::stream::unfold(start, |mut cursor| async move {
         loop {
@@ -1276,26 +1380,33 @@ async fn job_events(
     State(api): State<Api>,
     Path(job_id): Path<String>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> ApiResult<Response> {
     let job_id = parse_id(&job_id, "job id")?;
     let after = last_event_id(&headers)?;
     indexed_job(&api, job_id).await?;
-    Ok(Sse::new(event_stream(api, EventScope::Job(job_id), after))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    let slot = api.inner.streams.take(client_of(&extensions))?;
+    Ok(
+        Sse::new(event_stream(api, EventScope::Job(job_id), after, slot))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }
 
 async fn submitter_events(
     State(api): State<Api>,
     Path(address): Path<String>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> ApiResult<Response> {
     let address = parse_address(&address)?;
     let after = last_event_id(&headers)?;
+    let slot = api.inner.streams.take(client_of(&extensions))?;
     Ok(Sse::new(event_stream(
         api,
         EventScope::Submitter(felt_text(address)),
         after,
+        slot,
     ))
     .keep_alive(KeepAlive::default())
     .into_response())
