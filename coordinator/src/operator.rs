@@ -208,7 +208,7 @@ impl Action {
     }
 }
 
-/// One entry of a batch: a job, and for an assignment its worker.
+/// One entry of a batch: a job, and for an assignment or a release its worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     job_id: u64,

@@ -688,8 +688,14 @@ async fn flow_random_operations_never_break_conservation() {
             }
             16 => {
                 let releaser = [Actor::Coordinator, Actor::Attacker][next(2) as usize];
-                s.send(s.jobs_as(releaser).release_job(&job, &s.addr(w)))
-                    .await
+                // Half the time the job's own worker (the release can land), else a random
+                // one (refused unless it is the job's).
+                let named = if next(2) == 0 {
+                    s.job_info(job).await.job.worker
+                } else {
+                    s.addr(w)
+                };
+                s.send(s.jobs_as(releaser).release_job(&job, &named)).await
             }
             17 => {
                 let reason =

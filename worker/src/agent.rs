@@ -205,10 +205,14 @@ struct Agent {
     running: AtomicU32,
     commits: mpsc::UnboundedSender<u64>,
     metrics: AgentMetrics,
-    /// The job whose forward pass ran past `max_forward` (0: none). Once it is given back,
-    /// `wedged` is cancelled: the agent takes no more work and exits with an error.
+    /// The first job whose model the engine was stuck on past `max_forward` (0: none). Once
+    /// such a job is given back, `wedged` is cancelled: the agent takes no more work and exits
+    /// with an error.
     wedged_by: AtomicU64,
     wedged: CancellationToken,
+    /// Jobs whose forward pass is counted in the journal and has not returned yet: at the end
+    /// of a drain, those abandoned are uncounted (the process ends by choice, not by them).
+    counted: Mutex<HashSet<u64>>,
 }
 
 /// `sender` with its transactions sent through `relayer` as SNIP-9 outside executions signed
@@ -266,6 +270,9 @@ const RETRY_COOLDOWN: Duration = Duration::from_secs(5);
 /// every restart until its deadline.
 const MAX_FORWARD_ATTEMPTS: u32 = 2;
 
+/// How often a job waiting on its forward pass checks whether the engine is stuck.
+const WATCH_PERIOD: Duration = Duration::from_secs(1);
+
 /// Why a job is not run or not committed (logged with the job id; the journal keeps it).
 #[derive(Debug)]
 enum Refusal {
@@ -279,6 +286,9 @@ enum Refusal {
     /// its journaled stage, a computed output included, and is taken again at the next poll
     /// after [`RETRY_COOLDOWN`]; it is neither ended nor given back.
     Retry(String),
+    /// The engine is stuck on the job's model past `max_forward`: failed and given back like
+    /// `Failed`, never run here again, and the agent exits for a restart.
+    Wedged(String),
 }
 
 /// A coordinator's refusal of a computed job's output or receipt: passing when it may clear by
@@ -388,6 +398,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         metrics: agent_metrics,
         wedged_by: AtomicU64::new(0),
         wedged: CancellationToken::new(),
+        counted: Mutex::new(HashSet::new()),
     });
     let serving = {
         let readiness =
@@ -442,6 +453,18 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     if !abandoned.is_empty() {
         tracing::warn!(?abandoned, "drain grace over: abandoning these jobs (the coordinator's keeper releases them; a computed output is committed on the next start)");
     }
+    // Their passes did not end the process, the drain did: uncounted, so that restarts during
+    // a long pass do not give a job back unrun. (A pass the engine is stuck on was failed.)
+    let counted: Vec<u64> = agent
+        .counted
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    for job_id in counted {
+        if let Err(e) = agent.journal.forward_returned(job_id).await {
+            tracing::warn!(job_id, error = %e, "uncounting an abandoned forward pass");
+        }
+    }
     // Let the committer send what is queued, then stop the side tasks.
     tokio::time::sleep(agent.config.commit_window * 2).await;
     stop_side.cancel();
@@ -462,10 +485,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let wedged_by = agent.wedged_by.load(Ordering::SeqCst);
     if agent.wedged.is_cancelled() {
         anyhow::bail!(
-            "job {wedged_by}'s forward pass ran past --max-forward-secs and still holds the \
-             inference thread: exiting so that a new process serves (a supervisor restarts \
-             the worker; the journal resumes its other jobs, and job {wedged_by}, given back, \
-             is not offered to this worker again)"
+            "the engine was stuck past --max-forward-secs on job {wedged_by}'s model (its \
+             forward pass or its load, which cannot be interrupted): exiting so that a new \
+             process serves (a supervisor restarts the worker; the journal resumes its other \
+             jobs and never runs job {wedged_by} again)"
         );
     }
     tracing::info!("stopped");
@@ -570,11 +593,12 @@ impl Agent {
             async move {
                 let outcome = self.handle(&assignment).await;
                 let mut ended = "done";
+                let wedged = matches!(outcome, Err(Refusal::Wedged(_)));
                 let (stage, reason) = match outcome {
                     Ok(()) => (None, None),
                     Err(Refusal::Refused(r)) => (Some(Stage::Refused), Some(r)),
                     Err(Refusal::Dropped(r)) => (Some(Stage::Dropped), Some(r)),
-                    Err(Refusal::Failed(r)) => (Some(Stage::Failed), Some(r)),
+                    Err(Refusal::Failed(r) | Refusal::Wedged(r)) => (Some(Stage::Failed), Some(r)),
                     Err(Refusal::Retry(reason)) => {
                         tracing::warn!(%reason, "job not done yet: taken again at a later poll");
                         if let Ok(mut cooldown) = self.cooldown.lock() {
@@ -612,7 +636,7 @@ impl Agent {
                         }
                     }
                 }
-                if self.wedged_by.load(Ordering::SeqCst) == job_id {
+                if wedged {
                     // Given back and journaled: now the restart (see `max_forward`).
                     self.wedged.cancel();
                 }
@@ -771,27 +795,20 @@ impl Agent {
             .forward_started(a.job_id)
             .await
             .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+        if let Ok(mut counted) = self.counted.lock() {
+            counted.insert(a.job_id);
+        }
         tracing::info!(attempt, "running the forward pass");
         let started = unix_now();
         let clock = Instant::now();
-        let run = tokio::time::timeout(self.config.max_forward, self.forward(a, &input)).await;
-        let Ok(output) = run else {
-            // The pass goes on holding the inference thread; only a new process frees it.
-            self.wedged_by.store(a.job_id, Ordering::SeqCst);
-            tracing::error!(
-                limit_secs = self.config.max_forward.as_secs(),
-                "the forward pass ran past the time limit: giving the job back, then exiting \
-                 for a restart (the inference thread cannot be interrupted)"
-            );
-            return Err(Refusal::Failed(format!(
-                "its forward pass ran longer than this worker's limit of {} s",
-                self.config.max_forward.as_secs()
-            )));
-        };
-        if output.is_err() {
+        let output = self.forward_watched(a, &input).await;
+        if !matches!(output, Err(Refusal::Wedged(_))) {
             if let Err(e) = self.journal.forward_returned(a.job_id).await {
                 tracing::warn!(error = %e, "recording the forward pass's return");
             }
+        }
+        if let Ok(mut counted) = self.counted.lock() {
+            counted.remove(&a.job_id);
         }
         let output = output?;
         let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -835,6 +852,54 @@ impl Agent {
             .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
         tracing::info!(output = %output.output_hash, inference_ms, "computed");
         Ok(())
+    }
+
+    /// The job's forward pass, watched: past `max_forward` of the engine loading the job's
+    /// model or running a pass of it (not of waiting for the thread or for a batch), the job
+    /// is never run again here ([`Refusal::Wedged`]) and the agent is to exit.
+    async fn forward_watched(
+        &self,
+        a: &Assignment,
+        input: &[u8],
+    ) -> Result<ciro_engine::JobOutput, Refusal> {
+        let limit = self.config.max_forward;
+        let run = self.forward(a, input);
+        tokio::pin!(run);
+        let mut watch = tokio::time::interval(WATCH_PERIOD.min(limit));
+        loop {
+            tokio::select! {
+                output = &mut run => return output,
+                _ = watch.tick() => {}
+            }
+            let Some(busy) = self.engine.busy_with(&a.model_hash) else {
+                continue;
+            };
+            if busy <= limit {
+                continue;
+            }
+            // The first job to see it names the wedge; the others of the model are failed too.
+            let _ =
+                self.wedged_by
+                    .compare_exchange(0, a.job_id, Ordering::SeqCst, Ordering::SeqCst);
+            if let Err(e) = self
+                .journal
+                .forward_condemned(a.job_id, MAX_FORWARD_ATTEMPTS)
+                .await
+            {
+                tracing::warn!(error = %e, "recording the job as not to be run again");
+            }
+            tracing::error!(
+                model = %a.model_hash,
+                busy_secs = busy.as_secs(),
+                limit_secs = limit.as_secs(),
+                "the engine has been loading or running this job's model past the time limit: \
+                 giving the job back, then exiting for a restart (neither can be interrupted)"
+            );
+            return Err(Refusal::Wedged(format!(
+                "the engine loaded or ran its model for longer than this worker's limit of {} s",
+                limit.as_secs()
+            )));
+        }
     }
 
     /// The job's forward pass: its output, or why the engine refused it.

@@ -247,6 +247,19 @@ impl Journal {
         Ok(())
     }
 
+    /// Records a job's forward pass as `attempts` passes not returned from (at least): the
+    /// engine was stuck on it, and it is not to be run here again, even if offered again.
+    pub async fn forward_condemned(&self, job_id: u64, attempts: u32) -> Result<()> {
+        sqlx::query("UPDATE jobs SET attempts = MAX(attempts, ?), updated_at = ? WHERE job_id = ?")
+            .bind(i64::from(attempts))
+            .bind(now())
+            .bind(id(job_id)?)
+            .execute(&self.pool)
+            .await
+            .context("recording a job not to be run again in the journal")?;
+        Ok(())
+    }
+
     /// Moves an open job to `stage` (with `reason` for an ending other than `committed`).
     pub async fn finish(&self, job_id: u64, stage: Stage, reason: Option<&str>) -> Result<()> {
         sqlx::query(

@@ -310,6 +310,7 @@ async fn run(command: Command) -> Result<()> {
                     "deadline": e.deadline,
                     "output_hash": e.output_hash,
                     "reason": e.reason,
+                    "unreturned_passes": e.attempts,
                 })
             };
             let status = serde_json::json!({

@@ -712,13 +712,22 @@ async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs()
 /// end forever: after two passes it did not survive, it is given back unrun. A forward pass
 /// that never ends (a model that loops) cannot be interrupted and holds the only inference
 /// thread: past `--max-forward-secs` the job is given back and the worker exits with an error
-/// for a restart; restarted, it serves again and does not run the job again.
+/// for a restart, while an honest job queued behind the pass is neither failed nor counted;
+/// restarted, the worker completes the honest job and runs neither hostile job again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serves_on() {
     let made = make_models();
     let spin_file = make_spin();
     let s = System::deploy().await.expect("deploy");
-    let c = Running::start(&s, Options::default()).await;
+    // Restarts are quick: no job is released for the worker's silence meanwhile.
+    let c = Running::start(
+        &s,
+        Options {
+            stale_after_secs: 120,
+            ..Options::default()
+        },
+    )
+    .await;
     let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
     let mlp = model(&s, &c, &mlp_file, 0).await;
     let spin = model(&s, &c, &spin_file, 0).await;
@@ -759,16 +768,28 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
         Actor::WorkerA,
         MIN_STAKE[0],
         &a_dir,
-        &["--capacity", "1", "--max-forward-secs", "3"],
+        &["--capacity", "2", "--max-forward-secs", "3"],
     );
     until_state(&s, first, "Queued", data.path()).await;
     let log = worker_log(&a_dir);
     assert!(log.contains("not run again"), "{log}");
     assert_eq!(passes(), 2, "job {first} was run a third time");
 
-    // A pass that never returns: given back, then the worker exits with an error.
+    // A pass that never returns, and an honest job queued behind it: the hostile job is given
+    // back, then the worker exits with an error.
     let second = job(&s, &c, spin, &mlp_x).await;
-    let status = tokio::time::timeout(WAIT, a.wait())
+    eventually(&format!("job {second}'s pass"), WAIT, || async {
+        (passes() >= 3).then_some(())
+    })
+    .await;
+    let honest = job(&s, &c, mlp, &mlp_x).await;
+    eventually(
+        &format!("job {honest} queued for the thread"),
+        WAIT,
+        || async { (passes() >= 4).then_some(()) },
+    )
+    .await;
+    let exit = tokio::time::timeout(WAIT, a.wait())
         .await
         .unwrap_or_else(|_| {
             dump_logs(data.path());
@@ -776,29 +797,38 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
         })
         .expect("wait");
     assert!(
-        !status.success(),
-        "a wedged worker exits with an error: {status}"
+        !exit.success(),
+        "a wedged worker exits with an error: {exit}"
     );
     let log = worker_log(&a_dir);
-    assert!(log.contains("ran past the time limit"), "{log}");
+    assert!(log.contains("past the time limit"), "{log}");
     until_state(&s, second, "Queued", data.path()).await;
+    assert_eq!(
+        state(&s, honest).await,
+        ("Assigned".to_owned(), s.addr(Actor::WorkerA))
+    );
+    // The journal: the hostile job failed and never to run here; the honest one still open,
+    // its pass uncounted (the drain ended the process, not the job).
+    let journal = status(&s, &c, &a_dir).await;
+    let entry = |id: u64| find(&journal, id).unwrap_or_else(|| panic!("job {id}: {journal}"));
+    assert_eq!(entry(second)["stage"], "failed", "{journal}");
+    assert_eq!(entry(second)["unreturned_passes"], 2, "{journal}");
+    assert_eq!(entry(honest)["stage"], "running", "{journal}");
+    assert_eq!(entry(honest)["unreturned_passes"], 0, "{journal}");
 
-    // Restarted, it serves: an honest job completes, neither spinning job runs again.
+    // Restarted (the default limit), it resumes the honest job from its journal and completes
+    // it; neither spinning job runs again.
     let a = worker(
         &s,
         &c,
         Actor::WorkerA,
         MIN_STAKE[0],
         &a_dir,
-        &["--capacity", "1", "--max-forward-secs", "3"],
+        &["--capacity", "2"],
     );
-    let honest = job(&s, &c, mlp, &mlp_x).await;
     until_state(&s, honest, "Completed", data.path()).await;
-    assert_eq!(
-        passes(),
-        4,
-        "only job {second}'s pass and the honest job's since"
-    );
+    assert_eq!(state(&s, honest).await.1, s.addr(Actor::WorkerA));
+    assert_eq!(passes(), 5, "only the honest job's pass since the exit");
     for spun in [first, second] {
         assert_eq!(
             state(&s, spun).await.0,
@@ -806,7 +836,8 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
             "job {spun} not re-offered to A"
         );
     }
-    // Each job given back is a miss on A's record, nothing more: A is not slashed.
+    // Each hostile job given back is a miss on A's record, nothing more: A is not slashed,
+    // and the honest job was never given back.
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(info.reputation.missed, 2);
     sigterm(a).await;

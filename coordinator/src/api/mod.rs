@@ -1588,6 +1588,20 @@ async fn assignments(
             )
             .await
             .map_err(ApiError::internal)?;
+        // A job the worker gave back stays assigned to it until the release lands and is
+        // indexed: not offered again meanwhile (a restarted worker would take it again).
+        let mut offered = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !api
+                .store()
+                .release_requested(job.job_id, &address)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                offered.push(job);
+            }
+        }
+        let jobs = offered;
         if !jobs.is_empty() || tokio::time::Instant::now() >= until {
             let mut assignments = Vec::with_capacity(jobs.len());
             for job in jobs.iter().rev() {

@@ -109,6 +109,58 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The thread every forward pass of an engine runs on.
 struct InferenceThread {
     jobs: std::sync::mpsc::Sender<Job>,
+    /// What the engine works on (the thread's pass, and loads beside it).
+    activity: Arc<Activity>,
+}
+
+/// What an engine is working on, per model, and since when: loads (on the blocking pool) and
+/// the forward pass on the inference thread. Neither can be interrupted; a caller that waits
+/// too long on a model reads here whether the engine itself is stuck on it
+/// ([`Engine::busy_with`]).
+#[derive(Default)]
+struct Activity {
+    loads: Mutex<HashMap<Digest, (Instant, usize)>>,
+    pass: Mutex<Option<(Digest, Instant)>>,
+}
+
+impl Activity {
+    /// A load of `hash` from now until the guard drops (a panic included).
+    fn loading(self: &Arc<Self>, hash: Digest) -> impl Drop {
+        if let Ok(mut loads) = self.loads.lock() {
+            loads.entry(hash).or_insert((Instant::now(), 0)).1 += 1;
+        }
+        Ended(self.clone(), move |activity: &Activity| {
+            if let Ok(mut loads) = activity.loads.lock() {
+                if let Some(entry) = loads.get_mut(&hash) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        loads.remove(&hash);
+                    }
+                }
+            }
+        })
+    }
+
+    /// A pass of `hash` on the inference thread from now until the guard drops.
+    fn passing(self: &Arc<Self>, hash: Digest) -> impl Drop {
+        if let Ok(mut pass) = self.pass.lock() {
+            *pass = Some((hash, Instant::now()));
+        }
+        Ended(self.clone(), |activity: &Activity| {
+            if let Ok(mut pass) = activity.pass.lock() {
+                *pass = None;
+            }
+        })
+    }
+}
+
+/// Runs its closure on the activity when dropped.
+struct Ended<F: FnMut(&Activity)>(Arc<Activity>, F);
+
+impl<F: FnMut(&Activity)> Drop for Ended<F> {
+    fn drop(&mut self) {
+        (self.1)(&self.0);
+    }
 }
 
 impl InferenceThread {
@@ -126,7 +178,10 @@ impl InferenceThread {
                 }
             })
             .map_err(|e| EngineError::from(anyhow!("starting the inference thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            activity: Arc::default(),
+        })
     }
 
     /// Runs `job` on the inference thread and waits (asynchronously) for it to finish.
@@ -181,6 +236,24 @@ impl Engine {
         })
     }
 
+    /// How long the engine has been loading model `hash` or running a forward pass of it,
+    /// whichever began first; `None` when it does neither. (A request waiting for the thread
+    /// or for a batch is not counted: only the work that cannot be interrupted.)
+    pub fn busy_with(&self, hash: &Digest) -> Option<Duration> {
+        let activity = &self.thread.activity;
+        let load = activity
+            .loads
+            .lock()
+            .ok()
+            .and_then(|loads| loads.get(hash).map(|(since, _)| since.elapsed()));
+        let pass = activity.pass.lock().ok().and_then(|pass| {
+            pass.as_ref()
+                .filter(|(model, _)| model == hash)
+                .map(|(_, since)| since.elapsed())
+        });
+        load.max(pass)
+    }
+
     /// What the engine has run so far.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
@@ -198,9 +271,13 @@ impl Engine {
         let store = self.store.clone();
         let device = self.config.device;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| store.load(&hash, device)))
-            .await
-            .map_err(|e| EngineError::from(anyhow!("model loading task failed: {e}")))?
+        let loading = self.thread.activity.loading(hash);
+        tokio::task::spawn_blocking(move || {
+            let _loading = loading;
+            span.in_scope(|| store.load(&hash, device))
+        })
+        .await
+        .map_err(|e| EngineError::from(anyhow!("model loading task failed: {e}")))?
     }
 
     /// Runs `input` alone through the model (no batching with other requests).
@@ -211,8 +288,9 @@ impl Engine {
     ) -> Result<Tensor, EngineError> {
         let (model, request, result) = self.request(hash, input).await?;
         let stats = self.stats.clone();
+        let activity = self.thread.activity.clone();
         self.thread
-            .run(move || run_batch(&model, vec![request], &stats))
+            .run(move || run_batch(&model, vec![request], &stats, &activity))
             .await?;
         result
             .await
@@ -362,7 +440,11 @@ async fn batch_loop(
         }
         let model = model.clone();
         let stats = stats.clone();
-        if let Err(e) = thread.run(move || run_batch(&model, batch, &stats)).await {
+        let activity = thread.activity.clone();
+        if let Err(e) = thread
+            .run(move || run_batch(&model, batch, &stats, &activity))
+            .await
+        {
             tracing::error!(error = %e, "a batch failed; its callers get an internal error");
         }
     }
@@ -370,8 +452,14 @@ async fn batch_loop(
 
 /// One forward pass over the concatenated inputs; each request gets its rows back (on the
 /// CPU) or the error.
-fn run_batch(model: &LoadedModel, batch: Vec<Request>, stats: &EngineStats) {
+fn run_batch(
+    model: &LoadedModel,
+    batch: Vec<Request>,
+    stats: &EngineStats,
+    activity: &Arc<Activity>,
+) {
     let _span = batch[0].span.clone().entered();
+    let passing = activity.passing(model.hash);
     let sizes: Vec<i64> = batch.iter().map(|r| r.rows).collect();
     let total: i64 = sizes.iter().sum();
     stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -390,6 +478,7 @@ fn run_batch(model: &LoadedModel, batch: Vec<Request>, stats: &EngineStats) {
         let output = model.module.forward_ts(&[input.to_device(model.device)])?;
         Ok::<_, tch::TchError>(output.to_device(Device::Cpu))
     });
+    drop(passing);
     tracing::debug!(model = %model.hash, requests = batch.len(), rows = total, elapsed_us = started.elapsed().as_micros() as u64, "batch ran");
     match result {
         Ok(output) if output.size().first() == Some(&total) => {

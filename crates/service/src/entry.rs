@@ -85,14 +85,21 @@ where
     let result = install_logging(log)
         .and_then(|()| runtime())
         .and_then(|rt| {
-            rt.block_on(async {
+            let result = rt.block_on(async {
                 let shutdown = Shutdown::new();
                 shutdown.cancel_on_signals()?;
                 main(shutdown.token()).await
-            })
+            });
+            // A blocking task that never returns (a model load stuck in native code) must not
+            // keep the process alive once `main` has ended: a supervisor waits for the exit.
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
+            result
         });
     exit_code(binary, result)
 }
+
+/// How long a service's runtime waits for its blocking tasks once `main` has returned.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
