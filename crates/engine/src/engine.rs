@@ -346,15 +346,18 @@ impl Engine {
         // The model first: an unknown or broken model is the error to report whatever the
         // input is.
         self.model(hash).await?;
-        let input_hash = Digest::of(input);
-        let tensor = decode_input(input)?;
+        let (input_hash, tensor) =
+            off_the_runtime(|| Ok::<_, EngineError>((Digest::of(input), decode_input(input)?)))?;
         let output = if self.config.deterministic_seed.is_some() {
             self.infer_unbatched(hash, tensor).await?
         } else {
             self.infer(hash, tensor).await?
         };
-        let output = encode_output(&output)?;
-        let output_hash = Digest::of(&output);
+        let (output, output_hash) = off_the_runtime(|| {
+            let output = encode_output(&output)?;
+            let output_hash = Digest::of(&output);
+            Ok::<_, EngineError>((output, output_hash))
+        })?;
         Ok(JobOutput {
             input_hash,
             output,
@@ -386,6 +389,19 @@ impl Engine {
             self.thread.clone(),
         ));
         Ok(tx)
+    }
+}
+
+/// Runs `work` (decoding, encoding and hashing tensors of up to the input limit: tens of
+/// milliseconds) where it does not hold up the async runtime's other tasks: on a
+/// multi-threaded runtime the current worker thread hands its tasks over first
+/// (`block_in_place`); elsewhere (a current-thread runtime, no runtime) it runs in place.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
