@@ -64,6 +64,24 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes the blob (absent is not an error).
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError>;
+
+    /// Bytes free for new blobs where they are kept, when the store can tell.
+    async fn free_bytes(&self) -> Result<Option<u64>, BlobError> {
+        Ok(None)
+    }
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `path`.
+fn available_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `stat` is a valid place for the call to write.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Blobs as files of a directory: `<root>/<first two hex digits>/<digest>`, uploads staged in
@@ -110,6 +128,14 @@ impl Drop for Staged {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
+    async fn free_bytes(&self) -> Result<Option<u64>, BlobError> {
+        let root = self.root.clone();
+        let free = tokio::task::spawn_blocking(move || available_bytes(&root))
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))??;
+        Ok(Some(free))
+    }
+
     async fn put(
         &self,
         digest: &Digest,

@@ -60,6 +60,14 @@ struct Cli {
     /// 429.
     #[arg(long, env = "CIRO_MAX_EVENT_STREAMS_PER_CLIENT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     max_event_streams_per_client: u32,
+    /// Most bytes of one account's uploads that no model, job or output refers to yet; past
+    /// it the account's uploads are answered 429.
+    #[arg(long, env = "CIRO_MAX_PENDING_UPLOAD_BYTES", default_value_t = 4 << 30)]
+    max_pending_upload_bytes: u64,
+    /// Uploads are answered 503 while the blob directory's file system has less than this
+    /// many bytes free.
+    #[arg(long, env = "CIRO_MIN_FREE_BYTES", default_value_t = 1 << 30)]
+    min_free_bytes: u64,
     /// The coordinator's account (needs JobMgr's COORDINATOR role). Without one, the replica
     /// indexes and serves but sends no transaction.
     #[command(flatten)]
@@ -120,6 +128,8 @@ fn main() -> ExitCode {
                 rate_burst: cli.rate_limit.max(1).saturating_mul(2),
                 max_event_streams: cli.max_event_streams,
                 max_event_streams_per_client: cli.max_event_streams_per_client,
+                max_pending_upload_bytes: cli.max_pending_upload_bytes,
+                min_free_bytes: cli.min_free_bytes,
                 ..ApiConfig::default()
             },
             account,

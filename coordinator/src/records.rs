@@ -344,6 +344,23 @@ impl Store {
             .collect()
     }
 
+    /// Bytes of `uploader`'s uploads that no model, job input or output refers to yet (what
+    /// its upload quota counts; retention collects such blobs after the upload grace).
+    pub async fn pending_upload_bytes(&self, uploader: &str) -> Result<u64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(b.size) AS BIGINT) FROM blob_uploaders u \
+             JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 \
+             AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest) \
+             AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest)",
+        )
+        .bind(uploader)
+        .fetch_one(&self.pool)
+        .await
+        .context("summing an account's pending uploads")?;
+        u64_of(total.unwrap_or(0), "bytes")
+    }
+
     /// Whether `digest`, uploaded by `uploader`, is the file of a model `uploader` registered
     /// (model files are public; registering someone else's private blob's hash as a model
     /// does not make it public).
@@ -533,6 +550,23 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .context("listing jobs")?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// The jobs assigned to `worker` that it has not given back, newest first, at most
+    /// `limit` (a job given back stays assigned to it until the release lands and is indexed).
+    pub async fn assignments_of(&self, worker: &str, limit: u64) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE worker = $1 AND state = 'Assigned' \
+             AND NOT EXISTS (SELECT 1 FROM release_requests r \
+                 WHERE r.job_id = jobs.job_id AND r.worker = $1) \
+             ORDER BY job_id DESC LIMIT $2",
+        )
+        .bind(worker)
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing a worker's assignments")?;
         rows.iter().map(job_row).collect()
     }
 

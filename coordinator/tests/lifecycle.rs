@@ -467,3 +467,67 @@ async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
     assert!(c.client().job(theirs).await.expect("job").data.input);
     c.stop().await;
 }
+
+/// Uploads are free, so each account may hold only so many bytes that nothing refers to yet:
+/// past its quota its uploads are refused with the reason (another account is not), and a
+/// submitted job's input stops counting once the coordinator indexes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            upload_quota: Some(3_000),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (model, _) = model_with_file(&s, &c, b"a TorchScript file's bytes").await;
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let blob = |tag: u8| vec![tag; 2_000];
+    let first = submitter
+        .upload_blob(blob(1))
+        .await
+        .expect("first upload")
+        .digest;
+    submitter.upload_blob(blob(2)).await.expect("second upload");
+    // 4,000 unreferenced bytes, past the 3,000 quota: refused, and nothing stored.
+    let refused = submitter
+        .upload_blob(blob(3))
+        .await
+        .expect_err("an upload past the quota");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::RateLimited),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("quota"), "{refused}");
+    let third = Digest::of(&blob(3));
+    assert!(c.client().blob_meta(&third).await.is_err());
+    // Another account has its own quota.
+    c.client_as(&s, Actor::Attacker)
+        .upload_blob(blob(3))
+        .await
+        .expect("another account's upload");
+    // A job on the first blob: once indexed, it no longer counts.
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_job(
+        &model,
+        &u256_from_digest(&first.0),
+        &u256(JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_job");
+    let id = call(s.jobs_reader().job_count()).await.expect("job_count");
+    eventually("the job is indexed", WAIT, || async {
+        c.client().job(id).await.ok()
+    })
+    .await;
+    submitter
+        .upload_blob(blob(4))
+        .await
+        .expect("an upload once the first blob is in use");
+    c.stop().await;
+}

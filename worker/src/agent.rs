@@ -273,6 +273,16 @@ const MAX_FORWARD_ATTEMPTS: u32 = 2;
 /// How often a job waiting on its forward pass checks whether the engine is stuck.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
+/// Set once an agent of this process found its engine stuck (see [`process_wedged`]).
+static WEDGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process's engine is stuck in native code (a forward pass or a model load that
+/// will not return): its `main` should end it without running exit-time destructors, which
+/// could wait on the stuck thread's locks (libtorch's thread pools, CUDA's context).
+pub fn process_wedged() -> bool {
+    WEDGED.load(Ordering::SeqCst)
+}
+
 /// Why a job is not run or not committed (logged with the job id; the journal keeps it).
 #[derive(Debug)]
 enum Refusal {
@@ -455,10 +465,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     }
     // Their passes did not end the process, the drain did: uncounted, so that restarts during
     // a long pass do not give a job back unrun. (A pass the engine is stuck on was failed.)
+    // Taken out, so that a pass returning meanwhile is not uncounted a second time.
     let counted: Vec<u64> = agent
         .counted
         .lock()
-        .map(|s| s.iter().copied().collect())
+        .map(|mut s| s.drain().collect())
         .unwrap_or_default();
     for job_id in counted {
         if let Err(e) = agent.journal.forward_returned(job_id).await {
@@ -638,6 +649,7 @@ impl Agent {
                 }
                 if wedged {
                     // Given back and journaled: now the restart (see `max_forward`).
+                    WEDGED.store(true, Ordering::SeqCst);
                     self.wedged.cancel();
                 }
                 self.running.fetch_sub(1, Ordering::SeqCst);
@@ -802,13 +814,16 @@ impl Agent {
         let started = unix_now();
         let clock = Instant::now();
         let output = self.forward_watched(a, &input).await;
-        if !matches!(output, Err(Refusal::Wedged(_))) {
+        // Uncounted once: here, unless the drain already did (or it wedged).
+        let still_counted = self
+            .counted
+            .lock()
+            .map(|mut counted| counted.remove(&a.job_id))
+            .unwrap_or(false);
+        if still_counted && !matches!(output, Err(Refusal::Wedged(_))) {
             if let Err(e) = self.journal.forward_returned(a.job_id).await {
                 tracing::warn!(error = %e, "recording the forward pass's return");
             }
-        }
-        if let Ok(mut counted) = self.counted.lock() {
-            counted.remove(&a.job_id);
         }
         let output = output?;
         let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -148,9 +148,10 @@ struct RunArgs {
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
-    /// Longest a job's forward pass may take, in seconds, its wait for the inference thread
-    /// included. Past it the job is given back and the worker exits with an error for its
-    /// supervisor to restart it (a forward pass cannot be interrupted).
+    /// Longest the engine may spend loading a job's model or running a forward pass of it, in
+    /// seconds (a job's wait for the inference thread or a batch does not count). Past it the
+    /// job is given back and the worker exits with an error for its supervisor to restart it
+    /// (neither can be interrupted).
     #[arg(long, env = "WORKER_MAX_FORWARD_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     max_forward_secs: u64,
     /// Deactivate on chain when stopping.
@@ -219,7 +220,7 @@ const RELAYER_API_KEY_ENV: &str = "CIRO_RELAYER_API_KEY";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Command::Run(args) => run_service("ciro-worker", &cli.log, |shutdown| async move {
             let config = AgentConfig {
                 chain: args.on.chain.config()?,
@@ -248,7 +249,16 @@ fn main() -> ExitCode {
             agent::run(config, shutdown).await
         }),
         command => run_main("ciro-worker", &cli.log, run(command)),
+    };
+    if agent::process_wedged() {
+        // The engine's thread is stuck in libtorch: end the process without exit-time
+        // destructors, which could wait on it (the error is already on stderr).
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        // SAFETY: `_exit` ends the process at once; nothing after it runs.
+        unsafe { libc::_exit(1) }
     }
+    code
 }
 
 /// The pool of the manifest, as the configured account; its transactions through `relayer`

@@ -70,6 +70,11 @@ pub struct ApiConfig {
     pub max_event_streams: u32,
     /// Most event streams one client address may hold open.
     pub max_event_streams_per_client: u32,
+    /// Most bytes of one account's uploads that nothing refers to yet (no model, job or
+    /// output): past it the account's uploads are refused (429) until it uses or loses some.
+    pub max_pending_upload_bytes: u64,
+    /// Uploads are refused (503) while the blob store has less than this free.
+    pub min_free_bytes: u64,
 }
 
 impl Default for ApiConfig {
@@ -85,6 +90,8 @@ impl Default for ApiConfig {
             max_wait_secs: 60,
             max_event_streams: 1_024,
             max_event_streams_per_client: 16,
+            max_pending_upload_bytes: 4 << 30,
+            min_free_bytes: 1 << 30,
         }
     }
 }
@@ -248,11 +255,26 @@ impl Drop for StreamSlot {
     }
 }
 
-/// The client address of a request (absent when the server was not started with it).
+/// The client a request counts against, for rate and stream limits (absent when the server
+/// was not started with connection info): its IPv4 address, or its IPv6 /64 (one host
+/// usually holds a whole /64, and would otherwise be a client per address).
 fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
+        .map(|info| client_group(info.0.ip()))
+}
+
+fn client_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// How long the answer for a job in a final state is reused (only retention, deleting its
@@ -743,7 +765,51 @@ async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
 
 // ---- blobs ---------------------------------------------------------------------------------
 
+/// Refuses an upload by `uploader` when its quota of unreferenced bytes is used up (429) or
+/// the blob store is short of disk (503). (Concurrent uploads of one account may pass the
+/// check together: the quota can be exceeded by what they carry, each at most the upload
+/// limit, and the rate limit bounds how many.)
+async fn check_upload_room(api: &Api, uploader: &str) -> ApiResult<()> {
+    let config = &api.inner.config;
+    let pending = api
+        .store()
+        .pending_upload_bytes(uploader)
+        .await
+        .map_err(ApiError::internal)?;
+    if pending >= config.max_pending_upload_bytes {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "{uploader} holds {pending} bytes of uploads that no model, job or output \
+                 refers to yet, its quota being {}: register or submit what they are for, or \
+                 wait for unused uploads to be collected",
+                config.max_pending_upload_bytes
+            ),
+        ));
+    }
+    let free = api.inner.blobs.free_bytes().await.map_err(|e| {
+        ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
+    })?;
+    if let Some(free) = free.filter(|free| *free < config.min_free_bytes) {
+        tracing::error!(
+            free,
+            floor = config.min_free_bytes,
+            "the blob store is short of disk: uploads refused"
+        );
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the coordinator's blob store has {free} bytes free, below its floor of {}: \
+                 retry later",
+                config.min_free_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn store_blob(api: &Api, digest: &Digest, body: Body, uploader: Felt) -> ApiResult<BlobRow> {
+    check_upload_room(api, &felt_text(uploader)).await?;
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
@@ -1576,32 +1642,13 @@ async fn assignments(
     ));
     let until = tokio::time::Instant::now() + wait;
     loop {
+        // Not a job the worker gave back: it stays assigned to it until the release lands
+        // and is indexed, and a restarted worker would take it again.
         let jobs = api
             .store()
-            .list_jobs(
-                &JobFilter {
-                    worker: Some(address.clone()),
-                    state: Some("Assigned".into()),
-                    ..JobFilter::default()
-                },
-                u64::from(MAX_PAGE),
-            )
+            .assignments_of(&address, u64::from(MAX_PAGE))
             .await
             .map_err(ApiError::internal)?;
-        // A job the worker gave back stays assigned to it until the release lands and is
-        // indexed: not offered again meanwhile (a restarted worker would take it again).
-        let mut offered = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if !api
-                .store()
-                .release_requested(job.job_id, &address)
-                .await
-                .map_err(ApiError::internal)?
-            {
-                offered.push(job);
-            }
-        }
-        let jobs = offered;
         if !jobs.is_empty() || tokio::time::Instant::now() >= until {
             let mut assignments = Vec::with_capacity(jobs.len());
             for job in jobs.iter().rev() {
@@ -1630,5 +1677,25 @@ async fn assignments(
             _ = api.inner.shutdown.cancelled() => return Ok(Json(Assignments { assignments: vec![] })),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_its_ipv4_address_or_its_ipv6_slash_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(client_group(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_group(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            client_group(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            client_group(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            client_group(ip("2001:db8:1:2::1")),
+            client_group(ip("2001:db8:1:3::1"))
+        );
     }
 }

@@ -34,6 +34,8 @@ pub struct Options {
     pub holder: String,
     /// Whether it has the coordinator's account.
     pub with_account: bool,
+    /// Each account's quota of unreferenced upload bytes (`None`: the default).
+    pub upload_quota: Option<u64>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             database_url: None,
             holder: "test-replica".into(),
             with_account: true,
+            upload_quota: None,
         }
     }
 }
@@ -76,6 +79,9 @@ impl Running {
             blob_dir: dir.path().join("blobs"),
             api: ApiConfig {
                 stale_after_secs: options.stale_after_secs,
+                max_pending_upload_bytes: options
+                    .upload_quota
+                    .unwrap_or(ApiConfig::default().max_pending_upload_bytes),
                 ..ApiConfig::default()
             },
             account: options

@@ -119,26 +119,45 @@ struct InferenceThread {
 /// ([`Engine::busy_with`]).
 #[derive(Default)]
 struct Activity {
-    loads: Mutex<HashMap<Digest, (Instant, usize)>>,
+    /// Each load running, by model: its own start (loads of one model may overlap; the
+    /// oldest still running is how long the engine has been loading it).
+    loads: Mutex<HashMap<Digest, Vec<(u64, Instant)>>>,
+    next_load: AtomicU64,
     pass: Mutex<Option<(Digest, Instant)>>,
 }
 
 impl Activity {
     /// A load of `hash` from now until the guard drops (a panic included).
     fn loading(self: &Arc<Self>, hash: Digest) -> impl Drop {
+        let id = self.next_load.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut loads) = self.loads.lock() {
-            loads.entry(hash).or_insert((Instant::now(), 0)).1 += 1;
+            loads.entry(hash).or_default().push((id, Instant::now()));
         }
         Ended(self.clone(), move |activity: &Activity| {
             if let Ok(mut loads) = activity.loads.lock() {
-                if let Some(entry) = loads.get_mut(&hash) {
-                    entry.1 -= 1;
-                    if entry.1 == 0 {
+                if let Some(running) = loads.get_mut(&hash) {
+                    running.retain(|(load, _)| *load != id);
+                    if running.is_empty() {
                         loads.remove(&hash);
                     }
                 }
             }
         })
+    }
+
+    /// How long the engine has been loading `hash` or running a pass of it (the longer).
+    fn busy_with(&self, hash: &Digest) -> Option<Duration> {
+        let load = self.loads.lock().ok().and_then(|loads| {
+            loads
+                .get(hash)
+                .and_then(|running| running.iter().map(|(_, since)| since.elapsed()).max())
+        });
+        let pass = self.pass.lock().ok().and_then(|pass| {
+            pass.as_ref()
+                .filter(|(model, _)| model == hash)
+                .map(|(_, since)| since.elapsed())
+        });
+        load.max(pass)
     }
 
     /// A pass of `hash` on the inference thread from now until the guard drops.
@@ -240,18 +259,7 @@ impl Engine {
     /// whichever began first; `None` when it does neither. (A request waiting for the thread
     /// or for a batch is not counted: only the work that cannot be interrupted.)
     pub fn busy_with(&self, hash: &Digest) -> Option<Duration> {
-        let activity = &self.thread.activity;
-        let load = activity
-            .loads
-            .lock()
-            .ok()
-            .and_then(|loads| loads.get(hash).map(|(since, _)| since.elapsed()));
-        let pass = activity.pass.lock().ok().and_then(|pass| {
-            pass.as_ref()
-                .filter(|(model, _)| model == hash)
-                .map(|(_, since)| since.elapsed())
-        });
-        load.max(pass)
+        self.thread.activity.busy_with(hash)
     }
 
     /// What the engine has run so far.
@@ -526,5 +534,32 @@ fn run_batch(
                     .send(Err(EngineError::Forward(message.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_time_is_the_oldest_running_load_or_the_pass_of_that_model() {
+        let activity = Arc::new(Activity::default());
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        assert_eq!(activity.busy_with(&a), None);
+        let first = activity.loading(a);
+        std::thread::sleep(Duration::from_millis(40));
+        let second = activity.loading(a);
+        assert!(activity.busy_with(&a).unwrap() >= Duration::from_millis(40));
+        // Overlapping loads: once the first ends, only the second's own time counts.
+        drop(first);
+        assert!(activity.busy_with(&a).unwrap() < Duration::from_millis(40));
+        drop(second);
+        assert_eq!(activity.busy_with(&a), None);
+        // A pass counts for its model only, and ends with its guard.
+        let pass = activity.passing(b);
+        assert!(activity.busy_with(&b).is_some());
+        assert_eq!(activity.busy_with(&a), None);
+        drop(pass);
+        assert_eq!(activity.busy_with(&b), None);
     }
 }

@@ -55,6 +55,24 @@ impl ModelStore {
         let dir = dir.into();
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating model store {}", dir.display()))?;
+        // Temporary files of writes a process did not finish (killed, or cut short at exit):
+        // up to a model file's size each, and nothing else removes them. A live process's
+        // (its id is in the name: another command on the same store) is left alone.
+        for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let path = entry?.path();
+            let writer = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once(".tmp-"))
+                .and_then(|(_, rest)| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let leftover =
+                writer.is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+            if leftover {
+                fs::remove_file(&path)
+                    .with_context(|| format!("removing the leftover {}", path.display()))?;
+            }
+        }
         Ok(Self {
             dir,
             capacity: capacity.max(1),
@@ -223,4 +241,26 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_removes_a_dead_writers_temporary_files_and_keeps_a_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("aa.pt.tmp-4194304999-0");
+        let live = dir
+            .path()
+            .join(format!("bb.pt.tmp-{}-7", std::process::id()));
+        let model = dir.path().join("cc.pt");
+        for path in [&dead, &live, &model] {
+            fs::write(path, b"bytes").unwrap();
+        }
+        ModelStore::open(dir.path(), 1).unwrap();
+        assert!(!dead.exists(), "a dead process's temporary file is removed");
+        assert!(live.exists(), "a live process's write in progress is kept");
+        assert!(model.exists());
+    }
 }
