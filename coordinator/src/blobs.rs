@@ -81,7 +81,9 @@ fn available_bytes(path: &Path) -> io::Result<u64> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    // The field types vary by platform (u32 on some), hence the conversions.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
 }
 
 /// Blobs as files of a directory: `<root>/<first two hex digits>/<digest>`, uploads staged in

@@ -62,7 +62,7 @@ struct Cli {
     max_event_streams_per_client: u32,
     /// Most bytes of one account's uploads that no model, job or output refers to yet; past
     /// it the account's uploads are answered 429.
-    #[arg(long, env = "CIRO_MAX_PENDING_UPLOAD_BYTES", default_value_t = 4 << 30)]
+    #[arg(long, env = "CIRO_MAX_PENDING_UPLOAD_BYTES", default_value_t = 4 << 30, value_parser = clap::value_parser!(u64).range(1..))]
     max_pending_upload_bytes: u64,
     /// Uploads are answered 503 while the blob directory's file system has less than this
     /// many bytes free.
@@ -130,6 +130,7 @@ fn main() -> ExitCode {
                 max_event_streams_per_client: cli.max_event_streams_per_client,
                 max_pending_upload_bytes: cli.max_pending_upload_bytes,
                 min_free_bytes: cli.min_free_bytes,
+                upload_grace_secs: cli.upload_grace_hours.saturating_mul(3_600),
                 ..ApiConfig::default()
             },
             account,

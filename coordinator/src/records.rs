@@ -344,17 +344,19 @@ impl Store {
             .collect()
     }
 
-    /// Bytes of `uploader`'s uploads that no model, job input or output refers to yet (what
-    /// its upload quota counts; retention collects such blobs after the upload grace).
-    pub async fn pending_upload_bytes(&self, uploader: &str) -> Result<u64> {
+    /// Bytes of `uploader`'s uploads since `since` that no model, job input or output refers
+    /// to yet (what its upload quota counts; retention collects such blobs after the upload
+    /// grace, so older ones are on their way out).
+    pub async fn pending_upload_bytes(&self, uploader: &str, since: u64) -> Result<u64> {
         let total: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(SUM(b.size) AS BIGINT) FROM blob_uploaders u \
-             JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 \
+             JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 AND u.created_at >= $2 \
              AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest) \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest) \
              AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest)",
         )
         .bind(uploader)
+        .bind(i64_of(since, "time")?)
         .fetch_one(&self.pool)
         .await
         .context("summing an account's pending uploads")?;

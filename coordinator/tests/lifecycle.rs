@@ -469,15 +469,16 @@ async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
 }
 
 /// Uploads are free, so each account may hold only so many bytes that nothing refers to yet:
-/// past its quota its uploads are refused with the reason (another account is not), and a
-/// submitted job's input stops counting once the coordinator indexes the job.
+/// past its quota its uploads are refused with the reason (another account is not; a
+/// re-upload of its own bytes is not), and a submitted job's input stops counting once the
+/// coordinator indexes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
     let s = System::deploy().await.expect("deploy");
     let c = Running::start(
         &s,
         Options {
-            upload_quota: Some(3_000),
+            upload_quota: Some(5_000),
             ..Options::default()
         },
     )
@@ -491,7 +492,8 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
         .expect("first upload")
         .digest;
     submitter.upload_blob(blob(2)).await.expect("second upload");
-    // 4,000 unreferenced bytes, past the 3,000 quota: refused, and nothing stored.
+    // 4,000 unreferenced bytes and 2,000 more would pass the 5,000 quota: refused, and
+    // nothing stored; the same account's re-upload of bytes it holds adds nothing.
     let refused = submitter
         .upload_blob(blob(3))
         .await
@@ -504,6 +506,10 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
     assert!(refused.to_string().contains("quota"), "{refused}");
     let third = Digest::of(&blob(3));
     assert!(c.client().blob_meta(&third).await.is_err());
+    submitter
+        .upload_blob(blob(2))
+        .await
+        .expect("a re-upload of the account's own bytes");
     // Another account has its own quota.
     c.client_as(&s, Actor::Attacker)
         .upload_blob(blob(3))

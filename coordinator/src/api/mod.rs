@@ -73,8 +73,11 @@ pub struct ApiConfig {
     /// Most bytes of one account's uploads that nothing refers to yet (no model, job or
     /// output): past it the account's uploads are refused (429) until it uses or loses some.
     pub max_pending_upload_bytes: u64,
-    /// Uploads are refused (503) while the blob store has less than this free.
+    /// Uploads are refused (503) while the blob store has less than this free, beyond what
+    /// the uploads in progress may still write.
     pub min_free_bytes: u64,
+    /// How long an upload nothing refers to is kept (seconds): what the quota counts.
+    pub upload_grace_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -92,6 +95,7 @@ impl Default for ApiConfig {
             max_event_streams_per_client: 16,
             max_pending_upload_bytes: 4 << 30,
             min_free_bytes: 1 << 30,
+            upload_grace_secs: 24 * 3_600,
         }
     }
 }
@@ -172,6 +176,47 @@ struct Inner {
     stats: dashboard::StatsCache,
     /// The event streams open.
     streams: Arc<StreamSlots>,
+    /// The bytes the uploads in progress may still write.
+    uploads: Arc<UploadReservations>,
+}
+
+/// Most uploads one account may have in progress at once.
+const MAX_UPLOADS_PER_ACCOUNT: u32 = 4;
+
+/// What the uploads in progress may still write: in all, and per account (bytes, uploads).
+/// An upload reserves its declared length (else the upload limit) before it reads its body,
+/// and may not write more; its reservation ends once its blob is recorded, so the quota and
+/// the disk floor count it from the start to the end.
+#[derive(Default)]
+struct UploadReservations {
+    open: std::sync::Mutex<(u64, HashMap<String, AccountUploads>)>,
+}
+
+/// An account's uploads in progress: the bytes they reserved, and how many.
+type AccountUploads = (u64, u32);
+
+/// One upload's reservation, given back when dropped.
+struct Reservation {
+    reservations: Arc<UploadReservations>,
+    account: String,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let Ok(mut open) = self.reservations.open.lock() else {
+            return;
+        };
+        let (total, per_account) = &mut *open;
+        *total = total.saturating_sub(self.bytes);
+        if let Some((bytes, uploads)) = per_account.get_mut(&self.account) {
+            *bytes = bytes.saturating_sub(self.bytes);
+            *uploads = uploads.saturating_sub(1);
+            if *uploads == 0 {
+                per_account.remove(&self.account);
+            }
+        }
+    }
 }
 
 /// The event streams open, in all and per client address, against their limits.
@@ -307,6 +352,7 @@ impl Api {
             config.max_event_streams,
             config.max_event_streams_per_client,
         ));
+        let uploads = Arc::default();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -321,6 +367,7 @@ impl Api {
                 accounting: None,
                 stats: Default::default(),
                 streams,
+                uploads,
             }),
         }
     }
@@ -765,63 +812,131 @@ async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
 
 // ---- blobs ---------------------------------------------------------------------------------
 
-/// Refuses an upload by `uploader` when its quota of unreferenced bytes is used up (429) or
-/// the blob store is short of disk (503). (Concurrent uploads of one account may pass the
-/// check together: the quota can be exceeded by what they carry, each at most the upload
-/// limit, and the rate limit bounds how many.)
-async fn check_upload_room(api: &Api, uploader: &str) -> ApiResult<()> {
+/// Reserves room for an upload of `digest` by `uploader` that declares `declared` bytes (its
+/// Content-Length), or refuses it: 429 when the account has its most uploads in progress or
+/// its quota of unreferenced bytes (recorded within the upload grace, plus its uploads in
+/// progress, plus this one) would be exceeded; 503 when the blob store's free space less what
+/// the uploads in progress may write would fall below the floor. A re-upload of bytes the
+/// account already uploaded adds nothing and is not refused. Returns the reservation (held
+/// until the blob is recorded) and the most bytes the body may carry.
+async fn reserve_upload(
+    api: &Api,
+    uploader: &str,
+    digest: &Digest,
+    declared: Option<u64>,
+) -> ApiResult<(Option<Reservation>, u64)> {
     let config = &api.inner.config;
-    let pending = api
-        .store()
-        .pending_upload_bytes(uploader)
+    let store = api.store();
+    if store
+        .has_uploaded(&digest.to_string(), uploader)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Ok((None, config.max_blob_bytes));
+    }
+    let charge = declared.map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes));
+    let since = unix_now().saturating_sub(config.upload_grace_secs);
+    let pending = store
+        .pending_upload_bytes(uploader, since)
         .await
         .map_err(ApiError::internal)?;
-    if pending >= config.max_pending_upload_bytes {
+    let free = api.inner.blobs.free_bytes().await.map_err(|e| {
+        ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
+    })?;
+    let reservations = &api.inner.uploads;
+    let mut open = reservations
+        .open
+        .lock()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("the upload reservations are poisoned")))?;
+    let (total, per_account) = &mut *open;
+    let (reserved, uploads) = per_account.get(uploader).copied().unwrap_or((0, 0));
+    if uploads >= MAX_UPLOADS_PER_ACCOUNT {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "{uploader} has {uploads} uploads in progress, the most one account may: \
+                 retry when one ends"
+            ),
+        ));
+    }
+    let would_hold = pending.saturating_add(reserved).saturating_add(charge);
+    if would_hold > config.max_pending_upload_bytes {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(
                 "{uploader} holds {pending} bytes of uploads that no model, job or output \
-                 refers to yet, its quota being {}: register or submit what they are for, or \
-                 wait for unused uploads to be collected",
+                 refers to yet and {reserved} more in progress; {charge} more would pass its \
+                 quota of {}: register or submit what they are for, or wait for unused \
+                 uploads to be collected",
                 config.max_pending_upload_bytes
             ),
         ));
     }
-    let free = api.inner.blobs.free_bytes().await.map_err(|e| {
-        ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
-    })?;
-    if let Some(free) = free.filter(|free| *free < config.min_free_bytes) {
-        tracing::error!(
-            free,
-            floor = config.min_free_bytes,
-            "the blob store is short of disk: uploads refused"
-        );
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "the coordinator's blob store has {free} bytes free, below its floor of {}: \
-                 retry later",
-                config.min_free_bytes
-            ),
-        ));
+    if let Some(free) = free {
+        let left = free.saturating_sub(*total).saturating_sub(charge);
+        if left < config.min_free_bytes {
+            tracing::error!(
+                free,
+                in_progress = *total,
+                floor = config.min_free_bytes,
+                "the blob store is short of disk: uploads refused"
+            );
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the coordinator's blob store has {free} bytes free and {} being \
+                     uploaded, too little for {charge} more above its floor of {}: retry later",
+                    *total, config.min_free_bytes
+                ),
+            ));
+        }
     }
-    Ok(())
+    *total = total.saturating_add(charge);
+    let entry = per_account.entry(uploader.to_owned()).or_insert((0, 0));
+    entry.0 = entry.0.saturating_add(charge);
+    entry.1 += 1;
+    Ok((
+        Some(Reservation {
+            reservations: reservations.clone(),
+            account: uploader.to_owned(),
+            bytes: charge,
+        }),
+        charge,
+    ))
 }
 
-async fn store_blob(api: &Api, digest: &Digest, body: Body, uploader: Felt) -> ApiResult<BlobRow> {
-    check_upload_room(api, &felt_text(uploader)).await?;
+/// A request's declared body length (`Content-Length`), when it gives a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn store_blob(
+    api: &Api,
+    digest: &Digest,
+    body: Body,
+    uploader: Felt,
+    declared: Option<u64>,
+) -> ApiResult<BlobRow> {
+    let (_reservation, limit) = reserve_upload(api, &felt_text(uploader), digest, declared).await?;
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
     let size = api
         .inner
         .blobs
-        .put(digest, Box::pin(stream), api.inner.config.max_blob_bytes)
+        .put(digest, Box::pin(stream), limit)
         .await
         .map_err(|error| match error {
             BlobError::TooLarge { limit } => ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("the body exceeds the {limit}-byte upload limit"),
+                format!(
+                    "the body exceeds {limit} bytes (the length it declared, or the upload limit)"
+                ),
             ),
             BlobError::DigestMismatch { claimed, actual } => ApiError::new(
                 ErrorCode::DigestMismatch,
@@ -869,7 +984,14 @@ async fn put_blob(
     let digest = parse_digest(&digest)?;
     let signed = api.require_signed(&method, &uri, &headers).await?;
     check_signed_digest(&signed, &digest)?;
-    let row = store_blob(&api, &digest, body, signed.account).await?;
+    let row = store_blob(
+        &api,
+        &digest,
+        body,
+        signed.account,
+        declared_length(&headers),
+    )
+    .await?;
     let stored = api
         .store()
         .blob(&row.digest)
@@ -1200,7 +1322,14 @@ async fn put_output(
             format!("job {job_id} is {} and accepts no such output", job.state),
         ));
     }
-    let blob = store_blob(&api, &digest, body, signed.account).await?;
+    let blob = store_blob(
+        &api,
+        &digest,
+        body,
+        signed.account,
+        declared_length(&headers),
+    )
+    .await?;
     let output = OutputRow {
         job_id,
         worker: signer.clone(),

@@ -547,12 +547,12 @@ mod tests {
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
         assert_eq!(activity.busy_with(&a), None);
         let first = activity.loading(a);
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(400));
         let second = activity.loading(a);
-        assert!(activity.busy_with(&a).unwrap() >= Duration::from_millis(40));
+        assert!(activity.busy_with(&a).unwrap() >= Duration::from_millis(400));
         // Overlapping loads: once the first ends, only the second's own time counts.
         drop(first);
-        assert!(activity.busy_with(&a).unwrap() < Duration::from_millis(40));
+        assert!(activity.busy_with(&a).unwrap() < Duration::from_millis(400));
         drop(second);
         assert_eq!(activity.busy_with(&a), None);
         // A pass counts for its model only, and ends with its guard.

@@ -56,21 +56,30 @@ impl ModelStore {
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating model store {}", dir.display()))?;
         // Temporary files of writes a process did not finish (killed, or cut short at exit):
-        // up to a model file's size each, and nothing else removes them. A live process's
-        // (its id is in the name: another command on the same store) is left alone.
+        // up to a model file's size each, and nothing else removes them. Another live
+        // process's (its id is in the name: another command on the same store) is left alone;
+        // one named with this process's id is a former process's (a container's pid 1 has
+        // the same id at every start), since this one has written nothing yet.
         for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let path = entry?.path();
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
             let writer = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.split_once(".tmp-"))
                 .and_then(|(_, rest)| rest.split('-').next())
                 .and_then(|pid| pid.parse::<u32>().ok());
-            let leftover =
-                writer.is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+            let leftover = writer.is_some_and(|pid| {
+                pid == std::process::id() || !Path::new("/proc").join(pid.to_string()).exists()
+            });
             if leftover {
-                fs::remove_file(&path)
-                    .with_context(|| format!("removing the leftover {}", path.display()))?;
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "removing a leftover temporary file")
+                    }
+                }
             }
         }
         Ok(Self {
@@ -251,15 +260,20 @@ mod tests {
     fn opening_removes_a_dead_writers_temporary_files_and_keeps_a_live_ones() {
         let dir = tempfile::tempdir().unwrap();
         let dead = dir.path().join("aa.pt.tmp-4194304999-0");
-        let live = dir
+        let live = dir.path().join(format!(
+            "bb.pt.tmp-{}-7",
+            std::os::unix::process::parent_id()
+        ));
+        let own = dir
             .path()
-            .join(format!("bb.pt.tmp-{}-7", std::process::id()));
+            .join(format!("dd.pt.tmp-{}-0", std::process::id()));
         let model = dir.path().join("cc.pt");
-        for path in [&dead, &live, &model] {
+        for path in [&dead, &live, &own, &model] {
             fs::write(path, b"bytes").unwrap();
         }
         ModelStore::open(dir.path(), 1).unwrap();
         assert!(!dead.exists(), "a dead process's temporary file is removed");
+        assert!(!own.exists(), "a former process with this id left it");
         assert!(live.exists(), "a live process's write in progress is kept");
         assert!(model.exists());
     }
