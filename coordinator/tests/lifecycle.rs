@@ -78,6 +78,11 @@ async fn job_with_input(s: &System, c: &Running, model: u64, input: &[u8]) -> (u
         .await
         .expect("uploading the input")
         .digest;
+    (submit_on(s, model, &digest).await, digest)
+}
+
+/// The submitter submits a job on `model` naming input `digest`, due in an hour; its id.
+async fn submit_on(s: &System, model: u64, digest: &Digest) -> u64 {
     let deadline = s.net.now().await.expect("now") + 3_600;
     s.send(s.jobs_as(Actor::Submitter).submit_job(
         &model,
@@ -88,8 +93,7 @@ async fn job_with_input(s: &System, c: &Running, model: u64, input: &[u8]) -> (u
     ))
     .await
     .expect("submit_job");
-    let id = call(s.jobs_reader().job_count()).await.expect("job_count");
-    (id, digest)
+    call(s.jobs_reader().job_count()).await.expect("job_count")
 }
 
 /// Waits until the chain shows `job` in `state`.
@@ -516,17 +520,7 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
         .await
         .expect("another account's upload");
     // A job on the first blob: once indexed, it no longer counts.
-    let deadline = s.net.now().await.expect("now") + 3_600;
-    s.send(s.jobs_as(Actor::Submitter).submit_job(
-        &model,
-        &u256_from_digest(&first.0),
-        &u256(JOB_FEE),
-        &deadline,
-        &no_options(),
-    ))
-    .await
-    .expect("submit_job");
-    let id = call(s.jobs_reader().job_count()).await.expect("job_count");
+    let id = submit_on(&s, model, &first).await;
     eventually("the job is indexed", WAIT, || async {
         c.client().job(id).await.ok()
     })

@@ -39,8 +39,8 @@ struct Made {
     files: std::collections::HashMap<&'static str, ModelFiles>,
 }
 
-fn make_models() -> Made {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Runs `ciro_models.py` with `args` in the venv's Python (torch), its output discarded.
+fn ciro_models(args: &[&std::ffi::OsStr], what: &str) {
     let python = std::env::var("VIRTUAL_ENV")
         .map(|venv| PathBuf::from(venv).join("bin/python"))
         .unwrap_or_else(|_| PathBuf::from("python3"));
@@ -48,12 +48,19 @@ fn make_models() -> Made {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/engine/python/ciro_models.py");
     let status = std::process::Command::new(python)
         .arg(script)
-        .arg("make")
-        .arg(dir.path())
+        .args(args)
         .stdout(Stdio::null())
         .status()
         .expect("python (scripts/setup.sh installs torch in the venv)");
-    assert!(status.success(), "making the models with Python torch");
+    assert!(status.success(), "{what} with Python torch");
+}
+
+fn make_models() -> Made {
+    let dir = tempfile::tempdir().expect("temp dir");
+    ciro_models(
+        &["make".as_ref(), dir.path().as_os_str()],
+        "making the models",
+    );
     let mut files = std::collections::HashMap::new();
     for name in ["mlp", "encoder"] {
         let read = |suffix: &str| {
@@ -71,21 +78,10 @@ fn make_models() -> Made {
 /// A hostile TorchScript model whose forward pass never ends (`ciro_models.py spin`).
 fn make_spin() -> Vec<u8> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let python = std::env::var("VIRTUAL_ENV")
-        .map(|venv| PathBuf::from(venv).join("bin/python"))
-        .unwrap_or_else(|_| PathBuf::from("python3"));
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/engine/python/ciro_models.py");
     let path = dir.path().join("spin.pt");
-    let status = std::process::Command::new(python)
-        .arg(script)
-        .arg("spin")
-        .arg(&path)
-        .status()
-        .expect("python (scripts/setup.sh installs torch in the venv)");
-    assert!(
-        status.success(),
-        "making the spinning model with Python torch"
+    ciro_models(
+        &["spin".as_ref(), path.as_os_str()],
+        "making the spinning model",
     );
     std::fs::read(&path).expect("spin.pt")
 }

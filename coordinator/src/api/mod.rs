@@ -915,13 +915,16 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Streams `body` in as blob `digest` uploaded by `uploader`, within the room reserved for
+/// the length its `headers` declare, and records it.
 async fn store_blob(
     api: &Api,
     digest: &Digest,
     body: Body,
     uploader: Felt,
-    declared: Option<u64>,
+    headers: &HeaderMap,
 ) -> ApiResult<BlobRow> {
+    let declared = declared_length(headers);
     let (_reservation, limit) = reserve_upload(api, &felt_text(uploader), digest, declared).await?;
     let stream = body
         .into_data_stream()
@@ -984,14 +987,7 @@ async fn put_blob(
     let digest = parse_digest(&digest)?;
     let signed = api.require_signed(&method, &uri, &headers).await?;
     check_signed_digest(&signed, &digest)?;
-    let row = store_blob(
-        &api,
-        &digest,
-        body,
-        signed.account,
-        declared_length(&headers),
-    )
-    .await?;
+    let row = store_blob(&api, &digest, body, signed.account, &headers).await?;
     let stored = api
         .store()
         .blob(&row.digest)
@@ -1322,14 +1318,7 @@ async fn put_output(
             format!("job {job_id} is {} and accepts no such output", job.state),
         ));
     }
-    let blob = store_blob(
-        &api,
-        &digest,
-        body,
-        signed.account,
-        declared_length(&headers),
-    )
-    .await?;
+    let blob = store_blob(&api, &digest, body, signed.account, &headers).await?;
     let output = OutputRow {
         job_id,
         worker: signer.clone(),
