@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ciro_coordinator::api::ApiConfig;
-use ciro_coordinator::operator::{OperatorConfig, MAX_BATCH};
+use ciro_coordinator::operator::{OperatorConfig, DEFAULT_MAX_GIVE_BACKS, MAX_BATCH};
 use ciro_coordinator::{run, Config, DEFAULT_PORT, SERVICE};
 use ciro_service::{run_service, AccountArgs, ChainArgs, LogArgs, ServeArgs};
 use clap::Parser;
@@ -91,6 +91,10 @@ struct Cli {
     /// Hours an upload nothing refers to is kept.
     #[arg(long, env = "CIRO_UPLOAD_GRACE_HOURS", default_value_t = 24)]
     upload_grace_hours: u64,
+    /// A queued job this many workers gave back (failed or refused it) is not offered again:
+    /// it expires with a refund at its deadline. 0: no limit.
+    #[arg(long, env = "CIRO_MAX_GIVE_BACKS", default_value_t = DEFAULT_MAX_GIVE_BACKS)]
+    max_give_backs: u32,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
             batch_size: cli.batch_size,
             output_retention_secs: cli.output_retention_days.saturating_mul(86_400),
             upload_grace_secs: cli.upload_grace_hours.saturating_mul(3_600),
+            max_give_backs: cli.max_give_backs,
             ..OperatorConfig::new(holder)
         };
         let config = Config {
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
                 max_pending_upload_bytes: cli.max_pending_upload_bytes,
                 min_free_bytes: cli.min_free_bytes,
                 upload_grace_secs: cli.upload_grace_hours.saturating_mul(3_600),
+                max_give_backs: cli.max_give_backs,
                 ..ApiConfig::default()
             },
             account,

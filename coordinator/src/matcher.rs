@@ -432,6 +432,11 @@ pub fn describe(reason: &UnmatchedReason) -> String {
         UnmatchedReason::DeadlineTooClose => {
             "its deadline is too close for a worker's release window: it will expire".into()
         }
+        UnmatchedReason::GivenBack { workers } => format!(
+            "{workers} workers gave it back (failed or refused it), as many as this coordinator \
+             allows: it is not offered again, and it expires with a refund at its deadline \
+             unless you cancel it first"
+        ),
     }
 }
 

@@ -47,7 +47,7 @@ use prometheus::{
 };
 use tracing::Instrument;
 
-use crate::api::{live_candidates, release_after, term};
+use crate::api::{gave_up_on, live_candidates, release_after, term};
 use crate::blobs::BlobStore;
 use crate::eligibility::Requirements;
 use crate::indexer::{felt_text, unix_now, Indexer, IndexerStatus};
@@ -79,11 +79,18 @@ pub struct OperatorConfig {
     pub output_retention_secs: u64,
     /// Uploads nothing refers to are collected after this long.
     pub upload_grace_secs: u64,
+    /// A queued job this many workers gave back is not matched again (0: no limit): a job
+    /// that wedges or crashes every worker it reaches costs at most this many restarts.
+    pub max_give_backs: u32,
 }
+
+/// The default of [`OperatorConfig::max_give_backs`].
+pub const DEFAULT_MAX_GIVE_BACKS: u32 = 3;
 
 impl OperatorConfig {
     /// Defaults for `holder`: a 10 s lease, a 1 s tick, workers stale after 30 s, batches of
-    /// 100, outputs kept 7 days, unreferenced uploads collected after a day.
+    /// 100, outputs kept 7 days, unreferenced uploads collected after a day, jobs no longer
+    /// matched once [`DEFAULT_MAX_GIVE_BACKS`] workers gave them back.
     pub fn new(holder: impl Into<String>) -> Self {
         Self {
             holder: holder.into(),
@@ -94,6 +101,7 @@ impl OperatorConfig {
             exclusion_secs: 60,
             output_retention_secs: 7 * 24 * 3600,
             upload_grace_secs: 24 * 3600,
+            max_give_backs: DEFAULT_MAX_GIVE_BACKS,
         }
     }
 }
@@ -543,11 +551,20 @@ impl Operator {
         }
         let mut present: HashMap<(String, String), bool> = HashMap::new();
         let mut model_hashes: HashMap<u64, Option<(String, String)>> = HashMap::new();
+        let given_back = self.store.given_back().await?;
+        let mut gave_back: HashMap<u64, u32> = HashMap::new();
+        for (job_id, _) in &given_back {
+            *gave_back.entry(*job_id).or_default() += 1;
+        }
         let mut jobs = Vec::new();
         let earliest = now.max(wall);
         for job in &queued {
             if earliest.saturating_add(release_after(job)) > job.deadline {
                 continue; // The contract would refuse: the release limit must fit.
+            }
+            let workers = gave_back.get(&job.job_id).copied().unwrap_or(0);
+            if gave_up_on(workers, self.config.max_give_backs) {
+                continue; // Failed or refused by enough workers: it waits for its deadline.
             }
             let model_hash = match model_hashes.get(&job.model_id) {
                 Some(hash) => hash.clone(),
@@ -588,7 +605,6 @@ impl Operator {
             return Ok(());
         }
         self.rotation = self.rotation.wrapping_add(1);
-        let given_back = self.store.given_back().await?;
         let submitters: HashMap<u64, &str> = queued
             .iter()
             .map(|j| (j.job_id, j.submitter.as_str()))

@@ -68,6 +68,8 @@ pub struct JobView {
     pub output: bool,
     /// Whether that output has a receipt.
     pub receipt: bool,
+    /// How many workers gave it back.
+    pub given_back: u32,
 }
 
 /// An entry of the job event log.
@@ -587,7 +589,9 @@ impl Store {
                  AND o.worker = j.worker) THEN 1 ELSE 0 END AS BIGINT) AS has_output, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
                  AND o.worker = j.worker AND o.receipt IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) \
-                 AS has_receipt \
+                 AS has_receipt, \
+             CAST((SELECT COUNT(*) FROM release_requests r WHERE r.job_id = j.job_id) AS BIGINT) \
+                 AS given_back \
              FROM jobs j WHERE j.job_id = $1",
         )
         .bind(i64_of(job_id, "job id")?)
@@ -602,6 +606,7 @@ impl Store {
                 input: flag("has_input")?,
                 output: flag("has_output")?,
                 receipt: flag("has_receipt")?,
+                given_back: u32::try_from(r.try_get::<i64, _>("given_back")?).unwrap_or(u32::MAX),
             })
         })
         .transpose()
@@ -643,7 +648,7 @@ impl Store {
     }
 
     /// The (job, worker) pairs of queued jobs whose worker gave them back: the matcher never
-    /// gives such a job to that worker again.
+    /// gives such a job to that worker again, nor to anyone once enough workers gave it back.
     pub async fn given_back(&self) -> Result<std::collections::HashSet<(u64, String)>> {
         let rows = sqlx::query(
             "SELECT r.job_id, r.worker FROM release_requests r JOIN jobs j ON j.job_id = r.job_id \

@@ -417,6 +417,110 @@ async fn a_job_its_best_worker_gives_back_goes_to_the_next_eligible_worker() {
     c.stop().await;
 }
 
+/// A job every worker fails or refuses (a model that wedges or crashes the worker, an input
+/// no worker can decode) would otherwise be offered to each live worker in turn, each paying
+/// for it (a restart, a miss on its record). Once `max_give_backs` workers gave it back it is
+/// offered to no one, though an eligible worker with room is live: it says why, and its
+/// submitter can cancel it and get the fee back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            max_give_backs: 2,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (model, _) = model_with_file(&s, &c, b"a model every worker fails on").await;
+    let workers = [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC];
+    let mut beating = Vec::new();
+    for actor in workers {
+        s.active_worker(actor).await;
+        let client = c.client_as(&s, actor);
+        announce(&client, &[]).await;
+        beating.push(tokio::spawn(async move {
+            loop {
+                client.heartbeat(&heartbeat(&[])).await.expect("heartbeat");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }));
+    }
+    let (job, _) = job_with_input(&s, &c, model, b"an input").await;
+    let before = s.balance_of(Actor::Submitter).await;
+
+    // Two workers in turn are assigned the job and give it back.
+    let mut gave_back = Vec::new();
+    for turn in 1..=2 {
+        let holder = eventually("the job assigned to a new worker", WAIT, || async {
+            let info = s.job_info(job).await;
+            let state = format!("{:?}", info.job.state);
+            (state == "Assigned" && !gave_back.contains(&info.job.worker))
+                .then_some(info.job.worker)
+        })
+        .await;
+        gave_back.push(holder);
+        let actor = workers
+            .into_iter()
+            .find(|a| s.addr(*a) == holder)
+            .expect("one of the three workers");
+        let client = c.client_as(&s, actor);
+        eventually("the give-back accepted", WAIT, || async {
+            client.request_release(job, "the job fails here").await.ok()
+        })
+        .await;
+        assert_eq!(gave_back.len(), turn);
+    }
+
+    // Released, and then offered to no one: the third worker is live, eligible and idle.
+    let details = eventually("the job queued again, with the reason", WAIT, || async {
+        let details = c.client().job(job).await.ok()?;
+        (details.job.state == JobState::Queued && details.unmatched.is_some()).then_some(details)
+    })
+    .await;
+    let unmatched = details.unmatched.expect("a reason");
+    assert_eq!(
+        unmatched.reason,
+        ciro_api::coordinator::UnmatchedReason::GivenBack { workers: 2 },
+        "{unmatched:?}"
+    );
+    assert!(
+        unmatched.message.contains("2 workers gave it back"),
+        "{unmatched:?}"
+    );
+    // Ten matcher ticks with an eligible worker idle, and still queued.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let info = s.job_info(job).await;
+    assert_eq!(format!("{:?}", info.job.state), "Queued", "{info:?}");
+    let third = workers
+        .into_iter()
+        .find(|a| !gave_back.contains(&s.addr(*a)))
+        .expect("a third worker");
+    let row = c
+        .client()
+        .worker(s.net.address(third))
+        .await
+        .expect("worker");
+    assert!(row.liveness.is_some(), "the third worker is live: {row:?}");
+
+    // Its submitter takes the fee back.
+    s.send(s.jobs_as(Actor::Submitter).cancel_job(&job))
+        .await
+        .expect("cancel_job");
+    chain_state(&s, job, "Cancelled").await;
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        before + JOB_FEE,
+        "the escrowed fee returned"
+    );
+    for task in beating {
+        task.abort();
+    }
+    s.assert_invariants("after the cancellation").await;
+    c.stop().await;
+}
+
 /// Input hashes are public on chain, so anyone can submit a job naming someone else's input.
 /// Such a job is not matched on the other submitter's upload (its worker would read their
 /// private input), and the stranger cannot download it. Uploading the same bytes itself,

@@ -40,7 +40,9 @@ use crate::blobs::{BlobError, BlobStore};
 use crate::eligibility::Requirements;
 use crate::indexer::{felt_text, unix_now, IndexerStatus};
 use crate::matcher::{self, Candidate};
-use crate::records::{BlobRow, EventScope, JobEventRow, JobFilter, LivenessRow, OutputRow};
+use crate::records::{
+    BlobRow, EventScope, JobEventRow, JobFilter, JobView, LivenessRow, OutputRow,
+};
 use crate::store::{JobRow, ModelRow, Store, WorkerRow};
 
 pub use auth::Verifier;
@@ -78,6 +80,9 @@ pub struct ApiConfig {
     pub min_free_bytes: u64,
     /// How long an upload nothing refers to is kept (seconds): what the quota counts.
     pub upload_grace_secs: u64,
+    /// A queued job this many workers gave back is not matched again (the operator's
+    /// [`crate::operator::OperatorConfig::max_give_backs`]; here for its explanation).
+    pub max_give_backs: u32,
 }
 
 impl Default for ApiConfig {
@@ -96,6 +101,7 @@ impl Default for ApiConfig {
             max_pending_upload_bytes: 4 << 30,
             min_free_bytes: 1 << 30,
             upload_grace_secs: 24 * 3_600,
+            max_give_backs: crate::operator::DEFAULT_MAX_GIVE_BACKS,
         }
     }
 }
@@ -1201,22 +1207,33 @@ async fn list_jobs(
 
 /// Why a queued job is not assigned yet.
 pub fn unmatched_reason(
-    job: &JobRow,
-    input: bool,
-    model_file: bool,
+    view: &JobView,
+    max_give_backs: u32,
     candidates: &[Candidate],
 ) -> UnmatchedReason {
-    if !input {
+    let job = &view.job;
+    if !view.input {
         return UnmatchedReason::InputNotUploaded;
     }
-    if !model_file {
+    if !view.model_file {
         return UnmatchedReason::ModelFileNotUploaded;
+    }
+    if gave_up_on(view.given_back, max_give_backs) {
+        return UnmatchedReason::GivenBack {
+            workers: view.given_back,
+        };
     }
     let release_after = release_after(job);
     if unix_now() + release_after > job.deadline {
         return UnmatchedReason::DeadlineTooClose;
     }
     matcher::explain(&requirements_of(job), candidates)
+}
+
+/// Whether a queued job that `given_back` workers gave back is past `max_give_backs` (0: no
+/// limit) and no longer matched.
+pub fn gave_up_on(given_back: u32, max_give_backs: u32) -> bool {
+    max_give_backs > 0 && given_back >= max_give_backs
 }
 
 /// The job's release window (its terms' `release_after`, seconds).
@@ -1256,7 +1273,7 @@ async fn get_job(
     let job = job_of(&view.job)?;
     let unmatched = if job.state == JobState::Queued {
         let candidates = api.candidates().await?;
-        let reason = unmatched_reason(&view.job, view.input, view.model_file, &candidates);
+        let reason = unmatched_reason(&view, api.inner.config.max_give_backs, &candidates);
         Some(Unmatched {
             message: matcher::describe(&reason),
             reason,
@@ -1801,6 +1818,16 @@ async fn assignments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_is_given_up_on_at_the_limit_of_give_backs_and_never_without_one() {
+        assert!(!gave_up_on(0, 3));
+        assert!(!gave_up_on(2, 3));
+        assert!(gave_up_on(3, 3));
+        assert!(gave_up_on(4, 3));
+        assert!(gave_up_on(1, 1));
+        assert!(!gave_up_on(u32::MAX, 0), "0 sets no limit");
+    }
 
     #[test]
     fn a_client_is_its_ipv4_address_or_its_ipv6_slash_64() {

@@ -36,6 +36,8 @@ pub struct Options {
     pub with_account: bool,
     /// Each account's quota of unreferenced upload bytes (`None`: the default).
     pub upload_quota: Option<u64>,
+    /// Workers that may give a job back before it is no longer matched.
+    pub max_give_backs: u32,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             holder: "test-replica".into(),
             with_account: true,
             upload_quota: None,
+            max_give_backs: ciro_coordinator::operator::DEFAULT_MAX_GIVE_BACKS,
         }
     }
 }
@@ -82,6 +85,7 @@ impl Running {
                 max_pending_upload_bytes: options
                     .upload_quota
                     .unwrap_or(ApiConfig::default().max_pending_upload_bytes),
+                max_give_backs: options.max_give_backs,
                 ..ApiConfig::default()
             },
             account: options
@@ -92,6 +96,7 @@ impl Running {
                 lease_ttl: Duration::from_secs(3),
                 stale_after_secs: options.stale_after_secs,
                 exclusion_secs: 5,
+                max_give_backs: options.max_give_backs,
                 ..OperatorConfig::new(options.holder)
             },
         };

@@ -237,6 +237,12 @@ pub enum UnmatchedReason {
     /// Its deadline leaves less than the job's release window: no worker may be assigned it
     /// (the chain refuses), and it will expire with a refund.
     DeadlineTooClose,
+    /// As many workers as the coordinator allows gave it back (failed or refused it): it is
+    /// not offered again, and it expires with a refund unless its submitter cancels it first.
+    GivenBack {
+        /// How many workers gave it back.
+        workers: u32,
+    },
 }
 
 /// A job's unmatched reason with its human explanation.
