@@ -212,7 +212,49 @@ struct Agent {
     wedged: CancellationToken,
     /// Jobs whose forward pass is counted in the journal and has not returned yet: at the end
     /// of a drain, those abandoned are uncounted (the process ends by choice, not by them).
-    counted: Mutex<HashSet<u64>>,
+    counted: Mutex<Counted>,
+}
+
+/// The forward passes counted in the journal and not returned yet, and whether the drain has
+/// closed the set. A pass is counted before it may start; the drain closes the set and takes
+/// it, uncounting each pass it abandons; a pass that comes after the close does not start and
+/// uncounts itself. So every pass the process did not die of is uncounted exactly once: by
+/// its own return, or by the drain, or by itself after the close.
+#[derive(Debug, Default)]
+struct Counted {
+    jobs: HashSet<u64>,
+    closed: bool,
+}
+
+impl Counted {
+    /// Enters job `job_id`'s pass (already counted in the journal); false once closed: the pass
+    /// does not start, and its caller uncounts it.
+    fn enter(&mut self, job_id: u64) -> bool {
+        if !self.closed {
+            self.jobs.insert(job_id);
+        }
+        !self.closed
+    }
+
+    /// Whether job `job_id`'s returned pass is still for its caller to uncount (not taken by
+    /// the drain).
+    fn leave(&mut self, job_id: u64) -> bool {
+        self.jobs.remove(&job_id)
+    }
+
+    /// Closes the set; the passes the drain abandons, for it to uncount.
+    fn close(&mut self) -> Vec<u64> {
+        self.closed = true;
+        self.jobs.drain().collect()
+    }
+}
+
+/// `mutex`'s guard, also when a thread panicked holding it (the sets it guards stay
+/// consistent: each change is one call).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `sender` with its transactions sent through `relayer` as SNIP-9 outside executions signed
@@ -408,7 +450,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         metrics: agent_metrics,
         wedged_by: AtomicU64::new(0),
         wedged: CancellationToken::new(),
-        counted: Mutex::new(HashSet::new()),
+        counted: Mutex::new(Counted::default()),
     });
     let serving = {
         let readiness =
@@ -465,12 +507,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     }
     // Their passes did not end the process, the drain did: uncounted, so that restarts during
     // a long pass do not give a job back unrun. (A pass the engine is stuck on was failed.)
-    // Taken out, so that a pass returning meanwhile is not uncounted a second time.
-    let counted: Vec<u64> = agent
-        .counted
-        .lock()
-        .map(|mut s| s.drain().collect())
-        .unwrap_or_default();
+    // Taken out, so that a pass returning meanwhile is not uncounted a second time, and closed,
+    // so that a pass about to start does not start counted after this (see `Counted`).
+    let counted = lock(&agent.counted).close();
     for job_id in counted {
         if let Err(e) = agent.journal.forward_returned(job_id).await {
             tracing::warn!(job_id, error = %e, "uncounting an abandoned forward pass");
@@ -807,19 +846,21 @@ impl Agent {
             .forward_started(a.job_id)
             .await
             .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
-        if let Ok(mut counted) = self.counted.lock() {
-            counted.insert(a.job_id);
+        if !lock(&self.counted).enter(a.job_id) {
+            // The drain has uncounted the passes it abandons: this one does not start.
+            if let Err(e) = self.journal.forward_returned(a.job_id).await {
+                tracing::warn!(error = %e, "uncounting a pass the drain stopped");
+            }
+            return Err(Refusal::Retry(
+                "the agent is draining: the job runs at the next start".into(),
+            ));
         }
         tracing::info!(attempt, "running the forward pass");
         let started = unix_now();
         let clock = Instant::now();
         let output = self.forward_watched(a, &input).await;
         // Uncounted once: here, unless the drain already did (or it wedged).
-        let still_counted = self
-            .counted
-            .lock()
-            .map(|mut counted| counted.remove(&a.job_id))
-            .unwrap_or(false);
+        let still_counted = lock(&self.counted).leave(a.job_id);
         if still_counted && !matches!(output, Err(Refusal::Wedged(_))) {
             if let Err(e) = self.journal.forward_returned(a.job_id).await {
                 tracing::warn!(error = %e, "recording the forward pass's return");
@@ -1413,4 +1454,27 @@ fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
         }
     }
     output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counted;
+
+    #[test]
+    fn every_counted_pass_is_uncounted_once_by_its_return_the_drain_or_itself() {
+        let mut counted = Counted::default();
+        // Two passes run; one returns before the drain: its caller uncounts it.
+        assert!(counted.enter(1));
+        assert!(counted.enter(2));
+        assert!(counted.leave(1));
+        // The drain takes the one still running, and uncounts it.
+        assert_eq!(counted.close(), vec![2]);
+        // That pass returns later: already uncounted, not a second time.
+        assert!(!counted.leave(2));
+        // A pass counted after the drain does not start (its caller uncounts it), and nothing
+        // is left for a later drain to take.
+        assert!(!counted.enter(3));
+        assert!(!counted.leave(3));
+        assert!(counted.close().is_empty());
+    }
 }
