@@ -36,7 +36,8 @@ pub struct LoadedModel {
     pub hash: Digest,
     pub spec: ModelSpec,
     pub device: Device,
-    pub module: CModule,
+    /// Shared by the entries of one load: a new spec is a new entry on the same module.
+    pub module: Arc<CModule>,
 }
 
 /// TorchScript models by hash, with a least-recently-used cache of loaded modules.
@@ -109,9 +110,12 @@ impl ModelStore {
         Ok(hash)
     }
 
-    /// Replaces the spec of model `hash`, which the store must hold, and drops its loaded
-    /// modules so that the next load reads the new spec. (A worker's spec is its own guess from
-    /// a job's input, not the model owner's word: a job whose rows differ corrects it.)
+    /// Replaces the spec of model `hash`, which the store must hold. Its loaded modules stay
+    /// loaded, now under the new spec: a module does not depend on the spec (the engine checks
+    /// inputs against it), so a job whose rows differ costs no reload, and the module a
+    /// batching task holds is the same one, not a second copy. (A worker's spec is its own
+    /// guess from a job's input, not the model owner's word: a job whose rows differ corrects
+    /// it.)
     pub fn respec(&self, hash: &Digest, spec: &ModelSpec) -> anyhow::Result<()> {
         anyhow::ensure!(self.contains(hash), "model {hash} is not in the store");
         write_atomic(
@@ -119,7 +123,14 @@ impl ModelStore {
             serde_json::to_vec_pretty(spec)?.as_slice(),
         )?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|m| m.hash != *hash);
+            for entry in cache.iter_mut().filter(|m| m.hash == *hash) {
+                *entry = Arc::new(LoadedModel {
+                    hash: *hash,
+                    spec: spec.clone(),
+                    device: entry.device,
+                    module: entry.module.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -193,7 +204,7 @@ impl ModelStore {
             hash: *hash,
             spec,
             device,
-            module,
+            module: Arc::new(module),
         });
         self.remember(model.clone());
         tracing::info!(model = %hash, ?device, "model loaded");

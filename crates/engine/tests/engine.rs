@@ -273,7 +273,15 @@ async fn a_respecified_model_runs_each_row_shape_in_its_own_batch() {
         input_dtype: "F32".into(),
         max_batch: 16,
     };
+    let loaded = f
+        .store
+        .cached(&f.mlp, Device::Cpu)
+        .expect("loaded by the first");
     f.store.respec(&f.mlp, &spec).unwrap();
+    // The module stays loaded under the new spec: no reload, no second copy.
+    let respecified = f.store.cached(&f.mlp, Device::Cpu).expect("still loaded");
+    assert_eq!(respecified.spec, spec);
+    assert!(Arc::ptr_eq(&loaded.module, &respecified.module));
     let second = engine.infer(f.mlp, nested.copy()).await.unwrap();
     let first = first.await.unwrap().unwrap();
     assert_eq!(first.size(), vec![2, 4]);
@@ -284,6 +292,8 @@ async fn a_respecified_model_runs_each_row_shape_in_its_own_batch() {
         Err(EngineError::WrongShape { .. })
     ));
     assert!(f.store.respec(&Digest::of(b"unknown"), &spec).is_err());
+    let after = f.store.cached(&f.mlp, Device::Cpu).expect("still loaded");
+    assert!(Arc::ptr_eq(&loaded.module, &after.module), "reloaded");
 }
 
 #[tokio::test]
