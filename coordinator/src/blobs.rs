@@ -62,8 +62,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Whether the blob is stored.
     async fn contains(&self, digest: &Digest) -> Result<bool, BlobError>;
 
-    /// Removes the blob (absent is not an error).
-    async fn delete(&self, digest: &Digest) -> Result<(), BlobError>;
+    /// Moves the blob out of reach (`open` and `contains` no longer see it) and returns where
+    /// it went, or `None` if it is absent. Retention sets a blob aside, checks that no upload
+    /// of the same bytes recorded itself meanwhile, and then [`BlobStore::purge`]s it or
+    /// [`BlobStore::restore`]s it.
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>, BlobError>;
+
+    /// Puts a blob set aside back as `digest` (or drops it if an upload has stored the same
+    /// bytes again meanwhile).
+    async fn restore(&self, digest: &Digest, aside: &str) -> Result<(), BlobError>;
+
+    /// Deletes a blob set aside (absent is not an error).
+    async fn purge(&self, aside: &str) -> Result<(), BlobError>;
 
     /// Bytes free for new blobs where they are kept, when the store can tell.
     async fn free_bytes(&self) -> Result<Option<u64>, BlobError> {
@@ -87,7 +97,7 @@ fn available_bytes(path: &Path) -> io::Result<u64> {
 }
 
 /// Blobs as files of a directory: `<root>/<first two hex digits>/<digest>`, uploads staged in
-/// `<root>/tmp`.
+/// `<root>/tmp`, blobs retention is deleting set aside in `<root>/aside`.
 #[derive(Debug, Clone)]
 pub struct LocalBlobStore {
     root: PathBuf,
@@ -95,15 +105,26 @@ pub struct LocalBlobStore {
 
 impl LocalBlobStore {
     /// A store in `root` (created if missing). Leftover temporary files of an earlier process
-    /// (a crash mid-upload) are removed.
+    /// (a crash mid-upload) are removed, and so are blobs it was deleting (their records were
+    /// forgotten first).
     pub async fn open_dir(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        let tmp = root.join("tmp");
-        if tokio::fs::try_exists(&tmp).await? {
-            tokio::fs::remove_dir_all(&tmp).await?;
+        for dir in [root.join("tmp"), root.join("aside")] {
+            if tokio::fs::try_exists(&dir).await? {
+                tokio::fs::remove_dir_all(&dir).await?;
+            }
+            tokio::fs::create_dir_all(&dir).await?;
         }
-        tokio::fs::create_dir_all(&tmp).await?;
         Ok(Self { root })
+    }
+
+    fn aside_path(&self, aside: &str) -> io::Result<PathBuf> {
+        if aside.is_empty() || !aside.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(io::Error::other(format!(
+                "{aside:?} names no blob set aside"
+            )));
+        }
+        Ok(self.root.join("aside").join(aside))
     }
 
     /// The directory.
@@ -198,8 +219,30 @@ impl BlobStore for LocalBlobStore {
         Ok(tokio::fs::try_exists(self.path(digest)).await?)
     }
 
-    async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
-        match tokio::fs::remove_file(self.path(digest)).await {
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>, BlobError> {
+        let mut name = [0u8; 16];
+        getrandom::getrandom(&mut name).map_err(|e| io::Error::other(e.to_string()))?;
+        let aside: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        match tokio::fs::rename(self.path(digest), self.aside_path(&aside)?).await {
+            Ok(()) => Ok(Some(aside)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn restore(&self, digest: &Digest, aside: &str) -> Result<(), BlobError> {
+        let from = self.aside_path(aside)?;
+        let path = self.path(digest);
+        if tokio::fs::try_exists(&path).await? {
+            // Stored again meanwhile: the same bytes.
+            return self.purge(aside).await;
+        }
+        tokio::fs::rename(from, path).await?;
+        Ok(())
+    }
+
+    async fn purge(&self, aside: &str) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.aside_path(aside)?).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
@@ -284,8 +327,30 @@ mod tests {
         assert!(!store.contains(&big).await.unwrap());
         assert_eq!(staged_files(&store), 0);
 
-        store.delete(&digest).await.unwrap();
-        store.delete(&digest).await.unwrap();
+        // Set aside: out of reach, and back when restored.
+        let aside = store.set_aside(&digest).await.unwrap().expect("stored");
+        assert!(!store.contains(&digest).await.unwrap());
         assert!(read_all(&store, &digest).await.is_none());
+        assert_eq!(store.set_aside(&digest).await.unwrap(), None);
+        store.restore(&digest, &aside).await.unwrap();
+        assert_eq!(read_all(&store, &digest).await.unwrap(), b"hello world");
+        // Stored again while set aside: the upload's copy stays, the one set aside goes.
+        let aside = store.set_aside(&digest).await.unwrap().expect("stored");
+        store
+            .put(&digest, body(&[b"hello world"]), 100)
+            .await
+            .unwrap();
+        store.restore(&digest, &aside).await.unwrap();
+        assert_eq!(read_all(&store, &digest).await.unwrap(), b"hello world");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("aside")).unwrap().count(),
+            0
+        );
+        // Purged: gone (twice is not an error); a name outside the store is refused.
+        let aside = store.set_aside(&digest).await.unwrap().expect("stored");
+        store.purge(&aside).await.unwrap();
+        store.purge(&aside).await.unwrap();
+        assert!(read_all(&store, &digest).await.is_none());
+        assert!(store.purge("../../etc").await.is_err());
     }
 }

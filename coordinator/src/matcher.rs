@@ -433,9 +433,10 @@ pub fn describe(reason: &UnmatchedReason) -> String {
             "its deadline is too close for a worker's release window: it will expire".into()
         }
         UnmatchedReason::GivenBack { workers } => format!(
-            "{workers} workers gave it back (failed or refused it), as many as this coordinator \
-             allows: it is not offered again, and it expires with a refund at its deadline \
-             unless you cancel it first"
+            "it failed on {workers} worker{}, as many as this coordinator allows: it is not \
+             offered again, and it expires with a refund at its deadline unless you cancel it \
+             first",
+            if *workers == 1 { "" } else { "s" }
         ),
     }
 }

@@ -553,8 +553,10 @@ impl Operator {
         let mut model_hashes: HashMap<u64, Option<(String, String)>> = HashMap::new();
         let given_back = self.store.given_back().await?;
         let mut gave_back: HashMap<u64, u32> = HashMap::new();
-        for (job_id, _) in &given_back {
-            *gave_back.entry(*job_id).or_default() += 1;
+        for ((job_id, _), &job_failed) in &given_back {
+            if job_failed {
+                *gave_back.entry(*job_id).or_default() += 1;
+            }
         }
         let mut jobs = Vec::new();
         let earliest = now.max(wall);
@@ -618,7 +620,7 @@ impl Operator {
             let address = &candidates[index].row.address;
             submitters.get(&job_id) == Some(&address.as_str())
                 || Felt::from_hex(address).map_or(true, |w| excluded.contains_key(&(job_id, w)))
-                || given_back.contains(&(job_id, address.clone()))
+                || given_back.contains_key(&(job_id, address.clone()))
         });
         let mut entries = Vec::with_capacity(plan.assignments.len());
         for (job_id, index) in plan.assignments {
@@ -847,27 +849,64 @@ impl Operator {
             return Ok(());
         }
         self.last_gc = now;
+        let created_before = now.saturating_sub(self.config.upload_grace_secs);
+        let final_before = now.saturating_sub(self.config.output_retention_secs);
         let digests = self
             .store
-            .collectable_blobs(
-                now.saturating_sub(self.config.upload_grace_secs),
-                now.saturating_sub(self.config.output_retention_secs),
-            )
+            .collectable_blobs(created_before, final_before)
             .await?;
         for text in digests {
             let Ok(digest) = text.parse::<ciro_api::wire::Digest>() else {
                 continue;
             };
-            self.blobs
-                .delete(&digest)
-                .await
-                .with_context(|| format!("deleting blob {text}"))?;
-            self.store.delete_blob(&text).await?;
-            self.metrics.collected.inc();
-            tracing::info!(digest = %text, "blob collected by retention");
+            let collected = collect_blob(
+                &self.store,
+                self.blobs.as_ref(),
+                &digest,
+                created_before,
+                final_before,
+            )
+            .await
+            .with_context(|| format!("collecting blob {text}"))?;
+            if collected {
+                self.metrics.collected.inc();
+                tracing::info!(digest = %text, "blob collected by retention");
+            }
         }
         Ok(())
     }
+}
+
+/// Deletes blob `digest` if retention's rule (cut-offs `created_before` and `final_before`)
+/// still holds for it; whether it did. An upload of the same bytes may come at any moment (the
+/// API of any replica), so: the records go first, in a statement that re-checks the rule (a
+/// re-upload restarts the blob's retention, a new job or model names it); then the file is set
+/// aside, and restored if an upload recorded itself meanwhile (its bytes are these), else
+/// purged. An upload that stored its file before the set-aside and recorded itself after this
+/// check finds its file gone and is answered 503 (see the API's `store_blob`).
+pub async fn collect_blob(
+    store: &Store,
+    blobs: &dyn BlobStore,
+    digest: &ciro_api::wire::Digest,
+    created_before: u64,
+    final_before: u64,
+) -> Result<bool> {
+    let text = digest.to_string();
+    if !store
+        .forget_blob_if_collectable(&text, created_before, final_before)
+        .await?
+    {
+        return Ok(false);
+    }
+    let Some(aside) = blobs.set_aside(digest).await? else {
+        return Ok(true);
+    };
+    if store.blob(&text).await?.is_some() {
+        blobs.restore(digest, &aside).await?;
+        return Ok(false);
+    }
+    blobs.purge(&aside).await?;
+    Ok(true)
 }
 
 /// Keeps `epoch` at the epoch this replica leads in (0: it does not), renewing the lease every

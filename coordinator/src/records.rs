@@ -68,7 +68,7 @@ pub struct JobView {
     pub output: bool,
     /// Whether that output has a receipt.
     pub receipt: bool,
-    /// How many workers gave it back.
+    /// How many workers gave it back because it failed on them.
     pub given_back: u32,
 }
 
@@ -199,6 +199,21 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
     })
 }
 
+/// Retention's rule for a blob `b` (parameters: `$1` the upload grace's start, `$2` the output
+/// retention's): stored before `$1`, named by no model, by no job input still in use or in a
+/// final state since `$2`, and by no output of a job not final or final since `$2`.
+const COLLECTABLE: &str = "b.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = b.digest) \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
+         AND j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed')) \
+     AND NOT EXISTS (SELECT 1 FROM job_outputs o JOIN jobs j ON j.job_id = o.job_id \
+         WHERE o.output_hash = b.digest AND (j.state NOT IN ('Finalized', 'Cancelled', \
+         'Expired', 'Refunded') OR EXISTS (SELECT 1 FROM job_events e \
+         WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
+         AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
+         AND e.state = j.state AND e.recorded_at >= $2))";
+
 impl Store {
     /// Records `account`'s use of `nonce` until `expires_at`; `false` if it was already used
     /// (a replay). Forgets nonces that expired before `now` first.
@@ -231,9 +246,10 @@ impl Store {
     /// one is kept: see [`Self::has_uploaded`]), in one transaction.
     pub async fn insert_blob(&self, blob: &BlobRow) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        // Storing it again restarts its retention (see `forget_blob_if_collectable`).
         sqlx::query(
             "INSERT INTO blobs (digest, size, uploader, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (digest) DO NOTHING",
+             ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(&blob.digest)
         .bind(i64_of(blob.size, "size")?)
@@ -244,7 +260,7 @@ impl Store {
         .context("recording a blob")?;
         sqlx::query(
             "INSERT INTO blob_uploaders (digest, uploader, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (digest, uploader) DO NOTHING",
+             ON CONFLICT (digest, uploader) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(&blob.digest)
         .bind(&blob.uploader)
@@ -315,6 +331,40 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets blob `digest`'s record and uploaders if retention may still delete it (see
+    /// [`Store::collectable_blobs`]), checked in the deleting statement itself: an upload of
+    /// the same bytes (which restarts its retention) or a job or model naming it since it was
+    /// listed keeps it. Whether it was forgotten.
+    pub async fn forget_blob_if_collectable(
+        &self,
+        digest: &str,
+        created_before: u64,
+        final_before: u64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let forgotten = sqlx::query(&format!(
+            "DELETE FROM blobs WHERE digest = $3 AND digest IN \
+             (SELECT b.digest FROM blobs b WHERE b.digest = $3 AND {COLLECTABLE})"
+        ))
+        .bind(i64_of(created_before, "time")?)
+        .bind(i64_of(final_before, "time")?)
+        .bind(digest)
+        .execute(&mut *tx)
+        .await
+        .context("forgetting a collectable blob")?
+        .rows_affected()
+            > 0;
+        if forgotten {
+            sqlx::query("DELETE FROM blob_uploaders WHERE digest = $1")
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .context("forgetting a blob's uploaders")?;
+        }
+        tx.commit().await.context("committing a blob's deletion")?;
+        Ok(forgotten)
+    }
+
     /// Blobs older than `created_before` that no model, job input or output refers to, and
     /// outputs of jobs that reached a final state before `final_before` (with no other
     /// reference): what retention may delete.
@@ -323,24 +373,12 @@ impl Store {
         created_before: u64,
         final_before: u64,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT digest FROM blobs b WHERE b.created_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = b.digest) \
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
-                 AND j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed')) \
-             AND NOT EXISTS (SELECT 1 FROM job_outputs o JOIN jobs j ON j.job_id = o.job_id \
-                 WHERE o.output_hash = b.digest AND (j.state NOT IN ('Finalized', 'Cancelled', \
-                 'Expired', 'Refunded') OR EXISTS (SELECT 1 FROM job_events e \
-                 WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
-                 AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
-                 AND e.state = j.state AND e.recorded_at >= $2))",
-        )
-        .bind(i64_of(created_before, "time")?)
-        .bind(i64_of(final_before, "time")?)
-        .fetch_all(&self.pool)
-        .await
-        .context("finding collectable blobs")?;
+        let rows = sqlx::query(&format!("SELECT digest FROM blobs b WHERE {COLLECTABLE}"))
+            .bind(i64_of(created_before, "time")?)
+            .bind(i64_of(final_before, "time")?)
+            .fetch_all(&self.pool)
+            .await
+            .context("finding collectable blobs")?;
         rows.iter()
             .map(|r| r.try_get("digest").map_err(Into::into))
             .collect()
@@ -590,8 +628,8 @@ impl Store {
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
                  AND o.worker = j.worker AND o.receipt IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) \
                  AS has_receipt, \
-             CAST((SELECT COUNT(*) FROM release_requests r WHERE r.job_id = j.job_id) AS BIGINT) \
-                 AS given_back \
+             CAST((SELECT COUNT(*) FROM release_requests r WHERE r.job_id = j.job_id \
+                 AND r.job_failed = 1) AS BIGINT) AS given_back \
              FROM jobs j WHERE j.job_id = $1",
         )
         .bind(i64_of(job_id, "job id")?)
@@ -612,23 +650,26 @@ impl Store {
         .transpose()
     }
 
-    /// Records that `worker` gives job `job_id` back (idempotent; the reason is kept from the
-    /// first request).
+    /// Records that `worker` gives job `job_id` back, `job_failed` when the job failed on it
+    /// (what counts toward the limit of give-backs) rather than the worker being unable to
+    /// run it (idempotent; the reason and kind are kept from the first request).
     pub async fn request_release(
         &self,
         job_id: u64,
         worker: &str,
         reason: &str,
+        job_failed: bool,
         at: u64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO release_requests (job_id, worker, reason, requested_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, worker) DO NOTHING",
+            "INSERT INTO release_requests (job_id, worker, reason, requested_at, job_failed) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, worker) DO NOTHING",
         )
         .bind(i64_of(job_id, "job id")?)
         .bind(worker)
         .bind(reason)
         .bind(i64_of(at, "time")?)
+        .bind(i64::from(job_failed))
         .execute(&self.pool)
         .await
         .context("recording a release request")?;
@@ -647,12 +688,13 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The (job, worker) pairs of queued jobs whose worker gave them back: the matcher never
-    /// gives such a job to that worker again, nor to anyone once enough workers gave it back.
-    pub async fn given_back(&self) -> Result<std::collections::HashSet<(u64, String)>> {
+    /// The (job, worker) pairs of queued jobs whose worker gave them back, each with whether
+    /// the job failed on it: the matcher never gives such a job to that worker again, nor to
+    /// anyone once enough workers failed it.
+    pub async fn given_back(&self) -> Result<std::collections::HashMap<(u64, String), bool>> {
         let rows = sqlx::query(
-            "SELECT r.job_id, r.worker FROM release_requests r JOIN jobs j ON j.job_id = r.job_id \
-             WHERE j.state = 'Queued'",
+            "SELECT r.job_id, r.worker, r.job_failed FROM release_requests r \
+             JOIN jobs j ON j.job_id = r.job_id WHERE j.state = 'Queued'",
         )
         .fetch_all(&self.pool)
         .await
@@ -660,8 +702,11 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok((
-                    u64_of(r.try_get("job_id")?, "job id")?,
-                    r.try_get("worker")?,
+                    (
+                        u64_of(r.try_get("job_id")?, "job id")?,
+                        r.try_get("worker")?,
+                    ),
+                    r.try_get::<i64, _>("job_failed")? != 0,
                 ))
             })
             .collect()

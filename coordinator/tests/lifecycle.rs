@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use ciro_api::coordinator::{Heartbeat, JobState, ListJobs};
+use ciro_api::coordinator::{GiveBack, Heartbeat, JobState, ListJobs, UnmatchedReason};
 use ciro_api::wire::Digest;
 use ciro_chain::clients::{u256, u256_from_digest};
 use ciro_chain::tx::call;
@@ -401,7 +401,9 @@ async fn a_job_its_best_worker_gives_back_goes_to_the_next_eligible_worker() {
 
     // Once the coordinator's index shows the assignment, A gives the job back.
     eventually("A's give-back accepted", WAIT, || async {
-        a.request_release(job, "cannot run it").await.ok()
+        a.request_release(job, "cannot run it", GiveBack::JobFailed)
+            .await
+            .ok()
     })
     .await;
     let reassigned = eventually("the job assigned to B", WAIT, || async {
@@ -417,18 +419,19 @@ async fn a_job_its_best_worker_gives_back_goes_to_the_next_eligible_worker() {
     c.stop().await;
 }
 
-/// A job every worker fails or refuses (a model that wedges or crashes the worker, an input
-/// no worker can decode) would otherwise be offered to each live worker in turn, each paying
-/// for it (a restart, a miss on its record). Once `max_give_backs` workers gave it back it is
-/// offered to no one, though an eligible worker with room is live: it says why, and its
-/// submitter can cancel it and get the fee back.
+/// A job every worker fails (a model that wedges or crashes the worker, an input no worker
+/// can decode) would otherwise be offered to each live worker in turn, each paying for it (a
+/// restart, a miss on its record). Once `max_give_backs` workers gave it back as failed on them
+/// it is offered to no one, though an eligible worker with room is live: it says why, and its
+/// submitter can cancel it and get the fee back. A worker that gives it back as unable to run
+/// it (its own limits) does not count: the job goes on to the next worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
     let s = System::deploy().await.expect("deploy");
     let c = Running::start(
         &s,
         Options {
-            max_give_backs: 2,
+            max_give_backs: 1,
             ..Options::default()
         },
     )
@@ -450,9 +453,13 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
     let (job, _) = job_with_input(&s, &c, model, b"an input").await;
     let before = s.balance_of(Actor::Submitter).await;
 
-    // Two workers in turn are assigned the job and give it back.
+    // Two workers in turn are assigned the job and give it back: the first unable to run it,
+    // the second because it failed there.
     let mut gave_back = Vec::new();
-    for turn in 1..=2 {
+    for (turn, kind) in [GiveBack::WorkerUnable, GiveBack::JobFailed]
+        .into_iter()
+        .enumerate()
+    {
         let holder = eventually("the job assigned to a new worker", WAIT, || async {
             let info = s.job_info(job).await;
             let state = format!("{:?}", info.job.state);
@@ -467,26 +474,29 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
             .expect("one of the three workers");
         let client = c.client_as(&s, actor);
         eventually("the give-back accepted", WAIT, || async {
-            client.request_release(job, "the job fails here").await.ok()
+            client
+                .request_release(job, "the job fails here", kind)
+                .await
+                .ok()
         })
         .await;
-        assert_eq!(gave_back.len(), turn);
+        assert_eq!(gave_back.len(), turn + 1);
     }
 
     // Released, and then offered to no one: the third worker is live, eligible and idle.
-    let details = eventually("the job queued again, with the reason", WAIT, || async {
+    let unmatched = eventually("the job queued again, failed once", WAIT, || async {
         let details = c.client().job(job).await.ok()?;
-        (details.job.state == JobState::Queued && details.unmatched.is_some()).then_some(details)
+        let unmatched = details.unmatched?;
+        matches!(unmatched.reason, UnmatchedReason::GivenBack { .. }).then_some(unmatched)
     })
     .await;
-    let unmatched = details.unmatched.expect("a reason");
     assert_eq!(
         unmatched.reason,
-        ciro_api::coordinator::UnmatchedReason::GivenBack { workers: 2 },
-        "{unmatched:?}"
+        UnmatchedReason::GivenBack { workers: 1 },
+        "only the failure counts: {unmatched:?}"
     );
     assert!(
-        unmatched.message.contains("2 workers gave it back"),
+        unmatched.message.contains("failed on 1 worker,"),
         "{unmatched:?}"
     );
     // Ten matcher ticks with an eligible worker idle, and still queued.

@@ -8,8 +8,11 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use ciro_api::wire::Digest;
 use ciro_chain::events::EventCursor;
-use ciro_coordinator::records::EventScope;
+use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore};
+use ciro_coordinator::operator::collect_blob;
+use ciro_coordinator::records::{BlobRow, EventScope};
 use ciro_coordinator::store::{Batch, JobRow, Mutation, Store};
 
 fn job(job_id: u64) -> JobRow {
@@ -274,4 +277,170 @@ async fn sqlite_pages_fold_in_order() {
 #[tokio::test]
 async fn postgres_pages_fold_in_order() {
     folds_pages_in_order(&common::fresh_postgres().await.expect("database")).await;
+}
+
+/// A blob store that, when retention sets a blob aside, first lets an upload of the same bytes
+/// record itself: the interleaving retention must survive (the upload wrote its file before
+/// the set-aside and records itself before retention's check).
+struct UploadDuringSetAside {
+    inner: LocalBlobStore,
+    store: Store,
+    now: u64,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for UploadDuringSetAside {
+    async fn put(&self, digest: &Digest, body: ByteStream, limit: u64) -> Result<u64, BlobError> {
+        self.inner.put(digest, body, limit).await
+    }
+    async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, BlobError> {
+        self.inner.open(digest).await
+    }
+    async fn contains(&self, digest: &Digest) -> Result<bool, BlobError> {
+        self.inner.contains(digest).await
+    }
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>, BlobError> {
+        let aside = self.inner.set_aside(digest).await;
+        self.store
+            .insert_blob(&blob(digest, "0xb0b", self.now))
+            .await
+            .expect("the racing upload's record");
+        aside
+    }
+    async fn restore(&self, digest: &Digest, aside: &str) -> Result<(), BlobError> {
+        self.inner.restore(digest, aside).await
+    }
+    async fn purge(&self, aside: &str) -> Result<(), BlobError> {
+        self.inner.purge(aside).await
+    }
+}
+
+fn blob(digest: &Digest, uploader: &str, created_at: u64) -> BlobRow {
+    BlobRow {
+        digest: digest.to_string(),
+        size: 5,
+        uploader: uploader.into(),
+        created_at,
+    }
+}
+
+/// Retention lists a blob, then deletes it only if the rule still holds: an upload of the same
+/// bytes (restarting its retention) or a job naming it after the listing keeps it, records and
+/// file; and an upload that records itself while the file is set aside gets the file back.
+async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str) {
+    const NOW: u64 = 100_000;
+    const GRACE_START: u64 = NOW - 3_600;
+    let store = Store::connect(url).await.expect("store");
+    let dir = tempfile::tempdir().expect("dir");
+    let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
+    let mut digests = Vec::new();
+    for i in 0..4u8 {
+        let bytes = vec![i; 5];
+        let digest = Digest::of(&bytes);
+        let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
+            bytes,
+        ))]));
+        files.put(&digest, body, 100).await.expect("put");
+        // Stored a day ago, named by nothing: collectable.
+        store
+            .insert_blob(&blob(&digest, "0xa11ce", NOW - 86_400))
+            .await
+            .expect("record");
+        digests.push(digest);
+    }
+    let listed = store
+        .collectable_blobs(GRACE_START, GRACE_START)
+        .await
+        .expect("listing");
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let [uploaded_again, named, raced, plain] = digests[..] else {
+        unreachable!()
+    };
+
+    // After the listing: the same bytes uploaded again (by anyone), a job naming another.
+    store
+        .insert_blob(&blob(&uploaded_again, "0xb0b", NOW))
+        .await
+        .expect("re-upload");
+    let mut submitted = job(1);
+    submitted.input_hash = named.to_string();
+    store
+        .apply(&page(1, vec![Mutation::JobSubmitted(submitted)]))
+        .await
+        .expect("a job naming it");
+    for digest in [uploaded_again, named] {
+        assert!(
+            !collect_blob(&store, &files, &digest, GRACE_START, GRACE_START)
+                .await
+                .expect("collect"),
+            "{digest} collected"
+        );
+        assert!(store
+            .blob(&digest.to_string())
+            .await
+            .expect("read")
+            .is_some());
+        assert!(files.contains(&digest).await.expect("contains"));
+    }
+
+    // An upload recording itself while the file is set aside: the file comes back.
+    let racing = UploadDuringSetAside {
+        inner: files.clone(),
+        store: store.clone(),
+        now: NOW,
+    };
+    assert!(
+        !collect_blob(&store, &racing, &raced, GRACE_START, GRACE_START)
+            .await
+            .expect("collect")
+    );
+    assert!(store
+        .blob(&raced.to_string())
+        .await
+        .expect("read")
+        .is_some());
+    assert!(files.contains(&raced).await.expect("contains"));
+
+    // Nothing happened to the last: records and file gone.
+    assert!(
+        collect_blob(&store, &files, &plain, GRACE_START, GRACE_START)
+            .await
+            .expect("collect")
+    );
+    assert!(store
+        .blob(&plain.to_string())
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .uploaders(&plain.to_string())
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(!files.contains(&plain).await.expect("contains"));
+    assert_eq!(
+        store
+            .collectable_blobs(GRACE_START, GRACE_START)
+            .await
+            .expect("listing"),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_retention_spares_what_was_uploaded_or_named_since_the_listing() {
+    let dir = tempfile::tempdir().expect("dir");
+    retention_spares_what_was_uploaded_or_named_since_the_listing(&format!(
+        "sqlite://{}",
+        dir.path().join("index.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_retention_spares_what_was_uploaded_or_named_since_the_listing() {
+    retention_spares_what_was_uploaded_or_named_since_the_listing(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
 }

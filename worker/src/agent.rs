@@ -32,7 +32,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use ciro_api::coordinator::{
-    Assignment, ClientError, CoordinatorClient, ErrorCode, Heartbeat, Receipt, RequestSigner,
+    Assignment, ClientError, CoordinatorClient, ErrorCode, GiveBack, Heartbeat, Receipt,
+    RequestSigner,
 };
 use ciro_api::snip29::PaymasterClient;
 use ciro_chain::account::AccountSource;
@@ -332,8 +333,13 @@ enum Refusal {
     Refused(String),
     /// Its deadline passed.
     Dropped(String),
-    /// The engine or the chain failed it.
+    /// The engine or the chain failed it: given back as the job's failure (the coordinator
+    /// stops offering a job enough workers failed).
     Failed(String),
+    /// This worker cannot run it: its own limits, disk or journal, or a fault between it and
+    /// the coordinator (data not served, or not as registered). Given back as the worker's
+    /// failure, which does not count against the job: another worker may run it.
+    Unable(String),
     /// A passing failure (the node or the coordinator away, the agent draining): the job keeps
     /// its journaled stage, a computed output included, and is taken again at the next poll
     /// after [`RETRY_COOLDOWN`]; it is neither ended nor given back.
@@ -356,7 +362,7 @@ fn passing_or_failed(error: &ClientError, reason: String) -> Refusal {
     if error.is_retryable() || lagging {
         Refusal::Retry(reason)
     } else {
-        Refusal::Failed(reason)
+        Refusal::Unable(reason)
     }
 }
 
@@ -644,9 +650,14 @@ impl Agent {
                 let outcome = self.handle(&assignment).await;
                 let mut ended = "done";
                 let wedged = matches!(outcome, Err(Refusal::Wedged(_)));
+                let kind = if matches!(outcome, Err(Refusal::Unable(_))) {
+                    GiveBack::WorkerUnable
+                } else {
+                    GiveBack::JobFailed
+                };
                 let (stage, reason) = match outcome {
                     Ok(()) => (None, None),
-                    Err(Refusal::Refused(r)) => (Some(Stage::Refused), Some(r)),
+                    Err(Refusal::Refused(r) | Refusal::Unable(r)) => (Some(Stage::Refused), Some(r)),
                     Err(Refusal::Dropped(r)) => (Some(Stage::Dropped), Some(r)),
                     Err(Refusal::Failed(r) | Refusal::Wedged(r)) => (Some(Stage::Failed), Some(r)),
                     Err(Refusal::Retry(reason)) => {
@@ -680,7 +691,7 @@ impl Agent {
                     // Give it back so that another worker gets it now rather than after its
                     // release limit (refused for not being ours: nothing to give back).
                     if stage == Stage::Failed || (stage == Stage::Refused && !reason.contains("not assigned to this worker")) {
-                        match self.client.request_release(job_id, &reason).await {
+                        match self.client.request_release(job_id, &reason, kind).await {
                             Ok(_) => tracing::info!("gave the job back to the coordinator"),
                             Err(e) => tracing::warn!(error = %e, "giving the job back failed (the keeper releases it at its limit)"),
                         }
@@ -713,7 +724,7 @@ impl Agent {
             if e.is_retryable() {
                 Refusal::Retry(format!("reading job {} on chain: {e}", a.job_id))
             } else {
-                Refusal::Refused(format!("the chain has no such job: {e}"))
+                Refusal::Unable(format!("the chain has no such job: {e}"))
             }
         })?;
         let job = &info.job;
@@ -724,7 +735,7 @@ impl Agent {
             )));
         }
         if job.input_hash != u256_from_digest(&a.input_hash.0) {
-            return Err(Refusal::Refused(format!(
+            return Err(Refusal::Unable(format!(
                 "the assignment names input {} but the chain's input_hash differs",
                 a.input_hash
             )));
@@ -733,11 +744,11 @@ impl Agent {
             if e.is_retryable() {
                 Refusal::Retry(format!("reading model {}: {e}", job.model_id))
             } else {
-                Refusal::Refused(format!("reading model {}: {e}", job.model_id))
+                Refusal::Unable(format!("reading model {}: {e}", job.model_id))
             }
         })?;
         if model.model_hash != u256_from_digest(&a.model_hash.0) {
-            return Err(Refusal::Refused(format!(
+            return Err(Refusal::Unable(format!(
                 "the assignment names model file {} but model {} is registered with another hash",
                 a.model_hash, job.model_id
             )));
@@ -759,13 +770,13 @@ impl Agent {
             .journal
             .begin(a.job_id, a.model_hash, a.input_hash, info.job.deadline)
             .await
-            .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
         if matches!(entry.stage, Stage::Refused | Stage::Dropped | Stage::Failed) {
             // Ended here before; the chain assigns it to this worker now: take it again.
             self.journal
                 .reopen(a.job_id)
                 .await
-                .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+                .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
             entry.stage = Stage::Running;
         }
         match entry.stage {
@@ -804,9 +815,9 @@ impl Agent {
             .client
             .blob_meta(&a.input_hash)
             .await
-            .map_err(|e| Refusal::Failed(format!("the input is not available: {e}")))?;
+            .map_err(|e| Refusal::Unable(format!("the input is not available: {e}")))?;
         if meta.size > self.config.max_input_bytes {
-            return Err(Refusal::Refused(format!(
+            return Err(Refusal::Unable(format!(
                 "the input is {} bytes, more than the {} this worker accepts",
                 meta.size, self.config.max_input_bytes
             )));
@@ -816,17 +827,17 @@ impl Agent {
             .download_blob_within(&a.input_hash, self.config.max_input_bytes)
             .await
             .map_err(|e| match e {
-                ClientError::DigestMismatch { .. } => Refusal::Refused(format!(
+                ClientError::DigestMismatch { .. } => Refusal::Unable(format!(
                     "the input does not hash to the on-chain input_hash: {e}"
                 )),
-                ClientError::TooLarge { .. } => Refusal::Refused(format!(
+                ClientError::TooLarge { .. } => Refusal::Unable(format!(
                     "the input is larger than the {} bytes this worker accepts: {e}",
                     self.config.max_input_bytes
                 )),
-                other => Refusal::Failed(format!("downloading the input: {other}")),
+                other => Refusal::Unable(format!("downloading the input: {other}")),
             })?;
         if Digest::of(&input) != entry.input_hash {
-            return Err(Refusal::Refused(
+            return Err(Refusal::Unable(
                 "the input does not hash to the on-chain input_hash".into(),
             ));
         }
@@ -845,7 +856,7 @@ impl Agent {
             .journal
             .forward_started(a.job_id)
             .await
-            .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
         if !lock(&self.counted).enter(a.job_id) {
             // The drain has uncounted the passes it abandons: this one does not start.
             if let Err(e) = self.journal.forward_returned(a.job_id).await {
@@ -899,13 +910,13 @@ impl Agent {
             inference_ms,
         }
         .sign(&self.key, self.chain_id)
-        .map_err(|e| Refusal::Failed(format!("signing the receipt: {e}")))?;
+        .map_err(|e| Refusal::Unable(format!("signing the receipt: {e}")))?;
         let receipt = serde_json::to_string(&receipt)
-            .map_err(|e| Refusal::Failed(format!("encoding the receipt: {e}")))?;
+            .map_err(|e| Refusal::Unable(format!("encoding the receipt: {e}")))?;
         self.journal
             .computed(a.job_id, &output.output, output.output_hash, &receipt)
             .await
-            .map_err(|e| Refusal::Failed(format!("the journal: {e:#}")))?;
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
         tracing::info!(output = %output.output_hash, inference_ms, "computed");
         Ok(())
     }
@@ -976,7 +987,7 @@ impl Agent {
                 self.with_model_lock(a.model_hash, async {
                     match self.store.respec(&a.model_hash, &spec) {
                         Ok(()) => Ok(self.engine.execute(a.model_hash, input).await),
-                        Err(e) => Err(Refusal::Failed(format!("storing the model's spec: {e:#}"))),
+                        Err(e) => Err(Refusal::Unable(format!("storing the model's spec: {e:#}"))),
                     }
                 })
                 .await??
@@ -990,7 +1001,7 @@ impl Agent {
     /// and adds it to the store with the input's row shape and type as its spec.
     async fn fetch_model(&self, a: &Assignment, input: &[u8]) -> Result<(), Refusal> {
         let too_large = |e: ClientError| {
-            Refusal::Refused(format!(
+            Refusal::Unable(format!(
                 "the model file is larger than the {} bytes this worker accepts: {e}",
                 self.config.max_model_bytes
             ))
@@ -1002,7 +1013,7 @@ impl Agent {
             .and_then(|download| download.within(self.config.max_model_bytes))
             .map_err(|e| match e {
                 e @ ClientError::TooLarge { .. } => too_large(e),
-                e => Refusal::Failed(format!("the model file is not available: {e}")),
+                e => Refusal::Unable(format!("the model file is not available: {e}")),
             })?;
         let total = download.content_length().unwrap_or(0);
         let mut bytes = Vec::with_capacity(usize::try_from(total.min(1 << 30)).unwrap_or(0));
@@ -1028,12 +1039,12 @@ impl Agent {
                     break;
                 }
                 Err(ClientError::DigestMismatch { .. }) => {
-                    return Err(Refusal::Refused(
+                    return Err(Refusal::Unable(
                         "the model file does not hash to its registered model_hash".into(),
                     ))
                 }
                 Err(e @ ClientError::TooLarge { .. }) => return Err(too_large(e)),
-                Err(e) => return Err(Refusal::Failed(format!("downloading the model file: {e}"))),
+                Err(e) => return Err(Refusal::Unable(format!("downloading the model file: {e}"))),
             }
         }
         let spec = self.spec_of(input)?;
@@ -1044,16 +1055,16 @@ impl Agent {
         let expected = a.model_hash;
         tokio::task::spawn_blocking(move || {
             if Digest::of(&bytes) != expected {
-                return Err(Refusal::Refused(
+                return Err(Refusal::Unable(
                     "the model file does not hash to its registered model_hash".into(),
                 ));
             }
             store
                 .insert(&bytes, &spec)
-                .map_err(|e| Refusal::Failed(format!("storing the model: {e:#}")))
+                .map_err(|e| Refusal::Unable(format!("storing the model: {e:#}")))
         })
         .await
-        .map_err(|e| Refusal::Failed(format!("the model store's task: {e}")))??;
+        .map_err(|e| Refusal::Unable(format!("the model store's task: {e}")))??;
         tracing::info!(model = %a.model_hash, bytes = size, "model file verified and stored");
         Ok(())
     }
@@ -1069,7 +1080,7 @@ impl Agent {
         let lock = self
             .model_locks
             .lock()
-            .map_err(|_| Refusal::Failed("the model lock table is poisoned".into()))?
+            .map_err(|_| Refusal::Unable("the model lock table is poisoned".into()))?
             .entry(hash)
             .or_default()
             .clone();
@@ -1107,19 +1118,19 @@ impl Agent {
             .await
             .ok()
             .flatten()
-            .ok_or_else(|| Refusal::Failed("the journal lost the job".into()))?;
+            .ok_or_else(|| Refusal::Unable("the journal lost the job".into()))?;
         let output = self
             .journal
             .output(job_id)
             .await
-            .map_err(|e| Refusal::Failed(format!("reading the output: {e:#}")))?;
+            .map_err(|e| Refusal::Unable(format!("reading the output: {e:#}")))?;
         self.client
             .upload_output(job_id, output)
             .await
             .map_err(|e| passing_or_failed(&e, format!("uploading the output: {e}")))?;
         if let Some(text) = entry.receipt {
             let receipt = serde_json::from_str(&text)
-                .map_err(|e| Refusal::Failed(format!("the journal's receipt: {e}")))?;
+                .map_err(|e| Refusal::Unable(format!("the journal's receipt: {e}")))?;
             match self.client.upload_receipt(&receipt).await {
                 Ok(()) => {}
                 Err(e) if e.code() == Some(ErrorCode::Conflict) => {}
@@ -1233,7 +1244,11 @@ impl Agent {
                 // Still assigned to this worker on chain: give it back so that another
                 // worker gets it now rather than at its release limit.
                 if stage == Stage::Failed {
-                    match self.client.request_release(id, &reason).await {
+                    match self
+                        .client
+                        .request_release(id, &reason, GiveBack::WorkerUnable)
+                        .await
+                    {
                         Ok(_) => {
                             tracing::info!(job_id = id, "gave the job back to the coordinator")
                         }

@@ -25,10 +25,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use ciro_api::coordinator::{
     routes, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute, ErrorBody,
-    ErrorCode, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, ListJobs, ListModels,
-    ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments, ReleaseAccepted,
-    ReleaseRequest, Reputation, Requirements as ApiRequirements, SignedReceipt, Unmatched,
-    UnmatchedReason, Worker, WorkerState, JOB_EVENT,
+    ErrorCode, GiveBack, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, ListJobs,
+    ListModels, ListWorkers, Liveness, Model, OutputAccepted, Page, PollAssignments,
+    ReleaseAccepted, ReleaseRequest, Reputation, Requirements as ApiRequirements, SignedReceipt,
+    Unmatched, UnmatchedReason, Worker, WorkerState, JOB_EVENT,
 };
 use ciro_api::wire::{parse_felt, parse_u256, Digest, Felt, U256};
 use ciro_chain::bindings::cdc_pool;
@@ -966,6 +966,25 @@ async fn store_blob(
         .insert_blob(&row)
         .await
         .map_err(ApiError::internal)?;
+    // Retention may have set these bytes aside between the write and the record (it checks for
+    // a record after setting them aside: see `operator::collect_blob`). Then the record would
+    // name bytes that are gone: it is forgotten, and the upload is to be made again.
+    let stored = api
+        .inner
+        .blobs
+        .contains(digest)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("the blob store")))?;
+    if !stored {
+        api.store()
+            .delete_blob(&row.digest)
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("blob {digest} was being deleted by retention while it was uploaded: upload it again"),
+        ));
+    }
     Ok(row)
 }
 
@@ -1401,7 +1420,13 @@ async fn post_release(
         ));
     }
     api.store()
-        .request_release(job_id, &signer, &request.reason, unix_now())
+        .request_release(
+            job_id,
+            &signer,
+            &request.reason,
+            request.kind == GiveBack::JobFailed,
+            unix_now(),
+        )
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(job_id, worker = %signer, reason = %request.reason, "the worker gives the job back");

@@ -31,7 +31,7 @@ use super::receipt::SignedReceipt;
 use super::routes::{self, Access, HttpMethod};
 use super::sse::SseParser;
 use super::types::{
-    Assignments, BlobInfo, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, ListJobs,
+    Assignments, BlobInfo, GiveBack, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, ListJobs,
     ListModels, ListWorkers, Model, NetworkStats, OutputAccepted, Page, PollAssignments,
     ReleaseAccepted, ReleaseRequest, StatsQuery, Worker, JOB_EVENT,
 };
@@ -548,12 +548,13 @@ impl CoordinatorClient {
         self.send(call).await.map(drop)
     }
 
-    /// Gives an assigned job back, as its worker (it cannot run it): the coordinator releases
-    /// it on chain so that another worker gets it.
+    /// Gives an assigned job back, as its worker, saying whose failure it is: the coordinator
+    /// releases it on chain so that another worker gets it.
     pub async fn request_release(
         &self,
         job_id: u64,
         reason: &str,
+        kind: GiveBack,
     ) -> Result<ReleaseAccepted, ClientError> {
         let call = Call::new(
             HttpMethod::Post,
@@ -562,6 +563,7 @@ impl CoordinatorClient {
         )
         .json(&ReleaseRequest {
             reason: reason.chars().take(500).collect(),
+            kind,
         })?;
         self.json_of(call).await
     }

@@ -623,6 +623,24 @@ pub struct Assignments {
 pub struct ReleaseRequest {
     /// Why (at most 500 characters), e.g. "the model file does not hash to its model_hash".
     pub reason: String,
+    /// Whose failure it is (`job_failed` when absent).
+    #[serde(default)]
+    pub kind: GiveBack,
+}
+
+/// Whose failure a worker's give-back reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GiveBack {
+    /// The job failed on this worker: its input or model, or a pass that wedged or crashed
+    /// the worker. Counts toward the coordinator's limit of give-backs per job, past which
+    /// the job is offered to no one.
+    #[default]
+    JobFailed,
+    /// This worker cannot run it (its own limits, disk or journal, or the job's data not
+    /// served as registered): another worker may. Does not count against the job.
+    WorkerUnable,
 }
 
 /// Answer to a release request: the coordinator will release the job on chain at its next
