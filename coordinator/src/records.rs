@@ -676,6 +676,20 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the job's log shows it assigned to `worker` at some point.
+    pub async fn was_assigned(&self, job_id: u64, worker: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM job_events WHERE job_id = $1 AND worker = $2 \
+             AND state = 'Assigned' LIMIT 1",
+        )
+        .bind(i64_of(job_id, "job id")?)
+        .bind(worker)
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading the job's log")?;
+        Ok(row.is_some())
+    }
+
     /// Whether `worker` asked to give job `job_id` back.
     pub async fn release_requested(&self, job_id: u64, worker: &str) -> Result<bool> {
         let row =

@@ -531,6 +531,122 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
     c.stop().await;
 }
 
+/// A worker whose process dies in a job's pass and restarts slowly has the job released for
+/// its silence, which counts nothing: such a job would reach every slow-restarting worker.
+/// Restarted, the worker reports the failure although the job is no longer its own, and the
+/// report counts. Only a worker the job's log shows assigned may report so, and only as
+/// failed: a stranger's report, or an "unable" one for a job no longer its own, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_died_in_a_jobs_pass_reports_it_after_its_silence_release() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            stale_after_secs: 3,
+            max_give_backs: 2,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (model, _) = model_with_file(&s, &c, b"a model that kills the process").await;
+    let workers = [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC];
+    for actor in workers {
+        s.active_worker(actor).await;
+    }
+    // Only A is live when the job arrives; then A falls silent (its process died in the pass).
+    let a = c.client_as(&s, Actor::WorkerA);
+    announce(&a, &[]).await;
+    let (job, _) = job_with_input(&s, &c, model, b"an input").await;
+    assert_eq!(
+        chain_state(&s, job, "Assigned").await.job.worker,
+        s.addr(Actor::WorkerA)
+    );
+    let mut beating = Vec::new();
+    for actor in [Actor::WorkerB, Actor::WorkerC] {
+        let client = c.client_as(&s, actor);
+        announce(&client, &[]).await;
+        beating.push(tokio::spawn(async move {
+            loop {
+                client.heartbeat(&heartbeat(&[])).await.expect("heartbeat");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }));
+    }
+    let holder = eventually(
+        "the job released for A's silence and reassigned",
+        WAIT,
+        || async {
+            let info = s.job_info(job).await;
+            let worker = info.job.worker;
+            (format!("{:?}", info.job.state) == "Assigned" && worker != s.addr(Actor::WorkerA))
+                .then_some(worker)
+        },
+    )
+    .await;
+    let (next, stranger) = if holder == s.addr(Actor::WorkerB) {
+        (Actor::WorkerB, Actor::WorkerC)
+    } else {
+        (Actor::WorkerC, Actor::WorkerB)
+    };
+    eventually("the index shows the reassignment", WAIT, || async {
+        let details = c.client().job(job).await.ok()?;
+        (details.job.worker == Some(s.net.address(next))).then_some(())
+    })
+    .await;
+
+    // A worker never assigned the job cannot report it; A cannot report it as unable to run
+    // a job no longer its own; A's report of the failure is taken.
+    let refused = c
+        .client_as(&s, stranger)
+        .request_release(job, "never had it", GiveBack::JobFailed)
+        .await
+        .expect_err("a stranger's report");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::NotAssigned)
+    );
+    let refused = a
+        .request_release(job, "cannot run it", GiveBack::WorkerUnable)
+        .await
+        .expect_err("an unable report for a job no longer A's");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::NotAssigned)
+    );
+    a.request_release(job, "died in its pass", GiveBack::JobFailed)
+        .await
+        .expect("A's report of the failure");
+    // The report releases nothing: the job stays with its new worker.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.job_info(job).await.job.worker, holder);
+
+    // The new holder fails it too: two failures, the limit; the stranger (live, idle) is not
+    // offered it.
+    let client = c.client_as(&s, next);
+    client
+        .request_release(job, "the job fails here", GiveBack::JobFailed)
+        .await
+        .expect("the holder's give-back");
+    let unmatched = eventually("the job queued again, failed twice", WAIT, || async {
+        let details = c.client().job(job).await.ok()?;
+        let unmatched = details.unmatched?;
+        matches!(unmatched.reason, UnmatchedReason::GivenBack { .. }).then_some(unmatched)
+    })
+    .await;
+    assert_eq!(
+        unmatched.reason,
+        UnmatchedReason::GivenBack { workers: 2 },
+        "{unmatched:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let info = s.job_info(job).await;
+    assert_eq!(format!("{:?}", info.job.state), "Queued", "{info:?}");
+    for task in beating {
+        task.abort();
+    }
+    c.stop().await;
+}
+
 /// Input hashes are public on chain, so anyone can submit a job naming someone else's input.
 /// Such a job is not matched on the other submitter's upload (its worker would read their
 /// private input), and the stranger cannot download it. Uploading the same bytes itself,

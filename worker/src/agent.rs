@@ -681,6 +681,9 @@ impl Agent {
                         .journal
                         .begin(job_id, assignment.model_hash, assignment.input_hash, assignment.deadline)
                         .await;
+                    // A pass that started and never returned: this process died of it (a crash,
+                    // a kill, the time limit) before a restart.
+                    let died_in_pass = matches!(&recorded, Ok(e) if e.stage == Stage::Running && e.attempts > 0);
                     let finished = match recorded {
                         Ok(_) => self.journal.finish(job_id, stage, Some(&reason)).await,
                         Err(e) => Err(e),
@@ -688,11 +691,25 @@ impl Agent {
                     if let Err(e) = finished {
                         tracing::error!(error = %e, "recording the refusal in the journal");
                     }
+                    let not_ours = stage == Stage::Refused && reason.contains("not assigned to this worker");
                     // Give it back so that another worker gets it now rather than after its
-                    // release limit (refused for not being ours: nothing to give back).
-                    if stage == Stage::Failed || (stage == Stage::Refused && !reason.contains("not assigned to this worker")) {
-                        match self.client.request_release(job_id, &reason, kind).await {
-                            Ok(_) => tracing::info!("gave the job back to the coordinator"),
+                    // release limit. Refused for not being ours there is nothing to give back,
+                    // but a job released for this worker's silence while it restarted after
+                    // dying in the job's pass is reported as failed here: it counts toward the
+                    // coordinator's limit, or it would reach every worker that restarts slowly.
+                    let give_back = if not_ours {
+                        died_in_pass.then(|| (
+                            "this worker's process ended during the job's forward pass (a crash, a kill or the time limit), and the job was released while it restarted".to_owned(),
+                            GiveBack::JobFailed,
+                        ))
+                    } else if matches!(stage, Stage::Failed | Stage::Refused) {
+                        Some((reason.clone(), kind))
+                    } else {
+                        None
+                    };
+                    if let Some((why, kind)) = give_back {
+                        match self.client.request_release(job_id, &why, kind).await {
+                            Ok(_) => tracing::info!(?kind, "gave the job back to the coordinator"),
                             Err(e) => tracing::warn!(error = %e, "giving the job back failed (the keeper releases it at its limit)"),
                         }
                     }

@@ -1404,13 +1404,25 @@ async fn post_release(
     }
     let job = indexed_job(&api, job_id).await?;
     let signer = felt_text(signed.account);
-    if job.worker.as_deref() != Some(signer.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::NotAssigned,
-            format!("job {job_id} is not assigned to {signer}"),
-        ));
-    }
-    if job.state != "Assigned" {
+    let assigned_here = job.worker.as_deref() == Some(signer.as_str()) && job.state == "Assigned";
+    // A worker restarted after dying in the job's pass finds it released for its silence (and
+    // maybe assigned to another): its report of the failure still counts, as the worker the
+    // job's log shows assigned before, while the job is not final.
+    let reports_failure = !assigned_here
+        && request.kind == GiveBack::JobFailed
+        && matches!(job.state.as_str(), "Queued" | "Assigned")
+        && api
+            .store()
+            .was_assigned(job_id, &signer)
+            .await
+            .map_err(ApiError::internal)?;
+    if !assigned_here && !reports_failure {
+        if job.worker.as_deref() != Some(signer.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::NotAssigned,
+                format!("job {job_id} is not assigned to {signer}"),
+            ));
+        }
         return Err(ApiError::new(
             ErrorCode::InvalidState,
             format!(

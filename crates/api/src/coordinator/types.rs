@@ -622,6 +622,9 @@ pub struct Assignments {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseRequest {
     /// Why (at most 500 characters), e.g. "the model file does not hash to its model_hash".
+    /// A worker whose process died during the job's pass may report it as `job_failed` also
+    /// after the job was released for its silence (it is no longer assigned to it), while the
+    /// job is not final.
     pub reason: String,
     /// Whose failure it is (`job_failed` when absent).
     #[serde(default)]
@@ -643,8 +646,9 @@ pub enum GiveBack {
     WorkerUnable,
 }
 
-/// Answer to a release request: the coordinator will release the job on chain at its next
-/// tick (a miss on the worker's record, as any release).
+/// Answer to a release request: the give-back is recorded, and while the job is still assigned
+/// to the worker the coordinator releases it on chain at its next tick (a miss on the worker's
+/// record, as any release).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseAccepted {
