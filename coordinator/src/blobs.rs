@@ -51,10 +51,28 @@ pub enum BlobError {
 /// Where blobs live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Streams `body` in as the blob `digest`; returns its size. Refuses a body longer than
-    /// `limit` bytes or not hashing to `digest` and then stores nothing. Storing a blob that
-    /// is already there succeeds (the bytes are the same).
-    async fn put(&self, digest: &Digest, body: ByteStream, limit: u64) -> Result<u64, BlobError>;
+    /// Streams `body` in as the blob `digest` without publishing it (readers do not see it
+    /// yet); the staged blob, with its size. Refuses a body longer than `limit` bytes or not
+    /// hashing to `digest` and then keeps nothing. A staged blob dropped unpublished is
+    /// discarded.
+    async fn stage(
+        &self,
+        digest: &Digest,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<StagedBlob, BlobError>;
+
+    /// Publishes a staged blob under its digest, at once (a reader sees all of it or none).
+    /// Publishing a blob that is already there succeeds (the bytes are the same). The API
+    /// records an upload between the two steps, so that retention, which forgets a blob's
+    /// records before it sets its bytes aside, never deletes bytes published after a record.
+    async fn publish(&self, staged: StagedBlob) -> Result<u64, BlobError>;
+
+    /// [`BlobStore::stage`] then [`BlobStore::publish`]; the size.
+    async fn put(&self, digest: &Digest, body: ByteStream, limit: u64) -> Result<u64, BlobError> {
+        let staged = self.stage(digest, body, limit).await?;
+        self.publish(staged).await
+    }
 
     /// The blob's size and a stream of its bytes, or `None` if absent.
     async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, BlobError>;
@@ -96,6 +114,10 @@ fn available_bytes(path: &Path) -> io::Result<u64> {
     Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
 }
 
+/// How long a staged or set-aside file may go untouched before a store opening the directory
+/// removes it as a dead process's leftover.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3_600);
+
 /// Blobs as files of a directory: `<root>/<first two hex digits>/<digest>`, uploads staged in
 /// `<root>/tmp`, blobs retention is deleting set aside in `<root>/aside`.
 #[derive(Debug, Clone)]
@@ -104,16 +126,25 @@ pub struct LocalBlobStore {
 }
 
 impl LocalBlobStore {
-    /// A store in `root` (created if missing). Leftover temporary files of an earlier process
-    /// (a crash mid-upload) are removed, and so are blobs it was deleting (their records were
-    /// forgotten first).
+    /// A store in `root` (created if missing). Staged and set-aside files untouched for a day
+    /// are removed (left by a process that died mid-upload or mid-collection); newer ones may
+    /// be another replica's work in progress on the same directory, and are left alone.
     pub async fn open_dir(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         for dir in [root.join("tmp"), root.join("aside")] {
-            if tokio::fs::try_exists(&dir).await? {
-                tokio::fs::remove_dir_all(&dir).await?;
-            }
             tokio::fs::create_dir_all(&dir).await?;
+            let mut entries = tokio::fs::read_dir(&dir).await?;
+            while let Some(entry) = entries.next_entry().await? {
+                let stale = entry
+                    .metadata()
+                    .await
+                    .and_then(|m| m.modified())
+                    .map(|at| at.elapsed().unwrap_or_default() > LEFTOVER_AGE)
+                    .unwrap_or(false);
+                if stale {
+                    let _ = tokio::fs::remove_file(entry.path()).await;
+                }
+            }
         }
         Ok(Self { root })
     }
@@ -138,15 +169,40 @@ impl LocalBlobStore {
     }
 }
 
-/// Removes the staged file unless the upload completed.
-struct Staged(Option<PathBuf>);
+/// A blob streamed in and verified, not published yet (see [`BlobStore::stage`]); its staged
+/// file is removed when it is dropped unpublished.
+#[derive(Debug)]
+pub struct StagedBlob {
+    digest: Digest,
+    size: u64,
+    path: Option<PathBuf>,
+}
 
-impl Drop for Staged {
+impl StagedBlob {
+    /// Its digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Its size, in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for StagedBlob {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
+        if let Some(path) = self.path.take() {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// A random name for a staged or set-aside file (32 hex digits).
+fn random_name() -> io::Result<String> {
+    let mut name = [0u8; 16];
+    getrandom::getrandom(&mut name).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(name.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[async_trait]
@@ -159,19 +215,18 @@ impl BlobStore for LocalBlobStore {
         Ok(Some(free))
     }
 
-    async fn put(
+    async fn stage(
         &self,
         digest: &Digest,
         mut body: ByteStream,
         limit: u64,
-    ) -> Result<u64, BlobError> {
-        let mut name = [0u8; 16];
-        getrandom::getrandom(&mut name).map_err(|e| io::Error::other(e.to_string()))?;
-        let staged_path = self
-            .root
-            .join("tmp")
-            .join(name.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let mut staged = Staged(Some(staged_path.clone()));
+    ) -> Result<StagedBlob, BlobError> {
+        let staged_path = self.root.join("tmp").join(random_name()?);
+        let mut staged = StagedBlob {
+            digest: *digest,
+            size: 0,
+            path: Some(staged_path.clone()),
+        };
         let mut file = tokio::fs::File::create(&staged_path).await?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -193,13 +248,21 @@ impl BlobStore for LocalBlobStore {
         }
         file.sync_all().await?;
         drop(file);
-        let path = self.path(digest);
+        staged.size = size;
+        Ok(staged)
+    }
+
+    async fn publish(&self, mut staged: StagedBlob) -> Result<u64, BlobError> {
+        let Some(staged_path) = staged.path.clone() else {
+            return Err(io::Error::other("the blob was published already").into());
+        };
+        let path = self.path(&staged.digest);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
         tokio::fs::rename(&staged_path, &path).await?;
-        staged.0 = None;
-        Ok(size)
+        staged.path = None;
+        Ok(staged.size)
     }
 
     async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, BlobError> {
@@ -220,11 +283,14 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn set_aside(&self, digest: &Digest) -> Result<Option<String>, BlobError> {
-        let mut name = [0u8; 16];
-        getrandom::getrandom(&mut name).map_err(|e| io::Error::other(e.to_string()))?;
-        let aside: String = name.iter().map(|b| format!("{b:02x}")).collect();
-        match tokio::fs::rename(self.path(digest), self.aside_path(&aside)?).await {
+        let aside = random_name()?;
+        let to = self.aside_path(&aside)?;
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        match tokio::fs::rename(self.path(digest), to).await {
             Ok(()) => Ok(Some(aside)),
+            // Absent (the directory was made above, so this is the blob).
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -352,5 +418,25 @@ mod tests {
         store.purge(&aside).await.unwrap();
         assert!(read_all(&store, &digest).await.is_none());
         assert!(store.purge("../../etc").await.is_err());
+
+        // Staged: not visible until published; dropped unpublished, nothing is left.
+        let staged = store
+            .stage(&digest, body(&[b"hello world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(staged.size(), 11);
+        assert!(!store.contains(&digest).await.unwrap());
+        drop(staged);
+        assert_eq!(staged_files(&store), 0);
+        let staged = store
+            .stage(&digest, body(&[b"hello world"]), 100)
+            .await
+            .unwrap();
+        // Another replica opening the same directory leaves work in progress alone.
+        let other = LocalBlobStore::open_dir(dir.path()).await.unwrap();
+        assert_eq!(staged_files(&other), 1);
+        assert_eq!(store.publish(staged).await.unwrap(), 11);
+        assert_eq!(read_all(&other, &digest).await.unwrap(), b"hello world");
+        assert_eq!(staged_files(&store), 0);
     }
 }

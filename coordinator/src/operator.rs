@@ -879,11 +879,11 @@ impl Operator {
 
 /// Deletes blob `digest` if retention's rule (cut-offs `created_before` and `final_before`)
 /// still holds for it; whether it did. An upload of the same bytes may come at any moment (the
-/// API of any replica), so: the records go first, in a statement that re-checks the rule (a
-/// re-upload restarts the blob's retention, a new job or model names it); then the file is set
-/// aside, and restored if an upload recorded itself meanwhile (its bytes are these), else
-/// purged. An upload that stored its file before the set-aside and recorded itself after this
-/// check finds its file gone and is answered 503 (see the API's `store_blob`).
+/// API of any replica) and records itself before it publishes its bytes, so: the records go
+/// first, in a statement that re-checks the rule on the row (a re-upload restarts the blob's
+/// retention, a new job or model names it); then the file is set aside, and restored if an
+/// upload recorded itself meanwhile (its bytes are these), else purged. An upload recorded
+/// after that check publishes its bytes after the set-aside: they stay.
 pub async fn collect_blob(
     store: &Store,
     blobs: &dyn BlobStore,

@@ -199,18 +199,18 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
     })
 }
 
-/// Retention's rule for a blob `b` (parameters: `$1` the upload grace's start, `$2` the output
+/// Retention's rule for a row of `blobs` (parameters: `$1` the upload grace's start, `$2` the output
 /// retention's): stored before `$1`, named by no model, by no job input still in use or in a
 /// final state since `$2`, and by no output of a job not final or final since `$2`.
-const COLLECTABLE: &str = "b.created_at < $1 \
-     AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = b.digest) \
-     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
+const COLLECTABLE: &str = "blobs.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = blobs.digest) \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
          AND j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed')) \
      AND NOT EXISTS (SELECT 1 FROM job_outputs o JOIN jobs j ON j.job_id = o.job_id \
-         WHERE o.output_hash = b.digest AND (j.state NOT IN ('Finalized', 'Cancelled', \
+         WHERE o.output_hash = blobs.digest AND (j.state NOT IN ('Finalized', 'Cancelled', \
          'Expired', 'Refunded') OR EXISTS (SELECT 1 FROM job_events e \
          WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
-     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = b.digest \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
          AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
          AND e.state = j.state AND e.recorded_at >= $2))";
 
@@ -342,9 +342,11 @@ impl Store {
         final_before: u64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        // The rule is on the deleted row itself, not on a second read of the table in a
+        // subquery: PostgreSQL re-checks a row an upload changed meanwhile (its new time) only
+        // in the row's own conditions.
         let forgotten = sqlx::query(&format!(
-            "DELETE FROM blobs WHERE digest = $3 AND digest IN \
-             (SELECT b.digest FROM blobs b WHERE b.digest = $3 AND {COLLECTABLE})"
+            "DELETE FROM blobs WHERE digest = $3 AND {COLLECTABLE}"
         ))
         .bind(i64_of(created_before, "time")?)
         .bind(i64_of(final_before, "time")?)
@@ -373,7 +375,7 @@ impl Store {
         created_before: u64,
         final_before: u64,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(&format!("SELECT digest FROM blobs b WHERE {COLLECTABLE}"))
+        let rows = sqlx::query(&format!("SELECT digest FROM blobs WHERE {COLLECTABLE}"))
             .bind(i64_of(created_before, "time")?)
             .bind(i64_of(final_before, "time")?)
             .fetch_all(&self.pool)

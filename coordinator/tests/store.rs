@@ -10,7 +10,7 @@ mod common;
 
 use ciro_api::wire::Digest;
 use ciro_chain::events::EventCursor;
-use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore};
+use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore, StagedBlob};
 use ciro_coordinator::operator::collect_blob;
 use ciro_coordinator::records::{BlobRow, EventScope};
 use ciro_coordinator::store::{Batch, JobRow, Mutation, Store};
@@ -279,9 +279,9 @@ async fn postgres_pages_fold_in_order() {
     folds_pages_in_order(&common::fresh_postgres().await.expect("database")).await;
 }
 
-/// A blob store that, when retention sets a blob aside, first lets an upload of the same bytes
-/// record itself: the interleaving retention must survive (the upload wrote its file before
-/// the set-aside and records itself before retention's check).
+/// A blob store that, when retention sets a blob aside, lets an upload of the same bytes record
+/// itself: the interleaving retention must survive (an upload records itself, then publishes;
+/// here its record lands between the set-aside and retention's check for one).
 struct UploadDuringSetAside {
     inner: LocalBlobStore,
     store: Store,
@@ -290,8 +290,16 @@ struct UploadDuringSetAside {
 
 #[async_trait::async_trait]
 impl BlobStore for UploadDuringSetAside {
-    async fn put(&self, digest: &Digest, body: ByteStream, limit: u64) -> Result<u64, BlobError> {
-        self.inner.put(digest, body, limit).await
+    async fn stage(
+        &self,
+        digest: &Digest,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<StagedBlob, BlobError> {
+        self.inner.stage(digest, body, limit).await
+    }
+    async fn publish(&self, staged: StagedBlob) -> Result<u64, BlobError> {
+        self.inner.publish(staged).await
     }
     async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, BlobError> {
         self.inner.open(digest).await

@@ -361,6 +361,9 @@ fn passing_or_failed(error: &ClientError, reason: String) -> Refusal {
     );
     if error.is_retryable() || lagging {
         Refusal::Retry(reason)
+    } else if error.code() == Some(ErrorCode::PayloadTooLarge) {
+        // An output past the coordinator's limit: the same on every worker.
+        Refusal::Failed(reason)
     } else {
         Refusal::Unable(reason)
     }

@@ -935,10 +935,10 @@ async fn store_blob(
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
-    let size = api
+    let staged = api
         .inner
         .blobs
-        .put(digest, Box::pin(stream), limit)
+        .stage(digest, Box::pin(stream), limit)
         .await
         .map_err(|error| match error {
             BlobError::TooLarge { limit } => ApiError::new(
@@ -956,9 +956,12 @@ async fn store_blob(
                 ApiError::internal(anyhow::Error::new(e).context("the blob store"))
             }
         })?;
+    // Recorded before it is published: retention forgets a blob's records (checking that none
+    // is new) before it sets its bytes aside, and restores them if a record came meanwhile, so
+    // bytes published after their record are never deleted by a collection in progress.
     let row = BlobRow {
         digest: digest.to_string(),
-        size,
+        size: staged.size(),
         uploader: felt_text(uploader),
         created_at: unix_now(),
     };
@@ -966,25 +969,11 @@ async fn store_blob(
         .insert_blob(&row)
         .await
         .map_err(ApiError::internal)?;
-    // Retention may have set these bytes aside between the write and the record (it checks for
-    // a record after setting them aside: see `operator::collect_blob`). Then the record would
-    // name bytes that are gone: it is forgotten, and the upload is to be made again.
-    let stored = api
-        .inner
+    api.inner
         .blobs
-        .contains(digest)
+        .publish(staged)
         .await
-        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("the blob store")))?;
-    if !stored {
-        api.store()
-            .delete_blob(&row.digest)
-            .await
-            .map_err(ApiError::internal)?;
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!("blob {digest} was being deleted by retention while it was uploaded: upload it again"),
-        ));
-    }
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("publishing the blob")))?;
     Ok(row)
 }
 
