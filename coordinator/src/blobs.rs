@@ -288,8 +288,14 @@ impl BlobStore for LocalBlobStore {
         if let Some(dir) = to.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        match tokio::fs::rename(self.path(digest), to).await {
-            Ok(()) => Ok(Some(aside)),
+        match tokio::fs::rename(self.path(digest), &to).await {
+            Ok(()) => {
+                // Its time is the blob's: made now, so that a store opening the directory does
+                // not take it for a day-old leftover while it may still be restored.
+                let file = std::fs::File::options().append(true).open(&to)?;
+                file.set_modified(std::time::SystemTime::now())?;
+                Ok(Some(aside))
+            }
             // Absent (the directory was made above, so this is the blob).
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),

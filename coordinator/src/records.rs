@@ -317,17 +317,33 @@ impl Store {
         .transpose()
     }
 
-    /// Forgets a blob's record and its uploaders.
-    pub async fn delete_blob(&self, digest: &str) -> Result<()> {
+    /// Forgets the record `upload` made (see [`Store::insert_blob`]) when its bytes could not
+    /// be published: its uploader's row, and the blob's row once no uploader is left, each only
+    /// if its time is still this upload's (a later upload's record stays).
+    pub async fn forget_upload(&self, upload: &BlobRow) -> Result<()> {
+        let at = i64_of(upload.created_at, "created_at")?;
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        for table in ["blob_uploaders", "blobs"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE digest = $1"))
-                .bind(digest)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("deleting a blob's rows in {table}"))?;
-        }
-        tx.commit().await.context("committing a blob's deletion")?;
+        sqlx::query(
+            "DELETE FROM blob_uploaders WHERE digest = $1 AND uploader = $2 AND created_at = $3",
+        )
+        .bind(&upload.digest)
+        .bind(&upload.uploader)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .context("forgetting an upload's uploader row")?;
+        sqlx::query(
+            "DELETE FROM blobs WHERE digest = $1 AND created_at = $2 \
+             AND NOT EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest)",
+        )
+        .bind(&upload.digest)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .context("forgetting an upload's blob row")?;
+        tx.commit()
+            .await
+            .context("committing an upload's removal")?;
         Ok(())
     }
 

@@ -433,6 +433,34 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
             .expect("listing"),
         Vec::<String>::new()
     );
+
+    // An upload whose bytes could not be published forgets its own record only: a later
+    // upload's stays, and alone it leaves none.
+    let lone = Digest::of(b"never published");
+    let first = blob(&lone, "0xa11ce", NOW);
+    store.insert_blob(&first).await.expect("record");
+    store
+        .insert_blob(&blob(&lone, "0xb0b", NOW + 1))
+        .await
+        .expect("a later upload's record");
+    store.forget_upload(&first).await.expect("forget");
+    let text = lone.to_string();
+    assert_eq!(store.uploaders(&text).await.expect("read"), vec!["0xb0b"]);
+    assert!(store.blob(&text).await.expect("read").is_some());
+    let alone = Digest::of(b"alone");
+    let upload = blob(&alone, "0xa11ce", NOW);
+    store.insert_blob(&upload).await.expect("record");
+    store.forget_upload(&upload).await.expect("forget");
+    assert!(store
+        .blob(&alone.to_string())
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .uploaders(&alone.to_string())
+        .await
+        .expect("read")
+        .is_empty());
 }
 
 #[tokio::test]

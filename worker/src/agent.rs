@@ -214,6 +214,10 @@ struct Agent {
     /// Jobs whose forward pass is counted in the journal and has not returned yet: at the end
     /// of a drain, those abandoned are uncounted (the process ends by choice, not by them).
     counted: Mutex<Counted>,
+    /// The job whose pass this process's predecessor died in, when the journal shows exactly
+    /// one pass that never returned (0: none, or several, which cannot be told apart): after a
+    /// release for silence, only that job is reported as failed.
+    died_in: AtomicU64,
 }
 
 /// The forward passes counted in the journal and not returned yet, and whether the drain has
@@ -247,6 +251,18 @@ impl Counted {
     fn close(&mut self) -> Vec<u64> {
         self.closed = true;
         self.jobs.drain().collect()
+    }
+}
+
+/// The job whose pass the previous process died in, when the journal's open entries show
+/// exactly one pass that never returned.
+fn died_in(open: &[Entry]) -> Option<u64> {
+    let mut unreturned = open
+        .iter()
+        .filter(|e| e.stage == Stage::Running && e.attempts > 0);
+    match (unreturned.next(), unreturned.next()) {
+        (Some(only), None) => Some(only.job_id),
+        _ => None,
     }
 }
 
@@ -460,6 +476,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         wedged_by: AtomicU64::new(0),
         wedged: CancellationToken::new(),
         counted: Mutex::new(Counted::default()),
+        died_in: AtomicU64::new(0),
     });
     let serving = {
         let readiness =
@@ -478,7 +495,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let activations = tokio::spawn(agent.clone().activations(stop_side.clone()));
 
     // Resume what the journal holds.
-    for entry in agent.journal.open_jobs().await? {
+    let open = agent.journal.open_jobs().await?;
+    if let Some(job_id) = died_in(&open) {
+        agent.died_in.store(job_id, Ordering::SeqCst);
+    }
+    for entry in open {
         tracing::info!(
             job_id = entry.job_id,
             stage = entry.stage.as_str(),
@@ -684,9 +705,11 @@ impl Agent {
                         .journal
                         .begin(job_id, assignment.model_hash, assignment.input_hash, assignment.deadline)
                         .await;
-                    // A pass that started and never returned: this process died of it (a crash,
-                    // a kill, the time limit) before a restart.
-                    let died_in_pass = matches!(&recorded, Ok(e) if e.stage == Stage::Running && e.attempts > 0);
+                    // The one pass that started and never returned: the process before this one
+                    // died in it (a crash, a kill, the time limit). With passes of several jobs
+                    // unreturned, which one killed it is unknown, and none is reported.
+                    let died_in_pass = self.died_in.load(Ordering::SeqCst) == job_id
+                        && matches!(&recorded, Ok(e) if e.stage == Stage::Running && e.attempts > 0);
                     let finished = match recorded {
                         Ok(_) => self.journal.finish(job_id, stage, Some(&reason)).await,
                         Err(e) => Err(e),
@@ -1493,7 +1516,36 @@ fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::Counted;
+    use super::{died_in, Counted, Entry, Stage};
+
+    fn entry(job_id: u64, stage: Stage, attempts: u32) -> Entry {
+        Entry {
+            job_id,
+            model_hash: ciro_engine::Digest::of(b"model"),
+            input_hash: ciro_engine::Digest::of(b"input"),
+            deadline: 0,
+            stage,
+            output_hash: None,
+            receipt: None,
+            reason: None,
+            attempts,
+        }
+    }
+
+    #[test]
+    fn only_the_one_unreturned_pass_is_blamed_for_the_death() {
+        // One pass never returned (a computed job and a job not started are beside it).
+        let open = [
+            entry(1, Stage::Running, 0),
+            entry(2, Stage::Running, 1),
+            entry(3, Stage::Computed, 0),
+        ];
+        assert_eq!(died_in(&open), Some(2));
+        // Two passes were in flight when the process died: which one killed it is unknown.
+        let open = [entry(2, Stage::Running, 1), entry(4, Stage::Running, 2)];
+        assert_eq!(died_in(&open), None);
+        assert_eq!(died_in(&[entry(1, Stage::Running, 0)]), None);
+    }
 
     #[test]
     fn every_counted_pass_is_uncounted_once_by_its_return_the_drain_or_itself() {

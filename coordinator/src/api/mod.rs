@@ -965,15 +965,22 @@ async fn store_blob(
         uploader: felt_text(uploader),
         created_at: unix_now(),
     };
-    api.store()
-        .insert_blob(&row)
-        .await
-        .map_err(ApiError::internal)?;
-    api.inner
-        .blobs
-        .publish(staged)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("publishing the blob")))?;
+    // In a task of its own, so that a client going away between the two cannot leave a
+    // record without its bytes.
+    let recorded = row.clone();
+    let api_ = api.clone();
+    tokio::spawn(async move {
+        api_.store().insert_blob(&recorded).await?;
+        if let Err(e) = api_.inner.blobs.publish(staged).await {
+            // Not published: this upload's own record goes (another upload's stays).
+            api_.store().forget_upload(&recorded).await?;
+            return Err(anyhow::Error::new(e).context("publishing the blob"));
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|e| ApiError::internal(anyhow::anyhow!("the upload's task: {e}")))?
+    .map_err(ApiError::internal)?;
     Ok(row)
 }
 

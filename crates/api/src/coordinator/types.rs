@@ -624,7 +624,7 @@ pub struct ReleaseRequest {
     /// Why (at most 500 characters), e.g. "the model file does not hash to its model_hash".
     /// A worker whose process died during the job's pass may report it as `job_failed` also
     /// after the job was released for its silence (it is no longer assigned to it), while the
-    /// job is not final.
+    /// job is queued or assigned to another worker.
     pub reason: String,
     /// Whose failure it is (`job_failed` when absent).
     #[serde(default)]
