@@ -48,6 +48,34 @@ async fn announce(client: &ciro_api::coordinator::CoordinatorClient, models: &[D
     .await
 }
 
+/// Announces `client`'s worker holding `models`, then keeps it live: a heartbeat every 500 ms
+/// until the task is aborted.
+async fn keep_live(
+    client: ciro_api::coordinator::CoordinatorClient,
+    models: Vec<Digest>,
+) -> tokio::task::JoinHandle<()> {
+    announce(&client, &models).await;
+    tokio::spawn(async move {
+        loop {
+            client
+                .heartbeat(&heartbeat(&models))
+                .await
+                .expect("heartbeat");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// The job's reason for waiting once it is `given_back` (polled until it is).
+async fn given_back_reason(c: &Running, job: u64, what: &str) -> ciro_api::coordinator::Unmatched {
+    eventually(what, WAIT, || async {
+        let details = c.client().job(job).await.ok()?;
+        let unmatched = details.unmatched?;
+        matches!(unmatched.reason, UnmatchedReason::GivenBack { .. }).then_some(unmatched)
+    })
+    .await
+}
+
 /// Registers a model whose file is `bytes` (uploaded first); its id and digest.
 async fn model_with_file(s: &System, c: &Running, bytes: &[u8]) -> (u64, Digest) {
     let digest = c
@@ -305,16 +333,7 @@ async fn a_silent_workers_job_is_released_and_completed_by_another() {
 
     // A falls silent; B keeps beating. The keeper releases A's assignment and the matcher
     // gives the job to B.
-    let beating = {
-        let b = c.client_as(&s, Actor::WorkerB);
-        tokio::spawn(async move {
-            announce(&b, &[]).await;
-            loop {
-                b.heartbeat(&heartbeat(&[])).await.expect("heartbeat B");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
+    let beating = keep_live(c.client_as(&s, Actor::WorkerB), vec![]).await;
     let reassigned = eventually("the job reassigned to B", WAIT, || async {
         let info = s.job_info(job).await;
         (info.job.worker == s.addr(Actor::WorkerB)).then_some(info)
@@ -368,22 +387,9 @@ async fn a_job_its_best_worker_gives_back_goes_to_the_next_eligible_worker() {
     s.active_worker(Actor::WorkerA).await;
     s.active_worker(Actor::WorkerB).await;
     announce(&a, &[model_digest]).await;
-    let beat = |actor: Actor, models: Vec<Digest>| {
-        let client = c.client_as(&s, actor);
-        tokio::spawn(async move {
-            announce(&client, &models).await;
-            loop {
-                client
-                    .heartbeat(&heartbeat(&models))
-                    .await
-                    .expect("heartbeat");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        })
-    };
     let beating = [
-        beat(Actor::WorkerA, vec![model_digest]),
-        beat(Actor::WorkerB, vec![]),
+        keep_live(c.client_as(&s, Actor::WorkerA), vec![model_digest]).await,
+        keep_live(c.client_as(&s, Actor::WorkerB), vec![]).await,
     ];
     let b_row = eventually("B is live", WAIT, || async {
         let row = c
@@ -441,14 +447,7 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
     let mut beating = Vec::new();
     for actor in workers {
         s.active_worker(actor).await;
-        let client = c.client_as(&s, actor);
-        announce(&client, &[]).await;
-        beating.push(tokio::spawn(async move {
-            loop {
-                client.heartbeat(&heartbeat(&[])).await.expect("heartbeat");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }));
+        beating.push(keep_live(c.client_as(&s, actor), vec![]).await);
     }
     let (job, _) = job_with_input(&s, &c, model, b"an input").await;
     let before = s.balance_of(Actor::Submitter).await;
@@ -484,12 +483,7 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
     }
 
     // Released, and then offered to no one: the third worker is live, eligible and idle.
-    let unmatched = eventually("the job queued again, failed once", WAIT, || async {
-        let details = c.client().job(job).await.ok()?;
-        let unmatched = details.unmatched?;
-        matches!(unmatched.reason, UnmatchedReason::GivenBack { .. }).then_some(unmatched)
-    })
-    .await;
+    let unmatched = given_back_reason(&c, job, "the job queued again, failed once").await;
     assert_eq!(
         unmatched.reason,
         UnmatchedReason::GivenBack { workers: 1 },
@@ -563,14 +557,7 @@ async fn a_worker_that_died_in_a_jobs_pass_reports_it_after_its_silence_release(
     );
     let mut beating = Vec::new();
     for actor in [Actor::WorkerB, Actor::WorkerC] {
-        let client = c.client_as(&s, actor);
-        announce(&client, &[]).await;
-        beating.push(tokio::spawn(async move {
-            loop {
-                client.heartbeat(&heartbeat(&[])).await.expect("heartbeat");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }));
+        beating.push(keep_live(c.client_as(&s, actor), vec![]).await);
     }
     let holder = eventually(
         "the job released for A's silence and reassigned",
@@ -627,12 +614,7 @@ async fn a_worker_that_died_in_a_jobs_pass_reports_it_after_its_silence_release(
         .request_release(job, "the job fails here", GiveBack::JobFailed)
         .await
         .expect("the holder's give-back");
-    let unmatched = eventually("the job queued again, failed twice", WAIT, || async {
-        let details = c.client().job(job).await.ok()?;
-        let unmatched = details.unmatched?;
-        matches!(unmatched.reason, UnmatchedReason::GivenBack { .. }).then_some(unmatched)
-    })
-    .await;
+    let unmatched = given_back_reason(&c, job, "the job queued again, failed twice").await;
     assert_eq!(
         unmatched.reason,
         UnmatchedReason::GivenBack { workers: 2 },
