@@ -109,6 +109,8 @@ async fn seed(store: &Store) -> Result<()> {
                 capacity: 4,
                 models: "[]".into(),
                 agent_version: "bench".into(),
+                max_input_bytes: None,
+                max_model_bytes: None,
             })
             .await?;
     }

@@ -77,6 +77,8 @@ fn workers(n: usize, models: usize, rng: &mut Rng) -> Vec<Candidate> {
                 capacity,
                 avg_latency_secs: rng.next() % 600,
                 models,
+                max_input_bytes: None,
+                max_model_bytes: None,
             }
         })
         .collect()

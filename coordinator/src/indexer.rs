@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -34,7 +34,7 @@ use ciro_chain::ChainError;
 use ciro_protocol::Digest;
 use ciro_service::CancellationToken;
 
-use crate::store::{Batch, JobRow, ModelRow, Mutation, Store, WorkerRow};
+use crate::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store, WorkerRow};
 
 /// The node client the indexer reads through.
 pub type Node = Arc<JsonRpcClient<HttpTransport>>;
@@ -88,6 +88,17 @@ pub struct Indexer {
     deploy_block: u64,
     page_size: u64,
     status: Arc<IndexerStatus>,
+    /// The job rows the last pages left (see [`JobCache`]).
+    jobs: Arc<Mutex<JobCache>>,
+}
+
+/// A page read and made ready to write, off the write path: its events decoded, their
+/// mutations built, and the chain reads they need done at the page's block.
+struct Prepared {
+    events: u64,
+    next: EventCursor,
+    block: u64,
+    mutations: Vec<Mutation>,
 }
 
 /// A felt as the index writes it: minimal `0x` hex.
@@ -222,6 +233,7 @@ impl Indexer {
             deploy_block: manifest.deploy_block.unwrap_or(0),
             page_size,
             status: Arc::default(),
+            jobs: Arc::default(),
         })
     }
 
@@ -250,22 +262,29 @@ impl Indexer {
                 Some((cursor, _)) => cursor,
                 None => EventCursor::at(self.deploy_block),
             };
+            // A page is read and prepared in a task of its own, so the next one is ready
+            // while this one is written (the node, the decoding and the database at once).
             let read = |cursor: EventCursor| {
-                let stream = EventStream::new(self.node.clone(), address, kind, self.page_size);
-                tokio::spawn(async move { stream.next_page(&cursor).await })
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let stream = EventStream::new(this.node.clone(), address, kind, this.page_size);
+                    let (events, next) = stream
+                        .next_page(&cursor)
+                        .await
+                        .with_context(|| format!("reading {name}'s events"))?;
+                    this.prepare(&events, next).await
+                })
             };
             let mut reading = read(cursor);
             let mut pages = 0;
             loop {
-                let (events, next) = reading
-                    .await
-                    .context("the page reader stopped")?
-                    .with_context(|| format!("reading {name}'s events"))?;
+                let page = reading.await.context("the page reader stopped")??;
                 pages += 1;
-                // The range has more: read its next page while this one is applied.
-                let prefetch =
-                    (next.to_block.is_some() && pages < PAGES_PER_STEP).then(|| read(next.clone()));
-                let done = match self.apply_page(name, &events, &next, fence).await {
+                // The range has more: read its next page while this one is written.
+                let prefetch = (page.next.to_block.is_some() && pages < PAGES_PER_STEP)
+                    .then(|| read(page.next.clone()));
+                let events = page.events;
+                let done = match self.write_page(name, page, fence).await {
                     Ok(done) => done,
                     Err(error) => {
                         if let Some(prefetch) = prefetch {
@@ -274,10 +293,8 @@ impl Indexer {
                         return Err(error);
                     }
                 };
-                applied += events.len() as u64;
-                self.status
-                    .events
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                applied += events;
+                self.status.events.fetch_add(events, Ordering::Relaxed);
                 match prefetch {
                     Some(prefetch) => reading = prefetch,
                     None => {
@@ -297,17 +314,9 @@ impl Indexer {
         Ok(applied)
     }
 
-    /// Writes one page of `name`'s events (with the chain reads some of them need, at the
-    /// page's block) and the cursor `next` in one transaction; the block the index of `name`
-    /// then stands at.
-    async fn apply_page(
-        &self,
-        name: &str,
-        events: &[ChainEvent],
-        next: &EventCursor,
-        fence: Option<(&str, u64)>,
-    ) -> Result<u64> {
-        // The block the page's reads stand at: the end of its range.
+    /// The mutations of one page of events, with the chain reads some of them need, at the
+    /// page's block (the end of its range).
+    async fn prepare(&self, events: &[ChainEvent], next: EventCursor) -> Result<Prepared> {
         let block = next
             .to_block
             .unwrap_or_else(|| next.from_block.saturating_sub(1));
@@ -352,23 +361,41 @@ impl Indexer {
                 .with_context(|| format!("reading worker {worker:#x} at block {block}"))?;
             mutations.push(Mutation::Worker(worker_row_of(&info)?));
         }
+        Ok(Prepared {
+            events: events.len() as u64,
+            next,
+            block,
+            mutations,
+        })
+    }
+
+    /// Writes a prepared page of `name`'s events and the cursor after it in one transaction;
+    /// the block the index of `name` then stands at.
+    async fn write_page(
+        &self,
+        name: &str,
+        page: Prepared,
+        fence: Option<(&str, u64)>,
+    ) -> Result<u64> {
+        let done = if page.next.to_block.is_some() {
+            page.next.from_block.saturating_sub(1)
+        } else {
+            page.block
+        };
         self.store
-            .apply_checked(
+            .apply_cached(
                 &Batch {
                     contract: name.to_owned(),
-                    cursor: next.clone(),
-                    events: events.len() as u64,
-                    block,
-                    mutations,
+                    cursor: page.next,
+                    events: page.events,
+                    block: page.block,
+                    mutations: page.mutations,
                 },
                 fence,
+                Some(&self.jobs),
             )
             .await?;
-        Ok(if next.to_block.is_some() {
-            next.from_block.saturating_sub(1)
-        } else {
-            block
-        })
+        Ok(done)
     }
 
     /// Steps until the index has every event up to the chain's head at the time of the call.
@@ -380,8 +407,10 @@ impl Indexer {
     pub async fn catch_up_fenced(&self, fence: Option<(&str, u64)>) -> Result<()> {
         let head = self.head().await?;
         loop {
-            let applied = self.step_fenced(fence).await?;
-            if applied == 0 && self.status.indexed() >= head {
+            self.step_fenced(fence).await?;
+            // A step that stopped short of a range's end (its page limit) left `indexed`
+            // below it: step again.
+            if self.status.indexed() >= head {
                 return Ok(());
             }
         }

@@ -24,7 +24,7 @@ use sqlx::Row;
 use crate::store::{i64_of, u64_of, Batch, Store};
 
 /// The lease's name.
-const LEADER: &str = "leader";
+pub(crate) const LEADER: &str = "leader";
 
 /// A held lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,27 +107,4 @@ impl Store {
     pub async fn apply_fenced(&self, batch: &Batch, holder: &str, epoch: u64) -> Result<()> {
         self.apply_checked(batch, Some((holder, epoch))).await
     }
-}
-
-/// Whether `fence` still leads, inside `tx`.
-pub(crate) async fn check_fence(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    (holder, epoch): (&str, u64),
-) -> Result<()> {
-    // Taking the row's lock (an UPDATE that changes nothing) orders this write after any
-    // takeover in PostgreSQL; SQLite has a single writer anyway.
-    let held = sqlx::query(
-        "UPDATE leases SET holder = holder WHERE name = $1 AND holder = $2 AND epoch = $3",
-    )
-    .bind(LEADER)
-    .bind(holder)
-    .bind(i64_of(epoch, "epoch")?)
-    .execute(&mut **tx)
-    .await
-    .context("checking the leader lease")?;
-    anyhow::ensure!(
-        held.rows_affected() == 1,
-        "no longer the leader (epoch {epoch} was superseded): index write refused"
-    );
-    Ok(())
 }

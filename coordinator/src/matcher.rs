@@ -40,6 +40,30 @@ pub struct Candidate {
     pub avg_latency_secs: u64,
     /// SHA-256 digests (64 hex) of the models in its local store.
     pub models: HashSet<String>,
+    /// The largest input it accepts, in bytes (None: no limit declared).
+    pub max_input_bytes: Option<u64>,
+    /// The largest model file it accepts, in bytes (None: no limit declared).
+    pub max_model_bytes: Option<u64>,
+}
+
+/// The sizes of a job's data, which a worker's declared limits must admit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// The input's size in bytes.
+    pub input_bytes: u64,
+    /// The model file's size in bytes.
+    pub model_bytes: u64,
+}
+
+impl Candidate {
+    /// Whether its declared limits admit a job's data of `sizes`.
+    pub fn accepts(&self, sizes: Sizes) -> bool {
+        self.max_input_bytes
+            .is_none_or(|max| sizes.input_bytes <= max)
+            && self
+                .max_model_bytes
+                .is_none_or(|max| sizes.model_bytes <= max)
+    }
 }
 
 /// A queued job whose data is present.
@@ -307,20 +331,29 @@ pub fn plan_excluding(
     result
 }
 
-/// Why a queued job with its data present is not assigned, given the live workers (most
-/// blocking first): no live worker; requirements no live worker meets (each with the closest
-/// offer); eligible workers all busy; or nothing (the next tick will take it).
-pub fn explain(requirements: &Requirements, candidates: &[Candidate]) -> UnmatchedReason {
+/// Why a queued job with its data present (of `sizes`) is not assigned, given the live
+/// workers (most blocking first): no live worker; requirements no live worker meets (each with
+/// the closest offer); data larger than every eligible worker accepts; eligible workers that
+/// accept it all busy; or nothing (the next tick will take it).
+pub fn explain(
+    requirements: &Requirements,
+    sizes: Sizes,
+    candidates: &[Candidate],
+) -> UnmatchedReason {
     if candidates.is_empty() {
         return UnmatchedReason::NoLiveWorkers;
     }
     let mut eligible = 0u32;
+    let mut accepting = 0u32;
     let mut with_room = 0u32;
     for candidate in candidates {
         if eligibility::check(&candidate.row, requirements).is_ok() {
             eligible += 1;
-            if candidate.spare > 0 {
-                with_room += 1;
+            if candidate.accepts(sizes) {
+                accepting += 1;
+                if candidate.spare > 0 {
+                    with_room += 1;
+                }
             }
         }
     }
@@ -374,8 +407,17 @@ pub fn explain(requirements: &Requirements, candidates: &[Candidate]) -> Unmatch
         }
         return UnmatchedReason::NoEligibleWorker { unmet };
     }
+    if accepting == 0 {
+        return UnmatchedReason::TooLarge {
+            input_bytes: sizes.input_bytes,
+            model_bytes: sizes.model_bytes,
+            eligible,
+        };
+    }
     if with_room == 0 {
-        return UnmatchedReason::EligibleWorkersBusy { eligible };
+        return UnmatchedReason::EligibleWorkersBusy {
+            eligible: accepting,
+        };
     }
     UnmatchedReason::AwaitingMatcher
 }
@@ -432,6 +474,14 @@ pub fn describe(reason: &UnmatchedReason) -> String {
         UnmatchedReason::DeadlineTooClose => {
             "its deadline is too close for a worker's release window: it will expire".into()
         }
+        UnmatchedReason::TooLarge {
+            input_bytes,
+            model_bytes,
+            eligible,
+        } => format!(
+            "its input ({input_bytes} bytes) or model file ({model_bytes} bytes) is larger \
+             than any of the {eligible} eligible live worker(s) accepts"
+        ),
         UnmatchedReason::GivenBack { workers } => format!(
             "it failed on {workers} worker{}, as many as this coordinator allows: it is not \
              offered again, and it expires with a refund at its deadline unless you cancel it \
@@ -470,6 +520,8 @@ mod tests {
             capacity: spare.max(1),
             avg_latency_secs: 0,
             models: HashSet::new(),
+            max_input_bytes: None,
+            max_model_bytes: None,
         }
     }
 
@@ -640,7 +692,8 @@ mod tests {
             min_stake_tier: 0,
             min_score: 0,
         };
-        let reason = explain(&needs(40_000), &workers);
+        let none = Sizes::default();
+        let reason = explain(&needs(40_000), none, &workers);
         assert_eq!(
             reason,
             UnmatchedReason::NoEligibleWorker {
@@ -656,13 +709,65 @@ mod tests {
             "no live worker has 40000 MB of VRAM (most: 16000)"
         );
         assert_eq!(
-            explain(&needs(16_000), &workers),
+            explain(&needs(16_000), none, &workers),
             UnmatchedReason::EligibleWorkersBusy { eligible: 1 }
         );
         assert_eq!(
-            explain(&needs(0), &workers),
+            explain(&needs(0), none, &workers),
             UnmatchedReason::AwaitingMatcher
         );
-        assert_eq!(explain(&needs(0), &[]), UnmatchedReason::NoLiveWorkers);
+        assert_eq!(
+            explain(&needs(0), none, &[]),
+            UnmatchedReason::NoLiveWorkers
+        );
+    }
+
+    #[test]
+    fn data_larger_than_a_workers_declared_limits_is_explained_and_never_planned_for_it() {
+        let mut small = worker("0x1", 9_000, 80_000, 2);
+        small.max_input_bytes = Some(1_000);
+        small.max_model_bytes = Some(50_000);
+        let mut roomy = worker("0x2", 1_000, 80_000, 2);
+        roomy.max_input_bytes = Some(10_000);
+        let needs = Requirements {
+            min_vram_mb: 0,
+            required_flags: 0,
+            min_stake_tier: 0,
+            min_score: 0,
+        };
+        let big = Sizes {
+            input_bytes: 5_000,
+            model_bytes: 20_000,
+        };
+        // The roomy worker admits it (no model limit declared): no size reason.
+        assert_eq!(
+            explain(&needs, big, &[small.clone(), roomy.clone()]),
+            UnmatchedReason::AwaitingMatcher
+        );
+        let reason = explain(&needs, big, std::slice::from_ref(&small));
+        assert_eq!(
+            reason,
+            UnmatchedReason::TooLarge {
+                input_bytes: 5_000,
+                model_bytes: 20_000,
+                eligible: 1
+            }
+        );
+        assert!(describe(&reason).contains("larger than any of the 1 eligible"));
+        // A model file over the limit is refused as well; within both, accepted.
+        assert!(!small.accepts(Sizes {
+            input_bytes: 10,
+            model_bytes: 60_000
+        }));
+        assert!(small.accepts(Sizes {
+            input_bytes: 1_000,
+            model_bytes: 50_000
+        }));
+        // Busy workers that admit it: busy, counting only those.
+        roomy.spare = 0;
+        assert_eq!(
+            explain(&needs, big, &[small, roomy]),
+            UnmatchedReason::EligibleWorkersBusy { eligible: 1 }
+        );
     }
 }

@@ -53,6 +53,10 @@ pub struct LivenessRow {
     pub models: String,
     /// Its agent's version.
     pub agent_version: String,
+    /// The largest input it accepts, in bytes (None: no limit declared).
+    pub max_input_bytes: Option<u64>,
+    /// The largest model file it accepts, in bytes (None: no limit declared).
+    pub max_model_bytes: Option<u64>,
 }
 
 /// A job and the data the coordinator holds for it ([`Store::job_view`]).
@@ -70,6 +74,10 @@ pub struct JobView {
     pub receipt: bool,
     /// How many workers gave it back because it failed on them.
     pub given_back: u32,
+    /// Its input's size in bytes, when stored.
+    pub input_bytes: u64,
+    /// Its model file's size in bytes, when stored.
+    pub model_bytes: u64,
 }
 
 /// An entry of the job event log.
@@ -171,7 +179,14 @@ fn liveness_row(r: &sqlx::any::AnyRow) -> Result<LivenessRow> {
         capacity: u64_of(r.try_get("capacity")?, "capacity")?,
         models: r.try_get("models")?,
         agent_version: r.try_get("agent_version")?,
+        max_input_bytes: opt_u64(r.try_get("max_input_bytes")?, "max_input_bytes")?,
+        max_model_bytes: opt_u64(r.try_get("max_model_bytes")?, "max_model_bytes")?,
     })
+}
+
+/// A declared byte limit as the database holds it: past `i64::MAX` it is as good as none.
+fn capped_i64(limit: Option<u64>) -> Option<i64> {
+    limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX))
 }
 
 fn output_row(r: &sqlx::any::AnyRow) -> Result<OutputRow> {
@@ -283,6 +298,20 @@ impl Store {
         .await
         .context("looking up a blob's uploaders")?;
         Ok(row.is_some())
+    }
+
+    /// The size of blob `digest` if `uploader` uploaded it (None otherwise).
+    pub async fn uploaded_size(&self, digest: &str, uploader: &str) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM blob_uploaders u JOIN blobs b ON b.digest = u.digest \
+             WHERE u.digest = $1 AND u.uploader = $2 LIMIT 1",
+        )
+        .bind(digest)
+        .bind(uploader)
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up a blob's uploaders")?;
+        row.map(|r| u64_of(r.try_get("size")?, "size")).transpose()
     }
 
     /// Everyone who uploaded blob `digest`, first first.
@@ -512,10 +541,13 @@ impl Store {
     pub async fn heartbeat(&self, beat: &LivenessRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO worker_liveness (address, last_seen, running_jobs, capacity, models, \
-             agent_version) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (address) DO UPDATE \
+             agent_version, max_input_bytes, max_model_bytes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (address) DO UPDATE \
              SET last_seen = excluded.last_seen, running_jobs = excluded.running_jobs, \
              capacity = excluded.capacity, models = excluded.models, \
-             agent_version = excluded.agent_version",
+             agent_version = excluded.agent_version, \
+             max_input_bytes = excluded.max_input_bytes, \
+             max_model_bytes = excluded.max_model_bytes",
         )
         .bind(&beat.address)
         .bind(i64_of(beat.last_seen, "last_seen")?)
@@ -523,6 +555,8 @@ impl Store {
         .bind(i64_of(beat.capacity, "capacity")?)
         .bind(&beat.models)
         .bind(&beat.agent_version)
+        .bind(capped_i64(beat.max_input_bytes))
+        .bind(capped_i64(beat.max_model_bytes))
         .execute(&self.pool)
         .await
         .context("recording a heartbeat")?;
@@ -542,7 +576,8 @@ impl Store {
     /// Every worker that sent a heartbeat at or after `since`, with its indexed row.
     pub async fn live_workers(&self, since: u64) -> Result<Vec<(WorkerRow, LivenessRow)>> {
         let rows = sqlx::query(
-            "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version \
+            "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version, \
+             l.max_input_bytes, l.max_model_bytes \
              FROM worker_liveness l JOIN workers w ON w.address = l.address \
              WHERE l.last_seen >= $1 ORDER BY w.address",
         )
@@ -647,7 +682,12 @@ impl Store {
                  AND o.worker = j.worker AND o.receipt IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) \
                  AS has_receipt, \
              CAST((SELECT COUNT(*) FROM release_requests r WHERE r.job_id = j.job_id \
-                 AND r.job_failed = 1) AS BIGINT) AS given_back \
+                 AND r.job_failed = 1) AS BIGINT) AS given_back, \
+             CAST(COALESCE((SELECT b.size FROM blobs b WHERE b.digest = j.input_hash), 0) \
+                 AS BIGINT) AS input_bytes, \
+             CAST(COALESCE((SELECT b.size FROM blobs b JOIN models m \
+                 ON b.digest = m.model_hash WHERE m.model_id = j.model_id), 0) AS BIGINT) \
+                 AS model_bytes \
              FROM jobs j WHERE j.job_id = $1",
         )
         .bind(i64_of(job_id, "job id")?)
@@ -663,6 +703,8 @@ impl Store {
                 output: flag("has_output")?,
                 receipt: flag("has_receipt")?,
                 given_back: u32::try_from(r.try_get::<i64, _>("given_back")?).unwrap_or(u32::MAX),
+                input_bytes: u64_of(r.try_get("input_bytes")?, "input_bytes")?,
+                model_bytes: u64_of(r.try_get("model_bytes")?, "model_bytes")?,
             })
         })
         .transpose()
@@ -828,7 +870,8 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<(WorkerRow, Option<LivenessRow>)>> {
         let rows = sqlx::query(
-            "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version \
+            "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version, \
+             l.max_input_bytes, l.max_model_bytes \
              FROM workers w LEFT JOIN worker_liveness l ON l.address = w.address \
              WHERE w.address > $1 AND ($2 = '' OR w.state = $2) ORDER BY w.address LIMIT $3",
         )

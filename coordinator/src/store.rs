@@ -12,7 +12,10 @@
 //! entries) use anonymous `?` placeholders on SQLite instead (see [`placeholders`]).
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +37,95 @@ pub enum Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Bumped by [`Store::reset_index`]: a [`JobCache`] filled before is dropped.
+    generation: Arc<AtomicU64>,
+    /// PostgreSQL only: a native pool (connected on first use) for the index's page writes,
+    /// which `COPY` rows in; the `Any` driver cannot reach `COPY` or bind arrays.
+    pages: Option<sqlx::PgPool>,
+}
+
+/// Most job rows a [`JobCache`] holds by default (a few hundred bytes each).
+pub const CACHED_JOBS: usize = 50_000;
+
+/// The job rows the last pages' commits left, kept by the indexer between pages so that a
+/// page's jobs are read from the database only when this indexer has not just written them
+/// (a page of a thousand cancellations then reads nothing). Only the indexer writes job rows,
+/// one leader at a time: the cache holds for one leadership (fence) and one index (until
+/// [`Store::reset_index`]); a page whose commit fails takes its rows out of it.
+#[derive(Debug)]
+pub struct JobCache {
+    /// The fence and index generation the rows were written under.
+    key: Option<(Option<(String, u64)>, u64)>,
+    /// Past this many rows, it starts over.
+    capacity: usize,
+    rows: HashMap<u64, JobRow>,
+    /// The highest job id the database has, as the last commit left it: a page's jobs above
+    /// it are new and not read (a page of submissions reads nothing).
+    highest: Option<u64>,
+}
+
+/// What a page starts from: the rows of its jobs the cache has, and the highest job id the
+/// database has if known.
+#[derive(Debug, Default)]
+struct Known {
+    rows: HashMap<u64, JobRow>,
+    highest: Option<u64>,
+}
+
+impl Default for JobCache {
+    fn default() -> Self {
+        Self::with_capacity(CACHED_JOBS)
+    }
+}
+
+impl JobCache {
+    /// An empty cache that starts over past `capacity` rows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            key: None,
+            capacity,
+            rows: HashMap::new(),
+            highest: None,
+        }
+    }
+
+    /// The cached rows of `ids` taken out (they come back with the page's commit); the cache
+    /// emptied first when it was filled under another fence or index.
+    fn take(&mut self, key: (Option<(String, u64)>, u64), ids: &[u64]) -> Known {
+        if self.key.as_ref() != Some(&key) {
+            self.rows.clear();
+            self.highest = None;
+            self.key = Some(key);
+        }
+        // Taken out too: only a committed page puts it back, so a page that fails, panics or
+        // is dropped (even after its commit) leaves it to be read again.
+        Known {
+            rows: ids
+                .iter()
+                .filter_map(|id| self.rows.remove_entry(id))
+                .collect(),
+            highest: self.highest.take(),
+        }
+    }
+
+    /// Keeps `rows` and the highest job id, as a committed page left them.
+    fn keep(&mut self, rows: HashMap<u64, JobRow>, highest: u64) {
+        if self.rows.len() + rows.len() > self.capacity {
+            self.rows.clear();
+        }
+        self.rows.extend(rows);
+        self.highest = Some(highest);
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 /// One mutation of the index, produced from one event (or one chain read).
@@ -305,7 +397,24 @@ impl Store {
             .run(&pool)
             .await
             .context("applying the database migrations")?;
-        Ok(Self { pool, backend })
+        let pages = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    // Pages are written one at a time, by the leader's indexer only.
+                    .max_connections(1)
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy(&url)
+                    .with_context(|| format!("parsing the database URL {url:?}"))?,
+            ),
+        };
+        Ok(Self {
+            pool,
+            backend,
+            generation: Arc::default(),
+            pages,
+        })
     }
 
     /// Which database this is.
@@ -349,37 +458,70 @@ impl Store {
         batch: &Batch,
         fence: Option<(&str, u64)>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        if let Some(fence) = fence {
-            crate::leader::check_fence(&mut tx, fence).await?;
-        }
-        let block = i64_of(batch.block, "block")?;
-        let mut jobs = JobFold::load(&mut tx, self.backend, &batch.mutations).await?;
-        for mutation in &batch.mutations {
-            if !jobs
-                .apply(mutation)
-                .with_context(|| format!("applying {mutation:?}"))?
-            {
-                apply_one(&mut tx, mutation, block)
-                    .await
-                    .with_context(|| format!("applying {mutation:?}"))?;
+        self.apply_cached(batch, fence, None).await
+    }
+
+    /// [`Store::apply`] as the leader `fence` `(holder, epoch)` if any (see
+    /// [`Store::apply_fenced`]), the page's jobs taken from `cache` where it has them (rather
+    /// than read) and the rows as the page's commit left them kept in it. The indexer's write.
+    pub async fn apply_cached(
+        &self,
+        batch: &Batch,
+        fence: Option<(&str, u64)>,
+        cache: Option<&Mutex<JobCache>>,
+    ) -> Result<()> {
+        let ids = JobFold::ids(&batch.mutations);
+        let known = match cache {
+            Some(cache) => {
+                let key = (
+                    fence.map(|(holder, epoch)| (holder.to_owned(), epoch)),
+                    self.generation.load(Ordering::SeqCst),
+                );
+                // A panic elsewhere cannot leave it inconsistent: take and keep do not panic.
+                cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(key, &ids)
             }
+            None => Known::default(),
+        };
+        let jobs = self.write_page(batch, fence, &ids, known).await?;
+        if let Some(cache) = cache {
+            cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .keep(jobs.rows, jobs.highest);
         }
-        jobs.write(&mut tx, block).await?;
-        let cursor = serde_json::to_string(&batch.cursor)?;
-        sqlx::query(
-            "INSERT INTO index_cursors (contract, cursor, events_applied) VALUES ($1, $2, $3) \
-             ON CONFLICT (contract) DO UPDATE SET cursor = excluded.cursor, \
-             events_applied = index_cursors.events_applied + excluded.events_applied",
-        )
-        .bind(&batch.contract)
-        .bind(cursor)
-        .bind(i64_of(batch.events, "events")?)
-        .execute(&mut *tx)
-        .await
-        .context("writing the index cursor")?;
-        tx.commit().await.context("committing the page")?;
         Ok(())
+    }
+
+    /// Writes a page in one transaction (natively on PostgreSQL); the fold as committed.
+    async fn write_page(
+        &self,
+        batch: &Batch,
+        fence: Option<(&str, u64)>,
+        ids: &[u64],
+        known: Known,
+    ) -> Result<JobFold> {
+        Ok(match &self.pages {
+            Some(pages) => {
+                let mut tx = pages.begin().await.context("starting a transaction")?;
+                let jobs = pg_db::apply_page(&mut tx, batch, fence, ids, known).await?;
+                jobs.write_copy(&mut tx, i64_of(batch.block, "block")?)
+                    .await?;
+                pg_db::write_cursor(&mut tx, batch).await?;
+                tx.commit().await.context("committing the page")?;
+                jobs
+            }
+            None => {
+                let mut tx = self.pool.begin().await.context("starting a transaction")?;
+                let jobs = any_db::apply_page(&mut tx, batch, fence, ids, known).await?;
+                jobs.write(&mut tx, i64_of(batch.block, "block")?).await?;
+                any_db::write_cursor(&mut tx, batch).await?;
+                tx.commit().await.context("committing the page")?;
+                jobs
+            }
+        })
     }
 
     /// Empties the index (every mirrored row and cursor): the next indexer run rebuilds it
@@ -400,6 +542,7 @@ impl Store {
                 .with_context(|| format!("emptying {table}"))?;
         }
         tx.commit().await?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -485,29 +628,7 @@ pub(crate) fn worker_row(r: &sqlx::any::AnyRow) -> Result<WorkerRow> {
     })
 }
 
-pub(crate) fn job_row(r: &sqlx::any::AnyRow) -> Result<JobRow> {
-    Ok(JobRow {
-        job_id: u64_of(r.try_get("job_id")?, "job_id")?,
-        submitter: r.try_get("submitter")?,
-        model_id: u64_of(r.try_get("model_id")?, "model_id")?,
-        input_hash: r.try_get("input_hash")?,
-        fee: r.try_get("fee")?,
-        deadline: u64_of(r.try_get("deadline")?, "deadline")?,
-        min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
-        required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
-        min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,
-        min_score: u64_of(r.try_get("min_score")?, "min_score")?,
-        terms: r.try_get("terms")?,
-        dispute_bond: r.try_get("dispute_bond")?,
-        state: r.try_get("state")?,
-        worker: r.try_get("worker")?,
-        output_hash: r.try_get("output_hash")?,
-        disputer: r.try_get("disputer")?,
-        assigned_at: opt_u64(r.try_get("assigned_at")?, "assigned_at")?,
-        completed_at: opt_u64(r.try_get("completed_at")?, "completed_at")?,
-        dispute: r.try_get("dispute")?,
-    })
-}
+pub(crate) use any_db::job_row;
 
 pub(crate) fn opt_u64(value: Option<i64>, what: &str) -> Result<Option<u64>> {
     value.map(|v| u64_of(v, what)).transpose()
@@ -526,10 +647,13 @@ const ROWS_PER_STATEMENT: usize = 200;
 /// it), and the changed rows and the log entries written in a few multi-row statements: a
 /// page of a thousand events costs a dozen statements instead of thousands.
 struct JobFold {
-    backend: Backend,
     rows: HashMap<u64, JobRow>,
     /// Jobs the page changed.
     changed: BTreeSet<u64>,
+    /// Jobs the database did not have when the page was loaded.
+    fresh: BTreeSet<u64>,
+    /// The highest job id the database has once the page is written.
+    highest: u64,
     /// Log entries, each with the job as it stood then.
     events: Vec<LogEntry>,
 }
@@ -547,13 +671,9 @@ struct LogEntry {
 }
 
 impl JobFold {
-    /// Reads the rows of the jobs the page's mutations name.
-    async fn load(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        backend: Backend,
-        mutations: &[Mutation],
-    ) -> Result<Self> {
-        let ids = mutations
+    /// The jobs the page's mutations name, in order.
+    fn ids(mutations: &[Mutation]) -> Vec<u64> {
+        mutations
             .iter()
             .filter_map(|mutation| match mutation {
                 Mutation::JobSubmitted(job) | Mutation::JobRead(job) => Some(job.job_id),
@@ -564,33 +684,19 @@ impl JobFold {
             })
             .collect::<BTreeSet<u64>>()
             .into_iter()
-            .map(|id| i64_of(id, "job id"))
-            .collect::<Result<Vec<i64>>>()?;
-        let mut rows = HashMap::new();
-        for chunk in ids.chunks(ROWS_PER_STATEMENT * 4) {
-            let sql = format!(
-                "SELECT * FROM jobs WHERE job_id IN {}",
-                placeholders(backend, 1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query
-                .fetch_all(&mut **tx)
-                .await
-                .context("reading the page's jobs")?
-            {
-                let job = job_row(&row)?;
-                rows.insert(job.job_id, job);
-            }
-        }
-        Ok(Self {
-            backend,
+            .collect()
+    }
+
+    /// A fold of the rows `rows` (the page's jobs the database has), `highest` the highest
+    /// job id it has.
+    fn new(rows: HashMap<u64, JobRow>, highest: u64) -> Self {
+        Self {
             rows,
             changed: BTreeSet::new(),
+            fresh: BTreeSet::new(),
+            highest,
             events: Vec::new(),
-        })
+        }
     }
 
     /// Applies `mutation` if it is a job's; whether it was.
@@ -610,6 +716,8 @@ impl JobFold {
                     }
                     None => {
                         self.rows.insert(job.job_id, job.clone());
+                        self.fresh.insert(job.job_id);
+                        self.highest = self.highest.max(job.job_id);
                     }
                 }
                 self.changed.insert(job.job_id);
@@ -669,8 +777,9 @@ impl JobFold {
         Ok(true)
     }
 
-    /// Writes the changed rows (at `block`) and the log entries.
-    async fn write(self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, block: i64) -> Result<()> {
+    /// Writes the changed rows (at `block`) and the log entries on SQLite (PostgreSQL's pages
+    /// are written by [`JobFold::write_copy`]).
+    async fn write(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, block: i64) -> Result<()> {
         let changed: Vec<&JobRow> = self
             .changed
             .iter()
@@ -687,7 +796,7 @@ impl JobFold {
                  disputer = excluded.disputer, assigned_at = excluded.assigned_at, \
                  completed_at = excluded.completed_at, dispute = excluded.dispute, \
                  updated_block = excluded.updated_block",
-                placeholders(self.backend, chunk.len(), 21)
+                placeholders(Backend::Sqlite, chunk.len(), 21)
             );
             let mut query = sqlx::query(&sql);
             for job in chunk {
@@ -722,18 +831,12 @@ impl JobFold {
         if self.events.is_empty() {
             return Ok(());
         }
-        // The log's sequence grows by one per entry: only the leader's indexer writes it.
-        let last: i64 = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS last FROM job_events")
-            .fetch_one(&mut **tx)
-            .await
-            .context("reading the event log's sequence")?
-            .try_get("last")?;
-        let mut sequence = last;
+        let mut sequence = any_db::last_sequence(tx).await?;
         for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO job_events (sequence, job_id, submitter, state, worker, \
                  output_hash, block_number, tx_hash, recorded_at) VALUES {}",
-                placeholders(self.backend, chunk.len(), 9)
+                placeholders(Backend::Sqlite, chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
             for entry in chunk {
@@ -754,6 +857,205 @@ impl JobFold {
                 .await
                 .context("writing the page's event log")?;
         }
+        Ok(())
+    }
+
+    /// [`JobFold::write`] on PostgreSQL: new jobs and the log entries are `COPY`'d in (a
+    /// multi-row `INSERT` costs PostgreSQL several times more per row), and jobs the database
+    /// had are updated in one `UPDATE .. FROM UNNEST` of array parameters. A job new to the
+    /// page that the database has after all (it cannot, the leader being the one writer) fails
+    /// the page, which the indexer retries, and the retry reads it.
+    async fn write_copy(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        block: i64,
+    ) -> Result<()> {
+        let mut fresh = CopyRows::default();
+        let mut known = Vec::new();
+        for job in self.changed.iter().filter_map(|id| self.rows.get(id)) {
+            if !self.fresh.contains(&job.job_id) {
+                known.push(job);
+                continue;
+            }
+            fresh.int(Some(i64_of(job.job_id, "job id")?));
+            fresh.text(Some(&job.submitter));
+            fresh.int(Some(i64_of(job.model_id, "model id")?));
+            fresh.text(Some(&job.input_hash));
+            fresh.text(Some(&job.fee));
+            fresh.int(Some(i64_of(job.deadline, "deadline")?));
+            fresh.int(Some(i64_of(job.min_vram_mb, "min_vram_mb")?));
+            fresh.int(Some(i64_of(job.required_flags, "required_flags")?));
+            fresh.int(Some(i64_of(job.min_stake_tier, "min_stake_tier")?));
+            fresh.int(Some(i64_of(job.min_score, "min_score")?));
+            fresh.text(Some(&job.terms));
+            fresh.text(Some(&job.dispute_bond));
+            fresh.text(Some(&job.state));
+            fresh.text(job.worker.as_deref());
+            fresh.text(job.output_hash.as_deref());
+            fresh.text(job.disputer.as_deref());
+            fresh.int(opt_i64(job.assigned_at, "assigned_at")?);
+            fresh.int(opt_i64(job.completed_at, "completed_at")?);
+            fresh.text(job.dispute.as_deref());
+            fresh.int(Some(block));
+            fresh.int(Some(block));
+            fresh.end_row();
+        }
+        fresh
+            .copy(
+                tx,
+                "COPY jobs (job_id, submitter, model_id, input_hash, fee, deadline, min_vram_mb, \
+                 required_flags, min_stake_tier, min_score, terms, dispute_bond, state, worker, \
+                 output_hash, disputer, assigned_at, completed_at, dispute, submitted_block, \
+                 updated_block) FROM STDIN",
+            )
+            .await
+            .context("writing the page's new jobs")?;
+        if !known.is_empty() {
+            let ids = known
+                .iter()
+                .map(|j| i64_of(j.job_id, "job id"))
+                .collect::<Result<Vec<i64>>>()?;
+            let text =
+                |f: fn(&JobRow) -> Option<String>| known.iter().map(|j| f(j)).collect::<Vec<_>>();
+            let at = |f: fn(&JobRow) -> Option<u64>| {
+                known
+                    .iter()
+                    .map(|j| opt_i64(f(j), "time"))
+                    .collect::<Result<Vec<Option<i64>>>>()
+            };
+            let updated = sqlx::query(
+                "UPDATE jobs SET state = u.state, worker = u.worker, \
+                 output_hash = u.output_hash, disputer = u.disputer, \
+                 assigned_at = u.assigned_at, completed_at = u.completed_at, \
+                 dispute = u.dispute, updated_block = $9 \
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::bigint[], $7::bigint[], $8::text[]) AS u (job_id, state, worker, \
+                 output_hash, disputer, assigned_at, completed_at, dispute) \
+                 WHERE jobs.job_id = u.job_id",
+            )
+            .bind(ids)
+            .bind(text(|j| Some(j.state.clone())))
+            .bind(text(|j| j.worker.clone()))
+            .bind(text(|j| j.output_hash.clone()))
+            .bind(text(|j| j.disputer.clone()))
+            .bind(at(|j| j.assigned_at)?)
+            .bind(at(|j| j.completed_at)?)
+            .bind(text(|j| j.dispute.clone()))
+            .bind(block)
+            .execute(&mut **tx)
+            .await
+            .context("updating the page's jobs")?
+            .rows_affected();
+            // A row the page took as known but the database lacks (an index reset elsewhere):
+            // the page fails, and its retry reads the database.
+            anyhow::ensure!(
+                updated == known.len() as u64,
+                "{} of the page's {} known jobs are not in the index",
+                known.len() as u64 - updated.min(known.len() as u64),
+                known.len()
+            );
+        }
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let mut sequence = pg_db::last_sequence(tx).await?;
+        let mut log = CopyRows::default();
+        for entry in &self.events {
+            sequence += 1;
+            log.int(Some(sequence));
+            log.int(Some(i64_of(entry.job_id, "job id")?));
+            log.text(Some(&entry.submitter));
+            log.text(Some(&entry.state));
+            log.text(entry.worker.as_deref());
+            log.text(entry.output_hash.as_deref());
+            log.int(Some(i64_of(entry.block_number, "block")?));
+            log.text(Some(&entry.tx_hash));
+            log.int(Some(i64_of(entry.recorded_at, "recorded_at")?));
+            log.end_row();
+        }
+        log.copy(
+            tx,
+            "COPY job_events (sequence, job_id, submitter, state, worker, output_hash, \
+             block_number, tx_hash, recorded_at) FROM STDIN",
+        )
+        .await
+        .context("writing the page's event log")
+    }
+}
+
+/// Rows in PostgreSQL's `COPY` text format: tab between columns, newline after each row,
+/// `\N` for NULL, and backslash, tab, newline and carriage return escaped in text (so any text
+/// comes back as it was).
+#[derive(Default)]
+struct CopyRows {
+    data: String,
+    rows: usize,
+    /// Whether the current row has a column yet.
+    started: bool,
+}
+
+impl CopyRows {
+    fn separate(&mut self) {
+        if self.started {
+            self.data.push('\t');
+        }
+        self.started = true;
+    }
+
+    fn int(&mut self, value: Option<i64>) {
+        self.separate();
+        match value {
+            Some(value) => {
+                let _ = write!(self.data, "{value}");
+            }
+            None => self.data.push_str("\\N"),
+        }
+    }
+
+    fn text(&mut self, value: Option<&str>) {
+        self.separate();
+        let Some(value) = value else {
+            self.data.push_str("\\N");
+            return;
+        };
+        if !value.contains(['\\', '\t', '\n', '\r']) {
+            self.data.push_str(value);
+            return;
+        }
+        for c in value.chars() {
+            match c {
+                '\\' => self.data.push_str("\\\\"),
+                '\t' => self.data.push_str("\\t"),
+                '\n' => self.data.push_str("\\n"),
+                '\r' => self.data.push_str("\\r"),
+                c => self.data.push(c),
+            }
+        }
+    }
+
+    fn end_row(&mut self) {
+        self.data.push('\n');
+        self.rows += 1;
+        self.started = false;
+    }
+
+    /// Sends the rows with `statement` (a `COPY .. FROM STDIN`), if there are any.
+    async fn copy(
+        self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        statement: &str,
+    ) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let mut copy = tx.copy_in_raw(statement).await?;
+        copy.send(self.data.into_bytes()).await?;
+        let copied = copy.finish().await?;
+        anyhow::ensure!(
+            copied == self.rows as u64,
+            "COPY took {copied} of {} rows",
+            self.rows
+        );
         Ok(())
     }
 }
@@ -777,89 +1079,251 @@ fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-async fn apply_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    mutation: &Mutation,
-    block: i64,
-) -> Result<()> {
-    match mutation {
-        Mutation::ModelSet(m) => {
-            sqlx::query(
-                "INSERT INTO models (model_id, owner, model_hash, min_vram_mb, required_flags, \
-                 min_stake_tier, min_score, price, active, updated_block) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (model_id) DO UPDATE SET owner = excluded.owner, \
-                 model_hash = excluded.model_hash, min_vram_mb = excluded.min_vram_mb, \
-                 required_flags = excluded.required_flags, \
-                 min_stake_tier = excluded.min_stake_tier, min_score = excluded.min_score, \
-                 price = excluded.price, updated_block = excluded.updated_block",
-            )
-            .bind(i64_of(m.model_id, "model id")?)
-            .bind(&m.owner)
-            .bind(&m.model_hash)
-            .bind(i64_of(m.min_vram_mb, "min_vram_mb")?)
-            .bind(i64_of(m.required_flags, "required_flags")?)
-            .bind(i64_of(m.min_stake_tier, "min_stake_tier")?)
-            .bind(i64_of(m.min_score, "min_score")?)
-            .bind(&m.price)
-            .bind(i64::from(m.active))
-            .bind(block)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Mutation::ModelActive { model_id, active } => {
-            sqlx::query("UPDATE models SET active = $1, updated_block = $2 WHERE model_id = $3")
-                .bind(i64::from(*active))
-                .bind(block)
-                .bind(i64_of(*model_id, "model id")?)
+/// The index's page statements, one body compiled for each sqlx database type a page is
+/// written through: `Any` (SQLite) and native PostgreSQL (whose page writes `COPY` rows in,
+/// which `Any` cannot reach). The same SQL on both.
+macro_rules! page_statements {
+    ($module:ident, $db:ty, $backend:expr) => {
+        pub(crate) mod $module {
+            use super::*;
+
+            /// Fails unless `(holder, epoch)` still leads. Taking the lease row's lock (an
+            /// UPDATE that changes nothing) orders this write after any takeover in
+            /// PostgreSQL; SQLite has a single writer anyway.
+            pub(crate) async fn check_fence(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                (holder, epoch): (&str, u64),
+            ) -> Result<()> {
+                let held = sqlx::query(
+                    "UPDATE leases SET holder = holder \
+                     WHERE name = $1 AND holder = $2 AND epoch = $3",
+                )
+                .bind(crate::leader::LEADER)
+                .bind(holder)
+                .bind(i64_of(epoch, "epoch")?)
                 .execute(&mut **tx)
-                .await?;
+                .await
+                .context("checking the leader lease")?;
+                anyhow::ensure!(
+                    held.rows_affected() == 1,
+                    "no longer the leader (epoch {epoch} was superseded): index write refused"
+                );
+                Ok(())
+            }
+
+            /// Checks the fence, reads the page's jobs the database has and `known` lacks,
+            /// folds the page's job mutations and applies the others; the fold, to be
+            /// written.
+            pub(super) async fn apply_page(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                batch: &Batch,
+                fence: Option<(&str, u64)>,
+                ids: &[u64],
+                known: Known,
+            ) -> Result<JobFold> {
+                if let Some(fence) = fence {
+                    check_fence(tx, fence).await?;
+                }
+                let highest = match known.highest {
+                    Some(highest) => highest,
+                    None => u64_of(
+                        sqlx::query("SELECT COALESCE(MAX(job_id), 0) AS highest FROM jobs")
+                            .fetch_one(&mut **tx)
+                            .await
+                            .context("reading the highest job id")?
+                            .try_get("highest")?,
+                        "highest job id",
+                    )?,
+                };
+                // Jobs above the highest the database has are new: nothing to read.
+                let missing = ids
+                    .iter()
+                    .filter(|&&id| id <= highest && !known.rows.contains_key(&id))
+                    .map(|&id| i64_of(id, "job id"))
+                    .collect::<Result<Vec<i64>>>()?;
+                let mut rows = known.rows;
+                for chunk in missing.chunks(ROWS_PER_STATEMENT * 4) {
+                    let sql = format!(
+                        "SELECT * FROM jobs WHERE job_id IN {}",
+                        placeholders($backend, 1, chunk.len())
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    for row in query
+                        .fetch_all(&mut **tx)
+                        .await
+                        .context("reading the page's jobs")?
+                    {
+                        let job = job_row(&row)?;
+                        rows.insert(job.job_id, job);
+                    }
+                }
+                let block = i64_of(batch.block, "block")?;
+                let mut jobs = JobFold::new(rows, highest);
+                for mutation in &batch.mutations {
+                    if !jobs
+                        .apply(mutation)
+                        .with_context(|| format!("applying {mutation:?}"))?
+                    {
+                        apply_one(tx, mutation, block)
+                            .await
+                            .with_context(|| format!("applying {mutation:?}"))?;
+                    }
+                }
+                Ok(jobs)
+            }
+
+            /// Writes the stream's cursor after the page.
+            pub(super) async fn write_cursor(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                batch: &Batch,
+            ) -> Result<()> {
+                let cursor = serde_json::to_string(&batch.cursor)?;
+                sqlx::query(
+                    "INSERT INTO index_cursors (contract, cursor, events_applied) \
+                     VALUES ($1, $2, $3) ON CONFLICT (contract) DO UPDATE SET \
+                     cursor = excluded.cursor, \
+                     events_applied = index_cursors.events_applied + excluded.events_applied",
+                )
+                .bind(&batch.contract)
+                .bind(cursor)
+                .bind(i64_of(batch.events, "events")?)
+                .execute(&mut **tx)
+                .await
+                .context("writing the index cursor")?;
+                Ok(())
+            }
+
+            /// The event log's last sequence (0 when empty). The sequence grows by one per
+            /// entry: only the leader's indexer writes the log.
+            pub(super) async fn last_sequence(
+                tx: &mut sqlx::Transaction<'_, $db>,
+            ) -> Result<i64> {
+                Ok(
+                    sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS last FROM job_events")
+                        .fetch_one(&mut **tx)
+                        .await
+                        .context("reading the event log's sequence")?
+                        .try_get("last")?,
+                )
+            }
+
+            pub(super) async fn apply_one(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                mutation: &Mutation,
+                block: i64,
+            ) -> Result<()> {
+                match mutation {
+                    Mutation::ModelSet(m) => {
+                        sqlx::query(
+                            "INSERT INTO models (model_id, owner, model_hash, min_vram_mb, required_flags, \
+                             min_stake_tier, min_score, price, active, updated_block) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                             ON CONFLICT (model_id) DO UPDATE SET owner = excluded.owner, \
+                             model_hash = excluded.model_hash, min_vram_mb = excluded.min_vram_mb, \
+                             required_flags = excluded.required_flags, \
+                             min_stake_tier = excluded.min_stake_tier, min_score = excluded.min_score, \
+                             price = excluded.price, updated_block = excluded.updated_block",
+                        )
+                        .bind(i64_of(m.model_id, "model id")?)
+                        .bind(&m.owner)
+                        .bind(&m.model_hash)
+                        .bind(i64_of(m.min_vram_mb, "min_vram_mb")?)
+                        .bind(i64_of(m.required_flags, "required_flags")?)
+                        .bind(i64_of(m.min_stake_tier, "min_stake_tier")?)
+                        .bind(i64_of(m.min_score, "min_score")?)
+                        .bind(&m.price)
+                        .bind(i64::from(m.active))
+                        .bind(block)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    Mutation::ModelActive { model_id, active } => {
+                        sqlx::query("UPDATE models SET active = $1, updated_block = $2 WHERE model_id = $3")
+                            .bind(i64::from(*active))
+                            .bind(block)
+                            .bind(i64_of(*model_id, "model id")?)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Mutation::JobSubmitted(_)
+                    | Mutation::JobRead(_)
+                    | Mutation::JobState { .. }
+                    | Mutation::JobEvent { .. } => bail!("a job mutation outside the page's fold"),
+                    Mutation::Worker(w) => {
+                        sqlx::query(
+                            "INSERT INTO workers (address, state, gpu_model, vram_mb, compute_capability, \
+                             flags, stake, hardware_tier, stake_tier, score, last_heartbeat, info, \
+                             updated_block) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                             ON CONFLICT (address) DO UPDATE SET state = excluded.state, \
+                             gpu_model = excluded.gpu_model, vram_mb = excluded.vram_mb, \
+                             compute_capability = excluded.compute_capability, flags = excluded.flags, \
+                             stake = excluded.stake, hardware_tier = excluded.hardware_tier, \
+                             stake_tier = excluded.stake_tier, score = excluded.score, \
+                             last_heartbeat = excluded.last_heartbeat, info = excluded.info, \
+                             updated_block = excluded.updated_block",
+                        )
+                        .bind(&w.address)
+                        .bind(&w.state)
+                        .bind(&w.gpu_model)
+                        .bind(i64_of(w.vram_mb, "vram_mb")?)
+                        .bind(i64_of(w.compute_capability, "compute_capability")?)
+                        .bind(i64_of(w.flags, "flags")?)
+                        .bind(&w.stake)
+                        .bind(i64_of(w.hardware_tier, "hardware_tier")?)
+                        .bind(i64_of(w.stake_tier, "stake_tier")?)
+                        .bind(i64_of(w.score, "score")?)
+                        .bind(i64_of(w.last_heartbeat, "last_heartbeat")?)
+                        .bind(&w.info)
+                        .bind(block)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    Mutation::Params { contract, params } => {
+                        sqlx::query(
+                            "INSERT INTO params (contract, params, updated_block) VALUES ($1, $2, $3) \
+                             ON CONFLICT (contract) DO UPDATE SET params = excluded.params, \
+                             updated_block = excluded.updated_block",
+                        )
+                        .bind(contract)
+                        .bind(params)
+                        .bind(block)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            pub(crate) fn job_row(r: &<$db as sqlx::Database>::Row) -> Result<JobRow> {
+                Ok(JobRow {
+                    job_id: u64_of(r.try_get("job_id")?, "job_id")?,
+                    submitter: r.try_get("submitter")?,
+                    model_id: u64_of(r.try_get("model_id")?, "model_id")?,
+                    input_hash: r.try_get("input_hash")?,
+                    fee: r.try_get("fee")?,
+                    deadline: u64_of(r.try_get("deadline")?, "deadline")?,
+                    min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
+                    required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
+                    min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,
+                    min_score: u64_of(r.try_get("min_score")?, "min_score")?,
+                    terms: r.try_get("terms")?,
+                    dispute_bond: r.try_get("dispute_bond")?,
+                    state: r.try_get("state")?,
+                    worker: r.try_get("worker")?,
+                    output_hash: r.try_get("output_hash")?,
+                    disputer: r.try_get("disputer")?,
+                    assigned_at: opt_u64(r.try_get("assigned_at")?, "assigned_at")?,
+                    completed_at: opt_u64(r.try_get("completed_at")?, "completed_at")?,
+                    dispute: r.try_get("dispute")?,
+                })
+            }
         }
-        Mutation::JobSubmitted(_)
-        | Mutation::JobRead(_)
-        | Mutation::JobState { .. }
-        | Mutation::JobEvent { .. } => bail!("a job mutation outside the page's fold"),
-        Mutation::Worker(w) => {
-            sqlx::query(
-                "INSERT INTO workers (address, state, gpu_model, vram_mb, compute_capability, \
-                 flags, stake, hardware_tier, stake_tier, score, last_heartbeat, info, \
-                 updated_block) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (address) DO UPDATE SET state = excluded.state, \
-                 gpu_model = excluded.gpu_model, vram_mb = excluded.vram_mb, \
-                 compute_capability = excluded.compute_capability, flags = excluded.flags, \
-                 stake = excluded.stake, hardware_tier = excluded.hardware_tier, \
-                 stake_tier = excluded.stake_tier, score = excluded.score, \
-                 last_heartbeat = excluded.last_heartbeat, info = excluded.info, \
-                 updated_block = excluded.updated_block",
-            )
-            .bind(&w.address)
-            .bind(&w.state)
-            .bind(&w.gpu_model)
-            .bind(i64_of(w.vram_mb, "vram_mb")?)
-            .bind(i64_of(w.compute_capability, "compute_capability")?)
-            .bind(i64_of(w.flags, "flags")?)
-            .bind(&w.stake)
-            .bind(i64_of(w.hardware_tier, "hardware_tier")?)
-            .bind(i64_of(w.stake_tier, "stake_tier")?)
-            .bind(i64_of(w.score, "score")?)
-            .bind(i64_of(w.last_heartbeat, "last_heartbeat")?)
-            .bind(&w.info)
-            .bind(block)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Mutation::Params { contract, params } => {
-            sqlx::query(
-                "INSERT INTO params (contract, params, updated_block) VALUES ($1, $2, $3) \
-                 ON CONFLICT (contract) DO UPDATE SET params = excluded.params, \
-                 updated_block = excluded.updated_block",
-            )
-            .bind(contract)
-            .bind(params)
-            .bind(block)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(())
+    };
 }
+
+// Pages go through `Any` on SQLite only: PostgreSQL's are written natively.
+page_statements!(any_db, sqlx::Any, Backend::Sqlite);
+page_statements!(pg_db, sqlx::Postgres, Backend::Postgres);

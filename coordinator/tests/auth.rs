@@ -92,6 +92,8 @@ fn beat() -> Vec<u8> {
         capacity: 1,
         models: vec![],
         agent_version: "auth-test".into(),
+        max_input_bytes: None,
+        max_model_bytes: None,
     })
     .expect("json")
 }

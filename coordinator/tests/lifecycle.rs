@@ -11,7 +11,9 @@ mod common;
 
 use std::time::Duration;
 
-use ciro_api::coordinator::{GiveBack, Heartbeat, JobState, ListJobs, UnmatchedReason};
+use ciro_api::coordinator::{
+    GiveBack, Heartbeat, JobState, ListJobs, ListWorkers, UnmatchedReason,
+};
 use ciro_api::wire::Digest;
 use ciro_chain::clients::{u256, u256_from_digest};
 use ciro_chain::tx::call;
@@ -27,6 +29,8 @@ fn heartbeat(models: &[Digest]) -> Heartbeat {
         capacity: 2,
         models: models.to_vec(),
         agent_version: "test-worker".into(),
+        max_input_bytes: None,
+        max_model_bytes: None,
     }
 }
 
@@ -54,13 +58,19 @@ async fn keep_live(
     client: ciro_api::coordinator::CoordinatorClient,
     models: Vec<Digest>,
 ) -> tokio::task::JoinHandle<()> {
-    announce(&client, &models).await;
+    keep_beating(client, heartbeat(&models)).await
+}
+
+/// [`keep_live`] with the heartbeat `beat` (limits, models).
+async fn keep_beating(
+    client: ciro_api::coordinator::CoordinatorClient,
+    beat: Heartbeat,
+) -> tokio::task::JoinHandle<()> {
+    announce(&client, &beat.models).await;
+    client.heartbeat(&beat).await.expect("heartbeat");
     tokio::spawn(async move {
         loop {
-            client
-                .heartbeat(&heartbeat(&models))
-                .await
-                .expect("heartbeat");
+            client.heartbeat(&beat).await.expect("heartbeat");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     })
@@ -522,6 +532,90 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
         task.abort();
     }
     s.assert_invariants("after the cancellation").await;
+    c.stop().await;
+}
+
+/// A worker declares in its heartbeats the largest input and model file it accepts; a job
+/// whose data is larger was assigned to it anyway, and it could only give the job back (as
+/// unable, which counts nothing), so the job circulated until its deadline. Now the matcher
+/// offers it only to a worker that admits it, the job explains why it waits while none does,
+/// and a declared limit of zero is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_larger_than_a_workers_limits_goes_only_to_a_worker_that_admits_it() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let model_file = [7u8; 100];
+    let (model, _) = model_with_file(&s, &c, &model_file).await;
+    for actor in [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC] {
+        s.active_worker(actor).await;
+    }
+    let a = c.client_as(&s, Actor::WorkerA);
+    announce(&a, &[]).await;
+    let zero = Heartbeat {
+        max_input_bytes: Some(0),
+        ..heartbeat(&[])
+    };
+    let refused = a.heartbeat(&zero).await.expect_err("a zero limit");
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::BadRequest),
+        "{refused}"
+    );
+    // The job's input is 24 bytes, its model file 100. A admits inputs of 8 bytes at most; C
+    // admits the input but model files of 50 bytes at most (with the two limits swapped, C
+    // would admit the job).
+    let limits = |input, model| Heartbeat {
+        max_input_bytes: Some(input),
+        max_model_bytes: Some(model),
+        ..heartbeat(&[])
+    };
+    let mut beating = vec![
+        keep_beating(a, limits(8, 1 << 20)).await,
+        keep_beating(c.client_as(&s, Actor::WorkerC), limits(200, 50)).await,
+    ];
+    let input = b"an input of 24 bytes....";
+    let (job, _) = job_with_input(&s, &c, model, input).await;
+    // The answers share the live workers read at most once a second: wait for both.
+    let expected = UnmatchedReason::TooLarge {
+        input_bytes: input.len() as u64,
+        model_bytes: model_file.len() as u64,
+        eligible: 2,
+    };
+    let unmatched = eventually("the job explains its size", WAIT, || async {
+        let unmatched = c.client().job(job).await.ok()?.unmatched?;
+        (unmatched.reason == expected).then_some(unmatched)
+    })
+    .await;
+    assert!(
+        unmatched.message.contains("larger than any"),
+        "{unmatched:?}"
+    );
+    // The workers' list reads the heartbeats with their limits.
+    let listed = c
+        .client()
+        .list_workers(&ListWorkers::default())
+        .await
+        .expect("the workers' list");
+    let live = listed
+        .items
+        .iter()
+        .filter(|w| w.liveness.as_ref().is_some_and(|l| l.live))
+        .count();
+    assert_eq!(live, 2, "{listed:?}");
+    // Ten matcher ticks with A and C live and idle: still queued.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let info = s.job_info(job).await;
+    assert_eq!(format!("{:?}", info.job.state), "Queued", "{info:?}");
+
+    // B declares no limit: it gets the job.
+    beating.push(keep_live(c.client_as(&s, Actor::WorkerB), vec![]).await);
+    assert_eq!(
+        chain_state(&s, job, "Assigned").await.job.worker,
+        s.addr(Actor::WorkerB)
+    );
+    for task in beating {
+        task.abort();
+    }
     c.stop().await;
 }
 

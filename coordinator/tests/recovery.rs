@@ -240,6 +240,8 @@ async fn simulate_worker(
             capacity: 20,
             models: vec![model],
             agent_version: "recovery-test".into(),
+            max_input_bytes: None,
+            max_model_bytes: None,
         };
         if client.heartbeat(&beat).await.is_err() {
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -13,7 +13,12 @@ use ciro_chain::events::EventCursor;
 use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore, StagedBlob};
 use ciro_coordinator::operator::collect_blob;
 use ciro_coordinator::records::{BlobRow, EventScope};
-use ciro_coordinator::store::{Batch, JobRow, Mutation, Store};
+use ciro_coordinator::store::{Batch, JobCache, JobRow, Mutation, Store};
+
+/// A fresh SQLite database's URL in `dir`.
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("index.db").display())
+}
 
 fn job(job_id: u64) -> JobRow {
     JobRow {
@@ -267,16 +272,392 @@ async fn folds_pages_in_order(url: &str) {
 #[tokio::test]
 async fn sqlite_pages_fold_in_order() {
     let dir = tempfile::tempdir().expect("dir");
-    folds_pages_in_order(&format!(
-        "sqlite://{}",
-        dir.path().join("index.db").display()
-    ))
-    .await;
+    folds_pages_in_order(&sqlite_url(&dir)).await;
 }
 
 #[tokio::test]
 async fn postgres_pages_fold_in_order() {
     folds_pages_in_order(&common::fresh_postgres().await.expect("database")).await;
+}
+
+fn state(
+    job_id: u64,
+    state: &'static str,
+    worker: Option<Option<String>>,
+    at: Option<u64>,
+) -> Mutation {
+    Mutation::JobState {
+        job_id,
+        state,
+        worker,
+        output_hash: None,
+        disputer: None,
+        at,
+    }
+}
+
+/// The indexer keeps the rows its pages committed (`JobCache`) and reads a page's jobs only
+/// when it lacks them. The attacks on that: a row another leader changed while this one was
+/// deposed, a row a failed page changed in memory but never committed, and a row of an index
+/// since reset; each must be read from the database, never taken from the cache.
+async fn a_cached_row_is_never_one_the_database_no_longer_has(url: &str) {
+    use std::sync::Mutex;
+    use std::time::Duration;
+    let store = Store::connect(url).await.expect("store");
+    let cache = Mutex::new(JobCache::default());
+    let ttl = Duration::from_secs(60);
+    let lead = |holder: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .acquire_leadership(holder, ttl)
+                .await
+                .expect("lease")
+                .expect("the lease is free")
+                .epoch
+        }
+    };
+    let a1 = lead("a").await;
+    store
+        .apply_cached(
+            &page(10, vec![Mutation::JobSubmitted(job(1)), logged(1, 10)]),
+            Some(("a", a1)),
+            Some(&cache),
+        )
+        .await
+        .expect("a's page");
+    assert_eq!(
+        cache.lock().expect("cache").len(),
+        1,
+        "the row was not kept"
+    );
+
+    // `a` is deposed; `b` assigns the job; `a` leads again.
+    store.release_leadership("a").await.expect("release");
+    let b = lead("b").await;
+    store
+        .apply_fenced(
+            &page(
+                11,
+                vec![
+                    state(1, "Assigned", Some(Some("0xb".into())), Some(200)),
+                    logged(1, 11),
+                ],
+            ),
+            "b",
+            b,
+        )
+        .await
+        .expect("b's page");
+    store.release_leadership("b").await.expect("release");
+    let a2 = lead("a").await;
+    store
+        .apply_cached(
+            &page(
+                12,
+                vec![state(1, "Completed", None, Some(250)), logged(1, 12)],
+            ),
+            Some(("a", a2)),
+            Some(&cache),
+        )
+        .await
+        .expect("a's page as leader again");
+    let row = store.job(1).await.expect("read").expect("job 1");
+    assert_eq!(
+        (
+            row.state.as_str(),
+            row.worker.as_deref(),
+            row.assigned_at,
+            row.completed_at
+        ),
+        ("Completed", Some("0xb"), Some(200), Some(250)),
+        "a's cached row from before b's leadership overwrote b's assignment"
+    );
+
+    // A page that fails to write (a job with a deadline past the database's integers) after
+    // finalizing job 1 in memory: the next page sees job 1 as committed, not as finalized.
+    let mut unwritable = job(2);
+    unwritable.deadline = u64::MAX;
+    assert!(store
+        .apply_cached(
+            &page(
+                13,
+                vec![
+                    state(1, "Finalized", None, None),
+                    logged(1, 13),
+                    Mutation::JobSubmitted(unwritable)
+                ]
+            ),
+            Some(("a", a2)),
+            Some(&cache),
+        )
+        .await
+        .is_err());
+    store
+        .apply_cached(
+            &page(14, vec![logged(1, 14)]),
+            Some(("a", a2)),
+            Some(&cache),
+        )
+        .await
+        .expect("the next page");
+    let log = store
+        .job_events(&EventScope::Job(1), 0, 100)
+        .await
+        .expect("log");
+    let seen: Vec<(&str, Option<&str>, u64)> = log
+        .iter()
+        .map(|e| (e.state.as_str(), e.worker.as_deref(), e.block_number))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("Queued", None, 10),
+            ("Assigned", Some("0xb"), 11),
+            ("Completed", Some("0xb"), 12),
+            ("Completed", Some("0xb"), 14),
+        ],
+        "a failed page's change was taken as committed"
+    );
+    assert_eq!(
+        store.job(1).await.expect("read").expect("job 1").state,
+        "Completed"
+    );
+
+    // The index is reset: a state change of job 1 before its submission is indexed again
+    // changes nothing, though the cache held job 1.
+    assert_eq!(cache.lock().expect("cache").len(), 1);
+    store.reset_index().await.expect("reset");
+    store
+        .apply_cached(
+            &page(20, vec![state(1, "Cancelled", None, None), logged(1, 20)]),
+            Some(("a", a2)),
+            Some(&cache),
+        )
+        .await
+        .expect("a page after the reset");
+    assert_eq!(
+        store.job(1).await.expect("read"),
+        None,
+        "a row of the index before the reset came back from the cache"
+    );
+    assert!(
+        store
+            .job_events(&EventScope::Job(1), 0, 10)
+            .await
+            .expect("log")
+            .is_empty(),
+        "a row of the index before the reset was logged from the cache"
+    );
+
+    // The index reset through another connection (whose generation this store does not see),
+    // then replayed from the start: a page that takes its cached job for one the database has
+    // fails (PostgreSQL: the update finds no row) or rewrites it whole (SQLite), and after the
+    // indexer's retry the job is in the index as the replay left it.
+    let mut again = job(1);
+    again.fee = "0x65".into();
+    store
+        .apply_cached(
+            &page(21, vec![Mutation::JobSubmitted(again.clone())]),
+            Some(("a", a2)),
+            Some(&cache),
+        )
+        .await
+        .expect("the job indexed again");
+    Store::connect(url)
+        .await
+        .expect("another connection")
+        .reset_index()
+        .await
+        .expect("reset elsewhere");
+    let replay = page(
+        22,
+        vec![Mutation::JobSubmitted(again.clone()), logged(1, 22)],
+    );
+    if store
+        .apply_cached(&replay, Some(("a", a2)), Some(&cache))
+        .await
+        .is_err()
+    {
+        store
+            .apply_cached(&replay, Some(("a", a2)), Some(&cache))
+            .await
+            .expect("the retry");
+    }
+    let row = store.job(1).await.expect("read");
+    assert_eq!(
+        row.as_ref().map(|r| (r.state.as_str(), r.fee.as_str())),
+        Some(("Queued", "0x65")),
+        "a job replayed after a reset elsewhere is missing from the index"
+    );
+}
+
+/// A page reads only the jobs the cache lacks and the database may have (ids up to the highest
+/// it has): a job written by an earlier page and since dropped from a full cache is read again,
+/// and a state change of a job above the highest changes nothing.
+async fn a_job_dropped_from_a_full_cache_is_read_again(url: &str) {
+    use std::sync::Mutex;
+    let store = Store::connect(url).await.expect("store");
+    // Two rows at most: each page past that starts the cache over.
+    let cache = Mutex::new(JobCache::with_capacity(2));
+    let apply = |block, mutations| {
+        let (store, cache) = (&store, &cache);
+        async move {
+            store
+                .apply_cached(&page(block, mutations), None, Some(cache))
+                .await
+                .expect("a page")
+        }
+    };
+    apply(
+        10,
+        vec![
+            Mutation::JobSubmitted(job(1)),
+            Mutation::JobSubmitted(job(2)),
+        ],
+    )
+    .await;
+    apply(11, vec![Mutation::JobSubmitted(job(3)), logged(3, 11)]).await;
+    apply(
+        12,
+        vec![
+            state(2, "Cancelled", None, None),
+            logged(2, 12),
+            state(9, "Cancelled", None, None),
+            logged(9, 12),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.job(2).await.expect("read").expect("job 2").state,
+        "Cancelled",
+        "a job dropped from the cache was taken for one the database lacks"
+    );
+    assert_eq!(store.job(9).await.expect("read"), None);
+    let log = store
+        .job_events(&EventScope::Job(2), 0, 10)
+        .await
+        .expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].state.as_str(), log[0].submitter.as_str()),
+        ("Cancelled", "0xabc")
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_job_dropped_from_a_full_cache_is_read_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_job_dropped_from_a_full_cache_is_read_again(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_job_dropped_from_a_full_cache_is_read_again() {
+    a_job_dropped_from_a_full_cache_is_read_again(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_a_cached_row_is_never_one_the_database_no_longer_has() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_cached_row_is_never_one_the_database_no_longer_has(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_cached_row_is_never_one_the_database_no_longer_has() {
+    a_cached_row_is_never_one_the_database_no_longer_has(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}
+
+/// Every text a page writes comes back as it was, whatever it holds: PostgreSQL's page writes
+/// `COPY` rows in as text, where backslashes, tabs, newlines and `\N` are syntax, and update
+/// known rows from array parameters.
+async fn text_survives_the_page_write_as_it_was(url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let tricky = [
+        "NULL",
+        "",
+        "a,b",
+        "{x}",
+        "say \"hi\"",
+        "back\\slash\\",
+        "tab\tnew\nline",
+        "carriage\rreturn",
+        "\\N",
+        "\\.",
+        "ünï ✓",
+    ];
+    let mutations: Vec<Mutation> = tricky
+        .iter()
+        .zip(1..)
+        .flat_map(|(text, id)| {
+            let mut row = job(id);
+            row.submitter = (*text).to_owned();
+            row.terms = format!("{{\"note\":{}}}", serde_json::Value::from(*text));
+            row.worker = Some((*text).to_owned());
+            row.dispute = Some((*text).to_owned());
+            [Mutation::JobSubmitted(row), logged(id, 10)]
+        })
+        .collect();
+    store.apply(&page(10, mutations)).await.expect("a page");
+    // Known rows take the update path.
+    let updates: Vec<Mutation> = tricky
+        .iter()
+        .zip(1..)
+        .map(|(text, id)| Mutation::JobState {
+            job_id: id,
+            state: "Completed",
+            worker: None,
+            output_hash: Some(format!("{text}!")),
+            disputer: Some((*text).to_owned()),
+            at: Some(5),
+        })
+        .collect();
+    store
+        .apply(&page(11, updates))
+        .await
+        .expect("a second page");
+    for (text, id) in tricky.iter().zip(1..) {
+        let row = store.job(id).await.expect("read").expect("the job");
+        assert_eq!(row.submitter, *text);
+        assert_eq!(
+            row.terms,
+            format!("{{\"note\":{}}}", serde_json::Value::from(*text))
+        );
+        assert_eq!(row.worker.as_deref(), Some(*text));
+        assert_eq!(row.dispute.as_deref(), Some(*text));
+        assert_eq!(row.output_hash, Some(format!("{text}!")));
+        assert_eq!(row.disputer.as_deref(), Some(*text));
+        assert_eq!(
+            (row.state.as_str(), row.completed_at),
+            ("Completed", Some(5))
+        );
+        let log = store
+            .job_events(&EventScope::Job(id), 0, 10)
+            .await
+            .expect("log");
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (log[0].submitter.as_str(), log[0].worker.as_deref()),
+            (*text, Some(*text))
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_text_survives_the_page_write_as_it_was() {
+    let dir = tempfile::tempdir().expect("dir");
+    text_survives_the_page_write_as_it_was(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_text_survives_the_page_write_as_it_was() {
+    text_survives_the_page_write_as_it_was(&common::fresh_postgres().await.expect("database"))
+        .await;
 }
 
 /// A blob store that, when retention sets a blob aside, lets an upload of the same bytes record
@@ -466,11 +847,7 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
 #[tokio::test]
 async fn sqlite_retention_spares_what_was_uploaded_or_named_since_the_listing() {
     let dir = tempfile::tempdir().expect("dir");
-    retention_spares_what_was_uploaded_or_named_since_the_listing(&format!(
-        "sqlite://{}",
-        dir.path().join("index.db").display()
-    ))
-    .await;
+    retention_spares_what_was_uploaded_or_named_since_the_listing(&sqlite_url(&dir)).await;
 }
 
 #[tokio::test]

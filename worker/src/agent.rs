@@ -1381,6 +1381,9 @@ impl Agent {
                 capacity: self.config.capacity,
                 models: self.store.hashes(),
                 agent_version: format!("ciro-worker {}", env!("CARGO_PKG_VERSION")),
+                // The matcher offers no job this agent would give back as too large.
+                max_input_bytes: Some(self.config.max_input_bytes),
+                max_model_bytes: Some(self.config.max_model_bytes),
             };
             if let Err(error) = self.client.heartbeat(&beat).await {
                 tracing::warn!(%error, "heartbeat to the coordinator failed");

@@ -139,11 +139,15 @@ struct RunArgs {
     /// Most rows per forward pass.
     #[arg(long, env = "WORKER_MAX_BATCH", default_value_t = 64)]
     max_batch: i64,
-    /// Largest input accepted, in bytes.
-    #[arg(long, env = "WORKER_MAX_INPUT_BYTES", default_value_t = 64 << 20)]
+    /// Largest input accepted, in bytes, at least 1 (declared to the coordinator, which
+    /// offers no larger job).
+    #[arg(long, env = "WORKER_MAX_INPUT_BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_input_bytes: u64,
-    /// Largest model file accepted, in bytes (held in memory while its hash is checked).
-    #[arg(long, env = "WORKER_MAX_MODEL_BYTES", default_value_t = 8 << 30)]
+    /// Largest model file accepted, in bytes, at least 1 (held in memory while its hash is
+    /// checked; declared to the coordinator, which offers no job with a larger one).
+    #[arg(long, env = "WORKER_MAX_MODEL_BYTES", default_value_t = 8 << 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_model_bytes: u64,
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]

@@ -39,7 +39,7 @@ use prometheus::{IntCounterVec, Opts};
 use crate::blobs::{BlobError, BlobStore};
 use crate::eligibility::Requirements;
 use crate::indexer::{felt_text, unix_now, IndexerStatus};
-use crate::matcher::{self, Candidate};
+use crate::matcher::{self, Candidate, Sizes};
 use crate::records::{
     BlobRow, EventScope, JobEventRow, JobFilter, JobView, LivenessRow, OutputRow,
 };
@@ -530,6 +530,8 @@ pub async fn live_candidates(
                 capacity,
                 avg_latency_secs,
                 models,
+                max_input_bytes: beat.max_input_bytes,
+                max_model_bytes: beat.max_model_bytes,
                 row,
             }
         })
@@ -1242,7 +1244,11 @@ pub fn unmatched_reason(
     if unix_now() + release_after > job.deadline {
         return UnmatchedReason::DeadlineTooClose;
     }
-    matcher::explain(&requirements_of(job), candidates)
+    let sizes = Sizes {
+        input_bytes: view.input_bytes,
+        model_bytes: view.model_bytes,
+    };
+    matcher::explain(&requirements_of(job), sizes, candidates)
 }
 
 /// Whether a queued job that `given_back` workers gave back is past `max_give_backs` (0: no
@@ -1771,6 +1777,11 @@ async fn heartbeat(
             "agent_version is at most {MAX_AGENT_VERSION} bytes"
         )));
     }
+    if beat.max_input_bytes == Some(0) || beat.max_model_bytes == Some(0) {
+        return Err(ApiError::bad(
+            "max_input_bytes and max_model_bytes are at least 1 when given",
+        ));
+    }
     let models: Vec<String> = beat.models.iter().map(ToString::to_string).collect();
     let now = unix_now();
     api.store()
@@ -1781,6 +1792,8 @@ async fn heartbeat(
             capacity: u64::from(beat.capacity.min(USABLE_CAPACITY)),
             models: serde_json::to_string(&models).map_err(|e| ApiError::internal(e.into()))?,
             agent_version: beat.agent_version,
+            max_input_bytes: beat.max_input_bytes,
+            max_model_bytes: beat.max_model_bytes,
         })
         .await
         .map_err(ApiError::internal)?;

@@ -634,6 +634,8 @@ async fn worker_heartbeat_poll_and_receipt() {
             capacity: 4,
             models: vec![Digest::of(b"model")],
             agent_version: "0.1.0".into(),
+            max_input_bytes: Some(64 << 20),
+            max_model_bytes: None,
         })
         .await
         .unwrap();

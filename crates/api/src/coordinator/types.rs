@@ -229,7 +229,7 @@ pub enum UnmatchedReason {
     },
     /// Eligible workers are live but have no spare capacity.
     EligibleWorkersBusy {
-        /// How many are eligible.
+        /// How many are eligible (and admit the job's data under their declared limits).
         eligible: u32,
     },
     /// It will be considered at the matcher's next tick.
@@ -242,6 +242,16 @@ pub enum UnmatchedReason {
     GivenBack {
         /// How many workers gave it back.
         workers: u32,
+    },
+    /// Its input or model file is larger than any eligible live worker accepts (each declares
+    /// its limits in its heartbeats).
+    TooLarge {
+        /// The input's size in bytes.
+        input_bytes: u64,
+        /// The model file's size in bytes.
+        model_bytes: u64,
+        /// How many eligible live workers there are (all of which refuse the size).
+        eligible: u32,
     },
 }
 
@@ -560,6 +570,14 @@ pub struct Heartbeat {
     pub models: Vec<Digest>,
     /// The agent's version, for the operator's logs.
     pub agent_version: String,
+    /// The largest job input it accepts, in bytes (absent: no limit declared). The matcher
+    /// offers it no job whose input is larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_bytes: Option<u64>,
+    /// The largest model file it accepts, in bytes (absent: no limit declared). The matcher
+    /// offers it no job whose model file is larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_bytes: Option<u64>,
 }
 
 /// The coordinator's answer to a heartbeat.
