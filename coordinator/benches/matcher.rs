@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use ciro_coordinator::eligibility::Requirements;
-use ciro_coordinator::matcher::{plan, Candidate, QueuedJob};
+use ciro_coordinator::matcher::{plan, Candidate, QueuedJob, Sizes};
 use ciro_coordinator::store::WorkerRow;
 
 const JOBS: usize = 10_000;
@@ -100,6 +100,7 @@ fn jobs(models: usize, rng: &mut Rng) -> Vec<QueuedJob> {
                     min_stake_tier: [0, 0, 1, 1][kind],
                     min_score: (model / 4) as u64 * 50,
                 },
+                sizes: Sizes::default(),
             }
         })
         .collect()

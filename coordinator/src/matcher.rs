@@ -56,13 +56,17 @@ pub struct Sizes {
 }
 
 impl Candidate {
-    /// Whether its declared limits admit a job's data of `sizes`.
-    pub fn accepts(&self, sizes: Sizes) -> bool {
+    /// Whether its declared limits admit a job's data of `sizes` for the model `model_hash`:
+    /// the input within its input limit, and the model file within its model limit unless it
+    /// holds the model already (it downloads nothing then: an operator may load a model larger
+    /// than what the worker downloads).
+    pub fn accepts(&self, sizes: Sizes, model_hash: &str) -> bool {
         self.max_input_bytes
             .is_none_or(|max| sizes.input_bytes <= max)
-            && self
+            && (self
                 .max_model_bytes
                 .is_none_or(|max| sizes.model_bytes <= max)
+                || self.models.contains(model_hash))
     }
 }
 
@@ -75,6 +79,9 @@ pub struct QueuedJob {
     pub model_hash: String,
     /// What it requires.
     pub requirements: Requirements,
+    /// The sizes of its input and model file, which a worker's declared limits must admit
+    /// (zero: admitted by every worker).
+    pub sizes: Sizes,
 }
 
 /// What [`plan`] decided.
@@ -84,6 +91,9 @@ pub struct Plan {
     pub assignments: Vec<(u64, usize)>,
     /// Jobs left queued: no eligible worker with spare capacity.
     pub unassigned: Vec<u64>,
+    /// How many times a worker was passed over for a job (forbidden for it, or its limits
+    /// refusing the job's data): the plan's work beyond one pop per assignment.
+    pub passed_over: u64,
 }
 
 const LEVELS: usize = 64;
@@ -104,6 +114,9 @@ struct Slot {
     room: u8,
     spare: u32,
     capacity: u32,
+    /// Its declared limits (`u64::MAX`: none declared).
+    max_input: u64,
+    max_model: u64,
 }
 
 impl Slot {
@@ -116,6 +129,8 @@ impl Slot {
             room: 0,
             spare: candidate.spare,
             capacity: candidate.capacity,
+            max_input: candidate.max_input_bytes.unwrap_or(u64::MAX),
+            max_model: candidate.max_model_bytes.unwrap_or(u64::MAX),
         };
         slot.room = slot.room_now();
         slot
@@ -134,6 +149,12 @@ impl Slot {
     fn priority(&self, warm: bool) -> usize {
         (usize::from(self.base) + usize::from(self.room) + if warm { 16 } else { 0 })
             .min(LEVELS - 1)
+    }
+
+    /// Whether its limits admit `sizes` (the model file's only when it does not hold the
+    /// model, `warm`).
+    fn admits(&self, sizes: Sizes, warm: bool) -> bool {
+        sizes.input_bytes <= self.max_input && (warm || sizes.model_bytes <= self.max_model)
     }
 
     /// Takes one job of its spare capacity.
@@ -175,6 +196,10 @@ impl Fifo {
 struct Class {
     buckets: Vec<Fifo>,
     mask: u64,
+    /// The largest data any of its workers admits (the model file: unbounded when one holds
+    /// the model). A job over it is decided at once, without a pass over the workers.
+    max_input: u64,
+    max_model: u64,
 }
 
 impl Class {
@@ -190,6 +215,8 @@ impl Class {
         let mut class = Self {
             buckets: (0..LEVELS).map(|_| Fifo::default()).collect(),
             mask: 0,
+            max_input: 0,
+            max_model: 0,
         };
         let n = slots.len();
         let offset = offset % n.max(1);
@@ -202,6 +229,12 @@ impl Class {
             let is_warm = warm[i] == stamp;
             let entry = i as u32 | if is_warm { WARM } else { 0 };
             class.push(slot.priority(is_warm), entry);
+            class.max_input = class.max_input.max(slot.max_input);
+            class.max_model = if is_warm {
+                u64::MAX
+            } else {
+                class.max_model.max(slot.max_model)
+            };
         }
         class
     }
@@ -240,9 +273,10 @@ pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Pl
 }
 
 /// [`plan`], never giving a job to a worker `forbidden(job id, candidate index)` names (the
-/// job's own submitter, a pair the contract refused lately, a worker that gave the job back):
-/// the job takes the best worker it may have, and a worker passed over stays filed for the
-/// class's other jobs.
+/// job's own submitter, a pair the contract refused lately, a worker that gave the job back)
+/// nor to one whose declared limits refuse its sizes: the job takes the best worker it may
+/// have, and a worker passed over stays filed for the class's other jobs. A job larger than
+/// every worker of its class admits is decided without a pass over them.
 pub fn plan_excluding(
     jobs: &[QueuedJob],
     candidates: &[Candidate],
@@ -292,6 +326,10 @@ pub fn plan_excluding(
             }
             Class::new(requirements, &slots, &warm, stamp, rotation)
         });
+        if job.sizes.input_bytes > class.max_input || job.sizes.model_bytes > class.max_model {
+            result.unassigned.push(job.job_id);
+            continue;
+        }
         let mut chosen = None;
         let mut passed = Vec::new();
         while let Some((level, entry)) = class.pop() {
@@ -305,12 +343,28 @@ pub fn plan_excluding(
                 class.push(now, entry); // Its priority fell meanwhile: re-file it.
                 continue;
             }
-            if forbidden(job.job_id, worker) {
+            if !slot.admits(job.sizes, entry & WARM != 0) || forbidden(job.job_id, worker) {
                 passed.push((level, entry)); // Not for this job: filed again below.
                 continue;
             }
             chosen = Some(entry);
             break;
+        }
+        result.passed_over += passed.len() as u64;
+        if chosen.is_none() {
+            // Every member left was passed over: what they admit is the class's bound now
+            // (tighter than at its building once workers admitting more are taken).
+            class.max_input = 0;
+            class.max_model = 0;
+            for &(_, entry) in &passed {
+                let slot = &slots[(entry & !WARM) as usize];
+                class.max_input = class.max_input.max(slot.max_input);
+                class.max_model = if entry & WARM != 0 {
+                    u64::MAX
+                } else {
+                    class.max_model.max(slot.max_model)
+                };
+            }
         }
         for (level, entry) in passed {
             class.push(level, entry);
@@ -338,6 +392,7 @@ pub fn plan_excluding(
 pub fn explain(
     requirements: &Requirements,
     sizes: Sizes,
+    model_hash: &str,
     candidates: &[Candidate],
 ) -> UnmatchedReason {
     if candidates.is_empty() {
@@ -349,7 +404,7 @@ pub fn explain(
     for candidate in candidates {
         if eligibility::check(&candidate.row, requirements).is_ok() {
             eligible += 1;
-            if candidate.accepts(sizes) {
+            if candidate.accepts(sizes, model_hash) {
                 accepting += 1;
                 if candidate.spare > 0 {
                     with_room += 1;
@@ -488,6 +543,7 @@ pub fn describe(reason: &UnmatchedReason) -> String {
              first",
             if *workers == 1 { "" } else { "s" }
         ),
+        UnmatchedReason::Unknown => "not matched yet".into(),
     }
 }
 
@@ -535,6 +591,7 @@ mod tests {
                 min_stake_tier: 0,
                 min_score: 0,
             },
+            sizes: Sizes::default(),
         }
     }
 
@@ -600,6 +657,8 @@ mod tests {
                     w.models = (0..next(3))
                         .map(|_| format!("{:02x}", next(5)).repeat(32))
                         .collect();
+                    w.max_input_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
+                    w.max_model_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
                     w
                 })
                 .collect();
@@ -613,6 +672,10 @@ mod tests {
                         min_stake_tier: next(3),
                         min_score: next(3) * 3_000,
                     },
+                    sizes: Sizes {
+                        input_bytes: [0, 100, 500, 2_000][next(4) as usize],
+                        model_bytes: [0, 100, 500, 2_000][next(4) as usize],
+                    },
                 })
                 .collect();
             // A few (job, worker) pairs are forbidden (own job, refused, given back).
@@ -621,6 +684,11 @@ mod tests {
                 .collect();
             let decided =
                 plan_excluding(&jobs, &workers, round, |j, w| forbidden.contains(&(j, w)));
+            // Forbidden, or the worker's declared limits refuse the job's data.
+            let refused = |job: &QueuedJob, w: usize| {
+                forbidden.contains(&(job.job_id, w))
+                    || !workers[w].accepts(job.sizes, &job.model_hash)
+            };
             let mut taken = vec![0u32; workers.len()];
             // The priority a worker has once `taken` of its spare capacity is gone.
             let now = |w: usize, taken: u32, job: &QueuedJob| {
@@ -636,14 +704,14 @@ mod tests {
                     "job {job_id} went to an ineligible worker"
                 );
                 assert!(
-                    !forbidden.contains(&(job_id, w)),
-                    "job {job_id} went to worker {w}, forbidden for it"
+                    !refused(job, w),
+                    "job {job_id} went to worker {w}, forbidden for it or refused by its limits"
                 );
                 // No eligible worker with room ranked higher at that moment.
                 let chosen = now(w, taken[w], job);
                 for (o, c) in workers.iter().enumerate() {
                     if taken[o] < c.spare
-                        && !forbidden.contains(&(job_id, o))
+                        && !refused(job, o)
                         && eligibility::check(&c.row, &job.requirements).is_ok()
                     {
                         assert!(
@@ -669,7 +737,7 @@ mod tests {
                 for (w, c) in workers.iter().enumerate() {
                     assert!(
                         taken[w] == c.spare
-                            || forbidden.contains(&(job_id, w))
+                            || refused(job, w)
                             || eligibility::check(&c.row, &job.requirements).is_err(),
                         "job {job_id} left queued while worker {w} had room"
                     );
@@ -693,7 +761,7 @@ mod tests {
             min_score: 0,
         };
         let none = Sizes::default();
-        let reason = explain(&needs(40_000), none, &workers);
+        let reason = explain(&needs(40_000), none, "", &workers);
         assert_eq!(
             reason,
             UnmatchedReason::NoEligibleWorker {
@@ -709,15 +777,15 @@ mod tests {
             "no live worker has 40000 MB of VRAM (most: 16000)"
         );
         assert_eq!(
-            explain(&needs(16_000), none, &workers),
+            explain(&needs(16_000), none, "", &workers),
             UnmatchedReason::EligibleWorkersBusy { eligible: 1 }
         );
         assert_eq!(
-            explain(&needs(0), none, &workers),
+            explain(&needs(0), none, "", &workers),
             UnmatchedReason::AwaitingMatcher
         );
         assert_eq!(
-            explain(&needs(0), none, &[]),
+            explain(&needs(0), none, "", &[]),
             UnmatchedReason::NoLiveWorkers
         );
     }
@@ -735,16 +803,17 @@ mod tests {
             min_stake_tier: 0,
             min_score: 0,
         };
+        let model = "aa".repeat(32);
         let big = Sizes {
             input_bytes: 5_000,
             model_bytes: 20_000,
         };
         // The roomy worker admits it (no model limit declared): no size reason.
         assert_eq!(
-            explain(&needs, big, &[small.clone(), roomy.clone()]),
+            explain(&needs, big, &model, &[small.clone(), roomy.clone()]),
             UnmatchedReason::AwaitingMatcher
         );
-        let reason = explain(&needs, big, std::slice::from_ref(&small));
+        let reason = explain(&needs, big, &model, std::slice::from_ref(&small));
         assert_eq!(
             reason,
             UnmatchedReason::TooLarge {
@@ -755,19 +824,117 @@ mod tests {
         );
         assert!(describe(&reason).contains("larger than any of the 1 eligible"));
         // A model file over the limit is refused as well; within both, accepted.
-        assert!(!small.accepts(Sizes {
-            input_bytes: 10,
-            model_bytes: 60_000
-        }));
-        assert!(small.accepts(Sizes {
-            input_bytes: 1_000,
-            model_bytes: 50_000
-        }));
+        assert!(!small.accepts(
+            Sizes {
+                input_bytes: 10,
+                model_bytes: 60_000
+            },
+            &model
+        ));
+        assert!(small.accepts(
+            Sizes {
+                input_bytes: 1_000,
+                model_bytes: 50_000
+            },
+            &model
+        ));
         // Busy workers that admit it: busy, counting only those.
         roomy.spare = 0;
         assert_eq!(
-            explain(&needs, big, &[small, roomy]),
+            explain(&needs, big, &model, &[small, roomy]),
             UnmatchedReason::EligibleWorkersBusy { eligible: 1 }
+        );
+    }
+
+    #[test]
+    fn a_worker_holding_the_model_takes_a_job_whose_model_file_is_over_its_download_limit() {
+        let model = "aa".repeat(32);
+        // It holds the model (its operator loaded it) and downloads at most 1 byte of model.
+        let mut holder = worker("0x1", 1_000, 80_000, 1);
+        holder.models.insert(model.clone());
+        holder.max_model_bytes = Some(1);
+        let mut other = worker("0x2", 9_000, 80_000, 1);
+        other.max_model_bytes = Some(1);
+        let mut big = job(1, 0);
+        big.sizes.model_bytes = 100;
+        let workers = [other.clone(), holder.clone()];
+        let decided = plan(std::slice::from_ref(&big), &workers, 0);
+        assert_eq!(decided.assignments, vec![(1, 1)]);
+        assert!(holder.accepts(big.sizes, &model) && !other.accepts(big.sizes, &model));
+        assert_eq!(
+            explain(&big.requirements, big.sizes, &model, &workers),
+            UnmatchedReason::AwaitingMatcher
+        );
+        // Its input limit still applies.
+        big.sizes.input_bytes = 10;
+        holder.max_input_bytes = Some(5);
+        assert!(plan(&[big], &[other, holder], 0).assignments.is_empty());
+    }
+
+    #[test]
+    fn jobs_larger_than_every_worker_of_their_class_admits_cost_no_pass_over_the_workers() {
+        let mut workers: Vec<Candidate> = (0..100)
+            .map(|i| {
+                let mut w = worker(&format!("{i:#x}"), 5_000, 80_000, 4);
+                w.max_input_bytes = Some(1);
+                w
+            })
+            .collect();
+        // A worker that declares no limit, but is not eligible for the jobs' class: it must
+        // not make the class admit everything.
+        let mut unlimited = worker("0xfff", 5_000, 8_000, 4);
+        unlimited.max_input_bytes = None;
+        workers.push(unlimited);
+        let mut jobs: Vec<QueuedJob> = (0..1_000)
+            .map(|id| {
+                let mut j = job(id, 16_000);
+                j.sizes.input_bytes = 2;
+                j
+            })
+            .collect();
+        // One job that fits, last.
+        jobs.push(job(1_000, 16_000));
+        let asked = std::cell::Cell::new(0u64);
+        let decided = plan_excluding(&jobs, &workers, 0, |_, _| {
+            asked.set(asked.get() + 1);
+            false
+        });
+        assert_eq!(decided.assignments.len(), 1);
+        assert_eq!(decided.assignments[0].0, 1_000);
+        assert_eq!(decided.unassigned.len(), 1_000);
+        // Only the fitting job asked about a worker: the others were decided at once.
+        assert_eq!(asked.get(), 1);
+        assert_eq!(decided.passed_over, 0);
+
+        // The one worker that admits big inputs is taken by the first big job; the class's
+        // bound then tightens, so the next big jobs ask about the other workers once, not
+        // each.
+        let mut workers: Vec<Candidate> = (0..100)
+            .map(|i| {
+                let mut w = worker(&format!("{i:#x}"), 5_000, 80_000, 4);
+                w.max_input_bytes = Some(1);
+                w
+            })
+            .collect();
+        workers.push(worker("0xfff", 9_000, 80_000, 1));
+        let jobs: Vec<QueuedJob> = (0..1_000)
+            .map(|id| {
+                let mut j = job(id, 16_000);
+                j.sizes.input_bytes = 2;
+                j
+            })
+            .collect();
+        asked.set(0);
+        let decided = plan_excluding(&jobs, &workers, 0, |_, _| {
+            asked.set(asked.get() + 1);
+            false
+        });
+        assert_eq!(decided.assignments, vec![(0, 100)]);
+        assert_eq!(decided.unassigned.len(), 999);
+        assert_eq!(asked.get(), 1);
+        assert_eq!(
+            decided.passed_over, 100,
+            "the refusing workers were passed over job by job"
         );
     }
 }

@@ -51,7 +51,7 @@ use crate::api::{gave_up_on, live_candidates, release_after, term};
 use crate::blobs::BlobStore;
 use crate::eligibility::Requirements;
 use crate::indexer::{felt_text, unix_now, Indexer, IndexerStatus};
-use crate::matcher::{self, Candidate, QueuedJob, Sizes};
+use crate::matcher::{self, QueuedJob, Sizes};
 use crate::store::{JobRow, Store};
 
 /// The most entries `assign_jobs` and `finalize_jobs` take (the contracts' bound).
@@ -549,16 +549,7 @@ impl Operator {
         if candidates.is_empty() {
             return Ok(());
         }
-        // The largest data any live worker admits (None: one declares no limit). A job over
-        // it is left out of the plan, where it would pass over every worker in its class.
-        let most = |limit: fn(&Candidate) -> Option<u64>| {
-            candidates
-                .iter()
-                .try_fold(0u64, |most, c| limit(c).map(|l| most.max(l)))
-        };
-        let (most_input, most_model) = (most(|c| c.max_input_bytes), most(|c| c.max_model_bytes));
         let mut present: HashMap<(String, String), Option<u64>> = HashMap::new();
-        let mut sizes: HashMap<u64, Sizes> = HashMap::new();
         let mut model_hashes: HashMap<u64, Option<(String, String)>> = HashMap::new();
         let given_back = self.store.given_back().await?;
         let mut gave_back: HashMap<u64, u32> = HashMap::new();
@@ -603,18 +594,6 @@ impl Operator {
             let Some(model_bytes) = self.present(&mut present, &model_hash, &owner).await? else {
                 continue;
             };
-            if most_input.is_some_and(|most| input_bytes > most)
-                || most_model.is_some_and(|most| model_bytes > most)
-            {
-                continue; // No live worker admits its data: `GET` of the job says so.
-            }
-            sizes.insert(
-                job.job_id,
-                Sizes {
-                    input_bytes,
-                    model_bytes,
-                },
-            );
             jobs.push(QueuedJob {
                 job_id: job.job_id,
                 model_hash,
@@ -623,6 +602,12 @@ impl Operator {
                     required_flags: job.required_flags,
                     min_stake_tier: job.min_stake_tier,
                     min_score: job.min_score,
+                },
+                // The matcher passes over workers whose declared limits refuse these (a
+                // worker holding the model downloads no model file).
+                sizes: Sizes {
+                    input_bytes,
+                    model_bytes,
                 },
             });
         }
@@ -635,20 +620,23 @@ impl Operator {
             .map(|j| (j.job_id, j.submitter.as_str()))
             .collect();
         // The contract refuses a submitter working its own job; a pair it refused lately waits
-        // out its exclusion; a worker that gave a job back never gets it again; a worker whose
-        // declared limits refuse the job's input or model file would only give it back. The
-        // matcher passes over these pairs, so the job goes to the next best worker in the same
-        // tick (filtered after the plan, the same best worker was chosen and dropped every
-        // tick).
+        // out its exclusion; a worker that gave a job back never gets it again. The matcher
+        // passes over these pairs (and workers whose declared limits refuse the job's data),
+        // so the job goes to the next best worker in the same tick (filtered after the plan,
+        // the same best worker was chosen and dropped every tick).
         let excluded = &self.excluded;
         let plan = matcher::plan_excluding(&jobs, &candidates, self.rotation, |job_id, index| {
-            let candidate = &candidates[index];
-            let address = &candidate.row.address;
-            !candidate.accepts(sizes.get(&job_id).copied().unwrap_or_default())
-                || submitters.get(&job_id) == Some(&address.as_str())
+            let address = &candidates[index].row.address;
+            submitters.get(&job_id) == Some(&address.as_str())
                 || Felt::from_hex(address).map_or(true, |w| excluded.contains_key(&(job_id, w)))
                 || given_back.contains_key(&(job_id, address.clone()))
         });
+        tracing::debug!(
+            jobs = jobs.len(),
+            assigned = plan.assignments.len(),
+            passed_over = plan.passed_over,
+            "matcher plan"
+        );
         let mut entries = Vec::with_capacity(plan.assignments.len());
         for (job_id, index) in plan.assignments {
             let Ok(worker) = Felt::from_hex(&candidates[index].row.address) else {

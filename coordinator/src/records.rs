@@ -78,6 +78,8 @@ pub struct JobView {
     pub input_bytes: u64,
     /// Its model file's size in bytes, when stored.
     pub model_bytes: u64,
+    /// Its model's file digest (64 hex; empty when the model is not indexed).
+    pub model_hash: String,
 }
 
 /// An entry of the job event log.
@@ -687,7 +689,9 @@ impl Store {
                  AS BIGINT) AS input_bytes, \
              CAST(COALESCE((SELECT b.size FROM blobs b JOIN models m \
                  ON b.digest = m.model_hash WHERE m.model_id = j.model_id), 0) AS BIGINT) \
-                 AS model_bytes \
+                 AS model_bytes, \
+             COALESCE((SELECT m.model_hash FROM models m WHERE m.model_id = j.model_id), '') \
+                 AS model_hash \
              FROM jobs j WHERE j.job_id = $1",
         )
         .bind(i64_of(job_id, "job id")?)
@@ -705,6 +709,7 @@ impl Store {
                 given_back: u32::try_from(r.try_get::<i64, _>("given_back")?).unwrap_or(u32::MAX),
                 input_bytes: u64_of(r.try_get("input_bytes")?, "input_bytes")?,
                 model_bytes: u64_of(r.try_get("model_bytes")?, "model_bytes")?,
+                model_hash: r.try_get("model_hash")?,
             })
         })
         .transpose()

@@ -778,24 +778,59 @@ impl JobFold {
     }
 
     /// Writes the changed rows (at `block`) and the log entries on SQLite (PostgreSQL's pages
-    /// are written by [`JobFold::write_copy`]).
+    /// are written by [`JobFold::write_copy`]), as PostgreSQL's are: new jobs inserted (one
+    /// the database has after all fails the page), known jobs updated in what changes after
+    /// submission, every one of them checked to be there (a row taken as known that the
+    /// database no longer has, an index reset elsewhere, fails the page, and its retry reads
+    /// the database; an upsert would have written the cached row's submission fields).
     async fn write(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, block: i64) -> Result<()> {
-        let changed: Vec<&JobRow> = self
+        let (fresh, known): (Vec<&JobRow>, Vec<&JobRow>) = self
             .changed
             .iter()
             .filter_map(|id| self.rows.get(id))
-            .collect();
-        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+            .partition(|job| self.fresh.contains(&job.job_id));
+        for chunk in known.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH u (job_id, state, worker, output_hash, disputer, assigned_at, \
+                 completed_at, dispute) AS (VALUES {}) \
+                 UPDATE jobs SET state = u.state, worker = u.worker, \
+                 output_hash = u.output_hash, disputer = u.disputer, \
+                 assigned_at = u.assigned_at, completed_at = u.completed_at, \
+                 dispute = u.dispute, updated_block = ? \
+                 FROM u WHERE jobs.job_id = u.job_id",
+                placeholders(Backend::Sqlite, chunk.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for job in chunk {
+                query = query
+                    .bind(i64_of(job.job_id, "job id")?)
+                    .bind(job.state.clone())
+                    .bind(job.worker.clone())
+                    .bind(job.output_hash.clone())
+                    .bind(job.disputer.clone())
+                    .bind(opt_i64(job.assigned_at, "assigned_at")?)
+                    .bind(opt_i64(job.completed_at, "completed_at")?)
+                    .bind(job.dispute.clone());
+            }
+            let updated = query
+                .bind(block)
+                .execute(&mut **tx)
+                .await
+                .context("updating the page's jobs")?
+                .rows_affected();
+            anyhow::ensure!(
+                updated == chunk.len() as u64,
+                "{} of the page's {} known jobs are not in the index",
+                chunk.len() as u64 - updated.min(chunk.len() as u64),
+                chunk.len()
+            );
+        }
+        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO jobs (job_id, submitter, model_id, input_hash, fee, deadline, \
                  min_vram_mb, required_flags, min_stake_tier, min_score, terms, dispute_bond, \
                  state, worker, output_hash, disputer, assigned_at, completed_at, dispute, \
-                 submitted_block, updated_block) VALUES {} \
-                 ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, \
-                 worker = excluded.worker, output_hash = excluded.output_hash, \
-                 disputer = excluded.disputer, assigned_at = excluded.assigned_at, \
-                 completed_at = excluded.completed_at, dispute = excluded.dispute, \
-                 updated_block = excluded.updated_block",
+                 submitted_block, updated_block) VALUES {}",
                 placeholders(Backend::Sqlite, chunk.len(), 21)
             );
             let mut query = sqlx::query(&sql);

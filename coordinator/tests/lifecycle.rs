@@ -539,13 +539,14 @@ async fn a_job_enough_workers_gave_back_is_offered_to_no_other() {
 /// whose data is larger was assigned to it anyway, and it could only give the job back (as
 /// unable, which counts nothing), so the job circulated until its deadline. Now the matcher
 /// offers it only to a worker that admits it, the job explains why it waits while none does,
-/// and a declared limit of zero is refused.
+/// and a declared limit of zero is refused. A worker that holds the model already downloads
+/// no model file, so its model-file limit does not apply to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_larger_than_a_workers_limits_goes_only_to_a_worker_that_admits_it() {
     let s = System::deploy().await.expect("deploy");
     let c = Running::start(&s, Options::default()).await;
     let model_file = [7u8; 100];
-    let (model, _) = model_with_file(&s, &c, &model_file).await;
+    let (model, model_digest) = model_with_file(&s, &c, &model_file).await;
     for actor in [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC] {
         s.active_worker(actor).await;
     }
@@ -607,10 +608,25 @@ async fn a_job_larger_than_a_workers_limits_goes_only_to_a_worker_that_admits_it
     let info = s.job_info(job).await;
     assert_eq!(format!("{:?}", info.job.state), "Queued", "{info:?}");
 
-    // B declares no limit: it gets the job.
-    beating.push(keep_live(c.client_as(&s, Actor::WorkerB), vec![]).await);
+    // C now holds the model (its operator loaded it), with the same limits and room for one
+    // job: it downloads no model file, so it gets the job.
+    beating.pop().expect("C's heartbeats").abort();
+    let holding = Heartbeat {
+        models: vec![model_digest],
+        capacity: 1,
+        ..limits(200, 50)
+    };
+    beating.push(keep_beating(c.client_as(&s, Actor::WorkerC), holding).await);
     assert_eq!(
         chain_state(&s, job, "Assigned").await.job.worker,
+        s.addr(Actor::WorkerC)
+    );
+
+    // B declares no limit: with C busy, it gets the next such job.
+    let (next, _) = job_with_input(&s, &c, model, b"another input, 24 bytes.").await;
+    beating.push(keep_live(c.client_as(&s, Actor::WorkerB), vec![]).await);
+    assert_eq!(
+        chain_state(&s, next, "Assigned").await.job.worker,
         s.addr(Actor::WorkerB)
     );
     for task in beating {

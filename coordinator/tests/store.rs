@@ -451,9 +451,10 @@ async fn a_cached_row_is_never_one_the_database_no_longer_has(url: &str) {
     );
 
     // The index reset through another connection (whose generation this store does not see),
-    // then replayed from the start: a page that takes its cached job for one the database has
-    // fails (PostgreSQL: the update finds no row) or rewrites it whole (SQLite), and after the
-    // indexer's retry the job is in the index as the replay left it.
+    // then replayed from the start, the chain now saying another fee: a page that takes its
+    // cached job for one the database has fails on both databases (the update finds no row;
+    // an upsert would have written the cached row's fee), and after the indexer's retry the
+    // job is in the index as the replay says.
     let mut again = job(1);
     again.fee = "0x65".into();
     store
@@ -470,25 +471,25 @@ async fn a_cached_row_is_never_one_the_database_no_longer_has(url: &str) {
         .reset_index()
         .await
         .expect("reset elsewhere");
-    let replay = page(
-        22,
-        vec![Mutation::JobSubmitted(again.clone()), logged(1, 22)],
-    );
-    if store
-        .apply_cached(&replay, Some(("a", a2)), Some(&cache))
-        .await
-        .is_err()
-    {
+    let mut replayed = again.clone();
+    replayed.fee = "0x66".into();
+    let replay = page(22, vec![Mutation::JobSubmitted(replayed), logged(1, 22)]);
+    assert!(
         store
             .apply_cached(&replay, Some(("a", a2)), Some(&cache))
             .await
-            .expect("the retry");
-    }
+            .is_err(),
+        "a page wrote a cached row the database no longer has"
+    );
+    store
+        .apply_cached(&replay, Some(("a", a2)), Some(&cache))
+        .await
+        .expect("the retry");
     let row = store.job(1).await.expect("read");
     assert_eq!(
         row.as_ref().map(|r| (r.state.as_str(), r.fee.as_str())),
-        Some(("Queued", "0x65")),
-        "a job replayed after a reset elsewhere is missing from the index"
+        Some(("Queued", "0x66")),
+        "a job replayed after a reset elsewhere is not in the index as the chain says"
     );
 }
 

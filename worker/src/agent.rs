@@ -131,6 +131,24 @@ pub struct AgentConfig {
     pub relayer: Option<RelayerConfig>,
 }
 
+impl AgentConfig {
+    /// Checks what its types do not: a capacity, a batch and size limits of at least 1 (the
+    /// command line's parser refuses 0 too; this guards a configuration built in code, whose
+    /// zero limit the coordinator would refuse in every heartbeat, leaving the worker never
+    /// live).
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.capacity >= 1, "the capacity is at least 1 job");
+        anyhow::ensure!(self.max_batch >= 1, "the largest batch is at least 1 row");
+        anyhow::ensure!(
+            self.max_input_bytes >= 1 && self.max_model_bytes >= 1,
+            "the input and model file size limits are at least 1 byte (got {} and {})",
+            self.max_input_bytes,
+            self.max_model_bytes
+        );
+        Ok(())
+    }
+}
+
 /// The agent's metrics.
 #[derive(Clone)]
 struct AgentMetrics {
@@ -387,6 +405,7 @@ fn passing_or_failed(error: &ClientError, reason: String) -> Refusal {
 
 /// Runs the agent until `shutdown`, then drains.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    config.validate()?;
     let registry = Metrics::new("ciro-worker", env!("CARGO_PKG_VERSION"))?;
     let agent_metrics = AgentMetrics::register(&registry)?;
     let manifest = Manifest::read(&config.chain.manifest)?;
@@ -1519,7 +1538,61 @@ fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{died_in, Counted, Entry, Stage};
+    use super::{died_in, AgentConfig, Counted, Entry, Stage};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_configuration_with_a_zero_limit_is_refused_before_anything_starts() {
+        let config = AgentConfig {
+            chain: ciro_service::ChainConfig {
+                // Nothing listens there: the agent must fail on the limits before the node.
+                rpc_url: "http://127.0.0.1:9".parse().unwrap(),
+                manifest: "/nonexistent/manifest.json".into(),
+            },
+            account: ciro_chain::account::AccountSource::DevnetPredeployed(0),
+            coordinator: "http://127.0.0.1:9".into(),
+            data_dir: std::env::temp_dir(),
+            stake_target: 0,
+            capacity: 1,
+            heartbeat: Duration::from_secs(1),
+            chain_heartbeat: Duration::from_secs(1),
+            claim_threshold: None,
+            deterministic_seed: None,
+            max_batch: 1,
+            max_input_bytes: 1,
+            max_model_bytes: 1,
+            drain_grace: Duration::from_secs(1),
+            max_forward: Duration::from_secs(1),
+            deactivate_on_exit: false,
+            commit_window: Duration::from_millis(1),
+            poll_wait: Duration::from_secs(1),
+            hold_commits: false,
+            test_corrupt_output: false,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            relayer: None,
+        };
+        assert!(config.validate().is_ok());
+        for (input, model) in [(0, 1), (1, 0)] {
+            let mut zero = config.clone();
+            zero.max_input_bytes = input;
+            zero.max_model_bytes = model;
+            let error = super::run(zero, ciro_service::CancellationToken::new())
+                .await
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("size limits are at least 1 byte"),
+                "{error:#}"
+            );
+        }
+        let mut idle = config.clone();
+        idle.capacity = 0;
+        assert!(idle.validate().is_err());
+        let mut empty = config;
+        empty.max_batch = 0;
+        assert!(empty.validate().is_err());
+    }
 
     fn entry(job_id: u64, stage: Stage, attempts: u32) -> Entry {
         Entry {

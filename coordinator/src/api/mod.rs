@@ -1248,7 +1248,7 @@ pub fn unmatched_reason(
         input_bytes: view.input_bytes,
         model_bytes: view.model_bytes,
     };
-    matcher::explain(&requirements_of(job), sizes, candidates)
+    matcher::explain(&requirements_of(job), sizes, &view.model_hash, candidates)
 }
 
 /// Whether a queued job that `given_back` workers gave back is past `max_give_backs` (0: no

@@ -253,6 +253,11 @@ pub enum UnmatchedReason {
         /// How many eligible live workers there are (all of which refuse the size).
         eligible: u32,
     },
+    /// Clients only: a reason this client does not know (a newer coordinator's), whose
+    /// `Unmatched::message` says it in words. A coordinator never sends `unknown` (the OpenAPI
+    /// document lists it because the schema is derived from this type).
+    #[serde(other)]
+    Unknown,
 }
 
 /// A job's unmatched reason with its human explanation.
@@ -819,6 +824,22 @@ mod tests {
             serde_json::json!({"code": "input_not_uploaded"})
         );
         assert!(JobState::Refunded.is_final() && !JobState::Disputed.is_final());
+    }
+
+    #[test]
+    fn a_reason_from_a_newer_coordinator_decodes_as_unknown_with_its_message() {
+        let json = serde_json::json!({
+            "reason": {"code": "some_future_reason", "limit": 3, "detail": {"a": [1, 2]}},
+            "message": "what the newer coordinator says"
+        });
+        let unmatched = serde_json::from_value::<Unmatched>(json).unwrap();
+        assert_eq!(unmatched.reason, UnmatchedReason::Unknown);
+        assert_eq!(unmatched.message, "what the newer coordinator says");
+        // A known code with a malformed body is still an error, not Unknown.
+        assert!(serde_json::from_value::<UnmatchedReason>(
+            serde_json::json!({"code": "given_back", "workers": "three"})
+        )
+        .is_err());
     }
 
     #[test]
