@@ -378,35 +378,6 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets blob `digest`'s record and uploaders when its bytes are gone from the blob
-    /// store and no upload recorded itself since `recorded_before` (an upload records itself,
-    /// which refreshes the blob's time, then publishes its bytes: a recent record may be one
-    /// whose bytes are being published). Checked in the deleting statement itself. Its jobs
-    /// then say their input or model file is not uploaded, rather than being offered to
-    /// workers that cannot download it. Whether it was forgotten.
-    pub async fn forget_missing_blob(&self, digest: &str, recorded_before: u64) -> Result<bool> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        let forgotten = sqlx::query("DELETE FROM blobs WHERE digest = $1 AND created_at < $2")
-            .bind(digest)
-            .bind(i64_of(recorded_before, "time")?)
-            .execute(&mut *tx)
-            .await
-            .context("forgetting a blob whose bytes are gone")?
-            .rows_affected()
-            > 0;
-        if forgotten {
-            sqlx::query("DELETE FROM blob_uploaders WHERE digest = $1")
-                .bind(digest)
-                .execute(&mut *tx)
-                .await
-                .context("forgetting a blob's uploaders")?;
-        }
-        tx.commit()
-            .await
-            .context("committing a missing blob's removal")?;
-        Ok(forgotten)
-    }
-
     /// Forgets blob `digest`'s record and uploaders if retention may still delete it (see
     /// [`Store::collectable_blobs`]), checked in the deleting statement itself: an upload of
     /// the same bytes (which restarts its retention) or a job or model naming it since it was

@@ -17,7 +17,6 @@ use ciro_service::CancellationToken;
 struct Served {
     base: String,
     http: reqwest::Client,
-    store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -37,7 +36,7 @@ async fn serve(config: ApiConfig) -> Served {
     let api = Api::new(
         store.clone(),
         Arc::new(blobs),
-        Verifier::new(node, store.clone(), 300, failures),
+        Verifier::new(node, store, 300, failures),
         config,
         Arc::new(IndexerStatus::default()),
         CancellationToken::new(),
@@ -57,7 +56,6 @@ async fn serve(config: ApiConfig) -> Served {
     Served {
         base: format!("http://{address}"),
         http: reqwest::Client::new(),
-        store,
         _dir: dir,
     }
 }
@@ -301,91 +299,4 @@ async fn event_streams_past_a_clients_or_the_servers_limit_are_refused_until_one
     ];
     let (status, code, message) = error_of(s.http.get(&url).send().await.unwrap()).await;
     assert_eq!((status, code), (503, ErrorCode::Unavailable), "{message}");
-}
-
-/// A blob recorded without its bytes (a process ended between an upload's record and its
-/// publish): a download answers 404 and, once no upload can still be publishing it, forgets
-/// the record, so its jobs say it is not uploaded (and the matcher does not offer them) rather
-/// than reaching workers that cannot download it. A recent record without its bytes is kept:
-/// its upload may be publishing them right now.
-#[tokio::test]
-async fn a_recorded_blob_whose_bytes_are_gone_is_forgotten_once_no_upload_can_be_publishing_it() {
-    use ciro_api::wire::Digest;
-    use ciro_chain::events::EventCursor;
-    use ciro_coordinator::api::UNPUBLISHED_GRACE_SECS;
-    use ciro_coordinator::indexer::unix_now;
-    use ciro_coordinator::records::BlobRow;
-    use ciro_coordinator::store::{Batch, ModelRow, Mutation};
-
-    let s = serve(ApiConfig::default()).await;
-    let owner = "0x123";
-    let now = unix_now();
-    let old = Digest::of(b"a model recorded long ago");
-    let fresh = Digest::of(b"a model recorded just now");
-    for (model_id, digest, at) in [
-        (1, &old, now - UNPUBLISHED_GRACE_SECS - 1),
-        (2, &fresh, now),
-    ] {
-        // Model files are public: an unsigned request may read them.
-        let model = ModelRow {
-            model_id,
-            owner: owner.into(),
-            model_hash: digest.to_string(),
-            min_vram_mb: 0,
-            required_flags: 0,
-            min_stake_tier: 0,
-            min_score: 0,
-            price: "0x1".into(),
-            active: true,
-        };
-        s.store
-            .apply(&Batch {
-                contract: "JobMgr".into(),
-                cursor: EventCursor::at(model_id + 1),
-                events: 1,
-                block: model_id,
-                mutations: vec![Mutation::ModelSet(model)],
-            })
-            .await
-            .expect("a model indexed");
-        s.store
-            .insert_blob(&BlobRow {
-                digest: digest.to_string(),
-                size: 25,
-                uploader: owner.into(),
-                created_at: at,
-            })
-            .await
-            .expect("a blob recorded, its bytes never published");
-    }
-    for digest in [&old, &fresh] {
-        let response = s
-            .http
-            .get(format!("{}/v1/blobs/{digest}", s.base))
-            .send()
-            .await
-            .expect("request");
-        let (status, code, message) = error_of(response).await;
-        assert_eq!((status, code), (404, ErrorCode::BlobNotFound), "{message}");
-        assert!(message.contains("upload it again"), "{message}");
-    }
-    let old = old.to_string();
-    assert_eq!(s.store.blob(&old).await.expect("read"), None);
-    assert!(s.store.uploaders(&old).await.expect("read").is_empty());
-    let fresh = fresh.to_string();
-    assert!(s.store.blob(&fresh).await.expect("read").is_some());
-    assert_eq!(
-        s.store.uploaders(&fresh).await.expect("read"),
-        vec![owner.to_owned()]
-    );
-    // The forgotten one now reads as never uploaded.
-    let response = s
-        .http
-        .get(format!("{}/v1/blobs/{old}", s.base))
-        .send()
-        .await
-        .expect("request");
-    let (status, code, message) = error_of(response).await;
-    assert_eq!((status, code), (404, ErrorCode::BlobNotFound), "{message}");
-    assert!(message.starts_with("no blob"), "{message}");
 }

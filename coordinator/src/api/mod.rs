@@ -189,11 +189,6 @@ struct Inner {
 /// Most uploads one account may have in progress at once.
 const MAX_UPLOADS_PER_ACCOUNT: u32 = 4;
 
-/// How long after an upload recorded itself its bytes may still be on their way into the blob
-/// store (the record comes before the publish, which is a rename): a record older than this
-/// whose bytes are missing is forgotten when a download finds them gone.
-pub const UNPUBLISHED_GRACE_SECS: u64 = 600;
-
 /// What the uploads in progress may still write: in all, and per account (bytes, uploads).
 /// An upload reserves its declared length (else the upload limit) before it reads its body,
 /// and may not write more; its reservation ends once its blob is recorded, so the quota and
@@ -1138,30 +1133,13 @@ async fn get_blob(
         .await
         .map_err(ApiError::internal)?;
     may_read_blob(&api, &text, reader, &uploaders).await?;
-    let opened = api
+    let (size, stream) = api
         .inner
         .blobs
         .open(&digest)
         .await
-        .map_err(|e| ApiError::internal(anyhow::Error::new(e)))?;
-    let Some((size, stream)) = opened else {
-        // Recorded, but its bytes are not in the store: a process ended between an upload's
-        // record and its publish (or the file was removed by hand). Once no upload can be
-        // publishing it, the record is forgotten, so its jobs say it is not uploaded (their
-        // submitter or model owner uploads it again) instead of reaching workers that cannot
-        // download it.
-        let recorded_before = unix_now().saturating_sub(UNPUBLISHED_GRACE_SECS);
-        let forgotten = api
-            .store()
-            .forget_missing_blob(&text, recorded_before)
-            .await
-            .map_err(ApiError::internal)?;
-        tracing::warn!(digest = %text, forgotten, "a recorded blob's bytes are missing");
-        return Err(ApiError::new(
-            ErrorCode::BlobNotFound,
-            format!("blob {digest} is gone: upload it again"),
-        ));
-    };
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e)))?
+        .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("blob {digest} is gone")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
