@@ -818,12 +818,7 @@ impl JobFold {
                 .await
                 .context("updating the page's jobs")?
                 .rows_affected();
-            anyhow::ensure!(
-                updated == chunk.len() as u64,
-                "{} of the page's {} known jobs are not in the index",
-                chunk.len() as u64 - updated.min(chunk.len() as u64),
-                chunk.len()
-            );
+            all_known_updated(updated, chunk.len())?;
         }
         for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -981,14 +976,7 @@ impl JobFold {
             .await
             .context("updating the page's jobs")?
             .rows_affected();
-            // A row the page took as known but the database lacks (an index reset elsewhere):
-            // the page fails, and its retry reads the database.
-            anyhow::ensure!(
-                updated == known.len() as u64,
-                "{} of the page's {} known jobs are not in the index",
-                known.len() as u64 - updated.min(known.len() as u64),
-                known.len()
-            );
+            all_known_updated(updated, known.len())?;
         }
         if self.events.is_empty() {
             return Ok(());
@@ -1016,6 +1004,20 @@ impl JobFold {
         .await
         .context("writing the page's event log")
     }
+}
+
+/// Fails the page when its update of `known` rows it took as known changed only `updated` of
+/// them: a row the database lacks (an index reset elsewhere) fails the page, and its retry
+/// reads the database.
+fn all_known_updated(updated: u64, known: usize) -> Result<()> {
+    let known = known as u64;
+    anyhow::ensure!(
+        updated == known,
+        "{} of the page's {} known jobs are not in the index",
+        known - updated.min(known),
+        known
+    );
+    Ok(())
 }
 
 /// Rows in PostgreSQL's `COPY` text format: tab between columns, newline after each row,
