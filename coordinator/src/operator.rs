@@ -216,11 +216,13 @@ impl Action {
     }
 }
 
-/// One entry of a batch: a job, and for an assignment or a release its worker.
+/// One entry of a batch: a job, for an assignment or a release its worker, and for a release
+/// the time of the assignment it was decided against (the contract refuses it on any other).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     job_id: u64,
     worker: Option<Felt>,
+    assigned_at: u64,
 }
 
 /// Runs the leader's work on every replica that wins the lease.
@@ -439,6 +441,7 @@ impl Operator {
                     .map(|job| Entry {
                         job_id: job.job_id,
                         worker: None,
+                        assigned_at: 0,
                     }),
             );
         }
@@ -459,9 +462,13 @@ impl Operator {
             let Some(worker) = job.worker.clone() else {
                 continue;
             };
-            let timed_out = job
-                .assigned_at
-                .is_some_and(|at| now >= at.saturating_add(release_after(&job)));
+            // The release names the assignment by its time; the index reads it from the
+            // contract with the assignment, so a row without it is corrupt.
+            let Some(assigned_at) = job.assigned_at else {
+                tracing::error!(job_id = job.job_id, %worker, "an assigned job without its assignment time in the index");
+                continue;
+            };
+            let timed_out = now >= assigned_at.saturating_add(release_after(&job));
             // A worker that uploaded its output is committing it: silence does not release
             // it (the job's own release limit still does).
             let silent = settled
@@ -489,6 +496,7 @@ impl Operator {
                 due.push(Entry {
                     job_id: job.job_id,
                     worker: Some(address),
+                    assigned_at,
                 });
             }
         }
@@ -508,6 +516,7 @@ impl Operator {
             .map(|job| Entry {
                 job_id: job.job_id,
                 worker: None,
+                assigned_at: 0,
             })
             .collect();
         let done = self.send(Action::Finalize, due).await?;
@@ -645,6 +654,7 @@ impl Operator {
             entries.push(Entry {
                 job_id,
                 worker: Some(worker),
+                assigned_at: 0,
             });
         }
         let done = self.send(Action::Assign, entries).await?;
@@ -663,12 +673,20 @@ impl Operator {
                 let span = tracing::info_span!("job", job_id = entry.job_id);
                 if let Some(reason) = skipped.get(&entry.job_id) {
                     let reason = short_string(*reason);
+                    self.count(Action::Assign, "skipped", 1);
+                    if reason == ASSIGNED_THIS_SECOND {
+                        // The job was assigned (and released) in the chain's current second:
+                        // nothing against the pair, the next tick offers it again.
+                        span.in_scope(|| {
+                            tracing::info!(worker = %felt_text(worker), %reason, "the contract skipped the assignment until the chain's next second")
+                        });
+                        continue;
+                    }
                     span.in_scope(|| {
                         tracing::info!(worker = %felt_text(worker), %reason, "the contract skipped the assignment; the pair is set aside")
                     });
                     self.excluded
                         .insert((entry.job_id, worker), wall + self.config.exclusion_secs);
-                    self.count(Action::Assign, "skipped", 1);
                     continue;
                 }
                 span.in_scope(|| tracing::info!(worker = %felt_text(worker), "assigned"));
@@ -748,6 +766,7 @@ impl Operator {
                     jm.release_job_getcall(
                         &e.job_id,
                         &ContractAddress(e.worker.unwrap_or_default()),
+                        &e.assigned_at,
                     )
                 })
                 .collect(),
@@ -975,6 +994,9 @@ async fn renew(
 }
 
 /// A felt as the Cairo short string it holds (an error string), or hex.
+/// JobMgr's skip reason for a job whose previous assignment was in the current second.
+const ASSIGNED_THIS_SECOND: &str = "JM: assigned this second";
+
 fn short_string(felt: Felt) -> String {
     let bytes = felt.to_bytes_be();
     let text: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();

@@ -82,10 +82,11 @@ async fn the_mirror_agrees_with_the_contract_on_random_cases() {
     .await
     .expect("assign_job");
     s.advance(ASSIGNMENT_TIMEOUT + 1).await;
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .release_job(&missed, &s.addr(Actor::WorkerB)),
-    )
+    s.send(s.jobs_as(Actor::Coordinator).release_job(
+        &missed,
+        &s.addr(Actor::WorkerB),
+        &s.assigned_at(missed).await,
+    ))
     .await
     .expect("release_job");
     // WorkerC: an H100 staked only tier 0's minimum, below its hardware tier's.

@@ -104,10 +104,11 @@ async fn activity(s: &System) {
     .await
     .expect("assign_job");
     s.advance(ASSIGNMENT_TIMEOUT + 1).await;
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .release_job(&released, &s.addr(Actor::WorkerB)),
-    )
+    s.send(s.jobs_as(Actor::Coordinator).release_job(
+        &released,
+        &s.addr(Actor::WorkerB),
+        &s.assigned_at(released).await,
+    ))
     .await
     .expect("release_job");
     s.advance(RESULT_WINDOW).await;

@@ -556,6 +556,12 @@ impl System {
             .expect("get_job")
     }
 
+    /// The time of `job_id`'s current assignment as the chain shows it (0: none), which
+    /// `release_job` names.
+    pub async fn assigned_at(&self, job_id: u64) -> u64 {
+        self.job_info(job_id).await.job.assigned_at
+    }
+
     pub async fn worker_info(&self, actor: Actor) -> cdc_pool::WorkerInfo {
         call(self.pool_reader().get_worker(&self.addr(actor)))
             .await

@@ -156,10 +156,11 @@ async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() 
     let (model, job) = s.assigned_job().await;
     s.active_worker(Actor::WorkerB).await;
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    s.send(
-        s.jobs_as(Actor::Attacker)
-            .release_job(&job, &s.addr(Actor::WorkerA)),
-    )
+    s.send(s.jobs_as(Actor::Attacker).release_job(
+        &job,
+        &s.addr(Actor::WorkerA),
+        &s.assigned_at(job).await,
+    ))
     .await
     .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
@@ -688,14 +689,17 @@ async fn flow_random_operations_never_break_conservation() {
             }
             16 => {
                 let releaser = [Actor::Coordinator, Actor::Attacker][next(2) as usize];
-                // Half the time the job's own worker (the release can land), else a random
-                // one (refused unless it is the job's).
-                let named = if next(2) == 0 {
-                    s.job_info(job).await.job.worker
-                } else {
-                    s.addr(w)
+                // Half the time the job's own worker and assignment (the release can land),
+                // else a random worker (refused unless it is the job's) or an assignment time
+                // a second off the job's (always refused).
+                let info = s.job_info(job).await.job;
+                let (named, at) = match next(4) {
+                    0 | 1 => (info.worker, info.assigned_at),
+                    2 => (s.addr(w), info.assigned_at),
+                    _ => (info.worker, info.assigned_at.wrapping_sub(1)),
                 };
-                s.send(s.jobs_as(releaser).release_job(&job, &named)).await
+                s.send(s.jobs_as(releaser).release_job(&job, &named, &at))
+                    .await
             }
             17 => {
                 let reason =

@@ -11,6 +11,7 @@ use ciro_chain::bindings::job_mgr::{
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::constants::roles;
+use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::tx::{call, send};
 use ciro_tests::assert::{assert_events, assert_reverts};
@@ -1242,10 +1243,11 @@ async fn release_job_by_the_coordinator_requeues_at_once_and_records_a_miss() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
     let out = s
-        .send(
-            s.jobs_as(Actor::Coordinator)
-                .release_job(&job, &s.addr(Actor::WorkerA)),
-        )
+        .send(s.jobs_as(Actor::Coordinator).release_job(
+            &job,
+            &s.addr(Actor::WorkerA),
+            &s.assigned_at(job).await,
+        ))
         .await
         .unwrap();
     let info = s.job_info(job).await.job;
@@ -1267,18 +1269,20 @@ async fn release_job_by_anyone_else_waits_for_the_assignment_timeout() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.assigned_job().await;
     assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Attacker)
-                .release_job(&job, &s.addr(Actor::WorkerA)),
-        )
+        s.send(s.jobs_as(Actor::Attacker).release_job(
+            &job,
+            &s.addr(Actor::WorkerA),
+            &s.assigned_at(job).await,
+        ))
         .await,
         "JM: assignment not timed out",
     );
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    s.send(
-        s.jobs_as(Actor::Attacker)
-            .release_job(&job, &s.addr(Actor::WorkerA)),
-    )
+    s.send(s.jobs_as(Actor::Attacker).release_job(
+        &job,
+        &s.addr(Actor::WorkerA),
+        &s.assigned_at(job).await,
+    ))
     .await
     .unwrap();
     assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
@@ -1313,19 +1317,21 @@ async fn attack_strangers_cannot_release_a_long_job_before_the_submitters_limit(
     // then past the global 10 minutes a stranger still cannot release it,
     s.advance(ASSIGNMENT_TIMEOUT).await;
     assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Attacker)
-                .release_job(&job, &s.addr(Actor::WorkerA)),
-        )
+        s.send(s.jobs_as(Actor::Attacker).release_job(
+            &job,
+            &s.addr(Actor::WorkerA),
+            &s.assigned_at(job).await,
+        ))
         .await,
         "JM: assignment not timed out",
     );
     // and can once the submitter's limit has passed.
     s.advance(6 * 3_600 - ASSIGNMENT_TIMEOUT).await;
-    s.send(
-        s.jobs_as(Actor::Attacker)
-            .release_job(&job, &s.addr(Actor::WorkerA)),
-    )
+    s.send(s.jobs_as(Actor::Attacker).release_job(
+        &job,
+        &s.addr(Actor::WorkerA),
+        &s.assigned_at(job).await,
+    ))
     .await
     .unwrap();
     assert_eq!(s.worker_info(Actor::WorkerA).await.record.holds, 0);
@@ -1413,10 +1419,11 @@ async fn release_job_rejects_a_job_not_assigned() {
     let model = s.model().await;
     let job = s.job(model).await;
     assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Coordinator)
-                .release_job(&job, &s.addr(Actor::WorkerA)),
-        )
+        s.send(s.jobs_as(Actor::Coordinator).release_job(
+            &job,
+            &s.addr(Actor::WorkerA),
+            &s.assigned_at(job).await,
+        ))
         .await,
         "JM: job not assigned",
     );
@@ -1430,28 +1437,35 @@ async fn attack_a_release_decided_against_one_assignment_cannot_land_on_the_next
     let (_, job) = s.assigned_job().await;
     s.active_worker(Actor::WorkerB).await;
     let coordinator = s.jobs_as(Actor::Coordinator);
-    s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA)))
+    let a_at = s.assigned_at(job).await;
+    s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA), &a_at))
         .await
         .unwrap();
+    s.advance(1).await;
     s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerB)))
         .await
         .unwrap();
+    let b_at = s.assigned_at(job).await;
     // when the old leader's release of WorkerA's assignment lands late, or a stranger past the
-    // release limit names the wrong worker, each is refused,
-    assert_reverts(
-        s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA)))
-            .await,
-        "JM: not the assigned worker",
-    );
+    // release limit names the wrong worker (with either assignment's time), each is refused,
+    for at in [a_at, b_at] {
+        assert_reverts(
+            s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA), &at))
+                .await,
+            "JM: not the assigned worker",
+        );
+    }
     s.advance(ASSIGNMENT_TIMEOUT).await;
-    assert_reverts(
-        s.send(
-            s.jobs_as(Actor::Attacker)
-                .release_job(&job, &s.addr(Actor::WorkerA)),
-        )
-        .await,
-        "JM: not the assigned worker",
-    );
+    for at in [a_at, b_at] {
+        assert_reverts(
+            s.send(
+                s.jobs_as(Actor::Attacker)
+                    .release_job(&job, &s.addr(Actor::WorkerA), &at),
+            )
+            .await,
+            "JM: not the assigned worker",
+        );
+    }
     // so WorkerB keeps its assignment and its record: no miss, its hold in place.
     let info = s.job_info(job).await.job;
     assert_eq!(
@@ -1462,6 +1476,132 @@ async fn attack_a_release_decided_against_one_assignment_cannot_land_on_the_next
     assert_eq!((b.reputation.missed, b.record.holds), (0, 1));
     assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
     s.assert_invariants("after the refused releases").await;
+}
+
+#[tokio::test]
+async fn attack_a_late_release_cannot_land_on_the_same_workers_next_assignment() {
+    // Given a job released from WorkerA and assigned to WorkerA again a second later (a new
+    // leader's release and reassignment while the old leader's release is in flight),
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.assigned_job().await;
+    let coordinator = s.jobs_as(Actor::Coordinator);
+    let first = s.assigned_at(job).await;
+    s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA), &first))
+        .await
+        .unwrap();
+    s.advance(1).await;
+    s.send(coordinator.assign_job(&job, &s.addr(Actor::WorkerA)))
+        .await
+        .unwrap();
+    let second = s.assigned_at(job).await;
+    assert!(second > first, "assignments have increasing times");
+    // when the old leader's release of the first assignment lands, or a stranger past the
+    // release limit names it, each is refused: it names an assignment that is over,
+    assert_reverts(
+        s.send(coordinator.release_job(&job, &s.addr(Actor::WorkerA), &first))
+            .await,
+        "JM: not that assignment",
+    );
+    s.advance(ASSIGNMENT_TIMEOUT).await;
+    for at in [first, second + 1, 0] {
+        assert_reverts(
+            s.send(
+                s.jobs_as(Actor::Attacker)
+                    .release_job(&job, &s.addr(Actor::WorkerA), &at),
+            )
+            .await,
+            "JM: not that assignment",
+        );
+    }
+    // so WorkerA keeps its second assignment with one miss on its record (the first's), its
+    // hold in place;
+    let info = s.job_info(job).await.job;
+    assert_eq!(
+        (info.state, info.worker, info.assigned_at),
+        (JobState::Assigned, s.addr(Actor::WorkerA), second)
+    );
+    let a = s.worker_info(Actor::WorkerA).await;
+    assert_eq!((a.reputation.missed, a.record.holds), (1, 1));
+    // and a release naming the second assignment (past its limit) lands.
+    s.send(
+        s.jobs_as(Actor::Attacker)
+            .release_job(&job, &s.addr(Actor::WorkerA), &second),
+    )
+    .await
+    .unwrap();
+    let info = s.job_info(job).await.job;
+    assert_eq!(
+        (info.state, info.worker, info.assigned_at),
+        (JobState::Queued, nobody(), 0)
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 2);
+    s.assert_invariants("after the releases").await;
+}
+
+#[tokio::test]
+async fn assign_refuses_a_job_in_the_second_of_its_previous_assignment() {
+    // One transaction runs at one block time: the coordinator assigns a job to WorkerA,
+    // releases it and assigns it to WorkerB in the same second. Were the second assignment
+    // allowed, it would share the first's time and a release of the first could land on it.
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    let job = s.job(model).await;
+    let jm = s.jobs_as(Actor::Coordinator);
+    // The transaction runs at the latest block's time (devnet: a block's time is set when it
+    // is mined and is the next transaction's clock); were it another, the release would
+    // revert with 'JM: not that assignment' and the test fail.
+    let now = s.net.now().await.unwrap();
+    let reassign = |worker: Actor| {
+        vec![
+            jm.assign_job_getcall(&job, &s.addr(Actor::WorkerA)),
+            jm.release_job_getcall(&job, &s.addr(Actor::WorkerA), &now),
+            jm.assign_job_getcall(&job, &s.addr(worker)),
+        ]
+    };
+    for worker in [Actor::WorkerB, Actor::WorkerA] {
+        assert_reverts(
+            s.send(jm.account.execute_v3(reassign(worker))).await,
+            "JM: assigned this second",
+        );
+    }
+    // In a batch the same entry is skipped with the reason, the rest going through:
+    let batch = vec![Assignment {
+        job_id: job,
+        worker: s.addr(Actor::WorkerB),
+    }];
+    let out = s
+        .send(jm.account.execute_v3(vec![
+            jm.assign_job_getcall(&job, &s.addr(Actor::WorkerA)),
+            jm.release_job_getcall(&job, &s.addr(Actor::WorkerA), &now),
+            jm.assign_jobs_getcall(&batch),
+        ]))
+        .await
+        .unwrap();
+    assert!(out
+        .events_from(s.job_mgr)
+        .into_iter()
+        .filter_map(|e| job_mgr::Event::try_from(e).ok())
+        .any(|e| e
+            == job_mgr::Event::AssignmentSkipped(AssignmentSkipped {
+                job_id: job,
+                worker: s.addr(Actor::WorkerB),
+                reason: Felt::from_bytes_be_slice(b"JM: assigned this second"),
+            })));
+    assert_eq!(s.job_info(job).await.job.state, JobState::Queued);
+    // A second later the job is assigned again.
+    s.advance(1).await;
+    s.send(jm.assign_job(&job, &s.addr(Actor::WorkerB)))
+        .await
+        .unwrap();
+    let info = s.job_info(job).await.job;
+    assert_eq!(
+        (info.state, info.worker),
+        (JobState::Assigned, s.addr(Actor::WorkerB))
+    );
+    assert!(info.assigned_at > now);
+    s.assert_invariants("after the refused reassignments").await;
 }
 
 // ---------------------------------------------------------------------------------------

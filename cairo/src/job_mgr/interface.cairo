@@ -52,22 +52,27 @@ trait IJobMgrJobs<TContractState> {
     /// Emits `JobCancelled`.
     fn cancel_job(ref self: TContractState, job_id: u64);
     /// Assigns a queued job to `worker` and holds it against the worker's exit in the pool.
-    /// Requires: COORDINATOR, sealed, not paused, job Queued, before its deadline, worker not
-    /// the submitter, the job's release limit fits before its deadline (so the worker has the
-    /// time a miss is judged against), `CdcPool.hold(worker, job requirements)`
-    /// (eligibility). Emits `JobAssigned`.
+    /// Requires: COORDINATOR, sealed, not paused, job Queued, a later second than the job's
+    /// previous assignment if it had one (so a job's assignments have strictly increasing
+    /// times, which `release_job` names them by), before its deadline, worker not the
+    /// submitter, the job's release limit fits before its deadline (so the worker has the time
+    /// a miss is judged against), `CdcPool.hold(worker, job requirements)` (eligibility).
+    /// Emits `JobAssigned`.
     fn assign_job(ref self: TContractState, job_id: u64, worker: ContractAddress);
     /// `assign_job` for each of 1 to 100 assignments; an entry that fails a per-job check is
     /// skipped (`AssignmentSkipped` with the error `assign_job` would give) and the rest go
     /// through. Requires: COORDINATOR, sealed, not paused, 1 to 100 entries.
     fn assign_jobs(ref self: TContractState, assignments: Array<Assignment>);
     /// Puts an assigned job back in the queue and records a miss for its worker (its hold
-    /// released). Requires: job Assigned to `worker` (a release decided against one assignment
-    /// cannot land on the next: a coordinator replica that lost its lead while its release was
-    /// in flight would otherwise charge the miss to the worker assigned after it); caller
-    /// COORDINATOR, or anyone once the job's release limit (chosen at submission) has passed
-    /// since assignment. Emits `JobReleased`.
-    fn release_job(ref self: TContractState, job_id: u64, worker: ContractAddress);
+    /// released). Requires: job Assigned to `worker` at `assigned_at` (the assignment's time,
+    /// as `get_job` shows it): a release decided against one assignment cannot land on the
+    /// next, even one of the same worker (a coordinator replica that lost its lead while its
+    /// release was in flight would otherwise charge the miss to the assignment after it);
+    /// caller COORDINATOR, or anyone once the job's release limit (chosen at submission) has
+    /// passed since assignment. Emits `JobReleased`.
+    fn release_job(
+        ref self: TContractState, job_id: u64, worker: ContractAddress, assigned_at: u64
+    );
     /// Commits the result's hash and starts the challenge window. Requires: caller is the
     /// assigned worker, job Assigned, not after the deadline. Emits `ResultSubmitted`.
     fn submit_result(ref self: TContractState, job_id: u64, output_hash: u256);

@@ -512,10 +512,16 @@ mod JobMgr {
             };
         }
 
-        fn release_job(ref self: ContractState, job_id: u64, worker: ContractAddress) {
+        fn release_job(
+            ref self: ContractState, job_id: u64, worker: ContractAddress, assigned_at: u64
+        ) {
             let mut status = self.known_status(job_id);
             assert(status.state == JobState::Assigned(()), errors::NOT_ASSIGNED);
             assert(worker == self.job_worker.read(job_id), errors::NOT_ASSIGNED_WORKER);
+            // A job's assignments have strictly increasing times (`assign`), so the time names
+            // the assignment: a release decided against an earlier one, even of this worker,
+            // cannot land on this one.
+            assert(assigned_at == status.assigned_at, errors::NOT_THAT_ASSIGNMENT);
             let by = get_caller_address();
             let terms = self.job_terms.read(job_id);
             let governance = Governance::unsafe_new_contract_state();
@@ -525,8 +531,9 @@ mod JobMgr {
                     errors::NOT_TIMED_OUT
                 );
             }
+            // `assigned_at` is kept (the views show 0 once the worker is cleared): the job's next
+            // assignment must come in a later second (`assign`).
             status.state = JobState::Queued(());
-            status.assigned_at = 0;
             self.job_status.write(job_id, status);
             self.job_worker.write(job_id, Zeroable::zero());
             self.emit(JobReleased { job_id, worker, by });
@@ -844,6 +851,7 @@ mod JobMgr {
         fn job_info(self: @ContractState, job_id: u64) -> JobInfo {
             let core = self.job_core.read(job_id);
             let status = self.job_status.read(job_id);
+            let worker = self.job_worker.read(job_id);
             JobInfo {
                 job_id, job: Job {
                     submitter: core.submitter,
@@ -852,8 +860,13 @@ mod JobMgr {
                     fee: self.job_fee.read(job_id),
                     deadline: core.deadline,
                     state: status.state,
-                    worker: self.job_worker.read(job_id),
-                    assigned_at: status.assigned_at,
+                    worker,
+                    // A released job keeps its last assignment's time in storage; it shows none.
+                    assigned_at: if worker.is_zero() {
+                        0
+                    } else {
+                        status.assigned_at
+                    },
                     completed_at: status.completed_at,
                     output_hash: self.job_output.read(job_id),
                 },
@@ -896,6 +909,11 @@ mod JobMgr {
             }
             let core = self.job_core.read(job_id);
             let now = get_block_timestamp();
+            // A released job keeps its last assignment's time: the next one comes strictly
+            // later, so `release_job` can name an assignment by its time.
+            if now <= status.assigned_at {
+                return errors::ASSIGNED_THIS_SECOND;
+            }
             if now >= core.deadline {
                 return errors::DEADLINE_PASSED;
             }

@@ -190,11 +190,21 @@ where
             .await
     }
 
-    pub async fn release_job(&self, job_id: u64, worker: &Felt) -> Result<TxOutcome, ChainError> {
+    /// Releases `worker`'s assignment of `job_id` made at `assigned_at` (the job's
+    /// `assigned_at` as the chain shows it: a release names the assignment it was decided
+    /// against).
+    pub async fn release_job(
+        &self,
+        job_id: u64,
+        worker: &Felt,
+        assigned_at: u64,
+    ) -> Result<TxOutcome, ChainError> {
         self.sender
-            .execute(vec![self
-                .binding()
-                .release_job_getcall(&job_id, &ContractAddress(*worker))])
+            .execute(vec![self.binding().release_job_getcall(
+                &job_id,
+                &ContractAddress(*worker),
+                &assigned_at,
+            )])
             .await
     }
 
