@@ -7,8 +7,9 @@
 //! the index: every index write checks, in its own transaction, that the writer's epoch is
 //! still the lease's ([`Store::apply_fenced`]). Its chain transactions cannot be fenced that
 //! way, and the contracts are the guard: they refuse to assign a job twice or finalize it
-//! twice, and `release_job` names the worker it was decided against, so a deposed leader's
-//! late release cannot undo the new leader's assignment of the job to another worker. The
+//! twice, and `release_job` names the assignment it was decided against (its worker and its
+//! time), so a deposed leader's late release cannot undo the new leader's next assignment of
+//! the job, to another worker or to the same one. The
 //! operator also sends nothing once its lease has less than a third of its time left or the
 //! lease task lost it (see `operator::may_send`), which keeps a deposed leader's late
 //! transactions rare.

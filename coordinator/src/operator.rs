@@ -19,7 +19,9 @@
 //!
 //! Every action is batched (up to `batch_size` entries per transaction) and split in halves on
 //! a revert until the entry at fault is alone; that entry is logged with the contract's error
-//! and, for an assignment, its (job, worker) pair is set aside for a while. Nothing is done
+//! and, for an assignment, its (job, worker) pair is set aside for a while (an assignment the
+//! contract skipped because the job was assigned in the chain's current second holds the job
+//! back until the next second instead, against no worker). Nothing is done
 //! twice: the contracts refuse to assign, release, finalize or expire a job that is not in the
 //! state the index said (a stale index only costs a skipped entry), and the next tick starts by
 //! indexing what this one sent.
@@ -236,6 +238,9 @@ pub struct Operator {
     metrics: OperatorMetrics,
     /// (job, worker) pairs the contract refused, until when (unix seconds).
     excluded: HashMap<(u64, Felt), u64>,
+    /// Jobs the contract skipped as assigned in the chain's current second, until when (unix
+    /// seconds): not offered again before the chain's clock can have moved on.
+    held: HashMap<u64, u64>,
     /// Block timestamps already read.
     block_times: HashMap<u64, u64>,
     rotation: usize,
@@ -292,6 +297,7 @@ impl Operator {
             config,
             metrics: OperatorMetrics::register(metrics)?,
             excluded: HashMap::new(),
+            held: HashMap::new(),
             block_times: HashMap::new(),
             rotation: 0,
             last_gc: 0,
@@ -550,7 +556,9 @@ impl Operator {
     async fn assign(&mut self, now: u64) -> Result<()> {
         let wall = unix_now();
         self.excluded.retain(|_, until| *until > wall);
-        let queued = self.all_in("Queued").await?;
+        self.held.retain(|_, until| *until > wall);
+        let mut queued = self.all_in("Queued").await?;
+        queued.retain(|job| !self.held.contains_key(&job.job_id));
         if queued.is_empty() {
             return Ok(());
         }
@@ -676,10 +684,13 @@ impl Operator {
                     self.count(Action::Assign, "skipped", 1);
                     if reason == ASSIGNED_THIS_SECOND {
                         // The job was assigned (and released) in the chain's current second:
-                        // nothing against the pair, the next tick offers it again.
+                        // nothing against the pair; the job waits until this block's second
+                        // is over (each try is a transaction), then any worker may take it.
                         span.in_scope(|| {
                             tracing::info!(worker = %felt_text(worker), %reason, "the contract skipped the assignment until the chain's next second")
                         });
+                        // (Wall clock: the chain's may have been moved far ahead on devnet.)
+                        self.held.insert(entry.job_id, unix_now() + 1);
                         continue;
                     }
                     span.in_scope(|| {
@@ -993,10 +1004,10 @@ async fn renew(
     metrics.leader.set(0);
 }
 
-/// A felt as the Cairo short string it holds (an error string), or hex.
 /// JobMgr's skip reason for a job whose previous assignment was in the current second.
 const ASSIGNED_THIS_SECOND: &str = "JM: assigned this second";
 
+/// A felt as the Cairo short string it holds (an error string), or hex.
 fn short_string(felt: Felt) -> String {
     let bytes = felt.to_bytes_be();
     let text: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
