@@ -20,8 +20,9 @@
 //! Every action is batched (up to `batch_size` entries per transaction) and split in halves on
 //! a revert until the entry at fault is alone; that entry is logged with the contract's error
 //! and, for an assignment, its (job, worker) pair is set aside for a while (an assignment the
-//! contract skipped because the job was assigned in the chain's current second holds the job
-//! back until the next second instead, against no worker). Nothing is done
+//! contract skipped because the job was assigned in the chain's current second says nothing
+//! against the pair: the job is offered again once the coordinator's clock reaches its next
+//! second, which with ticks under a second saves a transaction per tick). Nothing is done
 //! twice: the contracts refuse to assign, release, finalize or expire a job that is not in the
 //! state the index said (a stale index only costs a skipped entry), and the next tick starts by
 //! indexing what this one sent.
@@ -684,8 +685,10 @@ impl Operator {
                     self.count(Action::Assign, "skipped", 1);
                     if reason == ASSIGNED_THIS_SECOND {
                         // The job was assigned (and released) in the chain's current second:
-                        // nothing against the pair; the job waits until this block's second
-                        // is over (each try is a transaction), then any worker may take it.
+                        // nothing against the pair. The job waits for the coordinator's next
+                        // second (each try is a transaction; on devnet a try runs at the time of
+                        // the block before it, so one more may be skipped), then any worker may
+                        // take it.
                         span.in_scope(|| {
                             tracing::info!(worker = %felt_text(worker), %reason, "the contract skipped the assignment until the chain's next second")
                         });

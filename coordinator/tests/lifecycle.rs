@@ -435,6 +435,87 @@ async fn a_job_its_best_worker_gives_back_goes_to_the_next_eligible_worker() {
     c.stop().await;
 }
 
+/// JobMgr refuses to assign a job in the second of its previous assignment (so a release can
+/// name an assignment by its time). A job released and offered again within that second is
+/// skipped by `assign_jobs`; the coordinator holds the job back a second and offers it again,
+/// rather than setting the (job, worker) pair aside as for a refusal that says something about
+/// the pair (here a 120 s exclusion would leave the job waiting two minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_skipped_as_assigned_this_second_is_offered_again_a_second_later() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            exclusion_secs: 120,
+            ..Options::default()
+        },
+    )
+    .await;
+    let a = c.client_as(&s, Actor::WorkerA);
+    let (model, model_digest) = model_with_file(&s, &c, b"a model either can run").await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    let beating_a = keep_live(c.client_as(&s, Actor::WorkerA), vec![model_digest]).await;
+    let (job, _) = job_with_input(&s, &c, model, b"input").await;
+    let first = chain_state(&s, job, "Assigned").await.job;
+    assert_eq!(
+        first.worker,
+        s.addr(Actor::WorkerA),
+        "A is the only live worker"
+    );
+    eventually("A's give-back accepted", WAIT, || async {
+        a.request_release(job, "cannot run it", GiveBack::JobFailed)
+            .await
+            .ok()
+    })
+    .await;
+    chain_state(&s, job, "Queued").await;
+    // The chain's clock goes back to the first assignment's second: the next transaction runs
+    // in it (devnet runs a transaction at the time of the block before it). Nothing else is
+    // sent meanwhile: A gave the job back, so no live worker may take it until B is live.
+    s.net
+        .devnet
+        .set_time(first.assigned_at)
+        .await
+        .expect("set_time");
+    let skipped = |text: String| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("ciro_keeper_jobs_total")
+                    && l.contains("action=\"assign\"")
+                    && l.contains("result=\"skipped\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(skipped(c.metrics().await), 0, "nothing skipped yet");
+    let beating_b = keep_live(c.client_as(&s, Actor::WorkerB), vec![]).await;
+    let started = std::time::Instant::now();
+    let reassigned = eventually("the job assigned to B", WAIT, || async {
+        let info = s.job_info(job).await;
+        (info.job.worker == s.addr(Actor::WorkerB)).then_some(info.job)
+    })
+    .await;
+    assert_eq!(format!("{:?}", reassigned.state), "Assigned");
+    assert!(
+        reassigned.assigned_at > first.assigned_at,
+        "a later second than the first assignment"
+    );
+    assert!(
+        skipped(c.metrics().await) >= 1,
+        "the first offer to B ran in the first assignment's second and was skipped"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "offered again within seconds, not after the pair's 120 s exclusion ({:?})",
+        started.elapsed()
+    );
+    beating_a.abort();
+    beating_b.abort();
+    s.assert_invariants("after the reassignment").await;
+    c.stop().await;
+}
+
 /// A job every worker fails (a model that wedges or crashes the worker, an input no worker
 /// can decode) would otherwise be offered to each live worker in turn, each paying for it (a
 /// restart, a miss on its record). Once `max_give_backs` workers gave it back as failed on them

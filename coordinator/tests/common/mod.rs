@@ -38,6 +38,8 @@ pub struct Options {
     pub upload_quota: Option<u64>,
     /// Workers that may give a job back before it is no longer matched.
     pub max_give_backs: u32,
+    /// Seconds a (job, worker) pair the contract refused is set aside.
+    pub exclusion_secs: u64,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             with_account: true,
             upload_quota: None,
             max_give_backs: ciro_coordinator::operator::DEFAULT_MAX_GIVE_BACKS,
+            exclusion_secs: 5,
         }
     }
 }
@@ -95,7 +98,7 @@ impl Running {
                 tick: Duration::from_millis(200),
                 lease_ttl: Duration::from_secs(3),
                 stale_after_secs: options.stale_after_secs,
-                exclusion_secs: 5,
+                exclusion_secs: options.exclusion_secs,
                 max_give_backs: options.max_give_backs,
                 ..OperatorConfig::new(options.holder)
             },
