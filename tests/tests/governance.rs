@@ -528,6 +528,56 @@ async fn upgrade_runs_only_after_its_delay_and_replaces_the_class() {
 }
 
 #[tokio::test]
+async fn attack_an_upgrade_kept_in_reserve_expires_and_one_made_before_seal_never_carries_over() {
+    let s = System::deploy_unsealed().await.unwrap();
+    let new_class = ClassHash(s.net.class_hash("TestToken").unwrap());
+    for (name, host) in hosts(&s).await {
+        let admin = gov(&s, host, Actor::Admin);
+        // Given an upgrade scheduled during setup and left dormant,
+        s.send(admin.schedule_upgrade(&new_class)).await.unwrap();
+        s.advance(UPGRADE_DELAY).await;
+        // when the admin seals and later tries to run it, it is refused (cancelled, the same
+        // class may be scheduled again, in users' sight);
+        s.send(admin.seal()).await.unwrap();
+        assert_reverts(
+            s.send(admin.execute_upgrade()).await,
+            "GOV: scheduled before seal",
+        );
+        s.send(admin.cancel_upgrade()).await.unwrap();
+        // and an upgrade scheduled after the seal but kept past its 7-day grace expires.
+        s.send(admin.schedule_upgrade(&new_class)).await.unwrap();
+        s.advance(UPGRADE_DELAY + 7 * 86_400 + 1).await;
+        assert_reverts(
+            s.send(admin.execute_upgrade()).await,
+            "GOV: operation expired",
+        );
+        assert_ne!(
+            s.net
+                .provider
+                .get_class_hash_at(BlockId::Tag(BlockTag::Latest), host)
+                .await
+                .unwrap(),
+            new_class.0,
+            "{name} still runs its own class"
+        );
+        // One scheduled again runs within its grace (a minute before its end).
+        s.send(admin.cancel_upgrade()).await.unwrap();
+        s.send(admin.schedule_upgrade(&new_class)).await.unwrap();
+        s.advance(UPGRADE_DELAY + 7 * 86_400 - 60).await;
+        s.send(admin.execute_upgrade()).await.unwrap();
+        assert_eq!(
+            s.net
+                .provider
+                .get_class_hash_at(BlockId::Tag(BlockTag::Latest), host)
+                .await
+                .unwrap(),
+            new_class.0,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn upgrade_scheduling_is_admin_only_non_zero_and_one_at_a_time() {
     let s = System::deploy().await.unwrap();
     let new_class = ClassHash(s.net.class_hash("TestToken").unwrap());

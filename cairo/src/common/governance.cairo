@@ -107,7 +107,9 @@ trait IGovernance<TContractState> {
     /// Emits `UpgradeCancelled`.
     fn cancel_upgrade(ref self: TContractState);
     /// Replaces the class with the pending one. Requires: caller is admin, an upgrade
-    /// pending, its delay passed. Emits `Upgraded`.
+    /// pending, its delay passed, not more than 7 days ago (an upgrade kept in reserve
+    /// expires: cancel it and schedule again), and, once sealed, scheduled after the seal.
+    /// Emits `Upgraded`.
     fn execute_upgrade(ref self: TContractState);
 }
 
@@ -447,10 +449,19 @@ mod Governance {
             self.assert_admin();
             let class_hash = self.Governance_pending_class.read();
             assert(!class_hash.is_zero(), Errors::NO_UPGRADE_PENDING);
-            assert(
-                get_block_timestamp() >= self.Governance_upgrade_ready_at.read(),
-                Errors::UPGRADE_NOT_READY
-            );
+            let ready_at = self.Governance_upgrade_ready_at.read();
+            let now = get_block_timestamp();
+            assert(now >= ready_at, Errors::UPGRADE_NOT_READY);
+            // As for every scheduled operation (`take_op`): no upgrade kept in reserve past its
+            // grace, and none scheduled in the setup phase carried over the seal.
+            assert(now <= ready_at + OP_GRACE, Errors::OPERATION_EXPIRED);
+            if self.Governance_sealed.read() {
+                assert(
+                    ready_at >= self.Governance_sealed_at.read()
+                        + self.Governance_upgrade_delay.read(),
+                    Errors::SCHEDULED_BEFORE_SEAL
+                );
+            }
             // Effects before the class changes under us.
             self.Governance_pending_class.write(Zeroable::zero());
             self.Governance_upgrade_ready_at.write(0);
