@@ -2311,13 +2311,14 @@ async fn attack_a_beneficiary_never_receives_more_than_its_cap() {
             to_treasury: u256(3_700),
         }))
     );
-    // and a slasher's slash capped at zero pays it nothing when executed (1% of 4,000).
+    // and a slasher's slash, which names no beneficiary, pays it nothing when executed (1% of
+    // 4,000 to the treasury).
     s.send(s.pool_as(SLASHER).slash(
         &worker,
         &SlashReason::Unavailable,
         &0,
         &felt(2),
-        &beneficiary,
+        &nobody(),
         &u256(0),
     ))
     .await
@@ -2349,6 +2350,56 @@ async fn attack_a_beneficiary_never_receives_more_than_its_cap() {
     assert_eq!(s.balance_of(Actor::Attacker).await, FUNDS + 300);
     assert_eq!(s.balance_of(TREASURY).await, 3_740);
     s.assert_invariants("after the capped slashes").await;
+}
+
+#[tokio::test]
+async fn attack_a_slasher_cannot_pay_itself_or_another_a_beneficiary_share() {
+    // Given a SLASHER (a compromised key, or a rogue operator) and a worker with 8,000 staked
+    // that will not challenge in time,
+    let s = System::deploy().await.unwrap();
+    s.active_worker(Actor::WorkerA).await;
+    let worker = s.addr(Actor::WorkerA);
+    // when it opens a Fraud slash naming itself, or an account of its own, as beneficiary with
+    // no cap, each is refused;
+    for beneficiary in [s.addr(SLASHER), s.addr(Actor::Attacker)] {
+        assert_reverts(
+            s.send(s.pool_as(SLASHER).slash(
+                &worker,
+                &SlashReason::Fraud,
+                &0,
+                &felt(1),
+                &beneficiary,
+                &u256(NO_CAP),
+            ))
+            .await,
+            "POOL: slasher names beneficiary",
+        );
+    }
+    // and its slash without one (the first slash: the refused ones left no id) sends the
+    // whole cut to the treasury once executed.
+    let slasher_before = s.balance_of(SLASHER).await;
+    s.send(s.pool_as(SLASHER).slash(
+        &worker,
+        &SlashReason::Fraud,
+        &0,
+        &felt(1),
+        &nobody(),
+        &u256(NO_CAP),
+    ))
+    .await
+    .unwrap();
+    s.advance(SLASH_CHALLENGE_WINDOW + 1).await;
+    s.send(s.pool_as(Actor::Attacker).execute_slash(&1))
+        .await
+        .unwrap();
+    let cut = MIN_STAKE[3] * u128::from(SLASH_BPS[4]) / 10_000;
+    assert_eq!(s.balance_of(TREASURY).await, cut);
+    assert_eq!(s.balance_of(Actor::Attacker).await, FUNDS);
+    assert!(
+        s.balance_of(SLASHER).await <= slasher_before,
+        "the slasher gained nothing"
+    );
+    s.assert_invariants("after the slasher's slash").await;
 }
 
 #[tokio::test]

@@ -819,6 +819,10 @@ mod CdcPool {
             let caller = get_caller_address();
             let immediate = governance.has_role(JOB_MANAGER_ROLE, caller);
             assert(immediate || governance.has_role(SLASHER_ROLE, caller), errors::NOT_AUTHORIZED);
+            // Only JobMgr's slashes pay a beneficiary (a job's disputer, capped by the job's
+            // terms): a SLASHER naming one could pay itself (or an account of its own) the
+            // beneficiary share of every worker that misses its challenge window.
+            assert(immediate || beneficiary.is_zero(), errors::SLASHER_BENEFICIARY);
             let mut record = self.workers.read(worker);
             assert(record.registered, errors::NOT_REGISTERED);
             assert(bps.into() <= BPS, errors::BAD_SLASH_BPS);

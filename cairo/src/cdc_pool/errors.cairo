@@ -19,6 +19,7 @@ const SLASH_PENDING: felt252 = 'POOL: slash pending';
 const COMMISSION_TOO_HIGH: felt252 = 'POOL: commission too high';
 const NOTHING_TO_CLAIM: felt252 = 'POOL: nothing to claim';
 const NOT_AUTHORIZED: felt252 = 'POOL: not job manager/slasher';
+const SLASHER_BENEFICIARY: felt252 = 'POOL: slasher names beneficiary';
 const BAD_SLASH_BPS: felt252 = 'POOL: slash bps out of bounds';
 const UNKNOWN_SLASH: felt252 = 'POOL: unknown slash';
 const SLASH_NOT_PENDING: felt252 = 'POOL: slash not pending';

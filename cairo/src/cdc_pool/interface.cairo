@@ -157,8 +157,10 @@ trait ICdcPoolSlashing<TContractState> {
     /// `beneficiary` (may be zero) receiving its share, at most `beneficiary_cap`; the rest
     /// goes to the treasury. From JOB_MANAGER: applied at once. From SLASHER: pending, the
     /// worker may challenge it within the window, and the worker's exit is locked until it is
-    /// executed or resolved. Returns the slash id. Requires: one of those roles, worker
-    /// registered, bps <= 10,000. Emits `SlashCreated` (and `SlashExecuted` when applied).
+    /// executed or resolved; it names no beneficiary (all of the cut goes to the treasury).
+    /// Returns the slash id. Requires: one of those roles, worker registered, bps <= 10,000,
+    /// from SLASHER a zero beneficiary. Emits `SlashCreated` (and `SlashExecuted` when
+    /// applied).
     fn slash(
         ref self: TContractState,
         worker: ContractAddress,
