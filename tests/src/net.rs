@@ -166,9 +166,14 @@ impl TestNet {
 
     /// A signing account for `actor` (nonces and estimates at the pre-confirmed block).
     pub fn account(&self, actor: Actor) -> RpcAccount {
+        self.account_via(actor, self.rpc_url())
+    }
+
+    /// `actor`'s account talking to the node through `url` (a proxy in front of the devnet).
+    pub fn account_via(&self, actor: Actor, url: Url) -> RpcAccount {
         account_for(
             &self.prepared().accounts[actor.index()],
-            self.rpc_url(),
+            url,
             self.chain_id(),
         )
     }

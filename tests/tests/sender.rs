@@ -1,6 +1,7 @@
 //! One account used by many concurrent tasks through a `TxSender`: every transaction lands,
 //! with consecutive nonces, and the balances add up.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
@@ -128,4 +129,133 @@ async fn a_nonce_moved_by_another_sender_of_the_account_is_resynchronised() {
         .await
         .unwrap();
     assert_eq!(balance.low, 4);
+}
+
+/// An HTTP proxy in front of the devnet's JSON-RPC that forwards every request and answers
+/// it, except that the answer to the `lose`-th `starknet_addInvokeTransaction` (from 0) is
+/// lost: the node got the transaction, the client gets a malformed answer (a transport
+/// error). Its URL, and how many invocations it saw.
+async fn proxy_losing_an_answer(
+    upstream: reqwest::Url,
+    lose: u32,
+) -> (reqwest::Url, Arc<AtomicU32>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    let invokes = Arc::new(AtomicU32::new(0));
+    let seen = invokes.clone();
+    let client = reqwest::Client::new();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (client, upstream, seen) = (client.clone(), upstream.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16_384];
+                let (head_len, body_len) = loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (end + 4, len);
+                    }
+                };
+                while buf.len() < head_len + body_len {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = buf[head_len..head_len + body_len].to_vec();
+                let invoke =
+                    String::from_utf8_lossy(&body).contains("starknet_addInvokeTransaction");
+                let answer = client
+                    .post(upstream)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                let answer = if invoke && seen.fetch_add(1, Ordering::SeqCst) == lose {
+                    b"the answer was lost".to_vec()
+                } else {
+                    answer.to_vec()
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&answer).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (url, invokes)
+}
+
+#[tokio::test]
+async fn a_transaction_whose_answer_was_lost_is_not_sent_again() {
+    // For the sender's first transaction (its nonce read from the chain) and for a later one
+    // (its nonce cached): the node loses the answer to that transaction, which lands.
+    for lose in [0, 1] {
+        let net = TestNet::new().await.unwrap();
+        let token = deploy_test_token(&net, 10).await.unwrap();
+        let (url, invokes) = proxy_losing_an_answer(net.rpc_url(), lose).await;
+        let sender = TxSender::new(net.account_via(Actor::Admin, url), SenderConfig::default());
+        let nonce_before = net
+            .provider
+            .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
+            .await
+            .unwrap();
+        let to = ContractAddress(net.address(Actor::WorkerB));
+        let binding = TestToken::new(token, sender.account());
+        let one = U256 { low: 1, high: 0 };
+        // When it sends three transfers one after another, each call returns that
+        // transfer's own transaction: past the lost answer it finds its transaction on the
+        // node instead of failing (a first transaction: the caller would send it again) or
+        // sending the calls again at the next nonce (a later one: the transfer ran twice);
+        for _ in 0..3 {
+            let outcome = sender
+                .execute(vec![binding.transfer_getcall(&to, &one)])
+                .await
+                .unwrap_or_else(|e| panic!("losing answer {lose}: {e}"));
+            assert_eq!(outcome.tx_hash, *outcome.receipt.receipt.transaction_hash());
+        }
+        assert!(
+            invokes.load(Ordering::SeqCst) > lose,
+            "answer {lose} was lost"
+        );
+        // then each transfer ran once, with one nonce each.
+        let balance = call(TestTokenReader::new(token, &net.provider).balance_of(&to))
+            .await
+            .unwrap();
+        assert_eq!(
+            balance.low, 3,
+            "losing answer {lose}: each transfer ran once"
+        );
+        let nonce_after = net
+            .provider
+            .get_nonce(BlockId::Tag(BlockTag::Latest), net.address(Actor::Admin))
+            .await
+            .unwrap();
+        assert_eq!(
+            nonce_after,
+            nonce_before + Felt::from(3u8),
+            "losing answer {lose}"
+        );
+    }
 }

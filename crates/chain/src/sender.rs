@@ -6,17 +6,22 @@
 //! outside the lock, so transactions of many tasks pipeline. A nonce the node rejects makes
 //! the sender re-read the nonce from the chain and try once more. Transport errors (node
 //! unreachable, timeouts) are retried with exponential backoff; a revert or a rejection is
-//! never retried.
+//! never retried. A transaction is estimated and signed once and that same transaction is
+//! retried; after a lost answer its hash is looked up first, so a transaction that landed is
+//! never sent again at another nonce.
 //!
 //! With a [`Relay`] ([`TxSender::with_relay`]) the account pays no gas: each transaction is
 //! signed as a SNIP-9 outside execution and sent by a paymaster relayer, one at a time (a
 //! relayer takes one execution per user in flight).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use starknet::accounts::ConnectedAccount;
-use starknet::core::types::{BlockId, BlockTag, Call, FeeEstimate, Felt, FunctionCall};
+use starknet::core::types::{
+    BlockId, BlockTag, Call, FeeEstimate, Felt, FunctionCall, StarknetError,
+};
 use starknet::macros::selector;
 use starknet::providers::Provider;
 use tokio::sync::Mutex;
@@ -365,27 +370,94 @@ where
             .await
     }
 
+    /// Sends `calls` at the cached (else the chain's) nonce: estimated once, then the same
+    /// signed transaction is sent until the node answers. A send whose answer was lost (a
+    /// transport error) may have reached the node, so before each new attempt, and when a
+    /// later attempt is refused, the transaction's hash is looked up: a transaction the node
+    /// knows is this one, and is not sent again (re-sending the calls at a fresh nonce after a
+    /// lost answer would run them twice).
     async fn submit(&self, nonce: &mut Option<Felt>, calls: &[Call]) -> Result<Felt, ChainError> {
         let current = match *nonce {
             Some(value) => value,
             None => self.chain_nonce().await?,
         };
-        let sent = self
+        let estimate = self
             .config
             .retry
             .run(|| async {
                 self.account
                     .execute_v3(calls.to_vec())
                     .nonce(current)
-                    .gas_estimate_multiplier(self.config.fee_margin)
-                    .gas_price_estimate_multiplier(self.config.fee_margin)
-                    .send()
+                    .estimate_fee()
                     .await
                     .map_err(ChainError::from)
             })
             .await?;
+        let bounds = GasBounds::from_estimate(&estimate, self.config.fee_margin);
+        let prepared = self
+            .account
+            .execute_v3(calls.to_vec())
+            .nonce(current)
+            .l1_gas(bounds.l1_gas)
+            .l1_gas_price(bounds.l1_gas_price)
+            .l2_gas(bounds.l2_gas)
+            .l2_gas_price(bounds.l2_gas_price)
+            .l1_data_gas(bounds.l1_data_gas)
+            .l1_data_gas_price(bounds.l1_data_gas_price)
+            .tip(0)
+            .prepared()
+            .map_err(|e| ChainError::Transport(format!("preparing the transaction: {e}")))?;
+        let tx_hash = prepared.transaction_hash(false);
+        let lost = AtomicBool::new(false);
+        let sent = self
+            .config
+            .retry
+            .run(|| async {
+                if lost.load(Ordering::SeqCst) && self.known(tx_hash).await? {
+                    return Ok(tx_hash);
+                }
+                match prepared.send().await.map_err(ChainError::from) {
+                    Ok(sent) => Ok(sent.transaction_hash),
+                    Err(error @ ChainError::Transport(_)) => {
+                        lost.store(true, Ordering::SeqCst);
+                        Err(error)
+                    }
+                    Err(error) => {
+                        if lost.load(Ordering::SeqCst) && self.known(tx_hash).await? {
+                            return Ok(tx_hash);
+                        }
+                        Err(error)
+                    }
+                }
+            })
+            .await;
+        let sent = match sent {
+            Err(ChainError::Transport(message)) if lost.load(Ordering::SeqCst) => {
+                // Its fate is unknown: the next transaction reads the nonce from the chain.
+                *nonce = None;
+                return Err(ChainError::Transport(format!(
+                    "{message} (transaction {tx_hash:#x} may still land: not sent again)"
+                )));
+            }
+            other => other?,
+        };
         *nonce = Some(current + Felt::ONE);
-        Ok(sent.transaction_hash)
+        Ok(sent)
+    }
+
+    /// Whether the node knows transaction `tx_hash` (received, pending or included).
+    async fn known(&self, tx_hash: Felt) -> Result<bool, ChainError> {
+        match self
+            .account
+            .provider()
+            .get_transaction_status(tx_hash)
+            .await
+            .map_err(ChainError::from)
+        {
+            Ok(_) => Ok(true),
+            Err(ChainError::Rejected(StarknetError::TransactionHashNotFound)) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 }
 
