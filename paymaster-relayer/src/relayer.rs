@@ -918,8 +918,20 @@ impl Relayer {
         if !policy.active {
             return refuse("the sponsor's policy is inactive", "policy");
         }
-        if policy.params.expiry <= self.clock.now() {
+        let now = self.clock.now();
+        if policy.params.expiry <= now {
             return refuse("the sponsor's policy expired", "policy");
+        }
+        // As for an execution's own window: a transaction simulated now may land a few
+        // seconds later, after the policy's expiry, and revert at the relayer's cost.
+        if policy.params.expiry < now.saturating_add(self.limits.min_remaining_secs) {
+            return refuse(
+                &format!(
+                    "the sponsor's policy expires within {} s",
+                    self.limits.min_remaining_secs
+                ),
+                "policy",
+            );
         }
         for call in calls {
             if !allowed.contains(&(call.to, call.selector)) {

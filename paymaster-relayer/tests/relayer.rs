@@ -350,6 +350,41 @@ fn forged(
     (execution.typed_data_json(fx.chain_id), signature)
 }
 
+/// A policy about to expire is refused at build as one that expired: an execution simulated
+/// seconds before the expiry could land after it and revert at the relayer's cost (a review
+/// found the relayer refused only an expired one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_about_to_expire_is_refused_before_anything_is_signed() {
+    let fx = Fx::start(Options::default()).await;
+    let (policy, _) = call(
+        ciro_chain::bindings::paymaster::PaymasterReader::new(fx.s.paymaster, &fx.s.net.provider)
+            .get_policy(&fx.policy_id),
+    )
+    .await
+    .unwrap();
+    // Calls the policy allows and that would run: built while the policy has time left,
+    let model = fx.s.model().await;
+    let calls = job_calls(&fx, model, 0xabc).await;
+    fx.client()
+        .build_transaction(&build_params(fx.users[0].address, &calls, sponsored()))
+        .await
+        .expect("built while the policy has time left");
+    // and refused with the chain's clock 5 s before the policy's expiry (the relayer keeps
+    // 10 s of margin).
+    let now = fx.s.net.now().await.unwrap();
+    fx.s.advance(policy.params.expiry - now - 5).await;
+    // (The relayer reads the chain's clock at most once a second.)
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let calls = job_calls(&fx, model, 0xabc).await;
+    let (c, data) = refusal(
+        fx.client()
+            .build_transaction(&build_params(fx.users[0].address, &calls, sponsored()))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::UnknownError), "{data}");
+    assert!(data.contains("expires within 10 s"), "{data}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drain_attempts_are_refused_and_nobody_pays() {
     let fx = Fx::start(Options {
