@@ -348,9 +348,16 @@ mod Governance {
         fn take_op(ref self: ContractState, key: felt252) {
             let ready_at = self.Governance_ops.read(key);
             assert(ready_at != 0, Errors::NOT_SCHEDULED);
-            let now = get_block_timestamp();
-            assert(now >= ready_at, Errors::TIMELOCK_NOT_PASSED);
-            assert(now <= ready_at + OP_GRACE, Errors::OPERATION_EXPIRED);
+            assert(get_block_timestamp() >= ready_at, Errors::TIMELOCK_NOT_PASSED);
+            self.assert_fresh(ready_at);
+            self.Governance_ops.write(key, 0);
+        }
+
+        /// Requires a ready operation's schedule (ready at `ready_at`) to be still valid: not
+        /// more than `OP_GRACE` past, and, once sealed, made after the seal (a schedule made in
+        /// the setup phase never carries over).
+        fn assert_fresh(self: @ContractState, ready_at: u64) {
+            assert(get_block_timestamp() <= ready_at + OP_GRACE, Errors::OPERATION_EXPIRED);
             if self.Governance_sealed.read() {
                 assert(
                     ready_at >= self.Governance_sealed_at.read()
@@ -358,7 +365,6 @@ mod Governance {
                     Errors::SCHEDULED_BEFORE_SEAL
                 );
             }
-            self.Governance_ops.write(key, 0);
         }
 
         /// Drops scheduled operation `key`. Requires: scheduled.
@@ -450,18 +456,10 @@ mod Governance {
             let class_hash = self.Governance_pending_class.read();
             assert(!class_hash.is_zero(), Errors::NO_UPGRADE_PENDING);
             let ready_at = self.Governance_upgrade_ready_at.read();
-            let now = get_block_timestamp();
-            assert(now >= ready_at, Errors::UPGRADE_NOT_READY);
+            assert(get_block_timestamp() >= ready_at, Errors::UPGRADE_NOT_READY);
             // As for every scheduled operation (`take_op`): no upgrade kept in reserve past its
             // grace, and none scheduled in the setup phase carried over the seal.
-            assert(now <= ready_at + OP_GRACE, Errors::OPERATION_EXPIRED);
-            if self.Governance_sealed.read() {
-                assert(
-                    ready_at >= self.Governance_sealed_at.read()
-                        + self.Governance_upgrade_delay.read(),
-                    Errors::SCHEDULED_BEFORE_SEAL
-                );
-            }
+            self.assert_fresh(ready_at);
             // Effects before the class changes under us.
             self.Governance_pending_class.write(Zeroable::zero());
             self.Governance_upgrade_ready_at.write(0);
