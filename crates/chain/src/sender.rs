@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use starknet::accounts::ConnectedAccount;
+use starknet::accounts::{ConnectedAccount, ExecutionV3};
 use starknet::core::types::{
     BlockId, BlockTag, Call, FeeEstimate, Felt, FunctionCall, StarknetError,
 };
@@ -340,20 +340,25 @@ where
         // Not retried on transport errors: a send whose answer was lost may have landed, and
         // sending it again with the same nonce would be rejected anyway.
         let sent = self
-            .account
+            .bounded(calls, current, bounds)
+            .send()
+            .await
+            .map_err(ChainError::from)?;
+        *nonce = Some(current + Felt::ONE);
+        Ok(sent.transaction_hash)
+    }
+
+    /// `calls` as this account's transaction at `nonce` within `bounds` (no estimation).
+    fn bounded(&self, calls: &[Call], nonce: Felt, bounds: &GasBounds) -> ExecutionV3<'_, A> {
+        self.account
             .execute_v3(calls.to_vec())
-            .nonce(current)
+            .nonce(nonce)
             .l1_gas(bounds.l1_gas)
             .l1_gas_price(bounds.l1_gas_price)
             .l2_gas(bounds.l2_gas)
             .l2_gas_price(bounds.l2_gas_price)
             .l1_data_gas(bounds.l1_data_gas)
             .l1_data_gas_price(bounds.l1_data_gas_price)
-            .send()
-            .await
-            .map_err(ChainError::from)?;
-        *nonce = Some(current + Felt::ONE);
-        Ok(sent.transaction_hash)
     }
 
     /// The account's nonce as the chain sees it (pre-confirmed block included).
@@ -395,15 +400,7 @@ where
             .await?;
         let bounds = GasBounds::from_estimate(&estimate, self.config.fee_margin);
         let prepared = self
-            .account
-            .execute_v3(calls.to_vec())
-            .nonce(current)
-            .l1_gas(bounds.l1_gas)
-            .l1_gas_price(bounds.l1_gas_price)
-            .l2_gas(bounds.l2_gas)
-            .l2_gas_price(bounds.l2_gas_price)
-            .l1_data_gas(bounds.l1_data_gas)
-            .l1_data_gas_price(bounds.l1_data_gas_price)
+            .bounded(calls, current, &bounds)
             .tip(0)
             .prepared()
             .map_err(|e| ChainError::Transport(format!("preparing the transaction: {e}")))?;
