@@ -1381,35 +1381,55 @@ async fn notify_reward_spreads_over_weight_pro_rata() {
         &[cdc_pool::Event::RewardNotified(RewardNotified {
             funder: s.addr(Actor::Attacker),
             amount: u256(1_200),
-            distributed: u256(1_200),
+            to_treasury: u256(0),
             reward_per_weight: acc,
         })],
     );
     s.assert_invariants("funded").await;
 }
 
+/// The attack: at launch, before any stake has warmed up, protocol fees are notified with no
+/// weight to spread them over. Kept for the next notification, they would all go to the first
+/// stake to activate, however small, and however little it was present when they were paid.
 #[tokio::test]
-async fn notify_reward_with_no_weight_waits_for_the_next_notification() {
+async fn attack_the_first_stake_to_activate_cannot_take_rewards_paid_while_nobody_earned() {
     let s = System::deploy().await.unwrap();
-    s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(300)))
+    let treasury = s.balance_of(TREASURY).await;
+    // Given rewards notified while there is no stake at all,
+    let out = s
+        .send(s.pool_as(Actor::Attacker).notify_reward(&u256(300)))
         .await
         .unwrap();
+    assert_eq!(call(s.pool_reader().total_weight()).await.unwrap(), u256(0));
+    assert_events(
+        &out,
+        s.pool,
+        &[cdc_pool::Event::RewardNotified(RewardNotified {
+            funder: s.addr(Actor::Attacker),
+            amount: u256(300),
+            to_treasury: u256(300),
+            reward_per_weight: u256(0),
+        })],
+    );
+    // and while the only stake is still warming (warming weight is no weight),
     s.worker(Actor::WorkerA, &h100(), 8_000).await;
-    // Weight that is only warming is no weight: this waits too,
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
         .await
         .unwrap();
     assert_eq!(pending(&s, Actor::WorkerA).await, 0);
+    // then both went to the treasury,
+    assert_eq!(s.balance_of(TREASURY).await, treasury + 400);
+    // and the first stake to activate earns only what is paid once it does.
     s.warm_up(Actor::WorkerA).await;
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
         .await
         .unwrap();
     assert_eq!(
         pending(&s, Actor::WorkerA).await,
-        500,
-        "what waited is distributed too"
+        100,
+        "nothing notified before it earned"
     );
-    s.assert_invariants("distributed").await;
+    s.assert_invariants("rewards with no weight").await;
 }
 
 #[tokio::test]
@@ -1875,7 +1895,8 @@ async fn activate_before_the_warm_up_does_nothing_and_a_new_stake_restarts_it() 
         },
         "the whole warming amount restarts"
     );
-    // when anyone activates it before the new end, nothing joins and a reward waits,
+    // when anyone activates it before the new end, nothing joins and a reward finds no
+    // weight (it goes to the treasury),
     s.advance(WARMUP - 10).await;
     let out = s
         .send(s.pool_as(Actor::Attacker).activate(&worker))
@@ -1887,7 +1908,7 @@ async fn activate_before_the_warm_up_does_nothing_and_a_new_stake_restarts_it() 
         .unwrap();
     assert_eq!(pending(&s, Actor::WorkerA).await, 0);
     // then after it, an activation by anyone brings all of it in, and it earns from then on
-    // (what waited included).
+    // (only from then on).
     s.advance(10).await;
     let out = s
         .send(s.pool_as(Actor::Attacker).activate(&worker))
@@ -1909,7 +1930,7 @@ async fn activate_before_the_warm_up_does_nothing_and_a_new_stake_restarts_it() 
     s.send(s.pool_as(Actor::Attacker).notify_reward(&u256(100)))
         .await
         .unwrap();
-    assert_eq!(pending(&s, Actor::WorkerA).await, 200);
+    assert_eq!(pending(&s, Actor::WorkerA).await, 100);
     assert_reverts(
         s.send(s.pool_as(Actor::Attacker).activate(&s.addr(Actor::WorkerB)))
             .await,

@@ -1673,6 +1673,8 @@ async fn submit_result_rejects_a_job_not_assigned_or_past_its_deadline() {
 async fn finalize_pays_the_worker_streams_the_protocol_fee_and_records_a_success() {
     let s = System::deploy().await.unwrap();
     let (_, job) = s.completed_job().await;
+    // (the worker's stake past its warm-up, so that the fee has weight to spread over)
+    s.warm_up(Actor::WorkerA).await;
     s.advance(RESULT_WINDOW).await;
     let out = s
         .send(s.jobs_as(Actor::Attacker).finalize(&job))
@@ -1695,6 +1697,37 @@ async fn finalize_pays_the_worker_streams_the_protocol_fee_and_records_a_success
             payout: u256(JOB_FEE - FEE_CUT),
             protocol_fee: u256(FEE_CUT),
         })],
+    );
+    s.assert_invariants("after finalize").await;
+}
+
+/// At launch, before any stake has warmed up: the protocol fee has nobody to earn it, so it
+/// goes to the treasury rather than waiting for the first stake to activate.
+#[tokio::test]
+async fn finalize_with_no_stake_past_its_warm_up_sends_the_protocol_fee_to_the_treasury() {
+    let s = System::deploy().await.unwrap();
+    let (_, job) = s.completed_job().await;
+    s.advance(RESULT_WINDOW).await;
+    let treasury = s.balance_of(TREASURY).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize(&job))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + JOB_FEE - FEE_CUT
+    );
+    assert_eq!(s.balance_of(TREASURY).await, treasury + FEE_CUT);
+    assert_eq!(
+        call(s.pool_reader().totals()).await.unwrap().rewards,
+        u256(0)
+    );
+    // and the worker, once active, earns none of it.
+    s.warm_up(Actor::WorkerA).await;
+    assert_eq!(
+        call(s.pool_reader().pending_rewards(&s.addr(Actor::WorkerA)))
+            .await
+            .unwrap(),
+        u256(0)
     );
     s.assert_invariants("after finalize").await;
 }
@@ -1733,6 +1766,7 @@ async fn finalize_jobs_pays_a_batch_with_one_reward_notification() {
         s.complete(job, Actor::WorkerA).await;
         jobs.push(job);
     }
+    s.warm_up(Actor::WorkerA).await;
     s.advance(RESULT_WINDOW).await;
     let out = s
         .send(s.jobs_as(Actor::Attacker).finalize_jobs(&jobs))

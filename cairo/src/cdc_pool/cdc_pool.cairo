@@ -123,9 +123,8 @@ mod CdcPool {
         bonds_held: u256,
         /// Σ warming own stake and delegations: out of the reward weight.
         total_warming: u256,
-        /// Rewards funded and not claimed, and rewards funded while there was no weight.
+        /// Rewards funded and not claimed.
         reward_balance: u256,
-        undistributed: u256,
         /// Global reward per unit of weight (scaled by PRECISION).
         reward_per_weight: u256,
         /// `reward_per_weight` when each worker last settled.
@@ -278,14 +277,15 @@ mod CdcPool {
         amount: u256,
     }
 
-    /// `funder` added `amount` to the reward stream; `distributed` was spread now (it includes
-    /// what waited for weight), at a new `reward_per_weight`.
+    /// `funder` added `amount` to the reward stream, spread at once at the new
+    /// `reward_per_weight`; or, with no weight to spread it over, sent it all to the treasury
+    /// (`to_treasury` = `amount`, otherwise 0).
     #[derive(Drop, starknet::Event)]
     struct RewardNotified {
         #[key]
         funder: ContractAddress,
         amount: u256,
-        distributed: u256,
+        to_treasury: u256,
         reward_per_weight: u256,
     }
 
@@ -684,19 +684,29 @@ mod CdcPool {
             assert(amount != 0, errors::ZERO_AMOUNT);
             let funder = get_caller_address();
             self.pull(funder, amount);
-            self.reward_balance.write(self.reward_balance.read() + amount);
             let weight = self.active_weight();
-            let mut distributed = 0;
             let mut acc = self.reward_per_weight.read();
             if weight == 0 {
-                self.undistributed.write(self.undistributed.read() + amount);
+                // Nobody earns now. Kept for later, it would all go to the first stake to
+                // activate, however small (at launch, every fee paid before anyone else's
+                // warm-up ended); the treasury takes it instead.
+                let treasury = self.params.read().treasury;
+                self
+                    .emit(
+                        RewardNotified {
+                            funder, amount, to_treasury: amount, reward_per_weight: acc
+                        }
+                    );
+                self.push(treasury, amount);
             } else {
-                distributed = amount + self.undistributed.read();
-                self.undistributed.write(0);
-                acc += distributed * PRECISION / weight;
+                self.reward_balance.write(self.reward_balance.read() + amount);
+                acc += amount * PRECISION / weight;
                 self.reward_per_weight.write(acc);
+                self
+                    .emit(
+                        RewardNotified { funder, amount, to_treasury: 0, reward_per_weight: acc }
+                    );
             }
-            self.emit(RewardNotified { funder, amount, distributed, reward_per_weight: acc });
         }
 
         fn claim_rewards(ref self: ContractState) -> u256 {

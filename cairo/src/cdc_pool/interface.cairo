@@ -116,7 +116,8 @@ trait ICdcPoolStake<TContractState> {
 trait ICdcPoolRewards<TContractState> {
     /// Pulls `amount` from the caller (JobMgr's protocol fees, or any funder) and spreads it
     /// over the total weight (`total_weight`: warming stake and delegations take no part);
-    /// with no weight it waits for the next notification.
+    /// with no weight it goes to the treasury (nobody earns it, and the first stake to
+    /// activate must not take it all).
     /// Requires: amount > 0 (works while paused). Emits `RewardNotified`.
     fn notify_reward(ref self: TContractState, amount: u256);
     /// Pays the caller everything accrued to it: as a worker (own stake and commission) and

@@ -186,28 +186,25 @@ async fn fund_rewards(args: FundArgs) -> Result<()> {
         tokens(amount)
     );
     let pool = a.manifest.contract(contracts::CDC_POOL)?;
+    let weight = call(CdcPoolReader::new(pool, &a.provider).total_weight()).await?;
+    ensure!(
+        !ciro_chain::clients::is_zero(&weight),
+        "no stake is past its warm-up yet, so nobody would earn these tokens: the pool would \
+         send them to its treasury. Fund the rewards once a worker has activated its stake \
+         (`ciro-worker status` shows what is still warming)"
+    );
     let calls = vec![
         Erc20::new(a.token, a.sender.account())
             .approve_getcall(&ContractAddress(pool), &u256(amount)),
         CdcPool::new(pool, a.sender.account()).notify_reward_getcall(&u256(amount)),
     ];
     let outcome = a.sender.execute(calls).await?;
-    let weight = call(CdcPoolReader::new(pool, &a.provider).total_weight()).await?;
-    if ciro_chain::clients::is_zero(&weight) {
-        println!(
-            "funded the workers' rewards with {} tokens; no stake is past its warm-up yet, so \
-             they wait, undistributed, for the first reward (a job's protocol fee or another \
-             funding) after some is",
-            tokens(amount)
-        );
-    } else {
-        println!(
-            "funded the workers' rewards with {} tokens, spread at once over the {} staked \
-             tokens past their warm-up",
-            tokens(amount),
-            tokens(weight.low)
-        );
-    }
+    println!(
+        "funded the workers' rewards with {} tokens, spread at once over the {} staked tokens \
+         past their warm-up",
+        tokens(amount),
+        tokens(weight.low)
+    );
     eprintln!("tx {:#x}", outcome.tx_hash);
     Ok(())
 }

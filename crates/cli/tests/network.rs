@@ -728,8 +728,9 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
 
     // Rewards. The run's time jump passed the workers' one-hour warm-up: each agent activated
     // its own stake (gasless), so it earns from the reward stream. Funding the stream spreads
-    // the tokens (and the protocol fees that waited for weight) over the active stake: worker
-    // 5 has rewards pending; worker 7, staked after the jump, is still warming.
+    // the tokens over the active stake (the protocol fees paid before any stake was active
+    // went to the treasury): worker 5 has rewards pending; worker 7, staked after the jump, is
+    // still warming.
     let warming_of = |account: &str| amount_of(&status_of(account)["warming"], "amount");
     let activated = (0..60).any(|_| {
         let warm = warming_of("5") == 0 && warming_of("6") == 0;
