@@ -628,7 +628,9 @@ async fn flow_random_operations_never_break_conservation() {
             7 => {
                 let deadline = s.net.now().await.unwrap() + 1_800;
                 let options = JobOptions {
+                    min_vram_mb: [0, 0, 40_960][next(3) as usize],
                     extra_flags: [0, FLAG_BF16, FLAG_TEE][next(3) as usize],
+                    min_stake_tier: [0, 0, 3][next(3) as usize],
                     min_score: [0, 0, 5_500][next(3) as usize],
                     release_after: [0, 60, 3_600][next(3) as usize],
                 };

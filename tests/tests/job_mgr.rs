@@ -650,7 +650,9 @@ async fn submit_job_narrows_the_requirements_with_the_submitters_options() {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     let options = job_mgr::JobOptions {
+        min_vram_mb: 40_960,
         extra_flags: FLAG_TEE,
+        min_stake_tier: 2,
         min_score: 7_000,
         release_after: 7_200,
     };
@@ -659,12 +661,90 @@ async fn submit_job_narrows_the_requirements_with_the_submitters_options() {
     assert_eq!(
         info.requirements,
         job_mgr::Requirements {
+            min_vram_mb: 40_960,
             required_flags: FLAG_CUDA | FLAG_FP16 | FLAG_TEE,
+            min_stake_tier: 2,
             min_score: 7_000,
-            ..requirements()
         }
     );
     assert_eq!(info.terms.release_after, 7_200);
+    // Options below the model's widen nothing: the model's 16 GB stays.
+    let lower = job_mgr::JobOptions {
+        min_vram_mb: 8_192,
+        ..no_options()
+    };
+    let job = s.job_with(model, Actor::Submitter, JOB_FEE, &lower).await;
+    assert_eq!(s.job_info(job).await.requirements, requirements());
+}
+
+/// The attack: a model owner watches for a large submission on its model and lowers the
+/// model's VRAM and stake-tier requirements just before it lands, so that the job may go to a
+/// worker with less memory or less stake to slash than the submitter chose the model for. A
+/// submitter that passes the requirements it read (as `ciro job submit` does) keeps them.
+#[tokio::test]
+async fn attack_a_model_owner_lowering_its_requirements_cannot_reach_a_submission_that_pinned_them()
+{
+    // Given a model needing 40 GB and stake tier 3, as the submitter reads it,
+    let s = System::deploy().await.unwrap();
+    let read = job_mgr::Requirements {
+        min_vram_mb: 40_960,
+        min_stake_tier: 3,
+        ..requirements()
+    };
+    s.send(
+        s.jobs_as(Actor::Admin)
+            .register_model(&u256(7), &read, &u256(MODEL_PRICE)),
+    )
+    .await
+    .unwrap();
+    let pinned = job_mgr::JobOptions {
+        min_vram_mb: read.min_vram_mb,
+        extra_flags: read.required_flags,
+        min_stake_tier: read.min_stake_tier,
+        min_score: read.min_score,
+        ..no_options()
+    };
+    // when its owner lowers them to 8 GB and tier 0 before the submission lands,
+    s.send(s.jobs_as(Actor::Admin).update_model(
+        &1,
+        &requirements_at(8_192, 0),
+        &u256(MODEL_PRICE),
+    ))
+    .await
+    .unwrap();
+    let job = s.job_with(1, Actor::Submitter, JOB_FEE, &pinned).await;
+    // then the job keeps what the submitter read, and a small, lightly staked worker cannot
+    // take it,
+    assert_eq!(s.job_info(job).await.requirements, read);
+    s.worker(Actor::WorkerB, &small_gpu(), MIN_STAKE[0]).await;
+    assert_reverts(
+        s.send(
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &s.addr(Actor::WorkerB)),
+        )
+        .await,
+        "JM: worker not eligible",
+    );
+    // while a job that did not pin them takes the model's new ones.
+    let unpinned = s.job(1).await;
+    assert_eq!(
+        s.job_info(unpinned).await.requirements,
+        requirements_at(8_192, 0)
+    );
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&unpinned, &s.addr(Actor::WorkerB)),
+    )
+    .await
+    .unwrap();
+}
+
+fn requirements_at(min_vram_mb: u32, min_stake_tier: u8) -> job_mgr::Requirements {
+    job_mgr::Requirements {
+        min_vram_mb,
+        min_stake_tier,
+        ..requirements()
+    }
 }
 
 #[tokio::test]
@@ -684,7 +764,8 @@ async fn submit_job_scales_the_dispute_bond_with_the_fee_and_floors_it() {
 }
 
 #[tokio::test]
-async fn submit_job_rejects_unknown_flags_scores_over_10000_and_release_limits_out_of_bounds() {
+async fn submit_job_rejects_unknown_flags_stake_tiers_over_3_scores_over_10000_and_release_limits_out_of_bounds(
+) {
     let s = System::deploy().await.unwrap();
     let model = s.model().await;
     let deadline = deadline_in(&s, 600).await;
@@ -696,6 +777,13 @@ async fn submit_job_rejects_unknown_flags_scores_over_10000_and_release_limits_o
                 ..no_options()
             },
             "JM: unknown capability flag",
+        ),
+        (
+            job_mgr::JobOptions {
+                min_stake_tier: 4,
+                ..no_options()
+            },
+            "JM: stake tier out of bounds",
         ),
         (
             job_mgr::JobOptions {

@@ -35,10 +35,11 @@ trait IJobMgrJobs<TContractState> {
     /// parameters (protocol fee, challenge and arbitration windows, release limit, dispute
     /// bond = max(min bond, bond bps of the fee), slash and award caps, rated = fee >= the
     /// rated minimum) and its requirements: the model's, plus `options.extra_flags`, and the
-    /// higher of the model's and `options.min_score`. Requires: sealed, not paused, model
-    /// active, fee >= its price and >= the minimum fee, now < deadline <= now + max job
-    /// duration, only known extra flags, min score <= 10,000, release limit 0 (the default) or
-    /// from the default assignment timeout to 1 d.
+    /// higher of the model's and the options' VRAM, stake tier and score (a client pins the
+    /// model's requirements as it read them by passing them). Requires: sealed, not paused,
+    /// model active, fee >= its price and >= the minimum fee, now < deadline <= now + max job
+    /// duration, only known extra flags, stake tier <= 3, min score <= 10,000, release limit 0
+    /// (the default) or from the default assignment timeout to 1 d.
     /// Emits `JobSubmitted`.
     fn submit_job(
         ref self: TContractState,

@@ -394,6 +394,7 @@ mod JobMgr {
             assert(deadline > now, errors::DEADLINE_IN_PAST);
             assert(deadline <= now + params.max_job_duration, errors::DEADLINE_TOO_FAR);
             assert(known_flags(options.extra_flags), errors::UNKNOWN_FLAG);
+            assert(options.min_stake_tier <= MAX_STAKE_TIER, errors::BAD_STAKE_TIER);
             assert(options.min_score <= MAX_SCORE, errors::BAD_MIN_SCORE);
             let release_after = if options.release_after == 0 {
                 params.assignment_timeout
@@ -409,9 +410,17 @@ mod JobMgr {
             };
             let model_req = model.requirements;
             let requirements = Requirements {
-                min_vram_mb: model_req.min_vram_mb,
+                min_vram_mb: if options.min_vram_mb > model_req.min_vram_mb {
+                    options.min_vram_mb
+                } else {
+                    model_req.min_vram_mb
+                },
                 required_flags: model_req.required_flags | options.extra_flags,
-                min_stake_tier: model_req.min_stake_tier,
+                min_stake_tier: if options.min_stake_tier > model_req.min_stake_tier {
+                    options.min_stake_tier
+                } else {
+                    model_req.min_stake_tier
+                },
                 min_score: if options.min_score > model_req.min_score {
                     options.min_score
                 } else {

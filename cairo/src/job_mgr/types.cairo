@@ -101,11 +101,17 @@ struct JobParams {
     min_rated_fee: u256,
 }
 
-/// What a submitter chooses beyond the model's requirements (it can only narrow them).
+/// What a submitter chooses beyond the model's requirements (it can only narrow them). A
+/// client that passes the requirements it read from the model pins them: a model owner who
+/// lowers them before the submission lands cannot send the job to a weaker worker.
 #[derive(Copy, Drop, Serde, PartialEq)]
 struct JobOptions {
+    /// Least GPU memory of the worker, in MB, if above the model's.
+    min_vram_mb: u32,
     /// Capability flags required on top of the model's.
     extra_flags: u64,
+    /// Least stake tier (0 to 3) of the worker's own stake, if above the model's.
+    min_stake_tier: u8,
     /// Least reputation score (0 to 10,000) of the worker, if above the model's.
     min_score: u32,
     /// Seconds after assignment from which anyone may release the job without a result; 0

@@ -63,11 +63,26 @@ where
         })
 }
 
+/// Job options that pin `requirements` (a model's, as the submitter read them), with the
+/// default release limit: a model owner who lowers the model's requirements before the
+/// submission lands cannot widen the job to weaker workers.
+pub fn pinned_options(requirements: &job_mgr::Requirements) -> job_mgr::JobOptions {
+    job_mgr::JobOptions {
+        min_vram_mb: requirements.min_vram_mb,
+        extra_flags: requirements.required_flags,
+        min_stake_tier: requirements.min_stake_tier,
+        min_score: requirements.min_score,
+        release_after: 0,
+    }
+}
+
 /// Job options that narrow nothing: the model's requirements as they are, the default
 /// release limit.
 pub fn no_options() -> job_mgr::JobOptions {
     job_mgr::JobOptions {
+        min_vram_mb: 0,
         extra_flags: 0,
+        min_stake_tier: 0,
         min_score: 0,
         release_after: 0,
     }

@@ -621,7 +621,9 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         u256_from_digest(&uploaded.digest.0),
         u256(fee),
         deadline,
-        &ciro_chain::clients::no_options(),
+        // The model's requirements as read above: its owner lowering them meanwhile does not
+        // reach this job.
+        &ciro_chain::clients::pinned_options(&model.requirements),
     );
     let outcome = if args.gasless {
         let url = args
