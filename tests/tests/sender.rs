@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
-use ciro_chain::sender::{SenderConfig, TxSender};
+use ciro_chain::sender::{GasBounds, SenderConfig, TxSender};
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::Provider;
@@ -210,8 +210,10 @@ async fn proxy_losing_an_answer(
 #[tokio::test]
 async fn a_transaction_whose_answer_was_lost_is_not_sent_again() {
     // For the sender's first transaction (its nonce read from the chain) and for a later one
-    // (its nonce cached): the node loses the answer to that transaction, which lands.
-    for lose in [0, 1] {
+    // (its nonce cached), sent with its own estimate (`execute`: the coordinator, workers and
+    // CLI) or within the caller's gas bounds (`send_with_bounds`: the relayer): the node loses
+    // the answer to that transaction, which lands.
+    for (lose, bounded) in [(0, false), (1, false), (0, true), (1, true)] {
         let net = TestNet::new().await.unwrap();
         let token = deploy_test_token(&net, 10).await.unwrap();
         let (url, invokes) = proxy_losing_an_answer(net.rpc_url(), lose).await;
@@ -229,10 +231,21 @@ async fn a_transaction_whose_answer_was_lost_is_not_sent_again() {
         // node instead of failing (a first transaction: the caller would send it again) or
         // sending the calls again at the next nonce (a later one: the transfer ran twice);
         for _ in 0..3 {
-            let outcome = sender
-                .execute(vec![binding.transfer_getcall(&to, &one)])
-                .await
-                .unwrap_or_else(|e| panic!("losing answer {lose}: {e}"));
+            let calls = vec![binding.transfer_getcall(&to, &one)];
+            let outcome = if bounded {
+                let estimate = sender.estimate(&calls).await.unwrap();
+                let bounds = GasBounds::from_estimate(&estimate, 1.5);
+                let tx_hash = sender
+                    .send_with_bounds(&calls, &bounds)
+                    .await
+                    .unwrap_or_else(|e| panic!("losing answer {lose}, bounded: {e}"));
+                sender.wait(tx_hash).await.unwrap()
+            } else {
+                sender
+                    .execute(calls)
+                    .await
+                    .unwrap_or_else(|e| panic!("losing answer {lose}: {e}"))
+            };
             assert_eq!(outcome.tx_hash, *outcome.receipt.receipt.transaction_hash());
         }
         assert!(
@@ -245,7 +258,7 @@ async fn a_transaction_whose_answer_was_lost_is_not_sent_again() {
             .unwrap();
         assert_eq!(
             balance.low, 3,
-            "losing answer {lose}: each transfer ran once"
+            "losing answer {lose} (bounded: {bounded}): each transfer ran once"
         );
         let nonce_after = net
             .provider
@@ -255,7 +268,7 @@ async fn a_transaction_whose_answer_was_lost_is_not_sent_again() {
         assert_eq!(
             nonce_after,
             nonce_before + Felt::from(3u8),
-            "losing answer {lose}"
+            "losing answer {lose} (bounded: {bounded})"
         );
     }
 }

@@ -327,6 +327,9 @@ where
         Ok(TxOutcome { tx_hash, receipt })
     }
 
+    /// Sends `calls` within the caller's `bounds` at the cached (else the chain's) nonce, as
+    /// [`Self::submit`] sends an estimated transaction: a lost answer is looked up, never
+    /// answered by sending the calls again.
     async fn submit_bounded(
         &self,
         nonce: &mut Option<Felt>,
@@ -337,15 +340,7 @@ where
             Some(value) => value,
             None => self.chain_nonce().await?,
         };
-        // Not retried on transport errors: a send whose answer was lost may have landed, and
-        // sending it again with the same nonce would be rejected anyway.
-        let sent = self
-            .bounded(calls, current, bounds)
-            .send()
-            .await
-            .map_err(ChainError::from)?;
-        *nonce = Some(current + Felt::ONE);
-        Ok(sent.transaction_hash)
+        self.send_signed(nonce, current, calls, bounds).await
     }
 
     /// `calls` as this account's transaction at `nonce` within `bounds` (no estimation).
@@ -399,8 +394,24 @@ where
             })
             .await?;
         let bounds = GasBounds::from_estimate(&estimate, self.config.fee_margin);
+        self.send_signed(nonce, current, calls, &bounds).await
+    }
+
+    /// Signs `calls` once at `current` within `bounds` and sends that transaction until the
+    /// node answers. A send whose answer was lost (a transport error) may have reached the
+    /// node, so before each new attempt, and when a later attempt is refused, the
+    /// transaction's hash is looked up: a transaction the node knows is this one, and is not
+    /// sent again. On success the cached nonce moves past `current`; when the transaction's
+    /// fate stays unknown it is forgotten (the next transaction reads it from the chain).
+    async fn send_signed(
+        &self,
+        nonce: &mut Option<Felt>,
+        current: Felt,
+        calls: &[Call],
+        bounds: &GasBounds,
+    ) -> Result<Felt, ChainError> {
         let prepared = self
-            .bounded(calls, current, &bounds)
+            .bounded(calls, current, bounds)
             .tip(0)
             .prepared()
             .map_err(|e| ChainError::Transport(format!("preparing the transaction: {e}")))?;
@@ -430,7 +441,6 @@ where
             .await;
         let sent = match sent {
             Err(ChainError::Transport(message)) if lost.load(Ordering::SeqCst) => {
-                // Its fate is unknown: the next transaction reads the nonce from the chain.
                 *nonce = None;
                 return Err(ChainError::Transport(format!(
                     "{message} (transaction {tx_hash:#x} may still land: not sent again)"
