@@ -382,6 +382,19 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether a user's subscription that raises its daily limit above the policy's ends
+/// within `margin` seconds of `now` (a running subscription only: one already over changes
+/// nothing any more).
+fn subscription_ending(
+    expires_at: u64,
+    subscription_limit: u128,
+    policy_limit: u128,
+    now: u64,
+    margin: u64,
+) -> bool {
+    expires_at > now && expires_at < now.saturating_add(margin) && subscription_limit > policy_limit
+}
+
 fn to_u128(value: CairoU256) -> u128 {
     if value.high == 0 {
         value.low
@@ -933,6 +946,32 @@ impl Relayer {
                 "policy",
             );
         }
+        let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
+        // Likewise for the user's subscription: when it ends, its daily limit falls to the
+        // policy's, so an execution simulated under the higher limit may land over the lower
+        // one and revert at the relayer's cost.
+        let subscription = view(reader.subscription(
+            &ContractAddress(sponsorship.sponsor),
+            &ContractAddress(user),
+        ))
+        .await
+        .map_err(chain_error)?;
+        if subscription_ending(
+            subscription.expires_at,
+            to_u128(subscription.daily_limit),
+            to_u128(policy.params.daily_limit),
+            now,
+            self.limits.min_remaining_secs,
+        ) {
+            return refuse(
+                &format!(
+                    "the user's subscription ends within {} s (its daily limit then falls to the \
+                     policy's): try again once it has ended",
+                    self.limits.min_remaining_secs
+                ),
+                "allowance",
+            );
+        }
         for call in calls {
             if !allowed.contains(&(call.to, call.selector)) {
                 self.metrics.refused("call_not_allowed");
@@ -945,7 +984,6 @@ impl Relayer {
         if !with_views {
             return Ok(policy);
         }
-        let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
         let (allowlisted, blocked) = view(reader.user_status(
             &ContractAddress(sponsorship.sponsor),
             &ContractAddress(user),
@@ -1906,6 +1944,25 @@ fn scale(value: u128, factor: f64) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_running_subscription_above_the_policy_ending_within_the_margin_is_refused() {
+        // (expires_at, subscription's limit, policy's limit) at now = 1,000, margin 10 s.
+        let ending =
+            |expires_at, limit, policy| subscription_ending(expires_at, limit, policy, 1_000, 10);
+        assert!(ending(1_001, 20, 10), "1 s left");
+        assert!(ending(1_009, 20, 10), "9 s left");
+        assert!(!ending(1_010, 20, 10), "10 s left: the margin is kept");
+        assert!(
+            !ending(1_000, 20, 10),
+            "over: the policy's limit already applies"
+        );
+        assert!(!ending(0, 0, 10), "no subscription");
+        assert!(
+            !ending(1_005, 10, 10),
+            "a limit no higher than the policy's changes nothing"
+        );
+    }
 
     #[test]
     fn fri_convert_up_to_token_units() {

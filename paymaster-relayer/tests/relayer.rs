@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use ciro_api::snip29::{PaymasterError, API_KEY_HEADER};
 use ciro_chain::bindings::job_mgr::JobMgrReader;
-use ciro_chain::bindings::paymaster::{Event as PaymasterEvent, Paymaster};
+use ciro_chain::bindings::paymaster::{Event as PaymasterEvent, Paymaster, PaymasterReader};
+use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::{CairoSerde, ContractAddress};
 use ciro_chain::clients::u256;
 use ciro_chain::snip9::{OutsideExecution, ANY_CALLER};
@@ -383,6 +384,90 @@ async fn a_policy_about_to_expire_is_refused_before_anything_is_signed() {
     );
     assert_eq!(c, code(PaymasterError::UnknownError), "{data}");
     assert!(data.contains("expires within 10 s"), "{data}");
+}
+
+/// A subscription that raises a user's daily limit above the policy's: an execution simulated
+/// under it seconds before it ends may land after it, over the policy's lower limit, and
+/// revert at the relayer's cost. As with a policy's expiry, the relayer keeps a margin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_execution_is_refused_in_the_last_seconds_of_the_subscription_that_raised_its_limit() {
+    let fx = Fx::start(Options::default()).await;
+    let user = &fx.users[0];
+    // Given a tier that doubles the policy's daily limit for a day, bought by the user,
+    let sponsor = fx.s.net.account(Actor::Sponsor);
+    send(
+        &fx.s.net.provider,
+        Paymaster::new(fx.s.paymaster, &sponsor).define_tier(
+            &u256(1_000),
+            &86_400,
+            &u256(2 * DAILY_LIMIT),
+        ),
+    )
+    .await
+    .unwrap();
+    fx.s.net
+        .devnet
+        .mint_strk(user.address, RELAYER_STRK)
+        .await
+        .unwrap();
+    let own = account_of(&fx.s, user.address, &user.key);
+    send(
+        &fx.s.net.provider,
+        TestToken::new(fx.s.token, &own).approve(&ContractAddress(fx.s.paymaster), &u256(1_000)),
+    )
+    .await
+    .unwrap();
+    send(
+        &fx.s.net.provider,
+        Paymaster::new(fx.s.paymaster, &own).subscribe(&ContractAddress(fx.sponsor), &1),
+    )
+    .await
+    .unwrap();
+    let ends = call(
+        PaymasterReader::new(fx.s.paymaster, &fx.s.net.provider)
+            .subscription(&ContractAddress(fx.sponsor), &ContractAddress(user.address)),
+    )
+    .await
+    .unwrap()
+    .expires_at;
+    // an execution built and signed a minute before it ends
+    let now = fx.s.net.now().await.unwrap();
+    fx.s.advance(ends - now - 60).await;
+    // (the relayer reads the chain's clock at most once a second)
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let model = fx.s.model().await;
+    let calls = job_calls(&fx, model, 0xabc).await;
+    let built = fx
+        .client()
+        .build_transaction(&build_params(user.address, &calls, sponsored()))
+        .await
+        .expect("built a minute before the end");
+    let (typed_data, signature) = sign(user, &built, fx.chain_id);
+    let execute = || {
+        execute_params(
+            user.address,
+            typed_data.clone(),
+            signature.clone(),
+            built.parameters().clone(),
+        )
+    };
+    // is refused 5 s before the end (the relayer keeps 10 s of margin), with nothing paid,
+    fx.s.advance(55).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let before = fx.funds().await;
+    let (c, data) = refusal(fx.client().execute_transaction(&execute()).await);
+    assert_eq!(c, code(PaymasterError::UnknownError), "{data}");
+    assert!(data.contains("subscription ends within 10 s"), "{data}");
+    assert_eq!(fx.funds().await, before);
+    // and runs once the subscription has ended, under the policy's limit.
+    fx.s.advance(10).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let executed = fx
+        .client()
+        .execute_transaction(&execute())
+        .await
+        .expect("executed after the end");
+    landed(&fx.s, executed.transaction_hash).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
