@@ -22,7 +22,7 @@ use ciro_chain::bindings::paymaster::{Paymaster, PaymasterReader, Policy};
 use ciro_chain::bindings::src9_account::Src9Account;
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256 as CairoU256};
 use ciro_chain::sender::{GasBounds, RetryPolicy};
-use ciro_chain::snip9::OutsideExecution;
+use ciro_chain::snip9::{nonce_tag, sponsor_tag, sponsored_nonce, OutsideExecution};
 use ciro_chain::starknet::contract::UdcSelector;
 use ciro_chain::starknet::core::crypto::{ecdsa_verify, Signature};
 use ciro_chain::starknet::core::types::StarknetError;
@@ -414,13 +414,13 @@ fn hex_u256(value: u128) -> U256 {
     U256::from(value)
 }
 
-fn random_nonce() -> RpcResult<Felt> {
+fn random_u128() -> RpcResult<u128> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes).map_err(|e| {
         tracing::error!("no randomness for a nonce: {e}");
         unknown("service not available")
     })?;
-    Ok(Felt::from(u128::from_be_bytes(bytes)))
+    Ok(u128::from_be_bytes(bytes))
 }
 
 /// The calldata of an account's `__execute__` for `calls` (Cairo 1 encoding).
@@ -1195,9 +1195,16 @@ impl Relayer {
                 )
             }
         };
+        // A sponsored execution's nonce names its sponsor: the Paymaster runs it for no other.
+        let nonce = match sponsorship {
+            Some(sponsorship) if caller == self.paymaster => {
+                sponsored_nonce(sponsorship.sponsor, random_u128()?)
+            }
+            _ => Felt::from(random_u128()?),
+        };
         let execution = OutsideExecution {
             caller,
-            nonce: random_nonce()?,
+            nonce,
             execute_after: bounds.execute_after,
             execute_before: bounds.execute_before,
             calls,
@@ -1285,6 +1292,15 @@ impl Relayer {
                 }
                 self.check_calls(&execution.calls)?;
                 let sponsorship = self.sponsorship(api_key)?;
+                // The Paymaster would refuse it too (`PM: nonce not for sponsor`): said here,
+                // before any simulation.
+                if nonce_tag(execution.nonce) != Felt::from(sponsor_tag(sponsorship.sponsor)) {
+                    self.metrics.refused("caller");
+                    return Err(execution_error(
+                        "the typed data's Nonce was not built for this sponsor (another \
+                         sponsor's, or not a relayer's): build the transaction again",
+                    ));
+                }
                 self.check_sponsorship(sponsorship, user, &execution.calls, false)
                     .await?;
                 Some(sponsorship)
@@ -1693,7 +1709,7 @@ impl Relayer {
             }
         };
         let bounds = GasBounds::from_estimate(&estimate, self.limits.gas_margin);
-        let tracking_id = random_nonce()?;
+        let tracking_id = Felt::from(random_u128()?);
         let batcher = self
             .batcher
             .as_ref()

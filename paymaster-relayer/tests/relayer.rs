@@ -15,7 +15,7 @@ use ciro_chain::bindings::paymaster::{Event as PaymasterEvent, Paymaster, Paymas
 use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::{CairoSerde, ContractAddress};
 use ciro_chain::clients::u256;
-use ciro_chain::snip9::{OutsideExecution, ANY_CALLER};
+use ciro_chain::snip9::{sponsored_nonce, OutsideExecution, ANY_CALLER};
 use ciro_chain::starknet::core::types::{Call, Felt};
 use ciro_chain::starknet::core::utils::get_selector_from_name;
 use ciro_chain::tx::{call, send};
@@ -328,7 +328,7 @@ async fn default_mode_pays_the_quoted_fee_in_the_payment_token_and_no_sponsor_pa
 }
 
 /// A signed outside execution the test builds itself (what an attacker can send without the
-/// relayer's build).
+/// relayer's build); for the Paymaster as caller, its nonce carries the fixture sponsor's tag.
 fn forged(
     fx: &Fx,
     signer: &User,
@@ -338,9 +338,14 @@ fn forged(
     before: u64,
     nonce: u64,
 ) -> (serde_json::Value, Vec<Felt>) {
+    let nonce = if caller == fx.s.paymaster {
+        sponsored_nonce(fx.sponsor, nonce.into())
+    } else {
+        Felt::from(nonce)
+    };
     let execution = OutsideExecution {
         caller,
-        nonce: Felt::from(nonce),
+        nonce,
         execute_after: after,
         execute_before: before,
         calls,
@@ -542,6 +547,28 @@ async fn drain_attempts_are_refused_and_nobody_pays() {
         );
         assert_eq!(c, unknown, "{data}");
     }
+    // ... and allowed calls signed with a nonce not built for this sponsor: untagged, or
+    // another sponsor's (the Paymaster would refuse both; the relayer says so unsimulated).
+    for nonce in [Felt::from(77u8), sponsored_nonce(attacker, 77)] {
+        let execution = OutsideExecution {
+            caller: fx.s.paymaster,
+            nonce,
+            execute_after: 1,
+            execute_before: now + 600,
+            calls: vec![fx.transfer(attacker, 10)],
+        };
+        let sig = execution
+            .sign(&user.key, user.address, fx.chain_id)
+            .unwrap();
+        let typed = execution.typed_data_json(fx.chain_id);
+        let (c, data) = refusal(
+            client
+                .execute_transaction(&execute_params(user.address, typed, sig, sponsored()))
+                .await,
+        );
+        assert_eq!(c, execution_error, "{data}");
+        assert!(data.contains("not built for this sponsor"), "{data}");
+    }
 
     // 2. A good execution, then its replay.
     let calls = vec![fx.transfer(attacker, 10)];
@@ -585,7 +612,9 @@ async fn drain_attempts_are_refused_and_nobody_pays() {
         ),
         (
             "nonce",
-            alter(&|t| t["message"]["Nonce"] = "0x1234".into()),
+            alter(&|t| {
+                t["message"]["Nonce"] = format!("{:#x}", sponsored_nonce(fx.sponsor, 0x1234)).into()
+            }),
             bad_signature,
         ),
         (

@@ -10,7 +10,7 @@ use ciro_chain::bindings::paymaster::{
 };
 use ciro_chain::bindings::test_token::{TestToken, TestTokenReader};
 use ciro_chain::cainome::cairo_serde::ContractAddress;
-use ciro_chain::snip9::{calls_hash, OutsideExecution};
+use ciro_chain::snip9::{calls_hash, sponsored_nonce, OutsideExecution};
 use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{Call, Felt};
 use ciro_chain::starknet::core::utils::get_selector_from_name;
@@ -117,7 +117,7 @@ impl Fixture {
         let now = self.net.now().await.unwrap();
         let execution = OutsideExecution {
             caller,
-            nonce: Felt::from(nonce),
+            nonce: sponsored_nonce(self.net.address(Actor::Sponsor), nonce.into()),
             execute_after: now - 60,
             execute_before: now + 3_600,
             calls,
@@ -1157,7 +1157,7 @@ impl Fixture {
         let pm = Paymaster::new(self.paymaster, &account);
         let execution = OutsideExecution {
             caller: self.paymaster,
-            nonce: Felt::ONE,
+            nonce: sponsored_nonce(self.net.address(Actor::Sponsor), 1),
             execute_after: 0,
             execute_before: u64::MAX,
             calls: vec![self.transfer(Actor::Delegator, 1)],
@@ -1193,6 +1193,88 @@ impl Fixture {
 /// sponsored "executions" of a contract posing as an account, charging 100 each. Without
 /// budgets that took the whole 10,000 deposit; now the relayer gets its daily budget and not
 /// a unit more.
+/// The attack: a user's signed execution whose first transaction reverted (or that an
+/// attacker copied out of the mempool) stays valid until its `execute_before`. Anyone may
+/// become a sponsor: with no deposit, a policy of its own and itself as relayer, it would run
+/// the execution charging nothing, at a time of its choosing (after the user signed the same
+/// calls again: both run), or ahead of the real sponsor's transaction (which then reverts at
+/// that relayer's cost). The nonce names the sponsor the execution was built for, and no other
+/// may run it.
+#[tokio::test]
+async fn attack_a_signed_execution_runs_only_through_the_sponsor_it_was_built_for() {
+    let f = fixture().await;
+    // Given the Attacker as a second sponsor with no deposit, its own transfer policy (2) and
+    // itself as its relayer,
+    let attacker = f.net.account(Actor::Attacker);
+    let rogue = Paymaster::new(f.paymaster, &attacker);
+    let params = f.params(5).await;
+    send(
+        &f.net.provider,
+        rogue.create_policy(&vec![f.allowed("transfer")], &params),
+    )
+    .await
+    .unwrap();
+    send(
+        &f.net.provider,
+        rogue.add_relayer(&f.net.contract_address(Actor::Attacker), &u256(0)),
+    )
+    .await
+    .unwrap();
+    let run_as_rogue = |execution: &OutsideExecution, signature: &[Felt]| {
+        rogue.execute_sponsored(
+            &f.net.contract_address(Actor::Attacker),
+            &2,
+            &f.net.contract_address(Actor::Submitter),
+            &execution.to_paymaster_binding(),
+            &signature.to_vec(),
+            &u256(0),
+        )
+    };
+    let delegator = f.net.address(Actor::Delegator);
+    let before = f.token_of(delegator).await;
+    // when it runs an execution the user signed for the fixture's sponsor,
+    let (built_for_sponsor, sig) = f
+        .signed(1, f.paymaster, vec![f.transfer(Actor::Delegator, 1)])
+        .await;
+    assert_reverts(
+        send(&f.net.provider, run_as_rogue(&built_for_sponsor, &sig)).await,
+        "PM: nonce not for sponsor",
+    );
+    // or one with an untagged nonce (as the relayer built them before the tag),
+    let now = f.net.now().await.unwrap();
+    let untagged = OutsideExecution {
+        caller: f.paymaster,
+        nonce: Felt::from(77u8),
+        execute_after: now - 60,
+        execute_before: now + 3_600,
+        calls: vec![f.transfer(Actor::Delegator, 1)],
+    };
+    let untagged_sig = untagged
+        .sign(
+            &f.net.signing_key(Actor::Submitter),
+            f.net.address(Actor::Submitter),
+            f.net.chain_id(),
+        )
+        .unwrap();
+    assert_reverts(
+        send(&f.net.provider, run_as_rogue(&untagged, &untagged_sig)).await,
+        "PM: nonce not for sponsor",
+    );
+    // then neither ran; nor does the untagged one through the real sponsor,
+    assert_reverts(
+        f.execute_as(Actor::Relayer, 1, &untagged, &untagged_sig, 0)
+            .await,
+        "PM: nonce not for sponsor",
+    );
+    assert_eq!(f.token_of(delegator).await, before);
+    // while the sponsor's own relayer runs the one built for it.
+    f.execute_as(Actor::Relayer, 1, &built_for_sponsor, &sig, MAX_CHARGE)
+        .await
+        .unwrap();
+    assert_eq!(f.token_of(delegator).await, before + 1);
+    assert_eq!(f.deposit().await, DEPOSIT - MAX_CHARGE);
+}
+
 #[tokio::test]
 async fn attack_a_relayer_drains_with_100_fake_account_calls_and_stops_at_its_budget() {
     // Given a relayer with a daily budget of 1,000, a generous policy and a fake account

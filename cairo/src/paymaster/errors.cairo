@@ -18,6 +18,7 @@ const NOT_RELAYER: felt252 = 'PM: caller is not a relayer';
 const POLICY_INACTIVE: felt252 = 'PM: policy inactive';
 const POLICY_EXPIRED: felt252 = 'PM: policy expired';
 const WRONG_OUTSIDE_CALLER: felt252 = 'PM: outside caller not PM';
+const NONCE_NOT_SPONSORS: felt252 = 'PM: nonce not for sponsor';
 const NO_CALLS: felt252 = 'PM: no calls';
 const CALL_NOT_ALLOWED: felt252 = 'PM: call not allowed';
 const USER_BLOCKED: felt252 = 'PM: user blocked';

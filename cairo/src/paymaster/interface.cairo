@@ -101,7 +101,9 @@ trait IPaymasterExecute<TContractState> {
     /// `charge` from `sponsor`'s deposit to the caller.
     /// Requires: not paused; no re-entry; the caller is one of `sponsor`'s relayers; the
     /// policy exists, is `sponsor`'s, active and not expired; the execution's `caller` is
-    /// this contract; it has calls, each allowed by the policy; `user` is not on the
+    /// this contract; its nonce carries `sponsor`'s tag (the nonce's bits above the low 128
+    /// equal the sponsor address's low 120 bits: a signed execution runs only through the
+    /// sponsor it was built for); it has calls, each allowed by the policy; `user` is not on the
     /// sponsor's blocklist (and is on its allowlist for an allowlist-only policy); the user
     /// is within the policy's rate limit; `charge` <= the policy's max charge; the user's
     /// spend today (with this sponsor) + `charge` <= the daily limit (the policy's, or the

@@ -424,6 +424,10 @@ mod Paymaster {
             assert(
                 outside_execution.caller == get_contract_address(), errors::WRONG_OUTSIDE_CALLER
             );
+            assert(
+                nonce_tag(outside_execution.nonce) == sponsor_tag(sponsor),
+                errors::NONCE_NOT_SPONSORS
+            );
             assert(!self.blocklisted.read((sponsor, user)), errors::USER_BLOCKED);
             if policy.params.allowlist_only {
                 assert(self.allowlisted.read((sponsor, user)), errors::USER_NOT_ALLOWLISTED);
@@ -753,6 +757,28 @@ mod Paymaster {
         let elapsed: u256 = (now - subscription.vested_at).into();
         let span: u256 = (subscription.expires_at - subscription.vested_at).into();
         subscription.unvested * elapsed / span
+    }
+
+    /// Low bits of a sponsor's address that tag the nonces of executions built for it.
+    const TAG_MODULUS: u128 = 0x1000000000000000000000000000000; // 2^120
+
+    /// The tag a sponsored execution's nonce must carry: the sponsor address's low 120 bits.
+    /// A relayer builds nonces as `tag * 2^128 + random` (SNIP-9 nonces are any unused felt,
+    /// and SNIP-29 clients leave them to the server), so the execution a user signs runs only
+    /// through the sponsor it was built for: not through another sponsor's relayer (with no
+    /// deposit, charging nothing) at a time of its choosing after the first attempt reverted,
+    /// nor ahead of the sponsor's own transaction. Forging another sponsor's tag means finding
+    /// an address that agrees with it on 120 bits.
+    fn sponsor_tag(sponsor: ContractAddress) -> u128 {
+        let address: felt252 = sponsor.into();
+        let address: u256 = address.into();
+        address.low % TAG_MODULUS
+    }
+
+    /// The tag a nonce carries: its bits above the low 128.
+    fn nonce_tag(nonce: felt252) -> u128 {
+        let nonce: u256 = nonce.into();
+        nonce.high
     }
 
     /// `limit - used`, or 0 when `used` has reached it.

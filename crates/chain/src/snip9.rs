@@ -48,6 +48,32 @@ pub struct OutsideExecution {
     pub calls: Vec<Call>,
 }
 
+/// The nonce of an execution built for `sponsor`'s sponsorship: the sponsor's tag (its
+/// address's low 120 bits) above `random`. The Paymaster runs a sponsored execution only for
+/// the sponsor its nonce names (`PM: nonce not for sponsor`).
+pub fn sponsored_nonce(sponsor: Felt, random: u128) -> Felt {
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(&sponsor_tag(sponsor).to_be_bytes());
+    bytes[16..].copy_from_slice(&random.to_be_bytes());
+    Felt::from_bytes_be(&bytes)
+}
+
+/// A sponsor's nonce tag: its address's low 120 bits.
+pub fn sponsor_tag(sponsor: Felt) -> u128 {
+    let bytes = sponsor.to_bytes_be();
+    let mut low = [0u8; 16];
+    low.copy_from_slice(&bytes[16..]);
+    u128::from_be_bytes(low) & ((1u128 << 120) - 1)
+}
+
+/// The tag `nonce` carries: its bits above the low 128.
+pub fn nonce_tag(nonce: Felt) -> Felt {
+    let bytes = nonce.to_bytes_be();
+    let mut high = [0u8; 32];
+    high[16..].copy_from_slice(&bytes[..16]);
+    Felt::from_bytes_be(&high)
+}
+
 fn call_hash(call: &Call) -> Felt {
     poseidon_hash_many(&[
         starknet_keccak(CALL_TYPE.as_bytes()),
@@ -348,6 +374,30 @@ mod tests {
     use starknet::core::types::TypedData;
     use starknet::core::utils::cairo_short_string_to_felt;
     use starknet::macros::selector;
+
+    #[test]
+    fn a_sponsored_nonce_carries_its_sponsors_tag_above_the_random_part() {
+        let sponsor =
+            Felt::from_hex("0x0123456789abcdef0123456789abcdeffedcba9876543210fedcba9876543210")
+                .unwrap();
+        let nonce = sponsored_nonce(sponsor, 0x1234);
+        // The address's low 120 bits, shifted up 128 bits, plus the random part.
+        assert_eq!(
+            nonce,
+            Felt::from_hex("0x00dcba9876543210fedcba987654321000000000000000000000000000001234")
+                .unwrap()
+        );
+        assert_eq!(nonce_tag(nonce), Felt::from(sponsor_tag(sponsor)));
+        assert_ne!(
+            nonce_tag(sponsored_nonce(sponsor + Felt::ONE, 0x1234)),
+            nonce_tag(nonce)
+        );
+        assert_eq!(
+            nonce_tag(Felt::from(u128::MAX)),
+            Felt::ZERO,
+            "an untagged nonce"
+        );
+    }
 
     fn sample() -> OutsideExecution {
         OutsideExecution {
