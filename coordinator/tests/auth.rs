@@ -80,8 +80,9 @@ impl<'a> Signed<'a> {
 static NONCES: AtomicU64 = AtomicU64::new(1);
 
 async fn refused(response: reqwest::Response, status: u16, code: ErrorCode) -> String {
-    assert_eq!(response.status().as_u16(), status);
+    let got = response.status().as_u16();
     let body: ErrorBody = response.json().await.expect("a JSON error");
+    assert_eq!(got, status, "{}", body.message);
     assert_eq!(body.code, code, "{}", body.message);
     body.message
 }
@@ -231,5 +232,42 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
     refused(too_long.send(&c, None).await, 400, ErrorCode::BadRequest).await;
     let honest = Signed::new(&a, "POST", format!("/v1/jobs/{job}/release"), body);
     assert_eq!(honest.send(&c, None).await.status().as_u16(), 200);
+    c.stop().await;
+}
+
+/// The attack: an account that uploaded a tiny blob once names it again with a large body.
+/// A re-upload adds nothing to the account's unreferenced bytes, so the quota lets it in; it
+/// must not also skip the size limit (bytes that hash to the digest are exactly the blob's
+/// size), nor the count of uploads in progress and the disk floor, or one account could
+/// stream any number of bodies of the largest size into the staging area at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_re_upload_cannot_carry_more_bytes_than_the_blob_it_names() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            with_account: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let submitter = signer(&s, Actor::Submitter);
+    let tiny = b"ten bytes.".to_vec();
+    let digest = c
+        .client_as(&s, Actor::Submitter)
+        .upload_blob(tiny.clone())
+        .await
+        .expect("the first upload")
+        .digest;
+    let path = ciro_api::coordinator::routes::blob(&digest);
+    // A megabyte under the tiny blob's name is refused before its body is read,
+    // (a blob upload signs the digest it names: the body is checked against it as it streams)
+    let mut large = Signed::new(&submitter, "PUT", path.clone(), vec![7; 1 << 20]);
+    large.signed_body = tiny.clone();
+    let message = refused(large.send(&c, None).await, 413, ErrorCode::PayloadTooLarge).await;
+    assert!(message.contains("is 10 bytes"), "{message}");
+    // while the same bytes again are taken.
+    let again = Signed::new(&submitter, "PUT", path, tiny);
+    assert!(again.send(&c, None).await.status().is_success());
     c.stop().await;
 }

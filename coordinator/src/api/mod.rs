@@ -825,29 +825,50 @@ async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
 /// its quota of unreferenced bytes (recorded within the upload grace, plus its uploads in
 /// progress, plus this one) would be exceeded; 503 when the blob store's free space less what
 /// the uploads in progress may write would fall below the floor. A re-upload of bytes the
-/// account already uploaded adds nothing and is not refused. Returns the reservation (held
-/// until the blob is recorded) and the most bytes the body may carry.
+/// account already uploaded adds nothing to its unreferenced bytes, so the quota does not
+/// refuse it; but its body may only be the blob's recorded size (bytes that hash to the
+/// digest are that many), and it counts against the uploads in progress and the disk floor
+/// like any other while it streams in (without that, an account could stream any number of
+/// bodies of the largest size into the staging area by naming a tiny blob it uploaded once).
+/// Returns the reservation (held until the blob is recorded) and the most bytes the body may
+/// carry.
 async fn reserve_upload(
     api: &Api,
     uploader: &str,
     digest: &Digest,
     declared: Option<u64>,
-) -> ApiResult<(Option<Reservation>, u64)> {
+) -> ApiResult<(Reservation, u64)> {
     let config = &api.inner.config;
     let store = api.store();
-    if store
-        .has_uploaded(&digest.to_string(), uploader)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        return Ok((None, config.max_blob_bytes));
-    }
-    let charge = declared.map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes));
-    let since = unix_now().saturating_sub(config.upload_grace_secs);
-    let pending = store
-        .pending_upload_bytes(uploader, since)
+    let known = store
+        .uploaded_size(&digest.to_string(), uploader)
         .await
         .map_err(ApiError::internal)?;
+    let (charge, pending) = match known {
+        Some(size) => {
+            if let Some(declared) = declared.filter(|d| *d > size) {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "blob {digest} is {size} bytes, as this account uploaded it before; the \
+                         body declares {declared}"
+                    ),
+                ));
+            }
+            (size, None)
+        }
+        None => {
+            let since = unix_now().saturating_sub(config.upload_grace_secs);
+            let pending = store
+                .pending_upload_bytes(uploader, since)
+                .await
+                .map_err(ApiError::internal)?;
+            (
+                declared.map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes)),
+                Some(pending),
+            )
+        }
+    };
     let free = api.inner.blobs.free_bytes().await.map_err(|e| {
         ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
     })?;
@@ -867,8 +888,9 @@ async fn reserve_upload(
             ),
         ));
     }
-    let would_hold = pending.saturating_add(reserved).saturating_add(charge);
-    if would_hold > config.max_pending_upload_bytes {
+    if let Some(pending) = pending.filter(|p| {
+        p.saturating_add(reserved).saturating_add(charge) > config.max_pending_upload_bytes
+    }) {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(
@@ -904,11 +926,11 @@ async fn reserve_upload(
     entry.0 = entry.0.saturating_add(charge);
     entry.1 += 1;
     Ok((
-        Some(Reservation {
+        Reservation {
             reservations: reservations.clone(),
             account: uploader.to_owned(),
             bytes: charge,
-        }),
+        },
         charge,
     ))
 }
