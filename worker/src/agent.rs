@@ -783,11 +783,7 @@ impl Agent {
     /// Checks the assignment against the chain; the job's on-chain record.
     async fn verify(&self, a: &Assignment) -> Result<job_mgr::JobInfo, Refusal> {
         let info = self.jobs.job(a.job_id).await.map_err(|e| {
-            if e.is_retryable() {
-                Refusal::Retry(format!("reading job {} on chain: {e}", a.job_id))
-            } else {
-                Refusal::Unable(format!("the chain has no such job: {e}"))
-            }
+            chain_read(e, &format!("job {}", a.job_id), "the chain has no such job")
         })?;
         let job = &info.job;
         if job.state != JobState::Assigned || job.worker.0 != self.me {
@@ -803,11 +799,11 @@ impl Agent {
             )));
         }
         let model = self.jobs.model(job.model_id).await.map_err(|e| {
-            if e.is_retryable() {
-                Refusal::Retry(format!("reading model {}: {e}", job.model_id))
-            } else {
-                Refusal::Unable(format!("reading model {}: {e}", job.model_id))
-            }
+            chain_read(
+                e,
+                &format!("model {}", job.model_id),
+                "the chain has no such model",
+            )
         })?;
         if model.model_hash != u256_from_digest(&a.model_hash.0) {
             return Err(Refusal::Unable(format!(
@@ -827,7 +823,19 @@ impl Agent {
 
     /// One job, from the assignment to its result queued for commitment.
     async fn handle(&self, a: &Assignment) -> Result<(), Refusal> {
-        let info = self.verify(a).await?;
+        let info = match self.verify(a).await {
+            // No longer assigned because this worker's result landed (the process ended
+            // between the commitment and its journal entry): done, not refused.
+            Err(Refusal::Refused(reason)) if self.committed_on_chain(a.job_id).await => {
+                tracing::info!(%reason, "the result was already committed on chain");
+                self.journal
+                    .finish(a.job_id, Stage::Committed, None)
+                    .await
+                    .map_err(|e| Refusal::Retry(format!("the journal: {e:#}")))?;
+                return Ok(());
+            }
+            other => other?,
+        };
         let mut entry = self
             .journal
             .begin(a.job_id, a.model_hash, a.input_hash, info.job.deadline)
@@ -873,11 +881,15 @@ impl Agent {
                 entry.attempts
             )));
         }
-        let meta = self
-            .client
-            .blob_meta(&a.input_hash)
-            .await
-            .map_err(|e| Refusal::Unable(format!("the input is not available: {e}")))?;
+        // A coordinator that is restarting or busy (a lost answer, a 5xx) is retried at a
+        // later poll; only its answer that the input is not there gives the job back.
+        let meta = self.client.blob_meta(&a.input_hash).await.map_err(|e| {
+            if e.is_retryable() {
+                Refusal::Retry(format!("reading the input's size: {e}"))
+            } else {
+                Refusal::Unable(format!("the input is not available: {e}"))
+            }
+        })?;
         if meta.size > self.config.max_input_bytes {
             return Err(Refusal::Unable(format!(
                 "the input is {} bytes, more than the {} this worker accepts",
@@ -896,6 +908,9 @@ impl Agent {
                     "the input is larger than the {} bytes this worker accepts: {e}",
                     self.config.max_input_bytes
                 )),
+                other if other.is_retryable() => {
+                    Refusal::Retry(format!("downloading the input: {other}"))
+                }
                 other => Refusal::Unable(format!("downloading the input: {other}")),
             })?;
         if Digest::of(&input) != entry.input_hash {
@@ -1520,6 +1535,17 @@ fn progress_bar(model: &Digest, percent: u64, done: u64, total: u64) {
     );
 }
 
+/// A failed read of `what` on chain: only the contract's refusal (a revert: it does not
+/// exist) is final, `missing` with the reason; anything else (a lost answer, a node that is
+/// busy or errs, a block it has not seen) may clear and is retried at a later poll. Taking a
+/// passing node error for an answer gave the job back, with a result already computed.
+fn chain_read(error: ChainError, what: &str, missing: &str) -> Refusal {
+    match error {
+        ChainError::Reverted { .. } => Refusal::Unable(format!("{missing}: {error}")),
+        other => Refusal::Retry(format!("reading {what} on chain: {other}")),
+    }
+}
+
 /// `output` (a safetensors file) with 1 added to its first element (test only).
 fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
     let header = output
@@ -1538,8 +1564,38 @@ fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{died_in, AgentConfig, Counted, Entry, Stage};
+    use super::{chain_read, died_in, AgentConfig, Counted, Entry, Refusal, Stage};
+    use ciro_chain::starknet::core::types::StarknetError;
+    use ciro_chain::ChainError;
     use std::time::Duration;
+
+    /// Only the contract's refusal of the read ends the job; a node that errs, a block it has
+    /// not seen, or a lost answer is retried (a review found these gave the job back with its
+    /// result already computed).
+    #[test]
+    fn only_a_reverted_chain_read_gives_the_job_back() {
+        let unable =
+            |e: ChainError| matches!(chain_read(e, "job 1", "no such job"), Refusal::Unable(_));
+        assert!(unable(ChainError::reverted("JM: unknown job".into())));
+        for passing in [
+            ChainError::Node {
+                code: -32603,
+                message: "internal error".into(),
+            },
+            ChainError::Rejected(StarknetError::BlockNotFound),
+            ChainError::Transport("connection reset".into()),
+            ChainError::Internal(anyhow::anyhow!("decoding")),
+        ] {
+            let shown = passing.to_string();
+            assert!(
+                matches!(
+                    chain_read(passing, "job 1", "no such job"),
+                    Refusal::Retry(_)
+                ),
+                "{shown}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_configuration_with_a_zero_limit_is_refused_before_anything_starts() {
