@@ -72,7 +72,8 @@ struct Cli {
     /// indexes and serves but sends no transaction.
     #[command(flatten)]
     account: AccountArgs,
-    /// This replica's name in the leader lease (default: host name and process id).
+    /// This replica's name in the leader lease (default: host name and process id); a random
+    /// token is appended, so that two processes given one name never share the lease.
     #[arg(long, env = "CIRO_REPLICA_NAME")]
     replica_name: Option<String>,
     /// Seconds a leader lease lasts unless renewed (renewed every third of it); a killed
@@ -104,10 +105,17 @@ fn main() -> ExitCode {
             (None, None) => None,
             _ => Some(cli.account.source()?),
         };
-        let holder = cli.replica_name.unwrap_or_else(|| {
+        let name = cli.replica_name.unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
+        // The lease names this process, not its configured name: two processes given the
+        // same name (a fixed name in a replicated template, a rolling update, pid 1 in two
+        // containers) would otherwise both renew one lease and both lead.
+        let mut token = [0u8; 8];
+        getrandom::getrandom(&mut token)
+            .map_err(|e| anyhow::anyhow!("drawing the replica's lease token: {e}"))?;
+        let holder = format!("{name}/{:016x}", u64::from_be_bytes(token));
         let stale_after_secs = cli.stale_after_secs.max(1);
         let operator = OperatorConfig {
             lease_ttl: Duration::from_secs(cli.lease_secs.max(1)),

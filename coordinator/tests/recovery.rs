@@ -443,6 +443,36 @@ async fn a_coordinator_killed_with_120_jobs_in_flight_resumes_and_nothing_is_don
     assert_end_state(&s, &site.database_url).await;
 }
 
+/// Two processes given one replica name (a fixed name in a replicated template, a rolling
+/// update, pid 1 in two containers): each would renew the other's lease as its own, in the same
+/// epoch, so both would lead and the fence would pass for both. The lease names the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_two_replicas_given_one_name_never_both_lead() {
+    let s = System::deploy().await.expect("deploy");
+    let database_url = fresh_postgres().await.expect("a PostgreSQL database");
+    let site = Site::new(&s, Some(database_url));
+    let first = site.start(&s, "twin", free_port()).await;
+    eventually("the first twin leads", Duration::from_secs(30), || async {
+        (first.metric("ciro_leader").await == 1.0).then_some(())
+    })
+    .await;
+    let second = site.start(&s, "twin", free_port()).await;
+    // Several renewals later (a lease of 3 s is renewed every second), still one leader.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            (
+                first.metric("ciro_leader").await,
+                second.metric("ciro_leader").await
+            ),
+            (1.0, 0.0),
+            "one leader at a time"
+        );
+    }
+    second.stop().await;
+    first.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_postgres_the_leader_is_killed_mid_load_and_the_other_replica_takes_over() {
     let s = System::deploy().await.expect("deploy");
