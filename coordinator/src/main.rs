@@ -60,6 +60,10 @@ struct Cli {
     /// 429.
     #[arg(long, env = "CIRO_MAX_EVENT_STREAMS_PER_CLIENT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     max_event_streams_per_client: u32,
+    /// Most assignment long-polls waiting at once (each reads the database five times a
+    /// second); past it a new one is answered 503, and past 2 of one worker's, 429.
+    #[arg(long, env = "CIRO_MAX_LONG_POLLS", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_long_polls: u32,
     /// Most bytes of one account's uploads that no model, job or output refers to yet; past
     /// it the account's uploads are answered 429.
     #[arg(long, env = "CIRO_MAX_PENDING_UPLOAD_BYTES", default_value_t = 4 << 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
                 rate_burst: cli.rate_limit.max(1).saturating_mul(2),
                 max_event_streams: cli.max_event_streams,
                 max_event_streams_per_client: cli.max_event_streams_per_client,
+                max_long_polls: cli.max_long_polls,
                 max_pending_upload_bytes: cli.max_pending_upload_bytes,
                 min_free_bytes: cli.min_free_bytes,
                 upload_grace_secs: cli.upload_grace_hours.saturating_mul(3_600),

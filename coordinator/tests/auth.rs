@@ -271,3 +271,58 @@ async fn a_re_upload_cannot_carry_more_bytes_than_the_blob_it_names() {
     assert!(again.send(&c, None).await.status().is_success());
     c.stop().await;
 }
+
+/// The attack: a worker's key opens long-polls without end (each waits up to 30 s and reads
+/// the database five times a second), until the pool's connections time out and the whole API,
+/// the leader's lease renewal included, fails. One worker may have two polls waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_cannot_hold_more_than_two_long_polls_waiting() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            with_account: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    s.active_worker(Actor::WorkerA).await;
+    let a = signer(&s, Actor::WorkerA);
+    let address = s.net.address(Actor::WorkerA);
+    common::eventually(
+        "the worker is indexed",
+        std::time::Duration::from_secs(60),
+        || async { c.client().worker(address).await.ok() },
+    )
+    .await;
+    let path = format!("/v1/workers/{address:#x}/assignments?wait_secs=30");
+    let poll = |path: String| {
+        let request = Signed::new(&a, "GET", path, vec![]);
+        let (url, headers) = (format!("{}{}", c.base, request.path), request.headers());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(url)
+                .headers(headers)
+                .send()
+                .await
+                .expect("a long-poll")
+        })
+    };
+    // Two polls wait (nothing is assigned),
+    let waiting = [poll(path.clone()), poll(path.clone())];
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(waiting.iter().all(|p| !p.is_finished()), "both polls wait");
+    // a third is refused with the reason,
+    let third = poll(path.clone()).await.expect("the third poll");
+    let message = refused(third, 429, ErrorCode::RateLimited).await;
+    assert!(message.contains("long-polls"), "{message}");
+    // while a poll that does not wait still answers at once.
+    let at_once = poll(format!("/v1/workers/{address:#x}/assignments"))
+        .await
+        .expect("a poll without a wait");
+    assert_eq!(at_once.status().as_u16(), 200);
+    for p in waiting {
+        p.abort();
+    }
+    c.stop().await;
+}

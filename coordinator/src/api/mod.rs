@@ -72,6 +72,9 @@ pub struct ApiConfig {
     pub max_event_streams: u32,
     /// Most event streams one client address may hold open.
     pub max_event_streams_per_client: u32,
+    /// Most assignment long-polls waiting at once (each reads the database five times a
+    /// second); one worker may hold [`MAX_LONG_POLLS_PER_WORKER`].
+    pub max_long_polls: u32,
     /// Most bytes of one account's uploads that nothing refers to yet (no model, job or
     /// output): past it the account's uploads are refused (429) until it uses or loses some.
     pub max_pending_upload_bytes: u64,
@@ -95,9 +98,10 @@ impl Default for ApiConfig {
             stale_after_secs: 30,
             rate_per_sec: 200,
             rate_burst: 400,
-            max_wait_secs: 60,
+            max_wait_secs: 30,
             max_event_streams: 1_024,
             max_event_streams_per_client: 16,
+            max_long_polls: 4_096,
             max_pending_upload_bytes: 4 << 30,
             min_free_bytes: 1 << 30,
             upload_grace_secs: 24 * 3_600,
@@ -182,12 +186,18 @@ struct Inner {
     stats: dashboard::StatsCache,
     /// The event streams open.
     streams: Arc<StreamSlots>,
+    /// The assignment long-polls waiting, per worker.
+    polls: Arc<Slots<String>>,
     /// The bytes the uploads in progress may still write.
     uploads: Arc<UploadReservations>,
 }
 
 /// Most uploads one account may have in progress at once.
 const MAX_UPLOADS_PER_ACCOUNT: u32 = 4;
+
+/// Most assignment long-polls one worker may have waiting at once (the agent polls one at a
+/// time; two let a poll whose client went away overlap its successor).
+pub const MAX_LONG_POLLS_PER_WORKER: u32 = 2;
 
 /// What the uploads in progress may still write: in all, and per account (bytes, uploads).
 /// An upload reserves its declared length (else the upload limit) before it reads its body,
@@ -225,45 +235,52 @@ impl Drop for Reservation {
     }
 }
 
-/// The event streams open, in all and per client address, against their limits.
-struct StreamSlots {
+/// Open requests of one kind that hold a place while they last (event streams, long-polls),
+/// in all and per key (a client address, a worker), against their limits.
+struct Slots<K> {
+    /// What the places are for, in errors ("event streams", "long-polls").
+    what: &'static str,
     max_total: u32,
-    max_per_client: u32,
-    open: std::sync::Mutex<(u32, HashMap<IpAddr, u32>)>,
+    max_per_key: u32,
+    open: std::sync::Mutex<(u32, HashMap<K, u32>)>,
 }
 
-/// One open event stream's place, given back when the stream ends (the client went away or
-/// the server stops).
-struct StreamSlot {
-    slots: Arc<StreamSlots>,
-    client: Option<IpAddr>,
+/// One place, given back when the request ends (the client went away or the server stops).
+struct Slot<K: std::hash::Hash + Eq> {
+    slots: Arc<Slots<K>>,
+    key: Option<K>,
 }
 
-impl StreamSlots {
-    fn new(max_total: u32, max_per_client: u32) -> Self {
+/// The event streams open, per client address.
+type StreamSlots = Slots<IpAddr>;
+type StreamSlot = Slot<IpAddr>;
+
+impl<K: std::hash::Hash + Eq + Clone + std::fmt::Display> Slots<K> {
+    fn new(what: &'static str, max_total: u32, max_per_key: u32) -> Self {
         Self {
+            what,
             max_total,
-            max_per_client,
+            max_per_key,
             open: std::sync::Mutex::new((0, HashMap::new())),
         }
     }
 
-    /// A place for a stream of `client`'s, or why there is none: the client holds its most
-    /// (429), or the server serves its most (503).
-    fn take(self: &Arc<Self>, client: Option<IpAddr>) -> Result<StreamSlot, ApiError> {
+    /// A place for a request of `key`'s, or why there is none: the key holds its most (429),
+    /// or the server serves its most (503).
+    fn take(self: &Arc<Self>, key: Option<K>) -> Result<Slot<K>, ApiError> {
+        let what = self.what;
         let mut open = self
             .open
             .lock()
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("the stream count is poisoned")))?;
-        let (total, per_client) = &mut *open;
-        if let Some(ip) = client {
-            if per_client.get(&ip).copied().unwrap_or(0) >= self.max_per_client {
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("the count of {what} is poisoned")))?;
+        let (total, per_key) = &mut *open;
+        if let Some(key) = &key {
+            if per_key.get(key).copied().unwrap_or(0) >= self.max_per_key {
                 return Err(ApiError::new(
                     ErrorCode::RateLimited,
                     format!(
-                        "{ip} holds {} event streams open, the most one client may: close one \
-                         first",
-                        self.max_per_client
+                        "{key} holds {} {what} open, the most one may: close one first",
+                        self.max_per_key
                     ),
                 ));
             }
@@ -272,34 +289,34 @@ impl StreamSlots {
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
                 format!(
-                    "{} event streams are open, the most this coordinator serves: retry later",
+                    "{} {what} are open, the most this coordinator serves: retry later",
                     self.max_total
                 ),
             ));
         }
         *total += 1;
-        if let Some(ip) = client {
-            *per_client.entry(ip).or_insert(0) += 1;
+        if let Some(key) = &key {
+            *per_key.entry(key.clone()).or_insert(0) += 1;
         }
-        Ok(StreamSlot {
+        Ok(Slot {
             slots: self.clone(),
-            client,
+            key,
         })
     }
 }
 
-impl Drop for StreamSlot {
+impl<K: std::hash::Hash + Eq> Drop for Slot<K> {
     fn drop(&mut self) {
         let Ok(mut open) = self.slots.open.lock() else {
             return;
         };
-        let (total, per_client) = &mut *open;
+        let (total, per_key) = &mut *open;
         *total = total.saturating_sub(1);
-        if let Some(ip) = self.client {
-            if let Some(count) = per_client.get_mut(&ip) {
+        if let Some(key) = &self.key {
+            if let Some(count) = per_key.get_mut(key) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
-                    per_client.remove(&ip);
+                    per_key.remove(key);
                 }
             }
         }
@@ -355,8 +372,14 @@ impl Api {
     ) -> Self {
         let limiter = RateLimiter::per_second(f64::from(config.rate_per_sec), config.rate_burst);
         let streams = Arc::new(StreamSlots::new(
+            "event streams",
             config.max_event_streams,
             config.max_event_streams_per_client,
+        ));
+        let polls = Arc::new(Slots::new(
+            "long-polls",
+            config.max_long_polls,
+            MAX_LONG_POLLS_PER_WORKER,
         ));
         let uploads = Arc::default();
         Self {
@@ -373,6 +396,7 @@ impl Api {
                 accounting: None,
                 stats: Default::default(),
                 streams,
+                polls,
                 uploads,
             }),
         }
@@ -1843,6 +1867,13 @@ async fn assignments(
             .unwrap_or(0)
             .min(api.inner.config.max_wait_secs),
     ));
+    // A waiting poll holds a place, one worker a bounded few: without it, one worker's key
+    // could open polls without end, each reading the database five times a second.
+    let _slot = if wait.is_zero() {
+        None
+    } else {
+        Some(api.inner.polls.take(Some(address.clone()))?)
+    };
     let until = tokio::time::Instant::now() + wait;
     loop {
         // Not a job the worker gave back: it stays assigned to it until the release lands
