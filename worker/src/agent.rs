@@ -37,6 +37,7 @@ use ciro_api::coordinator::{
 };
 use ciro_api::snip29::PaymasterClient;
 use ciro_chain::account::AccountSource;
+use ciro_chain::bindings::cdc_pool;
 use ciro_chain::bindings::job_mgr::{self, JobMgr, JobState};
 use ciro_chain::cainome::cairo_serde::{ContractAddress, U256};
 use ciro_chain::clients::{u256_from_digest, JobMgrClient, PoolClient};
@@ -129,6 +130,13 @@ pub struct AgentConfig {
     pub listen: std::net::SocketAddr,
     /// The paymaster relayer its transactions go through (gasless), if any.
     pub relayer: Option<RelayerConfig>,
+    /// Challenge every slash opened against this worker while its window is open, paying the
+    /// pool's challenge bond (without it, a pending slash is reported, and challenged only by
+    /// `ciro-worker challenge-slash`).
+    pub challenge_slashes: bool,
+    /// Put jobs' rows in shared forward passes (throughput mode; see
+    /// [`EngineConfig::batch_jobs`] for why it is off by default).
+    pub batch_jobs: bool,
 }
 
 impl AgentConfig {
@@ -155,6 +163,7 @@ struct AgentMetrics {
     jobs: prometheus::IntCounterVec,
     running: prometheus::IntGauge,
     commits: prometheus::IntCounterVec,
+    open_slashes: prometheus::IntGauge,
 }
 
 impl AgentMetrics {
@@ -175,6 +184,10 @@ impl AgentMetrics {
                 ),
                 &["result"],
             )?,
+            open_slashes: prometheus::IntGauge::new(
+                "ciro_worker_open_slashes",
+                "Slashes open against this worker (pending: to challenge before the deadline, or challenged)",
+            )?,
         };
         metrics.registry().register(Box::new(this.jobs.clone()))?;
         metrics
@@ -183,6 +196,9 @@ impl AgentMetrics {
         metrics
             .registry()
             .register(Box::new(this.commits.clone()))?;
+        metrics
+            .registry()
+            .register(Box::new(this.open_slashes.clone()))?;
         Ok(this)
     }
 }
@@ -204,6 +220,10 @@ struct Agent {
     jobs: JobMgrClient<RpcAccount>,
     pool: PoolClient<RpcAccount>,
     job_mgr: Felt,
+    /// The payment token (challenge bonds are paid in it).
+    token: Felt,
+    /// The deployment's first block (where slashes are looked for).
+    deploy_block: u64,
     client: CoordinatorClient,
     store: Arc<ModelStore>,
     engine: Engine,
@@ -454,6 +474,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let engine_config = EngineConfig {
         deterministic_seed: config.deterministic_seed,
         max_batch: config.max_batch,
+        batch_jobs: config.batch_jobs,
         ..EngineConfig::default()
     };
     let device = match engine_config.device {
@@ -479,6 +500,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         jobs,
         pool,
         job_mgr,
+        token,
+        deploy_block: manifest.deploy_block.unwrap_or(0),
         client,
         store,
         engine,
@@ -512,6 +535,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let beats = tokio::spawn(agent.clone().heartbeats(stop_side.clone()));
     let chain_beats = tokio::spawn(agent.clone().chain_heartbeats(stop_side.clone()));
     let activations = tokio::spawn(agent.clone().activations(stop_side.clone()));
+    let slash_watch = tokio::spawn(agent.clone().slash_watch(stop_side.clone()));
 
     // Resume what the journal holds.
     let open = agent.journal.open_jobs().await?;
@@ -567,7 +591,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     // Let the committer send what is queued, then stop the side tasks.
     tokio::time::sleep(agent.config.commit_window * 2).await;
     stop_side.cancel();
-    for task in [beats, chain_beats, activations] {
+    for task in [beats, chain_beats, activations, slash_watch] {
         task.await.ok();
     }
     committer.await.ok();
@@ -1504,6 +1528,67 @@ impl Agent {
         Ok(Warmup::Idle)
     }
 
+    /// Until `stop`, at start and every on-chain heartbeat period: looks for slashes opened
+    /// against this worker. A SLASHER's slash is executed once its challenge window (a day by
+    /// default) passes unchallenged; an unattended worker would lose the stake without a line
+    /// in its log. Each pending one is reported at error level (once) and, with
+    /// `challenge_slashes`, challenged (retried each period until it is).
+    async fn slash_watch(self: Arc<Self>, stop: CancellationToken) {
+        let mut reported = HashSet::new();
+        loop {
+            if let Err(e) = self.check_slashes(&mut reported).await {
+                tracing::warn!(error = %format!("{e:#}"), "looking for slashes against this worker failed");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.config.chain_heartbeat) => {}
+            }
+        }
+    }
+
+    async fn check_slashes(&self, reported: &mut HashSet<u64>) -> Result<()> {
+        let info = self.pool.worker(self.me).await?;
+        if info.record.open_slashes == 0 {
+            self.metrics.open_slashes.set(0);
+            return Ok(());
+        }
+        let open = self.pool.open_slashes(self.me, self.deploy_block).await?;
+        self.metrics
+            .open_slashes
+            .set(i64::try_from(open.len()).unwrap_or(i64::MAX));
+        let now = block_timestamp(self.account.provider(), BlockId::Tag(BlockTag::Latest)).await?;
+        for (slash_id, slash) in open {
+            let pending = slash.status == cdc_pool::SlashStatus::Pending;
+            if !pending || now > slash.challenge_deadline {
+                continue;
+            }
+            if reported.insert(slash_id) {
+                tracing::error!(
+                    slash_id,
+                    reason = ?slash.reason,
+                    bps = slash.bps,
+                    challenge_deadline = slash.challenge_deadline,
+                    "a slash is pending against this worker: it is executed unless challenged \
+                     before its deadline (`ciro-worker challenge-slash --slash-id {slash_id}`, \
+                     or run with --challenge-slashes)"
+                );
+            }
+            if self.config.challenge_slashes {
+                match self.pool.challenge_slash(self.token, slash_id).await {
+                    Ok(out) => tracing::warn!(
+                        slash_id,
+                        tx = %format!("{:#x}", out.tx_hash),
+                        "challenged the slash: the arbiter decides (the bond comes back if it is overturned)"
+                    ),
+                    Err(e) => {
+                        tracing::error!(slash_id, error = %e, "challenging the slash failed (retried next period)")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// On-chain heartbeats until `stop`.
     async fn chain_heartbeats(self: Arc<Self>, stop: CancellationToken) {
         loop {
@@ -1626,6 +1711,8 @@ mod tests {
             test_corrupt_output: false,
             listen: "127.0.0.1:0".parse().unwrap(),
             relayer: None,
+            challenge_slashes: false,
+            batch_jobs: false,
         };
         assert!(config.validate().is_ok());
         for (input, model) in [(0, 1), (1, 0)] {

@@ -17,6 +17,7 @@ use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Felt};
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
+use ciro_chain::tx::call;
 use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, ModelSpec, ModelStore};
 use ciro_service::{run_main, run_service, AccountArgs, ChainArgs, LogArgs, ServeArgs};
@@ -44,6 +45,9 @@ enum Command {
     Status(StatusArgs),
     /// Claim the worker's pending rewards (gasless with --relayer).
     Claim(ClaimArgs),
+    /// Contest a pending slash against this worker, paying the pool's challenge bond
+    /// (`status` lists the open ones); the arbiter then decides.
+    ChallengeSlash(ChallengeSlashArgs),
     /// Print this machine's hardware report as JSON (GPUs from NVML, or a CPU-only profile).
     Hardware,
     /// Add a TorchScript file to the model store; prints its hash (the on-chain model_hash).
@@ -91,6 +95,17 @@ struct ClaimArgs {
     on: ChainAccountArgs,
     #[command(flatten)]
     relayer: RelayerArgs,
+}
+
+#[derive(Args)]
+struct ChallengeSlashArgs {
+    #[command(flatten)]
+    on: ChainAccountArgs,
+    #[command(flatten)]
+    relayer: RelayerArgs,
+    /// The slash's id (`ciro-worker status` lists this worker's open ones).
+    #[arg(long)]
+    slash_id: u64,
 }
 
 #[derive(Args)]
@@ -166,6 +181,17 @@ struct RunArgs {
     commit_window_ms: u64,
     #[command(flatten)]
     relayer: RelayerArgs,
+    /// Challenge every slash opened against this worker while its window is open, paying the
+    /// pool's challenge bond (without it, a pending slash is logged at error level and left
+    /// to `ciro-worker challenge-slash`).
+    #[arg(long, env = "WORKER_CHALLENGE_SLASHES")]
+    challenge_slashes: bool,
+    /// Throughput mode: run jobs of a model in shared forward passes. Exact only for models
+    /// whose rows do not affect each other: a model that mixes rows gives a job an output
+    /// that depends on the jobs beside it, which a re-run alone (a dispute) does not
+    /// reproduce. Off by default (each job alone); turn it on only for models you trust.
+    #[arg(long, env = "WORKER_BATCH_JOBS", conflicts_with = "deterministic_seed")]
+    batch_jobs: bool,
     /// Test only: compute and journal results but never commit them.
     #[arg(long, hide = true)]
     test_hold_commits: bool,
@@ -249,6 +275,8 @@ fn main() -> ExitCode {
                 test_corrupt_output: args.test_corrupt_output,
                 listen: args.serve.listen,
                 relayer: args.relayer.config(),
+                challenge_slashes: args.challenge_slashes,
+                batch_jobs: args.batch_jobs,
             };
             agent::run(config, shutdown).await
         }),
@@ -270,7 +298,7 @@ fn main() -> ExitCode {
 async fn clients(
     on: &ChainAccountArgs,
     relayer: Option<&agent::RelayerConfig>,
-) -> Result<(PoolClient<RpcAccount>, Felt)> {
+) -> Result<(PoolClient<RpcAccount>, Felt, u64)> {
     let chain = on.chain.config()?;
     let manifest = Manifest::read(&chain.manifest)?;
     let node = JsonRpcClient::new(HttpTransport::new(chain.rpc_url.clone()));
@@ -285,7 +313,7 @@ async fn clients(
         manifest.contract(ciro_chain::constants::contracts::CDC_POOL)?,
         Arc::new(sender),
     );
-    Ok((pool, me))
+    Ok((pool, me, manifest.deploy_block.unwrap_or(0)))
 }
 
 /// Attempts of a gasless claim: the relayer refuses an execution while an earlier one of the
@@ -311,9 +339,14 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Run(_) => unreachable!("run is served by run_service"),
         Command::Status(args) => {
-            let (pool, me) = clients(&args.on, None).await?;
+            let (pool, me, deploy_block) = clients(&args.on, None).await?;
             let info = pool.worker(me).await?;
             let pending = pool.pending_rewards(me).await?;
+            let slashes = if info.record.open_slashes == 0 {
+                Vec::new()
+            } else {
+                pool.open_slashes(me, deploy_block).await?
+            };
             let journal = Journal::open(&args.data_dir).await?;
             let open = journal.open_jobs().await?;
             let recent = journal.recent(10).await?;
@@ -347,6 +380,14 @@ async fn run(command: Command) -> Result<()> {
                     "avg_latency_secs": info.reputation.avg_latency,
                 },
                 "pending_rewards": amount(&pending),
+                "open_slashes": slashes.iter().map(|(id, slash)| serde_json::json!({
+                    "slash_id": id,
+                    "status": format!("{:?}", slash.status),
+                    "reason": format!("{:?}", slash.reason),
+                    "bps": slash.bps,
+                    "challenge_deadline": slash.challenge_deadline,
+                    "arbitration_deadline": slash.arbitration_deadline,
+                })).collect::<Vec<_>>(),
                 "in_flight": open.iter().map(job).collect::<Vec<_>>(),
                 "recent": recent.iter().map(job).collect::<Vec<_>>(),
             });
@@ -354,7 +395,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Claim(args) => {
             let relayer = args.relayer.config();
-            let (pool, me) = clients(&args.on, relayer.as_ref()).await?;
+            let (pool, me, _) = clients(&args.on, relayer.as_ref()).await?;
             // As the next block sees them: a claim that just landed shows.
             let pending_now = || async {
                 pool.reader()
@@ -426,6 +467,36 @@ async fn run(command: Command) -> Result<()> {
                     Err(error) => return Err(error).context("claiming the rewards"),
                 }
             }
+        }
+        Command::ChallengeSlash(args) => {
+            let relayer = args.relayer.config();
+            let (pool, me, _) = clients(&args.on, relayer.as_ref()).await?;
+            let slash = call(pool.reader().get_slash(&args.slash_id))
+                .await
+                .with_context(|| format!("reading slash {}", args.slash_id))?;
+            anyhow::ensure!(
+                slash.worker.0 == me,
+                "slash {} is against {:#x}, not this worker {me:#x}",
+                args.slash_id,
+                slash.worker.0
+            );
+            anyhow::ensure!(
+                slash.status == ciro_chain::bindings::cdc_pool::SlashStatus::Pending,
+                "slash {} is {:?}: only a pending slash can be challenged",
+                args.slash_id,
+                slash.status
+            );
+            let token = call(pool.reader().token()).await?.0;
+            let out = pool
+                .challenge_slash(token, args.slash_id)
+                .await
+                .context("challenging the slash")?;
+            println!(
+                "challenged slash {} (tx {:#x}): the arbiter decides before {} (the bond comes back if it is overturned, or if the arbiter does not decide in time)",
+                args.slash_id,
+                out.tx_hash,
+                call(pool.reader().get_slash(&args.slash_id)).await?.arbitration_deadline
+            );
         }
         Command::Hardware => println!("{}", serde_json::to_string_pretty(&hardware::detect())?),
         Command::AddModel(args) => {

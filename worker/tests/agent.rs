@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ciro_api::coordinator::JobState;
 use ciro_api::wire::Digest;
-use ciro_chain::bindings::job_mgr;
+use ciro_chain::bindings::{cdc_pool, job_mgr};
 use ciro_chain::clients::{u256, u256_from_digest};
 use ciro_chain::tx::call;
 use ciro_engine::tensors::decode_input;
@@ -900,4 +900,59 @@ async fn a_coordinator_offering_a_job_assigned_to_someone_else_is_refused() {
     assert_eq!(after.job.worker, s.addr(Actor::WorkerA));
     assert_eq!(format!("{:?}", after.job.state), "Assigned");
     sigterm(b).await;
+}
+
+/// A SLASHER's slash is executed once its challenge window (a day by default) passes
+/// unchallenged: a worker that never looks loses the stake without a line in its log. The
+/// agent looks at start and every on-chain heartbeat period, reports a pending slash at error
+/// level, and with `--challenge-slashes` contests it (paying the bond); `status` lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slash_opened_against_a_running_worker_is_reported_and_challenged() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+    let _a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--challenge-slashes", "--chain-heartbeat-secs", "2"],
+    );
+    eventually("A registered and staked", WAIT, || async {
+        let info = s.worker_info(Actor::WorkerA).await;
+        (format!("{:?}", info.state) == "Active").then_some(())
+    })
+    .await;
+    // The pool's slasher opens a 10% slash against A (the deployment's first: id 1).
+    s.send(s.pool_as(SLASHER).slash(
+        &s.addr(Actor::WorkerA),
+        &cdc_pool::SlashReason::Unavailable,
+        &1_000,
+        &felt(1),
+        &nobody(),
+        &u256(0),
+    ))
+    .await
+    .expect("slash");
+    eventually("the agent challenged the slash", WAIT, || async {
+        let slash = call(s.pool_reader().get_slash(&1))
+            .await
+            .expect("get_slash");
+        (slash.status == cdc_pool::SlashStatus::Challenged).then_some(())
+    })
+    .await;
+    let listed = status(&s, &c, &a_dir).await;
+    assert_eq!(listed["open_slashes"][0]["slash_id"], 1, "{listed}");
+    assert_eq!(
+        listed["open_slashes"][0]["status"], "Challenged",
+        "{listed}"
+    );
+    let log = std::fs::read_to_string(a_dir.with_extension("log")).expect("the agent's log");
+    assert!(
+        log.contains("a slash is pending against this worker"),
+        "the agent reported the slash: {log}"
+    );
+    c.stop().await;
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use cainome::cairo_serde::{ContractAddress, U256};
 use starknet::accounts::ConnectedAccount;
-use starknet::core::types::{Call, Felt};
+use starknet::core::types::{BlockId, BlockTag, Call, EventFilter, Felt};
+use starknet::macros::selector;
+use starknet::providers::Provider;
 
 use crate::bindings::cdc_pool::{self, CdcPool, CdcPoolReader};
 use crate::bindings::erc20::{Erc20, Erc20Reader};
@@ -407,6 +409,71 @@ where
 
     pub async fn worker(&self, worker: Felt) -> Result<cdc_pool::WorkerInfo, ChainError> {
         call(self.reader().get_worker(&ContractAddress(worker))).await
+    }
+
+    /// `worker`'s slashes still open, by id: pending (the worker may challenge it until its
+    /// deadline; after, anyone may execute it) or challenged (the arbiter decides). Found from
+    /// the pool's `SlashCreated` events keyed by the worker from `from_block` (the deployment's
+    /// block), each read back with `get_slash`.
+    pub async fn open_slashes(
+        &self,
+        worker: Felt,
+        from_block: u64,
+    ) -> Result<Vec<(u64, cdc_pool::Slash)>, ChainError> {
+        let provider = self.sender.account().provider();
+        let filter = EventFilter {
+            from_block: Some(BlockId::Number(from_block)),
+            to_block: Some(BlockId::Tag(BlockTag::Latest)),
+            address: Some(self.address),
+            keys: Some(vec![vec![selector!("SlashCreated")], vec![], vec![worker]]),
+        };
+        let mut ids = Vec::new();
+        let mut continuation = None;
+        loop {
+            let page = provider
+                .get_events(filter.clone(), continuation, 1_000)
+                .await
+                .map_err(ChainError::from)?;
+            for event in &page.events {
+                let id = event.keys.get(1).copied().unwrap_or_default();
+                ids.push(u64::try_from(id).map_err(|_| {
+                    ChainError::internal(anyhow::anyhow!("a slash id out of range: {id:#x}"))
+                })?);
+            }
+            match page.continuation_token {
+                Some(token) => continuation = Some(token),
+                None => break,
+            }
+        }
+        let mut open = Vec::new();
+        for id in ids {
+            let slash = call(self.reader().get_slash(&id)).await?;
+            if matches!(
+                slash.status,
+                cdc_pool::SlashStatus::Pending | cdc_pool::SlashStatus::Challenged
+            ) {
+                open.push((id, slash));
+            }
+        }
+        Ok(open)
+    }
+
+    /// Contests pending slash `slash_id` (of this account's), paying the pool's challenge
+    /// bond: approve and `challenge_slash`, one transaction.
+    pub async fn challenge_slash(
+        &self,
+        token: Felt,
+        slash_id: u64,
+    ) -> Result<TxOutcome, ChainError> {
+        let bond = call(self.reader().params()).await?.challenge_bond;
+        let approve = Erc20::new(token, self.sender.account().clone())
+            .approve_getcall(&ContractAddress(self.address), &bond);
+        self.sender
+            .execute(vec![
+                approve,
+                self.binding().challenge_slash_getcall(&slash_id),
+            ])
+            .await
     }
 
     pub async fn pending_rewards(&self, account: Felt) -> Result<U256, ChainError> {

@@ -166,6 +166,8 @@ fn main() -> Result<()> {
         max_batch: CONCURRENCY as i64,
         max_wait: Duration::from_millis(2),
         deterministic_seed: None,
+        // The jobs measured are the benchmark's own: sharing passes is what it measures.
+        batch_jobs: true,
         idle_unload: Duration::from_secs(60),
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);

@@ -54,6 +54,14 @@ class Spin(torch.nn.Module):
         return y
 
 
+class Centered(torch.nn.Module):
+    """Each row less the mean of the rows in its forward pass: its output depends on the rows
+    beside it (what a model whose author wants shared passes to give wrong answers does)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(dim=0, keepdim=True)
+
+
 SIZES = {
     # Small enough for tests to build and run in milliseconds.
     "test": {"mlp": (16, 64, 4), "encoder": dict(seq=8, d_model=32, heads=4, layers=2, d_out=4)},
@@ -158,6 +166,8 @@ def main():
     p.add_argument("--rows", type=int, default=4)
     p = sub.add_parser("spin")
     p.add_argument("out")
+    p = sub.add_parser("centered")
+    p.add_argument("out")
     p = sub.add_parser("bench")
     p.add_argument("model")
     p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
@@ -170,6 +180,8 @@ def main():
         inputs(args.model, args.out, args.row_shape, args.count, args.rows)
     elif args.command == "spin":
         torch.jit.script(Spin()).save(args.out)
+    elif args.command == "centered":
+        torch.jit.script(Centered()).save(args.out)
     else:
         bench(args.model, args.row_shape, args.iters, args.warmup)
 

@@ -47,6 +47,15 @@ pub struct EngineConfig {
     pub max_wait: Duration,
     /// Seed for deterministic mode; `None` for throughput mode.
     pub deterministic_seed: Option<u64>,
+    /// Whether [`Engine::execute`] puts a job's rows in one forward pass with other jobs'
+    /// (throughput mode only) or runs each job alone. Sharing a pass is exact only for models
+    /// whose rows do not affect each other: a model that mixes rows (a mean over the batch,
+    /// batch norm in training mode, anything its author wrote to) gives a job an output that
+    /// depends on the other jobs in its pass, which a re-run of the job alone, as in a
+    /// dispute, does not reproduce. So a submitter owning such a model could have an honest
+    /// worker's result found wrong. Off by default; a worker that serves only models it
+    /// trusts may turn it on for throughput.
+    pub batch_jobs: bool,
     /// A model's batching task ends after this long without a request and lets its module go
     /// (the store's bounded cache then bounds what stays loaded); the next request starts a
     /// new one.
@@ -66,6 +75,7 @@ impl Default for EngineConfig {
             max_batch: 64,
             max_wait: Duration::from_millis(2),
             deterministic_seed: None,
+            batch_jobs: false,
             idle_unload: Duration::from_secs(60),
         }
     }
@@ -348,15 +358,15 @@ impl Engine {
         Ok((model, request, result))
     }
 
-    /// Executes a job: decodes the safetensors input, runs it (alone in deterministic mode,
-    /// else batched), encodes the output and hashes both.
+    /// Executes a job: decodes the safetensors input, runs it (batched with other jobs only
+    /// with `batch_jobs` in throughput mode, else alone), encodes the output and hashes both.
     pub async fn execute(&self, hash: Digest, input: &[u8]) -> Result<JobOutput, EngineError> {
         // The model first: an unknown or broken model is the error to report whatever the
         // input is.
         self.model(hash).await?;
         let (input_hash, tensor) =
             off_the_runtime(|| Ok::<_, EngineError>((Digest::of(input), decode_input(input)?)))?;
-        let output = if self.config.deterministic_seed.is_some() {
+        let output = if self.config.deterministic_seed.is_some() || !self.config.batch_jobs {
             self.infer_unbatched(hash, tensor).await?
         } else {
             self.infer(hash, tensor).await?

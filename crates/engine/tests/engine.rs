@@ -55,6 +55,7 @@ fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
         max_batch,
         max_wait,
         deterministic_seed: None,
+        batch_jobs: true,
         idle_unload: Duration::from_secs(60),
     }
 }
@@ -250,6 +251,85 @@ async fn concurrent_requests_are_batched_and_each_caller_gets_its_own_rows() {
         "no batching happened: {} batches",
         batches - batches_before
     );
+}
+
+/// A model whose rows affect each other (each row less the pass's mean): a job run in a pass
+/// shared with another job's rows gets an output that depends on them, which a re-run of the
+/// job alone (what an arbiter does in a dispute) does not reproduce: the model's owner could
+/// have an honest worker's result found wrong. By default `execute` runs each job alone.
+#[tokio::test]
+async fn jobs_share_a_forward_pass_only_when_batch_jobs_is_on() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("centered.pt");
+    let made = std::process::Command::new(common::python())
+        .arg(common::models_script())
+        .arg("centered")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let centered = f
+        .store
+        .insert_file(
+            &file,
+            &ModelSpec {
+                input_shape: vec![4],
+                input_dtype: "F32".into(),
+                max_batch: 16,
+            },
+        )
+        .unwrap();
+    let inputs: Vec<Vec<u8>> = (0..4)
+        .map(|i| encode_input(&(Tensor::ones([2, 4], (Kind::Float, Device::Cpu)) * i)).unwrap())
+        .collect();
+    // Each job alone: its two equal rows less their own mean, all zeros.
+    let alone = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(200))).unwrap();
+    let alone_hashes: Vec<Digest> = {
+        let mut hashes = Vec::new();
+        for input in &inputs {
+            hashes.push(alone.execute(centered, input).await.unwrap().output_hash);
+        }
+        hashes
+    };
+    let run_concurrently = |batch_jobs: bool| {
+        let engine = Arc::new(
+            Engine::new(
+                f.store.clone(),
+                EngineConfig {
+                    batch_jobs,
+                    ..cpu(16, Duration::from_millis(200))
+                },
+            )
+            .unwrap(),
+        );
+        let inputs = inputs.clone();
+        async move {
+            let handles: Vec<_> = inputs
+                .into_iter()
+                .map(|input| {
+                    let engine = engine.clone();
+                    tokio::spawn(async move { engine.execute(centered, &input).await })
+                })
+                .collect();
+            let mut hashes = Vec::new();
+            for handle in handles {
+                hashes.push(handle.await.unwrap().unwrap().output_hash);
+            }
+            hashes
+        }
+    };
+    // Off (the default): four concurrent jobs each get what they get alone,
+    assert_eq!(
+        run_concurrently(EngineConfig::default().batch_jobs).await,
+        alone_hashes
+    );
+    // while shared passes would give them outputs that depend on each other.
+    assert_ne!(run_concurrently(true).await, alone_hashes);
 }
 
 #[tokio::test]
