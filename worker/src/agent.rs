@@ -932,7 +932,7 @@ impl Agent {
                     "the input is larger than the {} bytes this worker accepts: {e}",
                     self.config.max_input_bytes
                 )),
-                other if other.is_retryable() => {
+                other if other.is_retryable() && !matches!(other, ClientError::Stalled { .. }) => {
                     Refusal::Retry(format!("downloading the input: {other}"))
                 }
                 other => Refusal::Unable(format!("downloading the input: {other}")),
@@ -1101,6 +1101,10 @@ impl Agent {
     /// Downloads the model file (progress in the logs), checks it against the registered hash
     /// and adds it to the store with the input's row shape and type as its spec.
     async fn fetch_model(&self, a: &Assignment, input: &[u8]) -> Result<(), Refusal> {
+        // The input first: one that is not a tensor file refuses the job before a model file
+        // of up to gigabytes is downloaded for nothing (a submitter's garbage input would
+        // otherwise cost a full download, and hold the model's other jobs behind it).
+        let spec = self.spec_of(input)?;
         let too_large = |e: ClientError| {
             Refusal::Unable(format!(
                 "the model file is larger than the {} bytes this worker accepts: {e}",
@@ -1114,6 +1118,7 @@ impl Agent {
             .and_then(|download| download.within(self.config.max_model_bytes))
             .map_err(|e| match e {
                 e @ ClientError::TooLarge { .. } => too_large(e),
+                e if e.is_retryable() => Refusal::Retry(format!("opening the model file: {e}")),
                 e => Refusal::Unable(format!("the model file is not available: {e}")),
             })?;
         let total = download.content_length().unwrap_or(0);
@@ -1145,10 +1150,14 @@ impl Agent {
                     ))
                 }
                 Err(e @ ClientError::TooLarge { .. }) => return Err(too_large(e)),
+                // A stalled download is abandoned and the job given back, as documented; a
+                // lost connection or a 5xx is retried at a later poll.
+                Err(e) if e.is_retryable() && !matches!(e, ClientError::Stalled { .. }) => {
+                    return Err(Refusal::Retry(format!("downloading the model file: {e}")))
+                }
                 Err(e) => return Err(Refusal::Unable(format!("downloading the model file: {e}"))),
             }
         }
-        let spec = self.spec_of(input)?;
         let size = bytes.len();
         // Hashing and writing a model file of gigabytes takes seconds: off the async runtime,
         // whose threads also carry heartbeats and polls.
