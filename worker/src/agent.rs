@@ -1095,7 +1095,7 @@ impl Agent {
             }
             other => other,
         }
-        .map_err(|e| Refusal::Failed(format!("the engine refused the job: {e}")))
+        .map_err(engine_refusal)
     }
 
     /// Downloads the model file (progress in the logs), checks it against the registered hash
@@ -1629,6 +1629,29 @@ fn progress_bar(model: &Digest, percent: u64, done: u64, total: u64) {
     );
 }
 
+/// How an engine error ends a job: as the job's failure (its input, or its model, fails on
+/// any worker: given back as failed, which counts toward the coordinator's limit), or as this
+/// worker's (its store lost or damaged the model file, its memory ran out, an internal fault:
+/// given back as unable, so another worker may run it and the job is not held against).
+fn engine_refusal(error: EngineError) -> Refusal {
+    let reason = format!("the engine refused the job: {error}");
+    let out_of_memory = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        text.contains("out of memory") || text.contains("cannot allocate memory")
+    };
+    match &error {
+        EngineError::UnknownModel(_)
+        | EngineError::HashMismatch { .. }
+        | EngineError::Internal(_) => Refusal::Unable(reason),
+        EngineError::CorruptModel { reason: why, .. } | EngineError::Forward(why)
+            if out_of_memory(why) =>
+        {
+            Refusal::Unable(reason)
+        }
+        _ => Refusal::Failed(reason),
+    }
+}
+
 /// A failed read of `what` on chain: only the contract's refusal (a revert: it does not
 /// exist) is final, `missing` with the reason; anything else (a lost answer, a node that is
 /// busy or errs, a block it has not seen) may clear and is retried at a later poll. Taking a
@@ -1658,10 +1681,42 @@ fn corrupt(mut output: Vec<u8>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{chain_read, died_in, AgentConfig, Counted, Entry, Refusal, Stage};
+    use super::{chain_read, died_in, engine_refusal, AgentConfig, Counted, Entry, Refusal, Stage};
     use ciro_chain::starknet::core::types::StarknetError;
     use ciro_chain::ChainError;
     use std::time::Duration;
+
+    /// An engine error is the job's failure only when it would fail anywhere: this worker's
+    /// store, memory or internals give the job back as unable (a review found a CUDA
+    /// out-of-memory load, a damaged store file and internal faults failed jobs, which counts
+    /// toward their limit of give-backs).
+    #[test]
+    fn engine_errors_of_this_worker_give_the_job_back_as_unable() {
+        use ciro_engine::{Digest, EngineError};
+        let unable = |e: EngineError| matches!(engine_refusal(e), Refusal::Unable(_));
+        let failed = |e: EngineError| matches!(engine_refusal(e), Refusal::Failed(_));
+        let hash = Digest::of(b"model");
+        assert!(unable(EngineError::UnknownModel(hash)));
+        assert!(unable(EngineError::HashMismatch {
+            expected: hash,
+            actual: Digest::of(b"other")
+        }));
+        assert!(unable(EngineError::Internal(anyhow::anyhow!("lost task"))));
+        assert!(unable(EngineError::CorruptModel {
+            hash,
+            reason: "CUDA out of memory. Tried to allocate 2.00 GiB".into()
+        }));
+        assert!(unable(EngineError::Forward(
+            "CUDA error: out of memory".into()
+        )));
+        assert!(failed(EngineError::CorruptModel {
+            hash,
+            reason: "PytorchStreamReader failed locating file constants.pkl".into()
+        }));
+        assert!(failed(EngineError::Forward("shape mismatch".into())));
+        assert!(failed(EngineError::EmptyInput));
+        assert!(failed(EngineError::InvalidInput("no tensor".into())));
+    }
 
     /// Only the contract's refusal of the read ends the job; a node that errs, a block it has
     /// not seen, or a lost answer is retried (a review found these gave the job back with its
