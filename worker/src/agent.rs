@@ -489,6 +489,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     };
     let engine = Engine::new(store.clone(), engine_config)?;
     let journal = Journal::open(&config.data_dir).await?;
+    journal.bind(&format!("{chain_id:#x}/{job_mgr:#x}")).await?;
     let (commits, commit_queue) = mpsc::unbounded_channel();
     let agent = Arc::new(Agent {
         config,
@@ -867,11 +868,16 @@ impl Agent {
             .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
         if matches!(entry.stage, Stage::Refused | Stage::Dropped | Stage::Failed) {
             // Ended here before; the chain assigns it to this worker now: take it again.
+            // With the values just checked against the chain (the entry may hold an unchecked
+            // offer's).
             self.journal
-                .reopen(a.job_id)
+                .reopen(a.job_id, a.model_hash, a.input_hash, info.job.deadline)
                 .await
                 .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
             entry.stage = Stage::Running;
+            entry.model_hash = a.model_hash;
+            entry.input_hash = a.input_hash;
+            entry.deadline = info.job.deadline;
         }
         match entry.stage {
             Stage::Running => self.compute(a, &entry).await?,

@@ -146,6 +146,35 @@ impl Journal {
         Ok(Self { pool, outputs })
     }
 
+    /// Ties the journal to one deployment (`deployment`: the chain id and JobMgr's address),
+    /// or refuses one made for another: job ids restart with each deployment, so a data
+    /// directory reused after a redeploy (a restarted devnet, a new network) would take a new
+    /// job for an old one (a committed entry ignored, an old crash count refusing it).
+    pub async fn bind(&self, deployment: &str) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            .execute(&self.pool)
+            .await
+            .context("creating the journal's meta table")?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('deployment', ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(deployment)
+        .execute(&self.pool)
+        .await
+        .context("recording the journal's deployment")?;
+        let bound: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'deployment'")
+            .fetch_one(&self.pool)
+            .await
+            .context("reading the journal's deployment")?;
+        anyhow::ensure!(
+            bound == deployment,
+            "this data directory's journal belongs to another deployment ({bound}), not this one \
+             ({deployment}): job ids restart with each deployment, so its entries would be taken \
+             for new jobs; run with another --data-dir (or remove this one)"
+        );
+        Ok(())
+    }
+
     /// Where job `job_id`'s output is kept.
     pub fn output_path(&self, job_id: u64) -> PathBuf {
         self.outputs.join(format!("{job_id}.safetensors"))
@@ -278,11 +307,26 @@ impl Journal {
 
     /// Takes a job that ended refused, dropped or failed again (the chain now assigns it to
     /// this worker): back to `running`. A computed or committed job is left as it is.
-    pub async fn reopen(&self, job_id: u64) -> Result<()> {
+    ///
+    /// Its hashes and deadline become the ones given, which the caller checked against the
+    /// chain: an entry ended on a coordinator's offer that was refused before anything was
+    /// checked (a job not this worker's, or a lying coordinator's) holds the offer's values,
+    /// and keeping them would refuse the real assignment's input as not matching, every time.
+    pub async fn reopen(
+        &self,
+        job_id: u64,
+        model_hash: Digest,
+        input_hash: Digest,
+        deadline: u64,
+    ) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET stage = 'running', reason = NULL, output_hash = NULL, receipt = NULL, \
-             updated_at = ? WHERE job_id = ? AND stage IN ('refused', 'dropped', 'failed')",
+             model_hash = ?, input_hash = ?, deadline = ?, updated_at = ? \
+             WHERE job_id = ? AND stage IN ('refused', 'dropped', 'failed')",
         )
+        .bind(model_hash.to_string())
+        .bind(input_hash.to_string())
+        .bind(id(deadline)?)
         .bind(now())
         .bind(id(job_id)?)
         .execute(&self.pool)
@@ -464,6 +508,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_journal_serves_only_the_deployment_it_was_made_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).await.unwrap();
+        journal.bind("0x534e/0x1").await.unwrap();
+        journal.bind("0x534e/0x1").await.unwrap();
+        let other = journal.bind("0x534e/0x2").await.unwrap_err().to_string();
+        assert!(other.contains("another deployment (0x534e/0x1)"), "{other}");
+        // Reopened, it still knows.
+        drop(journal);
+        let journal = Journal::open(dir.path()).await.unwrap();
+        assert!(journal.bind("0x534e/0x2").await.is_err());
+        journal.bind("0x534e/0x1").await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_refused_job_can_be_taken_again_but_a_committed_one_cannot() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).await.unwrap();
@@ -473,16 +532,19 @@ mod tests {
             .finish(1, Stage::Refused, Some("not ours"))
             .await
             .unwrap();
-        journal.reopen(1).await.unwrap();
+        // (taken again with the values the chain holds, not the refused offer's)
+        let checked = Digest::of(b"the chain's input");
+        journal.reopen(1, model, checked, 200).await.unwrap();
         let again = journal.entry(1).await.unwrap().unwrap();
         assert_eq!((again.stage, again.reason), (Stage::Running, None));
+        assert_eq!((again.input_hash, again.deadline), (checked, 200));
         journal.begin(2, model, input, 100).await.unwrap();
         journal
             .computed(2, b"out", Digest::of(b"out"), "{}")
             .await
             .unwrap();
         journal.finish(2, Stage::Committed, None).await.unwrap();
-        journal.reopen(2).await.unwrap();
+        journal.reopen(2, model, input, 100).await.unwrap();
         assert_eq!(
             journal.entry(2).await.unwrap().unwrap().stage,
             Stage::Committed
