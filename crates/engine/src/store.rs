@@ -181,6 +181,9 @@ impl ModelStore {
         };
         let actual = Digest::of(&bytes);
         if actual != *hash {
+            // Damaged on disk (a write a power loss cut short, a tampered file): forgotten,
+            // so that the model is fetched again rather than refused for every job.
+            self.forget(hash);
             return Err(EngineError::HashMismatch {
                 expected: *hash,
                 actual,
@@ -190,6 +193,7 @@ impl ModelStore {
             .map_err(anyhow::Error::new)
             .and_then(|text| serde_json::from_slice(&text).map_err(anyhow::Error::new))
             .map_err(|e| {
+                self.forget(hash);
                 EngineError::from(e.context(format!("reading the spec of model {hash}")))
             })?;
         let mut module =
@@ -209,6 +213,19 @@ impl ModelStore {
         self.remember(model.clone());
         tracing::info!(model = %hash, ?device, "model loaded");
         Ok(model)
+    }
+
+    /// Removes model `hash`'s file and spec (damaged: see [`Self::load`]), so that the store no
+    /// longer holds it and the next job fetches it again.
+    fn forget(&self, hash: &Digest) {
+        tracing::error!(model = %hash, "the stored model file or spec is damaged: removed, to be fetched again");
+        for path in [self.model_path(hash), self.spec_path(hash)] {
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a damaged model file");
+                }
+            }
+        }
     }
 
     /// The model if it is loaded on `device` (marks it recently used); never touches disk.
@@ -239,10 +256,12 @@ impl ModelStore {
     }
 }
 
-/// Writes `bytes` to a temporary file of its own, then renames it to `path`. Each write has its
-/// own temporary name (process and sequence number), so two writes of the same model at once
-/// (two jobs of a model not yet stored) never share one: the rename is atomic and the last one
-/// puts the same bytes in place.
+/// Writes `bytes` to a temporary file of its own, synced, then renames it to `path` and syncs
+/// the directory, so that after a power loss the file is either absent or whole (an empty or
+/// cut file under the final name would be held, and refused, for every job). Each write has
+/// its own temporary name (process and sequence number), so two writes of the same model at
+/// once (two jobs of a model not yet stored) never share one: the rename is atomic and the last
+/// one puts the same bytes in place.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -252,11 +271,21 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let tmp = path.with_file_name(name);
-    let written = fs::write(&tmp, bytes)
-        .with_context(|| format!("writing {}", tmp.display()))
-        .and_then(|()| {
-            fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-        });
+    let written = (|| {
+        let mut file =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        std::io::Write::write_all(&mut file, bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok(())
+    })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }

@@ -123,6 +123,16 @@ async fn a_tampered_model_file_is_a_hash_mismatch() {
         }
         other => panic!("expected a hash mismatch, got {other:?}"),
     }
+    // The damaged file is removed: the store no longer holds the model, so the worker fetches
+    // it again instead of refusing every later job of it.
+    assert!(!f.store.contains(&f.mlp));
+    assert!(!path.exists());
+    assert!(matches!(
+        engine
+            .infer(f.mlp, Tensor::zeros([1, 16], (Kind::Float, Device::Cpu)))
+            .await,
+        Err(EngineError::UnknownModel(_))
+    ));
 }
 
 impl Fixture {
