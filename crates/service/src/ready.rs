@@ -16,6 +16,10 @@ use url::Url;
 /// How long `/ready` waits for any one check, unless [`Readiness::with_timeout`] says otherwise.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a report is answered again before the checks run anew, unless
+/// [`Readiness::with_max_age`] says otherwise.
+pub const DEFAULT_REPORT_MAX_AGE: Duration = Duration::from_secs(1);
+
 /// Something the service needs before it can serve: a node, a database.
 #[async_trait]
 pub trait ReadinessCheck: Send + Sync {
@@ -52,6 +56,12 @@ pub struct ReadinessReport {
 pub struct Readiness {
     checks: Vec<Arc<dyn ReadinessCheck>>,
     timeout: Duration,
+    /// The last report and when it was made, shared by clones: `/ready` is unauthenticated
+    /// and each run of the checks calls the node and the database, so requests within
+    /// `max_age` of a run get its report (and requests while one runs wait for it) rather than
+    /// each running them.
+    last: Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, ReadinessReport)>>>,
+    max_age: Duration,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -62,6 +72,7 @@ impl std::fmt::Debug for Readiness {
                 &self.checks.iter().map(|c| c.name()).collect::<Vec<_>>(),
             )
             .field("timeout", &self.timeout)
+            .field("max_age", &self.max_age)
             .finish()
     }
 }
@@ -78,7 +89,15 @@ impl Readiness {
         Self {
             checks: Vec::new(),
             timeout: DEFAULT_CHECK_TIMEOUT,
+            last: Arc::default(),
+            max_age: DEFAULT_REPORT_MAX_AGE,
         }
+    }
+
+    /// Sets how long a report is answered again before the checks run anew.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
     }
 
     /// Adds a check.
@@ -93,8 +112,22 @@ impl Readiness {
         self
     }
 
-    /// Runs every check concurrently. A check that times out or panics has failed.
+    /// The report: the last one if it is younger than the max age, else a new run of the
+    /// checks (one at a time: concurrent callers wait for the run in progress).
     pub async fn report(&self) -> ReadinessReport {
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < self.max_age {
+                return report.clone();
+            }
+        }
+        let report = self.run().await;
+        *last = Some((tokio::time::Instant::now(), report.clone()));
+        report
+    }
+
+    /// Runs every check concurrently. A check that times out or panics has failed.
+    async fn run(&self) -> ReadinessReport {
         let mut running = JoinSet::new();
         for (index, check) in self.checks.iter().enumerate() {
             let check = Arc::clone(check);
@@ -244,6 +277,47 @@ mod tests {
         async fn check(&self) -> Result<String> {
             panic!("a bug in a check")
         }
+    }
+
+    struct Counting(Arc<std::sync::atomic::AtomicU32>);
+
+    #[async_trait]
+    impl ReadinessCheck for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+
+        async fn check(&self) -> Result<String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok("counted".to_owned())
+        }
+    }
+
+    /// `/ready` is unauthenticated and each run calls the node: a flood of requests must not
+    /// become a flood of node calls. Within the max age one run answers every request.
+    #[tokio::test]
+    async fn a_flood_of_reports_within_the_max_age_runs_the_checks_once() {
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let readiness = Readiness::new()
+            .with_check(Counting(runs.clone()))
+            .with_max_age(Duration::from_millis(400));
+        let mut flood = JoinSet::new();
+        for _ in 0..50 {
+            let readiness = readiness.clone();
+            flood.spawn(async move { readiness.report().await });
+        }
+        while let Some(report) = flood.join_next().await {
+            assert!(report.unwrap().ready);
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        readiness.report().await;
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "run anew once old"
+        );
     }
 
     #[tokio::test]
