@@ -483,7 +483,11 @@ impl Operator {
                     Some(beat) => beat.last_seen < live_since,
                     None => true,
                 }
-                && self.store.output(job.job_id, &worker).await?.is_none();
+                && self
+                    .store
+                    .output(job.job_id, &worker)
+                    .await?
+                    .is_none_or(|o| o.assigned_at != assigned_at);
             let given_back = self.store.release_requested(job.job_id, &worker).await?;
             if timed_out || silent || given_back {
                 // The index stores addresses as the chain gave them; one that does not parse

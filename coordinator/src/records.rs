@@ -34,6 +34,9 @@ pub struct OutputRow {
     pub size: u64,
     /// When (unix seconds).
     pub uploaded_at: u64,
+    /// The chain time of the assignment it was uploaded under (the job's `assigned_at` then):
+    /// an output of an earlier assignment of the job to the same worker is not this one's.
+    pub assigned_at: u64,
     /// The worker's signed receipt as JSON, once uploaded.
     pub receipt: Option<String>,
 }
@@ -198,6 +201,7 @@ fn output_row(r: &sqlx::any::AnyRow) -> Result<OutputRow> {
         output_hash: r.try_get("output_hash")?,
         size: u64_of(r.try_get("size")?, "size")?,
         uploaded_at: u64_of(r.try_get("uploaded_at")?, "uploaded_at")?,
+        assigned_at: u64_of(r.try_get("assigned_at")?, "assigned_at")?,
         receipt: r.try_get("receipt")?,
     })
 }
@@ -491,17 +495,23 @@ impl Store {
             .collect()
     }
 
-    /// Records `worker`'s output for a job; `Err(existing)` if it already recorded another.
+    /// Records `worker`'s output for a job under its assignment; `Err(existing)` if it already
+    /// recorded another under the same assignment. One recorded under an earlier assignment of
+    /// the job to the same worker is replaced (its receipt with it).
     pub async fn insert_output(&self, output: &OutputRow) -> Result<Result<(), OutputRow>> {
         sqlx::query(
-            "INSERT INTO job_outputs (job_id, worker, output_hash, size, uploaded_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, worker) DO NOTHING",
+            "INSERT INTO job_outputs (job_id, worker, output_hash, size, uploaded_at, assigned_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, worker) DO UPDATE SET \
+             output_hash = excluded.output_hash, size = excluded.size, \
+             uploaded_at = excluded.uploaded_at, assigned_at = excluded.assigned_at, \
+             receipt = NULL WHERE job_outputs.assigned_at < excluded.assigned_at",
         )
         .bind(i64_of(output.job_id, "job id")?)
         .bind(&output.worker)
         .bind(&output.output_hash)
         .bind(i64_of(output.size, "size")?)
         .bind(i64_of(output.uploaded_at, "uploaded_at")?)
+        .bind(i64_of(output.assigned_at, "assigned_at")?)
         .execute(&self.pool)
         .await
         .context("recording an output")?;
@@ -509,11 +519,14 @@ impl Store {
             .output(output.job_id, &output.worker)
             .await?
             .context("the output just recorded is missing")?;
-        Ok(if stored.output_hash == output.output_hash {
-            Ok(())
-        } else {
-            Err(stored)
-        })
+        Ok(
+            if stored.output_hash == output.output_hash && stored.assigned_at == output.assigned_at
+            {
+                Ok(())
+            } else {
+                Err(stored)
+            },
+        )
     }
 
     /// `worker`'s output for a job.
@@ -679,9 +692,11 @@ impl Store {
              CAST(CASE WHEN EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = j.input_hash \
                  AND u.uploader = j.submitter) THEN 1 ELSE 0 END AS BIGINT) AS has_input, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
-                 AND o.worker = j.worker) THEN 1 ELSE 0 END AS BIGINT) AS has_output, \
+                 AND o.worker = j.worker AND o.assigned_at = j.assigned_at) \
+                 THEN 1 ELSE 0 END AS BIGINT) AS has_output, \
              CAST(CASE WHEN EXISTS (SELECT 1 FROM job_outputs o WHERE o.job_id = j.job_id \
-                 AND o.worker = j.worker AND o.receipt IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) \
+                 AND o.worker = j.worker AND o.assigned_at = j.assigned_at \
+                 AND o.receipt IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) \
                  AS has_receipt, \
              CAST((SELECT COUNT(*) FROM release_requests r WHERE r.job_id = j.job_id \
                  AND r.job_failed = 1) AS BIGINT) AS given_back, \

@@ -12,7 +12,7 @@ use ciro_api::wire::Digest;
 use ciro_chain::events::EventCursor;
 use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore, StagedBlob};
 use ciro_coordinator::operator::collect_blob;
-use ciro_coordinator::records::{BlobRow, EventScope};
+use ciro_coordinator::records::{BlobRow, EventScope, OutputRow};
 use ciro_coordinator::store::{Batch, JobCache, JobRow, Mutation, Store};
 
 /// A fresh SQLite database's URL in `dir`.
@@ -854,6 +854,79 @@ async fn sqlite_retention_spares_what_was_uploaded_or_named_since_the_listing() 
 #[tokio::test]
 async fn postgres_retention_spares_what_was_uploaded_or_named_since_the_listing() {
     retention_spares_what_was_uploaded_or_named_since_the_listing(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}
+
+/// A job released (a timeout, the worker's silence) may be assigned to the same worker again:
+/// the earlier assignment's output must not stand for the new one's (it exempted the worker
+/// from a silence release and refused the new upload with a conflict).
+async fn an_output_belongs_to_the_assignment_it_was_uploaded_under(url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let output = |tag: &str, assigned_at: u64| OutputRow {
+        job_id: 9,
+        worker: "0xw".into(),
+        output_hash: tag.repeat(64),
+        size: 1,
+        uploaded_at: 5,
+        assigned_at,
+        receipt: None,
+    };
+    store
+        .insert_output(&output("a", 100))
+        .await
+        .expect("write")
+        .expect("first");
+    store.set_receipt(9, "0xw", "{}").await.expect("receipt");
+    // Under the same assignment another output conflicts; the same one again is taken.
+    let conflict = store.insert_output(&output("b", 100)).await.expect("write");
+    assert_eq!(
+        conflict.expect_err("a conflict").output_hash,
+        "a".repeat(64)
+    );
+    store
+        .insert_output(&output("a", 100))
+        .await
+        .expect("write")
+        .expect("the same again");
+    // A later assignment's output replaces it, receipt and all,
+    store
+        .insert_output(&output("b", 200))
+        .await
+        .expect("write")
+        .expect("a new assignment's");
+    let row = store.output(9, "0xw").await.expect("read").expect("row");
+    assert_eq!(
+        (row.output_hash.as_str(), row.assigned_at, row.receipt),
+        ("b".repeat(64).as_str(), 200, None)
+    );
+    // and the earlier assignment's late upload changes nothing.
+    assert!(store
+        .insert_output(&output("a", 100))
+        .await
+        .expect("write")
+        .is_err());
+    assert_eq!(
+        store
+            .output(9, "0xw")
+            .await
+            .expect("read")
+            .expect("row")
+            .assigned_at,
+        200
+    );
+}
+
+#[tokio::test]
+async fn sqlite_an_output_belongs_to_the_assignment_it_was_uploaded_under() {
+    let dir = tempfile::tempdir().expect("dir");
+    an_output_belongs_to_the_assignment_it_was_uploaded_under(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_an_output_belongs_to_the_assignment_it_was_uploaded_under() {
+    an_output_belongs_to_the_assignment_it_was_uploaded_under(
         &common::fresh_postgres().await.expect("database"),
     )
     .await;

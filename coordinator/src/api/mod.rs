@@ -1409,6 +1409,7 @@ async fn put_output(
         output_hash: digest.to_string(),
         size: blob.size,
         uploaded_at: unix_now(),
+        assigned_at: job.assigned_at.unwrap_or_default(),
         receipt: None,
     };
     if let Err(existing) = api
@@ -1514,11 +1515,13 @@ async fn put_receipt(
             format!("job {job_id} is not assigned to {signer}"),
         ));
     }
+    // (an output of an earlier assignment of the job to this worker is not this one's)
     let output = api
         .store()
         .output(job_id, &signer)
         .await
         .map_err(ApiError::internal)?
+        .filter(|o| Some(o.assigned_at) == job.assigned_at)
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidState,
@@ -1584,6 +1587,7 @@ async fn get_receipt(
         .output(job_id, &worker)
         .await
         .map_err(ApiError::internal)?
+        .filter(|o| Some(o.assigned_at) == job.assigned_at)
         .and_then(|o| o.receipt)
         .ok_or_else(none)?;
     let receipt = serde_json::from_str(&output).map_err(|e| ApiError::internal(e.into()))?;
