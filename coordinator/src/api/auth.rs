@@ -22,6 +22,16 @@ use crate::store::Store;
 /// Most cached verdicts (older ones are dropped first when full).
 const CACHE_CAPACITY: usize = 100_000;
 
+/// Most signature checks asked of the node at once: each runs an account contract the signer
+/// chose, so a flood of signed requests must not become as many node calls at once.
+const MAX_CHECKS_IN_FLIGHT: usize = 64;
+
+/// Longest a request waits for a place among the checks in flight (503 past it).
+const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Longest one signature check may take at the node (503 past it).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Cached verdicts: (account, message hash, signature) → (valid, when checked).
 type VerdictCache = HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>;
 
@@ -34,6 +44,9 @@ pub struct Verifier {
     cache_ttl: Duration,
     cache: Mutex<VerdictCache>,
     failures: IntCounterVec,
+    /// Places for the signature checks in flight at the node.
+    checks: tokio::sync::Semaphore,
+    check_timeout: Duration,
 }
 
 impl Verifier {
@@ -49,7 +62,15 @@ impl Verifier {
             cache_ttl: Duration::from_secs(60),
             cache: Mutex::new(HashMap::new()),
             failures,
+            checks: tokio::sync::Semaphore::new(MAX_CHECKS_IN_FLIGHT),
+            check_timeout: CHECK_TIMEOUT,
         }
+    }
+
+    /// Sets how long one signature check may take at the node.
+    pub fn with_check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
     }
 
     /// The chain the signatures are for (asked of the node once).
@@ -152,16 +173,37 @@ impl Verifier {
                 return Ok(*verdict);
             }
         }
+        let busy = || {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the coordinator is checking as many signatures as it may at once: retry shortly",
+            )
+        };
+        let _place = tokio::time::timeout(CHECK_QUEUE_WAIT, self.checks.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
         // A refusal (a revert on a bad signature, or no account there) is `false`.
-        let verdict =
-            ciro_chain::account::is_valid_signature(&*self.node, account, hash, signature)
-                .await
-                .map_err(|error| {
-                    ApiError::new(
-                        ErrorCode::Unavailable,
-                        format!("the chain node cannot check the signature now: {error}"),
-                    )
-                })?;
+        let verdict = tokio::time::timeout(
+            self.check_timeout,
+            ciro_chain::account::is_valid_signature(&*self.node, account, hash, signature),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "checking the signature with account {account:#x} took longer than {:?}",
+                    self.check_timeout
+                ),
+            )
+        })?
+        .map_err(|error| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the chain node cannot check the signature now: {error}"),
+            )
+        })?;
         let mut cache = self.lock();
         if cache.len() >= CACHE_CAPACITY {
             let ttl = self.cache_ttl;
@@ -183,4 +225,82 @@ impl Verifier {
 
 fn auth_error(error: AuthError) -> ApiError {
     ApiError::new(error.code(), error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
+    use ciro_chain::starknet::providers::JsonRpcClient;
+    use std::sync::Arc;
+
+    /// A node that takes connections and never answers, and a verifier asking it.
+    async fn verifier_of_a_silent_node(
+        dir: &tempfile::TempDir,
+        timeout: Duration,
+    ) -> Arc<Verifier> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let node: Node = Arc::new(JsonRpcClient::new(HttpTransport::new(
+            url::Url::parse(&url).unwrap(),
+        )));
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+            .await
+            .unwrap();
+        let failures = IntCounterVec::new(prometheus::Opts::new("f", "f"), &["code"]).unwrap();
+        Arc::new(Verifier::new(node, store, 300, failures).with_check_timeout(timeout))
+    }
+
+    /// Each signed request runs an account contract the signer chose: a check that does not
+    /// end must not hold the request (or the node) without limit, and a flood of checks must
+    /// not become as many node calls at once.
+    #[tokio::test]
+    async fn signature_checks_are_bounded_in_time_and_in_number_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let verifier = verifier_of_a_silent_node(&dir, Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let error = verifier
+            .is_valid_signature(Felt::ONE, Felt::TWO, &[Felt::THREE])
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::Unavailable, "{}", error.message);
+        assert!(
+            error.message.contains("took longer than"),
+            "{}",
+            error.message
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        // 64 checks hang at the node for 4 s; the 65th waits 2 s for a place, then is busy.
+        let verifier = verifier_of_a_silent_node(&dir, Duration::from_secs(4)).await;
+        let hanging: Vec<_> = (0..MAX_CHECKS_IN_FLIGHT as u64)
+            .map(|i| {
+                let verifier = verifier.clone();
+                tokio::spawn(async move {
+                    verifier
+                        .is_valid_signature(Felt::from(i), Felt::TWO, &[Felt::THREE])
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let error = verifier
+            .is_valid_signature(Felt::from(999u32), Felt::TWO, &[Felt::THREE])
+            .await
+            .unwrap_err();
+        assert!(
+            error.message.contains("as many signatures as it may"),
+            "{}",
+            error.message
+        );
+        for check in hanging {
+            check.abort();
+        }
+    }
 }
