@@ -367,6 +367,12 @@ const RETRY_COOLDOWN: Duration = Duration::from_secs(5);
 /// every restart until its deadline.
 const MAX_FORWARD_ATTEMPTS: u32 = 2;
 
+/// Longest wait between two looks for slashes against the worker.
+const SLASH_WATCH_LONGEST: Duration = Duration::from_secs(600);
+
+/// Wait before a look for slashes that failed is made again.
+const SLASH_WATCH_RETRY: Duration = Duration::from_secs(30);
+
 /// How often a job waiting on its forward pass checks whether the engine is stuck.
 const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
@@ -489,7 +495,20 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     };
     let engine = Engine::new(store.clone(), engine_config)?;
     let journal = Journal::open(&config.data_dir).await?;
-    journal.bind(&format!("{chain_id:#x}/{job_mgr:#x}")).await?;
+    // The deployment: its chain, its JobMgr and its first block's hash (a devnet restarted
+    // with the same seed redeploys at the same addresses, in blocks of other hashes).
+    let deployed_in = match manifest.deploy_block {
+        Some(number) => format!(
+            "{:#x}",
+            ciro_chain::tx::block_hash(&node, number)
+                .await
+                .context("reading the deployment's first block")?
+        ),
+        None => "unknown".to_owned(),
+    };
+    journal
+        .bind(&format!("{chain_id:#x}/{job_mgr:#x}/{deployed_in}"))
+        .await?;
     let (commits, commit_queue) = mpsc::unbounded_channel();
     let agent = Arc::new(Agent {
         config,
@@ -1543,29 +1562,42 @@ impl Agent {
         Ok(Warmup::Idle)
     }
 
-    /// Until `stop`, at start and every on-chain heartbeat period: looks for slashes opened
-    /// against this worker. A SLASHER's slash is executed once its challenge window (a day by
-    /// default) passes unchallenged; an unattended worker would lose the stake without a line
-    /// in its log. Each pending one is reported at error level (once) and, with
-    /// `challenge_slashes`, challenged (retried each period until it is).
+    /// Until `stop`, at start and then at least four times per challenge window (and at most
+    /// every on-chain heartbeat period or 10 minutes): looks for slashes opened against this
+    /// worker. A SLASHER's slash is executed once its challenge window (a day by default, an
+    /// hour at least) passes unchallenged; an unattended worker would lose the stake without
+    /// a line in its log. Each pending one is reported at error level (once) and, with
+    /// `challenge_slashes`, challenged (retried each look until it is); one whose window
+    /// passed before it was seen is reported too. A failed look is retried within 30 s.
     async fn slash_watch(self: Arc<Self>, stop: CancellationToken) {
         let mut reported = HashSet::new();
         loop {
-            if let Err(e) = self.check_slashes(&mut reported).await {
-                tracing::warn!(error = %format!("{e:#}"), "looking for slashes against this worker failed");
-            }
+            let wait = match self.check_slashes(&mut reported).await {
+                Ok(window) => self
+                    .config
+                    .chain_heartbeat
+                    .min(SLASH_WATCH_LONGEST)
+                    .min(window / 4)
+                    .max(Duration::from_secs(1)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "looking for slashes against this worker failed (retried within 30 s)");
+                    SLASH_WATCH_RETRY.min(self.config.chain_heartbeat)
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.config.chain_heartbeat) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    async fn check_slashes(&self, reported: &mut HashSet<u64>) -> Result<()> {
+    /// One look for slashes against this worker; the pool's challenge window.
+    async fn check_slashes(&self, reported: &mut HashSet<u64>) -> Result<Duration> {
+        let window = Duration::from_secs(call(self.pool.reader().params()).await?.challenge_window);
         let info = self.pool.worker(self.me).await?;
         if info.record.open_slashes == 0 {
             self.metrics.open_slashes.set(0);
-            return Ok(());
+            return Ok(window);
         }
         let open = self.pool.open_slashes(self.me, self.deploy_block).await?;
         self.metrics
@@ -1573,8 +1605,20 @@ impl Agent {
             .set(i64::try_from(open.len()).unwrap_or(i64::MAX));
         let now = block_timestamp(self.account.provider(), BlockId::Tag(BlockTag::Latest)).await?;
         for (slash_id, slash) in open {
-            let pending = slash.status == cdc_pool::SlashStatus::Pending;
-            if !pending || now > slash.challenge_deadline {
+            if slash.status != cdc_pool::SlashStatus::Pending {
+                continue;
+            }
+            if now > slash.challenge_deadline {
+                if reported.insert(slash_id) {
+                    tracing::error!(
+                        slash_id,
+                        reason = ?slash.reason,
+                        bps = slash.bps,
+                        challenge_deadline = slash.challenge_deadline,
+                        "a slash against this worker passed its challenge deadline unchallenged: \
+                         anyone may now execute it"
+                    );
+                }
                 continue;
             }
             if reported.insert(slash_id) {
@@ -1601,7 +1645,7 @@ impl Agent {
                 }
             }
         }
-        Ok(())
+        Ok(window)
     }
 
     /// On-chain heartbeats until `stop`.

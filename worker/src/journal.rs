@@ -146,8 +146,8 @@ impl Journal {
         Ok(Self { pool, outputs })
     }
 
-    /// Ties the journal to one deployment (`deployment`: the chain id and JobMgr's address),
-    /// or refuses one made for another: job ids restart with each deployment, so a data
+    /// Ties the journal to one deployment (`deployment`: the chain id, JobMgr's address and
+    /// the deployment's first block's hash), or refuses one made for another: job ids restart with each deployment, so a data
     /// directory reused after a redeploy (a restarted devnet, a new network) would take a new
     /// job for an old one (a committed entry ignored, an old crash count refusing it).
     pub async fn bind(&self, deployment: &str) -> Result<()> {
@@ -155,6 +155,20 @@ impl Journal {
             .execute(&self.pool)
             .await
             .context("creating the journal's meta table")?;
+        let unbound: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM meta WHERE key = 'deployment') \
+             AND EXISTS (SELECT 1 FROM jobs)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("reading the journal's deployment")?;
+        if unbound {
+            tracing::warn!(
+                %deployment,
+                "this journal has entries from before journals named their deployment: it is \
+                 bound to this one; if it was written for another, remove it"
+            );
+        }
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ('deployment', ?) ON CONFLICT (key) DO NOTHING",
         )

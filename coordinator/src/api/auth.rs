@@ -24,13 +24,18 @@ const CACHE_CAPACITY: usize = 100_000;
 
 /// Most signature checks asked of the node at once: each runs an account contract the signer
 /// chose, so a flood of signed requests must not become as many node calls at once.
-const MAX_CHECKS_IN_FLIGHT: usize = 64;
+const MAX_CHECKS_IN_FLIGHT: u32 = 64;
 
-/// Longest a request waits for a place among the checks in flight (503 past it).
-const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// Most checks of one account's signatures at the node at once: one client cannot take every
+/// place with one slow account (honest accounts' checks take milliseconds).
+const MAX_CHECKS_PER_ACCOUNT: u32 = 2;
 
 /// Longest one signature check may take at the node (503 past it).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an account whose check ran past [`CHECK_TIMEOUT`] is refused without a check
+/// (its contract is slow, or made to be).
+const SLOW_ACCOUNT_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// Cached verdicts: (account, message hash, signature) → (valid, when checked).
 type VerdictCache = HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>;
@@ -44,9 +49,11 @@ pub struct Verifier {
     cache_ttl: Duration,
     cache: Mutex<VerdictCache>,
     failures: IntCounterVec,
-    /// Places for the signature checks in flight at the node.
-    checks: tokio::sync::Semaphore,
+    /// Places for the signature checks in flight at the node, per account and in all.
+    checks: std::sync::Arc<super::Slots<String>>,
     check_timeout: Duration,
+    /// Accounts whose last check ran past the timeout, until when they are refused.
+    slow: Mutex<HashMap<Felt, Instant>>,
 }
 
 impl Verifier {
@@ -62,8 +69,13 @@ impl Verifier {
             cache_ttl: Duration::from_secs(60),
             cache: Mutex::new(HashMap::new()),
             failures,
-            checks: tokio::sync::Semaphore::new(MAX_CHECKS_IN_FLIGHT),
+            checks: std::sync::Arc::new(super::Slots::new(
+                "signature checks",
+                MAX_CHECKS_IN_FLIGHT,
+                MAX_CHECKS_PER_ACCOUNT,
+            )),
             check_timeout: CHECK_TIMEOUT,
+            slow: Mutex::new(HashMap::new()),
         }
     }
 
@@ -173,16 +185,25 @@ impl Verifier {
                 return Ok(*verdict);
             }
         }
-        let busy = || {
-            ApiError::new(
+        let slow_until = self
+            .slow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .copied();
+        if slow_until.is_some_and(|until| Instant::now() < until) {
+            return Err(ApiError::new(
                 ErrorCode::Unavailable,
-                "the coordinator is checking as many signatures as it may at once: retry shortly",
-            )
-        };
-        let _place = tokio::time::timeout(CHECK_QUEUE_WAIT, self.checks.acquire())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
+                format!(
+                    "account {account:#x}'s last signature check took longer than {:?}: its \
+                     requests are refused for {:?} after it",
+                    self.check_timeout, SLOW_ACCOUNT_COOLDOWN
+                ),
+            ));
+        }
+        // A place per account (429 past its few) and in all (503): without it, one client's
+        // slow account would hold every place and every other signed request would wait.
+        let _place = self.checks.take(Some(felt_text(account)))?;
         // A refusal (a revert on a bad signature, or no account there) is `false`.
         let verdict = tokio::time::timeout(
             self.check_timeout,
@@ -190,6 +211,11 @@ impl Verifier {
         )
         .await
         .map_err(|_| {
+            let mut slow = self.slow.lock().unwrap_or_else(|p| p.into_inner());
+            if slow.len() >= CACHE_CAPACITY {
+                slow.retain(|_, until| Instant::now() < *until);
+            }
+            slow.insert(account, Instant::now() + SLOW_ACCOUNT_COOLDOWN);
             ApiError::new(
                 ErrorCode::Unavailable,
                 format!(
@@ -258,10 +284,12 @@ mod tests {
     }
 
     /// Each signed request runs an account contract the signer chose: a check that does not
-    /// end must not hold the request (or the node) without limit, and a flood of checks must
-    /// not become as many node calls at once.
+    /// end must not hold the request (or the node) without limit, one client's slow account
+    /// must not take every place (a review found one global limit let 64 requests of one slow
+    /// account make every other signed request wait, workers' heartbeats included), and a
+    /// flood of checks must not become as many node calls at once.
     #[tokio::test]
-    async fn signature_checks_are_bounded_in_time_and_in_number_at_once() {
+    async fn signature_checks_are_bounded_in_time_per_account_and_in_all() {
         let dir = tempfile::tempdir().unwrap();
         let verifier = verifier_of_a_silent_node(&dir, Duration::from_millis(300)).await;
         let started = Instant::now();
@@ -276,29 +304,50 @@ mod tests {
             error.message
         );
         assert!(started.elapsed() < Duration::from_secs(3));
-
-        // 64 checks hang at the node for 4 s; the 65th waits 2 s for a place, then is busy.
-        let verifier = verifier_of_a_silent_node(&dir, Duration::from_secs(4)).await;
-        let hanging: Vec<_> = (0..MAX_CHECKS_IN_FLIGHT as u64)
-            .map(|i| {
-                let verifier = verifier.clone();
-                tokio::spawn(async move {
-                    verifier
-                        .is_valid_signature(Felt::from(i), Felt::TWO, &[Felt::THREE])
-                        .await
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The slow account is then refused without a check.
+        let started = Instant::now();
         let error = verifier
-            .is_valid_signature(Felt::from(999u32), Felt::TWO, &[Felt::THREE])
+            .is_valid_signature(Felt::ONE, Felt::TWO, &[Felt::TWO])
             .await
             .unwrap_err();
+        assert!(error.message.contains("refused for"), "{}", error.message);
+        assert!(started.elapsed() < Duration::from_millis(200));
+
+        // Checks that hang at the node: two of one account take its places, a third is
+        // refused at once (429); other accounts fill the rest, and past them every check is
+        // refused at once (503) rather than waiting.
+        let verifier = verifier_of_a_silent_node(&dir, Duration::from_secs(4)).await;
+        let hang = |account: u64| {
+            let verifier = verifier.clone();
+            tokio::spawn(async move {
+                verifier
+                    .is_valid_signature(Felt::from(account), Felt::TWO, &[Felt::from(account)])
+                    .await
+            })
+        };
+        let mut hanging = vec![hang(100), hang(100)];
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let error = verifier
+            .is_valid_signature(Felt::from(100u32), Felt::TWO, &[Felt::ONE])
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::RateLimited, "{}", error.message);
+        for account in 0..u64::from(MAX_CHECKS_IN_FLIGHT) - 2 {
+            hanging.push(hang(1_000 + account));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let error = verifier
+            .is_valid_signature(Felt::from(99u32), Felt::TWO, &[Felt::ONE])
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::Unavailable, "{}", error.message);
         assert!(
-            error.message.contains("as many signatures as it may"),
+            error.message.contains("signature checks are open"),
             "{}",
             error.message
         );
+        assert!(started.elapsed() < Duration::from_millis(200));
         for check in hanging {
             check.abort();
         }

@@ -68,6 +68,24 @@ where
     })
 }
 
+/// The hash of block `number` (a closed block).
+pub async fn block_hash<P>(provider: &P, number: u64) -> Result<Felt, ChainError>
+where
+    P: Provider + Sync,
+{
+    use starknet::core::types::MaybePreConfirmedBlockWithTxHashes as Block;
+    match provider
+        .get_block_with_tx_hashes(BlockId::Number(number))
+        .await
+        .map_err(ChainError::from)?
+    {
+        Block::Block(b) => Ok(b.block_hash),
+        Block::PreConfirmedBlock(_) => Err(ChainError::internal(anyhow::anyhow!(
+            "block {number} is not closed yet"
+        ))),
+    }
+}
+
 /// Sends a cainome-built execution and awaits its receipt through `provider`. A revert, in
 /// fee estimation or on chain, becomes [`ChainError::Reverted`] with the contract's error
 /// string.
