@@ -1608,31 +1608,28 @@ impl Agent {
             if slash.status != cdc_pool::SlashStatus::Pending {
                 continue;
             }
-            if now > slash.challenge_deadline {
-                if reported.insert(slash_id) {
-                    tracing::error!(
-                        slash_id,
-                        reason = ?slash.reason,
-                        bps = slash.bps,
-                        challenge_deadline = slash.challenge_deadline,
-                        "a slash against this worker passed its challenge deadline unchallenged: \
-                         anyone may now execute it"
-                    );
-                }
-                continue;
-            }
+            let missed = now > slash.challenge_deadline;
             if reported.insert(slash_id) {
+                let what = if missed {
+                    "a slash against this worker passed its challenge deadline unchallenged: \
+                     anyone may now execute it"
+                        .to_owned()
+                } else {
+                    format!(
+                        "a slash is pending against this worker: it is executed unless \
+                         challenged before its deadline (`ciro-worker challenge-slash \
+                         --slash-id {slash_id}`, or run with --challenge-slashes)"
+                    )
+                };
                 tracing::error!(
                     slash_id,
                     reason = ?slash.reason,
                     bps = slash.bps,
                     challenge_deadline = slash.challenge_deadline,
-                    "a slash is pending against this worker: it is executed unless challenged \
-                     before its deadline (`ciro-worker challenge-slash --slash-id {slash_id}`, \
-                     or run with --challenge-slashes)"
+                    "{what}"
                 );
             }
-            if self.config.challenge_slashes {
+            if !missed && self.config.challenge_slashes {
                 match self.pool.challenge_slash(self.token, slash_id).await {
                     Ok(out) => tracing::warn!(
                         slash_id,
