@@ -233,6 +233,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         blobs,
         Verifier::new(
             node.clone(),
+            manifest.contract(ciro_protocol::contracts::JOB_MGR)?,
             store.clone(),
             config.api.signature_window_secs,
             failures,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ciro_api::coordinator::{ErrorBody, ErrorCode};
+use ciro_chain::starknet::core::types::Felt;
 use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
 use ciro_coordinator::api::{Api, ApiConfig, Verifier};
@@ -36,7 +37,7 @@ async fn serve(config: ApiConfig) -> Served {
     let api = Api::new(
         store.clone(),
         Arc::new(blobs),
-        Verifier::new(node, store, 300, failures),
+        Verifier::new(node, Felt::ONE, store, 300, failures),
         config,
         Arc::new(IndexerStatus::default()),
         CancellationToken::new(),

@@ -52,6 +52,7 @@ impl<'a> Signed<'a> {
         let auth = self
             .signer
             .sign(&RequestMessage {
+                job_manager: self.signer.job_manager(),
                 method: self.method,
                 path_and_query: &self.path,
                 body_sha256: Digest::of(&self.signed_body),
@@ -133,6 +134,7 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
         s.net.signing_key(Actor::Attacker),
         a_address,
         s.net.chain_id(),
+        s.job_mgr,
     );
     let forged = Signed::new(&forger, "POST", beat_path.clone(), beat());
     refused(
@@ -165,6 +167,23 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
         message.contains("SHA-256") || message.contains("body"),
         "{message}"
     );
+
+    // A's real signature, made for another deployment's coordinator on this chain (a worker
+    // serving two networks with one account): the path, body and time all match, only the
+    // JobMgr it names differs, and this coordinator refuses it.
+    let other_deployment = RequestSigner::new(
+        s.net.signing_key(Actor::WorkerA),
+        a_address,
+        s.net.chain_id(),
+        s.pool,
+    );
+    let replayed = Signed::new(&other_deployment, "POST", beat_path.clone(), beat());
+    refused(
+        replayed.send(&c, None).await,
+        401,
+        ErrorCode::InvalidSignature,
+    )
+    .await;
 
     // Expired: signed an hour ago.
     let mut stale = Signed::new(&a, "POST", beat_path.clone(), beat());

@@ -455,7 +455,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let token = call(pool.reader().token()).await?.0;
     let client = CoordinatorClient::new(&config.coordinator)
         .map_err(|e| anyhow!("the coordinator URL: {e}"))?
-        .with_signer(RequestSigner::new(key.clone(), me, chain_id));
+        .with_signer(RequestSigner::new(key.clone(), me, chain_id, job_mgr));
 
     // Hardware → capabilities → an eligible worker on chain.
     let report = hardware::detect();

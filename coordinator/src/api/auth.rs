@@ -44,6 +44,8 @@ type VerdictCache = HashMap<(Felt, Felt, Vec<Felt>), (bool, Instant)>;
 pub struct Verifier {
     node: Node,
     chain_id: tokio::sync::OnceCell<Felt>,
+    /// The deployment's JobMgr contract, which a signed request names.
+    job_manager: Felt,
     store: Store,
     window_secs: u64,
     cache_ttl: Duration,
@@ -57,13 +59,21 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier for the chain of `node` (its id read on first use), asking accounts through
-    /// it, recording nonces in `store`, accepting timestamps within `window_secs` of the
-    /// server's clock.
-    pub fn new(node: Node, store: Store, window_secs: u64, failures: IntCounterVec) -> Self {
+    /// A verifier for the chain of `node` (its id read on first use) and the deployment whose
+    /// JobMgr contract is `job_manager` (a request signed for another is refused), asking
+    /// accounts through the node, recording nonces in `store`, accepting timestamps within
+    /// `window_secs` of the server's clock.
+    pub fn new(
+        node: Node,
+        job_manager: Felt,
+        store: Store,
+        window_secs: u64,
+        failures: IntCounterVec,
+    ) -> Self {
         Self {
             node,
             chain_id: tokio::sync::OnceCell::new(),
+            job_manager,
             store,
             window_secs,
             cache_ttl: Duration::from_secs(60),
@@ -128,9 +138,10 @@ impl Verifier {
         let now = unix_now();
         auth.check_freshness(now, self.window_secs)
             .map_err(auth_error)?;
+        let chain_id = self.chain_id().await?;
         let hash = auth
-            .message(method, path_and_query)
-            .message_hash(auth.account, self.chain_id().await?)
+            .message(self.job_manager, method, path_and_query)
+            .message_hash(auth.account, chain_id)
             .map_err(|e| auth_error(AuthError::Method(e)))?;
         if !self
             .is_valid_signature(auth.account, hash, &auth.signature)
@@ -139,8 +150,10 @@ impl Verifier {
             return Err(ApiError::new(
                 ErrorCode::InvalidSignature,
                 format!(
-                    "account {:#x} does not accept this signature of the request",
-                    auth.account
+                    "account {:#x} does not accept this signature of the request (this \
+                     coordinator checks requests signed for chain {chain_id:#x} and JobMgr \
+                     {:#x})",
+                    auth.account, self.job_manager
                 ),
             ));
         }
@@ -280,7 +293,7 @@ mod tests {
             .await
             .unwrap();
         let failures = IntCounterVec::new(prometheus::Opts::new("f", "f"), &["code"]).unwrap();
-        Arc::new(Verifier::new(node, store, 300, failures).with_check_timeout(timeout))
+        Arc::new(Verifier::new(node, Felt::ONE, store, 300, failures).with_check_timeout(timeout))
     }
 
     /// Each signed request runs an account contract the signer chose: a check that does not

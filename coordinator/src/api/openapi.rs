@@ -162,7 +162,7 @@ pub fn document() -> Value {
     doc["info"] = json!({
         "title": "CIRO coordinator",
         "version": env!("CARGO_PKG_VERSION"),
-        "description": "Jobs, models, workers and job data of the CIRO network. Writes and reads of private data are signed as SNIP-12 typed data by a Starknet account (x-ciro-* headers). Every error is {code, message}."
+        "description": "Jobs, models, workers and job data of the CIRO network. Writes and reads of private data are signed as SNIP-12 typed data by a Starknet account (x-ciro-* headers), naming the deployment's JobMgr contract. Every error is {code, message}."
     });
     doc["components"]["securitySchemes"] = json!({
         "starknetSignature": {"type": "apiKey", "in": "header", "name": "x-ciro-signature",

@@ -26,6 +26,8 @@ use starknet::signers::SigningKey;
 
 const CHAIN_ID: Felt = Felt::from_hex_unchecked("0x534e5f5345504f4c4941");
 const WORKER: Felt = Felt::from_hex_unchecked("0x77");
+/// The deployment's JobMgr contract the server serves.
+const JOB_MGR: Felt = Felt::from_hex_unchecked("0x10b");
 
 #[derive(Default)]
 struct Server {
@@ -75,7 +77,7 @@ fn authenticate(
     auth.check_body(body).map_err(refuse)?;
     let path = uri.0.path_and_query().unwrap().as_str();
     let hash = auth
-        .message(method.as_str(), path)
+        .message(JOB_MGR, method.as_str(), path)
         .message_hash(auth.account, CHAIN_ID)
         .map_err(|e| (ErrorCode::InvalidSignature, e.to_string()))?;
     let mut server = app.server.lock().unwrap();
@@ -407,7 +409,7 @@ fn worker_key() -> SigningKey {
 fn worker_client(url: &str) -> CoordinatorClient {
     CoordinatorClient::new(url)
         .unwrap()
-        .with_signer(RequestSigner::new(worker_key(), WORKER, CHAIN_ID))
+        .with_signer(RequestSigner::new(worker_key(), WORKER, CHAIN_ID, JOB_MGR))
 }
 
 #[tokio::test]
@@ -516,6 +518,7 @@ async fn writes_without_a_signer_or_with_a_wrong_key_are_refused() {
             SigningKey::from_secret_scalar(Felt::from(0xbadu32)),
             WORKER,
             CHAIN_ID,
+            JOB_MGR,
         ));
     let error = impostor.upload_blob(b"x".to_vec()).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::InvalidSignature));
@@ -526,8 +529,23 @@ async fn writes_without_a_signer_or_with_a_wrong_key_are_refused() {
     // Signed for another chain: the hash differs, so the signature does not verify.
     let other_chain = CoordinatorClient::new(&url)
         .unwrap()
-        .with_signer(RequestSigner::new(key, WORKER, Felt::ONE));
+        .with_signer(RequestSigner::new(key.clone(), WORKER, Felt::ONE, JOB_MGR));
     let error = other_chain.upload_blob(b"x".to_vec()).await.unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::InvalidSignature));
+
+    // Signed for another deployment on the same chain: likewise.
+    let other_deployment = CoordinatorClient::new(&url)
+        .unwrap()
+        .with_signer(RequestSigner::new(
+            key,
+            WORKER,
+            CHAIN_ID,
+            JOB_MGR + Felt::ONE,
+        ));
+    let error = other_deployment
+        .upload_blob(b"x".to_vec())
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::InvalidSignature));
 }
 
@@ -539,13 +557,14 @@ async fn a_replayed_or_redirected_signature_is_refused() {
     let body = b"input".to_vec();
     let digest = Digest::of(&body);
     let path = routes::blob(&digest);
-    let signer = RequestSigner::new(key, WORKER, CHAIN_ID);
+    let signer = RequestSigner::new(key, WORKER, CHAIN_ID, JOB_MGR);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let auth = signer
         .sign(&RequestMessage {
+            job_manager: JOB_MGR,
             method: "PUT",
             path_and_query: &path,
             body_sha256: digest,
@@ -747,7 +766,12 @@ async fn only_the_assigned_worker_uploads_the_output() {
 
     let error = CoordinatorClient::new(&url)
         .unwrap()
-        .with_signer(RequestSigner::new(stranger_key, stranger, CHAIN_ID))
+        .with_signer(RequestSigner::new(
+            stranger_key,
+            stranger,
+            CHAIN_ID,
+            JOB_MGR,
+        ))
         .upload_output(7, b"forged".to_vec())
         .await
         .unwrap_err();

@@ -21,6 +21,9 @@ fn sepolia() -> Felt {
 
 fn request() -> RequestMessage<'static> {
     RequestMessage {
+        job_manager: Felt::from_hex_unchecked(
+            "0x4718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d",
+        ),
         method: "PUT",
         path_and_query:
             "/v1/jobs/42/output/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
@@ -101,7 +104,7 @@ fn a_request_signed_by_starknet_js_verifies_from_its_headers() {
         .unwrap()
         .unwrap();
     let hash = received
-        .message(message.method, message.path_and_query)
+        .message(message.job_manager, message.method, message.path_and_query)
         .message_hash(received.account, sepolia())
         .unwrap();
     let public_key = felt(&vectors["public_key"]);
@@ -111,7 +114,7 @@ fn a_request_signed_by_starknet_js_verifies_from_its_headers() {
     assert!(starknet_crypto::verify(&public_key, &hash, &r, &s).unwrap());
     // The same signature over another chain's hash does not verify.
     let other_chain = received
-        .message(message.method, message.path_and_query)
+        .message(message.job_manager, message.method, message.path_and_query)
         .message_hash(received.account, Felt::ONE)
         .unwrap();
     assert!(!starknet_crypto::verify(&public_key, &other_chain, &r, &s).unwrap());

@@ -301,8 +301,12 @@ impl Session {
             let (account, key) = connect_with_key(&source, &chain.rpc_url, chain_id).await?;
             let address = account.address();
             let sender = Arc::new(TxSender::new(account, SenderConfig::default()));
-            coordinator =
-                coordinator.with_signer(RequestSigner::new(key.clone(), address, chain_id));
+            coordinator = coordinator.with_signer(RequestSigner::new(
+                key.clone(),
+                address,
+                chain_id,
+                jobs_address,
+            ));
             Some(Me {
                 address,
                 key,

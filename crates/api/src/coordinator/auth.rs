@@ -7,10 +7,14 @@
 //!
 //! ```text
 //! domain  {name: "CIRO Coordinator", version: "1", chainId, revision: "1"}
-//! "Request"("Method":"shortstring","Path":"string","Body SHA-256":"u256",
-//!           "Timestamp":"timestamp","Nonce":"felt")
+//! "Request"("Job Manager":"ContractAddress","Method":"shortstring","Path":"string",
+//!           "Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")
 //! ```
 //!
+//! `Job Manager` is the deployment's JobMgr contract: a request signed for one deployment's
+//! coordinator is refused by another's on the same chain (the chain id alone would let one be
+//! replayed to the other within the window, e.g. a worker serving two networks with one
+//! account).
 //! `Path` is the path and query exactly as sent (`/v1/jobs?submitter=0x1`); `Body SHA-256` is
 //! the SHA-256 of the exact body bytes (of nothing for a `GET`), also sent in
 //! [`headers::CONTENT_SHA256`] so a server can check the signature before it streams a large
@@ -50,7 +54,7 @@ const DOMAIN_NAME: &str = "CIRO Coordinator";
 const REQUEST_TYPE_NAME: &str = "Request";
 /// The encoded type of the message: the struct, then the `u256` preset it uses.
 const REQUEST_TYPE: &str = concat!(
-    r#""Request"("Method":"shortstring","Path":"string","Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")"#,
+    r#""Request"("Job Manager":"ContractAddress","Method":"shortstring","Path":"string","Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")"#,
     r#""u256"("low":"u128","high":"u128")"#
 );
 
@@ -61,6 +65,8 @@ pub const MAX_SIGNATURE_FELTS: usize = 16;
 /// What a client signs for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestMessage<'a> {
+    /// The deployment's JobMgr contract (the coordinator's deployment).
+    pub job_manager: Felt,
     /// The HTTP method, uppercase (`GET`, `PUT`, `POST`).
     pub method: &'a str,
     /// The path and query, exactly as sent.
@@ -78,6 +84,7 @@ impl RequestMessage<'_> {
     pub fn struct_hash(&self) -> Result<Felt, ShortStringError> {
         Ok(poseidon_hash_many(&[
             snip12::type_hash(REQUEST_TYPE),
+            self.job_manager,
             snip12::short_string(self.method)?,
             snip12::string_hash(self.path_and_query),
             snip12::u256_hash(self.body_sha256.to_u256()),
@@ -99,6 +106,7 @@ impl RequestMessage<'_> {
             "types": {
                 "StarknetDomain": snip12::domain_type_json(),
                 REQUEST_TYPE_NAME: [
+                    {"name": "Job Manager", "type": "ContractAddress"},
                     {"name": "Method", "type": "shortstring"},
                     {"name": "Path", "type": "string"},
                     {"name": "Body SHA-256", "type": "u256"},
@@ -109,6 +117,7 @@ impl RequestMessage<'_> {
             "primaryType": REQUEST_TYPE_NAME,
             "domain": DOMAIN.json(DOMAIN_NAME, chain_id),
             "message": {
+                "Job Manager": format!("{:#x}", self.job_manager),
                 "Method": self.method,
                 "Path": self.path_and_query,
                 "Body SHA-256": snip12::u256_json(self.body_sha256.to_u256()),
@@ -248,9 +257,16 @@ impl RequestAuth {
         map
     }
 
-    /// The message the signature is over, for the request's method and path as received.
-    pub fn message<'a>(&self, method: &'a str, path_and_query: &'a str) -> RequestMessage<'a> {
+    /// The message the signature is over, for the request's method and path as received by
+    /// the coordinator of the deployment whose JobMgr is `job_manager`.
+    pub fn message<'a>(
+        &self,
+        job_manager: Felt,
+        method: &'a str,
+        path_and_query: &'a str,
+    ) -> RequestMessage<'a> {
         RequestMessage {
+            job_manager,
             method,
             path_and_query,
             body_sha256: self.body_sha256,
@@ -297,12 +313,13 @@ fn header<'a>(map: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>,
         .transpose()
 }
 
-/// Signs requests for one account: its key, its address, the chain.
+/// Signs requests for one account: its key, its address, the chain, the deployment.
 #[derive(Debug, Clone)]
 pub struct RequestSigner {
     key: SigningKey,
     account: Felt,
     chain_id: Felt,
+    job_manager: Felt,
 }
 
 /// Signing failed (a method that is not a short string, or the ECDSA step).
@@ -317,12 +334,14 @@ impl SignError {
 }
 
 impl RequestSigner {
-    /// A signer for `account` (a single-key account whose key is `key`) on `chain_id`.
-    pub fn new(key: SigningKey, account: Felt, chain_id: Felt) -> Self {
+    /// A signer for `account` (a single-key account whose key is `key`) on `chain_id`, for
+    /// the coordinator of the deployment whose JobMgr contract is `job_manager`.
+    pub fn new(key: SigningKey, account: Felt, chain_id: Felt, job_manager: Felt) -> Self {
         Self {
             key,
             account,
             chain_id,
+            job_manager,
         }
     }
 
@@ -336,8 +355,20 @@ impl RequestSigner {
         self.chain_id
     }
 
-    /// Signs `message`, giving the headers to send with it.
+    /// The deployment's JobMgr contract the signatures are for.
+    pub fn job_manager(&self) -> Felt {
+        self.job_manager
+    }
+
+    /// Signs `message`, giving the headers to send with it. A message for another deployment
+    /// than the signer's is refused.
     pub fn sign(&self, message: &RequestMessage<'_>) -> Result<RequestAuth, SignError> {
+        if message.job_manager != self.job_manager {
+            return Err(SignError(format!(
+                "the message names JobMgr {:#x}, the signer is for {:#x}",
+                message.job_manager, self.job_manager
+            )));
+        }
         let hash = message
             .message_hash(self.account, self.chain_id)
             .map_err(|e| SignError(e.to_string()))?;
@@ -360,6 +391,9 @@ mod tests {
 
     fn message<'a>() -> RequestMessage<'a> {
         RequestMessage {
+            job_manager: Felt::from_hex_unchecked(
+                "0x4718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d",
+            ),
             method: "PUT",
             path_and_query: "/v1/jobs/42/output/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             body_sha256: Digest::of(b"output bytes"),
@@ -399,6 +433,9 @@ mod tests {
         let base = message().message_hash(account, chain_id).unwrap();
         let mut changed = Vec::new();
         let mut m = message();
+        m.job_manager += Felt::ONE;
+        changed.push(m.message_hash(account, chain_id));
+        let mut m = message();
         m.method = "GET";
         changed.push(m.message_hash(account, chain_id));
         let mut m = message();
@@ -424,14 +461,23 @@ mod tests {
     #[test]
     fn signed_headers_parse_back_and_verify_against_the_key() {
         let key = SigningKey::from_secret_scalar(Felt::from(0x5eedu32));
-        let signer = RequestSigner::new(key.clone(), Felt::from(0xacc0u32), Felt::ONE);
+        let signer = RequestSigner::new(
+            key.clone(),
+            Felt::from(0xacc0u32),
+            Felt::ONE,
+            message().job_manager,
+        );
         let auth = signer.sign(&message()).unwrap();
         let parsed = RequestAuth::from_headers(&auth.to_headers())
             .unwrap()
             .unwrap();
         assert_eq!(parsed, auth);
         let hash = parsed
-            .message(message().method, message().path_and_query)
+            .message(
+                message().job_manager,
+                message().method,
+                message().path_and_query,
+            )
             .message_hash(parsed.account, Felt::ONE)
             .unwrap();
         let public = key.verifying_key().scalar();
@@ -444,7 +490,7 @@ mod tests {
         .unwrap());
         // Replaying the signature on another path does not verify.
         let other = parsed
-            .message("PUT", "/v1/jobs/43/receipt")
+            .message(message().job_manager, "PUT", "/v1/jobs/43/receipt")
             .message_hash(parsed.account, Felt::ONE)
             .unwrap();
         assert!(!starknet_crypto::verify(
@@ -454,6 +500,25 @@ mod tests {
             &parsed.signature[1]
         )
         .unwrap());
+        // Nor for another deployment's coordinator on the same chain.
+        let elsewhere = parsed
+            .message(
+                message().job_manager + Felt::ONE,
+                message().method,
+                message().path_and_query,
+            )
+            .message_hash(parsed.account, Felt::ONE)
+            .unwrap();
+        assert!(!starknet_crypto::verify(
+            &public,
+            &elsewhere,
+            &parsed.signature[0],
+            &parsed.signature[1]
+        )
+        .unwrap());
+        let mut foreign = message();
+        foreign.job_manager += Felt::ONE;
+        assert!(signer.sign(&foreign).is_err());
         assert!(parsed.check_body(b"output bytes").is_ok());
         assert_eq!(
             parsed.check_body(b"tampered").unwrap_err().code(),
@@ -468,6 +533,7 @@ mod tests {
             SigningKey::from_secret_scalar(Felt::TWO),
             Felt::ONE,
             Felt::ONE,
+            message().job_manager,
         );
         let full = signer.sign(&message()).unwrap().to_headers();
 

@@ -8,7 +8,8 @@
 //! use starknet::signers::SigningKey;
 //!
 //! let key = SigningKey::from_secret_scalar(Felt::from(0x1234u32));
-//! let signer = RequestSigner::new(key, Felt::from(0xacc0u32), Felt::from(0x5345u32));
+//! let (account, chain_id, job_mgr) = (Felt::from(0xacc0u32), Felt::from(0x5345u32), Felt::TWO);
+//! let signer = RequestSigner::new(key, account, chain_id, job_mgr);
 //! let client = CoordinatorClient::new("http://127.0.0.1:8080")?.with_signer(signer);
 //! let input = client.upload_blob(b"input tensors".to_vec()).await?;
 //! println!("uploaded {}", input.digest);
@@ -644,6 +645,7 @@ impl CoordinatorClient {
             // What goes on the wire after the host: the path (with any base prefix) and query.
             let path_and_query = &url[url::Position::BeforePath..];
             let message = RequestMessage {
+                job_manager: signer.job_manager(),
                 method,
                 path_and_query,
                 body_sha256: call.body.sha256(),

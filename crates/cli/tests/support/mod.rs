@@ -149,6 +149,7 @@ pub fn signer(s: &System, actor: Actor) -> RequestSigner {
         s.net.signing_key(actor),
         s.net.address(actor),
         s.net.chain_id(),
+        s.job_mgr,
     )
 }
 
