@@ -137,6 +137,10 @@ pub struct AgentConfig {
     /// Put jobs' rows in shared forward passes (throughput mode; see
     /// [`EngineConfig::batch_jobs`] for why it is off by default).
     pub batch_jobs: bool,
+    /// Most bytes of model files kept loaded between jobs (None: half the inference device's
+    /// memory, the best GPU's on CUDA, else the machine's). The least recently used models
+    /// are let go first; the model a job needs is always loaded.
+    pub max_loaded_model_bytes: Option<u64>,
 }
 
 impl AgentConfig {
@@ -164,6 +168,7 @@ struct AgentMetrics {
     running: prometheus::IntGauge,
     commits: prometheus::IntCounterVec,
     open_slashes: prometheus::IntGauge,
+    loaded_model_bytes: prometheus::IntGauge,
 }
 
 impl AgentMetrics {
@@ -188,6 +193,10 @@ impl AgentMetrics {
                 "ciro_worker_open_slashes",
                 "Slashes open against this worker (pending: to challenge before the deadline, or challenged)",
             )?,
+            loaded_model_bytes: prometheus::IntGauge::new(
+                "ciro_worker_loaded_model_bytes",
+                "Bytes of the model files whose modules the engine keeps loaded (at the last heartbeat)",
+            )?,
         };
         metrics.registry().register(Box::new(this.jobs.clone()))?;
         metrics
@@ -199,6 +208,9 @@ impl AgentMetrics {
         metrics
             .registry()
             .register(Box::new(this.open_slashes.clone()))?;
+        metrics
+            .registry()
+            .register(Box::new(this.loaded_model_bytes.clone()))?;
         Ok(this)
     }
 }
@@ -476,13 +488,28 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         }
     }
 
-    let store = Arc::new(ModelStore::open(config.data_dir.join("models"), 8)?);
     let engine_config = EngineConfig {
         deterministic_seed: config.deterministic_seed,
         max_batch: config.max_batch,
         batch_jobs: config.batch_jobs,
         ..EngineConfig::default()
     };
+    let max_loaded_bytes = config.max_loaded_model_bytes.unwrap_or_else(|| {
+        let device_mb = match engine_config.device {
+            tch::Device::Cuda(_) => report.best_gpu().map(|g| g.vram_mb),
+            _ => None,
+        }
+        .unwrap_or(report.cpu.ram_mb);
+        (device_mb << 20) / 2
+    });
+    tracing::info!(
+        max_loaded_bytes,
+        "models kept loaded between jobs: at most 8, their files totalling at most this"
+    );
+    let store = Arc::new(
+        ModelStore::open(config.data_dir.join("models"), 8)?
+            .with_max_loaded_bytes(max_loaded_bytes),
+    );
     let device = match engine_config.device {
         tch::Device::Cuda(_) => report
             .best_gpu()
@@ -1468,6 +1495,9 @@ impl Agent {
     /// Heartbeats to the coordinator until `stop`.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         loop {
+            self.metrics
+                .loaded_model_bytes
+                .set(i64::try_from(self.store.loaded_bytes()).unwrap_or(i64::MAX));
             let beat = Heartbeat {
                 running_jobs: self.running.load(Ordering::SeqCst),
                 capacity: self.config.capacity,
@@ -1824,6 +1854,7 @@ mod tests {
             relayer: None,
             challenge_slashes: false,
             batch_jobs: false,
+            max_loaded_model_bytes: None,
         };
         assert!(config.validate().is_ok());
         for (input, model) in [(0, 1), (1, 0)] {

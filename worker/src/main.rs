@@ -164,6 +164,12 @@ struct RunArgs {
     #[arg(long, env = "WORKER_MAX_MODEL_BYTES", default_value_t = 8 << 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_model_bytes: u64,
+    /// Most bytes of model files kept loaded between jobs, at least 1 (default: half the
+    /// inference device's memory, the best GPU's on CUDA, else the machine's). The least
+    /// recently used models are let go first; the model a job needs is always loaded.
+    #[arg(long, env = "WORKER_MAX_LOADED_MODEL_BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_loaded_model_bytes: Option<u64>,
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
@@ -277,6 +283,7 @@ fn main() -> ExitCode {
                 relayer: args.relayer.config(),
                 challenge_slashes: args.challenge_slashes,
                 batch_jobs: args.batch_jobs,
+                max_loaded_model_bytes: args.max_loaded_model_bytes,
             };
             agent::run(config, shutdown).await
         }),

@@ -56,9 +56,9 @@ pub struct EngineConfig {
     /// worker's result found wrong. Off by default; a worker that serves only models it
     /// trusts may turn it on for throughput.
     pub batch_jobs: bool,
-    /// A model's batching task ends after this long without a request and lets its module go
-    /// (the store's bounded cache then bounds what stays loaded); the next request starts a
-    /// new one.
+    /// A model's batching task ends after this long without a request; the next request
+    /// starts a new one. (The task holds no module: each request holds its own until its
+    /// pass ends, so the store's bounded cache bounds what stays loaded.)
     pub idle_unload: Duration,
 }
 
@@ -229,6 +229,9 @@ impl InferenceThread {
 }
 
 struct Request {
+    /// The module it runs on, held by the request, not by the batching task: a module the
+    /// store's cache let go is freed once its last pass ends.
+    model: Arc<LoadedModel>,
     input: Tensor,
     rows: i64,
     arrived: Instant,
@@ -304,11 +307,11 @@ impl Engine {
         hash: Digest,
         input: Tensor,
     ) -> Result<Tensor, EngineError> {
-        let (model, request, result) = self.request(hash, input).await?;
+        let (_, request, result) = self.request(hash, input).await?;
         let stats = self.stats.clone();
         let activity = self.thread.activity.clone();
         self.thread
-            .run(move || run_batch(&model, vec![request], &stats, &activity))
+            .run(move || run_batch(vec![request], &stats, &activity))
             .await?;
         result
             .await
@@ -321,7 +324,7 @@ impl Engine {
         // A batching task that ended idle between the lookup and the send hands the request
         // back: the second lookup starts a new task.
         for attempt in 0..2 {
-            match self.queue(model.clone())?.send(request) {
+            match self.queue(&model)?.send(request) {
                 Ok(()) => break,
                 Err(mpsc::error::SendError(back)) if attempt == 0 => request = back,
                 Err(_) => return Err(EngineError::from(anyhow!("batching task stopped"))),
@@ -349,6 +352,7 @@ impl Engine {
         let rows = validate(&input, &model.spec, self.config.max_batch)?;
         let (reply, result) = oneshot::channel();
         let request = Request {
+            model: model.clone(),
             input,
             rows,
             arrived: Instant::now(),
@@ -383,10 +387,7 @@ impl Engine {
         })
     }
 
-    fn queue(
-        &self,
-        model: Arc<LoadedModel>,
-    ) -> Result<mpsc::UnboundedSender<Request>, EngineError> {
+    fn queue(&self, model: &LoadedModel) -> Result<mpsc::UnboundedSender<Request>, EngineError> {
         let mut queues = self
             .queues
             .lock()
@@ -398,7 +399,6 @@ impl Engine {
         let max_batch = self.config.max_batch.min(model.spec.max_batch);
         queues.insert(model.hash, tx.clone());
         tokio::spawn(batch_loop(
-            model,
             rx,
             max_batch,
             self.config.max_wait,
@@ -424,7 +424,6 @@ fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
 }
 
 async fn batch_loop(
-    model: Arc<LoadedModel>,
     mut rx: mpsc::UnboundedReceiver<Request>,
     max_batch: i64,
     max_wait: Duration,
@@ -441,7 +440,7 @@ async fn batch_loop(
                 // The engine is gone.
                 Ok(None) => return,
                 // Idle: new sends now fail and start a new task (see `Engine::infer`); one that
-                // got in before the close is served first. The module goes with this task.
+                // got in before the close is served first.
                 Err(_) => {
                     rx.close();
                     match rx.try_recv() {
@@ -472,11 +471,10 @@ async fn batch_loop(
             rows += next.rows;
             batch.push(next);
         }
-        let model = model.clone();
         let stats = stats.clone();
         let activity = thread.activity.clone();
         if let Err(e) = thread
-            .run(move || run_batch(&model, batch, &stats, &activity))
+            .run(move || run_batch(batch, &stats, &activity))
             .await
         {
             tracing::error!(error = %e, "a batch failed; its callers get an internal error");
@@ -486,12 +484,10 @@ async fn batch_loop(
 
 /// One forward pass over the concatenated inputs; each request gets its rows back (on the
 /// CPU) or the error.
-fn run_batch(
-    model: &LoadedModel,
-    batch: Vec<Request>,
-    stats: &EngineStats,
-    activity: &Arc<Activity>,
-) {
+fn run_batch(batch: Vec<Request>, stats: &EngineStats, activity: &Arc<Activity>) {
+    // Every request of a batch is for one model (one task per model); their modules are
+    // loads of one verified file, so the first's serves the batch.
+    let model = batch[0].model.clone();
     let _span = batch[0].span.clone().entered();
     let passing = activity.passing(model.hash);
     let sizes: Vec<i64> = batch.iter().map(|r| r.rows).collect();

@@ -26,4 +26,4 @@ pub fn libtorch_version() -> &'static str {
 }
 pub use engine::{default_device, Engine, EngineConfig, JobOutput};
 pub use error::EngineError;
-pub use store::{ModelSpec, ModelStore};
+pub use store::{LoadedModel, ModelSpec, ModelStore};

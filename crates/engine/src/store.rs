@@ -1,6 +1,12 @@
 //! The model store: TorchScript files addressed by their SHA-256 (the `model_hash`
-//! registered on-chain), each with its input spec, and a bounded cache of loaded modules per
-//! device.
+//! registered on-chain), each with its input spec, and a cache of loaded modules per device
+//! bounded by count and by bytes.
+//!
+//! A module's memory is taken to be its file's size: a TorchScript file is its parameters and
+//! buffers stored uncompressed plus a little code, which is what loading puts on the device.
+//! The cache keeps the most recently used modules whose files total at most the byte bound,
+//! and always the newest (a job needs it; the worker's largest accepted model file bounds
+//! it). Concurrent loads of one model on one device wait for a single load from disk.
 //!
 //! On disk: `<dir>/<sha256>.pt` and `<dir>/<sha256>.spec.json`. Loading reads the file once,
 //! checks its SHA-256 against the name it was asked for, and only then hands those same bytes
@@ -38,15 +44,26 @@ pub struct LoadedModel {
     pub device: Device,
     /// Shared by the entries of one load: a new spec is a new entry on the same module.
     pub module: Arc<CModule>,
+    /// Its file's size in bytes, what the cache counts it for.
+    pub bytes: u64,
 }
+
+/// A load in progress: the model, the device, and the lock its loaders take turns on.
+type Gate = (Digest, Device, Arc<Mutex<()>>);
 
 /// TorchScript models by hash, with a least-recently-used cache of loaded modules.
 #[derive(Debug)]
 pub struct ModelStore {
     dir: PathBuf,
     capacity: usize,
+    /// Most bytes of model files the cache keeps loaded (the newest module is always kept).
+    max_loaded_bytes: u64,
     /// Most recently used last.
     cache: Mutex<Vec<Arc<LoadedModel>>>,
+    /// Loads in progress: a second load of the same model waits for the first.
+    loads: Mutex<Vec<Gate>>,
+    /// Modules read from disk and loaded so far.
+    disk_loads: AtomicU64,
 }
 
 impl ModelStore {
@@ -86,8 +103,19 @@ impl ModelStore {
         Ok(Self {
             dir,
             capacity: capacity.max(1),
+            max_loaded_bytes: u64::MAX,
             cache: Mutex::new(Vec::new()),
+            loads: Mutex::new(Vec::new()),
+            disk_loads: AtomicU64::new(0),
         })
+    }
+
+    /// Bounds the cache by the bytes of the model files it keeps loaded as well as by count
+    /// (a few large models must not fill the device's memory): the least recently used
+    /// modules are let go until the newest fits, which is always kept.
+    pub fn with_max_loaded_bytes(mut self, bytes: u64) -> Self {
+        self.max_loaded_bytes = bytes;
+        self
     }
 
     fn model_path(&self, hash: &Digest) -> PathBuf {
@@ -129,6 +157,7 @@ impl ModelStore {
                     spec: spec.clone(),
                     device: entry.device,
                     module: entry.module.clone(),
+                    bytes: entry.bytes,
                 });
             }
         }
@@ -163,11 +192,49 @@ impl ModelStore {
         self.insert(&bytes, spec)
     }
 
-    /// The model `hash` loaded on `device`, from the cache or from disk (verified).
+    /// The model `hash` loaded on `device`, from the cache or from disk (verified). Loads of
+    /// one model on one device take turns: the later ones find the first's module cached
+    /// rather than each loading a copy (a burst of a new model's first jobs would otherwise
+    /// load it once per job).
     pub fn load(&self, hash: &Digest, device: Device) -> Result<Arc<LoadedModel>, EngineError> {
         if let Some(model) = self.cached(hash, device) {
             return Ok(model);
         }
+        let gate = {
+            let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+            match loads.iter().find(|(h, d, _)| h == hash && *d == device) {
+                Some((_, _, gate)) => gate.clone(),
+                None => {
+                    let gate = Arc::new(Mutex::new(()));
+                    loads.push((*hash, device, gate.clone()));
+                    gate
+                }
+            }
+        };
+        let loaded = {
+            let _turn = gate.lock().unwrap_or_else(|p| p.into_inner());
+            match self.cached(hash, device) {
+                Some(model) => Ok(model),
+                None => self.load_from_disk(hash, device),
+            }
+        };
+        // The last loader out forgets the gate (one still holding it finds the module cached,
+        // or loads it if this load failed). Gates are cloned and dropped only under the lock,
+        // so the count is exact.
+        let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&gate) == 2 {
+            loads.retain(|(_, _, g)| !Arc::ptr_eq(g, &gate));
+        }
+        drop(gate);
+        drop(loads);
+        loaded
+    }
+
+    fn load_from_disk(
+        &self,
+        hash: &Digest,
+        device: Device,
+    ) -> Result<Arc<LoadedModel>, EngineError> {
         let bytes = match fs::read(self.model_path(hash)) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -179,6 +246,7 @@ impl ModelStore {
                 ))
             }
         };
+        let file_bytes = bytes.len() as u64;
         let actual = Digest::of(&bytes);
         if actual != *hash {
             // Damaged on disk (a write a power loss cut short, a tampered file): forgotten,
@@ -204,11 +272,13 @@ impl ModelStore {
                 }
             })?;
         module.set_eval();
+        self.disk_loads.fetch_add(1, Ordering::Relaxed);
         let model = Arc::new(LoadedModel {
             hash: *hash,
             spec,
             device,
             module: Arc::new(module),
+            bytes: file_bytes,
         });
         self.remember(model.clone());
         tracing::info!(model = %hash, ?device, "model loaded");
@@ -242,9 +312,14 @@ impl ModelStore {
     fn remember(&self, model: Arc<LoadedModel>) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|m| !(m.hash == model.hash && m.device == model.device));
-            if cache.len() == self.capacity {
+            let mut held: u64 = cache.iter().map(|m| m.bytes).sum();
+            while !cache.is_empty()
+                && (cache.len() >= self.capacity
+                    || held.saturating_add(model.bytes) > self.max_loaded_bytes)
+            {
                 let evicted = cache.remove(0);
-                tracing::info!(model = %evicted.hash, "model evicted from the cache");
+                held -= evicted.bytes;
+                tracing::info!(model = %evicted.hash, bytes = evicted.bytes, "model evicted from the cache");
             }
             cache.push(model);
         }
@@ -253,6 +328,19 @@ impl ModelStore {
     /// How many modules are loaded.
     pub fn loaded(&self) -> usize {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// The bytes of the model files whose modules the cache holds.
+    pub fn loaded_bytes(&self) -> u64 {
+        self.cache
+            .lock()
+            .map(|c| c.iter().map(|m| m.bytes).sum())
+            .unwrap_or(0)
+    }
+
+    /// How many modules were read from disk and loaded since the store was opened.
+    pub fn disk_loads(&self) -> u64 {
+        self.disk_loads.load(Ordering::Relaxed)
     }
 }
 
