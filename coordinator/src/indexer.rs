@@ -140,6 +140,23 @@ fn nonzero(address: &ContractAddress) -> Option<String> {
     (address.0 != Felt::ZERO).then(|| address_text(address))
 }
 
+/// A job's dispute as its row keeps it: compact JSON whose `evidence_hash` is `0x` and minimal
+/// hex (the retention rule and the arbiters' read rule find evidence by that text:
+/// [`crate::records::dispute_evidence_pattern`]).
+pub fn dispute_text(
+    disputer: &str,
+    evidence_hash: Felt,
+    bond: &str,
+    opened_at: u64,
+) -> serde_json::Result<String> {
+    serde_json::to_string(&serde_json::json!({
+        "disputer": disputer,
+        "evidence_hash": felt_text(evidence_hash),
+        "bond": bond,
+        "opened_at": opened_at,
+    }))
+}
+
 /// A job's row from the chain's `get_job`.
 pub fn job_row_of(info: &job_mgr::JobInfo) -> Result<JobRow> {
     let job = &info.job;
@@ -154,12 +171,12 @@ pub fn job_row_of(info: &job_mgr::JobInfo) -> Result<JobRow> {
         completed_at: (job.completed_at != 0).then_some(job.completed_at),
         dispute: (info.dispute.disputer.0 != Felt::ZERO)
             .then(|| {
-                serde_json::to_string(&serde_json::json!({
-                    "disputer": address_text(&info.dispute.disputer),
-                    "evidence_hash": felt_text(info.dispute.evidence_hash),
-                    "bond": amount_text(&info.dispute.bond),
-                    "opened_at": info.dispute.opened_at,
-                }))
+                dispute_text(
+                    &address_text(&info.dispute.disputer),
+                    info.dispute.evidence_hash,
+                    &amount_text(&info.dispute.bond),
+                    info.dispute.opened_at,
+                )
             })
             .transpose()?,
         ..submitted_row(&job_mgr::JobSubmitted {

@@ -233,7 +233,10 @@ const COLLECTABLE: &str = "blobs.created_at < $1 \
          WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
          AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
-         AND e.state = j.state AND e.recorded_at >= $2))";
+         AND e.state = j.state AND e.recorded_at >= $2)) \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'Disputed' \
+         AND j.dispute LIKE '%\"evidence_hash\":\"0x' || ltrim(substr(blobs.digest, 1, 62), '0') \
+         || '\"%')";
 
 impl Store {
     /// Records `account`'s use of `nonce` until `expires_at`; `false` if it was already used
@@ -468,6 +471,47 @@ impl Store {
                 .await
                 .context("looking up model files")?;
         Ok(row.is_some())
+    }
+
+    /// Disputed jobs whose input, output or dispute evidence `digest` may be: those naming it
+    /// as input or output, and those whose dispute's evidence hash is its first 31 bytes (what
+    /// the chain records), as [`dispute_evidence_pattern`] matches the stored dispute.
+    pub async fn disputed_jobs_with_blob(&self, digest: &str) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE state = 'Disputed' \
+             AND (input_hash = $1 OR output_hash = $1 OR dispute LIKE $2) ORDER BY job_id",
+        )
+        .bind(digest)
+        .bind(dispute_evidence_pattern(digest))
+        .fetch_all(&self.pool)
+        .await
+        .context("looking up disputed jobs by blob")?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// The blob `uploader` uploaded whose digest's first 31 bytes are `prefix` (62 hex
+    /// digits): a dispute's evidence, which the chain names by those bytes only.
+    pub async fn blob_by_prefix(&self, prefix: &str, uploader: &str) -> Result<Option<BlobRow>> {
+        let row = sqlx::query(
+            "SELECT b.* FROM blobs b JOIN blob_uploaders u ON u.digest = b.digest \
+             WHERE b.digest >= $1 AND b.digest <= $2 AND u.uploader = $3 \
+             ORDER BY b.digest LIMIT 1",
+        )
+        .bind(format!("{prefix}00"))
+        .bind(format!("{prefix}ff"))
+        .bind(uploader)
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up a blob by its digest's prefix")?;
+        row.map(|r| {
+            Ok(BlobRow {
+                digest: r.try_get("digest")?,
+                size: u64_of(r.try_get("size")?, "size")?,
+                uploader: r.try_get("uploader")?,
+                created_at: u64_of(r.try_get("created_at")?, "created_at")?,
+            })
+        })
+        .transpose()
     }
 
     /// Jobs whose input is `digest`.
@@ -932,6 +976,15 @@ impl Store {
             .context("reading job events")?;
         rows.iter().map(event_row).collect()
     }
+}
+
+/// The `LIKE` pattern that finds, in a job's stored dispute (compact JSON, see
+/// [`crate::indexer::job_row_of`]), the evidence hash the chain records for a blob of digest
+/// `digest` (64 lowercase hex): its first 31 bytes as a felt, `0x` and minimal hex. The same
+/// rule is written in SQL in the retention rule ([`COLLECTABLE`]).
+pub fn dispute_evidence_pattern(digest: &str) -> String {
+    let prefix = digest.get(..62).unwrap_or(digest).trim_start_matches('0');
+    format!("%\"evidence_hash\":\"0x{prefix}\"%")
 }
 
 #[cfg(test)]

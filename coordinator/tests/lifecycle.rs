@@ -934,3 +934,123 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
         .expect("an upload once the first blob is in use");
     c.stop().await;
 }
+
+/// Waits until the coordinator's index shows `job` in `state`.
+async fn indexed_state(c: &Running, job: u64, state: JobState) {
+    eventually(&format!("job {job} indexed {state:?}"), WAIT, || async {
+        let details = c.client().job(job).await.ok()?;
+        (details.job.state == state).then_some(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() {
+    // The arbiter decides from the job's input, its output and the disputer's evidence. Each
+    // is private: only JobMgr's arbiters (asked of the chain) and the dispute's parties may
+    // read them, and only while the job is disputed; the evidence, which the chain names by
+    // its first 31 bytes, is found through the job.
+    use ciro_api::coordinator::ErrorCode;
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let arbiter = c.client_as(&s, Actor::Arbiter);
+    let stranger = c.client_as(&s, Actor::Attacker);
+
+    let (model, model_digest) = model_with_file(&s, &c, b"a model whose result is disputed").await;
+    s.active_worker(Actor::WorkerA).await;
+    announce(&worker, &[model_digest]).await;
+    let input = b"the disputed job's input".to_vec();
+    let (job, input_digest) = job_with_input(&s, &c, model, &input).await;
+    eventually("the assignment reaches the worker", WAIT, || async {
+        let polled = worker
+            .poll_assignments(Duration::from_secs(5))
+            .await
+            .expect("poll");
+        polled.assignments.into_iter().find(|a| a.job_id == job)
+    })
+    .await;
+    let output = b"the worker's wrong output".to_vec();
+    worker
+        .upload_output(job, output.clone())
+        .await
+        .expect("output upload");
+    let output_digest = Digest::of(&output);
+    s.send(
+        s.jobs_as(Actor::WorkerA)
+            .submit_result(&job, &u256_from_digest(&output_digest.0)),
+    )
+    .await
+    .expect("submit_result");
+    chain_state(&s, job, "Completed").await;
+    indexed_state(&c, job, JobState::Completed).await;
+
+    // Not disputed: the arbiter reads none of it, and the job has no evidence.
+    for digest in [&input_digest, &output_digest] {
+        let refused = arbiter.download_blob(digest).await.expect_err("read");
+        assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+    }
+    let none = c.client().job_evidence(job).await.expect_err("no dispute");
+    assert_eq!(none.code(), Some(ErrorCode::InvalidState), "{none}");
+
+    // The submitter uploads its evidence and disputes on chain, naming its first 31 bytes.
+    let evidence = b"the submitter's own run of the job".to_vec();
+    let evidence_digest = submitter
+        .upload_blob(evidence.clone())
+        .await
+        .expect("evidence upload")
+        .digest;
+    let recorded =
+        ciro_chain::starknet::core::types::Felt::from_bytes_be_slice(&evidence_digest.0[..31]);
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &recorded))
+        .await
+        .expect("open_dispute");
+    chain_state(&s, job, "Disputed").await;
+    indexed_state(&c, job, JobState::Disputed).await;
+
+    // Anyone finds the evidence's whole digest through the job (its bytes stay private).
+    let found = c.client().job_evidence(job).await.expect("evidence");
+    assert_eq!(found.digest, evidence_digest);
+    assert_eq!(found.size, evidence.len() as u64);
+
+    // The arbiter reads all three; the accused worker reads the evidence against it.
+    for (digest, bytes) in [
+        (&evidence_digest, &evidence),
+        (&input_digest, &input),
+        (&output_digest, &output),
+    ] {
+        assert_eq!(
+            arbiter
+                .download_blob(digest)
+                .await
+                .expect("the arbiter reads"),
+            *bytes
+        );
+    }
+    assert_eq!(
+        worker
+            .download_blob(&evidence_digest)
+            .await
+            .expect("evidence"),
+        evidence
+    );
+    // A stranger reads none of them, nor does a holder of another JobMgr role (VERIFIER).
+    for reader in [&stranger, &c.client_as(&s, Actor::Verifier)] {
+        for digest in [&evidence_digest, &input_digest, &output_digest] {
+            let refused = reader.download_blob(digest).await.expect_err("read");
+            assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+        }
+    }
+
+    // Decided: the arbiter's reads end with the dispute.
+    s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &false, &0))
+        .await
+        .expect("resolve_dispute");
+    chain_state(&s, job, "Finalized").await;
+    indexed_state(&c, job, JobState::Finalized).await;
+    for digest in [&evidence_digest, &input_digest, &output_digest] {
+        let refused = arbiter.download_blob(digest).await.expect_err("read");
+        assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+    }
+}

@@ -845,6 +845,117 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         .is_empty());
 }
 
+/// A disputed job's evidence is kept while the job is disputed, however old its upload:
+/// arbitration outlasts the upload grace. The chain names it by its digest's first 31 bytes,
+/// and these bytes' digest begins with zeros, which the recorded felt's text drops.
+async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
+    const NOW: u64 = 100_000;
+    const GRACE_START: u64 = NOW - 3_600;
+    let store = Store::connect(url).await.expect("store");
+    let dir = tempfile::tempdir().expect("dir");
+    let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
+    let evidence_bytes = (0u32..)
+        .map(|i| format!("evidence {i}").into_bytes())
+        .find(|b| Digest::of(b).0[0] == 0)
+        .expect("a digest beginning with a zero byte");
+    let mut digests = Vec::new();
+    for bytes in [evidence_bytes, b"unrelated".to_vec()] {
+        let digest = Digest::of(&bytes);
+        let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
+            bytes,
+        ))]));
+        files.put(&digest, body, 100).await.expect("put");
+        store
+            .insert_blob(&blob(&digest, "0xd15", NOW - 86_400))
+            .await
+            .expect("record");
+        digests.push(digest);
+    }
+    let [evidence, unrelated] = digests[..] else {
+        unreachable!()
+    };
+    let recorded = ciro_chain::starknet::core::types::Felt::from_bytes_be_slice(&evidence.0[..31]);
+    let mut disputed = job(7);
+    disputed.state = "Disputed".into();
+    disputed.disputer = Some("0xd15".into());
+    disputed.dispute = Some(
+        ciro_coordinator::indexer::dispute_text("0xd15", recorded, "0x1", NOW - 86_400)
+            .expect("dispute"),
+    );
+    store
+        .apply(&page(1, vec![Mutation::JobSubmitted(disputed)]))
+        .await
+        .expect("a disputed job");
+    assert_eq!(
+        store
+            .collectable_blobs(GRACE_START, GRACE_START)
+            .await
+            .expect("listing"),
+        vec![unrelated.to_string()]
+    );
+    assert!(
+        !collect_blob(&store, &files, &evidence, GRACE_START, GRACE_START)
+            .await
+            .expect("collect"),
+        "the evidence of a disputed job was collected"
+    );
+    assert!(files.contains(&evidence).await.expect("contains"));
+    // The read rule finds the job by the same evidence.
+    let found = store
+        .disputed_jobs_with_blob(&evidence.to_string())
+        .await
+        .expect("lookup");
+    assert_eq!(found.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![7]);
+    let prefix = evidence.to_string()[..62].to_owned();
+    assert_eq!(
+        store
+            .blob_by_prefix(&prefix, "0xd15")
+            .await
+            .expect("prefix")
+            .map(|b| b.digest),
+        Some(evidence.to_string())
+    );
+    assert!(store
+        .blob_by_prefix(&prefix, "0xe11e")
+        .await
+        .expect("prefix")
+        .is_none());
+
+    // Decided: it is collectable like any other unreferenced blob.
+    store
+        .apply(&page(
+            2,
+            vec![Mutation::JobState {
+                job_id: 7,
+                state: "Finalized",
+                worker: None,
+                output_hash: None,
+                disputer: None,
+                at: None,
+            }],
+        ))
+        .await
+        .expect("decided");
+    assert!(
+        collect_blob(&store, &files, &evidence, GRACE_START, GRACE_START)
+            .await
+            .expect("collect")
+    );
+    assert!(!files.contains(&evidence).await.expect("contains"));
+}
+
+#[tokio::test]
+async fn sqlite_retention_keeps_a_disputed_jobs_evidence() {
+    let dir = tempfile::tempdir().expect("dir");
+    retention_keeps_a_disputed_jobs_evidence(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_retention_keeps_a_disputed_jobs_evidence() {
+    retention_keeps_a_disputed_jobs_evidence(&common::fresh_postgres().await.expect("database"))
+        .await;
+}
+
 #[tokio::test]
 async fn sqlite_retention_spares_what_was_uploaded_or_named_since_the_listing() {
     let dir = tempfile::tempdir().expect("dir");

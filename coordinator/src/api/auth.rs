@@ -56,6 +56,8 @@ pub struct Verifier {
     check_timeout: Duration,
     /// Accounts whose last check ran past the timeout, until when they are refused.
     slow: Mutex<HashMap<Felt, Instant>>,
+    /// Whether an account holds JobMgr's ARBITER role, and when the chain said so.
+    arbiters: Mutex<HashMap<Felt, (bool, Instant)>>,
 }
 
 impl Verifier {
@@ -86,6 +88,7 @@ impl Verifier {
             )),
             check_timeout: CHECK_TIMEOUT,
             slow: Mutex::new(HashMap::new()),
+            arbiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -253,6 +256,55 @@ impl Verifier {
         }
         cache.insert(key, (verdict, Instant::now()));
         Ok(verdict)
+    }
+
+    /// Whether `account` holds the ARBITER role of the deployment's JobMgr, as the chain says
+    /// (one view call, its answer reused for a minute: a revoked arbiter may read a disputed
+    /// job's data for up to that long after).
+    pub async fn is_arbiter(&self, account: Felt) -> Result<bool, ApiError> {
+        const REUSE: Duration = Duration::from_secs(60);
+        if let Some((holds, at)) = self
+            .arbiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+        {
+            if at.elapsed() < REUSE {
+                return Ok(*holds);
+            }
+        }
+        let role = ciro_chain::role_felt(ciro_protocol::roles::ARBITER)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("the ARBITER role name: {e}")))?;
+        let reader =
+            ciro_chain::bindings::job_mgr::JobMgrReader::new(self.job_manager, &*self.node);
+        let holds = tokio::time::timeout(
+            self.check_timeout,
+            ciro_chain::tx::call(reader.has_role(
+                &role,
+                &ciro_chain::cainome::cairo_serde::ContractAddress(account),
+            )),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the chain node did not say in time whether this account is an arbiter",
+            )
+        })?
+        .map_err(|error| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the chain node cannot say now whether this account is an arbiter: {error}"
+                ),
+            )
+        })?;
+        let mut arbiters = self.arbiters.lock().unwrap_or_else(|p| p.into_inner());
+        if arbiters.len() >= CACHE_CAPACITY {
+            arbiters.clear();
+        }
+        arbiters.insert(account, (holds, Instant::now()));
+        Ok(holds)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VerdictCache> {

@@ -434,6 +434,7 @@ impl Api {
             .route(routes::JOB_EVENTS, get(job_events))
             .route(routes::JOB_OUTPUT, put(put_output))
             .route(routes::JOB_RECEIPT, put(put_receipt).get(get_receipt))
+            .route(routes::JOB_EVIDENCE, get(get_evidence))
             .route(routes::JOB_RELEASE, post(post_release))
             .route(routes::SUBMITTER_EVENTS, get(submitter_events))
             .route(routes::EVENTS, get(dashboard::all_events))
@@ -1095,8 +1096,10 @@ async fn blob_meta(
 
 /// Who may read a blob: anyone for a model file its model's owner uploaded; the submitter and
 /// the worker of a job whose submitter uploaded it, for an input; a job's submitter and the
-/// worker that uploaded it, for an output; else whoever uploaded it (each upload of the same
-/// bytes counts: the uploader holds them).
+/// worker that uploaded it, for an output; a disputed job's submitter and worker, for the
+/// evidence its disputer uploaded; JobMgr's arbiters, for a disputed job's input, output and
+/// evidence ([`may_read_disputed`]); else whoever uploaded it (each upload of the same bytes
+/// counts: the uploader holds them).
 async fn may_read_blob(
     api: &Api,
     digest: &str,
@@ -1148,10 +1151,122 @@ async fn may_read_blob(
     {
         return Ok(());
     }
+    if may_read_disputed(api, digest, &reader, uploaders).await? {
+        return Ok(());
+    }
     Err(ApiError::new(
         ErrorCode::Forbidden,
-        format!("{reader} may not read this blob: only its job's submitter and worker may"),
+        format!(
+            "{reader} may not read this blob: only its job's submitter and worker may (and \
+             JobMgr's arbiters while the job is disputed)"
+        ),
     ))
+}
+
+/// Whether `reader` may read blob `digest` (uploaded by `uploaders`) as a party to a dispute
+/// or as its arbiter: a disputed job's submitter, worker and disputer read the evidence its
+/// disputer uploaded (the chain names it by its first 31 bytes); an account holding JobMgr's
+/// ARBITER role reads that evidence, the job's input its submitter uploaded and the output
+/// its worker uploaded. Arbiters are asked of the chain only when the blob is one of these.
+async fn may_read_disputed(
+    api: &Api,
+    digest: &str,
+    reader: &str,
+    uploaders: &[String],
+) -> ApiResult<bool> {
+    let jobs = api
+        .store()
+        .disputed_jobs_with_blob(digest)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut for_arbiters = false;
+    for job in &jobs {
+        let uploaded_by = |who: Option<&str>| who.is_some_and(|w| uploaders.iter().any(|u| u == w));
+        let evidence = is_evidence_of(job, digest) && uploaded_by(job.disputer.as_deref());
+        if evidence
+            && (job.submitter == reader
+                || job.worker.as_deref() == Some(reader)
+                || job.disputer.as_deref() == Some(reader))
+        {
+            return Ok(true);
+        }
+        for_arbiters |= evidence
+            || (job.input_hash == digest && uploaded_by(Some(&job.submitter)))
+            || (job.output_hash.as_deref() == Some(digest) && uploaded_by(job.worker.as_deref()));
+    }
+    if !for_arbiters {
+        return Ok(false);
+    }
+    let reader = parse_address_text(reader)?;
+    api.inner.verifier.is_arbiter(reader).await
+}
+
+/// Whether blob `digest` is the evidence of `job`'s dispute: the chain records its first 31
+/// bytes as a felt.
+fn is_evidence_of(job: &JobRow, digest: &str) -> bool {
+    let Some(dispute) = &job.dispute else {
+        return false;
+    };
+    let Ok(digest) = digest.parse::<ciro_api::wire::Digest>() else {
+        return false;
+    };
+    let recorded = serde_json::from_str::<serde_json::Value>(dispute)
+        .ok()
+        .and_then(|v| v["evidence_hash"].as_str().map(str::to_owned));
+    recorded.as_deref() == Some(felt_text(evidence_felt(&digest)).as_str())
+}
+
+/// The felt the chain records for an evidence blob of digest `digest`: its first 31 bytes.
+pub fn evidence_felt(digest: &ciro_api::wire::Digest) -> Felt {
+    Felt::from_bytes_be_slice(&digest.0[..31])
+}
+
+/// `GET /v1/jobs/{id}/evidence`: the blob the job's disputer uploaded whose first 31 bytes are
+/// the evidence hash its dispute records.
+async fn get_evidence(
+    State(api): State<Api>,
+    Path(job_id): Path<String>,
+) -> ApiResult<Json<BlobInfo>> {
+    let job_id = parse_id(&job_id, "job id")?;
+    let job = indexed_job(&api, job_id).await?;
+    let (Some(dispute), Some(disputer)) = (&job.dispute, &job.disputer) else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "job {job_id} is {} and was never disputed: it has no evidence",
+                job.state
+            ),
+        ));
+    };
+    let recorded = serde_json::from_str::<serde_json::Value>(dispute)
+        .ok()
+        .and_then(|v| v["evidence_hash"].as_str().map(str::to_owned))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job {job_id}'s stored dispute")))?;
+    let felt = parse_address_text(&recorded)?;
+    let prefix = hex_of(&felt.to_bytes_be()[1..]);
+    let row = api
+        .store()
+        .blob_by_prefix(&prefix, disputer)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BlobNotFound,
+                format!(
+                    "job {job_id}'s dispute names evidence {recorded}, which its disputer \
+                     {disputer} did not upload to this coordinator"
+                ),
+            )
+        })?;
+    Ok(Json(BlobInfo {
+        digest: parse_digest(&row.digest)?,
+        size: row.size,
+        created_at: row.created_at,
+    }))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn get_blob(

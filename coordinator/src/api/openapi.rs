@@ -43,7 +43,7 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             body: None,
             ok: ("200", "application/octet-stream", bytes()),
         },
-        (HttpMethod::Get, routes::BLOB_META) => Shape {
+        (HttpMethod::Get, routes::BLOB_META | routes::JOB_EVIDENCE) => Shape {
             query: none(),
             body: None,
             ok: json_ok("BlobInfo"),

@@ -82,6 +82,10 @@ pub enum JobCommand {
     /// Contest a completed job's result within its challenge window, paying its dispute bond;
     /// the evidence file is uploaded to the coordinator for the arbiter.
     Dispute(DisputeArgs),
+    /// Download a disputed job's evidence, input and output into --out (as its arbiter, or
+    /// its submitter, worker or disputer: each reads what it may), each checked against what
+    /// the chain records; then decide with `ciro job resolve`.
+    Evidence(EvidenceArgs),
     /// The arbiter decides a disputed job: with --worker-at-fault the worker is slashed and
     /// the submitter refunded, otherwise the result stands and the worker is paid.
     Resolve(ResolveArgs),
@@ -187,6 +191,18 @@ pub struct DisputeArgs {
     /// The evidence (e.g. your own run's output); its SHA-256 is recorded on chain.
     #[arg(long)]
     evidence: PathBuf,
+}
+
+#[derive(Args)]
+pub struct EvidenceArgs {
+    #[command(flatten)]
+    on: Connection,
+    /// The job's id.
+    job: u64,
+    /// The directory to write `evidence`, `input.safetensors` and `output.safetensors` to
+    /// (created if needed).
+    #[arg(long, short)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -533,6 +549,7 @@ pub async fn run_job(command: JobCommand) -> Result<()> {
         JobCommand::Result(args) => result(args).await,
         JobCommand::Cancel(args) => cancel(args).await,
         JobCommand::Dispute(args) => dispute(args).await,
+        JobCommand::Evidence(args) => evidence(args).await,
         JobCommand::Resolve(args) => resolve(args).await,
         JobCommand::List(args) => list(args).await,
         JobCommand::Settlement(args) => settlement(args).await,
@@ -1092,6 +1109,77 @@ async fn dispute(args: DisputeArgs) -> Result<()> {
         tokens(bond),
         uploaded.digest,
         tx_line(&outcome)
+    );
+    Ok(())
+}
+
+async fn evidence(args: EvidenceArgs) -> Result<()> {
+    let s = Session::open(&args.on, true).await?;
+    s.me()?;
+    let info = s.chain_job(args.job).await?;
+    ensure!(
+        info.dispute.disputer.0 != Felt::ZERO,
+        "job {} is {} and was never disputed: it has no evidence",
+        args.job,
+        state_name(&info.job.state)
+    );
+    if info.job.state != job_mgr::JobState::Disputed {
+        eprintln!(
+            "note: job {}'s dispute was decided (it is {}): its data may be read only while it \
+             is disputed",
+            args.job,
+            state_name(&info.job.state)
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let found = s
+        .coordinator
+        .job_evidence(args.job)
+        .await
+        .with_context(|| format!("finding job {}'s evidence at the coordinator", args.job))?;
+    // The chain records the evidence's first 31 bytes: the coordinator's blob must begin so.
+    ensure!(
+        Felt::from_bytes_be_slice(&found.digest.0[..31]) == info.dispute.evidence_hash,
+        "the coordinator names evidence {} for job {}, which is not the {:#x} its dispute \
+         records",
+        found.digest,
+        args.job,
+        info.dispute.evidence_hash
+    );
+    let files = [
+        ("evidence", "evidence", found.digest),
+        ("input", "input.safetensors", digest_of(info.job.input_hash)),
+        (
+            "output",
+            "output.safetensors",
+            digest_of(info.job.output_hash),
+        ),
+    ];
+    let mut refused = Vec::new();
+    for (what, name, digest) in files {
+        // The client checks that the bytes hash to the digest asked for.
+        let bytes = match s.coordinator.download_blob(&digest).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                eprintln!("{what:<9} {digest}: {error}");
+                refused.push(what);
+                continue;
+            }
+        };
+        let path = args.out.join(name);
+        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "{what:<9} {digest} ({} bytes) written to {}",
+            bytes.len(),
+            path.display()
+        );
+    }
+    ensure!(
+        refused.is_empty(),
+        "job {}'s {} could not be downloaded (above)",
+        args.job,
+        refused.join(" and ")
     );
     Ok(())
 }

@@ -670,6 +670,42 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         ],
         "is not an ARBITER",
     );
+    // The arbiter reads the dispute's evidence, input and output from the coordinator, each
+    // checked against the chain; another submitter (account 4) is refused them.
+    let files = work.join("dispute-files");
+    let files_arg = files.to_str().expect("utf-8");
+    let read = net.ok(&[
+        "job",
+        "evidence",
+        &job,
+        "--devnet-account",
+        "0",
+        "--out",
+        files_arg,
+    ]);
+    assert!(read.contains("evidence"), "{read}");
+    assert_eq!(
+        std::fs::read(files.join("evidence")).expect("evidence"),
+        std::fs::read(expected).expect("expected"),
+        "the arbiter's evidence is not what the submitter uploaded"
+    );
+    assert_eq!(
+        std::fs::read(files.join("output.safetensors")).expect("output"),
+        std::fs::read(&out).expect("the cheated output"),
+    );
+    assert!(files.join("input.safetensors").is_file());
+    net.refused(
+        &[
+            "job",
+            "evidence",
+            &job,
+            "--devnet-account",
+            "4",
+            "--out",
+            work.join("stranger-files").to_str().expect("utf-8"),
+        ],
+        "may not read this blob",
+    );
     let resolved = net.ok(&[
         "job",
         "resolve",

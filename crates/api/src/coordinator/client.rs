@@ -400,6 +400,19 @@ impl CoordinatorClient {
         })
     }
 
+    /// A disputed job's evidence: the blob its disputer uploaded whose SHA-256 begins with the
+    /// 31 bytes the chain records. Read its bytes with [`Self::download_blob`] (its
+    /// submitter, worker and disputer, and JobMgr's arbiters may), which checks the whole
+    /// digest.
+    pub async fn job_evidence(&self, job_id: u64) -> Result<BlobInfo, ClientError> {
+        let call = Call::new(
+            HttpMethod::Get,
+            routes::JOB_EVIDENCE,
+            routes::job_evidence(job_id),
+        );
+        self.json_of(call).await
+    }
+
     /// A blob's size and upload time.
     pub async fn blob_meta(&self, digest: &Digest) -> Result<BlobInfo, ClientError> {
         let call = Call::new(

@@ -36,6 +36,10 @@ pub const JOB_EVENTS: &str = "/v1/jobs/{job_id}/events";
 pub const JOB_OUTPUT: &str = "/v1/jobs/{job_id}/output/{digest}";
 /// A job's signed receipt: the assigned worker `PUT`s it, anyone `GET`s it.
 pub const JOB_RECEIPT: &str = "/v1/jobs/{job_id}/receipt";
+/// A disputed job's evidence: the blob its disputer uploaded whose SHA-256 begins with the
+/// 31 bytes the chain records ([`super::types::BlobInfo`]; its bytes are read from [`BLOB`]
+/// by the job's submitter, worker and disputer, and by JobMgr's arbiters).
+pub const JOB_EVIDENCE: &str = "/v1/jobs/{job_id}/evidence";
 /// The assigned worker gives a job back (it cannot run it): the coordinator releases it.
 pub const JOB_RELEASE: &str = "/v1/jobs/{job_id}/release";
 /// Server-sent events: state changes of every job of one submitter.
@@ -167,6 +171,12 @@ pub const ROUTES: &[Route] = {
         ),
         route(Get, JOB_RECEIPT, Public, "Get a job's signed receipt"),
         route(
+            Get,
+            JOB_EVIDENCE,
+            Public,
+            "Find a disputed job's evidence blob (its digest and size)",
+        ),
+        route(
             Post,
             JOB_RELEASE,
             Signed,
@@ -253,6 +263,11 @@ pub fn job_output(job_id: u64, digest: &Digest) -> String {
     fill(JOB_OUTPUT, &[("job_id", &job_id), ("digest", digest)])
 }
 
+/// Path of [`JOB_EVIDENCE`].
+pub fn job_evidence(job_id: u64) -> String {
+    fill(JOB_EVIDENCE, &[("job_id", &job_id)])
+}
+
 /// Path of [`JOB_RELEASE`].
 pub fn job_release(job_id: u64) -> String {
     fill(JOB_RELEASE, &[("job_id", &job_id)])
@@ -308,6 +323,7 @@ mod tests {
             (JOB_EVENTS, job_events(42)),
             (JOB_OUTPUT, job_output(42, &digest)),
             (JOB_RECEIPT, job_receipt(42)),
+            (JOB_EVIDENCE, job_evidence(42)),
             (JOB_RELEASE, job_release(42)),
             (SUBMITTER_EVENTS, submitter_events(address)),
             (WORKER, worker(address)),
