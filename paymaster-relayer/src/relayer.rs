@@ -273,10 +273,38 @@ fn set_slot(slots: &Mutex<HashMap<Felt, Slot>>, user: Felt, from: Slot, to: Opti
     }
 }
 
+/// Contract refusals a user cannot cause: changes of the sponsor's (its relayers, its
+/// policy's state, expiry and calls, its lists, its budgets, its deposit) or a pause, made
+/// between the relayer's simulation and the transaction's inclusion. A revert for one of
+/// these holds no user (it held the user for ten minutes for the sponsor's act).
+const NOT_THE_USERS: [&str; 10] = [
+    "PM: caller is not a relayer",
+    "PM: policy inactive",
+    "PM: policy expired",
+    "PM: user blocked",
+    "PM: user not allowlisted",
+    "PM: call not allowed",
+    "PM: relayer budget reached",
+    "PM: sponsor budget reached",
+    "PM: sponsor deposit too low",
+    "GOV: paused",
+];
+
+/// Whether a revert is the sponsor's (or governance's) doing, not the user's: its reason is
+/// one of [`NOT_THE_USERS`].
+fn sponsor_caused(error: &ChainError) -> bool {
+    // Each is asserted only in `execute_sponsored` itself (or, for the pause, by a contract
+    // the user's calls reach), and users' accounts are of the supported classes: a user's
+    // account cannot make them up.
+    error
+        .revert_reason()
+        .is_some_and(|reason| NOT_THE_USERS.contains(&reason))
+}
+
 /// What a user's slot becomes once the transaction its execution went out in is known (it
 /// was in a batch of `batch` executions), and until when the user's executions go alone.
 ///
-/// - Landed: the slot is free.
+/// - Landed, or reverted for the sponsor's change ([`sponsor_caused`]): the slot is free.
 /// - Reverted alone: the user is held for [`REVERT_HOLD_SECS`] (it could have known).
 /// - Reverted in a batch: which execution failed is not known (any of them, or someone else's
 ///   transaction in between). Holding every user would let one griefer hold honest users
@@ -292,6 +320,7 @@ fn after_landing(
     let hold = now.saturating_add(REVERT_HOLD_SECS);
     match outcome {
         Ok(_) => (None, None),
+        Err(error) if sponsor_caused(error) => (None, None),
         Err(ChainError::Reverted { .. }) if batch > 1 => (None, Some(hold)),
         Err(ChainError::Reverted { .. }) => (Some(Slot::Held(hold)), None),
         Err(_) => (Some(Slot::Held(execute_before)), None),
@@ -2092,6 +2121,36 @@ mod tests {
                 "a transaction that may still land holds the user, batched or not"
             );
         }
+    }
+
+    #[test]
+    fn a_revert_the_sponsor_caused_holds_no_user() {
+        // The sponsor deactivates its policy (or withdraws, narrows it, removes the relayer)
+        // while an execution that simulated fine is in flight: the relayer pays the revert,
+        // and the user, who could not have known, is not held for it.
+        let (now, before) = (1_000, 5_000);
+        for reason in NOT_THE_USERS {
+            let hex: String = reason.bytes().map(|b| format!("{b:02x}")).collect();
+            let reverted = ChainError::reverted(format!(
+                "Execution failed. Failure reason:\n(0x{hex} ('{reason}'), \
+                 0x454e545259504f494e545f4641494c4544 ('ENTRYPOINT_FAILED'))."
+            ));
+            assert!(sponsor_caused(&reverted), "{reverted:?}");
+            for batch in [1, 8] {
+                assert_eq!(
+                    after_landing(Err(&reverted), batch, now, before),
+                    (None, None),
+                    "{reason} in a batch of {batch}"
+                );
+            }
+        }
+        // The user's own calls failing still hold it.
+        let own = ChainError::reverted("0x1 ('u256_sub Overflow')".into());
+        assert!(!sponsor_caused(&own));
+        assert_eq!(
+            after_landing(Err(&own), 1, now, before),
+            (Some(Slot::Held(now + REVERT_HOLD_SECS)), None)
+        );
     }
 
     #[test]

@@ -1113,6 +1113,9 @@ async fn dispute(args: DisputeArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long `ciro job evidence` waits for the coordinator to index a dispute the chain shows.
+const INDEX_LAG_WAIT: Duration = Duration::from_secs(30);
+
 async fn evidence(args: EvidenceArgs) -> Result<()> {
     let s = Session::open(&args.on, true).await?;
     s.me()?;
@@ -1133,11 +1136,24 @@ async fn evidence(args: EvidenceArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let found = s
-        .coordinator
-        .job_evidence(args.job)
-        .await
-        .with_context(|| format!("finding job {}'s evidence at the coordinator", args.job))?;
+    // The coordinator's index follows the chain a tick or two behind: a dispute the chain
+    // shows may not be indexed yet (and until it is, its data is not readable through it).
+    let waited = std::time::Instant::now();
+    let found = loop {
+        match s.coordinator.job_evidence(args.job).await {
+            Err(e)
+                if e.code() == Some(ErrorCode::InvalidState)
+                    && waited.elapsed() < INDEX_LAG_WAIT =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
+            found => {
+                break found.with_context(|| {
+                    format!("finding job {}'s evidence at the coordinator", args.job)
+                })?
+            }
+        }
+    };
     // The chain records the evidence's first 31 bytes: the coordinator's blob must begin so.
     ensure!(
         Felt::from_bytes_be_slice(&found.digest.0[..31]) == info.dispute.evidence_hash,
