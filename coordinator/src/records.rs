@@ -234,9 +234,14 @@ const COLLECTABLE: &str = "blobs.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
          AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
          AND e.state = j.state AND e.recorded_at >= $2)) \
-     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.state = 'Disputed' \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dispute IS NOT NULL \
+         AND j.state IN ('Disputed', 'Refunded') \
          AND j.dispute LIKE '%\"evidence_hash\":\"0x' || ltrim(substr(blobs.digest, 1, 62), '0') \
-         || '\"%')";
+         || '\"%' \
+         AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
+             AND u.uploader = j.disputer) \
+         AND (j.state = 'Disputed' OR EXISTS (SELECT 1 FROM job_events e \
+             WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2)))";
 
 impl Store {
     /// Records `account`'s use of `nonce` until `expires_at`; `false` if it was already used
@@ -473,12 +478,14 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Disputed jobs whose input, output or dispute evidence `digest` may be: those naming it
-    /// as input or output, and those whose dispute's evidence hash is its first 31 bytes (what
-    /// the chain records), as [`dispute_evidence_pattern`] matches the stored dispute.
+    /// Jobs under arbitration whose input, output or dispute evidence `digest` may be: those
+    /// disputed, and those refunded by a worker-at-fault decision (the worker may challenge
+    /// the slash that followed, which an arbiter decides from the same data), naming it as
+    /// input or output or whose dispute's evidence hash is its first 31 bytes (what the chain
+    /// records), as [`dispute_evidence_pattern`] matches the stored dispute.
     pub async fn disputed_jobs_with_blob(&self, digest: &str) -> Result<Vec<JobRow>> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE state = 'Disputed' \
+            "SELECT * FROM jobs WHERE dispute IS NOT NULL AND state IN ('Disputed', 'Refunded') \
              AND (input_hash = $1 OR output_hash = $1 OR dispute LIKE $2) ORDER BY job_id",
         )
         .bind(digest)

@@ -944,25 +944,9 @@ async fn indexed_state(c: &Running, job: u64, state: JobState) {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() {
-    // The arbiter decides from the job's input, its output and the disputer's evidence. Each
-    // is private: only JobMgr's arbiters (asked of the chain) and the dispute's parties may
-    // read them, and only while the job is disputed; the evidence, which the chain names by
-    // its first 31 bytes, is found through the job.
-    use ciro_api::coordinator::ErrorCode;
-    let s = System::deploy().await.expect("deploy");
-    let c = Running::start(&s, Options::default()).await;
-    let worker = c.client_as(&s, Actor::WorkerA);
-    let submitter = c.client_as(&s, Actor::Submitter);
-    let arbiter = c.client_as(&s, Actor::Arbiter);
-    let stranger = c.client_as(&s, Actor::Attacker);
-
-    let (model, model_digest) = model_with_file(&s, &c, b"a model whose result is disputed").await;
-    s.active_worker(Actor::WorkerA).await;
-    announce(&worker, &[model_digest]).await;
-    let input = b"the disputed job's input".to_vec();
-    let (job, input_digest) = job_with_input(&s, &c, model, &input).await;
+/// Runs `job` through WorkerA: polled, its output uploaded and committed; the output's digest.
+async fn complete_through(s: &System, c: &Running, job: u64, output: &[u8]) -> Digest {
+    let worker = c.client_as(s, Actor::WorkerA);
     eventually("the assignment reaches the worker", WAIT, || async {
         let polled = worker
             .poll_assignments(Duration::from_secs(5))
@@ -971,25 +955,56 @@ async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() 
         polled.assignments.into_iter().find(|a| a.job_id == job)
     })
     .await;
-    let output = b"the worker's wrong output".to_vec();
     worker
-        .upload_output(job, output.clone())
+        .upload_output(job, output.to_vec())
         .await
         .expect("output upload");
-    let output_digest = Digest::of(&output);
+    let digest = Digest::of(output);
     s.send(
         s.jobs_as(Actor::WorkerA)
-            .submit_result(&job, &u256_from_digest(&output_digest.0)),
+            .submit_result(&job, &u256_from_digest(&digest.0)),
     )
     .await
     .expect("submit_result");
-    chain_state(&s, job, "Completed").await;
-    indexed_state(&c, job, JobState::Completed).await;
+    chain_state(s, job, "Completed").await;
+    indexed_state(c, job, JobState::Completed).await;
+    digest
+}
+
+/// The felt the chain records for evidence `digest`: its first 31 bytes.
+fn evidence_felt(digest: &Digest) -> ciro_chain::starknet::core::types::Felt {
+    ciro_chain::starknet::core::types::Felt::from_bytes_be_slice(&digest.0[..31])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() {
+    // The arbiter decides from the job's input, its output and the disputer's evidence. Each
+    // is private: only JobMgr's arbiters (asked of the chain) and the dispute's parties may
+    // read them, while the job is disputed and, after a worker-at-fault decision, while its
+    // slash may be challenged; the evidence, which the chain names by its first 31 bytes, is
+    // found through the job, and only the disputer's own upload counts as evidence.
+    use ciro_api::coordinator::ErrorCode;
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let arbiter = c.client_as(&s, Actor::Arbiter);
+    let stranger = c.client_as(&s, Actor::Attacker);
+    let forbidden = |error: ciro_api::coordinator::ClientError| {
+        assert_eq!(error.code(), Some(ErrorCode::Forbidden), "{error}");
+    };
+
+    let (model, model_digest) = model_with_file(&s, &c, b"a model whose result is disputed").await;
+    s.active_worker(Actor::WorkerA).await;
+    announce(&worker, &[model_digest]).await;
+    let input = b"the disputed job's input".to_vec();
+    let (job, input_digest) = job_with_input(&s, &c, model, &input).await;
+    let output = b"the worker's wrong output".to_vec();
+    let output_digest = complete_through(&s, &c, job, &output).await;
 
     // Not disputed: the arbiter reads none of it, and the job has no evidence.
     for digest in [&input_digest, &output_digest] {
-        let refused = arbiter.download_blob(digest).await.expect_err("read");
-        assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+        forbidden(arbiter.download_blob(digest).await.expect_err("read"));
     }
     let none = c.client().job_evidence(job).await.expect_err("no dispute");
     assert_eq!(none.code(), Some(ErrorCode::InvalidState), "{none}");
@@ -1001,11 +1016,12 @@ async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() 
         .await
         .expect("evidence upload")
         .digest;
-    let recorded =
-        ciro_chain::starknet::core::types::Felt::from_bytes_be_slice(&evidence_digest.0[..31]);
-    s.send(s.jobs_as(Actor::Submitter).open_dispute(&job, &recorded))
-        .await
-        .expect("open_dispute");
+    s.send(
+        s.jobs_as(Actor::Submitter)
+            .open_dispute(&job, &evidence_felt(&evidence_digest)),
+    )
+    .await
+    .expect("open_dispute");
     chain_state(&s, job, "Disputed").await;
     indexed_state(&c, job, JobState::Disputed).await;
 
@@ -1015,11 +1031,12 @@ async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() 
     assert_eq!(found.size, evidence.len() as u64);
 
     // The arbiter reads all three; the accused worker reads the evidence against it.
-    for (digest, bytes) in [
+    let all = [
         (&evidence_digest, &evidence),
         (&input_digest, &input),
         (&output_digest, &output),
-    ] {
+    ];
+    for (digest, bytes) in all {
         assert_eq!(
             arbiter
                 .download_blob(digest)
@@ -1037,20 +1054,77 @@ async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() 
     );
     // A stranger reads none of them, nor does a holder of another JobMgr role (VERIFIER).
     for reader in [&stranger, &c.client_as(&s, Actor::Verifier)] {
-        for digest in [&evidence_digest, &input_digest, &output_digest] {
-            let refused = reader.download_blob(digest).await.expect_err("read");
-            assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+        for (digest, _) in all {
+            forbidden(reader.download_blob(digest).await.expect_err("read"));
         }
     }
 
-    // Decided: the arbiter's reads end with the dispute.
-    s.send(s.jobs_as(Actor::Arbiter).resolve_dispute(&job, &false, &0))
+    // A second job whose dispute names another account's private blob: its disputer gains no
+    // read of it, the arbiter neither, and the job has no evidence here.
+    let (second, _) = job_with_input(&s, &c, model, b"a second input").await;
+    let second_output = complete_through(&s, &c, second, b"a second output").await;
+    let private = b"the delegator's private bytes".to_vec();
+    let victim = c
+        .client_as(&s, Actor::Delegator)
+        .upload_blob(private.clone())
         .await
-        .expect("resolve_dispute");
-    chain_state(&s, job, "Finalized").await;
-    indexed_state(&c, job, JobState::Finalized).await;
-    for digest in [&evidence_digest, &input_digest, &output_digest] {
-        let refused = arbiter.download_blob(digest).await.expect_err("read");
-        assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+        .expect("the victim's upload")
+        .digest;
+    s.send(
+        s.jobs_as(Actor::Submitter)
+            .open_dispute(&second, &evidence_felt(&victim)),
+    )
+    .await
+    .expect("open_dispute");
+    chain_state(&s, second, "Disputed").await;
+    indexed_state(&c, second, JobState::Disputed).await;
+    for reader in [&submitter, &worker, &arbiter] {
+        forbidden(reader.download_blob(&victim).await.expect_err("read"));
     }
+    let missing = c.client().job_evidence(second).await.expect_err("evidence");
+    assert_eq!(missing.code(), Some(ErrorCode::BlobNotFound), "{missing}");
+
+    // Decided against the worker: it may challenge the slash, which an arbiter decides from
+    // the same data, so the arbiter and the parties still read it (a stranger still not).
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&job, &true, &1_000),
+    )
+    .await
+    .expect("resolve_dispute");
+    chain_state(&s, job, "Refunded").await;
+    indexed_state(&c, job, JobState::Refunded).await;
+    for (digest, bytes) in all {
+        assert_eq!(
+            arbiter
+                .download_blob(digest)
+                .await
+                .expect("the arbiter reads"),
+            *bytes
+        );
+        forbidden(stranger.download_blob(digest).await.expect_err("read"));
+    }
+    assert_eq!(
+        worker
+            .download_blob(&evidence_digest)
+            .await
+            .expect("evidence"),
+        evidence
+    );
+
+    // Decided for the worker: nothing follows, and the arbiter's reads end.
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&second, &false, &0),
+    )
+    .await
+    .expect("resolve_dispute");
+    chain_state(&s, second, "Finalized").await;
+    indexed_state(&c, second, JobState::Finalized).await;
+    forbidden(
+        arbiter
+            .download_blob(&second_output)
+            .await
+            .expect_err("read"),
+    );
 }

@@ -845,9 +845,12 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         .is_empty());
 }
 
-/// A disputed job's evidence is kept while the job is disputed, however old its upload:
-/// arbitration outlasts the upload grace. The chain names it by its digest's first 31 bytes,
-/// and these bytes' digest begins with zeros, which the recorded felt's text drops.
+/// A disputed job's evidence is kept while the job is disputed, however old its upload
+/// (arbitration outlasts the upload grace), and for the output retention period after a
+/// worker-at-fault decision (the worker may challenge the slash, which an arbiter decides from
+/// it); only the disputer's own upload is kept for it (a dispute naming someone else's blob
+/// pins nothing). The chain names evidence by its digest's first 31 bytes; the first blob's
+/// digest begins with zeros, which the recorded felt's text drops.
 async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
     const NOW: u64 = 100_000;
     const GRACE_START: u64 = NOW - 3_600;
@@ -859,53 +862,84 @@ async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
         .find(|b| Digest::of(b).0[0] == 0)
         .expect("a digest beginning with a zero byte");
     let mut digests = Vec::new();
-    for bytes in [evidence_bytes, b"unrelated".to_vec()] {
+    for (bytes, uploader) in [
+        (evidence_bytes, "0xd15"),
+        (b"unrelated".to_vec(), "0xd15"),
+        (b"someone else's".to_vec(), "0xe11e"),
+        (b"evidence of a refunded job".to_vec(), "0xd15"),
+    ] {
         let digest = Digest::of(&bytes);
         let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
             bytes,
         ))]));
         files.put(&digest, body, 100).await.expect("put");
         store
-            .insert_blob(&blob(&digest, "0xd15", NOW - 86_400))
+            .insert_blob(&blob(&digest, uploader, NOW - 86_400))
             .await
             .expect("record");
         digests.push(digest);
     }
-    let [evidence, unrelated] = digests[..] else {
+    let [evidence, unrelated, others, refunded] = digests[..] else {
         unreachable!()
     };
-    let recorded = ciro_chain::starknet::core::types::Felt::from_bytes_be_slice(&evidence.0[..31]);
-    let mut disputed = job(7);
-    disputed.state = "Disputed".into();
-    disputed.disputer = Some("0xd15".into());
-    disputed.dispute = Some(
-        ciro_coordinator::indexer::dispute_text("0xd15", recorded, "0x1", NOW - 86_400)
-            .expect("dispute"),
-    );
+    let disputed = |job_id: u64, state: &str, named: &Digest| {
+        let recorded = ciro_chain::starknet::core::types::Felt::from_bytes_be_slice(&named.0[..31]);
+        let mut row = job(job_id);
+        row.state = state.into();
+        row.disputer = Some("0xd15".into());
+        row.dispute = Some(
+            ciro_coordinator::indexer::dispute_text("0xd15", recorded, "0x1", NOW - 86_400)
+                .expect("dispute"),
+        );
+        row
+    };
     store
-        .apply(&page(1, vec![Mutation::JobSubmitted(disputed)]))
+        .apply(&page(
+            1,
+            vec![
+                Mutation::JobSubmitted(disputed(7, "Disputed", &evidence)),
+                // Its disputer names a blob it did not upload.
+                Mutation::JobSubmitted(disputed(8, "Disputed", &others)),
+                // Decided against its worker just now: the slash may be challenged.
+                Mutation::JobSubmitted(disputed(9, "Refunded", &refunded)),
+                Mutation::JobEvent {
+                    job_id: 9,
+                    block_number: 1,
+                    tx_hash: "0x1".into(),
+                    recorded_at: NOW,
+                },
+            ],
+        ))
         .await
-        .expect("a disputed job");
-    assert_eq!(
-        store
-            .collectable_blobs(GRACE_START, GRACE_START)
-            .await
-            .expect("listing"),
-        vec![unrelated.to_string()]
-    );
-    assert!(
-        !collect_blob(&store, &files, &evidence, GRACE_START, GRACE_START)
-            .await
-            .expect("collect"),
-        "the evidence of a disputed job was collected"
-    );
-    assert!(files.contains(&evidence).await.expect("contains"));
-    // The read rule finds the job by the same evidence.
-    let found = store
-        .disputed_jobs_with_blob(&evidence.to_string())
+        .expect("disputed jobs");
+    let mut collectable = store
+        .collectable_blobs(GRACE_START, GRACE_START)
         .await
-        .expect("lookup");
-    assert_eq!(found.iter().map(|j| j.job_id).collect::<Vec<_>>(), vec![7]);
+        .expect("listing");
+    collectable.sort();
+    let mut expected = vec![unrelated.to_string(), others.to_string()];
+    expected.sort();
+    assert_eq!(collectable, expected);
+    for kept in [evidence, refunded] {
+        assert!(
+            !collect_blob(&store, &files, &kept, GRACE_START, GRACE_START)
+                .await
+                .expect("collect"),
+            "the evidence of a job under arbitration was collected"
+        );
+        assert!(files.contains(&kept).await.expect("contains"));
+    }
+    // The read rule finds the jobs by the same evidence.
+    for (digest, job_id) in [(evidence, 7), (others, 8), (refunded, 9)] {
+        let found = store
+            .disputed_jobs_with_blob(&digest.to_string())
+            .await
+            .expect("lookup");
+        assert_eq!(
+            found.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+            vec![job_id]
+        );
+    }
     let prefix = evidence.to_string()[..62].to_owned();
     assert_eq!(
         store
@@ -921,7 +955,8 @@ async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
         .expect("prefix")
         .is_none());
 
-    // Decided: it is collectable like any other unreferenced blob.
+    // Decided for its worker: nothing follows, and the evidence is collectable like any other
+    // unreferenced blob; a refund past the retention period likewise.
     store
         .apply(&page(
             2,
@@ -936,12 +971,23 @@ async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
         ))
         .await
         .expect("decided");
+    assert!(store
+        .disputed_jobs_with_blob(&evidence.to_string())
+        .await
+        .expect("lookup")
+        .is_empty());
     assert!(
         collect_blob(&store, &files, &evidence, GRACE_START, GRACE_START)
             .await
             .expect("collect")
     );
     assert!(!files.contains(&evidence).await.expect("contains"));
+    assert!(
+        collect_blob(&store, &files, &refunded, GRACE_START, NOW + 1)
+            .await
+            .expect("collect"),
+        "a refunded job's evidence outlived the retention period"
+    );
 }
 
 #[tokio::test]

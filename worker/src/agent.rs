@@ -500,7 +500,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             _ => None,
         }
         .unwrap_or(report.cpu.ram_mb);
-        (device_mb << 20) / 2
+        // At least the largest model file it accepts (a device whose memory reads 0 would
+        // otherwise keep only the newest module).
+        ((device_mb << 20) / 2).max(config.max_model_bytes)
     });
     tracing::info!(
         max_loaded_bytes,

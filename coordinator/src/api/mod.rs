@@ -1167,7 +1167,10 @@ async fn may_read_blob(
 /// or as its arbiter: a disputed job's submitter, worker and disputer read the evidence its
 /// disputer uploaded (the chain names it by its first 31 bytes); an account holding JobMgr's
 /// ARBITER role reads that evidence, the job's input its submitter uploaded and the output
-/// its worker uploaded. Arbiters are asked of the chain only when the blob is one of these.
+/// its worker uploaded. The same holds once a worker-at-fault decision refunded the job: its
+/// worker may challenge the slash, which an arbiter decides from the same data (retention
+/// keeps it for the output retention period). Arbiters are asked of the chain only when the
+/// blob is one of these.
 async fn may_read_disputed(
     api: &Api,
     digest: &str,
@@ -1243,7 +1246,15 @@ async fn get_evidence(
         .and_then(|v| v["evidence_hash"].as_str().map(str::to_owned))
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job {job_id}'s stored dispute")))?;
     let felt = parse_address_text(&recorded)?;
-    let prefix = hex_of(&felt.to_bytes_be()[1..]);
+    let bytes = felt.to_bytes_be();
+    if bytes[0] != 0 {
+        // Not the first 31 bytes of any SHA-256: no blob is this evidence.
+        return Err(ApiError::new(
+            ErrorCode::BlobNotFound,
+            format!("job {job_id}'s dispute names evidence {recorded}, wider than 31 bytes: no blob's digest begins with it"),
+        ));
+    }
+    let prefix = hex_of(&bytes[1..]);
     let row = api
         .store()
         .blob_by_prefix(&prefix, disputer)

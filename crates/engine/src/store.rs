@@ -264,6 +264,12 @@ impl ModelStore {
                 self.forget(hash);
                 EngineError::from(e.context(format!("reading the spec of model {hash}")))
             })?;
+        // Room first: the cache lets go of what the new module would put over the bound
+        // before it loads, not after (the peak would be the bound plus the new module).
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|m| !(m.hash == *hash && m.device == device));
+            self.evict_for(&mut cache, file_bytes);
+        }
         let mut module =
             CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
                 EngineError::CorruptModel {
@@ -312,16 +318,21 @@ impl ModelStore {
     fn remember(&self, model: Arc<LoadedModel>) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|m| !(m.hash == model.hash && m.device == model.device));
-            let mut held: u64 = cache.iter().map(|m| m.bytes).sum();
-            while !cache.is_empty()
-                && (cache.len() >= self.capacity
-                    || held.saturating_add(model.bytes) > self.max_loaded_bytes)
-            {
-                let evicted = cache.remove(0);
-                held -= evicted.bytes;
-                tracing::info!(model = %evicted.hash, bytes = evicted.bytes, "model evicted from the cache");
-            }
+            self.evict_for(&mut cache, model.bytes);
             cache.push(model);
+        }
+    }
+
+    /// Lets the least recently used modules go until one more of `bytes` fits the count and
+    /// the byte bound (or none is left).
+    fn evict_for(&self, cache: &mut Vec<Arc<LoadedModel>>, bytes: u64) {
+        let mut held: u64 = cache.iter().map(|m| m.bytes).sum();
+        while !cache.is_empty()
+            && (cache.len() >= self.capacity || held.saturating_add(bytes) > self.max_loaded_bytes)
+        {
+            let evicted = cache.remove(0);
+            held -= evicted.bytes;
+            tracing::info!(model = %evicted.hash, bytes = evicted.bytes, "model evicted from the cache");
         }
     }
 
