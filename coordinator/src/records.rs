@@ -349,15 +349,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .context("reading a blob record")?;
-        row.map(|r| {
-            Ok(BlobRow {
-                digest: r.try_get("digest")?,
-                size: u64_of(r.try_get("size")?, "size")?,
-                uploader: r.try_get("uploader")?,
-                created_at: u64_of(r.try_get("created_at")?, "created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(blob_row).transpose()
     }
 
     /// Forgets the record `upload` made (see [`Store::insert_blob`]) when its bytes could not
@@ -510,15 +502,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .context("looking up a blob by its digest's prefix")?;
-        row.map(|r| {
-            Ok(BlobRow {
-                digest: r.try_get("digest")?,
-                size: u64_of(r.try_get("size")?, "size")?,
-                uploader: r.try_get("uploader")?,
-                created_at: u64_of(r.try_get("created_at")?, "created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(blob_row).transpose()
     }
 
     /// Jobs whose input is `digest`.
@@ -983,6 +967,16 @@ impl Store {
             .context("reading job events")?;
         rows.iter().map(event_row).collect()
     }
+}
+
+/// A `blobs` row.
+fn blob_row(r: &sqlx::any::AnyRow) -> Result<BlobRow> {
+    Ok(BlobRow {
+        digest: r.try_get("digest")?,
+        size: u64_of(r.try_get("size")?, "size")?,
+        uploader: r.try_get("uploader")?,
+        created_at: u64_of(r.try_get("created_at")?, "created_at")?,
+    })
 }
 
 /// The `LIKE` pattern that finds, in a job's stored dispute (compact JSON, see

@@ -9,7 +9,6 @@ use cainome::cairo_serde::{ContractAddress, U256};
 use starknet::accounts::ConnectedAccount;
 use starknet::core::types::{BlockId, BlockTag, Call, EventFilter, Felt};
 use starknet::macros::selector;
-use starknet::providers::Provider;
 
 use crate::bindings::cdc_pool::{self, CdcPool, CdcPoolReader};
 use crate::bindings::erc20::{Erc20, Erc20Reader};
@@ -428,22 +427,11 @@ where
             keys: Some(vec![vec![selector!("SlashCreated")], vec![], vec![worker]]),
         };
         let mut ids = Vec::new();
-        let mut continuation = None;
-        loop {
-            let page = provider
-                .get_events(filter.clone(), continuation, 1_000)
-                .await
-                .map_err(ChainError::from)?;
-            for event in &page.events {
-                let id = event.keys.get(1).copied().unwrap_or_default();
-                ids.push(u64::try_from(id).map_err(|_| {
-                    ChainError::internal(anyhow::anyhow!("a slash id out of range: {id:#x}"))
-                })?);
-            }
-            match page.continuation_token {
-                Some(token) => continuation = Some(token),
-                None => break,
-            }
+        for event in crate::events::every_event(provider, filter, 1_000).await? {
+            let id = event.keys.get(1).copied().unwrap_or_default();
+            ids.push(u64::try_from(id).map_err(|_| {
+                ChainError::internal(anyhow::anyhow!("a slash id out of range: {id:#x}"))
+            })?);
         }
         let mut open = Vec::new();
         for id in ids {

@@ -170,22 +170,11 @@ impl<P: Provider + Sync> EventStream<P> {
             address: Some(self.contract),
             keys: None,
         };
-        let mut events = Vec::new();
-        let mut continuation = None;
-        loop {
-            let page = self
-                .provider
-                .get_events(filter.clone(), continuation, self.chunk_size)
-                .await
-                .map_err(ChainError::from)?;
-            for event in &page.events {
-                events.push(self.decode(event)?);
-            }
-            match page.continuation_token {
-                Some(token) => continuation = Some(token),
-                None => return Ok(events),
-            }
-        }
+        every_event(&self.provider, filter, self.chunk_size)
+            .await?
+            .iter()
+            .map(|event| self.decode(event))
+            .collect()
     }
 
     fn decode(&self, event: &EmittedEvent) -> Result<ChainEvent, ChainError> {
@@ -208,5 +197,27 @@ impl<P: Provider + Sync> EventStream<P> {
             },
             event: decoded,
         })
+    }
+}
+
+/// Every event `filter` matches, page after page of `chunk_size` (the node's continuation
+/// tokens followed to the end).
+pub async fn every_event<P: Provider + Sync>(
+    provider: &P,
+    filter: EventFilter,
+    chunk_size: u64,
+) -> Result<Vec<EmittedEvent>, ChainError> {
+    let mut events = Vec::new();
+    let mut continuation = None;
+    loop {
+        let page = provider
+            .get_events(filter.clone(), continuation, chunk_size)
+            .await
+            .map_err(ChainError::from)?;
+        events.extend(page.events);
+        match page.continuation_token {
+            Some(token) => continuation = Some(token),
+            None => return Ok(events),
+        }
     }
 }
