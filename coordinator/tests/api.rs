@@ -301,3 +301,43 @@ async fn event_streams_past_a_clients_or_the_servers_limit_are_refused_until_one
     let (status, code, message) = error_of(s.http.get(&url).send().await.unwrap()).await;
     assert_eq!((status, code), (503, ErrorCode::Unavailable), "{message}");
 }
+
+#[tokio::test]
+async fn network_stats_of_any_window_are_the_last_minutes_of_one_answer() {
+    // `minutes` 1 to 60 is one computation (a client cycling through them used to cost one
+    // each): every window is the newest minutes of the widest one.
+    let s = serve(ApiConfig::default()).await;
+    let stats = |minutes: u8| {
+        let url = format!("{}/v1/stats?minutes={minutes}", s.base);
+        let http = s.http.clone();
+        async move {
+            let response = http.get(url).send().await.expect("stats");
+            assert_eq!(response.status().as_u16(), 200);
+            response
+                .json::<ciro_api::coordinator::NetworkStats>()
+                .await
+                .expect("stats body")
+        }
+    };
+    let wide = stats(60).await;
+    assert_eq!(wide.recent.len(), 60);
+    for minutes in [1u8, 5, 15, 59] {
+        let narrow = stats(minutes).await;
+        assert_eq!(narrow.recent.len(), usize::from(minutes));
+        let newest = narrow.recent.last().expect("a minute").minute;
+        assert_eq!(newest, wide.recent.last().expect("a minute").minute);
+        assert!(narrow
+            .recent
+            .windows(2)
+            .all(|w| w[1].minute == w[0].minute + 60));
+    }
+    let (status, code, _) = error_of(
+        s.http
+            .get(format!("{}/v1/stats?minutes=61", s.base))
+            .send()
+            .await
+            .expect("stats"),
+    )
+    .await;
+    assert_eq!((status, code), (400, ErrorCode::BadRequest));
+}

@@ -31,6 +31,9 @@ const RECENT_EVENTS: u64 = 20_000;
 const ACCOUNTING_TTL: Duration = Duration::from_secs(2);
 /// How long a `/v1/stats` answer is reused (concurrent callers share one computation).
 const STATS_TTL: Duration = Duration::from_secs(1);
+
+/// The widest window `GET /v1/stats` serves, in minutes (the one it computes).
+const STATS_MINUTES: u64 = 60;
 /// Longest wait for the chain's totals (then the last ones read are shown).
 const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -165,12 +168,22 @@ pub(super) async fn stats(
     if !(1..=60).contains(&minutes) {
         return Err(ApiError::bad("minutes must be 1 to 60"));
     }
+    // One answer, for the widest window, serves every `minutes` (its last minutes are the
+    // narrower window's, the newest events being the ones kept): a client cycling through
+    // 1 to 60 costs one computation a second, not sixty.
+    let requested = minutes as usize;
+    let narrowed = move |mut answer: NetworkStats| {
+        let from = answer.recent.len().saturating_sub(requested);
+        answer.recent.drain(..from);
+        Json(answer)
+    };
     let mut cache = api.inner.stats.lock().await;
-    if let Some((at, answer)) = cache.get(&minutes) {
+    if let Some((at, answer)) = cache.get(&STATS_MINUTES) {
         if at.elapsed() < STATS_TTL {
-            return Ok(Json(answer.clone()));
+            return Ok(narrowed(answer.clone()));
         }
     }
+    let minutes = STATS_MINUTES;
     let store = api.store();
     let now = unix_now();
     let first_minute = (now / 60 + 1 - minutes) * 60;
@@ -253,8 +266,8 @@ pub(super) async fn stats(
         indexed_block: api.inner.index.indexed(),
         server_time: now,
     };
-    cache.insert(minutes, (Instant::now(), answer.clone()));
-    Ok(Json(answer))
+    cache.insert(STATS_MINUTES, (Instant::now(), answer.clone()));
+    Ok(narrowed(answer))
 }
 
 #[cfg(test)]

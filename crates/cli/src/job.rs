@@ -28,7 +28,7 @@ use ciro_chain::sender::{SenderConfig, TxSender};
 use ciro_chain::tx::{block_timestamp, call, TxOutcome};
 use ciro_chain::RpcAccount;
 use ciro_protocol::{contracts, TOKEN};
-use ciro_service::{AccountArgs, ChainArgs};
+use ciro_service::{terminal_safe, AccountArgs, ChainArgs};
 use clap::{Args, Subcommand};
 use starknet::accounts::Account;
 use starknet::core::types::{BlockId, BlockTag, EventFilter, Felt};
@@ -180,6 +180,37 @@ pub struct ResultArgs {
     /// Largest absolute difference accepted by --expect.
     #[arg(long, default_value_t = 1e-4)]
     tolerance: f32,
+    #[command(flatten)]
+    download: DownloadArgs,
+}
+
+/// Bounds on what a download from the coordinator may cost (its bytes are checked against
+/// the chain only once they are all in).
+#[derive(Args)]
+pub struct DownloadArgs {
+    /// Most bytes one downloaded file may have.
+    #[arg(long, env = "CIRO_MAX_DOWNLOAD_BYTES", default_value_t = 1 << 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_bytes: u64,
+    /// Longest one download may take, in seconds.
+    #[arg(long, env = "CIRO_DOWNLOAD_TIMEOUT_SECS", default_value_t = 1_800,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    download_timeout_secs: u64,
+}
+
+impl DownloadArgs {
+    /// Blob `digest` from the coordinator, within these bounds (the client checks that the
+    /// bytes hash to the digest).
+    async fn blob(&self, coordinator: &CoordinatorClient, digest: &Digest) -> Result<Vec<u8>> {
+        let limit = Duration::from_secs(self.download_timeout_secs);
+        let bytes = tokio::time::timeout(
+            limit,
+            coordinator.download_blob_within(digest, self.max_bytes),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("the download took longer than {limit:?}"))??;
+        Ok(bytes.to_vec())
+    }
 }
 
 #[derive(Args)]
@@ -203,6 +234,8 @@ pub struct EvidenceArgs {
     /// (created if needed).
     #[arg(long, short)]
     out: PathBuf,
+    #[command(flatten)]
+    download: DownloadArgs,
 }
 
 #[derive(Args)]
@@ -470,7 +503,12 @@ fn check_safetensors(bytes: &[u8], what: &str) -> Result<Vec<String>> {
         .map_err(|e| anyhow::anyhow!("{what} is not a safetensors file: {e:?}"))?;
     let mut described = Vec::new();
     for (name, view) in tensors.tensors() {
-        described.push(format!("{name}: {:?} {:?}", view.dtype(), view.shape()));
+        described.push(format!(
+            "{}: {:?} {:?}",
+            terminal_safe(&name, false),
+            view.dtype(),
+            view.shape()
+        ));
     }
     ensure!(!described.is_empty(), "{what} holds no tensor");
     described.sort();
@@ -701,8 +739,13 @@ async fn submit(args: SubmitArgs) -> Result<()> {
                 outcome.tx_hash, me.address
             )
         })?;
+    // The model as the chain has it (a coordinator's model list is not checked against the
+    // chain: the file hash says which model the fee paid for).
     eprintln!(
-        "submitted job {job_id} on model {model_id}: fee {} escrowed, deadline in {} s; {}",
+        "submitted job {job_id} on model {model_id} (file {} on chain, owner {:#x}): fee {} \
+         escrowed, deadline in {} s; {}",
+        digest_of(model.model_hash),
+        model.owner.0,
         tokens(fee),
         args.deadline,
         tx_line(&outcome)
@@ -767,7 +810,10 @@ async fn status(args: StatusArgs) -> Result<()> {
         yes(details.data.receipt)
     );
     if let Some(unmatched) = &details.unmatched {
-        println!("not matched yet: {}", unmatched.message);
+        println!(
+            "not matched yet: {}",
+            terminal_safe(&unmatched.message, false)
+        );
     }
     Ok(())
 }
@@ -778,11 +824,17 @@ async fn watch(args: WatchArgs) -> Result<()> {
     job_details(&s, args.job).await?;
     let follow = async {
         let mut last = None;
+        let mut pause = Duration::ZERO;
         loop {
+            // A stream that ended without an event is opened again after a growing pause
+            // (a coordinator closing every stream at once would otherwise keep this spinning).
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).clamp(Duration::from_millis(250), Duration::from_secs(10));
             // The stream replays the job's history, then follows it; after a dropped
             // connection it resumes from the last event seen.
             let mut events = s.coordinator.job_events(args.job, last).await?;
             while let Some(event) = events.next().await? {
+                pause = Duration::ZERO;
                 last = Some(event.sequence);
                 let worker = event
                     .worker
@@ -859,9 +911,9 @@ async fn result(args: ResultArgs) -> Result<()> {
     };
     let committed = digest_of(job.output_hash);
     // The client checks that the bytes hash to the digest asked for: the on-chain one.
-    let bytes = s
-        .coordinator
-        .download_blob(&committed)
+    let bytes = args
+        .download
+        .blob(&s.coordinator, &committed)
         .await
         .with_context(|| format!("downloading job {}'s output {committed}", args.job))?;
     ensure!(
@@ -886,12 +938,12 @@ async fn result(args: ResultArgs) -> Result<()> {
                 "receipt   signed by worker {worker:#x} (checked by its account contract): \
                  device {}, libtorch {}, CUDA {}, deterministic {} (seed {}), model load {} ms, \
                  inference {} ms",
-                r.device,
-                r.libtorch_version,
+                terminal_safe(&r.device, false),
+                terminal_safe(&r.libtorch_version, false),
                 if r.cuda_version.is_empty() {
-                    "none"
+                    "none".into()
                 } else {
-                    &r.cuda_version
+                    terminal_safe(&r.cuda_version, false)
                 },
                 r.deterministic,
                 r.seed,
@@ -1175,10 +1227,13 @@ async fn evidence(args: EvidenceArgs) -> Result<()> {
     let mut refused = Vec::new();
     for (what, name, digest) in files {
         // The client checks that the bytes hash to the digest asked for.
-        let bytes = match s.coordinator.download_blob(&digest).await {
+        let bytes = match args.download.blob(&s.coordinator, &digest).await {
             Ok(bytes) => bytes,
             Err(error) => {
-                eprintln!("{what:<9} {digest}: {error}");
+                eprintln!(
+                    "{what:<9} {digest}: {}",
+                    terminal_safe(&format!("{error:#}"), false)
+                );
                 refused.push(what);
                 continue;
             }
@@ -1285,8 +1340,16 @@ async fn list(args: ListArgs) -> Result<()> {
             );
             shown += 1;
         }
+        // An empty page or a cursor seen before ends the listing (a coordinator answering so
+        // would keep it going for ever).
         match page.next_cursor {
-            Some(cursor) if shown < args.limit => query.cursor = Some(cursor),
+            Some(cursor)
+                if shown < args.limit
+                    && !page.items.is_empty()
+                    && query.cursor.as_ref() != Some(&cursor) =>
+            {
+                query.cursor = Some(cursor)
+            }
             _ => break,
         }
     }
@@ -1416,8 +1479,10 @@ async fn model_list(args: ReadConnection) -> Result<()> {
             );
         }
         match page.next_cursor {
-            Some(cursor) => query.cursor = Some(cursor),
-            None => break,
+            Some(cursor) if !page.items.is_empty() && query.cursor.as_ref() != Some(&cursor) => {
+                query.cursor = Some(cursor)
+            }
+            _ => break,
         }
     }
     Ok(())

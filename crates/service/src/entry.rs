@@ -41,7 +41,9 @@ pub fn exit_code(binary: &str, result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let chain = format!("{err:#}");
+            // An error may carry text another party wrote (a coordinator's or a node's
+            // message): printed as is, its escape sequences could hide or rewrite lines.
+            let chain = terminal_safe(&format!("{err:#}"), true).into_owned();
             if installed_format() == Some(LogFormat::Json) {
                 tracing::error!(error = %chain, "{binary} failed");
             }
@@ -49,6 +51,31 @@ pub fn exit_code(binary: &str, result: Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `text` safe to print on a terminal: every control character (escape sequences, carriage
+/// returns; line feeds too unless `lines`) and every bidirectional override is shown as its
+/// `\u{..}` escape. For text another party wrote: a worker's receipt, a coordinator's
+/// message, a file's tensor names.
+pub fn terminal_safe(text: &str, lines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(lines && c == '\n'))
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Validates the logging arguments and installs tracing (once per process).
@@ -110,6 +137,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn terminal_safe_escapes_control_and_bidi_characters() {
+        assert_eq!(
+            super::terminal_safe("plain text: 0x1", false),
+            "plain text: 0x1"
+        );
+        assert_eq!(
+            super::terminal_safe("GPU\u{1b}[8m hidden\r\u{202e}", false),
+            "GPU\\u{1b}[8m hidden\\u{d}\\u{202e}"
+        );
+        assert_eq!(super::terminal_safe("a\nb", true), "a\nb");
+        assert_eq!(super::terminal_safe("a\nb", false), "a\\u{a}b");
+    }
+
     use super::*;
 
     #[test]

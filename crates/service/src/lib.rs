@@ -42,7 +42,7 @@ pub mod test_util;
 mod test_env;
 
 pub use chain::{AccountArgs, ChainArgs, ChainConfig};
-pub use entry::{exit_code, run_main, run_service};
+pub use entry::{exit_code, run_main, run_service, terminal_safe};
 pub use http::{router, serve, ServeArgs, Server};
 pub use limits::RateLimiter;
 pub use log::{init_tracing, LogArgs, LogConfig, LogFormat};

@@ -12,12 +12,13 @@ pub struct SseEvent {
     pub id: Option<String>,
 }
 
-/// A line longer than this is refused rather than buffered without end.
+/// A line, or an event's data (its `data:` lines joined), longer than this is refused rather
+/// than buffered without end.
 const MAX_LINE: usize = 1 << 20;
 
-/// A line over 1 MiB.
+/// A line or an event's data over 1 MiB.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("an event-stream line exceeds {MAX_LINE} bytes")]
+#[error("an event-stream line or event exceeds {MAX_LINE} bytes")]
 pub struct LineTooLong;
 
 /// Incremental parser: [`SseParser::push`] bytes, then take events with
@@ -47,6 +48,9 @@ impl SseParser {
             }
             if let Some(event) = self.process_line(&String::from_utf8_lossy(&line)) {
                 return Ok(Some(event));
+            }
+            if self.data.len() > MAX_LINE {
+                return Err(LineTooLong);
             }
         }
         if self.buffer.len() > MAX_LINE {
@@ -98,6 +102,26 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_whose_data_lines_never_end_is_refused() {
+        // Each line is short, but an event that never ends must not grow without bound.
+        let mut parser = SseParser::default();
+        let line = format!("data: {}\n", "x".repeat(1_000));
+        let mut refused = false;
+        for _ in 0..2_000 {
+            parser.push(line.as_bytes());
+            match parser.next_event() {
+                Ok(None) => {}
+                Ok(Some(event)) => panic!("an event was dispatched: {}", event.data.len()),
+                Err(LineTooLong) => {
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        assert!(refused, "1 MiB of data lines was buffered");
+    }
 
     fn events(chunks: &[&[u8]]) -> Vec<SseEvent> {
         let mut parser = SseParser::default();
