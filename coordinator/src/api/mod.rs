@@ -450,6 +450,17 @@ impl Api {
             .method_not_allowed_fallback(method_not_allowed)
             // Bodies are read by the handlers, each with its own limit.
             .layer(DefaultBodyLimit::disable())
+            // No answer is to be sniffed into another type (a blob's bytes served as a page on
+            // the dashboard's origin).
+            .layer(middleware::map_response(
+                |mut response: Response| async move {
+                    response.headers_mut().insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        axum::http::HeaderValue::from_static("nosniff"),
+                    );
+                    response
+                },
+            ))
             .with_state(self)
     }
 
