@@ -176,6 +176,17 @@ pub enum EventScope {
     All,
 }
 
+impl EventScope {
+    /// Whether `row` is one of this scope's.
+    pub fn matches(&self, row: &JobEventRow) -> bool {
+        match self {
+            Self::Job(id) => row.job_id == *id,
+            Self::Submitter(address) => row.submitter == *address,
+            Self::All => true,
+        }
+    }
+}
+
 fn liveness_row(r: &sqlx::any::AnyRow) -> Result<LivenessRow> {
     Ok(LivenessRow {
         address: r.try_get("address")?,
@@ -874,6 +885,12 @@ impl Store {
             .collect()
     }
 
+    /// How many times the job event log was read ([`Store::job_events`]) through this store
+    /// and its clones.
+    pub fn event_log_reads(&self) -> u64 {
+        self.event_reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The newest event's sequence (0 before any).
     pub async fn last_sequence(&self) -> Result<u64> {
         let row = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS n FROM job_events")
@@ -954,6 +971,8 @@ impl Store {
         after: u64,
         limit: u64,
     ) -> Result<Vec<JobEventRow>> {
+        self.event_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let query = sqlx::query(job_events_sql(scope)).bind(i64_of(after, "sequence")?);
         let query = match scope {
             EventScope::Job(id) => query.bind(i64_of(*id, "job id")?),

@@ -42,6 +42,8 @@ pub struct Store {
     /// PostgreSQL only: a native pool (connected on first use) for the index's page writes,
     /// which `COPY` rows in; the `Any` driver cannot reach `COPY` or bind arrays.
     pages: Option<sqlx::PgPool>,
+    /// Reads of the job event log so far ([`Store::job_events`]).
+    pub(crate) event_reads: Arc<AtomicU64>,
 }
 
 /// Most job rows a [`JobCache`] holds by default (a few hundred bytes each).
@@ -414,6 +416,7 @@ impl Store {
             backend,
             generation: Arc::default(),
             pages,
+            event_reads: Arc::default(),
         })
     }
 

@@ -18,6 +18,7 @@ use ciro_service::CancellationToken;
 struct Served {
     base: String,
     http: reqwest::Client,
+    store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -37,7 +38,7 @@ async fn serve(config: ApiConfig) -> Served {
     let api = Api::new(
         store.clone(),
         Arc::new(blobs),
-        Verifier::new(node, Felt::ONE, store, 300, failures),
+        Verifier::new(node, Felt::ONE, store.clone(), 300, failures),
         config,
         Arc::new(IndexerStatus::default()),
         CancellationToken::new(),
@@ -57,6 +58,7 @@ async fn serve(config: ApiConfig) -> Served {
     Served {
         base: format!("http://{address}"),
         http: reqwest::Client::new(),
+        store,
         _dir: dir,
     }
 }
@@ -340,4 +342,91 @@ async fn network_stats_of_any_window_are_the_last_minutes_of_one_answer() {
     )
     .await;
     assert_eq!((status, code), (400, ErrorCode::BadRequest));
+}
+
+#[tokio::test]
+async fn open_event_streams_share_one_reader_of_the_log() {
+    // Each stream read the log every 250 ms itself: a thousand streams, thousands of queries
+    // a second. Now one reader fans entries out; a stream reads only to catch up.
+    use ciro_coordinator::store::{Batch, JobRow, Mutation};
+    let s = serve(ApiConfig {
+        max_event_streams_per_client: 64,
+        ..ApiConfig::default()
+    })
+    .await;
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let url = if i % 2 == 0 {
+            format!("{}/v1/events?after=0", s.base)
+        } else {
+            format!("{}/v1/submitters/0xabc/events", s.base)
+        };
+        let response = s.http.get(url).send().await.expect("stream");
+        assert_eq!(response.status().as_u16(), 200);
+        streams.push(response);
+    }
+    // Settled (each stream's catch-up done), then two idle seconds.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = s.store.event_log_reads();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let reads = s.store.event_log_reads() - before;
+    assert!(
+        reads <= 20,
+        "{reads} reads of the event log in 2 s with 20 idle streams open"
+    );
+
+    // An entry recorded now reaches every stream, once.
+    let job = JobRow {
+        job_id: 1,
+        submitter: "0xabc".into(),
+        model_id: 1,
+        input_hash: "11".repeat(32),
+        fee: "0x64".into(),
+        deadline: 1_000,
+        min_vram_mb: 0,
+        required_flags: 0,
+        min_stake_tier: 0,
+        min_score: 0,
+        terms: "{}".into(),
+        dispute_bond: "0x1".into(),
+        state: "Queued".into(),
+        worker: None,
+        output_hash: None,
+        disputer: None,
+        assigned_at: None,
+        completed_at: None,
+        dispute: None,
+    };
+    s.store
+        .apply(&Batch {
+            contract: "JobMgr".into(),
+            cursor: ciro_chain::events::EventCursor::at(2),
+            events: 1,
+            block: 1,
+            mutations: vec![
+                Mutation::JobSubmitted(job),
+                Mutation::JobEvent {
+                    job_id: 1,
+                    block_number: 1,
+                    tx_hash: "0x1".into(),
+                    recorded_at: 7,
+                },
+            ],
+        })
+        .await
+        .expect("an entry");
+    for mut response in streams {
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !text.contains("job_id") || !text.ends_with("\n\n") {
+            let chunk = tokio::time::timeout_at(deadline, response.chunk())
+                .await
+                .expect("the entry reached the stream")
+                .expect("a chunk")
+                .expect("open");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert_eq!(text.matches("\"job_id\":1").count(), 1, "{text}");
+        assert!(text.contains("id: 1"), "{text}");
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod dashboard;
+mod feed;
 pub mod openapi;
 
 use std::collections::{HashMap, HashSet};
@@ -190,6 +191,8 @@ struct Inner {
     polls: Arc<Slots<String>>,
     /// The bytes the uploads in progress may still write.
     uploads: Arc<UploadReservations>,
+    /// The one reader of the event log the streams follow.
+    feed: Arc<feed::EventFeed>,
 }
 
 /// Most uploads one account may have in progress at once.
@@ -398,6 +401,7 @@ impl Api {
                 streams,
                 polls,
                 uploads,
+                feed: Arc::default(),
             }),
         }
     }
@@ -1753,51 +1757,29 @@ fn event_stream(
     after: u64,
     slot: StreamSlot,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
-    struct Cursor {
-        api: Api,
-        scope: EventScope,
-        after: u64,
-        pending: std::collections::VecDeque<JobEventRow>,
-        _slot: StreamSlot,
-    }
-    let start = Cursor {
-        api,
+    // The stream catches up from the database, then takes the process's one reader's
+    // batches ([`feed`]).
+    let follower = feed::Follower::new(
+        &api.inner.feed,
+        api.store().clone(),
         scope,
         after,
-        pending: Default::default(),
-        _slot: slot,
-    };
-    futures_util::stream::unfold(start, |mut cursor| async move {
+        api.inner.shutdown.clone(),
+    );
+    futures_util::stream::unfold((follower, slot), |(mut follower, slot)| async move {
         loop {
-            if let Some(row) = cursor.pending.pop_front() {
-                cursor.after = row.sequence;
-                let event = match event_of(&row).and_then(|e| {
-                    serde_json::to_string(&e).map_err(|e| ApiError::internal(e.into()))
-                }) {
-                    Ok(data) => Event::default()
+            let row = follower.next().await?;
+            match event_of(&row)
+                .and_then(|e| serde_json::to_string(&e).map_err(|e| ApiError::internal(e.into())))
+            {
+                Ok(data) => {
+                    let event = Event::default()
                         .event(JOB_EVENT)
                         .id(row.sequence.to_string())
-                        .data(data),
-                    Err(_) => continue,
-                };
-                return Some((Ok(event), cursor));
-            }
-            match cursor
-                .api
-                .store()
-                .job_events(&cursor.scope, cursor.after, 100)
-                .await
-            {
-                Ok(rows) if !rows.is_empty() => {
-                    cursor.pending.extend(rows);
-                    continue;
+                        .data(data);
+                    return Some((Ok(event), (follower, slot)));
                 }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "reading job events"),
-            }
-            tokio::select! {
-                _ = cursor.api.inner.shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                Err(_) => continue,
             }
         }
     })
