@@ -318,12 +318,16 @@ pub async fn fresh_postgres_database(admin_url: Option<String>) -> Result<String
     use sqlx::Executor;
     sqlx::any::install_default_drivers();
     let admin_url = admin_url.unwrap_or_else(test_postgres_admin_url);
+    // The process, the time and a count: two tests of one process asking in the same clock
+    // tick (the clock's resolution may be coarser than a nanosecond) got one name.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!(
-        "ciro_test_{}_{}",
+        "ciro_test_{}_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
+            .as_nanos(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
         .await

@@ -134,6 +134,9 @@ fn content_security_policy(page: &str) -> String {
         .split_once("<script>")
         .and_then(|(_, rest)| rest.split_once("</script>"))
         .map_or("", |(script, _)| script);
+    // A browser hashes the script's text with its line breaks normalized to LF (a checkout
+    // with CRLF line endings would otherwise block the page's own script).
+    let script = script.replace("\r\n", "\n");
     let hash = base64(&sha2::Sha256::digest(script.as_bytes()));
     format!(
         "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; \

@@ -11,7 +11,6 @@
 //! are dropped by their sequence.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +24,15 @@ use crate::store::Store;
 const POLL: Duration = Duration::from_millis(250);
 
 /// Most entries one read takes (a full read is followed by the next at once).
-const PAGE: u64 = 1_000;
+const PAGE: u64 = 100;
 
-/// Batches the channel holds for streams that have not taken them yet; a stream further
-/// behind catches up from the database.
-const CAPACITY: usize = 1_024;
+/// Batches the channel holds for streams that have not taken them yet (a slow client holds
+/// them all: at most 6,400 entries); a stream further behind catches up from the database.
+const CAPACITY: usize = 64;
+
+/// A live stream that has had no batch for this long reads the database once (a stalled or
+/// restarting reader, a rebuilt log, still reach it).
+const QUIET: Duration = Duration::from_secs(30);
 
 /// Entries a stream's catch-up reads at once.
 const CATCH_UP_PAGE: u64 = 100;
@@ -45,14 +48,15 @@ pub(super) struct Batch {
 /// The process's reader of the event log.
 pub(super) struct EventFeed {
     sender: broadcast::Sender<Arc<Batch>>,
-    started: AtomicBool,
+    /// The reader's task, once started (started again if it ended: a panic).
+    reader: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Default for EventFeed {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(CAPACITY).0,
-            started: AtomicBool::new(false),
+            reader: std::sync::Mutex::new(None),
         }
     }
 }
@@ -65,8 +69,11 @@ impl EventFeed {
         shutdown: &CancellationToken,
     ) -> broadcast::Receiver<Arc<Batch>> {
         let receiver = self.sender.subscribe();
-        if !self.started.swap(true, Ordering::SeqCst) {
-            tokio::spawn(self.clone().read(store.clone(), shutdown.clone()));
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if reader.as_ref().is_none_or(|task| task.is_finished()) && !shutdown.is_cancelled() {
+            *reader = Some(tokio::spawn(
+                self.clone().read(store.clone(), shutdown.clone()),
+            ));
         }
         receiver
     }
@@ -83,20 +90,29 @@ impl EventFeed {
                     }
                 },
                 Some(from) => match store.job_events(&EventScope::All, from, PAGE).await {
-                    Ok(rows) => {
-                        if let Some(to) = rows.last().map(|r| r.sequence) {
+                    Ok(rows) => match rows.last().map(|r| r.sequence) {
+                        Some(to) => {
                             full = rows.len() as u64 == PAGE;
                             // No stream open is not an error: the next one catches up.
                             let _ = self.sender.send(Arc::new(Batch { from, to, rows }));
                             last = Some(to);
                         }
-                    }
+                        // Nothing new: a log rebuilt below this position (a reset index, a
+                        // restored database) is followed from its end.
+                        None => {
+                            if let Ok(top) = store.last_sequence().await {
+                                if top < from {
+                                    last = Some(top);
+                                }
+                            }
+                        }
+                    },
                     Err(error) => {
                         tracing::warn!(error = format!("{error:#}"), "reading job events")
                     }
                 },
             }
-            if full {
+            if full && !shutdown.is_cancelled() {
                 continue;
             }
             tokio::select! {
@@ -196,6 +212,10 @@ impl Follower {
                     let batch = tokio::select! {
                         _ = self.shutdown.cancelled() => return None,
                         batch = self.batches.recv() => batch,
+                        _ = tokio::time::sleep(QUIET) => {
+                            self.phase = Phase::Behind;
+                            continue;
+                        }
                     };
                     match batch {
                         Ok(batch) if batch.from <= self.covered => {

@@ -209,7 +209,7 @@ impl DownloadArgs {
         )
         .await
         .map_err(|_| anyhow::anyhow!("the download took longer than {limit:?}"))??;
-        Ok(bytes.to_vec())
+        Ok(Vec::from(bytes))
     }
 }
 
@@ -1462,6 +1462,8 @@ async fn model_list(args: ReadConnection) -> Result<()> {
         "{:>5}  {:<6}  {:>12}  {:<5}  {:<64}  requirements",
         "model", "active", "price", "file", "model_hash"
     );
+    let mut seen = std::collections::HashSet::new();
+    let mut last_id = 0;
     loop {
         let page = s.coordinator.list_models(&query).await?;
         for m in &page.items {
@@ -1478,8 +1480,17 @@ async fn model_list(args: ReadConnection) -> Result<()> {
                 m.requirements.min_score
             );
         }
+        // A page that is empty, or a cursor seen before, ends the listing (a coordinator
+        // answering so would keep it going for ever), as does a model id not above the last.
+        let ascending = page.items.iter().all(|m| m.model_id > last_id);
+        last_id = page
+            .items
+            .iter()
+            .map(|m| m.model_id)
+            .max()
+            .unwrap_or(last_id);
         match page.next_cursor {
-            Some(cursor) if !page.items.is_empty() && query.cursor.as_ref() != Some(&cursor) => {
+            Some(cursor) if !page.items.is_empty() && ascending && seen.insert(cursor.clone()) => {
                 query.cursor = Some(cursor)
             }
             _ => break,
