@@ -291,14 +291,22 @@ const NOT_THE_USERS: [&str; 10] = [
 ];
 
 /// Whether a revert is the sponsor's (or governance's) doing, not the user's: its reason is
-/// one of [`NOT_THE_USERS`].
+/// one of [`NOT_THE_USERS`], raised by the Paymaster's own frame. That frame's panic data is
+/// the reason and then the one unwinding marker the relayer's account adds; a string raised
+/// anywhere in the user's call tree (a contract its calls reach may be the user's own, and
+/// may pass simulation, which runs as a query, and fail on chain) carries a marker for each
+/// frame it passed on the way (its target's, the user's account's, the Paymaster's, the
+/// relayer account's), which the user cannot take off. (A review of the first version, which
+/// matched the string alone, found that spoof.)
 fn sponsor_caused(error: &ChainError) -> bool {
-    // Each is asserted only in `execute_sponsored` itself (or, for the pause, by a contract
-    // the user's calls reach), and users' accounts are of the supported classes: a user's
-    // account cannot make them up.
-    error
-        .revert_reason()
-        .is_some_and(|reason| NOT_THE_USERS.contains(&reason))
+    let ChainError::Reverted {
+        reason, panic_data, ..
+    } = error
+    else {
+        return false;
+    };
+    NOT_THE_USERS.contains(&reason.as_str())
+        && matches!(panic_data.as_slice(), [first, marker] if first == reason && marker == "ENTRYPOINT_FAILED")
 }
 
 /// What a user's slot becomes once the transaction its execution went out in is known (it
@@ -2143,6 +2151,21 @@ mod tests {
                     "{reason} in a batch of {batch}"
                 );
             }
+        }
+        // The same string raised in the user's call tree (a contract its calls reach, which
+        // may be its own) comes up through more frames, each adding a marker: held.
+        let marker = "0x454e545259504f494e545f4641494c4544 ('ENTRYPOINT_FAILED')";
+        let spoofed = ChainError::reverted(format!(
+            "Execution failed. Failure reason:\n(0x504d3a20757365722062\
+             6c6f636b6564 ('PM: user blocked'), {marker}, {marker}, {marker})."
+        ));
+        assert_eq!(spoofed.revert_reason(), Some("PM: user blocked"));
+        assert!(!sponsor_caused(&spoofed));
+        for batch in [1, 8] {
+            assert_ne!(
+                after_landing(Err(&spoofed), batch, now, before),
+                (None, None)
+            );
         }
         // The user's own calls failing still hold it.
         let own = ChainError::reverted("0x1 ('u256_sub Overflow')".into());
