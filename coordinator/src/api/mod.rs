@@ -1222,16 +1222,16 @@ async fn may_read_disputed(
 /// Whether blob `digest` is the evidence of `job`'s dispute: the chain records its first 31
 /// bytes as a felt.
 fn is_evidence_of(job: &JobRow, digest: &str) -> bool {
-    let Some(dispute) = &job.dispute else {
-        return false;
-    };
     let Ok(digest) = digest.parse::<ciro_api::wire::Digest>() else {
         return false;
     };
-    let recorded = serde_json::from_str::<serde_json::Value>(dispute)
-        .ok()
-        .and_then(|v| v["evidence_hash"].as_str().map(str::to_owned));
-    recorded.as_deref() == Some(felt_text(evidence_felt(&digest)).as_str())
+    recorded_evidence(job).is_some_and(|recorded| recorded == felt_text(evidence_felt(&digest)))
+}
+
+/// The evidence hash `job`'s stored dispute records (`0x` and minimal hex), if it has one.
+fn recorded_evidence(job: &JobRow) -> Option<String> {
+    let dispute = serde_json::from_str::<serde_json::Value>(job.dispute.as_deref()?).ok()?;
+    dispute["evidence_hash"].as_str().map(str::to_owned)
 }
 
 /// The felt the chain records for an evidence blob of digest `digest`: its first 31 bytes.
@@ -1247,7 +1247,7 @@ async fn get_evidence(
 ) -> ApiResult<Json<BlobInfo>> {
     let job_id = parse_id(&job_id, "job id")?;
     let job = indexed_job(&api, job_id).await?;
-    let (Some(dispute), Some(disputer)) = (&job.dispute, &job.disputer) else {
+    let (Some(_), Some(disputer)) = (&job.dispute, &job.disputer) else {
         return Err(ApiError::new(
             ErrorCode::InvalidState,
             format!(
@@ -1256,9 +1256,7 @@ async fn get_evidence(
             ),
         ));
     };
-    let recorded = serde_json::from_str::<serde_json::Value>(dispute)
-        .ok()
-        .and_then(|v| v["evidence_hash"].as_str().map(str::to_owned))
+    let recorded = recorded_evidence(&job)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("job {job_id}'s stored dispute")))?;
     let felt = parse_address_text(&recorded)?;
     let bytes = felt.to_bytes_be();
