@@ -482,8 +482,8 @@ impl Store {
     }
 
     /// Jobs under arbitration whose input, output or dispute evidence `digest` may be: those
-    /// disputed, and those refunded by a worker-at-fault decision (the worker may challenge
-    /// the slash that followed, which an arbiter decides from the same data), naming it as
+    /// disputed, and those refunded by a worker-at-fault decision (kept for review of the
+    /// decision; the slash that followed is final), naming it as
     /// input or output or whose dispute's evidence hash is its first 31 bytes (what the chain
     /// records), as [`dispute_evidence_pattern`] matches the stored dispute.
     pub async fn disputed_jobs_with_blob(&self, digest: &str) -> Result<Vec<JobRow>> {

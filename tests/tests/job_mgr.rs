@@ -3,6 +3,7 @@
 //! when / then; every revert is asserted by its exact error string, state changes by their
 //! decoded events. Whole stories are in `flows.rs`.
 
+use ciro_chain::bindings::cdc_pool::SlashStatus;
 use ciro_chain::bindings::job_mgr::{
     self, Assignment, AssignmentSkipped, DisputeOpened, DisputeResolved, FinalizeSkipped,
     JobAssigned, JobCancelled, JobExpired, JobFinalized, JobReleased, JobState, ModelActiveSet,
@@ -2195,6 +2196,16 @@ async fn resolve_dispute_worker_at_fault_refunds_and_slashes_through_the_pool() 
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(s.job_info(job).await.job.state, JobState::Refunded);
     assert_eq!((info.reputation.failed, info.record.holds), (1, 0));
+    // The arbiter's decision is final: the slash is executed at once, never pending, so the
+    // slashed worker cannot challenge it to hold its stake or have it overturned by default.
+    assert_eq!(
+        (slash.status, info.record.open_slashes),
+        (SlashStatus::Executed, 0)
+    );
+    assert_reverts(
+        s.send(s.pool_as(Actor::WorkerA).challenge_slash(&1)).await,
+        "POOL: slash not pending",
+    );
     s.assert_invariants("after resolution").await;
 }
 

@@ -1182,10 +1182,11 @@ async fn may_read_blob(
 /// or as its arbiter: a disputed job's submitter, worker and disputer read the evidence its
 /// disputer uploaded (the chain names it by its first 31 bytes); an account holding JobMgr's
 /// ARBITER role reads that evidence, the job's input its submitter uploaded and the output
-/// its worker uploaded. The same holds once a worker-at-fault decision refunded the job: its
-/// worker may challenge the slash, which an arbiter decides from the same data (retention
-/// keeps it for the output retention period). Arbiters are asked of the chain only when the
-/// blob is one of these.
+/// its worker uploaded. The same holds once a worker-at-fault decision refunded the job, for
+/// the output retention period (retention keeps the data as long), so the parties and the
+/// arbiters can review the decision that slashed the worker (that slash is executed at once:
+/// it cannot be challenged). Arbiters are asked of the chain only when the blob is one of
+/// these.
 async fn may_read_disputed(
     api: &Api,
     digest: &str,
