@@ -208,6 +208,7 @@ async fn run(backend: &str, url: &str, dir: &std::path::Path) -> Result<f64> {
                 "http://127.0.0.1:9/rpc",
             )?))),
             ciro_chain::starknet::core::types::Felt::ONE,
+            Vec::new(),
             store.clone(),
             300,
             Api::auth_failures_counter()?,

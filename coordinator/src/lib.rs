@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use ciro_api::coordinator::auth::origin_of;
 use ciro_chain::account::AccountSource;
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
@@ -33,7 +34,7 @@ use ciro_chain::starknet::providers::jsonrpc::HttpTransport;
 use ciro_chain::starknet::providers::JsonRpcClient;
 use ciro_chain::starknet::providers::Provider;
 use ciro_service::{
-    serve, CancellationToken, ChainConfig, Metrics, Readiness, ReadinessCheck, RpcCheck,
+    router, CancellationToken, ChainConfig, Metrics, Readiness, ReadinessCheck, RpcCheck, Server,
 };
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -59,6 +60,9 @@ pub struct Config {
     pub chain: ChainConfig,
     /// Where to serve HTTP (port 0: any free port, logged).
     pub listen: SocketAddr,
+    /// The URLs clients reach this coordinator at (behind a proxy, its public URL); signed
+    /// requests name one's origin. Empty: the bound address's own ([`origins`]).
+    pub public_urls: Vec<url::Url>,
     /// `sqlite://<file>` (created if missing) or `postgres://...`.
     pub database_url: String,
     /// Most connections to PostgreSQL (`None`: [`store::DEFAULT_POSTGRES_CONNECTIONS`]).
@@ -74,6 +78,46 @@ pub struct Config {
     pub account: Option<AccountSource>,
     /// The leader's work.
     pub operator: OperatorConfig,
+}
+
+/// The origins this coordinator answers as, which a signed request must name: those of
+/// `public_urls`, or with none given, the bound address's: `http://127.0.0.1:PORT` and
+/// `http://localhost:PORT` on loopback, `http://IP:PORT` on another address. Bound to every
+/// interface (`0.0.0.0`, `::`) with no public URL is refused: the coordinator would not know
+/// the names its clients use, and accepting any would let a look-alike coordinator replay the
+/// requests it receives.
+pub fn origins(public_urls: &[url::Url], bound: SocketAddr) -> Result<Vec<String>> {
+    if !public_urls.is_empty() {
+        return public_urls
+            .iter()
+            .map(|url| {
+                origin_of(url).with_context(|| {
+                    format!("the public URL {url} is not an http or https URL with a host")
+                })
+            })
+            .collect();
+    }
+    let ip = bound.ip();
+    anyhow::ensure!(
+        !ip.is_unspecified(),
+        "listening on {bound} (every interface) needs the URL clients use: set \
+         --public-url (CIRO_PUBLIC_URL), e.g. https://coordinator.example or http://10.0.0.5:{}",
+        bound.port()
+    );
+    let mut names = vec![format!("http://{bound}")];
+    if ip.is_loopback() {
+        names.push(format!("http://localhost:{}", bound.port()));
+    }
+    names
+        .iter()
+        .map(|name| {
+            url::Url::parse(name)
+                .ok()
+                .as_ref()
+                .and_then(origin_of)
+                .with_context(|| format!("{name} is not a URL"))
+        })
+        .collect()
 }
 
 /// `/ready`'s database check: the database answers.
@@ -228,12 +272,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         config.operator.clone(),
         &metrics,
     )?;
+    let server = Server::bind(config.listen).await?;
+    let origins = origins(&config.public_urls, server.local_addr())?;
+    tracing::info!(origins = %origins.join(", "), "signed requests must name one of these origins");
     let api = Api::new(
         store.clone(),
         blobs,
         Verifier::new(
             node.clone(),
             manifest.contract(ciro_protocol::contracts::JOB_MGR)?,
+            origins,
             store.clone(),
             config.api.signature_window_secs,
             failures,
@@ -258,7 +306,51 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let operating = tokio::spawn(operator.run(shutdown.clone()));
-    let served = serve(config.listen, api.router(), &metrics, readiness, shutdown).await;
+    let served = server
+        .serve(router(api.router(), &metrics, readiness), shutdown)
+        .await;
     operating.await.context("the operator task")?;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(texts: &[&str]) -> Vec<url::Url> {
+        texts.iter().map(|t| url::Url::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn origins_are_the_public_urls_or_the_bound_addresss_and_never_any() {
+        let bound: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(
+            origins(&[], bound).unwrap(),
+            ["http://127.0.0.1:7070", "http://localhost:7070"]
+        );
+        assert_eq!(
+            origins(&[], "[::1]:80".parse().unwrap()).unwrap(),
+            ["http://[::1]", "http://localhost"]
+        );
+        assert_eq!(
+            origins(&[], "10.0.0.5:7070".parse().unwrap()).unwrap(),
+            ["http://10.0.0.5:7070"]
+        );
+        assert_eq!(
+            origins(
+                &urls(&[
+                    "https://Coordinator.CIRO.example:443/api",
+                    "http://10.0.0.5:7070"
+                ]),
+                "0.0.0.0:7070".parse().unwrap()
+            )
+            .unwrap(),
+            ["https://coordinator.ciro.example", "http://10.0.0.5:7070"]
+        );
+        // Every interface with no public URL: the names clients use are unknown.
+        let error = origins(&[], "0.0.0.0:7070".parse().unwrap()).unwrap_err();
+        assert!(error.to_string().contains("--public-url"), "{error}");
+        assert!(origins(&[], "[::]:7070".parse().unwrap()).is_err());
+        assert!(origins(&urls(&["ftp://files.example"]), bound).is_err());
+    }
 }

@@ -26,6 +26,13 @@ struct Cli {
     serve: ServeArgs<DEFAULT_PORT>,
     #[command(flatten)]
     chain: ChainArgs,
+    /// The URL clients reach this coordinator at (its public URL behind a proxy; several
+    /// comma-separated). Signed requests name its origin, and one signed for another origin is
+    /// refused, so a look-alike coordinator cannot replay what it receives. Default: the listen
+    /// address's (`http://127.0.0.1:PORT` and `http://localhost:PORT` on loopback); required
+    /// when listening on every interface.
+    #[arg(long, env = "CIRO_PUBLIC_URL", value_delimiter = ',')]
+    public_url: Vec<url::Url>,
     /// The database: `sqlite://<file>` (created if missing; the embedded default) or
     /// `postgres://user@host/db` (for many replicas).
     #[arg(
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
         let config = Config {
             chain: cli.chain.config()?,
             listen: cli.serve.listen,
+            public_urls: cli.public_url,
             database_url: cli.database_url,
             db_max_connections: cli.db_max_connections,
             max_index_lag: cli.max_index_lag,

@@ -22,6 +22,9 @@ struct Served {
     _dir: tempfile::TempDir,
 }
 
+/// The origin the in-process coordinator answers as.
+const ORIGIN: &str = "https://coordinator.ciro.test";
+
 async fn serve(config: ApiConfig) -> Served {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
@@ -38,7 +41,14 @@ async fn serve(config: ApiConfig) -> Served {
     let api = Api::new(
         store.clone(),
         Arc::new(blobs),
-        Verifier::new(node, Felt::ONE, store.clone(), 300, failures),
+        Verifier::new(
+            node,
+            Felt::ONE,
+            vec![ORIGIN.to_owned()],
+            store.clone(),
+            300,
+            failures,
+        ),
         config,
         Arc::new(IndexerStatus::default()),
         CancellationToken::new(),
@@ -73,6 +83,10 @@ async fn error_of(response: reqwest::Response) -> (u16, ErrorCode, String) {
 async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
     let s = serve(ApiConfig::default()).await;
     let digest = ciro_api::wire::Digest::of(b"input");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let cases: Vec<(reqwest::RequestBuilder, u16, ErrorCode, &str)> = vec![
         (
             s.http.get(format!("{}/v1/nope", s.base)),
@@ -169,6 +183,7 @@ async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
             s.http
                 .put(format!("{}/v1/blobs/{digest}", s.base))
                 .header("x-ciro-account", "0x1")
+                .header("x-ciro-coordinator", ORIGIN)
                 .header("x-ciro-timestamp", "1")
                 .header("x-ciro-nonce", "0x1")
                 .header("x-ciro-content-sha256", digest.to_string())
@@ -177,6 +192,38 @@ async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
             401,
             ErrorCode::StaleRequest,
             "window",
+        ),
+        (
+            // Signed for a look-alike's origin (what it would replay here): refused before
+            // the account is asked (this coordinator has no node: asking it would be a 503).
+            s.http
+                .put(format!("{}/v1/blobs/{digest}", s.base))
+                .header("x-ciro-account", "0x1")
+                .header(
+                    "x-ciro-coordinator",
+                    "https://coordinator.ciro.test.look-alike.example",
+                )
+                .header("x-ciro-timestamp", now.to_string())
+                .header("x-ciro-nonce", "0x1")
+                .header("x-ciro-content-sha256", digest.to_string())
+                .header("x-ciro-signature", "0x1,0x2")
+                .body("input"),
+            401,
+            ErrorCode::InvalidSignature,
+            "answers as https://coordinator.ciro.test",
+        ),
+        (
+            s.http
+                .put(format!("{}/v1/blobs/{digest}", s.base))
+                .header("x-ciro-account", "0x1")
+                .header("x-ciro-timestamp", now.to_string())
+                .header("x-ciro-nonce", "0x1")
+                .header("x-ciro-content-sha256", digest.to_string())
+                .header("x-ciro-signature", "0x1,0x2")
+                .body("input"),
+            401,
+            ErrorCode::Unauthenticated,
+            "x-ciro-coordinator",
         ),
         (
             s.http

@@ -10,6 +10,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ciro_api::coordinator::auth::{headers, origin_of};
 use ciro_api::coordinator::{ErrorBody, ErrorCode, Heartbeat, RequestMessage, RequestSigner};
 use ciro_api::wire::Digest;
 use ciro_chain::starknet::core::types::Felt;
@@ -33,6 +34,8 @@ struct Signed<'a> {
     body: Vec<u8>,
     timestamp: u64,
     nonce: Felt,
+    /// The origin it is signed for (`None`: the coordinator's it is sent to).
+    coordinator: Option<String>,
 }
 
 impl<'a> Signed<'a> {
@@ -45,14 +48,17 @@ impl<'a> Signed<'a> {
             body,
             timestamp: now(),
             nonce: Felt::from(now() * 1_000 + NONCES.fetch_add(1, Ordering::SeqCst)),
+            coordinator: None,
         }
     }
 
-    fn headers(&self) -> reqwest::header::HeaderMap {
+    fn headers(&self, base: &str) -> reqwest::header::HeaderMap {
+        let origin = origin_of(&url::Url::parse(base).expect("base URL")).expect("origin");
         let auth = self
             .signer
             .sign(&RequestMessage {
                 job_manager: self.signer.job_manager(),
+                coordinator: self.coordinator.as_deref().unwrap_or(&origin),
                 method: self.method,
                 path_and_query: &self.path,
                 body_sha256: Digest::of(&self.signed_body),
@@ -68,7 +74,7 @@ impl<'a> Signed<'a> {
         let method = reqwest::Method::from_bytes(self.method.as_bytes()).expect("method");
         let mut request = reqwest::Client::new()
             .request(method, url)
-            .headers(self.headers())
+            .headers(self.headers(&c.base))
             .body(self.body.clone());
         if self.method == "POST" {
             request = request.header("content-type", "application/json");
@@ -184,6 +190,40 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
         ErrorCode::InvalidSignature,
     )
     .await;
+
+    // A's real signature, made for a look-alike coordinator A was led to (what it would
+    // replay here within the window): refused before A's account is asked; and with its
+    // origin header rewritten to this coordinator's, the signature no longer matches.
+    let mut look_alike = Signed::new(&a, "POST", beat_path.clone(), beat());
+    look_alike.coordinator = Some("https://coordinator.look-alike.example".into());
+    let message = refused(
+        look_alike.send(&c, None).await,
+        401,
+        ErrorCode::InvalidSignature,
+    )
+    .await;
+    assert!(
+        message.contains("coordinator.look-alike.example") && message.contains("answers as"),
+        "{message}"
+    );
+    let mut rewritten = look_alike.headers(&c.base);
+    rewritten.insert(
+        headers::COORDINATOR,
+        origin_of(&url::Url::parse(&c.base).expect("base"))
+            .expect("origin")
+            .parse()
+            .expect("header"),
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}{beat_path}", c.base))
+        .headers(rewritten)
+        .header("content-type", "application/json")
+        .body(beat())
+        .send()
+        .await
+        .expect("request");
+    let message = refused(response, 401, ErrorCode::InvalidSignature).await;
+    assert!(message.contains("does not accept"), "{message}");
 
     // Expired: signed an hour ago.
     let mut stale = Signed::new(&a, "POST", beat_path.clone(), beat());
@@ -317,7 +357,10 @@ async fn a_worker_cannot_hold_more_than_two_long_polls_waiting() {
     let path = format!("/v1/workers/{address:#x}/assignments?wait_secs=30");
     let poll = |path: String| {
         let request = Signed::new(&a, "GET", path, vec![]);
-        let (url, headers) = (format!("{}{}", c.base, request.path), request.headers());
+        let (url, headers) = (
+            format!("{}{}", c.base, request.path),
+            request.headers(&c.base),
+        );
         tokio::spawn(async move {
             reqwest::Client::new()
                 .get(url)

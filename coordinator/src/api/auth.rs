@@ -1,6 +1,8 @@
 //! Server side of signed requests ([`ciro_api::coordinator::auth`]): the signature is checked
 //! by the signing account's own contract (`is_valid_signature`, SRC-6), so any account type
-//! works; a timestamp window and a nonce record (in the database, shared by replicas) refuse
+//! works; a request signed for another origin than this coordinator's is refused before the
+//! account is asked (a look-alike coordinator cannot replay what it received); a timestamp
+//! window and a nonce record (in the database, shared by replicas) refuse
 //! replays. Verdicts are cached briefly by (account, message hash, signature), so a replayed
 //! request costs no chain call before it is refused.
 
@@ -46,6 +48,9 @@ pub struct Verifier {
     chain_id: tokio::sync::OnceCell<Felt>,
     /// The deployment's JobMgr contract, which a signed request names.
     job_manager: Felt,
+    /// The origins this coordinator answers as ([`ciro_api::coordinator::auth::origin_of`]),
+    /// one of which a signed request names.
+    origins: Vec<String>,
     store: Store,
     window_secs: u64,
     cache_ttl: Duration,
@@ -62,12 +67,14 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier for the chain of `node` (its id read on first use) and the deployment whose
-    /// JobMgr contract is `job_manager` (a request signed for another is refused), asking
-    /// accounts through the node, recording nonces in `store`, accepting timestamps within
-    /// `window_secs` of the server's clock.
+    /// JobMgr contract is `job_manager` (a request signed for another is refused), answering
+    /// as `origins` (a request signed for another origin is refused), asking accounts through
+    /// the node, recording nonces in `store`, accepting timestamps within `window_secs` of the
+    /// server's clock.
     pub fn new(
         node: Node,
         job_manager: Felt,
+        origins: Vec<String>,
         store: Store,
         window_secs: u64,
         failures: IntCounterVec,
@@ -76,6 +83,7 @@ impl Verifier {
             node,
             chain_id: tokio::sync::OnceCell::new(),
             job_manager,
+            origins,
             store,
             window_secs,
             cache_ttl: Duration::from_secs(60),
@@ -141,6 +149,18 @@ impl Verifier {
         let now = unix_now();
         auth.check_freshness(now, self.window_secs)
             .map_err(auth_error)?;
+        if !self.origins.contains(&auth.coordinator) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidSignature,
+                format!(
+                    "the request is signed for coordinator {:?}, and this coordinator answers \
+                     as {}: sign it for the URL you send it to (a request signed for another \
+                     coordinator is refused, so one cannot be replayed here)",
+                    auth.coordinator,
+                    self.origins.join(", ")
+                ),
+            ));
+        }
         let chain_id = self.chain_id().await?;
         let hash = auth
             .message(self.job_manager, method, path_and_query)
@@ -154,9 +174,9 @@ impl Verifier {
                 ErrorCode::InvalidSignature,
                 format!(
                     "account {:#x} does not accept this signature of the request (this \
-                     coordinator checks requests signed for chain {chain_id:#x} and JobMgr \
-                     {:#x})",
-                    auth.account, self.job_manager
+                     coordinator checks requests signed for chain {chain_id:#x}, JobMgr {:#x} \
+                     and coordinator {:?})",
+                    auth.account, self.job_manager, auth.coordinator
                 ),
             ));
         }
@@ -345,7 +365,10 @@ mod tests {
             .await
             .unwrap();
         let failures = IntCounterVec::new(prometheus::Opts::new("f", "f"), &["code"]).unwrap();
-        Arc::new(Verifier::new(node, Felt::ONE, store, 300, failures).with_check_timeout(timeout))
+        Arc::new(
+            Verifier::new(node, Felt::ONE, Vec::new(), store, 300, failures)
+                .with_check_timeout(timeout),
+        )
     }
 
     /// Each signed request runs an account contract the signer chose: a check that does not

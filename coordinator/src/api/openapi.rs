@@ -141,8 +141,12 @@ fn path_parameter(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": schema})
 }
 
-const SIGNATURE_HEADERS: [(&str, &str); 5] = [
+const SIGNATURE_HEADERS: [(&str, &str); 6] = [
     ("x-ciro-account", "The signing account (0x-hex)"),
+    (
+        "x-ciro-coordinator",
+        "The origin (scheme://host[:port]) the request is signed for: this coordinator's",
+    ),
     ("x-ciro-timestamp", "Unix seconds when signed"),
     (
         "x-ciro-nonce",
@@ -162,7 +166,7 @@ pub fn document() -> Value {
     doc["info"] = json!({
         "title": "CIRO coordinator",
         "version": env!("CARGO_PKG_VERSION"),
-        "description": "Jobs, models, workers and job data of the CIRO network. Writes and reads of private data are signed as SNIP-12 typed data by a Starknet account (x-ciro-* headers), naming the deployment's JobMgr contract. Every error is {code, message}."
+        "description": "Jobs, models, workers and job data of the CIRO network. Writes and reads of private data are signed as SNIP-12 typed data by a Starknet account (x-ciro-* headers), naming the deployment's JobMgr contract and the coordinator's origin. Every error is {code, message}."
     });
     doc["components"]["securitySchemes"] = json!({
         "starknetSignature": {"type": "apiKey", "in": "header", "name": "x-ciro-signature",

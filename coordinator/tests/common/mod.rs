@@ -79,6 +79,7 @@ impl Running {
                 manifest,
             },
             listen,
+            public_urls: Vec::new(),
             database_url,
             db_max_connections: None,
             max_index_lag: 10,

@@ -15,7 +15,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use ciro_api::coordinator::auth::{headers, RequestAuth, RequestMessage, RequestSigner};
+use ciro_api::coordinator::auth::{headers, origin_of, RequestAuth, RequestMessage, RequestSigner};
 use ciro_api::coordinator::{
     routes, Assignment, Assignments, BlobInfo, ClientError, CoordinatorClient, DataAvailability,
     ErrorBody, ErrorCode, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, ListJobs,
@@ -38,6 +38,8 @@ struct Server {
     receipts: HashMap<u64, SignedReceipt>,
     /// Acknowledge uploads with this digest instead of the body's (a lying coordinator).
     misreport: Option<Digest>,
+    /// The origin it answers as, which signed requests must name.
+    origin: String,
 }
 
 #[derive(Clone, Default)]
@@ -76,6 +78,13 @@ fn authenticate(
     auth.check_freshness(now, 60).map_err(refuse)?;
     auth.check_body(body).map_err(refuse)?;
     let path = uri.0.path_and_query().unwrap().as_str();
+    let origin = app.server.lock().unwrap().origin.clone();
+    if auth.coordinator != origin {
+        return Err((
+            ErrorCode::InvalidSignature,
+            format!("signed for {}, this is {origin}", auth.coordinator),
+        ));
+    }
     let hash = auth
         .message(JOB_MGR, method.as_str(), path)
         .message_hash(auth.account, CHAIN_ID)
@@ -398,6 +407,7 @@ async fn start_under(prefix: &str, keys: &[(Felt, &SigningKey)]) -> (String, App
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}{prefix}", listener.local_addr().unwrap());
+    app.server.lock().unwrap().origin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     (url, app)
 }
@@ -562,9 +572,11 @@ async fn a_replayed_or_redirected_signature_is_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    let origin = origin_of(&url::Url::parse(&url).unwrap()).unwrap();
     let auth = signer
         .sign(&RequestMessage {
             job_manager: JOB_MGR,
+            coordinator: &origin,
             method: "PUT",
             path_and_query: &path,
             body_sha256: digest,
@@ -588,6 +600,31 @@ async fn a_replayed_or_redirected_signature_is_refused() {
     assert_eq!(code(redirected).await, ErrorCode::InvalidSignature);
     let swapped_body = send(path.clone(), b"tampered".to_vec()).await.unwrap();
     assert_eq!(code(swapped_body).await, ErrorCode::InvalidSignature);
+    // Signed for a look-alike coordinator, which replays it here: refused, whether it names
+    // the look-alike's origin or claims this one's.
+    let look_alike = signer
+        .sign(&RequestMessage {
+            job_manager: JOB_MGR,
+            coordinator: "https://look-alike.example",
+            method: "PUT",
+            path_and_query: &path,
+            body_sha256: digest,
+            timestamp: now,
+            nonce: Felt::from(98u8),
+        })
+        .unwrap();
+    let mut claimed = look_alike.clone();
+    claimed.coordinator = origin.clone();
+    for replayed in [look_alike, claimed] {
+        let response = http
+            .put(format!("{url}{path}"))
+            .headers(replayed.to_headers())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(code(response).await, ErrorCode::InvalidSignature);
+    }
     let first = send(path.clone(), body.clone()).await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
     let replay = send(path, body).await.unwrap();

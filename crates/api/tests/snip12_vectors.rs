@@ -24,6 +24,7 @@ fn request() -> RequestMessage<'static> {
         job_manager: Felt::from_hex_unchecked(
             "0x4718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d",
         ),
+        coordinator: "https://coordinator.ciro.example",
         method: "PUT",
         path_and_query:
             "/v1/jobs/42/output/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
@@ -95,6 +96,7 @@ fn a_request_signed_by_starknet_js_verifies_from_its_headers() {
     let message = request();
     let sent = RequestAuth {
         account: felt(&vectors["account"]),
+        coordinator: message.coordinator.to_owned(),
         timestamp: message.timestamp,
         nonce: message.nonce,
         body_sha256: message.body_sha256,

@@ -7,14 +7,20 @@
 //!
 //! ```text
 //! domain  {name: "CIRO Coordinator", version: "1", chainId, revision: "1"}
-//! "Request"("Job Manager":"ContractAddress","Method":"shortstring","Path":"string",
-//!           "Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")
+//! "Request"("Job Manager":"ContractAddress","Coordinator":"string","Method":"shortstring",
+//!           "Path":"string","Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")
 //! ```
 //!
 //! `Job Manager` is the deployment's JobMgr contract: a request signed for one deployment's
 //! coordinator is refused by another's on the same chain (the chain id alone would let one be
 //! replayed to the other within the window, e.g. a worker serving two networks with one
 //! account).
+//! `Coordinator` is the origin of the URL the client sends the request to
+//! (`https://coordinator.example`, `http://127.0.0.1:8080`: scheme, host and any non-default
+//! port, as [`origin_of`] writes it), also sent in [`headers::COORDINATOR`]; a coordinator
+//! refuses a request signed for an origin it does not answer as, so a look-alike coordinator
+//! a user was led to cannot replay the user's signed requests (a private download) to the
+//! real one within the window.
 //! `Path` is the path and query exactly as sent (`/v1/jobs?submitter=0x1`); `Body SHA-256` is
 //! the SHA-256 of the exact body bytes (of nothing for a `GET`), also sent in
 //! [`headers::CONTENT_SHA256`] so a server can check the signature before it streams a large
@@ -43,6 +49,23 @@ pub mod headers {
     pub const SIGNATURE: &str = "x-ciro-signature";
     /// SHA-256 of the body as 64 hex digits.
     pub const CONTENT_SHA256: &str = "x-ciro-content-sha256";
+    /// The origin the request was signed for (`scheme://host[:port]`).
+    pub const COORDINATOR: &str = "x-ciro-coordinator";
+}
+
+/// Longest origin a request may be signed for (a bound on what a header makes the server
+/// hash).
+pub const MAX_ORIGIN_LEN: usize = 255;
+
+/// The origin of `url` as requests are signed for it: `scheme://host[:port]`, the host
+/// lowercase and the port left out when it is the scheme's default (WHATWG URL origin
+/// serialization). `None` for a URL without a host-based origin (not http or https).
+pub fn origin_of(url: &url::Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let origin = url.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// `'CIRO Coordinator'`, the domain name of signed requests.
@@ -54,7 +77,7 @@ const DOMAIN_NAME: &str = "CIRO Coordinator";
 const REQUEST_TYPE_NAME: &str = "Request";
 /// The encoded type of the message: the struct, then the `u256` preset it uses.
 const REQUEST_TYPE: &str = concat!(
-    r#""Request"("Job Manager":"ContractAddress","Method":"shortstring","Path":"string","Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")"#,
+    r#""Request"("Job Manager":"ContractAddress","Coordinator":"string","Method":"shortstring","Path":"string","Body SHA-256":"u256","Timestamp":"timestamp","Nonce":"felt")"#,
     r#""u256"("low":"u128","high":"u128")"#
 );
 
@@ -67,6 +90,8 @@ pub const MAX_SIGNATURE_FELTS: usize = 16;
 pub struct RequestMessage<'a> {
     /// The deployment's JobMgr contract (the coordinator's deployment).
     pub job_manager: Felt,
+    /// The origin of the coordinator's URL the request is sent to ([`origin_of`]).
+    pub coordinator: &'a str,
     /// The HTTP method, uppercase (`GET`, `PUT`, `POST`).
     pub method: &'a str,
     /// The path and query, exactly as sent.
@@ -85,6 +110,7 @@ impl RequestMessage<'_> {
         Ok(poseidon_hash_many(&[
             snip12::type_hash(REQUEST_TYPE),
             self.job_manager,
+            snip12::string_hash(self.coordinator),
             snip12::short_string(self.method)?,
             snip12::string_hash(self.path_and_query),
             snip12::u256_hash(self.body_sha256.to_u256()),
@@ -107,6 +133,7 @@ impl RequestMessage<'_> {
                 "StarknetDomain": snip12::domain_type_json(),
                 REQUEST_TYPE_NAME: [
                     {"name": "Job Manager", "type": "ContractAddress"},
+                    {"name": "Coordinator", "type": "string"},
                     {"name": "Method", "type": "shortstring"},
                     {"name": "Path", "type": "string"},
                     {"name": "Body SHA-256", "type": "u256"},
@@ -118,6 +145,7 @@ impl RequestMessage<'_> {
             "domain": DOMAIN.json(DOMAIN_NAME, chain_id),
             "message": {
                 "Job Manager": format!("{:#x}", self.job_manager),
+                "Coordinator": self.coordinator,
                 "Method": self.method,
                 "Path": self.path_and_query,
                 "Body SHA-256": snip12::u256_json(self.body_sha256.to_u256()),
@@ -183,6 +211,8 @@ impl AuthError {
 pub struct RequestAuth {
     /// The signing account.
     pub account: Felt,
+    /// The origin it was signed for ([`RequestMessage::coordinator`]).
+    pub coordinator: String,
     /// When it was signed (unix seconds).
     pub timestamp: u64,
     /// The request's nonce.
@@ -212,6 +242,13 @@ impl RequestAuth {
         let body_sha256 = required(headers::CONTENT_SHA256)?.parse().map_err(
             |e: crate::wire::DigestParseError| malformed(headers::CONTENT_SHA256)(e.to_string()),
         )?;
+        let coordinator = required(headers::COORDINATOR)?;
+        if coordinator.len() > MAX_ORIGIN_LEN {
+            return Err(malformed(headers::COORDINATOR)(format!(
+                "longer than {MAX_ORIGIN_LEN} bytes"
+            )));
+        }
+        let coordinator = coordinator.to_owned();
         let text = required(headers::SIGNATURE)?;
         if text.split(',').count() > MAX_SIGNATURE_FELTS {
             return Err(malformed(headers::SIGNATURE)(format!(
@@ -225,6 +262,7 @@ impl RequestAuth {
             .map_err(|e| malformed(headers::SIGNATURE)(e.to_string()))?;
         Ok(Some(Self {
             account,
+            coordinator,
             timestamp,
             nonce,
             body_sha256,
@@ -242,6 +280,7 @@ impl RequestAuth {
             .join(",");
         let pairs = [
             (headers::ACCOUNT, format!("{:#x}", self.account)),
+            (headers::COORDINATOR, self.coordinator.clone()),
             (headers::TIMESTAMP, self.timestamp.to_string()),
             (headers::NONCE, format!("{:#x}", self.nonce)),
             (headers::CONTENT_SHA256, self.body_sha256.to_string()),
@@ -249,7 +288,8 @@ impl RequestAuth {
         ];
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            // Hex, decimal and commas are always valid header values.
+            // Hex, decimal and commas are always valid header values, and so is an origin
+            // (ASCII by its serialization).
             if let Ok(value) = HeaderValue::from_str(&value) {
                 map.insert(HeaderName::from_static(name), value);
             }
@@ -258,15 +298,17 @@ impl RequestAuth {
     }
 
     /// The message the signature is over, for the request's method and path as received by
-    /// the coordinator of the deployment whose JobMgr is `job_manager`.
+    /// the coordinator of the deployment whose JobMgr is `job_manager`, at the origin the
+    /// request names (the server checks that origin is its own before it trusts the hash).
     pub fn message<'a>(
-        &self,
+        &'a self,
         job_manager: Felt,
         method: &'a str,
         path_and_query: &'a str,
     ) -> RequestMessage<'a> {
         RequestMessage {
             job_manager,
+            coordinator: &self.coordinator,
             method,
             path_and_query,
             body_sha256: self.body_sha256,
@@ -375,6 +417,7 @@ impl RequestSigner {
         let signature = self.key.sign(&hash).map_err(|e| SignError(e.to_string()))?;
         Ok(RequestAuth {
             account: self.account,
+            coordinator: message.coordinator.to_owned(),
             timestamp: message.timestamp,
             nonce: message.nonce,
             body_sha256: message.body_sha256,
@@ -394,6 +437,7 @@ mod tests {
             job_manager: Felt::from_hex_unchecked(
                 "0x4718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d",
             ),
+            coordinator: "https://coordinator.ciro.example",
             method: "PUT",
             path_and_query: "/v1/jobs/42/output/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             body_sha256: Digest::of(b"output bytes"),
@@ -434,6 +478,9 @@ mod tests {
         let mut changed = Vec::new();
         let mut m = message();
         m.job_manager += Felt::ONE;
+        changed.push(m.message_hash(account, chain_id));
+        let mut m = message();
+        m.coordinator = "https://look-alike.example";
         changed.push(m.message_hash(account, chain_id));
         let mut m = message();
         m.method = "GET";
@@ -516,6 +563,25 @@ mod tests {
             &parsed.signature[1]
         )
         .unwrap());
+        // Nor at another origin: what a look-alike coordinator received does not verify at
+        // the real one (the hash the real one computes names its own origin).
+        let mut replayed = parsed.clone();
+        replayed.coordinator = "https://coordinator.ciro.example.look-alike.test".into();
+        let at_real = replayed
+            .message(
+                message().job_manager,
+                message().method,
+                message().path_and_query,
+            )
+            .message_hash(parsed.account, Felt::ONE)
+            .unwrap();
+        assert!(!starknet_crypto::verify(
+            &public,
+            &at_real,
+            &parsed.signature[0],
+            &parsed.signature[1]
+        )
+        .unwrap());
         let mut foreign = message();
         foreign.job_manager += Felt::ONE;
         assert!(signer.sign(&foreign).is_err());
@@ -537,11 +603,26 @@ mod tests {
         );
         let full = signer.sign(&message()).unwrap().to_headers();
 
-        let mut missing = full.clone();
-        missing.remove(headers::NONCE);
-        let error = RequestAuth::from_headers(&missing).unwrap_err();
-        assert_eq!(error, AuthError::MissingHeader(headers::NONCE));
-        assert_eq!(error.code(), ErrorCode::Unauthenticated);
+        for name in [headers::NONCE, headers::COORDINATOR] {
+            let mut missing = full.clone();
+            missing.remove(name);
+            let error = RequestAuth::from_headers(&missing).unwrap_err();
+            assert_eq!(error, AuthError::MissingHeader(name));
+            assert_eq!(error.code(), ErrorCode::Unauthenticated);
+        }
+        let mut long = full.clone();
+        long.insert(
+            headers::COORDINATOR,
+            HeaderValue::from_str(&format!("https://{}.example", "a".repeat(MAX_ORIGIN_LEN)))
+                .unwrap(),
+        );
+        assert!(matches!(
+            RequestAuth::from_headers(&long).unwrap_err(),
+            AuthError::MalformedHeader {
+                name: headers::COORDINATOR,
+                ..
+            }
+        ));
 
         for (name, bad) in [
             (headers::ACCOUNT, "0xzz"),
@@ -561,9 +642,26 @@ mod tests {
     }
 
     #[test]
+    fn an_origin_is_scheme_host_and_non_default_port() {
+        let origin = |text: &str| origin_of(&url::Url::parse(text).unwrap());
+        assert_eq!(
+            origin("HTTPS://Coordinator.CIRO.example:443/api/v1?x=1").as_deref(),
+            Some("https://coordinator.ciro.example")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:8080/").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin("http://[::1]:80").as_deref(), Some("http://[::1]"));
+        assert_eq!(origin("ftp://files.example"), None);
+        assert_eq!(origin("file:///tmp/x"), None);
+    }
+
+    #[test]
     fn freshness_window_is_inclusive_on_both_sides() {
         let auth = RequestAuth {
             account: Felt::ONE,
+            coordinator: "http://127.0.0.1:8080".into(),
             timestamp: 1_000,
             nonce: Felt::ONE,
             body_sha256: Digest::of(b""),

@@ -26,7 +26,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 
-use super::auth::{RequestMessage, RequestSigner, SignError};
+use super::auth::{origin_of, RequestMessage, RequestSigner, SignError};
 use super::error::{ErrorBody, ErrorCode};
 use super::receipt::SignedReceipt;
 use super::routes::{self, Access, HttpMethod};
@@ -657,8 +657,15 @@ impl CoordinatorClient {
         if let Some(signer) = signer {
             // What goes on the wire after the host: the path (with any base prefix) and query.
             let path_and_query = &url[url::Position::BeforePath..];
+            // The coordinator's origin: a look-alike that receives the request cannot replay
+            // it to another coordinator.
+            let coordinator = origin_of(&url).ok_or_else(|| ClientError::Url {
+                url: url.to_string(),
+                reason: "no http or https origin to sign for".into(),
+            })?;
             let message = RequestMessage {
                 job_manager: signer.job_manager(),
+                coordinator: &coordinator,
                 method,
                 path_and_query,
                 body_sha256: call.body.sha256(),

@@ -34,6 +34,7 @@ const request = {
     StarknetDomain: domainType,
     Request: [
       { name: 'Job Manager', type: 'ContractAddress' },
+      { name: 'Coordinator', type: 'string' },
       { name: 'Method', type: 'shortstring' },
       { name: 'Path', type: 'string' },
       { name: 'Body SHA-256', type: 'u256' },
@@ -45,6 +46,7 @@ const request = {
   domain: { name: 'CIRO Coordinator', version: '1', chainId, revision: '1' },
   message: {
     'Job Manager': '0x4718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d',
+    Coordinator: 'https://coordinator.ciro.example',
     Method: 'PUT',
     Path: '/v1/jobs/42/output/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
     'Body SHA-256': sha256u256('output bytes'),
