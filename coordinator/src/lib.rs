@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use ciro_api::coordinator::auth::origin_of;
+use ciro_api::coordinator::auth::{origin_of, MAX_ORIGIN_LEN};
 use ciro_chain::account::AccountSource;
 use ciro_chain::manifest::Manifest;
 use ciro_chain::sender::{SenderConfig, TxSender};
@@ -86,14 +86,29 @@ pub struct Config {
 /// interface (`0.0.0.0`, `::`) with no public URL is refused: the coordinator would not know
 /// the names its clients use, and accepting any would let a look-alike coordinator replay the
 /// requests it receives.
+///
+/// A public URL must be an origin alone (a path other than `/` is refused: the coordinator
+/// serves from its root, and a proxy stripping a prefix would change the path clients sign),
+/// and fit the request header ([`MAX_ORIGIN_LEN`]).
 pub fn origins(public_urls: &[url::Url], bound: SocketAddr) -> Result<Vec<String>> {
     if !public_urls.is_empty() {
         return public_urls
             .iter()
             .map(|url| {
-                origin_of(url).with_context(|| {
+                let origin = origin_of(url).with_context(|| {
                     format!("the public URL {url} is not an http or https URL with a host")
-                })
+                })?;
+                anyhow::ensure!(
+                    url.path() == "/" && url.query().is_none() && url.fragment().is_none(),
+                    "the public URL {url} has a path, query or fragment: give the origin \
+                     clients reach the coordinator's root at ({origin})"
+                );
+                anyhow::ensure!(
+                    origin.len() <= MAX_ORIGIN_LEN,
+                    "the public URL's origin {origin} is longer than {MAX_ORIGIN_LEN} bytes, \
+                     more than a signed request may name"
+                );
+                Ok(origin)
             })
             .collect();
     }
@@ -115,7 +130,9 @@ pub fn origins(public_urls: &[url::Url], bound: SocketAddr) -> Result<Vec<String
                 .ok()
                 .as_ref()
                 .and_then(origin_of)
-                .with_context(|| format!("{name} is not a URL"))
+                .with_context(|| {
+                    format!("{name} is not a URL clients can sign for: set --public-url")
+                })
         })
         .collect()
 }
@@ -339,7 +356,7 @@ mod tests {
         assert_eq!(
             origins(
                 &urls(&[
-                    "https://Coordinator.CIRO.example:443/api",
+                    "https://Coordinator.CIRO.example:443/",
                     "http://10.0.0.5:7070"
                 ]),
                 "0.0.0.0:7070".parse().unwrap()
@@ -352,5 +369,10 @@ mod tests {
         assert!(error.to_string().contains("--public-url"), "{error}");
         assert!(origins(&[], "[::]:7070".parse().unwrap()).is_err());
         assert!(origins(&urls(&["ftp://files.example"]), bound).is_err());
+        // A path would be dropped from the origin while clients sign it: refused.
+        assert!(origins(&urls(&["https://gateway.example/ciro"]), bound).is_err());
+        assert!(origins(&urls(&["https://gateway.example/"]), bound).is_ok());
+        let long = format!("https://{}.example", "a".repeat(250));
+        assert!(origins(&urls(&[&long]), bound).is_err());
     }
 }

@@ -210,7 +210,7 @@ async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
                 .body("input"),
             401,
             ErrorCode::InvalidSignature,
-            "answers as https://coordinator.ciro.test",
+            "--public-url",
         ),
         (
             s.http

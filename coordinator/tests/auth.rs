@@ -203,7 +203,8 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
     )
     .await;
     assert!(
-        message.contains("coordinator.look-alike.example") && message.contains("answers as"),
+        message.contains("coordinator.look-alike.example")
+            && message.contains("not an origin this coordinator answers as"),
         "{message}"
     );
     let mut rewritten = look_alike.headers(&c.base);

@@ -63,7 +63,12 @@ pub struct Verifier {
     slow: Mutex<HashMap<Felt, Instant>>,
     /// Whether an account holds JobMgr's ARBITER role, and when the chain said so.
     arbiters: Mutex<HashMap<Felt, (bool, Instant)>>,
+    /// Origins a refused request was signed for, already logged.
+    warned_origins: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Most distinct unknown origins logged (the rest are refused silently).
+const MAX_WARNED_ORIGINS: usize = 64;
 
 impl Verifier {
     /// A verifier for the chain of `node` (its id read on first use) and the deployment whose
@@ -97,6 +102,7 @@ impl Verifier {
             check_timeout: CHECK_TIMEOUT,
             slow: Mutex::new(HashMap::new()),
             arbiters: Mutex::new(HashMap::new()),
+            warned_origins: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -150,14 +156,15 @@ impl Verifier {
         auth.check_freshness(now, self.window_secs)
             .map_err(auth_error)?;
         if !self.origins.contains(&auth.coordinator) {
+            self.warn_unknown_origin(&auth.coordinator);
             return Err(ApiError::new(
                 ErrorCode::InvalidSignature,
                 format!(
-                    "the request is signed for coordinator {:?}, and this coordinator answers \
-                     as {}: sign it for the URL you send it to (a request signed for another \
-                     coordinator is refused, so one cannot be replayed here)",
-                    auth.coordinator,
-                    self.origins.join(", ")
+                    "the request is signed for coordinator {:?}, which is not an origin this \
+                     coordinator answers as: a request signed for another coordinator is \
+                     refused, so one cannot be replayed here. If that is this coordinator's \
+                     URL, its operator must name it in --public-url (CIRO_PUBLIC_URL)",
+                    auth.coordinator
                 ),
             ));
         }
@@ -206,6 +213,24 @@ impl Verifier {
             ));
         }
         Ok(Some(auth.account))
+    }
+
+    /// Logs the first requests signed for an origin this coordinator does not answer as (a
+    /// look-alike's replay, or a URL the operator left out of `--public-url`), once per
+    /// origin and for at most [`MAX_WARNED_ORIGINS`] origins, so refusals cannot flood the log.
+    fn warn_unknown_origin(&self, origin: &str) {
+        let mut warned = self
+            .warned_origins
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if warned.len() < MAX_WARNED_ORIGINS && warned.insert(origin.to_owned()) {
+            tracing::warn!(
+                origin,
+                answers_as = %self.origins.join(", "),
+                "refused a request signed for another coordinator's origin (a replay, or a \
+                 URL of this coordinator missing from --public-url)"
+            );
+        }
     }
 
     /// Asks `account`'s contract whether `signature` signs `hash` (cached briefly).

@@ -423,6 +423,42 @@ fn worker_client(url: &str) -> CoordinatorClient {
 }
 
 #[tokio::test]
+async fn a_signed_request_is_not_carried_across_a_redirect() {
+    // A redirect from the coordinator's URL (a proxy rule, a shared gateway) to another host:
+    // following it would hand that host headers still valid at the coordinator's origin.
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    let hits = elsewhere_hits.clone();
+    let elsewhere = Router::new().fallback(move || {
+        let hits = hits.clone();
+        async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, elsewhere).await });
+    let redirecting = Router::new().fallback(move |uri: axum::http::Uri| {
+        let target = target.clone();
+        async move { axum::response::Redirect::temporary(&format!("{target}{uri}")) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+    let client = worker_client(&url);
+    let error = client
+        .upload_blob(Bytes::from_static(b"private input"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::Http { status, .. } if status.is_redirection()),
+        "{error}"
+    );
+    assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn signed_blob_upload_then_verified_download() {
     let key = worker_key();
     let (url, _app) = start(&[(WORKER, &key)]).await;

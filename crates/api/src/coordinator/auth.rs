@@ -411,6 +411,15 @@ impl RequestSigner {
                 message.job_manager, self.job_manager
             )));
         }
+        if message.coordinator.len() > MAX_ORIGIN_LEN
+            || !message.coordinator.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(SignError(format!(
+                "the coordinator origin {:?} is not visible ASCII of at most {MAX_ORIGIN_LEN} \
+                 bytes (as origin_of writes one)",
+                message.coordinator
+            )));
+        }
         let hash = message
             .message_hash(self.account, self.chain_id)
             .map_err(|e| SignError(e.to_string()))?;
@@ -585,6 +594,12 @@ mod tests {
         let mut foreign = message();
         foreign.job_manager += Felt::ONE;
         assert!(signer.sign(&foreign).is_err());
+        // An origin no header can carry is refused at signing, not dropped from the headers.
+        for origin in ["https://a\nb.example", "https://café.example"] {
+            let mut unsendable = message();
+            unsendable.coordinator = origin;
+            assert!(signer.sign(&unsendable).is_err(), "{origin}");
+        }
         assert!(parsed.check_body(b"output bytes").is_ok());
         assert_eq!(
             parsed.check_body(b"tampered").unwrap_err().code(),

@@ -290,16 +290,20 @@ pub struct CoordinatorClient {
 
 impl CoordinatorClient {
     /// A client of the coordinator at `base_url` (its root, e.g. `http://127.0.0.1:8080`; a
-    /// path prefix is kept, and signed as part of the path), without a signer.
+    /// path prefix is kept, and signed as part of the path), without a signer. Redirects are
+    /// not followed: a signed request's headers would go to wherever the redirect points,
+    /// still valid at the origin they were signed for.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ClientError::Build)?;
         Self::with_http_client(base_url, http)
     }
 
-    /// As [`CoordinatorClient::new`], with a given HTTP client (its timeouts apply too).
+    /// As [`CoordinatorClient::new`], with a given HTTP client (its timeouts apply too; give
+    /// it `redirect::Policy::none()`, or a redirect carries signed requests elsewhere).
     pub fn with_http_client(base_url: &str, http: reqwest::Client) -> Result<Self, ClientError> {
         let invalid = |reason: String| ClientError::Url {
             url: base_url.to_owned(),
