@@ -11,8 +11,9 @@
 //! 10,000 jobs over 4, 20 and 100 models, each with requirements of its own: a job class is one
 //! pass over the live workers, so its cost per job grows with the classes a tick sees.
 
-use std::collections::HashSet;
 use std::time::Instant;
+
+use ciro_api::wire::Digest;
 
 use ciro_coordinator::eligibility::Requirements;
 use ciro_coordinator::matcher::{plan, Candidate, QueuedJob, Sizes};
@@ -37,22 +38,28 @@ fn model_hash(model: usize) -> String {
     format!("{model:04x}").repeat(16)
 }
 
+fn model_digest(model: usize) -> Digest {
+    model_hash(model).parse().expect("a digest")
+}
+
 /// `n` workers; with `models` = 4 each holds each model with chance 1/4, with more each holds
 /// up to 3 models drawn among them.
 fn workers(n: usize, models: usize, rng: &mut Rng) -> Vec<Candidate> {
     (0..n)
         .map(|i| {
             let capacity = 1 + (rng.next() % 4) as u32;
-            let models: HashSet<String> = if models == 4 {
+            let mut models: Vec<Digest> = if models == 4 {
                 (0..4)
                     .filter(|_| rng.next() % 4 == 0)
-                    .map(model_hash)
+                    .map(model_digest)
                     .collect()
             } else {
                 (0..rng.next() % 4)
-                    .map(|_| model_hash((rng.next() % models as u64) as usize))
+                    .map(|_| model_digest((rng.next() % models as u64) as usize))
                     .collect()
             };
+            models.sort_unstable();
+            models.dedup();
             Candidate {
                 row: WorkerRow {
                     address: format!("{i:#x}"),

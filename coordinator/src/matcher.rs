@@ -20,9 +20,11 @@
 //!
 //! [`explain`] answers "why is this job not matched yet" with the same rule.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ciro_api::coordinator::{Requirement, UnmatchedReason, UnmetRequirement};
+use ciro_api::wire::Digest;
 
 use crate::eligibility::{self, Ineligible, Profile, Requirements};
 use crate::store::WorkerRow;
@@ -38,8 +40,9 @@ pub struct Candidate {
     pub capacity: u32,
     /// Average seconds from assignment to result (0: no record).
     pub avg_latency_secs: u64,
-    /// SHA-256 digests (64 hex) of the models in its local store.
-    pub models: HashSet<String>,
+    /// SHA-256 digests of the models in its local store (a heartbeat declares at most a few
+    /// dozen: a list, read once per plan, with no hashing of its own).
+    pub models: Vec<Digest>,
     /// The largest input it accepts, in bytes (None: no limit declared).
     pub max_input_bytes: Option<u64>,
     /// The largest model file it accepts, in bytes (None: no limit declared).
@@ -56,17 +59,22 @@ pub struct Sizes {
 }
 
 impl Candidate {
-    /// Whether its declared limits admit a job's data of `sizes` for the model `model_hash`:
-    /// the input within its input limit, and the model file within its model limit unless it
-    /// holds the model already (it downloads nothing then: an operator may load a model larger
-    /// than what the worker downloads).
-    pub fn accepts(&self, sizes: Sizes, model_hash: &str) -> bool {
+    /// Whether its declared limits admit a job's data of `sizes` for the model `model` (`None`:
+    /// a hash no worker can hold): the input within its input limit, and the model file within
+    /// its model limit unless it holds the model already (it downloads nothing then: an
+    /// operator may load a model larger than what the worker downloads).
+    pub fn accepts(&self, sizes: Sizes, model: Option<&Digest>) -> bool {
         self.max_input_bytes
             .is_none_or(|max| sizes.input_bytes <= max)
             && (self
                 .max_model_bytes
                 .is_none_or(|max| sizes.model_bytes <= max)
-                || self.models.contains(model_hash))
+                || self.holds(model))
+    }
+
+    /// Whether its store holds `model`.
+    pub fn holds(&self, model: Option<&Digest>) -> bool {
+        model.is_some_and(|model| self.models.contains(model))
     }
 }
 
@@ -103,6 +111,74 @@ const WARM: u32 = 1 << 31;
 
 /// Jobs of one class share requirements and model.
 type ClassKey<'a> = (Requirements, &'a str);
+
+/// Hashes a SHA-256 digest by its first 8 bytes, which are already uniformly spread: a
+/// lookup per model each worker holds, once per plan, costs a load rather than a SipHash of
+/// 32 bytes. (The table holds only the jobs' models, registered on chain; a worker's declared
+/// digests are only looked up, so crafted ones can at most probe a table of that size.)
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The jobs' models by digest, numbered in the order they are added. A plan looks up every
+/// model every candidate holds: with few models (a tick usually sees a handful) a scan of
+/// their first 8 bytes beats hashing, with more the table answers.
+#[derive(Default)]
+struct ModelIndex {
+    /// Each model's first 8 bytes, then the model, by number.
+    prefixes: Vec<u64>,
+    digests: Vec<Digest>,
+    table: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>>,
+}
+
+/// Most models [`ModelIndex`] scans rather than hashes.
+const SCANNED_MODELS: usize = 16;
+
+impl ModelIndex {
+    fn prefix(digest: &Digest) -> u64 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&digest.0[..8]);
+        u64::from_le_bytes(word)
+    }
+
+    /// The number of `digest`, added if new.
+    fn add(&mut self, digest: Digest) -> usize {
+        if let Some(number) = self.find(&digest) {
+            return number;
+        }
+        let number = self.digests.len();
+        self.prefixes.push(Self::prefix(&digest));
+        self.digests.push(digest);
+        self.table.insert(digest, number);
+        number
+    }
+
+    fn find(&self, digest: &Digest) -> Option<usize> {
+        if self.digests.len() > SCANNED_MODELS {
+            return self.table.get(digest).copied();
+        }
+        let prefix = Self::prefix(digest);
+        (0..self.prefixes.len()).find(|&i| self.prefixes[i] == prefix && self.digests[i] == *digest)
+    }
+
+    fn len(&self) -> usize {
+        self.digests.len()
+    }
+}
 
 /// What the matcher reads of each candidate, once per plan: the eligibility profile, the part
 /// of the priority that does not change within a plan, and the part that does.
@@ -298,30 +374,34 @@ pub fn plan_excluding(
             })
         })
         .collect();
-    // The models jobs need, and which candidates hold each.
-    let mut models: HashMap<&str, usize> = HashMap::new();
-    for (_, model) in &keys {
-        let next = models.len();
-        models.entry(model).or_insert(next);
-    }
+    // The models jobs need (each class's, by digest: a hash no worker can hold has none),
+    // and which candidates hold each.
+    let mut models = ModelIndex::default();
+    let class_model: Vec<Option<usize>> = keys
+        .iter()
+        .map(|(_, model)| Some(models.add(model.parse::<Digest>().ok()?)))
+        .collect();
+    // Each candidate is read once (its row is the largest thing a plan touches): its slot,
+    // and which of the jobs' models it holds.
     let mut holders: Vec<Vec<u32>> = vec![Vec::new(); models.len()];
+    let mut slots: Vec<Slot> = Vec::with_capacity(candidates.len());
     for (i, candidate) in candidates.iter().enumerate() {
+        slots.push(Slot::of(candidate));
         for model in &candidate.models {
-            if let Some(&m) = models.get(model.as_str()) {
+            if let Some(m) = models.find(model) {
                 holders[m].push(i as u32);
             }
         }
     }
-    let mut slots: Vec<Slot> = candidates.iter().map(Slot::of).collect();
     let mut warm = vec![0u32; candidates.len()];
     let mut classes: Vec<Option<Class>> = (0..keys.len()).map(|_| None).collect();
     let mut result = Plan::default();
     for (job, &c) in jobs.iter().zip(&job_class) {
         let class = classes[c as usize].get_or_insert_with(|| {
             // Built when its first job comes, from the capacity left then.
-            let (requirements, model) = &keys[c as usize];
+            let (requirements, _) = &keys[c as usize];
             let stamp = c + 1;
-            for &w in &holders[models[model]] {
+            for &w in class_model[c as usize].map_or(&[][..], |m| &holders[m]) {
                 warm[w as usize] = stamp;
             }
             Class::new(requirements, &slots, &warm, stamp, rotation)
@@ -398,13 +478,14 @@ pub fn explain(
     if candidates.is_empty() {
         return UnmatchedReason::NoLiveWorkers;
     }
+    let model = model_hash.parse::<Digest>().ok();
     let mut eligible = 0u32;
     let mut accepting = 0u32;
     let mut with_room = 0u32;
     for candidate in candidates {
         if eligibility::check(&candidate.row, requirements).is_ok() {
             eligible += 1;
-            if candidate.accepts(sizes, model_hash) {
+            if candidate.accepts(sizes, model.as_ref()) {
                 accepting += 1;
                 if candidate.spare > 0 {
                     with_room += 1;
@@ -554,7 +635,13 @@ pub fn why_not(candidate: &Candidate, requirements: &Requirements) -> Option<Ine
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
+
+    fn digest(hex: &str) -> Digest {
+        hex.parse().expect("a digest")
+    }
 
     fn worker(address: &str, score: u64, vram: u64, spare: u32) -> Candidate {
         Candidate {
@@ -575,7 +662,7 @@ mod tests {
             spare,
             capacity: spare.max(1),
             avg_latency_secs: 0,
-            models: HashSet::new(),
+            models: Vec::new(),
             max_input_bytes: None,
             max_model_bytes: None,
         }
@@ -612,7 +699,7 @@ mod tests {
     #[test]
     fn a_warm_model_wins_and_equals_take_turns() {
         let mut warm = worker("0x1", 5_000, 80_000, 1);
-        warm.models.insert("aa".repeat(32));
+        warm.models.push(digest(&"aa".repeat(32)));
         let workers = vec![worker("0x0", 5_000, 80_000, 1), warm];
         let plan = plan(&[job(1, 0)], &workers, 0);
         assert_eq!(plan.assignments, vec![(1, 1)]);
@@ -629,6 +716,23 @@ mod tests {
             .collect();
         assert_eq!(taken.iter().filter(|&&w| w == 0).count(), 2);
         assert_ne!(taken[0], taken[1]);
+    }
+
+    #[test]
+    fn the_model_index_numbers_each_model_once_scanned_or_hashed() {
+        let mut index = ModelIndex::default();
+        // Digests sharing their first 8 bytes differ only past the prefix the scan compares.
+        let model = |i: usize| digest(&format!("{:016x}{:048x}", i % 3, i));
+        for i in 0..3 * SCANNED_MODELS {
+            assert_eq!(index.add(model(i)), i);
+            assert_eq!(index.add(model(i)), i, "added twice");
+            // Every model added so far is found under its number, whichever way is used.
+            for j in 0..=i {
+                assert_eq!(index.find(&model(j)), Some(j));
+            }
+            assert_eq!(index.find(&model(i + 1)), None);
+        }
+        assert_eq!(index.len(), 3 * SCANNED_MODELS);
     }
 
     #[test]
@@ -655,7 +759,7 @@ mod tests {
                     w.spare = next(u64::from(w.capacity) + 1) as u32;
                     w.avg_latency_secs = next(900);
                     w.models = (0..next(3))
-                        .map(|_| format!("{:02x}", next(5)).repeat(32))
+                        .map(|_| digest(&format!("{:02x}", next(5)).repeat(32)))
                         .collect();
                     w.max_input_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
                     w.max_model_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
@@ -687,7 +791,7 @@ mod tests {
             // Forbidden, or the worker's declared limits refuse the job's data.
             let refused = |job: &QueuedJob, w: usize| {
                 forbidden.contains(&(job.job_id, w))
-                    || !workers[w].accepts(job.sizes, &job.model_hash)
+                    || !workers[w].accepts(job.sizes, Some(&digest(&job.model_hash)))
             };
             let mut taken = vec![0u32; workers.len()];
             // The priority a worker has once `taken` of its spare capacity is gone.
@@ -695,7 +799,7 @@ mod tests {
                 let mut slot = Slot::of(&workers[w]);
                 slot.spare -= taken;
                 slot.room = slot.room_now();
-                slot.priority(workers[w].models.contains(&job.model_hash))
+                slot.priority(workers[w].holds(Some(&digest(&job.model_hash))))
             };
             for &(job_id, w) in &decided.assignments {
                 let job = &jobs[job_id as usize];
@@ -829,14 +933,14 @@ mod tests {
                 input_bytes: 10,
                 model_bytes: 60_000
             },
-            &model
+            Some(&digest(&model))
         ));
         assert!(small.accepts(
             Sizes {
                 input_bytes: 1_000,
                 model_bytes: 50_000
             },
-            &model
+            Some(&digest(&model))
         ));
         // Busy workers that admit it: busy, counting only those.
         roomy.spare = 0;
@@ -851,7 +955,7 @@ mod tests {
         let model = "aa".repeat(32);
         // It holds the model (its operator loaded it) and downloads at most 1 byte of model.
         let mut holder = worker("0x1", 1_000, 80_000, 1);
-        holder.models.insert(model.clone());
+        holder.models.push(digest(&model));
         holder.max_model_bytes = Some(1);
         let mut other = worker("0x2", 9_000, 80_000, 1);
         other.max_model_bytes = Some(1);
@@ -860,7 +964,10 @@ mod tests {
         let workers = [other.clone(), holder.clone()];
         let decided = plan(std::slice::from_ref(&big), &workers, 0);
         assert_eq!(decided.assignments, vec![(1, 1)]);
-        assert!(holder.accepts(big.sizes, &model) && !other.accepts(big.sizes, &model));
+        assert!(
+            holder.accepts(big.sizes, Some(&digest(&model)))
+                && !other.accepts(big.sizes, Some(&digest(&model)))
+        );
         assert_eq!(
             explain(&big.requirements, big.sizes, &model, &workers),
             UnmatchedReason::AwaitingMatcher

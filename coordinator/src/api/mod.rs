@@ -11,7 +11,7 @@ pub mod dashboard;
 mod feed;
 pub mod openapi;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -558,10 +558,13 @@ pub async fn live_candidates(
             let held = assigned.get(&row.address).copied().unwrap_or(0);
             let busy = beat.running_jobs.max(held);
             let capacity = u32::try_from(beat.capacity).unwrap_or(u32::MAX);
-            let models: HashSet<String> = serde_json::from_str::<Vec<String>>(&beat.models)
+            let mut models: Vec<Digest> = serde_json::from_str::<Vec<String>>(&beat.models)
                 .unwrap_or_default()
-                .into_iter()
+                .iter()
+                .filter_map(|m| m.parse().ok())
                 .collect();
+            models.sort_unstable();
+            models.dedup();
             let avg_latency_secs = serde_json::from_str::<cdc_pool::WorkerInfo>(&row.info)
                 .map(|info| info.reputation.avg_latency)
                 .unwrap_or(0);
