@@ -195,7 +195,7 @@ impl AgentMetrics {
             )?,
             loaded_model_bytes: prometheus::IntGauge::new(
                 "ciro_worker_loaded_model_bytes",
-                "Bytes of the model files whose modules the engine keeps loaded (at the last heartbeat)",
+                "Bytes of the model files whose modules are in memory: kept loaded, or let go of but still in running passes (at the last heartbeat)",
             )?,
         };
         metrics.registry().register(Box::new(this.jobs.clone()))?;

@@ -166,7 +166,9 @@ struct RunArgs {
     max_model_bytes: u64,
     /// Most bytes of model files kept loaded between jobs, at least 1 (default: half the
     /// inference device's memory, the best GPU's on CUDA, else the machine's). The least
-    /// recently used models are let go first; the model a job needs is always loaded.
+    /// recently used models are let go first, and the modules of passes still running count
+    /// until their passes end (a load waits up to 2 minutes for them); the model a job needs
+    /// is always loaded.
     #[arg(long, env = "WORKER_MAX_LOADED_MODEL_BYTES",
           value_parser = clap::value_parser!(u64).range(1..))]
     max_loaded_model_bytes: Option<u64>,

@@ -16,7 +16,8 @@ use std::fs;
 use std::io::{Cursor, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,13 @@ pub struct LoadedModel {
 /// A load in progress: the model, the device, and the lock its loaders take turns on.
 type Gate = (Digest, Device, Arc<Mutex<()>>);
 
+/// How long a load waits for passes still running on evicted modules to end, when their
+/// memory and the new module's would exceed the byte bound (then it loads anyway, logged).
+pub const DEFAULT_ROOM_WAIT: Duration = Duration::from_secs(120);
+
+/// How often a load waiting for room looks again.
+const ROOM_POLL: Duration = Duration::from_millis(20);
+
 /// TorchScript models by hash, with a least-recently-used cache of loaded modules.
 #[derive(Debug)]
 pub struct ModelStore {
@@ -60,6 +68,11 @@ pub struct ModelStore {
     max_loaded_bytes: u64,
     /// Most recently used last.
     cache: Mutex<Vec<Arc<LoadedModel>>>,
+    /// Modules let go of while a pass still held them: in memory until their passes end, so
+    /// counted against the byte bound until then.
+    in_passes: Mutex<Vec<Weak<LoadedModel>>>,
+    /// How long a load waits for room held by running passes.
+    room_wait: Duration,
     /// Loads in progress: a second load of the same model waits for the first.
     loads: Mutex<Vec<Gate>>,
     /// Modules read from disk and loaded so far.
@@ -105,6 +118,8 @@ impl ModelStore {
             capacity: capacity.max(1),
             max_loaded_bytes: u64::MAX,
             cache: Mutex::new(Vec::new()),
+            in_passes: Mutex::new(Vec::new()),
+            room_wait: DEFAULT_ROOM_WAIT,
             loads: Mutex::new(Vec::new()),
             disk_loads: AtomicU64::new(0),
         })
@@ -115,6 +130,13 @@ impl ModelStore {
     /// modules are let go until the newest fits, which is always kept.
     pub fn with_max_loaded_bytes(mut self, bytes: u64) -> Self {
         self.max_loaded_bytes = bytes;
+        self
+    }
+
+    /// Sets how long a load waits for passes still running on evicted modules to end when
+    /// their memory leaves no room for it ([`DEFAULT_ROOM_WAIT`]).
+    pub fn with_room_wait(mut self, wait: Duration) -> Self {
+        self.room_wait = wait;
         self
     }
 
@@ -265,10 +287,37 @@ impl ModelStore {
                 EngineError::from(e.context(format!("reading the spec of model {hash}")))
             })?;
         // Room first: the cache lets go of what the new module would put over the bound
-        // before it loads, not after (the peak would be the bound plus the new module).
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|m| !(m.hash == *hash && m.device == device));
-            self.evict_for(&mut cache, file_bytes);
+        // before it loads, not after (the peak would be the bound plus the new module). The
+        // modules of passes still running stay in memory whatever the cache does: while they
+        // leave no room, the load waits for passes to end (at most `room_wait`).
+        let waiting_since = Instant::now();
+        loop {
+            let room = match self.cache.lock() {
+                Ok(mut cache) => {
+                    cache.retain(|m| !(m.hash == *hash && m.device == device));
+                    self.evict_for(&mut cache, file_bytes);
+                    let cached: u64 = cache.iter().map(|m| m.bytes).sum();
+                    let in_passes = self.in_pass_bytes();
+                    // With nothing left to wait for, the module a job needs is loaded anyway.
+                    in_passes == 0
+                        || cached.saturating_add(in_passes).saturating_add(file_bytes)
+                            <= self.max_loaded_bytes
+                }
+                Err(_) => true,
+            };
+            if room {
+                break;
+            }
+            if waiting_since.elapsed() >= self.room_wait {
+                tracing::warn!(
+                    model = %hash,
+                    bytes = file_bytes,
+                    in_passes = self.in_pass_bytes(),
+                    "no room under the loaded-model bound after waiting for running passes: loading anyway"
+                );
+                break;
+            }
+            std::thread::sleep(ROOM_POLL);
         }
         let mut module =
             CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
@@ -324,16 +373,40 @@ impl ModelStore {
     }
 
     /// Lets the least recently used modules go until one more of `bytes` fits the count and
-    /// the byte bound (or none is left).
+    /// the byte bound, counting the modules of running passes (or none is left). A module a
+    /// pass still holds is remembered until its passes end.
     fn evict_for(&self, cache: &mut Vec<Arc<LoadedModel>>, bytes: u64) {
-        let mut held: u64 = cache.iter().map(|m| m.bytes).sum();
+        let mut held: u64 = cache
+            .iter()
+            .map(|m| m.bytes)
+            .sum::<u64>()
+            .saturating_add(self.in_pass_bytes());
         while !cache.is_empty()
             && (cache.len() >= self.capacity || held.saturating_add(bytes) > self.max_loaded_bytes)
         {
             let evicted = cache.remove(0);
             held -= evicted.bytes;
             tracing::info!(model = %evicted.hash, bytes = evicted.bytes, "model evicted from the cache");
+            if Arc::strong_count(&evicted) > 1 {
+                // Still in a pass: in memory until it ends, so still counted.
+                held = held.saturating_add(evicted.bytes);
+                self.in_passes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Arc::downgrade(&evicted));
+            }
         }
+    }
+
+    /// The bytes of the modules let go of by the cache that running passes still hold.
+    fn in_pass_bytes(&self) -> u64 {
+        let mut in_passes = self.in_passes.lock().unwrap_or_else(|p| p.into_inner());
+        in_passes.retain(|m| m.strong_count() > 0);
+        in_passes
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|m| m.bytes)
+            .sum()
     }
 
     /// How many modules are loaded.
@@ -341,12 +414,14 @@ impl ModelStore {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)
     }
 
-    /// The bytes of the model files whose modules the cache holds.
+    /// The bytes of the model files whose modules are in memory: those the cache holds, and
+    /// those it let go of that running passes still hold.
     pub fn loaded_bytes(&self) -> u64 {
         self.cache
             .lock()
-            .map(|c| c.iter().map(|m| m.bytes).sum())
+            .map(|c| c.iter().map(|m| m.bytes).sum::<u64>())
             .unwrap_or(0)
+            .saturating_add(self.in_pass_bytes())
     }
 
     /// How many modules were read from disk and loaded since the store was opened.

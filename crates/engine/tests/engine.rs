@@ -456,6 +456,55 @@ fn the_model_cache_is_bounded_by_the_bytes_of_its_models() {
 }
 
 #[test]
+fn a_load_waits_for_running_passes_to_free_the_room_it_needs() {
+    let f = fixture(8);
+    let size = |hash: &Digest| {
+        std::fs::metadata(f._dir.path().join("store").join(format!("{hash}.pt")))
+            .unwrap()
+            .len()
+    };
+    let (mlp, encoder) = (size(&f.mlp), size(&f.encoder));
+    let dir = tempfile::tempdir().unwrap();
+    let store = |wait: Duration| {
+        let store = ModelStore::open(dir.path(), 8)
+            .unwrap()
+            .with_max_loaded_bytes(mlp + encoder - 1)
+            .with_room_wait(wait);
+        for (name, hash) in [("mlp", &f.mlp), ("encoder", &f.encoder)] {
+            let spec = f.store.load(hash, Device::Cpu).unwrap().spec.clone();
+            store
+                .insert_file(&f.models.join(format!("{name}.pt")), &spec)
+                .unwrap();
+        }
+        Arc::new(store)
+    };
+    // A pass holds the MLP (a request carries its module until its pass ends): the cache may
+    // let it go, but its memory stays until the pass ends, so the encoder waits for it.
+    let patient = store(Duration::from_secs(30));
+    let in_pass = patient.load(&f.mlp, Device::Cpu).unwrap();
+    let loader = {
+        let (store, encoder) = (patient.clone(), f.encoder);
+        std::thread::spawn(move || store.load(&encoder, Device::Cpu).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !loader.is_finished(),
+        "the encoder loaded beside a module a pass holds, over the bound"
+    );
+    assert_eq!(patient.loaded_bytes(), mlp, "the pass's module is counted");
+    drop(in_pass);
+    loader.join().unwrap();
+    assert_eq!(patient.loaded_bytes(), encoder);
+    // A pass that does not end within the wait does not stop the job: it loads anyway.
+    let hurried = store(Duration::from_millis(200));
+    let _in_pass = hurried.load(&f.mlp, Device::Cpu).unwrap();
+    let started = Instant::now();
+    hurried.load(&f.encoder, Device::Cpu).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(hurried.loaded_bytes(), mlp + encoder);
+}
+
+#[test]
 fn concurrent_first_loads_of_a_model_load_it_once() {
     // A new model's first jobs arrive together: each asking the store for it must not load a
     // copy of its own (a burst of jobs would hold one copy per job on the device).
