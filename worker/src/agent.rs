@@ -25,6 +25,7 @@
 //! deactivates on chain.
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,7 @@ use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::tensors::{decode_input, dtype_name};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
 use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -763,7 +765,23 @@ impl Agent {
         let span = tracing::info_span!("job", job_id);
         tokio::spawn(
             async move {
-                let outcome = self.handle(&assignment).await;
+                // A panic in the job's handling (a libtorch call a model's output makes fail,
+                // a bug) is the job's failure: the task still journals it, gives the job back
+                // and frees its slot, which an unwinding task would have held for good.
+                let outcome = AssertUnwindSafe(self.handle(&assignment))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<String>()
+                            .map(String::as_str)
+                            .or_else(|| panic.downcast_ref::<&str>().copied())
+                            .unwrap_or("a panic");
+                        Err(Refusal::Failed(format!(
+                            "the job's handling panicked: {}",
+                            what.chars().take(500).collect::<String>()
+                        )))
+                    });
                 let mut ended = "done";
                 let wedged = matches!(outcome, Err(Refusal::Wedged(_)));
                 let kind = if matches!(outcome, Err(Refusal::Unable(_))) {
@@ -1708,25 +1726,18 @@ fn progress_bar(model: &Digest, percent: u64, done: u64, total: u64) {
     );
 }
 
-/// How an engine error ends a job: as the job's failure (its input, or its model, fails on
-/// any worker: given back as failed, which counts toward the coordinator's limit), or as this
-/// worker's (its store lost or damaged the model file, its memory ran out, an internal fault:
-/// given back as unable, so another worker may run it and the job is not held against).
+/// How an engine error ends a job: as the job's failure (given back as failed, which counts
+/// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
+/// damaged the model file: given back as unable, so another worker may run it and the job is
+/// not held against). Running out of memory and an internal fault in a pass count as the
+/// job's: every give-back records a miss against its worker on chain, so a model written to
+/// exhaust memory (or to break the engine) on every worker would otherwise be handed to each
+/// eligible worker in turn, each taking a miss, at no cost to its submitter but gas; counted,
+/// it reaches at most the limit's number of workers.
 fn engine_refusal(error: EngineError) -> Refusal {
     let reason = format!("the engine refused the job: {error}");
-    let out_of_memory = |text: &str| {
-        let text = text.to_ascii_lowercase();
-        text.contains("out of memory") || text.contains("cannot allocate memory")
-    };
     match &error {
-        EngineError::UnknownModel(_)
-        | EngineError::HashMismatch { .. }
-        | EngineError::Internal(_) => Refusal::Unable(reason),
-        EngineError::CorruptModel { reason: why, .. } | EngineError::Forward(why)
-            if out_of_memory(why) =>
-        {
-            Refusal::Unable(reason)
-        }
+        EngineError::UnknownModel(_) | EngineError::HashMismatch { .. } => Refusal::Unable(reason),
         _ => Refusal::Failed(reason),
     }
 }
@@ -1765,12 +1776,15 @@ mod tests {
     use ciro_chain::ChainError;
     use std::time::Duration;
 
-    /// An engine error is the job's failure only when it would fail anywhere: this worker's
-    /// store, memory or internals give the job back as unable (a review found a CUDA
-    /// out-of-memory load, a damaged store file and internal faults failed jobs, which counts
-    /// toward their limit of give-backs).
+    /// An engine error is the job's failure unless this worker's store lost or damaged the
+    /// model file (given back as unable). Running out of memory and internal faults count
+    /// against the job since session 20: each give-back records a miss against its worker on
+    /// chain, and a model written to exhaust memory (or break the engine) everywhere was
+    /// handed to every eligible worker in turn, each taking a miss (a review's finding; an
+    /// earlier review had them uncounted so a job could reach a worker with more memory,
+    /// which the job's own VRAM requirement is for).
     #[test]
-    fn engine_errors_of_this_worker_give_the_job_back_as_unable() {
+    fn only_this_workers_store_gives_the_job_back_as_unable() {
         use ciro_engine::{Digest, EngineError};
         let unable = |e: EngineError| matches!(engine_refusal(e), Refusal::Unable(_));
         let failed = |e: EngineError| matches!(engine_refusal(e), Refusal::Failed(_));
@@ -1780,12 +1794,12 @@ mod tests {
             expected: hash,
             actual: Digest::of(b"other")
         }));
-        assert!(unable(EngineError::Internal(anyhow::anyhow!("lost task"))));
-        assert!(unable(EngineError::CorruptModel {
+        assert!(failed(EngineError::Internal(anyhow::anyhow!("lost task"))));
+        assert!(failed(EngineError::CorruptModel {
             hash,
             reason: "CUDA out of memory. Tried to allocate 2.00 GiB".into()
         }));
-        assert!(unable(EngineError::Forward(
+        assert!(failed(EngineError::Forward(
             "CUDA error: out of memory".into()
         )));
         assert!(failed(EngineError::CorruptModel {

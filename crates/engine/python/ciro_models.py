@@ -62,6 +62,29 @@ class Centered(torch.nn.Module):
         return x - x.mean(dim=0, keepdim=True)
 
 
+class Noisy(torch.nn.Module):
+    """Its input plus uniform noise: a model that draws random numbers, whose output a re-run
+    reproduces only from the same generator state."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.rand_like(x)
+
+
+class Sparse(torch.nn.Module):
+    """Its input as a sparse tensor: an output no safetensors file holds."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to_sparse()
+
+
+class Huge(torch.nn.Module):
+    """A view of its first column expanded to 2**40 columns per row: a few bytes that stand
+    for terabytes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1].expand(x.shape[0], 1099511627776)
+
+
 SIZES = {
     # Small enough for tests to build and run in milliseconds.
     "test": {"mlp": (16, 64, 4), "encoder": dict(seq=8, d_model=32, heads=4, layers=2, d_out=4)},
@@ -168,6 +191,9 @@ def main():
     p.add_argument("out")
     p = sub.add_parser("centered")
     p.add_argument("out")
+    for name in ("noisy", "sparse", "huge"):
+        p = sub.add_parser(name)
+        p.add_argument("out")
     p = sub.add_parser("bench")
     p.add_argument("model")
     p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
@@ -182,6 +208,9 @@ def main():
         torch.jit.script(Spin()).save(args.out)
     elif args.command == "centered":
         torch.jit.script(Centered()).save(args.out)
+    elif args.command in ("noisy", "sparse", "huge"):
+        model = {"noisy": Noisy, "sparse": Sparse, "huge": Huge}[args.command]()
+        torch.jit.script(model).save(args.out)
     else:
         bench(args.model, args.row_shape, args.iters, args.warmup)
 

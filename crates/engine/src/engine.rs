@@ -239,6 +239,14 @@ struct Request {
     span: tracing::Span,
 }
 
+/// Seeds libtorch's random generators (the CPU's, and every CUDA device's with `cuda`).
+fn seed_generators(seed: u64, cuda: bool) {
+    tch::manual_seed(seed as i64);
+    if cuda {
+        tch::Cuda::manual_seed_all(seed);
+    }
+}
+
 /// Runs models from a [`ModelStore`] on one device. Must be used inside a tokio runtime.
 pub struct Engine {
     store: Arc<ModelStore>,
@@ -252,9 +260,8 @@ impl Engine {
     /// Starts an engine (and its inference thread).
     pub fn new(store: Arc<ModelStore>, config: EngineConfig) -> Result<Self, EngineError> {
         if let Some(seed) = config.deterministic_seed {
-            tch::manual_seed(seed as i64);
+            seed_generators(seed, config.device.is_cuda());
             if config.device.is_cuda() {
-                tch::Cuda::manual_seed_all(seed);
                 tch::Cuda::cudnn_set_benchmark(false);
             }
         }
@@ -310,8 +317,17 @@ impl Engine {
         let (_, request, result) = self.request(hash, input).await?;
         let stats = self.stats.clone();
         let activity = self.thread.activity.clone();
+        let (seed, cuda) = (self.config.deterministic_seed, self.config.device.is_cuda());
         self.thread
-            .run(move || run_batch(vec![request], &stats, &activity))
+            .run(move || {
+                // Each pass starts from the seed, as a re-run does (`ciro-worker exec`, a
+                // dispute's check): a model drawing random numbers gives the same output
+                // whatever ran before it in this process.
+                if let Some(seed) = seed {
+                    seed_generators(seed, cuda);
+                }
+                run_batch(vec![request], &stats, &activity)
+            })
             .await?;
         result
             .await
@@ -505,20 +521,32 @@ fn run_batch(batch: Vec<Request>, stats: &EngineStats, activity: &Arc<Activity>)
         } else {
             Tensor::f_cat(&inputs, 0)?
         };
-        let output = model.module.forward_ts(&[input.to_device(model.device)])?;
-        Ok::<_, tch::TchError>(output.to_device(Device::Cpu))
+        let output = model.module.forward_ts(&[input.f_to(model.device)?])?;
+        output.f_to(Device::Cpu)
     });
     drop(passing);
     tracing::debug!(model = %model.hash, requests = batch.len(), rows = total, elapsed_us = started.elapsed().as_micros() as u64, "batch ran");
     match result {
         Ok(output) if output.size().first() == Some(&total) => {
             let parts = if batch.len() == 1 {
-                vec![output]
+                Ok(vec![output])
             } else {
-                output.split_with_sizes(&sizes, 0)
+                output.f_split_with_sizes(&sizes, 0)
             };
-            for (request, part) in batch.into_iter().zip(parts) {
-                let _ = request.reply.send(Ok(part));
+            match parts {
+                Ok(parts) => {
+                    for (request, part) in batch.into_iter().zip(parts) {
+                        let _ = request.reply.send(Ok(part));
+                    }
+                }
+                Err(e) => {
+                    let message = format!("splitting the model's output by job: {e}");
+                    for request in batch {
+                        let _ = request
+                            .reply
+                            .send(Err(EngineError::Forward(message.clone())));
+                    }
+                }
             }
         }
         Ok(output) => {

@@ -10,6 +10,12 @@ use crate::store::ModelSpec;
 pub const INPUT_NAME: &str = "input";
 pub const OUTPUT_NAME: &str = "output";
 
+/// Most bytes of tensor data a file is encoded with (4 times a coordinator's default blob
+/// limit). A model's output is what its author wrote: an expanded view of a few bytes may
+/// stand for terabytes, which copying would try to allocate (an allocation failure aborts
+/// the process, and the job would be resumed into the same abort at every start).
+pub const MAX_ENCODED_BYTES: u64 = 1 << 30;
+
 /// safetensors' name of a libtorch element type (`F32`, ...).
 pub fn dtype_name(kind: Kind) -> String {
     Dtype::try_from(kind)
@@ -82,14 +88,44 @@ pub fn encode_input(input: &Tensor) -> Result<Vec<u8>, EngineError> {
 }
 
 /// One tensor (moved to the CPU, made contiguous) as a safetensors file. The bytes are a
-/// function of the tensor alone, so equal tensors hash equal.
+/// function of the tensor alone, so equal tensors hash equal. Only a dense tensor of a
+/// safetensors type and at most [`MAX_ENCODED_BYTES`] of data is encoded; every libtorch call
+/// here is the fallible one, so a tensor libtorch cannot copy is an error, not a panic.
 fn encode(name: &str, tensor: &Tensor) -> Result<Vec<u8>, String> {
-    let tensor = tensor.to_device(tch::Device::Cpu).contiguous();
-    let dtype = Dtype::try_from(tensor.kind()).map_err(|e| e.to_string())?;
-    let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
-    let numel = tensor.numel();
-    let mut data = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
-    tensor.copy_data_u8(&mut data, numel);
+    if tensor.is_sparse() || tensor.is_mkldnn() {
+        return Err(
+            "the tensor is not dense (sparse or MKL-DNN): only dense tensors are kept".into(),
+        );
+    }
+    let kind = tensor.f_kind().map_err(|e| e.to_string())?;
+    let dtype = Dtype::try_from(kind).map_err(|e| e.to_string())?;
+    let dims = tensor.size();
+    let shape = dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<usize>, _>>()
+        .map_err(|_| format!("the shape {dims:?} has a negative dimension"))?;
+    let bytes = shape
+        .iter()
+        .try_fold(kind.elt_size_in_bytes() as u64, |n, &d| {
+            n.checked_mul(d as u64)
+        })
+        .filter(|&bytes| bytes <= MAX_ENCODED_BYTES)
+        .ok_or_else(|| {
+            format!(
+                "a {kind:?} tensor of shape {dims:?} is more than the {MAX_ENCODED_BYTES} bytes \
+                 a file may hold"
+            )
+        })?;
+    let numel: usize = shape.iter().product();
+    let tensor = tensor
+        .f_to(tch::Device::Cpu)
+        .and_then(|t| t.f_contiguous())
+        .map_err(|e| format!("copying the tensor: {e}"))?;
+    let mut data = vec![0u8; bytes as usize];
+    tensor
+        .f_copy_data_u8(&mut data, numel)
+        .map_err(|e| format!("copying the tensor: {e}"))?;
     let view = TensorView::new(dtype, shape, &data).map_err(|e| format!("{e:?}"))?;
     safetensors::serialize([(name, view)], &None).map_err(|e| format!("{e:?}"))
 }

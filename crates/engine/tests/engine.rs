@@ -557,6 +557,86 @@ async fn a_lone_request_waits_for_batch_mates_at_most_max_wait() {
     );
 }
 
+/// `ciro_models.py NAME` (a model of 4-float rows) added to `f`'s store.
+fn scripted(f: &Fixture, dir: &tempfile::TempDir, name: &str) -> Digest {
+    let file = dir.path().join(format!("{name}.pt"));
+    let made = std::process::Command::new(common::python())
+        .arg(common::models_script())
+        .arg(name)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    f.store
+        .insert_file(
+            &file,
+            &ModelSpec {
+                input_shape: vec![4],
+                input_dtype: "F32".into(),
+                max_batch: 16,
+            },
+        )
+        .unwrap()
+}
+
+/// A model that draws random numbers: in deterministic mode each pass starts from the seed,
+/// so a job's output is what a re-run (a fresh `ciro-worker exec`, an arbiter's check) gives,
+/// whatever the process ran before. Seeded once at start, a second job got other numbers,
+/// and a dispute's re-run would find an honest worker's result wrong.
+#[tokio::test]
+async fn a_model_drawing_random_numbers_repeats_its_output_in_deterministic_mode() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let noisy = scripted(&f, &dir, "noisy");
+    let seeded = |seed| EngineConfig {
+        deterministic_seed: Some(seed),
+        ..cpu(16, Duration::from_millis(5))
+    };
+    let input = encode_input(&Tensor::zeros([2, 4], (Kind::Float, Device::Cpu))).unwrap();
+    let engine = Engine::new(f.store.clone(), seeded(42)).unwrap();
+    let first = engine.execute(noisy, &input).await.unwrap();
+    let second = engine.execute(noisy, &input).await.unwrap();
+    assert_eq!(first, second, "the second job drew other numbers");
+    let rerun = Engine::new(f.store.clone(), seeded(42)).unwrap();
+    assert_eq!(rerun.execute(noisy, &input).await.unwrap(), first);
+    // The output is noise indeed: another seed draws other numbers.
+    let other = Engine::new(f.store.clone(), seeded(43)).unwrap();
+    assert_ne!(
+        other.execute(noisy, &input).await.unwrap().output_hash,
+        first.output_hash
+    );
+}
+
+/// Outputs a submitter's model can return that no file holds: a sparse tensor, and a view of
+/// a few bytes standing for 4 TB. Each is the job's error (the job fails, counted against it),
+/// not a panic that ends the job's task or an allocation that aborts the worker, and the
+/// engine serves the next job.
+#[tokio::test]
+async fn outputs_no_file_can_hold_are_the_jobs_errors_not_panics_or_aborts() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1))).unwrap();
+    let input = encode_input(&Tensor::ones([2, 4], (Kind::Float, Device::Cpu))).unwrap();
+    for (name, says) in [("sparse", "not dense"), ("huge", "more than")] {
+        let model = scripted(&f, &dir, name);
+        match engine.execute(model, &input).await {
+            Err(EngineError::Forward(message)) => {
+                assert!(message.contains(says), "{name}: {message}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let (x, _) = sample(f.models, f.described, "mlp");
+    assert!(engine
+        .execute(f.mlp, &encode_input(&x).unwrap())
+        .await
+        .is_ok());
+}
+
 #[tokio::test]
 async fn deterministic_mode_repeats_the_output_hash() {
     let f = fixture(4);
