@@ -422,6 +422,83 @@ fn worker_client(url: &str) -> CoordinatorClient {
         .with_signer(RequestSigner::new(worker_key(), WORKER, CHAIN_ID, JOB_MGR))
 }
 
+/// A coordinator (or someone on the path) that keeps a transfer open without sending it: a
+/// blob trickled a byte at a time (each within the stall limit, so only the average rate
+/// ends it), an answer that never comes, and an error whose body never ends. Each is
+/// abandoned as stalled, or read only as far as it is shown, instead of holding the caller.
+#[tokio::test]
+async fn trickled_unanswered_and_endless_transfers_are_abandoned() {
+    use futures_util::StreamExt;
+    let trickle = || {
+        futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((Ok::<_, Infallible>(Bytes::from_static(b"x")), ()))
+        })
+    };
+    let app = Router::new()
+        .route(
+            routes::BLOB,
+            get(move || async move { axum::body::Body::from_stream(trickle()) }).put(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                StatusCode::OK
+            }),
+        )
+        .route(
+            routes::JOB,
+            get(|| async {
+                // A 500 whose body never ends.
+                let endless = futures_util::stream::repeat(Bytes::from_static(&[b'x'; 8192]))
+                    .map(Ok::<_, Infallible>);
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::body::Body::from_stream(endless),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = worker_client(&url).with_transfer_pace(Duration::from_millis(500), 1_000);
+
+    // Each call must end well within 10 s (without the rules they never end).
+    let within = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let error = tokio::time::timeout(within, client.download_blob(&Digest::of(b"blob")))
+        .await
+        .expect("the trickled download did not end within 10 s")
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Stalled { reason, .. } if reason.contains("bytes a second")),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A blob upload whose answer never comes (the route's handler sleeps for an hour).
+    let started = std::time::Instant::now();
+    let unanswered = tokio::time::timeout(within, client.upload_blob(&b"input"[..]))
+        .await
+        .expect("the unanswered upload did not end within 10 s")
+        .unwrap_err();
+    assert!(
+        matches!(&unanswered, ClientError::Stalled { reason, .. } if reason.contains("no answer")),
+        "{unanswered}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let error = tokio::time::timeout(within, client.job(7))
+        .await
+        .expect("the endless error did not end within 10 s")
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Http { status, .. } if status.as_u16() == 500),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn a_signed_request_is_not_carried_across_a_redirect() {
     // A redirect from the coordinator's URL (a proxy rule, a shared gateway) to another host:

@@ -126,11 +126,15 @@ pub enum ClientError {
         /// The size it answered with.
         reported_size: u64,
     },
-    /// A download sent nothing for [`DOWNLOAD_STALL`]. Retryable.
-    #[error("{url}: no data for {} s", DOWNLOAD_STALL.as_secs())]
+    /// A transfer stalled: nothing received for [`DOWNLOAD_STALL`], no answer to a request
+    /// within it (plus the body's time at [`MIN_TRANSFER_RATE`]), or a download slower on
+    /// average than [`MIN_TRANSFER_RATE`] once past its first [`DOWNLOAD_STALL`]. Retryable.
+    #[error("{url}: the transfer stalled ({reason})")]
     Stalled {
-        /// The blob's URL.
+        /// The URL.
         url: String,
+        /// How.
+        reason: String,
     },
     /// An event stream is malformed. Reconnecting (from the last event id) may help.
     #[error("{url}: malformed event stream: {reason}")]
@@ -286,6 +290,23 @@ pub struct CoordinatorClient {
     base: String,
     signer: Option<RequestSigner>,
     request_timeout: Duration,
+    /// What a blob transfer must keep up (see [`ClientError::Stalled`]).
+    pace: Pace,
+}
+
+/// The least a transfer keeps up: an answer or a byte within `stall`, and on average
+/// `min_rate` bytes a second once past its first `stall`.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    stall: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    /// How long a request sending `body` bytes may wait for its answer's headers.
+    fn answer_within(&self, body: u64) -> Duration {
+        self.stall + Duration::from_secs(body / self.min_rate.max(1))
+    }
 }
 
 impl CoordinatorClient {
@@ -321,7 +342,22 @@ impl CoordinatorClient {
             base: url.as_str().trim_end_matches('/').to_owned(),
             signer: None,
             request_timeout: Duration::from_secs(30),
+            pace: Pace {
+                stall: DOWNLOAD_STALL,
+                min_rate: MIN_TRANSFER_RATE,
+            },
         })
+    }
+
+    /// Sets what a blob transfer must keep up: an answer or a byte within `stall`, and on
+    /// average `min_rate` bytes a second once past its first `stall` (defaults
+    /// [`DOWNLOAD_STALL`], [`MIN_TRANSFER_RATE`]).
+    pub fn with_transfer_pace(mut self, stall: Duration, min_rate: u64) -> Self {
+        self.pace = Pace {
+            stall,
+            min_rate: min_rate.max(1),
+        };
+        self
     }
 
     /// Signs requests with `signer` (required for writes, worker endpoints and private reads).
@@ -401,6 +437,8 @@ impl CoordinatorClient {
             hasher: Sha256::new(),
             limit: u64::MAX,
             received: 0,
+            pace: self.pace,
+            started: tokio::time::Instant::now(),
         })
     }
 
@@ -624,7 +662,12 @@ impl CoordinatorClient {
     async fn json_of<T: DeserializeOwned>(&self, call: Call) -> Result<T, ClientError> {
         let method = call.method.as_str();
         let (url, response) = self.send(call).await?;
-        let bytes = response.bytes().await.map_err(transport(method, &url))?;
+        let bytes = read_at_most(response, MAX_JSON_BYTES, method, &url)
+            .await?
+            .ok_or_else(|| ClientError::TooLarge {
+                url: url.clone(),
+                limit: MAX_JSON_BYTES as u64,
+            })?;
         serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
             method,
             url,
@@ -678,6 +721,11 @@ impl CoordinatorClient {
             };
             request = request.headers(signer.sign(&message)?.to_headers());
         }
+        let body_len = match &call.body {
+            Body::Empty => 0,
+            Body::Json(bytes) => bytes.len() as u64,
+            Body::Raw(bytes, _) => bytes.len() as u64,
+        };
         request = match call.body {
             Body::Empty => request,
             Body::Json(bytes) => request.header(CONTENT_TYPE, "application/json").body(bytes),
@@ -685,18 +733,44 @@ impl CoordinatorClient {
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .body(bytes),
         };
+        let unbounded = matches!(call.deadline, Deadline::Unbounded);
         request = match call.deadline {
             Deadline::Default => request.timeout(self.request_timeout),
             Deadline::Extra(extra) => request.timeout(self.request_timeout + extra),
             Deadline::Unbounded => request,
         };
         let url = url.to_string();
-        let response = request.send().await.map_err(transport(method, &url))?;
+        let response = if unbounded {
+            // No overall limit (a blob of any size, an event stream), but the answer's
+            // headers come within the pace, or the call is abandoned as stalled.
+            tokio::time::timeout(self.pace.answer_within(body_len), request.send())
+                .await
+                .map_err(|_| ClientError::Stalled {
+                    url: url.clone(),
+                    reason: format!(
+                        "no answer within {} s",
+                        self.pace.answer_within(body_len).as_secs()
+                    ),
+                })?
+        } else {
+            request.send().await
+        }
+        .map_err(transport(method, &url))?;
         let status = response.status();
         if status.is_success() {
             return Ok((url, response));
         }
-        let body = response.bytes().await.map_err(transport(method, &url))?;
+        // An error's body is read only as far as anyone shows it, within the request's limit
+        // (an endless or slow one must not hold the caller or its memory).
+        let body = tokio::time::timeout(
+            self.request_timeout,
+            read_at_most(response, MAX_ERROR_BYTES, method, &url),
+        )
+        .await
+        .ok()
+        .transpose()?
+        .flatten()
+        .unwrap_or_default();
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(body) => ClientError::Api {
                 method,
@@ -729,6 +803,34 @@ fn transport<'a>(
 /// Most a download reserves ahead of the bytes it receives.
 const PREALLOCATE_MAX: u64 = 64 << 20;
 
+/// Most bytes of a JSON answer read (the largest the API gives is a page of 100 jobs).
+const MAX_JSON_BYTES: usize = 16 << 20;
+
+/// Most bytes of an error answer read (what an error shows is its code and message).
+const MAX_ERROR_BYTES: usize = 64 << 10;
+
+/// The least average rate of a blob transfer once past its first [`DOWNLOAD_STALL`], in
+/// bytes a second (a 1 GiB model takes at most about 4.5 hours at it): a server sending a
+/// byte a minute would otherwise hold a download for ever.
+pub const MIN_TRANSFER_RATE: u64 = 64 << 10;
+
+/// The body of `response`, or `None` once it passes `limit` bytes.
+async fn read_at_most(
+    mut response: Response,
+    limit: usize,
+    method: &'static str,
+    url: &str,
+) -> Result<Option<Bytes>, ClientError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport(method, url))? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.into()))
+}
+
 fn unix_now() -> u64 {
     // A clock before 1970 signs timestamp 0, which the server refuses as stale.
     SystemTime::now()
@@ -753,10 +855,13 @@ pub struct BlobDownload {
     hasher: Sha256,
     limit: u64,
     received: u64,
+    pace: Pace,
+    started: tokio::time::Instant,
 }
 
-/// How long a blob download may go without receiving a byte before it is abandoned (a stalled
-/// connection would otherwise hold its caller for ever: blob transfers have no overall limit).
+/// How long a blob download may go without receiving a byte, or a blob transfer without an
+/// answer, before it is abandoned (a stalled connection would otherwise hold its caller for
+/// ever: blob transfers have no overall limit, only this and [`MIN_TRANSFER_RATE`]).
 pub const DOWNLOAD_STALL: Duration = Duration::from_secs(60);
 
 impl BlobDownload {
@@ -780,14 +885,30 @@ impl BlobDownload {
     /// The next chunk, or `None` at the end once the whole blob hashed to its digest. On
     /// [`ClientError::DigestMismatch`] discard every chunk received.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
-        let next = tokio::time::timeout(DOWNLOAD_STALL, self.response.chunk())
+        let next = tokio::time::timeout(self.pace.stall, self.response.chunk())
             .await
             .map_err(|_| ClientError::Stalled {
                 url: self.url.clone(),
+                reason: format!("no data for {} s", self.pace.stall.as_secs()),
             })?;
         match next {
             Ok(Some(chunk)) => {
                 self.received = self.received.saturating_add(chunk.len() as u64);
+                // Past its first `stall`, the download keeps up `min_rate` on average (a
+                // trickle of a byte within each stall would otherwise never end).
+                let paced = self.started.elapsed().saturating_sub(self.pace.stall);
+                let owed = paced.as_secs_f64() * self.pace.min_rate as f64;
+                if (self.received as f64) < owed {
+                    return Err(ClientError::Stalled {
+                        url: self.url.clone(),
+                        reason: format!(
+                            "{} bytes in {} s, under {} bytes a second",
+                            self.received,
+                            self.started.elapsed().as_secs(),
+                            self.pace.min_rate
+                        ),
+                    });
+                }
                 if self.received > self.limit {
                     return Err(ClientError::TooLarge {
                         url: self.url.clone(),
