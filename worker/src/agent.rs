@@ -470,6 +470,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let client = CoordinatorClient::new(&config.coordinator)
         .map_err(|e| anyhow!("the coordinator URL: {e}"))?
         .with_signer(RequestSigner::new(key.clone(), me, chain_id, job_mgr));
+    if plain_http_off_host(&config.coordinator) {
+        tracing::warn!(
+            coordinator = %config.coordinator,
+            "the coordinator is reached over plain http on another host: anyone on the path can \
+             read this worker's signed requests and the jobs' data, and rewrite the coordinator's \
+             answers (making the worker give jobs back); use https"
+        );
+    }
 
     // Hardware → capabilities → an eligible worker on chain.
     let report = hardware::detect();
@@ -1726,6 +1734,21 @@ fn progress_bar(model: &Digest, percent: u64, done: u64, total: u64) {
     );
 }
 
+/// Whether `url` is plain `http` to a host other than this one (loopback names and addresses
+/// are this host).
+fn plain_http_off_host(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    url.scheme() == "http" && !loopback
+}
+
 /// How an engine error ends a job: as the job's failure (given back as failed, which counts
 /// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
 /// damaged the model file: given back as unable, so another worker may run it and the job is
@@ -1783,6 +1806,21 @@ mod tests {
     /// handed to every eligible worker in turn, each taking a miss (a review's finding; an
     /// earlier review had them uncounted so a job could reach a worker with more memory,
     /// which the job's own VRAM requirement is for).
+    #[test]
+    fn plain_http_is_flagged_only_off_this_host() {
+        use super::plain_http_off_host as flagged;
+        assert!(flagged("http://coordinator.example:7070"));
+        assert!(flagged("http://10.0.0.5:7070"));
+        for fine in [
+            "https://coordinator.example",
+            "http://127.0.0.1:7070",
+            "http://localhost:7070",
+            "http://[::1]:7070",
+        ] {
+            assert!(!flagged(fine), "{fine}");
+        }
+    }
+
     #[test]
     fn only_this_workers_store_gives_the_job_back_as_unable() {
         use ciro_engine::{Digest, EngineError};
