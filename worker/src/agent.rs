@@ -595,6 +595,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let chain_beats = tokio::spawn(agent.clone().chain_heartbeats(stop_side.clone()));
     let activations = tokio::spawn(agent.clone().activations(stop_side.clone()));
     let slash_watch = tokio::spawn(agent.clone().slash_watch(stop_side.clone()));
+    let computed = tokio::spawn(agent.clone().retake_computed(shutdown.clone()));
 
     // Resume what the journal holds.
     let open = agent.journal.open_jobs().await?;
@@ -607,15 +608,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             stage = entry.stage.as_str(),
             "resuming from the journal"
         );
-        agent.clone().spawn(Assignment {
-            job_id: entry.job_id,
-            model_id: 0,
-            model_hash: entry.model_hash,
-            input_hash: entry.input_hash,
-            deadline: entry.deadline,
-            assigned_at: 0,
-            release_at: 0,
-        });
+        agent.clone().spawn(resumed(&entry));
     }
 
     agent.clone().poll(shutdown.clone()).await;
@@ -650,7 +643,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     // Let the committer send what is queued, then stop the side tasks.
     tokio::time::sleep(agent.config.commit_window * 2).await;
     stop_side.cancel();
-    for task in [beats, chain_beats, activations, slash_watch] {
+    for task in [beats, chain_beats, activations, slash_watch, computed] {
         task.await.ok();
     }
     committer.await.ok();
@@ -716,6 +709,37 @@ impl Agent {
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Every [`RETAKE_COMPUTED_EVERY`] until `shutdown` (or the agent wedges), takes up again
+    /// the results computed and not committed yet that no task is on: the coordinator offers
+    /// a job only while it lists it, and one that stops (lagging, faulty, hostile) would leave
+    /// a computed result uncommitted until the job's deadline, which then counts as a failure
+    /// on chain. The job is checked against the chain again as at every take.
+    async fn retake_computed(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wedged.cancelled() => return,
+                _ = tokio::time::sleep(RETAKE_COMPUTED_EVERY) => {}
+            }
+            let open = match self.journal.open_jobs().await {
+                Ok(open) => open,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the journal for computed results");
+                    continue;
+                }
+            };
+            for entry in open.into_iter().filter(|e| e.stage == Stage::Computed) {
+                if self.takes(entry.job_id).await {
+                    tracing::info!(
+                        job_id = entry.job_id,
+                        "a computed result not committed yet: taken up again"
+                    );
+                    self.clone().spawn(resumed(&entry));
                 }
             }
         }
@@ -1748,6 +1772,23 @@ fn plain_http_off_host(url: &str) -> bool {
     };
     url.scheme() == "http" && !loopback
 }
+
+/// The assignment a journal entry resumes (what the chain says is checked at the take).
+fn resumed(entry: &Entry) -> Assignment {
+    Assignment {
+        job_id: entry.job_id,
+        model_id: 0,
+        model_hash: entry.model_hash,
+        input_hash: entry.input_hash,
+        deadline: entry.deadline,
+        assigned_at: 0,
+        release_at: 0,
+    }
+}
+
+/// How often results computed and not committed are taken up again when the coordinator no
+/// longer offers their jobs ([`Agent::retake_computed`]).
+const RETAKE_COMPUTED_EVERY: Duration = Duration::from_secs(30);
 
 /// How an engine error ends a job: as the job's failure (given back as failed, which counts
 /// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
