@@ -143,6 +143,9 @@ pub struct AgentConfig {
     /// memory, the best GPU's on CUDA, else the machine's). The least recently used models
     /// are let go first; the model a job needs is always loaded.
     pub max_loaded_model_bytes: Option<u64>,
+    /// Most bytes of model files kept on disk (None: 4 times `max_model_bytes`). The least
+    /// recently used are removed first; the one a job just fetched is always kept.
+    pub max_stored_model_bytes: Option<u64>,
 }
 
 impl AgentConfig {
@@ -514,13 +517,19 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         // otherwise keep only the newest module).
         ((device_mb << 20) / 2).max(config.max_model_bytes)
     });
+    let max_stored_bytes = config
+        .max_stored_model_bytes
+        .unwrap_or(config.max_model_bytes.saturating_mul(4));
     tracing::info!(
         max_loaded_bytes,
-        "models kept loaded between jobs: at most 8, their files totalling at most this"
+        max_stored_bytes,
+        "models kept loaded between jobs: at most 8, their files totalling at most \
+         max_loaded_bytes; model files kept on disk: at most max_stored_bytes"
     );
     let store = Arc::new(
         ModelStore::open(config.data_dir.join("models"), 8)?
-            .with_max_loaded_bytes(max_loaded_bytes),
+            .with_max_loaded_bytes(max_loaded_bytes)
+            .with_max_stored_bytes(max_stored_bytes),
     );
     let device = match engine_config.device {
         tch::Device::Cuda(_) => report
@@ -1950,6 +1959,7 @@ mod tests {
             challenge_slashes: false,
             batch_jobs: false,
             max_loaded_model_bytes: None,
+            max_stored_model_bytes: None,
         };
         assert!(config.validate().is_ok());
         for (input, model) in [(0, 1), (1, 0)] {

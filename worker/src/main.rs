@@ -172,6 +172,12 @@ struct RunArgs {
     #[arg(long, env = "WORKER_MAX_LOADED_MODEL_BYTES",
           value_parser = clap::value_parser!(u64).range(1..))]
     max_loaded_model_bytes: Option<u64>,
+    /// Most bytes of model files kept on disk, at least 1 (default: 4 times
+    /// `--max-model-bytes`). After each download the least recently used files are removed
+    /// until the store fits; the one just fetched is always kept.
+    #[arg(long, env = "WORKER_MAX_STORED_MODEL_BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_stored_model_bytes: Option<u64>,
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
@@ -286,6 +292,7 @@ fn main() -> ExitCode {
                 challenge_slashes: args.challenge_slashes,
                 batch_jobs: args.batch_jobs,
                 max_loaded_model_bytes: args.max_loaded_model_bytes,
+                max_stored_model_bytes: args.max_stored_model_bytes,
             };
             agent::run(config, shutdown).await
         }),

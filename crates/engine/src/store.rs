@@ -73,6 +73,8 @@ pub struct ModelStore {
     in_passes: Mutex<Vec<Weak<LoadedModel>>>,
     /// How long a load waits for room held by running passes.
     room_wait: Duration,
+    /// Most bytes of model files kept on disk (the least recently used go first).
+    max_stored_bytes: u64,
     /// Loads in progress: a second load of the same model waits for the first.
     loads: Mutex<Vec<Gate>>,
     /// Modules read from disk and loaded so far.
@@ -120,6 +122,7 @@ impl ModelStore {
             cache: Mutex::new(Vec::new()),
             in_passes: Mutex::new(Vec::new()),
             room_wait: DEFAULT_ROOM_WAIT,
+            max_stored_bytes: u64::MAX,
             loads: Mutex::new(Vec::new()),
             disk_loads: AtomicU64::new(0),
         })
@@ -140,6 +143,67 @@ impl ModelStore {
         self
     }
 
+    /// Bounds the model files kept on disk: after each insert, the least recently used
+    /// (inserted or loaded) are removed until the files total at most `bytes`; the one just
+    /// inserted is always kept. Every model a submitter registers is a file a job may fetch,
+    /// so without a bound the store only grows.
+    pub fn with_max_stored_bytes(mut self, bytes: u64) -> Self {
+        self.max_stored_bytes = bytes;
+        self
+    }
+
+    /// Removes the least recently used model files (and their specs) until the store's files
+    /// total at most its bound, never `keep`.
+    fn trim_disk(&self, keep: &Digest) {
+        if self.max_stored_bytes == u64::MAX {
+            return;
+        }
+        let mut files: Vec<(std::time::SystemTime, u64, Digest)> = self
+            .hashes()
+            .into_iter()
+            .filter_map(|hash| {
+                let meta = fs::metadata(self.model_path(&hash)).ok()?;
+                Some((meta.modified().ok()?, meta.len(), hash))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
+        files.sort();
+        for (_, size, hash) in files {
+            if total <= self.max_stored_bytes {
+                break;
+            }
+            if hash == *keep {
+                continue;
+            }
+            let removed = fs::remove_file(self.model_path(&hash));
+            let _ = fs::remove_file(self.spec_path(&hash));
+            match removed {
+                Ok(()) => {
+                    total -= size;
+                    tracing::info!(model = %hash, bytes = size, "model file removed from the store (its disk bound)");
+                }
+                Err(e) => {
+                    tracing::warn!(model = %hash, error = %e, "removing a model file past the store's disk bound")
+                }
+            }
+        }
+    }
+
+    /// Marks model `hash`'s file as just used (the disk bound removes the least recently
+    /// used first).
+    fn touch(&self, hash: &Digest) {
+        if self.max_stored_bytes == u64::MAX {
+            return;
+        }
+        let touched = fs::File::options()
+            .write(true)
+            .open(self.model_path(hash))
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+        if let Err(e) = touched {
+            tracing::debug!(model = %hash, error = %e, "marking a model file used");
+        }
+    }
+
     fn model_path(&self, hash: &Digest) -> PathBuf {
         self.dir.join(format!("{hash}.pt"))
     }
@@ -157,6 +221,7 @@ impl ModelStore {
             serde_json::to_vec_pretty(spec)?.as_slice(),
         )?;
         write_atomic(&self.model_path(&hash), torchscript)?;
+        self.trim_disk(&hash);
         Ok(hash)
     }
 
@@ -219,6 +284,7 @@ impl ModelStore {
     /// rather than each loading a copy (a burst of a new model's first jobs would otherwise
     /// load it once per job).
     pub fn load(&self, hash: &Digest, device: Device) -> Result<Arc<LoadedModel>, EngineError> {
+        self.touch(hash);
         if let Some(model) = self.cached(hash, device) {
             return Ok(model);
         }

@@ -505,6 +505,51 @@ fn a_load_waits_for_running_passes_to_free_the_room_it_needs() {
 }
 
 #[test]
+fn the_store_keeps_the_most_recently_used_model_files_within_its_disk_bound() {
+    let f = fixture(8);
+    let size = |hash: &Digest| {
+        std::fs::metadata(f._dir.path().join("store").join(format!("{hash}.pt")))
+            .unwrap()
+            .len()
+    };
+    let (mlp, encoder) = (size(&f.mlp), size(&f.encoder));
+    let junk = vec![7u8; 64];
+    let dir = tempfile::tempdir().unwrap();
+    // Room for the two models and the junk file but one byte.
+    let store = ModelStore::open(dir.path(), 8)
+        .unwrap()
+        .with_max_stored_bytes(mlp + encoder + junk.len() as u64 - 1);
+    let spec_of = |hash: &Digest| f.store.load(hash, Device::Cpu).unwrap().spec.clone();
+    let settle = || std::thread::sleep(Duration::from_millis(30));
+    store
+        .insert_file(&f.models.join("mlp.pt"), &spec_of(&f.mlp))
+        .unwrap();
+    settle();
+    store
+        .insert_file(&f.models.join("encoder.pt"), &spec_of(&f.encoder))
+        .unwrap();
+    settle();
+    // A job uses the MLP: it is now the most recently used.
+    store.load(&f.mlp, Device::Cpu).unwrap();
+    settle();
+    let junk_hash = store.insert(&junk, &spec_of(&f.mlp)).unwrap();
+    assert!(store.contains(&junk_hash), "the file just fetched is kept");
+    assert!(store.contains(&f.mlp), "the recently used model is kept");
+    assert!(
+        !store.contains(&f.encoder),
+        "the least recently used model is removed past the bound"
+    );
+    assert_eq!(store.hashes().len(), 2);
+    // A file larger than the whole bound is still kept (a job needs it), alone.
+    let tiny = ModelStore::open(dir.path(), 8)
+        .unwrap()
+        .with_max_stored_bytes(1);
+    tiny.insert_file(&f.models.join("encoder.pt"), &spec_of(&f.encoder))
+        .unwrap();
+    assert_eq!(tiny.hashes(), vec![f.encoder]);
+}
+
+#[test]
 fn concurrent_first_loads_of_a_model_load_it_once() {
     // A new model's first jobs arrive together: each asking the store for it must not load a
     // copy of its own (a burst of jobs would hold one copy per job on the device).
