@@ -273,6 +273,9 @@ fn may_send(held_epoch: u64, tick_epoch: u64, until_ms: u64, now_ms: u64, margin
     held_epoch != 0 && held_epoch == tick_epoch && now_ms.saturating_add(margin_ms) < until_ms
 }
 
+/// Most blobs retention collects in one tick.
+const GC_BATCH: u64 = 500;
+
 impl Operator {
     /// The operator of `indexer`'s deployment. Without `sender` (no coordinator account) it
     /// indexes when it leads but sends nothing.
@@ -903,15 +906,20 @@ impl Operator {
         self.last_gc = now;
         let created_before = now.saturating_sub(self.config.upload_grace_secs);
         let final_before = now.saturating_sub(self.config.output_retention_secs);
+        // A bounded batch per tick (the keepers and the matcher run after it): a full one
+        // brings the next pass forward to the next tick.
         let digests = self
             .store
-            .collectable_blobs(created_before, final_before)
+            .collectable_blobs(created_before, final_before, GC_BATCH)
             .await?;
+        if digests.len() as u64 == GC_BATCH {
+            self.last_gc = 0;
+        }
         for text in digests {
             let Ok(digest) = text.parse::<ciro_api::wire::Digest>() else {
                 continue;
             };
-            let collected = collect_blob(
+            match collect_blob(
                 &self.store,
                 self.blobs.as_ref(),
                 &digest,
@@ -919,10 +927,14 @@ impl Operator {
                 final_before,
             )
             .await
-            .with_context(|| format!("collecting blob {text}"))?;
-            if collected {
-                self.metrics.collected.inc();
-                tracing::info!(digest = %text, "blob collected by retention");
+            {
+                Ok(true) => {
+                    self.metrics.collected.inc();
+                    tracing::info!(digest = %text, "blob collected by retention");
+                }
+                Ok(false) => {}
+                // One blob's failure does not stop the rest (nor the tick's other work).
+                Err(e) => tracing::warn!(digest = %text, error = %e, "collecting a blob failed"),
             }
         }
         Ok(())

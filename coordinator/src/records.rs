@@ -234,6 +234,11 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
 /// Retention's rule for a row of `blobs` (parameters: `$1` the upload grace's start, `$2` the output
 /// retention's): stored before `$1`, named by no model, by no job input still in use or in a
 /// final state since `$2`, and by no output of a job not final or final since `$2`.
+/// The least an upload counts for against its account's quota of unreferenced bytes: each
+/// blob is a file (an inode and a block at least), so a quota counted in bytes alone let one
+/// account store millions of 1-byte blobs and run the disk out of inodes.
+pub const MIN_BLOB_CHARGE: u64 = 64 << 10;
+
 const COLLECTABLE: &str = "blobs.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = blobs.digest) \
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
@@ -431,29 +436,35 @@ impl Store {
 
     /// Blobs older than `created_before` that no model, job input or output refers to, and
     /// outputs of jobs that reached a final state before `final_before` (with no other
-    /// reference): what retention may delete.
+    /// reference): what retention may delete, the oldest first, at most `limit`.
     pub async fn collectable_blobs(
         &self,
         created_before: u64,
         final_before: u64,
+        limit: u64,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(&format!("SELECT digest FROM blobs WHERE {COLLECTABLE}"))
-            .bind(i64_of(created_before, "time")?)
-            .bind(i64_of(final_before, "time")?)
-            .fetch_all(&self.pool)
-            .await
-            .context("finding collectable blobs")?;
+        let rows = sqlx::query(&format!(
+            "SELECT digest FROM blobs WHERE {COLLECTABLE} ORDER BY created_at, digest LIMIT $3"
+        ))
+        .bind(i64_of(created_before, "time")?)
+        .bind(i64_of(final_before, "time")?)
+        .bind(i64_of(limit, "limit")?)
+        .fetch_all(&self.pool)
+        .await
+        .context("finding collectable blobs")?;
         rows.iter()
             .map(|r| r.try_get("digest").map_err(Into::into))
             .collect()
     }
 
     /// Bytes of `uploader`'s uploads since `since` that no model, job input or output refers
-    /// to yet (what its upload quota counts; retention collects such blobs after the upload
-    /// grace, so older ones are on their way out).
+    /// to yet, each counted as at least [`MIN_BLOB_CHARGE`] (what its upload quota counts;
+    /// retention collects such blobs after the upload grace, so older ones are on their way
+    /// out).
     pub async fn pending_upload_bytes(&self, uploader: &str, since: u64) -> Result<u64> {
         let total: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(b.size) AS BIGINT) FROM blob_uploaders u \
+            "SELECT CAST(SUM(CASE WHEN b.size < $3 THEN $3 ELSE b.size END) AS BIGINT) \
+             FROM blob_uploaders u \
              JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 AND u.created_at >= $2 \
              AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest) \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest) \
@@ -461,6 +472,7 @@ impl Store {
         )
         .bind(uploader)
         .bind(i64_of(since, "time")?)
+        .bind(i64_of(MIN_BLOB_CHARGE, "charge")?)
         .fetch_one(&self.pool)
         .await
         .context("summing an account's pending uploads")?;
@@ -676,9 +688,13 @@ impl Store {
         active: Option<bool>,
         after: Option<u64>,
         limit: u64,
-    ) -> Result<Vec<ModelRow>> {
+    ) -> Result<Vec<(ModelRow, bool)>> {
+        // Whether each model's file is stored, in the same query (one query per model made a
+        // page of 500 cost 501 of them, for anyone).
         let rows = sqlx::query(
-            "SELECT * FROM models WHERE model_id > $1 AND ($2 < 0 OR active = $2) \
+            "SELECT models.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs b \
+                 WHERE b.digest = models.model_hash) THEN 1 ELSE 0 END AS BIGINT) AS file_stored \
+             FROM models WHERE model_id > $1 AND ($2 < 0 OR active = $2) \
              ORDER BY model_id LIMIT $3",
         )
         .bind(after.map_or(Ok(-1), |a| i64_of(a, "cursor"))?)
@@ -687,7 +703,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("listing models")?;
-        rows.iter().map(model_row).collect()
+        rows.iter()
+            .map(|r| Ok((model_row(r)?, r.try_get::<i64, _>("file_stored")? != 0)))
+            .collect()
     }
 
     /// Jobs matching `filter`, newest first, at most `limit`.

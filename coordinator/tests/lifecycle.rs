@@ -875,17 +875,18 @@ async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
     c.stop().await;
 }
 
-/// Uploads are free, so each account may hold only so many bytes that nothing refers to yet:
-/// past its quota its uploads are refused with the reason (another account is not; a
-/// re-upload of its own bytes is not), and a submitted job's input stops counting once the
-/// coordinator indexes the job.
+/// Uploads are free, so each account may hold only so many bytes that nothing refers to yet,
+/// each blob counting at least 64 KiB (a file is an inode and a block whatever its size: a
+/// quota of bytes alone let one account store millions of tiny files): past its quota its
+/// uploads are refused with the reason (another account is not; a re-upload of its own bytes
+/// is not), and a submitted job's input stops counting once the coordinator indexes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
     let s = System::deploy().await.expect("deploy");
     let c = Running::start(
         &s,
         Options {
-            upload_quota: Some(5_000),
+            upload_quota: Some(150_000),
             ..Options::default()
         },
     )
@@ -899,8 +900,9 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
         .expect("first upload")
         .digest;
     submitter.upload_blob(blob(2)).await.expect("second upload");
-    // 4,000 unreferenced bytes and 2,000 more would pass the 5,000 quota: refused, and
-    // nothing stored; the same account's re-upload of bytes it holds adds nothing.
+    // Two blobs of 2,000 bytes count 2 x 64 KiB = 131,072, and a third would pass the
+    // 150,000 quota (in bytes alone the three are 6,000): refused, and nothing stored; the
+    // same account's re-upload of bytes it holds adds nothing.
     let refused = submitter
         .upload_blob(blob(3))
         .await

@@ -13,7 +13,7 @@ use ciro_chain::events::EventCursor;
 use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore, StagedBlob};
 use ciro_coordinator::operator::collect_blob;
 use ciro_coordinator::records::{BlobRow, EventScope, OutputRow};
-use ciro_coordinator::store::{Batch, JobCache, JobRow, Mutation, Store};
+use ciro_coordinator::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store};
 
 /// A fresh SQLite database's URL in `dir`.
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
@@ -739,10 +739,16 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         digests.push(digest);
     }
     let listed = store
-        .collectable_blobs(GRACE_START, GRACE_START)
+        .collectable_blobs(GRACE_START, GRACE_START, 100)
         .await
         .expect("listing");
     assert_eq!(listed.len(), 4, "{listed:?}");
+    // A listing is bounded (retention runs in the leader's tick): the first of the same.
+    let first_two = store
+        .collectable_blobs(GRACE_START, GRACE_START, 2)
+        .await
+        .expect("a bounded listing");
+    assert_eq!(first_two, listed[..2]);
     let [uploaded_again, named, raced, plain] = digests[..] else {
         unreachable!()
     };
@@ -810,7 +816,7 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
     assert!(!files.contains(&plain).await.expect("contains"));
     assert_eq!(
         store
-            .collectable_blobs(GRACE_START, GRACE_START)
+            .collectable_blobs(GRACE_START, GRACE_START, 100)
             .await
             .expect("listing"),
         Vec::<String>::new()
@@ -913,7 +919,7 @@ async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
         .await
         .expect("disputed jobs");
     let mut collectable = store
-        .collectable_blobs(GRACE_START, GRACE_START)
+        .collectable_blobs(GRACE_START, GRACE_START, 100)
         .await
         .expect("listing");
     collectable.sort();
@@ -1087,4 +1093,58 @@ async fn postgres_an_output_belongs_to_the_assignment_it_was_uploaded_under() {
         &common::fresh_postgres().await.expect("database"),
     )
     .await;
+}
+
+/// A page of models says, for each, whether its file is stored, from one query (one query
+/// per model made a page of 500 cost 501 for anyone), in id order after the cursor.
+async fn a_model_page_says_which_files_are_stored(url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let models: Vec<ModelRow> = (1..=3u64)
+        .map(|model_id| ModelRow {
+            model_id,
+            owner: "0xa11ce".into(),
+            model_hash: Digest::of(&[model_id as u8]).to_string(),
+            min_vram_mb: 0,
+            required_flags: 0,
+            min_stake_tier: 0,
+            min_score: 0,
+            price: "0x1".into(),
+            active: model_id != 2,
+        })
+        .collect();
+    store
+        .apply(&page(
+            1,
+            models.iter().cloned().map(Mutation::ModelSet).collect(),
+        ))
+        .await
+        .expect("models");
+    store
+        .insert_blob(&blob(&Digest::of(&[2u8]), "0xa11ce", 1))
+        .await
+        .expect("a stored file");
+    let listed = store.list_models(None, None, 10).await.expect("listing");
+    let flags: Vec<(u64, bool)> = listed.iter().map(|(m, f)| (m.model_id, *f)).collect();
+    assert_eq!(flags, [(1, false), (2, true), (3, false)]);
+    assert_eq!(listed[1].0, models[1]);
+    let active: Vec<u64> = store
+        .list_models(Some(true), Some(1), 10)
+        .await
+        .expect("listing")
+        .iter()
+        .map(|(m, _)| m.model_id)
+        .collect();
+    assert_eq!(active, [3]);
+}
+
+#[tokio::test]
+async fn sqlite_a_model_page_says_which_files_are_stored() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_model_page_says_which_files_are_stored(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_model_page_says_which_files_are_stored() {
+    a_model_page_says_which_files_are_stored(&common::fresh_postgres().await.expect("database"))
+        .await;
 }

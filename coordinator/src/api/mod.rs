@@ -907,7 +907,9 @@ async fn reserve_upload(
                 .await
                 .map_err(ApiError::internal)?;
             (
-                declared.map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes)),
+                declared
+                    .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
+                    .max(crate::records::MIN_BLOB_CHARGE),
                 Some(pending),
             )
         }
@@ -1357,12 +1359,12 @@ async fn list_models(
         .list_models(query.active, after, limit)
         .await
         .map_err(ApiError::internal)?;
-    let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        items.push(model_of(row, api.blob_present(&row.model_hash).await?)?);
-    }
+    let items = rows
+        .iter()
+        .map(|(row, stored)| model_of(row, *stored))
+        .collect::<ApiResult<Vec<_>>>()?;
     let next_cursor = (rows.len() as u64 == limit)
-        .then(|| rows.last().map(|r| r.model_id.to_string()))
+        .then(|| rows.last().map(|(r, _)| r.model_id.to_string()))
         .flatten();
     Ok(Json(Page { items, next_cursor }))
 }
