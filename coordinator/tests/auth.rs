@@ -246,6 +246,21 @@ async fn forged_expired_replayed_and_misdirected_requests_are_refused_and_change
     let a_row = c.client().worker(a_address).await.expect("A");
     assert!(a_row.liveness.is_none(), "{:?}", a_row.liveness);
 
+    // A heartbeat listing more models than a heartbeat may (each is 64 characters of every
+    // listing of the worker, for any registered account) is refused.
+    let mut crowded: Heartbeat = serde_json::from_slice(&beat()).expect("a heartbeat");
+    crowded.models = (0..=ciro_api::coordinator::MAX_HEARTBEAT_MODELS as u32)
+        .map(|i| Digest::of(&i.to_be_bytes()))
+        .collect();
+    let crowded = Signed::new(
+        &a,
+        "POST",
+        beat_path.clone(),
+        serde_json::to_vec(&crowded).expect("json"),
+    );
+    let message = refused(crowded.send(&c, None).await, 400, ErrorCode::BadRequest).await;
+    assert!(message.contains("at most 100 models"), "{message}");
+
     // The honest heartbeat is accepted once; its replay is refused.
     let honest = Signed::new(&a, "POST", beat_path.clone(), beat());
     assert_eq!(honest.send(&c, None).await.status().as_u16(), 200);

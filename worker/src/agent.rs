@@ -1562,7 +1562,9 @@ impl Agent {
             let beat = Heartbeat {
                 running_jobs: self.running.load(Ordering::SeqCst),
                 capacity: self.config.capacity,
-                models: self.store.hashes(),
+                models: self
+                    .store
+                    .recent_hashes(ciro_api::coordinator::MAX_HEARTBEAT_MODELS),
                 agent_version: format!("ciro-worker {}", env!("CARGO_PKG_VERSION")),
                 // The matcher offers no job this agent would give back as too large.
                 max_input_bytes: Some(self.config.max_input_bytes),

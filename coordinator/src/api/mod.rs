@@ -116,8 +116,6 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
 /// Longest agent version string accepted in a heartbeat.
 const MAX_AGENT_VERSION: usize = 64;
-/// Most models a heartbeat may list.
-const MAX_HEARTBEAT_MODELS: usize = 1_000;
 /// Most jobs a worker may declare it runs at once.
 const MAX_CAPACITY: u32 = 1_024;
 /// Most jobs a worker is counted as able to run: no more than one assignments poll answers
@@ -1940,9 +1938,10 @@ async fn heartbeat(
             "running_jobs must be at most {MAX_CAPACITY}"
         )));
     }
-    if beat.models.len() > MAX_HEARTBEAT_MODELS {
+    if beat.models.len() > ciro_api::coordinator::MAX_HEARTBEAT_MODELS {
         return Err(ApiError::bad(format!(
-            "at most {MAX_HEARTBEAT_MODELS} models"
+            "at most {} models",
+            ciro_api::coordinator::MAX_HEARTBEAT_MODELS
         )));
     }
     if beat.agent_version.len() > MAX_AGENT_VERSION {

@@ -190,11 +190,8 @@ impl ModelStore {
     }
 
     /// Marks model `hash`'s file as just used (the disk bound removes the least recently
-    /// used first).
+    /// used first; a heartbeat lists the most recently used).
     fn touch(&self, hash: &Digest) {
-        if self.max_stored_bytes == u64::MAX {
-            return;
-        }
         let touched = fs::File::options()
             .write(true)
             .open(self.model_path(hash))
@@ -271,6 +268,23 @@ impl ModelStore {
             .collect();
         hashes.sort();
         hashes
+    }
+
+    /// At most `n` of the models the store holds, the most recently used (inserted or loaded)
+    /// first.
+    pub fn recent_hashes(&self, n: usize) -> Vec<Digest> {
+        let mut held: Vec<(std::time::SystemTime, Digest)> = self
+            .hashes()
+            .into_iter()
+            .map(|hash| {
+                let used = fs::metadata(self.model_path(&hash))
+                    .and_then(|meta| meta.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (used, hash)
+            })
+            .collect();
+        held.sort_by(|a, b| b.cmp(a));
+        held.into_iter().take(n).map(|(_, hash)| hash).collect()
     }
 
     /// Adds the TorchScript file at `path`.

@@ -540,6 +540,9 @@ fn the_store_keeps_the_most_recently_used_model_files_within_its_disk_bound() {
         "the least recently used model is removed past the bound"
     );
     assert_eq!(store.hashes().len(), 2);
+    // A heartbeat lists the most recently used first (the junk file was fetched last).
+    assert_eq!(store.recent_hashes(1), vec![junk_hash]);
+    assert_eq!(store.recent_hashes(5), vec![junk_hash, f.mlp]);
     // A file larger than the whole bound is still kept (a job needs it), alone.
     let tiny = ModelStore::open(dir.path(), 8)
         .unwrap()

@@ -561,6 +561,10 @@ pub struct NetworkStats {
     pub server_time: u64,
 }
 
+/// Most models a heartbeat may list (a worker holding more lists its most recently used): each
+/// is 64 characters of every listing of the worker, and a registration needs no stake.
+pub const MAX_HEARTBEAT_MODELS: usize = 100;
+
 /// A worker's heartbeat (body of `POST /v1/workers/{address}/heartbeat`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -569,8 +573,8 @@ pub struct Heartbeat {
     pub running_jobs: u32,
     /// Jobs it can run at once.
     pub capacity: u32,
-    /// Models in its local store (the matcher prefers workers that already hold a job's
-    /// model).
+    /// Models in its local store, at most [`MAX_HEARTBEAT_MODELS`] (the matcher prefers
+    /// workers that already hold a job's model).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub models: Vec<Digest>,
     /// The agent's version, for the operator's logs.
