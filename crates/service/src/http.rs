@@ -1,8 +1,8 @@
 //! The HTTP server every service runs: its own routes plus `/health`, `/ready` and
 //! `/metrics`, on one listen address, stopped gracefully by the shutdown token.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -20,6 +20,13 @@ use crate::ready::Readiness;
 
 /// How long in-flight requests may run on after shutdown begins; then the server stops anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may take to send a request's headers, and an idle keep-alive
+/// connection may wait for its next request, before it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most connections a service keeps open at once; past it new ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 4_096;
 
 /// Where a service listens.
 ///
@@ -109,11 +116,42 @@ async fn render_metrics(State(endpoints): State<Endpoints>) -> Response {
     }
 }
 
+/// A connection's service: the router, with the peer's address in each request's extensions
+/// (what `ConnectInfo<SocketAddr>` extracts).
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    peer: SocketAddr,
+}
+
+impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<axum::extract::Request>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::extract::Request>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        let mut request = request.map(axum::body::Body::new);
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        self.router.call(request)
+    }
+}
+
 /// A bound listener, not serving yet: its address is known (useful with port 0).
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     address: SocketAddr,
+    header_read_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -124,7 +162,25 @@ impl Server {
             .with_context(|| format!("binding {listen}"))?;
         let address = listener.local_addr().context("reading the bound address")?;
         tracing::info!("listening on http://{address}");
-        Ok(Self { listener, address })
+        Ok(Self {
+            listener,
+            address,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        })
+    }
+
+    /// Sets how long a connection may take to send a request's headers, or wait idle for its
+    /// next request ([`HEADER_READ_TIMEOUT`]).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Sets the most connections kept open at once ([`MAX_CONNECTIONS`]).
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
     }
 
     /// The bound address.
@@ -135,21 +191,83 @@ impl Server {
     /// Serves `router` until `shutdown` is cancelled, then lets in-flight requests finish
     /// for up to [`DRAIN_TIMEOUT`]. Handlers may extract the peer's address
     /// (`ConnectInfo<SocketAddr>`), e.g. to rate-limit by client.
+    ///
+    /// A connection that takes longer than the header-read timeout to send a request's
+    /// headers (or waits idle that long for its next one) is closed, and at most
+    /// `max_connections` are open at once (past it a new one is closed at once): without
+    /// these, connections that send nothing (or a byte now and then) would hold the process's
+    /// file descriptors for ever, for anyone, without a request ever reaching a rate limit.
     pub async fn serve(self, router: Router, shutdown: CancellationToken) -> Result<()> {
-        let stopping = shutdown.clone();
-        let server = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stopping.cancelled().await })
-        .into_future();
-        tokio::pin!(server);
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
+        // Each connection's task holds a receiver: the sender sees them all closed.
+        let (open_tx, open_rx) = tokio::sync::watch::channel(());
+        let mut refused_at: Option<std::time::Instant> = None;
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors, or a connection reset before it was accepted:
+                        // pause instead of spinning.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                if refused_at.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max = self.max_connections,
+                        "connections at their limit: new ones are closed"
+                    );
+                    refused_at = Some(std::time::Instant::now());
+                }
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let service = ConnectionService {
+                router: router.clone(),
+                peer,
+            };
+            let header_read_timeout = self.header_read_timeout;
+            let stopping = shutdown.clone();
+            let open = open_rx.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let _open = open;
+                let mut builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read_timeout);
+                builder.http2().timer(hyper_util::rt::TokioTimer::new());
+                let connection = builder.serve_connection_with_upgrades(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service),
+                );
+                tokio::pin!(connection);
+                tokio::select! {
+                    served = connection.as_mut() => {
+                        if let Err(e) = served {
+                            tracing::trace!(%peer, error = %e, "connection ended");
+                        }
+                    }
+                    () = stopping.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            });
+        }
+        drop(open_rx);
         tokio::select! {
-            served = &mut server => served.context("serving HTTP")?,
-            () = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(DRAIN_TIMEOUT).await;
-            } => tracing::warn!("requests still running {DRAIN_TIMEOUT:?} after shutdown began: stopping anyway"),
+            () = open_tx.closed() => {}
+            () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("requests still running {DRAIN_TIMEOUT:?} after shutdown began: stopping anyway"),
         }
         tracing::info!("stopped serving http://{}", self.address);
         Ok(())
@@ -249,6 +367,61 @@ mod tests {
         ] {
             assert!(text.contains(line), "no `{line}` in\n{text}");
         }
+        shutdown.cancel();
+        Ok(())
+    }
+
+    /// Connections that send no request (or half of one) must not hold the process's file
+    /// descriptors for ever: one is closed once the header-read timeout passes, and past the
+    /// limit of open connections new ones are closed at once, until some end.
+    #[tokio::test]
+    async fn silent_connections_are_closed_and_open_connections_are_bounded() -> Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpStream;
+        let shutdown = CancellationToken::new();
+        let metrics = Metrics::new("ciro-test", "0.0.0")?;
+        let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await?
+            .with_header_read_timeout(Duration::from_millis(300))
+            .with_max_connections(2);
+        let address = server.local_addr();
+        tokio::spawn(server.serve(
+            router(Router::new(), &metrics, Readiness::new()),
+            shutdown.clone(),
+        ));
+        let answered = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(" 200 OK");
+        let mut buffer = [0u8; 512];
+
+        // Half a request: closed after the timeout (at most an error status first).
+        let mut slow = TcpStream::connect(address).await?;
+        slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await?;
+        let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buffer))
+            .await
+            .context("a connection sending half a request was not closed")?;
+        assert!(!matches!(read, Ok(n) if answered(&buffer[..n])));
+        drop(slow);
+
+        // Two silent connections take both places: a third is closed without an answer.
+        let first = TcpStream::connect(address).await?;
+        let second = TcpStream::connect(address).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut third = TcpStream::connect(address).await?;
+        let _ = third
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buffer))
+            .await
+            .context("a connection past the limit was kept open")?;
+        assert!(
+            !matches!(read, Ok(n) if answered(&buffer[..n])),
+            "a connection past the limit was served"
+        );
+        // Once they end, the places are free again.
+        drop((first, second));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let health = reqwest::get(format!("http://{address}/health")).await?;
+        assert_eq!(health.status(), StatusCode::OK);
         shutdown.cancel();
         Ok(())
     }
