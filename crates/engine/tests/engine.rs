@@ -271,29 +271,7 @@ async fn concurrent_requests_are_batched_and_each_caller_gets_its_own_rows() {
 async fn jobs_share_a_forward_pass_only_when_batch_jobs_is_on() {
     let f = fixture(4);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("centered.pt");
-    let made = std::process::Command::new(common::python())
-        .arg(common::models_script())
-        .arg("centered")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let centered = f
-        .store
-        .insert_file(
-            &file,
-            &ModelSpec {
-                input_shape: vec![4],
-                input_dtype: "F32".into(),
-                max_batch: 16,
-            },
-        )
-        .unwrap();
+    let centered = scripted(&f, &dir, "centered");
     let inputs: Vec<Vec<u8>> = (0..4)
         .map(|i| encode_input(&(Tensor::ones([2, 4], (Kind::Float, Device::Cpu)) * i)).unwrap())
         .collect();
