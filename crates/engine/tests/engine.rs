@@ -49,6 +49,25 @@ fn fixture(cache_capacity: usize) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The size of model `hash`'s file in the fixture's store.
+    fn file_size(&self, hash: &Digest) -> u64 {
+        std::fs::metadata(self._dir.path().join("store").join(format!("{hash}.pt")))
+            .unwrap()
+            .len()
+    }
+
+    /// Adds the fixture's MLP and encoder files, with their specs, to `store`.
+    fn copy_models(&self, store: &ModelStore) {
+        for (name, hash) in [("mlp", &self.mlp), ("encoder", &self.encoder)] {
+            let spec = self.store.load(hash, Device::Cpu).unwrap().spec.clone();
+            store
+                .insert_file(&self.models.join(format!("{name}.pt")), &spec)
+                .unwrap();
+        }
+    }
+}
+
 fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
     EngineConfig {
         device: Device::Cpu,
@@ -392,29 +411,14 @@ async fn a_module_out_of_the_cache_is_freed_once_its_passes_end() {
 #[test]
 fn the_model_cache_is_bounded_by_the_bytes_of_its_models() {
     let f = fixture(8);
-    let size = |hash: &Digest| {
-        std::fs::metadata(f._dir.path().join("store").join(format!("{hash}.pt")))
-            .unwrap()
-            .len()
-    };
-    let (mlp, encoder) = (size(&f.mlp), size(&f.encoder));
+    let (mlp, encoder) = (f.file_size(&f.mlp), f.file_size(&f.encoder));
     assert!(mlp > 0 && encoder > 0);
     // Room for both but one byte: by count (8) both would stay.
     let dir = tempfile::tempdir().unwrap();
     let store = ModelStore::open(dir.path(), 8)
         .unwrap()
         .with_max_loaded_bytes(mlp + encoder - 1);
-    for name in ["mlp", "encoder"] {
-        let spec = f
-            .store
-            .load(if name == "mlp" { &f.mlp } else { &f.encoder }, Device::Cpu)
-            .unwrap()
-            .spec
-            .clone();
-        store
-            .insert_file(&f.models.join(format!("{name}.pt")), &spec)
-            .unwrap();
-    }
+    f.copy_models(&store);
     store.load(&f.mlp, Device::Cpu).unwrap();
     assert_eq!(store.loaded_bytes(), mlp);
     let held = Arc::downgrade(&store.cached(&f.mlp, Device::Cpu).unwrap());
@@ -436,24 +440,14 @@ fn the_model_cache_is_bounded_by_the_bytes_of_its_models() {
 #[test]
 fn a_load_waits_for_running_passes_to_free_the_room_it_needs() {
     let f = fixture(8);
-    let size = |hash: &Digest| {
-        std::fs::metadata(f._dir.path().join("store").join(format!("{hash}.pt")))
-            .unwrap()
-            .len()
-    };
-    let (mlp, encoder) = (size(&f.mlp), size(&f.encoder));
+    let (mlp, encoder) = (f.file_size(&f.mlp), f.file_size(&f.encoder));
     let dir = tempfile::tempdir().unwrap();
     let store = |wait: Duration| {
         let store = ModelStore::open(dir.path(), 8)
             .unwrap()
             .with_max_loaded_bytes(mlp + encoder - 1)
             .with_room_wait(wait);
-        for (name, hash) in [("mlp", &f.mlp), ("encoder", &f.encoder)] {
-            let spec = f.store.load(hash, Device::Cpu).unwrap().spec.clone();
-            store
-                .insert_file(&f.models.join(format!("{name}.pt")), &spec)
-                .unwrap();
-        }
+        f.copy_models(&store);
         Arc::new(store)
     };
     // A pass holds the MLP (a request carries its module until its pass ends): the cache may
@@ -485,12 +479,7 @@ fn a_load_waits_for_running_passes_to_free_the_room_it_needs() {
 #[test]
 fn the_store_keeps_the_most_recently_used_model_files_within_its_disk_bound() {
     let f = fixture(8);
-    let size = |hash: &Digest| {
-        std::fs::metadata(f._dir.path().join("store").join(format!("{hash}.pt")))
-            .unwrap()
-            .len()
-    };
-    let (mlp, encoder) = (size(&f.mlp), size(&f.encoder));
+    let (mlp, encoder) = (f.file_size(&f.mlp), f.file_size(&f.encoder));
     let junk = vec![7u8; 64];
     let dir = tempfile::tempdir().unwrap();
     // Room for the two models and the junk file but one byte.

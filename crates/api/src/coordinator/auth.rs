@@ -537,25 +537,17 @@ mod tests {
             .message_hash(parsed.account, Felt::ONE)
             .unwrap();
         let public = key.verifying_key().scalar();
-        assert!(starknet_crypto::verify(
-            &public,
-            &hash,
-            &parsed.signature[0],
-            &parsed.signature[1]
-        )
-        .unwrap());
+        let verifies = |hash: &Felt| {
+            starknet_crypto::verify(&public, hash, &parsed.signature[0], &parsed.signature[1])
+                .unwrap()
+        };
+        assert!(verifies(&hash));
         // Replaying the signature on another path does not verify.
         let other = parsed
             .message(message().job_manager, "PUT", "/v1/jobs/43/receipt")
             .message_hash(parsed.account, Felt::ONE)
             .unwrap();
-        assert!(!starknet_crypto::verify(
-            &public,
-            &other,
-            &parsed.signature[0],
-            &parsed.signature[1]
-        )
-        .unwrap());
+        assert!(!verifies(&other));
         // Nor for another deployment's coordinator on the same chain.
         let elsewhere = parsed
             .message(
@@ -565,13 +557,7 @@ mod tests {
             )
             .message_hash(parsed.account, Felt::ONE)
             .unwrap();
-        assert!(!starknet_crypto::verify(
-            &public,
-            &elsewhere,
-            &parsed.signature[0],
-            &parsed.signature[1]
-        )
-        .unwrap());
+        assert!(!verifies(&elsewhere));
         // Nor at another origin: what a look-alike coordinator received does not verify at
         // the real one (the hash the real one computes names its own origin).
         let mut replayed = parsed.clone();
@@ -584,13 +570,7 @@ mod tests {
             )
             .message_hash(parsed.account, Felt::ONE)
             .unwrap();
-        assert!(!starknet_crypto::verify(
-            &public,
-            &at_real,
-            &parsed.signature[0],
-            &parsed.signature[1]
-        )
-        .unwrap());
+        assert!(!verifies(&at_real));
         let mut foreign = message();
         foreign.job_manager += Felt::ONE;
         assert!(signer.sign(&foreign).is_err());
