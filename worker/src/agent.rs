@@ -809,20 +809,26 @@ impl Agent {
                 // A panic in the job's handling (a libtorch call a model's output makes fail,
                 // a bug) is the job's failure: the task still journals it, gives the job back
                 // and frees its slot, which an unwinding task would have held for good.
-                let outcome = AssertUnwindSafe(self.handle(&assignment))
+                let outcome = match AssertUnwindSafe(self.handle(&assignment))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or_else(|| panic.downcast_ref::<&str>().copied())
-                            .unwrap_or("a panic");
-                        Err(Refusal::Failed(format!(
-                            "the job's handling panicked: {}",
-                            what.chars().take(500).collect::<String>()
-                        )))
-                    });
+                {
+                    Ok(outcome) => outcome,
+                    Err(panic) => {
+                        let reason =
+                            format!("the job's handling panicked: {}", panic_text(&*panic));
+                        // A computed result is kept and taken up again, not given back.
+                        let computed = matches!(
+                            self.journal.entry(job_id).await,
+                            Ok(Some(Entry { stage: Stage::Computed, .. }))
+                        );
+                        Err(if computed {
+                            Refusal::Retry(reason)
+                        } else {
+                            Refusal::Failed(reason)
+                        })
+                    }
+                };
                 let mut ended = "done";
                 let wedged = matches!(outcome, Err(Refusal::Wedged(_)));
                 let kind = if matches!(outcome, Err(Refusal::Unable(_))) {
@@ -1083,7 +1089,17 @@ impl Agent {
         tracing::info!(attempt, "running the forward pass");
         let started = unix_now();
         let clock = Instant::now();
-        let output = self.forward_watched(a, &input).await;
+        // A panic in the pass is the job's failure, and the pass is uncounted below all the
+        // same (the journal would otherwise hold it as started and never returned).
+        let output = AssertUnwindSafe(self.forward_watched(a, &input))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(Refusal::Failed(format!(
+                    "the forward pass panicked: {}",
+                    panic_text(&*panic)
+                )))
+            });
         // Uncounted once: here, unless the drain already did (or it wedged).
         let still_counted = lock(&self.counted).leave(a.job_id);
         if still_counted && !matches!(output, Err(Refusal::Wedged(_))) {
@@ -1784,6 +1800,18 @@ fn plain_http_off_host(url: &str) -> bool {
     url.scheme() == "http" && !loopback
 }
 
+/// What a caught panic says (its message, at most 500 characters).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic")
+        .chars()
+        .take(500)
+        .collect()
+}
+
 /// The assignment a journal entry resumes (what the chain says is checked at the take).
 fn resumed(entry: &Entry) -> Assignment {
     Assignment {
@@ -1804,15 +1832,18 @@ const RETAKE_COMPUTED_EVERY: Duration = Duration::from_secs(30);
 /// How an engine error ends a job: as the job's failure (given back as failed, which counts
 /// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
 /// damaged the model file: given back as unable, so another worker may run it and the job is
-/// not held against). Running out of memory and an internal fault in a pass count as the
-/// job's: every give-back records a miss against its worker on chain, so a model written to
-/// exhaust memory (or to break the engine) on every worker would otherwise be handed to each
-/// eligible worker in turn, each taking a miss, at no cost to its submitter but gas; counted,
-/// it reaches at most the limit's number of workers.
+/// not held against; and an internal fault: a file it could not read, a task it lost).
+/// Running out of memory counts as the job's: every give-back records a miss against its
+/// worker on chain, so a model written to exhaust memory on every worker would otherwise be
+/// handed to each eligible worker in turn, each taking a miss, at no cost to its submitter but
+/// gas; counted, it reaches at most the limit's number of workers. (A panic in the pass
+/// itself, which a model's output can cause, is the job's failure too: see `compute`.)
 fn engine_refusal(error: EngineError) -> Refusal {
     let reason = format!("the engine refused the job: {error}");
     match &error {
-        EngineError::UnknownModel(_) | EngineError::HashMismatch { .. } => Refusal::Unable(reason),
+        EngineError::UnknownModel(_)
+        | EngineError::HashMismatch { .. }
+        | EngineError::Internal(_) => Refusal::Unable(reason),
         _ => Refusal::Failed(reason),
     }
 }
@@ -1851,13 +1882,6 @@ mod tests {
     use ciro_chain::ChainError;
     use std::time::Duration;
 
-    /// An engine error is the job's failure unless this worker's store lost or damaged the
-    /// model file (given back as unable). Running out of memory and internal faults count
-    /// against the job since session 20: each give-back records a miss against its worker on
-    /// chain, and a model written to exhaust memory (or break the engine) everywhere was
-    /// handed to every eligible worker in turn, each taking a miss (a review's finding; an
-    /// earlier review had them uncounted so a job could reach a worker with more memory,
-    /// which the job's own VRAM requirement is for).
     #[test]
     fn plain_http_is_flagged_only_off_this_host() {
         use super::plain_http_off_host as flagged;
@@ -1873,8 +1897,15 @@ mod tests {
         }
     }
 
+    /// An engine error is the job's failure unless it is this worker's: its store lost or
+    /// damaged the model file, or an internal fault (given back as unable). Running out of
+    /// memory counts against the job since session 20: each give-back records a miss against
+    /// its worker on chain, and a model written to exhaust memory everywhere was handed to
+    /// every eligible worker in turn, each taking a miss (a review's finding; an earlier
+    /// review had it uncounted so a job could reach a worker with more memory, which the
+    /// job's own VRAM requirement is for).
     #[test]
-    fn only_this_workers_store_gives_the_job_back_as_unable() {
+    fn only_this_workers_own_faults_give_the_job_back_as_unable() {
         use ciro_engine::{Digest, EngineError};
         let unable = |e: EngineError| matches!(engine_refusal(e), Refusal::Unable(_));
         let failed = |e: EngineError| matches!(engine_refusal(e), Refusal::Failed(_));
@@ -1884,7 +1915,7 @@ mod tests {
             expected: hash,
             actual: Digest::of(b"other")
         }));
-        assert!(failed(EngineError::Internal(anyhow::anyhow!("lost task"))));
+        assert!(unable(EngineError::Internal(anyhow::anyhow!("lost task"))));
         assert!(failed(EngineError::CorruptModel {
             hash,
             reason: "CUDA out of memory. Tried to allocate 2.00 GiB".into()

@@ -299,10 +299,15 @@ impl Engine {
         let store = self.store.clone();
         let device = self.config.device;
         let span = tracing::Span::current();
-        let loading = self.thread.activity.loading(hash);
+        let activity = self.thread.activity.clone();
         tokio::task::spawn_blocking(move || {
-            let _loading = loading;
-            span.in_scope(|| store.load(&hash, device))
+            span.in_scope(|| {
+                // Room under the loaded-model bound first, untimed: the watchdog times the
+                // load, not the wait for other models' passes to end.
+                store.make_room_for(&hash, device);
+                let _loading = activity.loading(hash);
+                store.load(&hash, device)
+            })
         })
         .await
         .map_err(|e| EngineError::from(anyhow!("model loading task failed: {e}")))?
@@ -522,6 +527,23 @@ fn run_batch(batch: Vec<Request>, stats: &EngineStats, activity: &Arc<Activity>)
             Tensor::f_cat(&inputs, 0)?
         };
         let output = model.module.forward_ts(&[input.f_to(model.device)?])?;
+        // Refused before the copy: a view on the device may stand for far more memory than
+        // the host has (the encoder refuses it too, once on the CPU).
+        let bytes = output.f_kind().ok().and_then(|kind| {
+            output
+                .size()
+                .iter()
+                .try_fold(kind.elt_size_in_bytes() as u64, |n, &d| {
+                    n.checked_mul(u64::try_from(d).ok()?)
+                })
+        });
+        if bytes.is_none_or(|bytes| bytes > crate::tensors::MAX_ENCODED_BYTES) {
+            return Err(tch::TchError::Shape(format!(
+                "the model's output {:?} is more than the {} bytes a file may hold",
+                output.size(),
+                crate::tensors::MAX_ENCODED_BYTES
+            )));
+        }
         output.f_to(Device::Cpu)
     });
     drop(passing);

@@ -56,6 +56,9 @@ type Gate = (Digest, Device, Arc<Mutex<()>>);
 /// memory and the new module's would exceed the byte bound (then it loads anyway, logged).
 pub const DEFAULT_ROOM_WAIT: Duration = Duration::from_secs(120);
 
+/// How long a model file just used is safe from the store's disk bound (by default).
+pub const RECENTLY_USED: Duration = Duration::from_secs(600);
+
 /// How often a load waiting for room looks again.
 const ROOM_POLL: Duration = Duration::from_millis(20);
 
@@ -75,6 +78,10 @@ pub struct ModelStore {
     room_wait: Duration,
     /// Most bytes of model files kept on disk (the least recently used go first).
     max_stored_bytes: u64,
+    /// When each model's file was last marked used.
+    touched: Mutex<std::collections::HashMap<Digest, Instant>>,
+    /// How long a file just used is safe from the disk bound.
+    recently_used: Duration,
     /// Loads in progress: a second load of the same model waits for the first.
     loads: Mutex<Vec<Gate>>,
     /// Modules read from disk and loaded so far.
@@ -123,6 +130,8 @@ impl ModelStore {
             in_passes: Mutex::new(Vec::new()),
             room_wait: DEFAULT_ROOM_WAIT,
             max_stored_bytes: u64::MAX,
+            touched: Mutex::new(std::collections::HashMap::new()),
+            recently_used: RECENTLY_USED,
             loads: Mutex::new(Vec::new()),
             disk_loads: AtomicU64::new(0),
         })
@@ -133,6 +142,12 @@ impl ModelStore {
     /// modules are let go until the newest fits, which is always kept.
     pub fn with_max_loaded_bytes(mut self, bytes: u64) -> Self {
         self.max_loaded_bytes = bytes;
+        self
+    }
+
+    /// Sets how long a model file just used is safe from the disk bound ([`RECENTLY_USED`]).
+    pub fn with_recently_used(mut self, guard: Duration) -> Self {
+        self.recently_used = guard;
         self
     }
 
@@ -153,11 +168,25 @@ impl ModelStore {
     }
 
     /// Removes the least recently used model files (and their specs) until the store's files
-    /// total at most its bound, never `keep`.
+    /// total at most its bound, never `keep`, a model loaded or being loaded, or one used
+    /// within `recently_used` ([`RECENTLY_USED`]; a job that found it there may be about to load it: the
+    /// bound waits rather than take it from under the job).
     fn trim_disk(&self, keep: &Digest) {
         if self.max_stored_bytes == u64::MAX {
             return;
         }
+        let in_use: Vec<Digest> = {
+            let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+            cached
+                .iter()
+                .map(|m| m.hash)
+                .chain(loads.iter().map(|(hash, _, _)| *hash))
+                .collect()
+        };
+        let recent = std::time::SystemTime::now()
+            .checked_sub(self.recently_used)
+            .unwrap_or(std::time::UNIX_EPOCH);
         let mut files: Vec<(std::time::SystemTime, u64, Digest)> = self
             .hashes()
             .into_iter()
@@ -168,11 +197,11 @@ impl ModelStore {
             .collect();
         let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
         files.sort();
-        for (_, size, hash) in files {
+        for (used_at, size, hash) in files {
             if total <= self.max_stored_bytes {
                 break;
             }
-            if hash == *keep {
+            if hash == *keep || in_use.contains(&hash) || used_at > recent {
                 continue;
             }
             let removed = fs::remove_file(self.model_path(&hash));
@@ -190,8 +219,21 @@ impl ModelStore {
     }
 
     /// Marks model `hash`'s file as just used (the disk bound removes the least recently
-    /// used first; a heartbeat lists the most recently used).
+    /// used first; a heartbeat lists the most recently used), at most once a minute.
     fn touch(&self, hash: &Digest) {
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            if touched
+                .get(hash)
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+            {
+                return;
+            }
+            if touched.len() > 1_024 {
+                touched.clear();
+            }
+            touched.insert(*hash, Instant::now());
+        }
         let touched = fs::File::options()
             .write(true)
             .open(self.model_path(hash))
@@ -298,10 +340,11 @@ impl ModelStore {
     /// rather than each loading a copy (a burst of a new model's first jobs would otherwise
     /// load it once per job).
     pub fn load(&self, hash: &Digest, device: Device) -> Result<Arc<LoadedModel>, EngineError> {
-        self.touch(hash);
         if let Some(model) = self.cached(hash, device) {
             return Ok(model);
         }
+        self.touch(hash);
+        self.make_room_for(hash, device);
         let gate = {
             let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
             match loads.iter().find(|(h, d, _)| h == hash && *d == device) {
@@ -368,36 +411,10 @@ impl ModelStore {
             })?;
         // Room first: the cache lets go of what the new module would put over the bound
         // before it loads, not after (the peak would be the bound plus the new module). The
-        // modules of passes still running stay in memory whatever the cache does: while they
-        // leave no room, the load waits for passes to end (at most `room_wait`).
-        let waiting_since = Instant::now();
-        loop {
-            let room = match self.cache.lock() {
-                Ok(mut cache) => {
-                    cache.retain(|m| !(m.hash == *hash && m.device == device));
-                    self.evict_for(&mut cache, file_bytes);
-                    let cached: u64 = cache.iter().map(|m| m.bytes).sum();
-                    let in_passes = self.in_pass_bytes();
-                    // With nothing left to wait for, the module a job needs is loaded anyway.
-                    in_passes == 0
-                        || cached.saturating_add(in_passes).saturating_add(file_bytes)
-                            <= self.max_loaded_bytes
-                }
-                Err(_) => true,
-            };
-            if room {
-                break;
-            }
-            if waiting_since.elapsed() >= self.room_wait {
-                tracing::warn!(
-                    model = %hash,
-                    bytes = file_bytes,
-                    in_passes = self.in_pass_bytes(),
-                    "no room under the loaded-model bound after waiting for running passes: loading anyway"
-                );
-                break;
-            }
-            std::thread::sleep(ROOM_POLL);
+        // modules of passes still running were waited for before (`make_room_for`).
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|m| !(m.hash == *hash && m.device == device));
+            self.evict_for(&mut cache, file_bytes);
         }
         let mut module =
             CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
@@ -433,15 +450,69 @@ impl ModelStore {
         }
     }
 
-    /// The model if it is loaded on `device` (marks it recently used); never touches disk.
+    /// The model if it is loaded on `device` (marks it recently used, in the cache and on
+    /// disk); never reads the file.
     pub fn cached(&self, hash: &Digest, device: Device) -> Option<Arc<LoadedModel>> {
-        let mut cache = self.cache.lock().ok()?;
-        let at = cache
-            .iter()
-            .position(|m| m.hash == *hash && m.device == device)?;
-        let model = cache.remove(at);
-        cache.push(model.clone());
+        let model = {
+            let mut cache = self.cache.lock().ok()?;
+            let at = cache
+                .iter()
+                .position(|m| m.hash == *hash && m.device == device)?;
+            let model = cache.remove(at);
+            cache.push(model.clone());
+            model
+        };
+        self.touch(hash);
         Some(model)
+    }
+
+    /// Waits, at most `room_wait`, until the modules that running passes still hold leave
+    /// room under the loaded-model bound for model `hash` (its file's size), unless it is
+    /// loaded already or nothing is in passes. Done before the load is timed (the engine's
+    /// watchdog counts a load's time, not this wait) and before the file is read (waiting
+    /// loads would otherwise each hold a whole file in memory).
+    pub fn make_room_for(&self, hash: &Digest, device: Device) {
+        let loaded = self
+            .cache
+            .lock()
+            .map(|c| c.iter().any(|m| m.hash == *hash && m.device == device))
+            .unwrap_or(false);
+        let Ok(bytes) = fs::metadata(self.model_path(hash)).map(|m| m.len()) else {
+            return;
+        };
+        if loaded {
+            return;
+        }
+        let since = Instant::now();
+        loop {
+            // What passes hold: modules the cache let go of, and cached ones a request holds
+            // too (letting them go of would not free them).
+            let held_in_cache: u64 = self
+                .cache
+                .lock()
+                .map(|c| {
+                    c.iter()
+                        .filter(|m| Arc::strong_count(m) > 1)
+                        .map(|m| m.bytes)
+                        .sum()
+                })
+                .unwrap_or(0);
+            let in_passes = self.in_pass_bytes().saturating_add(held_in_cache);
+            // The idle cache can be let go of; what passes hold cannot, until they end.
+            if in_passes == 0 || in_passes.saturating_add(bytes) <= self.max_loaded_bytes {
+                return;
+            }
+            if since.elapsed() >= self.room_wait {
+                tracing::warn!(
+                    model = %hash,
+                    bytes,
+                    in_passes,
+                    "no room under the loaded-model bound after waiting for running passes: loading anyway"
+                );
+                return;
+            }
+            std::thread::sleep(ROOM_POLL);
+        }
     }
 
     fn remember(&self, model: Arc<LoadedModel>) {

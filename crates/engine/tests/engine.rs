@@ -485,7 +485,8 @@ fn the_store_keeps_the_most_recently_used_model_files_within_its_disk_bound() {
     // Room for the two models and the junk file but one byte.
     let store = ModelStore::open(dir.path(), 8)
         .unwrap()
-        .with_max_stored_bytes(mlp + encoder + junk.len() as u64 - 1);
+        .with_max_stored_bytes(mlp + encoder + junk.len() as u64 - 1)
+        .with_recently_used(Duration::ZERO);
     let spec_of = |hash: &Digest| f.store.load(hash, Device::Cpu).unwrap().spec.clone();
     let settle = || std::thread::sleep(Duration::from_millis(30));
     store
@@ -510,10 +511,21 @@ fn the_store_keeps_the_most_recently_used_model_files_within_its_disk_bound() {
     // A heartbeat lists the most recently used first (the junk file was fetched last).
     assert_eq!(store.recent_hashes(1), vec![junk_hash]);
     assert_eq!(store.recent_hashes(5), vec![junk_hash, f.mlp]);
+    // Files used within the guard (a job may have found one and be about to load it) stay,
+    // whatever the bound, until the guard passes.
+    let guarded = ModelStore::open(dir.path(), 8)
+        .unwrap()
+        .with_max_stored_bytes(1);
+    guarded
+        .insert_file(&f.models.join("encoder.pt"), &spec_of(&f.encoder))
+        .unwrap();
+    assert_eq!(guarded.hashes().len(), 3);
     // A file larger than the whole bound is still kept (a job needs it), alone.
     let tiny = ModelStore::open(dir.path(), 8)
         .unwrap()
-        .with_max_stored_bytes(1);
+        .with_max_stored_bytes(1)
+        .with_recently_used(Duration::ZERO);
+    settle();
     tiny.insert_file(&f.models.join("encoder.pt"), &spec_of(&f.encoder))
         .unwrap();
     assert_eq!(tiny.hashes(), vec![f.encoder]);

@@ -202,14 +202,18 @@ impl Server {
         // Each connection's task holds a receiver: the sender sees them all closed.
         let (open_tx, open_rx) = tokio::sync::watch::channel(());
         let mut refused_at: Option<std::time::Instant> = None;
+        let mut failed_at: Option<std::time::Instant> = None;
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of descriptors, or a connection reset before it was accepted:
-                        // pause instead of spinning.
-                        tracing::warn!(error = %e, "accepting a connection failed");
+                        // pause instead of spinning, and log it at most every 10 s.
+                        if failed_at.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                            tracing::warn!(error = %e, "accepting a connection failed");
+                            failed_at = Some(std::time::Instant::now());
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -238,18 +242,17 @@ impl Server {
             tokio::spawn(async move {
                 let _slot = slot;
                 let _open = open;
-                let mut builder = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                builder
-                    .http1()
+                // HTTP/1 only: the header-read timer runs from the connection's first moment
+                // (a version-sniffing server reads the first bytes with no timer at all, and
+                // an idle HTTP/2 connection has none either). Clients reach the services over
+                // HTTP/1.1; TLS and HTTP/2 are a proxy's.
+                let connection = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(header_read_timeout);
-                builder.http2().timer(hyper_util::rt::TokioTimer::new());
-                let connection = builder.serve_connection_with_upgrades(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(service),
-                );
+                    .header_read_timeout(header_read_timeout)
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper_util::service::TowerToHyperService::new(service),
+                    );
                 tokio::pin!(connection);
                 tokio::select! {
                     served = connection.as_mut() => {
@@ -264,6 +267,8 @@ impl Server {
                 }
             });
         }
+        // New connections are refused from now on, not left waiting in the backlog.
+        drop(self.listener);
         drop(open_rx);
         tokio::select! {
             () = open_tx.closed() => {}
@@ -391,6 +396,14 @@ mod tests {
         ));
         let answered = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(" 200 OK");
         let mut buffer = [0u8; 512];
+
+        // Nothing sent at all: closed after the timeout.
+        let mut silent = TcpStream::connect(address).await?;
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buffer))
+            .await
+            .context("a connection sending nothing was not closed")?;
+        assert!(!matches!(read, Ok(n) if answered(&buffer[..n])));
+        drop(silent);
 
         // Half a request: closed after the timeout (at most an error status first).
         let mut slow = TcpStream::connect(address).await?;

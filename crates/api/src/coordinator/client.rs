@@ -662,12 +662,24 @@ impl CoordinatorClient {
     async fn json_of<T: DeserializeOwned>(&self, call: Call) -> Result<T, ClientError> {
         let method = call.method.as_str();
         let (url, response) = self.send(call).await?;
-        let bytes = read_at_most(response, MAX_JSON_BYTES, method, &url)
-            .await?
-            .ok_or_else(|| ClientError::TooLarge {
-                url: url.clone(),
-                limit: MAX_JSON_BYTES as u64,
-            })?;
+        // Within the request's limit even for a call whose answer had none (an upload's JSON
+        // answer after its headers).
+        let bytes = tokio::time::timeout(
+            self.request_timeout,
+            read_at_most(response, MAX_JSON_BYTES, method, &url),
+        )
+        .await
+        .map_err(|_| ClientError::Stalled {
+            url: url.clone(),
+            reason: format!(
+                "the answer's body took more than {} s",
+                self.request_timeout.as_secs()
+            ),
+        })??
+        .ok_or_else(|| ClientError::TooLarge {
+            url: url.clone(),
+            limit: MAX_JSON_BYTES as u64,
+        })?;
         serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
             method,
             url,
