@@ -187,16 +187,8 @@ impl ModelStore {
         let recent = std::time::SystemTime::now()
             .checked_sub(self.recently_used)
             .unwrap_or(std::time::UNIX_EPOCH);
-        let mut files: Vec<(std::time::SystemTime, u64, Digest)> = self
-            .hashes()
-            .into_iter()
-            .filter_map(|hash| {
-                let meta = fs::metadata(self.model_path(&hash)).ok()?;
-                Some((meta.modified().ok()?, meta.len(), hash))
-            })
-            .collect();
+        let files = self.files_by_use();
         let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
-        files.sort();
         for (used_at, size, hash) in files {
             if total <= self.max_stored_bytes {
                 break;
@@ -315,18 +307,27 @@ impl ModelStore {
     /// At most `n` of the models the store holds, the most recently used (inserted or loaded)
     /// first.
     pub fn recent_hashes(&self, n: usize) -> Vec<Digest> {
-        let mut held: Vec<(std::time::SystemTime, Digest)> = self
+        self.files_by_use()
+            .into_iter()
+            .rev()
+            .take(n)
+            .map(|(_, _, hash)| hash)
+            .collect()
+    }
+
+    /// The model files the store holds as (last used, size, hash), the least recently used
+    /// first (a file whose metadata cannot be read is left out).
+    fn files_by_use(&self) -> Vec<(std::time::SystemTime, u64, Digest)> {
+        let mut files: Vec<(std::time::SystemTime, u64, Digest)> = self
             .hashes()
             .into_iter()
-            .map(|hash| {
-                let used = fs::metadata(self.model_path(&hash))
-                    .and_then(|meta| meta.modified())
-                    .unwrap_or(std::time::UNIX_EPOCH);
-                (used, hash)
+            .filter_map(|hash| {
+                let meta = fs::metadata(self.model_path(&hash)).ok()?;
+                Some((meta.modified().ok()?, meta.len(), hash))
             })
             .collect();
-        held.sort_by(|a, b| b.cmp(a));
-        held.into_iter().take(n).map(|(_, hash)| hash).collect()
+        files.sort();
+        files
     }
 
     /// Adds the TorchScript file at `path`.
@@ -477,12 +478,12 @@ impl ModelStore {
             .lock()
             .map(|c| c.iter().any(|m| m.hash == *hash && m.device == device))
             .unwrap_or(false);
-        let Ok(bytes) = fs::metadata(self.model_path(hash)).map(|m| m.len()) else {
-            return;
-        };
         if loaded {
             return;
         }
+        let Ok(bytes) = fs::metadata(self.model_path(hash)).map(|m| m.len()) else {
+            return;
+        };
         let since = Instant::now();
         loop {
             // What passes hold: modules the cache let go of, and cached ones a request holds

@@ -210,6 +210,15 @@ enum Body {
 }
 
 impl Body {
+    /// Its length in bytes.
+    fn len(&self) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::Json(bytes) => bytes.len() as u64,
+            Self::Raw(bytes, _) => bytes.len() as u64,
+        }
+    }
+
     fn sha256(&self) -> Digest {
         match self {
             Self::Empty => Digest::of(&[]),
@@ -733,11 +742,7 @@ impl CoordinatorClient {
             };
             request = request.headers(signer.sign(&message)?.to_headers());
         }
-        let body_len = match &call.body {
-            Body::Empty => 0,
-            Body::Json(bytes) => bytes.len() as u64,
-            Body::Raw(bytes, _) => bytes.len() as u64,
-        };
+        let body_len = call.body.len();
         request = match call.body {
             Body::Empty => request,
             Body::Json(bytes) => request.header(CONTENT_TYPE, "application/json").body(bytes),
