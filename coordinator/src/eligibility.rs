@@ -110,6 +110,7 @@ impl Profile {
     }
 
     /// [`check`] as a yes or no, without building the reason (the matcher's hot path).
+    #[inline(always)]
     pub fn meets(&self, requirements: &Requirements) -> bool {
         self.open
             && self.vram_mb >= requirements.min_vram_mb

@@ -172,7 +172,15 @@ impl ModelIndex {
             return self.table.get(digest).copied();
         }
         let prefix = Self::prefix(digest);
-        (0..self.prefixes.len()).find(|&i| self.prefixes[i] == prefix && self.digests[i] == *digest)
+        // A plain loop: called once per model each candidate holds, every plan.
+        let mut i = 0;
+        while i < self.prefixes.len() {
+            if self.prefixes[i] == prefix && self.digests[i] == *digest {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
     }
 
     fn len(&self) -> usize {
@@ -212,28 +220,39 @@ impl Slot {
         slot
     }
 
+    // These run on every assignment: written without calls, which the dev profile keeps.
+    #[inline(always)]
     fn room_now(&self) -> u8 {
         if self.capacity == 0 {
             0
+        } else if self.spare >= self.capacity {
+            8
         } else {
-            (u64::from(self.spare) * 8 / u64::from(self.capacity)).min(8) as u8
+            (self.spare as u64 * 8 / self.capacity as u64) as u8
         }
     }
 
     /// Its priority for a class (0 to 63, higher first): reputation, latency, room, and 16 when
     /// it holds the class's model (no download).
+    #[inline(always)]
     fn priority(&self, warm: bool) -> usize {
-        (usize::from(self.base) + usize::from(self.room) + if warm { 16 } else { 0 })
-            .min(LEVELS - 1)
+        let level = self.base as usize + self.room as usize + if warm { 16 } else { 0 };
+        if level < LEVELS {
+            level
+        } else {
+            LEVELS - 1
+        }
     }
 
     /// Whether its limits admit `sizes` (the model file's only when it does not hold the
     /// model, `warm`).
+    #[inline(always)]
     fn admits(&self, sizes: Sizes, warm: bool) -> bool {
         sizes.input_bytes <= self.max_input && (warm || sizes.model_bytes <= self.max_model)
     }
 
     /// Takes one job of its spare capacity.
+    #[inline(always)]
     fn take(&mut self) {
         self.spare -= 1;
         self.room = self.room_now();
@@ -248,16 +267,22 @@ struct Fifo {
 }
 
 impl Fifo {
+    #[inline(always)]
     fn push(&mut self, item: u32) {
         self.items.push(item);
     }
 
+    #[inline(always)]
     fn is_empty(&self) -> bool {
         self.head == self.items.len()
     }
 
+    #[inline(always)]
     fn pop(&mut self) -> Option<u32> {
-        let item = *self.items.get(self.head)?;
+        if self.head == self.items.len() {
+            return None;
+        }
+        let item = self.items[self.head];
         self.head += 1;
         if self.head == self.items.len() {
             self.items.clear();
@@ -295,31 +320,37 @@ impl Class {
             max_model: 0,
         };
         let n = slots.len();
-        let offset = offset % n.max(1);
-        // Start at a rotating offset: equals are not always taken in address order.
-        for i in (offset..n).chain(0..offset) {
+        // Start at a rotating offset: equals are not always taken in address order. (A plain
+        // loop: this is the one pass over every candidate a class makes.)
+        let mut i = offset % n.max(1);
+        for _ in 0..n {
             let slot = &slots[i];
-            if slot.spare == 0 || !slot.profile.meets(requirements) {
-                continue;
+            if slot.spare > 0 && slot.profile.meets(requirements) {
+                let is_warm = warm[i] == stamp;
+                let entry = i as u32 | if is_warm { WARM } else { 0 };
+                class.push(slot.priority(is_warm), entry);
+                if slot.max_input > class.max_input {
+                    class.max_input = slot.max_input;
+                }
+                if is_warm || slot.max_model > class.max_model {
+                    class.max_model = if is_warm { u64::MAX } else { slot.max_model };
+                }
             }
-            let is_warm = warm[i] == stamp;
-            let entry = i as u32 | if is_warm { WARM } else { 0 };
-            class.push(slot.priority(is_warm), entry);
-            class.max_input = class.max_input.max(slot.max_input);
-            class.max_model = if is_warm {
-                u64::MAX
-            } else {
-                class.max_model.max(slot.max_model)
-            };
+            i += 1;
+            if i == n {
+                i = 0;
+            }
         }
         class
     }
 
+    #[inline(always)]
     fn push(&mut self, level: usize, entry: u32) {
         self.buckets[level].push(entry);
         self.mask |= 1 << level;
     }
 
+    #[inline(always)]
     fn pop(&mut self) -> Option<(usize, u32)> {
         while self.mask != 0 {
             let level = 63 - self.mask.leading_zeros() as usize;
