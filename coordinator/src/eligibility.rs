@@ -101,7 +101,7 @@ impl Profile {
     /// The profile of `worker`.
     pub fn of(worker: &WorkerRow) -> Self {
         Self {
-            open: worker.state == "Active" && worker.stake_tier != NO_TIER,
+            open: may_take_jobs(worker),
             vram_mb: worker.vram_mb,
             flags: worker.flags,
             stake_tier: worker.stake_tier,
@@ -118,6 +118,13 @@ impl Profile {
             && self.score >= requirements.min_score
             && self.stake_tier >= requirements.min_stake_tier
     }
+}
+
+/// Whether `worker` can be offered any job at all: `Active`, with an own stake that meets
+/// some tier. Only such a worker (or one finishing a job assigned to it) is taken as live by
+/// the coordinator: a registration alone costs no stake.
+pub fn may_take_jobs(worker: &WorkerRow) -> bool {
+    worker.state == "Active" && worker.stake_tier != NO_TIER
 }
 
 /// [`check`] as a yes or no.

@@ -42,7 +42,16 @@ async fn announce(client: &ciro_api::coordinator::CoordinatorClient, models: &[D
         || async {
             match client.heartbeat(&heartbeat(models)).await {
                 Ok(_) => Some(()),
-                Err(e) if e.code() == Some(ciro_api::coordinator::ErrorCode::WorkerNotFound) => {
+                // Not indexed yet, or its stake not indexed yet.
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(
+                            ciro_api::coordinator::ErrorCode::WorkerNotFound
+                                | ciro_api::coordinator::ErrorCode::InvalidState
+                        )
+                    ) =>
+                {
                     None
                 }
                 Err(e) => panic!("heartbeat: {e}"),
@@ -1128,5 +1137,103 @@ async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() 
             .download_blob(&second_output)
             .await
             .expect_err("read"),
+    );
+}
+
+/// Attack: registering in the CDC Pool costs no stake, so an attacker's unstaked workers, in
+/// any number, would fill the live set the matcher and the "why not matched" answers read
+/// each tick, and hold long-poll places staked workers wait in. Refused: the coordinator
+/// takes heartbeats only from a worker that can be offered jobs (Active, stake meeting a
+/// tier) and answers anyone else's polls at once. A worker that drops out of Active while
+/// finishing an assigned job still may: silence would have its job released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_a_staked_worker_or_one_finishing_its_job_is_taken_as_live() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let address = s.net.address(Actor::WorkerA);
+
+    // Registered without stake.
+    s.worker(Actor::WorkerA, &h100(), 0).await;
+    let refused = eventually("the unstaked worker is indexed", WAIT, || async {
+        match worker.heartbeat(&heartbeat(&[])).await {
+            Err(e) if e.code() == Some(ciro_api::coordinator::ErrorCode::WorkerNotFound) => None,
+            Err(e) => Some(e),
+            Ok(_) => panic!("an unstaked worker's heartbeat was taken"),
+        }
+    })
+    .await;
+    assert_eq!(
+        refused.code(),
+        Some(ciro_api::coordinator::ErrorCode::InvalidState),
+        "{refused}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains("Inactive") && text.contains("below every tier"),
+        "{text}"
+    );
+    let asked = std::time::Instant::now();
+    let polled = worker
+        .poll_assignments(Duration::from_secs(20))
+        .await
+        .expect("poll");
+    assert!(polled.assignments.is_empty());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "an unstaked worker's poll was held for {:?}",
+        asked.elapsed()
+    );
+    let indexed = c.client().worker(address).await.expect("the worker");
+    assert!(
+        indexed.liveness.is_none(),
+        "an unstaked worker's heartbeat was stored: {:?}",
+        indexed.liveness
+    );
+
+    // Staked: taken, and given a job.
+    s.send(s.pool_as(Actor::WorkerA).stake(&u256(MIN_STAKE[3])))
+        .await
+        .expect("stake");
+    let (model, model_digest) = model_with_file(&s, &c, b"a model for the live-set rule").await;
+    announce(&worker, &[model_digest]).await;
+    let (job, _) = job_with_input(&s, &c, model, b"an input").await;
+    eventually("the assignment reaches the worker", WAIT, || async {
+        let polled = worker
+            .poll_assignments(Duration::from_secs(5))
+            .await
+            .expect("poll");
+        polled
+            .assignments
+            .iter()
+            .any(|a| a.job_id == job)
+            .then_some(())
+    })
+    .await;
+
+    // Deactivated while it holds the job: still taken as live, and given its job at once.
+    s.send(s.pool_as(Actor::WorkerA).deactivate())
+        .await
+        .expect("deactivate");
+    eventually("the deactivation is indexed", WAIT, || async {
+        let indexed = c.client().worker(address).await.ok()?;
+        (indexed.state == ciro_api::coordinator::WorkerState::Inactive).then_some(())
+    })
+    .await;
+    worker
+        .heartbeat(&heartbeat(&[model_digest]))
+        .await
+        .expect("a worker finishing its job is taken as live");
+    let polled = worker
+        .poll_assignments(Duration::from_secs(20))
+        .await
+        .expect("poll");
+    assert_eq!(
+        polled
+            .assignments
+            .iter()
+            .map(|a| a.job_id)
+            .collect::<Vec<_>>(),
+        vec![job]
     );
 }

@@ -684,6 +684,7 @@ impl Agent {
     async fn poll(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(250);
         loop {
+            let asked = tokio::time::Instant::now();
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wedged.cancelled() => return,
@@ -703,10 +704,17 @@ impl Agent {
                             self.clone().spawn(assignment);
                         }
                     }
+                    // Nothing, long before the wait asked for: the coordinator does not hold
+                    // the polls of a worker it cannot offer jobs to (not Active, or its stake
+                    // below every tier; the heartbeats' warnings say which).
+                    let early = offered == 0
+                        && asked.elapsed() + Duration::from_millis(100) < self.config.poll_wait;
                     if self.running.load(Ordering::SeqCst) >= self.config.capacity
                         || (offered > 0 && taken == 0)
+                        || early
                     {
-                        // Busy, or offered only what it will not take: do not spin.
+                        // Busy, offered only what it will not take, or not waited for: do not
+                        // spin.
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }

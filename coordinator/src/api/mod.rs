@@ -38,7 +38,7 @@ use futures_util::{Stream, StreamExt};
 use prometheus::{IntCounterVec, Opts};
 
 use crate::blobs::{BlobError, BlobStore};
-use crate::eligibility::Requirements;
+use crate::eligibility::{self, Requirements};
 use crate::indexer::{felt_text, unix_now, IndexerStatus};
 use crate::matcher::{self, Candidate, Sizes};
 use crate::records::{
@@ -1892,7 +1892,9 @@ async fn get_worker(
 }
 
 /// The signer, if it is the worker the path names and the pool knows it.
-async fn that_worker(api: &Api, address: &str, signed: &Signed) -> ApiResult<String> {
+/// The worker `address` names, when the request is signed by it: its address as the index
+/// writes it, and its indexed row.
+async fn that_worker(api: &Api, address: &str, signed: &Signed) -> ApiResult<(String, WorkerRow)> {
     let address = felt_text(parse_address(address)?);
     let signer = felt_text(signed.account);
     if signer != address {
@@ -1901,19 +1903,35 @@ async fn that_worker(api: &Api, address: &str, signed: &Signed) -> ApiResult<Str
             format!("{signer} may not act for worker {address}"),
         ));
     }
-    if api
+    match api
         .store()
         .worker(&address)
         .await
         .map_err(ApiError::internal)?
-        .is_none()
     {
-        return Err(ApiError::new(
+        Some(row) => Ok((address, row)),
+        None => Err(ApiError::new(
             ErrorCode::WorkerNotFound,
             format!("{address} is not registered in the CDC Pool (or not indexed yet: retry)"),
-        ));
+        )),
     }
-    Ok(address)
+}
+
+/// Whether a worker may announce itself live: it can be offered jobs (Active, with stake
+/// meeting a tier), or it is finishing a job assigned to it, whatever its state now (silence
+/// would have the job released). A registration alone costs no stake, so without this any
+/// number of unstaked workers could fill the live set the matcher and the "why not matched"
+/// answers read each tick.
+async fn may_be_live(api: &Api, address: &str, row: &WorkerRow) -> ApiResult<bool> {
+    if eligibility::may_take_jobs(row) {
+        return Ok(true);
+    }
+    Ok(!api
+        .store()
+        .assignments_of(address, 1)
+        .await
+        .map_err(ApiError::internal)?
+        .is_empty())
 }
 
 async fn heartbeat(
@@ -1927,7 +1945,23 @@ async fn heartbeat(
     let signed = api.require_signed(&method, &uri, &headers).await?;
     let (beat, bytes): (Heartbeat, _) = read_json(body, api.inner.config.max_json_bytes).await?;
     check_body(&signed, &bytes)?;
-    let address = that_worker(&api, &address, &signed).await?;
+    let (address, row) = that_worker(&api, &address, &signed).await?;
+    if !may_be_live(&api, &address, &row).await? {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "worker {address} is {} in the CDC Pool{}: heartbeats are taken from Active \
+                 workers whose own stake meets a tier, and from workers finishing an assigned job \
+                 (if it just staked, retry once the coordinator has indexed it)",
+                row.state,
+                if row.stake_tier == eligibility::NO_TIER {
+                    ", its stake below every tier"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
     if beat.capacity == 0 || beat.capacity > MAX_CAPACITY {
         return Err(ApiError::bad(format!(
             "capacity must be 1 to {MAX_CAPACITY}"
@@ -1986,13 +2020,20 @@ async fn assignments(
 ) -> ApiResult<Json<Assignments>> {
     let query: PollAssignments = parse_query(query)?;
     let signed = api.require_signed(&method, &uri, &headers).await?;
-    let address = that_worker(&api, &address, &signed).await?;
-    let wait = Duration::from_secs(u64::from(
-        query
-            .wait_secs
-            .unwrap_or(0)
-            .min(api.inner.config.max_wait_secs),
-    ));
+    let (address, row) = that_worker(&api, &address, &signed).await?;
+    // Only a worker that can be offered jobs waits for them: an unstaked registration costs
+    // nothing, and its polls must not hold the places staked workers wait in. (A worker
+    // finishing an assignment, whatever its state, is answered at once with it.)
+    let wait = if eligibility::may_take_jobs(&row) {
+        Duration::from_secs(u64::from(
+            query
+                .wait_secs
+                .unwrap_or(0)
+                .min(api.inner.config.max_wait_secs),
+        ))
+    } else {
+        Duration::ZERO
+    };
     // A waiting poll holds a place, one worker a bounded few: without it, one worker's key
     // could open polls without end, each reading the database five times a second.
     let _slot = if wait.is_zero() {
