@@ -146,6 +146,10 @@ pub struct AgentConfig {
     /// Most bytes of model files kept on disk (None: 4 times `max_model_bytes`). The least
     /// recently used are removed first; the one a job just fetched is always kept.
     pub max_stored_model_bytes: Option<u64>,
+    /// How long the output of a job that ended (committed, refused, dropped or failed) stays
+    /// in the journal's `outputs/` (the coordinator keeps the uploaded copy; this one is for
+    /// an operator's own checks). Checked at start and every hour.
+    pub keep_outputs: Duration,
 }
 
 impl AgentConfig {
@@ -605,6 +609,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let activations = tokio::spawn(agent.clone().activations(stop_side.clone()));
     let slash_watch = tokio::spawn(agent.clone().slash_watch(stop_side.clone()));
     let computed = tokio::spawn(agent.clone().retake_computed(shutdown.clone()));
+    let pruning = tokio::spawn(agent.clone().prune_outputs(stop_side.clone()));
 
     // Resume what the journal holds.
     let open = agent.journal.open_jobs().await?;
@@ -652,7 +657,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     // Let the committer send what is queued, then stop the side tasks.
     tokio::time::sleep(agent.config.commit_window * 2).await;
     stop_side.cancel();
-    for task in [beats, chain_beats, activations, slash_watch, computed] {
+    for task in [
+        beats,
+        chain_beats,
+        activations,
+        slash_watch,
+        computed,
+        pruning,
+    ] {
         task.await.ok();
     }
     committer.await.ok();
@@ -736,6 +748,26 @@ impl Agent {
     /// a job only while it lists it, and one that stops (lagging, faulty, hostile) would leave
     /// a computed result uncommitted until the job's deadline, which then counts as a failure
     /// on chain. The job is checked against the chain again as at every take.
+    async fn prune_outputs(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            match self.journal.prune_outputs(self.config.keep_outputs).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    keep_secs = self.config.keep_outputs.as_secs(),
+                    "removed the outputs of jobs that ended"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "pruning the journal's outputs")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PRUNE_OUTPUTS_EVERY) => {}
+            }
+        }
+    }
+
     async fn retake_computed(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
@@ -1837,6 +1869,9 @@ fn resumed(entry: &Entry) -> Assignment {
 /// longer offers their jobs ([`Agent::retake_computed`]).
 const RETAKE_COMPUTED_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the outputs of jobs that ended are looked at ([`AgentConfig::keep_outputs`]).
+const PRUNE_OUTPUTS_EVERY: Duration = Duration::from_secs(3_600);
+
 /// How an engine error ends a job: as the job's failure (given back as failed, which counts
 /// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
 /// damaged the model file: given back as unable, so another worker may run it and the job is
@@ -2001,6 +2036,7 @@ mod tests {
             batch_jobs: false,
             max_loaded_model_bytes: None,
             max_stored_model_bytes: None,
+            keep_outputs: Duration::from_secs(1),
         };
         assert!(config.validate().is_ok());
         for (input, model) in [(0, 1), (1, 0)] {

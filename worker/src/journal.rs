@@ -92,6 +92,9 @@ pub struct Entry {
 pub struct Journal {
     pool: SqlitePool,
     outputs: PathBuf,
+    /// Held while an output is written and recorded, and while the pruning looks at a file:
+    /// it never removes an output being written or just recorded.
+    files: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn now() -> i64 {
@@ -143,7 +146,11 @@ impl Journal {
                 .await
                 .context("adding the attempts column to the journal")?;
         }
-        Ok(Self { pool, outputs })
+        Ok(Self {
+            pool,
+            outputs,
+            files: Default::default(),
+        })
     }
 
     /// Ties the journal to one deployment (`deployment`: the chain id, JobMgr's address and
@@ -227,6 +234,7 @@ impl Journal {
         output_hash: Digest,
         receipt: &str,
     ) -> Result<()> {
+        let _files = self.files.lock().await;
         // Only a running job takes an output: one already computed keeps the one it has.
         match self.entry(job_id).await? {
             Some(entry) if entry.stage == Stage::Running => {}
@@ -376,6 +384,59 @@ impl Journal {
         .await
         .context("reading the journal")?;
         rows.iter().map(entry_of).collect()
+    }
+
+    /// Removes from `outputs/` what no job will read again: the output of a job that ended
+    /// (committed, refused, dropped or failed) at least `keep` ago, and a staged write
+    /// (`.tmp`) a crash in [`Journal::computed`] left (each file is looked at while no output
+    /// is being written). A computed job's output is what it commits and stays; a file the
+    /// journal does not name is not this journal's and stays. The work is one lookup per file
+    /// present. How many files were removed.
+    pub async fn prune_outputs(&self, keep: std::time::Duration) -> Result<u64> {
+        let cutoff = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        let mut dir = tokio::fs::read_dir(&self.outputs)
+            .await
+            .with_context(|| format!("listing {}", self.outputs.display()))?;
+        let mut removed = 0;
+        while let Some(file) = dir
+            .next_entry()
+            .await
+            .with_context(|| format!("listing {}", self.outputs.display()))?
+        {
+            let name = file.file_name();
+            let Some((stem, extension)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                continue;
+            };
+            let Ok(job_id) = stem.parse::<u64>() else {
+                continue;
+            };
+            let _files = self.files.lock().await;
+            let row = sqlx::query("SELECT stage, updated_at FROM jobs WHERE job_id = ?")
+                .bind(id(job_id)?)
+                .fetch_optional(&self.pool)
+                .await
+                .context("reading the journal")?;
+            let Some(row) = row else { continue };
+            let stage = Stage::parse(&row.try_get::<String, _>("stage")?)?;
+            let updated_at: i64 = row.try_get("updated_at")?;
+            let unused = match extension {
+                "safetensors" => !stage.is_open() && updated_at <= cutoff,
+                // No write is under way (the lock): a crash left it.
+                "tmp" => true,
+                _ => false,
+            };
+            if !unused {
+                continue;
+            }
+            match tokio::fs::remove_file(file.path()).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing {}", file.path().display()))
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The most recent jobs, newest first.
@@ -563,5 +624,69 @@ mod tests {
             journal.entry(2).await.unwrap().unwrap().stage,
             Stage::Committed
         );
+    }
+
+    #[tokio::test]
+    async fn pruning_removes_only_outputs_no_job_will_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).await.unwrap();
+        let (model, input) = (Digest::of(b"model"), Digest::of(b"input"));
+        // 1 committed and 2 failed long ago, 3 computed long ago (not committed yet), 4
+        // committed just now, 5 running with a write a crash left.
+        for job in 1..=5 {
+            journal.begin(job, model, input, 100).await.unwrap();
+        }
+        for job in 1..=4 {
+            let output = format!("output {job}");
+            journal
+                .computed(job, output.as_bytes(), Digest::of(output.as_bytes()), "{}")
+                .await
+                .unwrap();
+        }
+        journal.finish(1, Stage::Committed, None).await.unwrap();
+        journal
+            .finish(2, Stage::Failed, Some("refused"))
+            .await
+            .unwrap();
+        journal.finish(4, Stage::Committed, None).await.unwrap();
+        sqlx::query("UPDATE jobs SET updated_at = ? WHERE job_id IN (1, 2, 3)")
+            .bind(now() - 8 * 86_400)
+            .execute(&journal.pool)
+            .await
+            .unwrap();
+        let outputs = dir.path().join("outputs");
+        std::fs::write(journal.output_path(5).with_extension("tmp"), b"half").unwrap();
+        std::fs::write(outputs.join("99.safetensors"), b"not in the journal").unwrap();
+        std::fs::write(outputs.join("notes.txt"), b"not the journal's").unwrap();
+
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        assert_eq!(journal.prune_outputs(week).await.unwrap(), 3);
+        let mut left: Vec<String> = std::fs::read_dir(&outputs)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "3.safetensors",
+                "4.safetensors",
+                "99.safetensors",
+                "notes.txt"
+            ]
+        );
+        // The computed job's output is still what it commits.
+        assert_eq!(journal.output(3).await.unwrap(), b"output 3");
+        assert_eq!(journal.prune_outputs(week).await.unwrap(), 0);
+        // With nothing kept, the recently committed one goes too; the computed one stays.
+        assert_eq!(
+            journal
+                .prune_outputs(std::time::Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(journal.output_path(3).exists());
+        assert!(!journal.output_path(4).exists());
     }
 }

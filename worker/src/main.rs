@@ -178,6 +178,11 @@ struct RunArgs {
     #[arg(long, env = "WORKER_MAX_STORED_MODEL_BYTES",
           value_parser = clap::value_parser!(u64).range(1..))]
     max_stored_model_bytes: Option<u64>,
+    /// Seconds the output of a job that ended (committed, refused, dropped or failed) stays
+    /// in the data directory's `outputs/` (the coordinator keeps the uploaded copy). Checked at
+    /// start and every hour.
+    #[arg(long, env = "WORKER_KEEP_OUTPUTS_SECS", default_value_t = 7 * 86_400)]
+    keep_outputs_secs: u64,
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
@@ -293,6 +298,7 @@ fn main() -> ExitCode {
                 batch_jobs: args.batch_jobs,
                 max_loaded_model_bytes: args.max_loaded_model_bytes,
                 max_stored_model_bytes: args.max_stored_model_bytes,
+                keep_outputs: Duration::from_secs(args.keep_outputs_secs),
             };
             agent::run(config, shutdown).await
         }),
