@@ -946,6 +946,99 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
     c.stop().await;
 }
 
+/// Attack: an upload holds a share of its account's upload slots and quota, and of the
+/// disk's room, for as long as its body lasts, so bodies trickled a byte at a time (each byte
+/// in time for any idle limit) would hold them for ever: one account's four would lock it out,
+/// and many accounts' would have the coordinator refuse everyone's uploads as short of disk.
+/// (Two are sent here; without the rule they are never answered.)
+/// Refused: a body must average the minimum rate once past its first stall, or the upload is
+/// abandoned (400) and what it reserved is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trickled_upload_bodies_are_cut_and_free_what_they_held() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            upload_pace: Some((Duration::from_secs(2), 1_024)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let signer = common::signer(&s, Actor::Submitter);
+    let origin = ciro_api::coordinator::auth::origin_of(&url::Url::parse(&c.base).expect("URL"))
+        .expect("origin");
+    let address = c.base.trim_start_matches("http://").to_owned();
+    // Two uploads at once (one account's signature checks run two at a time), each declaring
+    // 1,000 bytes and sending one byte every 200 ms: always within the 2 s stall, far under
+    // 1 KiB/s.
+    let mut trickles = Vec::new();
+    for i in 0..2u8 {
+        let digest = Digest::of(&[i; 1_000]);
+        let path = format!("/v1/blobs/{digest}");
+        let auth = signer
+            .sign(&ciro_api::coordinator::RequestMessage {
+                job_manager: signer.job_manager(),
+                coordinator: &origin,
+                method: "PUT",
+                path_and_query: &path,
+                body_sha256: digest,
+                timestamp: ciro_coordinator::indexer::unix_now(),
+                nonce: ciro_chain::starknet::core::types::Felt::from(0x7_0000u64 + u64::from(i)),
+            })
+            .expect("sign");
+        let mut head =
+            format!("PUT {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: 1000\r\n");
+        for (name, value) in auth.to_headers().iter() {
+            let value = value.to_str().expect("an ASCII header");
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("headers");
+        trickles.push(tokio::spawn(async move {
+            let (mut read, mut write) = stream.into_split();
+            let trickle = tokio::spawn(async move {
+                for _ in 0..1_000 {
+                    if write.write_all(&[i]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+            let mut answer = Vec::new();
+            let mut buffer = [0u8; 4_096];
+            // Until the server answers and closes (or resets) the connection.
+            while let Ok(n) = read.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buffer[..n]);
+            }
+            trickle.abort();
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    for trickle in trickles {
+        let answer = tokio::time::timeout(Duration::from_secs(30), trickle)
+            .await
+            .expect("a trickled upload still held after 30 s")
+            .expect("the trickle's task");
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("abandoned"),
+            "{answer}"
+        );
+    }
+    // What they held is free again: the account uploads.
+    c.client_as(&s, Actor::Submitter)
+        .upload_blob(vec![9; 1_000])
+        .await
+        .expect("an upload once the trickles were cut");
+    c.stop().await;
+}
+
 /// Waits until the coordinator's index shows `job` in `state`.
 async fn indexed_state(c: &Running, job: u64, state: JobState) {
     eventually(&format!("job {job} indexed {state:?}"), WAIT, || async {

@@ -727,7 +727,11 @@ impl Agent {
                     {
                         // Busy, offered only what it will not take, or not waited for: do not
                         // spin.
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = self.wedged.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                     }
                 }
                 Err(error) => {
@@ -743,11 +747,8 @@ impl Agent {
         }
     }
 
-    /// Every [`RETAKE_COMPUTED_EVERY`] until `shutdown` (or the agent wedges), takes up again
-    /// the results computed and not committed yet that no task is on: the coordinator offers
-    /// a job only while it lists it, and one that stops (lagging, faulty, hostile) would leave
-    /// a computed result uncommitted until the job's deadline, which then counts as a failure
-    /// on chain. The job is checked against the chain again as at every take.
+    /// Until `stop`, at start and every [`PRUNE_OUTPUTS_EVERY`]: removes the journal's
+    /// outputs no job will read again ([`Journal::prune_outputs`]).
     async fn prune_outputs(self: Arc<Self>, stop: CancellationToken) {
         loop {
             match self.journal.prune_outputs(self.config.keep_outputs).await {
@@ -768,6 +769,11 @@ impl Agent {
         }
     }
 
+    /// Every [`RETAKE_COMPUTED_EVERY`] until `shutdown` (or the agent wedges), takes up again
+    /// the results computed and not committed yet that no task is on: the coordinator offers
+    /// a job only while it lists it, and one that stops (lagging, faulty, hostile) would leave
+    /// a computed result uncommitted until the job's deadline, which then counts as a failure
+    /// on chain. The job is checked against the chain again as at every take.
     async fn retake_computed(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
@@ -1611,6 +1617,7 @@ impl Agent {
 
     /// Heartbeats to the coordinator until `stop`.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        let mut refused: Option<String> = None;
         loop {
             self.metrics
                 .loaded_model_bytes
@@ -1626,8 +1633,18 @@ impl Agent {
                 max_input_bytes: Some(self.config.max_input_bytes),
                 max_model_bytes: Some(self.config.max_model_bytes),
             };
-            if let Err(error) = self.client.heartbeat(&beat).await {
-                tracing::warn!(%error, "heartbeat to the coordinator failed");
+            match self.client.heartbeat(&beat).await {
+                Ok(_) => refused = None,
+                // The coordinator refuses this worker's state (deactivated, stake below every
+                // tier, or not indexed yet): said once per answer, not every period.
+                Err(error) if error.code().is_some() => {
+                    let text = error.to_string();
+                    if refused.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(%error, "the coordinator refuses this worker's heartbeats");
+                        refused = Some(text);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "heartbeat to the coordinator failed"),
             }
             tokio::select! {
                 _ = stop.cancelled() => return,

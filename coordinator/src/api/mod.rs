@@ -87,6 +87,12 @@ pub struct ApiConfig {
     /// A queued job this many workers gave back is not matched again (the operator's
     /// [`crate::operator::OperatorConfig::max_give_backs`]; here for its explanation).
     pub max_give_backs: u32,
+    /// An upload's body must bring a chunk within this long, and, once past it, average
+    /// [`ApiConfig::min_upload_rate`]: an upload holds a share of its account's quota and of
+    /// the disk's room while it lasts, so a trickle must not make it last for ever.
+    pub upload_stall: Duration,
+    /// Bytes a second an upload's body must average once past its first `upload_stall`.
+    pub min_upload_rate: u64,
 }
 
 impl Default for ApiConfig {
@@ -107,6 +113,8 @@ impl Default for ApiConfig {
             min_free_bytes: 1 << 30,
             upload_grace_secs: 24 * 3_600,
             max_give_backs: crate::operator::DEFAULT_MAX_GIVE_BACKS,
+            upload_stall: Duration::from_secs(30),
+            min_upload_rate: 64 << 10,
         }
     }
 }
@@ -978,6 +986,54 @@ async fn reserve_upload(
     ))
 }
 
+/// `body`, failing with `TimedOut` once it falls behind: a chunk must come within `stall`,
+/// and once past its first `stall` the body must average `min_rate` bytes a second (a byte
+/// within each `stall` would otherwise keep an upload, and what it reserved, for ever).
+fn paced<S>(
+    body: S,
+    stall: Duration,
+    min_rate: u64,
+) -> impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send
+where
+    S: Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
+{
+    let started = tokio::time::Instant::now();
+    let min_rate = min_rate.max(1);
+    futures_util::stream::unfold(
+        (Box::pin(body), 0u64, false),
+        move |(mut body, received, ended)| async move {
+            if ended {
+                return None;
+            }
+            // By when the bytes received so far stop covering the average owed.
+            let owed_by =
+                started + stall + Duration::from_secs_f64(received as f64 / min_rate as f64);
+            let deadline = (tokio::time::Instant::now() + stall).min(owed_by);
+            match tokio::time::timeout_at(deadline, body.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    let received = received.saturating_add(chunk.len() as u64);
+                    Some((Ok(chunk), (body, received, false)))
+                }
+                Ok(Some(Err(e))) => Some((Err(e), (body, received, true))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "its body fell behind after {received} bytes in {} s (a chunk is \
+                             due within {} s, and past them {min_rate} bytes a second on \
+                             average)",
+                            started.elapsed().as_secs(),
+                            stall.as_secs()
+                        ),
+                    )),
+                    (body, received, true),
+                )),
+            }
+        },
+    )
+}
+
 /// A request's declared body length (`Content-Length`), when it gives a valid one.
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -1002,12 +1058,17 @@ async fn store_blob(
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
+    let config = &api.inner.config;
+    let stream = paced(stream, config.upload_stall, config.min_upload_rate);
     let staged = api
         .inner
         .blobs
         .stage(digest, Box::pin(stream), limit)
         .await
         .map_err(|error| match error {
+            BlobError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::bad(format!("the upload was abandoned: {e}"))
+            }
             BlobError::TooLarge { limit } => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!(
@@ -2084,6 +2145,50 @@ async fn assignments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `paced` lets through of `body`, and how it ended (`None`: the body's own end).
+    async fn through_paced(
+        body: impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
+    ) -> (u64, Option<std::io::ErrorKind>) {
+        let mut paced = std::pin::pin!(paced(body, Duration::from_millis(300), 1_024));
+        let mut received = 0;
+        while let Some(item) = paced.next().await {
+            match item {
+                Ok(chunk) => received += chunk.len() as u64,
+                Err(e) => return (received, Some(e.kind())),
+            }
+        }
+        (received, None)
+    }
+
+    #[tokio::test]
+    async fn an_upload_body_that_falls_behind_is_cut_and_one_that_keeps_up_is_not() {
+        let chunk = || Ok(axum::body::Bytes::from(vec![7u8; 1_024]));
+        // Kept up: all of it.
+        let fast = futures_util::stream::iter((0..10).map(|_| chunk()));
+        assert_eq!(through_paced(fast).await, (10_240, None));
+        // A chunk, then nothing: cut after the stall.
+        let stalled = futures_util::stream::iter([chunk()]).chain(futures_util::stream::pending());
+        assert_eq!(
+            through_paced(stalled).await,
+            (1_024, Some(std::io::ErrorKind::TimedOut))
+        );
+        // A byte every 100 ms, always within the stall, far under the average owed: cut too.
+        let trickle = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok(axum::body::Bytes::from_static(b"x")), ()))
+        });
+        let (received, ended) = through_paced(trickle).await;
+        assert_eq!(ended, Some(std::io::ErrorKind::TimedOut));
+        assert!(received < 10, "{received} bytes let through");
+        // The body's own error is passed on as it is.
+        let broken =
+            futures_util::stream::iter([chunk(), Err(std::io::Error::other("connection reset"))]);
+        assert_eq!(
+            through_paced(broken).await,
+            (1_024, Some(std::io::ErrorKind::Other))
+        );
+    }
 
     #[test]
     fn a_job_is_given_up_on_at_the_limit_of_give_backs_and_never_without_one() {

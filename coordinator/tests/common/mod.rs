@@ -40,6 +40,9 @@ pub struct Options {
     pub max_give_backs: u32,
     /// Seconds a (job, worker) pair the contract refused is set aside.
     pub exclusion_secs: u64,
+    /// What an upload's body must keep up: a chunk within, and the average past it (`None`:
+    /// the defaults).
+    pub upload_pace: Option<(Duration, u64)>,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             upload_quota: None,
             max_give_backs: ciro_coordinator::operator::DEFAULT_MAX_GIVE_BACKS,
             exclusion_secs: 5,
+            upload_pace: None,
         }
     }
 }
@@ -90,6 +94,12 @@ impl Running {
                     .upload_quota
                     .unwrap_or(ApiConfig::default().max_pending_upload_bytes),
                 max_give_backs: options.max_give_backs,
+                upload_stall: options
+                    .upload_pace
+                    .map_or(ApiConfig::default().upload_stall, |(stall, _)| stall),
+                min_upload_rate: options
+                    .upload_pace
+                    .map_or(ApiConfig::default().min_upload_rate, |(_, rate)| rate),
                 ..ApiConfig::default()
             },
             account: options
