@@ -160,7 +160,7 @@ async fn bad_and_unsigned_requests_get_their_specific_4xx_as_json() {
             s.http.get(format!("{}/v1/blobs/{digest}", s.base)),
             404,
             ErrorCode::BlobNotFound,
-            "no blob",
+            "no public blob",
         ),
         (
             s.http

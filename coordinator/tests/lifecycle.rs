@@ -85,6 +85,22 @@ async fn keep_beating(
     })
 }
 
+/// A refused blob read's status, code and message, with `digest` written as `<digest>`: what
+/// tells one blob's refusal from another's.
+fn hidden<T: std::fmt::Debug>(
+    read: Result<T, ciro_api::coordinator::ClientError>,
+    digest: &Digest,
+) -> (u16, String, String) {
+    match read.expect_err("a refused read") {
+        ciro_api::coordinator::ClientError::Api { status, body, .. } => (
+            status.as_u16(),
+            format!("{:?}", body.code),
+            body.message.replace(&digest.to_string(), "<digest>"),
+        ),
+        other => panic!("not the API's refusal: {other}"),
+    }
+}
+
 /// The job's reason for waiting once it is `given_back` (polled until it is).
 async fn given_back_reason(c: &Running, job: u64, what: &str) -> ciro_api::coordinator::Unmatched {
     eventually(what, WAIT, || async {
@@ -216,7 +232,25 @@ async fn a_job_lives_its_whole_life_through_the_coordinator() {
         .expect_err("a stranger reads the input");
     assert_eq!(
         refused.code(),
-        Some(ciro_api::coordinator::ErrorCode::Forbidden)
+        Some(ciro_api::coordinator::ErrorCode::BlobNotFound)
+    );
+    // Answered exactly as bytes never uploaded, to a stranger and to an unsigned request,
+    // for the bytes and for their size: nothing tells that a guessed input exists.
+    let never = Digest::of(b"bytes nobody uploaded");
+    for reader in [&stranger, &c.client()] {
+        assert_eq!(
+            hidden(reader.download_blob(&input_digest).await, &input_digest),
+            hidden(reader.download_blob(&never).await, &never)
+        );
+        assert_eq!(
+            hidden(reader.blob_meta(&input_digest).await, &input_digest),
+            hidden(reader.blob_meta(&never).await, &never)
+        );
+    }
+    assert_eq!(
+        worker.blob_meta(&input_digest).await.expect("meta").size,
+        input.len() as u64,
+        "the job's worker reads the input's size"
     );
     assert_eq!(
         c.client()
@@ -286,7 +320,7 @@ async fn a_job_lives_its_whole_life_through_the_coordinator() {
         .expect_err("a stranger reads the output");
     assert_eq!(
         refused.code(),
-        Some(ciro_api::coordinator::ErrorCode::Forbidden)
+        Some(ciro_api::coordinator::ErrorCode::BlobNotFound)
     );
 
     // The listing by submitter finds it; the metrics counted one assignment and one finalization.
@@ -873,11 +907,20 @@ async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
         .expect_err("the stranger reads the submitter's input");
     assert_eq!(
         refused.code(),
-        Some(ciro_api::coordinator::ErrorCode::Forbidden)
+        Some(ciro_api::coordinator::ErrorCode::BlobNotFound)
     );
 
-    // The same bytes, uploaded by the stranger: now its own input too.
-    stranger.upload_blob(input.clone()).await.expect("upload");
+    // The same bytes, uploaded by the stranger: now its own input too. The answer gives this
+    // upload's time (each upload restarts the blob's retention), not the submitter's earlier
+    // one, which would tell the stranger the bytes were there.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = ciro_coordinator::indexer::unix_now();
+    let uploaded = stranger.upload_blob(input.clone()).await.expect("upload");
+    assert!(
+        uploaded.created_at >= before,
+        "the upload answered {}, before it began ({before})",
+        uploaded.created_at
+    );
     chain_state(&s, theirs, "Assigned").await;
     assert_eq!(stranger.download_blob(&digest).await.expect("read"), input);
     assert!(c.client().job(theirs).await.expect("job").data.input);
@@ -1094,8 +1137,9 @@ async fn a_disputed_jobs_data_reaches_its_arbiter_and_parties_and_no_one_else() 
     let submitter = c.client_as(&s, Actor::Submitter);
     let arbiter = c.client_as(&s, Actor::Arbiter);
     let stranger = c.client_as(&s, Actor::Attacker);
+    // A blob a reader may not read is answered as one that is not there.
     let forbidden = |error: ciro_api::coordinator::ClientError| {
-        assert_eq!(error.code(), Some(ErrorCode::Forbidden), "{error}");
+        assert_eq!(error.code(), Some(ErrorCode::BlobNotFound), "{error}");
     };
 
     let (model, model_digest) = model_with_file(&s, &c, b"a model whose result is disputed").await;

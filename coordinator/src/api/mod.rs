@@ -1158,19 +1158,64 @@ async fn put_blob(
 async fn blob_meta(
     State(api): State<Api>,
     Path(digest): Path<String>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Json<BlobInfo>> {
     let digest = parse_digest(&digest)?;
-    let row = api
-        .store()
-        .blob(&digest.to_string())
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("no blob {digest}")))?;
+    let row = readable_blob(&api, &digest, &method, &uri, &headers).await?;
     Ok(Json(BlobInfo {
         digest,
         size: row.size,
         created_at: row.created_at,
     }))
+}
+
+/// Blob `digest`'s record, when the request may read the blob ([`may_read_blob`]). A blob it
+/// may not read is answered exactly as one that is not there (404 `blob_not_found`, the same
+/// message): otherwise anyone could learn whether a guessed private input or output (a
+/// low-entropy one, a yes or a no) was uploaded, by its digest alone.
+async fn readable_blob(
+    api: &Api,
+    digest: &Digest,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> ApiResult<crate::records::BlobRow> {
+    let reader = api.signed(method, uri, headers).await?.map(|s| s.account);
+    let hidden = || {
+        ApiError::new(
+            ErrorCode::BlobNotFound,
+            match reader {
+                Some(reader) => format!(
+                    "no blob {digest} that {} may read (an input, output or evidence is read \
+                     by its job's submitter and worker, and by JobMgr's arbiters while the job \
+                     is disputed)",
+                    felt_text(reader)
+                ),
+                None => format!(
+                    "no public blob {digest} (an input, output or evidence is read by a signed \
+                     request of its job's submitter or worker)"
+                ),
+            },
+        )
+    };
+    let text = digest.to_string();
+    let record = api
+        .store()
+        .blob(&text)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(hidden)?;
+    let uploaders = api
+        .store()
+        .uploaders(&record.digest)
+        .await
+        .map_err(ApiError::internal)?;
+    if !may_read_blob(api, &text, reader, &uploaders).await? {
+        return Err(hidden());
+    }
+    Ok(record)
 }
 
 /// Who may read a blob: anyone for a model file its model's owner uploaded; the submitter and
@@ -1184,7 +1229,7 @@ async fn may_read_blob(
     digest: &str,
     reader: Option<Felt>,
     uploaders: &[String],
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     for uploader in uploaders {
         if api
             .store()
@@ -1192,18 +1237,15 @@ async fn may_read_blob(
             .await
             .map_err(ApiError::internal)?
         {
-            return Ok(());
+            return Ok(true);
         }
     }
     let Some(reader) = reader else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthenticated,
-            "this blob is private: sign the request as its job's submitter or worker",
-        ));
+        return Ok(false);
     };
     let reader = felt_text(reader);
     if uploaders.contains(&reader) {
-        return Ok(());
+        return Ok(true);
     }
     let jobs = api
         .store()
@@ -1217,7 +1259,7 @@ async fn may_read_blob(
         .filter(|j| uploaders.contains(&j.submitter))
         .any(|j| j.submitter == reader || j.worker.as_deref() == Some(reader.as_str()))
     {
-        return Ok(());
+        return Ok(true);
     }
     let outputs = api
         .store()
@@ -1228,18 +1270,12 @@ async fn may_read_blob(
         .iter()
         .any(|(o, submitter)| *submitter == reader || o.worker == reader)
     {
-        return Ok(());
+        return Ok(true);
     }
     if may_read_disputed(api, digest, &reader, uploaders).await? {
-        return Ok(());
+        return Ok(true);
     }
-    Err(ApiError::new(
-        ErrorCode::Forbidden,
-        format!(
-            "{reader} may not read this blob: only its job's submitter and worker may (and \
-             JobMgr's arbiters while the job is disputed)"
-        ),
-    ))
+    Ok(false)
 }
 
 /// Whether `reader` may read blob `digest` (uploaded by `uploaders`) as a party to a dispute
@@ -1366,23 +1402,7 @@ async fn get_blob(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let digest = parse_digest(&digest)?;
-    let text = digest.to_string();
-    let record = api
-        .store()
-        .blob(&text)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::BlobNotFound, format!("no blob {digest}")))?;
-    let reader = api
-        .signed(&method, &uri, &headers)
-        .await?
-        .map(|s| s.account);
-    let uploaders = api
-        .store()
-        .uploaders(&record.digest)
-        .await
-        .map_err(ApiError::internal)?;
-    may_read_blob(&api, &text, reader, &uploaders).await?;
+    readable_blob(&api, &digest, &method, &uri, &headers).await?;
     let (size, stream) = api
         .inner
         .blobs

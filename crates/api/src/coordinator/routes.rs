@@ -141,7 +141,12 @@ pub const ROUTES: &[Route] = {
             "Upload a blob (raw body; digest = its SHA-256)",
         ),
         route(Get, BLOB, SignedIfPrivate, "Download a blob"),
-        route(Get, BLOB_META, Public, "A blob's size and upload time"),
+        route(
+            Get,
+            BLOB_META,
+            SignedIfPrivate,
+            "A blob's size and first upload time (404 for a blob the caller may not read)",
+        ),
         route(Get, MODELS, Public, "List registered models"),
         route(Get, MODEL, Public, "Get a model"),
         route(Get, JOBS, Public, "List jobs by submitter, worker or state"),
