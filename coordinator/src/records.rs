@@ -233,21 +233,31 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
 
 /// Retention's rule for a row of `blobs` (parameters: `$1` the upload grace's start, `$2` the output
 /// retention's): stored before `$1`, named by no model, by no job input still in use or in a
-/// final state since `$2`, and by no output of a job not final or final since `$2`.
+/// final state since `$2`, and by no output of a job not final or final since `$2`. A model or
+/// a job keeps a blob only if its owner or submitter uploaded it (as only then does it grant
+/// reading it): the digests of jobs' inputs are public on chain, so anyone could otherwise
+/// register a model naming a finished job's private input and keep it from deletion for ever.
+/// (An output is named by its own uploader, and evidence is checked for its disputer.)
 /// The least an upload counts for against its account's quota of unreferenced bytes: each
 /// blob is a file (an inode and a block at least), so a quota counted in bytes alone let one
 /// account store millions of 1-byte blobs and run the disk out of inodes.
 pub const MIN_BLOB_CHARGE: u64 = 64 << 10;
 
 const COLLECTABLE: &str = "blobs.created_at < $1 \
-     AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = blobs.digest) \
+     AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = blobs.digest \
+         AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
+             AND u.uploader = m.owner)) \
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
-         AND j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed')) \
+         AND j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed') \
+         AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
+             AND u.uploader = j.submitter)) \
      AND NOT EXISTS (SELECT 1 FROM job_outputs o JOIN jobs j ON j.job_id = o.job_id \
          WHERE o.output_hash = blobs.digest AND (j.state NOT IN ('Finalized', 'Cancelled', \
          'Expired', 'Refunded') OR EXISTS (SELECT 1 FROM job_events e \
          WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = blobs.digest \
+         AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
+             AND u.uploader = j.submitter) \
          AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
          AND e.state = j.state AND e.recorded_at >= $2)) \
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dispute IS NOT NULL \

@@ -715,8 +715,9 @@ fn blob(digest: &Digest, uploader: &str, created_at: u64) -> BlobRow {
 }
 
 /// Retention lists a blob, then deletes it only if the rule still holds: an upload of the same
-/// bytes (restarting its retention) or a job naming it after the listing keeps it, records and
-/// file; and an upload that records itself while the file is set aside gets the file back.
+/// bytes (restarting its retention) or a job of its uploader naming it after the listing keeps
+/// it, records and file; an upload that records itself while the file is set aside gets the
+/// file back; and a job or a model of someone who never uploaded it keeps nothing.
 async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str) {
     const NOW: u64 = 100_000;
     const GRACE_START: u64 = NOW - 3_600;
@@ -753,12 +754,14 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         unreachable!()
     };
 
-    // After the listing: the same bytes uploaded again (by anyone), a job naming another.
+    // After the listing: the same bytes uploaded again (by anyone), a job of their uploader
+    // naming another.
     store
         .insert_blob(&blob(&uploaded_again, "0xb0b", NOW))
         .await
         .expect("re-upload");
     let mut submitted = job(1);
+    submitted.submitter = "0xa11ce".into();
     submitted.input_hash = named.to_string();
     store
         .apply(&page(1, vec![Mutation::JobSubmitted(submitted)]))
@@ -797,7 +800,31 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         .is_some());
     assert!(files.contains(&raced).await.expect("contains"));
 
-    // Nothing happened to the last: records and file gone.
+    // The last is named only by those who never uploaded it (its digest is public once a job
+    // names it on chain): a job and a model of someone else's keep nothing, or anyone could
+    // keep another's private input from deletion for ever. Records and file gone.
+    let mut strangers = job(2);
+    strangers.input_hash = plain.to_string();
+    store
+        .apply(&page(
+            2,
+            vec![
+                Mutation::JobSubmitted(strangers),
+                Mutation::ModelSet(ModelRow {
+                    model_id: 9,
+                    owner: "0xabc".into(),
+                    model_hash: plain.to_string(),
+                    min_vram_mb: 0,
+                    required_flags: 0,
+                    min_stake_tier: 0,
+                    min_score: 0,
+                    price: "0x1".into(),
+                    active: true,
+                }),
+            ],
+        ))
+        .await
+        .expect("a stranger's job and model naming it");
     assert!(
         collect_blob(&store, &files, &plain, GRACE_START, GRACE_START)
             .await
