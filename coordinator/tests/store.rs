@@ -805,11 +805,30 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
     // keep another's private input from deletion for ever. Records and file gone.
     let mut strangers = job(2);
     strangers.input_hash = plain.to_string();
+    // And a stranger's job on it cancelled just now (a final job's input is kept for the
+    // retention period after, when its submitter uploaded it).
+    let mut cancelled = job(3);
+    cancelled.input_hash = plain.to_string();
     store
         .apply(&page(
             2,
             vec![
                 Mutation::JobSubmitted(strangers),
+                Mutation::JobSubmitted(cancelled),
+                Mutation::JobState {
+                    job_id: 3,
+                    state: "Cancelled",
+                    worker: None,
+                    output_hash: None,
+                    disputer: None,
+                    at: None,
+                },
+                Mutation::JobEvent {
+                    job_id: 3,
+                    block_number: 2,
+                    tx_hash: "0x2".into(),
+                    recorded_at: NOW,
+                },
                 Mutation::ModelSet(ModelRow {
                     model_id: 9,
                     owner: "0xabc".into(),
