@@ -103,6 +103,15 @@ struct Cli {
     /// Hours an upload nothing refers to is kept.
     #[arg(long, env = "CIRO_UPLOAD_GRACE_HOURS", default_value_t = 24)]
     upload_grace_hours: u64,
+    /// Seconds an upload's body may go without a chunk; past its first such span it must also
+    /// average `--min-upload-rate`, or the upload is abandoned (408) and what it reserved freed.
+    #[arg(long, env = "CIRO_UPLOAD_STALL_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    upload_stall_secs: u64,
+    /// Bytes a second an upload's body must average once past its first `--upload-stall-secs`.
+    #[arg(long, env = "CIRO_MIN_UPLOAD_RATE", default_value_t = 64 << 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    min_upload_rate: u64,
     /// A queued job this many workers gave back (failed or refused it) is not offered again:
     /// it expires with a refund at its deadline. 0: no limit.
     #[arg(long, env = "CIRO_MAX_GIVE_BACKS", default_value_t = DEFAULT_MAX_GIVE_BACKS)]
@@ -158,6 +167,8 @@ fn main() -> ExitCode {
                 min_free_bytes: cli.min_free_bytes,
                 upload_grace_secs: cli.upload_grace_hours.saturating_mul(3_600),
                 max_give_backs: cli.max_give_backs,
+                upload_stall: Duration::from_secs(cli.upload_stall_secs),
+                min_upload_rate: cli.min_upload_rate,
                 ..ApiConfig::default()
             },
             account,

@@ -467,18 +467,23 @@ impl Store {
             .collect()
     }
 
-    /// Bytes of `uploader`'s uploads since `since` that no model, job input or output refers
-    /// to yet, each counted as at least [`MIN_BLOB_CHARGE`] (what its upload quota counts;
-    /// retention collects such blobs after the upload grace, so older ones are on their way
-    /// out).
+    /// Bytes of `uploader`'s uploads since `since` that no model, job input or output of its
+    /// own refers to yet, each counted as at least [`MIN_BLOB_CHARGE`] (what its upload quota
+    /// counts; retention collects such blobs after the upload grace, so older ones are on their
+    /// way out). Another account's model or job naming them does not take them off the count,
+    /// as it does not keep them from retention: a second account could otherwise lift the
+    /// first's quota, one cheap registration a blob.
     pub async fn pending_upload_bytes(&self, uploader: &str, since: u64) -> Result<u64> {
         let total: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(SUM(CASE WHEN b.size < $3 THEN $3 ELSE b.size END) AS BIGINT) \
              FROM blob_uploaders u \
              JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 AND u.created_at >= $2 \
-             AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest) \
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest) \
-             AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest)",
+             AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest \
+                 AND m.owner = u.uploader) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest \
+                 AND j.submitter = u.uploader) \
+             AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest \
+                 AND o.worker = u.uploader)",
         )
         .bind(uploader)
         .bind(i64_of(since, "time")?)
@@ -699,11 +704,13 @@ impl Store {
         after: Option<u64>,
         limit: u64,
     ) -> Result<Vec<(ModelRow, bool)>> {
-        // Whether each model's file is stored, in the same query (one query per model made a
-        // page of 500 cost 501 of them, for anyone).
+        // Whether each model's file is stored, uploaded by its owner (what workers download;
+        // anyone's upload would make this an oracle of whether guessed bytes were uploaded),
+        // in the same query (one query per model made a page of 500 cost 501 of them).
         let rows = sqlx::query(
-            "SELECT models.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM blobs b \
-                 WHERE b.digest = models.model_hash) THEN 1 ELSE 0 END AS BIGINT) AS file_stored \
+            "SELECT models.*, CAST(CASE WHEN EXISTS (SELECT 1 FROM blob_uploaders u \
+                 WHERE u.digest = models.model_hash AND u.uploader = models.owner) \
+                 THEN 1 ELSE 0 END AS BIGINT) AS file_stored \
              FROM models WHERE model_id > $1 AND ($2 < 0 OR active = $2) \
              ORDER BY model_id LIMIT $3",
         )

@@ -909,6 +909,37 @@ async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
         refused.code(),
         Some(ciro_api::coordinator::ErrorCode::BlobNotFound)
     );
+    // A model the stranger registers naming the input's digest does not say its file is
+    // stored (that would tell anyone whether guessed bytes were uploaded), on its own page or
+    // in the listing.
+    s.send(s.jobs_as(Actor::Attacker).register_model(
+        &u256_from_digest(&digest.0),
+        &requirements(),
+        &u256(MODEL_PRICE),
+    ))
+    .await
+    .expect("the stranger's register_model");
+    let probe = call(s.jobs_reader().model_count())
+        .await
+        .expect("model_count");
+    let probed = eventually("the stranger's model is indexed", WAIT, || async {
+        c.client().model(probe).await.ok()
+    })
+    .await;
+    assert!(!probed.file_available, "{probed:?}");
+    let listed = c
+        .client()
+        .list_models(&Default::default())
+        .await
+        .expect("models");
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|m| m.model_id == probe && !m.file_available),
+        "{listed:?}"
+    );
+    assert!(c.client().model(model).await.expect("model").file_available);
 
     // The same bytes, uploaded by the stranger: now its own input too. The answer gives this
     // upload's time (each upload restarts the blob's retention), not the submitter's earlier
@@ -995,7 +1026,7 @@ async fn an_accounts_unused_uploads_are_capped_until_a_job_uses_them() {
 /// and many accounts' would have the coordinator refuse everyone's uploads as short of disk.
 /// (Two are sent here; without the rule they are never answered.)
 /// Refused: a body must average the minimum rate once past its first stall, or the upload is
-/// abandoned (400) and what it reserved is freed.
+/// abandoned (408) and what it reserved is freed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trickled_upload_bodies_are_cut_and_free_what_they_held() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1070,7 +1101,7 @@ async fn trickled_upload_bodies_are_cut_and_free_what_they_held() {
             .expect("a trickled upload still held after 30 s")
             .expect("the trickle's task");
         assert!(
-            answer.starts_with("HTTP/1.1 400") && answer.contains("abandoned"),
+            answer.starts_with("HTTP/1.1 408") && answer.contains("abandoned"),
             "{answer}"
         );
     }

@@ -1169,6 +1169,13 @@ async fn a_model_page_says_which_files_are_stored(url: &str) {
         .insert_blob(&blob(&Digest::of(&[2u8]), "0xa11ce", 1))
         .await
         .expect("a stored file");
+    // Model 3's bytes uploaded by someone other than its owner: not its file (workers download
+    // only the owner's upload), and saying so would tell anyone who registers a model naming
+    // a guessed digest whether those bytes were uploaded.
+    store
+        .insert_blob(&blob(&Digest::of(&[3u8]), "0xb0b", 1))
+        .await
+        .expect("someone else's upload");
     let listed = store.list_models(None, None, 10).await.expect("listing");
     let flags: Vec<(u64, bool)> = listed.iter().map(|(m, f)| (m.model_id, *f)).collect();
     assert_eq!(flags, [(1, false), (2, true), (3, false)]);
@@ -1193,4 +1200,74 @@ async fn sqlite_a_model_page_says_which_files_are_stored() {
 async fn postgres_a_model_page_says_which_files_are_stored() {
     a_model_page_says_which_files_are_stored(&common::fresh_postgres().await.expect("database"))
         .await;
+}
+
+/// An account's quota counts its uploads that nothing of its own names: another account's
+/// model or job naming them takes nothing off (it does not keep them from retention either),
+/// or a second account could lift the first's quota, one cheap registration a blob; its own
+/// model, job or output does.
+async fn only_an_uploaders_own_names_take_an_upload_off_its_quota(url: &str) {
+    const MIN: u64 = ciro_coordinator::records::MIN_BLOB_CHARGE;
+    let store = Store::connect(url).await.expect("store");
+    let digests: Vec<Digest> = (10..14u8).map(|i| Digest::of(&[i])).collect();
+    for digest in &digests {
+        store
+            .insert_blob(&blob(digest, "0xa11ce", 50))
+            .await
+            .expect("an upload");
+    }
+    let pending = || async { store.pending_upload_bytes("0xa11ce", 0).await.expect("sum") };
+    assert_eq!(pending().await, 4 * MIN);
+    let model = |model_id: u64, owner: &str, digest: &Digest| ModelRow {
+        model_id,
+        owner: owner.into(),
+        model_hash: digest.to_string(),
+        min_vram_mb: 0,
+        required_flags: 0,
+        min_stake_tier: 0,
+        min_score: 0,
+        price: "0x1".into(),
+        active: true,
+    };
+    let mut theirs = job(1);
+    theirs.input_hash = digests[1].to_string();
+    store
+        .apply(&page(
+            1,
+            vec![
+                Mutation::ModelSet(model(1, "0xb0b", &digests[0])),
+                Mutation::JobSubmitted(theirs),
+            ],
+        ))
+        .await
+        .expect("another account's model and job naming two of them");
+    assert_eq!(pending().await, 4 * MIN, "another account's names count");
+    let mut own = job(2);
+    own.submitter = "0xa11ce".into();
+    own.input_hash = digests[3].to_string();
+    store
+        .apply(&page(
+            2,
+            vec![
+                Mutation::ModelSet(model(2, "0xa11ce", &digests[2])),
+                Mutation::JobSubmitted(own),
+            ],
+        ))
+        .await
+        .expect("its own model and job naming the other two");
+    assert_eq!(pending().await, 2 * MIN, "its own names take them off");
+}
+
+#[tokio::test]
+async fn sqlite_only_an_uploaders_own_names_take_an_upload_off_its_quota() {
+    let dir = tempfile::tempdir().expect("dir");
+    only_an_uploaders_own_names_take_an_upload_off_its_quota(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_only_an_uploaders_own_names_take_an_upload_off_its_quota() {
+    only_an_uploaders_own_names_take_an_upload_off_its_quota(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
 }

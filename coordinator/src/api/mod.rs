@@ -521,15 +521,6 @@ impl Api {
         &self.inner.store
     }
 
-    async fn blob_present(&self, digest: &str) -> ApiResult<bool> {
-        Ok(self
-            .store()
-            .blob(digest)
-            .await
-            .map_err(ApiError::internal)?
-            .is_some())
-    }
-
     /// The live workers as matcher candidates, read at most once a second (the "why not
     /// matched yet" answers share them).
     async fn candidates(&self) -> ApiResult<Arc<Vec<Candidate>>> {
@@ -1066,9 +1057,10 @@ async fn store_blob(
         .stage(digest, Box::pin(stream), limit)
         .await
         .map_err(|error| match error {
-            BlobError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                ApiError::bad(format!("the upload was abandoned: {e}"))
-            }
+            BlobError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the upload was abandoned: {e}"),
+            ),
             BlobError::TooLarge { limit } => ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!(
@@ -1097,11 +1089,17 @@ async fn store_blob(
     // record without its bytes.
     let recorded = row.clone();
     let api_ = api.clone();
+    let published = *digest;
     tokio::spawn(async move {
         api_.store().insert_blob(&recorded).await?;
         if let Err(e) = api_.inner.blobs.publish(staged).await {
-            // Not published: this upload's own record goes (another upload's stays).
-            api_.store().forget_upload(&recorded).await?;
+            // Not published: this upload's own record goes (another upload's stays), unless
+            // the bytes are there already (this account's or anyone's earlier upload, which
+            // the record, renewed by this one, now describes: forgetting it would leave this
+            // account's earlier upload unrecorded, its job's input unreadable and collectable).
+            if !api_.inner.blobs.contains(&published).await.unwrap_or(false) {
+                api_.store().forget_upload(&recorded).await?;
+            }
             return Err(anyhow::Error::new(e).context("publishing the blob"));
         }
         anyhow::Ok(())
@@ -1456,10 +1454,15 @@ async fn get_model(State(api): State<Api>, Path(model_id): Path<String>) -> ApiR
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::ModelNotFound, format!("no model {model_id}")))?;
-    Ok(Json(model_of(
-        &row,
-        api.blob_present(&row.model_hash).await?,
-    )?))
+    // Its file is there for workers only when its owner uploaded it (anyone may register a
+    // model naming any digest: answering for anyone's upload would tell whether a guessed
+    // private input or output had been uploaded).
+    let stored = api
+        .store()
+        .has_uploaded(&row.model_hash, &row.owner)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(model_of(&row, stored)?))
 }
 
 // ---- jobs ----------------------------------------------------------------------------------

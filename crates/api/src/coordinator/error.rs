@@ -50,6 +50,9 @@ pub enum ErrorCode {
     InvalidState,
     /// Something different is already recorded (e.g. another output for the job).
     Conflict,
+    /// The request's body came too slowly and the request was abandoned; retry (on a better
+    /// link: an upload must average the server's minimum rate).
+    RequestTimeout,
     /// Too many requests; retry later.
     RateLimited,
     /// A dependency (chain node, database, indexer) is unavailable or behind; retry later.
@@ -80,6 +83,7 @@ impl ErrorCode {
             | Self::ReplayedNonce => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::NotAssigned => StatusCode::FORBIDDEN,
             Self::InvalidState | Self::Conflict => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal | Self::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,7 +96,11 @@ impl ErrorCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::RateLimited | Self::Unavailable | Self::Internal | Self::JobNotFound
+            Self::RequestTimeout
+                | Self::RateLimited
+                | Self::Unavailable
+                | Self::Internal
+                | Self::JobNotFound
         )
     }
 
@@ -117,6 +125,7 @@ impl ErrorCode {
             Self::NotAssigned => "not_assigned",
             Self::InvalidState => "invalid_state",
             Self::Conflict => "conflict",
+            Self::RequestTimeout => "request_timeout",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
@@ -161,7 +170,7 @@ impl std::fmt::Display for ErrorBody {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 21] = [
+    const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::DigestMismatch,
         ErrorCode::PayloadTooLarge,
@@ -180,6 +189,7 @@ mod tests {
         ErrorCode::NotAssigned,
         ErrorCode::InvalidState,
         ErrorCode::Conflict,
+        ErrorCode::RequestTimeout,
         ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Internal,

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | PUT | `/v1/blobs/{digest}` | signed | upload a blob (raw body) |
 //! | GET | `/v1/blobs/{digest}` | signed if private | download a blob |
-//! | GET | `/v1/blobs/{digest}/meta` | public | a blob's size and upload time |
+//! | GET | `/v1/blobs/{digest}/meta` | as the download | a blob's size and latest upload time |
 //! | GET | `/v1/models` | public | list models |
 //! | GET | `/v1/models/{model_id}` | public | one model |
 //! | GET | `/v1/jobs` | public | list jobs by submitter, worker, state |

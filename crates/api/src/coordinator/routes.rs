@@ -145,7 +145,7 @@ pub const ROUTES: &[Route] = {
             Get,
             BLOB_META,
             SignedIfPrivate,
-            "A blob's size and first upload time (404 for a blob the caller may not read)",
+            "A blob's size and latest upload time (404 for a blob the caller may not read)",
         ),
         route(Get, MODELS, Public, "List registered models"),
         route(Get, MODEL, Public, "Get a model"),
