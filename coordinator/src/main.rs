@@ -71,8 +71,8 @@ struct Cli {
     /// second); past it a new one is answered 503, and past 2 of one worker's, 429.
     #[arg(long, env = "CIRO_MAX_LONG_POLLS", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
     max_long_polls: u32,
-    /// Most bytes of one account's uploads that no model, job or output refers to yet; past
-    /// it the account's uploads are answered 429.
+    /// Most bytes of one account's uploads that no model, job or output of its own refers to
+    /// yet; past it the account's uploads are answered 429.
     #[arg(long, env = "CIRO_MAX_PENDING_UPLOAD_BYTES", default_value_t = 4 << 30, value_parser = clap::value_parser!(u64).range(1..))]
     max_pending_upload_bytes: u64,
     /// Uploads are answered 503 while the blob directory's file system has less than this
@@ -106,7 +106,7 @@ struct Cli {
     /// Seconds an upload's body may go without a chunk; past its first such span it must also
     /// average `--min-upload-rate`, or the upload is abandoned (408) and what it reserved freed.
     #[arg(long, env = "CIRO_UPLOAD_STALL_SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     upload_stall_secs: u64,
     /// Bytes a second an upload's body must average once past its first `--upload-stall-secs`.
     #[arg(long, env = "CIRO_MIN_UPLOAD_RATE", default_value_t = 64 << 10,

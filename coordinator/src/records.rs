@@ -444,7 +444,8 @@ impl Store {
         Ok(forgotten)
     }
 
-    /// Blobs older than `created_before` that no model, job input or output refers to, and
+    /// Blobs older than `created_before` that no model, job input or output refers to (a
+    /// model or job only when its owner or submitter uploaded the blob: [`COLLECTABLE`]), and
     /// outputs of jobs that reached a final state before `final_before` (with no other
     /// reference): what retention may delete, the oldest first, at most `limit`.
     pub async fn collectable_blobs(

@@ -76,8 +76,9 @@ pub struct ApiConfig {
     /// Most assignment long-polls waiting at once (each reads the database five times a
     /// second); one worker may hold [`MAX_LONG_POLLS_PER_WORKER`].
     pub max_long_polls: u32,
-    /// Most bytes of one account's uploads that nothing refers to yet (no model, job or
-    /// output): past it the account's uploads are refused (429) until it uses or loses some.
+    /// Most bytes of one account's uploads that nothing of its own refers to yet (no model,
+    /// job or output of its own): past it the account's uploads are refused (429) until it
+    /// uses or loses some.
     pub max_pending_upload_bytes: u64,
     /// Uploads are refused (503) while the blob store has less than this free, beyond what
     /// the uploads in progress may still write.
@@ -936,10 +937,10 @@ async fn reserve_upload(
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(
-                "{uploader} holds {pending} bytes of uploads that no model, job or output \
-                 refers to yet and {reserved} more in progress; {charge} more would pass its \
-                 quota of {}: register or submit what they are for, or wait for unused \
-                 uploads to be collected",
+                "{uploader} holds {pending} bytes of uploads that no model, job or output of \
+                 its own refers to yet and {reserved} more in progress; {charge} more would \
+                 pass its quota of {}: register or submit what they are for, or wait for \
+                 unused uploads to be collected",
                 config.max_pending_upload_bytes
             ),
         ));

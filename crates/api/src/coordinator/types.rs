@@ -60,7 +60,8 @@ pub struct Model {
     pub price: U256,
     /// Whether new jobs may use it.
     pub active: bool,
-    /// Whether the coordinator holds the model file (jobs on it are matched only then).
+    /// Whether the coordinator holds the model file as uploaded by the model's owner (what
+    /// workers download; jobs on it are matched only then).
     pub file_available: bool,
 }
 
