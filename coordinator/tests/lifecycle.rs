@@ -119,17 +119,22 @@ async fn model_with_file(s: &System, c: &Running, bytes: &[u8]) -> (u64, Digest)
         .await
         .expect("uploading the model file")
         .digest;
-    s.send(s.jobs_as(Actor::Admin).register_model(
+    (register_model_as(s, Actor::Admin, &digest).await, digest)
+}
+
+/// `owner` registers a model whose file hashes to `digest`, with [`requirements`] and
+/// [`MODEL_PRICE`]; its id.
+async fn register_model_as(s: &System, owner: Actor, digest: &Digest) -> u64 {
+    s.send(s.jobs_as(owner).register_model(
         &u256_from_digest(&digest.0),
         &requirements(),
         &u256(MODEL_PRICE),
     ))
     .await
     .expect("register_model");
-    let id = call(s.jobs_reader().model_count())
+    call(s.jobs_reader().model_count())
         .await
-        .expect("model_count");
-    (id, digest)
+        .expect("model_count")
 }
 
 /// The submitter uploads `input` and submits a job on `model`; the job's id and the input's
@@ -912,16 +917,7 @@ async fn a_job_naming_someone_elses_input_waits_for_its_own_upload_of_it() {
     // A model the stranger registers naming the input's digest does not say its file is
     // stored (that would tell anyone whether guessed bytes were uploaded), on its own page or
     // in the listing.
-    s.send(s.jobs_as(Actor::Attacker).register_model(
-        &u256_from_digest(&digest.0),
-        &requirements(),
-        &u256(MODEL_PRICE),
-    ))
-    .await
-    .expect("the stranger's register_model");
-    let probe = call(s.jobs_reader().model_count())
-        .await
-        .expect("model_count");
+    let probe = register_model_as(&s, Actor::Attacker, &digest).await;
     let probed = eventually("the stranger's model is indexed", WAIT, || async {
         c.client().model(probe).await.ok()
     })

@@ -705,6 +705,21 @@ impl BlobStore for UploadDuringSetAside {
     }
 }
 
+/// An active model `model_id` of `owner` whose file is `digest`, with no requirements.
+fn model(model_id: u64, owner: &str, digest: &Digest) -> ModelRow {
+    ModelRow {
+        model_id,
+        owner: owner.into(),
+        model_hash: digest.to_string(),
+        min_vram_mb: 0,
+        required_flags: 0,
+        min_stake_tier: 0,
+        min_score: 0,
+        price: "0x1".into(),
+        active: true,
+    }
+}
+
 fn blob(digest: &Digest, uploader: &str, created_at: u64) -> BlobRow {
     BlobRow {
         digest: digest.to_string(),
@@ -829,17 +844,7 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
                     tx_hash: "0x2".into(),
                     recorded_at: NOW,
                 },
-                Mutation::ModelSet(ModelRow {
-                    model_id: 9,
-                    owner: "0xabc".into(),
-                    model_hash: plain.to_string(),
-                    min_vram_mb: 0,
-                    required_flags: 0,
-                    min_stake_tier: 0,
-                    min_score: 0,
-                    price: "0x1".into(),
-                    active: true,
-                }),
+                Mutation::ModelSet(model(9, "0xabc", &plain)),
             ],
         ))
         .await
@@ -1147,15 +1152,8 @@ async fn a_model_page_says_which_files_are_stored(url: &str) {
     let store = Store::connect(url).await.expect("store");
     let models: Vec<ModelRow> = (1..=3u64)
         .map(|model_id| ModelRow {
-            model_id,
-            owner: "0xa11ce".into(),
-            model_hash: Digest::of(&[model_id as u8]).to_string(),
-            min_vram_mb: 0,
-            required_flags: 0,
-            min_stake_tier: 0,
-            min_score: 0,
-            price: "0x1".into(),
             active: model_id != 2,
+            ..model(model_id, "0xa11ce", &Digest::of(&[model_id as u8]))
         })
         .collect();
     store
@@ -1218,17 +1216,6 @@ async fn only_an_uploaders_own_names_take_an_upload_off_its_quota(url: &str) {
     }
     let pending = || async { store.pending_upload_bytes("0xa11ce", 0).await.expect("sum") };
     assert_eq!(pending().await, 4 * MIN);
-    let model = |model_id: u64, owner: &str, digest: &Digest| ModelRow {
-        model_id,
-        owner: owner.into(),
-        model_hash: digest.to_string(),
-        min_vram_mb: 0,
-        required_flags: 0,
-        min_stake_tier: 0,
-        min_score: 0,
-        price: "0x1".into(),
-        active: true,
-    };
     let mut theirs = job(1);
     theirs.input_hash = digests[1].to_string();
     store
