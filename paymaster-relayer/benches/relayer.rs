@@ -128,9 +128,23 @@ async fn main() {
             ..Options::default()
         })
         .await;
-        // Relayed first (the users have no STRK), then direct on the same devnet.
+        // Relayed first (the users have no STRK), then direct on the same devnet; the CPU
+        // time each took, the node's and this process's (the relayer and its clients).
+        let node = fx.s.net.rpc_url();
+        let cpu = || (cpu_seconds(Some(&node)), cpu_seconds(None));
+        let transfers = (USERS * PER_USER) as f64;
+        let per_transfer = |from: (f64, f64), to: (f64, f64)| {
+            (
+                (to.0 - from.0) * 1e3 / transfers,
+                (to.1 - from.1) * 1e3 / transfers,
+            )
+        };
+        let start = cpu();
         let (through, gas) = relayed(&fx).await;
+        let between = cpu();
         let baseline = direct(&fx).await;
+        let (relayed_cpu, direct_cpu) =
+            (per_transfer(start, between), per_transfer(between, cpu()));
         let how = if window_ms == 0 {
             "alone".to_owned()
         } else {
@@ -139,6 +153,15 @@ async fn main() {
         println!(
             "{accounts} relayer account(s), {how}: relayed {through:.1} tx/s, direct {baseline:.1} tx/s, ratio {:.2} (target >= 0.8); relayer gas {gas} FRI per execution",
             through / baseline
+        );
+        println!(
+            "  CPU per transfer: relayed {:.1} ms (node {:.1}, relayer and clients {:.1}), direct {:.1} ms (node {:.1}, clients {:.1})",
+            relayed_cpu.0 + relayed_cpu.1,
+            relayed_cpu.0,
+            relayed_cpu.1,
+            direct_cpu.0 + direct_cpu.1,
+            direct_cpu.0,
+            direct_cpu.1
         );
         if window_ms > 0 {
             let metrics = reqwest::get(format!("{}metrics", fx.url))

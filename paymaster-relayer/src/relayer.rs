@@ -150,6 +150,33 @@ impl Default for Limits {
     }
 }
 
+/// A user's account as the relayer last read it: its class and, for OpenZeppelin's account,
+/// its public key. Kept [`ACCOUNT_READ_SECS`]; it only decides whether an execution is worth
+/// simulating: the simulation of the exact transaction runs the account's own class and its
+/// own signature check, so a class replaced or a key rotated since the reading costs a failed
+/// simulation at most, never a transaction. A signature the remembered key refuses is checked
+/// again against the key read afresh (a key just rotated).
+#[derive(Debug, Clone, Copy)]
+struct KnownAccount {
+    at: Instant,
+    class: Felt,
+    key: Option<Felt>,
+}
+
+/// Seconds a [`KnownAccount`] is used before the account is read again.
+const ACCOUNT_READ_SECS: u64 = 30;
+
+/// Accounts remembered at most; the map is cleared when full.
+const KNOWN_ACCOUNTS: usize = 100_000;
+
+/// Whether `signature` is a `[r, s]` Stark ECDSA signature of `hash` by `public_key`.
+fn stark_signature_valid(public_key: Felt, hash: Felt, signature: &[Felt]) -> bool {
+    match signature {
+        [r, s] => ecdsa_verify(&public_key, &hash, &Signature { r: *r, s: *s }).unwrap_or(false),
+        _ => false,
+    }
+}
+
 /// The relayer's state.
 pub struct Relayer {
     pub(crate) provider: Arc<JsonRpcClient<HttpTransport>>,
@@ -188,6 +215,8 @@ pub struct Relayer {
     policies: Mutex<HashMap<u64, CachedPolicy>>,
     /// The fee of the last relayed transaction of the same calls (see [`fee_key`]).
     fees: Mutex<HashMap<FeeKey, u128>>,
+    /// Users' accounts as last read (see [`KnownAccount`]).
+    accounts: Mutex<HashMap<Felt, KnownAccount>>,
     /// The chain's clock, which executions' windows are checked against.
     clock: Arc<ChainClock>,
     /// Sponsored executions waiting to go out together (with a batch window).
@@ -590,6 +619,7 @@ impl Relayer {
             submitted: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
             fees: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -646,6 +676,9 @@ impl Relayer {
     /// Checks that `user` is an account of a supported class (155 otherwise; 150 when no
     /// contract is there).
     async fn check_account(&self, user: Felt) -> RpcResult<Felt> {
+        if let Some(known) = self.known_account(user) {
+            return self.supported_class(known.class);
+        }
         let class = self
             .provider
             .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
@@ -654,7 +687,34 @@ impl Relayer {
                 error @ ChainError::Transport(_) => chain_error(error),
                 _ => ErrorObject::paymaster(PaymasterError::InvalidAddress),
             })?;
+        self.remember_account(user, class, None);
         self.supported_class(class)
+    }
+
+    /// What was read of `user`'s account less than [`ACCOUNT_READ_SECS`] ago.
+    fn known_account(&self, user: Felt) -> Option<KnownAccount> {
+        self.accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&user)
+            .copied()
+            .filter(|known| known.at.elapsed() < Duration::from_secs(ACCOUNT_READ_SECS))
+    }
+
+    /// Records `user`'s class as just read, with its public key when that was read too.
+    fn remember_account(&self, user: Felt, class: Felt, key: Option<Felt>) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if accounts.len() >= KNOWN_ACCOUNTS {
+            accounts.clear();
+        }
+        accounts.insert(
+            user,
+            KnownAccount {
+                at: Instant::now(),
+                class,
+                key,
+            },
+        );
     }
 
     /// `class`, if users' accounts may have it (155 otherwise).
@@ -690,7 +750,10 @@ impl Relayer {
             .await;
         match there {
             // Already deployed: the calls alone, as for any account.
-            Ok(class) => return Ok(UserAccount::There(self.supported_class(class)?)),
+            Ok(class) => {
+                self.remember_account(user, class, None);
+                return Ok(UserAccount::There(self.supported_class(class)?));
+            }
             Err(ProviderError::StarknetError(StarknetError::ContractNotFound)) => {}
             Err(error) => return Err(chain_error(error.into())),
         }
@@ -948,14 +1011,17 @@ impl Relayer {
     }
 
     /// What the Paymaster would refuse for this user and these calls, said up front (163).
-    /// `with_views`: also read the user's standing (blocked, allowlisted, allowance left);
-    /// at execute the simulation checks those, with the contract's own strings.
+    /// `building`: read the user's standing (blocked, allowlisted, allowance left), which at
+    /// execute the simulation checks with the contract's own strings. At execute instead: the
+    /// user's subscription, whose end the simulation cannot foresee (an execution simulated
+    /// under its higher limit could land after it, over the policy's, and revert at the
+    /// relayer's cost); at build its end only moves the refusal to execute.
     async fn check_sponsorship(
         &self,
         sponsorship: Sponsorship,
         user: Felt,
         calls: &[Call],
-        with_views: bool,
+        building: bool,
     ) -> RpcResult<Policy> {
         let (policy, allowed) = self.policy(sponsorship.policy_id).await?;
         let refuse = |reason: &str, metric: &str| {
@@ -983,32 +1049,6 @@ impl Relayer {
                 "policy",
             );
         }
-        let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
-        // Likewise for the user's subscription: when it ends, its daily limit falls to the
-        // policy's, so an execution simulated under the higher limit may land over the lower
-        // one and revert at the relayer's cost.
-        let subscription = view(reader.subscription(
-            &ContractAddress(sponsorship.sponsor),
-            &ContractAddress(user),
-        ))
-        .await
-        .map_err(chain_error)?;
-        if subscription_ending(
-            subscription.expires_at,
-            to_u128(subscription.daily_limit),
-            to_u128(policy.params.daily_limit),
-            now,
-            self.limits.min_remaining_secs,
-        ) {
-            return refuse(
-                &format!(
-                    "the user's subscription ends within {} s (its daily limit then falls to the \
-                     policy's): try again once it has ended",
-                    self.limits.min_remaining_secs
-                ),
-                "allowance",
-            );
-        }
         for call in calls {
             if !allowed.contains(&(call.to, call.selector)) {
                 self.metrics.refused("call_not_allowed");
@@ -1018,7 +1058,33 @@ impl Relayer {
                 )));
             }
         }
-        if !with_views {
+        let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
+        if !building {
+            // The user's subscription: when it ends, its daily limit falls to the policy's, so
+            // an execution simulated under the higher limit may land over the lower one and
+            // revert at the relayer's cost.
+            let subscription = view(reader.subscription(
+                &ContractAddress(sponsorship.sponsor),
+                &ContractAddress(user),
+            ))
+            .await
+            .map_err(chain_error)?;
+            if subscription_ending(
+                subscription.expires_at,
+                to_u128(subscription.daily_limit),
+                to_u128(policy.params.daily_limit),
+                now,
+                self.limits.min_remaining_secs,
+            ) {
+                return refuse(
+                    &format!(
+                        "the user's subscription ends within {} s (its daily limit then falls to the \
+                         policy's): try again once it has ended",
+                        self.limits.min_remaining_secs
+                    ),
+                    "allowance",
+                );
+            }
             return Ok(policy);
         }
         let (allowlisted, blocked) = view(reader.user_status(
@@ -1476,13 +1542,7 @@ impl Relayer {
         hash: Felt,
         signature: &[Felt],
     ) -> RpcResult<()> {
-        let valid = match signature {
-            [r, s] => {
-                ecdsa_verify(&public_key, &hash, &Signature { r: *r, s: *s }).unwrap_or(false)
-            }
-            _ => false,
-        };
-        if valid {
+        if stark_signature_valid(public_key, hash, signature) {
             Ok(())
         } else {
             self.metrics.refused("signature");
@@ -1501,6 +1561,15 @@ impl Relayer {
         signature: &[Felt],
     ) -> RpcResult<()> {
         if class == crate::OPENZEPPELIN_ACCOUNT_1_0 {
+            // The key read a moment ago, if it signed this; else the key read now (one just
+            // rotated is the new one).
+            let remembered = self
+                .known_account(user)
+                .filter(|known| known.class == class)
+                .and_then(|known| known.key);
+            if remembered.is_some_and(|key| stark_signature_valid(key, hash, signature)) {
+                return Ok(());
+            }
             let key = self
                 .provider
                 .call(
@@ -1513,10 +1582,11 @@ impl Relayer {
                 )
                 .await
                 .map_err(|e| chain_error(e.into()))?;
-            let Some(key) = key.first() else {
+            let Some(key) = key.first().copied() else {
                 return Err(unknown("the account returned no public key"));
             };
-            return self.check_stark_signature(*key, hash, signature);
+            self.remember_account(user, class, Some(key));
+            return self.check_stark_signature(key, hash, signature);
         }
         let mut calldata = vec![hash, Felt::from(signature.len())];
         calldata.extend(signature);

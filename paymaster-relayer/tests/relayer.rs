@@ -16,8 +16,10 @@ use ciro_chain::bindings::test_token::TestToken;
 use ciro_chain::cainome::cairo_serde::{CairoSerde, ContractAddress};
 use ciro_chain::clients::u256;
 use ciro_chain::snip9::{sponsored_nonce, OutsideExecution, ANY_CALLER};
+use ciro_chain::starknet::accounts::Account;
 use ciro_chain::starknet::core::types::{Call, Felt};
-use ciro_chain::starknet::core::utils::get_selector_from_name;
+use ciro_chain::starknet::core::utils::{cairo_short_string_to_felt, get_selector_from_name};
+use ciro_chain::starknet::signers::SigningKey;
 use ciro_chain::tx::{call, send};
 use ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0;
 use ciro_paymaster_relayer::{Limits, STRK};
@@ -1483,6 +1485,75 @@ async fn a_listed_class_whose_account_cannot_vouch_for_the_signature_is_refused_
         .await
         .unwrap();
     landed(&fx.s, executed.transaction_hash).await;
+}
+
+/// The relayer remembers a user's OpenZeppelin key for a while (one read fewer per
+/// execution): a key rotated since then must not let the old key through to a transaction, nor
+/// keep the new key out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
+    let fx = Fx::start(Options::default()).await;
+    let old = fx.users[0].clone();
+    let recipient = fx.s.net.address(Actor::Verifier);
+    let relay_transfer = |user: User| {
+        let client = fx.client();
+        let call = fx.transfer(recipient, 1);
+        let chain_id = fx.chain_id;
+        async move { relay(&client, &user, &[call], sponsored(), chain_id).await }
+    };
+    // The relayer reads and remembers the key.
+    let (_, executed) = relay_transfer(old.clone()).await.unwrap();
+    landed(&fx.s, executed.transaction_hash).await;
+    // The owner rotates it (OpenZeppelin's `set_public_key`: the new key signs
+    // poseidon('StarkNet Message', 'accept_ownership', account, current key)).
+    let new = User {
+        address: old.address,
+        key: SigningKey::from_secret_scalar(Felt::from(0x0a7e_u64)),
+    };
+    let message = starknet_crypto::poseidon_hash_many(&[
+        cairo_short_string_to_felt("StarkNet Message").unwrap(),
+        cairo_short_string_to_felt("accept_ownership").unwrap(),
+        old.address,
+        old.key.verifying_key().scalar(),
+    ]);
+    let proof = new.key.sign(&message).unwrap();
+    fx.s.net
+        .devnet
+        .mint_strk(old.address, RELAYER_STRK)
+        .await
+        .unwrap();
+    let own = account_of(&fx.s, old.address, &old.key);
+    let rotated = own
+        .execute_v3(vec![Call {
+            to: old.address,
+            selector: get_selector_from_name("set_public_key").unwrap(),
+            calldata: vec![
+                new.key.verifying_key().scalar(),
+                Felt::TWO,
+                proof.r,
+                proof.s,
+            ],
+        }])
+        .send()
+        .await
+        .unwrap();
+    landed(&fx.s, rotated.transaction_hash).await;
+    // At once, the old key's execution passes the remembered key but not the simulation,
+    // which runs the account's own check: refused, and nobody paid.
+    let before = fx.funds().await;
+    let (c, data) = refusal(relay_transfer(old.clone()).await);
+    assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
+    assert!(data.contains("invalid signature"), "{data}");
+    assert_eq!(fx.funds().await, before, "nobody paid");
+    // The new key's execution is refused by the remembered key, checked again against the
+    // key read afresh, and lands.
+    let (_, executed) = relay_transfer(new.clone()).await.unwrap();
+    landed(&fx.s, executed.transaction_hash).await;
+    // Now the relayer remembers the new key: the old one is refused off chain (153).
+    let before = fx.funds().await;
+    let (c, data) = refusal(relay_transfer(old).await);
+    assert_eq!(c, code(PaymasterError::InvalidSignature), "{data}");
+    assert_eq!(fx.funds().await, before, "nobody paid");
 }
 
 /// Each of `users`' sponsored `transfer(receiver, amount)`, built and signed.
