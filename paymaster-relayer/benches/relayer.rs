@@ -130,8 +130,8 @@ async fn main() {
         .await;
         // Relayed first (the users have no STRK), then direct on the same devnet; the CPU
         // time each took, the node's and this process's (the relayer and its clients).
-        let node = fx.s.net.rpc_url();
-        let cpu = || (cpu_seconds(Some(&node)), cpu_seconds(None));
+        let node = fx.s.net.devnet_pid();
+        let cpu = || (cpu_seconds(Some(node)), cpu_seconds(None));
         let transfers = (USERS * PER_USER) as f64;
         let per_transfer = |from: (f64, f64), to: (f64, f64)| {
             (

@@ -1,8 +1,10 @@
 //! Where a relayed execution's time goes, one request at a time: on one devnet with one
 //! relayer account and one user, the mean latency of each node request the relayer makes
 //! (timed alone, one after another) and of each step of a relayed transfer (build, execute,
-//! the client's receipt), against the steps of the same user's direct invoke. Run alone, so
-//! each figure is the node's and the relayer's work for that step with nothing beside it.
+//! the client's receipt), against the steps of the same user's direct invoke; the CPU time
+//! each transfer took in the devnet and in this process (the relayer and its client); and the
+//! L2 gas of each call in one transfer of each kind. Nothing runs beside each step, so each
+//! figure is that step's own work.
 //!
 //! `cargo bench -p ciro-paymaster-relayer --bench relayer_steps --profile dev` (after
 //! `source scripts/env.sh`).
@@ -16,7 +18,10 @@ use std::time::{Duration, Instant};
 use ciro_chain::bindings::paymaster::PaymasterReader;
 use ciro_chain::cainome::cairo_serde::ContractAddress;
 use ciro_chain::starknet::accounts::{Account, ConnectedAccount};
-use ciro_chain::starknet::core::types::{BlockId, BlockTag, FunctionCall};
+use ciro_chain::starknet::core::types::{
+    BlockId, BlockTag, ExecuteInvocation, Felt, FunctionCall, FunctionInvocation, TransactionTrace,
+};
+use ciro_chain::starknet::core::utils::get_selector_from_name;
 use ciro_chain::starknet::macros::selector;
 use ciro_chain::starknet::providers::Provider;
 use ciro_chain::tx::wait_for_receipt;
@@ -57,7 +62,7 @@ async fn main() {
     let provider = &fx.s.net.provider;
     let reader = PaymasterReader::new(fx.s.paymaster, provider);
     let pre = BlockId::Tag(BlockTag::PreConfirmed);
-    let node = fx.s.net.rpc_url();
+    let node = fx.s.net.devnet_pid();
     println!("relayer steps: mean of {N}, one request at a time");
 
     // The node requests the relayer makes, each alone.
@@ -124,13 +129,7 @@ async fn main() {
     let call = fx.transfer(receiver, 1);
     let (mut build, mut execute, mut receipt) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut last = None;
-    if std::env::var("PROBE_SLEEP").is_ok() {
-        use std::io::Write;
-        println!("MARK relayed");
-        std::io::stdout().flush().ok();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
-    let (node0, me0) = (cpu_seconds(Some(&node)), cpu_seconds(None));
+    let (node0, me0) = (cpu_seconds(Some(node)), cpu_seconds(None));
     for i in 0..=N {
         let t = Instant::now();
         let (built, params) = build_and_sign(
@@ -159,7 +158,7 @@ async fn main() {
             receipt += r;
         }
     }
-    let (node1, me1) = (cpu_seconds(Some(&node)), cpu_seconds(None));
+    let (node1, me1) = (cpu_seconds(Some(node)), cpu_seconds(None));
     println!(
         "relayed: CPU per transfer: node {:.2} ms, relayer + client {:.2} ms",
         (node1 - node0) * 1e3 / (N + 1) as f64,
@@ -202,7 +201,7 @@ async fn main() {
     );
     let (mut send, mut receipt) = (Duration::ZERO, Duration::ZERO);
     let mut last_direct = None;
-    let (node0, me0) = (cpu_seconds(Some(&node)), cpu_seconds(None));
+    let (node0, me0) = (cpu_seconds(Some(node)), cpu_seconds(None));
     for i in 0..=N {
         let t = Instant::now();
         let sent = account
@@ -222,7 +221,7 @@ async fn main() {
             receipt += r;
         }
     }
-    let (node1, me1) = (cpu_seconds(Some(&node)), cpu_seconds(None));
+    let (node1, me1) = (cpu_seconds(Some(node)), cpu_seconds(None));
     println!(
         "direct: CPU per transfer: node {:.2} ms, client {:.2} ms",
         (node1 - node0) * 1e3 / (N + 1) as f64,
@@ -231,42 +230,67 @@ async fn main() {
     row("direct: nonce + estimate + send", send / N);
     row("direct: receipt", receipt / N);
     row("direct: whole transfer", (send + receipt) / N);
+    // The L2 gas of each call in the last transfer of each kind.
+    let names = [
+        (fx.relayers[0], "relayer account"),
+        (user.address, "user account"),
+        (fx.s.paymaster, "Paymaster"),
+        (fx.s.token, "payment token"),
+        (ciro_paymaster_relayer::STRK, "STRK"),
+    ];
     if let (Some(relayed), Some(direct)) = (last, last_direct) {
         for (what, hash) in [("relayed", relayed), ("direct", direct)] {
             let trace = provider.trace_transaction(hash).await.expect("trace");
+            let TransactionTrace::Invoke(trace) = trace else {
+                panic!("not an invoke");
+            };
             println!(
-                "{what} trace: {}",
-                serde_json::to_string(&trace).expect("json").len()
+                "{what} transfer: L2 gas {} in all, by call (each including the calls under it):",
+                trace.execution_resources.l2_gas
             );
-            if let ciro_chain::starknet::core::types::TransactionTrace::Invoke(t) = trace {
-                println!("  total {:?}", t.execution_resources);
-                if let Some(v) = &t.validate_invocation {
-                    tree(v, 1, "validate");
-                }
-                if let ciro_chain::starknet::core::types::ExecuteInvocation::Success(e) =
-                    &t.execute_invocation
-                {
-                    tree(e, 1, "execute");
-                }
-                if let Some(f) = &t.fee_transfer_invocation {
-                    tree(f, 1, "fee");
-                }
+            let mut calls = Vec::new();
+            calls.extend(trace.validate_invocation.iter());
+            if let ExecuteInvocation::Success(execute) = &trace.execute_invocation {
+                calls.push(execute);
+            }
+            calls.extend(trace.fee_transfer_invocation.iter());
+            for call in calls {
+                tree(call, 1, &names);
             }
         }
     }
 }
 
-fn tree(f: &ciro_chain::starknet::core::types::FunctionInvocation, depth: usize, what: &str) {
+fn tree(call: &FunctionInvocation, depth: usize, names: &[(Felt, &str)]) {
+    let name = |address: Felt| {
+        names
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map_or_else(|| format!("{address:#x}"), |(_, n)| (*n).to_owned())
+    };
+    let selectors = [
+        "__validate__",
+        "__execute__",
+        "execute_sponsored",
+        "execute_from_outside_v2",
+        "is_valid_signature",
+        "transfer",
+    ];
+    let function = selectors
+        .iter()
+        .find(|f| get_selector_from_name(f).ok() == Some(call.entry_point_selector))
+        .map_or_else(
+            || format!("{:#x}", call.entry_point_selector),
+            |f| (*f).to_owned(),
+        );
     println!(
-        "{:indent$}{what} {:#x} sel {:#x}: l2_gas {} events {}",
+        "{:indent$}{} {function}: {}",
         "",
-        f.contract_address,
-        f.entry_point_selector,
-        f.execution_resources.l2_gas,
-        f.events.len(),
+        name(call.contract_address),
+        call.execution_resources.l2_gas,
         indent = depth * 2
     );
-    for c in &f.calls {
-        tree(c, depth + 1, "call");
+    for inner in &call.calls {
+        tree(inner, depth + 1, names);
     }
 }

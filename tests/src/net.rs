@@ -136,6 +136,11 @@ impl TestNet {
         self.prepared().devnet.rpc_url()
     }
 
+    /// The process id of the chain's devnet (benchmarks account for its CPU time).
+    pub fn devnet_pid(&self) -> u32 {
+        self.prepared().devnet.pid()
+    }
+
     /// The chain id.
     pub fn chain_id(&self) -> Felt {
         self.prepared().chain_id

@@ -557,33 +557,10 @@ impl Fx {
     }
 }
 
-/// CPU seconds used so far (user and system, all threads) by the devnet serving `rpc_url`, or
-/// by this process (`None`): the benchmarks' accounting of where a transfer's work is done.
-pub fn cpu_seconds(rpc_url: Option<&url::Url>) -> f64 {
-    let pid = match rpc_url {
-        None => "self".to_owned(),
-        Some(url) => {
-            let port = url
-                .port_or_known_default()
-                .expect("the devnet's port")
-                .to_string();
-            std::fs::read_dir("/proc")
-                .expect("proc")
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
-                .find(|p| {
-                    let comm = std::fs::read_to_string(format!("/proc/{p}/comm"));
-                    let args = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                    let args: Vec<&[u8]> = args.split(|b| *b == 0).collect();
-                    comm.is_ok_and(|c| c.trim() == "starknet-devnet")
-                        && args
-                            .windows(2)
-                            .any(|w| w[0] == b"--port" && w[1] == port.as_bytes())
-                })
-                .expect("the devnet's process")
-        }
-    };
+/// CPU seconds used so far (user and system, all threads) by the process `pid`, or by this
+/// process (`None`): the benchmarks' accounting of where a transfer's work is done.
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let pid = pid.map_or_else(|| "self".to_owned(), |pid| pid.to_string());
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     // The fields after the command name: utime and stime are the 12th and 13th, in ticks.
     let fields: Vec<&str> = stat
