@@ -150,24 +150,27 @@ impl Default for Limits {
     }
 }
 
-/// A user's account as the relayer last read it: its class and, for OpenZeppelin's account,
-/// its public key. Kept [`ACCOUNT_READ_SECS`]; it only decides whether an execution is worth
-/// simulating: the simulation of the exact transaction runs the account's own class and its
-/// own signature check, so a class replaced or a key rotated since the reading costs a failed
-/// simulation at most, never a transaction. A signature the remembered key refuses is checked
-/// again against the key read afresh (a key just rotated).
+/// An OpenZeppelin user's public key as the relayer last read it, with the class the
+/// account had then. Used for [`KEY_READ_SECS`] and only while the account, read afresh for
+/// every request, still has that class: the class is never remembered, since it is what keeps
+/// out a contract that would pass simulation and run nothing (see `account_classes`; the
+/// default class is upgradeable). The key only decides whether an execution is worth
+/// simulating, and the simulation of the exact transaction runs the account's own signature
+/// check: a key rotated since the reading costs a failed simulation, never a transaction. A
+/// signature the remembered key refuses is checked again against the key read afresh, and an
+/// execution that fails forgets the key, so a rotated-away key gets one simulation at most.
 #[derive(Debug, Clone, Copy)]
-struct KnownAccount {
+struct KnownKey {
     at: Instant,
     class: Felt,
-    key: Option<Felt>,
+    key: Felt,
 }
 
-/// Seconds a [`KnownAccount`] is used before the account is read again.
-const ACCOUNT_READ_SECS: u64 = 30;
+/// Seconds a [`KnownKey`] is used before the key is read again.
+const KEY_READ_SECS: u64 = 30;
 
-/// Accounts remembered at most; the map is cleared when full.
-const KNOWN_ACCOUNTS: usize = 100_000;
+/// Keys remembered at most; the map is cleared when full.
+const KNOWN_KEYS: usize = 100_000;
 
 /// Whether `signature` is a `[r, s]` Stark ECDSA signature of `hash` by `public_key`.
 fn stark_signature_valid(public_key: Felt, hash: Felt, signature: &[Felt]) -> bool {
@@ -215,8 +218,8 @@ pub struct Relayer {
     policies: Mutex<HashMap<u64, CachedPolicy>>,
     /// The fee of the last relayed transaction of the same calls (see [`fee_key`]).
     fees: Mutex<HashMap<FeeKey, u128>>,
-    /// Users' accounts as last read (see [`KnownAccount`]).
-    accounts: Mutex<HashMap<Felt, KnownAccount>>,
+    /// Users' public keys as last read (see [`KnownKey`]).
+    keys: Mutex<HashMap<Felt, KnownKey>>,
     /// The chain's clock, which executions' windows are checked against.
     clock: Arc<ChainClock>,
     /// Sponsored executions waiting to go out together (with a batch window).
@@ -619,7 +622,7 @@ impl Relayer {
             submitted: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
             fees: Mutex::new(HashMap::new()),
-            accounts: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -676,9 +679,6 @@ impl Relayer {
     /// Checks that `user` is an account of a supported class (155 otherwise; 150 when no
     /// contract is there).
     async fn check_account(&self, user: Felt) -> RpcResult<Felt> {
-        if let Some(known) = self.known_account(user) {
-            return self.supported_class(known.class);
-        }
         let class = self
             .provider
             .get_class_hash_at(BlockId::Tag(BlockTag::PreConfirmed), user)
@@ -687,34 +687,46 @@ impl Relayer {
                 error @ ChainError::Transport(_) => chain_error(error),
                 _ => ErrorObject::paymaster(PaymasterError::InvalidAddress),
             })?;
-        self.remember_account(user, class, None);
         self.supported_class(class)
     }
 
-    /// What was read of `user`'s account less than [`ACCOUNT_READ_SECS`] ago.
-    fn known_account(&self, user: Felt) -> Option<KnownAccount> {
-        self.accounts
+    /// `user`'s public key read less than [`KEY_READ_SECS`] ago, while its account had
+    /// `class`.
+    fn known_key(&self, user: Felt, class: Felt) -> Option<Felt> {
+        self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&user)
-            .copied()
-            .filter(|known| known.at.elapsed() < Duration::from_secs(ACCOUNT_READ_SECS))
+            .filter(|known| {
+                known.class == class && known.at.elapsed() < Duration::from_secs(KEY_READ_SECS)
+            })
+            .map(|known| known.key)
     }
 
-    /// Records `user`'s class as just read, with its public key when that was read too.
-    fn remember_account(&self, user: Felt, class: Felt, key: Option<Felt>) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        if accounts.len() >= KNOWN_ACCOUNTS {
-            accounts.clear();
+    /// Records `user`'s public key as just read, its account having `class` (read just
+    /// before).
+    fn remember_key(&self, user: Felt, class: Felt, key: Felt) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() >= KNOWN_KEYS {
+            keys.clear();
         }
-        accounts.insert(
+        keys.insert(
             user,
-            KnownAccount {
+            KnownKey {
                 at: Instant::now(),
                 class,
                 key,
             },
         );
+    }
+
+    /// Forgets `user`'s remembered key: its execution failed, perhaps because the key was
+    /// rotated away.
+    fn forget_key(&self, user: Felt) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&user);
     }
 
     /// `class`, if users' accounts may have it (155 otherwise).
@@ -750,10 +762,7 @@ impl Relayer {
             .await;
         match there {
             // Already deployed: the calls alone, as for any account.
-            Ok(class) => {
-                self.remember_account(user, class, None);
-                return Ok(UserAccount::There(self.supported_class(class)?));
-            }
+            Ok(class) => return Ok(UserAccount::There(self.supported_class(class)?)),
             Err(ProviderError::StarknetError(StarknetError::ContractNotFound)) => {}
             Err(error) => return Err(chain_error(error.into())),
         }
@@ -1464,9 +1473,14 @@ impl Relayer {
         let relayer = self.clone();
         let signature = invoke.signature;
         let task = tokio::spawn(async move {
-            relayer
+            let result = relayer
                 .claim_and_submit(user, execution, signature, sponsorship, fee_mode, account)
-                .await
+                .await;
+            if result.is_err() {
+                // Perhaps signed by a key rotated away since it was remembered: read it again.
+                relayer.forget_key(user);
+            }
+            result
         });
         task.await.unwrap_or_else(|e| {
             let panicked = e.is_panic();
@@ -1563,10 +1577,7 @@ impl Relayer {
         if class == crate::OPENZEPPELIN_ACCOUNT_1_0 {
             // The key read a moment ago, if it signed this; else the key read now (one just
             // rotated is the new one).
-            let remembered = self
-                .known_account(user)
-                .filter(|known| known.class == class)
-                .and_then(|known| known.key);
+            let remembered = self.known_key(user, class);
             if remembered.is_some_and(|key| stark_signature_valid(key, hash, signature)) {
                 return Ok(());
             }
@@ -1585,7 +1596,7 @@ impl Relayer {
             let Some(key) = key.first().copied() else {
                 return Err(unknown("the account returned no public key"));
             };
-            self.remember_account(user, class, Some(key));
+            self.remember_key(user, class, key);
             return self.check_stark_signature(key, hash, signature);
         }
         let mut calldata = vec![hash, Felt::from(signature.len())];

@@ -17,8 +17,9 @@ use ciro_chain::cainome::cairo_serde::{CairoSerde, ContractAddress};
 use ciro_chain::clients::u256;
 use ciro_chain::snip9::{sponsored_nonce, OutsideExecution, ANY_CALLER};
 use ciro_chain::starknet::accounts::Account;
-use ciro_chain::starknet::core::types::{Call, Felt};
+use ciro_chain::starknet::core::types::{BlockId, BlockTag, Call, Felt};
 use ciro_chain::starknet::core::utils::{cairo_short_string_to_felt, get_selector_from_name};
+use ciro_chain::starknet::providers::Provider;
 use ciro_chain::starknet::signers::SigningKey;
 use ciro_chain::tx::{call, send};
 use ciro_paymaster_relayer::OPENZEPPELIN_ACCOUNT_1_0;
@@ -1545,14 +1546,98 @@ async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
     assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
     assert!(data.contains("invalid signature"), "{data}");
     assert_eq!(fx.funds().await, before, "nobody paid");
-    // The new key's execution is refused by the remembered key, checked again against the
-    // key read afresh, and lands.
+    // That failure made the relayer forget the key: the old key's next try is refused off
+    // chain (153), before any simulation.
+    let (c, data) = refusal(relay_transfer(old.clone()).await);
+    assert_eq!(c, code(PaymasterError::InvalidSignature), "{data}");
+    assert_eq!(fx.funds().await, before, "nobody paid");
+    // The new key's execution is checked against the key read afresh, and lands.
     let (_, executed) = relay_transfer(new.clone()).await.unwrap();
     landed(&fx.s, executed.transaction_hash).await;
-    // Now the relayer remembers the new key: the old one is refused off chain (153).
+    // Now the relayer remembers the new key: the old one is still refused off chain (153).
     let before = fx.funds().await;
     let (c, data) = refusal(relay_transfer(old).await);
     assert_eq!(c, code(PaymasterError::InvalidSignature), "{data}");
+    assert_eq!(fx.funds().await, before, "nobody paid");
+}
+
+/// The account class is what keeps out a contract that would pass simulation and run nothing
+/// (the `FakeAccount` below), and OpenZeppelin's account is upgradeable: a user who upgrades
+/// its account right after an execution, while the relayer still remembers its key, must be
+/// refused on the class read afresh, not served from anything remembered.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_upgraded_to_an_unlisted_class_is_refused_at_once_and_nobody_pays() {
+    let fx = Fx::start(Options::default()).await;
+    let user = fx.users[0].clone();
+    let recipient = fx.s.net.address(Actor::Verifier);
+    // An execution: the relayer reads (and may remember) the user's class and key.
+    let (_, executed) = relay(
+        &fx.client(),
+        &user,
+        &[fx.transfer(recipient, 1)],
+        sponsored(),
+        fx.chain_id,
+    )
+    .await
+    .unwrap();
+    landed(&fx.s, executed.transaction_hash).await;
+    // The user upgrades its own account to a class whose `execute_from_outside_v2` runs
+    // nothing (declared by deploying one).
+    let fake =
+        fx.s.net
+            .deploy(Actor::Attacker, "FakeAccount", vec![])
+            .await
+            .unwrap();
+    let fake_class =
+        fx.s.net
+            .provider
+            .get_class_hash_at(BlockId::Tag(BlockTag::Latest), fake)
+            .await
+            .unwrap();
+    fx.s.net
+        .devnet
+        .mint_strk(user.address, RELAYER_STRK)
+        .await
+        .unwrap();
+    let upgraded = account_of(&fx.s, user.address, &user.key)
+        .execute_v3(vec![Call {
+            to: user.address,
+            selector: get_selector_from_name("upgrade").unwrap(),
+            calldata: vec![fake_class],
+        }])
+        .send()
+        .await
+        .unwrap();
+    landed(&fx.s, upgraded.transaction_hash).await;
+    // At once: a build is refused (155), and so is an execution signed with the key the
+    // relayer read a moment ago, with nothing simulated, sent or paid.
+    let before = fx.funds().await;
+    let (c, data) = refusal(
+        fx.client()
+            .build_transaction(&build_params(
+                user.address,
+                &[fx.transfer(recipient, 1)],
+                sponsored(),
+            ))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::ClassHashNotSupported), "{data}");
+    let now = fx.s.net.now().await.unwrap();
+    let (typed, sig) = forged(
+        &fx,
+        &user,
+        fx.s.paymaster,
+        vec![fx.transfer(recipient, 1)],
+        1,
+        now + 600,
+        91,
+    );
+    let (c, data) = refusal(
+        fx.client()
+            .execute_transaction(&execute_params(user.address, typed, sig, sponsored()))
+            .await,
+    );
+    assert_eq!(c, code(PaymasterError::ClassHashNotSupported), "{data}");
     assert_eq!(fx.funds().await, before, "nobody paid");
 }
 
