@@ -120,6 +120,9 @@ pub struct Limits {
     pub batch_window: Duration,
     /// Most executions in one batch.
     pub batch_max: usize,
+    /// How long an OpenZeppelin user's public key, once read, is used again (see
+    /// [`KnownKey`]; zero: read for every execution).
+    pub key_memory: Duration,
 }
 
 impl Limits {
@@ -146,28 +149,25 @@ impl Default for Limits {
             lease_wait: Duration::from_secs(10),
             batch_window: Duration::ZERO,
             batch_max: 16,
+            key_memory: Duration::from_secs(30),
         }
     }
 }
 
-/// An OpenZeppelin user's public key as the relayer last read it, with the class the
-/// account had then. Used for [`KEY_READ_SECS`] and only while the account, read afresh for
-/// every request, still has that class: the class is never remembered, since it is what keeps
-/// out a contract that would pass simulation and run nothing (see `account_classes`; the
-/// default class is upgradeable). The key only decides whether an execution is worth
-/// simulating, and the simulation of the exact transaction runs the account's own signature
-/// check: a key rotated since the reading costs a failed simulation, never a transaction. A
-/// signature the remembered key refuses is checked again against the key read afresh, and an
-/// execution that fails forgets the key, so a rotated-away key gets one simulation at most.
+/// An OpenZeppelin user's public key as the relayer last read it. Used for
+/// [`Limits::key_memory`], and only while the account's class, read afresh for every request,
+/// is OpenZeppelin's: the class is never remembered, since it is what keeps out a contract
+/// that would pass simulation and run nothing (see `account_classes`; OpenZeppelin's account
+/// is upgradeable). The key only decides whether an execution is worth simulating, and the
+/// simulation of the exact transaction runs the account's own signature check: a key rotated
+/// since the reading costs a failed simulation, never a transaction. A signature the
+/// remembered key refuses is checked again against the key read afresh, and an execution that
+/// fails forgets the key.
 #[derive(Debug, Clone, Copy)]
 struct KnownKey {
     at: Instant,
-    class: Felt,
     key: Felt,
 }
-
-/// Seconds a [`KnownKey`] is used before the key is read again.
-const KEY_READ_SECS: u64 = 30;
 
 /// Keys remembered at most; the map is cleared when full.
 const KNOWN_KEYS: usize = 100_000;
@@ -690,22 +690,18 @@ impl Relayer {
         self.supported_class(class)
     }
 
-    /// `user`'s public key read less than [`KEY_READ_SECS`] ago, while its account had
-    /// `class`.
-    fn known_key(&self, user: Felt, class: Felt) -> Option<Felt> {
+    /// `user`'s public key read less than [`Limits::key_memory`] ago.
+    fn known_key(&self, user: Felt) -> Option<Felt> {
         self.keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&user)
-            .filter(|known| {
-                known.class == class && known.at.elapsed() < Duration::from_secs(KEY_READ_SECS)
-            })
+            .filter(|known| known.at.elapsed() < self.limits.key_memory)
             .map(|known| known.key)
     }
 
-    /// Records `user`'s public key as just read, its account having `class` (read just
-    /// before).
-    fn remember_key(&self, user: Felt, class: Felt, key: Felt) {
+    /// Records `user`'s public key as just read.
+    fn remember_key(&self, user: Felt, key: Felt) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if keys.len() >= KNOWN_KEYS {
             keys.clear();
@@ -714,7 +710,6 @@ impl Relayer {
             user,
             KnownKey {
                 at: Instant::now(),
-                class,
                 key,
             },
         );
@@ -1577,7 +1572,7 @@ impl Relayer {
         if class == crate::OPENZEPPELIN_ACCOUNT_1_0 {
             // The key read a moment ago, if it signed this; else the key read now (one just
             // rotated is the new one).
-            let remembered = self.known_key(user, class);
+            let remembered = self.known_key(user);
             if remembered.is_some_and(|key| stark_signature_valid(key, hash, signature)) {
                 return Ok(());
             }
@@ -1596,7 +1591,7 @@ impl Relayer {
             let Some(key) = key.first().copied() else {
                 return Err(unknown("the account returned no public key"));
             };
-            self.remember_key(user, class, key);
+            self.remember_key(user, key);
             return self.check_stark_signature(key, hash, signature);
         }
         let mut calldata = vec![hash, Felt::from(signature.len())];

@@ -1488,12 +1488,20 @@ async fn a_listed_class_whose_account_cannot_vouch_for_the_signature_is_refused_
     landed(&fx.s, executed.transaction_hash).await;
 }
 
-/// The relayer remembers a user's OpenZeppelin key for a while (one read fewer per
-/// execution): a key rotated since then must not let the old key through to a transaction, nor
-/// keep the new key out.
+/// The relayer remembers a user's OpenZeppelin key for a while (`Limits::key_memory`, one read
+/// fewer per execution): a key rotated since then must not let the old key through to a
+/// transaction, nor keep the new key out.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
-    let fx = Fx::start(Options::default()).await;
+    // The key is remembered for the whole test, whatever the machine's speed.
+    let fx = Fx::start(Options {
+        limits: Limits {
+            key_memory: Duration::from_secs(3_600),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
     let old = fx.users[0].clone();
     let recipient = fx.s.net.address(Actor::Verifier);
     let relay_transfer = |user: User| {
@@ -1567,7 +1575,15 @@ async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
 /// refused on the class read afresh, not served from anything remembered.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_upgraded_to_an_unlisted_class_is_refused_at_once_and_nobody_pays() {
-    let fx = Fx::start(Options::default()).await;
+    // Whatever the relayer remembers, it remembers for the whole test.
+    let fx = Fx::start(Options {
+        limits: Limits {
+            key_memory: Duration::from_secs(3_600),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
     let user = fx.users[0].clone();
     let recipient = fx.s.net.address(Actor::Verifier);
     // An execution: the relayer reads (and may remember) the user's class and key.
