@@ -131,20 +131,13 @@ async fn main() {
         // Relayed first (the users have no STRK), then direct on the same devnet; the CPU
         // time each took, the node's and this process's (the relayer and its clients).
         let node = fx.s.net.devnet_pid();
-        let cpu = || (cpu_seconds(Some(node)), cpu_seconds(None));
         let transfers = (USERS * PER_USER) as f64;
-        let per_transfer = |from: (f64, f64), to: (f64, f64)| {
-            (
-                (to.0 - from.0) * 1e3 / transfers,
-                (to.1 - from.1) * 1e3 / transfers,
-            )
-        };
-        let start = cpu();
+        let start = CpuMark::now(node);
         let (through, gas) = relayed(&fx).await;
-        let between = cpu();
+        let relayed_cpu = start.per_item(transfers);
+        let start = CpuMark::now(node);
         let baseline = direct(&fx).await;
-        let (relayed_cpu, direct_cpu) =
-            (per_transfer(start, between), per_transfer(between, cpu()));
+        let direct_cpu = start.per_item(transfers);
         let how = if window_ms == 0 {
             "alone".to_owned()
         } else {

@@ -129,7 +129,7 @@ async fn main() {
     let call = fx.transfer(receiver, 1);
     let (mut build, mut execute, mut receipt) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut last = None;
-    let (node0, me0) = (cpu_seconds(Some(node)), cpu_seconds(None));
+    let cpu = CpuMark::now(node);
     for i in 0..=N {
         let t = Instant::now();
         let (built, params) = build_and_sign(
@@ -158,12 +158,8 @@ async fn main() {
             receipt += r;
         }
     }
-    let (node1, me1) = (cpu_seconds(Some(node)), cpu_seconds(None));
-    println!(
-        "relayed: CPU per transfer: node {:.2} ms, relayer + client {:.2} ms",
-        (node1 - node0) * 1e3 / (N + 1) as f64,
-        (me1 - me0) * 1e3 / (N + 1) as f64
-    );
+    let (node_ms, own_ms) = cpu.per_item((N + 1) as f64);
+    println!("relayed: CPU per transfer: node {node_ms:.2} ms, relayer + client {own_ms:.2} ms");
     row("relayed: build + sign", build / N);
     row("relayed: execute", execute / N);
     row("relayed: client's receipt", receipt / N);
@@ -201,7 +197,7 @@ async fn main() {
     );
     let (mut send, mut receipt) = (Duration::ZERO, Duration::ZERO);
     let mut last_direct = None;
-    let (node0, me0) = (cpu_seconds(Some(node)), cpu_seconds(None));
+    let cpu = CpuMark::now(node);
     for i in 0..=N {
         let t = Instant::now();
         let sent = account
@@ -221,12 +217,8 @@ async fn main() {
             receipt += r;
         }
     }
-    let (node1, me1) = (cpu_seconds(Some(node)), cpu_seconds(None));
-    println!(
-        "direct: CPU per transfer: node {:.2} ms, client {:.2} ms",
-        (node1 - node0) * 1e3 / (N + 1) as f64,
-        (me1 - me0) * 1e3 / (N + 1) as f64
-    );
+    let (node_ms, own_ms) = cpu.per_item((N + 1) as f64);
+    println!("direct: CPU per transfer: node {node_ms:.2} ms, client {own_ms:.2} ms");
     row("direct: nonce + estimate + send", send / N);
     row("direct: receipt", receipt / N);
     row("direct: whole transfer", (send + receipt) / N);

@@ -1488,20 +1488,44 @@ async fn a_listed_class_whose_account_cannot_vouch_for_the_signature_is_refused_
     landed(&fx.s, executed.transaction_hash).await;
 }
 
-/// The relayer remembers a user's OpenZeppelin key for a while (`Limits::key_memory`, one read
-/// fewer per execution): a key rotated since then must not let the old key through to a
-/// transaction, nor keep the new key out.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
-    // The key is remembered for the whole test, whatever the machine's speed.
-    let fx = Fx::start(Options {
+/// A relayer that remembers users' keys for the whole test, whatever the machine's speed.
+async fn remembering_keys() -> Fx {
+    Fx::start(Options {
         limits: Limits {
             key_memory: Duration::from_secs(3_600),
             ..Limits::default()
         },
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+/// `user`'s account calls `function` on itself (an owner's own transaction, paid in STRK
+/// minted for it), and it lands.
+async fn on_own_account(fx: &Fx, user: &User, function: &str, calldata: Vec<Felt>) {
+    fx.s.net
+        .devnet
+        .mint_strk(user.address, RELAYER_STRK)
+        .await
+        .unwrap();
+    let sent = account_of(&fx.s, user.address, &user.key)
+        .execute_v3(vec![Call {
+            to: user.address,
+            selector: get_selector_from_name(function).unwrap(),
+            calldata,
+        }])
+        .send()
+        .await
+        .unwrap();
+    landed(&fx.s, sent.transaction_hash).await;
+}
+
+/// The relayer remembers a user's OpenZeppelin key for a while (`Limits::key_memory`, one read
+/// fewer per execution): a key rotated since then must not let the old key through to a
+/// transaction, nor keep the new key out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
+    let fx = remembering_keys().await;
     let old = fx.users[0].clone();
     let recipient = fx.s.net.address(Actor::Verifier);
     let relay_transfer = |user: User| {
@@ -1526,27 +1550,18 @@ async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
         old.key.verifying_key().scalar(),
     ]);
     let proof = new.key.sign(&message).unwrap();
-    fx.s.net
-        .devnet
-        .mint_strk(old.address, RELAYER_STRK)
-        .await
-        .unwrap();
-    let own = account_of(&fx.s, old.address, &old.key);
-    let rotated = own
-        .execute_v3(vec![Call {
-            to: old.address,
-            selector: get_selector_from_name("set_public_key").unwrap(),
-            calldata: vec![
-                new.key.verifying_key().scalar(),
-                Felt::TWO,
-                proof.r,
-                proof.s,
-            ],
-        }])
-        .send()
-        .await
-        .unwrap();
-    landed(&fx.s, rotated.transaction_hash).await;
+    on_own_account(
+        &fx,
+        &old,
+        "set_public_key",
+        vec![
+            new.key.verifying_key().scalar(),
+            Felt::TWO,
+            proof.r,
+            proof.s,
+        ],
+    )
+    .await;
     // At once, the old key's execution passes the remembered key but not the simulation,
     // which runs the account's own check: refused, and nobody paid.
     let before = fx.funds().await;
@@ -1575,15 +1590,7 @@ async fn a_rotated_key_signs_at_once_and_the_old_key_gets_nothing_paid() {
 /// refused on the class read afresh, not served from anything remembered.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_upgraded_to_an_unlisted_class_is_refused_at_once_and_nobody_pays() {
-    // Whatever the relayer remembers, it remembers for the whole test.
-    let fx = Fx::start(Options {
-        limits: Limits {
-            key_memory: Duration::from_secs(3_600),
-            ..Limits::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let fx = remembering_keys().await;
     let user = fx.users[0].clone();
     let recipient = fx.s.net.address(Actor::Verifier);
     // An execution: the relayer reads (and may remember) the user's class and key.
@@ -1610,21 +1617,7 @@ async fn an_account_upgraded_to_an_unlisted_class_is_refused_at_once_and_nobody_
             .get_class_hash_at(BlockId::Tag(BlockTag::Latest), fake)
             .await
             .unwrap();
-    fx.s.net
-        .devnet
-        .mint_strk(user.address, RELAYER_STRK)
-        .await
-        .unwrap();
-    let upgraded = account_of(&fx.s, user.address, &user.key)
-        .execute_v3(vec![Call {
-            to: user.address,
-            selector: get_selector_from_name("upgrade").unwrap(),
-            calldata: vec![fake_class],
-        }])
-        .send()
-        .await
-        .unwrap();
-    landed(&fx.s, upgraded.transaction_hash).await;
+    on_own_account(&fx, &user, "upgrade", vec![fake_class]).await;
     // At once: a build is refused (155), and so is an execution signed with the key the
     // relayer read a moment ago, with nothing simulated, sent or paid.
     let before = fx.funds().await;

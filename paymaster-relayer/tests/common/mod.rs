@@ -557,10 +557,37 @@ impl Fx {
     }
 }
 
-/// CPU seconds used so far (user and system, all threads) by the process `pid`, or by this
-/// process (`None`): the benchmarks' accounting of where a transfer's work is done.
-pub fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let pid = pid.map_or_else(|| "self".to_owned(), |pid| pid.to_string());
+/// CPU time used so far (user and system, all threads) by a devnet and by this process (the
+/// relayer and its clients): the benchmarks' accounting of where a transfer's work is done.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMark {
+    devnet_pid: u32,
+    node: f64,
+    own: f64,
+}
+
+impl CpuMark {
+    pub fn now(devnet_pid: u32) -> Self {
+        Self {
+            devnet_pid,
+            node: cpu_seconds(&devnet_pid.to_string()),
+            own: cpu_seconds("self"),
+        }
+    }
+
+    /// Milliseconds of CPU per item since this mark, for `items` items: the devnet's and this
+    /// process's.
+    pub fn per_item(&self, items: f64) -> (f64, f64) {
+        let now = Self::now(self.devnet_pid);
+        (
+            (now.node - self.node) * 1e3 / items,
+            (now.own - self.own) * 1e3 / items,
+        )
+    }
+}
+
+/// CPU seconds used so far by the process `pid` (a number, or `self`).
+fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
     // The fields after the command name: utime and stime are the 12th and 13th, in ticks.
     let fields: Vec<&str> = stat
