@@ -111,6 +111,51 @@ async fn index(s: &System, url: &str) -> Result<(u64, f64)> {
     Ok((indexer.status().events(), started.elapsed().as_secs_f64()))
 }
 
+/// CPU seconds used so far by the process `pid` (a number, or `self`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name: utime and stime are the 12th and 13th, in ticks.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // With the children's that have exited and been waited for (PostgreSQL's backends).
+    (tick(11) + tick(12) + tick(13) + tick(14)) / 100.0
+}
+
+/// CPU seconds used so far by PostgreSQL's server processes.
+fn postgres_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .map(|entry| cpu_seconds(&entry.file_name().to_string_lossy()))
+        .sum()
+}
+
+/// CPU seconds so far: the devnet's, PostgreSQL's, this process's.
+fn cpu(devnet: u32) -> [f64; 3] {
+    [
+        cpu_seconds(&devnet.to_string()),
+        postgres_seconds(),
+        cpu_seconds("self"),
+    ]
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let s = System::deploy().await?;
@@ -132,12 +177,25 @@ async fn main() -> Result<()> {
         // Best of ROUNDS for each, interleaved, so both see the same node state.
         let (mut raw_best, mut events) = (f64::MAX, 0);
         let mut best = [f64::MAX, f64::MAX];
+        let devnet = s.net.devnet_pid();
+        // CPU seconds of the devnet, PostgreSQL and this process: raw, SQLite, PostgreSQL.
+        let mut used = [[0.0; 3]; 3];
+        let mut add = |i: usize, before: [f64; 3]| {
+            let after = cpu(devnet);
+            for k in 0..3 {
+                used[i][k] += after[k] - before[k];
+            }
+        };
         for _ in 0..ROUNDS {
             let started = Instant::now();
+            let before = cpu(devnet);
             events = read_raw(&s).await?;
+            add(0, before);
             raw_best = raw_best.min(started.elapsed().as_secs_f64());
             for (i, url) in [&sqlite, &postgres].into_iter().enumerate() {
+                let before = cpu(devnet);
                 let (applied, secs) = index(&s, url).await?;
+                add(i + 1, before);
                 anyhow::ensure!(
                     applied == events,
                     "the indexer applied {applied} events, the chain has {events}"
@@ -156,12 +214,24 @@ async fn main() -> Result<()> {
                 " (for comparison, no target)"
             }
         );
-        println!("raw starknet_getEvents  {raw_rate:>9.0} events/s");
-        for (name, secs) in ["sqlite", "postgres"].into_iter().zip(best) {
+        // CPU per 1,000 events, over every round.
+        let per_page =
+            |k: [f64; 3]| k.map(|seconds| seconds * 1e6 / (events * ROUNDS as u64) as f64);
+        let [node, _, own] = per_page(used[0]);
+        println!(
+            "raw starknet_getEvents  {raw_rate:>9.0} events/s               \
+             CPU per 1,000 events: devnet {node:.1} ms, reader {own:.1} ms"
+        );
+        for ((name, secs), used) in ["sqlite", "postgres"].into_iter().zip(best).zip(&used[1..]) {
             let rate = events as f64 / secs;
             let ratio = rate / raw_rate;
             missed |= last && ratio < TARGET;
-            println!("indexer on {name:<9}  {rate:>9.0} events/s   ratio {ratio:.2}");
+            let [node, database, own] = per_page(*used);
+            println!(
+                "indexer on {name:<9}  {rate:>9.0} events/s   ratio {ratio:.2}   \
+                 CPU per 1,000 events: devnet {node:.1} ms, PostgreSQL {database:.1} ms, \
+                 indexer {own:.1} ms"
+            );
         }
     }
     if missed {

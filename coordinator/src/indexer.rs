@@ -33,6 +33,8 @@ use ciro_chain::starknet::providers::{JsonRpcClient, Provider};
 use ciro_chain::ChainError;
 use ciro_protocol::Digest;
 use ciro_service::CancellationToken;
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store, WorkerRow};
 
@@ -41,6 +43,10 @@ pub type Node = Arc<JsonRpcClient<HttpTransport>>;
 
 /// Most pages of one contract a step applies.
 pub const PAGES_PER_STEP: u32 = 16;
+
+/// Pages read from the node and not yet decoded that the reader may hold (see
+/// [`Indexer::read_pages`]).
+pub const READ_AHEAD: usize = 2;
 
 /// Where the indexer stands, shared with the readiness check and the metrics.
 #[derive(Debug, Default)]
@@ -90,6 +96,19 @@ pub struct Indexer {
     status: Arc<IndexerStatus>,
     /// The job rows the last pages left (see [`JobCache`]).
     jobs: Arc<Mutex<JobCache>>,
+}
+
+/// Pages read ahead of the writer, and the tasks reading them (aborted when it is dropped).
+struct PageReader {
+    prepared: mpsc::Receiver<Result<Prepared>>,
+    _tasks: [AbortOnDropHandle<()>; 2],
+}
+
+impl PageReader {
+    /// The next page, or `None` once the reader stopped.
+    async fn recv(&mut self) -> Option<Result<Prepared>> {
+        self.prepared.recv().await
+    }
 }
 
 /// A page read and made ready to write, off the write path: its events decoded, their
@@ -271,6 +290,9 @@ impl Indexer {
     pub async fn step_fenced(&self, fence: Option<(&str, u64)>) -> Result<u64> {
         let mut applied = 0;
         let mut indexed = u64::MAX;
+        // Both contracts' pages are read from the start (the pool's while JobMgr's are
+        // written); each contract's are written in order, JobMgr's first.
+        let mut readers = Vec::with_capacity(2);
         for (name, kind, address) in [
             (contracts::JOB_MGR, ContractKind::JobMgr, self.job_mgr),
             (contracts::CDC_POOL, ContractKind::CdcPool, self.pool),
@@ -279,45 +301,23 @@ impl Indexer {
                 Some((cursor, _)) => cursor,
                 None => EventCursor::at(self.deploy_block),
             };
-            // A page is read and prepared in a task of its own, so the next one is ready
-            // while this one is written (the node, the decoding and the database at once).
-            let read = |cursor: EventCursor| {
-                let this = self.clone();
-                tokio::spawn(async move {
-                    let stream = EventStream::new(this.node.clone(), address, kind, this.page_size);
-                    let (events, next) = stream
-                        .next_page(&cursor)
-                        .await
-                        .with_context(|| format!("reading {name}'s events"))?;
-                    this.prepare(&events, next).await
-                })
-            };
-            let mut reading = read(cursor);
+            readers.push((name, self.read_pages(name, kind, address, cursor)));
+        }
+        for (name, mut reader) in readers {
             let mut pages = 0;
             loop {
-                let page = reading.await.context("the page reader stopped")??;
+                let page = reader.recv().await.context("the page reader stopped")??;
                 pages += 1;
-                // The range has more: read its next page while this one is written.
-                let prefetch = (page.next.to_block.is_some() && pages < PAGES_PER_STEP)
-                    .then(|| read(page.next.clone()));
+                // The reader stops at the same page: the range's end or the step's limit.
+                let last = page.next.to_block.is_none() || pages >= PAGES_PER_STEP;
                 let events = page.events;
-                let done = match self.write_page(name, page, fence).await {
-                    Ok(done) => done,
-                    Err(error) => {
-                        if let Some(prefetch) = prefetch {
-                            prefetch.abort();
-                        }
-                        return Err(error);
-                    }
-                };
+                // On an error the reader's tasks are dropped with it, which aborts them.
+                let done = self.write_page(name, page, fence).await?;
                 applied += events;
                 self.status.events.fetch_add(events, Ordering::Relaxed);
-                match prefetch {
-                    Some(prefetch) => reading = prefetch,
-                    None => {
-                        indexed = indexed.min(done);
-                        break;
-                    }
+                if last {
+                    indexed = indexed.min(done);
+                    break;
                 }
             }
         }
@@ -329,6 +329,69 @@ impl Indexer {
             tracing::debug!(applied, indexed, head, "indexed pages");
         }
         Ok(applied)
+    }
+
+    /// Reads up to [`PAGES_PER_STEP`] pages of a contract's events from `cursor` and prepares
+    /// them, ahead of the writer, in two tasks: one asks the node for the next page as soon as
+    /// it has the last one's cursor (the node never waits for the decoding or the database),
+    /// the other decodes each page and prepares its mutations. At most [`READ_AHEAD`] pages
+    /// wait between the two and one after the second. The pages come out in order, and an
+    /// error ends them; dropping the reader aborts both tasks.
+    fn read_pages(
+        &self,
+        name: &'static str,
+        kind: ContractKind,
+        address: Felt,
+        cursor: EventCursor,
+    ) -> PageReader {
+        let stream = EventStream::new(self.node.clone(), address, kind, self.page_size);
+        let (raw_pages, mut raw) = mpsc::channel(READ_AHEAD);
+        let fetching = stream.clone();
+        let fetch = tokio::spawn(async move {
+            let mut cursor = cursor;
+            for _ in 0..PAGES_PER_STEP {
+                let page = fetching
+                    .next_raw_page(&cursor)
+                    .await
+                    .with_context(|| format!("reading {name}'s events"));
+                let next = match &page {
+                    Ok((_, next)) if next.to_block.is_some() => Some(next.clone()),
+                    _ => None,
+                };
+                if raw_pages.send(page).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(next) => cursor = next,
+                    None => return,
+                }
+            }
+        });
+        let (prepared_pages, prepared) = mpsc::channel(1);
+        let this = self.clone();
+        let prepare = tokio::spawn(async move {
+            while let Some(page) = raw.recv().await {
+                let page = match page {
+                    Ok((events, next)) => match stream.decode_page(&events) {
+                        Ok(events) => this.prepare(&events, next).await,
+                        Err(error) => Err(anyhow::Error::from(error))
+                            .context(format!("decoding {name}'s events")),
+                    },
+                    Err(error) => Err(error),
+                };
+                let failed = page.is_err();
+                if prepared_pages.send(page).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        PageReader {
+            prepared,
+            _tasks: [
+                AbortOnDropHandle::new(fetch),
+                AbortOnDropHandle::new(prepare),
+            ],
+        }
     }
 
     /// The mutations of one page of events, with the chain reads some of them need, at the

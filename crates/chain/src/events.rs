@@ -123,6 +123,17 @@ impl<P: Provider + Sync> EventStream<P> {
         &self,
         cursor: &EventCursor,
     ) -> Result<(Vec<ChainEvent>, EventCursor), ChainError> {
+        let (events, next) = self.next_raw_page(cursor).await?;
+        Ok((self.decode_page(&events)?, next))
+    }
+
+    /// [`Self::next_page`] without the decoding: the node's events as they came, and the
+    /// cursor after them. A reader that pipelines pages asks for the next page as soon as it
+    /// has this one's cursor, and decodes ([`Self::decode_page`]) elsewhere.
+    pub async fn next_raw_page(
+        &self,
+        cursor: &EventCursor,
+    ) -> Result<(Vec<EmittedEvent>, EventCursor), ChainError> {
         let to_block = match cursor.to_block {
             Some(to) => to,
             None => self
@@ -145,11 +156,6 @@ impl<P: Provider + Sync> EventStream<P> {
             .get_events(filter, cursor.continuation.clone(), self.chunk_size)
             .await
             .map_err(ChainError::from)?;
-        let events = page
-            .events
-            .iter()
-            .map(|e| self.decode(e))
-            .collect::<Result<Vec<_>, _>>()?;
         let next = match page.continuation_token {
             Some(token) => EventCursor {
                 from_block: cursor.from_block,
@@ -158,7 +164,12 @@ impl<P: Provider + Sync> EventStream<P> {
             },
             None => EventCursor::at(to_block + 1),
         };
-        Ok((events, next))
+        Ok((page.events, next))
+    }
+
+    /// Decodes a page of this contract's events (see [`Self::next_raw_page`]).
+    pub fn decode_page(&self, events: &[EmittedEvent]) -> Result<Vec<ChainEvent>, ChainError> {
+        events.iter().map(|e| self.decode(e)).collect()
     }
 
     /// The events of the pre-confirmed block (not yet accepted; they will come again from
