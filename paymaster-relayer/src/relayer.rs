@@ -1478,6 +1478,9 @@ impl Relayer {
             result
         });
         task.await.unwrap_or_else(|e| {
+            // A task that panicked never reached its own forgetting: an execution that failed
+            // inside the relayer leaves no key remembered either.
+            self.forget_key(user);
             let panicked = e.is_panic();
             tracing::error!(user = %format!("{user:#x}"), panicked, "an execution's task failed: {e}");
             Err(unknown(
