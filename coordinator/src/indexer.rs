@@ -44,8 +44,8 @@ pub type Node = Arc<JsonRpcClient<HttpTransport>>;
 /// Most pages of one contract a step applies.
 pub const PAGES_PER_STEP: u32 = 16;
 
-/// Pages read from the node and not yet decoded that the reader may hold (see
-/// [`Indexer::read_pages`]).
+/// Pages read from the node and waiting to be decoded that a reader may hold (see
+/// [`Indexer::read_pages`] for all it holds).
 pub const READ_AHEAD: usize = 2;
 
 /// Where the indexer stands, shared with the readiness check and the metrics.
@@ -101,13 +101,26 @@ pub struct Indexer {
 /// Pages read ahead of the writer, and the tasks reading them (aborted when it is dropped).
 struct PageReader {
     prepared: mpsc::Receiver<Result<Prepared>>,
-    _tasks: [AbortOnDropHandle<()>; 2],
+    /// The fetching and the preparing task.
+    tasks: [AbortOnDropHandle<()>; 2],
 }
 
 impl PageReader {
-    /// The next page, or `None` once the reader stopped.
-    async fn recv(&mut self) -> Option<Result<Prepared>> {
-        self.prepared.recv().await
+    /// The next page. The reader's end before the writer's last page is an error, with the
+    /// panic of the task that ended it where one did.
+    async fn recv(&mut self) -> Result<Prepared> {
+        if let Some(page) = self.prepared.recv().await {
+            return page;
+        }
+        // The preparing task has ended (its sender is gone); the fetching one ends once its
+        // receiver is: their outcomes are known without waiting on the node.
+        let [fetch, prepare] = &mut self.tasks;
+        for task in [prepare, fetch] {
+            if let Err(error) = task.await {
+                return Err(anyhow::Error::from(error)).context("the page reader stopped");
+            }
+        }
+        anyhow::bail!("the page reader stopped")
     }
 }
 
@@ -306,7 +319,7 @@ impl Indexer {
         for (name, mut reader) in readers {
             let mut pages = 0;
             loop {
-                let page = reader.recv().await.context("the page reader stopped")??;
+                let page = reader.recv().await?;
                 pages += 1;
                 // The reader stops at the same page: the range's end or the step's limit.
                 let last = page.next.to_block.is_none() || pages >= PAGES_PER_STEP;
@@ -334,9 +347,11 @@ impl Indexer {
     /// Reads up to [`PAGES_PER_STEP`] pages of a contract's events from `cursor` and prepares
     /// them, ahead of the writer, in two tasks: one asks the node for the next page as soon as
     /// it has the last one's cursor (the node never waits for the decoding or the database),
-    /// the other decodes each page and prepares its mutations. At most [`READ_AHEAD`] pages
-    /// wait between the two and one after the second. The pages come out in order, and an
-    /// error ends them; dropping the reader aborts both tasks.
+    /// the other decodes each page and prepares its mutations. Beyond the page being written,
+    /// a reader holds at most [`READ_AHEAD`] + 3 pages: [`READ_AHEAD`] read and waiting to be
+    /// prepared, one prepared and waiting to be written, and one in each task waiting to hand
+    /// it on. The pages come out in order, and an error ends them; dropping the reader aborts
+    /// both tasks.
     fn read_pages(
         &self,
         name: &'static str,
@@ -387,7 +402,7 @@ impl Indexer {
         });
         PageReader {
             prepared,
-            _tasks: [
+            tasks: [
                 AbortOnDropHandle::new(fetch),
                 AbortOnDropHandle::new(prepare),
             ],

@@ -537,23 +537,34 @@ impl Store {
     /// On PostgreSQL the tables are truncated (in the same transaction): a `DELETE` leaves
     /// every row and index entry dead until a vacuum, and the rebuild's inserts then land
     /// beside them, checking each job id and sequence against its dead twin (about a third
-    /// more server time per row, measured). SQLite's unconditional `DELETE` already truncates.
+    /// more server time per row, measured). `TRUNCATE` takes the tables' exclusive locks until
+    /// the reset commits: readers of the index (every replica's API) wait for it, and it waits
+    /// at most 5 s for them. SQLite's unconditional `DELETE` already truncates.
     pub async fn reset_index(&self) -> Result<()> {
+        // The cursors last, as a page's transaction writes them last.
         const TABLES: [&str; 6] = [
-            "index_cursors",
             "models",
             "jobs",
             "workers",
             "params",
             "job_events",
+            "index_cursors",
         ];
         let mut tx = self.pool.begin().await?;
         match self.backend {
             Backend::Postgres => {
+                // A bounded wait for the tables' exclusive locks: a long read in the way fails
+                // the reset with the reason instead of queueing every reader behind it.
+                sqlx::query("SET LOCAL lock_timeout = '5s'")
+                    .execute(&mut *tx)
+                    .await
+                    .context("bounding the reset's lock wait")?;
                 sqlx::query(&format!("TRUNCATE {}", TABLES.join(", ")))
                     .execute(&mut *tx)
                     .await
-                    .context("emptying the index")?;
+                    .context(
+                        "emptying the index (TRUNCATE, which waits at most 5 s for its locks)",
+                    )?;
             }
             Backend::Sqlite => {
                 for table in TABLES {
@@ -1312,6 +1323,10 @@ macro_rules! page_statements {
                     | Mutation::JobRead(_)
                     | Mutation::JobState { .. }
                     | Mutation::JobEvent { .. } => bail!("a job mutation outside the page's fold"),
+                    // A worker's row is its `get_worker` read at the page's block, and two
+                    // streams read it (JobMgr's after an assignment, the pool's after its
+                    // events), each at its own pages' blocks: a read at an earlier block
+                    // than the row's never replaces it.
                     Mutation::Worker(w) => {
                         sqlx::query(
                             "INSERT INTO workers (address, state, gpu_model, vram_mb, compute_capability, \
@@ -1323,7 +1338,8 @@ macro_rules! page_statements {
                              stake = excluded.stake, hardware_tier = excluded.hardware_tier, \
                              stake_tier = excluded.stake_tier, score = excluded.score, \
                              last_heartbeat = excluded.last_heartbeat, info = excluded.info, \
-                             updated_block = excluded.updated_block",
+                             updated_block = excluded.updated_block \
+                             WHERE workers.updated_block <= excluded.updated_block",
                         )
                         .bind(&w.address)
                         .bind(&w.state)

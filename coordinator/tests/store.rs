@@ -13,7 +13,7 @@ use ciro_chain::events::EventCursor;
 use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore, StagedBlob};
 use ciro_coordinator::operator::collect_blob;
 use ciro_coordinator::records::{BlobRow, EventScope, OutputRow};
-use ciro_coordinator::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store};
+use ciro_coordinator::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store, WorkerRow};
 
 /// A fresh SQLite database's URL in `dir`.
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
@@ -1254,6 +1254,76 @@ async fn sqlite_only_an_uploaders_own_names_take_an_upload_off_its_quota() {
 #[tokio::test]
 async fn postgres_only_an_uploaders_own_names_take_an_upload_off_its_quota() {
     only_an_uploaders_own_names_take_an_upload_off_its_quota(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}
+
+fn worker(score: u64) -> WorkerRow {
+    WorkerRow {
+        address: "0x77".into(),
+        state: "Active".into(),
+        gpu_model: "H100".into(),
+        vram_mb: 81_920,
+        compute_capability: 90,
+        flags: 0,
+        stake: "0x1".into(),
+        hardware_tier: 3,
+        stake_tier: 0,
+        score,
+        last_heartbeat: 0,
+        info: "{}".into(),
+    }
+}
+
+/// Two streams read a worker's row (JobMgr's pages after an assignment, the pool's after its
+/// events), each at the block its page ends at, and they are written in either order: a read
+/// at an earlier block than the row's (the pool's page ending below JobMgr's) never replaces
+/// it; a read at the same or a later block does.
+async fn a_worker_read_at_an_earlier_block_never_replaces_a_later_one(url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let score = |store: Store| async move {
+        store
+            .worker("0x77")
+            .await
+            .expect("read")
+            .expect("the worker's row")
+            .score
+    };
+    store
+        .apply(&page(10, vec![Mutation::Worker(worker(5))]))
+        .await
+        .expect("the read at block 10");
+    store
+        .apply(&page(8, vec![Mutation::Worker(worker(1))]))
+        .await
+        .expect("the read at block 8, written after");
+    assert_eq!(
+        score(store.clone()).await,
+        5,
+        "the read at block 8 replaced the one at block 10"
+    );
+    store
+        .apply(&page(10, vec![Mutation::Worker(worker(6))]))
+        .await
+        .expect("another read at block 10");
+    assert_eq!(score(store.clone()).await, 6);
+    store
+        .apply(&page(12, vec![Mutation::Worker(worker(7))]))
+        .await
+        .expect("a read at block 12");
+    assert_eq!(score(store.clone()).await, 7);
+}
+
+#[tokio::test]
+async fn sqlite_a_worker_read_at_an_earlier_block_never_replaces_a_later_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_worker_read_at_an_earlier_block_never_replaces_a_later_one(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_worker_read_at_an_earlier_block_never_replaces_a_later_one() {
+    a_worker_read_at_an_earlier_block_never_replaces_a_later_one(
         &common::fresh_postgres().await.expect("database"),
     )
     .await;
