@@ -111,26 +111,10 @@ async fn index(s: &System, url: &str) -> Result<(u64, f64)> {
     Ok((indexer.status().events(), started.elapsed().as_secs_f64()))
 }
 
-/// CPU seconds used so far by the process `pid` (a number, or `self`).
+/// CPU seconds used so far by the process `pid` (a number, or `self`), with its children
+/// that exited (PostgreSQL's backends); 0 when it is gone.
 fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // The fields after the command name: utime and stime are the 12th and 13th, in ticks.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // With the children's that have exited and been waited for (PostgreSQL's backends).
-    (tick(11) + tick(12) + tick(13) + tick(14)) / 100.0
+    ciro_tests::cpu::cpu_seconds(pid, true).unwrap_or(0.0)
 }
 
 /// CPU seconds used so far by PostgreSQL's server processes.

@@ -11,6 +11,7 @@
 
 pub mod actors;
 pub mod assert;
+pub mod cpu;
 pub mod devnet;
 pub mod fixtures;
 pub mod net;

@@ -586,17 +586,7 @@ impl CpuMark {
     }
 }
 
-/// CPU seconds used so far by the process `pid` (a number, or `self`).
+/// CPU seconds used so far by the process `pid` (a number, or `self`), its own threads only.
 fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // The fields after the command name: utime and stime are the 12th and 13th, in ticks.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .expect("stat")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / 100.0
+    ciro_tests::cpu::cpu_seconds(pid, false).expect("the process's CPU time in /proc")
 }
