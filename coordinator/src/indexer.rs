@@ -106,21 +106,21 @@ struct PageReader {
 }
 
 impl PageReader {
-    /// The next page. The reader's end before the writer's last page is an error, with the
-    /// panic of the task that ended it where one did.
-    async fn recv(&mut self) -> Result<Prepared> {
+    /// The next page, or `None` after the last one (the range's end or the step's limit,
+    /// where the fetching task stops). A task that panicked ends the pages with its panic.
+    async fn recv(&mut self) -> Option<Result<Prepared>> {
         if let Some(page) = self.prepared.recv().await {
-            return page;
+            return Some(page);
         }
         // The preparing task has ended (its sender is gone); the fetching one ends once its
         // receiver is: their outcomes are known without waiting on the node.
         let [fetch, prepare] = &mut self.tasks;
         for task in [prepare, fetch] {
             if let Err(error) = task.await {
-                return Err(anyhow::Error::from(error)).context("the page reader stopped");
+                return Some(Err(error).context("the page reader stopped"));
             }
         }
-        anyhow::bail!("the page reader stopped")
+        None
     }
 }
 
@@ -317,22 +317,18 @@ impl Indexer {
             readers.push((name, self.read_pages(name, kind, address, cursor)));
         }
         for (name, mut reader) in readers {
-            let mut pages = 0;
-            loop {
-                let page = reader.recv().await?;
-                pages += 1;
-                // The reader stops at the same page: the range's end or the step's limit.
-                let last = page.next.to_block.is_none() || pages >= PAGES_PER_STEP;
+            // The block this contract's index stands at after its last page.
+            let mut done = None;
+            while let Some(page) = reader.recv().await {
+                let page = page?;
                 let events = page.events;
                 // On an error the reader's tasks are dropped with it, which aborts them.
-                let done = self.write_page(name, page, fence).await?;
+                done = Some(self.write_page(name, page, fence).await?);
                 applied += events;
                 self.status.events.fetch_add(events, Ordering::Relaxed);
-                if last {
-                    indexed = indexed.min(done);
-                    break;
-                }
             }
+            let done = done.context("the page reader ended without a page")?;
+            indexed = indexed.min(done);
         }
         let head = self.head().await?;
         self.status.head.store(head, Ordering::Relaxed);
@@ -350,8 +346,8 @@ impl Indexer {
     /// the other decodes each page and prepares its mutations. Beyond the page being written,
     /// a reader holds at most [`READ_AHEAD`] + 3 pages: [`READ_AHEAD`] read and waiting to be
     /// prepared, one prepared and waiting to be written, and one in each task waiting to hand
-    /// it on. The pages come out in order, and an error ends them; dropping the reader aborts
-    /// both tasks.
+    /// it on. The pages come out in order and end where the fetching task stops; an error
+    /// ends them; dropping the reader aborts both tasks.
     fn read_pages(
         &self,
         name: &'static str,
