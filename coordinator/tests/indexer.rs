@@ -190,3 +190,244 @@ async fn a_bad_database_url_is_refused_with_the_reason() {
         "{err:#}"
     );
 }
+
+/// A PostgreSQL cluster of the test's own, in a temporary directory (its Unix socket there, no
+/// TCP), which the test can crash without touching the shared test server. Run by the
+/// `postgres` OS user when the tests run as root (PostgreSQL refuses to run as root).
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl OwnCluster {
+    /// The newest installed PostgreSQL's programs (Debian's layout), else those on `PATH`.
+    fn bin() -> std::path::PathBuf {
+        let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let version = entry.file_name().to_str()?.parse().ok()?;
+                let bin = entry.path().join("bin");
+                bin.join("pg_ctl").exists().then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin).unwrap_or_default()
+    }
+
+    fn as_root() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// Runs a PostgreSQL program as the cluster's user; fails the test with its output.
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut command = if Self::as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        let out = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.path().to_str().expect("a UTF-8 temporary path")
+    }
+
+    fn data(&self) -> String {
+        format!("{}/data", self.dir())
+    }
+
+    /// A new cluster, initialized and started.
+    fn start() -> Self {
+        let cluster = Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            bin: Self::bin(),
+        };
+        if Self::as_root() {
+            let status = std::process::Command::new("chown")
+                .args(["postgres:", cluster.dir()])
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown postgres: {}", cluster.dir());
+        }
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!("-k {} -c listen_addresses=", self.dir());
+        let log = format!("{}/log", self.dir());
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@localhost/postgres?host={}", self.dir())
+    }
+
+    /// Stops it as a crash does (no shutdown checkpoint: its next start runs crash recovery),
+    /// then starts it again.
+    fn crash_and_restart(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+        self.pg_ctl_start();
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let path = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
+        let _stopped = if Self::as_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&path).args(args).output()
+        };
+    }
+}
+
+/// Each table of the database at `url` and its persistence (`p` logged, `u` unlogged).
+async fn persistence(url: &str) -> std::collections::BTreeMap<String, String> {
+    use sqlx::{Connection, Row};
+    let mut db = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query(
+        "SELECT relname::text AS name, relpersistence::text AS persistence FROM pg_class \
+         WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("pg_class")
+    .iter()
+    .map(|row| (row.get("name"), row.get("persistence")))
+    .collect()
+}
+
+/// On PostgreSQL the index's tables are unlogged (its pages skip the write-ahead log), and
+/// only they are. A crash of PostgreSQL empties them, all together (rows and cursors), while
+/// the service's own tables keep their rows; the same indexer, its cache full of rows the
+/// database lost, then rebuilds the index from the deployment block to what the chain says,
+/// every event applied once, after at most one failed step (its first page takes a cached row
+/// for one the database has; the failure empties the cache).
+#[tokio::test]
+async fn a_postgres_crash_empties_the_unlogged_index_and_the_indexer_rebuilds_it() {
+    use ciro_coordinator::store::INDEX_TABLES;
+    let s = System::deploy().await.expect("deploy");
+    activity(&s).await;
+    let cluster = OwnCluster::start();
+    let url = cluster.url();
+    let store = Store::connect(&url).await.expect("store");
+    let tables = persistence(&url).await;
+    for table in INDEX_TABLES {
+        assert_eq!(
+            tables.get(table).map(String::as_str),
+            Some("u"),
+            "index table {table}"
+        );
+    }
+    for (table, persistence) in &tables {
+        if !INDEX_TABLES.contains(&table.as_str()) {
+            assert_eq!(persistence, "p", "service table {table} is not logged");
+        }
+    }
+    // Connecting again (another replica, a restart) leaves them as they are.
+    Store::connect(&url).await.expect("store again");
+    assert_eq!(persistence(&url).await, tables);
+
+    // Small pages: the rebuild's jobs are spread over many pages, each of which would fail
+    // once on its stale cached row if a failure kept the rest of the cache.
+    let indexer = indexer(&s, &store, 3);
+    indexer.catch_up().await.expect("catch up");
+    assert_index_equals_chain(&s, &store, &[Actor::WorkerA, Actor::WorkerB]).await;
+    let lease = store
+        .acquire_leadership("before the crash", std::time::Duration::from_secs(600))
+        .await
+        .expect("lease")
+        .expect("the lease is free");
+
+    cluster.crash_and_restart();
+    assert!(store.jobs().await.expect("jobs").is_empty());
+    assert!(store.model(1).await.expect("model").is_none());
+    for contract in ["JobMgr", "CdcPool"] {
+        assert!(
+            store.cursor(contract).await.expect("cursor").is_none(),
+            "{contract}'s cursor outlived its rows"
+        );
+    }
+    assert!(
+        store
+            .acquire_leadership("after the crash", std::time::Duration::from_secs(600))
+            .await
+            .expect("lease")
+            .is_none(),
+        "the lease (a logged table) was lost in the crash"
+    );
+    assert!(lease.epoch > 0);
+
+    // The chain moved on meanwhile.
+    let job = s.job(1).await;
+    s.complete(job, Actor::WorkerB).await;
+    let mut failed = Vec::new();
+    while let Err(err) = indexer.catch_up().await {
+        failed.push(format!("{err:#}"));
+        assert!(failed.len() <= 1, "steps failed: {failed:#?}");
+    }
+    assert_index_equals_chain(&s, &store, &[Actor::WorkerA, Actor::WorkerB]).await;
+    let mut applied = 0;
+    for contract in ["JobMgr", "CdcPool"] {
+        applied += store
+            .cursor(contract)
+            .await
+            .expect("cursor")
+            .expect("stored")
+            .1;
+    }
+    assert_eq!(
+        applied,
+        events_on_chain(&s).await,
+        "every event applied exactly once in the rebuild"
+    );
+}

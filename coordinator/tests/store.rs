@@ -459,7 +459,13 @@ async fn a_cached_row_is_never_one_the_database_no_longer_has(url: &str) {
     again.fee = "0x65".into();
     store
         .apply_cached(
-            &page(21, vec![Mutation::JobSubmitted(again.clone())]),
+            &page(
+                21,
+                vec![
+                    Mutation::JobSubmitted(again.clone()),
+                    Mutation::JobSubmitted(job(2)),
+                ],
+            ),
             Some(("a", a2)),
             Some(&cache),
         )
@@ -490,6 +496,23 @@ async fn a_cached_row_is_never_one_the_database_no_longer_has(url: &str) {
         row.as_ref().map(|r| (r.state.as_str(), r.fee.as_str())),
         Some(("Queued", "0x66")),
         "a job replayed after a reset elsewhere is not in the index as the chain says"
+    );
+    // The failed page emptied the cache: the replay's next page, of job 2 (cached before the
+    // reset too), is written at once, not failed on its own stale row (each page of a rebuild
+    // would then fail once).
+    let mut second = job(2);
+    second.fee = "0x67".into();
+    store
+        .apply_cached(
+            &page(23, vec![Mutation::JobSubmitted(second), logged(2, 23)]),
+            Some(("a", a2)),
+            Some(&cache),
+        )
+        .await
+        .expect("the replay's next page, at its first try");
+    assert_eq!(
+        store.job(2).await.expect("read").map(|r| r.fee),
+        Some("0x67".to_owned())
     );
 }
 
