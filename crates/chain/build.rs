@@ -55,5 +55,39 @@ fn generate(contract: &str, module: &str, abi_path: &Path, out_dir: &Path) {
         .with_contract_derives(vec!["Debug".into(), "Clone".into()])
         .generate()
         .unwrap_or_else(|e| panic!("cainome failed on {}: {e}", abi_path.display()));
-    fs::write(out_dir.join(format!("{module}.rs")), bindings.to_string()).expect("write bindings");
+    let code = constant_selectors(&bindings.to_string())
+        .unwrap_or_else(|e| panic!("bindings of {}: {e}", abi_path.display()));
+    fs::write(out_dir.join(format!("{module}.rs")), code).expect("write bindings");
+}
+
+/// cainome computes each selector at run time (`get_selector_from_name`: a Keccak hash), and
+/// its event decoding compares an event's key with each variant's selector in turn, so a
+/// JobMgr event cost up to two dozen hashes: most of the indexer's own CPU (measured with
+/// `perf`). Each call becomes `Ok(selector!(name))`, the same value computed at compile time,
+/// so the code around it (`.unwrap()`, `.unwrap_or_else(..)`) is unchanged. An error if
+/// cainome's output no longer has the shape this expects.
+fn constant_selectors(code: &str) -> Result<String, String> {
+    const CALL: &str = "starknet::core::utils::get_selector_from_name(\"";
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find(CALL) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + CALL.len()..];
+        let end = after
+            .find("\")")
+            .ok_or_else(|| format!("an unterminated selector name after {CALL}"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("an unexpected selector name {name:?}"));
+        }
+        out.push_str(&format!(
+            "Ok::<_, std::convert::Infallible>(starknet::macros::selector!(\"{name}\"))"
+        ));
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    if out.contains("get_selector_from_name") {
+        return Err("a get_selector_from_name call of another shape is left".into());
+    }
+    Ok(out)
 }
