@@ -26,7 +26,7 @@ use ciro_coordinator::api::{Api, ApiConfig, Verifier};
 use ciro_coordinator::blobs::LocalBlobStore;
 use ciro_coordinator::indexer::{unix_now, IndexerStatus};
 use ciro_coordinator::records::LivenessRow;
-use ciro_coordinator::store::{Batch, JobRow, ModelRow, Mutation, Store, WorkerRow};
+use ciro_coordinator::store::{Batch, JobRow, ModelRow, Mutation, PageStart, Store, WorkerRow};
 use ciro_service::CancellationToken;
 
 const JOBS: u64 = 10_000;
@@ -98,6 +98,7 @@ async fn seed(store: &Store) -> Result<()> {
             events: 0,
             block: 1,
             mutations,
+            from: PageStart::Anywhere,
         })
         .await?;
     for i in 0..WORKERS {

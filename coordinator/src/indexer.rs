@@ -36,7 +36,7 @@ use ciro_service::CancellationToken;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store, WorkerRow};
+use crate::store::{Batch, JobCache, JobRow, ModelRow, Mutation, PageStart, Store, WorkerRow};
 
 /// The node client the indexer reads through.
 pub type Node = Arc<JsonRpcClient<HttpTransport>>;
@@ -310,20 +310,22 @@ impl Indexer {
             (contracts::JOB_MGR, ContractKind::JobMgr, self.job_mgr),
             (contracts::CDC_POOL, ContractKind::CdcPool, self.pool),
         ] {
-            let cursor = match self.store.cursor(name).await? {
-                Some((cursor, _)) => cursor,
-                None => EventCursor::at(self.deploy_block),
+            let (cursor, from) = match self.store.cursor(name).await? {
+                Some((cursor, _)) => (cursor.clone(), PageStart::After(cursor)),
+                None => (EventCursor::at(self.deploy_block), PageStart::Empty),
             };
-            readers.push((name, self.read_pages(name, kind, address, cursor)));
+            readers.push((name, from, self.read_pages(name, kind, address, cursor)));
         }
-        for (name, mut reader) in readers {
+        for (name, mut from, mut reader) in readers {
             // The block this contract's index stands at after its last page.
             let mut done = None;
             while let Some(page) = reader.recv().await {
                 let page = page?;
                 let events = page.events;
+                let next = page.next.clone();
                 // On an error the reader's tasks are dropped with it, which aborts them.
-                done = Some(self.write_page(name, page, fence).await?);
+                done = Some(self.write_page(name, page, from, fence).await?);
+                from = PageStart::After(next);
                 applied += events;
                 self.status.events.fetch_add(events, Ordering::Relaxed);
             }
@@ -466,6 +468,7 @@ impl Indexer {
         &self,
         name: &str,
         page: Prepared,
+        from: PageStart,
         fence: Option<(&str, u64)>,
     ) -> Result<u64> {
         let done = if page.next.to_block.is_some() {
@@ -481,6 +484,7 @@ impl Indexer {
                     events: page.events,
                     block: page.block,
                     mutations: page.mutations,
+                    from,
                 },
                 fence,
                 Some(&self.jobs),

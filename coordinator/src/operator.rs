@@ -39,6 +39,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ciro_chain::bindings::job_mgr::{self, JobMgr};
 use ciro_chain::cainome::cairo_serde::ContractAddress;
+use ciro_chain::constants::contracts;
 use ciro_chain::sender::TxSender;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Call, Felt};
 use ciro_chain::tx::{block_timestamp, TxOutcome};
@@ -249,6 +250,9 @@ pub struct Operator {
     /// The epoch this replica leads in and since when: silence is only judged once it has
     /// led (and so taken heartbeats) for twice the staleness threshold.
     leading_since: Option<(u64, std::time::Instant)>,
+    /// The index was found empty and is being rebuilt: when a catch-up completes it, the
+    /// settling starts over (heartbeats of workers not yet indexed were refused meanwhile).
+    rebuilding: bool,
     /// The lease as the lease task last renewed it.
     lease: Arc<LeaseView>,
     /// The epoch the current tick leads in.
@@ -306,6 +310,7 @@ impl Operator {
             rotation: 0,
             last_gc: 0,
             leading_since: None,
+            rebuilding: false,
             lease: Arc::new(LeaseView::default()),
             tick_epoch: 0,
         })
@@ -374,7 +379,16 @@ impl Operator {
         self.tick_epoch = epoch;
         let holder = self.config.holder.clone();
         let fence = Some((holder.as_str(), epoch));
+        // An index with no JobMgr cursor (a new deployment, a reset, a PostgreSQL crash that
+        // emptied the unlogged index) is rebuilt from the deployment block. The API refuses
+        // heartbeats of workers it has not indexed, so during a long rebuild live workers go
+        // unheard through no fault of theirs: silence is judged only once this replica has led
+        // for twice the threshold after the rebuild, as after a takeover.
+        self.rebuilding |= self.store.cursor(contracts::JOB_MGR).await?.is_none();
         self.indexer.catch_up_fenced(fence).await?;
+        if std::mem::take(&mut self.rebuilding) {
+            self.leading_since = Some((epoch, std::time::Instant::now()));
+        }
         self.count_jobs().await?;
         self.collect_blobs().await?;
         if self.sender.is_none() {

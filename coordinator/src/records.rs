@@ -243,7 +243,14 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
 /// account store millions of 1-byte blobs and run the disk out of inodes.
 pub const MIN_BLOB_CHARGE: u64 = 64 << 10;
 
-const COLLECTABLE: &str = "blobs.created_at < $1 \
+///
+/// And only while the index holds JobMgr's history (its cursor): every reference above is read
+/// from the index, which is empty after [`Store::reset_index`] or a PostgreSQL crash (its
+/// tables are unlogged) until the leader rebuilds it, and an empty index references nothing.
+/// In the same statement, so a crash between the leader's catch-up and its collection (or
+/// between the listing and a deletion) collects nothing.
+const COLLECTABLE: &str = "EXISTS (SELECT 1 FROM index_cursors WHERE contract = 'JobMgr') \
+     AND blobs.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = blobs.digest \
          AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
              AND u.uploader = m.owner)) \

@@ -299,6 +299,23 @@ pub struct Batch {
     pub block: u64,
     /// The mutations, in event order.
     pub mutations: Vec<Mutation>,
+    /// Where the page starts, which the index must still hold when it is written.
+    pub from: PageStart,
+}
+
+/// Where a page of a contract's events starts: the cursor the index must still hold for the
+/// page to be written. A page read from a cursor the index has since lost (an index reset, or
+/// a PostgreSQL crash emptying its unlogged tables while the page was read) would otherwise
+/// write its rows and a cursor past everything before it into the emptied index, which would
+/// then look caught up and never be rebuilt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageStart {
+    /// The stream's start: the index holds no cursor for the contract.
+    Empty,
+    /// Right after this cursor, which the index holds.
+    After(EventCursor),
+    /// Not checked: wherever the index stands (seeding an index in tests and benchmarks).
+    Anywhere,
 }
 
 pub(crate) fn i64_of(value: u64, what: &str) -> Result<i64> {
@@ -372,11 +389,17 @@ pub const INDEX_TABLES: [&str; 6] = [
 /// starting together wait for each other's lock, and a table already unlogged is left alone.
 async fn unlog_index(pool: &sqlx::AnyPool) -> Result<()> {
     let mut tx = pool.begin().await.context("starting a transaction")?;
+    // Each change rewrites its table under an exclusive lock: wait at most 5 s for it rather
+    // than queue every replica's reads behind a long one.
+    sqlx::query("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut *tx)
+        .await
+        .context("bounding the lock wait")?;
     let logged: Vec<String> = sqlx::query(
         "SELECT c.relname::text AS name FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relpersistence = 'p' \
-         AND c.relname::text IN ($1, $2, $3, $4, $5, $6)",
+         AND c.relname::text IN ($1, $2, $3, $4, $5, $6) ORDER BY c.relname",
     )
     .bind(INDEX_TABLES[0])
     .bind(INDEX_TABLES[1])
@@ -468,7 +491,11 @@ impl Store {
             .await
             .context("applying the database migrations")?;
         if backend == Backend::Postgres {
-            unlog_index(&pool).await?;
+            // Only a speed-up: where it cannot be made (a table in a publication, a lock not
+            // granted in time), the index stays logged and works the same.
+            if let Err(err) = unlog_index(&pool).await {
+                tracing::warn!(error = %format!("{err:#}"), "the index tables stay logged");
+            }
         }
         let pages = match backend {
             Backend::Sqlite => None,
@@ -1319,11 +1346,39 @@ macro_rules! page_statements {
                 Ok(jobs)
             }
 
-            /// Writes the stream's cursor after the page.
+            /// Writes the stream's cursor after the page, once the index is checked to still
+            /// hold the cursor the page started from ([`PageStart`]); the page fails otherwise.
             pub(super) async fn write_cursor(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 batch: &Batch,
             ) -> Result<()> {
+                let expected = match &batch.from {
+                    PageStart::Anywhere => None,
+                    PageStart::Empty => Some(None),
+                    PageStart::After(cursor) => Some(Some(cursor)),
+                };
+                if let Some(expected) = expected {
+                    let stored: Option<String> =
+                        sqlx::query("SELECT cursor FROM index_cursors WHERE contract = $1")
+                            .bind(&batch.contract)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .context("reading the index cursor")?
+                            .map(|row| row.try_get("cursor"))
+                            .transpose()?;
+                    let stored: Option<EventCursor> = stored
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .context("the stored index cursor")?;
+                    anyhow::ensure!(
+                        stored.as_ref() == expected,
+                        "{}'s page refused: the index holds the cursor {stored:?}, not {expected:?} \
+                         where the page began (the index was reset or emptied meanwhile; a \
+                         PostgreSQL crash empties its unlogged index): the next step starts \
+                         from what the index holds",
+                        batch.contract
+                    );
+                }
                 let cursor = serde_json::to_string(&batch.cursor)?;
                 sqlx::query(
                     "INSERT INTO index_cursors (contract, cursor, events_applied) \

@@ -459,6 +459,7 @@ async fn open_event_streams_share_one_reader_of_the_log() {
                     recorded_at: 7,
                 },
             ],
+            from: ciro_coordinator::store::PageStart::Anywhere,
         })
         .await
         .expect("an entry");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ciro_chain::events::EventCursor;
-use ciro_coordinator::store::{Batch, Store};
+use ciro_coordinator::store::{Batch, PageStart, Store};
 
 fn empty_page(block: u64) -> Batch {
     Batch {
@@ -13,6 +13,7 @@ fn empty_page(block: u64) -> Batch {
         events: 0,
         block,
         mutations: vec![],
+        from: PageStart::Anywhere,
     }
 }
 

@@ -13,7 +13,9 @@ use ciro_chain::events::EventCursor;
 use ciro_coordinator::blobs::{BlobError, BlobStore, ByteStream, LocalBlobStore, StagedBlob};
 use ciro_coordinator::operator::collect_blob;
 use ciro_coordinator::records::{BlobRow, EventScope, OutputRow};
-use ciro_coordinator::store::{Batch, JobCache, JobRow, ModelRow, Mutation, Store, WorkerRow};
+use ciro_coordinator::store::{
+    Batch, JobCache, JobRow, ModelRow, Mutation, PageStart, Store, WorkerRow,
+};
 
 /// A fresh SQLite database's URL in `dir`.
 fn sqlite_url(dir: &tempfile::TempDir) -> String {
@@ -60,6 +62,7 @@ fn page(block: u64, mutations: Vec<Mutation>) -> Batch {
         events: mutations.len() as u64,
         block,
         mutations,
+        from: PageStart::Anywhere,
     }
 }
 
@@ -597,6 +600,91 @@ async fn postgres_a_cached_row_is_never_one_the_database_no_longer_has() {
     .await;
 }
 
+/// A page is written only while the index still holds the cursor it started from: the attack
+/// is a page read before the index was reset or emptied (a PostgreSQL crash empties its
+/// unlogged index) and written after, which would leave an index of that page alone with a
+/// cursor past everything before it, never rebuilt. Refused pages write nothing.
+async fn a_page_is_refused_once_the_index_no_longer_holds_its_start(url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let at = |block, mutations, from| Batch {
+        from,
+        ..page(block, mutations)
+    };
+    let first = at(10, vec![Mutation::JobSubmitted(job(1))], PageStart::Empty);
+    store.apply(&first).await.expect("the stream's first page");
+    // A second "first page" (another writer, or a step that read no cursor) is refused.
+    assert!(store
+        .apply(&at(
+            10,
+            vec![Mutation::JobSubmitted(job(9))],
+            PageStart::Empty
+        ))
+        .await
+        .is_err());
+    let second = at(
+        11,
+        vec![Mutation::JobSubmitted(job(2))],
+        PageStart::After(first.cursor.clone()),
+    );
+    store.apply(&second).await.expect("the next page");
+    // A page that starts where the index no longer stands (here the first page's end again).
+    assert!(store
+        .apply(&at(
+            12,
+            vec![Mutation::JobSubmitted(job(3))],
+            PageStart::After(first.cursor.clone()),
+        ))
+        .await
+        .is_err());
+
+    // Reset through another connection while a page was being read: the page is refused.
+    Store::connect(url)
+        .await
+        .expect("another connection")
+        .reset_index()
+        .await
+        .expect("reset elsewhere");
+    let err = store
+        .apply(&at(
+            12,
+            vec![Mutation::JobSubmitted(job(3))],
+            PageStart::After(second.cursor.clone()),
+        ))
+        .await
+        .expect_err("a page of an index since emptied");
+    assert!(format!("{err:#}").contains("page refused"), "{err:#}");
+    assert!(store.jobs().await.expect("jobs").is_empty());
+    assert!(store.cursor("JobMgr").await.expect("cursor").is_none());
+    // The rebuild's first page is taken.
+    store.apply(&first).await.expect("the rebuild's first page");
+    let ids: Vec<u64> = store
+        .jobs()
+        .await
+        .expect("jobs")
+        .iter()
+        .map(|j| j.job_id)
+        .collect();
+    assert_eq!(ids, vec![1]);
+    assert_eq!(
+        store.cursor("JobMgr").await.expect("cursor").map(|c| c.0),
+        Some(first.cursor)
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_page_is_refused_once_the_index_no_longer_holds_its_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    a_page_is_refused_once_the_index_no_longer_holds_its_start(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_page_is_refused_once_the_index_no_longer_holds_its_start() {
+    a_page_is_refused_once_the_index_no_longer_holds_its_start(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}
+
 /// Every text a page writes comes back as it was, whatever it holds: PostgreSQL's page writes
 /// `COPY` rows in as text, where backslashes, tabs, newlines and `\N` are syntax, and update
 /// known rows from array parameters.
@@ -752,6 +840,78 @@ fn blob(digest: &Digest, uploader: &str, created_at: u64) -> BlobRow {
     }
 }
 
+/// Retention reads every reference from the index, so it collects nothing while the index is
+/// empty (after a reset, or a PostgreSQL crash that emptied its unlogged tables, until the
+/// leader rebuilds it): the attack is a crash between the leader's catch-up and its
+/// collection, which would otherwise see every stored blob as named by nothing and delete
+/// models, live jobs' inputs and outputs, which the chain holds only the hashes of.
+async fn retention_collects_nothing_while_the_index_is_empty(url: &str) {
+    const NOW: u64 = 100_000;
+    const GRACE_START: u64 = NOW - 3_600;
+    let store = Store::connect(url).await.expect("store");
+    let dir = tempfile::tempdir().expect("dir");
+    let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
+    let mut digests = Vec::new();
+    for i in 0..2u8 {
+        let bytes = vec![i; 5];
+        let digest = Digest::of(&bytes);
+        let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
+            bytes,
+        ))]));
+        files.put(&digest, body, 100).await.expect("put");
+        store
+            .insert_blob(&blob(&digest, "0xa11ce", NOW - 86_400))
+            .await
+            .expect("record");
+        digests.push(digest);
+    }
+    let [input, unnamed] = digests[..] else {
+        unreachable!()
+    };
+    let mut queued = job(1);
+    queued.submitter = "0xa11ce".into();
+    queued.input_hash = input.to_string();
+    let index = page(1, vec![Mutation::JobSubmitted(queued)]);
+    store.apply(&index).await.expect("a queued job naming one");
+    let list = || store.collectable_blobs(GRACE_START, GRACE_START, 100);
+    assert_eq!(list().await.expect("listing"), vec![unnamed.to_string()]);
+
+    Store::connect(url)
+        .await
+        .expect("another connection")
+        .reset_index()
+        .await
+        .expect("reset");
+    assert_eq!(list().await.expect("listing"), Vec::<String>::new());
+    for digest in [input, unnamed] {
+        assert!(
+            !collect_blob(&store, &files, &digest, GRACE_START, GRACE_START)
+                .await
+                .expect("collect"),
+            "{digest} collected from an empty index"
+        );
+        assert!(files.contains(&digest).await.expect("contains"));
+    }
+
+    // Rebuilt: the rule applies again.
+    store.apply(&index).await.expect("rebuilt");
+    assert_eq!(list().await.expect("listing"), vec![unnamed.to_string()]);
+}
+
+#[tokio::test]
+async fn sqlite_retention_collects_nothing_while_the_index_is_empty() {
+    let dir = tempfile::tempdir().expect("dir");
+    retention_collects_nothing_while_the_index_is_empty(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_retention_collects_nothing_while_the_index_is_empty() {
+    retention_collects_nothing_while_the_index_is_empty(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}
+
 /// Retention lists a blob, then deletes it only if the rule still holds: an upload of the same
 /// bytes (restarting its retention) or a job of its uploader naming it after the listing keeps
 /// it, records and file; an upload that records itself while the file is set aside gets the
@@ -760,6 +920,8 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
     const NOW: u64 = 100_000;
     const GRACE_START: u64 = NOW - 3_600;
     let store = Store::connect(url).await.expect("store");
+    // The index holds JobMgr's history (retention collects nothing otherwise).
+    store.apply(&page(0, vec![])).await.expect("an index");
     let dir = tempfile::tempdir().expect("dir");
     let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
     let mut digests = Vec::new();

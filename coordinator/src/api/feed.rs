@@ -292,6 +292,7 @@ mod tests {
                         recorded_at: 7,
                     },
                 ],
+                from: crate::store::PageStart::Anywhere,
             })
             .await
             .expect("an entry");
