@@ -52,12 +52,21 @@ pub const READ_AHEAD: usize = 2;
 #[derive(Debug, Default)]
 pub struct IndexerStatus {
     stepped: AtomicBool,
+    /// A step found JobMgr's cursor missing (a new or emptied index) since the leader last
+    /// took this ([`IndexerStatus::take_started_empty`]).
+    started_empty: AtomicBool,
     head: AtomicU64,
     indexed: AtomicU64,
     events: AtomicU64,
 }
 
 impl IndexerStatus {
+    /// Whether a step began from an index without JobMgr's cursor (a rebuild from the
+    /// deployment block) since the last call; clears it.
+    pub fn take_started_empty(&self) -> bool {
+        self.started_empty.swap(false, Ordering::Relaxed)
+    }
+
     /// Whether a step has completed since the process started (head and indexed are known).
     pub fn stepped(&self) -> bool {
         self.stepped.load(Ordering::Relaxed)
@@ -312,7 +321,12 @@ impl Indexer {
         ] {
             let (cursor, from) = match self.store.cursor(name).await? {
                 Some((cursor, _)) => (cursor.clone(), PageStart::After(cursor)),
-                None => (EventCursor::at(self.deploy_block), PageStart::Empty),
+                None => {
+                    if name == contracts::JOB_MGR {
+                        self.status.started_empty.store(true, Ordering::Relaxed);
+                    }
+                    (EventCursor::at(self.deploy_block), PageStart::Empty)
+                }
             };
             readers.push((name, from, self.read_pages(name, kind, address, cursor)));
         }

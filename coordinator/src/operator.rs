@@ -39,7 +39,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ciro_chain::bindings::job_mgr::{self, JobMgr};
 use ciro_chain::cainome::cairo_serde::ContractAddress;
-use ciro_chain::constants::contracts;
 use ciro_chain::sender::TxSender;
 use ciro_chain::starknet::core::types::{BlockId, BlockTag, Call, Felt};
 use ciro_chain::tx::{block_timestamp, TxOutcome};
@@ -250,9 +249,6 @@ pub struct Operator {
     /// The epoch this replica leads in and since when: silence is only judged once it has
     /// led (and so taken heartbeats) for twice the staleness threshold.
     leading_since: Option<(u64, std::time::Instant)>,
-    /// The index was found empty and is being rebuilt: when a catch-up completes it, the
-    /// settling starts over (heartbeats of workers not yet indexed were refused meanwhile).
-    rebuilding: bool,
     /// The lease as the lease task last renewed it.
     lease: Arc<LeaseView>,
     /// The epoch the current tick leads in.
@@ -310,7 +306,6 @@ impl Operator {
             rotation: 0,
             last_gc: 0,
             leading_since: None,
-            rebuilding: false,
             lease: Arc::new(LeaseView::default()),
             tick_epoch: 0,
         })
@@ -380,13 +375,17 @@ impl Operator {
         let holder = self.config.holder.clone();
         let fence = Some((holder.as_str(), epoch));
         // An index with no JobMgr cursor (a new deployment, a reset, a PostgreSQL crash that
-        // emptied the unlogged index) is rebuilt from the deployment block. The API refuses
-        // heartbeats of workers it has not indexed, so during a long rebuild live workers go
-        // unheard through no fault of theirs: silence is judged only once this replica has led
-        // for twice the threshold after the rebuild, as after a takeover.
-        self.rebuilding |= self.store.cursor(contracts::JOB_MGR).await?.is_none();
+        // emptied the unlogged index) is rebuilt from the deployment block, and the API
+        // refuses heartbeats of workers it has not indexed yet; any long catch-up (a rebuild
+        // this process took over half-way, an outage) also leaves workers unheard through no
+        // fault of theirs. After either, silence is judged only once this replica has led for
+        // twice the threshold again, as after a takeover. (A rebuild's step that failed leaves
+        // its mark for the catch-up that completes it.)
+        let catching_up = std::time::Instant::now();
         self.indexer.catch_up_fenced(fence).await?;
-        if std::mem::take(&mut self.rebuilding) {
+        if self.indexer.status().take_started_empty()
+            || catching_up.elapsed() >= Duration::from_secs(self.config.stale_after_secs)
+        {
             self.leading_since = Some((epoch, std::time::Instant::now()));
         }
         self.count_jobs().await?;
@@ -939,6 +938,7 @@ impl Operator {
                 &digest,
                 created_before,
                 final_before,
+                Some((self.config.holder.as_str(), self.tick_epoch)),
             )
             .await
             {
@@ -961,17 +961,20 @@ impl Operator {
 /// first, in a statement that re-checks the rule on the row (a re-upload restarts the blob's
 /// retention, a new job or model names it); then the file is set aside, and restored if an
 /// upload recorded itself meanwhile (its bytes are these), else purged. An upload recorded
-/// after that check publishes its bytes after the set-aside: they stay.
+/// after that check publishes its bytes after the set-aside: they stay. As the leader `fence`
+/// `(holder, epoch)` if any: a deposed leader deletes nothing (its listing may be older than
+/// the new leader's index, perhaps an index being rebuilt).
 pub async fn collect_blob(
     store: &Store,
     blobs: &dyn BlobStore,
     digest: &ciro_api::wire::Digest,
     created_before: u64,
     final_before: u64,
+    fence: Option<(&str, u64)>,
 ) -> Result<bool> {
     let text = digest.to_string();
     if !store
-        .forget_blob_if_collectable(&text, created_before, final_before)
+        .forget_blob_if_collectable(&text, created_before, final_before, fence)
         .await?
     {
         return Ok(false);

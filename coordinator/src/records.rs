@@ -418,14 +418,19 @@ impl Store {
     /// Forgets blob `digest`'s record and uploaders if retention may still delete it (see
     /// [`Store::collectable_blobs`]), checked in the deleting statement itself: an upload of
     /// the same bytes (which restarts its retention) or a job or model naming it since it was
-    /// listed keeps it. Whether it was forgotten.
+    /// listed keeps it. As the leader `fence` `(holder, epoch)` if any (the deletion fails once
+    /// another replica has taken the lease). Whether it was forgotten.
     pub async fn forget_blob_if_collectable(
         &self,
         digest: &str,
         created_before: u64,
         final_before: u64,
+        fence: Option<(&str, u64)>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if let Some(fence) = fence {
+            crate::store::any_db::check_fence(&mut tx, fence).await?;
+        }
         // The rule is on the deleted row itself, not on a second read of the table in a
         // subquery: PostgreSQL re-checks a row an upload changed meanwhile (its new time) only
         // in the row's own conditions.

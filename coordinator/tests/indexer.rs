@@ -382,6 +382,11 @@ async fn a_postgres_crash_empties_the_unlogged_index_and_the_indexer_rebuilds_it
     let indexer = indexer(&s, &store, 3);
     indexer.catch_up().await.expect("catch up");
     assert_index_equals_chain(&s, &store, &[Actor::WorkerA, Actor::WorkerB]).await;
+    // A catch-up of a new index is a rebuild from the deployment block (the leader restarts
+    // its settling after one); one from a stored cursor is not.
+    assert!(indexer.status().take_started_empty());
+    indexer.catch_up().await.expect("resume");
+    assert!(!indexer.status().take_started_empty());
     let lease = store
         .acquire_leadership("before the crash", std::time::Duration::from_secs(600))
         .await
@@ -416,6 +421,10 @@ async fn a_postgres_crash_empties_the_unlogged_index_and_the_indexer_rebuilds_it
         assert!(failed.len() <= 1, "steps failed: {failed:#?}");
     }
     assert_index_equals_chain(&s, &store, &[Actor::WorkerA, Actor::WorkerB]).await;
+    assert!(
+        indexer.status().take_started_empty(),
+        "the rebuild after the crash was not reported"
+    );
     let mut applied = 0;
     for contract in ["JobMgr", "CdcPool"] {
         applied += store

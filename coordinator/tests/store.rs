@@ -885,7 +885,7 @@ async fn retention_collects_nothing_while_the_index_is_empty(url: &str) {
     assert_eq!(list().await.expect("listing"), Vec::<String>::new());
     for digest in [input, unnamed] {
         assert!(
-            !collect_blob(&store, &files, &digest, GRACE_START, GRACE_START)
+            !collect_blob(&store, &files, &digest, GRACE_START, GRACE_START, None)
                 .await
                 .expect("collect"),
             "{digest} collected from an empty index"
@@ -896,6 +896,53 @@ async fn retention_collects_nothing_while_the_index_is_empty(url: &str) {
     // Rebuilt: the rule applies again.
     store.apply(&index).await.expect("rebuilt");
     assert_eq!(list().await.expect("listing"), vec![unnamed.to_string()]);
+
+    // Deletion is the leader's: a deposed leader (whose listing may predate the new leader's
+    // reset and partial rebuild) deletes nothing; the leader does.
+    let ttl = std::time::Duration::from_secs(60);
+    let a = store
+        .acquire_leadership("a", ttl)
+        .await
+        .expect("lease")
+        .expect("free")
+        .epoch;
+    store.release_leadership("a").await.expect("release");
+    let b = store
+        .acquire_leadership("b", ttl)
+        .await
+        .expect("lease")
+        .expect("free")
+        .epoch;
+    assert!(
+        collect_blob(
+            &store,
+            &files,
+            &unnamed,
+            GRACE_START,
+            GRACE_START,
+            Some(("a", a))
+        )
+        .await
+        .is_err(),
+        "a deposed leader collected"
+    );
+    assert!(files.contains(&unnamed).await.expect("contains"));
+    assert!(store
+        .blob(&unnamed.to_string())
+        .await
+        .expect("read")
+        .is_some());
+    assert!(collect_blob(
+        &store,
+        &files,
+        &unnamed,
+        GRACE_START,
+        GRACE_START,
+        Some(("b", b))
+    )
+    .await
+    .expect("the leader collects"));
+    assert!(!files.contains(&unnamed).await.expect("contains"));
 }
 
 #[tokio::test]
@@ -969,7 +1016,7 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         .expect("a job naming it");
     for digest in [uploaded_again, named] {
         assert!(
-            !collect_blob(&store, &files, &digest, GRACE_START, GRACE_START)
+            !collect_blob(&store, &files, &digest, GRACE_START, GRACE_START, None)
                 .await
                 .expect("collect"),
             "{digest} collected"
@@ -989,7 +1036,7 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         now: NOW,
     };
     assert!(
-        !collect_blob(&store, &racing, &raced, GRACE_START, GRACE_START)
+        !collect_blob(&store, &racing, &raced, GRACE_START, GRACE_START, None)
             .await
             .expect("collect")
     );
@@ -1035,7 +1082,7 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
         .await
         .expect("a stranger's job and model naming it");
     assert!(
-        collect_blob(&store, &files, &plain, GRACE_START, GRACE_START)
+        collect_blob(&store, &files, &plain, GRACE_START, GRACE_START, None)
             .await
             .expect("collect")
     );
@@ -1164,7 +1211,7 @@ async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
     assert_eq!(collectable, expected);
     for kept in [evidence, refunded] {
         assert!(
-            !collect_blob(&store, &files, &kept, GRACE_START, GRACE_START)
+            !collect_blob(&store, &files, &kept, GRACE_START, GRACE_START, None)
                 .await
                 .expect("collect"),
             "the evidence of a job under arbitration was collected"
@@ -1219,13 +1266,13 @@ async fn retention_keeps_a_disputed_jobs_evidence(url: &str) {
         .expect("lookup")
         .is_empty());
     assert!(
-        collect_blob(&store, &files, &evidence, GRACE_START, GRACE_START)
+        collect_blob(&store, &files, &evidence, GRACE_START, GRACE_START, None)
             .await
             .expect("collect")
     );
     assert!(!files.contains(&evidence).await.expect("contains"));
     assert!(
-        collect_blob(&store, &files, &refunded, GRACE_START, NOW + 1)
+        collect_blob(&store, &files, &refunded, GRACE_START, NOW + 1, None)
             .await
             .expect("collect"),
         "a refunded job's evidence outlived the retention period"
