@@ -14,7 +14,7 @@
 //! event does not spell out. A worker's row is read again after any pool event naming it and
 //! after an assignment to it (JobMgr's `hold` on its stake emits no pool event).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -429,7 +429,7 @@ impl Indexer {
             .unwrap_or_else(|| next.from_block.saturating_sub(1));
         let mut mutations = Vec::with_capacity(events.len());
         let mut workers = BTreeSet::new();
-        let mut reread_jobs = BTreeMap::new();
+        let mut reread_jobs = BTreeSet::new();
         let recorded_at = unix_now();
         for event in events {
             match &event.event {
@@ -439,13 +439,13 @@ impl Indexer {
                         tx_hash: felt_text(event.tx_hash),
                         recorded_at,
                     };
-                    job_mutation(e, &origin, &mut mutations, &mut reread_jobs, &mut workers)?
+                    job_mutation(e, &origin, &mut mutations, &mut reread_jobs, &mut workers)?;
                 }
                 CiroEvent::CdcPool(e) => pool_mutation(e, &mut mutations, &mut workers)?,
                 _ => {}
             }
         }
-        for (job_id, origin) in reread_jobs {
+        for job_id in reread_jobs {
             let info = JobMgrReader::new(self.job_mgr, &self.node)
                 .get_job(&job_id)
                 .block_id(BlockId::Number(block))
@@ -454,9 +454,6 @@ impl Indexer {
                 .map_err(ChainError::from)
                 .with_context(|| format!("reading job {job_id} at block {block}"))?;
             mutations.push(Mutation::JobRead(job_row_of(&info)?));
-            if let Some(origin) = origin {
-                mutations.push(origin.event(job_id));
-            }
         }
         for worker in workers {
             let info = CdcPoolReader::new(self.pool, &self.node)
@@ -651,7 +648,7 @@ fn job_mutation(
     event: &job_mgr::Event,
     origin: &Origin,
     out: &mut Vec<Mutation>,
-    reread: &mut BTreeMap<u64, Option<Origin>>,
+    reread: &mut BTreeSet<u64>,
     workers: &mut BTreeSet<Felt>,
 ) -> Result<()> {
     use job_mgr::Event as E;
@@ -665,6 +662,7 @@ fn job_mutation(
         E::JobReleased(j) => Some(j.job_id),
         E::ResultSubmitted(j) => Some(j.job_id),
         E::DisputeOpened(d) => Some(d.job_id),
+        E::DisputeResolved(d) => Some(d.job_id),
         _ => None,
     };
     match event {
@@ -688,7 +686,7 @@ fn job_mutation(
             });
             // Its assignment time is the contract's (a block's header may show a later second
             // than the transaction saw): the job is read at the page's end.
-            reread.entry(j.job_id).or_insert(None);
+            reread.insert(j.job_id);
             // The pool holds the worker's stake for the job (`hold`) without an event of its
             // own: its row is read again.
             workers.insert(j.worker.0);
@@ -711,15 +709,32 @@ fn job_mutation(
                 at: None,
             });
             // Its completion time is the contract's: read at the page's end.
-            reread.entry(j.job_id).or_insert(None);
+            reread.insert(j.job_id);
         }
-        // The dispute's time is the contract's (and the row keeps the whole dispute): read it.
+        // The state change is the event's own and logged in its place, so the event log
+        // numbers the same events the same way however pages fall (a rebuild's pages are not
+        // live indexing's; read back at the page's end and logged then, a job's opening and
+        // resolution made one entry in one page and two in two, shifting every later
+        // sequence). The dispute's time and the whole dispute are the contract's: the job is
+        // read at the page's end.
         E::DisputeOpened(d) => {
-            reread.insert(d.job_id, Some(origin.clone()));
+            out.push(Mutation::JobState {
+                job_id: d.job_id,
+                state: "Disputed",
+                worker: None,
+                output_hash: None,
+                disputer: Some(address_text(&d.disputer)),
+                at: None,
+            });
+            reread.insert(d.job_id);
         }
-        // The resolution's effect on the job (refund or payout) is the contract's: read it.
+        // Against the worker: refunded. Otherwise the result stands and the job's own
+        // `JobFinalized` follows (and is logged).
         E::DisputeResolved(d) => {
-            reread.insert(d.job_id, Some(origin.clone()));
+            if d.worker_at_fault {
+                out.push(state(d.job_id, "Refunded"));
+            }
+            reread.insert(d.job_id);
         }
         E::ParamsSet(p) => out.push(Mutation::Params {
             contract: contracts::JOB_MGR.to_owned(),

@@ -175,6 +175,72 @@ async fn postgres_index_mirrors_the_chain_resumes_and_rebuilds() {
     mirrors_resumes_and_rebuilds(Backend::Postgres).await;
 }
 
+/// The job event log numbers the same events the same way however the pages fall: a rebuild
+/// (large pages) logs what live indexing (small pages) logged, entry for entry, so a stream
+/// resumed by sequence after a rebuild neither skips nor repeats. The case that broke it: a
+/// job's dispute opened and resolved, once in one page and once in two.
+#[tokio::test]
+async fn the_event_log_is_the_same_however_pages_fall() {
+    use ciro_coordinator::records::EventScope;
+    let s = System::deploy().await.expect("deploy");
+    activity(&s).await;
+    let disputed = s.job(1).await;
+    s.complete(disputed, Actor::WorkerA).await;
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(
+        &disputed,
+        &ciro_chain::starknet::core::types::Felt::from(0xe1_u32),
+    ))
+    .await
+    .expect("open_dispute");
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&disputed, &true, &1_000),
+    )
+    .await
+    .expect("resolve_dispute");
+    let mut logs = Vec::new();
+    for page_size in [1, 1_000] {
+        let (store, _dir) = store(Backend::Sqlite).await.expect("store");
+        indexer(&s, &store, page_size)
+            .catch_up()
+            .await
+            .expect("catch up");
+        assert_index_equals_chain(&s, &store, &[Actor::WorkerA, Actor::WorkerB]).await;
+        let log: Vec<_> = store
+            .job_events(&EventScope::All, 0, 10_000)
+            .await
+            .expect("log")
+            .into_iter()
+            .map(|e| {
+                (
+                    e.sequence,
+                    e.job_id,
+                    e.state,
+                    e.worker,
+                    e.output_hash,
+                    e.block_number,
+                    e.tx_hash,
+                )
+            })
+            .collect();
+        logs.push(log);
+    }
+    let states: Vec<&str> = logs[0]
+        .iter()
+        .filter(|e| e.1 == disputed)
+        .map(|e| e.2.as_str())
+        .collect();
+    assert_eq!(
+        states,
+        ["Queued", "Assigned", "Completed", "Disputed", "Refunded"],
+        "the disputed job's log"
+    );
+    assert_eq!(
+        logs[0], logs[1],
+        "pages of 1 and of 1,000 logged differently"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_database_url_is_refused_with_the_reason() {
     let err = Store::connect("mysql://localhost/x").await.unwrap_err();
