@@ -10,9 +10,11 @@
 //! throughput is bounded by `starknet_getEvents`, not by reads). A worker's row is the pool's
 //! own `get_worker` view read at the end of the page's block range (stake tiers, state and
 //! reputation are computed by the contract; mirroring that arithmetic would be a second
-//! implementation to drift), and so is a job after a dispute resolution, whose outcome the
-//! event does not spell out. A worker's row is read again after any pool event naming it and
-//! after an assignment to it (JobMgr's `hold` on its stake emits no pool event).
+//! implementation to drift), and so is a job after an assignment, a result or a dispute's
+//! opening or resolution (for the contract's own times and the whole dispute). A worker's row
+//! is read again after any pool event naming it and after an assignment to it (JobMgr's
+//! `hold` on its stake emits no pool event). The job event log's entries come from the
+//! events alone, in their order, so a rebuild logs what live indexing logged.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -869,10 +869,18 @@ impl JobFold {
                     return Ok(true);
                 };
                 match *state {
-                    "Assigned" => row.assigned_at = *at,
+                    // A job assigned or back in the queue has no output on chain (a row read
+                    // at the range's end, past later events, may hold a later one).
+                    "Assigned" => {
+                        row.assigned_at = *at;
+                        row.output_hash = None;
+                    }
                     "Completed" => row.completed_at = *at,
                     // Back in the queue: the assignment is over.
-                    "Queued" => row.assigned_at = None,
+                    "Queued" => {
+                        row.assigned_at = None;
+                        row.output_hash = None;
+                    }
                     _ => {}
                 }
                 (*state).clone_into(&mut row.state);

@@ -198,6 +198,25 @@ async fn the_event_log_is_the_same_however_pages_fall() {
     )
     .await
     .expect("resolve_dispute");
+    // A job assigned, released, assigned again and completed: a row read at the range's end
+    // (past these) must not lend its output to the release's or the new assignment's entries.
+    let released = s.job(1).await;
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&released, &s.addr(Actor::WorkerB)),
+    )
+    .await
+    .expect("assign_job");
+    s.advance(ASSIGNMENT_TIMEOUT + 1).await;
+    s.send(s.jobs_as(Actor::Coordinator).release_job(
+        &released,
+        &s.addr(Actor::WorkerB),
+        &s.assigned_at(released).await,
+    ))
+    .await
+    .expect("release_job");
+    // (By B again: A was just found at fault and slashed below its tier.)
+    s.complete(released, Actor::WorkerB).await;
     let mut logs = Vec::new();
     for page_size in [1, 1_000] {
         let (store, _dir) = store(Backend::Sqlite).await.expect("store");
@@ -234,6 +253,22 @@ async fn the_event_log_is_the_same_however_pages_fall() {
         states,
         ["Queued", "Assigned", "Completed", "Disputed", "Refunded"],
         "the disputed job's log"
+    );
+    let outputs: Vec<(&str, bool)> = logs[1]
+        .iter()
+        .filter(|e| e.1 == released)
+        .map(|e| (e.2.as_str(), e.4.is_some()))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            ("Queued", false),
+            ("Assigned", false),
+            ("Queued", false),
+            ("Assigned", false),
+            ("Completed", true)
+        ],
+        "the released job's log (state, whether it shows an output)"
     );
     assert_eq!(
         logs[0], logs[1],
