@@ -621,7 +621,7 @@ fn state(job_id: u64, state: &'static str) -> Mutation {
 }
 
 /// Where a job event comes from, for the job's log entry.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Origin {
     block: u64,
     tx_hash: String,

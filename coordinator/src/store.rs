@@ -395,24 +395,22 @@ async fn unlog_index(pool: &sqlx::AnyPool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .context("bounding the lock wait")?;
-    let logged: Vec<String> = sqlx::query(
+    let find = format!(
         "SELECT c.relname::text AS name FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relpersistence = 'p' \
-         AND c.relname::text IN ($1, $2, $3, $4, $5, $6) ORDER BY c.relname",
-    )
-    .bind(INDEX_TABLES[0])
-    .bind(INDEX_TABLES[1])
-    .bind(INDEX_TABLES[2])
-    .bind(INDEX_TABLES[3])
-    .bind(INDEX_TABLES[4])
-    .bind(INDEX_TABLES[5])
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading which index tables are logged")?
-    .iter()
-    .map(|row| row.try_get("name"))
-    .collect::<Result<_, _>>()?;
+         AND c.relname::text IN {} ORDER BY c.relname",
+        placeholders(Backend::Postgres, 1, INDEX_TABLES.len())
+    );
+    let logged: Vec<String> = INDEX_TABLES
+        .iter()
+        .fold(sqlx::query(&find), |query, table| query.bind(*table))
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading which index tables are logged")?
+        .iter()
+        .map(|row| row.try_get("name"))
+        .collect::<Result<_, _>>()?;
     for table in &logged {
         sqlx::query(&format!("ALTER TABLE {table} SET UNLOGGED"))
             .execute(&mut *tx)

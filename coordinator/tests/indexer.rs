@@ -83,6 +83,24 @@ async fn assert_index_equals_chain(s: &System, store: &Store, workers: &[Actor])
     }
 }
 
+/// Assigns `job` to `worker`, lets the assignment time out and releases it (back in the queue).
+async fn assign_and_release(s: &System, job: u64, worker: Actor) {
+    s.send(
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(worker)),
+    )
+    .await
+    .expect("assign_job");
+    s.advance(ASSIGNMENT_TIMEOUT + 1).await;
+    s.send(s.jobs_as(Actor::Coordinator).release_job(
+        &job,
+        &s.addr(worker),
+        &s.assigned_at(job).await,
+    ))
+    .await
+    .expect("release_job");
+}
+
 /// A job's life and its neighbours: one finalized, one queued, one cancelled, one assigned
 /// and released.
 async fn activity(s: &System) {
@@ -97,20 +115,7 @@ async fn activity(s: &System) {
         .await
         .expect("cancel_job");
     let released = s.job(model).await;
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .assign_job(&released, &s.addr(Actor::WorkerB)),
-    )
-    .await
-    .expect("assign_job");
-    s.advance(ASSIGNMENT_TIMEOUT + 1).await;
-    s.send(s.jobs_as(Actor::Coordinator).release_job(
-        &released,
-        &s.addr(Actor::WorkerB),
-        &s.assigned_at(released).await,
-    ))
-    .await
-    .expect("release_job");
+    assign_and_release(s, released, Actor::WorkerB).await;
     s.advance(RESULT_WINDOW).await;
     s.send(
         s.jobs_as(Actor::Coordinator)
@@ -201,20 +206,7 @@ async fn the_event_log_is_the_same_however_pages_fall() {
     // A job assigned, released, assigned again and completed: a row read at the range's end
     // (past these) must not lend its output to the release's or the new assignment's entries.
     let released = s.job(1).await;
-    s.send(
-        s.jobs_as(Actor::Coordinator)
-            .assign_job(&released, &s.addr(Actor::WorkerB)),
-    )
-    .await
-    .expect("assign_job");
-    s.advance(ASSIGNMENT_TIMEOUT + 1).await;
-    s.send(s.jobs_as(Actor::Coordinator).release_job(
-        &released,
-        &s.addr(Actor::WorkerB),
-        &s.assigned_at(released).await,
-    ))
-    .await
-    .expect("release_job");
+    assign_and_release(&s, released, Actor::WorkerB).await;
     // (By B again: A was just found at fault and slashed below its tier.)
     s.complete(released, Actor::WorkerB).await;
     let mut logs = Vec::new();
@@ -322,20 +314,25 @@ impl OwnCluster {
         unsafe { libc::geteuid() == 0 }
     }
 
-    /// Runs a PostgreSQL program as the cluster's user; fails the test with its output.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// A PostgreSQL program, to be run as the cluster's user.
+    fn command(&self, program: &str) -> std::process::Command {
         let path = self.bin.join(program);
-        let mut command = if Self::as_root() {
+        if Self::as_root() {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
+            c.args(["-u", "postgres", "--"]).arg(path);
             c
         } else {
-            std::process::Command::new(&path)
-        };
-        let out = command
+            std::process::Command::new(path)
+        }
+    }
+
+    /// Runs a PostgreSQL program as the cluster's user; fails the test with its output.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .command(program)
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
         assert!(
             out.status.success(),
             "{program} {args:?}: {}{}",
@@ -416,18 +413,11 @@ impl OwnCluster {
 
 impl Drop for OwnCluster {
     fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
         let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _stopped = if Self::as_root() {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            std::process::Command::new(&path).args(args).output()
-        };
+        let _stopped = self
+            .command("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 

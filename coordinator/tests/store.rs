@@ -841,6 +841,31 @@ fn blob(digest: &Digest, uploader: &str, created_at: u64) -> BlobRow {
     }
 }
 
+/// `count` blobs of 5 bytes each (all `i`, for `i` from 0) stored in `files` and recorded as
+/// uploaded by `0xa11ce` at `created_at`; their digests.
+async fn stored_blobs(
+    store: &Store,
+    files: &LocalBlobStore,
+    count: u8,
+    created_at: u64,
+) -> Vec<Digest> {
+    let mut digests = Vec::new();
+    for i in 0..count {
+        let bytes = vec![i; 5];
+        let digest = Digest::of(&bytes);
+        let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
+            bytes,
+        ))]));
+        files.put(&digest, body, 100).await.expect("put");
+        store
+            .insert_blob(&blob(&digest, "0xa11ce", created_at))
+            .await
+            .expect("record");
+        digests.push(digest);
+    }
+    digests
+}
+
 /// Retention reads every reference from the index, so it collects nothing while the index is
 /// empty (after a reset, or a PostgreSQL crash that emptied its unlogged tables, until the
 /// leader rebuilds it): the attack is a crash between the leader's catch-up and its
@@ -852,20 +877,7 @@ async fn retention_collects_nothing_while_the_index_is_empty(url: &str) {
     let store = Store::connect(url).await.expect("store");
     let dir = tempfile::tempdir().expect("dir");
     let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
-    let mut digests = Vec::new();
-    for i in 0..2u8 {
-        let bytes = vec![i; 5];
-        let digest = Digest::of(&bytes);
-        let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
-            bytes,
-        ))]));
-        files.put(&digest, body, 100).await.expect("put");
-        store
-            .insert_blob(&blob(&digest, "0xa11ce", NOW - 86_400))
-            .await
-            .expect("record");
-        digests.push(digest);
-    }
+    let digests = stored_blobs(&store, &files, 2, NOW - 86_400).await;
     let [input, unnamed] = digests[..] else {
         unreachable!()
     };
@@ -972,21 +984,8 @@ async fn retention_spares_what_was_uploaded_or_named_since_the_listing(url: &str
     store.apply(&page(0, vec![])).await.expect("an index");
     let dir = tempfile::tempdir().expect("dir");
     let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
-    let mut digests = Vec::new();
-    for i in 0..4u8 {
-        let bytes = vec![i; 5];
-        let digest = Digest::of(&bytes);
-        let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
-            bytes,
-        ))]));
-        files.put(&digest, body, 100).await.expect("put");
-        // Stored a day ago, named by nothing: collectable.
-        store
-            .insert_blob(&blob(&digest, "0xa11ce", NOW - 86_400))
-            .await
-            .expect("record");
-        digests.push(digest);
-    }
+    // Stored a day ago, named by nothing: collectable.
+    let digests = stored_blobs(&store, &files, 4, NOW - 86_400).await;
     let listed = store
         .collectable_blobs(GRACE_START, GRACE_START, 100)
         .await
