@@ -17,6 +17,7 @@ use ciro_api::coordinator::{
 use ciro_api::wire::Digest;
 use ciro_chain::clients::{u256, u256_from_digest};
 use ciro_chain::tx::call;
+use ciro_coordinator::store::Store;
 use ciro_tests::system::*;
 use ciro_tests::Actor;
 use common::{eventually, sample, Options, Running};
@@ -429,6 +430,106 @@ async fn a_silent_workers_job_is_released_and_completed_by_another() {
         2.0
     );
     s.assert_invariants("after the reassignment").await;
+    c.stop().await;
+}
+
+/// Heartbeats every 500 ms, carrying on through the refusals an index being rebuilt answers
+/// (the worker not indexed yet); any other refusal fails the test.
+fn beat_through_rebuilds(
+    client: ciro_api::coordinator::CoordinatorClient,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match client.heartbeat(&heartbeat(&[])).await {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(
+                            ciro_api::coordinator::ErrorCode::WorkerNotFound
+                                | ciro_api::coordinator::ErrorCode::InvalidState
+                        )
+                    ) => {}
+                Err(e) => panic!("heartbeat: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// An index emptied under a running leader (a reset, or a PostgreSQL crash of the unlogged
+/// index) is rebuilt from the chain, and while it is, the API refuses heartbeats of workers
+/// it has not indexed again: silence is not the workers' fault then. The leader judges
+/// silence only once it has led for twice the threshold after the rebuild, as after a
+/// takeover: a worker silent since the reset keeps its job until then, and loses it after.
+/// (Without that rule its job is released one threshold after its last heartbeat, however
+/// recent the rebuild.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_index_is_rebuilt_silence_is_judged_only_once_the_leader_has_settled_again() {
+    const STALE: u64 = 3;
+    let s = System::deploy().await.expect("deploy");
+    let started = std::time::Instant::now();
+    let c = Running::start(
+        &s,
+        Options {
+            stale_after_secs: STALE,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (model, model_digest) = model_with_file(&s, &c, b"model bytes").await;
+    s.active_worker(Actor::WorkerA).await;
+    s.active_worker(Actor::WorkerB).await;
+    // Only A is live when the job arrives.
+    let a_beating = keep_live(c.client_as(&s, Actor::WorkerA), vec![model_digest]).await;
+    let (job, _) = job_with_input(&s, &c, model, b"input").await;
+    let info = chain_state(&s, job, "Assigned").await;
+    assert_eq!(info.job.worker, s.addr(Actor::WorkerA));
+    let b_beating = beat_through_rebuilds(c.client_as(&s, Actor::WorkerB));
+    // The leader has settled (led for more than twice the threshold) while A beats, so
+    // without the rule below A's silence would count from its last heartbeat.
+    let settled = started + Duration::from_secs(2 * STALE + 1);
+    tokio::time::sleep(settled.saturating_duration_since(std::time::Instant::now())).await;
+
+    // A falls silent, and the index is emptied at once.
+    a_beating.abort();
+    let reset_at = std::time::Instant::now();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        c.dir.path().join("coordinator.db").display()
+    ))
+    .await
+    .expect("the coordinator's database");
+    store.reset_index().await.expect("reset the index");
+
+    // The job goes to B, but not before the leader has led twice the threshold past the
+    // rebuild, which began after the reset.
+    let reassigned = eventually("the job reassigned to B", WAIT, || async {
+        let info = s.job_info(job).await;
+        (info.job.worker != s.addr(Actor::WorkerA)).then_some((info, reset_at.elapsed()))
+    })
+    .await;
+    let (info, after) = reassigned;
+    assert!(
+        after >= Duration::from_secs(2 * STALE),
+        "A's job was released {after:?} after the index was emptied, before the leader settled again"
+    );
+    // The release happened (it was not held for good): the next state is B's assignment.
+    let info = if info.job.worker == s.addr(Actor::WorkerB) {
+        info
+    } else {
+        eventually("the job assigned to B", WAIT, || async {
+            let info = s.job_info(job).await;
+            (info.job.worker == s.addr(Actor::WorkerB)).then_some(info)
+        })
+        .await
+    };
+    assert_eq!(format!("{:?}", info.job.state), "Assigned");
+    b_beating.abort();
+    let a_info = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(a_info.reputation.missed, 1, "{a_info:?}");
+    s.assert_invariants("after the release that followed the rebuild")
+        .await;
     c.stop().await;
 }
 
