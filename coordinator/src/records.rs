@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use sqlx::Row;
 
 use crate::store::{i64_of, job_row, model_row, opt_u64, u64_of, worker_row};
-use crate::store::{JobRow, ModelRow, Store, WorkerRow};
+use crate::store::{Backend, JobRow, ModelRow, Store, WorkerRow};
 
 /// A stored blob's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +242,36 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
 /// blob is a file (an inode and a block at least), so a quota counted in bytes alone let one
 /// account store millions of 1-byte blobs and run the disk out of inodes.
 pub const MIN_BLOB_CHARGE: u64 = 64 << 10;
+
+/// An account's unreferenced upload bytes since `$2` (`$1`: the account, `$3`:
+/// [`MIN_BLOB_CHARGE`]): see [`Store::pending_upload_bytes`].
+const PENDING_UPLOAD_BYTES: &str =
+    "SELECT CAST(SUM(CASE WHEN b.size < $3 THEN $3 ELSE b.size END) AS BIGINT) \
+     FROM blob_uploaders u \
+     JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 AND u.created_at >= $2 \
+     AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest \
+         AND m.owner = u.uploader) \
+     AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest \
+         AND j.submitter = u.uploader) \
+     AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest \
+         AND o.worker = u.uploader)";
+
+/// The PostgreSQL advisory lock key that orders upload reservations across replicas.
+const UPLOAD_RESERVATIONS_LOCK: i64 = 0x6369_726f_5570_6c64;
+
+/// What the uploads in progress hold when an upload asks to reserve room, every replica's
+/// counted ([`Store::reserve_upload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadsInProgress {
+    /// Bytes the account's uploads in progress reserved.
+    pub account_bytes: u64,
+    /// How many uploads the account has in progress.
+    pub account_uploads: u64,
+    /// Bytes every upload in progress reserved.
+    pub total_bytes: u64,
+    /// The account's unreferenced upload bytes, when asked for.
+    pub pending: Option<u64>,
+}
 
 ///
 /// And only while the index holds JobMgr's history (its cursor): every reference above is read
@@ -487,24 +517,135 @@ impl Store {
     /// as it does not keep them from retention: a second account could otherwise lift the
     /// first's quota, one cheap registration a blob.
     pub async fn pending_upload_bytes(&self, uploader: &str, since: u64) -> Result<u64> {
-        let total: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(CASE WHEN b.size < $3 THEN $3 ELSE b.size END) AS BIGINT) \
-             FROM blob_uploaders u \
-             JOIN blobs b ON b.digest = u.digest WHERE u.uploader = $1 AND u.created_at >= $2 \
-             AND NOT EXISTS (SELECT 1 FROM models m WHERE m.model_hash = u.digest \
-                 AND m.owner = u.uploader) \
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest \
-                 AND j.submitter = u.uploader) \
-             AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest \
-                 AND o.worker = u.uploader)",
-        )
-        .bind(uploader)
-        .bind(i64_of(since, "time")?)
-        .bind(i64_of(MIN_BLOB_CHARGE, "charge")?)
-        .fetch_one(&self.pool)
-        .await
-        .context("summing an account's pending uploads")?;
+        let total: Option<i64> = sqlx::query_scalar(PENDING_UPLOAD_BYTES)
+            .bind(uploader)
+            .bind(i64_of(since, "time")?)
+            .bind(i64_of(MIN_BLOB_CHARGE, "charge")?)
+            .fetch_one(&self.pool)
+            .await
+            .context("summing an account's pending uploads")?;
         u64_of(total.unwrap_or(0), "bytes")
+    }
+
+    /// Reserves `bytes` for an upload by `account` in progress, unless `decide` refuses it
+    /// given what every replica's uploads in progress hold (reservations past `now` only) and,
+    /// when `pending_since` is given, the account's [`Store::pending_upload_bytes`] since then.
+    /// The reservation lapses at `expires_at` unless [`Store::renew_upload`] moves it, and ends
+    /// with [`Store::end_upload`]. Reservations are taken one at a time across replicas (on
+    /// PostgreSQL under a transaction-scoped advisory lock; SQLite has one connection), so two
+    /// uploads racing through two replicas cannot both take an account's last slot. The
+    /// account's reservations are read before its pending bytes: an upload that ends meanwhile
+    /// (its blob recorded, then its reservation ended) is counted at least once.
+    ///
+    /// Returns the reservation's id, or `decide`'s refusal.
+    pub async fn reserve_upload<E>(
+        &self,
+        account: &str,
+        bytes: u64,
+        now: u64,
+        expires_at: u64,
+        pending_since: Option<u64>,
+        decide: impl FnOnce(&UploadsInProgress) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<String, E>> {
+        let mut id = [0u8; 16];
+        getrandom::getrandom(&mut id)
+            .map_err(|e| anyhow::anyhow!("drawing an upload reservation's id: {e}"))?;
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let now = i64_of(now, "time")?;
+        let mut tx = self.pool.begin().await.context("starting a reservation")?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(UPLOAD_RESERVATIONS_LOCK)
+                .execute(&mut *tx)
+                .await
+                .context("waiting for the upload reservations' lock")?;
+        }
+        sqlx::query("DELETE FROM upload_reservations WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("dropping lapsed upload reservations")?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS bytes, \
+             CAST(COUNT(*) AS BIGINT) AS uploads FROM upload_reservations WHERE account = $1",
+        )
+        .bind(account)
+        .fetch_one(&mut *tx)
+        .await
+        .context("reading an account's uploads in progress")?;
+        let account_bytes = u64_of(row.try_get("bytes")?, "bytes")?;
+        let account_uploads = u64_of(row.try_get("uploads")?, "uploads")?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM upload_reservations",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .context("reading the uploads in progress")?;
+        let pending = match pending_since {
+            Some(since) => {
+                let pending: Option<i64> = sqlx::query_scalar(PENDING_UPLOAD_BYTES)
+                    .bind(account)
+                    .bind(i64_of(since, "time")?)
+                    .bind(i64_of(MIN_BLOB_CHARGE, "charge")?)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("summing an account's pending uploads")?;
+                Some(u64_of(pending.unwrap_or(0), "bytes")?)
+            }
+            None => None,
+        };
+        let state = UploadsInProgress {
+            account_bytes,
+            account_uploads,
+            total_bytes: u64_of(total, "bytes")?,
+            pending,
+        };
+        if let Err(refusal) = decide(&state) {
+            // Committed all the same: the lapsed reservations are gone either way.
+            tx.commit().await.context("ending a refused reservation")?;
+            return Ok(Err(refusal));
+        }
+        sqlx::query(
+            "INSERT INTO upload_reservations (id, account, bytes, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(account)
+        .bind(i64_of(bytes, "bytes")?)
+        .bind(i64_of(expires_at, "time")?)
+        .execute(&mut *tx)
+        .await
+        .context("recording an upload reservation")?;
+        tx.commit()
+            .await
+            .context("committing an upload reservation")?;
+        Ok(Ok(id))
+    }
+
+    /// Moves reservation `id`'s lapse to `expires_at` (its upload still streams in); false
+    /// when it lapsed by `now` or ended: a lapsed reservation no longer counted, and others
+    /// may have taken its room, so it is not taken back.
+    pub async fn renew_upload(&self, id: &str, now: u64, expires_at: u64) -> Result<bool> {
+        let renewed = sqlx::query(
+            "UPDATE upload_reservations SET expires_at = $3 WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(i64_of(now, "time")?)
+        .bind(i64_of(expires_at, "time")?)
+        .execute(&self.pool)
+        .await
+        .context("renewing an upload reservation")?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Ends reservation `id` (its upload ended, recorded or not).
+    pub async fn end_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM upload_reservations WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .context("ending an upload reservation")?;
+        Ok(())
     }
 
     /// Whether `digest`, uploaded by `uploader`, is the file of a model `uploader` registered

@@ -404,3 +404,128 @@ async fn a_worker_cannot_hold_more_than_two_long_polls_waiting() {
     }
     c.stop().await;
 }
+
+/// Opens an upload of `bytes` signed by `signer` through `c` that sends one byte of its body
+/// and then holds the connection open, in progress, until the task is aborted.
+async fn hold_upload(
+    c: &Running,
+    signer: &RequestSigner,
+    bytes: Vec<u8>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = ciro_api::coordinator::routes::blob(&Digest::of(&bytes));
+    let request = Signed::new(signer, "PUT", path.clone(), bytes.clone());
+    let address = c.base.trim_start_matches("http://").to_owned();
+    let mut head = format!(
+        "PUT {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\n",
+        bytes.len()
+    );
+    for (name, value) in request.headers(&c.base).iter() {
+        let value = value.to_str().expect("an ASCII header");
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("headers");
+    stream.write_all(&bytes[..1]).await.expect("a first byte");
+    tokio::spawn(async move {
+        // Held until aborted (or until the server answers, which the test then sees as a
+        // fifth upload accepted).
+        let mut answer = [0u8; 256];
+        let _ = stream.read(&mut answer).await;
+        panic!(
+            "a held upload was answered: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    })
+}
+
+/// What the uploads in progress hold for `account`, every replica's counted (read through
+/// a reservation that is always refused).
+async fn in_progress(
+    store: &ciro_coordinator::store::Store,
+    account: &str,
+) -> ciro_coordinator::records::UploadsInProgress {
+    let now = now();
+    store
+        .reserve_upload(account, 0, now, now, None, |held| Err(*held))
+        .await
+        .expect("reading the reservations")
+        .expect_err("always refused")
+}
+
+/// The attack: an account spreads its uploads over the coordinator's replicas to hold more
+/// in progress (more of the staging disk, more of its quota unchecked) than one replica lets
+/// it. Each replica counting only its own uploads admitted N times as much with N replicas;
+/// the reservations are now shared in the database, so the fifth upload is refused through
+/// either replica, and once the held uploads end (their client went away) the account uploads
+/// again through either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_spreading_uploads_over_replicas_holds_no_more_in_progress_than_through_one() {
+    let s = System::deploy().await.expect("deploy");
+    let url = common::fresh_postgres().await.expect("database");
+    let replica = |holder: &str| Options {
+        database_url: Some(url.clone()),
+        holder: holder.into(),
+        with_account: false,
+        ..Options::default()
+    };
+    let one = Running::start(&s, replica("replica-1")).await;
+    let two = Running::start(&s, replica("replica-2")).await;
+    let submitter = signer(&s, Actor::Submitter);
+    let account = ciro_coordinator::indexer::felt_text(s.net.address(Actor::Submitter));
+    let store = ciro_coordinator::store::Store::connect(&url)
+        .await
+        .expect("the replicas' database");
+    // Four uploads held open, two through each replica.
+    let mut held = Vec::new();
+    for i in 0..4u8 {
+        let c = if i % 2 == 0 { &one } else { &two };
+        held.push(hold_upload(c, &submitter, vec![i; 1_000]).await);
+    }
+    common::eventually(
+        "four uploads in progress",
+        std::time::Duration::from_secs(30),
+        || async { (in_progress(&store, &account).await.account_uploads == 4).then_some(()) },
+    )
+    .await;
+    let held_now = in_progress(&store, &account).await;
+    assert_eq!(
+        held_now.account_bytes,
+        4 * ciro_coordinator::records::MIN_BLOB_CHARGE,
+        "{held_now:?}"
+    );
+    // A fifth, through either replica, is refused with the reason.
+    for c in [&one, &two] {
+        let fifth = Signed::new(
+            &submitter,
+            "PUT",
+            ciro_api::coordinator::routes::blob(&Digest::of(&[9; 1_000])),
+            vec![9; 1_000],
+        );
+        let message = refused(fifth.send(c, None).await, 429, ErrorCode::RateLimited).await;
+        assert!(message.contains("4 uploads in progress"), "{message}");
+    }
+    // The held uploads' clients go away: their reservations end, and the account uploads
+    // through either replica.
+    for task in held {
+        task.abort();
+    }
+    common::eventually(
+        "the held uploads' reservations ended",
+        std::time::Duration::from_secs(30),
+        || async { (in_progress(&store, &account).await.account_uploads == 0).then_some(()) },
+    )
+    .await;
+    for c in [&one, &two] {
+        c.client_as(&s, Actor::Submitter)
+            .upload_blob(vec![9; 1_000])
+            .await
+            .expect("an upload once the held ones ended");
+    }
+    assert_eq!(in_progress(&store, &account).await.account_uploads, 0);
+    one.stop().await;
+    two.stop().await;
+}

@@ -196,51 +196,100 @@ struct Inner {
     streams: Arc<StreamSlots>,
     /// The assignment long-polls waiting, per worker.
     polls: Arc<Slots<String>>,
-    /// The bytes the uploads in progress may still write.
-    uploads: Arc<UploadReservations>,
     /// The one reader of the event log the streams follow.
     feed: Arc<feed::EventFeed>,
 }
 
 /// Most uploads one account may have in progress at once.
-const MAX_UPLOADS_PER_ACCOUNT: u32 = 4;
+const MAX_UPLOADS_PER_ACCOUNT: u64 = 4;
 
 /// Most assignment long-polls one worker may have waiting at once (the agent polls one at a
 /// time; two let a poll whose client went away overlap its successor).
 pub const MAX_LONG_POLLS_PER_WORKER: u32 = 2;
 
-/// What the uploads in progress may still write: in all, and per account (bytes, uploads).
-/// An upload reserves its declared length (else the upload limit) before it reads its body,
-/// and may not write more; its reservation ends once its blob is recorded, so the quota and
-/// the disk floor count it from the start to the end.
-#[derive(Default)]
-struct UploadReservations {
-    open: std::sync::Mutex<(u64, HashMap<String, AccountUploads>)>,
+/// How long an upload's reservation lasts unless its replica renews it (seconds): the
+/// reservations of a replica that died lapse within this.
+const RESERVATION_TTL_SECS: u64 = 120;
+
+/// How often a replica renews the reservations of its uploads in progress.
+const RESERVATION_RENEWAL: Duration = Duration::from_secs(30);
+
+/// One upload's reservation in the database ([`Store::reserve_upload`]), shared by every
+/// replica's count: renewed while it lasts, ended by [`Reservation::end`] or, when the
+/// upload's handler is dropped (its client went away), by a task its drop starts; a replica
+/// that dies leaves it to lapse.
+struct Reservation {
+    store: Store,
+    id: String,
+    renewing: tokio::task::JoinHandle<()>,
+    ended: bool,
 }
 
-/// An account's uploads in progress: the bytes they reserved, and how many.
-type AccountUploads = (u64, u32);
+impl Reservation {
+    fn new(store: Store, id: String) -> Self {
+        let renewing = tokio::spawn({
+            let (store, id) = (store.clone(), id.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(RESERVATION_RENEWAL).await;
+                    let now = unix_now();
+                    match store
+                        .renew_upload(&id, now, now + RESERVATION_TTL_SECS)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(
+                                reservation = %id,
+                                "an upload's reservation lapsed while it streamed in"
+                            );
+                            return;
+                        }
+                        Err(e) => tracing::warn!(
+                            error = format!("{e:#}"),
+                            "renewing an upload's reservation failed"
+                        ),
+                    }
+                }
+            }
+        });
+        Self {
+            store,
+            id,
+            renewing,
+            ended: false,
+        }
+    }
 
-/// One upload's reservation, given back when dropped.
-struct Reservation {
-    reservations: Arc<UploadReservations>,
-    account: String,
-    bytes: u64,
+    /// Ends the reservation (the upload ended, recorded or not).
+    async fn end(mut self) {
+        self.ended = true;
+        self.renewing.abort();
+        if let Err(e) = self.store.end_upload(&self.id).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "ending an upload's reservation failed: it lapses on its own"
+            );
+        }
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let Ok(mut open) = self.reservations.open.lock() else {
+        if self.ended {
             return;
-        };
-        let (total, per_account) = &mut *open;
-        *total = total.saturating_sub(self.bytes);
-        if let Some((bytes, uploads)) = per_account.get_mut(&self.account) {
-            *bytes = bytes.saturating_sub(self.bytes);
-            *uploads = uploads.saturating_sub(1);
-            if *uploads == 0 {
-                per_account.remove(&self.account);
-            }
+        }
+        self.renewing.abort();
+        let (store, id) = (self.store.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.end_upload(&id).await {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "ending an abandoned upload's reservation failed: it lapses on its own"
+                    );
+                }
+            });
         }
     }
 }
@@ -391,7 +440,6 @@ impl Api {
             config.max_long_polls,
             MAX_LONG_POLLS_PER_WORKER,
         ));
-        let uploads = Arc::default();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -407,7 +455,6 @@ impl Api {
                 stats: Default::default(),
                 streams,
                 polls,
-                uploads,
                 feed: Arc::default(),
             }),
         }
@@ -865,7 +912,9 @@ async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
 /// Content-Length), or refuses it: 429 when the account has its most uploads in progress or
 /// its quota of unreferenced bytes (recorded within the upload grace, plus its uploads in
 /// progress, plus this one) would be exceeded; 503 when the blob store's free space less what
-/// the uploads in progress may write would fall below the floor. A re-upload of bytes the
+/// the uploads in progress may write would fall below the floor. The uploads in progress are
+/// every replica's (a table of reservations in the shared database, taken one at a time): N
+/// replicas do not admit N times an account's uploads. A re-upload of bytes the
 /// account already uploaded adds nothing to its unreferenced bytes, so the quota does not
 /// refuse it; but its body may only be the blob's recorded size (bytes that hash to the
 /// digest are that many), and it counts against the uploads in progress and the disk floor
@@ -885,7 +934,8 @@ async fn reserve_upload(
         .uploaded_size(&digest.to_string(), uploader)
         .await
         .map_err(ApiError::internal)?;
-    let (charge, pending) = match known {
+    let now = unix_now();
+    let (charge, pending_since) = match known {
         Some(size) => {
             if let Some(declared) = declared.filter(|d| *d > size) {
                 return Err(ApiError::new(
@@ -898,84 +948,77 @@ async fn reserve_upload(
             }
             (size, None)
         }
-        None => {
-            let since = unix_now().saturating_sub(config.upload_grace_secs);
-            let pending = store
-                .pending_upload_bytes(uploader, since)
-                .await
-                .map_err(ApiError::internal)?;
-            (
-                declared
-                    .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
-                    .max(crate::records::MIN_BLOB_CHARGE),
-                Some(pending),
-            )
-        }
+        None => (
+            declared
+                .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
+                .max(crate::records::MIN_BLOB_CHARGE),
+            Some(now.saturating_sub(config.upload_grace_secs)),
+        ),
     };
     let free = api.inner.blobs.free_bytes().await.map_err(|e| {
         ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
     })?;
-    let reservations = &api.inner.uploads;
-    let mut open = reservations
-        .open
-        .lock()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("the upload reservations are poisoned")))?;
-    let (total, per_account) = &mut *open;
-    let (reserved, uploads) = per_account.get(uploader).copied().unwrap_or((0, 0));
-    if uploads >= MAX_UPLOADS_PER_ACCOUNT {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "{uploader} has {uploads} uploads in progress, the most one account may: \
-                 retry when one ends"
-            ),
-        ));
-    }
-    if let Some(pending) = pending.filter(|p| {
-        p.saturating_add(reserved).saturating_add(charge) > config.max_pending_upload_bytes
-    }) {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "{uploader} holds {pending} bytes of uploads that no model, job or output of \
-                 its own refers to yet and {reserved} more in progress; {charge} more would \
-                 pass its quota of {}: register or submit what they are for, or wait for \
-                 unused uploads to be collected",
-                config.max_pending_upload_bytes
-            ),
-        ));
-    }
-    if let Some(free) = free {
-        let left = free.saturating_sub(*total).saturating_sub(charge);
-        if left < config.min_free_bytes {
-            tracing::error!(
-                free,
-                in_progress = *total,
-                floor = config.min_free_bytes,
-                "the blob store is short of disk: uploads refused"
-            );
+    let decide = |held: &crate::records::UploadsInProgress| -> ApiResult<()> {
+        if held.account_uploads >= MAX_UPLOADS_PER_ACCOUNT {
             return Err(ApiError::new(
-                ErrorCode::Unavailable,
+                ErrorCode::RateLimited,
                 format!(
-                    "the coordinator's blob store has {free} bytes free and {} being \
-                     uploaded, too little for {charge} more above its floor of {}: retry later",
-                    *total, config.min_free_bytes
+                    "{uploader} has {} uploads in progress, the most one account may: retry \
+                     when one ends",
+                    held.account_uploads
                 ),
             ));
         }
-    }
-    *total = total.saturating_add(charge);
-    let entry = per_account.entry(uploader.to_owned()).or_insert((0, 0));
-    entry.0 = entry.0.saturating_add(charge);
-    entry.1 += 1;
-    Ok((
-        Reservation {
-            reservations: reservations.clone(),
-            account: uploader.to_owned(),
-            bytes: charge,
-        },
-        charge,
-    ))
+        let reserved = held.account_bytes;
+        if let Some(pending) = held.pending.filter(|p| {
+            p.saturating_add(reserved).saturating_add(charge) > config.max_pending_upload_bytes
+        }) {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "{uploader} holds {pending} bytes of uploads that no model, job or output \
+                     of its own refers to yet and {reserved} more in progress; {charge} more \
+                     would pass its quota of {}: register or submit what they are for, or wait \
+                     for unused uploads to be collected",
+                    config.max_pending_upload_bytes
+                ),
+            ));
+        }
+        if let Some(free) = free {
+            let total = held.total_bytes;
+            let left = free.saturating_sub(total).saturating_sub(charge);
+            if left < config.min_free_bytes {
+                tracing::error!(
+                    free,
+                    in_progress = total,
+                    floor = config.min_free_bytes,
+                    "the blob store is short of disk: uploads refused"
+                );
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the coordinator's blob store has {free} bytes free and {total} being \
+                         uploaded, too little for {charge} more above its floor of {}: retry \
+                         later",
+                        config.min_free_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    let id = store
+        .reserve_upload(
+            uploader,
+            charge,
+            now,
+            now + RESERVATION_TTL_SECS,
+            pending_since,
+            decide,
+        )
+        .await
+        .map_err(ApiError::internal)??;
+    Ok((Reservation::new(store.clone(), id), charge))
 }
 
 /// `body`, failing with `TimedOut` once it falls behind: a chunk must come within `stall`,
@@ -1046,7 +1089,22 @@ async fn store_blob(
     headers: &HeaderMap,
 ) -> ApiResult<BlobRow> {
     let declared = declared_length(headers);
-    let (_reservation, limit) = reserve_upload(api, &felt_text(uploader), digest, declared).await?;
+    let (reservation, limit) = reserve_upload(api, &felt_text(uploader), digest, declared).await?;
+    let stored = stream_blob(api, digest, body, uploader, limit).await;
+    // Ended before the answer, so the account's next upload does not find it still held.
+    reservation.end().await;
+    stored
+}
+
+/// [`store_blob`]'s work within its reservation: the body staged (at most `limit` bytes),
+/// recorded and published.
+async fn stream_blob(
+    api: &Api,
+    digest: &Digest,
+    body: Body,
+    uploader: Felt,
+    limit: u64,
+) -> ApiResult<BlobRow> {
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
