@@ -269,8 +269,6 @@ pub struct UploadsInProgress {
     pub account_uploads: u64,
     /// Bytes every upload in progress reserved.
     pub total_bytes: u64,
-    /// The account's unreferenced upload bytes, when asked for.
-    pub pending: Option<u64>,
 }
 
 ///
@@ -527,44 +525,50 @@ impl Store {
         u64_of(total.unwrap_or(0), "bytes")
     }
 
-    /// Reserves `bytes` for an upload by `account` in progress, unless `decide` refuses it
-    /// given what every replica's uploads in progress hold (reservations past `now` only) and,
-    /// when `pending_since` is given, the account's [`Store::pending_upload_bytes`] since then.
-    /// The reservation lapses at `expires_at` unless [`Store::renew_upload`] moves it, and ends
-    /// with [`Store::end_upload`]. Reservations are taken one at a time across replicas (on
-    /// PostgreSQL under a transaction-scoped advisory lock; SQLite has one connection), so two
-    /// uploads racing through two replicas cannot both take an account's last slot. The
-    /// account's reservations are read before its pending bytes: an upload that ends meanwhile
-    /// (its blob recorded, then its reservation ended) is counted at least once.
+    /// Reserves `bytes` for an upload by `account` in progress, as reservation `id` (drawn by
+    /// the caller, so that a caller cancelled mid-call can still end it), unless `decide`
+    /// refuses it given what every replica's uploads in progress hold. The reservation lapses
+    /// `ttl_secs` from now unless [`Store::renew_upload`] moves it, and ends with
+    /// [`Store::end_upload`]. Times are the database's clock, which every replica shares.
+    /// Reservations are taken one at a time across replicas: on PostgreSQL under a
+    /// transaction-scoped advisory lock, waited for at most 5 s, read committed (a snapshot
+    /// taken before the lock was granted would miss the reservation committed under it);
+    /// SQLite has one connection. So two uploads racing through two replicas cannot both take
+    /// an account's last slot.
     ///
-    /// Returns the reservation's id, or `decide`'s refusal.
+    /// Returns `decide`'s refusal, if any (nothing is written then).
     pub async fn reserve_upload<E>(
         &self,
+        id: &str,
         account: &str,
         bytes: u64,
-        now: u64,
-        expires_at: u64,
-        pending_since: Option<u64>,
+        ttl_secs: u64,
         decide: impl FnOnce(&UploadsInProgress) -> std::result::Result<(), E>,
-    ) -> Result<std::result::Result<String, E>> {
-        let mut id = [0u8; 16];
-        getrandom::getrandom(&mut id)
-            .map_err(|e| anyhow::anyhow!("drawing an upload reservation's id: {e}"))?;
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let now = i64_of(now, "time")?;
+    ) -> Result<std::result::Result<(), E>> {
+        let now = self.database_now();
         let mut tx = self.pool.begin().await.context("starting a reservation")?;
         if self.backend() == Backend::Postgres {
+            for statement in [
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                "SET LOCAL lock_timeout = '5s'",
+            ] {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("preparing a reservation: {statement}"))?;
+            }
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(UPLOAD_RESERVATIONS_LOCK)
                 .execute(&mut *tx)
                 .await
                 .context("waiting for the upload reservations' lock")?;
         }
-        sqlx::query("DELETE FROM upload_reservations WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("dropping lapsed upload reservations")?;
+        sqlx::query(&format!(
+            "DELETE FROM upload_reservations WHERE expires_at <= {now}"
+        ))
+        .execute(&mut *tx)
+        .await
+        .context("dropping lapsed upload reservations")?;
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS bytes, \
              CAST(COUNT(*) AS BIGINT) AS uploads FROM upload_reservations WHERE account = $1",
@@ -581,64 +585,54 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .context("reading the uploads in progress")?;
-        let pending = match pending_since {
-            Some(since) => {
-                let pending: Option<i64> = sqlx::query_scalar(PENDING_UPLOAD_BYTES)
-                    .bind(account)
-                    .bind(i64_of(since, "time")?)
-                    .bind(i64_of(MIN_BLOB_CHARGE, "charge")?)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .context("summing an account's pending uploads")?;
-                Some(u64_of(pending.unwrap_or(0), "bytes")?)
-            }
-            None => None,
-        };
         let state = UploadsInProgress {
             account_bytes,
             account_uploads,
             total_bytes: u64_of(total, "bytes")?,
-            pending,
         };
         if let Err(refusal) = decide(&state) {
-            // Committed all the same: the lapsed reservations are gone either way.
-            tx.commit().await.context("ending a refused reservation")?;
+            // The next reservation granted sweeps the lapsed ones again: a refusal writes
+            // nothing (on SQLite a commit would hold the one connection for a disk write).
+            tx.rollback()
+                .await
+                .context("ending a refused reservation")?;
             return Ok(Err(refusal));
         }
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO upload_reservations (id, account, bytes, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&id)
+             VALUES ($1, $2, $3, {now} + $4)"
+        ))
+        .bind(id)
         .bind(account)
         .bind(i64_of(bytes, "bytes")?)
-        .bind(i64_of(expires_at, "time")?)
+        .bind(i64_of(ttl_secs, "time")?)
         .execute(&mut *tx)
         .await
         .context("recording an upload reservation")?;
         tx.commit()
             .await
             .context("committing an upload reservation")?;
-        Ok(Ok(id))
+        Ok(Ok(()))
     }
 
-    /// Moves reservation `id`'s lapse to `expires_at` (its upload still streams in); false
-    /// when it lapsed by `now` or ended: a lapsed reservation no longer counted, and others
-    /// may have taken its room, so it is not taken back.
-    pub async fn renew_upload(&self, id: &str, now: u64, expires_at: u64) -> Result<bool> {
-        let renewed = sqlx::query(
-            "UPDATE upload_reservations SET expires_at = $3 WHERE id = $1 AND expires_at > $2",
-        )
+    /// Moves reservation `id`'s lapse to `ttl_secs` from now (its upload still streams in);
+    /// false when it lapsed or ended: a lapsed reservation no longer counted, and others may
+    /// have taken its room, so it is not taken back.
+    pub async fn renew_upload(&self, id: &str, ttl_secs: u64) -> Result<bool> {
+        let now = self.database_now();
+        let renewed = sqlx::query(&format!(
+            "UPDATE upload_reservations SET expires_at = {now} + $2 \
+             WHERE id = $1 AND expires_at > {now}"
+        ))
         .bind(id)
-        .bind(i64_of(now, "time")?)
-        .bind(i64_of(expires_at, "time")?)
+        .bind(i64_of(ttl_secs, "time")?)
         .execute(&self.pool)
         .await
         .context("renewing an upload reservation")?;
         Ok(renewed.rows_affected() == 1)
     }
 
-    /// Ends reservation `id` (its upload ended, recorded or not).
+    /// Ends reservation `id` (its upload ended, recorded or not); nothing when there is none.
     pub async fn end_upload(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM upload_reservations WHERE id = $1")
             .bind(id)
@@ -646,6 +640,14 @@ impl Store {
             .await
             .context("ending an upload reservation")?;
         Ok(())
+    }
+
+    /// The database's clock in unix seconds, as an SQL expression.
+    fn database_now(&self) -> &'static str {
+        match self.backend() {
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+            Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
+        }
     }
 
     /// Whether `digest`, uploaded by `uploader`, is the file of a model `uploader` registered

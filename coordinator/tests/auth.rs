@@ -448,9 +448,8 @@ async fn in_progress(
     store: &ciro_coordinator::store::Store,
     account: &str,
 ) -> ciro_coordinator::records::UploadsInProgress {
-    let now = now();
     store
-        .reserve_upload(account, 0, now, now, None, |held| Err(*held))
+        .reserve_upload("a look", account, 0, 100, |held| Err(*held))
         .await
         .expect("reading the reservations")
         .expect_err("always refused")
@@ -460,8 +459,9 @@ async fn in_progress(
 /// in progress (more of the staging disk, more of its quota unchecked) than one replica lets
 /// it. Each replica counting only its own uploads admitted N times as much with N replicas;
 /// the reservations are now shared in the database, so the fifth upload is refused through
-/// either replica, and once the held uploads end (their client went away) the account uploads
-/// again through either.
+/// either replica (after the held uploads outlived their reservations' first lifetimes:
+/// renewed, they still count), and once the held uploads end (their client went away) the
+/// account uploads again through either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_account_spreading_uploads_over_replicas_holds_no_more_in_progress_than_through_one() {
     let s = System::deploy().await.expect("deploy");
@@ -470,6 +470,8 @@ async fn an_account_spreading_uploads_over_replicas_holds_no_more_in_progress_th
         database_url: Some(url.clone()),
         holder: holder.into(),
         with_account: false,
+        // Renewed every half second: the held uploads outlive their first lifetimes below.
+        upload_reservation_ttl: Some(std::time::Duration::from_secs(2)),
         ..Options::default()
     };
     let one = Running::start(&s, replica("replica-1")).await;
@@ -497,7 +499,10 @@ async fn an_account_spreading_uploads_over_replicas_holds_no_more_in_progress_th
         4 * ciro_coordinator::records::MIN_BLOB_CHARGE,
         "{held_now:?}"
     );
-    // A fifth, through either replica, is refused with the reason.
+    // Past their first lifetimes, renewed, they still count: a fifth, through either
+    // replica, is refused with the reason.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(in_progress(&store, &account).await.account_uploads, 4);
     for c in [&one, &two] {
         let fifth = Signed::new(
             &submitter,

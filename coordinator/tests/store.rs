@@ -1563,14 +1563,14 @@ async fn postgres_a_worker_read_at_an_earlier_block_never_replaces_a_later_one()
 
 /// Upload reservations, shared by every replica of one database: an account's uploads in
 /// progress and their bytes, and every account's bytes, are counted across replicas; an ended
-/// or lapsed reservation counts no more, a renewed one counts past its first lapse; and
-/// reservations racing through two replicas for an account's last slots are taken one at a
-/// time (the attack: sixteen at once where four are allowed).
+/// or lapsed reservation counts no more, a renewed one counts past its first lapse, and a
+/// lapsed one is not renewed; a refused one records nothing; and reservations racing through
+/// two replicas for an account's last slots are taken one at a time (the attack: sixteen at
+/// once where four are allowed). Lapses are the database's clock, in whole seconds.
 async fn upload_reservations_are_shared_by_replicas_and_taken_one_at_a_time(
     one: Store,
     two: Store,
 ) {
-    const NOW: u64 = 50_000;
     const MOST: u64 = 4;
     let at_most = |held: &ciro_coordinator::records::UploadsInProgress| {
         if held.account_uploads >= MOST {
@@ -1579,9 +1579,9 @@ async fn upload_reservations_are_shared_by_replicas_and_taken_one_at_a_time(
             Ok(())
         }
     };
-    let seen = |store: Store, account: &'static str, now: u64| async move {
+    let seen = |store: Store, account: &'static str| async move {
         store
-            .reserve_upload(account, 0, now, now, None, |held| Err(*held))
+            .reserve_upload("a look", account, 0, 100, |held| Err(*held))
             .await
             .expect("read")
             .expect_err("always refused")
@@ -1591,90 +1591,77 @@ async fn upload_reservations_are_shared_by_replicas_and_taken_one_at_a_time(
         .map(|i| {
             let store = if i % 2 == 0 { one.clone() } else { two.clone() };
             tokio::spawn(async move {
+                let id = format!("race-{i}");
                 store
-                    .reserve_upload("0xa", 100, NOW, NOW + 100, None, at_most)
+                    .reserve_upload(&id, "0xa", 100, 100, at_most)
                     .await
                     .expect("a reservation or a refusal")
+                    .ok()
+                    .map(|()| id)
             })
         })
         .collect();
     let mut granted = Vec::new();
     for task in racing {
-        if let Ok(id) = task.await.expect("task") {
-            granted.push(id);
-        }
+        granted.extend(task.await.expect("task"));
     }
     assert_eq!(granted.len(), MOST as usize, "{granted:?}");
     // Another account's reservation counts in the total, not in the first account's share.
-    two.reserve_upload("0xb", 1_000, NOW, NOW + 10, None, at_most)
+    two.reserve_upload("b", "0xb", 1_000, 100, at_most)
         .await
         .expect("reserve")
         .expect("granted");
-    let held = seen(one.clone(), "0xa", NOW).await;
+    let held = seen(one.clone(), "0xa").await;
     assert_eq!(
         (held.account_uploads, held.account_bytes, held.total_bytes),
         (4, 400, 1_400)
     );
-    assert_eq!(held.pending, None);
-    // The fifth is refused through either replica, until one ends.
+    // The fifth is refused through either replica, and records nothing, until one ends.
     for store in [&one, &two] {
         let refused = store
-            .reserve_upload("0xa", 100, NOW, NOW + 100, None, at_most)
+            .reserve_upload("fifth", "0xa", 100, 100, at_most)
             .await
             .expect("reserve")
             .expect_err("a fifth");
         assert_eq!(refused.account_uploads, 4);
     }
+    assert!(
+        !one.renew_upload("fifth", 100).await.expect("renew"),
+        "a refused reservation recorded nothing"
+    );
     two.end_upload(&granted[0]).await.expect("end");
-    let fifth = one
-        .reserve_upload("0xa", 100, NOW, NOW + 100, None, at_most)
+    one.reserve_upload("fifth", "0xa", 100, 100, at_most)
         .await
         .expect("reserve")
         .expect("a slot once one ended");
-    // A reservation renewed past its first lapse still counts then; an unrenewed one lapses.
-    assert!(one
-        .renew_upload(&fifth, NOW + 50, NOW + 500)
-        .await
-        .expect("renew"));
-    let later = seen(two.clone(), "0xa", NOW + 200).await;
+    // One of 0xa's to lapse in a second, without a sweep in between, and one renewed.
+    let mut short = None;
+    for (i, store) in [&one, &two].into_iter().enumerate() {
+        // Ended and taken again, each with a lifetime of one second.
+        store.end_upload(&granted[i + 1]).await.expect("end");
+        store
+            .reserve_upload(&format!("short-{i}"), "0xa", 100, 1, at_most)
+            .await
+            .expect("reserve")
+            .expect("granted");
+        short.get_or_insert(format!("short-{i}"));
+    }
+    assert!(one.renew_upload("short-1", 100).await.expect("renew"));
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let short = short.expect("a short reservation");
+    assert!(
+        !two.renew_upload(&short, 100).await.expect("renew"),
+        "a lapsed reservation is not renewed"
+    );
+    let later = seen(two.clone(), "0xa").await;
     assert_eq!(
         (
             later.account_uploads,
             later.account_bytes,
             later.total_bytes
         ),
-        (1, 100, 100),
-        "the others lapsed at {}, 0xb's at {}",
-        NOW + 100,
-        NOW + 10
-    );
-    assert!(
-        !two.renew_upload(&granted[2], NOW + 200, NOW + 900)
-            .await
-            .expect("renew"),
-        "a lapsed reservation is not renewed"
-    );
-    // Nor is one that lapsed before anything swept it.
-    assert!(!one
-        .renew_upload(&fifth, NOW + 500, NOW + 900)
-        .await
-        .expect("renew"));
-    assert_eq!(seen(two.clone(), "0xa", NOW + 500).await.account_uploads, 0);
-    // An account's pending bytes are read with its reservations when asked for.
-    let digest = Digest::of(b"pending");
-    one.insert_blob(&blob(&digest, "0xa", NOW))
-        .await
-        .expect("a recorded upload");
-    let pending = one
-        .reserve_upload("0xa", 0, NOW + 200, NOW + 200, Some(NOW - 10), |held| {
-            Err(*held)
-        })
-        .await
-        .expect("read")
-        .expect_err("always refused");
-    assert_eq!(
-        pending.pending,
-        Some(ciro_coordinator::records::MIN_BLOB_CHARGE)
+        (3, 300, 1_300),
+        "{short} lapsed; short-1 was renewed; granted[3], fifth and b hold"
     );
 }
 

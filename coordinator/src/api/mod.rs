@@ -94,6 +94,9 @@ pub struct ApiConfig {
     pub upload_stall: Duration,
     /// Bytes a second an upload's body must average once past its first `upload_stall`.
     pub min_upload_rate: u64,
+    /// How long an upload's reservation lasts unless renewed (every quarter of it while the
+    /// upload streams in): the reservations of a replica that died lapse within this.
+    pub upload_reservation_ttl: Duration,
 }
 
 impl Default for ApiConfig {
@@ -116,6 +119,7 @@ impl Default for ApiConfig {
             max_give_backs: crate::operator::DEFAULT_MAX_GIVE_BACKS,
             upload_stall: Duration::from_secs(30),
             min_upload_rate: 64 << 10,
+            upload_reservation_ttl: Duration::from_secs(120),
         }
     }
 }
@@ -198,6 +202,8 @@ struct Inner {
     polls: Arc<Slots<String>>,
     /// The one reader of the event log the streams follow.
     feed: Arc<feed::EventFeed>,
+    /// This replica's uploads in progress (the shared count is the database's).
+    uploads: UploadGate,
 }
 
 /// Most uploads one account may have in progress at once.
@@ -207,91 +213,171 @@ const MAX_UPLOADS_PER_ACCOUNT: u64 = 4;
 /// time; two let a poll whose client went away overlap its successor).
 pub const MAX_LONG_POLLS_PER_WORKER: u32 = 2;
 
-/// How long an upload's reservation lasts unless its replica renews it (seconds): the
-/// reservations of a replica that died lapse within this.
-const RESERVATION_TTL_SECS: u64 = 120;
+/// Uploads in progress through this replica, by account: a first check before the shared
+/// reservations in the database are read (an account at its most uploads here is refused
+/// without touching them), and one reservation taken at a time by this replica (so that a
+/// burst of uploads parks at most one database connection on the reservations' lock).
+struct UploadGate {
+    here: std::sync::Mutex<HashMap<String, u64>>,
+    one_at_a_time: tokio::sync::Semaphore,
+}
 
-/// How often a replica renews the reservations of its uploads in progress.
-const RESERVATION_RENEWAL: Duration = Duration::from_secs(30);
+impl UploadGate {
+    fn new() -> Self {
+        Self {
+            here: std::sync::Mutex::default(),
+            one_at_a_time: tokio::sync::Semaphore::new(1),
+        }
+    }
+}
 
 /// One upload's reservation in the database ([`Store::reserve_upload`]), shared by every
-/// replica's count: renewed while it lasts, ended by [`Reservation::end`] or, when the
-/// upload's handler is dropped (its client went away), by a task its drop starts; a replica
-/// that dies leaves it to lapse.
+/// replica's count. Armed from before it is asked for (a caller cancelled mid-request still
+/// ends whatever was recorded), renewed while it lasts (every quarter of its lifetime, sooner
+/// after a failed renewal), and ended by [`Reservation::end`] or its drop, each in a task of
+/// its own that outlives a cancelled caller; a replica that dies leaves it to lapse. A
+/// reservation found lapsed at a renewal cancels `lapsed`: the upload is no longer counted
+/// and is abandoned.
 struct Reservation {
-    store: Store,
+    api: Api,
     id: String,
-    renewing: tokio::task::JoinHandle<()>,
-    ended: bool,
+    account: String,
+    /// Whether a row may exist to delete.
+    armed: bool,
+    renewing: Option<tokio::task::JoinHandle<()>>,
+    lapsed: CancellationToken,
 }
 
 impl Reservation {
-    fn new(store: Store, id: String) -> Self {
-        let renewing = tokio::spawn({
-            let (store, id) = (store.clone(), id.clone());
-            async move {
-                loop {
-                    tokio::time::sleep(RESERVATION_RENEWAL).await;
-                    let now = unix_now();
-                    match store
-                        .renew_upload(&id, now, now + RESERVATION_TTL_SECS)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(
-                                reservation = %id,
-                                "an upload's reservation lapsed while it streamed in"
-                            );
-                            return;
-                        }
-                        Err(e) => tracing::warn!(
+    /// Counts an upload of `account` through this replica, unless it has its most here.
+    fn arm(api: &Api, account: &str) -> ApiResult<Self> {
+        {
+            let mut here =
+                api.inner.uploads.here.lock().map_err(|_| {
+                    ApiError::internal(anyhow::anyhow!("the upload gate is poisoned"))
+                })?;
+            let count = here.entry(account.to_owned()).or_insert(0);
+            if *count >= MAX_UPLOADS_PER_ACCOUNT {
+                return Err(too_many_uploads(account, *count));
+            }
+            *count += 1;
+        }
+        let mut id = [0u8; 16];
+        // A reservation's id only has to be unique: should the system's generator fail, the
+        // time and a counter serve.
+        if getrandom::getrandom(&mut id).is_err() {
+            static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_nanos() as u64);
+            id[..8].copy_from_slice(&nanos.to_be_bytes());
+            id[8..].copy_from_slice(
+                &DRAWN
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .to_be_bytes(),
+            );
+        }
+        Ok(Self {
+            api: api.clone(),
+            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            account: account.to_owned(),
+            armed: true,
+            renewing: None,
+            lapsed: CancellationToken::new(),
+        })
+    }
+
+    /// Starts renewing the reservation, recorded now.
+    fn renew(&mut self) {
+        let (store, id, lapsed) = (
+            self.api.store().clone(),
+            self.id.clone(),
+            self.lapsed.clone(),
+        );
+        let ttl = self.api.inner.config.upload_reservation_ttl;
+        let every = ttl / 4;
+        let ttl = ttl.as_secs().max(1);
+        self.renewing = Some(tokio::spawn(async move {
+            let mut wait = every;
+            loop {
+                tokio::time::sleep(wait).await;
+                match store.renew_upload(&id, ttl).await {
+                    Ok(true) => wait = every,
+                    Ok(false) => {
+                        tracing::warn!(
+                            reservation = %id,
+                            "an upload's reservation lapsed while it streamed in: abandoned"
+                        );
+                        lapsed.cancel();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
                             error = format!("{e:#}"),
-                            "renewing an upload's reservation failed"
-                        ),
+                            "renewing an upload's reservation failed: retrying"
+                        );
+                        wait = (every / 6).max(Duration::from_millis(100));
                     }
                 }
             }
-        });
-        Self {
-            store,
-            id,
-            renewing,
-            ended: false,
+        }));
+    }
+
+    /// Ends the reservation and waits for it (the upload ended, recorded or not), so the
+    /// account's next upload does not find it still held.
+    async fn end(mut self) {
+        if let Some(deleting) = self.release() {
+            if deleting.await.is_err() {
+                tracing::warn!("the task ending an upload's reservation panicked");
+            }
         }
     }
 
-    /// Ends the reservation (the upload ended, recorded or not).
-    async fn end(mut self) {
-        self.ended = true;
-        self.renewing.abort();
-        if let Err(e) = self.store.end_upload(&self.id).await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "ending an upload's reservation failed: it lapses on its own"
-            );
+    /// Stops the renewals and deletes the row in a task of its own (none when nothing was
+    /// recorded).
+    fn release(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        if let Some(renewing) = self.renewing.take() {
+            renewing.abort();
         }
+        if !std::mem::take(&mut self.armed) {
+            return None;
+        }
+        let (store, id) = (self.api.store().clone(), self.id.clone());
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        Some(runtime.spawn(async move {
+            if let Err(e) = store.end_upload(&id).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "ending an upload's reservation failed: it lapses on its own"
+                );
+            }
+        }))
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        self.renewing.abort();
-        let (store, id) = (self.store.clone(), std::mem::take(&mut self.id));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = store.end_upload(&id).await {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "ending an abandoned upload's reservation failed: it lapses on its own"
-                    );
+        let _ = self.release();
+        if let Ok(mut here) = self.api.inner.uploads.here.lock() {
+            if let Some(count) = here.get_mut(&self.account) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    here.remove(&self.account);
                 }
-            });
+            }
         }
     }
+}
+
+/// The refusal of an upload by `account`, which has `uploads` in progress.
+fn too_many_uploads(account: &str, uploads: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "{account} has {uploads} uploads in progress, the most one account may: retry when \
+             one ends"
+        ),
+    )
 }
 
 /// Open requests of one kind that hold a place while they last (event streams, long-polls),
@@ -456,6 +542,7 @@ impl Api {
                 streams,
                 polls,
                 feed: Arc::default(),
+                uploads: UploadGate::new(),
             }),
         }
     }
@@ -912,9 +999,13 @@ async fn indexed_job(api: &Api, job_id: u64) -> ApiResult<JobRow> {
 /// Content-Length), or refuses it: 429 when the account has its most uploads in progress or
 /// its quota of unreferenced bytes (recorded within the upload grace, plus its uploads in
 /// progress, plus this one) would be exceeded; 503 when the blob store's free space less what
-/// the uploads in progress may write would fall below the floor. The uploads in progress are
-/// every replica's (a table of reservations in the shared database, taken one at a time): N
-/// replicas do not admit N times an account's uploads. A re-upload of bytes the
+/// the uploads in progress may write would fall below the floor, or when the reservations
+/// cannot be read. The uploads in progress are every replica's (a table of reservations in
+/// the shared database, taken one at a time): N replicas do not admit N times an account's
+/// uploads. The account's unreferenced bytes and the free space are read before the
+/// reservations: an upload of the account that ends between the two reads (its blob recorded,
+/// then its reservation ended) can be counted in neither, so the quota and the floor may be
+/// passed by that upload's bytes (the count of uploads is exact). A re-upload of bytes the
 /// account already uploaded adds nothing to its unreferenced bytes, so the quota does not
 /// refuse it; but its body may only be the blob's recorded size (bytes that hash to the
 /// digest are that many), and it counts against the uploads in progress and the disk floor
@@ -934,8 +1025,7 @@ async fn reserve_upload(
         .uploaded_size(&digest.to_string(), uploader)
         .await
         .map_err(ApiError::internal)?;
-    let now = unix_now();
-    let (charge, pending_since) = match known {
+    let (charge, pending) = match known {
         Some(size) => {
             if let Some(declared) = declared.filter(|d| *d > size) {
                 return Err(ApiError::new(
@@ -948,29 +1038,30 @@ async fn reserve_upload(
             }
             (size, None)
         }
-        None => (
-            declared
-                .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
-                .max(crate::records::MIN_BLOB_CHARGE),
-            Some(now.saturating_sub(config.upload_grace_secs)),
-        ),
+        None => {
+            let since = unix_now().saturating_sub(config.upload_grace_secs);
+            let pending = store
+                .pending_upload_bytes(uploader, since)
+                .await
+                .map_err(ApiError::internal)?;
+            (
+                declared
+                    .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
+                    .max(crate::records::MIN_BLOB_CHARGE),
+                Some(pending),
+            )
+        }
     };
+    let mut reservation = Reservation::arm(api, uploader)?;
     let free = api.inner.blobs.free_bytes().await.map_err(|e| {
         ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
     })?;
     let decide = |held: &crate::records::UploadsInProgress| -> ApiResult<()> {
         if held.account_uploads >= MAX_UPLOADS_PER_ACCOUNT {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "{uploader} has {} uploads in progress, the most one account may: retry \
-                     when one ends",
-                    held.account_uploads
-                ),
-            ));
+            return Err(too_many_uploads(uploader, held.account_uploads));
         }
         let reserved = held.account_bytes;
-        if let Some(pending) = held.pending.filter(|p| {
+        if let Some(pending) = pending.filter(|p| {
             p.saturating_add(reserved).saturating_add(charge) > config.max_pending_upload_bytes
         }) {
             return Err(ApiError::new(
@@ -1007,18 +1098,47 @@ async fn reserve_upload(
         }
         Ok(())
     };
-    let id = store
-        .reserve_upload(
-            uploader,
-            charge,
-            now,
-            now + RESERVATION_TTL_SECS,
-            pending_since,
-            decide,
-        )
-        .await
-        .map_err(ApiError::internal)??;
-    Ok((Reservation::new(store.clone(), id), charge))
+    let decided = {
+        let _turn = api
+            .inner
+            .uploads
+            .one_at_a_time
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("the upload gate")))?;
+        store
+            .reserve_upload(
+                &reservation.id,
+                uploader,
+                charge,
+                config.upload_reservation_ttl.as_secs().max(1),
+                decide,
+            )
+            .await
+    };
+    match decided {
+        Ok(Ok(())) => {
+            reservation.renew();
+            Ok((reservation, charge))
+        }
+        Ok(Err(refusal)) => {
+            reservation.armed = false; // Nothing recorded.
+            Err(refusal)
+        }
+        // A lock or a connection waited for too long, or the database is down: retryable.
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reserving room for an upload failed"
+            );
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the coordinator could not reserve room for the upload ({e:#}): retry later"
+                ),
+            ))
+        }
+    }
 }
 
 /// `body`, failing with `TimedOut` once it falls behind: a chunk must come within `stall`,
@@ -1028,6 +1148,7 @@ fn paced<S>(
     body: S,
     stall: Duration,
     min_rate: u64,
+    lapsed: CancellationToken,
 ) -> impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send
 where
     S: Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
@@ -1036,34 +1157,49 @@ where
     let min_rate = min_rate.max(1);
     futures_util::stream::unfold(
         (Box::pin(body), 0u64, false),
-        move |(mut body, received, ended)| async move {
-            if ended {
-                return None;
-            }
-            // By when the bytes received so far stop covering the average owed.
-            let owed_by =
-                started + stall + Duration::from_secs_f64(received as f64 / min_rate as f64);
-            let deadline = (tokio::time::Instant::now() + stall).min(owed_by);
-            match tokio::time::timeout_at(deadline, body.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    let received = received.saturating_add(chunk.len() as u64);
-                    Some((Ok(chunk), (body, received, false)))
+        move |(mut body, received, ended)| {
+            let lapsed = lapsed.clone();
+            async move {
+                if ended {
+                    return None;
                 }
-                Ok(Some(Err(e))) => Some((Err(e), (body, received, true))),
-                Ok(None) => None,
-                Err(_) => Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "its body fell behind after {received} bytes in {} s (a chunk is \
+                // By when the bytes received so far stop covering the average owed.
+                let owed_by =
+                    started + stall + Duration::from_secs_f64(received as f64 / min_rate as f64);
+                let deadline = (tokio::time::Instant::now() + stall).min(owed_by);
+                let next = tokio::select! {
+                    () = lapsed.cancelled() => {
+                        return Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::Interrupted,
+                                "its reservation lapsed (the coordinator could not renew it)",
+                            )),
+                            (body, received, true),
+                        ));
+                    }
+                    next = tokio::time::timeout_at(deadline, body.next()) => next,
+                };
+                match next {
+                    Ok(Some(Ok(chunk))) => {
+                        let received = received.saturating_add(chunk.len() as u64);
+                        Some((Ok(chunk), (body, received, false)))
+                    }
+                    Ok(Some(Err(e))) => Some((Err(e), (body, received, true))),
+                    Ok(None) => None,
+                    Err(_) => Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "its body fell behind after {received} bytes in {} s (a chunk is \
                              due within {} s, and past them {min_rate} bytes a second on \
                              average)",
-                            started.elapsed().as_secs(),
-                            stall.as_secs()
-                        ),
+                                started.elapsed().as_secs(),
+                                stall.as_secs()
+                            ),
+                        )),
+                        (body, received, true),
                     )),
-                    (body, received, true),
-                )),
+                }
             }
         },
     )
@@ -1090,27 +1226,17 @@ async fn store_blob(
 ) -> ApiResult<BlobRow> {
     let declared = declared_length(headers);
     let (reservation, limit) = reserve_upload(api, &felt_text(uploader), digest, declared).await?;
-    let stored = stream_blob(api, digest, body, uploader, limit).await;
-    // Ended before the answer, so the account's next upload does not find it still held.
-    reservation.end().await;
-    stored
-}
-
-/// [`store_blob`]'s work within its reservation: the body staged (at most `limit` bytes),
-/// recorded and published.
-async fn stream_blob(
-    api: &Api,
-    digest: &Digest,
-    body: Body,
-    uploader: Felt,
-    limit: u64,
-) -> ApiResult<BlobRow> {
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(std::io::Error::other));
     let config = &api.inner.config;
-    let stream = paced(stream, config.upload_stall, config.min_upload_rate);
-    let staged = api
+    let stream = paced(
+        stream,
+        config.upload_stall,
+        config.min_upload_rate,
+        reservation.lapsed.clone(),
+    );
+    let staged = match api
         .inner
         .blobs
         .stage(digest, Box::pin(stream), limit)
@@ -1119,6 +1245,10 @@ async fn stream_blob(
             BlobError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
                 ErrorCode::RequestTimeout,
                 format!("the upload was abandoned: {e}"),
+            ),
+            BlobError::Body(e) if e.kind() == std::io::ErrorKind::Interrupted => ApiError::new(
+                ErrorCode::Unavailable,
+                format!("the upload was abandoned: {e}; retry it"),
             ),
             BlobError::TooLarge { limit } => ApiError::new(
                 ErrorCode::PayloadTooLarge,
@@ -1134,7 +1264,14 @@ async fn stream_blob(
             BlobError::Storage(e) => {
                 ApiError::internal(anyhow::Error::new(e).context("the blob store"))
             }
-        })?;
+        }) {
+        Ok(staged) => staged,
+        Err(refusal) => {
+            // Ended before the answer, so the account's next upload does not find it held.
+            reservation.end().await;
+            return Err(refusal);
+        }
+    };
     // Recorded before it is published: retention forgets a blob's records (checking that none
     // is new) before it sets its bytes aside, and restores them if a record came meanwhile, so
     // bytes published after their record are never deleted by a collection in progress.
@@ -1145,23 +1282,31 @@ async fn stream_blob(
         created_at: unix_now(),
     };
     // In a task of its own, so that a client going away between the two cannot leave a
-    // record without its bytes.
+    // record without its bytes; the reservation ends in it once the blob is recorded (ended
+    // before, by a client going away, the upload would be counted neither as in progress nor
+    // as recorded for a moment).
     let recorded = row.clone();
     let api_ = api.clone();
     let published = *digest;
     tokio::spawn(async move {
-        api_.store().insert_blob(&recorded).await?;
-        if let Err(e) = api_.inner.blobs.publish(staged).await {
-            // Not published: this upload's own record goes (another upload's stays), unless
-            // the bytes are there already (this account's or anyone's earlier upload, which
-            // the record, renewed by this one, now describes: forgetting it would leave this
-            // account's earlier upload unrecorded, its job's input unreadable and collectable).
-            if !api_.inner.blobs.contains(&published).await.unwrap_or(false) {
-                api_.store().forget_upload(&recorded).await?;
+        let done = async {
+            api_.store().insert_blob(&recorded).await?;
+            if let Err(e) = api_.inner.blobs.publish(staged).await {
+                // Not published: this upload's own record goes (another upload's stays),
+                // unless the bytes are there already (this account's or anyone's earlier
+                // upload, which the record, renewed by this one, now describes: forgetting it
+                // would leave this account's earlier upload unrecorded, its job's input
+                // unreadable and collectable).
+                if !api_.inner.blobs.contains(&published).await.unwrap_or(false) {
+                    api_.store().forget_upload(&recorded).await?;
+                }
+                return Err(anyhow::Error::new(e).context("publishing the blob"));
             }
-            return Err(anyhow::Error::new(e).context("publishing the blob"));
+            anyhow::Ok(())
         }
-        anyhow::Ok(())
+        .await;
+        reservation.end().await;
+        done
     })
     .await
     .map_err(|e| ApiError::internal(anyhow::anyhow!("the upload's task: {e}")))?
@@ -2232,7 +2377,15 @@ mod tests {
     async fn through_paced(
         body: impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
     ) -> (u64, Option<std::io::ErrorKind>) {
-        let mut paced = std::pin::pin!(paced(body, Duration::from_millis(300), 1_024));
+        through_paced_until(body, CancellationToken::new()).await
+    }
+
+    /// [`through_paced`] for an upload whose reservation lapses when `lapsed` is cancelled.
+    async fn through_paced_until(
+        body: impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
+        lapsed: CancellationToken,
+    ) -> (u64, Option<std::io::ErrorKind>) {
+        let mut paced = std::pin::pin!(paced(body, Duration::from_millis(300), 1_024, lapsed));
         let mut received = 0;
         while let Some(item) = paced.next().await {
             match item {
@@ -2270,6 +2423,26 @@ mod tests {
             through_paced(broken).await,
             (1_024, Some(std::io::ErrorKind::Other))
         );
+        // A body that keeps up is cut once its reservation lapses (no longer counted).
+        let lapsed = CancellationToken::new();
+        let steady = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((chunk(), ()))
+        });
+        let lapse = {
+            let lapsed = lapsed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                lapsed.cancel();
+            })
+        };
+        let (received, ended) = through_paced_until(steady, lapsed).await;
+        assert_eq!(ended, Some(std::io::ErrorKind::Interrupted));
+        assert!(
+            received >= 1_024,
+            "{received} bytes let through before the lapse"
+        );
+        lapse.await.expect("the lapse");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct Options {
     /// What an upload's body must keep up: a chunk within, and the average past it (`None`:
     /// the defaults).
     pub upload_pace: Option<(Duration, u64)>,
+    /// How long an upload's reservation lasts unless renewed (`None`: the default).
+    pub upload_reservation_ttl: Option<Duration>,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             max_give_backs: ciro_coordinator::operator::DEFAULT_MAX_GIVE_BACKS,
             exclusion_secs: 5,
             upload_pace: None,
+            upload_reservation_ttl: None,
         }
     }
 }
@@ -100,6 +103,9 @@ impl Running {
                 min_upload_rate: options
                     .upload_pace
                     .map_or(ApiConfig::default().min_upload_rate, |(_, rate)| rate),
+                upload_reservation_ttl: options
+                    .upload_reservation_ttl
+                    .unwrap_or(ApiConfig::default().upload_reservation_ttl),
                 ..ApiConfig::default()
             },
             account: options
