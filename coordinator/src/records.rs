@@ -531,7 +531,8 @@ impl Store {
     /// `ttl_secs` from now unless [`Store::renew_upload`] moves it, and ends with
     /// [`Store::end_upload`]. Times are the database's clock, which every replica shares.
     /// Reservations are taken one at a time across replicas: on PostgreSQL under a
-    /// transaction-scoped advisory lock, waited for at most 5 s, read committed (a snapshot
+    /// transaction-scoped advisory lock, waited for at most 5 s (each statement run for at
+    /// most 5 s), read committed (a snapshot
     /// taken before the lock was granted would miss the reservation committed under it);
     /// SQLite has one connection. So two uploads racing through two replicas cannot both take
     /// an account's last slot.
@@ -551,6 +552,7 @@ impl Store {
             for statement in [
                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
                 "SET LOCAL lock_timeout = '5s'",
+                "SET LOCAL statement_timeout = '5s'",
             ] {
                 sqlx::query(statement)
                     .execute(&mut *tx)
@@ -645,7 +647,8 @@ impl Store {
     /// The database's clock in unix seconds, as an SQL expression.
     fn database_now(&self) -> &'static str {
         match self.backend() {
-            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)",
+            // The statement's own time, not the transaction's start (before a lock wait).
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",
             Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
         }
     }

@@ -470,8 +470,8 @@ async fn an_account_spreading_uploads_over_replicas_holds_no_more_in_progress_th
         database_url: Some(url.clone()),
         holder: holder.into(),
         with_account: false,
-        // Renewed every half second: the held uploads outlive their first lifetimes below.
-        upload_reservation_ttl: Some(std::time::Duration::from_secs(2)),
+        // Renewed every 750 ms: the held uploads outlive their first lifetimes below.
+        upload_reservation_ttl: Some(std::time::Duration::from_secs(3)),
         ..Options::default()
     };
     let one = Running::start(&s, replica("replica-1")).await;
@@ -501,7 +501,7 @@ async fn an_account_spreading_uploads_over_replicas_holds_no_more_in_progress_th
     );
     // Past their first lifetimes, renewed, they still count: a fifth, through either
     // replica, is refused with the reason.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     assert_eq!(in_progress(&store, &account).await.account_uploads, 4);
     for c in [&one, &two] {
         let fifth = Signed::new(

@@ -1634,23 +1634,21 @@ async fn upload_reservations_are_shared_by_replicas_and_taken_one_at_a_time(
         .await
         .expect("reserve")
         .expect("a slot once one ended");
-    // One of 0xa's to lapse in a second, without a sweep in between, and one renewed.
-    let mut short = None;
+    // Two of 0xa's taken again with short lifetimes (1 and 2 s): the first to lapse without a
+    // sweep in between, the second renewed at once (a second to spare) and so kept.
     for (i, store) in [&one, &two].into_iter().enumerate() {
-        // Ended and taken again, each with a lifetime of one second.
         store.end_upload(&granted[i + 1]).await.expect("end");
         store
-            .reserve_upload(&format!("short-{i}"), "0xa", 100, 1, at_most)
+            .reserve_upload(&format!("short-{i}"), "0xa", 100, i as u64 + 1, at_most)
             .await
             .expect("reserve")
             .expect("granted");
-        short.get_or_insert(format!("short-{i}"));
     }
     assert!(one.renew_upload("short-1", 100).await.expect("renew"));
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
-    let short = short.expect("a short reservation");
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    let short = "short-0";
     assert!(
-        !two.renew_upload(&short, 100).await.expect("renew"),
+        !two.renew_upload(short, 100).await.expect("renew"),
         "a lapsed reservation is not renewed"
     );
     let later = seen(two.clone(), "0xa").await;

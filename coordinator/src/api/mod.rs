@@ -217,6 +217,10 @@ pub const MAX_LONG_POLLS_PER_WORKER: u32 = 2;
 /// reservations in the database are read (an account at its most uploads here is refused
 /// without touching them), and one reservation taken at a time by this replica (so that a
 /// burst of uploads parks at most one database connection on the reservations' lock).
+/// The longest an upload waits for its reservation (its replica's turn, the reads, the
+/// database's lock) before it is refused as unavailable.
+const RESERVE_WAIT: Duration = Duration::from_secs(15);
+
 struct UploadGate {
     here: std::sync::Mutex<HashMap<String, u64>>,
     one_at_a_time: tokio::sync::Semaphore,
@@ -1025,7 +1029,7 @@ async fn reserve_upload(
         .uploaded_size(&digest.to_string(), uploader)
         .await
         .map_err(ApiError::internal)?;
-    let (charge, pending) = match known {
+    let (charge, pending_since) = match known {
         Some(size) => {
             if let Some(declared) = declared.filter(|d| *d > size) {
                 return Err(ApiError::new(
@@ -1038,74 +1042,75 @@ async fn reserve_upload(
             }
             (size, None)
         }
-        None => {
-            let since = unix_now().saturating_sub(config.upload_grace_secs);
-            let pending = store
-                .pending_upload_bytes(uploader, since)
-                .await
-                .map_err(ApiError::internal)?;
-            (
-                declared
-                    .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
-                    .max(crate::records::MIN_BLOB_CHARGE),
-                Some(pending),
-            )
-        }
+        None => (
+            declared
+                .map_or(config.max_blob_bytes, |d| d.min(config.max_blob_bytes))
+                .max(crate::records::MIN_BLOB_CHARGE),
+            Some(unix_now().saturating_sub(config.upload_grace_secs)),
+        ),
     };
     let mut reservation = Reservation::arm(api, uploader)?;
-    let free = api.inner.blobs.free_bytes().await.map_err(|e| {
-        ApiError::internal(anyhow::Error::new(e).context("reading the blob store's free space"))
-    })?;
-    let decide = |held: &crate::records::UploadsInProgress| -> ApiResult<()> {
-        if held.account_uploads >= MAX_UPLOADS_PER_ACCOUNT {
-            return Err(too_many_uploads(uploader, held.account_uploads));
-        }
-        let reserved = held.account_bytes;
-        if let Some(pending) = pending.filter(|p| {
-            p.saturating_add(reserved).saturating_add(charge) > config.max_pending_upload_bytes
-        }) {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "{uploader} holds {pending} bytes of uploads that no model, job or output \
-                     of its own refers to yet and {reserved} more in progress; {charge} more \
-                     would pass its quota of {}: register or submit what they are for, or wait \
-                     for unused uploads to be collected",
-                    config.max_pending_upload_bytes
-                ),
-            ));
-        }
-        if let Some(free) = free {
-            let total = held.total_bytes;
-            let left = free.saturating_sub(total).saturating_sub(charge);
-            if left < config.min_free_bytes {
-                tracing::error!(
-                    free,
-                    in_progress = total,
-                    floor = config.min_free_bytes,
-                    "the blob store is short of disk: uploads refused"
-                );
-                return Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!(
-                        "the coordinator's blob store has {free} bytes free and {total} being \
-                         uploaded, too little for {charge} more above its floor of {}: retry \
-                         later",
-                        config.min_free_bytes
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    };
-    let decided = {
+    // This replica's turn, then the account's unreferenced bytes and the free space (read
+    // once the turn is taken, so that they are no older than the wait), then the shared
+    // reservations; bounded in all, a slow database being a 503.
+    let decided = tokio::time::timeout(RESERVE_WAIT, async {
         let _turn = api
             .inner
             .uploads
             .one_at_a_time
             .acquire()
             .await
-            .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("the upload gate")))?;
+            .map_err(|e| anyhow::Error::new(e).context("the upload gate"))?;
+        let pending = match pending_since {
+            Some(since) => Some(store.pending_upload_bytes(uploader, since).await?),
+            None => None,
+        };
+        let free =
+            api.inner.blobs.free_bytes().await.map_err(|e| {
+                anyhow::Error::new(e).context("reading the blob store's free space")
+            })?;
+        let decide = |held: &crate::records::UploadsInProgress| -> ApiResult<()> {
+            if held.account_uploads >= MAX_UPLOADS_PER_ACCOUNT {
+                return Err(too_many_uploads(uploader, held.account_uploads));
+            }
+            let reserved = held.account_bytes;
+            if let Some(pending) = pending.filter(|p| {
+                p.saturating_add(reserved).saturating_add(charge) > config.max_pending_upload_bytes
+            }) {
+                return Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{uploader} holds {pending} bytes of uploads that no model, job or output \
+                         of its own refers to yet and {reserved} more in progress; {charge} more \
+                         would pass its quota of {}: register or submit what they are for, or wait \
+                         for unused uploads to be collected",
+                        config.max_pending_upload_bytes
+                    ),
+                ));
+            }
+            if let Some(free) = free {
+                let total = held.total_bytes;
+                let left = free.saturating_sub(total).saturating_sub(charge);
+                if left < config.min_free_bytes {
+                    tracing::error!(
+                        free,
+                        in_progress = total,
+                        floor = config.min_free_bytes,
+                        "the blob store is short of disk: uploads refused"
+                    );
+                    return Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "the coordinator's blob store has {free} bytes free and {total} being \
+                             uploaded, too little for {charge} more above its floor of {}: retry \
+                             later",
+                            config.min_free_bytes
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
         store
             .reserve_upload(
                 &reservation.id,
@@ -1115,7 +1120,14 @@ async fn reserve_upload(
                 decide,
             )
             .await
-    };
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "no answer in {} s (the database is slow or the reservations are busy)",
+            RESERVE_WAIT.as_secs()
+        ))
+    });
     match decided {
         Ok(Ok(())) => {
             reservation.renew();
