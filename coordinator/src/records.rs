@@ -257,7 +257,7 @@ const PENDING_UPLOAD_BYTES: &str =
          AND o.worker = u.uploader)";
 
 /// The PostgreSQL advisory lock key that orders upload reservations across replicas.
-const UPLOAD_RESERVATIONS_LOCK: i64 = 0x6369_726f_5570_6c64;
+pub const UPLOAD_RESERVATIONS_LOCK: i64 = 0x6369_726f_5570_6c64;
 
 /// What the uploads in progress hold when an upload asks to reserve room, every replica's
 /// counted ([`Store::reserve_upload`]).

@@ -1678,3 +1678,44 @@ async fn postgres_upload_reservations_are_shared_by_replicas_and_taken_one_at_a_
     let two = Store::connect(&url).await.expect("another replica");
     upload_reservations_are_shared_by_replicas_and_taken_one_at_a_time(one, two).await;
 }
+
+/// A reservation does not wait for ever on a lock another session holds (a stuck replica's
+/// transaction, an operator's session): it fails with the reason within seconds (the API
+/// answers 503, retryable), and is granted once the lock is free.
+#[tokio::test]
+async fn postgres_a_reservation_fails_rather_than_wait_for_ever_on_the_lock() {
+    use sqlx::Connection;
+    let url = common::fresh_postgres().await.expect("database");
+    let store = Store::connect(&url).await.expect("store");
+    let mut holder = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("another session");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(ciro_coordinator::records::UPLOAD_RESERVATIONS_LOCK)
+        .execute(&mut holder)
+        .await
+        .expect("hold the reservations' lock");
+    let started = std::time::Instant::now();
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        store.reserve_upload("waits", "0xa", 1, 100, |_| Ok::<(), ()>(())),
+    )
+    .await
+    .expect("an answer within 30 s")
+    .expect_err("the lock is held");
+    assert!(
+        format!("{failed:#}").contains("lock"),
+        "{failed:#} after {:?}",
+        started.elapsed()
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(ciro_coordinator::records::UPLOAD_RESERVATIONS_LOCK)
+        .execute(&mut holder)
+        .await
+        .expect("release the lock");
+    store
+        .reserve_upload("waits", "0xa", 1, 100, |_| Ok::<(), ()>(()))
+        .await
+        .expect("reserve")
+        .expect("granted once the lock is free");
+}
