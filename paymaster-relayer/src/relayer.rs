@@ -1459,6 +1459,10 @@ impl Relayer {
                 self.check_stark_signature(deploy.public_key, message_hash, &invoke.signature)?
             }
         }
+        // A replay of an execution already submitted (anyone can read a landed one's
+        // signature from the chain) is refused before it counts against its user's rate:
+        // counted, replays would lock the user out of its own executions.
+        self.refuse_replay((user, execution.nonce))?;
         self.rate_limit(self.users.allow(&user))?;
         // From the user's claim on, the execution runs to its end in a task of its own,
         // whatever its client does: cancelled half-way (the client went away), it could be
@@ -1633,6 +1637,20 @@ impl Relayer {
 
     /// Records (user, nonce) as being submitted; refuses one already submitted (a replay, or
     /// the same execution sent twice at once).
+    /// Refuses (user, nonce) `key` if it was submitted and its window is still open, without
+    /// claiming it ([`Relayer::claim_nonce`] claims it).
+    fn refuse_replay(&self, key: (Felt, Felt)) -> RpcResult<()> {
+        let now = self.clock.now();
+        let submitted = self.submitted.lock().unwrap_or_else(|p| p.into_inner());
+        if submitted.get(&key).is_some_and(|expiry| *expiry >= now) {
+            self.metrics.refused("replay");
+            return Err(execution_error(
+                "this outside execution was already submitted",
+            ));
+        }
+        Ok(())
+    }
+
     fn claim_nonce(&self, key: (Felt, Felt), until: u64) -> RpcResult<()> {
         let now = self.clock.now();
         let mut submitted = self.submitted.lock().unwrap_or_else(|p| p.into_inner());
