@@ -1988,6 +1988,10 @@ mod tests {
             reason: "PytorchStreamReader failed locating file constants.pkl".into()
         }));
         assert!(failed(EngineError::Forward("shape mismatch".into())));
+        assert!(failed(EngineError::UnsafeModel {
+            hash,
+            reason: "m/code/__torch__.py names `from_file`".into()
+        }));
         assert!(failed(EngineError::EmptyInput));
         assert!(failed(EngineError::InvalidInput("no tensor".into())));
     }

@@ -85,6 +85,32 @@ class Huge(torch.nn.Module):
         return x[:, :1].expand(x.shape[0], 1099511627776)
 
 
+class Reader(torch.nn.Module):
+    """Its input plus the first 4 bytes of the file at `path`: a model that reads the worker's
+    files (its key, other jobs' outputs) into the output its submitter downloads."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stolen = torch.from_file(self.path, False, 4, dtype=torch.uint8)
+        return x + stolen.to(torch.float32)
+
+
+class Writer(torch.nn.Module):
+    """Its input, after writing it to the file at `path`: a model that writes the worker's
+    files."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.save(x, self.path)
+        return x
+
+
 SIZES = {
     # Small enough for tests to build and run in milliseconds.
     "test": {"mlp": (16, 64, 4), "encoder": dict(seq=8, d_model=32, heads=4, layers=2, d_out=4)},
@@ -194,6 +220,10 @@ def main():
     for name in ("noisy", "sparse", "huge"):
         p = sub.add_parser(name)
         p.add_argument("out")
+    for name in ("reader", "writer"):
+        p = sub.add_parser(name)
+        p.add_argument("out")
+        p.add_argument("--path", required=True)
     p = sub.add_parser("bench")
     p.add_argument("model")
     p.add_argument("--row-shape", required=True, type=lambda s: [int(d) for d in s.split(",")])
@@ -208,6 +238,9 @@ def main():
         torch.jit.script(Spin()).save(args.out)
     elif args.command == "centered":
         torch.jit.script(Centered()).save(args.out)
+    elif args.command in ("reader", "writer"):
+        model = {"reader": Reader, "writer": Writer}[args.command](args.path)
+        torch.jit.script(model).save(args.out)
     elif args.command in ("noisy", "sparse", "huge"):
         model = {"noisy": Noisy, "sparse": Sparse, "huge": Huge}[args.command]()
         torch.jit.script(model).save(args.out)

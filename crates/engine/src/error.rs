@@ -15,6 +15,10 @@ pub enum EngineError {
     /// The file has the right hash but libtorch cannot load it as TorchScript.
     #[error("model {hash} is not a loadable TorchScript module: {reason}")]
     CorruptModel { hash: Digest, reason: String },
+    /// The model calls what a model may not (files, operators or classes outside ATen's:
+    /// [`crate::screen`]); never loaded.
+    #[error("model {hash} is refused: {reason}")]
+    UnsafeModel { hash: Digest, reason: String },
     /// The input is not a safetensors file with one tensor (or one named `input`).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -7,6 +7,8 @@
 //!   bounded cache of loaded modules per device;
 //! - [`engine`]: inference on a dedicated thread under `no_grad`, dynamic batching, and job
 //!   execution from safetensors input to a hashed safetensors output;
+//! - [`screen`]: what a TorchScript model may call, checked before it is loaded (no file
+//!   access, no operators or classes outside ATen's);
 //! - [`tensors`]: safetensors input and output;
 //! - [`digest`]: SHA-256 digests, the content addresses of models, inputs and outputs.
 
@@ -14,6 +16,7 @@ pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod hardware;
+pub mod screen;
 pub mod store;
 pub mod tensors;
 

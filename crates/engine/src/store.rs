@@ -417,6 +417,20 @@ impl ModelStore {
             cache.retain(|m| !(m.hash == *hash && m.device == device));
             self.evict_for(&mut cache, file_bytes);
         }
+        // What it may call is checked before libtorch compiles its code.
+        crate::screen::check(&bytes).map_err(|screened| match screened {
+            crate::screen::Screened::Unreadable(reason) => EngineError::CorruptModel {
+                hash: *hash,
+                reason,
+            },
+            crate::screen::Screened::Refused(reason) => {
+                tracing::warn!(model = %hash, %reason, "a model refused");
+                EngineError::UnsafeModel {
+                    hash: *hash,
+                    reason,
+                }
+            }
+        })?;
         let mut module =
             CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
                 EngineError::CorruptModel {

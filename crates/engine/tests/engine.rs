@@ -586,11 +586,17 @@ async fn a_lone_request_waits_for_batch_mates_at_most_max_wait() {
 
 /// `ciro_models.py NAME` (a model of 4-float rows) added to `f`'s store.
 fn scripted(f: &Fixture, dir: &tempfile::TempDir, name: &str) -> Digest {
+    scripted_with(f, dir, name, &[])
+}
+
+/// [`scripted`] with more arguments to `ciro_models.py NAME OUT`.
+fn scripted_with(f: &Fixture, dir: &tempfile::TempDir, name: &str, args: &[&str]) -> Digest {
     let file = dir.path().join(format!("{name}.pt"));
     let made = std::process::Command::new(common::python())
         .arg(common::models_script())
         .arg(name)
         .arg(&file)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -657,6 +663,41 @@ async fn outputs_no_file_can_hold_are_the_jobs_errors_not_panics_or_aborts() {
             other => panic!("{name}: {other:?}"),
         }
     }
+    let (x, _) = sample(f.models, f.described, "mlp");
+    assert!(engine
+        .execute(f.mlp, &encode_input(&x).unwrap())
+        .await
+        .is_ok());
+}
+
+/// The attack: a submitter's model reads a file of the worker's (its key, another job's
+/// output) into the output the submitter downloads, or writes one (the worker's journal, a
+/// shell profile). libtorch would run both (`torch.from_file`, `torch.save`); the engine
+/// refuses such a model before loading it, as the job's failure, nothing read or written,
+/// and serves the next job.
+#[tokio::test]
+async fn a_model_that_reads_or_writes_the_workers_files_is_refused_before_it_loads() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("key");
+    std::fs::write(&secret, b"\x01\x02\x03\x04 the worker's key").unwrap();
+    let planted = dir.path().join("planted");
+    let engine = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1))).unwrap();
+    let input = encode_input(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    for (name, path, says) in [
+        ("reader", &secret, "from_file"),
+        ("writer", &planted, "save"),
+    ] {
+        let model = scripted_with(&f, &dir, name, &["--path", &path.display().to_string()]);
+        match engine.execute(model, &input).await {
+            Err(EngineError::UnsafeModel { hash, reason }) => {
+                assert_eq!(hash, model);
+                assert!(reason.contains(says), "{name}: {reason}");
+            }
+            other => panic!("{name} was not refused: {other:?}"),
+        }
+    }
+    assert!(!planted.exists(), "the writer wrote its file");
     let (x, _) = sample(f.models, f.described, "mlp");
     assert!(engine
         .execute(f.mlp, &encode_input(&x).unwrap())
