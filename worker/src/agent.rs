@@ -111,6 +111,10 @@ pub struct AgentConfig {
     pub max_input_bytes: u64,
     /// Largest model file accepted, in bytes (it is held in memory while it is checked).
     pub max_model_bytes: u64,
+    /// Largest output a job may have, in bytes of tensor data: a larger one fails the job
+    /// before it is written (what the coordinator accepts: an output no one can upload would
+    /// only fill the disk).
+    pub max_output_bytes: u64,
     /// How long a drain waits for running jobs on SIGTERM.
     pub drain_grace: Duration,
     /// Longest a job's forward pass may run (waiting for the inference thread included). Past
@@ -509,6 +513,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         deterministic_seed: config.deterministic_seed,
         max_batch: config.max_batch,
         batch_jobs: config.batch_jobs,
+        max_output_bytes: config.max_output_bytes,
         ..EngineConfig::default()
     };
     let max_loaded_bytes = config.max_loaded_model_bytes.unwrap_or_else(|| {
@@ -2044,6 +2049,7 @@ mod tests {
             max_batch: 1,
             max_input_bytes: 1,
             max_model_bytes: 1,
+            max_output_bytes: 1,
             drain_grace: Duration::from_secs(1),
             max_forward: Duration::from_secs(1),
             deactivate_on_exit: false,

@@ -386,8 +386,10 @@ impl Journal {
         rows.iter().map(entry_of).collect()
     }
 
-    /// Removes from `outputs/` what no job will read again: the output of a job that ended
-    /// (committed, refused, dropped or failed) at least `keep` ago, and a staged write
+    /// Removes from `outputs/` what no job will read again: the output of a job committed at
+    /// least `keep` ago (a dispute may still want it before), of a job that ended without a
+    /// commit (refused, dropped or failed: nothing on chain names it, and a job taken again
+    /// computes its output again), whenever it ended, and a staged write
     /// (`.tmp`) a crash in [`Journal::computed`] left (each file is looked at while no output
     /// is being written). A computed job's output is what it commits and stays; a file the
     /// journal does not name is not this journal's and stays. The work is one lookup per file
@@ -420,7 +422,9 @@ impl Journal {
             let stage = Stage::parse(&row.try_get::<String, _>("stage")?)?;
             let updated_at: i64 = row.try_get("updated_at")?;
             let unused = match extension {
-                "safetensors" => !stage.is_open() && updated_at <= cutoff,
+                "safetensors" => {
+                    !stage.is_open() && (stage != Stage::Committed || updated_at <= cutoff)
+                }
                 // No write is under way (the lock): a crash left it.
                 "tmp" => true,
                 _ => false,
@@ -632,11 +636,12 @@ mod tests {
         let journal = Journal::open(dir.path()).await.unwrap();
         let (model, input) = (Digest::of(b"model"), Digest::of(b"input"));
         // 1 committed and 2 failed long ago, 3 computed long ago (not committed yet), 4
-        // committed just now, 5 running with a write a crash left.
-        for job in 1..=5 {
+        // committed just now, 5 running with a write a crash left, 6 failed just now (an
+        // output never committed: not kept for disputes).
+        for job in 1..=6 {
             journal.begin(job, model, input, 100).await.unwrap();
         }
-        for job in 1..=4 {
+        for job in [1, 2, 3, 4, 6] {
             let output = format!("output {job}");
             journal
                 .computed(job, output.as_bytes(), Digest::of(output.as_bytes()), "{}")
@@ -649,6 +654,10 @@ mod tests {
             .await
             .unwrap();
         journal.finish(4, Stage::Committed, None).await.unwrap();
+        journal
+            .finish(6, Stage::Failed, Some("the upload was refused"))
+            .await
+            .unwrap();
         sqlx::query("UPDATE jobs SET updated_at = ? WHERE job_id IN (1, 2, 3)")
             .bind(now() - 8 * 86_400)
             .execute(&journal.pool)
@@ -660,7 +669,7 @@ mod tests {
         std::fs::write(outputs.join("notes.txt"), b"not the journal's").unwrap();
 
         let week = std::time::Duration::from_secs(7 * 86_400);
-        assert_eq!(journal.prune_outputs(week).await.unwrap(), 3);
+        assert_eq!(journal.prune_outputs(week).await.unwrap(), 4);
         let mut left: Vec<String> = std::fs::read_dir(&outputs)
             .unwrap()
             .map(|f| f.unwrap().file_name().into_string().unwrap())

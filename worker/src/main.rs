@@ -164,6 +164,12 @@ struct RunArgs {
     #[arg(long, env = "WORKER_MAX_MODEL_BYTES", default_value_t = 8 << 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_model_bytes: u64,
+    /// Largest output a job may have, in bytes of tensor data, at least 1 (default 256 MiB,
+    /// the coordinator's default upload limit): a larger one fails the job before it is
+    /// written, since no one could upload it.
+    #[arg(long, env = "WORKER_MAX_OUTPUT_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_output_bytes: u64,
     /// Most bytes of model files kept loaded between jobs, at least 1 (default: half the
     /// inference device's memory, the best GPU's on CUDA, else the machine's). The least
     /// recently used models are let go first, and the modules of passes still running count
@@ -284,6 +290,7 @@ fn main() -> ExitCode {
                 deterministic_seed: args.deterministic_seed,
                 max_batch: args.max_batch.max(1),
                 max_input_bytes: args.max_input_bytes,
+                max_output_bytes: args.max_output_bytes,
                 max_model_bytes: args.max_model_bytes,
                 drain_grace: Duration::from_secs(args.drain_grace_secs),
                 max_forward: Duration::from_secs(args.max_forward_secs),

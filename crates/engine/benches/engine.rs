@@ -169,6 +169,7 @@ fn main() -> Result<()> {
         // The jobs measured are the benchmark's own: sharing passes is what it measures.
         batch_jobs: true,
         idle_unload: Duration::from_secs(60),
+        max_output_bytes: ciro_engine::tensors::MAX_ENCODED_BYTES,
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
 

@@ -60,6 +60,11 @@ pub struct EngineConfig {
     /// starts a new one. (The task holds no module: each request holds its own until its
     /// pass ends, so the store's bounded cache bounds what stays loaded.)
     pub idle_unload: Duration,
+    /// The largest output a job may have, in bytes of tensor data (at most
+    /// [`crate::tensors::MAX_ENCODED_BYTES`]): a larger one is the job's failure, refused
+    /// before it is encoded. A worker sets it to what its coordinator accepts, so that an
+    /// output no one can upload is never written to its disk.
+    pub max_output_bytes: u64,
 }
 
 /// The device inference runs on by default: the first CUDA device when libtorch sees one,
@@ -77,6 +82,7 @@ impl Default for EngineConfig {
             deterministic_seed: None,
             batch_jobs: false,
             idle_unload: Duration::from_secs(60),
+            max_output_bytes: crate::tensors::MAX_ENCODED_BYTES,
         }
     }
 }
@@ -396,6 +402,17 @@ impl Engine {
         } else {
             self.infer(hash, tensor).await?
         };
+        let bytes = u64::try_from(output.numel())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(output.kind().elt_size_in_bytes() as u64);
+        if bytes > self.config.max_output_bytes {
+            return Err(EngineError::Forward(format!(
+                "the model's output {:?} is {bytes} bytes, more than the {} this worker \
+                 accepts",
+                output.size(),
+                self.config.max_output_bytes
+            )));
+        }
         let (output, output_hash) = off_the_runtime(|| {
             let output = encode_output(&output)?;
             let output_hash = Digest::of(&output);

@@ -76,6 +76,7 @@ fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
         deterministic_seed: None,
         batch_jobs: true,
         idle_unload: Duration::from_secs(60),
+        max_output_bytes: ciro_engine::tensors::MAX_ENCODED_BYTES,
     }
 }
 
@@ -703,6 +704,34 @@ async fn a_model_that_reads_or_writes_the_workers_files_is_refused_before_it_loa
         .execute(f.mlp, &encode_input(&x).unwrap())
         .await
         .is_ok());
+}
+
+/// An output larger than the engine's limit (a worker sets it to what its coordinator
+/// accepts) is the job's failure before it is encoded, so a worker never writes an output no
+/// one can upload (a submitter's model could otherwise fill its disk, one refused upload at a
+/// time); one within it runs.
+#[tokio::test]
+async fn an_output_over_the_limit_is_the_jobs_failure_before_it_is_encoded() {
+    let f = fixture(4);
+    let (x, _) = sample(f.models, f.described, "mlp");
+    let input = encode_input(&x).unwrap();
+    let unlimited = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1))).unwrap();
+    let data = unlimited.execute(f.mlp, &input).await.unwrap();
+    let bytes = decode_input(&data.output).unwrap();
+    let exact = (bytes.numel() * bytes.kind().elt_size_in_bytes()) as u64;
+    let limited = |max_output_bytes| EngineConfig {
+        max_output_bytes,
+        ..cpu(16, Duration::from_millis(1))
+    };
+    let within = Engine::new(f.store.clone(), limited(exact)).unwrap();
+    assert_eq!(within.execute(f.mlp, &input).await.unwrap(), data);
+    let over = Engine::new(f.store.clone(), limited(exact - 1)).unwrap();
+    match over.execute(f.mlp, &input).await {
+        Err(EngineError::Forward(message)) => {
+            assert!(message.contains(&format!("{exact} bytes")), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
