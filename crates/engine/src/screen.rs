@@ -36,14 +36,31 @@ use std::io::{Cursor, Read};
 /// The most bytes the code and pickles of one archive may unpack to.
 pub const MAX_SCREENED_BYTES: u64 = 64 << 20;
 
-/// Operator namespaces a model may call.
-const OPERATOR_NAMESPACES: [&str; 4] = ["aten", "prim", "quantized", "_quantized"];
+/// Operator namespaces a model may call (`ops.<namespace>`): ATen's, the interpreter's, the
+/// quantized kernels', and the profiler's markers (`record_function`).
+const OPERATOR_NAMESPACES: [&str; 5] = ["aten", "prim", "quantized", "_quantized", "profiler"];
 
-/// Class namespaces a model may hold or construct.
-const CLASS_NAMESPACES: [&str; 1] = ["quantized"];
+/// Class namespaces a model may hold or construct (`classes.<namespace>`): quantized
+/// modules' packed parameters (`quantized`, and `rnn` for dynamically quantized recurrent
+/// layers, repacked by C++ code), and the profiler's `record_function` marker.
+const CLASS_NAMESPACES: [&str; 3] = ["quantized", "rnn", "profiler"];
 
-/// Words no code file may hold: the ATen operations that read or write files.
-const FORBIDDEN_WORDS: [&str; 2] = ["from_file", "save"];
+/// Words no code or pickle may hold: the ATen operations that read or write files, and the
+/// built-ins that start work outliving the pass (`fork`, awaitables: a task still running
+/// after the pass returns could change the output after it was hashed, or spin for ever) or
+/// reach other machines (RPC).
+const FORBIDDEN_WORDS: [&str; 10] = [
+    "from_file",
+    "save",
+    "fork",
+    "awaitable",
+    "_awaitable",
+    "_awaitable_wait",
+    "_awaitable_nowait",
+    "rpc_async",
+    "rpc_sync",
+    "rpc_remote",
+];
 
 /// Why a model is not loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,29 +73,76 @@ pub enum Screened {
 
 /// `Ok` when the TorchScript archive `bytes` calls only what a model may; otherwise why not.
 pub fn check(bytes: &[u8]) -> Result<(), Screened> {
+    // Only a plain zip file from its first byte: libtorch takes a file whose bytes 4 to 8
+    // say `PTMF` for a flatbuffer module (with source of its own), and a zip reader finds an
+    // archive behind any prefix, so a flatbuffer with a harmless zip appended would pass a
+    // check of the zip and load the flatbuffer.
+    if !bytes.starts_with(b"PK\x03\x04") || bytes.get(4..8) == Some(b"PTMF".as_slice()) {
+        return Err(Screened::Unreadable(
+            "not a TorchScript archive (a zip file from its first byte)".into(),
+        ));
+    }
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
         Screened::Unreadable(format!("not a TorchScript archive (a zip file): {e}"))
     })?;
+    if archive.offset() != 0 {
+        return Err(Screened::Unreadable(
+            "not a TorchScript archive: data before the zip file".into(),
+        ));
+    }
     screen(&mut archive)
+}
+
+/// Whether libtorch never compiles or unpickles the entry `name` (lower case, its first
+/// component removed): tensor storages, versions, the debugging tables (which hold the
+/// author's original source, comments included) and extra files.
+fn is_inert(name: &str) -> bool {
+    let storage = name
+        .strip_prefix("data/")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
+    storage
+        || name.starts_with(".data/")
+        || name.starts_with("extra/")
+        || name == "version"
+        || name == "byteorder"
+        || name.ends_with(".debug_pkl")
 }
 
 fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> {
     let mut names = HashSet::new();
+    let mut prefix: Option<String> = None;
     let mut budget = MAX_SCREENED_BYTES;
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|e| {
             Screened::Unreadable(format!("entry {index} of the archive cannot be read: {e}"))
         })?;
         let name = entry.name().to_owned();
-        if !names.insert(name.clone()) {
+        // libtorch's reader finds entries by name ignoring case: names are compared, and
+        // told apart, in lower case.
+        if !name.is_ascii() || name.contains(['\0', '\\']) {
             return Err(Screened::Refused(format!(
-                "the archive holds two entries named {name}"
+                "the archive holds an entry named {name:?}"
             )));
         }
-        let code = name.ends_with(".py");
-        let pickle = name.ends_with(".pkl");
-        if !(code || pickle) {
-            continue; // Tensor storages, versions, debugging tables, extra files.
+        let lower = name.to_ascii_lowercase();
+        if !names.insert(lower.clone()) {
+            return Err(Screened::Refused(format!(
+                "the archive holds two entries named {lower} (ignoring case)"
+            )));
+        }
+        // Every entry under the archive's one top folder, which libtorch reads the rest in.
+        let Some((top, rest)) = lower.split_once('/') else {
+            return Err(Screened::Refused(format!(
+                "the archive's entry {name} is outside its folder"
+            )));
+        };
+        if prefix.get_or_insert_with(|| top.to_owned()) != top {
+            return Err(Screened::Refused(format!(
+                "the archive's entries are in more than one folder ({name})"
+            )));
+        }
+        if is_inert(rest) {
+            continue;
         }
         let mut text = Vec::new();
         (&mut entry)
@@ -98,30 +162,28 @@ fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> 
                 )));
             }
         }
-        if let Some(namespace) = namespaces_after(&text, b"classes")
-            .find(|namespace| !CLASS_NAMESPACES.contains(&namespace.as_str()))
+        if let Some(word) = FORBIDDEN_WORDS
+            .iter()
+            .find(|word| words(&text).any(|w| w == word.as_bytes()))
         {
             return Err(Screened::Refused(format!(
-                "{name} uses classes of the namespace {namespace}, which a model may not"
+                "{name} names `{word}`: models may not read or write files or start work that \
+                 outlives the pass"
             )));
         }
-        if code {
-            if let Some(word) = FORBIDDEN_WORDS
-                .iter()
-                .find(|word| words(&text).any(|w| w == word.as_bytes()))
-            {
-                return Err(Screened::Refused(format!(
-                    "{name} names `{word}`: models may not call the operations that read or \
-                     write files"
-                )));
-            }
-            if let Some(namespace) = namespaces_after(&text, b"ops")
-                .find(|namespace| !OPERATOR_NAMESPACES.contains(&namespace.as_str()))
-            {
-                return Err(Screened::Refused(format!(
-                    "{name} calls operators of the namespace {namespace}, which a model may not"
-                )));
-            }
+        let class = namespaces_after(&text, b"classes")
+            .find(|namespace| !CLASS_NAMESPACES.contains(&namespace.as_str()));
+        if let Some(namespace) = class {
+            return Err(Screened::Refused(format!(
+                "{name} uses classes of the namespace {namespace:?}, which a model may not"
+            )));
+        }
+        let operator = namespaces_after(&text, b"ops")
+            .find(|namespace| !OPERATOR_NAMESPACES.contains(&namespace.as_str()));
+        if let Some(namespace) = operator {
+            return Err(Screened::Refused(format!(
+                "{name} calls operators of the namespace {namespace:?}, which a model may not"
+            )));
         }
     }
     Ok(())
@@ -143,8 +205,9 @@ fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|word| !word.is_empty())
 }
 
-/// For each whole word `word` in `text` followed by a `.` and a name (with any whitespace,
-/// line continuations and comments between), the name: `ops.aten`, `classes.quantized`.
+/// For each whole word `word` in `text`, the name that follows it after a `.` (with any
+/// whitespace, line continuations and comments between): `ops.aten`, `classes.quantized`;
+/// an empty name where none follows.
 fn namespaces_after<'a>(text: &'a [u8], word: &'a [u8]) -> impl Iterator<Item = String> + 'a {
     let n = word.len();
     (0..text.len().saturating_sub(n - 1)).filter_map(move |at| {
@@ -156,7 +219,9 @@ fn namespaces_after<'a>(text: &'a [u8], word: &'a [u8]) -> impl Iterator<Item = 
         }
         let mut i = skip_separators(text, at + n);
         if text.get(i) != Some(&b'.') {
-            return None;
+            // Not followed by a name (`o = ops`, `(ops).x`): an alias could reach any
+            // namespace, so it is refused as a namespace of no name.
+            return Some(String::new());
         }
         i = skip_separators(text, i + 1);
         let start = i;
@@ -230,24 +295,41 @@ mod tests {
             ("a = (torch.  # hidden\n  from_file)(p)", "from_file"),
             ("a = torch.\\\nsave(x, p)", "save"),
             ("y = ops.aten.from_file(p)", "from_file"),
-            ("y = ops.c10d.allreduce_(x)", "namespace c10d"),
-            ("y = ops . # c\n symm_mem.put(x)", "namespace symm_mem"),
+            ("y = ops.c10d.allreduce_(x)", "namespace \"c10d\""),
+            ("y = ops . # c\n symm_mem.put(x)", "namespace \"symm_mem\""),
             (
                 "y = torch.ops.debugprims.load_tensor(n)",
-                "namespace debugprims",
+                "namespace \"debugprims\"",
             ),
-            ("y = ops.(x)", "namespace "),
+            ("y = ops.(x)", "namespace \"\""),
             (
                 "s = __torch__.torch.classes.c10d.Store()",
-                "classes of the namespace c10d",
+                "classes of the namespace \"c10d\"",
             ),
+            // An alias of the namespace, or one in brackets, could reach any of them.
+            (
+                "o = ops\n  y = o.inductor._alloc_from_pool(s, 0, 0, [65536], [1])",
+                "namespace \"\"",
+            ),
+            (
+                "y = (ops).inductor._reinterpret_tensor(s, [64], [1], 0)",
+                "namespace \"\"",
+            ),
+            ("c = classes", "namespace \"\""),
+            // Work that outlives the pass, or reaches other machines.
+            ("fut = fork(self.spin, y)", "fork"),
+            ("r = rpc_async(\"w\", f, (x,))", "rpc_async"),
         ] {
             let refused = refusal(code(text));
             assert!(refused.contains(says), "{text}: {refused}");
         }
-        // Words that merely contain them pass: `saved`, `from_files_count`, `opsx.y`.
+        // Words that merely contain them pass: `saved`, `from_files_count`, `opsx.y`; and
+        // the profiler's markers.
         assert_eq!(
-            code("saved = from_files_count + opsx.y + torch.ops.aten.add(x, x)"),
+            code(
+                "saved = from_files_count + opsx.y + torch.ops.aten.add(x, x)\n  \
+                 r = ops.profiler._record_function_enter_new(\"a\", None)"
+            ),
             Ok(())
         );
     }
@@ -262,6 +344,11 @@ mod tests {
         };
         assert_eq!(
             with_pickle("c__torch__.torch.classes.quantized.LinearPackedParamsBase\n"),
+            Ok(())
+        );
+        // A dynamically quantized LSTM's weights.
+        assert_eq!(
+            with_pickle("c__torch__.torch.classes.rnn.CellParamsBase\n"),
             Ok(())
         );
         assert!(
@@ -306,6 +393,37 @@ mod tests {
             refused.contains("two entries named m/code/aa.py"),
             "{refused}"
         );
+        // Names libtorch reads ignoring case: an upper-case code file is read, and two
+        // names differing only in case are two of one name.
+        let upper = check(&archive(&[
+            ("m/code/__torch__.PY", "return torch.from_file(p)"),
+            ("m/data.pkl", "x"),
+        ]));
+        assert!(refusal(upper).contains("from_file"));
+        let cased = check(&archive(&[
+            ("m/code/x.py", "return x"),
+            ("m/code/X.py", "return torch.from_file(p)"),
+        ]));
+        assert!(refusal(cased).contains("two entries named m/code/x.py"));
+        // Entries outside the archive's one folder, or named oddly.
+        assert!(
+            refusal(check(&archive(&[("m/data.pkl", "x"), ("n/data.pkl", "x")])))
+                .contains("more than one folder")
+        );
+        assert!(refusal(check(&archive(&[("data.pkl", "x")]))).contains("outside its folder"));
+        // Bytes before the zip file (a flatbuffer module with a harmless archive appended,
+        // which libtorch would load as the flatbuffer), or a flatbuffer's mark.
+        let harmless = archive(&[("m/code/__torch__.py", "return x"), ("m/data.pkl", "x")]);
+        assert_eq!(check(&harmless), Ok(()));
+        let mut flatbuffer = b"\0\0\0\0PTMF evil module".to_vec();
+        flatbuffer.extend(&harmless);
+        assert!(matches!(check(&flatbuffer), Err(Screened::Unreadable(_))));
+        let mut marked = harmless.clone();
+        marked[4..8].copy_from_slice(b"PTMF");
+        assert!(matches!(check(&marked), Err(Screened::Unreadable(_))));
+        let mut prefixed = harmless[..4].to_vec();
+        prefixed.extend(&harmless);
+        assert!(matches!(check(&prefixed), Err(Screened::Unreadable(_))));
         // A code file past the bound.
         let big = "x = 1\n".repeat((MAX_SCREENED_BYTES / 6 + 1) as usize);
         assert!(refusal(code(&big)).contains("more than"));
