@@ -45,11 +45,14 @@ const OPERATOR_NAMESPACES: [&str; 5] = ["aten", "prim", "quantized", "_quantized
 /// layers, repacked by C++ code), and the profiler's `record_function` marker.
 const CLASS_NAMESPACES: [&str; 3] = ["quantized", "rnn", "profiler"];
 
-/// Words no code or pickle may hold: the ATen operations that read or write files, and the
+/// Words no code or pickle may hold: the ATen operations that read or write files; the
 /// built-ins that start work outliving the pass (`fork`, awaitables: a task still running
 /// after the pass returns could change the output after it was hashed, or spin for ever) or
-/// reach other machines (RPC).
-const FORBIDDEN_WORDS: [&str; 10] = [
+/// reach other machines (RPC); and the ATen operations that build views or sparse tensors
+/// without checking them against their storage (a review read and wrote the worker's memory
+/// through `_reshape_alias` and `_sparse_coo_tensor_unsafe`; `_unsafe_view` and
+/// `_unsafe_index`, which traced models use, libtorch checks).
+const FORBIDDEN_WORDS: [&str; 25] = [
     "from_file",
     "save",
     "fork",
@@ -60,6 +63,33 @@ const FORBIDDEN_WORDS: [&str; 10] = [
     "rpc_async",
     "rpc_sync",
     "rpc_remote",
+    "_reshape_alias",
+    "_reshape_alias_copy",
+    "_sparse_coo_tensor_unsafe",
+    "_sparse_compressed_tensor_unsafe",
+    "_sparse_csr_tensor_unsafe",
+    "_sparse_csc_tensor_unsafe",
+    "_sparse_bsr_tensor_unsafe",
+    "_sparse_bsc_tensor_unsafe",
+    "_sparse_coo_tensor_with_dims",
+    "_sparse_coo_tensor_with_dims_and_tensors",
+    "_sparse_compressed_tensor_with_dims",
+    "_unsafe_masked_index",
+    "_unsafe_masked_index_put_accumulate",
+    "_nested_view_from_buffer",
+    "_nested_view_from_jagged",
+];
+
+/// Strings no code or pickle may hold, anywhere (a pickled name may run into the next
+/// opcode's byte, so these are not matched as words): the file operations' own names, and the
+/// pickled records the loader rebuilds without checks (sparse tensors, subclasses) or that
+/// reach other processes (distributed references).
+const FORBIDDEN_STRINGS: [&str; 5] = [
+    "aten::from_file",
+    "aten::save",
+    "_rebuild_sparse",
+    "_rebuild_from_type",
+    "torch.distributed",
 ];
 
 /// Why a model is not loaded.
@@ -155,20 +185,21 @@ fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> 
             )));
         }
         budget -= text.len() as u64;
-        for op in ["aten::from_file", "aten::save"] {
-            if contains(&text, op.as_bytes()) {
-                return Err(Screened::Refused(format!(
-                    "{name} names the operation {op}, which touches files"
-                )));
-            }
+        if let Some(named) = FORBIDDEN_STRINGS
+            .iter()
+            .find(|named| contains(&text, named.as_bytes()))
+        {
+            return Err(Screened::Refused(format!(
+                "{name} names {named}, which a model may not use"
+            )));
         }
         if let Some(word) = FORBIDDEN_WORDS
             .iter()
             .find(|word| words(&text).any(|w| w == word.as_bytes()))
         {
             return Err(Screened::Refused(format!(
-                "{name} names `{word}`: models may not read or write files or start work that \
-                 outlives the pass"
+                "{name} names `{word}`: models may not read or write files, start work that \
+                 outlives the pass, or build unchecked views"
             )));
         }
         let class = namespaces_after(&text, b"classes")
@@ -319,6 +350,15 @@ mod tests {
             // Work that outlives the pass, or reaches other machines.
             ("fut = fork(self.spin, y)", "fork"),
             ("r = rpc_async(\"w\", f, (x,))", "rpc_async"),
+            // Views and sparse tensors built without checks against their storage.
+            (
+                "y = torch._reshape_alias(x, [65536], [1])",
+                "_reshape_alias",
+            ),
+            (
+                "y = ops.aten._sparse_coo_tensor_unsafe(i, v, [4])",
+                "_sparse_coo_tensor_unsafe",
+            ),
         ] {
             let refused = refusal(code(text));
             assert!(refused.contains(says), "{text}: {refused}");
@@ -346,6 +386,16 @@ mod tests {
             with_pickle("c__torch__.torch.classes.quantized.LinearPackedParamsBase\n"),
             Ok(())
         );
+        // Sparse tensors and subclasses rebuilt without checks, a name running into the next
+        // opcode.
+        assert!(
+            refusal(with_pickle("ctorch._utils\n_rebuild_sparse_tensorq\u{1}"))
+                .contains("_rebuild_sparse")
+        );
+        assert!(refusal(with_pickle(
+            "X\u{14}\u{0}\u{0}\u{0}_rebuild_from_type_v2q\u{2}"
+        ))
+        .contains("_rebuild_from_type"));
         // A dynamically quantized LSTM's weights.
         assert_eq!(
             with_pickle("c__torch__.torch.classes.rnn.CellParamsBase\n"),
