@@ -107,7 +107,10 @@ async fn handle(
             Err(ErrorObject::unknown_error("service not available")),
         );
     };
-    if !relayer.ips.allow(&peer.ip()) {
+    // An IPv6 host counts once per /64: a client per address would get a full bucket for
+    // each of its addresses.
+    let client = ciro_service::limits::client_group(peer.ip());
+    if !relayer.ips.allow(&client) {
         relayer.metrics.refused("ip_rate_limit");
         return reply(
             StatusCode::TOO_MANY_REQUESTS,
@@ -150,10 +153,7 @@ async fn handle(
         methods::IS_AVAILABLE => to_value(relayer.is_available()),
         methods::GET_SUPPORTED_TOKENS => to_value(relayer.supported_tokens()),
         methods::BUILD_TRANSACTION => match params(request.params) {
-            Ok(p) => relayer
-                .build(p, api_key, peer.ip())
-                .await
-                .and_then(to_value),
+            Ok(p) => relayer.build(p, api_key, client).await.and_then(to_value),
             Err(e) => Err(e),
         },
         methods::EXECUTE_TRANSACTION => match params(request.params) {

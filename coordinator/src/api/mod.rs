@@ -478,20 +478,7 @@ impl<K: std::hash::Hash + Eq> Drop for Slot<K> {
 fn client_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| client_group(info.0.ip()))
-}
-
-fn client_group(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
-    }
+        .map(|info| ciro_service::limits::client_group(info.0.ip()))
 }
 
 /// How long the answer for a job in a final state is reused (only retention, deleting its
@@ -2465,20 +2452,5 @@ mod tests {
         assert!(gave_up_on(4, 3));
         assert!(gave_up_on(1, 1));
         assert!(!gave_up_on(u32::MAX, 0), "0 sets no limit");
-    }
-
-    #[test]
-    fn a_client_is_its_ipv4_address_or_its_ipv6_slash_64() {
-        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-        assert_eq!(client_group(ip("192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(client_group(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(
-            client_group(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
-            client_group(ip("2001:db8:1:2::1"))
-        );
-        assert_ne!(
-            client_group(ip("2001:db8:1:2::1")),
-            client_group(ip("2001:db8:1:3::1"))
-        );
     }
 }

@@ -4,8 +4,25 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// The client an address counts as, for per-client limits: an IPv4 address (also when it
+/// comes IPv4-mapped), or an IPv6 address's /64 (one host usually holds a whole /64, and
+/// would otherwise be a fresh client per address, each with a full bucket).
+pub fn client_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
 
 /// The map is first swept for idle keys when it grows to this many, then each time it has
 /// doubled since the last sweep (amortized O(1) a request, however many keys stay).
@@ -97,9 +114,23 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-
     use super::*;
+
+    #[test]
+    fn a_client_is_its_ipv4_address_or_its_ipv6_slash_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(client_group(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_group(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            client_group(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            client_group(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(client_group(ip("2001:db8:1:2::1")), ip("2001:db8:1:2::"));
+        assert_ne!(
+            client_group(ip("2001:db8:1:2::1")),
+            client_group(ip("2001:db8:1:3::1"))
+        );
+    }
 
     #[test]
     fn a_key_gets_its_burst_then_is_refused_and_others_are_not() {
