@@ -35,6 +35,18 @@ fn heartbeat(models: &[Digest]) -> Heartbeat {
     }
 }
 
+/// Whether a heartbeat was refused because the coordinator has not indexed the worker, or
+/// its stake, yet (or again, while an emptied index is rebuilt).
+fn not_indexed_yet(e: &ciro_api::coordinator::ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            ciro_api::coordinator::ErrorCode::WorkerNotFound
+                | ciro_api::coordinator::ErrorCode::InvalidState
+        )
+    )
+}
+
 /// `client`'s first heartbeat, once the coordinator has indexed its registration.
 async fn announce(client: &ciro_api::coordinator::CoordinatorClient, models: &[Digest]) {
     eventually(
@@ -44,17 +56,7 @@ async fn announce(client: &ciro_api::coordinator::CoordinatorClient, models: &[D
             match client.heartbeat(&heartbeat(models)).await {
                 Ok(_) => Some(()),
                 // Not indexed yet, or its stake not indexed yet.
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some(
-                            ciro_api::coordinator::ErrorCode::WorkerNotFound
-                                | ciro_api::coordinator::ErrorCode::InvalidState
-                        )
-                    ) =>
-                {
-                    None
-                }
+                Err(e) if not_indexed_yet(&e) => None,
                 Err(e) => panic!("heartbeat: {e}"),
             }
         },
@@ -442,14 +444,7 @@ fn beat_through_rebuilds(
         loop {
             match client.heartbeat(&heartbeat(&[])).await {
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        Some(
-                            ciro_api::coordinator::ErrorCode::WorkerNotFound
-                                | ciro_api::coordinator::ErrorCode::InvalidState
-                        )
-                    ) => {}
+                Err(e) if not_indexed_yet(&e) => {}
                 Err(e) => panic!("heartbeat: {e}"),
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
