@@ -170,6 +170,7 @@ fn main() -> Result<()> {
         batch_jobs: true,
         idle_unload: Duration::from_secs(60),
         max_output_bytes: ciro_engine::tensors::MAX_ENCODED_BYTES,
+        isolation: None,
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
 

@@ -111,6 +111,21 @@ class Writer(torch.nn.Module):
         return x
 
 
+class Remembering(torch.nn.Module):
+    """Its input plus the sum of the previous job's input, kept in an attribute: a model that
+    carries one job's data into the next (another submitter's output, and a result no re-run
+    reproduces)."""
+
+    def __init__(self):
+        super().__init__()
+        self.last = torch.zeros(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x + self.last
+        self.last = x.sum().reshape(1)
+        return out
+
+
 SIZES = {
     # Small enough for tests to build and run in milliseconds.
     "test": {"mlp": (16, 64, 4), "encoder": dict(seq=8, d_model=32, heads=4, layers=2, d_out=4)},
@@ -217,7 +232,7 @@ def main():
     p.add_argument("out")
     p = sub.add_parser("centered")
     p.add_argument("out")
-    for name in ("noisy", "sparse", "huge"):
+    for name in ("noisy", "sparse", "huge", "remembering"):
         p = sub.add_parser(name)
         p.add_argument("out")
     for name in ("reader", "writer"):
@@ -241,8 +256,10 @@ def main():
     elif args.command in ("reader", "writer"):
         model = {"reader": Reader, "writer": Writer}[args.command](args.path)
         torch.jit.script(model).save(args.out)
-    elif args.command in ("noisy", "sparse", "huge"):
-        model = {"noisy": Noisy, "sparse": Sparse, "huge": Huge}[args.command]()
+    elif args.command in ("noisy", "sparse", "huge", "remembering"):
+        model = {"noisy": Noisy, "sparse": Sparse, "huge": Huge, "remembering": Remembering}[
+            args.command
+        ]()
         torch.jit.script(model).save(args.out)
     else:
         bench(args.model, args.row_shape, args.iters, args.warmup)

@@ -65,6 +65,11 @@ pub struct EngineConfig {
     /// before it is encoded. A worker sets it to what its coordinator accepts, so that an
     /// output no one can upload is never written to its disk.
     pub max_output_bytes: u64,
+    /// Each job's pass in a sandboxed process of its own ([`crate::isolation`]); `None` runs
+    /// models in this process (batching, a warm cache), for models the worker trusts. With
+    /// isolation this process never loads a model: [`Engine::execute`] is the only way in
+    /// (not [`Engine::infer`] or [`Engine::model`]), and `batch_jobs` does not apply.
+    pub isolation: Option<crate::isolation::Isolation>,
 }
 
 /// The device inference runs on by default: the first CUDA device when libtorch sees one,
@@ -83,6 +88,7 @@ impl Default for EngineConfig {
             batch_jobs: false,
             idle_unload: Duration::from_secs(60),
             max_output_bytes: crate::tensors::MAX_ENCODED_BYTES,
+            isolation: None,
         }
     }
 }
@@ -246,7 +252,7 @@ struct Request {
 }
 
 /// Seeds libtorch's random generators (the CPU's, and every CUDA device's with `cuda`).
-fn seed_generators(seed: u64, cuda: bool) {
+pub(crate) fn seed_generators(seed: u64, cuda: bool) {
     tch::manual_seed(seed as i64);
     if cuda {
         tch::Cuda::manual_seed_all(seed);
@@ -392,6 +398,9 @@ impl Engine {
     /// Executes a job: decodes the safetensors input, runs it (batched with other jobs only
     /// with `batch_jobs` in throughput mode, else alone), encodes the output and hashes both.
     pub async fn execute(&self, hash: Digest, input: &[u8]) -> Result<JobOutput, EngineError> {
+        if let Some(isolation) = &self.config.isolation {
+            return self.execute_isolated(isolation, hash, input).await;
+        }
         // The model first: an unknown or broken model is the error to report whatever the
         // input is.
         self.model(hash).await?;
@@ -402,22 +411,63 @@ impl Engine {
         } else {
             self.infer(hash, tensor).await?
         };
-        let bytes = u64::try_from(output.numel())
-            .unwrap_or(u64::MAX)
-            .saturating_mul(output.kind().elt_size_in_bytes() as u64);
-        if bytes > self.config.max_output_bytes {
-            return Err(EngineError::Forward(format!(
-                "the model's output {:?} is {bytes} bytes, more than the {} this worker \
-                 accepts",
-                output.size(),
-                self.config.max_output_bytes
-            )));
-        }
+        check_output_size(&output, self.config.max_output_bytes)?;
         let (output, output_hash) = off_the_runtime(|| {
             let output = encode_output(&output)?;
             let output_hash = Digest::of(&output);
             Ok::<_, EngineError>((output, output_hash))
         })?;
+        Ok(JobOutput {
+            input_hash,
+            output,
+            output_hash,
+        })
+    }
+
+    /// [`Self::execute`] in a child process: the input is checked against the stored spec
+    /// here (a wrong shape or type is reported as it is in this process), then the child
+    /// verifies, screens, loads and runs the model. Counted as a load of the model for
+    /// [`Self::busy_with`] while the child runs.
+    async fn execute_isolated(
+        &self,
+        isolation: &crate::isolation::Isolation,
+        hash: Digest,
+        input: &[u8],
+    ) -> Result<JobOutput, EngineError> {
+        let (path, spec) = self.store.file_of(&hash)?;
+        let (input_hash, rows) = off_the_runtime(|| {
+            let tensor = decode_input(input)?;
+            let rows = validate(&tensor, &spec, self.config.max_batch)?;
+            Ok::<_, EngineError>((Digest::of(input), rows))
+        })?;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let started = Instant::now();
+        let ran = {
+            let _running = self.thread.activity.loading(hash);
+            isolation
+                .run(crate::isolation::Pass {
+                    model_path: &path,
+                    model_hash: hash,
+                    device: self.config.device,
+                    seed: self.config.deterministic_seed,
+                    max_output_bytes: self.config.max_output_bytes,
+                    input,
+                })
+                .await
+        };
+        tracing::debug!(model = %hash, rows, elapsed_ms = started.elapsed().as_millis() as u64, ok = ran.is_ok(), "isolated pass ran");
+        let output = match ran {
+            // The child's word is checked: a file that does hash to its name stays.
+            Err(EngineError::HashMismatch { .. }) if self.store.verify(&hash) => {
+                return Err(EngineError::from(anyhow!(
+                    "the model's process found model {hash} damaged; it is not"
+                )))
+            }
+            other => other?,
+        };
+        let output_hash = off_the_runtime(|| Digest::of(&output));
         Ok(JobOutput {
             input_hash,
             output,
@@ -536,33 +586,15 @@ fn run_batch(batch: Vec<Request>, stats: &EngineStats, activity: &Arc<Activity>)
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     stats.rows.fetch_add(total as u64, Ordering::Relaxed);
     let started = Instant::now();
-    let result = tch::no_grad(|| {
+    let result = (|| {
         let inputs: Vec<&Tensor> = batch.iter().map(|r| &r.input).collect();
         let input = if inputs.len() == 1 {
             inputs[0].shallow_clone()
         } else {
             Tensor::f_cat(&inputs, 0)?
         };
-        let output = model.module.forward_ts(&[input.f_to(model.device)?])?;
-        // Refused before the copy: a view on the device may stand for far more memory than
-        // the host has (the encoder refuses it too, once on the CPU).
-        let bytes = output.f_kind().ok().and_then(|kind| {
-            output
-                .size()
-                .iter()
-                .try_fold(kind.elt_size_in_bytes() as u64, |n, &d| {
-                    n.checked_mul(u64::try_from(d).ok()?)
-                })
-        });
-        if bytes.is_none_or(|bytes| bytes > crate::tensors::MAX_ENCODED_BYTES) {
-            return Err(tch::TchError::Shape(format!(
-                "the model's output {:?} is more than the {} bytes a file may hold",
-                output.size(),
-                crate::tensors::MAX_ENCODED_BYTES
-            )));
-        }
-        output.f_to(Device::Cpu)
-    });
+        forward(&model.module, model.device, &input)
+    })();
     drop(passing);
     tracing::debug!(model = %model.hash, requests = batch.len(), rows = total, elapsed_us = started.elapsed().as_micros() as u64, "batch ran");
     match result {
@@ -608,6 +640,50 @@ fn run_batch(batch: Vec<Request>, stats: &EngineStats, activity: &Arc<Activity>)
             }
         }
     }
+}
+
+/// One forward pass of `module` on `device` under `no_grad`: the output, on the CPU. An
+/// output larger than a file may hold is refused before the copy (a view on the device may
+/// stand for far more memory than the host has; the encoder refuses it too, once on the CPU).
+pub(crate) fn forward(
+    module: &tch::CModule,
+    device: Device,
+    input: &Tensor,
+) -> Result<Tensor, tch::TchError> {
+    tch::no_grad(|| {
+        let output = module.forward_ts(&[input.f_to(device)?])?;
+        let bytes = output.f_kind().ok().and_then(|kind| {
+            output
+                .size()
+                .iter()
+                .try_fold(kind.elt_size_in_bytes() as u64, |n, &d| {
+                    n.checked_mul(u64::try_from(d).ok()?)
+                })
+        });
+        if bytes.is_none_or(|bytes| bytes > crate::tensors::MAX_ENCODED_BYTES) {
+            return Err(tch::TchError::Shape(format!(
+                "the model's output {:?} is more than the {} bytes a file may hold",
+                output.size(),
+                crate::tensors::MAX_ENCODED_BYTES
+            )));
+        }
+        output.f_to(Device::Cpu)
+    })
+}
+
+/// Refuses an output of more than `max_output_bytes` of tensor data, before it is encoded.
+pub(crate) fn check_output_size(output: &Tensor, max_output_bytes: u64) -> Result<(), EngineError> {
+    let bytes = u64::try_from(output.numel())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(output.kind().elt_size_in_bytes() as u64);
+    if bytes > max_output_bytes {
+        return Err(EngineError::Forward(format!(
+            "the model's output {:?} is {bytes} bytes, more than the {max_output_bytes} this \
+             worker accepts",
+            output.size(),
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

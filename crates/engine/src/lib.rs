@@ -7,6 +7,8 @@
 //!   bounded cache of loaded modules per device;
 //! - [`engine`]: inference on a dedicated thread under `no_grad`, dynamic batching, and job
 //!   execution from safetensors input to a hashed safetensors output;
+//! - [`isolation`] and [`sandbox`]: each job's pass in a sandboxed process of its own, which
+//!   holds nothing worth stealing from a model that takes control of it;
 //! - [`screen`]: what a TorchScript model may call, checked before it is loaded (no file
 //!   access, no operators or classes outside ATen's);
 //! - [`tensors`]: safetensors input and output;
@@ -16,6 +18,8 @@ pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod hardware;
+pub mod isolation;
+pub mod sandbox;
 pub mod screen;
 pub mod store;
 pub mod tensors;
@@ -29,4 +33,5 @@ pub fn libtorch_version() -> &'static str {
 }
 pub use engine::{default_device, Engine, EngineConfig, JobOutput};
 pub use error::EngineError;
+pub use isolation::{child_main, Isolation, SandboxReport};
 pub use store::{LoadedModel, ModelSpec, ModelStore};

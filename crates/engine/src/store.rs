@@ -287,6 +287,46 @@ impl ModelStore {
         self.model_path(hash).is_file() && self.spec_path(hash).is_file()
     }
 
+    /// Model `hash`'s file and spec, for a run in another process (the file is marked used);
+    /// [`EngineError::UnknownModel`] when the store does not hold it.
+    pub fn file_of(&self, hash: &Digest) -> Result<(PathBuf, ModelSpec), EngineError> {
+        let spec = match fs::read(self.spec_path(hash)) {
+            Ok(text) => serde_json::from_slice(&text).map_err(|e| {
+                self.forget(hash);
+                EngineError::from(
+                    anyhow::Error::new(e).context(format!("reading the spec of model {hash}")),
+                )
+            })?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(EngineError::UnknownModel(*hash))
+            }
+            Err(e) => {
+                return Err(EngineError::from(
+                    anyhow::Error::new(e).context("reading a model's spec"),
+                ))
+            }
+        };
+        let path = self.model_path(hash);
+        if !path.is_file() {
+            return Err(EngineError::UnknownModel(*hash));
+        }
+        self.touch(hash);
+        Ok((path, spec))
+    }
+
+    /// Whether model `hash`'s file hashes to its name; a damaged one is forgotten, to be
+    /// fetched again (what another process's claim of a mismatch is checked with).
+    pub fn verify(&self, hash: &Digest) -> bool {
+        match fs::read(self.model_path(hash)) {
+            Ok(bytes) if Digest::of(&bytes) == *hash => true,
+            Ok(_) => {
+                self.forget(hash);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The hashes of every model the store holds.
     pub fn hashes(&self) -> Vec<Digest> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -418,19 +458,7 @@ impl ModelStore {
             self.evict_for(&mut cache, file_bytes);
         }
         // What it may call is checked before libtorch compiles its code.
-        crate::screen::check(&bytes).map_err(|screened| match screened {
-            crate::screen::Screened::Unreadable(reason) => EngineError::CorruptModel {
-                hash: *hash,
-                reason,
-            },
-            crate::screen::Screened::Refused(reason) => {
-                tracing::warn!(model = %hash, %reason, "a model refused");
-                EngineError::UnsafeModel {
-                    hash: *hash,
-                    reason,
-                }
-            }
-        })?;
+        screen(hash, &bytes)?;
         let mut module =
             CModule::load_data_on_device(&mut Cursor::new(bytes), device).map_err(|e| {
                 EngineError::CorruptModel {
@@ -630,6 +658,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+/// What a model file may call, checked before libtorch compiles its code ([`crate::screen`]).
+pub(crate) fn screen(hash: &Digest, bytes: &[u8]) -> Result<(), EngineError> {
+    crate::screen::check(bytes).map_err(|screened| match screened {
+        crate::screen::Screened::Unreadable(reason) => EngineError::CorruptModel {
+            hash: *hash,
+            reason,
+        },
+        crate::screen::Screened::Refused(reason) => {
+            tracing::warn!(model = %hash, %reason, "a model refused");
+            EngineError::UnsafeModel {
+                hash: *hash,
+                reason,
+            }
+        }
+    })
 }
 
 #[cfg(test)]

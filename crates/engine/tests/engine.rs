@@ -77,6 +77,7 @@ fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
         batch_jobs: true,
         idle_unload: Duration::from_secs(60),
         max_output_bytes: ciro_engine::tensors::MAX_ENCODED_BYTES,
+        isolation: None,
     }
 }
 
@@ -828,4 +829,161 @@ fn concurrent_inserts_of_one_model_all_succeed_and_leave_it_whole() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// An engine that runs each job in a process of its own (the engine's `ciro-pass`, as the
+/// worker's `pass` subcommand), sandboxed or not, screening models or not.
+fn isolated(sandbox: bool, screen: bool) -> EngineConfig {
+    let mut isolation = ciro_engine::Isolation::new(env!("CARGO_BIN_EXE_ciro-pass"), &[]);
+    isolation.sandbox = sandbox;
+    isolation.screen = screen;
+    EngineConfig {
+        isolation: Some(isolation),
+        ..cpu(16, Duration::from_millis(1))
+    }
+}
+
+/// A job run in its own sandboxed process gives the output the engine gives in this process,
+/// bit for bit (the hash the worker commits), and the same errors: a wrong input is refused
+/// before a process starts, with the shape error the worker corrects its spec from; an
+/// unsafe model is refused by the screen in the child too.
+#[tokio::test]
+async fn an_isolated_job_gives_the_in_process_output_and_errors() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = |config: EngineConfig| EngineConfig {
+        deterministic_seed: Some(7),
+        ..config
+    };
+    let here = Engine::new(f.store.clone(), seeded(cpu(16, Duration::from_millis(1)))).unwrap();
+    let apart = Engine::new(f.store.clone(), seeded(isolated(true, true))).unwrap();
+    for (name, model) in [("mlp", f.mlp), ("encoder", f.encoder)] {
+        let (x, _) = sample(f.models, f.described, name);
+        let input = encode_input(&x).unwrap();
+        let expected = here.execute(model, &input).await.unwrap();
+        assert_eq!(
+            apart.execute(model, &input).await.unwrap(),
+            expected,
+            "{name}"
+        );
+    }
+    // The isolated engine loaded nothing in this process.
+    let loads = f.store.disk_loads();
+    let (x, _) = sample(f.models, f.described, "mlp");
+    apart
+        .execute(f.mlp, &encode_input(&x).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(f.store.disk_loads(), loads);
+    let wrong = encode_input(&Tensor::zeros([2, 3], (Kind::Float, Device::Cpu))).unwrap();
+    assert!(matches!(
+        apart.execute(f.mlp, &wrong).await,
+        Err(EngineError::WrongShape { .. })
+    ));
+    let unknown = Digest::of(b"no such model");
+    assert!(matches!(
+        apart.execute(unknown, &encode_input(&x).unwrap()).await,
+        Err(EngineError::UnknownModel(hash)) if hash == unknown
+    ));
+    let reader = scripted_with(&f, &dir, "reader", &["--path", "/etc/hostname"]);
+    let input = encode_input(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    match apart.execute(reader, &input).await {
+        Err(EngineError::UnsafeModel { reason, .. }) => assert!(reason.contains("from_file")),
+        other => panic!("the reader was not refused: {other:?}"),
+    }
+}
+
+/// The attack the screen cannot stop (a model that corrupts libtorch's memory and so runs
+/// code of its author's), played by a model that calls file operations directly, with the
+/// screen off: in a process of its own but unsandboxed it reads the worker's key into its
+/// output and plants a file (the attack is real); in the sandbox the read is the job's error,
+/// the file is not written, and the engine serves the next job.
+#[tokio::test]
+async fn a_model_that_takes_over_its_process_reads_and_writes_none_of_the_workers_files() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("key");
+    std::fs::write(&secret, [1u8, 2, 3, 4]).unwrap();
+    let planted = dir.path().join("planted");
+    let reader = scripted_with(
+        &f,
+        &dir,
+        "reader",
+        &["--path", &secret.display().to_string()],
+    );
+    let writer = scripted_with(
+        &f,
+        &dir,
+        "writer",
+        &["--path", &planted.display().to_string()],
+    );
+    let input = encode_input(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+
+    let bare = Engine::new(f.store.clone(), isolated(false, false)).unwrap();
+    let stolen = decode_input(&bare.execute(reader, &input).await.unwrap().output).unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(stolen.flatten(0, -1)).unwrap(),
+        [1.0, 2.0, 3.0, 4.0]
+    );
+    bare.execute(writer, &input).await.unwrap();
+    assert!(planted.exists(), "the unsandboxed writer wrote nothing");
+    std::fs::remove_file(&planted).unwrap();
+
+    let sandboxed = Engine::new(f.store.clone(), isolated(true, false)).unwrap();
+    match sandboxed.execute(reader, &input).await {
+        Err(EngineError::Forward(message)) => {
+            assert!(message.contains("Permission denied"), "{message}")
+        }
+        other => panic!("the sandboxed reader was not stopped: {other:?}"),
+    }
+    // libtorch's `save` does not report a file it could not open: the job ends as the model
+    // wrote it, and the file is not there.
+    let _ = sandboxed.execute(writer, &input).await;
+    assert!(!planted.exists(), "the sandboxed writer wrote its file");
+    assert_serves_the_next_job(&f, &sandboxed).await;
+}
+
+/// The check a worker runs before serving: from the sandbox, every escape a model that took
+/// control would try fails (the worker's files, a TCP connection, a UDP socket, a signal to
+/// the worker, its memory and environment), and what a pass needs works. Without the sandbox
+/// every attempt works, so each is a real attack.
+#[tokio::test]
+async fn the_sandbox_check_finds_every_escape_blocked_and_a_pass_unhindered() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |sandbox| {
+        let mut isolation = ciro_engine::Isolation::new(env!("CARGO_BIN_EXE_ciro-pass"), &[]);
+        isolation.sandbox = sandbox;
+        isolation
+    };
+    let report = check(true).check_sandbox(dir.path()).await.unwrap();
+    assert_eq!(report.attempts.len(), 10, "{report:#?}");
+    assert!(report.escapes().is_empty(), "{report:#?}");
+    assert!(report.broken().is_empty(), "{report:#?}");
+    let open = check(false).check_sandbox(dir.path()).await.unwrap();
+    assert!(open.attempts.iter().all(|a| a.worked), "{open:#?}");
+    assert_eq!(open.escapes().len(), 8);
+    // Nothing was left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A model that keeps one job's data in an attribute for the next: in one process the second
+/// job's output carries the first job's input (and no re-run reproduces it); isolated, each
+/// job starts from the model's file and two runs of one input agree.
+#[tokio::test]
+async fn an_isolated_job_starts_from_the_models_file_not_from_the_last_jobs_state() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let remembering = scripted(&f, &dir, "remembering");
+    let input = encode_input(&Tensor::ones([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    let here = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1))).unwrap();
+    let first = here.execute(remembering, &input).await.unwrap();
+    let second = here.execute(remembering, &input).await.unwrap();
+    assert_ne!(
+        first.output_hash, second.output_hash,
+        "the control kept no state"
+    );
+    let apart = Engine::new(f.store.clone(), isolated(true, true)).unwrap();
+    let first_apart = apart.execute(remembering, &input).await.unwrap();
+    assert_eq!(first_apart, first);
+    assert_eq!(apart.execute(remembering, &input).await.unwrap(), first);
 }

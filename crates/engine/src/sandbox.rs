@@ -1,0 +1,367 @@
+//! The sandbox a model's process enters before it reads the model (Linux): what code running
+//! in it may still do if a submitter's model takes control of it (libtorch's loader trusts a
+//! model's pickled tensor records; a crafted one corrupts memory).
+//!
+//! Entered by the process's only thread, before libtorch starts any (every thread created
+//! later inherits it), in three layers, each of which holds on its own:
+//! - **Landlock** (the kernel's unprivileged sandbox): files and directories may be read only
+//!   beneath the paths of [`Policy::read`] (the libraries libtorch and the GPU driver load,
+//!   `/proc`, `/sys`, the model file) and written nowhere except the GPU's device files; no TCP
+//!   connection or listening port; no signal to, and no abstract socket of, a process outside
+//!   the sandbox; and no `ptrace` of one (so not the worker's memory through `/proc/<pid>/mem`
+//!   either). The worker's key, its journal, other jobs' data: none is beneath those paths.
+//! - **seccomp**: the system calls no forward pass needs are refused (`EPERM`): sockets of any
+//!   kind (UDP, netlink and Unix sockets included, which Landlock does not cover on kernels
+//!   before its ABI 9), `ptrace`, other processes' memory, mounts, namespaces, BPF, kernel
+//!   keys and modules, `io_uring` (whose operations seccomp cannot see), file handles (which
+//!   open files by number, past the path rules). A foreign architecture's calls kill the
+//!   process.
+//! - **No privileges**: `no_new_privs` (no set-user-ID gain), every capability dropped (a root
+//!   worker's child cannot override file permissions), no core dump.
+//!
+//! The process's environment is the parent's choice (the worker clears it: no secret reaches
+//! the child that way), and it holds no secret of its own, so what a model can take from it is
+//! its own job: its input, which the worker was to give it anyway.
+
+use std::path::PathBuf;
+
+use landlock::{
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+/// The newest Landlock ABI whose rights the sandbox asks for (V6: file, TCP and scope rules).
+const ABI_ASKED: ABI = ABI::V6;
+
+/// What the sandboxed process may reach.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Files and directories it may read (and map for execution) beneath; missing ones are
+    /// skipped.
+    pub read: Vec<PathBuf>,
+    /// Device files it may also write to and control (`ioctl`): the GPU's.
+    pub devices: Vec<PathBuf>,
+}
+
+/// How much of the sandbox the kernel enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entered {
+    /// Landlock: every right asked for (`true`), or only those the kernel knows.
+    pub landlock_full: bool,
+    /// The Landlock ABI the kernel speaks.
+    pub landlock_abi: i32,
+}
+
+/// Why the sandbox could not be entered.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "this kernel enforces no Landlock rules (Linux 5.13 or later with Landlock enabled, \
+         `lsm=landlock,...`, is needed), so a model's process could read the worker's files; \
+         run on such a kernel, or accept that risk with `--isolation process`"
+    )]
+    NoLandlock,
+    #[error("the sandbox must be entered before any other thread starts ({0} threads run)")]
+    Threads(usize),
+    #[error("entering the sandbox: {0}")]
+    Failed(String),
+}
+
+/// The paths a model's process needs to read by default: the directories of every shared
+/// library mapped in this process (libtorch, the C++ runtime), the whole `site-packages` a
+/// pip-installed libtorch lives in (CUDA's libraries, loaded later, sit beside it), the
+/// system's library directories (the GPU driver's `libcuda`), the dynamic loader's cache,
+/// `/proc` and `/sys` (read by libtorch and the CUDA runtime), `/dev/null`, `/dev/urandom`.
+pub fn default_read_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = [
+        "/usr/lib",
+        "/usr/lib64",
+        "/lib",
+        "/lib64",
+        "/usr/local/cuda",
+        "/usr/local/nvidia",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/proc",
+        "/sys",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/urandom",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .collect();
+    for library in mapped_libraries() {
+        let text = library.to_string_lossy();
+        if let Some(end) = text.find("/site-packages/") {
+            paths.push(PathBuf::from(&text[..end + "/site-packages".len()]));
+        } else if let Some(dir) = library.parent() {
+            paths.push(dir.to_path_buf());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The GPU's device files (NVIDIA's), which a CUDA process opens read-write and controls.
+pub fn default_devices() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/dev") else {
+        return Vec::new();
+    };
+    let mut devices: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("nvidia"))
+        .map(|e| e.path())
+        .collect();
+    devices.sort();
+    devices
+}
+
+/// The shared libraries mapped in this process (from `/proc/self/maps`).
+fn mapped_libraries() -> Vec<PathBuf> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    let mut libraries: Vec<PathBuf> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.starts_with('/') && path.contains(".so"))
+        .map(PathBuf::from)
+        .collect();
+    libraries.sort();
+    libraries.dedup();
+    libraries
+}
+
+/// How many threads this process runs.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| tasks.count())
+        .unwrap_or(0)
+}
+
+/// Enters the sandbox: Landlock with `policy`, then the seccomp filter and no privileges.
+/// Fails, leaving the process to exit, when Landlock is not enforced at all, or when another
+/// thread already runs (it would stay outside).
+pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
+    let running = threads();
+    if running != 1 {
+        return Err(SandboxError::Threads(running));
+    }
+    let failed = |e: &dyn std::fmt::Display| SandboxError::Failed(e.to_string());
+    let abi = landlock_abi();
+    let read = AccessFs::from_read(ABI_ASKED);
+    let device = read | AccessFs::WriteFile | AccessFs::IoctlDev;
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(ABI_ASKED))
+        .and_then(|r| r.handle_access(AccessNet::from_all(ABI_ASKED)))
+        .and_then(|r| r.scope(Scope::AbstractUnixSocket | Scope::Signal))
+        .and_then(|r| r.create())
+        .map_err(|e| failed(&e))?;
+    for (paths, access) in [(&policy.read, read), (&policy.devices, device)] {
+        for path in paths.iter().filter(|p| p.exists()) {
+            let fd = PathFd::new(path).map_err(|e| failed(&format!("{}: {e}", path.display())))?;
+            let access = if path.is_dir() {
+                access
+            } else {
+                access & AccessFs::from_file(ABI_ASKED)
+            };
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(|e| failed(&format!("{}: {e}", path.display())))?;
+        }
+    }
+    let status = ruleset.restrict_self().map_err(|e| failed(&e))?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err(SandboxError::NoLandlock);
+    }
+    if !status.no_new_privs {
+        set_no_new_privs().map_err(|e| failed(&e))?;
+    }
+    no_core_dumps().map_err(|e| failed(&e))?;
+    drop_capabilities().map_err(|e| failed(&e))?;
+    seccomp::install().map_err(|e| failed(&e))?;
+    Ok(Entered {
+        landlock_full: status.ruleset == RulesetStatus::FullyEnforced,
+        landlock_abi: abi,
+    })
+}
+
+/// The Landlock ABI version the kernel speaks (0 or less: none).
+fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
+    // SAFETY: the documented version query: no ruleset pointer, size 0, the version flag.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    i32::try_from(version).unwrap_or(0)
+}
+
+fn set_no_new_privs() -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn no_core_dumps() -> std::io::Result<()> {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit for the calling process.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Drops every capability (effective, permitted, inheritable, and the bounding set).
+fn drop_capabilities() -> std::io::Result<()> {
+    for capability in 0..64 {
+        // SAFETY: prctl with integer arguments only; EINVAL past the last capability.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) };
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset with a version-3 header and its two data words, both valid for the call.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+mod seccomp {
+    //! A classic-BPF seccomp filter: refused calls get `EPERM`, a foreign architecture's
+    //! kill the process, everything else is allowed.
+
+    /// The calls refused.
+    const REFUSED: &[libc::c_long] = &[
+        libc::SYS_socket,
+        libc::SYS_socketpair,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_kcmp,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_kexec_load,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+    ];
+
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xC000_003E;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xC000_00B7;
+
+    const LOAD_WORD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JUMP_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JUMP_AT_LEAST: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    /// `seccomp_data`'s fields: the call's number, then its architecture.
+    const NUMBER: u32 = 0;
+    const ARCHITECTURE: u32 = 4;
+
+    fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+        libc::sock_filter { code, jt, jf, k }
+    }
+
+    /// The filter's program.
+    fn program() -> Vec<libc::sock_filter> {
+        let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let mut program = vec![
+            op(LOAD_WORD, 0, 0, ARCHITECTURE),
+            op(JUMP_EQUAL, 1, 0, ARCH),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+            op(LOAD_WORD, 0, 0, NUMBER),
+        ];
+        // x32 calls (numbers with bit 30 set) would reach the same kernel functions under
+        // other numbers.
+        #[cfg(target_arch = "x86_64")]
+        program.extend([
+            op(JUMP_AT_LEAST, 0, 1, 0x4000_0000),
+            op(RETURN, 0, 0, refuse),
+        ]);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = JUMP_AT_LEAST;
+        for &call in REFUSED {
+            program.push(op(JUMP_EQUAL, 0, 1, call as u32));
+            program.push(op(RETURN, 0, 0, refuse));
+        }
+        program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
+        program
+    }
+
+    /// Installs the filter on every thread of the process.
+    pub(super) fn install() -> std::io::Result<()> {
+        let program = program();
+        let filter = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `filter` points at `program`, alive for the call; no_new_privs is set.
+        let installed = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_TSYNC,
+                &filter,
+            )
+        };
+        if installed != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
