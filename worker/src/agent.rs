@@ -143,6 +143,11 @@ pub struct AgentConfig {
     /// Put jobs' rows in shared forward passes (throughput mode; see
     /// [`EngineConfig::batch_jobs`] for why it is off by default).
     pub batch_jobs: bool,
+    /// Each job's pass in a process of its own, sandboxed or not ([`ciro_engine::isolation`]);
+    /// `None` runs models in the agent's process, which holds the account key (for models the
+    /// operator trusts). A sandboxed one is checked at start: the agent refuses to serve when
+    /// a model's process could reach the worker's files, network, signals or memory.
+    pub isolation: Option<ciro_engine::Isolation>,
     /// Most bytes of model files kept loaded between jobs (None: half the inference device's
     /// memory, the best GPU's on CUDA, else the machine's). The least recently used models
     /// are let go first; the model a job needs is always loaded.
@@ -509,11 +514,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         }
     }
 
+    if let Some(isolation) = config.isolation.as_ref().filter(|i| i.sandbox) {
+        check_sandbox(isolation, &config.data_dir).await?;
+    }
     let engine_config = EngineConfig {
         deterministic_seed: config.deterministic_seed,
         max_batch: config.max_batch,
         batch_jobs: config.batch_jobs,
         max_output_bytes: config.max_output_bytes,
+        isolation: config.isolation.clone(),
         ..EngineConfig::default()
     };
     let max_loaded_bytes = config.max_loaded_model_bytes.unwrap_or_else(|| {
@@ -948,8 +957,9 @@ impl Agent {
                         }
                     }
                 }
-                if wedged {
-                    // Given back and journaled: now the restart (see `max_forward`).
+                // Given back and journaled: now the restart (see `max_forward`), unless the
+                // pass ran in a process of its own, which was killed with it.
+                if wedged && self.config.isolation.is_none() {
                     WEDGED.store(true, Ordering::SeqCst);
                     self.wedged.cancel();
                 }
@@ -1236,13 +1246,24 @@ impl Agent {
             {
                 tracing::warn!(error = %e, "recording the job as not to be run again");
             }
-            tracing::error!(
-                model = %a.model_hash,
-                busy_secs = busy.as_secs(),
-                limit_secs = limit.as_secs(),
-                "the engine has been loading or running this job's model past the time limit: \
-                 giving the job back, then exiting for a restart (neither can be interrupted)"
-            );
+            if self.config.isolation.is_some() {
+                tracing::error!(
+                    model = %a.model_hash,
+                    busy_secs = busy.as_secs(),
+                    limit_secs = limit.as_secs(),
+                    "the job's model process ran past the time limit: killed, and the job given \
+                     back"
+                );
+            } else {
+                tracing::error!(
+                    model = %a.model_hash,
+                    busy_secs = busy.as_secs(),
+                    limit_secs = limit.as_secs(),
+                    "the engine has been loading or running this job's model past the time \
+                     limit: giving the job back, then exiting for a restart (neither can be \
+                     interrupted)"
+                );
+            }
             return Err(Refusal::Wedged(format!(
                 "the engine loaded or ran its model for longer than this worker's limit of {} s",
                 limit.as_secs()
@@ -1903,6 +1924,48 @@ const PRUNE_OUTPUTS_EVERY: Duration = Duration::from_secs(3_600);
 /// handed to each eligible worker in turn, each taking a miss, at no cost to its submitter but
 /// gas; counted, it reaches at most the limit's number of workers. (A panic in the pass
 /// itself, which a model's output can cause, is the job's failure too: see `compute`.)
+/// Runs the sandbox check ([`ciro_engine::Isolation::check_sandbox`]) in `scratch`: an
+/// error, and no serving, when a model's process could reach what it must not, or cannot do
+/// what a pass needs.
+pub async fn check_sandbox(
+    isolation: &ciro_engine::Isolation,
+    scratch: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let report = isolation
+        .check_sandbox(scratch)
+        .await
+        .context("checking the model sandbox (`--isolation process` runs models unsandboxed)")?;
+    let escapes: Vec<&str> = report.escapes().iter().map(|a| a.what.as_str()).collect();
+    let broken: Vec<String> = report
+        .broken()
+        .iter()
+        .map(|a| format!("{} ({})", a.what, a.error.as_deref().unwrap_or("?")))
+        .collect();
+    anyhow::ensure!(
+        escapes.is_empty(),
+        "the model sandbox does not hold on this machine: a model's process could {}; \
+         refusing to serve (`--isolation process` accepts the risk)",
+        escapes.join(", ")
+    );
+    anyhow::ensure!(
+        broken.is_empty(),
+        "the model sandbox stops what a pass needs: {}; add the paths a pass must read with \
+         `--sandbox-read`, or run with `--isolation process`",
+        broken.join(", ")
+    );
+    tracing::info!(
+        escapes_blocked = report
+            .attempts
+            .iter()
+            .filter(|a| !a.allowed && !a.worked)
+            .count(),
+        "the model sandbox holds: each job's model runs in a process that cannot reach the \
+         worker's files, network, signals or memory"
+    );
+    Ok(())
+}
+
 fn engine_refusal(error: EngineError) -> Refusal {
     let reason = format!("the engine refused the job: {error}");
     match &error {
@@ -2061,6 +2124,7 @@ mod tests {
             relayer: None,
             challenge_slashes: false,
             batch_jobs: false,
+            isolation: None,
             max_loaded_model_bytes: None,
             max_stored_model_bytes: None,
             keep_outputs: Duration::from_secs(1),

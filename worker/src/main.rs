@@ -54,6 +54,61 @@ enum Command {
     AddModel(AddModelArgs),
     /// Run one job: a safetensors input through a stored model; prints the hashes as JSON.
     Exec(ExecArgs),
+    /// One job's forward pass in a sandboxed process (started by the worker itself).
+    #[command(hide = true)]
+    Pass(PassArgs),
+}
+
+#[derive(Args)]
+struct PassArgs {
+    /// The engine's request (JSON).
+    request: String,
+}
+
+/// Where a job's model runs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IsolationMode {
+    /// In a process of its own per job, sandboxed (Linux Landlock and seccomp): it cannot
+    /// reach the worker's files, network, signals or memory. Checked at start.
+    Sandboxed,
+    /// In a process of its own per job, not sandboxed (a kernel without Landlock): a model
+    /// that takes control of its process can read what the worker's user can.
+    Process,
+    /// In the worker's own process, with a warm cache and shared passes: only for models the
+    /// operator trusts (a model that takes control of the process has the account key).
+    InProcess,
+}
+
+#[derive(Args)]
+struct IsolationArgs {
+    /// Where each job's model runs: `sandboxed` (default), `process` or `in-process`. A
+    /// submitter's model is code; libtorch's loader trusts its records, and a crafted one can
+    /// take control of the process it runs in.
+    #[arg(long, env = "WORKER_ISOLATION", value_enum, default_value_t = IsolationMode::Sandboxed)]
+    isolation: IsolationMode,
+    /// More paths a sandboxed model process may read beneath (comma-separated in the
+    /// environment variable): where a GPU driver's libraries live outside the system's
+    /// library directories and libtorch's.
+    #[arg(
+        long = "sandbox-read",
+        env = "WORKER_SANDBOX_READ",
+        value_delimiter = ','
+    )]
+    sandbox_read: Vec<PathBuf>,
+}
+
+impl IsolationArgs {
+    /// The engine's isolation: this executable's hidden `pass` subcommand.
+    fn isolation(&self) -> Result<Option<ciro_engine::Isolation>> {
+        if self.isolation == IsolationMode::InProcess {
+            return Ok(None);
+        }
+        let program = std::env::current_exe().context("finding this executable")?;
+        let mut isolation = ciro_engine::Isolation::new(program, &["pass"]);
+        isolation.sandbox = self.isolation == IsolationMode::Sandboxed;
+        isolation.read = self.sandbox_read.clone();
+        Ok(Some(isolation))
+    }
 }
 
 #[derive(Args)]
@@ -217,6 +272,8 @@ struct RunArgs {
     /// reproduce. Off by default (each job alone); turn it on only for models you trust.
     #[arg(long, env = "WORKER_BATCH_JOBS", conflicts_with = "deterministic_seed")]
     batch_jobs: bool,
+    #[command(flatten)]
+    isolation: IsolationArgs,
     /// Test only: compute and journal results but never commit them.
     #[arg(long, hide = true)]
     test_hold_commits: bool,
@@ -268,6 +325,8 @@ struct ExecArgs {
     /// Deterministic mode with this seed.
     #[arg(long, env = "WORKER_DETERMINISTIC_SEED")]
     deterministic_seed: Option<u64>,
+    #[command(flatten)]
+    isolation: IsolationArgs,
 }
 
 /// The relayer's API key: from the environment only (a secret never goes on a command line).
@@ -275,6 +334,10 @@ const RELAYER_API_KEY_ENV: &str = "CIRO_RELAYER_API_KEY";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A model's process: into its sandbox before anything else runs (no thread, no runtime).
+    if let Command::Pass(args) = &cli.command {
+        return ciro_engine::child_main(&args.request);
+    }
     let code = match cli.command {
         Command::Run(args) => run_service("ciro-worker", &cli.log, |shutdown| async move {
             let config = AgentConfig {
@@ -303,6 +366,15 @@ fn main() -> ExitCode {
                 relayer: args.relayer.config(),
                 challenge_slashes: args.challenge_slashes,
                 batch_jobs: args.batch_jobs,
+                isolation: {
+                    let isolation = args.isolation.isolation()?;
+                    anyhow::ensure!(
+                        !args.batch_jobs || isolation.is_none(),
+                        "--batch-jobs shares forward passes between jobs, which needs \
+                         --isolation in-process (each isolated job runs in a process of its own)"
+                    );
+                    isolation
+                },
                 max_loaded_model_bytes: args.max_loaded_model_bytes,
                 max_stored_model_bytes: args.max_stored_model_bytes,
                 keep_outputs: Duration::from_secs(args.keep_outputs_secs),
@@ -367,6 +439,7 @@ fn amount(value: &ciro_chain::cainome::cairo_serde::U256) -> String {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Run(_) => unreachable!("run is served by run_service"),
+        Command::Pass(_) => anyhow::bail!("a pass is served before any runtime starts"),
         Command::Status(args) => {
             let (pool, me, deploy_block) = clients(&args.on, None).await?;
             let info = pool.worker(me).await?;
@@ -541,9 +614,15 @@ async fn run(command: Command) -> Result<()> {
             let store = Arc::new(ModelStore::open(&args.store.store, 1)?);
             let input = std::fs::read(&args.input)
                 .with_context(|| format!("reading {}", args.input.display()))?;
+            let isolation = args.isolation.isolation()?;
+            if let Some(isolation) = isolation.as_ref().filter(|i| i.sandbox) {
+                let scratch = std::env::temp_dir().join("ciro-sandbox-check");
+                agent::check_sandbox(isolation, &scratch).await?;
+            }
             let config = EngineConfig {
                 deterministic_seed: args.deterministic_seed,
                 max_wait: Duration::ZERO,
+                isolation,
                 ..EngineConfig::default()
             };
             let device = config.device;

@@ -8,7 +8,9 @@
 //!   (released at once, never re-offered to that worker), and the agent goes on serving;
 //! - a worker killed (SIGKILL) between computing and committing commits the same output once
 //!   after a restart; a worker killed holding a job has it released by the coordinator and
-//!   completed by another worker, and is not slashed.
+//!   completed by another worker, and is not slashed;
+//! - a pass that never returns: in the worker's process, given back and the worker restarted;
+//!   in a process of its own (the default), killed with no restart and no orphan left.
 
 #[path = "../../coordinator/tests/common/mod.rs"]
 mod common;
@@ -703,8 +705,8 @@ async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs()
     c.stop().await;
 }
 
-/// A job whose forward pass ends the worker's process (here: killed during it, as a crash in
-/// libtorch would end it) is resumed from the journal after a restart, but not into the same
+/// In the worker's own process (`--isolation in-process`): a job whose forward pass ends the
+/// worker's process (here: killed during it, as a crash in libtorch would end it) is resumed from the journal after a restart, but not into the same
 /// end forever: after two passes it did not survive, it is given back unrun. A forward pass
 /// that never ends (a model that loops) cannot be interrupted and holds the only inference
 /// thread: past `--max-forward-secs` the job is given back and the worker exits with an error
@@ -744,7 +746,7 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
             Actor::WorkerA,
             MIN_STAKE[0],
             &a_dir,
-            &["--capacity", "1"],
+            &["--capacity", "1", "--isolation", "in-process"],
         );
         eventually(
             &format!("forward pass {attempt} of job {first}"),
@@ -764,7 +766,14 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
         Actor::WorkerA,
         MIN_STAKE[0],
         &a_dir,
-        &["--capacity", "2", "--max-forward-secs", "3"],
+        &[
+            "--capacity",
+            "2",
+            "--max-forward-secs",
+            "3",
+            "--isolation",
+            "in-process",
+        ],
     );
     until_state(&s, first, "Queued", data.path()).await;
     let log = worker_log(&a_dir);
@@ -820,7 +829,7 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
         Actor::WorkerA,
         MIN_STAKE[0],
         &a_dir,
-        &["--capacity", "2"],
+        &["--capacity", "2", "--isolation", "in-process"],
     );
     until_state(&s, honest, "Completed", data.path()).await;
     assert_eq!(state(&s, honest).await.1, s.addr(Actor::WorkerA));
@@ -836,6 +845,108 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
     // and the honest job was never given back.
     let info = s.worker_info(Actor::WorkerA).await;
     assert_eq!(info.reputation.missed, 2);
+    sigterm(a).await;
+    c.stop().await;
+}
+
+/// The processes whose command line names `needle` (a model's hash: its pass's request).
+fn processes_naming(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                && std::fs::read(entry.path().join("cmdline"))
+                    .is_ok_and(|line| String::from_utf8_lossy(&line).contains(needle))
+        })
+        .count()
+}
+
+/// In a process of its own (the default, sandboxed): a worker killed (SIGKILL) during a pass
+/// leaves no model process running behind it (one that never returns would hold the machine
+/// for ever); restarted with `--max-forward-secs`, the resumed pass that never returns is
+/// killed at the limit and its job given back, while the worker serves on without a restart
+/// and completes an honest job beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on() {
+    let made = make_models();
+    let spin_file = make_spin();
+    let spin_hash = Digest::of(&spin_file).to_string();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(
+        &s,
+        Options {
+            stale_after_secs: 120,
+            ..Options::default()
+        },
+    )
+    .await;
+    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let spin = model(&s, &c, &spin_file, 0).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+    let passes = || {
+        worker_log(&a_dir)
+            .matches("running the forward pass")
+            .count()
+    };
+
+    let spun = job(&s, &c, spin, &mlp_x).await;
+    let mut a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--capacity", "1"],
+    );
+    eventually("the spinning pass's process", WAIT, || async {
+        (passes() >= 1 && processes_naming(&spin_hash) == 1).then_some(())
+    })
+    .await;
+    a.start_kill().expect("SIGKILL");
+    a.wait().await.expect("wait");
+    eventually(
+        "the killed worker's model process to end",
+        Duration::from_secs(10),
+        || async { (processes_naming(&spin_hash) == 0).then_some(()) },
+    )
+    .await;
+
+    let mut a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--capacity", "2", "--max-forward-secs", "3"],
+    );
+    until_state(&s, spun, "Queued", data.path()).await;
+    assert_eq!(passes(), 2, "the spinning job was not resumed once");
+    assert_eq!(processes_naming(&spin_hash), 0, "its process still runs");
+    let log = worker_log(&a_dir);
+    assert!(log.contains("killed, and the job given back"), "{log}");
+    let honest = job(&s, &c, mlp, &mlp_x).await;
+    until_state(&s, honest, "Completed", data.path()).await;
+    assert!(
+        a.try_wait().expect("try_wait").is_none(),
+        "the worker exited: {}",
+        worker_log(&a_dir)
+    );
+    let journal = status(&s, &c, &a_dir).await;
+    let entry = |id: u64| find(&journal, id).unwrap_or_else(|| panic!("job {id}: {journal}"));
+    assert_eq!(entry(spun)["stage"], "failed", "{journal}");
+    assert_eq!(
+        state(&s, spun).await.0,
+        "Queued",
+        "job {spun} re-offered to A"
+    );
+    assert_eq!(s.worker_info(Actor::WorkerA).await.reputation.missed, 1);
     sigterm(a).await;
     c.stop().await;
 }

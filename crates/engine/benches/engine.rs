@@ -5,9 +5,15 @@
 //! - (c) the engine with dynamic batching: 32 concurrent clients, each sending batch-1
 //!   requests one after another through `infer`.
 //!
+//! - (d) a job (`execute`: a safetensors input to a hashed output), one after another, in
+//!   this process;
+//! - (e) the same jobs each in a sandboxed process of its own (the worker's default
+//!   isolation: a process start, libtorch's start and a model load per job).
+//!
 //! Models (an MLP and a small transformer encoder) are made by `python/ciro_models.py` at
 //! bench time. Prints throughput (rows/s), p50/p99 latency, and the ratios b/a and c/a
-//! (targets: b/a >= 0.95, c/a >= 3).
+//! (targets: b/a >= 0.95, c/a >= 3), and e/d, what isolation costs (no target: it is the
+//! price of a worker's key staying out of a model's reach).
 //!
 //! `cargo bench -p ciro-worker --bench engine` (after `source scripts/env.sh`). Environment:
 //! `BENCH_SECONDS` (per measurement, default 3), `BENCH_DEVICE` (`cpu` or `cuda`, default:
@@ -135,6 +141,24 @@ async fn engine_dynamic(
     unreachable!("the measured round returns")
 }
 
+/// (d) and (e): jobs one after another through `execute`, for at least `seconds` and 5 jobs.
+async fn jobs(engine: &Engine, model: Digest, input: &[u8], seconds: f64) -> Result<Measured> {
+    let expected = engine.execute(model, input).await?;
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds || latencies.len() < 5 {
+        let t = Instant::now();
+        let output = engine.execute(model, input).await?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(
+            output.output.len() == expected.output.len(),
+            "another output"
+        );
+    }
+    let rows = latencies.len();
+    Ok(summarize(latencies, rows, started.elapsed()))
+}
+
 fn main() -> Result<()> {
     let seconds: f64 = std::env::var("BENCH_SECONDS")
         .ok()
@@ -173,6 +197,24 @@ fn main() -> Result<()> {
         isolation: None,
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
+    let alone = Engine::new(
+        store.clone(),
+        EngineConfig {
+            batch_jobs: false,
+            ..config.clone()
+        },
+    )?;
+    let isolated = Engine::new(
+        store.clone(),
+        EngineConfig {
+            batch_jobs: false,
+            isolation: Some(ciro_engine::Isolation::new(
+                env!("CARGO_BIN_EXE_ciro-pass"),
+                &[],
+            )),
+            ..config.clone()
+        },
+    )?;
 
     println!(
         "device {device:?}; libtorch threads {}; torch {}; {seconds} s per measurement; dynamic batching: {CONCURRENCY} clients, max_batch {}, max_wait {:?}",
@@ -259,6 +301,15 @@ fn main() -> Result<()> {
             &format!("(c) engine, dynamic x{CONCURRENCY}"),
             &c,
             Some(c.throughput / a.throughput),
+        );
+        let input = ciro_engine::tensors::encode_input(&row)?;
+        let d = runtime.block_on(jobs(&alone, model, &input, seconds))?;
+        let e = runtime.block_on(jobs(&isolated, model, &input, seconds))?;
+        line("(d) job, in process", &d, None);
+        line(
+            "(e) job, sandboxed process",
+            &e,
+            Some(e.throughput / d.throughput),
         );
     }
     let (batches, requests, rows) = engine.stats().snapshot();

@@ -101,7 +101,10 @@ struct PassRequest {
     device: String,
     seed: Option<u64>,
     max_output_bytes: u64,
-    max_input_bytes: u64,
+    /// The input's length: the child reads exactly this much of its standard input, which
+    /// the parent then keeps open until the answer (its end is how the child learns that the
+    /// parent is gone).
+    input_bytes: u64,
     sandbox: bool,
     read: Vec<PathBuf>,
     screen: bool,
@@ -286,13 +289,16 @@ impl Isolation {
     /// Runs one job's pass in a child; returns the output file (checked: one tensor named
     /// `output` of at most `max_output_bytes` of data).
     pub(crate) async fn run(&self, pass: Pass<'_>) -> Result<Vec<u8>, EngineError> {
+        // The child starts in `/`: a store opened at a relative path is resolved here.
+        let model_path = std::path::absolute(pass.model_path)
+            .map_err(|e| EngineError::from(anyhow!("resolving the model's path: {e}")))?;
         let request = ChildRequest::Pass(PassRequest {
-            model_path: pass.model_path.to_path_buf(),
+            model_path,
             model_hash: pass.model_hash,
             device: device_name(pass.device),
             seed: pass.seed,
             max_output_bytes: pass.max_output_bytes,
-            max_input_bytes: pass.input.len() as u64,
+            input_bytes: pass.input.len() as u64,
             sandbox: self.sandbox,
             read: self.read.clone(),
             screen: self.screen,
@@ -304,11 +310,12 @@ impl Isolation {
         let feed = async move {
             // A child that ended early (a refusal) stops reading: its answer says why.
             let _ = stdin.write_all(input).await;
-            drop(stdin);
+            stdin
         };
         let limit = pass.max_output_bytes.saturating_add(HEADER_ROOM);
-        let (_, answer, diagnostics) =
+        let (stdin, answer, diagnostics) =
             tokio::join!(feed, read_answer(stdout, limit), read_diagnostics(stderr));
+        drop(stdin);
         // An answer over the limit leaves the child writing: it is killed, not waited for.
         if answer.is_err() {
             let _ = child.start_kill();
@@ -539,6 +546,34 @@ fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
         .map_err(|e| EngineError::from(anyhow!("encoding the report: {e}")))
 }
 
+/// Ends this process once its parent is gone: a worker killed with `SIGKILL` cannot kill its
+/// children, and a model that never returns would run on, orphaned, holding the machine. The
+/// parent keeps the child's standard input open until it has the answer; the kernel closes it
+/// when the parent dies, whoever the child is re-parented to. (`PR_SET_PDEATHSIG` follows the
+/// thread that started the child, one of the worker's runtime threads, which may end while the
+/// worker lives.)
+fn watch_parent() {
+    let watching = std::thread::Builder::new()
+        .name("ciro-parent-watch".into())
+        .spawn(|| {
+            let mut stdin = std::io::stdin().lock();
+            let mut byte = [0u8; 1];
+            loop {
+                match std::io::Read::read(&mut stdin, &mut byte) {
+                    Ok(0) | Err(_) => {
+                        // SAFETY: `_exit` ends the process at once, without running
+                        // destructors that could wait on the pass.
+                        unsafe { libc::_exit(1) }
+                    }
+                    Ok(_) => continue,
+                }
+            }
+        });
+    if let Err(e) = watching {
+        eprintln!("warning: not watching the worker (a pass may outlive it): {e}");
+    }
+}
+
 /// The sandbox of a pass on `device`, with `read` added to the defaults.
 fn pass_policy(device: Device, read: &[PathBuf]) -> sandbox::Policy {
     let mut policy = sandbox::Policy {
@@ -601,6 +636,11 @@ fn serve(request: PassRequest) -> Result<Vec<u8>, EngineError> {
             );
         }
     }
+    let mut input = vec![0u8; usize::try_from(request.input_bytes).unwrap_or(usize::MAX)];
+    std::io::Read::read_exact(&mut std::io::stdin().lock(), &mut input)
+        .map_err(|e| EngineError::from(anyhow!("reading the input: {e}")))?;
+    // Started in the sandbox, so that the thread is in it too.
+    watch_parent();
     let bytes = std::fs::read(&request.model_path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             EngineError::UnknownModel(request.model_hash)
@@ -619,12 +659,6 @@ fn serve(request: PassRequest) -> Result<Vec<u8>, EngineError> {
     if request.screen {
         crate::store::screen(&hash, &bytes)?;
     }
-    let mut input = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(std::io::stdin().lock(), request.max_input_bytes),
-        &mut input,
-    )
-    .map_err(|e| EngineError::from(anyhow!("reading the input: {e}")))?;
     let input = decode_input(&input)?;
     if let Some(seed) = request.seed {
         crate::engine::seed_generators(seed, device.is_cuda());
