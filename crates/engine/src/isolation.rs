@@ -233,7 +233,8 @@ impl Isolation {
     /// Tries, from a child in the sandbox a pass would run in, what a model that took control
     /// of it would try (reading and writing files of the worker's in `scratch`, a TCP
     /// connection to a port this process listens on, a UDP socket, a signal to this process,
-    /// its memory and environment), and what a pass needs (reading a file it is granted, a
+    /// its memory and environment, a lower OOM score than this process's), and what a pass
+    /// needs (reading a file it is granted, a
     /// tensor operation). A worker checks it before serving; the report lists each attempt.
     pub async fn check_sandbox(&self, scratch: &Path) -> Result<SandboxReport, EngineError> {
         let internal = |what: &str, e: std::io::Error| {
@@ -541,6 +542,11 @@ fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
         "read the worker's environment",
         false,
         std::fs::read(format!("/proc/{}/environ", request.parent)).map(drop),
+    );
+    attempt(
+        "lower its out-of-memory score below the worker's",
+        false,
+        std::fs::write("/proc/self/oom_score_adj", "0"),
     );
     serde_json::to_vec(&SandboxReport { attempts })
         .map_err(|e| EngineError::from(anyhow!("encoding the report: {e}")))

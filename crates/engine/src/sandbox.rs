@@ -17,7 +17,8 @@
 //!   open files by number, past the path rules). A foreign architecture's calls kill the
 //!   process.
 //! - **No privileges**: `no_new_privs` (no set-user-ID gain), every capability dropped (a root
-//!   worker's child cannot override file permissions), no core dump.
+//!   worker's child cannot override file permissions), no core dump; and the highest OOM
+//!   score, so that a model that takes all the memory is what the kernel ends, not the worker.
 //!
 //! The process's environment is the parent's choice (the worker clears it: no secret reaches
 //! the child that way), and it holds no secret of its own, so what a model can take from it is
@@ -151,6 +152,10 @@ pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
         return Err(SandboxError::Threads(running));
     }
     let failed = |e: &dyn std::fmt::Display| SandboxError::Failed(e.to_string());
+    // The first process the kernel ends when memory runs out (a model can be written to take
+    // it all), not the worker: raising one's own score needs no privilege, and is done before
+    // `/proc` is read-only.
+    std::fs::write("/proc/self/oom_score_adj", "1000").map_err(|e| failed(&e))?;
     let abi = landlock_abi();
     let read = AccessFs::from_read(ABI_ASKED);
     let device = read | AccessFs::WriteFile | AccessFs::IoctlDev;
