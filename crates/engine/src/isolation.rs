@@ -233,9 +233,9 @@ impl Isolation {
     /// Tries, from a child in the sandbox a pass would run in, what a model that took control
     /// of it would try (reading and writing files of the worker's in `scratch`, a TCP
     /// connection to a port this process listens on, a UDP socket, a signal to this process,
-    /// its memory and environment, a lower OOM score than this process's), and what a pass
-    /// needs (reading a file it is granted, a
-    /// tensor operation). A worker checks it before serving; the report lists each attempt.
+    /// its memory and environment, a process of its own, a lower OOM score than this
+    /// process's), and what a pass needs (reading a file it is granted, a tensor operation, a
+    /// thread). A worker checks it before serving; the report lists each attempt.
     pub async fn check_sandbox(&self, scratch: &Path) -> Result<SandboxReport, EngineError> {
         let internal = |what: &str, e: std::io::Error| {
             EngineError::from(anyhow!("checking the sandbox: {what}: {e}"))
@@ -500,6 +500,13 @@ fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
             .map_err(std::io::Error::other),
     );
     attempt(
+        "start a thread",
+        true,
+        std::thread::Builder::new()
+            .spawn(|| ())
+            .and_then(|thread| thread.join().map_err(|_| std::io::Error::other("panicked"))),
+    );
+    attempt(
         "read a file of the worker's",
         false,
         std::fs::read(&request.secret).map(drop),
@@ -543,6 +550,19 @@ fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
         false,
         std::fs::read(format!("/proc/{}/environ", request.parent)).map(drop),
     );
+    attempt("start another process", false, {
+        // SAFETY: the child only ends itself at once; the probe's process is single-threaded
+        // but for libtorch's idle workers, which the child does not touch.
+        match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            -1 => Err(std::io::Error::last_os_error()),
+            child => {
+                // SAFETY: waits for the child just started.
+                unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+                Ok(())
+            }
+        }
+    });
     attempt(
         "lower its out-of-memory score below the worker's",
         false,

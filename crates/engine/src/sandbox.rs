@@ -14,8 +14,9 @@
 //!   kind (UDP, netlink and Unix sockets included, which Landlock does not cover on kernels
 //!   before its ABI 9), `ptrace`, other processes' memory, mounts, namespaces, BPF, kernel
 //!   keys and modules, `io_uring` (whose operations seccomp cannot see), file handles (which
-//!   open files by number, past the path rules). A foreign architecture's calls kill the
-//!   process.
+//!   open files by number, past the path rules), and new processes (`clone` only of a
+//!   thread: a process started by the model would outlive the pass, which is all the worker
+//!   kills). A foreign architecture's calls kill the process.
 //! - **No privileges**: `no_new_privs` (no set-user-ID gain), every capability dropped (a root
 //!   worker's child cannot override file permissions), no core dump; and the highest OOM
 //!   score, so that a model that takes all the memory is what the kernel ends, not the worker.
@@ -313,10 +314,13 @@ mod seccomp {
     const LOAD_WORD: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JUMP_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JUMP_AT_LEAST: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JUMP_ANY_BIT: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
     const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     /// `seccomp_data`'s fields: the call's number, then its architecture.
     const NUMBER: u32 = 0;
     const ARCHITECTURE: u32 = 4;
+    /// The low 32 bits of the first argument (little-endian): `clone`'s flags.
+    const FIRST_ARGUMENT: u32 = 16;
 
     fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
         libc::sock_filter { code, jt, jf, k }
@@ -341,6 +345,23 @@ mod seccomp {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = JUMP_AT_LEAST;
         for &call in REFUSED {
+            program.push(op(JUMP_EQUAL, 0, 1, call as u32));
+            program.push(op(RETURN, 0, 0, refuse));
+        }
+        // No new process (one could outlive the pass, which is all the worker kills): `clone`
+        // only of a thread; `clone3`, whose flags a filter cannot read, answers "not
+        // implemented", and the C library falls back to `clone` for its threads.
+        program.extend([
+            op(JUMP_EQUAL, 0, 1, libc::SYS_clone3 as u32),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+            op(JUMP_EQUAL, 0, 4, libc::SYS_clone as u32),
+            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT),
+            op(JUMP_ANY_BIT, 1, 0, libc::CLONE_THREAD as u32),
+            op(RETURN, 0, 0, refuse),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ]);
+        #[cfg(target_arch = "x86_64")]
+        for call in [libc::SYS_fork, libc::SYS_vfork] {
             program.push(op(JUMP_EQUAL, 0, 1, call as u32));
             program.push(op(RETURN, 0, 0, refuse));
         }

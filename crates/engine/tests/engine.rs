@@ -945,8 +945,8 @@ async fn a_model_that_takes_over_its_process_reads_and_writes_none_of_the_worker
 
 /// The check a worker runs before serving: from the sandbox, every escape a model that took
 /// control would try fails (the worker's files, a TCP connection, a UDP socket, a signal to
-/// the worker, its memory and environment, an OOM score that would have the kernel end the
-/// worker first), and what a pass needs works. Without the sandbox
+/// the worker, its memory and environment, a process that would outlive the pass, an OOM
+/// score that would have the kernel end the worker first), and what a pass needs works. Without the sandbox
 /// every attempt works, so each is a real attack.
 #[tokio::test]
 async fn the_sandbox_check_finds_every_escape_blocked_and_a_pass_unhindered() {
@@ -957,12 +957,12 @@ async fn the_sandbox_check_finds_every_escape_blocked_and_a_pass_unhindered() {
         isolation
     };
     let report = check(true).check_sandbox(dir.path()).await.unwrap();
-    assert_eq!(report.attempts.len(), 11, "{report:#?}");
+    assert_eq!(report.attempts.len(), 13, "{report:#?}");
     assert!(report.escapes().is_empty(), "{report:#?}");
     assert!(report.broken().is_empty(), "{report:#?}");
     let open = check(false).check_sandbox(dir.path()).await.unwrap();
     assert!(open.attempts.iter().all(|a| a.worked), "{open:#?}");
-    assert_eq!(open.escapes().len(), 9);
+    assert_eq!(open.escapes().len(), 10);
     // Nothing was left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
