@@ -515,7 +515,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     }
 
     if let Some(isolation) = config.isolation.as_ref().filter(|i| i.sandbox) {
-        check_sandbox(isolation, &config.data_dir).await?;
+        check_sandbox(isolation, &config.data_dir, &config.data_dir.join("models")).await?;
     }
     let engine_config = EngineConfig {
         deterministic_seed: config.deterministic_seed,
@@ -1915,25 +1915,20 @@ const RETAKE_COMPUTED_EVERY: Duration = Duration::from_secs(30);
 /// How often the outputs of jobs that ended are looked at ([`AgentConfig::keep_outputs`]).
 const PRUNE_OUTPUTS_EVERY: Duration = Duration::from_secs(3_600);
 
-/// How an engine error ends a job: as the job's failure (given back as failed, which counts
-/// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
-/// damaged the model file: given back as unable, so another worker may run it and the job is
-/// not held against; and an internal fault: a file it could not read, a task it lost).
-/// Running out of memory counts as the job's: every give-back records a miss against its
-/// worker on chain, so a model written to exhaust memory on every worker would otherwise be
-/// handed to each eligible worker in turn, each taking a miss, at no cost to its submitter but
-/// gas; counted, it reaches at most the limit's number of workers. (A panic in the pass
-/// itself, which a model's output can cause, is the job's failure too: see `compute`.)
-/// Runs the sandbox check ([`ciro_engine::Isolation::check_sandbox`]) in `scratch`: an
+/// Runs the sandbox check ([`ciro_engine::Isolation::check_sandbox`]) in `scratch`, for the
+/// model store `store`: an
 /// error, and no serving, when a model's process could reach what it must not, or cannot do
 /// what a pass needs.
 pub async fn check_sandbox(
     isolation: &ciro_engine::Isolation,
     scratch: &std::path::Path,
+    store: &std::path::Path,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    for dir in [scratch, store] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let report = isolation
-        .check_sandbox(scratch)
+        .check_sandbox(scratch, store)
         .await
         .context("checking the model sandbox (`--isolation process` runs models unsandboxed)")?;
     let escapes: Vec<&str> = report.escapes().iter().map(|a| a.what.as_str()).collect();
@@ -1966,6 +1961,15 @@ pub async fn check_sandbox(
     Ok(())
 }
 
+/// How an engine error ends a job: as the job's failure (given back as failed, which counts
+/// toward the coordinator's limit of give-backs), or as this worker's (its store lost or
+/// damaged the model file: given back as unable, so another worker may run it and the job is
+/// not held against; and an internal fault: a file it could not read, a task it lost).
+/// Running out of memory counts as the job's: every give-back records a miss against its
+/// worker on chain, so a model written to exhaust memory on every worker would otherwise be
+/// handed to each eligible worker in turn, each taking a miss, at no cost to its submitter but
+/// gas; counted, it reaches at most the limit's number of workers. (A panic in the pass
+/// itself, which a model's output can cause, is the job's failure too: see `compute`.)
 fn engine_refusal(error: EngineError) -> Refusal {
     let reason = format!("the engine refused the job: {error}");
     match &error {

@@ -617,7 +617,7 @@ async fn run(command: Command) -> Result<()> {
             let isolation = args.isolation.isolation()?;
             if let Some(isolation) = isolation.as_ref().filter(|i| i.sandbox) {
                 let scratch = std::env::temp_dir().join("ciro-sandbox-check");
-                agent::check_sandbox(isolation, &scratch).await?;
+                agent::check_sandbox(isolation, &scratch, &args.store.store).await?;
             }
             let config = EngineConfig {
                 deterministic_seed: args.deterministic_seed,

@@ -2,8 +2,9 @@
 //! in it may still do if a submitter's model takes control of it (libtorch's loader trusts a
 //! model's pickled tensor records; a crafted one corrupts memory).
 //!
-//! Entered by the process's only thread, before libtorch starts any (every thread created
-//! later inherits it), in three layers, each of which holds on its own:
+//! Entered by the process's only thread, before libtorch starts any (every thread and process
+//! created later inherits it): by the fork server of [`crate::isolation`], whose children run
+//! the passes. In three layers, each of which holds on its own:
 //! - **Landlock** (the kernel's unprivileged sandbox): files and directories may be read only
 //!   beneath the paths of [`Policy::read`] (the libraries libtorch and the GPU driver load,
 //!   `/proc`, `/sys`, the model file) and written nowhere except the GPU's device files; no TCP
@@ -14,9 +15,10 @@
 //!   kind (UDP, netlink and Unix sockets included, which Landlock does not cover on kernels
 //!   before its ABI 9), `ptrace`, other processes' memory, mounts, namespaces, BPF, kernel
 //!   keys and modules, `io_uring` (whose operations seccomp cannot see), file handles (which
-//!   open files by number, past the path rules), and new processes (`clone` only of a
-//!   thread: a process started by the model would outlive the pass, which is all the worker
-//!   kills). A foreign architecture's calls kill the process.
+//!   open files by number, past the path rules). A foreign architecture's calls kill the
+//!   process. A pass's own process adds a second filter ([`forbid_processes`]): no new
+//!   process (`clone` only of a thread), since one would outlive the pass, which is all the
+//!   worker kills.
 //! - **No privileges**: `no_new_privs` (no set-user-ID gain), every capability dropped (a root
 //!   worker's child cannot override file permissions), no core dump; and the highest OOM
 //!   score, so that a model that takes all the memory is what the kernel ends, not the worker.
@@ -196,6 +198,12 @@ pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
     })
 }
 
+/// Forbids this process to start others (threads only), on top of [`enter`]'s sandbox: what
+/// a pass's own process does, forked from the sandboxed server that [`enter`]ed.
+pub fn forbid_processes() -> Result<(), SandboxError> {
+    seccomp::install_no_processes().map_err(|e| SandboxError::Failed(e.to_string()))
+}
+
 /// The Landlock ABI version the kernel speaks (0 or less: none).
 fn landlock_abi() -> i32 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
@@ -348,10 +356,21 @@ mod seccomp {
             program.push(op(JUMP_EQUAL, 0, 1, call as u32));
             program.push(op(RETURN, 0, 0, refuse));
         }
-        // No new process (one could outlive the pass, which is all the worker kills): `clone`
-        // only of a thread; `clone3`, whose flags a filter cannot read, answers "not
-        // implemented", and the C library falls back to `clone` for its threads.
-        program.extend([
+        program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
+        program
+    }
+
+    /// The second filter, of a pass's own process: no new process (one could outlive the
+    /// pass, which is all the worker kills). `clone` only of a thread; `clone3`, whose flags a
+    /// filter cannot read, answers "not implemented", and the C library falls back to `clone`
+    /// for its threads.
+    fn no_processes() -> Vec<libc::sock_filter> {
+        let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let mut program = vec![
+            op(LOAD_WORD, 0, 0, ARCHITECTURE),
+            op(JUMP_EQUAL, 1, 0, ARCH),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+            op(LOAD_WORD, 0, 0, NUMBER),
             op(JUMP_EQUAL, 0, 1, libc::SYS_clone3 as u32),
             op(RETURN, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
             op(JUMP_EQUAL, 0, 4, libc::SYS_clone as u32),
@@ -359,7 +378,7 @@ mod seccomp {
             op(JUMP_ANY_BIT, 1, 0, libc::CLONE_THREAD as u32),
             op(RETURN, 0, 0, refuse),
             op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-        ]);
+        ];
         #[cfg(target_arch = "x86_64")]
         for call in [libc::SYS_fork, libc::SYS_vfork] {
             program.push(op(JUMP_EQUAL, 0, 1, call as u32));
@@ -369,9 +388,17 @@ mod seccomp {
         program
     }
 
-    /// Installs the filter on every thread of the process.
+    /// Installs the first filter on every thread of the process.
     pub(super) fn install() -> std::io::Result<()> {
-        let program = program();
+        load(&program())
+    }
+
+    /// Installs the second filter (no new processes) on every thread of the process.
+    pub(super) fn install_no_processes() -> std::io::Result<()> {
+        load(&no_processes())
+    }
+
+    fn load(program: &[libc::sock_filter]) -> std::io::Result<()> {
         let filter = libc::sock_fprog {
             len: program.len() as u16,
             filter: program.as_ptr() as *mut libc::sock_filter,
