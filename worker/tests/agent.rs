@@ -849,7 +849,8 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
     c.stop().await;
 }
 
-/// The processes whose command line names `needle` (a model's hash: its pass's request).
+/// The processes whose command line names `needle` (a worker's model store: its model fork
+/// server, and the passes forked from it, which keep its command line).
 fn processes_naming(needle: &str) -> usize {
     std::fs::read_dir("/proc")
         .expect("/proc")
@@ -875,7 +876,6 @@ fn processes_naming(needle: &str) -> usize {
 async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on() {
     let made = make_models();
     let spin_file = make_spin();
-    let spin_hash = Digest::of(&spin_file).to_string();
     let s = System::deploy().await.expect("deploy");
     let c = Running::start(
         &s,
@@ -895,6 +895,9 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
             .matches("running the forward pass")
             .count()
     };
+    // The fork server and its passes.
+    let store = a_dir.join("models").display().to_string();
+    let model_processes = || processes_naming(&store);
 
     let spun = job(&s, &c, spin, &mlp_x).await;
     let mut a = worker(
@@ -905,16 +908,16 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
         &a_dir,
         &["--capacity", "1"],
     );
-    eventually("the spinning pass's process", WAIT, || async {
-        (passes() >= 1 && processes_naming(&spin_hash) == 1).then_some(())
+    eventually("the fork server and the spinning pass", WAIT, || async {
+        (passes() >= 1 && model_processes() == 2).then_some(())
     })
     .await;
     a.start_kill().expect("SIGKILL");
     a.wait().await.expect("wait");
     eventually(
-        "the killed worker's model process to end",
+        "the killed worker's model processes to end",
         Duration::from_secs(10),
-        || async { (processes_naming(&spin_hash) == 0).then_some(()) },
+        || async { (model_processes() == 0).then_some(()) },
     )
     .await;
 
@@ -928,7 +931,11 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
     );
     until_state(&s, spun, "Queued", data.path()).await;
     assert_eq!(passes(), 2, "the spinning job was not resumed once");
-    assert_eq!(processes_naming(&spin_hash), 0, "its process still runs");
+    assert_eq!(
+        model_processes(),
+        1,
+        "the spinning pass still runs beside the server"
+    );
     let log = worker_log(&a_dir);
     assert!(log.contains("killed, and the job given back"), "{log}");
     let honest = job(&s, &c, mlp, &mlp_x).await;
