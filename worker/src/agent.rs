@@ -523,6 +523,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         batch_jobs: config.batch_jobs,
         max_output_bytes: config.max_output_bytes,
         isolation: config.isolation.clone(),
+        // Isolated, each pass is timed and killed by the engine; in process, the watchdog of
+        // `forward_watched` times what cannot be interrupted.
+        pass_limit: config.isolation.is_some().then_some(config.max_forward),
         ..EngineConfig::default()
     };
     let max_loaded_bytes = config.max_loaded_model_bytes.unwrap_or_else(|| {
@@ -1246,24 +1249,13 @@ impl Agent {
             {
                 tracing::warn!(error = %e, "recording the job as not to be run again");
             }
-            if self.config.isolation.is_some() {
-                tracing::error!(
-                    model = %a.model_hash,
-                    busy_secs = busy.as_secs(),
-                    limit_secs = limit.as_secs(),
-                    "the job's model process ran past the time limit: killed, and the job given \
-                     back"
-                );
-            } else {
-                tracing::error!(
-                    model = %a.model_hash,
-                    busy_secs = busy.as_secs(),
-                    limit_secs = limit.as_secs(),
-                    "the engine has been loading or running this job's model past the time \
-                     limit: giving the job back, then exiting for a restart (neither can be \
-                     interrupted)"
-                );
-            }
+            tracing::error!(
+                model = %a.model_hash,
+                busy_secs = busy.as_secs(),
+                limit_secs = limit.as_secs(),
+                "the engine has been loading or running this job's model past the time limit: \
+                 giving the job back, then exiting for a restart (neither can be interrupted)"
+            );
             return Err(Refusal::Wedged(format!(
                 "the engine loaded or ran its model for longer than this worker's limit of {} s",
                 limit.as_secs()
@@ -1926,6 +1918,21 @@ pub async fn check_sandbox(
 ) -> anyhow::Result<()> {
     for dir in [scratch, store] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir =
+            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        // What a model's process may read must not hold the worker's own files.
+        let readable = ciro_engine::sandbox::default_read_paths()
+            .into_iter()
+            .chain(isolation.read.iter().cloned())
+            .find(|root| dir.starts_with(root));
+        if let Some(root) = readable {
+            anyhow::bail!(
+                "{} is beneath {}, which a model's process may read (a library directory, \
+                 or --sandbox-read): keep the worker's data elsewhere",
+                dir.display(),
+                root.display()
+            );
+        }
     }
     let report = isolation
         .check_sandbox(scratch, store)

@@ -937,7 +937,10 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
         "the spinning pass still runs beside the server"
     );
     let log = worker_log(&a_dir);
-    assert!(log.contains("killed, and the job given back"), "{log}");
+    assert!(
+        log.contains("past this worker's limit of 3 s and was killed"),
+        "{log}"
+    );
     let honest = job(&s, &c, mlp, &mlp_x).await;
     until_state(&s, honest, "Completed", data.path()).await;
     assert!(

@@ -195,6 +195,7 @@ fn main() -> Result<()> {
         idle_unload: Duration::from_secs(60),
         max_output_bytes: ciro_engine::tensors::MAX_ENCODED_BYTES,
         isolation: None,
+        pass_limit: None,
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
     let alone = Engine::new(

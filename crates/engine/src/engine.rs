@@ -70,6 +70,9 @@ pub struct EngineConfig {
     /// isolation this process never loads a model: [`Engine::execute`] is the only way in
     /// (not [`Engine::infer`] or [`Engine::model`]), and `batch_jobs` does not apply.
     pub isolation: Option<crate::isolation::Isolation>,
+    /// With isolation, the longest a job's pass may take (its process started, the model
+    /// loaded and run): past it the process is killed and the job fails. Timed per job.
+    pub pass_limit: Option<Duration>,
 }
 
 /// The device inference runs on by default: the first CUDA device when libtorch sees one,
@@ -89,6 +92,7 @@ impl Default for EngineConfig {
             idle_unload: Duration::from_secs(60),
             max_output_bytes: crate::tensors::MAX_ENCODED_BYTES,
             isolation: None,
+            pass_limit: None,
         }
     }
 }
@@ -426,8 +430,9 @@ impl Engine {
 
     /// [`Self::execute`] in a child process: the input is checked against the stored spec
     /// here (a wrong shape or type is reported as it is in this process), then the child
-    /// verifies, screens, loads and runs the model. Counted as a load of the model for
-    /// [`Self::busy_with`] while the child runs.
+    /// verifies, screens, loads and runs the model, within [`EngineConfig::pass_limit`]
+    /// (not counted by [`Self::busy_with`], which times the work this process cannot
+    /// interrupt).
     async fn execute_isolated(
         &self,
         isolation: &crate::isolation::Isolation,
@@ -444,26 +449,42 @@ impl Engine {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
         let started = Instant::now();
-        let ran = {
-            let _running = self.thread.activity.loading(hash);
-            isolation
-                .run(crate::isolation::Pass {
-                    model_path: &path,
-                    model_hash: hash,
-                    device: self.config.device,
-                    seed: self.config.deterministic_seed,
-                    max_output_bytes: self.config.max_output_bytes,
-                    input,
-                })
-                .await
+        let run = isolation.run(crate::isolation::Pass {
+            model_path: &path,
+            model_hash: hash,
+            device: self.config.device,
+            seed: self.config.deterministic_seed,
+            max_output_bytes: self.config.max_output_bytes,
+            input,
+        });
+        let ran = match self.config.pass_limit {
+            // Dropped at the limit, the run kills its process.
+            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+                Err(EngineError::Forward(format!(
+                    "the model's pass ran past this worker's limit of {} s and was killed",
+                    limit.as_secs()
+                )))
+            }),
+            None => run.await,
         };
         tracing::debug!(model = %hash, rows, elapsed_ms = started.elapsed().as_millis() as u64, ok = ran.is_ok(), "isolated pass ran");
         let output = match ran {
-            // The child's word is checked: a file that does hash to its name stays.
-            Err(EngineError::HashMismatch { .. }) if self.store.verify(&hash) => {
-                return Err(EngineError::from(anyhow!(
-                    "the model's process found model {hash} damaged; it is not"
-                )))
+            // The child's word is checked: a file that does hash to its name stays, and the
+            // claim is the job's failure (a model's code could make it, to move the blame
+            // off the job onto the worker).
+            Err(EngineError::HashMismatch { expected, actual }) => {
+                let store = self.store.clone();
+                let intact = tokio::task::spawn_blocking(move || store.verify(&hash))
+                    .await
+                    .map_err(|e| EngineError::from(anyhow!("checking a model file: {e}")))?;
+                return Err(if intact {
+                    EngineError::Forward(format!(
+                        "the model's process claimed the model file damaged ({actual}); it \
+                         is not"
+                    ))
+                } else {
+                    EngineError::HashMismatch { expected, actual }
+                });
             }
             other => other?,
         };

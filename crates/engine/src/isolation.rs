@@ -68,6 +68,9 @@ const HEADER_ROOM: u64 = 1 << 20;
 /// Most bytes of one message between the engine and the fork server.
 const MAX_MESSAGE: usize = 64 * 1024;
 
+/// How long a sandbox check may take in all.
+const CHECK_DEADLINE: Duration = Duration::from_secs(60);
+
 /// How long the engine waits for the fork server to start a child.
 const SERVER_ANSWER: Duration = Duration::from_secs(30);
 
@@ -134,7 +137,6 @@ enum Job {
 /// A job's pass.
 #[derive(Debug, Serialize, Deserialize)]
 struct PassRequest {
-    model_path: PathBuf,
     model_hash: Digest,
     /// `cpu` or `cuda:N`.
     device: String,
@@ -174,7 +176,11 @@ impl Refusal {
 
     fn into_error(self, hash: Digest) -> EngineError {
         match self {
-            Self::UnknownModel => EngineError::UnknownModel(hash),
+            // The child is not believed on a fault of the worker's: the worker opened the
+            // file it handed over. Its word would move the blame off the job.
+            Self::UnknownModel => {
+                EngineError::Forward("the model's process could not read the model".into())
+            }
             Self::HashMismatch(actual) => EngineError::HashMismatch {
                 expected: hash,
                 actual,
@@ -184,7 +190,7 @@ impl Refusal {
             Self::InvalidInput(message) => EngineError::InvalidInput(message),
             Self::Forward(message) => EngineError::Forward(message),
             Self::Internal(message) => {
-                EngineError::from(anyhow!("the model's process failed: {message}"))
+                EngineError::Forward(format!("the model's process failed: {message}"))
             }
         }
     }
@@ -290,15 +296,21 @@ impl Server {
         })
     }
 
-    /// Has the server fork a child that runs `job` on `stdio`; the child's pid.
-    fn fork(&self, job: &[u8], stdio: [BorrowedFd<'_>; 3]) -> std::io::Result<libc::pid_t> {
-        send(self.control.as_fd(), job, &stdio)?;
-        let (reply, _) = receive(self.control.as_fd())?.ok_or_else(|| {
+    /// Has the server fork a child that runs `job` with `fds` (its standard streams, then the
+    /// file it reads: the model); the child's pidfd, opened by the server before it could
+    /// reap the child, so it names that child and no other.
+    fn fork(&self, job: &[u8], fds: [BorrowedFd<'_>; 4]) -> std::io::Result<OwnedFd> {
+        send(self.control.as_fd(), job, &fds)?;
+        let (reply, pidfds) = receive(self.control.as_fd())?.ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the fork server ended")
         })?;
-        serde_json::from_slice::<Result<libc::pid_t, String>>(&reply)
+        serde_json::from_slice::<Result<(), String>>(&reply)
             .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other)?;
+        pidfds
+            .into_iter()
+            .next()
+            .ok_or_else(|| std::io::Error::other("the fork server sent no pidfd"))
     }
 }
 
@@ -442,33 +454,22 @@ fn receive(socket: BorrowedFd<'_>) -> std::io::Result<Option<(Vec<u8>, Vec<Owned
     }
 }
 
-/// A child of the fork server, killed when dropped (through its pidfd: a process that ended
+/// A child of the fork server, killed when dropped, through its pidfd (a process that ended
 /// is never confused with another that got its number).
-struct Kill(Option<OwnedFd>);
-
-impl Kill {
-    fn of(pid: libc::pid_t) -> Self {
-        // SAFETY: pidfd_open returns a new descriptor (owned here) or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // A child that already ended (and was reaped) has nothing left to kill.
-        Self((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
-    }
-}
+struct Kill(OwnedFd);
 
 impl Drop for Kill {
     fn drop(&mut self) {
-        if let Some(fd) = &self.0 {
-            // SAFETY: a pidfd owned by this guard; no siginfo.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
-        }
+        // SAFETY: a pidfd owned by this guard; no siginfo.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
     }
 }
 
@@ -482,8 +483,14 @@ struct Started {
 
 impl Isolation {
     /// Starts a child of the fork server (started, or restarted once when it is gone) for
-    /// `job`, with read access to `store`.
-    async fn start(&self, job: &Job, device: Device, store: &Path) -> Result<Started, EngineError> {
+    /// `job`, handing it `file` (the model) open for reading: the only file of the worker's
+    /// it can read.
+    async fn start(
+        &self,
+        job: &Job,
+        device: Device,
+        file: std::fs::File,
+    ) -> Result<Started, EngineError> {
         let internal = |what: &str, e: std::io::Error| {
             EngineError::from(anyhow!("the model fork server: {what}: {e}"))
         };
@@ -492,12 +499,16 @@ impl Isolation {
         let (child_stdin, stdin) = pipe().map_err(|e| internal("a pipe", e))?;
         let (stdout, child_stdout) = pipe().map_err(|e| internal("a pipe", e))?;
         let (stderr, child_stderr) = pipe().map_err(|e| internal("a pipe", e))?;
-        let mut read = vec![store.to_path_buf()];
-        read.extend(self.read.iter().cloned());
+        let read = self.read.clone();
         let device = device_name(device);
         let isolation = self.clone();
-        let pid = tokio::task::spawn_blocking(move || {
-            let stdio = [child_stdin.as_fd(), child_stdout.as_fd(), child_stderr.as_fd()];
+        let pidfd = tokio::task::spawn_blocking(move || {
+            let fds = [
+                child_stdin.as_fd(),
+                child_stdout.as_fd(),
+                child_stderr.as_fd(),
+                file.as_fd(),
+            ];
             let mut server = isolation
                 .server
                 .0
@@ -518,8 +529,8 @@ impl Isolation {
                 let Some(running) = server.as_ref() else {
                     continue;
                 };
-                match running.fork(&job, stdio) {
-                    Ok(pid) => return Ok(pid),
+                match running.fork(&job, fds) {
+                    Ok(pidfd) => return Ok(pidfd),
                     // Gone (a crash, a kill): one new server, one more try.
                     Err(e) => {
                         tracing::warn!(error = %e, "the model fork server did not start a pass; starting a new one");
@@ -535,7 +546,7 @@ impl Isolation {
         })
         .await
         .map_err(|e| EngineError::from(anyhow!("the fork server's task: {e}")))??;
-        let kill = Kill::of(pid);
+        let kill = Kill(pidfd);
         let pipe_error = |e: std::io::Error| internal("a pipe", e);
         Ok(Started {
             kill,
@@ -548,15 +559,14 @@ impl Isolation {
     /// Runs one job's pass in a child; returns the output file (checked: one tensor named
     /// `output` of at most `max_output_bytes` of data).
     pub(crate) async fn run(&self, pass: Pass<'_>) -> Result<Vec<u8>, EngineError> {
-        // The children start in `/`: a store opened at a relative path is resolved here.
-        let model_path = std::path::absolute(pass.model_path)
-            .map_err(|e| EngineError::from(anyhow!("resolving the model's path: {e}")))?;
-        let store = model_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
+        let file = std::fs::File::open(pass.model_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EngineError::UnknownModel(pass.model_hash)
+            } else {
+                EngineError::from(anyhow!("opening the model file: {e}"))
+            }
+        })?;
         let job = Job::Pass(PassRequest {
-            model_path,
             model_hash: pass.model_hash,
             device: device_name(pass.device),
             seed: pass.seed,
@@ -564,7 +574,7 @@ impl Isolation {
             input_bytes: pass.input.len() as u64,
             screen: self.screen,
         });
-        let started = self.start(&job, pass.device, &store).await?;
+        let started = self.start(&job, pass.device, file).await?;
         let limit = pass.max_output_bytes.saturating_add(HEADER_ROOM);
         let (answer, diagnostics) = exchange(started, pass.input, limit).await;
         if !diagnostics.is_empty() {
@@ -609,9 +619,10 @@ impl Isolation {
         let tag = format!("sandbox-check-{}", std::process::id());
         let secret = scratch.join(format!("{tag}-secret"));
         let planted = scratch.join(format!("{tag}-planted"));
-        let granted = store.join(format!(".{tag}-granted"));
+        let granted = scratch.join(format!("{tag}-granted"));
         std::fs::write(&secret, b"a worker's secret").map_err(|e| internal("a scratch file", e))?;
-        std::fs::write(&granted, b"a model file").map_err(|e| internal("a store file", e))?;
+        std::fs::write(&granted, b"a model file").map_err(|e| internal("a scratch file", e))?;
+        let handed = std::fs::File::open(&granted).map_err(|e| internal("a scratch file", e))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| internal("a listening port", e))?;
@@ -621,18 +632,23 @@ impl Isolation {
             .port();
         let job = Job::Probe(ProbeRequest {
             secret: secret.clone(),
-            granted: granted.clone(),
+            store: store.clone(),
             plant: planted.clone(),
             port,
             parent: std::process::id(),
         });
-        let answer = match self.start(&job, Device::Cpu, &store).await {
-            Ok(started) => {
-                let (answer, diagnostics) = exchange(started, &[], HEADER_ROOM).await;
-                answer.map_err(|why| format!("{why}; it said: {}", diagnostics.trim_end()))
+        let check = async {
+            match self.start(&job, Device::Cpu, handed).await {
+                Ok(started) => {
+                    let (answer, diagnostics) = exchange(started, &[], HEADER_ROOM).await;
+                    answer.map_err(|why| format!("{why}; it said: {}", diagnostics.trim_end()))
+                }
+                Err(e) => Err(e.to_string()),
             }
-            Err(e) => Err(e.to_string()),
         };
+        let answer = tokio::time::timeout(CHECK_DEADLINE, check)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {CHECK_DEADLINE:?}")));
         drop(listener);
         for file in [&secret, &granted, &planted] {
             let _ = std::fs::remove_file(file);
@@ -756,7 +772,7 @@ fn check_output(output: &[u8], max_output_bytes: u64) -> Result<(), EngineError>
 #[derive(Debug, Serialize, Deserialize)]
 struct ProbeRequest {
     secret: PathBuf,
-    granted: PathBuf,
+    store: PathBuf,
     plant: PathBuf,
     port: u16,
     parent: u32,
@@ -800,7 +816,7 @@ impl SandboxReport {
 }
 
 /// The sandbox check's child: tries each thing from the sandbox it was forked into.
-fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
+fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, EngineError> {
     let mut attempts = Vec::new();
     let mut attempt = |what: &str, allowed: bool, result: std::io::Result<()>| {
         attempts.push(Attempt {
@@ -811,9 +827,9 @@ fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
         })
     };
     attempt(
-        "read a file the pass is granted",
+        "read the file it is handed",
         true,
-        std::fs::read(&request.granted).map(drop),
+        std::io::Read::read_to_end(&mut { granted }, &mut Vec::new()).map(drop),
     );
     attempt(
         "run a tensor operation",
@@ -888,6 +904,58 @@ fn probe(request: ProbeRequest) -> Result<Vec<u8>, EngineError> {
         }
     });
     attempt(
+        "list the model store",
+        false,
+        std::fs::read_dir(&request.store).map(drop),
+    );
+    attempt(
+        "change the mode of a file of the worker's",
+        false,
+        std::fs::set_permissions(
+            &request.secret,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        ),
+    );
+    attempt("read the worker's limits", false, {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: prlimit only reads (no new limit) into a valid rlimit.
+        match unsafe {
+            libc::prlimit(
+                request.parent as libc::pid_t,
+                libc::RLIMIT_NOFILE,
+                std::ptr::null(),
+                &mut limit,
+            )
+        } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    });
+    attempt("set the worker's priority", false, {
+        // SAFETY: getpriority and setpriority with integer arguments; the priority set is
+        // the one read, so the attempt changes nothing even where it works.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let now = libc::getpriority(libc::PRIO_PROCESS, request.parent);
+            match libc::setpriority(libc::PRIO_PROCESS, request.parent, now) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        }
+    });
+    attempt(
+        "signal the fork server or another pass",
+        false,
+        // SAFETY: kill with signal 0 only checks the permission; nothing is sent.
+        match unsafe { libc::kill(libc::getppid(), 0) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        },
+    );
+    attempt(
         "lower its out-of-memory score below the worker's",
         false,
         std::fs::write("/proc/self/oom_score_adj", "0"),
@@ -942,6 +1010,9 @@ fn pass_policy(device: Device, read: &[PathBuf]) -> sandbox::Policy {
 /// server's start). Must be called first thing in `main`, before any other thread starts (the
 /// sandbox applies to the calling thread and to the threads and processes it starts later).
 pub fn child_main(request: &str) -> ExitCode {
+    // Nothing the worker's launcher left open (without close-on-exec) reaches a pass.
+    // SAFETY: closes this process's descriptors from 3 up; none is in use yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     match serde_json::from_str(request) {
         Ok(request) => fork_server(request),
         Err(e) => {
@@ -975,12 +1046,13 @@ fn fork_server(request: ServerRequest) -> ExitCode {
             }
         }
     }
-    // Children are reaped by the kernel: the engine watches them through their pidfds.
-    // SAFETY: setting a signal's disposition to ignore.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     // SAFETY: descriptor 0 is the engine's socket for the life of this process.
     let control = unsafe { BorrowedFd::borrow_raw(0) };
     loop {
+        // Children that ended are reaped here, between jobs, never before the engine holds
+        // their pidfds (a reaped child's number could name another process).
+        // SAFETY: waitpid with no status pointer, not blocking.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
         let (job, fds) = match receive(control) {
             Ok(Some(message)) => message,
             Ok(None) => return ExitCode::SUCCESS,
@@ -989,46 +1061,78 @@ fn fork_server(request: ServerRequest) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let reply: Result<libc::pid_t, String> = match <[OwnedFd; 3]>::try_from(fds) {
-            Err(fds) => Err(format!("{} descriptors with the job, not 3", fds.len())),
-            // SAFETY: this process runs one thread, so the child is a whole copy of it.
-            Ok(stdio) => match unsafe { libc::fork() } {
-                0 => run_job(&job, stdio, request.sandbox),
-                -1 => Err(std::io::Error::last_os_error().to_string()),
-                pid => Ok(pid),
-            },
-        };
+        // SAFETY: getpid has no preconditions.
+        let server = unsafe { libc::getpid() };
+        let (reply, pidfd): (Result<(), String>, Option<OwnedFd>) =
+            match <[OwnedFd; 4]>::try_from(fds) {
+                Err(fds) => (
+                    Err(format!("{} descriptors with the job, not 4", fds.len())),
+                    None,
+                ),
+                // SAFETY: this process runs one thread, so the child is a whole copy of it.
+                Ok(fds) => match unsafe { libc::fork() } {
+                    0 => run_job(&job, fds, request.sandbox, server),
+                    -1 => (Err(std::io::Error::last_os_error().to_string()), None),
+                    // Not reaped before this (see the top of the loop): the pid is the child's.
+                    // SAFETY: pidfd_open returns a new descriptor (owned here) or -1.
+                    child => match unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } {
+                        -1 => {
+                            let error = std::io::Error::last_os_error();
+                            // SAFETY: killing the child just forked, not yet reaped.
+                            unsafe { libc::kill(child, libc::SIGKILL) };
+                            (Err(format!("a pidfd for the pass: {error}")), None)
+                        }
+                        // SAFETY: a descriptor just returned, owned by no one else.
+                        fd => (Ok(()), Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })),
+                    },
+                },
+            };
         let reply = serde_json::to_vec(&reply).unwrap_or_default();
-        if let Err(e) = send(control, &reply, &[]) {
+        let pidfds: Vec<BorrowedFd<'_>> = pidfd.iter().map(AsFd::as_fd).collect();
+        if let Err(e) = send(control, &reply, &pidfds) {
             eprintln!("ciro model fork server: answering: {e}");
             return ExitCode::FAILURE;
         }
     }
 }
 
-/// A forked child: `stdio` become its standard streams, it forbids itself new processes and
-/// runs `job`, answers, and ends.
-fn run_job(job: &[u8], stdio: [OwnedFd; 3], sandboxed: bool) -> ! {
-    for (fd, target) in stdio.iter().zip(0..) {
+/// A forked child: the first three of `fds` become its standard streams, the fourth is the
+/// file it reads (the model); it ends with the server (`PR_SET_PDEATHSIG`, which it may not
+/// change), forbids itself new processes and signals outside itself, runs `job`, answers,
+/// and ends.
+fn run_job(job: &[u8], fds: [OwnedFd; 4], sandboxed: bool, server: libc::pid_t) -> ! {
+    let [stdin, stdout, stderr, file] = fds;
+    for (fd, target) in [&stdin, &stdout, &stderr].into_iter().zip(0..) {
         // SAFETY: duplicating a descriptor this process owns onto a standard one.
         if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
             // SAFETY: ends this child at once.
             unsafe { libc::_exit(3) }
         }
     }
-    drop(stdio);
-    let answer = (|| {
+    drop((stdin, stdout, stderr));
+    // SAFETY: prctl and getppid with integer arguments only; the server is single-threaded,
+    // so its death is this thread's parent's.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != server {
+            libc::_exit(4)
+        }
+    }
+    let file = std::fs::File::from(file);
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if sandboxed {
             sandbox::forbid_processes()
+                .and_then(|()| sandbox::scope_to_self())
                 .map_err(|e| EngineError::from(anyhow!("the sandbox: {e}")))?;
         }
         match serde_json::from_slice(job)
             .map_err(|e| EngineError::from(anyhow!("reading the job: {e}")))?
         {
-            Job::Pass(pass) => serve(pass),
-            Job::Probe(check) => probe(check),
+            Job::Pass(pass) => serve(pass, file),
+            Job::Probe(check) => probe(check, file),
         }
-    })();
+    }))
+    .unwrap_or_else(|_| Err(EngineError::Forward("the pass panicked".into())));
     let code = answer_with(answer);
     // SAFETY: ends this child without running the fork server's exit handlers.
     unsafe { libc::_exit(code) }
@@ -1057,20 +1161,16 @@ fn answer_with(answer: Result<Vec<u8>, EngineError>) -> i32 {
     }
 }
 
-fn serve(request: PassRequest) -> Result<Vec<u8>, EngineError> {
+fn serve(request: PassRequest, model: std::fs::File) -> Result<Vec<u8>, EngineError> {
     let device = parse_device(&request.device)?;
     let mut input = vec![0u8; usize::try_from(request.input_bytes).unwrap_or(usize::MAX)];
     std::io::Read::read_exact(&mut std::io::stdin().lock(), &mut input)
         .map_err(|e| EngineError::from(anyhow!("reading the input: {e}")))?;
     // Started in the sandbox, so that the thread is in it too.
     watch_parent();
-    let bytes = std::fs::read(&request.model_path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            EngineError::UnknownModel(request.model_hash)
-        } else {
-            EngineError::from(anyhow!("reading the model file: {e}"))
-        }
-    })?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut { model }, &mut bytes)
+        .map_err(|e| EngineError::from(anyhow!("reading the model file: {e}")))?;
     let actual = Digest::of(&bytes);
     if actual != request.model_hash {
         return Err(EngineError::HashMismatch {
@@ -1111,4 +1211,23 @@ fn serve(request: PassRequest) -> Result<Vec<u8>, EngineError> {
     let output: Tensor = output;
     crate::engine::check_output_size(&output, request.max_output_bytes)?;
     encode_output(&output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pass's process may be the model's: its word on a fault of the worker's (an unknown
+    /// model, an internal error) would move the blame off the job, so it is the job's failure.
+    #[test]
+    fn a_childs_claim_of_a_workers_fault_is_the_jobs_failure() {
+        let hash = Digest::of(b"model");
+        for claim in [Refusal::UnknownModel, Refusal::Internal("x".into())] {
+            assert!(matches!(claim.into_error(hash), EngineError::Forward(_)));
+        }
+        assert!(matches!(
+            Refusal::Unsafe("fork".into()).into_error(hash),
+            EngineError::UnsafeModel { .. }
+        ));
+    }
 }

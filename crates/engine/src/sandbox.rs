@@ -15,8 +15,11 @@
 //!   kind (UDP, netlink and Unix sockets included, which Landlock does not cover on kernels
 //!   before its ABI 9), `ptrace`, other processes' memory, mounts, namespaces, BPF, kernel
 //!   keys and modules, `io_uring` (whose operations seccomp cannot see), file handles (which
-//!   open files by number, past the path rules). A foreign architecture's calls kill the
-//!   process. A pass's own process adds a second filter ([`forbid_processes`]): no new
+//!   open files by number, past the path rules), files' modes, owners, times and extended
+//!   attributes (which Landlock does not cover), System V and POSIX message IPC; and the
+//!   calls that set another process's limits, priority or CPUs (the worker's: its
+//!   `RLIMIT_CPU` would kill it) are allowed on the caller only. A foreign architecture's
+//!   calls kill the process. A pass's own process adds a second filter ([`forbid_processes`]): no new
 //!   process (`clone` only of a thread), since one would outlive the pass, which is all the
 //!   worker kills.
 //! - **No privileges**: `no_new_privs` (no set-user-ID gain), every capability dropped (a root
@@ -116,7 +119,12 @@ pub fn default_devices() -> Vec<PathBuf> {
     };
     let mut devices: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("nvidia"))
+        // Not `nvidia-caps`: its capabilities (MIG configuration) are the operator's.
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("nvidia") && !name.starts_with("nvidia-caps")
+        })
         .map(|e| e.path())
         .collect();
     devices.sort();
@@ -202,6 +210,22 @@ pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
 /// a pass's own process does, forked from the sandboxed server that [`enter`]ed.
 pub fn forbid_processes() -> Result<(), SandboxError> {
     seccomp::install_no_processes().map_err(|e| SandboxError::Failed(e.to_string()))
+}
+
+/// A pass's own Landlock layer on top of the server's: no signal to, and no abstract socket
+/// of, any process outside it: not the fork server, not another job's pass (they share the
+/// server's layer, which scopes only what is outside the server's domain).
+pub fn scope_to_self() -> Result<(), SandboxError> {
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .scope(Scope::AbstractUnixSocket | Scope::Signal)
+        .and_then(|r| r.create())
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| SandboxError::Failed(e.to_string()))?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err(SandboxError::NoLandlock);
+    }
+    Ok(())
 }
 
 /// The Landlock ABI version the kernel speaks (0 or less: none).
@@ -312,6 +336,74 @@ mod seccomp {
         libc::SYS_io_uring_register,
         libc::SYS_open_by_handle_at,
         libc::SYS_name_to_handle_at,
+        // Files' modes, owners, times and attributes: Landlock does not cover them (a model
+        // could make the worker's key readable to everyone, or lock it out of its journal).
+        libc::SYS_fchmod,
+        libc::SYS_fchmodat,
+        FCHMODAT2,
+        libc::SYS_fchown,
+        libc::SYS_fchownat,
+        libc::SYS_utimensat,
+        libc::SYS_setxattr,
+        libc::SYS_lsetxattr,
+        libc::SYS_fsetxattr,
+        libc::SYS_removexattr,
+        libc::SYS_lremovexattr,
+        libc::SYS_fremovexattr,
+        SETXATTRAT,
+        REMOVEXATTRAT,
+        // State that outlives a pass, outside the file system.
+        libc::SYS_shmget,
+        libc::SYS_shmat,
+        libc::SYS_shmctl,
+        libc::SYS_semget,
+        libc::SYS_semop,
+        libc::SYS_semctl,
+        libc::SYS_semtimedop,
+        libc::SYS_msgget,
+        libc::SYS_msgsnd,
+        libc::SYS_msgrcv,
+        libc::SYS_msgctl,
+        libc::SYS_mq_open,
+        libc::SYS_mq_unlink,
+        libc::SYS_mq_timedsend,
+        libc::SYS_mq_timedreceive,
+        libc::SYS_mq_notify,
+        libc::SYS_mq_getsetattr,
+    ];
+
+    /// The same, on x86-64 only (newer architectures have only the `*at` forms).
+    #[cfg(target_arch = "x86_64")]
+    const REFUSED_X86_64: &[libc::c_long] = &[
+        libc::SYS_chmod,
+        libc::SYS_chown,
+        libc::SYS_lchown,
+        libc::SYS_utime,
+        libc::SYS_utimes,
+        libc::SYS_futimesat,
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    const REFUSED_X86_64: &[libc::c_long] = &[];
+
+    /// Calls numbered alike on every architecture, newer than the `libc` crate's tables.
+    const FCHMODAT2: libc::c_long = 452;
+    const SETXATTRAT: libc::c_long = 463;
+    const REMOVEXATTRAT: libc::c_long = 466;
+
+    /// Calls allowed only on the calling process itself (its pid argument 0): on another
+    /// process of the same user (the worker) they would set its limits (`RLIMIT_CPU` kills
+    /// it; `RLIMIT_CORE` and a crash dump its memory, key included), priority or CPUs.
+    /// (The call, and which argument is the pid.)
+    const ON_ITSELF_ONLY: &[(libc::c_long, u32)] = &[
+        (libc::SYS_prlimit64, 0),
+        (libc::SYS_setpriority, 1),
+        (libc::SYS_ioprio_set, 1),
+        (libc::SYS_sched_setaffinity, 0),
+        (libc::SYS_sched_setscheduler, 0),
+        (libc::SYS_sched_setparam, 0),
+        (libc::SYS_sched_setattr, 0),
+        (libc::SYS_migrate_pages, 0),
+        (libc::SYS_move_pages, 0),
     ];
 
     #[cfg(target_arch = "x86_64")]
@@ -352,9 +444,19 @@ mod seccomp {
         ]);
         #[cfg(not(target_arch = "x86_64"))]
         let _ = JUMP_AT_LEAST;
-        for &call in REFUSED {
+        for &call in REFUSED.iter().chain(REFUSED_X86_64) {
             program.push(op(JUMP_EQUAL, 0, 1, call as u32));
             program.push(op(RETURN, 0, 0, refuse));
+        }
+        for &(call, argument) in ON_ITSELF_ONLY {
+            // The low 32 bits: the kernel reads a pid as an `int`.
+            program.extend([
+                op(JUMP_EQUAL, 0, 4, call as u32),
+                op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
+                op(JUMP_EQUAL, 0, 1, 0),
+                op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+                op(RETURN, 0, 0, refuse),
+            ]);
         }
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
         program
@@ -384,6 +486,14 @@ mod seccomp {
             program.push(op(JUMP_EQUAL, 0, 1, call as u32));
             program.push(op(RETURN, 0, 0, refuse));
         }
+        // The death signal the server set (the pass ends with it) stays.
+        program.extend([
+            op(JUMP_EQUAL, 0, 4, libc::SYS_prctl as u32),
+            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT),
+            op(JUMP_EQUAL, 0, 1, libc::PR_SET_PDEATHSIG as u32),
+            op(RETURN, 0, 0, refuse),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ]);
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
         program
     }

@@ -78,6 +78,7 @@ fn cpu(max_batch: i64, max_wait: Duration) -> EngineConfig {
         idle_unload: Duration::from_secs(60),
         max_output_bytes: ciro_engine::tensors::MAX_ENCODED_BYTES,
         isolation: None,
+        pass_limit: None,
     }
 }
 
@@ -953,9 +954,11 @@ async fn a_model_that_takes_over_its_process_reads_and_writes_none_of_the_worker
 }
 
 /// The check a worker runs before serving: from the sandbox, every escape a model that took
-/// control would try fails (the worker's files, a TCP connection, a UDP socket, a signal to
-/// the worker, its memory and environment, a process that would outlive the pass, an OOM
-/// score that would have the kernel end the worker first), and what a pass needs works. Without the sandbox
+/// control would try fails (the worker's files read, written, listed or made readable, the
+/// model store listed, a TCP connection, a UDP socket, a signal to the worker, to the fork
+/// server or another pass, the worker's memory, environment, limits and priority, a process
+/// that would outlive the pass, an OOM score that would have the kernel end the worker
+/// first), and what a pass needs works. Without the sandbox
 /// every attempt works, so each is a real attack.
 #[tokio::test]
 async fn the_sandbox_check_finds_every_escape_blocked_and_a_pass_unhindered() {
@@ -969,12 +972,12 @@ async fn the_sandbox_check_finds_every_escape_blocked_and_a_pass_unhindered() {
     std::fs::create_dir_all(&scratch).unwrap();
     std::fs::create_dir_all(&store).unwrap();
     let report = check(true).check_sandbox(&scratch, &store).await.unwrap();
-    assert_eq!(report.attempts.len(), 13, "{report:#?}");
+    assert_eq!(report.attempts.len(), 18, "{report:#?}");
     assert!(report.escapes().is_empty(), "{report:#?}");
     assert!(report.broken().is_empty(), "{report:#?}");
     let open = check(false).check_sandbox(&scratch, &store).await.unwrap();
     assert!(open.attempts.iter().all(|a| a.worked), "{open:#?}");
-    assert_eq!(open.escapes().len(), 10);
+    assert_eq!(open.escapes().len(), 15);
     // Nothing was left behind.
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
