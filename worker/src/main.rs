@@ -329,6 +329,29 @@ struct ExecArgs {
     isolation: IsolationArgs,
 }
 
+/// The worker's memory holds its account key: never in a core dump, and not readable through
+/// `/proc` by another process of its user without `CAP_SYS_PTRACE`.
+fn no_core_dumps() -> Result<()> {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit with a valid rlimit, and prctl with integer arguments.
+    unsafe {
+        anyhow::ensure!(
+            libc::setrlimit(libc::RLIMIT_CORE, &none) == 0,
+            "turning core dumps off: {}",
+            std::io::Error::last_os_error()
+        );
+        anyhow::ensure!(
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) == 0,
+            "marking the process not dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 /// The relayer's API key: from the environment only (a secret never goes on a command line).
 const RELAYER_API_KEY_ENV: &str = "CIRO_RELAYER_API_KEY";
 
@@ -340,6 +363,7 @@ fn main() -> ExitCode {
     }
     let code = match cli.command {
         Command::Run(args) => run_service("ciro-worker", &cli.log, |shutdown| async move {
+            no_core_dumps()?;
             let config = AgentConfig {
                 chain: args.on.chain.config()?,
                 account: args.on.account.source()?,
