@@ -849,22 +849,42 @@ async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serv
     c.stop().await;
 }
 
-/// The processes whose command line names `needle` (a worker's model store: its model fork
-/// server, and the passes forked from it, which keep its command line).
-fn processes_naming(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
+/// A process's parent and state (`R`, `S`, `Z`...) from `/proc/<pid>/stat`; `None` once it
+/// is gone.
+fn parent_and_state(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: the command may hold spaces and parentheses.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((fields.next()?.parse().ok()?, state))
+}
+
+/// The live descendants of `root` (its model fork server and the passes forked from it).
+fn descendants(root: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32, char)> = std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                && std::fs::read(entry.path().join("cmdline"))
-                    .is_ok_and(|line| String::from_utf8_lossy(&line).contains(needle))
-        })
-        .count()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter_map(|pid| parent_and_state(pid).map(|(parent, state)| (pid, parent, state)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            all.iter()
+                .filter(|(_, p, state)| *p == parent && *state != 'Z')
+                .map(|(pid, _, _)| *pid),
+        );
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+/// Whether each of `pids` has ended (gone, or a zombie).
+fn all_ended(pids: &[u32]) -> bool {
+    pids.iter()
+        .all(|&pid| parent_and_state(pid).is_none_or(|(_, state)| state == 'Z'))
 }
 
 /// In a process of its own (the default, sandboxed): a worker killed (SIGKILL) during a pass
@@ -895,10 +915,6 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
             .matches("running the forward pass")
             .count()
     };
-    // The fork server and its passes.
-    let store = a_dir.join("models").display().to_string();
-    let model_processes = || processes_naming(&store);
-
     let spun = job(&s, &c, spin, &mlp_x).await;
     let mut a = worker(
         &s,
@@ -908,8 +924,10 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
         &a_dir,
         &["--capacity", "1"],
     );
-    eventually("the fork server and the spinning pass", WAIT, || async {
-        (passes() >= 1 && model_processes() == 2).then_some(())
+    let pid = a.id().expect("the worker's pid");
+    let model_processes = eventually("the fork server and the spinning pass", WAIT, || async {
+        let found = descendants(pid);
+        (passes() >= 1 && found.len() == 2).then_some(found)
     })
     .await;
     a.start_kill().expect("SIGKILL");
@@ -917,7 +935,7 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
     eventually(
         "the killed worker's model processes to end",
         Duration::from_secs(10),
-        || async { (model_processes() == 0).then_some(()) },
+        || async { all_ended(&model_processes).then_some(()) },
     )
     .await;
 
@@ -932,9 +950,9 @@ async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on(
     until_state(&s, spun, "Queued", data.path()).await;
     assert_eq!(passes(), 2, "the spinning job was not resumed once");
     assert_eq!(
-        model_processes(),
+        descendants(a.id().expect("the worker's pid")).len(),
         1,
-        "the spinning pass still runs beside the server"
+        "the spinning pass still runs beside the fork server"
     );
     let log = worker_log(&a_dir);
     assert!(
