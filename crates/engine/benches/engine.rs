@@ -198,24 +198,6 @@ fn main() -> Result<()> {
         pass_limit: None,
     };
     let engine = Arc::new(Engine::new(store.clone(), config.clone())?);
-    let alone = Engine::new(
-        store.clone(),
-        EngineConfig {
-            batch_jobs: false,
-            ..config.clone()
-        },
-    )?;
-    let isolated = Engine::new(
-        store.clone(),
-        EngineConfig {
-            batch_jobs: false,
-            isolation: Some(ciro_engine::Isolation::new(
-                env!("CARGO_BIN_EXE_ciro-pass"),
-                &[],
-            )),
-            ..config.clone()
-        },
-    )?;
 
     println!(
         "device {device:?}; libtorch threads {}; torch {}; {seconds} s per measurement; dynamic batching: {CONCURRENCY} clients, max_batch {}, max_wait {:?}",
@@ -303,6 +285,25 @@ fn main() -> Result<()> {
             &c,
             Some(c.throughput / a.throughput),
         );
+        // Made here, after (b) and (c): an engine's idle inference thread is not measured.
+        let alone = Engine::new(
+            store.clone(),
+            EngineConfig {
+                batch_jobs: false,
+                ..config.clone()
+            },
+        )?;
+        let isolated = Engine::new(
+            store.clone(),
+            EngineConfig {
+                batch_jobs: false,
+                isolation: Some(ciro_engine::Isolation::new(
+                    env!("CARGO_BIN_EXE_ciro-pass"),
+                    &[],
+                )),
+                ..config.clone()
+            },
+        )?;
         let input = ciro_engine::tensors::encode_input(&row)?;
         let d = runtime.block_on(jobs(&alone, model, &input, seconds))?;
         let e = runtime.block_on(jobs(&isolated, model, &input, seconds))?;
