@@ -515,7 +515,13 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     }
 
     if let Some(isolation) = config.isolation.as_ref().filter(|i| i.sandbox) {
-        check_sandbox(isolation, &config.data_dir, &config.data_dir.join("models")).await?;
+        check_sandbox(
+            isolation,
+            &config.data_dir,
+            &config.data_dir.join("models"),
+            ciro_engine::default_device(),
+        )
+        .await?;
     }
     let engine_config = EngineConfig {
         deterministic_seed: config.deterministic_seed,
@@ -1908,18 +1914,21 @@ const RETAKE_COMPUTED_EVERY: Duration = Duration::from_secs(30);
 const PRUNE_OUTPUTS_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Runs the sandbox check ([`ciro_engine::Isolation::check_sandbox`]) in `scratch`, for the
-/// model store `store`: an
-/// error, and no serving, when a model's process could reach what it must not, or cannot do
-/// what a pass needs.
+/// model store `store`, with a tensor operation on `device`: an error, and no serving, when a
+/// model's process could reach what it must not, or cannot do what a pass needs, or when the
+/// worker's data lies beneath a path a model's process may read.
 pub async fn check_sandbox(
     isolation: &ciro_engine::Isolation,
     scratch: &std::path::Path,
     store: &std::path::Path,
+    device: tch::Device,
 ) -> anyhow::Result<()> {
     for dir in [scratch, store] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let dir =
-            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        // Canonical, so that a data directory reached through a link is seen where it is.
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?;
         // What a model's process may read must not hold the worker's own files.
         let readable = ciro_engine::sandbox::default_read_paths()
             .into_iter()
@@ -1935,7 +1944,7 @@ pub async fn check_sandbox(
         }
     }
     let report = isolation
-        .check_sandbox(scratch, store)
+        .check_sandbox(scratch, store, device)
         .await
         .context("checking the model sandbox (`--isolation process` runs models unsandboxed)")?;
     let escapes: Vec<&str> = report.escapes().iter().map(|a| a.what.as_str()).collect();

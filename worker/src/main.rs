@@ -106,7 +106,14 @@ impl IsolationArgs {
         let program = std::env::current_exe().context("finding this executable")?;
         let mut isolation = ciro_engine::Isolation::new(program, &["pass"]);
         isolation.sandbox = self.isolation == IsolationMode::Sandboxed;
-        isolation.read = self.sandbox_read.clone();
+        // Resolved here: the model processes start in `/`.
+        isolation.read = self
+            .sandbox_read
+            .iter()
+            .map(|path| {
+                std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+            })
+            .collect::<Result<_>>()?;
         Ok(Some(isolation))
     }
 }
@@ -247,10 +254,12 @@ struct RunArgs {
     /// Seconds a drain (SIGTERM) waits for running jobs before abandoning them.
     #[arg(long, env = "WORKER_DRAIN_GRACE_SECS", default_value_t = 60)]
     drain_grace_secs: u64,
-    /// Longest the engine may spend loading a job's model or running a forward pass of it, in
-    /// seconds (a job's wait for the inference thread or a batch does not count). Past it the
-    /// job is given back and the worker exits with an error for its supervisor to restart it
-    /// (neither can be interrupted).
+    /// Longest a job's forward pass may take, in seconds. Isolated (the default), each job's
+    /// pass is timed from its process's start: past it the process is killed, the job fails
+    /// and is given back, and the worker serves on. In process, the time the engine spends
+    /// loading the job's model or running a pass of it counts (not a wait for the inference
+    /// thread or a batch): past it the job is given back and the worker exits with an error
+    /// for its supervisor to restart it (neither can be interrupted).
     #[arg(long, env = "WORKER_MAX_FORWARD_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     max_forward_secs: u64,
     /// Deactivate on chain when stopping.
@@ -640,8 +649,21 @@ async fn run(command: Command) -> Result<()> {
                 .with_context(|| format!("reading {}", args.input.display()))?;
             let isolation = args.isolation.isolation()?;
             if let Some(isolation) = isolation.as_ref().filter(|i| i.sandbox) {
-                let scratch = std::env::temp_dir().join("ciro-sandbox-check");
-                agent::check_sandbox(isolation, &scratch, &args.store.store).await?;
+                // A directory of this run's own (a fixed name in a shared directory could be
+                // another user's).
+                let scratch =
+                    std::env::temp_dir().join(format!("ciro-sandbox-check-{}", std::process::id()));
+                std::fs::create_dir(&scratch)
+                    .with_context(|| format!("creating {}", scratch.display()))?;
+                let checked = agent::check_sandbox(
+                    isolation,
+                    &scratch,
+                    &args.store.store,
+                    ciro_engine::default_device(),
+                )
+                .await;
+                let _ = std::fs::remove_dir(&scratch);
+                checked?;
             }
             let config = EngineConfig {
                 deterministic_seed: args.deterministic_seed,

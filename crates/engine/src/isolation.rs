@@ -9,11 +9,12 @@
 //!
 //! **A fork server.** The engine starts one helper process (the worker's own binary, a hidden
 //! subcommand that calls [`child_main`]) with a cleared environment. Its only thread enters
-//! the sandbox first, with read access to the model store, and never touches libtorch. For
-//! each job the engine makes three pipes and sends their child ends with the job over a Unix
-//! socket; the server forks a child onto them, which forbids itself new processes, reads the
-//! input, then verifies, screens, loads and runs the model once and answers on its standard
-//! output. Forking skips the process start (libtorch's start alone takes about 0.4 s on this
+//! the sandbox first (reading the libraries, `/proc` and `/sys`, not the worker's files),
+//! and never touches libtorch. For each job the engine makes three pipes, opens the model file,
+//! and sends the four descriptors with the job over a Unix socket; the server forks a child
+//! onto them and hands back its pidfd. The child forbids itself new processes and signals
+//! outside itself, reads the input, then verifies, screens, loads and runs the model once and
+//! answers on its standard output. Forking skips the process start (libtorch's start alone takes about 0.4 s on this
 //! kind of machine); each job still loads its model afresh, so no state a model keeps in its
 //! attributes reaches the next job (a dispute's re-run sees what the job saw).
 //!
@@ -44,6 +45,8 @@ use crate::tensors::{decode_input, encode_output, OUTPUT_NAME};
 
 /// Variables a model's process keeps from the worker's environment (device selection and
 /// thread counts; none holds a secret). Everything else is cleared.
+/// (Never OpenMP's CPU binding, `OMP_PROC_BIND`, `OMP_PLACES`, `GOMP_CPU_AFFINITY`,
+/// `KMP_AFFINITY`: binding a thread by its id is refused in the sandbox.)
 const KEPT_ENVIRONMENT: &[&str] = &[
     "CUDA_VISIBLE_DEVICES",
     "CUDA_DEVICE_ORDER",
@@ -123,7 +126,7 @@ struct ServerRequest {
     /// `cpu` or `cuda:N`: the device files it may use.
     device: String,
     sandbox: bool,
-    /// What it may read beneath besides the defaults: the model store, and the operator's.
+    /// What it may read beneath besides the defaults (the operator's `--sandbox-read`).
     read: Vec<PathBuf>,
 }
 
@@ -298,20 +301,41 @@ impl Server {
 
     /// Has the server fork a child that runs `job` with `fds` (its standard streams, then the
     /// file it reads: the model); the child's pidfd, opened by the server before it could
-    /// reap the child, so it names that child and no other.
-    fn fork(&self, job: &[u8], fds: [BorrowedFd<'_>; 4]) -> std::io::Result<OwnedFd> {
-        send(self.control.as_fd(), job, &fds)?;
-        let (reply, pidfds) = receive(self.control.as_fd())?.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the fork server ended")
-        })?;
-        serde_json::from_slice::<Result<(), String>>(&reply)
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)?;
-        pidfds
-            .into_iter()
-            .next()
-            .ok_or_else(|| std::io::Error::other("the fork server sent no pidfd"))
+    /// reap the child, so it names that child and no other. A server that answers a refusal
+    /// (a fork or pidfd that failed) is alive: [`Forked::Refused`], not a reason to replace
+    /// it (replacing it ends the passes it runs).
+    fn fork(&self, job: &[u8], fds: [BorrowedFd<'_>; 4]) -> Forked {
+        if let Err(e) = send(self.control.as_fd(), job, &fds) {
+            return Forked::Gone(e);
+        }
+        let (reply, pidfds) = match receive(self.control.as_fd()) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                return Forked::Gone(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the fork server ended",
+                ))
+            }
+            Err(e) => return Forked::Gone(e),
+        };
+        match serde_json::from_slice::<Result<(), String>>(&reply) {
+            Ok(Ok(())) => match pidfds.into_iter().next() {
+                Some(pidfd) => Forked::Started(pidfd),
+                None => Forked::Refused("the fork server sent no pidfd".into()),
+            },
+            Ok(Err(why)) => Forked::Refused(why),
+            Err(e) => Forked::Gone(std::io::Error::other(format!("a garbled reply: {e}"))),
+        }
     }
+}
+
+/// What became of a request to fork.
+enum Forked {
+    Started(OwnedFd),
+    /// The server answered that it could not (it lives on).
+    Refused(String),
+    /// No answer: the server is gone or stuck.
+    Gone(std::io::Error),
 }
 
 impl Drop for Server {
@@ -530,10 +554,13 @@ impl Isolation {
                     continue;
                 };
                 match running.fork(&job, fds) {
-                    Ok(pidfd) => return Ok(pidfd),
+                    Forked::Started(pidfd) => return Ok(pidfd),
+                    Forked::Refused(why) => {
+                        return Err(internal("starting a pass", std::io::Error::other(why)))
+                    }
                     // Gone (a crash, a kill): one new server, one more try.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the model fork server did not start a pass; starting a new one");
+                    Forked::Gone(e) => {
+                        tracing::warn!(error = %e, "the model fork server did not answer; starting a new one");
                         *server = None;
                         last = Some(e);
                     }
@@ -599,17 +626,19 @@ impl Isolation {
         }
     }
 
-    /// Tries, from a child in the sandbox a pass would run in (the fork server for `store`),
-    /// what a model that took control of it would try (reading and writing files of the
-    /// worker's in `scratch`, a TCP connection to a port this process listens on, a UDP
-    /// socket, a signal to this process, its memory and environment, a process of its own, a
-    /// lower OOM score than this process's), and what a pass needs (reading a file in the
-    /// store, a tensor operation, a thread). A worker checks it before serving; the report
-    /// lists each attempt.
+    /// Tries, from a child in the sandbox a pass on `device` would run in, what a model that
+    /// took control of it would try (reading, writing, listing and opening up files of the
+    /// worker's in `scratch`, listing the model store `store`, a TCP connection to a port
+    /// this process listens on, a UDP socket, a signal to this process and to the fork
+    /// server, this process's memory, environment, limits and priority, its process group's
+    /// priority, a process of its own, a lower OOM score), and what a pass needs (reading the
+    /// file it is handed, a tensor operation on `device`, a thread). A worker checks it
+    /// before serving; the report lists each attempt.
     pub async fn check_sandbox(
         &self,
         scratch: &Path,
         store: &Path,
+        device: Device,
     ) -> Result<SandboxReport, EngineError> {
         let internal = |what: &str, e: std::io::Error| {
             EngineError::from(anyhow!("checking the sandbox: {what}: {e}"))
@@ -633,12 +662,13 @@ impl Isolation {
         let job = Job::Probe(ProbeRequest {
             secret: secret.clone(),
             store: store.clone(),
+            device: device_name(device),
             plant: planted.clone(),
             port,
             parent: std::process::id(),
         });
         let check = async {
-            match self.start(&job, Device::Cpu, handed).await {
+            match self.start(&job, device, handed).await {
                 Ok(started) => {
                     let (answer, diagnostics) = exchange(started, &[], HEADER_ROOM).await;
                     answer.map_err(|why| format!("{why}; it said: {}", diagnostics.trim_end()))
@@ -773,6 +803,8 @@ fn check_output(output: &[u8], max_output_bytes: u64) -> Result<(), EngineError>
 struct ProbeRequest {
     secret: PathBuf,
     store: PathBuf,
+    /// `cpu` or `cuda:N`: where the tensor operation runs.
+    device: String,
     plant: PathBuf,
     port: u16,
     parent: u32,
@@ -832,12 +864,17 @@ fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, Engin
         std::io::Read::read_to_end(&mut { granted }, &mut Vec::new()).map(drop),
     );
     attempt(
-        "run a tensor operation",
+        &format!("run a tensor operation on {}", request.device),
         true,
-        Tensor::ones([2, 2], (tch::Kind::Float, Device::Cpu))
-            .f_sum(tch::Kind::Float)
-            .map(drop)
-            .map_err(std::io::Error::other),
+        parse_device(&request.device)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|device| {
+                Tensor::ones([2, 2], (tch::Kind::Float, device))
+                    .f_matmul(&Tensor::ones([2, 2], (tch::Kind::Float, device)))
+                    .and_then(|product| product.f_to(Device::Cpu))
+                    .map(drop)
+                    .map_err(std::io::Error::other)
+            }),
     );
     attempt(
         "start a thread",
@@ -946,8 +983,19 @@ fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, Engin
             }
         }
     });
+    attempt("set the priority of the worker's process group", false, {
+        // SAFETY: as above, the priority set is the one read.
+        unsafe {
+            *libc::__errno_location() = 0;
+            let now = libc::getpriority(libc::PRIO_PGRP, 0);
+            match libc::setpriority(libc::PRIO_PGRP, 0, now) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        }
+    });
     attempt(
-        "signal the fork server or another pass",
+        "signal the fork server",
         false,
         // SAFETY: kill with signal 0 only checks the permission; nothing is sent.
         match unsafe { libc::kill(libc::getppid(), 0) } {
@@ -1046,6 +1094,10 @@ fn fork_server(request: ServerRequest) -> ExitCode {
             }
         }
     }
+    // Children are reaped by this loop only (a disposition of "ignore" inherited from the
+    // worker's supervisor would reap them at once, before their pidfds are opened).
+    // SAFETY: restoring a signal's default disposition.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     // SAFETY: descriptor 0 is the engine's socket for the life of this process.
     let control = unsafe { BorrowedFd::borrow_raw(0) };
     loop {

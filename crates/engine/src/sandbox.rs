@@ -68,6 +68,12 @@ pub enum SandboxError {
          run on such a kernel, or accept that risk with `--isolation process`"
     )]
     NoLandlock,
+    #[error(
+        "this kernel's Landlock speaks ABI {0}; the sandbox needs ABI 6 (Linux 6.12 or later) \
+         to keep a model's process from signalling the worker and other passes; run on such a \
+         kernel, or accept the risk with `--isolation process`"
+    )]
+    OldLandlock(i32),
     #[error("the sandbox must be entered before any other thread starts ({0} threads run)")]
     Threads(usize),
     #[error("entering the sandbox: {0}")]
@@ -163,11 +169,17 @@ pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
         return Err(SandboxError::Threads(running));
     }
     let failed = |e: &dyn std::fmt::Display| SandboxError::Failed(e.to_string());
+    let abi = landlock_abi();
+    if abi <= 0 {
+        return Err(SandboxError::NoLandlock);
+    }
+    if abi < 6 {
+        return Err(SandboxError::OldLandlock(abi));
+    }
     // The first process the kernel ends when memory runs out (a model can be written to take
     // it all), not the worker: raising one's own score needs no privilege, and is done before
     // `/proc` is read-only.
     std::fs::write("/proc/self/oom_score_adj", "1000").map_err(|e| failed(&e))?;
-    let abi = landlock_abi();
     let read = AccessFs::from_read(ABI_ASKED);
     let device = read | AccessFs::WriteFile | AccessFs::IoctlDev;
     let mut ruleset = Ruleset::default()
@@ -352,6 +364,7 @@ mod seccomp {
         libc::SYS_fremovexattr,
         SETXATTRAT,
         REMOVEXATTRAT,
+        FILE_SETATTR,
         // State that outlives a pass, outside the file system.
         libc::SYS_shmget,
         libc::SYS_shmat,
@@ -389,22 +402,33 @@ mod seccomp {
     const FCHMODAT2: libc::c_long = 452;
     const SETXATTRAT: libc::c_long = 463;
     const REMOVEXATTRAT: libc::c_long = 466;
+    const FILE_SETATTR: libc::c_long = 469;
 
-    /// Calls allowed only on the calling process itself (its pid argument 0): on another
-    /// process of the same user (the worker) they would set its limits (`RLIMIT_CPU` kills
-    /// it; `RLIMIT_CORE` and a crash dump its memory, key included), priority or CPUs.
-    /// (The call, and which argument is the pid.)
-    const ON_ITSELF_ONLY: &[(libc::c_long, u32)] = &[
-        (libc::SYS_prlimit64, 0),
-        (libc::SYS_setpriority, 1),
-        (libc::SYS_ioprio_set, 1),
-        (libc::SYS_sched_setaffinity, 0),
-        (libc::SYS_sched_setscheduler, 0),
-        (libc::SYS_sched_setparam, 0),
-        (libc::SYS_sched_setattr, 0),
-        (libc::SYS_migrate_pages, 0),
-        (libc::SYS_move_pages, 0),
+    /// Calls allowed only on the calling process itself (its pid argument 0, and where the
+    /// call also says what the pid names, a process): on another process of the same user
+    /// (the worker), its process group or all of the user's, they would set limits
+    /// (`RLIMIT_CPU` kills; `RLIMIT_CORE` and a crash dump memory, a key included), priority
+    /// or CPUs. (The call, which argument is the pid, and which argument must say "a
+    /// process", with that value.) A thread's own id is refused too (glibc passes it for
+    /// `pthread_setaffinity_np`): no CPU binding is asked of libtorch's OpenMP, since its
+    /// variables (`OMP_PROC_BIND`, `GOMP_CPU_AFFINITY`, ...) are not passed to a pass.
+    const ON_ITSELF_ONLY: &[(libc::c_long, u32, Option<(u32, u32)>)] = &[
+        (libc::SYS_prlimit64, 0, None),
+        (
+            libc::SYS_setpriority,
+            1,
+            Some((0, libc::PRIO_PROCESS as u32)),
+        ),
+        (libc::SYS_ioprio_set, 1, Some((0, IOPRIO_WHO_PROCESS))),
+        (libc::SYS_sched_setaffinity, 0, None),
+        (libc::SYS_sched_setscheduler, 0, None),
+        (libc::SYS_sched_setparam, 0, None),
+        (libc::SYS_sched_setattr, 0, None),
+        (libc::SYS_migrate_pages, 0, None),
+        (libc::SYS_move_pages, 0, None),
     ];
+    /// `ioprio_set`'s "the pid is a process".
+    const IOPRIO_WHO_PROCESS: u32 = 1;
 
     #[cfg(target_arch = "x86_64")]
     const ARCH: u32 = 0xC000_003E;
@@ -448,15 +472,26 @@ mod seccomp {
             program.push(op(JUMP_EQUAL, 0, 1, call as u32));
             program.push(op(RETURN, 0, 0, refuse));
         }
-        for &(call, argument) in ON_ITSELF_ONLY {
-            // The low 32 bits: the kernel reads a pid as an `int`.
-            program.extend([
-                op(JUMP_EQUAL, 0, 4, call as u32),
-                op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
-                op(JUMP_EQUAL, 0, 1, 0),
-                op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-                op(RETURN, 0, 0, refuse),
-            ]);
+        for &(call, pid, kind) in ON_ITSELF_ONLY {
+            // The low 32 bits: the kernel reads a pid (and a kind) as an `int`.
+            match kind {
+                None => program.extend([
+                    op(JUMP_EQUAL, 0, 4, call as u32),
+                    op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * pid),
+                    op(JUMP_EQUAL, 0, 1, 0),
+                    op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+                    op(RETURN, 0, 0, refuse),
+                ]),
+                Some((argument, process)) => program.extend([
+                    op(JUMP_EQUAL, 0, 6, call as u32),
+                    op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * pid),
+                    op(JUMP_EQUAL, 0, 3, 0),
+                    op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
+                    op(JUMP_EQUAL, 0, 1, process),
+                    op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+                    op(RETURN, 0, 0, refuse),
+                ]),
+            }
         }
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
         program

@@ -956,7 +956,8 @@ async fn a_model_that_takes_over_its_process_reads_and_writes_none_of_the_worker
 /// The check a worker runs before serving: from the sandbox, every escape a model that took
 /// control would try fails (the worker's files read, written, listed or made readable, the
 /// model store listed, a TCP connection, a UDP socket, a signal to the worker, to the fork
-/// server or another pass, the worker's memory, environment, limits and priority, a process
+/// server, the worker's memory, environment, limits and priority, its process group's
+/// priority, a process
 /// that would outlive the pass, an OOM score that would have the kernel end the worker
 /// first), and what a pass needs works. Without the sandbox
 /// every attempt works, so each is a real attack.
@@ -971,13 +972,19 @@ async fn the_sandbox_check_finds_every_escape_blocked_and_a_pass_unhindered() {
     let (scratch, store) = (dir.path().join("scratch"), dir.path().join("store"));
     std::fs::create_dir_all(&scratch).unwrap();
     std::fs::create_dir_all(&store).unwrap();
-    let report = check(true).check_sandbox(&scratch, &store).await.unwrap();
-    assert_eq!(report.attempts.len(), 18, "{report:#?}");
+    let report = check(true)
+        .check_sandbox(&scratch, &store, Device::Cpu)
+        .await
+        .unwrap();
+    assert_eq!(report.attempts.len(), 19, "{report:#?}");
     assert!(report.escapes().is_empty(), "{report:#?}");
     assert!(report.broken().is_empty(), "{report:#?}");
-    let open = check(false).check_sandbox(&scratch, &store).await.unwrap();
+    let open = check(false)
+        .check_sandbox(&scratch, &store, Device::Cpu)
+        .await
+        .unwrap();
     assert!(open.attempts.iter().all(|a| a.worked), "{open:#?}");
-    assert_eq!(open.escapes().len(), 15);
+    assert_eq!(open.escapes().len(), 16);
     // Nothing was left behind.
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
@@ -1003,4 +1010,30 @@ async fn an_isolated_job_starts_from_the_models_file_not_from_the_last_jobs_stat
     let first_apart = apart.execute(remembering, &input).await.unwrap();
     assert_eq!(first_apart, first);
     assert_eq!(apart.execute(remembering, &input).await.unwrap(), first);
+}
+
+/// A model file damaged on the worker's disk: the pass's process reports it, the worker checks
+/// the file itself, and it is the worker's fault (a hash mismatch, which the agent gives back
+/// as unable), the file forgotten so that it is fetched again. (A pass's claim that the worker
+/// finds false is the job's failure: `a_childs_claim_of_a_workers_fault_is_the_jobs_failure`.)
+#[tokio::test]
+async fn an_isolated_pass_on_a_damaged_model_file_is_found_damaged_by_the_worker_itself() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let noisy = scripted(&f, &dir, "noisy");
+    let path = f._dir.path().join("store").join(format!("{noisy}.pt"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let apart = Engine::new(f.store.clone(), isolated(true, true)).unwrap();
+    let input = encode_input(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    match apart.execute(noisy, &input).await {
+        Err(EngineError::HashMismatch { expected, actual }) => {
+            assert_eq!(expected, noisy);
+            assert_eq!(actual, Digest::of(&bytes));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!f.store.contains(&noisy), "the damaged file was kept");
 }
