@@ -412,7 +412,7 @@ mod seccomp {
     /// process", with that value.) A thread's own id is refused too (glibc passes it for
     /// `pthread_setaffinity_np`): no CPU binding is asked of libtorch's OpenMP, since its
     /// variables (`OMP_PROC_BIND`, `GOMP_CPU_AFFINITY`, ...) are not passed to a pass.
-    const ON_ITSELF_ONLY: &[(libc::c_long, u32, Option<(u32, u32)>)] = &[
+    const ON_ITSELF_ONLY: &[(libc::c_long, u32, Option<Kind>)] = &[
         (libc::SYS_prlimit64, 0, None),
         (
             libc::SYS_setpriority,
@@ -427,6 +427,8 @@ mod seccomp {
         (libc::SYS_migrate_pages, 0, None),
         (libc::SYS_move_pages, 0, None),
     ];
+    /// Which argument says what a pid names, and the value that says "a process".
+    type Kind = (u32, u32);
     /// `ioprio_set`'s "the pid is a process".
     const IOPRIO_WHO_PROCESS: u32 = 1;
 
