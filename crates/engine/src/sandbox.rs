@@ -414,11 +414,7 @@ mod seccomp {
     /// variables (`OMP_PROC_BIND`, `GOMP_CPU_AFFINITY`, ...) are not passed to a pass.
     const ON_ITSELF_ONLY: &[(libc::c_long, u32, Option<Kind>)] = &[
         (libc::SYS_prlimit64, 0, None),
-        (
-            libc::SYS_setpriority,
-            1,
-            Some((0, libc::PRIO_PROCESS as u32)),
-        ),
+        (libc::SYS_setpriority, 1, Some((0, libc::PRIO_PROCESS))),
         (libc::SYS_ioprio_set, 1, Some((0, IOPRIO_WHO_PROCESS))),
         (libc::SYS_sched_setaffinity, 0, None),
         (libc::SYS_sched_setscheduler, 0, None),
