@@ -54,6 +54,19 @@ class Spin(torch.nn.Module):
         return y
 
 
+class Stalling(torch.nn.Module):
+    """Returns its input at once when its sum is not positive; else after 2**62 interpreted
+    additions of zero (in practice, never): a model whose input decides whether it loops."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        i = 0
+        while bool(x.sum() > 0) and i < 4611686018427387904:
+            y = y + 0.0
+            i += 1
+        return y
+
+
 class Centered(torch.nn.Module):
     """Each row less the mean of the rows in its forward pass: its output depends on the rows
     beside it (what a model whose author wants shared passes to give wrong answers does)."""
@@ -232,7 +245,7 @@ def main():
     p.add_argument("out")
     p = sub.add_parser("centered")
     p.add_argument("out")
-    for name in ("noisy", "sparse", "huge", "remembering"):
+    for name in ("noisy", "sparse", "huge", "remembering", "stalling"):
         p = sub.add_parser(name)
         p.add_argument("out")
     for name in ("reader", "writer"):
@@ -256,10 +269,14 @@ def main():
     elif args.command in ("reader", "writer"):
         model = {"reader": Reader, "writer": Writer}[args.command](args.path)
         torch.jit.script(model).save(args.out)
-    elif args.command in ("noisy", "sparse", "huge", "remembering"):
-        model = {"noisy": Noisy, "sparse": Sparse, "huge": Huge, "remembering": Remembering}[
-            args.command
-        ]()
+    elif args.command in ("noisy", "sparse", "huge", "remembering", "stalling"):
+        model = {
+            "noisy": Noisy,
+            "sparse": Sparse,
+            "huge": Huge,
+            "remembering": Remembering,
+            "stalling": Stalling,
+        }[args.command]()
         torch.jit.script(model).save(args.out)
     else:
         bench(args.model, args.row_shape, args.iters, args.warmup)

@@ -1037,3 +1037,41 @@ async fn an_isolated_pass_on_a_damaged_model_file_is_found_damaged_by_the_worker
     }
     assert!(!f.store.contains(&noisy), "the damaged file was kept");
 }
+
+/// Isolated passes are timed each on its own, by the engine: a job whose input makes its model
+/// loop is killed at the pass limit and fails, while a job of the same model started 2.5 s
+/// later, whose input lets it return, completes (a clock per model, as the in-process
+/// watchdog keeps, would have killed it half a second in); and no isolated pass counts as the
+/// engine's own busy time, which the worker's in-process watchdog acts on.
+#[tokio::test]
+async fn isolated_passes_are_timed_each_on_its_own() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let stalling = scripted(&f, &dir, "stalling");
+    let engine = Engine::new(
+        f.store.clone(),
+        EngineConfig {
+            pass_limit: Some(Duration::from_secs(3)),
+            ..isolated(true, true)
+        },
+    )
+    .unwrap();
+    let looping = encode_input(&Tensor::ones([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    let returning = encode_input(&Tensor::zeros([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(engine.busy_with(&stalling), None);
+        engine.execute(stalling, &returning).await
+    };
+    let (looped, returned) = tokio::join!(engine.execute(stalling, &looping), later);
+    match looped {
+        Err(EngineError::Forward(message)) => {
+            assert!(
+                message.contains("past this worker's limit of 3 s"),
+                "{message}"
+            )
+        }
+        other => panic!("the looping pass was not stopped: {other:?}"),
+    }
+    assert!(returned.is_ok(), "{returned:?}");
+}
