@@ -448,27 +448,39 @@ mod seccomp {
         libc::sock_filter { code, jt, jf, k }
     }
 
-    /// The filter's program.
-    fn program() -> Vec<libc::sock_filter> {
-        let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        let mut program = vec![
+    /// What a refused call answers.
+    const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    /// Every filter's start: a foreign architecture's call kills the process; then the call's
+    /// number is loaded.
+    fn prologue() -> Vec<libc::sock_filter> {
+        vec![
             op(LOAD_WORD, 0, 0, ARCHITECTURE),
             op(JUMP_EQUAL, 1, 0, ARCH),
             op(RETURN, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
             op(LOAD_WORD, 0, 0, NUMBER),
-        ];
+        ]
+    }
+
+    /// `call` refused (the call's number loaded).
+    fn refused(call: libc::c_long) -> [libc::sock_filter; 2] {
+        [op(JUMP_EQUAL, 0, 1, call as u32), op(RETURN, 0, 0, REFUSE)]
+    }
+
+    /// The filter's program.
+    fn program() -> Vec<libc::sock_filter> {
+        let mut program = prologue();
         // x32 calls (numbers with bit 30 set) would reach the same kernel functions under
         // other numbers.
         #[cfg(target_arch = "x86_64")]
         program.extend([
             op(JUMP_AT_LEAST, 0, 1, 0x4000_0000),
-            op(RETURN, 0, 0, refuse),
+            op(RETURN, 0, 0, REFUSE),
         ]);
         #[cfg(not(target_arch = "x86_64"))]
         let _ = JUMP_AT_LEAST;
         for &call in REFUSED.iter().chain(REFUSED_X86_64) {
-            program.push(op(JUMP_EQUAL, 0, 1, call as u32));
-            program.push(op(RETURN, 0, 0, refuse));
+            program.extend(refused(call));
         }
         for &(call, pid, kind) in ON_ITSELF_ONLY {
             // The low 32 bits: the kernel reads a pid (and a kind) as an `int`.
@@ -478,7 +490,7 @@ mod seccomp {
                     op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * pid),
                     op(JUMP_EQUAL, 0, 1, 0),
                     op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-                    op(RETURN, 0, 0, refuse),
+                    op(RETURN, 0, 0, REFUSE),
                 ]),
                 Some((argument, process)) => program.extend([
                     op(JUMP_EQUAL, 0, 6, call as u32),
@@ -487,7 +499,7 @@ mod seccomp {
                     op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
                     op(JUMP_EQUAL, 0, 1, process),
                     op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-                    op(RETURN, 0, 0, refuse),
+                    op(RETURN, 0, 0, REFUSE),
                 ]),
             }
         }
@@ -500,31 +512,26 @@ mod seccomp {
     /// filter cannot read, answers "not implemented", and the C library falls back to `clone`
     /// for its threads.
     fn no_processes() -> Vec<libc::sock_filter> {
-        let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        let mut program = vec![
-            op(LOAD_WORD, 0, 0, ARCHITECTURE),
-            op(JUMP_EQUAL, 1, 0, ARCH),
-            op(RETURN, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
-            op(LOAD_WORD, 0, 0, NUMBER),
+        let mut program = prologue();
+        program.extend([
             op(JUMP_EQUAL, 0, 1, libc::SYS_clone3 as u32),
             op(RETURN, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
             op(JUMP_EQUAL, 0, 4, libc::SYS_clone as u32),
             op(LOAD_WORD, 0, 0, FIRST_ARGUMENT),
             op(JUMP_ANY_BIT, 1, 0, libc::CLONE_THREAD as u32),
-            op(RETURN, 0, 0, refuse),
+            op(RETURN, 0, 0, REFUSE),
             op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-        ];
+        ]);
         #[cfg(target_arch = "x86_64")]
         for call in [libc::SYS_fork, libc::SYS_vfork] {
-            program.push(op(JUMP_EQUAL, 0, 1, call as u32));
-            program.push(op(RETURN, 0, 0, refuse));
+            program.extend(refused(call));
         }
         // The death signal the server set (the pass ends with it) stays.
         program.extend([
             op(JUMP_EQUAL, 0, 4, libc::SYS_prctl as u32),
             op(LOAD_WORD, 0, 0, FIRST_ARGUMENT),
             op(JUMP_EQUAL, 0, 1, libc::PR_SET_PDEATHSIG as u32),
-            op(RETURN, 0, 0, refuse),
+            op(RETURN, 0, 0, REFUSE),
             op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
         ]);
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
