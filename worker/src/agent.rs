@@ -966,9 +966,9 @@ impl Agent {
                         }
                     }
                 }
-                // Given back and journaled: now the restart (see `max_forward`), unless the
-                // pass ran in a process of its own, which was killed with it.
-                if wedged && self.config.isolation.is_none() {
+                // Given back and journaled: now the restart (see `max_forward`). (Isolated, a
+                // pass is timed and killed by the engine and never wedges it.)
+                if wedged {
                     WEDGED.store(true, Ordering::SeqCst);
                     self.wedged.cancel();
                 }
