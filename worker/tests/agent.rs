@@ -705,6 +705,54 @@ async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs()
     c.stop().await;
 }
 
+/// A devnet and a coordinator with the MLP and the spinning model registered, for worker A
+/// in `a_dir` (under `data`). Restarts are quick: no job is released for the worker's silence
+/// meanwhile.
+struct Spinning {
+    s: System,
+    c: Running,
+    mlp: u64,
+    spin: u64,
+    mlp_x: Vec<u8>,
+    data: tempfile::TempDir,
+    a_dir: PathBuf,
+}
+
+impl Spinning {
+    async fn start() -> Self {
+        let made = make_models();
+        let spin_file = make_spin();
+        let s = System::deploy().await.expect("deploy");
+        let c = Running::start(
+            &s,
+            Options {
+                stale_after_secs: 120,
+                ..Options::default()
+            },
+        )
+        .await;
+        let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+        let mlp = model(&s, &c, &mlp_file, 0).await;
+        let spin = model(&s, &c, &spin_file, 0).await;
+        let data = tempfile::tempdir().expect("dir");
+        let a_dir = data.path().join("a");
+        Self {
+            s,
+            c,
+            mlp,
+            spin,
+            mlp_x,
+            data,
+            a_dir,
+        }
+    }
+}
+
+/// How many forward passes the worker in `dir` has begun (its log).
+fn forward_passes(dir: &Path) -> usize {
+    worker_log(dir).matches("running the forward pass").count()
+}
+
 /// In the worker's own process (`--isolation in-process`): a job whose forward pass ends the
 /// worker's process (here: killed during it, as a crash in libtorch would end it) is resumed from the journal after a restart, but not into the same
 /// end forever: after two passes it did not survive, it is given back unrun. A forward pass
@@ -714,28 +762,16 @@ async fn a_first_job_shaped_to_poison_the_models_spec_does_not_stop_later_jobs()
 /// restarted, the worker completes the honest job and runs neither hostile job again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_kills_or_wedges_the_worker_is_given_back_and_the_worker_serves_on() {
-    let made = make_models();
-    let spin_file = make_spin();
-    let s = System::deploy().await.expect("deploy");
-    // Restarts are quick: no job is released for the worker's silence meanwhile.
-    let c = Running::start(
-        &s,
-        Options {
-            stale_after_secs: 120,
-            ..Options::default()
-        },
-    )
-    .await;
-    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
-    let mlp = model(&s, &c, &mlp_file, 0).await;
-    let spin = model(&s, &c, &spin_file, 0).await;
-    let data = tempfile::tempdir().expect("dir");
-    let a_dir = data.path().join("a");
-    let passes = || {
-        worker_log(&a_dir)
-            .matches("running the forward pass")
-            .count()
-    };
+    let Spinning {
+        s,
+        c,
+        mlp,
+        spin,
+        mlp_x,
+        data,
+        a_dir,
+    } = Spinning::start().await;
+    let passes = || forward_passes(&a_dir);
 
     // Killed during the pass, twice: the second start resumes the job from the journal.
     let first = job(&s, &c, spin, &mlp_x).await;
@@ -891,30 +927,19 @@ fn all_ended(pids: &[u32]) -> bool {
 /// leaves no model process running behind it (one that never returns would hold the machine
 /// for ever); restarted with `--max-forward-secs`, the resumed pass that never returns is
 /// killed at the limit and its job given back, while the worker serves on without a restart
-/// and completes an honest job beside it.
+/// and then completes an honest job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_isolated_pass_that_never_returns_is_killed_and_the_worker_serves_on() {
-    let made = make_models();
-    let spin_file = make_spin();
-    let s = System::deploy().await.expect("deploy");
-    let c = Running::start(
-        &s,
-        Options {
-            stale_after_secs: 120,
-            ..Options::default()
-        },
-    )
-    .await;
-    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
-    let mlp = model(&s, &c, &mlp_file, 0).await;
-    let spin = model(&s, &c, &spin_file, 0).await;
-    let data = tempfile::tempdir().expect("dir");
-    let a_dir = data.path().join("a");
-    let passes = || {
-        worker_log(&a_dir)
-            .matches("running the forward pass")
-            .count()
-    };
+    let Spinning {
+        s,
+        c,
+        mlp,
+        spin,
+        mlp_x,
+        data,
+        a_dir,
+    } = Spinning::start().await;
+    let passes = || forward_passes(&a_dir);
     let spun = job(&s, &c, spin, &mlp_x).await;
     let mut a = worker(
         &s,
