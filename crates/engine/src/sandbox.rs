@@ -5,23 +5,26 @@
 //! Entered by the process's only thread, before libtorch starts any (every thread and process
 //! created later inherits it): by the fork server of [`crate::isolation`], whose children run
 //! the passes. In three layers, each of which holds on its own:
-//! - **Landlock** (the kernel's unprivileged sandbox): files and directories may be read only
-//!   beneath the paths of [`Policy::read`] (the libraries libtorch and the GPU driver load,
-//!   `/proc`, `/sys`, the model file) and written nowhere except the GPU's device files; no TCP
-//!   connection or listening port; no signal to, and no abstract socket of, a process outside
-//!   the sandbox; and no `ptrace` of one (so not the worker's memory through `/proc/<pid>/mem`
-//!   either). The worker's key, its journal, other jobs' data: none is beneath those paths.
+//! - **Landlock** (the kernel's unprivileged sandbox, ABI 1 or later: Linux 5.13): files and
+//!   directories may be read only beneath the paths of [`Policy::read`] (the libraries libtorch
+//!   and the GPU driver load, `/proc`, `/sys`, the model file) and written nowhere except the
+//!   GPU's device files; and no `ptrace` of a process outside the sandbox (so not the worker's
+//!   memory through `/proc/<pid>/mem` either). With newer ABIs also: no truncation outside
+//!   those rules (3), no TCP connection or listening port (4), no control of other devices
+//!   (5), and no signal to, and no abstract socket of, a process outside the sandbox (6). The
+//!   worker's key, its journal, other jobs' data: none is beneath those paths.
 //! - **seccomp**: the system calls no forward pass needs are refused (`EPERM`): sockets of any
 //!   kind (UDP, netlink and Unix sockets included, which Landlock does not cover on kernels
 //!   before its ABI 9), `ptrace`, other processes' memory, mounts, namespaces, BPF, kernel
 //!   keys and modules, `io_uring` (whose operations seccomp cannot see), file handles (which
 //!   open files by number, past the path rules), files' modes, owners, times and extended
-//!   attributes (which Landlock does not cover), System V and POSIX message IPC; and the
-//!   calls that set another process's limits, priority or CPUs (the worker's: its
-//!   `RLIMIT_CPU` would kill it) are allowed on the caller only. A foreign architecture's
-//!   calls kill the process. A pass's own process adds a second filter ([`forbid_processes`]): no new
-//!   process (`clone` only of a thread), since one would outlive the pass, which is all the
-//!   worker kills.
+//!   attributes (which Landlock does not cover), truncation by path or on opening, System V
+//!   and POSIX message IPC; and the calls that set another process's limits, priority or
+//!   CPUs (the worker's: its `RLIMIT_CPU` would kill it) are allowed on the caller only. A
+//!   foreign architecture's calls kill the process. A pass's own process adds a second
+//!   filter ([`confine_pass`]): no new process (`clone` only of a thread), since one would
+//!   outlive the pass, which is all the worker kills; and no signal to any process but
+//!   itself, which holds on kernels whose Landlock has no signal scope.
 //! - **No privileges**: `no_new_privs` (no set-user-ID gain), every capability dropped (a root
 //!   worker's child cannot override file permissions), no core dump; and the highest OOM
 //!   score, so that a model that takes all the memory is what the kernel ends, not the worker.
@@ -31,6 +34,7 @@
 //! its own job: its input, which the worker was to give it anyway.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use landlock::{
     Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
@@ -38,7 +42,13 @@ use landlock::{
 };
 
 /// The newest Landlock ABI whose rights the sandbox asks for (V6: file, TCP and scope rules).
-const ABI_ASKED: ABI = ABI::V6;
+/// On a kernel that speaks an older one, the sandbox asks for that ABI's rights, and seccomp
+/// stands in for the rest (see [`enter`]).
+const ABI_NEWEST: i32 = 6;
+
+/// The Landlock ABI this process's sandbox was built with (0: none), read again by a pass's
+/// own layer ([`confine_pass`]) in the processes forked after [`enter`].
+static ABI_USED: AtomicI32 = AtomicI32::new(0);
 
 /// What the sandboxed process may reach.
 #[derive(Debug, Clone, Default)]
@@ -50,12 +60,11 @@ pub struct Policy {
     pub devices: Vec<PathBuf>,
 }
 
-/// How much of the sandbox the kernel enforced.
+/// The sandbox entered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entered {
-    /// Landlock: every right asked for (`true`), or only those the kernel knows.
-    pub landlock_full: bool,
-    /// The Landlock ABI the kernel speaks.
+    /// The Landlock ABI whose rules it enforces: the kernel's, at most [`ABI_NEWEST`] (and at
+    /// most the limit [`enter`] was given). Every right of that ABI is enforced.
     pub landlock_abi: i32,
 }
 
@@ -68,12 +77,6 @@ pub enum SandboxError {
          run on such a kernel, or accept that risk with `--isolation process`"
     )]
     NoLandlock,
-    #[error(
-        "this kernel's Landlock speaks ABI {0}; the sandbox needs ABI 6 (Linux 6.12 or later) \
-         to keep a model's process from signalling the worker and other passes; run on such a \
-         kernel, or accept the risk with `--isolation process`"
-    )]
-    OldLandlock(i32),
     #[error("the sandbox must be entered before any other thread starts ({0} threads run)")]
     Threads(usize),
     #[error("entering the sandbox: {0}")]
@@ -163,39 +166,59 @@ fn threads() -> usize {
 /// Enters the sandbox: Landlock with `policy`, then the seccomp filter and no privileges.
 /// Fails, leaving the process to exit, when Landlock is not enforced at all, or when another
 /// thread already runs (it would stay outside).
-pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
+///
+/// Landlock's rules are those of the ABI the kernel speaks (at most [`ABI_NEWEST`], and at
+/// most `abi_limit`: the sandbox an older kernel gives, which the tests build on this one),
+/// all of them enforced. What older ABIs lack, other layers hold: truncation (ABI 3) is
+/// refused by the seccomp filter; TCP (ABI 4) with every socket; device controls (ABI 5)
+/// reach only the devices a pass may read (`/dev/null`, `/dev/zero`, `/dev/urandom`) and the
+/// GPU's; and signals and abstract sockets outside the sandbox (ABI 6) by a pass's own filter
+/// ([`confine_pass`]), which lets it signal only itself, and by the refused sockets.
+pub fn enter(policy: &Policy, abi_limit: Option<i32>) -> Result<Entered, SandboxError> {
     let running = threads();
     if running != 1 {
         return Err(SandboxError::Threads(running));
     }
     let failed = |e: &dyn std::fmt::Display| SandboxError::Failed(e.to_string());
-    let abi = landlock_abi();
-    if abi <= 0 {
+    let kernel = landlock_abi();
+    if kernel <= 0 {
         return Err(SandboxError::NoLandlock);
     }
-    if abi < 6 {
-        return Err(SandboxError::OldLandlock(abi));
-    }
+    let abi = kernel
+        .min(ABI_NEWEST)
+        .min(abi_limit.unwrap_or(i32::MAX))
+        .max(1);
+    let asked = abi_of(abi);
     // The first process the kernel ends when memory runs out (a model can be written to take
     // it all), not the worker: raising one's own score needs no privilege, and is done before
     // `/proc` is read-only.
     std::fs::write("/proc/self/oom_score_adj", "1000").map_err(|e| failed(&e))?;
-    let read = AccessFs::from_read(ABI_ASKED);
-    let device = read | AccessFs::WriteFile | AccessFs::IoctlDev;
+    let all = AccessFs::from_all(asked);
+    let read = AccessFs::from_read(asked);
+    let device = (read | AccessFs::WriteFile | AccessFs::IoctlDev) & all;
+    // Every right of the ABI asked for, or an error: the kernel speaks it.
     let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(ABI_ASKED))
-        .and_then(|r| r.handle_access(AccessNet::from_all(ABI_ASKED)))
-        .and_then(|r| r.scope(Scope::AbstractUnixSocket | Scope::Signal))
-        .and_then(|r| r.create())
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(all)
         .map_err(|e| failed(&e))?;
+    if abi >= 4 {
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(asked))
+            .map_err(|e| failed(&e))?;
+    }
+    if abi >= 6 {
+        ruleset = ruleset
+            .scope(Scope::AbstractUnixSocket | Scope::Signal)
+            .map_err(|e| failed(&e))?;
+    }
+    let mut ruleset = ruleset.create().map_err(|e| failed(&e))?;
     for (paths, access) in [(&policy.read, read), (&policy.devices, device)] {
         for path in paths.iter().filter(|p| p.exists()) {
             let fd = PathFd::new(path).map_err(|e| failed(&format!("{}: {e}", path.display())))?;
             let access = if path.is_dir() {
                 access
             } else {
-                access & AccessFs::from_file(ABI_ASKED)
+                access & AccessFs::from_file(asked)
             };
             ruleset = ruleset
                 .add_rule(PathBeneath::new(fd, access))
@@ -203,38 +226,61 @@ pub fn enter(policy: &Policy) -> Result<Entered, SandboxError> {
         }
     }
     let status = ruleset.restrict_self().map_err(|e| failed(&e))?;
-    if status.ruleset == RulesetStatus::NotEnforced {
+    if status.ruleset != RulesetStatus::FullyEnforced {
         return Err(SandboxError::NoLandlock);
     }
+    ABI_USED.store(abi, Ordering::SeqCst);
     if !status.no_new_privs {
         set_no_new_privs().map_err(|e| failed(&e))?;
     }
     no_core_dumps().map_err(|e| failed(&e))?;
     drop_capabilities().map_err(|e| failed(&e))?;
     seccomp::install().map_err(|e| failed(&e))?;
-    Ok(Entered {
-        landlock_full: status.ruleset == RulesetStatus::FullyEnforced,
-        landlock_abi: abi,
-    })
+    Ok(Entered { landlock_abi: abi })
 }
 
-/// Forbids this process to start others (threads only), on top of [`enter`]'s sandbox: what
-/// a pass's own process does, forked from the sandboxed server that [`enter`]ed.
-pub fn forbid_processes() -> Result<(), SandboxError> {
-    seccomp::install_no_processes().map_err(|e| SandboxError::Failed(e.to_string()))
+/// The Landlock ABI numbered `abi` (1 to [`ABI_NEWEST`]).
+fn abi_of(abi: i32) -> ABI {
+    match abi {
+        ..=1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        _ => ABI::V6,
+    }
 }
 
-/// A pass's own Landlock layer on top of the server's: no signal to, and no abstract socket
-/// of, any process outside it: not the fork server, not another job's pass (they share the
-/// server's layer, which scopes only what is outside the server's domain).
-pub fn scope_to_self() -> Result<(), SandboxError> {
-    let status = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .scope(Scope::AbstractUnixSocket | Scope::Signal)
-        .and_then(|r| r.create())
+/// A pass's own layers on top of the server's [`enter`]ed sandbox, in the process forked for
+/// it: a seccomp filter that lets it start no process (threads only: one would outlive the
+/// pass, which is all the worker kills) and signal no process but itself (not the worker, the
+/// fork server or another pass, on any kernel), and a Landlock domain of its own (no `ptrace`
+/// of, nor, with ABI 6, signal to or abstract socket of, a process outside it: the passes
+/// share the server's domain, whose scope is what is outside the server).
+pub fn confine_pass() -> Result<(), SandboxError> {
+    let failed = |e: &dyn std::fmt::Display| SandboxError::Failed(e.to_string());
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    seccomp::install_pass(pid as u32).map_err(|e| failed(&e))?;
+    let abi = ABI_USED.load(Ordering::SeqCst);
+    if abi <= 0 {
+        return Err(SandboxError::NoLandlock);
+    }
+    // Making block devices is refused already: handling it only makes the domain.
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::MakeBlock)
+        .map_err(|e| failed(&e))?;
+    if abi >= 6 {
+        ruleset = ruleset
+            .scope(Scope::AbstractUnixSocket | Scope::Signal)
+            .map_err(|e| failed(&e))?;
+    }
+    let status = ruleset
+        .create()
         .and_then(|r| r.restrict_self())
-        .map_err(|e| SandboxError::Failed(e.to_string()))?;
-    if status.ruleset == RulesetStatus::NotEnforced {
+        .map_err(|e| failed(&e))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
         return Err(SandboxError::NoLandlock);
     }
     Ok(())
@@ -315,7 +361,7 @@ fn drop_capabilities() -> std::io::Result<()> {
 }
 
 mod seccomp {
-    //! A classic-BPF seccomp filter: refused calls get `EPERM`, a foreign architecture's
+    //! Classic-BPF seccomp filters: refused calls get `EPERM`, a foreign architecture's
     //! kill the process, everything else is allowed.
 
     /// The calls refused.
@@ -383,11 +429,15 @@ mod seccomp {
         libc::SYS_mq_timedreceive,
         libc::SYS_mq_notify,
         libc::SYS_mq_getsetattr,
+        // A file's length, by path: Landlock controls it only from ABI 3 (a model could empty
+        // the worker's key or journal). Opening with `O_TRUNC` is refused below.
+        libc::SYS_truncate,
     ];
 
     /// The same, on x86-64 only (newer architectures have only the `*at` forms).
     #[cfg(target_arch = "x86_64")]
     const REFUSED_X86_64: &[libc::c_long] = &[
+        libc::SYS_creat,
         libc::SYS_chmod,
         libc::SYS_chown,
         libc::SYS_lchown,
@@ -397,6 +447,12 @@ mod seccomp {
     ];
     #[cfg(not(target_arch = "x86_64"))]
     const REFUSED_X86_64: &[libc::c_long] = &[];
+
+    /// The calls that open a file by path, and which argument holds their flags.
+    #[cfg(target_arch = "x86_64")]
+    const OPENING: [(libc::c_long, u32); 2] = [(libc::SYS_open, 1), (libc::SYS_openat, 2)];
+    #[cfg(not(target_arch = "x86_64"))]
+    const OPENING: [(libc::c_long, u32); 1] = [(libc::SYS_openat, 2)];
 
     /// Calls numbered alike on every architecture, newer than the `libc` crate's tables.
     const FCHMODAT2: libc::c_long = 452;
@@ -467,6 +523,18 @@ mod seccomp {
         [op(JUMP_EQUAL, 0, 1, call as u32), op(RETURN, 0, 0, REFUSE)]
     }
 
+    /// `call` refused when its argument `argument` has any of `bits` set, allowed otherwise
+    /// (the call's number loaded; no later rule may concern `call`).
+    fn refused_with_bits(call: libc::c_long, argument: u32, bits: u32) -> [libc::sock_filter; 5] {
+        [
+            op(JUMP_EQUAL, 0, 4, call as u32),
+            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
+            op(JUMP_ANY_BIT, 0, 1, bits),
+            op(RETURN, 0, 0, REFUSE),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ]
+    }
+
     /// The filter's program.
     fn program() -> Vec<libc::sock_filter> {
         let mut program = prologue();
@@ -481,6 +549,17 @@ mod seccomp {
         let _ = JUMP_AT_LEAST;
         for &call in REFUSED.iter().chain(REFUSED_X86_64) {
             program.extend(refused(call));
+        }
+        // Opening with `O_TRUNC` (which empties a file that may be only read under Landlock
+        // before ABI 3): no pass needs it, since it may write only the GPU's devices. `openat2`,
+        // whose flags a filter cannot read, answers "not implemented" (the C library opens
+        // with `openat`).
+        program.extend([
+            op(JUMP_EQUAL, 0, 1, libc::SYS_openat2 as u32),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ]);
+        for (call, flags) in OPENING {
+            program.extend(refused_with_bits(call, flags, libc::O_TRUNC as u32));
         }
         for &(call, pid, kind) in ON_ITSELF_ONLY {
             // The low 32 bits: the kernel reads a pid (and a kind) as an `int`.
@@ -507,11 +586,17 @@ mod seccomp {
         program
     }
 
-    /// The second filter, of a pass's own process: no new process (one could outlive the
-    /// pass, which is all the worker kills). `clone` only of a thread; `clone3`, whose flags a
-    /// filter cannot read, answers "not implemented", and the C library falls back to `clone`
-    /// for its threads.
-    fn no_processes() -> Vec<libc::sock_filter> {
+    /// The second filter, of a pass's own process `pid`:
+    /// - no new process (one could outlive the pass, which is all the worker kills): `clone`
+    ///   only of a thread; `clone3`, whose flags a filter cannot read, answers "not
+    ///   implemented", and the C library falls back to `clone` for its threads;
+    /// - the death signal the server set (the pass ends with it) stays;
+    /// - signals to itself only (the worker and the fork server run as the same user): `kill`,
+    ///   `tgkill` and the `sigqueue` calls with its own pid; `tkill`, whose thread id could name
+    ///   any thread, and signals through pidfds refused; and no file or socket may name another
+    ///   process as the one its I/O signals go to (`F_SETOWN`, `FIOSETOWN`, `SIOCSPGRP`).
+    ///   Landlock's signal scope (ABI 6) says the same where the kernel has it.
+    fn pass(pid: u32) -> Vec<libc::sock_filter> {
         let mut program = prologue();
         program.extend([
             op(JUMP_EQUAL, 0, 1, libc::SYS_clone3 as u32),
@@ -526,16 +611,66 @@ mod seccomp {
         for call in [libc::SYS_fork, libc::SYS_vfork] {
             program.extend(refused(call));
         }
-        // The death signal the server set (the pass ends with it) stays.
-        program.extend([
-            op(JUMP_EQUAL, 0, 4, libc::SYS_prctl as u32),
-            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT),
-            op(JUMP_EQUAL, 0, 1, libc::PR_SET_PDEATHSIG as u32),
-            op(RETURN, 0, 0, REFUSE),
-            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-        ]);
+        program.extend(refused_with_value(
+            libc::SYS_prctl,
+            0,
+            libc::PR_SET_PDEATHSIG as u32,
+        ));
+        for call in [
+            libc::SYS_kill,
+            libc::SYS_tgkill,
+            libc::SYS_rt_sigqueueinfo,
+            libc::SYS_rt_tgsigqueueinfo,
+        ] {
+            // The low 32 bits: the kernel reads a pid as an `int` (a negative one, a group or
+            // every process, is never the pass's own).
+            program.extend([
+                op(JUMP_EQUAL, 0, 4, call as u32),
+                op(LOAD_WORD, 0, 0, FIRST_ARGUMENT),
+                op(JUMP_EQUAL, 0, 1, pid),
+                op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+                op(RETURN, 0, 0, REFUSE),
+            ]);
+        }
+        for call in [
+            libc::SYS_tkill,
+            libc::SYS_pidfd_open,
+            libc::SYS_pidfd_send_signal,
+        ] {
+            program.extend(refused(call));
+        }
+        for (call, commands) in [
+            (libc::SYS_fcntl, [libc::F_SETOWN as u32, F_SETOWN_EX]),
+            (libc::SYS_ioctl, [FIOSETOWN, SIOCSPGRP]),
+        ] {
+            program.extend([
+                op(JUMP_EQUAL, 0, 5, call as u32),
+                op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8),
+                op(JUMP_EQUAL, 2, 0, commands[0]),
+                op(JUMP_EQUAL, 1, 0, commands[1]),
+                op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+                op(RETURN, 0, 0, REFUSE),
+            ]);
+        }
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
         program
+    }
+
+    /// `fcntl`'s and `ioctl`'s commands that name the process a file's I/O signals go to.
+    const F_SETOWN_EX: u32 = 15;
+    const FIOSETOWN: u32 = 0x8901;
+    const SIOCSPGRP: u32 = 0x8902;
+
+    /// `call` refused when its argument `argument` equals `value`, allowed otherwise (the
+    /// call's number loaded; no later rule may concern `call`).
+    fn refused_with_value(call: libc::c_long, argument: u32, value: u32) -> [libc::sock_filter; 5] {
+        [
+            op(JUMP_EQUAL, 0, 4, call as u32),
+            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
+            op(JUMP_EQUAL, 0, 1, value),
+            op(RETURN, 0, 0, REFUSE),
+            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
+        ]
     }
 
     /// Installs the first filter on every thread of the process.
@@ -543,9 +678,9 @@ mod seccomp {
         load(&program())
     }
 
-    /// Installs the second filter (no new processes) on every thread of the process.
-    pub(super) fn install_no_processes() -> std::io::Result<()> {
-        load(&no_processes())
+    /// Installs the second filter, of the pass `pid`, on every thread of the process.
+    pub(super) fn install_pass(pid: u32) -> std::io::Result<()> {
+        load(&pass(pid))
     }
 
     fn load(program: &[libc::sock_filter]) -> std::io::Result<()> {
