@@ -210,6 +210,13 @@ impl Refusal {
 const ANSWER_OUTPUT: u8 = 0;
 const ANSWER_REFUSAL: u8 = 1;
 
+/// What a child writes first, once its own set-up is done (its streams, its death signal, its
+/// layers of the sandbox, the job read) and before it reads the input or the model: what
+/// follows is the job's doing, its model's or its input's. A child that answers or ends
+/// without it failed in the worker's own machinery, which is no fault of the job's (and no
+/// model's code has run in it to say otherwise).
+const READY: u8 = 2;
+
 fn device_name(device: Device) -> String {
     match device {
         Device::Cuda(index) => format!("cuda:{index}"),
@@ -615,23 +622,11 @@ impl Isolation {
         if !diagnostics.is_empty() {
             tracing::debug!(model = %pass.model_hash, diagnostics = %diagnostics.trim_end(), "the model's process said");
         }
-        match answer {
-            Ok((ANSWER_OUTPUT, output)) => {
-                check_output(&output, pass.max_output_bytes)?;
-                Ok(output)
-            }
-            Ok((_, refusal)) => Err(serde_json::from_slice::<Refusal>(&refusal)
-                .map_err(|e| {
-                    EngineError::Forward(format!("the model's process answered garbage: {e}"))
-                })?
-                .into_error(pass.model_hash)),
-            Err(why) => {
-                tracing::warn!(model = %pass.model_hash, %why, diagnostics = %diagnostics.trim_end(), "the model's process gave no answer");
-                Err(EngineError::Forward(format!(
-                    "the model's process ended without an answer: {why}"
-                )))
-            }
+        if !answer.ready || answer.frame.is_err() {
+            let why = answer.frame.as_ref().err().map_or("", String::as_str);
+            tracing::warn!(model = %pass.model_hash, ready = answer.ready, %why, diagnostics = %diagnostics.trim_end(), "the model's process gave no answer to the job");
         }
+        judge(answer, pass.model_hash, pass.max_output_bytes)
     }
 
     /// Tries, from a child in the sandbox a pass on `device` would run in, what a model that
@@ -679,7 +674,12 @@ impl Isolation {
             match self.start(&job, device, handed).await {
                 Ok(started) => {
                     let (answer, diagnostics) = exchange(started, &[], HEADER_ROOM).await;
-                    answer.map_err(|why| format!("{why}; it said: {}", diagnostics.trim_end()))
+                    Ok(Answer {
+                        frame: answer
+                            .frame
+                            .map_err(|why| format!("{why}; it said: {}", diagnostics.trim_end())),
+                        ..answer
+                    })
                 }
                 Err(e) => Err(e.to_string()),
             }
@@ -691,7 +691,7 @@ impl Isolation {
         for file in [&secret, &granted, &planted] {
             let _ = std::fs::remove_file(file);
         }
-        match answer {
+        match answer.and_then(|answer| answer.frame) {
             Ok((ANSWER_OUTPUT, report)) => serde_json::from_slice(&report)
                 .map_err(|e| EngineError::from(anyhow!("the sandbox check answered garbage: {e}"))),
             Ok((_, refusal)) => Err(EngineError::from(anyhow!(
@@ -707,11 +707,7 @@ impl Isolation {
 
 /// Gives a started child its input, reads its answer (at most `limit` bytes) and its
 /// diagnostics, then kills it (it has ended by then, unless it misbehaves).
-async fn exchange(
-    started: Started,
-    input: &[u8],
-    limit: u64,
-) -> (Result<(u8, Vec<u8>), String>, String) {
+async fn exchange(started: Started, input: &[u8], limit: u64) -> (Answer, String) {
     let Started {
         kill,
         mut stdin,
@@ -734,19 +730,49 @@ async fn exchange(
     (answer, diagnostics)
 }
 
-/// Reads a child's answer: its kind byte, its length and at most `limit` bytes of it.
-async fn read_answer(
+/// A child's answer as read.
+#[derive(Debug)]
+struct Answer {
+    /// Whether it said [`READY`] first.
+    ready: bool,
+    /// Its answer's kind and body, or why there is none.
+    frame: Result<(u8, Vec<u8>), String>,
+}
+
+/// Reads a child's answer: [`READY`], then its kind byte, its length and at most `limit` bytes
+/// of it.
+async fn read_answer(mut stdout: impl AsyncRead + Unpin, limit: u64) -> Answer {
+    let mut first = [0u8; 1];
+    if let Err(e) = stdout.read_exact(&mut first).await {
+        return Answer {
+            ready: false,
+            frame: Err(format!("it ended before it was ready: {e}")),
+        };
+    }
+    if first[0] != READY {
+        return Answer {
+            ready: false,
+            frame: read_frame(first[0], stdout, limit).await,
+        };
+    }
+    let frame = match stdout.read_exact(&mut first).await {
+        Ok(_) => read_frame(first[0], stdout, limit).await,
+        Err(e) => Err(format!("reading its answer: {e}")),
+    };
+    Answer { ready: true, frame }
+}
+
+/// Reads the rest of an answer of kind `kind`: its length and at most `limit` bytes of it.
+async fn read_frame(
+    kind: u8,
     mut stdout: impl AsyncRead + Unpin,
     limit: u64,
 ) -> Result<(u8, Vec<u8>), String> {
-    let mut head = [0u8; 9];
+    let mut length = [0u8; 8];
     stdout
-        .read_exact(&mut head)
+        .read_exact(&mut length)
         .await
         .map_err(|e| format!("reading its answer: {e}"))?;
-    let kind = head[0];
-    let mut length = [0u8; 8];
-    length.copy_from_slice(&head[1..]);
     let length = u64::from_le_bytes(length);
     if length > limit {
         return Err(format!(
@@ -766,6 +792,41 @@ async fn read_answer(
         ));
     }
     Ok((kind, body))
+}
+
+/// A pass's result from its child's answer, for the model `hash` and an output of at most
+/// `max_output_bytes`. Before [`READY`] only the worker's machinery ran: an answer or an end
+/// there is the worker's failure ([`EngineError::Internal`]). After it, the child is not
+/// believed on a fault of the worker's ([`Refusal::into_error`]), and its output is checked.
+fn judge(answer: Answer, hash: Digest, max_output_bytes: u64) -> Result<Vec<u8>, EngineError> {
+    if !answer.ready {
+        let why = match answer.frame {
+            Ok((ANSWER_REFUSAL, refusal)) => match serde_json::from_slice::<Refusal>(&refusal) {
+                Ok(Refusal::Internal(message)) => message,
+                Ok(other) => format!("{other:?}"),
+                Err(_) => String::from_utf8_lossy(&refusal).into_owned(),
+            },
+            Ok((kind, _)) => format!("an answer of kind {kind} before it was ready"),
+            Err(why) => why,
+        };
+        return Err(EngineError::from(anyhow!(
+            "the model's process failed before the job began: {why}"
+        )));
+    }
+    match answer.frame {
+        Ok((ANSWER_OUTPUT, output)) => {
+            check_output(&output, max_output_bytes)?;
+            Ok(output)
+        }
+        Ok((_, refusal)) => Err(serde_json::from_slice::<Refusal>(&refusal)
+            .map_err(|e| {
+                EngineError::Forward(format!("the model's process answered garbage: {e}"))
+            })?
+            .into_error(hash)),
+        Err(why) => Err(EngineError::Forward(format!(
+            "the model's process ended without an answer: {why}"
+        ))),
+    }
 }
 
 /// Reads a child's standard error, keeping the first [`MAX_DIAGNOSTICS`] bytes.
@@ -1175,8 +1236,8 @@ fn fork_server(request: ServerRequest) -> ExitCode {
 
 /// A forked child: the first three of `fds` become its standard streams, the fourth is the
 /// file it reads (the model); it ends with the server (`PR_SET_PDEATHSIG`, which it may not
-/// change), forbids itself new processes and signals outside itself, runs `job`, answers,
-/// and ends.
+/// change), forbids itself new processes and signals outside itself, says [`READY`], runs
+/// `job`, answers, and ends.
 fn run_job(job: &[u8], fds: [OwnedFd; 4], sandboxed: bool, server: libc::pid_t) -> ! {
     let [stdin, stdout, stderr, file] = fds;
     for (fd, target) in [&stdin, &stdout, &stderr].into_iter().zip(0..) {
@@ -1200,9 +1261,12 @@ fn run_job(job: &[u8], fds: [OwnedFd; 4], sandboxed: bool, server: libc::pid_t) 
         if sandboxed {
             sandbox::confine_pass().map_err(|e| EngineError::from(anyhow!("the sandbox: {e}")))?;
         }
-        match serde_json::from_slice(job)
-            .map_err(|e| EngineError::from(anyhow!("reading the job: {e}")))?
-        {
+        let job = serde_json::from_slice(job)
+            .map_err(|e| EngineError::from(anyhow!("reading the job: {e}")))?;
+        // The set-up is done: what follows is the job's.
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &[READY])
+            .map_err(|e| EngineError::from(anyhow!("saying it is ready: {e}")))?;
+        match job {
             Job::Pass(pass) => serve(pass, file),
             Job::Probe(check) => probe(check, file),
         }
@@ -1303,6 +1367,58 @@ mod tests {
         assert!(matches!(
             Refusal::Unsafe("fork".into()).into_error(hash),
             EngineError::UnsafeModel { .. }
+        ));
+    }
+
+    /// Frames a child's answer of `kind` with `body`.
+    fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![kind];
+        bytes.extend((body.len() as u64).to_le_bytes());
+        bytes.extend(body);
+        bytes
+    }
+
+    /// Blame follows the ready byte: a child that fails or ends before it (its own set-up:
+    /// streams, sandbox, the job's request) fails in the worker's machinery, whatever it
+    /// says; after it, a claim of the worker's fault and an early end are the job's, and a
+    /// second ready byte from the model is garbage, not a way back to the worker's fault.
+    #[tokio::test]
+    async fn a_failure_before_the_ready_byte_is_the_workers_and_after_it_the_jobs() {
+        let hash = Digest::of(b"model");
+        let internal =
+            serde_json::to_vec(&Refusal::Internal("the sandbox: denied".into())).unwrap();
+        let judged = |bytes: Vec<u8>| async move {
+            judge(read_answer(bytes.as_slice(), 1 << 20).await, hash, 1 << 20)
+        };
+        match judged(frame(ANSWER_REFUSAL, &internal)).await {
+            Err(EngineError::Internal(e)) => {
+                let message = format!("{e:#}");
+                assert!(message.contains("before the job began"), "{message}");
+                assert!(message.contains("the sandbox: denied"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            judged(Vec::new()).await,
+            Err(EngineError::Internal(_))
+        ));
+        let ready = |rest: Vec<u8>| [vec![READY], rest].concat();
+        assert!(matches!(
+            judged(ready(frame(ANSWER_REFUSAL, &internal))).await,
+            Err(EngineError::Forward(_))
+        ));
+        assert!(matches!(
+            judged(ready(Vec::new())).await,
+            Err(EngineError::Forward(_))
+        ));
+        assert!(matches!(
+            judged(ready(ready(frame(ANSWER_REFUSAL, &internal)))).await,
+            Err(EngineError::Forward(_))
+        ));
+        // An output after the ready byte is checked as before.
+        assert!(matches!(
+            judged(ready(frame(ANSWER_OUTPUT, b"not a tensor file"))).await,
+            Err(EngineError::Forward(_))
         ));
     }
 }
