@@ -771,7 +771,8 @@ impl Agent {
     }
 
     /// Until `stop`, at start and every [`PRUNE_OUTPUTS_EVERY`]: removes the journal's
-    /// outputs no job will read again ([`Journal::prune_outputs`]).
+    /// outputs no job will read again ([`Journal::prune_outputs`]), then the rows of jobs that
+    /// ended and are past their deadline ([`Journal::prune_rows`]).
     async fn prune_outputs(self: Arc<Self>, stop: CancellationToken) {
         loop {
             match self.journal.prune_outputs(self.config.keep_outputs).await {
@@ -784,6 +785,16 @@ impl Agent {
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "pruning the journal's outputs")
                 }
+            }
+            // After the outputs: the rows name the files to remove.
+            match self.journal.prune_rows(self.config.keep_outputs).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    keep_secs = self.config.keep_outputs.as_secs(),
+                    "forgot the jobs that ended and are past their deadline"
+                ),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning the journal's rows"),
             }
             tokio::select! {
                 _ = stop.cancelled() => return,

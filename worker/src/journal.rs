@@ -443,6 +443,30 @@ impl Journal {
         Ok(removed)
     }
 
+    /// Forgets the jobs that ended (committed, refused, dropped or failed) at least `keep` ago
+    /// and whose deadline (chain seconds) passed by now: past its deadline a job takes no
+    /// result on chain, so no offer of it can be taken again, and its row (a commit, a
+    /// refusal) guards nothing. A job still open (running, or computed and not committed: its
+    /// crash count, its output) stays, whatever its age. Run after [`Journal::prune_outputs`]
+    /// with the same `keep`, which has removed these jobs' outputs (a file whose job the
+    /// journal no longer names would stay). How many rows were removed.
+    pub async fn prune_rows(&self, keep: std::time::Duration) -> Result<u64> {
+        let now = now();
+        let cutoff = now.saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        let _files = self.files.lock().await;
+        let removed = sqlx::query(
+            "DELETE FROM jobs WHERE stage NOT IN (?, ?) AND updated_at <= ? AND deadline < ?",
+        )
+        .bind(Stage::Running.as_str())
+        .bind(Stage::Computed.as_str())
+        .bind(cutoff)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .context("pruning the journal's rows")?;
+        Ok(removed.rows_affected())
+    }
+
     /// The most recent jobs, newest first.
     pub async fn recent(&self, limit: u32) -> Result<Vec<Entry>> {
         let rows = sqlx::query("SELECT * FROM jobs ORDER BY updated_at DESC, job_id DESC LIMIT ?")
@@ -697,5 +721,53 @@ mod tests {
         );
         assert!(journal.output_path(3).exists());
         assert!(!journal.output_path(4).exists());
+    }
+
+    /// Rows go once their job ended at least `keep` ago and its deadline passed; an open job
+    /// (running: its crash count; computed: its output to commit) stays however old, and so
+    /// does an ended one whose deadline is still ahead (an offer of it could come again).
+    #[tokio::test]
+    async fn ended_jobs_past_their_deadline_are_forgotten_after_the_keep_time_and_open_ones_never()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).await.unwrap();
+        let (model, input) = (Digest::of(b"model"), Digest::of(b"input"));
+        let far = u64::try_from(now()).unwrap() + 86_400;
+        for (job, deadline) in [(1, 100), (2, 100), (3, 100), (4, 100), (5, far), (6, 100)] {
+            journal.begin(job, model, input, deadline).await.unwrap();
+        }
+        journal
+            .computed(2, b"output 2", Digest::of(b"output 2"), "{}")
+            .await
+            .unwrap();
+        journal.finish(3, Stage::Committed, None).await.unwrap();
+        journal
+            .finish(4, Stage::Refused, Some("not ours"))
+            .await
+            .unwrap();
+        journal
+            .finish(5, Stage::Refused, Some("not ours"))
+            .await
+            .unwrap();
+        journal.finish(6, Stage::Dropped, None).await.unwrap();
+        sqlx::query("UPDATE jobs SET updated_at = ? WHERE job_id IN (1, 2, 3, 4, 5)")
+            .bind(now() - 8 * 86_400)
+            .execute(&journal.pool)
+            .await
+            .unwrap();
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        assert_eq!(journal.prune_rows(week).await.unwrap(), 2);
+        let left: Vec<u64> =
+            sqlx::query_scalar::<_, i64>("SELECT job_id FROM jobs ORDER BY job_id")
+                .fetch_all(&journal.pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|id| id as u64)
+                .collect();
+        // 1 running and 2 computed (open), 5 (its deadline ahead), 6 (ended within the week).
+        assert_eq!(left, [1, 2, 5, 6]);
+        assert_eq!(journal.prune_rows(week).await.unwrap(), 0);
+        assert_eq!(journal.output(2).await.unwrap(), b"output 2");
     }
 }
