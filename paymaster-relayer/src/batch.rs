@@ -425,7 +425,7 @@ fn flush_after(queued: usize, batch_max: usize, window: Duration) -> Option<Dura
 /// A send that failed: the node's definite refusal means nothing went out (the users are
 /// free to try again); anything else may still have landed, including a refusal as a
 /// duplicate (the same transaction is already there: a send whose answer was lost went out).
-fn send_failure(error: ChainError) -> Failure {
+pub(crate) fn send_failure(error: ChainError) -> Failure {
     match error {
         ChainError::Rejected(StarknetError::DuplicateTx) => Failure::Sending(chain_error(error)),
         ChainError::Rejected(_) | ChainError::Reverted { .. } => {

@@ -39,7 +39,7 @@ use ciro_chain::tx::call as view;
 use ciro_chain::ChainError;
 use ciro_service::RateLimiter;
 
-use crate::batch::{Batcher, Entry};
+use crate::batch::{send_failure, Batcher, Entry};
 use crate::metrics::RelayerMetrics;
 use crate::pool::Pool;
 
@@ -1862,9 +1862,12 @@ impl Relayer {
                 (sent.tx_hash, sent.account, sent.executions)
             }
             None => {
+                // As a batch's send: only the node's definite refusal means nothing went out
+                // (the user is free at once); anything else holds the user until the
+                // execution's window is over.
                 let tx_hash = sender.send_with_bounds(&calls, &bounds).await.map_err(|e| {
                     tracing::error!(relayer = %format!("{:#x}", account.address), "sending failed: {e}");
-                    Failure::Sending(chain_error(e))
+                    send_failure(e)
                 })?;
                 drop(lease);
                 (tx_hash, account, 1)
