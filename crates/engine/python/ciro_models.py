@@ -23,6 +23,7 @@ import argparse
 import json
 import struct
 import time
+from typing import List
 
 import torch
 
@@ -121,6 +122,26 @@ class Writer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         torch.save(x, self.path)
+        return x
+
+
+class Named(torch.nn.Module):
+    """An ordinary model whose own names are also names a model may not reach: a layer list
+    `save` (as YOLOv5 keeps the outputs it reuses), a `ModuleList` named `ops` and a list of
+    `classes`; its output is its input through a linear layer and a ReLU, times the number of
+    classes when layer 1 is in `save`."""
+
+    def __init__(self):
+        super().__init__()
+        self.save: List[int] = [0, 1]
+        self.ops = torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.ReLU()])
+        self.classes: List[str] = ["cat", "dog"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            x = op(x)
+        if 1 in self.save:
+            x = x * float(len(self.classes))
         return x
 
 
@@ -245,7 +266,7 @@ def main():
     p.add_argument("out")
     p = sub.add_parser("centered")
     p.add_argument("out")
-    for name in ("noisy", "sparse", "huge", "remembering", "stalling"):
+    for name in ("noisy", "sparse", "huge", "remembering", "stalling", "named"):
         p = sub.add_parser(name)
         p.add_argument("out")
     for name in ("reader", "writer"):
@@ -269,13 +290,14 @@ def main():
     elif args.command in ("reader", "writer"):
         model = {"reader": Reader, "writer": Writer}[args.command](args.path)
         torch.jit.script(model).save(args.out)
-    elif args.command in ("noisy", "sparse", "huge", "remembering", "stalling"):
+    elif args.command in ("noisy", "sparse", "huge", "remembering", "stalling", "named"):
         model = {
             "noisy": Noisy,
             "sparse": Sparse,
             "huge": Huge,
             "remembering": Remembering,
             "stalling": Stalling,
+            "named": Named,
         }[args.command]()
         torch.jit.script(model).save(args.out)
     else:

@@ -9,13 +9,19 @@
 //! shared memory. A model's hash proves it is the registered file, not that it is harmless.
 //! So, before loading, every entry libtorch compiles or unpickles is read and the model is
 //! refused when:
-//! - a code file names `from_file` or `save` as a word (the two ATen operations that touch
-//!   files; a string or a comment saying so refuses the model too: a false refusal costs a
-//!   model's author a rename, a missed call costs a worker its machine);
+//! - a code file names `from_file` as a word, or `save` where it could reach the operation
+//!   (the two ATen operations that touch files; a string or a comment saying so refuses the
+//!   model too: a false refusal costs a model's author a rename, a missed call costs a worker
+//!   its machine). `save` is also a name models give their own attributes (YOLOv5's layer
+//!   list): as the module's own attribute (`self.save`), a local or a declaration it passes;
+//!   as another object's attribute (`torch.save`, an alias's), a string, a call, or on a line
+//!   continued from the one before, it is refused;
 //! - code names an operator namespace other than `aten`, `prim`, `quantized` and
 //!   `_quantized` (`ops.<namespace>`), or a class namespace other than `quantized`
 //!   (`classes.<namespace>`, in code or in a pickle: quantized models keep their packed
-//!   parameters as such classes);
+//!   parameters as such classes), or could bind either namespace to another name (`o = ops`,
+//!   `(ops).x`); the module's own attributes and locals named `ops` or `classes` pass, as do
+//!   attribute names in a pickle;
 //! - a pickle or code file names `aten::from_file` or `aten::save` (a lite-interpreter
 //!   bytecode table);
 //! - the archive is not a zip file the checker can read whole, holds two entries of one name
@@ -79,6 +85,10 @@ const FORBIDDEN_WORDS: [&str; 25] = [
     "_nested_view_from_buffer",
     "_nested_view_from_jagged",
 ];
+
+/// Of [`FORBIDDEN_WORDS`], those a model may also use as names of its own (an attribute, a
+/// local): refused only where they could reach the operation ([`reaches_builtin`]).
+const OWN_NAMES_TOO: [&[u8]; 1] = [b"save"];
 
 /// Strings no code or pickle may hold, anywhere (a pickled name may run into the next
 /// opcode's byte, so these are not matched as words): the file operations' own names, and the
@@ -193,23 +203,30 @@ fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> 
                 "{name} names {named}, which a model may not use"
             )));
         }
-        if let Some(word) = FORBIDDEN_WORDS
-            .iter()
-            .find(|word| words(&text).any(|w| w == word.as_bytes()))
-        {
+        let pickle = rest.ends_with(".pkl");
+        let reached = |word: &&&str| {
+            let word = word.as_bytes();
+            if !OWN_NAMES_TOO.contains(&word) {
+                return words(&text).any(|w| w == word);
+            }
+            // A pickle's strings are data (attribute names); its file operations are named
+            // `aten::...`, refused above.
+            !pickle && occurrences(&text, word).any(|at| reaches_builtin(&text, at, word.len()))
+        };
+        if let Some(word) = FORBIDDEN_WORDS.iter().find(reached) {
             return Err(Screened::Refused(format!(
                 "{name} names `{word}`: models may not read or write files, start work that \
                  outlives the pass, or build unchecked views"
             )));
         }
-        let class = namespaces_after(&text, b"classes")
+        let class = namespaces_after(&text, b"classes", pickle)
             .find(|namespace| !CLASS_NAMESPACES.contains(&namespace.as_str()));
         if let Some(namespace) = class {
             return Err(Screened::Refused(format!(
                 "{name} uses classes of the namespace {namespace:?}, which a model may not"
             )));
         }
-        let operator = namespaces_after(&text, b"ops")
+        let operator = namespaces_after(&text, b"ops", pickle)
             .find(|namespace| !OPERATOR_NAMESPACES.contains(&namespace.as_str()));
         if let Some(namespace) = operator {
             return Err(Screened::Refused(format!(
@@ -236,23 +253,130 @@ fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|word| !word.is_empty())
 }
 
-/// For each whole word `word` in `text`, the name that follows it after a `.` (with any
-/// whitespace, line continuations and comments between): `ops.aten`, `classes.quantized`;
-/// an empty name where none follows.
-fn namespaces_after<'a>(text: &'a [u8], word: &'a [u8]) -> impl Iterator<Item = String> + 'a {
+/// The starts of the whole words `word` in `text`.
+fn occurrences<'a>(text: &'a [u8], word: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
     let n = word.len();
-    (0..text.len().saturating_sub(n - 1)).filter_map(move |at| {
-        if &text[at..at + n] != word
-            || (at > 0 && is_word_byte(text[at - 1]))
-            || text.get(at + n).is_some_and(|b| is_word_byte(*b))
-        {
+    (0..text.len().saturating_sub(n - 1)).filter(move |&at| {
+        &text[at..at + n] == word
+            && !(at > 0 && is_word_byte(text[at - 1]))
+            && !text.get(at + n).is_some_and(|b| is_word_byte(*b))
+    })
+}
+
+/// The byte before `at` on its line past spaces and tabs (`None`: `at` starts its line, after
+/// its indentation). Scanning stays on the line: what precedes a word of code on its own line
+/// is code (a comment runs to the line's end), while across lines a comment could hide what
+/// is there.
+fn before_on_line(text: &[u8], at: usize) -> Option<(usize, u8)> {
+    let mut i = at;
+    while i > 0 {
+        i -= 1;
+        match text[i] {
+            b' ' | b'\t' => continue,
+            b'\n' | b'\r' => return None,
+            byte => return Some((i, byte)),
+        }
+    }
+    None
+}
+
+/// The index of the first byte from `i` on its line past spaces and tabs.
+fn after_on_line(text: &[u8], mut i: usize) -> usize {
+    while text.get(i).is_some_and(|b| matches!(b, b' ' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether the word at `at` is an attribute of the module itself: `self.` before it on its
+/// line (`self` not itself an attribute of something).
+fn is_own_attribute(text: &[u8], at: usize) -> bool {
+    let Some((dot, b'.')) = before_on_line(text, at) else {
+        return false;
+    };
+    let Some((end, _)) = before_on_line(text, dot) else {
+        return false;
+    };
+    end >= 3
+        && &text[end - 3..=end] == b"self"
+        && !(end >= 4 && is_word_byte(text[end - 4]))
+        && !matches!(before_on_line(text, end - 3), Some((_, b'.')))
+}
+
+/// Whether the word at `at` (of `n` bytes), starting its line, is declared or assigned there
+/// (`name : type`, `name = value`): the model's own name.
+fn is_declared(text: &[u8], at: usize, n: usize) -> bool {
+    let next = after_on_line(text, at + n);
+    match text.get(next) {
+        Some(b':') => text.get(next + 1) != Some(&b':'),
+        Some(b'=') => text.get(next + 1) != Some(&b'='),
+        _ => false,
+    }
+}
+
+/// Whether an occurrence at `at` (of `n` bytes) of a word that is both a file operation's name
+/// and a name a model may give its own attributes and locals (`save`: YOLOv5's layer list)
+/// could reach the operation: an attribute of anything but the module itself (`torch.save`,
+/// an alias's `t.save`), a string (`getattr(torch, "save")`), a call (`save(...)`), or at the
+/// start of a line that neither declares nor assigns it (a continued line: what came before is
+/// not read). A local or an attribute of the module's (`save = self.save`, `x in save`,
+/// `save : List[int]`) passes.
+fn reaches_builtin(text: &[u8], at: usize, n: usize) -> bool {
+    if text.get(after_on_line(text, at + n)) == Some(&b'(') {
+        return true;
+    }
+    match before_on_line(text, at) {
+        None => !is_declared(text, at, n),
+        Some((_, b'"' | b'\'')) => true,
+        Some((_, b'.')) => !is_own_attribute(text, at),
+        Some(_) => false,
+    }
+}
+
+/// For each whole word `word` in `text` that names a namespace (`ops`, `classes`), the name
+/// that follows it after a `.` (with any whitespace, line continuations and comments between):
+/// `ops.aten`, `classes.quantized`; an empty name where the word could be the namespace itself
+/// bound to another name (an alias reaches any of them): the value of an assignment (`o = ops`,
+/// `o = (ops)`), in brackets before a `.` (`(ops).x`), or starting a line it does not declare
+/// or assign (a continued line). Not a namespace: the module's own attribute (`self.ops`), a
+/// local of that name declared, assigned or used as a value (`ops : ModuleList`,
+/// `classes = self.classes`, `len(classes)`), and in a pickle (`pickle`), whose strings are
+/// data, any occurrence not followed by a `.` (an attribute's name; a class is named with its
+/// namespace, `torch.classes.quantized.X`).
+fn namespaces_after<'a>(
+    text: &'a [u8],
+    word: &'a [u8],
+    pickle: bool,
+) -> impl Iterator<Item = String> + 'a {
+    let n = word.len();
+    occurrences(text, word).filter_map(move |at| {
+        if !pickle && is_own_attribute(text, at) {
             return None;
         }
         let mut i = skip_separators(text, at + n);
         if text.get(i) != Some(&b'.') {
-            // Not followed by a name (`o = ops`, `(ops).x`): an alias could reach any
-            // namespace, so it is refused as a namespace of no name.
-            return Some(String::new());
+            if pickle {
+                return None;
+            }
+            let bound = match before_on_line(text, at) {
+                None => !is_declared(text, at, n),
+                Some((mut j, mut byte)) => {
+                    // Past opening brackets: `o = ((ops))`.
+                    while byte == b'(' {
+                        match before_on_line(text, j) {
+                            Some((k, b)) => (j, byte) = (k, b),
+                            None => return Some(String::new()),
+                        }
+                    }
+                    byte == b'='
+                }
+            };
+            // Past closing brackets on the line: `(ops).x`.
+            let mut k = after_on_line(text, at + n);
+            while text.get(k) == Some(&b')') {
+                k = after_on_line(text, k + 1);
+            }
+            return (bound || text.get(k) == Some(&b'.')).then(String::new);
         }
         i = skip_separators(text, i + 1);
         let start = i;
@@ -372,6 +496,54 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    /// A model's own names that are also names of what it may not reach (`save`, `ops`,
+    /// `classes`), as torch 2.11 writes a module holding a layer list `save`, a `ModuleList`
+    /// `ops` and a list of `classes`, pass; each way the same words could still reach the
+    /// file operation or a namespace (through another object's attribute, an alias, a
+    /// string, a call, brackets, a continued line) is refused.
+    #[test]
+    fn a_models_own_names_pass_where_they_cannot_reach_what_they_also_name() {
+        let own = "class Named(Module):\n  __parameters__ = []\n  training : bool\n  \
+                   save : List[int]\n  classes : List[str]\n  \
+                   ops : __torch__.torch.nn.modules.container.ModuleList\n  \
+                   def forward(self: __torch__.Named,\n    x: Tensor) -> Tensor:\n    \
+                   ops0 = self.ops\n    _0 = getattr(ops0, \"0\")\n    \
+                   x0 = (_0).forward(x, )\n    save = self.save\n    \
+                   if torch.__contains__(save, 1):\n      classes = self.classes\n      \
+                   x3 = torch.mul(x0, float(torch.len(classes)))\n    \
+                   y = self . ops . c10d\n    return x3\n";
+        let pickle = "c__torch__\nNamed\nq\u{0})}(X\u{4}\u{0}\u{0}\u{0}saveq\u{1}\
+                      X\u{7}\u{0}\u{0}\u{0}classesq\u{2}X\u{3}\u{0}\u{0}\u{0}opsq\u{3}";
+        assert_eq!(
+            check(&archive(&[
+                ("m/code/__torch__.py", own),
+                ("m/data.pkl", pickle)
+            ])),
+            Ok(())
+        );
+        for (text, says) in [
+            ("t.save(x, p)", "save"),
+            ("self.torch.save(x, p)", "save"),
+            ("y = x.self.save", "save"),
+            ("y = myself.save", "save"),
+            ("s = getattr(torch, \"save\")", "save"),
+            ("s = getattr(torch, 'save')", "save"),
+            ("save(x, p)", "save"),
+            ("self.save (x, p)", "save"),
+            ("s = torch.\\\n  save", "save"),
+            ("o = (ops)", "namespace \"\""),
+            ("o = ((classes))", "namespace \"\""),
+            ("o: Any = ops", "namespace \"\""),
+            ("o = \\\n  ops", "namespace \"\""),
+            ("o = (  # c\n  ops)", "namespace \"\""),
+            ("y = ( ops ) .c10d.allreduce_(x)", "namespace \"\""),
+            ("y = self.x.ops.c10d.allreduce_(x)", "namespace \"c10d\""),
+        ] {
+            let refused = refusal(code(text));
+            assert!(refused.contains(says), "{text}: {refused}");
+        }
     }
 
     #[test]

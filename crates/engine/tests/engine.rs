@@ -710,6 +710,29 @@ async fn a_model_that_reads_or_writes_the_workers_files_is_refused_before_it_loa
     assert_serves_the_next_job(&f, &engine).await;
 }
 
+/// An ordinary model whose own names are also names a model may not reach (a layer list
+/// `save`, as YOLOv5 keeps; a `ModuleList` named `ops`; a list of `classes`: in its code as
+/// declarations, `self.` attributes and locals, in its pickle as attribute names) passes the
+/// screen and runs, in process and isolated alike: `relu(linear(x))` times its two classes.
+#[tokio::test]
+async fn a_model_with_attributes_named_save_ops_and_classes_is_not_refused() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let named = scripted(&f, &dir, "named");
+    let input = encode_input(&Tensor::ones([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    let here = Engine::new(f.store.clone(), cpu(16, Duration::from_millis(1))).unwrap();
+    let result = here.execute(named, &input).await.unwrap();
+    let output = decode_input(&result.output).unwrap();
+    assert_eq!(output.size(), [1, 4]);
+    let values = Vec::<f32>::try_from(output.flatten(0, -1)).unwrap();
+    assert!(
+        values.iter().all(|v| v.is_finite() && *v >= 0.0),
+        "{values:?}"
+    );
+    let apart = Engine::new(f.store.clone(), isolated(true, true)).unwrap();
+    assert_eq!(apart.execute(named, &input).await.unwrap(), result);
+}
+
 /// An output larger than the engine's limit (a worker sets it to what its coordinator
 /// accepts) is the job's failure before it is encoded, so a worker never writes an output no
 /// one can upload (a submitter's model could otherwise fill its disk, one refused upload at a
