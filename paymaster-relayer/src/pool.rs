@@ -147,12 +147,22 @@ impl Pool {
 
     /// Leases a free account in rotation (`only`: that account), waiting up to `wait`.
     pub async fn lease(self: &Arc<Self>, only: Option<Felt>, wait: Duration) -> Option<Lease> {
+        self.lease_avoiding(only, |_| false, wait).await
+    }
+
+    /// [`Pool::lease`], passing over the accounts `avoid` names (by address).
+    pub async fn lease_avoiding(
+        self: &Arc<Self>,
+        only: Option<Felt>,
+        avoid: impl Fn(Felt) -> bool,
+        wait: Duration,
+    ) -> Option<Lease> {
         let deadline = tokio::time::Instant::now() + wait;
         let _pin = only.map(|address| Pin::new(self, address));
         loop {
             // Register for a release before looking, so none is missed in between.
             let released = self.released.notified();
-            if let Some(index) = self.take_free(only) {
+            if let Some(index) = self.take_free(only, &avoid) {
                 return Some(Lease {
                     pool: self.clone(),
                     index,
@@ -164,7 +174,7 @@ impl Pool {
         }
     }
 
-    fn take_free(&self, only: Option<Felt>) -> Option<usize> {
+    fn take_free(&self, only: Option<Felt>, avoid: &impl Fn(Felt) -> bool) -> Option<usize> {
         let pinned = self
             .pinned
             .lock()
@@ -172,7 +182,9 @@ impl Pool {
             .clone();
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         let usable = |i: usize| {
-            self.accounts[i].enabled() && only.is_none_or(|a| self.accounts[i].address == a)
+            self.accounts[i].enabled()
+                && only.is_none_or(|a| self.accounts[i].address == a)
+                && !avoid(self.accounts[i].address)
         };
         // Any-account requests prefer an account nobody is waiting for in particular.
         let position = free
@@ -249,15 +261,19 @@ mod tests {
         let pool = pool(2);
         let (a, b) = (Felt::from(1u8), Felt::from(2u8));
         let pin = Pin::new(&pool, a);
-        let any = pool.take_free(None).unwrap();
+        let any = pool.take_free(None, &|_| false).unwrap();
         assert_eq!(pool.accounts[any].address, b, "the unpinned account first");
-        let pinned = pool.take_free(Some(a)).unwrap();
+        let pinned = pool.take_free(Some(a), &|_| false).unwrap();
         assert_eq!(pool.accounts[pinned].address, a);
-        assert_eq!(pool.take_free(None), None, "both leased");
+        assert_eq!(pool.take_free(None, &|_| false), None, "both leased");
         pool.free.lock().unwrap().push_back(pinned);
-        assert_eq!(pool.take_free(Some(b)), None, "only that account will do");
+        assert_eq!(
+            pool.take_free(Some(b), &|_| false),
+            None,
+            "only that account will do"
+        );
         // With nothing else free, an any-account request still gets the pinned one.
-        assert_eq!(pool.take_free(None), Some(pinned));
+        assert_eq!(pool.take_free(None, &|_| false), Some(pinned));
         drop(pin);
         assert!(pool.pinned.lock().unwrap().is_empty());
     }
@@ -267,7 +283,8 @@ mod tests {
         let pool = pool(2);
         assert!(pool.accounts[0].set_balance(0, 10), "out of rotation");
         assert_eq!(
-            pool.take_free(None).map(|i| pool.accounts[i].address),
+            pool.take_free(None, &|_| false)
+                .map(|i| pool.accounts[i].address),
             Some(Felt::from(2u8))
         );
         for user in 0u64..20 {
@@ -277,5 +294,16 @@ mod tests {
         let callers: std::collections::HashSet<Felt> =
             (0u64..20).map(|u| pool.caller_for(Felt::from(u))).collect();
         assert_eq!(callers.len(), 2, "users spread over both");
+    }
+
+    #[test]
+    fn accounts_to_avoid_are_passed_over_and_none_left_is_none() {
+        let pool = pool(2);
+        let (a, b) = (Felt::from(1u8), Felt::from(2u8));
+        let taken = pool.take_free(None, &|address| address == a).unwrap();
+        assert_eq!(pool.accounts[taken].address, b);
+        pool.free.lock().unwrap().push_back(taken);
+        assert_eq!(pool.take_free(None, &|_| true), None);
+        assert_eq!(pool.take_free(Some(a), &|address| address == a), None);
     }
 }

@@ -227,7 +227,14 @@ pub struct Relayer {
     /// Users whose executions go alone (not batched) until then: they were in a batch that
     /// reverted on chain.
     alone: Arc<Mutex<HashMap<Felt, u64>>>,
+    /// (relayer account, sponsor) pairs whose daily budget the Paymaster said was spent, until
+    /// when they are passed over for that sponsor's executions ([`SPENT_OUT_FOR`]).
+    spent_out: Mutex<HashMap<(Felt, Felt), Instant>>,
 }
+
+/// How long a relayer account whose budget with a sponsor is spent is passed over for that
+/// sponsor before it is tried again (the sponsor may raise the budget, the day may turn).
+const SPENT_OUT_FOR: Duration = Duration::from_secs(60);
 
 /// The clock the account contracts check an execution's window against: the later of the
 /// wall clock and the timestamp of the block the next transaction lands in (hours apart on a
@@ -305,6 +312,10 @@ fn set_slot(slots: &Mutex<HashMap<Felt, Slot>>, user: Felt, from: Slot, to: Opti
     }
 }
 
+/// The Paymaster's refusal of a charge past the relayer account's daily budget with the
+/// sponsor.
+const RELAYER_BUDGET_REACHED: &str = "PM: relayer budget reached";
+
 /// Contract refusals a user cannot cause: changes of the sponsor's (its relayers, its
 /// policy's state, expiry and calls, its lists, its budgets, its deposit) or a pause, made
 /// between the relayer's simulation and the transaction's inclusion. A revert for one of
@@ -316,7 +327,7 @@ const NOT_THE_USERS: [&str; 10] = [
     "PM: user blocked",
     "PM: user not allowlisted",
     "PM: call not allowed",
-    "PM: relayer budget reached",
+    RELAYER_BUDGET_REACHED,
     "PM: sponsor budget reached",
     "PM: sponsor deposit too low",
     "GOV: paused",
@@ -603,6 +614,7 @@ impl Relayer {
             tracked_sweep_at: Mutex::new(10_000),
             clock: clock.clone(),
             alone: Arc::default(),
+            spent_out: Mutex::default(),
             batcher: (!limits.batch_window.is_zero())
                 .then(|| Batcher::new(pool.clone(), metrics.clone(), clock.clone(), &limits)),
             builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
@@ -1687,7 +1699,7 @@ impl Relayer {
                 watch();
                 Ok(result)
             }
-            Err(Failure::Before(error)) => Err((error, false)),
+            Err(Failure::Before(error) | Failure::SpentOut(error)) => Err((error, false)),
             Err(Failure::Sending(error)) => {
                 // It may have landed, or land later: no other execution of the user's until
                 // this one's window is over.
@@ -1697,7 +1709,88 @@ impl Relayer {
         }
     }
 
+    /// [`Relayer::try_simulate_and_send`] from one relayer account, then, if that account has
+    /// spent its daily budget with the sponsor (the Paymaster refused the simulation with
+    /// "PM: relayer budget reached" and its own view agrees), from another, until one has
+    /// budget left or none is left to try.
     async fn simulate_and_send(
+        &self,
+        user: Felt,
+        execution: &OutsideExecution,
+        signature: &[Felt],
+        sponsorship: Option<Sponsorship>,
+        fee_mode: &FeeMode,
+        deploy: Option<&Deployment>,
+    ) -> Result<(ExecuteTransactionResult, impl FnOnce() + use<>), Failure> {
+        let mut tried = 0;
+        loop {
+            let result = self
+                .try_simulate_and_send(user, execution, signature, sponsorship, fee_mode, deploy)
+                .await;
+            match result {
+                Err(Failure::SpentOut(error)) => {
+                    tried += 1;
+                    if tried >= self.pool.accounts().len() {
+                        return Err(Failure::Before(error));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the relayer account `account` is passed over for `sponsor`'s executions.
+    fn is_spent_out(&self, account: Felt, sponsor: Felt) -> bool {
+        let mut spent = self.spent_out.lock().unwrap_or_else(|p| p.into_inner());
+        match spent.get(&(account, sponsor)) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                spent.remove(&(account, sponsor));
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A sponsored simulation from `account` that failed with `error`, charging `charge`: when
+    /// the Paymaster said the account's budget with `sponsor` is reached and its view agrees
+    /// (what the account may still charge the sponsor today is below the charge: a user's
+    /// contract raising the same string proves nothing), the account is passed over for the
+    /// sponsor a while ([`SPENT_OUT_FOR`]) and the execution tried from another
+    /// ([`Failure::SpentOut`]); otherwise the simulation's failure.
+    async fn sponsored_simulation_failed(
+        &self,
+        error: ChainError,
+        account: Felt,
+        sponsor: Felt,
+        charge: u128,
+    ) -> Failure {
+        if error.revert_reason() == Some(RELAYER_BUDGET_REACHED) {
+            let reader = PaymasterReader::new(self.paymaster, self.provider.as_ref());
+            let budget =
+                view(reader.relayer_budget(&ContractAddress(sponsor), &ContractAddress(account)))
+                    .await;
+            if let Ok((budget, spent)) = budget {
+                if to_u128(budget).saturating_sub(to_u128(spent)) < charge {
+                    tracing::warn!(
+                        relayer = %format!("{account:#x}"),
+                        sponsor = %format!("{sponsor:#x}"),
+                        "the relayer account has spent its daily budget with the sponsor; \
+                         its executions go from the other accounts"
+                    );
+                    self.metrics.refused("relayer_budget_spent");
+                    self.spent_out
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((account, sponsor), Instant::now() + SPENT_OUT_FOR);
+                    return Failure::SpentOut(chain_error(error));
+                }
+            }
+        }
+        self.simulation_failed(error)
+    }
+
+    async fn try_simulate_and_send(
         &self,
         user: Felt,
         execution: &OutsideExecution,
@@ -1719,9 +1812,25 @@ impl Relayer {
         // no separate view for it.
         // Default mode: the account named as Caller at build time must send it.
         let only = sponsorship.is_none().then_some(execution.caller);
+        // Sponsored: not from an account that has spent its budget with the sponsor today.
+        let sponsor = sponsorship.map(|s| s.sponsor);
+        let spent = |account: Felt| sponsor.is_some_and(|s| self.is_spent_out(account, s));
+        if sponsor.is_some()
+            && self
+                .pool
+                .accounts()
+                .iter()
+                .filter(|a| a.enabled())
+                .all(|a| spent(a.address))
+        {
+            return Err(Failure::Before(execution_error(format!(
+                "{RELAYER_BUDGET_REACHED}: every relayer account has spent its daily budget \
+                 with this sponsor; try again later"
+            ))));
+        }
         let lease = self
             .pool
-            .lease(only, self.limits.lease_wait)
+            .lease_avoiding(only, spent, self.limits.lease_wait)
             .await
             .ok_or_else(|| unknown("no relayer account is free; try again"))?;
         // The lease may have taken a while: the window is checked again, so nothing goes out
@@ -1757,11 +1866,19 @@ impl Relayer {
                 // with the least charge to learn it), simulate the exact transaction with its
                 // charge, and again only if the fee moved out of [charge / margin × 0.9,
                 // charge / margin].
+                let failed = |e: ChainError, charge: u128| {
+                    self.sponsored_simulation_failed(
+                        e,
+                        account.address,
+                        sponsorship.sponsor,
+                        charge,
+                    )
+                };
                 let learn = || async {
-                    let first = sender
-                        .estimate(&with_deploy(sponsored(1)))
-                        .await
-                        .map_err(|e| self.simulation_failed(e))?;
+                    let first = match sender.estimate(&with_deploy(sponsored(1))).await {
+                        Ok(first) => first,
+                        Err(e) => return Err(failed(e, 1).await),
+                    };
                     Ok::<_, Failure>(self.charge_for(first.overall_fee))
                 };
                 let cached = self
@@ -1792,7 +1909,7 @@ impl Relayer {
                             charge = learn().await?;
                             continue;
                         }
-                        Err(e) => return Err(self.simulation_failed(e)),
+                        Err(e) => return Err(failed(e, charge).await),
                     };
                     let needed = self.charge_for(exact.overall_fee);
                     attempt += 1;
@@ -2069,6 +2186,9 @@ impl Relayer {
 pub(crate) enum Failure {
     Before(ErrorObject),
     Sending(ErrorObject),
+    /// Before anything was sent: the relayer account has spent its budget with the sponsor
+    /// today, and another account may not have (see [`Relayer::simulate_and_send`]).
+    SpentOut(ErrorObject),
 }
 
 impl From<ErrorObject> for Failure {

@@ -945,6 +945,83 @@ async fn a_fee_above_the_policys_max_charge_is_refused_before_sending() {
     assert_eq!(fx.funds().await, before);
 }
 
+/// A relayer account that has spent its daily budget with the sponsor (here the sponsor cut it
+/// to 0) is passed over for that sponsor: the first execution it is leased for is tried again
+/// from the other account and lands, and later ones go from the other account at once (one
+/// refused simulation in all); every charge is the other account's. Once both are spent, an
+/// execution is refused with the Paymaster's reason, nothing paid. (Before, the execution
+/// leased to the spent account failed with "PM: relayer budget reached" while the other
+/// account had budget left.)
+#[tokio::test]
+async fn an_account_that_spent_its_budget_with_the_sponsor_is_passed_over_for_another() {
+    let fx = Fx::start(Options {
+        relayers: 2,
+        ..Options::default()
+    })
+    .await;
+    let sponsor = fx.s.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(fx.s.paymaster, &sponsor);
+    let reader = PaymasterReader::new(fx.s.paymaster, &fx.s.net.provider);
+    let (spent, open) = (fx.relayers[0], fx.relayers[1]);
+    send(
+        &fx.s.net.provider,
+        pm.set_relayer_budget(&ContractAddress(spent), &u256(0)),
+    )
+    .await
+    .unwrap();
+    for round in 0..3 {
+        let user = &fx.users[round % fx.users.len()];
+        let (_, executed) = relay(
+            &fx.client(),
+            user,
+            &[fx.transfer(fx.sponsor, 1)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("execution {round}: {e:?}"));
+        landed(&fx.s, executed.transaction_hash).await;
+    }
+    let charged = |relayer: Felt| {
+        let reader = &reader;
+        async move {
+            call(reader.relayer_budget(&ContractAddress(fx.sponsor), &ContractAddress(relayer)))
+                .await
+                .unwrap()
+                .1
+                .low
+        }
+    };
+    assert_eq!(charged(spent).await, 0, "the spent account charged nothing");
+    assert!(charged(open).await > 0, "the other account paid");
+    let metrics = fx.metrics().await;
+    assert!(
+        metrics.contains(r#"ciro_relayer_refused_total{rule="relayer_budget_spent"} 1"#),
+        "one simulation from the spent account, then it was passed over: {metrics}"
+    );
+    // Both spent: refused with the Paymaster's reason, nothing paid.
+    send(
+        &fx.s.net.provider,
+        pm.set_relayer_budget(&ContractAddress(open), &u256(0)),
+    )
+    .await
+    .unwrap();
+    let before = fx.funds().await;
+    let (c, data) = refusal(
+        relay(
+            &fx.client(),
+            &fx.users[0],
+            &[fx.transfer(fx.sponsor, 1)],
+            sponsored(),
+            fx.chain_id,
+        )
+        .await,
+    );
+    assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
+    assert!(data.contains("relayer budget reached"), "{data}");
+    assert_eq!(fx.funds().await, before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_executions_from_twenty_users_through_four_accounts_all_land() {
     let fx = Fx::start(Options {
