@@ -1044,6 +1044,54 @@ fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, Engin
             _ => Err(std::io::Error::last_os_error()),
         },
     );
+    attempt(
+        "queue a signal to the worker",
+        false,
+        // SAFETY: a zeroed siginfo with the queued-signal code, signal 0: the permission is
+        // checked, nothing is sent.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            info.si_code = libc::SI_QUEUE;
+            match libc::syscall(
+                libc::SYS_rt_sigqueueinfo,
+                request.parent as libc::pid_t,
+                0,
+                &info,
+            ) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        },
+    );
+    attempt("signal the worker through a pidfd", false, {
+        // SAFETY: pidfd_open of the worker's pid; signal 0 through it checks the permission
+        // and sends nothing; the descriptor is closed after.
+        unsafe {
+            match libc::syscall(libc::SYS_pidfd_open, request.parent as libc::pid_t, 0) {
+                -1 => Err(std::io::Error::last_os_error()),
+                fd => {
+                    let sent = libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd as libc::c_int,
+                        0,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0u32,
+                    );
+                    let result = match sent {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    };
+                    libc::close(fd as libc::c_int);
+                    result
+                }
+            }
+        }
+    });
+    attempt(
+        "queue the user's pending signals up to 1,000",
+        false,
+        queue_signals_to_itself(1_000),
+    );
     attempt("read the worker's limits", false, {
         let mut limit = libc::rlimit {
             rlim_cur: 0,
@@ -1103,6 +1151,33 @@ fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, Engin
         .map_err(|e| EngineError::from(anyhow!("encoding the report: {e}")))
 }
 
+/// Queues `count` real-time signals to this thread, blocked so that none is taken: what a pass
+/// could do to use up its user's pending-signal allowance (the worker's too).
+fn queue_signals_to_itself(count: usize) -> std::io::Result<()> {
+    let signal = libc::SIGRTMIN() + 1;
+    // SAFETY: blocks one signal in this thread (a sigset built by the C library's calls);
+    // queues thread-directed signals with a zeroed siginfo of the queued-signal code to this
+    // thread of this process; the process ends after its answer, the signals unhandled.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::other("blocking the signal"));
+        }
+        let (pid, tid) = (libc::getpid(), libc::gettid());
+        for _ in 0..count {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            info.si_code = libc::SI_QUEUE;
+            info.si_signo = signal;
+            if libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, signal, &info) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Ends this process once its parent is gone: a worker killed with `SIGKILL` cannot kill its
 /// children, and a model that never returns would run on, orphaned, holding the machine. The
 /// parent keeps the child's standard input open until it has the answer; the kernel closes it
@@ -1152,6 +1227,9 @@ pub fn child_main(request: &str) -> ExitCode {
     // Nothing the worker's launcher left open (without close-on-exec) reaches a pass.
     // SAFETY: closes this process's descriptors from 3 up; none is in use yet.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // A session of its own: no controlling terminal (the worker's) for a pass to type into.
+    // SAFETY: setsid has no preconditions; a freshly started process leads no group.
+    unsafe { libc::setsid() };
     match serde_json::from_str(request) {
         Ok(request) => fork_server(request),
         Err(e) => {
@@ -1259,7 +1337,9 @@ fn run_job(job: &[u8], fds: [OwnedFd; 4], sandboxed: bool, server: libc::pid_t) 
     let file = std::fs::File::from(file);
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if sandboxed {
-            sandbox::confine_pass().map_err(|e| EngineError::from(anyhow!("the sandbox: {e}")))?;
+            sandbox::limit_shared_resources()
+                .and_then(|()| sandbox::confine_pass().map_err(std::io::Error::other))
+                .map_err(|e| EngineError::from(anyhow!("the sandbox: {e}")))?;
         }
         let job = serde_json::from_slice(job)
             .map_err(|e| EngineError::from(anyhow!("reading the job: {e}")))?;

@@ -286,6 +286,56 @@ pub fn confine_pass() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Most signals queued and not yet taken, counted over every process of the user, that a pass
+/// may add to: a pass that queued its user's whole allowance to itself would leave the worker
+/// none (its timers, its queued signals).
+const PASS_SIGNALS_PENDING: u64 = 64;
+
+/// Limits what a sandboxed pass may take of what the user's processes share (a pass runs as the worker's user): pending signals
+/// ([`PASS_SIGNALS_PENDING`]), and tasks, which the kernel counts per user against the
+/// creating process's `RLIMIT_NPROC`: a pass may start threads only while the user's tasks are
+/// below the worker's own limit less a reserve (an eighth, at least 64) and below the
+/// machine's tasks now plus what a pass needs (64, and 4 per CPU), so that threads started
+/// without end leave the worker, the fork server and other passes room to run. (Root's tasks
+/// are not counted against the limit: run the worker as a user of its own.) Both limits are
+/// set hard: a pass cannot raise them.
+pub fn limit_shared_resources() -> std::io::Result<()> {
+    set_limit(libc::RLIMIT_SIGPENDING, PASS_SIGNALS_PENDING)?;
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut now) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let machine = std::fs::read_to_string("/proc/loadavg")?
+        .split_whitespace()
+        .nth(3)
+        .and_then(|field| field.split_once('/'))
+        .and_then(|(_, total)| total.parse::<u64>().ok())
+        .ok_or_else(|| std::io::Error::other("/proc/loadavg names no task count"))?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let mut limit = machine.saturating_add(64 + 4 * cpus);
+    if now.rlim_cur != libc::RLIM_INFINITY {
+        let reserve = (now.rlim_cur / 8).max(64);
+        limit = limit.min(now.rlim_cur.saturating_sub(reserve));
+    }
+    set_limit(libc::RLIMIT_NPROC, limit)
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: a valid rlimit for the calling process.
+    if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The Landlock ABI version the kernel speaks (0 or less: none).
 fn landlock_abi() -> i32 {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
@@ -454,6 +504,30 @@ mod seccomp {
     #[cfg(not(target_arch = "x86_64"))]
     const OPENING: [(libc::c_long, u32); 1] = [(libc::SYS_openat, 2)];
 
+    /// `ioctl` and `fcntl` commands refused (the call, the argument that holds the command,
+    /// the commands): typing into a terminal (`TIOCSTI`, `TIOCLINUX`: a tty an operator's
+    /// `--sandbox-read` made readable, on kernels whose Landlock does not control devices);
+    /// and changing a file's inode flags, project or verity (`FS_IOC_SETFLAGS` and its 32-bit
+    /// form, `FS_IOC_FSSETXATTR`, `FS_IOC_SETVERSION`, `FS_IOC_ENABLE_VERITY`) or taking a
+    /// lease on it (`F_SETLEASE`): the handed model file is the worker's own, and these need
+    /// only its owner, not a writable descriptor.
+    const REFUSED_COMMANDS: [(libc::c_long, u32, &[u32]); 2] = [
+        (
+            libc::SYS_ioctl,
+            1,
+            &[
+                0x5412,      // TIOCSTI
+                0x541C,      // TIOCLINUX
+                0x4008_6602, // FS_IOC_SETFLAGS
+                0x4004_6602, // FS_IOC32_SETFLAGS
+                0x401C_5820, // FS_IOC_FSSETXATTR
+                0x4008_7602, // FS_IOC_SETVERSION
+                0x4080_6685, // FS_IOC_ENABLE_VERITY
+            ],
+        ),
+        (libc::SYS_fcntl, 1, &[libc::F_SETLEASE as u32]),
+    ];
+
     /// Calls numbered alike on every architecture, newer than the `libc` crate's tables.
     const FCHMODAT2: libc::c_long = 452;
     const SETXATTRAT: libc::c_long = 463;
@@ -535,6 +609,23 @@ mod seccomp {
         ]
     }
 
+    /// `call` refused when its argument `argument` is one of `values`, allowed otherwise (the
+    /// call's number loaded; no later rule may concern `call`).
+    fn refused_values(call: libc::c_long, argument: u32, values: &[u32]) -> Vec<libc::sock_filter> {
+        let n = values.len();
+        let mut block = vec![
+            op(JUMP_EQUAL, 0, (n + 3) as u8, call as u32),
+            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
+        ];
+        for (i, value) in values.iter().enumerate() {
+            // To the refusal past the other values and the allowance.
+            block.push(op(JUMP_EQUAL, (n - i) as u8, 0, *value));
+        }
+        block.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
+        block.push(op(RETURN, 0, 0, REFUSE));
+        block
+    }
+
     /// The filter's program.
     fn program() -> Vec<libc::sock_filter> {
         let mut program = prologue();
@@ -560,6 +651,9 @@ mod seccomp {
         ]);
         for (call, flags) in OPENING {
             program.extend(refused_with_bits(call, flags, libc::O_TRUNC as u32));
+        }
+        for (call, argument, values) in REFUSED_COMMANDS {
+            program.extend(refused_values(call, argument, values));
         }
         for &(call, pid, kind) in ON_ITSELF_ONLY {
             // The low 32 bits: the kernel reads a pid (and a kind) as an `int`.
@@ -701,5 +795,170 @@ mod seccomp {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// What a program answers for a call (`number`, its arguments' low 32 bits), run by
+        /// a small interpreter of the instructions the filters use.
+        fn verdict(program: &[libc::sock_filter], number: libc::c_long, args: [u32; 6]) -> u32 {
+            let mut data = [0u32; 16];
+            data[0] = number as u32;
+            data[1] = ARCH;
+            for (i, arg) in args.iter().enumerate() {
+                data[4 + 2 * i] = *arg;
+            }
+            let (mut pc, mut a) = (0usize, 0u32);
+            loop {
+                let ins = program[pc];
+                pc += 1;
+                let jump = |taken: bool| if taken { ins.jt } else { ins.jf } as usize;
+                match ins.code {
+                    LOAD_WORD => a = data[ins.k as usize / 4],
+                    JUMP_EQUAL => pc += jump(a == ins.k),
+                    JUMP_AT_LEAST => pc += jump(a >= ins.k),
+                    JUMP_ANY_BIT => pc += jump(a & ins.k != 0),
+                    RETURN => return ins.k,
+                    other => panic!("instruction {other:#x}"),
+                }
+                assert!(pc < program.len(), "a jump past the program's end");
+            }
+        }
+
+        const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+
+        /// Every jump of both filters stays inside its program, and each answers what the
+        /// sandbox says for the calls whose arguments it reads: the first for truncation,
+        /// terminal input, inode flags, leases and other processes' limits; the pass's for
+        /// signals to itself or another process, I/O signals aimed elsewhere, and processes.
+        #[test]
+        fn the_filters_answer_each_call_as_the_sandbox_says() {
+            let first = program();
+            let pass = pass(4242);
+            for program in [&first, &pass] {
+                for (i, ins) in program.iter().enumerate() {
+                    if ins.code & 0x07 == libc::BPF_JMP as u16 {
+                        assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < program.len(), "{i}");
+                    }
+                }
+            }
+            let trunc = libc::O_TRUNC as u32;
+            let cases: &[(&[libc::sock_filter], libc::c_long, [u32; 6], u32)] = &[
+                (&first, libc::SYS_read, [0; 6], ALLOW),
+                (&first, libc::SYS_openat, [0, 0, 0, 0, 0, 0], ALLOW),
+                (&first, libc::SYS_openat, [0, 0, trunc | 1, 0, 0, 0], REFUSE),
+                (&first, libc::SYS_truncate, [0; 6], REFUSE),
+                (&first, libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0], REFUSE),
+                (
+                    &first,
+                    libc::SYS_ioctl,
+                    [0, 0x4008_6602, 0, 0, 0, 0],
+                    REFUSE,
+                ),
+                (
+                    &first,
+                    libc::SYS_ioctl,
+                    [0, libc::FIONREAD as u32, 0, 0, 0, 0],
+                    ALLOW,
+                ),
+                (
+                    &first,
+                    libc::SYS_fcntl,
+                    [0, libc::F_SETLEASE as u32, 0, 0, 0, 0],
+                    REFUSE,
+                ),
+                (
+                    &first,
+                    libc::SYS_fcntl,
+                    [0, libc::F_GETFL as u32, 0, 0, 0, 0],
+                    ALLOW,
+                ),
+                (&first, libc::SYS_prlimit64, [0; 6], ALLOW),
+                (&first, libc::SYS_prlimit64, [77, 0, 0, 0, 0, 0], REFUSE),
+                (&first, libc::SYS_socket, [0; 6], REFUSE),
+                (&pass, libc::SYS_kill, [4242, 9, 0, 0, 0, 0], ALLOW),
+                (&pass, libc::SYS_kill, [4241, 0, 0, 0, 0, 0], REFUSE),
+                (&pass, libc::SYS_kill, [u32::MAX, 9, 0, 0, 0, 0], REFUSE),
+                (&pass, libc::SYS_kill, [0, 9, 0, 0, 0, 0], REFUSE),
+                (&pass, libc::SYS_tgkill, [4242, 4243, 6, 0, 0, 0], ALLOW),
+                (&pass, libc::SYS_tgkill, [1, 1, 6, 0, 0, 0], REFUSE),
+                (&pass, libc::SYS_rt_sigqueueinfo, [1, 0, 0, 0, 0, 0], REFUSE),
+                (
+                    &pass,
+                    libc::SYS_rt_tgsigqueueinfo,
+                    [4242, 4242, 40, 0, 0, 0],
+                    ALLOW,
+                ),
+                (&pass, libc::SYS_tkill, [4242, 6, 0, 0, 0, 0], REFUSE),
+                (&pass, libc::SYS_pidfd_open, [1, 0, 0, 0, 0, 0], REFUSE),
+                (
+                    &pass,
+                    libc::SYS_pidfd_send_signal,
+                    [3, 9, 0, 0, 0, 0],
+                    REFUSE,
+                ),
+                (
+                    &pass,
+                    libc::SYS_fcntl,
+                    [1, libc::F_SETOWN as u32, 1, 0, 0, 0],
+                    REFUSE,
+                ),
+                (&pass, libc::SYS_fcntl, [1, F_SETOWN_EX, 0, 0, 0, 0], REFUSE),
+                (
+                    &pass,
+                    libc::SYS_fcntl,
+                    [1, libc::F_GETFD as u32, 0, 0, 0, 0],
+                    ALLOW,
+                ),
+                (&pass, libc::SYS_ioctl, [1, FIOSETOWN, 0, 0, 0, 0], REFUSE),
+                (
+                    &pass,
+                    libc::SYS_ioctl,
+                    [1, libc::FIONREAD as u32, 0, 0, 0, 0],
+                    ALLOW,
+                ),
+                (
+                    &pass,
+                    libc::SYS_clone,
+                    [
+                        libc::CLONE_THREAD as u32 | libc::CLONE_VM as u32,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ],
+                    ALLOW,
+                ),
+                (
+                    &pass,
+                    libc::SYS_clone,
+                    [libc::SIGCHLD as u32, 0, 0, 0, 0, 0],
+                    REFUSE,
+                ),
+                (
+                    &pass,
+                    libc::SYS_clone3,
+                    [0; 6],
+                    libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+                ),
+                (
+                    &pass,
+                    libc::SYS_prctl,
+                    [libc::PR_SET_PDEATHSIG as u32, 0, 0, 0, 0, 0],
+                    REFUSE,
+                ),
+                (&pass, libc::SYS_read, [0; 6], ALLOW),
+            ];
+            for (i, (program, number, args, expected)) in cases.iter().enumerate() {
+                assert_eq!(
+                    verdict(program, *number, *args),
+                    *expected,
+                    "case {i}: call {number}"
+                );
+            }
+        }
     }
 }
