@@ -295,8 +295,8 @@ const PASS_SIGNALS_PENDING: u64 = 64;
 /// ([`PASS_SIGNALS_PENDING`]), and tasks, which the kernel counts per user against the
 /// creating process's `RLIMIT_NPROC`: a pass may start threads only while the user's tasks are
 /// below the worker's own limit less a reserve (an eighth, at least 64) and below the
-/// machine's tasks now plus what a pass needs (64, and 4 per CPU), so that threads started
-/// without end leave the worker, the fork server and other passes room to run. (Root's tasks
+/// machine's tasks now plus what a pass needs with room to spare (256, and 16 per CPU: passes
+/// started after it count against it too), so that threads started without end leave the worker, the fork server and other passes room to run. (Root's tasks
 /// are not counted against the limit: run the worker as a user of its own.) Both limits are
 /// set hard: a pass cannot raise them.
 pub fn limit_shared_resources() -> std::io::Result<()> {
@@ -316,7 +316,7 @@ pub fn limit_shared_resources() -> std::io::Result<()> {
         .and_then(|(_, total)| total.parse::<u64>().ok())
         .ok_or_else(|| std::io::Error::other("/proc/loadavg names no task count"))?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    let mut limit = machine.saturating_add(64 + 4 * cpus);
+    let mut limit = machine.saturating_add(256 + 16 * cpus);
     if now.rlim_cur != libc::RLIM_INFINITY {
         let reserve = (now.rlim_cur / 8).max(64);
         limit = limit.min(now.rlim_cur.saturating_sub(reserve));
