@@ -58,7 +58,9 @@ const CLASS_NAMESPACES: [&str; 3] = ["quantized", "rnn", "profiler"];
 /// without checking them against their storage (a review read and wrote the worker's memory
 /// through `_reshape_alias` and `_sparse_coo_tensor_unsafe`; `_unsafe_view` and
 /// `_unsafe_index`, which traced models use, libtorch checks).
-const FORBIDDEN_WORDS: [&str; 25] = [
+const FORBIDDEN_WORDS: [&str; 27] = [
+    "__getattr__",
+    "__getattribute__",
     "from_file",
     "save",
     "fork",
@@ -215,9 +217,15 @@ fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> 
             }
             // `self.` is what tells the module's own attributes from anything else's: `self`
             // bound to something else (`self = torch`) is refused.
-            if occurrences(&text, b"self").any(|at| rebinds(&text, at, 4)) {
+            if occurrences(&text, b"self").any(|at| rebinds_self(&text, at)) {
                 return Err(Screened::Refused(format!(
                     "{name} assigns to `self`, which models may not"
+                )));
+            }
+            if !getattrs_are_plain(&text) {
+                return Err(Screened::Refused(format!(
+                    "{name} uses `getattr` other than as `getattr(name, \"plain_name\")`, or on \
+                     a name no model may reach"
                 )));
             }
         }
@@ -320,15 +328,77 @@ fn is_own_attribute(text: &[u8], at: usize) -> bool {
         && !matches!(before_on_line(text, end - 3), Some((_, b'.')))
 }
 
-/// Whether the word at `at` (of `n` bytes) is assigned (`name = value`, not `==`), or starts
-/// its line declared (`name : type`, an annotated assignment too).
-fn rebinds(text: &[u8], at: usize, n: usize) -> bool {
-    let next = after_on_line(text, at + n);
+/// Whether `self` at `at` could be bound to something else: followed, past separators (blanks,
+/// line continuations, comments, line ends) and closing brackets, by `=` (not `==`:
+/// `self = torch`, `(self) = torch`, `self \` then `= torch`), or by `:` (an annotated
+/// assignment) anywhere but as a method's first parameter (`def forward(self: T, ...`).
+fn rebinds_self(text: &[u8], at: usize) -> bool {
+    let mut next = skip_separators(text, at + 4);
+    while text.get(next) == Some(&b')') {
+        next = skip_separators(text, next + 1);
+    }
     match text.get(next) {
         Some(b'=') => text.get(next + 1) != Some(&b'='),
-        Some(b':') => before_on_line(text, at).is_none() && text.get(next + 1) != Some(&b':'),
+        Some(b':') => text.get(next + 1) != Some(&b':') && !is_first_parameter(text, at),
         _ => false,
     }
+}
+
+/// Whether the word at `at` is a function's first parameter: `def NAME(` just before it.
+fn is_first_parameter(text: &[u8], at: usize) -> bool {
+    let Some((open, b'(')) = before_on_line(text, at) else {
+        return false;
+    };
+    let mut start = open;
+    while start > 0 && is_word_byte(text[start - 1]) {
+        start -= 1;
+    }
+    start < open
+        && start >= 4
+        && &text[start - 4..start] == b"def "
+        && (start == 4 || matches!(text[start - 5], b' ' | b'\t' | b'\n'))
+}
+
+/// Whether every `getattr` in `text` has the one form torch writes, `getattr(target, "name")`:
+/// a target of names and dots (no brackets, no strings) and a plain name in one string
+/// literal, neither a word no model may name (a forbidden word, `ops`, `classes`). A name
+/// built any other way (adjacent literals, `"sa" "ve"`, which the parser joins; escapes,
+/// `"\163ave"`, which it decodes) could be any attribute.
+fn getattrs_are_plain(text: &[u8]) -> bool {
+    occurrences(text, b"getattr").all(|at| {
+        let mut i = after_on_line(text, at + 7);
+        if text.get(i) != Some(&b'(') {
+            return false;
+        }
+        i = after_on_line(text, i + 1);
+        let target = i;
+        while text.get(i).is_some_and(|b| is_word_byte(*b) || *b == b'.') {
+            i += 1;
+        }
+        if i == target || &text[target..i] == b"ops" {
+            return false;
+        }
+        i = after_on_line(text, i);
+        if text.get(i) != Some(&b',') {
+            return false;
+        }
+        i = after_on_line(text, i + 1);
+        let Some(&quote) = text.get(i).filter(|b| matches!(b, b'"' | b'\'')) else {
+            return false;
+        };
+        let start = i + 1;
+        let mut end = start;
+        while text.get(end).is_some_and(|b| is_word_byte(*b)) {
+            end += 1;
+        }
+        let name = &text[start..end];
+        end > start
+            && text.get(end) == Some(&quote)
+            && text.get(after_on_line(text, end + 1)) == Some(&b')')
+            && !FORBIDDEN_WORDS.iter().any(|w| w.as_bytes() == name)
+            && name != b"ops"
+            && name != b"classes"
+    })
 }
 
 /// Whether the word at `at` (of `n` bytes) starts its line as a declaration with nothing
@@ -556,7 +626,9 @@ mod tests {
                    x0 = (_0).forward(x, )\n    save = self.save\n    \
                    if torch.__contains__(save, 1):\n      classes = self.classes\n      \
                    x3 = torch.mul(x0, float(torch.len(classes)))\n    \
-                   z = (classes).forward(x, )\n    \
+                   z = (classes).forward(x, )\n    _1 = getattr(self, \"1\")\n    \
+                   h = (self).helper(x, )\n    \
+                   m = \"non-self attention was used\"\n    \
                    y = self . ops . c10d\n    return x3\n";
         let pickle = "c__torch__\nNamed\nq\u{0})}(X\u{4}\u{0}\u{0}\u{0}saveq\u{1}\
                       X\u{7}\u{0}\u{0}\u{0}classesq\u{2}X\u{3}\u{0}\u{0}\u{0}opsq\u{3}";
@@ -572,8 +644,8 @@ mod tests {
             ("self.torch.save(x, p)", "save"),
             ("y = x.self.save", "save"),
             ("y = myself.save", "save"),
-            ("s = getattr(torch, \"save\")", "save"),
-            ("s = getattr(torch, 'save')", "save"),
+            ("s = getattr(torch, \"save\")", "getattr"),
+            ("s = getattr(torch, 'save')", "getattr"),
             ("save(x, p)", "save"),
             ("self.save (x, p)", "save"),
             ("s = torch.\\\n  save", "save"),
@@ -599,17 +671,43 @@ mod tests {
             ("self=ops.aten\n  s = self.save", "assigns to `self`"),
             (
                 "y = getattr(ops, \"inductor\")._reinterpret_tensor(x, [8], [1], 0)",
-                "namespace \"\"",
+                "getattr",
             ),
-            ("o = getattr(ops, 'inductor')", "namespace \"\""),
+            ("o = getattr(ops, 'inductor')", "getattr"),
             (
                 "c = __torch__.torch.classes\n  w = c.c10d.Work()",
                 "classes of the namespace \"\"",
             ),
             (
                 "w = getattr(__torch__.torch, \"classes\").c10d.Work()",
-                "classes of the namespace \"\"",
+                "getattr",
             ),
+            // A third review's: `self` bound through brackets or a continued line, and names
+            // the parser builds (adjacent literals, octal escapes), each loaded and run by
+            // torch 2.11 (the last four past the screen before these changes too).
+            (
+                "(self) = torch\n  s = self.save\n  s(x, p)",
+                "assigns to `self`",
+            ),
+            ("( self ) = ops.aten\n  s = self.save", "assigns to `self`"),
+            ("self \\\n = torch\n  s = self.save", "assigns to `self`"),
+            (
+                "(self) = __torch__.torch\n  w = self.classes.c10d.Work()",
+                "assigns to `self`",
+            ),
+            ("s = getattr(torch, \"sa\" \"ve\")", "getattr"),
+            ("s = getattr(torch, \"\\163ave\")", "getattr"),
+            (
+                "y = getattr(torch, \"from\\137file\")(p, False, 32)",
+                "getattr",
+            ),
+            ("c = getattr(__torch__.torch, \"cla\" \"sses\")", "getattr"),
+            (
+                "y = getattr(torch, \"_reshape\" \"_alias\")(x, [65536], [1])",
+                "getattr",
+            ),
+            ("s = getattr(torch, \"save\")", "getattr"),
+            ("f = torch.__getattr__(\"save\")", "__getattr__"),
         ] {
             let refused = match code(text) {
                 Err(Screened::Refused(reason)) => reason,
