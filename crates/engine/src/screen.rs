@@ -58,9 +58,38 @@ const CLASS_NAMESPACES: [&str; 3] = ["quantized", "rnn", "profiler"];
 /// without checking them against their storage (a review read and wrote the worker's memory
 /// through `_reshape_alias` and `_sparse_coo_tensor_unsafe`; `_unsafe_view` and
 /// `_unsafe_index`, which traced models use, libtorch checks).
-const FORBIDDEN_WORDS: [&str; 27] = [
+const FORBIDDEN_WORDS: [&str; 51] = [
     "__getattr__",
     "__getattribute__",
+    // Segment reductions with their checks off (`unsafe=True` read the memory around a tensor,
+    // another job's input with it) or none (the backward pass wrote past its storage).
+    "segment_reduce",
+    "_segment_reduce_backward",
+    // Sparse tensors, whose indices libtorch checks against their sizes only on request: the
+    // public constructors and conversions (a sparse tensor added to a dense one wrote past
+    // its storage), and their indices and values edited in place.
+    "sparse_coo_tensor",
+    "sparse_compressed_tensor",
+    "sparse_csr_tensor",
+    "sparse_csc_tensor",
+    "sparse_bsr_tensor",
+    "sparse_bsc_tensor",
+    "to_sparse",
+    "to_sparse_coo",
+    "to_sparse_csr",
+    "to_sparse_csc",
+    "to_sparse_bsr",
+    "to_sparse_bsc",
+    "_to_sparse",
+    "_indices",
+    "_values",
+    "crow_indices",
+    "col_indices",
+    "ccol_indices",
+    "row_indices",
+    "sparse_resize_",
+    "sparse_resize_and_clear_",
+    "_coalesced_",
     "from_file",
     "save",
     "fork",
@@ -90,7 +119,15 @@ const FORBIDDEN_WORDS: [&str; 27] = [
 
 /// Of [`FORBIDDEN_WORDS`], those a model may also use as names of its own (an attribute, a
 /// local): refused only where they could reach the operation ([`reaches_builtin`]).
-const OWN_NAMES_TOO: [&[u8]; 1] = [b"save"];
+const OWN_NAMES_TOO: [&[u8]; 7] = [
+    b"save",
+    b"_indices",
+    b"_values",
+    b"crow_indices",
+    b"col_indices",
+    b"ccol_indices",
+    b"row_indices",
+];
 
 /// Strings no code or pickle may hold, anywhere (a pickled name may run into the next
 /// opcode's byte, so these are not matched as words): the file operations' own names, and the
@@ -213,6 +250,16 @@ fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> 
                 return Err(Screened::Refused(format!(
                     "{name} holds the byte {byte:#04x} (a carriage return, vertical tab or form \
                      feed), which models may not"
+                )));
+            }
+            // An octal escape in a string (`"\163ave"`) builds a name the words above cannot
+            // see; torch writes none.
+            if text
+                .windows(2)
+                .any(|pair| pair[0] == b'\\' && pair[1].is_ascii_digit())
+            {
+                return Err(Screened::Refused(format!(
+                    "{name} holds an octal escape in a string, which models may not"
                 )));
             }
             // `self.` is what tells the module's own attributes from anything else's: `self`
@@ -696,10 +743,10 @@ mod tests {
                 "assigns to `self`",
             ),
             ("s = getattr(torch, \"sa\" \"ve\")", "getattr"),
-            ("s = getattr(torch, \"\\163ave\")", "getattr"),
+            ("s = getattr(torch, \"\\163ave\")", "octal escape"),
             (
                 "y = getattr(torch, \"from\\137file\")(p, False, 32)",
-                "getattr",
+                "octal escape",
             ),
             ("c = getattr(__torch__.torch, \"cla\" \"sses\")", "getattr"),
             (
@@ -708,6 +755,27 @@ mod tests {
             ),
             ("s = getattr(torch, \"save\")", "getattr"),
             ("f = torch.__getattr__(\"save\")", "__getattr__"),
+            // A fourth review's: ATen operations that read or write past a tensor's storage
+            // without a forbidden name (past the screen before these changes too), and an
+            // escaped class name in a type annotation.
+            (
+                "y = torch.segment_reduce(a, \"max\", offsets=o, unsafe=True)",
+                "segment_reduce",
+            ),
+            (
+                "r = torch._segment_reduce_backward(g, g, d, \"sum\", lengths=l)",
+                "_segment_reduce_backward",
+            ),
+            (
+                "s = torch.sparse_coo_tensor(torch.tensor([[5]]), v, [4])",
+                "sparse_coo_tensor",
+            ),
+            ("s = torch.to_sparse(torch.ones([4]))", "to_sparse"),
+            ("i = torch._indices(s)", "_indices"),
+            (
+                "w = annotate(Optional[\"torch.cla\\163ses.c10d.Work\"], None)",
+                "octal escape",
+            ),
         ] {
             let refused = match code(text) {
                 Err(Screened::Refused(reason)) => reason,
