@@ -39,7 +39,9 @@ use tokio::sync::oneshot;
 
 use crate::metrics::RelayerMetrics;
 use crate::pool::{Pool, RelayerAccount};
-use crate::relayer::{chain_error, unknown, window_closing, ChainClock, Failure, Limits};
+use crate::relayer::{
+    chain_error, spent_for, unknown, window_closing, ChainClock, Failure, Limits, SpentOut,
+};
 
 /// Most calldata felts in one batch transaction (the sequencer's limit on a transaction's
 /// calldata is 4,000 felts on Starknet's public networks).
@@ -74,6 +76,9 @@ pub(crate) struct Entry {
     pub covered: u128,
     /// The end of its window.
     pub execute_before: u64,
+    /// Its sponsor and its charge: an account whose budget left with the sponsor was read
+    /// below the charge does not send it.
+    pub charged: (Felt, u128),
     reply: Option<oneshot::Sender<Reply>>,
 }
 
@@ -83,12 +88,14 @@ impl Entry {
         bounds: GasBounds,
         covered: u128,
         execute_before: u64,
+        charged: (Felt, u128),
     ) -> Self {
         Self {
             calls,
             bounds,
             covered,
             execute_before,
+            charged,
             reply: None,
         }
     }
@@ -116,6 +123,8 @@ pub(crate) struct Batcher {
     pool: Arc<Pool>,
     metrics: RelayerMetrics,
     clock: Arc<ChainClock>,
+    /// The relayer's accounts whose budget left with a sponsor was read below a charge.
+    spent_out: SpentOut,
     /// The window, most executions per batch, gas margin, lease wait and least remaining
     /// validity: the relayer's own.
     limits: Limits,
@@ -127,12 +136,14 @@ impl Batcher {
         pool: Arc<Pool>,
         metrics: RelayerMetrics,
         clock: Arc<ChainClock>,
+        spent_out: SpentOut,
         limits: &Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             metrics,
             clock,
+            spent_out,
             limits: Limits {
                 batch_max: limits.batch_max.max(1),
                 ..limits.clone()
@@ -225,8 +236,21 @@ impl Batcher {
         open
     }
 
+    /// Whether `account` is to be passed over for `entries`: its budget left with one of their
+    /// sponsors was read below that entry's charge (see [`spent_for`]).
+    fn spent(&self, account: Felt, entries: &[Entry]) -> bool {
+        entries.iter().any(|entry| {
+            let (sponsor, charge) = entry.charged;
+            spent_for(&self.spent_out, account, sponsor, charge)
+        })
+    }
+
     async fn send_batch(&self, entries: Vec<Entry>) {
-        let Some(lease) = self.pool.lease(None, self.limits.lease_wait).await else {
+        let lease = self
+            .pool
+            .lease_avoiding(None, |a| self.spent(a, &entries), self.limits.lease_wait)
+            .await;
+        let Some(lease) = lease else {
             for entry in entries {
                 entry.answer(Err(Failure::Before(unknown(
                     "no relayer account is free; try again",
@@ -353,7 +377,15 @@ impl Batcher {
             let Some(entry) = self.still_open([entry]).pop() else {
                 continue;
             };
-            let Some(lease) = self.pool.lease(None, self.limits.lease_wait).await else {
+            let lease = self
+                .pool
+                .lease_avoiding(
+                    None,
+                    |a| self.spent(a, std::slice::from_ref(&entry)),
+                    self.limits.lease_wait,
+                )
+                .await;
+            let Some(lease) = lease else {
                 entry.answer(Err(Failure::Before(unknown(
                     "no relayer account is free; try again",
                 ))));
@@ -422,15 +454,25 @@ fn flush_after(queued: usize, batch_max: usize, window: Duration) -> Option<Dura
     }
 }
 
-/// A send that failed: the node's definite refusal means nothing went out (the users are
-/// free to try again); anything else may still have landed, including a refusal as a
-/// duplicate (the same transaction is already there: a send whose answer was lost went out).
+/// A send that failed: only the node's definite refusal of the transaction itself (its
+/// validation reverted or failed, the account cannot pay, the fee or version is refused, the
+/// account is no account) means nothing went out, and the users are free to try again.
+/// Anything else may still have landed: a duplicate (the same transaction is there: a send
+/// whose answer was lost went out), a transport failure, a refused nonce, a node's unexpected
+/// error, another transaction of the same nonce. (The sender reports a refusal that followed a
+/// lost attempt as possibly sent: see `TxSender::send_with_bounds`.)
 pub(crate) fn send_failure(error: ChainError) -> Failure {
     match error {
-        ChainError::Rejected(StarknetError::DuplicateTx) => Failure::Sending(chain_error(error)),
-        ChainError::Rejected(_) | ChainError::Reverted { .. } => {
-            Failure::Before(chain_error(error))
-        }
+        ChainError::Rejected(
+            StarknetError::InsufficientAccountBalance
+            | StarknetError::InsufficientResourcesForValidate
+            | StarknetError::ValidationFailure(_)
+            | StarknetError::NonAccount
+            | StarknetError::ContractNotFound
+            | StarknetError::UnsupportedTxVersion
+            | StarknetError::FeeBelowMinimum,
+        )
+        | ChainError::Reverted { .. } => Failure::Before(chain_error(error)),
         other => Failure::Sending(chain_error(other)),
     }
 }
@@ -465,6 +507,12 @@ mod tests {
             raw: String::new(),
         }));
         assert!(!before(ChainError::Rejected(StarknetError::DuplicateTx)));
+        assert!(!before(ChainError::Rejected(
+            StarknetError::UnexpectedError("gateway".into())
+        )));
+        assert!(!before(ChainError::Rejected(
+            StarknetError::ReplacementTransactionUnderpriced
+        )));
         assert!(!before(ChainError::Transport("timed out".into())));
         assert!(!before(ChainError::NonceRejected("nonce".into())));
     }

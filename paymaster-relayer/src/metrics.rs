@@ -9,6 +9,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 pub struct RelayerMetrics {
     requests: IntCounterVec,
     refused: IntCounterVec,
+    passed_over: IntCounterVec,
     built: IntCounter,
     submitted: IntCounterVec,
     charged: IntCounter,
@@ -33,6 +34,13 @@ impl RelayerMetrics {
                     "Requests refused before anything was sent, by rule",
                 ),
                 &["rule"],
+            )?,
+            passed_over: IntCounterVec::new(
+                Opts::new(
+                    "ciro_relayer_accounts_passed_over_total",
+                    "Relayer accounts set aside for an execution, which went on from another, by why",
+                ),
+                &["why"],
             )?,
             built: IntCounter::new("ciro_relayer_built_total", "Typed data built for users")?,
             submitted: IntCounterVec::new(
@@ -79,6 +87,7 @@ impl RelayerMetrics {
         let registry = metrics.registry();
         registry.register(Box::new(this.requests.clone()))?;
         registry.register(Box::new(this.refused.clone()))?;
+        registry.register(Box::new(this.passed_over.clone()))?;
         registry.register(Box::new(this.built.clone()))?;
         registry.register(Box::new(this.submitted.clone()))?;
         registry.register(Box::new(this.charged.clone()))?;
@@ -96,6 +105,10 @@ impl RelayerMetrics {
 
     pub(crate) fn refused(&self, rule: &str) {
         self.refused.with_label_values(&[rule]).inc();
+    }
+
+    pub(crate) fn passed_over(&self, why: &str) {
+        self.passed_over.with_label_values(&[why]).inc();
     }
 
     pub(crate) fn built(&self) {

@@ -227,9 +227,32 @@ pub struct Relayer {
     /// Users whose executions go alone (not batched) until then: they were in a batch that
     /// reverted on chain.
     alone: Arc<Mutex<HashMap<Felt, u64>>>,
-    /// (relayer account, sponsor) pairs whose daily budget the Paymaster said was spent, until
-    /// when they are passed over for that sponsor's executions ([`SPENT_OUT_FOR`]).
-    spent_out: Mutex<HashMap<(Felt, Felt), Instant>>,
+    /// (relayer account, sponsor) pairs whose budget left today the Paymaster's view gave
+    /// below a charge asked of it: until when, and that budget left. Until then the account is
+    /// passed over for the sponsor's executions whose charge is likely over it
+    /// ([`SPENT_OUT_FOR`]).
+    spent_out: SpentOut,
+}
+
+/// (relayer account, sponsor) pairs whose budget left today was read below a charge asked of
+/// it: until when, and that budget left (see [`spent_for`]). Shared with the batcher.
+pub(crate) type SpentOut = Arc<Mutex<HashMap<(Felt, Felt), (Instant, u128)>>>;
+
+/// Whether the relayer account `account` is to be passed over for an execution of `sponsor`'s
+/// likely to charge `charge`: its budget left with the sponsor was last read, less than
+/// [`SPENT_OUT_FOR`] ago, below it. (By that charge, not the largest ever asked: one execution
+/// of a large charge must not take the account from the sponsor's other users, who charge
+/// less.)
+pub(crate) fn spent_for(spent_out: &SpentOut, account: Felt, sponsor: Felt, charge: u128) -> bool {
+    let mut spent = spent_out.lock().unwrap_or_else(|p| p.into_inner());
+    match spent.get(&(account, sponsor)) {
+        Some((until, left)) if *until > Instant::now() => *left < charge,
+        Some(_) => {
+            spent.remove(&(account, sponsor));
+            false
+        }
+        None => false,
+    }
 }
 
 /// How long a relayer account whose budget with a sponsor is spent is passed over for that
@@ -607,6 +630,7 @@ impl Relayer {
         account_classes: Vec<Felt>,
     ) -> Self {
         let clock: Arc<ChainClock> = Arc::default();
+        let spent_out = SpentOut::default();
         Self {
             account_classes,
             in_flight: Arc::default(),
@@ -614,9 +638,16 @@ impl Relayer {
             tracked_sweep_at: Mutex::new(10_000),
             clock: clock.clone(),
             alone: Arc::default(),
-            spent_out: Mutex::default(),
-            batcher: (!limits.batch_window.is_zero())
-                .then(|| Batcher::new(pool.clone(), metrics.clone(), clock.clone(), &limits)),
+            spent_out: spent_out.clone(),
+            batcher: (!limits.batch_window.is_zero()).then(|| {
+                Batcher::new(
+                    pool.clone(),
+                    metrics.clone(),
+                    clock.clone(),
+                    spent_out.clone(),
+                    &limits,
+                )
+            }),
             builds: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             users: RateLimiter::per_minute(limits.per_user_per_minute, limits.per_user_per_minute),
             ips: RateLimiter::per_minute(limits.per_ip_per_minute, limits.per_ip_per_minute),
@@ -1739,17 +1770,8 @@ impl Relayer {
         }
     }
 
-    /// Whether the relayer account `account` is passed over for `sponsor`'s executions.
-    fn is_spent_out(&self, account: Felt, sponsor: Felt) -> bool {
-        let mut spent = self.spent_out.lock().unwrap_or_else(|p| p.into_inner());
-        match spent.get(&(account, sponsor)) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                spent.remove(&(account, sponsor));
-                false
-            }
-            None => false,
-        }
+    fn is_spent_out(&self, account: Felt, sponsor: Felt, charge: u128) -> bool {
+        spent_for(&self.spent_out, account, sponsor, charge)
     }
 
     /// A sponsored simulation from `account` that failed with `error`, charging `charge`: when
@@ -1771,18 +1793,23 @@ impl Relayer {
                 view(reader.relayer_budget(&ContractAddress(sponsor), &ContractAddress(account)))
                     .await;
             if let Ok((budget, spent)) = budget {
-                if to_u128(budget).saturating_sub(to_u128(spent)) < charge {
+                let left = to_u128(budget).saturating_sub(to_u128(spent));
+                if left < charge {
                     tracing::warn!(
                         relayer = %format!("{account:#x}"),
                         sponsor = %format!("{sponsor:#x}"),
-                        "the relayer account has spent its daily budget with the sponsor; \
-                         its executions go from the other accounts"
+                        left,
+                        charge,
+                        "the relayer account's budget with the sponsor is below the charge; \
+                         the execution goes from another account"
                     );
-                    self.metrics.refused("relayer_budget_spent");
-                    self.spent_out
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert((account, sponsor), Instant::now() + SPENT_OUT_FOR);
+                    self.metrics.passed_over("relayer_budget_spent");
+                    let mut spent_out = self.spent_out.lock().unwrap_or_else(|p| p.into_inner());
+                    if spent_out.len() >= 10_000 {
+                        let now = Instant::now();
+                        spent_out.retain(|_, (until, _)| *until > now);
+                    }
+                    spent_out.insert((account, sponsor), (Instant::now() + SPENT_OUT_FOR, left));
                     return Failure::SpentOut(chain_error(error));
                 }
             }
@@ -1812,10 +1839,17 @@ impl Relayer {
         // no separate view for it.
         // Default mode: the account named as Caller at build time must send it.
         let only = sponsorship.is_none().then_some(execution.caller);
-        // Sponsored: not from an account that has spent its budget with the sponsor today.
+        // Sponsored: not from an account whose budget left with the sponsor today was last
+        // read below the charge this execution likely has (the last one of the same calls,
+        // else the least).
         let sponsor = sponsorship.map(|s| s.sponsor);
-        let spent = |account: Felt| sponsor.is_some_and(|s| self.is_spent_out(account, s));
+        let likely = sponsorship
+            .filter(|_| deploy.is_none())
+            .and_then(|s| self.cached_fee(s, &execution.calls))
+            .map_or(1, |fee| self.charge_for(fee));
+        let spent = |account: Felt| sponsor.is_some_and(|s| self.is_spent_out(account, s, likely));
         if sponsor.is_some()
+            && self.pool.any_enabled()
             && self
                 .pool
                 .accounts()
@@ -1823,6 +1857,7 @@ impl Relayer {
                 .filter(|a| a.enabled())
                 .all(|a| spent(a.address))
         {
+            self.metrics.refused("relayer_budget_spent");
             return Err(Failure::Before(execution_error(format!(
                 "{RELAYER_BUDGET_REACHED}: every relayer account has spent its daily budget \
                  with this sponsor; try again later"
@@ -1974,6 +2009,7 @@ impl Relayer {
                     bounds,
                     scale(estimate.overall_fee, self.limits.charge_margin),
                     execution.execute_before,
+                    (sponsorship.map_or(Felt::ZERO, |s| s.sponsor), charge),
                 );
                 let sent = batcher.send(entry).await?;
                 (sent.tx_hash, sent.account, sent.executions)

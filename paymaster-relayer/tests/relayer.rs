@@ -996,7 +996,8 @@ async fn an_account_that_spent_its_budget_with_the_sponsor_is_passed_over_for_an
     assert!(charged(open).await > 0, "the other account paid");
     let metrics = fx.metrics().await;
     assert!(
-        metrics.contains(r#"ciro_relayer_refused_total{rule="relayer_budget_spent"} 1"#),
+        metrics
+            .contains(r#"ciro_relayer_accounts_passed_over_total{why="relayer_budget_spent"} 1"#),
         "one simulation from the spent account, then it was passed over: {metrics}"
     );
     // Both spent: refused with the Paymaster's reason, nothing paid.
@@ -1020,6 +1021,70 @@ async fn an_account_that_spent_its_budget_with_the_sponsor_is_passed_over_for_an
     assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
     assert!(data.contains("relayer budget reached"), "{data}");
     assert_eq!(fx.funds().await, before);
+}
+
+/// An account is passed over only for executions its budget left cannot pay: a large
+/// execution refused by both accounts (one has nothing left, the other one and a half small
+/// executions' charge) does not take them from a small execution, which goes from the account
+/// that can still pay it. (Marking an account spent for every charge after one large refusal
+/// let one user, at no cost, refuse every other user of the sponsor for a minute.)
+#[tokio::test]
+async fn a_large_charge_refused_for_lack_of_budget_does_not_take_the_account_from_small_ones() {
+    let fx = Fx::start(Options {
+        relayers: 2,
+        ..Options::default()
+    })
+    .await;
+    let sponsor = fx.s.net.account(Actor::Sponsor);
+    let pm = Paymaster::new(fx.s.paymaster, &sponsor);
+    let reader = PaymasterReader::new(fx.s.paymaster, &fx.s.net.provider);
+    let (a, b) = (fx.relayers[0], fx.relayers[1]);
+    let small = vec![fx.transfer(fx.sponsor, 1)];
+    let large: Vec<Call> = (0..16).map(|_| fx.transfer(fx.sponsor, 1)).collect();
+    // Each execution's charge, from the sponsor's deposit.
+    let mut charges = Vec::new();
+    for (user, calls) in [(&fx.users[0], &small), (&fx.users[1], &large)] {
+        let before = fx.deposit().await;
+        let (_, executed) = relay(&fx.client(), user, calls, sponsored(), fx.chain_id)
+            .await
+            .unwrap();
+        landed(&fx.s, executed.transaction_hash).await;
+        charges.push(before - fx.deposit().await);
+    }
+    let (small_charge, large_charge) = (charges[0], charges[1]);
+    assert!(large_charge > 2 * small_charge, "{charges:?}");
+    let spent = |relayer: Felt| {
+        let reader = &reader;
+        async move {
+            call(reader.relayer_budget(&ContractAddress(fx.sponsor), &ContractAddress(relayer)))
+                .await
+                .unwrap()
+                .1
+                .low
+        }
+    };
+    // Account a keeps one and a half small charges, b nothing.
+    let a_spent = spent(a).await;
+    for (relayer, budget) in [(a, a_spent + small_charge * 3 / 2), (b, spent(b).await)] {
+        send(
+            &fx.s.net.provider,
+            pm.set_relayer_budget(&ContractAddress(relayer), &u256(budget)),
+        )
+        .await
+        .unwrap();
+    }
+    let (c, data) =
+        refusal(relay(&fx.client(), &fx.users[1], &large, sponsored(), fx.chain_id).await);
+    assert_eq!(c, code(PaymasterError::TransactionExecutionError), "{data}");
+    assert!(data.contains("relayer budget reached"), "{data}");
+    let (_, executed) = relay(&fx.client(), &fx.users[0], &small, sponsored(), fx.chain_id)
+        .await
+        .expect("the small execution goes from the account that can pay it");
+    landed(&fx.s, executed.transaction_hash).await;
+    assert!(
+        spent(a).await > a_spent,
+        "account a paid the small execution"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -139,6 +139,18 @@ async fn proxy_losing_an_answer(
     upstream: reqwest::Url,
     lose: u32,
 ) -> (reqwest::Url, Arc<AtomicU32>) {
+    proxy_losing(upstream, lose, false).await
+}
+
+/// [`proxy_losing_an_answer`]; with `then_refuse`, past the lost answer every further
+/// `starknet_addInvokeTransaction` is refused by the proxy itself (insufficient balance, a
+/// definite refusal) and every transaction status is "not found" (the node has not shown the
+/// landed transaction yet).
+async fn proxy_losing(
+    upstream: reqwest::Url,
+    lose: u32,
+    then_refuse: bool,
+) -> (reqwest::Url, Arc<AtomicU32>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap())
@@ -177,22 +189,46 @@ async fn proxy_losing_an_answer(
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 let body = buf[head_len..head_len + body_len].to_vec();
-                let invoke =
-                    String::from_utf8_lossy(&body).contains("starknet_addInvokeTransaction");
-                let answer = client
-                    .post(upstream)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                let answer = if invoke && seen.fetch_add(1, Ordering::SeqCst) == lose {
-                    b"the answer was lost".to_vec()
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let invoke = text.contains("starknet_addInvokeTransaction");
+                let past_loss = then_refuse && seen.load(Ordering::SeqCst) > lose;
+                let refusal = |code: i64, message: &str| {
+                    let id = serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .and_then(|v| v.get("id").cloned())
+                        .unwrap_or(serde_json::Value::Null);
+                    serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "id": id,
+                        "error": {"code": code, "message": message},
+                    })
+                    .to_string()
+                    .into_bytes()
+                };
+                let answer = if past_loss && invoke {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    refusal(
+                        54,
+                        "Account balance is smaller than the transaction's maximal fee",
+                    )
+                } else if past_loss && text.contains("starknet_getTransactionStatus") {
+                    refusal(29, "Transaction hash not found")
                 } else {
-                    answer.to_vec()
+                    let answer = client
+                        .post(upstream)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
+                    if invoke && seen.fetch_add(1, Ordering::SeqCst) == lose {
+                        b"the answer was lost".to_vec()
+                    } else {
+                        answer.to_vec()
+                    }
                 };
                 let head = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -270,5 +306,46 @@ async fn a_transaction_whose_answer_was_lost_is_not_sent_again() {
             nonce_before + Felt::from(3u8),
             "losing answer {lose} (bounded: {bounded})"
         );
+    }
+}
+
+/// A send whose answer was lost and whose retry the node then refused outright (here a
+/// definite refusal, insufficient balance, while the node does not show the landed
+/// transaction yet) is reported as possibly sent (a transport error: "may still land"), never
+/// as the refusal: a relayer would take a refusal for "nothing went out" and free the user
+/// whose transaction lands.
+#[tokio::test]
+async fn a_refusal_after_a_lost_answer_is_reported_as_possibly_sent() {
+    let net = TestNet::new().await.unwrap();
+    let token = deploy_test_token(&net, 10).await.unwrap();
+    let (url, invokes) = proxy_losing(net.rpc_url(), 0, true).await;
+    let sender = TxSender::new(net.account_via(Actor::Admin, url), SenderConfig::default());
+    let to = ContractAddress(net.address(Actor::WorkerB));
+    let calls =
+        vec![TestToken::new(token, sender.account())
+            .transfer_getcall(&to, &U256 { low: 1, high: 0 })];
+    let estimate = sender.estimate(&calls).await.unwrap();
+    let bounds = GasBounds::from_estimate(&estimate, 1.5);
+    match sender.send_with_bounds(&calls, &bounds).await {
+        Err(ciro_chain::ChainError::Transport(message)) => {
+            assert!(message.contains("may still land"), "{message}")
+        }
+        other => panic!("not reported as possibly sent: {other:?}"),
+    }
+    assert!(invokes.load(Ordering::SeqCst) >= 2, "the retry was refused");
+    // The lost transaction landed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let balance = call(TestTokenReader::new(token, &net.provider).balance_of(&to))
+            .await
+            .unwrap();
+        if balance.low == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

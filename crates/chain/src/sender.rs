@@ -440,8 +440,16 @@ where
             })
             .await;
         let sent = match sent {
-            Err(ChainError::Transport(message)) if lost.load(Ordering::SeqCst) => {
+            // Once an attempt was lost, any failure after it (a refusal, a refused nonce: the
+            // lost attempt may have taken it) leaves the transaction's fate unknown: reported
+            // as possibly sent, never as a refusal that would free what it holds, and not sent
+            // again.
+            Err(error) if lost.load(Ordering::SeqCst) => {
                 *nonce = None;
+                let message = match error {
+                    ChainError::Transport(message) => message,
+                    other => other.to_string(),
+                };
                 return Err(ChainError::Transport(format!(
                     "{message} (transaction {tx_hash:#x} may still land: not sent again)"
                 )));
