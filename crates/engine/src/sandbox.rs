@@ -705,10 +705,10 @@ mod seccomp {
         for call in [libc::SYS_fork, libc::SYS_vfork] {
             program.extend(refused(call));
         }
-        program.extend(refused_with_value(
+        program.extend(refused_values(
             libc::SYS_prctl,
             0,
-            libc::PR_SET_PDEATHSIG as u32,
+            &[libc::PR_SET_PDEATHSIG as u32],
         ));
         for call in [
             libc::SYS_kill,
@@ -737,14 +737,7 @@ mod seccomp {
             (libc::SYS_fcntl, [libc::F_SETOWN as u32, F_SETOWN_EX]),
             (libc::SYS_ioctl, [FIOSETOWN, SIOCSPGRP]),
         ] {
-            program.extend([
-                op(JUMP_EQUAL, 0, 5, call as u32),
-                op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8),
-                op(JUMP_EQUAL, 2, 0, commands[0]),
-                op(JUMP_EQUAL, 1, 0, commands[1]),
-                op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-                op(RETURN, 0, 0, REFUSE),
-            ]);
+            program.extend(refused_values(call, 1, &commands));
         }
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
         program
@@ -754,18 +747,6 @@ mod seccomp {
     const F_SETOWN_EX: u32 = 15;
     const FIOSETOWN: u32 = 0x8901;
     const SIOCSPGRP: u32 = 0x8902;
-
-    /// `call` refused when its argument `argument` equals `value`, allowed otherwise (the
-    /// call's number loaded; no later rule may concern `call`).
-    fn refused_with_value(call: libc::c_long, argument: u32, value: u32) -> [libc::sock_filter; 5] {
-        [
-            op(JUMP_EQUAL, 0, 4, call as u32),
-            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * argument),
-            op(JUMP_EQUAL, 0, 1, value),
-            op(RETURN, 0, 0, REFUSE),
-            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-        ]
-    }
 
     /// Installs the first filter on every thread of the process.
     pub(super) fn install() -> std::io::Result<()> {
