@@ -961,7 +961,6 @@ async fn an_account_that_spent_its_budget_with_the_sponsor_is_passed_over_for_an
     .await;
     let sponsor = fx.s.net.account(Actor::Sponsor);
     let pm = Paymaster::new(fx.s.paymaster, &sponsor);
-    let reader = PaymasterReader::new(fx.s.paymaster, &fx.s.net.provider);
     let (spent, open) = (fx.relayers[0], fx.relayers[1]);
     send(
         &fx.s.net.provider,
@@ -982,18 +981,12 @@ async fn an_account_that_spent_its_budget_with_the_sponsor_is_passed_over_for_an
         .unwrap_or_else(|e| panic!("execution {round}: {e:?}"));
         landed(&fx.s, executed.transaction_hash).await;
     }
-    let charged = |relayer: Felt| {
-        let reader = &reader;
-        async move {
-            call(reader.relayer_budget(&ContractAddress(fx.sponsor), &ContractAddress(relayer)))
-                .await
-                .unwrap()
-                .1
-                .low
-        }
-    };
-    assert_eq!(charged(spent).await, 0, "the spent account charged nothing");
-    assert!(charged(open).await > 0, "the other account paid");
+    assert_eq!(
+        fx.relayer_spent(spent).await,
+        0,
+        "the spent account charged nothing"
+    );
+    assert!(fx.relayer_spent(open).await > 0, "the other account paid");
     let metrics = fx.metrics().await;
     assert!(
         metrics
@@ -1037,7 +1030,6 @@ async fn a_large_charge_refused_for_lack_of_budget_does_not_take_the_account_fro
     .await;
     let sponsor = fx.s.net.account(Actor::Sponsor);
     let pm = Paymaster::new(fx.s.paymaster, &sponsor);
-    let reader = PaymasterReader::new(fx.s.paymaster, &fx.s.net.provider);
     let (a, b) = (fx.relayers[0], fx.relayers[1]);
     let small = vec![fx.transfer(fx.sponsor, 1)];
     let large: Vec<Call> = (0..16).map(|_| fx.transfer(fx.sponsor, 1)).collect();
@@ -1053,19 +1045,12 @@ async fn a_large_charge_refused_for_lack_of_budget_does_not_take_the_account_fro
     }
     let (small_charge, large_charge) = (charges[0], charges[1]);
     assert!(large_charge > 2 * small_charge, "{charges:?}");
-    let spent = |relayer: Felt| {
-        let reader = &reader;
-        async move {
-            call(reader.relayer_budget(&ContractAddress(fx.sponsor), &ContractAddress(relayer)))
-                .await
-                .unwrap()
-                .1
-                .low
-        }
-    };
     // Account a keeps one and a half small charges, b nothing.
-    let a_spent = spent(a).await;
-    for (relayer, budget) in [(a, a_spent + small_charge * 3 / 2), (b, spent(b).await)] {
+    let a_spent = fx.relayer_spent(a).await;
+    for (relayer, budget) in [
+        (a, a_spent + small_charge * 3 / 2),
+        (b, fx.relayer_spent(b).await),
+    ] {
         send(
             &fx.s.net.provider,
             pm.set_relayer_budget(&ContractAddress(relayer), &u256(budget)),
@@ -1082,7 +1067,7 @@ async fn a_large_charge_refused_for_lack_of_budget_does_not_take_the_account_fro
         .expect("the small execution goes from the account that can pay it");
     landed(&fx.s, executed.transaction_hash).await;
     assert!(
-        spent(a).await > a_spent,
+        fx.relayer_spent(a).await > a_spent,
         "account a paid the small execution"
     );
 }

@@ -331,6 +331,16 @@ impl Fx {
             .low
     }
 
+    /// What `relayer` charged the sponsor today (its `relayer_budget`'s spent part).
+    pub async fn relayer_spent(&self, relayer: Felt) -> u128 {
+        let reader = PaymasterReader::new(self.s.paymaster, &self.s.net.provider);
+        call(reader.relayer_budget(&ContractAddress(self.sponsor), &ContractAddress(relayer)))
+            .await
+            .expect("relayer_budget")
+            .1
+            .low
+    }
+
     pub async fn balance(&self, token: Felt, holder: Felt) -> u128 {
         balance_of(&self.s.net.provider, token, holder)
             .await
