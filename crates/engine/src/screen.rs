@@ -276,10 +276,15 @@ fn screen(archive: &mut zip::ZipArchive<Cursor<&[u8]>>) -> Result<(), Screened> 
                 )));
             }
         }
+        // The entry's words, read once (not once per forbidden word).
+        let present: HashSet<&[u8]> = words(&text).collect();
         let reached = |word: &&&str| {
             let word = word.as_bytes();
+            if !present.contains(word) {
+                return false;
+            }
             if !OWN_NAMES_TOO.contains(&word) {
-                return words(&text).any(|w| w == word);
+                return true;
             }
             // A pickle's strings are data (attribute names); its file operations are named
             // `aten::...`, refused above.
