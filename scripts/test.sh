@@ -16,7 +16,7 @@ step() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 # error that names no cause (a CI run failed so): say it first.
 free_gib=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
 if [ "${free_gib:-0}" -lt 20 ]; then
-  echo "warning: only ${free_gib} GiB free here; a fresh build and test run needs about 17 GiB" >&2
+  echo "warning: only ${free_gib} GiB free here; a fresh build and test run needs about 17 GiB (less without debug info, as .ci/run builds)" >&2
 fi
 
 step "Cairo format check"
