@@ -109,6 +109,17 @@ impl Profile {
         }
     }
 
+    /// A profile that meets no requirements (a place no worker holds).
+    pub fn closed() -> Self {
+        Self {
+            open: false,
+            vram_mb: 0,
+            flags: 0,
+            stake_tier: 0,
+            score: 0,
+        }
+    }
+
     /// [`check`] as a yes or no, without building the reason (the matcher's hot path).
     #[inline(always)]
     pub fn meets(&self, requirements: &Requirements) -> bool {

@@ -1,18 +1,21 @@
 //! The matcher: which live worker gets which queued job.
 //!
-//! [`plan`] is the decision, pure and in memory. Jobs are grouped into classes (same
-//! requirements, same model). Once per plan, each live worker is read once: its eligibility
-//! profile as plain numbers ([`crate::eligibility::Profile`]), the static part of its priority,
-//! and which of the jobs' models it holds (one lookup per model it holds). For each class met
-//! for the first time, every live worker with spare capacity is checked against the on-chain
-//! eligibility rule on those numbers (no string is read or hashed) and filed in a bucket queue
-//! by its priority. Each job then takes the front worker of its class's highest non-empty
-//! bucket — O(1) per job, found by the buckets' bit mask — and the worker goes to the back of
-//! the bucket its spare capacity now gives it, so equals take turns (fairness) and a busy
-//! worker sinks. A worker's capacity is shared between classes: a stale entry (capacity taken
-//! by another class) is re-filed or dropped when it comes up. The benchmark `cargo bench -p
-//! ciro-coordinator --bench matcher` measures the cost per job against the number of workers
-//! and of classes.
+//! [`Matcher`] is the decision, in memory, and keeps its state across ticks. Its table holds
+//! each live worker as plain numbers (its eligibility profile, [`crate::eligibility::Profile`],
+//! the static part of its priority, its spare capacity and limits), refreshed by
+//! [`Matcher::sync`] from the live workers each tick: an unchanged worker costs a comparison.
+//! Jobs are grouped into classes (same requirements, same model); a class, built when its
+//! first job comes (one pass over the table, checking the on-chain eligibility rule on those
+//! numbers), files every eligible worker with spare capacity in a bucket queue by its
+//! priority, and is kept while jobs of it keep coming: a worker that changed is re-filed in
+//! each class by the sync. Each job then takes the front worker of its class's highest
+//! non-empty bucket — O(1) per job, found by the buckets' bit mask — and the worker goes to
+//! the back of the bucket its spare capacity now gives it, so equals take turns (fairness) and
+//! a busy worker sinks. A worker's capacity is shared between classes: an entry whose
+//! capacity another class took is re-filed or dropped when it comes up. So a plan costs one
+//! class lookup per job and a pop and a push per assignment, not a pass over the workers. The
+//! benchmark `cargo bench -p ciro-coordinator --bench matcher` measures the cost per job
+//! against the number of workers and of classes. [`plan`] is one plan by a fresh matcher.
 //!
 //! Priority, 0 to 63 (higher first): reputation score (0 to 32), the job's model already in
 //! the worker's store (16: no download), low average latency (0 to 7), and spare capacity as a
@@ -21,7 +24,6 @@
 //! [`explain`] answers "why is this job not matched yet" with the same rule.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use ciro_api::coordinator::{Requirement, UnmatchedReason, UnmetRequirement};
 use ciro_api::wire::Digest;
@@ -109,98 +111,98 @@ const LEVELS: usize = 64;
 /// A bucket entry's bit that says the worker holds the class's model.
 const WARM: u32 = 1 << 31;
 
-/// Jobs of one class share requirements and model.
-type ClassKey<'a> = (Requirements, &'a str);
+/// A bucket entry: the worker's place in the table (the low 31 bits), [`WARM`], and the
+/// generation of its filing in the class (the high 32 bits, below 2^24; an entry whose
+/// generation is not the worker's current one in the class is stale and skipped).
+type Entry = u64;
 
-/// Hashes a SHA-256 digest by its first 8 bytes, which are already uniformly spread: a
-/// lookup per model each worker holds, once per plan, costs a load rather than a SipHash of
-/// 32 bytes. (The table holds only the jobs' models, registered on chain; a worker's declared
-/// digests are only looked up, so crafted ones can at most probe a table of that size.)
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(word);
-    }
-
-    fn write_usize(&mut self, _length: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+#[inline(always)]
+fn entry(worker: usize, warm: bool, generation: u32) -> Entry {
+    (u64::from(generation) << 32) | worker as u64 | if warm { u64::from(WARM) } else { 0 }
 }
 
-/// The jobs' models by digest, numbered in the order they are added. A plan looks up every
-/// model every candidate holds: with few models (a tick usually sees a handful) a scan of
-/// their first 8 bytes beats hashing, with more the table answers.
-#[derive(Default)]
-struct ModelIndex {
-    /// Each model's first 8 bytes, then the model, by number.
-    prefixes: Vec<u64>,
-    digests: Vec<Digest>,
-    table: HashMap<Digest, usize, BuildHasherDefault<DigestHasher>>,
+#[inline(always)]
+fn worker_of(entry: Entry) -> usize {
+    (entry as u32 & !WARM) as usize
 }
 
-/// Most models [`ModelIndex`] scans rather than hashes.
-const SCANNED_MODELS: usize = 16;
-
-impl ModelIndex {
-    fn prefix(digest: &Digest) -> u64 {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&digest.0[..8]);
-        u64::from_le_bytes(word)
-    }
-
-    /// The number of `digest`, added if new.
-    fn add(&mut self, digest: Digest) -> usize {
-        if let Some(number) = self.find(&digest) {
-            return number;
-        }
-        let number = self.digests.len();
-        self.prefixes.push(Self::prefix(&digest));
-        self.digests.push(digest);
-        self.table.insert(digest, number);
-        number
-    }
-
-    fn find(&self, digest: &Digest) -> Option<usize> {
-        if self.digests.len() > SCANNED_MODELS {
-            return self.table.get(digest).copied();
-        }
-        let prefix = Self::prefix(digest);
-        // A plain loop: called once per model each candidate holds, every plan.
-        let mut i = 0;
-        while i < self.prefixes.len() {
-            if self.prefixes[i] == prefix && self.digests[i] == *digest {
-                return Some(i);
-            }
-            i += 1;
-        }
-        None
-    }
-
-    fn len(&self) -> usize {
-        self.digests.len()
-    }
+#[inline(always)]
+fn warm_of(entry: Entry) -> bool {
+    entry as u32 & WARM != 0
 }
 
-/// What the matcher reads of each candidate, once per plan: the eligibility profile, the part
-/// of the priority that does not change within a plan, and the part that does.
+#[inline(always)]
+fn generation_of(entry: Entry) -> u32 {
+    (entry >> 32) as u32
+}
+
+/// A level and whether the worker holds the class's model, in one byte.
+#[inline(always)]
+fn mark(level: usize, warm: bool) -> u8 {
+    level as u8 | if warm { 0x80 } else { 0 }
+}
+
+/// A class is rebuilt (its generations start again at 1) once it has filed this many times.
+const GENERATIONS: u32 = 1 << 23;
+
+/// How many plans a class is kept without a job of it.
+const CLASS_KEPT_PLANS: u64 = 64;
+
+/// A class whose buckets hold more than twice its valid entries and this many more is
+/// rebuilt at the next [`Matcher::sync`].
+const STALE_SLACK: usize = 1024;
+
+/// What a plan reads of each worker on every pop: the part of the priority that does not
+/// change within a plan, and the part that does. What is read only when a worker is filed, or
+/// for a job with data to admit, is kept apart in [`Traits`]: a plan's reads of the workers
+/// are random, and 12 bytes a worker keep them in cache (32 bytes with the limits cost 1.57x
+/// where 12 cost 1.46x at 10,000 workers, and 72 with the profile too, 1.72x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
-    profile: Profile,
     /// Reputation (0 to 32) and low latency (0 to 7).
     base: u8,
     /// Spare capacity as a share of capacity (0 to 8), kept with `spare`.
     room: u8,
     spare: u32,
     capacity: u32,
+    /// Whether it declared a limit on the data it takes.
+    limited: bool,
+}
+
+/// What is read of a worker when it is filed in a class (its eligibility profile, its limits
+/// for the class's bounds), and its limits for a job with data when it declared any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Traits {
+    profile: Profile,
     /// Its declared limits (`u64::MAX`: none declared).
     max_input: u64,
     max_model: u64,
+}
+
+impl Traits {
+    fn of(candidate: &Candidate) -> Self {
+        Self {
+            profile: Profile::of(&candidate.row),
+            max_input: candidate.max_input_bytes.unwrap_or(u64::MAX),
+            max_model: candidate.max_model_bytes.unwrap_or(u64::MAX),
+        }
+    }
+
+    /// A place no worker holds: eligible for nothing.
+    fn none() -> Self {
+        Self {
+            profile: Profile::closed(),
+            max_input: 0,
+            max_model: 0,
+        }
+    }
+
+    /// Whether its limits admit `sizes` (the model file's only when it does not hold the
+    /// model, `warm`).
+    #[inline(always)]
+    fn admits(&self, sizes: Sizes, warm: bool) -> bool {
+        sizes.input_bytes <= self.max_input && (warm || sizes.model_bytes <= self.max_model)
+    }
 }
 
 impl Slot {
@@ -208,13 +210,11 @@ impl Slot {
         let reputation = candidate.row.score.min(10_000) * 32 / 10_000;
         let speed = 7 - (candidate.avg_latency_secs / 60).min(7);
         let mut slot = Self {
-            profile: Profile::of(&candidate.row),
             base: (reputation + speed) as u8,
             room: 0,
             spare: candidate.spare,
             capacity: candidate.capacity,
-            max_input: candidate.max_input_bytes.unwrap_or(u64::MAX),
-            max_model: candidate.max_model_bytes.unwrap_or(u64::MAX),
+            limited: candidate.max_input_bytes.is_some() || candidate.max_model_bytes.is_some(),
         };
         slot.room = slot.room_now();
         slot
@@ -227,6 +227,9 @@ impl Slot {
             0
         } else if self.spare >= self.capacity {
             8
+        } else if self.capacity < 1 << 28 {
+            // (A 32-bit division, cheaper than a 64-bit one on the assignment path.)
+            (self.spare * 8 / self.capacity) as u8
         } else {
             (self.spare as u64 * 8 / self.capacity as u64) as u8
         }
@@ -244,13 +247,6 @@ impl Slot {
         }
     }
 
-    /// Whether its limits admit `sizes` (the model file's only when it does not hold the
-    /// model, `warm`).
-    #[inline(always)]
-    fn admits(&self, sizes: Sizes, warm: bool) -> bool {
-        sizes.input_bytes <= self.max_input && (warm || sizes.model_bytes <= self.max_model)
-    }
-
     /// Takes one job of its spare capacity.
     #[inline(always)]
     fn take(&mut self) {
@@ -259,16 +255,17 @@ impl Slot {
     }
 }
 
-/// A first-in first-out queue on a vector (entries are only appended during a plan).
+/// A first-in first-out queue on a vector. It lives across plans: the consumed front is
+/// dropped once it is the larger half (amortized O(1) a pop).
 #[derive(Default)]
 struct Fifo {
-    items: Vec<u32>,
+    items: Vec<Entry>,
     head: usize,
 }
 
 impl Fifo {
     #[inline(always)]
-    fn push(&mut self, item: u32) {
+    fn push(&mut self, item: Entry) {
         self.items.push(item);
     }
 
@@ -278,7 +275,7 @@ impl Fifo {
     }
 
     #[inline(always)]
-    fn pop(&mut self) -> Option<u32> {
+    fn pop(&mut self) -> Option<Entry> {
         if self.head == self.items.len() {
             return None;
         }
@@ -287,213 +284,491 @@ impl Fifo {
         if self.head == self.items.len() {
             self.items.clear();
             self.head = 0;
+        } else if self.head >= 1024 && self.head * 2 >= self.items.len() {
+            self.items.drain(..self.head);
+            self.head = 0;
         }
         Some(item)
     }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.head = 0;
+    }
 }
 
-/// The bucket queue of one job class: entries are worker indexes, [`WARM`] set for a worker
-/// holding the class's model.
+/// One job class (same requirements, same model), kept across plans: a bucket queue of the
+/// workers eligible for it with spare capacity, by priority.
+///
+/// Invariant, after every [`Matcher::sync`] and plan: a worker that meets the class's
+/// requirements and has spare capacity has exactly one valid entry (`filed[w]` is its
+/// generation and its bucket and warmth); every other entry is stale. A worker whose
+/// priority fell since it was filed (capacity taken by another class) is re-filed when its
+/// entry comes up; one whose priority rose is re-filed by the sync that raised it.
 struct Class {
+    requirements: Requirements,
+    model: Option<Digest>,
     buckets: Vec<Fifo>,
     mask: u64,
-    /// The largest data any of its workers admits (the model file: unbounded when one holds
-    /// the model). A job over it is decided at once, without a pass over the workers.
+    /// By table place: the generation of the worker's valid entry (the high 24 bits; 0:
+    /// none) and its level and warmth ([`mark`], the low 8), in one word: a pop reads one
+    /// random word of the class's, not two.
+    filed: Vec<u32>,
+    next_generation: u32,
+    /// Entries in the buckets, valid or stale, and how many are valid.
+    entries: usize,
+    live: usize,
+    /// At least the largest data any of its filed workers admits (the model file: unbounded
+    /// when one holds the model). A job over it is decided at once, without a pass over them.
     max_input: u64,
     max_model: u64,
+    /// The last plan that had a job of it.
+    last_plan: u64,
 }
 
 impl Class {
-    /// The class's eligible workers with spare capacity, filed by priority. `warm[w] == stamp`
-    /// marks the workers that hold its model.
-    fn new(
-        requirements: &Requirements,
-        slots: &[Slot],
-        warm: &[u32],
-        stamp: u32,
-        offset: usize,
-    ) -> Self {
-        let mut class = Self {
+    fn new(requirements: Requirements, model: Option<Digest>, places: usize) -> Self {
+        Self {
+            requirements,
+            model,
             buckets: (0..LEVELS).map(|_| Fifo::default()).collect(),
             mask: 0,
+            filed: vec![0; places],
+            next_generation: 1,
+            entries: 0,
+            live: 0,
             max_input: 0,
             max_model: 0,
-        };
+            last_plan: 0,
+        }
+    }
+
+    /// Files every worker afresh, starting at a rotating `offset` (equals are not always taken
+    /// in table order): O(workers), at a class's creation and when stale entries pile up.
+    fn build(&mut self, slots: &[Slot], traits: &[Traits], held: &[Vec<Digest>], offset: usize) {
+        for bucket in &mut self.buckets {
+            bucket.clear();
+        }
+        self.mask = 0;
+        self.filed.iter_mut().for_each(|g| *g = 0);
+        self.next_generation = 1;
+        self.entries = 0;
+        self.live = 0;
+        self.max_input = 0;
+        self.max_model = 0;
         let n = slots.len();
-        // Start at a rotating offset: equals are not always taken in address order. (A plain
-        // loop: this is the one pass over every candidate a class makes.)
+        // (A plain loop: the one pass over every worker a class makes.)
         let mut i = offset % n.max(1);
         for _ in 0..n {
-            let slot = &slots[i];
-            if slot.spare > 0 && slot.profile.meets(requirements) {
-                let is_warm = warm[i] == stamp;
-                let entry = i as u32 | if is_warm { WARM } else { 0 };
-                class.push(slot.priority(is_warm), entry);
-                if slot.max_input > class.max_input {
-                    class.max_input = slot.max_input;
-                }
-                if is_warm || slot.max_model > class.max_model {
-                    class.max_model = if is_warm { u64::MAX } else { slot.max_model };
-                }
-            }
+            self.refile(i, &slots[i], &traits[i], &held[i]);
             i += 1;
             if i == n {
                 i = 0;
             }
         }
-        class
+    }
+
+    /// Files worker `w` as its slot now is: a new valid entry at its priority when it meets
+    /// the requirements with spare capacity and is not filed there already; otherwise none.
+    #[inline(always)]
+    fn refile(&mut self, w: usize, slot: &Slot, traits: &Traits, held: &[Digest]) {
+        if slot.spare == 0 || !traits.profile.meets(&self.requirements) {
+            if self.filed[w] != 0 {
+                self.filed[w] = 0;
+                self.live -= 1;
+            }
+            return;
+        }
+        let warm = match &self.model {
+            Some(model) => held.contains(model),
+            None => false,
+        };
+        // The bounds first: a worker filed already may admit more than it did (its limits
+        // changed) since a plan tightened them.
+        if traits.max_input > self.max_input {
+            self.max_input = traits.max_input;
+        }
+        if warm || traits.max_model > self.max_model {
+            self.max_model = if warm { u64::MAX } else { traits.max_model };
+        }
+        let level = slot.priority(warm);
+        if self.filed[w] != 0 && self.filed[w] as u8 == mark(level, warm) {
+            return;
+        }
+        if self.filed[w] == 0 {
+            self.live += 1;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.filed[w] = generation << 8 | u32::from(mark(level, warm));
+        self.push(level, entry(w, warm, generation));
     }
 
     #[inline(always)]
-    fn push(&mut self, level: usize, entry: u32) {
+    fn push(&mut self, level: usize, entry: Entry) {
         self.buckets[level].push(entry);
         self.mask |= 1 << level;
+        self.entries += 1;
     }
 
+    /// The front valid entry of the highest non-empty bucket, and its level (stale entries on
+    /// the way are dropped).
     #[inline(always)]
-    fn pop(&mut self) -> Option<(usize, u32)> {
+    fn pop(&mut self) -> Option<(usize, Entry)> {
         while self.mask != 0 {
             let level = 63 - self.mask.leading_zeros() as usize;
             match self.buckets[level].pop() {
                 Some(entry) => {
+                    self.entries -= 1;
                     if self.buckets[level].is_empty() {
                         self.mask &= !(1 << level);
                     }
-                    return Some((level, entry));
+                    if self.filed[worker_of(entry)] >> 8 == generation_of(entry) {
+                        return Some((level, entry));
+                    }
                 }
                 None => self.mask &= !(1 << level),
             }
         }
         None
     }
+
+    /// A popped valid entry filed again, at `level`.
+    #[inline(always)]
+    fn put_back(&mut self, level: usize, entry: Entry) {
+        let w = worker_of(entry);
+        self.filed[w] = generation_of(entry) << 8 | u32::from(mark(level, warm_of(entry)));
+        self.push(level, entry);
+    }
+
+    /// A popped valid entry's worker leaves the class (no spare capacity left).
+    #[inline(always)]
+    fn leave(&mut self, entry: Entry) {
+        self.filed[worker_of(entry)] = 0;
+        self.live -= 1;
+    }
+
+    /// Whether stale entries outnumber the valid ones enough to rebuild.
+    fn needs_rebuild(&self) -> bool {
+        self.entries > 2 * self.live + STALE_SLACK || self.next_generation >= GENERATIONS
+    }
 }
 
-/// Assigns `jobs` (in order: oldest first) to `candidates`. `rotation` varies the order in
-/// which equal workers are first considered (pass the tick number).
+/// Jobs of one class share requirements and model.
+type ClassKey<'a> = (Requirements, &'a str);
+
+/// The matcher's state, kept across ticks: a table of the live workers (each read into plain
+/// numbers when it changes, not every plan) and the job classes seen lately, each a bucket
+/// queue of its eligible workers kept up to date as the table changes.
 ///
-/// The work is linear: one class lookup per job; once per plan, each candidate's profile and
-/// each model it holds that some job needs (one lookup per model); per class, one pass over
-/// the candidates' profiles (plain numbers, no string is read or hashed); per assignment, a
-/// pop and a push.
+/// A tick calls [`Matcher::sync`] with the live workers (the table's upkeep: a worker that
+/// did not change costs a comparison; one that did is re-filed in each class) and then
+/// [`Matcher::plan`], whose cost is one class lookup per job and a pop and a push per
+/// assignment, whatever the number of workers. A class is built (one pass over the workers)
+/// when its first job comes and dropped after [`CLASS_KEPT_PLANS`] plans without one.
+#[derive(Default)]
+pub struct Matcher {
+    /// By table place (a worker keeps its place while it is live; a gone worker's place is
+    /// reused): its slot, the models it holds, its address (empty: free place), and the last
+    /// sync that saw it.
+    slots: Vec<Slot>,
+    traits: Vec<Traits>,
+    held: Vec<Vec<Digest>>,
+    addresses: Vec<String>,
+    seen: Vec<u64>,
+    places: HashMap<String, usize>,
+    free: Vec<usize>,
+    syncs: u64,
+    /// The classes by number (`None`: a free number), and their numbers by key.
+    classes: Vec<Option<Class>>,
+    class_numbers: HashMap<(Requirements, String), usize>,
+    plans: u64,
+}
+
+impl Matcher {
+    /// An empty matcher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The address of the worker at table place `place`.
+    pub fn address(&self, place: usize) -> &str {
+        &self.addresses[place]
+    }
+
+    /// Brings the table to `candidates` (every live worker, as the index and heartbeats have
+    /// them now: spare capacity, profile, models, limits): a new worker gets a place, a
+    /// changed one is re-filed in every class, one absent is removed. Rebuilds classes whose
+    /// stale entries piled up. Returns each candidate's table place (a repeated address: the
+    /// last wins).
+    pub fn sync(&mut self, candidates: &[Candidate]) -> Vec<usize> {
+        self.syncs += 1;
+        let stamp = self.syncs;
+        let mut places = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let slot = Slot::of(candidate);
+            let traits = Traits::of(candidate);
+            let (w, new) = match self.places.get(candidate.row.address.as_str()) {
+                Some(&w) => (w, false),
+                None => (self.place_for(&candidate.row.address), true),
+            };
+            self.seen[w] = stamp;
+            places.push(w);
+            if new
+                || self.slots[w] != slot
+                || self.traits[w] != traits
+                || self.held[w] != candidate.models
+            {
+                self.slots[w] = slot;
+                self.traits[w] = traits;
+                if self.held[w] != candidate.models {
+                    self.held[w].clone_from(&candidate.models);
+                }
+                for class in self.classes.iter_mut().flatten() {
+                    class.refile(w, &slot, &traits, &self.held[w]);
+                    if class.next_generation >= GENERATIONS {
+                        class.build(&self.slots, &self.traits, &self.held, self.plans as usize);
+                    }
+                }
+            }
+        }
+        for w in 0..self.slots.len() {
+            if self.seen[w] != stamp && !self.addresses[w].is_empty() {
+                // Gone: no capacity, unfiled everywhere; its place is free.
+                self.places.remove(&self.addresses[w]);
+                self.addresses[w].clear();
+                self.held[w].clear();
+                self.slots[w].spare = 0;
+                self.slots[w].capacity = 0;
+                self.slots[w].room = 0;
+                self.traits[w] = Traits::none();
+                for class in self.classes.iter_mut().flatten() {
+                    class.refile(w, &self.slots[w], &self.traits[w], &[]);
+                }
+                self.free.push(w);
+            }
+        }
+        let offset = self.plans as usize;
+        for class in self.classes.iter_mut().flatten() {
+            if class.needs_rebuild() {
+                class.build(&self.slots, &self.traits, &self.held, offset);
+            }
+        }
+        places
+    }
+
+    /// A place for a new worker at `address` (a free one, or a new one in every class).
+    fn place_for(&mut self, address: &str) -> usize {
+        let w = match self.free.pop() {
+            Some(w) => w,
+            None => {
+                let w = self.slots.len();
+                // A class's build takes a generation per worker, and a class is rebuilt once
+                // it has used GENERATIONS: with at most half as many workers, a class's
+                // generations stay below twice that, within their 24 bits.
+                assert!(w < (GENERATIONS / 2) as usize, "over 4 million workers");
+                self.traits.push(Traits::none());
+                self.slots.push(Slot {
+                    base: 0,
+                    room: 0,
+                    spare: 0,
+                    capacity: 0,
+                    limited: false,
+                });
+                self.held.push(Vec::new());
+                self.addresses.push(String::new());
+                self.seen.push(0);
+                for class in self.classes.iter_mut().flatten() {
+                    class.filed.push(0);
+                }
+                w
+            }
+        };
+        address.clone_into(&mut self.addresses[w]);
+        self.places.insert(address.to_owned(), w);
+        w
+    }
+
+    /// The number of the class of `key`, created and built if new.
+    fn class_for(&mut self, key: ClassKey<'_>, plan: u64, rotation: usize) -> usize {
+        let (requirements, model_hash) = key;
+        let owned = (requirements, model_hash.to_owned());
+        let number = match self.class_numbers.get(&owned) {
+            Some(&number) => number,
+            None => {
+                let mut class = Class::new(
+                    requirements,
+                    model_hash.parse::<Digest>().ok(),
+                    self.slots.len(),
+                );
+                class.build(&self.slots, &self.traits, &self.held, rotation);
+                let number = match self.classes.iter().position(Option::is_none) {
+                    Some(free) => {
+                        self.classes[free] = Some(class);
+                        free
+                    }
+                    None => {
+                        self.classes.push(Some(class));
+                        self.classes.len() - 1
+                    }
+                };
+                self.class_numbers.insert(owned, number);
+                number
+            }
+        };
+        if let Some(class) = &mut self.classes[number] {
+            class.last_plan = plan;
+        }
+        number
+    }
+
+    /// Assigns `jobs` (in order: oldest first) to the table's workers, never giving a job to a
+    /// worker `forbidden(job id, place, address)` names (the job's own submitter, a pair the
+    /// contract refused lately, a worker that gave the job back) nor to one whose declared
+    /// limits refuse its sizes: the job takes the best worker it may have, and a worker passed
+    /// over stays filed for the class's other jobs. A job larger than every worker of its
+    /// class admits is decided without a pass over them. `rotation` varies where a new class
+    /// starts filing equal workers (pass the tick number). Assignments name table places
+    /// ([`Matcher::address`]); the capacity they take is the table's until the next sync.
+    pub fn plan(
+        &mut self,
+        jobs: &[QueuedJob],
+        rotation: usize,
+        forbidden: impl Fn(u64, usize, &str) -> bool,
+    ) -> Plan {
+        self.plans += 1;
+        let plan = self.plans;
+        // Each job's class: one lookup per job in a map of this plan's classes.
+        let mut numbers: HashMap<ClassKey<'_>, usize> = HashMap::new();
+        let job_class: Vec<usize> = jobs
+            .iter()
+            .map(|job| {
+                let key = (job.requirements, job.model_hash.as_str());
+                *numbers
+                    .entry(key)
+                    .or_insert_with(|| self.class_for(key, plan, rotation))
+            })
+            .collect();
+        let Self {
+            slots,
+            traits,
+            addresses,
+            classes,
+            ..
+        } = self;
+        let mut result = Plan::default();
+        for (job, &c) in jobs.iter().zip(&job_class) {
+            let Some(class) = classes[c].as_mut() else {
+                result.unassigned.push(job.job_id);
+                continue;
+            };
+            if job.sizes.input_bytes > class.max_input || job.sizes.model_bytes > class.max_model {
+                result.unassigned.push(job.job_id);
+                continue;
+            }
+            let mut chosen = None;
+            let mut passed = Vec::new();
+            while let Some((level, entry)) = class.pop() {
+                let worker = worker_of(entry);
+                let slot = &slots[worker];
+                if slot.spare == 0 {
+                    class.leave(entry); // Taken by another class.
+                    continue;
+                }
+                let now = slot.priority(warm_of(entry));
+                if now < level {
+                    class.put_back(now, entry); // Its priority fell meanwhile: re-file it.
+                    continue;
+                }
+                if (slot.limited && !traits[worker].admits(job.sizes, warm_of(entry)))
+                    || forbidden(job.job_id, worker, &addresses[worker])
+                {
+                    passed.push((level, entry)); // Not for this job: filed again below.
+                    continue;
+                }
+                chosen = Some(entry);
+                break;
+            }
+            result.passed_over += passed.len() as u64;
+            if chosen.is_none() {
+                // Every member left was passed over: what they admit is the class's bound now
+                // (tighter than at its building once workers admitting more are taken).
+                class.max_input = 0;
+                class.max_model = 0;
+                for &(_, entry) in &passed {
+                    let limits = &traits[worker_of(entry)];
+                    class.max_input = class.max_input.max(limits.max_input);
+                    class.max_model = if warm_of(entry) {
+                        u64::MAX
+                    } else {
+                        class.max_model.max(limits.max_model)
+                    };
+                }
+            }
+            for (level, entry) in passed {
+                class.put_back(level, entry);
+            }
+            match chosen {
+                Some(entry) => {
+                    let worker = worker_of(entry);
+                    let slot = &mut slots[worker];
+                    slot.take();
+                    if slot.spare > 0 {
+                        class.put_back(slot.priority(warm_of(entry)), entry);
+                    } else {
+                        class.leave(entry);
+                    }
+                    result.assignments.push((job.job_id, worker));
+                }
+                None => result.unassigned.push(job.job_id),
+            }
+        }
+        // Classes without a job lately are dropped.
+        for number in 0..self.classes.len() {
+            let stale = self.classes[number]
+                .as_ref()
+                .is_some_and(|class| plan - class.last_plan >= CLASS_KEPT_PLANS);
+            if stale {
+                self.classes[number] = None;
+                self.class_numbers.retain(|_, &mut n| n != number);
+            }
+        }
+        result
+    }
+
+    /// Live classes (tests and metrics).
+    pub fn classes(&self) -> usize {
+        self.classes.iter().flatten().count()
+    }
+}
+
+/// Assigns `jobs` (in order: oldest first) to `candidates` with a fresh [`Matcher`];
+/// assignments name candidates by index. `rotation` varies the order in which equal workers
+/// are first considered.
 pub fn plan(jobs: &[QueuedJob], candidates: &[Candidate], rotation: usize) -> Plan {
     plan_excluding(jobs, candidates, rotation, |_, _| false)
 }
 
-/// [`plan`], never giving a job to a worker `forbidden(job id, candidate index)` names (the
-/// job's own submitter, a pair the contract refused lately, a worker that gave the job back)
-/// nor to one whose declared limits refuse its sizes: the job takes the best worker it may
-/// have, and a worker passed over stays filed for the class's other jobs. A job larger than
-/// every worker of its class admits is decided without a pass over them.
+/// [`plan`] with [`Matcher::plan`]'s exclusions: never a job to a worker `forbidden(job id,
+/// candidate index)` names nor to one whose declared limits refuse its sizes.
 pub fn plan_excluding(
     jobs: &[QueuedJob],
     candidates: &[Candidate],
     rotation: usize,
     forbidden: impl Fn(u64, usize) -> bool,
 ) -> Plan {
-    // A bucket entry is a worker's index below the WARM bit (two billion workers).
-    let candidates = &candidates[..candidates.len().min(WARM as usize - 1)];
-    // Each job's class, classes numbered in the order their first job comes.
-    let mut index: HashMap<ClassKey<'_>, u32> = HashMap::new();
-    let mut keys: Vec<ClassKey<'_>> = Vec::new();
-    let job_class: Vec<u32> = jobs
-        .iter()
-        .map(|job| {
-            let key = (job.requirements, job.model_hash.as_str());
-            *index.entry(key).or_insert_with(|| {
-                keys.push(key);
-                keys.len() as u32 - 1
-            })
-        })
-        .collect();
-    // The models jobs need (each class's, by digest: a hash no worker can hold has none),
-    // and which candidates hold each.
-    let mut models = ModelIndex::default();
-    let class_model: Vec<Option<usize>> = keys
-        .iter()
-        .map(|(_, model)| Some(models.add(model.parse::<Digest>().ok()?)))
-        .collect();
-    // Each candidate is read once (its row is the largest thing a plan touches): its slot,
-    // and which of the jobs' models it holds.
-    let mut holders: Vec<Vec<u32>> = vec![Vec::new(); models.len()];
-    let mut slots: Vec<Slot> = Vec::with_capacity(candidates.len());
-    for (i, candidate) in candidates.iter().enumerate() {
-        slots.push(Slot::of(candidate));
-        for model in &candidate.models {
-            if let Some(m) = models.find(model) {
-                holders[m].push(i as u32);
-            }
-        }
+    let mut matcher = Matcher::new();
+    let places = matcher.sync(candidates);
+    // Places back to candidates (for a repeated address, the last candidate holds the place).
+    let mut candidate_at = vec![usize::MAX; matcher.slots.len()];
+    for (i, &w) in places.iter().enumerate() {
+        candidate_at[w] = i;
     }
-    let mut warm = vec![0u32; candidates.len()];
-    let mut classes: Vec<Option<Class>> = (0..keys.len()).map(|_| None).collect();
-    let mut result = Plan::default();
-    for (job, &c) in jobs.iter().zip(&job_class) {
-        let class = classes[c as usize].get_or_insert_with(|| {
-            // Built when its first job comes, from the capacity left then.
-            let (requirements, _) = &keys[c as usize];
-            let stamp = c + 1;
-            for &w in class_model[c as usize].map_or(&[][..], |m| &holders[m]) {
-                warm[w as usize] = stamp;
-            }
-            Class::new(requirements, &slots, &warm, stamp, rotation)
-        });
-        if job.sizes.input_bytes > class.max_input || job.sizes.model_bytes > class.max_model {
-            result.unassigned.push(job.job_id);
-            continue;
-        }
-        let mut chosen = None;
-        let mut passed = Vec::new();
-        while let Some((level, entry)) = class.pop() {
-            let worker = (entry & !WARM) as usize;
-            let slot = &slots[worker];
-            if slot.spare == 0 {
-                continue; // Taken by another class: drop it.
-            }
-            let now = slot.priority(entry & WARM != 0);
-            if now < level {
-                class.push(now, entry); // Its priority fell meanwhile: re-file it.
-                continue;
-            }
-            if !slot.admits(job.sizes, entry & WARM != 0) || forbidden(job.job_id, worker) {
-                passed.push((level, entry)); // Not for this job: filed again below.
-                continue;
-            }
-            chosen = Some(entry);
-            break;
-        }
-        result.passed_over += passed.len() as u64;
-        if chosen.is_none() {
-            // Every member left was passed over: what they admit is the class's bound now
-            // (tighter than at its building once workers admitting more are taken).
-            class.max_input = 0;
-            class.max_model = 0;
-            for &(_, entry) in &passed {
-                let slot = &slots[(entry & !WARM) as usize];
-                class.max_input = class.max_input.max(slot.max_input);
-                class.max_model = if entry & WARM != 0 {
-                    u64::MAX
-                } else {
-                    class.max_model.max(slot.max_model)
-                };
-            }
-        }
-        for (level, entry) in passed {
-            class.push(level, entry);
-        }
-        match chosen {
-            Some(entry) => {
-                let worker = (entry & !WARM) as usize;
-                let slot = &mut slots[worker];
-                slot.take();
-                if slot.spare > 0 {
-                    class.push(slot.priority(entry & WARM != 0), entry);
-                }
-                result.assignments.push((job.job_id, worker));
-            }
-            None => result.unassigned.push(job.job_id),
-        }
+    let mut decided = matcher.plan(jobs, rotation, |job, w, _| forbidden(job, candidate_at[w]));
+    for assignment in &mut decided.assignments {
+        assignment.1 = candidate_at[assignment.1];
     }
-    result
+    decided
 }
 
 /// Why a queued job with its data present (of `sizes`) is not assigned, given the live
@@ -750,28 +1025,134 @@ mod tests {
     }
 
     #[test]
-    fn the_model_index_numbers_each_model_once_scanned_or_hashed() {
-        let mut index = ModelIndex::default();
-        // Digests sharing their first 8 bytes differ only past the prefix the scan compares.
-        let model = |i: usize| digest(&format!("{:016x}{:048x}", i % 3, i));
-        for i in 0..3 * SCANNED_MODELS {
-            assert_eq!(index.add(model(i)), i);
-            assert_eq!(index.add(model(i)), i, "added twice");
-            // Every model added so far is found under its number, whichever way is used.
-            for j in 0..=i {
-                assert_eq!(index.find(&model(j)), Some(j));
-            }
-            assert_eq!(index.find(&model(i + 1)), None);
-        }
-        assert_eq!(index.len(), 3 * SCANNED_MODELS);
-    }
-
-    #[test]
     fn capacity_is_shared_between_job_classes() {
         let workers = vec![worker("0x1", 5_000, 80_000, 1)];
         let plan = plan(&[job(1, 0), job(2, 16_000)], &workers, 0);
         assert_eq!(plan.assignments, vec![(1, 0)]);
         assert_eq!(plan.unassigned, vec![2]);
+    }
+
+    /// A random live worker named `address`.
+    fn random_worker(address: &str, next: &mut impl FnMut(u64) -> u64) -> Candidate {
+        let mut w = worker(address, next(10_001), next(4) * 16_000, 0);
+        w.row.state = ["Active", "Active", "Active", "Inactive"][next(4) as usize].into();
+        w.row.flags = next(8);
+        w.row.stake_tier = [0, 1, 2, eligibility::NO_TIER][next(4) as usize];
+        w.capacity = next(4) as u32;
+        w.spare = next(u64::from(w.capacity) + 1) as u32;
+        w.avg_latency_secs = next(900);
+        w.models = (0..next(3))
+            .map(|_| digest(&format!("{:02x}", next(5)).repeat(32)))
+            .collect();
+        w.models.sort_unstable();
+        w.models.dedup();
+        w.max_input_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
+        w.max_model_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
+        w
+    }
+
+    /// Random jobs (ids 0..n) over 5 models and a few requirements each.
+    fn random_jobs(n: u64, next: &mut impl FnMut(u64) -> u64) -> Vec<QueuedJob> {
+        (0..n)
+            .map(|id| QueuedJob {
+                job_id: id,
+                model_hash: format!("{:02x}", next(5)).repeat(32),
+                requirements: Requirements {
+                    min_vram_mb: next(4) * 16_000,
+                    required_flags: next(8),
+                    min_stake_tier: next(3),
+                    min_score: next(3) * 3_000,
+                },
+                sizes: Sizes {
+                    input_bytes: [0, 100, 500, 2_000][next(4) as usize],
+                    model_bytes: [0, 100, 500, 2_000][next(4) as usize],
+                },
+            })
+            .collect()
+    }
+
+    /// Checks a plan's invariants (assignments by candidate index): only eligible workers
+    /// that may take the job and whose limits admit it, the best such worker at that moment,
+    /// within spare capacity, every job decided once in the jobs' order, and none left queued
+    /// while an eligible worker had room. Returns the assignments.
+    fn check_plan(
+        jobs: &[QueuedJob],
+        workers: &[Candidate],
+        forbidden: &dyn Fn(u64, usize) -> bool,
+        decided: &Plan,
+    ) -> usize {
+        // Forbidden, or the worker's declared limits refuse the job's data.
+        let refused = |job: &QueuedJob, w: usize| {
+            forbidden(job.job_id, w)
+                || !workers[w].accepts(job.sizes, Some(&digest(&job.model_hash)))
+        };
+        let mut taken = vec![0u32; workers.len()];
+        // The priority a worker has once `taken` of its spare capacity is gone.
+        let now = |w: usize, taken: u32, job: &QueuedJob| {
+            let mut slot = Slot::of(&workers[w]);
+            slot.spare -= taken;
+            slot.room = slot.room_now();
+            slot.priority(workers[w].holds(Some(&digest(&job.model_hash))))
+        };
+        let position = |job_id: u64| jobs.iter().position(|j| j.job_id == job_id);
+        for &(job_id, w) in &decided.assignments {
+            let job = &jobs[position(job_id).expect("a planned job")];
+            assert!(
+                eligibility::check(&workers[w].row, &job.requirements).is_ok(),
+                "job {job_id} went to an ineligible worker"
+            );
+            assert!(
+                !refused(job, w),
+                "job {job_id} went to worker {w}, forbidden for it or refused by its limits"
+            );
+            // No eligible worker with room ranked higher at that moment.
+            let chosen = now(w, taken[w], job);
+            for (o, c) in workers.iter().enumerate() {
+                if taken[o] < c.spare
+                    && !refused(job, o)
+                    && eligibility::check(&c.row, &job.requirements).is_ok()
+                {
+                    assert!(
+                        now(o, taken[o], job) <= chosen,
+                        "job {job_id} went to worker {w} while {o} ranked higher"
+                    );
+                }
+            }
+            taken[w] += 1;
+            assert!(
+                taken[w] <= workers[w].spare,
+                "worker {w} over its spare capacity"
+            );
+        }
+        // Every job is decided once, in the jobs' order.
+        let order: Vec<usize> = decided
+            .assignments
+            .iter()
+            .map(|a| position(a.0).expect("a planned job"))
+            .collect();
+        assert!(
+            order.windows(2).all(|p| p[0] < p[1]),
+            "assignments out of order"
+        );
+        let mut ids: Vec<u64> = decided.assignments.iter().map(|a| a.0).collect();
+        ids.extend(&decided.unassigned);
+        ids.sort_unstable();
+        let mut all: Vec<u64> = jobs.iter().map(|j| j.job_id).collect();
+        all.sort_unstable();
+        assert_eq!(ids, all);
+        // A job left queued had no eligible worker with room left.
+        for &job_id in &decided.unassigned {
+            let job = &jobs[position(job_id).expect("a planned job")];
+            for (w, c) in workers.iter().enumerate() {
+                assert!(
+                    taken[w] == c.spare
+                        || refused(job, w)
+                        || eligibility::check(&c.row, &job.requirements).is_err(),
+                    "job {job_id} left queued while worker {w} had room"
+                );
+            }
+        }
+        decided.assignments.len()
     }
 
     #[test]
@@ -780,107 +1161,148 @@ mod tests {
         let mut assigned_total = 0;
         for round in 0..200 {
             let workers: Vec<Candidate> = (0..1 + next(40))
-                .map(|i| {
-                    let mut w = worker(&format!("{i:#x}"), next(10_001), next(4) * 16_000, 0);
-                    w.row.state =
-                        ["Active", "Active", "Active", "Inactive"][next(4) as usize].into();
-                    w.row.flags = next(8);
-                    w.row.stake_tier = [0, 1, 2, eligibility::NO_TIER][next(4) as usize];
-                    w.capacity = next(4) as u32;
-                    w.spare = next(u64::from(w.capacity) + 1) as u32;
-                    w.avg_latency_secs = next(900);
-                    w.models = (0..next(3))
-                        .map(|_| digest(&format!("{:02x}", next(5)).repeat(32)))
-                        .collect();
-                    w.max_input_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
-                    w.max_model_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
-                    w
-                })
+                .map(|i| random_worker(&format!("{i:#x}"), &mut next))
                 .collect();
-            let jobs: Vec<QueuedJob> = (0..next(120))
-                .map(|id| QueuedJob {
-                    job_id: id,
-                    model_hash: format!("{:02x}", next(5)).repeat(32),
-                    requirements: Requirements {
-                        min_vram_mb: next(4) * 16_000,
-                        required_flags: next(8),
-                        min_stake_tier: next(3),
-                        min_score: next(3) * 3_000,
-                    },
-                    sizes: Sizes {
-                        input_bytes: [0, 100, 500, 2_000][next(4) as usize],
-                        model_bytes: [0, 100, 500, 2_000][next(4) as usize],
-                    },
-                })
-                .collect();
+            let n = next(120);
+            let jobs = random_jobs(n, &mut next);
             // A few (job, worker) pairs are forbidden (own job, refused, given back).
             let forbidden: HashSet<(u64, usize)> = (0..next(30))
                 .map(|_| (next(120), next(workers.len() as u64) as usize))
                 .collect();
             let decided =
                 plan_excluding(&jobs, &workers, round, |j, w| forbidden.contains(&(j, w)));
-            // Forbidden, or the worker's declared limits refuse the job's data.
-            let refused = |job: &QueuedJob, w: usize| {
-                forbidden.contains(&(job.job_id, w))
-                    || !workers[w].accepts(job.sizes, Some(&digest(&job.model_hash)))
-            };
-            let mut taken = vec![0u32; workers.len()];
-            // The priority a worker has once `taken` of its spare capacity is gone.
-            let now = |w: usize, taken: u32, job: &QueuedJob| {
-                let mut slot = Slot::of(&workers[w]);
-                slot.spare -= taken;
-                slot.room = slot.room_now();
-                slot.priority(workers[w].holds(Some(&digest(&job.model_hash))))
-            };
-            for &(job_id, w) in &decided.assignments {
-                let job = &jobs[job_id as usize];
-                assert!(
-                    eligibility::check(&workers[w].row, &job.requirements).is_ok(),
-                    "job {job_id} went to an ineligible worker"
-                );
-                assert!(
-                    !refused(job, w),
-                    "job {job_id} went to worker {w}, forbidden for it or refused by its limits"
-                );
-                // No eligible worker with room ranked higher at that moment.
-                let chosen = now(w, taken[w], job);
-                for (o, c) in workers.iter().enumerate() {
-                    if taken[o] < c.spare
-                        && !refused(job, o)
-                        && eligibility::check(&c.row, &job.requirements).is_ok()
-                    {
-                        assert!(
-                            now(o, taken[o], job) <= chosen,
-                            "job {job_id} went to worker {w} while {o} ranked higher"
-                        );
-                    }
-                }
-                taken[w] += 1;
-                assert!(
-                    taken[w] <= workers[w].spare,
-                    "worker {w} over its spare capacity"
-                );
-            }
-            // Every job is decided once, in the jobs' order.
-            let mut ids: Vec<u64> = decided.assignments.iter().map(|a| a.0).collect();
-            ids.extend(&decided.unassigned);
-            ids.sort_unstable();
-            assert_eq!(ids, (0..jobs.len() as u64).collect::<Vec<_>>());
-            // A job left queued had no eligible worker with room left.
-            for &job_id in &decided.unassigned {
-                let job = &jobs[job_id as usize];
-                for (w, c) in workers.iter().enumerate() {
-                    assert!(
-                        taken[w] == c.spare
-                            || refused(job, w)
-                            || eligibility::check(&c.row, &job.requirements).is_err(),
-                        "job {job_id} left queued while worker {w} had room"
-                    );
-                }
-            }
-            assigned_total += decided.assignments.len();
+            assigned_total += check_plan(
+                &jobs,
+                &workers,
+                &|j, w| forbidden.contains(&(j, w)),
+                &decided,
+            );
         }
         assert!(assigned_total > 1_000, "{assigned_total}");
+    }
+
+    /// One matcher across 400 ticks, as the operator keeps it: workers come, go and change
+    /// (capacity, profile, models, limits), some report exactly the capacity the last plan
+    /// left them (the index saw the assignments) and some their whole capacity back; job
+    /// classes come and go (a class unseen for long is dropped and built again). Every plan
+    /// keeps the invariants a fresh matcher's plan keeps.
+    #[test]
+    fn a_matcher_kept_across_ticks_plans_as_a_fresh_one_would() {
+        let mut next = eligibility::test_rng(0x2545_f491_4f6c_dd1d);
+        let mut matcher = Matcher::new();
+        // The last candidate of each of 60 addresses, and what the last plan took of it.
+        let mut known: Vec<Option<Candidate>> = vec![None; 60];
+        let mut taken_last = vec![0u32; 60];
+        let (mut assigned_total, mut dropped_seen) = (0, false);
+        for tick in 0..400u64 {
+            let mut workers = Vec::new();
+            let mut ids = Vec::new();
+            for id in 0..60 {
+                if next(10) < 2 {
+                    known[id] = None; // Gone this tick (not live).
+                    continue;
+                }
+                let candidate = match (&known[id], next(4)) {
+                    // A new worker, or one that changed in every way.
+                    (None, _) | (Some(_), 0) => random_worker(&format!("{id:#x}"), &mut next),
+                    // The same, with what the last plan took gone from its capacity.
+                    (Some(old), 1) => {
+                        let mut same = old.clone();
+                        same.spare = same.spare.saturating_sub(taken_last[id]);
+                        same
+                    }
+                    // Its jobs finished: its whole capacity back.
+                    (Some(old), 2) => {
+                        let mut same = old.clone();
+                        same.spare = same.capacity;
+                        same
+                    }
+                    // One thing changed: models, score, limits or state.
+                    (Some(old), _) => {
+                        let mut changed = old.clone();
+                        match next(5) {
+                            0 => changed.models.clear(),
+                            1 => changed.row.score = next(10_001),
+                            2 => {
+                                changed.max_input_bytes =
+                                    [None, Some(100), Some(1_000)][next(3) as usize];
+                                changed.max_model_bytes =
+                                    [None, Some(100), Some(1_000)][next(3) as usize];
+                            }
+                            _ => {
+                                changed.row.state = ["Active", "Inactive"][next(2) as usize].into()
+                            }
+                        }
+                        changed
+                    }
+                };
+                known[id] = Some(candidate.clone());
+                workers.push(candidate);
+                ids.push(id);
+            }
+            // Job classes drift: some ticks only one model, so the others' classes age out.
+            // Six requirements over five models: classes recur from tick to tick.
+            let mut jobs = random_jobs(next(100), &mut next);
+            for job in &mut jobs {
+                job.requirements = Requirements {
+                    min_vram_mb: [0, 16_000, 48_000][next(3) as usize],
+                    required_flags: [0, 0b11][next(2) as usize],
+                    min_stake_tier: 0,
+                    min_score: [0, 3_000][next(2) as usize],
+                };
+                if (tick / 100) % 2 == 1 {
+                    job.model_hash = "00".repeat(32);
+                }
+            }
+            let forbidden: HashSet<(u64, usize)> = (0..next(20))
+                .map(|_| (next(100), next(workers.len().max(1) as u64) as usize))
+                .collect();
+            let places = matcher.sync(&workers);
+            let mut candidate_at = HashMap::new();
+            for (i, &w) in places.iter().enumerate() {
+                assert_eq!(matcher.address(w), workers[i].row.address);
+                candidate_at.insert(w, i);
+            }
+            let mut decided = matcher.plan(&jobs, tick as usize, |j, w, address| {
+                assert_eq!(address, workers[candidate_at[&w]].row.address);
+                forbidden.contains(&(j, candidate_at[&w]))
+            });
+            for assignment in &mut decided.assignments {
+                assignment.1 = candidate_at[&assignment.1];
+            }
+            assigned_total += check_plan(
+                &jobs,
+                &workers,
+                &|j, w| forbidden.contains(&(j, w)),
+                &decided,
+            );
+            taken_last = vec![0; 60];
+            for &(_, i) in &decided.assignments {
+                taken_last[ids[i]] += 1;
+            }
+            dropped_seen |= (tick / 100) % 2 == 1 && tick % 100 == 99 && matcher.classes() <= 12;
+        }
+        assert!(assigned_total > 2_000, "{assigned_total}");
+        assert!(dropped_seen, "classes unseen for long were not dropped");
+    }
+
+    /// A class's bound on the data its workers admit follows a worker whose limits rose while
+    /// it stayed filed at the same priority (the bound was once raised only by a new filing,
+    /// so the bigger job was refused at once, with the worker free).
+    #[test]
+    fn a_kept_class_admits_what_a_workers_raised_limits_admit() {
+        let mut small = worker("0x1", 5_000, 80_000, 2);
+        small.max_input_bytes = Some(100);
+        let mut big = job(1, 0);
+        big.sizes.input_bytes = 500;
+        let mut matcher = Matcher::new();
+        matcher.sync(std::slice::from_ref(&small));
+        let decided = matcher.plan(std::slice::from_ref(&big), 0, |_, _, _| false);
+        assert_eq!(decided.unassigned, vec![1]);
+        small.max_input_bytes = Some(1_000);
+        matcher.sync(std::slice::from_ref(&small));
+        let decided = matcher.plan(&[big], 1, |_, _, _| false);
+        assert_eq!(decided.assignments, vec![(1, 0)]);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!      release limit (`release_job`: the job goes back to the queue and is matched again);
 //!    - finalize completed jobs whose challenge window closed (`finalize_jobs`);
 //! 3. index again (so the matcher sees released jobs), then **match**: queued jobs whose input
-//!    and model file are present, against live workers ([`crate::matcher::plan`]), assigned with
+//!    and model file are present, against live workers ([`crate::matcher::Matcher`]), assigned with
 //!    `assign_jobs`.
 //!
 //! Every action is batched (up to `batch_size` entries per transaction) and split in halves on
@@ -54,7 +54,7 @@ use crate::api::{gave_up_on, live_candidates, release_after, term};
 use crate::blobs::BlobStore;
 use crate::eligibility::Requirements;
 use crate::indexer::{felt_text, unix_now, Indexer, IndexerStatus};
-use crate::matcher::{self, QueuedJob, Sizes};
+use crate::matcher::{Matcher, QueuedJob, Sizes};
 use crate::store::{JobRow, Store};
 
 /// The most entries `assign_jobs` and `finalize_jobs` take (the contracts' bound).
@@ -244,6 +244,8 @@ pub struct Operator {
     held: HashMap<u64, u64>,
     /// Block timestamps already read.
     block_times: HashMap<u64, u64>,
+    /// The matcher's table of live workers and its job classes, kept across ticks.
+    matcher: Matcher,
     rotation: usize,
     last_gc: u64,
     /// The epoch this replica leads in and since when: silence is only judged once it has
@@ -303,6 +305,7 @@ impl Operator {
             excluded: HashMap::new(),
             held: HashMap::new(),
             block_times: HashMap::new(),
+            matcher: Matcher::new(),
             rotation: 0,
             last_gc: 0,
             leading_since: None,
@@ -663,21 +666,24 @@ impl Operator {
         // so the job goes to the next best worker in the same tick (filtered after the plan,
         // the same best worker was chosen and dropped every tick).
         let excluded = &self.excluded;
-        let plan = matcher::plan_excluding(&jobs, &candidates, self.rotation, |job_id, index| {
-            let address = &candidates[index].row.address;
-            submitters.get(&job_id) == Some(&address.as_str())
-                || Felt::from_hex(address).map_or(true, |w| excluded.contains_key(&(job_id, w)))
-                || given_back.contains_key(&(job_id, address.clone()))
-        });
+        self.matcher.sync(&candidates);
+        let plan = self
+            .matcher
+            .plan(&jobs, self.rotation, |job_id, _, address| {
+                submitters.get(&job_id) == Some(&address)
+                    || Felt::from_hex(address).map_or(true, |w| excluded.contains_key(&(job_id, w)))
+                    || given_back.contains_key(&(job_id, address.to_owned()))
+            });
         tracing::debug!(
             jobs = jobs.len(),
             assigned = plan.assignments.len(),
             passed_over = plan.passed_over,
+            classes = self.matcher.classes(),
             "matcher plan"
         );
         let mut entries = Vec::with_capacity(plan.assignments.len());
-        for (job_id, index) in plan.assignments {
-            let Ok(worker) = Felt::from_hex(&candidates[index].row.address) else {
+        for (job_id, place) in plan.assignments {
+            let Ok(worker) = Felt::from_hex(self.matcher.address(place)) else {
                 continue;
             };
             entries.push(Entry {
