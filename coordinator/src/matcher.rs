@@ -308,6 +308,8 @@ impl Fifo {
 struct Class {
     requirements: Requirements,
     model: Option<Digest>,
+    /// Its key in [`Matcher`]'s map of classes (the model as the jobs name it).
+    model_hash: String,
     buckets: Vec<Fifo>,
     mask: u64,
     /// By table place: the generation of the worker's valid entry (the high 24 bits; 0:
@@ -327,10 +329,11 @@ struct Class {
 }
 
 impl Class {
-    fn new(requirements: Requirements, model: Option<Digest>, places: usize) -> Self {
+    fn new(requirements: Requirements, model_hash: &str, places: usize) -> Self {
         Self {
             requirements,
-            model,
+            model: model_hash.parse::<Digest>().ok(),
+            model_hash: model_hash.to_owned(),
             buckets: (0..LEVELS).map(|_| Fifo::default()).collect(),
             mask: 0,
             filed: vec![0; places],
@@ -469,12 +472,13 @@ type ClassKey<'a> = (Requirements, &'a str);
 #[derive(Default)]
 pub struct Matcher {
     /// By table place (a worker keeps its place while it is live; a gone worker's place is
-    /// reused): its slot, the models it holds, its address (empty: free place), and the last
-    /// sync that saw it.
+    /// reused): its slot, the models it holds, its address, whether a worker holds it, and the
+    /// last sync that saw it.
     slots: Vec<Slot>,
     traits: Vec<Traits>,
     held: Vec<Vec<Digest>>,
     addresses: Vec<String>,
+    taken: Vec<bool>,
     seen: Vec<u64>,
     places: HashMap<String, usize>,
     free: Vec<usize>,
@@ -533,10 +537,11 @@ impl Matcher {
             }
         }
         for w in 0..self.slots.len() {
-            if self.seen[w] != stamp && !self.addresses[w].is_empty() {
+            if self.seen[w] != stamp && self.taken[w] {
                 // Gone: no capacity, unfiled everywhere; its place is free.
                 self.places.remove(&self.addresses[w]);
                 self.addresses[w].clear();
+                self.taken[w] = false;
                 self.held[w].clear();
                 self.slots[w].spare = 0;
                 self.slots[w].capacity = 0;
@@ -578,6 +583,7 @@ impl Matcher {
                 self.held.push(Vec::new());
                 self.addresses.push(String::new());
                 self.seen.push(0);
+                self.taken.push(false);
                 for class in self.classes.iter_mut().flatten() {
                     class.filed.push(0);
                 }
@@ -585,6 +591,7 @@ impl Matcher {
             }
         };
         address.clone_into(&mut self.addresses[w]);
+        self.taken[w] = true;
         self.places.insert(address.to_owned(), w);
         w
     }
@@ -596,11 +603,7 @@ impl Matcher {
         let number = match self.class_numbers.get(&owned) {
             Some(&number) => number,
             None => {
-                let mut class = Class::new(
-                    requirements,
-                    model_hash.parse::<Digest>().ok(),
-                    self.slots.len(),
-                );
+                let mut class = Class::new(requirements, model_hash, self.slots.len());
                 class.build(&self.slots, &self.traits, &self.held, rotation);
                 let number = match self.classes.iter().position(Option::is_none) {
                     Some(free) => {
@@ -728,9 +731,9 @@ impl Matcher {
             let stale = self.classes[number]
                 .as_ref()
                 .is_some_and(|class| plan - class.last_plan >= CLASS_KEPT_PLANS);
-            if stale {
-                self.classes[number] = None;
-                self.class_numbers.retain(|_, &mut n| n != number);
+            if let Some(class) = self.classes[number].take_if(|_| stale) {
+                self.class_numbers
+                    .remove(&(class.requirements, class.model_hash));
             }
         }
         result
