@@ -95,6 +95,12 @@ struct IsolationArgs {
         value_delimiter = ','
     )]
     sandbox_read: Vec<PathBuf>,
+    /// Most memory, in MiB, a job's model process may take beyond what it starts with
+    /// (libtorch, loaded once): an allocation past it fails as the job's error instead of
+    /// taking the machine's memory. 0: no limit. Default: half of this machine's memory.
+    /// GPU memory is not counted.
+    #[arg(long = "pass-memory-mb", env = "WORKER_PASS_MEMORY_MB")]
+    pass_memory_mb: Option<u64>,
 }
 
 impl IsolationArgs {
@@ -106,6 +112,16 @@ impl IsolationArgs {
         let program = std::env::current_exe().context("finding this executable")?;
         let mut isolation = ciro_engine::Isolation::new(program, &["pass"]);
         isolation.sandbox = self.isolation == IsolationMode::Sandboxed;
+        isolation.pass_memory = match self.pass_memory_mb {
+            Some(0) => None,
+            Some(mib) => Some(mib.saturating_mul(1 << 20)),
+            None => Some(
+                ciro_engine::hardware::total_ram_mb()
+                    .context("reading this machine's memory for the pass memory limit (set --pass-memory-mb)")?
+                    .saturating_mul(1 << 20)
+                    / 2,
+            ),
+        };
         // Resolved here: the model processes start in `/`.
         isolation.read = self
             .sandbox_read

@@ -101,6 +101,15 @@ class Huge(torch.nn.Module):
         return x[:, :1].expand(x.shape[0], 1099511627776)
 
 
+class Hungry(torch.nn.Module):
+    """Takes 1 GiB of memory per input row (a tensor of ones it sums): what a pass's memory
+    limit must refuse where the machine would give it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = torch.ones([x.shape[0], 268435456])
+        return x + big.sum()
+
+
 class Reader(torch.nn.Module):
     """Its input plus the first 4 bytes of the file at `path`: a model that reads the worker's
     files (its key, other jobs' outputs) into the output its submitter downloads."""
@@ -268,7 +277,7 @@ def main():
     p.add_argument("out")
     p = sub.add_parser("centered")
     p.add_argument("out")
-    for name in ("noisy", "sparse", "huge", "remembering", "stalling", "named"):
+    for name in ("noisy", "sparse", "huge", "hungry", "remembering", "stalling", "named"):
         p = sub.add_parser(name)
         p.add_argument("out")
     for name in ("reader", "writer"):
@@ -292,11 +301,12 @@ def main():
     elif args.command in ("reader", "writer"):
         model = {"reader": Reader, "writer": Writer}[args.command](args.path)
         torch.jit.script(model).save(args.out)
-    elif args.command in ("noisy", "sparse", "huge", "remembering", "stalling", "named"):
+    elif args.command in ("noisy", "sparse", "huge", "hungry", "remembering", "stalling", "named"):
         model = {
             "noisy": Noisy,
             "sparse": Sparse,
             "huge": Huge,
+            "hungry": Hungry,
             "remembering": Remembering,
             "stalling": Stalling,
             "named": Named,

@@ -163,7 +163,7 @@ fn cpu_info() -> CpuInfo {
 }
 
 /// `MemTotal` from /proc/meminfo.
-fn total_ram_mb() -> Option<u64> {
+pub fn total_ram_mb() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

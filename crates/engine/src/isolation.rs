@@ -97,6 +97,10 @@ pub struct Isolation {
     /// kernel gives, whose missing rules other layers stand in for, built on a newer one (the
     /// tests check it holds on every ABI).
     pub landlock_abi: Option<i32>,
+    /// Most bytes of memory a pass may take beyond what its process starts with (libtorch,
+    /// loaded once by the fork server): an allocation past it fails in the pass (the job's
+    /// error) rather than taking the machine's memory. `None`: no limit.
+    pub pass_memory: Option<u64>,
     /// The fork server, started at the first job (shared by clones).
     server: Servers,
 }
@@ -111,6 +115,7 @@ impl Isolation {
             read: Vec::new(),
             screen: true,
             landlock_abi: None,
+            pass_memory: None,
             server: Servers::default(),
         }
     }
@@ -135,6 +140,9 @@ struct ServerRequest {
     read: Vec<PathBuf>,
     /// The newest Landlock ABI its sandbox may use ([`Isolation::landlock_abi`]).
     landlock_abi: Option<i32>,
+    /// [`Isolation::pass_memory`].
+    #[serde(default)]
+    pass_memory: Option<u64>,
 }
 
 /// What a child of the fork server runs.
@@ -280,6 +288,7 @@ impl Server {
             sandbox: isolation.sandbox,
             read: read.clone(),
             landlock_abi: isolation.landlock_abi,
+            pass_memory: isolation.pass_memory,
         })
         .map_err(std::io::Error::other)?;
         let process =
@@ -1287,7 +1296,7 @@ fn fork_server(request: ServerRequest) -> ExitCode {
                 ),
                 // SAFETY: this process runs one thread, so the child is a whole copy of it.
                 Ok(fds) => match unsafe { libc::fork() } {
-                    0 => run_job(&job, fds, request.sandbox, server),
+                    0 => run_job(&job, fds, &request, server),
                     -1 => (Err(std::io::Error::last_os_error().to_string()), None),
                     // Not reaped before this (see the top of the loop): the pid is the child's.
                     // SAFETY: pidfd_open returns a new descriptor (owned here) or -1.
@@ -1316,7 +1325,7 @@ fn fork_server(request: ServerRequest) -> ExitCode {
 /// file it reads (the model); it ends with the server (`PR_SET_PDEATHSIG`, which it may not
 /// change), forbids itself new processes and signals outside itself, says [`READY`], runs
 /// `job`, answers, and ends.
-fn run_job(job: &[u8], fds: [OwnedFd; 4], sandboxed: bool, server: libc::pid_t) -> ! {
+fn run_job(job: &[u8], fds: [OwnedFd; 4], request: &ServerRequest, server: libc::pid_t) -> ! {
     let [stdin, stdout, stderr, file] = fds;
     for (fd, target) in [&stdin, &stdout, &stderr].into_iter().zip(0..) {
         // SAFETY: duplicating a descriptor this process owns onto a standard one.
@@ -1336,7 +1345,11 @@ fn run_job(job: &[u8], fds: [OwnedFd; 4], sandboxed: bool, server: libc::pid_t) 
     }
     let file = std::fs::File::from(file);
     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if sandboxed {
+        if let Some(bytes) = request.pass_memory {
+            sandbox::limit_memory(bytes)
+                .map_err(|e| EngineError::from(anyhow!("the pass's memory limit: {e}")))?;
+        }
+        if request.sandbox {
             sandbox::limit_shared_resources()
                 .and_then(|()| sandbox::confine_pass().map_err(std::io::Error::other))
                 .map_err(|e| EngineError::from(anyhow!("the sandbox: {e}")))?;

@@ -324,6 +324,28 @@ pub fn limit_shared_resources() -> std::io::Result<()> {
     set_limit(libc::RLIMIT_NPROC, limit)
 }
 
+/// Lets this process take at most `bytes` more of private writable memory (heap, anonymous
+/// mappings, thread stacks: what `RLIMIT_DATA` counts since Linux 4.7) than it holds now, soft
+/// and hard: a pass's allocation past it fails (libtorch's allocator reports it, the job's
+/// error) instead of pressing on the machine's memory. What it inherited from the fork server
+/// (libtorch's own data) is not counted against it. Device memory is not counted: a GPU's
+/// driver maps it shared.
+pub fn limit_memory(bytes: u64) -> std::io::Result<()> {
+    // The sixth field of statm: data and stack, in pages.
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages = statm
+        .split_whitespace()
+        .nth(5)
+        .and_then(|field| field.parse::<u64>().ok())
+        .ok_or_else(|| std::io::Error::other("/proc/self/statm names no data size"))?;
+    // SAFETY: sysconf with a constant name.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    set_limit(
+        libc::RLIMIT_DATA,
+        pages.saturating_mul(page).saturating_add(bytes),
+    )
+}
+
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
     let limit = libc::rlimit {
         rlim_cur: value,

@@ -868,6 +868,44 @@ fn isolated(sandbox: bool, screen: bool) -> EngineConfig {
     }
 }
 
+/// The attack: a submitter's model takes memory until the machine has none (here 1 GiB, which
+/// this machine gives). Under a pass memory limit the allocation fails inside the pass, as the
+/// job's error (counted against it), and the engine serves the next job; without one, the same
+/// model runs, so it is the limit that refused it.
+#[tokio::test]
+async fn a_pass_over_its_memory_limit_fails_as_the_jobs_error() {
+    let f = fixture(4);
+    let dir = tempfile::tempdir().unwrap();
+    let hungry = scripted(&f, &dir, "hungry");
+    let input = encode_input(&Tensor::ones([1, 4], (Kind::Float, Device::Cpu))).unwrap();
+    let limited = |sandbox: bool| {
+        let mut config = isolated(sandbox, true);
+        if let Some(isolation) = config.isolation.as_mut() {
+            isolation.pass_memory = Some(512 << 20);
+        }
+        config
+    };
+    for sandbox in [true, false] {
+        let engine = Engine::new(f.store.clone(), limited(sandbox)).unwrap();
+        match engine.execute(hungry, &input).await {
+            Err(EngineError::Forward(message)) => {
+                assert!(message.contains("allocate"), "sandbox {sandbox}: {message}")
+            }
+            other => panic!("sandbox {sandbox}: {other:?}"),
+        }
+        assert_serves_the_next_job(&f, &engine).await;
+    }
+    let unlimited = Engine::new(f.store.clone(), isolated(true, true)).unwrap();
+    let output = unlimited.execute(hungry, &input).await.unwrap();
+    let sum = decode_input(&output.output).unwrap();
+    // 1 plus the 2^28 ones, in 32-bit floats (where the 1 is lost).
+    assert_eq!(
+        sum.double_value(&[0, 0]),
+        f64::from(1.0f32 + 268_435_456.0f32),
+        "the model summed its 1 GiB of ones"
+    );
+}
+
 /// A job run in its own sandboxed process gives the output the engine gives in this process,
 /// bit for bit (the hash the worker commits), and the same errors: a wrong input is refused
 /// before a process starts, with the shape error the worker corrects its spec from; an
