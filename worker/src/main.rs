@@ -97,15 +97,18 @@ struct IsolationArgs {
     sandbox_read: Vec<PathBuf>,
     /// Most memory, in MiB, a job's model process may take beyond what it starts with
     /// (libtorch, loaded once): an allocation past it fails as the job's error instead of
-    /// taking the machine's memory. 0: no limit. Default: half of this machine's memory.
-    /// GPU memory is not counted.
+    /// taking the machine's memory. It counts memory reserved, not only used (each thread's
+    /// stack, 8 MiB), and loading a model takes about four times its file's size. 0: no
+    /// limit. Default: three quarters of this machine's memory shared by the jobs that run at
+    /// once (`--capacity`). GPU memory is not counted.
     #[arg(long = "pass-memory-mb", env = "WORKER_PASS_MEMORY_MB")]
     pass_memory_mb: Option<u64>,
 }
 
 impl IsolationArgs {
-    /// The engine's isolation: this executable's hidden `pass` subcommand.
-    fn isolation(&self) -> Result<Option<ciro_engine::Isolation>> {
+    /// The engine's isolation: this executable's hidden `pass` subcommand; `at_once` passes
+    /// may run at once (they share the default memory limit).
+    fn isolation(&self, at_once: u32) -> Result<Option<ciro_engine::Isolation>> {
         if self.isolation == IsolationMode::InProcess {
             return Ok(None);
         }
@@ -118,8 +121,8 @@ impl IsolationArgs {
             None => Some(
                 ciro_engine::hardware::total_ram_mb()
                     .context("reading this machine's memory for the pass memory limit (set --pass-memory-mb)")?
-                    .saturating_mul(1 << 20)
-                    / 2,
+                    .saturating_mul(3 << 18)
+                    / u64::from(at_once.max(1)),
             ),
         };
         // Resolved here: the model processes start in `/`.
@@ -416,7 +419,7 @@ fn main() -> ExitCode {
                 challenge_slashes: args.challenge_slashes,
                 batch_jobs: args.batch_jobs,
                 isolation: {
-                    let isolation = args.isolation.isolation()?;
+                    let isolation = args.isolation.isolation(args.capacity)?;
                     anyhow::ensure!(
                         !args.batch_jobs || isolation.is_none(),
                         "--batch-jobs shares forward passes between jobs, which needs \
@@ -663,7 +666,7 @@ async fn run(command: Command) -> Result<()> {
             let store = Arc::new(ModelStore::open(&args.store.store, 1)?);
             let input = std::fs::read(&args.input)
                 .with_context(|| format!("reading {}", args.input.display()))?;
-            let isolation = args.isolation.isolation()?;
+            let isolation = args.isolation.isolation(1)?;
             if let Some(isolation) = isolation.as_ref().filter(|i| i.sandbox) {
                 // A directory of this run's own (a fixed name in a shared directory could be
                 // another user's).
