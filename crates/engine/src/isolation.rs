@@ -1073,7 +1073,7 @@ fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, Engin
         },
     );
     attempt(
-        "map memory its memory limit does not count (shared, anonymous)",
+        "map memory that grows down (its memory limit would count it as stack)",
         false,
         // SAFETY: a new anonymous mapping of 1 MiB, unmapped at once if made.
         unsafe {
@@ -1082,27 +1082,13 @@ fn probe(request: ProbeRequest, granted: std::fs::File) -> Result<Vec<u8>, Engin
                 std::ptr::null_mut(),
                 size,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_GROWSDOWN,
                 -1,
                 0,
             ) {
                 libc::MAP_FAILED => Err(std::io::Error::last_os_error()),
                 mapped => {
                     libc::munmap(mapped, size);
-                    Ok(())
-                }
-            }
-        },
-    );
-    attempt(
-        "make a memory file its memory limit does not count",
-        false,
-        // SAFETY: memfd_create with a static name; the descriptor is closed if made.
-        unsafe {
-            match libc::syscall(libc::SYS_memfd_create, c"ciro".as_ptr(), 0u32) {
-                -1 => Err(std::io::Error::last_os_error()),
-                fd => {
-                    libc::close(fd as libc::c_int);
                     Ok(())
                 }
             }

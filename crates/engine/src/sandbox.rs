@@ -712,8 +712,7 @@ mod seccomp {
     ///   any thread, and signals through pidfds refused; and no file or socket may name another
     ///   process as the one its I/O signals go to (`F_SETOWN`, `FIOSETOWN`, `SIOCSPGRP`).
     ///   Landlock's signal scope (ABI 6) says the same where the kernel has it;
-    /// - no memory outside its memory limit's count: memory files (`memfd_create`,
-    ///   `memfd_secret`), anonymous shared mappings, and mappings that grow down.
+    /// - no mapping that grows down (counted as stack, outside its memory limit).
     fn pass(pid: u32) -> Vec<libc::sock_filter> {
         let mut program = prologue();
         program.extend([
@@ -763,22 +762,17 @@ mod seccomp {
         ] {
             program.extend(refused_values(call, 1, &commands));
         }
-        // Memory the pass's limit (`RLIMIT_DATA`) does not count: memory files, shared
-        // anonymous mappings, and mappings that grow down (counted as stack). (A GPU's
-        // driver maps its device files shared: those are files, not anonymous.)
-        for call in [libc::SYS_memfd_create, libc::SYS_memfd_secret] {
-            program.extend(refused(call));
-        }
-        program.extend([
-            op(JUMP_EQUAL, 0, 6, libc::SYS_mmap as u32),
-            op(LOAD_WORD, 0, 0, FIRST_ARGUMENT + 8 * 3),
-            op(JUMP_ANY_BIT, 3, 0, libc::MAP_GROWSDOWN as u32),
-            op(JUMP_ANY_BIT, 0, 1, libc::MAP_ANONYMOUS as u32),
-            // MAP_SHARED (1) and MAP_SHARED_VALIDATE (3) have the low bit; MAP_PRIVATE not.
-            op(JUMP_ANY_BIT, 1, 0, libc::MAP_SHARED as u32),
-            op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW),
-            op(RETURN, 0, 0, REFUSE),
-        ]);
+        // Mappings that grow down, which the pass's memory limit (`RLIMIT_DATA`) would count
+        // as stack, not data; no pass needs one (thread stacks are plain mappings). Memory
+        // files and shared anonymous mappings, which it does not count either, stay allowed:
+        // NVIDIA's CUDA driver makes a memory file when it starts (a sandbox refusing
+        // `memfd_create` fails `cuInit` with error 304, NVIDIA/OpenShell#1696), and no GPU was
+        // at hand to check what else it maps.
+        program.extend(refused_with_bits(
+            libc::SYS_mmap,
+            3,
+            libc::MAP_GROWSDOWN as u32,
+        ));
         program.push(op(RETURN, 0, 0, libc::SECCOMP_RET_ALLOW));
         program
     }
@@ -905,10 +899,8 @@ mod seccomp {
                 (&first, libc::SYS_prlimit64, [0; 6], ALLOW),
                 (&first, libc::SYS_prlimit64, [77, 0, 0, 0, 0, 0], REFUSE),
                 (&first, libc::SYS_socket, [0; 6], REFUSE),
-                (&pass, libc::SYS_memfd_create, [0; 6], REFUSE),
-                (&pass, libc::SYS_memfd_secret, [0; 6], REFUSE),
-                // mmap(addr, len, prot, flags, fd, off): private anonymous (malloc), and
-                // files shared (a GPU's device) pass; shared anonymous and growing down not.
+                // mmap(addr, len, prot, flags, fd, off): private anonymous (malloc), files
+                // shared (a GPU's device) and shared anonymous memory pass; growing down not.
                 (
                     &pass,
                     libc::SYS_mmap,
@@ -920,13 +912,7 @@ mod seccomp {
                     &pass,
                     libc::SYS_mmap,
                     [0, 4096, 3, anon | shared, neg, 0],
-                    REFUSE,
-                ),
-                (
-                    &pass,
-                    libc::SYS_mmap,
-                    [0, 4096, 3, anon | 3, neg, 0],
-                    REFUSE,
+                    ALLOW,
                 ),
                 (
                     &pass,
@@ -937,9 +923,10 @@ mod seccomp {
                 (
                     &first,
                     libc::SYS_mmap,
-                    [0, 4096, 3, anon | shared, neg, 0],
+                    [0, 4096, 3, anon | private | down, neg, 0],
                     ALLOW,
                 ),
+                (&pass, libc::SYS_memfd_create, [0; 6], ALLOW),
                 (&pass, libc::SYS_kill, [4242, 9, 0, 0, 0, 0], ALLOW),
                 (&pass, libc::SYS_kill, [4241, 0, 0, 0, 0, 0], REFUSE),
                 (&pass, libc::SYS_kill, [u32::MAX, 9, 0, 0, 0, 0], REFUSE),
