@@ -206,6 +206,15 @@ impl Traits {
 }
 
 impl Slot {
+    /// A place no worker holds: no capacity.
+    const VACANT: Self = Self {
+        base: 0,
+        room: 0,
+        spare: 0,
+        capacity: 0,
+        limited: false,
+    };
+
     fn of(candidate: &Candidate) -> Self {
         let reputation = candidate.row.score.min(10_000) * 32 / 10_000;
         let speed = 7 - (candidate.avg_latency_secs / 60).min(7);
@@ -388,12 +397,7 @@ impl Class {
         };
         // The bounds first: a worker filed already may admit more than it did (its limits
         // changed) since a plan tightened them.
-        if traits.max_input > self.max_input {
-            self.max_input = traits.max_input;
-        }
-        if warm || traits.max_model > self.max_model {
-            self.max_model = if warm { u64::MAX } else { traits.max_model };
-        }
+        self.widen(traits, warm);
         let level = slot.priority(warm);
         if self.filed[w] != 0 && self.filed[w] as u8 == mark(level, warm) {
             return;
@@ -405,6 +409,18 @@ impl Class {
         self.next_generation += 1;
         self.filed[w] = generation << 8 | u32::from(mark(level, warm));
         self.push(level, entry(w, warm, generation));
+    }
+
+    /// The bounds raised to admit what a worker of `traits` admits (any model file when it
+    /// holds the class's model, `warm`).
+    #[inline(always)]
+    fn widen(&mut self, traits: &Traits, warm: bool) {
+        self.max_input = self.max_input.max(traits.max_input);
+        self.max_model = if warm {
+            u64::MAX
+        } else {
+            self.max_model.max(traits.max_model)
+        };
     }
 
     #[inline(always)]
@@ -525,9 +541,7 @@ impl Matcher {
             {
                 self.slots[w] = slot;
                 self.traits[w] = traits;
-                if self.held[w] != candidate.models {
-                    self.held[w].clone_from(&candidate.models);
-                }
+                self.held[w].clone_from(&candidate.models);
                 for class in self.classes.iter_mut().flatten() {
                     class.refile(w, &slot, &traits, &self.held[w]);
                     if class.next_generation >= GENERATIONS {
@@ -543,9 +557,7 @@ impl Matcher {
                 self.addresses[w].clear();
                 self.taken[w] = false;
                 self.held[w].clear();
-                self.slots[w].spare = 0;
-                self.slots[w].capacity = 0;
-                self.slots[w].room = 0;
+                self.slots[w] = Slot::VACANT;
                 self.traits[w] = Traits::none();
                 for class in self.classes.iter_mut().flatten() {
                     class.refile(w, &self.slots[w], &self.traits[w], &[]);
@@ -573,13 +585,7 @@ impl Matcher {
                 // generations stay below twice that, within their 24 bits.
                 assert!(w < (GENERATIONS / 2) as usize, "over 4 million workers");
                 self.traits.push(Traits::none());
-                self.slots.push(Slot {
-                    base: 0,
-                    room: 0,
-                    spare: 0,
-                    capacity: 0,
-                    limited: false,
-                });
+                self.slots.push(Slot::VACANT);
                 self.held.push(Vec::new());
                 self.addresses.push(String::new());
                 self.seen.push(0);
@@ -699,13 +705,7 @@ impl Matcher {
                 class.max_input = 0;
                 class.max_model = 0;
                 for &(_, entry) in &passed {
-                    let limits = &traits[worker_of(entry)];
-                    class.max_input = class.max_input.max(limits.max_input);
-                    class.max_model = if warm_of(entry) {
-                        u64::MAX
-                    } else {
-                        class.max_model.max(limits.max_model)
-                    };
+                    class.widen(&traits[worker_of(entry)], warm_of(entry));
                 }
             }
             for (level, entry) in passed {
@@ -728,10 +728,8 @@ impl Matcher {
         }
         // Classes without a job lately are dropped.
         for number in 0..self.classes.len() {
-            let stale = self.classes[number]
-                .as_ref()
-                .is_some_and(|class| plan - class.last_plan >= CLASS_KEPT_PLANS);
-            if let Some(class) = self.classes[number].take_if(|_| stale) {
+            let aged = |class: &mut Class| plan - class.last_plan >= CLASS_KEPT_PLANS;
+            if let Some(class) = self.classes[number].take_if(aged) {
                 self.class_numbers
                     .remove(&(class.requirements, class.model_hash));
             }
