@@ -44,6 +44,7 @@ fn job(job_id: u64) -> JobRow {
         input_hash: format!("{job_id:064x}"),
         fee: "0x3e8".into(),
         deadline: unix_now() + 86_400,
+        items: 1,
         min_vram_mb: 16_384,
         required_flags: 3,
         min_stake_tier: 0,

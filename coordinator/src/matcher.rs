@@ -917,6 +917,10 @@ pub fn describe(reason: &UnmatchedReason) -> String {
         UnmatchedReason::DeadlineTooClose => {
             "its deadline is too close for a worker's release window: it will expire".into()
         }
+        UnmatchedReason::BatchNotServed { items } => format!(
+            "it is a batch of {items} inputs, which this network's workers do not run yet: \
+             cancel it for a full refund (`ciro job cancel`), or it is refunded at its deadline"
+        ),
         UnmatchedReason::TooLarge {
             input_bytes,
             model_bytes,

@@ -605,6 +605,11 @@ impl Operator {
             if earliest.saturating_add(release_after(job)) > job.deadline {
                 continue; // The contract would refuse: the release limit must fit.
             }
+            if job.items > 1 {
+                // A batch (many inputs under one manifest): no worker runs manifests yet. It
+                // waits in the queue for its submitter to cancel it, or for its deadline.
+                continue;
+            }
             let workers = gave_back.get(&job.job_id).copied().unwrap_or(0);
             if gave_up_on(workers, self.config.max_give_backs) {
                 continue; // Failed or refused by enough workers: it waits for its deadline.

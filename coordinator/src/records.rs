@@ -905,9 +905,12 @@ impl Store {
 
     /// The jobs assigned to `worker` that it has not given back, newest first, at most
     /// `limit` (a job given back stays assigned to it until the release lands and is indexed).
+    /// Never a batch: no worker runs manifests yet, and one handed a batch's manifest as its
+    /// input would run the model on it (this coordinator assigns none; another holder of the
+    /// role might).
     pub async fn assignments_of(&self, worker: &str, limit: u64) -> Result<Vec<JobRow>> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE worker = $1 AND state = 'Assigned' \
+            "SELECT * FROM jobs WHERE worker = $1 AND state = 'Assigned' AND items = 1 \
              AND NOT EXISTS (SELECT 1 FROM release_requests r \
                  WHERE r.job_id = jobs.job_id AND r.worker = $1) \
              ORDER BY job_id DESC LIMIT $2",

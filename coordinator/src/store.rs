@@ -229,6 +229,8 @@ pub struct JobRow {
     pub fee: String,
     /// The deadline (chain seconds).
     pub deadline: u64,
+    /// Inputs it carries: 1, or a batch's count (its input hash is its manifest's).
+    pub items: u64,
     /// Least VRAM required, in MB.
     pub min_vram_mb: u64,
     /// Capability flags required (`ciro_protocol::flags`).
@@ -770,7 +772,7 @@ fn opt_i64(value: Option<u64>, what: &str) -> Result<Option<i64>> {
     value.map(|v| i64_of(v, what)).transpose()
 }
 
-/// Rows per multi-row statement (a job row binds 21 values: well inside SQLite's and
+/// Rows per multi-row statement (a job row binds 22 values: well inside SQLite's and
 /// PostgreSQL's limits on bound values).
 const ROWS_PER_STATEMENT: usize = 200;
 
@@ -965,8 +967,8 @@ impl JobFold {
                 "INSERT INTO jobs (job_id, submitter, model_id, input_hash, fee, deadline, \
                  min_vram_mb, required_flags, min_stake_tier, min_score, terms, dispute_bond, \
                  state, worker, output_hash, disputer, assigned_at, completed_at, dispute, \
-                 submitted_block, updated_block) VALUES {}",
-                placeholders(Backend::Sqlite, chunk.len(), 21)
+                 submitted_block, updated_block, items) VALUES {}",
+                placeholders(Backend::Sqlite, chunk.len(), 22)
             );
             let mut query = sqlx::query(&sql);
             for job in chunk {
@@ -991,7 +993,8 @@ impl JobFold {
                     .bind(opt_i64(job.completed_at, "completed_at")?)
                     .bind(job.dispute.clone())
                     .bind(block)
-                    .bind(block);
+                    .bind(block)
+                    .bind(i64_of(job.items, "items")?);
             }
             query
                 .execute(&mut **tx)
@@ -1068,6 +1071,7 @@ impl JobFold {
             fresh.text(job.dispute.as_deref());
             fresh.int(Some(block));
             fresh.int(Some(block));
+            fresh.int(Some(i64_of(job.items, "items")?));
             fresh.end_row();
         }
         fresh
@@ -1076,7 +1080,7 @@ impl JobFold {
                 "COPY jobs (job_id, submitter, model_id, input_hash, fee, deadline, min_vram_mb, \
                  required_flags, min_stake_tier, min_score, terms, dispute_bond, state, worker, \
                  output_hash, disputer, assigned_at, completed_at, dispute, submitted_block, \
-                 updated_block) FROM STDIN",
+                 updated_block, items) FROM STDIN",
             )
             .await
             .context("writing the page's new jobs")?;
@@ -1515,6 +1519,7 @@ macro_rules! page_statements {
                     input_hash: r.try_get("input_hash")?,
                     fee: r.try_get("fee")?,
                     deadline: u64_of(r.try_get("deadline")?, "deadline")?,
+                    items: u64_of(r.try_get("items")?, "items")?,
                     min_vram_mb: u64_of(r.try_get("min_vram_mb")?, "min_vram_mb")?,
                     required_flags: u64_of(r.try_get("required_flags")?, "required_flags")?,
                     min_stake_tier: u64_of(r.try_get("min_stake_tier")?, "min_stake_tier")?,

@@ -1497,3 +1497,68 @@ async fn only_a_staked_worker_or_one_finishing_its_job_is_taken_as_live() {
         vec![job]
     );
 }
+
+/// A batch (JobMgr's `submit_batch`: eight inputs under one manifest) is indexed with its
+/// inputs, and no worker is given it: workers do not run manifests yet, so the coordinator
+/// says so as the reason it waits, while a single job submitted after it on the same model
+/// goes to the live worker. Its submitter's cancellation refunds all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_indexed_with_its_inputs_and_left_for_its_submitter_to_cancel() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let (model, model_digest) = model_with_file(&s, &c, b"a model for batches").await;
+    s.active_worker(Actor::WorkerA).await;
+    announce(&worker, &[model_digest]).await;
+    let beating = keep_live(c.client_as(&s, Actor::WorkerA), vec![model_digest]).await;
+    let manifest = c
+        .client_as(&s, Actor::Submitter)
+        .upload_blob(vec![7u8; 8 * 32])
+        .await
+        .expect("uploading the manifest")
+        .digest;
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_batch(
+        &model,
+        &u256_from_digest(&manifest.0),
+        &8,
+        &u256(8 * JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_batch");
+    let batch = call(s.jobs_reader().job_count()).await.expect("job_count");
+    let (single, _) = job_with_input(&s, &c, model, b"one input").await;
+    chain_state(&s, single, "Assigned").await;
+
+    let details = eventually("the batch is indexed", WAIT, || async {
+        c.client().job(batch).await.ok()
+    })
+    .await;
+    assert_eq!(
+        (details.job.items, details.job.state),
+        (8, JobState::Queued),
+        "{details:?}"
+    );
+    assert_eq!(
+        details.unmatched.as_ref().map(|u| u.reason.clone()),
+        Some(UnmatchedReason::BatchNotServed { items: 8 }),
+        "{details:?}"
+    );
+    assert_eq!(c.client().job(single).await.expect("job").job.items, 1);
+    chain_state(&s, batch, "Queued").await;
+
+    s.send(s.jobs_as(Actor::Submitter).cancel_job(&batch))
+        .await
+        .expect("cancel_job");
+    indexed_state(&c, batch, JobState::Cancelled).await;
+    assert_eq!(
+        s.balance_of(Actor::Submitter).await,
+        FUNDS - JOB_FEE,
+        "the batch's 8 fees came back; the single job's is escrowed"
+    );
+    beating.abort();
+    s.assert_invariants("after the batch's cancellation").await;
+    c.stop().await;
+}

@@ -1,5 +1,6 @@
 //! Gas report: every JobMgr and CDC Pool operation, a whole job lifecycle, and `finalize_jobs`
-//! over batches of 1, 10 and 50, each next to a plain STRK `transfer` measured in the same run
+//! over batches of 1, 10 and 50, and the lifecycle of batch jobs of 10, 32 and 100 inputs per
+//! input, each next to a plain STRK `transfer` measured in the same run
 //! on the same devnet. Prints L1 gas, L1 data gas, L2 gas, the fee in STRK, and the fee as a
 //! ratio to the transfer's.
 //!
@@ -280,6 +281,44 @@ async fn run() -> Result<()> {
         report.row(
             format!("JobMgr.finalize_jobs batch {n}, per job"),
             cost.per(n as u64),
+        );
+    }
+
+    // Batches: one job of many inputs, its four transactions divided by its inputs.
+    for items in [10u32, 32, 100] {
+        let deadline = s.net.now().await? + 3_600;
+        let submit = measure(
+            &s,
+            s.jobs_as(Actor::Submitter).submit_batch(
+                &model,
+                &u256(1),
+                &items,
+                &u256(JOB_FEE * u128::from(items)),
+                &deadline,
+                &no_options(),
+            ),
+        )
+        .await?;
+        let job = call(s.jobs_reader().job_count()).await?;
+        let assign = measure(
+            &s,
+            s.jobs_as(Actor::Coordinator)
+                .assign_job(&job, &s.addr(Actor::WorkerA)),
+        )
+        .await?;
+        let result = measure(&s, s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(7))).await?;
+        s.advance(RESULT_WINDOW).await;
+        let finalize = measure(&s, s.jobs_as(Actor::Attacker).finalize(&job)).await?;
+        if items == 32 {
+            report.row("JobMgr.submit_batch (32 inputs)", submit);
+        }
+        report.row(
+            format!("**batch lifecycle**, {items} inputs, per input"),
+            submit
+                .add(assign)
+                .add(result)
+                .add(finalize)
+                .per(u64::from(items)),
         );
     }
     report.print();

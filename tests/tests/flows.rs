@@ -147,6 +147,66 @@ async fn flow_2_disputes_worker_at_fault_refunded_and_slashed_worker_right_paid_
 }
 
 #[tokio::test]
+async fn flow_2b_a_batch_of_inputs_is_escrowed_run_and_paid_as_one_job() {
+    // Story: the Submitter pays 8 × 1,000 for a batch of 8 inputs (one manifest); the
+    // coordinator assigns it with `assign_jobs` to WorkerA, who commits one output manifest;
+    // after the window `finalize_jobs` pays WorkerA 8,000 − 5% in one payment, the 400
+    // protocol fee goes through the pool (to the treasury: no stake has warmed up), and one success is recorded (a batch is
+    // one outcome). Then a batch the Submitter cancels comes back whole.
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let deadline = s.net.now().await.unwrap() + 3_600;
+    let fee = 8 * JOB_FEE;
+    let submitter = s.jobs_as(Actor::Submitter);
+    for manifest in [0xba7c, 0xba7d] {
+        s.send(submitter.submit_batch(
+            &model,
+            &u256(manifest),
+            &8,
+            &u256(fee),
+            &deadline,
+            &no_options(),
+        ))
+        .await
+        .unwrap();
+    }
+    s.send(s.jobs_as(Actor::Coordinator).assign_jobs(&vec![
+        ciro_chain::bindings::job_mgr::Assignment {
+            job_id: 1,
+            worker: s.addr(Actor::WorkerA),
+        },
+    ]))
+    .await
+    .unwrap();
+    s.send(s.jobs_as(Actor::WorkerA).submit_result(&1, &u256(0x0a7)))
+        .await
+        .unwrap();
+    s.send(submitter.cancel_job(&2)).await.unwrap();
+    s.assert_invariants("result in, one batch cancelled").await;
+    s.advance(RESULT_WINDOW).await;
+    s.send(s.jobs_as(Actor::Attacker).finalize_jobs(&vec![1]))
+        .await
+        .unwrap();
+
+    let protocol_fee = fee * u128::from(PROTOCOL_FEE_BPS) / 10_000;
+    let info = s.job_info(1).await;
+    assert_eq!((info.job.state, info.items), (JobState::Finalized, 8));
+    assert_eq!(
+        s.balance_of(Actor::WorkerA).await,
+        FUNDS - MIN_STAKE[3] + fee - protocol_fee
+    );
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - fee);
+    assert_eq!(s.job_info(2).await.job.state, JobState::Cancelled);
+    let rep = s.worker_info(Actor::WorkerA).await.reputation;
+    assert_eq!((rep.completed, rep.failed, rep.missed), (1, 0, 0));
+    // Nobody's stake has warmed up: the pool passes the protocol fee to the treasury.
+    assert_eq!(s.balance_of(TREASURY).await, protocol_fee);
+    s.assert_invariants("end").await;
+    assert_eq!(total_supply_held(&s).await, MINTED);
+}
+
+#[tokio::test]
 async fn flow_3_timeout_release_reassign_complete_then_deadline_expire_refund() {
     // Story: WorkerA sits on an assignment; after the timeout anyone releases it (a miss for
     // WorkerA); the coordinator reassigns it to WorkerB, who completes it and is paid. A second
@@ -415,6 +475,18 @@ async fn flow_7_pause_stops_new_business_and_every_exit_still_works() {
             &model,
             &u256(1),
             &u256(JOB_FEE),
+            &deadline,
+            &no_options(),
+        ))
+        .await,
+        "GOV: paused",
+    );
+    assert_reverts(
+        s.send(s.jobs_as(Actor::Submitter).submit_batch(
+            &model,
+            &u256(1),
+            &2,
+            &u256(2 * JOB_FEE),
             &deadline,
             &no_options(),
         ))

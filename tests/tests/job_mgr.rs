@@ -631,14 +631,15 @@ async fn submit_job_pulls_fee_into_escrow_and_queues_the_job() {
             input_hash: u256(0x1a),
             fee: u256(JOB_FEE),
             deadline,
+            items: 1,
             requirements: requirements(),
             terms: terms_for(JOB_FEE),
             dispute_bond: u256(DISPUTE_BOND),
         })],
     );
     assert_eq!(
-        (info.terms, info.requirements, info.dispute_bond),
-        (terms_for(JOB_FEE), requirements(), u256(DISPUTE_BOND))
+        (info.terms, info.requirements, info.dispute_bond, info.items),
+        (terms_for(JOB_FEE), requirements(), u256(DISPUTE_BOND), 1)
     );
     assert_eq!(
         call(s.jobs_reader().totals()).await.unwrap(),
@@ -1002,6 +1003,258 @@ async fn submit_job_rejects_a_token_that_delivers_less_than_the_fee() {
         .await,
         "JM: transfer_from shortfall",
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// batches: one job of many inputs
+// ---------------------------------------------------------------------------------------
+
+/// Inputs of the batches below.
+const ITEMS: u32 = 8;
+
+#[tokio::test]
+async fn submit_batch_escrows_the_whole_fee_and_queues_one_job_of_its_items() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let deadline = deadline_in(&s, 3_600).await;
+    let fee = JOB_FEE * u128::from(ITEMS);
+    let out = s
+        .send(s.jobs_as(Actor::Submitter).submit_batch(
+            &model,
+            &u256(0xba7c),
+            &ITEMS,
+            &u256(fee),
+            &deadline,
+            &no_options(),
+        ))
+        .await
+        .unwrap();
+    // One job: one escrow of the whole fee, terms fixed from it (the bond scales with it).
+    let bond = fee * u128::from(DISPUTE_BOND_BPS) / 10_000;
+    assert_events(
+        &out,
+        s.job_mgr,
+        &[job_mgr::Event::JobSubmitted(job_mgr::JobSubmitted {
+            job_id: 1,
+            submitter: s.addr(Actor::Submitter),
+            model_id: model,
+            input_hash: u256(0xba7c),
+            fee: u256(fee),
+            deadline,
+            items: ITEMS,
+            requirements: requirements(),
+            terms: terms_for(fee),
+            dispute_bond: u256(bond),
+        })],
+    );
+    assert_eq!(s.balance(s.job_mgr).await, fee);
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS - fee);
+    let info = s.job_info(1).await;
+    assert_eq!(
+        (
+            info.items,
+            info.job.state,
+            info.job.input_hash,
+            info.dispute_bond
+        ),
+        (ITEMS, JobState::Queued, u256(0xba7c), u256(bond))
+    );
+    assert_eq!(call(s.jobs_reader().job_count()).await.unwrap(), 1);
+    assert_eq!(
+        call(s.jobs_reader().totals()).await.unwrap(),
+        (u256(fee), u256(0))
+    );
+    // A single job beside it still shows one input.
+    let single = s.job(model).await;
+    assert_eq!(s.job_info(single).await.items, 1);
+}
+
+#[tokio::test]
+async fn submit_batch_rejects_fewer_than_2_or_more_than_1000_items() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let deadline = deadline_in(&s, 600).await;
+    let jobs = s.jobs_as(Actor::Submitter);
+    for items in [0u32, 1, 1_001] {
+        let fee = JOB_FEE * u128::from(items.max(1));
+        assert_reverts(
+            s.send(jobs.submit_batch(
+                &model,
+                &u256(1),
+                &items,
+                &u256(fee),
+                &deadline,
+                &no_options(),
+            ))
+            .await,
+            "JM: items out of bounds",
+        );
+    }
+    // Both bounds themselves are accepted.
+    for items in [2u32, 1_000] {
+        let fee = MODEL_PRICE * u128::from(items);
+        s.send(jobs.submit_batch(
+            &model,
+            &u256(1),
+            &items,
+            &u256(fee),
+            &deadline,
+            &no_options(),
+        ))
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.job_info(2).await.items, 1_000);
+    assert_eq!(s.balance(s.job_mgr).await, MODEL_PRICE * 1_002);
+}
+
+#[tokio::test]
+async fn attack_a_batch_cannot_buy_an_input_below_the_model_price_or_the_minimum_fee() {
+    // A submitter batching inputs to pay less than a single job would for each is refused:
+    // the fee divided by the items must reach both the model's price and the minimum fee.
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await; // price 100
+    let deadline = deadline_in(&s, 600).await;
+    let jobs = s.jobs_as(Actor::Submitter);
+    let batch = |model: u64, fee: u128| {
+        jobs.submit_batch(
+            &model,
+            &u256(1),
+            &ITEMS,
+            &u256(fee),
+            &deadline,
+            &no_options(),
+        )
+    };
+    assert_reverts(
+        s.send(batch(model, MODEL_PRICE * u128::from(ITEMS) - 1))
+            .await,
+        "JM: fee below model price",
+    );
+    // The price of one input is not enough for the batch either.
+    assert_reverts(
+        s.send(batch(model, MODEL_PRICE)).await,
+        "JM: fee below model price",
+    );
+    let admin = s.jobs_as(Actor::Admin);
+    s.send(admin.register_model(&u256(2), &requirements(), &u256(0)))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(batch(2, MIN_FEE * u128::from(ITEMS) - 1)).await,
+        "JM: fee below minimum",
+    );
+    // A price whose product with the items would overflow u256 (2^254 × 8) is refused with
+    // the price's reason, not an arithmetic panic.
+    let huge = ciro_chain::cainome::cairo_serde::U256 {
+        low: 0,
+        high: 1 << 126,
+    };
+    s.send(admin.register_model(&u256(3), &requirements(), &huge))
+        .await
+        .unwrap();
+    assert_reverts(s.send(batch(3, FUNDS)).await, "JM: fee below model price");
+    assert_eq!(s.balance(s.job_mgr).await, 0);
+    // Exactly the price of each input is accepted.
+    s.send(batch(model, MODEL_PRICE * u128::from(ITEMS)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn submit_batch_rejects_what_submit_job_rejects() {
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    let now = s.net.now().await.unwrap();
+    let jobs = s.jobs_as(Actor::Submitter);
+    let fee = u256(JOB_FEE * u128::from(ITEMS));
+    let batch = |model: u64, deadline: u64, options: job_mgr::JobOptions| {
+        jobs.submit_batch(&model, &u256(1), &ITEMS, &fee, &deadline, &options)
+    };
+    assert_reverts(
+        s.send(batch(9, now + 600, no_options())).await,
+        "JM: unknown model",
+    );
+    assert_reverts(
+        s.send(batch(model, now.saturating_sub(1), no_options()))
+            .await,
+        "JM: deadline not in future",
+    );
+    assert_reverts(
+        s.send(batch(model, now + MAX_JOB_DURATION + 100, no_options()))
+            .await,
+        "JM: deadline too far",
+    );
+    assert_reverts(
+        s.send(batch(
+            model,
+            now + 600,
+            job_mgr::JobOptions {
+                min_stake_tier: 4,
+                ..no_options()
+            },
+        ))
+        .await,
+        "JM: stake tier out of bounds",
+    );
+    s.send(s.jobs_as(Actor::Admin).set_model_active(&model, &false))
+        .await
+        .unwrap();
+    assert_reverts(
+        s.send(batch(model, now + 600, no_options())).await,
+        "JM: model inactive",
+    );
+    assert_eq!(s.balance(s.job_mgr).await, 0);
+}
+
+#[tokio::test]
+async fn attack_a_worker_at_fault_on_one_input_loses_the_whole_batch() {
+    // A batch is run, paid and judged as one job: the worker commits one output manifest, and
+    // a dispute naming one wrong input refunds every input's fee and slashes the worker, the
+    // disputer's award capped at the whole batch's fee times the award multiple (not one
+    // input's, and not uncapped).
+    let s = System::deploy().await.unwrap();
+    let model = s.model().await;
+    s.active_worker(Actor::WorkerA).await;
+    let deadline = deadline_in(&s, 3_600).await;
+    let fee = MODEL_PRICE * u128::from(ITEMS); // 800
+    s.send(s.jobs_as(Actor::Submitter).submit_batch(
+        &model,
+        &u256(0xba7c),
+        &ITEMS,
+        &u256(fee),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .unwrap();
+    s.complete(1, Actor::WorkerA).await;
+    let bond = (fee * u128::from(DISPUTE_BOND_BPS) / 10_000).max(MIN_DISPUTE_BOND);
+    s.send(s.jobs_as(Actor::Submitter).open_dispute(&1, &felt(3)))
+        .await
+        .unwrap();
+    assert_eq!(s.balance(s.job_mgr).await, fee + bond);
+    s.send(
+        s.jobs_as(Actor::Arbiter)
+            .resolve_dispute(&1, &true, &MAX_DISPUTE_SLASH_BPS),
+    )
+    .await
+    .unwrap();
+    // Slash 4,000 of 8,000; the beneficiary's share (2,000) is cut to 2 × 800.
+    let slash = MIN_STAKE[3] * u128::from(MAX_DISPUTE_SLASH_BPS) / 10_000;
+    let cap = fee * u128::from(MAX_AWARD_MULTIPLE);
+    assert!(slash * u128::from(BENEFICIARY_SHARE_BPS) / 10_000 > cap);
+    assert_eq!(s.job_info(1).await.job.state, JobState::Refunded);
+    assert_eq!(s.balance_of(Actor::Submitter).await, FUNDS + cap);
+    assert_eq!(s.balance_of(TREASURY).await, slash - cap);
+    assert_eq!(s.balance(s.job_mgr).await, 0);
+    let worker = s.worker_info(Actor::WorkerA).await;
+    assert_eq!(worker.stake, u256(MIN_STAKE[3] - slash));
+    assert_eq!(
+        (worker.reputation.completed, worker.reputation.failed),
+        (0, 1)
+    );
+    s.assert_invariants("batch refunded").await;
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ const WINDOW_CLOSED: felt252 = 'JM: challenge window closed';
 const DISPUTE_OPEN: felt252 = 'JM: dispute already open';
 const EMPTY_BATCH: felt252 = 'JM: empty batch';
 const BATCH_TOO_LARGE: felt252 = 'JM: batch too large';
+const BAD_ITEM_COUNT: felt252 = 'JM: items out of bounds';
 const BAD_LIMIT: felt252 = 'JM: limit out of bounds';
 const BAD_SLASH_BPS: felt252 = 'JM: slash bps out of bounds';
 const BAD_PROTOCOL_FEE: felt252 = 'JM: protocol fee over 10%';

@@ -49,6 +49,26 @@ trait IJobMgrJobs<TContractState> {
         deadline: u64,
         options: JobOptions
     ) -> u64;
+    /// `submit_job` for a batch of `items` (2 to 1,000) inputs of one model, run, paid,
+    /// disputed and refunded as one job: one escrow, one assignment, one result, one payment.
+    /// `manifest_hash` is the SHA-256 of the batch's input manifest (the inputs' SHA-256
+    /// digests, 32 bytes each, in order); the worker commits the SHA-256 of the output
+    /// manifest (the outputs' digests in the same order) as the result. `fee` pays for all the
+    /// inputs: fee / items must be at least the model's price and the minimum fee (a batch
+    /// never buys an input below a single job's price). The terms are fixed as for a single
+    /// job, from the whole fee (dispute bond, award cap, rated). A dispute contests the whole
+    /// batch (its evidence names the input): a worker at fault refunds all of it.
+    /// Requires: those of `submit_job`, 2 <= items <= 1,000. Emits `JobSubmitted` (with
+    /// `items`).
+    fn submit_batch(
+        ref self: TContractState,
+        model_id: u64,
+        manifest_hash: u256,
+        items: u32,
+        fee: u256,
+        deadline: u64,
+        options: JobOptions
+    ) -> u64;
     /// Refunds a queued job to its submitter. Requires: caller is the submitter, job Queued.
     /// Emits `JobCancelled`.
     fn cancel_job(ref self: TContractState, job_id: u64);

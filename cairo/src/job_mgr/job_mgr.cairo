@@ -46,6 +46,8 @@ mod JobMgr {
     const MAX_SCORE: u32 = 10000;
     /// Most entries of a batch or a page.
     const MAX_BATCH: u32 = 100;
+    /// Most inputs of one batch job.
+    const MAX_ITEMS: u32 = 1000;
     const MAX_PAGE: u64 = 100;
     /// Parameter bounds.
     const MAX_AMOUNT_PARAM: u256 = 1000000000000000000000000; // 10^6 tokens
@@ -86,8 +88,10 @@ mod JobMgr {
         job_bond: LegacyMap<u64, u256>,
         /// Escrowed fee of each job.
         job_fee: LegacyMap<u64, u256>,
-        /// SHA-256 of each job's input tensors.
+        /// SHA-256 of each job's input tensors (a batch's: of its manifest).
         job_input: LegacyMap<u64, u256>,
+        /// A batch's number of inputs; 0 (written never) for a single job.
+        job_items: LegacyMap<u64, u32>,
         /// State and timestamps of each job (one packed slot).
         job_status: LegacyMap<u64, JobStatus>,
         /// The worker a job is assigned to, or zero.
@@ -160,6 +164,8 @@ mod JobMgr {
         requirements: Requirements,
         terms: JobTerms,
         dispute_bond: u256,
+        /// Inputs it carries: 1 for `submit_job`, 2 and more for a batch.
+        items: u32,
     }
 
     #[derive(Drop, starknet::Event)]
@@ -384,99 +390,25 @@ mod JobMgr {
             deadline: u64,
             options: JobOptions
         ) -> u64 {
-            assert_open();
-            let model = self.known_model(model_id);
-            assert(model.active, errors::MODEL_INACTIVE);
-            let params = self.params.read();
-            assert(fee >= model.price, errors::FEE_BELOW_PRICE);
-            assert(fee >= params.min_fee, errors::FEE_BELOW_MINIMUM);
-            let now = get_block_timestamp();
-            assert(deadline > now, errors::DEADLINE_IN_PAST);
-            assert(deadline <= now + params.max_job_duration, errors::DEADLINE_TOO_FAR);
-            assert(known_flags(options.extra_flags), errors::UNKNOWN_FLAG);
-            assert(options.min_stake_tier <= MAX_STAKE_TIER, errors::BAD_STAKE_TIER);
-            assert(options.min_score <= MAX_SCORE, errors::BAD_MIN_SCORE);
-            let release_after = if options.release_after == 0 {
-                params.assignment_timeout
+            self.submit(model_id, input_hash, 1, fee, deadline, options)
+        }
+
+        fn submit_batch(
+            ref self: ContractState,
+            model_id: u64,
+            manifest_hash: u256,
+            items: u32,
+            fee: u256,
+            deadline: u64,
+            options: JobOptions
+        ) -> u64 {
+            // One input is a single job (`submit_job`): a batch has at least two.
+            let items = if items == 1 {
+                0
             } else {
-                // A submitter may give workers more time than the default, never less: a
-                // hair-trigger release would let it farm misses against a worker.
-                assert(
-                    options.release_after >= params.assignment_timeout
-                        && options.release_after <= MAX_ASSIGNMENT_TIMEOUT,
-                    errors::BAD_RELEASE_AFTER
-                );
-                options.release_after
+                items
             };
-            let model_req = model.requirements;
-            let requirements = Requirements {
-                min_vram_mb: if options.min_vram_mb > model_req.min_vram_mb {
-                    options.min_vram_mb
-                } else {
-                    model_req.min_vram_mb
-                },
-                required_flags: model_req.required_flags | options.extra_flags,
-                min_stake_tier: if options.min_stake_tier > model_req.min_stake_tier {
-                    options.min_stake_tier
-                } else {
-                    model_req.min_stake_tier
-                },
-                min_score: if options.min_score > model_req.min_score {
-                    options.min_score
-                } else {
-                    model_req.min_score
-                },
-            };
-            let terms = JobTerms {
-                challenge_window: params.challenge_window,
-                release_after,
-                arbitration_window: params.arbitration_window,
-                protocol_fee_bps: params.protocol_fee_bps,
-                max_slash_bps: params.max_dispute_slash_bps,
-                max_award_multiple: params.max_award_multiple,
-                rated: fee >= params.min_rated_fee,
-            };
-            let scaled_bond = fee * params.dispute_bond_bps.into() / BPS;
-            let dispute_bond = if scaled_bond > params.min_dispute_bond {
-                scaled_bond
-            } else {
-                params.min_dispute_bond
-            };
-            let submitter = get_caller_address();
-            self.pull(submitter, fee);
-            let job_id = self.job_count.read() + 1;
-            self.job_count.write(job_id);
-            self.job_core.write(job_id, JobCore { submitter, model_id, deadline });
-            self.job_terms.write(job_id, terms);
-            self.job_requirements.write(job_id, requirements);
-            self.job_bond.write(job_id, dispute_bond);
-            self.job_fee.write(job_id, fee);
-            self.job_input.write(job_id, input_hash);
-            self
-                .job_status
-                .write(
-                    job_id,
-                    JobStatus { state: JobState::Queued(()), assigned_at: 0, completed_at: 0 }
-                );
-            let index = self.submitter_job_count.read(submitter);
-            self.submitter_jobs.write((submitter, index), job_id);
-            self.submitter_job_count.write(submitter, index + 1);
-            self.escrow_total.write(self.escrow_total.read() + fee);
-            self
-                .emit(
-                    JobSubmitted {
-                        job_id,
-                        submitter,
-                        model_id,
-                        input_hash,
-                        fee,
-                        deadline,
-                        requirements,
-                        terms,
-                        dispute_bond
-                    }
-                );
-            job_id
+            self.submit(model_id, manifest_hash, items, fee, deadline, options)
         }
 
         fn cancel_job(ref self: ContractState, job_id: u64) {
@@ -842,6 +774,125 @@ mod JobMgr {
 
     #[generate_trait]
     impl InternalImpl of InternalTrait {
+        /// Escrows `fee` for a job of `items` inputs (1: a single job; more: a batch, whose
+        /// `input_hash` is its manifest's) and queues it; see `submit_job` and `submit_batch`.
+        fn submit(
+            ref self: ContractState,
+            model_id: u64,
+            input_hash: u256,
+            items: u32,
+            fee: u256,
+            deadline: u64,
+            options: JobOptions
+        ) -> u64 {
+            assert_open();
+            // `submit_job` passes 1; a batch has 2 or more.
+            assert(items >= 1 && items <= MAX_ITEMS, errors::BAD_ITEM_COUNT);
+            let model = self.known_model(model_id);
+            assert(model.active, errors::MODEL_INACTIVE);
+            let params = self.params.read();
+            // Per input: fee / items >= x exactly when fee >= items * x, without the product
+            // (a price near u256's top would overflow it).
+            let per_item = if items == 1 {
+                fee
+            } else {
+                fee / items.into()
+            };
+            assert(per_item >= model.price, errors::FEE_BELOW_PRICE);
+            assert(per_item >= params.min_fee, errors::FEE_BELOW_MINIMUM);
+            let now = get_block_timestamp();
+            assert(deadline > now, errors::DEADLINE_IN_PAST);
+            assert(deadline <= now + params.max_job_duration, errors::DEADLINE_TOO_FAR);
+            assert(known_flags(options.extra_flags), errors::UNKNOWN_FLAG);
+            assert(options.min_stake_tier <= MAX_STAKE_TIER, errors::BAD_STAKE_TIER);
+            assert(options.min_score <= MAX_SCORE, errors::BAD_MIN_SCORE);
+            let release_after = if options.release_after == 0 {
+                params.assignment_timeout
+            } else {
+                // A submitter may give workers more time than the default, never less: a
+                // hair-trigger release would let it farm misses against a worker.
+                assert(
+                    options.release_after >= params.assignment_timeout
+                        && options.release_after <= MAX_ASSIGNMENT_TIMEOUT,
+                    errors::BAD_RELEASE_AFTER
+                );
+                options.release_after
+            };
+            let model_req = model.requirements;
+            let requirements = Requirements {
+                min_vram_mb: if options.min_vram_mb > model_req.min_vram_mb {
+                    options.min_vram_mb
+                } else {
+                    model_req.min_vram_mb
+                },
+                required_flags: model_req.required_flags | options.extra_flags,
+                min_stake_tier: if options.min_stake_tier > model_req.min_stake_tier {
+                    options.min_stake_tier
+                } else {
+                    model_req.min_stake_tier
+                },
+                min_score: if options.min_score > model_req.min_score {
+                    options.min_score
+                } else {
+                    model_req.min_score
+                },
+            };
+            let terms = JobTerms {
+                challenge_window: params.challenge_window,
+                release_after,
+                arbitration_window: params.arbitration_window,
+                protocol_fee_bps: params.protocol_fee_bps,
+                max_slash_bps: params.max_dispute_slash_bps,
+                max_award_multiple: params.max_award_multiple,
+                rated: fee >= params.min_rated_fee,
+            };
+            let scaled_bond = fee * params.dispute_bond_bps.into() / BPS;
+            let dispute_bond = if scaled_bond > params.min_dispute_bond {
+                scaled_bond
+            } else {
+                params.min_dispute_bond
+            };
+            let submitter = get_caller_address();
+            self.pull(submitter, fee);
+            let job_id = self.job_count.read() + 1;
+            self.job_count.write(job_id);
+            self.job_core.write(job_id, JobCore { submitter, model_id, deadline });
+            self.job_terms.write(job_id, terms);
+            self.job_requirements.write(job_id, requirements);
+            self.job_bond.write(job_id, dispute_bond);
+            self.job_fee.write(job_id, fee);
+            self.job_input.write(job_id, input_hash);
+            if items != 1 {
+                self.job_items.write(job_id, items);
+            }
+            self
+                .job_status
+                .write(
+                    job_id,
+                    JobStatus { state: JobState::Queued(()), assigned_at: 0, completed_at: 0 }
+                );
+            let index = self.submitter_job_count.read(submitter);
+            self.submitter_jobs.write((submitter, index), job_id);
+            self.submitter_job_count.write(submitter, index + 1);
+            self.escrow_total.write(self.escrow_total.read() + fee);
+            self
+                .emit(
+                    JobSubmitted {
+                        job_id,
+                        submitter,
+                        model_id,
+                        input_hash,
+                        fee,
+                        deadline,
+                        requirements,
+                        terms,
+                        dispute_bond,
+                        items
+                    }
+                );
+            job_id
+        }
+
         fn known_model(self: @ContractState, model_id: u64) -> Model {
             assert(model_id != 0 && model_id <= self.model_count.read(), errors::UNKNOWN_MODEL);
             self.models.read(model_id)
@@ -861,6 +912,7 @@ mod JobMgr {
             let core = self.job_core.read(job_id);
             let status = self.job_status.read(job_id);
             let worker = self.job_worker.read(job_id);
+            let items = self.job_items.read(job_id);
             JobInfo {
                 job_id, job: Job {
                     submitter: core.submitter,
@@ -883,6 +935,11 @@ mod JobMgr {
                 requirements: self.job_requirements.read(job_id),
                 dispute_bond: self.job_bond.read(job_id),
                 dispute: self.disputes.read(job_id),
+                items: if items == 0 {
+                    1
+                } else {
+                    items
+                },
             }
         }
 

@@ -191,6 +191,9 @@ struct JobInfo {
     /// Bond a dispute of this job costs.
     dispute_bond: u256,
     dispute: Dispute,
+    /// Inputs the job carries: 1, or a batch's count (its input and output hashes are then
+    /// those of its manifests).
+    items: u32,
 }
 
 /// What of a job never changes after submission and the hot paths read.

@@ -263,6 +263,7 @@ mod tests {
             input_hash: "11".repeat(32),
             fee: "0x64".into(),
             deadline: 1_000,
+            items: 1,
             min_vram_mb: 0,
             required_flags: 0,
             min_stake_tier: 0,

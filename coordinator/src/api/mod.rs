@@ -867,6 +867,7 @@ fn job_of(row: &JobRow) -> ApiResult<Job> {
         input_hash: parse_digest_text(&row.input_hash)?,
         fee: parse_amount_text(&row.fee)?,
         deadline: row.deadline,
+        items: row.items,
         state: job_state(&row.state)?,
         worker: row.worker.as_deref().map(parse_address_text).transpose()?,
         assigned_at: row.assigned_at,
@@ -1705,6 +1706,9 @@ pub fn unmatched_reason(
     candidates: &[Candidate],
 ) -> UnmatchedReason {
     let job = &view.job;
+    if job.items > 1 {
+        return UnmatchedReason::BatchNotServed { items: job.items };
+    }
     if !view.input {
         return UnmatchedReason::InputNotUploaded;
     }

@@ -207,6 +207,7 @@ fn job(job_id: u64, submitter: Felt) -> Job {
         input_hash: Digest::of(b"input"),
         fee: U256::from(10u128.pow(18)),
         deadline: 1_900_000_000,
+        items: 1,
         state: JobState::Queued,
         worker: None,
         assigned_at: None,

@@ -727,7 +727,8 @@ async fn submit(args: SubmitArgs) -> Result<()> {
                 if j.submitter.0 == me.address
                     && j.input_hash == input_hash
                     && j.fee == u256(fee)
-                    && j.model_id == model_id =>
+                    && j.model_id == model_id
+                    && j.items == 1 =>
             {
                 Some(j.job_id)
             }

@@ -142,6 +142,10 @@ pub struct Job {
     pub fee: U256,
     /// No result is accepted after it (unix seconds).
     pub deadline: u64,
+    /// Inputs it carries: 1, or a batch's count (JobMgr's `submit_batch`: its input and output
+    /// hashes are then those of its manifests, and no worker runs batches yet).
+    #[serde(default = "one_item")]
+    pub items: u64,
     /// Its state.
     pub state: JobState,
     /// The assigned worker, once assigned.
@@ -235,6 +239,13 @@ pub enum UnmatchedReason {
     },
     /// It will be considered at the matcher's next tick.
     AwaitingMatcher,
+    /// It is a batch (JobMgr's `submit_batch`: many inputs under one manifest), which no
+    /// worker runs yet: it stays queued until its submitter cancels it (a full refund) or its
+    /// deadline passes (a refund on expiry).
+    BatchNotServed {
+        /// Its inputs.
+        items: u64,
+    },
     /// Its deadline leaves less than the job's release window: no worker may be assigned it
     /// (the chain refuses), and it will expire with a refund.
     DeadlineTooClose,
@@ -733,6 +744,11 @@ pub struct JobEvent {
     pub transaction_hash: Felt,
 }
 
+/// A job's inputs when a document leaves them out: one.
+fn one_item() -> u64 {
+    1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,6 +761,7 @@ mod tests {
             input_hash: Digest::of(b"input"),
             fee: U256::from(10u128.pow(18)),
             deadline: 1_900_000_000,
+            items: 1,
             state: JobState::Queued,
             worker: None,
             assigned_at: None,
@@ -793,6 +810,7 @@ mod tests {
                     "input_hash": Digest::of(b"input").to_string(),
                     "fee": "0xde0b6b3a7640000",
                     "deadline": 1_900_000_000u64,
+                    "items": 1,
                     "state": "queued",
                     "requirements": {
                         "min_vram_mb": 16_000, "required_flags": 1,
