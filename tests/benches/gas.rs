@@ -98,6 +98,27 @@ async fn measure(
     Ok(Cost::of(&s.send(execution).await?))
 }
 
+/// One job's four transactions after `submission` (a `submit_job` or a `submit_batch`): it
+/// is assigned to WorkerA, who commits a result, and finalized after the window; the cost of
+/// each, in that order.
+async fn lifecycle(
+    s: &System,
+    submission: ciro_chain::starknet::accounts::ExecutionV3<'_, ciro_chain::RpcAccount>,
+) -> Result<[Cost; 4]> {
+    let submit = measure(s, submission).await?;
+    let job = call(s.jobs_reader().job_count()).await?;
+    let assign = measure(
+        s,
+        s.jobs_as(Actor::Coordinator)
+            .assign_job(&job, &s.addr(Actor::WorkerA)),
+    )
+    .await?;
+    let result = measure(s, s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(7))).await?;
+    s.advance(RESULT_WINDOW).await;
+    let finalize = measure(s, s.jobs_as(Actor::Attacker).finalize(&job)).await?;
+    Ok([submit, assign, result, finalize])
+}
+
 /// `n` jobs of `model` completed by WorkerA (submitted, assigned and answered in three
 /// multicalls); their ids.
 async fn completed_jobs(s: &System, model: u64, n: usize) -> Result<Vec<u64>> {
@@ -202,27 +223,12 @@ async fn run() -> Result<()> {
     report.row("JobMgr.register_model", model_cost);
     let model = 1;
     let deadline = s.net.now().await? + 3_600;
-    let submit = measure(
+    let submitter_jobs = s.jobs_as(Actor::Submitter);
+    let [submit, assign, result, finalize] = lifecycle(
         &s,
-        s.jobs_as(Actor::Submitter).submit_job(
-            &model,
-            &u256(1),
-            &u256(JOB_FEE),
-            &deadline,
-            &no_options(),
-        ),
+        submitter_jobs.submit_job(&model, &u256(1), &u256(JOB_FEE), &deadline, &no_options()),
     )
     .await?;
-    let job = call(s.jobs_reader().job_count()).await?;
-    let assign = measure(
-        &s,
-        s.jobs_as(Actor::Coordinator)
-            .assign_job(&job, &s.addr(Actor::WorkerA)),
-    )
-    .await?;
-    let result = measure(&s, s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(7))).await?;
-    s.advance(RESULT_WINDOW).await;
-    let finalize = measure(&s, s.jobs_as(Actor::Attacker).finalize(&job)).await?;
     report.row("JobMgr.submit_job", submit);
     report.row("JobMgr.assign_job", assign);
     report.row("JobMgr.submit_result", result);
@@ -287,9 +293,9 @@ async fn run() -> Result<()> {
     // Batches: one job of many inputs, its four transactions divided by its inputs.
     for items in [10u32, 32, 100] {
         let deadline = s.net.now().await? + 3_600;
-        let submit = measure(
+        let [submit, assign, result, finalize] = lifecycle(
             &s,
-            s.jobs_as(Actor::Submitter).submit_batch(
+            submitter_jobs.submit_batch(
                 &model,
                 &u256(1),
                 &items,
@@ -299,16 +305,6 @@ async fn run() -> Result<()> {
             ),
         )
         .await?;
-        let job = call(s.jobs_reader().job_count()).await?;
-        let assign = measure(
-            &s,
-            s.jobs_as(Actor::Coordinator)
-                .assign_job(&job, &s.addr(Actor::WorkerA)),
-        )
-        .await?;
-        let result = measure(&s, s.jobs_as(Actor::WorkerA).submit_result(&job, &u256(7))).await?;
-        s.advance(RESULT_WINDOW).await;
-        let finalize = measure(&s, s.jobs_as(Actor::Attacker).finalize(&job)).await?;
         if items == 32 {
             report.row("JobMgr.submit_batch (32 inputs)", submit);
         }
