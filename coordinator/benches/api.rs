@@ -113,6 +113,7 @@ async fn seed(store: &Store) -> Result<()> {
                 agent_version: "bench".into(),
                 max_input_bytes: None,
                 max_model_bytes: None,
+                max_batch_items: None,
             })
             .await?;
     }

@@ -98,6 +98,7 @@ fn workers(n: usize, models: usize, rng: &mut Rng) -> Vec<Candidate> {
                 models,
                 max_input_bytes: None,
                 max_model_bytes: None,
+                max_batch_items: None,
             }
         })
         .collect()

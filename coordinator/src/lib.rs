@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod batches;
 pub mod blobs;
 pub mod eligibility;
 pub mod indexer;

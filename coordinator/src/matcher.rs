@@ -49,15 +49,29 @@ pub struct Candidate {
     pub max_input_bytes: Option<u64>,
     /// The largest model file it accepts, in bytes (None: no limit declared).
     pub max_model_bytes: Option<u64>,
+    /// The most inputs of a batch it runs (None: single jobs only).
+    pub max_batch_items: Option<u64>,
 }
 
 /// The sizes of a job's data, which a worker's declared limits must admit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
-    /// The input's size in bytes.
+    /// The input's size in bytes (a batch's largest input: a worker fetches one at a time).
     pub input_bytes: u64,
     /// The model file's size in bytes.
     pub model_bytes: u64,
+    /// Its inputs: 1, or a batch's count.
+    pub items: u64,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self {
+            input_bytes: 0,
+            model_bytes: 0,
+            items: 1,
+        }
+    }
 }
 
 impl Candidate {
@@ -66,6 +80,17 @@ impl Candidate {
     /// its model limit unless it holds the model already (it downloads nothing then: an
     /// operator may load a model larger than what the worker downloads).
     pub fn accepts(&self, sizes: Sizes, model: Option<&Digest>) -> bool {
+        self.runs_items(sizes.items) && self.accepts_bytes(sizes, model)
+    }
+
+    /// Whether it runs a job of `items` inputs (a batch only when it declared batches that
+    /// large).
+    pub fn runs_items(&self, items: u64) -> bool {
+        items <= self.max_batch_items.unwrap_or(1)
+    }
+
+    /// [`Self::accepts`] for the data's bytes alone.
+    pub fn accepts_bytes(&self, sizes: Sizes, model: Option<&Digest>) -> bool {
         self.max_input_bytes
             .is_none_or(|max| sizes.input_bytes <= max)
             && (self
@@ -177,6 +202,8 @@ struct Traits {
     /// Its declared limits (`u64::MAX`: none declared).
     max_input: u64,
     max_model: u64,
+    /// The most inputs of a batch (1: single jobs only).
+    max_items: u64,
 }
 
 impl Traits {
@@ -185,6 +212,7 @@ impl Traits {
             profile: Profile::of(&candidate.row),
             max_input: candidate.max_input_bytes.unwrap_or(u64::MAX),
             max_model: candidate.max_model_bytes.unwrap_or(u64::MAX),
+            max_items: candidate.max_batch_items.unwrap_or(1),
         }
     }
 
@@ -194,6 +222,7 @@ impl Traits {
             profile: Profile::closed(),
             max_input: 0,
             max_model: 0,
+            max_items: 0,
         }
     }
 
@@ -201,7 +230,9 @@ impl Traits {
     /// model, `warm`).
     #[inline(always)]
     fn admits(&self, sizes: Sizes, warm: bool) -> bool {
-        sizes.input_bytes <= self.max_input && (warm || sizes.model_bytes <= self.max_model)
+        sizes.input_bytes <= self.max_input
+            && (warm || sizes.model_bytes <= self.max_model)
+            && sizes.items <= self.max_items
     }
 }
 
@@ -333,6 +364,7 @@ struct Class {
     /// when one holds the model). A job over it is decided at once, without a pass over them.
     max_input: u64,
     max_model: u64,
+    max_items: u64,
     /// The last plan that had a job of it.
     last_plan: u64,
 }
@@ -351,6 +383,7 @@ impl Class {
             live: 0,
             max_input: 0,
             max_model: 0,
+            max_items: 0,
             last_plan: 0,
         }
     }
@@ -368,6 +401,7 @@ impl Class {
         self.live = 0;
         self.max_input = 0;
         self.max_model = 0;
+        self.max_items = 0;
         let n = slots.len();
         // (A plain loop: the one pass over every worker a class makes.)
         let mut i = offset % n.max(1);
@@ -416,6 +450,7 @@ impl Class {
     #[inline(always)]
     fn widen(&mut self, traits: &Traits, warm: bool) {
         self.max_input = self.max_input.max(traits.max_input);
+        self.max_items = self.max_items.max(traits.max_items);
         self.max_model = if warm {
             u64::MAX
         } else {
@@ -671,7 +706,10 @@ impl Matcher {
                 result.unassigned.push(job.job_id);
                 continue;
             };
-            if job.sizes.input_bytes > class.max_input || job.sizes.model_bytes > class.max_model {
+            if job.sizes.input_bytes > class.max_input
+                || job.sizes.model_bytes > class.max_model
+                || job.sizes.items > class.max_items
+            {
                 result.unassigned.push(job.job_id);
                 continue;
             }
@@ -689,7 +727,10 @@ impl Matcher {
                     class.put_back(now, entry); // Its priority fell meanwhile: re-file it.
                     continue;
                 }
-                if (slot.limited && !traits[worker].admits(job.sizes, warm_of(entry)))
+                // (A batch reads every worker's limits: a worker that declared none runs single
+                // jobs only, and single jobs keep the 12-byte read of unlimited workers.)
+                if ((slot.limited || job.sizes.items > 1)
+                    && !traits[worker].admits(job.sizes, warm_of(entry)))
                     || forbidden(job.job_id, worker, &addresses[worker])
                 {
                     passed.push((level, entry)); // Not for this job: filed again below.
@@ -704,6 +745,7 @@ impl Matcher {
                 // (tighter than at its building once workers admitting more are taken).
                 class.max_input = 0;
                 class.max_model = 0;
+                class.max_items = 0;
                 for &(_, entry) in &passed {
                     class.widen(&traits[worker_of(entry)], warm_of(entry));
                 }
@@ -789,9 +831,13 @@ pub fn explain(
     let mut eligible = 0u32;
     let mut accepting = 0u32;
     let mut with_room = 0u32;
+    let mut running_items = 0u32;
     for candidate in candidates {
         if eligibility::check(&candidate.row, requirements).is_ok() {
             eligible += 1;
+            if candidate.runs_items(sizes.items) {
+                running_items += 1;
+            }
             if candidate.accepts(sizes, model.as_ref()) {
                 accepting += 1;
                 if candidate.spare > 0 {
@@ -849,6 +895,9 @@ pub fn explain(
             });
         }
         return UnmatchedReason::NoEligibleWorker { unmet };
+    }
+    if running_items == 0 {
+        return UnmatchedReason::NoBatchWorker { items: sizes.items };
     }
     if accepting == 0 {
         return UnmatchedReason::TooLarge {
@@ -917,9 +966,23 @@ pub fn describe(reason: &UnmatchedReason) -> String {
         UnmatchedReason::DeadlineTooClose => {
             "its deadline is too close for a worker's release window: it will expire".into()
         }
-        UnmatchedReason::BatchNotServed { items } => format!(
-            "it is a batch of {items} inputs, which this network's workers do not run yet: \
-             cancel it for a full refund (`ciro job cancel`), or it is refunded at its deadline"
+        UnmatchedReason::ManifestNotUploaded => {
+            "it is a batch whose manifest has not been uploaded: PUT it to \
+             /v1/blobs/{input_hash}, then each input it lists"
+                .into()
+        }
+        UnmatchedReason::ManifestInvalid { bytes, items } => format!(
+            "its manifest ({bytes} bytes) is not {items} SHA-256 digests of 32 bytes: no worker \
+             can run it; cancel it for a full refund (`ciro job cancel`), or it is refunded at \
+             its deadline"
+        ),
+        UnmatchedReason::BatchInputsMissing { missing } => format!(
+            "{missing} of the inputs its manifest lists are not uploaded yet: PUT each to \
+             /v1/blobs/{{digest}}"
+        ),
+        UnmatchedReason::NoBatchWorker { items } => format!(
+            "no eligible live worker runs batches of {items} inputs (workers declare the most \
+             in their heartbeats): it waits for one, or cancel it for a full refund"
         ),
         UnmatchedReason::TooLarge {
             input_bytes,
@@ -976,6 +1039,7 @@ mod tests {
             models: Vec::new(),
             max_input_bytes: None,
             max_model_bytes: None,
+            max_batch_items: None,
         }
     }
 
@@ -1053,6 +1117,7 @@ mod tests {
         w.models.dedup();
         w.max_input_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
         w.max_model_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
+        w.max_batch_items = [None, None, Some(1), Some(8), Some(1_000)][next(5) as usize];
         w
     }
 
@@ -1071,6 +1136,7 @@ mod tests {
                 sizes: Sizes {
                     input_bytes: [0, 100, 500, 2_000][next(4) as usize],
                     model_bytes: [0, 100, 500, 2_000][next(4) as usize],
+                    items: [1, 1, 1, 8, 32][next(5) as usize],
                 },
             })
             .collect()
@@ -1369,6 +1435,7 @@ mod tests {
         let big = Sizes {
             input_bytes: 5_000,
             model_bytes: 20_000,
+            ..Sizes::default()
         };
         // The roomy worker admits it (no model limit declared): no size reason.
         assert_eq!(
@@ -1389,14 +1456,16 @@ mod tests {
         assert!(!small.accepts(
             Sizes {
                 input_bytes: 10,
-                model_bytes: 60_000
+                model_bytes: 60_000,
+                ..Sizes::default()
             },
             Some(&digest(&model))
         ));
         assert!(small.accepts(
             Sizes {
                 input_bytes: 1_000,
-                model_bytes: 50_000
+                model_bytes: 50_000,
+                ..Sizes::default()
             },
             Some(&digest(&model))
         ));

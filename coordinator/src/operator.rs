@@ -242,6 +242,8 @@ pub struct Operator {
     /// Jobs the contract skipped as assigned in the chain's current second, until when (unix
     /// seconds): not offered again before the chain's clock can have moved on.
     held: HashMap<u64, u64>,
+    /// Queued batches whose manifest is not one of their inputs (logged once; never offered).
+    bad_manifests: std::collections::HashSet<u64>,
     /// Block timestamps already read.
     block_times: HashMap<u64, u64>,
     /// The matcher's table of live workers and its job classes, kept across ticks.
@@ -304,6 +306,7 @@ impl Operator {
             metrics: OperatorMetrics::register(metrics)?,
             excluded: HashMap::new(),
             held: HashMap::new(),
+            bad_manifests: std::collections::HashSet::new(),
             block_times: HashMap::new(),
             matcher: Matcher::new(),
             rotation: 0,
@@ -583,6 +586,8 @@ impl Operator {
         self.held.retain(|_, until| *until > wall);
         let mut queued = self.all_in("Queued").await?;
         queued.retain(|job| !self.held.contains_key(&job.job_id));
+        let queued_ids: std::collections::HashSet<u64> = queued.iter().map(|j| j.job_id).collect();
+        self.bad_manifests.retain(|id| queued_ids.contains(id));
         if queued.is_empty() {
             return Ok(());
         }
@@ -605,11 +610,6 @@ impl Operator {
             if earliest.saturating_add(release_after(job)) > job.deadline {
                 continue; // The contract would refuse: the release limit must fit.
             }
-            if job.items > 1 {
-                // A batch (many inputs under one manifest): no worker runs manifests yet. It
-                // waits in the queue for its submitter to cancel it, or for its deadline.
-                continue;
-            }
             let workers = gave_back.get(&job.job_id).copied().unwrap_or(0);
             if gave_up_on(workers, self.config.max_give_backs) {
                 continue; // Failed or refused by enough workers: it waits for its deadline.
@@ -631,12 +631,21 @@ impl Operator {
             };
             // The data the API lets the worker read: the input its submitter uploaded, the
             // model file its owner uploaded.
-            let Some(input_bytes) = self
+            let Some(mut input_bytes) = self
                 .present(&mut present, &job.input_hash, &job.submitter)
                 .await?
             else {
                 continue;
             };
+            if job.items > 1 {
+                // A batch: its input is a manifest its submitter uploaded, recorded once; it
+                // is offered once every input it lists is uploaded by the submitter too, to a
+                // worker admitting its largest input (it fetches one at a time).
+                let Some(largest) = self.batch_ready(job).await? else {
+                    continue;
+                };
+                input_bytes = largest;
+            }
             let Some(model_bytes) = self.present(&mut present, &model_hash, &owner).await? else {
                 continue;
             };
@@ -654,6 +663,7 @@ impl Operator {
                 sizes: Sizes {
                     input_bytes,
                     model_bytes,
+                    items: job.items,
                 },
             });
         }
@@ -744,6 +754,30 @@ impl Operator {
             }
         }
         Ok(())
+    }
+
+    /// The largest input of batch `job` once its manifest is recorded and its submitter uploaded
+    /// every input it lists (None: not yet, or its manifest is not one of its inputs, which is
+    /// logged once).
+    async fn batch_ready(&mut self, job: &JobRow) -> Result<Option<u64>> {
+        if self.bad_manifests.contains(&job.job_id) {
+            return Ok(None);
+        }
+        if self.store.manifest(&job.input_hash).await?.is_none() {
+            if let Err(e) =
+                crate::batches::expand(&self.store, self.blobs.as_ref(), &job.input_hash, job.items)
+                    .await?
+            {
+                tracing::warn!(job_id = job.job_id, manifest = %job.input_hash, "a batch's manifest is refused: {e}");
+                self.bad_manifests.insert(job.job_id);
+                return Ok(None);
+            }
+        }
+        let (uploaded, largest) = self
+            .store
+            .manifest_uploads(&job.input_hash, &job.submitter)
+            .await?;
+        Ok((uploaded == job.items).then_some(largest))
     }
 
     /// The size of blob `digest` if it is stored, uploaded by `uploader` (among others, maybe).

@@ -60,6 +60,8 @@ pub struct LivenessRow {
     pub max_input_bytes: Option<u64>,
     /// The largest model file it accepts, in bytes (None: no limit declared).
     pub max_model_bytes: Option<u64>,
+    /// The most inputs of a batch it runs (None: single jobs only).
+    pub max_batch_items: Option<u64>,
 }
 
 /// A job and the data the coordinator holds for it ([`Store::job_view`]).
@@ -83,6 +85,24 @@ pub struct JobView {
     pub model_bytes: u64,
     /// Its model's file digest (64 hex; empty when the model is not indexed).
     pub model_hash: String,
+    /// For a batch, what of its items the coordinator holds (`input` and `input_bytes` above
+    /// are then its manifest's).
+    pub batch: Option<BatchView>,
+}
+
+/// What the coordinator holds of a batch's items ([`JobView::batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchView {
+    /// Whether its input manifest is recorded ([`crate::batches::expand`]).
+    pub manifest_recorded: bool,
+    /// Positions of the manifest whose input its submitter uploaded.
+    pub items_uploaded: u64,
+    /// The largest of those inputs, in bytes (what a worker's input limit must admit: it
+    /// downloads one at a time).
+    pub largest_item: u64,
+    /// Positions of its assigned worker's output manifest whose output the worker has not
+    /// uploaded (None: no output manifest recorded for the assignment).
+    pub outputs_missing: Option<u64>,
 }
 
 /// An entry of the job event log.
@@ -197,6 +217,7 @@ fn liveness_row(r: &sqlx::any::AnyRow) -> Result<LivenessRow> {
         agent_version: r.try_get("agent_version")?,
         max_input_bytes: opt_u64(r.try_get("max_input_bytes")?, "max_input_bytes")?,
         max_model_bytes: opt_u64(r.try_get("max_model_bytes")?, "max_model_bytes")?,
+        max_batch_items: opt_u64(r.try_get("max_batch_items")?, "max_batch_items")?,
     })
 }
 
@@ -231,13 +252,6 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
     })
 }
 
-/// Retention's rule for a row of `blobs` (parameters: `$1` the upload grace's start, `$2` the output
-/// retention's): stored before `$1`, named by no model, by no job input still in use or in a
-/// final state since `$2`, and by no output of a job not final or final since `$2`. A model or
-/// a job keeps a blob only if its owner or submitter uploaded it (as only then does it grant
-/// reading it): the digests of jobs' inputs are public on chain, so anyone could otherwise
-/// register a model naming a finished job's private input and keep it from deletion for ever.
-/// (An output is named by its own uploader, and evidence is checked for its disputer.)
 /// The least an upload counts for against its account's quota of unreferenced bytes: each
 /// blob is a file (an inode and a block at least), so a quota counted in bytes alone let one
 /// account store millions of 1-byte blobs and run the disk out of inodes.
@@ -254,7 +268,14 @@ const PENDING_UPLOAD_BYTES: &str =
      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.input_hash = u.digest \
          AND j.submitter = u.uploader) \
      AND NOT EXISTS (SELECT 1 FROM job_outputs o WHERE o.output_hash = u.digest \
-         AND o.worker = u.uploader)";
+         AND o.worker = u.uploader) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
+         JOIN manifests m ON m.digest = mi.manifest \
+         JOIN jobs j ON j.input_hash = mi.manifest AND j.items = m.items \
+         WHERE mi.digest = u.digest AND j.submitter = u.uploader) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
+         JOIN job_outputs o ON o.output_hash = mi.manifest \
+         WHERE mi.digest = u.digest AND o.worker = u.uploader)";
 
 /// The PostgreSQL advisory lock key that orders upload reservations across replicas.
 pub const UPLOAD_RESERVATIONS_LOCK: i64 = 0x6369_726f_5570_6c64;
@@ -271,6 +292,16 @@ pub struct UploadsInProgress {
     pub total_bytes: u64,
 }
 
+/// Retention's rule for a row of `blobs` (parameters: `$1` the upload grace's start, `$2` the output
+/// retention's): stored before `$1`, named by no model, by no job input still in use or in a
+/// final state since `$2`, and by no output of a job not final or final since `$2`. A model or
+/// a job keeps a blob only if its owner or submitter uploaded it (as only then does it grant
+/// reading it): the digests of jobs' inputs are public on chain, so anyone could otherwise
+/// register a model naming a finished job's private input and keep it from deletion for ever.
+/// (An output is named by its own uploader, and evidence is checked for its disputer.)
+/// A batch's items are kept as its manifest is: the inputs its submitter uploaded that the
+/// input manifest of a batch in use (or final since `$2`) lists, and the outputs its worker
+/// uploaded that such a batch's output manifest lists.
 ///
 /// And only while the index holds JobMgr's history (its cursor): every reference above is read
 /// from the index, which is empty after [`Store::reset_index`] or a PostgreSQL crash (its
@@ -302,7 +333,25 @@ const COLLECTABLE: &str = "EXISTS (SELECT 1 FROM index_cursors WHERE contract = 
          AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
              AND u.uploader = j.disputer) \
          AND (j.state = 'Disputed' OR EXISTS (SELECT 1 FROM job_events e \
-             WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2)))";
+             WHERE e.job_id = j.job_id AND e.state = j.state AND e.recorded_at >= $2))) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
+         JOIN manifests m ON m.digest = mi.manifest \
+         JOIN jobs j ON j.input_hash = mi.manifest AND j.items = m.items \
+         WHERE mi.digest = blobs.digest \
+         AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
+             AND u.uploader = j.submitter) \
+         AND (j.state IN ('Queued', 'Assigned', 'Completed', 'Disputed') \
+             OR EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
+             AND e.state = j.state AND e.recorded_at >= $2))) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
+         JOIN job_outputs o ON o.output_hash = mi.manifest \
+         JOIN jobs j ON j.job_id = o.job_id \
+         WHERE mi.digest = blobs.digest \
+         AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
+             AND u.uploader = o.worker) \
+         AND (j.state NOT IN ('Finalized', 'Cancelled', 'Expired', 'Refunded') \
+             OR EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
+             AND e.state = j.state AND e.recorded_at >= $2)))";
 
 impl Store {
     /// Records `account`'s use of `nonce` until `expires_at`; `false` if it was already used
@@ -479,6 +528,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .context("forgetting a blob's uploaders")?;
+            // A manifest lives as long as its batch keeps it: its items (kept only through it)
+            // become collectable at the next pass.
+            sqlx::query("DELETE FROM manifest_items WHERE manifest = $1")
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .context("forgetting a manifest's items")?;
+            sqlx::query("DELETE FROM manifests WHERE digest = $1")
+                .bind(digest)
+                .execute(&mut *tx)
+                .await
+                .context("forgetting a manifest")?;
         }
         tx.commit().await.context("committing a blob's deletion")?;
         Ok(forgotten)
@@ -727,6 +788,147 @@ impl Store {
             .collect()
     }
 
+    /// The digests (64 hex) manifest `digest` lists, in order, if it was recorded
+    /// ([`crate::batches::expand`]).
+    pub async fn manifest(&self, digest: &str) -> Result<Option<Vec<String>>> {
+        let recorded = sqlx::query("SELECT items FROM manifests WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a manifest")?;
+        if recorded.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT digest FROM manifest_items WHERE manifest = $1 ORDER BY position",
+        )
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading a manifest's items")?;
+        rows.iter()
+            .map(|r| r.try_get("digest").map_err(Into::into))
+            .collect::<Result<Vec<String>>>()
+            .map(Some)
+    }
+
+    /// Records manifest `digest` listing `items` (64 hex each, in order), in one transaction;
+    /// nothing if it is recorded already (the same bytes list the same digests).
+    pub async fn record_manifest(&self, digest: &str, items: &[String], at: u64) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (digest, items, recorded_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(i64_of(items.len() as u64, "items")?)
+        .bind(i64_of(at, "time")?)
+        .execute(&mut *tx)
+        .await
+        .context("recording a manifest")?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(());
+        }
+        // (At most 3 × 250 parameters a statement: within SQLite's and PostgreSQL's limits.)
+        for (chunk_at, chunk) in items.chunks(250).enumerate() {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO manifest_items (manifest, position, digest) VALUES {} \
+                 ON CONFLICT (manifest, position) DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (i, item) in chunk.iter().enumerate() {
+                query = query
+                    .bind(digest)
+                    .bind(i64_of((chunk_at * 250 + i) as u64, "position")?)
+                    .bind(item.as_str());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .context("recording a manifest's items")?;
+        }
+        tx.commit().await.context("committing a manifest")?;
+        Ok(())
+    }
+
+    /// Whether `reader` may read blob `digest` as an item of a batch: an input item when it is
+    /// the batch's submitter or worker and the submitter uploaded both the input manifest and
+    /// the item; an output item when it is the batch's submitter or the worker that uploaded
+    /// the output manifest, and that worker uploaded the item. Listing someone else's digest
+    /// in a manifest grants nothing.
+    pub async fn batch_item_grant(&self, digest: &str, reader: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM manifest_items mi JOIN manifests m ON m.digest = mi.manifest \
+             JOIN jobs j ON j.input_hash = mi.manifest AND j.items = m.items \
+             WHERE mi.digest = $1 AND (j.submitter = $2 OR j.worker = $2) \
+             AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = mi.manifest \
+                 AND u.uploader = j.submitter) \
+             AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = mi.digest \
+                 AND u.uploader = j.submitter) \
+             UNION ALL \
+             SELECT 1 AS one FROM manifest_items mi JOIN manifests m ON m.digest = mi.manifest \
+             JOIN job_outputs o ON o.output_hash = mi.manifest \
+             JOIN jobs j ON j.job_id = o.job_id AND j.items = m.items \
+             WHERE mi.digest = $1 AND (j.submitter = $2 OR o.worker = $2) \
+             AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = mi.digest \
+                 AND u.uploader = o.worker) \
+             LIMIT 1",
+        )
+        .bind(digest)
+        .bind(reader)
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up a batch item's readers")?;
+        Ok(row.is_some())
+    }
+
+    /// Whether blob `digest` is an item of a batch under arbitration (disputed, or refunded by
+    /// a worker-at-fault decision): an input its submitter uploaded or an output its worker
+    /// uploaded, listed by the batch's manifests (what JobMgr's arbiters may read).
+    pub async fn is_disputed_batch_item(&self, digest: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM manifest_items mi JOIN manifests m ON m.digest = mi.manifest \
+             JOIN jobs j ON j.items = m.items \
+             AND (j.input_hash = mi.manifest OR j.output_hash = mi.manifest) \
+             WHERE mi.digest = $1 AND j.dispute IS NOT NULL \
+             AND j.state IN ('Disputed', 'Refunded') \
+             AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = mi.digest \
+                 AND ((j.input_hash = mi.manifest AND u.uploader = j.submitter) \
+                 OR (j.output_hash = mi.manifest AND u.uploader = j.worker))) \
+             LIMIT 1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up disputed batches by item")?;
+        Ok(row.is_some())
+    }
+
+    /// Of manifest `manifest`'s positions, how many list a blob `uploader` uploaded, and the
+    /// largest of those blobs (zero when none; counted per position).
+    pub async fn manifest_uploads(&self, manifest: &str, uploader: &str) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(MAX(b.size), 0) AS BIGINT) AS largest \
+             FROM manifest_items mi JOIN blobs b ON b.digest = mi.digest \
+             WHERE mi.manifest = $1 AND EXISTS (SELECT 1 FROM blob_uploaders u \
+                 WHERE u.digest = mi.digest AND u.uploader = $2)",
+        )
+        .bind(manifest)
+        .bind(uploader)
+        .fetch_one(&self.pool)
+        .await
+        .context("counting a manifest's uploaded items")?;
+        Ok((
+            u64_of(row.try_get("n")?, "count")?,
+            u64_of(row.try_get("largest")?, "size")?,
+        ))
+    }
+
     /// Records `worker`'s output for a job under its assignment; `Err(existing)` if it already
     /// recorded another under the same assignment. One recorded under an earlier assignment of
     /// the job to the same worker is replaced (its receipt with it).
@@ -788,13 +990,14 @@ impl Store {
     pub async fn heartbeat(&self, beat: &LivenessRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO worker_liveness (address, last_seen, running_jobs, capacity, models, \
-             agent_version, max_input_bytes, max_model_bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (address) DO UPDATE \
+             agent_version, max_input_bytes, max_model_bytes, max_batch_items) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE \
              SET last_seen = excluded.last_seen, running_jobs = excluded.running_jobs, \
              capacity = excluded.capacity, models = excluded.models, \
              agent_version = excluded.agent_version, \
              max_input_bytes = excluded.max_input_bytes, \
-             max_model_bytes = excluded.max_model_bytes",
+             max_model_bytes = excluded.max_model_bytes, \
+             max_batch_items = excluded.max_batch_items",
         )
         .bind(&beat.address)
         .bind(i64_of(beat.last_seen, "last_seen")?)
@@ -804,6 +1007,7 @@ impl Store {
         .bind(&beat.agent_version)
         .bind(capped_i64(beat.max_input_bytes))
         .bind(capped_i64(beat.max_model_bytes))
+        .bind(capped_i64(beat.max_batch_items))
         .execute(&self.pool)
         .await
         .context("recording a heartbeat")?;
@@ -824,7 +1028,7 @@ impl Store {
     pub async fn live_workers(&self, since: u64) -> Result<Vec<(WorkerRow, LivenessRow)>> {
         let rows = sqlx::query(
             "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version, \
-             l.max_input_bytes, l.max_model_bytes \
+             l.max_input_bytes, l.max_model_bytes, l.max_batch_items \
              FROM worker_liveness l JOIN workers w ON w.address = l.address \
              WHERE l.last_seen >= $1 ORDER BY w.address",
         )
@@ -905,12 +1109,14 @@ impl Store {
 
     /// The jobs assigned to `worker` that it has not given back, newest first, at most
     /// `limit` (a job given back stays assigned to it until the release lands and is indexed).
-    /// Never a batch: no worker runs manifests yet, and one handed a batch's manifest as its
-    /// input would run the model on it (this coordinator assigns none; another holder of the
-    /// role might).
+    /// A batch only to a worker whose last heartbeat declared batches that large: an older
+    /// agent handed a batch's manifest as its input would run the model on it (this
+    /// coordinator assigns it none; another holder of the role might).
     pub async fn assignments_of(&self, worker: &str, limit: u64) -> Result<Vec<JobRow>> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE worker = $1 AND state = 'Assigned' AND items = 1 \
+            "SELECT * FROM jobs WHERE worker = $1 AND state = 'Assigned' \
+             AND (items = 1 OR EXISTS (SELECT 1 FROM worker_liveness l \
+                 WHERE l.address = $1 AND l.max_batch_items >= jobs.items)) \
              AND NOT EXISTS (SELECT 1 FROM release_requests r \
                  WHERE r.job_id = jobs.job_id AND r.worker = $1) \
              ORDER BY job_id DESC LIMIT $2",
@@ -956,7 +1162,8 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .context("reading a job")?;
-        row.map(|r| {
+        let Some(mut view) = row
+            .map(|r| -> Result<JobView> {
             let flag = |name: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(name)? != 0) };
             Ok(JobView {
                 job: job_row(&r)?,
@@ -968,9 +1175,51 @@ impl Store {
                 input_bytes: u64_of(r.try_get("input_bytes")?, "input_bytes")?,
                 model_bytes: u64_of(r.try_get("model_bytes")?, "model_bytes")?,
                 model_hash: r.try_get("model_hash")?,
+                batch: None,
             })
         })
-        .transpose()
+        .transpose()?
+        else {
+            return Ok(None);
+        };
+        if view.job.items > 1 {
+            view.batch = Some(self.batch_view(&view).await?);
+        }
+        Ok(Some(view))
+    }
+
+    /// What the coordinator holds of batch `view`'s items.
+    async fn batch_view(&self, view: &JobView) -> Result<BatchView> {
+        let job = &view.job;
+        let recorded = self
+            .manifest(&job.input_hash)
+            .await?
+            .is_some_and(|items| items.len() as u64 == job.items);
+        let (items_uploaded, largest_item) = if recorded && view.input {
+            self.manifest_uploads(&job.input_hash, &job.submitter)
+                .await?
+        } else {
+            (0, 0)
+        };
+        let mut outputs_missing = None;
+        if let (Some(worker), Some(assigned_at)) = (&job.worker, job.assigned_at) {
+            if let Some(output) = self
+                .output(job.job_id, worker)
+                .await?
+                .filter(|o| o.assigned_at == assigned_at)
+            {
+                if let Some(listed) = self.manifest(&output.output_hash).await? {
+                    let (uploaded, _) = self.manifest_uploads(&output.output_hash, worker).await?;
+                    outputs_missing = Some((listed.len() as u64).saturating_sub(uploaded));
+                }
+            }
+        }
+        Ok(BatchView {
+            manifest_recorded: recorded,
+            items_uploaded,
+            largest_item,
+            outputs_missing,
+        })
     }
 
     /// Records that `worker` gives job `job_id` back, `job_failed` when the job failed on it

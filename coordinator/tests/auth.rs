@@ -102,6 +102,7 @@ fn beat() -> Vec<u8> {
         agent_version: "auth-test".into(),
         max_input_bytes: None,
         max_model_bytes: None,
+        max_batch_items: None,
     })
     .expect("json")
 }

@@ -32,6 +32,7 @@ fn heartbeat(models: &[Digest]) -> Heartbeat {
         agent_version: "test-worker".into(),
         max_input_bytes: None,
         max_model_bytes: None,
+        max_batch_items: None,
     }
 }
 
@@ -1498,67 +1499,316 @@ async fn only_a_staked_worker_or_one_finishing_its_job_is_taken_as_live() {
     );
 }
 
-/// A batch (JobMgr's `submit_batch`: eight inputs under one manifest) is indexed with its
-/// inputs, and no worker is given it: workers do not run manifests yet, so the coordinator
-/// says so as the reason it waits, while a single job submitted after it on the same model
-/// goes to the live worker. Its submitter's cancellation refunds all of it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_batch_is_indexed_with_its_inputs_and_left_for_its_submitter_to_cancel() {
-    let s = System::deploy().await.expect("deploy");
-    let c = Running::start(&s, Options::default()).await;
-    let worker = c.client_as(&s, Actor::WorkerA);
-    let (model, model_digest) = model_with_file(&s, &c, b"a model for batches").await;
-    s.active_worker(Actor::WorkerA).await;
-    announce(&worker, &[model_digest]).await;
-    let beating = keep_live(c.client_as(&s, Actor::WorkerA), vec![model_digest]).await;
-    let manifest = c
-        .client_as(&s, Actor::Submitter)
-        .upload_blob(vec![7u8; 8 * 32])
-        .await
-        .expect("uploading the manifest")
-        .digest;
+/// The submitter submits a batch of `items` on `model` naming manifest `manifest`, due in an
+/// hour; its id.
+async fn submit_batch_on(s: &System, model: u64, manifest: &Digest, items: u32) -> u64 {
     let deadline = s.net.now().await.expect("now") + 3_600;
     s.send(s.jobs_as(Actor::Submitter).submit_batch(
         &model,
         &u256_from_digest(&manifest.0),
-        &8,
-        &u256(8 * JOB_FEE),
+        &items,
+        &u256(u128::from(items) * JOB_FEE),
         &deadline,
         &no_options(),
     ))
     .await
     .expect("submit_batch");
-    let batch = call(s.jobs_reader().job_count()).await.expect("job_count");
-    let (single, _) = job_with_input(&s, &c, model, b"one input").await;
-    chain_state(&s, single, "Assigned").await;
+    call(s.jobs_reader().job_count()).await.expect("job_count")
+}
 
-    let details = eventually("the batch is indexed", WAIT, || async {
-        c.client().job(batch).await.ok()
+/// The job's unmatched reason once it is `wanted`'s kind (polled until it is).
+async fn reason_becomes(
+    c: &Running,
+    job: u64,
+    what: &str,
+    wanted: impl Fn(&UnmatchedReason) -> bool,
+) -> UnmatchedReason {
+    eventually(what, WAIT, || async {
+        let reason = c.client().job(job).await.ok()?.unmatched?.reason;
+        wanted(&reason).then_some(reason)
+    })
+    .await
+}
+
+/// A batch (JobMgr's `submit_batch`: four inputs under one manifest) waits, each step said as
+/// its reason, for its manifest, then for each input the manifest lists, then for a worker
+/// declaring batches that large, and is then assigned to it. Its items are read by its
+/// submitter and worker and by no one else; a manifest of the wrong length is refused, and an
+/// output manifest listing a blob the worker did not upload neither lets the submitter read
+/// that blob nor takes the worker's receipt until the worker holds the bytes. Then it
+/// completes and finalizes as one job, paying its worker for all four inputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_are_uploaded() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let worker = c.client_as(&s, Actor::WorkerA);
+    let stranger = c.client_as(&s, Actor::WorkerB);
+    let (model, model_digest) = model_with_file(&s, &c, b"a model for batches").await;
+    s.active_worker(Actor::WorkerA).await;
+    let single_jobs_only = keep_live(worker.clone(), vec![model_digest]).await;
+
+    let inputs: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+    let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
+    let manifest_bytes = ciro_protocol::manifest_of(&digests);
+    let manifest = Digest::of(&manifest_bytes);
+    let batch = submit_batch_on(&s, model, &manifest, 4).await;
+    reason_becomes(&c, batch, "the manifest is awaited", |r| {
+        *r == UnmatchedReason::ManifestNotUploaded
+    })
+    .await;
+    // Uploaded after the batch is indexed: recorded at once.
+    submitter
+        .upload_blob(manifest_bytes.clone())
+        .await
+        .expect("uploading the manifest");
+    reason_becomes(&c, batch, "the inputs are awaited", |r| {
+        *r == UnmatchedReason::BatchInputsMissing { missing: 4 }
+    })
+    .await;
+    for input in &inputs[..3] {
+        submitter
+            .upload_blob(input.clone())
+            .await
+            .expect("uploading an input");
+    }
+    reason_becomes(&c, batch, "the last input is awaited", |r| {
+        *r == UnmatchedReason::BatchInputsMissing { missing: 1 }
+    })
+    .await;
+    submitter
+        .upload_blob(inputs[3].clone())
+        .await
+        .expect("uploading an input");
+    let reason = reason_becomes(&c, batch, "a batch worker is awaited", |r| {
+        matches!(r, UnmatchedReason::NoBatchWorker { .. })
+    })
+    .await;
+    assert_eq!(reason, UnmatchedReason::NoBatchWorker { items: 4 });
+    let details = c.client().job(batch).await.expect("job");
+    assert_eq!(details.data.items_uploaded, Some(4), "{details:?}");
+    chain_state(&s, batch, "Queued").await;
+    // An agent declaring no batches is never handed one, whoever assigned it.
+    assert!(worker
+        .poll_assignments(Duration::ZERO)
+        .await
+        .expect("poll")
+        .assignments
+        .is_empty());
+    // No one but the batch's parties reads its inputs.
+    for digest in &digests {
+        assert_eq!(
+            hidden(stranger.download_blob(digest).await, digest).0,
+            404,
+            "a stranger reads no input of the batch"
+        );
+    }
+    single_jobs_only.abort();
+
+    let beat = Heartbeat {
+        max_batch_items: Some(8),
+        ..heartbeat(&[model_digest])
+    };
+    let beating = keep_beating(worker.clone(), beat).await;
+    chain_state(&s, batch, "Assigned").await;
+    let assignment = eventually("the batch reaches its worker", WAIT, || async {
+        let polled = worker
+            .poll_assignments(Duration::from_secs(5))
+            .await
+            .expect("poll");
+        polled.assignments.into_iter().find(|a| a.job_id == batch)
+    })
+    .await;
+    assert_eq!((assignment.items, assignment.input_hash), (4, manifest));
+    assert_eq!(
+        worker.download_blob(&manifest).await.expect("the manifest"),
+        manifest_bytes
+    );
+    for (digest, input) in digests.iter().zip(&inputs) {
+        assert_eq!(
+            &worker.download_blob(digest).await.expect("an input")[..],
+            &input[..]
+        );
+    }
+
+    // An output manifest of the wrong length is refused, and nothing is recorded.
+    let short = worker.upload_output(batch, vec![1u8; 3 * 32]).await;
+    assert_eq!(
+        short.expect_err("a short manifest").code(),
+        Some(ciro_api::coordinator::ErrorCode::BadRequest)
+    );
+    assert!(!c.client().job(batch).await.expect("job").data.output);
+
+    // The worker's output manifest lists three outputs of its own and a private blob of
+    // another account's.
+    let outputs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![0xa0 + i; 64]).collect();
+    let private = b"the admin's private bytes".to_vec();
+    c.client_as(&s, Actor::Admin)
+        .upload_blob(private.clone())
+        .await
+        .expect("the admin's upload");
+    let mut output_digests: Vec<Digest> = outputs.iter().map(|b| Digest::of(b)).collect();
+    output_digests.push(Digest::of(&private));
+    let output_manifest = ciro_protocol::manifest_of(&output_digests);
+    let output_hash = Digest::of(&output_manifest);
+    worker
+        .upload_output(batch, output_manifest.clone())
+        .await
+        .expect("the output manifest");
+    for output in &outputs {
+        worker
+            .upload_blob(output.clone())
+            .await
+            .expect("an output");
+    }
+    let details = c.client().job(batch).await.expect("job");
+    assert_eq!(details.data.outputs_missing, Some(1), "{details:?}");
+    assert_eq!(
+        hidden(submitter.download_blob(&output_digests[3]).await, &output_digests[3]).0,
+        404,
+        "listing another account's blob grants its reading to no one"
+    );
+    let receipt = ciro_api::coordinator::Receipt {
+        job_manager: s.job_mgr,
+        job_id: batch,
+        worker: s.net.address(Actor::WorkerA),
+        model_hash: model_digest,
+        input_hash: manifest,
+        output_hash,
+        device: "cpu".into(),
+        libtorch_version: "2.11.0".into(),
+        cuda_version: String::new(),
+        deterministic: true,
+        seed: 0,
+        started_at: 1,
+        finished_at: 2,
+        model_load_ms: 0,
+        inference_ms: 1,
+    }
+    .sign(&s.net.signing_key(Actor::WorkerA), s.net.chain_id())
+    .expect("signing");
+    let refused = worker.upload_receipt(&receipt).await;
+    assert_eq!(
+        refused.expect_err("a receipt before the outputs").code(),
+        Some(ciro_api::coordinator::ErrorCode::InvalidState)
+    );
+    // Holding the bytes, the worker uploads them: now they are its output too.
+    worker.upload_blob(private.clone()).await.expect("upload");
+    worker
+        .upload_receipt(&receipt)
+        .await
+        .expect("the receipt once every output is uploaded");
+    let details = c.client().job(batch).await.expect("job");
+    assert_eq!(
+        (details.data.outputs_missing, details.data.receipt),
+        (Some(0), true),
+        "{details:?}"
+    );
+    s.send(
+        s.jobs_as(Actor::WorkerA)
+            .submit_result(&batch, &u256_from_digest(&output_hash.0)),
+    )
+    .await
+    .expect("submit_result");
+    chain_state(&s, batch, "Completed").await;
+    indexed_state(&c, batch, JobState::Completed).await;
+    // The submitter reads every output item and input; a stranger none.
+    for (digest, bytes) in output_digests.iter().zip(outputs.iter().chain([&private])) {
+        assert_eq!(
+            &submitter.download_blob(digest).await.expect("an output")[..],
+            &bytes[..]
+        );
+        assert_eq!(hidden(stranger.download_blob(digest).await, digest).0, 404);
+    }
+    assert_eq!(
+        hidden(stranger.download_blob(&output_hash).await, &output_hash).0,
+        404
+    );
+    let before = s.balance_of(Actor::WorkerA).await;
+    s.advance(RESULT_WINDOW + 1).await;
+    chain_state(&s, batch, "Finalized").await;
+    assert!(
+        s.balance_of(Actor::WorkerA).await > before,
+        "the worker is paid for the batch"
+    );
+    beating.abort();
+    s.assert_invariants("after the batch").await;
+    c.stop().await;
+}
+
+/// A batch's manifest uploaded before the batch is submitted is recorded by the leader when it
+/// first sees the batch; one whose length is not 32 bytes per input is refused (never
+/// assigned, its reason said), and another submitter's batch naming the first submitter's
+/// manifest and inputs gets nothing: it did not upload them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manifest_uploaded_first_is_recorded_and_one_of_the_wrong_length_or_owner_is_not() {
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let submitter = c.client_as(&s, Actor::Submitter);
+    let (model, model_digest) = model_with_file(&s, &c, b"a model for batches").await;
+    s.active_worker(Actor::WorkerA).await;
+    let beat = Heartbeat {
+        max_batch_items: Some(8),
+        ..heartbeat(&[model_digest])
+    };
+    let beating = keep_beating(c.client_as(&s, Actor::WorkerA), beat).await;
+
+    // 7 digests for 8 inputs: refused.
+    let short: Vec<u8> = (0..7u8).flat_map(|i| [i; 32]).collect();
+    let short_digest = submitter
+        .upload_blob(short)
+        .await
+        .expect("uploading")
+        .digest;
+    let bad = submit_batch_on(&s, model, &short_digest, 8).await;
+    let reason = reason_becomes(&c, bad, "the manifest is refused", |r| {
+        matches!(r, UnmatchedReason::ManifestInvalid { .. })
     })
     .await;
     assert_eq!(
-        (details.job.items, details.job.state),
-        (8, JobState::Queued),
-        "{details:?}"
+        reason,
+        UnmatchedReason::ManifestInvalid {
+            bytes: 7 * 32,
+            items: 8
+        }
     );
-    assert_eq!(
-        details.unmatched.as_ref().map(|u| u.reason.clone()),
-        Some(UnmatchedReason::BatchNotServed { items: 8 }),
-        "{details:?}"
-    );
-    assert_eq!(c.client().job(single).await.expect("job").job.items, 1);
-    chain_state(&s, batch, "Queued").await;
 
-    s.send(s.jobs_as(Actor::Submitter).cancel_job(&batch))
+    // Uploaded in full before the submission: the operator records it and assigns the batch.
+    let inputs: Vec<Vec<u8>> = (0..2u8).map(|i| vec![0x40 + i; 50]).collect();
+    let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
+    let manifest_bytes = ciro_protocol::manifest_of(&digests);
+    for bytes in inputs.iter().chain([&manifest_bytes]) {
+        submitter.upload_blob(bytes.clone()).await.expect("upload");
+    }
+    let good = submit_batch_on(&s, model, &Digest::of(&manifest_bytes), 2).await;
+    chain_state(&s, good, "Assigned").await;
+    chain_state(&s, bad, "Queued").await;
+
+    // Another account's batch naming the same manifest: it did not upload the manifest or
+    // the inputs, so its batch waits and its would-be worker reads nothing through it.
+    s.fund(Actor::Delegator, 10 * JOB_FEE)
         .await
-        .expect("cancel_job");
-    indexed_state(&c, batch, JobState::Cancelled).await;
-    assert_eq!(
-        s.balance_of(Actor::Submitter).await,
-        FUNDS - JOB_FEE,
-        "the batch's 8 fees came back; the single job's is escrowed"
-    );
+        .expect("funding the copier");
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Delegator).submit_batch(
+        &model,
+        &u256_from_digest(&Digest::of(&manifest_bytes).0),
+        &2,
+        &u256(2 * JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_batch");
+    let copied = call(s.jobs_reader().job_count()).await.expect("job_count");
+    reason_becomes(&c, copied, "the copier's manifest is awaited", |r| {
+        *r == UnmatchedReason::ManifestNotUploaded
+    })
+    .await;
+    let copier = c.client_as(&s, Actor::Delegator);
+    for digest in &digests {
+        assert_eq!(hidden(copier.download_blob(digest).await, digest).0, 404);
+    }
     beating.abort();
-    s.assert_invariants("after the batch's cancellation").await;
     c.stop().await;
 }

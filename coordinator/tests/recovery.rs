@@ -242,6 +242,7 @@ async fn simulate_worker(
             agent_version: "recovery-test".into(),
             max_input_bytes: None,
             max_model_bytes: None,
+            max_batch_items: None,
         };
         if client.heartbeat(&beat).await.is_err() {
             tokio::time::sleep(Duration::from_millis(200)).await;

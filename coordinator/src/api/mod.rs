@@ -698,6 +698,7 @@ pub async fn live_candidates(
                 models,
                 max_input_bytes: beat.max_input_bytes,
                 max_model_bytes: beat.max_model_bytes,
+                max_batch_items: beat.max_batch_items,
                 row,
             }
         })
@@ -1346,6 +1347,25 @@ async fn put_blob(
         .map_err(ApiError::internal)?;
     let created_at = stored.map_or(row.created_at, |b| b.created_at);
     tracing::info!(%digest, size = row.size, uploader = %row.uploader, "blob stored");
+    // A batch's manifest uploaded by its submitter after the batch was indexed: recorded now,
+    // so the inputs it lists count as referenced from their first upload.
+    let text = digest.to_string();
+    let batches = api
+        .store()
+        .jobs_with_input(&text)
+        .await
+        .map_err(ApiError::internal)?;
+    if let Some(batch) = batches
+        .iter()
+        .find(|j| j.items > 1 && j.submitter == row.uploader)
+    {
+        if let Err(e) = crate::batches::expand(api.store(), api.inner.blobs.as_ref(), &text, batch.items)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            tracing::info!(%digest, job_id = batch.job_id, "not a manifest of the batch: {e}");
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(BlobInfo {
@@ -1423,9 +1443,11 @@ async fn readable_blob(
 /// Who may read a blob: anyone for a model file its model's owner uploaded; the submitter and
 /// the worker of a job whose submitter uploaded it, for an input; a job's submitter and the
 /// worker that uploaded it, for an output; a disputed job's submitter and worker, for the
-/// evidence its disputer uploaded; JobMgr's arbiters, for a disputed job's input, output and
-/// evidence ([`may_read_disputed`]); else whoever uploaded it (each upload of the same bytes
-/// counts: the uploader holds them).
+/// evidence its disputer uploaded; a batch's submitter and worker, for the items its manifests
+/// list as the single-job rules would grant them ([`Store::batch_item_grant`]); JobMgr's
+/// arbiters, for a disputed job's input, output and evidence, a batch's items included
+/// ([`may_read_disputed`]); else whoever uploaded it (each upload of the same bytes counts: the
+/// uploader holds them).
 async fn may_read_blob(
     api: &Api,
     digest: &str,
@@ -1474,6 +1496,14 @@ async fn may_read_blob(
     {
         return Ok(true);
     }
+    if api
+        .store()
+        .batch_item_grant(digest, &reader)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Ok(true);
+    }
     if may_read_disputed(api, digest, &reader, uploaders).await? {
         return Ok(true);
     }
@@ -1514,6 +1544,13 @@ async fn may_read_disputed(
         for_arbiters |= evidence
             || (job.input_hash == digest && uploaded_by(Some(&job.submitter)))
             || (job.output_hash.as_deref() == Some(digest) && uploaded_by(job.worker.as_deref()));
+    }
+    if !for_arbiters {
+        for_arbiters = api
+            .store()
+            .is_disputed_batch_item(digest)
+            .await
+            .map_err(ApiError::internal)?;
     }
     if !for_arbiters {
         return Ok(false);
@@ -1706,10 +1743,26 @@ pub fn unmatched_reason(
     candidates: &[Candidate],
 ) -> UnmatchedReason {
     let job = &view.job;
-    if job.items > 1 {
-        return UnmatchedReason::BatchNotServed { items: job.items };
-    }
-    if !view.input {
+    let mut input_bytes = view.input_bytes;
+    if let Some(batch) = &view.batch {
+        if !view.input {
+            return UnmatchedReason::ManifestNotUploaded;
+        }
+        if !batch.manifest_recorded {
+            if view.input_bytes != 32 * job.items {
+                return UnmatchedReason::ManifestInvalid {
+                    bytes: view.input_bytes,
+                    items: job.items,
+                };
+            }
+            // (Recorded by the operator's next tick.)
+        } else if batch.items_uploaded < job.items {
+            return UnmatchedReason::BatchInputsMissing {
+                missing: job.items - batch.items_uploaded,
+            };
+        }
+        input_bytes = batch.largest_item;
+    } else if !view.input {
         return UnmatchedReason::InputNotUploaded;
     }
     if !view.model_file {
@@ -1725,8 +1778,9 @@ pub fn unmatched_reason(
         return UnmatchedReason::DeadlineTooClose;
     }
     let sizes = Sizes {
-        input_bytes: view.input_bytes,
+        input_bytes,
         model_bytes: view.model_bytes,
+        items: job.items,
     };
     matcher::explain(&requirements_of(job), sizes, &view.model_hash, candidates)
 }
@@ -1789,6 +1843,8 @@ async fn get_job(
             input: view.input,
             output: view.output,
             receipt: view.receipt,
+            items_uploaded: view.batch.map(|b| b.items_uploaded),
+            outputs_missing: view.batch.and_then(|b| b.outputs_missing),
         },
         unmatched,
         indexed_block: api.inner.index.indexed(),
@@ -1837,6 +1893,31 @@ async fn put_output(
         ));
     }
     let blob = store_blob(&api, &digest, body, signed.account, &headers).await?;
+    if job.items > 1 {
+        // A batch's output is its output manifest: one digest of 32 bytes per input, each
+        // output uploaded by this worker (which the receipt then waits for).
+        let refused = |why: String| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("job {job_id} is a batch of {} inputs: {why}", job.items),
+            )
+        };
+        if blob.size != 32 * job.items {
+            return Err(refused(format!(
+                "its output is a manifest of {} bytes (32 per input), not {}",
+                32 * job.items,
+                blob.size
+            )));
+        }
+        let text = digest.to_string();
+        if let Err(e) =
+            crate::batches::expand(api.store(), api.inner.blobs.as_ref(), &text, job.items)
+                .await
+                .map_err(ApiError::internal)?
+        {
+            return Err(refused(e.to_string()));
+        }
+    }
     let output = OutputRow {
         job_id,
         worker: signer.clone(),
@@ -1962,6 +2043,23 @@ async fn put_receipt(
                 format!("upload job {job_id}'s output before its receipt"),
             )
         })?;
+    if job.items > 1 {
+        let (uploaded, _) = api
+            .store()
+            .manifest_uploads(&output.output_hash, &signer)
+            .await
+            .map_err(ApiError::internal)?;
+        if uploaded < job.items {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "upload the {} outputs of job {job_id}'s output manifest before its receipt \
+                     ({uploaded} uploaded)",
+                    job.items
+                ),
+            ));
+        }
+    }
     let r = &receipt.receipt;
     let mismatch = if r.job_id != job_id {
         Some(format!("the receipt is for job {}", r.job_id))
@@ -2274,6 +2372,15 @@ async fn heartbeat(
             "agent_version is at most {MAX_AGENT_VERSION} bytes"
         )));
     }
+    if beat
+        .max_batch_items
+        .is_some_and(|n| n == 0 || n > ciro_api::coordinator::MAX_BATCH_ITEMS)
+    {
+        return Err(ApiError::bad(format!(
+            "max_batch_items must be 1 to {} when given",
+            ciro_api::coordinator::MAX_BATCH_ITEMS
+        )));
+    }
     if beat.max_input_bytes == Some(0) || beat.max_model_bytes == Some(0) {
         return Err(ApiError::bad(
             "max_input_bytes and max_model_bytes are at least 1 when given",
@@ -2291,6 +2398,7 @@ async fn heartbeat(
             agent_version: beat.agent_version,
             max_input_bytes: beat.max_input_bytes,
             max_model_bytes: beat.max_model_bytes,
+            max_batch_items: beat.max_batch_items.map(u64::from),
         })
         .await
         .map_err(ApiError::internal)?;
@@ -2361,6 +2469,7 @@ async fn assignments(
                     deadline: job.deadline,
                     assigned_at,
                     release_at: assigned_at + release_after(job),
+                    items: job.items,
                 });
             }
             return Ok(Json(Assignments { assignments }));

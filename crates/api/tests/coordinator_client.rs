@@ -806,6 +806,7 @@ async fn worker_heartbeat_poll_and_receipt() {
             agent_version: "0.1.0".into(),
             max_input_bytes: Some(64 << 20),
             max_model_bytes: None,
+            max_batch_items: None,
         })
         .await
         .unwrap();

@@ -42,6 +42,29 @@ impl Digest {
     }
 }
 
+/// A batch's manifest (JobMgr's `submit_batch`): its inputs' (or outputs') digests, 32 bytes
+/// each, in order, with nothing else. The chain records its SHA-256.
+pub fn manifest_of(digests: &[Digest]) -> Vec<u8> {
+    digests.iter().flat_map(|d| d.0).collect()
+}
+
+/// The digests a manifest of `items` lists, or `None` when its length is not `32 × items`.
+pub fn parse_manifest(bytes: &[u8], items: u64) -> Option<Vec<Digest>> {
+    if bytes.len() as u64 != items.checked_mul(32)? {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(32)
+            .map(|c| {
+                let mut d = [0u8; 32];
+                d.copy_from_slice(c);
+                Digest(d)
+            })
+            .collect(),
+    )
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))

@@ -8,7 +8,7 @@
 
 mod digest;
 
-pub use digest::{Digest, DigestParseError};
+pub use digest::{manifest_of, parse_manifest, Digest, DigestParseError};
 
 /// Capability flag bits (u64 bitfield) shared by a model's requirements and a worker's
 /// capabilities (`cairo/src/common/types.cairo`, `FLAG_*`).

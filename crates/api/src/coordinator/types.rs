@@ -182,6 +182,14 @@ pub struct DataAvailability {
     pub output: bool,
     /// The worker's signed receipt.
     pub receipt: bool,
+    /// A batch's inputs its submitter uploaded (its manifest listing them uploaded too;
+    /// absent for a single job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_uploaded: Option<u64>,
+    /// A batch's outputs that its worker's output manifest lists and the worker has not
+    /// uploaded (absent for a single job, or before an output manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_missing: Option<u64>,
 }
 
 /// A requirement of a job.
@@ -239,10 +247,25 @@ pub enum UnmatchedReason {
     },
     /// It will be considered at the matcher's next tick.
     AwaitingMatcher,
-    /// It is a batch (JobMgr's `submit_batch`: many inputs under one manifest), which no
-    /// worker runs yet: it stays queued until its submitter cancels it (a full refund) or its
-    /// deadline passes (a refund on expiry).
-    BatchNotServed {
+    /// It is a batch (JobMgr's `submit_batch`: many inputs under one manifest) whose manifest
+    /// its submitter has not uploaded.
+    ManifestNotUploaded,
+    /// Its uploaded manifest is not `items` SHA-256 digests (32 bytes each): no worker can run
+    /// it. It stays queued until its submitter cancels it or its deadline passes (a refund).
+    ManifestInvalid {
+        /// The manifest's size in bytes.
+        bytes: u64,
+        /// The batch's inputs on chain.
+        items: u64,
+    },
+    /// Inputs its manifest lists that its submitter has not uploaded yet.
+    BatchInputsMissing {
+        /// How many.
+        missing: u64,
+    },
+    /// No eligible live worker runs batches of this many inputs (each declares the most in
+    /// its heartbeats; an agent that declares none runs single jobs only).
+    NoBatchWorker {
         /// Its inputs.
         items: u64,
     },
@@ -599,7 +622,14 @@ pub struct Heartbeat {
     /// offers it no job whose model file is larger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_model_bytes: Option<u64>,
+    /// The most inputs of a batch it runs, 1 to [`MAX_BATCH_ITEMS`] (absent: it runs single
+    /// jobs only). The matcher offers it no larger batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_items: Option<u32>,
 }
+
+/// The most inputs of a batch (JobMgr's bound).
+pub const MAX_BATCH_ITEMS: u32 = 1000;
 
 /// The coordinator's answer to a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -645,6 +675,10 @@ pub struct Assignment {
     pub assigned_at: u64,
     /// From then on anyone may release the job if no result was committed (unix seconds).
     pub release_at: u64,
+    /// Its inputs: 1, or a batch's count, whose `input_hash` is then its manifest's (the
+    /// inputs' SHA-256 digests, 32 bytes each, in order). Absent from an older coordinator: 1.
+    #[serde(default = "one_item")]
+    pub items: u64,
 }
 
 /// Answer of the assignment long-poll: the worker's assignments without a committed result
