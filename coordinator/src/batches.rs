@@ -116,15 +116,24 @@ mod tests {
         );
         assert_eq!(
             parse(&two[..63], 2),
-            Err(ManifestError::Length { bytes: 63, items: 2 })
+            Err(ManifestError::Length {
+                bytes: 63,
+                items: 2
+            })
         );
         assert_eq!(
             parse(&two, 3),
-            Err(ManifestError::Length { bytes: 64, items: 3 })
+            Err(ManifestError::Length {
+                bytes: 64,
+                items: 3
+            })
         );
         assert_eq!(
             parse(&two[..32], 1),
-            Err(ManifestError::Length { bytes: 32, items: 1 })
+            Err(ManifestError::Length {
+                bytes: 32,
+                items: 1
+            })
         );
         let many = vec![0u8; 32 * 1001];
         assert!(parse(&many, 1001).is_err());

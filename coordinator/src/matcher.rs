@@ -1117,7 +1117,7 @@ mod tests {
         w.models.dedup();
         w.max_input_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
         w.max_model_bytes = [None, Some(100), Some(1_000)][next(3) as usize];
-        w.max_batch_items = [None, None, Some(1), Some(8), Some(1_000)][next(5) as usize];
+        w.max_batch_items = [None, Some(1), Some(8), Some(1_000)][next(4) as usize];
         w
     }
 
@@ -1136,7 +1136,7 @@ mod tests {
                 sizes: Sizes {
                     input_bytes: [0, 100, 500, 2_000][next(4) as usize],
                     model_bytes: [0, 100, 500, 2_000][next(4) as usize],
-                    items: [1, 1, 1, 8, 32][next(5) as usize],
+                    items: [1, 1, 1, 1, 1, 1, 1, 1, 8, 32][next(10) as usize],
                 },
             })
             .collect()
@@ -1230,7 +1230,7 @@ mod tests {
     fn random_plans_take_the_best_eligible_worker_within_capacity_and_leave_none_assignable() {
         let mut next = eligibility::test_rng(0x9e37_79b9_7f4a_7c15);
         let mut assigned_total = 0;
-        for round in 0..200 {
+        for round in 0..300 {
             let workers: Vec<Candidate> = (0..1 + next(40))
                 .map(|i| random_worker(&format!("{i:#x}"), &mut next))
                 .collect();

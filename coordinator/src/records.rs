@@ -799,13 +799,12 @@ impl Store {
         if recorded.is_none() {
             return Ok(None);
         }
-        let rows = sqlx::query(
-            "SELECT digest FROM manifest_items WHERE manifest = $1 ORDER BY position",
-        )
-        .bind(digest)
-        .fetch_all(&self.pool)
-        .await
-        .context("reading a manifest's items")?;
+        let rows =
+            sqlx::query("SELECT digest FROM manifest_items WHERE manifest = $1 ORDER BY position")
+                .bind(digest)
+                .fetch_all(&self.pool)
+                .await
+                .context("reading a manifest's items")?;
         rows.iter()
             .map(|r| r.try_get("digest").map_err(Into::into))
             .collect::<Result<Vec<String>>>()
@@ -1164,21 +1163,22 @@ impl Store {
         .context("reading a job")?;
         let Some(mut view) = row
             .map(|r| -> Result<JobView> {
-            let flag = |name: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(name)? != 0) };
-            Ok(JobView {
-                job: job_row(&r)?,
-                model_file: flag("has_model_file")?,
-                input: flag("has_input")?,
-                output: flag("has_output")?,
-                receipt: flag("has_receipt")?,
-                given_back: u32::try_from(r.try_get::<i64, _>("given_back")?).unwrap_or(u32::MAX),
-                input_bytes: u64_of(r.try_get("input_bytes")?, "input_bytes")?,
-                model_bytes: u64_of(r.try_get("model_bytes")?, "model_bytes")?,
-                model_hash: r.try_get("model_hash")?,
-                batch: None,
+                let flag = |name: &str| -> Result<bool> { Ok(r.try_get::<i64, _>(name)? != 0) };
+                Ok(JobView {
+                    job: job_row(&r)?,
+                    model_file: flag("has_model_file")?,
+                    input: flag("has_input")?,
+                    output: flag("has_output")?,
+                    receipt: flag("has_receipt")?,
+                    given_back: u32::try_from(r.try_get::<i64, _>("given_back")?)
+                        .unwrap_or(u32::MAX),
+                    input_bytes: u64_of(r.try_get("input_bytes")?, "input_bytes")?,
+                    model_bytes: u64_of(r.try_get("model_bytes")?, "model_bytes")?,
+                    model_hash: r.try_get("model_hash")?,
+                    batch: None,
+                })
             })
-        })
-        .transpose()?
+            .transpose()?
         else {
             return Ok(None);
         };

@@ -1656,15 +1656,16 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
         .await
         .expect("the output manifest");
     for output in &outputs {
-        worker
-            .upload_blob(output.clone())
-            .await
-            .expect("an output");
+        worker.upload_blob(output.clone()).await.expect("an output");
     }
     let details = c.client().job(batch).await.expect("job");
     assert_eq!(details.data.outputs_missing, Some(1), "{details:?}");
     assert_eq!(
-        hidden(submitter.download_blob(&output_digests[3]).await, &output_digests[3]).0,
+        hidden(
+            submitter.download_blob(&output_digests[3]).await,
+            &output_digests[3]
+        )
+        .0,
         404,
         "listing another account's blob grants its reading to no one"
     );

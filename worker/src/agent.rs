@@ -54,7 +54,7 @@ use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::tensors::{decode_input, dtype_name};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
 use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -107,8 +107,10 @@ pub struct AgentConfig {
     pub deterministic_seed: Option<u64>,
     /// Most rows of one forward pass.
     pub max_batch: i64,
-    /// Largest input accepted, in bytes.
+    /// Largest input accepted, in bytes (each of a batch's inputs).
     pub max_input_bytes: u64,
+    /// Most inputs of a batch it runs (1: single jobs only), declared in its heartbeats.
+    pub max_batch_items: u32,
     /// Largest model file accepted, in bytes (it is held in memory while it is checked).
     pub max_model_bytes: u64,
     /// Largest output a job may have, in bytes of tensor data: a larger one fails the job
@@ -169,6 +171,11 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.capacity >= 1, "the capacity is at least 1 job");
         anyhow::ensure!(self.max_batch >= 1, "the largest batch is at least 1 row");
+        anyhow::ensure!(
+            (1..=ciro_api::coordinator::MAX_BATCH_ITEMS).contains(&self.max_batch_items),
+            "the most inputs of a batch is 1 to {}",
+            ciro_api::coordinator::MAX_BATCH_ITEMS
+        );
         anyhow::ensure!(
             self.max_input_bytes >= 1 && self.max_model_bytes >= 1,
             "the input and model file size limits are at least 1 byte (got {} and {})",
@@ -1030,6 +1037,19 @@ impl Agent {
                 a.model_hash, job.model_id
             )));
         }
+        let items = u64::from(info.items);
+        if items != a.items && a.items != 0 {
+            return Err(Refusal::Unable(format!(
+                "the assignment names {} inputs but the chain's job has {items}",
+                a.items
+            )));
+        }
+        if items > u64::from(self.config.max_batch_items) {
+            return Err(Refusal::Unable(format!(
+                "it is a batch of {items} inputs, more than the {} this worker runs",
+                self.config.max_batch_items
+            )));
+        }
         let now = self.chain_now().await?;
         if now > job.deadline {
             return Err(Refusal::Dropped(format!(
@@ -1073,7 +1093,9 @@ impl Agent {
             entry.input_hash = a.input_hash;
             entry.deadline = info.job.deadline;
         }
+        let items = u64::from(info.items);
         match entry.stage {
+            Stage::Running if items > 1 => self.compute_batch(a, &entry, items).await?,
             Stage::Running => self.compute(a, &entry).await?,
             Stage::Computed => tracing::info!(
                 "computed before a restart: uploading and committing the same output"
@@ -1098,61 +1120,187 @@ impl Agent {
 
     /// Downloads, verifies, runs and journals the job's output.
     async fn compute(&self, a: &Assignment, entry: &Entry) -> Result<(), Refusal> {
-        if entry.attempts >= MAX_FORWARD_ATTEMPTS {
-            return Err(Refusal::Failed(format!(
-                "its forward pass was started {} times and this worker's process ended during \
-                 each (a crash, a kill or the time limit): not run again",
-                entry.attempts
-            )));
+        check_attempts(entry)?;
+        let input = self.fetch_input(&a.input_hash, "the input").await?;
+        self.ensure_model(a, &input).await?;
+        let started = unix_now();
+        let clock = Instant::now();
+        let output = self.run_pass(a, &input).await?;
+        let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let receipt = self.receipt(a, output.output_hash, started, inference_ms)?;
+        self.journal
+            .computed(a.job_id, &output.output, output.output_hash, &receipt)
+            .await
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+        tracing::info!(output = %output.output_hash, inference_ms, "computed");
+        Ok(())
+    }
+
+    /// A batch (`items` inputs under the manifest `a.input_hash`): reads and checks the
+    /// manifest, runs each input not yet computed (each output journaled as it is done, so a
+    /// restart computes none twice), then journals the output manifest (the outputs' digests in
+    /// order) as the job's output, with a receipt over the two manifests.
+    async fn compute_batch(
+        &self,
+        a: &Assignment,
+        entry: &Entry,
+        items: u64,
+    ) -> Result<(), Refusal> {
+        check_attempts(entry)?;
+        let mut listed = self
+            .journal
+            .items(a.job_id)
+            .await
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+        if listed.len() as u64 != items {
+            let manifest = self
+                .client
+                .download_blob_within(&a.input_hash, 32 * items)
+                .await
+                .map_err(|e| download_refusal(e, "the manifest", 32 * items))?;
+            if Digest::of(&manifest) != entry.input_hash {
+                return Err(Refusal::Unable(
+                    "the manifest does not hash to the on-chain input_hash".into(),
+                ));
+            }
+            let Some(inputs) = ciro_protocol::parse_manifest(&manifest, items) else {
+                return Err(Refusal::Failed(format!(
+                    "the manifest is {} bytes, not {items} digests of 32 bytes",
+                    manifest.len()
+                )));
+            };
+            self.journal
+                .begin_items(a.job_id, &inputs)
+                .await
+                .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+            listed = inputs.into_iter().map(|d| (d, None)).collect();
         }
-        // A coordinator that is restarting or busy (a lost answer, a 5xx) is retried at a
-        // later poll; only its answer that the input is not there gives the job back.
-        let meta = self.client.blob_meta(&a.input_hash).await.map_err(|e| {
+        let started = unix_now();
+        let mut inference_ms = 0u64;
+        let todo = listed.iter().filter(|(_, out)| out.is_none()).count();
+        tracing::info!(items, todo, "running a batch");
+        for (position, (input_hash, output)) in listed.iter().enumerate() {
+            if output.is_some() {
+                continue;
+            }
+            let input = self
+                .fetch_input(input_hash, &format!("input {position} of the batch"))
+                .await?;
+            self.ensure_model(a, &input).await?;
+            let clock = Instant::now();
+            let out = self.run_pass(a, &input).await?;
+            inference_ms = inference_ms
+                .saturating_add(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
+            self.journal
+                .item_computed(a.job_id, position as u64, &out.output, out.output_hash)
+                .await
+                .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+        }
+        let outputs = self
+            .journal
+            .items(a.job_id)
+            .await
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?
+            .into_iter()
+            .map(|(_, out)| out)
+            .collect::<Option<Vec<Digest>>>()
+            .ok_or_else(|| Refusal::Unable("the journal lost a batch output".into()))?;
+        let manifest = ciro_protocol::manifest_of(&outputs);
+        let output_hash = Digest::of(&manifest);
+        let receipt = self.receipt(a, output_hash, started, inference_ms)?;
+        self.journal
+            .computed(a.job_id, &manifest, output_hash, &receipt)
+            .await
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+        tracing::info!(output = %output_hash, items, inference_ms, "batch computed");
+        Ok(())
+    }
+
+    /// The signed receipt (as JSON) of job `a`'s output `output_hash`.
+    fn receipt(
+        &self,
+        a: &Assignment,
+        output_hash: Digest,
+        started: u64,
+        inference_ms: u64,
+    ) -> Result<String, Refusal> {
+        let receipt = Receipt {
+            job_manager: self.job_mgr,
+            job_id: a.job_id,
+            worker: self.me,
+            model_hash: a.model_hash,
+            input_hash: a.input_hash,
+            output_hash,
+            device: self.device.clone(),
+            libtorch_version: ciro_engine::libtorch_version().to_owned(),
+            cuda_version: self.cuda.clone(),
+            deterministic: self.config.deterministic_seed.is_some(),
+            seed: self.config.deterministic_seed.unwrap_or(0),
+            started_at: started,
+            finished_at: unix_now(),
+            model_load_ms: 0,
+            inference_ms,
+        }
+        .sign(&self.key, self.chain_id)
+        .map_err(|e| Refusal::Unable(format!("signing the receipt: {e}")))?;
+        serde_json::to_string(&receipt)
+            .map_err(|e| Refusal::Unable(format!("encoding the receipt: {e}")))
+    }
+
+    /// Downloads blob `digest` (`what`: the input, or a batch's input) within the input limit
+    /// and checks its digest. A coordinator that is restarting or busy (a lost answer, a 5xx) is
+    /// retried at a later poll; only its answer that the blob is not there gives the job back.
+    async fn fetch_input(&self, digest: &Digest, what: &str) -> Result<Vec<u8>, Refusal> {
+        let meta = self.client.blob_meta(digest).await.map_err(|e| {
             if e.is_retryable() {
-                Refusal::Retry(format!("reading the input's size: {e}"))
+                Refusal::Retry(format!("reading {what}'s size: {e}"))
             } else {
-                Refusal::Unable(format!("the input is not available: {e}"))
+                Refusal::Unable(format!("{what} is not available: {e}"))
             }
         })?;
         if meta.size > self.config.max_input_bytes {
             return Err(Refusal::Unable(format!(
-                "the input is {} bytes, more than the {} this worker accepts",
+                "{what} is {} bytes, more than the {} this worker accepts",
                 meta.size, self.config.max_input_bytes
             )));
         }
         let input = self
             .client
-            .download_blob_within(&a.input_hash, self.config.max_input_bytes)
+            .download_blob_within(digest, self.config.max_input_bytes)
             .await
-            .map_err(|e| match e {
-                ClientError::DigestMismatch { .. } => Refusal::Unable(format!(
-                    "the input does not hash to the on-chain input_hash: {e}"
-                )),
-                ClientError::TooLarge { .. } => Refusal::Unable(format!(
-                    "the input is larger than the {} bytes this worker accepts: {e}",
-                    self.config.max_input_bytes
-                )),
-                other if other.is_retryable() && !matches!(other, ClientError::Stalled { .. }) => {
-                    Refusal::Retry(format!("downloading the input: {other}"))
-                }
-                other => Refusal::Unable(format!("downloading the input: {other}")),
-            })?;
-        if Digest::of(&input) != entry.input_hash {
-            return Err(Refusal::Unable(
-                "the input does not hash to the on-chain input_hash".into(),
-            ));
+            .map_err(|e| download_refusal(e, what, self.config.max_input_bytes))?;
+        if Digest::of(&input) != *digest {
+            return Err(Refusal::Unable(format!(
+                "{what} does not hash to its digest {digest}"
+            )));
         }
+        Ok(input.to_vec())
+    }
+
+    /// Fetches the job's model into the store unless it is there (`input`: one of its inputs,
+    /// which the model's spec is checked against).
+    async fn ensure_model(&self, a: &Assignment, input: &[u8]) -> Result<(), Refusal> {
         if !self.store.contains(&a.model_hash) {
             self.with_model_lock(a.model_hash, async {
                 // Another job of the model may have stored it while this one waited.
                 if self.store.contains(&a.model_hash) {
                     Ok(())
                 } else {
-                    self.fetch_model(a, &input).await
+                    self.fetch_model(a, input).await
                 }
             })
             .await??;
         }
+        Ok(())
+    }
+
+    /// One forward pass of job `a` on `input`, counted in the journal before it starts and
+    /// uncounted once it returns (a pass the process does not survive stays counted).
+    async fn run_pass(
+        &self,
+        a: &Assignment,
+        input: &[u8],
+    ) -> Result<ciro_engine::JobOutput, Refusal> {
         let attempt = self
             .journal
             .forward_started(a.job_id)
@@ -1168,11 +1316,9 @@ impl Agent {
             ));
         }
         tracing::info!(attempt, "running the forward pass");
-        let started = unix_now();
-        let clock = Instant::now();
         // A panic in the pass is the job's failure, and the pass is uncounted below all the
         // same (the journal would otherwise hold it as started and never returned).
-        let output = AssertUnwindSafe(self.forward_watched(a, &input))
+        let output = AssertUnwindSafe(self.forward_watched(a, input))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -1189,8 +1335,7 @@ impl Agent {
             }
         }
         let output = output?;
-        let inference_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let output = if self.config.test_corrupt_output {
+        Ok(if self.config.test_corrupt_output {
             // The cheating worker of the dispute tests: a wrong answer, consistently hashed,
             // uploaded, signed and committed.
             let bytes = corrupt(output.output);
@@ -1202,34 +1347,7 @@ impl Agent {
             }
         } else {
             output
-        };
-        let receipt = Receipt {
-            job_manager: self.job_mgr,
-            job_id: a.job_id,
-            worker: self.me,
-            model_hash: a.model_hash,
-            input_hash: a.input_hash,
-            output_hash: output.output_hash,
-            device: self.device.clone(),
-            libtorch_version: ciro_engine::libtorch_version().to_owned(),
-            cuda_version: self.cuda.clone(),
-            deterministic: self.config.deterministic_seed.is_some(),
-            seed: self.config.deterministic_seed.unwrap_or(0),
-            started_at: started,
-            finished_at: unix_now(),
-            model_load_ms: 0,
-            inference_ms,
-        }
-        .sign(&self.key, self.chain_id)
-        .map_err(|e| Refusal::Unable(format!("signing the receipt: {e}")))?;
-        let receipt = serde_json::to_string(&receipt)
-            .map_err(|e| Refusal::Unable(format!("encoding the receipt: {e}")))?;
-        self.journal
-            .computed(a.job_id, &output.output, output.output_hash, &receipt)
-            .await
-            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
-        tracing::info!(output = %output.output_hash, inference_ms, "computed");
-        Ok(())
+        })
     }
 
     /// The job's forward pass, watched: past `max_forward` of the engine loading the job's
@@ -1448,6 +1566,11 @@ impl Agent {
             .upload_output(job_id, output)
             .await
             .map_err(|e| passing_or_failed(&e, format!("uploading the output: {e}")))?;
+        if entry.items > 1 {
+            // A batch: its output manifest is recorded by now, so each output it lists is
+            // referenced from its upload on (and the receipt waits for all of them).
+            self.publish_items(job_id).await?;
+        }
         if let Some(text) = entry.receipt {
             let receipt = serde_json::from_str(&text)
                 .map_err(|e| Refusal::Unable(format!("the journal's receipt: {e}")))?;
@@ -1456,6 +1579,39 @@ impl Agent {
                 Err(e) if e.code() == Some(ErrorCode::Conflict) => {}
                 Err(e) => return Err(passing_or_failed(&e, format!("uploading the receipt: {e}"))),
             }
+        }
+        Ok(())
+    }
+
+    /// Uploads batch `job_id`'s outputs, [`ITEM_UPLOADS`] at a time (each again after a
+    /// restart: an upload of the same bytes is taken again, and only this worker's own upload
+    /// of each counts for its receipt).
+    async fn publish_items(&self, job_id: u64) -> Result<(), Refusal> {
+        let items = self
+            .journal
+            .items(job_id)
+            .await
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+        let uploads = items
+            .into_iter()
+            .enumerate()
+            .map(|(position, (_, output))| async move {
+                if output.is_none() {
+                    return Err(Refusal::Unable("the journal lost a batch output".into()));
+                }
+                let bytes = self
+                    .journal
+                    .item_output(job_id, position as u64)
+                    .await
+                    .map_err(|e| Refusal::Unable(format!("reading a batch output: {e:#}")))?;
+                self.client.upload_blob(bytes).await.map_err(|e| {
+                    passing_or_failed(&e, format!("uploading output {position} of the batch: {e}"))
+                })?;
+                Ok::<(), Refusal>(())
+            });
+        let mut uploads = futures_util::stream::iter(uploads).buffer_unordered(ITEM_UPLOADS);
+        while let Some(done) = uploads.next().await {
+            done?;
         }
         Ok(())
     }
@@ -1667,6 +1823,7 @@ impl Agent {
                 // The matcher offers no job this agent would give back as too large.
                 max_input_bytes: Some(self.config.max_input_bytes),
                 max_model_bytes: Some(self.config.max_model_bytes),
+                max_batch_items: Some(self.config.max_batch_items),
             };
             match self.client.heartbeat(&beat).await {
                 Ok(_) => refused = None,
@@ -1904,6 +2061,36 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .collect()
 }
 
+/// Refuses a job whose forward passes this worker's process did not survive
+/// [`MAX_FORWARD_ATTEMPTS`] times (a batch's passes counted together: one poison input fails
+/// the batch, which the chain pays all or nothing).
+fn check_attempts(entry: &Entry) -> Result<(), Refusal> {
+    if entry.attempts >= MAX_FORWARD_ATTEMPTS {
+        return Err(Refusal::Failed(format!(
+            "its forward pass was started {} times and this worker's process ended during \
+             each (a crash, a kill or the time limit): not run again",
+            entry.attempts
+        )));
+    }
+    Ok(())
+}
+
+/// What a failed download of `what` (limited to `limit` bytes) means for the job.
+fn download_refusal(e: ClientError, what: &str, limit: u64) -> Refusal {
+    match e {
+        ClientError::DigestMismatch { .. } => {
+            Refusal::Unable(format!("{what} does not hash to its digest: {e}"))
+        }
+        ClientError::TooLarge { .. } => Refusal::Unable(format!(
+            "{what} is larger than the {limit} bytes this worker accepts: {e}"
+        )),
+        other if other.is_retryable() && !matches!(other, ClientError::Stalled { .. }) => {
+            Refusal::Retry(format!("downloading {what}: {other}"))
+        }
+        other => Refusal::Unable(format!("downloading {what}: {other}")),
+    }
+}
+
 /// The assignment a journal entry resumes (what the chain says is checked at the take).
 fn resumed(entry: &Entry) -> Assignment {
     Assignment {
@@ -1914,8 +2101,14 @@ fn resumed(entry: &Entry) -> Assignment {
         deadline: entry.deadline,
         assigned_at: 0,
         release_at: 0,
+        // (Unknown here: the chain's count is taken.)
+        items: 0,
     }
 }
+
+/// Uploads of a batch's outputs at a time (the coordinator takes at most 4 of an account's
+/// uploads at once).
+const ITEM_UPLOADS: usize = 4;
 
 /// How often results computed and not committed are taken up again when the coordinator no
 /// longer offers their jobs ([`Agent::retake_computed`]).
@@ -2142,6 +2335,7 @@ mod tests {
             deterministic_seed: None,
             max_batch: 1,
             max_input_bytes: 1,
+            max_batch_items: 1,
             max_model_bytes: 1,
             max_output_bytes: 1,
             drain_grace: Duration::from_secs(1),
@@ -2194,6 +2388,7 @@ mod tests {
             receipt: None,
             reason: None,
             attempts,
+            items: 1,
         }
     }
 

@@ -85,6 +85,9 @@ pub struct Entry {
     pub reason: Option<String>,
     /// Forward passes started and not returned from: each one the process did not survive.
     pub attempts: u32,
+    /// Its inputs: 1, or a batch's count ([`Journal::begin_items`]), whose `input_hash` and
+    /// `output_hash` are then its manifests'.
+    pub items: u64,
 }
 
 /// The journal: `<dir>/journal.db` and `<dir>/outputs/`.
@@ -146,6 +149,27 @@ impl Journal {
                 .await
                 .context("adding the attempts column to the journal")?;
         }
+        // And `items` (a batch's inputs), with the items' own table.
+        let has_items: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'items'",
+        )
+        .fetch_one(&pool)
+        .await
+        .context("reading the journal's columns")?;
+        if has_items == 0 {
+            sqlx::query("ALTER TABLE jobs ADD COLUMN items INTEGER NOT NULL DEFAULT 1")
+                .execute(&pool)
+                .await
+                .context("adding the items column to the journal")?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS batch_items (job_id INTEGER NOT NULL, \
+             position INTEGER NOT NULL, input_hash TEXT NOT NULL, output_hash TEXT, \
+             PRIMARY KEY (job_id, position))",
+        )
+        .execute(&pool)
+        .await
+        .context("creating the journal's batch items")?;
         Ok(Self {
             pool,
             outputs,
@@ -224,6 +248,114 @@ impl Journal {
         self.entry(job_id)
             .await?
             .context("the journal lost the job it just recorded")
+    }
+
+    /// Where output `position` of batch `job_id` is kept until the batch is computed (its
+    /// output manifest is then the job's output).
+    pub fn item_path(&self, job_id: u64, position: u64) -> PathBuf {
+        self.outputs.join(format!("{job_id}.{position:04}.item"))
+    }
+
+    /// Records running job `job_id` as a batch of the inputs `inputs` lists (its manifest, in
+    /// order), unless recorded already (a resumed batch keeps the outputs it computed).
+    pub async fn begin_items(&self, job_id: u64, inputs: &[Digest]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("starting a journal transaction")?;
+        let set = sqlx::query("UPDATE jobs SET items = ? WHERE job_id = ? AND stage = 'running'")
+            .bind(id(inputs.len() as u64)?)
+            .bind(id(job_id)?)
+            .execute(&mut *tx)
+            .await
+            .context("recording a batch in the journal")?;
+        anyhow::ensure!(
+            set.rows_affected() == 1,
+            "job {job_id} is not running in the journal"
+        );
+        for (position, input) in inputs.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO batch_items (job_id, position, input_hash) VALUES (?, ?, ?) \
+                 ON CONFLICT (job_id, position) DO NOTHING",
+            )
+            .bind(id(job_id)?)
+            .bind(id(position as u64)?)
+            .bind(input.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("recording a batch's input in the journal")?;
+        }
+        tx.commit()
+            .await
+            .context("committing a batch to the journal")?;
+        Ok(())
+    }
+
+    /// Batch `job_id`'s inputs and the outputs computed of them, in order.
+    pub async fn items(&self, job_id: u64) -> Result<Vec<(Digest, Option<Digest>)>> {
+        let rows = sqlx::query(
+            "SELECT input_hash, output_hash FROM batch_items WHERE job_id = ? ORDER BY position",
+        )
+        .bind(id(job_id)?)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading a batch from the journal")?;
+        rows.iter()
+            .map(|r| {
+                let input: String = r.try_get("input_hash")?;
+                let output: Option<String> = r.try_get("output_hash")?;
+                let parse = |t: &str| {
+                    t.parse::<Digest>()
+                        .map_err(|e| anyhow::anyhow!("journal batch item: {e:?}"))
+                };
+                Ok((parse(&input)?, output.as_deref().map(parse).transpose()?))
+            })
+            .collect()
+    }
+
+    /// Writes output `position` of running batch `job_id` to disk (atomically), then records
+    /// it: an item computed once is never computed again, across restarts.
+    pub async fn item_computed(
+        &self,
+        job_id: u64,
+        position: u64,
+        output: &[u8],
+        output_hash: Digest,
+    ) -> Result<()> {
+        let _files = self.files.lock().await;
+        let path = self.item_path(job_id, position);
+        let staged = self.outputs.join(format!("{job_id}.{position:04}.tmp"));
+        tokio::fs::write(&staged, output)
+            .await
+            .with_context(|| format!("writing {}", staged.display()))?;
+        tokio::fs::File::open(&staged)
+            .await?
+            .sync_all()
+            .await
+            .context("syncing a batch output")?;
+        tokio::fs::rename(&staged, &path)
+            .await
+            .with_context(|| format!("publishing {}", path.display()))?;
+        sqlx::query(
+            "UPDATE batch_items SET output_hash = ? WHERE job_id = ? AND position = ? \
+             AND output_hash IS NULL",
+        )
+        .bind(output_hash.to_string())
+        .bind(id(job_id)?)
+        .bind(id(position)?)
+        .execute(&self.pool)
+        .await
+        .context("recording a batch output in the journal")?;
+        Ok(())
+    }
+
+    /// Output `position` of batch `job_id`, from disk.
+    pub async fn item_output(&self, job_id: u64, position: u64) -> Result<Vec<u8>> {
+        let path = self.item_path(job_id, position);
+        tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))
     }
 
     /// Writes the output to disk (atomically), then records the job computed.
@@ -341,9 +473,14 @@ impl Journal {
         input_hash: Digest,
         deadline: u64,
     ) -> Result<()> {
-        sqlx::query(
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("starting a journal transaction")?;
+        let reopened = sqlx::query(
             "UPDATE jobs SET stage = 'running', reason = NULL, output_hash = NULL, receipt = NULL, \
-             model_hash = ?, input_hash = ?, deadline = ?, updated_at = ? \
+             model_hash = ?, input_hash = ?, deadline = ?, updated_at = ?, items = 1 \
              WHERE job_id = ? AND stage IN ('refused', 'dropped', 'failed')",
         )
         .bind(model_hash.to_string())
@@ -351,9 +488,19 @@ impl Journal {
         .bind(id(deadline)?)
         .bind(now())
         .bind(id(job_id)?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .context("reopening a job in the journal")?;
+        .context("reopening a job in the journal")?
+        .rows_affected();
+        if reopened > 0 {
+            // A batch taken again starts afresh: its manifest is read again.
+            sqlx::query("DELETE FROM batch_items WHERE job_id = ?")
+                .bind(id(job_id)?)
+                .execute(&mut *tx)
+                .await
+                .context("reopening a batch in the journal")?;
+        }
+        tx.commit().await.context("committing a reopening")?;
         Ok(())
     }
 
@@ -422,11 +569,15 @@ impl Journal {
             let stage = Stage::parse(&row.try_get::<String, _>("stage")?)?;
             let updated_at: i64 = row.try_get("updated_at")?;
             let unused = match extension {
+                // (A batch's item outputs, `{job}.{position}.item`, go by the job's rule.)
                 "safetensors" => {
                     !stage.is_open() && (stage != Stage::Committed || updated_at <= cutoff)
                 }
+                e if e.ends_with(".item") => {
+                    !stage.is_open() && (stage != Stage::Committed || updated_at <= cutoff)
+                }
                 // No write is under way (the lock): a crash left it.
-                "tmp" => true,
+                e if e == "tmp" || e.ends_with(".tmp") => true,
                 _ => false,
             };
             if !unused {
@@ -464,6 +615,13 @@ impl Journal {
         .execute(&self.pool)
         .await
         .context("pruning the journal's rows")?;
+        sqlx::query(
+            "DELETE FROM batch_items WHERE NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.job_id = batch_items.job_id)",
+        )
+        .execute(&self.pool)
+        .await
+        .context("pruning the journal's batch items")?;
         Ok(removed.rows_affected())
     }
 
@@ -500,6 +658,7 @@ fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Result<Entry> {
         receipt: row.try_get("receipt")?,
         reason: row.try_get("reason")?,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        items: u64::try_from(row.try_get::<i64, _>("items")?).unwrap_or(1),
     })
 }
 

@@ -240,6 +240,12 @@ struct RunArgs {
     #[arg(long, env = "WORKER_MAX_INPUT_BYTES", default_value_t = 64 << 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_input_bytes: u64,
+    /// Most inputs of a batch (JobMgr's `submit_batch`) it runs, 1 to 1000 (declared to the
+    /// coordinator, which offers no larger batch; 1: single jobs only). A batch's inputs run
+    /// one pass each, its outputs journaled one by one.
+    #[arg(long, env = "WORKER_MAX_BATCH_ITEMS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_batch_items: u32,
     /// Largest model file accepted, in bytes, at least 1 (held in memory while its hash is
     /// checked; declared to the coordinator, which offers no job with a larger one).
     #[arg(long, env = "WORKER_MAX_MODEL_BYTES", default_value_t = 8 << 30,
@@ -405,6 +411,7 @@ fn main() -> ExitCode {
                 deterministic_seed: args.deterministic_seed,
                 max_batch: args.max_batch.max(1),
                 max_input_bytes: args.max_input_bytes,
+                max_batch_items: args.max_batch_items,
                 max_output_bytes: args.max_output_bytes,
                 max_model_bytes: args.max_model_bytes,
                 drain_grace: Duration::from_secs(args.drain_grace_secs),

@@ -1359,9 +1359,10 @@ async fn put_blob(
         .iter()
         .find(|j| j.items > 1 && j.submitter == row.uploader)
     {
-        if let Err(e) = crate::batches::expand(api.store(), api.inner.blobs.as_ref(), &text, batch.items)
-            .await
-            .map_err(ApiError::internal)?
+        if let Err(e) =
+            crate::batches::expand(api.store(), api.inner.blobs.as_ref(), &text, batch.items)
+                .await
+                .map_err(ApiError::internal)?
         {
             tracing::info!(%digest, job_id = batch.job_id, "not a manifest of the batch: {e}");
         }

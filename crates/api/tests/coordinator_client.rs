@@ -237,6 +237,8 @@ async fn get_job(Path(job_id): Path<u64>) -> Response {
             input: false,
             output: false,
             receipt: false,
+            items_uploaded: None,
+            outputs_missing: None,
         },
         unmatched: None,
         indexed_block: 100,
@@ -300,6 +302,7 @@ async fn assignments(
             deadline: 1_900_000_000,
             assigned_at: 1_800_000_000,
             release_at: 1_800_003_600,
+            items: 1,
         }],
         _ => vec![],
     };

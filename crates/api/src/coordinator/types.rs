@@ -820,6 +820,8 @@ mod tests {
                 input: true,
                 output: false,
                 receipt: false,
+                items_uploaded: None,
+                outputs_missing: None,
             },
             unmatched: Some(Unmatched {
                 reason: UnmatchedReason::NoEligibleWorker {
