@@ -134,6 +134,9 @@ pub struct AgentConfig {
     pub hold_commits: bool,
     /// Test only: add 1 to the first element of every output (a cheating worker).
     pub test_corrupt_output: bool,
+    /// Test only: abort the process (as a crash would) once it has journaled this many of a
+    /// batch's outputs.
+    pub test_crash_after_items: Option<u64>,
     /// Where to serve `/health`, `/ready` (the node) and `/metrics`.
     pub listen: std::net::SocketAddr,
     /// The paymaster relayer its transactions go through (gasless), if any.
@@ -1178,6 +1181,7 @@ impl Agent {
         let started = unix_now();
         let mut inference_ms = 0u64;
         let todo = listed.iter().filter(|(_, out)| out.is_none()).count();
+        let mut journaled = 0u64;
         tracing::info!(items, todo, "running a batch");
         for (position, (input_hash, output)) in listed.iter().enumerate() {
             if output.is_some() {
@@ -1195,6 +1199,11 @@ impl Agent {
                 .item_computed(a.job_id, position as u64, &out.output, out.output_hash)
                 .await
                 .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+            journaled += 1;
+            if self.config.test_crash_after_items == Some(journaled) {
+                tracing::warn!(journaled, "aborting mid-batch (--test-crash-after-items)");
+                std::process::abort();
+            }
         }
         let outputs = self
             .journal
@@ -2345,6 +2354,7 @@ mod tests {
             poll_wait: Duration::from_secs(1),
             hold_commits: false,
             test_corrupt_output: false,
+            test_crash_after_items: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             relayer: None,
             challenge_slashes: false,

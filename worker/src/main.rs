@@ -314,6 +314,10 @@ struct RunArgs {
     /// Test only: a cheating worker (every output's first element plus 1).
     #[arg(long, hide = true)]
     test_corrupt_output: bool,
+    /// Test only: end the process (abort, as a crash would) once this many of a batch's
+    /// outputs are journaled by it.
+    #[arg(long = "test-crash-after-items", hide = true)]
+    test_crash_after_items: Option<u64>,
     #[command(flatten)]
     serve: ServeArgs<7072>,
 }
@@ -421,6 +425,7 @@ fn main() -> ExitCode {
                 poll_wait: Duration::from_secs(20),
                 hold_commits: args.test_hold_commits,
                 test_corrupt_output: args.test_corrupt_output,
+                test_crash_after_items: args.test_crash_after_items,
                 listen: args.serve.listen,
                 relayer: args.relayer.config(),
                 challenge_slashes: args.challenge_slashes,

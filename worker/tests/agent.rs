@@ -1120,3 +1120,110 @@ async fn a_slash_opened_against_a_running_worker_is_reported_and_challenged() {
     );
     c.stop().await;
 }
+
+/// A batch (JobMgr's `submit_batch`) of 12 inputs of the MLP, run by one worker: it reads the
+/// manifest, runs each input, and publishes the output manifest, every output and a receipt
+/// over the two manifests before committing the manifest's hash. Killed (aborted, as a crash
+/// would end it) once it has journaled 5 outputs, it resumes from its journal after a restart
+/// and runs only the 7 it had not: no input is computed twice. Every output matches libtorch's
+/// own run of the model to 1e-5, in the manifest's order, and the submitter reads them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_runs_a_batch_and_resumes_it_after_a_crash_computing_no_input_twice() {
+    const ITEMS: u32 = 12;
+    let made = make_models();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+    let mlp = model(&s, &c, &mlp_file, 0).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+
+    // 12 distinct inputs (the sample input scaled) and libtorch's outputs for them.
+    let x = decode_input(&mlp_x).expect("the sample input");
+    let module = {
+        let mut file = std::io::Cursor::new(mlp_file.clone());
+        tch::CModule::load_data(&mut file).expect("the MLP")
+    };
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..ITEMS {
+        let xi = &x * (1.0 + f64::from(i) / 4.0);
+        inputs.push(ciro_engine::tensors::encode_input(&xi).expect("encoding an input"));
+        let y = tch::no_grad(|| module.forward_ts(&[xi])).expect("libtorch's pass");
+        expected.push(Vec::<f32>::try_from(y.flatten(0, -1)).expect("f32"));
+    }
+    let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
+    let manifest = ciro_protocol::manifest_of(&digests);
+    let submitter = c.client_as(&s, Actor::Submitter);
+    for bytes in inputs.iter().chain([&manifest]) {
+        submitter.upload_blob(bytes.clone()).await.expect("upload");
+    }
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_batch(
+        &mlp,
+        &u256_from_digest(&Digest::of(&manifest).0),
+        &ITEMS,
+        &u256(u128::from(ITEMS) * JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_batch");
+    let batch = call(s.jobs_reader().job_count()).await.expect("job_count");
+
+    let mut a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--test-crash-after-items", "5"],
+    );
+    let status = tokio::time::timeout(WAIT, a.wait())
+        .await
+        .expect("the worker aborted mid-batch")
+        .expect("wait");
+    assert!(!status.success(), "aborted: {status}");
+    assert_eq!(forward_passes(&a_dir), 5, "{}", worker_log(&a_dir));
+    assert_eq!(state(&s, batch).await.0, "Assigned");
+    let items_on_disk = std::fs::read_dir(a_dir.join("outputs"))
+        .expect("outputs")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".item"))
+        .count();
+    assert_eq!(items_on_disk, 5, "each journaled output is on disk");
+
+    let a = worker(&s, &c, Actor::WorkerA, MIN_STAKE[0], &a_dir, &[]);
+    until_state(&s, batch, "Completed", data.path()).await;
+    assert_eq!(
+        forward_passes(&a_dir),
+        ITEMS as usize,
+        "the restart ran only the 7 inputs not journaled: {}",
+        worker_log(&a_dir)
+    );
+    let output_hash = indexed_output(&c, batch).await;
+    assert_eq!(
+        s.job_info(batch).await.job.output_hash,
+        u256_from_digest(&output_hash.0)
+    );
+    let outputs_manifest = submitter
+        .download_blob(&output_hash)
+        .await
+        .expect("the output manifest");
+    let outputs =
+        ciro_protocol::parse_manifest(&outputs_manifest, u64::from(ITEMS)).expect("12 digests");
+    for (i, (digest, want)) in outputs.iter().zip(&expected).enumerate() {
+        let bytes = submitter.download_blob(digest).await.expect("an output");
+        let diff = max_abs_diff(&bytes, want);
+        assert!(diff <= 1e-5, "output {i} differs from libtorch's by {diff}");
+    }
+    let receipt = c.client().receipt(batch).await.expect("receipt");
+    assert_eq!(
+        (receipt.receipt.input_hash, receipt.receipt.output_hash),
+        (Digest::of(&manifest), output_hash),
+        "the receipt covers the two manifests"
+    );
+    assert!(receipt.is_signed_by_key(s.net.public_key(Actor::WorkerA), s.net.chain_id()));
+    sigterm(a).await;
+    c.stop().await;
+}
