@@ -60,12 +60,12 @@ pub async fn expand(
     digest: &str,
     items: u64,
 ) -> Result<std::result::Result<(), ManifestError>> {
-    if let Some(recorded) = store.manifest(digest).await? {
-        return Ok(if recorded.len() as u64 == items {
+    if let Some(recorded) = store.manifest_len(digest).await? {
+        return Ok(if recorded == items {
             Ok(())
         } else {
             Err(ManifestError::Length {
-                bytes: 32 * recorded.len() as u64,
+                bytes: 32 * recorded,
                 items,
             })
         });

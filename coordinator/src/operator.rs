@@ -588,6 +588,10 @@ impl Operator {
         queued.retain(|job| !self.held.contains_key(&job.job_id));
         let queued_ids: std::collections::HashSet<u64> = queued.iter().map(|j| j.job_id).collect();
         self.bad_manifests.retain(|id| queued_ids.contains(id));
+        // Before anything that may end the tick early: a manifest uploaded before its batch
+        // was indexed is recorded now, so the inputs it lists are kept from retention whether
+        // or not a worker is live to take the batch.
+        self.record_manifests(&queued).await;
         if queued.is_empty() {
             return Ok(());
         }
@@ -756,22 +760,69 @@ impl Operator {
         Ok(())
     }
 
-    /// The largest input of batch `job` once its manifest is recorded and its submitter uploaded
-    /// every input it lists (None: not yet, or its manifest is not one of its inputs, which is
-    /// logged once).
-    async fn batch_ready(&mut self, job: &JobRow) -> Result<Option<u64>> {
-        if self.bad_manifests.contains(&job.job_id) {
-            return Ok(None);
-        }
-        if self.store.manifest(&job.input_hash).await?.is_none() {
-            if let Err(e) =
-                crate::batches::expand(&self.store, self.blobs.as_ref(), &job.input_hash, job.items)
-                    .await?
-            {
-                tracing::warn!(job_id = job.job_id, manifest = %job.input_hash, "a batch's manifest is refused: {e}");
-                self.bad_manifests.insert(job.job_id);
-                return Ok(None);
+    /// Records the manifests of `queued` batches that their submitters uploaded and no one has
+    /// recorded yet ([`crate::batches::expand`]). A manifest that is not one of its batch's
+    /// inputs (its length) sets the batch aside, logged once; one whose bytes are not there yet
+    /// (an upload publishing them) or a failed read is tried again at the next tick.
+    async fn record_manifests(&mut self, queued: &[JobRow]) {
+        for job in queued.iter().filter(|j| j.items > 1) {
+            if self.bad_manifests.contains(&job.job_id) {
+                continue;
             }
+            let recorded = match self.store.manifest_len(&job.input_hash).await {
+                Ok(recorded) => recorded,
+                Err(e) => {
+                    tracing::warn!(job_id = job.job_id, error = %format!("{e:#}"), "reading a batch's manifest");
+                    continue;
+                }
+            };
+            match recorded {
+                Some(n) if n == job.items => continue,
+                Some(n) => {
+                    tracing::warn!(job_id = job.job_id, manifest = %job.input_hash, listed = n, items = job.items, "a batch's manifest lists another count of inputs: never offered");
+                    self.bad_manifests.insert(job.job_id);
+                    continue;
+                }
+                None => {}
+            }
+            match self.store.uploaded_size(&job.input_hash, &job.submitter).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue, // Not uploaded by its submitter (yet).
+                Err(e) => {
+                    tracing::warn!(job_id = job.job_id, error = %format!("{e:#}"), "reading a batch's manifest upload");
+                    continue;
+                }
+            }
+            match crate::batches::expand(
+                &self.store,
+                self.blobs.as_ref(),
+                &job.input_hash,
+                job.items,
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e @ crate::batches::ManifestError::Length { .. })) => {
+                    tracing::warn!(job_id = job.job_id, manifest = %job.input_hash, "a batch's manifest is refused: {e}");
+                    self.bad_manifests.insert(job.job_id);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(job_id = job.job_id, "a batch's manifest is not recorded yet: {e}");
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = job.job_id, error = %format!("{e:#}"), "recording a batch's manifest");
+                }
+            }
+        }
+    }
+
+    /// The largest input of batch `job` once its manifest is recorded (listing as many inputs
+    /// as the batch has) and its submitter uploaded every input it lists (None: not yet).
+    async fn batch_ready(&mut self, job: &JobRow) -> Result<Option<u64>> {
+        if self.bad_manifests.contains(&job.job_id)
+            || self.store.manifest_len(&job.input_hash).await? != Some(job.items)
+        {
+            return Ok(None);
         }
         let (uploaded, largest) = self
             .store

@@ -258,7 +258,10 @@ fn event_row(r: &sqlx::any::AnyRow) -> Result<JobEventRow> {
 pub const MIN_BLOB_CHARGE: u64 = 64 << 10;
 
 /// An account's unreferenced upload bytes since `$2` (`$1`: the account, `$3`:
-/// [`MIN_BLOB_CHARGE`]): see [`Store::pending_upload_bytes`].
+/// [`MIN_BLOB_CHARGE`]): see [`Store::pending_upload_bytes`]. A batch's inputs count until the
+/// batch leaves the queue (assigned): one `submit_batch` (whose fee comes back on a
+/// cancellation) would otherwise exempt a thousand inputs of any size from the quota, so a
+/// queued batch's inputs must fit its submitter's quota.
 const PENDING_UPLOAD_BYTES: &str =
     "SELECT CAST(SUM(CASE WHEN b.size < $3 THEN $3 ELSE b.size END) AS BIGINT) \
      FROM blob_uploaders u \
@@ -272,9 +275,11 @@ const PENDING_UPLOAD_BYTES: &str =
      AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
          JOIN manifests m ON m.digest = mi.manifest \
          JOIN jobs j ON j.input_hash = mi.manifest AND j.items = m.items \
-         WHERE mi.digest = u.digest AND j.submitter = u.uploader) \
+         WHERE mi.digest = u.digest AND j.submitter = u.uploader AND j.state <> 'Queued') \
      AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
+         JOIN manifests m ON m.digest = mi.manifest \
          JOIN job_outputs o ON o.output_hash = mi.manifest \
+         JOIN jobs j ON j.job_id = o.job_id AND j.items = m.items \
          WHERE mi.digest = u.digest AND o.worker = u.uploader)";
 
 /// The PostgreSQL advisory lock key that orders upload reservations across replicas.
@@ -344,8 +349,9 @@ const COLLECTABLE: &str = "EXISTS (SELECT 1 FROM index_cursors WHERE contract = 
              OR EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id \
              AND e.state = j.state AND e.recorded_at >= $2))) \
      AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
+         JOIN manifests m ON m.digest = mi.manifest \
          JOIN job_outputs o ON o.output_hash = mi.manifest \
-         JOIN jobs j ON j.job_id = o.job_id \
+         JOIN jobs j ON j.job_id = o.job_id AND j.items = m.items \
          WHERE mi.digest = blobs.digest \
          AND EXISTS (SELECT 1 FROM blob_uploaders u WHERE u.digest = blobs.digest \
              AND u.uploader = o.worker) \
@@ -811,6 +817,16 @@ impl Store {
             .map(Some)
     }
 
+    /// How many digests manifest `digest` lists, if it was recorded.
+    pub async fn manifest_len(&self, digest: &str) -> Result<Option<u64>> {
+        let items: Option<i64> = sqlx::query_scalar("SELECT items FROM manifests WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading a manifest")?;
+        items.map(|n| u64_of(n, "items")).transpose()
+    }
+
     /// Records manifest `digest` listing `items` (64 hex each, in order), in one transaction;
     /// nothing if it is recorded already (the same bytes list the same digests).
     pub async fn record_manifest(&self, digest: &str, items: &[String], at: u64) -> Result<()> {
@@ -1191,10 +1207,7 @@ impl Store {
     /// What the coordinator holds of batch `view`'s items.
     async fn batch_view(&self, view: &JobView) -> Result<BatchView> {
         let job = &view.job;
-        let recorded = self
-            .manifest(&job.input_hash)
-            .await?
-            .is_some_and(|items| items.len() as u64 == job.items);
+        let recorded = self.manifest_len(&job.input_hash).await? == Some(job.items);
         let (items_uploaded, largest_item) = if recorded && view.input {
             self.manifest_uploads(&job.input_hash, &job.submitter)
                 .await?
@@ -1208,9 +1221,9 @@ impl Store {
                 .await?
                 .filter(|o| o.assigned_at == assigned_at)
             {
-                if let Some(listed) = self.manifest(&output.output_hash).await? {
+                if let Some(listed) = self.manifest_len(&output.output_hash).await? {
                     let (uploaded, _) = self.manifest_uploads(&output.output_hash, worker).await?;
-                    outputs_missing = Some((listed.len() as u64).saturating_sub(uploaded));
+                    outputs_missing = Some(listed.saturating_sub(uploaded));
                 }
             }
         }
@@ -1389,7 +1402,7 @@ impl Store {
     ) -> Result<Vec<(WorkerRow, Option<LivenessRow>)>> {
         let rows = sqlx::query(
             "SELECT w.*, l.last_seen, l.running_jobs, l.capacity, l.models, l.agent_version, \
-             l.max_input_bytes, l.max_model_bytes \
+             l.max_input_bytes, l.max_model_bytes, l.max_batch_items \
              FROM workers w LEFT JOIN worker_liveness l ON l.address = w.address \
              WHERE w.address > $1 AND ($2 = '' OR w.state = $2) ORDER BY w.address LIMIT $3",
         )

@@ -1720,3 +1720,180 @@ async fn postgres_a_reservation_fails_rather_than_wait_for_ever_on_the_lock() {
         .expect("reserve")
         .expect("granted once the lock is free");
 }
+
+/// Stores `bytes` in `files` and records `uploader`'s upload of them at `created_at`; the
+/// digest.
+async fn stored_as(
+    store: &Store,
+    files: &LocalBlobStore,
+    bytes: Vec<u8>,
+    uploader: &str,
+    created_at: u64,
+) -> Digest {
+    let digest = Digest::of(&bytes);
+    let body: ByteStream = Box::pin(futures_util::stream::iter(vec![Ok(bytes::Bytes::from(
+        bytes,
+    ))]));
+    files.put(&digest, body, 1 << 20).await.expect("put");
+    store
+        .insert_blob(&blob(&digest, uploader, created_at))
+        .await
+        .expect("record");
+    digest
+}
+
+/// A batch's items are kept and taken off the quota through its recorded manifests, and only
+/// as the single-job rules would: an input its submitter uploaded, listed by the input manifest
+/// of a batch in use whose count is the manifest's; an output its worker uploaded, listed by the
+/// worker's output manifest. Attacks refused: a submitter listing another account's blob in
+/// its manifest keeps it from nothing and takes it off no quota; a manifest recorded for 2
+/// inputs keeps nothing of a batch claiming 3; a worker's output manifest listing another
+/// account's blob keeps it from nothing. Collecting a manifest forgets its recorded items.
+async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
+    const NOW: u64 = 100_000;
+    const GRACE_START: u64 = NOW - 3_600;
+    const OLD: u64 = NOW - 86_400;
+    let (submitter, worker, stranger) = ("0x5b", "0x3a", "0x7c");
+    let store = Store::connect(url).await.expect("store");
+    let dir = tempfile::tempdir().expect("dir");
+    let files = LocalBlobStore::open_dir(dir.path()).await.expect("blobs");
+    let in0 = stored_as(&store, &files, vec![1; 10], submitter, OLD).await;
+    let in1 = stored_as(&store, &files, vec![2; 10], submitter, OLD).await;
+    let theirs = stored_as(&store, &files, vec![3; 10], stranger, OLD).await;
+    let queued_in = stored_as(&store, &files, vec![7; 10], submitter, OLD).await;
+    let extra = stored_as(&store, &files, vec![4; 10], submitter, OLD).await;
+    let out0 = stored_as(&store, &files, vec![5; 10], worker, OLD).await;
+    let their_out = stored_as(&store, &files, vec![6; 10], stranger, OLD).await;
+    let manifest_of = |d: &[Digest]| ciro_protocol::manifest_of(d);
+    let m1 = stored_as(&store, &files, manifest_of(&[in0, in1]), submitter, OLD).await;
+    let m2 = stored_as(&store, &files, manifest_of(&[theirs, queued_in]), submitter, OLD).await;
+    let m3 = stored_as(&store, &files, manifest_of(&[extra, in0]), submitter, OLD).await;
+    let om = stored_as(&store, &files, manifest_of(&[out0, their_out]), worker, OLD).await;
+    for (manifest, items) in [
+        (m1, vec![in0, in1]),
+        (m2, vec![theirs, queued_in]),
+        (m3, vec![extra, in0]),
+        (om, vec![out0, their_out]),
+    ] {
+        let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+        store
+            .record_manifest(&manifest.to_string(), &items, OLD)
+            .await
+            .expect("a manifest");
+    }
+    // Batch 1 (2 inputs, m1) assigned to the worker, whose output manifest is om; batch 2 (2
+    // inputs, m2) queued; batch 3 claims 3 inputs under m3's 2, and was cancelled long ago.
+    let batch = |id: u64, manifest: &Digest, items: u64| {
+        let mut j = job(id);
+        j.submitter = submitter.into();
+        j.input_hash = manifest.to_string();
+        j.items = items;
+        j
+    };
+    let mut cancelled = batch(3, &m3, 3);
+    cancelled.state = "Cancelled".into();
+    let mut assigned = batch(1, &m1, 2);
+    assigned.state = "Assigned".into();
+    assigned.worker = Some(worker.into());
+    assigned.assigned_at = Some(50);
+    store
+        .apply(&page(
+            1,
+            vec![
+                Mutation::JobSubmitted(assigned),
+                Mutation::JobSubmitted(batch(2, &m2, 2)),
+                Mutation::JobSubmitted(cancelled),
+            ],
+        ))
+        .await
+        .expect("the batches");
+    store
+        .insert_output(&OutputRow {
+            job_id: 1,
+            worker: worker.into(),
+            output_hash: om.to_string(),
+            size: 64,
+            uploaded_at: OLD,
+            assigned_at: 50,
+            receipt: None,
+        })
+        .await
+        .expect("an output")
+        .expect("the first");
+
+    let mut listed = store
+        .collectable_blobs(GRACE_START, GRACE_START, 100)
+        .await
+        .expect("listing");
+    listed.sort();
+    let mut want = vec![
+        theirs.to_string(),
+        extra.to_string(),
+        their_out.to_string(),
+        m3.to_string(),
+    ];
+    want.sort();
+    assert_eq!(listed, want, "only what no batch of its uploader keeps");
+
+    // The quota, counted from before the uploads: the submitter's inputs of the assigned batch
+    // 1 are off it; the queued batch 2's still count (a queued batch's inputs must fit the
+    // quota: a cancellable submission would otherwise exempt a thousand inputs of any size), as
+    // does `extra` (batch 3's count is not its manifest's); the stranger's blobs listed by
+    // others' manifests still count against the stranger; the worker's outputs count for
+    // nothing.
+    let charge = ciro_coordinator::records::MIN_BLOB_CHARGE;
+    let pending = |who: &'static str| {
+        let store = store.clone();
+        async move { store.pending_upload_bytes(who, 0).await.expect("pending") }
+    };
+    assert_eq!(
+        pending(submitter).await,
+        2 * charge,
+        "`queued_in` and `extra` count"
+    );
+    assert_eq!(pending(stranger).await, 2 * charge);
+    assert_eq!(pending(worker).await, 0);
+
+    // Read grants: the parties of batch 1 read its items, no one else; the stranger's blob
+    // listed by the submitter's manifest is granted to no one through it.
+    let granted = |digest: Digest, reader: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .batch_item_grant(&digest.to_string(), reader)
+                .await
+                .expect("grant")
+        }
+    };
+    assert!(granted(in0, worker).await);
+    assert!(granted(out0, submitter).await);
+    assert!(!granted(in0, stranger).await);
+    assert!(!granted(theirs, submitter).await);
+    assert!(!granted(their_out, submitter).await);
+    assert!(!granted(extra, worker).await);
+
+    // m3 is collected (its batch was cancelled long ago): its recorded items go with it.
+    assert!(collect_blob(&store, &files, &m3, GRACE_START, GRACE_START, None)
+        .await
+        .expect("collect"));
+    assert_eq!(store.manifest(&m3.to_string()).await.expect("read"), None);
+    assert!(store
+        .manifest(&m1.to_string())
+        .await
+        .expect("read")
+        .is_some());
+}
+
+#[tokio::test]
+async fn sqlite_batches_keep_their_items_through_their_manifests_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    batches_keep_their_items_through_their_manifests_only(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_batches_keep_their_items_through_their_manifests_only() {
+    batches_keep_their_items_through_their_manifests_only(
+        &common::fresh_postgres().await.expect("database"),
+    )
+    .await;
+}

@@ -1605,17 +1605,38 @@ impl Agent {
             .into_iter()
             .enumerate()
             .map(|(position, (_, output))| async move {
-                if output.is_none() {
-                    return Err(Refusal::Unable("the journal lost a batch output".into()));
-                }
+                let output = output
+                    .ok_or_else(|| Refusal::Unable("the journal lost a batch output".into()))?;
                 let bytes = self
                     .journal
                     .item_output(job_id, position as u64)
                     .await
                     .map_err(|e| Refusal::Unable(format!("reading a batch output: {e:#}")))?;
-                self.client.upload_blob(bytes).await.map_err(|e| {
-                    passing_or_failed(&e, format!("uploading output {position} of the batch: {e}"))
-                })?;
+                if Digest::of(&bytes) != output {
+                    return Err(Refusal::Unable(format!(
+                        "output {position} of the batch on disk no longer hashes to its \
+                         journaled digest {output}"
+                    )));
+                }
+                // One refused or lost upload is tried again here, a little later, rather than
+                // every output again at the next poll.
+                let mut pause = Duration::from_millis(250);
+                for attempt in 1.. {
+                    match self.client.upload_blob(bytes.clone()).await {
+                        Ok(_) => break,
+                        Err(e) if e.is_retryable() && attempt < ITEM_UPLOAD_TRIES => {
+                            tracing::debug!(position, attempt, error = %e, "retrying a batch output's upload");
+                            tokio::time::sleep(pause).await;
+                            pause *= 2;
+                        }
+                        Err(e) => {
+                            return Err(passing_or_failed(
+                                &e,
+                                format!("uploading output {position} of the batch: {e}"),
+                            ))
+                        }
+                    }
+                }
                 Ok::<(), Refusal>(())
             });
         let mut uploads = futures_util::stream::iter(uploads).buffer_unordered(ITEM_UPLOADS);
@@ -2115,9 +2136,13 @@ fn resumed(entry: &Entry) -> Assignment {
     }
 }
 
-/// Uploads of a batch's outputs at a time (the coordinator takes at most 4 of an account's
-/// uploads at once).
-const ITEM_UPLOADS: usize = 4;
+/// Uploads of a batch's outputs at a time (the coordinator checks at most 2 of an account's
+/// signed requests at once, and takes at most 4 of its uploads).
+const ITEM_UPLOADS: usize = 2;
+
+/// Tries of one batch output's upload that failed for a passing reason (rate limited, a lost
+/// answer) before the publish is left to the next poll.
+const ITEM_UPLOAD_TRIES: u32 = 5;
 
 /// How often results computed and not committed are taken up again when the coordinator no
 /// longer offers their jobs ([`Agent::retake_computed`]).

@@ -1911,12 +1911,19 @@ async fn put_output(
             )));
         }
         let text = digest.to_string();
-        if let Err(e) =
-            crate::batches::expand(api.store(), api.inner.blobs.as_ref(), &text, job.items)
-                .await
-                .map_err(ApiError::internal)?
+        match crate::batches::expand(api.store(), api.inner.blobs.as_ref(), &text, job.items)
+            .await
+            .map_err(ApiError::internal)?
         {
-            return Err(refused(e.to_string()));
+            Ok(()) => {}
+            Err(crate::batches::ManifestError::Missing) => {
+                // (Its bytes set aside by retention between the store and this read.)
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("job {job_id}'s output manifest could not be read back: retry"),
+                ));
+            }
+            Err(e) => return Err(refused(e.to_string())),
         }
     }
     let output = OutputRow {

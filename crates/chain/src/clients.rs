@@ -154,6 +154,33 @@ where
         vec![approve, submit]
     }
 
+    /// The calls of a batch submission (JobMgr's `submit_batch`: `items` inputs of one model
+    /// under the manifest hashing to `manifest_hash`, for `fee` in all): the token approval of
+    /// `fee`, then `submit_batch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit_batch_calls(
+        &self,
+        token: Felt,
+        model_id: u64,
+        manifest_hash: U256,
+        items: u32,
+        fee: U256,
+        deadline: u64,
+        options: &job_mgr::JobOptions,
+    ) -> Vec<Call> {
+        let approve = Erc20::new(token, self.sender.account().clone())
+            .approve_getcall(&ContractAddress(self.address), &fee);
+        let submit = self.binding().submit_batch_getcall(
+            &model_id,
+            &manifest_hash,
+            &items,
+            &fee,
+            &deadline,
+            options,
+        );
+        vec![approve, submit]
+    }
+
     /// The id of the job a submission transaction created (its `JobSubmitted` event).
     pub fn submitted_job_id(&self, outcome: &TxOutcome) -> Result<u64, ChainError> {
         find_event(

@@ -16,6 +16,13 @@
 //!   event for it), p50 and p99.
 //!
 //! Targets (issue 14): jobs/s ÷ transfers/s ≥ 2; lifecycle fee per job ≤ 1 transfer.
+//!
+//! `CIRO_BENCH_ITEMS=N` (default 1) sends each submitter's inputs as batches of N (JobMgr's
+//! `submit_batch`: one on-chain job per N inputs, its manifest and inputs uploaded before the
+//! clock starts, so the leader records the manifests as it first sees the batches); the
+//! ratios are then per input: inputs/s ÷ transfers/s, and the lifecycle fee per input.
+//!
+//!   CIRO_BENCH_ITEMS=32 cargo bench -p ciro-cli --bench network --profile dev
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -42,8 +49,8 @@ const SUBMITTERS: [Actor; 4] = [
     Actor::Verifier,
 ];
 const WORKERS: [Actor; 3] = [Actor::WorkerA, Actor::WorkerB, Actor::WorkerC];
-const JOBS_EACH: u64 = 50;
-const JOBS: u64 = JOBS_EACH * SUBMITTERS.len() as u64;
+/// Inputs each submitter sends (rounded up to a whole number of batches).
+const INPUTS_EACH: u64 = 50;
 const TRANSFERS_EACH: u64 = 20;
 const WAIT: Duration = Duration::from_secs(900);
 
@@ -107,6 +114,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
+    let items: u64 = std::env::var("CIRO_BENCH_ITEMS")
+        .ok()
+        .map(|n| n.parse().expect("CIRO_BENCH_ITEMS: a number of inputs per job"))
+        .unwrap_or(1);
+    assert!(
+        (1..=1000).contains(&items),
+        "CIRO_BENCH_ITEMS is 1 to 1000 (JobMgr's bounds for a batch)"
+    );
+    // On-chain jobs per submitter, and in all; inputs in all.
+    let jobs_each = INPUTS_EACH.div_ceil(items);
+    let jobs = jobs_each * SUBMITTERS.len() as u64;
+    let inputs = jobs * items;
     let s = System::deploy().await.expect("deploy");
     let dir = tempfile::tempdir().expect("dir");
     let dir = dir.path();
@@ -166,16 +185,32 @@ async fn main() {
             .with_signer(signer(&s, *actor));
         let jm = s.jobs_as(*actor);
         let mut mine = Vec::new();
-        for i in 0..JOBS_EACH {
-            let digest = up
-                .upload_blob(input(10_000 + k as u64 * 1_000 + i))
+        for j in 0..jobs_each {
+            let mut digests = Vec::new();
+            for i in 0..items {
+                let seed = 10_000 + k as u64 * 100_000 + j * items + i;
+                digests.push(up.upload_blob(input(seed)).await.expect("input").digest);
+            }
+            if items == 1 {
+                mine.push(jm.submit_job_getcall(
+                    &model,
+                    &u256_from_digest(&digests[0].0),
+                    &u256(JOB_FEE),
+                    &deadline,
+                    &no_options(),
+                ));
+                continue;
+            }
+            let manifest = up
+                .upload_blob(ciro_protocol::manifest_of(&digests))
                 .await
-                .expect("input")
+                .expect("manifest")
                 .digest;
-            mine.push(jm.submit_job_getcall(
+            mine.push(jm.submit_batch_getcall(
                 &model,
-                &u256_from_digest(&digest.0),
-                &u256(JOB_FEE),
+                &u256_from_digest(&manifest.0),
+                &u32::try_from(items).expect("items"),
+                &u256(u128::from(items) * JOB_FEE),
                 &deadline,
                 &no_options(),
             ));
@@ -215,7 +250,7 @@ async fn main() {
                 completed
                     .entry(event.job_id)
                     .or_insert_with(|| (Instant::now(), event.submitter));
-                if completed.len() as u64 == JOBS {
+                if completed.len() as u64 == jobs {
                     break;
                 }
             }
@@ -246,11 +281,11 @@ async fn main() {
         .expect("watcher");
     s.advance(RESULT_WINDOW + 1).await;
     eventually("every job finalized", WAIT, || async {
-        indexed(&base, "finalized").await.filter(|n| *n == JOBS)
+        indexed(&base, "finalized").await.filter(|n| *n == jobs)
     })
     .await;
     let elapsed = start.elapsed().as_secs_f64();
-    for job_id in first_job..first_job + JOBS {
+    for job_id in first_job..first_job + jobs {
         assert_eq!(
             s.job_info(job_id).await.job.state,
             job_mgr::JobState::Finalized,
@@ -272,7 +307,7 @@ async fn main() {
         };
         sent[role] += n;
     }
-    let fee_per_job = (before - after) / u128::from(JOBS);
+    let fee_per_input = (before - after) / u128::from(inputs);
     let mut latencies: Vec<f64> = completed
         .values()
         .map(|(at, submitter)| {
@@ -282,30 +317,37 @@ async fn main() {
         .collect();
     latencies.sort_by(f64::total_cmp);
 
-    let jobs_per_sec = JOBS as f64 / elapsed;
-    println!("network benchmark: {JOBS} jobs, 3 CPU workers, one devnet");
+    let inputs_per_sec = inputs as f64 / elapsed;
+    println!(
+        "network benchmark: {inputs} inputs in {jobs} on-chain jobs of {items}, 3 CPU workers, \
+         one devnet"
+    );
     println!(
         "  transfers        {transfers_per_sec:>8.1} /s   fee {:.6} STRK",
         transfer_fee as f64 / 1e18
     );
     println!(
-        "  jobs finalized   {jobs_per_sec:>8.1} /s   ratio {:.2} (target >= 2)",
-        jobs_per_sec / transfers_per_sec
+        "  jobs finalized   {:>8.2} /s   (on chain)",
+        jobs as f64 / elapsed
     );
     println!(
-        "  lifecycle fee    {:.6} STRK per job   ratio {:.2} of a transfer (target <= 1)",
-        fee_per_job as f64 / 1e18,
-        fee_per_job as f64 / transfer_fee as f64
+        "  inputs finalized {inputs_per_sec:>8.1} /s   ratio {:.2} of transfers/s (target >= 2)",
+        inputs_per_sec / transfers_per_sec
     );
     println!(
-        "  transactions     submitters {}, workers {}, coordinator {} ({:.2} per job)",
+        "  lifecycle fee    {:.6} STRK per input   ratio {:.2} of a transfer (target <= 1)",
+        fee_per_input as f64 / 1e18,
+        fee_per_input as f64 / transfer_fee as f64
+    );
+    println!(
+        "  transactions     submitters {}, workers {}, coordinator {} ({:.3} per input)",
         sent[0],
         sent[1],
         sent[2],
-        sent.iter().sum::<u64>() as f64 / JOBS as f64
+        sent.iter().sum::<u64>() as f64 / inputs as f64
     );
     println!(
-        "  submit -> result p50 {:.1} s   p99 {:.1} s",
+        "  submit -> result p50 {:.1} s   p99 {:.1} s   (per on-chain job)",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );

@@ -30,8 +30,9 @@ use ciro_chain::RpcAccount;
 use ciro_protocol::{contracts, TOKEN};
 use ciro_service::{terminal_safe, AccountArgs, ChainArgs};
 use clap::{Args, Subcommand};
+use futures_util::StreamExt;
 use starknet::accounts::Account;
-use starknet::core::types::{BlockId, BlockTag, EventFilter, Felt};
+use starknet::core::types::{BlockId, BlockTag, Call, EventFilter, Felt};
 use starknet::providers::jsonrpc::HttpTransport;
 use starknet::providers::{JsonRpcClient, Provider};
 use starknet::signers::SigningKey;
@@ -111,13 +112,19 @@ pub struct SubmitArgs {
     /// The model: its on-chain id, or the SHA-256 of its file (hex).
     #[arg(long)]
     model: String,
-    /// The input tensors (safetensors).
-    #[arg(long)]
-    input: PathBuf,
-    /// The fee to escrow, in tokens (e.g. 1.5); default: the model's price (or the
-    /// network's least fee, if higher).
+    /// The input tensors (safetensors). Two or more (`--input a --input b`, or `--input a b`,
+    /// at most 1000) make one batch (JobMgr's `submit_batch`): one on-chain job whose
+    /// lifecycle costs far less per input, run by one worker, paid or refunded as a whole.
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// The fee to escrow in all, in tokens (e.g. 1.5); default: the model's price (or the
+    /// network's least fee, if higher) per input.
     #[arg(long)]
     fee: Option<String>,
+    /// For a batch: seconds after its assignment from which anyone may release it without a
+    /// result (default: the network's assignment timeout plus 5 s per input, at most a day).
+    #[arg(long)]
+    release_after: Option<u64>,
     /// Seconds from now after which no result is accepted and the fee comes back.
     #[arg(long, default_value_t = 3_600)]
     deadline: u64,
@@ -170,11 +177,13 @@ pub struct ResultArgs {
     on: Connection,
     /// The job's id.
     job: u64,
-    /// Where to write the output (safetensors).
+    /// Where to write the output (safetensors); for a batch, a directory that receives
+    /// `NNNN.safetensors`, one per input in order.
     #[arg(long, short)]
     out: PathBuf,
     /// Your own run's output (safetensors): every tensor must match the worker's within
-    /// --tolerance, or the command fails naming the first difference (then dispute).
+    /// --tolerance, or the command fails naming the first difference (then dispute). For a
+    /// batch, a directory of `NNNN.safetensors`.
     #[arg(long)]
     expect: Option<PathBuf>,
     /// Largest absolute difference accepted by --expect.
@@ -617,22 +626,30 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     );
     let params = call(s.reader().get_params()).await?;
     let (price, min_fee) = (low(model.price)?, low(params.min_fee)?);
+    let items = args.input.len() as u128;
+    ensure!(
+        items <= u128::from(MAX_BATCH_ITEMS),
+        "{items} inputs: a batch holds at most {MAX_BATCH_ITEMS}; submit them as several"
+    );
     let fee = match &args.fee {
         Some(text) => parse_tokens(text)?,
-        None => price.max(min_fee),
+        None => price.max(min_fee).saturating_mul(items),
     };
+    // (Per input, as JobMgr checks a batch: the fee divided by its inputs.)
+    let per_input = fee / items;
     ensure!(
-        fee >= price,
-        "a fee of {} is below model {model_id}'s price of {}: pass --fee {} or more",
+        per_input >= price,
+        "a fee of {} is below model {model_id}'s price of {} per input: pass --fee {} or more",
         tokens(fee),
         tokens(price),
-        tokens(price)
+        tokens(price.saturating_mul(items))
     );
     ensure!(
-        fee >= min_fee,
-        "a fee of {} is below the network's least fee of {}",
+        per_input >= min_fee,
+        "a fee of {} is below the network's least fee of {} per input: pass --fee {} or more",
         tokens(fee),
-        tokens(min_fee)
+        tokens(min_fee),
+        tokens(min_fee.saturating_mul(items))
     );
     ensure!(
         args.deadline <= params.max_job_duration,
@@ -649,9 +666,13 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         params.assignment_timeout,
         params.assignment_timeout + 60
     );
-    let bytes = std::fs::read(&args.input)
-        .with_context(|| format!("reading the input {}", args.input.display()))?;
-    let tensors = check_safetensors(&bytes, &format!("the input {}", args.input.display()))?;
+    if items > 1 {
+        return submit_batch(&s, &args, model_id, &model, &params, fee).await;
+    }
+    let input = &args.input[0];
+    let bytes =
+        std::fs::read(input).with_context(|| format!("reading the input {}", input.display()))?;
+    let tensors = check_safetensors(&bytes, &format!("the input {}", input.display()))?;
     let balance = low(balance_of(&s.provider, s.token, me.address).await?)?;
     ensure!(
         balance >= fee,
@@ -684,38 +705,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         // reach this job.
         &ciro_chain::clients::pinned_options(&model.requirements),
     );
-    let outcome = if args.gasless {
-        let url = args
-            .relayer
-            .as_deref()
-            .context("--gasless needs --relayer")?;
-        let mut relayer =
-            PaymasterClient::new(url).with_context(|| format!("relayer URL {url}"))?;
-        if let Ok(key) = std::env::var(RELAYER_API_KEY_ENV) {
-            relayer = relayer.with_api_key(key);
-        }
-        let sent = gasless::execute(
-            &relayer,
-            me.address,
-            &me.key,
-            s.chain_id,
-            &calls,
-            Payment::Sponsored {
-                paymaster: s.paymaster,
-            },
-            gasless::chain_clock(&s.provider).await,
-            gasless::DEFAULT_VALIDITY,
-        )
-        .await
-        .context("sending the job through the paymaster relayer")?;
-        eprintln!(
-            "gasless   relayer sent tx {:#x}; waiting for it",
-            sent.transaction_hash
-        );
-        me.sender.wait(sent.transaction_hash).await?
-    } else {
-        me.sender.execute(calls).await?
-    };
+    let outcome = send_submission(&s, &args, calls).await?;
     // The transaction (the relayer's, when gasless) must hold this very submission.
     let input_hash = u256_from_digest(&uploaded.digest.0);
     let job_id = outcome
@@ -749,6 +739,184 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         model.owner.0,
         tokens(fee),
         args.deadline,
+        tx_line(&outcome)
+    );
+    println!("{job_id}");
+    Ok(())
+}
+
+/// Sends a submission's calls: directly, or through the paymaster relayer with --gasless.
+async fn send_submission(s: &Session, args: &SubmitArgs, calls: Vec<Call>) -> Result<TxOutcome> {
+    let me = s.me()?;
+    Ok(if args.gasless {
+        let url = args
+            .relayer
+            .as_deref()
+            .context("--gasless needs --relayer")?;
+        let mut relayer =
+            PaymasterClient::new(url).with_context(|| format!("relayer URL {url}"))?;
+        if let Ok(key) = std::env::var(RELAYER_API_KEY_ENV) {
+            relayer = relayer.with_api_key(key);
+        }
+        let sent = gasless::execute(
+            &relayer,
+            me.address,
+            &me.key,
+            s.chain_id,
+            &calls,
+            Payment::Sponsored {
+                paymaster: s.paymaster,
+            },
+            gasless::chain_clock(&s.provider).await,
+            gasless::DEFAULT_VALIDITY,
+        )
+        .await
+        .context("sending the job through the paymaster relayer")?;
+        eprintln!(
+            "gasless   relayer sent tx {:#x}; waiting for it",
+            sent.transaction_hash
+        );
+        me.sender.wait(sent.transaction_hash).await?
+    } else {
+        me.sender.execute(calls).await?
+    })
+}
+
+/// Most inputs of a batch (JobMgr's bound).
+const MAX_BATCH_ITEMS: u32 = 1000;
+
+/// Transfers at a time (the coordinator checks at most 2 of an account's signed requests at
+/// once).
+const UPLOADS_AT_ONCE: usize = 2;
+
+/// Uploads `bytes`, trying again a few times, a little later each, when the coordinator is
+/// busy or limits the rate (a batch's many uploads meet its limits).
+async fn upload_retrying(
+    coordinator: &CoordinatorClient,
+    bytes: Vec<u8>,
+) -> Result<ciro_api::coordinator::BlobInfo, ciro_api::coordinator::ClientError> {
+    let mut pause = Duration::from_millis(250);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match coordinator.upload_blob(bytes.clone()).await {
+            Err(e) if e.is_retryable() && tries < 6 => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `ciro job submit` of two or more inputs: one batch. Every input is checked and uploaded,
+/// then the manifest (their digests in order), and only then is the fee escrowed, so a batch
+/// is never paid for while its data is missing.
+async fn submit_batch(
+    s: &Session,
+    args: &SubmitArgs,
+    model_id: u64,
+    model: &job_mgr::Model,
+    params: &job_mgr::JobParams,
+    fee: u128,
+) -> Result<()> {
+    let me = s.me()?;
+    let items = u32::try_from(args.input.len()).context("too many inputs")?;
+    let release_after = match args.release_after {
+        Some(secs) => secs,
+        None => (params.assignment_timeout + 5 * u64::from(items)).min(86_400),
+    };
+    ensure!(
+        (60..=86_400).contains(&release_after),
+        "--release-after is 60 s to a day (got {release_after})"
+    );
+    ensure!(
+        args.deadline >= release_after + 60,
+        "a deadline {} s ahead leaves a worker less than the batch's release window of {} s \
+         (its {items} inputs): pass --deadline {} or more",
+        args.deadline,
+        release_after,
+        release_after + 60
+    );
+    let balance = low(balance_of(&s.provider, s.token, me.address).await?)?;
+    ensure!(
+        balance >= fee,
+        "{:#x} holds {} of the payment token {:#x} and the fee is {}: get more tokens first",
+        me.address,
+        tokens(balance),
+        s.token,
+        tokens(fee)
+    );
+    let mut inputs = Vec::with_capacity(args.input.len());
+    for path in &args.input {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading the input {}", path.display()))?;
+        check_safetensors(&bytes, &format!("the input {}", path.display()))?;
+        inputs.push(bytes);
+    }
+    let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
+    let uploads = inputs.into_iter().enumerate().map(|(i, bytes)| async move {
+        upload_retrying(&s.coordinator, bytes).await.with_context(|| {
+            format!("uploading input {i} ({})", args.input[i].display())
+        })
+    });
+    let mut uploads = futures_util::stream::iter(uploads).buffer_unordered(UPLOADS_AT_ONCE);
+    let mut uploaded_bytes = 0u64;
+    while let Some(done) = uploads.next().await {
+        uploaded_bytes += done?.size;
+    }
+    let manifest = upload_retrying(&s.coordinator, ciro_protocol::manifest_of(&digests))
+        .await
+        .context("uploading the batch's manifest")?
+        .digest;
+    eprintln!(
+        "inputs    {items} ({uploaded_bytes} bytes) uploaded; manifest {manifest}"
+    );
+    let deadline = s.now().await? + args.deadline;
+    let mut options = ciro_chain::clients::pinned_options(&model.requirements);
+    options.release_after = release_after;
+    let calls = me.jobs.submit_batch_calls(
+        s.token,
+        model_id,
+        u256_from_digest(&manifest.0),
+        items,
+        u256(fee),
+        deadline,
+        &options,
+    );
+    let outcome = send_submission(s, args, calls).await?;
+    let manifest_hash = u256_from_digest(&manifest.0);
+    let job_id = outcome
+        .events_from(s.jobs_address)
+        .into_iter()
+        .filter_map(|e| job_mgr::Event::try_from(e).ok())
+        .find_map(|e| match e {
+            job_mgr::Event::JobSubmitted(j)
+                if j.submitter.0 == me.address
+                    && j.input_hash == manifest_hash
+                    && j.fee == u256(fee)
+                    && j.model_id == model_id
+                    && j.items == items =>
+            {
+                Some(j.job_id)
+            }
+            _ => None,
+        })
+        .with_context(|| {
+            format!(
+                "transaction {:#x} holds no submission of this batch by {:#x}",
+                outcome.tx_hash, me.address
+            )
+        })?;
+    eprintln!(
+        "submitted job {job_id}: a batch of {items} inputs on model {model_id} (file {} on \
+         chain): fee {} escrowed ({} per input), deadline in {} s, released {} s after its \
+         assignment if no result; {}",
+        digest_of(model.model_hash),
+        tokens(fee),
+        tokens(fee / u128::from(items)),
+        args.deadline,
+        release_after,
         tx_line(&outcome)
     );
     println!("{job_id}");
@@ -810,6 +978,18 @@ async fn status(args: StatusArgs) -> Result<()> {
         yes(details.data.output),
         yes(details.data.receipt)
     );
+    if info.items > 1 {
+        println!(
+            "batch: {} inputs, {} uploaded by the submitter{}",
+            info.items,
+            details.data.items_uploaded.unwrap_or(0),
+            details
+                .data
+                .outputs_missing
+                .map(|n| format!("; {n} outputs of the worker's manifest not uploaded"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(unmatched) = &details.unmatched {
         println!(
             "not matched yet: {}",
@@ -902,6 +1082,9 @@ async fn result(args: ResultArgs) -> Result<()> {
         ),
         _ => {}
     }
+    if info.items > 1 {
+        return batch_result(&s, &args, &info).await;
+    }
     // The reference is read before the output is written: `--out` may name the same file.
     let reference = match &args.expect {
         Some(path) => Some((
@@ -971,6 +1154,107 @@ async fn result(args: ResultArgs) -> Result<()> {
         println!(
             "expected  matches {} within {}",
             expected.display(),
+            args.tolerance
+        );
+    }
+    Ok(())
+}
+
+/// `ciro job result` of a batch: `--out` is a directory that receives `NNNN.safetensors`, one
+/// per input in the manifest's order, each checked against the output manifest, which is
+/// checked against the on-chain commitment; `--expect` a directory of the same names.
+async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -> Result<()> {
+    let items = u64::from(info.items);
+    let committed = digest_of(info.job.output_hash);
+    let manifest = args
+        .download
+        .blob(&s.coordinator, &committed)
+        .await
+        .with_context(|| format!("downloading job {}'s output manifest {committed}", args.job))?;
+    ensure!(
+        Digest::of(&manifest) == committed,
+        "the output manifest does not hash to the on-chain commitment {committed}"
+    );
+    let outputs = ciro_protocol::parse_manifest(&manifest, items).with_context(|| {
+        format!(
+            "the committed output manifest is {} bytes, not {items} digests of 32: the worker \
+             committed no valid batch result; contest it with `ciro job dispute {}`",
+            manifest.len(),
+            args.job
+        )
+    })?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating the directory {}", args.out.display()))?;
+    let downloads = outputs.iter().enumerate().map(|(i, digest)| async move {
+        let bytes = args
+            .download
+            .blob(&s.coordinator, digest)
+            .await
+            .with_context(|| {
+                format!(
+                    "downloading output {i} ({digest}) of job {}: if the worker never uploaded \
+                     it, contest the batch with `ciro job dispute {}`",
+                    args.job, args.job
+                )
+            })?;
+        ensure!(
+            Digest::of(&bytes) == *digest,
+            "output {i} does not hash to its manifest's digest {digest}"
+        );
+        check_safetensors(&bytes, &format!("output {i}"))?;
+        let path = args.out.join(format!("{i:04}.safetensors"));
+        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+        Ok::<(usize, Vec<u8>), anyhow::Error>((i, bytes))
+    });
+    let mut downloads = futures_util::stream::iter(downloads).buffer_unordered(UPLOADS_AT_ONCE);
+    let mut written: Vec<Option<Vec<u8>>> = vec![None; outputs.len()];
+    while let Some(done) = downloads.next().await {
+        let (i, bytes) = done?;
+        written[i] = Some(bytes);
+    }
+    println!(
+        "outputs   {items} of batch job {}: manifest {committed} = on-chain output_hash, each \
+         output checked against it, written to {}/NNNN.safetensors",
+        args.job,
+        args.out.display()
+    );
+    match s.coordinator.receipt(args.job).await {
+        Ok(receipt) => {
+            check_receipt(s, info, &receipt).await?;
+            println!(
+                "receipt   signed by worker {:#x} over the input and output manifests \
+                 (checked by its account contract): inference {} ms in all",
+                info.job.worker.0, receipt.receipt.inference_ms
+            );
+        }
+        Err(e) if e.code() == Some(ErrorCode::ReceiptNotFound) => {
+            println!(
+                "receipt   none: worker {:#x} uploaded no signed receipt",
+                info.job.worker.0
+            );
+        }
+        Err(e) => return Err(e).context("fetching the worker's receipt"),
+    }
+    if let Some(dir) = &args.expect {
+        for (i, bytes) in written.iter().enumerate() {
+            let bytes = bytes.as_ref().context("an output was not downloaded")?;
+            let path = dir.join(format!("{i:04}.safetensors"));
+            let mine =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            compare(bytes, &mine, args.tolerance).with_context(|| {
+                format!(
+                    "output {i} of job {} differs from {}: contest the batch with `ciro job \
+                     dispute {} --evidence {}` before its challenge window closes",
+                    args.job,
+                    path.display(),
+                    args.job,
+                    path.display()
+                )
+            })?;
+        }
+        println!(
+            "expected  all {items} match {}/NNNN.safetensors within {}",
+            dir.display(),
             args.tolerance
         );
     }
