@@ -785,7 +785,11 @@ impl Operator {
                 }
                 None => {}
             }
-            match self.store.uploaded_size(&job.input_hash, &job.submitter).await {
+            match self
+                .store
+                .uploaded_size(&job.input_hash, &job.submitter)
+                .await
+            {
                 Ok(Some(_)) => {}
                 Ok(None) => continue, // Not uploaded by its submitter (yet).
                 Err(e) => {
@@ -807,7 +811,10 @@ impl Operator {
                     self.bad_manifests.insert(job.job_id);
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(job_id = job.job_id, "a batch's manifest is not recorded yet: {e}");
+                    tracing::debug!(
+                        job_id = job.job_id,
+                        "a batch's manifest is not recorded yet: {e}"
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(job_id = job.job_id, error = %format!("{e:#}"), "recording a batch's manifest");

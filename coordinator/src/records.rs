@@ -819,11 +819,12 @@ impl Store {
 
     /// How many digests manifest `digest` lists, if it was recorded.
     pub async fn manifest_len(&self, digest: &str) -> Result<Option<u64>> {
-        let items: Option<i64> = sqlx::query_scalar("SELECT items FROM manifests WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await
-            .context("reading a manifest")?;
+        let items: Option<i64> =
+            sqlx::query_scalar("SELECT items FROM manifests WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await
+                .context("reading a manifest")?;
         items.map(|n| u64_of(n, "items")).transpose()
     }
 

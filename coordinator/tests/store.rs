@@ -1766,7 +1766,14 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     let their_out = stored_as(&store, &files, vec![6; 10], stranger, OLD).await;
     let manifest_of = |d: &[Digest]| ciro_protocol::manifest_of(d);
     let m1 = stored_as(&store, &files, manifest_of(&[in0, in1]), submitter, OLD).await;
-    let m2 = stored_as(&store, &files, manifest_of(&[theirs, queued_in]), submitter, OLD).await;
+    let m2 = stored_as(
+        &store,
+        &files,
+        manifest_of(&[theirs, queued_in]),
+        submitter,
+        OLD,
+    )
+    .await;
     let m3 = stored_as(&store, &files, manifest_of(&[extra, in0]), submitter, OLD).await;
     let om = stored_as(&store, &files, manifest_of(&[out0, their_out]), worker, OLD).await;
     for (manifest, items) in [
@@ -1873,9 +1880,11 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     assert!(!granted(extra, worker).await);
 
     // m3 is collected (its batch was cancelled long ago): its recorded items go with it.
-    assert!(collect_blob(&store, &files, &m3, GRACE_START, GRACE_START, None)
-        .await
-        .expect("collect"));
+    assert!(
+        collect_blob(&store, &files, &m3, GRACE_START, GRACE_START, None)
+            .await
+            .expect("collect")
+    );
     assert_eq!(store.manifest(&m3.to_string()).await.expect("read"), None);
     assert!(store
         .manifest(&m1.to_string())

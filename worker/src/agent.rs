@@ -148,6 +148,9 @@ pub struct AgentConfig {
     /// Put jobs' rows in shared forward passes (throughput mode; see
     /// [`EngineConfig::batch_jobs`] for why it is off by default).
     pub batch_jobs: bool,
+    /// Run a batch's inputs with their rows in shared passes (throughput mode only): see
+    /// `--merge-batch-items`.
+    pub merge_batch_items: bool,
     /// Each job's pass in a process of its own, sandboxed or not ([`ciro_engine::isolation`]);
     /// `None` runs models in the agent's process, which holds the account key (for models the
     /// operator trusts). A sandboxed one is checked at start: the agent refuses to serve when
@@ -1180,30 +1183,64 @@ impl Agent {
         }
         let started = unix_now();
         let mut inference_ms = 0u64;
-        let todo = listed.iter().filter(|(_, out)| out.is_none()).count();
+        let pending: Vec<(u64, Digest)> = listed
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, out))| out.is_none())
+            .map(|(position, (input, _))| (position as u64, *input))
+            .collect();
+        // Rows of several inputs in one pass only where the operator allows it
+        // (`--merge-batch-items`, throughput mode): exact only for models that keep rows
+        // apart, as with [`EngineConfig::batch_jobs`].
+        let merge = self.config.merge_batch_items && self.config.deterministic_seed.is_none();
+        tracing::info!(items, todo = pending.len(), merge, "running a batch");
         let mut journaled = 0u64;
-        tracing::info!(items, todo, "running a batch");
-        for (position, (input_hash, output)) in listed.iter().enumerate() {
-            if output.is_some() {
-                continue;
+        // Inputs fetched two at a time (what the coordinator checks of an account at once),
+        // in order.
+        let mut chunk: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut chunk_rows = 0i64;
+        let mut model_ready = false;
+        for pair in pending.chunks(ITEM_FETCHES) {
+            let fetched = futures_util::future::try_join_all(
+                pair.iter()
+                    .map(|(position, digest)| self.fetch_item(digest, *position)),
+            )
+            .await?;
+            for ((position, _), bytes) in pair.iter().zip(fetched) {
+                let position = *position;
+                if !model_ready {
+                    self.ensure_model(a, &bytes).await?;
+                    model_ready = true;
+                }
+                if !merge {
+                    self.run_items(
+                        a,
+                        vec![(position, bytes)],
+                        &mut inference_ms,
+                        &mut journaled,
+                    )
+                    .await?;
+                    continue;
+                }
+                let rows = ciro_engine::tensors::decode_input(&bytes)
+                    .map(|t| t.size().first().copied().unwrap_or(1))
+                    .unwrap_or(1);
+                let fits = chunk
+                    .first()
+                    .is_none_or(|(_, first)| same_rows_shape(first, &bytes));
+                if !chunk.is_empty() && (!fits || chunk_rows + rows > self.config.max_batch) {
+                    let full = std::mem::take(&mut chunk);
+                    self.run_items(a, full, &mut inference_ms, &mut journaled)
+                        .await?;
+                    chunk_rows = 0;
+                }
+                chunk_rows += rows;
+                chunk.push((position, bytes));
             }
-            let input = self
-                .fetch_input(input_hash, &format!("input {position} of the batch"))
+        }
+        if !chunk.is_empty() {
+            self.run_items(a, chunk, &mut inference_ms, &mut journaled)
                 .await?;
-            self.ensure_model(a, &input).await?;
-            let clock = Instant::now();
-            let out = self.run_pass(a, &input).await?;
-            inference_ms = inference_ms
-                .saturating_add(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
-            self.journal
-                .item_computed(a.job_id, position as u64, &out.output, out.output_hash)
-                .await
-                .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
-            journaled += 1;
-            if self.config.test_crash_after_items == Some(journaled) {
-                tracing::warn!(journaled, "aborting mid-batch (--test-crash-after-items)");
-                std::process::abort();
-            }
         }
         let outputs = self
             .journal
@@ -1222,6 +1259,102 @@ impl Agent {
             .await
             .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
         tracing::info!(output = %output_hash, items, inference_ms, "batch computed");
+        Ok(())
+    }
+
+    /// Input `position` of a batch, downloaded within the input limit and checked against its
+    /// digest (one signed request: the download's limit is the size check).
+    async fn fetch_item(&self, digest: &Digest, position: u64) -> Result<Vec<u8>, Refusal> {
+        let what = format!("input {position} of the batch");
+        // A refused (rate-limited) or lost download is tried again here, a little later,
+        // rather than the whole batch's at the next poll.
+        let mut pause = Duration::from_millis(100);
+        let mut tries = 0;
+        let bytes = loop {
+            tries += 1;
+            match self
+                .client
+                .download_blob_within(digest, self.config.max_input_bytes)
+                .await
+            {
+                Ok(bytes) => break bytes,
+                Err(e)
+                    if e.is_retryable()
+                        && !matches!(e, ClientError::DigestMismatch { .. })
+                        && tries < ITEM_UPLOAD_TRIES =>
+                {
+                    tracing::debug!(position, tries, error = %e, "retrying a batch input's download");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => return Err(download_refusal(e, &what, self.config.max_input_bytes)),
+            }
+        };
+        if Digest::of(&bytes) != *digest {
+            return Err(Refusal::Unable(format!(
+                "{what} does not hash to its digest {digest}"
+            )));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Runs a batch's `items` (position, input) and journals each output: one pass for all of
+    /// them when there are several (their rows concatenated, the output split back by rows),
+    /// or one pass each when the model's output does not keep the rows apart.
+    async fn run_items(
+        &self,
+        a: &Assignment,
+        items: Vec<(u64, Vec<u8>)>,
+        inference_ms: &mut u64,
+        journaled: &mut u64,
+    ) -> Result<(), Refusal> {
+        let merged = if items.len() > 1 {
+            merge_rows(&items)
+        } else {
+            None
+        };
+        let outputs: Vec<(u64, Vec<u8>)> = match merged {
+            Some((input, rows)) => {
+                let clock = Instant::now();
+                let out = self.run_pass(a, &input).await?;
+                *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
+                match split_rows(&out.output, &rows) {
+                    Some(parts) => items.iter().map(|(p, _)| *p).zip(parts).collect(),
+                    None => {
+                        tracing::warn!(items = items.len(), "the model's output does not keep the batch's rows apart: one pass per input");
+                        let mut each = Vec::with_capacity(items.len());
+                        for (position, input) in &items {
+                            let clock = Instant::now();
+                            let out = self.run_pass(a, input).await?;
+                            *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
+                            each.push((*position, out.output));
+                        }
+                        each
+                    }
+                }
+            }
+            None => {
+                let mut each = Vec::with_capacity(items.len());
+                for (position, input) in &items {
+                    let clock = Instant::now();
+                    let out = self.run_pass(a, input).await?;
+                    *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
+                    each.push((*position, out.output));
+                }
+                each
+            }
+        };
+        for (position, output) in outputs {
+            self.journal
+                .item_computed(a.job_id, position, &output, Digest::of(&output))
+                .await
+                .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+            *journaled += 1;
+            if self.config.test_crash_after_items == Some(*journaled) {
+                tracing::warn!(journaled, "aborting mid-batch (--test-crash-after-items)");
+                std::process::abort();
+            }
+        }
         Ok(())
     }
 
@@ -1620,7 +1753,7 @@ impl Agent {
                 }
                 // One refused or lost upload is tried again here, a little later, rather than
                 // every output again at the next poll.
-                let mut pause = Duration::from_millis(250);
+                let mut pause = Duration::from_millis(100);
                 for attempt in 1.. {
                     match self.client.upload_blob(bytes.clone()).await {
                         Ok(_) => break,
@@ -2091,6 +2224,63 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .collect()
 }
 
+/// Milliseconds since `clock`.
+fn elapsed_ms(clock: Instant) -> u64 {
+    u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether two inputs' tensors can share a pass: the same type and the same shape past their
+/// rows.
+fn same_rows_shape(a: &[u8], b: &[u8]) -> bool {
+    match (
+        ciro_engine::tensors::decode_input(a),
+        ciro_engine::tensors::decode_input(b),
+    ) {
+        (Ok(a), Ok(b)) => {
+            a.kind() == b.kind()
+                && a.dim() >= 1
+                && b.dim() >= 1
+                && a.size().get(1..) == b.size().get(1..)
+        }
+        _ => false,
+    }
+}
+
+/// The inputs' tensors concatenated along their rows, as one input file, with each input's
+/// rows (None: an input that does not decode, or whose shape differs: run each alone).
+fn merge_rows(items: &[(u64, Vec<u8>)]) -> Option<(Vec<u8>, Vec<i64>)> {
+    let tensors = items
+        .iter()
+        .map(|(_, bytes)| ciro_engine::tensors::decode_input(bytes).ok())
+        .collect::<Option<Vec<tch::Tensor>>>()?;
+    let first = tensors.first()?;
+    if tensors.iter().any(|t| {
+        t.dim() == 0 || t.kind() != first.kind() || t.size().get(1..) != first.size().get(1..)
+    }) {
+        return None;
+    }
+    let rows: Vec<i64> = tensors.iter().map(|t| t.size()[0]).collect();
+    let merged = tch::Tensor::f_cat(&tensors, 0).ok()?;
+    Some((ciro_engine::tensors::encode_input(&merged).ok()?, rows))
+}
+
+/// A merged pass's output file split back into each input's output file by `rows` (None: its
+/// rows are not the inputs' rows, so the model mixed or changed them).
+fn split_rows(output: &[u8], rows: &[i64]) -> Option<Vec<Vec<u8>>> {
+    let tensor = ciro_engine::tensors::decode_input(output).ok()?;
+    if tensor.dim() == 0 || tensor.size()[0] != rows.iter().sum::<i64>() {
+        return None;
+    }
+    let mut at = 0;
+    let mut parts = Vec::with_capacity(rows.len());
+    for &n in rows {
+        let part = tensor.f_narrow(0, at, n).ok()?;
+        parts.push(ciro_engine::tensors::encode_output(&part).ok()?);
+        at += n;
+    }
+    Some(parts)
+}
+
 /// Refuses a job whose forward passes this worker's process did not survive
 /// [`MAX_FORWARD_ATTEMPTS`] times (a batch's passes counted together: one poison input fails
 /// the batch, which the chain pays all or nothing).
@@ -2140,8 +2330,11 @@ fn resumed(entry: &Entry) -> Assignment {
 /// signed requests at once, and takes at most 4 of its uploads).
 const ITEM_UPLOADS: usize = 2;
 
-/// Tries of one batch output's upload that failed for a passing reason (rate limited, a lost
-/// answer) before the publish is left to the next poll.
+/// A batch's inputs downloaded at a time.
+const ITEM_FETCHES: usize = 2;
+
+/// Tries of one batch input's download or output's upload that failed for a passing reason
+/// (rate limited, a lost answer) before the batch is left to the next poll.
 const ITEM_UPLOAD_TRIES: u32 = 5;
 
 /// How often results computed and not committed are taken up again when the coordinator no
@@ -2384,6 +2577,7 @@ mod tests {
             relayer: None,
             challenge_slashes: false,
             batch_jobs: false,
+            merge_batch_items: false,
             isolation: None,
             max_loaded_model_bytes: None,
             max_stored_model_bytes: None,

@@ -306,6 +306,13 @@ struct RunArgs {
     /// reproduce. Off by default (each job alone); turn it on only for models you trust.
     #[arg(long, env = "WORKER_BATCH_JOBS", conflicts_with = "deterministic_seed")]
     batch_jobs: bool,
+    /// Run a batch's inputs (JobMgr's `submit_batch`) with their rows in shared forward passes
+    /// (up to --max-batch rows a pass; throughput mode only), each output split back by rows:
+    /// far fewer passes, and with isolation far fewer processes. Exact only for models whose
+    /// rows do not affect each other (as with --batch-jobs, but within one submitter's batch);
+    /// a model whose output does not keep the rows apart is run one input a pass.
+    #[arg(long, env = "WORKER_MERGE_BATCH_ITEMS")]
+    merge_batch_items: bool,
     #[command(flatten)]
     isolation: IsolationArgs,
     /// Test only: compute and journal results but never commit them.
@@ -430,6 +437,7 @@ fn main() -> ExitCode {
                 relayer: args.relayer.config(),
                 challenge_slashes: args.challenge_slashes,
                 batch_jobs: args.batch_jobs,
+                merge_batch_items: args.merge_batch_items,
                 isolation: {
                     let isolation = args.isolation.isolation(args.capacity)?;
                     anyhow::ensure!(

@@ -19,8 +19,9 @@
 //!
 //! `CIRO_BENCH_ITEMS=N` (default 1) sends each submitter's inputs as batches of N (JobMgr's
 //! `submit_batch`: one on-chain job per N inputs, its manifest and inputs uploaded before the
-//! clock starts, so the leader records the manifests as it first sees the batches); the
-//! ratios are then per input: inputs/s ÷ transfers/s, and the lifecycle fee per input.
+//! clock starts, so the leader records the manifests as it first sees the batches), to
+//! workers started with `--merge-batch-items` (a batch's inputs share forward passes); the ratios
+//! are then per input: inputs/s ÷ transfers/s, and the lifecycle fee per input.
 //!
 //!   CIRO_BENCH_ITEMS=32 cargo bench -p ciro-cli --bench network --profile dev
 
@@ -116,7 +117,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let items: u64 = std::env::var("CIRO_BENCH_ITEMS")
         .ok()
-        .map(|n| n.parse().expect("CIRO_BENCH_ITEMS: a number of inputs per job"))
+        .map(|n| {
+            n.parse()
+                .expect("CIRO_BENCH_ITEMS: a number of inputs per job")
+        })
         .unwrap_or(1);
     assert!(
         (1..=1000).contains(&items),
@@ -165,7 +169,17 @@ async fn main() {
     .await
     .expect("register_model");
     let model = call(s.jobs_reader().model_count()).await.expect("models");
-    let mut workers: Vec<_> = WORKERS.iter().map(|w| worker(&s, dir, &base, *w)).collect();
+    // Batches' inputs share passes (their rows concatenated): the workers serve only this
+    // benchmark's MLP, which keeps rows apart (see `EngineConfig::batch_jobs`).
+    let extra: &[&str] = if items > 1 {
+        &["--merge-batch-items"]
+    } else {
+        &[]
+    };
+    let mut workers: Vec<_> = WORKERS
+        .iter()
+        .map(|w| worker_with(&s, dir, &base, *w, extra))
+        .collect();
     let client = CoordinatorClient::new(&base).expect("client");
     eventually("three live workers", WAIT, || async {
         let stats = client.stats(Some(1)).await.ok()?;

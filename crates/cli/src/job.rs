@@ -856,9 +856,9 @@ async fn submit_batch(
     }
     let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
     let uploads = inputs.into_iter().enumerate().map(|(i, bytes)| async move {
-        upload_retrying(&s.coordinator, bytes).await.with_context(|| {
-            format!("uploading input {i} ({})", args.input[i].display())
-        })
+        upload_retrying(&s.coordinator, bytes)
+            .await
+            .with_context(|| format!("uploading input {i} ({})", args.input[i].display()))
     });
     let mut uploads = futures_util::stream::iter(uploads).buffer_unordered(UPLOADS_AT_ONCE);
     let mut uploaded_bytes = 0u64;
@@ -869,9 +869,7 @@ async fn submit_batch(
         .await
         .context("uploading the batch's manifest")?
         .digest;
-    eprintln!(
-        "inputs    {items} ({uploaded_bytes} bytes) uploaded; manifest {manifest}"
-    );
+    eprintln!("inputs    {items} ({uploaded_bytes} bytes) uploaded; manifest {manifest}");
     let deadline = s.now().await? + args.deadline;
     let mut options = ciro_chain::clients::pinned_options(&model.requirements);
     options.release_after = release_after;

@@ -433,6 +433,12 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "is not a TorchScript file",
     );
     net.refused(&["job", "list", "--state", "done"], "is not a job state");
+    // A batch: a fee below the model's price per input, and more inputs than JobMgr takes.
+    let two: Vec<String> = submit("3", &["--input", input, input, "--fee", "1"]);
+    refused(two, "below model");
+    let mut many: Vec<String> = submit("3", &["--input"]);
+    many.extend(std::iter::repeat_n(input.to_owned(), 1001));
+    refused(many, "a batch holds at most 1000");
     // Nothing of the above created a job.
     assert_eq!(
         net.ok(&["job", "list", "--devnet-account", "3"]),
@@ -487,6 +493,65 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "--tolerance",
         "1e-4",
     ]);
+
+    // A batch of the run's four inputs: one on-chain job, its outputs each checked against the
+    // output manifest, the manifest against the chain, and each output against Python torch's.
+    let expect_dir = work.join("out/batch-expect");
+    std::fs::create_dir_all(&expect_dir).expect("a directory");
+    let mut batch_args: Vec<String> = [
+        "job",
+        "submit",
+        "--devnet-account",
+        "3",
+        "--model",
+        &model,
+        "--input",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 1..=4 {
+        let x = work.join(format!("jobs/job{i}.x.safetensors"));
+        batch_args.push(x.to_str().expect("utf-8").to_owned());
+        std::fs::copy(
+            work.join(format!("jobs/job{i}.y.safetensors")),
+            expect_dir.join(format!("{:04}.safetensors", i - 1)),
+        )
+        .expect("the expected output");
+    }
+    let batch = net.ok(&batch_args.iter().map(String::as_str).collect::<Vec<_>>());
+    net.ok(&[
+        "job",
+        "watch",
+        &batch,
+        "--until",
+        "completed",
+        "--timeout",
+        "180",
+    ]);
+    let status = net.ok(&["job", "status", &batch]);
+    assert!(
+        status.contains("batch: 4 inputs, 4 uploaded by the submitter; 0 outputs"),
+        "{status}"
+    );
+    let batch_out = work.join("out/batch");
+    let fetched = net.ok(&[
+        "job",
+        "result",
+        &batch,
+        "--devnet-account",
+        "3",
+        "--out",
+        batch_out.to_str().expect("utf-8"),
+        "--expect",
+        expect_dir.to_str().expect("utf-8"),
+        "--tolerance",
+        "1e-4",
+    ]);
+    assert!(fetched.contains("all 4 match"), "{fetched}");
+    for i in 0..4 {
+        assert!(batch_out.join(format!("{i:04}.safetensors")).exists());
+    }
 
     // A job no worker can take (its model asks for the top stake tier): the coordinator says
     // why, and the submitter takes it back.

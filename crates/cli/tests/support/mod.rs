@@ -93,6 +93,11 @@ pub async fn ready(base: &str) {
 }
 
 pub fn worker(s: &System, dir: &Path, base: &str, actor: Actor) -> Child {
+    worker_with(s, dir, base, actor, &[])
+}
+
+/// [`worker`] with `extra` arguments.
+pub fn worker_with(s: &System, dir: &Path, base: &str, actor: Actor, extra: &[&str]) -> Child {
     let name = format!("worker-{}", actor.index());
     let log = log(dir, &name);
     Command::new(bin("ciro-worker"))
@@ -114,6 +119,7 @@ pub fn worker(s: &System, dir: &Path, base: &str, actor: Actor) -> Child {
             "500",
         ])
         .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
         .env("CIRO_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
