@@ -311,7 +311,11 @@ struct RunArgs {
     /// far fewer passes, and with isolation far fewer processes. Exact only for models whose
     /// rows do not affect each other (as with --batch-jobs, but within one submitter's batch);
     /// a model whose output does not keep the rows apart is run one input a pass.
-    #[arg(long, env = "WORKER_MERGE_BATCH_ITEMS")]
+    #[arg(
+        long,
+        env = "WORKER_MERGE_BATCH_ITEMS",
+        conflicts_with = "deterministic_seed"
+    )]
     merge_batch_items: bool,
     #[command(flatten)]
     isolation: IsolationArgs,

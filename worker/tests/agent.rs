@@ -186,7 +186,13 @@ fn worker_at(
             &["--capacity", "2"][..]
         })
         .args(["--heartbeat-secs", "1", "--commit-window-ms", "300"])
-        .args(["--deterministic-seed", "1", "--drain-grace-secs", "10"])
+        .args(if extra.contains(&"--merge-batch-items") {
+            // (Throughput mode: deterministic mode runs each input alone.)
+            &[][..]
+        } else {
+            &["--deterministic-seed", "1"][..]
+        })
+        .args(["--drain-grace-secs", "10"])
         .args(["--listen", "127.0.0.1:0"])
         .args(extra)
         .env("CIRO_LOG", "info")
@@ -1121,6 +1127,69 @@ async fn a_slash_opened_against_a_running_worker_is_reported_and_challenged() {
     c.stop().await;
 }
 
+/// `n` distinct inputs of the MLP (its sample input scaled), libtorch's own outputs for them,
+/// uploaded by the submitter with their manifest, and the batch submitted; the batch's id, its
+/// manifest's bytes and the expected outputs.
+async fn mlp_batch(s: &System, c: &Running, made: &Made, n: u32) -> (u64, Vec<u8>, Vec<Vec<f32>>) {
+    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
+    let mlp = model(s, c, &mlp_file, 0).await;
+    let x = decode_input(&mlp_x).expect("the sample input");
+    let module = {
+        let mut file = std::io::Cursor::new(mlp_file.clone());
+        tch::CModule::load_data(&mut file).expect("the MLP")
+    };
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let xi = &x * (1.0 + f64::from(i) / 4.0);
+        inputs.push(ciro_engine::tensors::encode_input(&xi).expect("encoding an input"));
+        let y = tch::no_grad(|| module.forward_ts(&[xi])).expect("libtorch's pass");
+        expected.push(Vec::<f32>::try_from(y.flatten(0, -1)).expect("f32"));
+    }
+    let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
+    let manifest = ciro_protocol::manifest_of(&digests);
+    let submitter = c.client_as(s, Actor::Submitter);
+    for bytes in inputs.iter().chain([&manifest]) {
+        submitter.upload_blob(bytes.clone()).await.expect("upload");
+    }
+    let deadline = s.net.now().await.expect("now") + 3_600;
+    s.send(s.jobs_as(Actor::Submitter).submit_batch(
+        &mlp,
+        &u256_from_digest(&Digest::of(&manifest).0),
+        &n,
+        &u256(u128::from(n) * JOB_FEE),
+        &deadline,
+        &no_options(),
+    ))
+    .await
+    .expect("submit_batch");
+    let batch = call(s.jobs_reader().job_count()).await.expect("job_count");
+    (batch, manifest, expected)
+}
+
+/// Batch `batch`'s outputs as its submitter reads them (the output manifest committed on
+/// chain, then each output it lists), each checked against `expected` to 1e-5.
+async fn check_batch_outputs(s: &System, c: &Running, batch: u64, expected: &[Vec<f32>]) -> Digest {
+    let output_hash = indexed_output(c, batch).await;
+    assert_eq!(
+        s.job_info(batch).await.job.output_hash,
+        u256_from_digest(&output_hash.0)
+    );
+    let submitter = c.client_as(s, Actor::Submitter);
+    let outputs_manifest = submitter
+        .download_blob(&output_hash)
+        .await
+        .expect("the output manifest");
+    let outputs = ciro_protocol::parse_manifest(&outputs_manifest, expected.len() as u64)
+        .expect("a digest per input");
+    for (i, (digest, want)) in outputs.iter().zip(expected).enumerate() {
+        let bytes = submitter.download_blob(digest).await.expect("an output");
+        let diff = max_abs_diff(&bytes, want);
+        assert!(diff <= 1e-5, "output {i} differs from libtorch's by {diff}");
+    }
+    output_hash
+}
+
 /// A batch (JobMgr's `submit_batch`) of 12 inputs of the MLP, run by one worker: it reads the
 /// manifest, runs each input, and publishes the output manifest, every output and a receipt
 /// over the two manifests before committing the manifest's hash. Killed (aborted, as a crash
@@ -1133,43 +1202,9 @@ async fn a_worker_runs_a_batch_and_resumes_it_after_a_crash_computing_no_input_t
     let made = make_models();
     let s = System::deploy().await.expect("deploy");
     let c = Running::start(&s, Options::default()).await;
-    let (mlp_file, mlp_x, _) = made.files["mlp"].clone();
-    let mlp = model(&s, &c, &mlp_file, 0).await;
     let data = tempfile::tempdir().expect("dir");
     let a_dir = data.path().join("a");
-
-    // 12 distinct inputs (the sample input scaled) and libtorch's outputs for them.
-    let x = decode_input(&mlp_x).expect("the sample input");
-    let module = {
-        let mut file = std::io::Cursor::new(mlp_file.clone());
-        tch::CModule::load_data(&mut file).expect("the MLP")
-    };
-    let mut inputs = Vec::new();
-    let mut expected = Vec::new();
-    for i in 0..ITEMS {
-        let xi = &x * (1.0 + f64::from(i) / 4.0);
-        inputs.push(ciro_engine::tensors::encode_input(&xi).expect("encoding an input"));
-        let y = tch::no_grad(|| module.forward_ts(&[xi])).expect("libtorch's pass");
-        expected.push(Vec::<f32>::try_from(y.flatten(0, -1)).expect("f32"));
-    }
-    let digests: Vec<Digest> = inputs.iter().map(|b| Digest::of(b)).collect();
-    let manifest = ciro_protocol::manifest_of(&digests);
-    let submitter = c.client_as(&s, Actor::Submitter);
-    for bytes in inputs.iter().chain([&manifest]) {
-        submitter.upload_blob(bytes.clone()).await.expect("upload");
-    }
-    let deadline = s.net.now().await.expect("now") + 3_600;
-    s.send(s.jobs_as(Actor::Submitter).submit_batch(
-        &mlp,
-        &u256_from_digest(&Digest::of(&manifest).0),
-        &ITEMS,
-        &u256(u128::from(ITEMS) * JOB_FEE),
-        &deadline,
-        &no_options(),
-    ))
-    .await
-    .expect("submit_batch");
-    let batch = call(s.jobs_reader().job_count()).await.expect("job_count");
+    let (batch, manifest, expected) = mlp_batch(&s, &c, &made, ITEMS).await;
 
     let mut a = worker(
         &s,
@@ -1201,22 +1236,7 @@ async fn a_worker_runs_a_batch_and_resumes_it_after_a_crash_computing_no_input_t
         "the restart ran only the 7 inputs not journaled: {}",
         worker_log(&a_dir)
     );
-    let output_hash = indexed_output(&c, batch).await;
-    assert_eq!(
-        s.job_info(batch).await.job.output_hash,
-        u256_from_digest(&output_hash.0)
-    );
-    let outputs_manifest = submitter
-        .download_blob(&output_hash)
-        .await
-        .expect("the output manifest");
-    let outputs =
-        ciro_protocol::parse_manifest(&outputs_manifest, u64::from(ITEMS)).expect("12 digests");
-    for (i, (digest, want)) in outputs.iter().zip(&expected).enumerate() {
-        let bytes = submitter.download_blob(digest).await.expect("an output");
-        let diff = max_abs_diff(&bytes, want);
-        assert!(diff <= 1e-5, "output {i} differs from libtorch's by {diff}");
-    }
+    let output_hash = check_batch_outputs(&s, &c, batch, &expected).await;
     let receipt = c.client().receipt(batch).await.expect("receipt");
     assert_eq!(
         (receipt.receipt.input_hash, receipt.receipt.output_hash),
@@ -1224,6 +1244,33 @@ async fn a_worker_runs_a_batch_and_resumes_it_after_a_crash_computing_no_input_t
         "the receipt covers the two manifests"
     );
     assert!(receipt.is_signed_by_key(s.net.public_key(Actor::WorkerA), s.net.chain_id()));
+    sigterm(a).await;
+    c.stop().await;
+}
+
+/// With `--merge-batch-items` (and `--max-batch 32`), a batch of 10 inputs of 8 rows runs in 3
+/// forward passes (32 + 32 + 16 rows), its outputs split back by rows: each still matches
+/// libtorch's run of its input alone to 1e-5, in the manifest's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batchs_inputs_share_passes_when_merged_and_each_output_matches_its_own_run() {
+    const ITEMS: u32 = 10;
+    let made = make_models();
+    let s = System::deploy().await.expect("deploy");
+    let c = Running::start(&s, Options::default()).await;
+    let data = tempfile::tempdir().expect("dir");
+    let a_dir = data.path().join("a");
+    let (batch, _, expected) = mlp_batch(&s, &c, &made, ITEMS).await;
+    let a = worker(
+        &s,
+        &c,
+        Actor::WorkerA,
+        MIN_STAKE[0],
+        &a_dir,
+        &["--merge-batch-items", "--max-batch", "32"],
+    );
+    until_state(&s, batch, "Completed", data.path()).await;
+    assert_eq!(forward_passes(&a_dir), 3, "{}", worker_log(&a_dir));
+    check_batch_outputs(&s, &c, batch, &expected).await;
     sigterm(a).await;
     c.stop().await;
 }
