@@ -433,8 +433,9 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         "is not a TorchScript file",
     );
     net.refused(&["job", "list", "--state", "done"], "is not a job state");
-    // A batch: a fee below the model's price per input, and more inputs than JobMgr takes.
-    let two: Vec<String> = submit("3", &["--input", input, input, "--fee", "1"]);
+    // A batch: a fee below the model's price per input (0.15 for two inputs: 0.075 each,
+    // where a single job's 0.1 is below it already), and more inputs than JobMgr takes.
+    let two: Vec<String> = submit("3", &["--input", input, input, "--fee", "0.15"]);
     refused(two, "below model");
     let mut many: Vec<String> = submit("3", &["--input"]);
     many.extend(std::iter::repeat_n(input.to_owned(), 1001));
