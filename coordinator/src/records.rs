@@ -259,9 +259,10 @@ pub const MIN_BLOB_CHARGE: u64 = 64 << 10;
 
 /// An account's unreferenced upload bytes since `$2` (`$1`: the account, `$3`:
 /// [`MIN_BLOB_CHARGE`]): see [`Store::pending_upload_bytes`]. A batch's inputs count until the
-/// batch leaves the queue (assigned): one `submit_batch` (whose fee comes back on a
-/// cancellation) would otherwise exempt a thousand inputs of any size from the quota, so a
-/// queued batch's inputs must fit its submitter's quota.
+/// batch is assigned (and for good if it never is: cancelled or expired from the queue): one
+/// `submit_batch` (whose fee comes back on a cancellation) would otherwise exempt a thousand
+/// inputs of any size from the quota, so a queued batch's inputs must fit its submitter's
+/// quota.
 const PENDING_UPLOAD_BYTES: &str =
     "SELECT CAST(SUM(CASE WHEN b.size < $3 THEN $3 ELSE b.size END) AS BIGINT) \
      FROM blob_uploaders u \
@@ -275,7 +276,8 @@ const PENDING_UPLOAD_BYTES: &str =
      AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
          JOIN manifests m ON m.digest = mi.manifest \
          JOIN jobs j ON j.input_hash = mi.manifest AND j.items = m.items \
-         WHERE mi.digest = u.digest AND j.submitter = u.uploader AND j.state <> 'Queued') \
+         WHERE mi.digest = u.digest AND j.submitter = u.uploader \
+         AND j.state IN ('Assigned', 'Completed', 'Disputed', 'Finalized', 'Refunded')) \
      AND NOT EXISTS (SELECT 1 FROM manifest_items mi \
          JOIN manifests m ON m.digest = mi.manifest \
          JOIN job_outputs o ON o.output_hash = mi.manifest \

@@ -1761,6 +1761,8 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     let in1 = stored_as(&store, &files, vec![2; 10], submitter, OLD).await;
     let theirs = stored_as(&store, &files, vec![3; 10], stranger, OLD).await;
     let queued_in = stored_as(&store, &files, vec![7; 10], submitter, OLD).await;
+    let c0 = stored_as(&store, &files, vec![8; 10], submitter, OLD).await;
+    let c1 = stored_as(&store, &files, vec![9; 10], submitter, OLD).await;
     let extra = stored_as(&store, &files, vec![4; 10], submitter, OLD).await;
     let out0 = stored_as(&store, &files, vec![5; 10], worker, OLD).await;
     let their_out = stored_as(&store, &files, vec![6; 10], stranger, OLD).await;
@@ -1776,11 +1778,13 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     .await;
     let m3 = stored_as(&store, &files, manifest_of(&[extra, in0]), submitter, OLD).await;
     let om = stored_as(&store, &files, manifest_of(&[out0, their_out]), worker, OLD).await;
+    let m4 = stored_as(&store, &files, manifest_of(&[c0, c1]), submitter, OLD).await;
     for (manifest, items) in [
         (m1, vec![in0, in1]),
         (m2, vec![theirs, queued_in]),
         (m3, vec![extra, in0]),
         (om, vec![out0, their_out]),
+        (m4, vec![c0, c1]),
     ] {
         let items: Vec<String> = items.iter().map(ToString::to_string).collect();
         store
@@ -1799,6 +1803,9 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     };
     let mut cancelled = batch(3, &m3, 3);
     cancelled.state = "Cancelled".into();
+    // Batch 4 (2 inputs, m4) cancelled from the queue: its inputs were never in use.
+    let mut withdrawn = batch(4, &m4, 2);
+    withdrawn.state = "Cancelled".into();
     let mut assigned = batch(1, &m1, 2);
     assigned.state = "Assigned".into();
     assigned.worker = Some(worker.into());
@@ -1810,6 +1817,7 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
                 Mutation::JobSubmitted(assigned),
                 Mutation::JobSubmitted(batch(2, &m2, 2)),
                 Mutation::JobSubmitted(cancelled),
+                Mutation::JobSubmitted(withdrawn),
             ],
         ))
         .await
@@ -1838,6 +1846,9 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
         extra.to_string(),
         their_out.to_string(),
         m3.to_string(),
+        c0.to_string(),
+        c1.to_string(),
+        m4.to_string(),
     ];
     want.sort();
     assert_eq!(listed, want, "only what no batch of its uploader keeps");
@@ -1845,7 +1856,8 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     // The quota, counted from before the uploads: the submitter's inputs of the assigned batch
     // 1 are off it; the queued batch 2's still count (a queued batch's inputs must fit the
     // quota: a cancellable submission would otherwise exempt a thousand inputs of any size), as
-    // does `extra` (batch 3's count is not its manifest's); the stranger's blobs listed by
+    // do batch 4's, cancelled from the queue, and `extra` (batch 3's count is not its
+    // manifest's); the stranger's blobs listed by
     // others' manifests still count against the stranger; the worker's outputs count for
     // nothing.
     let charge = ciro_coordinator::records::MIN_BLOB_CHARGE;
@@ -1855,8 +1867,8 @@ async fn batches_keep_their_items_through_their_manifests_only(url: &str) {
     };
     assert_eq!(
         pending(submitter).await,
-        2 * charge,
-        "`queued_in` and `extra` count"
+        4 * charge,
+        "`queued_in`, `extra` and the withdrawn batch's `c0` and `c1` count"
     );
     assert_eq!(pending(stranger).await, 2 * charge);
     assert_eq!(pending(worker).await, 0);

@@ -1223,8 +1223,19 @@ impl Agent {
                     continue;
                 }
                 let rows = ciro_engine::tensors::decode_input(&bytes)
-                    .map(|t| t.size().first().copied().unwrap_or(1))
-                    .unwrap_or(1);
+                    .map(|t| t.size().first().copied().unwrap_or(0))
+                    .unwrap_or(0);
+                if rows < 1 {
+                    // Empty, a scalar or not a tensor file: alone, refused as it would be.
+                    self.run_items(
+                        a,
+                        vec![(position, bytes)],
+                        &mut inference_ms,
+                        &mut journaled,
+                    )
+                    .await?;
+                    continue;
+                }
                 let fits = chunk
                     .first()
                     .is_none_or(|(_, first)| same_rows_shape(first, &bytes));
@@ -1316,12 +1327,22 @@ impl Agent {
         let outputs: Vec<(u64, Vec<u8>)> = match merged {
             Some((input, rows)) => {
                 let clock = Instant::now();
-                let out = self.run_pass(a, &input).await?;
+                // A merged pass the engine refuses (its output over the limit, more rows than
+                // the model's stored spec or the model itself takes) is not the inputs' fault:
+                // each runs alone then, and fails or not as it would have.
+                let split = match self.run_pass(a, &input).await {
+                    Ok(out) => split_rows(&out.output, &rows),
+                    Err(Refusal::Failed(reason)) => {
+                        tracing::warn!(items = items.len(), %reason, "a merged pass failed: one pass per input");
+                        None
+                    }
+                    Err(other) => return Err(other),
+                };
                 *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
-                match split_rows(&out.output, &rows) {
+                match split {
                     Some(parts) => items.iter().map(|(p, _)| *p).zip(parts).collect(),
                     None => {
-                        tracing::warn!(items = items.len(), "the model's output does not keep the batch's rows apart: one pass per input");
+                        tracing::warn!(items = items.len(), "the merged pass gave no output of the batch's rows: one pass per input");
                         let mut each = Vec::with_capacity(items.len());
                         for (position, input) in &items {
                             let clock = Instant::now();

@@ -309,8 +309,11 @@ struct RunArgs {
     /// Run a batch's inputs (JobMgr's `submit_batch`) with their rows in shared forward passes
     /// (up to --max-batch rows a pass; throughput mode only), each output split back by rows:
     /// far fewer passes, and with isolation far fewer processes. Exact only for models whose
-    /// rows do not affect each other (as with --batch-jobs, but within one submitter's batch);
-    /// a model whose output does not keep the rows apart is run one input a pass.
+    /// rows do not affect each other (as with --batch-jobs, but within one submitter's batch),
+    /// and not bit-identical to a pass of each input alone. The agent checks only that the
+    /// output has the inputs' rows (else, or when the merged pass fails, each input runs
+    /// alone): a model that mixes rows and keeps their count gives wrong outputs. Turn it on
+    /// only for models you trust to keep rows apart.
     #[arg(
         long,
         env = "WORKER_MERGE_BATCH_ITEMS",

@@ -121,8 +121,10 @@ pub struct SubmitArgs {
     /// network's least fee, if higher) per input.
     #[arg(long)]
     fee: Option<String>,
-    /// For a batch: seconds after its assignment from which anyone may release it without a
-    /// result (default: the network's assignment timeout plus 5 s per input, at most a day).
+    /// For a batch (two or more inputs): seconds after its assignment from which anyone may
+    /// release it without a result, the network's assignment timeout to a day (default: the
+    /// assignment timeout plus 5 s per input, at most a day). A single job takes the
+    /// network's assignment timeout.
     #[arg(long)]
     release_after: Option<u64>,
     /// Seconds from now after which no result is accepted and the fee comes back.
@@ -827,8 +829,16 @@ async fn submit_batch(
         None => (params.assignment_timeout + 5 * u64::from(items)).min(86_400),
     };
     ensure!(
-        (60..=86_400).contains(&release_after),
-        "--release-after is 60 s to a day (got {release_after})"
+        (params.assignment_timeout..=86_400).contains(&release_after),
+        "--release-after is the network's assignment timeout ({} s) to a day (got \
+         {release_after})",
+        params.assignment_timeout
+    );
+    ensure!(
+        release_after + 60 <= params.max_job_duration,
+        "a release window of {release_after} s leaves no room within the network's longest \
+         deadline of {} s: pass a smaller --release-after",
+        params.max_job_duration
     );
     ensure!(
         args.deadline >= release_after + 60,
@@ -980,7 +990,10 @@ async fn status(args: StatusArgs) -> Result<()> {
         println!(
             "batch: {} inputs, {} uploaded by the submitter{}",
             info.items,
-            details.data.items_uploaded.unwrap_or(0),
+            details
+                .data
+                .items_uploaded
+                .map_or_else(|| "an unknown number".to_owned(), |n| n.to_string()),
             details
                 .data
                 .outputs_missing
@@ -1181,6 +1194,21 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
             args.job
         )
     })?;
+    // The references are read before any output is written: `--out` may name the same
+    // directory.
+    let references = match &args.expect {
+        Some(dir) => Some(
+            (0..outputs.len())
+                .map(|i| {
+                    let path = dir.join(format!("{i:04}.safetensors"));
+                    std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))
+                        .map(|bytes| (path, bytes))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the directory {}", args.out.display()))?;
     let downloads = outputs.iter().enumerate().map(|(i, digest)| async move {
@@ -1233,13 +1261,10 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
         }
         Err(e) => return Err(e).context("fetching the worker's receipt"),
     }
-    if let Some(dir) = &args.expect {
-        for (i, bytes) in written.iter().enumerate() {
+    if let (Some(dir), Some(references)) = (&args.expect, &references) {
+        for (i, (bytes, (path, mine))) in written.iter().zip(references).enumerate() {
             let bytes = bytes.as_ref().context("an output was not downloaded")?;
-            let path = dir.join(format!("{i:04}.safetensors"));
-            let mine =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            compare(bytes, &mine, args.tolerance).with_context(|| {
+            compare(bytes, mine, args.tolerance).with_context(|| {
                 format!(
                     "output {i} of job {} differs from {}: contest the batch with `ciro job \
                      dispute {} --evidence {}` before its challenge window closes",
