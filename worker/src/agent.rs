@@ -1198,7 +1198,9 @@ impl Agent {
         // Inputs fetched two at a time (what the coordinator checks of an account at once),
         // in order.
         let mut chunk: Vec<(u64, Vec<u8>)> = Vec::new();
+        // The rows in the chunk, and the type and shape past the rows its inputs share.
         let mut chunk_rows = 0i64;
+        let mut chunk_shape = None;
         let mut model_ready = false;
         for pair in pending.chunks(ITEM_FETCHES) {
             let fetched = futures_util::future::try_join_all(
@@ -1212,7 +1214,8 @@ impl Agent {
                     self.ensure_model(a, &bytes).await?;
                     model_ready = true;
                 }
-                if !merge {
+                // Empty, a scalar or not a tensor file: alone, refused as it would be.
+                let Some((rows, shape)) = merge.then(|| rows_and_shape(&bytes)).flatten() else {
                     self.run_items(
                         a,
                         vec![(position, bytes)],
@@ -1221,31 +1224,18 @@ impl Agent {
                     )
                     .await?;
                     continue;
-                }
-                let rows = ciro_engine::tensors::decode_input(&bytes)
-                    .map(|t| t.size().first().copied().unwrap_or(0))
-                    .unwrap_or(0);
-                if rows < 1 {
-                    // Empty, a scalar or not a tensor file: alone, refused as it would be.
-                    self.run_items(
-                        a,
-                        vec![(position, bytes)],
-                        &mut inference_ms,
-                        &mut journaled,
-                    )
-                    .await?;
-                    continue;
-                }
-                let fits = chunk
-                    .first()
-                    .is_none_or(|(_, first)| same_rows_shape(first, &bytes));
-                if !chunk.is_empty() && (!fits || chunk_rows + rows > self.config.max_batch) {
+                };
+                if !chunk.is_empty()
+                    && (chunk_shape.as_ref() != Some(&shape)
+                        || chunk_rows + rows > self.config.max_batch)
+                {
                     let full = std::mem::take(&mut chunk);
                     self.run_items(a, full, &mut inference_ms, &mut journaled)
                         .await?;
                     chunk_rows = 0;
                 }
                 chunk_rows += rows;
+                chunk_shape = Some(shape);
                 chunk.push((position, bytes));
             }
         }
@@ -1277,30 +1267,12 @@ impl Agent {
     /// digest (one signed request: the download's limit is the size check).
     async fn fetch_item(&self, digest: &Digest, position: u64) -> Result<Vec<u8>, Refusal> {
         let what = format!("input {position} of the batch");
-        // A refused (rate-limited) or lost download is tried again here, a little later,
-        // rather than the whole batch's at the next poll.
-        let mut pause = Duration::from_millis(100);
-        let mut tries = 0;
-        let bytes = loop {
-            tries += 1;
-            match self
-                .client
+        let bytes = item_transfer(&what, || {
+            self.client
                 .download_blob_within(digest, self.config.max_input_bytes)
-                .await
-            {
-                Ok(bytes) => break bytes,
-                Err(e)
-                    if e.is_retryable()
-                        && !matches!(e, ClientError::DigestMismatch { .. })
-                        && tries < ITEM_UPLOAD_TRIES =>
-                {
-                    tracing::debug!(position, tries, error = %e, "retrying a batch input's download");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => return Err(download_refusal(e, &what, self.config.max_input_bytes)),
-            }
-        };
+        })
+        .await
+        .map_err(|e| download_refusal(e, &what, self.config.max_input_bytes))?;
         if Digest::of(&bytes) != *digest {
             return Err(Refusal::Unable(format!(
                 "{what} does not hash to its digest {digest}"
@@ -1324,57 +1296,59 @@ impl Agent {
         } else {
             None
         };
-        let outputs: Vec<(u64, Vec<u8>)> = match merged {
-            Some((input, rows)) => {
-                let clock = Instant::now();
-                // A merged pass the engine refuses (its output over the limit, more rows than
-                // the model's stored spec or the model itself takes) is not the inputs' fault:
-                // each runs alone then, and fails or not as it would have.
-                let split = match self.run_pass(a, &input).await {
-                    Ok(out) => split_rows(&out.output, &rows),
-                    Err(Refusal::Failed(reason)) => {
-                        tracing::warn!(items = items.len(), %reason, "a merged pass failed: one pass per input");
-                        None
-                    }
-                    Err(other) => return Err(other),
-                };
-                *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
-                match split {
-                    Some(parts) => items.iter().map(|(p, _)| *p).zip(parts).collect(),
-                    None => {
+        if let Some((input, rows)) = merged {
+            let clock = Instant::now();
+            // A merged pass the engine refuses (its output over the limit, more rows than the
+            // model's stored spec or the model itself takes) is not the inputs' fault: each
+            // runs alone then, and fails or not as it would have.
+            let parts = match self.run_pass(a, &input).await {
+                Ok(out) => {
+                    let parts = split_rows(&out.output, &rows);
+                    if parts.is_none() {
                         tracing::warn!(items = items.len(), "the merged pass gave no output of the batch's rows: one pass per input");
-                        let mut each = Vec::with_capacity(items.len());
-                        for (position, input) in &items {
-                            let clock = Instant::now();
-                            let out = self.run_pass(a, input).await?;
-                            *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
-                            each.push((*position, out.output));
-                        }
-                        each
                     }
+                    parts
                 }
-            }
-            None => {
-                let mut each = Vec::with_capacity(items.len());
-                for (position, input) in &items {
-                    let clock = Instant::now();
-                    let out = self.run_pass(a, input).await?;
-                    *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
-                    each.push((*position, out.output));
+                Err(Refusal::Failed(reason)) => {
+                    tracing::warn!(items = items.len(), %reason, "a merged pass failed: one pass per input");
+                    None
                 }
-                each
+                Err(other) => return Err(other),
+            };
+            *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
+            if let Some(parts) = parts {
+                for ((position, _), output) in items.iter().zip(parts) {
+                    self.journal_item(a, *position, &output, journaled).await?;
+                }
+                return Ok(());
             }
-        };
-        for (position, output) in outputs {
-            self.journal
-                .item_computed(a.job_id, position, &output, Digest::of(&output))
-                .await
-                .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
-            *journaled += 1;
-            if self.config.test_crash_after_items == Some(*journaled) {
-                tracing::warn!(journaled, "aborting mid-batch (--test-crash-after-items)");
-                std::process::abort();
-            }
+        }
+        for (position, input) in &items {
+            let clock = Instant::now();
+            let out = self.run_pass(a, input).await?;
+            *inference_ms = inference_ms.saturating_add(elapsed_ms(clock));
+            self.journal_item(a, *position, &out.output, journaled)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Journals output `position` of batch `a` (`journaled`: how many this process has).
+    async fn journal_item(
+        &self,
+        a: &Assignment,
+        position: u64,
+        output: &[u8],
+        journaled: &mut u64,
+    ) -> Result<(), Refusal> {
+        self.journal
+            .item_computed(a.job_id, position, output, Digest::of(output))
+            .await
+            .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
+        *journaled += 1;
+        if self.config.test_crash_after_items == Some(*journaled) {
+            tracing::warn!(journaled, "aborting mid-batch (--test-crash-after-items)");
+            std::process::abort();
         }
         Ok(())
     }
@@ -1772,25 +1746,10 @@ impl Agent {
                          journaled digest {output}"
                     )));
                 }
-                // One refused or lost upload is tried again here, a little later, rather than
-                // every output again at the next poll.
-                let mut pause = Duration::from_millis(100);
-                for attempt in 1.. {
-                    match self.client.upload_blob(bytes.clone()).await {
-                        Ok(_) => break,
-                        Err(e) if e.is_retryable() && attempt < ITEM_UPLOAD_TRIES => {
-                            tracing::debug!(position, attempt, error = %e, "retrying a batch output's upload");
-                            tokio::time::sleep(pause).await;
-                            pause *= 2;
-                        }
-                        Err(e) => {
-                            return Err(passing_or_failed(
-                                &e,
-                                format!("uploading output {position} of the batch: {e}"),
-                            ))
-                        }
-                    }
-                }
+                let what = format!("output {position} of the batch");
+                item_transfer(&what, || self.client.upload_blob(bytes.clone()))
+                    .await
+                    .map_err(|e| passing_or_failed(&e, format!("uploading {what}: {e}")))?;
                 Ok::<(), Refusal>(())
             });
         let mut uploads = futures_util::stream::iter(uploads).buffer_unordered(ITEM_UPLOADS);
@@ -2245,26 +2204,46 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .collect()
 }
 
+/// One of a batch's transfers (`what`), tried again a little later each time it fails for a
+/// passing reason (rate limited, a lost answer), at most [`ITEM_TRIES`] times: one refusal
+/// would otherwise send the whole batch's transfers again at the next poll. A download that
+/// does not hash to its digest is not tried again.
+async fn item_transfer<T, F, Fut>(what: &str, mut transfer: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        match transfer().await {
+            Err(e)
+                if e.is_retryable()
+                    && !matches!(e, ClientError::DigestMismatch { .. })
+                    && tries < ITEM_TRIES =>
+            {
+                tracing::debug!(what, tries, error = %e, "retrying a batch transfer");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Milliseconds since `clock`.
 fn elapsed_ms(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Whether two inputs' tensors can share a pass: the same type and the same shape past their
-/// rows.
-fn same_rows_shape(a: &[u8], b: &[u8]) -> bool {
-    match (
-        ciro_engine::tensors::decode_input(a),
-        ciro_engine::tensors::decode_input(b),
-    ) {
-        (Ok(a), Ok(b)) => {
-            a.kind() == b.kind()
-                && a.dim() >= 1
-                && b.dim() >= 1
-                && a.size().get(1..) == b.size().get(1..)
-        }
-        _ => false,
-    }
+/// An input's rows and what other inputs must share with it to share a pass (its type and its
+/// shape past the rows); None when it has no rows to merge (empty, a scalar, not a tensor).
+fn rows_and_shape(bytes: &[u8]) -> Option<(i64, (tch::Kind, Vec<i64>))> {
+    let tensor = ciro_engine::tensors::decode_input(bytes).ok()?;
+    let size = tensor.size();
+    let rows = *size.first()?;
+    (rows >= 1).then(|| (rows, (tensor.kind(), size[1..].to_vec())))
 }
 
 /// The inputs' tensors concatenated along their rows, as one input file, with each input's
@@ -2356,7 +2335,7 @@ const ITEM_FETCHES: usize = 2;
 
 /// Tries of one batch input's download or output's upload that failed for a passing reason
 /// (rate limited, a lost answer) before the batch is left to the next poll.
-const ITEM_UPLOAD_TRIES: u32 = 5;
+const ITEM_TRIES: u32 = 5;
 
 /// How often results computed and not committed are taken up again when the coordinator no
 /// longer offers their jobs ([`Agent::retake_computed`]).

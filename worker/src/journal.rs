@@ -106,6 +106,22 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Writes `bytes` to `path` atomically: to `staged`, synced, then renamed into place (a crash
+/// leaves either no file at `path` or the whole one, and at most a staged `.tmp`).
+async fn write_synced(staged: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    tokio::fs::write(staged, bytes)
+        .await
+        .with_context(|| format!("writing {}", staged.display()))?;
+    tokio::fs::File::open(staged)
+        .await?
+        .sync_all()
+        .await
+        .with_context(|| format!("syncing {}", staged.display()))?;
+    tokio::fs::rename(staged, path)
+        .await
+        .with_context(|| format!("publishing {}", path.display()))
+}
+
 fn id(value: u64) -> Result<i64> {
     i64::try_from(value).with_context(|| format!("{value} does not fit the journal"))
 }
@@ -324,19 +340,8 @@ impl Journal {
         output_hash: Digest,
     ) -> Result<()> {
         let _files = self.files.lock().await;
-        let path = self.item_path(job_id, position);
         let staged = self.outputs.join(format!("{job_id}.{position:04}.tmp"));
-        tokio::fs::write(&staged, output)
-            .await
-            .with_context(|| format!("writing {}", staged.display()))?;
-        tokio::fs::File::open(&staged)
-            .await?
-            .sync_all()
-            .await
-            .context("syncing a batch output")?;
-        tokio::fs::rename(&staged, &path)
-            .await
-            .with_context(|| format!("publishing {}", path.display()))?;
+        write_synced(&staged, &self.item_path(job_id, position), output).await?;
         sqlx::query(
             "UPDATE batch_items SET output_hash = ? WHERE job_id = ? AND position = ? \
              AND output_hash IS NULL",
@@ -373,18 +378,7 @@ impl Journal {
             _ => return Ok(()),
         }
         let path = self.output_path(job_id);
-        let staged = path.with_extension("tmp");
-        tokio::fs::write(&staged, output)
-            .await
-            .with_context(|| format!("writing {}", staged.display()))?;
-        tokio::fs::File::open(&staged)
-            .await?
-            .sync_all()
-            .await
-            .context("syncing the output")?;
-        tokio::fs::rename(&staged, &path)
-            .await
-            .with_context(|| format!("publishing {}", path.display()))?;
+        write_synced(&path.with_extension("tmp"), &path, output).await?;
         sqlx::query(
             "UPDATE jobs SET stage = 'computed', output_hash = ?, receipt = ?, attempts = 0, \
              updated_at = ? WHERE job_id = ? AND stage = 'running'",

@@ -146,12 +146,10 @@ where
         deadline: u64,
         options: &job_mgr::JobOptions,
     ) -> Vec<Call> {
-        let approve = Erc20::new(token, self.sender.account().clone())
-            .approve_getcall(&ContractAddress(self.address), &fee);
         let submit =
             self.binding()
                 .submit_job_getcall(&model_id, &input_hash, &fee, &deadline, options);
-        vec![approve, submit]
+        self.approved(token, &fee, submit)
     }
 
     /// The calls of a batch submission (JobMgr's `submit_batch`: `items` inputs of one model
@@ -168,8 +166,6 @@ where
         deadline: u64,
         options: &job_mgr::JobOptions,
     ) -> Vec<Call> {
-        let approve = Erc20::new(token, self.sender.account().clone())
-            .approve_getcall(&ContractAddress(self.address), &fee);
         let submit = self.binding().submit_batch_getcall(
             &model_id,
             &manifest_hash,
@@ -178,7 +174,14 @@ where
             &deadline,
             options,
         );
-        vec![approve, submit]
+        self.approved(token, &fee, submit)
+    }
+
+    /// `call` after the approval of `fee` of `token` to JobMgr (one multicall).
+    fn approved(&self, token: Felt, fee: &U256, call: Call) -> Vec<Call> {
+        let approve = Erc20::new(token, self.sender.account().clone())
+            .approve_getcall(&ContractAddress(self.address), fee);
+        vec![approve, call]
     }
 
     /// The id of the job a submission transaction created (its `JobSubmitted` event).

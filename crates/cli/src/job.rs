@@ -709,29 +709,15 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     );
     let outcome = send_submission(&s, &args, calls).await?;
     // The transaction (the relayer's, when gasless) must hold this very submission.
-    let input_hash = u256_from_digest(&uploaded.digest.0);
-    let job_id = outcome
-        .events_from(s.jobs_address)
-        .into_iter()
-        .filter_map(|e| job_mgr::Event::try_from(e).ok())
-        .find_map(|e| match e {
-            job_mgr::Event::JobSubmitted(j)
-                if j.submitter.0 == me.address
-                    && j.input_hash == input_hash
-                    && j.fee == u256(fee)
-                    && j.model_id == model_id
-                    && j.items == 1 =>
-            {
-                Some(j.job_id)
-            }
-            _ => None,
-        })
-        .with_context(|| {
-            format!(
-                "transaction {:#x} holds no submission of this input by {:#x}",
-                outcome.tx_hash, me.address
-            )
-        })?;
+    let job_id = submitted_job_id(
+        &s,
+        &outcome,
+        &uploaded.digest,
+        fee,
+        model_id,
+        1,
+        "this input",
+    )?;
     // The model as the chain has it (a coordinator's model list is not checked against the
     // chain: the file hash says which model the fee paid for).
     eprintln!(
@@ -782,6 +768,44 @@ async fn send_submission(s: &Session, args: &SubmitArgs, calls: Vec<Call>) -> Re
     } else {
         me.sender.execute(calls).await?
     })
+}
+
+/// The id of the job `outcome` submitted for this account: its `JobSubmitted` event naming
+/// `input_hash` (an input, or a batch's manifest), `fee`, `model_id` and `items` (`what` names
+/// the submission in the error when there is none).
+fn submitted_job_id(
+    s: &Session,
+    outcome: &TxOutcome,
+    input_hash: &Digest,
+    fee: u128,
+    model_id: u64,
+    items: u32,
+    what: &str,
+) -> Result<u64> {
+    let me = s.me()?;
+    let input_hash = u256_from_digest(&input_hash.0);
+    outcome
+        .events_from(s.jobs_address)
+        .into_iter()
+        .filter_map(|e| job_mgr::Event::try_from(e).ok())
+        .find_map(|e| match e {
+            job_mgr::Event::JobSubmitted(j)
+                if j.submitter.0 == me.address
+                    && j.input_hash == input_hash
+                    && j.fee == u256(fee)
+                    && j.model_id == model_id
+                    && j.items == items =>
+            {
+                Some(j.job_id)
+            }
+            _ => None,
+        })
+        .with_context(|| {
+            format!(
+                "transaction {:#x} holds no submission of {what} by {:#x}",
+                outcome.tx_hash, me.address
+            )
+        })
 }
 
 /// Most inputs of a batch (JobMgr's bound).
@@ -893,29 +917,7 @@ async fn submit_batch(
         &options,
     );
     let outcome = send_submission(s, args, calls).await?;
-    let manifest_hash = u256_from_digest(&manifest.0);
-    let job_id = outcome
-        .events_from(s.jobs_address)
-        .into_iter()
-        .filter_map(|e| job_mgr::Event::try_from(e).ok())
-        .find_map(|e| match e {
-            job_mgr::Event::JobSubmitted(j)
-                if j.submitter.0 == me.address
-                    && j.input_hash == manifest_hash
-                    && j.fee == u256(fee)
-                    && j.model_id == model_id
-                    && j.items == items =>
-            {
-                Some(j.job_id)
-            }
-            _ => None,
-        })
-        .with_context(|| {
-            format!(
-                "transaction {:#x} holds no submission of this batch by {:#x}",
-                outcome.tx_hash, me.address
-            )
-        })?;
+    let job_id = submitted_job_id(s, &outcome, &manifest, fee, model_id, items, "this batch")?;
     eprintln!(
         "submitted job {job_id}: a batch of {items} inputs on model {model_id} (file {} on \
          chain): fee {} escrowed ({} per input), deadline in {} s, released {} s after its \
