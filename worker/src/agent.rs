@@ -1182,7 +1182,6 @@ impl Agent {
             listed = inputs.into_iter().map(|d| (d, None)).collect();
         }
         let started = unix_now();
-        let mut inference_ms = 0u64;
         let pending: Vec<(u64, Digest)> = listed
             .iter()
             .enumerate()
@@ -1194,55 +1193,74 @@ impl Agent {
         // apart, as with [`EngineConfig::batch_jobs`].
         let merge = self.config.merge_batch_items && self.config.deterministic_seed.is_none();
         tracing::info!(items, todo = pending.len(), merge, "running a batch");
-        let mut journaled = 0u64;
-        // Inputs fetched two at a time (what the coordinator checks of an account at once),
-        // in order.
-        let mut chunk: Vec<(u64, Vec<u8>)> = Vec::new();
-        // The rows in the chunk, and the type and shape past the rows its inputs share.
-        let mut chunk_rows = 0i64;
-        let mut chunk_shape = None;
-        let mut model_ready = false;
-        for pair in pending.chunks(ITEM_FETCHES) {
-            let fetched = futures_util::future::try_join_all(
-                pair.iter()
-                    .map(|(position, digest)| self.fetch_item(digest, *position)),
-            )
-            .await?;
-            for ((position, _), bytes) in pair.iter().zip(fetched) {
-                let position = *position;
-                if !model_ready {
-                    self.ensure_model(a, &bytes).await?;
-                    model_ready = true;
+        let mut run = BatchRun {
+            merge,
+            ..BatchRun::default()
+        };
+        // The inputs in one signed request, from the first not computed on, each checked
+        // against the manifest; a download that breaks off resumes at the first input it did
+        // not bring, a few times ([`ITEM_TRIES`]) before the job waits for a later poll.
+        let limit = self.config.max_input_bytes;
+        let mut next = 0usize; // Of `pending`: the first input not received.
+        let mut tries = 1u32;
+        let mut pause = Duration::from_millis(100);
+        while next < pending.len() {
+            let from = pending[next].0;
+            let broke = match self.client.open_batch_inputs(a.job_id, from).await {
+                Err(e) => Some(e),
+                Ok(mut download) => {
+                    let mut position = from;
+                    loop {
+                        let bytes = match download.next_item(limit).await {
+                            Ok(Some(bytes)) => bytes,
+                            Ok(None) => {
+                                break (next < pending.len()).then(|| ClientError::Truncated {
+                                    url: format!("job {}'s inputs", a.job_id),
+                                    reason: format!(
+                                        "the body ended at position {position} of {items}"
+                                    ),
+                                });
+                            }
+                            Err(e) => break Some(e),
+                        };
+                        let this = position;
+                        position += 1;
+                        // (An input computed before a restart, inside the range: skipped.)
+                        if pending[next].0 != this {
+                            continue;
+                        }
+                        if Digest::of(&bytes) != pending[next].1 {
+                            return Err(Refusal::Unable(format!(
+                                "input {this} of the batch does not hash to its manifest's \
+                                 digest {}",
+                                pending[next].1
+                            )));
+                        }
+                        next += 1;
+                        tries = 1;
+                        self.take_input(a, this, bytes.to_vec(), &mut run).await?;
+                        if next == pending.len() {
+                            break None;
+                        }
+                    }
                 }
-                // Empty, a scalar or not a tensor file: alone, refused as it would be.
-                let Some((rows, shape)) = merge.then(|| rows_and_shape(&bytes)).flatten() else {
-                    self.run_items(
-                        a,
-                        vec![(position, bytes)],
-                        &mut inference_ms,
-                        &mut journaled,
-                    )
-                    .await?;
-                    continue;
-                };
-                if !chunk.is_empty()
-                    && (chunk_shape.as_ref() != Some(&shape)
-                        || chunk_rows + rows > self.config.max_batch)
-                {
-                    let full = std::mem::take(&mut chunk);
-                    self.run_items(a, full, &mut inference_ms, &mut journaled)
-                        .await?;
-                    chunk_rows = 0;
-                }
-                chunk_rows += rows;
-                chunk_shape = Some(shape);
-                chunk.push((position, bytes));
+            };
+            let Some(e) = broke else { continue };
+            if e.is_retryable() && tries < ITEM_TRIES {
+                tracing::debug!(tries, at = next, error = %e, "resuming a batch's inputs");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+                continue;
             }
+            return Err(download_refusal(e, "the batch's inputs", limit));
         }
-        if !chunk.is_empty() {
-            self.run_items(a, chunk, &mut inference_ms, &mut journaled)
+        if !run.chunk.is_empty() {
+            let full = std::mem::take(&mut run.chunk);
+            self.run_items(a, full, &mut run.inference_ms, &mut run.journaled)
                 .await?;
         }
+        let inference_ms = run.inference_ms;
         let outputs = self
             .journal
             .items(a.job_id)
@@ -1263,22 +1281,44 @@ impl Agent {
         Ok(())
     }
 
-    /// Input `position` of a batch, downloaded within the input limit and checked against its
-    /// digest (one signed request: the download's limit is the size check).
-    async fn fetch_item(&self, digest: &Digest, position: u64) -> Result<Vec<u8>, Refusal> {
-        let what = format!("input {position} of the batch");
-        let bytes = item_transfer(&what, || {
-            self.client
-                .download_blob_within(digest, self.config.max_input_bytes)
-        })
-        .await
-        .map_err(|e| download_refusal(e, &what, self.config.max_input_bytes))?;
-        if Digest::of(&bytes) != *digest {
-            return Err(Refusal::Unable(format!(
-                "{what} does not hash to its digest {digest}"
-            )));
+    /// Takes input `position` of batch `a` into `run`: runs the chunk of inputs gathered so far
+    /// once this one cannot join it (another type or shape past the rows, or past
+    /// `--max-batch` rows), or this one alone when it cannot be merged.
+    async fn take_input(
+        &self,
+        a: &Assignment,
+        position: u64,
+        bytes: Vec<u8>,
+        run: &mut BatchRun,
+    ) -> Result<(), Refusal> {
+        if !run.model_ready {
+            self.ensure_model(a, &bytes).await?;
+            run.model_ready = true;
         }
-        Ok(bytes.to_vec())
+        // Empty, a scalar or not a tensor file: alone, refused as it would be.
+        let Some((rows, shape)) = run.merge.then(|| rows_and_shape(&bytes)).flatten() else {
+            return self
+                .run_items(
+                    a,
+                    vec![(position, bytes)],
+                    &mut run.inference_ms,
+                    &mut run.journaled,
+                )
+                .await;
+        };
+        if !run.chunk.is_empty()
+            && (run.chunk_shape.as_ref() != Some(&shape)
+                || run.chunk_rows + rows > self.config.max_batch)
+        {
+            let full = std::mem::take(&mut run.chunk);
+            self.run_items(a, full, &mut run.inference_ms, &mut run.journaled)
+                .await?;
+            run.chunk_rows = 0;
+        }
+        run.chunk_rows += rows;
+        run.chunk_shape = Some(shape);
+        run.chunk.push((position, bytes));
+        Ok(())
     }
 
     /// Runs a batch's `items` (position, input) and journals each output: one pass for all of
@@ -1720,42 +1760,57 @@ impl Agent {
         Ok(())
     }
 
-    /// Uploads batch `job_id`'s outputs, [`ITEM_UPLOADS`] at a time (each again after a
-    /// restart: an upload of the same bytes is taken again, and only this worker's own upload
-    /// of each counts for its receipt).
+    /// Uploads batch `job_id`'s outputs in one signed request, streamed from the journal's
+    /// files, each first checked against its journaled digest (all again after a restart: an
+    /// upload of the same bytes is taken again, and only this worker's own upload of each
+    /// counts for its receipt).
     async fn publish_items(&self, job_id: u64) -> Result<(), Refusal> {
         let items = self
             .journal
             .items(job_id)
             .await
             .map_err(|e| Refusal::Unable(format!("the journal: {e:#}")))?;
-        let uploads = items
-            .into_iter()
-            .enumerate()
-            .map(|(position, (_, output))| async move {
-                let output = output
-                    .ok_or_else(|| Refusal::Unable("the journal lost a batch output".into()))?;
-                let bytes = self
-                    .journal
-                    .item_output(job_id, position as u64)
-                    .await
-                    .map_err(|e| Refusal::Unable(format!("reading a batch output: {e:#}")))?;
-                if Digest::of(&bytes) != output {
-                    return Err(Refusal::Unable(format!(
-                        "output {position} of the batch on disk no longer hashes to its \
-                         journaled digest {output}"
-                    )));
-                }
-                let what = format!("output {position} of the batch");
-                item_transfer(&what, || self.client.upload_blob(bytes.clone()))
-                    .await
-                    .map_err(|e| passing_or_failed(&e, format!("uploading {what}: {e}")))?;
-                Ok::<(), Refusal>(())
-            });
-        let mut uploads = futures_util::stream::iter(uploads).buffer_unordered(ITEM_UPLOADS);
-        while let Some(done) = uploads.next().await {
-            done?;
+        let mut body = ciro_api::coordinator::items::BodyHasher::default();
+        for (position, (_, output)) in items.iter().enumerate() {
+            let output =
+                output.ok_or_else(|| Refusal::Unable("the journal lost a batch output".into()))?;
+            let bytes = self
+                .journal
+                .item_output(job_id, position as u64)
+                .await
+                .map_err(|e| Refusal::Unable(format!("reading a batch output: {e:#}")))?;
+            if Digest::of(&bytes) != output {
+                return Err(Refusal::Unable(format!(
+                    "output {position} of the batch on disk no longer hashes to its journaled \
+                     digest {output}"
+                )));
+            }
+            body.item(&bytes);
         }
+        let (sha256, len) = body.finish();
+        let count = items.len() as u64;
+        item_transfer("the batch's outputs", || {
+            let journal = self.journal.clone();
+            let stream = futures_util::stream::iter(0..count).then(move |position| {
+                let journal = journal.clone();
+                async move {
+                    let bytes = journal
+                        .item_output(job_id, position)
+                        .await
+                        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+                    let mut framed = Vec::with_capacity(bytes.len() + 8);
+                    framed.extend_from_slice(&ciro_api::coordinator::items::prefix(
+                        bytes.len() as u64
+                    ));
+                    framed.extend_from_slice(&bytes);
+                    Ok::<_, std::io::Error>(framed)
+                }
+            });
+            self.client
+                .upload_batch_outputs(job_id, stream, sha256, len)
+        })
+        .await
+        .map_err(|e| passing_or_failed(&e, format!("uploading the batch's outputs: {e}")))?;
         Ok(())
     }
 
@@ -2232,6 +2287,23 @@ where
     }
 }
 
+/// A batch being run (`Agent::compute_batch`): the inputs gathered for the next merged pass
+/// and what the batch has taken so far.
+#[derive(Default)]
+struct BatchRun {
+    /// Whether inputs share passes (`--merge-batch-items`).
+    merge: bool,
+    /// (position, input) of the inputs gathered, in order.
+    chunk: Vec<(u64, Vec<u8>)>,
+    /// The rows in the chunk, and the type and shape past the rows its inputs share.
+    chunk_rows: i64,
+    chunk_shape: Option<(tch::Kind, Vec<i64>)>,
+    model_ready: bool,
+    inference_ms: u64,
+    /// Outputs this process journaled.
+    journaled: u64,
+}
+
 /// Milliseconds since `clock`.
 fn elapsed_ms(clock: Instant) -> u64 {
     u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -2325,13 +2397,6 @@ fn resumed(entry: &Entry) -> Assignment {
         items: 0,
     }
 }
-
-/// Uploads of a batch's outputs at a time (the coordinator checks at most 2 of an account's
-/// signed requests at once, and takes at most 4 of its uploads).
-const ITEM_UPLOADS: usize = 2;
-
-/// A batch's inputs downloaded at a time.
-const ITEM_FETCHES: usize = 2;
 
 /// Tries of one batch input's download or output's upload that failed for a passing reason
 /// (rate limited, a lost answer) before the batch is left to the next poll.

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod dashboard;
 mod feed;
+mod items;
 pub mod openapi;
 
 use std::collections::HashMap;
@@ -569,6 +570,11 @@ impl Api {
             .route(routes::JOB, get(get_job))
             .route(routes::JOB_EVENTS, get(job_events))
             .route(routes::JOB_OUTPUT, put(put_output))
+            .route(routes::JOB_INPUTS, get(items::get_inputs))
+            .route(
+                routes::JOB_OUTPUTS,
+                put(items::put_outputs).get(items::get_outputs),
+            )
             .route(routes::JOB_RECEIPT, put(put_receipt).get(get_receipt))
             .route(routes::JOB_EVIDENCE, get(get_evidence))
             .route(routes::JOB_RELEASE, post(post_release))
@@ -1038,6 +1044,23 @@ async fn reserve_upload(
             Some(unix_now().saturating_sub(config.upload_grace_secs)),
         ),
     };
+    Ok((
+        reserve_room(api, uploader, charge, pending_since).await?,
+        charge,
+    ))
+}
+
+/// Reserves room for an upload of `charge` bytes by `uploader` ([`reserve_upload`]): one of
+/// its [`MAX_UPLOADS_PER_ACCOUNT`], the disk's floor, and, with `pending_since`, its quota of
+/// unreferenced bytes (counted from uploads since then).
+async fn reserve_room(
+    api: &Api,
+    uploader: &str,
+    charge: u64,
+    pending_since: Option<u64>,
+) -> ApiResult<Reservation> {
+    let config = &api.inner.config;
+    let store = api.store();
     let mut reservation = Reservation::arm(api, uploader)?;
     // This replica's turn, then the account's unreferenced bytes and the free space (read
     // once the turn is taken, so that they are no older than the wait), then the shared
@@ -1120,7 +1143,7 @@ async fn reserve_upload(
     match decided {
         Ok(Ok(())) => {
             reservation.renew();
-            Ok((reservation, charge))
+            Ok(reservation)
         }
         Ok(Err(refusal)) => {
             reservation.armed = false; // Nothing recorded.
@@ -1242,30 +1265,8 @@ async fn store_blob(
         .blobs
         .stage(digest, Box::pin(stream), limit)
         .await
-        .map_err(|error| match error {
-            BlobError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
-                ErrorCode::RequestTimeout,
-                format!("the upload was abandoned: {e}"),
-            ),
-            BlobError::Body(e) if e.kind() == std::io::ErrorKind::Interrupted => ApiError::new(
-                ErrorCode::Unavailable,
-                format!("the upload was abandoned: {e}; retry it"),
-            ),
-            BlobError::TooLarge { limit } => ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "the body exceeds {limit} bytes (the length it declared, or the upload limit)"
-                ),
-            ),
-            BlobError::DigestMismatch { claimed, actual } => ApiError::new(
-                ErrorCode::DigestMismatch,
-                format!("the body hashes to {actual}, not to {claimed}"),
-            ),
-            BlobError::Body(e) => ApiError::bad(format!("reading the body failed: {e}")),
-            BlobError::Storage(e) => {
-                ApiError::internal(anyhow::Error::new(e).context("the blob store"))
-            }
-        }) {
+        .map_err(stage_refusal)
+    {
         Ok(staged) => staged,
         Err(refusal) => {
             // Ended before the answer, so the account's next upload does not find it held.
@@ -1273,6 +1274,44 @@ async fn store_blob(
             return Err(refusal);
         }
     };
+    record_staged(api, staged, uploader, Some(reservation)).await
+}
+
+/// The answer to an upload whose body could not be staged.
+fn stage_refusal(error: BlobError) -> ApiError {
+    match error {
+        BlobError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the upload was abandoned: {e}"),
+        ),
+        BlobError::Body(e) if e.kind() == std::io::ErrorKind::Interrupted => ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the upload was abandoned: {e}; retry it"),
+        ),
+        BlobError::TooLarge { limit } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body exceeds {limit} bytes (the length it declared, or the upload limit)"),
+        ),
+        BlobError::DigestMismatch { claimed, actual } => ApiError::new(
+            ErrorCode::DigestMismatch,
+            format!("the body hashes to {actual}, not to {claimed}"),
+        ),
+        BlobError::Body(e) => ApiError::bad(format!("reading the body failed: {e}")),
+        BlobError::Storage(e) => {
+            ApiError::internal(anyhow::Error::new(e).context("the blob store"))
+        }
+    }
+}
+
+/// Records blob `staged` as uploaded by `uploader` and publishes its bytes, then ends
+/// `reservation` if given (an upload of several blobs ends its own once all are in).
+async fn record_staged(
+    api: &Api,
+    staged: crate::blobs::StagedBlob,
+    uploader: Felt,
+    reservation: Option<Reservation>,
+) -> ApiResult<BlobRow> {
+    let digest = *staged.digest();
     // Recorded before it is published: retention forgets a blob's records (checking that none
     // is new) before it sets its bytes aside, and restores them if a record came meanwhile, so
     // bytes published after their record are never deleted by a collection in progress.
@@ -1288,7 +1327,7 @@ async fn store_blob(
     // as recorded for a moment).
     let recorded = row.clone();
     let api_ = api.clone();
-    let published = *digest;
+    let published = digest;
     tokio::spawn(async move {
         let done = async {
             api_.store().insert_blob(&recorded).await?;
@@ -1306,7 +1345,9 @@ async fn store_blob(
             anyhow::Ok(())
         }
         .await;
-        reservation.end().await;
+        if let Some(reservation) = reservation {
+            reservation.end().await;
+        }
         done
     })
     .await

@@ -2,10 +2,11 @@
 //! table ([`routes::ROUTES`]: methods, paths, summaries, access), the query types
 //! (`utoipa::IntoParams`) and the body types (`utoipa::ToSchema`, [`CoordinatorSchemas`]).
 
+use ciro_api::coordinator::items;
 use ciro_api::coordinator::openapi::CoordinatorSchemas;
 use ciro_api::coordinator::routes::{self, Access, HttpMethod};
 use ciro_api::coordinator::{
-    EventsQuery, ListJobs, ListModels, ListWorkers, PollAssignments, StatsQuery,
+    EventsQuery, ItemsQuery, ListJobs, ListModels, ListWorkers, PollAssignments, StatsQuery,
 };
 use serde_json::{json, Value};
 use utoipa::openapi::path::ParameterIn;
@@ -77,6 +78,16 @@ fn shape(method: HttpMethod, path: &str) -> Shape {
             query: none(),
             body: Some(("application/octet-stream", bytes())),
             ok: json_ok("OutputAccepted"),
+        },
+        (HttpMethod::Get, routes::JOB_INPUTS | routes::JOB_OUTPUTS) => Shape {
+            query: query(ItemsQuery::into_params(|| Some(ParameterIn::Query))),
+            body: None,
+            ok: ("200", items::CONTENT_TYPE, bytes()),
+        },
+        (HttpMethod::Put, routes::JOB_OUTPUTS) => Shape {
+            query: none(),
+            body: Some((items::CONTENT_TYPE, bytes())),
+            ok: json_ok("OutputsAccepted"),
         },
         (HttpMethod::Put, routes::JOB_RECEIPT) => Shape {
             query: none(),

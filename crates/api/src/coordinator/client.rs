@@ -32,9 +32,10 @@ use super::receipt::SignedReceipt;
 use super::routes::{self, Access, HttpMethod};
 use super::sse::SseParser;
 use super::types::{
-    Assignments, BlobInfo, GiveBack, Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, ListJobs,
-    ListModels, ListWorkers, Model, NetworkStats, OutputAccepted, Page, PollAssignments,
-    ReleaseAccepted, ReleaseRequest, StatsQuery, Worker, JOB_EVENT,
+    Assignments, BlobInfo, GiveBack, Heartbeat, HeartbeatAck, ItemsQuery, Job, JobDetails,
+    JobEvent, ListJobs, ListModels, ListWorkers, Model, NetworkStats, OutputAccepted,
+    OutputsAccepted, Page, PollAssignments, ReleaseAccepted, ReleaseRequest, StatsQuery, Worker,
+    JOB_EVENT,
 };
 use crate::wire::{Digest, Felt};
 
@@ -136,6 +137,15 @@ pub enum ClientError {
         /// How.
         reason: String,
     },
+    /// An items body ([`super::items`]) ended inside an item, or is not one. Retryable (from
+    /// the position of the first item not received).
+    #[error("{url}: {reason}")]
+    Truncated {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An event stream is malformed. Reconnecting (from the last event id) may help.
     #[error("{url}: malformed event stream: {reason}")]
     EventStream {
@@ -188,6 +198,7 @@ impl ClientError {
             Self::Transport { .. }
             | Self::DigestMismatch { .. }
             | Self::EventStream { .. }
+            | Self::Truncated { .. }
             | Self::Stalled { .. } => true,
             Self::TooLarge { .. }
             | Self::UploadMisreported { .. }
@@ -207,6 +218,8 @@ enum Body {
     Json(Vec<u8>),
     /// Raw bytes and their SHA-256 (already computed for the path: a model file is hashed once).
     Raw(Bytes, Digest),
+    /// A streamed body, its SHA-256 and its length (sent as `Content-Length`).
+    Stream(reqwest::Body, Digest, u64),
 }
 
 impl Body {
@@ -216,6 +229,7 @@ impl Body {
             Self::Empty => 0,
             Self::Json(bytes) => bytes.len() as u64,
             Self::Raw(bytes, _) => bytes.len() as u64,
+            Self::Stream(_, _, len) => *len,
         }
     }
 
@@ -223,7 +237,7 @@ impl Body {
         match self {
             Self::Empty => Digest::of(&[]),
             Self::Json(bytes) => Digest::of(bytes),
-            Self::Raw(_, digest) => *digest,
+            Self::Raw(_, digest) | Self::Stream(_, digest, _) => *digest,
         }
     }
 }
@@ -449,6 +463,79 @@ impl CoordinatorClient {
             pace: self.pace,
             started: tokio::time::Instant::now(),
         })
+    }
+
+    /// Starts downloading batch `job_id`'s inputs from position `from` on, in one signed
+    /// request (its submitter, its worker, arbiters while it is disputed): read each with
+    /// [`ItemsDownload::next_item`] and check it against the input manifest.
+    pub async fn open_batch_inputs(
+        &self,
+        job_id: u64,
+        from: u64,
+    ) -> Result<ItemsDownload, ClientError> {
+        self.open_items(routes::JOB_INPUTS, routes::job_inputs(job_id), from)
+            .await
+    }
+
+    /// As [`Self::open_batch_inputs`], for the outputs its worker uploaded (checked against the
+    /// output manifest).
+    pub async fn open_batch_outputs(
+        &self,
+        job_id: u64,
+        from: u64,
+    ) -> Result<ItemsDownload, ClientError> {
+        self.open_items(routes::JOB_OUTPUTS, routes::job_outputs(job_id), from)
+            .await
+    }
+
+    async fn open_items(
+        &self,
+        template: &'static str,
+        path: String,
+        from: u64,
+    ) -> Result<ItemsDownload, ClientError> {
+        let call = Call::new(HttpMethod::Get, template, path)
+            .query(&ItemsQuery {
+                from: (from > 0).then_some(from),
+            })?
+            .deadline(Deadline::Unbounded);
+        let (url, response) = self.send(call).await?;
+        Ok(ItemsDownload {
+            url,
+            response,
+            buffer: bytes::BytesMut::new(),
+            ended: false,
+            received: 0,
+            pace: self.pace,
+            waited: Duration::ZERO,
+        })
+    }
+
+    /// Uploads batch `job_id`'s outputs in one signed request, as its assigned worker, once
+    /// its output manifest is uploaded ([`Self::upload_output`]): `body` is every output in
+    /// the manifest's order, framed as [`super::items`] says, `sha256` and `len` its SHA-256
+    /// and length (computed by the caller, who streams it from wherever the outputs are).
+    pub async fn upload_batch_outputs<S>(
+        &self,
+        job_id: u64,
+        body: S,
+        sha256: Digest,
+        len: u64,
+    ) -> Result<OutputsAccepted, ClientError>
+    where
+        S: futures_util::TryStream + Send + 'static,
+        Bytes: From<S::Ok>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let body = reqwest::Body::wrap_stream(body);
+        let mut call = Call::new(
+            HttpMethod::Put,
+            routes::JOB_OUTPUTS,
+            routes::job_outputs(job_id),
+        )
+        .deadline(Deadline::Unbounded);
+        call.body = Body::Stream(body, sha256, len);
+        self.json_of(call).await
     }
 
     /// A disputed job's evidence: the blob its disputer uploaded whose SHA-256 begins with the
@@ -749,6 +836,10 @@ impl CoordinatorClient {
             Body::Raw(bytes, _) => request
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .body(bytes),
+            Body::Stream(body, _, len) => request
+                .header(CONTENT_TYPE, super::items::CONTENT_TYPE)
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(body),
         };
         let unbounded = matches!(call.deadline, Deadline::Unbounded);
         request = match call.deadline {
@@ -948,6 +1039,96 @@ impl BlobDownload {
             }
             Err(source) => Err(transport("GET", &self.url)(source)),
         }
+    }
+}
+
+/// A batch's items being downloaded ([`super::items`]), one at a time.
+#[derive(Debug)]
+pub struct ItemsDownload {
+    url: String,
+    response: Response,
+    buffer: bytes::BytesMut,
+    ended: bool,
+    received: u64,
+    pace: Pace,
+    /// Time spent waiting for the coordinator's bytes (not the caller's time between items,
+    /// which the pace does not count: a worker computes between them).
+    waited: Duration,
+}
+
+impl ItemsDownload {
+    /// The next item, or `None` at the end of the body; [`ClientError::TooLarge`] for an item
+    /// announced longer than `limit` (nothing of it is kept), [`ClientError::Truncated`] if
+    /// the body ends inside an item. The caller checks each item against its manifest.
+    pub async fn next_item(&mut self, limit: u64) -> Result<Option<Bytes>, ClientError> {
+        const PREFIX: usize = super::items::PREFIX_BYTES as usize;
+        if !self.fill(PREFIX).await? {
+            if self.buffer.is_empty() {
+                return Ok(None);
+            }
+            return Err(self.truncated("the body ended inside an item's length"));
+        }
+        let mut length = [0u8; PREFIX];
+        length.copy_from_slice(&self.buffer[..PREFIX]);
+        let length = u64::from_be_bytes(length);
+        if length > limit {
+            return Err(ClientError::TooLarge {
+                url: self.url.clone(),
+                limit,
+            });
+        }
+        let want = PREFIX + length as usize;
+        if !self.fill(want).await? {
+            return Err(self.truncated("the body ended inside an item"));
+        }
+        let mut item = self.buffer.split_to(want);
+        Ok(Some(item.split_off(PREFIX).freeze()))
+    }
+
+    fn truncated(&self, reason: &str) -> ClientError {
+        ClientError::Truncated {
+            url: self.url.clone(),
+            reason: format!("{reason} (after {} bytes)", self.received),
+        }
+    }
+
+    /// Reads until `want` bytes are buffered (`true`) or the body ends first (`false`), at the
+    /// transfer pace ([`BlobDownload::chunk`]'s, over the time spent waiting for bytes).
+    async fn fill(&mut self, want: usize) -> Result<bool, ClientError> {
+        while self.buffer.len() < want {
+            if self.ended {
+                return Ok(false);
+            }
+            let asked = tokio::time::Instant::now();
+            let next = tokio::time::timeout(self.pace.stall, self.response.chunk())
+                .await
+                .map_err(|_| ClientError::Stalled {
+                    url: self.url.clone(),
+                    reason: format!("no data for {} s", self.pace.stall.as_secs()),
+                })?
+                .map_err(transport("GET", &self.url))?;
+            self.waited += asked.elapsed();
+            let Some(chunk) = next else {
+                self.ended = true;
+                continue;
+            };
+            self.received = self.received.saturating_add(chunk.len() as u64);
+            let paced = self.waited.saturating_sub(self.pace.stall);
+            let owed = paced.as_secs_f64() * self.pace.min_rate as f64;
+            if (self.received as f64) < owed {
+                return Err(ClientError::Stalled {
+                    url: self.url.clone(),
+                    reason: format!(
+                        "{} bytes in {} s of waiting, under {} bytes a second",
+                        self.received,
+                        self.waited.as_secs(),
+                        self.pace.min_rate
+                    ),
+                });
+            }
+            self.buffer.extend_from_slice(&chunk);
+        }
+        Ok(true)
     }
 }
 

@@ -9,8 +9,9 @@ use super::receipt::{Receipt, SignedReceipt};
 use super::types::{
     Accounting, Assignment, Assignments, BlobInfo, Capabilities, DataAvailability, Dispute,
     Heartbeat, HeartbeatAck, Job, JobDetails, JobEvent, JobState, Liveness, MinuteStats, Model,
-    NetworkStats, OutputAccepted, Page, ReleaseAccepted, ReleaseRequest, Reputation, Requirement,
-    Requirements, Unmatched, UnmatchedReason, UnmetRequirement, Worker, WorkerState,
+    NetworkStats, OutputAccepted, OutputsAccepted, Page, ReleaseAccepted, ReleaseRequest,
+    Reputation, Requirement, Requirements, Unmatched, UnmatchedReason, UnmetRequirement, Worker,
+    WorkerState,
 };
 
 /// Every request and response body of the coordinator's API, as OpenAPI schemas.
@@ -36,6 +37,7 @@ use super::types::{
     Model,
     NetworkStats,
     OutputAccepted,
+    OutputsAccepted,
     Page<Job>,
     Page<Model>,
     Page<Worker>,

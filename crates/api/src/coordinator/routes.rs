@@ -34,6 +34,14 @@ pub const JOB: &str = "/v1/jobs/{job_id}";
 pub const JOB_EVENTS: &str = "/v1/jobs/{job_id}/events";
 /// The assigned worker uploads a job's output (raw bytes whose SHA-256 is the digest).
 pub const JOB_OUTPUT: &str = "/v1/jobs/{job_id}/output/{digest}";
+/// A batch's inputs in one body, in its input manifest's order ([`super::items`]): its
+/// submitter, its worker and, while it is disputed, JobMgr's arbiters read them (`?from=N`:
+/// from position N on).
+pub const JOB_INPUTS: &str = "/v1/jobs/{job_id}/inputs";
+/// A batch's outputs in one body, in its output manifest's order ([`super::items`]): the
+/// assigned worker `PUT`s them once its output manifest is uploaded ([`JOB_OUTPUT`]); the
+/// submitter, the worker and, while it is disputed, JobMgr's arbiters `GET` them.
+pub const JOB_OUTPUTS: &str = "/v1/jobs/{job_id}/outputs";
 /// A job's signed receipt: the assigned worker `PUT`s it, anyone `GET`s it.
 pub const JOB_RECEIPT: &str = "/v1/jobs/{job_id}/receipt";
 /// A disputed job's evidence: the blob its disputer uploaded whose SHA-256 begins with the
@@ -169,6 +177,24 @@ pub const ROUTES: &[Route] = {
             "Upload a job's output (assigned worker)",
         ),
         route(
+            Get,
+            JOB_INPUTS,
+            Signed,
+            "Download a batch's inputs in one body (submitter, worker; arbiters while disputed)",
+        ),
+        route(
+            Put,
+            JOB_OUTPUTS,
+            Signed,
+            "Upload a batch's outputs in one body (assigned worker, after the output manifest)",
+        ),
+        route(
+            Get,
+            JOB_OUTPUTS,
+            Signed,
+            "Download a batch's outputs in one body (submitter, worker; arbiters while disputed)",
+        ),
+        route(
             Put,
             JOB_RECEIPT,
             Signed,
@@ -268,6 +294,16 @@ pub fn job_output(job_id: u64, digest: &Digest) -> String {
     fill(JOB_OUTPUT, &[("job_id", &job_id), ("digest", digest)])
 }
 
+/// Path of [`JOB_INPUTS`].
+pub fn job_inputs(job_id: u64) -> String {
+    fill(JOB_INPUTS, &[("job_id", &job_id)])
+}
+
+/// Path of [`JOB_OUTPUTS`].
+pub fn job_outputs(job_id: u64) -> String {
+    fill(JOB_OUTPUTS, &[("job_id", &job_id)])
+}
+
 /// Path of [`JOB_EVIDENCE`].
 pub fn job_evidence(job_id: u64) -> String {
     fill(JOB_EVIDENCE, &[("job_id", &job_id)])
@@ -328,6 +364,8 @@ mod tests {
             (JOB_EVENTS, job_events(42)),
             (JOB_OUTPUT, job_output(42, &digest)),
             (JOB_RECEIPT, job_receipt(42)),
+            (JOB_INPUTS, job_inputs(42)),
+            (JOB_OUTPUTS, job_outputs(42)),
             (JOB_EVIDENCE, job_evidence(42)),
             (JOB_RELEASE, job_release(42)),
             (SUBMITTER_EVENTS, submitter_events(address)),

@@ -742,6 +742,31 @@ pub struct OutputAccepted {
     pub size: u64,
 }
 
+/// Query of `GET /v1/jobs/{job_id}/inputs` and `GET /v1/jobs/{job_id}/outputs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct ItemsQuery {
+    /// From this position of the manifest on (0 by default): where a transfer that broke off
+    /// resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+}
+
+/// Answer to a batch's outputs upload (`PUT /v1/jobs/{job_id}/outputs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputsAccepted {
+    /// The batch.
+    pub job_id: u64,
+    /// SHA-256 of its output manifest, which lists the outputs stored.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-fA-F]{64}$"))]
+    pub output_hash: Digest,
+    /// How many outputs were stored (each checked against the manifest).
+    pub items: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// The SSE event name of [`JobEvent`]s.
 pub const JOB_EVENT: &str = "job";
 
