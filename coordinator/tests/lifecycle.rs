@@ -12,7 +12,8 @@ mod common;
 use std::time::Duration;
 
 use ciro_api::coordinator::{
-    GiveBack, Heartbeat, JobState, ListJobs, ListWorkers, UnmatchedReason,
+    CoordinatorClient, ErrorCode, GiveBack, Heartbeat, JobState, ListJobs, ListWorkers,
+    UnmatchedReason,
 };
 use ciro_api::wire::Digest;
 use ciro_chain::clients::{u256, u256_from_digest};
@@ -91,6 +92,61 @@ async fn keep_beating(
 
 /// A refused blob read's status, code and message, with `digest` written as `<digest>`: what
 /// tells one blob's refusal from another's.
+/// A batch's inputs or outputs.
+enum Side {
+    Inputs,
+    Outputs,
+}
+
+/// Batch `job_id`'s inputs or outputs from position `from` on, in one request of `client`.
+async fn read_items(
+    client: &CoordinatorClient,
+    job_id: u64,
+    side: Side,
+    from: u64,
+) -> Vec<Vec<u8>> {
+    let mut download = match side {
+        Side::Inputs => client.open_batch_inputs(job_id, from).await,
+        Side::Outputs => client.open_batch_outputs(job_id, from).await,
+    }
+    .expect("opening the items");
+    let mut items = Vec::new();
+    while let Some(item) = download.next_item(1 << 20).await.expect("an item") {
+        items.push(item.to_vec());
+    }
+    items
+}
+
+/// Uploads `outputs` as batch `job_id`'s, signing `signed` as the body's SHA-256 (its own by
+/// default).
+async fn upload_items(
+    client: &CoordinatorClient,
+    job_id: u64,
+    outputs: &[Vec<u8>],
+    signed: Option<Digest>,
+) -> Result<ciro_api::coordinator::OutputsAccepted, ciro_api::coordinator::ClientError> {
+    let body = ciro_api::coordinator::items::encode(outputs.iter().map(Vec::as_slice));
+    let (sha256, len) = (Digest::of(&body), body.len() as u64);
+    let chunks = futures_util::stream::iter(
+        body.chunks(7)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    client
+        .upload_batch_outputs(job_id, chunks, signed.unwrap_or(sha256), len)
+        .await
+}
+
+/// The code of the API's refusal.
+fn refused_code<T: std::fmt::Debug>(
+    result: Result<T, ciro_api::coordinator::ClientError>,
+) -> ErrorCode {
+    let error = result.expect_err("a refusal");
+    error
+        .code()
+        .unwrap_or_else(|| panic!("not the API's refusal: {error}"))
+}
+
 fn hidden<T: std::fmt::Debug>(
     read: Result<T, ciro_api::coordinator::ClientError>,
     digest: &Digest,
@@ -1624,6 +1680,32 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
         worker.download_blob(&manifest).await.expect("the manifest"),
         manifest_bytes
     );
+    // The inputs in one signed request, in the manifest's order, from any position; to the
+    // batch's parties only.
+    assert_eq!(read_items(&worker, batch, Side::Inputs, 0).await, inputs);
+    assert_eq!(
+        read_items(&submitter, batch, Side::Inputs, 2).await,
+        &inputs[2..]
+    );
+    assert!(read_items(&worker, batch, Side::Inputs, 4).await.is_empty());
+    assert_eq!(
+        refused_code(worker.open_batch_inputs(batch, 5).await),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        refused_code(stranger.open_batch_inputs(batch, 0).await),
+        ErrorCode::Forbidden,
+        "a stranger reads no input of the batch in one request either"
+    );
+    assert_eq!(
+        refused_code(stranger.open_batch_outputs(batch, 0).await),
+        ErrorCode::Forbidden
+    );
+    // No outputs before the output manifest.
+    assert_eq!(
+        refused_code(upload_items(&worker, batch, &[b"x".to_vec()], None).await),
+        ErrorCode::InvalidState
+    );
     for (digest, input) in digests.iter().zip(&inputs) {
         assert_eq!(
             &worker.download_blob(digest).await.expect("an input")[..],
@@ -1658,8 +1740,36 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
     for output in &outputs {
         worker.upload_blob(output.clone()).await.expect("an output");
     }
+    // Its outputs in one request: only the assigned worker's, each checked against the
+    // manifest's digest at its position, the whole body against what the request signed.
+    assert_eq!(
+        refused_code(upload_items(&stranger, batch, &outputs, None).await),
+        ErrorCode::NotAssigned
+    );
+    let junk = vec![outputs.clone(), vec![b"not the admin's bytes".to_vec()]].concat();
+    let refused = upload_items(&worker, batch, &junk, None).await;
+    assert_eq!(refused_code(refused), ErrorCode::DigestMismatch);
+    let with_private = vec![outputs.clone(), vec![private.clone()]].concat();
+    let forged = Digest::of(b"another body");
+    assert_eq!(
+        refused_code(upload_items(&worker, batch, &with_private[..3], Some(forged)).await),
+        ErrorCode::BadRequest,
+        "a body ending before the manifest's last output"
+    );
+    let more = vec![with_private.clone(), vec![b"a fifth".to_vec()]].concat();
+    assert_eq!(
+        refused_code(upload_items(&worker, batch, &more, None).await),
+        ErrorCode::BadRequest,
+        "a body going on past the manifest's outputs"
+    );
+    // A refused request stores nothing: the admin's blob is still not the worker's.
     let details = c.client().job(batch).await.expect("job");
     assert_eq!(details.data.outputs_missing, Some(1), "{details:?}");
+    // The worker does not hold the admin's blob, and listing it gets it nothing.
+    assert_eq!(
+        refused_code(worker.open_batch_outputs(batch, 0).await),
+        ErrorCode::InvalidState
+    );
     assert_eq!(
         hidden(
             submitter.download_blob(&output_digests[3]).await,
@@ -1693,8 +1803,26 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
         refused.expect_err("a receipt before the outputs").code(),
         Some(ciro_api::coordinator::ErrorCode::InvalidState)
     );
-    // Holding the bytes, the worker uploads them: now they are its output too.
-    worker.upload_blob(private.clone()).await.expect("upload");
+    // Holding the bytes, the worker uploads them: now they are its output too. A body whose
+    // hash is not the one the request signed is refused once read, and stores nothing.
+    assert_eq!(
+        refused_code(upload_items(&worker, batch, &with_private, Some(forged)).await),
+        ErrorCode::DigestMismatch
+    );
+    let details = c.client().job(batch).await.expect("job");
+    assert_eq!(details.data.outputs_missing, Some(1), "{details:?}");
+    let accepted = upload_items(&worker, batch, &with_private, None)
+        .await
+        .expect("the outputs in one request");
+    assert_eq!(
+        (accepted.output_hash, accepted.items),
+        (output_hash, 4),
+        "{accepted:?}"
+    );
+    assert_eq!(
+        read_items(&worker, batch, Side::Outputs, 0).await,
+        with_private
+    );
     worker
         .upload_receipt(&receipt)
         .await
@@ -1724,6 +1852,14 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
     assert_eq!(
         hidden(stranger.download_blob(&output_hash).await, &output_hash).0,
         404
+    );
+    assert_eq!(
+        read_items(&submitter, batch, Side::Outputs, 1).await,
+        &with_private[1..]
+    );
+    assert_eq!(
+        refused_code(stranger.open_batch_outputs(batch, 0).await),
+        ErrorCode::Forbidden
     );
     let before = s.balance_of(Actor::WorkerA).await;
     s.advance(RESULT_WINDOW + 1).await;

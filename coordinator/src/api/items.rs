@@ -256,10 +256,10 @@ async fn get_items(
 
 /// `PUT /v1/jobs/{job_id}/outputs`: the assigned worker's outputs, every one its output
 /// manifest lists, in order ([`items`]), after that manifest (`PUT .../output/{digest}`). Each
-/// output is checked against its position's digest, then recorded as uploaded by the worker
-/// and published as it arrives (bytes that hash to the manifest's digests are the outputs
-/// whoever sends them; the whole body is checked against the SHA-256 the request signed at
-/// its end). Outputs the worker's own output manifest lists are not counted against its
+/// output is staged as it arrives and checked against its position's digest; once the whole
+/// body is in and hashes to what the request signed, each is recorded as uploaded by the
+/// worker and published. A refused request stores nothing (staged bytes are dropped).
+/// Outputs the worker's own output manifest lists are not counted against its
 /// upload quota (as with one output at a time), so the request reserves the length it
 /// declares against the disk's floor only.
 pub(super) async fn put_outputs(
@@ -334,7 +334,8 @@ pub(super) async fn put_outputs(
         chunk
     });
     let reader = Arc::new(tokio::sync::Mutex::new(StreamReader::new(Box::pin(stream))));
-    let stored = async {
+    let staged = async {
+        let mut staged = Vec::with_capacity(digests.len());
         let mut bytes = 0u64;
         for (position, text) in digests.iter().enumerate() {
             let mut prefix = [0u8; PREFIX_BYTES as usize];
@@ -355,7 +356,7 @@ pub(super) async fn put_outputs(
                 ));
             }
             let expected = parse_digest(text)?;
-            let staged = api
+            let item = api
                 .inner
                 .blobs
                 .stage(&expected, item_stream(reader.clone(), len), len)
@@ -373,7 +374,7 @@ pub(super) async fn put_outputs(
                     }
                     other => stage_refusal(other),
                 })?;
-            record_staged(&api, staged, signed.account, None).await?;
+            staged.push(item);
             bytes = bytes.saturating_add(len);
         }
         let mut past = [0u8; 1];
@@ -389,25 +390,29 @@ pub(super) async fn put_outputs(
                 job.items
             )));
         }
+        let actual = Digest(
+            std::mem::take(&mut *hasher.lock().unwrap_or_else(|p| p.into_inner()))
+                .finalize()
+                .into(),
+        );
+        if actual != signed.body_sha256 {
+            return Err(ApiError::new(
+                ErrorCode::DigestMismatch,
+                format!(
+                    "the body hashes to {actual}, the request signed {}",
+                    signed.body_sha256
+                ),
+            ));
+        }
+        // The whole signed body is in: now each output is recorded and published.
+        for item in staged {
+            record_staged(&api, item, signed.account, None).await?;
+        }
         Ok(bytes)
     }
     .await;
     reservation.end().await;
-    let bytes = stored?;
-    let actual = Digest(
-        std::mem::take(&mut *hasher.lock().unwrap_or_else(|p| p.into_inner()))
-            .finalize()
-            .into(),
-    );
-    if actual != signed.body_sha256 {
-        return Err(ApiError::new(
-            ErrorCode::DigestMismatch,
-            format!(
-                "the body hashes to {actual}, the request signed {}",
-                signed.body_sha256
-            ),
-        ));
-    }
+    let bytes = staged?;
     tracing::info!(job_id, worker = %signer, items = job.items, bytes, "batch outputs stored");
     Ok(Json(OutputsAccepted {
         job_id,
