@@ -1746,17 +1746,17 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
         refused_code(upload_items(&stranger, batch, &outputs, None).await),
         ErrorCode::NotAssigned
     );
-    let junk = vec![outputs.clone(), vec![b"not the admin's bytes".to_vec()]].concat();
+    let junk = [outputs.clone(), vec![b"not the admin's bytes".to_vec()]].concat();
     let refused = upload_items(&worker, batch, &junk, None).await;
     assert_eq!(refused_code(refused), ErrorCode::DigestMismatch);
-    let with_private = vec![outputs.clone(), vec![private.clone()]].concat();
+    let with_private = [outputs.clone(), vec![private.clone()]].concat();
     let forged = Digest::of(b"another body");
     assert_eq!(
         refused_code(upload_items(&worker, batch, &with_private[..3], Some(forged)).await),
         ErrorCode::BadRequest,
         "a body ending before the manifest's last output"
     );
-    let more = vec![with_private.clone(), vec![b"a fifth".to_vec()]].concat();
+    let more = [with_private.clone(), vec![b"a fifth".to_vec()]].concat();
     assert_eq!(
         refused_code(upload_items(&worker, batch, &more, None).await),
         ErrorCode::BadRequest,

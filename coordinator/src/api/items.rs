@@ -162,7 +162,9 @@ async fn get_items(
     let party = job.submitter == reader || job.worker.as_deref() == Some(reader.as_str());
     let under_arbitration =
         job.dispute.is_some() && matches!(job.state.as_str(), "Disputed" | "Refunded");
-    if !party && !(under_arbitration && api.inner.verifier.is_arbiter(signed.account).await?) {
+    let arbiter =
+        !party && under_arbitration && api.inner.verifier.is_arbiter(signed.account).await?;
+    if !party && !arbiter {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(

@@ -1213,33 +1213,70 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the directory {}", args.out.display()))?;
-    let downloads = outputs.iter().enumerate().map(|(i, digest)| async move {
-        let bytes = args
-            .download
-            .blob(&s.coordinator, digest)
-            .await
-            .with_context(|| {
-                format!(
-                    "downloading output {i} ({digest}) of job {}: if the worker never uploaded \
-                     it, contest the batch with `ciro job dispute {}`",
-                    args.job, args.job
-                )
-            })?;
-        ensure!(
-            Digest::of(&bytes) == *digest,
-            "output {i} does not hash to its manifest's digest {digest}"
-        );
-        check_safetensors(&bytes, &format!("output {i}"))?;
-        let path = args.out.join(format!("{i:04}.safetensors"));
-        std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-        Ok::<(usize, Vec<u8>), anyhow::Error>((i, bytes))
-    });
-    let mut downloads = futures_util::stream::iter(downloads).buffer_unordered(UPLOADS_AT_ONCE);
-    let mut written: Vec<Option<Vec<u8>>> = vec![None; outputs.len()];
-    while let Some(done) = downloads.next().await {
-        let (i, bytes) = done?;
-        written[i] = Some(bytes);
-    }
+    // The outputs in one signed request, each checked against the manifest; a transfer that
+    // breaks off resumes at the first output it did not bring, a few times.
+    let limit = Duration::from_secs(args.download.download_timeout_secs);
+    let mut written: Vec<Vec<u8>> = Vec::with_capacity(outputs.len());
+    let contest = || {
+        format!(
+            "if the worker never uploaded them, contest the batch with `ciro job dispute {}`",
+            args.job
+        )
+    };
+    tokio::time::timeout(limit, async {
+        let mut tries = 0;
+        while written.len() < outputs.len() {
+            let from = written.len();
+            let broke = match s
+                .coordinator
+                .open_batch_outputs(args.job, from as u64)
+                .await
+            {
+                Err(e) => Some(e),
+                Ok(mut download) => loop {
+                    let i = written.len();
+                    let Some(digest) = outputs.get(i) else {
+                        break None;
+                    };
+                    match download.next_item(args.download.max_bytes).await {
+                        Ok(Some(bytes)) => {
+                            ensure!(
+                                Digest::of(&bytes) == *digest,
+                                "output {i} does not hash to its manifest's digest {digest}"
+                            );
+                            check_safetensors(&bytes, &format!("output {i}"))?;
+                            let path = args.out.join(format!("{i:04}.safetensors"));
+                            std::fs::write(&path, &bytes)
+                                .with_context(|| format!("writing {}", path.display()))?;
+                            written.push(bytes.to_vec());
+                        }
+                        Ok(None) => {
+                            bail!(
+                                "the coordinator sent {i} of job {}'s {items} outputs: {}",
+                                args.job,
+                                contest()
+                            )
+                        }
+                        Err(e) => break Some(e),
+                    }
+                },
+            };
+            let Some(broke) = broke else { break };
+            tries += 1;
+            if !broke.is_retryable() || tries >= 3 {
+                return Err(anyhow::Error::new(broke).context(format!(
+                    "downloading job {}'s outputs from output {} on: {}",
+                    args.job,
+                    written.len(),
+                    contest()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the download took longer than {limit:?}"))??;
     println!(
         "outputs   {items} of batch job {}: manifest {committed} = on-chain output_hash, each \
          output checked against it, written to {}/NNNN.safetensors",
@@ -1265,7 +1302,6 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
     }
     if let (Some(dir), Some(references)) = (&args.expect, &references) {
         for (i, (bytes, (path, mine))) in written.iter().zip(references).enumerate() {
-            let bytes = bytes.as_ref().context("an output was not downloaded")?;
             compare(bytes, mine, args.tolerance).with_context(|| {
                 format!(
                     "output {i} of job {} differs from {}: contest the batch with `ciro job \
