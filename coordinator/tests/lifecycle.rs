@@ -1756,13 +1756,8 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
         ErrorCode::BadRequest,
         "a body ending before the manifest's last output"
     );
-    let more = [with_private.clone(), vec![b"a fifth".to_vec()]].concat();
-    assert_eq!(
-        refused_code(upload_items(&worker, batch, &more, None).await),
-        ErrorCode::BadRequest,
-        "a body going on past the manifest's outputs"
-    );
-    // A refused request stores nothing: the admin's blob is still not the worker's.
+    // The outputs checked before a refusal are stored; the admin's blob, never sent, is still
+    // not the worker's.
     let details = c.client().job(batch).await.expect("job");
     assert_eq!(details.data.outputs_missing, Some(1), "{details:?}");
     // The worker does not hold the admin's blob, and listing it gets it nothing.
@@ -1804,13 +1799,20 @@ async fn a_batch_is_assigned_only_to_a_worker_declaring_batches_once_its_items_a
         Some(ciro_api::coordinator::ErrorCode::InvalidState)
     );
     // Holding the bytes, the worker uploads them: now they are its output too. A body whose
-    // hash is not the one the request signed is refused once read, and stores nothing.
+    // hash is not the one the request signed is refused once read (its outputs, each the
+    // bytes its manifest names, are stored as they came), as is one going on past the last.
     assert_eq!(
         refused_code(upload_items(&worker, batch, &with_private, Some(forged)).await),
         ErrorCode::DigestMismatch
     );
     let details = c.client().job(batch).await.expect("job");
-    assert_eq!(details.data.outputs_missing, Some(1), "{details:?}");
+    assert_eq!(details.data.outputs_missing, Some(0), "{details:?}");
+    let more = [with_private.clone(), vec![b"a fifth".to_vec()]].concat();
+    assert_eq!(
+        refused_code(upload_items(&worker, batch, &more, None).await),
+        ErrorCode::BadRequest,
+        "a body going on past the manifest's outputs"
+    );
     let accepted = upload_items(&worker, batch, &with_private, None)
         .await
         .expect("the outputs in one request");

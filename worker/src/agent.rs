@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
+use ciro_api::coordinator::routes::{self, HttpMethod};
 use ciro_api::coordinator::{
     Assignment, ClientError, CoordinatorClient, ErrorCode, GiveBack, Heartbeat, Receipt,
     RequestSigner,
@@ -54,7 +55,7 @@ use ciro_chain::{ChainError, RpcAccount};
 use ciro_engine::tensors::{decode_input, dtype_name};
 use ciro_engine::{hardware, Digest, Engine, EngineConfig, EngineError, ModelSpec, ModelStore};
 use ciro_service::{serve, CancellationToken, ChainConfig, Metrics, Readiness, RpcCheck};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -299,6 +300,10 @@ struct Agent {
     /// one pass that never returned (0: none, or several, which cannot be told apart): after a
     /// release for silence, only that job is reported as failed.
     died_in: AtomicU64,
+    /// Whether the coordinator moves a batch's items in one request each way (asked once it
+    /// answers; a coordinator predating them is offered no batches: see
+    /// [`Agent::batch_limit`]).
+    batch_transfers: tokio::sync::OnceCell<bool>,
 }
 
 /// The forward passes counted in the journal and not returned yet, and whether the drain has
@@ -627,6 +632,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         wedged: CancellationToken::new(),
         counted: Mutex::new(Counted::default()),
         died_in: AtomicU64::new(0),
+        batch_transfers: tokio::sync::OnceCell::new(),
     });
     let serving = {
         let readiness =
@@ -1238,6 +1244,7 @@ impl Agent {
                         }
                         next += 1;
                         tries = 1;
+                        pause = Duration::from_millis(100);
                         self.take_input(a, this, bytes.to_vec(), &mut run).await?;
                         if next == pending.len() {
                             break None;
@@ -1249,7 +1256,7 @@ impl Agent {
             if e.is_retryable() && tries < ITEM_TRIES {
                 tracing::debug!(tries, at = next, error = %e, "resuming a batch's inputs");
                 tokio::time::sleep(pause).await;
-                pause *= 2;
+                pause = (pause * 2).min(Duration::from_secs(5));
                 tries += 1;
                 continue;
             }
@@ -1791,21 +1798,21 @@ impl Agent {
         let count = items.len() as u64;
         item_transfer("the batch's outputs", || {
             let journal = self.journal.clone();
-            let stream = futures_util::stream::iter(0..count).then(move |position| {
-                let journal = journal.clone();
-                async move {
-                    let bytes = journal
-                        .item_output(job_id, position)
-                        .await
-                        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-                    let mut framed = Vec::with_capacity(bytes.len() + 8);
-                    framed.extend_from_slice(&ciro_api::coordinator::items::prefix(
-                        bytes.len() as u64
-                    ));
-                    framed.extend_from_slice(&bytes);
-                    Ok::<_, std::io::Error>(framed)
-                }
-            });
+            let stream = futures_util::stream::iter(0..count)
+                .then(move |position| {
+                    let journal = journal.clone();
+                    async move {
+                        let bytes = journal
+                            .item_output(job_id, position)
+                            .await
+                            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+                        let prefix =
+                            ciro_api::coordinator::items::prefix(bytes.len() as u64).to_vec();
+                        Ok::<_, std::io::Error>([prefix, bytes])
+                    }
+                })
+                .map_ok(|chunks| futures_util::stream::iter(chunks.map(Ok::<_, std::io::Error>)))
+                .try_flatten();
             self.client
                 .upload_batch_outputs(job_id, stream, sha256, len)
         })
@@ -2004,6 +2011,44 @@ impl Agent {
         }
     }
 
+    /// The most inputs of a batch this agent takes: `--max-batch-items`, or 1 (single jobs
+    /// only) while the coordinator does not show that it serves a batch's items in one request
+    /// each way (`GET /v1/jobs/{id}/inputs`, `PUT /v1/jobs/{id}/outputs`), which this agent
+    /// moves them by: a coordinator predating them would see every batch given back.
+    async fn batch_limit(&self) -> u32 {
+        if self.config.max_batch_items == 1 {
+            return 1;
+        }
+        let serves = self
+            .batch_transfers
+            .get_or_try_init(|| async {
+                let inputs = self
+                    .client
+                    .serves(HttpMethod::Get, routes::JOB_INPUTS)
+                    .await?;
+                let outputs = self
+                    .client
+                    .serves(HttpMethod::Put, routes::JOB_OUTPUTS)
+                    .await?;
+                if !(inputs && outputs) {
+                    tracing::warn!(
+                        "the coordinator does not serve a batch's items in one request: this \
+                         agent takes single jobs only until it is restarted against one that does"
+                    );
+                }
+                Ok::<bool, ClientError>(inputs && outputs)
+            })
+            .await;
+        match serves {
+            Ok(true) => self.config.max_batch_items,
+            Ok(false) => 1,
+            Err(error) => {
+                tracing::debug!(%error, "the coordinator's routes are not known yet");
+                1
+            }
+        }
+    }
+
     /// Heartbeats to the coordinator until `stop`.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         let mut refused: Option<String> = None;
@@ -2021,7 +2066,7 @@ impl Agent {
                 // The matcher offers no job this agent would give back as too large.
                 max_input_bytes: Some(self.config.max_input_bytes),
                 max_model_bytes: Some(self.config.max_model_bytes),
-                max_batch_items: Some(self.config.max_batch_items),
+                max_batch_items: Some(self.batch_limit().await),
             };
             match self.client.heartbeat(&beat).await {
                 Ok(_) => refused = None,

@@ -18,6 +18,7 @@ use axum::Json;
 use ciro_api::coordinator::items::{self, PREFIX_BYTES};
 use ciro_api::coordinator::{ErrorCode, ItemsQuery, OutputsAccepted};
 use ciro_api::wire::Digest;
+use ciro_service::CancellationToken;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -28,7 +29,7 @@ use super::{
     reserve_room, stage_refusal, Api, ApiError, ApiResult,
 };
 use crate::blobs::{BlobError, ByteStream};
-use crate::indexer::felt_text;
+use crate::indexer::{felt_text, unix_now};
 use crate::store::JobRow;
 
 /// Which of a batch's manifests a request is about.
@@ -180,7 +181,7 @@ async fn get_items(
             let worker = job.worker.clone().ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::InvalidState,
-                    format!("job {job_id} was never assigned: it has no outputs"),
+                    format!("job {job_id} has no worker: it has no outputs"),
                 )
             })?;
             (output_manifest(&api, &job, &worker).await?, worker)
@@ -258,12 +259,11 @@ async fn get_items(
 
 /// `PUT /v1/jobs/{job_id}/outputs`: the assigned worker's outputs, every one its output
 /// manifest lists, in order ([`items`]), after that manifest (`PUT .../output/{digest}`). Each
-/// output is staged as it arrives and checked against its position's digest; once the whole
-/// body is in and hashes to what the request signed, each is recorded as uploaded by the
-/// worker and published. A refused request stores nothing (staged bytes are dropped).
-/// Outputs the worker's own output manifest lists are not counted against its
-/// upload quota (as with one output at a time), so the request reserves the length it
-/// declares against the disk's floor only.
+/// output reserves its room as one upload would ([`reserve_room`]: the account's uploads in
+/// progress, the disk's floor, its quota), is staged and checked against its position's
+/// digest, then recorded as uploaded by the worker and published: outputs stored before a
+/// refusal stay (they are the bytes the manifest names), and the whole body is checked
+/// against the SHA-256 the request signed at its end.
 pub(super) async fn put_outputs(
     State(api): State<Api>,
     Path(job_id): Path<String>,
@@ -295,9 +295,8 @@ pub(super) async fn put_outputs(
     let most = job
         .items
         .saturating_mul(PREFIX_BYTES.saturating_add(config.max_blob_bytes));
-    let declared = declared_length(&headers).ok_or_else(|| {
-        ApiError::bad("declare the body's length (Content-Length): it is reserved on disk")
-    })?;
+    let declared = declared_length(&headers)
+        .ok_or_else(|| ApiError::bad("declare the body's length (Content-Length)"))?;
     if declared > most {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
@@ -308,23 +307,17 @@ pub(super) async fn put_outputs(
             ),
         ));
     }
-    let reservation = reserve_room(
-        &api,
-        &signer,
-        declared.max(crate::records::MIN_BLOB_CHARGE),
-        None,
-    )
-    .await?;
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let hashed = hasher.clone();
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(io::Error::other));
+    // (Each output's own reservation is watched while it streams in: see `item_stream`.)
     let stream = paced(
         stream,
         config.upload_stall,
         config.min_upload_rate,
-        reservation.lapsed.clone(),
+        CancellationToken::new(),
     )
     .map(move |chunk| {
         if let Ok(chunk) = &chunk {
@@ -336,85 +329,98 @@ pub(super) async fn put_outputs(
         chunk
     });
     let reader = Arc::new(tokio::sync::Mutex::new(StreamReader::new(Box::pin(stream))));
-    let staged = async {
-        let mut staged = Vec::with_capacity(digests.len());
-        let mut bytes = 0u64;
-        for (position, text) in digests.iter().enumerate() {
-            let mut prefix = [0u8; PREFIX_BYTES as usize];
-            reader
-                .lock()
-                .await
-                .read_exact(&mut prefix)
-                .await
-                .map_err(|e| body_refusal(e, position, job.items))?;
-            let len = u64::from_be_bytes(prefix);
-            if len > config.max_blob_bytes {
-                return Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "output {position} is {len} bytes, more than the {} a blob may hold",
-                        config.max_blob_bytes
-                    ),
-                ));
-            }
-            let expected = parse_digest(text)?;
-            let item = api
-                .inner
-                .blobs
-                .stage(&expected, item_stream(reader.clone(), len), len)
-                .await
-                .map_err(|e| match e {
-                    BlobError::DigestMismatch { actual, .. } => ApiError::new(
-                        ErrorCode::DigestMismatch,
-                        format!(
-                            "output {position} hashes to {actual}; the output manifest lists \
-                             {expected}"
-                        ),
-                    ),
-                    BlobError::Body(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                        body_refusal(e, position, job.items)
-                    }
-                    other => stage_refusal(other),
-                })?;
-            staged.push(item);
-            bytes = bytes.saturating_add(len);
-        }
-        let mut past = [0u8; 1];
-        let more = reader
+    let mut bytes = 0u64;
+    for (position, text) in digests.iter().enumerate() {
+        let mut prefix = [0u8; PREFIX_BYTES as usize];
+        reader
             .lock()
             .await
-            .read(&mut past)
+            .read_exact(&mut prefix)
             .await
-            .map_err(|e| body_refusal(e, digests.len(), job.items))?;
-        if more > 0 {
-            return Err(ApiError::bad(format!(
-                "the body goes on past the {} outputs job {job_id}'s output manifest lists",
-                job.items
-            )));
-        }
-        let actual = Digest(
-            std::mem::take(&mut *hasher.lock().unwrap_or_else(|p| p.into_inner()))
-                .finalize()
-                .into(),
-        );
-        if actual != signed.body_sha256 {
+            .map_err(|e| body_refusal(e, position, job.items))?;
+        let len = u64::from_be_bytes(prefix);
+        if len > config.max_blob_bytes {
             return Err(ApiError::new(
-                ErrorCode::DigestMismatch,
+                ErrorCode::PayloadTooLarge,
                 format!(
-                    "the body hashes to {actual}, the request signed {}",
-                    signed.body_sha256
+                    "output {position} is {len} bytes, more than the {} a blob may hold",
+                    config.max_blob_bytes
                 ),
             ));
         }
-        // The whole signed body is in: now each output is recorded and published.
-        for item in staged {
-            record_staged(&api, item, signed.account, None).await?;
-        }
-        Ok(bytes)
+        let expected = parse_digest(text)?;
+        // Each output reserves its own room as one upload would: one of the account's
+        // uploads, the disk's floor, and its quota of unreferenced bytes with the others in
+        // progress (the outputs its manifest lists are not unreferenced).
+        let reservation = reserve_room(
+            &api,
+            &signer,
+            len.max(crate::records::MIN_BLOB_CHARGE),
+            Some(unix_now().saturating_sub(config.upload_grace_secs)),
+        )
+        .await?;
+        let staged = api
+            .inner
+            .blobs
+            .stage(
+                &expected,
+                item_stream(reader.clone(), len, reservation.lapsed.clone()),
+                len,
+            )
+            .await
+            .map_err(|e| match e {
+                BlobError::DigestMismatch { actual, .. } => ApiError::new(
+                    ErrorCode::DigestMismatch,
+                    format!(
+                        "output {position} hashes to {actual}; the output manifest lists \
+                         {expected}"
+                    ),
+                ),
+                BlobError::Body(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    body_refusal(e, position, job.items)
+                }
+                other => stage_refusal(other),
+            });
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(refusal) => {
+                reservation.end().await;
+                return Err(refusal);
+            }
+        };
+        // Bytes that hash to the digest the worker's own signed manifest lists are that
+        // output, whoever carried them: recorded as it arrives (what a later request need not
+        // carry again), the whole body's signed hash checked at its end.
+        record_staged(&api, staged, signed.account, Some(reservation)).await?;
+        bytes = bytes.saturating_add(len);
     }
-    .await;
-    reservation.end().await;
-    let bytes = staged?;
+    let mut past = [0u8; 1];
+    let more = reader
+        .lock()
+        .await
+        .read(&mut past)
+        .await
+        .map_err(|e| body_refusal(e, digests.len(), job.items))?;
+    if more > 0 {
+        return Err(ApiError::bad(format!(
+            "the body goes on past the {} outputs job {job_id}'s output manifest lists",
+            job.items
+        )));
+    }
+    let actual = Digest(
+        std::mem::take(&mut *hasher.lock().unwrap_or_else(|p| p.into_inner()))
+            .finalize()
+            .into(),
+    );
+    if actual != signed.body_sha256 {
+        return Err(ApiError::new(
+            ErrorCode::DigestMismatch,
+            format!(
+                "the body hashes to {actual}, the request signed {}",
+                signed.body_sha256
+            ),
+        ));
+    }
     tracing::info!(job_id, worker = %signer, items = job.items, bytes, "batch outputs stored");
     Ok(Json(OutputsAccepted {
         job_id,
@@ -442,27 +448,43 @@ fn body_refusal(e: io::Error, position: usize, items: u64) -> ApiError {
     }
 }
 
-/// The next `len` bytes of `reader`, as a stream (an error if it ends first).
-fn item_stream<R>(reader: Arc<tokio::sync::Mutex<R>>, len: u64) -> ByteStream
+/// The next `len` bytes of `reader`, as a stream: an error if it ends first, or once `lapsed`
+/// (the output's reservation could not be renewed: it is no longer counted).
+fn item_stream<R>(
+    reader: Arc<tokio::sync::Mutex<R>>,
+    len: u64,
+    lapsed: CancellationToken,
+) -> ByteStream
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     Box::pin(futures_util::stream::try_unfold(
         (reader, len),
-        |(reader, left)| async move {
-            if left == 0 {
-                return Ok(None);
+        move |(reader, left)| {
+            let lapsed = lapsed.clone();
+            async move {
+                if left == 0 {
+                    return Ok(None);
+                }
+                let mut chunk = vec![0u8; left.min(64 << 10) as usize];
+                let read = tokio::select! {
+                    () = lapsed.cancelled() => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "its reservation lapsed (the coordinator could not renew it)",
+                        ));
+                    }
+                    read = async { reader.lock().await.read(&mut chunk).await } => read?,
+                };
+                if read == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the body ended within an output",
+                    ));
+                }
+                chunk.truncate(read);
+                Ok(Some((Bytes::from(chunk), (reader, left - read as u64))))
             }
-            let mut chunk = vec![0u8; left.min(64 << 10) as usize];
-            let read = reader.lock().await.read(&mut chunk).await?;
-            if read == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the body ended within an output",
-                ));
-            }
-            chunk.truncate(read);
-            Ok(Some((Bytes::from(chunk), (reader, left - read as u64))))
         },
     ))
 }

@@ -945,3 +945,84 @@ async fn a_submitters_events_stream() {
     let first = events.next().await.unwrap().unwrap();
     assert_eq!((first.job_id, first.submitter), (7, Felt::ONE));
 }
+
+/// A batch's items body from a coordinator that lies about it (an item longer than the
+/// caller's limit, a length that would overflow, a body ending inside an item or its length)
+/// is refused item by item, never trusted or panicked on; a caller that takes its time
+/// between items (a worker computing) is not taken for a stalled transfer; and whether a
+/// coordinator serves a route is read from its OpenAPI document.
+#[tokio::test]
+async fn a_lying_items_body_is_refused_and_a_slow_reader_is_not_stalled() {
+    use ciro_api::coordinator::items::{encode, prefix};
+    use ciro_api::coordinator::routes::HttpMethod;
+    use futures_util::StreamExt;
+    let bodies = |job_id: u64| -> Vec<u8> {
+        match job_id {
+            1 => encode([&b"abcde"[..], b"xyz"]),
+            2 => [&prefix(100)[..], &[7u8; 10]].concat(),
+            3 => prefix(u64::MAX).to_vec(),
+            4 => [&prefix(2000)[..], &[1u8; 2000]].concat(),
+            _ => vec![0, 0, 1],
+        }
+    };
+    let app = Router::new()
+        .route(
+            routes::JOB_INPUTS,
+            get(move |Path(job_id): Path<u64>| async move {
+                // In two chunks, the second after a pause (so that the client reads it after
+                // its own wait).
+                let body = bodies(job_id);
+                let (first, second) = body.split_at(body.len().min(13));
+                let (first, second) = (first.to_vec(), second.to_vec());
+                let chunks = futures_util::stream::iter([first, second]).then(|chunk| async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, Infallible>(chunk)
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
+        .route(
+            routes::OPENAPI,
+            get(|| async { Json(serde_json::json!({"paths": {routes::JOB_INPUTS: {"get": {}}}})) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = worker_client(&url).with_transfer_pace(Duration::from_millis(500), 1_000);
+
+    let mut items = client.open_batch_inputs(1, 0).await.expect("open");
+    assert_eq!(&items.next_item(5).await.unwrap().unwrap()[..], b"abcde");
+    // The caller's own time between items is not the transfer's.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(&items.next_item(5).await.unwrap().unwrap()[..], b"xyz");
+    assert!(items.next_item(5).await.unwrap().is_none());
+
+    let mut items = client.open_batch_inputs(2, 0).await.expect("open");
+    let truncated = items.next_item(1000).await.unwrap_err();
+    assert!(
+        matches!(truncated, ClientError::Truncated { .. }) && truncated.is_retryable(),
+        "{truncated}"
+    );
+    for (job_id, limit) in [(3, u64::MAX), (4, 1000)] {
+        let mut items = client.open_batch_inputs(job_id, 0).await.expect("open");
+        let error = items.next_item(limit).await.unwrap_err();
+        assert!(
+            matches!(error, ClientError::TooLarge { limit: l, .. } if l == limit),
+            "job {job_id}: {error}"
+        );
+    }
+    let mut items = client.open_batch_inputs(5, 0).await.expect("open");
+    assert!(matches!(
+        items.next_item(1000).await.unwrap_err(),
+        ClientError::Truncated { .. }
+    ));
+
+    assert!(client
+        .serves(HttpMethod::Get, routes::JOB_INPUTS)
+        .await
+        .unwrap());
+    assert!(!client
+        .serves(HttpMethod::Put, routes::JOB_OUTPUTS)
+        .await
+        .unwrap());
+}

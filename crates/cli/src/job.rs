@@ -1214,8 +1214,13 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the directory {}", args.out.display()))?;
     // The outputs in one signed request, each checked against the manifest; a transfer that
-    // breaks off resumes at the first output it did not bring, a few times.
+    // breaks off resumes at the first output it did not bring (three tries without progress).
+    // `--download-timeout-secs` bounds each output, as it bounds each file elsewhere.
     let limit = Duration::from_secs(args.download.download_timeout_secs);
+    let timed_out = || ciro_api::coordinator::ClientError::Stalled {
+        url: format!("job {}'s outputs", args.job),
+        reason: format!("an output took longer than {limit:?}"),
+    };
     let mut written: Vec<Vec<u8>> = Vec::with_capacity(outputs.len());
     let contest = || {
         format!(
@@ -1223,60 +1228,70 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
             args.job
         )
     };
-    tokio::time::timeout(limit, async {
-        let mut tries = 0;
-        while written.len() < outputs.len() {
-            let from = written.len();
-            let broke = match s
-                .coordinator
-                .open_batch_outputs(args.job, from as u64)
-                .await
-            {
-                Err(e) => Some(e),
-                Ok(mut download) => loop {
-                    let i = written.len();
-                    let Some(digest) = outputs.get(i) else {
-                        break None;
-                    };
-                    match download.next_item(args.download.max_bytes).await {
-                        Ok(Some(bytes)) => {
-                            ensure!(
-                                Digest::of(&bytes) == *digest,
-                                "output {i} does not hash to its manifest's digest {digest}"
-                            );
-                            check_safetensors(&bytes, &format!("output {i}"))?;
-                            let path = args.out.join(format!("{i:04}.safetensors"));
-                            std::fs::write(&path, &bytes)
-                                .with_context(|| format!("writing {}", path.display()))?;
-                            written.push(bytes.to_vec());
-                        }
-                        Ok(None) => {
-                            bail!(
-                                "the coordinator sent {i} of job {}'s {items} outputs: {}",
-                                args.job,
-                                contest()
-                            )
-                        }
-                        Err(e) => break Some(e),
+    let mut tries = 0;
+    while written.len() < outputs.len() {
+        let from = written.len();
+        let opened = tokio::time::timeout(
+            limit,
+            s.coordinator.open_batch_outputs(args.job, from as u64),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
+        let broke = match opened {
+            Err(e) => Some(e),
+            Ok(mut download) => loop {
+                let i = written.len();
+                let Some(digest) = outputs.get(i) else {
+                    break None;
+                };
+                let next = tokio::time::timeout(limit, download.next_item(args.download.max_bytes))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()));
+                match next {
+                    Ok(Some(bytes)) => {
+                        ensure!(
+                            Digest::of(&bytes) == *digest,
+                            "output {i} does not hash to its manifest's digest {digest}"
+                        );
+                        check_safetensors(&bytes, &format!("output {i}"))?;
+                        let path = args.out.join(format!("{i:04}.safetensors"));
+                        std::fs::write(&path, &bytes)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        written.push(bytes.to_vec());
+                        tries = 0;
                     }
-                },
-            };
-            let Some(broke) = broke else { break };
-            tries += 1;
-            if !broke.is_retryable() || tries >= 3 {
-                return Err(anyhow::Error::new(broke).context(format!(
-                    "downloading job {}'s outputs from output {} on: {}",
-                    args.job,
-                    written.len(),
-                    contest()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                    Ok(None) => {
+                        bail!(
+                            "the coordinator sent {i} of job {}'s {items} outputs: {}",
+                            args.job,
+                            contest()
+                        )
+                    }
+                    Err(e) => break Some(e),
+                }
+            },
+        };
+        let Some(broke) = broke else { break };
+        if matches!(
+            broke.code(),
+            Some(ErrorCode::NotFound | ErrorCode::MethodNotAllowed)
+        ) {
+            return Err(anyhow::Error::new(broke).context(
+                "the coordinator does not serve a batch's outputs in one request (it predates \
+                 them): upgrade it, or read each output the manifest lists with GET /v1/blobs",
+            ));
         }
-        Ok(())
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("the download took longer than {limit:?}"))??;
+        tries += 1;
+        if !broke.is_retryable() || tries >= 3 {
+            return Err(anyhow::Error::new(broke).context(format!(
+                "downloading job {}'s outputs from output {} on: {}",
+                args.job,
+                written.len(),
+                contest()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+    }
     println!(
         "outputs   {items} of batch job {}: manifest {committed} = on-chain output_hash, each \
          output checked against it, written to {}/NNNN.safetensors",

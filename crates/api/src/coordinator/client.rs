@@ -538,6 +538,19 @@ impl CoordinatorClient {
         self.json_of(call).await
     }
 
+    /// Whether the coordinator serves `method` on route `template` (read from its OpenAPI
+    /// document, [`routes::OPENAPI`]): a client newer than its coordinator asks before using a
+    /// route the coordinator may predate.
+    pub async fn serves(
+        &self,
+        method: HttpMethod,
+        template: &'static str,
+    ) -> Result<bool, ClientError> {
+        let call = Call::new(HttpMethod::Get, routes::OPENAPI, routes::OPENAPI.to_owned());
+        let document: serde_json::Value = self.json_of(call).await?;
+        Ok(document["paths"][template][method.as_str().to_lowercase()].is_object())
+    }
+
     /// A disputed job's evidence: the blob its disputer uploaded whose SHA-256 begins with the
     /// 31 bytes the chain records. Read its bytes with [`Self::download_blob`] (its
     /// submitter, worker and disputer, and JobMgr's arbiters may), which checks the whole
@@ -799,7 +812,17 @@ impl CoordinatorClient {
             .http
             .request(call.method.to_http(), url.clone())
             .headers(call.headers);
-        let access = routes::find(call.method, call.template).map_or(Access::Signed, |r| r.access);
+        let operational = [
+            routes::HEALTH,
+            routes::READY,
+            routes::METRICS,
+            routes::OPENAPI,
+        ];
+        let access = match routes::find(call.method, call.template) {
+            Some(route) => route.access,
+            None if operational.contains(&call.template) => Access::Public,
+            None => Access::Signed,
+        };
         let signer = match access {
             Access::Public => None,
             Access::SignedIfPrivate => self.signer.as_ref(),
@@ -1071,13 +1094,17 @@ impl ItemsDownload {
         let mut length = [0u8; PREFIX];
         length.copy_from_slice(&self.buffer[..PREFIX]);
         let length = u64::from_be_bytes(length);
+        let too_large = || ClientError::TooLarge {
+            url: self.url.clone(),
+            limit,
+        };
         if length > limit {
-            return Err(ClientError::TooLarge {
-                url: self.url.clone(),
-                limit,
-            });
+            return Err(too_large());
         }
-        let want = PREFIX + length as usize;
+        let want = usize::try_from(length)
+            .ok()
+            .and_then(|length| length.checked_add(PREFIX))
+            .ok_or_else(too_large)?;
         if !self.fill(want).await? {
             return Err(self.truncated("the body ended inside an item"));
         }

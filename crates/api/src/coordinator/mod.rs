@@ -12,9 +12,9 @@
 //! | GET | `/v1/jobs/{job_id}` | public | a job, its data, why it is unmatched |
 //! | GET | `/v1/jobs/{job_id}/events` | public | SSE: the job's state changes |
 //! | PUT | `/v1/jobs/{job_id}/output/{digest}` | signed (assigned worker) | upload the output |
-//! | GET | `/v1/jobs/{job_id}/inputs` | signed (submitter, worker) | a batch's inputs in one body |
+//! | GET | `/v1/jobs/{job_id}/inputs` | signed (submitter, worker; arbiters while disputed) | a batch's inputs in one body |
 //! | PUT | `/v1/jobs/{job_id}/outputs` | signed (assigned worker) | a batch's outputs in one body |
-//! | GET | `/v1/jobs/{job_id}/outputs` | signed (submitter, worker) | a batch's outputs in one body |
+//! | GET | `/v1/jobs/{job_id}/outputs` | signed (submitter, worker; arbiters while disputed) | a batch's outputs in one body |
 //! | PUT | `/v1/jobs/{job_id}/receipt` | signed (assigned worker) | upload the signed receipt |
 //! | GET | `/v1/jobs/{job_id}/receipt` | public | the signed receipt |
 //! | GET | `/v1/submitters/{address}/events` | public | SSE: a submitter's jobs |
