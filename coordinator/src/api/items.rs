@@ -18,7 +18,6 @@ use axum::Json;
 use ciro_api::coordinator::items::{self, PREFIX_BYTES};
 use ciro_api::coordinator::{ErrorCode, ItemsQuery, OutputsAccepted};
 use ciro_api::wire::Digest;
-use ciro_service::CancellationToken;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -259,11 +258,10 @@ async fn get_items(
 
 /// `PUT /v1/jobs/{job_id}/outputs`: the assigned worker's outputs, every one its output
 /// manifest lists, in order ([`items`]), after that manifest (`PUT .../output/{digest}`). Each
-/// output reserves its room as one upload would ([`reserve_room`]: the account's uploads in
-/// progress, the disk's floor, its quota), is staged and checked against its position's
-/// digest, then recorded as uploaded by the worker and published: outputs stored before a
-/// refusal stay (they are the bytes the manifest names), and the whole body is checked
-/// against the SHA-256 the request signed at its end.
+/// output is staged and checked against its position's digest, then recorded as uploaded by
+/// the worker and published before the next is read: outputs stored before a refusal stay
+/// (they are the bytes the manifest names), and the whole body is checked against the SHA-256
+/// the request signed at its end.
 pub(super) async fn put_outputs(
     State(api): State<Api>,
     Path(job_id): Path<String>,
@@ -307,17 +305,53 @@ pub(super) async fn put_outputs(
             ),
         ));
     }
+    // One output is staged at a time and recorded (so referenced, out of the quota) before
+    // the next: the request reserves what one upload of the largest blob would (one of the
+    // account's uploads, its quota of unreferenced bytes with its other uploads in progress,
+    // the disk's floor), and checks the disk's floor again before each output.
+    let reservation = reserve_room(
+        &api,
+        &signer,
+        declared
+            .min(config.max_blob_bytes)
+            .max(crate::records::MIN_BLOB_CHARGE),
+        Some(unix_now().saturating_sub(config.upload_grace_secs)),
+    )
+    .await?;
+    let stored = store_outputs(&api, &job, &digests, &signed, body, &reservation).await;
+    reservation.end().await;
+    let bytes = stored?;
+    tracing::info!(job_id, worker = %signer, items = job.items, bytes, "batch outputs stored");
+    Ok(Json(OutputsAccepted {
+        job_id,
+        output_hash: parse_digest(&manifest)?,
+        items: job.items,
+        bytes,
+    }))
+}
+
+/// Streams in `body`, the outputs `digests` lists ([`put_outputs`]), within `reservation`:
+/// their bytes in all.
+async fn store_outputs(
+    api: &Api,
+    job: &JobRow,
+    digests: &[String],
+    signed: &super::Signed,
+    body: Body,
+    reservation: &super::Reservation,
+) -> ApiResult<u64> {
+    let config = &api.inner.config;
+    let job_id = job.job_id;
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let hashed = hasher.clone();
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(io::Error::other));
-    // (Each output's own reservation is watched while it streams in: see `item_stream`.)
     let stream = paced(
         stream,
         config.upload_stall,
         config.min_upload_rate,
-        CancellationToken::new(),
+        reservation.lapsed.clone(),
     )
     .map(move |chunk| {
         if let Ok(chunk) = &chunk {
@@ -349,24 +383,33 @@ pub(super) async fn put_outputs(
             ));
         }
         let expected = parse_digest(text)?;
-        // Each output reserves its own room as one upload would: one of the account's
-        // uploads, the disk's floor, and its quota of unreferenced bytes with the others in
-        // progress (the outputs its manifest lists are not unreferenced).
-        let reservation = reserve_room(
-            &api,
-            &signer,
-            len.max(crate::records::MIN_BLOB_CHARGE),
-            Some(unix_now().saturating_sub(config.upload_grace_secs)),
-        )
-        .await?;
+        if let Some(free) = api
+            .inner
+            .blobs
+            .free_bytes()
+            .await
+            .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("the free space")))?
+        {
+            if free.saturating_sub(len) < config.min_free_bytes {
+                tracing::error!(
+                    free,
+                    floor = config.min_free_bytes,
+                    "the blob store is short of disk: a batch's outputs refused"
+                );
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the coordinator's blob store has {free} bytes free, too little for \
+                         output {position} ({len} bytes) above its floor of {}: retry later",
+                        config.min_free_bytes
+                    ),
+                ));
+            }
+        }
         let staged = api
             .inner
             .blobs
-            .stage(
-                &expected,
-                item_stream(reader.clone(), len, reservation.lapsed.clone()),
-                len,
-            )
+            .stage(&expected, item_stream(reader.clone(), len), len)
             .await
             .map_err(|e| match e {
                 BlobError::DigestMismatch { actual, .. } => ApiError::new(
@@ -381,17 +424,10 @@ pub(super) async fn put_outputs(
                 }
                 other => stage_refusal(other),
             });
-        let staged = match staged {
-            Ok(staged) => staged,
-            Err(refusal) => {
-                reservation.end().await;
-                return Err(refusal);
-            }
-        };
         // Bytes that hash to the digest the worker's own signed manifest lists are that
         // output, whoever carried them: recorded as it arrives (what a later request need not
         // carry again), the whole body's signed hash checked at its end.
-        record_staged(&api, staged, signed.account, Some(reservation)).await?;
+        record_staged(api, staged?, signed.account, None).await?;
         bytes = bytes.saturating_add(len);
     }
     let mut past = [0u8; 1];
@@ -421,13 +457,7 @@ pub(super) async fn put_outputs(
             ),
         ));
     }
-    tracing::info!(job_id, worker = %signer, items = job.items, bytes, "batch outputs stored");
-    Ok(Json(OutputsAccepted {
-        job_id,
-        output_hash: parse_digest(&manifest)?,
-        items: job.items,
-        bytes,
-    }))
+    Ok(bytes)
 }
 
 /// The answer to an outputs body that broke off reading output `position` of `items`.
@@ -448,43 +478,27 @@ fn body_refusal(e: io::Error, position: usize, items: u64) -> ApiError {
     }
 }
 
-/// The next `len` bytes of `reader`, as a stream: an error if it ends first, or once `lapsed`
-/// (the output's reservation could not be renewed: it is no longer counted).
-fn item_stream<R>(
-    reader: Arc<tokio::sync::Mutex<R>>,
-    len: u64,
-    lapsed: CancellationToken,
-) -> ByteStream
+/// The next `len` bytes of `reader`, as a stream (an error if it ends first).
+fn item_stream<R>(reader: Arc<tokio::sync::Mutex<R>>, len: u64) -> ByteStream
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     Box::pin(futures_util::stream::try_unfold(
         (reader, len),
-        move |(reader, left)| {
-            let lapsed = lapsed.clone();
-            async move {
-                if left == 0 {
-                    return Ok(None);
-                }
-                let mut chunk = vec![0u8; left.min(64 << 10) as usize];
-                let read = tokio::select! {
-                    () = lapsed.cancelled() => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::Interrupted,
-                            "its reservation lapsed (the coordinator could not renew it)",
-                        ));
-                    }
-                    read = async { reader.lock().await.read(&mut chunk).await } => read?,
-                };
-                if read == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the body ended within an output",
-                    ));
-                }
-                chunk.truncate(read);
-                Ok(Some((Bytes::from(chunk), (reader, left - read as u64))))
+        |(reader, left)| async move {
+            if left == 0 {
+                return Ok(None);
             }
+            let mut chunk = vec![0u8; left.min(64 << 10) as usize];
+            let read = reader.lock().await.read(&mut chunk).await?;
+            if read == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the body ended within an output",
+                ));
+            }
+            chunk.truncate(read);
+            Ok(Some((Bytes::from(chunk), (reader, left - read as u64))))
         },
     ))
 }

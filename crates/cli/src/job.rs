@@ -7,7 +7,7 @@
 //! accepts the signature (`is_valid_signature`) and it names this job's hashes. Results go to
 //! stdout (a job id, a model id, a table), progress to stderr, so scripts can capture them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1213,85 +1213,21 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the directory {}", args.out.display()))?;
-    // The outputs in one signed request, each checked against the manifest; a transfer that
-    // breaks off resumes at the first output it did not bring (three tries without progress).
-    // `--download-timeout-secs` bounds each output, as it bounds each file elsewhere.
-    let limit = Duration::from_secs(args.download.download_timeout_secs);
-    let timed_out = || ciro_api::coordinator::ClientError::Stalled {
-        url: format!("job {}'s outputs", args.job),
-        reason: format!("an output took longer than {limit:?}"),
-    };
-    let mut written: Vec<Vec<u8>> = Vec::with_capacity(outputs.len());
-    let contest = || {
+    let written = download_items(
+        s,
+        args.job,
+        Side::Outputs,
+        &outputs,
+        &args.out,
+        &args.download,
+    )
+    .await
+    .with_context(|| {
         format!(
             "if the worker never uploaded them, contest the batch with `ciro job dispute {}`",
             args.job
         )
-    };
-    let mut tries = 0;
-    while written.len() < outputs.len() {
-        let from = written.len();
-        let opened = tokio::time::timeout(
-            limit,
-            s.coordinator.open_batch_outputs(args.job, from as u64),
-        )
-        .await
-        .unwrap_or_else(|_| Err(timed_out()));
-        let broke = match opened {
-            Err(e) => Some(e),
-            Ok(mut download) => loop {
-                let i = written.len();
-                let Some(digest) = outputs.get(i) else {
-                    break None;
-                };
-                let next = tokio::time::timeout(limit, download.next_item(args.download.max_bytes))
-                    .await
-                    .unwrap_or_else(|_| Err(timed_out()));
-                match next {
-                    Ok(Some(bytes)) => {
-                        ensure!(
-                            Digest::of(&bytes) == *digest,
-                            "output {i} does not hash to its manifest's digest {digest}"
-                        );
-                        check_safetensors(&bytes, &format!("output {i}"))?;
-                        let path = args.out.join(format!("{i:04}.safetensors"));
-                        std::fs::write(&path, &bytes)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        written.push(bytes.to_vec());
-                        tries = 0;
-                    }
-                    Ok(None) => {
-                        bail!(
-                            "the coordinator sent {i} of job {}'s {items} outputs: {}",
-                            args.job,
-                            contest()
-                        )
-                    }
-                    Err(e) => break Some(e),
-                }
-            },
-        };
-        let Some(broke) = broke else { break };
-        if matches!(
-            broke.code(),
-            Some(ErrorCode::NotFound | ErrorCode::MethodNotAllowed)
-        ) {
-            return Err(anyhow::Error::new(broke).context(
-                "the coordinator does not serve a batch's outputs in one request (it predates \
-                 them): upgrade it, or read each output the manifest lists with GET /v1/blobs",
-            ));
-        }
-        tries += 1;
-        if !broke.is_retryable() || tries >= 3 {
-            return Err(anyhow::Error::new(broke).context(format!(
-                "downloading job {}'s outputs from output {} on: {}",
-                args.job,
-                written.len(),
-                contest()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-    }
+    })?;
     println!(
         "outputs   {items} of batch job {}: manifest {committed} = on-chain output_hash, each \
          output checked against it, written to {}/NNNN.safetensors",
@@ -1335,6 +1271,100 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
         );
     }
     Ok(())
+}
+
+/// A batch's inputs or outputs.
+#[derive(Clone, Copy)]
+enum Side {
+    Inputs,
+    Outputs,
+}
+
+/// Batch `job_id`'s inputs or outputs, listed by `digests` (its manifest, checked against the
+/// chain), in one signed request: each checked against its digest and as a tensor file, and
+/// written to `dir/NNNN.safetensors`. A transfer that breaks off resumes at the first item it
+/// did not bring (three tries without progress); `download`'s time limit bounds each item.
+async fn download_items(
+    s: &Session,
+    job_id: u64,
+    side: Side,
+    digests: &[Digest],
+    dir: &Path,
+    download: &DownloadArgs,
+) -> Result<Vec<Vec<u8>>> {
+    let what = match side {
+        Side::Inputs => "input",
+        Side::Outputs => "output",
+    };
+    let limit = Duration::from_secs(download.download_timeout_secs);
+    let timed_out = || ciro_api::coordinator::ClientError::Stalled {
+        url: format!("job {job_id}'s {what}s"),
+        reason: format!("an {what} took longer than {limit:?}"),
+    };
+    let mut written: Vec<Vec<u8>> = Vec::with_capacity(digests.len());
+    let mut tries = 0;
+    while written.len() < digests.len() {
+        let from = written.len() as u64;
+        let open = async {
+            match side {
+                Side::Inputs => s.coordinator.open_batch_inputs(job_id, from).await,
+                Side::Outputs => s.coordinator.open_batch_outputs(job_id, from).await,
+            }
+        };
+        let opened = tokio::time::timeout(limit, open)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+        let broke = match opened {
+            Err(e) => Some(e),
+            Ok(mut items) => loop {
+                let i = written.len();
+                let Some(digest) = digests.get(i) else {
+                    break None;
+                };
+                let next = tokio::time::timeout(limit, items.next_item(download.max_bytes))
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()));
+                match next {
+                    Ok(Some(bytes)) => {
+                        ensure!(
+                            Digest::of(&bytes) == *digest,
+                            "{what} {i} does not hash to its manifest's digest {digest}"
+                        );
+                        check_safetensors(&bytes, &format!("{what} {i}"))?;
+                        let path = dir.join(format!("{i:04}.safetensors"));
+                        std::fs::write(&path, &bytes)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        written.push(bytes.to_vec());
+                        tries = 0;
+                    }
+                    Ok(None) => bail!(
+                        "the coordinator sent {i} of job {job_id}'s {} {what}s",
+                        digests.len()
+                    ),
+                    Err(e) => break Some(e),
+                }
+            },
+        };
+        let Some(broke) = broke else { break };
+        if matches!(
+            broke.code(),
+            Some(ErrorCode::NotFound | ErrorCode::MethodNotAllowed)
+        ) {
+            return Err(anyhow::Error::new(broke).context(format!(
+                "the coordinator does not serve a batch's {what}s in one request (it predates \
+                 them): upgrade it, or read each {what} the manifest lists with GET /v1/blobs"
+            )));
+        }
+        tries += 1;
+        if !broke.is_retryable() || tries >= 3 {
+            return Err(anyhow::Error::new(broke).context(format!(
+                "downloading job {job_id}'s {what}s from {what} {} on",
+                written.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+    }
+    Ok(written)
 }
 
 /// Checks a receipt: it names this JobMgr, job, worker and hashes, and the worker's account
@@ -1576,16 +1606,20 @@ async fn evidence(args: EvidenceArgs) -> Result<()> {
         args.job,
         info.dispute.evidence_hash
     );
+    // A batch's input and output are its manifests; its items follow them.
+    let batch = info.items > 1;
+    let (input_name, output_name) = if batch {
+        ("input.manifest", "output.manifest")
+    } else {
+        ("input.safetensors", "output.safetensors")
+    };
     let files = [
         ("evidence", "evidence", found.digest),
-        ("input", "input.safetensors", digest_of(info.job.input_hash)),
-        (
-            "output",
-            "output.safetensors",
-            digest_of(info.job.output_hash),
-        ),
+        ("input", input_name, digest_of(info.job.input_hash)),
+        ("output", output_name, digest_of(info.job.output_hash)),
     ];
     let mut refused = Vec::new();
+    let mut manifests = Vec::new();
     for (what, name, digest) in files {
         // The client checks that the bytes hash to the digest asked for.
         let bytes = match args.download.blob(&s.coordinator, &digest).await {
@@ -1606,6 +1640,41 @@ async fn evidence(args: EvidenceArgs) -> Result<()> {
             bytes.len(),
             path.display()
         );
+        if what != "evidence" {
+            manifests.push((what, bytes));
+        }
+    }
+    if batch {
+        let items = u64::from(info.items);
+        for (what, manifest) in &manifests {
+            let Some(digests) = ciro_protocol::parse_manifest(manifest, items) else {
+                eprintln!(
+                    "{what:<9} the manifest is {} bytes, not {items} digests of 32: no items",
+                    manifest.len()
+                );
+                refused.push(*what);
+                continue;
+            };
+            let (side, dir) = if *what == "input" {
+                (Side::Inputs, args.out.join("inputs"))
+            } else {
+                (Side::Outputs, args.out.join("outputs"))
+            };
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            match download_items(&s, args.job, side, &digests, &dir, &args.download).await {
+                Ok(_) => println!(
+                    "{what:<9} {items} items, each checked against the manifest, written to {}/NNNN.safetensors",
+                    dir.display()
+                ),
+                Err(error) => {
+                    eprintln!(
+                        "{what:<9} items: {}",
+                        terminal_safe(&format!("{error:#}"), false)
+                    );
+                    refused.push(*what);
+                }
+            }
+        }
     }
     ensure!(
         refused.is_empty(),

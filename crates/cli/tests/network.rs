@@ -736,6 +736,121 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
         ],
         "is not an ARBITER",
     );
+    // A batch of two inputs to the cheater: both outputs wrong. The submitter's own run
+    // exposes it and it is disputed; the arbiter reads its manifests and its items (each side
+    // in one request, each item checked against its manifest); another account is refused.
+    let cheat_expect = work.join("out/cheat-expect");
+    std::fs::create_dir_all(&cheat_expect).expect("a directory");
+    let mut cheat_args: Vec<String> = [
+        "job",
+        "submit",
+        "--devnet-account",
+        "3",
+        "--model",
+        &strict,
+        "--fee",
+        "1",
+        "--input",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 1..=2 {
+        let x = work.join(format!("jobs/job{i}.x.safetensors"));
+        cheat_args.push(x.to_str().expect("utf-8").to_owned());
+        std::fs::copy(
+            work.join(format!("jobs/job{i}.y.safetensors")),
+            cheat_expect.join(format!("{:04}.safetensors", i - 1)),
+        )
+        .expect("the expected output");
+    }
+    let cheated_batch = net.ok(&cheat_args.iter().map(String::as_str).collect::<Vec<_>>());
+    net.ok(&[
+        "job",
+        "watch",
+        &cheated_batch,
+        "--until",
+        "completed",
+        "--timeout",
+        "300",
+    ]);
+    let cheated_out = work.join("out/cheated-batch");
+    let checked = net.ciro(&[
+        "job",
+        "result",
+        &cheated_batch,
+        "--devnet-account",
+        "3",
+        "--out",
+        cheated_out.to_str().expect("utf-8"),
+        "--expect",
+        cheat_expect.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "the wrong batch passed");
+    assert!(
+        stderr.contains(&format!("output 0 of job {cheated_batch} differs")),
+        "{stderr}"
+    );
+    net.ok(&[
+        "job",
+        "dispute",
+        &cheated_batch,
+        "--devnet-account",
+        "3",
+        "--evidence",
+        cheat_expect
+            .join("0000.safetensors")
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    let batch_files = work.join("batch-dispute-files");
+    let read = net.ok(&[
+        "job",
+        "evidence",
+        &cheated_batch,
+        "--devnet-account",
+        "0",
+        "--out",
+        batch_files.to_str().expect("utf-8"),
+    ]);
+    assert!(read.contains("2 items"), "{read}");
+    for i in 0..2 {
+        let name = format!("{i:04}.safetensors");
+        assert_eq!(
+            std::fs::read(batch_files.join("inputs").join(&name)).expect("an input"),
+            std::fs::read(work.join(format!("jobs/job{}.x.safetensors", i + 1))).expect("x"),
+        );
+        assert_eq!(
+            std::fs::read(batch_files.join("outputs").join(&name)).expect("an output"),
+            std::fs::read(cheated_out.join(&name)).expect("the cheated output"),
+        );
+    }
+    assert!(batch_files.join("output.manifest").is_file());
+    net.refused(
+        &[
+            "job",
+            "evidence",
+            &cheated_batch,
+            "--devnet-account",
+            "4",
+            "--out",
+            work.join("stranger-batch-files").to_str().expect("utf-8"),
+        ],
+        "may not read job",
+    );
+    let resolved = net.ok(&[
+        "job",
+        "resolve",
+        &cheated_batch,
+        "--devnet-account",
+        "0",
+        "--worker-at-fault",
+        "--slash-bps",
+        "1000",
+    ]);
+    assert!(resolved.contains("now refunded"), "{resolved}");
+
     // The arbiter reads the dispute's evidence, input and output from the coordinator, each
     // checked against the chain; another submitter (account 4) is refused them.
     let files = work.join("dispute-files");
