@@ -837,7 +837,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
             "--out",
             work.join("stranger-batch-files").to_str().expect("utf-8"),
         ],
-        "may not read job",
+        "may read (an input, output or evidence is read",
     );
     let resolved = net.ok(&[
         "job",
