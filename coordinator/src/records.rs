@@ -947,6 +947,20 @@ impl Store {
         ))
     }
 
+    /// Bytes every unexpired upload reservation holds (every replica's): the room promised
+    /// to uploads in progress, which the disk's floor keeps free for them.
+    pub async fn reserved_upload_bytes(&self) -> Result<u64> {
+        let now = self.database_now();
+        let total: i64 = sqlx::query_scalar(&format!(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM upload_reservations \
+             WHERE expires_at > {now}"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .context("reading the uploads in progress")?;
+        u64_of(total, "bytes")
+    }
+
     /// Records `worker`'s output for a job under its assignment; `Err(existing)` if it already
     /// recorded another under the same assignment. One recorded under an earlier assignment of
     /// the job to the same worker is replaced (its receipt with it).

@@ -300,10 +300,9 @@ struct Agent {
     /// one pass that never returned (0: none, or several, which cannot be told apart): after a
     /// release for silence, only that job is reported as failed.
     died_in: AtomicU64,
-    /// Whether the coordinator moves a batch's items in one request each way (asked once it
-    /// answers; a coordinator predating them is offered no batches: see
-    /// [`Agent::batch_limit`]).
-    batch_transfers: tokio::sync::OnceCell<bool>,
+    /// Whether the coordinator moves a batch's items in one request each way, and when it was
+    /// last asked (see [`Agent::batch_limit`]).
+    batch_transfers: Mutex<Option<(bool, Instant)>>,
 }
 
 /// The forward passes counted in the journal and not returned yet, and whether the drain has
@@ -632,7 +631,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         wedged: CancellationToken::new(),
         counted: Mutex::new(Counted::default()),
         died_in: AtomicU64::new(0),
-        batch_transfers: tokio::sync::OnceCell::new(),
+        batch_transfers: Mutex::new(None),
     });
     let serving = {
         let readiness =
@@ -1056,10 +1055,16 @@ impl Agent {
                 a.items
             )));
         }
-        if items > u64::from(self.config.max_batch_items) {
+        // (What this agent takes now: `--max-batch-items`, or single jobs only from a
+        // coordinator that cannot move a batch's items in one request.)
+        let limit = if items > 1 {
+            self.batch_limit().await
+        } else {
+            1
+        };
+        if items > u64::from(limit) {
             return Err(Refusal::Unable(format!(
-                "it is a batch of {items} inputs, more than the {} this worker runs",
-                self.config.max_batch_items
+                "it is a batch of {items} inputs, more than the {limit} this worker runs now"
             )));
         }
         let now = self.chain_now().await?;
@@ -2014,38 +2019,51 @@ impl Agent {
     /// The most inputs of a batch this agent takes: `--max-batch-items`, or 1 (single jobs
     /// only) while the coordinator does not show that it serves a batch's items in one request
     /// each way (`GET /v1/jobs/{id}/inputs`, `PUT /v1/jobs/{id}/outputs`), which this agent
-    /// moves them by: a coordinator predating them would see every batch given back.
+    /// moves them by: a coordinator predating them would see every batch given back. A yes is
+    /// kept; a no, or no answer (within 5 s), is asked again [`BATCH_ROUTES_RECHECK`] later
+    /// (a coordinator upgraded after its workers).
     async fn batch_limit(&self) -> u32 {
         if self.config.max_batch_items == 1 {
             return 1;
         }
-        let serves = self
-            .batch_transfers
-            .get_or_try_init(|| async {
-                let inputs = self
-                    .client
-                    .serves(HttpMethod::Get, routes::JOB_INPUTS)
-                    .await?;
-                let outputs = self
-                    .client
-                    .serves(HttpMethod::Put, routes::JOB_OUTPUTS)
-                    .await?;
-                if !(inputs && outputs) {
+        let known = *lock(&self.batch_transfers);
+        let serves = match known {
+            Some((true, _)) => true,
+            Some((false, at)) if at.elapsed() < BATCH_ROUTES_RECHECK => false,
+            _ => {
+                let asked = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.client.serves(&[
+                        (HttpMethod::Get, routes::JOB_INPUTS),
+                        (HttpMethod::Put, routes::JOB_OUTPUTS),
+                    ]),
+                )
+                .await;
+                let serves = match asked {
+                    Ok(Ok(serves)) => serves,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "reading the coordinator's routes failed: single jobs only for now");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!("the coordinator's routes did not come within 5 s: single jobs only for now");
+                        false
+                    }
+                };
+                if !serves && known.is_none() {
                     tracing::warn!(
                         "the coordinator does not serve a batch's items in one request: this \
-                         agent takes single jobs only until it is restarted against one that does"
+                         agent takes single jobs only until it does"
                     );
                 }
-                Ok::<bool, ClientError>(inputs && outputs)
-            })
-            .await;
-        match serves {
-            Ok(true) => self.config.max_batch_items,
-            Ok(false) => 1,
-            Err(error) => {
-                tracing::debug!(%error, "the coordinator's routes are not known yet");
-                1
+                *lock(&self.batch_transfers) = Some((serves, Instant::now()));
+                serves
             }
+        };
+        if serves {
+            self.config.max_batch_items
+        } else {
+            1
         }
     }
 
@@ -2442,6 +2460,10 @@ fn resumed(entry: &Entry) -> Assignment {
         items: 0,
     }
 }
+
+/// How long a coordinator found not to serve a batch's items in one request (or not
+/// answering) is taken at its word before it is asked again.
+const BATCH_ROUTES_RECHECK: Duration = Duration::from_secs(300);
 
 /// Tries of one batch input's download or output's upload that failed for a passing reason
 /// (rate limited, a lost answer) before the batch is left to the next poll.

@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::StreamReader;
 
 use super::{
-    declared_length, indexed_job, paced, parse_digest, parse_id, parse_query, record_staged,
-    reserve_room, stage_refusal, Api, ApiError, ApiResult,
+    declared_length, indexed_job, parse_digest, parse_id, parse_query, record_staged, reserve_room,
+    stage_refusal, Api, ApiError, ApiResult,
 };
 use crate::blobs::{BlobError, ByteStream};
 use crate::indexer::{felt_text, unix_now};
@@ -309,16 +309,17 @@ pub(super) async fn put_outputs(
     // the next: the request reserves what one upload of the largest blob would (one of the
     // account's uploads, its quota of unreferenced bytes with its other uploads in progress,
     // the disk's floor), and checks the disk's floor again before each output.
+    let charge = declared
+        .min(config.max_blob_bytes)
+        .max(crate::records::MIN_BLOB_CHARGE);
     let reservation = reserve_room(
         &api,
         &signer,
-        declared
-            .min(config.max_blob_bytes)
-            .max(crate::records::MIN_BLOB_CHARGE),
+        charge,
         Some(unix_now().saturating_sub(config.upload_grace_secs)),
     )
     .await?;
-    let stored = store_outputs(&api, &job, &digests, &signed, body, &reservation).await;
+    let stored = store_outputs(&api, &job, &digests, &signed, body, &reservation, charge).await;
     reservation.end().await;
     let bytes = stored?;
     tracing::info!(job_id, worker = %signer, items = job.items, bytes, "batch outputs stored");
@@ -339,6 +340,7 @@ async fn store_outputs(
     signed: &super::Signed,
     body: Body,
     reservation: &super::Reservation,
+    charge: u64,
 ) -> ApiResult<u64> {
     let config = &api.inner.config;
     let job_id = job.job_id;
@@ -347,11 +349,15 @@ async fn store_outputs(
     let stream = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(io::Error::other));
-    let stream = paced(
+    // The time this handler spends on each output (its checks, records and renaming) is not
+    // the client's: it is credited to the pace as the bytes it would have sent meanwhile.
+    let credit = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stream = super::paced_with_credit(
         stream,
         config.upload_stall,
         config.min_upload_rate,
         reservation.lapsed.clone(),
+        credit.clone(),
     )
     .map(move |chunk| {
         if let Ok(chunk) = &chunk {
@@ -383,6 +389,7 @@ async fn store_outputs(
             ));
         }
         let expected = parse_digest(text)?;
+        let clock = std::time::Instant::now();
         if let Some(free) = api
             .inner
             .blobs
@@ -390,7 +397,15 @@ async fn store_outputs(
             .await
             .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("the free space")))?
         {
-            if free.saturating_sub(len) < config.min_free_bytes {
+            // The room promised to the other uploads in progress stays free, as when a
+            // reservation is granted (this request's own charge covers its first output).
+            let others = api
+                .store()
+                .reserved_upload_bytes()
+                .await
+                .map_err(ApiError::internal)?
+                .saturating_sub(charge);
+            if free.saturating_sub(others).saturating_sub(len) < config.min_free_bytes {
                 tracing::error!(
                     free,
                     floor = config.min_free_bytes,
@@ -406,6 +421,7 @@ async fn store_outputs(
                 ));
             }
         }
+        let checks = clock.elapsed();
         let staged = api
             .inner
             .blobs
@@ -425,9 +441,17 @@ async fn store_outputs(
                 other => stage_refusal(other),
             });
         // Bytes that hash to the digest the worker's own signed manifest lists are that
-        // output, whoever carried them: recorded as it arrives (what a later request need not
-        // carry again), the whole body's signed hash checked at its end.
-        record_staged(api, staged?, signed.account, None).await?;
+        // output, whoever carried them: recorded as it arrives, the whole body's signed hash
+        // checked at its end.
+        let staged = staged?;
+        let recording = std::time::Instant::now();
+        record_staged(api, staged, signed.account, None).await?;
+        // (The checks before the output and its record after, not its streaming in.)
+        let spent = checks + recording.elapsed();
+        credit.fetch_add(
+            (spent.as_secs_f64() * config.min_upload_rate as f64) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         bytes = bytes.saturating_add(len);
     }
     let mut past = [0u8; 1];

@@ -1177,19 +1177,38 @@ fn paced<S>(
 where
     S: Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
 {
+    paced_with_credit(body, stall, min_rate, lapsed, Arc::default())
+}
+
+/// [`paced`], counting `credit` bytes as received on top of the body's own (the reader's time
+/// away from the body, at `min_rate`: a handler that stops reading between parts of one body
+/// does not charge its own time to the sender).
+fn paced_with_credit<S>(
+    body: S,
+    stall: Duration,
+    min_rate: u64,
+    lapsed: CancellationToken,
+    credit: Arc<std::sync::atomic::AtomicU64>,
+) -> impl Stream<Item = std::io::Result<axum::body::Bytes>> + Send
+where
+    S: Stream<Item = std::io::Result<axum::body::Bytes>> + Send,
+{
     let started = tokio::time::Instant::now();
     let min_rate = min_rate.max(1);
     futures_util::stream::unfold(
         (Box::pin(body), 0u64, false),
         move |(mut body, received, ended)| {
             let lapsed = lapsed.clone();
+            let credit = credit.clone();
             async move {
                 if ended {
                     return None;
                 }
                 // By when the bytes received so far stop covering the average owed.
+                let counted =
+                    received.saturating_add(credit.load(std::sync::atomic::Ordering::Relaxed));
                 let owed_by =
-                    started + stall + Duration::from_secs_f64(received as f64 / min_rate as f64);
+                    started + stall + Duration::from_secs_f64(counted as f64 / min_rate as f64);
                 let deadline = (tokio::time::Instant::now() + stall).min(owed_by);
                 let next = tokio::select! {
                     () = lapsed.cancelled() => {

@@ -1017,12 +1017,17 @@ async fn a_lying_items_body_is_refused_and_a_slow_reader_is_not_stalled() {
         ClientError::Truncated { .. }
     ));
 
-    assert!(client
-        .serves(HttpMethod::Get, routes::JOB_INPUTS)
+    // (Public: asked without a signer.)
+    let unsigned = CoordinatorClient::new(&url).unwrap();
+    assert!(unsigned
+        .serves(&[(HttpMethod::Get, routes::JOB_INPUTS)])
         .await
         .unwrap());
-    assert!(!client
-        .serves(HttpMethod::Put, routes::JOB_OUTPUTS)
+    assert!(!unsigned
+        .serves(&[
+            (HttpMethod::Get, routes::JOB_INPUTS),
+            (HttpMethod::Put, routes::JOB_OUTPUTS)
+        ])
         .await
         .unwrap());
 }

@@ -1213,6 +1213,15 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating the directory {}", args.out.display()))?;
+    let contest = format!(
+        "if the worker never uploaded them, contest the batch with `ciro job dispute {}`",
+        args.job
+    );
+    let usage = ItemUse {
+        tensors: true,
+        keep: references.is_some(),
+        hint: Some(&contest),
+    };
     let written = download_items(
         s,
         args.job,
@@ -1220,14 +1229,9 @@ async fn batch_result(s: &Session, args: &ResultArgs, info: &job_mgr::JobInfo) -
         &outputs,
         &args.out,
         &args.download,
+        usage,
     )
-    .await
-    .with_context(|| {
-        format!(
-            "if the worker never uploaded them, contest the batch with `ciro job dispute {}`",
-            args.job
-        )
-    })?;
+    .await?;
     println!(
         "outputs   {items} of batch job {}: manifest {committed} = on-chain output_hash, each \
          output checked against it, written to {}/NNNN.safetensors",
@@ -1280,10 +1284,21 @@ enum Side {
     Outputs,
 }
 
+/// What [`download_items`] does with each item beyond checking its digest.
+struct ItemUse<'a> {
+    /// Refuse an item that is not a tensor file (a result; evidence is written as it is).
+    tensors: bool,
+    /// Return the items (else only written: a batch may hold gigabytes).
+    keep: bool,
+    /// What to do when the items are not all there, added to that error.
+    hint: Option<&'a str>,
+}
+
 /// Batch `job_id`'s inputs or outputs, listed by `digests` (its manifest, checked against the
-/// chain), in one signed request: each checked against its digest and as a tensor file, and
-/// written to `dir/NNNN.safetensors`. A transfer that breaks off resumes at the first item it
-/// did not bring (three tries without progress); `download`'s time limit bounds each item.
+/// chain), in one signed request: each checked against its digest (and as a tensor file, as
+/// `usage` says) and written to `dir/NNNN.safetensors`. A transfer that breaks off resumes at
+/// the first item it did not bring (three tries without progress); `download`'s time limit
+/// bounds each item.
 async fn download_items(
     s: &Session,
     job_id: u64,
@@ -1291,6 +1306,7 @@ async fn download_items(
     digests: &[Digest],
     dir: &Path,
     download: &DownloadArgs,
+    usage: ItemUse<'_>,
 ) -> Result<Vec<Vec<u8>>> {
     let what = match side {
         Side::Inputs => "input",
@@ -1301,10 +1317,15 @@ async fn download_items(
         url: format!("job {job_id}'s {what}s"),
         reason: format!("an {what} took longer than {limit:?}"),
     };
-    let mut written: Vec<Vec<u8>> = Vec::with_capacity(digests.len());
+    let hinted = |error: anyhow::Error| match usage.hint {
+        Some(hint) => error.context(hint.to_owned()),
+        None => error,
+    };
+    let mut written: Vec<Vec<u8>> = Vec::new();
+    let mut done = 0usize;
     let mut tries = 0;
-    while written.len() < digests.len() {
-        let from = written.len() as u64;
+    while done < digests.len() {
+        let from = done as u64;
         let open = async {
             match side {
                 Side::Inputs => s.coordinator.open_batch_inputs(job_id, from).await,
@@ -1317,7 +1338,7 @@ async fn download_items(
         let broke = match opened {
             Err(e) => Some(e),
             Ok(mut items) => loop {
-                let i = written.len();
+                let i = done;
                 let Some(digest) = digests.get(i) else {
                     break None;
                 };
@@ -1330,17 +1351,24 @@ async fn download_items(
                             Digest::of(&bytes) == *digest,
                             "{what} {i} does not hash to its manifest's digest {digest}"
                         );
-                        check_safetensors(&bytes, &format!("{what} {i}"))?;
+                        if usage.tensors {
+                            check_safetensors(&bytes, &format!("{what} {i}"))?;
+                        }
                         let path = dir.join(format!("{i:04}.safetensors"));
                         std::fs::write(&path, &bytes)
                             .with_context(|| format!("writing {}", path.display()))?;
-                        written.push(bytes.to_vec());
+                        if usage.keep {
+                            written.push(bytes.to_vec());
+                        }
+                        done += 1;
                         tries = 0;
                     }
-                    Ok(None) => bail!(
-                        "the coordinator sent {i} of job {job_id}'s {} {what}s",
-                        digests.len()
-                    ),
+                    Ok(None) => {
+                        return Err(hinted(anyhow::anyhow!(
+                            "the coordinator sent {i} of job {job_id}'s {} {what}s",
+                            digests.len()
+                        )))
+                    }
                     Err(e) => break Some(e),
                 }
             },
@@ -1357,10 +1385,9 @@ async fn download_items(
         }
         tries += 1;
         if !broke.is_retryable() || tries >= 3 {
-            return Err(anyhow::Error::new(broke).context(format!(
-                "downloading job {job_id}'s {what}s from {what} {} on",
-                written.len()
-            )));
+            return Err(hinted(anyhow::Error::new(broke).context(format!(
+                "downloading job {job_id}'s {what}s from {what} {done} on"
+            ))));
         }
         tokio::time::sleep(Duration::from_millis(500 * tries)).await;
     }
@@ -1661,7 +1688,15 @@ async fn evidence(args: EvidenceArgs) -> Result<()> {
                 (Side::Outputs, args.out.join("outputs"))
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            match download_items(&s, args.job, side, &digests, &dir, &args.download).await {
+            // Written as they are: a cheater's output need not be a tensor file, and the
+            // arbiter needs it all the same.
+            let usage = ItemUse {
+                tensors: false,
+                keep: false,
+                hint: None,
+            };
+            match download_items(&s, args.job, side, &digests, &dir, &args.download, usage).await
+            {
                 Ok(_) => println!(
                     "{what:<9} {items} items, each checked against the manifest, written to {}/NNNN.safetensors",
                     dir.display()

@@ -538,17 +538,15 @@ impl CoordinatorClient {
         self.json_of(call).await
     }
 
-    /// Whether the coordinator serves `method` on route `template` (read from its OpenAPI
-    /// document, [`routes::OPENAPI`]): a client newer than its coordinator asks before using a
-    /// route the coordinator may predate.
-    pub async fn serves(
-        &self,
-        method: HttpMethod,
-        template: &'static str,
-    ) -> Result<bool, ClientError> {
+    /// Whether the coordinator serves every `(method, route template)` of `wanted` (read from
+    /// its public OpenAPI document, [`routes::OPENAPI`], once): a client newer than its
+    /// coordinator asks before using routes the coordinator may predate.
+    pub async fn serves(&self, wanted: &[(HttpMethod, &str)]) -> Result<bool, ClientError> {
         let call = Call::new(HttpMethod::Get, routes::OPENAPI, routes::OPENAPI.to_owned());
         let document: serde_json::Value = self.json_of(call).await?;
-        Ok(document["paths"][template][method.as_str().to_lowercase()].is_object())
+        Ok(wanted.iter().all(|(method, template)| {
+            document["paths"][*template][method.as_str().to_lowercase()].is_object()
+        }))
     }
 
     /// A disputed job's evidence: the blob its disputer uploaded whose SHA-256 begins with the
