@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::StreamReader;
 
 use super::{
-    declared_length, indexed_job, parse_digest, parse_id, parse_query, record_staged, reserve_room,
-    stage_refusal, Api, ApiError, ApiResult,
+    assigned_to, declared_length, indexed_job, parse_digest, parse_id, parse_query, record_staged,
+    reserve_room, stage_refusal, Api, ApiError, ApiResult,
 };
 use crate::blobs::{BlobError, ByteStream};
 use crate::indexer::{felt_text, unix_now};
@@ -275,12 +275,7 @@ pub(super) async fn put_outputs(
     let job = indexed_job(&api, job_id).await?;
     batch(&job, Side::Outputs)?;
     let signer = felt_text(signed.account);
-    if job.worker.as_deref() != Some(signer.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::NotAssigned,
-            format!("job {job_id} is not assigned to {signer}"),
-        ));
-    }
+    assigned_to(&job, &signer)?;
     if !matches!(job.state.as_str(), "Assigned" | "Completed" | "Disputed") {
         return Err(ApiError::new(
             ErrorCode::InvalidState,

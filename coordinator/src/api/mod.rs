@@ -1935,12 +1935,7 @@ async fn put_output(
     check_signed_digest(&signed, &digest)?;
     let job = indexed_job(&api, job_id).await?;
     let signer = felt_text(signed.account);
-    if job.worker.as_deref() != Some(signer.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::NotAssigned,
-            format!("job {job_id} is not assigned to {signer}"),
-        ));
-    }
+    assigned_to(&job, &signer)?;
     let accepts = match job.state.as_str() {
         "Assigned" => true,
         // Committed on-chain first: only that output.
@@ -2017,6 +2012,17 @@ async fn put_output(
     }))
 }
 
+/// `job` as assigned to `signer` (its worker), or 403 `not_assigned`.
+fn assigned_to(job: &JobRow, signer: &str) -> ApiResult<()> {
+    if job.worker.as_deref() != Some(signer) {
+        return Err(ApiError::new(
+            ErrorCode::NotAssigned,
+            format!("job {} is not assigned to {signer}", job.job_id),
+        ));
+    }
+    Ok(())
+}
+
 /// The assigned worker gives a job back: recorded for the leader to release on chain.
 async fn post_release(
     State(api): State<Api>,
@@ -2049,12 +2055,7 @@ async fn post_release(
             .await
             .map_err(ApiError::internal)?;
     if !assigned_here && !reports_failure {
-        if job.worker.as_deref() != Some(signer.as_str()) {
-            return Err(ApiError::new(
-                ErrorCode::NotAssigned,
-                format!("job {job_id} is not assigned to {signer}"),
-            ));
-        }
+        assigned_to(&job, &signer)?;
         return Err(ApiError::new(
             ErrorCode::InvalidState,
             format!(
@@ -2092,12 +2093,7 @@ async fn put_receipt(
     check_body(&signed, &bytes)?;
     let job = indexed_job(&api, job_id).await?;
     let signer = felt_text(signed.account);
-    if job.worker.as_deref() != Some(signer.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::NotAssigned,
-            format!("job {job_id} is not assigned to {signer}"),
-        ));
-    }
+    assigned_to(&job, &signer)?;
     // (an output of an earlier assignment of the job to this worker is not this one's)
     let output = api
         .store()
