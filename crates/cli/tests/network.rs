@@ -497,30 +497,30 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
 
     // A batch of the run's four inputs: one on-chain job, its outputs each checked against the
     // output manifest, the manifest against the chain, and each output against Python torch's.
+    // Submits the run's first `inputs` inputs as one batch of account 3 (`extra`: more
+    // arguments before them) and puts Python torch's output of each in `expect` as
+    // NNNN.safetensors; the batch's id.
+    let submit_batch = |extra: &[&str], inputs: usize, expect: &Path| -> String {
+        std::fs::create_dir_all(expect).expect("a directory");
+        let mut args: Vec<String> = ["job", "submit", "--devnet-account", "3"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        args.push("--input".into());
+        for i in 1..=inputs {
+            let x = work.join(format!("jobs/job{i}.x.safetensors"));
+            args.push(x.to_str().expect("utf-8").to_owned());
+            std::fs::copy(
+                work.join(format!("jobs/job{i}.y.safetensors")),
+                expect.join(format!("{:04}.safetensors", i - 1)),
+            )
+            .expect("the expected output");
+        }
+        net.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
     let expect_dir = work.join("out/batch-expect");
-    std::fs::create_dir_all(&expect_dir).expect("a directory");
-    let mut batch_args: Vec<String> = [
-        "job",
-        "submit",
-        "--devnet-account",
-        "3",
-        "--model",
-        &model,
-        "--input",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for i in 1..=4 {
-        let x = work.join(format!("jobs/job{i}.x.safetensors"));
-        batch_args.push(x.to_str().expect("utf-8").to_owned());
-        std::fs::copy(
-            work.join(format!("jobs/job{i}.y.safetensors")),
-            expect_dir.join(format!("{:04}.safetensors", i - 1)),
-        )
-        .expect("the expected output");
-    }
-    let batch = net.ok(&batch_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let batch = submit_batch(&["--model", &model], 4, &expect_dir);
     net.ok(&[
         "job",
         "watch",
@@ -740,31 +740,7 @@ fn the_local_network_runs_jobs_end_to_end_and_the_cli_refuses_what_would_fail() 
     // exposes it and it is disputed; the arbiter reads its manifests and its items (each side
     // in one request, each item checked against its manifest); another account is refused.
     let cheat_expect = work.join("out/cheat-expect");
-    std::fs::create_dir_all(&cheat_expect).expect("a directory");
-    let mut cheat_args: Vec<String> = [
-        "job",
-        "submit",
-        "--devnet-account",
-        "3",
-        "--model",
-        &strict,
-        "--fee",
-        "1",
-        "--input",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for i in 1..=2 {
-        let x = work.join(format!("jobs/job{i}.x.safetensors"));
-        cheat_args.push(x.to_str().expect("utf-8").to_owned());
-        std::fs::copy(
-            work.join(format!("jobs/job{i}.y.safetensors")),
-            cheat_expect.join(format!("{:04}.safetensors", i - 1)),
-        )
-        .expect("the expected output");
-    }
-    let cheated_batch = net.ok(&cheat_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let cheated_batch = submit_batch(&["--model", &strict, "--fee", "1"], 2, &cheat_expect);
     net.ok(&[
         "job",
         "watch",
